@@ -1,0 +1,110 @@
+//! What the spool keeps beside a message body: the SMTP envelope, where the message came from,
+//! and the delivery state of each recipient.
+
+use serde::{Deserialize, Serialize};
+
+/// DSN `RET` parameter (RFC 3461): what an NDR should carry of the original message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ret {
+    Full,
+    Hdrs,
+}
+
+/// DSN `NOTIFY` parameter of one recipient. `None` in [`Recipient::notify`] means the client did
+/// not say, which RFC 3461 treats as "failure (and maybe delay)".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Notify {
+    pub never: bool,
+    pub success: bool,
+    pub failure: bool,
+    pub delay: bool,
+}
+
+/// Where one recipient stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RcptState {
+    /// Not tried yet, or tried and deferred (`last_reply` holds the remote's words).
+    Pending { last_reply: Option<String> },
+    /// The next hop accepted it.
+    Delivered { reply: String, remote: String },
+    /// Permanent failure or expiry; `reply` is the reason an NDR reports.
+    Failed { reply: String, remote: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub address: String,
+    /// DSN `ORCPT`, as given (`rfc822;user@example.org`).
+    pub orcpt: Option<String>,
+    pub notify: Option<Notify>,
+    pub state: RcptState,
+}
+
+impl Recipient {
+    pub fn new(address: impl Into<String>) -> Self {
+        Recipient {
+            address: address.into(),
+            orcpt: None,
+            notify: None,
+            state: RcptState::Pending { last_reply: None },
+        }
+    }
+
+    pub fn is_pending(&self) -> bool {
+        matches!(self.state, RcptState::Pending { .. })
+    }
+
+    /// The domain part, lower-cased; empty for an address without one.
+    pub fn domain(&self) -> String {
+        self.address
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+
+    /// Whether the sender asked (or by default wants) to hear about a failure of this recipient.
+    pub fn wants_failure_notice(&self) -> bool {
+        match self.notify {
+            None => true,
+            Some(n) => !n.never && n.failure,
+        }
+    }
+}
+
+/// A message's envelope and delivery state, as spooled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The id shown in the `250` reply and in the trace.
+    pub id: String,
+    /// Unix seconds when the message was accepted.
+    pub received_at: i64,
+    /// Envelope sender; empty for the null sender (`MAIL FROM:<>`).
+    pub mail_from: String,
+    pub ret: Option<Ret>,
+    pub env_id: Option<String>,
+    pub smtputf8: bool,
+    pub body_8bit: bool,
+    /// The tenant the message is attributed to, when it is.
+    pub tenant: Option<String>,
+    /// How the message came in: `connector:<name>`, `user:<address>`, `inbound`, `system`.
+    pub origin: String,
+    pub client_ip: String,
+    pub helo: String,
+    pub recipients: Vec<Recipient>,
+    /// Delivery rounds tried so far.
+    pub attempts: u32,
+    /// Unix seconds of the next delivery round.
+    pub next_attempt: i64,
+    /// True for the reports Relayward writes itself (NDRs): they are never answered by NDRs.
+    pub is_report: bool,
+}
+
+impl Envelope {
+    pub fn pending(&self) -> impl Iterator<Item = &Recipient> {
+        self.recipients.iter().filter(|r| r.is_pending())
+    }
+
+    pub fn is_finished(&self) -> bool {
+        !self.recipients.iter().any(Recipient::is_pending)
+    }
+}

@@ -1,0 +1,596 @@
+//! The segment log and its writer thread (group commit).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use crate::envelope::Envelope;
+use crate::record::{self, Kind};
+
+/// A segment is closed and a new one started past this size.
+const SEGMENT_BYTES: u64 = 64 << 20;
+/// At most this much is gathered into one write + fdatasync.
+const BATCH_BYTES: usize = 8 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool I/O error while {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("spool is full: {used} bytes used of the {limit} allowed (storage.max_spool_size)")]
+    Full { used: u64, limit: u64 },
+    #[error("spool has shut down")]
+    Closed,
+    #[error("message {0} is not in the spool")]
+    NotFound(String),
+    #[error("envelope of message {id} cannot be encoded: {source}")]
+    Encode {
+        id: String,
+        source: serde_json::Error,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpoolError + 'a {
+    move |source| SpoolError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Figures for `/metrics`.
+#[derive(Debug, Default)]
+pub struct SpoolStats {
+    pub fsyncs: AtomicU64,
+    pub records: AtomicU64,
+    pub bytes_on_disk: AtomicU64,
+    pub live_messages: AtomicU64,
+    pub segments: AtomicU64,
+    pub write_errors: AtomicU64,
+}
+
+#[derive(Clone, Copy)]
+struct Loc {
+    seg: u64,
+    body_offset: u64,
+    body_len: u64,
+}
+
+#[derive(Default)]
+struct Index {
+    live: HashMap<String, Loc>,
+    /// Live messages per segment, oldest segment first.
+    seg_live: BTreeMap<u64, usize>,
+    current: u64,
+}
+
+struct Shared {
+    dir: PathBuf,
+    index: Mutex<Index>,
+    stats: SpoolStats,
+    max_bytes: Option<u64>,
+}
+
+impl Shared {
+    fn segment_path(&self, seg: u64) -> PathBuf {
+        segment_path(&self.dir, seg)
+    }
+}
+
+fn segment_path(dir: &Path, seg: u64) -> PathBuf {
+    dir.join(format!("segment-{seg:010}.log"))
+}
+
+type Ack = oneshot::Sender<Result<(), SpoolError>>;
+
+enum Op {
+    Write {
+        kind: Kind,
+        id: String,
+        rec: Vec<u8>,
+        body_len: usize,
+        ack: Option<Ack>,
+    },
+    Sync(Ack),
+}
+
+/// Handle to the spool; cheap to clone.
+#[derive(Clone)]
+pub struct Spool {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Op>,
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `dir` and returns every unfinished message found there,
+    /// in the order they were first spooled. `max_bytes` caps the spool's size on disk.
+    pub fn open(dir: &Path, max_bytes: Option<u64>) -> Result<(Spool, Vec<Envelope>), SpoolError> {
+        fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        let mut segs: Vec<u64> = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_err("listing", dir))? {
+            let entry = entry.map_err(io_err("listing", dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(n) = name
+                .strip_prefix("segment-")
+                .and_then(|s| s.strip_suffix(".log"))
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                segs.push(n);
+            }
+        }
+        segs.sort_unstable();
+
+        let mut index = Index::default();
+        let mut envelopes: HashMap<String, (u64, Envelope)> = HashMap::new();
+        let mut order = 0u64;
+        let mut bytes_on_disk = 0u64;
+        for &seg in &segs {
+            let path = segment_path(dir, seg);
+            let mut data = Vec::new();
+            File::open(&path)
+                .and_then(|mut f| f.read_to_end(&mut data))
+                .map_err(io_err("reading", &path))?;
+            bytes_on_disk += data.len() as u64;
+            index.seg_live.insert(seg, 0);
+            let mut pos = 0usize;
+            while let Some(rec) = record::decode(&data[pos..]) {
+                match rec.kind {
+                    Kind::Put => match serde_json::from_slice::<Envelope>(rec.meta) {
+                        Ok(env) => {
+                            let loc = Loc {
+                                seg,
+                                body_offset: (pos + rec.body_offset) as u64,
+                                body_len: rec.body_len as u64,
+                            };
+                            if let Some(old) = index.live.insert(rec.id.to_string(), loc) {
+                                dec(&mut index.seg_live, old.seg);
+                            }
+                            *index.seg_live.entry(seg).or_default() += 1;
+                            order += 1;
+                            envelopes.insert(rec.id.to_string(), (order, env));
+                        }
+                        Err(e) => tracing::error!(id = rec.id, segment = seg, error = %e,
+                            "spooled envelope cannot be read; message left in the segment"),
+                    },
+                    Kind::Update => {
+                        if let (Some(slot), Ok(env)) = (
+                            envelopes.get_mut(rec.id),
+                            serde_json::from_slice::<Envelope>(rec.meta),
+                        ) {
+                            slot.1 = env;
+                        }
+                    }
+                    Kind::Done => {
+                        envelopes.remove(rec.id);
+                        if let Some(old) = index.live.remove(rec.id) {
+                            dec(&mut index.seg_live, old.seg);
+                        }
+                    }
+                }
+                pos += rec.total_len;
+            }
+            if pos < data.len() {
+                tracing::warn!(segment = seg, offset = pos, len = data.len(),
+                    "spool segment ends in an incomplete record (a write cut short); ignored");
+            }
+        }
+        let mut recovered: Vec<(u64, Envelope)> = envelopes.into_values().collect();
+        recovered.sort_by_key(|(o, _)| *o);
+
+        index.current = segs.last().copied().unwrap_or(0) + 1;
+        index.seg_live.insert(index.current, 0);
+        let path = segment_path(dir, index.current);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err("creating", &path))?;
+        sync_dir(dir)?;
+
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            index: Mutex::new(index),
+            stats: SpoolStats::default(),
+            max_bytes,
+        });
+        shared
+            .stats
+            .bytes_on_disk
+            .store(bytes_on_disk, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            shared: shared.clone(),
+            file,
+            len: 0,
+        };
+        writer.delete_finished_segments();
+        writer.publish_counts();
+        std::thread::Builder::new()
+            .name("spool-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(io_err("starting the writer thread for", dir))?;
+        Ok((Spool { shared, tx }, recovered.into_iter().map(|(_, e)| e).collect()))
+    }
+
+    /// Spools a new message; returns once it is durable (fdatasync done).
+    pub async fn put(&self, env: &Envelope, body: &[u8]) -> Result<(), SpoolError> {
+        if let Some(limit) = self.shared.max_bytes {
+            let used = self.shared.stats.bytes_on_disk.load(Ordering::Relaxed);
+            if used + body.len() as u64 > limit {
+                return Err(SpoolError::Full { used, limit });
+            }
+        }
+        let meta = serde_json::to_vec(env).map_err(|source| SpoolError::Encode {
+            id: env.id.clone(),
+            source,
+        })?;
+        let rec = record::encode(Kind::Put, &env.id, &meta, body);
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Op::Write {
+                kind: Kind::Put,
+                id: env.id.clone(),
+                rec,
+                body_len: body.len(),
+                ack: Some(ack),
+            })
+            .map_err(|_| SpoolError::Closed)?;
+        done.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Records a new delivery state. Not awaited: losing it can only repeat a delivery attempt.
+    pub fn update(&self, env: &Envelope) {
+        match serde_json::to_vec(env) {
+            Ok(meta) => {
+                let rec = record::encode(Kind::Update, &env.id, &meta, &[]);
+                self.send(Kind::Update, &env.id, rec);
+            }
+            Err(e) => tracing::error!(id = %env.id, error = %e, "cannot encode envelope update"),
+        }
+    }
+
+    /// Marks a message finished; its space is reclaimed once its segment holds nothing live.
+    pub fn done(&self, id: &str) {
+        let rec = record::encode(Kind::Done, id, &[], &[]);
+        self.send(Kind::Done, id, rec);
+    }
+
+    fn send(&self, kind: Kind, id: &str, rec: Vec<u8>) {
+        let op = Op::Write {
+            kind,
+            id: id.to_string(),
+            rec,
+            body_len: 0,
+            ack: None,
+        };
+        if self.tx.send(op).is_err() {
+            tracing::warn!(id, "spool is closed; state change not recorded");
+        }
+    }
+
+    /// Waits until everything handed to the spool so far is durable.
+    pub async fn flush(&self) -> Result<(), SpoolError> {
+        let (ack, done) = oneshot::channel();
+        self.tx.send(Op::Sync(ack)).map_err(|_| SpoolError::Closed)?;
+        done.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Reads a spooled message's body.
+    pub async fn body(&self, id: &str) -> Result<Vec<u8>, SpoolError> {
+        let loc = {
+            let index = self.shared.index.lock().map_err(|_| SpoolError::Closed)?;
+            index.live.get(id).copied()
+        }
+        .ok_or_else(|| SpoolError::NotFound(id.to_string()))?;
+        let path = self.shared.segment_path(loc.seg);
+        tokio::task::spawn_blocking(move || {
+            let mut f = File::open(&path).map_err(io_err("opening", &path))?;
+            f.seek(SeekFrom::Start(loc.body_offset))
+                .map_err(io_err("seeking in", &path))?;
+            let mut buf = vec![0u8; loc.body_len as usize];
+            f.read_exact(&mut buf).map_err(io_err("reading", &path))?;
+            Ok(buf)
+        })
+        .await
+        .map_err(|_| SpoolError::Closed)?
+    }
+
+    pub fn stats(&self) -> &SpoolStats {
+        &self.shared.stats
+    }
+}
+
+fn dec(seg_live: &mut BTreeMap<u64, usize>, seg: u64) {
+    if let Some(n) = seg_live.get_mut(&seg) {
+        *n = n.saturating_sub(1);
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("syncing directory", dir))
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    file: File,
+    len: u64,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Op>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            let mut bytes = 0usize;
+            while bytes < BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(op) => {
+                        if let Op::Write { rec, .. } = &op {
+                            bytes += rec.len();
+                        }
+                        batch.push(op);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.write_batch(batch);
+        }
+        // Every handle is gone: make what was written durable before the thread ends.
+        if let Err(e) = self.file.sync_data() {
+            tracing::error!(error = %e, "final spool sync failed");
+        }
+    }
+
+    fn write_batch(&mut self, batch: Vec<Op>) {
+        let start = self.len;
+        let seg = self.current();
+        let mut needs_sync = false;
+        let mut placed: Vec<(Kind, String, Option<Loc>)> = Vec::with_capacity(batch.len());
+        let mut acks: Vec<Ack> = Vec::new();
+        let mut result: Result<(), io::Error> = Ok(());
+        for op in batch {
+            match op {
+                Op::Write {
+                    kind,
+                    id,
+                    rec,
+                    body_len,
+                    ack,
+                } => {
+                    if result.is_ok() {
+                        result = self.file.write_all(&rec);
+                    }
+                    let loc = (kind == Kind::Put).then(|| Loc {
+                        seg,
+                        body_offset: self.len + (rec.len() - body_len) as u64,
+                        body_len: body_len as u64,
+                    });
+                    self.len += rec.len() as u64;
+                    placed.push((kind, id, loc));
+                    if let Some(ack) = ack {
+                        needs_sync = true;
+                        acks.push(ack);
+                    }
+                }
+                Op::Sync(ack) => {
+                    needs_sync = true;
+                    acks.push(ack);
+                }
+            }
+        }
+        if result.is_ok() && needs_sync {
+            result = self.file.sync_data();
+            self.shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        let path = self.shared.segment_path(seg);
+        if let Err(e) = result {
+            // Cut the failed batch off so no half record sits in front of later good ones.
+            self.shared.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, segment = %path.display(), "spool write failed; batch refused");
+            if self.file.set_len(start).is_err() {
+                self.rotate();
+            }
+            self.len = start;
+            let kind = e.kind();
+            for ack in acks {
+                let _ = ack.send(Err(SpoolError::Io {
+                    op: "writing",
+                    path: path.clone(),
+                    source: io::Error::new(kind, e.to_string()),
+                }));
+            }
+            return;
+        }
+        self.shared
+            .stats
+            .records
+            .fetch_add(placed.len() as u64, Ordering::Relaxed);
+        self.shared
+            .stats
+            .bytes_on_disk
+            .fetch_add(self.len - start, Ordering::Relaxed);
+        if let Ok(mut index) = self.shared.index.lock() {
+            for (kind, id, loc) in placed {
+                match (kind, loc) {
+                    (Kind::Put, Some(loc)) => {
+                        if let Some(old) = index.live.insert(id, loc) {
+                            dec(&mut index.seg_live, old.seg);
+                        }
+                        *index.seg_live.entry(loc.seg).or_default() += 1;
+                    }
+                    (Kind::Done, _) => {
+                        if let Some(old) = index.live.remove(&id) {
+                            dec(&mut index.seg_live, old.seg);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for ack in acks {
+            let _ = ack.send(Ok(()));
+        }
+        if self.len >= SEGMENT_BYTES {
+            self.rotate();
+        }
+        self.delete_finished_segments();
+        self.publish_counts();
+    }
+
+    fn current(&self) -> u64 {
+        self.shared.index.lock().map(|i| i.current).unwrap_or(0)
+    }
+
+    /// Starts a new segment. On failure the old one stays current and the next batch retries.
+    fn rotate(&mut self) {
+        let next = self.current() + 1;
+        let path = self.shared.segment_path(next);
+        let opened = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err("creating", &path))
+            .and_then(|f| sync_dir(&self.shared.dir).map(|_| f));
+        match opened {
+            Ok(file) => {
+                if let Err(e) = self.file.sync_data() {
+                    tracing::error!(error = %e, "sync of the closed spool segment failed");
+                }
+                self.file = file;
+                self.len = 0;
+                if let Ok(mut index) = self.shared.index.lock() {
+                    index.current = next;
+                    index.seg_live.insert(next, 0);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start a new spool segment"),
+        }
+    }
+
+    /// Removes segments oldest first while they hold nothing live. Only a prefix may go: a later
+    /// segment can hold the `Done` of a message spooled in an earlier one.
+    fn delete_finished_segments(&self) {
+        let Ok(mut index) = self.shared.index.lock() else {
+            return;
+        };
+        let current = index.current;
+        while let Some((&seg, &live)) = index.seg_live.iter().next() {
+            if seg == current || live > 0 {
+                break;
+            }
+            let path = self.shared.segment_path(seg);
+            let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    self.shared
+                        .stats
+                        .bytes_on_disk
+                        .fetch_sub(size.min(self.shared.stats.bytes_on_disk.load(Ordering::Relaxed)), Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, segment = %path.display(), "cannot remove finished spool segment");
+                    break;
+                }
+            }
+            index.seg_live.remove(&seg);
+        }
+    }
+
+    fn publish_counts(&self) {
+        if let Ok(index) = self.shared.index.lock() {
+            let s = &self.shared.stats;
+            s.live_messages
+                .store(index.live.len() as u64, Ordering::Relaxed);
+            s.segments.store(index.seg_live.len() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Recipient;
+
+    fn env(id: &str) -> Envelope {
+        Envelope {
+            id: id.into(),
+            received_at: 0,
+            mail_from: "a@example.org".into(),
+            ret: None,
+            env_id: None,
+            smtputf8: false,
+            body_8bit: false,
+            tenant: None,
+            origin: "inbound".into(),
+            client_ip: "127.0.0.1".into(),
+            helo: "client".into(),
+            recipients: vec![Recipient::new("b@example.com")],
+            attempts: 0,
+            next_attempt: 0,
+            is_report: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn recovers_unfinished_messages_with_their_latest_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (spool, found) = Spool::open(dir.path(), None).expect("open");
+            assert!(found.is_empty());
+            spool.put(&env("A"), b"body A\r\n").await.expect("put A");
+            spool.put(&env("B"), b"body B\r\n").await.expect("put B");
+            let mut b = env("B");
+            b.attempts = 3;
+            spool.update(&b);
+            spool.done("A");
+            spool.flush().await.expect("flush");
+        }
+        let (spool, found) = Spool::open(dir.path(), None).expect("reopen");
+        assert_eq!(found.len(), 1, "only B is unfinished");
+        assert_eq!(found[0].id, "B");
+        assert_eq!(found[0].attempts, 3, "the update survived");
+        assert_eq!(spool.body("B").await.expect("body"), b"body B\r\n");
+        assert!(matches!(spool.body("A").await, Err(SpoolError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn a_full_spool_refuses_and_keeps_what_it_had() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (spool, _) = Spool::open(dir.path(), Some(2_000)).expect("open");
+        spool.put(&env("A"), &[b'x'; 500]).await.expect("first fits");
+        let err = spool.put(&env("B"), &[b'x'; 4_000]).await;
+        assert!(matches!(err, Err(SpoolError::Full { .. })), "{err:?}");
+        drop(spool);
+        let (_, found) = Spool::open(dir.path(), None).expect("reopen");
+        assert_eq!(found.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn finished_segments_are_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (spool, _) = Spool::open(dir.path(), None).expect("open");
+            spool.put(&env("A"), b"x").await.expect("put");
+            spool.done("A");
+            spool.flush().await.expect("flush");
+        }
+        // The reopened spool starts a new segment and drops the old, finished one.
+        let (spool, found) = Spool::open(dir.path(), None).expect("reopen");
+        assert!(found.is_empty());
+        assert_eq!(spool.stats().segments.load(Ordering::Relaxed), 1);
+        let logs = fs::read_dir(dir.path()).expect("ls").count();
+        assert_eq!(logs, 1);
+    }
+}
