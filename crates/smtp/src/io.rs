@@ -1,0 +1,162 @@
+//! The connection's byte stream (plain or TLS) with a bounded read buffer.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// The socket was handed to the TLS handshake; any I/O now is an error.
+    Closed,
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection handed over to TLS")
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// A stream with an input buffer and an output buffer. Replies are gathered and written when
+/// the client has nothing more buffered (RFC 2920 pipelining: one write for a whole batch).
+pub struct Conn {
+    pub stream: Stream,
+    inbuf: Vec<u8>,
+    start: usize,
+    end: usize,
+    pub out: Vec<u8>,
+}
+
+pub enum Line {
+    /// A complete line, CRLF or LF included.
+    Ok(Vec<u8>),
+    /// The line was longer than allowed; it was read and dropped up to its end.
+    TooLong,
+    /// The client closed the connection.
+    Eof,
+}
+
+const READ_CHUNK: usize = 16 * 1024;
+
+impl Conn {
+    pub fn new(stream: Stream) -> Conn {
+        Conn {
+            stream,
+            inbuf: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
+            out: Vec::with_capacity(1024),
+        }
+    }
+
+    pub fn buffered(&self) -> &[u8] {
+        &self.inbuf[self.start..self.end]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+    }
+
+    /// Drops whatever the client sent ahead (used at STARTTLS: nothing sent in clear text before
+    /// the handshake may be read as a command after it).
+    pub fn discard_buffered(&mut self) -> usize {
+        let n = self.end - self.start;
+        self.start = 0;
+        self.end = 0;
+        n
+    }
+
+    /// Reads more bytes into the buffer; returns 0 at end of stream. Flushes pending replies first
+    /// when nothing is buffered, so a pipelining client gets one write per batch.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            self.flush().await?;
+        } else if self.start > 0 {
+            self.inbuf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.inbuf.len() {
+            self.inbuf.resize(self.inbuf.len() + READ_CHUNK, 0);
+        }
+        let n = self.stream.read(&mut self.inbuf[self.end..]).await?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Reads one line of at most `max` bytes.
+    pub async fn read_line(&mut self, max: usize) -> io::Result<Line> {
+        let mut too_long = false;
+        loop {
+            let buf = &self.inbuf[self.start..self.end];
+            if let Some(pos) = memchr::memchr(b'\n', buf) {
+                let line = buf[..=pos].to_vec();
+                self.start += pos + 1;
+                if too_long || line.len() > max {
+                    return Ok(Line::TooLong);
+                }
+                return Ok(Line::Ok(line));
+            }
+            if buf.len() > max {
+                too_long = true;
+                self.start = self.end;
+            }
+            if self.fill().await? == 0 {
+                return Ok(Line::Eof);
+            }
+        }
+    }
+
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+            self.stream.flush().await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,630 @@
+//! One SMTP session: the command loop, the transaction state and the replies.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use smtp_proto::{Error as ParseError, Request};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::Policy;
+use crate::data::{DataDecoder, normalise_line_ends};
+use crate::io::{Conn, Line, Stream};
+use crate::reply::Reply;
+use crate::server::{ListenerKind, ServerConfig};
+
+/// What the session knows about its client.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub kind: ListenerKind,
+    pub helo: Option<String>,
+    pub tls: bool,
+    pub auth_user: Option<String>,
+}
+
+/// Parameters of `MAIL FROM` that travel with the message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailParams {
+    pub size: Option<usize>,
+    pub body_8bit: bool,
+    pub smtputf8: bool,
+    /// DSN `RET`: `Some(true)` for FULL, `Some(false)` for HDRS.
+    pub ret_full: Option<bool>,
+    pub env_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rcpt {
+    pub address: String,
+    pub orcpt: Option<String>,
+    /// DSN `NOTIFY` as smtp-proto's `RCPT_NOTIFY_*` bits; 0 when not given.
+    pub notify: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Transaction {
+    pub mail_from: String,
+    pub params: MailParams,
+    pub rcpts: Vec<Rcpt>,
+    /// Bare CR or LF line ends normalised to CRLF in the body.
+    pub bare_line_ends: usize,
+    pub chunked: bool,
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+pub(crate) struct Session<P: Policy> {
+    conn: Conn,
+    peer: Peer,
+    config: Arc<ServerConfig>,
+    policy: Arc<P>,
+    tls: Option<TlsAcceptor>,
+    stop: watch::Receiver<bool>,
+    tx: Option<Transaction>,
+    /// BDAT chunks gathered so far, `None` once over the size limit.
+    bdat: Option<Option<Vec<u8>>>,
+    errors: u32,
+    commands_unauthenticated: u32,
+    auth_failures: u32,
+}
+
+impl<P: Policy> Session<P> {
+    pub(crate) fn new(
+        conn: Conn,
+        addr: SocketAddr,
+        config: Arc<ServerConfig>,
+        policy: Arc<P>,
+        tls: Option<TlsAcceptor>,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Session {
+            conn,
+            peer: Peer {
+                addr,
+                kind: config.kind,
+                helo: None,
+                tls: false,
+                auth_user: None,
+            },
+            config,
+            policy,
+            tls,
+            stop,
+            tx: None,
+            bdat: None,
+            errors: 0,
+            commands_unauthenticated: 0,
+            auth_failures: 0,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut state = match self.policy.connect(self.peer.addr.ip(), self.peer.kind) {
+            Ok(s) => s,
+            Err(reply) => {
+                self.reply(reply);
+                let _ = self.conn.flush().await;
+                return;
+            }
+        };
+        let greeting = Reply::new(220, format!("{} ESMTP Relayward", self.config.hostname));
+        self.reply(greeting);
+        if let Err(e) = self.serve(&mut state).await {
+            tracing::debug!(peer = %self.peer.addr, error = %e, "session ended by I/O error");
+        }
+        let _ = self.conn.flush().await;
+    }
+
+    fn reply(&mut self, reply: Reply) {
+        reply.write_to(&mut self.conn.out);
+    }
+
+    fn idle(&self) -> bool {
+        self.tx.is_none() && self.bdat.is_none()
+    }
+
+    async fn serve(&mut self, state: &mut P::Conn) -> std::io::Result<()> {
+        loop {
+            if *self.stop.borrow() && self.idle() {
+                self.reply(Reply::new(421, "4.3.2 Service shutting down, try again later"));
+                return Ok(());
+            }
+            let line = if self.idle() && self.conn.buffered().is_empty() {
+                let mut stop = self.stop.clone();
+                tokio::select! {
+                    r = tokio::time::timeout(self.config.command_timeout, self.conn.read_line(self.config.max_line)) => r,
+                    _ = stop.changed() => continue,
+                }
+            } else {
+                tokio::time::timeout(
+                    self.config.command_timeout,
+                    self.conn.read_line(self.config.max_line),
+                )
+                .await
+            };
+            let line = match line {
+                Err(_) => {
+                    self.reply(Reply::new(421, "4.4.2 Timeout waiting for a command, closing connection"));
+                    return Ok(());
+                }
+                Ok(r) => r?,
+            };
+            let line = match line {
+                Line::Eof => return Ok(()),
+                Line::TooLong => {
+                    if let Flow::Close = self.error(Reply::new(500, "5.5.2 Line too long")) {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Line::Ok(l) => l,
+            };
+            if self.peer.kind == ListenerKind::Submission && self.peer.auth_user.is_none() {
+                self.commands_unauthenticated += 1;
+                if self.commands_unauthenticated > self.config.max_commands_unauthenticated {
+                    self.reply(Reply::new(421, "4.7.0 Too many commands before authentication, closing connection"));
+                    return Ok(());
+                }
+            }
+            let flow = match Request::parse(&mut line.iter()) {
+                Ok(req) => self.command(state, req.into_owned()).await?,
+                Err(e) => self.error(parse_error_reply(e)),
+            };
+            if let Flow::Close = flow {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends a protocol error and counts it; closes after too many.
+    fn error(&mut self, reply: Reply) -> Flow {
+        self.errors += 1;
+        self.reply(reply);
+        if self.errors >= self.config.max_errors {
+            self.reply(Reply::new(421, "4.7.0 Too many errors, closing connection"));
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    async fn command(&mut self, state: &mut P::Conn, req: Request<String>) -> std::io::Result<Flow> {
+        let flow = match req {
+            Request::Ehlo { host } => {
+                self.reset();
+                self.peer.helo = Some(host);
+                let reply = self.ehlo_reply();
+                self.reply(reply);
+                Flow::Continue
+            }
+            Request::Helo { host } => {
+                self.reset();
+                self.peer.helo = Some(host);
+                let text = format!("{} Hello", self.config.hostname);
+                self.reply(Reply::new(250, text));
+                Flow::Continue
+            }
+            Request::StartTls => return self.starttls(state).await,
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => return self.auth(state, mechanism, initial_response).await,
+            Request::Mail { from } => {
+                let reply = self.mail(state, from);
+                self.answer(reply)
+            }
+            Request::Rcpt { to } => {
+                let reply = self.rcpt(state, to);
+                self.answer(reply)
+            }
+            Request::Data => return self.data(state).await,
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => return self.bdat(state, chunk_size, is_last).await,
+            Request::Rset => {
+                self.reset();
+                self.reply(Reply::ok());
+                Flow::Continue
+            }
+            Request::Noop { .. } => {
+                self.reply(Reply::ok());
+                Flow::Continue
+            }
+            Request::Quit => {
+                self.reply(Reply::new(221, "2.0.0 Bye"));
+                Flow::Close
+            }
+            Request::Vrfy { .. } => {
+                self.reply(Reply::new(502, "5.5.1 VRFY command is disabled"));
+                Flow::Continue
+            }
+            Request::Expn { .. } => {
+                self.reply(Reply::new(502, "5.5.1 EXPN command is disabled"));
+                Flow::Continue
+            }
+            Request::Help { .. } => {
+                self.reply(Reply::new(214, "2.0.0 Relayward: see RFC 5321"));
+                Flow::Continue
+            }
+            Request::Lhlo { .. } => self.error(Reply::new(500, "5.5.1 Command unrecognized")),
+            Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+                self.error(Reply::new(502, "5.5.1 Command not implemented"))
+            }
+        };
+        Ok(flow)
+    }
+
+    /// Writes a reply; a 5xx to a command counts as a protocol error only for sequence and
+    /// syntax problems, which the helpers below report through `Err`.
+    fn answer(&mut self, reply: Result<Reply, Reply>) -> Flow {
+        match reply {
+            Ok(r) => {
+                self.reply(r);
+                Flow::Continue
+            }
+            Err(r) => self.error(r),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.tx = None;
+        self.bdat = None;
+    }
+
+    fn ehlo_reply(&self) -> Reply {
+        let mut lines = vec![
+            format!("{} Hello [{}]", self.config.hostname, self.peer.addr.ip()),
+            "PIPELINING".to_string(),
+            format!("SIZE {}", self.config.max_message_size),
+            "8BITMIME".to_string(),
+            "SMTPUTF8".to_string(),
+            "ENHANCEDSTATUSCODES".to_string(),
+            "CHUNKING".to_string(),
+            "DSN".to_string(),
+        ];
+        if self.tls.is_some() && !self.peer.tls {
+            lines.push("STARTTLS".to_string());
+        }
+        if self.peer.kind == ListenerKind::Submission && self.peer.tls && self.peer.auth_user.is_none()
+        {
+            lines.push("AUTH PLAIN LOGIN".to_string());
+        }
+        Reply::new(250, lines.join("\n"))
+    }
+
+    async fn starttls(&mut self, state: &mut P::Conn) -> std::io::Result<Flow> {
+        let Some(acceptor) = self.tls.clone() else {
+            return Ok(self.error(Reply::new(502, "5.5.1 STARTTLS not available")));
+        };
+        if self.peer.tls {
+            return Ok(self.error(Reply::new(503, "5.5.1 TLS already active")));
+        }
+        if !self.idle() {
+            return Ok(self.error(Reply::new(503, "5.5.1 STARTTLS not allowed during a mail transaction")));
+        }
+        self.reply(Reply::new(220, "2.0.0 Ready to start TLS"));
+        self.conn.flush().await?;
+        let dropped = self.conn.discard_buffered();
+        if dropped > 0 {
+            tracing::info!(peer = %self.peer.addr, bytes = dropped, "discarded clear-text bytes sent after STARTTLS");
+        }
+        let plain = std::mem::replace(&mut self.conn.stream, Stream::Closed);
+        let Stream::Plain(tcp) = plain else {
+            return Ok(Flow::Close);
+        };
+        let tls = match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::info!(peer = %self.peer.addr, error = %e, "TLS handshake failed");
+                return Ok(Flow::Close);
+            }
+            Err(_) => return Ok(Flow::Close),
+        };
+        let names = client_cert_names(&tls);
+        self.conn.stream = Stream::Tls(Box::new(tls));
+        self.peer.tls = true;
+        self.peer.helo = None;
+        self.policy.tls_established(state, &names);
+        Ok(Flow::Continue)
+    }
+
+    async fn auth(&mut self, state: &mut P::Conn, mechanism: u64, initial: String) -> std::io::Result<Flow> {
+        if self.peer.kind != ListenerKind::Submission {
+            return Ok(self.error(Reply::new(502, "5.5.1 AUTH is offered on the submission port only")));
+        }
+        if !self.peer.tls {
+            return Ok(self.error(Reply::new(538, "5.7.11 Encryption required for requested authentication mechanism")));
+        }
+        if self.peer.auth_user.is_some() {
+            return Ok(self.error(Reply::new(503, "5.5.1 Already authenticated")));
+        }
+        if !self.idle() {
+            return Ok(self.error(Reply::new(503, "5.5.1 AUTH not allowed during a mail transaction")));
+        }
+        let credentials = if mechanism == smtp_proto::AUTH_PLAIN {
+            let response = if initial.is_empty() {
+                match self.auth_prompt("").await? {
+                    Some(r) => r,
+                    None => return Ok(self.auth_cancelled()),
+                }
+            } else {
+                initial
+            };
+            decode_plain(&response)
+        } else if mechanism == smtp_proto::AUTH_LOGIN {
+            let user = if initial.is_empty() {
+                match self.auth_prompt("VXNlcm5hbWU6").await? {
+                    Some(r) => r,
+                    None => return Ok(self.auth_cancelled()),
+                }
+            } else {
+                initial
+            };
+            let Some(pass) = self.auth_prompt("UGFzc3dvcmQ6").await? else {
+                return Ok(self.auth_cancelled());
+            };
+            decode_b64(&user).zip(decode_b64(&pass))
+        } else {
+            return Ok(self.error(Reply::new(504, "5.5.4 Unrecognized authentication type")));
+        };
+        let Some((user, password)) = credentials else {
+            return Ok(self.error(Reply::new(501, "5.5.2 Cannot decode the authentication response")));
+        };
+        match self.policy.authenticate(state, &user, &password).await {
+            Ok(()) => {
+                self.peer.auth_user = Some(user);
+                self.reply(Reply::new(235, "2.7.0 Authentication successful"));
+                Ok(Flow::Continue)
+            }
+            Err(reply) => {
+                self.auth_failures += 1;
+                self.reply(reply);
+                if self.auth_failures >= self.config.max_auth_failures {
+                    self.reply(Reply::new(421, "4.7.0 Too many authentication failures, closing connection"));
+                    return Ok(Flow::Close);
+                }
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    fn auth_cancelled(&mut self) -> Flow {
+        self.error(Reply::new(501, "5.7.0 Authentication cancelled"))
+    }
+
+    /// Sends a `334` challenge and reads the answer; `None` when the client cancels with `*`.
+    async fn auth_prompt(&mut self, challenge: &str) -> std::io::Result<Option<String>> {
+        self.reply(Reply::new(334, challenge));
+        let line = tokio::time::timeout(self.config.command_timeout, self.conn.read_line(self.config.max_line))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "AUTH answer"))??;
+        match line {
+            Line::Ok(l) => {
+                let s = String::from_utf8_lossy(&l).trim_end().to_string();
+                Ok((s != "*").then_some(s))
+            }
+            Line::TooLong => Ok(None),
+            Line::Eof => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+
+    fn mail(&mut self, state: &mut P::Conn, from: smtp_proto::MailFrom<String>) -> Result<Reply, Reply> {
+        if self.peer.helo.is_none() {
+            return Err(Reply::new(503, "5.5.1 Send EHLO or HELO first"));
+        }
+        if self.tx.is_some() {
+            return Err(Reply::new(503, "5.5.1 Sender already specified"));
+        }
+        if from.size > self.config.max_message_size {
+            return Ok(Reply::new(552, "5.3.4 Message size exceeds fixed maximum message size"));
+        }
+        let params = MailParams {
+            size: (from.size > 0).then_some(from.size),
+            body_8bit: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
+            smtputf8: from.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
+            ret_full: if from.flags & smtp_proto::MAIL_RET_FULL != 0 {
+                Some(true)
+            } else if from.flags & smtp_proto::MAIL_RET_HDRS != 0 {
+                Some(false)
+            } else {
+                None
+            },
+            env_id: from.env_id.clone(),
+        };
+        match self.policy.mail(state, &self.peer, &from.address, &params) {
+            Ok(()) => {
+                self.tx = Some(Transaction {
+                    mail_from: from.address,
+                    params,
+                    ..Transaction::default()
+                });
+                Ok(Reply::new(250, "2.1.0 Sender OK"))
+            }
+            Err(reply) => Ok(reply),
+        }
+    }
+
+    fn rcpt(&mut self, state: &mut P::Conn, to: smtp_proto::RcptTo<String>) -> Result<Reply, Reply> {
+        let Some(tx) = self.tx.as_ref() else {
+            return Err(Reply::new(503, "5.5.1 Need MAIL command"));
+        };
+        if tx.rcpts.len() >= self.config.max_recipients {
+            return Ok(Reply::new(452, "4.5.3 Too many recipients"));
+        }
+        if to.address.is_empty() {
+            return Err(Reply::new(501, "5.1.3 Bad recipient address syntax"));
+        }
+        let rcpt = Rcpt {
+            address: to.address,
+            orcpt: to.orcpt,
+            notify: to.flags
+                & (smtp_proto::RCPT_NOTIFY_NEVER
+                    | smtp_proto::RCPT_NOTIFY_SUCCESS
+                    | smtp_proto::RCPT_NOTIFY_FAILURE
+                    | smtp_proto::RCPT_NOTIFY_DELAY),
+        };
+        match self.policy.rcpt(state, &self.peer, tx, &rcpt) {
+            Ok(()) => {
+                if let Some(tx) = self.tx.as_mut() {
+                    tx.rcpts.push(rcpt);
+                }
+                Ok(Reply::new(250, "2.1.5 Recipient OK"))
+            }
+            Err(reply) => Ok(reply),
+        }
+    }
+
+    async fn data(&mut self, state: &mut P::Conn) -> std::io::Result<Flow> {
+        match &self.tx {
+            None => return Ok(self.error(Reply::new(503, "5.5.1 Need MAIL command"))),
+            Some(tx) if tx.rcpts.is_empty() => {
+                return Ok(self.error(Reply::new(503, "5.5.1 Need RCPT command")));
+            }
+            Some(_) if self.bdat.is_some() => {
+                return Ok(self.error(Reply::new(503, "5.5.1 DATA not allowed after BDAT")));
+            }
+            Some(_) => {}
+        }
+        self.reply(Reply::new(354, "Start mail input; end with <CRLF>.<CRLF>"));
+        let mut decoder = DataDecoder::new(self.config.max_message_size);
+        loop {
+            if let Some(used) = decoder.feed(self.conn.buffered()) {
+                self.conn.consume(used);
+                break;
+            }
+            let n = self.conn.buffered().len();
+            self.conn.consume(n);
+            match tokio::time::timeout(self.config.data_timeout, self.conn.fill()).await {
+                Err(_) => {
+                    self.reply(Reply::new(421, "4.4.2 Timeout waiting for data, closing connection"));
+                    return Ok(Flow::Close);
+                }
+                Ok(r) => {
+                    if r? == 0 {
+                        return Ok(Flow::Close);
+                    }
+                }
+            }
+        }
+        let Some(mut tx) = self.tx.take() else {
+            return Ok(Flow::Continue);
+        };
+        if decoder.overflowed() {
+            self.reply(Reply::new(552, "5.3.4 Message size exceeds fixed maximum message size"));
+            return Ok(Flow::Continue);
+        }
+        tx.bare_line_ends = decoder.bare_line_ends();
+        let reply = self.policy.data(state, &self.peer, tx, decoder.into_body()).await;
+        self.reply(reply);
+        Ok(Flow::Continue)
+    }
+
+    async fn bdat(&mut self, state: &mut P::Conn, size: usize, last: bool) -> std::io::Result<Flow> {
+        // The chunk is read whatever happens next: its bytes are not commands.
+        let limit = self.config.max_message_size;
+        let mut gathered = self.bdat.take().unwrap_or(Some(Vec::new()));
+        let mut left = size;
+        while left > 0 {
+            if self.conn.buffered().is_empty() {
+                match tokio::time::timeout(self.config.data_timeout, self.conn.fill()).await {
+                    Err(_) => {
+                        self.reply(Reply::new(421, "4.4.2 Timeout waiting for data, closing connection"));
+                        return Ok(Flow::Close);
+                    }
+                    Ok(r) => {
+                        if r? == 0 {
+                            return Ok(Flow::Close);
+                        }
+                    }
+                }
+            }
+            let take = left.min(self.conn.buffered().len());
+            if let Some(body) = gathered.as_mut() {
+                if body.len() + take > limit {
+                    gathered = None;
+                } else {
+                    body.extend_from_slice(&self.conn.buffered()[..take]);
+                }
+            }
+            self.conn.consume(take);
+            left -= take;
+        }
+        match &self.tx {
+            None => return Ok(self.error(Reply::new(503, "5.5.1 Need MAIL command"))),
+            Some(tx) if tx.rcpts.is_empty() => {
+                return Ok(self.error(Reply::new(503, "5.5.1 Need RCPT command")));
+            }
+            Some(_) => {}
+        }
+        if !last {
+            self.bdat = Some(gathered);
+            self.reply(Reply::new(250, format!("2.0.0 {size} octets received")));
+            return Ok(Flow::Continue);
+        }
+        let Some(mut tx) = self.tx.take() else {
+            return Ok(Flow::Continue);
+        };
+        let Some(body) = gathered else {
+            self.reply(Reply::new(552, "5.3.4 Message size exceeds fixed maximum message size"));
+            return Ok(Flow::Continue);
+        };
+        let (body, bare) = normalise_line_ends(body);
+        tx.bare_line_ends = bare;
+        tx.chunked = true;
+        let reply = self.policy.data(state, &self.peer, tx, body).await;
+        self.reply(reply);
+        Ok(Flow::Continue)
+    }
+}
+
+fn parse_error_reply(e: ParseError) -> Reply {
+    match e {
+        ParseError::UnknownCommand => Reply::new(500, "5.5.1 Command unrecognized"),
+        ParseError::InvalidSenderAddress => Reply::new(501, "5.1.7 Bad sender address syntax"),
+        ParseError::InvalidRecipientAddress => Reply::new(501, "5.1.3 Bad recipient address syntax"),
+        ParseError::SyntaxError { syntax } => Reply::new(501, format!("5.5.4 Syntax: {syntax}")),
+        ParseError::InvalidParameter { param } => {
+            Reply::new(501, format!("5.5.4 Invalid parameter {param}"))
+        }
+        ParseError::UnsupportedParameter { param } => {
+            let param: String = param.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
+            Reply::new(555, format!("5.5.4 Unsupported parameter {param}"))
+        }
+        ParseError::ResponseTooLong => Reply::new(500, "5.5.2 Line too long"),
+        ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => {
+            Reply::new(500, "5.5.2 Syntax error")
+        }
+    }
+}
+
+fn decode_b64(s: &str) -> Option<String> {
+    B64.decode(s.trim()).ok().and_then(|b| String::from_utf8(b).ok())
+}
+
+/// `authzid NUL authcid NUL password` (RFC 4616).
+fn decode_plain(s: &str) -> Option<(String, String)> {
+    let raw = decode_b64(s)?;
+    let mut parts = raw.split('\0');
+    let _authzid = parts.next()?;
+    let user = parts.next()?.to_string();
+    let pass = parts.next()?.to_string();
+    (parts.next().is_none() && !user.is_empty()).then_some((user, pass))
+}
+
+/// The DNS names of a verified client certificate (empty when none was presented).
+fn client_cert_names(tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Vec<String> {
+    let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+        return Vec::new();
+    };
+    match webpki::EndEntityCert::try_from(cert) {
+        Ok(ee) => ee.valid_dns_names().map(|n| n.to_ascii_lowercase()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
