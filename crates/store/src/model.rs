@@ -1,0 +1,209 @@
+//! The data model shared by the store engines and the tenancy directory.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub name: String,
+    /// `en` or `es`: NDRs and console.
+    pub language: String,
+    /// `YYYY-MM-DD`, inclusive.
+    pub subscription_ends: Option<String>,
+    pub admins: Vec<String>,
+    pub managed_by_config: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DomainKind {
+    /// All recipients are known users; unknown ones are refused.
+    Authoritative,
+    /// Unknown recipients are routed on to the tenant's own servers.
+    InternalRelay,
+}
+
+impl DomainKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DomainKind::Authoritative => "authoritative",
+            DomainKind::InternalRelay => "internal_relay",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DomainKind> {
+        match s.replace('-', "_").as_str() {
+            "authoritative" => Some(DomainKind::Authoritative),
+            "internal_relay" => Some(DomainKind::InternalRelay),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Domain {
+    pub tenant: String,
+    pub name: String,
+    pub kind: DomainKind,
+    pub match_subdomains: bool,
+    pub verified: bool,
+    /// The token the tenant publishes in a TXT record to prove ownership.
+    pub verification_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connector {
+    pub tenant: String,
+    pub name: String,
+    /// CIDR ranges (`192.0.2.0/24`, `2001:db8::/32`); a bare address means a single host.
+    pub ips: Vec<String>,
+    /// Name on the client certificate (`mail.contoso.example`, `*.contoso.example`).
+    pub cert_name: Option<String>,
+    pub require_tls: bool,
+    /// May relay for sender domains that are not accepted domains of the tenant.
+    pub relay_unregistered: bool,
+    pub created_by: String,
+    pub created_at: i64,
+    pub reviewed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub tenant: String,
+    pub address: String,
+    pub aliases: Vec<String>,
+    /// Argon2id PHC string for SMTP AUTH; `None` means the user cannot authenticate.
+    pub password_hash: Option<String>,
+    pub forward_to: Option<String>,
+}
+
+/// Where mail for one of a tenant's domains goes (its on-premises server), `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub tenant: String,
+    pub domain: String,
+    pub host: String,
+}
+
+/// One tenant with everything of it, as configuration declares it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantData {
+    pub tenant: Option<Tenant>,
+    pub domains: Vec<Domain>,
+    pub connectors: Vec<Connector>,
+    pub users: Vec<User>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DirectoryData {
+    pub tenants: Vec<Tenant>,
+    pub domains: Vec<Domain>,
+    pub connectors: Vec<Connector>,
+    pub users: Vec<User>,
+    pub routes: Vec<Route>,
+}
+
+/// One event in a message's life, for the trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceEvent {
+    pub message_id: String,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub kind: TraceKind,
+    pub recipient: Option<String>,
+    pub detail: String,
+    /// Set on `Received`: the message's summary row.
+    pub summary: Option<TraceSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceSummary {
+    pub sender: String,
+    pub tenant: Option<String>,
+    pub origin: String,
+    pub client_ip: String,
+    pub size: u64,
+    pub recipients: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceKind {
+    Received,
+    Attributed,
+    Queued,
+    Attempt,
+    Delivered,
+    Deferred,
+    Failed,
+    NdrSent,
+    Expired,
+}
+
+impl TraceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TraceKind::Received => "received",
+            TraceKind::Attributed => "attributed",
+            TraceKind::Queued => "queued",
+            TraceKind::Attempt => "attempt",
+            TraceKind::Delivered => "delivered",
+            TraceKind::Deferred => "deferred",
+            TraceKind::Failed => "failed",
+            TraceKind::NdrSent => "ndr_sent",
+            TraceKind::Expired => "expired",
+        }
+    }
+
+    /// The recipient status this event leaves behind, if it changes one.
+    pub fn status(self) -> Option<&'static str> {
+        match self {
+            TraceKind::Queued => Some("Pending"),
+            TraceKind::Delivered => Some("Delivered"),
+            TraceKind::Deferred => Some("Deferred"),
+            TraceKind::Failed | TraceKind::Expired => Some("Failed"),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TraceQuery {
+    pub message_id: Option<String>,
+    pub sender: Option<String>,
+    pub recipient: Option<String>,
+    pub tenant: Option<String>,
+    /// `Delivered`, `Failed`, `Pending`, `Deferred`.
+    pub status: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceMessage {
+    pub message_id: String,
+    pub received_at: i64,
+    pub sender: String,
+    pub tenant: Option<String>,
+    pub origin: String,
+    pub client_ip: String,
+    pub size: u64,
+    pub recipients: Vec<TraceRecipient>,
+    pub events: Vec<TraceEventRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceRecipient {
+    pub address: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceEventRow {
+    pub at: i64,
+    pub kind: String,
+    pub recipient: Option<String>,
+    pub detail: String,
+}

@@ -1,0 +1,622 @@
+//! The embedded engine: one SQLite file in WAL mode. Calls run on tokio's blocking pool; the
+//! connection sits behind a mutex (SQLite serialises writers anyway).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::model::*;
+use crate::{Result, Store, StoreError};
+
+/// Schema steps, applied in order; the index + 1 is the schema version.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO meta VALUES ('directory_version', 1);
+CREATE TABLE tenants (
+    name TEXT PRIMARY KEY,
+    language TEXT NOT NULL DEFAULT 'en',
+    subscription_ends TEXT,
+    admins TEXT NOT NULL DEFAULT '[]',
+    managed_by_config INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE domains (
+    name TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    match_subdomains INTEGER NOT NULL DEFAULT 0,
+    verified INTEGER NOT NULL DEFAULT 0,
+    verification_token TEXT NOT NULL
+);
+CREATE TABLE connectors (
+    tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    ips TEXT NOT NULL DEFAULT '[]',
+    cert_name TEXT,
+    require_tls INTEGER NOT NULL DEFAULT 0,
+    relay_unregistered INTEGER NOT NULL DEFAULT 0,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    reviewed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE users (
+    address TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+    aliases TEXT NOT NULL DEFAULT '[]',
+    password_hash TEXT,
+    forward_to TEXT
+);
+CREATE TABLE routes (
+    domain TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+    host TEXT NOT NULL
+);
+CREATE TABLE trace_messages (
+    message_id TEXT PRIMARY KEY,
+    received_at INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    tenant TEXT,
+    origin TEXT NOT NULL,
+    client_ip TEXT NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE INDEX trace_messages_received ON trace_messages(received_at);
+CREATE INDEX trace_messages_sender ON trace_messages(sender);
+CREATE TABLE trace_recipients (
+    message_id TEXT NOT NULL,
+    address TEXT NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (message_id, address)
+);
+CREATE INDEX trace_recipients_address ON trace_recipients(address);
+CREATE TABLE trace_events (
+    message_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    recipient TEXT,
+    detail TEXT NOT NULL
+);
+CREATE INDEX trace_events_message ON trace_events(message_id);
+"#];
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating as needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let open_err = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
+        // WAL with synchronous=NORMAL: durable at checkpoints, fast commits. Messages do not rely
+        // on this database for durability (the spool does); configuration changes are rare.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| StoreError::Task("lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn bump(conn: &Connection) -> Result<()> {
+    conn.execute(
+        "UPDATE meta SET value = value + 1 WHERE key = 'directory_version'",
+        [],
+    )?;
+    Ok(())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+fn from_json(s: String) -> Vec<String> {
+    serde_json::from_str(&s).unwrap_or_default()
+}
+
+fn unique(e: rusqlite::Error, what: &'static str, name: &str) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY {
+                StoreError::NotFound {
+                    what: "tenant",
+                    name: name.to_string(),
+                }
+            } else {
+                StoreError::Exists {
+                    what,
+                    name: name.to_string(),
+                }
+            }
+        }
+        other => StoreError::Db(other),
+    }
+}
+
+fn insert_tenant(c: &Connection, t: &Tenant) -> Result<()> {
+    c.execute(
+        "INSERT INTO tenants (name, language, subscription_ends, admins, managed_by_config) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![t.name, t.language, t.subscription_ends, json(&t.admins), t.managed_by_config],
+    )
+    .map_err(|e| unique(e, "tenant", &t.name))?;
+    Ok(())
+}
+
+fn insert_domain(c: &Connection, d: &Domain) -> Result<()> {
+    c.execute(
+        "INSERT INTO domains (name, tenant, kind, match_subdomains, verified, verification_token) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![d.name.to_ascii_lowercase(), d.tenant, d.kind.as_str(), d.match_subdomains, d.verified, d.verification_token],
+    )
+    .map_err(|e| unique(e, "domain", &d.name))?;
+    Ok(())
+}
+
+fn insert_connector(c: &Connection, k: &Connector) -> Result<()> {
+    c.execute(
+        "INSERT INTO connectors (tenant, name, ips, cert_name, require_tls, relay_unregistered, created_by, created_at, reviewed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![k.tenant, k.name, json(&k.ips), k.cert_name, k.require_tls, k.relay_unregistered, k.created_by, k.created_at, k.reviewed],
+    )
+    .map_err(|e| unique(e, "connector", &k.name))?;
+    Ok(())
+}
+
+fn insert_user(c: &Connection, u: &User) -> Result<()> {
+    c.execute(
+        "INSERT INTO users (address, tenant, aliases, password_hash, forward_to) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![u.address.to_ascii_lowercase(), u.tenant, json(&u.aliases), u.password_hash, u.forward_to],
+    )
+    .map_err(|e| unique(e, "user", &u.address))?;
+    Ok(())
+}
+
+fn insert_route(c: &Connection, r: &Route) -> Result<()> {
+    c.execute(
+        "INSERT INTO routes (domain, tenant, host) VALUES (?1, ?2, ?3)",
+        params![r.domain.to_ascii_lowercase(), r.tenant, r.host],
+    )
+    .map_err(|e| unique(e, "route", &r.domain))?;
+    Ok(())
+}
+
+/// Refuses changes through the CLI/API to tenants that configuration manages.
+fn check_unmanaged(c: &Connection, tenant: &str) -> Result<()> {
+    let managed: Option<bool> = c
+        .query_row(
+            "SELECT managed_by_config FROM tenants WHERE name = ?1",
+            [tenant],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match managed {
+        None => Err(StoreError::NotFound {
+            what: "tenant",
+            name: tenant.to_string(),
+        }),
+        Some(true) => Err(StoreError::ManagedByConfig(tenant.to_string())),
+        Some(false) => Ok(()),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn directory(&self) -> Result<DirectoryData> {
+        self.with(|c| {
+            let mut d = DirectoryData::default();
+            let mut s = c.prepare("SELECT name, language, subscription_ends, admins, managed_by_config FROM tenants")?;
+            d.tenants = s
+                .query_map([], |r| {
+                    Ok(Tenant {
+                        name: r.get(0)?,
+                        language: r.get(1)?,
+                        subscription_ends: r.get(2)?,
+                        admins: from_json(r.get(3)?),
+                        managed_by_config: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut s = c.prepare("SELECT name, tenant, kind, match_subdomains, verified, verification_token FROM domains")?;
+            d.domains = s
+                .query_map([], |r| {
+                    let kind: String = r.get(2)?;
+                    Ok(Domain {
+                        name: r.get(0)?,
+                        tenant: r.get(1)?,
+                        kind: DomainKind::parse(&kind).unwrap_or(DomainKind::Authoritative),
+                        match_subdomains: r.get(3)?,
+                        verified: r.get(4)?,
+                        verification_token: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut s = c.prepare("SELECT tenant, name, ips, cert_name, require_tls, relay_unregistered, created_by, created_at, reviewed FROM connectors")?;
+            d.connectors = s
+                .query_map([], |r| {
+                    Ok(Connector {
+                        tenant: r.get(0)?,
+                        name: r.get(1)?,
+                        ips: from_json(r.get(2)?),
+                        cert_name: r.get(3)?,
+                        require_tls: r.get(4)?,
+                        relay_unregistered: r.get(5)?,
+                        created_by: r.get(6)?,
+                        created_at: r.get(7)?,
+                        reviewed: r.get(8)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut s = c.prepare("SELECT address, tenant, aliases, password_hash, forward_to FROM users")?;
+            d.users = s
+                .query_map([], |r| {
+                    Ok(User {
+                        address: r.get(0)?,
+                        tenant: r.get(1)?,
+                        aliases: from_json(r.get(2)?),
+                        password_hash: r.get(3)?,
+                        forward_to: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut s = c.prepare("SELECT domain, tenant, host FROM routes")?;
+            d.routes = s
+                .query_map([], |r| {
+                    Ok(Route {
+                        domain: r.get(0)?,
+                        tenant: r.get(1)?,
+                        host: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(d)
+        })
+        .await
+    }
+
+    async fn directory_version(&self) -> Result<i64> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT value FROM meta WHERE key = 'directory_version'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn add_tenant(&self, tenant: &Tenant) -> Result<()> {
+        let t = tenant.clone();
+        self.with(move |c| {
+            insert_tenant(c, &t)?;
+            bump(c)
+        })
+        .await
+    }
+
+    async fn add_domain(&self, domain: &Domain) -> Result<()> {
+        let d = domain.clone();
+        self.with(move |c| {
+            check_unmanaged(c, &d.tenant)?;
+            insert_domain(c, &d)?;
+            bump(c)
+        })
+        .await
+    }
+
+    async fn add_connector(&self, connector: &Connector) -> Result<()> {
+        let k = connector.clone();
+        self.with(move |c| {
+            check_unmanaged(c, &k.tenant)?;
+            insert_connector(c, &k)?;
+            bump(c)
+        })
+        .await
+    }
+
+    async fn add_user(&self, user: &User) -> Result<()> {
+        let u = user.clone();
+        self.with(move |c| {
+            check_unmanaged(c, &u.tenant)?;
+            insert_user(c, &u)?;
+            bump(c)
+        })
+        .await
+    }
+
+    async fn add_route(&self, route: &Route) -> Result<()> {
+        let r = route.clone();
+        self.with(move |c| {
+            check_unmanaged(c, &r.tenant)?;
+            insert_route(c, &r)?;
+            bump(c)
+        })
+        .await
+    }
+
+    async fn provision(&self, data: &TenantData) -> Result<()> {
+        let data = data.clone();
+        self.with(move |c| {
+            let Some(t) = data.tenant.as_ref() else {
+                return Err(StoreError::Invalid("provisioning needs a tenant".into()));
+            };
+            let tx = c.transaction()?;
+            let existing: Option<bool> = tx
+                .query_row(
+                    "SELECT managed_by_config FROM tenants WHERE name = ?1",
+                    [&t.name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if existing == Some(false) {
+                return Err(StoreError::Exists {
+                    what: "tenant (created through the CLI or API, not by configuration)",
+                    name: t.name.clone(),
+                });
+            }
+            tx.execute("DELETE FROM tenants WHERE name = ?1", [&t.name])?;
+            insert_tenant(&tx, t)?;
+            for d in &data.domains {
+                insert_domain(&tx, d)?;
+            }
+            for k in &data.connectors {
+                insert_connector(&tx, k)?;
+            }
+            for u in &data.users {
+                insert_user(&tx, u)?;
+            }
+            for r in &data.routes {
+                insert_route(&tx, r)?;
+            }
+            bump(&tx)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_trace(&self, events: Vec<TraceEvent>) -> Result<()> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut msg = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO trace_messages (message_id, received_at, sender, tenant, origin, client_ip, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                let mut rcpt = tx.prepare_cached(
+                    "INSERT INTO trace_recipients (message_id, address, status) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (message_id, address) DO UPDATE SET status = excluded.status",
+                )?;
+                let mut ev = tx.prepare_cached(
+                    "INSERT INTO trace_events (message_id, at, kind, recipient, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for e in &events {
+                    if let Some(s) = &e.summary {
+                        msg.execute(params![e.message_id, e.at, s.sender, s.tenant, s.origin, s.client_ip, s.size as i64])?;
+                        for r in &s.recipients {
+                            rcpt.execute(params![e.message_id, r.to_ascii_lowercase(), "Pending"])?;
+                        }
+                    }
+                    if let (Some(r), Some(status)) = (&e.recipient, e.kind.status()) {
+                        rcpt.execute(params![e.message_id, r.to_ascii_lowercase(), status])?;
+                    }
+                    ev.execute(params![e.message_id, e.at, e.kind.as_str(), e.recipient, e.detail])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn search_trace(&self, query: &TraceQuery) -> Result<Vec<TraceMessage>> {
+        let q = query.clone();
+        self.with(move |c| {
+            let mut sql = String::from(
+                "SELECT DISTINCT m.message_id, m.received_at, m.sender, m.tenant, m.origin, m.client_ip, m.size
+                 FROM trace_messages m LEFT JOIN trace_recipients r ON r.message_id = m.message_id WHERE 1=1",
+            );
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            let mut add = |clause: &str, v: rusqlite::types::Value| {
+                args.push(v);
+                sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+            };
+            if let Some(v) = &q.message_id {
+                add(" AND m.message_id = ?", v.clone().into());
+            }
+            if let Some(v) = &q.sender {
+                add(" AND lower(m.sender) = lower(?)", v.clone().into());
+            }
+            if let Some(v) = &q.recipient {
+                add(" AND r.address = lower(?)", v.clone().into());
+            }
+            if let Some(v) = &q.tenant {
+                add(" AND m.tenant = ?", v.clone().into());
+            }
+            if let Some(v) = &q.status {
+                add(" AND r.status = ?", v.clone().into());
+            }
+            if let Some(v) = q.since {
+                add(" AND m.received_at >= ?", v.into());
+            }
+            if let Some(v) = q.until {
+                add(" AND m.received_at <= ?", v.into());
+            }
+            let limit = if q.limit == 0 { 100 } else { q.limit.min(10_000) };
+            sql.push_str(&format!(" ORDER BY m.received_at DESC LIMIT {limit}"));
+            let mut stmt = c.prepare(&sql)?;
+            let mut found: Vec<TraceMessage> = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| {
+                    Ok(TraceMessage {
+                        message_id: r.get(0)?,
+                        received_at: r.get(1)?,
+                        sender: r.get(2)?,
+                        tenant: r.get(3)?,
+                        origin: r.get(4)?,
+                        client_ip: r.get(5)?,
+                        size: r.get::<_, i64>(6)? as u64,
+                        recipients: Vec::new(),
+                        events: Vec::new(),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut rs = c.prepare_cached("SELECT address, status FROM trace_recipients WHERE message_id = ?1 ORDER BY address")?;
+            let mut es = c.prepare_cached("SELECT at, kind, recipient, detail FROM trace_events WHERE message_id = ?1 ORDER BY at, rowid")?;
+            for m in &mut found {
+                m.recipients = rs
+                    .query_map([&m.message_id], |r| {
+                        Ok(TraceRecipient {
+                            address: r.get(0)?,
+                            status: r.get(1)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                m.events = es
+                    .query_map([&m.message_id], |r| {
+                        Ok(TraceEventRow {
+                            at: r.get(0)?,
+                            kind: r.get(1)?,
+                            recipient: r.get(2)?,
+                            detail: r.get(3)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+            }
+            Ok(found)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(name: &str) -> Tenant {
+        Tenant {
+            name: name.into(),
+            language: "en".into(),
+            subscription_ends: None,
+            admins: vec![],
+            managed_by_config: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn directory_changes_bump_the_version_and_are_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).expect("open");
+        let v0 = store.directory_version().await.expect("version");
+        store.add_tenant(&tenant("contoso")).await.expect("tenant");
+        store
+            .add_domain(&Domain {
+                tenant: "contoso".into(),
+                name: "Contoso.Example".into(),
+                kind: DomainKind::Authoritative,
+                match_subdomains: false,
+                verified: true,
+                verification_token: "t".into(),
+            })
+            .await
+            .expect("domain");
+        assert!(store.directory_version().await.expect("version") > v0);
+        let d = store.directory().await.expect("directory");
+        assert_eq!(d.domains[0].name, "contoso.example");
+        let err = store.add_tenant(&tenant("contoso")).await;
+        assert!(matches!(err, Err(StoreError::Exists { .. })), "{err:?}");
+        let err = store
+            .add_route(&Route {
+                tenant: "nobody".into(),
+                domain: "x.example".into(),
+                host: "127.0.0.1:25".into(),
+            })
+            .await;
+        assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn trace_is_searchable_by_recipient_and_status() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).expect("open");
+        let ev = |kind, rcpt: Option<&str>, summary| TraceEvent {
+            message_id: "M1".into(),
+            at: 1,
+            kind,
+            recipient: rcpt.map(str::to_string),
+            detail: String::new(),
+            summary,
+        };
+        store
+            .record_trace(vec![
+                ev(
+                    TraceKind::Received,
+                    None,
+                    Some(TraceSummary {
+                        sender: "a@contoso.example".into(),
+                        tenant: Some("contoso".into()),
+                        origin: "connector:on-prem".into(),
+                        client_ip: "127.0.0.1".into(),
+                        size: 10,
+                        recipients: vec!["b@x.example".into(), "c@y.example".into()],
+                    }),
+                ),
+                ev(TraceKind::Delivered, Some("b@x.example"), None),
+                ev(TraceKind::Failed, Some("c@y.example"), None),
+            ])
+            .await
+            .expect("record");
+        let q = TraceQuery {
+            recipient: Some("C@Y.example".into()),
+            ..Default::default()
+        };
+        let found = store.search_trace(&q).await.expect("search");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].events.len(), 3);
+        let q = TraceQuery {
+            status: Some("Failed".into()),
+            ..Default::default()
+        };
+        let found = store.search_trace(&q).await.expect("search");
+        let failed: Vec<_> = found[0].recipients.iter().filter(|r| r.status == "Failed").collect();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].address, "c@y.example");
+        let q = TraceQuery {
+            sender: Some("nobody@else.example".into()),
+            ..Default::default()
+        };
+        assert!(store.search_trace(&q).await.expect("search").is_empty());
+    }
+}
