@@ -1,1 +1,274 @@
-//! placeholder
+//! Delivery status notifications: the RFC 3464 non-delivery report Relayward sends to a sender
+//! when a recipient failed permanently or expired.
+//!
+//! This is the plain, standard report; the localized, step-by-step texts of SPEC section 7 build
+//! on it. An NDR is never written for the null sender or for a report (loop safety), and the
+//! caller sends it from the null sender.
+
+use std::fmt::Write;
+
+use relayward_spool::{Envelope, RcptState, Recipient, Ret};
+
+/// Original messages larger than this are returned as headers only, whatever RET asked.
+pub const FULL_RETURN_LIMIT: usize = 256 * 1024;
+
+/// Whether `env` may be answered by an NDR at all.
+pub fn may_report(env: &Envelope) -> bool {
+    !env.is_report && !env.mail_from.is_empty()
+}
+
+/// The recipients an NDR should report: failed, and wanting a failure notice.
+pub fn reportable(env: &Envelope) -> Vec<&Recipient> {
+    env.recipients
+        .iter()
+        .filter(|r| matches!(r.state, RcptState::Failed { .. }) && r.wants_failure_notice())
+        .collect()
+}
+
+/// The status code (`5.1.1`) found at the start of a reply's text, or a default by reply class.
+pub fn status_of(reply: &str) -> String {
+    let mut words = reply.split_whitespace();
+    let code = words.next().unwrap_or("");
+    if let Some(esc) = words.next().filter(|w| {
+        let p: Vec<&str> = w.split('.').collect();
+        p.len() == 3 && p.iter().all(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_digit()))
+    }) {
+        return esc.to_string();
+    }
+    if code.starts_with('4') {
+        "4.0.0".into()
+    } else {
+        "5.0.0".into()
+    }
+}
+
+pub struct NdrInput<'a> {
+    pub reporting_mta: &'a str,
+    pub env: &'a Envelope,
+    pub failed: &'a [&'a Recipient],
+    pub original: &'a [u8],
+    /// RFC 5322 date of the report.
+    pub date: String,
+    pub arrival_date: String,
+    pub message_id: String,
+}
+
+/// Builds the whole NDR message (headers and body), addressed to the envelope sender.
+pub fn build_ndr(input: &NdrInput<'_>) -> Vec<u8> {
+    let env = input.env;
+    let boundary = format!("=_rw_{}", input.message_id.replace(['@', '<', '>'], ""));
+    let headers_end = find_headers_end(input.original);
+    let subject = original_header(&input.original[..headers_end], "subject").unwrap_or_default();
+    let full = env.ret != Some(Ret::Hdrs) && input.original.len() <= FULL_RETURN_LIMIT;
+
+    let mut m = String::new();
+    let _ = write!(
+        m,
+        "From: Mail Delivery System <MAILER-DAEMON@{mta}>\r\n\
+         To: <{to}>\r\n\
+         Subject: Undeliverable: {subject}\r\n\
+         Date: {date}\r\n\
+         Message-ID: <{mid}>\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{b}\"\r\n\
+         \r\n\
+         This is a delivery status notification in MIME format.\r\n\
+         \r\n--{b}\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n",
+        mta = input.reporting_mta,
+        to = env.mail_from,
+        subject = one_line(&subject),
+        date = input.date,
+        mid = input.message_id,
+        b = boundary,
+    );
+    let _ = write!(
+        m,
+        "Your message could not be delivered to {} recipient(s).\r\n\r\n",
+        input.failed.len()
+    );
+    for r in input.failed {
+        let _ = write!(m, "  {}\r\n    {}\r\n", r.address, one_line(&failure_reply(r)));
+    }
+    let _ = write!(
+        m,
+        "\r\nMessage id at {}: {}\r\n\r\n--{b}\r\n\
+         Content-Type: message/delivery-status\r\n\r\n\
+         Reporting-MTA: dns; {mta}\r\n",
+        input.reporting_mta,
+        env.id,
+        b = boundary,
+        mta = input.reporting_mta,
+    );
+    if let Some(envid) = &env.env_id {
+        let _ = write!(m, "Original-Envelope-Id: {}\r\n", one_line(envid));
+    }
+    let _ = write!(m, "Arrival-Date: {}\r\n", input.arrival_date);
+    for r in input.failed {
+        let reply = failure_reply(r);
+        m.push_str("\r\n");
+        if let Some(orcpt) = &r.orcpt {
+            let _ = write!(m, "Original-Recipient: {}\r\n", one_line(&with_type(orcpt)));
+        }
+        let _ = write!(
+            m,
+            "Final-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
+            r.address,
+            status_of(&reply)
+        );
+        if let RcptState::Failed {
+            remote: Some(remote),
+            ..
+        } = &r.state
+        {
+            let _ = write!(m, "Remote-MTA: dns; {}\r\n", one_line(remote));
+        }
+        let _ = write!(m, "Diagnostic-Code: smtp; {}\r\n", one_line(&reply));
+        let _ = write!(m, "Last-Attempt-Date: {}\r\n", input.date);
+    }
+    let _ = write!(
+        m,
+        "\r\n--{b}\r\nContent-Type: {ct}\r\n\r\n",
+        b = boundary,
+        ct = if full { "message/rfc822" } else { "text/rfc822-headers" }
+    );
+    let mut out = m.into_bytes();
+    if full {
+        out.extend_from_slice(input.original);
+    } else {
+        out.extend_from_slice(&input.original[..headers_end]);
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
+fn failure_reply(r: &Recipient) -> String {
+    match &r.state {
+        RcptState::Failed { reply, .. } => reply.clone(),
+        _ => "550 5.0.0 Delivery failed".into(),
+    }
+}
+
+/// ORCPT is `addr-type;address`; keep it, or say rfc822 when the type is missing.
+fn with_type(orcpt: &str) -> String {
+    if orcpt.contains(';') {
+        orcpt.to_string()
+    } else {
+        format!("rfc822;{orcpt}")
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect()
+}
+
+/// Offset just past the blank line ending the header block (or the whole message).
+pub fn find_headers_end(msg: &[u8]) -> usize {
+    memfind(msg, b"\r\n\r\n").map(|i| i + 4).unwrap_or(msg.len())
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The unfolded value of the first header `name` (case-insensitive).
+pub fn original_header(headers: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(headers);
+    let mut value: Option<String> = None;
+    for line in text.split("\r\n") {
+        if let Some(v) = value.as_mut() {
+            if line.starts_with([' ', '\t']) {
+                v.push(' ');
+                v.push_str(line.trim());
+                continue;
+            }
+            break;
+        }
+        if let Some((n, v)) = line.split_once(':')
+            && n.eq_ignore_ascii_case(name)
+        {
+            value = Some(v.trim().to_string());
+        }
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Envelope {
+        let mut failed = Recipient::new("nobody@remote.example");
+        failed.state = RcptState::Failed {
+            reply: "550 5.1.1 User unknown".into(),
+            remote: Some("mx.remote.example".into()),
+        };
+        failed.orcpt = Some("rfc822;nobody@remote.example".into());
+        Envelope {
+            id: "M1".into(),
+            received_at: 0,
+            mail_from: "alice@contoso.example".into(),
+            ret: Some(Ret::Hdrs),
+            env_id: Some("E1".into()),
+            smtputf8: false,
+            body_8bit: false,
+            tenant: None,
+            origin: "inbound".into(),
+            client_ip: "127.0.0.1".into(),
+            helo: "c".into(),
+            recipients: vec![failed, Recipient::new("ok@remote.example")],
+            attempts: 1,
+            next_attempt: 0,
+            is_report: false,
+        }
+    }
+
+    #[test]
+    fn ndr_has_the_three_rfc3464_parts() {
+        let e = env();
+        let failed = reportable(&e);
+        assert_eq!(failed.len(), 1);
+        let original = b"Subject: Hello\r\n there\r\nFrom: a@b\r\n\r\nsecret body\r\n";
+        let ndr = build_ndr(&NdrInput {
+            reporting_mta: "relay.example.net",
+            env: &e,
+            failed: &failed,
+            original,
+            date: "Sun, 22 Nov 2026 10:00:00 +0000".into(),
+            arrival_date: "Sun, 22 Nov 2026 09:00:00 +0000".into(),
+            message_id: "N1@relay.example.net".into(),
+        });
+        let text = String::from_utf8(ndr).expect("utf8");
+        assert!(text.contains("Subject: Undeliverable: Hello there\r\n"));
+        assert!(text.contains("report-type=delivery-status"));
+        assert!(text.contains("Final-Recipient: rfc822; nobody@remote.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"));
+        assert!(text.contains("Original-Recipient: rfc822;nobody@remote.example\r\n"));
+        assert!(text.contains("Original-Envelope-Id: E1\r\n"));
+        assert!(text.contains("Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n"));
+        assert!(text.contains("Content-Type: text/rfc822-headers"));
+        assert!(!text.contains("secret body"), "RET=HDRS returns headers only");
+    }
+
+    #[test]
+    fn no_report_for_null_sender_or_reports() {
+        let mut e = env();
+        assert!(may_report(&e));
+        e.mail_from.clear();
+        assert!(!may_report(&e));
+        let mut e = env();
+        e.is_report = true;
+        assert!(!may_report(&e));
+    }
+
+    #[test]
+    fn status_from_reply() {
+        assert_eq!(status_of("550 5.7.1 Denied"), "5.7.1");
+        assert_eq!(status_of("451 try later"), "4.0.0");
+        assert_eq!(status_of("554 no"), "5.0.0");
+    }
+}
