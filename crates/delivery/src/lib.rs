@@ -1,1 +1,11 @@
-//! placeholder
+//! Getting spooled messages to their next hop: scheduling and retries, routes (a tenant's own
+//! server, a smart host, or MX), delivery pools, the SMTP client, expiry and NDRs.
+//!
+//! Delivery never loses a message: a message leaves the spool only when every recipient has a
+//! final outcome and, where one is due, its NDR is itself durably spooled.
+
+pub mod client;
+pub mod dns;
+mod queue;
+
+pub use queue::{DeliveryConfig, Events, Queue, QueueStats, Router};

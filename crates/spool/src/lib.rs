@@ -17,3 +17,26 @@ mod record;
 
 pub use envelope::{Envelope, Notify, Recipient, RcptState, Ret};
 pub use log::{Spool, SpoolError, SpoolStats};
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+/// A new message id: time-ordered (Unix milliseconds in hex), then a per-process random part and
+/// a counter, so ids from different runs and nodes do not collide. 20 characters, `[0-9A-F]`.
+pub fn new_message_id() -> String {
+    static NODE: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let node = *NODE.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        (t ^ std::process::id().rotate_left(16)) & 0xFFFF
+    });
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xFFFFF;
+    format!("{millis:011X}{node:04X}{n:05X}")
+}

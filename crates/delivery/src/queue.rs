@@ -1,0 +1,731 @@
+//! The queue: which message is due when, and one delivery round for a message.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom;
+use relayward_dsn as dsn;
+use relayward_spool::{Envelope, RcptState, Recipient, Ret, Spool, new_message_id};
+use relayward_store::{TraceEvent, TraceKind, TraceSummary};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::client::{Client, ClientError, ClientSettings, OutMessage, OutRcpt, SmtpReply};
+use crate::dns::{DnsError, Resolver};
+
+/// Delivery settings; every default is in [`DeliveryConfig::new`].
+#[derive(Clone)]
+pub struct DeliveryConfig {
+    /// EHLO name and Reporting-MTA.
+    pub hostname: String,
+    /// EHLO name used from the high-risk pool.
+    pub high_risk_hostname: String,
+    /// Send everything here (`host:port`) instead of looking up MX records.
+    pub smart_host: Option<String>,
+    /// Port used for MX hosts (25 in production; tests point it at their receiver).
+    pub remote_port: u16,
+    pub retry_schedule: Vec<Duration>,
+    pub expire_after: Duration,
+    pub normal_pool: Vec<IpAddr>,
+    pub high_risk_pool: Vec<IpAddr>,
+    pub max_per_destination: usize,
+    pub max_concurrent_messages: usize,
+    pub max_messages_per_connection: u32,
+    pub idle_connection: Duration,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub final_timeout: Duration,
+    pub tls: bool,
+}
+
+impl DeliveryConfig {
+    pub fn new(hostname: impl Into<String>) -> DeliveryConfig {
+        let hostname = hostname.into();
+        DeliveryConfig {
+            high_risk_hostname: hostname.clone(),
+            hostname,
+            smart_host: None,
+            remote_port: 25,
+            retry_schedule: [60, 300, 900, 1800, 3600, 7200, 14_400]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            expire_after: Duration::from_secs(48 * 3600),
+            normal_pool: Vec::new(),
+            high_risk_pool: Vec::new(),
+            max_per_destination: 20,
+            max_concurrent_messages: 512,
+            max_messages_per_connection: 100,
+            idle_connection: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(30),
+            command_timeout: Duration::from_secs(300),
+            final_timeout: Duration::from_secs(600),
+            tls: true,
+        }
+    }
+
+    /// The wait before round `attempts + 1`; past the schedule's end its last step repeats.
+    fn retry_delay(&self, attempts: u32) -> Duration {
+        let i = (attempts.max(1) as usize - 1).min(self.retry_schedule.len().saturating_sub(1));
+        self.retry_schedule
+            .get(i)
+            .copied()
+            .unwrap_or(Duration::from_secs(300))
+    }
+}
+
+/// A fixed next hop for a recipient domain (a tenant's own server), if it has one.
+pub trait Router: Send + Sync + 'static {
+    fn route(&self, domain: &str) -> Option<String>;
+}
+
+/// Where delivery reports what happened (the message trace).
+pub trait Events: Send + Sync + 'static {
+    fn event(&self, event: TraceEvent);
+}
+
+/// Figures for `/metrics`.
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    pub queued: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub delivered: AtomicU64,
+    pub deferred: AtomicU64,
+    pub failed: AtomicU64,
+    pub ndrs: AtomicU64,
+    pub connections_opened: AtomicU64,
+    pub connections_reused: AtomicU64,
+    pub normal_pool_messages: AtomicU64,
+    pub high_risk_pool_messages: AtomicU64,
+}
+
+#[derive(Default)]
+struct Sched {
+    heap: BinaryHeap<Reverse<(i64, u64, String)>>,
+    waiting: HashMap<String, Envelope>,
+    seq: u64,
+}
+
+struct Inner {
+    config: DeliveryConfig,
+    spool: Spool,
+    resolver: Arc<dyn Resolver>,
+    router: Arc<dyn Router>,
+    events: Arc<dyn Events>,
+    sched: Mutex<Sched>,
+    wake: Notify,
+    workers: Arc<Semaphore>,
+    destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    idle: Mutex<HashMap<String, Vec<(Instant, Client)>>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    stats: QueueStats,
+}
+
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Hop {
+    name: String,
+    addr: SocketAddr,
+}
+
+impl Queue {
+    pub fn new(
+        config: DeliveryConfig,
+        spool: Spool,
+        resolver: Arc<dyn Resolver>,
+        router: Arc<dyn Router>,
+        events: Arc<dyn Events>,
+    ) -> Queue {
+        let tls = if config.tls {
+            match crate::client::opportunistic_tls() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::error!(error = %e, "outbound TLS unavailable; delivering in clear text");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Queue {
+            inner: Arc::new(Inner {
+                workers: Arc::new(Semaphore::new(config.max_concurrent_messages.max(1))),
+                config,
+                spool,
+                resolver,
+                router,
+                events,
+                sched: Mutex::default(),
+                wake: Notify::new(),
+                destinations: Mutex::default(),
+                idle: Mutex::default(),
+                tls,
+                stats: QueueStats::default(),
+            }),
+        }
+    }
+
+    pub fn stats(&self) -> &QueueStats {
+        &self.inner.stats
+    }
+
+    /// Hands a spooled message to the queue; it is tried at its `next_attempt` (now if past).
+    pub fn enqueue(&self, env: Envelope) {
+        self.inner.schedule(env);
+    }
+
+    /// Runs the scheduler until `stop` turns true; deliveries under way are then given `grace`.
+    pub async fn run(&self, mut stop: watch::Receiver<bool>, grace: Duration) {
+        let inner = &self.inner;
+        let janitor = {
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    inner.sweep_idle();
+                }
+            })
+        };
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let due = {
+                let s = inner.sched.lock().unwrap_or_else(|p| p.into_inner());
+                s.heap.peek().map(|Reverse((at, _, _))| *at)
+            };
+            let wait = match due {
+                None => Duration::from_secs(3600),
+                Some(at) => Duration::from_millis((at - now_ms()).max(0) as u64),
+            };
+            if !wait.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = inner.wake.notified() => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            let permit = tokio::select! {
+                p = inner.workers.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = stop.changed() => continue,
+            };
+            let env = {
+                let mut s = inner.sched.lock().unwrap_or_else(|p| p.into_inner());
+                match s.heap.pop() {
+                    Some(Reverse((_, _, id))) => s.waiting.remove(&id),
+                    None => None,
+                }
+            };
+            let Some(env) = env else { continue };
+            inner.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            inner.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            let inner2 = inner.clone();
+            tokio::spawn(async move {
+                inner2.clone().deliver(env).await;
+                inner2.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                drop(permit);
+            });
+        }
+        janitor.abort();
+        let all = inner.config.max_concurrent_messages.max(1) as u32;
+        let _ = tokio::time::timeout(grace, inner.workers.acquire_many(all)).await;
+        let idle: Vec<Client> = {
+            let mut map = inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+            map.drain().flat_map(|(_, v)| v.into_iter().map(|(_, c)| c)).collect()
+        };
+        for c in idle {
+            c.quit().await;
+        }
+    }
+}
+
+impl Inner {
+    fn schedule(&self, env: Envelope) {
+        let mut s = self.sched.lock().unwrap_or_else(|p| p.into_inner());
+        s.seq += 1;
+        let seq = s.seq;
+        let at = env.next_attempt.saturating_mul(1000);
+        s.heap.push(Reverse((at, seq, env.id.clone())));
+        if s.waiting.insert(env.id.clone(), env).is_none() {
+            self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    fn event(&self, id: &str, kind: TraceKind, recipient: Option<&str>, detail: String) {
+        self.events.event(TraceEvent {
+            message_id: id.to_string(),
+            at: now_ms(),
+            kind,
+            recipient: recipient.map(str::to_string),
+            detail,
+            summary: None,
+        });
+    }
+
+    /// One delivery round for a message.
+    async fn deliver(self: Arc<Self>, mut env: Envelope) {
+        let body = match self.spool.body(&env.id).await {
+            Ok(b) => Arc::new(b),
+            Err(e) => {
+                // Without its body the message cannot go anywhere; retrying will not help unless
+                // the disk comes back, so keep it scheduled and say so loudly.
+                tracing::error!(id = %env.id, error = %e, "cannot read spooled body; retrying later");
+                env.next_attempt = now_ms() / 1000 + 300;
+                self.schedule(env);
+                return;
+            }
+        };
+        env.attempts += 1;
+        let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, r) in env.recipients.iter().enumerate() {
+            if r.is_pending() {
+                groups.entry(r.domain()).or_default().push(i);
+            }
+        }
+        let snapshot = Arc::new(env.clone());
+        let mut tasks = JoinSet::new();
+        for (domain, idxs) in groups {
+            let inner = self.clone();
+            let env = snapshot.clone();
+            let body = body.clone();
+            tasks.spawn(async move { inner.deliver_domain(&env, &domain, &idxs, &body).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let Ok(outcomes) = done else { continue };
+            for (i, state) in outcomes {
+                if let Some(r) = env.recipients.get_mut(i) {
+                    let (kind, detail) = match &state {
+                        RcptState::Delivered { reply, remote } => {
+                            self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                            (TraceKind::Delivered, format!("{remote}: {reply}"))
+                        }
+                        RcptState::Failed { reply, remote } => {
+                            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                            let at = remote.as_deref().unwrap_or("relay");
+                            (TraceKind::Failed, format!("{at}: {reply}"))
+                        }
+                        RcptState::Pending { last_reply } => {
+                            self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+                            (TraceKind::Deferred, last_reply.clone().unwrap_or_default())
+                        }
+                    };
+                    self.event(&env.id, kind, Some(&r.address), detail);
+                    r.state = state;
+                }
+            }
+        }
+        self.after_round(env).await;
+    }
+
+    async fn after_round(&self, mut env: Envelope) {
+        let now = now_ms() / 1000;
+        if !env.is_finished() {
+            let expired = now >= env.received_at + self.config.expire_after.as_secs() as i64;
+            if !expired {
+                env.next_attempt = now + self.config.retry_delay(env.attempts).as_secs() as i64;
+                self.spool.update(&env);
+                self.schedule(env);
+                return;
+            }
+            let hours = self.config.expire_after.as_secs() / 3600;
+            for r in env.recipients.iter_mut().filter(|r| r.is_pending()) {
+                let last = match &r.state {
+                    RcptState::Pending { last_reply: Some(l) } => l.clone(),
+                    _ => "no attempt succeeded".into(),
+                };
+                r.state = RcptState::Failed {
+                    reply: format!("554 5.4.7 Delivery time expired after {hours} hours of retries; last error: {last}"),
+                    remote: None,
+                };
+                self.event(&env.id, TraceKind::Expired, Some(&r.address), last);
+            }
+        }
+        if let Err(e) = self.send_ndr(&env).await {
+            // The NDR could not be spooled (disk full): keep the original and try again later
+            // rather than finish it without the report its sender is owed.
+            tracing::error!(id = %env.id, error = %e, "cannot spool NDR; keeping the message");
+            env.next_attempt = now + 300;
+            self.spool.update(&env);
+            self.schedule(env);
+            return;
+        }
+        self.spool.done(&env.id);
+    }
+
+    async fn send_ndr(&self, env: &Envelope) -> Result<(), relayward_spool::SpoolError> {
+        if !dsn::may_report(env) {
+            return Ok(());
+        }
+        let failed = dsn::reportable(env);
+        if failed.is_empty() {
+            return Ok(());
+        }
+        let original = self.spool.body(&env.id).await.unwrap_or_default();
+        let id = new_message_id();
+        let now = now_ms() / 1000;
+        let body = dsn::build_ndr(&dsn::NdrInput {
+            reporting_mta: &self.config.hostname,
+            env,
+            failed: &failed,
+            original: &original,
+            date: dsn::rfc5322_date(now),
+            arrival_date: dsn::rfc5322_date(env.received_at),
+            message_id: format!("{id}@{}", self.config.hostname),
+        });
+        let ndr = Envelope {
+            id: id.clone(),
+            received_at: now,
+            mail_from: String::new(),
+            ret: Some(Ret::Hdrs),
+            env_id: None,
+            smtputf8: false,
+            body_8bit: true,
+            tenant: env.tenant.clone(),
+            origin: "system".into(),
+            client_ip: String::new(),
+            helo: self.config.hostname.clone(),
+            recipients: vec![Recipient::new(env.mail_from.clone())],
+            attempts: 0,
+            next_attempt: 0,
+            is_report: true,
+        };
+        self.spool.put(&ndr, &body).await?;
+        self.stats.ndrs.fetch_add(1, Ordering::Relaxed);
+        self.events.event(TraceEvent {
+            message_id: id.clone(),
+            at: now_ms(),
+            kind: TraceKind::Received,
+            recipient: None,
+            detail: format!("NDR for {}", env.id),
+            summary: Some(TraceSummary {
+                sender: String::new(),
+                tenant: env.tenant.clone(),
+                origin: "system".into(),
+                client_ip: String::new(),
+                size: body.len() as u64,
+                recipients: vec![env.mail_from.clone()],
+            }),
+        });
+        self.event(&env.id, TraceKind::NdrSent, Some(&env.mail_from), format!("NDR {id}"));
+        self.schedule(ndr);
+        Ok(())
+    }
+
+    /// The hosts to try for `domain`, best first, or the final state for every recipient when
+    /// there is nowhere to go.
+    async fn hops(&self, domain: &str) -> Result<Vec<Hop>, RcptState> {
+        let fixed = self
+            .router
+            .route(domain)
+            .or_else(|| self.config.smart_host.clone());
+        if let Some(target) = fixed {
+            let (host, port) = split_host_port(&target, self.config.remote_port);
+            return self.addresses(&host, port).await.map_err(dns_state);
+        }
+        let mut mxs = self.resolver.mx(domain).await.map_err(dns_state)?;
+        if mxs.len() == 1 && (mxs[0].1.is_empty() || mxs[0].1 == ".") {
+            return Err(RcptState::Failed {
+                reply: format!("556 5.1.10 The domain {domain} accepts no mail (null MX)"),
+                remote: None,
+            });
+        }
+        if mxs.is_empty() {
+            // RFC 5321 5.1: no MX means the domain itself is the mail host.
+            mxs.push((0, domain.to_string()));
+        }
+        mxs.shuffle(&mut rand::thread_rng());
+        mxs.sort_by_key(|(pref, _)| *pref);
+        let mut hops = Vec::new();
+        let mut last_err = None;
+        for (_, host) in mxs.iter().take(5) {
+            match self.addresses(host, self.config.remote_port).await {
+                Ok(mut h) => hops.append(&mut h),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        if hops.is_empty() {
+            return Err(dns_state(last_err.unwrap_or(DnsError::NotFound(format!(
+                "no address for any mail host of {domain}"
+            )))));
+        }
+        Ok(hops)
+    }
+
+    async fn addresses(&self, host: &str, port: u16) -> Result<Vec<Hop>, DnsError> {
+        let ips = self.resolver.ips(host).await?;
+        if ips.is_empty() {
+            return Err(DnsError::NotFound(format!("{host} has no address")));
+        }
+        Ok(ips
+            .into_iter()
+            .map(|ip| Hop {
+                name: host.to_string(),
+                addr: SocketAddr::new(ip, port),
+            })
+            .collect())
+    }
+
+    fn destination_slot(&self, key: &str) -> Arc<Semaphore> {
+        let mut map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_per_destination.max(1))))
+            .clone()
+    }
+
+    fn pool_for(&self, env: &Envelope) -> (Option<IpAddr>, String) {
+        // Reports leave from the high-risk pool; the scanner (another issue) sends bulk and spam
+        // there too.
+        let (pool, helo, counter) = if env.is_report {
+            (&self.config.high_risk_pool, &self.config.high_risk_hostname, &self.stats.high_risk_pool_messages)
+        } else {
+            (&self.config.normal_pool, &self.config.hostname, &self.stats.normal_pool_messages)
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        (pool.choose(&mut rand::thread_rng()).copied(), helo.clone())
+    }
+
+    async fn deliver_domain(
+        &self,
+        env: &Envelope,
+        domain: &str,
+        idxs: &[usize],
+        body: &[u8],
+    ) -> Vec<(usize, RcptState)> {
+        let all = |state: RcptState| idxs.iter().map(|&i| (i, state.clone())).collect();
+        let hops = match self.hops(domain).await {
+            Ok(h) => h,
+            Err(state) => return all(state),
+        };
+        let slot = self.destination_slot(domain);
+        let Ok(_permit) = slot.acquire_owned().await else {
+            return all(pending("451 4.3.0 Delivery is shutting down"));
+        };
+        let (source, helo) = self.pool_for(env);
+        let rcpts: Vec<&Recipient> = idxs.iter().filter_map(|&i| env.recipients.get(i)).collect();
+        let msg = OutMessage {
+            mail_from: &env.mail_from,
+            smtputf8: env.smtputf8,
+            body_8bit: env.body_8bit,
+            ret: env.ret.map(|r| match r {
+                Ret::Full => "FULL",
+                Ret::Hdrs => "HDRS",
+            }),
+            env_id: env.env_id.as_deref(),
+            rcpts: rcpts
+                .iter()
+                .map(|r| OutRcpt {
+                    address: &r.address,
+                    notify: r.notify.map(notify_param),
+                    orcpt: r.orcpt.as_deref(),
+                })
+                .collect(),
+            body,
+        };
+        let settings = ClientSettings {
+            helo,
+            connect_timeout: self.config.connect_timeout,
+            command_timeout: self.config.command_timeout,
+            final_timeout: self.config.final_timeout,
+            tls: self.tls.clone(),
+        };
+        let mut last_error: Option<ClientError> = None;
+        for hop in hops.iter().take(8) {
+            let key = format!("{}|{:?}", hop.addr, source);
+            self.event(&env.id, TraceKind::Attempt, None, format!("{domain} via {} [{}]", hop.name, hop.addr));
+            // A reused connection may have been closed by the remote meanwhile: one fresh try.
+            let mut reused = self.take_idle(&key);
+            loop {
+                let was_reused = reused.is_some();
+                let mut client = match reused.take() {
+                    Some(c) => {
+                        self.stats.connections_reused.fetch_add(1, Ordering::Relaxed);
+                        c
+                    }
+                    None => match Client::connect(hop.addr, source, &hop.name, settings.clone()).await {
+                        Ok(c) => {
+                            self.stats.connections_opened.fetch_add(1, Ordering::Relaxed);
+                            c
+                        }
+                        Err(e) => {
+                            tracing::info!(id = %env.id, hop = %hop.addr, error = %e, "connect failed");
+                            last_error = Some(e);
+                            break;
+                        }
+                    },
+                };
+                match client.send(&msg).await {
+                    Ok(replies) => {
+                        let remote = format!("{} [{}]", hop.name, hop.addr.ip());
+                        if client.messages_sent < self.config.max_messages_per_connection {
+                            self.put_idle(key, client);
+                        } else {
+                            tokio::spawn(client.quit());
+                        }
+                        return idxs
+                            .iter()
+                            .zip(replies)
+                            .map(|(&i, reply)| (i, state_of(reply, &remote)))
+                            .collect();
+                    }
+                    Err(e) if was_reused => {
+                        tracing::debug!(hop = %hop.addr, error = %e, "reused connection failed; reconnecting");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::info!(id = %env.id, hop = %hop.addr, error = %e, "delivery attempt failed");
+                        last_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            // A 5xx greeting or HELO refusal means this host will not take it: try the next.
+        }
+        let reply = last_error
+            .map(|e| e.as_reply().to_string())
+            .unwrap_or_else(|| "451 4.4.1 No mail host could be reached".into());
+        all(pending(&reply))
+    }
+
+    fn take_idle(&self, key: &str) -> Option<Client> {
+        let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.get_mut(key)?;
+        while let Some((since, client)) = list.pop() {
+            if since.elapsed() < self.config.idle_connection {
+                return Some(client);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, key: String, client: Client) {
+        let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.entry(key).or_default();
+        if list.len() < self.config.max_per_destination {
+            list.push((Instant::now(), client));
+        }
+    }
+
+    /// Closes connections idle for too long and forgets destination slots nobody uses.
+    fn sweep_idle(&self) {
+        let stale: Vec<Client> = {
+            let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut out = Vec::new();
+            for list in map.values_mut() {
+                let (keep, old): (Vec<_>, Vec<_>) = list
+                    .drain(..)
+                    .partition(|(since, _)| since.elapsed() < self.config.idle_connection);
+                *list = keep;
+                out.extend(old.into_iter().map(|(_, c)| c));
+            }
+            map.retain(|_, l| !l.is_empty());
+            out
+        };
+        for c in stale {
+            tokio::spawn(c.quit());
+        }
+        let mut d = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+        d.retain(|_, s| Arc::strong_count(s) > 1);
+    }
+}
+
+fn pending(reply: &str) -> RcptState {
+    RcptState::Pending {
+        last_reply: Some(reply.to_string()),
+    }
+}
+
+fn state_of(reply: SmtpReply, remote: &str) -> RcptState {
+    if reply.is_positive() {
+        RcptState::Delivered {
+            reply: reply.to_string(),
+            remote: remote.to_string(),
+        }
+    } else if reply.is_permanent() {
+        RcptState::Failed {
+            reply: reply.to_string(),
+            remote: Some(remote.to_string()),
+        }
+    } else {
+        pending(&reply.to_string())
+    }
+}
+
+fn dns_state(e: DnsError) -> RcptState {
+    match e {
+        DnsError::NotFound(why) => RcptState::Failed {
+            reply: format!("550 5.1.2 Recipient domain not found ({why})"),
+            remote: None,
+        },
+        DnsError::Temporary(why) => pending(&format!("451 4.4.3 DNS lookup failed ({why})")),
+    }
+}
+
+fn notify_param(n: relayward_spool::Notify) -> String {
+    if n.never {
+        return "NEVER".into();
+    }
+    let mut parts = Vec::new();
+    if n.success {
+        parts.push("SUCCESS");
+    }
+    if n.failure {
+        parts.push("FAILURE");
+    }
+    if n.delay {
+        parts.push("DELAY");
+    }
+    parts.join(",")
+}
+
+/// `host:port`, `[v6]:port`, or a bare host with the default port.
+fn split_host_port(target: &str, default_port: u16) -> (String, u16) {
+    if let Ok(sa) = target.parse::<SocketAddr>() {
+        return (sa.ip().to_string(), sa.port());
+    }
+    match target.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => match p.parse() {
+            Ok(port) => (h.to_string(), port),
+            Err(_) => (target.to_string(), default_port),
+        },
+        _ => (target.trim_matches(['[', ']']).to_string(), default_port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_schedule_repeats_its_last_step() {
+        let c = DeliveryConfig::new("h");
+        assert_eq!(c.retry_delay(1), Duration::from_secs(60));
+        assert_eq!(c.retry_delay(2), Duration::from_secs(300));
+        assert_eq!(c.retry_delay(7), Duration::from_secs(14_400));
+        assert_eq!(c.retry_delay(30), Duration::from_secs(14_400));
+    }
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(split_host_port("127.0.0.1:2600", 25), ("127.0.0.1".into(), 2600));
+        assert_eq!(split_host_port("[::1]:2600", 25), ("::1".into(), 2600));
+        assert_eq!(split_host_port("mx.example", 25), ("mx.example".into(), 25));
+        assert_eq!(split_host_port("mx.example:26", 25), ("mx.example".into(), 26));
+    }
+}
