@@ -1,1 +1,623 @@
-fn main() {}
+//! `relayward`: the relay (`serve`) and the operator's command line (tenants, domains,
+//! connectors, users, routes, trace). The only place that knows every part.
+
+mod config;
+mod http;
+mod policy;
+mod tls;
+mod trace;
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand};
+use relayward_delivery::dns::HickoryResolver;
+use relayward_delivery::{DeliveryConfig, Queue, Router};
+use relayward_smtp::{Listener, ListenerKind, ServerConfig, Shutdown};
+use relayward_spool::Spool;
+use relayward_store::{Connector, Domain, DomainKind, Route, SqliteStore, Store, Tenant, TenantData, TraceQuery, User};
+use relayward_tenancy::Directory;
+
+use crate::config::Config;
+use crate::policy::{PolicyStats, RelayPolicy};
+use crate::trace::TraceSink;
+
+#[derive(Parser)]
+#[command(name = "relayward", version, about = "Multi-tenant outbound mail relay")]
+struct Cli {
+    /// Configuration file (TOML); without it the embedded defaults are used.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay.
+    Serve,
+    /// Check the configuration file and print what it resolves to.
+    CheckConfig,
+    /// Tenants.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Accepted domains.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Connectors (how a tenant's own servers are recognised).
+    #[command(subcommand)]
+    Connector(ConnectorCmd),
+    /// Users (mailboxes, SMTP AUTH credentials).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Inbound routes to a tenant's own servers.
+    #[command(subcommand)]
+    Route(RouteCmd),
+    /// Search the message trace.
+    Trace(TraceArgs),
+}
+
+#[derive(Subcommand)]
+enum TenantCmd {
+    Add {
+        name: String,
+        #[arg(long, default_value = "en")]
+        language: String,
+        /// Last day of the subscription, YYYY-MM-DD.
+        #[arg(long)]
+        subscription_ends: Option<String>,
+        /// Admin address for alerts (repeatable).
+        #[arg(long)]
+        admin: Vec<String>,
+    },
+    /// List tenants with their domains, connectors and users.
+    List,
+}
+
+#[derive(Subcommand)]
+enum DomainCmd {
+    Add {
+        tenant: String,
+        domain: String,
+        /// authoritative or internal_relay.
+        #[arg(long, default_value = "authoritative")]
+        kind: String,
+        #[arg(long)]
+        match_subdomains: bool,
+        /// The operator vouches for ownership without the DNS proof.
+        #[arg(long)]
+        verified: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConnectorCmd {
+    Add {
+        tenant: String,
+        name: String,
+        /// Source address or CIDR range (repeatable).
+        #[arg(long)]
+        ip: Vec<String>,
+        /// Name on the client certificate (wildcards allowed).
+        #[arg(long)]
+        cert_name: Option<String>,
+        #[arg(long)]
+        require_tls: bool,
+        /// May relay for sender domains that are not accepted domains.
+        #[arg(long)]
+        relay_unregistered: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    Add {
+        tenant: String,
+        address: String,
+        /// SMTP AUTH password (stored as an Argon2id hash).
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        alias: Vec<String>,
+        #[arg(long)]
+        forward_to: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RouteCmd {
+    Add { tenant: String, domain: String, host: String },
+}
+
+#[derive(clap::Args)]
+struct TraceArgs {
+    #[arg(long)]
+    id: Option<String>,
+    #[arg(long)]
+    sender: Option<String>,
+    #[arg(long)]
+    recipient: Option<String>,
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Delivered, Failed, Pending or Deferred.
+    #[arg(long)]
+    status: Option<String>,
+    /// Only messages received in this last period (like 1h, 2d).
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// One JSON object per message.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RELAYWARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("relayward: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relayward: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::CheckConfig => {
+            println!("configuration is valid");
+            println!("  relay:      {}", config.relay_listen);
+            println!("  submission: {}", config.submission_listen);
+            println!("  http:       {}", config.http_listen);
+            println!("  data dir:   {}", config.data_dir.display());
+            println!("  tenants:    {}", config.tenants.len());
+            for t in &config.tenants {
+                println!(
+                    "    {} [{}]: {} domains, {} connectors, {} users; unregistered allowance {}/day, {} recipients/message",
+                    t.name,
+                    t.language,
+                    t.domains.len(),
+                    t.connectors.len(),
+                    t.users.len(),
+                    t.limits.unregistered_allowance_per_day,
+                    t.limits.recipients_per_message
+                );
+            }
+            Ok(())
+        }
+        Command::Trace(args) => trace_cmd(&config, args).await,
+        cmd => admin(&config, cmd).await,
+    }
+}
+
+fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    Ok(Arc::new(SqliteStore::open(&config.data_dir.join("relayward.sqlite"))?))
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 16] = rand::thread_rng().r#gen();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn admin(config: &Config, cmd: Command) -> Result<()> {
+    let store = open_store(config)?;
+    match cmd {
+        Command::Tenant(TenantCmd::Add { name, language, subscription_ends, admin }) => {
+            if language != "en" && language != "es" {
+                return Err(anyhow!("--language must be en or es"));
+            }
+            store
+                .add_tenant(&Tenant { name: name.clone(), language, subscription_ends, admins: admin, managed_by_config: false })
+                .await?;
+            println!("tenant {name} added");
+        }
+        Command::Tenant(TenantCmd::List) => {
+            let d = store.directory().await?;
+            for t in &d.tenants {
+                let managed = if t.managed_by_config { " (managed by configuration)" } else { "" };
+                println!("{} [{}]{}", t.name, t.language, managed);
+                for x in d.domains.iter().filter(|x| x.tenant == t.name) {
+                    let v = if x.verified { "verified" } else { "NOT verified" };
+                    println!("  domain    {} {} {}", x.name, x.kind.as_str(), v);
+                }
+                for x in d.connectors.iter().filter(|x| x.tenant == t.name) {
+                    println!("  connector {} ips={:?} cert={:?} relay_unregistered={}", x.name, x.ips, x.cert_name, x.relay_unregistered);
+                }
+                for x in d.users.iter().filter(|x| x.tenant == t.name) {
+                    println!("  user      {} aliases={:?} auth={}", x.address, x.aliases, x.password_hash.is_some());
+                }
+                for x in d.routes.iter().filter(|x| x.tenant == t.name) {
+                    println!("  route     {} -> {}", x.domain, x.host);
+                }
+            }
+        }
+        Command::Domain(DomainCmd::Add { tenant, domain, kind, match_subdomains, verified }) => {
+            let kind = DomainKind::parse(&kind).ok_or_else(|| anyhow!("--kind must be authoritative or internal_relay"))?;
+            if match_subdomains && kind != DomainKind::InternalRelay {
+                return Err(anyhow!("--match-subdomains is for internal_relay domains only"));
+            }
+            let tok = token();
+            store
+                .add_domain(&Domain {
+                    tenant,
+                    name: domain.to_ascii_lowercase(),
+                    kind,
+                    match_subdomains,
+                    verified,
+                    verification_token: tok.clone(),
+                })
+                .await?;
+            if verified {
+                println!("domain {domain} added and verified (vouched for by the operator)");
+            } else {
+                println!("domain {domain} added, not verified yet: it does not count as registered.");
+                println!("publish this TXT record to prove ownership:");
+                println!("  {domain}. IN TXT \"relayward-verification={tok}\"");
+            }
+        }
+        Command::Connector(ConnectorCmd::Add { tenant, name, ip, cert_name, require_tls, relay_unregistered }) => {
+            for i in &ip {
+                if relayward_tenancy::parse_net(i).is_none() {
+                    return Err(anyhow!("--ip {i}: not an address or CIDR range"));
+                }
+            }
+            if ip.is_empty() && cert_name.is_none() {
+                return Err(anyhow!("a connector needs --ip or --cert-name"));
+            }
+            store
+                .add_connector(&Connector {
+                    tenant,
+                    name: name.clone(),
+                    ips: ip,
+                    cert_name,
+                    require_tls,
+                    relay_unregistered,
+                    created_by: format!("cli:{}", whoami()),
+                    created_at: now_secs(),
+                    reviewed: false,
+                })
+                .await?;
+            println!("connector {name} added");
+        }
+        Command::User(UserCmd::Add { tenant, address, password, alias, forward_to }) => {
+            if !address.contains('@') {
+                return Err(anyhow!("{address} is not an email address"));
+            }
+            let password_hash = match password {
+                Some(p) => Some(relayward_tenancy::password::hash(&p).map_err(|e| anyhow!(e))?),
+                None => None,
+            };
+            store
+                .add_user(&User { tenant, address: address.to_ascii_lowercase(), aliases: alias, password_hash, forward_to })
+                .await?;
+            println!("user {address} added");
+        }
+        Command::Route(RouteCmd::Add { tenant, domain, host }) => {
+            store.add_route(&Route { tenant, domain: domain.to_ascii_lowercase(), host: host.clone() }).await?;
+            println!("route for {domain} -> {host} added");
+        }
+        Command::Serve | Command::CheckConfig | Command::Trace(_) => {}
+    }
+    Ok(())
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "operator".into())
+}
+
+async fn trace_cmd(config: &Config, args: TraceArgs) -> Result<()> {
+    let store = open_store(config)?;
+    let since = match &args.since {
+        Some(s) => Some((now_secs() - config::parse_duration(s)?.as_secs() as i64) * 1000),
+        None => None,
+    };
+    let found = store
+        .search_trace(&TraceQuery {
+            message_id: args.id,
+            sender: args.sender,
+            recipient: args.recipient,
+            tenant: args.tenant,
+            status: args.status,
+            since,
+            until: None,
+            limit: args.limit,
+        })
+        .await?;
+    if found.is_empty() && !args.json {
+        println!("no messages found");
+    }
+    for m in found {
+        if args.json {
+            println!("{}", serde_json::to_string(&m)?);
+            continue;
+        }
+        println!(
+            "{}  {}  from <{}>  tenant {}  via {}  [{}]  {} bytes",
+            m.message_id,
+            relayward_dsn::rfc5322_date(m.received_at / 1000),
+            m.sender,
+            m.tenant.as_deref().unwrap_or("-"),
+            m.origin,
+            m.client_ip,
+            m.size
+        );
+        for r in &m.recipients {
+            println!("  {:<10} {}", r.status, r.address);
+        }
+        for e in &m.events {
+            println!(
+                "    {}  {:<10} {} {}",
+                relayward_dsn::rfc5322_date(e.at / 1000),
+                e.kind,
+                e.recipient.as_deref().unwrap_or(""),
+                e.detail
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Writes configuration-declared tenants into the store (marked managed by configuration).
+async fn provision(store: &dyn Store, config: &Config) -> Result<()> {
+    for t in &config.tenants {
+        let mut data = TenantData {
+            tenant: Some(Tenant {
+                name: t.name.clone(),
+                language: t.language.clone(),
+                subscription_ends: t.subscription_ends.clone(),
+                admins: t.admins.clone(),
+                managed_by_config: true,
+            }),
+            ..Default::default()
+        };
+        for d in &t.domains {
+            data.domains.push(Domain {
+                tenant: t.name.clone(),
+                name: d.name.clone(),
+                kind: d.kind,
+                match_subdomains: d.match_subdomains,
+                verified: d.verified,
+                verification_token: token(),
+            });
+        }
+        for c in &t.connectors {
+            data.connectors.push(Connector {
+                tenant: t.name.clone(),
+                name: c.name.clone(),
+                ips: c.ips.clone(),
+                cert_name: c.cert_name.clone(),
+                require_tls: c.require_tls,
+                relay_unregistered: c.relay_unregistered,
+                created_by: "configuration".into(),
+                created_at: now_secs(),
+                reviewed: true,
+            });
+        }
+        for (address, password, aliases, forward_to) in &t.users {
+            let password_hash = match password {
+                Some(p) => Some(relayward_tenancy::password::hash(p).map_err(|e| anyhow!(e))?),
+                None => None,
+            };
+            data.users.push(User {
+                tenant: t.name.clone(),
+                address: address.clone(),
+                aliases: aliases.clone(),
+                password_hash,
+                forward_to: forward_to.clone(),
+            });
+        }
+        for (domain, host) in &t.routes {
+            data.routes.push(Route { tenant: t.name.clone(), domain: domain.clone(), host: host.clone() });
+        }
+        store
+            .provision(&data)
+            .await
+            .with_context(|| format!("provisioning tenant '{}' from the configuration", t.name))?;
+    }
+    Ok(())
+}
+
+struct DirectoryRouter(Arc<RwLock<Arc<Directory>>>);
+
+impl Router for DirectoryRouter {
+    fn route(&self, domain: &str) -> Option<String> {
+        let dir = self.0.read().map(|d| d.clone()).unwrap_or_else(|p| p.into_inner().clone());
+        dir.route(domain).map(|r| r.host.clone())
+    }
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr} (is another server using it?)"))
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let store = open_store(&config)?;
+    provision(store.as_ref(), &config).await?;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let directory = Arc::new(RwLock::new(Arc::new(Directory::build(store.directory().await?))));
+
+    let (spool, recovered) = Spool::open(&config.data_dir.join("spool"), config.max_spool_size)
+        .context("opening the spool")?;
+    let (trace, trace_task) = TraceSink::start(dyn_store.clone());
+    let resolver = HickoryResolver::new(config.dns_resolver).map_err(|e| anyhow!(e))?;
+    let mut delivery = DeliveryConfig::new(config.hostname.clone());
+    delivery.smart_host = config.smart_host.clone();
+    delivery.remote_port = config.remote_port;
+    delivery.retry_schedule = config.retry_schedule.clone();
+    delivery.expire_after = config.expire_after;
+    delivery.normal_pool = config.normal_pool.clone();
+    delivery.high_risk_pool = config.high_risk_pool.clone();
+    if let Some(h) = &config.high_risk_hostname {
+        delivery.high_risk_hostname = h.clone();
+    }
+    delivery.max_per_destination = config.max_per_destination;
+    delivery.max_concurrent_messages = config.max_concurrent_messages;
+    delivery.connect_timeout = config.connect_timeout;
+    delivery.command_timeout = config.delivery_command_timeout;
+    delivery.tls = config.delivery_tls;
+    let queue = Queue::new(
+        delivery,
+        spool.clone(),
+        Arc::new(resolver),
+        Arc::new(DirectoryRouter(directory.clone())),
+        Arc::new(trace.clone()),
+    );
+    let recovered_count = recovered.len();
+    for env in recovered {
+        queue.enqueue(env);
+    }
+    if recovered_count > 0 {
+        tracing::info!(messages = recovered_count, "recovered unfinished messages from the spool");
+    }
+
+    let tls = tls::server_config(&config)?;
+    let stats = Arc::new(PolicyStats::default());
+    let policy = Arc::new(RelayPolicy {
+        directory: directory.clone(),
+        spool: spool.clone(),
+        queue: queue.clone(),
+        trace: trace.clone(),
+        hostname: config.hostname.clone(),
+        stats: stats.clone(),
+    });
+    let server_config = |kind| {
+        let mut c = ServerConfig::new(config.hostname.clone(), kind);
+        c.max_message_size = config.limits.max_message_size;
+        c.max_recipients = config.limits.recipients_per_message;
+        c.command_timeout = config.command_timeout;
+        c.data_timeout = config.data_timeout;
+        c.max_errors = config.max_errors;
+        c.max_connections = config.max_connections;
+        c.max_connections_per_ip = config.max_connections_per_ip;
+        c.tls = Some(tls.clone());
+        c
+    };
+    let relay = Listener::new(bind(config.relay_listen, "relay SMTP").await?, server_config(ListenerKind::Relay), policy.clone());
+    let submission = Listener::new(
+        bind(config.submission_listen, "submission SMTP").await?,
+        server_config(ListenerKind::Submission),
+        policy.clone(),
+    );
+    let http_listener = bind(config.http_listen, "HTTP").await?;
+    let relay_addr = relay.local_addr()?;
+    let submission_addr = submission.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let shutdown = Shutdown::default();
+    let grace = Duration::from_secs(30);
+    let relay_task = tokio::spawn(relay.run(shutdown.clone(), grace));
+    let submission_task = tokio::spawn(submission.run(shutdown.clone(), grace));
+    let queue_task = {
+        let q = queue.clone();
+        let stop = shutdown.subscribe();
+        tokio::spawn(async move { q.run(stop, Duration::from_secs(10)).await })
+    };
+    let app = http::router(http::AppState {
+        store: dyn_store.clone(),
+        spool: spool.clone(),
+        queue: queue.clone(),
+        policy: stats,
+        trace: trace.clone(),
+    });
+    let http_task = {
+        let mut stop = shutdown.subscribe();
+        tokio::spawn(async move {
+            let _ = axum::serve(http_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+        })
+    };
+    let reload_task = tokio::spawn(reload_directory(dyn_store.clone(), directory.clone()));
+
+    // One line on stdout that scripts and tests wait for.
+    println!("relayward ready relay={relay_addr} submission={submission_addr} http={http_addr} data_dir={}", config.data_dir.display());
+    tracing::info!(%relay_addr, %submission_addr, %http_addr, "relayward is running");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new connections; finishing open sessions");
+    shutdown.trigger();
+    let _ = relay_task.await;
+    let _ = submission_task.await;
+    let _ = queue_task.await;
+    let _ = http_task.await;
+    reload_task.abort();
+    spool.flush().await.context("final spool flush")?;
+    drop(policy);
+    drop(queue);
+    drop(trace);
+    let _ = tokio::time::timeout(Duration::from_secs(5), trace_task).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Rebuilds the directory when the store says it changed (CLI, API, another node).
+async fn reload_directory(store: Arc<dyn Store>, directory: Arc<RwLock<Arc<Directory>>>) {
+    let mut seen = store.directory_version().await.unwrap_or(0);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match store.directory_version().await {
+            Ok(v) if v != seen => match store.directory().await {
+                Ok(data) => {
+                    let fresh = Arc::new(Directory::build(data));
+                    if let Ok(mut d) = directory.write() {
+                        *d = fresh;
+                    }
+                    seen = v;
+                    tracing::info!(version = v, "directory reloaded");
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot reload the directory"),
+            },
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the directory version"),
+        }
+    }
+}
+

@@ -1,0 +1,597 @@
+//! Configuration in two steps: the TOML file as written ([`RawConfig`], unknown keys refused so a
+//! typo is an error, not a silent default) and the validated [`Config`] the relay runs on, with
+//! every default in one place (`Config::default` via an empty file). SPEC section 11 is the
+//! contract for the key names.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub smtp: RawSmtp,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub delivery: RawDelivery,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub tenants: Vec<RawTenant>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    pub relay_listen: Option<String>,
+    pub submission_listen: Option<String>,
+    pub hostname: Option<String>,
+    /// PEM files; without them a self-signed certificate is made and kept in the data directory.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PEM bundle of CAs whose client certificates identify certificate connectors.
+    pub client_ca: Option<PathBuf>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub command_timeout: Option<String>,
+    pub data_timeout: Option<String>,
+    pub max_errors: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub max_spool_size: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    pub smart_host: Option<String>,
+    pub dns_resolver: Option<String>,
+    pub normal_pool: Option<Vec<String>>,
+    pub high_risk_pool: Option<Vec<String>>,
+    pub high_risk_hostname: Option<String>,
+    pub retry_schedule: Option<Vec<String>>,
+    pub expire_after: Option<String>,
+    pub remote_port: Option<u16>,
+    pub max_per_destination: Option<usize>,
+    pub max_concurrent_messages: Option<usize>,
+    pub connect_timeout: Option<String>,
+    pub command_timeout: Option<String>,
+    pub tls: Option<bool>,
+}
+
+/// Service-wide limits (SPEC sections 3 and 4). The guard (outbound protection) reads the
+/// counting ones; the SMTP server enforces the per-message ones.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub unregistered_allowance_per_day: Option<u64>,
+    pub unregistered_suspicious_per_day: Option<u64>,
+    pub tenant_suspicious_per_day: Option<u64>,
+    pub tenant_suspicious_ratio: Option<f64>,
+    pub connector_suspicious_per_day: Option<u64>,
+    pub connector_suspicious_ratio: Option<f64>,
+    pub user_suspicious_per_day: Option<u64>,
+    pub user_recipients_per_day: Option<u64>,
+    pub user_messages_per_minute: Option<u64>,
+    pub recipients_per_message: Option<usize>,
+    pub max_message_size: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    pub name: String,
+    pub language: Option<String>,
+    pub subscription_ends: Option<String>,
+    #[serde(default)]
+    pub admins: Vec<String>,
+    #[serde(default)]
+    pub domains: Vec<RawDomain>,
+    #[serde(default)]
+    pub connectors: Vec<RawConnector>,
+    #[serde(default)]
+    pub users: Vec<RawUser>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    pub limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDomain {
+    pub name: String,
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub verified: bool,
+    #[serde(default)]
+    pub match_subdomains: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnector {
+    pub name: String,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    pub cert_name: Option<String>,
+    #[serde(default)]
+    pub require_tls: bool,
+    pub relay_unregistered: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub address: String,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub forward_to: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub domain: String,
+    pub host: String,
+}
+
+/// Limits after defaults are applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub unregistered_allowance_per_day: u64,
+    pub unregistered_suspicious_per_day: u64,
+    pub tenant_suspicious_per_day: u64,
+    pub tenant_suspicious_ratio: f64,
+    pub connector_suspicious_per_day: u64,
+    pub connector_suspicious_ratio: f64,
+    pub user_suspicious_per_day: u64,
+    pub user_recipients_per_day: u64,
+    pub user_messages_per_minute: u64,
+    pub recipients_per_message: usize,
+    pub max_message_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            unregistered_allowance_per_day: 1000,
+            unregistered_suspicious_per_day: 50,
+            tenant_suspicious_per_day: 500,
+            tenant_suspicious_ratio: 0.10,
+            connector_suspicious_per_day: 200,
+            connector_suspicious_ratio: 0.30,
+            user_suspicious_per_day: 20,
+            user_recipients_per_day: 10_000,
+            user_messages_per_minute: 30,
+            recipients_per_message: 500,
+            max_message_size: 35 * 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// `base` with the values `raw` sets.
+    fn apply(base: &Limits, raw: &RawLimits, at: &str) -> Result<Limits> {
+        let mut l = base.clone();
+        macro_rules! take {
+            ($($f:ident),*) => { $( if let Some(v) = raw.$f { l.$f = v; } )* };
+        }
+        take!(
+            unregistered_allowance_per_day,
+            unregistered_suspicious_per_day,
+            tenant_suspicious_per_day,
+            tenant_suspicious_ratio,
+            connector_suspicious_per_day,
+            connector_suspicious_ratio,
+            user_suspicious_per_day,
+            user_recipients_per_day,
+            user_messages_per_minute,
+            recipients_per_message
+        );
+        if let Some(s) = &raw.max_message_size {
+            l.max_message_size = parse_size(s).with_context(|| format!("{at}.max_message_size"))?;
+        }
+        if !(1..=1000).contains(&l.recipients_per_message) {
+            bail!("{at}.recipients_per_message must be between 1 and 1000 (got {})", l.recipients_per_message);
+        }
+        for (name, r) in [
+            ("tenant_suspicious_ratio", l.tenant_suspicious_ratio),
+            ("connector_suspicious_ratio", l.connector_suspicious_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&r) {
+                bail!("{at}.{name} must be between 0 and 1 (got {r})");
+            }
+        }
+        Ok(l)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    pub name: String,
+    pub language: String,
+    pub subscription_ends: Option<String>,
+    pub admins: Vec<String>,
+    pub domains: Vec<RawDomainChecked>,
+    pub connectors: Vec<RawConnectorChecked>,
+    pub users: Vec<(String, Option<String>, Vec<String>, Option<String>)>,
+    pub routes: Vec<(String, String)>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct RawDomainChecked {
+    pub name: String,
+    pub kind: relayward_store::DomainKind,
+    pub verified: bool,
+    pub match_subdomains: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RawConnectorChecked {
+    pub name: String,
+    pub ips: Vec<String>,
+    pub cert_name: Option<String>,
+    pub require_tls: bool,
+    pub relay_unregistered: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub relay_listen: SocketAddr,
+    pub submission_listen: SocketAddr,
+    pub hostname: String,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub max_errors: u32,
+    pub http_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub max_spool_size: Option<u64>,
+    pub smart_host: Option<String>,
+    pub dns_resolver: Option<SocketAddr>,
+    pub normal_pool: Vec<IpAddr>,
+    pub high_risk_pool: Vec<IpAddr>,
+    pub high_risk_hostname: Option<String>,
+    pub retry_schedule: Vec<Duration>,
+    pub expire_after: Duration,
+    pub remote_port: u16,
+    pub max_per_destination: usize,
+    pub max_concurrent_messages: usize,
+    pub connect_timeout: Duration,
+    pub delivery_command_timeout: Duration,
+    pub delivery_tls: bool,
+    pub limits: Limits,
+    pub tenants: Vec<TenantConfig>,
+}
+
+impl Config {
+    /// Reads and validates a configuration file; `None` gives the embedded defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let raw = match path {
+            None => RawConfig::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read configuration file {}", p.display()))?;
+                toml::from_str(&text)
+                    .map_err(|e| anyhow!("configuration file {}: {e}", p.display()))?
+            }
+        };
+        Config::from_raw(raw)
+    }
+
+    pub fn from_raw(raw: RawConfig) -> Result<Config> {
+        let addr = |v: &Option<String>, default: &str, key: &str| -> Result<SocketAddr> {
+            let s = v.as_deref().unwrap_or(default);
+            s.parse()
+                .map_err(|_| anyhow!("{key} = \"{s}\" is not an address:port (like 127.0.0.1:2525)"))
+        };
+        let dur = |v: &Option<String>, default: &str, key: &str| -> Result<Duration> {
+            parse_duration(v.as_deref().unwrap_or(default)).with_context(|| key.to_string())
+        };
+        if raw.storage.database_url.is_some() {
+            bail!("storage.database_url (cluster mode on PostgreSQL) is not available in this version yet; remove it to run on the embedded store");
+        }
+        let limits = Limits::apply(&Limits::default(), &raw.limits, "limits")?;
+        let ips = |v: &Option<Vec<String>>, key: &str| -> Result<Vec<IpAddr>> {
+            v.iter()
+                .flatten()
+                .map(|s| s.parse().map_err(|_| anyhow!("{key}: \"{s}\" is not an IP address")))
+                .collect()
+        };
+        let retry_schedule = match &raw.delivery.retry_schedule {
+            None => ["1m", "5m", "15m", "30m", "1h", "2h", "4h"]
+                .iter()
+                .map(|s| parse_duration(s))
+                .collect::<Result<Vec<_>>>()?,
+            Some(v) if v.is_empty() => bail!("delivery.retry_schedule needs at least one step"),
+            Some(v) => v
+                .iter()
+                .map(|s| parse_duration(s).context("delivery.retry_schedule"))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        let dns_resolver = match &raw.delivery.dns_resolver {
+            None => None,
+            Some(s) => Some(
+                s.parse::<SocketAddr>()
+                    .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| anyhow!("delivery.dns_resolver = \"{s}\" is not an address (like 127.0.0.1:5353)"))?,
+            ),
+        };
+        let mut tenants = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for t in raw.tenants {
+            if t.name.trim().is_empty() {
+                bail!("a [[tenants]] entry has an empty name");
+            }
+            if !seen.insert(t.name.clone()) {
+                bail!("tenant '{}' is declared twice", t.name);
+            }
+            tenants.push(tenant_config(t, &limits)?);
+        }
+        Ok(Config {
+            relay_listen: addr(&raw.smtp.relay_listen, "127.0.0.1:2525", "smtp.relay_listen")?,
+            submission_listen: addr(&raw.smtp.submission_listen, "127.0.0.1:2587", "smtp.submission_listen")?,
+            hostname: raw.smtp.hostname.unwrap_or_else(|| "relay.example.net".into()),
+            tls_cert: raw.smtp.tls_cert,
+            tls_key: raw.smtp.tls_key,
+            client_ca: raw.smtp.client_ca,
+            max_connections: raw.smtp.max_connections.unwrap_or(20_000),
+            max_connections_per_ip: raw.smtp.max_connections_per_ip.unwrap_or(500),
+            command_timeout: dur(&raw.smtp.command_timeout, "5m", "smtp.command_timeout")?,
+            data_timeout: dur(&raw.smtp.data_timeout, "3m", "smtp.data_timeout")?,
+            max_errors: raw.smtp.max_errors.unwrap_or(10),
+            http_listen: addr(&raw.http.listen, "127.0.0.1:8025", "http.listen")?,
+            data_dir: raw.storage.data_dir.unwrap_or_else(|| PathBuf::from("./relayward-data")),
+            max_spool_size: raw
+                .storage
+                .max_spool_size
+                .as_deref()
+                .map(|s| parse_size(s).map(|n| n as u64).context("storage.max_spool_size"))
+                .transpose()?,
+            smart_host: raw.delivery.smart_host,
+            dns_resolver,
+            normal_pool: ips(&raw.delivery.normal_pool, "delivery.normal_pool")?,
+            high_risk_pool: ips(&raw.delivery.high_risk_pool, "delivery.high_risk_pool")?,
+            high_risk_hostname: raw.delivery.high_risk_hostname,
+            retry_schedule,
+            expire_after: dur(&raw.delivery.expire_after, "48h", "delivery.expire_after")?,
+            remote_port: raw.delivery.remote_port.unwrap_or(25),
+            max_per_destination: raw.delivery.max_per_destination.unwrap_or(20),
+            max_concurrent_messages: raw.delivery.max_concurrent_messages.unwrap_or(512),
+            connect_timeout: dur(&raw.delivery.connect_timeout, "30s", "delivery.connect_timeout")?,
+            delivery_command_timeout: dur(&raw.delivery.command_timeout, "5m", "delivery.command_timeout")?,
+            delivery_tls: raw.delivery.tls.unwrap_or(true),
+            limits,
+            tenants,
+        })
+    }
+}
+
+fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {
+    let at = format!("tenant '{}'", t.name);
+    let language = t.language.unwrap_or_else(|| "en".into());
+    if language != "en" && language != "es" {
+        bail!("{at}: language must be \"en\" or \"es\" (got \"{language}\")");
+    }
+    if let Some(d) = &t.subscription_ends
+        && !is_date(d)
+    {
+        bail!("{at}: subscription_ends must be a date like 2027-12-31 (got \"{d}\")");
+    }
+    let mut domains = Vec::new();
+    for d in t.domains {
+        let kind = match d.kind.as_deref() {
+            None => relayward_store::DomainKind::Authoritative,
+            Some(k) => relayward_store::DomainKind::parse(k)
+                .ok_or_else(|| anyhow!("{at}: domain {} has kind \"{k}\"; use authoritative or internal_relay", d.name))?,
+        };
+        if d.match_subdomains && kind != relayward_store::DomainKind::InternalRelay {
+            bail!("{at}: domain {}: match_subdomains is for internal_relay domains only", d.name);
+        }
+        domains.push(RawDomainChecked {
+            name: d.name.to_ascii_lowercase(),
+            kind,
+            verified: d.verified,
+            match_subdomains: d.match_subdomains,
+        });
+    }
+    let mut connectors = Vec::new();
+    for c in t.connectors {
+        for ip in &c.ips {
+            if relayward_tenancy::parse_net(ip).is_none() {
+                bail!("{at}: connector {}: \"{ip}\" is not an address or CIDR range", c.name);
+            }
+        }
+        if c.ips.is_empty() && c.cert_name.is_none() {
+            bail!("{at}: connector {} needs ips or a cert_name", c.name);
+        }
+        // SPEC section 1: by default only certificate connectors whose name is in an accepted
+        // domain may relay for other sender domains.
+        let default_relay = c.cert_name.as_deref().is_some_and(|n| {
+            let n = n.trim_start_matches("*.").to_ascii_lowercase();
+            domains.iter().any(|d| d.verified && (n == d.name || n.ends_with(&format!(".{}", d.name))))
+        });
+        connectors.push(RawConnectorChecked {
+            relay_unregistered: c.relay_unregistered.unwrap_or(default_relay),
+            name: c.name,
+            ips: c.ips,
+            cert_name: c.cert_name,
+            require_tls: c.require_tls,
+        });
+    }
+    let users = t
+        .users
+        .into_iter()
+        .map(|u| {
+            if !u.address.contains('@') {
+                bail!("{at}: user \"{}\" is not an email address", u.address);
+            }
+            Ok((u.address.to_ascii_lowercase(), u.password, u.aliases, u.forward_to))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let routes = t.routes.into_iter().map(|r| (r.domain.to_ascii_lowercase(), r.host)).collect();
+    let limits = match &t.limits {
+        Some(raw) => Limits::apply(base, raw, &format!("{at}.limits"))?,
+        None => base.clone(),
+    };
+    Ok(TenantConfig {
+        name: t.name,
+        language,
+        subscription_ends: t.subscription_ends,
+        admins: t.admins,
+        domains,
+        connectors,
+        users,
+        routes,
+        limits,
+    })
+}
+
+fn is_date(s: &str) -> bool {
+    let p: Vec<&str> = s.split('-').collect();
+    p.len() == 3
+        && p[0].len() == 4
+        && p[1].len() == 2
+        && p[2].len() == 2
+        && p.iter().all(|x| x.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// `30s`, `5m`, `1h`, `2d`, or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num.parse().map_err(|_| anyhow!("\"{s}\" is not a duration (like 30s, 5m, 1h, 2d)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        other => bail!("\"{s}\": unknown unit \"{other}\" (use ms, s, m, h or d)"),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `35MB`, `512KB`, `1GB` (binary multiples), or a number of bytes.
+pub fn parse_size(s: &str) -> Result<usize> {
+    let t = s.trim().to_ascii_uppercase();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: usize = num.parse().map_err(|_| anyhow!("\"{s}\" is not a size (like 35MB)"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1024,
+        "M" | "MB" | "MIB" => 1024 * 1024,
+        "G" | "GB" | "GIB" => 1024 * 1024 * 1024,
+        other => bail!("\"{s}\": unknown unit \"{other}\" (use KB, MB or GB)"),
+    };
+    n.checked_mul(mult).ok_or_else(|| anyhow!("\"{s}\" is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC_EXAMPLE: &str = r#"
+[smtp]
+relay_listen = "127.0.0.1:2525"
+submission_listen = "127.0.0.1:2587"
+hostname = "relay.example.net"
+[http]
+listen = "127.0.0.1:8025"
+[storage]
+data_dir = "./relayward-data"
+[delivery]
+retry_schedule = ["1m", "5m", "15m", "30m", "1h", "2h", "4h"]
+expire_after = "48h"
+[limits]
+unregistered_allowance_per_day = 1000
+unregistered_suspicious_per_day = 50
+tenant_suspicious_per_day = 500
+tenant_suspicious_ratio = 0.10
+connector_suspicious_per_day = 200
+connector_suspicious_ratio = 0.30
+user_suspicious_per_day = 20
+user_recipients_per_day = 10000
+user_messages_per_minute = 30
+recipients_per_message = 500
+max_message_size = "35MB"
+[[tenants]]
+name = "contoso"
+language = "es"
+subscription_ends = "2027-12-31"
+admins = ["admin@contoso.example"]
+domains = [ { name = "contoso.example", kind = "authoritative", verified = true } ]
+connectors = [ { name = "on-prem", ips = ["127.0.0.1/32"], relay_unregistered = true } ]
+users = [ { address = "alice@contoso.example", password = "change-me", forward_to = "alice@home.example" } ]
+routes = [ { domain = "contoso.example", host = "127.0.0.1:2600" } ]
+limits = { unregistered_allowance_per_day = 5 }
+"#;
+
+    #[test]
+    fn the_spec_example_loads_with_its_values() {
+        let raw: RawConfig = toml::from_str(SPEC_EXAMPLE).expect("parses");
+        let c = Config::from_raw(raw).expect("valid");
+        assert_eq!(c.limits, Limits::default(), "the example restates the defaults");
+        assert_eq!(c.expire_after, Duration::from_secs(48 * 3600));
+        assert_eq!(c.tenants[0].limits.unregistered_allowance_per_day, 5);
+        assert_eq!(c.tenants[0].limits.user_messages_per_minute, 30, "other limits inherited");
+        assert_eq!(c.tenants[0].language, "es");
+        assert!(c.tenants[0].connectors[0].relay_unregistered);
+    }
+
+    #[test]
+    fn no_file_gives_the_embedded_defaults() {
+        let c = Config::load(None).expect("defaults");
+        assert_eq!(c.relay_listen.to_string(), "127.0.0.1:2525");
+        assert_eq!(c.submission_listen.to_string(), "127.0.0.1:2587");
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:8025");
+        assert_eq!(c.limits.max_message_size, 35 * 1024 * 1024);
+        assert_eq!(c.retry_schedule.len(), 7);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = |t: &str| {
+            let raw: std::result::Result<RawConfig, _> = toml::from_str(t);
+            match raw {
+                Err(e) => e.to_string(),
+                Ok(r) => format!("{:#}", Config::from_raw(r).expect_err("invalid")),
+            }
+        };
+        assert!(err("[smtp]\nrelay_lisen = \"x\"").contains("relay_lisen"));
+        assert!(err("[limits]\nrecipients_per_message = 5000").contains("between 1 and 1000"));
+        assert!(err("[delivery]\nexpire_after = \"2 weeks\"").contains("unknown unit"));
+        assert!(err("[[tenants]]\nname = \"a\"\nconnectors = [{ name = \"c\", ips = [\"300.1.1.1\"] }]").contains("not an address"));
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("35MB").expect("size"), 36_700_160);
+        assert_eq!(parse_duration("90s").expect("d"), Duration::from_secs(90));
+        assert_eq!(parse_duration("500ms").expect("d"), Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,411 @@
+//! The relay policy: SPEC section 2 made concrete. It attributes each connection (connector by
+//! IP range or client certificate, SMTP AUTH user) and each recipient (accepted domains for
+//! inbound mail), refuses everything else with the exact replies mail administrators know, and
+//! spools what it accepts. This is where "never an open relay" is decided: a recipient outside
+//! every accepted domain is only taken from an attributed client.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use relayward_delivery::Queue;
+use relayward_smtp::{ListenerKind, MailParams, Peer, Policy, Rcpt, Reply, Transaction};
+use relayward_spool::{Envelope, Notify, Recipient, Ret, Spool, SpoolError, new_message_id};
+use relayward_store::{DomainKind, TraceEvent, TraceKind, TraceSummary};
+use relayward_tenancy::{Directory, domain_of};
+
+use crate::trace::TraceSink;
+
+/// Most `Received:` headers a message may carry before we call it a loop (RFC 5321 6.3).
+const MAX_HOPS: usize = 50;
+
+pub const RELAY_DENIED: &str = "5.7.64 TenantAttribution; Relay Access Denied";
+pub const NOT_AUTHENTICATED: &str =
+    "5.7.57 Client was not authenticated to send anonymous mail during MAIL FROM";
+pub const NOT_YOUR_SENDER: &str = "5.7.60 Client does not have permissions to send as this sender";
+
+#[derive(Default)]
+pub struct PolicyStats {
+    pub accepted: AtomicU64,
+    pub refused_rcpt: AtomicU64,
+    pub refused_mail: AtomicU64,
+    pub spool_errors: AtomicU64,
+    pub sessions: AtomicU64,
+}
+
+pub struct RelayPolicy {
+    pub directory: Arc<RwLock<Arc<Directory>>>,
+    pub spool: Spool,
+    pub queue: Queue,
+    pub trace: TraceSink,
+    pub hostname: String,
+    pub stats: Arc<PolicyStats>,
+}
+
+/// Who the client is, as far as this connection has shown.
+#[derive(Debug, Clone)]
+pub enum Attribution {
+    None,
+    Connector {
+        tenant: String,
+        name: String,
+        relay_unregistered: bool,
+        require_tls: bool,
+        by_cert: bool,
+    },
+    User {
+        tenant: String,
+        address: String,
+    },
+}
+
+pub struct ConnState {
+    ip: IpAddr,
+    tls: bool,
+    attribution: Attribution,
+    /// Tenant of the inbound recipients accepted in the current transaction.
+    inbound_tenant: Option<String>,
+}
+
+impl RelayPolicy {
+    fn dir(&self) -> Arc<Directory> {
+        self.directory
+            .read()
+            .map(|d| d.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+}
+
+fn refuse(code: u16, text: &str) -> Reply {
+    Reply::new(code, text)
+}
+
+/// Address forms that ask a server to route mail onward by itself: `%` and `!` hacks, quoted
+/// local parts holding an `@`, source routes, IP-literal domains. None are taken.
+fn hostile_address(address: &str) -> Option<Reply> {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Some(refuse(501, "5.1.3 Recipient address needs a domain"));
+    };
+    if address.starts_with('@') || address.contains(':') && address.starts_with('@') {
+        return Some(refuse(550, "5.7.1 Source routes are not accepted"));
+    }
+    if local.contains(['%', '!', '@']) || local.starts_with('"') {
+        return Some(refuse(550, "5.7.1 Routing addresses (%, !, quoted @) are not accepted"));
+    }
+    if domain.starts_with('[') || domain.parse::<IpAddr>().is_ok() {
+        return Some(refuse(550, "5.7.1 IP-literal recipient domains are not accepted"));
+    }
+    if domain.is_empty() || domain.contains(|c: char| c.is_whitespace() || c == '\\') {
+        return Some(refuse(501, "5.1.3 Bad recipient address syntax"));
+    }
+    None
+}
+
+impl Policy for RelayPolicy {
+    type Conn = ConnState;
+
+    fn connect(&self, ip: IpAddr, kind: ListenerKind) -> Result<ConnState, Reply> {
+        self.stats.sessions.fetch_add(1, Ordering::Relaxed);
+        let attribution = match kind {
+            ListenerKind::Relay => match self.dir().connector_for_ip(ip) {
+                Some(c) => Attribution::Connector {
+                    tenant: c.connector.tenant.clone(),
+                    name: c.connector.name.clone(),
+                    relay_unregistered: c.connector.relay_unregistered,
+                    require_tls: c.connector.require_tls,
+                    by_cert: false,
+                },
+                None => Attribution::None,
+            },
+            ListenerKind::Submission => Attribution::None,
+        };
+        Ok(ConnState {
+            ip,
+            tls: false,
+            attribution,
+            inbound_tenant: None,
+        })
+    }
+
+    fn tls_established(&self, conn: &mut ConnState, cert_names: &[String]) {
+        conn.tls = true;
+        if matches!(conn.attribution, Attribution::None)
+            && !cert_names.is_empty()
+            && let Some(c) = self.dir().connector_for_cert(cert_names)
+        {
+            conn.attribution = Attribution::Connector {
+                tenant: c.connector.tenant.clone(),
+                name: c.connector.name.clone(),
+                relay_unregistered: c.connector.relay_unregistered,
+                require_tls: c.connector.require_tls,
+                by_cert: true,
+            };
+        }
+    }
+
+    async fn authenticate(&self, conn: &mut ConnState, user: &str, password: &str) -> Result<(), Reply> {
+        let denied = || refuse(535, "5.7.8 Authentication credentials invalid");
+        let dir = self.dir();
+        let Some(u) = dir.user(user) else {
+            // Spend the same time as a real check so user names cannot be probed by timing.
+            let _ = tokio::task::spawn_blocking(|| relayward_tenancy::password::hash("x")).await;
+            return Err(denied());
+        };
+        let Some(hash) = u.password_hash.clone() else {
+            return Err(denied());
+        };
+        let pw = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || relayward_tenancy::password::verify(&pw, &hash))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            tracing::info!(ip = %conn.ip, user, "SMTP AUTH failed");
+            return Err(denied());
+        }
+        conn.attribution = Attribution::User {
+            tenant: u.tenant.clone(),
+            address: u.address.clone(),
+        };
+        Ok(())
+    }
+
+    fn mail(&self, conn: &mut ConnState, peer: &Peer, from: &str, _params: &MailParams) -> Result<(), Reply> {
+        conn.inbound_tenant = None;
+        let result = match (&conn.attribution, peer.kind) {
+            (Attribution::User { address, .. }, _) => {
+                let dir = self.dir();
+                let mine = !from.is_empty()
+                    && dir
+                        .user(from)
+                        .is_some_and(|u| u.address.eq_ignore_ascii_case(address));
+                if mine { Ok(()) } else { Err(refuse(550, NOT_YOUR_SENDER)) }
+            }
+            (_, ListenerKind::Submission) => Err(refuse(530, NOT_AUTHENTICATED)),
+            (Attribution::Connector { require_tls: true, .. }, _) if !conn.tls => {
+                Err(refuse(530, "5.7.10 This connector requires TLS: issue STARTTLS first"))
+            }
+            _ => Ok(()),
+        };
+        if result.is_err() {
+            self.stats.refused_mail.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn rcpt(&self, conn: &mut ConnState, _peer: &Peer, tx: &Transaction, rcpt: &Rcpt) -> Result<(), Reply> {
+        let result = self.check_rcpt(conn, tx, rcpt);
+        if result.is_err() {
+            self.stats.refused_rcpt.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn data(&self, conn: &mut ConnState, peer: &Peer, tx: Transaction, body: Vec<u8>) -> Reply {
+        let hops = count_received(&body);
+        if hops > MAX_HOPS {
+            return refuse(554, "5.4.6 Too many hops: the message is looping");
+        }
+        let id = new_message_id();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let (tenant, origin) = match &conn.attribution {
+            Attribution::Connector { tenant, name, by_cert, .. } => {
+                let how = if *by_cert { "certificate" } else { "ip" };
+                (Some(tenant.clone()), format!("connector:{name} ({how})"))
+            }
+            Attribution::User { tenant, address } => (Some(tenant.clone()), format!("user:{address}")),
+            Attribution::None => (conn.inbound_tenant.clone(), "inbound".to_string()),
+        };
+        let helo = peer.helo.clone().unwrap_or_default();
+        let with = match (peer.tls, matches!(conn.attribution, Attribution::User { .. })) {
+            (true, true) => "ESMTPSA",
+            (true, false) => "ESMTPS",
+            (false, _) => "ESMTP",
+        };
+        let received = format!(
+            "Received: from {} ([{}])\r\n\tby {} (Relayward) with {} id {};\r\n\t{}\r\n",
+            sanitize(&helo),
+            conn.ip,
+            self.hostname,
+            with,
+            id,
+            relayward_dsn::rfc5322_date(now)
+        );
+        let mut full = Vec::with_capacity(received.len() + body.len());
+        full.extend_from_slice(received.as_bytes());
+        full.extend_from_slice(&body);
+        drop(body);
+
+        let env = Envelope {
+            id: id.clone(),
+            received_at: now,
+            mail_from: tx.mail_from.clone(),
+            ret: tx.params.ret_full.map(|f| if f { Ret::Full } else { Ret::Hdrs }),
+            env_id: tx.params.env_id.clone(),
+            smtputf8: tx.params.smtputf8,
+            body_8bit: tx.params.body_8bit,
+            tenant: tenant.clone(),
+            origin: origin.clone(),
+            client_ip: conn.ip.to_string(),
+            helo,
+            recipients: tx.rcpts.iter().map(recipient).collect(),
+            attempts: 0,
+            next_attempt: 0,
+            is_report: false,
+        };
+        if let Err(e) = self.spool.put(&env, &full).await {
+            self.stats.spool_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "message refused: cannot spool");
+            return match e {
+                SpoolError::Full { .. } => refuse(452, "4.3.1 Insufficient system storage, try again later"),
+                _ => refuse(452, "4.3.1 Temporary storage failure, try again later"),
+            };
+        }
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let at = now * 1000;
+        let event = |kind, detail: String, summary| TraceEvent {
+            message_id: id.clone(),
+            at,
+            kind,
+            recipient: None,
+            detail,
+            summary,
+        };
+        self.trace.send(event(
+            TraceKind::Received,
+            format!("from [{}] helo {} size {}{}", conn.ip, sanitize(&env.helo), full.len(),
+                if tx.bare_line_ends > 0 { format!(", {} bare line ends normalised", tx.bare_line_ends) } else { String::new() }),
+            Some(TraceSummary {
+                sender: env.mail_from.clone(),
+                tenant: tenant.clone(),
+                origin: origin.clone(),
+                client_ip: env.client_ip.clone(),
+                size: full.len() as u64,
+                recipients: env.recipients.iter().map(|r| r.address.clone()).collect(),
+            }),
+        ));
+        self.trace.send(event(
+            TraceKind::Attributed,
+            format!("{} ({})", tenant.as_deref().unwrap_or("-"), origin),
+            None,
+        ));
+        for r in &env.recipients {
+            self.trace.send(TraceEvent {
+                recipient: Some(r.address.clone()),
+                ..event(TraceKind::Queued, String::new(), None)
+            });
+        }
+        self.queue.enqueue(env);
+        Reply::new(250, format!("2.0.0 OK queued as {id}"))
+    }
+}
+
+impl RelayPolicy {
+    fn check_rcpt(&self, conn: &mut ConnState, tx: &Transaction, rcpt: &Rcpt) -> Result<(), Reply> {
+        if let Some(reply) = hostile_address(&rcpt.address) {
+            return Err(reply);
+        }
+        let dir = self.dir();
+        let domain = domain_of(&rcpt.address);
+        let accepted = dir.accepted_domain(&domain);
+        // Recipients in an authoritative domain must exist, whoever sends.
+        if let Some(d) = accepted
+            && d.kind == DomainKind::Authoritative
+            && dir.user(&rcpt.address).is_none()
+        {
+            return Err(refuse(550, "5.1.1 Recipient address rejected: user unknown in the recipient's organisation"));
+        }
+        match &conn.attribution {
+            Attribution::User { .. } => Ok(()),
+            Attribution::Connector {
+                tenant,
+                relay_unregistered,
+                ..
+            } => {
+                if accepted.is_some() {
+                    return Ok(());
+                }
+                let sender_domain = domain_of(&tx.mail_from);
+                if tx.mail_from.is_empty() || *relay_unregistered || dir.is_accepted_by(tenant, &sender_domain) {
+                    Ok(())
+                } else {
+                    Err(refuse(550, RELAY_DENIED))
+                }
+            }
+            Attribution::None => {
+                let Some(d) = accepted else {
+                    return Err(refuse(550, RELAY_DENIED));
+                };
+                match &conn.inbound_tenant {
+                    Some(t) if *t != d.tenant => Err(refuse(
+                        452,
+                        "4.5.3 Recipients of another organisation must be sent in a separate transaction",
+                    )),
+                    _ => {
+                        conn.inbound_tenant = Some(d.tenant.clone());
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn recipient(r: &Rcpt) -> Recipient {
+    let mut out = Recipient::new(r.address.clone());
+    out.orcpt = r.orcpt.clone();
+    if r.notify != 0 {
+        out.notify = Some(Notify {
+            never: r.notify & smtp_proto::RCPT_NOTIFY_NEVER != 0,
+            success: r.notify & smtp_proto::RCPT_NOTIFY_SUCCESS != 0,
+            failure: r.notify & smtp_proto::RCPT_NOTIFY_FAILURE != 0,
+            delay: r.notify & smtp_proto::RCPT_NOTIFY_DELAY != 0,
+        });
+    }
+    out
+}
+
+/// Counts `Received:` header fields in the header block.
+fn count_received(body: &[u8]) -> usize {
+    let end = relayward_dsn::find_headers_end(body);
+    body[..end]
+        .split(|&b| b == b'\n')
+        .filter(|l| l.len() >= 9 && l[..9].eq_ignore_ascii_case(b"received:"))
+        .count()
+}
+
+/// Keeps client-supplied text safe to place in a header.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(255)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_tricks_are_named_hostile() {
+        for a in [
+            "user%evil.example@contoso.example",
+            "evil.example!user@contoso.example",
+            "\"user@evil.example\"@contoso.example",
+            "@hop.example:user@evil.example",
+            "user@[192.0.2.1]",
+            "user@192.0.2.1",
+        ] {
+            assert!(hostile_address(a).is_some(), "{a} must be refused");
+        }
+        assert!(hostile_address("first.last+tag@contoso.example").is_none());
+    }
+
+    #[test]
+    fn received_headers_are_counted_in_the_header_block_only() {
+        let m = b"Received: a\r\nreceived: b\r\nSubject: x\r\n\r\nReceived: in body\r\n";
+        assert_eq!(count_received(m), 2);
+    }
+}
