@@ -57,7 +57,10 @@ pub enum ClientError {
     #[error("timeout during {0}")]
     Timeout(&'static str),
     #[error("remote refused {stage}: {reply}")]
-    Refused { stage: &'static str, reply: SmtpReply },
+    Refused {
+        stage: &'static str,
+        reply: SmtpReply,
+    },
     #[error("remote spoke no SMTP during {0}")]
     Protocol(&'static str),
 }
@@ -123,7 +126,11 @@ enum Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -133,7 +140,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -196,8 +207,12 @@ impl Client {
         settings: ClientSettings,
     ) -> Result<Client, ClientError> {
         let connect_err = |reason: String| ClientError::Connect { addr, reason };
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
-            .map_err(|e| connect_err(e.to_string()))?;
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(|e| connect_err(e.to_string()))?;
         if let Some(ip) = source {
             socket
                 .bind(SocketAddr::new(ip, 0))
@@ -230,7 +245,10 @@ impl Client {
         if client.caps.starttls
             && let Some(tls) = client.settings.tls.clone()
         {
-            client.command("STARTTLS\r\n", "STARTTLS").await.and_then(expect_code(220, "STARTTLS"))?;
+            client
+                .command("STARTTLS\r\n", "STARTTLS")
+                .await
+                .and_then(expect_code(220, "STARTTLS"))?;
             let name = ServerName::try_from(remote_name.to_string())
                 .or_else(|_| ServerName::try_from(addr.ip().to_string()))
                 .map_err(|_| ClientError::Protocol("STARTTLS server name"))?;
@@ -268,7 +286,10 @@ impl Client {
             self.caps = Caps::default();
             Ok(())
         } else {
-            Err(ClientError::Refused { stage: "HELO", reply })
+            Err(ClientError::Refused {
+                stage: "HELO",
+                reply,
+            })
         }
     }
 
@@ -307,7 +328,9 @@ impl Client {
         loop {
             let line = self.read_line(stage).await?;
             let line = line.trim_end_matches(['\r', '\n']);
-            let (code, rest) = line.split_at_checked(3).ok_or(ClientError::Protocol(stage))?;
+            let (code, rest) = line
+                .split_at_checked(3)
+                .ok_or(ClientError::Protocol(stage))?;
             let code: u16 = code.parse().map_err(|_| ClientError::Protocol(stage))?;
             if !(200..600).contains(&code) {
                 return Err(ClientError::Protocol(stage));
@@ -338,10 +361,14 @@ impl Client {
                 return Err(ClientError::Protocol(stage));
             }
             let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).await.map_err(|e| ClientError::Io {
-                stage,
-                reason: e.to_string(),
-            })?;
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| ClientError::Io {
+                    stage,
+                    reason: e.to_string(),
+                })?;
             if n == 0 {
                 return Err(ClientError::Io {
                     stage,
@@ -357,19 +384,28 @@ impl Client {
     /// nothing is known to be delivered.
     pub async fn send(&mut self, msg: &OutMessage<'_>) -> Result<Vec<SmtpReply>, ClientError> {
         if msg.smtputf8 && !self.caps.smtputf8 {
-            let reply = SmtpReply::synthetic(550, "5.6.7 The remote server does not support SMTPUTF8, which this message needs");
+            let reply = SmtpReply::synthetic(
+                550,
+                "5.6.7 The remote server does not support SMTPUTF8, which this message needs",
+            );
             return Ok(vec![reply; msg.rcpts.len()]);
         }
         if let Some(max) = self.caps.size
             && msg.body.len() > max
         {
-            let reply = SmtpReply::synthetic(552, &format!("5.3.4 Message is bigger than the {max} bytes the remote server accepts"));
+            let reply = SmtpReply::synthetic(
+                552,
+                &format!("5.3.4 Message is bigger than the {max} bytes the remote server accepts"),
+            );
             return Ok(vec![reply; msg.rcpts.len()]);
         }
         if !self.clean {
             let r = self.command("RSET\r\n", "RSET").await?;
             if !r.is_positive() {
-                return Err(ClientError::Refused { stage: "RSET", reply: r });
+                return Err(ClientError::Refused {
+                    stage: "RSET",
+                    reply: r,
+                });
             }
         }
         self.clean = false;
@@ -476,11 +512,15 @@ impl Client {
     }
 
     pub async fn quit(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.command("QUIT\r\n", "QUIT")).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), self.command("QUIT\r\n", "QUIT")).await;
     }
 }
 
-fn expect_code(code: u16, stage: &'static str) -> impl FnOnce(SmtpReply) -> Result<SmtpReply, ClientError> {
+fn expect_code(
+    code: u16,
+    stage: &'static str,
+) -> impl FnOnce(SmtpReply) -> Result<SmtpReply, ClientError> {
     move |reply| {
         if reply.code == code {
             Ok(reply)
@@ -563,7 +603,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -572,7 +617,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {

@@ -246,7 +246,9 @@ impl Queue {
         let _ = tokio::time::timeout(grace, inner.workers.acquire_many(all)).await;
         let idle: Vec<Client> = {
             let mut map = inner.idle.lock().unwrap_or_else(|p| p.into_inner());
-            map.drain().flat_map(|(_, v)| v.into_iter().map(|(_, c)| c)).collect()
+            map.drain()
+                .flat_map(|(_, v)| v.into_iter().map(|(_, c)| c))
+                .collect()
         };
         for c in idle {
             c.quit().await;
@@ -347,11 +349,15 @@ impl Inner {
             let hours = self.config.expire_after.as_secs() / 3600;
             for r in env.recipients.iter_mut().filter(|r| r.is_pending()) {
                 let last = match &r.state {
-                    RcptState::Pending { last_reply: Some(l) } => l.clone(),
+                    RcptState::Pending {
+                        last_reply: Some(l),
+                    } => l.clone(),
                     _ => "no attempt succeeded".into(),
                 };
                 r.state = RcptState::Failed {
-                    reply: format!("554 5.4.7 Delivery time expired after {hours} hours of retries; last error: {last}"),
+                    reply: format!(
+                        "554 5.4.7 Delivery time expired after {hours} hours of retries; last error: {last}"
+                    ),
                     remote: None,
                 };
                 self.event(&env.id, TraceKind::Expired, Some(&r.address), last);
@@ -423,7 +429,12 @@ impl Inner {
                 recipients: vec![env.mail_from.clone()],
             }),
         });
-        self.event(&env.id, TraceKind::NdrSent, Some(&env.mail_from), format!("NDR {id}"));
+        self.event(
+            &env.id,
+            TraceKind::NdrSent,
+            Some(&env.mail_from),
+            format!("NDR {id}"),
+        );
         self.schedule(ndr);
         Ok(())
     }
@@ -493,9 +504,17 @@ impl Inner {
         // Reports leave from the high-risk pool; the scanner (another issue) sends bulk and spam
         // there too.
         let (pool, helo, counter) = if env.is_report {
-            (&self.config.high_risk_pool, &self.config.high_risk_hostname, &self.stats.high_risk_pool_messages)
+            (
+                &self.config.high_risk_pool,
+                &self.config.high_risk_hostname,
+                &self.stats.high_risk_pool_messages,
+            )
         } else {
-            (&self.config.normal_pool, &self.config.hostname, &self.stats.normal_pool_messages)
+            (
+                &self.config.normal_pool,
+                &self.config.hostname,
+                &self.stats.normal_pool_messages,
+            )
         };
         counter.fetch_add(1, Ordering::Relaxed);
         (pool.choose(&mut rand::thread_rng()).copied(), helo.clone())
@@ -548,27 +567,38 @@ impl Inner {
         let mut last_error: Option<ClientError> = None;
         for hop in hops.iter().take(8) {
             let key = format!("{}|{:?}", hop.addr, source);
-            self.event(&env.id, TraceKind::Attempt, None, format!("{domain} via {} [{}]", hop.name, hop.addr));
+            self.event(
+                &env.id,
+                TraceKind::Attempt,
+                None,
+                format!("{domain} via {} [{}]", hop.name, hop.addr),
+            );
             // A reused connection may have been closed by the remote meanwhile: one fresh try.
             let mut reused = self.take_idle(&key);
             loop {
                 let was_reused = reused.is_some();
                 let mut client = match reused.take() {
                     Some(c) => {
-                        self.stats.connections_reused.fetch_add(1, Ordering::Relaxed);
+                        self.stats
+                            .connections_reused
+                            .fetch_add(1, Ordering::Relaxed);
                         c
                     }
-                    None => match Client::connect(hop.addr, source, &hop.name, settings.clone()).await {
-                        Ok(c) => {
-                            self.stats.connections_opened.fetch_add(1, Ordering::Relaxed);
-                            c
+                    None => {
+                        match Client::connect(hop.addr, source, &hop.name, settings.clone()).await {
+                            Ok(c) => {
+                                self.stats
+                                    .connections_opened
+                                    .fetch_add(1, Ordering::Relaxed);
+                                c
+                            }
+                            Err(e) => {
+                                tracing::info!(id = %env.id, hop = %hop.addr, error = %e, "connect failed");
+                                last_error = Some(e);
+                                break;
+                            }
                         }
-                        Err(e) => {
-                            tracing::info!(id = %env.id, hop = %hop.addr, error = %e, "connect failed");
-                            last_error = Some(e);
-                            break;
-                        }
-                    },
+                    }
                 };
                 match client.send(&msg).await {
                     Ok(replies) => {
@@ -723,9 +753,15 @@ mod tests {
 
     #[test]
     fn host_port_forms() {
-        assert_eq!(split_host_port("127.0.0.1:2600", 25), ("127.0.0.1".into(), 2600));
+        assert_eq!(
+            split_host_port("127.0.0.1:2600", 25),
+            ("127.0.0.1".into(), 2600)
+        );
         assert_eq!(split_host_port("[::1]:2600", 25), ("::1".into(), 2600));
         assert_eq!(split_host_port("mx.example", 25), ("mx.example".into(), 25));
-        assert_eq!(split_host_port("mx.example:26", 25), ("mx.example".into(), 26));
+        assert_eq!(
+            split_host_port("mx.example:26", 25),
+            ("mx.example".into(), 26)
+        );
     }
 }

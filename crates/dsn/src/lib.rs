@@ -31,7 +31,9 @@ pub fn status_of(reply: &str) -> String {
     let code = words.next().unwrap_or("");
     if let Some(esc) = words.next().filter(|w| {
         let p: Vec<&str> = w.split('.').collect();
-        p.len() == 3 && p.iter().all(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_digit()))
+        p.len() == 3
+            && p.iter()
+                .all(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_digit()))
     }) {
         return esc.to_string();
     }
@@ -90,7 +92,12 @@ pub fn build_ndr(input: &NdrInput<'_>) -> Vec<u8> {
         input.failed.len()
     );
     for r in input.failed {
-        let _ = write!(m, "  {}\r\n    {}\r\n", r.address, one_line(&failure_reply(r)));
+        let _ = write!(
+            m,
+            "  {}\r\n    {}\r\n",
+            r.address,
+            one_line(&failure_reply(r))
+        );
     }
     let _ = write!(
         m,
@@ -132,7 +139,11 @@ pub fn build_ndr(input: &NdrInput<'_>) -> Vec<u8> {
         m,
         "\r\n--{b}\r\nContent-Type: {ct}\r\n\r\n",
         b = boundary,
-        ct = if full { "message/rfc822" } else { "text/rfc822-headers" }
+        ct = if full {
+            "message/rfc822"
+        } else {
+            "text/rfc822-headers"
+        }
     );
     let mut out = m.into_bytes();
     if full {
@@ -164,12 +175,16 @@ fn with_type(orcpt: &str) -> String {
 }
 
 fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect()
+    s.chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect()
 }
 
 /// Offset just past the blank line ending the header block (or the whole message).
 pub fn find_headers_end(msg: &[u8]) -> usize {
-    memfind(msg, b"\r\n\r\n").map(|i| i + 4).unwrap_or(msg.len())
+    memfind(msg, b"\r\n\r\n")
+        .map(|i| i + 4)
+        .unwrap_or(msg.len())
 }
 
 fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -235,7 +250,10 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(1_795_341_600), "Sun, 22 Nov 2026 10:00:00 +0000");
+        assert_eq!(
+            rfc5322_date(1_795_341_600),
+            "Sun, 22 Nov 2026 10:00:00 +0000"
+        );
         assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
     }
 
@@ -283,12 +301,17 @@ mod tests {
         let text = String::from_utf8(ndr).expect("utf8");
         assert!(text.contains("Subject: Undeliverable: Hello there\r\n"));
         assert!(text.contains("report-type=delivery-status"));
-        assert!(text.contains("Final-Recipient: rfc822; nobody@remote.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"));
+        assert!(text.contains(
+            "Final-Recipient: rfc822; nobody@remote.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        ));
         assert!(text.contains("Original-Recipient: rfc822;nobody@remote.example\r\n"));
         assert!(text.contains("Original-Envelope-Id: E1\r\n"));
         assert!(text.contains("Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n"));
         assert!(text.contains("Content-Type: text/rfc822-headers"));
-        assert!(!text.contains("secret body"), "RET=HDRS returns headers only");
+        assert!(
+            !text.contains("secret body"),
+            "RET=HDRS returns headers only"
+        );
     }
 
     #[test]

@@ -211,7 +211,10 @@ impl Limits {
             l.max_message_size = parse_size(s).with_context(|| format!("{at}.max_message_size"))?;
         }
         if !(1..=1000).contains(&l.recipients_per_message) {
-            bail!("{at}.recipients_per_message must be between 1 and 1000 (got {})", l.recipients_per_message);
+            bail!(
+                "{at}.recipients_per_message must be between 1 and 1000 (got {})",
+                l.recipients_per_message
+            );
         }
         for (name, r) in [
             ("tenant_suspicious_ratio", l.tenant_suspicious_ratio),
@@ -231,15 +234,15 @@ pub struct TenantConfig {
     pub language: String,
     pub subscription_ends: Option<String>,
     pub admins: Vec<String>,
-    pub domains: Vec<RawDomainChecked>,
-    pub connectors: Vec<RawConnectorChecked>,
-    pub users: Vec<(String, Option<String>, Vec<String>, Option<String>)>,
+    pub domains: Vec<DomainConfig>,
+    pub connectors: Vec<ConnectorConfig>,
+    pub users: Vec<UserConfig>,
     pub routes: Vec<(String, String)>,
     pub limits: Limits,
 }
 
 #[derive(Debug, Clone)]
-pub struct RawDomainChecked {
+pub struct DomainConfig {
     pub name: String,
     pub kind: relayward_store::DomainKind,
     pub verified: bool,
@@ -247,12 +250,20 @@ pub struct RawDomainChecked {
 }
 
 #[derive(Debug, Clone)]
-pub struct RawConnectorChecked {
+pub struct ConnectorConfig {
     pub name: String,
     pub ips: Vec<String>,
     pub cert_name: Option<String>,
     pub require_tls: bool,
     pub relay_unregistered: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    pub address: String,
+    pub password: Option<String>,
+    pub aliases: Vec<String>,
+    pub forward_to: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -306,20 +317,26 @@ impl Config {
     pub fn from_raw(raw: RawConfig) -> Result<Config> {
         let addr = |v: &Option<String>, default: &str, key: &str| -> Result<SocketAddr> {
             let s = v.as_deref().unwrap_or(default);
-            s.parse()
-                .map_err(|_| anyhow!("{key} = \"{s}\" is not an address:port (like 127.0.0.1:2525)"))
+            s.parse().map_err(|_| {
+                anyhow!("{key} = \"{s}\" is not an address:port (like 127.0.0.1:2525)")
+            })
         };
         let dur = |v: &Option<String>, default: &str, key: &str| -> Result<Duration> {
             parse_duration(v.as_deref().unwrap_or(default)).with_context(|| key.to_string())
         };
         if raw.storage.database_url.is_some() {
-            bail!("storage.database_url (cluster mode on PostgreSQL) is not available in this version yet; remove it to run on the embedded store");
+            bail!(
+                "storage.database_url (cluster mode on PostgreSQL) is not available in this version yet; remove it to run on the embedded store"
+            );
         }
         let limits = Limits::apply(&Limits::default(), &raw.limits, "limits")?;
         let ips = |v: &Option<Vec<String>>, key: &str| -> Result<Vec<IpAddr>> {
             v.iter()
                 .flatten()
-                .map(|s| s.parse().map_err(|_| anyhow!("{key}: \"{s}\" is not an IP address")))
+                .map(|s| {
+                    s.parse()
+                        .map_err(|_| anyhow!("{key}: \"{s}\" is not an IP address"))
+                })
                 .collect()
         };
         let retry_schedule = match &raw.delivery.retry_schedule {
@@ -353,9 +370,20 @@ impl Config {
             tenants.push(tenant_config(t, &limits)?);
         }
         Ok(Config {
-            relay_listen: addr(&raw.smtp.relay_listen, "127.0.0.1:2525", "smtp.relay_listen")?,
-            submission_listen: addr(&raw.smtp.submission_listen, "127.0.0.1:2587", "smtp.submission_listen")?,
-            hostname: raw.smtp.hostname.unwrap_or_else(|| "relay.example.net".into()),
+            relay_listen: addr(
+                &raw.smtp.relay_listen,
+                "127.0.0.1:2525",
+                "smtp.relay_listen",
+            )?,
+            submission_listen: addr(
+                &raw.smtp.submission_listen,
+                "127.0.0.1:2587",
+                "smtp.submission_listen",
+            )?,
+            hostname: raw
+                .smtp
+                .hostname
+                .unwrap_or_else(|| "relay.example.net".into()),
             tls_cert: raw.smtp.tls_cert,
             tls_key: raw.smtp.tls_key,
             client_ca: raw.smtp.client_ca,
@@ -365,12 +393,19 @@ impl Config {
             data_timeout: dur(&raw.smtp.data_timeout, "3m", "smtp.data_timeout")?,
             max_errors: raw.smtp.max_errors.unwrap_or(10),
             http_listen: addr(&raw.http.listen, "127.0.0.1:8025", "http.listen")?,
-            data_dir: raw.storage.data_dir.unwrap_or_else(|| PathBuf::from("./relayward-data")),
+            data_dir: raw
+                .storage
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("./relayward-data")),
             max_spool_size: raw
                 .storage
                 .max_spool_size
                 .as_deref()
-                .map(|s| parse_size(s).map(|n| n as u64).context("storage.max_spool_size"))
+                .map(|s| {
+                    parse_size(s)
+                        .map(|n| n as u64)
+                        .context("storage.max_spool_size")
+                })
                 .transpose()?,
             smart_host: raw.delivery.smart_host,
             dns_resolver,
@@ -382,8 +417,16 @@ impl Config {
             remote_port: raw.delivery.remote_port.unwrap_or(25),
             max_per_destination: raw.delivery.max_per_destination.unwrap_or(20),
             max_concurrent_messages: raw.delivery.max_concurrent_messages.unwrap_or(512),
-            connect_timeout: dur(&raw.delivery.connect_timeout, "30s", "delivery.connect_timeout")?,
-            delivery_command_timeout: dur(&raw.delivery.command_timeout, "5m", "delivery.command_timeout")?,
+            connect_timeout: dur(
+                &raw.delivery.connect_timeout,
+                "30s",
+                "delivery.connect_timeout",
+            )?,
+            delivery_command_timeout: dur(
+                &raw.delivery.command_timeout,
+                "5m",
+                "delivery.command_timeout",
+            )?,
             delivery_tls: raw.delivery.tls.unwrap_or(true),
             limits,
             tenants,
@@ -406,13 +449,20 @@ fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {
     for d in t.domains {
         let kind = match d.kind.as_deref() {
             None => relayward_store::DomainKind::Authoritative,
-            Some(k) => relayward_store::DomainKind::parse(k)
-                .ok_or_else(|| anyhow!("{at}: domain {} has kind \"{k}\"; use authoritative or internal_relay", d.name))?,
+            Some(k) => relayward_store::DomainKind::parse(k).ok_or_else(|| {
+                anyhow!(
+                    "{at}: domain {} has kind \"{k}\"; use authoritative or internal_relay",
+                    d.name
+                )
+            })?,
         };
         if d.match_subdomains && kind != relayward_store::DomainKind::InternalRelay {
-            bail!("{at}: domain {}: match_subdomains is for internal_relay domains only", d.name);
+            bail!(
+                "{at}: domain {}: match_subdomains is for internal_relay domains only",
+                d.name
+            );
         }
-        domains.push(RawDomainChecked {
+        domains.push(DomainConfig {
             name: d.name.to_ascii_lowercase(),
             kind,
             verified: d.verified,
@@ -423,7 +473,10 @@ fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {
     for c in t.connectors {
         for ip in &c.ips {
             if relayward_tenancy::parse_net(ip).is_none() {
-                bail!("{at}: connector {}: \"{ip}\" is not an address or CIDR range", c.name);
+                bail!(
+                    "{at}: connector {}: \"{ip}\" is not an address or CIDR range",
+                    c.name
+                );
             }
         }
         if c.ips.is_empty() && c.cert_name.is_none() {
@@ -433,9 +486,11 @@ fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {
         // domain may relay for other sender domains.
         let default_relay = c.cert_name.as_deref().is_some_and(|n| {
             let n = n.trim_start_matches("*.").to_ascii_lowercase();
-            domains.iter().any(|d| d.verified && (n == d.name || n.ends_with(&format!(".{}", d.name))))
+            domains
+                .iter()
+                .any(|d| d.verified && (n == d.name || n.ends_with(&format!(".{}", d.name))))
         });
-        connectors.push(RawConnectorChecked {
+        connectors.push(ConnectorConfig {
             relay_unregistered: c.relay_unregistered.unwrap_or(default_relay),
             name: c.name,
             ips: c.ips,
@@ -450,10 +505,19 @@ fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {
             if !u.address.contains('@') {
                 bail!("{at}: user \"{}\" is not an email address", u.address);
             }
-            Ok((u.address.to_ascii_lowercase(), u.password, u.aliases, u.forward_to))
+            Ok(UserConfig {
+                address: u.address.to_ascii_lowercase(),
+                password: u.password,
+                aliases: u.aliases,
+                forward_to: u.forward_to,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
-    let routes = t.routes.into_iter().map(|r| (r.domain.to_ascii_lowercase(), r.host)).collect();
+    let routes = t
+        .routes
+        .into_iter()
+        .map(|r| (r.domain.to_ascii_lowercase(), r.host))
+        .collect();
     let limits = match &t.limits {
         Some(raw) => Limits::apply(base, raw, &format!("{at}.limits"))?,
         None => base.clone(),
@@ -483,8 +547,13 @@ fn is_date(s: &str) -> bool {
 /// `30s`, `5m`, `1h`, `2d`, or a number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| anyhow!("\"{s}\" is not a duration (like 30s, 5m, 1h, 2d)"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("\"{s}\" is not a duration (like 30s, 5m, 1h, 2d)"))?;
     let secs = match unit.trim() {
         "" | "s" => n,
         "ms" => n / 1000.0,
@@ -500,7 +569,9 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 pub fn parse_size(s: &str) -> Result<usize> {
     let t = s.trim().to_ascii_uppercase();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: usize = num.parse().map_err(|_| anyhow!("\"{s}\" is not a size (like 35MB)"))?;
+    let n: usize = num
+        .parse()
+        .map_err(|_| anyhow!("\"{s}\" is not a size (like 35MB)"))?;
     let mult = match unit.trim() {
         "" | "B" => 1,
         "K" | "KB" | "KIB" => 1024,
@@ -508,7 +579,8 @@ pub fn parse_size(s: &str) -> Result<usize> {
         "G" | "GB" | "GIB" => 1024 * 1024 * 1024,
         other => bail!("\"{s}\": unknown unit \"{other}\" (use KB, MB or GB)"),
     };
-    n.checked_mul(mult).ok_or_else(|| anyhow!("\"{s}\" is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| anyhow!("\"{s}\" is too large"))
 }
 
 #[cfg(test)]
@@ -555,10 +627,17 @@ limits = { unregistered_allowance_per_day = 5 }
     fn the_spec_example_loads_with_its_values() {
         let raw: RawConfig = toml::from_str(SPEC_EXAMPLE).expect("parses");
         let c = Config::from_raw(raw).expect("valid");
-        assert_eq!(c.limits, Limits::default(), "the example restates the defaults");
+        assert_eq!(
+            c.limits,
+            Limits::default(),
+            "the example restates the defaults"
+        );
         assert_eq!(c.expire_after, Duration::from_secs(48 * 3600));
         assert_eq!(c.tenants[0].limits.unregistered_allowance_per_day, 5);
-        assert_eq!(c.tenants[0].limits.user_messages_per_minute, 30, "other limits inherited");
+        assert_eq!(
+            c.tenants[0].limits.user_messages_per_minute, 30,
+            "other limits inherited"
+        );
         assert_eq!(c.tenants[0].language, "es");
         assert!(c.tenants[0].connectors[0].relay_unregistered);
     }
@@ -585,13 +664,21 @@ limits = { unregistered_allowance_per_day = 5 }
         assert!(err("[smtp]\nrelay_lisen = \"x\"").contains("relay_lisen"));
         assert!(err("[limits]\nrecipients_per_message = 5000").contains("between 1 and 1000"));
         assert!(err("[delivery]\nexpire_after = \"2 weeks\"").contains("unknown unit"));
-        assert!(err("[[tenants]]\nname = \"a\"\nconnectors = [{ name = \"c\", ips = [\"300.1.1.1\"] }]").contains("not an address"));
+        assert!(
+            err(
+                "[[tenants]]\nname = \"a\"\nconnectors = [{ name = \"c\", ips = [\"300.1.1.1\"] }]"
+            )
+            .contains("not an address")
+        );
     }
 
     #[test]
     fn sizes_and_durations() {
         assert_eq!(parse_size("35MB").expect("size"), 36_700_160);
         assert_eq!(parse_duration("90s").expect("d"), Duration::from_secs(90));
-        assert_eq!(parse_duration("500ms").expect("d"), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("500ms").expect("d"),
+            Duration::from_millis(500)
+        );
     }
 }

@@ -42,8 +42,14 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "spool: {}\nstore: {}\n",
-                spool.err().map(|e| e.to_string()).unwrap_or_else(|| "ok".into()),
-                store.err().map(|e| e.to_string()).unwrap_or_else(|| "ok".into())
+                spool
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "ok".into()),
+                store
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "ok".into())
             ),
         ),
     }
@@ -52,31 +58,139 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let mut out = String::new();
     let mut m = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
     };
     let p = &s.policy;
-    m("relayward_smtp_sessions_total", "counter", "SMTP connections accepted.", p.sessions.load(Ordering::Relaxed));
-    m("relayward_messages_accepted_total", "counter", "Messages accepted and spooled (250 after DATA).", p.accepted.load(Ordering::Relaxed));
-    m("relayward_rcpt_refused_total", "counter", "RCPT commands refused by policy.", p.refused_rcpt.load(Ordering::Relaxed));
-    m("relayward_mail_refused_total", "counter", "MAIL commands refused by policy.", p.refused_mail.load(Ordering::Relaxed));
-    m("relayward_spool_errors_total", "counter", "Messages refused with 452 because the spool could not store them.", p.spool_errors.load(Ordering::Relaxed));
+    m(
+        "relayward_smtp_sessions_total",
+        "counter",
+        "SMTP connections accepted.",
+        p.sessions.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_messages_accepted_total",
+        "counter",
+        "Messages accepted and spooled (250 after DATA).",
+        p.accepted.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_rcpt_refused_total",
+        "counter",
+        "RCPT commands refused by policy.",
+        p.refused_rcpt.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_mail_refused_total",
+        "counter",
+        "MAIL commands refused by policy.",
+        p.refused_mail.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_spool_errors_total",
+        "counter",
+        "Messages refused with 452 because the spool could not store them.",
+        p.spool_errors.load(Ordering::Relaxed),
+    );
     let sp = s.spool.stats();
-    m("relayward_spool_fsyncs_total", "counter", "fdatasync calls of the spool (one per group commit).", sp.fsyncs.load(Ordering::Relaxed));
-    m("relayward_spool_records_total", "counter", "Records written to the spool.", sp.records.load(Ordering::Relaxed));
-    m("relayward_spool_bytes", "gauge", "Bytes of spool segments on disk.", sp.bytes_on_disk.load(Ordering::Relaxed));
-    m("relayward_spool_messages", "gauge", "Unfinished messages in the spool.", sp.live_messages.load(Ordering::Relaxed));
-    m("relayward_spool_write_errors_total", "counter", "Spool batches that failed to write.", sp.write_errors.load(Ordering::Relaxed));
+    m(
+        "relayward_spool_fsyncs_total",
+        "counter",
+        "fdatasync calls of the spool (one per group commit).",
+        sp.fsyncs.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_spool_records_total",
+        "counter",
+        "Records written to the spool.",
+        sp.records.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_spool_bytes",
+        "gauge",
+        "Bytes of spool segments on disk.",
+        sp.bytes_on_disk.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_spool_messages",
+        "gauge",
+        "Unfinished messages in the spool.",
+        sp.live_messages.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_spool_write_errors_total",
+        "counter",
+        "Spool batches that failed to write.",
+        sp.write_errors.load(Ordering::Relaxed),
+    );
     let q = s.queue.stats();
-    m("relayward_queue_messages", "gauge", "Messages waiting for their next delivery round.", q.queued.load(Ordering::Relaxed));
-    m("relayward_queue_in_flight", "gauge", "Messages being delivered now.", q.in_flight.load(Ordering::Relaxed));
-    m("relayward_delivered_total", "counter", "Recipients delivered.", q.delivered.load(Ordering::Relaxed));
-    m("relayward_deferred_total", "counter", "Recipient attempts deferred (temporary failure).", q.deferred.load(Ordering::Relaxed));
-    m("relayward_failed_total", "counter", "Recipients failed permanently.", q.failed.load(Ordering::Relaxed));
-    m("relayward_ndr_total", "counter", "Non-delivery reports generated.", q.ndrs.load(Ordering::Relaxed));
-    m("relayward_connections_opened_total", "counter", "Outbound SMTP connections opened.", q.connections_opened.load(Ordering::Relaxed));
-    m("relayward_connections_reused_total", "counter", "Outbound transactions on a reused connection.", q.connections_reused.load(Ordering::Relaxed));
-    m("relayward_pool_normal_total", "counter", "Delivery attempts from the normal pool.", q.normal_pool_messages.load(Ordering::Relaxed));
-    m("relayward_pool_high_risk_total", "counter", "Delivery attempts from the high-risk pool.", q.high_risk_pool_messages.load(Ordering::Relaxed));
-    m("relayward_trace_dropped_total", "counter", "Trace events dropped because the writer fell behind.", s.trace.dropped.load(Ordering::Relaxed));
+    m(
+        "relayward_queue_messages",
+        "gauge",
+        "Messages waiting for their next delivery round.",
+        q.queued.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_queue_in_flight",
+        "gauge",
+        "Messages being delivered now.",
+        q.in_flight.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_delivered_total",
+        "counter",
+        "Recipients delivered.",
+        q.delivered.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_deferred_total",
+        "counter",
+        "Recipient attempts deferred (temporary failure).",
+        q.deferred.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_failed_total",
+        "counter",
+        "Recipients failed permanently.",
+        q.failed.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_ndr_total",
+        "counter",
+        "Non-delivery reports generated.",
+        q.ndrs.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_connections_opened_total",
+        "counter",
+        "Outbound SMTP connections opened.",
+        q.connections_opened.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_connections_reused_total",
+        "counter",
+        "Outbound transactions on a reused connection.",
+        q.connections_reused.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_pool_normal_total",
+        "counter",
+        "Delivery attempts from the normal pool.",
+        q.normal_pool_messages.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_pool_high_risk_total",
+        "counter",
+        "Delivery attempts from the high-risk pool.",
+        q.high_risk_pool_messages.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_trace_dropped_total",
+        "counter",
+        "Trace events dropped because the writer fell behind.",
+        s.trace.dropped.load(Ordering::Relaxed),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

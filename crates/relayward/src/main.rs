@@ -17,7 +17,9 @@ use relayward_delivery::dns::HickoryResolver;
 use relayward_delivery::{DeliveryConfig, Queue, Router};
 use relayward_smtp::{Listener, ListenerKind, ServerConfig, Shutdown};
 use relayward_spool::Spool;
-use relayward_store::{Connector, Domain, DomainKind, Route, SqliteStore, Store, Tenant, TenantData, TraceQuery, User};
+use relayward_store::{
+    Connector, Domain, DomainKind, Route, SqliteStore, Store, Tenant, TenantData, TraceQuery, User,
+};
 use relayward_tenancy::Directory;
 
 use crate::config::Config;
@@ -25,7 +27,11 @@ use crate::policy::{PolicyStats, RelayPolicy};
 use crate::trace::TraceSink;
 
 #[derive(Parser)]
-#[command(name = "relayward", version, about = "Multi-tenant outbound mail relay")]
+#[command(
+    name = "relayward",
+    version,
+    about = "Multi-tenant outbound mail relay"
+)]
 struct Cli {
     /// Configuration file (TOML); without it the embedded defaults are used.
     #[arg(long, short, global = true)]
@@ -128,7 +134,11 @@ enum UserCmd {
 
 #[derive(Subcommand)]
 enum RouteCmd {
-    Add { tenant: String, domain: String, host: String },
+    Add {
+        tenant: String,
+        domain: String,
+        host: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -163,7 +173,10 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("relayward: cannot start the async runtime: {e}");
@@ -212,7 +225,9 @@ async fn run(cli: Cli) -> Result<()> {
 fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    Ok(Arc::new(SqliteStore::open(&config.data_dir.join("relayward.sqlite"))?))
+    Ok(Arc::new(SqliteStore::open(
+        &config.data_dir.join("relayward.sqlite"),
+    )?))
 }
 
 fn now_secs() -> i64 {
@@ -231,39 +246,75 @@ fn token() -> String {
 async fn admin(config: &Config, cmd: Command) -> Result<()> {
     let store = open_store(config)?;
     match cmd {
-        Command::Tenant(TenantCmd::Add { name, language, subscription_ends, admin }) => {
+        Command::Tenant(TenantCmd::Add {
+            name,
+            language,
+            subscription_ends,
+            admin,
+        }) => {
             if language != "en" && language != "es" {
                 return Err(anyhow!("--language must be en or es"));
             }
             store
-                .add_tenant(&Tenant { name: name.clone(), language, subscription_ends, admins: admin, managed_by_config: false })
+                .add_tenant(&Tenant {
+                    name: name.clone(),
+                    language,
+                    subscription_ends,
+                    admins: admin,
+                    managed_by_config: false,
+                })
                 .await?;
             println!("tenant {name} added");
         }
         Command::Tenant(TenantCmd::List) => {
             let d = store.directory().await?;
             for t in &d.tenants {
-                let managed = if t.managed_by_config { " (managed by configuration)" } else { "" };
+                let managed = if t.managed_by_config {
+                    " (managed by configuration)"
+                } else {
+                    ""
+                };
                 println!("{} [{}]{}", t.name, t.language, managed);
                 for x in d.domains.iter().filter(|x| x.tenant == t.name) {
-                    let v = if x.verified { "verified" } else { "NOT verified" };
+                    let v = if x.verified {
+                        "verified"
+                    } else {
+                        "NOT verified"
+                    };
                     println!("  domain    {} {} {}", x.name, x.kind.as_str(), v);
                 }
                 for x in d.connectors.iter().filter(|x| x.tenant == t.name) {
-                    println!("  connector {} ips={:?} cert={:?} relay_unregistered={}", x.name, x.ips, x.cert_name, x.relay_unregistered);
+                    println!(
+                        "  connector {} ips={:?} cert={:?} relay_unregistered={}",
+                        x.name, x.ips, x.cert_name, x.relay_unregistered
+                    );
                 }
                 for x in d.users.iter().filter(|x| x.tenant == t.name) {
-                    println!("  user      {} aliases={:?} auth={}", x.address, x.aliases, x.password_hash.is_some());
+                    println!(
+                        "  user      {} aliases={:?} auth={}",
+                        x.address,
+                        x.aliases,
+                        x.password_hash.is_some()
+                    );
                 }
                 for x in d.routes.iter().filter(|x| x.tenant == t.name) {
                     println!("  route     {} -> {}", x.domain, x.host);
                 }
             }
         }
-        Command::Domain(DomainCmd::Add { tenant, domain, kind, match_subdomains, verified }) => {
-            let kind = DomainKind::parse(&kind).ok_or_else(|| anyhow!("--kind must be authoritative or internal_relay"))?;
+        Command::Domain(DomainCmd::Add {
+            tenant,
+            domain,
+            kind,
+            match_subdomains,
+            verified,
+        }) => {
+            let kind = DomainKind::parse(&kind)
+                .ok_or_else(|| anyhow!("--kind must be authoritative or internal_relay"))?;
             if match_subdomains && kind != DomainKind::InternalRelay {
-                return Err(anyhow!("--match-subdomains is for internal_relay domains only"));
+                return Err(anyhow!(
+                    "--match-subdomains is for internal_relay domains only"
+                ));
             }
             let tok = token();
             store
@@ -279,12 +330,21 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
             if verified {
                 println!("domain {domain} added and verified (vouched for by the operator)");
             } else {
-                println!("domain {domain} added, not verified yet: it does not count as registered.");
+                println!(
+                    "domain {domain} added, not verified yet: it does not count as registered."
+                );
                 println!("publish this TXT record to prove ownership:");
                 println!("  {domain}. IN TXT \"relayward-verification={tok}\"");
             }
         }
-        Command::Connector(ConnectorCmd::Add { tenant, name, ip, cert_name, require_tls, relay_unregistered }) => {
+        Command::Connector(ConnectorCmd::Add {
+            tenant,
+            name,
+            ip,
+            cert_name,
+            require_tls,
+            relay_unregistered,
+        }) => {
             for i in &ip {
                 if relayward_tenancy::parse_net(i).is_none() {
                     return Err(anyhow!("--ip {i}: not an address or CIDR range"));
@@ -308,7 +368,13 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
                 .await?;
             println!("connector {name} added");
         }
-        Command::User(UserCmd::Add { tenant, address, password, alias, forward_to }) => {
+        Command::User(UserCmd::Add {
+            tenant,
+            address,
+            password,
+            alias,
+            forward_to,
+        }) => {
             if !address.contains('@') {
                 return Err(anyhow!("{address} is not an email address"));
             }
@@ -317,12 +383,28 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
                 None => None,
             };
             store
-                .add_user(&User { tenant, address: address.to_ascii_lowercase(), aliases: alias, password_hash, forward_to })
+                .add_user(&User {
+                    tenant,
+                    address: address.to_ascii_lowercase(),
+                    aliases: alias,
+                    password_hash,
+                    forward_to,
+                })
                 .await?;
             println!("user {address} added");
         }
-        Command::Route(RouteCmd::Add { tenant, domain, host }) => {
-            store.add_route(&Route { tenant, domain: domain.to_ascii_lowercase(), host: host.clone() }).await?;
+        Command::Route(RouteCmd::Add {
+            tenant,
+            domain,
+            host,
+        }) => {
+            store
+                .add_route(&Route {
+                    tenant,
+                    domain: domain.to_ascii_lowercase(),
+                    host: host.clone(),
+                })
+                .await?;
             println!("route for {domain} -> {host} added");
         }
         Command::Serve | Command::CheckConfig | Command::Trace(_) => {}
@@ -422,21 +504,25 @@ async fn provision(store: &dyn Store, config: &Config) -> Result<()> {
                 reviewed: true,
             });
         }
-        for (address, password, aliases, forward_to) in &t.users {
-            let password_hash = match password {
+        for u in &t.users {
+            let password_hash = match &u.password {
                 Some(p) => Some(relayward_tenancy::password::hash(p).map_err(|e| anyhow!(e))?),
                 None => None,
             };
             data.users.push(User {
                 tenant: t.name.clone(),
-                address: address.clone(),
-                aliases: aliases.clone(),
+                address: u.address.clone(),
+                aliases: u.aliases.clone(),
                 password_hash,
-                forward_to: forward_to.clone(),
+                forward_to: u.forward_to.clone(),
             });
         }
         for (domain, host) in &t.routes {
-            data.routes.push(Route { tenant: t.name.clone(), domain: domain.clone(), host: host.clone() });
+            data.routes.push(Route {
+                tenant: t.name.clone(),
+                domain: domain.clone(),
+                host: host.clone(),
+            });
         }
         store
             .provision(&data)
@@ -450,22 +536,28 @@ struct DirectoryRouter(Arc<RwLock<Arc<Directory>>>);
 
 impl Router for DirectoryRouter {
     fn route(&self, domain: &str) -> Option<String> {
-        let dir = self.0.read().map(|d| d.clone()).unwrap_or_else(|p| p.into_inner().clone());
+        let dir = self
+            .0
+            .read()
+            .map(|d| d.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
         dir.route(domain).map(|r| r.host.clone())
     }
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen for {what} on {addr} (is another server using it?)"))
+    tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen for {what} on {addr} (is another server using it?)")
+    })
 }
 
 async fn serve(config: Config) -> Result<()> {
     let store = open_store(&config)?;
     provision(store.as_ref(), &config).await?;
     let dyn_store: Arc<dyn Store> = store.clone();
-    let directory = Arc::new(RwLock::new(Arc::new(Directory::build(store.directory().await?))));
+    let directory = Arc::new(RwLock::new(Arc::new(Directory::build(
+        store.directory().await?,
+    ))));
 
     let (spool, recovered) = Spool::open(&config.data_dir.join("spool"), config.max_spool_size)
         .context("opening the spool")?;
@@ -498,7 +590,10 @@ async fn serve(config: Config) -> Result<()> {
         queue.enqueue(env);
     }
     if recovered_count > 0 {
-        tracing::info!(messages = recovered_count, "recovered unfinished messages from the spool");
+        tracing::info!(
+            messages = recovered_count,
+            "recovered unfinished messages from the spool"
+        );
     }
 
     let tls = tls::server_config(&config)?;
@@ -523,7 +618,11 @@ async fn serve(config: Config) -> Result<()> {
         c.tls = Some(tls.clone());
         c
     };
-    let relay = Listener::new(bind(config.relay_listen, "relay SMTP").await?, server_config(ListenerKind::Relay), policy.clone());
+    let relay = Listener::new(
+        bind(config.relay_listen, "relay SMTP").await?,
+        server_config(ListenerKind::Relay),
+        policy.clone(),
+    );
     let submission = Listener::new(
         bind(config.submission_listen, "submission SMTP").await?,
         server_config(ListenerKind::Submission),
@@ -563,7 +662,10 @@ async fn serve(config: Config) -> Result<()> {
     let reload_task = tokio::spawn(reload_directory(dyn_store.clone(), directory.clone()));
 
     // One line on stdout that scripts and tests wait for.
-    println!("relayward ready relay={relay_addr} submission={submission_addr} http={http_addr} data_dir={}", config.data_dir.display());
+    println!(
+        "relayward ready relay={relay_addr} submission={submission_addr} http={http_addr} data_dir={}",
+        config.data_dir.display()
+    );
     tracing::info!(%relay_addr, %submission_addr, %http_addr, "relayward is running");
 
     wait_for_signal().await;
@@ -585,7 +687,10 @@ async fn serve(config: Config) -> Result<()> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -620,4 +725,3 @@ async fn reload_directory(store: Arc<dyn Store>, directory: Arc<RwLock<Arc<Direc
         }
     }
 }
-

@@ -90,10 +90,16 @@ fn hostile_address(address: &str) -> Option<Reply> {
         return Some(refuse(550, "5.7.1 Source routes are not accepted"));
     }
     if local.contains(['%', '!', '@']) || local.starts_with('"') {
-        return Some(refuse(550, "5.7.1 Routing addresses (%, !, quoted @) are not accepted"));
+        return Some(refuse(
+            550,
+            "5.7.1 Routing addresses (%, !, quoted @) are not accepted",
+        ));
     }
     if domain.starts_with('[') || domain.parse::<IpAddr>().is_ok() {
-        return Some(refuse(550, "5.7.1 IP-literal recipient domains are not accepted"));
+        return Some(refuse(
+            550,
+            "5.7.1 IP-literal recipient domains are not accepted",
+        ));
     }
     if domain.is_empty() || domain.contains(|c: char| c.is_whitespace() || c == '\\') {
         return Some(refuse(501, "5.1.3 Bad recipient address syntax"));
@@ -143,7 +149,12 @@ impl Policy for RelayPolicy {
         }
     }
 
-    async fn authenticate(&self, conn: &mut ConnState, user: &str, password: &str) -> Result<(), Reply> {
+    async fn authenticate(
+        &self,
+        conn: &mut ConnState,
+        user: &str,
+        password: &str,
+    ) -> Result<(), Reply> {
         let denied = || refuse(535, "5.7.8 Authentication credentials invalid");
         let dir = self.dir();
         let Some(u) = dir.user(user) else {
@@ -155,9 +166,10 @@ impl Policy for RelayPolicy {
             return Err(denied());
         };
         let pw = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || relayward_tenancy::password::verify(&pw, &hash))
-            .await
-            .unwrap_or(false);
+        let ok =
+            tokio::task::spawn_blocking(move || relayward_tenancy::password::verify(&pw, &hash))
+                .await
+                .unwrap_or(false);
         if !ok {
             tracing::info!(ip = %conn.ip, user, "SMTP AUTH failed");
             return Err(denied());
@@ -169,7 +181,13 @@ impl Policy for RelayPolicy {
         Ok(())
     }
 
-    fn mail(&self, conn: &mut ConnState, peer: &Peer, from: &str, _params: &MailParams) -> Result<(), Reply> {
+    fn mail(
+        &self,
+        conn: &mut ConnState,
+        peer: &Peer,
+        from: &str,
+        _params: &MailParams,
+    ) -> Result<(), Reply> {
         conn.inbound_tenant = None;
         let result = match (&conn.attribution, peer.kind) {
             (Attribution::User { address, .. }, _) => {
@@ -178,12 +196,22 @@ impl Policy for RelayPolicy {
                     && dir
                         .user(from)
                         .is_some_and(|u| u.address.eq_ignore_ascii_case(address));
-                if mine { Ok(()) } else { Err(refuse(550, NOT_YOUR_SENDER)) }
+                if mine {
+                    Ok(())
+                } else {
+                    Err(refuse(550, NOT_YOUR_SENDER))
+                }
             }
             (_, ListenerKind::Submission) => Err(refuse(530, NOT_AUTHENTICATED)),
-            (Attribution::Connector { require_tls: true, .. }, _) if !conn.tls => {
-                Err(refuse(530, "5.7.10 This connector requires TLS: issue STARTTLS first"))
-            }
+            (
+                Attribution::Connector {
+                    require_tls: true, ..
+                },
+                _,
+            ) if !conn.tls => Err(refuse(
+                530,
+                "5.7.10 This connector requires TLS: issue STARTTLS first",
+            )),
             _ => Ok(()),
         };
         if result.is_err() {
@@ -192,7 +220,13 @@ impl Policy for RelayPolicy {
         result
     }
 
-    fn rcpt(&self, conn: &mut ConnState, _peer: &Peer, tx: &Transaction, rcpt: &Rcpt) -> Result<(), Reply> {
+    fn rcpt(
+        &self,
+        conn: &mut ConnState,
+        _peer: &Peer,
+        tx: &Transaction,
+        rcpt: &Rcpt,
+    ) -> Result<(), Reply> {
         let result = self.check_rcpt(conn, tx, rcpt);
         if result.is_err() {
             self.stats.refused_rcpt.fetch_add(1, Ordering::Relaxed);
@@ -200,7 +234,13 @@ impl Policy for RelayPolicy {
         result
     }
 
-    async fn data(&self, conn: &mut ConnState, peer: &Peer, tx: Transaction, body: Vec<u8>) -> Reply {
+    async fn data(
+        &self,
+        conn: &mut ConnState,
+        peer: &Peer,
+        tx: Transaction,
+        body: Vec<u8>,
+    ) -> Reply {
         let hops = count_received(&body);
         if hops > MAX_HOPS {
             return refuse(554, "5.4.6 Too many hops: the message is looping");
@@ -211,15 +251,25 @@ impl Policy for RelayPolicy {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let (tenant, origin) = match &conn.attribution {
-            Attribution::Connector { tenant, name, by_cert, .. } => {
+            Attribution::Connector {
+                tenant,
+                name,
+                by_cert,
+                ..
+            } => {
                 let how = if *by_cert { "certificate" } else { "ip" };
                 (Some(tenant.clone()), format!("connector:{name} ({how})"))
             }
-            Attribution::User { tenant, address } => (Some(tenant.clone()), format!("user:{address}")),
+            Attribution::User { tenant, address } => {
+                (Some(tenant.clone()), format!("user:{address}"))
+            }
             Attribution::None => (conn.inbound_tenant.clone(), "inbound".to_string()),
         };
         let helo = peer.helo.clone().unwrap_or_default();
-        let with = match (peer.tls, matches!(conn.attribution, Attribution::User { .. })) {
+        let with = match (
+            peer.tls,
+            matches!(conn.attribution, Attribution::User { .. }),
+        ) {
             (true, true) => "ESMTPSA",
             (true, false) => "ESMTPS",
             (false, _) => "ESMTP",
@@ -242,7 +292,10 @@ impl Policy for RelayPolicy {
             id: id.clone(),
             received_at: now,
             mail_from: tx.mail_from.clone(),
-            ret: tx.params.ret_full.map(|f| if f { Ret::Full } else { Ret::Hdrs }),
+            ret: tx
+                .params
+                .ret_full
+                .map(|f| if f { Ret::Full } else { Ret::Hdrs }),
             env_id: tx.params.env_id.clone(),
             smtputf8: tx.params.smtputf8,
             body_8bit: tx.params.body_8bit,
@@ -259,7 +312,9 @@ impl Policy for RelayPolicy {
             self.stats.spool_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "message refused: cannot spool");
             return match e {
-                SpoolError::Full { .. } => refuse(452, "4.3.1 Insufficient system storage, try again later"),
+                SpoolError::Full { .. } => {
+                    refuse(452, "4.3.1 Insufficient system storage, try again later")
+                }
                 _ => refuse(452, "4.3.1 Temporary storage failure, try again later"),
             };
         }
@@ -275,8 +330,17 @@ impl Policy for RelayPolicy {
         };
         self.trace.send(event(
             TraceKind::Received,
-            format!("from [{}] helo {} size {}{}", conn.ip, sanitize(&env.helo), full.len(),
-                if tx.bare_line_ends > 0 { format!(", {} bare line ends normalised", tx.bare_line_ends) } else { String::new() }),
+            format!(
+                "from [{}] helo {} size {}{}",
+                conn.ip,
+                sanitize(&env.helo),
+                full.len(),
+                if tx.bare_line_ends > 0 {
+                    format!(", {} bare line ends normalised", tx.bare_line_ends)
+                } else {
+                    String::new()
+                }
+            ),
             Some(TraceSummary {
                 sender: env.mail_from.clone(),
                 tenant: tenant.clone(),
@@ -315,7 +379,10 @@ impl RelayPolicy {
             && d.kind == DomainKind::Authoritative
             && dir.user(&rcpt.address).is_none()
         {
-            return Err(refuse(550, "5.1.1 Recipient address rejected: user unknown in the recipient's organisation"));
+            return Err(refuse(
+                550,
+                "5.1.1 Recipient address rejected: user unknown in the recipient's organisation",
+            ));
         }
         match &conn.attribution {
             Attribution::User { .. } => Ok(()),
@@ -328,7 +395,10 @@ impl RelayPolicy {
                     return Ok(());
                 }
                 let sender_domain = domain_of(&tx.mail_from);
-                if tx.mail_from.is_empty() || *relay_unregistered || dir.is_accepted_by(tenant, &sender_domain) {
+                if tx.mail_from.is_empty()
+                    || *relay_unregistered
+                    || dir.is_accepted_by(tenant, &sender_domain)
+                {
                     Ok(())
                 } else {
                     Err(refuse(550, RELAY_DENIED))

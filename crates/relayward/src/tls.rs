@@ -21,7 +21,11 @@ pub fn server_config(config: &Config) -> Result<Arc<rustls::ServerConfig>> {
             }
             (cert, key)
         }
-        _ => return Err(anyhow!("smtp.tls_cert and smtp.tls_key must be given together")),
+        _ => {
+            return Err(anyhow!(
+                "smtp.tls_cert and smtp.tls_key must be given together"
+            ));
+        }
     };
     let certs = read_certs(&cert_path)?;
     let key = read_key(&key_path)?;
@@ -38,16 +42,23 @@ pub fn server_config(config: &Config) -> Result<Arc<rustls::ServerConfig>> {
                     .add(c)
                     .with_context(|| format!("CA certificate in {}", ca.display()))?;
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()
-                .context("client certificate verifier")?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .context("client certificate verifier")?;
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let cfg = builder
-        .with_single_cert(certs, key)
-        .with_context(|| format!("TLS certificate {} and key {}", cert_path.display(), key_path.display()))?;
+    let cfg = builder.with_single_cert(certs, key).with_context(|| {
+        format!(
+            "TLS certificate {} and key {}",
+            cert_path.display(),
+            key_path.display()
+        )
+    })?;
     Ok(Arc::new(cfg))
 }
 
@@ -56,7 +67,8 @@ fn generate(hostname: &str, dir: &Path, cert: &Path, key: &Path) -> Result<()> {
     let made = rcgen::generate_simple_self_signed(vec![hostname.to_string()])
         .context("generating a self-signed certificate")?;
     std::fs::write(cert, made.cert.pem()).with_context(|| format!("writing {}", cert.display()))?;
-    std::fs::write(key, made.key_pair.serialize_pem()).with_context(|| format!("writing {}", key.display()))?;
+    std::fs::write(key, made.key_pair.serialize_pem())
+        .with_context(|| format!("writing {}", key.display()))?;
     tracing::info!(cert = %cert.display(), "generated a self-signed TLS certificate for {hostname}");
     Ok(())
 }

@@ -210,7 +210,12 @@ mod tests {
             &b"a\r\n.\rMAIL FROM:<x@y>\r\n"[..],
         ] {
             let (end, d) = decode(trick, 1000);
-            assert_eq!(end, None, "{:?} must not end the data", String::from_utf8_lossy(trick));
+            assert_eq!(
+                end,
+                None,
+                "{:?} must not end the data",
+                String::from_utf8_lossy(trick)
+            );
             assert!(d.bare_line_ends() > 0);
         }
         let mut d = DataDecoder::new(1000);

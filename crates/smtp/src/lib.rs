@@ -15,7 +15,8 @@ mod session;
 pub use data::DataDecoder;
 pub use reply::Reply;
 pub use server::{Listener, ListenerKind, ServerConfig, Shutdown};
-pub use session::{MailParams, Peer, Rcpt, Transaction};
+pub use data::normalise_line_ends;
+pub use session::{MailParams, Peer, Rcpt, Transaction, parse_command};
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -41,12 +42,22 @@ pub trait Policy: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), Reply>> + Send;
 
     /// `MAIL FROM`; the address is empty for the null sender.
-    fn mail(&self, conn: &mut Self::Conn, peer: &Peer, from: &str, params: &MailParams)
-    -> Result<(), Reply>;
+    fn mail(
+        &self,
+        conn: &mut Self::Conn,
+        peer: &Peer,
+        from: &str,
+        params: &MailParams,
+    ) -> Result<(), Reply>;
 
     /// `RCPT TO`, with the transaction as it stands before this recipient.
-    fn rcpt(&self, conn: &mut Self::Conn, peer: &Peer, tx: &Transaction, rcpt: &Rcpt)
-    -> Result<(), Reply>;
+    fn rcpt(
+        &self,
+        conn: &mut Self::Conn,
+        peer: &Peer,
+        tx: &Transaction,
+        rcpt: &Rcpt,
+    ) -> Result<(), Reply>;
 
     /// The whole message arrived. The reply is final for the transaction: a 250 must mean the
     /// message is durably queued.

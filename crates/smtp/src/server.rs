@@ -157,7 +157,10 @@ impl<P: Policy> Listener<P> {
                     if *n >= config.max_connections_per_ip {
                         Some((
                             Some(permit),
-                            Reply::new(421, "4.7.0 Too many connections from your address, try again later"),
+                            Reply::new(
+                                421,
+                                "4.7.0 Too many connections from your address, try again later",
+                            ),
                         ))
                     } else {
                         *n += 1;

@@ -133,7 +133,10 @@ impl<P: Policy> Session<P> {
     async fn serve(&mut self, state: &mut P::Conn) -> std::io::Result<()> {
         loop {
             if *self.stop.borrow() && self.idle() {
-                self.reply(Reply::new(421, "4.3.2 Service shutting down, try again later"));
+                self.reply(Reply::new(
+                    421,
+                    "4.3.2 Service shutting down, try again later",
+                ));
                 return Ok(());
             }
             let line = if self.idle() && self.conn.buffered().is_empty() {
@@ -151,7 +154,10 @@ impl<P: Policy> Session<P> {
             };
             let line = match line {
                 Err(_) => {
-                    self.reply(Reply::new(421, "4.4.2 Timeout waiting for a command, closing connection"));
+                    self.reply(Reply::new(
+                        421,
+                        "4.4.2 Timeout waiting for a command, closing connection",
+                    ));
                     return Ok(());
                 }
                 Ok(r) => r?,
@@ -169,13 +175,16 @@ impl<P: Policy> Session<P> {
             if self.peer.kind == ListenerKind::Submission && self.peer.auth_user.is_none() {
                 self.commands_unauthenticated += 1;
                 if self.commands_unauthenticated > self.config.max_commands_unauthenticated {
-                    self.reply(Reply::new(421, "4.7.0 Too many commands before authentication, closing connection"));
+                    self.reply(Reply::new(
+                        421,
+                        "4.7.0 Too many commands before authentication, closing connection",
+                    ));
                     return Ok(());
                 }
             }
-            let flow = match Request::parse(&mut line.iter()) {
-                Ok(req) => self.command(state, req.into_owned()).await?,
-                Err(e) => self.error(parse_error_reply(e)),
+            let flow = match parse_command(&line) {
+                Ok(req) => self.command(state, req).await?,
+                Err(reply) => self.error(reply),
             };
             if let Flow::Close = flow {
                 return Ok(());
@@ -194,7 +203,11 @@ impl<P: Policy> Session<P> {
         Flow::Continue
     }
 
-    async fn command(&mut self, state: &mut P::Conn, req: Request<String>) -> std::io::Result<Flow> {
+    async fn command(
+        &mut self,
+        state: &mut P::Conn,
+        req: Request<String>,
+    ) -> std::io::Result<Flow> {
         let flow = match req {
             Request::Ehlo { host } => {
                 self.reset();
@@ -292,7 +305,9 @@ impl<P: Policy> Session<P> {
         if self.tls.is_some() && !self.peer.tls {
             lines.push("STARTTLS".to_string());
         }
-        if self.peer.kind == ListenerKind::Submission && self.peer.tls && self.peer.auth_user.is_none()
+        if self.peer.kind == ListenerKind::Submission
+            && self.peer.tls
+            && self.peer.auth_user.is_none()
         {
             lines.push("AUTH PLAIN LOGIN".to_string());
         }
@@ -307,7 +322,10 @@ impl<P: Policy> Session<P> {
             return Ok(self.error(Reply::new(503, "5.5.1 TLS already active")));
         }
         if !self.idle() {
-            return Ok(self.error(Reply::new(503, "5.5.1 STARTTLS not allowed during a mail transaction")));
+            return Ok(self.error(Reply::new(
+                503,
+                "5.5.1 STARTTLS not allowed during a mail transaction",
+            )));
         }
         self.reply(Reply::new(220, "2.0.0 Ready to start TLS"));
         self.conn.flush().await?;
@@ -335,18 +353,32 @@ impl<P: Policy> Session<P> {
         Ok(Flow::Continue)
     }
 
-    async fn auth(&mut self, state: &mut P::Conn, mechanism: u64, initial: String) -> std::io::Result<Flow> {
+    async fn auth(
+        &mut self,
+        state: &mut P::Conn,
+        mechanism: u64,
+        initial: String,
+    ) -> std::io::Result<Flow> {
         if self.peer.kind != ListenerKind::Submission {
-            return Ok(self.error(Reply::new(502, "5.5.1 AUTH is offered on the submission port only")));
+            return Ok(self.error(Reply::new(
+                502,
+                "5.5.1 AUTH is offered on the submission port only",
+            )));
         }
         if !self.peer.tls {
-            return Ok(self.error(Reply::new(538, "5.7.11 Encryption required for requested authentication mechanism")));
+            return Ok(self.error(Reply::new(
+                538,
+                "5.7.11 Encryption required for requested authentication mechanism",
+            )));
         }
         if self.peer.auth_user.is_some() {
             return Ok(self.error(Reply::new(503, "5.5.1 Already authenticated")));
         }
         if !self.idle() {
-            return Ok(self.error(Reply::new(503, "5.5.1 AUTH not allowed during a mail transaction")));
+            return Ok(self.error(Reply::new(
+                503,
+                "5.5.1 AUTH not allowed during a mail transaction",
+            )));
         }
         let credentials = if mechanism == smtp_proto::AUTH_PLAIN {
             let response = if initial.is_empty() {
@@ -375,7 +407,10 @@ impl<P: Policy> Session<P> {
             return Ok(self.error(Reply::new(504, "5.5.4 Unrecognized authentication type")));
         };
         let Some((user, password)) = credentials else {
-            return Ok(self.error(Reply::new(501, "5.5.2 Cannot decode the authentication response")));
+            return Ok(self.error(Reply::new(
+                501,
+                "5.5.2 Cannot decode the authentication response",
+            )));
         };
         match self.policy.authenticate(state, &user, &password).await {
             Ok(()) => {
@@ -387,7 +422,10 @@ impl<P: Policy> Session<P> {
                 self.auth_failures += 1;
                 self.reply(reply);
                 if self.auth_failures >= self.config.max_auth_failures {
-                    self.reply(Reply::new(421, "4.7.0 Too many authentication failures, closing connection"));
+                    self.reply(Reply::new(
+                        421,
+                        "4.7.0 Too many authentication failures, closing connection",
+                    ));
                     return Ok(Flow::Close);
                 }
                 Ok(Flow::Continue)
@@ -402,9 +440,12 @@ impl<P: Policy> Session<P> {
     /// Sends a `334` challenge and reads the answer; `None` when the client cancels with `*`.
     async fn auth_prompt(&mut self, challenge: &str) -> std::io::Result<Option<String>> {
         self.reply(Reply::new(334, challenge));
-        let line = tokio::time::timeout(self.config.command_timeout, self.conn.read_line(self.config.max_line))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "AUTH answer"))??;
+        let line = tokio::time::timeout(
+            self.config.command_timeout,
+            self.conn.read_line(self.config.max_line),
+        )
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "AUTH answer"))??;
         match line {
             Line::Ok(l) => {
                 let s = String::from_utf8_lossy(&l).trim_end().to_string();
@@ -415,7 +456,11 @@ impl<P: Policy> Session<P> {
         }
     }
 
-    fn mail(&mut self, state: &mut P::Conn, from: smtp_proto::MailFrom<String>) -> Result<Reply, Reply> {
+    fn mail(
+        &mut self,
+        state: &mut P::Conn,
+        from: smtp_proto::MailFrom<String>,
+    ) -> Result<Reply, Reply> {
         if self.peer.helo.is_none() {
             return Err(Reply::new(503, "5.5.1 Send EHLO or HELO first"));
         }
@@ -423,7 +468,10 @@ impl<P: Policy> Session<P> {
             return Err(Reply::new(503, "5.5.1 Sender already specified"));
         }
         if from.size > self.config.max_message_size {
-            return Ok(Reply::new(552, "5.3.4 Message size exceeds fixed maximum message size"));
+            return Ok(Reply::new(
+                552,
+                "5.3.4 Message size exceeds fixed maximum message size",
+            ));
         }
         let params = MailParams {
             size: (from.size > 0).then_some(from.size),
@@ -451,7 +499,11 @@ impl<P: Policy> Session<P> {
         }
     }
 
-    fn rcpt(&mut self, state: &mut P::Conn, to: smtp_proto::RcptTo<String>) -> Result<Reply, Reply> {
+    fn rcpt(
+        &mut self,
+        state: &mut P::Conn,
+        to: smtp_proto::RcptTo<String>,
+    ) -> Result<Reply, Reply> {
         let Some(tx) = self.tx.as_ref() else {
             return Err(Reply::new(503, "5.5.1 Need MAIL command"));
         };
@@ -503,7 +555,10 @@ impl<P: Policy> Session<P> {
             self.conn.consume(n);
             match tokio::time::timeout(self.config.data_timeout, self.conn.fill()).await {
                 Err(_) => {
-                    self.reply(Reply::new(421, "4.4.2 Timeout waiting for data, closing connection"));
+                    self.reply(Reply::new(
+                        421,
+                        "4.4.2 Timeout waiting for data, closing connection",
+                    ));
                     return Ok(Flow::Close);
                 }
                 Ok(r) => {
@@ -517,16 +572,27 @@ impl<P: Policy> Session<P> {
             return Ok(Flow::Continue);
         };
         if decoder.overflowed() {
-            self.reply(Reply::new(552, "5.3.4 Message size exceeds fixed maximum message size"));
+            self.reply(Reply::new(
+                552,
+                "5.3.4 Message size exceeds fixed maximum message size",
+            ));
             return Ok(Flow::Continue);
         }
         tx.bare_line_ends = decoder.bare_line_ends();
-        let reply = self.policy.data(state, &self.peer, tx, decoder.into_body()).await;
+        let reply = self
+            .policy
+            .data(state, &self.peer, tx, decoder.into_body())
+            .await;
         self.reply(reply);
         Ok(Flow::Continue)
     }
 
-    async fn bdat(&mut self, state: &mut P::Conn, size: usize, last: bool) -> std::io::Result<Flow> {
+    async fn bdat(
+        &mut self,
+        state: &mut P::Conn,
+        size: usize,
+        last: bool,
+    ) -> std::io::Result<Flow> {
         // The chunk is read whatever happens next: its bytes are not commands.
         let limit = self.config.max_message_size;
         let mut gathered = self.bdat.take().unwrap_or(Some(Vec::new()));
@@ -535,7 +601,10 @@ impl<P: Policy> Session<P> {
             if self.conn.buffered().is_empty() {
                 match tokio::time::timeout(self.config.data_timeout, self.conn.fill()).await {
                     Err(_) => {
-                        self.reply(Reply::new(421, "4.4.2 Timeout waiting for data, closing connection"));
+                        self.reply(Reply::new(
+                            421,
+                            "4.4.2 Timeout waiting for data, closing connection",
+                        ));
                         return Ok(Flow::Close);
                     }
                     Ok(r) => {
@@ -572,7 +641,10 @@ impl<P: Policy> Session<P> {
             return Ok(Flow::Continue);
         };
         let Some(body) = gathered else {
-            self.reply(Reply::new(552, "5.3.4 Message size exceeds fixed maximum message size"));
+            self.reply(Reply::new(
+                552,
+                "5.3.4 Message size exceeds fixed maximum message size",
+            ));
             return Ok(Flow::Continue);
         };
         let (body, bare) = normalise_line_ends(body);
@@ -584,17 +656,30 @@ impl<P: Policy> Session<P> {
     }
 }
 
+/// Parses one command line (CRLF or LF included) into a request, or the reply for a bad one.
+pub fn parse_command(line: &[u8]) -> Result<Request<String>, Reply> {
+    Request::parse(&mut line.iter())
+        .map(Request::into_owned)
+        .map_err(parse_error_reply)
+}
+
 fn parse_error_reply(e: ParseError) -> Reply {
     match e {
         ParseError::UnknownCommand => Reply::new(500, "5.5.1 Command unrecognized"),
         ParseError::InvalidSenderAddress => Reply::new(501, "5.1.7 Bad sender address syntax"),
-        ParseError::InvalidRecipientAddress => Reply::new(501, "5.1.3 Bad recipient address syntax"),
+        ParseError::InvalidRecipientAddress => {
+            Reply::new(501, "5.1.3 Bad recipient address syntax")
+        }
         ParseError::SyntaxError { syntax } => Reply::new(501, format!("5.5.4 Syntax: {syntax}")),
         ParseError::InvalidParameter { param } => {
             Reply::new(501, format!("5.5.4 Invalid parameter {param}"))
         }
         ParseError::UnsupportedParameter { param } => {
-            let param: String = param.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
+            let param: String = param
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(64)
+                .collect();
             Reply::new(555, format!("5.5.4 Unsupported parameter {param}"))
         }
         ParseError::ResponseTooLong => Reply::new(500, "5.5.2 Line too long"),
@@ -605,7 +690,9 @@ fn parse_error_reply(e: ParseError) -> Reply {
 }
 
 fn decode_b64(s: &str) -> Option<String> {
-    B64.decode(s.trim()).ok().and_then(|b| String::from_utf8(b).ok())
+    B64.decode(s.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
 }
 
 /// `authzid NUL authcid NUL password` (RFC 4616).
@@ -624,7 +711,10 @@ fn client_cert_names(tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream
         return Vec::new();
     };
     match webpki::EndEntityCert::try_from(cert) {
-        Ok(ee) => ee.valid_dns_names().map(|n| n.to_ascii_lowercase()).collect(),
+        Ok(ee) => ee
+            .valid_dns_names()
+            .map(|n| n.to_ascii_lowercase())
+            .collect(),
         Err(_) => Vec::new(),
     }
 }

@@ -28,7 +28,10 @@ pub enum RcptState {
     /// The next hop accepted it.
     Delivered { reply: String, remote: String },
     /// Permanent failure or expiry; `reply` is the reason an NDR reports.
-    Failed { reply: String, remote: Option<String> },
+    Failed {
+        reply: String,
+        remote: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

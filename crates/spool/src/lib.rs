@@ -15,11 +15,11 @@ mod envelope;
 mod log;
 mod record;
 
-pub use envelope::{Envelope, Notify, Recipient, RcptState, Ret};
+pub use envelope::{Envelope, Notify, RcptState, Recipient, Ret};
 pub use log::{Spool, SpoolError, SpoolStats};
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A new message id: time-ordered (Unix milliseconds in hex), then a per-process random part and
 /// a counter, so ids from different runs and nodes do not collide. 20 characters, `[0-9A-F]`.

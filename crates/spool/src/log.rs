@@ -180,8 +180,12 @@ impl Spool {
                 pos += rec.total_len;
             }
             if pos < data.len() {
-                tracing::warn!(segment = seg, offset = pos, len = data.len(),
-                    "spool segment ends in an incomplete record (a write cut short); ignored");
+                tracing::warn!(
+                    segment = seg,
+                    offset = pos,
+                    len = data.len(),
+                    "spool segment ends in an incomplete record (a write cut short); ignored"
+                );
             }
         }
         let mut recovered: Vec<(u64, Envelope)> = envelopes.into_values().collect();
@@ -219,7 +223,10 @@ impl Spool {
             .name("spool-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(io_err("starting the writer thread for", dir))?;
-        Ok((Spool { shared, tx }, recovered.into_iter().map(|(_, e)| e).collect()))
+        Ok((
+            Spool { shared, tx },
+            recovered.into_iter().map(|(_, e)| e).collect(),
+        ))
     }
 
     /// Spools a new message; returns once it is durable (fdatasync done).
@@ -281,7 +288,9 @@ impl Spool {
     /// Waits until everything handed to the spool so far is durable.
     pub async fn flush(&self) -> Result<(), SpoolError> {
         let (ack, done) = oneshot::channel();
-        self.tx.send(Op::Sync(ack)).map_err(|_| SpoolError::Closed)?;
+        self.tx
+            .send(Op::Sync(ack))
+            .map_err(|_| SpoolError::Closed)?;
         done.await.map_err(|_| SpoolError::Closed)?
     }
 
@@ -396,7 +405,10 @@ impl Writer {
         let path = self.shared.segment_path(seg);
         if let Err(e) = result {
             // Cut the failed batch off so no half record sits in front of later good ones.
-            self.shared.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .stats
+                .write_errors
+                .fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, segment = %path.display(), "spool write failed; batch refused");
             if self.file.set_len(start).is_err() {
                 self.rotate();
@@ -493,10 +505,10 @@ impl Writer {
             let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             match fs::remove_file(&path) {
                 Ok(()) => {
-                    self.shared
-                        .stats
-                        .bytes_on_disk
-                        .fetch_sub(size.min(self.shared.stats.bytes_on_disk.load(Ordering::Relaxed)), Ordering::Relaxed);
+                    self.shared.stats.bytes_on_disk.fetch_sub(
+                        size.min(self.shared.stats.bytes_on_disk.load(Ordering::Relaxed)),
+                        Ordering::Relaxed,
+                    );
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
@@ -513,7 +525,8 @@ impl Writer {
             let s = &self.shared.stats;
             s.live_messages
                 .store(index.live.len() as u64, Ordering::Relaxed);
-            s.segments.store(index.seg_live.len() as u64, Ordering::Relaxed);
+            s.segments
+                .store(index.seg_live.len() as u64, Ordering::Relaxed);
         }
     }
 }
@@ -562,14 +575,20 @@ mod tests {
         assert_eq!(found[0].id, "B");
         assert_eq!(found[0].attempts, 3, "the update survived");
         assert_eq!(spool.body("B").await.expect("body"), b"body B\r\n");
-        assert!(matches!(spool.body("A").await, Err(SpoolError::NotFound(_))));
+        assert!(matches!(
+            spool.body("A").await,
+            Err(SpoolError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
     async fn a_full_spool_refuses_and_keeps_what_it_had() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (spool, _) = Spool::open(dir.path(), Some(2_000)).expect("open");
-        spool.put(&env("A"), &[b'x'; 500]).await.expect("first fits");
+        spool
+            .put(&env("A"), &[b'x'; 500])
+            .await
+            .expect("first fits");
         let err = spool.put(&env("B"), &[b'x'; 4_000]).await;
         assert!(matches!(err, Err(SpoolError::Full { .. })), "{err:?}");
         drop(spool);

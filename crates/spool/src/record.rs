@@ -110,8 +110,14 @@ mod tests {
         assert_eq!(d.kind, Kind::Put);
         assert_eq!(d.id, "M1");
         assert_eq!(d.meta, b"{}");
-        assert_eq!(&rec[d.body_offset..d.body_offset + d.body_len], b"hello\r\n");
-        assert!(decode(&rec[..rec.len() - 1]).is_none(), "a torn record is not read");
+        assert_eq!(
+            &rec[d.body_offset..d.body_offset + d.body_len],
+            b"hello\r\n"
+        );
+        assert!(
+            decode(&rec[..rec.len() - 1]).is_none(),
+            "a torn record is not read"
+        );
         let mut flipped = rec.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;

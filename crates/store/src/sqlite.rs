@@ -98,9 +98,12 @@ impl SqliteStore {
             .map_err(open_err)?;
         // WAL with synchronous=NORMAL: durable at checkpoints, fast commits. Messages do not rely
         // on this database for durability (the spool does); configuration changes are rare.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
         migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
@@ -114,7 +117,9 @@ impl SqliteStore {
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| StoreError::Task("lock poisoned".into()))?;
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Task("lock poisoned".into()))?;
             f(&mut guard)
         })
         .await
@@ -610,7 +615,11 @@ mod tests {
             ..Default::default()
         };
         let found = store.search_trace(&q).await.expect("search");
-        let failed: Vec<_> = found[0].recipients.iter().filter(|r| r.status == "Failed").collect();
+        let failed: Vec<_> = found[0]
+            .recipients
+            .iter()
+            .filter(|r| r.status == "Failed")
+            .collect();
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].address, "c@y.example");
         let q = TraceQuery {

@@ -131,7 +131,8 @@ impl Directory {
 
     /// Whether `domain` is an accepted, verified domain of `tenant`.
     pub fn is_accepted_by(&self, tenant: &str, domain: &str) -> bool {
-        self.accepted_domain(domain).is_some_and(|d| d.tenant == tenant)
+        self.accepted_domain(domain)
+            .is_some_and(|d| d.tenant == tenant)
     }
 
     /// The user with this primary address or alias.
@@ -200,7 +201,12 @@ mod tests {
         DirectoryData {
             domains: vec![
                 domain("contoso.example", DomainKind::Authoritative, false, true),
-                domain("relay.contoso.example", DomainKind::InternalRelay, true, true),
+                domain(
+                    "relay.contoso.example",
+                    DomainKind::InternalRelay,
+                    true,
+                    true,
+                ),
                 domain("pending.example", DomainKind::Authoritative, false, false),
             ],
             connectors: vec![
@@ -235,9 +241,21 @@ mod tests {
 
     #[test]
     fn wildcards_match_one_label() {
-        assert!(name_matches("*.mail.contoso.example", "mx1.mail.contoso.example"));
-        assert!(!name_matches("*.mail.contoso.example", "a.mx1.mail.contoso.example"));
-        assert!(!name_matches("*.mail.contoso.example", "mail.contoso.example"));
-        assert!(name_matches("Relay.Contoso.example", "relay.contoso.EXAMPLE"));
+        assert!(name_matches(
+            "*.mail.contoso.example",
+            "mx1.mail.contoso.example"
+        ));
+        assert!(!name_matches(
+            "*.mail.contoso.example",
+            "a.mx1.mail.contoso.example"
+        ));
+        assert!(!name_matches(
+            "*.mail.contoso.example",
+            "mail.contoso.example"
+        ));
+        assert!(name_matches(
+            "Relay.Contoso.example",
+            "relay.contoso.EXAMPLE"
+        ));
     }
 }

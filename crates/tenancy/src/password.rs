@@ -1,7 +1,7 @@
 //! SMTP AUTH credentials: Argon2id hashes (PHC strings), never plain text at rest.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand_core::OsRng;
 
 pub fn hash(password: &str) -> Result<String, String> {
@@ -15,7 +15,11 @@ pub fn hash(password: &str) -> Result<String, String> {
 /// Constant-time check of `password` against a stored PHC string; a malformed hash never matches.
 pub fn verify(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
-        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 

@@ -1,0 +1,506 @@
+//! Mail flows: delivery, partial failure, retries, expiry, MX lookup, TLS, BDAT, pipelining,
+//! attribution and the trace.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+const MSG: &str = "Subject: quarterly report\r\nFrom: alice@contoso.example\r\nMessage-ID: <q1@contoso.example>\r\n\r\nHello Bob,\r\n.a line that starts with a dot\r\nBye\r\n";
+
+#[test]
+fn a_connector_message_is_delivered_with_its_body_intact_and_traced() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    let r = c.mail("alice@contoso.example", &["bob@remote.example"], MSG);
+    assert_eq!(r.code, 250, "{r:?}");
+    let id = r.text().rsplit(' ').next().expect("id").to_string();
+    assert!(r.text().contains("queued as"), "{r:?}");
+
+    let got = rx.wait(1, Duration::from_secs(20));
+    assert_eq!(got[0].mail_from, "alice@contoso.example");
+    assert_eq!(got[0].rcpts, vec!["bob@remote.example"]);
+    assert!(
+        got[0]
+            .data
+            .starts_with("Received: from onprem.contoso.example ([127.0.0.1])"),
+        "{}",
+        got[0].data
+    );
+    assert!(got[0].data.contains(&format!("id {id};")));
+    assert!(
+        got[0]
+            .data
+            .contains("\r\n.a line that starts with a dot\r\n"),
+        "dot-unstuffing and re-stuffing keep the line"
+    );
+    assert_eq!(got[0].helo, "relay.test");
+
+    let trace = wait_for(Duration::from_secs(10), || {
+        let t = relay.cli(&["trace", "--id", &id]);
+        t.contains("Delivered").then_some(t)
+    })
+    .expect("trace shows the delivery");
+    for event in ["received", "attributed", "queued", "attempt", "delivered"] {
+        assert!(trace.contains(event), "trace lacks {event}: {trace}");
+    }
+    assert!(trace.contains("connector:on-prem"), "{trace}");
+    let by_recipient = relay.cli(&[
+        "trace",
+        "--recipient",
+        "BOB@remote.example",
+        "--status",
+        "Delivered",
+    ]);
+    assert!(by_recipient.contains(&id), "{by_recipient}");
+}
+
+#[test]
+fn stock_client_curl_sends_through_the_relay() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: curl is not installed");
+        return;
+    }
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("m.eml");
+    std::fs::write(&file, MSG).expect("write");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--url",
+            &format!("smtp://{}", relay.relay),
+            "--mail-from",
+            "alice@contoso.example",
+            "--mail-rcpt",
+            "carol@remote.example",
+            "--upload-file",
+        ])
+        .arg(&file)
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = rx.wait(1, Duration::from_secs(20));
+    assert_eq!(got[0].rcpts, vec!["carol@remote.example"]);
+}
+
+#[test]
+fn partial_failure_delivers_the_rest_and_reports_the_failed_recipient() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    let r = c.mail(
+        "alice@contoso.example",
+        &[
+            "bob@remote.example",
+            "reject-me@remote.example",
+            "dan@remote.example",
+        ],
+        MSG,
+    );
+    assert_eq!(r.code, 250);
+    // The message to the two good recipients, then the NDR to alice.
+    let got = rx.wait(2, Duration::from_secs(20));
+    let delivered = got
+        .iter()
+        .find(|m| m.mail_from == "alice@contoso.example")
+        .expect("message");
+    assert_eq!(
+        delivered.rcpts,
+        vec!["bob@remote.example", "dan@remote.example"]
+    );
+    let ndr = got
+        .iter()
+        .find(|m| m.mail_from.is_empty())
+        .expect("an NDR from the null sender");
+    assert_eq!(ndr.rcpts, vec!["alice@contoso.example"]);
+    assert!(
+        ndr.data
+            .contains("multipart/report; report-type=delivery-status")
+    );
+    assert!(
+        ndr.data
+            .contains("Final-Recipient: rfc822; reject-me@remote.example")
+    );
+    assert!(ndr.data.contains("Status: 5.1.1"));
+    assert!(
+        ndr.data
+            .contains("Diagnostic-Code: smtp; 550 5.1.1 no such user here")
+    );
+    assert!(
+        !ndr.data
+            .contains("Final-Recipient: rfc822; bob@remote.example"),
+        "only failures are reported"
+    );
+    assert_eq!(relay.metric("relayward_ndr_total"), 1);
+}
+
+#[test]
+fn a_temporary_failure_is_retried_and_then_delivered() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    let r = c.mail("alice@contoso.example", &["flaky@remote.example"], MSG);
+    assert_eq!(r.code, 250);
+    let id = r.text().rsplit(' ').next().expect("id").to_string();
+    let got = rx.wait(1, Duration::from_secs(20));
+    assert_eq!(got[0].rcpts, vec!["flaky@remote.example"]);
+    let trace = wait_for(Duration::from_secs(10), || {
+        let t = relay.cli(&["trace", "--id", &id]);
+        t.contains("Delivered").then_some(t)
+    })
+    .expect("delivered in the trace");
+    assert!(
+        trace.contains("deferred") && trace.contains("451 4.3.0 temporary trouble"),
+        "{trace}"
+    );
+    assert!(relay.metric("relayward_deferred_total") >= 1);
+    assert_eq!(
+        rx.messages().len(),
+        1,
+        "no NDR for a message that got through"
+    );
+}
+
+#[test]
+fn a_message_that_keeps_failing_temporarily_expires_into_an_ndr() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(
+        &contoso(rx.addr, "").replace("expire_after = \"1h\"", "expire_after = \"3s\""),
+    );
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    let r = c.cmd("MAIL FROM:<alice@contoso.example> RET=HDRS ENVID=env-42");
+    assert_eq!(r.code, 250);
+    assert_eq!(
+        c.cmd("RCPT TO:<defer@remote.example> ORCPT=rfc822;defer@remote.example")
+            .code,
+        250
+    );
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(MSG.as_bytes());
+    c.send(b".\r\n");
+    assert_eq!(c.read().code, 250);
+    let got = rx.wait(1, Duration::from_secs(30));
+    let ndr = &got[0];
+    assert!(ndr.mail_from.is_empty());
+    assert!(ndr.data.contains("Status: 5.4.7"), "{}", ndr.data);
+    assert!(
+        ndr.data.contains("451 4.2.0 mailbox busy"),
+        "the last remote error is reported"
+    );
+    assert!(ndr.data.contains("Original-Envelope-Id: env-42"));
+    assert!(
+        ndr.data
+            .contains("Original-Recipient: rfc822;defer@remote.example")
+    );
+    assert!(
+        ndr.data.contains("text/rfc822-headers"),
+        "RET=HDRS returns headers only"
+    );
+    assert!(
+        !ndr.data.contains("Hello Bob"),
+        "RET=HDRS returns headers only"
+    );
+}
+
+#[test]
+fn mx_records_are_looked_up_through_the_configured_resolver() {
+    let rx = Receiver::start(false);
+    let dns = Dns::start(vec![
+        (
+            "remote.example",
+            "MX",
+            Answer::Mx(vec![(10, "mx1.remote.example")]),
+        ),
+        (
+            "mx1.remote.example",
+            "A",
+            Answer::A(vec!["127.0.0.1".parse().expect("ip")]),
+        ),
+        ("nullmx.example", "MX", Answer::Mx(vec![(0, "")])),
+        ("gone.example", "MX", Answer::NxDomain),
+    ]);
+    let extra = format!(
+        "[delivery]\ndns_resolver = \"{}\"\nremote_port = {}\nretry_schedule = [\"1s\"]\n\
+         [[tenants]]\nname = \"contoso\"\ndomains = [ {{ name = \"contoso.example\", verified = true }} ]\n\
+         connectors = [ {{ name = \"on-prem\", ips = [\"127.0.0.1\"] }} ]\nusers = [ {{ address = \"alice@contoso.example\" }} ]\n\
+         routes = [ {{ domain = \"contoso.example\", host = \"{}\" }} ]\n",
+        dns.addr,
+        rx.addr.port(),
+        rx.addr
+    );
+    let relay = Relay::start(&extra);
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    assert_eq!(
+        c.mail("alice@contoso.example", &["bob@remote.example"], MSG)
+            .code,
+        250
+    );
+    assert_eq!(
+        c.mail("alice@contoso.example", &["x@nullmx.example"], MSG)
+            .code,
+        250
+    );
+    assert_eq!(
+        c.mail("alice@contoso.example", &["y@gone.example"], MSG)
+            .code,
+        250
+    );
+    // One delivery via MX, two NDRs (null MX, no such domain) back to alice via the tenant route.
+    let got = rx.wait(3, Duration::from_secs(30));
+    assert!(got.iter().any(|m| m.rcpts == vec!["bob@remote.example"]));
+    let ndrs: Vec<_> = got.iter().filter(|m| m.mail_from.is_empty()).collect();
+    assert_eq!(ndrs.len(), 2);
+    assert!(
+        ndrs.iter().any(|m| m.data.contains("Status: 5.1.10")),
+        "null MX"
+    );
+    assert!(
+        ndrs.iter().any(|m| m.data.contains("Status: 5.1.2")),
+        "no such domain"
+    );
+}
+
+#[test]
+fn starttls_inbound_and_outbound() {
+    let rx = Receiver::start(true);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    let ehlo = c.cmd("EHLO onprem");
+    assert!(ehlo.lines.iter().any(|l| l == "STARTTLS"), "{ehlo:?}");
+    let mut c = c.starttls();
+    let ehlo = c.cmd("EHLO onprem");
+    assert!(
+        !ehlo.lines.iter().any(|l| l == "STARTTLS"),
+        "not offered twice"
+    );
+    assert_eq!(
+        c.mail("alice@contoso.example", &["bob@remote.example"], MSG)
+            .code,
+        250
+    );
+    let got = rx.wait(1, Duration::from_secs(20));
+    assert!(got[0].tls, "the relay used STARTTLS towards the receiver");
+    assert!(got[0].data.contains("with ESMTPS id"), "{}", got[0].data);
+}
+
+#[test]
+fn submission_needs_tls_auth_and_an_own_sender() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = Client::connect(relay.submission, None);
+    let ehlo = c.cmd("EHLO laptop");
+    assert!(
+        !ehlo.lines.iter().any(|l| l.starts_with("AUTH")),
+        "no AUTH before TLS"
+    );
+    let r = c.cmd("MAIL FROM:<alice@contoso.example>");
+    assert_eq!(
+        r.text(),
+        "530 5.7.57 Client was not authenticated to send anonymous mail during MAIL FROM"
+    );
+    assert_eq!(
+        c.cmd("AUTH PLAIN AGFsaWNlQGNvbnRvc28uZXhhbXBsZQBjaGFuZ2UtbWU=")
+            .code,
+        538
+    );
+    let mut c = c.starttls();
+    let ehlo = c.cmd("EHLO laptop");
+    assert!(
+        ehlo.lines.iter().any(|l| l == "AUTH PLAIN LOGIN"),
+        "{ehlo:?}"
+    );
+    // base64("\0alice@contoso.example\0wrong")
+    assert_eq!(
+        c.cmd("AUTH PLAIN AGFsaWNlQGNvbnRvc28uZXhhbXBsZQB3cm9uZw==")
+            .text(),
+        "535 5.7.8 Authentication credentials invalid"
+    );
+    // AUTH LOGIN with the right password.
+    assert_eq!(c.cmd("AUTH LOGIN").code, 334);
+    assert_eq!(c.cmd("YWxpY2VAY29udG9zby5leGFtcGxl").code, 334);
+    assert_eq!(c.cmd("Y2hhbmdlLW1l").code, 235);
+    let r = c.cmd("MAIL FROM:<bob@contoso.example>");
+    assert_eq!(
+        r.text(),
+        "550 5.7.60 Client does not have permissions to send as this sender"
+    );
+    assert_eq!(
+        c.cmd("MAIL FROM:<sales@contoso.example>").code,
+        250,
+        "an alias is the user's own"
+    );
+    assert_eq!(c.cmd("RCPT TO:<anyone@remote.example>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(MSG.as_bytes());
+    c.send(b"\r\n.\r\n");
+    assert_eq!(c.read().code, 250);
+    let got = rx.wait(1, Duration::from_secs(20));
+    assert!(got[0].data.contains("with ESMTPSA id"));
+}
+
+#[test]
+fn bdat_chunks_make_one_message() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    let ehlo = c.cmd("EHLO onprem");
+    assert!(ehlo.lines.iter().any(|l| l == "CHUNKING"));
+    c.cmd("MAIL FROM:<alice@contoso.example>");
+    c.cmd("RCPT TO:<bob@remote.example>");
+    let part1 = "Subject: chunked\r\n\r\nfirst part, ";
+    let part2 = "second part\r\n.not stuffed in BDAT\r\n";
+    c.send(format!("BDAT {}\r\n{part1}", part1.len()).as_bytes());
+    assert_eq!(c.read().code, 250);
+    c.send(format!("BDAT {} LAST\r\n{part2}", part2.len()).as_bytes());
+    let r = c.read();
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = rx.wait(1, Duration::from_secs(20));
+    assert!(
+        got[0]
+            .data
+            .contains("first part, second part\r\n.not stuffed in BDAT\r\n"),
+        "{}",
+        got[0].data
+    );
+}
+
+#[test]
+fn pipelined_commands_get_their_replies_in_order() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    let ehlo = c.cmd("EHLO onprem");
+    assert!(ehlo.lines.iter().any(|l| l == "PIPELINING"));
+    c.send(b"MAIL FROM:<alice@contoso.example>\r\nRCPT TO:<a@remote.example>\r\nRCPT TO:<b@remote.example>\r\nDATA\r\n");
+    assert_eq!(c.read().code, 250);
+    assert_eq!(c.read().code, 250);
+    assert_eq!(c.read().code, 250);
+    assert_eq!(c.read().code, 354);
+    c.send(b"Subject: p\r\n\r\nbody\r\n.\r\nMAIL FROM:<alice@contoso.example>\r\nRCPT TO:<c@remote.example>\r\nDATA\r\n");
+    assert_eq!(c.read().code, 250);
+    assert_eq!(c.read().code, 250);
+    assert_eq!(c.read().code, 250);
+    assert_eq!(c.read().code, 354);
+    c.send(b"Subject: q\r\n\r\nbody\r\n.\r\nQUIT\r\n");
+    assert_eq!(c.read().code, 250);
+    assert_eq!(c.read().code, 221);
+    let got = rx.wait(2, Duration::from_secs(20));
+    assert_eq!(got.iter().map(|m| m.rcpts.len()).sum::<usize>(), 3);
+}
+
+#[test]
+fn connector_added_on_the_command_line_is_picked_up_while_running() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&format!("[delivery]\nsmart_host = \"{}\"\n", rx.addr));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    c.cmd("MAIL FROM:<ops@fabrikam.example>");
+    assert_eq!(
+        c.cmd("RCPT TO:<x@remote.example>").text(),
+        "550 5.7.64 TenantAttribution; Relay Access Denied"
+    );
+    relay.cli(&["tenant", "add", "fabrikam"]);
+    let out = relay.cli(&["domain", "add", "fabrikam", "fabrikam.example"]);
+    assert!(out.contains("IN TXT \"relayward-verification="), "{out}");
+    relay.cli(&[
+        "connector",
+        "add",
+        "fabrikam",
+        "office",
+        "--ip",
+        "127.0.0.1/32",
+    ]);
+    let listed = relay.cli(&["tenant", "list"]);
+    assert!(
+        listed.contains("fabrikam.example authoritative NOT verified"),
+        "{listed}"
+    );
+    // A new connection after the reload is attributed; the sender's domain is not verified, so
+    // relaying for it still needs the connector option.
+    let accepted = wait_for(Duration::from_secs(10), || {
+        let mut c = relay.client();
+        c.cmd("EHLO onprem");
+        c.cmd("MAIL FROM:<>");
+        (c.cmd("RCPT TO:<x@remote.example>").code == 250).then_some(())
+    });
+    assert!(accepted.is_some(), "connector not picked up");
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    c.cmd("MAIL FROM:<ops@fabrikam.example>");
+    assert_eq!(
+        c.cmd("RCPT TO:<x@remote.example>").code,
+        550,
+        "unverified sender domain does not relay"
+    );
+}
+
+#[test]
+fn health_and_metrics_answer() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let health = relay.http_get("/healthz");
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    assert_eq!(
+        c.mail("alice@contoso.example", &["bob@remote.example"], MSG)
+            .code,
+        250
+    );
+    rx.wait(1, Duration::from_secs(20));
+    assert_eq!(relay.metric("relayward_messages_accepted_total"), 1);
+    assert!(
+        wait_for(Duration::from_secs(5), || (relay
+            .metric("relayward_delivered_total")
+            == 1)
+            .then_some(()))
+        .is_some()
+    );
+    assert!(relay.metric("relayward_spool_fsyncs_total") >= 1);
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_keeps_queued_mail() {
+    let rx = Receiver::start(false);
+    let mut relay = Relay::start(
+        &contoso(rx.addr, "").replace("retry_schedule = [\"1s\"]", "retry_schedule = [\"1h\"]"),
+    );
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    assert_eq!(
+        c.mail("alice@contoso.example", &["defer@remote.example"], MSG)
+            .code,
+        250
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || (relay
+            .metric("relayward_deferred_total")
+            >= 1)
+            .then_some(()))
+        .is_some()
+    );
+    drop(c);
+    let status = relay.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    // Restarted, the deferred message is still there (recovered from the spool).
+    relay.spawn();
+    assert_eq!(relay.metric("relayward_spool_messages"), 1);
+}

@@ -1,0 +1,276 @@
+//! Hostile and broken input: the open-relay battery, SMTP smuggling, protocol abuse, limits,
+//! a full spool. Each refusal is asserted with its reply.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+const DENIED: &str = "550 5.7.64 TenantAttribution; Relay Access Denied";
+
+/// From an address no connector knows (127.0.0.2), nothing leaves for a foreign domain.
+#[test]
+fn open_relay_battery_is_refused() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let stranger = || {
+        let mut c = Client::connect(relay.relay, Some("127.0.0.2".parse().expect("ip")));
+        c.cmd("EHLO attacker.example");
+        c
+    };
+    let senders = [
+        "spammer@evil.example",
+        "alice@contoso.example",
+        "",
+        "postmaster@contoso.example",
+    ];
+    let tricks = [
+        ("victim@remote.example", DENIED),
+        ("VICTIM@REMOTE.EXAMPLE", DENIED),
+        ("victim@remote.example.", DENIED),
+        (
+            "victim%remote.example@contoso.example",
+            "550 5.7.1 Routing addresses (%, !, quoted @) are not accepted",
+        ),
+        (
+            "remote.example!victim@contoso.example",
+            "550 5.7.1 Routing addresses (%, !, quoted @) are not accepted",
+        ),
+        (
+            "\"victim@remote.example\"@contoso.example",
+            "550 5.7.1 Routing addresses (%, !, quoted @) are not accepted",
+        ),
+        (
+            "victim@127.0.0.1",
+            "550 5.7.1 IP-literal recipient domains are not accepted",
+        ),
+        // smtp-proto's parser already refuses the bracketed form as bad syntax (501 5.1.3).
+        (
+            "victim@[127.0.0.1]",
+            "501 5.1.3 Bad recipient address syntax",
+        ),
+        ("victim@remote.example@contoso.example", ""),
+        ("@contoso.example:victim@remote.example", ""),
+        ("victim@contoso.example.remote.example", DENIED),
+        ("victim@sub.contoso.example", DENIED),
+    ];
+    for from in senders {
+        // A fresh session per sender: syntax errors count toward the session's error limit.
+        let mut c = stranger();
+        assert_eq!(c.cmd(&format!("MAIL FROM:<{from}>")).code, 250);
+        for (rcpt, want) in tricks {
+            let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
+            assert!(r.code >= 500, "{rcpt} from <{from}> was accepted: {r:?}");
+            if !want.is_empty() {
+                assert_eq!(r.text(), want, "{rcpt}");
+            }
+        }
+        assert_eq!(c.cmd("DATA").code, 503, "no recipient, no data");
+    }
+    let mut c = stranger();
+    // Inbound to a real user of an accepted domain is fine; an unknown user is not.
+    c.cmd("MAIL FROM:<someone@outside.example>");
+    assert_eq!(c.cmd("RCPT TO:<Alice@CONTOSO.example>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<nobody@contoso.example>").code, 550);
+    // Submission without authentication relays nothing either.
+    let mut s = Client::connect(relay.submission, None);
+    s.cmd("EHLO x");
+    assert_eq!(s.cmd("MAIL FROM:<alice@contoso.example>").code, 530);
+    assert_eq!(s.cmd("RCPT TO:<victim@remote.example>").code, 503);
+    assert_eq!(relay.metric("relayward_messages_accepted_total"), 0);
+}
+
+/// SMTP smuggling: a bare-LF or bare-CR "end of data" does not end the message, so the text
+/// after it never becomes a second message; the bare line ends are normalised to CRLF.
+#[test]
+fn smuggled_end_of_data_stays_inside_the_message() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    for trick in ["\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r", "\r\n.\r"] {
+        let mut c = relay.client();
+        c.cmd("EHLO onprem");
+        c.cmd("MAIL FROM:<alice@contoso.example>");
+        c.cmd("RCPT TO:<bob@remote.example>");
+        assert_eq!(c.cmd("DATA").code, 354);
+        let body = format!(
+            "Subject: smuggle {trick:?}\r\n\r\nhello{trick}MAIL FROM:<ceo@contoso.example>\r\nRCPT TO:<victim@remote.example>\r\nDATA\r\n\r\nforged\r\n.\r\n"
+        );
+        c.send(body.as_bytes());
+        let r = c.read();
+        assert_eq!(r.code, 250, "{trick:?}: {r:?}");
+        // Had the trick ended the data, the next reply would belong to the smuggled MAIL.
+        assert_eq!(c.cmd("NOOP").code, 250);
+    }
+    let got = rx.wait(5, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        rx.messages().len(),
+        5,
+        "exactly one message per transaction"
+    );
+    for m in got {
+        assert_eq!(
+            m.rcpts,
+            vec!["bob@remote.example"],
+            "nothing reached the smuggled recipient"
+        );
+        assert!(
+            m.data.contains("MAIL FROM:<ceo@contoso.example>\r\n"),
+            "the smuggled text is plain body text"
+        );
+        let body = m.data.split("\r\n\r\n").nth(1).unwrap_or("");
+        assert!(
+            !body.replace("\r\n", "").contains(['\r', '\n']),
+            "no bare CR or LF left: {body:?}"
+        );
+    }
+}
+
+#[test]
+fn protocol_errors_get_the_right_replies() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@contoso.example>").text(),
+        "503 5.5.1 Send EHLO or HELO first"
+    );
+    assert_eq!(c.cmd("EHLO onprem").code, 250);
+    assert_eq!(
+        c.cmd("RCPT TO:<bob@remote.example>").text(),
+        "503 5.5.1 Need MAIL command"
+    );
+    assert_eq!(c.cmd("DATA").text(), "503 5.5.1 Need MAIL command");
+    assert_eq!(c.cmd("FROB").text(), "500 5.5.1 Command unrecognized");
+    assert_eq!(
+        c.cmd("VRFY alice").text(),
+        "502 5.5.1 VRFY command is disabled"
+    );
+    assert_eq!(c.cmd("MAIL FROM:<alice@contoso.example>").code, 250);
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@contoso.example>").text(),
+        "503 5.5.1 Sender already specified"
+    );
+    assert_eq!(c.cmd("DATA").text(), "503 5.5.1 Need RCPT command");
+    assert_eq!(c.cmd("RSET").code, 250);
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@contoso.example> SIZE=999999999")
+            .text(),
+        "552 5.3.4 Message size exceeds fixed maximum message size"
+    );
+    let long = format!("NOOP {}", "x".repeat(5000));
+    assert_eq!(c.cmd(&long).text(), "500 5.5.2 Line too long");
+    assert_eq!(
+        c.cmd("NOOP").code,
+        250,
+        "the session goes on after a long line"
+    );
+    assert_eq!(c.cmd("HELP").code, 214);
+    assert_eq!(c.cmd("QUIT").code, 221);
+
+    // Too many errors close the session.
+    let mut c = relay.client();
+    let mut last = None;
+    for _ in 0..10 {
+        last = Some(c.cmd("FROB"));
+    }
+    let _ = last;
+    let closing = c.read();
+    assert_eq!(
+        closing.text(),
+        "421 4.7.0 Too many errors, closing connection"
+    );
+    assert!(c.closed());
+}
+
+#[test]
+fn too_many_recipients_and_too_big_messages() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(
+        rx.addr,
+        "[limits]\nrecipients_per_message = 3\nmax_message_size = \"2KB\"\n",
+    ));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    c.cmd("MAIL FROM:<alice@contoso.example>");
+    for i in 0..3 {
+        assert_eq!(c.cmd(&format!("RCPT TO:<r{i}@remote.example>")).code, 250);
+    }
+    assert_eq!(
+        c.cmd("RCPT TO:<r4@remote.example>").text(),
+        "452 4.5.3 Too many recipients"
+    );
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send("Subject: big\r\n\r\n".as_bytes());
+    c.send(&vec![b'x'; 3000]);
+    c.send(b"\r\n.\r\n");
+    assert_eq!(
+        c.read().text(),
+        "552 5.3.4 Message size exceeds fixed maximum message size"
+    );
+    assert_eq!(
+        c.cmd("NOOP").code,
+        250,
+        "the oversized body was read to its end"
+    );
+    // The first three recipients still work in a new, small transaction.
+    assert_eq!(
+        c.mail(
+            "alice@contoso.example",
+            &["r0@remote.example"],
+            "Subject: small\r\n\r\nok"
+        )
+        .code,
+        250
+    );
+    rx.wait(1, Duration::from_secs(20));
+}
+
+#[test]
+fn a_full_spool_answers_452_and_loses_nothing_already_accepted() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start_with_storage(
+        "max_spool_size = \"3KB\"",
+        &contoso(rx.addr, "").replace("retry_schedule = [\"1s\"]", "retry_schedule = [\"1h\"]"),
+    );
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    // Fill the spool with a message that cannot be delivered yet.
+    let body = format!("Subject: one\r\n\r\n{}", "y".repeat(1500));
+    assert_eq!(
+        c.mail("alice@contoso.example", &["defer@remote.example"], &body)
+            .code,
+        250
+    );
+    let r = c.mail("alice@contoso.example", &["bob@remote.example"], &body);
+    assert_eq!(
+        r.text(),
+        "452 4.3.1 Insufficient system storage, try again later"
+    );
+    assert_eq!(c.cmd("NOOP").code, 250, "the session survives");
+    assert_eq!(relay.metric("relayward_spool_errors_total"), 1);
+    assert_eq!(
+        relay.metric("relayward_spool_messages"),
+        1,
+        "the first message is still spooled"
+    );
+}
+
+#[test]
+fn starttls_drops_clear_text_sent_ahead_of_the_handshake() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    // An injected command in the same packet as STARTTLS must not be run after the handshake.
+    c.send(b"STARTTLS\r\nMAIL FROM:<injected@evil.example>\r\n");
+    let r = c.read();
+    assert_eq!(r.code, 220);
+    let mut tls = c.upgrade();
+    let r = tls.cmd("EHLO onprem");
+    assert_eq!(r.code, 250);
+    assert_eq!(
+        tls.cmd("RCPT TO:<bob@remote.example>").text(),
+        "503 5.5.1 Need MAIL command",
+        "the injected MAIL was discarded"
+    );
+}
