@@ -82,16 +82,19 @@ pub enum Line {
     Eof,
 }
 
-const READ_CHUNK: usize = 16 * 1024;
+/// The read buffer starts small (most connections are idle or send short commands), doubles up to
+/// `MAX_BUFFER` while a client streams DATA, and shrinks back once it is drained.
+const INITIAL_BUFFER: usize = 1024;
+const MAX_BUFFER: usize = 64 * 1024;
 
 impl Conn {
     pub fn new(stream: Stream) -> Conn {
         Conn {
             stream,
-            inbuf: vec![0; READ_CHUNK],
+            inbuf: vec![0; INITIAL_BUFFER],
             start: 0,
             end: 0,
-            out: Vec::with_capacity(1024),
+            out: Vec::new(),
         }
     }
 
@@ -125,15 +128,35 @@ impl Conn {
             self.start = 0;
         }
         if self.end == self.inbuf.len() {
-            self.inbuf.resize(self.inbuf.len() + READ_CHUNK, 0);
+            let grown = self.inbuf.len() + self.inbuf.len().max(INITIAL_BUFFER);
+            self.inbuf.resize(grown, 0);
         }
+        let room = self.inbuf.len() - self.end;
         let n = self.stream.read(&mut self.inbuf[self.end..]).await?;
         self.end += n;
+        // A read that filled all the room means the client is streaming (DATA): read more at once.
+        if n == room && self.inbuf.len() < MAX_BUFFER {
+            let grown = (self.inbuf.len() * 2).min(MAX_BUFFER);
+            self.inbuf.resize(grown, 0);
+        }
         Ok(n)
+    }
+
+    /// Gives memory back once a burst is over (called between commands).
+    fn shrink_when_drained(&mut self) {
+        if self.start == self.end && self.inbuf.len() > INITIAL_BUFFER * 8 {
+            self.inbuf = vec![0; INITIAL_BUFFER];
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.out.is_empty() && self.out.capacity() > 4096 {
+            self.out = Vec::new();
+        }
     }
 
     /// Reads one line of at most `max` bytes.
     pub async fn read_line(&mut self, max: usize) -> io::Result<Line> {
+        self.shrink_when_drained();
         let mut too_long = false;
         loop {
             let buf = &self.inbuf[self.start..self.end];

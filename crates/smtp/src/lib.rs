@@ -13,9 +13,9 @@ mod server;
 mod session;
 
 pub use data::DataDecoder;
+pub use data::normalise_line_ends;
 pub use reply::Reply;
 pub use server::{Listener, ListenerKind, ServerConfig, Shutdown};
-pub use data::normalise_line_ends;
 pub use session::{MailParams, Peer, Rcpt, Transaction, parse_command};
 
 use std::future::Future;

@@ -1,0 +1,224 @@
+//! `smtpload`: a small SMTP load generator for the benchmarks (BENCHMARKS.md).
+//!
+//! `send` drives N connections that each send messages back to back (pipelined MAIL/RCPT/DATA)
+//! and reports throughput and the time from the end of DATA to the server's reply. `idle` opens
+//! N connections, says EHLO, and holds them so the server's memory can be read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Send messages and report throughput and latency.
+    Send {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, default_value_t = 20)]
+        connections: usize,
+        #[arg(long, default_value_t = 10_000)]
+        messages: u64,
+        /// Body size in bytes.
+        #[arg(long, default_value_t = 5_000)]
+        size: usize,
+        /// Messages per second over all connections; 0 means as fast as possible.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        #[arg(long, default_value = "bench@contoso.example")]
+        from: String,
+        #[arg(long, default_value = "sink@remote.example")]
+        to: String,
+    },
+    /// Open idle connections and hold them.
+    Idle {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Seconds to hold them once all are open.
+        #[arg(long, default_value_t = 10)]
+        hold: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Send {
+            target,
+            connections,
+            messages,
+            size,
+            rate,
+            from,
+            to,
+        } => send(target, connections, messages, size, rate, &from, &to).await,
+        Cmd::Idle {
+            target,
+            connections,
+            hold,
+        } => idle(target, connections, hold).await,
+    }
+}
+
+struct Conn {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Conn {
+    async fn open(target: SocketAddr) -> Result<Conn> {
+        let s = TcpStream::connect(target)
+            .await
+            .with_context(|| format!("connect {target}"))?;
+        s.set_nodelay(true)?;
+        let (r, w) = s.into_split();
+        let mut c = Conn {
+            r: BufReader::new(r),
+            w,
+        };
+        c.expect(220).await?;
+        c.w.write_all(b"EHLO bench.example\r\n").await?;
+        c.expect(250).await?;
+        Ok(c)
+    }
+
+    async fn reply(&mut self) -> Result<u16> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.r.read_line(&mut line).await? == 0 {
+                bail!("connection closed");
+            }
+            if line.len() < 4 {
+                bail!("bad reply {line:?}");
+            }
+            if line.as_bytes()[3] == b' ' {
+                return Ok(line[..3].parse()?);
+            }
+        }
+    }
+
+    async fn expect(&mut self, code: u16) -> Result<()> {
+        let got = self.reply().await?;
+        if got != code {
+            bail!("expected {code}, got {got}");
+        }
+        Ok(())
+    }
+}
+
+async fn send(
+    target: SocketAddr,
+    connections: usize,
+    messages: u64,
+    size: usize,
+    rate: f64,
+    from: &str,
+    to: &str,
+) -> Result<()> {
+    let mut body = String::from("Subject: benchmark\r\nFrom: bench@contoso.example\r\n\r\n");
+    while body.len() < size {
+        body.push_str("The quick brown fox jumps over the lazy dog, again and again.\r\n");
+    }
+    body.push_str(".\r\n");
+    let envelope = format!("MAIL FROM:<{from}>\r\nRCPT TO:<{to}>\r\nDATA\r\n");
+    let body = Arc::new(body);
+    let envelope = Arc::new(envelope);
+    let next = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (body, envelope, next, failed) =
+            (body.clone(), envelope.clone(), next.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut c = Conn::open(target).await?;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= messages {
+                    break;
+                }
+                if rate > 0.0 {
+                    let due = start + Duration::from_secs_f64(n as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                c.w.write_all(envelope.as_bytes()).await?;
+                let (a, b, d) = (c.reply().await?, c.reply().await?, c.reply().await?);
+                if a != 250 || b != 250 || d != 354 {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    c.w.write_all(b"RSET\r\n").await?;
+                    c.reply().await?;
+                    continue;
+                }
+                c.w.write_all(body.as_bytes()).await?;
+                let t = Instant::now();
+                let code = c.reply().await?;
+                latencies.push(t.elapsed());
+                if code != 250 {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let _ = c.w.write_all(b"QUIT\r\n").await;
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = start.elapsed();
+    all.sort();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let i = ((all.len() as f64 - 1.0) * p).round() as usize;
+        all[i].as_secs_f64() * 1000.0
+    };
+    let ok = all.len() as u64 - failed.load(Ordering::Relaxed).min(all.len() as u64);
+    println!(
+        "sent={} accepted={} failed={} seconds={:.3} rate={:.1}/s p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3}",
+        all.len(),
+        ok,
+        failed.load(Ordering::Relaxed),
+        elapsed.as_secs_f64(),
+        ok as f64 / elapsed.as_secs_f64(),
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        pct(1.0)
+    );
+    Ok(())
+}
+
+async fn idle(target: SocketAddr, connections: usize, hold: u64) -> Result<()> {
+    let mut conns = Vec::with_capacity(connections);
+    let start = Instant::now();
+    for i in 0..connections {
+        match Conn::open(target).await {
+            Ok(c) => conns.push(c),
+            Err(e) => bail!("connection {i} failed: {e:#}"),
+        }
+    }
+    println!(
+        "idle_connections={} opened_in_s={:.2}",
+        conns.len(),
+        start.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(hold)).await;
+    Ok(())
+}
