@@ -104,11 +104,11 @@ kill $rw_pid; wait $rw_pid 2>/dev/null || true
 postfix stop >/dev/null 2>&1 || true
 postconf -e "relayhost = [127.0.0.1]:2526" "mynetworks = 127.0.0.0/8" "inet_interfaces = loopback-only" \
   "inet_protocols = ipv4" "mydestination =" "myhostname = postfix.bench" "smtp_tls_security_level = none" \
-  "smtpd_tls_security_level = none" "maillog_file = $work/postfix.log" "compatibility_level = 3.6" \
+  "smtpd_tls_security_level = none" "maillog_file = /var/log/relayward-bench-postfix.log" "compatibility_level = 3.6" \
   "smtpd_relay_restrictions = permit_mynetworks, reject"
 postconf -M "127.0.0.1:$PF_PORT/inet=127.0.0.1:$PF_PORT inet n - n - - smtpd"
 newaliases 2>/dev/null || true
-postfix start >/dev/null 2>&1
+postfix start || { echo "postfix did not start; see /var/log/relayward-bench-postfix.log" >&2; exit 1; }
 sleep 2
 start_sink
 t0=$(date +%s.%N)
