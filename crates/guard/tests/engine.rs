@@ -2,6 +2,8 @@
 //! property tests (windows expire exactly, counts never go negative, nothing lifts without a
 //! recorded transition, tenants never affect each other).
 
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use relayward_guard::restriction::{
     CONNECTOR_REPLY, DAILY_RECIPIENTS_REPLY, RATE_REPLY, TENANT_REPLY, UNREGISTERED_REPLY,
