@@ -78,9 +78,18 @@ impl DeliveryConfig {
     }
 }
 
-/// A fixed next hop for a recipient domain (a tenant's own server), if it has one.
+/// What the relay decides at delivery time: fixed next hops, and whether a queued message may
+/// still go out at all.
 pub trait Router: Send + Sync + 'static {
+    /// A fixed next hop for a recipient domain (a tenant's own server), if it has one.
     fn route(&self, domain: &str) -> Option<String>;
+
+    /// The full reply (`550 5.7.705 ...`) when a restriction that started after this message
+    /// was queued now covers its sender: the message fails with that reply and its sender gets
+    /// an NDR carrying it (SPEC section 3).
+    fn refusal(&self, _env: &Envelope) -> Option<String> {
+        None
+    }
 }
 
 /// Where delivery reports what happened (the message trace).
@@ -294,6 +303,19 @@ impl Inner {
                 return;
             }
         };
+        if let Some(reply) = self.router.refusal(&env) {
+            for r in env.recipients.iter_mut().filter(|r| r.is_pending()) {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                let detail = format!("relay: {reply} (restriction started while queued)");
+                self.event(&env.id, TraceKind::Failed, Some(&r.address), detail);
+                r.state = RcptState::Failed {
+                    reply: reply.clone(),
+                    remote: None,
+                };
+            }
+            self.after_round(env).await;
+            return;
+        }
         env.attempts += 1;
         let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, r) in env.recipients.iter().enumerate() {

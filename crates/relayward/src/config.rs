@@ -24,7 +24,19 @@ pub struct RawConfig {
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
+    pub guard: RawGuard,
+    #[serde(default)]
     pub tenants: Vec<RawTenant>,
+}
+
+/// Outbound protection settings that are not limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuard {
+    /// Approve complete, low-risk tenant release requests without an operator.
+    pub auto_approve_releases: Option<bool>,
+    /// Header From of alert mail (default `postmaster@<smtp.hostname>`).
+    pub alert_sender: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +105,12 @@ pub struct RawLimits {
     pub user_messages_per_minute: Option<u64>,
     pub recipients_per_message: Option<usize>,
     pub max_message_size: Option<String>,
+    pub new_connector_volume_factor: Option<u64>,
+    pub outbound_external_per_hour: Option<u64>,
+    pub outbound_internal_per_hour: Option<u64>,
+    pub outbound_per_day: Option<u64>,
+    /// `block_until_tomorrow` (default), `block_until_released` or `alert_only`.
+    pub outbound_action: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,41 +172,15 @@ pub struct RawRoute {
     pub host: String,
 }
 
-/// Limits after defaults are applied.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
-    pub unregistered_allowance_per_day: u64,
-    pub unregistered_suspicious_per_day: u64,
-    pub tenant_suspicious_per_day: u64,
-    pub tenant_suspicious_ratio: f64,
-    pub connector_suspicious_per_day: u64,
-    pub connector_suspicious_ratio: f64,
-    pub user_suspicious_per_day: u64,
-    pub user_recipients_per_day: u64,
-    pub user_messages_per_minute: u64,
-    pub recipients_per_message: usize,
-    pub max_message_size: usize,
+/// Limits after defaults are applied: the guard's own type, whose `Default` holds every
+/// default in one place.
+pub use relayward_guard::Limits;
+
+trait ApplyRaw: Sized {
+    fn apply(base: &Self, raw: &RawLimits, at: &str) -> Result<Self>;
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            unregistered_allowance_per_day: 1000,
-            unregistered_suspicious_per_day: 50,
-            tenant_suspicious_per_day: 500,
-            tenant_suspicious_ratio: 0.10,
-            connector_suspicious_per_day: 200,
-            connector_suspicious_ratio: 0.30,
-            user_suspicious_per_day: 20,
-            user_recipients_per_day: 10_000,
-            user_messages_per_minute: 30,
-            recipients_per_message: 500,
-            max_message_size: 35 * 1024 * 1024,
-        }
-    }
-}
-
-impl Limits {
+impl ApplyRaw for Limits {
     /// `base` with the values `raw` sets.
     fn apply(base: &Limits, raw: &RawLimits, at: &str) -> Result<Limits> {
         let mut l = base.clone();
@@ -205,8 +197,29 @@ impl Limits {
             user_suspicious_per_day,
             user_recipients_per_day,
             user_messages_per_minute,
-            recipients_per_message
+            recipients_per_message,
+            new_connector_volume_factor
         );
+        for (v, f) in [
+            (
+                &raw.outbound_external_per_hour,
+                &mut l.outbound_external_per_hour,
+            ),
+            (
+                &raw.outbound_internal_per_hour,
+                &mut l.outbound_internal_per_hour,
+            ),
+            (&raw.outbound_per_day, &mut l.outbound_per_day),
+        ] {
+            if v.is_some() {
+                *f = *v;
+            }
+        }
+        if let Some(a) = &raw.outbound_action {
+            l.outbound_action = relayward_guard::OutboundAction::parse(a).ok_or_else(|| {
+                anyhow!("{at}.outbound_action must be block_until_tomorrow, block_until_released or alert_only (got \"{a}\")")
+            })?;
+        }
         if let Some(s) = &raw.max_message_size {
             l.max_message_size = parse_size(s).with_context(|| format!("{at}.max_message_size"))?;
         }
@@ -296,6 +309,8 @@ pub struct Config {
     pub delivery_command_timeout: Duration,
     pub delivery_tls: bool,
     pub limits: Limits,
+    pub auto_approve_releases: bool,
+    pub alert_sender: String,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -330,6 +345,11 @@ impl Config {
             );
         }
         let limits = Limits::apply(&Limits::default(), &raw.limits, "limits")?;
+        let hostname = raw
+            .smtp
+            .hostname
+            .clone()
+            .unwrap_or_else(|| "relay.example.net".into());
         let ips = |v: &Option<Vec<String>>, key: &str| -> Result<Vec<IpAddr>> {
             v.iter()
                 .flatten()
@@ -380,10 +400,7 @@ impl Config {
                 "127.0.0.1:2587",
                 "smtp.submission_listen",
             )?,
-            hostname: raw
-                .smtp
-                .hostname
-                .unwrap_or_else(|| "relay.example.net".into()),
+            hostname: hostname.clone(),
             tls_cert: raw.smtp.tls_cert,
             tls_key: raw.smtp.tls_key,
             client_ca: raw.smtp.client_ca,
@@ -429,6 +446,12 @@ impl Config {
             )?,
             delivery_tls: raw.delivery.tls.unwrap_or(true),
             limits,
+            auto_approve_releases: raw.guard.auto_approve_releases.unwrap_or(false),
+            alert_sender: raw
+                .guard
+                .alert_sender
+                .clone()
+                .unwrap_or_else(|| format!("postmaster@{hostname}")),
             tenants,
         })
     }

@@ -2,8 +2,11 @@
 //! connectors, users, routes, trace). The only place that knows every part.
 
 mod config;
+mod guard;
+mod guard_cli;
 mod http;
 mod policy;
+mod service;
 mod tls;
 mod trace;
 
@@ -63,6 +66,44 @@ enum Command {
     Route(RouteCmd),
     /// Search the message trace.
     Trace(TraceArgs),
+    /// List restrictions (open ones unless --all).
+    Restrictions {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Act on one restriction.
+    Restriction {
+        #[command(subcommand)]
+        cmd: guard_cli::RestrictionCmd,
+        #[command(flatten)]
+        who: guard_cli::ActorArgs,
+    },
+    /// Alerts, newest first.
+    Alerts {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every counter of a tenant beside its threshold.
+    Counters {
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit log as JSON lines, newest first.
+    Audit {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -80,6 +121,13 @@ enum TenantCmd {
     },
     /// List tenants with their domains, connectors and users.
     List,
+    /// Set or clear the subscription end date (a renewal applies within a second).
+    Subscription {
+        name: String,
+        /// Last day, YYYY-MM-DD; omit to make the subscription open-ended.
+        #[arg(long)]
+        ends: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -95,6 +143,13 @@ enum DomainCmd {
         /// The operator vouches for ownership without the DNS proof.
         #[arg(long)]
         verified: bool,
+    },
+    /// Dismiss a domain seen in restricted traffic as not the tenant's (checklist item 1).
+    Dismiss {
+        tenant: String,
+        domain: String,
+        #[command(flatten)]
+        who: guard_cli::ActorArgs,
     },
 }
 
@@ -114,6 +169,13 @@ enum ConnectorCmd {
         /// May relay for sender domains that are not accepted domains.
         #[arg(long)]
         relay_unregistered: bool,
+    },
+    /// Mark a connector reviewed (checklist item 3).
+    Review {
+        tenant: String,
+        name: String,
+        #[command(flatten)]
+        who: guard_cli::ActorArgs,
     },
 }
 
@@ -218,6 +280,11 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Trace(args) => trace_cmd(&config, args).await,
+        Command::Restrictions { .. }
+        | Command::Restriction { .. }
+        | Command::Alerts { .. }
+        | Command::Counters { .. }
+        | Command::Audit { .. } => guard_cmd(&config, cli.command).await,
         cmd => admin(&config, cmd).await,
     }
 }
@@ -407,7 +474,95 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
                 .await?;
             println!("route for {domain} -> {host} added");
         }
-        Command::Serve | Command::CheckConfig | Command::Trace(_) => {}
+        Command::Tenant(TenantCmd::Subscription { name, ends }) => {
+            if let Some(d) = &ends
+                && guard::subscription_end(d).is_none()
+            {
+                return Err(anyhow!("--ends must be a date like 2027-12-31"));
+            }
+            store.set_subscription(&name, ends.as_deref()).await?;
+            match ends {
+                Some(d) => println!("tenant {name}: subscription ends after {d}"),
+                None => println!("tenant {name}: subscription has no end date"),
+            }
+        }
+        Command::Domain(DomainCmd::Dismiss {
+            tenant,
+            domain,
+            who,
+        }) => {
+            let svc = guard_cli::service(config, store.clone());
+            svc.dismiss_domain(&tenant, &domain, &who.actor()?).await?;
+            println!("{domain} dismissed as not belonging to {tenant}");
+        }
+        Command::Connector(ConnectorCmd::Review { tenant, name, who }) => {
+            let svc = guard_cli::service(config, store.clone());
+            svc.review_connector(&tenant, &name, &who.actor()?).await?;
+            println!("connector {name} of {tenant} marked reviewed");
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn guard_cmd(config: &Config, cmd: Command) -> Result<()> {
+    let store: Arc<dyn Store> = open_store(config)?;
+    let svc = guard_cli::service(config, store.clone());
+    match cmd {
+        Command::Restrictions { tenant, all, json } => {
+            let list = svc.restrictions(tenant.as_deref(), all).await?;
+            if list.is_empty() && !json {
+                println!("no restrictions");
+            }
+            for r in list {
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    guard_cli::print_summary(&r);
+                }
+            }
+        }
+        Command::Restriction { cmd, who } => guard_cli::restriction_cmd(&svc, cmd, &who).await?,
+        Command::Alerts {
+            tenant,
+            limit,
+            json,
+        } => {
+            let alerts = store.alerts(tenant.as_deref(), limit).await?;
+            if alerts.is_empty() && !json {
+                println!("no alerts");
+            }
+            for a in alerts {
+                if json {
+                    println!("{}", serde_json::to_string(&a)?);
+                } else {
+                    println!(
+                        "{}  {:<6}  {}  {:<32}  {}",
+                        relayward_dsn::rfc5322_date(a.at / 1000),
+                        a.severity,
+                        a.tenant,
+                        a.kind,
+                        a.text
+                    );
+                }
+            }
+        }
+        Command::Counters { tenant, json } => {
+            for c in svc.counters(&tenant).await? {
+                if json {
+                    println!("{}", serde_json::to_string(&c)?);
+                } else {
+                    let t = c.threshold.map_or("-".to_string(), |t| t.to_string());
+                    println!("{:<40} {:<32} {:>8} / {}", c.subject, c.counter, c.value, t);
+                }
+            }
+        }
+        Command::Audit { tenant, limit } => {
+            for e in store.audit_log(tenant.as_deref(), limit).await? {
+                println!("{}", serde_json::to_string(&e)?);
+            }
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -532,16 +687,23 @@ async fn provision(store: &dyn Store, config: &Config) -> Result<()> {
     Ok(())
 }
 
-struct DirectoryRouter(Arc<RwLock<Arc<Directory>>>);
+struct DirectoryRouter {
+    directory: Arc<RwLock<Arc<Directory>>>,
+    guard: Arc<guard::GuardHandle>,
+}
 
 impl Router for DirectoryRouter {
     fn route(&self, domain: &str) -> Option<String> {
         let dir = self
-            .0
+            .directory
             .read()
             .map(|d| d.clone())
             .unwrap_or_else(|p| p.into_inner().clone());
         dir.route(domain).map(|r| r.host.clone())
+    }
+
+    fn refusal(&self, env: &relayward_spool::Envelope) -> Option<String> {
+        self.guard.refusal_for(env)
     }
 }
 
@@ -578,11 +740,24 @@ async fn serve(config: Config) -> Result<()> {
     delivery.connect_timeout = config.connect_timeout;
     delivery.command_timeout = config.delivery_command_timeout;
     delivery.tls = config.delivery_tls;
+    let guard = Arc::new(guard::GuardHandle::new(
+        config.limits.clone(),
+        config
+            .tenants
+            .iter()
+            .map(|t| (t.name.clone(), t.limits.clone()))
+            .collect(),
+        directory.clone(),
+    ));
+    guard::restore(&guard, store.as_ref()).await;
     let queue = Queue::new(
         delivery,
         spool.clone(),
         Arc::new(resolver),
-        Arc::new(DirectoryRouter(directory.clone())),
+        Arc::new(DirectoryRouter {
+            directory: directory.clone(),
+            guard: guard.clone(),
+        }),
         Arc::new(trace.clone()),
     );
     let recovered_count = recovered.len();
@@ -605,6 +780,7 @@ async fn serve(config: Config) -> Result<()> {
         trace: trace.clone(),
         hostname: config.hostname.clone(),
         stats: stats.clone(),
+        guard: guard.clone(),
     });
     let server_config = |kind| {
         let mut c = ServerConfig::new(config.hostname.clone(), kind);
@@ -660,6 +836,16 @@ async fn serve(config: Config) -> Result<()> {
         })
     };
     let reload_task = tokio::spawn(reload_directory(dyn_store.clone(), directory.clone()));
+    let guard_task = tokio::spawn(guard::run(
+        guard.clone(),
+        dyn_store.clone(),
+        guard::AlertMail {
+            spool: spool.clone(),
+            queue: queue.clone(),
+            hostname: config.hostname.clone(),
+            sender: config.alert_sender.clone(),
+        },
+    ));
 
     // One line on stdout that scripts and tests wait for.
     println!(
@@ -676,6 +862,7 @@ async fn serve(config: Config) -> Result<()> {
     let _ = queue_task.await;
     let _ = http_task.await;
     reload_task.abort();
+    guard_task.abort();
     spool.flush().await.context("final spool flush")?;
     drop(policy);
     drop(queue);

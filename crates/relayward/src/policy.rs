@@ -14,6 +14,7 @@ use relayward_spool::{Envelope, Notify, Recipient, Ret, Spool, SpoolError, new_m
 use relayward_store::{DomainKind, TraceEvent, TraceKind, TraceSummary};
 use relayward_tenancy::{Directory, domain_of};
 
+use crate::guard::{GuardHandle, OwnedOrigin};
 use crate::trace::TraceSink;
 
 /// Most `Received:` headers a message may carry before we call it a loop (RFC 5321 6.3).
@@ -31,6 +32,9 @@ pub struct PolicyStats {
     pub refused_mail: AtomicU64,
     pub spool_errors: AtomicU64,
     pub sessions: AtomicU64,
+    /// Refused by the guard (restrictions and limits), at any step.
+    pub guard_refusals: AtomicU64,
+    pub scanned_suspicious: AtomicU64,
 }
 
 pub struct RelayPolicy {
@@ -40,6 +44,7 @@ pub struct RelayPolicy {
     pub trace: TraceSink,
     pub hostname: String,
     pub stats: Arc<PolicyStats>,
+    pub guard: Arc<GuardHandle>,
 }
 
 /// Who the client is, as far as this connection has shown.
@@ -65,6 +70,10 @@ pub struct ConnState {
     attribution: Attribution,
     /// Tenant of the inbound recipients accepted in the current transaction.
     inbound_tenant: Option<String>,
+    /// Outbound transactions: who sends, for the guard; recipients so far by kind.
+    origin: Option<OwnedOrigin>,
+    tx_internal: u32,
+    tx_external: u32,
 }
 
 impl RelayPolicy {
@@ -130,6 +139,9 @@ impl Policy for RelayPolicy {
             tls: false,
             attribution,
             inbound_tenant: None,
+            origin: None,
+            tx_internal: 0,
+            tx_external: 0,
         })
     }
 
@@ -189,6 +201,9 @@ impl Policy for RelayPolicy {
         _params: &MailParams,
     ) -> Result<(), Reply> {
         conn.inbound_tenant = None;
+        conn.origin = None;
+        conn.tx_internal = 0;
+        conn.tx_external = 0;
         let result = match (&conn.attribution, peer.kind) {
             (Attribution::User { address, .. }, _) => {
                 let dir = self.dir();
@@ -216,8 +231,37 @@ impl Policy for RelayPolicy {
         };
         if result.is_err() {
             self.stats.refused_mail.fetch_add(1, Ordering::Relaxed);
+            return result;
         }
-        result
+        // Outbound mail asks the guard (restrictions, unregistered allowance, rate).
+        let origin = match &conn.attribution {
+            Attribution::Connector { tenant, name, .. } => Some(OwnedOrigin::new(
+                &self.dir(),
+                tenant,
+                Some(name),
+                None,
+                &conn.ip.to_string(),
+                from,
+            )),
+            Attribution::User { tenant, address } => Some(OwnedOrigin::new(
+                &self.dir(),
+                tenant,
+                None,
+                Some(address),
+                &conn.ip.to_string(),
+                from,
+            )),
+            Attribution::None => None,
+        };
+        if let Some(o) = &origin
+            && let Err(r) = self.guard.check_mail(o)
+        {
+            self.stats.guard_refusals.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(ip = %conn.ip, tenant = %o.tenant, sender = from, reply = r.text, "MAIL refused by the guard");
+            return Err(refuse(r.code, r.text));
+        }
+        conn.origin = origin;
+        Ok(())
     }
 
     fn rcpt(
@@ -230,8 +274,26 @@ impl Policy for RelayPolicy {
         let result = self.check_rcpt(conn, tx, rcpt);
         if result.is_err() {
             self.stats.refused_rcpt.fetch_add(1, Ordering::Relaxed);
+            return result;
         }
-        result
+        if let Some(o) = &conn.origin {
+            let external = !self
+                .dir()
+                .is_accepted_by(&o.tenant, &domain_of(&rcpt.address));
+            if let Err(r) = self
+                .guard
+                .check_rcpt(o, conn.tx_internal, conn.tx_external, external)
+            {
+                self.stats.guard_refusals.fetch_add(1, Ordering::Relaxed);
+                return Err(refuse(r.code, r.text));
+            }
+            if external {
+                conn.tx_external += 1;
+            } else {
+                conn.tx_internal += 1;
+            }
+        }
+        Ok(())
     }
 
     async fn data(
@@ -246,6 +308,25 @@ impl Policy for RelayPolicy {
             return refuse(554, "5.4.6 Too many hops: the message is looping");
         }
         let id = new_message_id();
+        let scan = relayward_scan::scan(&body);
+        if scan.verdict.suspicious() {
+            self.stats
+                .scanned_suspicious
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(o) = &conn.origin {
+            let facts = relayward_guard::MessageFacts {
+                id: &id,
+                recipients: tx.rcpts.len() as u32,
+                external: conn.tx_external,
+                suspicious: scan.verdict.suspicious(),
+            };
+            if let Err(r) = self.guard.record(o, &facts) {
+                self.stats.guard_refusals.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(ip = %conn.ip, tenant = %o.tenant, verdict = scan.verdict.as_str(), reply = r.text, "message refused at end of DATA by the guard");
+                return refuse(r.code, r.text);
+            }
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -353,6 +434,23 @@ impl Policy for RelayPolicy {
         self.trace.send(event(
             TraceKind::Attributed,
             format!("{} ({})", tenant.as_deref().unwrap_or("-"), origin),
+            None,
+        ));
+        let from_note = match (&scan.header_from_domain, domain_of(&env.mail_from)) {
+            (Some(h), e) if !env.mail_from.is_empty() && *h != e => {
+                format!("; header From domain {h} differs from envelope sender domain {e}")
+            }
+            (Some(h), _) => format!("; header From domain {h}"),
+            (None, _) => "; no header From address".to_string(),
+        };
+        self.trace.send(event(
+            TraceKind::Scanned,
+            format!(
+                "verdict {} score {:.1} rules [{}]{from_note}",
+                scan.verdict.as_str(),
+                scan.score,
+                scan.rules.join(", ")
+            ),
             None,
         ));
         for r in &env.recipients {

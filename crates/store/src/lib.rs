@@ -51,6 +51,41 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces a configuration-managed tenant and everything of it in one transaction.
     async fn provision(&self, data: &TenantData) -> Result<()>;
 
+    /// Sets or clears a tenant's subscription end date (`YYYY-MM-DD`).
+    async fn set_subscription(&self, tenant: &str, ends: Option<&str>) -> Result<()>;
+    async fn set_connector_reviewed(&self, tenant: &str, name: &str, reviewed: bool) -> Result<()>;
+
+    /// Inserts or updates a restriction; grows `restrictions_version`.
+    async fn save_restriction(&self, r: &RestrictionRow) -> Result<()>;
+    /// Newest first; `open_only` leaves out lifted ones.
+    async fn restrictions(
+        &self,
+        tenant: Option<&str>,
+        open_only: bool,
+    ) -> Result<Vec<RestrictionRow>>;
+    async fn restriction(&self, id: &str) -> Result<RestrictionRow>;
+    /// Grows with every saved restriction; nodes reload when it moves.
+    async fn restrictions_version(&self) -> Result<i64>;
+
+    async fn add_alerts(&self, alerts: Vec<AlertRow>) -> Result<()>;
+    /// Newest first.
+    async fn alerts(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<AlertRow>>;
+
+    /// The guard's counters per tenant, serialised (tenant, body).
+    async fn save_counters(&self, rows: Vec<(String, String)>, at: i64) -> Result<()>;
+    async fn counters(&self, tenant: Option<&str>) -> Result<Vec<(String, String)>>;
+
+    async fn audit(&self, entry: &AuditEntry) -> Result<()>;
+    /// Newest first.
+    async fn audit_log(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;
+
+    /// A domain seen in restricted traffic that an admin says is not the tenant's.
+    async fn dismiss_domain(&self, tenant: &str, domain: &str, actor: &str, at: i64) -> Result<()>;
+    async fn dismissed_domains(&self, tenant: &str) -> Result<Vec<String>>;
+    /// An admin attests that the on-premises servers are locked down (checklist item 5).
+    async fn attest(&self, restriction_id: &str, actor: &str, at: i64) -> Result<()>;
+    async fn attestation(&self, restriction_id: &str) -> Result<Option<(String, i64)>>;
+
     async fn record_trace(&self, events: Vec<TraceEvent>) -> Result<()>;
     async fn search_trace(&self, query: &TraceQuery) -> Result<Vec<TraceMessage>>;
 }

@@ -131,6 +131,7 @@ pub struct TraceSummary {
 pub enum TraceKind {
     Received,
     Attributed,
+    Scanned,
     Queued,
     Attempt,
     Delivered,
@@ -145,6 +146,7 @@ impl TraceKind {
         match self {
             TraceKind::Received => "received",
             TraceKind::Attributed => "attributed",
+            TraceKind::Scanned => "scanned",
             TraceKind::Queued => "queued",
             TraceKind::Attempt => "attempt",
             TraceKind::Delivered => "delivered",
@@ -205,5 +207,48 @@ pub struct TraceEventRow {
     pub at: i64,
     pub kind: String,
     pub recipient: Option<String>,
+    pub detail: String,
+}
+
+/// A restriction as stored. The body is the guard's own record (JSON); the columns beside it
+/// are what queries filter on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestrictionRow {
+    pub id: String,
+    pub tenant: String,
+    pub kind: String,
+    pub name: String,
+    pub state: String,
+    pub started_at: i64,
+    pub updated_at: i64,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRow {
+    pub id: i64,
+    pub tenant: String,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub severity: String,
+    pub kind: String,
+    pub subject: String,
+    pub text: String,
+}
+
+/// One change by an admin, an operator or the relay itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Unix milliseconds.
+    pub at: i64,
+    pub actor: String,
+    /// `admin`, `operator` or `system`.
+    pub role: String,
+    pub tenant: Option<String>,
+    pub action: String,
+    /// Where the change came from (`cli`, an IP address).
+    pub client: String,
+    pub mfa: bool,
+    /// What changed (JSON: before and after where it applies).
     pub detail: String,
 }

@@ -11,7 +11,8 @@ use crate::model::*;
 use crate::{Result, Store, StoreError};
 
 /// Schema steps, applied in order; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO meta VALUES ('directory_version', 1);
 CREATE TABLE tenants (
@@ -79,7 +80,61 @@ CREATE TABLE trace_events (
     detail TEXT NOT NULL
 );
 CREATE INDEX trace_events_message ON trace_events(message_id);
-"#];
+"#,
+    r#"
+INSERT INTO meta VALUES ('restrictions_version', 1);
+CREATE TABLE restrictions (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX restrictions_tenant ON restrictions(tenant, state);
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    severity TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX alerts_tenant ON alerts(tenant, at);
+CREATE TABLE counters (
+    tenant TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
+    tenant TEXT,
+    action TEXT NOT NULL,
+    client TEXT NOT NULL,
+    mfa INTEGER NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_tenant ON audit(tenant, at);
+CREATE TABLE dismissed_domains (
+    tenant TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, domain)
+);
+CREATE TABLE attestations (
+    restriction_id TEXT PRIMARY KEY,
+    actor TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+"#,
+];
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -173,6 +228,19 @@ fn unique(e: rusqlite::Error, what: &'static str, name: &str) -> StoreError {
         }
         other => StoreError::Db(other),
     }
+}
+
+fn restriction_row(r: &rusqlite::Row) -> rusqlite::Result<RestrictionRow> {
+    Ok(RestrictionRow {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        kind: r.get(2)?,
+        name: r.get(3)?,
+        state: r.get(4)?,
+        started_at: r.get(5)?,
+        updated_at: r.get(6)?,
+        body: r.get(7)?,
+    })
 }
 
 fn insert_tenant(c: &Connection, t: &Tenant) -> Result<()> {
@@ -410,6 +478,267 @@ impl Store for SqliteStore {
             bump(&tx)?;
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn set_subscription(&self, tenant: &str, ends: Option<&str>) -> Result<()> {
+        let (tenant, ends) = (tenant.to_string(), ends.map(str::to_string));
+        self.with(move |c| {
+            check_unmanaged(c, &tenant)?;
+            let n = c.execute(
+                "UPDATE tenants SET subscription_ends = ?2 WHERE name = ?1",
+                params![tenant, ends],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "tenant",
+                    name: tenant,
+                });
+            }
+            bump(c)
+        })
+        .await
+    }
+
+    async fn set_connector_reviewed(&self, tenant: &str, name: &str, reviewed: bool) -> Result<()> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.with(move |c| {
+            let n = c.execute(
+                "UPDATE connectors SET reviewed = ?3 WHERE tenant = ?1 AND name = ?2",
+                params![tenant, name, reviewed],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "connector",
+                    name: format!("{name} of {tenant}"),
+                });
+            }
+            bump(c)
+        })
+        .await
+    }
+
+    async fn save_restriction(&self, r: &RestrictionRow) -> Result<()> {
+        let r = r.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO restrictions (id, tenant, kind, name, state, started_at, updated_at, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(id) DO UPDATE SET state = excluded.state,
+                   updated_at = excluded.updated_at, body = excluded.body",
+                params![r.id, r.tenant, r.kind, r.name, r.state, r.started_at, r.updated_at, r.body],
+            )?;
+            c.execute(
+                "UPDATE meta SET value = value + 1 WHERE key = 'restrictions_version'",
+                [],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn restrictions(
+        &self,
+        tenant: Option<&str>,
+        open_only: bool,
+    ) -> Result<Vec<RestrictionRow>> {
+        let tenant = tenant.map(str::to_string);
+        self.with(move |c| {
+            let mut st = c.prepare(
+                "SELECT id, tenant, kind, name, state, started_at, updated_at, body FROM restrictions
+                 WHERE (?1 IS NULL OR tenant = ?1) AND (?2 = 0 OR state != 'lifted')
+                 ORDER BY started_at DESC, id",
+            )?;
+            let rows = st
+                .query_map(params![tenant, open_only], restriction_row)?
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn restriction(&self, id: &str) -> Result<RestrictionRow> {
+        let id = id.to_string();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT id, tenant, kind, name, state, started_at, updated_at, body FROM restrictions WHERE id = ?1",
+                [&id],
+                restriction_row,
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound { what: "restriction", name: id })
+        })
+        .await
+    }
+
+    async fn restrictions_version(&self) -> Result<i64> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT value FROM meta WHERE key = 'restrictions_version'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn add_alerts(&self, alerts: Vec<AlertRow>) -> Result<()> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            for a in &alerts {
+                tx.execute(
+                    "INSERT INTO alerts (tenant, at, severity, kind, subject, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![a.tenant, a.at, a.severity, a.kind, a.subject, a.text],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn alerts(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<AlertRow>> {
+        let tenant = tenant.map(str::to_string);
+        self.with(move |c| {
+            let mut st = c.prepare(
+                "SELECT id, tenant, at, severity, kind, subject, text FROM alerts
+                 WHERE (?1 IS NULL OR tenant = ?1) ORDER BY at DESC, id DESC LIMIT ?2",
+            )?;
+            let rows = st
+                .query_map(params![tenant, limit as i64], |r| {
+                    Ok(AlertRow {
+                        id: r.get(0)?,
+                        tenant: r.get(1)?,
+                        at: r.get(2)?,
+                        severity: r.get(3)?,
+                        kind: r.get(4)?,
+                        subject: r.get(5)?,
+                        text: r.get(6)?,
+                    })
+                })?
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn save_counters(&self, rows: Vec<(String, String)>, at: i64) -> Result<()> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            for (tenant, body) in &rows {
+                tx.execute(
+                    "INSERT INTO counters (tenant, body, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(tenant) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                    params![tenant, body, at],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn counters(&self, tenant: Option<&str>) -> Result<Vec<(String, String)>> {
+        let tenant = tenant.map(str::to_string);
+        self.with(move |c| {
+            let mut st =
+                c.prepare("SELECT tenant, body FROM counters WHERE (?1 IS NULL OR tenant = ?1)")?;
+            let rows = st
+                .query_map(params![tenant], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn audit(&self, e: &AuditEntry) -> Result<()> {
+        let e = e.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO audit (at, actor, role, tenant, action, client, mfa, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![e.at, e.actor, e.role, e.tenant, e.action, e.client, e.mfa, e.detail],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_log(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let tenant = tenant.map(str::to_string);
+        self.with(move |c| {
+            let mut st = c.prepare(
+                "SELECT at, actor, role, tenant, action, client, mfa, detail FROM audit
+                 WHERE (?1 IS NULL OR tenant = ?1) ORDER BY at DESC, id DESC LIMIT ?2",
+            )?;
+            let rows = st
+                .query_map(params![tenant, limit as i64], |r| {
+                    Ok(AuditEntry {
+                        at: r.get(0)?,
+                        actor: r.get(1)?,
+                        role: r.get(2)?,
+                        tenant: r.get(3)?,
+                        action: r.get(4)?,
+                        client: r.get(5)?,
+                        mfa: r.get(6)?,
+                        detail: r.get(7)?,
+                    })
+                })?
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn dismiss_domain(&self, tenant: &str, domain: &str, actor: &str, at: i64) -> Result<()> {
+        let (t, d, a) = (
+            tenant.to_string(),
+            domain.to_ascii_lowercase(),
+            actor.to_string(),
+        );
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO dismissed_domains (tenant, domain, actor, at) VALUES (?1, ?2, ?3, ?4)",
+                params![t, d, a, at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dismissed_domains(&self, tenant: &str) -> Result<Vec<String>> {
+        let t = tenant.to_string();
+        self.with(move |c| {
+            let mut st = c.prepare("SELECT domain FROM dismissed_domains WHERE tenant = ?1")?;
+            let rows = st
+                .query_map([t], |r| r.get(0))?
+                .collect::<std::result::Result<Vec<String>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn attest(&self, restriction_id: &str, actor: &str, at: i64) -> Result<()> {
+        let (id, a) = (restriction_id.to_string(), actor.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO attestations (restriction_id, actor, at) VALUES (?1, ?2, ?3)",
+                params![id, a, at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn attestation(&self, restriction_id: &str) -> Result<Option<(String, i64)>> {
+        let id = restriction_id.to_string();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT actor, at FROM attestations WHERE restriction_id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
         })
         .await
     }

@@ -78,6 +78,20 @@ impl Directory {
         self.tenants.get(name)
     }
 
+    /// Tenants whose subscription has an end date.
+    pub fn tenants_with_subscription_end(&self) -> impl Iterator<Item = &Tenant> {
+        self.tenants
+            .values()
+            .filter(|t| t.subscription_ends.is_some())
+    }
+
+    /// A tenant's connector by name.
+    pub fn connector(&self, tenant: &str, name: &str) -> Option<&ConnectorEntry> {
+        self.connectors
+            .iter()
+            .find(|c| c.connector.tenant == tenant && c.connector.name == name)
+    }
+
     pub fn tenant_count(&self) -> usize {
         self.tenants.len()
     }

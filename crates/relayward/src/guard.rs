@@ -1,0 +1,377 @@
+//! The guard engine wired into a running relay: one engine per process behind a mutex (every
+//! call is a few map lookups, never an await), fed with the directory's facts, and a background
+//! task that stores what it decides (restrictions, alerts, counters), mails alerts to tenant
+//! admins through the relay itself, ticks its clock and takes changes made by admins and
+//! operators (or another node) from the store.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use relayward_delivery::Queue;
+use relayward_guard::{
+    Event, Guard, Limits, MessageFacts, Origin, Refusal, Restriction, TenantCounters,
+};
+use relayward_spool::{Envelope, Recipient, Spool, new_message_id};
+use relayward_store::{AlertRow, RestrictionRow, Store};
+use relayward_tenancy::{Directory, domain_of};
+
+/// An `Origin` that owns its strings, kept per SMTP transaction.
+#[derive(Debug, Clone)]
+pub struct OwnedOrigin {
+    pub tenant: String,
+    pub connector: Option<String>,
+    pub connector_created_at: Option<i64>,
+    pub user: Option<String>,
+    pub client_ip: String,
+    pub sender_domain: String,
+    pub registered: bool,
+    pub subscription_end: Option<i64>,
+}
+
+impl OwnedOrigin {
+    pub fn as_origin(&self) -> Origin<'_> {
+        Origin {
+            tenant: &self.tenant,
+            connector: self.connector.as_deref(),
+            connector_created_at: self.connector_created_at,
+            user: self.user.as_deref(),
+            client_ip: &self.client_ip,
+            sender_domain: &self.sender_domain,
+            registered: self.registered,
+            subscription_end: self.subscription_end,
+        }
+    }
+
+    /// Builds the origin of outbound mail from `sender` through a connector or as a user.
+    pub fn new(
+        dir: &Directory,
+        tenant: &str,
+        connector: Option<&str>,
+        user: Option<&str>,
+        client_ip: &str,
+        sender: &str,
+    ) -> OwnedOrigin {
+        let sender_domain = if sender.is_empty() {
+            String::new()
+        } else {
+            domain_of(sender)
+        };
+        // Through a connector, the user is the sender when it is one of the tenant's users.
+        let user = user.map(str::to_string).or_else(|| {
+            dir.user(sender)
+                .filter(|u| u.tenant == tenant)
+                .map(|u| u.address.clone())
+        });
+        // Connectors declared in the configuration file are the operator's own: the
+        // new-connector trigger (aimed at connectors an attacker adds) leaves them alone.
+        let connector_created_at = connector.and_then(|c| {
+            dir.connector(tenant, c)
+                .filter(|k| k.connector.created_by != "configuration")
+                .map(|k| k.connector.created_at * 1000)
+        });
+        OwnedOrigin {
+            tenant: tenant.to_string(),
+            connector: connector.map(str::to_string),
+            connector_created_at,
+            user,
+            client_ip: client_ip.to_string(),
+            registered: !sender_domain.is_empty() && dir.is_accepted_by(tenant, &sender_domain),
+            sender_domain,
+            subscription_end: dir
+                .tenant(tenant)
+                .and_then(|t| t.subscription_ends.as_deref())
+                .and_then(subscription_end),
+        }
+    }
+}
+
+/// `2027-12-31` (inclusive last day) → the first instant after it, Unix ms.
+pub fn subscription_end(date: &str) -> Option<i64> {
+    let mut parts = date.trim().splitn(3, '-');
+    let y: i64 = parts.next()?.parse().ok()?;
+    let m: i64 = parts.next()?.parse().ok()?;
+    let d: i64 = parts.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days + 1) * 86_400_000)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub struct GuardHandle {
+    engine: Mutex<Guard>,
+    directory: Arc<RwLock<Arc<Directory>>>,
+}
+
+impl GuardHandle {
+    pub fn new(
+        defaults: Limits,
+        per_tenant: Vec<(String, Limits)>,
+        directory: Arc<RwLock<Arc<Directory>>>,
+    ) -> GuardHandle {
+        let mut g = Guard::new(defaults);
+        g.set_node(&format!("{:x}", now_ms() % 0xfff_ffff));
+        for (t, l) in per_tenant {
+            g.set_tenant_limits(&t, l);
+        }
+        GuardHandle {
+            engine: Mutex::new(g),
+            directory,
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Guard) -> T) -> T {
+        let mut g = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    fn dir(&self) -> Arc<Directory> {
+        self.directory
+            .read()
+            .map(|d| d.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    pub fn check_mail(&self, o: &OwnedOrigin) -> Result<(), Refusal> {
+        self.with(|g| g.check_mail(&o.as_origin(), now_ms()))
+    }
+
+    pub fn check_rcpt(
+        &self,
+        o: &OwnedOrigin,
+        tx_internal: u32,
+        tx_external: u32,
+        external: bool,
+    ) -> Result<(), Refusal> {
+        self.with(|g| g.check_rcpt(&o.as_origin(), tx_internal, tx_external, external, now_ms()))
+    }
+
+    pub fn record(&self, o: &OwnedOrigin, m: &MessageFacts) -> Result<(), Refusal> {
+        self.with(|g| g.record(&o.as_origin(), m, now_ms()))
+    }
+
+    /// For the queue: the reply for a queued message a restriction now covers.
+    pub fn refusal_for(&self, env: &Envelope) -> Option<String> {
+        let tenant = env.tenant.as_deref()?;
+        let (connector, user) = if let Some(rest) = env.origin.strip_prefix("connector:") {
+            (Some(rest.split(" (").next().unwrap_or(rest)), None)
+        } else if let Some(u) = env.origin.strip_prefix("user:") {
+            (None, Some(u))
+        } else {
+            return None; // inbound and system mail are never held by a tenant's restriction
+        };
+        let dir = self.dir();
+        let o = OwnedOrigin::new(
+            &dir,
+            tenant,
+            connector,
+            user,
+            &env.client_ip,
+            &env.mail_from,
+        );
+        self.with(|g| g.blocked(&o.as_origin(), now_ms()))
+            .map(|r| format!("{} {}", r.code, r.text))
+    }
+
+    /// The engine's counters of one tenant, serialised for the store.
+    fn dirty_counters(&self) -> Vec<(String, String)> {
+        self.with(|g| {
+            let dirty = relayward_guard::CounterStore::take_dirty(g.counters_mut());
+            dirty
+                .into_iter()
+                .filter_map(|t| {
+                    let c = relayward_guard::CounterStore::tenant(g.counters(), &t)?;
+                    serde_json::to_string(c).ok().map(|s| (t, s))
+                })
+                .collect()
+        })
+    }
+}
+
+pub fn restriction_row(r: &Restriction) -> RestrictionRow {
+    RestrictionRow {
+        id: r.id.clone(),
+        tenant: r.key.tenant.clone(),
+        kind: r.key.kind.as_str().to_string(),
+        name: r.key.name.clone(),
+        state: r.state.as_str().to_string(),
+        started_at: r.started_at,
+        updated_at: r.updated_at(),
+        body: serde_json::to_string(r).unwrap_or_default(),
+    }
+}
+
+pub fn restriction_from_row(row: &RestrictionRow) -> Option<Restriction> {
+    serde_json::from_str(&row.body).ok()
+}
+
+/// What the background task needs to mail alerts.
+pub struct AlertMail {
+    pub spool: Spool,
+    pub queue: Queue,
+    pub hostname: String,
+    pub sender: String,
+}
+
+/// Loads what the store holds (counters, open restrictions) into the engine at start.
+pub async fn restore(handle: &GuardHandle, store: &dyn Store) {
+    match store.counters(None).await {
+        Ok(rows) => {
+            let n = rows.len();
+            handle.with(|g| {
+                for (tenant, body) in rows {
+                    if let Ok(c) = serde_json::from_str::<TenantCounters>(&body) {
+                        relayward_guard::CounterStore::restore(g.counters_mut(), &tenant, c);
+                    }
+                }
+            });
+            tracing::info!(tenants = n, "guard counters restored");
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot restore guard counters; starting from zero"),
+    }
+    match store.restrictions(None, true).await {
+        Ok(rows) => handle.with(|g| {
+            for r in rows.iter().filter_map(restriction_from_row) {
+                g.sync(r);
+            }
+        }),
+        Err(e) => tracing::error!(error = %e, "cannot load restrictions"),
+    }
+}
+
+/// Runs until the process ends: about once a second it ticks the engine, stores its events,
+/// mails alerts, saves changed counters and takes restriction changes from the store.
+pub async fn run(handle: Arc<GuardHandle>, store: Arc<dyn Store>, mail: AlertMail) {
+    let mut seen_version = store.restrictions_version().await.unwrap_or(0);
+    let mut last_sync = now_ms();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = now_ms();
+        let dir = handle.dir();
+        let events = handle.with(|g| {
+            g.tick(now);
+            for t in dir.tenants_with_subscription_end() {
+                let end = t.subscription_ends.as_deref().and_then(subscription_end);
+                g.subscription(&t.name, end, now);
+            }
+            g.take_events()
+        });
+        let mut alerts = Vec::new();
+        for e in events {
+            match e {
+                Event::Restriction(r) => {
+                    tracing::warn!(restriction = %r.id, subject = %r.key, state = r.state.as_str(), reason = ?r.reason, "restriction changed");
+                    if let Err(e) = store.save_restriction(&restriction_row(&r)).await {
+                        tracing::error!(error = %e, restriction = %r.id, "cannot store restriction");
+                    }
+                }
+                Event::Alert(a) => {
+                    tracing::warn!(tenant = %a.tenant, kind = ?a.kind, "{}", a.text);
+                    send_alert_mail(&mail, &dir, &a).await;
+                    alerts.push(AlertRow {
+                        id: 0,
+                        tenant: a.tenant,
+                        at: a.at,
+                        severity: format!("{:?}", a.severity).to_lowercase(),
+                        kind: serde_json::to_value(a.kind)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        subject: a.subject,
+                        text: a.text,
+                    });
+                }
+            }
+        }
+        if !alerts.is_empty()
+            && let Err(e) = store.add_alerts(alerts).await
+        {
+            tracing::error!(error = %e, "cannot store alerts");
+        }
+        let counters = handle.dirty_counters();
+        if !counters.is_empty()
+            && let Err(e) = store.save_counters(counters, now).await
+        {
+            tracing::warn!(error = %e, "cannot save guard counters");
+        }
+        match store.restrictions_version().await {
+            Ok(v) if v != seen_version => {
+                seen_version = v;
+                match store.restrictions(None, false).await {
+                    Ok(rows) => handle.with(|g| {
+                        for row in rows.iter().filter(|r| r.updated_at >= last_sync - 60_000) {
+                            if let Some(r) = restriction_from_row(row) {
+                                g.sync(r);
+                            }
+                        }
+                    }),
+                    Err(e) => tracing::warn!(error = %e, "cannot reload restrictions"),
+                }
+                last_sync = now;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the restrictions version"),
+        }
+    }
+}
+
+/// Mails an alert to the tenant's admins from the system sender. The envelope sender is null
+/// (nothing bounces back), the message belongs to no tenant (never counted, never held by the
+/// tenant's own restriction).
+async fn send_alert_mail(mail: &AlertMail, dir: &Directory, a: &relayward_guard::Alert) {
+    let Some(t) = dir.tenant(&a.tenant) else {
+        return;
+    };
+    if t.admins.is_empty() {
+        return;
+    }
+    let id = new_message_id();
+    let now = now_ms();
+    let body = format!(
+        "From: Relayward alerts <{sender}>\r\nTo: {to}\r\nSubject: [Relayward] {title}: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}@{host}>\r\nAuto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{title}\r\n\r\nTenant: {tenant}\r\nSeverity: {severity:?}\r\n\r\n{text}\r\n\r\nThe admin center and `relayward restrictions` show the cause, every counter beside its threshold and the remediation checklist.\r\n",
+        sender = mail.sender,
+        to = t.admins.join(", "),
+        title = a.kind.title(),
+        subject = a.subject,
+        date = relayward_dsn::rfc5322_date(now / 1000),
+        host = mail.hostname,
+        tenant = a.tenant,
+        severity = a.severity,
+        text = a.text,
+    );
+    let env = Envelope {
+        id: id.clone(),
+        received_at: now / 1000,
+        mail_from: String::new(),
+        ret: None,
+        env_id: None,
+        smtputf8: false,
+        body_8bit: false,
+        tenant: None,
+        origin: "system:alert".into(),
+        client_ip: "127.0.0.1".into(),
+        helo: mail.hostname.clone(),
+        recipients: t.admins.iter().map(|a| Recipient::new(a.clone())).collect(),
+        attempts: 0,
+        next_attempt: 0,
+        is_report: false,
+    };
+    match mail.spool.put(&env, body.as_bytes()).await {
+        Ok(()) => mail.queue.enqueue(env),
+        Err(e) => tracing::error!(error = %e, tenant = %a.tenant, "cannot spool alert mail"),
+    }
+}

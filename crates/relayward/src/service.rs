@@ -1,0 +1,381 @@
+//! Admin and operator actions on restrictions (SPEC section 8), in one place: the command line
+//! calls it today, the management API and the consoles will call the same functions. Every
+//! action checks who may do it, moves the restriction through the guard's state machine, stores
+//! it (running nodes pick the change up within a second) and writes the audit log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use relayward_guard::checklist::{
+    ChecklistInput, ChecklistItem, ConnectorFacts, checklist, open_items,
+};
+use relayward_guard::{CounterView, Kind, Limits, Restriction, Role, State, TenantCounters};
+use relayward_store::{AuditEntry, Store};
+use relayward_tenancy::Directory;
+
+use crate::guard::{now_ms, restriction_from_row, restriction_row};
+
+/// Who acts, from where, and whether they passed a second factor.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    pub role: Role,
+    pub client: String,
+    pub mfa: bool,
+}
+
+impl Actor {
+    fn role_str(&self) -> &'static str {
+        match self.role {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::System => "system",
+        }
+    }
+}
+
+pub struct Service {
+    pub store: Arc<dyn Store>,
+    pub defaults: Limits,
+    pub tenant_limits: HashMap<String, Limits>,
+    pub auto_approve: bool,
+}
+
+const DAY: i64 = 86_400_000;
+
+impl Service {
+    fn limits(&self, tenant: &str) -> &Limits {
+        self.tenant_limits.get(tenant).unwrap_or(&self.defaults)
+    }
+
+    pub async fn restriction(&self, id: &str) -> Result<Restriction> {
+        let row = self.store.restriction(id).await?;
+        restriction_from_row(&row)
+            .ok_or_else(|| anyhow!("restriction {id} is stored in a form this version cannot read"))
+    }
+
+    pub async fn restrictions(&self, tenant: Option<&str>, all: bool) -> Result<Vec<Restriction>> {
+        let rows = self.store.restrictions(tenant, !all).await?;
+        Ok(rows.iter().filter_map(restriction_from_row).collect())
+    }
+
+    async fn save(
+        &self,
+        before: &Restriction,
+        after: &Restriction,
+        actor: &Actor,
+        action: &str,
+    ) -> Result<()> {
+        self.store.save_restriction(&restriction_row(after)).await?;
+        self.audit(
+            actor,
+            Some(&after.key.tenant),
+            action,
+            serde_json::json!({
+                "restriction": after.id,
+                "subject": after.key.to_string(),
+                "before": before.state.as_str(),
+                "after": after.state.as_str(),
+                "note": after.history.last().map(|t| t.note.clone()),
+            }),
+        )
+        .await
+    }
+
+    pub async fn audit(
+        &self,
+        actor: &Actor,
+        tenant: Option<&str>,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        self.store
+            .audit(&AuditEntry {
+                at: now_ms(),
+                actor: actor.name.clone(),
+                role: actor.role_str().to_string(),
+                tenant: tenant.map(str::to_string),
+                action: action.to_string(),
+                client: actor.client.clone(),
+                mfa: actor.mfa,
+                detail: detail.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Releases a user or connector (admins: 3 times per subject in 24 h), or, for operators,
+    /// any restriction directly.
+    pub async fn release(&self, id: &str, actor: &Actor, note: &str) -> Result<Restriction> {
+        let before = self.restriction(id).await?;
+        let now = now_ms();
+        let admin_releases = self
+            .restrictions(Some(&before.key.tenant), true)
+            .await?
+            .iter()
+            .filter(|r| r.key == before.key)
+            .flat_map(|r| r.history.iter())
+            .filter(|t| t.role == Role::Admin && t.to == State::Probation && now - t.at < DAY)
+            .count();
+        let mut after = before.clone();
+        after
+            .release(&actor.name, actor.role, admin_releases, note, now)
+            .map_err(|e| anyhow!("{e}"))?;
+        self.save(&before, &after, actor, "restriction.release")
+            .await?;
+        Ok(after)
+    }
+
+    /// The remediation checklist of a tenant restriction, from live data.
+    pub async fn checklist(&self, r: &Restriction) -> Result<Vec<ChecklistItem>> {
+        let now = now_ms();
+        let tenant = &r.key.tenant;
+        let dir = Directory::build(self.store.directory().await?);
+        let counters: Option<TenantCounters> = self
+            .store
+            .counters(Some(tenant))
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|(_, body)| serde_json::from_str(&body).ok());
+        let dismissed = self.store.dismissed_domains(tenant).await?;
+        let mut seen: Vec<String> = r
+            .cause
+            .top_sender_domains
+            .iter()
+            .map(|(d, _)| d.clone())
+            .collect();
+        if let Some(c) = &counters {
+            for s in c
+                .samples
+                .iter()
+                .filter(|s| s.at >= r.started_at && s.unregistered)
+            {
+                if !seen.contains(&s.sender_domain) {
+                    seen.push(s.sender_domain.clone());
+                }
+            }
+        }
+        let domains = seen
+            .into_iter()
+            .filter(|d| !d.is_empty())
+            .map(|d| {
+                let accepted = dir.is_accepted_by(tenant, &d);
+                let gone = dismissed.iter().any(|x| x.eq_ignore_ascii_case(&d));
+                (d, accepted, gone)
+            })
+            .collect();
+        let carried: Vec<&String> = r.cause.top_connectors.iter().map(|(c, _)| c).collect();
+        let connectors = self
+            .store
+            .directory()
+            .await?
+            .connectors
+            .into_iter()
+            .filter(|c| &c.tenant == tenant)
+            .map(|c| {
+                let mut unusual = Vec::new();
+                if now - c.created_at * 1000 < 7 * DAY {
+                    unusual.push("created in the last 7 days".to_string());
+                }
+                for ip in &c.ips {
+                    if let Some(net) = relayward_tenancy::parse_net(ip) {
+                        let wide = match net {
+                            ipnet::IpNet::V4(n) => n.prefix_len() < 24,
+                            ipnet::IpNet::V6(n) => n.prefix_len() < 48,
+                        };
+                        if wide {
+                            unusual.push(format!("accepts a very wide range ({ip})"));
+                        }
+                    }
+                }
+                if carried.contains(&&c.name) {
+                    unusual.push("carried the restricted traffic".to_string());
+                }
+                ConnectorFacts {
+                    name: c.name.clone(),
+                    created_at: c.created_at * 1000,
+                    changed_at: c.created_at * 1000,
+                    reviewed: c.reviewed,
+                    unusual,
+                }
+            })
+            .collect();
+        let flagged_users = self
+            .restrictions(Some(tenant), true)
+            .await?
+            .into_iter()
+            .filter(|u| u.key.kind == Kind::User && now - u.started_at < 30 * DAY)
+            .map(|u| (u.key.name.clone(), !u.blocks()))
+            .collect();
+        let attested = self.store.attestation(&r.id).await?;
+        let (mut recent_messages, mut recent_suspicious, mut recent_refused) = (0, 0, 0);
+        if let Some(c) = &counters {
+            let since = attested.as_ref().map_or(now, |(_, at)| *at);
+            let hour = c.tenant.hour.peek(now);
+            recent_messages = u64::from(hour.messages);
+            for s in c.samples.iter().filter(|s| s.at > since) {
+                if s.refused {
+                    recent_refused += 1;
+                } else if s.suspicious {
+                    recent_suspicious += 1;
+                }
+            }
+        }
+        let mut items = checklist(&ChecklistInput {
+            domains,
+            // Admin accounts (with MFA) arrive with the management API; until then a tenant
+            // has none and the item says so.
+            admins: Vec::new(),
+            connectors,
+            flagged_users,
+            attested: attested.clone(),
+            recent_messages,
+            recent_suspicious,
+            recent_refused,
+            max_suspicious_ratio: self.limits(tenant).tenant_suspicious_ratio,
+            now,
+        });
+        if attested.is_none()
+            && let Some(item) = items.iter_mut().find(|i| i.number == 6)
+        {
+            item.done = false;
+            item.evidence =
+                vec!["traffic is judged from the attestation (item 5) on; none yet".into()];
+        }
+        Ok(items)
+    }
+
+    /// A tenant admin requests release of a tenant restriction; refused while the checklist
+    /// has open items. With automatic approval on, a complete, low-risk request (no other
+    /// tenant restriction in 30 days) is approved at once.
+    pub async fn request_release(
+        &self,
+        id: &str,
+        actor: &Actor,
+        note: &str,
+    ) -> Result<Restriction> {
+        let before = self.restriction(id).await?;
+        if !before.key.kind.is_tenant() {
+            bail!(
+                "{} is released directly (relayward restriction release {id})",
+                before.key
+            );
+        }
+        let items = self.checklist(&before).await?;
+        let mut after = before.clone();
+        let now = now_ms();
+        let result = after.request_release(&actor.name, open_items(&items), note, now);
+        if let Err(e) = result {
+            self.audit(
+                actor,
+                Some(&before.key.tenant),
+                "restriction.request_release.refused",
+                serde_json::json!({ "restriction": id, "reason": e.to_string() }),
+            )
+            .await?;
+            bail!("{e}");
+        }
+        self.save(&before, &after, actor, "restriction.request_release")
+            .await?;
+        if self.auto_approve {
+            let others = self
+                .restrictions(Some(&before.key.tenant), true)
+                .await?
+                .iter()
+                .filter(|r| {
+                    r.id != before.id && r.key.kind.is_tenant() && now - r.started_at < 30 * DAY
+                })
+                .count();
+            if others == 0 {
+                let system = Actor {
+                    name: "relayward (automatic approval)".into(),
+                    role: Role::System,
+                    client: "relayward".into(),
+                    mfa: false,
+                };
+                return self
+                    .approve(
+                        id,
+                        &system,
+                        "complete, low-risk request approved automatically",
+                    )
+                    .await;
+            }
+        }
+        Ok(after)
+    }
+
+    pub async fn approve(&self, id: &str, actor: &Actor, note: &str) -> Result<Restriction> {
+        let before = self.restriction(id).await?;
+        let mut after = before.clone();
+        after
+            .approve(&actor.name, actor.role, note, now_ms())
+            .map_err(|e| anyhow!("{e}"))?;
+        self.save(&before, &after, actor, "restriction.approve")
+            .await?;
+        Ok(after)
+    }
+
+    pub async fn refuse(&self, id: &str, actor: &Actor, reason: &str) -> Result<Restriction> {
+        if reason.trim().is_empty() {
+            bail!("a refusal needs a reason the tenant's admins can act on");
+        }
+        let before = self.restriction(id).await?;
+        let mut after = before.clone();
+        after
+            .refuse(&actor.name, actor.role, reason, now_ms())
+            .map_err(|e| anyhow!("{e}"))?;
+        self.save(&before, &after, actor, "restriction.refuse")
+            .await?;
+        Ok(after)
+    }
+
+    /// Checklist item 5.
+    pub async fn attest(&self, id: &str, actor: &Actor) -> Result<()> {
+        let r = self.restriction(id).await?;
+        self.store.attest(id, &actor.name, now_ms()).await?;
+        self.audit(actor, Some(&r.key.tenant), "restriction.attest", serde_json::json!({ "restriction": id, "statement": "the on-premises servers are locked down" })).await
+    }
+
+    /// Checklist item 1: a domain seen in restricted traffic that is not the tenant's.
+    pub async fn dismiss_domain(&self, tenant: &str, domain: &str, actor: &Actor) -> Result<()> {
+        self.store
+            .dismiss_domain(tenant, domain, &actor.name, now_ms())
+            .await?;
+        self.audit(
+            actor,
+            Some(tenant),
+            "domain.dismiss",
+            serde_json::json!({ "domain": domain }),
+        )
+        .await
+    }
+
+    /// Checklist item 3.
+    pub async fn review_connector(&self, tenant: &str, name: &str, actor: &Actor) -> Result<()> {
+        self.store
+            .set_connector_reviewed(tenant, name, true)
+            .await
+            .with_context(|| format!("reviewing connector {name}"))?;
+        self.audit(actor, Some(tenant), "connector.review", serde_json::json!({ "connector": name, "before": {"reviewed": false}, "after": {"reviewed": true} })).await
+    }
+
+    /// Every counter of a tenant beside its threshold, as last saved by the relay (about once
+    /// a second).
+    pub async fn counters(&self, tenant: &str) -> Result<Vec<CounterView>> {
+        let counters: Option<TenantCounters> = self
+            .store
+            .counters(Some(tenant))
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|(_, body)| serde_json::from_str(&body).ok());
+        Ok(relayward_guard::view(
+            counters.as_ref(),
+            self.limits(tenant),
+            now_ms(),
+        ))
+    }
+}
