@@ -3,5 +3,6 @@
 
 mod crash;
 mod delivery;
+mod guard;
 mod hostile;
 mod util;

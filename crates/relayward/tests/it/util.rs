@@ -165,6 +165,25 @@ impl Relay {
         text
     }
 
+    /// Runs a CLI command that may fail: (succeeded, stdout and stderr).
+    pub fn cli_status(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("RELAYWARD_LOG", "warn")
+            .output()
+            .expect("run relayward");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
     pub fn http_get(&self, path: &str) -> String {
         let mut s = TcpStream::connect(self.http).expect("http");
         s.set_read_timeout(Some(Duration::from_secs(10)))
@@ -322,6 +341,28 @@ impl Client {
         } else {
             stuffed
         };
+        self.send(stuffed.as_bytes());
+        self.send(b"\r\n.\r\n");
+        self.read()
+    }
+
+    /// A whole transaction; returns the first reply that is not a success (MAIL, RCPT or the
+    /// end of DATA), or the final 250.
+    pub fn transaction(&mut self, from: &str, rcpts: &[&str], body: &str) -> Reply {
+        let r = self.cmd(&format!("MAIL FROM:<{from}>"));
+        if r.code != 250 {
+            return r;
+        }
+        for rc in rcpts {
+            let r = self.cmd(&format!("RCPT TO:<{rc}>"));
+            if r.code != 250 {
+                self.cmd("RSET");
+                return r;
+            }
+        }
+        let r = self.cmd("DATA");
+        assert_eq!(r.code, 354, "{r:?}");
+        let stuffed = body.replace("\r\n.", "\r\n..");
         self.send(stuffed.as_bytes());
         self.send(b"\r\n.\r\n");
         self.read()
