@@ -59,8 +59,10 @@ pub const SAMPLES_KEPT: usize = 256;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TenantCounters {
     pub tenant: SubjectCounters,
-    pub connectors: HashMap<String, SubjectCounters>,
-    pub users: HashMap<String, SubjectCounters>,
+    /// Boxed: a map's table holds a pointer per slot, not a whole set of windows, which
+    /// matters with a million quiet tenants.
+    pub connectors: HashMap<String, Box<SubjectCounters>>,
+    pub users: HashMap<String, Box<SubjectCounters>>,
     pub samples: VecDeque<Sample>,
 }
 

@@ -973,11 +973,18 @@ impl<C: CounterStore> Guard<C> {
     }
 }
 
-fn entry<'a>(map: &'a mut HashMap<String, SubjectCounters>, key: &str) -> &'a mut SubjectCounters {
+fn entry<'a>(
+    map: &'a mut HashMap<String, Box<SubjectCounters>>,
+    key: &str,
+) -> &'a mut SubjectCounters {
     if !map.contains_key(key) {
-        map.insert(key.to_string(), SubjectCounters::default());
+        map.insert(key.to_string(), Box::default());
     }
-    map.entry(key.to_string()).or_default()
+    // Looked up by `&str`, so a subject already counted costs no allocation.
+    match map.get_mut(key) {
+        Some(s) => s,
+        None => unreachable!("inserted just above"),
+    }
 }
 
 fn add(s: &mut SubjectCounters, now: i64, c: &Counts) {

@@ -56,6 +56,10 @@ pub struct Window {
     len: i64,
     slots: VecDeque<(i64, Counts)>,
     total: Counts,
+    /// The instant the oldest bucket leaves (0: not yet known), so a read that expires
+    /// nothing is one comparison.
+    #[serde(skip)]
+    next_expiry: i64,
 }
 
 /// 5-minute buckets.
@@ -71,6 +75,7 @@ impl Window {
             len: i64::from(len.max(1)),
             slots: VecDeque::new(),
             total: Counts::default(),
+            next_expiry: 0,
         }
     }
 
@@ -89,6 +94,17 @@ impl Window {
     }
 
     fn expire(&mut self, now_ms: i64) {
+        if now_ms < self.next_expiry {
+            return;
+        }
+        self.expire_slow(now_ms);
+        self.next_expiry = match self.slots.front() {
+            Some((i, _)) => (i + self.len).saturating_mul(self.bucket_ms),
+            None => i64::MAX,
+        };
+    }
+
+    fn expire_slow(&mut self, now_ms: i64) {
         let oldest_kept = self.bucket(now_ms) - self.len + 1;
         while let Some((i, c)) = self.slots.front() {
             if *i >= oldest_kept {
@@ -112,8 +128,15 @@ impl Window {
             self.total.add(c);
             return;
         }
+        if self.slots.capacity() == 0 {
+            // A quiet subject holds one bucket: room for one, not the default four.
+            self.slots.reserve_exact(1);
+        }
         self.slots.push_back((idx, *c));
         self.total.add(c);
+        if self.slots.len() == 1 {
+            self.next_expiry = (idx + self.len).saturating_mul(self.bucket_ms);
+        }
     }
 
     /// The window's total at `now_ms`, dropping buckets that have left it.
@@ -138,6 +161,7 @@ impl Window {
     pub fn clear(&mut self) {
         self.slots.clear();
         self.total = Counts::default();
+        self.next_expiry = 0;
     }
 
     /// Buckets held; a quiet window holds none.

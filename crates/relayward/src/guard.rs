@@ -60,14 +60,14 @@ impl OwnedOrigin {
         let user = user.map(str::to_string).or_else(|| {
             dir.user(sender)
                 .filter(|u| u.tenant == tenant)
-                .map(|u| u.address.clone())
+                .map(|u| u.address.to_string())
         });
         // Connectors declared in the configuration file are the operator's own: the
         // new-connector trigger (aimed at connectors an attacker adds) leaves them alone.
         let connector_created_at = connector.and_then(|c| {
             dir.connector(tenant, c)
-                .filter(|k| k.connector.created_by != "configuration")
-                .map(|k| k.connector.created_at * 1000)
+                .filter(|k| !k.by_configuration)
+                .map(|k| k.created_at * 1000)
         });
         OwnedOrigin {
             tenant: tenant.to_string(),
@@ -79,7 +79,7 @@ impl OwnedOrigin {
             sender_domain,
             subscription_end: dir
                 .tenant(tenant)
-                .and_then(|t| t.subscription_ends.as_deref())
+                .and_then(|t| t.subscription_ends)
                 .and_then(subscription_end),
         }
     }
@@ -265,8 +265,8 @@ pub async fn run(handle: Arc<GuardHandle>, store: Arc<dyn Store>, mail: AlertMai
         let events = handle.with(|g| {
             g.tick(now);
             for t in dir.tenants_with_subscription_end() {
-                let end = t.subscription_ends.as_deref().and_then(subscription_end);
-                g.subscription(&t.name, end, now);
+                let end = t.subscription_ends.and_then(subscription_end);
+                g.subscription(t.name, end, now);
             }
             g.take_events()
         });
@@ -336,7 +336,7 @@ async fn send_alert_mail(mail: &AlertMail, dir: &Directory, a: &relayward_guard:
     let Some(t) = dir.tenant(&a.tenant) else {
         return;
     };
-    if t.admins.is_empty() {
+    if t.admins().next().is_none() {
         return;
     }
     let id = new_message_id();
@@ -344,7 +344,7 @@ async fn send_alert_mail(mail: &AlertMail, dir: &Directory, a: &relayward_guard:
     let body = format!(
         "From: Relayward alerts <{sender}>\r\nTo: {to}\r\nSubject: [Relayward] {title}: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}@{host}>\r\nAuto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{title}\r\n\r\nTenant: {tenant}\r\nSeverity: {severity:?}\r\n\r\n{text}\r\n\r\nThe admin center and `relayward restrictions` show the cause, every counter beside its threshold and the remediation checklist.\r\n",
         sender = mail.sender,
-        to = t.admins.join(", "),
+        to = t.admins().collect::<Vec<_>>().join(", "),
         title = a.kind.title(),
         subject = a.subject,
         date = relayward_dsn::rfc5322_date(now / 1000),
@@ -365,7 +365,7 @@ async fn send_alert_mail(mail: &AlertMail, dir: &Directory, a: &relayward_guard:
         origin: "system:alert".into(),
         client_ip: "127.0.0.1".into(),
         helo: mail.hostname.clone(),
-        recipients: t.admins.iter().map(|a| Recipient::new(a.clone())).collect(),
+        recipients: t.admins().map(|a| Recipient::new(a.to_string())).collect(),
         attempts: 0,
         next_attempt: 0,
         is_report: false,

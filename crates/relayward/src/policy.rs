@@ -124,10 +124,10 @@ impl Policy for RelayPolicy {
         let attribution = match kind {
             ListenerKind::Relay => match self.dir().connector_for_ip(ip) {
                 Some(c) => Attribution::Connector {
-                    tenant: c.connector.tenant.clone(),
-                    name: c.connector.name.clone(),
-                    relay_unregistered: c.connector.relay_unregistered,
-                    require_tls: c.connector.require_tls,
+                    tenant: c.tenant.to_string(),
+                    name: c.name.to_string(),
+                    relay_unregistered: c.relay_unregistered,
+                    require_tls: c.require_tls,
                     by_cert: false,
                 },
                 None => Attribution::None,
@@ -152,10 +152,10 @@ impl Policy for RelayPolicy {
             && let Some(c) = self.dir().connector_for_cert(cert_names)
         {
             conn.attribution = Attribution::Connector {
-                tenant: c.connector.tenant.clone(),
-                name: c.connector.name.clone(),
-                relay_unregistered: c.connector.relay_unregistered,
-                require_tls: c.connector.require_tls,
+                tenant: c.tenant.to_string(),
+                name: c.name.to_string(),
+                relay_unregistered: c.relay_unregistered,
+                require_tls: c.require_tls,
                 by_cert: true,
             };
         }
@@ -174,7 +174,7 @@ impl Policy for RelayPolicy {
             let _ = tokio::task::spawn_blocking(|| relayward_tenancy::password::hash("x")).await;
             return Err(denied());
         };
-        let Some(hash) = u.password_hash.clone() else {
+        let Some(hash) = u.password_hash.map(str::to_string) else {
             return Err(denied());
         };
         let pw = password.to_string();
@@ -187,8 +187,8 @@ impl Policy for RelayPolicy {
             return Err(denied());
         }
         conn.attribution = Attribution::User {
-            tenant: u.tenant.clone(),
-            address: u.address.clone(),
+            tenant: u.tenant.to_string(),
+            address: u.address.to_string(),
         };
         Ok(())
     }
@@ -512,7 +512,7 @@ impl RelayPolicy {
                         "4.5.3 Recipients of another organisation must be sent in a separate transaction",
                     )),
                     _ => {
-                        conn.inbound_tenant = Some(d.tenant.clone());
+                        conn.inbound_tenant = Some(d.tenant.to_string());
                         Ok(())
                     }
                 }

@@ -6,27 +6,181 @@
 //! relay policy's and the guard's job).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use ahash::RandomState;
 use std::net::IpAddr;
 
+use hashbrown::HashTable;
 use ipnet::IpNet;
-use relayward_store::{Connector, DirectoryData, Domain, DomainKind, Route, Tenant, User};
+use relayward_store::{DirectoryData, DomainKind, Route};
 
 pub mod password;
 
-/// A connector with its ranges parsed.
-#[derive(Debug, Clone)]
-pub struct ConnectorEntry {
-    pub connector: Connector,
-    pub nets: Vec<IpNet>,
+/// A string in the directory's arena.
+#[derive(Debug, Clone, Copy)]
+struct StrId {
+    off: u32,
+    len: u32,
 }
 
+/// All the directory's names in one buffer: a million tenants' names, domains and addresses
+/// cost their bytes, not a heap allocation each.
+#[derive(Debug, Default)]
+struct Arena(String);
+
+impl Arena {
+    fn push(&mut self, s: &str) -> StrId {
+        let off = self.0.len();
+        self.0.push_str(s);
+        // Past 4 GiB of names the offsets would wrap; no directory comes near that, and a
+        // wrapped name only fails to match.
+        StrId {
+            off: off as u32,
+            len: s.len() as u32,
+        }
+    }
+
+    fn get(&self, id: StrId) -> &str {
+        let start = id.off as usize;
+        self.0.get(start..start + id.len as usize).unwrap_or("")
+    }
+}
+
+/// Hash of a name compared without regard to ASCII case.
+fn hash_folded(state: &RandomState, s: &str) -> u64 {
+    let mut h = state.build_hasher();
+    for chunk in s.as_bytes().chunks(32) {
+        let mut buf = [0u8; 32];
+        for (b, c) in buf.iter_mut().zip(chunk) {
+            *b = c.to_ascii_lowercase();
+        }
+        h.write(&buf[..chunk.len()]);
+    }
+    h.write_u8(0xff);
+    h.finish()
+}
+
+#[derive(Debug)]
+struct TenantRow {
+    name: StrId,
+    language: u8,
+    subscription_ends: Option<StrId>,
+    /// Admin addresses joined by `\n` (an address never holds one).
+    admins: Option<StrId>,
+    managed_by_config: bool,
+}
+
+#[derive(Debug)]
+struct DomainRow {
+    name: StrId,
+    tenant: u32,
+    kind: DomainKind,
+    match_subdomains: bool,
+}
+
+#[derive(Debug)]
+struct ConnectorRow {
+    tenant: u32,
+    name: StrId,
+    nets_start: u32,
+    nets_len: u32,
+    cert_name: Option<StrId>,
+    created_at: i64,
+    require_tls: bool,
+    relay_unregistered: bool,
+    by_configuration: bool,
+    reviewed: bool,
+}
+
+#[derive(Debug)]
+struct UserRow {
+    tenant: u32,
+    address: StrId,
+    password_hash: Option<StrId>,
+    forward_to: Option<StrId>,
+}
+
+/// A tenant, as the directory answers for it.
+#[derive(Debug, Clone, Copy)]
+pub struct TenantRef<'a> {
+    pub name: &'a str,
+    /// `en` or `es`: NDRs and console.
+    pub language: &'a str,
+    /// `YYYY-MM-DD`, inclusive.
+    pub subscription_ends: Option<&'a str>,
+    admins: &'a str,
+    pub managed_by_config: bool,
+}
+
+impl<'a> TenantRef<'a> {
+    /// The tenant's admin addresses (alerts go to them).
+    pub fn admins(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.admins.split('\n').filter(|a| !a.is_empty())
+    }
+}
+
+/// A verified accepted domain.
+#[derive(Debug, Clone, Copy)]
+pub struct DomainRef<'a> {
+    pub name: &'a str,
+    pub tenant: &'a str,
+    pub kind: DomainKind,
+    pub match_subdomains: bool,
+}
+
+/// A connector with its ranges parsed.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectorRef<'a> {
+    pub tenant: &'a str,
+    pub name: &'a str,
+    pub nets: &'a [IpNet],
+    /// Name on the client certificate (`mail.contoso.example`, `*.contoso.example`).
+    pub cert_name: Option<&'a str>,
+    pub require_tls: bool,
+    /// May relay for sender domains that are not accepted domains of the tenant.
+    pub relay_unregistered: bool,
+    /// Declared in the configuration file (the operator's own), not added through the CLI/API.
+    pub by_configuration: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub reviewed: bool,
+}
+
+/// A user, found by primary address or alias.
+#[derive(Debug, Clone, Copy)]
+pub struct UserRef<'a> {
+    pub tenant: &'a str,
+    pub address: &'a str,
+    /// Argon2id PHC string for SMTP AUTH; `None` means the user cannot authenticate.
+    pub password_hash: Option<&'a str>,
+    pub forward_to: Option<&'a str>,
+}
+
+/// Who is who: tenants, verified accepted domains, connectors, users and routes, laid out for
+/// a million tenants (names in one arena, indexes holding small integers).
 #[derive(Debug, Default)]
 pub struct Directory {
-    tenants: HashMap<String, Tenant>,
-    domains: HashMap<String, Domain>,
-    connectors: Vec<ConnectorEntry>,
-    users: HashMap<String, usize>,
-    user_list: Vec<User>,
+    arena: Arena,
+    /// Keyed with a random seed per process (names come from clients), and much faster than
+    /// SipHash on short names.
+    hasher: RandomState,
+    languages: Vec<String>,
+    tenants: Vec<TenantRow>,
+    tenant_index: HashTable<u32>,
+    /// Verified domains only: an unverified domain is not accepted for anything.
+    domains: HashTable<DomainRow>,
+    connectors: Vec<ConnectorRow>,
+    nets: Vec<IpNet>,
+    /// (tenant, connector name) → connector.
+    connector_names: HashTable<u32>,
+    /// Per prefix length, longest first: network → connector.
+    connector_nets: Vec<(u8, HashMap<IpNet, u32>)>,
+    /// Certificate name pattern (lower case, `*.` kept) → connector.
+    connector_certs: HashMap<String, u32>,
+    users: Vec<UserRow>,
+    /// Primary addresses and aliases (their text, the user).
+    user_index: HashTable<(StrId, u32)>,
     routes: HashMap<String, Route>,
 }
 
@@ -41,32 +195,117 @@ pub fn parse_net(s: &str) -> Option<IpNet> {
 impl Directory {
     pub fn build(data: DirectoryData) -> Directory {
         let mut d = Directory::default();
+        let bytes: usize = data.tenants.iter().map(|t| t.name.len()).sum::<usize>()
+            + data.domains.iter().map(|x| x.name.len()).sum::<usize>()
+            + data.users.iter().map(|u| u.address.len()).sum::<usize>();
+        d.arena.0.reserve(bytes + bytes / 4);
+        d.tenants.reserve(data.tenants.len());
+        d.tenant_index.reserve(data.tenants.len(), |_| 0);
         for t in data.tenants {
-            d.tenants.insert(t.name.clone(), t);
-        }
-        for dom in data.domains {
-            d.domains.insert(dom.name.to_ascii_lowercase(), dom);
-        }
-        for c in data.connectors {
-            let nets = c
-                .ips
-                .iter()
-                .filter_map(|s| {
-                    let n = parse_net(s);
-                    if n.is_none() {
-                        tracing::warn!(connector = %c.name, tenant = %c.tenant, range = %s, "connector range ignored: not an address or CIDR range");
-                    }
-                    n
-                })
-                .collect();
-            d.connectors.push(ConnectorEntry { connector: c, nets });
-        }
-        for (i, u) in data.users.into_iter().enumerate() {
-            d.users.insert(u.address.to_ascii_lowercase(), i);
-            for a in &u.aliases {
-                d.users.insert(a.to_ascii_lowercase(), i);
+            if d.tenant_id(&t.name).is_some() {
+                tracing::warn!(tenant = %t.name, "tenant listed twice; the first one is kept");
+                continue;
             }
-            d.user_list.push(u);
+            let language = match d.languages.iter().position(|l| *l == t.language) {
+                Some(i) => i as u8,
+                None if d.languages.len() < 255 => {
+                    d.languages.push(t.language.clone());
+                    (d.languages.len() - 1) as u8
+                }
+                None => 0,
+            };
+            let admins = t.admins.join("\n");
+            let row = TenantRow {
+                name: d.arena.push(&t.name),
+                language,
+                subscription_ends: t.subscription_ends.as_deref().map(|s| d.arena.push(s)),
+                admins: (!admins.is_empty()).then(|| d.arena.push(&admins)),
+                managed_by_config: t.managed_by_config,
+            };
+            let i = d.tenants.len() as u32;
+            let hash = d.hasher.hash_one(t.name.as_str());
+            d.tenants.push(row);
+            let (tenants, arena, state) = (&d.tenants, &d.arena, &d.hasher);
+            d.tenant_index.insert_unique(hash, i, |&j| {
+                state.hash_one(arena.get(tenants[j as usize].name))
+            });
+        }
+        d.domains.reserve(data.domains.len(), |_| 0);
+        for dom in data.domains {
+            if !dom.verified {
+                continue;
+            }
+            let Some(tenant) = d.tenant_id(&dom.tenant) else {
+                tracing::warn!(domain = %dom.name, tenant = %dom.tenant, "domain of an unknown tenant ignored");
+                continue;
+            };
+            let name = dom.name.trim_end_matches('.').to_ascii_lowercase();
+            if d.find_domain(&name).is_some() {
+                tracing::warn!(domain = %name, tenant = %dom.tenant, "domain listed twice; the first one is kept");
+                continue;
+            }
+            let hash = d.hasher.hash_one(name.as_str());
+            let row = DomainRow {
+                name: d.arena.push(&name),
+                tenant,
+                kind: dom.kind,
+                match_subdomains: dom.match_subdomains,
+            };
+            let (arena, state) = (&d.arena, &d.hasher);
+            d.domains
+                .insert_unique(hash, row, |r| state.hash_one(arena.get(r.name)));
+        }
+        d.connectors.reserve(data.connectors.len());
+        for c in data.connectors {
+            let Some(tenant) = d.tenant_id(&c.tenant) else {
+                tracing::warn!(connector = %c.name, tenant = %c.tenant, "connector of an unknown tenant ignored");
+                continue;
+            };
+            let nets_start = d.nets.len() as u32;
+            for s in &c.ips {
+                match parse_net(s) {
+                    Some(n) => d.nets.push(n),
+                    None => {
+                        tracing::warn!(connector = %c.name, tenant = %c.tenant, range = %s, "connector range ignored: not an address or CIDR range")
+                    }
+                }
+            }
+            let row = ConnectorRow {
+                tenant,
+                name: d.arena.push(&c.name),
+                nets_start,
+                nets_len: d.nets.len() as u32 - nets_start,
+                cert_name: c.cert_name.as_deref().map(|n| d.arena.push(n)),
+                created_at: c.created_at,
+                require_tls: c.require_tls,
+                relay_unregistered: c.relay_unregistered,
+                by_configuration: c.created_by == "configuration",
+                reviewed: c.reviewed,
+            };
+            d.index_connector(row, c.cert_name.as_deref());
+        }
+        d.connector_nets.sort_by_key(|n| std::cmp::Reverse(n.0));
+        d.users.reserve(data.users.len());
+        d.user_index.reserve(data.users.len(), |_| 0);
+        for u in data.users {
+            let Some(tenant) = d.tenant_id(&u.tenant) else {
+                tracing::warn!(user = %u.address, tenant = %u.tenant, "user of an unknown tenant ignored");
+                continue;
+            };
+            let i = d.users.len() as u32;
+            let row = UserRow {
+                tenant,
+                address: d.arena.push(&u.address),
+                password_hash: u.password_hash.as_deref().map(|h| d.arena.push(h)),
+                forward_to: u.forward_to.as_deref().map(|f| d.arena.push(f)),
+            };
+            let address = row.address;
+            d.users.push(row);
+            d.index_address(address, i);
+            for a in &u.aliases {
+                let alias = d.arena.push(a);
+                d.index_address(alias, i);
+            }
         }
         for r in data.routes {
             d.routes.insert(r.domain.to_ascii_lowercase(), r);
@@ -74,73 +313,221 @@ impl Directory {
         d
     }
 
-    pub fn tenant(&self, name: &str) -> Option<&Tenant> {
-        self.tenants.get(name)
+    fn index_address(&mut self, key: StrId, user: u32) {
+        let text = self.arena.get(key);
+        if self.user_slot(text).is_some() {
+            tracing::warn!(address = %text, "address belongs to two users; the first one keeps it");
+            return;
+        }
+        let hash = hash_folded(&self.hasher, text);
+        let (arena, state) = (&self.arena, &self.hasher);
+        self.user_index.insert_unique(hash, (key, user), |(k, _)| {
+            hash_folded(state, arena.get(*k))
+        });
+    }
+
+    fn user_slot(&self, address: &str) -> Option<u32> {
+        let hash = hash_folded(&self.hasher, address);
+        self.user_index
+            .find(hash, |(k, _)| {
+                self.arena.get(*k).eq_ignore_ascii_case(address)
+            })
+            .map(|&(_, u)| u)
+    }
+
+    fn index_connector(&mut self, row: ConnectorRow, cert_name: Option<&str>) {
+        let i = self.connectors.len() as u32;
+        let hash = self.connector_hash(row.tenant, self.arena.get(row.name));
+        if self
+            .connector_slot(row.tenant, self.arena.get(row.name))
+            .is_some()
+        {
+            tracing::warn!(connector = %self.arena.get(row.name), "connector listed twice; the first one is kept");
+            return;
+        }
+        let nets = &self.nets[row.nets_start as usize..(row.nets_start + row.nets_len) as usize];
+        for net in nets {
+            let len = net.prefix_len();
+            let slot = match self.connector_nets.iter().position(|(l, _)| *l == len) {
+                Some(p) => p,
+                None => {
+                    self.connector_nets.push((len, HashMap::new()));
+                    self.connector_nets.len() - 1
+                }
+            };
+            let map = &mut self.connector_nets[slot].1;
+            let net = net.trunc();
+            if let Some(&other) = map.get(&net) {
+                let other = &self.connectors[other as usize];
+                tracing::warn!(connector = %self.arena.get(row.name), range = %net, other_connector = %self.arena.get(other.name), "range already belongs to another connector; the first one keeps it");
+            } else {
+                map.insert(net, i);
+            }
+        }
+        if let Some(pattern) = cert_name {
+            self.connector_certs
+                .entry(pattern.to_ascii_lowercase())
+                .or_insert(i);
+        }
+        self.connectors.push(row);
+        let (connectors, arena, state) = (&self.connectors, &self.arena, &self.hasher);
+        self.connector_names.insert_unique(hash, i, |&j| {
+            let c = &connectors[j as usize];
+            let mut h = state.build_hasher();
+            c.tenant.hash(&mut h);
+            arena.get(c.name).hash(&mut h);
+            h.finish()
+        });
+    }
+
+    fn connector_hash(&self, tenant: u32, name: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        tenant.hash(&mut h);
+        name.hash(&mut h);
+        h.finish()
+    }
+
+    fn connector_slot(&self, tenant: u32, name: &str) -> Option<u32> {
+        self.connector_names
+            .find(self.connector_hash(tenant, name), |&j| {
+                let c = &self.connectors[j as usize];
+                c.tenant == tenant && self.arena.get(c.name) == name
+            })
+            .copied()
+    }
+
+    fn tenant_id(&self, name: &str) -> Option<u32> {
+        self.tenant_index
+            .find(self.hasher.hash_one(name), |&j| {
+                self.arena.get(self.tenants[j as usize].name) == name
+            })
+            .copied()
+    }
+
+    fn tenant_name(&self, id: u32) -> &str {
+        self.tenants
+            .get(id as usize)
+            .map_or("", |t| self.arena.get(t.name))
+    }
+
+    fn tenant_ref(&self, t: &TenantRow) -> TenantRef<'_> {
+        TenantRef {
+            name: self.arena.get(t.name),
+            language: self
+                .languages
+                .get(usize::from(t.language))
+                .map_or("en", String::as_str),
+            subscription_ends: t.subscription_ends.map(|s| self.arena.get(s)),
+            admins: t.admins.map_or("", |a| self.arena.get(a)),
+            managed_by_config: t.managed_by_config,
+        }
+    }
+
+    fn connector_ref(&self, i: u32) -> Option<ConnectorRef<'_>> {
+        let c = self.connectors.get(i as usize)?;
+        let start = c.nets_start as usize;
+        Some(ConnectorRef {
+            tenant: self.tenant_name(c.tenant),
+            name: self.arena.get(c.name),
+            nets: self
+                .nets
+                .get(start..start + c.nets_len as usize)
+                .unwrap_or(&[]),
+            cert_name: c.cert_name.map(|n| self.arena.get(n)),
+            require_tls: c.require_tls,
+            relay_unregistered: c.relay_unregistered,
+            by_configuration: c.by_configuration,
+            created_at: c.created_at,
+            reviewed: c.reviewed,
+        })
+    }
+
+    pub fn tenant(&self, name: &str) -> Option<TenantRef<'_>> {
+        let id = self.tenant_id(name)?;
+        self.tenants.get(id as usize).map(|t| self.tenant_ref(t))
     }
 
     /// Tenants whose subscription has an end date.
-    pub fn tenants_with_subscription_end(&self) -> impl Iterator<Item = &Tenant> {
+    pub fn tenants_with_subscription_end(&self) -> impl Iterator<Item = TenantRef<'_>> {
         self.tenants
-            .values()
+            .iter()
             .filter(|t| t.subscription_ends.is_some())
+            .map(|t| self.tenant_ref(t))
     }
 
     /// A tenant's connector by name.
-    pub fn connector(&self, tenant: &str, name: &str) -> Option<&ConnectorEntry> {
-        self.connectors
-            .iter()
-            .find(|c| c.connector.tenant == tenant && c.connector.name == name)
+    pub fn connector(&self, tenant: &str, name: &str) -> Option<ConnectorRef<'_>> {
+        let t = self.tenant_id(tenant)?;
+        self.connector_ref(self.connector_slot(t, name)?)
     }
 
     pub fn tenant_count(&self) -> usize {
         self.tenants.len()
     }
 
-    /// The connector whose ranges hold `ip`, the narrowest range winning.
-    pub fn connector_for_ip(&self, ip: IpAddr) -> Option<&ConnectorEntry> {
-        self.connectors
+    /// The connector whose ranges hold `ip`, the narrowest range winning. One hash lookup per
+    /// distinct prefix length in use, so the cost does not grow with the number of connectors.
+    pub fn connector_for_ip(&self, ip: IpAddr) -> Option<ConnectorRef<'_>> {
+        self.connector_nets
             .iter()
-            .filter_map(|c| {
-                c.nets
-                    .iter()
-                    .filter(|n| n.contains(&ip))
-                    .map(|n| n.prefix_len())
-                    .max()
-                    .map(|p| (p, c))
+            .find_map(|(len, map)| {
+                // A v6 prefix length longer than 32 is no v4 network: `new` refuses it.
+                let net = IpNet::new(ip, *len).ok()?.trunc();
+                map.get(&net)
             })
-            .max_by_key(|(p, _)| *p)
-            .map(|(_, c)| c)
+            .and_then(|&i| self.connector_ref(i))
     }
 
     /// The connector whose certificate name matches one of `names` (verified certificate names).
-    pub fn connector_for_cert(&self, names: &[String]) -> Option<&ConnectorEntry> {
-        self.connectors.iter().find(|c| {
-            c.connector
-                .cert_name
-                .as_deref()
-                .is_some_and(|pattern| names.iter().any(|n| name_matches(pattern, n)))
+    pub fn connector_for_cert(&self, names: &[String]) -> Option<ConnectorRef<'_>> {
+        names
+            .iter()
+            .find_map(|n| {
+                let n = n.to_ascii_lowercase();
+                let wildcard = n.split_once('.').map(|(_, parent)| format!("*.{parent}"));
+                self.connector_certs
+                    .get(&n)
+                    .or_else(|| wildcard.as_ref().and_then(|w| self.connector_certs.get(w)))
+            })
+            .and_then(|&i| self.connector_ref(i))
+    }
+
+    fn find_domain(&self, lower: &str) -> Option<&DomainRow> {
+        self.domains.find(self.hasher.hash_one(lower), |r| {
+            self.arena.get(r.name) == lower
         })
     }
 
     /// The verified accepted domain that covers `domain` (itself, or a parent with "match
     /// subdomains"). Unverified domains do not count.
-    pub fn accepted_domain(&self, domain: &str) -> Option<&Domain> {
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(d) = self.domains.get(&domain).filter(|d| d.verified) {
-            return Some(d);
-        }
-        let mut rest = domain.as_str();
-        while let Some((_, parent)) = rest.split_once('.') {
-            if let Some(d) = self
-                .domains
-                .get(parent)
-                .filter(|d| d.verified && d.match_subdomains && d.kind == DomainKind::InternalRelay)
-            {
-                return Some(d);
+    pub fn accepted_domain(&self, domain: &str) -> Option<DomainRef<'_>> {
+        let domain = domain.trim_end_matches('.');
+        let lower;
+        let domain = if domain.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = domain.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            domain
+        };
+        let found = self.find_domain(domain).or_else(|| {
+            let mut rest = domain;
+            while let Some((_, parent)) = rest.split_once('.') {
+                if let Some(d) = self
+                    .find_domain(parent)
+                    .filter(|d| d.match_subdomains && d.kind == DomainKind::InternalRelay)
+                {
+                    return Some(d);
+                }
+                rest = parent;
             }
-            rest = parent;
-        }
-        None
+            None
+        })?;
+        Some(DomainRef {
+            name: self.arena.get(found.name),
+            tenant: self.tenant_name(found.tenant),
+            kind: found.kind,
+            match_subdomains: found.match_subdomains,
+        })
     }
 
     /// Whether `domain` is an accepted, verified domain of `tenant`.
@@ -149,11 +536,15 @@ impl Directory {
             .is_some_and(|d| d.tenant == tenant)
     }
 
-    /// The user with this primary address or alias.
-    pub fn user(&self, address: &str) -> Option<&User> {
-        self.users
-            .get(&address.to_ascii_lowercase())
-            .and_then(|&i| self.user_list.get(i))
+    /// The user with this primary address or alias (any letter case).
+    pub fn user(&self, address: &str) -> Option<UserRef<'_>> {
+        let u = self.users.get(self.user_slot(address)? as usize)?;
+        Some(UserRef {
+            tenant: self.tenant_name(u.tenant),
+            address: self.arena.get(u.address),
+            password_hash: u.password_hash.map(|h| self.arena.get(h)),
+            forward_to: u.forward_to.map(|f| self.arena.get(f)),
+        })
     }
 
     /// The tenant's own server for this recipient domain, if it has one.
@@ -164,7 +555,7 @@ impl Directory {
         }
         // A subdomain of a "match subdomains" domain goes where its parent goes.
         let accepted = self.accepted_domain(&domain)?;
-        self.routes.get(&accepted.name)
+        self.routes.get(accepted.name)
     }
 }
 
@@ -191,6 +582,7 @@ pub fn domain_of(address: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use relayward_store::{Connector, Domain, Tenant, User};
 
     fn data() -> DirectoryData {
         let domain = |name: &str, kind, sub, verified| Domain {
@@ -213,6 +605,20 @@ mod tests {
             reviewed: false,
         };
         DirectoryData {
+            tenants: vec![Tenant {
+                name: "contoso".into(),
+                language: "es".into(),
+                subscription_ends: None,
+                admins: vec!["a@contoso.example".into(), "b@contoso.example".into()],
+                managed_by_config: false,
+            }],
+            users: vec![User {
+                tenant: "contoso".into(),
+                address: "Ana@contoso.example".into(),
+                aliases: vec!["ana.lopez@contoso.example".into()],
+                password_hash: None,
+                forward_to: Some("ana@elsewhere.example".into()),
+            }],
             domains: vec![
                 domain("contoso.example", DomainKind::Authoritative, false, true),
                 domain(
@@ -226,6 +632,7 @@ mod tests {
             connectors: vec![
                 connector("wide", &["10.0.0.0/8"]),
                 connector("narrow", &["10.1.2.0/24", "not-an-ip"]),
+                connector("v6", &["2001:db8::/32", "2001:db8:1::5"]),
             ],
             ..Default::default()
         }
@@ -246,11 +653,63 @@ mod tests {
         let d = Directory::build(data());
         let c = |ip: &str| {
             d.connector_for_ip(ip.parse().expect("ip"))
-                .map(|c| c.connector.name.clone())
+                .map(|c| c.name.to_string())
         };
         assert_eq!(c("10.1.2.3").as_deref(), Some("narrow"));
         assert_eq!(c("10.9.9.9").as_deref(), Some("wide"));
         assert_eq!(c("192.0.2.1"), None);
+        assert_eq!(c("2001:db8:1::5").as_deref(), Some("v6"));
+        assert_eq!(c("2001:db8:ffff::1").as_deref(), Some("v6"));
+        assert_eq!(c("2001:db9::1"), None);
+        assert_eq!(
+            d.connector("contoso", "narrow").map(|c| c.nets.len()),
+            Some(1)
+        );
+        assert!(d.connector("fabrikam", "narrow").is_none());
+    }
+
+    #[test]
+    fn certificate_names_find_their_connector() {
+        let d = Directory::build(data());
+        let c = |n: &str| {
+            d.connector_for_cert(&[n.to_string()])
+                .map(|c| c.name.to_string())
+        };
+        assert_eq!(c("MX1.mail.contoso.example").as_deref(), Some("wide"));
+        assert_eq!(c("a.mx1.mail.contoso.example"), None);
+        assert_eq!(c("mail.contoso.example"), None);
+    }
+
+    #[test]
+    fn users_tenants_and_strangers() {
+        let mut data = data();
+        // Objects of a tenant the directory does not know are left out, not attributed.
+        data.users.push(User {
+            tenant: "ghost".into(),
+            address: "x@ghost.example".into(),
+            aliases: Vec::new(),
+            password_hash: None,
+            forward_to: None,
+        });
+        let d = Directory::build(data);
+        let u = d.user("ANA@CONTOSO.EXAMPLE").expect("by address, any case");
+        assert_eq!((u.tenant, u.address), ("contoso", "Ana@contoso.example"));
+        assert_eq!(u.forward_to, Some("ana@elsewhere.example"));
+        assert_eq!(
+            d.user("ana.lopez@contoso.example").map(|u| u.address),
+            Some("Ana@contoso.example")
+        );
+        assert!(d.user("x@ghost.example").is_none());
+        assert!(d.user("nobody@contoso.example").is_none());
+        let t = d.tenant("contoso").expect("tenant");
+        assert_eq!(t.language, "es");
+        assert_eq!(
+            t.admins().collect::<Vec<_>>(),
+            ["a@contoso.example", "b@contoso.example"]
+        );
+        assert!(d.tenant("fabrikam").is_none());
+        assert!(d.is_accepted_by("contoso", "Contoso.Example."));
+        assert!(!d.is_accepted_by("fabrikam", "contoso.example"));
     }
 
     #[test]
