@@ -24,6 +24,14 @@ pub trait Resolver: Send + Sync + 'static {
     /// MX hosts with preferences; an empty list means there are no MX records.
     fn mx<'a>(&'a self, domain: &'a str) -> DnsFuture<'a, Vec<(u16, String)>>;
     fn ips<'a>(&'a self, host: &'a str) -> DnsFuture<'a, Vec<IpAddr>>;
+    /// TXT records of `name`, each one's strings joined (domain ownership proofs).
+    fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            Err(DnsError::Temporary(format!(
+                "TXT lookup for {name}: this resolver does not look up TXT records"
+            )))
+        })
+    }
 }
 
 pub struct HickoryResolver {
@@ -77,6 +85,24 @@ impl Resolver for HickoryResolver {
                     })
                     .collect()),
                 Err(e) => classify(e, &format!("MX lookup for {domain}")).map(|_| Vec::new()),
+            }
+        })
+    }
+
+    fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let fqdn = format!("{}.", name.trim_end_matches('.'));
+            match self.inner.txt_lookup(fqdn).await {
+                Ok(found) => Ok(found
+                    .iter()
+                    .map(|txt| {
+                        txt.txt_data()
+                            .iter()
+                            .map(|part| String::from_utf8_lossy(part).into_owned())
+                            .collect::<String>()
+                    })
+                    .collect()),
+                Err(e) => classify(e, &format!("TXT lookup for {name}")).map(|_| Vec::new()),
             }
         })
     }

@@ -144,6 +144,14 @@ enum DomainCmd {
         #[arg(long)]
         verified: bool,
     },
+    /// Check the domain's ownership TXT record through the configured resolver and mark it
+    /// verified when it is there (until then it counts as unregistered).
+    Verify {
+        tenant: String,
+        domain: String,
+        #[command(flatten)]
+        who: guard_cli::ActorArgs,
+    },
     /// Dismiss a domain seen in restricted traffic as not the tenant's (checklist item 1).
     Dismiss {
         tenant: String,
@@ -484,6 +492,35 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
             match ends {
                 Some(d) => println!("tenant {name}: subscription ends after {d}"),
                 None => println!("tenant {name}: subscription has no end date"),
+            }
+        }
+        Command::Domain(DomainCmd::Verify {
+            tenant,
+            domain,
+            who,
+        }) => {
+            let svc = guard_cli::service(config, store.clone());
+            let resolver = HickoryResolver::new(config.dns_resolver).map_err(|e| anyhow!(e))?;
+            match svc
+                .verify_domain(&tenant, &domain, &resolver, &who.actor()?)
+                .await?
+            {
+                service::DomainVerification::Verified => {
+                    println!("{domain} verified: it now counts as a registered domain of {tenant}")
+                }
+                service::DomainVerification::AlreadyVerified => {
+                    println!("{domain} was already verified")
+                }
+                service::DomainVerification::NotFound { expected, found } => {
+                    let seen = if found.is_empty() {
+                        "no TXT records".to_string()
+                    } else {
+                        found.join(" | ")
+                    };
+                    return Err(anyhow!(
+                        "{domain} is not verified: expected the TXT record \"{expected}\" on {domain}, found {seen}"
+                    ));
+                }
             }
         }
         Command::Domain(DomainCmd::Dismiss {

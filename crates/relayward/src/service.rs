@@ -35,6 +35,18 @@ impl Actor {
     }
 }
 
+/// What a domain ownership check found.
+#[derive(Debug)]
+pub enum DomainVerification {
+    Verified,
+    AlreadyVerified,
+    /// The TXT records present (maybe none) and the one that was expected.
+    NotFound {
+        expected: String,
+        found: Vec<String>,
+    },
+}
+
 pub struct Service {
     pub store: Arc<dyn Store>,
     pub defaults: Limits,
@@ -360,6 +372,52 @@ impl Service {
             .await
             .with_context(|| format!("reviewing connector {name}"))?;
         self.audit(actor, Some(tenant), "connector.review", serde_json::json!({ "connector": name, "before": {"reviewed": false}, "after": {"reviewed": true} })).await
+    }
+
+    /// Domain ownership proof: looks for the TXT record `relayward-verification=<token>` on the
+    /// domain through `resolver` and marks the domain verified when it is there. Until then the
+    /// domain counts as unregistered. Answers what was found, so an admin can fix the record.
+    pub async fn verify_domain(
+        &self,
+        tenant: &str,
+        domain: &str,
+        resolver: &dyn relayward_delivery::dns::Resolver,
+        actor: &Actor,
+    ) -> Result<DomainVerification> {
+        let d = self.store.domain(domain).await?;
+        if d.tenant != tenant {
+            // Another tenant's domain answers like a missing one: no probing across tenants.
+            bail!("tenant {tenant} has no domain {domain}");
+        }
+        if d.verified {
+            return Ok(DomainVerification::AlreadyVerified);
+        }
+        let expected = format!("relayward-verification={}", d.verification_token);
+        let found = match resolver.txt(&d.name).await {
+            Ok(found) => found,
+            // The name does not exist (yet): no record, the same answer as an empty one.
+            Err(relayward_delivery::dns::DnsError::NotFound(_)) => Vec::new(),
+            Err(relayward_delivery::dns::DnsError::Temporary(e)) => {
+                bail!(
+                    "cannot check {} now ({e}); nothing changed, try again",
+                    d.name
+                )
+            }
+        };
+        if !found.iter().any(|t| t.trim() == expected) {
+            return Ok(DomainVerification::NotFound { expected, found });
+        }
+        self.store
+            .set_domain_verified(tenant, &d.name, true)
+            .await?;
+        self.audit(
+            actor,
+            Some(tenant),
+            "domain.verify",
+            serde_json::json!({ "domain": d.name, "before": {"verified": false}, "after": {"verified": true}, "proof": expected }),
+        )
+        .await?;
+        Ok(DomainVerification::Verified)
     }
 
     /// Every counter of a tenant beside its threshold, as last saved by the relay (about once

@@ -53,6 +53,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sets or clears a tenant's subscription end date (`YYYY-MM-DD`).
     async fn set_subscription(&self, tenant: &str, ends: Option<&str>) -> Result<()>;
+    /// One accepted domain by name (any tenant's).
+    async fn domain(&self, name: &str) -> Result<Domain>;
+    /// Marks a tenant's domain verified (ownership proven) or not.
+    async fn set_domain_verified(&self, tenant: &str, name: &str, verified: bool) -> Result<()>;
     async fn set_connector_reviewed(&self, tenant: &str, name: &str, reviewed: bool) -> Result<()>;
 
     /// Inserts or updates a restriction; grows `restrictions_version`.

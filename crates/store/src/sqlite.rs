@@ -501,6 +501,51 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn domain(&self, name: &str) -> Result<Domain> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT name, tenant, kind, match_subdomains, verified, verification_token FROM domains WHERE name = ?1",
+                [&name],
+                |r| {
+                    let kind: String = r.get(2)?;
+                    Ok(Domain {
+                        name: r.get(0)?,
+                        tenant: r.get(1)?,
+                        kind: DomainKind::parse(&kind).unwrap_or(DomainKind::Authoritative),
+                        match_subdomains: r.get(3)?,
+                        verified: r.get(4)?,
+                        verification_token: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound {
+                what: "domain",
+                name,
+            })
+        })
+        .await
+    }
+
+    async fn set_domain_verified(&self, tenant: &str, name: &str, verified: bool) -> Result<()> {
+        let (tenant, name) = (tenant.to_string(), name.to_ascii_lowercase());
+        self.with(move |c| {
+            let n = c.execute(
+                "UPDATE domains SET verified = ?3 WHERE tenant = ?1 AND name = ?2",
+                params![tenant, name, verified],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "domain",
+                    name: format!("{name} of {tenant}"),
+                });
+            }
+            bump(c)
+        })
+        .await
+    }
+
     async fn set_connector_reviewed(&self, tenant: &str, name: &str, reviewed: bool) -> Result<()> {
         let (tenant, name) = (tenant.to_string(), name.to_string());
         self.with(move |c| {

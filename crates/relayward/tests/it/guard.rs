@@ -567,3 +567,92 @@ fn admins_release_a_user_three_times_a_day_then_only_operators_can() {
         .expect("released");
     }
 }
+
+#[test]
+fn a_domain_counts_as_registered_only_once_its_txt_proof_is_found() {
+    let dns = Dns::start(vec![]);
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&format!(
+        "[delivery]\nsmart_host = \"{}\"\ndns_resolver = \"{}\"\n",
+        rx.addr, dns.addr
+    ));
+    relay.cli(&[
+        "tenant",
+        "add",
+        "northwind",
+        "--admin",
+        "it@northwind.example",
+    ]);
+    relay.cli(&[
+        "connector",
+        "add",
+        "northwind",
+        "office",
+        "--ip",
+        "127.0.0.1/32",
+    ]);
+    let added = relay.cli(&["domain", "add", "northwind", "northwind.example"]);
+    let proof = added
+        .split('"')
+        .find(|s| s.starts_with("relayward-verification="))
+        .unwrap_or_else(|| panic!("no TXT record to publish in: {added}"))
+        .to_string();
+
+    // Unverified: the connector may not relay for it (it is not the tenant's yet).
+    let refused = wait_for(Duration::from_secs(5), || {
+        let mut c = relay.client();
+        c.cmd("EHLO office.northwind.example");
+        let r = c.transaction("sales@northwind.example", &["x@remote.example"], CLEAN);
+        (r.code == 550).then_some(r)
+    })
+    .expect("mail from an unverified domain is refused");
+    assert!(refused.text().contains("5.7.64"), "{}", refused.text());
+
+    let (ok, out) = relay.cli_status(&["domain", "verify", "northwind", "northwind.example"]);
+    assert!(!ok, "verified without any TXT record: {out}");
+    assert!(
+        out.contains(&proof) && out.contains("no TXT records"),
+        "{out}"
+    );
+
+    dns.set(
+        "northwind.example",
+        "TXT",
+        Answer::Txt(vec![
+            "v=spf1 -all".into(),
+            "relayward-verification=not-the-token".into(),
+        ]),
+    );
+    let (ok, out) = relay.cli_status(&["domain", "verify", "northwind", "northwind.example"]);
+    assert!(!ok, "verified with the wrong token: {out}");
+    assert!(out.contains("not-the-token"), "{out}");
+
+    // Another tenant cannot verify (or learn about) northwind's domain.
+    let (ok, out) = relay.cli_status(&["domain", "verify", "fabrikam", "northwind.example"]);
+    assert!(!ok && out.contains("has no domain"), "{out}");
+
+    dns.set(
+        "northwind.example",
+        "TXT",
+        Answer::Txt(vec!["v=spf1 -all".into(), proof.clone()]),
+    );
+    let out = relay.cli(&["domain", "verify", "northwind", "northwind.example"]);
+    assert!(out.contains("verified"), "{out}");
+
+    let sent = wait_for(Duration::from_secs(5), || {
+        let mut c = relay.client();
+        c.cmd("EHLO office.northwind.example");
+        let r = c.transaction("sales@northwind.example", &["x@remote.example"], CLEAN);
+        (r.code == 250).then_some(r)
+    });
+    assert!(
+        sent.is_some(),
+        "mail from the verified domain still refused"
+    );
+    assert_eq!(rx.wait(1, Duration::from_secs(10)).len(), 1);
+    let audit = relay.cli(&["audit"]);
+    assert!(
+        audit.contains("domain.verify") && audit.contains("northwind.example"),
+        "{audit}"
+    );
+}

@@ -683,13 +683,17 @@ async fn serve_receiver(
 // ---------------------------------------------------------------------------------------------
 // A DNS server answering MX and A queries from a table
 
+type Zone = Arc<Mutex<HashMap<(String, String), Answer>>>;
+
 pub struct Dns {
     pub addr: SocketAddr,
+    zone: Zone,
 }
 
 pub enum Answer {
     Mx(Vec<(u16, &'static str)>),
     A(Vec<std::net::Ipv4Addr>),
+    Txt(Vec<String>),
     NxDomain,
 }
 
@@ -704,6 +708,8 @@ impl Dns {
             .into_iter()
             .map(|(n, t, a)| ((n.to_ascii_lowercase(), t.to_string()), a))
             .collect();
+        let zone: Zone = Arc::new(Mutex::new(table));
+        let shared = zone.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 1500];
             while let Ok((n, from)) = sock.recv_from(&mut buf) {
@@ -722,6 +728,7 @@ impl Dns {
                         .trim_end_matches('.')
                         .to_ascii_lowercase();
                     let kind = query.query_type().to_string();
+                    let table = shared.lock().expect("zone");
                     match table.get(&(name.clone(), kind)) {
                         Some(Answer::Mx(list)) => {
                             for (pref, host) in list {
@@ -742,6 +749,15 @@ impl Dns {
                                 ));
                             }
                         }
+                        Some(Answer::Txt(texts)) => {
+                            for t in texts {
+                                resp.add_answer(Record::from_rdata(
+                                    query.name().clone(),
+                                    60,
+                                    RData::TXT(rdata::TXT::new(vec![t.clone()])),
+                                ));
+                            }
+                        }
                         Some(Answer::NxDomain) => {
                             resp.set_response_code(ResponseCode::NXDomain);
                         }
@@ -758,6 +774,14 @@ impl Dns {
                 }
             }
         });
-        Dns { addr }
+        Dns { addr, zone }
+    }
+
+    /// Adds or replaces one answer while the server runs (`kind` "MX", "A" or "TXT").
+    pub fn set(&self, name: &str, kind: &str, answer: Answer) {
+        self.zone
+            .lock()
+            .expect("zone")
+            .insert((name.to_ascii_lowercase(), kind.to_string()), answer);
     }
 }
