@@ -159,6 +159,10 @@ impl SqliteStore {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
+        // Reads through a memory map: loading a million tenants' directory at start reads the
+        // whole file once; with read calls instead, a 1M-tenant load took 10.9 s, mapped 6.6 s.
+        conn.pragma_update(None, "mmap_size", 1_i64 << 32)
+            .map_err(open_err)?;
         migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),

@@ -231,33 +231,43 @@ impl Directory {
             });
         }
         d.domains.reserve(data.domains.len(), |_| 0);
+        // Rows usually come grouped by tenant: remember the last one instead of looking it up.
+        let mut last: Option<(String, u32)> = None;
         for dom in data.domains {
             if !dom.verified {
                 continue;
             }
-            let Some(tenant) = d.tenant_id(&dom.tenant) else {
+            let Some(tenant) = d.tenant_id_cached(&mut last, &dom.tenant) else {
                 tracing::warn!(domain = %dom.name, tenant = %dom.tenant, "domain of an unknown tenant ignored");
                 continue;
             };
-            let name = dom.name.trim_end_matches('.').to_ascii_lowercase();
-            if d.find_domain(&name).is_some() {
-                tracing::warn!(domain = %name, tenant = %dom.tenant, "domain listed twice; the first one is kept");
-                continue;
+            let mut name = dom.name;
+            if name.ends_with('.') || name.bytes().any(|b| b.is_ascii_uppercase()) {
+                name = name.trim_end_matches('.').to_ascii_lowercase();
             }
             let hash = d.hasher.hash_one(name.as_str());
-            let row = DomainRow {
-                name: d.arena.push(&name),
-                tenant,
-                kind: dom.kind,
-                match_subdomains: dom.match_subdomains,
-            };
-            let (arena, state) = (&d.arena, &d.hasher);
-            d.domains
-                .insert_unique(hash, row, |r| state.hash_one(arena.get(r.name)));
+            let (arena, state) = (&mut d.arena, &d.hasher);
+            match d.domains.entry(
+                hash,
+                |r| arena.get(r.name) == name,
+                |r| state.hash_one(arena.get(r.name)),
+            ) {
+                hashbrown::hash_table::Entry::Occupied(_) => {
+                    tracing::warn!(domain = %name, tenant = %dom.tenant, "domain listed twice; the first one is kept");
+                }
+                hashbrown::hash_table::Entry::Vacant(v) => {
+                    v.insert(DomainRow {
+                        name: arena.push(&name),
+                        tenant,
+                        kind: dom.kind,
+                        match_subdomains: dom.match_subdomains,
+                    });
+                }
+            }
         }
         d.connectors.reserve(data.connectors.len());
         for c in data.connectors {
-            let Some(tenant) = d.tenant_id(&c.tenant) else {
+            let Some(tenant) = d.tenant_id_cached(&mut last, &c.tenant) else {
                 tracing::warn!(connector = %c.name, tenant = %c.tenant, "connector of an unknown tenant ignored");
                 continue;
             };
@@ -288,7 +298,7 @@ impl Directory {
         d.users.reserve(data.users.len());
         d.user_index.reserve(data.users.len(), |_| 0);
         for u in data.users {
-            let Some(tenant) = d.tenant_id(&u.tenant) else {
+            let Some(tenant) = d.tenant_id_cached(&mut last, &u.tenant) else {
                 tracing::warn!(user = %u.address, tenant = %u.tenant, "user of an unknown tenant ignored");
                 continue;
             };
@@ -402,6 +412,18 @@ impl Directory {
                 self.arena.get(self.tenants[j as usize].name) == name
             })
             .copied()
+    }
+
+    /// `tenant_id`, remembering the last answer: rows usually come grouped by tenant.
+    fn tenant_id_cached(&self, last: &mut Option<(String, u32)>, name: &str) -> Option<u32> {
+        if let Some((n, id)) = last
+            && n == name
+        {
+            return Some(*id);
+        }
+        let id = self.tenant_id(name)?;
+        *last = Some((name.to_string(), id));
+        Some(id)
     }
 
     fn tenant_name(&self, id: u32) -> &str {
