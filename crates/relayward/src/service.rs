@@ -119,6 +119,20 @@ impl Service {
 
     /// Releases a user or connector (admins: 3 times per subject in 24 h), or, for operators,
     /// any restriction directly.
+    /// Moves a restriction through the state machine with `step`, stores it and audits it.
+    async fn transition<E: std::fmt::Display>(
+        &self,
+        before: Restriction,
+        actor: &Actor,
+        action: &str,
+        step: impl FnOnce(&mut Restriction) -> std::result::Result<(), E>,
+    ) -> Result<Restriction> {
+        let mut after = before.clone();
+        step(&mut after).map_err(|e| anyhow!("{e}"))?;
+        self.save(&before, &after, actor, action).await?;
+        Ok(after)
+    }
+
     pub async fn release(&self, id: &str, actor: &Actor, note: &str) -> Result<Restriction> {
         let before = self.restriction(id).await?;
         let now = now_ms();
@@ -130,13 +144,10 @@ impl Service {
             .flat_map(|r| r.history.iter())
             .filter(|t| t.role == Role::Admin && t.to == State::Probation && now - t.at < DAY)
             .count();
-        let mut after = before.clone();
-        after
-            .release(&actor.name, actor.role, admin_releases, note, now)
-            .map_err(|e| anyhow!("{e}"))?;
-        self.save(&before, &after, actor, "restriction.release")
-            .await?;
-        Ok(after)
+        self.transition(before, actor, "restriction.release", |r| {
+            r.release(&actor.name, actor.role, admin_releases, note, now)
+        })
+        .await
     }
 
     /// The remediation checklist of a tenant restriction, from live data.
@@ -321,13 +332,10 @@ impl Service {
 
     pub async fn approve(&self, id: &str, actor: &Actor, note: &str) -> Result<Restriction> {
         let before = self.restriction(id).await?;
-        let mut after = before.clone();
-        after
-            .approve(&actor.name, actor.role, note, now_ms())
-            .map_err(|e| anyhow!("{e}"))?;
-        self.save(&before, &after, actor, "restriction.approve")
-            .await?;
-        Ok(after)
+        self.transition(before, actor, "restriction.approve", |r| {
+            r.approve(&actor.name, actor.role, note, now_ms())
+        })
+        .await
     }
 
     pub async fn refuse(&self, id: &str, actor: &Actor, reason: &str) -> Result<Restriction> {
@@ -335,13 +343,10 @@ impl Service {
             bail!("a refusal needs a reason the tenant's admins can act on");
         }
         let before = self.restriction(id).await?;
-        let mut after = before.clone();
-        after
-            .refuse(&actor.name, actor.role, reason, now_ms())
-            .map_err(|e| anyhow!("{e}"))?;
-        self.save(&before, &after, actor, "restriction.refuse")
-            .await?;
-        Ok(after)
+        self.transition(before, actor, "restriction.refuse", |r| {
+            r.refuse(&actor.name, actor.role, reason, now_ms())
+        })
+        .await
     }
 
     /// Checklist item 5.

@@ -197,6 +197,21 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+const DOMAIN_COLUMNS: &str = "name, tenant, kind, match_subdomains, verified, verification_token";
+
+/// One `domains` row, selected as `DOMAIN_COLUMNS`.
+fn domain_row(r: &rusqlite::Row) -> rusqlite::Result<Domain> {
+    let kind: String = r.get(2)?;
+    Ok(Domain {
+        name: r.get(0)?,
+        tenant: r.get(1)?,
+        kind: DomainKind::parse(&kind).unwrap_or(DomainKind::Authoritative),
+        match_subdomains: r.get(3)?,
+        verified: r.get(4)?,
+        verification_token: r.get(5)?,
+    })
+}
+
 fn bump(conn: &Connection) -> Result<()> {
     conn.execute(
         "UPDATE meta SET value = value + 1 WHERE key = 'directory_version'",
@@ -328,19 +343,9 @@ impl Store for SqliteStore {
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut s = c.prepare("SELECT name, tenant, kind, match_subdomains, verified, verification_token FROM domains")?;
+            let mut s = c.prepare(&format!("SELECT {DOMAIN_COLUMNS} FROM domains"))?;
             d.domains = s
-                .query_map([], |r| {
-                    let kind: String = r.get(2)?;
-                    Ok(Domain {
-                        name: r.get(0)?,
-                        tenant: r.get(1)?,
-                        kind: DomainKind::parse(&kind).unwrap_or(DomainKind::Authoritative),
-                        match_subdomains: r.get(3)?,
-                        verified: r.get(4)?,
-                        verification_token: r.get(5)?,
-                    })
-                })?
+                .query_map([], domain_row)?
                 .collect::<rusqlite::Result<_>>()?;
             let mut s = c.prepare("SELECT tenant, name, ips, cert_name, require_tls, relay_unregistered, created_by, created_at, reviewed FROM connectors")?;
             d.connectors = s
@@ -509,19 +514,9 @@ impl Store for SqliteStore {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         self.with(move |c| {
             c.query_row(
-                "SELECT name, tenant, kind, match_subdomains, verified, verification_token FROM domains WHERE name = ?1",
+                &format!("SELECT {DOMAIN_COLUMNS} FROM domains WHERE name = ?1"),
                 [&name],
-                |r| {
-                    let kind: String = r.get(2)?;
-                    Ok(Domain {
-                        name: r.get(0)?,
-                        tenant: r.get(1)?,
-                        kind: DomainKind::parse(&kind).unwrap_or(DomainKind::Authoritative),
-                        match_subdomains: r.get(3)?,
-                        verified: r.get(4)?,
-                        verification_token: r.get(5)?,
-                    })
-                },
+                domain_row,
             )
             .optional()?
             .ok_or(StoreError::NotFound {

@@ -61,6 +61,14 @@ fn hash_folded(state: &RandomState, s: &str) -> u64 {
     h.finish()
 }
 
+/// Hash of a connector's key, (tenant, name).
+fn connector_key_hash(state: &RandomState, tenant: u32, name: &str) -> u64 {
+    let mut h = state.build_hasher();
+    tenant.hash(&mut h);
+    name.hash(&mut h);
+    h.finish()
+}
+
 #[derive(Debug)]
 struct TenantRow {
     name: StrId,
@@ -383,18 +391,12 @@ impl Directory {
         let (connectors, arena, state) = (&self.connectors, &self.arena, &self.hasher);
         self.connector_names.insert_unique(hash, i, |&j| {
             let c = &connectors[j as usize];
-            let mut h = state.build_hasher();
-            c.tenant.hash(&mut h);
-            arena.get(c.name).hash(&mut h);
-            h.finish()
+            connector_key_hash(state, c.tenant, arena.get(c.name))
         });
     }
 
     fn connector_hash(&self, tenant: u32, name: &str) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        tenant.hash(&mut h);
-        name.hash(&mut h);
-        h.finish()
+        connector_key_hash(&self.hasher, tenant, name)
     }
 
     fn connector_slot(&self, tenant: u32, name: &str) -> Option<u32> {
