@@ -22,7 +22,7 @@ use relayward_guard::{Guard, Limits, MessageFacts, Origin};
 use relayward_store::{
     Connector, DirectoryData, Domain, DomainKind, SqliteStore, Store, Tenant, TenantData, User,
 };
-use relayward_tenancy::{Directory, domain_of};
+use relayward_tenancy::{Directory, TenantKey, domain_of};
 
 #[derive(Parser)]
 struct Cli {
@@ -36,7 +36,9 @@ struct Cli {
     /// rather than each timed decision being a tenant's first message of the day.
     #[arg(long, default_value_t = 0)]
     warmup: u32,
-    /// Which tenants send: all of them evenly (most counters cold), or 1,000 busy ones.
+    /// Which tenants send: all of them evenly (most counters cold), 1,000 busy ones, or all of
+    /// them with a Zipf-like skew (the k-th busiest sends about 1/k as much as the busiest, the
+    /// usual shape of a relay's traffic).
     #[arg(long, value_enum, default_value_t = Traffic::Spread)]
     traffic: Traffic,
     /// Also write the data to this SQLite file (once) and time loading from it.
@@ -48,6 +50,7 @@ struct Cli {
 enum Traffic {
     Spread,
     Hot,
+    Zipf,
 }
 
 /// The system allocator, counting live heap bytes, so the directory's own size is read apart
@@ -214,65 +217,76 @@ struct Attempt<'a> {
 }
 
 /// Who the client is, found once per connection: the connector its address belongs to, or the
-/// user it authenticated as (`connect` and `authenticate` in `crates/relayward/src/policy.rs`).
+/// user it authenticated as (`connect` and `authenticate` in `crates/relayward/src/policy.rs`),
+/// with the facts the relay keeps for the connection's messages (`SenderFacts::of` in
+/// `crates/relayward/src/guard.rs`: the tenant's key, the connector's age, the subscription).
 struct Attribution<'a> {
     tenant: &'a str,
     connector: Option<&'a str>,
     auth_user: Option<&'a str>,
+    key: Option<TenantKey>,
+    connector_created_at: Option<i64>,
+    subscription_end: Option<i64>,
 }
 
 fn attribute<'d>(dir: &'d Directory, m: &Attempt) -> Option<Attribution<'d>> {
-    if m.by_user {
-        dir.user(m.sender).map(|u| Attribution {
-            tenant: u.tenant,
-            connector: None,
-            auth_user: Some(u.address),
-        })
+    let (tenant, connector, auth_user) = if m.by_user {
+        let u = dir.user(m.sender)?;
+        (u.tenant, None, Some(u.address))
     } else {
-        dir.connector_for_ip(m.client).map(|c| Attribution {
-            tenant: c.tenant,
-            connector: Some(c.name),
-            auth_user: None,
-        })
-    }
+        let c = dir.connector_for_ip(m.client)?;
+        (c.tenant, Some(c.name), None)
+    };
+    let key = dir.tenant_key(tenant);
+    let connector_created_at = key.zip(connector).and_then(|(k, c)| {
+        dir.connector_by_key(k, c)
+            .filter(|c| !c.by_configuration)
+            .map(|c| c.created_at * 1000)
+    });
+    let subscription_end = key
+        .and_then(|k| dir.tenant_by_key(k))
+        .and_then(|t| t.subscription_ends)
+        .map(|_| i64::MAX);
+    Some(Attribution {
+        tenant,
+        connector,
+        auth_user,
+        key,
+        connector_created_at,
+        subscription_end,
+    })
 }
 
 /// One message's guard decision, as the SMTP policy makes it per message (`mail`, `rcpt`,
-/// `data` in `crates/relayward/src/policy.rs`, `OwnedOrigin::new` in `guard.rs`): who the
-/// sender is, whether its domain is registered, MAIL, one RCPT and end of DATA.
+/// `data` in `crates/relayward/src/policy.rs`, `OwnedOrigin::new` in `guard.rs`, including the
+/// strings the relay copies into the transaction): who the sender is, whether its domain is
+/// registered, MAIL, one RCPT and end of DATA.
 fn decide(dir: &Directory, guard: &mut Guard, a: &Attribution, m: &Attempt, out: &mut Outcomes) {
     let client_ip = m.client.to_string();
-    let tenant = a.tenant;
-    let user = a.auth_user.or_else(|| {
-        dir.user(m.sender)
-            .filter(|u| u.tenant == tenant)
-            .map(|u| u.address)
+    let tenant = a.tenant.to_string();
+    let connector = a.connector.map(str::to_string);
+    let user = a.auth_user.map(str::to_string).or_else(|| {
+        a.key
+            .and_then(|k| dir.user_of(k, m.sender))
+            .map(str::to_string)
     });
     let sender_domain = domain_of(m.sender);
-    let connector_created_at = a
-        .connector
-        .and_then(|c| dir.connector(tenant, c))
-        .filter(|c| !c.by_configuration)
-        .map(|c| c.created_at * 1000);
-    let subscription_end = dir
-        .tenant(tenant)
-        .and_then(|t| t.subscription_ends)
-        .map(|_| i64::MAX);
+    let accepted = |domain: &str| a.key.is_some_and(|k| dir.is_accepted_by_key(k, domain));
     let origin = Origin {
-        tenant,
-        connector: a.connector,
-        connector_created_at,
-        user,
+        tenant: &tenant,
+        connector: connector.as_deref(),
+        connector_created_at: a.connector_created_at,
+        user: user.as_deref(),
         client_ip: &client_ip,
-        registered: dir.is_accepted_by(tenant, &sender_domain),
+        registered: accepted(&sender_domain),
         sender_domain: &sender_domain,
-        subscription_end,
+        subscription_end: a.subscription_end,
     };
     let now = m.now;
     if let Err(r) = guard.check_mail(&origin, now) {
         return out.refuse(r.code, r.text);
     }
-    let external = !dir.is_accepted_by(tenant, &domain_of(m.rcpt));
+    let external = !accepted(&domain_of(m.rcpt));
     if let Err(r) = guard.check_rcpt(&origin, 0, 0, external, now) {
         return out.refuse(r.code, r.text);
     }
@@ -380,6 +394,14 @@ async fn main() -> Result<()> {
         let i = match cli.traffic {
             Traffic::Spread => (r % u64::from(cli.tenants)) as u32,
             Traffic::Hot => (r % u64::from(busy)) as u32,
+            Traffic::Zipf => {
+                // rank = N^u for u uniform in [0, 1): P(rank <= k) = ln k / ln N, Zipf with
+                // s = 1. Ranks map to tenants through a fixed shuffle (7919 is prime to N).
+                let n = f64::from(cli.tenants);
+                let u = (r >> 11) as f64 / (1u64 << 53) as f64;
+                let rank = (n.powf(u) as u64).saturating_sub(1);
+                ((rank * 7919 + 13) % u64::from(cli.tenants)) as u32
+            }
         };
         let by_user = (r >> 32) % 10 < 3;
         // One in ten connector messages has a sender domain the tenant never registered.
@@ -436,6 +458,7 @@ async fn main() -> Result<()> {
     let traffic = match cli.traffic {
         Traffic::Spread => format!("spread over all {} tenants", cli.tenants),
         Traffic::Hot => format!("from {busy} busy tenants"),
+        Traffic::Zipf => format!("Zipf-skewed over all {} tenants", cli.tenants),
     };
     println!(
         "decisions: {} timed after {} untimed ({traffic})",

@@ -3,9 +3,12 @@
 //! Counts are grouped per tenant (the tenant's own windows, its connectors', its users') and
 //! serialise whole, which is how a node saves them and how the command line reads them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::sync::OnceLock;
 
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::window::{Recent, Window};
 
@@ -59,11 +62,151 @@ pub const SAMPLES_KEPT: usize = 256;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TenantCounters {
     pub tenant: SubjectCounters,
-    /// Boxed: a map's table holds a pointer per slot, not a whole set of windows, which
-    /// matters with a million quiet tenants.
-    pub connectors: HashMap<String, Box<SubjectCounters>>,
-    pub users: HashMap<String, Box<SubjectCounters>>,
+    pub connectors: SubjectMap,
+    pub users: SubjectMap,
     pub samples: VecDeque<Sample>,
+}
+
+/// One hasher for the process, seeded at random once: tenant, user and connector names come
+/// from outside, so their hashes must not be predictable.
+fn hasher() -> &'static ahash::RandomState {
+    static STATE: OnceLock<ahash::RandomState> = OnceLock::new();
+    STATE.get_or_init(ahash::RandomState::new)
+}
+
+fn hash(name: &str) -> u64 {
+    hasher().hash_one(name)
+}
+
+/// A name kept beside what it names: up to 32 bytes sit inline, so comparing it reads memory
+/// that is being read anyway (with a million tenants, every separate allocation is another
+/// cache miss per message).
+#[derive(Debug, Clone)]
+struct Name(SmallVec<[u8; 32]>);
+
+impl Name {
+    fn new(s: &str) -> Name {
+        Name(SmallVec::from_slice(s.as_bytes()))
+    }
+
+    fn is(&self, s: &str) -> bool {
+        self.0.as_slice() == s.as_bytes()
+    }
+
+    fn as_str(&self) -> &str {
+        // Always built from a `&str`.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// A tenant's connectors' or users' counters by name. Most tenants have a handful of each, so
+/// they sit in one vector, found by comparing stored hashes; a hash index is added once there
+/// are many. Serialised as a map from name to counters.
+#[derive(Debug, Clone, Default)]
+pub struct SubjectMap {
+    entries: Vec<SubjectEntry>,
+    index: Option<HashTable<u32>>,
+}
+
+#[derive(Debug, Clone)]
+struct SubjectEntry {
+    hash: u64,
+    name: Name,
+    counters: SubjectCounters,
+}
+
+/// Past this many subjects, a tenant's map gets a hash index.
+const INDEX_FROM: usize = 8;
+
+impl SubjectMap {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        let h = hash(name);
+        let entries = &self.entries;
+        match &self.index {
+            Some(index) => index
+                .find(h, |&i| entries[i as usize].name.is(name))
+                .map(|&i| i as usize),
+            None => entries.iter().position(|e| e.hash == h && e.name.is(name)),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&SubjectCounters> {
+        self.position(name).map(|i| &self.entries[i].counters)
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut SubjectCounters> {
+        self.position(name).map(|i| &mut self.entries[i].counters)
+    }
+
+    /// The subject's counters, created empty when it has none yet. A subject already counted
+    /// costs no allocation.
+    pub fn entry(&mut self, name: &str) -> &mut SubjectCounters {
+        let i = match self.position(name) {
+            Some(i) => i,
+            None => self.insert(name, SubjectCounters::default()),
+        };
+        &mut self.entries[i].counters
+    }
+
+    fn insert(&mut self, name: &str, counters: SubjectCounters) -> usize {
+        let h = hash(name);
+        if self.entries.capacity() == self.entries.len() {
+            // Grow by little: most tenants stay at one or two subjects.
+            self.entries.reserve_exact(self.entries.len().clamp(1, 64));
+        }
+        self.entries.push(SubjectEntry {
+            hash: h,
+            name: Name::new(name),
+            counters,
+        });
+        let i = self.entries.len() - 1;
+        if let Some(index) = &mut self.index {
+            let entries = &self.entries;
+            index.insert_unique(h, i as u32, |&j| entries[j as usize].hash);
+        } else if self.entries.len() > INDEX_FROM {
+            let mut index = HashTable::with_capacity(self.entries.len() * 2);
+            for (j, e) in self.entries.iter().enumerate() {
+                let entries = &self.entries;
+                index.insert_unique(e.hash, j as u32, |&k| entries[k as usize].hash);
+            }
+            self.index = Some(index);
+        }
+        i
+    }
+
+    /// Name and counters, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &SubjectCounters)> {
+        self.entries.iter().map(|e| (e.name.as_str(), &e.counters))
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.name.as_str())
+    }
+}
+
+impl Serialize for SubjectMap {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for SubjectMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pairs = std::collections::BTreeMap::<String, SubjectCounters>::deserialize(d)?;
+        let mut map = SubjectMap::default();
+        for (name, counters) in pairs {
+            map.insert(&name, counters);
+        }
+        Ok(map)
+    }
 }
 
 impl TenantCounters {
@@ -84,55 +227,96 @@ pub trait CounterStore {
     fn take_dirty(&mut self) -> Vec<String>;
 }
 
-/// Counters in this process's memory: an index per tenant name into one vector, so the hot path
-/// allocates nothing once a tenant has been seen.
+/// Counters in this process's memory: a hash index per tenant name into one vector, so the
+/// hot path allocates nothing once a tenant has been seen.
 #[derive(Debug, Default)]
 pub struct MemoryCounters {
-    index: HashMap<String, usize>,
-    slots: Vec<(String, TenantCounters, bool)>,
-    dirty: Vec<usize>,
+    index: HashTable<u32>,
+    /// In chunks of `CHUNK` that never move: growing never copies every tenant's counters
+    /// (hundreds of megabytes with a million tenants) in the middle of a message.
+    chunks: Vec<Vec<Slot>>,
+    len: usize,
+    dirty: Vec<u32>,
+}
+
+const CHUNK: usize = 4096;
+
+#[derive(Debug)]
+struct Slot {
+    hash: u64,
+    name: Name,
+    dirty: bool,
+    counters: TenantCounters,
 }
 
 impl MemoryCounters {
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len == 0
+    }
+
+    fn at(&self, i: usize) -> &Slot {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    fn at_mut(&mut self, i: usize) -> &mut Slot {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    fn find(&self, tenant: &str) -> Option<usize> {
+        self.index
+            .find(hash(tenant), |&i| self.at(i as usize).name.is(tenant))
+            .map(|&i| i as usize)
     }
 
     fn slot(&mut self, tenant: &str) -> usize {
-        match self.index.get(tenant) {
-            Some(&i) => i,
-            None => {
-                self.slots
-                    .push((tenant.to_string(), TenantCounters::default(), false));
-                let i = self.slots.len() - 1;
-                self.index.insert(tenant.to_string(), i);
-                i
-            }
+        if let Some(i) = self.find(tenant) {
+            return i;
         }
+        let h = hash(tenant);
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        if let Some(chunk) = self.chunks.last_mut() {
+            chunk.push(Slot {
+                hash: h,
+                name: Name::new(tenant),
+                dirty: false,
+                counters: TenantCounters::default(),
+            });
+        }
+        let i = self.len;
+        self.len += 1;
+        let chunks = &self.chunks;
+        self.index.insert_unique(h, i as u32, |&j| {
+            chunks[j as usize / CHUNK][j as usize % CHUNK].hash
+        });
+        i
     }
 }
 
 impl CounterStore for MemoryCounters {
     fn tenant(&self, tenant: &str) -> Option<&TenantCounters> {
-        self.index.get(tenant).map(|&i| &self.slots[i].1)
+        self.find(tenant).map(|i| &self.at(i).counters)
     }
 
     fn tenant_mut(&mut self, tenant: &str) -> &mut TenantCounters {
         let i = self.slot(tenant);
-        if !self.slots[i].2 {
-            self.slots[i].2 = true;
-            self.dirty.push(i);
+        let newly_dirty = !self.at(i).dirty;
+        if newly_dirty {
+            self.dirty.push(i as u32);
         }
-        &mut self.slots[i].1
+        let slot = self.at_mut(i);
+        slot.dirty = true;
+        &mut slot.counters
     }
 
     fn restore(&mut self, tenant: &str, counters: TenantCounters) {
         let i = self.slot(tenant);
-        self.slots[i].1 = counters;
+        self.at_mut(i).counters = counters;
     }
 
     fn take_dirty(&mut self) -> Vec<String> {
@@ -140,9 +324,95 @@ impl CounterStore for MemoryCounters {
         dirty
             .into_iter()
             .map(|i| {
-                self.slots[i].2 = false;
-                self.slots[i].0.clone()
+                let slot = self.at_mut(i as usize);
+                slot.dirty = false;
+                slot.name.as_str().to_string()
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::Counts;
+
+    fn one() -> Counts {
+        Counts {
+            messages: 1,
+            ..Counts::default()
+        }
+    }
+
+    #[test]
+    fn subjects_are_found_by_name_before_and_after_the_index_is_built() {
+        let mut m = SubjectMap::default();
+        for i in 0..100u32 {
+            let name = format!("user{i}@contoso.example");
+            for _ in 0..=i % 3 {
+                m.entry(&name).day.add(1_000, &one());
+            }
+            // Every name counted so far is still found with its own count.
+            for j in 0..=i {
+                let got = m.get(&format!("user{j}@contoso.example"));
+                assert_eq!(got.map(|c| c.day.peek(1_000).messages), Some(j % 3 + 1));
+            }
+        }
+        assert_eq!(m.len(), 100);
+        assert!(m.get("nobody@contoso.example").is_none());
+        assert!(m.get("user1@contoso.exampl").is_none());
+    }
+
+    #[test]
+    fn counters_survive_a_round_trip_through_their_stored_form() {
+        let mut t = TenantCounters::default();
+        t.tenant.day.add(5_000, &one());
+        for i in 0..20 {
+            t.users
+                .entry(&format!("u{i}@fabrikam.example"))
+                .hour
+                .add(5_000 + i, &one());
+        }
+        t.connectors.entry("on-premises").day.add(7_000, &one());
+        let json = serde_json::to_string(&t).expect("serialises");
+        let mut back: TenantCounters = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back.tenant.day.total(8_000).messages, 1);
+        assert_eq!(back.users.len(), 20);
+        assert_eq!(
+            back.users
+                .get_mut("u7@fabrikam.example")
+                .map(|c| c.hour.total(8_000).messages),
+            Some(1)
+        );
+        assert_eq!(
+            back.connectors
+                .get("on-premises")
+                .map(|c| c.day.peek(8_000).messages),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn every_tenant_keeps_its_own_counters_across_chunks() {
+        let mut store = MemoryCounters::default();
+        let n = CHUNK * 2 + 10;
+        for i in 0..n {
+            store.tenant_mut(&format!("tenant{i}")).tenant.day.add(
+                0,
+                &Counts {
+                    messages: i as u32,
+                    ..Counts::default()
+                },
+            );
+        }
+        assert_eq!(store.len(), n);
+        for i in [0, CHUNK - 1, CHUNK, n - 1] {
+            let c = store
+                .tenant(&format!("tenant{i}"))
+                .map(|t| t.tenant.day.peek(0));
+            assert_eq!(c.map(|c| c.messages), Some(i as u32));
+        }
+        assert_eq!(store.take_dirty().len(), n);
+        assert!(store.take_dirty().is_empty());
     }
 }

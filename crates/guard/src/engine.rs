@@ -182,9 +182,10 @@ impl TenantState {
 
 pub struct Guard<C: CounterStore = MemoryCounters> {
     defaults: Limits,
-    overrides: HashMap<String, Limits>,
+    overrides: HashMap<String, Limits, ahash::RandomState>,
     counters: C,
-    tenants: HashMap<String, TenantState>,
+    /// Restriction state of tenants that have any (most have none).
+    tenants: HashMap<String, TenantState, ahash::RandomState>,
     events: Vec<Event>,
     node: String,
     seq: u64,
@@ -205,9 +206,9 @@ impl<C: CounterStore> Guard<C> {
     pub fn with_counters(defaults: Limits, counters: C) -> Self {
         Guard {
             defaults,
-            overrides: HashMap::new(),
+            overrides: HashMap::default(),
             counters,
-            tenants: HashMap::new(),
+            tenants: HashMap::default(),
             events: Vec::new(),
             node: String::new(),
             seq: 0,
@@ -551,10 +552,10 @@ impl<C: CounterStore> Guard<C> {
             let tc = self.counters.tenant_mut(o.tenant);
             add(&mut tc.tenant, now, &counts);
             if let Some(c) = o.connector {
-                add(entry(&mut tc.connectors, c), now, &counts);
+                add(tc.connectors.entry(c), now, &counts);
             }
             if let Some(u) = o.user {
-                let uc = entry(&mut tc.users, u);
+                let uc = tc.users.entry(u);
                 add(uc, now, &counts);
                 uc.minute.push(now, per_minute.max(1));
             }
@@ -973,20 +974,6 @@ impl<C: CounterStore> Guard<C> {
     }
 }
 
-fn entry<'a>(
-    map: &'a mut HashMap<String, Box<SubjectCounters>>,
-    key: &str,
-) -> &'a mut SubjectCounters {
-    if !map.contains_key(key) {
-        map.insert(key.to_string(), Box::default());
-    }
-    // Looked up by `&str`, so a subject already counted costs no allocation.
-    match map.get_mut(key) {
-        Some(s) => s,
-        None => unreachable!("inserted just above"),
-    }
-}
-
 fn add(s: &mut SubjectCounters, now: i64, c: &Counts) {
     s.day.add(now, c);
     s.hour.add(now, c);
@@ -1064,10 +1051,10 @@ pub fn view(tc: Option<&TenantCounters>, lim: &Limits, now: i64) -> Vec<CounterV
         (ratio(t.suspicious, t.messages) * 100.0) as u32,
         Some((lim.tenant_suspicious_ratio * 100.0) as u64),
     );
-    let mut names: Vec<&String> = tc.connectors.keys().collect();
-    names.sort();
-    for n in names {
-        let c = tc.connectors[n].day.peek(now);
+    let mut connectors: Vec<(&str, &SubjectCounters)> = tc.connectors.iter().collect();
+    connectors.sort_by_key(|(n, _)| *n);
+    for (n, c) in connectors {
+        let c = c.day.peek(now);
         let s = format!("connector:{n}");
         row(&mut out, &s, "messages_24h", c.messages, None);
         row(
@@ -1085,10 +1072,9 @@ pub fn view(tc: Option<&TenantCounters>, lim: &Limits, now: i64) -> Vec<CounterV
             Some((lim.connector_suspicious_ratio * 100.0) as u64),
         );
     }
-    let mut names: Vec<&String> = tc.users.keys().collect();
-    names.sort();
-    for n in names {
-        let u = &tc.users[n];
+    let mut users: Vec<(&str, &SubjectCounters)> = tc.users.iter().collect();
+    users.sort_by_key(|(n, _)| *n);
+    for (n, u) in users {
         let d = u.day.peek(now);
         let h = u.hour.peek(now);
         let s = format!("user:{n}");

@@ -1,11 +1,11 @@
 //! Rolling windows. A window is a fixed number of equal buckets ending with the bucket that holds
 //! "now"; an event leaves the window the moment "now" moves into the bucket `len` places after
-//! its own. Windows are sparse (a quiet subject holds one bucket, not 288) and keep a running
-//! total, so reading a window is O(1) plus the buckets that just expired.
-
-use std::collections::VecDeque;
+//! its own. Windows are sparse (a quiet subject holds one bucket, not 288, and holds it inside
+//! the window itself, so reading it touches no other memory) and keep a running total, so reading
+//! a window is O(1) plus the buckets that just expired.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 /// What a window counts. Each limit reads the field it is defined on (messages or recipients).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +54,8 @@ impl Counts {
 pub struct Window {
     bucket_ms: i64,
     len: i64,
-    slots: VecDeque<(i64, Counts)>,
+    /// Buckets oldest first; the first one lives inline.
+    slots: SmallVec<[(i64, Counts); 1]>,
     total: Counts,
     /// The instant the oldest bucket leaves (0: not yet known), so a read that expires
     /// nothing is one comparison.
@@ -73,7 +74,7 @@ impl Window {
         Window {
             bucket_ms: bucket_ms.max(1),
             len: i64::from(len.max(1)),
-            slots: VecDeque::new(),
+            slots: SmallVec::new(),
             total: Counts::default(),
             next_expiry: 0,
         }
@@ -98,7 +99,7 @@ impl Window {
             return;
         }
         self.expire_slow(now_ms);
-        self.next_expiry = match self.slots.front() {
+        self.next_expiry = match self.slots.first() {
             Some((i, _)) => (i + self.len).saturating_mul(self.bucket_ms),
             None => i64::MAX,
         };
@@ -106,13 +107,18 @@ impl Window {
 
     fn expire_slow(&mut self, now_ms: i64) {
         let oldest_kept = self.bucket(now_ms) - self.len + 1;
-        while let Some((i, c)) = self.slots.front() {
-            if *i >= oldest_kept {
-                break;
-            }
-            let c = *c;
-            self.total.sub(&c);
-            self.slots.pop_front();
+        let gone = self
+            .slots
+            .iter()
+            .take_while(|(i, _)| *i < oldest_kept)
+            .count();
+        for (_, c) in &self.slots[..gone] {
+            self.total.sub(c);
+        }
+        self.slots.drain(..gone);
+        if self.slots.is_empty() && self.slots.spilled() {
+            // A subject that went quiet gives its buckets back.
+            self.slots.shrink_to_fit();
         }
     }
 
@@ -121,18 +127,14 @@ impl Window {
     pub fn add(&mut self, now_ms: i64, c: &Counts) {
         self.expire(now_ms);
         let idx = self.bucket(now_ms);
-        if let Some((last, counts)) = self.slots.back_mut()
+        if let Some((last, counts)) = self.slots.last_mut()
             && *last >= idx
         {
             counts.add(c);
             self.total.add(c);
             return;
         }
-        if self.slots.capacity() == 0 {
-            // A quiet subject holds one bucket: room for one, not the default four.
-            self.slots.reserve_exact(1);
-        }
-        self.slots.push_back((idx, *c));
+        self.slots.push((idx, *c));
         self.total.add(c);
         if self.slots.len() == 1 {
             self.next_expiry = (idx + self.len).saturating_mul(self.bucket_ms);
@@ -171,29 +173,29 @@ impl Window {
 }
 
 /// An exact sliding count of events over a short span (the per-minute message limit): keeps at
-/// most `limit` timestamps, so memory is bounded by the limit, not by the traffic.
+/// most `limit` timestamps, so memory is bounded by the limit, not by the traffic. The first two
+/// live inline.
 #[derive(Debug, Clone, Default)]
 pub struct Recent {
-    times: VecDeque<i64>,
+    times: SmallVec<[i64; 2]>,
 }
 
 impl Recent {
     /// How many events happened in `(now - span, now]`.
     pub fn count(&mut self, now_ms: i64, span_ms: i64) -> usize {
-        while let Some(t) = self.times.front() {
-            if *t > now_ms - span_ms {
-                break;
-            }
-            self.times.pop_front();
-        }
+        let gone = self
+            .times
+            .iter()
+            .take_while(|t| **t <= now_ms - span_ms)
+            .count();
+        self.times.drain(..gone);
         self.times.len()
     }
 
     pub fn push(&mut self, now_ms: i64, keep: usize) {
-        self.times.push_back(now_ms);
-        while self.times.len() > keep.max(1) {
-            self.times.pop_front();
-        }
+        self.times.push(now_ms);
+        let over = self.times.len().saturating_sub(keep.max(1));
+        self.times.drain(..over);
     }
 
     pub fn clear(&mut self) {

@@ -13,7 +13,61 @@ use relayward_guard::{
 };
 use relayward_spool::{Envelope, Recipient, Spool, new_message_id};
 use relayward_store::{AlertRow, RestrictionRow, Store};
-use relayward_tenancy::{Directory, domain_of};
+use relayward_tenancy::{Directory, TenantKey, domain_of};
+
+/// What the guard needs about the sending tenant and connector that does not change from one
+/// message to the next: found once per connection, and again after the directory is reloaded
+/// (a renewed subscription, a deleted connector), so each MAIL costs no lookups by name.
+#[derive(Debug, Clone, Copy)]
+pub struct SenderFacts {
+    generation: u64,
+    /// `None` when the tenant is gone from the directory.
+    tenant: Option<TenantKey>,
+    /// When a connector created by an admin was created (Unix ms); `None` for connectors
+    /// declared in the configuration file, which are the operator's own: the new-connector
+    /// trigger (aimed at connectors an attacker adds) leaves them alone.
+    connector_created_at: Option<i64>,
+    /// First instant after the subscription, Unix ms.
+    subscription_end: Option<i64>,
+}
+
+impl SenderFacts {
+    pub fn of(dir: &Directory, tenant: &str, connector: Option<&str>) -> SenderFacts {
+        let key = dir.tenant_key(tenant);
+        let connector_created_at = key.zip(connector).and_then(|(k, c)| {
+            dir.connector_by_key(k, c)
+                .filter(|c| !c.by_configuration)
+                .map(|c| c.created_at * 1000)
+        });
+        SenderFacts {
+            generation: dir.generation(),
+            tenant: key,
+            connector_created_at,
+            subscription_end: key
+                .and_then(|k| dir.tenant_by_key(k))
+                .and_then(|t| t.subscription_ends)
+                .and_then(subscription_end),
+        }
+    }
+
+    /// Still true of this directory?
+    pub fn current(&self, dir: &Directory) -> bool {
+        self.generation == dir.generation()
+    }
+
+    /// These facts, or fresh ones when the directory changed since they were found.
+    pub fn refresh(
+        cached: &mut Option<SenderFacts>,
+        dir: &Directory,
+        tenant: &str,
+        connector: Option<&str>,
+    ) -> SenderFacts {
+        match cached {
+            Some(f) if f.current(dir) => *f,
+            _ => *cached.insert(SenderFacts::of(dir, tenant, connector)),
+        }
+    }
+}
 
 /// An `Origin` that owns its strings, kept per SMTP transaction.
 #[derive(Debug, Clone)]
@@ -26,6 +80,7 @@ pub struct OwnedOrigin {
     pub sender_domain: String,
     pub registered: bool,
     pub subscription_end: Option<i64>,
+    facts: SenderFacts,
 }
 
 impl OwnedOrigin {
@@ -43,8 +98,10 @@ impl OwnedOrigin {
     }
 
     /// Builds the origin of outbound mail from `sender` through a connector or as a user.
+    /// `facts` come from `SenderFacts::refresh` for the same tenant and connector.
     pub fn new(
         dir: &Directory,
+        facts: SenderFacts,
         tenant: &str,
         connector: Option<&str>,
         user: Option<&str>,
@@ -58,29 +115,32 @@ impl OwnedOrigin {
         };
         // Through a connector, the user is the sender when it is one of the tenant's users.
         let user = user.map(str::to_string).or_else(|| {
-            dir.user(sender)
-                .filter(|u| u.tenant == tenant)
-                .map(|u| u.address.to_string())
+            facts
+                .tenant
+                .and_then(|k| dir.user_of(k, sender))
+                .map(str::to_string)
         });
-        // Connectors declared in the configuration file are the operator's own: the
-        // new-connector trigger (aimed at connectors an attacker adds) leaves them alone.
-        let connector_created_at = connector.and_then(|c| {
-            dir.connector(tenant, c)
-                .filter(|k| !k.by_configuration)
-                .map(|k| k.created_at * 1000)
-        });
-        OwnedOrigin {
+        let mut o = OwnedOrigin {
             tenant: tenant.to_string(),
             connector: connector.map(str::to_string),
-            connector_created_at,
+            connector_created_at: facts.connector_created_at,
             user,
             client_ip: client_ip.to_string(),
-            registered: !sender_domain.is_empty() && dir.is_accepted_by(tenant, &sender_domain),
+            registered: false,
             sender_domain,
-            subscription_end: dir
-                .tenant(tenant)
-                .and_then(|t| t.subscription_ends)
-                .and_then(subscription_end),
+            subscription_end: facts.subscription_end,
+            facts,
+        };
+        o.registered = !o.sender_domain.is_empty() && o.is_accepted(dir, &o.sender_domain);
+        o
+    }
+
+    /// Whether `domain` is an accepted, verified domain of the sending tenant (recipients in
+    /// one are internal).
+    pub fn is_accepted(&self, dir: &Directory, domain: &str) -> bool {
+        match self.facts.tenant {
+            Some(k) if self.facts.current(dir) => dir.is_accepted_by_key(k, domain),
+            _ => dir.is_accepted_by(&self.tenant, domain),
         }
     }
 }
@@ -177,6 +237,7 @@ impl GuardHandle {
         let dir = self.dir();
         let o = OwnedOrigin::new(
             &dir,
+            SenderFacts::of(&dir, tenant, connector),
             tenant,
             connector,
             user,

@@ -14,7 +14,7 @@ use relayward_spool::{Envelope, Notify, Recipient, Ret, Spool, SpoolError, new_m
 use relayward_store::{DomainKind, TraceEvent, TraceKind, TraceSummary};
 use relayward_tenancy::{Directory, domain_of};
 
-use crate::guard::{GuardHandle, OwnedOrigin};
+use crate::guard::{GuardHandle, OwnedOrigin, SenderFacts};
 use crate::trace::TraceSink;
 
 /// Most `Received:` headers a message may carry before we call it a loop (RFC 5321 6.3).
@@ -72,6 +72,8 @@ pub struct ConnState {
     inbound_tenant: Option<String>,
     /// Outbound transactions: who sends, for the guard; recipients so far by kind.
     origin: Option<OwnedOrigin>,
+    /// The sending tenant's facts for the guard, found at the first MAIL.
+    facts: Option<SenderFacts>,
     tx_internal: u32,
     tx_external: u32,
 }
@@ -140,6 +142,7 @@ impl Policy for RelayPolicy {
             attribution,
             inbound_tenant: None,
             origin: None,
+            facts: None,
             tx_internal: 0,
             tx_external: 0,
         })
@@ -234,25 +237,25 @@ impl Policy for RelayPolicy {
             return result;
         }
         // Outbound mail asks the guard (restrictions, unregistered allowance, rate).
-        let origin = match &conn.attribution {
-            Attribution::Connector { tenant, name, .. } => Some(OwnedOrigin::new(
-                &self.dir(),
-                tenant,
-                Some(name),
-                None,
-                &conn.ip.to_string(),
-                from,
-            )),
-            Attribution::User { tenant, address } => Some(OwnedOrigin::new(
-                &self.dir(),
-                tenant,
-                None,
-                Some(address),
-                &conn.ip.to_string(),
-                from,
-            )),
-            Attribution::None => None,
+        let (tenant, connector, user) = match &conn.attribution {
+            Attribution::Connector { tenant, name, .. } => (tenant, Some(name.as_str()), None),
+            Attribution::User { tenant, address } => (tenant, None, Some(address.as_str())),
+            Attribution::None => {
+                conn.origin = None;
+                return Ok(());
+            }
         };
+        let dir = self.dir();
+        let facts = SenderFacts::refresh(&mut conn.facts, &dir, tenant, connector);
+        let origin = Some(OwnedOrigin::new(
+            &dir,
+            facts,
+            tenant,
+            connector,
+            user,
+            &conn.ip.to_string(),
+            from,
+        ));
         if let Some(o) = &origin
             && let Err(r) = self.guard.check_mail(o)
         {
@@ -277,9 +280,7 @@ impl Policy for RelayPolicy {
             return result;
         }
         if let Some(o) = &conn.origin {
-            let external = !self
-                .dir()
-                .is_accepted_by(&o.tenant, &domain_of(&rcpt.address));
+            let external = !o.is_accepted(&self.dir(), &domain_of(&rcpt.address));
             if let Err(r) = self
                 .guard
                 .check_rcpt(o, conn.tx_internal, conn.tx_external, external)

@@ -169,6 +169,8 @@ pub struct UserRef<'a> {
 /// a million tenants (names in one arena, indexes holding small integers).
 #[derive(Debug, Default)]
 pub struct Directory {
+    /// Different for every directory built in this process (see `TenantKey`).
+    generation: u64,
     arena: Arena,
     /// Keyed with a random seed per process (names come from clients), and much faster than
     /// SipHash on short names.
@@ -200,9 +202,21 @@ pub fn parse_net(s: &str) -> Option<IpNet> {
         .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
+/// A tenant as one directory numbers it, for the per-message path: found once per connection,
+/// then used for lookups without hashing the tenant's name again. Valid only with the directory
+/// that gave it; a connection that holds one checks `Directory::generation` and asks again after
+/// a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantKey(u32);
+
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl Directory {
     pub fn build(data: DirectoryData) -> Directory {
-        let mut d = Directory::default();
+        let mut d = Directory {
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+            ..Directory::default()
+        };
         let bytes: usize = data.tenants.iter().map(|t| t.name.len()).sum::<usize>()
             + data.domains.iter().map(|x| x.name.len()).sum::<usize>()
             + data.users.iter().map(|u| u.address.len()).sum::<usize>();
@@ -471,6 +485,38 @@ impl Directory {
         self.tenants.get(id as usize).map(|t| self.tenant_ref(t))
     }
 
+    /// Which build this is: `TenantKey`s from another generation mean nothing here.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn tenant_key(&self, name: &str) -> Option<TenantKey> {
+        self.tenant_id(name).map(TenantKey)
+    }
+
+    pub fn tenant_by_key(&self, key: TenantKey) -> Option<TenantRef<'_>> {
+        self.tenants.get(key.0 as usize).map(|t| self.tenant_ref(t))
+    }
+
+    /// A tenant's connector by name, the tenant already found.
+    pub fn connector_by_key(&self, key: TenantKey, name: &str) -> Option<ConnectorRef<'_>> {
+        self.connector_ref(self.connector_slot(key.0, name)?)
+    }
+
+    /// The primary address of the tenant's user with this address or alias; `None` when the
+    /// address is no user of this tenant.
+    pub fn user_of(&self, key: TenantKey, address: &str) -> Option<&str> {
+        let u = self.users.get(self.user_slot(address)? as usize)?;
+        (u.tenant == key.0).then(|| self.arena.get(u.address))
+    }
+
+    /// Whether `domain` is an accepted, verified domain of the tenant: one lookup, no names
+    /// compared beyond the domain's own.
+    pub fn is_accepted_by_key(&self, key: TenantKey, domain: &str) -> bool {
+        self.find_accepted(domain)
+            .is_some_and(|d| d.tenant == key.0)
+    }
+
     /// Tenants whose subscription has an end date.
     pub fn tenants_with_subscription_end(&self) -> impl Iterator<Item = TenantRef<'_>> {
         self.tenants
@@ -525,6 +571,16 @@ impl Directory {
     /// The verified accepted domain that covers `domain` (itself, or a parent with "match
     /// subdomains"). Unverified domains do not count.
     pub fn accepted_domain(&self, domain: &str) -> Option<DomainRef<'_>> {
+        let found = self.find_accepted(domain)?;
+        Some(DomainRef {
+            name: self.arena.get(found.name),
+            tenant: self.tenant_name(found.tenant),
+            kind: found.kind,
+            match_subdomains: found.match_subdomains,
+        })
+    }
+
+    fn find_accepted(&self, domain: &str) -> Option<&DomainRow> {
         let domain = domain.trim_end_matches('.');
         let lower;
         let domain = if domain.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -533,7 +589,7 @@ impl Directory {
         } else {
             domain
         };
-        let found = self.find_domain(domain).or_else(|| {
+        self.find_domain(domain).or_else(|| {
             let mut rest = domain;
             while let Some((_, parent)) = rest.split_once('.') {
                 if let Some(d) = self
@@ -545,12 +601,6 @@ impl Directory {
                 rest = parent;
             }
             None
-        })?;
-        Some(DomainRef {
-            name: self.arena.get(found.name),
-            tenant: self.tenant_name(found.tenant),
-            kind: found.kind,
-            match_subdomains: found.match_subdomains,
         })
     }
 
