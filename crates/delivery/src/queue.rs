@@ -32,6 +32,10 @@ pub struct DeliveryConfig {
     pub expire_after: Duration,
     pub normal_pool: Vec<IpAddr>,
     pub high_risk_pool: Vec<IpAddr>,
+    /// Look up each sender domain's MX and A records and send mail from domains with neither
+    /// through the high-risk pool. Off when a smart host carries everything and no resolver was
+    /// configured (the relay then does no DNS of its own).
+    pub check_sender_dns: bool,
     pub max_per_destination: usize,
     pub max_concurrent_messages: usize,
     pub max_messages_per_connection: u32,
@@ -57,6 +61,7 @@ impl DeliveryConfig {
             expire_after: Duration::from_secs(48 * 3600),
             normal_pool: Vec::new(),
             high_risk_pool: Vec::new(),
+            check_sender_dns: true,
             max_per_destination: 20,
             max_concurrent_messages: 512,
             max_messages_per_connection: 100,
@@ -112,6 +117,18 @@ pub struct QueueStats {
     pub high_risk_pool_messages: AtomicU64,
 }
 
+/// Where one delivery attempt leaves from.
+struct Pool {
+    source: Option<IpAddr>,
+    helo: String,
+    /// Why the high-risk pool; `None` for the normal pool.
+    high_risk: Option<String>,
+}
+
+fn no_mx_nor_a(domain: &str) -> String {
+    format!("sender domain {domain} has neither MX nor A records")
+}
+
 #[derive(Default)]
 struct Sched {
     heap: BinaryHeap<Reverse<(i64, u64, String)>>,
@@ -130,6 +147,8 @@ struct Inner {
     workers: Arc<Semaphore>,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
     idle: Mutex<HashMap<String, Vec<(Instant, Client)>>>,
+    /// Sender domains with neither MX nor A records (true), as last looked up.
+    sender_dns: Mutex<HashMap<String, (bool, Instant)>>,
     tls: Option<Arc<rustls::ClientConfig>>,
     stats: QueueStats,
 }
@@ -182,6 +201,7 @@ impl Queue {
                 wake: Notify::new(),
                 destinations: Mutex::default(),
                 idle: Mutex::default(),
+                sender_dns: Mutex::default(),
                 tls,
                 stats: QueueStats::default(),
             }),
@@ -433,6 +453,7 @@ impl Inner {
             attempts: 0,
             next_attempt: 0,
             is_report: true,
+            high_risk: String::new(),
         };
         self.spool.put(&ndr, &body).await?;
         self.stats.ndrs.fetch_add(1, Ordering::Relaxed);
@@ -522,10 +543,18 @@ impl Inner {
             .clone()
     }
 
-    fn pool_for(&self, env: &Envelope) -> (Option<IpAddr>, String) {
-        // Reports leave from the high-risk pool; the scanner (another issue) sends bulk and spam
-        // there too.
-        let (pool, helo, counter) = if env.is_report {
+    /// The pool a message leaves from, and why: the high-risk pool for reports, for mail the
+    /// scanner called bulk or spam, and for mail whose sender domain has neither MX nor A
+    /// records (SPEC section 6); the normal pool for the rest.
+    async fn pool_for(&self, env: &Envelope) -> Pool {
+        let reason = if env.is_report {
+            Some("a report Relayward wrote".to_string())
+        } else if !env.high_risk.is_empty() {
+            Some(env.high_risk.clone())
+        } else {
+            self.sender_domain_unresolvable(&env.mail_from).await
+        };
+        let (pool, helo, counter) = if reason.is_some() {
             (
                 &self.config.high_risk_pool,
                 &self.config.high_risk_hostname,
@@ -539,7 +568,45 @@ impl Inner {
             )
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        (pool.choose(&mut rand::thread_rng()).copied(), helo.clone())
+        Pool {
+            source: pool.choose(&mut rand::thread_rng()).copied(),
+            helo: helo.clone(),
+            high_risk: reason,
+        }
+    }
+
+    /// `Some(reason)` when the sender's domain has neither MX nor A/AAAA records. A DNS failure
+    /// that may pass is no proof of anything: such mail keeps the normal pool. Answers are
+    /// remembered for ten minutes.
+    async fn sender_domain_unresolvable(&self, mail_from: &str) -> Option<String> {
+        if !self.config.check_sender_dns {
+            return None;
+        }
+        let domain = mail_from.rsplit_once('@')?.1.to_ascii_lowercase();
+        if domain.is_empty() {
+            return None;
+        }
+        let fresh = Duration::from_secs(600);
+        if let Some((bad, at)) = self
+            .sender_dns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&domain)
+            && at.elapsed() < fresh
+        {
+            return bad.then(|| no_mx_nor_a(&domain));
+        }
+        let missing =
+            |r: Result<bool, DnsError>| matches!(r, Ok(false) | Err(DnsError::NotFound(_)));
+        let has_mx = self.resolver.mx(&domain).await.map(|m| !m.is_empty());
+        let bad =
+            missing(has_mx) && missing(self.resolver.ips(&domain).await.map(|a| !a.is_empty()));
+        let mut cache = self.sender_dns.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(domain.clone(), (bad, Instant::now()));
+        bad.then(|| no_mx_nor_a(&domain))
     }
 
     async fn deliver_domain(
@@ -558,7 +625,8 @@ impl Inner {
         let Ok(_permit) = slot.acquire_owned().await else {
             return all(pending("451 4.3.0 Delivery is shutting down"));
         };
-        let (source, helo) = self.pool_for(env);
+        let pool = self.pool_for(env).await;
+        let (source, helo) = (pool.source, pool.helo.clone());
         let rcpts: Vec<&Recipient> = idxs.iter().filter_map(|&i| env.recipients.get(i)).collect();
         let msg = OutMessage {
             mail_from: &env.mail_from,
@@ -588,12 +656,27 @@ impl Inner {
         };
         let mut last_error: Option<ClientError> = None;
         for hop in hops.iter().take(8) {
-            let key = format!("{}|{:?}", hop.addr, source);
+            let key = format!("{}|{:?}|{}", hop.addr, source, settings.helo);
             self.event(
                 &env.id,
                 TraceKind::Attempt,
                 None,
-                format!("{domain} via {} [{}]", hop.name, hop.addr),
+                format!(
+                    "{domain} via {} [{}] from the {} pool{}",
+                    hop.name,
+                    hop.addr,
+                    if pool.high_risk.is_some() {
+                        "high-risk"
+                    } else {
+                        "normal"
+                    },
+                    match (&pool.high_risk, source) {
+                        (Some(why), Some(ip)) => format!(" ({why}) [{ip}]"),
+                        (Some(why), None) => format!(" ({why})"),
+                        (None, Some(ip)) => format!(" [{ip}]"),
+                        (None, None) => String::new(),
+                    }
+                ),
             );
             // A reused connection may have been closed by the remote meanwhile: one fresh try.
             let mut reused = self.take_idle(&key);

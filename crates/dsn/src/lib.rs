@@ -280,6 +280,7 @@ mod tests {
             attempts: 1,
             next_attempt: 0,
             is_report: false,
+            high_risk: String::new(),
         }
     }
 

@@ -26,7 +26,30 @@ pub struct RawConfig {
     #[serde(default)]
     pub guard: RawGuard,
     #[serde(default)]
+    pub scan: RawScan,
+    #[serde(default)]
     pub tenants: Vec<RawTenant>,
+}
+
+/// Content scanning (SPEC section 6).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScan {
+    /// Content that reaches more than this many external recipients in 24 h is bulk.
+    pub bulk_recipients: Option<u32>,
+    /// Rspamd's normal worker, `host:port` (e.g. `127.0.0.1:11333`); unset: built-in only.
+    pub rspamd: Option<String>,
+    pub rspamd_timeout: Option<String>,
+    /// When Rspamd cannot answer: `accept` (default: the built-in verdict stands, and the trace
+    /// and metrics say so) or `tempfail` (the client is told 451 and tries again later).
+    pub rspamd_failure: Option<String>,
+}
+
+/// What to do with a message when the external scanner cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanFailure {
+    Accept,
+    Tempfail,
 }
 
 /// Outbound protection settings that are not limits.
@@ -311,6 +334,10 @@ pub struct Config {
     pub limits: Limits,
     pub auto_approve_releases: bool,
     pub alert_sender: String,
+    pub bulk_recipients: u32,
+    pub rspamd: Option<SocketAddr>,
+    pub rspamd_timeout: Duration,
+    pub rspamd_failure: ScanFailure,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -452,6 +479,27 @@ impl Config {
                 .alert_sender
                 .clone()
                 .unwrap_or_else(|| format!("postmaster@{hostname}")),
+            bulk_recipients: raw.scan.bulk_recipients.unwrap_or(20),
+            rspamd: raw
+                .scan
+                .rspamd
+                .as_ref()
+                .map(|s| {
+                    s.parse().map_err(|_| {
+                        anyhow!(
+                            "scan.rspamd = \"{s}\" is not an address:port (like 127.0.0.1:11333)"
+                        )
+                    })
+                })
+                .transpose()?,
+            rspamd_timeout: dur(&raw.scan.rspamd_timeout, "5s", "scan.rspamd_timeout")?,
+            rspamd_failure: match raw.scan.rspamd_failure.as_deref() {
+                None | Some("accept") => ScanFailure::Accept,
+                Some("tempfail") => ScanFailure::Tempfail,
+                Some(other) => bail!(
+                    "scan.rspamd_failure must be \"accept\" or \"tempfail\" (got \"{other}\")"
+                ),
+            },
             tenants,
         })
     }

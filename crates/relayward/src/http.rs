@@ -187,6 +187,24 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         q.high_risk_pool_messages.load(Ordering::Relaxed),
     );
     m(
+        "relayward_scanned_bulk_total",
+        "counter",
+        "Messages the scanner called bulk.",
+        p.scanned_bulk.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_scanned_spam_total",
+        "counter",
+        "Messages the scanner called spam.",
+        p.scanned_spam.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_rspamd_failures_total",
+        "counter",
+        "Messages Rspamd could not scan (the configured fallback applied).",
+        p.rspamd_failures.load(Ordering::Relaxed),
+    );
+    m(
         "relayward_trace_dropped_total",
         "counter",
         "Trace events dropped because the writer fell behind.",

@@ -769,6 +769,7 @@ async fn serve(config: Config) -> Result<()> {
     delivery.expire_after = config.expire_after;
     delivery.normal_pool = config.normal_pool.clone();
     delivery.high_risk_pool = config.high_risk_pool.clone();
+    delivery.check_sender_dns = config.smart_host.is_none() || config.dns_resolver.is_some();
     if let Some(h) = &config.high_risk_hostname {
         delivery.high_risk_hostname = h.clone();
     }
@@ -818,6 +819,14 @@ async fn serve(config: Config) -> Result<()> {
         hostname: config.hostname.clone(),
         stats: stats.clone(),
         guard: guard.clone(),
+        scanner: relayward_scan::Scanner::new(relayward_scan::Config {
+            bulk_recipients: config.bulk_recipients,
+        }),
+        rspamd: config.rspamd.map(|address| relayward_scan::rspamd::Rspamd {
+            address,
+            timeout: config.rspamd_timeout,
+        }),
+        rspamd_failure: config.rspamd_failure,
     });
     let server_config = |kind| {
         let mut c = ServerConfig::new(config.hostname.clone(), kind);

@@ -14,7 +14,11 @@ use relayward_spool::{Envelope, Notify, Recipient, Ret, Spool, SpoolError, new_m
 use relayward_store::{DomainKind, TraceEvent, TraceKind, TraceSummary};
 use relayward_tenancy::{Directory, domain_of};
 
-use crate::guard::{GuardHandle, OwnedOrigin, SenderFacts};
+use relayward_scan::rspamd::{Meta, Rspamd};
+use relayward_scan::{Envelope as ScanEnvelope, Scan, Scanner, Verdict};
+
+use crate::config::ScanFailure;
+use crate::guard::{GuardHandle, OwnedOrigin, SenderFacts, now_ms};
 use crate::trace::TraceSink;
 
 /// Most `Received:` headers a message may carry before we call it a loop (RFC 5321 6.3).
@@ -35,6 +39,10 @@ pub struct PolicyStats {
     /// Refused by the guard (restrictions and limits), at any step.
     pub guard_refusals: AtomicU64,
     pub scanned_suspicious: AtomicU64,
+    pub scanned_bulk: AtomicU64,
+    pub scanned_spam: AtomicU64,
+    /// Messages Rspamd could not scan (the configured fallback applied).
+    pub rspamd_failures: AtomicU64,
 }
 
 pub struct RelayPolicy {
@@ -45,6 +53,9 @@ pub struct RelayPolicy {
     pub hostname: String,
     pub stats: Arc<PolicyStats>,
     pub guard: Arc<GuardHandle>,
+    pub scanner: Scanner,
+    pub rspamd: Option<Rspamd>,
+    pub rspamd_failure: ScanFailure,
 }
 
 /// Who the client is, as far as this connection has shown.
@@ -309,12 +320,20 @@ impl Policy for RelayPolicy {
             return refuse(554, "5.4.6 Too many hops: the message is looping");
         }
         let id = new_message_id();
-        let scan = relayward_scan::scan(&body);
+        let scan = match self.scan(conn, peer, &tx, &body, &id).await {
+            Ok(s) => s,
+            Err(reply) => return reply,
+        };
         if scan.verdict.suspicious() {
             self.stats
                 .scanned_suspicious
                 .fetch_add(1, Ordering::Relaxed);
         }
+        match scan.verdict {
+            Verdict::Bulk => self.stats.scanned_bulk.fetch_add(1, Ordering::Relaxed),
+            Verdict::Spam => self.stats.scanned_spam.fetch_add(1, Ordering::Relaxed),
+            Verdict::Clean => 0,
+        };
         if let Some(o) = &conn.origin {
             let facts = relayward_guard::MessageFacts {
                 id: &id,
@@ -389,6 +408,11 @@ impl Policy for RelayPolicy {
             attempts: 0,
             next_attempt: 0,
             is_report: false,
+            high_risk: if scan.verdict.suspicious() {
+                format!("scan verdict {}", scan.verdict.as_str())
+            } else {
+                String::new()
+            },
         };
         if let Err(e) = self.spool.put(&env, &full).await {
             self.stats.spool_errors.fetch_add(1, Ordering::Relaxed);
@@ -444,13 +468,22 @@ impl Policy for RelayPolicy {
             (Some(h), _) => format!("; header From domain {h}"),
             (None, _) => "; no header From address".to_string(),
         };
+        let bulk_note = scan
+            .bulk_recipients
+            .map(|n| format!("; this content reached {n} external recipient(s) in 24 h"))
+            .unwrap_or_default();
+        let external_note = scan
+            .external
+            .as_ref()
+            .map(|e| format!("; {e}"))
+            .unwrap_or_default();
         self.trace.send(event(
             TraceKind::Scanned,
             format!(
-                "verdict {} score {:.1} rules [{}]{from_note}",
+                "verdict {} score {:.1} rules [{}]{from_note}{bulk_note}{external_note}",
                 scan.verdict.as_str(),
                 scan.score,
-                scan.rules.join(", ")
+                scan.rules_text()
             ),
             None,
         ));
@@ -466,6 +499,70 @@ impl Policy for RelayPolicy {
 }
 
 impl RelayPolicy {
+    /// The built-in scan, with Rspamd's answer merged in when one is configured; `Err` is the
+    /// reply when Rspamd cannot answer and the fallback is to ask the client to try later.
+    async fn scan(
+        &self,
+        conn: &ConnState,
+        peer: &Peer,
+        tx: &Transaction,
+        body: &[u8],
+        id: &str,
+    ) -> Result<Scan, Reply> {
+        let mut scan = {
+            let dir = self.dir();
+            let accepted_by_sender =
+                |d: &str| conn.origin.as_ref().is_some_and(|o| o.is_accepted(&dir, d));
+            let env = ScanEnvelope {
+                mail_from: &tx.mail_from,
+                recipients: tx.rcpts.len() as u32,
+                external_recipients: if conn.origin.is_some() {
+                    conn.tx_external
+                } else {
+                    0
+                },
+                accepted: conn
+                    .origin
+                    .as_ref()
+                    .map(|_| &accepted_by_sender as &dyn Fn(&str) -> bool),
+            };
+            self.scanner.scan(body, &env, now_ms())
+        };
+        let Some(rspamd) = &self.rspamd else {
+            return Ok(scan);
+        };
+        let recipients: Vec<String> = tx.rcpts.iter().map(|r| r.address.clone()).collect();
+        let client_ip = conn.ip.to_string();
+        let meta = Meta {
+            client_ip: &client_ip,
+            helo: peer.helo.as_deref().unwrap_or(""),
+            mail_from: &tx.mail_from,
+            recipients: &recipients,
+            user: match &conn.attribution {
+                Attribution::User { address, .. } => Some(address),
+                _ => None,
+            },
+            queue_id: id,
+        };
+        match rspamd.check(body, &meta).await {
+            Ok(a) => relayward_scan::merge(&mut scan, "rspamd", a.verdict, a.score, &a.symbols),
+            Err(e) => {
+                self.stats.rspamd_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, id, "Rspamd could not scan the message");
+                if self.rspamd_failure == ScanFailure::Tempfail {
+                    return Err(refuse(
+                        451,
+                        "4.7.1 The content scanner is unavailable, try again later",
+                    ));
+                }
+                scan.external = Some(format!(
+                    "rspamd unavailable ({e}); the built-in verdict stands"
+                ));
+            }
+        }
+        Ok(scan)
+    }
+
     fn check_rcpt(&self, conn: &mut ConnState, tx: &Transaction, rcpt: &Rcpt) -> Result<(), Reply> {
         if let Some(reply) = hostile_address(&rcpt.address) {
             return Err(reply);

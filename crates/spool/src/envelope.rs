@@ -100,6 +100,10 @@ pub struct Envelope {
     pub next_attempt: i64,
     /// True for the reports Relayward writes itself (NDRs): they are never answered by NDRs.
     pub is_report: bool,
+    /// Why the message must leave from the high-risk pool (its scan verdict), if it must;
+    /// empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub high_risk: String,
 }
 
 impl Envelope {
