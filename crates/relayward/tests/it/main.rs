@@ -5,4 +5,5 @@ mod crash;
 mod delivery;
 mod guard;
 mod hostile;
+mod scan;
 mod util;
