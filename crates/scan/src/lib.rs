@@ -41,13 +41,24 @@ impl Verdict {
     }
 }
 
+/// What a rule that fired says about the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    /// Adds to the content score (spam at `SPAM_SCORE`).
+    Content,
+    /// A mass-mailing marker: makes the message bulk.
+    MassMailing,
+    /// An external scanner's symbol: shown and added to the score; that scanner's own verdict
+    /// is what counts.
+    External,
+}
+
 /// One rule that fired.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     pub name: Cow<'static, str>,
     pub score: f32,
-    /// A mass-mailing marker: makes the message bulk rather than adding to its spam score.
-    pub bulk: bool,
+    pub kind: RuleKind,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,7 +93,7 @@ impl Scan {
         self.rules.push(Hit {
             name: Cow::Borrowed(name),
             score,
-            bulk: false,
+            kind: RuleKind::Content,
         });
     }
 
@@ -90,17 +101,22 @@ impl Scan {
         self.rules.push(Hit {
             name: Cow::Borrowed(name),
             score: BULK_RULE_SCORE,
-            bulk: true,
+            kind: RuleKind::MassMailing,
         });
     }
 
     /// Score and verdict from the rules that fired (and an external verdict, when merged).
     fn decide(&mut self, external: Option<Verdict>) {
         self.score = self.rules.iter().map(|h| h.score).sum();
-        let content: f32 = self.rules.iter().filter(|h| !h.bulk).map(|h| h.score).sum();
+        let content: f32 = self
+            .rules
+            .iter()
+            .filter(|h| h.kind == RuleKind::Content)
+            .map(|h| h.score)
+            .sum();
         let ours = if content >= SPAM_SCORE {
             Verdict::Spam
-        } else if self.rules.iter().any(|h| h.bulk) {
+        } else if self.rules.iter().any(|h| h.kind == RuleKind::MassMailing) {
             Verdict::Bulk
         } else {
             Verdict::Clean
@@ -205,8 +221,7 @@ pub fn merge(s: &mut Scan, source: &str, verdict: Verdict, score: f32, symbols: 
         s.rules.push(Hit {
             name: Cow::Owned(format!("{}:{name}", source.to_ascii_uppercase())),
             score: *sc,
-            // Counted through the external verdict, not through our spam threshold.
-            bulk: true,
+            kind: RuleKind::External,
         });
     }
     s.decide(Some(verdict));

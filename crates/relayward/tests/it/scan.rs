@@ -261,3 +261,117 @@ fn mail_from_a_sender_domain_without_mx_or_a_leaves_from_the_high_risk_pool() {
     let trace = relay.cli(&["trace", "--id", &ok]);
     assert!(trace.contains("from the normal pool"), "{trace}");
 }
+
+fn message(id: &str, text: &str) -> String {
+    format!(
+        "From: Alice Martin <alice@contoso.example>\r\nTo: dana@fabrikam.example\r\n\
+         Subject: {id}\r\nDate: Sat, 21 Nov 2026 10:00:00 +0000\r\n\
+         Message-ID: <{id}@contoso.example>\r\n\r\n{text}\r\n"
+    )
+}
+
+/// A real Rspamd, started here: its verdict and symbols join ours (a message only Rspamd calls
+/// spam is spam, and leaves from the high-risk pool); with Rspamd stopped, mail is accepted on
+/// the built-in verdict and the trace and metrics say so (the default), or the client is told
+/// to try later (`rspamd_failure = "tempfail"`).
+#[test]
+fn rspamd_verdicts_merge_with_ours_and_its_absence_falls_back_as_configured() {
+    let Some(mut rspamd) = RspamdServer::start() else {
+        return;
+    };
+    let rx = Receiver::start(false);
+    let rspamd_addr = rspamd.addr;
+    let scan = |failure: &str| {
+        format!(
+            "[scan]\nrspamd = \"{rspamd_addr}\"\nrspamd_timeout = \"20s\"\nrspamd_failure = \"{failure}\"\n"
+        )
+    };
+    let relay = Relay::start(&format!(
+        "{}{}",
+        pools_config(rx.addr, "", ""),
+        scan("accept")
+    ));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO mail.contoso.example").code, 250);
+    let send = |c: &mut Client, rcpt: &str, body: &str| {
+        queued_id(&c.mail("alice@contoso.example", &[rcpt], body))
+    };
+    let clean = send(
+        &mut c,
+        "clean@fabrikam.example",
+        &message("lunch", "Lunch at one on Tuesday?"),
+    );
+    let marked = send(
+        &mut c,
+        "marked@fabrikam.example",
+        &message(
+            "offer",
+            "A quiet note that only Rspamd's test rule dislikes: relayward-rspamd-marker.",
+        ),
+    );
+    let trace_of = |id: &str| {
+        wait_for(Duration::from_secs(20), || {
+            let t = relay.cli(&["trace", "--id", id]);
+            t.contains("Delivered").then_some(t)
+        })
+        .unwrap_or_else(|| panic!("{id} not delivered"))
+    };
+    let t = trace_of(&clean);
+    assert!(t.contains("verdict clean"), "{t}");
+    assert!(t.contains("rspamd: clean score"), "{t}");
+    let t = trace_of(&marked);
+    assert!(t.contains("verdict spam"), "{t}");
+    assert!(t.contains("RSPAMD:RELAYWARD_TEST_MARKER(20.0)"), "{t}");
+    assert!(t.contains("rspamd: spam score"), "{t}");
+    let got = rx.wait(2, Duration::from_secs(20));
+    let peer = |rcpt: &str| {
+        got.iter()
+            .find(|m| m.rcpts == vec![rcpt.to_string()])
+            .map(|m| m.peer)
+    };
+    assert_eq!(peer("clean@fabrikam.example"), Some(ip(NORMAL)));
+    assert_eq!(peer("marked@fabrikam.example"), Some(ip(HIGH_RISK)));
+    assert_eq!(relay.metric("relayward_rspamd_failures_total"), 0);
+
+    // Rspamd goes away: the default keeps mail flowing on our own verdict, and says so.
+    rspamd.stop();
+    let fallback = send(
+        &mut c,
+        "later@fabrikam.example",
+        &message(
+            "fallback",
+            "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X",
+        ),
+    );
+    let t = trace_of(&fallback);
+    assert!(
+        t.contains("verdict spam"),
+        "the built-in verdict stands: {t}"
+    );
+    assert!(
+        t.contains("rspamd unavailable (cannot reach Rspamd at"),
+        "{t}"
+    );
+    assert_eq!(relay.metric("relayward_rspamd_failures_total"), 1);
+
+    // The other documented choice: ask the client to come back later.
+    let strict = Relay::start(&format!(
+        "{}{}",
+        pools_config(rx.addr, "", ""),
+        scan("tempfail")
+    ));
+    let mut c = strict.client();
+    assert_eq!(c.cmd("EHLO mail.contoso.example").code, 250);
+    let r = c.mail(
+        "alice@contoso.example",
+        &["held@fabrikam.example"],
+        &message("held", "Lunch at one on Tuesday?"),
+    );
+    assert_eq!(r.code, 451, "{r:?}");
+    assert!(
+        r.text()
+            .contains("4.7.1 The content scanner is unavailable"),
+        "{r:?}"
+    );
+    assert_eq!(strict.metric("relayward_rspamd_failures_total"), 1);
+}
