@@ -30,15 +30,16 @@ pub fn fingerprint(text: &str) -> Option<[u64; BANDS]> {
         .filter(|l| !l.trim_start().starts_with('>'))
         .collect::<Vec<_>>()
         .join("\n");
-    let words: Vec<u64> = normalised_words(&own).map(|w| fnv(w.as_bytes())).collect();
+    let words = word_hashes(&strip_markup(&own));
     if words.len() < MIN_WORDS {
         return None;
     }
     let mut mins = [u64::MAX; SIGNATURES];
     for w in words.windows(3) {
-        let shingle = mix(w[0] ^ mix(w[1] ^ mix(w[2])));
+        let shingle = mix(w[0] ^ w[1].rotate_left(21) ^ w[2].rotate_left(42));
         for (i, m) in mins.iter_mut().enumerate() {
-            let h = mix(shingle ^ SEEDS[i]);
+            // One multiply per signature: a seeded, odd-multiplier hash of a well-mixed value.
+            let h = (shingle ^ SEEDS[i]).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             if h < *m {
                 *m = h;
             }
@@ -55,16 +56,33 @@ pub fn fingerprint(text: &str) -> Option<[u64; BANDS]> {
     Some(bands)
 }
 
-/// Words of letters only, lower case; digits and punctuation split words and are dropped, so
-/// per-copy numbers and dates do not change the fingerprint.
-fn normalised_words(text: &str) -> impl Iterator<Item = String> + '_ {
-    strip_markup(text)
-        .split(|c: char| !c.is_alphabetic())
-        .filter(|w| w.chars().count() >= 2)
-        .map(str::to_lowercase)
-        .collect::<Vec<_>>()
-        .into_iter()
+/// Hashes of the words of letters only, lower case; digits and punctuation split words and are
+/// dropped, so per-copy numbers and dates do not change the fingerprint. Hashed as they are read:
+/// no string per word.
+fn word_hashes(text: &str) -> Vec<u64> {
+    let mut out = Vec::with_capacity(text.len() / 6);
+    let (mut h, mut len) = (FNV_START, 0usize);
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if c.is_alphabetic() {
+            for l in c.to_lowercase() {
+                let mut buf = [0u8; 4];
+                for b in l.encode_utf8(&mut buf).bytes() {
+                    h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+                }
+            }
+            len += 1;
+        } else {
+            if len >= 2 {
+                out.push(h);
+            }
+            (h, len) = (FNV_START, 0);
+        }
+    }
+    out
 }
+
+const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
 
 /// Drops `<...>` tags so HTML and plain copies of one text read alike.
 fn strip_markup(text: &str) -> String {
@@ -82,15 +100,6 @@ fn strip_markup(text: &str) -> String {
         }
     }
     out
-}
-
-fn fnv(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 /// SplitMix64's finaliser: a fixed, well-mixing permutation of 64-bit values (the same on every

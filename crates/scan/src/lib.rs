@@ -246,13 +246,14 @@ fn body_text(p: &Parsed) -> String {
 }
 
 fn content_rules(s: &mut Scan, raw: &[u8], p: &Parsed, env: &Envelope) {
-    let head_end = mime::split_header(raw).0.len();
+    // GTUBE counts in the header block and in the decoded text parts (as other scanners read
+    // it), not inside attachments.
     let in_text = p
         .parts
         .iter()
         .filter_map(|x| x.text.as_deref())
         .any(|t| mime::find(t.as_bytes(), GTUBE).is_some());
-    if in_text || mime::find(&raw[..raw.len().min(head_end + (1 << 20))], GTUBE).is_some() {
+    if in_text || mime::find(mime::split_header(raw).0, GTUBE).is_some() {
         s.hit("GTUBE", 1000.0);
     }
 

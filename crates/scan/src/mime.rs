@@ -247,7 +247,7 @@ fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Vec<&'a [u8]> {
     let mut start: Option<usize> = None;
     let mut pos = 0;
     while pos < body.len() {
-        let end = find(&body[pos..], b"\n").map_or(body.len(), |i| pos + i + 1);
+        let end = memchr::memchr(b'\n', &body[pos..]).map_or(body.len(), |i| pos + i + 1);
         let line = &body[pos..end];
         let trimmed = trim_eol(line);
         if trimmed.starts_with(delim) {
@@ -339,30 +339,7 @@ fn quoted_printable(body: &[u8]) -> Vec<u8> {
 }
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    memchr_find(hay, needle)
-}
-
-/// Substring search: candidate positions by the first byte, then a compare.
-fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = needle[0];
-    let last_start = hay.len() - needle.len();
-    let mut i = 0;
-    while i <= last_start {
-        match hay[i..=last_start].iter().position(|&b| b == first) {
-            Some(off) => {
-                let at = i + off;
-                if &hay[at..at + needle.len()] == needle {
-                    return Some(at);
-                }
-                i = at + 1;
-            }
-            None => return None,
-        }
-    }
-    None
+    memchr::memmem::find(hay, needle)
 }
 
 #[cfg(test)]
