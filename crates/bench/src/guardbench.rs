@@ -290,11 +290,13 @@ fn decide(dir: &Directory, guard: &mut Guard, a: &Attribution, m: &Attempt, out:
     if let Err(r) = guard.check_rcpt(&origin, 0, 0, external, now) {
         return out.refuse(r.code, r.text);
     }
+    let rcpt_hash = [relayward_guard::signals::key_hash(m.rcpt)];
     let facts = MessageFacts {
         id: m.id,
         recipients: 1,
         external: u32::from(external),
         suspicious: false,
+        recipient_hashes: &rcpt_hash,
     };
     match guard.record(&origin, &facts, now) {
         Ok(()) => out.accepted += 1,

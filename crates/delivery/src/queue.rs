@@ -100,6 +100,10 @@ pub trait Router: Send + Sync + 'static {
 /// Where delivery reports what happened (the message trace).
 pub trait Events: Send + Sync + 'static {
     fn event(&self, event: TraceEvent);
+
+    /// A recipient's final answer from a remote server: delivered, or refused for good (5xx).
+    /// The sender's behavioural signals learn from it.
+    fn outcome(&self, _env: &Envelope, _refused: bool) {}
 }
 
 /// Figures for `/metrics`.
@@ -358,10 +362,14 @@ impl Inner {
                     let (kind, detail) = match &state {
                         RcptState::Delivered { reply, remote } => {
                             self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                            self.events.outcome(&snapshot, false);
                             (TraceKind::Delivered, format!("{remote}: {reply}"))
                         }
                         RcptState::Failed { reply, remote } => {
                             self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                            if remote.is_some() && reply.starts_with('5') {
+                                self.events.outcome(&snapshot, true);
+                            }
                             let at = remote.as_deref().unwrap_or("relay");
                             (TraceKind::Failed, format!("{at}: {reply}"))
                         }

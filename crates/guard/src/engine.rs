@@ -14,6 +14,7 @@ use crate::restriction::{
     Cause, CounterValue, DAILY_RECIPIENTS_REPLY, Key, Kind, RATE_REPLY, Reason, Refusal,
     Restriction, State,
 };
+use crate::signals::{Behaviour, Signal, compromised};
 use crate::window::{Counts, DAY_MS};
 
 /// Who is sending, as the relay attributed it.
@@ -50,6 +51,8 @@ pub struct MessageFacts<'a> {
     pub external: u32,
     /// Scan verdict spam or bulk.
     pub suspicious: bool,
+    /// `signals::key_hash` of each recipient (for the never-written-to-before signal).
+    pub recipient_hashes: &'a [u64],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +74,7 @@ pub enum AlertKind {
     TenantRestrictedUnprovisioned,
     SuspiciousConnector,
     MessagesDelayed,
+    PossiblyCompromised,
 }
 
 impl AlertKind {
@@ -85,6 +89,7 @@ impl AlertKind {
             }
             AlertKind::SuspiciousConnector => "Suspicious connector activity",
             AlertKind::MessagesDelayed => "Messages have been delayed",
+            AlertKind::PossiblyCompromised => "Sender possibly compromised",
         }
     }
 }
@@ -116,6 +121,8 @@ struct TenantState {
     users: HashMap<String, Restriction>,
     /// Early warnings and limit alerts already raised: key → when (one per 24 h).
     warned: HashMap<String, i64>,
+    /// Users and connectors flagged "possibly compromised" by behavioural signals: when.
+    flagged: HashMap<String, i64>,
 }
 
 impl TenantState {
@@ -186,6 +193,9 @@ pub struct Guard<C: CounterStore = MemoryCounters> {
     counters: C,
     /// Restriction state of tenants that have any (most have none).
     tenants: HashMap<String, TenantState, ahash::RandomState>,
+    /// Each sending user's (or, for mail through a connector from no known user, each
+    /// connector's) habits, keyed `tenant` NUL `user:ADDRESS` / `connector:NAME`.
+    behaviour: HashMap<String, Box<Behaviour>, ahash::RandomState>,
     events: Vec<Event>,
     node: String,
     seq: u64,
@@ -209,6 +219,7 @@ impl<C: CounterStore> Guard<C> {
             overrides: HashMap::default(),
             counters,
             tenants: HashMap::default(),
+            behaviour: HashMap::default(),
             events: Vec::new(),
             node: String::new(),
             seq: 0,
@@ -573,10 +584,104 @@ impl<C: CounterStore> Guard<C> {
                 });
             }
         }
+        self.behave(o, m, now);
         self.triggers(o, now);
         match self.restricted(o) {
             Some(r) => Err(r),
             None => Ok(()),
+        }
+    }
+
+    /// The sender whose habits are learned: its user, else its connector.
+    fn habit_subject(o: &Origin) -> Option<String> {
+        let who = match (o.user, o.connector) {
+            (Some(u), _) => format!("user:{u}"),
+            (None, Some(c)) => format!("connector:{c}"),
+            (None, None) => return None,
+        };
+        Some(format!("{}\0{who}", o.tenant))
+    }
+
+    /// Behavioural signals for this message; two or more at once flag the sender.
+    fn behave(&mut self, o: &Origin, m: &MessageFacts, now: i64) {
+        let Some(key) = Self::habit_subject(o) else {
+            return;
+        };
+        let client = match (o.user, o.connector) {
+            (Some(_), Some(c)) => format!("connector {c} at {}", o.client_ip),
+            _ => o.client_ip.to_string(),
+        };
+        let b = self.behaviour.entry(key).or_default();
+        let mut signals = b.message(now, &client, m.recipient_hashes);
+        for s in b.standing(now) {
+            if !signals.iter().any(|x| x.name == s.name) {
+                signals.push(s);
+            }
+        }
+        if compromised(&signals) {
+            let (kind, name) = match (o.user, o.connector) {
+                (Some(u), _) => (Kind::User, u),
+                (None, Some(c)) => (Kind::Connector, c),
+                (None, None) => return,
+            };
+            self.flag(o.tenant, kind, name, &signals, now);
+        }
+    }
+
+    fn flag(&mut self, tenant: &str, kind: Kind, name: &str, signals: &[Signal], now: i64) {
+        let ts = self.state(tenant);
+        let key = format!(
+            "{}:{name}",
+            if kind == Kind::User {
+                "user"
+            } else {
+                "connector"
+            }
+        );
+        if ts.flagged.get(&key).is_some_and(|at| now - at < DAY_MS) {
+            return;
+        }
+        ts.flagged.insert(key, now);
+        let evidence: Vec<String> = signals
+            .iter()
+            .map(|s| format!("{} ({})", s.name, s.evidence))
+            .collect();
+        self.events.push(Event::Alert(Alert {
+            tenant: tenant.to_string(),
+            at: now,
+            severity: Severity::High,
+            kind: AlertKind::PossiblyCompromised,
+            subject: name.to_string(),
+            text: format!(
+                "{name} is possibly compromised: {}. For 24 hours its suspicious-mail limit is halved; check the account (password, forwarding rules, recent sign-ins) and the devices that use it",
+                evidence.join("; ")
+            ),
+        }));
+    }
+
+    /// Whether a user or connector was flagged "possibly compromised" in the last 24 hours.
+    pub fn flagged(&self, tenant: &str, kind: Kind, name: &str, now: i64) -> bool {
+        let key = format!(
+            "{}:{name}",
+            if kind == Kind::User {
+                "user"
+            } else {
+                "connector"
+            }
+        );
+        self.tenants
+            .get(tenant)
+            .and_then(|t| t.flagged.get(&key))
+            .is_some_and(|at| now - at < DAY_MS)
+    }
+
+    /// A remote server's final answer for a recipient of mail from this sender (the
+    /// remote-rejection signal).
+    pub fn delivery_outcome(&mut self, o: &Origin, refused: bool, now: i64) {
+        if let Some(key) = Self::habit_subject(o)
+            && let Some(b) = self.behaviour.get_mut(&key)
+        {
+            b.outcome(now, refused);
         }
     }
 
@@ -695,7 +800,9 @@ impl<C: CounterStore> Guard<C> {
         }
 
         if let Some((name, uday)) = u {
-            let probation = tenant_probation || ts_probation(self, Kind::User, name);
+            let probation = tenant_probation
+                || ts_probation(self, Kind::User, name)
+                || self.flagged(o.tenant, Kind::User, name, now);
             let max = on_probation(lim.user_suspicious_per_day, probation);
             self.check(
                 o.tenant,

@@ -11,6 +11,7 @@ pub mod counters;
 pub mod engine;
 pub mod limits;
 pub mod restriction;
+pub mod signals;
 pub mod window;
 
 pub use counters::{CounterStore, MemoryCounters, Sample, SubjectCounters, TenantCounters};

@@ -37,6 +37,7 @@ fn send(g: &mut Guard, o: &Origin, suspicious: bool, now: i64) -> Result<(), Ref
             recipients: 1,
             external: 1,
             suspicious,
+            recipient_hashes: &[],
         },
         now,
     )
@@ -207,6 +208,7 @@ fn user_limits_rate_daily_recipients_and_suspicious() {
                 recipients: 100,
                 external: 100,
                 suspicious: false,
+                recipient_hashes: &[],
             },
             T0 + i * 60_000,
         )
@@ -482,4 +484,87 @@ proptest! {
         }
         prop_assert_eq!(got, expected);
     }
+}
+
+/// Two weeks of ordinary mail from bob (office hours, the same 30 people, one address), then a
+/// night burst to strangers: bob is flagged possibly compromised with the evidence, once, and
+/// while flagged his suspicious-mail limit is halved (4 → 2).
+#[test]
+fn a_user_breaking_his_habits_is_flagged_with_evidence_and_held_to_half_limits() {
+    use relayward_guard::signals::key_hash;
+    let mut g = Guard::new(small());
+    let bob = Origin {
+        user: Some("bob@contoso.example"),
+        connector: None,
+        connector_created_at: None,
+        ..origin("contoso", "contoso.example", true)
+    };
+    let start = T0 - T0 % DAY_MS;
+    let fact = |g: &mut Guard, o: &Origin, rcpt: &str, suspicious: bool, now: i64| {
+        let h = [key_hash(rcpt)];
+        g.check_mail(o, now)?;
+        g.record(
+            o,
+            &MessageFacts {
+                id: "m",
+                recipients: 1,
+                external: 1,
+                suspicious,
+                recipient_hashes: &h,
+            },
+            now,
+        )
+    };
+    for day in 0..14 {
+        for m in 0..20 {
+            let at = start + day * DAY_MS + 9 * 3_600_000 + m * 24 * 60_000;
+            let rcpt = format!("colleague{}@fabrikam.example", (day * 20 + m) % 30);
+            fact(&mut g, &bob, &rcpt, false, at).unwrap();
+        }
+    }
+    assert!(
+        g.take_events()
+            .iter()
+            .all(|e| !matches!(e, Event::Alert(a) if a.kind == AlertKind::PossiblyCompromised)),
+        "ordinary weeks raise nothing"
+    );
+    let night = start + 14 * DAY_MS + 3 * 3_600_000;
+    let stranger = Origin {
+        client_ip: "203.0.113.66",
+        ..bob
+    };
+    for m in 0..40 {
+        let rcpt = format!("stranger{m}@far.example");
+        fact(&mut g, &stranger, &rcpt, false, night + m * 30_000).unwrap();
+    }
+    let flags: Vec<Alert> = g
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Alert(a) if a.kind == AlertKind::PossiblyCompromised => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(flags.len(), 1, "{flags:?}");
+    assert_eq!(flags[0].subject, "bob@contoso.example");
+    assert!(flags[0].text.contains("volume_spike"), "{}", flags[0].text);
+    assert!(
+        flags[0].text.contains("new_recipients"),
+        "{}",
+        flags[0].text
+    );
+    assert!(g.flagged(
+        "contoso",
+        Kind::User,
+        "bob@contoso.example",
+        night + 20 * 60_000
+    ));
+    // Half of 4 suspicious messages: the second restricts him.
+    let later = night + 30 * 60_000;
+    fact(&mut g, &stranger, "x@far.example", true, later).unwrap();
+    let r = fact(&mut g, &stranger, "y@far.example", true, later + 1).unwrap_err();
+    assert_eq!((r.code, r.text), (550, USER_REPLY));
+    // Remote refusals are learned from delivery outcomes.
+    g.delivery_outcome(&stranger, true, later + 2);
+    assert!(!g.flagged("contoso", Kind::User, "alice@contoso.example", later));
 }

@@ -145,6 +145,22 @@ impl OwnedOrigin {
     }
 }
 
+/// What the delivery queue reports: trace events to the trace, remote answers to the guard.
+pub struct QueueEvents {
+    pub trace: crate::trace::TraceSink,
+    pub guard: Arc<GuardHandle>,
+}
+
+impl relayward_delivery::Events for QueueEvents {
+    fn event(&self, event: relayward_store::TraceEvent) {
+        self.trace.send(event);
+    }
+
+    fn outcome(&self, env: &Envelope, refused: bool) {
+        self.guard.delivery_outcome(env, refused);
+    }
+}
+
 /// `2027-12-31` (inclusive last day) → the first instant after it, Unix ms.
 pub fn subscription_end(date: &str) -> Option<i64> {
     let mut parts = date.trim().splitn(3, '-');
@@ -224,18 +240,19 @@ impl GuardHandle {
         self.with(|g| g.record(&o.as_origin(), m, now_ms()))
     }
 
-    /// For the queue: the reply for a queued message a restriction now covers.
-    pub fn refusal_for(&self, env: &Envelope) -> Option<String> {
+    /// The origin of a spooled message; `None` for inbound and system mail, which no tenant's
+    /// restriction or habits cover.
+    fn origin_of(&self, env: &Envelope) -> Option<OwnedOrigin> {
         let tenant = env.tenant.as_deref()?;
         let (connector, user) = if let Some(rest) = env.origin.strip_prefix("connector:") {
             (Some(rest.split(" (").next().unwrap_or(rest)), None)
         } else if let Some(u) = env.origin.strip_prefix("user:") {
             (None, Some(u))
         } else {
-            return None; // inbound and system mail are never held by a tenant's restriction
+            return None;
         };
         let dir = self.dir();
-        let o = OwnedOrigin::new(
+        Some(OwnedOrigin::new(
             &dir,
             SenderFacts::of(&dir, tenant, connector),
             tenant,
@@ -243,9 +260,21 @@ impl GuardHandle {
             user,
             &env.client_ip,
             &env.mail_from,
-        );
+        ))
+    }
+
+    /// For the queue: the reply for a queued message a restriction now covers.
+    pub fn refusal_for(&self, env: &Envelope) -> Option<String> {
+        let o = self.origin_of(env)?;
         self.with(|g| g.blocked(&o.as_origin(), now_ms()))
             .map(|r| format!("{} {}", r.code, r.text))
+    }
+
+    /// A remote server's final answer for a recipient of `env` (the remote-rejection signal).
+    pub fn delivery_outcome(&self, env: &Envelope, refused: bool) {
+        if let Some(o) = self.origin_of(env) {
+            self.with(|g| g.delivery_outcome(&o.as_origin(), refused, now_ms()));
+        }
     }
 
     /// The engine's counters of one tenant, serialised for the store.

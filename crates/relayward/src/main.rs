@@ -796,7 +796,10 @@ async fn serve(config: Config) -> Result<()> {
             directory: directory.clone(),
             guard: guard.clone(),
         }),
-        Arc::new(trace.clone()),
+        Arc::new(guard::QueueEvents {
+            trace: trace.clone(),
+            guard: guard.clone(),
+        }),
     );
     let recovered_count = recovered.len();
     for env in recovered {

@@ -335,11 +335,17 @@ impl Policy for RelayPolicy {
             Verdict::Clean => 0,
         };
         if let Some(o) = &conn.origin {
+            let hashes: Vec<u64> = tx
+                .rcpts
+                .iter()
+                .map(|r| relayward_guard::signals::key_hash(&r.address))
+                .collect();
             let facts = relayward_guard::MessageFacts {
                 id: &id,
                 recipients: tx.rcpts.len() as u32,
                 external: conn.tx_external,
                 suspicious: scan.verdict.suspicious(),
+                recipient_hashes: &hashes,
             };
             if let Err(r) = self.guard.record(o, &facts) {
                 self.stats.guard_refusals.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,328 @@
+//! Behavioural compromise signals (SPEC section 6, issue 4): how a sender's mail today compares
+//! with its own past. Each user (and each tenant as a whole) learns its usual hours, volume,
+//! recipients and client addresses; a compromised mailbox breaks several of those habits at once.
+//!
+//! | signal | fires when |
+//! |---|---|
+//! | `volume_spike` | the last hour's messages pass both 20 and 10 × the sender's own hourly average |
+//! | `new_recipients` | 20+ recipients in the last hour, 90 %+ of them never written to before |
+//! | `remote_rejections` | 10+ remote answers in 24 h, 30 %+ of them permanent refusals (5xx) |
+//! | `unusual_hour` | the hour of day (UTC) carried under 1 % of the sender's past mail |
+//! | `new_client` | a client IP or connector the sender never used before |
+//!
+//! Habits count once the sender has a week of history and 50 messages (before that nothing is
+//! "unusual"). One signal alone is a trip or a new project; two or more at once, one of them about
+//! the mail itself (volume, recipients or refusals, not only the hour or the address), flag the
+//! sender as *possibly compromised*, with the evidence (`compromised`). A flag lasts 24 hours; meanwhile the guard holds
+//! a flagged user to half its suspicious-mail limit.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::window::{DAY_MS, HOUR_MS};
+
+/// History needed before habits count.
+pub const LEARNING_MS: i64 = 7 * DAY_MS;
+pub const LEARNING_MESSAGES: u64 = 50;
+/// Recipients remembered per sender (most recent first out).
+const KNOWN_RECIPIENTS: usize = 2048;
+/// Client addresses and connectors remembered per sender.
+const KNOWN_CLIENTS: usize = 32;
+/// Past mail per hour of day decays by this factor per day (a two-week memory, roughly).
+const DAILY_DECAY: f32 = 0.93;
+/// Signals needed at once to flag a sender.
+pub const FLAG_AT: usize = 2;
+
+/// Whether these signals together flag the sender: `FLAG_AT` of them, at least one about the
+/// mail itself (someone travelling sends at odd hours from new addresses, but to the usual
+/// people at the usual pace).
+pub fn compromised(signals: &[Signal]) -> bool {
+    signals.len() >= FLAG_AT
+        && signals.iter().any(|s| {
+            matches!(
+                s.name,
+                "volume_spike" | "new_recipients" | "remote_rejections"
+            )
+        })
+}
+
+/// A signal that fired, with the figures behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    pub name: &'static str,
+    pub evidence: String,
+}
+
+/// What one sender usually does.
+#[derive(Debug, Clone, Default)]
+pub struct Behaviour {
+    first_seen: i64,
+    messages: u64,
+    /// Past messages per UTC hour of day, decayed daily.
+    hours: [f32; 24],
+    decayed_day: i64,
+    /// Hashes of recipients written to, oldest first.
+    recipients: VecDeque<u64>,
+    clients: VecDeque<u64>,
+    /// The last hour: (time, recipients, new recipients) per message.
+    recent: VecDeque<(i64, u32, u32)>,
+    /// Remote outcomes over 24 h: (time, refused permanently).
+    outcomes: VecDeque<(i64, bool)>,
+}
+
+/// A stable 64-bit hash of an address or name, lower-cased (FNV-1a).
+pub fn key_hash(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h = (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl Behaviour {
+    fn learned(&self, now: i64) -> bool {
+        self.messages >= LEARNING_MESSAGES && now - self.first_seen >= LEARNING_MS
+    }
+
+    fn decay(&mut self, now: i64) {
+        let day = now.div_euclid(DAY_MS);
+        if self.decayed_day == 0 {
+            self.decayed_day = day;
+        }
+        let days = (day - self.decayed_day).clamp(0, 60);
+        if days > 0 {
+            let f = DAILY_DECAY.powi(days as i32);
+            for h in &mut self.hours {
+                *h *= f;
+            }
+            self.decayed_day = day;
+        }
+    }
+
+    /// One accepted message: returns the signals it fires (judged against the habits as they
+    /// were before it), then learns from it.
+    pub fn message(&mut self, now: i64, client: &str, recipients: &[u64]) -> Vec<Signal> {
+        if self.messages == 0 {
+            self.first_seen = now;
+        }
+        self.decay(now);
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _, _)| now - t >= HOUR_MS)
+        {
+            self.recent.pop_front();
+        }
+        let new_rcpts = recipients
+            .iter()
+            .filter(|r| !self.recipients.contains(r))
+            .count() as u32;
+        self.recent
+            .push_back((now, recipients.len() as u32, new_rcpts));
+        let mut signals = Vec::new();
+        if self.learned(now) {
+            signals.extend(self.judge(now, client));
+        }
+        // Learn.
+        self.messages += 1;
+        let hour = (now.div_euclid(HOUR_MS) % 24) as usize;
+        self.hours[hour] += 1.0;
+        for r in recipients {
+            if !self.recipients.contains(r) {
+                if self.recipients.len() >= KNOWN_RECIPIENTS {
+                    self.recipients.pop_front();
+                }
+                self.recipients.push_back(*r);
+            }
+        }
+        let c = key_hash(client);
+        if !self.clients.contains(&c) {
+            if self.clients.len() >= KNOWN_CLIENTS {
+                self.clients.pop_front();
+            }
+            self.clients.push_back(c);
+        }
+        signals
+    }
+
+    fn judge(&self, now: i64, client: &str) -> Vec<Signal> {
+        let mut out = Vec::new();
+        let in_hour = self.recent.len() as u64;
+        let span_hours = ((now - self.first_seen) as f64 / HOUR_MS as f64).clamp(1.0, 14.0 * 24.0);
+        let average = self.messages as f64 / span_hours;
+        let spike_at = (average * 10.0).max(20.0);
+        if in_hour as f64 > spike_at {
+            out.push(Signal {
+                name: "volume_spike",
+                evidence: format!(
+                    "{in_hour} messages in the last hour against an average of {average:.1} per hour"
+                ),
+            });
+        }
+        let (rcpts, new): (u32, u32) = self
+            .recent
+            .iter()
+            .fold((0, 0), |(a, b), (_, r, n)| (a + r, b + n));
+        if rcpts >= 20 && f64::from(new) >= 0.9 * f64::from(rcpts) {
+            out.push(Signal {
+                name: "new_recipients",
+                evidence: format!(
+                    "{new} of {rcpts} recipients in the last hour never written to before"
+                ),
+            });
+        }
+        let total: usize = self.outcomes.len();
+        let refused = self.outcomes.iter().filter(|(_, r)| *r).count();
+        if total >= 10 && refused * 10 >= total * 3 {
+            out.push(Signal {
+                name: "remote_rejections",
+                evidence: format!(
+                    "{refused} of {total} remote answers in 24 hours were permanent refusals"
+                ),
+            });
+        }
+        let all: f32 = self.hours.iter().sum();
+        let hour = (now.div_euclid(HOUR_MS) % 24) as usize;
+        if all > 0.0 && self.hours[hour] < all * 0.01 {
+            out.push(Signal {
+                name: "unusual_hour",
+                evidence: format!(
+                    "sending at {hour:02}:00 UTC, an hour that carried {:.1} % of its past mail",
+                    self.hours[hour] * 100.0 / all
+                ),
+            });
+        }
+        if !self.clients.contains(&key_hash(client)) {
+            out.push(Signal {
+                name: "new_client",
+                evidence: format!("first mail from {client}"),
+            });
+        }
+        out
+    }
+
+    /// A remote server's final answer for one of this sender's recipients.
+    pub fn outcome(&mut self, now: i64, refused: bool) {
+        while self
+            .outcomes
+            .front()
+            .is_some_and(|(t, _)| now - t >= DAY_MS)
+        {
+            self.outcomes.pop_front();
+        }
+        if self.outcomes.len() >= 10_000 {
+            self.outcomes.pop_front();
+        }
+        self.outcomes.push_back((now, refused));
+    }
+
+    /// Signals that stand without a message (remote rejections), for a sender already known.
+    pub fn standing(&self, now: i64) -> Vec<Signal> {
+        if !self.learned(now) {
+            return Vec::new();
+        }
+        self.judge(now, "")
+            .into_iter()
+            .filter(|s| s.name == "remote_rejections")
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: i64 = 60_000;
+
+    /// Two weeks of an office worker: 20 messages a day between 09:00 and 17:00 UTC to 30
+    /// regular correspondents, from the office's address.
+    fn office_worker() -> (Behaviour, i64) {
+        let mut b = Behaviour::default();
+        let start = 20_000 * DAY_MS;
+        let known: Vec<u64> = (0..30)
+            .map(|i| key_hash(&format!("colleague{i}@fabrikam.example")))
+            .collect();
+        for day in 0..14 {
+            for m in 0..20 {
+                let at = start + day * DAY_MS + 9 * HOUR_MS + m * 24 * MINUTE;
+                let rcpt = known[((day * 20 + m) % 30) as usize];
+                assert!(b.message(at, "192.0.2.10", &[rcpt]).is_empty(), "day {day}");
+            }
+        }
+        (b, start + 14 * DAY_MS)
+    }
+
+    #[test]
+    fn an_ordinary_day_fires_nothing() {
+        let (mut b, day) = office_worker();
+        let rcpt = key_hash("colleague3@fabrikam.example");
+        for m in 0..20 {
+            let s = b.message(day + 10 * HOUR_MS + m * 20 * MINUTE, "192.0.2.10", &[rcpt]);
+            assert!(s.is_empty(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_night_burst_to_strangers_from_a_new_address_fires_four_signals() {
+        let (mut b, day) = office_worker();
+        let mut seen = Vec::new();
+        let mut flagged_at = None;
+        for m in 0..60 {
+            let rcpt = key_hash(&format!("stranger{m}@far.example"));
+            let s = b.message(day + 3 * HOUR_MS + m * MINUTE / 2, "203.0.113.66", &[rcpt]);
+            if compromised(&s) && flagged_at.is_none() {
+                flagged_at = Some(m + 1);
+            }
+            seen.extend(s.into_iter().map(|s| s.name));
+        }
+        for n in [
+            "volume_spike",
+            "new_recipients",
+            "unusual_hour",
+            "new_client",
+        ] {
+            assert!(seen.contains(&n), "{n} missing from {seen:?}");
+        }
+        // The first message (odd hour, new address) is not enough; the 21st is: more than 20
+        // messages in the hour (a spike) and all to people never written to before.
+        assert_eq!(flagged_at, Some(21));
+    }
+
+    #[test]
+    fn a_traveller_at_odd_hours_writing_to_the_usual_people_is_not_flagged() {
+        let (mut b, day) = office_worker();
+        let rcpt = key_hash("colleague7@fabrikam.example");
+        for m in 0..5 {
+            let s = b.message(
+                day + 2 * HOUR_MS + m * 10 * MINUTE,
+                "198.51.100.200",
+                &[rcpt],
+            );
+            assert!(!compromised(&s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn remote_refusals_stand_as_a_signal_and_leave_after_a_day() {
+        let (mut b, day) = office_worker();
+        for i in 0..12 {
+            b.outcome(day + i * MINUTE, i % 2 == 0);
+        }
+        let s = b.standing(day + HOUR_MS);
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert!(s[0].evidence.contains("6 of 12"), "{s:?}");
+        b.outcome(day + DAY_MS + HOUR_MS, false);
+        assert!(b.standing(day + DAY_MS + HOUR_MS).is_empty());
+    }
+
+    #[test]
+    fn nothing_is_unusual_while_a_sender_is_still_learning() {
+        let mut b = Behaviour::default();
+        for m in 0..200 {
+            let rcpt = key_hash(&format!("r{m}@far.example"));
+            let s = b.message(m * MINUTE / 4, &format!("198.51.100.{}", m % 250), &[rcpt]);
+            assert!(s.is_empty(), "{s:?}");
+        }
+    }
+}
