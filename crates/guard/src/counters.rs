@@ -10,6 +10,7 @@ use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
+use crate::signals::Behaviour;
 use crate::window::{Recent, Window};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,6 +22,10 @@ pub struct SubjectCounters {
     /// Exact send times over the last minute (users' messages-per-minute limit).
     #[serde(skip)]
     pub minute: Recent,
+    /// What this user or connector usually does (behavioural signals); learned in memory
+    /// only, so a restart starts learning afresh.
+    #[serde(skip)]
+    pub habits: Option<Box<Behaviour>>,
 }
 
 impl Default for SubjectCounters {
@@ -29,6 +34,7 @@ impl Default for SubjectCounters {
             day: Window::day(),
             hour: Window::hour(),
             minute: Recent::default(),
+            habits: None,
         }
     }
 }
@@ -221,6 +227,8 @@ impl TenantCounters {
 pub trait CounterStore {
     fn tenant(&self, tenant: &str) -> Option<&TenantCounters>;
     fn tenant_mut(&mut self, tenant: &str) -> &mut TenantCounters;
+    /// A tenant's counters for changing, only when it has some already (not marked changed).
+    fn tenant_mut_existing(&mut self, tenant: &str) -> Option<&mut TenantCounters>;
     /// Replaces a tenant's counters (restored from disk or another node).
     fn restore(&mut self, tenant: &str, counters: TenantCounters);
     /// Tenants changed since the last call.
@@ -312,6 +320,11 @@ impl CounterStore for MemoryCounters {
         let slot = self.at_mut(i);
         slot.dirty = true;
         &mut slot.counters
+    }
+
+    fn tenant_mut_existing(&mut self, tenant: &str) -> Option<&mut TenantCounters> {
+        let i = self.find(tenant)?;
+        Some(&mut self.at_mut(i).counters)
     }
 
     fn restore(&mut self, tenant: &str, counters: TenantCounters) {

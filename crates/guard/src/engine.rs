@@ -14,7 +14,7 @@ use crate::restriction::{
     Cause, CounterValue, DAILY_RECIPIENTS_REPLY, Key, Kind, RATE_REPLY, Reason, Refusal,
     Restriction, State,
 };
-use crate::signals::{Behaviour, Signal, compromised};
+use crate::signals::{Signal, compromised};
 use crate::window::{Counts, DAY_MS};
 
 /// Who is sending, as the relay attributed it.
@@ -193,9 +193,6 @@ pub struct Guard<C: CounterStore = MemoryCounters> {
     counters: C,
     /// Restriction state of tenants that have any (most have none).
     tenants: HashMap<String, TenantState, ahash::RandomState>,
-    /// Each sending user's (or, for mail through a connector from no known user, each
-    /// connector's) habits, keyed `tenant` NUL `user:ADDRESS` / `connector:NAME`.
-    behaviour: HashMap<String, Box<Behaviour>, ahash::RandomState>,
     events: Vec<Event>,
     node: String,
     seq: u64,
@@ -219,7 +216,6 @@ impl<C: CounterStore> Guard<C> {
             overrides: HashMap::default(),
             counters,
             tenants: HashMap::default(),
-            behaviour: HashMap::default(),
             events: Vec::new(),
             node: String::new(),
             seq: 0,
@@ -559,17 +555,36 @@ impl<C: CounterStore> Guard<C> {
             internal: m.recipients - external,
         };
         let per_minute = self.limits(o.tenant).user_messages_per_minute as usize;
-        {
+        let signals = {
             let tc = self.counters.tenant_mut(o.tenant);
             add(&mut tc.tenant, now, &counts);
+            let mut habits = None;
             if let Some(c) = o.connector {
-                add(tc.connectors.entry(c), now, &counts);
+                let cc = tc.connectors.entry(c);
+                add(cc, now, &counts);
+                if o.user.is_none() {
+                    habits = Some(cc.habits.get_or_insert_with(Box::default));
+                }
             }
             if let Some(u) = o.user {
                 let uc = tc.users.entry(u);
                 add(uc, now, &counts);
                 uc.minute.push(now, per_minute.max(1));
+                habits = Some(uc.habits.get_or_insert_with(Box::default));
             }
+            let signals = habits.map(|b| {
+                let client = match (o.user, o.connector) {
+                    (Some(_), Some(c)) => format!("connector {c} at {}", o.client_ip),
+                    _ => o.client_ip.to_string(),
+                };
+                let mut signals = b.message(now, &client, m.recipient_hashes);
+                for s in b.standing(now) {
+                    if !signals.iter().any(|x| x.name == s.name) {
+                        signals.push(s);
+                    }
+                }
+                signals
+            });
             if m.suspicious || unregistered {
                 tc.sample(Sample {
                     at: now,
@@ -583,48 +598,21 @@ impl<C: CounterStore> Guard<C> {
                     refused: false,
                 });
             }
+            signals
+        };
+        if let Some(signals) = signals
+            && compromised(&signals)
+        {
+            match (o.user, o.connector) {
+                (Some(u), _) => self.flag(o.tenant, Kind::User, u, &signals, now),
+                (None, Some(c)) => self.flag(o.tenant, Kind::Connector, c, &signals, now),
+                (None, None) => {}
+            }
         }
-        self.behave(o, m, now);
         self.triggers(o, now);
         match self.restricted(o) {
             Some(r) => Err(r),
             None => Ok(()),
-        }
-    }
-
-    /// The sender whose habits are learned: its user, else its connector.
-    fn habit_subject(o: &Origin) -> Option<String> {
-        let who = match (o.user, o.connector) {
-            (Some(u), _) => format!("user:{u}"),
-            (None, Some(c)) => format!("connector:{c}"),
-            (None, None) => return None,
-        };
-        Some(format!("{}\0{who}", o.tenant))
-    }
-
-    /// Behavioural signals for this message; two or more at once flag the sender.
-    fn behave(&mut self, o: &Origin, m: &MessageFacts, now: i64) {
-        let Some(key) = Self::habit_subject(o) else {
-            return;
-        };
-        let client = match (o.user, o.connector) {
-            (Some(_), Some(c)) => format!("connector {c} at {}", o.client_ip),
-            _ => o.client_ip.to_string(),
-        };
-        let b = self.behaviour.entry(key).or_default();
-        let mut signals = b.message(now, &client, m.recipient_hashes);
-        for s in b.standing(now) {
-            if !signals.iter().any(|x| x.name == s.name) {
-                signals.push(s);
-            }
-        }
-        if compromised(&signals) {
-            let (kind, name) = match (o.user, o.connector) {
-                (Some(u), _) => (Kind::User, u),
-                (None, Some(c)) => (Kind::Connector, c),
-                (None, None) => return,
-            };
-            self.flag(o.tenant, kind, name, &signals, now);
         }
     }
 
@@ -678,9 +666,15 @@ impl<C: CounterStore> Guard<C> {
     /// A remote server's final answer for a recipient of mail from this sender (the
     /// remote-rejection signal).
     pub fn delivery_outcome(&mut self, o: &Origin, refused: bool, now: i64) {
-        if let Some(key) = Self::habit_subject(o)
-            && let Some(b) = self.behaviour.get_mut(&key)
-        {
+        let Some(tc) = self.counters.tenant_mut_existing(o.tenant) else {
+            return;
+        };
+        let subject = match (o.user, o.connector) {
+            (Some(u), _) => tc.users.get_mut(u),
+            (None, Some(c)) => tc.connectors.get_mut(c),
+            (None, None) => None,
+        };
+        if let Some(b) = subject.and_then(|s| s.habits.as_mut()) {
             b.outcome(now, refused);
         }
     }

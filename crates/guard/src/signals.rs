@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `volume_spike` | the last hour's messages pass both 20 and 10 × the sender's own hourly average |
 //! | `new_recipients` | 20+ recipients in the last hour, 90 %+ of them never written to before |
-//! | `remote_rejections` | 10+ remote answers in 24 h, 30 %+ of them permanent refusals (5xx) |
+//! | `remote_rejections` | 10+ remote answers in 24 h (counted per hour), 30 %+ of them permanent refusals (5xx) |
 //! | `unusual_hour` | the hour of day (UTC) carried under 1 % of the sender's past mail |
 //! | `new_client` | a client IP or connector the sender never used before |
 //!
@@ -25,7 +25,7 @@ use crate::window::{DAY_MS, HOUR_MS};
 /// History needed before habits count.
 pub const LEARNING_MS: i64 = 7 * DAY_MS;
 pub const LEARNING_MESSAGES: u64 = 50;
-/// Recipients remembered per sender (most recent first out).
+/// Recipients remembered per sender, at most (a table that grows from 64 slots).
 const KNOWN_RECIPIENTS: usize = 2048;
 /// Client addresses and connectors remembered per sender.
 const KNOWN_CLIENTS: usize = 32;
@@ -62,13 +62,55 @@ pub struct Behaviour {
     /// Past messages per UTC hour of day, decayed daily.
     hours: [f32; 24],
     decayed_day: i64,
-    /// Hashes of recipients written to, oldest first.
-    recipients: VecDeque<u64>,
+    recipients: Seen,
     clients: VecDeque<u64>,
     /// The last hour: (time, recipients, new recipients) per message.
     recent: VecDeque<(i64, u32, u32)>,
-    /// Remote outcomes over 24 h: (time, refused permanently).
-    outcomes: VecDeque<(i64, bool)>,
+    /// Remote outcomes per hour over 24 h: (hour, answers, permanent refusals).
+    outcomes: [(i64, u32, u32); 24],
+}
+
+/// Recipients written to: a direct-mapped table of their hashes (a newer recipient may take an
+/// older one's slot, so the memory is of recent correspondents), growing to `KNOWN_RECIPIENTS`.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    slots: Vec<u64>,
+    filled: usize,
+}
+
+impl Seen {
+    fn slot(&self, h: u64) -> usize {
+        // Fibonacci hashing spreads FNV's low bits.
+        (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & (self.slots.len() - 1)
+    }
+
+    fn contains(&self, h: u64) -> bool {
+        let h = h.max(1);
+        !self.slots.is_empty() && self.slots[self.slot(h)] == h
+    }
+
+    fn insert(&mut self, h: u64) {
+        let h = h.max(1);
+        if self.slots.is_empty() {
+            self.slots = vec![0; 64];
+        } else if self.filled * 2 >= self.slots.len() && self.slots.len() < KNOWN_RECIPIENTS {
+            let bigger = vec![0; self.slots.len() * 2];
+            let old = std::mem::replace(&mut self.slots, bigger);
+            self.filled = 0;
+            for k in old.into_iter().filter(|k| *k != 0) {
+                self.put(k);
+            }
+        }
+        self.put(h);
+    }
+
+    fn put(&mut self, h: u64) {
+        let i = self.slot(h);
+        if self.slots[i] == 0 {
+            self.filled += 1;
+        }
+        self.slots[i] = h;
+    }
 }
 
 /// A stable 64-bit hash of an address or name, lower-cased (FNV-1a).
@@ -116,7 +158,7 @@ impl Behaviour {
         }
         let new_rcpts = recipients
             .iter()
-            .filter(|r| !self.recipients.contains(r))
+            .filter(|r| !self.recipients.contains(**r))
             .count() as u32;
         self.recent
             .push_back((now, recipients.len() as u32, new_rcpts));
@@ -129,12 +171,7 @@ impl Behaviour {
         let hour = (now.div_euclid(HOUR_MS) % 24) as usize;
         self.hours[hour] += 1.0;
         for r in recipients {
-            if !self.recipients.contains(r) {
-                if self.recipients.len() >= KNOWN_RECIPIENTS {
-                    self.recipients.pop_front();
-                }
-                self.recipients.push_back(*r);
-            }
+            self.recipients.insert(*r);
         }
         let c = key_hash(client);
         if !self.clients.contains(&c) {
@@ -172,8 +209,12 @@ impl Behaviour {
                 ),
             });
         }
-        let total: usize = self.outcomes.len();
-        let refused = self.outcomes.iter().filter(|(_, r)| *r).count();
+        let hour_now = now.div_euclid(HOUR_MS);
+        let (total, refused) = self
+            .outcomes
+            .iter()
+            .filter(|(h, _, _)| hour_now - h < 24)
+            .fold((0u32, 0u32), |(t, r), (_, a, b)| (t + a, r + b));
         if total >= 10 && refused * 10 >= total * 3 {
             out.push(Signal {
                 name: "remote_rejections",
@@ -204,17 +245,13 @@ impl Behaviour {
 
     /// A remote server's final answer for one of this sender's recipients.
     pub fn outcome(&mut self, now: i64, refused: bool) {
-        while self
-            .outcomes
-            .front()
-            .is_some_and(|(t, _)| now - t >= DAY_MS)
-        {
-            self.outcomes.pop_front();
+        let hour = now.div_euclid(HOUR_MS);
+        let slot = &mut self.outcomes[hour.rem_euclid(24) as usize];
+        if slot.0 != hour {
+            *slot = (hour, 0, 0);
         }
-        if self.outcomes.len() >= 10_000 {
-            self.outcomes.pop_front();
-        }
-        self.outcomes.push_back((now, refused));
+        slot.1 = slot.1.saturating_add(1);
+        slot.2 = slot.2.saturating_add(u32::from(refused));
     }
 
     /// Signals that stand without a message (remote rejections), for a sender already known.

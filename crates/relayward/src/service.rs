@@ -225,13 +225,26 @@ impl Service {
                 }
             })
             .collect();
-        let flagged_users = self
+        let mut flagged_users: Vec<(String, bool)> = self
             .restrictions(Some(tenant), true)
             .await?
             .into_iter()
             .filter(|u| u.key.kind == Kind::User && now - u.started_at < 30 * DAY)
             .map(|u| (u.key.name.clone(), !u.blocks()))
             .collect();
+        // Users the behavioural signals flagged "possibly compromised" count as flagged too;
+        // reviewed once the tenant attests its remediation after the flag.
+        let attested_at = self.store.attestation(&r.id).await?.map(|(_, at)| at);
+        for a in self.store.alerts(Some(tenant), 1000).await? {
+            if a.kind == "possibly_compromised"
+                && now - a.at < 30 * DAY
+                && a.subject.contains('@')
+                && !flagged_users.iter().any(|(u, _)| *u == a.subject)
+            {
+                let reviewed = attested_at.is_some_and(|at| at > a.at);
+                flagged_users.push((a.subject.clone(), reviewed));
+            }
+        }
         let attested = self.store.attestation(&r.id).await?;
         let (mut recent_messages, mut recent_suspicious, mut recent_refused) = (0, 0, 0);
         if let Some(c) = &counters {
