@@ -14,7 +14,7 @@ use crate::restriction::{
     Cause, CounterValue, DAILY_RECIPIENTS_REPLY, Key, Kind, RATE_REPLY, Reason, Refusal,
     Restriction, State,
 };
-use crate::signals::{Signal, compromised};
+use crate::signals::{Client, Signal, compromised};
 use crate::window::{Counts, DAY_MS};
 
 /// Who is sending, as the relay attributed it.
@@ -573,15 +573,15 @@ impl<C: CounterStore> Guard<C> {
                 habits = Some(uc.habits.get_or_insert_with(Box::default));
             }
             let signals = habits.map(|b| {
-                let client = match (o.user, o.connector) {
-                    (Some(_), Some(c)) => format!("connector {c} at {}", o.client_ip),
-                    _ => o.client_ip.to_string(),
+                let client = Client {
+                    connector: o.connector,
+                    ip: o.client_ip,
                 };
-                let mut signals = b.message(now, &client, m.recipient_hashes);
-                for s in b.standing(now) {
-                    if !signals.iter().any(|x| x.name == s.name) {
-                        signals.push(s);
-                    }
+                let mut signals = b.message(now, client, m.recipient_hashes);
+                if let Some(s) = b.standing(now)
+                    && !signals.iter().any(|x| x.name == s.name)
+                {
+                    signals.push(s);
                 }
                 signals
             });

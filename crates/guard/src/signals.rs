@@ -64,10 +64,12 @@ pub struct Behaviour {
     decayed_day: i64,
     recipients: Seen,
     clients: VecDeque<u64>,
-    /// The last hour: (time, recipients, new recipients) per message.
-    recent: VecDeque<(i64, u32, u32)>,
-    /// Remote outcomes per hour over 24 h: (hour, answers, permanent refusals).
-    outcomes: [(i64, u32, u32); 24],
+    /// The last hour per minute: (minute, messages, recipients, new recipients), at most 60,
+    /// with their running sum.
+    recent: VecDeque<(i64, u32, u32, u32)>,
+    recent_sum: (u32, u32, u32),
+    /// Remote outcomes per hour over 24 h: (hour since 1970, answers, permanent refusals).
+    outcomes: [(u32, u16, u16); 24],
 }
 
 /// Recipients written to: a direct-mapped table of their hashes (a newer recipient may take an
@@ -92,7 +94,7 @@ impl Seen {
     fn insert(&mut self, h: u64) {
         let h = h.max(1);
         if self.slots.is_empty() {
-            self.slots = vec![0; 64];
+            self.slots = vec![0; 16];
         } else if self.filled * 2 >= self.slots.len() && self.slots.len() < KNOWN_RECIPIENTS {
             let bigger = vec![0; self.slots.len() * 2];
             let old = std::mem::replace(&mut self.slots, bigger);
@@ -110,6 +112,26 @@ impl Seen {
             self.filled += 1;
         }
         self.slots[i] = h;
+    }
+}
+
+/// Where a message came from: the client address, and the connector when there is one.
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
+    pub connector: Option<&'a str>,
+    pub ip: &'a str,
+}
+
+impl Client<'_> {
+    fn key(&self) -> u64 {
+        key_hash(self.ip) ^ self.connector.map_or(0, |c| key_hash(c).rotate_left(17))
+    }
+
+    fn label(&self) -> String {
+        match self.connector {
+            Some(c) => format!("connector {c} at {}", self.ip),
+            None => self.ip.to_string(),
+        }
     }
 }
 
@@ -144,24 +166,35 @@ impl Behaviour {
 
     /// One accepted message: returns the signals it fires (judged against the habits as they
     /// were before it), then learns from it.
-    pub fn message(&mut self, now: i64, client: &str, recipients: &[u64]) -> Vec<Signal> {
+    pub fn message(&mut self, now: i64, client: Client, recipients: &[u64]) -> Vec<Signal> {
         if self.messages == 0 {
             self.first_seen = now;
         }
         self.decay(now);
-        while self
-            .recent
-            .front()
-            .is_some_and(|(t, _, _)| now - t >= HOUR_MS)
-        {
+        let minute = now.div_euclid(60_000);
+        while let Some(&(m, a, b, c)) = self.recent.front() {
+            if minute - m < 60 {
+                break;
+            }
             self.recent.pop_front();
+            let sum = &mut self.recent_sum;
+            *sum = (sum.0 - a, sum.1 - b, sum.2 - c);
         }
         let new_rcpts = recipients
             .iter()
             .filter(|r| !self.recipients.contains(**r))
             .count() as u32;
-        self.recent
-            .push_back((now, recipients.len() as u32, new_rcpts));
+        let add = (1, recipients.len() as u32, new_rcpts);
+        match self.recent.back_mut() {
+            Some(last) if last.0 >= minute => {
+                last.1 += add.0;
+                last.2 += add.1;
+                last.3 += add.2;
+            }
+            _ => self.recent.push_back((minute, add.0, add.1, add.2)),
+        }
+        let sum = &mut self.recent_sum;
+        *sum = (sum.0 + add.0, sum.1 + add.1, sum.2 + add.2);
         let mut signals = Vec::new();
         if self.learned(now) {
             signals.extend(self.judge(now, client));
@@ -173,7 +206,7 @@ impl Behaviour {
         for r in recipients {
             self.recipients.insert(*r);
         }
-        let c = key_hash(client);
+        let c = client.key();
         if !self.clients.contains(&c) {
             if self.clients.len() >= KNOWN_CLIENTS {
                 self.clients.pop_front();
@@ -183,13 +216,13 @@ impl Behaviour {
         signals
     }
 
-    fn judge(&self, now: i64, client: &str) -> Vec<Signal> {
+    fn judge(&self, now: i64, client: Client) -> Vec<Signal> {
         let mut out = Vec::new();
-        let in_hour = self.recent.len() as u64;
+        let (in_hour, rcpts, new) = self.recent_sum;
         let span_hours = ((now - self.first_seen) as f64 / HOUR_MS as f64).clamp(1.0, 14.0 * 24.0);
         let average = self.messages as f64 / span_hours;
         let spike_at = (average * 10.0).max(20.0);
-        if in_hour as f64 > spike_at {
+        if f64::from(in_hour) > spike_at {
             out.push(Signal {
                 name: "volume_spike",
                 evidence: format!(
@@ -197,10 +230,6 @@ impl Behaviour {
                 ),
             });
         }
-        let (rcpts, new): (u32, u32) = self
-            .recent
-            .iter()
-            .fold((0, 0), |(a, b), (_, r, n)| (a + r, b + n));
         if rcpts >= 20 && f64::from(new) >= 0.9 * f64::from(rcpts) {
             out.push(Signal {
                 name: "new_recipients",
@@ -209,20 +238,7 @@ impl Behaviour {
                 ),
             });
         }
-        let hour_now = now.div_euclid(HOUR_MS);
-        let (total, refused) = self
-            .outcomes
-            .iter()
-            .filter(|(h, _, _)| hour_now - h < 24)
-            .fold((0u32, 0u32), |(t, r), (_, a, b)| (t + a, r + b));
-        if total >= 10 && refused * 10 >= total * 3 {
-            out.push(Signal {
-                name: "remote_rejections",
-                evidence: format!(
-                    "{refused} of {total} remote answers in 24 hours were permanent refusals"
-                ),
-            });
-        }
+        out.extend(self.rejections(now));
         let all: f32 = self.hours.iter().sum();
         let hour = (now.div_euclid(HOUR_MS) % 24) as usize;
         if all > 0.0 && self.hours[hour] < all * 0.01 {
@@ -234,35 +250,49 @@ impl Behaviour {
                 ),
             });
         }
-        if !self.clients.contains(&key_hash(client)) {
+        if !self.clients.contains(&client.key()) {
             out.push(Signal {
                 name: "new_client",
-                evidence: format!("first mail from {client}"),
+                evidence: format!("first mail from {}", client.label()),
             });
         }
         out
     }
 
+    fn rejections(&self, now: i64) -> Option<Signal> {
+        let hour_now = now.div_euclid(HOUR_MS);
+        let (total, refused) = self
+            .outcomes
+            .iter()
+            .filter(|(h, _, _)| hour_now - i64::from(*h) < 24)
+            .fold((0u32, 0u32), |(t, r), (_, a, b)| {
+                (t + u32::from(*a), r + u32::from(*b))
+            });
+        (total >= 10 && refused * 10 >= total * 3).then(|| Signal {
+            name: "remote_rejections",
+            evidence: format!(
+                "{refused} of {total} remote answers in 24 hours were permanent refusals"
+            ),
+        })
+    }
+
     /// A remote server's final answer for one of this sender's recipients.
     pub fn outcome(&mut self, now: i64, refused: bool) {
-        let hour = now.div_euclid(HOUR_MS);
-        let slot = &mut self.outcomes[hour.rem_euclid(24) as usize];
+        let hour = now.div_euclid(HOUR_MS).clamp(0, i64::from(u32::MAX)) as u32;
+        let slot = &mut self.outcomes[(hour % 24) as usize];
         if slot.0 != hour {
             *slot = (hour, 0, 0);
         }
         slot.1 = slot.1.saturating_add(1);
-        slot.2 = slot.2.saturating_add(u32::from(refused));
+        slot.2 = slot.2.saturating_add(u16::from(refused));
     }
 
     /// Signals that stand without a message (remote rejections), for a sender already known.
-    pub fn standing(&self, now: i64) -> Vec<Signal> {
+    pub fn standing(&self, now: i64) -> Option<Signal> {
         if !self.learned(now) {
-            return Vec::new();
+            return None;
         }
-        self.judge(now, "")
-            .into_iter()
-            .filter(|s| s.name == "remote_rejections")
-            .collect()
+        self.rejections(now)
     }
 }
 
@@ -271,6 +301,13 @@ mod tests {
     use super::*;
 
     const MINUTE: i64 = 60_000;
+
+    fn ip(ip: &str) -> Client<'_> {
+        Client {
+            connector: None,
+            ip,
+        }
+    }
 
     /// Two weeks of an office worker: 20 messages a day between 09:00 and 17:00 UTC to 30
     /// regular correspondents, from the office's address.
@@ -284,7 +321,10 @@ mod tests {
             for m in 0..20 {
                 let at = start + day * DAY_MS + 9 * HOUR_MS + m * 24 * MINUTE;
                 let rcpt = known[((day * 20 + m) % 30) as usize];
-                assert!(b.message(at, "192.0.2.10", &[rcpt]).is_empty(), "day {day}");
+                assert!(
+                    b.message(at, ip("192.0.2.10"), &[rcpt]).is_empty(),
+                    "day {day}"
+                );
             }
         }
         (b, start + 14 * DAY_MS)
@@ -295,7 +335,11 @@ mod tests {
         let (mut b, day) = office_worker();
         let rcpt = key_hash("colleague3@fabrikam.example");
         for m in 0..20 {
-            let s = b.message(day + 10 * HOUR_MS + m * 20 * MINUTE, "192.0.2.10", &[rcpt]);
+            let s = b.message(
+                day + 10 * HOUR_MS + m * 20 * MINUTE,
+                ip("192.0.2.10"),
+                &[rcpt],
+            );
             assert!(s.is_empty(), "{s:?}");
         }
     }
@@ -307,7 +351,11 @@ mod tests {
         let mut flagged_at = None;
         for m in 0..60 {
             let rcpt = key_hash(&format!("stranger{m}@far.example"));
-            let s = b.message(day + 3 * HOUR_MS + m * MINUTE / 2, "203.0.113.66", &[rcpt]);
+            let s = b.message(
+                day + 3 * HOUR_MS + m * MINUTE / 2,
+                ip("203.0.113.66"),
+                &[rcpt],
+            );
             if compromised(&s) && flagged_at.is_none() {
                 flagged_at = Some(m + 1);
             }
@@ -333,7 +381,7 @@ mod tests {
         for m in 0..5 {
             let s = b.message(
                 day + 2 * HOUR_MS + m * 10 * MINUTE,
-                "198.51.100.200",
+                ip("198.51.100.200"),
                 &[rcpt],
             );
             assert!(!compromised(&s), "{s:?}");
@@ -347,10 +395,12 @@ mod tests {
             b.outcome(day + i * MINUTE, i % 2 == 0);
         }
         let s = b.standing(day + HOUR_MS);
-        assert_eq!(s.len(), 1, "{s:?}");
-        assert!(s[0].evidence.contains("6 of 12"), "{s:?}");
+        assert!(
+            s.as_ref().is_some_and(|s| s.evidence.contains("6 of 12")),
+            "{s:?}"
+        );
         b.outcome(day + DAY_MS + HOUR_MS, false);
-        assert!(b.standing(day + DAY_MS + HOUR_MS).is_empty());
+        assert!(b.standing(day + DAY_MS + HOUR_MS).is_none());
     }
 
     #[test]
@@ -358,7 +408,8 @@ mod tests {
         let mut b = Behaviour::default();
         for m in 0..200 {
             let rcpt = key_hash(&format!("r{m}@far.example"));
-            let s = b.message(m * MINUTE / 4, &format!("198.51.100.{}", m % 250), &[rcpt]);
+            let addr = format!("198.51.100.{}", m % 250);
+            let s = b.message(m * MINUTE / 4, ip(&addr), &[rcpt]);
             assert!(s.is_empty(), "{s:?}");
         }
     }
