@@ -14,7 +14,7 @@ use crate::restriction::{
     Cause, CounterValue, DAILY_RECIPIENTS_REPLY, Key, Kind, RATE_REPLY, Reason, Refusal,
     Restriction, State,
 };
-use crate::signals::{Client, Signal, compromised};
+use crate::signals::{Behaviour, Client, Signal, compromised};
 use crate::window::{Counts, DAY_MS};
 
 /// Who is sending, as the relay attributed it.
@@ -572,11 +572,11 @@ impl<C: CounterStore> Guard<C> {
                 uc.minute.push(now, per_minute.max(1));
                 habits = Some(uc.habits.get_or_insert_with(Box::default));
             }
-            let signals = habits.map(|b| {
-                let client = Client {
-                    connector: o.connector,
-                    ip: o.client_ip,
-                };
+            let client = Client {
+                connector: o.connector,
+                ip: o.client_ip,
+            };
+            let judge = |b: &mut Behaviour| {
                 let mut signals = b.message(now, client, m.recipient_hashes);
                 if let Some(s) = b.standing(now)
                     && !signals.iter().any(|x| x.name == s.name)
@@ -584,7 +584,11 @@ impl<C: CounterStore> Guard<C> {
                     signals.push(s);
                 }
                 signals
-            });
+            };
+            let signals = habits.map(|b| judge(b));
+            // The tenant as a whole learns too: a connector or address none of its senders
+            // ever used, a tenant-wide burst to strangers.
+            let tenant_signals = judge(tc.tenant.habits.get_or_insert_with(Box::default));
             if m.suspicious || unregistered {
                 tc.sample(Sample {
                     at: now,
@@ -598,8 +602,18 @@ impl<C: CounterStore> Guard<C> {
                     refused: false,
                 });
             }
-            signals
+            (signals, tenant_signals)
         };
+        let (signals, tenant_signals) = signals;
+        if compromised(&tenant_signals) {
+            self.flag(
+                o.tenant,
+                Kind::TenantThreshold,
+                o.tenant,
+                &tenant_signals,
+                now,
+            );
+        }
         if let Some(signals) = signals
             && compromised(&signals)
         {
@@ -618,14 +632,7 @@ impl<C: CounterStore> Guard<C> {
 
     fn flag(&mut self, tenant: &str, kind: Kind, name: &str, signals: &[Signal], now: i64) {
         let ts = self.state(tenant);
-        let key = format!(
-            "{}:{name}",
-            if kind == Kind::User {
-                "user"
-            } else {
-                "connector"
-            }
-        );
+        let key = flag_key(kind, name);
         if ts.flagged.get(&key).is_some_and(|at| now - at < DAY_MS) {
             return;
         }
@@ -640,23 +647,23 @@ impl<C: CounterStore> Guard<C> {
             severity: Severity::High,
             kind: AlertKind::PossiblyCompromised,
             subject: name.to_string(),
-            text: format!(
-                "{name} is possibly compromised: {}. For 24 hours its suspicious-mail limit is halved; check the account (password, forwarding rules, recent sign-ins) and the devices that use it",
-                evidence.join("; ")
-            ),
+            text: if kind.is_tenant() {
+                format!(
+                    "{name}'s outbound mail as a whole breaks its habits: {}. Look for a compromised account, device or server: the users and connectors in its counters, and connectors or addresses nobody set up",
+                    evidence.join("; ")
+                )
+            } else {
+                format!(
+                    "{name} is possibly compromised: {}. For 24 hours its suspicious-mail limit is halved; check the account (password, forwarding rules, recent sign-ins) and the devices that use it",
+                    evidence.join("; ")
+                )
+            },
         }));
     }
 
     /// Whether a user or connector was flagged "possibly compromised" in the last 24 hours.
     pub fn flagged(&self, tenant: &str, kind: Kind, name: &str, now: i64) -> bool {
-        let key = format!(
-            "{}:{name}",
-            if kind == Kind::User {
-                "user"
-            } else {
-                "connector"
-            }
-        );
+        let key = flag_key(kind, name);
         self.tenants
             .get(tenant)
             .and_then(|t| t.flagged.get(&key))
@@ -675,6 +682,9 @@ impl<C: CounterStore> Guard<C> {
             (None, None) => None,
         };
         if let Some(b) = subject.and_then(|s| s.habits.as_mut()) {
+            b.outcome(now, refused);
+        }
+        if let Some(b) = tc.tenant.habits.as_mut() {
             b.outcome(now, refused);
         }
     }
@@ -1072,6 +1082,14 @@ impl<C: CounterStore> Guard<C> {
     /// Every counter of a tenant beside its threshold, as admins see them.
     pub fn view(&self, tenant: &str, now: i64) -> Vec<CounterView> {
         view(self.counters.tenant(tenant), self.limits(tenant), now)
+    }
+}
+
+fn flag_key(kind: Kind, name: &str) -> String {
+    match kind {
+        Kind::User => format!("user:{name}"),
+        Kind::Connector => format!("connector:{name}"),
+        Kind::TenantThreshold | Kind::TenantUnregistered => "tenant".to_string(),
     }
 }
 
