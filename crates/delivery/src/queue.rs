@@ -95,6 +95,11 @@ pub trait Router: Send + Sync + 'static {
     fn refusal(&self, _env: &Envelope) -> Option<String> {
         None
     }
+
+    /// The language of a tenant's reports (`en`, `es`).
+    fn language(&self, _tenant: Option<&str>) -> String {
+        "en".into()
+    }
 }
 
 /// Where delivery reports what happened (the message trace).
@@ -444,6 +449,8 @@ impl Inner {
             date: dsn::rfc5322_date(now),
             arrival_date: dsn::rfc5322_date(env.received_at),
             message_id: format!("{id}@{}", self.config.hostname),
+            language: &self.router.language(env.tenant.as_deref()),
+            expire_hours: self.config.expire_after.as_secs() / 3600,
         });
         let ndr = Envelope {
             id: id.clone(),

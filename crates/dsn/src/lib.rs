@@ -1,9 +1,13 @@
 //! Delivery status notifications: the RFC 3464 non-delivery report Relayward sends to a sender
 //! when a recipient failed permanently or expired.
 //!
-//! This is the plain, standard report; the localized, step-by-step texts of SPEC section 7 build
-//! on it. An NDR is never written for the null sender or for a report (loop safety), and the
-//! caller sends it from the null sender.
+//! The report is a multipart/report: a part for people (plain text and HTML, in the tenant's
+//! language: what happened, who must act, how to fix it step by step, details for admins, the
+//! message's hops; words from `texts/*.toml`), the message/delivery-status part for programs, and
+//! the original message or its headers. An NDR is never written for the null sender or for a
+//! report (loop safety), and the caller sends it from the null sender.
+
+pub mod texts;
 
 use std::fmt::Write;
 
@@ -53,6 +57,10 @@ pub struct NdrInput<'a> {
     pub date: String,
     pub arrival_date: String,
     pub message_id: String,
+    /// The sending tenant's language (`en`, `es`); English when there are no texts for it.
+    pub language: &'a str,
+    /// How long the relay retries before giving up (for the expiry text).
+    pub expire_hours: u64,
 }
 
 /// Builds the whole NDR message (headers and body), addressed to the envelope sender.
@@ -63,49 +71,54 @@ pub fn build_ndr(input: &NdrInput<'_>) -> Vec<u8> {
     let subject = original_header(&input.original[..headers_end], "subject").unwrap_or_default();
     let full = env.ret != Some(Ret::Hdrs) && input.original.len() <= FULL_RETURN_LIMIT;
 
+    let t = texts::texts(input.language);
+    let (plain, html) = match t {
+        Some(t) => human_part(t, input, &subject, &input.original[..headers_end]),
+        None => (String::from("Delivery failed."), String::new()),
+    };
+    let subject_line = t.map_or_else(
+        || format!("Undeliverable: {}", one_line(&subject)),
+        |t| texts::fill(&t.subject, &[("subject", &one_line(&subject))]),
+    );
+    let alt = format!("{boundary}_alt");
     let mut m = String::new();
     let _ = write!(
         m,
         "From: Mail Delivery System <MAILER-DAEMON@{mta}>\r\n\
          To: <{to}>\r\n\
-         Subject: Undeliverable: {subject}\r\n\
+         Subject: {subject}\r\n\
          Date: {date}\r\n\
          Message-ID: <{mid}>\r\n\
          Auto-Submitted: auto-replied\r\n\
+         Content-Language: {lang}\r\n\
          MIME-Version: 1.0\r\n\
          Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{b}\"\r\n\
          \r\n\
          This is a delivery status notification in MIME format.\r\n\
          \r\n--{b}\r\n\
+         Content-Type: multipart/alternative; boundary=\"{alt}\"\r\n\r\n\
+         --{alt}\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\
-         Content-Transfer-Encoding: 8bit\r\n\r\n",
+         Content-Transfer-Encoding: 8bit\r\n\r\n\
+         {plain}\r\n\
+         --{alt}\r\n\
+         Content-Type: text/html; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n\
+         {html}\r\n\
+         --{alt}--\r\n",
         mta = input.reporting_mta,
         to = env.mail_from,
-        subject = one_line(&subject),
+        subject = encode_header(&subject_line),
         date = input.date,
         mid = input.message_id,
+        lang = if t.is_some() { input.language } else { "en" },
         b = boundary,
     );
     let _ = write!(
         m,
-        "Your message could not be delivered to {} recipient(s).\r\n\r\n",
-        input.failed.len()
-    );
-    for r in input.failed {
-        let _ = write!(
-            m,
-            "  {}\r\n    {}\r\n",
-            r.address,
-            one_line(&failure_reply(r))
-        );
-    }
-    let _ = write!(
-        m,
-        "\r\nMessage id at {}: {}\r\n\r\n--{b}\r\n\
+        "\r\n--{b}\r\n\
          Content-Type: message/delivery-status\r\n\r\n\
          Reporting-MTA: dns; {mta}\r\n",
-        input.reporting_mta,
-        env.id,
         b = boundary,
         mta = input.reporting_mta,
     );
@@ -156,6 +169,207 @@ pub fn build_ndr(input: &NdrInput<'_>) -> Vec<u8> {
     }
     out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     out
+}
+
+/// The part for people, as plain text and as HTML: per kind of failure what happened, who must
+/// act and the steps; then details per recipient and the hops.
+fn human_part(
+    t: &texts::Texts,
+    input: &NdrInput<'_>,
+    _subject: &str,
+    headers: &[u8],
+) -> (String, String) {
+    let hours = input.expire_hours.to_string();
+    let mut plain = String::new();
+    let mut html = String::from("<html><body style=\"font-family:sans-serif\">\r\n");
+    let _ = write!(plain, "{}\r\n\r\n", t.title);
+    let _ = write!(html, "<h1>{}</h1>\r\n", esc(&t.title));
+    let intro = match input.failed {
+        [one] => texts::fill(&t.intro_one, &[("recipient", &one.address)]),
+        many => texts::fill(&t.intro_many, &[("count", &many.len().to_string())]),
+    };
+    let _ = write!(plain, "{intro}\r\n");
+    let _ = write!(html, "<p>{}</p>\r\n", esc(&intro));
+    // One explanation per status code, in the order the recipients first show it.
+    let mut seen: Vec<String> = Vec::new();
+    for r in input.failed {
+        let status = status_of(&failure_reply(r));
+        if seen.contains(&status) {
+            continue;
+        }
+        seen.push(status.clone());
+        let who_for: Vec<&str> = input
+            .failed
+            .iter()
+            .filter(|x| status_of(&failure_reply(x)) == status)
+            .map(|x| x.address.as_str())
+            .collect();
+        let domain = r.address.rsplit_once('@').map_or("", |(_, d)| d);
+        let values = [
+            ("recipient", who_for.join(", ")),
+            ("sender", input.env.mail_from.clone()),
+            ("tenant", input.env.tenant.clone().unwrap_or_default()),
+            ("domain", domain.to_string()),
+            (
+                "sender_domain",
+                input
+                    .env
+                    .mail_from
+                    .rsplit_once('@')
+                    .map_or(String::new(), |(_, d)| d.to_string()),
+            ),
+            ("hours", hours.clone()),
+        ];
+        let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let code = t.code(&status);
+        let what = texts::fill(&code.what, &values);
+        let who = t.who(&code.who);
+        let _ = write!(
+            plain,
+            "\r\n{h}\r\n{u}\r\n{what}\r\n\r\n{w}\r\n{u2}\r\n{who}\r\n\r\n{f}\r\n{u3}\r\n",
+            h = t.what_happened,
+            u = underline(&t.what_happened),
+            w = t.who_must_act,
+            u2 = underline(&t.who_must_act),
+            f = t.how_to_fix,
+            u3 = underline(&t.how_to_fix),
+        );
+        let _ = write!(
+            html,
+            "<h2>{}</h2>\r\n<p>{}</p>\r\n<h2>{}</h2>\r\n<p>{}</p>\r\n<h2>{}</h2>\r\n<ol>\r\n",
+            esc(&t.what_happened),
+            esc(&what),
+            esc(&t.who_must_act),
+            esc(who),
+            esc(&t.how_to_fix)
+        );
+        for (i, step) in code.steps.iter().enumerate() {
+            let step = texts::fill(step, &values);
+            let _ = write!(plain, "{}. {step}\r\n", i + 1);
+            let _ = write!(html, "<li>{}</li>\r\n", esc(&step));
+        }
+        html.push_str("</ol>\r\n");
+    }
+    let _ = write!(plain, "\r\n{}\r\n{}\r\n", t.details, underline(&t.details));
+    let _ = write!(html, "<h2>{}</h2>\r\n", esc(&t.details));
+    for r in input.failed {
+        let reply = failure_reply(r);
+        let remote = match &r.state {
+            RcptState::Failed {
+                remote: Some(remote),
+                ..
+            } => remote.clone(),
+            _ => "-".into(),
+        };
+        let rows = [
+            ("", r.address.clone()),
+            (t.status.as_str(), status_of(&reply)),
+            (t.reply.as_str(), one_line(&reply)),
+            (t.reporting_server.as_str(), input.reporting_mta.to_string()),
+            (t.remote_server.as_str(), one_line(&remote)),
+            (t.time.as_str(), input.date.clone()),
+            (t.message_id.as_str(), input.env.id.clone()),
+        ];
+        html.push_str("<table>\r\n");
+        for (label, value) in rows {
+            if label.is_empty() {
+                let _ = write!(plain, "\r\n{value}\r\n");
+                let _ = write!(html, "<tr><th colspan=\"2\">{}</th></tr>\r\n", esc(&value));
+            } else {
+                let _ = write!(plain, "  {label}: {value}\r\n");
+                let _ = write!(
+                    html,
+                    "<tr><td>{}</td><td>{}</td></tr>\r\n",
+                    esc(label),
+                    esc(&value)
+                );
+            }
+        }
+        html.push_str("</table>\r\n");
+    }
+    let hops = received_lines(headers);
+    let _ = write!(plain, "\r\n{}\r\n{}\r\n", t.hops, underline(&t.hops));
+    let _ = write!(html, "<h2>{}</h2>\r\n", esc(&t.hops));
+    if hops.is_empty() {
+        let _ = write!(plain, "{}\r\n", t.no_hops);
+        let _ = write!(html, "<p>{}</p>\r\n", esc(&t.no_hops));
+    } else {
+        html.push_str("<ol>\r\n");
+        // Received: lines are newest first; hops read oldest first.
+        for (i, h) in hops.iter().rev().enumerate() {
+            let _ = write!(plain, "{}. {h}\r\n", i + 1);
+            let _ = write!(html, "<li>{}</li>\r\n", esc(h));
+        }
+        html.push_str("</ol>\r\n");
+    }
+    let _ = write!(plain, "\r\n{}\r\n", t.original_below);
+    let _ = write!(html, "<p>{}</p>\r\n</body></html>", esc(&t.original_below));
+    (plain, html)
+}
+
+fn underline(heading: &str) -> String {
+    "-".repeat(heading.chars().count())
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The original's `Received:` lines, unfolded, newest first.
+fn received_lines(headers: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(headers);
+    let mut out: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.split("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            if let Some(c) = current.as_mut() {
+                c.push(' ');
+                c.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some(c) = current.take() {
+            out.push(c);
+        }
+        if let Some((n, v)) = line.split_once(':')
+            && n.eq_ignore_ascii_case("received")
+        {
+            current = Some(v.trim().to_string());
+        }
+    }
+    out.extend(current);
+    out
+}
+
+/// A header value as RFC 2047 encoded words when it is not plain ASCII.
+fn encode_header(value: &str) -> String {
+    if value.is_ascii() {
+        return value.to_string();
+    }
+    use base64::Engine;
+    // Encoded words of at most 45 input bytes each, split on character boundaries.
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in value.chars() {
+        if chunk.len() + c.len_utf8() > 45 {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(c);
+    }
+    words.push(chunk);
+    words
+        .iter()
+        .map(|w| {
+            format!(
+                "=?utf-8?B?{}?=",
+                base64::engine::general_purpose::STANDARD.encode(w)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n ")
 }
 
 fn failure_reply(r: &Recipient) -> String {
@@ -298,6 +512,8 @@ mod tests {
             date: "Sun, 22 Nov 2026 10:00:00 +0000".into(),
             arrival_date: "Sun, 22 Nov 2026 09:00:00 +0000".into(),
             message_id: "N1@relay.example.net".into(),
+            language: "en",
+            expire_hours: 48,
         });
         let text = String::from_utf8(ndr).expect("utf8");
         assert!(text.contains("Subject: Undeliverable: Hello there\r\n"));

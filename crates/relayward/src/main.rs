@@ -742,6 +742,17 @@ impl Router for DirectoryRouter {
     fn refusal(&self, env: &relayward_spool::Envelope) -> Option<String> {
         self.guard.refusal_for(env)
     }
+
+    fn language(&self, tenant: Option<&str>) -> String {
+        let dir = self
+            .directory
+            .read()
+            .map(|d| d.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        tenant
+            .and_then(|t| dir.tenant(t))
+            .map_or_else(|| "en".to_string(), |t| t.language.to_string())
+    }
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
