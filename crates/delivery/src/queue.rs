@@ -36,6 +36,9 @@ pub struct DeliveryConfig {
     /// through the high-risk pool. Off when a smart host carries everything and no resolver was
     /// configured (the relay then does no DNS of its own).
     pub check_sender_dns: bool,
+    /// Tell the sender once when a message is still undelivered after this long (RFC 3461
+    /// delay notice); `None`: never.
+    pub delay_notice_after: Option<Duration>,
     pub max_per_destination: usize,
     pub max_concurrent_messages: usize,
     pub max_messages_per_connection: u32,
@@ -62,6 +65,7 @@ impl DeliveryConfig {
             normal_pool: Vec::new(),
             high_risk_pool: Vec::new(),
             check_sender_dns: true,
+            delay_notice_after: Some(Duration::from_secs(4 * 3600)),
             max_per_destination: 20,
             max_concurrent_messages: 512,
             max_messages_per_connection: 100,
@@ -362,8 +366,9 @@ impl Inner {
         }
         while let Some(done) = tasks.join_next().await {
             let Ok(outcomes) = done else { continue };
-            for (i, state) in outcomes {
+            for (i, state, without_dsn) in outcomes {
                 if let Some(r) = env.recipients.get_mut(i) {
+                    r.relayed_without_dsn = without_dsn;
                     let (kind, detail) = match &state {
                         RcptState::Delivered { reply, remote } => {
                             self.stats.delivered.fetch_add(1, Ordering::Relaxed);
@@ -396,6 +401,9 @@ impl Inner {
         if !env.is_finished() {
             let expired = now >= env.received_at + self.config.expire_after.as_secs() as i64;
             if !expired {
+                if self.maybe_send_delay(&env, now).await {
+                    env.delay_notified = true;
+                }
                 env.next_attempt = now + self.config.retry_delay(env.attempts).as_secs() as i64;
                 self.spool.update(&env);
                 self.schedule(env);
@@ -435,24 +443,85 @@ impl Inner {
             return Ok(());
         }
         let failed = dsn::reportable(env);
-        if failed.is_empty() {
-            return Ok(());
+        if !failed.is_empty() {
+            self.send_report(env, &failed, dsn::ReportKind::Failure)
+                .await?;
         }
+        let relayed: Vec<&Recipient> = env
+            .recipients
+            .iter()
+            .filter(|r| r.wants_success_notice())
+            .collect();
+        if !relayed.is_empty() {
+            self.send_report(env, &relayed, dsn::ReportKind::Success)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One delay notice per message, once it has waited `delay_notice_after`, to the
+    /// recipients still pending that want one. Returns whether one was sent.
+    async fn maybe_send_delay(&self, env: &Envelope, now: i64) -> bool {
+        let Some(after) = self.config.delay_notice_after else {
+            return false;
+        };
+        if env.delay_notified
+            || !dsn::may_report(env)
+            || now < env.received_at + after.as_secs() as i64
+        {
+            return false;
+        }
+        let waiting: Vec<&Recipient> = env
+            .recipients
+            .iter()
+            .filter(|r| r.is_pending() && r.wants_delay_notice())
+            .collect();
+        if waiting.is_empty() {
+            return false;
+        }
+        let until = env.received_at + self.config.expire_after.as_secs() as i64;
+        let kind = dsn::ReportKind::Delay {
+            retry_until: dsn::rfc5322_date(until),
+        };
+        match self.send_report(env, &waiting, kind).await {
+            Ok(()) => true,
+            Err(e) => {
+                // Not worth holding the message for: the next round tries again.
+                tracing::warn!(id = %env.id, error = %e, "cannot spool the delay notice");
+                false
+            }
+        }
+    }
+
+    /// Builds a report about `recipients` of `env`, spools it durably and schedules it; it is
+    /// sent from the null sender and never answered by another report.
+    async fn send_report(
+        &self,
+        env: &Envelope,
+        recipients: &[&Recipient],
+        kind: dsn::ReportKind,
+    ) -> Result<(), relayward_spool::SpoolError> {
         let original = self.spool.body(&env.id).await.unwrap_or_default();
         let id = new_message_id();
         let now = now_ms() / 1000;
+        let what = match kind {
+            dsn::ReportKind::Failure => "NDR",
+            dsn::ReportKind::Delay { .. } => "delay notice",
+            dsn::ReportKind::Success => "success notice",
+        };
         let body = dsn::build_ndr(&dsn::NdrInput {
             reporting_mta: &self.config.hostname,
             env,
-            failed: &failed,
+            failed: recipients,
             original: &original,
             date: dsn::rfc5322_date(now),
             arrival_date: dsn::rfc5322_date(env.received_at),
             message_id: format!("{id}@{}", self.config.hostname),
             language: &self.router.language(env.tenant.as_deref()),
             expire_hours: self.config.expire_after.as_secs() / 3600,
+            kind,
         });
-        let ndr = Envelope {
+        let report = Envelope {
             id: id.clone(),
             received_at: now,
             mail_from: String::new(),
@@ -468,16 +537,17 @@ impl Inner {
             attempts: 0,
             next_attempt: 0,
             is_report: true,
+            delay_notified: false,
             high_risk: String::new(),
         };
-        self.spool.put(&ndr, &body).await?;
+        self.spool.put(&report, &body).await?;
         self.stats.ndrs.fetch_add(1, Ordering::Relaxed);
         self.events.event(TraceEvent {
             message_id: id.clone(),
             at: now_ms(),
             kind: TraceKind::Received,
             recipient: None,
-            detail: format!("NDR for {}", env.id),
+            detail: format!("{what} for {}", env.id),
             summary: Some(TraceSummary {
                 sender: String::new(),
                 tenant: env.tenant.clone(),
@@ -491,9 +561,9 @@ impl Inner {
             &env.id,
             TraceKind::NdrSent,
             Some(&env.mail_from),
-            format!("NDR {id}"),
+            format!("{what} {id}"),
         );
-        self.schedule(ndr);
+        self.schedule(report);
         Ok(())
     }
 
@@ -630,8 +700,9 @@ impl Inner {
         domain: &str,
         idxs: &[usize],
         body: &[u8],
-    ) -> Vec<(usize, RcptState)> {
-        let all = |state: RcptState| idxs.iter().map(|&i| (i, state.clone())).collect();
+    ) -> Vec<(usize, RcptState, bool)> {
+        // The bool: the next hop took the message without DSN (for success notices).
+        let all = |state: RcptState| idxs.iter().map(|&i| (i, state.clone(), false)).collect();
         let hops = match self.hops(domain).await {
             Ok(h) => h,
             Err(state) => return all(state),
@@ -723,6 +794,7 @@ impl Inner {
                 match client.send(&msg).await {
                     Ok(replies) => {
                         let remote = format!("{} [{}]", hop.name, hop.addr.ip());
+                        let dsn = client.caps.dsn;
                         if client.messages_sent < self.config.max_messages_per_connection {
                             self.put_idle(key, client);
                         } else {
@@ -731,7 +803,7 @@ impl Inner {
                         return idxs
                             .iter()
                             .zip(replies)
-                            .map(|(&i, reply)| (i, state_of(reply, &remote)))
+                            .map(|(&i, reply)| (i, state_of(reply, &remote), !dsn))
                             .collect();
                     }
                     Err(e) if was_reused => {

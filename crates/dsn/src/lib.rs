@@ -61,6 +61,19 @@ pub struct NdrInput<'a> {
     pub language: &'a str,
     /// How long the relay retries before giving up (for the expiry text).
     pub expire_hours: u64,
+    pub kind: ReportKind,
+}
+
+/// What a report says about its recipients (RFC 3464 `Action`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportKind {
+    /// `failed`: the recipients will not get the message.
+    Failure,
+    /// `delayed`: not delivered yet, still being tried until this RFC 5322 date.
+    Delay { retry_until: String },
+    /// `relayed`: handed to a next hop that does not speak DSN, for senders who asked
+    /// NOTIFY=SUCCESS.
+    Success,
 }
 
 /// Builds the whole NDR message (headers and body), addressed to the envelope sender.
@@ -78,7 +91,14 @@ pub fn build_ndr(input: &NdrInput<'_>) -> Vec<u8> {
     };
     let subject_line = t.map_or_else(
         || format!("Undeliverable: {}", one_line(&subject)),
-        |t| texts::fill(&t.subject, &[("subject", &one_line(&subject))]),
+        |t| {
+            let template = match input.kind {
+                ReportKind::Failure => &t.subject,
+                ReportKind::Delay { .. } => &t.delay_subject,
+                ReportKind::Success => &t.success_subject,
+            };
+            texts::fill(template, &[("subject", &one_line(&subject))])
+        },
     );
     let alt = format!("{boundary}_alt");
     let mut m = String::new();
@@ -126,27 +146,36 @@ pub fn build_ndr(input: &NdrInput<'_>) -> Vec<u8> {
         let _ = write!(m, "Original-Envelope-Id: {}\r\n", one_line(envid));
     }
     let _ = write!(m, "Arrival-Date: {}\r\n", input.arrival_date);
+    let action = match input.kind {
+        ReportKind::Failure => "failed",
+        ReportKind::Delay { .. } => "delayed",
+        ReportKind::Success => "relayed",
+    };
     for r in input.failed {
-        let reply = failure_reply(r);
+        let reply = reply_of(r);
         m.push_str("\r\n");
         if let Some(orcpt) = &r.orcpt {
             let _ = write!(m, "Original-Recipient: {}\r\n", one_line(&with_type(orcpt)));
         }
         let _ = write!(
             m,
-            "Final-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
+            "Final-Recipient: rfc822; {}\r\nAction: {action}\r\nStatus: {}\r\n",
             r.address,
             status_of(&reply)
         );
         if let RcptState::Failed {
             remote: Some(remote),
             ..
-        } = &r.state
+        }
+        | RcptState::Delivered { remote, .. } = &r.state
         {
             let _ = write!(m, "Remote-MTA: dns; {}\r\n", one_line(remote));
         }
         let _ = write!(m, "Diagnostic-Code: smtp; {}\r\n", one_line(&reply));
         let _ = write!(m, "Last-Attempt-Date: {}\r\n", input.date);
+        if let ReportKind::Delay { retry_until } = &input.kind {
+            let _ = write!(m, "Will-Retry-Until: {retry_until}\r\n");
+        }
     }
     let _ = write!(
         m,
@@ -182,18 +211,48 @@ fn human_part(
     let hours = input.expire_hours.to_string();
     let mut plain = String::new();
     let mut html = String::from("<html><body style=\"font-family:sans-serif\">\r\n");
-    let _ = write!(plain, "{}\r\n\r\n", t.title);
-    let _ = write!(html, "<h1>{}</h1>\r\n", esc(&t.title));
-    let intro = match input.failed {
-        [one] => texts::fill(&t.intro_one, &[("recipient", &one.address)]),
-        many => texts::fill(&t.intro_many, &[("count", &many.len().to_string())]),
+    let all: Vec<&str> = input.failed.iter().map(|r| r.address.as_str()).collect();
+    let all = all.join(", ");
+    let (title, intro, more) = match input.kind {
+        ReportKind::Failure => (
+            &t.title,
+            match input.failed {
+                [one] => texts::fill(&t.intro_one, &[("recipient", &one.address)]),
+                many => texts::fill(&t.intro_many, &[("count", &many.len().to_string())]),
+            },
+            None,
+        ),
+        ReportKind::Delay { .. } => (
+            &t.delay_title,
+            texts::fill(&t.delay_intro, &[("recipient", &all)]),
+            Some(texts::fill(&t.delay_more, &[("hours", &hours)])),
+        ),
+        ReportKind::Success => (
+            &t.success_title,
+            texts::fill(&t.success_intro, &[("recipient", &all)]),
+            None,
+        ),
     };
-    let _ = write!(plain, "{intro}\r\n");
-    let _ = write!(html, "<p>{}</p>\r\n", esc(&intro));
-    // One explanation per status code, in the order the recipients first show it.
+    let _ = write!(plain, "{title}\r\n\r\n{intro}\r\n");
+    let _ = write!(
+        html,
+        "<h1>{}</h1>\r\n<p>{}</p>\r\n",
+        esc(title),
+        esc(&intro)
+    );
+    if let Some(more) = &more {
+        let _ = write!(plain, "{more}\r\n");
+        let _ = write!(html, "<p>{}</p>\r\n", esc(more));
+    }
+    // One explanation per status code, in the order the recipients first show it (failures
+    // only: a delay or a relay needs no fixing).
     let mut seen: Vec<String> = Vec::new();
-    for r in input.failed {
-        let status = status_of(&failure_reply(r));
+    for r in input
+        .failed
+        .iter()
+        .filter(|_| input.kind == ReportKind::Failure)
+    {
+        let status = status_of(&reply_of(r));
         if seen.contains(&status) {
             continue;
         }
@@ -201,7 +260,7 @@ fn human_part(
         let who_for: Vec<&str> = input
             .failed
             .iter()
-            .filter(|x| status_of(&failure_reply(x)) == status)
+            .filter(|x| status_of(&reply_of(x)) == status)
             .map(|x| x.address.as_str())
             .collect();
         let domain = r.address.rsplit_once('@').map_or("", |(_, d)| d);
@@ -253,7 +312,7 @@ fn human_part(
     let _ = write!(plain, "\r\n{}\r\n{}\r\n", t.details, underline(&t.details));
     let _ = write!(html, "<h2>{}</h2>\r\n", esc(&t.details));
     for r in input.failed {
-        let reply = failure_reply(r);
+        let reply = reply_of(r);
         let remote = match &r.state {
             RcptState::Failed {
                 remote: Some(remote),
@@ -372,10 +431,15 @@ fn encode_header(value: &str) -> String {
         .join("\r\n ")
 }
 
-fn failure_reply(r: &Recipient) -> String {
+/// The reply a report gives for a recipient: its failure, its last temporary error, or the
+/// next hop's acceptance.
+fn reply_of(r: &Recipient) -> String {
     match &r.state {
-        RcptState::Failed { reply, .. } => reply.clone(),
-        _ => "550 5.0.0 Delivery failed".into(),
+        RcptState::Failed { reply, .. } | RcptState::Delivered { reply, .. } => reply.clone(),
+        RcptState::Pending {
+            last_reply: Some(l),
+        } => l.clone(),
+        RcptState::Pending { last_reply: None } => "451 4.0.0 Not delivered yet".into(),
     }
 }
 
@@ -494,6 +558,7 @@ mod tests {
             attempts: 1,
             next_attempt: 0,
             is_report: false,
+            delay_notified: false,
             high_risk: String::new(),
         }
     }
@@ -514,6 +579,7 @@ mod tests {
             message_id: "N1@relay.example.net".into(),
             language: "en",
             expire_hours: 48,
+            kind: ReportKind::Failure,
         });
         let text = String::from_utf8(ndr).expect("utf8");
         assert!(text.contains("Subject: Undeliverable: Hello there\r\n"));

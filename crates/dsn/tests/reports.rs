@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use relayward_dsn::{NdrInput, build_ndr, reportable, texts};
+use relayward_dsn::{NdrInput, ReportKind, build_ndr, reportable, texts};
 use relayward_spool::{Envelope, RcptState, Recipient, Ret};
 use serde_json::Value;
 
@@ -113,6 +113,7 @@ fn envelope(reply: &str, remote: Option<&str>, ret: Ret) -> Envelope {
         attempts: 3,
         next_attempt: 0,
         is_report: false,
+        delay_notified: false,
         high_risk: String::new(),
     }
 }
@@ -120,16 +121,21 @@ fn envelope(reply: &str, remote: Option<&str>, ret: Ret) -> Envelope {
 fn render(reply: &str, remote: Option<&str>, ret: Ret, language: &str) -> Vec<u8> {
     let env = envelope(reply, remote, ret);
     let failed = reportable(&env);
+    report(&env, &failed, language, ReportKind::Failure)
+}
+
+fn report(env: &Envelope, recipients: &[&Recipient], language: &str, kind: ReportKind) -> Vec<u8> {
     build_ndr(&NdrInput {
         reporting_mta: "relay.example.net",
-        env: &env,
-        failed: &failed,
+        env,
+        failed: recipients,
         original: ORIGINAL,
         date: "Sun, 22 Nov 2026 10:00:00 +0000".into(),
         arrival_date: "Sun, 22 Nov 2026 09:00:00 +0000".into(),
         message_id: "N1@relay.example.net".into(),
         language,
         expire_hours: 48,
+        kind,
     })
 }
 
@@ -259,6 +265,43 @@ fn every_code_in_every_language_reads_back_field_by_field() {
             );
         }
     }
+}
+
+#[test]
+fn delay_and_success_notices_say_delayed_and_relayed() {
+    let mut env = envelope("550 5.1.1 unused", None, Ret::Hdrs);
+    env.recipients[0].state = RcptState::Pending {
+        last_reply: Some("451 4.2.0 Greylisted, try again later".into()),
+    };
+    let pending = vec![&env.recipients[0]];
+    let kind = ReportKind::Delay {
+        retry_until: "Tue, 24 Nov 2026 09:00:00 +0000".into(),
+    };
+    let v = python_reads(&report(&env, &pending, "en", kind));
+    assert_eq!(v["defects"], serde_json::json!([]));
+    assert_eq!(v["subject"], "Delayed: Quarterly figures");
+    let r = &v["per_recipient"][0];
+    assert_eq!(r["Action"], "delayed");
+    assert_eq!(r["Status"], "4.2.0");
+    assert_eq!(r["Will-Retry-Until"], "Tue, 24 Nov 2026 09:00:00 +0000");
+    assert!(
+        v["plain"]
+            .as_str()
+            .unwrap()
+            .contains("you don't need to do anything now")
+    );
+
+    env.recipients[0].state = RcptState::Delivered {
+        reply: "250 2.0.0 Ok: queued as 4XyZ".into(),
+        remote: "mx.remote.example".into(),
+    };
+    let delivered = vec![&env.recipients[0]];
+    let v = python_reads(&report(&env, &delivered, "es", ReportKind::Success));
+    assert_eq!(v["subject"], "Entregado: Quarterly figures");
+    let r = &v["per_recipient"][0];
+    assert_eq!(r["Action"], "relayed");
+    assert_eq!(r["Status"], "2.0.0");
+    assert_eq!(r["Remote-MTA"], "dns; mx.remote.example");
 }
 
 #[test]

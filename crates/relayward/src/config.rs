@@ -104,6 +104,8 @@ pub struct RawDelivery {
     pub high_risk_hostname: Option<String>,
     pub retry_schedule: Option<Vec<String>>,
     pub expire_after: Option<String>,
+    /// Tell the sender once when a message is still undelivered after this long; "0": never.
+    pub delay_notice_after: Option<String>,
     pub remote_port: Option<u16>,
     pub max_per_destination: Option<usize>,
     pub max_concurrent_messages: Option<usize>,
@@ -325,6 +327,7 @@ pub struct Config {
     pub high_risk_hostname: Option<String>,
     pub retry_schedule: Vec<Duration>,
     pub expire_after: Duration,
+    pub delay_notice_after: Option<Duration>,
     pub remote_port: u16,
     pub max_per_destination: usize,
     pub max_concurrent_messages: usize,
@@ -458,6 +461,12 @@ impl Config {
             high_risk_hostname: raw.delivery.high_risk_hostname,
             retry_schedule,
             expire_after: dur(&raw.delivery.expire_after, "48h", "delivery.expire_after")?,
+            delay_notice_after: Some(dur(
+                &raw.delivery.delay_notice_after,
+                "4h",
+                "delivery.delay_notice_after",
+            )?)
+            .filter(|d| !d.is_zero()),
             remote_port: raw.delivery.remote_port.unwrap_or(25),
             max_per_destination: raw.delivery.max_per_destination.unwrap_or(20),
             max_concurrent_messages: raw.delivery.max_concurrent_messages.unwrap_or(512),

@@ -459,6 +459,7 @@ async fn send_alert_mail(mail: &AlertMail, dir: &Directory, a: &relayward_guard:
         attempts: 0,
         next_attempt: 0,
         is_report: false,
+        delay_notified: false,
         high_risk: String::new(),
     };
     match mail.spool.put(&env, body.as_bytes()).await {

@@ -778,6 +778,7 @@ async fn serve(config: Config) -> Result<()> {
     delivery.remote_port = config.remote_port;
     delivery.retry_schedule = config.retry_schedule.clone();
     delivery.expire_after = config.expire_after;
+    delivery.delay_notice_after = config.delay_notice_after;
     delivery.normal_pool = config.normal_pool.clone();
     delivery.high_risk_pool = config.high_risk_pool.clone();
     delivery.check_sender_dns = config.smart_host.is_none() || config.dns_resolver.is_some();

@@ -414,6 +414,7 @@ impl Policy for RelayPolicy {
             attempts: 0,
             next_attempt: 0,
             is_report: false,
+            delay_notified: false,
             high_risk: if scan.verdict.suspicious() {
                 format!("scan verdict {}", scan.verdict.as_str())
             } else {

@@ -41,6 +41,10 @@ pub struct Recipient {
     pub orcpt: Option<String>,
     pub notify: Option<Notify>,
     pub state: RcptState,
+    /// Delivered to a next hop that does not speak DSN: a sender who asked NOTIFY=SUCCESS
+    /// hears it from us ("relayed"), not from the final server.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relayed_without_dsn: bool,
 }
 
 impl Recipient {
@@ -50,6 +54,7 @@ impl Recipient {
             orcpt: None,
             notify: None,
             state: RcptState::Pending { last_reply: None },
+            relayed_without_dsn: false,
         }
     }
 
@@ -63,6 +68,23 @@ impl Recipient {
             .rsplit_once('@')
             .map(|(_, d)| d.to_ascii_lowercase())
             .unwrap_or_default()
+    }
+
+    /// Whether the sender wants to hear that this recipient is delayed: asked with
+    /// NOTIFY=DELAY, or said nothing (RFC 3461 leaves that to us; we tell).
+    pub fn wants_delay_notice(&self) -> bool {
+        match self.notify {
+            None => true,
+            Some(n) => !n.never && n.delay,
+        }
+    }
+
+    /// Whether the sender asked for a success notice (NOTIFY=SUCCESS) and this recipient was
+    /// handed to a next hop that will not send one.
+    pub fn wants_success_notice(&self) -> bool {
+        self.notify.is_some_and(|n| n.success && !n.never)
+            && self.relayed_without_dsn
+            && matches!(self.state, RcptState::Delivered { .. })
     }
 
     /// Whether the sender asked (or by default wants) to hear about a failure of this recipient.
@@ -100,6 +122,9 @@ pub struct Envelope {
     pub next_attempt: i64,
     /// True for the reports Relayward writes itself (NDRs): they are never answered by NDRs.
     pub is_report: bool,
+    /// A delay notice went to the sender already (at most one per message).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delay_notified: bool,
     /// Why the message must leave from the high-risk pool (its scan verdict), if it must;
     /// empty otherwise.
     #[serde(default, skip_serializing_if = "String::is_empty")]

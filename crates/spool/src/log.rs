@@ -553,6 +553,7 @@ mod tests {
             attempts: 0,
             next_attempt: 0,
             is_report: false,
+            delay_notified: false,
             high_risk: String::new(),
         }
     }

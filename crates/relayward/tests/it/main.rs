@@ -3,6 +3,7 @@
 
 mod crash;
 mod delivery;
+mod dsn;
 mod guard;
 mod hostile;
 mod scan;

@@ -471,6 +471,8 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
 pub struct Received {
     pub mail_from: String,
     pub rcpts: Vec<String>,
+    /// What followed each accepted RCPT's address (DSN parameters), in order.
+    pub rcpt_params: Vec<String>,
     pub data: String,
     pub peer: IpAddr,
     pub helo: String,
@@ -482,6 +484,8 @@ struct ReceiverState {
     messages: Vec<Received>,
     seen_flaky: std::collections::HashSet<String>,
     connections: usize,
+    /// Do not offer the DSN extension.
+    no_dsn: bool,
 }
 
 /// Replies by recipient local part: `reject*` 550 5.1.1, `defer*` always 451, `flaky*` 451 the
@@ -535,6 +539,12 @@ impl Receiver {
         self.state.lock().expect("lock").connections
     }
 
+    /// From now on the receiver does not offer DSN in its EHLO reply.
+    pub fn without_dsn(self) -> Receiver {
+        self.state.lock().expect("lock").no_dsn = true;
+        self
+    }
+
     /// Waits until `n` messages arrived (at most `limit`); returns them all.
     pub fn wait(&self, n: usize, limit: Duration) -> Vec<Received> {
         wait_for(limit, || {
@@ -581,6 +591,7 @@ async fn serve_receiver(
         .write_all(b"220 mx.test ESMTP test receiver\r\n")
         .await?;
     let (mut from, mut rcpts, mut helo) = (String::new(), Vec::<String>::new(), String::new());
+    let mut params = Vec::<String>::new();
     loop {
         let mut line = String::new();
         if stream.read_line(&mut line).await? == 0 {
@@ -595,7 +606,11 @@ async fn serve_receiver(
             if tls.is_some() && !is_tls {
                 r.push_str("250-STARTTLS\r\n");
             }
-            r.push_str("250 DSN\r\n");
+            if state.lock().expect("lock").no_dsn {
+                r.push_str("250 HELP\r\n");
+            } else {
+                r.push_str("250 DSN\r\n");
+            }
             r
         } else if upper.starts_with("STARTTLS") {
             stream.get_mut().write_all(b"220 go ahead\r\n").await?;
@@ -618,6 +633,7 @@ async fn serve_receiver(
                 .unwrap_or("")
                 .to_string();
             rcpts.clear();
+            params.clear();
             "250 2.1.0 ok\r\n".into()
         } else if upper.starts_with("RCPT TO:") {
             let addr = line[8..]
@@ -638,6 +654,12 @@ async fn serve_receiver(
                 "451 4.3.0 temporary trouble\r\n".into()
             } else {
                 rcpts.push(addr);
+                params.push(
+                    line.split_once('>')
+                        .map_or("", |(_, rest)| rest)
+                        .trim()
+                        .to_string(),
+                );
                 "250 2.1.5 ok\r\n".into()
             }
         } else if upper.starts_with("DATA") {
@@ -660,6 +682,7 @@ async fn serve_receiver(
                 state.lock().expect("lock").messages.push(Received {
                     mail_from: from.clone(),
                     rcpts: rcpts.clone(),
+                    rcpt_params: params.clone(),
                     data,
                     peer,
                     helo: helo.clone(),
@@ -669,6 +692,7 @@ async fn serve_receiver(
             }
         } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
             rcpts.clear();
+            params.clear();
             "250 2.0.0 ok\r\n".into()
         } else if upper.starts_with("QUIT") {
             stream.get_mut().write_all(b"221 bye\r\n").await?;

@@ -1,0 +1,126 @@
+//! The DSN extension end to end over real SMTP (issue 5): delay notices once per message after
+//! `delay_notice_after`, none for NOTIFY=NEVER; NOTIFY and ORCPT passed on to a next hop that
+//! speaks DSN (which then owes the success notice); a "relayed" notice from us when the next hop
+//! does not; no NDR for NOTIFY=NEVER.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+const MSG: &str =
+    "From: alice@contoso.example\r\nSubject: Quarterly figures\r\n\r\nSee attached.\r\n";
+
+fn send(c: &mut Client, rcpt_line: &str) {
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@contoso.example> RET=HDRS ENVID=Q3-1")
+            .code,
+        250
+    );
+    let r = c.cmd(&format!("RCPT TO:{rcpt_line}"));
+    assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(MSG.as_bytes());
+    let r = c.cmd(".");
+    assert_eq!(r.code, 250, "{r:?}");
+}
+
+/// Reports that reached the receiver for alice (from the null sender).
+fn reports(rx: &Receiver) -> Vec<Received> {
+    rx.messages()
+        .into_iter()
+        .filter(|m| m.mail_from.is_empty() && m.rcpts == vec!["alice@contoso.example".to_string()])
+        .collect()
+}
+
+#[test]
+fn delay_notices_once_never_when_asked_not_and_notify_passed_on() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, "delay_notice_after = \"2s\"\n"));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    send(&mut c, "<defer-a@remote.example>");
+    send(&mut c, "<defer-b@remote.example> NOTIFY=NEVER");
+    send(&mut c, "<reject-n@remote.example> NOTIFY=NEVER");
+    send(
+        &mut c,
+        "<ok@remote.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Ok@Remote.example",
+    );
+
+    // The next hop speaks DSN: NOTIFY and ORCPT go on with the message; no notice from us.
+    let ok = wait_for(Duration::from_secs(20), || {
+        rx.messages()
+            .into_iter()
+            .find(|m| m.rcpts == vec!["ok@remote.example".to_string()])
+    })
+    .expect("ok@ delivered");
+    assert_eq!(
+        ok.rcpt_params,
+        vec!["NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Ok@Remote.example".to_string()]
+    );
+
+    // defer-a keeps getting 451: after 2 s its sender hears once that it is delayed.
+    let notice = wait_for(Duration::from_secs(20), || reports(&rx).into_iter().next())
+        .expect("a delay notice");
+    assert!(
+        notice.data.contains("Subject: Delayed: Quarterly figures"),
+        "{}",
+        notice.data
+    );
+    assert!(
+        notice
+            .data
+            .contains("Final-Recipient: rfc822; defer-a@remote.example")
+    );
+    assert!(notice.data.contains("Action: delayed"), "{}", notice.data);
+    assert!(notice.data.contains("Status: 4.2.0"), "{}", notice.data);
+    assert!(
+        notice.data.contains("Will-Retry-Until: "),
+        "{}",
+        notice.data
+    );
+    assert!(
+        notice.data.contains("Original-Envelope-Id: Q3-1"),
+        "{}",
+        notice.data
+    );
+    // More rounds pass (retry every second): still one notice, and none about defer-b (NEVER),
+    // no NDR for reject-n (NEVER), no success notice for ok@ (the next hop owes it).
+    std::thread::sleep(Duration::from_secs(5));
+    let all = reports(&rx);
+    assert_eq!(
+        all.len(),
+        1,
+        "{:#?}",
+        all.iter().map(|m| &m.data).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_next_hop_without_dsn_makes_us_say_relayed() {
+    let rx = Receiver::start(false).without_dsn();
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    send(&mut c, "<ok@remote.example> NOTIFY=SUCCESS");
+    let notice = wait_for(Duration::from_secs(20), || reports(&rx).into_iter().next())
+        .expect("a success notice");
+    assert!(
+        notice
+            .data
+            .contains("Subject: Delivered: Quarterly figures"),
+        "{}",
+        notice.data
+    );
+    assert!(notice.data.contains("Action: relayed"), "{}", notice.data);
+    assert!(notice.data.contains("Status: 2.0.0"), "{}", notice.data);
+    let ok = rx
+        .messages()
+        .into_iter()
+        .find(|m| m.rcpts == vec!["ok@remote.example".to_string()])
+        .expect("delivered");
+    assert_eq!(
+        ok.rcpt_params,
+        vec![String::new()],
+        "no DSN parameters to a hop without DSN"
+    );
+}
