@@ -6,5 +6,6 @@ mod delivery;
 mod dsn;
 mod guard;
 mod hostile;
+mod postfix;
 mod scan;
 mod util;
