@@ -124,3 +124,43 @@ fn a_next_hop_without_dsn_makes_us_say_relayed() {
         "no DSN parameters to a hop without DSN"
     );
 }
+
+/// The report follows the tenant's language setting: a Spanish tenant's sender reads Spanish.
+#[test]
+fn a_spanish_tenant_gets_its_reports_in_spanish() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&format!(
+        r#"
+[delivery]
+smart_host = "{}"
+retry_schedule = ["1s"]
+[[tenants]]
+name = "contoso"
+language = "es"
+domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
+"#,
+        rx.addr
+    ));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    send(&mut c, "<reject-x@remote.example>");
+    let ndr =
+        wait_for(Duration::from_secs(20), || reports(&rx).into_iter().next()).expect("an NDR");
+    assert!(
+        ndr.data
+            .contains("Subject: No se pudo entregar: Quarterly figures"),
+        "{}",
+        ndr.data
+    );
+    assert!(ndr.data.contains("Content-Language: es"), "{}", ndr.data);
+    assert!(ndr.data.contains("Qué ha pasado"), "{}", ndr.data);
+    assert!(
+        ndr.data
+            .contains("El servidor de correo del destinatario dice que la dirección reject-x@remote.example no existe."),
+        "{}",
+        ndr.data
+    );
+    assert!(ndr.data.contains("Action: failed"), "{}", ndr.data);
+    assert!(ndr.data.contains("Status: 5.1.1"), "{}", ndr.data);
+}
