@@ -24,12 +24,16 @@ pub struct AppState {
     pub queue: Queue,
     pub policy: Arc<PolicyStats>,
     pub trace: TraceSink,
+    /// Every admin and operator action (the API calls it as the command line does).
+    pub service: Arc<crate::service::Service>,
+    pub resolver: Arc<dyn relayward_delivery::dns::Resolver>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .nest("/api/v1", crate::api::router())
         .with_state(state)
 }
 

@@ -1,6 +1,7 @@
 //! `relayward`: the relay (`serve`) and the operator's command line (tenants, domains,
 //! connectors, users, routes, trace). The only place that knows every part.
 
+mod api;
 mod config;
 mod guard;
 mod guard_cli;
@@ -104,6 +105,35 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// API tokens for scripts (the management API under /api/v1).
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a token and print it once (only its hash is kept).
+    Create {
+        /// A name to recognise it by.
+        #[arg(long)]
+        name: String,
+        /// operator, admin or reader.
+        #[arg(long)]
+        role: String,
+        /// The tenant of an admin or reader token.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Lifetime (e.g. 90d); without it the token lasts until revoked.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// List tokens (never their secrets): role, tenant, created, last used, revoked.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a token by its id (the part after `rw_`, before the second `_`).
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -293,8 +323,49 @@ async fn run(cli: Cli) -> Result<()> {
         | Command::Alerts { .. }
         | Command::Counters { .. }
         | Command::Audit { .. } => guard_cmd(&config, cli.command).await,
+        Command::Token(cmd) => token_cmd(&config, cmd).await,
         cmd => admin(&config, cmd).await,
     }
+}
+
+async fn token_cmd(config: &Config, cmd: TokenCmd) -> Result<()> {
+    let store: Arc<dyn Store> = open_store(config)?;
+    let svc = guard_cli::service(config, store.clone());
+    let actor = service::Actor {
+        name: format!("cli:{}", whoami()),
+        role: relayward_guard::Role::Operator,
+        client: "cli".into(),
+        mfa: false,
+    };
+    match cmd {
+        TokenCmd::Create {
+            name,
+            role,
+            tenant,
+            expires_in,
+        } => {
+            let valid_for = expires_in
+                .as_deref()
+                .map(config::parse_duration)
+                .transpose()
+                .context("--expires-in")?;
+            let (text, _) = svc
+                .create_token(&role, tenant.as_deref(), &name, valid_for, &actor)
+                .await?;
+            println!("{text}");
+            eprintln!("this is the only time the token is shown; keep it somewhere safe");
+        }
+        TokenCmd::List { tenant } => {
+            for t in store.tokens(tenant.as_deref()).await? {
+                println!("{}", serde_json::to_string(&t)?);
+            }
+        }
+        TokenCmd::Revoke { id } => {
+            svc.revoke_token(&id, &actor).await?;
+            println!("token {id} revoked");
+        }
+    }
+    Ok(())
 }
 
 fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
@@ -386,30 +457,31 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
         }) => {
             let kind = DomainKind::parse(&kind)
                 .ok_or_else(|| anyhow!("--kind must be authoritative or internal_relay"))?;
-            if match_subdomains && kind != DomainKind::InternalRelay {
-                return Err(anyhow!(
-                    "--match-subdomains is for internal_relay domains only"
-                ));
-            }
-            let tok = token();
-            store
-                .add_domain(&Domain {
-                    tenant,
-                    name: domain.to_ascii_lowercase(),
-                    kind,
-                    match_subdomains,
-                    verified,
-                    verification_token: tok.clone(),
-                })
+            let actor = service::Actor {
+                name: format!("cli:{}", whoami()),
+                role: relayward_guard::Role::Operator,
+                client: "cli".into(),
+                mfa: false,
+            };
+            let svc = guard_cli::service(config, store.clone());
+            let d = svc
+                .add_domain(&tenant, &domain, kind, match_subdomains, verified, &actor)
                 .await?;
             if verified {
-                println!("domain {domain} added and verified (vouched for by the operator)");
+                println!(
+                    "domain {} added and verified (vouched for by the operator)",
+                    d.name
+                );
             } else {
                 println!(
-                    "domain {domain} added, not verified yet: it does not count as registered."
+                    "domain {} added, not verified yet: it does not count as registered.",
+                    d.name
                 );
                 println!("publish this TXT record to prove ownership:");
-                println!("  {domain}. IN TXT \"relayward-verification={tok}\"");
+                println!(
+                    "  {}. IN TXT \"relayward-verification={}\"",
+                    d.name, d.verification_token
+                );
             }
         }
         Command::Connector(ConnectorCmd::Add {
@@ -772,7 +844,9 @@ async fn serve(config: Config) -> Result<()> {
     let (spool, recovered) = Spool::open(&config.data_dir.join("spool"), config.max_spool_size)
         .context("opening the spool")?;
     let (trace, trace_task) = TraceSink::start(dyn_store.clone());
-    let resolver = HickoryResolver::new(config.dns_resolver).map_err(|e| anyhow!(e))?;
+    let resolver: Arc<dyn relayward_delivery::dns::Resolver> =
+        Arc::new(HickoryResolver::new(config.dns_resolver).map_err(|e| anyhow!(e))?);
+    let api_resolver = resolver.clone();
     let mut delivery = DeliveryConfig::new(config.hostname.clone());
     delivery.smart_host = config.smart_host.clone();
     delivery.remote_port = config.remote_port;
@@ -803,7 +877,7 @@ async fn serve(config: Config) -> Result<()> {
     let queue = Queue::new(
         delivery,
         spool.clone(),
-        Arc::new(resolver),
+        resolver,
         Arc::new(DirectoryRouter {
             directory: directory.clone(),
             guard: guard.clone(),
@@ -885,15 +959,20 @@ async fn serve(config: Config) -> Result<()> {
         queue: queue.clone(),
         policy: stats,
         trace: trace.clone(),
+        service: Arc::new(guard_cli::service(&config, dyn_store.clone())),
+        resolver: api_resolver,
     });
     let http_task = {
         let mut stop = shutdown.subscribe();
         tokio::spawn(async move {
-            let _ = axum::serve(http_listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
+            let _ = axum::serve(
+                http_listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await;
         })
     };
     let reload_task = tokio::spawn(reload_directory(dyn_store.clone(), directory.clone()));

@@ -455,3 +455,189 @@ impl Service {
         ))
     }
 }
+
+/// A random hex string of `bytes` random bytes.
+pub fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut b = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn sha256_hex(s: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Why an API token was not accepted (all answer 401; the words go to the caller).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("no API token (send Authorization: Bearer rw_...)")]
+    Missing,
+    #[error("the API token is not valid")]
+    Invalid,
+    #[error("the API token was revoked")]
+    Revoked,
+    #[error("the API token has expired")]
+    Expired,
+    #[error("{0}")]
+    Store(String),
+}
+
+impl Service {
+    /// Adds an accepted domain to a tenant. Unless an operator vouches for it (`verified`, the
+    /// command line only), it counts as registered once its TXT proof is found
+    /// (`verify_domain`); the answer carries the record to publish.
+    pub async fn add_domain(
+        &self,
+        tenant: &str,
+        name: &str,
+        kind: relayward_store::DomainKind,
+        match_subdomains: bool,
+        verified: bool,
+        actor: &Actor,
+    ) -> Result<relayward_store::Domain> {
+        use relayward_store::DomainKind;
+        if match_subdomains && kind != DomainKind::InternalRelay {
+            bail!("match_subdomains is for internal_relay domains only");
+        }
+        if verified && actor.role != Role::Operator {
+            bail!("only an operator can vouch for a domain; others publish the TXT record");
+        }
+        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.contains('.')
+            && name.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            });
+        if !valid {
+            bail!("'{name}' is not a domain name");
+        }
+        let d = relayward_store::Domain {
+            tenant: tenant.to_string(),
+            name: name.clone(),
+            kind,
+            match_subdomains,
+            verified,
+            verification_token: random_hex(16),
+        };
+        self.store.add_domain(&d).await?;
+        self.audit(
+            actor,
+            Some(tenant),
+            "domain.add",
+            serde_json::json!({ "after": { "domain": name, "kind": kind.as_str(), "match_subdomains": match_subdomains, "verified": verified } }),
+        )
+        .await?;
+        Ok(d)
+    }
+
+    /// Creates an API token: `operator`, or `admin`/`reader` of one tenant. Returns the token
+    /// text (shown once; only its hash is kept) and what was stored.
+    pub async fn create_token(
+        &self,
+        role: &str,
+        tenant: Option<&str>,
+        name: &str,
+        valid_for: Option<std::time::Duration>,
+        actor: &Actor,
+    ) -> Result<(String, relayward_store::ApiToken)> {
+        if actor.role != Role::Operator {
+            bail!("only operators create API tokens from here");
+        }
+        match (role, tenant) {
+            ("operator", None) | ("admin" | "reader", Some(_)) => {}
+            ("operator", Some(_)) => bail!("an operator token belongs to no tenant"),
+            ("admin" | "reader", None) => bail!("an {role} token needs its tenant"),
+            _ => bail!("role must be operator, admin or reader (got {role})"),
+        }
+        let id = random_hex(6);
+        let secret = random_hex(24);
+        let now = now_ms();
+        let t = relayward_store::ApiToken {
+            id: id.clone(),
+            name: name.to_string(),
+            role: role.to_string(),
+            tenant: tenant.map(str::to_string),
+            secret_hash: sha256_hex(&secret),
+            created_at: now,
+            expires_at: valid_for.map(|d| now + d.as_millis() as i64),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        self.store.add_token(&t).await?;
+        self.audit(
+            actor,
+            tenant,
+            "token.create",
+            serde_json::json!({ "after": { "id": id, "name": name, "role": role, "expires_at": t.expires_at } }),
+        )
+        .await?;
+        Ok((format!("rw_{id}_{secret}"), t))
+    }
+
+    pub async fn revoke_token(&self, id: &str, actor: &Actor) -> Result<()> {
+        let t = self
+            .store
+            .token(id)
+            .await?
+            .ok_or_else(|| anyhow!("token '{id}' does not exist"))?;
+        self.store.revoke_token(id, now_ms()).await?;
+        self.audit(
+            actor,
+            t.tenant.as_deref(),
+            "token.revoke",
+            serde_json::json!({ "before": { "id": id, "revoked": t.revoked_at.is_some() }, "after": { "id": id, "revoked": true } }),
+        )
+        .await
+    }
+
+    /// The stored token behind `rw_<id>_<secret>`, when it is valid now; records its use.
+    pub async fn authenticate_token(
+        &self,
+        text: &str,
+    ) -> std::result::Result<relayward_store::ApiToken, TokenError> {
+        let rest = text.strip_prefix("rw_").ok_or(TokenError::Invalid)?;
+        let (id, secret) = rest.split_once('_').ok_or(TokenError::Invalid)?;
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(TokenError::Invalid);
+        }
+        let t = self
+            .store
+            .token(id)
+            .await
+            .map_err(|e| TokenError::Store(e.to_string()))?
+            .ok_or(TokenError::Invalid)?;
+        // Both sides are hashes of fixed length: comparing every byte leaks nothing useful.
+        let given = sha256_hex(secret);
+        let same = given.len() == t.secret_hash.len()
+            && given
+                .bytes()
+                .zip(t.secret_hash.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return Err(TokenError::Invalid);
+        }
+        let now = now_ms();
+        if t.revoked_at.is_some() {
+            return Err(TokenError::Revoked);
+        }
+        if t.expires_at.is_some_and(|e| now >= e) {
+            return Err(TokenError::Expired);
+        }
+        // Last use is bookkeeping: a failed write does not refuse the caller.
+        if let Err(e) = self.store.touch_token(id, now).await {
+            tracing::warn!(error = %e, "cannot record the token's last use");
+        }
+        Ok(t)
+    }
+}

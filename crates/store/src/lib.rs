@@ -42,6 +42,10 @@ pub trait Store: Send + Sync + 'static {
     async fn directory(&self) -> Result<DirectoryData>;
     /// Grows by one with every change to directory data; the relay reloads when it moves.
     async fn directory_version(&self) -> Result<i64>;
+    /// One tenant and its objects (unverified domains included), if it exists.
+    async fn tenant_data(&self, tenant: &str) -> Result<Option<TenantData>>;
+    /// Tenants by name after `after`, at most `limit` (paging).
+    async fn tenants(&self, after: Option<&str>, limit: usize) -> Result<Vec<Tenant>>;
 
     async fn add_tenant(&self, tenant: &Tenant) -> Result<()>;
     async fn add_domain(&self, domain: &Domain) -> Result<()>;
@@ -89,6 +93,14 @@ pub trait Store: Send + Sync + 'static {
     /// An admin attests that the on-premises servers are locked down (checklist item 5).
     async fn attest(&self, restriction_id: &str, actor: &str, at: i64) -> Result<()>;
     async fn attestation(&self, restriction_id: &str) -> Result<Option<(String, i64)>>;
+
+    /// API tokens (the secret only as its hash).
+    async fn add_token(&self, token: &ApiToken) -> Result<()>;
+    async fn token(&self, id: &str) -> Result<Option<ApiToken>>;
+    /// Tokens of one tenant, or all (`None`), newest first.
+    async fn tokens(&self, tenant: Option<&str>) -> Result<Vec<ApiToken>>;
+    async fn touch_token(&self, id: &str, at: i64) -> Result<()>;
+    async fn revoke_token(&self, id: &str, at: i64) -> Result<()>;
 
     async fn record_trace(&self, events: Vec<TraceEvent>) -> Result<()>;
     async fn search_trace(&self, query: &TraceQuery) -> Result<Vec<TraceMessage>>;

@@ -252,3 +252,24 @@ pub struct AuditEntry {
     /// What changed (JSON: before and after where it applies).
     pub detail: String,
 }
+
+/// An API token for scripts (issue 6): scoped to one tenant (admin or reader) or to the
+/// operator role. Only a hash of its secret is kept; the secret is shown once, at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    /// Public part of the token (`rw_<id>_<secret>`), also its name in lists.
+    pub id: String,
+    pub name: String,
+    /// `operator`, `admin` or `reader`.
+    pub role: String,
+    /// The tenant an admin or reader token belongs to; `None` for operator tokens.
+    pub tenant: Option<String>,
+    /// Hex SHA-256 of the secret part.
+    #[serde(skip_serializing)]
+    pub secret_hash: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}

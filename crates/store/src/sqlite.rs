@@ -134,6 +134,22 @@ CREATE TABLE attestations (
     at INTEGER NOT NULL
 );
 "#,
+    // 3: API tokens.
+    r#"
+CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('operator', 'admin', 'reader')),
+    tenant TEXT REFERENCES tenants(name) ON DELETE CASCADE,
+    secret_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    last_used_at INTEGER,
+    revoked_at INTEGER,
+    CHECK ((role = 'operator') = (tenant IS NULL))
+);
+CREATE INDEX api_tokens_tenant ON api_tokens(tenant);
+"#,
 ];
 
 #[derive(Clone)]
@@ -195,6 +211,90 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+fn tenant_row(r: &rusqlite::Row) -> rusqlite::Result<Tenant> {
+    Ok(Tenant {
+        name: r.get(0)?,
+        language: r.get(1)?,
+        subscription_ends: r.get(2)?,
+        admins: from_json(r.get(3)?),
+        managed_by_config: r.get(4)?,
+    })
+}
+
+/// Every object of the directory, or one tenant's (`only`).
+fn load(c: &mut Connection, only: Option<&str>) -> Result<DirectoryData> {
+    let mut d = DirectoryData::default();
+    let mut s = c.prepare(
+        "SELECT name, language, subscription_ends, admins, managed_by_config FROM tenants WHERE ?1 IS NULL OR name = ?1",
+    )?;
+    d.tenants = s
+        .query_map([only], tenant_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut s = c.prepare(&format!(
+        "SELECT {DOMAIN_COLUMNS} FROM domains WHERE ?1 IS NULL OR tenant = ?1"
+    ))?;
+    d.domains = s
+        .query_map([only], domain_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut s = c.prepare("SELECT tenant, name, ips, cert_name, require_tls, relay_unregistered, created_by, created_at, reviewed FROM connectors WHERE ?1 IS NULL OR tenant = ?1")?;
+    d.connectors = s
+        .query_map([only], |r| {
+            Ok(Connector {
+                tenant: r.get(0)?,
+                name: r.get(1)?,
+                ips: from_json(r.get(2)?),
+                cert_name: r.get(3)?,
+                require_tls: r.get(4)?,
+                relay_unregistered: r.get(5)?,
+                created_by: r.get(6)?,
+                created_at: r.get(7)?,
+                reviewed: r.get(8)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut s = c.prepare("SELECT address, tenant, aliases, password_hash, forward_to FROM users WHERE ?1 IS NULL OR tenant = ?1")?;
+    d.users = s
+        .query_map([only], |r| {
+            Ok(User {
+                address: r.get(0)?,
+                tenant: r.get(1)?,
+                aliases: from_json(r.get(2)?),
+                password_hash: r.get(3)?,
+                forward_to: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut s =
+        c.prepare("SELECT domain, tenant, host FROM routes WHERE ?1 IS NULL OR tenant = ?1")?;
+    d.routes = s
+        .query_map([only], |r| {
+            Ok(Route {
+                domain: r.get(0)?,
+                tenant: r.get(1)?,
+                host: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(d)
+}
+
+const TOKEN_COLUMNS: &str =
+    "id, name, role, tenant, secret_hash, created_at, expires_at, last_used_at, revoked_at";
+
+fn token_row(r: &rusqlite::Row) -> rusqlite::Result<ApiToken> {
+    Ok(ApiToken {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: r.get(2)?,
+        tenant: r.get(3)?,
+        secret_hash: r.get(4)?,
+        created_at: r.get(5)?,
+        expires_at: r.get(6)?,
+        last_used_at: r.get(7)?,
+        revoked_at: r.get(8)?,
+    })
 }
 
 const DOMAIN_COLUMNS: &str = "name, tenant, kind, match_subdomains, verified, verification_token";
@@ -329,63 +429,35 @@ fn check_unmanaged(c: &Connection, tenant: &str) -> Result<()> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn directory(&self) -> Result<DirectoryData> {
-        self.with(|c| {
-            let mut d = DirectoryData::default();
-            let mut s = c.prepare("SELECT name, language, subscription_ends, admins, managed_by_config FROM tenants")?;
-            d.tenants = s
-                .query_map([], |r| {
-                    Ok(Tenant {
-                        name: r.get(0)?,
-                        language: r.get(1)?,
-                        subscription_ends: r.get(2)?,
-                        admins: from_json(r.get(3)?),
-                        managed_by_config: r.get(4)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut s = c.prepare(&format!("SELECT {DOMAIN_COLUMNS} FROM domains"))?;
-            d.domains = s
-                .query_map([], domain_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut s = c.prepare("SELECT tenant, name, ips, cert_name, require_tls, relay_unregistered, created_by, created_at, reviewed FROM connectors")?;
-            d.connectors = s
-                .query_map([], |r| {
-                    Ok(Connector {
-                        tenant: r.get(0)?,
-                        name: r.get(1)?,
-                        ips: from_json(r.get(2)?),
-                        cert_name: r.get(3)?,
-                        require_tls: r.get(4)?,
-                        relay_unregistered: r.get(5)?,
-                        created_by: r.get(6)?,
-                        created_at: r.get(7)?,
-                        reviewed: r.get(8)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut s = c.prepare("SELECT address, tenant, aliases, password_hash, forward_to FROM users")?;
-            d.users = s
-                .query_map([], |r| {
-                    Ok(User {
-                        address: r.get(0)?,
-                        tenant: r.get(1)?,
-                        aliases: from_json(r.get(2)?),
-                        password_hash: r.get(3)?,
-                        forward_to: r.get(4)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut s = c.prepare("SELECT domain, tenant, host FROM routes")?;
-            d.routes = s
-                .query_map([], |r| {
-                    Ok(Route {
-                        domain: r.get(0)?,
-                        tenant: r.get(1)?,
-                        host: r.get(2)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(d)
+        self.with(|c| load(c, None)).await
+    }
+
+    async fn tenant_data(&self, tenant: &str) -> Result<Option<TenantData>> {
+        let tenant = tenant.to_string();
+        self.with(move |c| {
+            let d = load(c, Some(&tenant))?;
+            let Some(t) = d.tenants.into_iter().next() else {
+                return Ok(None);
+            };
+            Ok(Some(TenantData {
+                tenant: Some(t),
+                domains: d.domains,
+                connectors: d.connectors,
+                users: d.users,
+                routes: d.routes,
+            }))
+        })
+        .await
+    }
+
+    async fn tenants(&self, after: Option<&str>, limit: usize) -> Result<Vec<Tenant>> {
+        let after = after.unwrap_or("").to_string();
+        self.with(move |c| {
+            let mut s = c.prepare(
+                "SELECT name, language, subscription_ends, admins, managed_by_config FROM tenants WHERE name > ?1 ORDER BY name LIMIT ?2",
+            )?;
+            let rows = s.query_map(params![after, limit.min(10_000) as i64], tenant_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
     }
@@ -783,6 +855,86 @@ impl Store for SqliteStore {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
+        })
+        .await
+    }
+
+    async fn add_token(&self, t: &ApiToken) -> Result<()> {
+        let t = t.clone();
+        self.with(move |c| {
+            if let Some(tenant) = &t.tenant {
+                let known: Option<String> = c
+                    .query_row("SELECT name FROM tenants WHERE name = ?1", [tenant], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                if known.is_none() {
+                    return Err(StoreError::NotFound {
+                        what: "tenant",
+                        name: tenant.clone(),
+                    });
+                }
+            }
+            c.execute(
+                "INSERT INTO api_tokens (id, name, role, tenant, secret_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![t.id, t.name, t.role, t.tenant, t.secret_hash, t.created_at, t.expires_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<ApiToken>> {
+        let id = id.to_string();
+        self.with(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"),
+                [id],
+                token_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn tokens(&self, tenant: Option<&str>) -> Result<Vec<ApiToken>> {
+        let tenant = tenant.map(str::to_string);
+        self.with(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE ?1 IS NULL OR tenant = ?1 ORDER BY created_at DESC, id"
+            ))?;
+            let rows = st.query_map([tenant], token_row)?;
+            Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn touch_token(&self, id: &str, at: i64) -> Result<()> {
+        let id = id.to_string();
+        self.with(move |c| {
+            c.execute(
+                "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1",
+                params![id, at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str, at: i64) -> Result<()> {
+        let id = id.to_string();
+        self.with(move |c| {
+            let n = c.execute(
+                "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+                params![id, at],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "token",
+                    name: id,
+                });
+            }
+            Ok(())
         })
         .await
     }

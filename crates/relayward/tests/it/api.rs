@@ -1,0 +1,308 @@
+//! The management API over HTTP (issue 6, first part): each role against each operation
+//! (table-driven), cross-tenant access answering 404, revoked, expired and malformed tokens,
+//! bad input, the audit entries API changes leave, and the OpenAPI document listing what is
+//! served.
+
+use crate::util::*;
+
+struct Tokens {
+    operator: String,
+    admin: String,
+    reader: String,
+    other_admin: String,
+}
+
+fn token(relay: &Relay, args: &[&str]) -> String {
+    let mut a = vec!["token", "create"];
+    a.extend_from_slice(args);
+    relay.cli(&a).trim().to_string()
+}
+
+fn setup() -> (Relay, Tokens) {
+    let relay = Relay::start("");
+    relay.cli(&["tenant", "add", "contoso", "--admin", "it@contoso.example"]);
+    relay.cli(&["tenant", "add", "fabrikam"]);
+    relay.cli(&["domain", "add", "contoso", "contoso.example"]);
+    let t = Tokens {
+        operator: token(&relay, &["--name", "ops", "--role", "operator"]),
+        admin: token(
+            &relay,
+            &["--name", "ci", "--role", "admin", "--tenant", "contoso"],
+        ),
+        reader: token(
+            &relay,
+            &["--name", "dash", "--role", "reader", "--tenant", "contoso"],
+        ),
+        other_admin: token(
+            &relay,
+            &["--name", "f", "--role", "admin", "--tenant", "fabrikam"],
+        ),
+    };
+    assert!(t.operator.starts_with("rw_"), "{}", t.operator);
+    (relay, t)
+}
+
+#[test]
+fn every_role_against_every_operation() {
+    let (relay, t) = setup();
+    let who: [(&str, Option<&str>); 5] = [
+        ("operator", Some(&t.operator)),
+        ("admin", Some(&t.admin)),
+        ("reader", Some(&t.reader)),
+        ("other tenant's admin", Some(&t.other_admin)),
+        ("no token", None),
+    ];
+    // (method, path, body, expected status for each of `who`, in order)
+    let table: &[(&str, &str, Option<&str>, [u16; 5])] = &[
+        (
+            "GET",
+            "/api/v1/openapi.json",
+            None,
+            [200, 200, 200, 200, 200],
+        ),
+        ("GET", "/api/v1/whoami", None, [200, 200, 200, 200, 401]),
+        ("GET", "/api/v1/tenants", None, [200, 200, 200, 200, 401]),
+        (
+            "GET",
+            "/api/v1/tenants/contoso",
+            None,
+            [200, 200, 200, 404, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/tenants/contoso/domains",
+            None,
+            [200, 200, 200, 404, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/tenants/contoso/restrictions",
+            None,
+            [200, 200, 200, 404, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/tenants/contoso/alerts",
+            None,
+            [200, 200, 200, 404, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/tenants/contoso/counters",
+            None,
+            [200, 200, 200, 404, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/tenants/contoso/audit",
+            None,
+            [200, 200, 403, 404, 401],
+        ),
+        ("GET", "/api/v1/tokens", None, [200, 403, 403, 403, 401]),
+        ("GET", "/api/v1/audit", None, [200, 403, 403, 403, 401]),
+        (
+            "GET",
+            "/api/v1/tenants/nobody",
+            None,
+            [404, 404, 404, 404, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/no/such/path",
+            None,
+            [404, 404, 404, 404, 404],
+        ),
+    ];
+    for (method, path, body, expected) in table {
+        for ((name, tok), want) in who.iter().zip(expected) {
+            let (status, json) = relay.api(method, path, *tok, *body);
+            assert_eq!(status, *want, "{name}: {method} {path} → {json}");
+            if status >= 400 {
+                assert!(json["error"].is_string(), "{name}: {method} {path}: {json}");
+            }
+        }
+    }
+    // Writes: each role adds its own domain name so successes do not collide.
+    let writes = [
+        (Some(t.operator.as_str()), "ops.contoso.example", 201),
+        (Some(t.admin.as_str()), "admin.contoso.example", 201),
+        (Some(t.reader.as_str()), "reader.contoso.example", 403),
+        (Some(t.other_admin.as_str()), "other.contoso.example", 404),
+        (None, "anon.contoso.example", 401),
+    ];
+    for (tok, name, want) in writes {
+        let body = format!("{{\"name\": \"{name}\"}}");
+        let (status, json) = relay.api("POST", "/api/v1/tenants/contoso/domains", tok, Some(&body));
+        assert_eq!(status, want, "POST domain {name}: {json}");
+        let (status, _) = relay.api(
+            "POST",
+            &format!("/api/v1/tenants/contoso/domains/{name}/verify"),
+            tok,
+            None,
+        );
+        let want_verify = match want {
+            201 => 200,
+            w => w,
+        };
+        assert_eq!(status, want_verify, "verify {name}");
+    }
+}
+
+#[test]
+fn tenant_tokens_see_only_their_tenant_and_writes_are_audited() {
+    let (relay, t) = setup();
+    let (_, all) = relay.api("GET", "/api/v1/tenants", Some(&t.operator), None);
+    let names: Vec<&str> = all["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["contoso", "fabrikam"]);
+    let (_, own) = relay.api("GET", "/api/v1/tenants", Some(&t.other_admin), None);
+    assert_eq!(own["tenants"].as_array().map(Vec::len), Some(1));
+    assert_eq!(own["tenants"][0]["name"], "fabrikam");
+
+    // A domain added through the API: unverified, with the record to publish, audited.
+    let (status, d) = relay.api(
+        "POST",
+        "/api/v1/tenants/contoso/domains",
+        Some(&t.admin),
+        Some(r#"{"name": "Sales.Contoso.Example", "kind": "internal_relay", "match_subdomains": true}"#),
+    );
+    assert_eq!(status, 201, "{d}");
+    assert_eq!(d["name"], "sales.contoso.example");
+    assert_eq!(d["verified"], false);
+    assert!(
+        d["txt_record"]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("relayward-verification=")
+    );
+    let (_, log) = relay.api("GET", "/api/v1/tenants/contoso/audit", Some(&t.admin), None);
+    let entry = log["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["action"] == "domain.add"
+                && e["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("sales.contoso.example")
+        })
+        .unwrap_or_else(|| panic!("no audit entry: {log}"));
+    assert!(
+        entry["actor"].as_str().unwrap().starts_with("token:"),
+        "{entry}"
+    );
+    assert_eq!(entry["client"], "127.0.0.1");
+    // Another tenant's audit log stays closed to it.
+    let (status, _) = relay.api(
+        "GET",
+        "/api/v1/tenants/contoso/audit",
+        Some(&t.other_admin),
+        None,
+    );
+    assert_eq!(status, 404);
+
+    // Bad input: clear errors, nothing stored.
+    for (body, want) in [
+        ("{not json", 400),
+        (r#"{"name": "x.example", "colour": "red"}"#, 400),
+        (r#"{"name": "x.example", "kind": "mailbox"}"#, 422),
+        (r#"{"name": "not a domain"}"#, 422),
+        (r#"{"name": "sales.contoso.example"}"#, 409),
+        (r#"{"name": "y.example", "match_subdomains": true}"#, 422),
+    ] {
+        let (status, json) = relay.api(
+            "POST",
+            "/api/v1/tenants/contoso/domains",
+            Some(&t.admin),
+            Some(body),
+        );
+        assert_eq!(status, want, "{body} → {json}");
+        assert!(json["error"].is_string(), "{json}");
+    }
+}
+
+#[test]
+fn revoked_expired_and_malformed_tokens_are_refused() {
+    let (relay, t) = setup();
+    let short = token(
+        &relay,
+        &[
+            "--name",
+            "short",
+            "--role",
+            "reader",
+            "--tenant",
+            "contoso",
+            "--expires-in",
+            "1s",
+        ],
+    );
+    assert_eq!(
+        relay.api("GET", "/api/v1/whoami", Some(&short), None).0,
+        200
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let (status, json) = relay.api("GET", "/api/v1/whoami", Some(&short), None);
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (401, Some("the API token has expired"))
+    );
+
+    let id = t.admin.split('_').nth(1).unwrap().to_string();
+    relay.cli(&["token", "revoke", &id]);
+    let (status, json) = relay.api("GET", "/api/v1/tenants/contoso", Some(&t.admin), None);
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (401, Some("the API token was revoked"))
+    );
+
+    let forged = format!("{}x", &t.operator[..t.operator.len() - 1]);
+    for bad in [forged.as_str(), "rw_zz_zz", "hello", "rw_", ""] {
+        let (status, _) = relay.api("GET", "/api/v1/whoami", Some(bad), None);
+        assert_eq!(status, 401, "{bad:?}");
+    }
+    // The token list shows last use, never secrets.
+    let (_, list) = relay.api("GET", "/api/v1/tokens", Some(&t.operator), None);
+    let text = list.to_string();
+    assert!(!text.contains("secret"), "{text}");
+    let ops = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "ops")
+        .unwrap();
+    assert!(ops["last_used_at"].as_i64().is_some(), "{ops}");
+    let revoked = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id.as_str())
+        .unwrap();
+    assert!(revoked["revoked_at"].as_i64().is_some());
+}
+
+#[test]
+fn the_openapi_document_lists_what_is_served() {
+    let (relay, t) = setup();
+    let (status, doc) = relay.api("GET", "/api/v1/openapi.json", None, None);
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 10, "{}", paths.len());
+    // Every GET without path parameters answers an operator with what the document says.
+    for (path, item) in paths {
+        if path.contains('{') || item.get("get").is_none() {
+            continue;
+        }
+        let (status, _) = relay.api("GET", path, Some(&t.operator), None);
+        assert!(
+            item["get"]["responses"].get(status.to_string()).is_some(),
+            "{path}: {status}"
+        );
+    }
+}
