@@ -3,6 +3,8 @@
 //! bad input, the audit entries API changes leave, and the OpenAPI document listing what is
 //! served.
 
+#![allow(clippy::unwrap_used)] // a test: a missing field should panic and say where
+
 use crate::util::*;
 
 struct Tokens {
