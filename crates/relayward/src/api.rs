@@ -400,6 +400,7 @@ pub fn openapi_document() -> Value {
             o["security"] = json!([{ "token": [] }]);
         }
         if op.path == "/tenants" {
+            o["responses"]["400"] = error.clone();
             o["parameters"] = json!([
                 { "name": "after", "in": "query", "required": false, "schema": { "type": "string" } },
                 { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }
@@ -455,9 +456,16 @@ struct Paging {
 async fn list_tenants(
     p: Principal,
     State(s): State<AppState>,
-    Query(q): Query<Paging>,
+    q: Result<Query<Paging>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "limit must be between 1 and 1000",
+        ));
+    }
     let tenants = match &p.token.tenant {
         Some(own) if !p.operator() => s
             .store
