@@ -9,7 +9,7 @@ version=4.32.5
 if ! st --version 2>/dev/null | grep -q "$version"; then
   python3 -m pip install -q --disable-pip-version-check "schemathesis==$version"
 fi
-bin=target/debug/relayward
+bin="$PWD/target/debug/relayward"
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$dir/relayward.toml" <<TOML
@@ -34,6 +34,8 @@ for _ in $(seq 1 50); do
   curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
   sleep 0.2
 done
+# From the temporary directory, so Schemathesis's cache stays out of the repository.
+cd "$dir"
 st run "http://127.0.0.1:$port/api/v1/openapi.json" \
   -H "Authorization: Bearer $token" \
   --checks all --max-examples 30 --seed 20261122 --request-timeout 10 \
