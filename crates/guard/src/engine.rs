@@ -663,10 +663,11 @@ impl<C: CounterStore> Guard<C> {
 
     /// Whether a user or connector was flagged "possibly compromised" in the last 24 hours.
     pub fn flagged(&self, tenant: &str, kind: Kind, name: &str, now: i64) -> bool {
-        let key = flag_key(kind, name);
+        // Asked for every message with a user: build the key only for a tenant with flags.
         self.tenants
             .get(tenant)
-            .and_then(|t| t.flagged.get(&key))
+            .filter(|t| !t.flagged.is_empty())
+            .and_then(|t| t.flagged.get(&flag_key(kind, name)))
             .is_some_and(|at| now - at < DAY_MS)
     }
 

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::http::AppState;
-use crate::service::{Actor, DomainVerification, TokenError};
+use crate::service::{Actor, DomainVerification, NotFound, TokenError};
 
 /// An error as the API answers it: a status and `{"error": "..."}`.
 #[derive(Debug)]
@@ -45,19 +45,25 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, format!("{what} does not exist"))
     }
 
-    /// A failed service action: the caller's request was refused for the reason given.
+    /// A failed service action: the caller's request was refused for the reason given; the
+    /// status follows the error's type (missing → 404, clash → 409, otherwise 422).
     fn refused(e: anyhow::Error) -> ApiError {
-        let text = format!("{e:#}");
-        let status = if text.contains("does not exist") || text.contains("has no domain") {
+        use relayward_store::StoreError;
+        let status = if e.downcast_ref::<NotFound>().is_some() {
             StatusCode::NOT_FOUND
-        } else if text.contains("already exists")
-            || text.contains("managed by the configuration file")
-        {
-            StatusCode::CONFLICT
         } else {
-            StatusCode::UNPROCESSABLE_ENTITY
+            match e.downcast_ref::<StoreError>() {
+                Some(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
+                Some(StoreError::Exists { .. } | StoreError::ManagedByConfig(_)) => {
+                    StatusCode::CONFLICT
+                }
+                Some(StoreError::Db(_) | StoreError::Open { .. } | StoreError::Task(_)) => {
+                    return ApiError::internal(format!("{e:#}"));
+                }
+                Some(StoreError::Invalid(_)) | None => StatusCode::UNPROCESSABLE_ENTITY,
+            }
         };
-        ApiError::new(status, text)
+        ApiError::new(status, format!("{e:#}"))
     }
 
     fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -155,8 +161,8 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
-/// A request about one tenant, allowed for this caller: the only way handlers reach a tenant.
-/// Another tenant's name answers 404, like a tenant that does not exist.
+/// A request about an existing tenant, allowed for this caller: the only way handlers reach a
+/// tenant. Another tenant's name answers 404, exactly like a tenant that does not exist.
 pub struct TenantAccess {
     pub principal: Principal,
     pub tenant: String,
@@ -189,7 +195,14 @@ impl FromRequestParts<AppState> for TenantAccess {
             .cloned()
             .ok_or_else(|| ApiError::not_found("tenant"))?;
         let mine = principal.operator() || principal.token.tenant.as_deref() == Some(&tenant);
-        if !mine {
+        let exists = mine
+            && state
+                .store
+                .tenant(&tenant)
+                .await
+                .map_err(ApiError::internal)?
+                .is_some();
+        if !exists {
             return Err(ApiError::not_found(&format!("tenant '{tenant}'")));
         }
         Ok(TenantAccess { principal, tenant })
@@ -220,6 +233,9 @@ pub struct Operation {
     /// The success status.
     pub ok: u16,
     pub route: fn() -> MethodRouter<AppState>,
+    /// More of the operation's description (query parameters, request body, extra responses),
+    /// merged into what the path and access give.
+    pub doc: Option<fn() -> Value>,
 }
 
 pub const OPERATIONS: &[Operation] = &[
@@ -230,6 +246,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Public,
         ok: 200,
         route: || get(openapi),
+        doc: None,
     },
     Operation {
         method: "get",
@@ -238,6 +255,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Any,
         ok: 200,
         route: || get(whoami),
+        doc: None,
     },
     Operation {
         method: "get",
@@ -246,6 +264,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Any,
         ok: 200,
         route: || get(list_tenants),
+        doc: Some(paging_doc),
     },
     Operation {
         method: "get",
@@ -254,6 +273,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::TenantRead,
         ok: 200,
         route: || get(get_tenant),
+        doc: None,
     },
     Operation {
         method: "get",
@@ -262,6 +282,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::TenantRead,
         ok: 200,
         route: || get(list_domains),
+        doc: None,
     },
     Operation {
         method: "post",
@@ -270,6 +291,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::TenantWrite,
         ok: 201,
         route: || post(add_domain),
+        doc: Some(new_domain_doc),
     },
     Operation {
         method: "post",
@@ -278,6 +300,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::TenantWrite,
         ok: 200,
         route: || post(verify_domain),
+        doc: None,
     },
     Operation {
         method: "get",
@@ -286,6 +309,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::TenantRead,
         ok: 200,
         route: || get(list_restrictions),
+        doc: None,
     },
     Operation {
         method: "get",
@@ -294,6 +318,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::TenantRead,
         ok: 200,
         route: || get(list_alerts),
+        doc: None,
     },
     Operation {
         method: "get",
@@ -302,6 +327,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::TenantRead,
         ok: 200,
         route: || get(counters),
+        doc: None,
     },
     Operation {
         method: "get",
@@ -310,6 +336,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::TenantWrite,
         ok: 200,
         route: || get(tenant_audit),
+        doc: None,
     },
     Operation {
         method: "get",
@@ -318,6 +345,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Operator,
         ok: 200,
         route: || get(list_tokens),
+        doc: None,
     },
     Operation {
         method: "get",
@@ -326,6 +354,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::Operator,
         ok: 200,
         route: || get(audit),
+        doc: None,
     },
 ];
 
@@ -375,7 +404,7 @@ pub fn openapi_document() -> Value {
             op.ok.to_string(),
             json!({ "description": "success", "content": { "application/json": { "schema": {} } } }),
         );
-        let error = json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+        let error = error_response();
         if op.access != Access::Public {
             responses.insert("401".into(), error.clone());
         }
@@ -399,27 +428,8 @@ pub fn openapi_document() -> Value {
         if op.access != Access::Public {
             o["security"] = json!([{ "token": [] }]);
         }
-        if op.path == "/tenants" {
-            o["responses"]["400"] = error.clone();
-            o["parameters"] = json!([
-                { "name": "after", "in": "query", "required": false, "schema": { "type": "string" } },
-                { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }
-            ]);
-        }
-        if op.method == "post" && op.path.ends_with("/domains") {
-            o["requestBody"] = json!({
-                "required": true,
-                "content": { "application/json": { "schema": {
-                    "type": "object",
-                    "required": ["name"],
-                    "properties": {
-                        "name": { "type": "string" },
-                        "kind": { "type": "string", "enum": ["authoritative", "internal_relay"] },
-                        "match_subdomains": { "type": "boolean" }
-                    },
-                    "additionalProperties": false
-                } } }
-            });
+        if let Some(doc) = op.doc {
+            merge_doc(&mut o, doc());
         }
         let entry = paths
             .entry(format!("/api/v1{}", op.path))
@@ -433,6 +443,53 @@ pub fn openapi_document() -> Value {
         "components": {
             "securitySchemes": { "token": { "type": "http", "scheme": "bearer" } },
             "schemas": { "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } } }
+        }
+    })
+}
+
+/// Adds `extra` to an operation's description: parameters are appended, responses added,
+/// anything else set.
+fn merge_doc(op: &mut Value, extra: Value) {
+    let Value::Object(extra) = extra else {
+        return;
+    };
+    for (k, v) in extra {
+        match (k.as_str(), op.get_mut(&k), v) {
+            ("parameters", Some(Value::Array(have)), Value::Array(more)) => have.extend(more),
+            ("responses", Some(Value::Object(have)), Value::Object(more)) => have.extend(more),
+            (_, _, v) => op[k.as_str()] = v,
+        }
+    }
+}
+
+fn error_response() -> Value {
+    json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+fn paging_doc() -> Value {
+    json!({
+        "parameters": [
+            { "name": "after", "in": "query", "required": false, "schema": { "type": "string" } },
+            { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }
+        ],
+        "responses": { "400": error_response() }
+    })
+}
+
+fn new_domain_doc() -> Value {
+    json!({
+        "requestBody": {
+            "required": true,
+            "content": { "application/json": { "schema": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": { "type": "string" },
+                    "kind": { "type": "string", "enum": ["authoritative", "internal_relay"] },
+                    "match_subdomains": { "type": "boolean" }
+                },
+                "additionalProperties": false
+            } } }
         }
     })
 }
@@ -540,7 +597,6 @@ async fn add_domain(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     a.require_admin()?;
     let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    tenant_data(&s, &a.tenant).await?;
     let kind = match body.kind.as_deref() {
         None => DomainKind::Authoritative,
         Some(k) => DomainKind::parse(k).ok_or_else(|| {
@@ -614,7 +670,6 @@ async fn list_alerts(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Js
 }
 
 async fn counters(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    tenant_data(&s, &a.tenant).await?;
     let c = s
         .service
         .counters(&a.tenant)

@@ -383,12 +383,6 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-fn token() -> String {
-    use rand::Rng;
-    let bytes: [u8; 16] = rand::thread_rng().r#gen();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 async fn admin(config: &Config, cmd: Command) -> Result<()> {
     let store = open_store(config)?;
     match cmd {
@@ -752,7 +746,7 @@ async fn provision(store: &dyn Store, config: &Config) -> Result<()> {
                 kind: d.kind,
                 match_subdomains: d.match_subdomains,
                 verified: d.verified,
-                verification_token: token(),
+                verification_token: service::random_hex(16),
             });
         }
         for c in &t.connectors {

@@ -35,6 +35,11 @@ impl Actor {
     }
 }
 
+/// Something asked for is not there (or belongs to another tenant): the API answers 404.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotFound(pub String);
+
 /// What a domain ownership check found.
 #[derive(Debug)]
 pub enum DomainVerification {
@@ -155,13 +160,7 @@ impl Service {
         let now = now_ms();
         let tenant = &r.key.tenant;
         let dir = Directory::build(self.store.directory().await?);
-        let counters: Option<TenantCounters> = self
-            .store
-            .counters(Some(tenant))
-            .await?
-            .into_iter()
-            .next()
-            .and_then(|(_, body)| serde_json::from_str(&body).ok());
+        let counters = self.stored_counters(tenant).await?;
         let dismissed = self.store.dismissed_domains(tenant).await?;
         let mut seen: Vec<String> = r
             .cause
@@ -405,7 +404,7 @@ impl Service {
         let d = self.store.domain(domain).await?;
         if d.tenant != tenant {
             // Another tenant's domain answers like a missing one: no probing across tenants.
-            bail!("tenant {tenant} has no domain {domain}");
+            return Err(NotFound(format!("tenant {tenant} has no domain {domain}")).into());
         }
         if d.verified {
             return Ok(DomainVerification::AlreadyVerified);
@@ -438,16 +437,21 @@ impl Service {
         Ok(DomainVerification::Verified)
     }
 
-    /// Every counter of a tenant beside its threshold, as last saved by the relay (about once
-    /// a second).
-    pub async fn counters(&self, tenant: &str) -> Result<Vec<CounterView>> {
-        let counters: Option<TenantCounters> = self
+    /// A tenant's counters as the relay last saved them (about twice a second).
+    async fn stored_counters(&self, tenant: &str) -> Result<Option<TenantCounters>> {
+        Ok(self
             .store
             .counters(Some(tenant))
             .await?
             .into_iter()
             .next()
-            .and_then(|(_, body)| serde_json::from_str(&body).ok());
+            .and_then(|(_, body)| serde_json::from_str(&body).ok()))
+    }
+
+    /// Every counter of a tenant beside its threshold, as last saved by the relay (about once
+    /// a second).
+    pub async fn counters(&self, tenant: &str) -> Result<Vec<CounterView>> {
+        let counters = self.stored_counters(tenant).await?;
         Ok(relayward_guard::view(
             counters.as_ref(),
             self.limits(tenant),

@@ -42,6 +42,8 @@ pub trait Store: Send + Sync + 'static {
     async fn directory(&self) -> Result<DirectoryData>;
     /// Grows by one with every change to directory data; the relay reloads when it moves.
     async fn directory_version(&self) -> Result<i64>;
+    /// One tenant's own row, if it exists (cheap: no domains, users or connectors).
+    async fn tenant(&self, name: &str) -> Result<Option<Tenant>>;
     /// One tenant and its objects (unverified domains included), if it exists.
     async fn tenant_data(&self, tenant: &str) -> Result<Option<TenantData>>;
     /// Tenants by name after `after`, at most `limit` (paging).

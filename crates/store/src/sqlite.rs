@@ -450,6 +450,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn tenant(&self, name: &str) -> Result<Option<Tenant>> {
+        let name = name.to_string();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT name, language, subscription_ends, admins, managed_by_config FROM tenants WHERE name = ?1",
+                [name],
+                tenant_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
     async fn tenants(&self, after: Option<&str>, limit: usize) -> Result<Vec<Tenant>> {
         let after = after.unwrap_or("").to_string();
         self.with(move |c| {
