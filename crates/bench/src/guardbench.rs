@@ -134,6 +134,8 @@ fn tenant_data(i: u32, domains: u32, half: u32) -> TenantData {
             subscription_ends: None,
             admins: vec![format!("admin@{}", domain_name(i, 0))],
             managed_by_config: false,
+            forwarding: Default::default(),
+            forwarding_domains: Vec::new(),
         }),
         domains: (0..domains)
             .map(|k| Domain {
@@ -162,6 +164,7 @@ fn tenant_data(i: u32, domains: u32, half: u32) -> TenantData {
             aliases: Vec::new(),
             password_hash: None,
             forward_to: None,
+            forward_only: false,
         }],
         routes: Vec::new(),
     }

@@ -28,7 +28,20 @@ pub struct RawConfig {
     #[serde(default)]
     pub scan: RawScan,
     #[serde(default)]
+    pub forwarding: RawForwarding,
+    #[serde(default)]
     pub tenants: Vec<RawTenant>,
+}
+
+/// Forwarding (SPEC section 5).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwarding {
+    /// The key of the SRS hash. Unset: one is generated into `data_dir/srs.key` at first start.
+    /// Every node of a cluster needs the same one.
+    pub srs_secret: Option<String>,
+    /// How long a rewritten sender stays valid for bounces (default `21d`).
+    pub srs_max_age: Option<String>,
 }
 
 /// Content scanning (SPEC section 6).
@@ -155,6 +168,10 @@ pub struct RawTenant {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub limits: Option<RawLimits>,
+    /// Automatic forwarding: `on` (default), `off`, or `listed` (to `forwarding_domains` only).
+    pub forwarding: Option<String>,
+    #[serde(default)]
+    pub forwarding_domains: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,6 +205,9 @@ pub struct RawUser {
     #[serde(default)]
     pub aliases: Vec<String>,
     pub forward_to: Option<String>,
+    /// Forward only, without a copy to the tenant's own server.
+    #[serde(default)]
+    pub forward_only: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -277,6 +297,8 @@ pub struct TenantConfig {
     pub users: Vec<UserConfig>,
     pub routes: Vec<(String, String)>,
     pub limits: Limits,
+    pub forwarding: relayward_store::Forwarding,
+    pub forwarding_domains: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -302,6 +324,7 @@ pub struct UserConfig {
     pub password: Option<String>,
     pub aliases: Vec<String>,
     pub forward_to: Option<String>,
+    pub forward_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -341,6 +364,8 @@ pub struct Config {
     pub rspamd: Option<SocketAddr>,
     pub rspamd_timeout: Duration,
     pub rspamd_failure: ScanFailure,
+    pub srs_secret: Option<String>,
+    pub srs_max_age: Duration,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -502,6 +527,8 @@ impl Config {
                 })
                 .transpose()?,
             rspamd_timeout: dur(&raw.scan.rspamd_timeout, "5s", "scan.rspamd_timeout")?,
+            srs_secret: raw.forwarding.srs_secret.clone(),
+            srs_max_age: dur(&raw.forwarding.srs_max_age, "21d", "forwarding.srs_max_age")?,
             rspamd_failure: match raw.scan.rspamd_failure.as_deref() {
                 None | Some("accept") => ScanFailure::Accept,
                 Some("tempfail") => ScanFailure::Tempfail,
@@ -589,7 +616,8 @@ fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {
                 address: u.address.to_ascii_lowercase(),
                 password: u.password,
                 aliases: u.aliases,
-                forward_to: u.forward_to,
+                forward_only: u.forward_only,
+                forward_to: u.forward_to.map(|f| f.to_ascii_lowercase()),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -602,7 +630,20 @@ fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {
         Some(raw) => Limits::apply(base, raw, &format!("{at}.limits"))?,
         None => base.clone(),
     };
+    let forwarding = match t.forwarding.as_deref() {
+        None if !t.forwarding_domains.is_empty() => relayward_store::Forwarding::Listed,
+        None => relayward_store::Forwarding::On,
+        Some(f) => relayward_store::Forwarding::parse(f).ok_or_else(|| {
+            anyhow!("{at}: forwarding must be \"on\", \"off\" or \"listed\" (got \"{f}\")")
+        })?,
+    };
     Ok(TenantConfig {
+        forwarding,
+        forwarding_domains: t
+            .forwarding_domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
         name: t.name,
         language,
         subscription_ends: t.subscription_ends,

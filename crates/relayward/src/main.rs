@@ -229,6 +229,9 @@ enum UserCmd {
         alias: Vec<String>,
         #[arg(long)]
         forward_to: Option<String>,
+        /// With --forward-to: forward only, without a copy to the tenant's own server.
+        #[arg(long, requires = "forward_to")]
+        forward_only: bool,
     },
 }
 
@@ -402,6 +405,8 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
                     subscription_ends,
                     admins: admin,
                     managed_by_config: false,
+                    forwarding: Default::default(),
+                    forwarding_domains: Vec::new(),
                 })
                 .await?;
             println!("tenant {name} added");
@@ -515,6 +520,7 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
             password,
             alias,
             forward_to,
+            forward_only,
         }) => {
             if !address.contains('@') {
                 return Err(anyhow!("{address} is not an email address"));
@@ -530,6 +536,7 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
                     aliases: alias,
                     password_hash,
                     forward_to,
+                    forward_only,
                 })
                 .await?;
             println!("user {address} added");
@@ -736,6 +743,8 @@ async fn provision(store: &dyn Store, config: &Config) -> Result<()> {
                 subscription_ends: t.subscription_ends.clone(),
                 admins: t.admins.clone(),
                 managed_by_config: true,
+                forwarding: t.forwarding,
+                forwarding_domains: t.forwarding_domains.clone(),
             }),
             ..Default::default()
         };
@@ -773,6 +782,7 @@ async fn provision(store: &dyn Store, config: &Config) -> Result<()> {
                 aliases: u.aliases.clone(),
                 password_hash,
                 forward_to: u.forward_to.clone(),
+                forward_only: u.forward_only,
             });
         }
         for (domain, host) in &t.routes {

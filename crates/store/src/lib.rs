@@ -104,6 +104,17 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_token(&self, id: &str, at: i64) -> Result<()>;
     async fn revoke_token(&self, id: &str, at: i64) -> Result<()>;
 
+    /// DKIM keys (any state) of one domain, or of all (`None`), oldest first.
+    async fn dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKey>>;
+    async fn add_dkim_keys(&self, keys: &[DkimKey]) -> Result<()>;
+    /// Moves keys of `domain` to new states in one transaction: `(selector, state)`.
+    async fn set_dkim_states(
+        &self,
+        domain: &str,
+        changes: &[(String, DkimKeyState)],
+        at: i64,
+    ) -> Result<()>;
+
     async fn record_trace(&self, events: Vec<TraceEvent>) -> Result<()>;
     async fn search_trace(&self, query: &TraceQuery) -> Result<Vec<TraceMessage>>;
 }

@@ -11,6 +11,42 @@ pub struct Tenant {
     pub subscription_ends: Option<String>,
     pub admins: Vec<String>,
     pub managed_by_config: bool,
+    /// Automatic forwarding of users' mail to outside addresses (SPEC section 5).
+    #[serde(default)]
+    pub forwarding: Forwarding,
+    /// With `Forwarding::Listed`: the domains users may forward to.
+    #[serde(default)]
+    pub forwarding_domains: Vec<String>,
+}
+
+/// A tenant's automatic forwarding control, as large hosted services offer it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Forwarding {
+    #[default]
+    On,
+    Off,
+    /// Only to the domains in `forwarding_domains`.
+    Listed,
+}
+
+impl Forwarding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forwarding::On => "on",
+            Forwarding::Off => "off",
+            Forwarding::Listed => "listed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Forwarding> {
+        match s {
+            "on" => Some(Forwarding::On),
+            "off" => Some(Forwarding::Off),
+            "listed" => Some(Forwarding::Listed),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +110,58 @@ pub struct User {
     /// Argon2id PHC string for SMTP AUTH; `None` means the user cannot authenticate.
     pub password_hash: Option<String>,
     pub forward_to: Option<String>,
+    /// Forward only (no copy to the tenant's own server); otherwise deliver and forward.
+    #[serde(default)]
+    pub forward_only: bool,
+}
+
+/// Where a DKIM key is in its life: published and waiting, signing, kept published after a
+/// rotation so mail in transit still verifies, or done with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DkimKeyState {
+    Pending,
+    Active,
+    Retiring,
+    Retired,
+}
+
+impl DkimKeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DkimKeyState::Pending => "pending",
+            DkimKeyState::Active => "active",
+            DkimKeyState::Retiring => "retiring",
+            DkimKeyState::Retired => "retired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DkimKeyState> {
+        match s {
+            "pending" => Some(DkimKeyState::Pending),
+            "active" => Some(DkimKeyState::Active),
+            "retiring" => Some(DkimKeyState::Retiring),
+            "retired" => Some(DkimKeyState::Retired),
+            _ => None,
+        }
+    }
+}
+
+/// One DKIM signing key of an accepted domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkimKey {
+    pub domain: String,
+    pub selector: String,
+    /// `rsa-sha256` or `ed25519-sha256`.
+    pub algorithm: String,
+    /// PKCS#8, base64. Never leaves the store through the API.
+    #[serde(skip_serializing)]
+    pub private_key: String,
+    /// As published in the DNS record's `p=`, base64.
+    pub public_key: String,
+    pub created_at: i64,
+    pub state: DkimKeyState,
+    pub state_since: i64,
 }
 
 /// Where mail for one of a tenant's domains goes (its on-premises server), `host:port`.

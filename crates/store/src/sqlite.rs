@@ -150,6 +150,25 @@ CREATE TABLE api_tokens (
 );
 CREATE INDEX api_tokens_tenant ON api_tokens(tenant);
 "#,
+    // 4: forwarding controls and DKIM keys. Keys are not tied to the domains table: a
+    // configuration-managed tenant is re-provisioned at every start, and its published keys must
+    // survive that.
+    r#"
+ALTER TABLE tenants ADD COLUMN forwarding TEXT NOT NULL DEFAULT 'on' CHECK (forwarding IN ('on', 'off', 'listed'));
+ALTER TABLE tenants ADD COLUMN forwarding_domains TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE users ADD COLUMN forward_only INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE dkim_keys (
+    domain TEXT NOT NULL,
+    selector TEXT NOT NULL,
+    algorithm TEXT NOT NULL CHECK (algorithm IN ('rsa-sha256', 'ed25519-sha256')),
+    private_key TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'active', 'retiring', 'retired')),
+    state_since INTEGER NOT NULL,
+    PRIMARY KEY (domain, selector)
+);
+"#,
 ];
 
 #[derive(Clone)]
@@ -220,6 +239,8 @@ fn tenant_row(r: &rusqlite::Row) -> rusqlite::Result<Tenant> {
         subscription_ends: r.get(2)?,
         admins: from_json(r.get(3)?),
         managed_by_config: r.get(4)?,
+        forwarding: Forwarding::parse(&r.get::<_, String>(5)?).unwrap_or_default(),
+        forwarding_domains: from_json(r.get(6)?),
     })
 }
 
@@ -227,7 +248,7 @@ fn tenant_row(r: &rusqlite::Row) -> rusqlite::Result<Tenant> {
 fn load(c: &mut Connection, only: Option<&str>) -> Result<DirectoryData> {
     let mut d = DirectoryData::default();
     let mut s = c.prepare(
-        "SELECT name, language, subscription_ends, admins, managed_by_config FROM tenants WHERE ?1 IS NULL OR name = ?1",
+        "SELECT name, language, subscription_ends, admins, managed_by_config, forwarding, forwarding_domains FROM tenants WHERE ?1 IS NULL OR name = ?1",
     )?;
     d.tenants = s
         .query_map([only], tenant_row)?
@@ -254,7 +275,7 @@ fn load(c: &mut Connection, only: Option<&str>) -> Result<DirectoryData> {
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let mut s = c.prepare("SELECT address, tenant, aliases, password_hash, forward_to FROM users WHERE ?1 IS NULL OR tenant = ?1")?;
+    let mut s = c.prepare("SELECT address, tenant, aliases, password_hash, forward_to, forward_only FROM users WHERE ?1 IS NULL OR tenant = ?1")?;
     d.users = s
         .query_map([only], |r| {
             Ok(User {
@@ -263,6 +284,7 @@ fn load(c: &mut Connection, only: Option<&str>) -> Result<DirectoryData> {
                 aliases: from_json(r.get(2)?),
                 password_hash: r.get(3)?,
                 forward_to: r.get(4)?,
+                forward_only: r.get(5)?,
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -364,8 +386,8 @@ fn restriction_row(r: &rusqlite::Row) -> rusqlite::Result<RestrictionRow> {
 
 fn insert_tenant(c: &Connection, t: &Tenant) -> Result<()> {
     c.execute(
-        "INSERT INTO tenants (name, language, subscription_ends, admins, managed_by_config) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![t.name, t.language, t.subscription_ends, json(&t.admins), t.managed_by_config],
+        "INSERT INTO tenants (name, language, subscription_ends, admins, managed_by_config, forwarding, forwarding_domains) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![t.name, t.language, t.subscription_ends, json(&t.admins), t.managed_by_config, t.forwarding.as_str(), json(&t.forwarding_domains)],
     )
     .map_err(|e| unique(e, "tenant", &t.name))?;
     Ok(())
@@ -391,8 +413,8 @@ fn insert_connector(c: &Connection, k: &Connector) -> Result<()> {
 
 fn insert_user(c: &Connection, u: &User) -> Result<()> {
     c.execute(
-        "INSERT INTO users (address, tenant, aliases, password_hash, forward_to) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![u.address.to_ascii_lowercase(), u.tenant, json(&u.aliases), u.password_hash, u.forward_to],
+        "INSERT INTO users (address, tenant, aliases, password_hash, forward_to, forward_only) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![u.address.to_ascii_lowercase(), u.tenant, json(&u.aliases), u.password_hash, u.forward_to, u.forward_only],
     )
     .map_err(|e| unique(e, "user", &u.address))?;
     Ok(())
@@ -454,7 +476,7 @@ impl Store for SqliteStore {
         let name = name.to_string();
         self.with(move |c| {
             Ok(c.query_row(
-                "SELECT name, language, subscription_ends, admins, managed_by_config FROM tenants WHERE name = ?1",
+                "SELECT name, language, subscription_ends, admins, managed_by_config, forwarding, forwarding_domains FROM tenants WHERE name = ?1",
                 [name],
                 tenant_row,
             )
@@ -467,7 +489,7 @@ impl Store for SqliteStore {
         let after = after.unwrap_or("").to_string();
         self.with(move |c| {
             let mut s = c.prepare(
-                "SELECT name, language, subscription_ends, admins, managed_by_config FROM tenants WHERE name > ?1 ORDER BY name LIMIT ?2",
+                "SELECT name, language, subscription_ends, admins, managed_by_config, forwarding, forwarding_domains FROM tenants WHERE name > ?1 ORDER BY name LIMIT ?2",
             )?;
             let rows = s.query_map(params![after, limit.min(10_000) as i64], tenant_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -952,6 +974,77 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKey>> {
+        let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
+        self.with(move |c| {
+            let mut s = c.prepare(
+                "SELECT domain, selector, algorithm, private_key, public_key, created_at, state, state_since FROM dkim_keys WHERE ?1 IS NULL OR domain = ?1 ORDER BY created_at, selector",
+            )?;
+            let rows = s
+                .query_map([domain], |r| {
+                    Ok(DkimKey {
+                        domain: r.get(0)?,
+                        selector: r.get(1)?,
+                        algorithm: r.get(2)?,
+                        private_key: r.get(3)?,
+                        public_key: r.get(4)?,
+                        created_at: r.get(5)?,
+                        state: DkimKeyState::parse(&r.get::<_, String>(6)?)
+                            .unwrap_or(DkimKeyState::Retired),
+                        state_since: r.get(7)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn add_dkim_keys(&self, keys: &[DkimKey]) -> Result<()> {
+        let keys = keys.to_vec();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            for k in &keys {
+                tx.execute(
+                    "INSERT INTO dkim_keys (domain, selector, algorithm, private_key, public_key, created_at, state, state_since) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![k.domain.to_ascii_lowercase(), k.selector, k.algorithm, k.private_key, k.public_key, k.created_at, k.state.as_str(), k.state_since],
+                )
+                .map_err(|e| unique(e, "DKIM selector", &k.selector))?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_dkim_states(
+        &self,
+        domain: &str,
+        changes: &[(String, DkimKeyState)],
+        at: i64,
+    ) -> Result<()> {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let changes = changes.to_vec();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            for (selector, state) in &changes {
+                let n = tx.execute(
+                    "UPDATE dkim_keys SET state = ?3, state_since = ?4 WHERE domain = ?1 AND selector = ?2",
+                    params![domain, selector, state.as_str(), at],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::NotFound {
+                        what: "DKIM selector",
+                        name: format!("{selector} of {domain}"),
+                    });
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn record_trace(&self, events: Vec<TraceEvent>) -> Result<()> {
         self.with(move |c| {
             let tx = c.transaction()?;
@@ -1075,6 +1168,8 @@ mod tests {
             subscription_ends: None,
             admins: vec![],
             managed_by_config: false,
+            forwarding: Default::default(),
+            forwarding_domains: Vec::new(),
         }
     }
 

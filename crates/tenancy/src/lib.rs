@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use hashbrown::HashTable;
 use ipnet::IpNet;
-use relayward_store::{DirectoryData, DomainKind, Route};
+use relayward_store::{DirectoryData, DomainKind, Forwarding, Route};
 
 pub mod password;
 
@@ -77,6 +77,9 @@ struct TenantRow {
     /// Admin addresses joined by `\n` (an address never holds one).
     admins: Option<StrId>,
     managed_by_config: bool,
+    forwarding: Forwarding,
+    /// With `Forwarding::Listed`: the allowed domains joined by `\n`.
+    forwarding_domains: Option<StrId>,
 }
 
 #[derive(Debug)]
@@ -107,6 +110,7 @@ struct UserRow {
     address: StrId,
     password_hash: Option<StrId>,
     forward_to: Option<StrId>,
+    forward_only: bool,
 }
 
 /// A tenant, as the directory answers for it.
@@ -119,12 +123,26 @@ pub struct TenantRef<'a> {
     pub subscription_ends: Option<&'a str>,
     admins: &'a str,
     pub managed_by_config: bool,
+    pub forwarding: Forwarding,
+    forwarding_domains: &'a str,
 }
 
 impl<'a> TenantRef<'a> {
     /// The tenant's admin addresses (alerts go to them).
     pub fn admins(&self) -> impl Iterator<Item = &'a str> + use<'a> {
         self.admins.split('\n').filter(|a| !a.is_empty())
+    }
+
+    /// Whether the tenant lets its users' mail be forwarded automatically to `domain`.
+    pub fn may_forward_to(&self, domain: &str) -> bool {
+        match self.forwarding {
+            Forwarding::On => true,
+            Forwarding::Off => false,
+            Forwarding::Listed => self
+                .forwarding_domains
+                .split('\n')
+                .any(|d| !d.is_empty() && d.eq_ignore_ascii_case(domain)),
+        }
     }
 }
 
@@ -163,6 +181,8 @@ pub struct UserRef<'a> {
     /// Argon2id PHC string for SMTP AUTH; `None` means the user cannot authenticate.
     pub password_hash: Option<&'a str>,
     pub forward_to: Option<&'a str>,
+    /// Forward only, without a copy to the tenant's own server.
+    pub forward_only: bool,
 }
 
 /// Who is who: tenants, verified accepted domains, connectors, users and routes, laid out for
@@ -243,6 +263,9 @@ impl Directory {
                 subscription_ends: t.subscription_ends.as_deref().map(|s| d.arena.push(s)),
                 admins: (!admins.is_empty()).then(|| d.arena.push(&admins)),
                 managed_by_config: t.managed_by_config,
+                forwarding: t.forwarding,
+                forwarding_domains: (!t.forwarding_domains.is_empty())
+                    .then(|| d.arena.push(&t.forwarding_domains.join("\n"))),
             };
             let i = d.tenants.len() as u32;
             let hash = d.hasher.hash_one(t.name.as_str());
@@ -330,6 +353,7 @@ impl Directory {
                 address: d.arena.push(&u.address),
                 password_hash: u.password_hash.as_deref().map(|h| d.arena.push(h)),
                 forward_to: u.forward_to.as_deref().map(|f| d.arena.push(f)),
+                forward_only: u.forward_only,
             };
             let address = row.address;
             d.users.push(row);
@@ -458,6 +482,8 @@ impl Directory {
             subscription_ends: t.subscription_ends.map(|s| self.arena.get(s)),
             admins: t.admins.map_or("", |a| self.arena.get(a)),
             managed_by_config: t.managed_by_config,
+            forwarding: t.forwarding,
+            forwarding_domains: t.forwarding_domains.map_or("", |f| self.arena.get(f)),
         }
     }
 
@@ -618,6 +644,7 @@ impl Directory {
             address: self.arena.get(u.address),
             password_hash: u.password_hash.map(|h| self.arena.get(h)),
             forward_to: u.forward_to.map(|f| self.arena.get(f)),
+            forward_only: u.forward_only,
         })
     }
 
@@ -685,6 +712,8 @@ mod tests {
                 subscription_ends: None,
                 admins: vec!["a@contoso.example".into(), "b@contoso.example".into()],
                 managed_by_config: false,
+                forwarding: Default::default(),
+                forwarding_domains: Vec::new(),
             }],
             users: vec![User {
                 tenant: "contoso".into(),
@@ -692,6 +721,7 @@ mod tests {
                 aliases: vec!["ana.lopez@contoso.example".into()],
                 password_hash: None,
                 forward_to: Some("ana@elsewhere.example".into()),
+                forward_only: false,
             }],
             domains: vec![
                 domain("contoso.example", DomainKind::Authoritative, false, true),
@@ -764,6 +794,7 @@ mod tests {
             aliases: Vec::new(),
             password_hash: None,
             forward_to: None,
+            forward_only: false,
         });
         let d = Directory::build(data);
         let u = d.user("ANA@CONTOSO.EXAMPLE").expect("by address, any case");
