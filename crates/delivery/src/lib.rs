@@ -8,4 +8,4 @@ pub mod client;
 pub mod dns;
 mod queue;
 
-pub use queue::{DeliveryConfig, Events, Queue, QueueStats, Router};
+pub use queue::{DeliveryConfig, Events, Queue, QueueStats, Router, Signer};

@@ -106,6 +106,16 @@ pub trait Router: Send + Sync + 'static {
     }
 }
 
+/// Header fields put on top of a message as it leaves (DKIM signatures, an ARC seal): keys
+/// may change between attempts, so this runs at delivery, not at receipt.
+pub trait Signer: Send + Sync + 'static {
+    fn sign<'a>(
+        &'a self,
+        env: &'a Envelope,
+        message: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send + 'a>>;
+}
+
 /// Where delivery reports what happened (the message trace).
 pub trait Events: Send + Sync + 'static {
     fn event(&self, event: TraceEvent);
@@ -164,6 +174,7 @@ struct Inner {
     sender_dns: Mutex<HashMap<String, (bool, Instant)>>,
     tls: Option<Arc<rustls::ClientConfig>>,
     stats: QueueStats,
+    signer: std::sync::OnceLock<Arc<dyn Signer>>,
 }
 
 #[derive(Clone)]
@@ -217,12 +228,18 @@ impl Queue {
                 sender_dns: Mutex::default(),
                 tls,
                 stats: QueueStats::default(),
+                signer: std::sync::OnceLock::new(),
             }),
         }
     }
 
     pub fn stats(&self) -> &QueueStats {
         &self.inner.stats
+    }
+
+    /// Signs (and seals) messages as they leave; set once, at start.
+    pub fn set_signer(&self, signer: Arc<dyn Signer>) {
+        let _ = self.inner.signer.set(signer);
     }
 
     /// Hands a spooled message to the queue; it is tried at its `next_attempt` (now if past).
@@ -349,6 +366,16 @@ impl Inner {
             self.after_round(env).await;
             return;
         }
+        let body = match self.signer.get() {
+            Some(signer) => match signer.sign(&env, &body).await {
+                Some(mut headers) => {
+                    headers.extend_from_slice(&body);
+                    Arc::new(headers)
+                }
+                None => body,
+            },
+            None => body,
+        };
         env.attempts += 1;
         let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, r) in env.recipients.iter().enumerate() {

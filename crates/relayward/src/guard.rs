@@ -248,6 +248,9 @@ impl GuardHandle {
             (Some(rest.split(" (").next().unwrap_or(rest)), None)
         } else if let Some(u) = env.origin.strip_prefix("user:") {
             (None, Some(u))
+        } else if env.origin.starts_with("forward:") {
+            // Forwarded copies are the tenant's own traffic, no connector's or user's.
+            (None, None)
         } else {
             return None;
         };

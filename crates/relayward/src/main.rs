@@ -3,11 +3,14 @@
 
 mod api;
 mod config;
+mod dkim;
+mod forward;
 mod guard;
 mod guard_cli;
 mod http;
 mod policy;
 mod service;
+mod srs;
 mod tls;
 mod trace;
 
@@ -108,6 +111,60 @@ enum Command {
     /// API tokens for scripts (the management API under /api/v1).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// DKIM keys of an accepted domain: the records to publish, and rotation.
+    Dkim {
+        #[command(subcommand)]
+        cmd: DkimCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DkimCmd {
+    /// The DNS records to publish and each key's state.
+    Show { tenant: String, domain: String },
+    /// Start a rotation: new keys to publish (mail is still signed with the current ones).
+    Rotate {
+        tenant: String,
+        domain: String,
+        #[command(flatten)]
+        who: guard_cli::ActorArgs,
+    },
+    /// Sign with the new keys once their records are published (checked in DNS unless --force);
+    /// the old keys keep their records for a week.
+    Activate {
+        tenant: String,
+        domain: String,
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        who: guard_cli::ActorArgs,
+    },
+    /// End the overlap: the old keys' records may be removed.
+    Retire {
+        tenant: String,
+        domain: String,
+        #[command(flatten)]
+        who: guard_cli::ActorArgs,
+    },
+}
+
+fn print_dkim(keys: &[relayward_store::DkimKey]) {
+    for k in keys {
+        let (name, record) = dkim::record(k);
+        let advice = match k.state {
+            relayward_store::DkimKeyState::Pending => "publish, then `relayward dkim activate`",
+            relayward_store::DkimKeyState::Active => "signing; keep published",
+            relayward_store::DkimKeyState::Retiring => {
+                "no longer signing; keep published until `relayward dkim retire` (a week)"
+            }
+            relayward_store::DkimKeyState::Retired => "may be removed from DNS",
+        };
+        println!(
+            "{:<9} {:<15} {name} TXT \"{record}\"\n          ({advice})",
+            k.state.as_str(),
+            k.algorithm
+        );
+    }
 }
 
 #[derive(Subcommand)]
@@ -596,6 +653,39 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
                 }
             }
         }
+        Command::Dkim { cmd } => {
+            let svc = guard_cli::service(config, store.clone());
+            let keys = match cmd {
+                DkimCmd::Show { tenant, domain } => svc.dkim_keys(&tenant, &domain).await?,
+                DkimCmd::Rotate {
+                    tenant,
+                    domain,
+                    who,
+                } => svc.rotate_dkim(&tenant, &domain, &who.actor()?).await?,
+                DkimCmd::Activate {
+                    tenant,
+                    domain,
+                    force,
+                    who,
+                } => {
+                    let resolver =
+                        HickoryResolver::new(config.dns_resolver).map_err(|e| anyhow!(e))?;
+                    svc.activate_dkim(&tenant, &domain, &resolver, force, &who.actor()?)
+                        .await?
+                }
+                DkimCmd::Retire {
+                    tenant,
+                    domain,
+                    who,
+                } => svc.retire_dkim(&tenant, &domain, &who.actor()?).await?,
+            };
+            if keys.is_empty() {
+                println!(
+                    "no DKIM keys yet (a running relay makes them for configured domains at start)"
+                );
+            }
+            print_dkim(&keys);
+        }
         Command::Domain(DomainCmd::Dismiss {
             tenant,
             domain,
@@ -800,6 +890,29 @@ async fn provision(store: &dyn Store, config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// The SRS key: from the configuration, or generated once into the data directory (a new key
+/// at every start would break bounces to copies forwarded before it).
+fn srs_secret(config: &Config) -> Result<Vec<u8>> {
+    if let Some(s) = &config.srs_secret {
+        return Ok(s.as_bytes().to_vec());
+    }
+    let path = config.data_dir.join("srs.key");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().as_bytes().to_vec()),
+        Ok(_) => Err(anyhow!(
+            "the SRS key file {} is empty; remove it to have a new key generated",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = service::random_hex(32);
+            std::fs::write(&path, format!("{secret}\n"))
+                .with_context(|| format!("writing the SRS key to {}", path.display()))?;
+            Ok(secret.into_bytes())
+        }
+        Err(e) => Err(anyhow!("reading the SRS key {}: {e}", path.display())),
+    }
+}
+
 struct DirectoryRouter {
     directory: Arc<RwLock<Arc<Directory>>>,
     guard: Arc<guard::GuardHandle>,
@@ -891,6 +1004,24 @@ async fn serve(config: Config) -> Result<()> {
             guard: guard.clone(),
         }),
     );
+    queue.set_signer(Arc::new(dkim::DkimSigner::new(
+        dyn_store.clone(),
+        directory.clone(),
+    )));
+    // Domains from the configuration file get their DKIM keys in the background at first start.
+    tokio::spawn(dkim::generate_missing(
+        dyn_store.clone(),
+        config
+            .tenants
+            .iter()
+            .flat_map(|t| {
+                t.domains
+                    .iter()
+                    .filter(|d| d.verified)
+                    .map(|d| d.name.clone())
+            })
+            .collect(),
+    ));
     let recovered_count = recovered.len();
     for env in recovered {
         queue.enqueue(env);
@@ -920,6 +1051,11 @@ async fn serve(config: Config) -> Result<()> {
             timeout: config.rspamd_timeout,
         }),
         rspamd_failure: config.rspamd_failure,
+        srs: Arc::new(srs::Srs::new(
+            &srs_secret(&config)?,
+            (config.srs_max_age.as_secs() / 86_400) as i64,
+        )),
+        resolver: api_resolver.clone(),
     });
     let server_config = |kind| {
         let mut c = ServerConfig::new(config.hostname.clone(), kind);

@@ -18,7 +18,9 @@ use relayward_scan::rspamd::{Meta, Rspamd};
 use relayward_scan::{Envelope as ScanEnvelope, Scan, Scanner, Verdict};
 
 use crate::config::ScanFailure;
+use crate::forward::{self, LOOP_HEADER};
 use crate::guard::{GuardHandle, OwnedOrigin, SenderFacts, now_ms};
+use crate::srs::Srs;
 use crate::trace::TraceSink;
 
 /// Most `Received:` headers a message may carry before we call it a loop (RFC 5321 6.3).
@@ -56,6 +58,9 @@ pub struct RelayPolicy {
     pub scanner: Scanner,
     pub rspamd: Option<Rspamd>,
     pub rspamd_failure: ScanFailure,
+    pub srs: Arc<Srs>,
+    /// For the DKIM keys of forwarded mail's signatures (the ARC results).
+    pub resolver: Arc<dyn relayward_delivery::dns::Resolver>,
 }
 
 /// Who the client is, as far as this connection has shown.
@@ -87,6 +92,14 @@ pub struct ConnState {
     facts: Option<SenderFacts>,
     tx_internal: u32,
     tx_external: u32,
+    /// Bounces to our SRS addresses in this transaction: (recipient, original sender).
+    srs_rewrites: Vec<(String, String)>,
+}
+
+impl ConnState {
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
 }
 
 impl RelayPolicy {
@@ -156,6 +169,7 @@ impl Policy for RelayPolicy {
             facts: None,
             tx_internal: 0,
             tx_external: 0,
+            srs_rewrites: Vec::new(),
         })
     }
 
@@ -218,6 +232,7 @@ impl Policy for RelayPolicy {
         conn.origin = None;
         conn.tx_internal = 0;
         conn.tx_external = 0;
+        conn.srs_rewrites.clear();
         let result = match (&conn.attribution, peer.kind) {
             (Attribution::User { address, .. }, _) => {
                 let dir = self.dir();
@@ -393,7 +408,59 @@ impl Policy for RelayPolicy {
         let mut full = Vec::with_capacity(received.len() + body.len());
         full.extend_from_slice(received.as_bytes());
         full.extend_from_slice(&body);
+
+        // Recipients as spooled: bounces to our SRS addresses go back to the original sender.
+        let rewrite = |a: &str| {
+            conn.srs_rewrites
+                .iter()
+                .find(|(s, _)| s.eq_ignore_ascii_case(a))
+                .map(|(_, o)| o.clone())
+        };
+        let addresses: Vec<String> = tx
+            .rcpts
+            .iter()
+            .map(|r| rewrite(&r.address).unwrap_or_else(|| r.address.clone()))
+            .collect();
+        let dir = self.dir();
+        let forwards = match self.plan_forwards(
+            conn,
+            &dir,
+            &addresses,
+            &tx.mail_from,
+            &body,
+            &scan,
+            &id,
+            now,
+        ) {
+            Ok(f) => f,
+            Err(reply) => {
+                tracing::info!(ip = %conn.ip, reply = %reply.text, "message refused: forwarding loop");
+                return reply;
+            }
+        };
+        let arc_results = if forwards.iter().any(|f| f.outcome.is_ok()) {
+            Some(self.arc_results(&body).await)
+        } else {
+            None
+        };
         drop(body);
+        // Forward-only users' own copies are not kept (unless their forward was refused).
+        let moved = |a: &str| {
+            dir.user(a)
+                .is_some_and(|u| forwards.iter().any(|f| !f.keep_copy && f.user == u.address))
+        };
+        let recipients: Vec<Recipient> = tx
+            .rcpts
+            .iter()
+            .zip(&addresses)
+            .filter(|(_, a)| !moved(a))
+            .map(|(r, a)| {
+                let mut out = recipient(r);
+                out.address = a.clone();
+                out
+            })
+            .collect();
+        drop(dir);
 
         let env = Envelope {
             id: id.clone(),
@@ -410,7 +477,7 @@ impl Policy for RelayPolicy {
             origin: origin.clone(),
             client_ip: conn.ip.to_string(),
             helo,
-            recipients: tx.rcpts.iter().map(recipient).collect(),
+            recipients,
             attempts: 0,
             next_attempt: 0,
             is_report: false,
@@ -421,7 +488,41 @@ impl Policy for RelayPolicy {
                 String::new()
             },
         };
-        if let Err(e) = self.spool.put(&env, &full).await {
+        // Every copy is spooled before any is queued: if one cannot be, none is kept and the
+        // client tries the whole message again.
+        let mut copies: Vec<(Envelope, Vec<u8>)> = Vec::new();
+        for f in &forwards {
+            let copy = forward::envelope(f, new_message_id(), &env);
+            let mut b = Vec::with_capacity(full.len() + 512);
+            if let (Ok(_), Some(aar)) = (&f.outcome, &arc_results) {
+                b.extend_from_slice(aar.as_bytes());
+            }
+            b.extend_from_slice(format!("{LOOP_HEADER}: {}\r\n", f.user).as_bytes());
+            b.extend_from_slice(&full);
+            copies.push((copy, b));
+        }
+        let keep_main = !env.recipients.is_empty();
+        let mut spooled: Vec<String> = Vec::new();
+        let mut failure = None;
+        if keep_main {
+            match self.spool.put(&env, &full).await {
+                Ok(()) => spooled.push(env.id.clone()),
+                Err(e) => failure = Some(e),
+            }
+        }
+        for (copy, b) in &copies {
+            if failure.is_some() {
+                break;
+            }
+            match self.spool.put(copy, b).await {
+                Ok(()) => spooled.push(copy.id.clone()),
+                Err(e) => failure = Some(e),
+            }
+        }
+        if let Some(e) = failure {
+            for done in &spooled {
+                self.spool.done(done);
+            }
             self.stats.spool_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "message refused: cannot spool");
             return match e {
@@ -500,7 +601,56 @@ impl Policy for RelayPolicy {
                 ..event(TraceKind::Queued, String::new(), None)
             });
         }
-        self.queue.enqueue(env);
+        for (f, (copy, b)) in forwards.iter().zip(copies) {
+            let detail = match &f.outcome {
+                Ok(srs) => format!(
+                    "copy {} for {} to {} with envelope sender {srs}{}",
+                    copy.id,
+                    f.user,
+                    f.target,
+                    if f.keep_copy { "" } else { " (forward only)" }
+                ),
+                Err(reply) => format!(
+                    "forwarding for {} to {} refused: {reply}; the user gets an NDR ({}) and keeps the message",
+                    f.user, f.target, copy.id
+                ),
+            };
+            self.trace.send(TraceEvent {
+                recipient: Some(f.user.clone()),
+                ..event(TraceKind::Forwarded, detail, None)
+            });
+            self.trace.send(TraceEvent {
+                message_id: copy.id.clone(),
+                at,
+                kind: TraceKind::Received,
+                recipient: None,
+                detail: format!("forwarded copy of {id} for {}", f.user),
+                summary: Some(TraceSummary {
+                    sender: copy.mail_from.clone(),
+                    tenant: copy.tenant.clone(),
+                    origin: copy.origin.clone(),
+                    client_ip: copy.client_ip.clone(),
+                    size: b.len() as u64,
+                    recipients: vec![f.target.clone()],
+                }),
+            });
+            let (kind, detail) = match &f.outcome {
+                Ok(_) => (TraceKind::Queued, String::new()),
+                Err(reply) => (TraceKind::Failed, format!("relay: {reply}")),
+            };
+            self.trace.send(TraceEvent {
+                message_id: copy.id.clone(),
+                at,
+                kind,
+                recipient: Some(f.target.clone()),
+                detail,
+                summary: None,
+            });
+            self.queue.enqueue(copy);
+        }
+        if keep_main {
+            self.queue.enqueue(env);
+        }
         Reply::new(250, format!("2.0.0 OK queued as {id}"))
     }
 }
@@ -577,6 +727,22 @@ impl RelayPolicy {
         let dir = self.dir();
         let domain = domain_of(&rcpt.address);
         let accepted = dir.accepted_domain(&domain);
+        // A bounce to the rewritten sender of a forwarded copy goes back to the original
+        // sender, whoever hands it to us; forged and expired addresses are refused.
+        if let Some(d) = accepted {
+            match self.srs.reverse(&rcpt.address, now_ms() / 1000) {
+                Ok(Some(original)) => {
+                    if matches!(conn.attribution, Attribution::None) {
+                        inbound_tenant(conn, d.tenant)?;
+                    }
+                    conn.srs_rewrites
+                        .push((rcpt.address.to_ascii_lowercase(), original));
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(e) => return Err(refuse(550, e.reply_text())),
+            }
+        }
         // Recipients in an authoritative domain must exist, whoever sends.
         if let Some(d) = accepted
             && d.kind == DomainKind::Authoritative
@@ -611,17 +777,22 @@ impl RelayPolicy {
                 let Some(d) = accepted else {
                     return Err(refuse(550, RELAY_DENIED));
                 };
-                match &conn.inbound_tenant {
-                    Some(t) if *t != d.tenant => Err(refuse(
-                        452,
-                        "4.5.3 Recipients of another organisation must be sent in a separate transaction",
-                    )),
-                    _ => {
-                        conn.inbound_tenant = Some(d.tenant.to_string());
-                        Ok(())
-                    }
-                }
+                inbound_tenant(conn, d.tenant)
             }
+        }
+    }
+}
+
+/// Inbound recipients of one transaction belong to one tenant (its message is attributed to it).
+fn inbound_tenant(conn: &mut ConnState, tenant: &str) -> Result<(), Reply> {
+    match &conn.inbound_tenant {
+        Some(t) if t != tenant => Err(refuse(
+            452,
+            "4.5.3 Recipients of another organisation must be sent in a separate transaction",
+        )),
+        _ => {
+            conn.inbound_tenant = Some(tenant.to_string());
+            Ok(())
         }
     }
 }

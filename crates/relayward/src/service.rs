@@ -534,6 +534,8 @@ impl Service {
             verification_token: random_hex(16),
         };
         self.store.add_domain(&d).await?;
+        // Its DKIM keys come with it, so the records to publish are there at once.
+        self.ensure_dkim_keys(&name).await?;
         self.audit(
             actor,
             Some(tenant),

@@ -227,6 +227,8 @@ pub enum TraceKind {
     Failed,
     NdrSent,
     Expired,
+    /// A copy made for a recipient's forwarding address (or refused).
+    Forwarded,
 }
 
 impl TraceKind {
@@ -242,6 +244,7 @@ impl TraceKind {
             TraceKind::Failed => "failed",
             TraceKind::NdrSent => "ndr_sent",
             TraceKind::Expired => "expired",
+            TraceKind::Forwarded => "forwarded",
         }
     }
 
