@@ -249,11 +249,14 @@ struct Loaded {
     key: SigningKey,
 }
 
+/// Active keys per domain, with when they were loaded.
+type KeyCache = HashMap<String, (Instant, Arc<Vec<Loaded>>)>;
+
 /// Signs outbound mail from accepted domains, and seals forwarded copies, as they leave.
 pub struct DkimSigner {
     pub store: Arc<dyn Store>,
     pub directory: Arc<RwLock<Arc<Directory>>>,
-    cache: Mutex<HashMap<String, (Instant, Arc<Vec<Loaded>>)>>,
+    cache: Mutex<KeyCache>,
 }
 
 impl DkimSigner {

@@ -48,6 +48,17 @@ fn forwarded_for(body: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The message being forwarded, as the end of DATA knows it.
+pub struct Incoming<'a> {
+    /// Its recipients as spooled.
+    pub recipients: &'a [String],
+    pub sender: &'a str,
+    pub body: &'a [u8],
+    pub scan: &'a Scan,
+    pub id: &'a str,
+    pub now_secs: i64,
+}
+
 impl RelayPolicy {
     /// Decides the forwarded copies of a message for its recipients; `Err` is the reply
     /// refusing the whole message (a forwarding loop).
@@ -55,13 +66,16 @@ impl RelayPolicy {
         &self,
         conn: &ConnState,
         dir: &Directory,
-        recipients: &[String],
-        sender: &str,
-        body: &[u8],
-        scan: &Scan,
-        id: &str,
-        now_secs: i64,
+        m: &Incoming,
     ) -> Result<Vec<Forward>, Reply> {
+        let Incoming {
+            recipients,
+            sender,
+            body,
+            scan,
+            id,
+            now_secs,
+        } = *m;
         let mut out = Vec::new();
         let mut seen_loop_headers = None;
         for rcpt in recipients {

@@ -422,16 +422,15 @@ impl Policy for RelayPolicy {
             .map(|r| rewrite(&r.address).unwrap_or_else(|| r.address.clone()))
             .collect();
         let dir = self.dir();
-        let forwards = match self.plan_forwards(
-            conn,
-            &dir,
-            &addresses,
-            &tx.mail_from,
-            &body,
-            &scan,
-            &id,
-            now,
-        ) {
+        let incoming = forward::Incoming {
+            recipients: &addresses,
+            sender: &tx.mail_from,
+            body: &body,
+            scan: &scan,
+            id: &id,
+            now_secs: now,
+        };
+        let forwards = match self.plan_forwards(conn, &dir, &incoming) {
             Ok(f) => f,
             Err(reply) => {
                 tracing::info!(ip = %conn.ip, reply = %reply.text, "message refused: forwarding loop");

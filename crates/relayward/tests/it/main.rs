@@ -5,6 +5,7 @@ mod api;
 mod crash;
 mod delivery;
 mod dsn;
+mod forward;
 mod guard;
 mod hostile;
 mod postfix;

@@ -1,0 +1,379 @@
+//! Inbound mail forwarded to users' outside addresses (issue 7), over real SMTP: the copy leaves
+//! with an SRS sender in the tenant's domain, DKIM-signed and ARC-sealed (checked by dkimpy, an
+//! independent verifier); bounces to the SRS address reach the original sender, forged ones
+//! are refused; forward-only users keep no copy; the tenant's forwarding control and its
+//! restrictions stop the copy with an NDR to the user; a loop between two tenants is stopped.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+const LETTER: &str = "From: Ext Sender <ext@outside.example>\r\nTo: Ana <ana@contoso.example>\r\nSubject: Lunch on Friday\r\nDate: Sun, 22 Nov 2026 10:00:00 +0000\r\nMessage-ID: <lunch-1@outside.example>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHi Ana,\r\n\r\nshall we have lunch on Friday?  The usual place.\r\n\r\nExt\r\n";
+
+fn config(rx: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+[delivery]
+smart_host = "{rx}"
+retry_schedule = ["1s"]
+expire_after = "1h"
+
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
+users = [
+  {{ address = "ana@contoso.example", forward_to = "ana@home.example" }},
+  {{ address = "olaf@contoso.example", forward_to = "olaf@home.example", forward_only = true }},
+]
+routes = [ {{ domain = "contoso.example", host = "{rx}" }} ]
+
+[[tenants]]
+name = "fabrikam"
+forwarding = "listed"
+forwarding_domains = ["partner.example"]
+domains = [ {{ name = "fabrikam.example", kind = "authoritative", verified = true }} ]
+users = [
+  {{ address = "fred@fabrikam.example", forward_to = "fred@home.example" }},
+  {{ address = "gina@fabrikam.example", forward_to = "gina@partner.example", forward_only = true }},
+]
+routes = [ {{ domain = "fabrikam.example", host = "{rx}" }} ]
+
+[[tenants]]
+name = "lapsed"
+subscription_ends = "2020-01-31"
+domains = [ {{ name = "lapsed.example", kind = "authoritative", verified = true }} ]
+users = [ {{ address = "lars@lapsed.example", forward_to = "lars@home.example", forward_only = true }} ]
+routes = [ {{ domain = "lapsed.example", host = "{rx}" }} ]
+"#
+    )
+}
+
+/// Sends `body` from `from` to `to` as an outside server would (no connector matches).
+fn inbound(relay: &Relay, from: &str, to: &str, body: &str) -> Reply {
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO mx.outside.example").code, 250);
+    c.transaction(from, &[to], body)
+}
+
+/// The DKIM records `relayward dkim show` lists for a domain, once both keys exist.
+fn dkim_records(relay: &Relay, tenant: &str, domain: &str) -> Vec<(String, String)> {
+    wait_for(Duration::from_secs(60), || {
+        let out = relay.cli(&["dkim", "show", tenant, domain]);
+        let records: Vec<(String, String)> = out
+            .lines()
+            .filter(|l| l.starts_with("active"))
+            .filter_map(|l| {
+                let (head, rest) = l.split_once(" TXT \"")?;
+                let name = head.split_whitespace().last()?.to_string();
+                Some((name, rest.trim_end_matches('"').to_string()))
+            })
+            .collect();
+        (records.len() == 2).then_some(records)
+    })
+    .expect("two active DKIM keys (RSA and Ed25519) for the domain")
+}
+
+/// dkimpy's verdict on a message, or `None` (loudly) where dkimpy is missing outside CI.
+fn dkimpy(message: &str, records: &[(String, String)]) -> Option<serde_json::Value> {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import dkim, nacl"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3 with dkimpy and PyNaCl is required in CI (scripts/test installs them)"
+        );
+        eprintln!("SKIPPED the dkimpy check: pip install dkimpy pynacl");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let msg = dir.path().join("forwarded.eml");
+    let rec = dir.path().join("records.json");
+    std::fs::write(&msg, message).expect("write");
+    let map: serde_json::Map<String, serde_json::Value> = records
+        .iter()
+        .map(|(n, r)| (n.clone(), serde_json::Value::String(r.clone())))
+        .collect();
+    std::fs::write(&rec, serde_json::Value::Object(map).to_string()).expect("write");
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../dkim/tests/dkimpy_check.py"
+        ))
+        .arg(&msg)
+        .arg(&rec)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "dkimpy_check: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).expect("json from dkimpy_check"))
+}
+
+#[test]
+fn a_forwarded_copy_is_srs_rewritten_signed_and_sealed_and_its_bounce_finds_the_sender() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&config(rx.addr));
+    let records = dkim_records(&relay, "contoso", "contoso.example");
+
+    let r = inbound(&relay, "ext@outside.example", "ana@contoso.example", LETTER);
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = rx.wait(2, Duration::from_secs(20));
+    // Deliver and forward: the mailbox copy goes to the tenant's server as it came...
+    let mailbox = got
+        .iter()
+        .find(|m| m.rcpts == ["ana@contoso.example"])
+        .expect("the mailbox copy");
+    assert_eq!(mailbox.mail_from, "ext@outside.example");
+    // ...and the forwarded copy leaves with a sender in the tenant's own domain.
+    let fwd = got
+        .iter()
+        .find(|m| m.rcpts == ["ana@home.example"])
+        .expect("the forwarded copy");
+    assert!(
+        fwd.mail_from.starts_with("ana+SRS=")
+            && fwd
+                .mail_from
+                .ends_with("=outside.example=ext@contoso.example"),
+        "{}",
+        fwd.mail_from
+    );
+    assert!(
+        fwd.data
+            .contains("X-Relayward-Loop: ana@contoso.example\r\n")
+    );
+    assert!(
+        fwd.data.contains(
+            "ARC-Authentication-Results: i=1; relay.test;\r\n\tdkim=none;\r\n\tarc=none\r\n"
+        ),
+        "{}",
+        fwd.data
+    );
+    assert!(
+        fwd.data
+            .contains(&LETTER[LETTER.find("\r\n\r\n").unwrap_or(0)..])
+    );
+
+    // An independent verifier agrees: both signatures (d=contoso.example) and the ARC chain.
+    if let Some(verdict) = dkimpy(&fwd.data, &records) {
+        let sigs = verdict["dkim"].as_array().expect("signatures");
+        assert_eq!(sigs.len(), 2, "{verdict}");
+        for s in sigs {
+            assert_eq!(s["ok"], true, "{verdict}");
+            assert_eq!(s["d"], "contoso.example", "{verdict}");
+        }
+        let algs: Vec<&str> = sigs.iter().filter_map(|s| s["a"].as_str()).collect();
+        assert!(
+            algs.contains(&"rsa-sha256") && algs.contains(&"ed25519-sha256"),
+            "{verdict}"
+        );
+        assert_eq!(verdict["arc"]["cv"], "pass", "{verdict}");
+    }
+
+    // The mailbox copy is not ours to sign (its From is outside.example): no signature added.
+    assert!(!mailbox.data.contains("DKIM-Signature:"));
+
+    // The home server bounces the copy: the bounce reaches the original sender.
+    let bounce =
+        "From: MAILER-DAEMON@home.example\r\nSubject: Undeliverable\r\n\r\nMailbox full.\r\n";
+    let r = inbound(&relay, "", &fwd.mail_from, bounce);
+    assert_eq!(r.code, 250, "{r:?}");
+    let back = wait_for(Duration::from_secs(20), || {
+        rx.messages()
+            .into_iter()
+            .find(|m| m.rcpts == ["ext@outside.example"])
+    })
+    .expect("the bounce reaches ext@outside.example");
+    assert_eq!(back.mail_from, "");
+    assert!(back.data.contains("Mailbox full."));
+
+    // A forged or altered SRS address is refused at RCPT.
+    let forged = fwd.mail_from.replace("=ext@", "=ceo@");
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO mx.attacker.example").code, 250);
+    assert_eq!(c.cmd("MAIL FROM:<>").code, 250);
+    let r = c.cmd(&format!("RCPT TO:<{forged}>"));
+    assert_eq!(r.code, 550, "{r:?}");
+    assert!(
+        r.text().contains("5.7.1 Invalid forwarding address"),
+        "{r:?}"
+    );
+    let r = c.cmd("RCPT TO:<ana+SRS=abcdefgh=zz=victim.example=boss@contoso.example>");
+    assert_eq!(r.code, 550, "{r:?}");
+
+    // The trace tells what happened to the recipient.
+    let trace = relay.cli(&["trace", "--recipient", "ana@contoso.example"]);
+    assert!(trace.contains("forwarded"), "{trace}");
+}
+
+#[test]
+fn forward_only_policy_and_restrictions_decide_whether_a_copy_leaves() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&config(rx.addr));
+
+    // Forward only: the copy leaves, no mailbox copy is kept.
+    let r = inbound(
+        &relay,
+        "ext@outside.example",
+        "olaf@contoso.example",
+        LETTER,
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    // Listed domains: gina's partner.example is allowed, fred's home.example is not.
+    assert_eq!(
+        inbound(
+            &relay,
+            "ext@outside.example",
+            "gina@fabrikam.example",
+            LETTER
+        )
+        .code,
+        250
+    );
+    assert_eq!(
+        inbound(
+            &relay,
+            "ext@outside.example",
+            "fred@fabrikam.example",
+            LETTER
+        )
+        .code,
+        250
+    );
+    // A lapsed tenant (5.7.705) forwards nothing; the message stays in the mailbox.
+    assert_eq!(
+        inbound(&relay, "ext@outside.example", "lars@lapsed.example", LETTER).code,
+        250
+    );
+
+    // olaf@home, gina@partner, fred's mailbox copy, fred's NDR, lars's mailbox copy, lars's NDR.
+    let got = rx.wait(6, Duration::from_secs(30));
+    let to = |a: &str| got.iter().filter(|m| m.rcpts == [a]).count();
+    assert_eq!(to("olaf@home.example"), 1);
+    assert_eq!(to("olaf@contoso.example"), 0, "forward only keeps no copy");
+    assert_eq!(to("gina@partner.example"), 1);
+    assert_eq!(
+        to("fred@home.example"),
+        0,
+        "forwarding to home.example is not allowed"
+    );
+    assert_eq!(
+        to("lars@home.example"),
+        0,
+        "a tenant under 5.7.705 forwards nothing"
+    );
+
+    let ndr_to = |user: &str| {
+        got.iter()
+            .find(|m| m.rcpts == [user] && m.mail_from.is_empty())
+            .unwrap_or_else(|| panic!("an NDR to {user}: {got:#?}"))
+    };
+    let fred_ndr = ndr_to("fred@fabrikam.example");
+    assert!(
+        fred_ndr.data.contains("Status: 5.7.520"),
+        "{}",
+        fred_ndr.data
+    );
+    assert!(
+        fred_ndr
+            .data
+            .contains("Final-Recipient: rfc822; fred@home.example")
+    );
+    assert!(fred_ndr.data.contains("allow"), "{}", fred_ndr.data);
+    let lars_ndr = ndr_to("lars@lapsed.example");
+    assert!(
+        lars_ndr.data.contains("Status: 5.7.705"),
+        "{}",
+        lars_ndr.data
+    );
+    assert!(
+        lars_ndr
+            .data
+            .contains("550 5.7.705 Access denied, tenant has exceeded threshold"),
+        "{}",
+        lars_ndr.data
+    );
+    // Refused forwards keep the mailbox copy even for forward-only users.
+    let kept = |a: &str| {
+        got.iter()
+            .any(|m| m.rcpts == [a] && m.mail_from == "ext@outside.example")
+    };
+    assert!(kept("fred@fabrikam.example"));
+    assert!(kept("lars@lapsed.example"));
+
+    // Forwarded copies count toward the tenant's volume, as registered-domain mail.
+    // (The relay stores its counters about twice a second.)
+    let counter = |name: &str| {
+        relay
+            .cli(&["counters", "contoso", "--json"])
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|c| c["subject"] == "tenant" && c["counter"] == name)
+            .and_then(|c| c["value"].as_f64())
+            .unwrap_or_else(|| panic!("tenant counter {name}"))
+    };
+    wait_for(Duration::from_secs(5), || {
+        (counter("messages_24h") >= 1.0).then_some(())
+    })
+    .expect("the forwarded copy counted toward the tenant's volume");
+    assert_eq!(counter("unregistered_messages_24h"), 0.0);
+}
+
+#[test]
+fn a_forwarding_loop_between_two_tenants_is_stopped() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&format!(
+        "[delivery]\nsmart_host = \"{}\"\nretry_schedule = [\"1s\"]\nexpire_after = \"1h\"\n",
+        rx.addr
+    ));
+    // Two tenants whose users forward to each other, both delivering through this same relay.
+    let me = relay.relay.to_string();
+    for (t, d, user, other) in [
+        ("tenant-a", "a.example", "ua@a.example", "ub@b.example"),
+        ("tenant-b", "b.example", "ub@b.example", "ua@a.example"),
+    ] {
+        relay.cli(&["tenant", "add", t]);
+        relay.cli(&["domain", "add", t, d, "--verified"]);
+        relay.cli(&[
+            "user",
+            "add",
+            t,
+            user,
+            "--forward-to",
+            other,
+            "--forward-only",
+        ]);
+        relay.cli(&["route", "add", t, d, &me]);
+    }
+    // The running relay picks the new tenants up within a second or two.
+    wait_for(Duration::from_secs(10), || {
+        let mut c = relay.client();
+        c.cmd("EHLO probe.example");
+        c.cmd("MAIL FROM:<probe@outside.example>");
+        (c.cmd("RCPT TO:<ua@a.example>").code == 250).then_some(())
+    })
+    .expect("tenant-a accepts mail");
+
+    let r = inbound(&relay, "ext@outside.example", "ua@a.example", LETTER);
+    assert_eq!(r.code, 250, "{r:?}");
+    // ua → ub → ua: the second arrival for ua is refused with a clear reply, and the refusal
+    // travels back through both SRS hops to the original sender as an NDR.
+    let ndr = wait_for(Duration::from_secs(30), || {
+        rx.messages()
+            .into_iter()
+            .find(|m| m.rcpts == ["ext@outside.example"])
+    })
+    .expect("an NDR reaches the original sender");
+    assert!(ndr.data.contains("Status: 5.4.6"), "{}", ndr.data);
+    assert!(
+        ndr.data.contains("Forwarding loop detected"),
+        "{}",
+        ndr.data
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let all = rx.messages();
+    assert_eq!(all.len(), 1, "nothing else arrives: {all:#?}");
+}
