@@ -304,6 +304,42 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/tenants/{tenant}/domains/{domain}/dkim",
+        summary: "The domain's DKIM keys: each selector's DNS record to publish and its state (pending, active, retiring, retired).",
+        access: Access::TenantRead,
+        ok: 200,
+        route: || get(dkim_keys),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/domains/{domain}/dkim/rotate",
+        summary: "Start a key rotation: a new RSA and Ed25519 pair, pending until its records are published and it is activated.",
+        access: Access::TenantWrite,
+        ok: 200,
+        route: || post(dkim_rotate),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/domains/{domain}/dkim/activate",
+        summary: "Sign with the pending keys once their records are found in DNS; the old keys become retiring (keep their records a week).",
+        access: Access::TenantWrite,
+        ok: 200,
+        route: || post(dkim_activate),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/domains/{domain}/dkim/retire",
+        summary: "End a rotation's overlap: retiring keys become retired and their records may be removed.",
+        access: Access::TenantWrite,
+        ok: 200,
+        route: || post(dkim_retire),
+        doc: None,
+    },
+    Operation {
+        method: "get",
         path: "/tenants/{tenant}/restrictions",
         summary: "Current and past restrictions with cause and history.",
         access: Access::TenantRead,
@@ -649,6 +685,88 @@ async fn verify_domain(
             "found": found,
         }),
     }))
+}
+
+fn dkim_json(domain: &str, keys: &[relayward_store::DkimKey]) -> Json<Value> {
+    Json(json!({
+        "domain": domain,
+        "keys": keys.iter().map(|k| {
+            let (name, value) = crate::dkim::record(k);
+            json!({
+                "selector": k.selector,
+                "algorithm": k.algorithm,
+                "state": k.state.as_str(),
+                "since": k.state_since,
+                "created_at": k.created_at,
+                "record": { "name": name, "type": "TXT", "value": value },
+            })
+        }).collect::<Vec<_>>(),
+    }))
+}
+
+async fn dkim_keys(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, domain)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let keys = s
+        .service
+        .dkim_keys(&a.tenant, &domain)
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(dkim_json(&domain, &keys))
+}
+
+async fn dkim_rotate(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, domain)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    a.require_admin()?;
+    s.service
+        .rotate_dkim(&a.tenant, &domain, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    let keys = s
+        .service
+        .dkim_keys(&a.tenant, &domain)
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(dkim_json(&domain, &keys))
+}
+
+async fn dkim_activate(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, domain)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    a.require_admin()?;
+    let keys = s
+        .service
+        .activate_dkim(
+            &a.tenant,
+            &domain,
+            s.resolver.as_ref(),
+            false,
+            &a.principal.actor(),
+        )
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(dkim_json(&domain, &keys))
+}
+
+async fn dkim_retire(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, domain)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    a.require_admin()?;
+    let keys = s
+        .service
+        .retire_dkim(&a.tenant, &domain, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(dkim_json(&domain, &keys))
 }
 
 async fn list_restrictions(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {

@@ -26,8 +26,8 @@ const CACHE_FOR: Duration = Duration::from_secs(30);
 
 /// A new key pair for `domain` (RSA and Ed25519) in `state`, with fresh selectors.
 pub fn new_pair(domain: &str, state: DkimKeyState) -> Result<Vec<DkimKey>> {
-    let now = now_ms() / 1000;
-    let date = civil_date(now);
+    let now = now_ms();
+    let date = civil_date(now / 1000);
     let tag = crate::service::random_hex(2);
     [
         (Algorithm::RsaSha256, "rsa"),
@@ -176,7 +176,7 @@ impl Service {
                 .map(|k| (k.selector.clone(), DkimKeyState::Active)),
         );
         self.store
-            .set_dkim_states(&name, &changes, now_ms() / 1000)
+            .set_dkim_states(&name, &changes, now_ms())
             .await?;
         self.audit(
             actor,
@@ -206,7 +206,7 @@ impl Service {
             bail!("{name} has no retiring keys");
         }
         self.store
-            .set_dkim_states(&name, &changes, now_ms() / 1000)
+            .set_dkim_states(&name, &changes, now_ms())
             .await?;
         self.audit(
             actor,
@@ -407,7 +407,7 @@ mod tests {
     #[test]
     fn civil_dates_are_right() {
         assert_eq!(civil_date(0), "19700101");
-        assert_eq!(civil_date(1_795_392_000), "20261122");
+        assert_eq!(civil_date(1_795_305_600), "20261122");
         assert_eq!(civil_date(951_782_400), "20000229");
     }
 

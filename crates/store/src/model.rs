@@ -159,8 +159,10 @@ pub struct DkimKey {
     pub private_key: String,
     /// As published in the DNS record's `p=`, base64.
     pub public_key: String,
+    /// Unix milliseconds.
     pub created_at: i64,
     pub state: DkimKeyState,
+    /// Unix milliseconds.
     pub state_since: i64,
 }
 

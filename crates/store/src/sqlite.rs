@@ -978,7 +978,7 @@ impl Store for SqliteStore {
         let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
         self.with(move |c| {
             let mut s = c.prepare(
-                "SELECT domain, selector, algorithm, private_key, public_key, created_at, state, state_since FROM dkim_keys WHERE ?1 IS NULL OR domain = ?1 ORDER BY created_at, selector",
+                "SELECT domain, selector, algorithm, private_key, public_key, created_at, state, state_since FROM dkim_keys WHERE ?1 IS NULL OR domain = ?1 ORDER BY created_at, algorithm DESC",
             )?;
             let rows = s
                 .query_map([domain], |r| {

@@ -78,6 +78,12 @@ fn every_role_against_every_operation() {
         ),
         (
             "GET",
+            "/api/v1/tenants/contoso/domains/contoso.example/dkim",
+            None,
+            [200, 200, 200, 404, 401],
+        ),
+        (
+            "GET",
             "/api/v1/tenants/contoso/restrictions",
             None,
             [200, 200, 200, 404, 401],
@@ -147,6 +153,134 @@ fn every_role_against_every_operation() {
             w => w,
         };
         assert_eq!(status, want_verify, "verify {name}");
+    }
+}
+
+#[test]
+fn dkim_keys_rotate_through_the_api_with_overlap() {
+    let dns = Dns::start(vec![]);
+    let relay = Relay::start(&format!("[delivery]\ndns_resolver = \"{}\"\n", dns.addr));
+    relay.cli(&["tenant", "add", "contoso"]);
+    relay.cli(&["tenant", "add", "fabrikam"]);
+    relay.cli(&["domain", "add", "contoso", "contoso.example"]);
+    let admin = token(
+        &relay,
+        &["--name", "ci", "--role", "admin", "--tenant", "contoso"],
+    );
+    let reader = token(
+        &relay,
+        &["--name", "r", "--role", "reader", "--tenant", "contoso"],
+    );
+    let other = token(
+        &relay,
+        &["--name", "f", "--role", "admin", "--tenant", "fabrikam"],
+    );
+    let path = "/api/v1/tenants/contoso/domains/contoso.example/dkim";
+    let states = |json: &serde_json::Value| -> Vec<String> {
+        json["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| {
+                format!(
+                    "{} {}",
+                    k["state"].as_str().unwrap_or(""),
+                    k["algorithm"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+
+    // A domain comes with its keys: both active, each with the record to publish.
+    let (status, json) = relay.api("GET", path, Some(&reader), None);
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(
+        states(&json),
+        ["active rsa-sha256", "active ed25519-sha256"]
+    );
+    let rec = &json["keys"][0]["record"];
+    assert!(
+        rec["name"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("._domainkey.contoso.example"),
+        "{json}"
+    );
+    assert!(
+        rec["value"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("v=DKIM1; k=rsa; p="),
+        "{json}"
+    );
+    assert!(
+        !json.to_string().contains("private"),
+        "private keys never leave: {json}"
+    );
+    let (status, _) = relay.api("GET", path, Some(&other), None);
+    assert_eq!(status, 404, "another tenant's domain is not found");
+
+    // Rotation: readers may not; an admin gets a pending pair to publish.
+    let (status, _) = relay.api("POST", &format!("{path}/rotate"), Some(&reader), None);
+    assert_eq!(status, 403);
+    let (status, json) = relay.api("POST", &format!("{path}/rotate"), Some(&admin), None);
+    assert_eq!(status, 200, "{json}");
+    let pending: Vec<serde_json::Value> = json["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter(|k| k["state"] == "pending")
+        .cloned()
+        .collect();
+    assert_eq!(pending.len(), 2, "{json}");
+    let (status, json) = relay.api("POST", &format!("{path}/rotate"), Some(&admin), None);
+    assert_eq!(status, 422, "one rotation at a time: {json}");
+
+    // Activation waits for the records in DNS.
+    let (status, json) = relay.api("POST", &format!("{path}/activate"), Some(&admin), None);
+    assert_eq!(status, 422, "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not published"),
+        "{json}"
+    );
+    for k in &pending {
+        dns.set(
+            k["record"]["name"].as_str().expect("name"),
+            "TXT",
+            Answer::Txt(vec![
+                k["record"]["value"].as_str().expect("value").to_string(),
+            ]),
+        );
+    }
+    let (status, json) = relay.api("POST", &format!("{path}/activate"), Some(&admin), None);
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(
+        states(&json),
+        [
+            "retiring rsa-sha256",
+            "retiring ed25519-sha256",
+            "active rsa-sha256",
+            "active ed25519-sha256"
+        ]
+    );
+    let (status, json) = relay.api("POST", &format!("{path}/retire"), Some(&admin), None);
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(
+        states(&json),
+        [
+            "retired rsa-sha256",
+            "retired ed25519-sha256",
+            "active rsa-sha256",
+            "active ed25519-sha256"
+        ]
+    );
+    // Each step is in the audit log.
+    let audit = relay.cli(&["audit", "--tenant", "contoso"]);
+    for action in ["dkim.rotate", "dkim.activate", "dkim.retire"] {
+        assert!(audit.contains(action), "{action} in {audit}");
     }
 }
 

@@ -818,7 +818,14 @@ impl Dns {
                                 resp.add_answer(Record::from_rdata(
                                     query.name().clone(),
                                     60,
-                                    RData::TXT(rdata::TXT::new(vec![t.clone()])),
+                                    // A record's strings hold 255 octets each (RFC 1035
+                                    // 3.3); longer texts (DKIM keys) are split, as published.
+                                    RData::TXT(rdata::TXT::new(
+                                        t.as_bytes()
+                                            .chunks(255)
+                                            .map(|c| String::from_utf8_lossy(c).into_owned())
+                                            .collect(),
+                                    )),
                                 ));
                             }
                         }
