@@ -17,7 +17,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use relayward_guard::Role;
 use relayward_store::{ApiToken, DomainKind};
 use serde::Deserialize;
@@ -276,6 +276,15 @@ pub const OPERATIONS: &[Operation] = &[
         doc: None,
     },
     Operation {
+        method: "put",
+        path: "/tenants/{tenant}/forwarding",
+        summary: "Set the tenant's automatic forwarding control: on, off, or listed (only to the given domains).",
+        access: Access::TenantWrite,
+        ok: 200,
+        route: || put(set_forwarding),
+        doc: Some(forwarding_doc),
+    },
+    Operation {
         method: "get",
         path: "/tenants/{tenant}/domains",
         summary: "Accepted domains with their verification state and the TXT record to publish.",
@@ -450,7 +459,8 @@ pub fn openapi_document() -> Value {
         if !params.is_empty() {
             responses.insert("404".into(), error.clone());
         }
-        if op.method == "post" {
+        if matches!(op.method, "post" | "put") {
+            responses.insert("409".into(), error.clone());
             responses.insert("422".into(), error.clone());
             responses.insert("400".into(), error.clone());
         }
@@ -590,7 +600,7 @@ async fn get_tenant(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Jso
     let users: Vec<Value> = d
         .users
         .iter()
-        .map(|u| json!({ "address": u.address, "aliases": u.aliases, "forward_to": u.forward_to, "has_password": u.password_hash.is_some() }))
+        .map(|u| json!({ "address": u.address, "aliases": u.aliases, "forward_to": u.forward_to, "forward_only": u.forward_only, "has_password": u.password_hash.is_some() }))
         .collect();
     Ok(Json(json!({
         "tenant": d.tenant,
@@ -609,6 +619,47 @@ fn domain_json(d: &relayward_store::Domain) -> Value {
         "verified": d.verified,
         "txt_record": { "name": d.name, "type": "TXT", "value": format!("relayward-verification={}", d.verification_token) },
     })
+}
+
+fn forwarding_doc() -> Value {
+    json!({
+        "requestBody": {
+            "required": true,
+            "content": { "application/json": { "schema": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["mode"],
+                "properties": {
+                    "mode": { "type": "string", "enum": ["on", "off", "listed"] },
+                    "domains": { "type": "array", "items": { "type": "string" } }
+                }
+            } } }
+        }
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForwardingBody {
+    mode: String,
+    #[serde(default)]
+    domains: Vec<String>,
+}
+
+async fn set_forwarding(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    body: Result<Json<ForwardingBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    a.require_admin()?;
+    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    s.service
+        .set_forwarding(&a.tenant, &body.mode, &body.domains, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(Json(
+        json!({ "tenant": a.tenant, "forwarding": body.mode, "domains": body.domains }),
+    ))
 }
 
 async fn list_domains(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {

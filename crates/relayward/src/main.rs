@@ -208,6 +208,18 @@ enum TenantCmd {
     },
     /// List tenants with their domains, connectors and users.
     List,
+    /// Automatic forwarding of users' mail to outside addresses: on, off, or listed domains only.
+    Forwarding {
+        name: String,
+        /// on, off or listed.
+        #[arg(long)]
+        mode: String,
+        /// With --mode listed: a domain users may forward to (repeatable).
+        #[arg(long)]
+        domain: Vec<String>,
+        #[command(flatten)]
+        who: guard_cli::ActorArgs,
+    },
     /// Set or clear the subscription end date (a renewal applies within a second).
     Subscription {
         name: String,
@@ -611,6 +623,17 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
                 })
                 .await?;
             println!("route for {domain} -> {host} added");
+        }
+        Command::Tenant(TenantCmd::Forwarding {
+            name,
+            mode,
+            domain,
+            who,
+        }) => {
+            let svc = guard_cli::service(config, store.clone());
+            svc.set_forwarding(&name, &mode, &domain, &who.actor()?)
+                .await?;
+            println!("tenant {name}: forwarding {mode} {}", domain.join(" "));
         }
         Command::Tenant(TenantCmd::Subscription { name, ends }) => {
             if let Some(d) = &ends

@@ -546,6 +546,48 @@ impl Service {
         Ok(d)
     }
 
+    /// Sets a tenant's automatic forwarding control: `on`, `off`, or `listed` with the domains
+    /// its users may forward to.
+    pub async fn set_forwarding(
+        &self,
+        tenant: &str,
+        mode: &str,
+        domains: &[String],
+        actor: &Actor,
+    ) -> Result<()> {
+        let Some(mode) = relayward_store::Forwarding::parse(mode) else {
+            bail!("forwarding must be on, off or listed");
+        };
+        let domains: Vec<String> = domains
+            .iter()
+            .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect();
+        if mode == relayward_store::Forwarding::Listed && domains.is_empty() {
+            bail!("listed forwarding needs at least one domain");
+        }
+        if let Some(bad) = domains
+            .iter()
+            .find(|d| !d.contains('.') || d.contains(['@', ' ', '/']))
+        {
+            bail!("'{bad}' is not a domain name");
+        }
+        let Some(before) = self.store.tenant(tenant).await? else {
+            return Err(NotFound(format!("no tenant {tenant}")).into());
+        };
+        self.store.set_forwarding(tenant, mode, &domains).await?;
+        self.audit(
+            actor,
+            Some(tenant),
+            "tenant.forwarding",
+            serde_json::json!({
+                "before": { "forwarding": before.forwarding.as_str(), "domains": before.forwarding_domains },
+                "after": { "forwarding": mode.as_str(), "domains": domains },
+            }),
+        )
+        .await
+    }
+
     /// Creates an API token: `operator`, or `admin`/`reader` of one tenant. Returns the token
     /// text (shown once; only its hash is kept) and what was stored.
     pub async fn create_token(

@@ -59,6 +59,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sets or clears a tenant's subscription end date (`YYYY-MM-DD`).
     async fn set_subscription(&self, tenant: &str, ends: Option<&str>) -> Result<()>;
+    /// Sets a tenant's automatic forwarding control (and its allowed domains for `Listed`).
+    async fn set_forwarding(
+        &self,
+        tenant: &str,
+        forwarding: Forwarding,
+        domains: &[String],
+    ) -> Result<()>;
     /// One accepted domain by name (any tenant's).
     async fn domain(&self, name: &str) -> Result<Domain>;
     /// Marks a tenant's domain verified (ownership proven) or not.

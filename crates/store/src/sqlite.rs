@@ -617,6 +617,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn set_forwarding(
+        &self,
+        tenant: &str,
+        forwarding: Forwarding,
+        domains: &[String],
+    ) -> Result<()> {
+        let (tenant, domains) = (tenant.to_string(), domains.to_vec());
+        self.with(move |c| {
+            check_unmanaged(c, &tenant)?;
+            c.execute(
+                "UPDATE tenants SET forwarding = ?2, forwarding_domains = ?3 WHERE name = ?1",
+                params![tenant, forwarding.as_str(), json(&domains)],
+            )?;
+            bump(c)
+        })
+        .await
+    }
+
     async fn domain(&self, name: &str) -> Result<Domain> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         self.with(move |c| {

@@ -130,6 +130,27 @@ fn every_role_against_every_operation() {
             }
         }
     }
+    // The forwarding control: admins and operators set it, readers may not.
+    let off = r#"{"mode": "listed", "domains": ["partner.example"]}"#;
+    for ((name, tok), want) in who.iter().zip([200, 200, 403, 404, 401]) {
+        let (status, json) =
+            relay.api("PUT", "/api/v1/tenants/contoso/forwarding", *tok, Some(off));
+        assert_eq!(status, want, "{name}: PUT forwarding → {json}");
+    }
+    let (status, json) = relay.api(
+        "PUT",
+        "/api/v1/tenants/contoso/forwarding",
+        Some(&t.admin),
+        Some(r#"{"mode": "listed"}"#),
+    );
+    assert_eq!(status, 422, "listed needs domains: {json}");
+    let (_, tenant) = relay.api("GET", "/api/v1/tenants/contoso", Some(&t.admin), None);
+    assert_eq!(tenant["tenant"]["forwarding"], "listed", "{tenant}");
+    assert_eq!(
+        tenant["tenant"]["forwarding_domains"][0], "partner.example",
+        "{tenant}"
+    );
+
     // Writes: each role adds its own domain name so successes do not collide.
     let writes = [
         (Some(t.operator.as_str()), "ops.contoso.example", 201),
