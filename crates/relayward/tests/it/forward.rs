@@ -113,13 +113,46 @@ fn dkimpy(message: &str, records: &[(String, String)]) -> Option<serde_json::Val
     Some(serde_json::from_slice(&out.stdout).expect("json from dkimpy_check"))
 }
 
+/// `LETTER` as outside.example's own server signs it, with the key record to publish.
+fn signed_letter() -> (String, (String, String)) {
+    use relayward_dkim::{Algorithm, Signer, SigningKey, dns_record, generate, sign};
+    let g = generate(Algorithm::Ed25519Sha256).expect("key");
+    let key = SigningKey::from_pkcs8(g.algorithm, &g.private_pkcs8).expect("load");
+    let signer = Signer {
+        domain: "outside.example",
+        selector: "mail",
+        key: &key,
+    };
+    let sig = sign(LETTER.as_bytes(), &signer, 1_795_000_000).expect("sign");
+    (
+        format!("{sig}{LETTER}"),
+        (
+            "mail._domainkey.outside.example".to_string(),
+            dns_record(g.algorithm, &g.public),
+        ),
+    )
+}
+
 #[test]
 fn a_forwarded_copy_is_srs_rewritten_signed_and_sealed_and_its_bounce_finds_the_sender() {
     let rx = Receiver::start(false);
-    let relay = Relay::start(&config(rx.addr));
-    let records = dkim_records(&relay, "contoso", "contoso.example");
+    // The sender's domain signs its mail and publishes its key in (our local) DNS.
+    let (letter, (key_name, key_record)) = signed_letter();
+    let dns = Dns::start(vec![]);
+    dns.set(&key_name, "TXT", Answer::Txt(vec![key_record.clone()]));
+    let relay = Relay::start(&config(rx.addr).replacen(
+        "[delivery]\n",
+        &format!("[delivery]\ndns_resolver = \"{}\"\n", dns.addr),
+        1,
+    ));
+    let mut records = dkim_records(&relay, "contoso", "contoso.example");
 
-    let r = inbound(&relay, "ext@outside.example", "ana@contoso.example", LETTER);
+    let r = inbound(
+        &relay,
+        "ext@outside.example",
+        "ana@contoso.example",
+        &letter,
+    );
     assert_eq!(r.code, 250, "{r:?}");
     let got = rx.wait(2, Duration::from_secs(20));
     // Deliver and forward: the mailbox copy goes to the tenant's server as it came...
@@ -145,9 +178,10 @@ fn a_forwarded_copy_is_srs_rewritten_signed_and_sealed_and_its_bounce_finds_the_
         fwd.data
             .contains("X-Relayward-Loop: ana@contoso.example\r\n")
     );
+    // The results we saw at receipt travel with the copy: the sender's valid signature.
     assert!(
         fwd.data.contains(
-            "ARC-Authentication-Results: i=1; relay.test;\r\n\tdkim=none;\r\n\tarc=none\r\n"
+            "ARC-Authentication-Results: i=1; relay.test;\r\n\tdkim=pass header.d=outside.example header.s=mail;\r\n\tarc=none\r\n"
         ),
         "{}",
         fwd.data
@@ -157,14 +191,21 @@ fn a_forwarded_copy_is_srs_rewritten_signed_and_sealed_and_its_bounce_finds_the_
             .contains(&LETTER[LETTER.find("\r\n\r\n").unwrap_or(0)..])
     );
 
-    // An independent verifier agrees: both signatures (d=contoso.example) and the ARC chain.
+    // An independent verifier agrees: our two signatures (d=contoso.example), the sender's own
+    // (forwarding left the body and signed fields alone) and the ARC chain.
+    records.push((key_name, key_record));
     if let Some(verdict) = dkimpy(&fwd.data, &records) {
         let sigs = verdict["dkim"].as_array().expect("signatures");
-        assert_eq!(sigs.len(), 2, "{verdict}");
+        assert_eq!(sigs.len(), 3, "{verdict}");
         for s in sigs {
             assert_eq!(s["ok"], true, "{verdict}");
-            assert_eq!(s["d"], "contoso.example", "{verdict}");
         }
+        let domains: Vec<&str> = sigs.iter().filter_map(|s| s["d"].as_str()).collect();
+        assert_eq!(
+            domains,
+            ["contoso.example", "contoso.example", "outside.example"],
+            "{verdict}"
+        );
         let algs: Vec<&str> = sigs.iter().filter_map(|s| s["a"].as_str()).collect();
         assert!(
             algs.contains(&"rsa-sha256") && algs.contains(&"ed25519-sha256"),
@@ -173,8 +214,10 @@ fn a_forwarded_copy_is_srs_rewritten_signed_and_sealed_and_its_bounce_finds_the_
         assert_eq!(verdict["arc"]["cv"], "pass", "{verdict}");
     }
 
-    // The mailbox copy is not ours to sign (its From is outside.example): no signature added.
-    assert!(!mailbox.data.contains("DKIM-Signature:"));
+    // The mailbox copy is not ours to sign (its From is outside.example): it keeps the
+    // sender's signature and gets none of ours.
+    assert!(mailbox.data.contains("d=outside.example"));
+    assert!(!mailbox.data.contains("d=contoso.example"));
 
     // The home server bounces the copy: the bounce reaches the original sender.
     let bounce =
@@ -331,12 +374,16 @@ fn a_forwarding_loop_between_two_tenants_is_stopped() {
     ));
     // Two tenants whose users forward to each other, both delivering through this same relay.
     let me = relay.relay.to_string();
-    for (t, d, user, other) in [
+    let pairs = [
         ("tenant-a", "a.example", "ua@a.example", "ub@b.example"),
         ("tenant-b", "b.example", "ub@b.example", "ua@a.example"),
-    ] {
+    ];
+    for (t, d, _, _) in pairs {
         relay.cli(&["tenant", "add", t]);
         relay.cli(&["domain", "add", t, d, "--verified"]);
+        relay.cli(&["route", "add", t, d, &me]);
+    }
+    for (t, _, user, other) in pairs {
         relay.cli(&[
             "user",
             "add",
@@ -346,16 +393,16 @@ fn a_forwarding_loop_between_two_tenants_is_stopped() {
             other,
             "--forward-only",
         ]);
-        relay.cli(&["route", "add", t, d, &me]);
     }
-    // The running relay picks the new tenants up within a second or two.
+    // The running relay reloads its directory whole; once the last user added is known,
+    // everything added before it is too.
     wait_for(Duration::from_secs(10), || {
         let mut c = relay.client();
         c.cmd("EHLO probe.example");
         c.cmd("MAIL FROM:<probe@outside.example>");
-        (c.cmd("RCPT TO:<ua@a.example>").code == 250).then_some(())
+        (c.cmd("RCPT TO:<ub@b.example>").code == 250).then_some(())
     })
-    .expect("tenant-a accepts mail");
+    .expect("tenant-b's user is known");
 
     let r = inbound(&relay, "ext@outside.example", "ua@a.example", LETTER);
     assert_eq!(r.code, 250, "{r:?}");
