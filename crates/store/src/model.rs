@@ -366,3 +366,39 @@ pub struct ApiToken {
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
 }
+
+/// A tenant's webhook: alerts and restriction changes POSTed as JSON, signed with its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub id: String,
+    pub tenant: String,
+    pub url: String,
+    /// The HMAC-SHA256 key; shown once at creation, kept to sign (it cannot be hashed).
+    #[serde(skip_serializing)]
+    pub secret: String,
+    /// Event types it receives: `alert`, `restriction`.
+    pub events: Vec<String>,
+    pub created_by: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// One event on its way to one webhook, with what the last attempt got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    pub id: i64,
+    pub webhook_id: String,
+    /// `alert`, `restriction`, `ping`.
+    pub event: String,
+    /// The JSON body sent.
+    pub body: String,
+    pub attempts: u32,
+    /// `pending`, `delivered` or `failed` (given up after the retry schedule).
+    pub state: String,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    /// Unix milliseconds.
+    pub next_attempt: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}

@@ -169,6 +169,34 @@ CREATE TABLE dkim_keys (
     PRIMARY KEY (domain, selector)
 );
 "#,
+    // 5: webhooks and their delivery log (the log doubles as the durable retry queue).
+    r#"
+CREATE TABLE webhooks (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    events TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX webhooks_tenant ON webhooks(tenant);
+CREATE TABLE webhook_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+    event TEXT NOT NULL,
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+    last_status INTEGER,
+    last_error TEXT,
+    next_attempt INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_attempt);
+CREATE INDEX webhook_deliveries_hook ON webhook_deliveries(webhook_id, id);
+"#,
 ];
 
 #[derive(Clone)]
@@ -384,6 +412,24 @@ fn restriction_row(r: &rusqlite::Row) -> rusqlite::Result<RestrictionRow> {
     })
 }
 
+const DELIVERY_COLUMNS: &str = "id, webhook_id, event, body, attempts, state, last_status, last_error, next_attempt, created_at, updated_at";
+
+fn delivery_row(r: &rusqlite::Row) -> rusqlite::Result<WebhookDelivery> {
+    Ok(WebhookDelivery {
+        id: r.get(0)?,
+        webhook_id: r.get(1)?,
+        event: r.get(2)?,
+        body: r.get(3)?,
+        attempts: r.get(4)?,
+        state: r.get(5)?,
+        last_status: r.get(6)?,
+        last_error: r.get(7)?,
+        next_attempt: r.get(8)?,
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+    })
+}
+
 fn insert_tenant(c: &Connection, t: &Tenant) -> Result<()> {
     c.execute(
         "INSERT INTO tenants (name, language, subscription_ends, admins, managed_by_config, forwarding, forwarding_domains) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -577,8 +623,19 @@ impl Store for SqliteStore {
                     name: t.name.clone(),
                 });
             }
-            tx.execute("DELETE FROM tenants WHERE name = ?1", [&t.name])?;
-            insert_tenant(&tx, t)?;
+            // The tenant row stays (what hangs on it — tokens, webhooks, restrictions — must
+            // survive a restart); its directory objects are replaced.
+            if existing.is_some() {
+                tx.execute(
+                    "UPDATE tenants SET language = ?2, subscription_ends = ?3, admins = ?4, managed_by_config = 1, forwarding = ?5, forwarding_domains = ?6 WHERE name = ?1",
+                    params![t.name, t.language, t.subscription_ends, json(&t.admins), t.forwarding.as_str(), json(&t.forwarding_domains)],
+                )?;
+                for table in ["domains", "connectors", "users", "routes"] {
+                    tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [&t.name])?;
+                }
+            } else {
+                insert_tenant(&tx, t)?;
+            }
             for d in &data.domains {
                 insert_domain(&tx, d)?;
             }
@@ -1063,6 +1120,134 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn add_webhook(&self, webhook: &Webhook) -> Result<()> {
+        let w = webhook.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO webhooks (id, tenant, url, secret, events, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![w.id, w.tenant, w.url, w.secret, json(&w.events), w.created_by, w.created_at],
+            )
+            .map_err(|e| unique(e, "webhook", &w.id))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn webhooks(&self, tenant: Option<&str>) -> Result<Vec<Webhook>> {
+        let tenant = tenant.map(str::to_string);
+        self.with(move |c| {
+            let mut s = c.prepare(
+                "SELECT id, tenant, url, secret, events, created_by, created_at FROM webhooks WHERE ?1 IS NULL OR tenant = ?1 ORDER BY created_at, id",
+            )?;
+            let rows = s
+                .query_map([tenant], |r| {
+                    Ok(Webhook {
+                        id: r.get(0)?,
+                        tenant: r.get(1)?,
+                        url: r.get(2)?,
+                        secret: r.get(3)?,
+                        events: from_json(r.get(4)?),
+                        created_by: r.get(5)?,
+                        created_at: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn delete_webhook(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.with(move |c| {
+            let n = c.execute("DELETE FROM webhooks WHERE id = ?1", [&id])?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "webhook",
+                    name: id,
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn queue_webhook_event(
+        &self,
+        tenant: &str,
+        event: &str,
+        body: &str,
+        at: i64,
+    ) -> Result<usize> {
+        let (tenant, event, body) = (tenant.to_string(), event.to_string(), body.to_string());
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let hooks: Vec<(String, String)> = {
+                let mut s = tx.prepare("SELECT id, events FROM webhooks WHERE tenant = ?1")?;
+                s.query_map([&tenant], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            let mut n = 0;
+            for (id, events) in hooks {
+                let events: Vec<String> = from_json(events);
+                if event != "ping" && !events.iter().any(|e| *e == event) {
+                    continue;
+                }
+                tx.execute(
+                    "INSERT INTO webhook_deliveries (webhook_id, event, body, state, next_attempt, created_at, updated_at) VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
+                    params![id, event, body, at],
+                )?;
+                n += 1;
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn due_webhook_deliveries(&self, now: i64, limit: usize) -> Result<Vec<WebhookDelivery>> {
+        self.with(move |c| {
+            let mut s = c.prepare(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE state = 'pending' AND next_attempt <= ?1 ORDER BY next_attempt, id LIMIT ?2"
+            ))?;
+            let rows = s
+                .query_map(params![now, limit as i64], delivery_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn update_webhook_delivery(&self, d: &WebhookDelivery) -> Result<()> {
+        let d = d.clone();
+        self.with(move |c| {
+            c.execute(
+                "UPDATE webhook_deliveries SET attempts = ?2, state = ?3, last_status = ?4, last_error = ?5, next_attempt = ?6, updated_at = ?7 WHERE id = ?1",
+                params![d.id, d.attempts, d.state, d.last_status, d.last_error, d.next_attempt, d.updated_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        webhook_id: &str,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>> {
+        let id = webhook_id.to_string();
+        self.with(move |c| {
+            let mut s = c.prepare(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ?1 ORDER BY id DESC LIMIT ?2"
+            ))?;
+            let rows = s
+                .query_map(params![id, limit as i64], delivery_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn record_trace(&self, events: Vec<TraceEvent>) -> Result<()> {
         self.with(move |c| {
             let tx = c.transaction()?;
@@ -1221,6 +1406,70 @@ mod tests {
             })
             .await;
         assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn provisioning_again_keeps_what_hangs_on_the_tenant_and_webhooks_queue_per_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).expect("open");
+        let mut t = tenant("contoso");
+        t.managed_by_config = true;
+        let data = TenantData {
+            tenant: Some(t.clone()),
+            ..Default::default()
+        };
+        store.provision(&data).await.expect("provision");
+        store
+            .add_webhook(&Webhook {
+                id: "w1".into(),
+                tenant: "contoso".into(),
+                url: "http://127.0.0.1:9/hook".into(),
+                secret: "s".into(),
+                events: vec!["alert".into()],
+                created_by: "test".into(),
+                created_at: 1,
+            })
+            .await
+            .expect("webhook");
+        // A restart provisions the configuration's tenants again (with a new language here).
+        t.language = "es".into();
+        store
+            .provision(&TenantData {
+                tenant: Some(t),
+                ..Default::default()
+            })
+            .await
+            .expect("provision again");
+        assert_eq!(
+            store.tenant("contoso").await.expect("read").map(|t| t.language),
+            Some("es".into())
+        );
+        assert_eq!(store.webhooks(Some("contoso")).await.expect("hooks").len(), 1);
+        // Only the events a webhook takes (and pings) are queued for it.
+        assert_eq!(
+            store
+                .queue_webhook_event("contoso", "restriction", "{}", 10)
+                .await
+                .expect("queue"),
+            0
+        );
+        assert_eq!(
+            store
+                .queue_webhook_event("contoso", "alert", "{}", 10)
+                .await
+                .expect("queue"),
+            1
+        );
+        let due = store.due_webhook_deliveries(10, 10).await.expect("due");
+        assert_eq!(due.len(), 1);
+        assert!(store.due_webhook_deliveries(9, 10).await.expect("due").is_empty());
+        let mut d = due[0].clone();
+        d.state = "delivered".into();
+        d.attempts = 1;
+        store.update_webhook_delivery(&d).await.expect("update");
+        assert!(store.due_webhook_deliveries(99, 10).await.expect("due").is_empty());
+        let log = store.webhook_deliveries("w1", 10).await.expect("log");
+        assert_eq!((log[0].state.as_str(), log[0].attempts), ("delivered", 1));
     }
 
     #[tokio::test]
