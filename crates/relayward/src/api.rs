@@ -17,7 +17,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use relayward_guard::Role;
 use relayward_store::{ApiToken, DomainKind};
 use serde::Deserialize;
@@ -349,6 +349,51 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/tenants/{tenant}/webhooks",
+        summary: "The tenant's webhooks (never their secrets).",
+        access: Access::TenantRead,
+        ok: 200,
+        route: || get(list_webhooks),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/webhooks",
+        summary: "Register a webhook for alerts and restriction changes; the answer shows its signing secret once.",
+        access: Access::TenantWrite,
+        ok: 201,
+        route: || post(create_webhook),
+        doc: Some(new_webhook_doc),
+    },
+    Operation {
+        method: "delete",
+        path: "/tenants/{tenant}/webhooks/{webhook}",
+        summary: "Remove a webhook (its queued deliveries go with it).",
+        access: Access::TenantWrite,
+        ok: 204,
+        route: || delete(delete_webhook),
+        doc: None,
+    },
+    Operation {
+        method: "get",
+        path: "/tenants/{tenant}/webhooks/{webhook}/deliveries",
+        summary: "The webhook's delivery log, newest first: event, attempts, state, last HTTP status or error, next attempt.",
+        access: Access::TenantRead,
+        ok: 200,
+        route: || get(webhook_deliveries),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/webhooks/{webhook}/ping",
+        summary: "Queue a signed ping event to the webhook.",
+        access: Access::TenantWrite,
+        ok: 202,
+        route: || post(ping_webhook),
+        doc: None,
+    },
+    Operation {
+        method: "get",
         path: "/tenants/{tenant}/restrictions",
         summary: "Current and past restrictions with cause and history.",
         access: Access::TenantRead,
@@ -447,7 +492,11 @@ pub fn openapi_document() -> Value {
         let mut responses = serde_json::Map::new();
         responses.insert(
             op.ok.to_string(),
-            json!({ "description": "success", "content": { "application/json": { "schema": {} } } }),
+            if op.ok == 204 {
+                json!({ "description": "done; no content" })
+            } else {
+                json!({ "description": "success", "content": { "application/json": { "schema": {} } } })
+            },
         );
         let error = error_response();
         if op.access != Access::Public {
@@ -459,7 +508,7 @@ pub fn openapi_document() -> Value {
         if !params.is_empty() {
             responses.insert("404".into(), error.clone());
         }
-        if matches!(op.method, "post" | "put") {
+        if matches!(op.method, "post" | "put" | "delete") {
             responses.insert("409".into(), error.clone());
             responses.insert("422".into(), error.clone());
             responses.insert("400".into(), error.clone());
@@ -736,6 +785,103 @@ async fn verify_domain(
             "found": found,
         }),
     }))
+}
+
+fn new_webhook_doc() -> Value {
+    json!({
+        "requestBody": {
+            "required": true,
+            "content": { "application/json": { "schema": {
+                "type": "object",
+                "required": ["url"],
+                "properties": {
+                    "url": { "type": "string", "description": "http:// or https:// URL" },
+                    "events": { "type": "array", "items": { "type": "string", "enum": crate::webhooks::EVENTS } }
+                },
+                "additionalProperties": false
+            } } }
+        }
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWebhook {
+    url: String,
+    #[serde(default)]
+    events: Vec<String>,
+}
+
+async fn list_webhooks(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let hooks = s
+        .store
+        .webhooks(Some(&a.tenant))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "webhooks": hooks })))
+}
+
+async fn create_webhook(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    body: Result<Json<NewWebhook>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    a.require_admin()?;
+    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let hook = s
+        .service
+        .create_webhook(&a.tenant, &body.url, &body.events, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    let mut out = serde_json::to_value(&hook).unwrap_or_default();
+    out["secret"] = json!(hook.secret);
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn delete_webhook(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    a.require_admin()?;
+    s.service
+        .delete_webhook(&a.tenant, &id, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn webhook_deliveries(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    s.service
+        .webhook(&a.tenant, &id)
+        .await
+        .map_err(ApiError::refused)?;
+    let log = s
+        .store
+        .webhook_deliveries(&id, 200)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "webhook": id, "deliveries": log })))
+}
+
+async fn ping_webhook(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    a.require_admin()?;
+    s.service
+        .ping_webhook(&a.tenant, &id, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "webhook": id, "queued": "ping" })),
+    ))
 }
 
 fn dkim_json(domain: &str, keys: &[relayward_store::DkimKey]) -> Json<Value> {

@@ -30,7 +30,23 @@ pub struct RawConfig {
     #[serde(default)]
     pub forwarding: RawForwarding,
     #[serde(default)]
+    pub webhooks: RawWebhooks,
+    #[serde(default)]
     pub tenants: Vec<RawTenant>,
+}
+
+/// Tenants' webhooks (alerts and restriction changes).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhooks {
+    /// Waits between attempts; past the end a delivery is given up.
+    pub retry_schedule: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    /// Let webhook URLs reach loopback and private addresses (off: tenants cannot probe the
+    /// operator's network through us).
+    pub allow_private_addresses: Option<bool>,
+    /// CAs trusted for https:// webhooks (PEM).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Forwarding (SPEC section 5).
@@ -366,6 +382,7 @@ pub struct Config {
     pub rspamd_failure: ScanFailure,
     pub srs_secret: Option<String>,
     pub srs_max_age: Duration,
+    pub webhooks: crate::webhooks::WebhookConfig,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -527,6 +544,21 @@ impl Config {
                 })
                 .transpose()?,
             rspamd_timeout: dur(&raw.scan.rspamd_timeout, "5s", "scan.rspamd_timeout")?,
+            webhooks: {
+                let mut w = crate::webhooks::WebhookConfig::default();
+                if let Some(list) = &raw.webhooks.retry_schedule {
+                    w.retry_schedule = list
+                        .iter()
+                        .map(|s| parse_duration(s).with_context(|| "webhooks.retry_schedule"))
+                        .collect::<Result<_>>()?;
+                }
+                w.timeout = dur(&raw.webhooks.timeout, "10s", "webhooks.timeout")?;
+                w.allow_private = raw.webhooks.allow_private_addresses.unwrap_or(false);
+                if let Some(f) = &raw.webhooks.ca_file {
+                    w.ca_file = f.clone();
+                }
+                w
+            },
             srs_secret: raw.forwarding.srs_secret.clone(),
             srs_max_age: dur(&raw.forwarding.srs_max_age, "21d", "forwarding.srs_max_age")?,
             rspamd_failure: match raw.scan.rspamd_failure.as_deref() {

@@ -371,10 +371,24 @@ pub async fn run(handle: Arc<GuardHandle>, store: Arc<dyn Store>, mail: AlertMai
                     if let Err(e) = store.save_restriction(&restriction_row(&r)).await {
                         tracing::error!(error = %e, restriction = %r.id, "cannot store restriction");
                     }
+                    crate::webhooks::emit(
+                        store.as_ref(),
+                        &r.key.tenant,
+                        "restriction",
+                        serde_json::to_value(&r).unwrap_or_default(),
+                    )
+                    .await;
                 }
                 Event::Alert(a) => {
                     tracing::warn!(tenant = %a.tenant, kind = ?a.kind, "{}", a.text);
                     send_alert_mail(&mail, &dir, &a).await;
+                    crate::webhooks::emit(
+                        store.as_ref(),
+                        &a.tenant,
+                        "alert",
+                        serde_json::to_value(&a).unwrap_or_default(),
+                    )
+                    .await;
                     alerts.push(AlertRow {
                         id: 0,
                         tenant: a.tenant,

@@ -13,6 +13,7 @@ mod service;
 mod srs;
 mod tls;
 mod trace;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -1031,6 +1032,7 @@ async fn serve(config: Config) -> Result<()> {
         dyn_store.clone(),
         directory.clone(),
     )));
+    tokio::spawn(webhooks::run(dyn_store.clone(), config.webhooks.clone()));
     // Domains from the configuration file get their DKIM keys in the background at first start.
     tokio::spawn(dkim::generate_missing(
         dyn_store.clone(),

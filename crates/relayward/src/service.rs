@@ -85,6 +85,13 @@ impl Service {
         action: &str,
     ) -> Result<()> {
         self.store.save_restriction(&restriction_row(after)).await?;
+        crate::webhooks::emit(
+            self.store.as_ref(),
+            &after.key.tenant,
+            "restriction",
+            serde_json::to_value(after).unwrap_or_default(),
+        )
+        .await;
         self.audit(
             actor,
             Some(&after.key.tenant),

@@ -127,14 +127,24 @@ pub trait Store: Send + Sync + 'static {
     async fn webhooks(&self, tenant: Option<&str>) -> Result<Vec<Webhook>>;
     async fn delete_webhook(&self, id: &str) -> Result<()>;
     /// Queues one delivery per webhook of `tenant` that takes `event`; returns how many.
-    async fn queue_webhook_event(&self, tenant: &str, event: &str, body: &str, at: i64)
-    -> Result<usize>;
+    async fn queue_webhook_event(
+        &self,
+        tenant: &str,
+        event: &str,
+        body: &str,
+        at: i64,
+    ) -> Result<usize>;
+    /// Queues one delivery as given (its `id` is assigned).
+    async fn add_webhook_delivery(&self, d: &WebhookDelivery) -> Result<()>;
     /// Pending deliveries due at `now`, oldest first.
     async fn due_webhook_deliveries(&self, now: i64, limit: usize) -> Result<Vec<WebhookDelivery>>;
     async fn update_webhook_delivery(&self, d: &WebhookDelivery) -> Result<()>;
     /// A webhook's deliveries, newest first.
-    async fn webhook_deliveries(&self, webhook_id: &str, limit: usize)
-    -> Result<Vec<WebhookDelivery>>;
+    async fn webhook_deliveries(
+        &self,
+        webhook_id: &str,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>>;
 
     async fn record_trace(&self, events: Vec<TraceEvent>) -> Result<()>;
     async fn search_trace(&self, query: &TraceQuery) -> Result<Vec<TraceMessage>>;

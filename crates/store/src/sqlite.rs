@@ -1190,7 +1190,7 @@ impl Store for SqliteStore {
             let mut n = 0;
             for (id, events) in hooks {
                 let events: Vec<String> = from_json(events);
-                if event != "ping" && !events.iter().any(|e| *e == event) {
+                if event != "ping" && !events.contains(&event) {
                     continue;
                 }
                 tx.execute(
@@ -1201,6 +1201,18 @@ impl Store for SqliteStore {
             }
             tx.commit()?;
             Ok(n)
+        })
+        .await
+    }
+
+    async fn add_webhook_delivery(&self, d: &WebhookDelivery) -> Result<()> {
+        let d = d.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO webhook_deliveries (webhook_id, event, body, attempts, state, last_status, last_error, next_attempt, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![d.webhook_id, d.event, d.body, d.attempts, d.state, d.last_status, d.last_error, d.next_attempt, d.created_at, d.updated_at],
+            )?;
+            Ok(())
         })
         .await
     }
@@ -1441,10 +1453,17 @@ mod tests {
             .await
             .expect("provision again");
         assert_eq!(
-            store.tenant("contoso").await.expect("read").map(|t| t.language),
+            store
+                .tenant("contoso")
+                .await
+                .expect("read")
+                .map(|t| t.language),
             Some("es".into())
         );
-        assert_eq!(store.webhooks(Some("contoso")).await.expect("hooks").len(), 1);
+        assert_eq!(
+            store.webhooks(Some("contoso")).await.expect("hooks").len(),
+            1
+        );
         // Only the events a webhook takes (and pings) are queued for it.
         assert_eq!(
             store
@@ -1462,12 +1481,24 @@ mod tests {
         );
         let due = store.due_webhook_deliveries(10, 10).await.expect("due");
         assert_eq!(due.len(), 1);
-        assert!(store.due_webhook_deliveries(9, 10).await.expect("due").is_empty());
+        assert!(
+            store
+                .due_webhook_deliveries(9, 10)
+                .await
+                .expect("due")
+                .is_empty()
+        );
         let mut d = due[0].clone();
         d.state = "delivered".into();
         d.attempts = 1;
         store.update_webhook_delivery(&d).await.expect("update");
-        assert!(store.due_webhook_deliveries(99, 10).await.expect("due").is_empty());
+        assert!(
+            store
+                .due_webhook_deliveries(99, 10)
+                .await
+                .expect("due")
+                .is_empty()
+        );
         let log = store.webhook_deliveries("w1", 10).await.expect("log");
         assert_eq!((log[0].state.as_str(), log[0].attempts), ("delivered", 1));
     }

@@ -84,6 +84,24 @@ fn every_role_against_every_operation() {
         ),
         (
             "GET",
+            "/api/v1/tenants/contoso/webhooks",
+            None,
+            [200, 200, 200, 404, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/tenants/contoso/webhooks/wh_nosuch/deliveries",
+            None,
+            [404, 404, 404, 404, 401],
+        ),
+        (
+            "POST",
+            "/api/v1/tenants/contoso/webhooks",
+            Some(r#"{"url": "http://hooks.contoso.example/relayward"}"#),
+            [201, 201, 403, 404, 401],
+        ),
+        (
+            "GET",
             "/api/v1/tenants/contoso/restrictions",
             None,
             [200, 200, 200, 404, 401],

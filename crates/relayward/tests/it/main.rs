@@ -11,3 +11,4 @@ mod hostile;
 mod postfix;
 mod scan;
 mod util;
+mod webhooks;
