@@ -51,6 +51,8 @@ impl ApiError {
         use relayward_store::StoreError;
         let status = if e.downcast_ref::<NotFound>().is_some() {
             StatusCode::NOT_FOUND
+        } else if e.downcast_ref::<crate::service::MfaRequired>().is_some() {
+            StatusCode::FORBIDDEN
         } else {
             match e.downcast_ref::<StoreError>() {
                 Some(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
@@ -93,28 +95,36 @@ type ApiResult<T> = Result<T, ApiError>;
 /// Who calls, from their API token.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub token: ApiToken,
+    /// `token:<id> (<name>)` or `account:<email>`.
+    pub name: String,
+    /// `operator`, `admin` or `reader`.
+    pub role: String,
+    pub tenant: Option<String>,
     pub client: String,
+    /// Signed in with a second factor (console sessions); API tokens carry none.
+    pub mfa: bool,
+    /// The token's id, for `whoami`.
+    pub token_id: Option<String>,
+    /// The session's cookie value, for sign-out.
+    pub session_cookie: Option<String>,
 }
 
 impl Principal {
     fn operator(&self) -> bool {
-        self.token.role == "operator"
+        self.role == "operator"
     }
 
     /// The actor the service layer records in the audit log.
     fn actor(&self) -> Actor {
         Actor {
-            name: format!("token:{} ({})", self.token.id, self.token.name),
+            name: self.name.clone(),
             role: if self.operator() {
                 Role::Operator
             } else {
                 Role::Admin
             },
             client: self.client.clone(),
-            // API tokens carry no second factor; operator actions that need MFA come with
-            // console sessions.
-            mfa: false,
+            mfa: self.mfa,
         }
     }
 
@@ -128,36 +138,103 @@ impl Principal {
             ))
         }
     }
+
+    fn from_token(token: ApiToken, client: String) -> Principal {
+        Principal {
+            name: format!("token:{} ({})", token.id, token.name),
+            role: token.role,
+            tenant: token.tenant,
+            client,
+            mfa: false,
+            token_id: Some(token.id),
+            session_cookie: None,
+        }
+    }
+}
+
+/// The session cookie's value in a request, if it carries one.
+fn session_cookie(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == crate::accounts::SESSION_COOKIE && !v.is_empty()).then(|| v.to_string())
+        })
 }
 
 #[axum::async_trait]
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
+    /// A bearer token, or else a session cookie; with the cookie, every change must carry the
+    /// session's CSRF token in `X-CSRF-Token` (a page of another site can make the browser send
+    /// the cookie, never read the token).
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Principal> {
         let unauthorized = |e: TokenError| match e {
             TokenError::Store(s) => ApiError::internal(s),
             e => ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()),
         };
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| unauthorized(TokenError::Missing))?;
-        let text = value
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| unauthorized(TokenError::Missing))?
-            .trim();
-        let token = state
-            .service
-            .authenticate_token(text)
-            .await
-            .map_err(unauthorized)?;
         let client = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
-        Ok(Principal { token, client })
+        if let Some(value) = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        {
+            let text = value
+                .strip_prefix("Bearer ")
+                .ok_or_else(|| unauthorized(TokenError::Missing))?
+                .trim();
+            let token = state
+                .service
+                .authenticate_token(text)
+                .await
+                .map_err(unauthorized)?;
+            return Ok(Principal::from_token(token, client));
+        }
+        let Some(cookie) = session_cookie(parts) else {
+            return Err(unauthorized(TokenError::Missing));
+        };
+        let Some((account, session)) = state
+            .service
+            .session(&cookie)
+            .await
+            .map_err(ApiError::internal)?
+        else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "the session has ended; sign in again",
+            ));
+        };
+        let safe = matches!(parts.method.as_str(), "GET" | "HEAD" | "OPTIONS");
+        if !safe {
+            let given = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !crate::accounts::same(given.as_bytes(), session.csrf.as_bytes()) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "missing or wrong X-CSRF-Token: changes made with a session cookie must carry the session's CSRF token",
+                ));
+            }
+        }
+        Ok(Principal {
+            name: format!("account:{}", account.email),
+            role: account.role,
+            tenant: account.tenant,
+            client,
+            mfa: session.mfa,
+            token_id: None,
+            session_cookie: Some(cookie),
+        })
     }
 }
 
@@ -170,7 +247,7 @@ pub struct TenantAccess {
 
 impl TenantAccess {
     fn require_admin(&self) -> ApiResult<()> {
-        if self.principal.token.role == "reader" {
+        if self.principal.role == "reader" {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "a reader token cannot change anything",
@@ -194,7 +271,7 @@ impl FromRequestParts<AppState> for TenantAccess {
             .get("tenant")
             .cloned()
             .ok_or_else(|| ApiError::not_found("tenant"))?;
-        let mine = principal.operator() || principal.token.tenant.as_deref() == Some(&tenant);
+        let mine = principal.operator() || principal.tenant.as_deref() == Some(&tenant);
         let exists = mine
             && state
                 .store
@@ -247,6 +324,78 @@ pub const OPERATIONS: &[Operation] = &[
         ok: 200,
         route: || get(openapi),
         doc: None,
+    },
+    Operation {
+        method: "get",
+        path: "/setup/{token}",
+        summary: "Open a one-time setup link: the account, and the TOTP key to enrol in an authenticator app.",
+        access: Access::Public,
+        ok: 200,
+        route: || get(setup_begin),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/setup/{token}",
+        summary: "Finish setup: a password (12 characters or more) and a current TOTP code; answers the recovery codes, once.",
+        access: Access::Public,
+        ok: 200,
+        route: || post(setup_finish),
+        doc: Some(setup_doc),
+    },
+    Operation {
+        method: "post",
+        path: "/login",
+        summary: "Sign in with e-mail, password and a TOTP code (or an unused recovery code): sets the session cookie and answers the CSRF token. Locked for 15 minutes after 5 failures; 20 attempts per address per 10 minutes.",
+        access: Access::Public,
+        ok: 200,
+        route: || post(login),
+        doc: Some(login_doc),
+    },
+    Operation {
+        method: "post",
+        path: "/logout",
+        summary: "End the session.",
+        access: Access::Any,
+        ok: 204,
+        route: || post(logout),
+        doc: None,
+    },
+    Operation {
+        method: "get",
+        path: "/accounts",
+        summary: "Every account (operators).",
+        access: Access::Operator,
+        ok: 200,
+        route: || get(list_accounts),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/accounts",
+        summary: "Make an account of any role; answers its one-time setup link (no default passwords).",
+        access: Access::Operator,
+        ok: 201,
+        route: || post(create_operator_account),
+        doc: Some(new_account_doc),
+    },
+    Operation {
+        method: "get",
+        path: "/tenants/{tenant}/accounts",
+        summary: "The tenant's admin and reader accounts.",
+        access: Access::TenantRead,
+        ok: 200,
+        route: || get(list_tenant_accounts),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/accounts",
+        summary: "Make an admin or reader account of the tenant; answers its one-time setup link.",
+        access: Access::TenantWrite,
+        ok: 201,
+        route: || post(create_tenant_account),
+        doc: Some(new_account_doc),
     },
     Operation {
         method: "get",
@@ -403,6 +552,51 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/tenants/{tenant}/restrictions/{restriction}",
+        summary: "One restriction: cause, history and, for a tenant restriction, the remediation checklist with evidence.",
+        access: Access::TenantRead,
+        ok: 200,
+        route: || get(restriction_detail),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/restrictions/{restriction}/release",
+        summary: "Release a user or connector (admins, 3 times per 24 h), or any restriction (operators). Needs a session signed in with TOTP.",
+        access: Access::TenantWrite,
+        ok: 200,
+        route: || post(release_restriction),
+        doc: Some(note_doc),
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/restrictions/{restriction}/request-release",
+        summary: "Ask for a tenant restriction's release once its checklist is complete.",
+        access: Access::TenantWrite,
+        ok: 200,
+        route: || post(request_release),
+        doc: Some(note_doc),
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/restrictions/{restriction}/approve",
+        summary: "Approve a release request (operators; needs a session signed in with TOTP).",
+        access: Access::Operator,
+        ok: 200,
+        route: || post(approve_release),
+        doc: Some(note_doc),
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/restrictions/{restriction}/refuse",
+        summary: "Refuse a release request with a reason the tenant's admins can act on (operators).",
+        access: Access::Operator,
+        ok: 200,
+        route: || post(refuse_release),
+        doc: Some(note_doc),
+    },
+    Operation {
+        method: "get",
         path: "/tenants/{tenant}/alerts",
         summary: "Alerts, newest first.",
         access: Access::TenantRead,
@@ -521,7 +715,7 @@ pub fn openapi_document() -> Value {
             "x-relayward-access": format!("{:?}", op.access),
         });
         if op.access != Access::Public {
-            o["security"] = json!([{ "token": [] }]);
+            o["security"] = json!([{ "token": [] }, { "session": [] }]);
         }
         if let Some(doc) = op.doc {
             merge_doc(&mut o, doc());
@@ -536,7 +730,10 @@ pub fn openapi_document() -> Value {
         "info": { "title": "Relayward management API", "version": env!("CARGO_PKG_VERSION") },
         "paths": paths,
         "components": {
-            "securitySchemes": { "token": { "type": "http", "scheme": "bearer" } },
+            "securitySchemes": {
+                "token": { "type": "http", "scheme": "bearer" },
+                "session": { "type": "apiKey", "in": "cookie", "name": "rw_session", "description": "console session from POST /api/v1/login; changes also need the X-CSRF-Token header" }
+            },
             "schemas": { "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } } }
         }
     })
@@ -595,7 +792,7 @@ async fn openapi() -> Json<Value> {
 
 async fn whoami(p: Principal) -> Json<Value> {
     Json(
-        json!({ "id": p.token.id, "name": p.token.name, "role": p.token.role, "tenant": p.token.tenant }),
+        json!({ "id": p.token_id, "name": p.name, "role": p.role, "tenant": p.tenant, "mfa": p.mfa }),
     )
 }
 
@@ -618,7 +815,7 @@ async fn list_tenants(
             "limit must be between 1 and 1000",
         ));
     }
-    let tenants = match &p.token.tenant {
+    let tenants = match &p.tenant {
         Some(own) if !p.operator() => s
             .store
             .tenant_data(own)
@@ -785,6 +982,382 @@ async fn verify_domain(
             "found": found,
         }),
     }))
+}
+
+fn body_doc(required: &[&str], properties: Value) -> Value {
+    json!({
+        "requestBody": {
+            "required": true,
+            "content": { "application/json": { "schema": {
+                "type": "object",
+                "required": required,
+                "properties": properties,
+                "additionalProperties": false
+            } } }
+        }
+    })
+}
+
+fn setup_doc() -> Value {
+    body_doc(
+        &["password", "totp"],
+        json!({ "password": { "type": "string" }, "totp": { "type": "string" } }),
+    )
+}
+
+fn login_doc() -> Value {
+    let mut d = body_doc(
+        &["email", "password"],
+        json!({
+            "email": { "type": "string" },
+            "password": { "type": "string" },
+            "totp": { "type": "string" },
+            "recovery_code": { "type": "string" }
+        }),
+    );
+    d["responses"] = json!({
+        "401": error_response(),
+        "429": error_response(),
+    });
+    d
+}
+
+fn new_account_doc() -> Value {
+    body_doc(
+        &["email", "role"],
+        json!({
+            "email": { "type": "string" },
+            "role": { "type": "string", "enum": ["operator", "admin", "reader"] },
+            "tenant": { "type": "string" }
+        }),
+    )
+}
+
+fn note_doc() -> Value {
+    json!({
+        "requestBody": {
+            "required": false,
+            "content": { "application/json": { "schema": {
+                "type": "object",
+                "properties": { "note": { "type": "string" } },
+                "additionalProperties": false
+            } } }
+        }
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetupBody {
+    password: String,
+    totp: String,
+}
+
+fn client_of(connect: &ConnectInfo<SocketAddr>) -> String {
+    connect.0.ip().to_string()
+}
+
+async fn setup_begin(
+    State(s): State<AppState>,
+    Path(token): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (a, secret) = s
+        .service
+        .setup_begin(&token)
+        .await
+        .map_err(ApiError::refused)?;
+    let label = format!("Relayward:{}", a.email);
+    Ok(Json(json!({
+        "email": a.email,
+        "role": a.role,
+        "tenant": a.tenant,
+        "totp_secret": secret,
+        "otpauth_uri": format!("otpauth://totp/{}?secret={secret}&issuer=Relayward&algorithm=SHA1&digits=6&period=30", label.replace(' ', "%20")),
+        "expires_at": a.setup_expires_at,
+        "next": "add the key to an authenticator app, then POST this URL with {\"password\", \"totp\"}",
+    })))
+}
+
+async fn setup_finish(
+    State(s): State<AppState>,
+    connect: ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    body: Result<Json<SetupBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let codes = s
+        .service
+        .setup_finish(&token, &body.password, &body.totp, &client_of(&connect))
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(Json(json!({
+        "recovery_codes": codes,
+        "note": "keep these codes somewhere safe: each signs in once without the authenticator; they are not shown again",
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    email: String,
+    password: String,
+    totp: Option<String>,
+    recovery_code: Option<String>,
+}
+
+async fn login(
+    State(s): State<AppState>,
+    connect: ConnectInfo<SocketAddr>,
+    body: Result<Json<LoginBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    use crate::accounts::LoginError;
+    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let client = client_of(&connect);
+    let too_many = |message: String, wait: i64| {
+        let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message).into_response();
+        if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    };
+    if let Err(wait) = s.logins.attempt(connect.0.ip(), crate::guard::now_ms()) {
+        return Ok(too_many(LoginError::TooMany(wait).to_string(), wait));
+    }
+    let signed = match s
+        .service
+        .login(
+            &body.email,
+            &body.password,
+            body.totp.as_deref(),
+            body.recovery_code.as_deref(),
+            &client,
+        )
+        .await
+    {
+        Ok(signed) => signed,
+        Err(LoginError::Locked(wait)) => {
+            return Ok(too_many(LoginError::Locked(wait).to_string(), wait));
+        }
+        Err(LoginError::Store(e)) => return Err(ApiError::internal(e)),
+        Err(e) => return Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())),
+    };
+    let cookie = format!(
+        "{}={}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        crate::accounts::SESSION_COOKIE,
+        signed.cookie,
+        crate::accounts::SESSION_HOURS * 3600
+    );
+    let mut r = Json(json!({
+        "account": signed.account,
+        "csrf_token": signed.session.csrf,
+        "expires_at": signed.session.expires_at,
+        "recovery_codes_left": signed.account.recovery_codes.len(),
+    }))
+    .into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+async fn logout(p: Principal, State(s): State<AppState>) -> ApiResult<Response> {
+    if let Some(c) = &p.session_cookie {
+        s.service.logout(c).await.map_err(ApiError::internal)?;
+    }
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let clear = format!(
+        "{}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
+        crate::accounts::SESSION_COOKIE
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&clear) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccount {
+    email: String,
+    role: String,
+    tenant: Option<String>,
+}
+
+fn setup_answer(s: &AppState, a: &relayward_store::Account, token: &str) -> Json<Value> {
+    Json(json!({
+        "account": a,
+        "setup_link": format!("{}/api/v1/setup/{token}", s.base_url),
+        "expires_at": a.setup_expires_at,
+    }))
+}
+
+async fn list_accounts(p: Principal, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    p.require_operator()?;
+    let all = s.store.accounts(None).await.map_err(ApiError::internal)?;
+    Ok(Json(json!({ "accounts": all })))
+}
+
+async fn create_operator_account(
+    p: Principal,
+    State(s): State<AppState>,
+    body: Result<Json<NewAccount>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    p.require_operator()?;
+    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let (a, token) = s
+        .service
+        .create_account(&body.email, &body.role, body.tenant.as_deref(), &p.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok((StatusCode::CREATED, setup_answer(&s, &a, &token)))
+}
+
+async fn list_tenant_accounts(
+    a: TenantAccess,
+    State(s): State<AppState>,
+) -> ApiResult<Json<Value>> {
+    let list = s
+        .store
+        .accounts(Some(&a.tenant))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "accounts": list })))
+}
+
+async fn create_tenant_account(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    body: Result<Json<NewAccount>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    a.require_admin()?;
+    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    if body.tenant.as_deref().is_some_and(|t| t != a.tenant) || body.role == "operator" {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a tenant's accounts are its admins and readers",
+        ));
+    }
+    let (acc, token) = s
+        .service
+        .create_account(
+            &body.email,
+            &body.role,
+            Some(&a.tenant),
+            &a.principal.actor(),
+        )
+        .await
+        .map_err(ApiError::refused)?;
+    Ok((StatusCode::CREATED, setup_answer(&s, &acc, &token)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NoteBody {
+    note: Option<String>,
+}
+
+/// A restriction of the tenant in the path; another tenant's answers 404.
+async fn tenant_restriction(
+    a: &TenantAccess,
+    s: &AppState,
+    id: &str,
+) -> ApiResult<relayward_guard::Restriction> {
+    match s.service.restriction(id).await {
+        Ok(r) if r.key.tenant == a.tenant => Ok(r),
+        _ => Err(ApiError::not_found(&format!("restriction '{id}'"))),
+    }
+}
+
+fn note_of(
+    body: Option<Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>>,
+) -> ApiResult<String> {
+    match body {
+        None => Ok(String::new()),
+        Some(Ok(Json(b))) => Ok(b.note.unwrap_or_default()),
+        Some(Err(e)) => Err(ApiError::new(StatusCode::BAD_REQUEST, e.body_text())),
+    }
+}
+
+async fn restriction_detail(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let r = tenant_restriction(&a, &s, &id).await?;
+    let checklist = if r.key.kind.is_tenant() {
+        Some(s.service.checklist(&r).await.map_err(ApiError::internal)?)
+    } else {
+        None
+    };
+    Ok(Json(json!({ "restriction": r, "checklist": checklist })))
+}
+
+async fn release_restriction(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, id)): Path<(String, String)>,
+    body: Option<Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>>,
+) -> ApiResult<Json<Value>> {
+    a.require_admin()?;
+    let note = note_of(body)?;
+    tenant_restriction(&a, &s, &id).await?;
+    let r = s
+        .service
+        .release(&id, &a.principal.actor(), &note)
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(Json(json!({ "restriction": r })))
+}
+
+async fn request_release(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, id)): Path<(String, String)>,
+    body: Option<Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>>,
+) -> ApiResult<Json<Value>> {
+    a.require_admin()?;
+    let note = note_of(body)?;
+    tenant_restriction(&a, &s, &id).await?;
+    let r = s
+        .service
+        .request_release(&id, &a.principal.actor(), &note)
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(Json(json!({ "restriction": r })))
+}
+
+async fn approve_release(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, id)): Path<(String, String)>,
+    body: Option<Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>>,
+) -> ApiResult<Json<Value>> {
+    a.principal.require_operator()?;
+    let note = note_of(body)?;
+    tenant_restriction(&a, &s, &id).await?;
+    let r = s
+        .service
+        .approve(&id, &a.principal.actor(), &note)
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(Json(json!({ "restriction": r })))
+}
+
+async fn refuse_release(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, id)): Path<(String, String)>,
+    body: Option<Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>>,
+) -> ApiResult<Json<Value>> {
+    a.principal.require_operator()?;
+    let note = note_of(body)?;
+    tenant_restriction(&a, &s, &id).await?;
+    let r = s
+        .service
+        .refuse(&id, &a.principal.actor(), &note)
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(Json(json!({ "restriction": r })))
 }
 
 fn new_webhook_doc() -> Value {

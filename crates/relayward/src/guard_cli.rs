@@ -22,6 +22,14 @@ pub struct ActorArgs {
 }
 
 impl ActorArgs {
+    /// The operator at the command line (no --actor given).
+    pub fn operator() -> ActorArgs {
+        ActorArgs {
+            actor: None,
+            role: "operator".into(),
+        }
+    }
+
     pub fn actor(&self) -> Result<Actor> {
         let role = match self.role.as_str() {
             "admin" => Role::Admin,

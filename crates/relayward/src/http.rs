@@ -27,6 +27,10 @@ pub struct AppState {
     /// Every admin and operator action (the API calls it as the command line does).
     pub service: Arc<crate::service::Service>,
     pub resolver: Arc<dyn relayward_delivery::dns::Resolver>,
+    /// `http://host:port` of the HTTP listener, for links the API hands out (setup links).
+    pub base_url: String,
+    /// Sign-in attempts per client address.
+    pub logins: Arc<crate::accounts::LoginLimiter>,
 }
 
 pub fn router(state: AppState) -> Router {

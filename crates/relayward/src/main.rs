@@ -1,6 +1,7 @@
 //! `relayward`: the relay (`serve`) and the operator's command line (tenants, domains,
 //! connectors, users, routes, trace). The only place that knows every part.
 
+mod accounts;
 mod api;
 mod config;
 mod dkim;
@@ -112,11 +113,50 @@ enum Command {
     /// API tokens for scripts (the management API under /api/v1).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Operator accounts for the support console.
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+    /// Accounts of every role (admin center and support console).
+    #[command(subcommand)]
+    Account(AccountCmd),
     /// DKIM keys of an accepted domain: the records to publish, and rotation.
     Dkim {
         #[command(subcommand)]
         cmd: DkimCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum OperatorCmd {
+    /// Make an operator account and print its one-time setup link (there are no default
+    /// passwords): whoever opens it sets the password and enrols an authenticator.
+    Create { email: String },
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Make an account and print its one-time setup link.
+    Create {
+        email: String,
+        /// operator, admin or reader.
+        #[arg(long)]
+        role: String,
+        /// The tenant of an admin or reader.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Accounts with role, tenant, last sign-in and lockout.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+fn print_setup(config: &Config, a: &relayward_store::Account, token: &str) {
+    println!(
+        "{} account {} created. One-time setup link (valid 24 hours):\n  http://{}/api/v1/setup/{token}\nGET it for the authenticator key, then POST it {{\"password\", \"totp\"}}.",
+        a.role, a.email, config.http_listen
+    );
 }
 
 #[derive(Subcommand)]
@@ -677,6 +717,41 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
                 }
             }
         }
+        Command::Operator(OperatorCmd::Create { email }) => {
+            let svc = guard_cli::service(config, store.clone());
+            let who = guard_cli::ActorArgs::operator().actor()?;
+            let (a, token) = svc.create_account(&email, "operator", None, &who).await?;
+            print_setup(config, &a, &token);
+        }
+        Command::Account(AccountCmd::Create {
+            email,
+            role,
+            tenant,
+        }) => {
+            let svc = guard_cli::service(config, store.clone());
+            let who = guard_cli::ActorArgs::operator().actor()?;
+            let (a, token) = svc
+                .create_account(&email, &role, tenant.as_deref(), &who)
+                .await?;
+            print_setup(config, &a, &token);
+        }
+        Command::Account(AccountCmd::List { tenant }) => {
+            for a in store.accounts(tenant.as_deref()).await? {
+                let state = if a.setup_token_hash.is_some() {
+                    "waiting for setup".to_string()
+                } else if a.locked_until.is_some_and(|u| u > guard::now_ms()) {
+                    "locked".to_string()
+                } else {
+                    format!("{} recovery codes left", a.recovery_codes.len())
+                };
+                println!(
+                    "{:<32} {:<8} {:<16} {state}",
+                    a.email,
+                    a.role,
+                    a.tenant.as_deref().unwrap_or("-")
+                );
+            }
+        }
         Command::Dkim { cmd } => {
             let svc = guard_cli::service(config, store.clone());
             let keys = match cmd {
@@ -1126,6 +1201,8 @@ async fn serve(config: Config) -> Result<()> {
         trace: trace.clone(),
         service: Arc::new(guard_cli::service(&config, dyn_store.clone())),
         resolver: api_resolver,
+        logins: Arc::default(),
+        base_url: format!("http://{http_addr}"),
     });
     let http_task = {
         let mut stop = shutdown.subscribe();

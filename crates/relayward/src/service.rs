@@ -146,6 +146,7 @@ impl Service {
     }
 
     pub async fn release(&self, id: &str, actor: &Actor, note: &str) -> Result<Restriction> {
+        require_mfa(actor, "releasing")?;
         let before = self.restriction(id).await?;
         let now = now_ms();
         let admin_releases = self
@@ -350,6 +351,7 @@ impl Service {
     }
 
     pub async fn approve(&self, id: &str, actor: &Actor, note: &str) -> Result<Restriction> {
+        require_mfa(actor, "approving the release of")?;
         let before = self.restriction(id).await?;
         self.transition(before, actor, "restriction.approve", |r| {
             r.approve(&actor.name, actor.role, note, now_ms())
@@ -475,7 +477,24 @@ pub fn random_hex(bytes: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn sha256_hex(s: &str) -> String {
+/// Lifting a restriction needs a person who passed a second factor (SPEC section 8): a console
+/// session. The command line on the relay's own host (whoever runs it holds the server) and the
+/// system's automatic approval are the exceptions; API tokens are not.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0} a restriction needs a sign-in with a second factor (a console session with TOTP); API tokens cannot do it"
+)]
+pub struct MfaRequired(&'static str);
+
+fn require_mfa(actor: &Actor, what: &'static str) -> Result<()> {
+    if actor.mfa || actor.client == "cli" || actor.role == Role::System {
+        Ok(())
+    } else {
+        Err(MfaRequired(what).into())
+    }
+}
+
+pub fn sha256_hex(s: &str) -> String {
     ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
         .as_ref()
         .iter()

@@ -146,6 +146,20 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<WebhookDelivery>>;
 
+    async fn add_account(&self, account: &Account) -> Result<()>;
+    async fn account(&self, id: &str) -> Result<Option<Account>>;
+    /// By e-mail address (any letter case).
+    async fn account_by_email(&self, email: &str) -> Result<Option<Account>>;
+    /// Accounts of one tenant, or all (`None`).
+    async fn accounts(&self, tenant: Option<&str>) -> Result<Vec<Account>>;
+    /// Writes back the mutable parts: password, TOTP, recovery codes, setup, lockout, login.
+    async fn update_account(&self, account: &Account) -> Result<()>;
+    /// The account whose unfinished setup has this token hash.
+    async fn account_by_setup(&self, token_hash: &str) -> Result<Option<Account>>;
+    async fn add_session(&self, session: &Session) -> Result<()>;
+    async fn session(&self, id_hash: &str) -> Result<Option<Session>>;
+    async fn delete_session(&self, id_hash: &str) -> Result<()>;
+
     async fn record_trace(&self, events: Vec<TraceEvent>) -> Result<()>;
     async fn search_trace(&self, query: &TraceQuery) -> Result<Vec<TraceMessage>>;
 }

@@ -402,3 +402,47 @@ pub struct WebhookDelivery {
     pub created_at: i64,
     pub updated_at: i64,
 }
+
+/// A person who signs in to the admin center (tenant admin or reader) or the support console
+/// (operator): Argon2id password, TOTP second factor, recovery codes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    /// `operator`, `admin` or `reader`.
+    pub role: String,
+    /// The tenant of an admin or reader; `None` for operators.
+    pub tenant: Option<String>,
+    #[serde(skip_serializing)]
+    pub password_hash: Option<String>,
+    /// Base32 TOTP key; set at setup (pending until the first code proves the authenticator).
+    #[serde(skip_serializing)]
+    pub totp_secret: Option<String>,
+    /// SHA-256 hex of each unused recovery code.
+    #[serde(skip_serializing)]
+    pub recovery_codes: Vec<String>,
+    /// SHA-256 hex of the one-time setup token, until setup is done.
+    #[serde(skip_serializing)]
+    pub setup_token_hash: Option<String>,
+    pub setup_expires_at: Option<i64>,
+    pub failed_logins: u32,
+    /// Unix milliseconds; sign-in is refused until then.
+    pub locked_until: Option<i64>,
+    pub created_at: i64,
+    pub last_login_at: Option<i64>,
+}
+
+/// A signed-in console session (the cookie value only as its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    #[serde(skip_serializing)]
+    pub id_hash: String,
+    pub account_id: String,
+    /// Must come back in `X-CSRF-Token` with every change made with this session's cookie.
+    #[serde(skip_serializing)]
+    pub csrf: String,
+    pub mfa: bool,
+    pub client: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}

@@ -197,6 +197,35 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_attempt);
 CREATE INDEX webhook_deliveries_hook ON webhook_deliveries(webhook_id, id);
 "#,
+    // 6: accounts (admin center, support console) and their sessions.
+    r#"
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('operator', 'admin', 'reader')),
+    tenant TEXT REFERENCES tenants(name) ON DELETE CASCADE,
+    password_hash TEXT,
+    totp_secret TEXT,
+    recovery_codes TEXT NOT NULL DEFAULT '[]',
+    setup_token_hash TEXT UNIQUE,
+    setup_expires_at INTEGER,
+    failed_logins INTEGER NOT NULL DEFAULT 0,
+    locked_until INTEGER,
+    created_at INTEGER NOT NULL,
+    last_login_at INTEGER,
+    CHECK ((role = 'operator') = (tenant IS NULL))
+);
+CREATE INDEX accounts_tenant ON accounts(tenant);
+CREATE TABLE sessions (
+    id_hash TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    mfa INTEGER NOT NULL,
+    client TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+"#,
 ];
 
 #[derive(Clone)]
@@ -409,6 +438,26 @@ fn restriction_row(r: &rusqlite::Row) -> rusqlite::Result<RestrictionRow> {
         started_at: r.get(5)?,
         updated_at: r.get(6)?,
         body: r.get(7)?,
+    })
+}
+
+const ACCOUNT_COLUMNS: &str = "id, email, role, tenant, password_hash, totp_secret, recovery_codes, setup_token_hash, setup_expires_at, failed_logins, locked_until, created_at, last_login_at";
+
+fn account_row(r: &rusqlite::Row) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        role: r.get(2)?,
+        tenant: r.get(3)?,
+        password_hash: r.get(4)?,
+        totp_secret: r.get(5)?,
+        recovery_codes: from_json(r.get(6)?),
+        setup_token_hash: r.get(7)?,
+        setup_expires_at: r.get(8)?,
+        failed_logins: r.get(9)?,
+        locked_until: r.get(10)?,
+        created_at: r.get(11)?,
+        last_login_at: r.get(12)?,
     })
 }
 
@@ -1256,6 +1305,136 @@ impl Store for SqliteStore {
                 .query_map(params![id, limit as i64], delivery_row)?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn add_account(&self, account: &Account) -> Result<()> {
+        let a = account.clone();
+        self.with(move |c| {
+            c.execute(
+                &format!("INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                params![a.id, a.email.to_ascii_lowercase(), a.role, a.tenant, a.password_hash, a.totp_secret, json(&a.recovery_codes), a.setup_token_hash, a.setup_expires_at, a.failed_logins, a.locked_until, a.created_at, a.last_login_at],
+            )
+            .map_err(|e| unique(e, "account", &a.email))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn account(&self, id: &str) -> Result<Option<Account>> {
+        let id = id.to_string();
+        self.with(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
+                [id],
+                account_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn account_by_email(&self, email: &str) -> Result<Option<Account>> {
+        let email = email.trim().to_ascii_lowercase();
+        self.with(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = ?1"),
+                [email],
+                account_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn accounts(&self, tenant: Option<&str>) -> Result<Vec<Account>> {
+        let tenant = tenant.map(str::to_string);
+        self.with(move |c| {
+            let mut s = c.prepare(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE ?1 IS NULL OR tenant = ?1 ORDER BY email"
+            ))?;
+            let rows = s
+                .query_map([tenant], account_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn update_account(&self, account: &Account) -> Result<()> {
+        let a = account.clone();
+        self.with(move |c| {
+            let n = c.execute(
+                "UPDATE accounts SET password_hash = ?2, totp_secret = ?3, recovery_codes = ?4, setup_token_hash = ?5, setup_expires_at = ?6, failed_logins = ?7, locked_until = ?8, last_login_at = ?9 WHERE id = ?1",
+                params![a.id, a.password_hash, a.totp_secret, json(&a.recovery_codes), a.setup_token_hash, a.setup_expires_at, a.failed_logins, a.locked_until, a.last_login_at],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "account",
+                    name: a.email,
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn account_by_setup(&self, token_hash: &str) -> Result<Option<Account>> {
+        let h = token_hash.to_string();
+        self.with(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE setup_token_hash = ?1"),
+                [h],
+                account_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn add_session(&self, session: &Session) -> Result<()> {
+        let s = session.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO sessions (id_hash, account_id, csrf, mfa, client, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![s.id_hash, s.account_id, s.csrf, s.mfa, s.client, s.created_at, s.expires_at],
+            )?;
+            // Expired sessions go as new ones come.
+            c.execute("DELETE FROM sessions WHERE expires_at < ?1", [s.created_at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(&self, id_hash: &str) -> Result<Option<Session>> {
+        let h = id_hash.to_string();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT id_hash, account_id, csrf, mfa, client, created_at, expires_at FROM sessions WHERE id_hash = ?1",
+                [h],
+                |r| {
+                    Ok(Session {
+                        id_hash: r.get(0)?,
+                        account_id: r.get(1)?,
+                        csrf: r.get(2)?,
+                        mfa: r.get(3)?,
+                        client: r.get(4)?,
+                        created_at: r.get(5)?,
+                        expires_at: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        let h = id_hash.to_string();
+        self.with(move |c| {
+            c.execute("DELETE FROM sessions WHERE id_hash = ?1", [h])?;
+            Ok(())
         })
         .await
     }

@@ -1,6 +1,7 @@
 //! Integration tests: the relay as a real process, driven over real TCP by SMTP clients, with a
 //! real receiving SMTP server and a local DNS server. One test binary (cheap to link).
 
+mod accounts;
 mod api;
 mod crash;
 mod delivery;
