@@ -123,6 +123,17 @@ impl LoginLimiter {
     }
 }
 
+/// Why finishing a setup was refused, where it is not the request's shape.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupRefused {
+    /// The link was not opened yet (no authenticator key was handed out): a state conflict.
+    #[error("open the setup link first to get the authenticator key")]
+    NotBegun,
+    /// The code does not prove the authenticator holds the key.
+    #[error("that code does not match the authenticator key; check the device's clock")]
+    WrongCode,
+}
+
 /// Why a sign-in was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
@@ -265,10 +276,10 @@ impl Service {
             bail!("the password needs at least {MIN_PASSWORD} characters");
         }
         let Some(secret) = a.totp_secret.clone() else {
-            bail!("open the setup link first to get the authenticator key");
+            return Err(SetupRefused::NotBegun.into());
         };
         if !totp_matches(&secret, code, now_ms() / 1000) {
-            bail!("that code does not match the authenticator key; check the device's clock");
+            return Err(SetupRefused::WrongCode.into());
         }
         let pw = password.to_string();
         let hash = tokio::task::spawn_blocking(move || relayward_tenancy::password::hash(&pw))

@@ -53,6 +53,11 @@ impl ApiError {
             StatusCode::NOT_FOUND
         } else if e.downcast_ref::<crate::service::MfaRequired>().is_some() {
             StatusCode::FORBIDDEN
+        } else if let Some(r) = e.downcast_ref::<crate::accounts::SetupRefused>() {
+            match r {
+                crate::accounts::SetupRefused::NotBegun => StatusCode::CONFLICT,
+                crate::accounts::SetupRefused::WrongCode => StatusCode::FORBIDDEN,
+            }
         } else {
             match e.downcast_ref::<StoreError>() {
                 Some(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
@@ -395,7 +400,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::TenantWrite,
         ok: 201,
         route: || post(create_tenant_account),
-        doc: Some(new_account_doc),
+        doc: Some(new_tenant_account_doc),
     },
     Operation {
         method: "get",
@@ -999,10 +1004,16 @@ fn body_doc(required: &[&str], properties: Value) -> Value {
 }
 
 fn setup_doc() -> Value {
-    body_doc(
+    let mut d = body_doc(
         &["password", "totp"],
-        json!({ "password": { "type": "string" }, "totp": { "type": "string" } }),
-    )
+        json!({
+            "password": { "type": "string", "minLength": 12 },
+            "totp": { "type": "string", "pattern": "^[0-9]{6}$" }
+        }),
+    );
+    // A code of the right shape that does not match the key; setup not begun yet.
+    d["responses"] = json!({ "403": error_response(), "409": error_response() });
+    d
 }
 
 fn login_doc() -> Value {
@@ -1022,13 +1033,48 @@ fn login_doc() -> Value {
     d
 }
 
+/// What an e-mail address looks like to the API (the service checks no more than this).
+const EMAIL_PATTERN: &str = r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$";
+
 fn new_account_doc() -> Value {
+    let email = json!({ "type": "string", "pattern": EMAIL_PATTERN });
+    json!({
+        "responses": { "404": error_response() },
+        "requestBody": {
+            "required": true,
+            "content": { "application/json": { "schema": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["email", "role"],
+                        "properties": {
+                            "email": email,
+                            "role": { "type": "string", "enum": ["operator"] }
+                        },
+                        "additionalProperties": false
+                    },
+                    {
+                        "type": "object",
+                        "required": ["email", "role", "tenant"],
+                        "properties": {
+                            "email": email,
+                            "role": { "type": "string", "enum": ["admin", "reader"] },
+                            "tenant": { "type": "string", "minLength": 1 }
+                        },
+                        "additionalProperties": false
+                    }
+                ]
+            } } }
+        }
+    })
+}
+
+fn new_tenant_account_doc() -> Value {
     body_doc(
         &["email", "role"],
         json!({
-            "email": { "type": "string" },
-            "role": { "type": "string", "enum": ["operator", "admin", "reader"] },
-            "tenant": { "type": "string" }
+            "email": { "type": "string", "pattern": EMAIL_PATTERN },
+            "role": { "type": "string", "enum": ["admin", "reader"] }
         }),
     )
 }

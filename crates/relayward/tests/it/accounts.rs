@@ -110,7 +110,7 @@ fn operator(relay: &Relay, email: &str) -> (String, Vec<String>) {
     assert_eq!(http(relay, "POST", &path, &[], Some(&short)).status, 422);
     let wrong_code = format!(r#"{{"password": "{PASSWORD}", "totp": "000000"}}"#);
     let a = http(relay, "POST", &path, &[], Some(&wrong_code));
-    assert_eq!(a.status, 422, "{}", a.json);
+    assert_eq!(a.status, 403, "{}", a.json);
     let good = format!(
         r#"{{"password": "{PASSWORD}", "totp": "{}"}}"#,
         totp_now(&secret)
