@@ -1314,14 +1314,14 @@ async fn tenant_restriction(
     }
 }
 
-fn note_of(
-    body: Option<Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>>,
-) -> ApiResult<String> {
-    match body {
-        None => Ok(String::new()),
-        Some(Ok(Json(b))) => Ok(b.note.unwrap_or_default()),
-        Some(Err(e)) => Err(ApiError::new(StatusCode::BAD_REQUEST, e.body_text())),
+/// The optional `{"note": ...}` body of a restriction action (no body: no note).
+fn note_of(body: &[u8]) -> ApiResult<String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(String::new());
     }
+    serde_json::from_slice::<NoteBody>(body)
+        .map(|b| b.note.unwrap_or_default())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
 }
 
 async fn restriction_detail(
@@ -1342,10 +1342,10 @@ async fn release_restriction(
     a: TenantAccess,
     State(s): State<AppState>,
     Path((_, id)): Path<(String, String)>,
-    body: Option<Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     a.require_admin()?;
-    let note = note_of(body)?;
+    let note = note_of(&body)?;
     tenant_restriction(&a, &s, &id).await?;
     let r = s
         .service
@@ -1359,10 +1359,10 @@ async fn request_release(
     a: TenantAccess,
     State(s): State<AppState>,
     Path((_, id)): Path<(String, String)>,
-    body: Option<Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     a.require_admin()?;
-    let note = note_of(body)?;
+    let note = note_of(&body)?;
     tenant_restriction(&a, &s, &id).await?;
     let r = s
         .service
@@ -1376,10 +1376,10 @@ async fn approve_release(
     a: TenantAccess,
     State(s): State<AppState>,
     Path((_, id)): Path<(String, String)>,
-    body: Option<Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     a.principal.require_operator()?;
-    let note = note_of(body)?;
+    let note = note_of(&body)?;
     tenant_restriction(&a, &s, &id).await?;
     let r = s
         .service
@@ -1393,10 +1393,10 @@ async fn refuse_release(
     a: TenantAccess,
     State(s): State<AppState>,
     Path((_, id)): Path<(String, String)>,
-    body: Option<Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     a.principal.require_operator()?;
-    let note = note_of(body)?;
+    let note = note_of(&body)?;
     tenant_restriction(&a, &s, &id).await?;
     let r = s
         .service
