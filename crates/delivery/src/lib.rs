@@ -8,4 +8,7 @@ pub mod client;
 pub mod dns;
 mod queue;
 
-pub use queue::{DeliveryConfig, Events, Queue, QueueStats, Router, Signer};
+pub use queue::{
+    DeliveryConfig, Events, Queue, QueueAction, QueueActionError, QueueStats, QueuedMessage,
+    Router, Signer,
+};

@@ -116,6 +116,68 @@ pub trait Signer: Send + Sync + 'static {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send + 'a>>;
 }
 
+/// A queued message as operators see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueuedMessage {
+    pub id: String,
+    pub tenant: Option<String>,
+    pub mail_from: String,
+    /// Recipients still to deliver.
+    pub pending: Vec<String>,
+    /// The last temporary answer, if any.
+    pub last_reply: Option<String>,
+    pub attempts: u32,
+    /// Unix seconds.
+    pub received_at: i64,
+    pub next_attempt: i64,
+    pub held: bool,
+}
+
+/// Why an operator's queue action could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueActionError {
+    #[error("no queued message {0}")]
+    NotFound(String),
+    #[error("message {0} is being delivered right now; try again in a moment")]
+    InFlight(String),
+}
+
+/// What an operator does to a queued message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueAction {
+    /// Try again now.
+    Retry,
+    Hold,
+    Release,
+    /// Fail its pending recipients now; the sender gets an NDR.
+    Bounce,
+    /// Delete it without telling anyone.
+    Purge,
+}
+
+impl QueueAction {
+    pub fn parse(s: &str) -> Option<QueueAction> {
+        Some(match s {
+            "retry" => QueueAction::Retry,
+            "hold" => QueueAction::Hold,
+            "release" => QueueAction::Release,
+            "bounce" => QueueAction::Bounce,
+            "purge" => QueueAction::Purge,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueAction::Retry => "retry",
+            QueueAction::Hold => "hold",
+            QueueAction::Release => "release",
+            QueueAction::Bounce => "bounce",
+            QueueAction::Purge => "purge",
+        }
+    }
+}
+
 /// Where delivery reports what happened (the message trace).
 pub trait Events: Send + Sync + 'static {
     fn event(&self, event: TraceEvent);
@@ -175,6 +237,8 @@ struct Inner {
     tls: Option<Arc<rustls::ClientConfig>>,
     stats: QueueStats,
     signer: std::sync::OnceLock<Arc<dyn Signer>>,
+    /// Ids of the messages in a delivery round right now.
+    delivering: Mutex<std::collections::HashSet<String>>,
 }
 
 #[derive(Clone)]
@@ -229,6 +293,7 @@ impl Queue {
                 tls,
                 stats: QueueStats::default(),
                 signer: std::sync::OnceLock::new(),
+                delivering: Mutex::default(),
             }),
         }
     }
@@ -240,6 +305,116 @@ impl Queue {
     /// Signs (and seals) messages as they leave; set once, at start.
     pub fn set_signer(&self, signer: Arc<dyn Signer>) {
         let _ = self.inner.signer.set(signer);
+    }
+
+    /// Messages waiting for a delivery round (not those being delivered this instant), of one
+    /// tenant and/or with a pending recipient in one domain, soonest first, at most `limit`.
+    pub fn list(
+        &self,
+        tenant: Option<&str>,
+        domain: Option<&str>,
+        limit: usize,
+    ) -> Vec<QueuedMessage> {
+        let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
+        let domain = domain.map(str::to_ascii_lowercase);
+        let mut out: Vec<QueuedMessage> = s
+            .waiting
+            .values()
+            .filter(|e| tenant.is_none_or(|t| e.tenant.as_deref() == Some(t)))
+            .filter(|e| {
+                domain
+                    .as_deref()
+                    .is_none_or(|d| e.pending().any(|r| r.domain() == d))
+            })
+            .map(|e| QueuedMessage {
+                id: e.id.clone(),
+                tenant: e.tenant.clone(),
+                mail_from: e.mail_from.clone(),
+                pending: e.pending().map(|r| r.address.clone()).collect(),
+                last_reply: e.pending().find_map(|r| match &r.state {
+                    RcptState::Pending { last_reply } => last_reply.clone(),
+                    _ => None,
+                }),
+                attempts: e.attempts,
+                received_at: e.received_at,
+                next_attempt: e.next_attempt,
+                held: e.held,
+            })
+            .collect();
+        out.sort_by_key(|m| (m.held, m.next_attempt, m.id.clone()));
+        out.truncate(limit);
+        out
+    }
+
+    /// An operator's action on one queued message. Returns the message as it was.
+    pub async fn act(&self, id: &str, action: QueueAction) -> Result<Envelope, QueueActionError> {
+        let inner = &self.inner;
+        let taken = {
+            let mut s = inner.sched.lock().unwrap_or_else(|p| p.into_inner());
+            match action {
+                QueueAction::Bounce | QueueAction::Purge => s.waiting.remove(id),
+                _ => s.waiting.get(id).cloned(),
+            }
+        };
+        let Some(mut env) = taken else {
+            let in_flight = inner
+                .delivering
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(id);
+            return Err(if in_flight {
+                QueueActionError::InFlight(id.to_string())
+            } else {
+                QueueActionError::NotFound(id.to_string())
+            });
+        };
+        let before = env.clone();
+        match action {
+            QueueAction::Retry | QueueAction::Release => {
+                env.held = false;
+                env.next_attempt = now_ms() / 1000;
+                inner.spool.update(&env);
+                inner.schedule(env);
+            }
+            QueueAction::Hold => {
+                env.held = true;
+                inner.spool.update(&env);
+                let mut s = inner.sched.lock().unwrap_or_else(|p| p.into_inner());
+                s.waiting.insert(env.id.clone(), env);
+            }
+            QueueAction::Bounce => {
+                inner.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                for r in env.recipients.iter_mut().filter(|r| r.is_pending()) {
+                    inner.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    let reply =
+                        "550 5.7.1 Returned to the sender by the relay's operator".to_string();
+                    inner.event(
+                        &env.id,
+                        TraceKind::Failed,
+                        Some(&r.address),
+                        format!("relay: {reply}"),
+                    );
+                    r.state = RcptState::Failed {
+                        reply,
+                        remote: None,
+                    };
+                }
+                inner.after_round(env).await;
+            }
+            QueueAction::Purge => {
+                inner.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                for r in env.recipients.iter().filter(|r| r.is_pending()) {
+                    inner.event(
+                        &env.id,
+                        TraceKind::Failed,
+                        Some(&r.address),
+                        "relay: purged from the queue by the relay's operator (no NDR)".into(),
+                    );
+                }
+                inner.spool.done(&env.id);
+            }
+        }
+        Ok(before)
     }
 
     /// Hands a spooled message to the queue; it is tried at its `next_attempt` (now if past).
@@ -291,11 +466,28 @@ impl Queue {
                 }
             };
             let Some(env) = env else { continue };
+            if env.held {
+                // Held by an operator: it stays, unscheduled, until released.
+                let mut s = inner.sched.lock().unwrap_or_else(|p| p.into_inner());
+                s.waiting.insert(env.id.clone(), env);
+                continue;
+            }
             inner.stats.queued.fetch_sub(1, Ordering::Relaxed);
             inner.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            let id = env.id.clone();
+            inner
+                .delivering
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.clone());
             let inner2 = inner.clone();
             tokio::spawn(async move {
                 inner2.clone().deliver(env).await;
+                inner2
+                    .delivering
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
                 inner2.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
                 drop(permit);
             });
@@ -566,6 +758,7 @@ impl Inner {
             is_report: true,
             delay_notified: false,
             high_risk: String::new(),
+            held: false,
         };
         self.spool.put(&report, &body).await?;
         self.stats.ndrs.fetch_add(1, Ordering::Relaxed);

@@ -560,6 +560,7 @@ mod tests {
             is_report: false,
             delay_notified: false,
             high_risk: String::new(),
+            held: false,
         }
     }
 

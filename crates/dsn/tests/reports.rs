@@ -115,6 +115,7 @@ fn envelope(reply: &str, remote: Option<&str>, ret: Ret) -> Envelope {
         is_report: false,
         delay_notified: false,
         high_risk: String::new(),
+        held: false,
     }
 }
 

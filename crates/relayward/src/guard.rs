@@ -478,6 +478,7 @@ async fn send_alert_mail(mail: &AlertMail, dir: &Directory, a: &relayward_guard:
         is_report: false,
         delay_notified: false,
         high_risk: String::new(),
+        held: false,
     };
     match mail.spool.put(&env, body.as_bytes()).await {
         Ok(()) => mail.queue.enqueue(env),

@@ -486,6 +486,7 @@ impl Policy for RelayPolicy {
             } else {
                 String::new()
             },
+            held: false,
         };
         // Every copy is spooled before any is queued: if one cannot be, none is kept and the
         // client tries the whole message again.

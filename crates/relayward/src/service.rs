@@ -40,6 +40,11 @@ impl Actor {
 #[error("{0}")]
 pub struct NotFound(pub String);
 
+/// The request clashes with the object's state right now (the API answers 409).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Conflict(pub String);
+
 /// What a domain ownership check found.
 #[derive(Debug)]
 pub enum DomainVerification {
@@ -612,6 +617,39 @@ impl Service {
             }),
         )
         .await
+    }
+
+    /// An operator's action on a queued message (retry, hold, release, bounce, purge), audited
+    /// with what the message was.
+    pub async fn queue_action(
+        &self,
+        queue: &relayward_delivery::Queue,
+        id: &str,
+        action: relayward_delivery::QueueAction,
+        actor: &Actor,
+    ) -> Result<relayward_spool::Envelope> {
+        use relayward_delivery::QueueActionError;
+        if actor.role != Role::Operator {
+            bail!("queue actions are the operator's");
+        }
+        let before = queue.act(id, action).await.map_err(|e| match e {
+            QueueActionError::NotFound(_) => anyhow::Error::new(NotFound(e.to_string())),
+            QueueActionError::InFlight(_) => anyhow::Error::new(Conflict(e.to_string())),
+        })?;
+        self.audit(
+            actor,
+            before.tenant.as_deref(),
+            &format!("queue.{}", action.as_str()),
+            serde_json::json!({
+                "message": before.id,
+                "sender": before.mail_from,
+                "pending": before.pending().map(|r| r.address.clone()).collect::<Vec<_>>(),
+                "before": { "held": before.held, "attempts": before.attempts, "next_attempt": before.next_attempt },
+                "after": action.as_str(),
+            }),
+        )
+        .await?;
+        Ok(before)
     }
 
     /// Creates an API token: `operator`, or `admin`/`reader` of one tenant. Returns the token

@@ -129,6 +129,9 @@ pub struct Envelope {
     /// empty otherwise.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub high_risk: String,
+    /// Held by an operator: kept, not delivered, until released.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 impl Envelope {

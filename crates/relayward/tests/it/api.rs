@@ -230,6 +230,37 @@ fn every_role_against_every_operation() {
             None,
             [200, 200, 403, 404, m401],
         ),
+        ("GET", "/queue", None, [200, 403, 403, 403, m401]),
+        (
+            "POST",
+            "/queue/{message}/retry",
+            None,
+            [404, 403, 403, 403, m401],
+        ),
+        (
+            "POST",
+            "/queue/{message}/hold",
+            None,
+            [404, 403, 403, 403, m401],
+        ),
+        (
+            "POST",
+            "/queue/{message}/release",
+            None,
+            [404, 403, 403, 403, m401],
+        ),
+        (
+            "POST",
+            "/queue/{message}/bounce",
+            None,
+            [404, 403, 403, 403, m401],
+        ),
+        (
+            "POST",
+            "/queue/{message}/purge",
+            None,
+            [404, 403, 403, 403, m401],
+        ),
         ("GET", "/tokens", None, [200, 403, 403, 403, m401]),
         ("GET", "/audit", None, [200, 403, 403, 403, m401]),
     ];
@@ -242,6 +273,7 @@ fn every_role_against_every_operation() {
                 .replace("{webhook}", "wh_nosuch")
                 .replace("{restriction}", "R_nosuch")
                 .replace("{token}", "nosuch")
+                .replace("{message}", "nosuch")
         )
     };
     for (method, template, body, expected) in table {

@@ -10,6 +10,7 @@ mod forward;
 mod guard;
 mod hostile;
 mod postfix;
+mod queue;
 mod scan;
 mod util;
 mod webhooks;

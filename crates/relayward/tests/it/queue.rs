@@ -1,0 +1,164 @@
+//! The queue in the management API (issue 6): operators list what waits, by tenant and by
+//! destination, and retry, hold, release, bounce (with an NDR) or purge (without) one message;
+//! each action is audited; nobody else may.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+const MSG: &str = "From: alice@contoso.example\r\nSubject: Order 42\r\n\r\nPlease confirm.\r\n";
+
+fn queued_id(reply: &Reply) -> String {
+    reply
+        .text()
+        .split_whitespace()
+        .last()
+        .expect("an id in the reply")
+        .to_string()
+}
+
+#[test]
+fn operators_list_hold_release_retry_bounce_and_purge_queued_mail() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&format!(
+        r#"
+[delivery]
+smart_host = "{}"
+retry_schedule = ["1h"]
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
+users = [ {{ address = "alice@contoso.example" }} ]
+"#,
+        rx.addr
+    ));
+    let ops = relay
+        .cli(&["token", "create", "--name", "ops", "--role", "operator"])
+        .trim()
+        .to_string();
+    let admin = relay
+        .cli(&[
+            "token", "create", "--name", "ci", "--role", "admin", "--tenant", "contoso",
+        ])
+        .trim()
+        .to_string();
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    // The receiver answers 451 to defer-* forever: these stay queued after their first round.
+    let ids: Vec<String> = [
+        "defer-a@remote.example",
+        "defer-b@other.example",
+        "defer-c@remote.example",
+    ]
+    .iter()
+    .map(|r| {
+        let reply = c.transaction("alice@contoso.example", &[r], MSG);
+        assert_eq!(reply.code, 250, "{reply:?}");
+        queued_id(&reply)
+    })
+    .collect();
+    let list = |query: &str| {
+        let (status, json) = relay.api("GET", &format!("/api/v1/queue{query}"), Some(&ops), None);
+        assert_eq!(status, 200, "{json}");
+        json["messages"].as_array().cloned().unwrap_or_default()
+    };
+    let find = |id: &str| list("").into_iter().find(|m| m["id"] == id);
+    wait_for(Duration::from_secs(20), || {
+        let all = list("?tenant=contoso");
+        (all.len() == 3 && all.iter().all(|m| m["attempts"] == 1)).then_some(())
+    })
+    .expect("three messages waiting after their first round");
+    let first = find(&ids[0]).expect("listed");
+    assert_eq!(first["pending"][0], "defer-a@remote.example");
+    assert!(
+        first["last_reply"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("451"),
+        "{first}"
+    );
+    // By destination and by tenant.
+    let other = list("?domain=other.example");
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0]["id"], ids[1].as_str());
+    assert!(list("?tenant=fabrikam").is_empty());
+    // Only operators.
+    let (status, _) = relay.api("GET", "/api/v1/queue", Some(&admin), None);
+    assert_eq!(status, 403);
+    let (status, _) = relay.api(
+        "POST",
+        &format!("/api/v1/queue/{}/purge", ids[0]),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 403);
+
+    let act = |id: &str, action: &str| {
+        relay
+            .api(
+                "POST",
+                &format!("/api/v1/queue/{id}/{action}"),
+                Some(&ops),
+                None,
+            )
+            .0
+    };
+    // Hold, then release: tried again at once.
+    assert_eq!(act(&ids[0], "hold"), 200);
+    assert_eq!(find(&ids[0]).expect("listed")["held"], true);
+    assert_eq!(act(&ids[0], "release"), 200);
+    wait_for(Duration::from_secs(10), || {
+        find(&ids[0]).filter(|m| m["held"] == false && m["attempts"] == 2)
+    })
+    .expect("released and tried again");
+    // Retry now.
+    assert_eq!(act(&ids[2], "retry"), 200);
+    wait_for(Duration::from_secs(10), || {
+        find(&ids[2]).filter(|m| m["attempts"] == 2)
+    })
+    .expect("tried again");
+    // Bounce: gone from the queue, and alice hears about it.
+    assert_eq!(act(&ids[1], "bounce"), 200);
+    assert!(find(&ids[1]).is_none());
+    let ndr = wait_for(Duration::from_secs(10), || {
+        rx.messages()
+            .into_iter()
+            .find(|m| m.mail_from.is_empty() && m.rcpts == ["alice@contoso.example"])
+    })
+    .expect("an NDR for the bounced message");
+    assert!(ndr.data.contains("defer-b@other.example"), "{}", ndr.data);
+    assert!(
+        ndr.data
+            .contains("Returned to the sender by the relay's operator"),
+        "{}",
+        ndr.data
+    );
+    // Purge: gone, and nobody is told.
+    assert_eq!(act(&ids[2], "purge"), 200);
+    assert!(find(&ids[2]).is_none());
+    assert_eq!(act(&ids[2], "purge"), 404, "already gone");
+    assert_eq!(act("nosuchmessage", "retry"), 404);
+    std::thread::sleep(Duration::from_secs(2));
+    let ndrs = rx
+        .messages()
+        .into_iter()
+        .filter(|m| m.mail_from.is_empty())
+        .count();
+    assert_eq!(ndrs, 1, "only the bounce made an NDR");
+
+    let audit = relay.cli(&["audit", "--tenant", "contoso"]);
+    for action in [
+        "queue.hold",
+        "queue.release",
+        "queue.retry",
+        "queue.bounce",
+        "queue.purge",
+    ] {
+        let line = audit
+            .lines()
+            .find(|l| l.contains(&format!("\"{action}\"")))
+            .unwrap_or_else(|| panic!("{action} audited: {audit}"));
+        assert!(line.contains("token:") && line.contains("(ops)"), "{line}");
+    }
+}
