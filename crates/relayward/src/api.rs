@@ -1464,6 +1464,7 @@ async fn refuse_release(
 
 fn queue_list_doc() -> Value {
     json!({
+        "responses": { "400": error_response() },
         "parameters": [
             { "name": "tenant", "in": "query", "required": false, "schema": { "type": "string" } },
             { "name": "domain", "in": "query", "required": false, "schema": { "type": "string" } },
