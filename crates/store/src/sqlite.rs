@@ -1506,7 +1506,9 @@ impl Store for SqliteStore {
                 add(" AND m.received_at <= ?", v.into());
             }
             let limit = if q.limit == 0 { 100 } else { q.limit.min(10_000) };
-            sql.push_str(&format!(" ORDER BY m.received_at DESC LIMIT {limit}"));
+            sql.push_str(&format!(
+                " ORDER BY m.received_at DESC, m.message_id DESC LIMIT {limit}"
+            ));
             let mut stmt = c.prepare(&sql)?;
             let mut found: Vec<TraceMessage> = stmt
                 .query_map(rusqlite::params_from_iter(args), |r| {

@@ -214,6 +214,13 @@ fn every_role_against_every_operation() {
         ),
         (
             "GET",
+            "/tenants/{tenant}/trace",
+            None,
+            [200, 200, 200, 404, m401],
+        ),
+        ("GET", "/trace", None, [200, 403, 403, 403, m401]),
+        (
+            "GET",
             "/tenants/{tenant}/alerts",
             None,
             [200, 200, 200, 404, m401],
