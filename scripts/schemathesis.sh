@@ -34,9 +34,17 @@ for _ in $(seq 1 50); do
   curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
   sleep 0.2
 done
+# A schema-valid request may still be refused with 422 when what it asks clashes with what is
+# stored, which no schema can say: a user in a domain the tenant does not have, a connector with
+# neither ranges nor a certificate name, listed forwarding without domains, a webhook URL that
+# does not parse. Everything else about accepting valid data is checked as Schemathesis has it.
+cat > "$dir/schemathesis.toml" <<TOML
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]
+TOML
 # From the temporary directory, so Schemathesis's cache stays out of the repository.
 cd "$dir"
-st run "http://127.0.0.1:$port/api/v1/openapi.json" \
+st --config-file "$dir/schemathesis.toml" run "http://127.0.0.1:$port/api/v1/openapi.json" \
   -H "Authorization: Bearer $token" \
   --checks all --max-examples 30 --seed 20261122 --request-timeout 10 \
   --report-dir "$dir/report"

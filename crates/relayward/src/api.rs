@@ -17,7 +17,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use relayward_guard::Role;
 use relayward_store::{ApiToken, DomainKind};
 use serde::Deserialize;
@@ -51,6 +51,11 @@ impl ApiError {
         use relayward_store::StoreError;
         let status = if e.downcast_ref::<NotFound>().is_some() {
             StatusCode::NOT_FOUND
+        } else if e
+            .downcast_ref::<crate::directory_admin::Forbidden>()
+            .is_some()
+        {
+            StatusCode::FORBIDDEN
         } else if e.downcast_ref::<crate::service::Conflict>().is_some() {
             StatusCode::CONFLICT
         } else if e.downcast_ref::<crate::service::MfaRequired>().is_some() {
@@ -432,6 +437,96 @@ pub const OPERATIONS: &[Operation] = &[
         doc: None,
     },
     Operation {
+        method: "post",
+        path: "/tenants",
+        summary: "Add a tenant (operators): name, language, subscription end date, admin addresses for alerts.",
+        access: Access::Operator,
+        ok: 201,
+        route: || post(create_tenant),
+        doc: Some(new_tenant_doc),
+    },
+    Operation {
+        method: "patch",
+        path: "/tenants/{tenant}",
+        summary: "Change a tenant's language and admin addresses, or (operators) its subscription end date (null: open-ended).",
+        access: Access::TenantWrite,
+        ok: 200,
+        route: || patch(update_tenant),
+        doc: Some(tenant_patch_doc),
+    },
+    Operation {
+        method: "get",
+        path: "/tenants/{tenant}/connectors",
+        summary: "Connectors: IP ranges, certificate name, require-TLS, may-relay-unregistered, who made them and when, reviewed mark.",
+        access: Access::TenantRead,
+        ok: 200,
+        route: || get(list_connectors),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/connectors",
+        summary: "Add a connector (unreviewed until an admin reviews it).",
+        access: Access::TenantWrite,
+        ok: 201,
+        route: || post(create_connector),
+        doc: Some(new_connector_doc),
+    },
+    Operation {
+        method: "delete",
+        path: "/tenants/{tenant}/connectors/{connector}",
+        summary: "Remove a connector.",
+        access: Access::TenantWrite,
+        ok: 204,
+        route: || delete(delete_connector),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/connectors/{connector}/review",
+        summary: "Mark a connector reviewed (remediation checklist item 3).",
+        access: Access::TenantWrite,
+        ok: 200,
+        route: || post(review_connector),
+        doc: None,
+    },
+    Operation {
+        method: "get",
+        path: "/tenants/{tenant}/users",
+        summary: "Users: address, aliases, forwarding, whether SMTP AUTH is set (never the password).",
+        access: Access::TenantRead,
+        ok: 200,
+        route: || get(list_users),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/users",
+        summary: "Add a user in one of the tenant's domains: aliases, forwarding, SMTP AUTH password (12 characters or more).",
+        access: Access::TenantWrite,
+        ok: 201,
+        route: || post(create_user),
+        doc: Some(new_user_doc),
+    },
+    Operation {
+        method: "patch",
+        path: "/tenants/{tenant}/users/{user}",
+        summary: "Change a user's password (null removes SMTP AUTH), aliases or forwarding (forward_to null stops it).",
+        access: Access::TenantWrite,
+        ok: 200,
+        route: || patch(update_user),
+        doc: Some(user_patch_doc),
+    },
+    Operation {
+        method: "delete",
+        path: "/tenants/{tenant}/users/{user}",
+        summary: "Remove a user.",
+        access: Access::TenantWrite,
+        ok: 204,
+        route: || delete(delete_user),
+        doc: None,
+    },
+    Operation {
         method: "put",
         path: "/tenants/{tenant}/forwarding",
         summary: "Set the tenant's automatic forwarding control: on, off, or listed (only to the given domains).",
@@ -609,7 +704,7 @@ pub const OPERATIONS: &[Operation] = &[
         access: Access::TenantRead,
         ok: 200,
         route: || get(tenant_trace),
-        doc: Some(trace_doc),
+        doc: Some(tenant_trace_doc),
     },
     Operation {
         method: "get",
@@ -712,6 +807,24 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/audit/export",
+        summary: "The whole audit log as JSON lines (application/x-ndjson), oldest first (operators).",
+        access: Access::Operator,
+        ok: 200,
+        route: || get(audit_export),
+        doc: Some(ndjson_doc),
+    },
+    Operation {
+        method: "get",
+        path: "/tenants/{tenant}/audit/export",
+        summary: "The tenant's audit log as JSON lines (application/x-ndjson), oldest first (its admins and operators).",
+        access: Access::TenantWrite,
+        ok: 200,
+        route: || get(tenant_audit_export),
+        doc: Some(ndjson_doc),
+    },
+    Operation {
+        method: "get",
         path: "/audit",
         summary: "The whole audit log, newest first.",
         access: Access::Operator,
@@ -781,7 +894,7 @@ pub fn openapi_document() -> Value {
         if !params.is_empty() {
             responses.insert("404".into(), error.clone());
         }
-        if matches!(op.method, "post" | "put" | "delete") {
+        if matches!(op.method, "post" | "put" | "patch" | "delete") {
             responses.insert("409".into(), error.clone());
             responses.insert("422".into(), error.clone());
             responses.insert("400".into(), error.clone());
@@ -856,8 +969,8 @@ fn new_domain_doc() -> Value {
                 "required": ["name"],
                 "properties": {
                     "name": { "type": "string" },
-                    "kind": { "type": "string", "enum": ["authoritative", "internal_relay"] },
-                    "match_subdomains": { "type": "boolean" }
+                    "kind": { "type": "string", "enum": ["authoritative", "internal_relay"], "nullable": true },
+                    "match_subdomains": { "type": "boolean", "nullable": true }
                 },
                 "additionalProperties": false
             } } }
@@ -925,7 +1038,7 @@ async fn get_tenant(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Jso
     let users: Vec<Value> = d
         .users
         .iter()
-        .map(|u| json!({ "address": u.address, "aliases": u.aliases, "forward_to": u.forward_to, "forward_only": u.forward_only, "has_password": u.password_hash.is_some() }))
+        .map(crate::directory_admin::user_view)
         .collect();
     Ok(Json(json!({
         "tenant": d.tenant,
@@ -1096,8 +1209,8 @@ fn login_doc() -> Value {
         json!({
             "email": { "type": "string" },
             "password": { "type": "string" },
-            "totp": { "type": "string" },
-            "recovery_code": { "type": "string" }
+            "totp": { "type": "string", "nullable": true },
+            "recovery_code": { "type": "string", "nullable": true }
         }),
     );
     d["responses"] = json!({
@@ -1123,7 +1236,8 @@ fn new_account_doc() -> Value {
                         "required": ["email", "role"],
                         "properties": {
                             "email": email,
-                            "role": { "type": "string", "enum": ["operator"] }
+                            "role": { "type": "string", "enum": ["operator"] },
+                            "tenant": { "type": "string", "nullable": true, "enum": [null] }
                         },
                         "additionalProperties": false
                     },
@@ -1159,7 +1273,7 @@ fn note_doc() -> Value {
             "required": false,
             "content": { "application/json": { "schema": {
                 "type": "object",
-                "properties": { "note": { "type": "string" } },
+                "properties": { "note": { "type": "string", "nullable": true } },
                 "additionalProperties": false
             } } }
         }
@@ -1493,6 +1607,15 @@ fn trace_doc() -> Value {
             { "name": "before", "in": "query", "required": false, "schema": { "type": "string", "pattern": "^[0-9]+:.+$" } }
         ]
     })
+}
+
+/// The tenant's own trace takes the same filters, less `tenant` (it is in the path).
+fn tenant_trace_doc() -> Value {
+    let mut d = trace_doc();
+    if let Some(params) = d["parameters"].as_array_mut() {
+        params.retain(|p| p["name"] != "tenant");
+    }
+    d
 }
 
 #[derive(Deserialize)]
@@ -1911,6 +2034,238 @@ async fn tenant_audit(a: TenantAccess, State(s): State<AppState>) -> ApiResult<J
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({ "audit": log })))
+}
+
+fn ndjson_doc() -> Value {
+    json!({
+        "responses": { "200": {
+            "description": "one audit entry per line",
+            "content": { "application/x-ndjson": { "schema": { "type": "string" } } }
+        } }
+    })
+}
+
+async fn ndjson(s: &AppState, tenant: Option<&str>) -> ApiResult<Response> {
+    let mut log = s
+        .store
+        .audit_log(tenant, 10_000_000)
+        .await
+        .map_err(ApiError::internal)?;
+    log.reverse();
+    let mut body = String::new();
+    for e in &log {
+        body.push_str(&serde_json::to_string(e).map_err(ApiError::internal)?);
+        body.push('\n');
+    }
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+async fn audit_export(p: Principal, State(s): State<AppState>) -> ApiResult<Response> {
+    p.require_operator()?;
+    ndjson(&s, None).await
+}
+
+async fn tenant_audit_export(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Response> {
+    a.require_admin()?;
+    ndjson(&s, Some(&a.tenant)).await
+}
+
+fn new_tenant_doc() -> Value {
+    body_doc(
+        &["name"],
+        json!({
+            "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
+            "language": { "type": "string", "enum": ["en", "es", null], "nullable": true },
+            "subscription_ends": { "type": "string", "nullable": true, "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$" },
+            "admins": { "type": "array", "items": { "type": "string", "pattern": EMAIL_PATTERN } }
+        }),
+    )
+}
+
+fn tenant_patch_doc() -> Value {
+    body_doc(
+        &[],
+        json!({
+            "language": { "type": "string", "enum": ["en", "es", null], "nullable": true },
+            "subscription_ends": { "type": "string", "nullable": true, "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$" },
+            "admins": { "type": "array", "nullable": true, "items": { "type": "string", "pattern": EMAIL_PATTERN } }
+        }),
+    )
+}
+
+fn new_connector_doc() -> Value {
+    body_doc(
+        &["name"],
+        json!({
+            "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
+            "ips": { "type": "array", "items": { "type": "string" } },
+            "cert_name": { "type": "string", "nullable": true },
+            "require_tls": { "type": "boolean" },
+            "relay_unregistered": { "type": "boolean" }
+        }),
+    )
+}
+
+fn new_user_doc() -> Value {
+    body_doc(
+        &["address"],
+        json!({
+            "address": { "type": "string", "pattern": EMAIL_PATTERN },
+            "password": { "type": "string", "minLength": 12, "nullable": true },
+            "aliases": { "type": "array", "items": { "type": "string", "pattern": EMAIL_PATTERN } },
+            "forward_to": { "type": "string", "pattern": EMAIL_PATTERN, "nullable": true },
+            "forward_only": { "type": "boolean" }
+        }),
+    )
+}
+
+fn user_patch_doc() -> Value {
+    body_doc(
+        &[],
+        json!({
+            "password": { "type": "string", "minLength": 12, "nullable": true },
+            "aliases": { "type": "array", "nullable": true, "items": { "type": "string", "pattern": EMAIL_PATTERN } },
+            "forward_to": { "type": "string", "pattern": EMAIL_PATTERN, "nullable": true },
+            "forward_only": { "type": "boolean", "nullable": true }
+        }),
+    )
+}
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn body<T>(b: JsonBody<T>) -> ApiResult<T> {
+    b.map(|Json(t)| t)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))
+}
+
+async fn create_tenant(
+    p: Principal,
+    State(s): State<AppState>,
+    b: JsonBody<crate::directory_admin::NewTenant>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    p.require_operator()?;
+    let t = s
+        .service
+        .create_tenant(body(b)?, &p.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok((StatusCode::CREATED, Json(json!(t))))
+}
+
+async fn update_tenant(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    b: JsonBody<crate::directory_admin::TenantPatch>,
+) -> ApiResult<Json<Value>> {
+    a.require_admin()?;
+    let t = s
+        .service
+        .update_tenant(&a.tenant, body(b)?, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(Json(json!(t)))
+}
+
+async fn list_connectors(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let d = tenant_data(&s, &a.tenant).await?;
+    Ok(Json(json!({ "connectors": d.connectors })))
+}
+
+async fn create_connector(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    b: JsonBody<crate::directory_admin::NewConnector>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    a.require_admin()?;
+    let c = s
+        .service
+        .add_connector(&a.tenant, body(b)?, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok((StatusCode::CREATED, Json(json!(c))))
+}
+
+async fn delete_connector(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    a.require_admin()?;
+    s.service
+        .delete_connector(&a.tenant, &name, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn review_connector(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    a.require_admin()?;
+    s.service
+        .review_connector(&a.tenant, &name, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(Json(json!({ "connector": name, "reviewed": true })))
+}
+
+async fn list_users(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let d = tenant_data(&s, &a.tenant).await?;
+    let users: Vec<Value> = d
+        .users
+        .iter()
+        .map(crate::directory_admin::user_view)
+        .collect();
+    Ok(Json(json!({ "users": users })))
+}
+
+async fn create_user(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    b: JsonBody<crate::directory_admin::NewUser>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    a.require_admin()?;
+    let u = s
+        .service
+        .add_user(&a.tenant, body(b)?, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(crate::directory_admin::user_view(&u)),
+    ))
+}
+
+async fn update_user(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, address)): Path<(String, String)>,
+    b: JsonBody<crate::directory_admin::UserPatch>,
+) -> ApiResult<Json<Value>> {
+    a.require_admin()?;
+    let u = s
+        .service
+        .update_user(&a.tenant, &address, body(b)?, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(Json(
+        json!({ "user": crate::directory_admin::user_view(&u) }),
+    ))
+}
+
+async fn delete_user(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    Path((_, address)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    a.require_admin()?;
+    s.service
+        .delete_user(&a.tenant, &address, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_tokens(p: Principal, State(s): State<AppState>) -> ApiResult<Json<Value>> {

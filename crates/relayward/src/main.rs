@@ -4,6 +4,7 @@
 mod accounts;
 mod api;
 mod config;
+mod directory_admin;
 mod dkim;
 mod forward;
 mod guard;

@@ -59,6 +59,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sets or clears a tenant's subscription end date (`YYYY-MM-DD`).
     async fn set_subscription(&self, tenant: &str, ends: Option<&str>) -> Result<()>;
+    /// Writes a tenant's own fields (language, subscription, admins, forwarding) back.
+    async fn update_tenant(&self, tenant: &Tenant) -> Result<()>;
+    async fn delete_connector(&self, tenant: &str, name: &str) -> Result<()>;
+    /// Writes a user back (aliases, password, forwarding), found by tenant and address.
+    async fn update_user(&self, user: &User) -> Result<()>;
+    async fn delete_user(&self, tenant: &str, address: &str) -> Result<()>;
     /// Sets a tenant's automatic forwarding control (and its allowed domains for `Listed`).
     async fn set_forwarding(
         &self,

@@ -723,6 +723,76 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn update_tenant(&self, t: &Tenant) -> Result<()> {
+        let t = t.clone();
+        self.with(move |c| {
+            check_unmanaged(c, &t.name)?;
+            c.execute(
+                "UPDATE tenants SET language = ?2, subscription_ends = ?3, admins = ?4, forwarding = ?5, forwarding_domains = ?6 WHERE name = ?1",
+                params![t.name, t.language, t.subscription_ends, json(&t.admins), t.forwarding.as_str(), json(&t.forwarding_domains)],
+            )?;
+            bump(c)
+        })
+        .await
+    }
+
+    async fn delete_connector(&self, tenant: &str, name: &str) -> Result<()> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.with(move |c| {
+            check_unmanaged(c, &tenant)?;
+            let n = c.execute(
+                "DELETE FROM connectors WHERE tenant = ?1 AND name = ?2",
+                params![tenant, name],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "connector",
+                    name: format!("{name} of {tenant}"),
+                });
+            }
+            bump(c)
+        })
+        .await
+    }
+
+    async fn update_user(&self, u: &User) -> Result<()> {
+        let u = u.clone();
+        self.with(move |c| {
+            check_unmanaged(c, &u.tenant)?;
+            let n = c.execute(
+                "UPDATE users SET aliases = ?3, password_hash = ?4, forward_to = ?5, forward_only = ?6 WHERE tenant = ?1 AND address = ?2",
+                params![u.tenant, u.address.to_ascii_lowercase(), json(&u.aliases), u.password_hash, u.forward_to, u.forward_only],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "user",
+                    name: u.address,
+                });
+            }
+            bump(c)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, tenant: &str, address: &str) -> Result<()> {
+        let (tenant, address) = (tenant.to_string(), address.to_ascii_lowercase());
+        self.with(move |c| {
+            check_unmanaged(c, &tenant)?;
+            let n = c.execute(
+                "DELETE FROM users WHERE tenant = ?1 AND address = ?2",
+                params![tenant, address],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "user",
+                    name: address,
+                });
+            }
+            bump(c)
+        })
+        .await
+    }
+
     async fn set_forwarding(
         &self,
         tenant: &str,

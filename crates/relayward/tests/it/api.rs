@@ -268,6 +268,73 @@ fn every_role_against_every_operation() {
             None,
             [404, 403, 403, 403, m401],
         ),
+        (
+            "POST",
+            "/tenants",
+            Some(r#"{"name": "tbl-tenant"}"#),
+            [201, 403, 403, 403, m401],
+        ),
+        (
+            "PATCH",
+            "/tenants/{tenant}",
+            Some(r#"{"language": "en"}"#),
+            [200, 200, 403, 404, m401],
+        ),
+        (
+            "GET",
+            "/tenants/{tenant}/connectors",
+            None,
+            [200, 200, 200, 404, m401],
+        ),
+        (
+            "POST",
+            "/tenants/{tenant}/connectors",
+            Some(r#"{"name": "tbl", "ips": ["192.0.2.1"]}"#),
+            [201, 409, 403, 404, m401],
+        ),
+        (
+            "DELETE",
+            "/tenants/{tenant}/connectors/{connector}",
+            None,
+            [404, 404, 403, 404, m401],
+        ),
+        (
+            "POST",
+            "/tenants/{tenant}/connectors/{connector}/review",
+            None,
+            [404, 404, 403, 404, m401],
+        ),
+        (
+            "GET",
+            "/tenants/{tenant}/users",
+            None,
+            [200, 200, 200, 404, m401],
+        ),
+        (
+            "POST",
+            "/tenants/{tenant}/users",
+            Some(r#"{"address": "tbl@contoso.example"}"#),
+            [201, 409, 403, 404, m401],
+        ),
+        (
+            "PATCH",
+            "/tenants/{tenant}/users/{user}",
+            Some(r#"{"forward_only": false}"#),
+            [404, 404, 403, 404, m401],
+        ),
+        (
+            "DELETE",
+            "/tenants/{tenant}/users/{user}",
+            None,
+            [404, 404, 403, 404, m401],
+        ),
+        ("GET", "/audit/export", None, [200, 403, 403, 403, m401]),
+        (
+            "GET",
+            "/tenants/{tenant}/audit/export",
+            None,
+            [200, 200, 403, 404, m401],
+        ),
         ("GET", "/tokens", None, [200, 403, 403, 403, m401]),
         ("GET", "/audit", None, [200, 403, 403, 403, m401]),
     ];
@@ -281,6 +348,8 @@ fn every_role_against_every_operation() {
                 .replace("{restriction}", "R_nosuch")
                 .replace("{token}", "nosuch")
                 .replace("{message}", "nosuch")
+                .replace("{connector}", "nosuch")
+                .replace("{user}", "nosuch@contoso.example")
         )
     };
     for (method, template, body, expected) in table {
@@ -495,6 +564,188 @@ fn dkim_keys_rotate_through_the_api_with_overlap() {
     for action in ["dkim.rotate", "dkim.activate", "dkim.retire"] {
         assert!(audit.contains(action), "{action} in {audit}");
     }
+}
+
+#[test]
+fn tenants_connectors_and_users_are_managed_and_the_audit_log_exports_as_json_lines() {
+    let (relay, t) = setup();
+    let call = |method: &str, path: &str, tok: &str, body: Option<&str>| {
+        relay.api(method, path, Some(tok), body)
+    };
+
+    // Tenants: operators add them; admins change language and alert addresses, not the
+    // subscription.
+    let (status, json) = call(
+        "POST",
+        "/api/v1/tenants",
+        &t.operator,
+        Some(r#"{"name": "northwind", "language": "es", "admins": ["it@northwind.example"]}"#),
+    );
+    assert_eq!(status, 201, "{json}");
+    assert_eq!(json["language"], "es");
+    let (status, json) = call(
+        "PATCH",
+        "/api/v1/tenants/contoso",
+        &t.admin,
+        Some(r#"{"language": "es", "admins": ["ops@contoso.example"]}"#),
+    );
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["admins"][0], "ops@contoso.example");
+    let (status, json) = call(
+        "PATCH",
+        "/api/v1/tenants/contoso",
+        &t.admin,
+        Some(r#"{"subscription_ends": "2030-01-31"}"#),
+    );
+    assert_eq!(status, 403, "{json}");
+    let (status, json) = call(
+        "PATCH",
+        "/api/v1/tenants/contoso",
+        &t.operator,
+        Some(r#"{"subscription_ends": "2030-01-31"}"#),
+    );
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["subscription_ends"], "2030-01-31");
+    let (_, json) = call(
+        "PATCH",
+        "/api/v1/tenants/contoso",
+        &t.operator,
+        Some(r#"{"subscription_ends": null}"#),
+    );
+    assert!(json["subscription_ends"].is_null(), "{json}");
+
+    // Connectors.
+    let (status, json) = call(
+        "POST",
+        "/api/v1/tenants/contoso/connectors",
+        &t.admin,
+        Some(r#"{"name": "office", "ips": ["192.0.2.0/24"], "require_tls": true}"#),
+    );
+    assert_eq!(status, 201, "{json}");
+    assert_eq!(json["reviewed"], false);
+    let (status, _) = call(
+        "POST",
+        "/api/v1/tenants/contoso/connectors",
+        &t.admin,
+        Some(r#"{"name": "bad", "ips": ["192.0.2.0/99"]}"#),
+    );
+    assert_eq!(status, 422);
+    let (status, _) = call(
+        "POST",
+        "/api/v1/tenants/contoso/connectors/office/review",
+        &t.admin,
+        None,
+    );
+    assert_eq!(status, 200);
+    let (_, json) = call("GET", "/api/v1/tenants/contoso/connectors", &t.reader, None);
+    let office = json["connectors"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "office").cloned())
+        .expect("listed");
+    assert_eq!(office["reviewed"], true, "{office}");
+    assert_eq!(office["ips"][0], "192.0.2.0/24");
+    let (status, _) = call(
+        "DELETE",
+        "/api/v1/tenants/contoso/connectors/office",
+        &t.admin,
+        None,
+    );
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        "DELETE",
+        "/api/v1/tenants/contoso/connectors/office",
+        &t.admin,
+        None,
+    );
+    assert_eq!(status, 404);
+
+    // Users, in the tenant's own domains only; never a password hash in an answer.
+    let (status, json) = call(
+        "POST",
+        "/api/v1/tenants/contoso/users",
+        &t.admin,
+        Some(
+            r#"{"address": "Ana@contoso.example", "password": "a long device secret", "forward_to": "ana@home.example"}"#,
+        ),
+    );
+    assert_eq!(status, 201, "{json}");
+    assert_eq!(json["address"], "ana@contoso.example");
+    assert_eq!(json["has_password"], true);
+    assert!(!json.to_string().contains("argon2"), "{json}");
+    let (status, _) = call(
+        "POST",
+        "/api/v1/tenants/contoso/users",
+        &t.admin,
+        Some(r#"{"address": "eve@fabrikam.example"}"#),
+    );
+    assert_eq!(status, 422, "not a domain of contoso");
+    let (status, _) = call(
+        "POST",
+        "/api/v1/tenants/contoso/users",
+        &t.admin,
+        Some(r#"{"address": "bob@contoso.example", "password": "short"}"#),
+    );
+    assert_eq!(status, 422);
+    let (status, json) = call(
+        "PATCH",
+        "/api/v1/tenants/contoso/users/ana@contoso.example",
+        &t.admin,
+        Some(r#"{"forward_to": null, "password": null}"#),
+    );
+    assert_eq!(status, 200, "{json}");
+    assert!(json["forward_to"].is_null());
+    assert_eq!(json["has_password"], false);
+    let (status, _) = call(
+        "PATCH",
+        "/api/v1/tenants/contoso/users/ana@contoso.example",
+        &t.other_admin,
+        Some(r#"{"forward_only": false}"#),
+    );
+    assert_eq!(status, 404);
+    let (status, _) = call(
+        "DELETE",
+        "/api/v1/tenants/contoso/users/ana@contoso.example",
+        &t.admin,
+        None,
+    );
+    assert_eq!(status, 204);
+
+    // The tenant's audit log as JSON lines, oldest first: every change above, with its actor.
+    let mut s = std::net::TcpStream::connect(relay.http).expect("http");
+    std::io::Write::write_all(
+        &mut s,
+        format!("GET /api/v1/tenants/contoso/audit/export HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\r\n", t.admin).as_bytes(),
+    )
+    .expect("write");
+    let mut out = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut out);
+    let (head, body) = out.split_once("\r\n\r\n").expect("http answer");
+    assert!(
+        head.contains("200")
+            && head
+                .to_ascii_lowercase()
+                .contains("content-type: application/x-ndjson"),
+        "{head}"
+    );
+    let actions: Vec<String> = body
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON"))
+        .map(|e| e["action"].as_str().unwrap_or("").to_string())
+        .collect();
+    let pos = |a: &str| {
+        actions
+            .iter()
+            .position(|x| x == a)
+            .unwrap_or_else(|| panic!("{a} in {actions:?}"))
+    };
+    assert!(pos("tenant.update") < pos("connector.create"));
+    assert!(pos("connector.create") < pos("connector.review"));
+    assert!(pos("connector.review") < pos("connector.delete"));
+    assert!(pos("user.create") < pos("user.update") && pos("user.update") < pos("user.delete"));
+    assert!(
+        !body.contains("northwind"),
+        "another tenant's entries stay out"
+    );
 }
 
 #[test]

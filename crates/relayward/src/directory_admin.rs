@@ -1,0 +1,377 @@
+//! Tenants, connectors and users changed through the management API (and later the consoles):
+//! checked, stored, audited with what changed. The command line's `tenant/connector/user add`
+//! write to the store directly for bootstrapping; everything an admin does goes through here.
+
+use anyhow::{Result, bail};
+use relayward_guard::Role;
+use relayward_store::{Connector, Tenant, User};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::guard::now_ms;
+use crate::service::{Actor, NotFound, Service};
+
+/// A change an admin may not make (the API answers 403).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Forbidden(pub String);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    pub name: String,
+    pub language: Option<String>,
+    pub subscription_ends: Option<String>,
+    #[serde(default)]
+    pub admins: Vec<String>,
+}
+
+/// Fields to change; absent ones stay. `subscription_ends: null` makes it open-ended.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPatch {
+    pub language: Option<String>,
+    #[serde(default, with = "double_option")]
+    pub subscription_ends: Option<Option<String>>,
+    pub admins: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewConnector {
+    pub name: String,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    pub cert_name: Option<String>,
+    #[serde(default)]
+    pub require_tls: bool,
+    #[serde(default)]
+    pub relay_unregistered: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub address: String,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub forward_to: Option<String>,
+    #[serde(default)]
+    pub forward_only: bool,
+}
+
+/// Fields to change; `forward_to: null` stops forwarding, `password: null` removes SMTP AUTH.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    #[serde(default, with = "double_option")]
+    pub password: Option<Option<String>>,
+    pub aliases: Option<Vec<String>>,
+    #[serde(default, with = "double_option")]
+    pub forward_to: Option<Option<String>>,
+    pub forward_only: Option<bool>,
+}
+
+/// Tells "absent" (`None`) from "null" (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        T: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+fn is_address(s: &str) -> bool {
+    s.split_once('@').is_some_and(|(l, d)| {
+        !l.is_empty()
+            && d.contains('.')
+            && !s.contains([' ', '<', '>', ',', ';'])
+            && !d.contains('@')
+    })
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+fn is_date(s: &str) -> bool {
+    crate::guard::subscription_end(s).is_some()
+}
+
+const MIN_SMTP_PASSWORD: usize = 12;
+
+async fn hash_password(p: String) -> Result<String> {
+    if p.chars().count() < MIN_SMTP_PASSWORD {
+        bail!("SMTP passwords need at least {MIN_SMTP_PASSWORD} characters");
+    }
+    tokio::task::spawn_blocking(move || relayward_tenancy::password::hash(&p))
+        .await
+        .map_err(|e| anyhow::anyhow!("hashing stopped: {e}"))?
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+impl Service {
+    async fn tenant_row(&self, name: &str) -> Result<Tenant> {
+        self.store
+            .tenant(name)
+            .await?
+            .ok_or_else(|| NotFound(format!("no tenant {name}")).into())
+    }
+
+    pub async fn create_tenant(&self, t: NewTenant, actor: &Actor) -> Result<Tenant> {
+        if actor.role != Role::Operator {
+            return Err(Forbidden("only operators add tenants".into()).into());
+        }
+        if !is_name(&t.name) {
+            bail!("a tenant name is 1 to 64 letters, digits, '.', '-' or '_'");
+        }
+        let language = t.language.unwrap_or_else(|| "en".into());
+        if language != "en" && language != "es" {
+            bail!("language must be en or es");
+        }
+        if let Some(d) = t.subscription_ends.as_deref().filter(|d| !is_date(d)) {
+            bail!("subscription_ends '{d}' is not a date like 2027-12-31");
+        }
+        if let Some(a) = t.admins.iter().find(|a| !is_address(a)) {
+            bail!("admin '{a}' is not an e-mail address");
+        }
+        let tenant = Tenant {
+            name: t.name,
+            language,
+            subscription_ends: t.subscription_ends,
+            admins: t.admins,
+            managed_by_config: false,
+            forwarding: Default::default(),
+            forwarding_domains: Vec::new(),
+        };
+        self.store.add_tenant(&tenant).await?;
+        self.audit(
+            actor,
+            Some(&tenant.name),
+            "tenant.create",
+            json!({ "after": tenant }),
+        )
+        .await?;
+        Ok(tenant)
+    }
+
+    /// Language and admins: the tenant's admins; the subscription date: operators only.
+    pub async fn update_tenant(&self, name: &str, p: TenantPatch, actor: &Actor) -> Result<Tenant> {
+        let before = self.tenant_row(name).await?;
+        let mut after = before.clone();
+        if let Some(l) = p.language {
+            if l != "en" && l != "es" {
+                bail!("language must be en or es");
+            }
+            after.language = l;
+        }
+        if let Some(ends) = p.subscription_ends {
+            if actor.role != Role::Operator {
+                return Err(
+                    Forbidden("the subscription date is the operator's to change".into()).into(),
+                );
+            }
+            if let Some(d) = ends.as_deref().filter(|d| !is_date(d)) {
+                bail!("subscription_ends '{d}' is not a date like 2027-12-31");
+            }
+            after.subscription_ends = ends;
+        }
+        if let Some(admins) = p.admins {
+            if let Some(a) = admins.iter().find(|a| !is_address(a)) {
+                bail!("admin '{a}' is not an e-mail address");
+            }
+            after.admins = admins;
+        }
+        self.store.update_tenant(&after).await?;
+        self.audit(
+            actor,
+            Some(name),
+            "tenant.update",
+            json!({ "before": before, "after": after }),
+        )
+        .await?;
+        Ok(after)
+    }
+
+    pub async fn add_connector(
+        &self,
+        tenant: &str,
+        c: NewConnector,
+        actor: &Actor,
+    ) -> Result<Connector> {
+        self.tenant_row(tenant).await?;
+        if !is_name(&c.name) {
+            bail!("a connector name is 1 to 64 letters, digits, '.', '-' or '_'");
+        }
+        if let Some(bad) = c
+            .ips
+            .iter()
+            .find(|ip| relayward_tenancy::parse_net(ip).is_none())
+        {
+            bail!("\"{bad}\" is not an address or CIDR range");
+        }
+        if c.ips.is_empty() && c.cert_name.as_deref().is_none_or(str::is_empty) {
+            bail!("a connector needs ips or a cert_name");
+        }
+        let connector = Connector {
+            tenant: tenant.to_string(),
+            name: c.name,
+            ips: c.ips,
+            cert_name: c.cert_name.filter(|n| !n.is_empty()),
+            require_tls: c.require_tls,
+            relay_unregistered: c.relay_unregistered,
+            created_by: actor.name.clone(),
+            created_at: now_ms() / 1000,
+            reviewed: false,
+        };
+        self.store.add_connector(&connector).await?;
+        self.audit(
+            actor,
+            Some(tenant),
+            "connector.create",
+            json!({ "after": connector, "mfa": actor.mfa }),
+        )
+        .await?;
+        Ok(connector)
+    }
+
+    pub async fn delete_connector(&self, tenant: &str, name: &str, actor: &Actor) -> Result<()> {
+        self.store.delete_connector(tenant, name).await?;
+        self.audit(
+            actor,
+            Some(tenant),
+            "connector.delete",
+            json!({ "before": { "connector": name } }),
+        )
+        .await
+    }
+
+    async fn user_row(&self, tenant: &str, address: &str) -> Result<User> {
+        let data = self.store.tenant_data(tenant).await?;
+        data.and_then(|d| {
+            d.users
+                .into_iter()
+                .find(|u| u.address.eq_ignore_ascii_case(address))
+        })
+        .ok_or_else(|| NotFound(format!("tenant {tenant} has no user {address}")).into())
+    }
+
+    pub async fn add_user(&self, tenant: &str, u: NewUser, actor: &Actor) -> Result<User> {
+        let Some(data) = self.store.tenant_data(tenant).await? else {
+            return Err(NotFound(format!("no tenant {tenant}")).into());
+        };
+        let address = u.address.trim().to_ascii_lowercase();
+        if !is_address(&address) {
+            bail!("'{address}' is not an e-mail address");
+        }
+        let domain = relayward_tenancy::domain_of(&address);
+        if !data.domains.iter().any(|d| d.name == domain) {
+            bail!("{domain} is not one of the tenant's domains; add it first");
+        }
+        if let Some(a) = u.aliases.iter().find(|a| !is_address(a)) {
+            bail!("alias '{a}' is not an e-mail address");
+        }
+        if let Some(f) = u.forward_to.as_deref().filter(|f| !is_address(f)) {
+            bail!("forward_to '{f}' is not an e-mail address");
+        }
+        if u.forward_only && u.forward_to.is_none() {
+            bail!("forward_only needs a forward_to address");
+        }
+        let password_hash = match u.password {
+            Some(p) => Some(hash_password(p).await?),
+            None => None,
+        };
+        let user = User {
+            tenant: tenant.to_string(),
+            address,
+            aliases: u.aliases.iter().map(|a| a.to_ascii_lowercase()).collect(),
+            password_hash,
+            forward_to: u.forward_to.map(|f| f.to_ascii_lowercase()),
+            forward_only: u.forward_only,
+        };
+        self.store.add_user(&user).await?;
+        self.audit(
+            actor,
+            Some(tenant),
+            "user.create",
+            json!({ "after": user_view(&user) }),
+        )
+        .await?;
+        Ok(user)
+    }
+
+    pub async fn update_user(
+        &self,
+        tenant: &str,
+        address: &str,
+        p: UserPatch,
+        actor: &Actor,
+    ) -> Result<User> {
+        let before = self.user_row(tenant, address).await?;
+        let mut after = before.clone();
+        if let Some(pw) = p.password {
+            after.password_hash = match pw {
+                Some(pw) => Some(hash_password(pw).await?),
+                None => None,
+            };
+        }
+        if let Some(aliases) = p.aliases {
+            if let Some(a) = aliases.iter().find(|a| !is_address(a)) {
+                bail!("alias '{a}' is not an e-mail address");
+            }
+            after.aliases = aliases.iter().map(|a| a.to_ascii_lowercase()).collect();
+        }
+        if let Some(f) = p.forward_to {
+            if let Some(bad) = f.as_deref().filter(|f| !is_address(f)) {
+                bail!("forward_to '{bad}' is not an e-mail address");
+            }
+            after.forward_to = f.map(|f| f.to_ascii_lowercase());
+        }
+        if let Some(o) = p.forward_only {
+            after.forward_only = o;
+        }
+        if after.forward_only && after.forward_to.is_none() {
+            bail!("forward_only needs a forward_to address");
+        }
+        self.store.update_user(&after).await?;
+        self.audit(
+            actor,
+            Some(tenant),
+            "user.update",
+            json!({ "before": user_view(&before), "after": user_view(&after) }),
+        )
+        .await?;
+        Ok(after)
+    }
+
+    pub async fn delete_user(&self, tenant: &str, address: &str, actor: &Actor) -> Result<()> {
+        let before = self.user_row(tenant, address).await?;
+        self.store.delete_user(tenant, &before.address).await?;
+        self.audit(
+            actor,
+            Some(tenant),
+            "user.delete",
+            json!({ "before": user_view(&before) }),
+        )
+        .await
+    }
+}
+
+/// A user as the API and the audit log show it: never the password hash.
+pub fn user_view(u: &User) -> serde_json::Value {
+    json!({
+        "address": u.address,
+        "aliases": u.aliases,
+        "forward_to": u.forward_to,
+        "forward_only": u.forward_only,
+        "has_password": u.password_hash.is_some(),
+    })
+}
