@@ -2250,9 +2250,7 @@ async fn update_user(
         .update_user(&a.tenant, &address, body(b)?, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
-    Ok(Json(
-        json!({ "user": crate::directory_admin::user_view(&u) }),
-    ))
+    Ok(Json(crate::directory_admin::user_view(&u)))
 }
 
 async fn delete_user(
