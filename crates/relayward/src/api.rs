@@ -909,6 +909,9 @@ pub fn openapi_document() -> Value {
         if op.access != Access::Public {
             o["security"] = json!([{ "token": [] }, { "session": [] }]);
         }
+        if let Some(schema) = crate::api_schemas::response(op.method, op.path) {
+            o["responses"][op.ok.to_string()]["content"]["application/json"]["schema"] = schema;
+        }
         if let Some(doc) = op.doc {
             merge_doc(&mut o, doc());
         }
@@ -926,7 +929,7 @@ pub fn openapi_document() -> Value {
                 "token": { "type": "http", "scheme": "bearer" },
                 "session": { "type": "apiKey", "in": "cookie", "name": "rw_session", "description": "console session from POST /api/v1/login; changes also need the X-CSRF-Token header" }
             },
-            "schemas": { "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } } }
+            "schemas": crate::api_schemas::components()
         }
     })
 }

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod api;
+mod api_schemas;
 mod config;
 mod directory_admin;
 mod dkim;
