@@ -537,6 +537,24 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/tenants/{tenant}/limits",
+        summary: "The tenant's limits in force (SPEC section 4) and the overrides set for it through the API.",
+        access: Access::TenantRead,
+        ok: 200,
+        route: || get(get_limits),
+        doc: None,
+    },
+    Operation {
+        method: "put",
+        path: "/tenants/{tenant}/limits",
+        summary: "Replace the tenant's limit overrides (operators): `[limits]` keys of the configuration file; {} restores the service-wide defaults. In force within two seconds.",
+        access: Access::Operator,
+        ok: 200,
+        route: || put(set_limits),
+        doc: Some(limits_doc),
+    },
+    Operation {
+        method: "get",
         path: "/tenants/{tenant}/domains",
         summary: "Accepted domains with their verification state and the TXT record to publish.",
         access: Access::TenantRead,
@@ -2167,6 +2185,66 @@ async fn update_tenant(
         .await
         .map_err(ApiError::refused)?;
     Ok(Json(json!(t)))
+}
+
+fn limits_doc() -> Value {
+    let n = || json!({ "type": "integer", "minimum": 0, "nullable": true });
+    let ratio = || json!({ "type": "number", "minimum": 0, "maximum": 1, "nullable": true });
+    body_doc(
+        &[],
+        json!({
+            "unregistered_allowance_per_day": n(),
+            "unregistered_suspicious_per_day": n(),
+            "tenant_suspicious_per_day": n(),
+            "tenant_suspicious_ratio": ratio(),
+            "connector_suspicious_per_day": n(),
+            "connector_suspicious_ratio": ratio(),
+            "user_suspicious_per_day": n(),
+            "user_recipients_per_day": n(),
+            "user_messages_per_minute": n(),
+            "new_connector_volume_factor": n(),
+            "outbound_external_per_hour": n(),
+            "outbound_internal_per_hour": n(),
+            "outbound_per_day": n(),
+            "outbound_action": { "type": "string", "nullable": true, "enum": ["block_until_tomorrow", "block_until_released", "alert_only", null] }
+        }),
+    )
+}
+
+async fn limits_answer(s: &AppState, tenant: &str) -> ApiResult<Json<Value>> {
+    let effective = s.service.limits(tenant).await.map_err(ApiError::refused)?;
+    let overrides = s
+        .service
+        .limit_overrides(tenant)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        json!({ "effective": effective, "overrides": overrides }),
+    ))
+}
+
+async fn get_limits(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    limits_answer(&s, &a.tenant).await
+}
+
+async fn set_limits(
+    a: TenantAccess,
+    State(s): State<AppState>,
+    b: JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    a.principal.require_operator()?;
+    let overrides = body(b)?;
+    if !overrides.is_object() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the body is an object of [limits] keys",
+        ));
+    }
+    s.service
+        .set_limits(&a.tenant, &overrides, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    limits_answer(&s, &a.tenant).await
 }
 
 async fn list_connectors(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {

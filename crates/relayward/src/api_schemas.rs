@@ -155,6 +155,12 @@ pub fn response(method: &str, path: &str) -> Option<Value> {
         ("put", "/tenants/{tenant}/forwarding") => object(json!({
             "tenant": s(), "forwarding": s(), "domains": strings()
         })),
+        ("get", "/tenants/{tenant}/limits") | ("put", "/tenants/{tenant}/limits") => {
+            object(json!({
+                "effective": { "type": "object" },
+                "overrides": { "type": "object" }
+            }))
+        }
         ("get", "/tenants/{tenant}/domains") => list_of("domains", r("Domain")),
         ("post", "/tenants/{tenant}/domains") => r("Domain"),
         ("post", "/tenants/{tenant}/domains/{domain}/verify") => {

@@ -237,6 +237,18 @@ pub struct RawRoute {
 /// default in one place.
 pub use relayward_guard::Limits;
 
+/// A tenant's limits from overrides given as a JSON object of `[limits]` keys (the API's
+/// form). The per-message limits are service-wide and refused here.
+pub fn limits_from_overrides(base: &Limits, json: &str) -> Result<Limits> {
+    let raw: RawLimits = serde_json::from_str(json).map_err(|e| anyhow!("limits: {e}"))?;
+    if raw.recipients_per_message.is_some() || raw.max_message_size.is_some() {
+        bail!(
+            "recipients_per_message and max_message_size are service-wide ([limits] in the configuration file)"
+        );
+    }
+    Limits::apply(base, &raw, "limits")
+}
+
 trait ApplyRaw: Sized {
     fn apply(base: &Self, raw: &RawLimits, at: &str) -> Result<Self>;
 }

@@ -222,6 +222,12 @@ impl GuardHandle {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    /// Puts a tenant's limits in force (an override made through the API, or the defaults
+    /// again when it was removed).
+    pub fn set_tenant_limits(&self, tenant: &str, limits: Limits) {
+        self.with(|g| g.set_tenant_limits(tenant, limits));
+    }
+
     pub fn check_mail(&self, o: &OwnedOrigin) -> Result<(), Refusal> {
         self.with(|g| g.check_mail(&o.as_origin(), now_ms()))
     }

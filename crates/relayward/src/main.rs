@@ -1219,7 +1219,12 @@ async fn serve(config: Config) -> Result<()> {
             .await;
         })
     };
-    let reload_task = tokio::spawn(reload_directory(dyn_store.clone(), directory.clone()));
+    let reload_task = tokio::spawn(reload_directory(
+        dyn_store.clone(),
+        directory.clone(),
+        guard.clone(),
+        config.clone(),
+    ));
     let guard_task = tokio::spawn(guard::run(
         guard.clone(),
         dyn_store.clone(),
@@ -1274,9 +1279,53 @@ async fn wait_for_signal() {
     }
 }
 
-/// Rebuilds the directory when the store says it changed (CLI, API, another node).
-async fn reload_directory(store: Arc<dyn Store>, directory: Arc<RwLock<Arc<Directory>>>) {
+/// Limit overrides set through the API, put in force in the guard; `applied` holds the tenants
+/// that had one, so a removed override gives the tenant the defaults again.
+async fn apply_limit_overrides(
+    store: &dyn Store,
+    guard: &guard::GuardHandle,
+    config: &Config,
+    applied: &mut std::collections::HashSet<String>,
+) {
+    let rows = match store.tenant_limits().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read tenant limit overrides");
+            return;
+        }
+    };
+    let configured: std::collections::HashSet<&str> =
+        config.tenants.iter().map(|t| t.name.as_str()).collect();
+    let mut now = std::collections::HashSet::new();
+    for (tenant, json) in rows {
+        if configured.contains(tenant.as_str()) {
+            continue;
+        }
+        match config::limits_from_overrides(&config.limits, &json) {
+            Ok(l) => {
+                guard.set_tenant_limits(&tenant, l);
+                now.insert(tenant);
+            }
+            Err(e) => tracing::error!(tenant, error = %e, "tenant limit overrides ignored"),
+        }
+    }
+    for gone in applied.difference(&now) {
+        guard.set_tenant_limits(gone, config.limits.clone());
+    }
+    *applied = now;
+}
+
+/// Rebuilds the directory when the store says it changed (CLI, API, another node), and puts
+/// limit overrides made through the API in force.
+async fn reload_directory(
+    store: Arc<dyn Store>,
+    directory: Arc<RwLock<Arc<Directory>>>,
+    guard: Arc<guard::GuardHandle>,
+    config: Config,
+) {
     let mut seen = store.directory_version().await.unwrap_or(0);
+    let mut applied = std::collections::HashSet::new();
+    apply_limit_overrides(store.as_ref(), &guard, &config, &mut applied).await;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         match store.directory_version().await {
@@ -1287,6 +1336,7 @@ async fn reload_directory(store: Arc<dyn Store>, directory: Arc<RwLock<Arc<Direc
                         *d = fresh;
                     }
                     seen = v;
+                    apply_limit_overrides(store.as_ref(), &guard, &config, &mut applied).await;
                     tracing::info!(version = v, "directory reloaded");
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot reload the directory"),

@@ -67,8 +67,62 @@ pub struct Service {
 const DAY: i64 = 86_400_000;
 
 impl Service {
-    fn limits(&self, tenant: &str) -> &Limits {
-        self.tenant_limits.get(tenant).unwrap_or(&self.defaults)
+    /// The tenant's limits: its configuration override, else the overrides set through the
+    /// API, else the service-wide defaults.
+    pub async fn limits(&self, tenant: &str) -> Result<Limits> {
+        if let Some(l) = self.tenant_limits.get(tenant) {
+            return Ok(l.clone());
+        }
+        let stored = self.store.tenant_limits().await?;
+        match stored.iter().find(|(t, _)| t == tenant) {
+            Some((_, json)) => crate::config::limits_from_overrides(&self.defaults, json),
+            None => Ok(self.defaults.clone()),
+        }
+    }
+
+    /// The overrides set through the API for a tenant (`{}` for none).
+    pub async fn limit_overrides(&self, tenant: &str) -> Result<serde_json::Value> {
+        let stored = self.store.tenant_limits().await?;
+        Ok(stored
+            .iter()
+            .find(|(t, _)| t == tenant)
+            .and_then(|(_, j)| serde_json::from_str(j).ok())
+            .unwrap_or_else(|| serde_json::json!({})))
+    }
+
+    /// Replaces a tenant's limit overrides (operators): a JSON object of `[limits]` keys;
+    /// `{}` goes back to the service-wide defaults. The running relay applies them within a
+    /// second or two.
+    pub async fn set_limits(
+        &self,
+        tenant: &str,
+        overrides: &serde_json::Value,
+        actor: &Actor,
+    ) -> Result<Limits> {
+        if actor.role != Role::Operator {
+            return Err(crate::directory_admin::Forbidden(
+                "limits are the operator's to change".into(),
+            )
+            .into());
+        }
+        if self.store.tenant(tenant).await?.is_none() {
+            return Err(NotFound(format!("no tenant {tenant}")).into());
+        }
+        if self.tenant_limits.contains_key(tenant) {
+            return Err(relayward_store::StoreError::ManagedByConfig(tenant.to_string()).into());
+        }
+        let text = overrides.to_string();
+        let effective = crate::config::limits_from_overrides(&self.defaults, &text)?;
+        let before = self.limit_overrides(tenant).await?;
+        self.store.set_tenant_limits(tenant, &text).await?;
+        self.audit(
+            actor,
+            Some(tenant),
+            "tenant.limits",
+            serde_json::json!({ "before": before, "after": overrides }),
+        )
+        .await?;
+        Ok(effective)
     }
 
     pub async fn restriction(&self, id: &str) -> Result<Restriction> {
@@ -172,6 +226,20 @@ impl Service {
     pub async fn checklist(&self, r: &Restriction) -> Result<Vec<ChecklistItem>> {
         let now = now_ms();
         let tenant = &r.key.tenant;
+        let limits = self.limits(tenant).await?;
+        // Every admin account of the tenant, and whether it signs in with a second factor
+        // (an account has TOTP once its setup is finished).
+        let admins: Vec<(String, bool)> = self
+            .store
+            .accounts(Some(tenant))
+            .await?
+            .into_iter()
+            .filter(|a| a.role == "admin")
+            .map(|a| {
+                let mfa = a.totp_secret.is_some() && a.setup_token_hash.is_none();
+                (a.email, mfa)
+            })
+            .collect();
         let dir = Directory::build(self.store.directory().await?);
         let counters = self.stored_counters(tenant).await?;
         let dismissed = self.store.dismissed_domains(tenant).await?;
@@ -273,16 +341,14 @@ impl Service {
         }
         let mut items = checklist(&ChecklistInput {
             domains,
-            // Admin accounts (with MFA) arrive with the management API; until then a tenant
-            // has none and the item says so.
-            admins: Vec::new(),
+            admins,
             connectors,
             flagged_users,
             attested: attested.clone(),
             recent_messages,
             recent_suspicious,
             recent_refused,
-            max_suspicious_ratio: self.limits(tenant).tenant_suspicious_ratio,
+            max_suspicious_ratio: limits.tenant_suspicious_ratio,
             now,
         });
         if attested.is_none()
@@ -466,11 +532,8 @@ impl Service {
     /// a second).
     pub async fn counters(&self, tenant: &str) -> Result<Vec<CounterView>> {
         let counters = self.stored_counters(tenant).await?;
-        Ok(relayward_guard::view(
-            counters.as_ref(),
-            self.limits(tenant),
-            now_ms(),
-        ))
+        let limits = self.limits(tenant).await?;
+        Ok(relayward_guard::view(counters.as_ref(), &limits, now_ms()))
     }
 }
 

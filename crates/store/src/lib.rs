@@ -65,6 +65,10 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a user back (aliases, password, forwarding), found by tenant and address.
     async fn update_user(&self, user: &User) -> Result<()>;
     async fn delete_user(&self, tenant: &str, address: &str) -> Result<()>;
+    /// A tenant's limit overrides set through the API (JSON object, `{}` for none).
+    async fn set_tenant_limits(&self, tenant: &str, overrides: &str) -> Result<()>;
+    /// Every tenant with overrides set through the API: (tenant, JSON object).
+    async fn tenant_limits(&self) -> Result<Vec<(String, String)>>;
     /// Sets a tenant's automatic forwarding control (and its allowed domains for `Listed`).
     async fn set_forwarding(
         &self,

@@ -226,6 +226,11 @@ CREATE TABLE sessions (
     expires_at INTEGER NOT NULL
 );
 "#,
+    // 7: per-tenant limit overrides set through the API (configured tenants keep theirs in
+    // the configuration file).
+    r#"
+ALTER TABLE tenants ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
+"#,
 ];
 
 #[derive(Clone)]
@@ -719,6 +724,30 @@ impl Store for SqliteStore {
                 });
             }
             bump(c)
+        })
+        .await
+    }
+
+    async fn set_tenant_limits(&self, tenant: &str, overrides: &str) -> Result<()> {
+        let (tenant, overrides) = (tenant.to_string(), overrides.to_string());
+        self.with(move |c| {
+            check_unmanaged(c, &tenant)?;
+            c.execute(
+                "UPDATE tenants SET limits = ?2 WHERE name = ?1",
+                params![tenant, overrides],
+            )?;
+            bump(c)
+        })
+        .await
+    }
+
+    async fn tenant_limits(&self) -> Result<Vec<(String, String)>> {
+        self.with(|c| {
+            let mut s = c.prepare("SELECT name, limits FROM tenants WHERE limits != '{}'")?;
+            let rows = s
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
         })
         .await
     }

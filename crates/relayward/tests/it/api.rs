@@ -335,6 +335,18 @@ fn every_role_against_every_operation() {
             None,
             [200, 200, 403, 404, m401],
         ),
+        (
+            "GET",
+            "/tenants/{tenant}/limits",
+            None,
+            [200, 200, 200, 404, m401],
+        ),
+        (
+            "PUT",
+            "/tenants/{tenant}/limits",
+            Some(r#"{"user_messages_per_minute": 40}"#),
+            [200, 403, 403, 404, m401],
+        ),
         ("GET", "/tokens", None, [200, 403, 403, 403, m401]),
         ("GET", "/audit", None, [200, 403, 403, 403, m401]),
     ];
@@ -746,6 +758,73 @@ fn tenants_connectors_and_users_are_managed_and_the_audit_log_exports_as_json_li
         !body.contains("northwind"),
         "another tenant's entries stay out"
     );
+}
+
+#[test]
+fn limit_overrides_set_through_the_api_are_in_force_at_once() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&format!("[delivery]\nsmart_host = \"{}\"\n", rx.addr));
+    relay.cli(&["tenant", "add", "northwind"]);
+    relay.cli(&[
+        "domain",
+        "add",
+        "northwind",
+        "northwind.example",
+        "--verified",
+    ]);
+    relay.cli(&[
+        "connector",
+        "add",
+        "northwind",
+        "office",
+        "--ip",
+        "127.0.0.1/32",
+        "--relay-unregistered",
+    ]);
+    let ops = token(&relay, &["--name", "ops", "--role", "operator"]);
+    let admin = token(
+        &relay,
+        &["--name", "a", "--role", "admin", "--tenant", "northwind"],
+    );
+    let path = "/api/v1/tenants/northwind/limits";
+    let (status, json) = relay.api("GET", path, Some(&admin), None);
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["effective"]["unregistered_allowance_per_day"], 1000);
+    let two = r#"{"unregistered_allowance_per_day": 2}"#;
+    let (status, _) = relay.api("PUT", path, Some(&admin), Some(two));
+    assert_eq!(status, 403, "limits are the operator's");
+    let (status, json) = relay.api(
+        "PUT",
+        path,
+        Some(&ops),
+        Some(r#"{"recipients_per_message": 5}"#),
+    );
+    assert_eq!(status, 422, "{json}");
+    let (status, json) = relay.api("PUT", path, Some(&ops), Some(r#"{"no_such_limit": 5}"#));
+    assert_eq!(status, 422, "{json}");
+    let (status, json) = relay.api("PUT", path, Some(&ops), Some(two));
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["effective"]["unregistered_allowance_per_day"], 2);
+    assert_eq!(json["overrides"]["unregistered_allowance_per_day"], 2);
+
+    // The running relay applies it: two messages from an unregistered domain, then 5.7.750.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO office.northwind.example").code, 250);
+    let msg = "From: x@elsewhere.example\r\nSubject: hi\r\n\r\nhello\r\n";
+    for _ in 0..2 {
+        let r = c.transaction("x@elsewhere.example", &["bob@remote.example"], msg);
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    let r = c.transaction("x@elsewhere.example", &["bob@remote.example"], msg);
+    assert_eq!(r.code, 550, "{r:?}");
+    assert!(r.text().contains("5.7.750"), "{r:?}");
+
+    // {} goes back to the defaults; the change is audited.
+    let (_, json) = relay.api("PUT", path, Some(&ops), Some("{}"));
+    assert_eq!(json["effective"]["unregistered_allowance_per_day"], 1000);
+    let audit = relay.cli(&["audit", "--tenant", "northwind"]);
+    assert_eq!(audit.matches("tenant.limits").count(), 2, "{audit}");
 }
 
 #[test]
