@@ -2249,7 +2249,21 @@ async fn set_limits(
 
 async fn list_connectors(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
     let d = tenant_data(&s, &a.tenant).await?;
-    Ok(Json(json!({ "connectors": d.connectors })))
+    let flags = s
+        .service
+        .connector_flags(&d.connectors, &a.tenant)
+        .await
+        .map_err(ApiError::internal)?;
+    let list: Vec<Value> = d
+        .connectors
+        .iter()
+        .map(|c| {
+            let mut v = json!(c);
+            v["unusual"] = json!(flags.get(&c.name).cloned().unwrap_or_default());
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "connectors": list })))
 }
 
 async fn create_connector(
@@ -2294,10 +2308,24 @@ async fn review_connector(
 
 async fn list_users(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
     let d = tenant_data(&s, &a.tenant).await?;
+    let flags = s
+        .service
+        .user_flags(&a.tenant)
+        .await
+        .map_err(ApiError::internal)?;
     let users: Vec<Value> = d
         .users
         .iter()
-        .map(crate::directory_admin::user_view)
+        .map(|u| {
+            let mut v = crate::directory_admin::user_view(u);
+            v["flags"] = json!(
+                flags
+                    .get(&u.address.to_ascii_lowercase())
+                    .cloned()
+                    .unwrap_or_default()
+            );
+            v
+        })
         .collect();
     Ok(Json(json!({ "users": users })))
 }

@@ -171,12 +171,18 @@ pub fn response(method: &str, path: &str) -> Option<Value> {
         | ("post", "/tenants/{tenant}/domains/{domain}/dkim/rotate")
         | ("post", "/tenants/{tenant}/domains/{domain}/dkim/activate")
         | ("post", "/tenants/{tenant}/domains/{domain}/dkim/retire") => r("DkimKeys"),
-        ("get", "/tenants/{tenant}/connectors") => list_of("connectors", r("Connector")),
+        ("get", "/tenants/{tenant}/connectors") => list_of(
+            "connectors",
+            json!({ "allOf": [r("Connector"), object(json!({ "unusual": strings() }))] }),
+        ),
         ("post", "/tenants/{tenant}/connectors") => r("Connector"),
         ("post", "/tenants/{tenant}/connectors/{connector}/review") => {
             object(json!({ "connector": s(), "reviewed": b() }))
         }
-        ("get", "/tenants/{tenant}/users") => list_of("users", r("User")),
+        ("get", "/tenants/{tenant}/users") => list_of(
+            "users",
+            json!({ "allOf": [r("User"), object(json!({ "flags": strings() }))] }),
+        ),
         ("post", "/tenants/{tenant}/users") | ("patch", "/tenants/{tenant}/users/{user}") => {
             r("User")
         }

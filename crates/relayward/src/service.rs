@@ -240,7 +240,16 @@ impl Service {
                 (a.email, mfa)
             })
             .collect();
-        let dir = Directory::build(self.store.directory().await?);
+        // This tenant's objects only: a directory of one tenant answers the same questions
+        // about it as the whole one, without loading a million tenants.
+        let data = self.store.tenant_data(tenant).await?.unwrap_or_default();
+        let dir = Directory::build(relayward_store::DirectoryData {
+            tenants: data.tenant.clone().into_iter().collect(),
+            domains: data.domains.clone(),
+            connectors: data.connectors.clone(),
+            users: data.users.clone(),
+            routes: data.routes.clone(),
+        });
         let counters = self.stored_counters(tenant).await?;
         let dismissed = self.store.dismissed_domains(tenant).await?;
         let mut seen: Vec<String> = r
@@ -270,32 +279,11 @@ impl Service {
             })
             .collect();
         let carried: Vec<&String> = r.cause.top_connectors.iter().map(|(c, _)| c).collect();
-        let connectors = self
-            .store
-            .directory()
-            .await?
+        let connectors = data
             .connectors
-            .into_iter()
-            .filter(|c| &c.tenant == tenant)
+            .iter()
             .map(|c| {
-                let mut unusual = Vec::new();
-                if now - c.created_at * 1000 < 7 * DAY {
-                    unusual.push("created in the last 7 days".to_string());
-                }
-                for ip in &c.ips {
-                    if let Some(net) = relayward_tenancy::parse_net(ip) {
-                        let wide = match net {
-                            ipnet::IpNet::V4(n) => n.prefix_len() < 24,
-                            ipnet::IpNet::V6(n) => n.prefix_len() < 48,
-                        };
-                        if wide {
-                            unusual.push(format!("accepts a very wide range ({ip})"));
-                        }
-                    }
-                }
-                if carried.contains(&&c.name) {
-                    unusual.push("carried the restricted traffic".to_string());
-                }
+                let unusual = connector_flags(c, now, &carried);
                 ConnectorFacts {
                     name: c.name.clone(),
                     created_at: c.created_at * 1000,
@@ -517,6 +505,58 @@ impl Service {
         Ok(DomainVerification::Verified)
     }
 
+    /// Each connector's unusual flags, for listings (the connectors carrying the traffic of the
+    /// tenant's open restrictions count as such).
+    pub async fn connector_flags(
+        &self,
+        connectors: &[relayward_store::Connector],
+        tenant: &str,
+    ) -> Result<HashMap<String, Vec<String>>> {
+        let open = self.restrictions(Some(tenant), false).await?;
+        let carried: Vec<&String> = open
+            .iter()
+            .flat_map(|r| r.cause.top_connectors.iter().map(|(c, _)| c))
+            .collect();
+        let now = now_ms();
+        Ok(connectors
+            .iter()
+            .map(|c| (c.name.clone(), connector_flags(c, now, &carried)))
+            .collect())
+    }
+
+    /// Each flagged user's flags: an open restriction, a "possibly compromised" alert in the
+    /// last 24 hours.
+    pub async fn user_flags(&self, tenant: &str) -> Result<HashMap<String, Vec<String>>> {
+        let now = now_ms();
+        let mut flags: HashMap<String, Vec<String>> = HashMap::new();
+        for r in self.restrictions(Some(tenant), false).await? {
+            if r.key.kind == Kind::User {
+                flags
+                    .entry(r.key.name.to_ascii_lowercase())
+                    .or_default()
+                    .push(format!(
+                        "restricted ({}, restriction {})",
+                        r.state.as_str(),
+                        r.id
+                    ));
+            }
+        }
+        for a in self.store.alerts(Some(tenant), 1000).await? {
+            if a.kind == "possibly_compromised" && now - a.at < DAY {
+                let user = a
+                    .subject
+                    .strip_prefix("user ")
+                    .unwrap_or(&a.subject)
+                    .to_ascii_lowercase();
+                flags
+                    .entry(user)
+                    .or_default()
+                    .push("possibly compromised (behaviour signals in the last 24 h)".into());
+            }
+        }
+        Ok(flags)
+    }
+
     /// A tenant's counters as the relay last saved them (about twice a second).
     async fn stored_counters(&self, tenant: &str) -> Result<Option<TenantCounters>> {
         Ok(self
@@ -543,6 +583,37 @@ pub fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rand::thread_rng().fill_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Why a connector looks unusual (SPEC section 8, checklist item 3): new, accepting a very wide
+/// range, or named in a restriction's cause as carrying the restricted traffic.
+pub fn connector_flags(
+    c: &relayward_store::Connector,
+    now: i64,
+    carried: &[&String],
+) -> Vec<String> {
+    let mut unusual = Vec::new();
+    if now - c.created_at * 1000 < 7 * DAY {
+        unusual.push("created in the last 7 days".to_string());
+    }
+    for ip in &c.ips {
+        if let Some(net) = relayward_tenancy::parse_net(ip) {
+            let wide = match net {
+                ipnet::IpNet::V4(n) => n.prefix_len() < 24,
+                ipnet::IpNet::V6(n) => n.prefix_len() < 48,
+            };
+            if wide {
+                unusual.push(format!("accepts a very wide range ({ip})"));
+            }
+        }
+    }
+    if carried.contains(&&c.name) {
+        unusual.push("carried the restricted traffic".to_string());
+    }
+    if c.relay_unregistered && c.cert_name.is_none() {
+        unusual.push("may relay for unregistered sender domains by IP address alone".to_string());
+    }
+    unusual
 }
 
 /// Lifting a restriction needs a person who passed a second factor (SPEC section 8): a console

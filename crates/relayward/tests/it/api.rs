@@ -655,6 +655,12 @@ fn tenants_connectors_and_users_are_managed_and_the_audit_log_exports_as_json_li
         .and_then(|c| c.iter().find(|c| c["name"] == "office").cloned())
         .expect("listed");
     assert_eq!(office["reviewed"], true, "{office}");
+    assert!(
+        office["unusual"]
+            .to_string()
+            .contains("created in the last 7 days"),
+        "{office}"
+    );
     assert_eq!(office["ips"][0], "192.0.2.0/24");
     let (status, _) = call(
         "DELETE",

@@ -328,6 +328,18 @@ fn a_compromised_user_is_stopped_alone_and_user_limits_hold() {
 
     let r = wait_restriction(&relay, "contoso", "user");
     assert_eq!(r["key"]["name"], "bob@contoso.example");
+    // The admin center's user list shows the flag on bob, and only on bob.
+    let reader = relay
+        .cli(&[
+            "token", "create", "--name", "r", "--role", "reader", "--tenant", "contoso",
+        ])
+        .trim()
+        .to_string();
+    let (_, users) = relay.api("GET", "/api/v1/tenants/contoso/users", Some(&reader), None);
+    for u in users["users"].as_array().expect("users") {
+        let flagged = u["flags"].as_array().is_some_and(|f| !f.is_empty());
+        assert_eq!(flagged, u["address"] == "bob@contoso.example", "{u}");
+    }
     let counters = relay.cli(&["counters", "contoso"]);
     assert!(
         counters
