@@ -361,43 +361,62 @@ impl relayward_delivery::Signer for DkimSigner {
             if keys.is_empty() {
                 return None;
             }
-            let now = now_ms() / 1000;
-            let mut top = String::new();
-            // A forwarded copy carries the results we saw at receipt; its seal is made now.
-            if env.origin.starts_with("forward:")
-                && let Some(rsa) = keys
-                    .iter()
-                    .find(|k| k.key.algorithm() == Algorithm::RsaSha256)
-            {
-                let signer = relayward_dkim::Signer {
-                    domain: &domain,
-                    selector: &rsa.selector,
-                    key: &rsa.key,
-                };
-                match relayward_dkim::arc::seal(message, &signer, now) {
-                    Ok(seal) => top = seal,
-                    Err(e) => tracing::warn!(id = %env.id, error = %e, "forwarded copy not sealed"),
-                }
-            }
-            let sealed = [top.as_bytes(), message].concat();
-            let mut signatures = String::new();
-            for k in keys.iter() {
-                let signer = relayward_dkim::Signer {
-                    domain: &domain,
-                    selector: &k.selector,
-                    key: &k.key,
-                };
-                match relayward_dkim::sign(&sealed, &signer, now) {
-                    Ok(sig) => signatures.push_str(&sig),
-                    Err(e) => {
-                        tracing::error!(id = %env.id, domain, error = %e, "DKIM signing failed")
-                    }
-                }
-            }
-            signatures.push_str(&top);
-            Some(signatures.into_bytes())
+            let forwarded = env.origin.starts_with("forward:");
+            let id = env.id.clone();
+            let message = message.to_vec();
+            // RSA signatures take about a millisecond each: off the async threads.
+            tokio::task::spawn_blocking(move || {
+                sign_blocking(&keys, &domain, &message, forwarded, &id)
+            })
+            .await
+            .ok()
         })
     }
+}
+
+/// The header fields to put on top: one DKIM signature per key, and for a forwarded copy the
+/// ARC seal (the DKIM signatures do not name the ARC fields, so neither depends on the other's
+/// place).
+fn sign_blocking(
+    keys: &[Loaded],
+    domain: &str,
+    message: &[u8],
+    forwarded: bool,
+    id: &str,
+) -> Vec<u8> {
+    let now = now_ms() / 1000;
+    let mut top = String::new();
+    // A forwarded copy carries the results we saw at receipt; its seal is made now.
+    if forwarded
+        && let Some(rsa) = keys
+            .iter()
+            .find(|k| k.key.algorithm() == Algorithm::RsaSha256)
+    {
+        let signer = relayward_dkim::Signer {
+            domain,
+            selector: &rsa.selector,
+            key: &rsa.key,
+        };
+        match relayward_dkim::arc::seal(message, &signer, now) {
+            Ok(seal) => top = seal,
+            Err(e) => tracing::warn!(id, error = %e, "forwarded copy not sealed"),
+        }
+    }
+    let sealed = [top.as_bytes(), message].concat();
+    let mut signatures = String::new();
+    for k in keys {
+        let signer = relayward_dkim::Signer {
+            domain,
+            selector: &k.selector,
+            key: &k.key,
+        };
+        match relayward_dkim::sign(&sealed, &signer, now) {
+            Ok(sig) => signatures.push_str(&sig),
+            Err(e) => tracing::error!(id, domain, error = %e, "DKIM signing failed"),
+        }
+    }
+    signatures.push_str(&top);
+    signatures.into_bytes()
 }
 
 #[cfg(test)]
