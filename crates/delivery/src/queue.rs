@@ -349,14 +349,36 @@ impl Queue {
     /// An operator's action on one queued message. Returns the message as it was.
     pub async fn act(&self, id: &str, action: QueueAction) -> Result<Envelope, QueueActionError> {
         let inner = &self.inner;
+        // Hold, release and retry change the waiting envelope in place, under the scheduler's
+        // lock, so a delivery round cannot start between reading and writing it back.
         let taken = {
             let mut s = inner.sched.lock().unwrap_or_else(|p| p.into_inner());
             match action {
-                QueueAction::Bounce | QueueAction::Purge => s.waiting.remove(id),
-                _ => s.waiting.get(id).cloned(),
+                QueueAction::Bounce | QueueAction::Purge => s.waiting.remove(id).map(|e| (e, None)),
+                QueueAction::Hold | QueueAction::Release | QueueAction::Retry => {
+                    let now = now_ms() / 1000;
+                    let changed = s.waiting.get_mut(id).map(|e| {
+                        let before = e.clone();
+                        if action == QueueAction::Hold {
+                            e.held = true;
+                        } else {
+                            e.held = false;
+                            e.next_attempt = now;
+                        }
+                        (before, e.clone())
+                    });
+                    if let Some((_, e)) = &changed
+                        && !e.held
+                    {
+                        s.seq += 1;
+                        let seq = s.seq;
+                        s.heap.push(Reverse((now * 1000, seq, e.id.clone())));
+                    }
+                    changed.map(|(before, after)| (before, Some(after)))
+                }
             }
         };
-        let Some(mut env) = taken else {
+        let Some((mut env, changed)) = taken else {
             let in_flight = inner
                 .delivering
                 .lock()
@@ -368,20 +390,14 @@ impl Queue {
                 QueueActionError::NotFound(id.to_string())
             });
         };
+        if let Some(after) = changed {
+            inner.spool.update(&after);
+            inner.wake.notify_one();
+            return Ok(env);
+        }
         let before = env.clone();
         match action {
-            QueueAction::Retry | QueueAction::Release => {
-                env.held = false;
-                env.next_attempt = now_ms() / 1000;
-                inner.spool.update(&env);
-                inner.schedule(env);
-            }
-            QueueAction::Hold => {
-                env.held = true;
-                inner.spool.update(&env);
-                let mut s = inner.sched.lock().unwrap_or_else(|p| p.into_inner());
-                s.waiting.insert(env.id.clone(), env);
-            }
+            QueueAction::Retry | QueueAction::Release | QueueAction::Hold => {}
             QueueAction::Bounce => {
                 inner.stats.queued.fetch_sub(1, Ordering::Relaxed);
                 for r in env.recipients.iter_mut().filter(|r| r.is_pending()) {
