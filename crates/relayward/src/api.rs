@@ -1547,21 +1547,49 @@ async fn restriction_detail(
     Ok(Json(json!({ "restriction": r, "checklist": checklist })))
 }
 
+/// What an admin or operator does to a restriction through the API.
+#[derive(Clone, Copy)]
+enum RestrictionAction {
+    Release,
+    RequestRelease,
+    Approve,
+    Refuse,
+}
+
+/// One restriction action: who may ask, the optional note, the tenant's own restriction only,
+/// then the service layer (which checks the state machine, MFA and the audit log).
+async fn restriction_action(
+    a: TenantAccess,
+    s: AppState,
+    id: String,
+    body: &[u8],
+    action: RestrictionAction,
+) -> ApiResult<Json<Value>> {
+    use RestrictionAction::*;
+    match action {
+        Release | RequestRelease => a.require_admin()?,
+        Approve | Refuse => a.principal.require_operator()?,
+    }
+    let note = note_of(body)?;
+    tenant_restriction(&a, &s, &id).await?;
+    let actor = a.principal.actor();
+    let r = match action {
+        Release => s.service.release(&id, &actor, &note).await,
+        RequestRelease => s.service.request_release(&id, &actor, &note).await,
+        Approve => s.service.approve(&id, &actor, &note).await,
+        Refuse => s.service.refuse(&id, &actor, &note).await,
+    }
+    .map_err(ApiError::refused)?;
+    Ok(Json(json!({ "restriction": r })))
+}
+
 async fn release_restriction(
     a: TenantAccess,
     State(s): State<AppState>,
     Path((_, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    a.require_admin()?;
-    let note = note_of(&body)?;
-    tenant_restriction(&a, &s, &id).await?;
-    let r = s
-        .service
-        .release(&id, &a.principal.actor(), &note)
-        .await
-        .map_err(ApiError::refused)?;
-    Ok(Json(json!({ "restriction": r })))
+    restriction_action(a, s, id, &body, RestrictionAction::Release).await
 }
 
 async fn request_release(
@@ -1570,15 +1598,7 @@ async fn request_release(
     Path((_, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    a.require_admin()?;
-    let note = note_of(&body)?;
-    tenant_restriction(&a, &s, &id).await?;
-    let r = s
-        .service
-        .request_release(&id, &a.principal.actor(), &note)
-        .await
-        .map_err(ApiError::refused)?;
-    Ok(Json(json!({ "restriction": r })))
+    restriction_action(a, s, id, &body, RestrictionAction::RequestRelease).await
 }
 
 async fn approve_release(
@@ -1587,15 +1607,7 @@ async fn approve_release(
     Path((_, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    a.principal.require_operator()?;
-    let note = note_of(&body)?;
-    tenant_restriction(&a, &s, &id).await?;
-    let r = s
-        .service
-        .approve(&id, &a.principal.actor(), &note)
-        .await
-        .map_err(ApiError::refused)?;
-    Ok(Json(json!({ "restriction": r })))
+    restriction_action(a, s, id, &body, RestrictionAction::Approve).await
 }
 
 async fn refuse_release(
@@ -1604,15 +1616,7 @@ async fn refuse_release(
     Path((_, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    a.principal.require_operator()?;
-    let note = note_of(&body)?;
-    tenant_restriction(&a, &s, &id).await?;
-    let r = s
-        .service
-        .refuse(&id, &a.principal.actor(), &note)
-        .await
-        .map_err(ApiError::refused)?;
-    Ok(Json(json!({ "restriction": r })))
+    restriction_action(a, s, id, &body, RestrictionAction::Refuse).await
 }
 
 fn trace_doc() -> Value {

@@ -74,6 +74,14 @@ pub fn record(k: &DkimKey) -> (String, String) {
     )
 }
 
+/// `new_pair` on the blocking pool (RSA generation takes a good part of a second).
+async fn generate_pair(domain: &str, state: DkimKeyState) -> Result<Vec<DkimKey>> {
+    let d = domain.to_string();
+    tokio::task::spawn_blocking(move || new_pair(&d, state))
+        .await
+        .map_err(|e| anyhow!("key generation stopped: {e}"))?
+}
+
 impl Service {
     /// Keys for a domain that has none yet (a domain just added, or one from the configuration
     /// file at first start); the keys it has otherwise. Generating takes a fraction of a second.
@@ -82,10 +90,7 @@ impl Service {
         if !existing.is_empty() {
             return Ok(existing);
         }
-        let d = domain.to_string();
-        let keys = tokio::task::spawn_blocking(move || new_pair(&d, DkimKeyState::Active))
-            .await
-            .map_err(|e| anyhow!("key generation stopped: {e}"))??;
+        let keys = generate_pair(domain, DkimKeyState::Active).await?;
         self.store.add_dkim_keys(&keys).await?;
         Ok(keys)
     }
@@ -115,10 +120,7 @@ impl Service {
         if before.iter().any(|k| k.state == DkimKeyState::Pending) {
             bail!("{name} already has new keys waiting to be published and activated");
         }
-        let n = name.clone();
-        let keys = tokio::task::spawn_blocking(move || new_pair(&n, DkimKeyState::Pending))
-            .await
-            .map_err(|e| anyhow!("key generation stopped: {e}"))??;
+        let keys = generate_pair(&name, DkimKeyState::Pending).await?;
         self.store.add_dkim_keys(&keys).await?;
         self.audit(
             actor,
@@ -230,16 +232,18 @@ pub async fn generate_missing(store: Arc<dyn Store>, domains: Vec<String>) {
         }
     };
     for d in domains.into_iter().filter(|d| !have.contains(d)) {
-        let name = d.clone();
-        match tokio::task::spawn_blocking(move || new_pair(&name, DkimKeyState::Active)).await {
-            Ok(Ok(keys)) => match store.add_dkim_keys(&keys).await {
-                Ok(()) => {
-                    tracing::info!(domain = %d, "DKIM keys generated; publish their records (relayward dkim show)")
-                }
-                Err(e) => tracing::error!(domain = %d, error = %e, "cannot store DKIM keys"),
-            },
-            Ok(Err(e)) => tracing::error!(domain = %d, error = %e, "cannot generate DKIM keys"),
-            Err(e) => tracing::error!(domain = %d, error = %e, "DKIM key generation stopped"),
+        let stored = match generate_pair(&d, DkimKeyState::Active).await {
+            Ok(keys) => store
+                .add_dkim_keys(&keys)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(()) => {
+                tracing::info!(domain = %d, "DKIM keys generated; publish their records (relayward dkim show)")
+            }
+            Err(e) => tracing::error!(domain = %d, error = %e, "cannot make DKIM keys"),
         }
     }
 }

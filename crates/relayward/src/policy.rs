@@ -444,9 +444,13 @@ impl Policy for RelayPolicy {
         };
         drop(body);
         // Forward-only users' own copies are not kept (unless their forward was refused).
+        // (Only looked up when some user forwards only: most messages have no forwards.)
+        let any_moved = forwards.iter().any(|f| !f.keep_copy);
         let moved = |a: &str| {
-            dir.user(a)
-                .is_some_and(|u| forwards.iter().any(|f| !f.keep_copy && f.user == u.address))
+            any_moved
+                && dir
+                    .user(a)
+                    .is_some_and(|u| forwards.iter().any(|f| !f.keep_copy && f.user == u.address))
         };
         let recipients: Vec<Recipient> = tx
             .rcpts

@@ -864,13 +864,7 @@ impl Service {
             .ok_or(TokenError::Invalid)?;
         // Both sides are hashes of fixed length: comparing every byte leaks nothing useful.
         let given = sha256_hex(secret);
-        let same = given.len() == t.secret_hash.len()
-            && given
-                .bytes()
-                .zip(t.secret_hash.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !same {
+        if !crate::accounts::same(given.as_bytes(), t.secret_hash.as_bytes()) {
             return Err(TokenError::Invalid);
         }
         let now = now_ms();

@@ -1338,7 +1338,7 @@ impl Store for SqliteStore {
             let mut n = 0;
             for (id, events) in hooks {
                 let events: Vec<String> = from_json(events);
-                if event != "ping" && !events.contains(&event) {
+                if !events.contains(&event) {
                     continue;
                 }
                 tx.execute(
@@ -1744,7 +1744,7 @@ mod tests {
             store.webhooks(Some("contoso")).await.expect("hooks").len(),
             1
         );
-        // Only the events a webhook takes (and pings) are queued for it.
+        // Only the events a webhook takes are queued for it.
         assert_eq!(
             store
                 .queue_webhook_event("contoso", "restriction", "{}", 10)
