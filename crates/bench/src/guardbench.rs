@@ -36,6 +36,10 @@ struct Cli {
     /// rather than each timed decision being a tenant's first message of the day.
     #[arg(long, default_value_t = 0)]
     warmup: u32,
+    /// Also time each part of a decision (sender lookups, MAIL, recipient lookup, RCPT, end of
+    /// DATA) and print their medians; the clock reads add to the decision's own figure.
+    #[arg(long)]
+    stages: bool,
     /// Which tenants send: all of them evenly (most counters cold), 1,000 busy ones, or all of
     /// them with a Zipf-like skew (the k-th busiest sends about 1/k as much as the busiest, the
     /// usual shape of a relay's traffic).
@@ -197,6 +201,7 @@ impl Rng {
 
 #[derive(Default)]
 struct Outcomes {
+    stages: Stages,
     accepted: u64,
     refused: std::collections::BTreeMap<String, u64>,
 }
@@ -205,6 +210,39 @@ impl Outcomes {
     fn refuse(&mut self, code: u16, text: &str) {
         let status = text.split_whitespace().next().unwrap_or("");
         *self.refused.entry(format!("{code} {status}")).or_default() += 1;
+    }
+}
+
+/// With `--stages`: how long each part of a decision took (each mark reads the clock, which
+/// itself adds some tens of nanoseconds to the decision).
+#[derive(Default)]
+struct Stages {
+    on: bool,
+    last: Option<Instant>,
+    times: [Vec<u64>; STAGES.len()],
+}
+
+const STAGES: [&str; 5] = [
+    "sender: user and domain lookups, strings copied",
+    "MAIL: check_mail",
+    "recipient domain lookup",
+    "RCPT: check_rcpt",
+    "end of DATA: record",
+];
+
+impl Stages {
+    fn start(&mut self) {
+        if self.on {
+            self.last = Some(Instant::now());
+        }
+    }
+
+    fn mark(&mut self, stage: usize) {
+        if let Some(last) = self.last {
+            let now = Instant::now();
+            self.times[stage].push((now - last).as_nanos() as u64);
+            self.last = Some(now);
+        }
     }
 }
 
@@ -265,6 +303,7 @@ fn attribute<'d>(dir: &'d Directory, m: &Attempt) -> Option<Attribution<'d>> {
 /// strings the relay copies into the transaction): who the sender is, whether its domain is
 /// registered, MAIL, one RCPT and end of DATA.
 fn decide(dir: &Directory, guard: &mut Guard, a: &Attribution, m: &Attempt, out: &mut Outcomes) {
+    out.stages.start();
     let client_ip = m.client.to_string();
     let tenant = a.tenant.to_string();
     let connector = a.connector.map(str::to_string);
@@ -286,11 +325,17 @@ fn decide(dir: &Directory, guard: &mut Guard, a: &Attribution, m: &Attempt, out:
         subscription_end: a.subscription_end,
     };
     let now = m.now;
-    if let Err(r) = guard.check_mail(&origin, now) {
+    out.stages.mark(0);
+    let mail = guard.check_mail(&origin, now);
+    out.stages.mark(1);
+    if let Err(r) = mail {
         return out.refuse(r.code, r.text);
     }
     let external = !accepted(&domain_of(m.rcpt));
-    if let Err(r) = guard.check_rcpt(&origin, 0, 0, external, now) {
+    out.stages.mark(2);
+    let rcpt = guard.check_rcpt(&origin, 0, 0, external, now);
+    out.stages.mark(3);
+    if let Err(r) = rcpt {
         return out.refuse(r.code, r.text);
     }
     let rcpt_hash = [relayward_guard::signals::key_hash(m.rcpt)];
@@ -301,7 +346,9 @@ fn decide(dir: &Directory, guard: &mut Guard, a: &Attribution, m: &Attempt, out:
         suspicious: false,
         recipient_hashes: &rcpt_hash,
     };
-    match guard.record(&origin, &facts, now) {
+    let recorded = guard.record(&origin, &facts, now);
+    out.stages.mark(4);
+    match recorded {
         Ok(()) => out.accepted += 1,
         Err(r) => out.refuse(r.code, r.text),
     }
@@ -391,6 +438,7 @@ async fn main() -> Result<()> {
     let mut times = Vec::with_capacity(cli.decisions as usize);
     let mut attribution_times = Vec::with_capacity(cli.decisions as usize);
     let mut out = Outcomes::default();
+    out.stages.on = cli.stages;
     // Simulated time: one message every 2 ms, so a million decisions span about 33 minutes
     // and the minute and hour windows roll while the benchmark runs.
     let start = 1_790_000_000_000_i64;
@@ -469,6 +517,16 @@ async fn main() -> Result<()> {
         "decisions: {} timed after {} untimed ({traffic})",
         cli.decisions, cli.warmup
     );
+    for (name, times) in STAGES.iter().zip(out.stages.times.iter_mut()) {
+        if !times.is_empty() {
+            times.sort_unstable();
+            println!(
+                "  stage {name}: median {} ns, p90 {} ns",
+                percentile(times, 0.5),
+                percentile(times, 0.9)
+            );
+        }
+    }
     println!(
         "decision cost per message: median {} ns, p99 {} ns, p99.9 {} ns, max {} ns",
         percentile(&times, 0.5),

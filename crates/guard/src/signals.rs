@@ -16,9 +16,8 @@
 //! sender as *possibly compromised*, with the evidence (`compromised`). A flag lasts 24 hours; meanwhile the guard holds
 //! a flagged user to half its suspicious-mail limit.
 
-use std::collections::VecDeque;
-
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::window::{DAY_MS, HOUR_MS};
 
@@ -54,7 +53,8 @@ pub struct Signal {
     pub evidence: String,
 }
 
-/// What one sender usually does.
+/// What one sender usually does. Fixed-size but for the recipient table, so learning from a
+/// message touches one block of memory and that table, nothing found through further pointers.
 #[derive(Debug, Clone, Default)]
 pub struct Behaviour {
     first_seen: i64,
@@ -63,55 +63,120 @@ pub struct Behaviour {
     hours: [f32; 24],
     decayed_day: i64,
     recipients: Seen,
-    clients: VecDeque<u64>,
-    /// The last hour per minute: (minute, messages, recipients, new recipients), at most 60,
-    /// with their running sum.
-    recent: VecDeque<(i64, u32, u32, u32)>,
-    recent_sum: (u32, u32, u32),
+    clients: Clients,
+    recent: LastHour,
     /// Remote outcomes per hour over 24 h: (hour since 1970, answers, permanent refusals).
     outcomes: [(u32, u16, u16); 24],
+}
+
+/// The last hour per minute: (minute, [messages, recipients, new recipients]) for the minutes
+/// that had mail, oldest first, with their running sums. A quiet sender's few minutes sit inline.
+#[derive(Debug, Clone, Default)]
+struct LastHour {
+    minutes: SmallVec<[(u32, [u16; 3]); 2]>,
+    sum: [u32; 3],
+}
+
+impl LastHour {
+    /// Counts a message at `minute` (minutes since 1970), after dropping the minutes that left
+    /// the hour. A clock that stepped back counts into the newest minute.
+    fn add(&mut self, minute: i64, add: [u32; 3]) {
+        let minute = u32::try_from(minute.max(0)).unwrap_or(u32::MAX);
+        let gone = self
+            .minutes
+            .iter()
+            .take_while(|(m, _)| minute.saturating_sub(*m) >= 60)
+            .count();
+        for (_, v) in &self.minutes[..gone] {
+            for (sum, v) in self.sum.iter_mut().zip(v) {
+                *sum -= u32::from(*v);
+            }
+        }
+        self.minutes.drain(..gone);
+        let slot = match self.minutes.last_mut() {
+            Some((m, v)) if *m >= minute => v,
+            _ => {
+                self.minutes.push((minute, [0; 3]));
+                match self.minutes.last_mut() {
+                    Some((_, v)) => v,
+                    None => return,
+                }
+            }
+        };
+        for ((v, sum), a) in slot.iter_mut().zip(self.sum.iter_mut()).zip(add) {
+            // Saturating per minute; the sum follows what the minute really holds.
+            let new = v.saturating_add(u16::try_from(a).unwrap_or(u16::MAX));
+            *sum += u32::from(new - *v);
+            *v = new;
+        }
+    }
+}
+
+/// Client addresses and connectors used, as 32-bit hashes, the last `KNOWN_CLIENTS` of them
+/// (oldest first). A sender's usual one or two sit inline.
+#[derive(Debug, Clone, Default)]
+struct Clients(SmallVec<[u32; 3]>);
+
+impl Clients {
+    fn contains(&self, key: u32) -> bool {
+        self.0.contains(&key)
+    }
+
+    fn insert(&mut self, key: u32) {
+        if self.contains(key) {
+            return;
+        }
+        if self.0.len() >= KNOWN_CLIENTS {
+            self.0.remove(0);
+        }
+        self.0.push(key);
+    }
 }
 
 /// Recipients written to: a direct-mapped table of their hashes (a newer recipient may take an
 /// older one's slot, so the memory is of recent correspondents), growing to `KNOWN_RECIPIENTS`.
 #[derive(Debug, Clone, Default)]
 struct Seen {
-    slots: Vec<u64>,
+    /// The low 32 bits of each hash (never 0, which marks a free slot).
+    slots: Vec<u32>,
     filled: usize,
 }
 
 impl Seen {
-    fn slot(&self, h: u64) -> usize {
-        // Fibonacci hashing spreads FNV's low bits.
-        (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & (self.slots.len() - 1)
+    fn tag(h: u64) -> u32 {
+        (h as u32).max(1)
+    }
+
+    fn slot(&self, tag: u32) -> usize {
+        // Fibonacci hashing spreads the tag's bits over the slot number.
+        (u64::from(tag).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & (self.slots.len() - 1)
     }
 
     fn contains(&self, h: u64) -> bool {
-        let h = h.max(1);
-        !self.slots.is_empty() && self.slots[self.slot(h)] == h
+        let tag = Seen::tag(h);
+        !self.slots.is_empty() && self.slots[self.slot(tag)] == tag
     }
 
     fn insert(&mut self, h: u64) {
-        let h = h.max(1);
         if self.slots.is_empty() {
             self.slots = vec![0; 16];
         } else if self.filled * 2 >= self.slots.len() && self.slots.len() < KNOWN_RECIPIENTS {
             let bigger = vec![0; self.slots.len() * 2];
             let old = std::mem::replace(&mut self.slots, bigger);
             self.filled = 0;
-            for k in old.into_iter().filter(|k| *k != 0) {
-                self.put(k);
+            for tag in old.into_iter().filter(|t| *t != 0) {
+                self.put(tag);
             }
         }
-        self.put(h);
+        self.put(Seen::tag(h));
     }
 
-    fn put(&mut self, h: u64) {
-        let i = self.slot(h);
+    fn put(&mut self, tag: u32) {
+        let i = self.slot(tag);
         if self.slots[i] == 0 {
             self.filled += 1;
         }
-        self.slots[i] = h;
+        self.slots[i] = tag;
     }
 }
 
@@ -123,8 +188,9 @@ pub struct Client<'a> {
 }
 
 impl Client<'_> {
-    fn key(&self) -> u64 {
-        key_hash(self.ip) ^ self.connector.map_or(0, |c| key_hash(c).rotate_left(17))
+    fn key(&self) -> u32 {
+        let h = key_hash(self.ip) ^ self.connector.map_or(0, |c| key_hash(c).rotate_left(17));
+        (h ^ (h >> 32)) as u32
     }
 
     fn label(&self) -> String {
@@ -171,30 +237,14 @@ impl Behaviour {
             self.first_seen = now;
         }
         self.decay(now);
-        let minute = now.div_euclid(60_000);
-        while let Some(&(m, a, b, c)) = self.recent.front() {
-            if minute - m < 60 {
-                break;
-            }
-            self.recent.pop_front();
-            let sum = &mut self.recent_sum;
-            *sum = (sum.0 - a, sum.1 - b, sum.2 - c);
-        }
         let new_rcpts = recipients
             .iter()
             .filter(|r| !self.recipients.contains(**r))
             .count() as u32;
-        let add = (1, recipients.len() as u32, new_rcpts);
-        match self.recent.back_mut() {
-            Some(last) if last.0 >= minute => {
-                last.1 += add.0;
-                last.2 += add.1;
-                last.3 += add.2;
-            }
-            _ => self.recent.push_back((minute, add.0, add.1, add.2)),
-        }
-        let sum = &mut self.recent_sum;
-        *sum = (sum.0 + add.0, sum.1 + add.1, sum.2 + add.2);
+        self.recent.add(
+            now.div_euclid(60_000),
+            [1, recipients.len() as u32, new_rcpts],
+        );
         let mut signals = Vec::new();
         if self.learned(now) {
             signals.extend(self.judge(now, client));
@@ -206,19 +256,13 @@ impl Behaviour {
         for r in recipients {
             self.recipients.insert(*r);
         }
-        let c = client.key();
-        if !self.clients.contains(&c) {
-            if self.clients.len() >= KNOWN_CLIENTS {
-                self.clients.pop_front();
-            }
-            self.clients.push_back(c);
-        }
+        self.clients.insert(client.key());
         signals
     }
 
     fn judge(&self, now: i64, client: Client) -> Vec<Signal> {
         let mut out = Vec::new();
-        let (in_hour, rcpts, new) = self.recent_sum;
+        let [in_hour, rcpts, new] = self.recent.sum;
         let span_hours = ((now - self.first_seen) as f64 / HOUR_MS as f64).clamp(1.0, 14.0 * 24.0);
         let average = self.messages as f64 / span_hours;
         let spike_at = (average * 10.0).max(20.0);
@@ -250,7 +294,7 @@ impl Behaviour {
                 ),
             });
         }
-        if !self.clients.contains(&client.key()) {
+        if !self.clients.contains(client.key()) {
             out.push(Signal {
                 name: "new_client",
                 evidence: format!("first mail from {}", client.label()),
@@ -328,6 +372,33 @@ mod tests {
             }
         }
         (b, start + 14 * DAY_MS)
+    }
+
+    #[test]
+    fn the_last_hour_keeps_exactly_sixty_minutes() {
+        let mut h = LastHour::default();
+        for m in 0..90 {
+            h.add(1_000 + m, [1, 2, 1]);
+        }
+        assert_eq!(h.sum, [60, 120, 60], "minutes 1030 to 1089");
+        h.add(1_000 + 89 + 59, [0, 0, 0]);
+        assert_eq!(h.sum, [1, 2, 1], "only minute 1089 is left");
+        h.add(1_000 + 200, [0, 0, 0]);
+        assert_eq!(h.sum, [0, 0, 0]);
+        // A clock that steps back counts into the newest minute.
+        h.add(1_000, [1, 1, 0]);
+        assert_eq!(h.sum, [1, 1, 0]);
+    }
+
+    #[test]
+    fn clients_remember_the_last_thirty_two() {
+        let mut c = Clients::default();
+        for k in 1..=40u32 {
+            c.insert(k);
+            c.insert(k);
+        }
+        assert!(!c.contains(8), "the oldest gave way");
+        assert!((9..=40).all(|k| c.contains(k)));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Rolling windows. A window is a fixed number of equal buckets ending with the bucket that holds
 //! "now"; an event leaves the window the moment "now" moves into the bucket `len` places after
-//! its own. Windows are sparse (a quiet subject holds one bucket, not 288, and holds it inside
-//! the window itself, so reading it touches no other memory) and keep a running total, so reading
-//! a window is O(1) plus the buckets that just expired.
+//! its own. Windows are sparse (a quiet subject holds one bucket, not 288; the bucket taking
+//! counts lives inside the window itself, so counting a message touches no other memory) and
+//! keep a running total, so reading a window is O(1) plus the buckets that just expired.
+
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -50,17 +52,59 @@ impl Counts {
     }
 }
 
+/// The stored form of a window: its buckets oldest first (what nodes save and restore).
+#[derive(Serialize, Deserialize)]
+struct StoredWindow {
+    bucket_ms: i64,
+    len: i64,
+    slots: Vec<(i64, Counts)>,
+    total: Counts,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "StoredWindow", into = "StoredWindow")]
 pub struct Window {
     bucket_ms: i64,
     len: i64,
-    /// Buckets oldest first; the first one lives inline.
-    slots: SmallVec<[(i64, Counts); 1]>,
+    /// The bucket that takes new counts (index, counts); `None` when the window is empty.
+    /// Inline, so counting a message in the current bucket touches no other memory.
+    newest: Option<(i64, Counts)>,
+    /// Closed buckets, oldest first: written when a bucket closes, read when one expires.
+    older: VecDeque<(i64, Counts)>,
     total: Counts,
     /// The instant the oldest bucket leaves (0: not yet known), so a read that expires
     /// nothing is one comparison.
-    #[serde(skip)]
     next_expiry: i64,
+}
+
+impl From<StoredWindow> for Window {
+    fn from(s: StoredWindow) -> Window {
+        let mut w = Window::new(s.bucket_ms, u32::try_from(s.len.max(1)).unwrap_or(u32::MAX));
+        let mut slots = s.slots;
+        slots.sort_by_key(|(i, _)| *i);
+        w.newest = slots.pop();
+        w.older = slots.into();
+        // The stored total is recomputed from the buckets, so a damaged one cannot stick.
+        let mut total = Counts::default();
+        for (_, c) in w.older.iter().chain(w.newest.iter()) {
+            total.add(c);
+        }
+        w.total = total;
+        w
+    }
+}
+
+impl From<Window> for StoredWindow {
+    fn from(w: Window) -> StoredWindow {
+        let mut slots: Vec<(i64, Counts)> = w.older.into();
+        slots.extend(w.newest);
+        StoredWindow {
+            bucket_ms: w.bucket_ms,
+            len: w.len,
+            slots,
+            total: w.total,
+        }
+    }
 }
 
 /// 5-minute buckets.
@@ -74,7 +118,8 @@ impl Window {
         Window {
             bucket_ms: bucket_ms.max(1),
             len: i64::from(len.max(1)),
-            slots: SmallVec::new(),
+            newest: None,
+            older: VecDeque::new(),
             total: Counts::default(),
             next_expiry: 0,
         }
@@ -94,32 +139,35 @@ impl Window {
         now_ms.div_euclid(self.bucket_ms)
     }
 
+    fn oldest(&self) -> Option<i64> {
+        self.older.front().or(self.newest.as_ref()).map(|(i, _)| *i)
+    }
+
     fn expire(&mut self, now_ms: i64) {
         if now_ms < self.next_expiry {
             return;
         }
-        self.expire_slow(now_ms);
-        self.next_expiry = match self.slots.first() {
-            Some((i, _)) => (i + self.len).saturating_mul(self.bucket_ms),
+        let oldest_kept = self.bucket(now_ms) - self.len + 1;
+        while let Some((i, c)) = self.older.front()
+            && *i < oldest_kept
+        {
+            self.total.sub(c);
+            self.older.pop_front();
+        }
+        if let Some((i, c)) = &self.newest
+            && *i < oldest_kept
+        {
+            self.total.sub(c);
+            self.newest = None;
+        }
+        if self.older.is_empty() && self.older.capacity() > 0 && self.newest.is_none() {
+            // A subject that went quiet gives its buckets back.
+            self.older = VecDeque::new();
+        }
+        self.next_expiry = match self.oldest() {
+            Some(i) => (i + self.len).saturating_mul(self.bucket_ms),
             None => i64::MAX,
         };
-    }
-
-    fn expire_slow(&mut self, now_ms: i64) {
-        let oldest_kept = self.bucket(now_ms) - self.len + 1;
-        let gone = self
-            .slots
-            .iter()
-            .take_while(|(i, _)| *i < oldest_kept)
-            .count();
-        for (_, c) in &self.slots[..gone] {
-            self.total.sub(c);
-        }
-        self.slots.drain(..gone);
-        if self.slots.is_empty() && self.slots.spilled() {
-            // A subject that went quiet gives its buckets back.
-            self.slots.shrink_to_fit();
-        }
     }
 
     /// Counts `c` at `now_ms`. A clock that steps back adds to the newest bucket instead, so
@@ -127,17 +175,20 @@ impl Window {
     pub fn add(&mut self, now_ms: i64, c: &Counts) {
         self.expire(now_ms);
         let idx = self.bucket(now_ms);
-        if let Some((last, counts)) = self.slots.last_mut()
-            && *last >= idx
-        {
-            counts.add(c);
-            self.total.add(c);
-            return;
-        }
-        self.slots.push((idx, *c));
         self.total.add(c);
-        if self.slots.len() == 1 {
-            self.next_expiry = (idx + self.len).saturating_mul(self.bucket_ms);
+        match &mut self.newest {
+            Some((last, counts)) if *last >= idx => counts.add(c),
+            Some(_) => {
+                if let Some(closed) = self.newest.replace((idx, *c)) {
+                    self.older.push_back(closed);
+                }
+            }
+            None => {
+                self.newest = Some((idx, *c));
+                if self.older.is_empty() {
+                    self.next_expiry = (idx + self.len).saturating_mul(self.bucket_ms);
+                }
+            }
         }
     }
 
@@ -151,7 +202,7 @@ impl Window {
     pub fn peek(&self, now_ms: i64) -> Counts {
         let oldest_kept = self.bucket(now_ms) - self.len + 1;
         let mut t = self.total;
-        for (i, c) in &self.slots {
+        for (i, c) in self.older.iter().chain(self.newest.iter()) {
             if *i >= oldest_kept {
                 break;
             }
@@ -161,14 +212,15 @@ impl Window {
     }
 
     pub fn clear(&mut self) {
-        self.slots.clear();
+        self.newest = None;
+        self.older = VecDeque::new();
         self.total = Counts::default();
         self.next_expiry = 0;
     }
 
     /// Buckets held; a quiet window holds none.
     pub fn buckets_held(&self) -> usize {
-        self.slots.len()
+        self.older.len() + usize::from(self.newest.is_some())
     }
 }
 

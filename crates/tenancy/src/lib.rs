@@ -47,6 +47,62 @@ impl Arena {
     }
 }
 
+/// A name as an index entry holds it: its arena id and its first `N` bytes. Comparing a name
+/// that fits reads only the entry (with millions of names, the arena is one more cache miss
+/// per lookup); a longer one goes to the arena only when length and start match.
+#[derive(Debug, Clone, Copy)]
+struct Inline<const N: usize> {
+    id: StrId,
+    head: [u8; N],
+}
+
+impl<const N: usize> Inline<N> {
+    fn new(id: StrId, s: &str) -> Self {
+        let mut head = [0u8; N];
+        let n = s.len().min(N);
+        head[..n].copy_from_slice(&s.as_bytes()[..n]);
+        Inline { id, head }
+    }
+
+    fn head_len(&self) -> usize {
+        (self.id.len as usize).min(N)
+    }
+
+    fn is(&self, arena: &Arena, s: &str) -> bool {
+        let n = self.head_len();
+        s.len() == self.id.len as usize
+            && self.head[..n] == s.as_bytes()[..n]
+            && (s.len() <= N || arena.get(self.id) == s)
+    }
+
+    /// The same, without regard to ASCII case.
+    fn is_folded(&self, arena: &Arena, s: &str) -> bool {
+        let n = self.head_len();
+        s.len() == self.id.len as usize
+            && self.head[..n].eq_ignore_ascii_case(&s.as_bytes()[..n])
+            && (s.len() <= N || arena.get(self.id).eq_ignore_ascii_case(s))
+    }
+
+    fn get<'a>(&'a self, arena: &'a Arena) -> &'a str {
+        if self.id.len as usize <= N {
+            // Copied from a `&str` whole, so it is one.
+            std::str::from_utf8(&self.head[..self.head_len()]).unwrap_or_default()
+        } else {
+            arena.get(self.id)
+        }
+    }
+}
+
+/// One address in the user index: the text (primary address or alias), whose it is, and
+/// whether it is the primary address (then it is also what `user_of` answers).
+#[derive(Debug, Clone, Copy)]
+struct AddressEntry {
+    key: Inline<30>,
+    user: u32,
+    tenant: u32,
+    primary: bool,
+}
+
 /// Hash of a name compared without regard to ASCII case.
 fn hash_folded(state: &RandomState, s: &str) -> u64 {
     let mut h = state.build_hasher();
@@ -84,7 +140,7 @@ struct TenantRow {
 
 #[derive(Debug)]
 struct DomainRow {
-    name: StrId,
+    name: Inline<22>,
     tenant: u32,
     kind: DomainKind,
     match_subdomains: bool,
@@ -210,7 +266,7 @@ pub struct Directory {
     connector_certs: HashMap<String, u32>,
     users: Vec<UserRow>,
     /// Primary addresses and aliases (their text, the user).
-    user_index: HashTable<(StrId, u32)>,
+    user_index: HashTable<AddressEntry>,
     routes: HashMap<String, Route>,
 }
 
@@ -294,15 +350,16 @@ impl Directory {
             let (arena, state) = (&mut d.arena, &d.hasher);
             match d.domains.entry(
                 hash,
-                |r| arena.get(r.name) == name,
-                |r| state.hash_one(arena.get(r.name)),
+                |r| r.name.is(arena, &name),
+                |r| state.hash_one(r.name.get(arena)),
             ) {
                 hashbrown::hash_table::Entry::Occupied(_) => {
                     tracing::warn!(domain = %name, tenant = %dom.tenant, "domain listed twice; the first one is kept");
                 }
                 hashbrown::hash_table::Entry::Vacant(v) => {
+                    let id = arena.push(&name);
                     v.insert(DomainRow {
-                        name: arena.push(&name),
+                        name: Inline::new(id, &name),
                         tenant,
                         kind: dom.kind,
                         match_subdomains: dom.match_subdomains,
@@ -357,10 +414,10 @@ impl Directory {
             };
             let address = row.address;
             d.users.push(row);
-            d.index_address(address, i);
+            d.index_address(address, i, tenant, true);
             for a in &u.aliases {
                 let alias = d.arena.push(a);
-                d.index_address(alias, i);
+                d.index_address(alias, i, tenant, false);
             }
         }
         for r in data.routes {
@@ -369,26 +426,32 @@ impl Directory {
         d
     }
 
-    fn index_address(&mut self, key: StrId, user: u32) {
+    fn index_address(&mut self, key: StrId, user: u32, tenant: u32, primary: bool) {
         let text = self.arena.get(key);
         if self.user_slot(text).is_some() {
             tracing::warn!(address = %text, "address belongs to two users; the first one keeps it");
             return;
         }
         let hash = hash_folded(&self.hasher, text);
+        let entry = AddressEntry {
+            key: Inline::new(key, text),
+            user,
+            tenant,
+            primary,
+        };
         let (arena, state) = (&self.arena, &self.hasher);
-        self.user_index.insert_unique(hash, (key, user), |(k, _)| {
-            hash_folded(state, arena.get(*k))
-        });
+        self.user_index
+            .insert_unique(hash, entry, |e| hash_folded(state, e.key.get(arena)));
+    }
+
+    fn address_entry(&self, address: &str) -> Option<&AddressEntry> {
+        let hash = hash_folded(&self.hasher, address);
+        self.user_index
+            .find(hash, |e| e.key.is_folded(&self.arena, address))
     }
 
     fn user_slot(&self, address: &str) -> Option<u32> {
-        let hash = hash_folded(&self.hasher, address);
-        self.user_index
-            .find(hash, |(k, _)| {
-                self.arena.get(*k).eq_ignore_ascii_case(address)
-            })
-            .map(|&(_, u)| u)
+        self.address_entry(address).map(|e| e.user)
     }
 
     fn index_connector(&mut self, row: ConnectorRow, cert_name: Option<&str>) {
@@ -532,8 +595,17 @@ impl Directory {
     /// The primary address of the tenant's user with this address or alias; `None` when the
     /// address is no user of this tenant.
     pub fn user_of(&self, key: TenantKey, address: &str) -> Option<&str> {
-        let u = self.users.get(self.user_slot(address)? as usize)?;
-        (u.tenant == key.0).then(|| self.arena.get(u.address))
+        let e = self.address_entry(address)?;
+        if e.tenant != key.0 {
+            return None;
+        }
+        if e.primary {
+            // The entry holds the address itself: no row to read.
+            return Some(e.key.get(&self.arena));
+        }
+        self.users
+            .get(e.user as usize)
+            .map(|u| self.arena.get(u.address))
     }
 
     /// Whether `domain` is an accepted, verified domain of the tenant: one lookup, no names
@@ -590,7 +662,7 @@ impl Directory {
 
     fn find_domain(&self, lower: &str) -> Option<&DomainRow> {
         self.domains.find(self.hasher.hash_one(lower), |r| {
-            self.arena.get(r.name) == lower
+            r.name.is(&self.arena, lower)
         })
     }
 
@@ -599,7 +671,7 @@ impl Directory {
     pub fn accepted_domain(&self, domain: &str) -> Option<DomainRef<'_>> {
         let found = self.find_accepted(domain)?;
         Some(DomainRef {
-            name: self.arena.get(found.name),
+            name: found.name.get(&self.arena),
             tenant: self.tenant_name(found.tenant),
             kind: found.kind,
             match_subdomains: found.match_subdomains,
@@ -815,6 +887,59 @@ mod tests {
         assert!(d.tenant("fabrikam").is_none());
         assert!(d.is_accepted_by("contoso", "Contoso.Example."));
         assert!(!d.is_accepted_by("fabrikam", "contoso.example"));
+    }
+
+    #[test]
+    fn long_and_short_names_are_found_whole_and_only_whole() {
+        let mut data = data();
+        let long_domain = "a-rather-long-accepted-domain-name.contoso.example";
+        let long_address = "someone.with.a.long.name@department.contoso.example";
+        data.domains.push(Domain {
+            tenant: "contoso".into(),
+            name: long_domain.into(),
+            kind: DomainKind::Authoritative,
+            match_subdomains: false,
+            verified: true,
+            verification_token: String::new(),
+        });
+        data.users.push(User {
+            tenant: "contoso".into(),
+            address: long_address.into(),
+            aliases: vec!["Short@contoso.example".into()],
+            password_hash: None,
+            forward_to: None,
+            forward_only: false,
+        });
+        let d = Directory::build(data);
+        let key = d.tenant_key("contoso").expect("tenant");
+        assert!(d.is_accepted_by_key(key, long_domain));
+        assert!(d.is_accepted_by_key(key, &long_domain.to_uppercase()));
+        // Same length and the same start as the long name, different end.
+        assert!(!d.is_accepted_by_key(key, "a-rather-long-accepted-domain-name.contoso.exampl3"));
+        assert!(!d.is_accepted_by_key(key, "contoso.exampl"));
+        assert_eq!(
+            d.accepted_domain(long_domain).map(|x| x.name),
+            Some(long_domain)
+        );
+        // `user_of` answers the primary address as stored, for the address or an alias.
+        assert_eq!(
+            d.user_of(key, "ana@CONTOSO.example"),
+            Some("Ana@contoso.example")
+        );
+        assert_eq!(
+            d.user_of(key, "ANA.LOPEZ@contoso.example"),
+            Some("Ana@contoso.example")
+        );
+        assert_eq!(
+            d.user_of(key, &long_address.to_uppercase()),
+            Some(long_address)
+        );
+        assert_eq!(d.user_of(key, "short@contoso.example"), Some(long_address));
+        assert_eq!(
+            d.user_of(key, "someone.with.a.long.name@department.contoso.exampl3"),
+            None
+        );
+        assert_eq!(d.user_of(key, "ana@contoso.exampl"), None);
     }
 
     #[test]
