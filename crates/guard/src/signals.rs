@@ -65,8 +65,9 @@ pub struct Behaviour {
     recipients: Seen,
     clients: Clients,
     recent: LastHour,
-    /// Remote outcomes per hour over 24 h: (hour since 1970, answers, permanent refusals).
-    outcomes: [(u32, u16, u16); 24],
+    /// Remote outcomes per hour over 24 h: (hour since 1970, answers, permanent refusals);
+    /// made at the first answer (most messages are judged long before any comes back).
+    outcomes: Option<Box<[(u32, u16, u16); 24]>>,
 }
 
 /// The last hour per minute: (minute, [messages, recipients, new recipients]) for the minutes
@@ -308,6 +309,7 @@ impl Behaviour {
         let (total, refused) = self
             .outcomes
             .iter()
+            .flat_map(|o| o.iter())
             .filter(|(h, _, _)| hour_now - i64::from(*h) < 24)
             .fold((0u32, 0u32), |(t, r), (_, a, b)| {
                 (t + u32::from(*a), r + u32::from(*b))
@@ -323,7 +325,8 @@ impl Behaviour {
     /// A remote server's final answer for one of this sender's recipients.
     pub fn outcome(&mut self, now: i64, refused: bool) {
         let hour = now.div_euclid(HOUR_MS).clamp(0, i64::from(u32::MAX)) as u32;
-        let slot = &mut self.outcomes[(hour % 24) as usize];
+        let outcomes = self.outcomes.get_or_insert_with(Default::default);
+        let slot = &mut outcomes[(hour % 24) as usize];
         if slot.0 != hour {
             *slot = (hour, 0, 0);
         }

@@ -138,7 +138,7 @@ struct TenantRow {
     forwarding_domains: Option<StrId>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct DomainRow {
     name: Inline<22>,
     tenant: u32,
@@ -256,6 +256,10 @@ pub struct Directory {
     tenant_index: HashTable<u32>,
     /// Verified domains only: an unverified domain is not accepted for anything.
     domains: HashTable<DomainRow>,
+    /// The internal-relay domains that match subdomains, again: the parents of a name that is
+    /// no accepted domain are looked for here, in a table small enough to stay in the cache
+    /// (every external recipient and unregistered sender domain walks its parents).
+    subdomain_roots: HashTable<DomainRow>,
     connectors: Vec<ConnectorRow>,
     nets: Vec<IpNet>,
     /// (tenant, connector name) → connector.
@@ -358,12 +362,17 @@ impl Directory {
                 }
                 hashbrown::hash_table::Entry::Vacant(v) => {
                     let id = arena.push(&name);
-                    v.insert(DomainRow {
+                    let row = DomainRow {
                         name: Inline::new(id, &name),
                         tenant,
                         kind: dom.kind,
                         match_subdomains: dom.match_subdomains,
-                    });
+                    };
+                    v.insert(row);
+                    if row.match_subdomains && row.kind == DomainKind::InternalRelay {
+                        d.subdomain_roots
+                            .insert_unique(hash, row, |r| state.hash_one(r.name.get(arena)));
+                    }
                 }
             }
         }
@@ -666,6 +675,12 @@ impl Directory {
         })
     }
 
+    fn find_subdomain_root(&self, lower: &str) -> Option<&DomainRow> {
+        self.subdomain_roots.find(self.hasher.hash_one(lower), |r| {
+            r.name.is(&self.arena, lower)
+        })
+    }
+
     /// The verified accepted domain that covers `domain` (itself, or a parent with "match
     /// subdomains"). Unverified domains do not count.
     pub fn accepted_domain(&self, domain: &str) -> Option<DomainRef<'_>> {
@@ -688,12 +703,12 @@ impl Directory {
             domain
         };
         self.find_domain(domain).or_else(|| {
+            if self.subdomain_roots.is_empty() {
+                return None;
+            }
             let mut rest = domain;
             while let Some((_, parent)) = rest.split_once('.') {
-                if let Some(d) = self
-                    .find_domain(parent)
-                    .filter(|d| d.match_subdomains && d.kind == DomainKind::InternalRelay)
-                {
+                if let Some(d) = self.find_subdomain_root(parent) {
                     return Some(d);
                 }
                 rest = parent;
