@@ -262,6 +262,8 @@ struct Attempt<'a> {
 /// with the facts the relay keeps for the connection's messages (`SenderFacts::of` in
 /// `crates/relayward/src/guard.rs`: the tenant's key, the connector's age, the subscription).
 struct Attribution<'a> {
+    /// The client's address as text, made once per connection as the relay does.
+    client_ip: String,
     tenant: &'a str,
     connector: Option<&'a str>,
     auth_user: Option<&'a str>,
@@ -289,6 +291,7 @@ fn attribute<'d>(dir: &'d Directory, m: &Attempt) -> Option<Attribution<'d>> {
         .and_then(|t| t.subscription_ends)
         .map(|_| i64::MAX);
     Some(Attribution {
+        client_ip: m.client.to_string(),
         tenant,
         connector,
         auth_user,
@@ -304,7 +307,7 @@ fn attribute<'d>(dir: &'d Directory, m: &Attempt) -> Option<Attribution<'d>> {
 /// registered, MAIL, one RCPT and end of DATA.
 fn decide(dir: &Directory, guard: &mut Guard, a: &Attribution, m: &Attempt, out: &mut Outcomes) {
     out.stages.start();
-    let client_ip = m.client.to_string();
+    let client_ip = a.client_ip.clone();
     let tenant = a.tenant.to_string();
     let connector = a.connector.map(str::to_string);
     let user = a.auth_user.map(str::to_string).or_else(|| {

@@ -3,6 +3,7 @@
 //! Counts are grouped per tenant (the tenant's own windows, its connectors', its users') and
 //! serialise whole, which is how a node saves them and how the command line reads them.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::OnceLock;
 
@@ -112,6 +113,9 @@ impl Name {
 pub struct SubjectMap {
     entries: Vec<SubjectEntry>,
     index: Option<HashTable<u32>>,
+    /// The entry found last: one message asks for the same user or connector several times
+    /// (MAIL, RCPT, end of DATA), and a name compare costs less than hashing it again.
+    last: Cell<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,14 +138,22 @@ impl SubjectMap {
     }
 
     fn position(&self, name: &str) -> Option<usize> {
+        let last = self.last.get() as usize;
+        if self.entries.get(last).is_some_and(|e| e.name.is(name)) {
+            return Some(last);
+        }
         let h = hash(name);
         let entries = &self.entries;
-        match &self.index {
+        let found = match &self.index {
             Some(index) => index
                 .find(h, |&i| entries[i as usize].name.is(name))
                 .map(|&i| i as usize),
             None => entries.iter().position(|e| e.hash == h && e.name.is(name)),
+        };
+        if let Some(i) = found {
+            self.last.set(i as u32);
         }
+        found
     }
 
     pub fn get(&self, name: &str) -> Option<&SubjectCounters> {
@@ -174,6 +186,7 @@ impl SubjectMap {
             counters,
         });
         let i = self.entries.len() - 1;
+        self.last.set(i as u32);
         if let Some(index) = &mut self.index {
             let entries = &self.entries;
             index.insert_unique(h, i as u32, |&j| entries[j as usize].hash);
@@ -240,6 +253,8 @@ pub trait CounterStore {
 #[derive(Debug, Default)]
 pub struct MemoryCounters {
     index: HashTable<u32>,
+    /// The tenant found last (see `SubjectMap::last`).
+    last: Cell<u32>,
     /// In chunks of `CHUNK` that never move: growing never copies every tenant's counters
     /// (hundreds of megabytes with a million tenants) in the middle of a message.
     chunks: Vec<Vec<Slot>>,
@@ -275,9 +290,18 @@ impl MemoryCounters {
     }
 
     fn find(&self, tenant: &str) -> Option<usize> {
-        self.index
+        let last = self.last.get() as usize;
+        if last < self.len && self.at(last).name.is(tenant) {
+            return Some(last);
+        }
+        let found = self
+            .index
             .find(hash(tenant), |&i| self.at(i as usize).name.is(tenant))
-            .map(|&i| i as usize)
+            .map(|&i| i as usize);
+        if let Some(i) = found {
+            self.last.set(i as u32);
+        }
+        found
     }
 
     fn slot(&mut self, tenant: &str) -> usize {
@@ -298,6 +322,7 @@ impl MemoryCounters {
         }
         let i = self.len;
         self.len += 1;
+        self.last.set(i as u32);
         let chunks = &self.chunks;
         self.index.insert_unique(h, i as u32, |&j| {
             chunks[j as usize / CHUNK][j as usize % CHUNK].hash

@@ -113,7 +113,7 @@ impl RelayPolicy {
                     &tenant,
                     None,
                     None,
-                    &conn.ip().to_string(),
+                    conn.ip_text(),
                     &srs_sender,
                 );
                 let hashes = [relayward_guard::signals::key_hash(target)];

@@ -82,6 +82,8 @@ pub enum Attribution {
 
 pub struct ConnState {
     ip: IpAddr,
+    /// `ip` as text, made once per connection (the guard and scans take it per message).
+    ip_text: String,
     tls: bool,
     attribution: Attribution,
     /// Tenant of the inbound recipients accepted in the current transaction.
@@ -97,8 +99,8 @@ pub struct ConnState {
 }
 
 impl ConnState {
-    pub fn ip(&self) -> IpAddr {
-        self.ip
+    pub fn ip_text(&self) -> &str {
+        &self.ip_text
     }
 }
 
@@ -162,6 +164,7 @@ impl Policy for RelayPolicy {
         };
         Ok(ConnState {
             ip,
+            ip_text: ip.to_string(),
             tls: false,
             attribution,
             inbound_tenant: None,
@@ -279,7 +282,7 @@ impl Policy for RelayPolicy {
             tenant,
             connector,
             user,
-            &conn.ip.to_string(),
+            &conn.ip_text,
             from,
         ));
         if let Some(o) = &origin
@@ -478,7 +481,7 @@ impl Policy for RelayPolicy {
             body_8bit: tx.params.body_8bit,
             tenant: tenant.clone(),
             origin: origin.clone(),
-            client_ip: conn.ip.to_string(),
+            client_ip: conn.ip_text.clone(),
             helo,
             recipients,
             attempts: 0,
@@ -693,9 +696,8 @@ impl RelayPolicy {
             return Ok(scan);
         };
         let recipients: Vec<String> = tx.rcpts.iter().map(|r| r.address.clone()).collect();
-        let client_ip = conn.ip.to_string();
         let meta = Meta {
-            client_ip: &client_ip,
+            client_ip: &conn.ip_text,
             helo: peer.helo.as_deref().unwrap_or(""),
             mail_from: &tx.mail_from,
             recipients: &recipients,
