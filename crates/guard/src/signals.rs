@@ -136,14 +136,20 @@ impl Clients {
 
 /// Recipients written to: a direct-mapped table of their hashes (a newer recipient may take an
 /// older one's slot, so the memory is of recent correspondents), growing to `KNOWN_RECIPIENTS`.
+/// A sender's first few recipients sit inline, so a quiet sender's table costs no allocation
+/// and no further memory read.
 #[derive(Debug, Clone, Default)]
 struct Seen {
+    /// Until the table exists: the first `INLINE_RECIPIENTS` tags (0: free).
+    first: [u32; INLINE_RECIPIENTS],
     /// 32 bits of each hash (never 0, which marks a free slot). The slot is found from these
     /// bits too (so the table can grow), which makes a stranger pass for a known recipient
     /// with odds of recipients held to 2^32; with 16 bits it would be 1.5 % at a full table.
     slots: Vec<u32>,
     filled: usize,
 }
+
+const INLINE_RECIPIENTS: usize = 4;
 
 impl Seen {
     fn tag(h: u64) -> u32 {
@@ -157,21 +163,35 @@ impl Seen {
 
     fn contains(&self, h: u64) -> bool {
         let tag = Seen::tag(h);
-        !self.slots.is_empty() && self.slots[self.slot(tag)] == tag
+        if self.slots.is_empty() {
+            return self.first.contains(&tag);
+        }
+        self.slots[self.slot(tag)] == tag
     }
 
     fn insert(&mut self, h: u64) {
+        let tag = Seen::tag(h);
         if self.slots.is_empty() {
+            if self.first.contains(&tag) {
+                return;
+            }
+            if let Some(free) = self.first.iter_mut().find(|t| **t == 0) {
+                *free = tag;
+                return;
+            }
             self.slots = vec![0; 16];
+            for t in std::mem::take(&mut self.first) {
+                self.put(t);
+            }
         } else if self.filled * 2 >= self.slots.len() && self.slots.len() < KNOWN_RECIPIENTS {
             let bigger = vec![0; self.slots.len() * 2];
             let old = std::mem::replace(&mut self.slots, bigger);
             self.filled = 0;
-            for tag in old.into_iter().filter(|t| *t != 0) {
-                self.put(tag);
+            for t in old.into_iter().filter(|t| *t != 0) {
+                self.put(t);
             }
         }
-        self.put(Seen::tag(h));
+        self.put(tag);
     }
 
     fn put(&mut self, tag: u32) {
@@ -398,6 +418,22 @@ mod tests {
     #[test]
     fn the_recipient_table_remembers_and_rarely_mistakes_a_stranger() {
         let mut seen = Seen::default();
+        let first: Vec<u64> = (0..4)
+            .map(|i| key_hash(&format!("r{i}@a.example")))
+            .collect();
+        for k in &first {
+            seen.insert(*k);
+            seen.insert(*k);
+        }
+        assert!(seen.slots.is_empty(), "four recipients fit inline");
+        assert!(first.iter().all(|k| seen.contains(*k)));
+        assert!(!seen.contains(key_hash("r4@a.example")));
+        seen.insert(key_hash("r4@a.example"));
+        assert_eq!(seen.slots.len(), 16, "the fifth makes the table");
+        assert!(
+            first.iter().all(|k| seen.contains(*k)),
+            "the first four moved into it"
+        );
         let known: Vec<u64> = (0..1000)
             .map(|i| key_hash(&format!("friend{i}@partner.example")))
             .collect();

@@ -4,8 +4,6 @@
 //! counts lives inside the window itself, so counting a message touches no other memory) and
 //! keep a running total, so reading a window is O(1) plus the buckets that just expired.
 
-use std::collections::VecDeque;
-
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
@@ -69,8 +67,9 @@ pub struct Window {
     /// The bucket that takes new counts (index, counts); `None` when the window is empty.
     /// Inline, so counting a message in the current bucket touches no other memory.
     newest: Option<(i64, Counts)>,
-    /// Closed buckets, oldest first: written when a bucket closes, read when one expires.
-    older: VecDeque<(i64, Counts)>,
+    /// Closed buckets, oldest first: written when a bucket closes, read when one expires. A
+    /// quiet subject's one closed bucket sits inline.
+    older: SmallVec<[(i64, Counts); 1]>,
     total: Counts,
     /// The instant the oldest bucket leaves (0: not yet known), so a read that expires
     /// nothing is one comparison.
@@ -83,7 +82,7 @@ impl From<StoredWindow> for Window {
         let mut slots = s.slots;
         slots.sort_by_key(|(i, _)| *i);
         w.newest = slots.pop();
-        w.older = slots.into();
+        w.older = SmallVec::from_vec(slots);
         // The stored total is recomputed from the buckets, so a damaged one cannot stick.
         let mut total = Counts::default();
         for (_, c) in w.older.iter().chain(w.newest.iter()) {
@@ -96,7 +95,7 @@ impl From<StoredWindow> for Window {
 
 impl From<Window> for StoredWindow {
     fn from(w: Window) -> StoredWindow {
-        let mut slots: Vec<(i64, Counts)> = w.older.into();
+        let mut slots: Vec<(i64, Counts)> = w.older.into_vec();
         slots.extend(w.newest);
         StoredWindow {
             bucket_ms: w.bucket_ms,
@@ -119,7 +118,7 @@ impl Window {
             bucket_ms: bucket_ms.max(1),
             len: i64::from(len.max(1)),
             newest: None,
-            older: VecDeque::new(),
+            older: SmallVec::new(),
             total: Counts::default(),
             next_expiry: 0,
         }
@@ -140,7 +139,7 @@ impl Window {
     }
 
     fn oldest(&self) -> Option<i64> {
-        self.older.front().or(self.newest.as_ref()).map(|(i, _)| *i)
+        self.older.first().or(self.newest.as_ref()).map(|(i, _)| *i)
     }
 
     fn expire(&mut self, now_ms: i64) {
@@ -148,21 +147,24 @@ impl Window {
             return;
         }
         let oldest_kept = self.bucket(now_ms) - self.len + 1;
-        while let Some((i, c)) = self.older.front()
-            && *i < oldest_kept
-        {
+        let gone = self
+            .older
+            .iter()
+            .take_while(|(i, _)| *i < oldest_kept)
+            .count();
+        for (_, c) in &self.older[..gone] {
             self.total.sub(c);
-            self.older.pop_front();
         }
+        self.older.drain(..gone);
         if let Some((i, c)) = &self.newest
             && *i < oldest_kept
         {
             self.total.sub(c);
             self.newest = None;
         }
-        if self.older.is_empty() && self.older.capacity() > 0 && self.newest.is_none() {
+        if self.older.is_empty() && self.older.spilled() {
             // A subject that went quiet gives its buckets back.
-            self.older = VecDeque::new();
+            self.older = SmallVec::new();
         }
         self.next_expiry = match self.oldest() {
             Some(i) => (i + self.len).saturating_mul(self.bucket_ms),
@@ -180,7 +182,7 @@ impl Window {
             Some((last, counts)) if *last >= idx => counts.add(c),
             Some(_) => {
                 if let Some(closed) = self.newest.replace((idx, *c)) {
-                    self.older.push_back(closed);
+                    self.older.push(closed);
                 }
             }
             None => {
@@ -213,7 +215,7 @@ impl Window {
 
     pub fn clear(&mut self) {
         self.newest = None;
-        self.older = VecDeque::new();
+        self.older = SmallVec::new();
         self.total = Counts::default();
         self.next_expiry = 0;
     }
