@@ -307,23 +307,26 @@ fn attribute<'d>(dir: &'d Directory, m: &Attempt) -> Option<Attribution<'d>> {
 /// registered, MAIL, one RCPT and end of DATA.
 fn decide(dir: &Directory, guard: &mut Guard, a: &Attribution, m: &Attempt, out: &mut Outcomes) {
     out.stages.start();
-    let client_ip = a.client_ip.clone();
-    let tenant = a.tenant.to_string();
-    let connector = a.connector.map(str::to_string);
+    let sender_domain = domain_of(m.sender);
+    let accepted = |domain: &str| a.key.is_some_and(|k| dir.is_accepted_by_key(k, domain));
+    // The two lookups side by side (as `OwnedOrigin::new` makes them), so the processor
+    // waits for both memory reads at once.
+    let registered = accepted(&sender_domain);
     let user = a.auth_user.map(str::to_string).or_else(|| {
         a.key
             .and_then(|k| dir.user_of(k, m.sender))
             .map(str::to_string)
     });
-    let sender_domain = domain_of(m.sender);
-    let accepted = |domain: &str| a.key.is_some_and(|k| dir.is_accepted_by_key(k, domain));
+    let client_ip = a.client_ip.clone();
+    let tenant = a.tenant.to_string();
+    let connector = a.connector.map(str::to_string);
     let origin = Origin {
         tenant: &tenant,
         connector: connector.as_deref(),
         connector_created_at: a.connector_created_at,
         user: user.as_deref(),
         client_ip: &client_ip,
-        registered: accepted(&sender_domain),
+        registered,
         sender_domain: &sender_domain,
         subscription_end: a.subscription_end,
     };

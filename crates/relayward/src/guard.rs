@@ -113,6 +113,9 @@ impl OwnedOrigin {
         } else {
             domain_of(sender)
         };
+        // The two directory lookups side by side, so the processor waits for both at once.
+        let registered =
+            !sender_domain.is_empty() && accepted_by(dir, &facts, tenant, &sender_domain);
         // Through a connector, the user is the sender when it is one of the tenant's users.
         let user = user.map(str::to_string).or_else(|| {
             facts
@@ -120,28 +123,32 @@ impl OwnedOrigin {
                 .and_then(|k| dir.user_of(k, sender))
                 .map(str::to_string)
         });
-        let mut o = OwnedOrigin {
+        OwnedOrigin {
             tenant: tenant.to_string(),
             connector: connector.map(str::to_string),
             connector_created_at: facts.connector_created_at,
             user,
             client_ip: client_ip.to_string(),
-            registered: false,
+            registered,
             sender_domain,
             subscription_end: facts.subscription_end,
             facts,
-        };
-        o.registered = !o.sender_domain.is_empty() && o.is_accepted(dir, &o.sender_domain);
-        o
+        }
     }
 
     /// Whether `domain` is an accepted, verified domain of the sending tenant (recipients in
     /// one are internal).
     pub fn is_accepted(&self, dir: &Directory, domain: &str) -> bool {
-        match self.facts.tenant {
-            Some(k) if self.facts.current(dir) => dir.is_accepted_by_key(k, domain),
-            _ => dir.is_accepted_by(&self.tenant, domain),
-        }
+        accepted_by(dir, &self.facts, &self.tenant, domain)
+    }
+}
+
+/// Whether `domain` is an accepted, verified domain of `tenant`: by the tenant's key while the
+/// facts belong to this directory, by name otherwise.
+fn accepted_by(dir: &Directory, facts: &SenderFacts, tenant: &str, domain: &str) -> bool {
+    match facts.tenant {
+        Some(k) if facts.current(dir) => dir.is_accepted_by_key(k, domain),
+        _ => dir.is_accepted_by(tenant, domain),
     }
 }
 
