@@ -26,7 +26,7 @@ pub struct SubjectCounters {
     /// What this user or connector usually does (behavioural signals); learned in memory
     /// only, so a restart starts learning afresh.
     #[serde(skip)]
-    pub habits: Option<Box<Behaviour>>,
+    pub habits: Behaviour,
 }
 
 impl Default for SubjectCounters {
@@ -35,7 +35,7 @@ impl Default for SubjectCounters {
             day: Window::day(),
             hour: Window::hour(),
             minute: Recent::default(),
-            habits: None,
+            habits: Behaviour::default(),
         }
     }
 }
@@ -111,7 +111,9 @@ impl Name {
 /// are many. Serialised as a map from name to counters.
 #[derive(Debug, Clone, Default)]
 pub struct SubjectMap {
-    entries: Vec<SubjectEntry>,
+    /// The first one inline: most tenants send through one connector, and a small one's
+    /// first user is found without another memory read.
+    entries: SmallVec<[SubjectEntry; 1]>,
     index: Option<HashTable<u32>>,
     /// The entry found last: one message asks for the same user or connector several times
     /// (MAIL, RCPT, end of DATA), and a name compare costs less than hashing it again.

@@ -563,14 +563,14 @@ impl<C: CounterStore> Guard<C> {
                 let cc = tc.connectors.entry(c);
                 add(cc, now, &counts);
                 if o.user.is_none() {
-                    habits = Some(cc.habits.get_or_insert_with(Box::default));
+                    habits = Some(&mut cc.habits);
                 }
             }
             if let Some(u) = o.user {
                 let uc = tc.users.entry(u);
                 add(uc, now, &counts);
                 uc.minute.push(now, per_minute.max(1));
-                habits = Some(uc.habits.get_or_insert_with(Box::default));
+                habits = Some(&mut uc.habits);
             }
             let client = Client {
                 connector: o.connector,
@@ -588,7 +588,7 @@ impl<C: CounterStore> Guard<C> {
             let signals = habits.map(|b| judge(b));
             // The tenant as a whole learns too: a connector or address none of its senders
             // ever used, a tenant-wide burst to strangers.
-            let tenant_signals = judge(tc.tenant.habits.get_or_insert_with(Box::default));
+            let tenant_signals = judge(&mut tc.tenant.habits);
             if m.suspicious || unregistered {
                 tc.sample(Sample {
                     at: now,
@@ -682,10 +682,11 @@ impl<C: CounterStore> Guard<C> {
             (None, Some(c)) => tc.connectors.get_mut(c),
             (None, None) => None,
         };
-        if let Some(b) = subject.and_then(|s| s.habits.as_mut()) {
+        if let Some(b) = subject.map(|s| &mut s.habits).filter(|b| b.has_history()) {
             b.outcome(now, refused);
         }
-        if let Some(b) = tc.tenant.habits.as_mut() {
+        let b = &mut tc.tenant.habits;
+        if b.has_history() {
             b.outcome(now, refused);
         }
     }

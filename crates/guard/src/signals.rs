@@ -234,6 +234,12 @@ pub fn key_hash(s: &str) -> u64 {
 }
 
 impl Behaviour {
+    /// Whether this sender has sent anything yet (habits are kept with every user's and
+    /// connector's counters; a connector whose mail always names a user learns none).
+    pub fn has_history(&self) -> bool {
+        self.messages > 0
+    }
+
     fn learned(&self, now: i64) -> bool {
         self.messages >= LEARNING_MESSAGES && now - self.first_seen >= LEARNING_MS
     }
