@@ -585,7 +585,7 @@ impl<C: CounterStore> Guard<C> {
                 }
                 signals
             };
-            let signals = habits.map(|b| judge(b));
+            let signals = habits.map(judge);
             // The tenant as a whole learns too: a connector or address none of its senders
             // ever used, a tenant-wide burst to strangers.
             let tenant_signals = judge(&mut tc.tenant.habits);
