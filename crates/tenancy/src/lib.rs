@@ -41,6 +41,21 @@ impl Arena {
         }
     }
 
+    /// `parts` joined by `\n`, written straight into the arena.
+    fn push_lines(&mut self, parts: &[String]) -> StrId {
+        let off = self.0.len();
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                self.0.push('\n');
+            }
+            self.0.push_str(p);
+        }
+        StrId {
+            off: off as u32,
+            len: (self.0.len() - off) as u32,
+        }
+    }
+
     fn get(&self, id: StrId) -> &str {
         let start = id.off as usize;
         self.0.get(start..start + id.len as usize).unwrap_or("")
@@ -292,7 +307,21 @@ pub struct TenantKey(u32);
 static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Directory {
+    /// Builds the directory from the store's rows. The rows are read, not consumed: freeing
+    /// millions of strings takes about a second, so it happens on a thread of its own after
+    /// the directory is ready.
     pub fn build(data: DirectoryData) -> Directory {
+        let d = Directory::build_from(&data);
+        let drop_later = std::thread::Builder::new()
+            .name("directory-input".into())
+            .spawn(move || drop(data));
+        if let Err(e) = drop_later {
+            tracing::debug!(error = %e, "freeing the directory's input on this thread");
+        }
+        d
+    }
+
+    fn build_from(data: &DirectoryData) -> Directory {
         let mut d = Directory {
             generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
             ..Directory::default()
@@ -303,7 +332,7 @@ impl Directory {
         d.arena.0.reserve(bytes + bytes / 4);
         d.tenants.reserve(data.tenants.len());
         d.tenant_index.reserve(data.tenants.len(), |_| 0);
-        for t in data.tenants {
+        for t in &data.tenants {
             if d.tenant_id(&t.name).is_some() {
                 tracing::warn!(tenant = %t.name, "tenant listed twice; the first one is kept");
                 continue;
@@ -316,16 +345,15 @@ impl Directory {
                 }
                 None => 0,
             };
-            let admins = t.admins.join("\n");
             let row = TenantRow {
                 name: d.arena.push(&t.name),
                 language,
                 subscription_ends: t.subscription_ends.as_deref().map(|s| d.arena.push(s)),
-                admins: (!admins.is_empty()).then(|| d.arena.push(&admins)),
+                admins: (!t.admins.is_empty()).then(|| d.arena.push_lines(&t.admins)),
                 managed_by_config: t.managed_by_config,
                 forwarding: t.forwarding,
                 forwarding_domains: (!t.forwarding_domains.is_empty())
-                    .then(|| d.arena.push(&t.forwarding_domains.join("\n"))),
+                    .then(|| d.arena.push_lines(&t.forwarding_domains)),
             };
             let i = d.tenants.len() as u32;
             let hash = d.hasher.hash_one(t.name.as_str());
@@ -338,7 +366,7 @@ impl Directory {
         d.domains.reserve(data.domains.len(), |_| 0);
         // Rows usually come grouped by tenant: remember the last one instead of looking it up.
         let mut last: Option<(String, u32)> = None;
-        for dom in data.domains {
+        for dom in &data.domains {
             if !dom.verified {
                 continue;
             }
@@ -346,11 +374,13 @@ impl Directory {
                 tracing::warn!(domain = %dom.name, tenant = %dom.tenant, "domain of an unknown tenant ignored");
                 continue;
             };
-            let mut name = dom.name;
-            if name.ends_with('.') || name.bytes().any(|b| b.is_ascii_uppercase()) {
-                name = name.trim_end_matches('.').to_ascii_lowercase();
-            }
-            let hash = d.hasher.hash_one(name.as_str());
+            let name: std::borrow::Cow<str> =
+                if dom.name.ends_with('.') || dom.name.bytes().any(|b| b.is_ascii_uppercase()) {
+                    dom.name.trim_end_matches('.').to_ascii_lowercase().into()
+                } else {
+                    dom.name.as_str().into()
+                };
+            let hash = d.hasher.hash_one(&*name);
             let (arena, state) = (&mut d.arena, &d.hasher);
             match d.domains.entry(
                 hash,
@@ -377,7 +407,7 @@ impl Directory {
             }
         }
         d.connectors.reserve(data.connectors.len());
-        for c in data.connectors {
+        for c in &data.connectors {
             let Some(tenant) = d.tenant_id_cached(&mut last, &c.tenant) else {
                 tracing::warn!(connector = %c.name, tenant = %c.tenant, "connector of an unknown tenant ignored");
                 continue;
@@ -408,7 +438,7 @@ impl Directory {
         d.connector_nets.sort_by_key(|n| std::cmp::Reverse(n.0));
         d.users.reserve(data.users.len());
         d.user_index.reserve(data.users.len(), |_| 0);
-        for u in data.users {
+        for u in &data.users {
             let Some(tenant) = d.tenant_id_cached(&mut last, &u.tenant) else {
                 tracing::warn!(user = %u.address, tenant = %u.tenant, "user of an unknown tenant ignored");
                 continue;
@@ -429,8 +459,8 @@ impl Directory {
                 d.index_address(alias, i, tenant, false);
             }
         }
-        for r in data.routes {
-            d.routes.insert(r.domain.to_ascii_lowercase(), r);
+        for r in &data.routes {
+            d.routes.insert(r.domain.to_ascii_lowercase(), r.clone());
         }
         d
     }
