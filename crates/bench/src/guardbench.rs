@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use relayward_guard::{Guard, Limits, MessageFacts, Origin};
+use relayward_guard::{Guard, Hint, Limits, MessageFacts, Origin};
 use relayward_store::{
     Connector, DirectoryData, Domain, DomainKind, SqliteStore, Store, Tenant, TenantData, User,
 };
@@ -307,6 +307,11 @@ fn attribute<'d>(dir: &'d Directory, m: &Attempt) -> Option<Attribution<'d>> {
 /// registered, MAIL, one RCPT and end of DATA.
 fn decide(dir: &Directory, guard: &mut Guard, a: &Attribution, m: &Attempt, out: &mut Outcomes) {
     out.stages.start();
+    let hint = a.key.map(|k| Hint {
+        generation: dir.generation(),
+        index: k.index(),
+    });
+    guard.warm(a.tenant, hint, (a.connector, a.auth_user));
     let sender_domain = domain_of(m.sender);
     let accepted = |domain: &str| a.key.is_some_and(|k| dir.is_accepted_by_key(k, domain));
     // The two lookups side by side (as `OwnedOrigin::new` makes them), so the processor

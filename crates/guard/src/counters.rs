@@ -41,6 +41,13 @@ impl Default for SubjectCounters {
 }
 
 impl SubjectCounters {
+    fn prefetch(&self) {
+        self.day.prefetch();
+        self.hour.prefetch();
+        self.minute.prefetch();
+        self.habits.prefetch();
+    }
+
     pub fn clear(&mut self) {
         self.day.clear();
         self.hour.clear();
@@ -248,6 +255,17 @@ pub trait CounterStore {
     fn restore(&mut self, tenant: &str, counters: TenantCounters);
     /// Tenants changed since the last call.
     fn take_dirty(&mut self) -> Vec<String>;
+    /// Starts loading a tenant's counters into the processor's caches, so that a message's
+    /// checks find them there (see `prefetch`). A store without such a notion does nothing.
+    fn warm(&mut self, _tenant: &str, _hint: Option<Hint>, _sender: (Option<&str>, Option<&str>)) {}
+}
+
+/// Where the relay's directory keeps a tenant: its build (`generation`) and its place in it.
+/// Finding a tenant's counters by this reads one integer instead of probing a hash table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hint {
+    pub generation: u64,
+    pub index: u32,
 }
 
 /// Counters in this process's memory: a hash index per tenant name into one vector, so the
@@ -262,7 +280,13 @@ pub struct MemoryCounters {
     chunks: Vec<Vec<Slot>>,
     len: usize,
     dirty: Vec<u32>,
+    /// Slots by the directory's place of the tenant (`NO_SLOT` where not known yet), for the
+    /// directory build `hinted_generation`; forgotten when another build's hints arrive.
+    by_hint: Vec<u32>,
+    hinted_generation: u64,
 }
+
+const NO_SLOT: u32 = u32::MAX;
 
 const CHUNK: usize = 4096;
 
@@ -304,6 +328,33 @@ impl MemoryCounters {
             self.last.set(i as u32);
         }
         found
+    }
+
+    /// `find`, through the directory's hint when it has one: one read of `by_hint` and a name
+    /// compare on the slot, instead of a hash table probe.
+    fn find_hinted(&mut self, tenant: &str, hint: Option<Hint>) -> Option<usize> {
+        let Some(hint) = hint else {
+            return self.find(tenant);
+        };
+        if hint.generation != self.hinted_generation {
+            self.by_hint.clear();
+            self.hinted_generation = hint.generation;
+        }
+        let at = hint.index as usize;
+        if let Some(&i) = self.by_hint.get(at)
+            && i != NO_SLOT
+            && (i as usize) < self.len
+            && self.at(i as usize).name.is(tenant)
+        {
+            self.last.set(i);
+            return Some(i as usize);
+        }
+        let i = self.find(tenant)?;
+        if self.by_hint.len() <= at {
+            self.by_hint.resize(at + 1, NO_SLOT);
+        }
+        self.by_hint[at] = i as u32;
+        Some(i)
     }
 
     fn slot(&mut self, tenant: &str) -> usize {
@@ -354,6 +405,28 @@ impl CounterStore for MemoryCounters {
         Some(&mut self.at_mut(i).counters)
     }
 
+    fn warm(&mut self, tenant: &str, hint: Option<Hint>, sender: (Option<&str>, Option<&str>)) {
+        let Some(i) = self.find_hinted(tenant, hint) else {
+            return;
+        };
+        let (connector, user) = sender;
+        // The tenant's own counters and those of the subject sending, not the whole slot: a
+        // connector's message never reads the inline user entry, nor a user's the connector's.
+        let c = &self.at(i).counters;
+        crate::prefetch::value(&c.tenant);
+        c.tenant.prefetch();
+        for s in [
+            connector.and_then(|n| c.connectors.get(n)),
+            user.and_then(|n| c.users.get(n)),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            crate::prefetch::value(s);
+            s.prefetch();
+        }
+    }
+
     fn restore(&mut self, tenant: &str, counters: TenantCounters) {
         let i = self.slot(tenant);
         self.at_mut(i).counters = counters;
@@ -382,6 +455,36 @@ mod tests {
             messages: 1,
             ..Counts::default()
         }
+    }
+
+    #[test]
+    fn a_stale_or_wrong_directory_hint_never_lends_one_tenant_anothers_counters() {
+        let mut store = MemoryCounters::default();
+        store.tenant_mut("alpha").tenant.day.add(0, &one());
+        store.tenant_mut("beta").tenant.day.add(0, &one());
+        store.tenant_mut("beta").tenant.day.add(0, &one());
+        let first = Hint {
+            generation: 1,
+            index: 0,
+        };
+        // Place 0 is alpha's in build 1; then beta comes with the same place (a reloaded
+        // directory that renumbered, a caller's mistake), then build 2 gives place 0 to beta.
+        store.warm("alpha", Some(first), (None, None));
+        store.warm("beta", Some(first), (None, None));
+        assert_eq!(store.tenant_mut("beta").tenant.day.total(0).messages, 2);
+        store.warm("alpha", Some(first), (None, None));
+        assert_eq!(store.tenant_mut("alpha").tenant.day.total(0).messages, 1);
+        let second = Hint {
+            generation: 2,
+            index: 0,
+        };
+        store.warm("beta", Some(second), (None, None));
+        store.warm("alpha", Some(second), (None, None));
+        assert_eq!(store.tenant_mut("alpha").tenant.day.total(0).messages, 1);
+        // A tenant with no counters yet gets none from warming.
+        store.warm("gamma", Some(second), (Some("c"), Some("u")));
+        assert!(store.tenant("gamma").is_none());
+        assert_eq!(store.len(), 2);
     }
 
     #[test]

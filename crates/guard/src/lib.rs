@@ -10,11 +10,12 @@ pub mod checklist;
 pub mod counters;
 pub mod engine;
 pub mod limits;
+mod prefetch;
 pub mod restriction;
 pub mod signals;
 pub mod window;
 
-pub use counters::{CounterStore, MemoryCounters, Sample, SubjectCounters, TenantCounters};
+pub use counters::{CounterStore, Hint, MemoryCounters, Sample, SubjectCounters, TenantCounters};
 pub use engine::{
     Alert, AlertKind, CounterView, Event, Guard, MessageFacts, Origin, Severity, next_utc_midnight,
     view,

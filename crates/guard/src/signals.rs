@@ -234,6 +234,13 @@ pub fn key_hash(s: &str) -> u64 {
 }
 
 impl Behaviour {
+    /// Starts loading what a message reads on the heap (see `prefetch`), but for the
+    /// recipient table, whose slot depends on the recipient.
+    pub(crate) fn prefetch(&self) {
+        crate::prefetch::ends(&self.recent.minutes);
+        crate::prefetch::ends(&self.clients.0);
+    }
+
     /// Whether this sender has sent anything yet (habits are kept with every user's and
     /// connector's counters; a connector whose mail always names a user learns none).
     pub fn has_history(&self) -> bool {

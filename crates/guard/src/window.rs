@@ -112,6 +112,11 @@ pub const DAY_MS: i64 = 86_400_000;
 pub const HOUR_MS: i64 = 3_600_000;
 
 impl Window {
+    /// Starts loading the closed buckets' ends (see `prefetch`).
+    pub(crate) fn prefetch(&self) {
+        crate::prefetch::ends(&self.older);
+    }
+
     /// A window of `len` buckets of `bucket_ms` milliseconds.
     pub fn new(bucket_ms: i64, len: u32) -> Window {
         Window {
@@ -235,6 +240,10 @@ pub struct Recent {
 }
 
 impl Recent {
+    pub(crate) fn prefetch(&self) {
+        crate::prefetch::ends(&self.times);
+    }
+
     /// How many events happened in `(now - span, now]`.
     pub fn count(&mut self, now_ms: i64, span_ms: i64) -> usize {
         let gone = self

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use relayward_delivery::Queue;
 use relayward_guard::{
-    Event, Guard, Limits, MessageFacts, Origin, Refusal, Restriction, TenantCounters,
+    Event, Guard, Hint, Limits, MessageFacts, Origin, Refusal, Restriction, TenantCounters,
 };
 use relayward_spool::{Envelope, Recipient, Spool, new_message_id};
 use relayward_store::{AlertRow, RestrictionRow, Store};
@@ -48,6 +48,14 @@ impl SenderFacts {
                 .and_then(|t| t.subscription_ends)
                 .and_then(subscription_end),
         }
+    }
+
+    /// Where the directory keeps the tenant, for finding its counters without hashing its name.
+    pub fn hint(&self) -> Option<Hint> {
+        self.tenant.map(|k| Hint {
+            generation: self.generation,
+            index: k.index(),
+        })
     }
 
     /// Still true of this directory?
@@ -233,6 +241,12 @@ impl GuardHandle {
     /// again when it was removed).
     pub fn set_tenant_limits(&self, tenant: &str, limits: Limits) {
         self.with(|g| g.set_tenant_limits(tenant, limits));
+    }
+
+    /// Starts loading a tenant's counters into the processor's caches while the directory
+    /// lookups of MAIL FROM run (`Guard::warm`).
+    pub fn warm(&self, tenant: &str, facts: &SenderFacts, sender: (Option<&str>, Option<&str>)) {
+        self.with(|g| g.warm(tenant, facts.hint(), sender));
     }
 
     pub fn check_mail(&self, o: &OwnedOrigin) -> Result<(), Refusal> {

@@ -304,6 +304,14 @@ pub fn parse_net(s: &str) -> Option<IpNet> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TenantKey(u32);
 
+impl TenantKey {
+    /// The tenant's place in this directory (dense, from 0): what another part keeps its own
+    /// per-tenant state by, alongside `Directory::generation`.
+    pub fn index(self) -> u32 {
+        self.0
+    }
+}
+
 static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Directory {
