@@ -311,7 +311,7 @@ fn decide(dir: &Directory, guard: &mut Guard, a: &Attribution, m: &Attempt, out:
         generation: dir.generation(),
         index: k.index(),
     });
-    guard.warm(a.tenant, hint, (a.connector, a.auth_user));
+    guard.warm(a.tenant, hint, a.connector);
     let sender_domain = domain_of(m.sender);
     let accepted = |domain: &str| a.key.is_some_and(|k| dir.is_accepted_by_key(k, domain));
     // The two lookups side by side (as `OwnedOrigin::new` makes them), so the processor

@@ -257,7 +257,10 @@ pub trait CounterStore {
     fn take_dirty(&mut self) -> Vec<String>;
     /// Starts loading a tenant's counters into the processor's caches, so that a message's
     /// checks find them there (see `prefetch`). A store without such a notion does nothing.
-    fn warm(&mut self, _tenant: &str, _hint: Option<Hint>, _sender: (Option<&str>, Option<&str>)) {}
+    fn warm(&mut self, _tenant: &str, _hint: Option<Hint>, _connector: Option<&str>) {}
+    /// After `warm`, once the counters have arrived: starts loading the ends of their vectors
+    /// on the heap, which the end of DATA reads.
+    fn warm_heap(&self, _tenant: &str, _connector: Option<&str>, _user: Option<&str>) {}
 }
 
 /// Where the relay's directory keeps a tenant: its build (`generation`) and its place in it.
@@ -344,8 +347,10 @@ impl MemoryCounters {
         if let Some(&i) = self.by_hint.get(at)
             && i != NO_SLOT
             && (i as usize) < self.len
-            && self.at(i as usize).name.is(tenant)
         {
+            // Written only by a find by name under this build, so it is this tenant's slot;
+            // not compared here (that would wait for the slot's memory), but `find` compares
+            // `last` by name before anything uses it.
             self.last.set(i);
             return Some(i as usize);
         }
@@ -405,15 +410,29 @@ impl CounterStore for MemoryCounters {
         Some(&mut self.at_mut(i).counters)
     }
 
-    fn warm(&mut self, tenant: &str, hint: Option<Hint>, sender: (Option<&str>, Option<&str>)) {
+    fn warm(&mut self, tenant: &str, hint: Option<Hint>, connector: Option<&str>) {
         let Some(i) = self.find_hinted(tenant, hint) else {
             return;
         };
-        let (connector, user) = sender;
-        // The tenant's own counters and those of the subject sending, not the whole slot: a
-        // connector's message never reads the inline user entry, nor a user's the connector's.
-        let c = &self.at(i).counters;
+        // Addresses only, nothing read: the slot's name, the tenant's own counters, and its
+        // first user's and first connector's (inline in the slot); not the rest of the slot.
+        let slot = self.at(i);
+        crate::prefetch::value(&slot.name);
+        let c = &slot.counters;
         crate::prefetch::value(&c.tenant);
+        // A connector's mail may come from one of the tenant's users (known only after the
+        // directory lookup this overlaps), so the users' first entry is loaded either way.
+        crate::prefetch::value(&c.users);
+        if connector.is_some() {
+            crate::prefetch::value(&c.connectors);
+        }
+    }
+
+    fn warm_heap(&self, tenant: &str, connector: Option<&str>, user: Option<&str>) {
+        let Some(i) = self.find(tenant) else {
+            return;
+        };
+        let c = &self.at(i).counters;
         c.tenant.prefetch();
         for s in [
             connector.and_then(|n| c.connectors.get(n)),
@@ -422,7 +441,6 @@ impl CounterStore for MemoryCounters {
         .into_iter()
         .flatten()
         {
-            crate::prefetch::value(s);
             s.prefetch();
         }
     }
@@ -469,20 +487,20 @@ mod tests {
         };
         // Place 0 is alpha's in build 1; then beta comes with the same place (a reloaded
         // directory that renumbered, a caller's mistake), then build 2 gives place 0 to beta.
-        store.warm("alpha", Some(first), (None, None));
-        store.warm("beta", Some(first), (None, None));
+        store.warm("alpha", Some(first), None);
+        store.warm("beta", Some(first), None);
         assert_eq!(store.tenant_mut("beta").tenant.day.total(0).messages, 2);
-        store.warm("alpha", Some(first), (None, None));
+        store.warm("alpha", Some(first), None);
         assert_eq!(store.tenant_mut("alpha").tenant.day.total(0).messages, 1);
         let second = Hint {
             generation: 2,
             index: 0,
         };
-        store.warm("beta", Some(second), (None, None));
-        store.warm("alpha", Some(second), (None, None));
+        store.warm("beta", Some(second), None);
+        store.warm("alpha", Some(second), None);
         assert_eq!(store.tenant_mut("alpha").tenant.day.total(0).messages, 1);
         // A tenant with no counters yet gets none from warming.
-        store.warm("gamma", Some(second), (Some("c"), Some("u")));
+        store.warm("gamma", Some(second), Some("c"));
         assert!(store.tenant("gamma").is_none());
         assert_eq!(store.len(), 2);
     }

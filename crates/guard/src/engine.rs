@@ -351,11 +351,12 @@ impl<C: CounterStore> Guard<C> {
 
     /// Starts loading a tenant's counters into the processor's caches. Called as soon as a
     /// transaction's tenant is known (before the directory lookups of MAIL FROM), so the
-    /// counters arrive while those run instead of one cache miss at a time in the checks.
-    /// `hint` is where the relay's directory keeps the tenant, when it knows; `sender` the
-    /// connector and the user, as far as known before MAIL FROM is read.
-    pub fn warm(&mut self, tenant: &str, hint: Option<Hint>, sender: (Option<&str>, Option<&str>)) {
-        self.counters.warm(tenant, hint, sender);
+    /// counters arrive while those run instead of one cache miss at a time in the checks;
+    /// `check_mail` then does the same for what they point to on the heap. `hint` is where
+    /// the relay's directory keeps the tenant, when it knows; `connector` the one the mail
+    /// comes through.
+    pub fn warm(&mut self, tenant: &str, hint: Option<Hint>, connector: Option<&str>) {
+        self.counters.warm(tenant, hint, connector);
     }
 
     /// MAIL FROM: may this sender start a transaction?
@@ -421,6 +422,7 @@ impl<C: CounterStore> Guard<C> {
                 });
             }
         }
+        self.counters.warm_heap(o.tenant, o.connector, o.user);
         Ok(())
     }
 

@@ -245,8 +245,8 @@ impl GuardHandle {
 
     /// Starts loading a tenant's counters into the processor's caches while the directory
     /// lookups of MAIL FROM run (`Guard::warm`).
-    pub fn warm(&self, tenant: &str, facts: &SenderFacts, sender: (Option<&str>, Option<&str>)) {
-        self.with(|g| g.warm(tenant, facts.hint(), sender));
+    pub fn warm(&self, tenant: &str, facts: &SenderFacts, connector: Option<&str>) {
+        self.with(|g| g.warm(tenant, facts.hint(), connector));
     }
 
     pub fn check_mail(&self, o: &OwnedOrigin) -> Result<(), Refusal> {

@@ -276,7 +276,7 @@ impl Policy for RelayPolicy {
         };
         let dir = self.dir();
         let facts = SenderFacts::refresh(&mut conn.facts, &dir, tenant, connector);
-        self.guard.warm(tenant, &facts, (connector, user));
+        self.guard.warm(tenant, &facts, connector);
         let origin = Some(OwnedOrigin::new(
             &dir,
             facts,
