@@ -69,7 +69,7 @@ pub struct Window {
     newest: Option<(i64, Counts)>,
     /// Closed buckets, oldest first: written when a bucket closes, read when one expires. A
     /// quiet subject's one closed bucket sits inline.
-    older: SmallVec<[(i64, Counts); 1]>,
+    older: SmallVec<[(i64, Counts); 3]>,
     total: Counts,
     /// The instant the oldest bucket leaves (0: not yet known), so a read that expires
     /// nothing is one comparison.

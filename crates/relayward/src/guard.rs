@@ -116,21 +116,53 @@ impl OwnedOrigin {
         client_ip: &str,
         sender: &str,
     ) -> OwnedOrigin {
+        Self::warming(
+            dir,
+            facts,
+            tenant,
+            connector,
+            user,
+            client_ip,
+            sender,
+            || {},
+        )
+    }
+
+    /// `new`, calling `warm` (the guard's `warm` for MAIL FROM) while the directory's reads
+    /// of the sender's domain and address are under way, so the message waits for the
+    /// directory's memory and its counters' together.
+    #[allow(clippy::too_many_arguments)]
+    pub fn warming(
+        dir: &Directory,
+        facts: SenderFacts,
+        tenant: &str,
+        connector: Option<&str>,
+        user: Option<&str>,
+        client_ip: &str,
+        sender: &str,
+        warm: impl FnOnce(),
+    ) -> OwnedOrigin {
         let sender_domain = if sender.is_empty() {
             String::new()
         } else {
             domain_of(sender)
         };
-        // The two directory lookups side by side, so the processor waits for both at once.
-        let registered =
-            !sender_domain.is_empty() && accepted_by(dir, &facts, tenant, &sender_domain);
         // Through a connector, the user is the sender when it is one of the tenant's users.
-        let user = user.map(str::to_string).or_else(|| {
-            facts
-                .tenant
-                .and_then(|k| dir.user_of(k, sender))
-                .map(str::to_string)
-        });
+        let (registered, user) = match facts.tenant {
+            Some(k) if facts.current(dir) => {
+                let probe = dir.probe_sender(&sender_domain, user.is_none().then_some(sender));
+                warm();
+                let (registered, found) = dir.sender_of(k, &probe);
+                (registered, user.or(found).map(str::to_string))
+            }
+            _ => {
+                warm();
+                (
+                    !sender_domain.is_empty() && dir.is_accepted_by(tenant, &sender_domain),
+                    user.map(str::to_string),
+                )
+            }
+        };
         OwnedOrigin {
             tenant: tenant.to_string(),
             connector: connector.map(str::to_string),

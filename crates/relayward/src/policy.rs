@@ -276,8 +276,7 @@ impl Policy for RelayPolicy {
         };
         let dir = self.dir();
         let facts = SenderFacts::refresh(&mut conn.facts, &dir, tenant, connector);
-        self.guard.warm(tenant, &facts, connector);
-        let origin = Some(OwnedOrigin::new(
+        let origin = Some(OwnedOrigin::warming(
             &dir,
             facts,
             tenant,
@@ -285,6 +284,7 @@ impl Policy for RelayPolicy {
             user,
             &conn.ip_text,
             from,
+            || self.guard.warm(tenant, &facts, connector),
         ));
         if let Some(o) = &origin
             && let Err(r) = self.guard.check_mail(o)

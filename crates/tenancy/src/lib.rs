@@ -15,10 +15,13 @@ use hashbrown::HashTable;
 use ipnet::IpNet;
 use relayward_store::{DirectoryData, DomainKind, Forwarding, Route};
 
+mod flat;
 pub mod password;
 
+use flat::FlatIndex;
+
 /// A string in the directory's arena.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct StrId {
     off: u32,
     len: u32,
@@ -71,6 +74,15 @@ struct Inline<const N: usize> {
     head: [u8; N],
 }
 
+impl<const N: usize> Default for Inline<N> {
+    fn default() -> Self {
+        Inline {
+            id: StrId::default(),
+            head: [0; N],
+        }
+    }
+}
+
 impl<const N: usize> Inline<N> {
     fn new(id: StrId, s: &str) -> Self {
         let mut head = [0u8; N];
@@ -110,7 +122,7 @@ impl<const N: usize> Inline<N> {
 
 /// One address in the user index: the text (primary address or alias), whose it is, and
 /// whether it is the primary address (then it is also what `user_of` answers).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct AddressEntry {
     key: Inline<30>,
     user: u32,
@@ -159,6 +171,17 @@ struct DomainRow {
     tenant: u32,
     kind: DomainKind,
     match_subdomains: bool,
+}
+
+impl Default for DomainRow {
+    fn default() -> Self {
+        DomainRow {
+            name: Inline::default(),
+            tenant: 0,
+            kind: DomainKind::Authoritative,
+            match_subdomains: false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -270,7 +293,7 @@ pub struct Directory {
     tenants: Vec<TenantRow>,
     tenant_index: HashTable<u32>,
     /// Verified domains only: an unverified domain is not accepted for anything.
-    domains: HashTable<DomainRow>,
+    domains: FlatIndex<DomainRow>,
     /// The internal-relay domains that match subdomains, again: the parents of a name that is
     /// no accepted domain are looked for here, in a table small enough to stay in the cache
     /// (every external recipient and unregistered sender domain walks its parents).
@@ -285,8 +308,17 @@ pub struct Directory {
     connector_certs: HashMap<String, u32>,
     users: Vec<UserRow>,
     /// Primary addresses and aliases (their text, the user).
-    user_index: HashTable<AddressEntry>,
+    user_index: FlatIndex<AddressEntry>,
     routes: HashMap<String, Route>,
+}
+
+/// A sender's domain and address with their hashes, their lookups under way
+/// (`Directory::probe_sender`).
+#[derive(Debug)]
+pub struct SenderProbe<'a> {
+    domain: std::borrow::Cow<'a, str>,
+    domain_hash: u64,
+    address: Option<(&'a str, u64)>,
 }
 
 /// Parses `192.0.2.0/24`, `2001:db8::/32` or a bare address (one host).
@@ -389,29 +421,23 @@ impl Directory {
                     dom.name.as_str().into()
                 };
             let hash = d.hasher.hash_one(&*name);
-            let (arena, state) = (&mut d.arena, &d.hasher);
-            match d.domains.entry(
-                hash,
-                |r| r.name.is(arena, &name),
-                |r| state.hash_one(r.name.get(arena)),
-            ) {
-                hashbrown::hash_table::Entry::Occupied(_) => {
-                    tracing::warn!(domain = %name, tenant = %dom.tenant, "domain listed twice; the first one is kept");
-                }
-                hashbrown::hash_table::Entry::Vacant(v) => {
-                    let id = arena.push(&name);
-                    let row = DomainRow {
-                        name: Inline::new(id, &name),
-                        tenant,
-                        kind: dom.kind,
-                        match_subdomains: dom.match_subdomains,
-                    };
-                    v.insert(row);
-                    if row.match_subdomains && row.kind == DomainKind::InternalRelay {
-                        d.subdomain_roots
-                            .insert_unique(hash, row, |r| state.hash_one(r.name.get(arena)));
-                    }
-                }
+            if d.find_domain(&name).is_some() {
+                tracing::warn!(domain = %name, tenant = %dom.tenant, "domain listed twice; the first one is kept");
+                continue;
+            }
+            let id = d.arena.push(&name);
+            let row = DomainRow {
+                name: Inline::new(id, &name),
+                tenant,
+                kind: dom.kind,
+                match_subdomains: dom.match_subdomains,
+            };
+            let (arena, state) = (&d.arena, &d.hasher);
+            d.domains
+                .insert(hash, row, |r| state.hash_one(r.name.get(arena)));
+            if row.match_subdomains && row.kind == DomainKind::InternalRelay {
+                d.subdomain_roots
+                    .insert_unique(hash, row, |r| state.hash_one(r.name.get(arena)));
             }
         }
         d.connectors.reserve(data.connectors.len());
@@ -445,7 +471,8 @@ impl Directory {
         }
         d.connector_nets.sort_by_key(|n| std::cmp::Reverse(n.0));
         d.users.reserve(data.users.len());
-        d.user_index.reserve(data.users.len(), |_| 0);
+        let addresses = data.users.iter().map(|u| 1 + u.aliases.len()).sum();
+        d.user_index.reserve(addresses, |_| 0);
         for u in &data.users {
             let Some(tenant) = d.tenant_id_cached(&mut last, &u.tenant) else {
                 tracing::warn!(user = %u.address, tenant = %u.tenant, "user of an unknown tenant ignored");
@@ -488,11 +515,14 @@ impl Directory {
         };
         let (arena, state) = (&self.arena, &self.hasher);
         self.user_index
-            .insert_unique(hash, entry, |e| hash_folded(state, e.key.get(arena)));
+            .insert(hash, entry, |e| hash_folded(state, e.key.get(arena)));
     }
 
     fn address_entry(&self, address: &str) -> Option<&AddressEntry> {
-        let hash = hash_folded(&self.hasher, address);
+        self.address_entry_hashed(hash_folded(&self.hasher, address), address)
+    }
+
+    fn address_entry_hashed(&self, hash: u64, address: &str) -> Option<&AddressEntry> {
         self.user_index
             .find(hash, |e| e.key.is_folded(&self.arena, address))
     }
@@ -642,7 +672,10 @@ impl Directory {
     /// The primary address of the tenant's user with this address or alias; `None` when the
     /// address is no user of this tenant.
     pub fn user_of(&self, key: TenantKey, address: &str) -> Option<&str> {
-        let e = self.address_entry(address)?;
+        self.user_of_entry(key, self.address_entry(address)?)
+    }
+
+    fn user_of_entry<'a>(&'a self, key: TenantKey, e: &'a AddressEntry) -> Option<&'a str> {
         if e.tenant != key.0 {
             return None;
         }
@@ -660,6 +693,43 @@ impl Directory {
     pub fn is_accepted_by_key(&self, key: TenantKey, domain: &str) -> bool {
         self.find_accepted(domain)
             .is_some_and(|d| d.tenant == key.0)
+    }
+
+    /// Starts the directory's part of MAIL FROM: hashes the sender's domain and address and
+    /// asks for the memory their lookups will read (see `sender_of`), so that work done
+    /// before the answer is needed (finding the tenant's counters) waits for memory
+    /// alongside them.
+    pub fn probe_sender<'a>(&self, domain: &'a str, address: Option<&'a str>) -> SenderProbe<'a> {
+        let domain = lookup_name(domain);
+        let domain_hash = self.hasher.hash_one(&*domain);
+        self.domains.prefetch(domain_hash);
+        let address = address.map(|a| {
+            let h = hash_folded(&self.hasher, a);
+            self.user_index.prefetch(h);
+            (a, h)
+        });
+        SenderProbe {
+            domain,
+            domain_hash,
+            address,
+        }
+    }
+
+    /// What MAIL FROM asks of the directory about a tenant's sender, both lookups at once (their
+    /// memory reads were started together by `probe_sender`, so the message waits for memory
+    /// once, not twice): whether the sender's domain is an accepted, verified domain of the
+    /// tenant (`is_accepted_by_key`), and, when the probe has an address, the tenant's user
+    /// with that address or alias (`user_of`).
+    pub fn sender_of(&self, key: TenantKey, probe: &SenderProbe) -> (bool, Option<&str>) {
+        let registered = !probe.domain.is_empty()
+            && self
+                .find_accepted_hashed(&probe.domain, probe.domain_hash)
+                .is_some_and(|d| d.tenant == key.0);
+        let user = probe
+            .address
+            .and_then(|(a, h)| self.address_entry_hashed(h, a))
+            .and_then(|e| self.user_of_entry(key, e));
+        (registered, user)
     }
 
     /// Tenants whose subscription has an end date.
@@ -708,9 +778,11 @@ impl Directory {
     }
 
     fn find_domain(&self, lower: &str) -> Option<&DomainRow> {
-        self.domains.find(self.hasher.hash_one(lower), |r| {
-            r.name.is(&self.arena, lower)
-        })
+        self.find_domain_hashed(lower, self.hasher.hash_one(lower))
+    }
+
+    fn find_domain_hashed(&self, lower: &str, hash: u64) -> Option<&DomainRow> {
+        self.domains.find(hash, |r| r.name.is(&self.arena, lower))
     }
 
     fn find_subdomain_root(&self, lower: &str) -> Option<&DomainRow> {
@@ -732,15 +804,13 @@ impl Directory {
     }
 
     fn find_accepted(&self, domain: &str) -> Option<&DomainRow> {
-        let domain = domain.trim_end_matches('.');
-        let lower;
-        let domain = if domain.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower = domain.to_ascii_lowercase();
-            lower.as_str()
-        } else {
-            domain
-        };
-        self.find_domain(domain).or_else(|| {
+        let domain = lookup_name(domain);
+        self.find_accepted_hashed(&domain, self.hasher.hash_one(&*domain))
+    }
+
+    /// `find_accepted` for a name as `lookup_name` gives it, and its hash.
+    fn find_accepted_hashed(&self, domain: &str, hash: u64) -> Option<&DomainRow> {
+        self.find_domain_hashed(domain, hash).or_else(|| {
             if self.subdomain_roots.is_empty() {
                 return None;
             }
@@ -794,6 +864,17 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
             .split_once('.')
             .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
         None => pattern == name,
+    }
+}
+
+/// A domain name as the directory keeps it: lower case, no final dot (borrowed when it is so
+/// already, as `domain_of` gives it).
+fn lookup_name(domain: &str) -> std::borrow::Cow<'_, str> {
+    let domain = domain.trim_end_matches('.');
+    if domain.bytes().any(|b| b.is_ascii_uppercase()) {
+        domain.to_ascii_lowercase().into()
+    } else {
+        domain.into()
     }
 }
 
@@ -940,6 +1021,50 @@ mod tests {
         assert!(d.tenant("fabrikam").is_none());
         assert!(d.is_accepted_by("contoso", "Contoso.Example."));
         assert!(!d.is_accepted_by("fabrikam", "contoso.example"));
+    }
+
+    #[test]
+    fn the_sender_lookups_made_together_answer_as_the_single_ones() {
+        let mut data = data();
+        data.tenants.push(Tenant {
+            name: "fabrikam".into(),
+            language: "en".into(),
+            subscription_ends: None,
+            admins: Vec::new(),
+            managed_by_config: false,
+            forwarding: Default::default(),
+            forwarding_domains: Vec::new(),
+        });
+        data.domains.push(Domain {
+            tenant: "fabrikam".into(),
+            name: "fabrikam.example".into(),
+            kind: DomainKind::Authoritative,
+            match_subdomains: false,
+            verified: true,
+            verification_token: String::new(),
+        });
+        let d = Directory::build(data);
+        let contoso = d.tenant_key("contoso").expect("contoso");
+        let fabrikam = d.tenant_key("fabrikam").expect("fabrikam");
+        let ask = |key, sender: &str, with_user: bool| {
+            let domain = domain_of(sender);
+            let probe = d.probe_sender(&domain, with_user.then_some(sender));
+            let (registered, user) = d.sender_of(key, &probe);
+            (registered, user.map(str::to_string))
+        };
+        let ana = Some("Ana@contoso.example".to_string());
+        assert_eq!(ask(contoso, "ANA.LOPEZ@Contoso.Example", true), (true, ana));
+        assert_eq!(ask(contoso, "ana@contoso.example", false), (true, None));
+        // Another tenant's domain and user are neither registered nor a user for this one.
+        assert_eq!(ask(fabrikam, "ana@contoso.example", true), (false, None));
+        assert_eq!(ask(fabrikam, "x@fabrikam.example", true), (true, None));
+        // A subdomain of a "match subdomains" domain; an unverified one; none at all.
+        assert_eq!(
+            ask(contoso, "dev@a.relay.contoso.example", true),
+            (true, None)
+        );
+        assert_eq!(ask(contoso, "x@pending.example", true), (false, None));
+        assert_eq!(ask(contoso, "", true), (false, None));
     }
 
     #[test]
