@@ -150,7 +150,7 @@ impl OwnedOrigin {
         // Through a connector, the user is the sender when it is one of the tenant's users.
         let (registered, user) = match facts.tenant {
             Some(k) if facts.current(dir) => {
-                let probe = dir.probe_sender(&sender_domain, user.is_none().then_some(sender));
+                let probe = dir.probe_sender(k, &sender_domain, user.is_none().then_some(sender));
                 warm();
                 let (registered, found) = dir.sender_of(k, &probe);
                 (registered, user.or(found).map(str::to_string))

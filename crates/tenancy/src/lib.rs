@@ -155,6 +155,7 @@ fn connector_key_hash(state: &RandomState, tenant: u32, name: &str) -> u64 {
 #[derive(Debug)]
 struct TenantRow {
     name: StrId,
+    domains: DomainList,
     language: u8,
     subscription_ends: Option<StrId>,
     /// Admin addresses joined by `\n` (an address never holds one).
@@ -294,6 +295,8 @@ pub struct Directory {
     tenant_index: HashTable<u32>,
     /// Verified domains only: an unverified domain is not accepted for anything.
     domains: FlatIndex<DomainRow>,
+    /// The same domains' names again, grouped by tenant (`TenantRow::domains`).
+    tenant_domains: Vec<Inline<22>>,
     /// The internal-relay domains that match subdomains, again: the parents of a name that is
     /// no accepted domain are looked for here, in a table small enough to stay in the cache
     /// (every external recipient and unregistered sender domain walks its parents).
@@ -317,6 +320,7 @@ pub struct Directory {
 #[derive(Debug)]
 pub struct SenderProbe<'a> {
     domain: std::borrow::Cow<'a, str>,
+    /// Unused (0) when the tenant's own list decides.
     domain_hash: u64,
     address: Option<(&'a str, u64)>,
 }
@@ -333,14 +337,35 @@ pub fn parse_net(s: &str) -> Option<IpNet> {
 /// then used for lookups without hashing the tenant's name again. Valid only with the directory
 /// that gave it; a connection that holds one checks `Directory::generation` and asks again after
 /// a reload.
+///
+/// It also says where the tenant's own accepted domains are listed: a tenant with a few and
+/// none that matches subdomains has its sender and recipient domains checked against that
+/// short list (one cache line, read once per message) instead of the index of all domains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TenantKey(u32);
+pub struct TenantKey {
+    index: u32,
+    domains: DomainList,
+}
+
+/// Where a tenant's verified accepted domains sit in `Directory::tenant_domains`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct DomainList {
+    start: u32,
+    len: u32,
+    /// Whether the list alone answers "is this an accepted domain of the tenant": none of its
+    /// domains matches subdomains (those are found through their parents in the whole index),
+    /// and there are few enough to compare one by one.
+    decides: bool,
+}
+
+/// A tenant's own list answers for it up to this many domains; beyond, the index does.
+const SHORT_LIST: u32 = 8;
 
 impl TenantKey {
     /// The tenant's place in this directory (dense, from 0): what another part keeps its own
     /// per-tenant state by, alongside `Directory::generation`.
     pub fn index(self) -> u32 {
-        self.0
+        self.index
     }
 }
 
@@ -387,6 +412,7 @@ impl Directory {
             };
             let row = TenantRow {
                 name: d.arena.push(&t.name),
+                domains: DomainList::default(),
                 language,
                 subscription_ends: t.subscription_ends.as_deref().map(|s| d.arena.push(s)),
                 admins: (!t.admins.is_empty()).then(|| d.arena.push_lines(&t.admins)),
@@ -406,6 +432,7 @@ impl Directory {
         d.domains.reserve(data.domains.len(), |_| 0);
         // Rows usually come grouped by tenant: remember the last one instead of looking it up.
         let mut last: Option<(String, u32)> = None;
+        let mut kept = Vec::with_capacity(data.domains.len());
         for dom in &data.domains {
             if !dom.verified {
                 continue;
@@ -421,7 +448,7 @@ impl Directory {
                     dom.name.as_str().into()
                 };
             let hash = d.hasher.hash_one(&*name);
-            if d.find_domain(&name).is_some() {
+            if d.find_domain_hashed(&name, hash).is_some() {
                 tracing::warn!(domain = %name, tenant = %dom.tenant, "domain listed twice; the first one is kept");
                 continue;
             }
@@ -435,11 +462,14 @@ impl Directory {
             let (arena, state) = (&d.arena, &d.hasher);
             d.domains
                 .insert(hash, row, |r| state.hash_one(r.name.get(arena)));
+            kept.push(row);
             if row.match_subdomains && row.kind == DomainKind::InternalRelay {
                 d.subdomain_roots
                     .insert_unique(hash, row, |r| state.hash_one(r.name.get(arena)));
             }
         }
+        d.list_domains(&kept);
+        drop(kept);
         d.connectors.reserve(data.connectors.len());
         for c in &data.connectors {
             let Some(tenant) = d.tenant_id_cached(&mut last, &c.tenant) else {
@@ -498,6 +528,44 @@ impl Directory {
             d.routes.insert(r.domain.to_ascii_lowercase(), r.clone());
         }
         d
+    }
+
+    /// Groups the accepted domains by tenant (a counting sort: the rows need not come grouped)
+    /// and tells each tenant where its own are and whether they alone decide.
+    fn list_domains(&mut self, kept: &[DomainRow]) {
+        let mut counts = vec![0u32; self.tenants.len()];
+        let mut roots = vec![false; self.tenants.len()];
+        for r in kept {
+            counts[r.tenant as usize] += 1;
+            roots[r.tenant as usize] |= r.match_subdomains;
+        }
+        let mut start = 0u32;
+        for (t, row) in self.tenants.iter_mut().enumerate() {
+            row.domains = DomainList {
+                start,
+                len: 0,
+                decides: !roots[t] && counts[t] <= SHORT_LIST,
+            };
+            start += counts[t];
+        }
+        self.tenant_domains = vec![Inline::default(); kept.len()];
+        for r in kept {
+            let list = &mut self.tenants[r.tenant as usize].domains;
+            self.tenant_domains[(list.start + list.len) as usize] = r.name;
+            list.len += 1;
+        }
+    }
+
+    /// Whether the tenant's own list holds `lower`, when the list alone decides; `None` when
+    /// the whole index must be asked.
+    fn in_own_list(&self, key: TenantKey, lower: &str) -> Option<bool> {
+        let list = key.domains;
+        if !list.decides {
+            return None;
+        }
+        let start = list.start as usize;
+        let names = self.tenant_domains.get(start..start + list.len as usize)?;
+        Some(names.iter().any(|n| n.is(&self.arena, lower)))
     }
 
     fn index_address(&mut self, key: StrId, user: u32, tenant: u32, primary: bool) {
@@ -657,16 +725,23 @@ impl Directory {
     }
 
     pub fn tenant_key(&self, name: &str) -> Option<TenantKey> {
-        self.tenant_id(name).map(TenantKey)
+        let index = self.tenant_id(name)?;
+        let row = self.tenants.get(index as usize)?;
+        Some(TenantKey {
+            index,
+            domains: row.domains,
+        })
     }
 
     pub fn tenant_by_key(&self, key: TenantKey) -> Option<TenantRef<'_>> {
-        self.tenants.get(key.0 as usize).map(|t| self.tenant_ref(t))
+        self.tenants
+            .get(key.index as usize)
+            .map(|t| self.tenant_ref(t))
     }
 
     /// A tenant's connector by name, the tenant already found.
     pub fn connector_by_key(&self, key: TenantKey, name: &str) -> Option<ConnectorRef<'_>> {
-        self.connector_ref(self.connector_slot(key.0, name)?)
+        self.connector_ref(self.connector_slot(key.index, name)?)
     }
 
     /// The primary address of the tenant's user with this address or alias; `None` when the
@@ -676,7 +751,7 @@ impl Directory {
     }
 
     fn user_of_entry<'a>(&'a self, key: TenantKey, e: &'a AddressEntry) -> Option<&'a str> {
-        if e.tenant != key.0 {
+        if e.tenant != key.index {
             return None;
         }
         if e.primary {
@@ -691,18 +766,46 @@ impl Directory {
     /// Whether `domain` is an accepted, verified domain of the tenant: one lookup, no names
     /// compared beyond the domain's own.
     pub fn is_accepted_by_key(&self, key: TenantKey, domain: &str) -> bool {
-        self.find_accepted(domain)
-            .is_some_and(|d| d.tenant == key.0)
+        let lower = lookup_name(domain);
+        if let Some(own) = self.in_own_list(key, &lower) {
+            return own;
+        }
+        self.find_accepted_hashed(&lower, self.hasher.hash_one(&*lower))
+            .is_some_and(|d| d.tenant == key.index)
+    }
+
+    /// Starts loading the tenant's own list of domains, when it decides (see `TenantKey`), so
+    /// the recipients' domains of a transaction are checked without waiting for memory.
+    pub fn prefetch_domains(&self, key: TenantKey) {
+        let list = key.domains;
+        if list.decides && list.len > 0 {
+            let start = list.start as usize;
+            if let Some(names) = self.tenant_domains.get(start..start + list.len as usize) {
+                relayward_prefetch::line(names.as_ptr());
+                relayward_prefetch::line(names.as_ptr_range().end.wrapping_sub(1));
+            }
+        }
     }
 
     /// Starts the directory's part of MAIL FROM: hashes the sender's domain and address and
     /// asks for the memory their lookups will read (see `sender_of`), so that work done
     /// before the answer is needed (finding the tenant's counters) waits for memory
     /// alongside them.
-    pub fn probe_sender<'a>(&self, domain: &'a str, address: Option<&'a str>) -> SenderProbe<'a> {
+    pub fn probe_sender<'a>(
+        &self,
+        key: TenantKey,
+        domain: &'a str,
+        address: Option<&'a str>,
+    ) -> SenderProbe<'a> {
         let domain = lookup_name(domain);
-        let domain_hash = self.hasher.hash_one(&*domain);
-        self.domains.prefetch(domain_hash);
+        let domain_hash = if key.domains.decides {
+            self.prefetch_domains(key);
+            0
+        } else {
+            let h = self.hasher.hash_one(&*domain);
+            self.domains.prefetch(h);
+            h
+        };
         let address = address.map(|a| {
             let h = hash_folded(&self.hasher, a);
             self.user_index.prefetch(h);
@@ -722,9 +825,12 @@ impl Directory {
     /// with that address or alias (`user_of`).
     pub fn sender_of(&self, key: TenantKey, probe: &SenderProbe) -> (bool, Option<&str>) {
         let registered = !probe.domain.is_empty()
-            && self
-                .find_accepted_hashed(&probe.domain, probe.domain_hash)
-                .is_some_and(|d| d.tenant == key.0);
+            && match self.in_own_list(key, &probe.domain) {
+                Some(own) => own,
+                None => self
+                    .find_accepted_hashed(&probe.domain, probe.domain_hash)
+                    .is_some_and(|d| d.tenant == key.index),
+            };
         let user = probe
             .address
             .and_then(|(a, h)| self.address_entry_hashed(h, a))
@@ -775,10 +881,6 @@ impl Directory {
                     .or_else(|| wildcard.as_ref().and_then(|w| self.connector_certs.get(w)))
             })
             .and_then(|&i| self.connector_ref(i))
-    }
-
-    fn find_domain(&self, lower: &str) -> Option<&DomainRow> {
-        self.find_domain_hashed(lower, self.hasher.hash_one(lower))
     }
 
     fn find_domain_hashed(&self, lower: &str, hash: u64) -> Option<&DomainRow> {
@@ -1048,7 +1150,7 @@ mod tests {
         let fabrikam = d.tenant_key("fabrikam").expect("fabrikam");
         let ask = |key, sender: &str, with_user: bool| {
             let domain = domain_of(sender);
-            let probe = d.probe_sender(&domain, with_user.then_some(sender));
+            let probe = d.probe_sender(key, &domain, with_user.then_some(sender));
             let (registered, user) = d.sender_of(key, &probe);
             (registered, user.map(str::to_string))
         };
@@ -1065,6 +1167,80 @@ mod tests {
         );
         assert_eq!(ask(contoso, "x@pending.example", true), (false, None));
         assert_eq!(ask(contoso, "", true), (false, None));
+    }
+
+    #[test]
+    fn a_tenants_own_list_and_the_whole_index_agree() {
+        let mut data = data();
+        let tenant = |name: &str| Tenant {
+            name: name.into(),
+            language: "en".into(),
+            subscription_ends: None,
+            admins: Vec::new(),
+            managed_by_config: false,
+            forwarding: Default::default(),
+            forwarding_domains: Vec::new(),
+        };
+        let domain = |tenant: &str, name: &str, sub: bool| Domain {
+            tenant: tenant.into(),
+            name: name.into(),
+            kind: DomainKind::InternalRelay,
+            match_subdomains: sub,
+            verified: true,
+            verification_token: String::new(),
+        };
+        data.tenants.push(tenant("fabrikam"));
+        data.tenants.push(tenant("hoster"));
+        // Rows not grouped by tenant; one domain listed twice (the first keeps it); one
+        // exact name under contoso's subdomain-matching domain, owned by another tenant.
+        data.domains
+            .push(domain("fabrikam", "Fabrikam.Example.", false));
+        data.domains
+            .push(domain("fabrikam", "x.relay.contoso.example", false));
+        for i in 0..12 {
+            data.domains
+                .push(domain("hoster", &format!("site{i}.example"), false));
+        }
+        data.domains
+            .push(domain("fabrikam", "contoso.example", false));
+        data.domains.push(domain(
+            "fabrikam",
+            "a-name-longer-than-the-inline-head.example",
+            false,
+        ));
+        let d = Directory::build(data);
+        let names = [
+            "contoso.example",
+            "CONTOSO.EXAMPLE",
+            "relay.contoso.example",
+            "deep.relay.contoso.example",
+            "x.relay.contoso.example",
+            "y.x.relay.contoso.example",
+            "fabrikam.example",
+            "fabrikam.example.",
+            "a-name-longer-than-the-inline-head.example",
+            "a-name-longer-than-the-inline-head.exampl",
+            "site0.example",
+            "site11.example",
+            "site12.example",
+            "pending.example",
+            "nowhere.example",
+            "",
+        ];
+        let mut own_lists = 0;
+        for t in ["contoso", "fabrikam", "hoster"] {
+            let key = d.tenant_key(t).expect("tenant");
+            own_lists += usize::from(key.domains.decides);
+            for n in names {
+                let by_index = d.accepted_domain(n).is_some_and(|a| a.tenant == t);
+                assert_eq!(d.is_accepted_by_key(key, n), by_index, "{t} and {n}");
+            }
+        }
+        // Only fabrikam's list decides: contoso matches subdomains, hoster has twelve.
+        assert_eq!(own_lists, 1);
+        let fabrikam = d.tenant_key("fabrikam").expect("fabrikam");
+        assert!(d.is_accepted_by_key(fabrikam, "x.relay.contoso.example"));
+        assert!(!d.is_accepted_by_key(fabrikam, "contoso.example"));
     }
 
     #[test]
