@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use hashbrown::HashTable;
 use ipnet::IpNet;
-use relayward_store::{DirectoryData, DomainKind, Forwarding, Route};
+use relayward_store::{DirectoryData, Domain, DomainKind, Forwarding, Route};
 
 mod flat;
 pub mod password;
@@ -287,6 +287,8 @@ pub struct Directory {
     /// Different for every directory built in this process (see `TenantKey`).
     generation: u64,
     arena: Arena,
+    /// The accepted domains' names (built apart, on a thread of their own).
+    domain_arena: Arena,
     /// Keyed with a random seed per process (names come from clients), and much faster than
     /// SipHash on short names.
     hasher: RandomState,
@@ -369,6 +371,89 @@ impl TenantKey {
     }
 }
 
+/// Tenant names to their places, for a thread that builds beside the directory.
+struct TenantIds {
+    index: HashTable<u32>,
+    names: Vec<StrId>,
+    arena: Arena,
+    hasher: RandomState,
+}
+
+impl TenantIds {
+    /// The tenant's place, remembering the last answer (rows usually come grouped by tenant).
+    fn id(&self, last: &mut Option<(String, u32)>, name: &str) -> Option<u32> {
+        if let Some((n, id)) = last
+            && n == name
+        {
+            return Some(*id);
+        }
+        let id = *self.index.find(self.hasher.hash_one(name), |&j| {
+            self.names
+                .get(j as usize)
+                .is_some_and(|&n| self.arena.get(n) == name)
+        })?;
+        *last = Some((name.to_string(), id));
+        Some(id)
+    }
+}
+
+/// The accepted domains' part of a directory.
+struct DomainTables {
+    arena: Arena,
+    domains: FlatIndex<DomainRow>,
+    subdomain_roots: HashTable<DomainRow>,
+    /// The rows indexed, in the order given, for the tenants' own lists.
+    kept: Vec<DomainRow>,
+}
+
+impl DomainTables {
+    fn build(domains: &[Domain], ids: &TenantIds) -> DomainTables {
+        let mut t = DomainTables {
+            arena: Arena::default(),
+            domains: FlatIndex::default(),
+            subdomain_roots: HashTable::new(),
+            kept: Vec::with_capacity(domains.len()),
+        };
+        let bytes: usize = domains.iter().map(|x| x.name.len()).sum();
+        t.arena.0.reserve(bytes + bytes / 8);
+        t.domains.reserve(domains.len(), |_| 0);
+        let state = &ids.hasher;
+        let mut last = None;
+        for dom in domains {
+            if !dom.verified {
+                continue;
+            }
+            let Some(tenant) = ids.id(&mut last, &dom.tenant) else {
+                tracing::warn!(domain = %dom.name, tenant = %dom.tenant, "domain of an unknown tenant ignored");
+                continue;
+            };
+            let name = lookup_name(&dom.name);
+            let hash = state.hash_one(&*name);
+            let arena = &t.arena;
+            if t.domains.find(hash, |r| r.name.is(arena, &name)).is_some() {
+                tracing::warn!(domain = %name, tenant = %dom.tenant, "domain listed twice; the first one is kept");
+                continue;
+            }
+            let id = t.arena.push(&name);
+            let row = DomainRow {
+                name: Inline::new(id, &name),
+                tenant,
+                kind: dom.kind,
+                match_subdomains: dom.match_subdomains,
+            };
+            let arena = &t.arena;
+            t.domains
+                .insert(hash, row, |r| state.hash_one(r.name.get(arena)));
+            t.kept.push(row);
+            if row.match_subdomains && row.kind == DomainKind::InternalRelay {
+                t.subdomain_roots
+                    .insert_unique(hash, row, |r| state.hash_one(r.name.get(arena)));
+            }
+        }
+        t
+    }
+}
+
 static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Directory {
@@ -392,7 +477,6 @@ impl Directory {
             ..Directory::default()
         };
         let bytes: usize = data.tenants.iter().map(|t| t.name.len()).sum::<usize>()
-            + data.domains.iter().map(|x| x.name.len()).sum::<usize>()
             + data.users.iter().map(|u| u.address.len()).sum::<usize>();
         d.arena.0.reserve(bytes + bytes / 4);
         d.tenants.reserve(data.tenants.len());
@@ -429,50 +513,46 @@ impl Directory {
                 state.hash_one(arena.get(tenants[j as usize].name))
             });
         }
-        d.domains.reserve(data.domains.len(), |_| 0);
-        // Rows usually come grouped by tenant: remember the last one instead of looking it up.
+        // The domains are indexed on a thread of their own (their own arena, the tenants'
+        // names copied for it) while this one does connectors and users.
+        let ids = TenantIds {
+            index: d.tenant_index.clone(),
+            names: d.tenants.iter().map(|t| t.name).collect(),
+            arena: Arena(d.arena.0.clone()),
+            hasher: d.hasher.clone(),
+        };
         let mut last: Option<(String, u32)> = None;
-        let mut kept = Vec::with_capacity(data.domains.len());
-        for dom in &data.domains {
-            if !dom.verified {
-                continue;
+        let tables = std::thread::scope(|scope| {
+            let domains = std::thread::Builder::new()
+                .name("directory-domains".into())
+                .spawn_scoped(scope, || DomainTables::build(&data.domains, &ids));
+            d.add_connectors_and_users(data, &mut last);
+            match domains {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "indexing the domains on this thread");
+                    DomainTables::build(&data.domains, &ids)
+                }
             }
-            let Some(tenant) = d.tenant_id_cached(&mut last, &dom.tenant) else {
-                tracing::warn!(domain = %dom.name, tenant = %dom.tenant, "domain of an unknown tenant ignored");
-                continue;
-            };
-            let name: std::borrow::Cow<str> =
-                if dom.name.ends_with('.') || dom.name.bytes().any(|b| b.is_ascii_uppercase()) {
-                    dom.name.trim_end_matches('.').to_ascii_lowercase().into()
-                } else {
-                    dom.name.as_str().into()
-                };
-            let hash = d.hasher.hash_one(&*name);
-            if d.find_domain_hashed(&name, hash).is_some() {
-                tracing::warn!(domain = %name, tenant = %dom.tenant, "domain listed twice; the first one is kept");
-                continue;
-            }
-            let id = d.arena.push(&name);
-            let row = DomainRow {
-                name: Inline::new(id, &name),
-                tenant,
-                kind: dom.kind,
-                match_subdomains: dom.match_subdomains,
-            };
-            let (arena, state) = (&d.arena, &d.hasher);
-            d.domains
-                .insert(hash, row, |r| state.hash_one(r.name.get(arena)));
-            kept.push(row);
-            if row.match_subdomains && row.kind == DomainKind::InternalRelay {
-                d.subdomain_roots
-                    .insert_unique(hash, row, |r| state.hash_one(r.name.get(arena)));
-            }
+        });
+        d.domain_arena = tables.arena;
+        d.domains = tables.domains;
+        d.subdomain_roots = tables.subdomain_roots;
+        d.list_domains(&tables.kept);
+        drop(tables.kept);
+        for r in &data.routes {
+            d.routes.insert(r.domain.to_ascii_lowercase(), r.clone());
         }
-        d.list_domains(&kept);
-        drop(kept);
+        d
+    }
+
+    fn add_connectors_and_users(&mut self, data: &DirectoryData, last: &mut Option<(String, u32)>) {
+        let d = self;
         d.connectors.reserve(data.connectors.len());
         for c in &data.connectors {
-            let Some(tenant) = d.tenant_id_cached(&mut last, &c.tenant) else {
+            let Some(tenant) = d.tenant_id_cached(last, &c.tenant) else {
                 tracing::warn!(connector = %c.name, tenant = %c.tenant, "connector of an unknown tenant ignored");
                 continue;
             };
@@ -504,7 +584,7 @@ impl Directory {
         let addresses = data.users.iter().map(|u| 1 + u.aliases.len()).sum();
         d.user_index.reserve(addresses, |_| 0);
         for u in &data.users {
-            let Some(tenant) = d.tenant_id_cached(&mut last, &u.tenant) else {
+            let Some(tenant) = d.tenant_id_cached(last, &u.tenant) else {
                 tracing::warn!(user = %u.address, tenant = %u.tenant, "user of an unknown tenant ignored");
                 continue;
             };
@@ -524,10 +604,6 @@ impl Directory {
                 d.index_address(alias, i, tenant, false);
             }
         }
-        for r in &data.routes {
-            d.routes.insert(r.domain.to_ascii_lowercase(), r.clone());
-        }
-        d
     }
 
     /// Groups the accepted domains by tenant (a counting sort: the rows need not come grouped)
@@ -565,7 +641,7 @@ impl Directory {
         }
         let start = list.start as usize;
         let names = self.tenant_domains.get(start..start + list.len as usize)?;
-        Some(names.iter().any(|n| n.is(&self.arena, lower)))
+        Some(names.iter().any(|n| n.is(&self.domain_arena, lower)))
     }
 
     fn index_address(&mut self, key: StrId, user: u32, tenant: u32, primary: bool) {
@@ -884,12 +960,13 @@ impl Directory {
     }
 
     fn find_domain_hashed(&self, lower: &str, hash: u64) -> Option<&DomainRow> {
-        self.domains.find(hash, |r| r.name.is(&self.arena, lower))
+        self.domains
+            .find(hash, |r| r.name.is(&self.domain_arena, lower))
     }
 
     fn find_subdomain_root(&self, lower: &str) -> Option<&DomainRow> {
         self.subdomain_roots.find(self.hasher.hash_one(lower), |r| {
-            r.name.is(&self.arena, lower)
+            r.name.is(&self.domain_arena, lower)
         })
     }
 
@@ -898,7 +975,7 @@ impl Directory {
     pub fn accepted_domain(&self, domain: &str) -> Option<DomainRef<'_>> {
         let found = self.find_accepted(domain)?;
         Some(DomainRef {
-            name: found.name.get(&self.arena),
+            name: found.name.get(&self.domain_arena),
             tenant: self.tenant_name(found.tenant),
             kind: found.kind,
             match_subdomains: found.match_subdomains,
