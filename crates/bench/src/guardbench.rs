@@ -13,6 +13,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -22,7 +23,7 @@ use relayward_guard::{Guard, Hint, Limits, MessageFacts, Origin};
 use relayward_store::{
     Connector, DirectoryData, Domain, DomainKind, SqliteStore, Store, Tenant, TenantData, User,
 };
-use relayward_tenancy::{Directory, TenantKey, domain_of};
+use relayward_tenancy::{Directory, TenantKey, domain_of, domain_part};
 
 #[derive(Parser)]
 struct Cli {
@@ -265,18 +266,19 @@ struct Attempt<'a> {
 /// user it authenticated as (`connect` and `authenticate` in `crates/relayward/src/policy.rs`),
 /// with the facts the relay keeps for the connection's messages (`SenderFacts::of` in
 /// `crates/relayward/src/guard.rs`: the tenant's key, the connector's age, the subscription).
-struct Attribution<'a> {
-    /// The client's address as text, made once per connection as the relay does.
-    client_ip: String,
-    tenant: &'a str,
-    connector: Option<&'a str>,
-    auth_user: Option<&'a str>,
+struct Attribution {
+    /// The client's address as text and the names, made once per connection and shared with
+    /// each transaction, as the relay does.
+    client_ip: Arc<str>,
+    tenant: Arc<str>,
+    connector: Option<Arc<str>>,
+    auth_user: Option<Arc<str>>,
     key: Option<TenantKey>,
     connector_created_at: Option<i64>,
     subscription_end: Option<i64>,
 }
 
-fn attribute<'d>(dir: &'d Directory, m: &Attempt) -> Option<Attribution<'d>> {
+fn attribute(dir: &Directory, m: &Attempt) -> Option<Attribution> {
     let (tenant, connector, auth_user) = if m.by_user {
         let u = dir.user(m.sender)?;
         (u.tenant, None, Some(u.address))
@@ -295,10 +297,10 @@ fn attribute<'d>(dir: &'d Directory, m: &Attempt) -> Option<Attribution<'d>> {
         .and_then(|t| t.subscription_ends)
         .map(|_| i64::MAX);
     Some(Attribution {
-        client_ip: m.client.to_string(),
-        tenant,
-        connector,
-        auth_user,
+        client_ip: Arc::from(m.client.to_string()),
+        tenant: Arc::from(tenant),
+        connector: connector.map(Arc::from),
+        auth_user: auth_user.map(Arc::from),
         key,
         connector_created_at,
         subscription_end,
@@ -322,18 +324,21 @@ fn decide(dir: &Directory, guard: &mut Guard, a: &Attribution, m: &Attempt, out:
         let address = a.auth_user.is_none().then_some(m.sender);
         (k, dir.probe_sender(k, &sender_domain, address))
     });
-    guard.warm(a.tenant, hint, a.connector);
+    guard.warm(&a.tenant, hint, a.connector.as_deref());
     let accepted = |domain: &str| a.key.is_some_and(|k| dir.is_accepted_by_key(k, domain));
     let (registered, user) = match &probe {
         Some((k, probe)) => {
             let (registered, found) = dir.sender_of(*k, probe);
-            (registered, a.auth_user.or(found).map(str::to_string))
+            (
+                registered,
+                a.auth_user.clone().or_else(|| found.map(Arc::from)),
+            )
         }
-        None => (false, a.auth_user.map(str::to_string)),
+        None => (false, a.auth_user.clone()),
     };
-    let client_ip = a.client_ip.clone();
-    let tenant = a.tenant.to_string();
-    let connector = a.connector.map(str::to_string);
+    let client_ip = Arc::clone(&a.client_ip);
+    let tenant = Arc::clone(&a.tenant);
+    let connector = a.connector.clone();
     let origin = Origin {
         tenant: &tenant,
         connector: connector.as_deref(),
@@ -351,7 +356,7 @@ fn decide(dir: &Directory, guard: &mut Guard, a: &Attribution, m: &Attempt, out:
     if let Err(r) = mail {
         return out.refuse(r.code, r.text);
     }
-    let external = !accepted(&domain_of(m.rcpt));
+    let external = !accepted(domain_part(m.rcpt));
     out.stages.mark(2);
     let rcpt = guard.check_rcpt(&origin, 0, 0, external, now);
     out.stages.mark(3);

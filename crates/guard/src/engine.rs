@@ -585,10 +585,7 @@ impl<C: CounterStore> Guard<C> {
                 uc.minute.push(now, per_minute.max(1));
                 habits = Some(&mut uc.habits);
             }
-            let client = Client {
-                connector: o.connector,
-                ip: o.client_ip,
-            };
+            let client = Client::new(o.connector, o.client_ip);
             let judge = |b: &mut Behaviour| {
                 let mut signals = b.message(now, client, m.recipient_hashes);
                 if let Some(s) = b.standing(now)

@@ -80,11 +80,13 @@ impl SenderFacts {
 /// An `Origin` that owns its strings, kept per SMTP transaction.
 #[derive(Debug, Clone)]
 pub struct OwnedOrigin {
-    pub tenant: String,
-    pub connector: Option<String>,
+    /// Shared with the connection (the tenant, connector, user and client address it was
+    /// attributed to): a MAIL copies no strings it already has.
+    pub tenant: Arc<str>,
+    pub connector: Option<Arc<str>>,
     pub connector_created_at: Option<i64>,
-    pub user: Option<String>,
-    pub client_ip: String,
+    pub user: Option<Arc<str>>,
+    pub client_ip: Arc<str>,
     pub sender_domain: String,
     pub registered: bool,
     pub subscription_end: Option<i64>,
@@ -119,10 +121,10 @@ impl OwnedOrigin {
         Self::warming(
             dir,
             facts,
-            tenant,
-            connector,
-            user,
-            client_ip,
+            &Arc::from(tenant),
+            connector.map(Arc::from).as_ref(),
+            user.map(Arc::from).as_ref(),
+            &Arc::from(client_ip),
             sender,
             || {},
         )
@@ -135,10 +137,10 @@ impl OwnedOrigin {
     pub fn warming(
         dir: &Directory,
         facts: SenderFacts,
-        tenant: &str,
-        connector: Option<&str>,
-        user: Option<&str>,
-        client_ip: &str,
+        tenant: &Arc<str>,
+        connector: Option<&Arc<str>>,
+        user: Option<&Arc<str>>,
+        client_ip: &Arc<str>,
         sender: &str,
         warm: impl FnOnce(),
     ) -> OwnedOrigin {
@@ -153,22 +155,22 @@ impl OwnedOrigin {
                 let probe = dir.probe_sender(k, &sender_domain, user.is_none().then_some(sender));
                 warm();
                 let (registered, found) = dir.sender_of(k, &probe);
-                (registered, user.or(found).map(str::to_string))
+                (registered, user.cloned().or_else(|| found.map(Arc::from)))
             }
             _ => {
                 warm();
                 (
                     !sender_domain.is_empty() && dir.is_accepted_by(tenant, &sender_domain),
-                    user.map(str::to_string),
+                    user.cloned(),
                 )
             }
         };
         OwnedOrigin {
-            tenant: tenant.to_string(),
-            connector: connector.map(str::to_string),
+            tenant: Arc::clone(tenant),
+            connector: connector.cloned(),
             connector_created_at: facts.connector_created_at,
             user,
-            client_ip: client_ip.to_string(),
+            client_ip: Arc::clone(client_ip),
             registered,
             sender_domain,
             subscription_end: facts.subscription_end,

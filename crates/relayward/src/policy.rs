@@ -12,7 +12,7 @@ use relayward_delivery::Queue;
 use relayward_smtp::{ListenerKind, MailParams, Peer, Policy, Rcpt, Reply, Transaction};
 use relayward_spool::{Envelope, Notify, Recipient, Ret, Spool, SpoolError, new_message_id};
 use relayward_store::{DomainKind, TraceEvent, TraceKind, TraceSummary};
-use relayward_tenancy::{Directory, domain_of};
+use relayward_tenancy::{Directory, domain_of, domain_part};
 
 use relayward_scan::rspamd::{Meta, Rspamd};
 use relayward_scan::{Envelope as ScanEnvelope, Scan, Scanner, Verdict};
@@ -68,22 +68,22 @@ pub struct RelayPolicy {
 pub enum Attribution {
     None,
     Connector {
-        tenant: String,
-        name: String,
+        tenant: Arc<str>,
+        name: Arc<str>,
         relay_unregistered: bool,
         require_tls: bool,
         by_cert: bool,
     },
     User {
-        tenant: String,
-        address: String,
+        tenant: Arc<str>,
+        address: Arc<str>,
     },
 }
 
 pub struct ConnState {
     ip: IpAddr,
     /// `ip` as text, made once per connection (the guard and scans take it per message).
-    ip_text: String,
+    ip_text: Arc<str>,
     tls: bool,
     attribution: Attribution,
     /// Tenant of the inbound recipients accepted in the current transaction.
@@ -152,8 +152,8 @@ impl Policy for RelayPolicy {
         let attribution = match kind {
             ListenerKind::Relay => match self.dir().connector_for_ip(ip) {
                 Some(c) => Attribution::Connector {
-                    tenant: c.tenant.to_string(),
-                    name: c.name.to_string(),
+                    tenant: Arc::from(c.tenant),
+                    name: Arc::from(c.name),
                     relay_unregistered: c.relay_unregistered,
                     require_tls: c.require_tls,
                     by_cert: false,
@@ -164,7 +164,7 @@ impl Policy for RelayPolicy {
         };
         Ok(ConnState {
             ip,
-            ip_text: ip.to_string(),
+            ip_text: Arc::from(ip.to_string()),
             tls: false,
             attribution,
             inbound_tenant: None,
@@ -183,8 +183,8 @@ impl Policy for RelayPolicy {
             && let Some(c) = self.dir().connector_for_cert(cert_names)
         {
             conn.attribution = Attribution::Connector {
-                tenant: c.tenant.to_string(),
-                name: c.name.to_string(),
+                tenant: Arc::from(c.tenant),
+                name: Arc::from(c.name),
                 relay_unregistered: c.relay_unregistered,
                 require_tls: c.require_tls,
                 by_cert: true,
@@ -218,8 +218,8 @@ impl Policy for RelayPolicy {
             return Err(denied());
         }
         conn.attribution = Attribution::User {
-            tenant: u.tenant.to_string(),
-            address: u.address.to_string(),
+            tenant: Arc::from(u.tenant),
+            address: Arc::from(u.address),
         };
         Ok(())
     }
@@ -267,15 +267,15 @@ impl Policy for RelayPolicy {
         }
         // Outbound mail asks the guard (restrictions, unregistered allowance, rate).
         let (tenant, connector, user) = match &conn.attribution {
-            Attribution::Connector { tenant, name, .. } => (tenant, Some(name.as_str()), None),
-            Attribution::User { tenant, address } => (tenant, None, Some(address.as_str())),
+            Attribution::Connector { tenant, name, .. } => (tenant, Some(name), None),
+            Attribution::User { tenant, address } => (tenant, None, Some(address)),
             Attribution::None => {
                 conn.origin = None;
                 return Ok(());
             }
         };
         let dir = self.dir();
-        let facts = SenderFacts::refresh(&mut conn.facts, &dir, tenant, connector);
+        let facts = SenderFacts::refresh(&mut conn.facts, &dir, tenant, connector.map(|c| &**c));
         let origin = Some(OwnedOrigin::warming(
             &dir,
             facts,
@@ -284,7 +284,7 @@ impl Policy for RelayPolicy {
             user,
             &conn.ip_text,
             from,
-            || self.guard.warm(tenant, &facts, connector),
+            || self.guard.warm(tenant, &facts, connector.map(|c| &**c)),
         ));
         if let Some(o) = &origin
             && let Err(r) = self.guard.check_mail(o)
@@ -310,7 +310,7 @@ impl Policy for RelayPolicy {
             return result;
         }
         if let Some(o) = &conn.origin {
-            let external = !o.is_accepted(&self.dir(), &domain_of(&rcpt.address));
+            let external = !o.is_accepted(&self.dir(), domain_part(&rcpt.address));
             if let Err(r) = self
                 .guard
                 .check_rcpt(o, conn.tx_internal, conn.tx_external, external)
@@ -384,10 +384,13 @@ impl Policy for RelayPolicy {
                 ..
             } => {
                 let how = if *by_cert { "certificate" } else { "ip" };
-                (Some(tenant.clone()), format!("connector:{name} ({how})"))
+                (
+                    Some(tenant.to_string()),
+                    format!("connector:{name} ({how})"),
+                )
             }
             Attribution::User { tenant, address } => {
-                (Some(tenant.clone()), format!("user:{address}"))
+                (Some(tenant.to_string()), format!("user:{address}"))
             }
             Attribution::None => (conn.inbound_tenant.clone(), "inbound".to_string()),
         };
@@ -482,7 +485,7 @@ impl Policy for RelayPolicy {
             body_8bit: tx.params.body_8bit,
             tenant: tenant.clone(),
             origin: origin.clone(),
-            client_ip: conn.ip_text.clone(),
+            client_ip: conn.ip_text.to_string(),
             helo,
             recipients,
             attempts: 0,

@@ -1059,10 +1059,26 @@ fn lookup_name(domain: &str) -> std::borrow::Cow<'_, str> {
 
 /// The domain of an address, lower-cased (empty when there is none).
 pub fn domain_of(address: &str) -> String {
-    address
-        .rsplit_once('@')
-        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
-        .unwrap_or_default()
+    domain_part(address).to_ascii_lowercase()
+}
+
+/// The domain of an address as written, without a final dot (empty when there is none): for
+/// lookups, which ignore letter case themselves, without making a lower-case copy. A byte scan
+/// from the end: addresses are short, and this runs for every sender and recipient.
+pub fn domain_part(address: &str) -> &str {
+    let bytes = address.as_bytes();
+    let mut i = bytes.len();
+    while i > 0 {
+        i -= 1;
+        if bytes[i] == b'@' {
+            // Just after an ASCII '@', so a character boundary.
+            return address
+                .get(i + 1..)
+                .unwrap_or_default()
+                .trim_end_matches('.');
+        }
+    }
+    ""
 }
 
 #[cfg(test)]
