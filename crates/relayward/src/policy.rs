@@ -275,7 +275,8 @@ impl Policy for RelayPolicy {
             }
         };
         let dir = self.dir();
-        let facts = SenderFacts::refresh(&mut conn.facts, &dir, tenant, connector.map(|c| &**c));
+        let connector_name = connector.map(|c| &**c);
+        let facts = SenderFacts::refresh(&mut conn.facts, &dir, tenant, connector_name);
         let origin = Some(OwnedOrigin::warming(
             &dir,
             facts,
@@ -284,7 +285,7 @@ impl Policy for RelayPolicy {
             user,
             &conn.ip_text,
             from,
-            || self.guard.warm(tenant, &facts, connector.map(|c| &**c)),
+            || self.guard.warm(tenant, &facts, connector_name),
         ));
         if let Some(o) = &origin
             && let Err(r) = self.guard.check_mail(o)

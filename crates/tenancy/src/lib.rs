@@ -322,8 +322,8 @@ pub struct Directory {
 #[derive(Debug)]
 pub struct SenderProbe<'a> {
     domain: std::borrow::Cow<'a, str>,
-    /// Unused (0) when the tenant's own list decides.
-    domain_hash: u64,
+    /// `None` when the tenant's own list decides (no index lookup to prepare).
+    domain_hash: Option<u64>,
     address: Option<(&'a str, u64)>,
 }
 
@@ -382,19 +382,33 @@ struct TenantIds {
 impl TenantIds {
     /// The tenant's place, remembering the last answer (rows usually come grouped by tenant).
     fn id(&self, last: &mut Option<(String, u32)>, name: &str) -> Option<u32> {
-        if let Some((n, id)) = last
-            && n == name
-        {
-            return Some(*id);
-        }
-        let id = *self.index.find(self.hasher.hash_one(name), |&j| {
-            self.names
-                .get(j as usize)
-                .is_some_and(|&n| self.arena.get(n) == name)
-        })?;
-        *last = Some((name.to_string(), id));
-        Some(id)
+        remembered(last, name, |name| {
+            self.index
+                .find(self.hasher.hash_one(name), |&j| {
+                    self.names
+                        .get(j as usize)
+                        .is_some_and(|&n| self.arena.get(n) == name)
+                })
+                .copied()
+        })
     }
+}
+
+/// `find(name)`, or the last answer when `name` was the last one asked: the store's rows
+/// usually come grouped by tenant.
+fn remembered(
+    last: &mut Option<(String, u32)>,
+    name: &str,
+    find: impl FnOnce(&str) -> Option<u32>,
+) -> Option<u32> {
+    if let Some((n, id)) = last
+        && n == name
+    {
+        return Some(*id);
+    }
+    let id = find(name)?;
+    *last = Some((name.to_string(), id));
+    Some(id)
 }
 
 /// The accepted domains' part of a directory.
@@ -740,14 +754,7 @@ impl Directory {
 
     /// `tenant_id`, remembering the last answer: rows usually come grouped by tenant.
     fn tenant_id_cached(&self, last: &mut Option<(String, u32)>, name: &str) -> Option<u32> {
-        if let Some((n, id)) = last
-            && n == name
-        {
-            return Some(*id);
-        }
-        let id = self.tenant_id(name)?;
-        *last = Some((name.to_string(), id));
-        Some(id)
+        remembered(last, name, |n| self.tenant_id(n))
     }
 
     fn tenant_name(&self, id: u32) -> &str {
@@ -842,17 +849,23 @@ impl Directory {
     /// Whether `domain` is an accepted, verified domain of the tenant: one lookup, no names
     /// compared beyond the domain's own.
     pub fn is_accepted_by_key(&self, key: TenantKey, domain: &str) -> bool {
-        let lower = lookup_name(domain);
-        if let Some(own) = self.in_own_list(key, &lower) {
+        self.accepted_by_key(key, &lookup_name(domain), None)
+    }
+
+    /// `is_accepted_by_key` for a name as `lookup_name` gives it: the tenant's own list when it
+    /// decides, else the index (with `hash`, when already made).
+    fn accepted_by_key(&self, key: TenantKey, lower: &str, hash: Option<u64>) -> bool {
+        if let Some(own) = self.in_own_list(key, lower) {
             return own;
         }
-        self.find_accepted_hashed(&lower, self.hasher.hash_one(&*lower))
+        let hash = hash.unwrap_or_else(|| self.hasher.hash_one(lower));
+        self.find_accepted_hashed(lower, hash)
             .is_some_and(|d| d.tenant == key.index)
     }
 
     /// Starts loading the tenant's own list of domains, when it decides (see `TenantKey`), so
     /// the recipients' domains of a transaction are checked without waiting for memory.
-    pub fn prefetch_domains(&self, key: TenantKey) {
+    fn prefetch_domains(&self, key: TenantKey) {
         let list = key.domains;
         if list.decides && list.len > 0 {
             let start = list.start as usize;
@@ -876,11 +889,11 @@ impl Directory {
         let domain = lookup_name(domain);
         let domain_hash = if key.domains.decides {
             self.prefetch_domains(key);
-            0
+            None
         } else {
             let h = self.hasher.hash_one(&*domain);
             self.domains.prefetch(h);
-            h
+            Some(h)
         };
         let address = address.map(|a| {
             let h = hash_folded(&self.hasher, a);
@@ -900,13 +913,8 @@ impl Directory {
     /// tenant (`is_accepted_by_key`), and, when the probe has an address, the tenant's user
     /// with that address or alias (`user_of`).
     pub fn sender_of(&self, key: TenantKey, probe: &SenderProbe) -> (bool, Option<&str>) {
-        let registered = !probe.domain.is_empty()
-            && match self.in_own_list(key, &probe.domain) {
-                Some(own) => own,
-                None => self
-                    .find_accepted_hashed(&probe.domain, probe.domain_hash)
-                    .is_some_and(|d| d.tenant == key.index),
-            };
+        let registered =
+            !probe.domain.is_empty() && self.accepted_by_key(key, &probe.domain, probe.domain_hash);
         let user = probe
             .address
             .and_then(|(a, h)| self.address_entry_hashed(h, a))
@@ -1086,6 +1094,18 @@ mod tests {
     use super::*;
     use relayward_store::{Connector, Domain, Tenant, User};
 
+    fn tenant(name: &str) -> Tenant {
+        Tenant {
+            name: name.into(),
+            language: "en".into(),
+            subscription_ends: None,
+            admins: Vec::new(),
+            managed_by_config: false,
+            forwarding: Default::default(),
+            forwarding_domains: Vec::new(),
+        }
+    }
+
     fn data() -> DirectoryData {
         let domain = |name: &str, kind, sub, verified| Domain {
             tenant: "contoso".into(),
@@ -1221,15 +1241,7 @@ mod tests {
     #[test]
     fn the_sender_lookups_made_together_answer_as_the_single_ones() {
         let mut data = data();
-        data.tenants.push(Tenant {
-            name: "fabrikam".into(),
-            language: "en".into(),
-            subscription_ends: None,
-            admins: Vec::new(),
-            managed_by_config: false,
-            forwarding: Default::default(),
-            forwarding_domains: Vec::new(),
-        });
+        data.tenants.push(tenant("fabrikam"));
         data.domains.push(Domain {
             tenant: "fabrikam".into(),
             name: "fabrikam.example".into(),
@@ -1265,15 +1277,6 @@ mod tests {
     #[test]
     fn a_tenants_own_list_and_the_whole_index_agree() {
         let mut data = data();
-        let tenant = |name: &str| Tenant {
-            name: name.into(),
-            language: "en".into(),
-            subscription_ends: None,
-            admins: Vec::new(),
-            managed_by_config: false,
-            forwarding: Default::default(),
-            forwarding_domains: Vec::new(),
-        };
         let domain = |tenant: &str, name: &str, sub: bool| Domain {
             tenant: tenant.into(),
             name: name.into(),
