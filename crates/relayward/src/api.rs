@@ -1020,7 +1020,7 @@ async fn list_tenants(
     State(s): State<AppState>,
     q: Result<Query<Paging>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(
@@ -1111,7 +1111,7 @@ async fn set_forwarding(
     body: Result<Json<ForwardingBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     a.require_admin()?;
-    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     s.service
         .set_forwarding(&a.tenant, &body.mode, &body.domains, &a.principal.actor())
         .await
@@ -1142,7 +1142,7 @@ async fn add_domain(
     body: Result<Json<NewDomain>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     a.require_admin()?;
-    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let kind = match body.kind.as_deref() {
         None => DomainKind::Authoritative,
         Some(k) => DomainKind::parse(k).ok_or_else(|| {
@@ -1339,7 +1339,7 @@ async fn setup_finish(
     Path(token): Path<String>,
     body: Result<Json<SetupBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let codes = s
         .service
         .setup_finish(&token, &body.password, &body.totp, &client_of(&connect))
@@ -1366,7 +1366,7 @@ async fn login(
     body: Result<Json<LoginBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     use crate::accounts::LoginError;
-    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let client = client_of(&connect);
     let too_many = |message: String, wait: i64| {
         let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message).into_response();
@@ -1458,7 +1458,7 @@ async fn create_operator_account(
     body: Result<Json<NewAccount>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     p.require_operator()?;
-    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let (a, token) = s
         .service
         .create_account(&body.email, &body.role, body.tenant.as_deref(), &p.actor())
@@ -1485,7 +1485,7 @@ async fn create_tenant_account(
     body: Result<Json<NewAccount>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     a.require_admin()?;
-    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     if body.tenant.as_deref().is_some_and(|t| t != a.tenant) || body.role == "operator" {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -1728,7 +1728,7 @@ async fn tenant_trace(
     State(s): State<AppState>,
     q: Result<Query<TraceParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     if q.tenant.as_deref().is_some_and(|t| t != a.tenant) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -1744,7 +1744,7 @@ async fn all_trace(
     q: Result<Query<TraceParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     p.require_operator()?;
-    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let tenant = q.tenant.clone();
     trace_page(&s, tenant, q).await
 }
@@ -1774,7 +1774,7 @@ async fn queue_list(
     q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     p.require_operator()?;
-    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(
@@ -1885,7 +1885,7 @@ async fn create_webhook(
     body: Result<Json<NewWebhook>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     a.require_admin()?;
-    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let hook = s
         .service
         .create_webhook(&a.tenant, &body.url, &body.events, &a.principal.actor())
@@ -2156,11 +2156,21 @@ fn user_patch_doc() -> Value {
     )
 }
 
+/// A request the extractors refused: 413 when the body is over the limit, else 400 (a body
+/// that is not the JSON expected is the client's mistake whatever the detail).
+fn bad_request(extractor_status: StatusCode) -> StatusCode {
+    if extractor_status == StatusCode::PAYLOAD_TOO_LARGE {
+        extractor_status
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
 fn body<T>(b: JsonBody<T>) -> ApiResult<T> {
     b.map(|Json(t)| t)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))
+        .map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))
 }
 
 async fn create_tenant(

@@ -107,6 +107,20 @@ pub struct RawSmtp {
     pub command_timeout: Option<String>,
     pub data_timeout: Option<String>,
     pub max_errors: Option<u32>,
+    /// The whole DATA or BDAT phase of one message may take this long, however slowly the
+    /// bytes trickle in (`data_timeout` is the wait for the next bytes).
+    pub data_total_timeout: Option<String>,
+    /// Failed SMTP AUTH attempts for one account (known or not), across connections, before it
+    /// is locked for `auth_lockout`.
+    pub auth_failures_per_account: Option<u32>,
+    pub auth_lockout: Option<String>,
+    /// Failed SMTP AUTH attempts from one client address (an IPv6 /64) within
+    /// `auth_address_window` before it gets no more tries until the window moves on.
+    pub auth_failures_per_address: Option<u32>,
+    pub auth_address_window: Option<String>,
+    /// The widest source ranges a connector may claim without an operator's allowance.
+    pub widest_connector_ipv4: Option<u8>,
+    pub widest_connector_ipv6: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -211,6 +225,12 @@ pub struct RawConnector {
     #[serde(default)]
     pub require_tls: bool,
     pub relay_unregistered: Option<bool>,
+    /// The operator allows this connector's ranges to overlap another tenant's.
+    #[serde(default)]
+    pub allow_overlap: bool,
+    /// The operator allows ranges wider than `smtp.widest_connector_ipv4`/`_ipv6`.
+    #[serde(default)]
+    pub allow_wide: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -344,6 +364,8 @@ pub struct ConnectorConfig {
     pub cert_name: Option<String>,
     pub require_tls: bool,
     pub relay_unregistered: bool,
+    pub allow_overlap: bool,
+    pub allow_wide: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -368,6 +390,9 @@ pub struct Config {
     pub command_timeout: Duration,
     pub data_timeout: Duration,
     pub max_errors: u32,
+    pub data_total_timeout: Duration,
+    pub auth: AuthLimits,
+    pub widest_connector: crate::claims::Widest,
     pub http_listen: SocketAddr,
     pub data_dir: PathBuf,
     pub max_spool_size: Option<u64>,
@@ -396,6 +421,15 @@ pub struct Config {
     pub srs_max_age: Duration,
     pub webhooks: crate::webhooks::WebhookConfig,
     pub tenants: Vec<TenantConfig>,
+}
+
+/// Failed SMTP AUTH attempts allowed across connections (issue: password guessing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthLimits {
+    pub per_account: u32,
+    pub lockout: Duration,
+    pub per_address: u32,
+    pub address_window: Duration,
 }
 
 impl Config {
@@ -473,6 +507,16 @@ impl Config {
             }
             tenants.push(tenant_config(t, &limits)?);
         }
+        let widest_connector = crate::claims::Widest {
+            v4: raw.smtp.widest_connector_ipv4.unwrap_or(24),
+            v6: raw.smtp.widest_connector_ipv6.unwrap_or(48),
+        };
+        if widest_connector.v4 > 32 || widest_connector.v6 > 128 {
+            bail!(
+                "smtp.widest_connector_ipv4 is at most 32 and smtp.widest_connector_ipv6 at most 128"
+            );
+        }
+        check_claims(&tenants, widest_connector)?;
         Ok(Config {
             relay_listen: addr(
                 &raw.smtp.relay_listen,
@@ -493,6 +537,22 @@ impl Config {
             command_timeout: dur(&raw.smtp.command_timeout, "5m", "smtp.command_timeout")?,
             data_timeout: dur(&raw.smtp.data_timeout, "3m", "smtp.data_timeout")?,
             max_errors: raw.smtp.max_errors.unwrap_or(10),
+            data_total_timeout: dur(
+                &raw.smtp.data_total_timeout,
+                "10m",
+                "smtp.data_total_timeout",
+            )?,
+            auth: AuthLimits {
+                per_account: raw.smtp.auth_failures_per_account.unwrap_or(5).max(1),
+                lockout: dur(&raw.smtp.auth_lockout, "15m", "smtp.auth_lockout")?,
+                per_address: raw.smtp.auth_failures_per_address.unwrap_or(20).max(1),
+                address_window: dur(
+                    &raw.smtp.auth_address_window,
+                    "10m",
+                    "smtp.auth_address_window",
+                )?,
+            },
+            widest_connector,
             http_listen: addr(&raw.http.listen, "127.0.0.1:8025", "http.listen")?,
             data_dir: raw
                 .storage
@@ -585,6 +645,95 @@ impl Config {
     }
 }
 
+/// The claims of SPEC's "tenants share one relay" within the file: a connector range never
+/// overlaps another tenant's unless `allow_overlap` says the operator means it, is never wider
+/// than the configured prefix unless `allow_wide`; a certificate name lies in one of the
+/// tenant's verified domains; no user address, alias or admin sits in another tenant's domain.
+/// Errors name both tenants.
+fn check_claims(tenants: &[TenantConfig], widest: crate::claims::Widest) -> Result<()> {
+    use crate::claims;
+    let ranges = |c: &ConnectorConfig| -> Vec<ipnet::IpNet> {
+        c.ips
+            .iter()
+            .filter_map(|ip| relayward_tenancy::parse_net(ip))
+            .map(|n| n.trunc())
+            .collect()
+    };
+    let owner = |domain: &str| {
+        tenants.iter().find_map(|t| {
+            t.domains
+                .iter()
+                .any(|d| claims::within(domain, &d.name))
+                .then_some(t.name.as_str())
+        })
+    };
+    for (i, t) in tenants.iter().enumerate() {
+        let at = format!("tenant '{}'", t.name);
+        for c in &t.connectors {
+            let ours = ranges(c);
+            if !c.allow_wide
+                && let Some((net, limit)) = claims::too_wide(&ours, widest)
+            {
+                bail!(
+                    "{at}: connector {}: {net} is wider than /{limit}; list the servers' own addresses, or set allow_wide = true on the connector if the operator means it",
+                    c.name
+                );
+            }
+            if let Some(n) = &c.cert_name {
+                let own: Vec<relayward_store::Domain> = t
+                    .domains
+                    .iter()
+                    .map(|d| relayward_store::Domain {
+                        tenant: t.name.clone(),
+                        name: d.name.clone(),
+                        kind: d.kind,
+                        match_subdomains: d.match_subdomains,
+                        verified: d.verified,
+                        verification_token: String::new(),
+                    })
+                    .collect();
+                if !claims::cert_name_allowed(n, &own) {
+                    bail!(
+                        "{at}: connector {}: certificate name {n} is not within one of the tenant's verified domains",
+                        c.name
+                    );
+                }
+            }
+            if c.allow_overlap {
+                continue;
+            }
+            for other in &tenants[i + 1..] {
+                for oc in other.connectors.iter().filter(|oc| !oc.allow_overlap) {
+                    for theirs in ranges(oc) {
+                        if let Some(mine) = ours.iter().find(|o| claims::overlap(o, &theirs)) {
+                            bail!(
+                                "{at}: connector {} ({mine}) overlaps connector {} ({theirs}) of tenant '{}'; a source address belongs to one tenant (set allow_overlap = true on one of them if the servers are shared on purpose)",
+                                c.name,
+                                oc.name,
+                                other.name
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let addresses = t
+            .users
+            .iter()
+            .flat_map(|u| std::iter::once(&u.address).chain(&u.aliases))
+            .chain(&t.admins);
+        for a in addresses {
+            let domain = relayward_tenancy::domain_of(a);
+            if let Some(o) = owner(&domain).filter(|o| *o != t.name)
+                && !t.domains.iter().any(|d| claims::within(&domain, &d.name))
+            {
+                bail!("{at}: {a} is in a domain of tenant '{o}'");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {
     let at = format!("tenant '{}'", t.name);
     let language = t.language.unwrap_or_else(|| "en".into());
@@ -647,6 +796,8 @@ fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {
             ips: c.ips,
             cert_name: c.cert_name,
             require_tls: c.require_tls,
+            allow_overlap: c.allow_overlap,
+            allow_wide: c.allow_wide,
         });
     }
     let users = t

@@ -8,6 +8,7 @@ use relayward_store::{Connector, Tenant, User};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::claims;
 use crate::guard::now_ms;
 use crate::service::{Actor, NotFound, Service};
 
@@ -47,6 +48,14 @@ pub struct NewConnector {
     pub require_tls: bool,
     #[serde(default)]
     pub relay_unregistered: bool,
+    /// Operators only: allow ranges that overlap another tenant's connector.
+    #[serde(default)]
+    pub allow_overlap: bool,
+    /// Operators only: allow ranges wider than the configured widest prefix.
+    #[serde(default)]
+    pub allow_wide: bool,
+    /// Why the operator allows it (required with either allowance; kept in the audit log).
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +152,7 @@ impl Service {
         if let Some(a) = t.admins.iter().find(|a| !is_address(a)) {
             bail!("admin '{a}' is not an e-mail address");
         }
+        self.check_admin_addresses(&t.name, &t.admins).await?;
         let tenant = Tenant {
             name: t.name,
             language,
@@ -188,6 +198,7 @@ impl Service {
             if let Some(a) = admins.iter().find(|a| !is_address(a)) {
                 bail!("admin '{a}' is not an e-mail address");
             }
+            self.check_admin_addresses(name, &admins).await?;
             after.admins = admins;
         }
         self.store.update_tenant(&after).await?;
@@ -207,25 +218,77 @@ impl Service {
         c: NewConnector,
         actor: &Actor,
     ) -> Result<Connector> {
-        self.tenant_row(tenant).await?;
+        let Some(data) = self.store.tenant_data(tenant).await? else {
+            return Err(NotFound(format!("no tenant {tenant}")).into());
+        };
         if !is_name(&c.name) {
             bail!("a connector name is 1 to 64 letters, digits, '.', '-' or '_'");
         }
-        if let Some(bad) = c
-            .ips
-            .iter()
-            .find(|ip| relayward_tenancy::parse_net(ip).is_none())
-        {
-            bail!("\"{bad}\" is not an address or CIDR range");
+        let mut ranges = Vec::with_capacity(c.ips.len());
+        for ip in &c.ips {
+            match relayward_tenancy::parse_net(ip) {
+                Some(n) => ranges.push(n.trunc()),
+                None => bail!("\"{ip}\" is not an address or CIDR range"),
+            }
         }
-        if c.ips.is_empty() && c.cert_name.as_deref().is_none_or(str::is_empty) {
+        let cert_name = c
+            .cert_name
+            .map(|n| n.trim().to_ascii_lowercase())
+            .filter(|n| !n.is_empty());
+        if ranges.is_empty() && cert_name.is_none() {
             bail!("a connector needs ips or a cert_name");
+        }
+        let reason = c.reason.as_deref().map(str::trim).unwrap_or("");
+        if c.allow_overlap || c.allow_wide {
+            if actor.role != Role::Operator {
+                return Err(Forbidden(
+                    "only an operator may allow a connector range that overlaps another tenant's or is wider than the limit".into(),
+                )
+                .into());
+            }
+            if reason.is_empty() {
+                bail!("allow_overlap and allow_wide need a reason (it goes into the audit log)");
+            }
+        }
+        if !c.allow_wide
+            && let Some((net, limit)) = claims::too_wide(&ranges, self.widest)
+        {
+            return Err(Forbidden(format!(
+                "{net} is wider than /{limit}, the widest range a connector may claim; list the servers' own addresses (an operator may allow a wider range)"
+            ))
+            .into());
+        }
+        if !c.allow_overlap && !ranges.is_empty() {
+            let existing = self.store.all_connectors().await?;
+            if let Some((ours, theirs, other)) = claims::overlapping(tenant, &ranges, &existing) {
+                // A tenant admin learns that the range is taken, not by whom.
+                let whose = if actor.role == Role::Operator {
+                    format!(
+                        "connector '{}' of tenant '{}' ({theirs})",
+                        other.name, other.tenant
+                    )
+                } else {
+                    "a connector of another tenant".to_string()
+                };
+                return Err(Forbidden(format!(
+                    "{ours} overlaps {whose}: a source address belongs to one tenant; ask the operator if the servers are shared"
+                ))
+                .into());
+            }
+        }
+        if let Some(n) = cert_name.as_deref()
+            && !claims::cert_name_allowed(n, &data.domains)
+        {
+            return Err(Forbidden(format!(
+                "certificate name {n} is not within one of the tenant's verified accepted domains"
+            ))
+            .into());
         }
         let connector = Connector {
             tenant: tenant.to_string(),
             name: c.name,
             ips: c.ips,
-            cert_name: c.cert_name.filter(|n| !n.is_empty()),
+            cert_name,
             require_tls: c.require_tls,
             relay_unregistered: c.relay_unregistered,
             created_by: actor.name.clone(),
@@ -233,11 +296,14 @@ impl Service {
             reviewed: false,
         };
         self.store.add_connector(&connector).await?;
+        let allowed = (c.allow_overlap || c.allow_wide).then(|| {
+            json!({ "overlap": c.allow_overlap, "wide": c.allow_wide, "reason": reason, "by": actor.name })
+        });
         self.audit(
             actor,
             Some(tenant),
             "connector.create",
-            json!({ "after": connector, "mfa": actor.mfa }),
+            json!({ "after": connector, "mfa": actor.mfa, "allowed": allowed }),
         )
         .await?;
         Ok(connector)
@@ -252,6 +318,25 @@ impl Service {
             json!({ "before": { "connector": name } }),
         )
         .await
+    }
+
+    /// Admin addresses (alert recipients) may be anywhere but in another tenant's domains: a
+    /// tenant must not have its alerts mailed into someone else's organisation.
+    async fn check_admin_addresses(&self, tenant: &str, admins: &[String]) -> Result<()> {
+        for a in admins {
+            let domain = relayward_tenancy::domain_of(a).trim().to_ascii_lowercase();
+            let related = self.store.related_domains(&domain).await?;
+            if related
+                .iter()
+                .any(|d| d.tenant != tenant && claims::within(&domain, &d.name))
+            {
+                return Err(Forbidden(format!(
+                    "admin '{a}' is in an accepted domain of another tenant"
+                ))
+                .into());
+            }
+        }
+        Ok(())
     }
 
     async fn user_row(&self, tenant: &str, address: &str) -> Result<User> {
@@ -276,9 +361,12 @@ impl Service {
         if !data.domains.iter().any(|d| d.name == domain) {
             bail!("{domain} is not one of the tenant's domains; add it first");
         }
-        if let Some(a) = u.aliases.iter().find(|a| !is_address(a)) {
-            bail!("alias '{a}' is not an e-mail address");
-        }
+        let aliases: Vec<String> = u
+            .aliases
+            .iter()
+            .map(|a| a.trim().to_ascii_lowercase())
+            .collect();
+        check_own_addresses(std::iter::once(&address).chain(&aliases), &data.domains)?;
         if let Some(f) = u.forward_to.as_deref().filter(|f| !is_address(f)) {
             bail!("forward_to '{f}' is not an e-mail address");
         }
@@ -292,7 +380,7 @@ impl Service {
         let user = User {
             tenant: tenant.to_string(),
             address,
-            aliases: u.aliases.iter().map(|a| a.to_ascii_lowercase()).collect(),
+            aliases,
             password_hash,
             forward_to: u.forward_to.map(|f| f.to_ascii_lowercase()),
             forward_only: u.forward_only,
@@ -324,10 +412,15 @@ impl Service {
             };
         }
         if let Some(aliases) = p.aliases {
-            if let Some(a) = aliases.iter().find(|a| !is_address(a)) {
-                bail!("alias '{a}' is not an e-mail address");
-            }
-            after.aliases = aliases.iter().map(|a| a.to_ascii_lowercase()).collect();
+            let aliases: Vec<String> = aliases
+                .iter()
+                .map(|a| a.trim().to_ascii_lowercase())
+                .collect();
+            let Some(data) = self.store.tenant_data(tenant).await? else {
+                return Err(NotFound(format!("no tenant {tenant}")).into());
+            };
+            check_own_addresses(&aliases, &data.domains)?;
+            after.aliases = aliases;
         }
         if let Some(f) = p.forward_to {
             if let Some(bad) = f.as_deref().filter(|f| !is_address(f)) {
@@ -363,6 +456,26 @@ impl Service {
         )
         .await
     }
+}
+
+/// A user's address and aliases must be in the tenant's own verified accepted domains: they are
+/// the addresses it may send as.
+fn check_own_addresses<'a>(
+    addresses: impl IntoIterator<Item = &'a String>,
+    own: &[relayward_store::Domain],
+) -> Result<()> {
+    for a in addresses {
+        if !is_address(a) {
+            bail!("'{a}' is not an e-mail address");
+        }
+        if !claims::address_allowed(a, own) {
+            return Err(Forbidden(format!(
+                "{a} is not in one of the tenant's verified accepted domains; add and verify its domain first"
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// A user as the API and the audit log show it: never the password hash.

@@ -94,6 +94,7 @@ pub fn service(config: &Config, store: Arc<dyn Store>) -> Service {
             .map(|t| (t.name.clone(), t.limits.clone()))
             .collect(),
         auto_approve: config.auto_approve_releases,
+        widest: config.widest_connector,
     }
 }
 

@@ -73,6 +73,12 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     };
     let p = &s.policy;
     m(
+        "relayward_directory_version",
+        "gauge",
+        "The directory version this node is running on (grows with every tenant, domain, connector or user change).",
+        p.directory_version.load(Ordering::Relaxed).max(0) as u64,
+    );
+    m(
         "relayward_smtp_sessions_total",
         "counter",
         "SMTP connections accepted.",

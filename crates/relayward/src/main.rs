@@ -4,6 +4,7 @@
 mod accounts;
 mod api;
 mod api_schemas;
+mod claims;
 mod config;
 mod directory_admin;
 mod dkim;
@@ -22,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use relayward_delivery::dns::HickoryResolver;
 use relayward_delivery::{DeliveryConfig, Queue, Router};
@@ -319,6 +320,15 @@ enum ConnectorCmd {
         /// May relay for sender domains that are not accepted domains.
         #[arg(long)]
         relay_unregistered: bool,
+        /// Allow ranges that overlap another tenant's connector (needs --reason).
+        #[arg(long)]
+        allow_overlap: bool,
+        /// Allow ranges wider than smtp.widest_connector_ipv4/_ipv6 (needs --reason).
+        #[arg(long)]
+        allow_wide: bool,
+        /// Why the overlap or the wide range is allowed (kept in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Mark a connector reviewed (checklist item 3).
     Review {
@@ -446,12 +456,7 @@ async fn run(cli: Cli) -> Result<()> {
 async fn token_cmd(config: &Config, cmd: TokenCmd) -> Result<()> {
     let store: Arc<dyn Store> = open_store(config)?;
     let svc = guard_cli::service(config, store.clone());
-    let actor = service::Actor {
-        name: format!("cli:{}", whoami()),
-        role: relayward_guard::Role::Operator,
-        client: "cli".into(),
-        mfa: false,
-    };
+    let actor = cli_operator();
     match cmd {
         TokenCmd::Create {
             name,
@@ -568,12 +573,7 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
         }) => {
             let kind = DomainKind::parse(&kind)
                 .ok_or_else(|| anyhow!("--kind must be authoritative or internal_relay"))?;
-            let actor = service::Actor {
-                name: format!("cli:{}", whoami()),
-                role: relayward_guard::Role::Operator,
-                client: "cli".into(),
-                mfa: false,
-            };
+            let actor = cli_operator();
             let svc = guard_cli::service(config, store.clone());
             let d = svc
                 .add_domain(&tenant, &domain, kind, match_subdomains, verified, &actor)
@@ -602,28 +602,22 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
             cert_name,
             require_tls,
             relay_unregistered,
+            allow_overlap,
+            allow_wide,
+            reason,
         }) => {
-            for i in &ip {
-                if relayward_tenancy::parse_net(i).is_none() {
-                    return Err(anyhow!("--ip {i}: not an address or CIDR range"));
-                }
-            }
-            if ip.is_empty() && cert_name.is_none() {
-                return Err(anyhow!("a connector needs --ip or --cert-name"));
-            }
-            store
-                .add_connector(&Connector {
-                    tenant,
-                    name: name.clone(),
-                    ips: ip,
-                    cert_name,
-                    require_tls,
-                    relay_unregistered,
-                    created_by: format!("cli:{}", whoami()),
-                    created_at: now_secs(),
-                    reviewed: false,
-                })
-                .await?;
+            let svc = guard_cli::service(config, store.clone());
+            let c = directory_admin::NewConnector {
+                name: name.clone(),
+                ips: ip,
+                cert_name,
+                require_tls,
+                relay_unregistered,
+                allow_overlap,
+                allow_wide,
+                reason,
+            };
+            svc.add_connector(&tenant, c, &cli_operator()).await?;
             println!("connector {name} added");
         }
         Command::User(UserCmd::Add {
@@ -634,23 +628,15 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
             forward_to,
             forward_only,
         }) => {
-            if !address.contains('@') {
-                return Err(anyhow!("{address} is not an email address"));
-            }
-            let password_hash = match password {
-                Some(p) => Some(relayward_tenancy::password::hash(&p).map_err(|e| anyhow!(e))?),
-                None => None,
+            let svc = guard_cli::service(config, store.clone());
+            let u = directory_admin::NewUser {
+                address: address.clone(),
+                password,
+                aliases: alias,
+                forward_to,
+                forward_only,
             };
-            store
-                .add_user(&User {
-                    tenant,
-                    address: address.to_ascii_lowercase(),
-                    aliases: alias,
-                    password_hash,
-                    forward_to,
-                    forward_only,
-                })
-                .await?;
+            svc.add_user(&tenant, u, &cli_operator()).await?;
             println!("user {address} added");
         }
         Command::Route(RouteCmd::Add {
@@ -868,6 +854,16 @@ async fn guard_cmd(config: &Config, cmd: Command) -> Result<()> {
     Ok(())
 }
 
+/// The operator at the relay's own command line.
+fn cli_operator() -> service::Actor {
+    service::Actor {
+        name: format!("cli:{}", whoami()),
+        role: relayward_guard::Role::Operator,
+        client: "cli".into(),
+        mfa: false,
+    }
+}
+
 fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "operator".into())
 }
@@ -926,6 +922,35 @@ async fn trace_cmd(config: &Config, args: TraceArgs) -> Result<()> {
 
 /// Writes configuration-declared tenants into the store (marked managed by configuration).
 async fn provision(store: &dyn Store, config: &Config) -> Result<()> {
+    // Tenants made through the API or the command line keep their connectors: a range in the
+    // file may not take a host from one of them (the file's own tenants are checked when it
+    // is loaded).
+    let in_file: std::collections::HashSet<&str> =
+        config.tenants.iter().map(|t| t.name.as_str()).collect();
+    let stored: Vec<Connector> = store
+        .all_connectors()
+        .await?
+        .into_iter()
+        .filter(|c| !in_file.contains(c.tenant.as_str()))
+        .collect();
+    for t in &config.tenants {
+        for c in t.connectors.iter().filter(|c| !c.allow_overlap) {
+            let ranges: Vec<_> = c
+                .ips
+                .iter()
+                .filter_map(|ip| relayward_tenancy::parse_net(ip))
+                .collect();
+            if let Some((ours, theirs, other)) = claims::overlapping(&t.name, &ranges, &stored) {
+                bail!(
+                    "tenant '{}': connector {} ({ours}) overlaps connector {} ({theirs}) of tenant '{}'; a source address belongs to one tenant (set allow_overlap = true on the connector if the servers are shared on purpose)",
+                    t.name,
+                    c.name,
+                    other.name,
+                    other.tenant
+                );
+            }
+        }
+    }
     for t in &config.tenants {
         let mut data = TenantData {
             tenant: Some(Tenant {
@@ -1110,8 +1135,9 @@ async fn serve(config: Config) -> Result<()> {
         directory.clone(),
     )));
     tokio::spawn(webhooks::run(dyn_store.clone(), config.webhooks.clone()));
-    // Domains from the configuration file get their DKIM keys in the background at first start.
-    tokio::spawn(dkim::generate_missing(
+    // Domains from the configuration file get their DKIM keys at first start, before the relay
+    // listens: mail accepted in its first seconds must not leave unsigned.
+    dkim::generate_missing(
         dyn_store.clone(),
         config
             .tenants
@@ -1123,7 +1149,8 @@ async fn serve(config: Config) -> Result<()> {
                     .map(|d| d.name.clone())
             })
             .collect(),
-    ));
+    )
+    .await;
     let recovered_count = recovered.len();
     for env in recovered {
         queue.enqueue(env);
@@ -1199,7 +1226,7 @@ async fn serve(config: Config) -> Result<()> {
         store: dyn_store.clone(),
         spool: spool.clone(),
         queue: queue.clone(),
-        policy: stats,
+        policy: stats.clone(),
         trace: trace.clone(),
         service: Arc::new(guard_cli::service(&config, dyn_store.clone())),
         resolver: api_resolver,
@@ -1224,6 +1251,7 @@ async fn serve(config: Config) -> Result<()> {
         directory.clone(),
         guard.clone(),
         config.clone(),
+        stats.clone(),
     ));
     let guard_task = tokio::spawn(guard::run(
         guard.clone(),
@@ -1322,8 +1350,12 @@ async fn reload_directory(
     directory: Arc<RwLock<Arc<Directory>>>,
     guard: Arc<guard::GuardHandle>,
     config: Config,
+    stats: Arc<PolicyStats>,
 ) {
     let mut seen = store.directory_version().await.unwrap_or(0);
+    stats
+        .directory_version
+        .store(seen, std::sync::atomic::Ordering::Relaxed);
     let mut applied = std::collections::HashSet::new();
     apply_limit_overrides(store.as_ref(), &guard, &config, &mut applied).await;
     loop {
@@ -1336,6 +1368,9 @@ async fn reload_directory(
                         *d = fresh;
                     }
                     seen = v;
+                    stats
+                        .directory_version
+                        .store(v, std::sync::atomic::Ordering::Relaxed);
                     apply_limit_overrides(store.as_ref(), &guard, &config, &mut applied).await;
                     tracing::info!(version = v, "directory reloaded");
                 }

@@ -33,6 +33,8 @@ pub const NOT_YOUR_SENDER: &str = "5.7.60 Client does not have permissions to se
 
 #[derive(Default)]
 pub struct PolicyStats {
+    /// The store's directory version the running directory was built from.
+    pub directory_version: std::sync::atomic::AtomicI64,
     pub accepted: AtomicU64,
     pub refused_rcpt: AtomicU64,
     pub refused_mail: AtomicU64,
@@ -237,12 +239,15 @@ impl Policy for RelayPolicy {
         conn.tx_external = 0;
         conn.srs_rewrites.clear();
         let result = match (&conn.attribution, peer.kind) {
-            (Attribution::User { address, .. }, _) => {
+            (Attribution::User { address, tenant }, _) => {
                 let dir = self.dir();
+                // The address must be the user's own and in its tenant's accepted domains: an
+                // alias in another tenant's domain never lets it send as that tenant.
                 let mine = !from.is_empty()
                     && dir
                         .user(from)
-                        .is_some_and(|u| u.address.eq_ignore_ascii_case(address));
+                        .is_some_and(|u| u.address.eq_ignore_ascii_case(address))
+                    && dir.is_accepted_by(tenant, &relayward_tenancy::domain_of(from));
                 if mine {
                     Ok(())
                 } else {

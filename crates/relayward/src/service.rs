@@ -62,6 +62,8 @@ pub struct Service {
     pub defaults: Limits,
     pub tenant_limits: HashMap<String, Limits>,
     pub auto_approve: bool,
+    /// The widest connector range a tenant may claim without an operator's allowance.
+    pub widest: crate::claims::Widest,
 }
 
 const DAY: i64 = 86_400_000;
@@ -689,6 +691,20 @@ impl Service {
             });
         if !valid {
             bail!("'{name}' is not a domain name");
+        }
+        // A domain another tenant has proven is its own, or one above or below it, is not
+        // for this tenant to claim (the exact name is refused by the store as a duplicate).
+        let related = self.store.related_domains(&name).await?;
+        if let Some(theirs) = crate::claims::domain_clash(tenant, &name, &related) {
+            let whose = if actor.role == Role::Operator {
+                format!("{} of tenant '{}'", theirs.name, theirs.tenant)
+            } else {
+                "a domain another tenant has verified".to_string()
+            };
+            return Err(crate::directory_admin::Forbidden(format!(
+                "{name} lies within or above {whose}; a domain belongs to one tenant"
+            ))
+            .into());
         }
         let d = relayward_store::Domain {
             tenant: tenant.to_string(),

@@ -78,6 +78,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// One accepted domain by name (any tenant's).
     async fn domain(&self, name: &str) -> Result<Domain>;
+    /// Every tenant's domains that are `name`, one of its parents or one of its subdomains:
+    /// what a new domain would clash with.
+    async fn related_domains(&self, name: &str) -> Result<Vec<Domain>>;
+    /// Every tenant's connectors: the claims on source addresses and certificate names.
+    async fn all_connectors(&self) -> Result<Vec<Connector>>;
     /// Marks a tenant's domain verified (ownership proven) or not.
     async fn set_domain_verified(&self, tenant: &str, name: &str, verified: bool) -> Result<()>;
     async fn set_connector_reviewed(&self, tenant: &str, name: &str, reviewed: bool) -> Result<()>;

@@ -382,16 +382,10 @@ fn version_of(c: &Connection) -> Result<i64> {
     )?)
 }
 
-fn load_all_but_domains(c: &Connection, only: Option<&str>) -> Result<DirectoryData> {
-    let mut d = DirectoryData::default();
-    let mut s = c.prepare(
-        "SELECT name, language, subscription_ends, admins, managed_by_config, forwarding, forwarding_domains FROM tenants WHERE ?1 IS NULL OR name = ?1",
-    )?;
-    d.tenants = s
-        .query_map([only], tenant_row)?
-        .collect::<rusqlite::Result<_>>()?;
+/// Connectors of one tenant, or of all with `None`.
+fn connectors_of(c: &Connection, only: Option<&str>) -> Result<Vec<Connector>> {
     let mut s = c.prepare("SELECT tenant, name, ips, cert_name, require_tls, relay_unregistered, created_by, created_at, reviewed FROM connectors WHERE ?1 IS NULL OR tenant = ?1")?;
-    d.connectors = s
+    let rows = s
         .query_map([only], |r| {
             Ok(Connector {
                 tenant: r.get(0)?,
@@ -406,6 +400,18 @@ fn load_all_but_domains(c: &Connection, only: Option<&str>) -> Result<DirectoryD
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+fn load_all_but_domains(c: &Connection, only: Option<&str>) -> Result<DirectoryData> {
+    let mut d = DirectoryData::default();
+    let mut s = c.prepare(
+        "SELECT name, language, subscription_ends, admins, managed_by_config, forwarding, forwarding_domains FROM tenants WHERE ?1 IS NULL OR name = ?1",
+    )?;
+    d.tenants = s
+        .query_map([only], tenant_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    d.connectors = connectors_of(c, only)?;
     let mut s = c.prepare("SELECT address, tenant, aliases, password_hash, forward_to, forward_only FROM users WHERE ?1 IS NULL OR tenant = ?1")?;
     d.users = s
         .query_map([only], |r| {
@@ -919,6 +925,41 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn related_domains(&self, name: &str) -> Result<Vec<Domain>> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.with(move |c| {
+            let mut out = Vec::new();
+            let mut one = c.prepare_cached(&format!(
+                "SELECT {DOMAIN_COLUMNS} FROM domains WHERE name = ?1"
+            ))?;
+            let mut at = Some(name.as_str());
+            while let Some(n) = at {
+                if let Some(d) = one.query_row([n], domain_row).optional()? {
+                    out.push(d);
+                }
+                at = n
+                    .split_once('.')
+                    .map(|(_, rest)| rest)
+                    .filter(|r| r.contains('.'));
+            }
+            // Below it: a suffix match (names hold only letters, digits, '-' and '.', so the
+            // pattern has no wildcards of its own).
+            let mut below = c.prepare_cached(&format!(
+                "SELECT {DOMAIN_COLUMNS} FROM domains WHERE name LIKE ?1"
+            ))?;
+            let rows = below.query_map([format!("%.{name}")], domain_row)?;
+            for d in rows {
+                out.push(d?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn all_connectors(&self) -> Result<Vec<Connector>> {
+        self.with(|c| connectors_of(c, None)).await
     }
 
     async fn set_domain_verified(&self, tenant: &str, name: &str, verified: bool) -> Result<()> {

@@ -24,7 +24,7 @@ fn setup() -> (Relay, Tokens) {
     let relay = Relay::start("");
     relay.cli(&["tenant", "add", "contoso", "--admin", "it@contoso.example"]);
     relay.cli(&["tenant", "add", "fabrikam"]);
-    relay.cli(&["domain", "add", "contoso", "contoso.example"]);
+    relay.cli(&["domain", "add", "contoso", "contoso.example", "--verified"]);
     let t = Tokens {
         operator: token(&relay, &["--name", "ops", "--role", "operator"]),
         admin: token(

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod api;
+mod claims;
 mod crash;
 mod delivery;
 mod dsn;

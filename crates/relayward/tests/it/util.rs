@@ -91,7 +91,10 @@ impl Relay {
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&self.config)
-            .env("RELAYWARD_LOG", "warn")
+            .env(
+                "RELAYWARD_LOG",
+                std::env::var("TEST_RELAYWARD_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -244,6 +247,25 @@ impl Relay {
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+
+    /// Waits until the running relay has loaded the directory as the store now holds it (after
+    /// changes made on the command line or through the API).
+    pub fn wait_directory(&self) {
+        let db = rusqlite::Connection::open(self.dir.path().join("data/relayward.sqlite"))
+            .expect("open the relay's database");
+        let want: i64 = db
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'directory_version'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("directory version");
+        let want = want.max(0) as u64;
+        wait_for(Duration::from_secs(20), || {
+            (self.metric("relayward_directory_version") >= want).then_some(())
+        })
+        .expect("the relay reloads its directory");
     }
 
     pub fn client(&self) -> Client {
@@ -1004,4 +1026,21 @@ impl Drop for RspamdServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `AUTH PLAIN` with the credentials in its initial response.
+pub fn auth_plain(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let b = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+    format!("AUTH PLAIN {b}")
+}
+
+/// A new submission connection after EHLO and STARTTLS, and the relay's answer to AUTH PLAIN.
+pub fn submission_auth(relay: &Relay, user: &str, password: &str) -> (Client, Reply) {
+    let mut c = Client::connect(relay.submission, None);
+    c.cmd("EHLO device");
+    let mut c = c.starttls();
+    c.cmd("EHLO device");
+    let r = c.cmd(&auth_plain(user, password));
+    (c, r)
 }

@@ -1,0 +1,288 @@
+//! Tenants share one relay (issue 17): what one tenant adds — connector ranges, certificate
+//! names, domains, user addresses, aliases, admin addresses — may not touch another tenant's,
+//! through the API, the command line or the configuration file. An operator may allow an
+//! overlap or a wide range explicitly, and the audit log says who and why.
+
+#![allow(clippy::unwrap_used)] // a test: a missing field should panic and say where
+
+use std::time::Duration;
+
+use crate::util::*;
+
+const BODY: &str = "Subject: claims\r\nFrom: a@b.example\r\n\r\nhello\r\n";
+
+fn token(relay: &Relay, args: &[&str]) -> String {
+    let mut a = vec!["token", "create"];
+    a.extend_from_slice(args);
+    relay.cli(&a).trim().to_string()
+}
+
+/// contoso (from the file) owns 127.0.0.0/24 and contoso.example; fabrikam is managed through
+/// the API and its admin holds a token.
+fn setup(rx: &Receiver) -> (Relay, String, String) {
+    let relay = Relay::start(&format!(
+        r#"
+[delivery]
+smart_host = "{}"
+retry_schedule = ["1s"]
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.0/24"] }} ]
+users = [ {{ address = "director@contoso.example" }} ]
+"#,
+        rx.addr
+    ));
+    relay.cli(&["tenant", "add", "fabrikam"]);
+    relay.cli(&[
+        "domain",
+        "add",
+        "fabrikam",
+        "fabrikam.example",
+        "--verified",
+    ]);
+    relay.cli(&[
+        "user",
+        "add",
+        "fabrikam",
+        "bob@fabrikam.example",
+        "--password",
+        "a long device secret",
+    ]);
+    let admin = token(
+        &relay,
+        &["--name", "f", "--role", "admin", "--tenant", "fabrikam"],
+    );
+    let ops = token(&relay, &["--name", "ops", "--role", "operator"]);
+    (relay, admin, ops)
+}
+
+fn refused(relay: &Relay, method: &str, path: &str, tok: &str, body: &str, why: &str) {
+    let (status, json) = relay.api(method, path, Some(tok), Some(body));
+    assert_eq!(status, 403, "{method} {path} {body}: {json}");
+    let text = json.to_string();
+    assert!(text.contains(why), "{body}: expected '{why}' in {text}");
+    assert!(
+        !text.contains("contoso") || body.contains("contoso"),
+        "a tenant admin is not told who holds the claim: {text}"
+    );
+}
+
+#[test]
+fn a_tenant_admin_cannot_take_another_tenants_hosts_domains_or_addresses() {
+    let rx = Receiver::start(false);
+    let (relay, admin, ops) = setup(&rx);
+    let conns = "/api/v1/tenants/fabrikam/connectors";
+    for (ips, why) in [
+        (
+            r#"["127.0.0.1/32"]"#,
+            "overlaps a connector of another tenant",
+        ),
+        (r#"["127.0.0.1"]"#, "overlaps a connector of another tenant"),
+        (r#"["127.0.0.0/8"]"#, "wider than /24"),
+        (r#"["0.0.0.0/0"]"#, "wider than /24"),
+        (r#"["2001:db8::/32"]"#, "wider than /48"),
+    ] {
+        let body = format!(r#"{{"name": "grab", "ips": {ips}}}"#);
+        refused(&relay, "POST", conns, &admin, &body, why);
+    }
+    refused(
+        &relay,
+        "POST",
+        conns,
+        &admin,
+        r#"{"name": "grab", "cert_name": "mail.contoso.example"}"#,
+        "not within one of the tenant's verified accepted domains",
+    );
+    refused(
+        &relay,
+        "POST",
+        conns,
+        &admin,
+        r#"{"name": "grab", "ips": ["127.0.0.1/32"], "allow_overlap": true, "reason": "mine"}"#,
+        "only an operator",
+    );
+    // Its own narrow range and a certificate name in its own domain are fine.
+    let (status, json) = relay.api(
+        "POST",
+        conns,
+        Some(&admin),
+        Some(r#"{"name": "office", "ips": ["192.0.2.0/24"], "cert_name": "*.fabrikam.example"}"#),
+    );
+    assert_eq!(status, 201, "{json}");
+
+    // Addresses: a user, an alias, an admin address or a domain in contoso's are refused.
+    refused(
+        &relay,
+        "PATCH",
+        "/api/v1/tenants/fabrikam/users/bob@fabrikam.example",
+        &admin,
+        r#"{"aliases": ["director@contoso.example"]}"#,
+        "not in one of the tenant's verified accepted domains",
+    );
+    let (status, json) = relay.api(
+        "POST",
+        "/api/v1/tenants/fabrikam/users",
+        Some(&admin),
+        Some(r#"{"address": "ceo@fabrikam.example", "aliases": ["ceo@contoso.example"]}"#),
+    );
+    assert_eq!(status, 403, "{json}");
+    refused(
+        &relay,
+        "PATCH",
+        "/api/v1/tenants/fabrikam",
+        &admin,
+        r#"{"admins": ["it@contoso.example"]}"#,
+        "another tenant",
+    );
+    for d in ["sales.contoso.example", "a.b.contoso.example"] {
+        refused(
+            &relay,
+            "POST",
+            "/api/v1/tenants/fabrikam/domains",
+            &admin,
+            &format!(r#"{{"name": "{d}"}}"#),
+            "another tenant has verified",
+        );
+    }
+    refused(
+        &relay,
+        "POST",
+        "/api/v1/tenants/fabrikam/domains",
+        &admin,
+        r#"{"name": "contoso.example"}"#,
+        "another tenant has verified",
+    );
+
+    // The command line keeps the same rules for the operator (and names the other tenant).
+    let (ok, out) = relay.cli_status(&[
+        "connector",
+        "add",
+        "fabrikam",
+        "grab",
+        "--ip",
+        "127.0.0.7/32",
+    ]);
+    assert!(!ok && out.contains("tenant 'contoso'"), "{out}");
+    let (ok, out) = relay.cli_status(&[
+        "user",
+        "add",
+        "fabrikam",
+        "bob2@fabrikam.example",
+        "--alias",
+        "director@contoso.example",
+    ]);
+    assert!(!ok && out.contains("verified accepted domains"), "{out}");
+
+    // Nothing above moved a host: mail from 127.0.0.1 is still contoso's.
+    let mut c = relay.client();
+    c.cmd("EHLO onprem.contoso.example");
+    let r = c.transaction("director@contoso.example", &["x@remote.example"], BODY);
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = rx.wait(1, Duration::from_secs(20));
+    assert_eq!(got.len(), 1);
+
+    // A fabrikam user cannot send as contoso's director on the submission port.
+    relay.wait_directory();
+    let (mut c, r) = submission_auth(&relay, "bob@fabrikam.example", "a long device secret");
+    assert_eq!(r.code, 235, "{r:?}");
+    assert_eq!(
+        c.cmd("MAIL FROM:<director@contoso.example>").text(),
+        "550 5.7.60 Client does not have permissions to send as this sender"
+    );
+
+    // An operator may allow an overlap explicitly, with a reason; the audit log keeps both.
+    let (status, json) = relay.api(
+        "POST",
+        conns,
+        Some(&ops),
+        Some(r#"{"name": "shared", "ips": ["127.0.0.9/32"], "allow_overlap": true}"#),
+    );
+    assert_eq!(status, 422, "a reason is required: {json}");
+    let (status, json) = relay.api(
+        "POST",
+        conns,
+        Some(&ops),
+        Some(
+            r#"{"name": "shared", "ips": ["127.0.0.9/32"], "allow_overlap": true, "reason": "ticket 4711: fabrikam bought contoso's print server"}"#,
+        ),
+    );
+    assert_eq!(status, 201, "{json}");
+    let (_, audit) = relay.api("GET", "/api/v1/tenants/fabrikam/audit", Some(&ops), None);
+    let text = audit.to_string();
+    assert!(
+        text.contains("ticket 4711") && text.contains("overlap"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_configuration_file_cannot_give_one_tenants_host_to_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let check = |tenants: &str| {
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, config_text(&dir.path().join("data"), "", tenants)).expect("write");
+        let out = std::process::Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let two = |a: &str, b: &str| {
+        format!(
+            "[[tenants]]\nname = \"contoso\"\nconnectors = [ {{ name = \"on-prem\", ips = [\"127.0.0.0/24\"]{a} }} ]\n\
+             [[tenants]]\nname = \"fabrikam\"\nconnectors = [ {{ name = \"printer\", ips = [\"127.0.0.9\"]{b} }} ]\n"
+        )
+    };
+    let (ok, err) = check(&two("", ""));
+    assert!(
+        !ok && err.contains("tenant 'contoso'") && err.contains("tenant 'fabrikam'"),
+        "{err}"
+    );
+    let (ok, err) = check(&two("", ", allow_overlap = true"));
+    assert!(ok, "{err}");
+    let (ok, err) = check(
+        "[[tenants]]\nname = \"a\"\nconnectors = [ { name = \"c\", ips = [\"10.0.0.0/16\"] } ]\n",
+    );
+    assert!(!ok && err.contains("wider than /24"), "{err}");
+    let (ok, err) = check(
+        "[[tenants]]\nname = \"a\"\nconnectors = [ { name = \"c\", ips = [\"10.0.0.0/16\"], allow_wide = true } ]\n",
+    );
+    assert!(ok, "{err}");
+    let (ok, err) = check(
+        "[[tenants]]\nname = \"contoso\"\ndomains = [ { name = \"contoso.example\", verified = true } ]\n\
+         [[tenants]]\nname = \"fabrikam\"\nusers = [ { address = \"bob@fabrikam.example\", aliases = [\"director@contoso.example\"] } ]\n",
+    );
+    assert!(
+        !ok && err.contains("tenant 'fabrikam'") && err.contains("tenant 'contoso'"),
+        "{err}"
+    );
+
+    // A tenant made on the command line holds 127.0.0.5; a file that gives it to another
+    // tenant stops the relay at start, naming both.
+    let mut relay = Relay::start("");
+    relay.cli(&["tenant", "add", "litware"]);
+    relay.cli(&["connector", "add", "litware", "hq", "--ip", "127.0.0.5/32"]);
+    relay.kill9();
+    let mut text = std::fs::read_to_string(&relay.config).expect("config");
+    text.push_str(
+        "[[tenants]]\nname = \"northwind\"\nconnectors = [ { name = \"office\", ips = [\"127.0.0.0/24\"] } ]\n",
+    );
+    std::fs::write(&relay.config, text).expect("write");
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&relay.config)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("tenant 'northwind'")
+            && err.contains("tenant 'litware'"),
+        "{err}"
+    );
+}
