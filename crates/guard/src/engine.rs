@@ -77,6 +77,8 @@ pub enum AlertKind {
     SuspiciousConnector,
     MessagesDelayed,
     PossiblyCompromised,
+    /// A user's SMTP AUTH was locked after repeated wrong passwords.
+    AccountLocked,
 }
 
 impl AlertKind {
@@ -92,6 +94,7 @@ impl AlertKind {
             AlertKind::SuspiciousConnector => "Suspicious connector activity",
             AlertKind::MessagesDelayed => "Messages have been delayed",
             AlertKind::PossiblyCompromised => "Sender possibly compromised",
+            AlertKind::AccountLocked => "Account locked after failed sign-ins",
         }
     }
 }
@@ -249,6 +252,12 @@ impl<C: CounterStore> Guard<C> {
 
     pub fn counters_mut(&mut self) -> &mut C {
         &mut self.counters
+    }
+
+    /// An alert raised outside the engine's own triggers (SMTP AUTH lockouts), to be stored,
+    /// mailed and posted with the rest.
+    pub fn raise(&mut self, alert: Alert) {
+        self.events.push(Event::Alert(alert));
     }
 
     /// Events since the last call, oldest first.

@@ -2048,7 +2048,12 @@ async fn counters(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<
         .counters(&a.tenant)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "counters": c })))
+    let locks = s
+        .service
+        .auth_lockouts(&a.tenant)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "counters": c, "auth_lockouts": locks })))
 }
 
 async fn tenant_audit(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {

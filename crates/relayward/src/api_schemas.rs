@@ -102,6 +102,10 @@ pub fn components() -> Value {
             "id": int(), "tenant": s(), "at": int(), "severity": s(), "kind": s(),
             "subject": s(), "text": s()
         })),
+        "AuthLockout": object(json!({
+            "account": s(), "tenant": s(), "at": int(), "until": int(), "failures": int(),
+            "client": s()
+        })),
         "Counter": object(json!({
             "subject": s(), "counter": s(), "value": int(), "threshold": int_null()
         })),
@@ -210,7 +214,10 @@ pub fn response(method: &str, path: &str) -> Option<Value> {
         | ("post", "/tenants/{tenant}/restrictions/{restriction}/approve")
         | ("post", "/tenants/{tenant}/restrictions/{restriction}/refuse") => restriction(),
         ("get", "/tenants/{tenant}/alerts") => list_of("alerts", r("Alert")),
-        ("get", "/tenants/{tenant}/counters") => list_of("counters", r("Counter")),
+        ("get", "/tenants/{tenant}/counters") => object(json!({
+            "counters": { "type": "array", "items": r("Counter") },
+            "auth_lockouts": { "type": "array", "items": r("AuthLockout") }
+        })),
         ("get", "/tenants/{tenant}/audit") | ("get", "/audit") => list_of("audit", r("AuditEntry")),
         ("get", "/tenants/{tenant}/trace") | ("get", "/trace") => object(json!({
             "messages": { "type": "array", "items": r("TraceMessage") },

@@ -259,6 +259,11 @@ impl GuardHandle {
         }
     }
 
+    /// Raises an alert from outside the engine (mailed, stored and posted by the guard task).
+    pub fn raise(&self, alert: relayward_guard::Alert) {
+        self.with(|g| g.raise(alert));
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Guard) -> T) -> T {
         let mut g = self.engine.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut g)

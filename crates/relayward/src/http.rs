@@ -23,6 +23,8 @@ pub struct AppState {
     pub spool: Spool,
     pub queue: Queue,
     pub policy: Arc<PolicyStats>,
+    pub passwords: Arc<crate::passwords::Checker>,
+    pub auth_limits: Arc<crate::passwords::Limiter>,
     pub trace: TraceSink,
     /// Every admin and operator action (the API calls it as the command line does).
     pub service: Arc<crate::service::Service>,
@@ -72,6 +74,31 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         );
     };
     let p = &s.policy;
+    let a = &s.auth_limits;
+    m(
+        "relayward_auth_failures_total",
+        "counter",
+        "SMTP AUTH attempts with a wrong password or an unknown account.",
+        a.failures.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_auth_lockouts_total",
+        "counter",
+        "Accounts locked for SMTP AUTH after too many failures.",
+        a.lockouts.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_auth_refused_locked_total",
+        "counter",
+        "SMTP AUTH attempts answered 454 without a check (account or client address locked).",
+        a.refused_locked.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_auth_busy_total",
+        "counter",
+        "SMTP AUTH attempts answered 454 because every password checker was busy.",
+        s.passwords.busy.load(Ordering::Relaxed),
+    );
     m(
         "relayward_directory_version",
         "gauge",

@@ -12,6 +12,7 @@ mod forward;
 mod guard;
 mod guard_cli;
 mod http;
+mod passwords;
 mod policy;
 mod service;
 mod srs;
@@ -843,6 +844,25 @@ async fn guard_cmd(config: &Config, cmd: Command) -> Result<()> {
                     println!("{:<40} {:<32} {:>8} / {}", c.subject, c.counter, c.value, t);
                 }
             }
+            let now = now_secs() * 1000;
+            for l in svc.auth_lockouts(&tenant).await? {
+                if json {
+                    println!("{}", serde_json::json!({ "auth_lockout": l }));
+                } else {
+                    let state = if l.until > now {
+                        "LOCKED until"
+                    } else {
+                        "was locked until"
+                    };
+                    println!(
+                        "smtp auth {:<30} {state} {} ({} failures, last from {})",
+                        l.account,
+                        relayward_dsn::rfc5322_date(l.until / 1000),
+                        l.failures,
+                        l.client
+                    );
+                }
+            }
         }
         Command::Audit { tenant, limit } => {
             for e in store.audit_log(tenant.as_deref(), limit).await? {
@@ -1164,6 +1184,9 @@ async fn serve(config: Config) -> Result<()> {
 
     let tls = tls::server_config(&config)?;
     let stats = Arc::new(PolicyStats::default());
+    let checkers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let passwords = Arc::new(passwords::Checker::start(checkers, 16 * checkers)?);
+    let auth_limits = Arc::new(passwords::Limiter::new(config.auth));
     let policy = Arc::new(RelayPolicy {
         directory: directory.clone(),
         spool: spool.clone(),
@@ -1185,6 +1208,9 @@ async fn serve(config: Config) -> Result<()> {
             (config.srs_max_age.as_secs() / 86_400) as i64,
         )),
         resolver: api_resolver.clone(),
+        passwords: passwords.clone(),
+        auth_limits: auth_limits.clone(),
+        store: dyn_store.clone(),
     });
     let server_config = |kind| {
         let mut c = ServerConfig::new(config.hostname.clone(), kind);
@@ -1192,6 +1218,7 @@ async fn serve(config: Config) -> Result<()> {
         c.max_recipients = config.limits.recipients_per_message;
         c.command_timeout = config.command_timeout;
         c.data_timeout = config.data_timeout;
+        c.data_total_timeout = config.data_total_timeout;
         c.max_errors = config.max_errors;
         c.max_connections = config.max_connections;
         c.max_connections_per_ip = config.max_connections_per_ip;
@@ -1227,6 +1254,8 @@ async fn serve(config: Config) -> Result<()> {
         spool: spool.clone(),
         queue: queue.clone(),
         policy: stats.clone(),
+        passwords,
+        auth_limits,
         trace: trace.clone(),
         service: Arc::new(guard_cli::service(&config, dyn_store.clone())),
         resolver: api_resolver,

@@ -30,6 +30,10 @@ pub const RELAY_DENIED: &str = "5.7.64 TenantAttribution; Relay Access Denied";
 pub const NOT_AUTHENTICATED: &str =
     "5.7.57 Client was not authenticated to send anonymous mail during MAIL FROM";
 pub const NOT_YOUR_SENDER: &str = "5.7.60 Client does not have permissions to send as this sender";
+/// RFC 4954's temporary failure, for locked accounts and addresses (known accounts or not).
+pub const AUTH_LOCKED: &str =
+    "4.7.0 Temporary authentication failure: too many failed attempts, try again later";
+pub const AUTH_BUSY: &str = "4.7.0 Temporary authentication failure, try again later";
 
 #[derive(Default)]
 pub struct PolicyStats {
@@ -63,6 +67,11 @@ pub struct RelayPolicy {
     pub srs: Arc<Srs>,
     /// For the DKIM keys of forwarded mail's signatures (the ARC results).
     pub resolver: Arc<dyn relayward_delivery::dns::Resolver>,
+    /// SMTP AUTH: the bounded password checkers and the failure counts across connections.
+    pub passwords: Arc<crate::passwords::Checker>,
+    pub auth_limits: Arc<crate::passwords::Limiter>,
+    /// Where lockouts of known accounts are recorded (for counters and the API).
+    pub store: Arc<dyn relayward_store::Store>,
 }
 
 /// Who the client is, as far as this connection has shown.
@@ -112,6 +121,52 @@ impl RelayPolicy {
             .read()
             .map(|d| d.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
+    }
+}
+
+impl RelayPolicy {
+    /// A known account was just locked: recorded for the counters view and the API, and its
+    /// tenant's admins alerted through the guard's alert path.
+    fn account_locked(
+        &self,
+        tenant: &str,
+        account: &str,
+        until: i64,
+        failures: u32,
+        ip: IpAddr,
+        now: i64,
+    ) {
+        tracing::warn!(tenant, account, %ip, failures, "SMTP AUTH locked after failed attempts");
+        let secs = (until - now).max(0) / 1000;
+        let span = if secs < 120 {
+            format!("{secs} seconds")
+        } else {
+            format!("{} minutes", secs / 60)
+        };
+        self.guard.raise(relayward_guard::Alert {
+            tenant: tenant.to_string(),
+            at: now,
+            severity: relayward_guard::Severity::Medium,
+            kind: relayward_guard::AlertKind::AccountLocked,
+            subject: account.to_string(),
+            text: format!(
+                "{failures} wrong passwords for {account} (the last from {ip}); SMTP AUTH for it is locked for {span}. If these were not your own devices, the password is being guessed: change it and check the devices that use it."
+            ),
+        });
+        let lockout = relayward_store::AuthLockout {
+            account: account.to_string(),
+            tenant: tenant.to_string(),
+            at: now,
+            until,
+            failures,
+            client: ip.to_string(),
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.record_auth_lockout(&lockout).await {
+                tracing::warn!(error = %e, "cannot record an SMTP AUTH lockout");
+            }
+        });
     }
 }
 
@@ -201,24 +256,28 @@ impl Policy for RelayPolicy {
         password: &str,
     ) -> Result<(), Reply> {
         let denied = || refuse(535, "5.7.8 Authentication credentials invalid");
-        let dir = self.dir();
-        let Some(u) = dir.user(user) else {
-            // Spend the same time as a real check so user names cannot be probed by timing.
-            let _ = tokio::task::spawn_blocking(|| relayward_tenancy::password::hash("x")).await;
-            return Err(denied());
-        };
-        let Some(hash) = u.password_hash.map(str::to_string) else {
-            return Err(denied());
-        };
-        let pw = password.to_string();
-        let ok =
-            tokio::task::spawn_blocking(move || relayward_tenancy::password::verify(&pw, &hash))
-                .await
-                .unwrap_or(false);
-        if !ok {
-            tracing::info!(ip = %conn.ip, user, "SMTP AUTH failed");
-            return Err(denied());
+        let now = now_ms();
+        // Locked accounts and addresses are answered before any hashing, the same way whether
+        // the account exists or not.
+        if self.auth_limits.locked(user, conn.ip, now).is_some() {
+            return Err(refuse(454, AUTH_LOCKED));
         }
+        let dir = self.dir();
+        let found = dir.user(user);
+        let hash = found.as_ref().and_then(|u| u.password_hash);
+        let Some(ok) = self.passwords.verify(password, hash).await else {
+            return Err(refuse(454, AUTH_BUSY));
+        };
+        let Some(u) = found.filter(|_| ok) else {
+            tracing::info!(ip = %conn.ip, user, "SMTP AUTH failed");
+            if let Some((until, failures)) = self.auth_limits.failed(user, conn.ip, now)
+                && let Some(u) = dir.user(user)
+            {
+                self.account_locked(u.tenant, u.address, until, failures, conn.ip, now);
+            }
+            return Err(denied());
+        };
+        self.auth_limits.succeeded(user);
         conn.attribution = Attribution::User {
             tenant: Arc::from(u.tenant),
             address: Arc::from(u.address),

@@ -572,6 +572,11 @@ impl Service {
 
     /// Every counter of a tenant beside its threshold, as last saved by the relay (about once
     /// a second).
+    /// The tenant's SMTP AUTH lockouts that are in force or ended in the last 24 hours.
+    pub async fn auth_lockouts(&self, tenant: &str) -> Result<Vec<relayward_store::AuthLockout>> {
+        Ok(self.store.auth_lockouts(tenant, now_ms() - DAY).await?)
+    }
+
     pub async fn counters(&self, tenant: &str) -> Result<Vec<CounterView>> {
         let counters = self.stored_counters(tenant).await?;
         let limits = self.limits(tenant).await?;

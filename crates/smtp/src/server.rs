@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub command_timeout: Duration,
     /// Waiting for a block of DATA (RFC 5321 4.5.3.2: 3 minutes).
     pub data_timeout: Duration,
+    /// The whole DATA phase of one message (every BDAT chunk of it, together): bytes that
+    /// trickle in slowly enough to reset `data_timeout` every time still end here.
+    pub data_total_timeout: Duration,
     /// Protocol errors before the session is closed.
     pub max_errors: u32,
     /// Commands a client may send on the submission port before it authenticates.
@@ -65,6 +68,7 @@ impl ServerConfig {
             max_line: 4096,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
+            data_total_timeout: Duration::from_secs(600),
             max_errors: 10,
             max_commands_unauthenticated: 10,
             max_auth_failures: 3,

@@ -70,6 +70,8 @@ pub(crate) struct Session<P: Policy> {
     tx: Option<Transaction>,
     /// BDAT chunks gathered so far, `None` once over the size limit.
     bdat: Option<Option<Vec<u8>>>,
+    /// When the message being sent in BDAT chunks must be complete.
+    bdat_deadline: Option<tokio::time::Instant>,
     errors: u32,
     commands_unauthenticated: u32,
     auth_failures: u32,
@@ -99,6 +101,7 @@ impl<P: Policy> Session<P> {
             stop,
             tx: None,
             bdat: None,
+            bdat_deadline: None,
             errors: 0,
             commands_unauthenticated: 0,
             auth_failures: 0,
@@ -289,6 +292,31 @@ impl<P: Policy> Session<P> {
     fn reset(&mut self) {
         self.tx = None;
         self.bdat = None;
+        self.bdat_deadline = None;
+    }
+
+    /// Reads more of a message's data: `false` (after telling the client why) when the client
+    /// went quiet for `data_timeout`, the message passed its `deadline`, or the connection ended.
+    async fn fill_data(&mut self, deadline: tokio::time::Instant) -> std::io::Result<bool> {
+        let idle = tokio::time::Instant::now() + self.config.data_timeout;
+        let until = idle.min(deadline);
+        match tokio::time::timeout_at(until, self.conn.fill()).await {
+            Err(_) if until == deadline => {
+                self.reply(Reply::new(
+                    421,
+                    "4.4.2 Message data took too long, closing connection",
+                ));
+                Ok(false)
+            }
+            Err(_) => {
+                self.reply(Reply::new(
+                    421,
+                    "4.4.2 Timeout waiting for data, closing connection",
+                ));
+                Ok(false)
+            }
+            Ok(r) => Ok(r? > 0),
+        }
     }
 
     fn ehlo_reply(&self) -> Reply {
@@ -546,6 +574,7 @@ impl<P: Policy> Session<P> {
         }
         self.reply(Reply::new(354, "Start mail input; end with <CRLF>.<CRLF>"));
         let mut decoder = DataDecoder::new(self.config.max_message_size);
+        let deadline = tokio::time::Instant::now() + self.config.data_total_timeout;
         loop {
             if let Some(used) = decoder.feed(self.conn.buffered()) {
                 self.conn.consume(used);
@@ -553,19 +582,8 @@ impl<P: Policy> Session<P> {
             }
             let n = self.conn.buffered().len();
             self.conn.consume(n);
-            match tokio::time::timeout(self.config.data_timeout, self.conn.fill()).await {
-                Err(_) => {
-                    self.reply(Reply::new(
-                        421,
-                        "4.4.2 Timeout waiting for data, closing connection",
-                    ));
-                    return Ok(Flow::Close);
-                }
-                Ok(r) => {
-                    if r? == 0 {
-                        return Ok(Flow::Close);
-                    }
-                }
+            if !self.fill_data(deadline).await? {
+                return Ok(Flow::Close);
             }
         }
         let Some(mut tx) = self.tx.take() else {
@@ -593,26 +611,30 @@ impl<P: Policy> Session<P> {
         size: usize,
         last: bool,
     ) -> std::io::Result<Flow> {
-        // The chunk is read whatever happens next: its bytes are not commands.
         let limit = self.config.max_message_size;
         let mut gathered = self.bdat.take().unwrap_or(Some(Vec::new()));
+        let so_far = gathered.as_ref().map_or(usize::MAX, Vec::len);
+        if so_far.saturating_add(size) > limit {
+            // A chunk that cannot fit is refused before its bytes are read; they would follow
+            // at once and cannot be told from commands, so the connection ends here.
+            self.reply(Reply::new(
+                552,
+                "5.3.4 Message size exceeds fixed maximum message size",
+            ));
+            self.reply(Reply::new(
+                421,
+                "4.7.0 Closing connection: the chunk's data is not read",
+            ));
+            return Ok(Flow::Close);
+        }
+        let deadline = *self
+            .bdat_deadline
+            .get_or_insert_with(|| tokio::time::Instant::now() + self.config.data_total_timeout);
+        // The chunk is read whatever happens next: its bytes are not commands.
         let mut left = size;
         while left > 0 {
-            if self.conn.buffered().is_empty() {
-                match tokio::time::timeout(self.config.data_timeout, self.conn.fill()).await {
-                    Err(_) => {
-                        self.reply(Reply::new(
-                            421,
-                            "4.4.2 Timeout waiting for data, closing connection",
-                        ));
-                        return Ok(Flow::Close);
-                    }
-                    Ok(r) => {
-                        if r? == 0 {
-                            return Ok(Flow::Close);
-                        }
-                    }
-                }
+            if self.conn.buffered().is_empty() && !self.fill_data(deadline).await? {
+                return Ok(Flow::Close);
             }
             let take = left.min(self.conn.buffered().len());
             if let Some(body) = gathered.as_mut() {
@@ -626,8 +648,12 @@ impl<P: Policy> Session<P> {
             left -= take;
         }
         match &self.tx {
-            None => return Ok(self.error(Reply::new(503, "5.5.1 Need MAIL command"))),
+            None => {
+                self.bdat_deadline = None;
+                return Ok(self.error(Reply::new(503, "5.5.1 Need MAIL command")));
+            }
             Some(tx) if tx.rcpts.is_empty() => {
+                self.bdat_deadline = None;
                 return Ok(self.error(Reply::new(503, "5.5.1 Need RCPT command")));
             }
             Some(_) => {}
@@ -637,6 +663,7 @@ impl<P: Policy> Session<P> {
             self.reply(Reply::new(250, format!("2.0.0 {size} octets received")));
             return Ok(Flow::Continue);
         }
+        self.bdat_deadline = None;
         let Some(mut tx) = self.tx.take() else {
             return Ok(Flow::Continue);
         };

@@ -102,6 +102,10 @@ pub trait Store: Send + Sync + 'static {
     async fn add_alerts(&self, alerts: Vec<AlertRow>) -> Result<()>;
     /// Newest first.
     async fn alerts(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<AlertRow>>;
+    /// Records (or renews) an SMTP AUTH lockout of a known account.
+    async fn record_auth_lockout(&self, lockout: &AuthLockout) -> Result<()>;
+    /// A tenant's SMTP AUTH lockouts that ended at `since` (Unix ms) or later, newest first.
+    async fn auth_lockouts(&self, tenant: &str, since: i64) -> Result<Vec<AuthLockout>>;
 
     /// The guard's counters per tenant, serialised (tenant, body).
     async fn save_counters(&self, rows: Vec<(String, String)>, at: i64) -> Result<()>;

@@ -329,6 +329,20 @@ pub struct AlertRow {
     pub text: String,
 }
 
+/// An account locked for SMTP AUTH after too many failed attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthLockout {
+    pub account: String,
+    pub tenant: String,
+    /// Unix milliseconds: when the lock started and when it ends.
+    pub at: i64,
+    pub until: i64,
+    /// Failed attempts counted when it started.
+    pub failures: u32,
+    /// The client address of the last failed attempt.
+    pub client: String,
+}
+
 /// One change by an admin, an operator or the relay itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {

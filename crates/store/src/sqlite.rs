@@ -231,6 +231,18 @@ CREATE TABLE sessions (
     r#"
 ALTER TABLE tenants ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
 "#,
+    // 8: SMTP AUTH lockouts of known accounts, for the counters view and the API.
+    r#"
+CREATE TABLE auth_lockouts (
+    account TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    until INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    client TEXT NOT NULL
+);
+CREATE INDEX auth_lockouts_tenant ON auth_lockouts (tenant, until);
+"#,
 ];
 
 #[derive(Clone)]
@@ -1073,6 +1085,43 @@ impl Store for SqliteStore {
             }
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn record_auth_lockout(&self, l: &AuthLockout) -> Result<()> {
+        let l = l.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO auth_lockouts (account, tenant, at, until, failures, client) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (account) DO UPDATE SET tenant = ?2, at = ?3, until = ?4, failures = ?5, client = ?6",
+                params![l.account, l.tenant, l.at, l.until, l.failures, l.client],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn auth_lockouts(&self, tenant: &str, since: i64) -> Result<Vec<AuthLockout>> {
+        let tenant = tenant.to_string();
+        self.with(move |c| {
+            let mut st = c.prepare(
+                "SELECT account, tenant, at, until, failures, client FROM auth_lockouts
+                 WHERE tenant = ?1 AND until >= ?2 ORDER BY at DESC LIMIT 1000",
+            )?;
+            let rows = st
+                .query_map(params![tenant, since], |r| {
+                    Ok(AuthLockout {
+                        account: r.get(0)?,
+                        tenant: r.get(1)?,
+                        at: r.get(2)?,
+                        until: r.get(3)?,
+                        failures: r.get(4)?,
+                        client: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
         })
         .await
     }

@@ -274,3 +274,64 @@ fn starttls_drops_clear_text_sent_ahead_of_the_handshake() {
         "the injected MAIL was discarded"
     );
 }
+
+#[test]
+fn data_dripped_slowly_is_cut_off_at_the_data_time_limit() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(
+        rx.addr,
+        "[smtp]\ndata_timeout = \"5s\"\ndata_total_timeout = \"3s\"\n",
+    ));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    assert_eq!(c.cmd("MAIL FROM:<alice@contoso.example>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<r@remote.example>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    // About one byte a second: each well inside data_timeout, the whole past the total limit.
+    let start = std::time::Instant::now();
+    for b in b"Subject: drip\r\n".iter() {
+        if start.elapsed() > Duration::from_millis(2500) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(800));
+        c.send(&[*b]);
+    }
+    let r = c.read();
+    assert_eq!(
+        r.text(),
+        "421 4.4.2 Message data took too long, closing connection"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(c.closed(), "the connection is closed");
+}
+
+#[test]
+fn a_bdat_chunk_over_the_size_limit_is_refused_before_its_data() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, "[limits]\nmax_message_size = \"10KB\"\n"));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    assert_eq!(c.cmd("MAIL FROM:<alice@contoso.example>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<r@remote.example>").code, 250);
+    // Nothing of the announced 2 MB is sent: the answer must not wait for it.
+    let r = c.cmd("BDAT 2000000 LAST");
+    assert_eq!(
+        r.text(),
+        "552 5.3.4 Message size exceeds fixed maximum message size"
+    );
+    assert_eq!(c.read().code, 421);
+    assert!(c.closed());
+    // Chunks that fit still work on a new connection.
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    c.cmd("MAIL FROM:<alice@contoso.example>");
+    c.cmd("RCPT TO:<r@remote.example>");
+    let body = b"Subject: chunked\r\n\r\nsmall\r\n";
+    c.send(format!("BDAT {} LAST\r\n", body.len()).as_bytes());
+    c.send(body);
+    assert_eq!(c.read().code, 250);
+}

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod api;
+mod auth;
 mod claims;
 mod crash;
 mod delivery;

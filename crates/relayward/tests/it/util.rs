@@ -43,12 +43,30 @@ pub struct Relay {
 
 /// A configuration with loopback listeners on free ports and the given extra TOML.
 pub fn config_text(data_dir: &Path, storage: &str, extra: &str) -> String {
+    // Keys of an `[smtp]` table in `extra` join the one written here (TOML allows one).
+    let mut smtp = String::new();
+    let mut rest = String::new();
+    let mut in_smtp = false;
+    for line in extra.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_smtp = t == "[smtp]";
+            if in_smtp {
+                continue;
+            }
+        }
+        let to = if in_smtp { &mut smtp } else { &mut rest };
+        to.push_str(line);
+        to.push('\n');
+    }
+    let extra = rest;
     format!(
         r#"
 [smtp]
 relay_listen = "127.0.0.1:0"
 submission_listen = "127.0.0.1:0"
 hostname = "relay.test"
+{smtp}
 [http]
 listen = "127.0.0.1:0"
 [storage]

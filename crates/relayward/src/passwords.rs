@@ -1,0 +1,326 @@
+//! SMTP AUTH as a bounded resource. A password check is Argon2id: deliberately expensive in
+//! time (about 25 ms) and memory (19 MiB). Before anyone is authenticated nobody may make the
+//! relay spend more than a fixed share of either, so:
+//!
+//! - checks run on a fixed set of threads (one per core), each keeping one Argon2 buffer for
+//!   all its checks: the memory is threads × 19 MiB whatever the traffic, never freed and
+//!   regrown in per-thread allocator arenas;
+//! - a short queue stands in front of them; when it is full the client hears "try later"
+//!   instead of waiting in memory;
+//! - failures are counted across connections per account (known or not, the same answer for
+//!   both) and per client address, and past the limits the answer is a temporary lockout
+//!   before any hashing.
+//!
+//! Must never: keep a password, or let the tables of counts grow without bound.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use crate::config::AuthLimits;
+
+/// Accounts and addresses tracked at most (each map); past it, expired entries are dropped and
+/// new accounts are no longer tracked until room returns (addresses still are counted first).
+const MAX_TRACKED: usize = 100_000;
+/// Longest account name kept as a key.
+const MAX_ACCOUNT_LEN: usize = 320;
+
+struct Job {
+    password: String,
+    phc: Arc<str>,
+    reply: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// The fixed pool that checks passwords.
+pub struct Checker {
+    jobs: SyncSender<Job>,
+    /// A real hash of nothing anyone knows: unknown accounts are checked against it so that
+    /// an answer takes as long whether the account exists or not.
+    decoy: Arc<str>,
+    pub busy: AtomicU64,
+}
+
+impl Checker {
+    /// `threads` checkers (at least one) behind a queue of `queue` waiting checks.
+    pub fn start(threads: usize, queue: usize) -> anyhow::Result<Checker> {
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(queue.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("password-check-{i}"))
+                .spawn(move || work(&rx))?;
+        }
+        let decoy = relayward_tenancy::password::hash(&crate::service::random_hex(16))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(Checker {
+            jobs,
+            decoy: Arc::from(decoy),
+            busy: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether `password` matches `phc` (`None`: an unknown account, checked against the
+    /// decoy and never matching). `None` back when every checker is busy and the queue full.
+    pub async fn verify(&self, password: &str, phc: Option<&str>) -> Option<bool> {
+        let (known, phc) = match phc {
+            Some(p) => (true, Arc::from(p)),
+            None => (false, self.decoy.clone()),
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            password: password.to_string(),
+            phc,
+            reply,
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.busy.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+        let ok = answer.await.unwrap_or(false);
+        Some(known && ok)
+    }
+}
+
+fn work(rx: &Mutex<Receiver<Job>>) {
+    let mut blocks = Vec::new();
+    loop {
+        let job = match rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else {
+            return;
+        };
+        let ok = relayward_tenancy::password::verify_with(&job.password, &job.phc, &mut blocks);
+        let _ = job.reply.send(ok);
+    }
+}
+
+/// Failures of one account or one address within the window, oldest first.
+#[derive(Default)]
+struct Failures {
+    at: VecDeque<i64>,
+    locked_until: i64,
+}
+
+impl Failures {
+    fn expire(&mut self, now: i64, window: i64) {
+        while self.at.front().is_some_and(|t| *t <= now - window) {
+            self.at.pop_front();
+        }
+    }
+}
+
+/// Why an attempt is refused before its password is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locked {
+    Account { until: i64 },
+    Address { until: i64 },
+}
+
+/// Failed attempts across connections, per account and per client address.
+pub struct Limiter {
+    limits: AuthLimits,
+    accounts: Mutex<HashMap<Box<str>, Failures>>,
+    addresses: Mutex<HashMap<IpAddr, Failures>>,
+    /// Attempts answered with the lockout, accounts locked, failures counted.
+    pub refused_locked: AtomicU64,
+    pub lockouts: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// IPv6 clients are counted per /64 (one host usually has a whole one).
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::from(o)
+        }
+    }
+}
+
+fn account_key(account: &str) -> Box<str> {
+    let mut a = account.trim().to_ascii_lowercase();
+    if a.len() > MAX_ACCOUNT_LEN {
+        let mut cut = MAX_ACCOUNT_LEN;
+        while !a.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        a.truncate(cut);
+    }
+    a.into_boxed_str()
+}
+
+fn ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Limiter {
+    pub fn new(limits: AuthLimits) -> Limiter {
+        Limiter {
+            limits,
+            accounts: Mutex::default(),
+            addresses: Mutex::default(),
+            refused_locked: AtomicU64::new(0),
+            lockouts: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether an attempt for `account` from `ip` is refused without a check.
+    pub fn locked(&self, account: &str, ip: IpAddr, now: i64) -> Option<Locked> {
+        let window = ms(self.limits.address_window);
+        if let Ok(mut map) = self.addresses.lock()
+            && let Some(f) = map.get_mut(&address_key(ip))
+        {
+            f.expire(now, window);
+            if f.at.len() >= self.limits.per_address as usize
+                && let Some(first) = f.at.front()
+            {
+                self.refused_locked.fetch_add(1, Ordering::Relaxed);
+                return Some(Locked::Address {
+                    until: first + window,
+                });
+            }
+        }
+        if let Ok(map) = self.accounts.lock()
+            && let Some(f) = map.get(&account_key(account))
+            && f.locked_until > now
+        {
+            self.refused_locked.fetch_add(1, Ordering::Relaxed);
+            return Some(Locked::Account {
+                until: f.locked_until,
+            });
+        }
+        None
+    }
+
+    /// Counts a wrong password. `Some((until, failures))` when this failure locks the account.
+    pub fn failed(&self, account: &str, ip: IpAddr, now: i64) -> Option<(i64, u32)> {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let window = ms(self.limits.address_window);
+        if let Ok(mut map) = self.addresses.lock() {
+            let key = address_key(ip);
+            if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
+                map.retain(|_, f| {
+                    f.expire(now, window);
+                    !f.at.is_empty()
+                });
+            }
+            if map.len() < MAX_TRACKED || map.contains_key(&key) {
+                let f = map.entry(key).or_default();
+                f.expire(now, window);
+                if f.at.len() < self.limits.per_address as usize {
+                    f.at.push_back(now);
+                }
+            }
+        }
+        let lockout = ms(self.limits.lockout);
+        let mut map = self.accounts.lock().ok()?;
+        let key = account_key(account);
+        if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
+            map.retain(|_, f| {
+                f.expire(now, lockout);
+                !f.at.is_empty() || f.locked_until > now
+            });
+            if map.len() >= MAX_TRACKED {
+                return None;
+            }
+        }
+        let f = map.entry(key).or_default();
+        f.expire(now, lockout);
+        f.at.push_back(now);
+        if f.at.len() >= self.limits.per_account as usize && f.locked_until <= now {
+            let failures = u32::try_from(f.at.len()).unwrap_or(u32::MAX);
+            f.locked_until = now + lockout;
+            f.at.clear();
+            self.lockouts.fetch_add(1, Ordering::Relaxed);
+            return Some((f.locked_until, failures));
+        }
+        None
+    }
+
+    /// A right password clears the account's count.
+    pub fn succeeded(&self, account: &str) {
+        if let Ok(mut map) = self.accounts.lock() {
+            map.remove(&account_key(account));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn limits() -> AuthLimits {
+        AuthLimits {
+            per_account: 5,
+            lockout: Duration::from_secs(900),
+            per_address: 20,
+            address_window: Duration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn the_fifth_failure_locks_the_account_for_the_lockout() {
+        let l = Limiter::new(limits());
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        for i in 0..4 {
+            assert_eq!(l.failed("Bob@x.example", ip, i), None);
+            assert_eq!(l.locked("bob@x.example", ip, i), None);
+        }
+        assert_eq!(l.failed("bob@x.example", ip, 10), Some((900_010, 5)));
+        let other: IpAddr = "198.51.100.7".parse().expect("ip");
+        assert_eq!(
+            l.locked("BOB@x.example", other, 11),
+            Some(Locked::Account { until: 900_010 }),
+            "from any address, in any letter case"
+        );
+        assert_eq!(
+            l.locked("bob@x.example", other, 900_010),
+            None,
+            "then it ends"
+        );
+        assert_eq!(l.locked("carol@x.example", other, 11), None);
+    }
+
+    #[test]
+    fn old_failures_age_out_and_a_right_password_clears_them() {
+        let l = Limiter::new(limits());
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        for i in 0..4 {
+            l.failed("bob", ip, i);
+        }
+        assert_eq!(l.failed("bob", ip, 900_001), None, "the first four expired");
+        for i in 0..3 {
+            l.failed("carol", ip, i);
+        }
+        l.succeeded("carol");
+        assert_eq!(l.failed("carol", ip, 5), None);
+    }
+
+    #[test]
+    fn one_address_gets_twenty_failures_per_window_whatever_the_accounts() {
+        let l = Limiter::new(limits());
+        let ip: IpAddr = "2001:db8::1".parse().expect("ip");
+        for i in 0..20 {
+            assert_eq!(l.locked(&format!("user{i}"), ip, i), None);
+            l.failed(&format!("user{i}"), ip, i);
+        }
+        let same_net: IpAddr = "2001:db8::ffff".parse().expect("ip");
+        assert_eq!(
+            l.locked("someone-new", same_net, 30),
+            Some(Locked::Address { until: 600_000 })
+        );
+        assert_eq!(l.locked("someone-new", same_net, 600_000), None);
+    }
+}

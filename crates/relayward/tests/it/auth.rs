@@ -1,0 +1,127 @@
+//! SMTP AUTH under attack (issue 17): wrong passwords are limited across connections per
+//! account and per client address, with the same answer for accounts that do not exist; a
+//! lockout reaches the tenant's admins and shows beside the counters.
+
+#![allow(clippy::unwrap_used)] // a test: a missing field should panic and say where
+
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+const LOCKED: &str =
+    "454 4.7.0 Temporary authentication failure: too many failed attempts, try again later";
+const INVALID: &str = "535 5.7.8 Authentication credentials invalid";
+
+#[test]
+fn the_sixth_wrong_password_is_locked_out_on_any_connection_until_the_lock_ends() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, "[smtp]\nauth_lockout = \"4s\"\n"));
+    // (alice@contoso.example, password change-me, from the fixture; contoso's admins get
+    // alerts.)
+    relay.cli(&["tenant", "list"]);
+    // Five wrong passwords, each on a new connection, are answered as wrong passwords.
+    for i in 0..5 {
+        let (_, r) = submission_auth(&relay, "alice@contoso.example", &format!("guess-{i}"));
+        assert_eq!(r.text(), INVALID, "attempt {}", i + 1);
+    }
+    // The sixth, on a new connection, gets the lockout; so does the right password.
+    let (_, r) = submission_auth(&relay, "alice@contoso.example", "guess-5");
+    assert_eq!(r.text(), LOCKED);
+    let locked_at = Instant::now();
+    let (_, r) = submission_auth(&relay, "ALICE@contoso.example", "change-me");
+    assert_eq!(
+        r.text(),
+        LOCKED,
+        "the right password waits for the lock too"
+    );
+
+    // An account that does not exist gets exactly the same answers.
+    for i in 0..5 {
+        let (_, r) = submission_auth(&relay, "nobody@contoso.example", &format!("guess-{i}"));
+        assert_eq!(r.text(), INVALID);
+    }
+    let (_, r) = submission_auth(&relay, "nobody@contoso.example", "guess-5");
+    assert_eq!(r.text(), LOCKED);
+
+    // The lockout is counted, shown beside the counters (command line and API) and alerted.
+    assert_eq!(relay.metric("relayward_auth_lockouts_total"), 2);
+    assert!(relay.metric("relayward_auth_failures_total") >= 10);
+    assert!(relay.metric("relayward_auth_refused_locked_total") >= 3);
+    let shown = wait_for(Duration::from_secs(10), || {
+        let out = relay.cli(&["counters", "contoso"]);
+        out.contains("alice@contoso.example").then_some(out)
+    })
+    .expect("the lockout in relayward counters");
+    assert!(
+        shown.contains("LOCKED until") && shown.contains("127.0.0.1"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("nobody@"),
+        "unknown accounts belong to no tenant: {shown}"
+    );
+    let tok = relay
+        .cli(&[
+            "token", "create", "--name", "r", "--role", "reader", "--tenant", "contoso",
+        ])
+        .trim()
+        .to_string();
+    let (status, json) = relay.api("GET", "/api/v1/tenants/contoso/counters", Some(&tok), None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        json["auth_lockouts"][0]["account"], "alice@contoso.example",
+        "{json}"
+    );
+    assert_eq!(json["auth_lockouts"][0]["failures"], 5, "{json}");
+    let alerts = wait_for(Duration::from_secs(10), || {
+        let out = relay.cli(&["alerts", "--tenant", "contoso"]);
+        out.contains("account_locked").then_some(out)
+    })
+    .expect("an alert for the tenant");
+    assert!(alerts.contains("alice@contoso.example"), "{alerts}");
+
+    // When the lock ends the right password works again.
+    let left = Duration::from_millis(4300).saturating_sub(locked_at.elapsed());
+    std::thread::sleep(left);
+    let (mut c, r) = submission_auth(&relay, "alice@contoso.example", "change-me");
+    assert_eq!(r.code, 235, "{r:?}");
+    assert_eq!(c.cmd("MAIL FROM:<alice@contoso.example>").code, 250);
+}
+
+#[test]
+fn one_client_address_gets_a_bounded_number_of_guesses_across_accounts() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, "[smtp]\nauth_failures_per_address = 6\n"));
+    let from = |ip: &str| {
+        let mut c = Client::connect(relay.submission, Some(ip.parse().unwrap()));
+        c.cmd("EHLO sprayer");
+        let mut c = c.starttls();
+        c.cmd("EHLO sprayer");
+        c
+    };
+    // A password spray: one guess per account, from one address.
+    for i in 0..6 {
+        let mut c = from("127.0.0.2");
+        assert_eq!(
+            c.cmd(&auth_plain(
+                &format!("user{i}@contoso.example"),
+                "Winter2026!"
+            ))
+            .text(),
+            INVALID
+        );
+    }
+    let mut c = from("127.0.0.2");
+    assert_eq!(
+        c.cmd(&auth_plain("alice@contoso.example", "change-me"))
+            .text(),
+        LOCKED
+    );
+    // Another address is not held back by it.
+    let mut c = from("127.0.0.3");
+    assert_eq!(
+        c.cmd(&auth_plain("alice@contoso.example", "change-me"))
+            .code,
+        235
+    );
+}
