@@ -106,8 +106,9 @@ pub trait Router: Send + Sync + 'static {
     }
 }
 
-/// Header fields put on top of a message as it leaves (DKIM signatures, an ARC seal): keys
-/// may change between attempts, so this runs at delivery, not at receipt.
+/// The message as it leaves, with header fields put on top (DKIM signatures, an ARC seal) or,
+/// when a seal cannot be made, the incomplete ARC set taken off: keys may change between
+/// attempts, so this runs at delivery, not at receipt. `None` sends the message as spooled.
 pub trait Signer: Send + Sync + 'static {
     fn sign<'a>(
         &'a self,
@@ -576,10 +577,7 @@ impl Inner {
         }
         let body = match self.signer.get() {
             Some(signer) => match signer.sign(&env, &body).await {
-                Some(mut headers) => {
-                    headers.extend_from_slice(&body);
-                    Arc::new(headers)
-                }
+                Some(signed) => Arc::new(signed),
                 None => body,
             },
             None => body,

@@ -268,6 +268,39 @@ pub fn seal(message: &[u8], signer: &Signer, now: i64) -> Result<String, DkimErr
     ))
 }
 
+/// The message without the `ARC-Authentication-Results` fields of instances that have no
+/// seal: what to send when a forwarded copy cannot be sealed, because a results field alone is
+/// an incomplete set that receivers take for a broken chain. Everything else stays byte for
+/// byte.
+pub fn without_unsealed_results(message: &[u8]) -> Vec<u8> {
+    let (fields, _) = canon::split(message);
+    let sealed: Vec<u32> = fields
+        .iter()
+        .filter(|f| f.is(SEAL))
+        .filter_map(instance)
+        .collect();
+    let drop: Vec<&Field> = fields
+        .iter()
+        .filter(|f| f.is(AAR) && instance(f).is_none_or(|i| !sealed.contains(&i)))
+        .collect();
+    if drop.is_empty() {
+        return message.to_vec();
+    }
+    let mut out = Vec::with_capacity(message.len());
+    let mut at = 0;
+    for f in drop {
+        // `raw` is a slice of `message`: its place is found from the pointers.
+        let start = (f.raw.as_ptr() as usize).saturating_sub(message.as_ptr() as usize);
+        if start < at || start + f.raw.len() > message.len() {
+            continue;
+        }
+        out.extend_from_slice(&message[at..start]);
+        at = start + f.raw.len();
+    }
+    out.extend_from_slice(&message[at..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +325,30 @@ mod tests {
         };
         let sealed = seal(&with_aar, &signer, 1_790_000_000 + n as i64).expect("seal");
         [sealed.as_bytes(), &with_aar].concat()
+    }
+
+    #[test]
+    fn an_unsealed_results_field_is_removed_and_sealed_sets_stay() {
+        let g = generate(Algorithm::RsaSha256).expect("key");
+        let k = SigningKey::from_pkcs8(g.algorithm, &g.private_pkcs8).expect("load");
+        let once = seal_once(MESSAGE, "a.example", &k, "dkim=pass");
+        assert_eq!(
+            without_unsealed_results(&once),
+            once,
+            "a complete set stays"
+        );
+        let open = [
+            results_field(2, "relay.test", "dkim=none").as_bytes(),
+            &once,
+        ]
+        .concat();
+        assert_eq!(without_unsealed_results(&open), once);
+        let bare = [
+            results_field(1, "relay.test", "dkim=none").as_bytes(),
+            MESSAGE,
+        ]
+        .concat();
+        assert_eq!(without_unsealed_results(&bare), MESSAGE);
     }
 
     #[test]

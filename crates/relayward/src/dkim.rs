@@ -309,6 +309,10 @@ impl DkimSigner {
             })
             .collect();
         let loaded = Arc::new(loaded);
+        if loaded.is_empty() {
+            // Not remembered: keys made a moment later (a domain just added) sign at once.
+            return loaded;
+        }
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -359,21 +363,32 @@ impl relayward_delivery::Signer for DkimSigner {
         message: &'a [u8],
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send + 'a>> {
         Box::pin(async move {
-            let tenant = env.tenant.as_deref()?;
-            let domain = self.signing_domain(tenant, message, &env.mail_from)?;
+            let forwarded = env.origin.starts_with("forward:");
+            // A forwarded copy that cannot be sealed leaves without the results field it got
+            // at receipt: a complete ARC set or none.
+            let unsealed =
+                || forwarded.then(|| relayward_dkim::arc::without_unsealed_results(message));
+            let Some(tenant) = env.tenant.as_deref() else {
+                return unsealed();
+            };
+            let Some(domain) = self.signing_domain(tenant, message, &env.mail_from) else {
+                return unsealed();
+            };
             let keys = self.keys(&domain).await;
             if keys.is_empty() {
-                return None;
+                return unsealed();
             }
-            let forwarded = env.origin.starts_with("forward:");
             let id = env.id.clone();
-            let message = message.to_vec();
+            let owned = message.to_vec();
             // RSA signatures take about a millisecond each: off the async threads.
-            tokio::task::spawn_blocking(move || {
-                sign_blocking(&keys, &domain, &message, forwarded, &id)
+            match tokio::task::spawn_blocking(move || {
+                sign_blocking(&keys, &domain, &owned, forwarded, &id)
             })
             .await
-            .ok()
+            {
+                Ok(signed) => Some(signed),
+                Err(_) => unsealed(),
+            }
         })
     }
 }
@@ -406,6 +421,13 @@ fn sign_blocking(
             Err(e) => tracing::warn!(id, error = %e, "forwarded copy not sealed"),
         }
     }
+    let unsealed;
+    let message = if forwarded && top.is_empty() {
+        unsealed = relayward_dkim::arc::without_unsealed_results(message);
+        &unsealed[..]
+    } else {
+        message
+    };
     let sealed = [top.as_bytes(), message].concat();
     let mut signatures = String::new();
     for k in keys {
@@ -420,7 +442,9 @@ fn sign_blocking(
         }
     }
     signatures.push_str(&top);
-    signatures.into_bytes()
+    let mut out = signatures.into_bytes();
+    out.extend_from_slice(message);
+    out
 }
 
 #[cfg(test)]

@@ -424,3 +424,88 @@ fn a_forwarding_loop_between_two_tenants_is_stopped() {
     let all = rx.messages();
     assert_eq!(all.len(), 1, "nothing else arrives: {all:#?}");
 }
+
+#[test]
+fn a_copy_forwarded_the_moment_the_relay_is_ready_is_signed_and_sealed() {
+    let rx = Receiver::start(false);
+    // No waiting for keys: the message goes in right after the ready line.
+    let relay = Relay::start(&config(rx.addr));
+    let r = inbound(&relay, "ext@outside.example", "ana@contoso.example", LETTER);
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = rx.wait(2, Duration::from_secs(20));
+    let fwd = got
+        .iter()
+        .find(|m| m.rcpts == ["ana@home.example"])
+        .expect("the forwarded copy");
+    let count = |name: &str| {
+        fwd.data.matches(&format!("\r\n{name}: ")).count()
+            + usize::from(fwd.data.starts_with(&format!("{name}: ")))
+    };
+    assert_eq!(count("DKIM-Signature"), 2, "RSA and Ed25519: {}", fwd.data);
+    assert_eq!(count("ARC-Authentication-Results"), 1, "{}", fwd.data);
+    assert_eq!(count("ARC-Message-Signature"), 1, "{}", fwd.data);
+    assert_eq!(count("ARC-Seal"), 1, "{}", fwd.data);
+    let records = dkim_records(&relay, "contoso", "contoso.example");
+    if let Some(verdict) = dkimpy(&fwd.data, &records) {
+        let sigs = verdict["dkim"].as_array().expect("signatures");
+        assert!(sigs.iter().all(|s| s["ok"] == true), "{verdict}");
+        assert_eq!(verdict["arc"]["cv"], "pass", "{verdict}");
+    }
+}
+
+#[test]
+fn a_copy_that_cannot_be_sealed_leaves_without_a_partial_arc_set() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&format!(
+        "[delivery]\nsmart_host = \"{}\"\nretry_schedule = [\"1s\"]\n",
+        rx.addr
+    ));
+    let me = rx.addr.to_string();
+    relay.cli(&["tenant", "add", "northwind"]);
+    relay.cli(&[
+        "domain",
+        "add",
+        "northwind",
+        "northwind.example",
+        "--verified",
+    ]);
+    relay.cli(&["route", "add", "northwind", "northwind.example", &me]);
+    relay.cli(&[
+        "user",
+        "add",
+        "northwind",
+        "nina@northwind.example",
+        "--forward-to",
+        "nina@home.example",
+    ]);
+    // Its keys are gone (a broken key store): nothing can sign or seal for the domain.
+    let db = rusqlite::Connection::open(relay.dir.path().join("data/relayward.sqlite"))
+        .expect("open the database");
+    db.execute(
+        "DELETE FROM dkim_keys WHERE domain = 'northwind.example'",
+        [],
+    )
+    .expect("delete keys");
+    relay.wait_directory();
+    let r = inbound(
+        &relay,
+        "ext@outside.example",
+        "nina@northwind.example",
+        LETTER,
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = rx.wait(2, Duration::from_secs(20));
+    let fwd = got
+        .iter()
+        .find(|m| m.rcpts == ["nina@home.example"])
+        .expect("the forwarded copy still leaves");
+    assert!(
+        !fwd.data.contains("ARC-"),
+        "no incomplete ARC set: {}",
+        fwd.data
+    );
+    assert!(
+        fwd.data
+            .contains("X-Relayward-Loop: nina@northwind.example")
+    );
+}
