@@ -121,6 +121,9 @@ pub struct RawSmtp {
     /// The widest source ranges a connector may claim without an operator's allowance.
     pub widest_connector_ipv4: Option<u8>,
     pub widest_connector_ipv6: Option<u8>,
+    /// Where mail to `postmaster` and postmaster@`hostname` is delivered (default: that
+    /// address itself, through the smart host or its MX).
+    pub postmaster: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -393,6 +396,7 @@ pub struct Config {
     pub data_total_timeout: Duration,
     pub auth: AuthLimits,
     pub widest_connector: crate::claims::Widest,
+    pub postmaster: Option<String>,
     pub http_listen: SocketAddr,
     pub data_dir: PathBuf,
     pub max_spool_size: Option<u64>,
@@ -553,6 +557,13 @@ impl Config {
                 )?,
             },
             widest_connector,
+            postmaster: match raw.smtp.postmaster.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(a) if a.contains('@') && !a.contains(['<', '>', ' ']) => {
+                    Some(a.to_ascii_lowercase())
+                }
+                Some(a) => bail!("smtp.postmaster = \"{a}\" is not an e-mail address"),
+            },
             http_listen: addr(&raw.http.listen, "127.0.0.1:8025", "http.listen")?,
             data_dir: raw
                 .storage

@@ -1193,6 +1193,7 @@ async fn serve(config: Config) -> Result<()> {
         queue: queue.clone(),
         trace: trace.clone(),
         hostname: config.hostname.clone(),
+        postmaster: config.postmaster.clone(),
         stats: stats.clone(),
         guard: guard.clone(),
         scanner: relayward_scan::Scanner::new(relayward_scan::Config {

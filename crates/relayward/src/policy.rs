@@ -59,6 +59,8 @@ pub struct RelayPolicy {
     pub queue: Queue,
     pub trace: TraceSink,
     pub hostname: String,
+    /// Where mail for postmaster@`hostname` goes (`None`: to that address itself).
+    pub postmaster: Option<String>,
     pub stats: Arc<PolicyStats>,
     pub guard: Arc<GuardHandle>,
     pub scanner: Scanner,
@@ -798,6 +800,18 @@ impl RelayPolicy {
     fn check_rcpt(&self, conn: &mut ConnState, tx: &Transaction, rcpt: &Rcpt) -> Result<(), Reply> {
         if let Some(reply) = hostile_address(&rcpt.address) {
             return Err(reply);
+        }
+        // The relay's own postmaster takes mail from anyone (RFC 5321 4.5.1), delivered to
+        // `smtp.postmaster` when set; it belongs to no tenant unless the client is attributed.
+        if let Some((local, domain)) = rcpt.address.rsplit_once('@')
+            && local.eq_ignore_ascii_case("postmaster")
+            && domain.eq_ignore_ascii_case(&self.hostname)
+        {
+            if let Some(to) = &self.postmaster {
+                conn.srs_rewrites
+                    .push((rcpt.address.to_ascii_lowercase(), to.clone()));
+            }
+            return Ok(());
         }
         let dir = self.dir();
         let domain = domain_of(&rcpt.address);

@@ -541,8 +541,13 @@ impl<P: Policy> Session<P> {
         if to.address.is_empty() {
             return Err(Reply::new(501, "5.1.3 Bad recipient address syntax"));
         }
+        let address = if to.address.eq_ignore_ascii_case("postmaster") {
+            format!("postmaster@{}", self.config.hostname)
+        } else {
+            to.address
+        };
         let rcpt = Rcpt {
-            address: to.address,
+            address,
             orcpt: to.orcpt,
             notify: to.flags
                 & (smtp_proto::RCPT_NOTIFY_NEVER
@@ -685,9 +690,25 @@ impl<P: Policy> Session<P> {
 
 /// Parses one command line (CRLF or LF included) into a request, or the reply for a bad one.
 pub fn parse_command(line: &[u8]) -> Result<Request<String>, Reply> {
-    Request::parse(&mut line.iter())
+    let mut req = Request::parse(&mut line.iter())
         .map(Request::into_owned)
-        .map_err(parse_error_reply)
+        .map_err(parse_error_reply)?;
+    // `RCPT TO:<postmaster>` has no domain, and RFC 5321 4.5.1 says it must be taken; the
+    // parser reads it as an empty address.
+    if let Request::Rcpt { to } = &mut req
+        && to.address.is_empty()
+        && is_bare_postmaster(line)
+    {
+        to.address = "postmaster".to_string();
+    }
+    Ok(req)
+}
+
+/// Whether a RCPT line names `<postmaster>` (any letter case), parameters after it or not.
+fn is_bare_postmaster(line: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(line).to_ascii_lowercase();
+    text.split_once(':')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with("<postmaster>"))
 }
 
 fn parse_error_reply(e: ParseError) -> Reply {

@@ -335,3 +335,59 @@ fn a_bdat_chunk_over_the_size_limit_is_refused_before_its_data() {
     c.send(body);
     assert_eq!(c.read().code, 250);
 }
+
+#[test]
+fn postmaster_takes_mail_from_anyone_and_big_api_bodies_get_413() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(
+        rx.addr,
+        "[smtp]\npostmaster = \"noc@provider.example\"\n",
+    ));
+    // A client no connector knows (127.0.0.2), as a remote server reporting a problem would.
+    let mut c = Client::connect(relay.relay, Some("127.0.0.2".parse().expect("ip")));
+    c.cmd("EHLO mx.remote.example");
+    assert_eq!(c.cmd("MAIL FROM:<reporter@remote.example>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<postmaster>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<PostMaster@relay.test>").code, 250);
+    assert_eq!(
+        c.cmd("RCPT TO:<someone@remote.example>").text(),
+        "550 5.7.64 TenantAttribution; Relay Access Denied",
+        "postmaster opens nothing else"
+    );
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(b"Subject: your relay\r\n\r\nplease look at this\r\n.\r\n");
+    assert_eq!(c.read().code, 250);
+    let got = rx.wait(1, Duration::from_secs(20));
+    assert_eq!(
+        got[0].rcpts,
+        ["noc@provider.example", "noc@provider.example"]
+    );
+
+    // An API body over the limit is answered 413, before authentication matters.
+    let big = "x".repeat(10 * 1024 * 1024);
+    let body = format!("{{\"name\": \"{big}\"}}");
+    let tok = relay
+        .cli(&["token", "create", "--name", "o", "--role", "operator"])
+        .trim()
+        .to_string();
+    let mut s = std::net::TcpStream::connect(relay.http).expect("http");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // The server may answer and close before the body is all sent: write errors are fine.
+    let _ = std::io::Write::write_all(
+        &mut s,
+        format!(
+            "POST /api/v1/tenants HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {tok}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let mut out = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut out);
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.starts_with("HTTP/1.1 413"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
+}
