@@ -9,6 +9,7 @@ pub mod dns;
 mod queue;
 
 pub use queue::{
+    DestinationView,
     DeliveryConfig, Events, Queue, QueueAction, QueueActionError, QueueStats, QueuedMessage,
     Router, Signer,
 };

@@ -1,7 +1,7 @@
 //! The queue: which message is due when, and one delivery round for a message.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{VecDeque, BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -215,6 +215,42 @@ fn no_mx_nor_a(domain: &str) -> String {
     format!("sender domain {domain} has neither MX nor A records")
 }
 
+/// Consecutive failures to reach a destination (no connection, no greeting, a broken
+/// session), and until when it is left alone.
+#[derive(Debug, Default, Clone, Copy)]
+struct Health {
+    failures: u32,
+    /// Unix ms; 0 when not backed off.
+    down_until: i64,
+    /// Unix ms of the last failure.
+    last: i64,
+}
+
+/// A destination is backed off after this many failures in a row...
+const BREAK_AFTER: u32 = 3;
+/// ...for 30 s, doubling with each further failure, at most this long.
+const MAX_BACKOFF_MS: i64 = 15 * 60 * 1000;
+
+impl Health {
+    fn backoff_ms(failures: u32) -> i64 {
+        let steps = failures.saturating_sub(BREAK_AFTER).min(10);
+        (30_000_i64 << steps).min(MAX_BACKOFF_MS)
+    }
+}
+
+/// One destination as `/metrics` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DestinationView {
+    pub destination: String,
+    pub in_flight: usize,
+    /// Messages parked until one of its slots frees.
+    pub waiting: usize,
+    /// Failures in a row.
+    pub failures: u32,
+    /// Unix ms until which it is backed off, if it is.
+    pub down_until: Option<i64>,
+}
+
 #[derive(Default)]
 struct Sched {
     heap: BinaryHeap<Reverse<(i64, u64, String)>>,
@@ -232,6 +268,11 @@ struct Inner {
     wake: Notify,
     workers: Arc<Semaphore>,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Messages waiting for a busy destination's slot, by destination, oldest first: they hold
+    /// no delivery slot of their own while they wait (a freed slot wakes the next one).
+    parked: Mutex<HashMap<String, VecDeque<String>>>,
+    /// Destinations that keep failing, backed off as a whole.
+    health: Mutex<HashMap<String, Health>>,
     idle: Mutex<HashMap<String, Vec<(Instant, Client)>>>,
     /// Sender domains with neither MX nor A records (true), as last looked up.
     sender_dns: Mutex<HashMap<String, (bool, Instant)>>,
@@ -257,6 +298,18 @@ fn now_ms() -> i64 {
 struct Hop {
     name: String,
     addr: SocketAddr,
+}
+
+/// Wakes the next message parked for a destination when a round there ends.
+struct WakeParked<'a> {
+    inner: &'a Inner,
+    domain: &'a str,
+}
+
+impl Drop for WakeParked<'_> {
+    fn drop(&mut self) {
+        self.inner.unpark(self.domain);
+    }
 }
 
 impl Queue {
@@ -289,6 +342,8 @@ impl Queue {
                 sched: Mutex::default(),
                 wake: Notify::new(),
                 destinations: Mutex::default(),
+                parked: Mutex::default(),
+                health: Mutex::default(),
                 idle: Mutex::default(),
                 sender_dns: Mutex::default(),
                 tls,
@@ -301,6 +356,12 @@ impl Queue {
 
     pub fn stats(&self) -> &QueueStats {
         &self.inner.stats
+    }
+
+    /// Destinations with deliveries under way, messages waiting for them, or failures, the
+    /// busiest first.
+    pub fn destinations(&self) -> Vec<DestinationView> {
+        self.inner.destinations()
     }
 
     /// Signs (and seals) messages as they leave; set once, at start.
@@ -471,10 +532,6 @@ impl Queue {
                 }
                 continue;
             }
-            let permit = tokio::select! {
-                p = inner.workers.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = stop.changed() => continue,
-            };
             let env = {
                 let mut s = inner.sched.lock().unwrap_or_else(|p| p.into_inner());
                 match s.heap.pop() {
@@ -489,6 +546,24 @@ impl Queue {
                 s.waiting.insert(env.id.clone(), env);
                 continue;
             }
+            // A message for destinations that cannot take it now waits without holding one
+            // of the delivery slots other destinations could use.
+            let Some(env) = inner.admit(env) else {
+                continue;
+            };
+            let permit = tokio::select! {
+                p = inner.workers.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => {
+                        inner.requeue(env);
+                        break;
+                    }
+                },
+                _ = stop.changed() => {
+                    inner.requeue(env);
+                    continue;
+                }
+            };
             inner.stats.queued.fetch_sub(1, Ordering::Relaxed);
             inner.stats.in_flight.fetch_add(1, Ordering::Relaxed);
             let id = env.id.clone();
@@ -525,6 +600,177 @@ impl Queue {
 }
 
 impl Inner {
+    /// Puts back a message taken off the heap but not delivered (still counted as queued).
+    fn requeue(&self, env: Envelope) {
+        let mut s = self.sched.lock().unwrap_or_else(|p| p.into_inner());
+        s.seq += 1;
+        let seq = s.seq;
+        let at = env.next_attempt.saturating_mul(1000);
+        s.heap.push(Reverse((at, seq, env.id.clone())));
+        s.waiting.insert(env.id.clone(), env);
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// Whether a due message can start a round now. Not when every destination it still has
+    /// is backed off (it comes back when the first one is tried again, no attempt counted)
+    /// or busy to its last slot (it is parked until a slot of one frees). An expired message
+    /// always gets its round, which fails it with its NDR.
+    fn admit(&self, mut env: Envelope) -> Option<Envelope> {
+        let now = now_ms();
+        let mut domains: Vec<String> = env
+            .recipients
+            .iter()
+            .filter(|r| r.is_pending())
+            .map(|r| r.domain())
+            .collect();
+        domains.sort_unstable();
+        domains.dedup();
+        let expired = now / 1000 >= env.received_at + self.config.expire_after.as_secs() as i64;
+        if domains.is_empty() || expired {
+            return Some(env);
+        }
+        let down: Vec<Option<i64>> = {
+            let h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+            domains
+                .iter()
+                .map(|d| h.get(d).map(|x| x.down_until).filter(|&t| t > now))
+                .collect()
+        };
+        if down.iter().all(Option::is_some) {
+            let at = down.iter().flatten().min().copied().unwrap_or(now);
+            // Spread the return over a few seconds so a backlog does not arrive at once.
+            let spread = (env.id.bytes().map(u64::from).sum::<u64>() % 5_000) as i64;
+            env.next_attempt = (at + spread) / 1000 + 1;
+            self.requeue(env);
+            return None;
+        }
+        let open: Vec<&String> = domains
+            .iter()
+            .zip(&down)
+            .filter(|(_, d)| d.is_none())
+            .map(|(name, _)| name)
+            .collect();
+        let busy = open
+            .iter()
+            .all(|d| self.destination_slot(d).available_permits() == 0);
+        if !busy {
+            return Some(env);
+        }
+        // Parked: a freed slot of `first` wakes it; after 30 s it looks again by itself.
+        let first = open.first().map(|d| d.to_string()).unwrap_or_default();
+        let id = env.id.clone();
+        env.next_attempt = now / 1000 + 30;
+        self.requeue(env);
+        self.parked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(first)
+            .or_default()
+            .push_back(id);
+        None
+    }
+
+    /// A slot of `domain` was freed: the message parked longest for it is due now.
+    fn unpark(&self, domain: &str) {
+        let next = {
+            let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(list) = parked.get_mut(domain) else {
+                return;
+            };
+            let s = self.sched.lock().unwrap_or_else(|p| p.into_inner());
+            let mut next = None;
+            while let Some(id) = list.pop_front() {
+                if s.waiting.contains_key(&id) {
+                    next = Some(id);
+                    break;
+                }
+            }
+            drop(s);
+            if list.is_empty() {
+                parked.remove(domain);
+            }
+            next
+        };
+        if let Some(id) = next {
+            let mut s = self.sched.lock().unwrap_or_else(|p| p.into_inner());
+            s.seq += 1;
+            let seq = s.seq;
+            s.heap.push(Reverse((now_ms(), seq, id)));
+            drop(s);
+            self.wake.notify_one();
+        }
+    }
+
+    /// A round reached `domain` (whatever it answered): it is healthy.
+    fn reached(&self, domain: &str) {
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(was) = h.remove(domain)
+            && was.down_until > 0
+        {
+            tracing::info!(destination = domain, "destination answers again");
+        }
+    }
+
+    /// No host of `domain` could be reached (or none kept a session up).
+    fn unreachable(&self, domain: &str) {
+        let now = now_ms();
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let e = h.entry(domain.to_string()).or_default();
+        e.failures = e.failures.saturating_add(1);
+        e.last = now;
+        if e.failures >= BREAK_AFTER {
+            let wait = Health::backoff_ms(e.failures);
+            e.down_until = now + wait;
+            tracing::warn!(
+                destination = domain,
+                failures = e.failures,
+                seconds = wait / 1000,
+                "destination keeps failing: its queued mail waits before the next try"
+            );
+        }
+    }
+
+    fn destinations(&self) -> Vec<DestinationView> {
+        let now = now_ms();
+        let mut out: HashMap<String, DestinationView> = HashMap::new();
+        let view = |name: &str| DestinationView {
+            destination: name.to_string(),
+            in_flight: 0,
+            waiting: 0,
+            failures: 0,
+            down_until: None,
+        };
+        for (name, slot) in self
+            .destinations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let used = self
+                .config
+                .max_per_destination
+                .max(1)
+                .saturating_sub(slot.available_permits());
+            if used > 0 {
+                out.entry(name.clone()).or_insert_with(|| view(name)).in_flight = used;
+            }
+        }
+        for (name, list) in self.parked.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            out.entry(name.clone()).or_insert_with(|| view(name)).waiting = list.len();
+        }
+        for (name, h) in self.health.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let v = out.entry(name.clone()).or_insert_with(|| view(name));
+            v.failures = h.failures;
+            v.down_until = (h.down_until > now).then_some(h.down_until);
+        }
+        let mut v: Vec<DestinationView> = out.into_values().collect();
+        v.sort_by(|a, b| {
+            (b.in_flight + b.waiting, b.failures).cmp(&(a.in_flight + a.waiting, a.failures))
+        });
+        v
+    }
+
     fn schedule(&self, env: Envelope) {
         let mut s = self.sched.lock().unwrap_or_else(|p| p.into_inner());
         s.seq += 1;
@@ -941,7 +1187,21 @@ impl Inner {
             Ok(h) => h,
             Err(state) => return all(state),
         };
+        if let Some(h) = self
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(domain)
+            .filter(|h| h.down_until > now_ms())
+        {
+            return all(pending(&format!(
+                "451 4.4.1 {domain} did not answer {} times in a row; waiting before the next try",
+                h.failures
+            )));
+        }
         let slot = self.destination_slot(domain);
+        // Dropped after the slot: whoever waits for this destination goes next.
+        let _next = WakeParked { inner: self, domain };
         let Ok(_permit) = slot.acquire_owned().await else {
             return all(pending("451 4.3.0 Delivery is shutting down"));
         };
@@ -1027,6 +1287,7 @@ impl Inner {
                 };
                 match client.send(&msg).await {
                     Ok(replies) => {
+                        self.reached(domain);
                         let remote = format!("{} [{}]", hop.name, hop.addr.ip());
                         let dsn = client.caps.dsn;
                         if client.messages_sent < self.config.max_messages_per_connection {
@@ -1053,6 +1314,7 @@ impl Inner {
             }
             // A 5xx greeting or HELO refusal means this host will not take it: try the next.
         }
+        self.unreachable(domain);
         let reply = last_error
             .map(|e| e.as_reply().to_string())
             .unwrap_or_else(|| "451 4.4.1 No mail host could be reached".into());
@@ -1098,6 +1360,13 @@ impl Inner {
         }
         let mut d = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
         d.retain(|_, s| Arc::strong_count(s) > 1);
+        drop(d);
+        // Failures older than the longest backoff say nothing any more.
+        let now = now_ms();
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, h| h.down_until.max(h.last) + MAX_BACKOFF_MS > now);
     }
 }
 

@@ -251,5 +251,35 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         "Trace events dropped because the writer fell behind.",
         s.trace.dropped.load(Ordering::Relaxed),
     );
+    destination_metrics(&mut out, &s.queue.destinations());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Per destination (the busiest 50, so a page stays small): deliveries under way, messages
+/// parked waiting for a slot, failures in a row, and whether it is backed off.
+fn destination_metrics(out: &mut String, list: &[relayward_delivery::DestinationView]) {
+    let list = &list[..list.len().min(50)];
+    let families: [(&str, &str, &str); 4] = [
+        ("relayward_destination_in_flight", "gauge", "Deliveries under way to the destination."),
+        ("relayward_destination_waiting", "gauge", "Messages waiting for one of the destination's delivery slots."),
+        ("relayward_destination_failures", "gauge", "Failures in a row to reach the destination."),
+        ("relayward_destination_backed_off", "gauge", "1 while the destination is left alone after repeated failures."),
+    ];
+    for (i, (name, kind, help)) in families.iter().enumerate() {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+        for d in list {
+            let value = match i {
+                0 => d.in_flight as u64,
+                1 => d.waiting as u64,
+                2 => u64::from(d.failures),
+                _ => u64::from(d.down_until.is_some()),
+            };
+            let label: String = d
+                .destination
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
+                .collect();
+            let _ = writeln!(out, "{name}{{destination=\"{label}\"}} {value}");
+        }
+    }
 }
