@@ -142,7 +142,10 @@ async fn flood(
         say(&mut s, &format!("AUTH PLAIN {secret}")).await?;
         let code = reply(&mut s).await?;
         if let Ok(mut t) = tally.lock() {
-            *t.entry(account.clone()).or_default().entry(code).or_default() += 1;
+            *t.entry(account.clone())
+                .or_default()
+                .entry(code)
+                .or_default() += 1;
         }
         if code == 421 {
             break;

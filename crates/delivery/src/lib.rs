@@ -9,7 +9,6 @@ pub mod dns;
 mod queue;
 
 pub use queue::{
-    DestinationView,
-    DeliveryConfig, Events, Queue, QueueAction, QueueActionError, QueueStats, QueuedMessage,
-    Router, Signer,
+    DeliveryConfig, DestinationView, Events, Queue, QueueAction, QueueActionError, QueueStats,
+    QueuedMessage, Router, Signer,
 };

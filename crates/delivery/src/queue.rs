@@ -1,7 +1,7 @@
 //! The queue: which message is due when, and one delivery round for a message.
 
 use std::cmp::Reverse;
-use std::collections::{VecDeque, BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -753,11 +753,15 @@ impl Inner {
                 .max(1)
                 .saturating_sub(slot.available_permits());
             if used > 0 {
-                out.entry(name.clone()).or_insert_with(|| view(name)).in_flight = used;
+                out.entry(name.clone())
+                    .or_insert_with(|| view(name))
+                    .in_flight = used;
             }
         }
         for (name, list) in self.parked.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            out.entry(name.clone()).or_insert_with(|| view(name)).waiting = list.len();
+            out.entry(name.clone())
+                .or_insert_with(|| view(name))
+                .waiting = list.len();
         }
         for (name, h) in self.health.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let v = out.entry(name.clone()).or_insert_with(|| view(name));
@@ -1201,7 +1205,10 @@ impl Inner {
         }
         let slot = self.destination_slot(domain);
         // Dropped after the slot: whoever waits for this destination goes next.
-        let _next = WakeParked { inner: self, domain };
+        let _next = WakeParked {
+            inner: self,
+            domain,
+        };
         let Ok(_permit) = slot.acquire_owned().await else {
             return all(pending("451 4.3.0 Delivery is shutting down"));
         };

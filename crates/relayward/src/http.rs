@@ -260,10 +260,26 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 fn destination_metrics(out: &mut String, list: &[relayward_delivery::DestinationView]) {
     let list = &list[..list.len().min(50)];
     let families: [(&str, &str, &str); 4] = [
-        ("relayward_destination_in_flight", "gauge", "Deliveries under way to the destination."),
-        ("relayward_destination_waiting", "gauge", "Messages waiting for one of the destination's delivery slots."),
-        ("relayward_destination_failures", "gauge", "Failures in a row to reach the destination."),
-        ("relayward_destination_backed_off", "gauge", "1 while the destination is left alone after repeated failures."),
+        (
+            "relayward_destination_in_flight",
+            "gauge",
+            "Deliveries under way to the destination.",
+        ),
+        (
+            "relayward_destination_waiting",
+            "gauge",
+            "Messages waiting for one of the destination's delivery slots.",
+        ),
+        (
+            "relayward_destination_failures",
+            "gauge",
+            "Failures in a row to reach the destination.",
+        ),
+        (
+            "relayward_destination_backed_off",
+            "gauge",
+            "1 while the destination is left alone after repeated failures.",
+        ),
     ];
     for (i, (name, kind, help)) in families.iter().enumerate() {
         let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
@@ -277,7 +293,9 @@ fn destination_metrics(out: &mut String, list: &[relayward_delivery::Destination
             let label: String = d
                 .destination
                 .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
+                .filter(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')
+                })
                 .collect();
             let _ = writeln!(out, "{name}{{destination=\"{label}\"}} {value}");
         }

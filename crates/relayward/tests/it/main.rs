@@ -8,6 +8,7 @@ mod claims;
 mod crash;
 mod delivery;
 mod dsn;
+mod faults;
 mod forward;
 mod guard;
 mod hostile;

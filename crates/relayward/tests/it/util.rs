@@ -351,6 +351,8 @@ impl Client {
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
+        // Commands go out as they are written (no 40 ms waits for delayed ACKs).
+        stream.set_nodelay(true).expect("nodelay");
         let mut c = Client {
             reader: BufReader::new(Box::new(stream)),
         };
