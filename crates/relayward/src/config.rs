@@ -138,6 +138,10 @@ pub struct RawStorage {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub max_spool_size: Option<String>,
+    /// Message trace rows older than this are deleted (default `90d`).
+    pub trace_retention: Option<String>,
+    /// Audit entries, alerts and webhook delivery records older than this (default `400d`).
+    pub audit_retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -400,6 +404,8 @@ pub struct Config {
     pub http_listen: SocketAddr,
     pub data_dir: PathBuf,
     pub max_spool_size: Option<u64>,
+    pub trace_retention: Duration,
+    pub audit_retention: Duration,
     pub smart_host: Option<String>,
     pub dns_resolver: Option<SocketAddr>,
     pub normal_pool: Vec<IpAddr>,
@@ -521,6 +527,16 @@ impl Config {
             );
         }
         check_claims(&tenants, widest_connector)?;
+        for (key, v) in [
+            ("storage.trace_retention", &raw.storage.trace_retention),
+            ("storage.audit_retention", &raw.storage.audit_retention),
+        ] {
+            if let Some(v) = v
+                && parse_duration(v).is_ok_and(|d| d < Duration::from_secs(1))
+            {
+                bail!("{key} = \"{v}\" would delete rows as they are written; give at least 1s");
+            }
+        }
         Ok(Config {
             relay_listen: addr(
                 &raw.smtp.relay_listen,
@@ -579,6 +595,16 @@ impl Config {
                         .context("storage.max_spool_size")
                 })
                 .transpose()?,
+            trace_retention: dur(
+                &raw.storage.trace_retention,
+                "90d",
+                "storage.trace_retention",
+            )?,
+            audit_retention: dur(
+                &raw.storage.audit_retention,
+                "400d",
+                "storage.audit_retention",
+            )?,
             smart_host: raw.delivery.smart_host,
             dns_resolver,
             normal_pool: ips(&raw.delivery.normal_pool, "delivery.normal_pool")?,

@@ -14,6 +14,7 @@ mod guard_cli;
 mod http;
 mod passwords;
 mod policy;
+mod retention;
 mod service;
 mod srs;
 mod tls;
@@ -1283,6 +1284,11 @@ async fn serve(config: Config) -> Result<()> {
         config.clone(),
         stats.clone(),
     ));
+    let retention_task = tokio::spawn(retention::run(
+        dyn_store.clone(),
+        config.trace_retention,
+        config.audit_retention,
+    ));
     let guard_task = tokio::spawn(guard::run(
         guard.clone(),
         dyn_store.clone(),
@@ -1310,6 +1316,7 @@ async fn serve(config: Config) -> Result<()> {
     let _ = http_task.await;
     reload_task.abort();
     guard_task.abort();
+    retention_task.abort();
     spool.flush().await.context("final spool flush")?;
     drop(policy);
     drop(queue);

@@ -180,5 +180,10 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
 
     async fn record_trace(&self, events: Vec<TraceEvent>) -> Result<()>;
+    /// Deletes at most `limit` rows of each kind older than the cut-offs (Unix ms): messages of
+    /// the trace (with their recipients and events) received before `trace_before`; audit
+    /// entries, alerts and finished webhook deliveries from before `audit_before`. Small
+    /// batches, so the caller can pause between them and nothing waits long on the database.
+    async fn prune(&self, trace_before: i64, audit_before: i64, limit: usize) -> Result<Pruned>;
     async fn search_trace(&self, query: &TraceQuery) -> Result<Vec<TraceMessage>>;
 }

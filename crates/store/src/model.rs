@@ -329,6 +329,21 @@ pub struct AlertRow {
     pub text: String,
 }
 
+/// Rows one `Store::prune` call deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    pub trace_messages: usize,
+    pub audit: usize,
+    pub alerts: usize,
+    pub webhook_deliveries: usize,
+}
+
+impl Pruned {
+    pub fn total(&self) -> usize {
+        self.trace_messages + self.audit + self.alerts + self.webhook_deliveries
+    }
+}
+
 /// An account locked for SMTP AUTH after too many failed attempts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthLockout {

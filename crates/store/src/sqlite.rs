@@ -1089,6 +1089,51 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune(&self, trace_before: i64, audit_before: i64, limit: usize) -> Result<Pruned> {
+        let limit = limit.max(1) as i64;
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let ids: Vec<String> = {
+                let mut st = tx.prepare_cached(
+                    "SELECT message_id FROM trace_messages WHERE received_at < ?1 ORDER BY received_at LIMIT ?2",
+                )?;
+                st.query_map(params![trace_before, limit], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            {
+                let mut ev = tx.prepare_cached("DELETE FROM trace_events WHERE message_id = ?1")?;
+                let mut rc =
+                    tx.prepare_cached("DELETE FROM trace_recipients WHERE message_id = ?1")?;
+                let mut m = tx.prepare_cached("DELETE FROM trace_messages WHERE message_id = ?1")?;
+                for id in &ids {
+                    ev.execute([id])?;
+                    rc.execute([id])?;
+                    m.execute([id])?;
+                }
+            }
+            let audit = tx.execute(
+                "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ?1 ORDER BY id LIMIT ?2)",
+                params![audit_before, limit],
+            )?;
+            let alerts = tx.execute(
+                "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE at < ?1 ORDER BY id LIMIT ?2)",
+                params![audit_before, limit],
+            )?;
+            let webhook_deliveries = tx.execute(
+                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries WHERE created_at < ?1 AND state <> 'pending' ORDER BY id LIMIT ?2)",
+                params![audit_before, limit],
+            )?;
+            tx.commit()?;
+            Ok(Pruned {
+                trace_messages: ids.len(),
+                audit,
+                alerts,
+                webhook_deliveries,
+            })
+        })
+        .await
+    }
+
     async fn record_auth_lockout(&self, l: &AuthLockout) -> Result<()> {
         let l = l.clone();
         self.with(move |c| {

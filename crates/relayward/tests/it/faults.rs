@@ -89,3 +89,146 @@ routes = [
         "the silent one holds its own 20 slots and no more"
     );
 }
+
+fn count(db: &rusqlite::Connection, sql: &str, at: i64) -> i64 {
+    db.query_row(sql, [at], |r| r.get(0)).expect("count")
+}
+
+#[test]
+fn trace_audit_and_webhook_rows_past_their_retention_are_pruned() {
+    let rx = Receiver::start(false);
+    let nowhere = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let relay = Relay::start_with_storage(
+        "trace_retention = \"8s\"\naudit_retention = \"8s\"\n",
+        &format!(
+            "[webhooks]\nretry_schedule = [\"1s\"]\nallow_private_addresses = true\n{}",
+            contoso(rx.addr, "")
+        ),
+    );
+    let db = rusqlite::Connection::open(relay.dir.path().join("data/relayward.sqlite"))
+        .expect("open the database");
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    };
+    // Old rows: a message in the trace, an audit entry, a webhook delivery that failed.
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    assert_eq!(
+        c.transaction("alice@contoso.example", &["x@remote.example"], BODY)
+            .code,
+        250
+    );
+    relay.cli(&["tenant", "add", "northwind"]);
+    relay.cli(&["domain", "add", "northwind", "northwind.example"]);
+    let admin = relay
+        .cli(&[
+            "token",
+            "create",
+            "--name",
+            "n",
+            "--role",
+            "admin",
+            "--tenant",
+            "northwind",
+        ])
+        .trim()
+        .to_string();
+    let body = format!(r#"{{"url": "http://{nowhere}/hook", "events": ["alert"]}}"#);
+    let (status, hook) = relay.api(
+        "POST",
+        "/api/v1/tenants/northwind/webhooks",
+        Some(&admin),
+        Some(&body),
+    );
+    assert_eq!(status, 201, "{hook}");
+    let id = hook["id"].as_str().expect("id").to_string();
+    let (status, _) = relay.api(
+        "POST",
+        &format!("/api/v1/tenants/northwind/webhooks/{id}/ping"),
+        Some(&admin),
+        None,
+    );
+    assert!(status < 300, "{status}");
+    wait_for(Duration::from_secs(20), || {
+        (count(
+            &db,
+            "SELECT count(*) FROM webhook_deliveries WHERE state = 'failed' AND created_at > ?1",
+            0,
+        ) > 0)
+            .then_some(())
+    })
+    .expect("the ping fails for good");
+    let old = now_ms();
+    assert!(
+        count(
+            &db,
+            "SELECT count(*) FROM trace_messages WHERE received_at < ?1",
+            old
+        ) > 0
+    );
+    assert!(count(&db, "SELECT count(*) FROM audit WHERE at < ?1", old) > 0);
+
+    // Recent rows, made once the old ones are a couple of seconds old.
+    std::thread::sleep(Duration::from_millis(4000));
+    // (The trace keeps whole seconds.)
+    let recent = now_ms() / 1000 * 1000;
+    assert_eq!(
+        c.transaction("alice@contoso.example", &["y@remote.example"], BODY)
+            .code,
+        250
+    );
+    relay.cli(&["domain", "add", "northwind", "sales.northwind.example"]);
+    wait_for(Duration::from_secs(10), || {
+        (count(
+            &db,
+            "SELECT count(*) FROM trace_messages WHERE received_at >= ?1",
+            recent,
+        ) > 0)
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the recent message is traced: {:?}",
+            db.prepare("SELECT message_id, received_at FROM trace_messages")
+                .and_then(|mut s| s
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>()))
+        )
+    });
+
+    // The old ones go; the recent ones stay.
+    wait_for(Duration::from_secs(20), || {
+        let left = count(
+            &db,
+            "SELECT count(*) FROM trace_messages WHERE received_at < ?1",
+            old,
+        ) + count(&db, "SELECT count(*) FROM audit WHERE at < ?1", old)
+            + count(
+                &db,
+                "SELECT count(*) FROM webhook_deliveries WHERE created_at < ?1",
+                old,
+            )
+            + count(&db, "SELECT count(*) FROM trace_events WHERE at < ?1", old);
+        (left == 0).then_some(())
+    })
+    .expect("rows past their retention are pruned");
+    assert!(
+        count(
+            &db,
+            "SELECT count(*) FROM trace_messages WHERE received_at >= ?1",
+            recent
+        ) > 0,
+        "recent trace rows stay"
+    );
+    assert!(
+        count(&db, "SELECT count(*) FROM audit WHERE at >= ?1", recent) > 0,
+        "recent audit entries stay"
+    );
+    let trace = relay.cli(&["trace", "--recipient", "y@remote.example"]);
+    assert!(trace.contains("y@remote.example"), "{trace}");
+}
