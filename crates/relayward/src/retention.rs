@@ -34,8 +34,7 @@ pub async fn run(store: Arc<dyn Store>, trace: Duration, audit: Duration) {
                     total.alerts += p.alerts;
                     total.webhook_deliveries += p.webhook_deliveries;
                     let full = [p.trace_messages, p.audit, p.alerts, p.webhook_deliveries]
-                        .iter()
-                        .any(|&n| n == BATCH);
+                        .contains(&BATCH);
                     if !full {
                         break;
                     }
