@@ -44,6 +44,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+    // Degraded while mail is refused for storage, even though what is queued still flows.
+    if let Some(why) = s.spool.refusing() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("spool: refusing new mail: {why}\n"),
+        );
+    }
     let spool = s.spool.flush().await;
     let store = s.store.directory_version().await;
     match (spool, store) {

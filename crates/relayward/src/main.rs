@@ -1099,7 +1099,18 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<tokio::net::TcpL
 
 async fn serve(config: Config) -> Result<()> {
     let store = open_store(&config)?;
-    provision(store.as_ref(), &config).await?;
+    if let Err(e) = provision(store.as_ref(), &config).await {
+        // On a full disk the relay still starts on the tenants as stored at the last start,
+        // refuses new mail and delivers what it holds; anything else is a real error.
+        let full = e.chain().any(|c| {
+            c.downcast_ref::<relayward_store::StoreError>()
+                .is_some_and(|s| s.is_disk_full())
+        });
+        if !full {
+            return Err(e);
+        }
+        tracing::error!(error = %format!("{e:#}"), "the disk is full: starting on the tenants as stored before; the configuration file's changes apply at the next start with room");
+    }
     let dyn_store: Arc<dyn Store> = store.clone();
     let directory = Arc::new(RwLock::new(Arc::new(Directory::build(
         store.directory().await?,

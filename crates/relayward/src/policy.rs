@@ -604,7 +604,7 @@ impl Policy for RelayPolicy {
             self.stats.spool_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "message refused: cannot spool");
             return match e {
-                SpoolError::Full { .. } => {
+                SpoolError::Full { .. } | SpoolError::NoSpace(_) => {
                     refuse(452, "4.3.1 Insufficient system storage, try again later")
                 }
                 _ => refuse(452, "4.3.1 Temporary storage failure, try again later"),

@@ -34,6 +34,17 @@ pub enum StoreError {
     Task(String),
 }
 
+impl StoreError {
+    /// The database's disk is full (nothing wrong with the request itself).
+    pub fn is_disk_full(&self) -> bool {
+        let e = match self {
+            StoreError::Db(e) | StoreError::Open { source: e, .. } => e,
+            _ => return false,
+        };
+        matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull))
+    }
+}
+
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 #[async_trait]

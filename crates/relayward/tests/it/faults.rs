@@ -119,7 +119,7 @@ fn trace_audit_and_webhook_rows_past_their_retention_are_pruned() {
     let mut c = relay.client();
     c.cmd("EHLO onprem");
     assert_eq!(
-        c.transaction("alice@contoso.example", &["x@remote.example"], BODY)
+        c.transaction("ops@contoso.example", &["x@remote.example"], BODY)
             .code,
         250
     );
@@ -231,4 +231,208 @@ fn trace_audit_and_webhook_rows_past_their_retention_are_pruned() {
     );
     let trace = relay.cli(&["trace", "--recipient", "y@remote.example"]);
     assert!(trace.contains("y@remote.example"), "{trace}");
+}
+
+/// A small file system of the test's own (tmpfs), unmounted when dropped; `None` (loudly)
+/// when this is not root, which fails under CI.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "mounting a tmpfs needs root, and CI must run this test"
+            );
+            eprintln!("SKIPPED the full-disk test: mounting a tmpfs needs root");
+            return None;
+        }
+        Some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the disk is full; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        let path = self.path().join("filler");
+        let mut f = std::fs::File::create(&path).expect("filler");
+        let chunk = vec![0u8; 64 * 1024];
+        while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The id in "250 2.0.0 OK queued as <id>".
+fn queued_id(r: &Reply) -> Option<String> {
+    (r.code == 250)
+        .then(|| r.text().rsplit(' ').next().map(str::to_string))
+        .flatten()
+}
+
+fn relay_on(disk: &SmallDisk, rx: &Receiver) -> Relay {
+    let data = disk.path().join("data");
+    let mut relay = Relay::start("");
+    relay.kill9();
+    let mut text = std::fs::read_to_string(&relay.config).expect("config");
+    text = text.replace(
+        &format!("data_dir = \"{}\"", relay.dir.path().join("data").display()),
+        &format!("data_dir = \"{}\"", data.display()),
+    );
+    text.push_str(&contoso(rx.addr, ""));
+    std::fs::write(&relay.config, text).expect("config");
+    relay.spawn();
+    relay
+}
+
+#[test]
+fn a_full_disk_refuses_mail_reports_it_and_recovers_by_itself() {
+    let Some(disk) = SmallDisk::mount("48m") else {
+        return;
+    };
+    let rx = Receiver::start(false);
+    let relay = relay_on(&disk, &rx);
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    let mut acknowledged = Vec::new();
+    let body = format!("Subject: disk\r\n\r\n{}\r\n", "y".repeat(4000));
+    for _ in 0..200 {
+        let r = c.transaction("ops@contoso.example", &["x@remote.example"], &body);
+        acknowledged.extend(queued_id(&r));
+    }
+    assert_eq!(acknowledged.len(), 200);
+
+    // The disk fills up (another program, a log): mail is refused for storage, and health says so.
+    let filler = disk.fill();
+    let mut refused = 0;
+    for _ in 0..200 {
+        let r = c.transaction("ops@contoso.example", &["x@remote.example"], &body);
+        match queued_id(&r) {
+            Some(id) => acknowledged.push(id),
+            None => {
+                assert_eq!(
+                    r.text(),
+                    "452 4.3.1 Insufficient system storage, try again later"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "a full disk refuses mail");
+    let health = relay.http_get("/healthz");
+    assert!(
+        health.starts_with("HTTP/1.1 503") && health.contains("refusing new mail"),
+        "{health}"
+    );
+
+    // Space comes back: the relay takes mail again by itself.
+    std::fs::remove_file(&filler).expect("free the space");
+    let id = wait_for(Duration::from_secs(30), || {
+        queued_id(&c.transaction("ops@contoso.example", &["x@remote.example"], &body))
+    })
+    .expect("mail is accepted again without a restart");
+    acknowledged.push(id);
+    assert!(relay.http_get("/healthz").starts_with("HTTP/1.1 200"));
+
+    // Every acknowledged message arrives; duplicates are counted.
+    let got = wait_for(Duration::from_secs(60), || {
+        let got = rx.messages();
+        acknowledged
+            .iter()
+            .all(|id| got.iter().any(|m| m.data.contains(id.as_str())))
+            .then_some(got)
+    })
+    .expect("every acknowledged message is delivered");
+    let duplicates = got.len() - acknowledged.len();
+    println!(
+        "full disk: {} acknowledged, {refused} refused with 452, {} delivered, {duplicates} duplicates",
+        acknowledged.len(),
+        got.len()
+    );
+    assert!(duplicates <= 5, "{duplicates} duplicates");
+}
+
+#[test]
+fn a_relay_restarted_on_a_full_disk_starts_and_refuses_with_452() {
+    let Some(disk) = SmallDisk::mount("32m") else {
+        return;
+    };
+    let rx = Receiver::start(false);
+    let mut relay = relay_on(&disk, &rx);
+    relay.kill9();
+    let _filler = disk.fill();
+    relay.spawn();
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    let r = c.transaction("ops@contoso.example", &["x@remote.example"], BODY);
+    assert_eq!(
+        r.text(),
+        "452 4.3.1 Insufficient system storage, try again later"
+    );
+    assert!(relay.http_get("/healthz").starts_with("HTTP/1.1 503"));
+}
+
+#[test]
+fn a_message_deferred_for_ever_does_not_pin_the_spool() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, "[scan]\nbulk_recipients = 100000000\n"));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    // The remote answers 451 to this one, every time.
+    let r = c.transaction("ops@contoso.example", &["defer-me@remote.example"], BODY);
+    assert_eq!(r.code, 250);
+    let n = 20_000;
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let addr = relay.relay;
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr, None);
+                c.cmd("EHLO onprem");
+                for i in 0..n / 4 {
+                    let body = format!("Subject: {t}-{i}\r\n\r\n{}\r\n", "z".repeat(1800));
+                    let r = c.transaction("ops@contoso.example", &["x@remote.example"], &body);
+                    assert_eq!(r.code, 250, "{r:?}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("sender");
+    }
+    rx.wait(n, Duration::from_secs(120));
+    let start = Instant::now();
+    let size = wait_for(Duration::from_secs(60), || {
+        let size = relay.metric("relayward_spool_bytes");
+        (size < 10_000_000).then_some(size)
+    });
+    println!(
+        "spool after {n} delivered beside one deferred for ever: {} bytes ({:.1} s after the last delivery); written {}",
+        relay.metric("relayward_spool_bytes"),
+        start.elapsed().as_secs_f64(),
+        relay.metric("relayward_spool_records_total")
+    );
+    assert!(size.is_some(), "the spool stays big");
+    assert_eq!(
+        relay.metric("relayward_spool_messages"),
+        1,
+        "the deferred one is still there"
+    );
 }
