@@ -46,6 +46,12 @@ enum Cmd {
         #[arg(long, default_value_t = 5000)]
         messages: usize,
     },
+    /// Queues messages while the receiver is down, brings it up, and reports the relay's
+    /// memory before, at the peak and after the drain, and the database's size per message.
+    Drain {
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+    },
 }
 
 /// `X-Soak` numbers received, with how many times each came.
@@ -57,12 +63,17 @@ async fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Kill { runs, connections } => kill(&cli.relay, runs, connections).await,
         Cmd::Dead { backlog, messages } => dead(&cli.relay, backlog, messages).await,
+        Cmd::Drain { messages } => drain(&cli.relay, messages).await,
     }
 }
 
 /// A receiving SMTP server that takes everything and records each message's `X-Soak`.
 async fn receiver() -> Result<(SocketAddr, Seen)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    receiver_on("127.0.0.1:0".parse()?).await
+}
+
+async fn receiver_on(at: SocketAddr) -> Result<(SocketAddr, Seen)> {
+    let listener = TcpListener::bind(at).await?;
     let addr = listener.local_addr()?;
     let seen: Seen = Arc::default();
     let s = seen.clone();
@@ -363,6 +374,113 @@ async fn dead(bin: &Path, backlog: usize, messages: usize) -> Result<()> {
     println!(
         "dead-destination soak: healthy alone {alone:.0} msg/s; beside {queued} queued for a dead and a silent destination {beside:.0} msg/s ({:.0}%)",
         100.0 * beside / alone
+    );
+    Ok(())
+}
+
+/// Resident memory (VmRSS) and its peak (VmHWM) of a process, in MB.
+fn memory(pid: u32) -> (f64, f64) {
+    memory_parts(pid).0
+}
+
+/// (VmRSS, VmHWM) and (RssAnon, RssFile) in MB: the heap, and the database pages mapped in
+/// (which the kernel can drop whenever it needs the memory).
+fn memory_parts(pid: u32) -> ((f64, f64), (f64, f64)) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (
+        (field("VmRSS:"), field("VmHWM:")),
+        (field("RssAnon:"), field("RssFile:") + field("RssShmem:")),
+    )
+}
+
+#[allow(dead_code)]
+fn memory_old(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn database_bytes(dir: &Path) -> u64 {
+    ["relayward.sqlite", "relayward.sqlite-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join("data").join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+async fn drain(bin: &Path, messages: usize) -> Result<()> {
+    // The receiver's port, kept free until it comes up.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let dir = tempfile::tempdir()?;
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[delivery]\nsmart_host = \"{port}\"\nretry_schedule = [\"2s\"]\n[[tenants]]\nname = \"contoso\"\ndomains = [ {{ name = \"contoso.example\", kind = \"authoritative\", verified = true }} ]\nconnectors = [ {{ name = \"on-prem\", ips = [\"127.0.0.1/32\"] }} ]\n"
+        ),
+    )?;
+    let mut relay = start(bin, &config)?;
+    let pid = relay.child.id();
+    let (fresh, _) = memory(pid);
+    let db_before = database_bytes(dir.path());
+    let next = Arc::new(AtomicU64::new(0));
+    let far = Instant::now() + Duration::from_secs(3600);
+    let t = Instant::now();
+    let acked = send_for(
+        relay.relay,
+        "x@remote.example",
+        20,
+        next,
+        far,
+        messages as u64,
+    )
+    .await;
+    let accept_s = t.elapsed().as_secs_f64();
+    let (queued_rss, _) = memory(pid);
+    let (_, seen) = receiver_on(port).await?;
+    let t = Instant::now();
+    let deadline = t + Duration::from_secs(900);
+    loop {
+        let n = seen.lock().map(|s| s.len()).unwrap_or(0);
+        if n >= acked.len() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drain_s = t.elapsed().as_secs_f64();
+    // Let the writers settle, then read memory while idle.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let ((idle_rss, peak), (anon, file)) = memory_parts(pid);
+    let db_after = database_bytes(dir.path());
+    relay.child.kill()?;
+    let _ = relay.child.wait();
+    let delivered = seen.lock().map(|s| s.len()).unwrap_or(0);
+    println!(
+        "drain: {} acknowledged in {accept_s:.1} s, {delivered} delivered in {drain_s:.1} s once the receiver came up",
+        acked.len()
+    );
+    println!(
+        "memory: fresh {fresh:.0} MB, with the backlog queued {queued_rss:.0} MB, peak {peak:.0} MB, idle after the drain {idle_rss:.0} MB ({anon:.0} MB heap, {file:.0} MB mapped database and files)"
+    );
+    println!(
+        "database: {:.1} MB for {} messages traced = {:.2} KB per message",
+        (db_after.saturating_sub(db_before)) as f64 / 1e6,
+        acked.len(),
+        (db_after.saturating_sub(db_before)) as f64 / 1e3 / acked.len().max(1) as f64
     );
     Ok(())
 }

@@ -717,6 +717,11 @@ impl Inner {
         let now = now_ms();
         let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
         let e = h.entry(domain.to_string()).or_default();
+        if e.down_until > now {
+            // Rounds that were already under way when it was backed off: the backoff stands,
+            // it does not grow with each of them (only a failed try after it does).
+            return;
+        }
         e.failures = e.failures.saturating_add(1);
         e.last = now;
         if e.failures >= BREAK_AFTER {
@@ -1347,8 +1352,22 @@ impl Inner {
         }
     }
 
-    /// Closes connections idle for too long and forgets destination slots nobody uses.
+    /// Closes connections idle for too long and forgets destination slots nobody uses; gives
+    /// back the memory of tables a large backlog grew once it has drained.
     fn sweep_idle(&self) {
+        {
+            let mut s = self.sched.lock().unwrap_or_else(|p| p.into_inner());
+            if s.waiting.capacity() > 4096 && s.waiting.len() * 4 < s.waiting.capacity() {
+                s.waiting.shrink_to_fit();
+                s.heap.shrink_to_fit();
+            }
+        }
+        {
+            let mut d = self.delivering.lock().unwrap_or_else(|p| p.into_inner());
+            if d.capacity() > 4096 && d.len() * 4 < d.capacity() {
+                d.shrink_to_fit();
+            }
+        }
         let stale: Vec<Client> = {
             let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             let mut out = Vec::new();

@@ -855,7 +855,11 @@ impl Writer {
     }
 
     fn publish_counts(&self) {
-        if let Ok(index) = self.shared.index.lock() {
+        if let Ok(mut index) = self.shared.index.lock() {
+            // A drained backlog gives its index memory back.
+            if index.live.capacity() > 4096 && index.live.len() * 4 < index.live.capacity() {
+                index.live.shrink_to_fit();
+            }
             let s = &self.shared.stats;
             s.live_messages
                 .store(index.live.len() as u64, Ordering::Relaxed);
