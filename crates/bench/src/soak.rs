@@ -401,20 +401,6 @@ fn memory_parts(pid: u32) -> ((f64, f64), (f64, f64)) {
     )
 }
 
-#[allow(dead_code)]
-fn memory_old(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 fn database_bytes(dir: &Path) -> u64 {
     ["relayward.sqlite", "relayward.sqlite-wal"]
         .iter()
