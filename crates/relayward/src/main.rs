@@ -514,20 +514,16 @@ async fn admin(config: &Config, cmd: Command) -> Result<()> {
             subscription_ends,
             admin,
         }) => {
-            if language != "en" && language != "es" {
-                return Err(anyhow!("--language must be en or es"));
-            }
-            store
-                .add_tenant(&Tenant {
-                    name: name.clone(),
-                    language,
-                    subscription_ends,
-                    admins: admin,
-                    managed_by_config: false,
-                    forwarding: Default::default(),
-                    forwarding_domains: Vec::new(),
-                })
-                .await?;
+            // Through the service layer: the same checks as the API (admin addresses are
+            // claims too) and an audit entry.
+            let svc = guard_cli::service(config, store.clone());
+            let t = directory_admin::NewTenant {
+                name: name.clone(),
+                language: Some(language),
+                subscription_ends,
+                admins: admin,
+            };
+            svc.create_tenant(t, &cli_operator()).await?;
             println!("tenant {name} added");
         }
         Command::Tenant(TenantCmd::List) => {

@@ -173,6 +173,8 @@ fn a_tenant_admin_cannot_take_another_tenants_hosts_domains_or_addresses() {
         "director@contoso.example",
     ]);
     assert!(!ok && out.contains("verified accepted domains"), "{out}");
+    let (ok, out) = relay.cli_status(&["tenant", "add", "evil", "--admin", "it@contoso.example"]);
+    assert!(!ok && out.contains("another tenant"), "{out}");
 
     // Nothing above moved a host: mail from 127.0.0.1 is still contoso's.
     let mut c = relay.client();
