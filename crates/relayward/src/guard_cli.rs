@@ -95,6 +95,7 @@ pub fn service(config: &Config, store: Arc<dyn Store>) -> Service {
             .collect(),
         auto_approve: config.auto_approve_releases,
         widest: config.widest_connector,
+        passwords: None,
     }
 }
 

@@ -1263,10 +1263,13 @@ async fn serve(config: Config) -> Result<()> {
         spool: spool.clone(),
         queue: queue.clone(),
         policy: stats.clone(),
-        passwords,
+        passwords: passwords.clone(),
         auth_limits,
         trace: trace.clone(),
-        service: Arc::new(guard_cli::service(&config, dyn_store.clone())),
+        service: Arc::new(service::Service {
+            passwords: Some(passwords.clone()),
+            ..guard_cli::service(&config, dyn_store.clone())
+        }),
         resolver: api_resolver,
         logins: Arc::default(),
         base_url: format!("http://{http_addr}"),

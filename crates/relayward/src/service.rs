@@ -64,6 +64,9 @@ pub struct Service {
     pub auto_approve: bool,
     /// The widest connector range a tenant may claim without an operator's allowance.
     pub widest: crate::claims::Widest,
+    /// The running relay's bounded password checkers (sign-ins use them as SMTP AUTH does);
+    /// `None` on the command line.
+    pub passwords: Option<Arc<crate::passwords::Checker>>,
 }
 
 const DAY: i64 = 86_400_000;
