@@ -116,6 +116,8 @@ fn is_date(s: &str) -> bool {
 }
 
 const MIN_SMTP_PASSWORD: usize = 12;
+/// Alert recipients a tenant may list.
+const MAX_ADMINS: usize = 50;
 
 async fn hash_password(p: String) -> Result<String> {
     if p.chars().count() < MIN_SMTP_PASSWORD {
@@ -323,13 +325,23 @@ impl Service {
     /// Admin addresses (alert recipients) may be anywhere but in another tenant's domains: a
     /// tenant must not have its alerts mailed into someone else's organisation.
     async fn check_admin_addresses(&self, tenant: &str, admins: &[String]) -> Result<()> {
+        if admins.len() > MAX_ADMINS {
+            bail!("at most {MAX_ADMINS} admin addresses");
+        }
         for a in admins {
+            // The address's domain and its parents: a few lookups by name, never a scan.
             let domain = relayward_tenancy::domain_of(a).trim().to_ascii_lowercase();
-            let related = self.store.related_domains(&domain).await?;
-            if related
-                .iter()
-                .any(|d| d.tenant != tenant && claims::within(&domain, &d.name))
-            {
+            let mut theirs = false;
+            let mut at = Some(domain.as_str());
+            while let Some(name) = at.filter(|n| n.contains('.')) {
+                match self.store.domain(name).await {
+                    Ok(d) if d.tenant != tenant => theirs = true,
+                    Ok(_) | Err(relayward_store::StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                at = name.split_once('.').map(|(_, rest)| rest);
+            }
+            if theirs {
                 return Err(Forbidden(format!(
                     "admin '{a}' is in an accepted domain of another tenant"
                 ))

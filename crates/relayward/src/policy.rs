@@ -107,8 +107,9 @@ pub struct ConnState {
     facts: Option<SenderFacts>,
     tx_internal: u32,
     tx_external: u32,
-    /// Bounces to our SRS addresses in this transaction: (recipient, original sender).
-    srs_rewrites: Vec<(String, String)>,
+    /// Recipients spooled under another address in this transaction: bounces to our SRS
+    /// addresses (to the original sender) and mail for our postmaster (to `smtp.postmaster`).
+    rewrites: Vec<(String, String)>,
 }
 
 impl ConnState {
@@ -231,7 +232,7 @@ impl Policy for RelayPolicy {
             facts: None,
             tx_internal: 0,
             tx_external: 0,
-            srs_rewrites: Vec::new(),
+            rewrites: Vec::new(),
         })
     }
 
@@ -298,7 +299,7 @@ impl Policy for RelayPolicy {
         conn.origin = None;
         conn.tx_internal = 0;
         conn.tx_external = 0;
-        conn.srs_rewrites.clear();
+        conn.rewrites.clear();
         let result = match (&conn.attribution, peer.kind) {
             (Attribution::User { address, tenant }, _) => {
                 let dir = self.dir();
@@ -308,7 +309,7 @@ impl Policy for RelayPolicy {
                     && dir
                         .user(from)
                         .is_some_and(|u| u.address.eq_ignore_ascii_case(address))
-                    && dir.is_accepted_by(tenant, &relayward_tenancy::domain_of(from));
+                    && dir.is_accepted_by(tenant, domain_part(from));
                 if mine {
                     Ok(())
                 } else {
@@ -483,9 +484,10 @@ impl Policy for RelayPolicy {
         full.extend_from_slice(received.as_bytes());
         full.extend_from_slice(&body);
 
-        // Recipients as spooled: bounces to our SRS addresses go back to the original sender.
+        // Recipients as spooled: bounces to our SRS addresses go back to the original sender,
+        // mail for our postmaster to `smtp.postmaster`.
         let rewrite = |a: &str| {
-            conn.srs_rewrites
+            conn.rewrites
                 .iter()
                 .find(|(s, _)| s.eq_ignore_ascii_case(a))
                 .map(|(_, o)| o.clone())
@@ -808,7 +810,7 @@ impl RelayPolicy {
             && domain.eq_ignore_ascii_case(&self.hostname)
         {
             if let Some(to) = &self.postmaster {
-                conn.srs_rewrites
+                conn.rewrites
                     .push((rcpt.address.to_ascii_lowercase(), to.clone()));
             }
             return Ok(());
@@ -824,7 +826,7 @@ impl RelayPolicy {
                     if matches!(conn.attribution, Attribution::None) {
                         inbound_tenant(conn, d.tenant)?;
                     }
-                    conn.srs_rewrites
+                    conn.rewrites
                         .push((rcpt.address.to_ascii_lowercase(), original));
                     return Ok(());
                 }

@@ -60,12 +60,7 @@ fn the_sixth_wrong_password_is_locked_out_on_any_connection_until_the_lock_ends(
         !shown.contains("nobody@"),
         "unknown accounts belong to no tenant: {shown}"
     );
-    let tok = relay
-        .cli(&[
-            "token", "create", "--name", "r", "--role", "reader", "--tenant", "contoso",
-        ])
-        .trim()
-        .to_string();
+    let tok = relay.token(&["--name", "r", "--role", "reader", "--tenant", "contoso"]);
     let (status, json) = relay.api("GET", "/api/v1/tenants/contoso/counters", Some(&tok), None);
     assert_eq!(status, 200);
     assert_eq!(

@@ -11,12 +11,6 @@ use crate::util::*;
 
 const BODY: &str = "Subject: claims\r\nFrom: a@b.example\r\n\r\nhello\r\n";
 
-fn token(relay: &Relay, args: &[&str]) -> String {
-    let mut a = vec!["token", "create"];
-    a.extend_from_slice(args);
-    relay.cli(&a).trim().to_string()
-}
-
 /// contoso (from the file) owns 127.0.0.0/24 and contoso.example; fabrikam is managed through
 /// the API and its admin holds a token.
 fn setup(rx: &Receiver) -> (Relay, String, String) {
@@ -49,11 +43,8 @@ users = [ {{ address = "director@contoso.example" }} ]
         "--password",
         "a long device secret",
     ]);
-    let admin = token(
-        &relay,
-        &["--name", "f", "--role", "admin", "--tenant", "fabrikam"],
-    );
-    let ops = token(&relay, &["--name", "ops", "--role", "operator"]);
+    let admin = relay.token(&["--name", "f", "--role", "admin", "--tenant", "fabrikam"]);
+    let ops = relay.token(&["--name", "ops", "--role", "operator"]);
     (relay, admin, ops)
 }
 

@@ -125,19 +125,7 @@ fn trace_audit_and_webhook_rows_past_their_retention_are_pruned() {
     );
     relay.cli(&["tenant", "add", "northwind"]);
     relay.cli(&["domain", "add", "northwind", "northwind.example"]);
-    let admin = relay
-        .cli(&[
-            "token",
-            "create",
-            "--name",
-            "n",
-            "--role",
-            "admin",
-            "--tenant",
-            "northwind",
-        ])
-        .trim()
-        .to_string();
+    let admin = relay.token(&["--name", "n", "--role", "admin", "--tenant", "northwind"]);
     let body = format!(r#"{{"url": "http://{nowhere}/hook", "events": ["alert"]}}"#);
     let (status, hook) = relay.api(
         "POST",

@@ -286,6 +286,13 @@ impl Relay {
         .expect("the relay reloads its directory");
     }
 
+    /// `relayward token create ARGS`: the new token.
+    pub fn token(&self, args: &[&str]) -> String {
+        let mut a = vec!["token", "create"];
+        a.extend_from_slice(args);
+        self.cli(&a).trim().to_string()
+    }
+
     pub fn client(&self) -> Client {
         Client::connect(self.relay, None)
     }
