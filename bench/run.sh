@@ -22,7 +22,7 @@ for tool in smtp-sink:postfix postfix:postfix bc:bc; do
   command -v "${tool%%:*}" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${tool##*:}" >/dev/null
 done
 cargo build --release -q -p relayward -p relayward-bench
-RW=target/release/relayward
+RW=${RW:-target/release/relayward}   # RW=path compares another build
 LOAD=target/release/smtpload
 work=$(mktemp -d /tmp/relayward-bench.XXXX)
 pids=()
@@ -70,6 +70,8 @@ data_dir = "$work/relayward-data"
 [delivery]
 smart_host = "$SINK"
 tls = false
+[scan]
+bulk_recipients = 100000000   # the load repeats one body to one address: not bulk here
 [limits]                      # the load comes from one user: lift the per-user guard limits
 user_messages_per_minute = 100000000
 user_recipients_per_day = 100000000
