@@ -1197,16 +1197,21 @@ async fn verify_domain(
     }))
 }
 
+/// A JSON object body. OpenAPI 3.0 forbids an empty `required` list, so a body whose fields
+/// are all optional has none.
 fn body_doc(required: &[&str], properties: Value) -> Value {
+    let mut schema = json!({
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": false
+    });
+    if !required.is_empty() {
+        schema["required"] = json!(required);
+    }
     json!({
         "requestBody": {
             "required": true,
-            "content": { "application/json": { "schema": {
-                "type": "object",
-                "required": required,
-                "properties": properties,
-                "additionalProperties": false
-            } } }
+            "content": { "application/json": { "schema": schema } }
         }
     })
 }
