@@ -122,7 +122,7 @@ pub trait Signer: Send + Sync + 'static {
 }
 
 /// A queued message as operators see it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct QueuedMessage {
     pub id: String,
     pub tenant: Option<String>,

@@ -15,6 +15,7 @@ use hashbrown::HashTable;
 use ipnet::IpNet;
 use relayward_store::{DirectoryData, Domain, DomainKind, Forwarding, Route};
 
+pub mod claims;
 mod flat;
 pub mod password;
 

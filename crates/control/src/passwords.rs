@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use crate::config::AuthLimits;
+use relayward_config::AuthLimits;
 
 /// Accounts and addresses tracked at most (each map); past it, expired entries are dropped and
 /// new accounts are no longer tracked until room returns (addresses still are counted first).
@@ -53,7 +53,7 @@ impl Checker {
                 .name(format!("password-check-{i}"))
                 .spawn(move || work(&rx))?;
         }
-        let decoy = relayward_tenancy::password::hash(&crate::service::random_hex(16))
+        let decoy = relayward_tenancy::password::hash(&crate::random_hex(16))
             .map_err(|e| anyhow::anyhow!(e))?;
         Ok(Checker {
             jobs,

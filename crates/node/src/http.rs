@@ -1,5 +1,5 @@
-//! The HTTP side: `/healthz` and Prometheus `/metrics` now; the admin center, support console
-//! and REST API join here (one service layer shared by API and console).
+//! The HTTP side of a node: `/healthz`, Prometheus `/metrics`, and the management API
+//! (`relayward_api`) mounted under `/api/v1`.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -17,33 +17,28 @@ use relayward_store::Store;
 use crate::policy::PolicyStats;
 use crate::trace::TraceSink;
 
+/// What health and metrics read.
 #[derive(Clone)]
-pub struct AppState {
+pub struct NodeState {
     pub store: Arc<dyn Store>,
     pub spool: Spool,
     pub queue: Queue,
     pub policy: Arc<PolicyStats>,
-    pub passwords: Arc<crate::passwords::Checker>,
-    pub auth_limits: Arc<crate::passwords::Limiter>,
+    pub passwords: Arc<relayward_control::passwords::Checker>,
+    pub auth_limits: Arc<relayward_control::passwords::Limiter>,
     pub trace: TraceSink,
-    /// Every admin and operator action (the API calls it as the command line does).
-    pub service: Arc<crate::service::Service>,
-    pub resolver: Arc<dyn relayward_delivery::dns::Resolver>,
-    /// `http://host:port` of the HTTP listener, for links the API hands out (setup links).
-    pub base_url: String,
-    /// Sign-in attempts per client address.
-    pub logins: Arc<crate::accounts::LoginLimiter>,
 }
 
-pub fn router(state: AppState) -> Router {
+/// The HTTP listener's routes: `/healthz`, `/metrics`, and the management API under `/api/v1`.
+pub fn router(state: NodeState, api: relayward_api::ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .nest("/api/v1", crate::api::router())
         .with_state(state)
+        .nest("/api/v1", relayward_api::router().with_state(api))
 }
 
-async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+async fn healthz(State(s): State<NodeState>) -> impl IntoResponse {
     // Degraded while mail is refused for storage, even though what is queued still flows.
     if let Some(why) = s.spool.refusing() {
         return (
@@ -72,7 +67,7 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
     let mut out = String::new();
     let mut m = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = write!(

@@ -4,7 +4,7 @@
 //! operator allows it explicitly (recorded in the audit log with who and why): attribution must
 //! never move a host or an address from one tenant to another silently.
 //!
-//! Pure decisions over what the store holds; the service layer (API and command line) and the
+//! Pure decisions over what the store holds; the control plane (API and command line) and the
 //! configuration check call them. They never read the store themselves.
 
 use ipnet::IpNet;
@@ -51,7 +51,7 @@ pub fn overlapping<'a>(
         .find_map(|c| {
             c.ips
                 .iter()
-                .filter_map(|ip| relayward_tenancy::parse_net(ip))
+                .filter_map(|ip| crate::parse_net(ip))
                 .find_map(|theirs| {
                     ranges
                         .iter()
@@ -80,7 +80,7 @@ pub fn cert_name_allowed(cert_name: &str, own: &[Domain]) -> bool {
 /// Whether an address's domain is one of the tenant's own verified accepted domains (or under
 /// one that matches subdomains): the addresses its users may have and send as.
 pub fn address_allowed(address: &str, own: &[Domain]) -> bool {
-    let domain = relayward_tenancy::domain_of(address).to_ascii_lowercase();
+    let domain = crate::domain_of(address).to_ascii_lowercase();
     own.iter().any(|d| {
         d.verified && (d.name == domain || (d.match_subdomains && within(&domain, &d.name)))
     })
@@ -98,7 +98,7 @@ mod tests {
     use super::*;
 
     fn net(s: &str) -> IpNet {
-        relayward_tenancy::parse_net(s).expect("net")
+        crate::parse_net(s).expect("net")
     }
 
     fn connector(tenant: &str, ips: &[&str]) -> Connector {

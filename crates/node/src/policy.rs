@@ -17,9 +17,11 @@ use relayward_tenancy::{Directory, domain_of, domain_part};
 use relayward_scan::rspamd::{Meta, Rspamd};
 use relayward_scan::{Envelope as ScanEnvelope, Scan, Scanner, Verdict};
 
-use crate::config::ScanFailure;
 use crate::forward::{self, LOOP_HEADER};
-use crate::guard::{GuardHandle, OwnedOrigin, SenderFacts, now_ms};
+use relayward_clock::now_ms;
+use relayward_config::ScanFailure;
+
+use crate::guarding::{GuardHandle, OwnedOrigin, SenderFacts};
 use crate::srs::Srs;
 use crate::trace::TraceSink;
 
@@ -70,8 +72,8 @@ pub struct RelayPolicy {
     /// For the DKIM keys of forwarded mail's signatures (the ARC results).
     pub resolver: Arc<dyn relayward_delivery::dns::Resolver>,
     /// SMTP AUTH: the bounded password checkers and the failure counts across connections.
-    pub passwords: Arc<crate::passwords::Checker>,
-    pub auth_limits: Arc<crate::passwords::Limiter>,
+    pub passwords: Arc<relayward_control::passwords::Checker>,
+    pub auth_limits: Arc<relayward_control::passwords::Limiter>,
     /// Where lockouts of known accounts are recorded (for counters and the API).
     pub store: Arc<dyn relayward_store::Store>,
 }

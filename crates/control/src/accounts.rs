@@ -15,8 +15,8 @@ use relayward_guard::Role;
 use relayward_store::{Account, Session};
 use serde_json::json;
 
-use crate::guard::now_ms;
-use crate::service::{Actor, NotFound, Service, random_hex, sha256_hex};
+use crate::{Actor, Control, NotFound, Via, random_hex, sha256_hex};
+use relayward_clock::now_ms;
 
 pub const SESSION_COOKIE: &str = "rw_session";
 pub const SESSION_HOURS: i64 = 12;
@@ -168,12 +168,13 @@ pub fn actor(account: &Account, session: &Session) -> Actor {
     Actor {
         name: format!("account:{}", account.email),
         role: role_of(account),
+        via: Via::Session,
         client: session.client.clone(),
         mfa: session.mfa,
     }
 }
 
-impl Service {
+impl Control {
     /// Makes an account waiting for its setup; returns it and the setup token (shown once).
     pub async fn create_account(
         &self,
@@ -300,6 +301,7 @@ impl Service {
         let who = Actor {
             name: format!("account:{}", a.email),
             role: role_of(&a),
+            via: Via::Session,
             client: client.to_string(),
             mfa: true,
         };

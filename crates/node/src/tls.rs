@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::Config;
+use relayward_config::Config;
 
 pub fn server_config(config: &Config) -> Result<Arc<rustls::ServerConfig>> {
     let (cert_path, key_path) = match (&config.tls_cert, &config.tls_key) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use relayward_store::Store;
 
-use crate::guard::now_ms;
+use relayward_clock::now_ms;
 
 /// Rows of each kind per batch.
 const BATCH: usize = 500;

@@ -1,16 +1,16 @@
-//! Tenants, connectors and users changed through the management API (and later the consoles):
-//! checked, stored, audited with what changed. The command line's `tenant/connector/user add`
-//! write to the store directly for bootstrapping; everything an admin does goes through here.
+//! Tenants, connectors, users and inbound routes, changed through the management API, the
+//! consoles or the command line: checked (every name a tenant adds is a claim, refused when it
+//! touches another tenant's), stored, audited with what changed.
 
 use anyhow::{Result, bail};
+use relayward_clock::now_ms;
 use relayward_guard::Role;
-use relayward_store::{Connector, Tenant, User};
+use relayward_store::{Connector, Route, Tenant, User};
+use relayward_tenancy::claims;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::claims;
-use crate::guard::now_ms;
-use crate::service::{Actor, NotFound, Service};
+use crate::{Actor, Control, NotFound};
 
 /// A change an admin may not make (the API answers 403).
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +58,15 @@ pub struct NewConnector {
     pub reason: Option<String>,
 }
 
+/// Mail for one of the tenant's accepted domains goes to the tenant's own server `host`
+/// (`name` or `name:port`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRoute {
+    pub domain: String,
+    pub host: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
@@ -95,6 +104,27 @@ mod double_option {
     }
 }
 
+/// `name`, `name:port`, an IPv4 address with an optional port, or `[v6]:port`.
+fn is_host(s: &str) -> bool {
+    let (name, port) = match s.rsplit_once(':') {
+        Some((n, p)) if !n.contains(':') || n.starts_with('[') => (n, Some(p)),
+        _ => (s, None),
+    };
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return false;
+    }
+    if let Some(v6) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 fn is_address(s: &str) -> bool {
     s.split_once('@').is_some_and(|(l, d)| {
         !l.is_empty()
@@ -112,7 +142,7 @@ fn is_name(s: &str) -> bool {
 }
 
 fn is_date(s: &str) -> bool {
-    crate::guard::subscription_end(s).is_some()
+    relayward_clock::end_of_day_ms(s).is_some()
 }
 
 const MIN_SMTP_PASSWORD: usize = 12;
@@ -129,7 +159,7 @@ async fn hash_password(p: String) -> Result<String> {
         .map_err(|e| anyhow::anyhow!(e))
 }
 
-impl Service {
+impl Control {
     async fn tenant_row(&self, name: &str) -> Result<Tenant> {
         self.store
             .tenant(name)
@@ -359,6 +389,44 @@ impl Service {
                 .find(|u| u.address.eq_ignore_ascii_case(address))
         })
         .ok_or_else(|| NotFound(format!("tenant {tenant} has no user {address}")).into())
+    }
+
+    /// Routes mail for one of the tenant's own accepted domains to its server. A route is a
+    /// claim on the domain's inbound mail: a domain the tenant has not added is refused, so no
+    /// tenant can take another's mail.
+    pub async fn add_route(&self, tenant: &str, r: NewRoute, actor: &Actor) -> Result<Route> {
+        self.tenant_row(tenant).await?;
+        let domain = r.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        let host = r.host.trim().to_string();
+        if !is_host(&host) {
+            bail!("host '{host}' is not a host name or address with an optional :port");
+        }
+        let data = self.store.tenant_data(tenant).await?;
+        let own = data.as_ref().is_some_and(|d| {
+            d.domains
+                .iter()
+                .any(|x| x.name.eq_ignore_ascii_case(&domain))
+        });
+        if !own {
+            return Err(Forbidden(format!(
+                "{domain} is not an accepted domain of {tenant}: add the domain first"
+            ))
+            .into());
+        }
+        let route = Route {
+            tenant: tenant.to_string(),
+            domain,
+            host,
+        };
+        self.store.add_route(&route).await?;
+        self.audit(
+            actor,
+            Some(tenant),
+            "route.create",
+            json!({ "after": route }),
+        )
+        .await?;
+        Ok(route)
     }
 
     pub async fn add_user(&self, tenant: &str, u: NewUser, actor: &Actor) -> Result<User> {

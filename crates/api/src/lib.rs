@@ -1,6 +1,6 @@
-//! The management API under `/api/v1` (issue 6, first part): API tokens for scripts, tenant
-//! isolation in one place, and the resources that exist so far. Every action goes through
-//! `service.rs`, as the command line's do.
+//! The management API under `/api/v1`: API tokens for scripts and console sessions, tenant
+//! isolation in one place, and every resource. Every action goes through the control plane
+//! (`relayward_control`), as the command line's do.
 //!
 //! One table (`OPERATIONS`) lists every operation with its method, path, who may call it and its
 //! handler; the router and the OpenAPI document at `/api/v1/openapi.json` are both built from it,
@@ -11,6 +11,7 @@
 //! (`TenantAccess`, the one place that decides). Readers read; writing needs an admin.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
@@ -18,13 +19,29 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
-use relayward_guard::Role;
 use relayward_store::{ApiToken, DomainKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::AppState;
-use crate::service::{Actor, DomainVerification, NotFound, TokenError};
+mod schemas;
+
+use relayward_control::{
+    AccountRole, Actor, Control, DomainVerification, NotFound, TokenError, Via,
+};
+
+/// What the API's handlers reach: the control plane and, for queue actions and domain checks,
+/// the running relay's queue and resolver.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Every admin and operator action (the command line calls the same).
+    pub control: Arc<Control>,
+    pub queue: relayward_delivery::Queue,
+    pub resolver: Arc<dyn relayward_delivery::dns::Resolver>,
+    /// `http://host:port` of the HTTP listener, for links the API hands out (setup links).
+    pub base_url: String,
+    /// Sign-in attempts per client address.
+    pub logins: Arc<relayward_control::accounts::LoginLimiter>,
+}
 
 /// An error as the API answers it: a status and `{"error": "..."}`.
 #[derive(Debug)]
@@ -52,18 +69,18 @@ impl ApiError {
         let status = if e.downcast_ref::<NotFound>().is_some() {
             StatusCode::NOT_FOUND
         } else if e
-            .downcast_ref::<crate::directory_admin::Forbidden>()
+            .downcast_ref::<relayward_control::directory::Forbidden>()
             .is_some()
         {
             StatusCode::FORBIDDEN
-        } else if e.downcast_ref::<crate::service::Conflict>().is_some() {
+        } else if e.downcast_ref::<relayward_control::Conflict>().is_some() {
             StatusCode::CONFLICT
-        } else if e.downcast_ref::<crate::service::MfaRequired>().is_some() {
+        } else if e.downcast_ref::<relayward_control::MfaRequired>().is_some() {
             StatusCode::FORBIDDEN
-        } else if let Some(r) = e.downcast_ref::<crate::accounts::SetupRefused>() {
+        } else if let Some(r) = e.downcast_ref::<relayward_control::accounts::SetupRefused>() {
             match r {
-                crate::accounts::SetupRefused::NotBegun => StatusCode::CONFLICT,
-                crate::accounts::SetupRefused::WrongCode => StatusCode::FORBIDDEN,
+                relayward_control::accounts::SetupRefused::NotBegun => StatusCode::CONFLICT,
+                relayward_control::accounts::SetupRefused::WrongCode => StatusCode::FORBIDDEN,
             }
         } else {
             match e.downcast_ref::<StoreError>() {
@@ -109,8 +126,7 @@ type ApiResult<T> = Result<T, ApiError>;
 pub struct Principal {
     /// `token:<id> (<name>)` or `account:<email>`.
     pub name: String,
-    /// `operator`, `admin` or `reader`.
-    pub role: String,
+    pub role: AccountRole,
     pub tenant: Option<String>,
     pub client: String,
     /// Signed in with a second factor (console sessions); API tokens carry none.
@@ -123,17 +139,18 @@ pub struct Principal {
 
 impl Principal {
     fn operator(&self) -> bool {
-        self.role == "operator"
+        self.role == AccountRole::Operator
     }
 
     /// The actor the service layer records in the audit log.
     fn actor(&self) -> Actor {
         Actor {
             name: self.name.clone(),
-            role: if self.operator() {
-                Role::Operator
+            role: self.role.acting(),
+            via: if self.session_cookie.is_some() {
+                Via::Session
             } else {
-                Role::Admin
+                Via::Token
             },
             client: self.client.clone(),
             mfa: self.mfa,
@@ -151,16 +168,17 @@ impl Principal {
         }
     }
 
-    fn from_token(token: ApiToken, client: String) -> Principal {
-        Principal {
+    /// `None` for a token whose stored role this version does not know.
+    fn from_token(token: ApiToken, client: String) -> Option<Principal> {
+        Some(Principal {
             name: format!("token:{} ({})", token.id, token.name),
-            role: token.role,
+            role: AccountRole::parse(&token.role)?,
             tenant: token.tenant,
             client,
             mfa: false,
             token_id: Some(token.id),
             session_cookie: None,
-        }
+        })
     }
 }
 
@@ -174,18 +192,19 @@ fn session_cookie(parts: &Parts) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .find_map(|c| {
             let (k, v) = c.trim().split_once('=')?;
-            (k == crate::accounts::SESSION_COOKIE && !v.is_empty()).then(|| v.to_string())
+            (k == relayward_control::accounts::SESSION_COOKIE && !v.is_empty())
+                .then(|| v.to_string())
         })
 }
 
 #[axum::async_trait]
-impl FromRequestParts<AppState> for Principal {
+impl FromRequestParts<ApiState> for Principal {
     type Rejection = ApiError;
 
     /// A bearer token, or else a session cookie; with the cookie, every change must carry the
     /// session's CSRF token in `X-CSRF-Token` (a page of another site can make the browser send
     /// the cookie, never read the token).
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Principal> {
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<Principal> {
         let unauthorized = |e: TokenError| match e {
             TokenError::Store(s) => ApiError::internal(s),
             e => ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()),
@@ -204,17 +223,18 @@ impl FromRequestParts<AppState> for Principal {
                 .ok_or_else(|| unauthorized(TokenError::Missing))?
                 .trim();
             let token = state
-                .service
+                .control
                 .authenticate_token(text)
                 .await
                 .map_err(unauthorized)?;
-            return Ok(Principal::from_token(token, client));
+            return Principal::from_token(token, client)
+                .ok_or_else(|| unauthorized(TokenError::Invalid));
         }
         let Some(cookie) = session_cookie(parts) else {
             return Err(unauthorized(TokenError::Missing));
         };
         let Some((account, session)) = state
-            .service
+            .control
             .session(&cookie)
             .await
             .map_err(ApiError::internal)?
@@ -231,7 +251,7 @@ impl FromRequestParts<AppState> for Principal {
                 .get("x-csrf-token")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            if !crate::accounts::same(given.as_bytes(), session.csrf.as_bytes()) {
+            if !relayward_control::accounts::same(given.as_bytes(), session.csrf.as_bytes()) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "missing or wrong X-CSRF-Token: changes made with a session cookie must carry the session's CSRF token",
@@ -240,7 +260,9 @@ impl FromRequestParts<AppState> for Principal {
         }
         Ok(Principal {
             name: format!("account:{}", account.email),
-            role: account.role,
+            role: AccountRole::parse(&account.role).ok_or_else(|| {
+                ApiError::new(StatusCode::UNAUTHORIZED, "the account's role is not known")
+            })?,
             tenant: account.tenant,
             client,
             mfa: session.mfa,
@@ -259,7 +281,7 @@ pub struct TenantAccess {
 
 impl TenantAccess {
     fn require_admin(&self) -> ApiResult<()> {
-        if self.principal.role == "reader" {
+        if self.principal.role == AccountRole::Reader {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "a reader token cannot change anything",
@@ -270,10 +292,10 @@ impl TenantAccess {
 }
 
 #[axum::async_trait]
-impl FromRequestParts<AppState> for TenantAccess {
+impl FromRequestParts<ApiState> for TenantAccess {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<TenantAccess> {
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<TenantAccess> {
         let principal = Principal::from_request_parts(parts, state).await?;
         let Path(params) =
             Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
@@ -286,6 +308,7 @@ impl FromRequestParts<AppState> for TenantAccess {
         let mine = principal.operator() || principal.tenant.as_deref() == Some(&tenant);
         let exists = mine
             && state
+                .control
                 .store
                 .tenant(&tenant)
                 .await
@@ -321,7 +344,7 @@ pub struct Operation {
     pub access: Access,
     /// The success status.
     pub ok: u16,
-    pub route: fn() -> MethodRouter<AppState>,
+    pub route: fn() -> MethodRouter<ApiState>,
     /// More of the operation's description (query parameters, request body, extra responses),
     /// merged into what the path and access give.
     pub doc: Option<fn() -> Value>,
@@ -853,8 +876,8 @@ pub const OPERATIONS: &[Operation] = &[
 ];
 
 /// The `/api/v1` router, built from `OPERATIONS`.
-pub fn router() -> axum::Router<AppState> {
-    let mut paths: Vec<(&str, MethodRouter<AppState>)> = Vec::new();
+pub fn router() -> axum::Router<ApiState> {
+    let mut paths: Vec<(&str, MethodRouter<ApiState>)> = Vec::new();
     for op in OPERATIONS {
         match paths.iter_mut().find(|(p, _)| *p == op.path) {
             Some((_, r)) => *r = std::mem::take(r).merge((op.route)()),
@@ -927,7 +950,7 @@ pub fn openapi_document() -> Value {
         if op.access != Access::Public {
             o["security"] = json!([{ "token": [] }, { "session": [] }]);
         }
-        if let Some(schema) = crate::api_schemas::response(op.method, op.path) {
+        if let Some(schema) = crate::schemas::response(op.method, op.path) {
             o["responses"][op.ok.to_string()]["content"]["application/json"]["schema"] = schema;
         }
         if let Some(doc) = op.doc {
@@ -947,7 +970,7 @@ pub fn openapi_document() -> Value {
                 "token": { "type": "http", "scheme": "bearer" },
                 "session": { "type": "apiKey", "in": "cookie", "name": "rw_session", "description": "console session from POST /api/v1/login; changes also need the X-CSRF-Token header" }
             },
-            "schemas": crate::api_schemas::components()
+            "schemas": crate::schemas::components()
         }
     })
 }
@@ -1017,7 +1040,7 @@ struct Paging {
 
 async fn list_tenants(
     p: Principal,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     q: Result<Query<Paging>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
@@ -1030,6 +1053,7 @@ async fn list_tenants(
     }
     let tenants = match &p.tenant {
         Some(own) if !p.operator() => s
+            .control
             .store
             .tenant_data(own)
             .await
@@ -1038,6 +1062,7 @@ async fn list_tenants(
             .into_iter()
             .collect(),
         _ => s
+            .control
             .store
             .tenants(q.after.as_deref(), limit)
             .await
@@ -1046,20 +1071,21 @@ async fn list_tenants(
     Ok(Json(json!({ "tenants": tenants })))
 }
 
-async fn tenant_data(s: &AppState, tenant: &str) -> ApiResult<relayward_store::TenantData> {
-    s.store
+async fn tenant_data(s: &ApiState, tenant: &str) -> ApiResult<relayward_store::TenantData> {
+    s.control
+        .store
         .tenant_data(tenant)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(&format!("tenant '{tenant}'")))
 }
 
-async fn get_tenant(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn get_tenant(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     let d = tenant_data(&s, &a.tenant).await?;
     let users: Vec<Value> = d
         .users
         .iter()
-        .map(crate::directory_admin::user_view)
+        .map(relayward_control::directory::user_view)
         .collect();
     Ok(Json(json!({
         "tenant": d.tenant,
@@ -1107,12 +1133,12 @@ struct ForwardingBody {
 
 async fn set_forwarding(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     body: Result<Json<ForwardingBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     a.require_admin()?;
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
-    s.service
+    s.control
         .set_forwarding(&a.tenant, &body.mode, &body.domains, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
@@ -1121,7 +1147,7 @@ async fn set_forwarding(
     ))
 }
 
-async fn list_domains(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn list_domains(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     let d = tenant_data(&s, &a.tenant).await?;
     Ok(Json(
         json!({ "domains": d.domains.iter().map(domain_json).collect::<Vec<_>>() }),
@@ -1138,7 +1164,7 @@ struct NewDomain {
 
 async fn add_domain(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     body: Result<Json<NewDomain>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     a.require_admin()?;
@@ -1153,7 +1179,7 @@ async fn add_domain(
         })?,
     };
     let d = s
-        .service
+        .control
         .add_domain(
             &a.tenant,
             &body.name,
@@ -1169,12 +1195,12 @@ async fn add_domain(
 
 async fn verify_domain(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, domain)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     a.require_admin()?;
     let found = s
-        .service
+        .control
         .verify_domain(
             &a.tenant,
             &domain,
@@ -1318,11 +1344,11 @@ fn client_of(connect: &ConnectInfo<SocketAddr>) -> String {
 }
 
 async fn setup_begin(
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path(token): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let (a, secret) = s
-        .service
+        .control
         .setup_begin(&token)
         .await
         .map_err(ApiError::refused)?;
@@ -1339,14 +1365,14 @@ async fn setup_begin(
 }
 
 async fn setup_finish(
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     connect: ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
     body: Result<Json<SetupBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let codes = s
-        .service
+        .control
         .setup_finish(&token, &body.password, &body.totp, &client_of(&connect))
         .await
         .map_err(ApiError::refused)?;
@@ -1366,11 +1392,11 @@ struct LoginBody {
 }
 
 async fn login(
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     connect: ConnectInfo<SocketAddr>,
     body: Result<Json<LoginBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    use crate::accounts::LoginError;
+    use relayward_control::accounts::LoginError;
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let client = client_of(&connect);
     let too_many = |message: String, wait: i64| {
@@ -1380,11 +1406,11 @@ async fn login(
         }
         r
     };
-    if let Err(wait) = s.logins.attempt(connect.0.ip(), crate::guard::now_ms()) {
+    if let Err(wait) = s.logins.attempt(connect.0.ip(), relayward_clock::now_ms()) {
         return Ok(too_many(LoginError::TooMany(wait).to_string(), wait));
     }
     let signed = match s
-        .service
+        .control
         .login(
             &body.email,
             &body.password,
@@ -1403,9 +1429,9 @@ async fn login(
     };
     let cookie = format!(
         "{}={}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
-        crate::accounts::SESSION_COOKIE,
+        relayward_control::accounts::SESSION_COOKIE,
         signed.cookie,
-        crate::accounts::SESSION_HOURS * 3600
+        relayward_control::accounts::SESSION_HOURS * 3600
     );
     let mut r = Json(json!({
         "account": signed.account,
@@ -1420,14 +1446,14 @@ async fn login(
     Ok(r)
 }
 
-async fn logout(p: Principal, State(s): State<AppState>) -> ApiResult<Response> {
+async fn logout(p: Principal, State(s): State<ApiState>) -> ApiResult<Response> {
     if let Some(c) = &p.session_cookie {
-        s.service.logout(c).await.map_err(ApiError::internal)?;
+        s.control.logout(c).await.map_err(ApiError::internal)?;
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
     let clear = format!(
         "{}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
-        crate::accounts::SESSION_COOKIE
+        relayward_control::accounts::SESSION_COOKIE
     );
     if let Ok(v) = header::HeaderValue::from_str(&clear) {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -1443,7 +1469,7 @@ struct NewAccount {
     tenant: Option<String>,
 }
 
-fn setup_answer(s: &AppState, a: &relayward_store::Account, token: &str) -> Json<Value> {
+fn setup_answer(s: &ApiState, a: &relayward_store::Account, token: &str) -> Json<Value> {
     Json(json!({
         "account": a,
         "setup_link": format!("{}/api/v1/setup/{token}", s.base_url),
@@ -1451,21 +1477,26 @@ fn setup_answer(s: &AppState, a: &relayward_store::Account, token: &str) -> Json
     }))
 }
 
-async fn list_accounts(p: Principal, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn list_accounts(p: Principal, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     p.require_operator()?;
-    let all = s.store.accounts(None).await.map_err(ApiError::internal)?;
+    let all = s
+        .control
+        .store
+        .accounts(None)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(json!({ "accounts": all })))
 }
 
 async fn create_operator_account(
     p: Principal,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     body: Result<Json<NewAccount>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     p.require_operator()?;
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let (a, token) = s
-        .service
+        .control
         .create_account(&body.email, &body.role, body.tenant.as_deref(), &p.actor())
         .await
         .map_err(ApiError::refused)?;
@@ -1474,9 +1505,10 @@ async fn create_operator_account(
 
 async fn list_tenant_accounts(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
 ) -> ApiResult<Json<Value>> {
     let list = s
+        .control
         .store
         .accounts(Some(&a.tenant))
         .await
@@ -1486,7 +1518,7 @@ async fn list_tenant_accounts(
 
 async fn create_tenant_account(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     body: Result<Json<NewAccount>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     a.require_admin()?;
@@ -1498,7 +1530,7 @@ async fn create_tenant_account(
         ));
     }
     let (acc, token) = s
-        .service
+        .control
         .create_account(
             &body.email,
             &body.role,
@@ -1519,10 +1551,10 @@ struct NoteBody {
 /// A restriction of the tenant in the path; another tenant's answers 404.
 async fn tenant_restriction(
     a: &TenantAccess,
-    s: &AppState,
+    s: &ApiState,
     id: &str,
 ) -> ApiResult<relayward_guard::Restriction> {
-    match s.service.restriction(id).await {
+    match s.control.restriction(id).await {
         Ok(r) if r.key.tenant == a.tenant => Ok(r),
         _ => Err(ApiError::not_found(&format!("restriction '{id}'"))),
     }
@@ -1540,12 +1572,12 @@ fn note_of(body: &[u8]) -> ApiResult<String> {
 
 async fn restriction_detail(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let r = tenant_restriction(&a, &s, &id).await?;
     let checklist = if r.key.kind.is_tenant() {
-        Some(s.service.checklist(&r).await.map_err(ApiError::internal)?)
+        Some(s.control.checklist(&r).await.map_err(ApiError::internal)?)
     } else {
         None
     };
@@ -1565,7 +1597,7 @@ enum RestrictionAction {
 /// then the service layer (which checks the state machine, MFA and the audit log).
 async fn restriction_action(
     a: TenantAccess,
-    s: AppState,
+    s: ApiState,
     id: String,
     body: &[u8],
     action: RestrictionAction,
@@ -1579,10 +1611,10 @@ async fn restriction_action(
     tenant_restriction(&a, &s, &id).await?;
     let actor = a.principal.actor();
     let r = match action {
-        Release => s.service.release(&id, &actor, &note).await,
-        RequestRelease => s.service.request_release(&id, &actor, &note).await,
-        Approve => s.service.approve(&id, &actor, &note).await,
-        Refuse => s.service.refuse(&id, &actor, &note).await,
+        Release => s.control.release(&id, &actor, &note).await,
+        RequestRelease => s.control.request_release(&id, &actor, &note).await,
+        Approve => s.control.approve(&id, &actor, &note).await,
+        Refuse => s.control.refuse(&id, &actor, &note).await,
     }
     .map_err(ApiError::refused)?;
     Ok(Json(json!({ "restriction": r })))
@@ -1590,7 +1622,7 @@ async fn restriction_action(
 
 async fn release_restriction(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
@@ -1599,7 +1631,7 @@ async fn release_restriction(
 
 async fn request_release(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
@@ -1608,7 +1640,7 @@ async fn request_release(
 
 async fn approve_release(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
@@ -1617,7 +1649,7 @@ async fn approve_release(
 
 async fn refuse_release(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
@@ -1665,7 +1697,7 @@ struct TraceParams {
 
 /// One page of the trace, newest first, after the `before` cursor; `next` continues it.
 async fn trace_page(
-    s: &AppState,
+    s: &ApiState,
     tenant: Option<String>,
     p: TraceParams,
 ) -> ApiResult<Json<Value>> {
@@ -1709,6 +1741,7 @@ async fn trace_page(
         limit: limit + 50,
     };
     let mut found = s
+        .control
         .store
         .search_trace(&query)
         .await
@@ -1730,7 +1763,7 @@ async fn trace_page(
 
 async fn tenant_trace(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     q: Result<Query<TraceParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
@@ -1745,7 +1778,7 @@ async fn tenant_trace(
 
 async fn all_trace(
     p: Principal,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     q: Result<Query<TraceParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     p.require_operator()?;
@@ -1775,7 +1808,7 @@ struct QueueQuery {
 
 async fn queue_list(
     p: Principal,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     p.require_operator()?;
@@ -1795,13 +1828,13 @@ async fn queue_list(
 
 async fn queue_act(
     p: Principal,
-    s: AppState,
+    s: ApiState,
     id: String,
     action: relayward_delivery::QueueAction,
 ) -> ApiResult<Json<Value>> {
     p.require_operator()?;
     let before = s
-        .service
+        .control
         .queue_action(&s.queue, &id, action, &p.actor())
         .await
         .map_err(ApiError::refused)?;
@@ -1812,7 +1845,7 @@ async fn queue_act(
 
 async fn queue_retry(
     p: Principal,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     queue_act(p, s, id, relayward_delivery::QueueAction::Retry).await
@@ -1820,7 +1853,7 @@ async fn queue_retry(
 
 async fn queue_hold(
     p: Principal,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     queue_act(p, s, id, relayward_delivery::QueueAction::Hold).await
@@ -1828,7 +1861,7 @@ async fn queue_hold(
 
 async fn queue_release(
     p: Principal,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     queue_act(p, s, id, relayward_delivery::QueueAction::Release).await
@@ -1836,7 +1869,7 @@ async fn queue_release(
 
 async fn queue_bounce(
     p: Principal,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     queue_act(p, s, id, relayward_delivery::QueueAction::Bounce).await
@@ -1844,7 +1877,7 @@ async fn queue_bounce(
 
 async fn queue_purge(
     p: Principal,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     queue_act(p, s, id, relayward_delivery::QueueAction::Purge).await
@@ -1859,7 +1892,7 @@ fn new_webhook_doc() -> Value {
                 "required": ["url"],
                 "properties": {
                     "url": { "type": "string", "description": "http:// or https:// URL" },
-                    "events": { "type": "array", "items": { "type": "string", "enum": crate::webhooks::EVENTS } }
+                    "events": { "type": "array", "items": { "type": "string", "enum": relayward_control::webhooks::EVENTS } }
                 },
                 "additionalProperties": false
             } } }
@@ -1875,8 +1908,9 @@ struct NewWebhook {
     events: Vec<String>,
 }
 
-async fn list_webhooks(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn list_webhooks(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     let hooks = s
+        .control
         .store
         .webhooks(Some(&a.tenant))
         .await
@@ -1886,13 +1920,13 @@ async fn list_webhooks(a: TenantAccess, State(s): State<AppState>) -> ApiResult<
 
 async fn create_webhook(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     body: Result<Json<NewWebhook>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     a.require_admin()?;
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let hook = s
-        .service
+        .control
         .create_webhook(&a.tenant, &body.url, &body.events, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
@@ -1903,11 +1937,11 @@ async fn create_webhook(
 
 async fn delete_webhook(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     a.require_admin()?;
-    s.service
+    s.control
         .delete_webhook(&a.tenant, &id, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
@@ -1916,14 +1950,15 @@ async fn delete_webhook(
 
 async fn webhook_deliveries(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    s.service
+    s.control
         .webhook(&a.tenant, &id)
         .await
         .map_err(ApiError::refused)?;
     let log = s
+        .control
         .store
         .webhook_deliveries(&id, 200)
         .await
@@ -1933,11 +1968,11 @@ async fn webhook_deliveries(
 
 async fn ping_webhook(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     a.require_admin()?;
-    s.service
+    s.control
         .ping_webhook(&a.tenant, &id, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
@@ -1951,7 +1986,7 @@ fn dkim_json(domain: &str, keys: &[relayward_store::DkimKey]) -> Json<Value> {
     Json(json!({
         "domain": domain,
         "keys": keys.iter().map(|k| {
-            let (name, value) = crate::dkim::record(k);
+            let (name, value) = relayward_control::dkim_keys::record(k);
             json!({
                 "selector": k.selector,
                 "algorithm": k.algorithm,
@@ -1966,11 +2001,11 @@ fn dkim_json(domain: &str, keys: &[relayward_store::DkimKey]) -> Json<Value> {
 
 async fn dkim_keys(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, domain)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let keys = s
-        .service
+        .control
         .dkim_keys(&a.tenant, &domain)
         .await
         .map_err(ApiError::refused)?;
@@ -1979,16 +2014,16 @@ async fn dkim_keys(
 
 async fn dkim_rotate(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, domain)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     a.require_admin()?;
-    s.service
+    s.control
         .rotate_dkim(&a.tenant, &domain, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
     let keys = s
-        .service
+        .control
         .dkim_keys(&a.tenant, &domain)
         .await
         .map_err(ApiError::refused)?;
@@ -1997,12 +2032,12 @@ async fn dkim_rotate(
 
 async fn dkim_activate(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, domain)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     a.require_admin()?;
     let keys = s
-        .service
+        .control
         .activate_dkim(
             &a.tenant,
             &domain,
@@ -2017,29 +2052,30 @@ async fn dkim_activate(
 
 async fn dkim_retire(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, domain)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     a.require_admin()?;
     let keys = s
-        .service
+        .control
         .retire_dkim(&a.tenant, &domain, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
     Ok(dkim_json(&domain, &keys))
 }
 
-async fn list_restrictions(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn list_restrictions(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     let r = s
-        .service
+        .control
         .restrictions(Some(&a.tenant), true)
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({ "restrictions": r })))
 }
 
-async fn list_alerts(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn list_alerts(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     let alerts = s
+        .control
         .store
         .alerts(Some(&a.tenant), 500)
         .await
@@ -2047,23 +2083,24 @@ async fn list_alerts(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Js
     Ok(Json(json!({ "alerts": alerts })))
 }
 
-async fn counters(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn counters(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     let c = s
-        .service
+        .control
         .counters(&a.tenant)
         .await
         .map_err(ApiError::internal)?;
     let locks = s
-        .service
+        .control
         .auth_lockouts(&a.tenant)
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({ "counters": c, "auth_lockouts": locks })))
 }
 
-async fn tenant_audit(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn tenant_audit(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     a.require_admin()?;
     let log = s
+        .control
         .store
         .audit_log(Some(&a.tenant), 500)
         .await
@@ -2080,8 +2117,9 @@ fn ndjson_doc() -> Value {
     })
 }
 
-async fn ndjson(s: &AppState, tenant: Option<&str>) -> ApiResult<Response> {
+async fn ndjson(s: &ApiState, tenant: Option<&str>) -> ApiResult<Response> {
     let mut log = s
+        .control
         .store
         .audit_log(tenant, 10_000_000)
         .await
@@ -2095,12 +2133,12 @@ async fn ndjson(s: &AppState, tenant: Option<&str>) -> ApiResult<Response> {
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
-async fn audit_export(p: Principal, State(s): State<AppState>) -> ApiResult<Response> {
+async fn audit_export(p: Principal, State(s): State<ApiState>) -> ApiResult<Response> {
     p.require_operator()?;
     ndjson(&s, None).await
 }
 
-async fn tenant_audit_export(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Response> {
+async fn tenant_audit_export(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Response> {
     a.require_admin()?;
     ndjson(&s, Some(&a.tenant)).await
 }
@@ -2185,12 +2223,12 @@ fn body<T>(b: JsonBody<T>) -> ApiResult<T> {
 
 async fn create_tenant(
     p: Principal,
-    State(s): State<AppState>,
-    b: JsonBody<crate::directory_admin::NewTenant>,
+    State(s): State<ApiState>,
+    b: JsonBody<relayward_control::directory::NewTenant>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     p.require_operator()?;
     let t = s
-        .service
+        .control
         .create_tenant(body(b)?, &p.actor())
         .await
         .map_err(ApiError::refused)?;
@@ -2199,12 +2237,12 @@ async fn create_tenant(
 
 async fn update_tenant(
     a: TenantAccess,
-    State(s): State<AppState>,
-    b: JsonBody<crate::directory_admin::TenantPatch>,
+    State(s): State<ApiState>,
+    b: JsonBody<relayward_control::directory::TenantPatch>,
 ) -> ApiResult<Json<Value>> {
     a.require_admin()?;
     let t = s
-        .service
+        .control
         .update_tenant(&a.tenant, body(b)?, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
@@ -2235,10 +2273,10 @@ fn limits_doc() -> Value {
     )
 }
 
-async fn limits_answer(s: &AppState, tenant: &str) -> ApiResult<Json<Value>> {
-    let effective = s.service.limits(tenant).await.map_err(ApiError::refused)?;
+async fn limits_answer(s: &ApiState, tenant: &str) -> ApiResult<Json<Value>> {
+    let effective = s.control.limits(tenant).await.map_err(ApiError::refused)?;
     let overrides = s
-        .service
+        .control
         .limit_overrides(tenant)
         .await
         .map_err(ApiError::internal)?;
@@ -2247,13 +2285,13 @@ async fn limits_answer(s: &AppState, tenant: &str) -> ApiResult<Json<Value>> {
     ))
 }
 
-async fn get_limits(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn get_limits(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     limits_answer(&s, &a.tenant).await
 }
 
 async fn set_limits(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     b: JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
     a.principal.require_operator()?;
@@ -2264,17 +2302,17 @@ async fn set_limits(
             "the body is an object of [limits] keys",
         ));
     }
-    s.service
+    s.control
         .set_limits(&a.tenant, &overrides, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
     limits_answer(&s, &a.tenant).await
 }
 
-async fn list_connectors(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn list_connectors(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     let d = tenant_data(&s, &a.tenant).await?;
     let flags = s
-        .service
+        .control
         .connector_flags(&d.connectors, &a.tenant)
         .await
         .map_err(ApiError::internal)?;
@@ -2292,12 +2330,12 @@ async fn list_connectors(a: TenantAccess, State(s): State<AppState>) -> ApiResul
 
 async fn create_connector(
     a: TenantAccess,
-    State(s): State<AppState>,
-    b: JsonBody<crate::directory_admin::NewConnector>,
+    State(s): State<ApiState>,
+    b: JsonBody<relayward_control::directory::NewConnector>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     a.require_admin()?;
     let c = s
-        .service
+        .control
         .add_connector(&a.tenant, body(b)?, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
@@ -2306,11 +2344,11 @@ async fn create_connector(
 
 async fn delete_connector(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     a.require_admin()?;
-    s.service
+    s.control
         .delete_connector(&a.tenant, &name, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
@@ -2319,21 +2357,21 @@ async fn delete_connector(
 
 async fn review_connector(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     a.require_admin()?;
-    s.service
+    s.control
         .review_connector(&a.tenant, &name, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
     Ok(Json(json!({ "connector": name, "reviewed": true })))
 }
 
-async fn list_users(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn list_users(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     let d = tenant_data(&s, &a.tenant).await?;
     let flags = s
-        .service
+        .control
         .user_flags(&a.tenant)
         .await
         .map_err(ApiError::internal)?;
@@ -2341,7 +2379,7 @@ async fn list_users(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Jso
         .users
         .iter()
         .map(|u| {
-            let mut v = crate::directory_admin::user_view(u);
+            let mut v = relayward_control::directory::user_view(u);
             v["flags"] = json!(
                 flags
                     .get(&u.address.to_ascii_lowercase())
@@ -2356,58 +2394,64 @@ async fn list_users(a: TenantAccess, State(s): State<AppState>) -> ApiResult<Jso
 
 async fn create_user(
     a: TenantAccess,
-    State(s): State<AppState>,
-    b: JsonBody<crate::directory_admin::NewUser>,
+    State(s): State<ApiState>,
+    b: JsonBody<relayward_control::directory::NewUser>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     a.require_admin()?;
     let u = s
-        .service
+        .control
         .add_user(&a.tenant, body(b)?, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
     Ok((
         StatusCode::CREATED,
-        Json(crate::directory_admin::user_view(&u)),
+        Json(relayward_control::directory::user_view(&u)),
     ))
 }
 
 async fn update_user(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, address)): Path<(String, String)>,
-    b: JsonBody<crate::directory_admin::UserPatch>,
+    b: JsonBody<relayward_control::directory::UserPatch>,
 ) -> ApiResult<Json<Value>> {
     a.require_admin()?;
     let u = s
-        .service
+        .control
         .update_user(&a.tenant, &address, body(b)?, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
-    Ok(Json(crate::directory_admin::user_view(&u)))
+    Ok(Json(relayward_control::directory::user_view(&u)))
 }
 
 async fn delete_user(
     a: TenantAccess,
-    State(s): State<AppState>,
+    State(s): State<ApiState>,
     Path((_, address)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     a.require_admin()?;
-    s.service
+    s.control
         .delete_user(&a.tenant, &address, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_tokens(p: Principal, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn list_tokens(p: Principal, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     p.require_operator()?;
-    let t = s.store.tokens(None).await.map_err(ApiError::internal)?;
+    let t = s
+        .control
+        .store
+        .tokens(None)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(json!({ "tokens": t })))
 }
 
-async fn audit(p: Principal, State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn audit(p: Principal, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     p.require_operator()?;
     let log = s
+        .control
         .store
         .audit_log(None, 500)
         .await

@@ -7,12 +7,12 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use relayward_clock::now_ms;
+use relayward_control::restrictions::{restriction_from_row, restriction_row};
 use relayward_delivery::Queue;
-use relayward_guard::{
-    Event, Guard, Hint, Limits, MessageFacts, Origin, Refusal, Restriction, TenantCounters,
-};
+use relayward_guard::{Event, Guard, Hint, Limits, MessageFacts, Origin, Refusal, TenantCounters};
 use relayward_spool::{Envelope, Recipient, Spool, new_message_id};
-use relayward_store::{AlertRow, RestrictionRow, Store};
+use relayward_store::{AlertRow, Store};
 use relayward_tenancy::{Directory, TenantKey, domain_of};
 
 /// What the guard needs about the sending tenant and connector that does not change from one
@@ -46,7 +46,7 @@ impl SenderFacts {
             subscription_end: key
                 .and_then(|k| dir.tenant_by_key(k))
                 .and_then(|t| t.subscription_ends)
-                .and_then(subscription_end),
+                .and_then(relayward_clock::end_of_day_ms),
         }
     }
 
@@ -210,33 +210,6 @@ impl relayward_delivery::Events for QueueEvents {
     }
 }
 
-/// `2027-12-31` (inclusive last day) → the first instant after it, Unix ms.
-pub fn subscription_end(date: &str) -> Option<i64> {
-    let mut parts = date.trim().splitn(3, '-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: i64 = parts.next()?.parse().ok()?;
-    let d: i64 = parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days + 1) * 86_400_000)
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 pub struct GuardHandle {
     engine: Mutex<Guard>,
     directory: Arc<RwLock<Arc<Directory>>>,
@@ -361,23 +334,6 @@ impl GuardHandle {
     }
 }
 
-pub fn restriction_row(r: &Restriction) -> RestrictionRow {
-    RestrictionRow {
-        id: r.id.clone(),
-        tenant: r.key.tenant.clone(),
-        kind: r.key.kind.as_str().to_string(),
-        name: r.key.name.clone(),
-        state: r.state.as_str().to_string(),
-        started_at: r.started_at,
-        updated_at: r.updated_at(),
-        body: serde_json::to_string(r).unwrap_or_default(),
-    }
-}
-
-pub fn restriction_from_row(row: &RestrictionRow) -> Option<Restriction> {
-    serde_json::from_str(&row.body).ok()
-}
-
 /// What the background task needs to mail alerts.
 pub struct AlertMail {
     pub spool: Spool,
@@ -424,7 +380,7 @@ pub async fn run(handle: Arc<GuardHandle>, store: Arc<dyn Store>, mail: AlertMai
         let events = handle.with(|g| {
             g.tick(now);
             for t in dir.tenants_with_subscription_end() {
-                let end = t.subscription_ends.and_then(subscription_end);
+                let end = t.subscription_ends.and_then(relayward_clock::end_of_day_ms);
                 g.subscription(t.name, end, now);
             }
             g.take_events()
@@ -437,7 +393,7 @@ pub async fn run(handle: Arc<GuardHandle>, store: Arc<dyn Store>, mail: AlertMai
                     if let Err(e) = store.save_restriction(&restriction_row(&r)).await {
                         tracing::error!(error = %e, restriction = %r.id, "cannot store restriction");
                     }
-                    crate::webhooks::emit(
+                    relayward_control::webhooks::emit(
                         store.as_ref(),
                         &r.key.tenant,
                         "restriction",
@@ -448,7 +404,7 @@ pub async fn run(handle: Arc<GuardHandle>, store: Arc<dyn Store>, mail: AlertMai
                 Event::Alert(a) => {
                     tracing::warn!(tenant = %a.tenant, kind = ?a.kind, "{}", a.text);
                     send_alert_mail(&mail, &dir, &a).await;
-                    crate::webhooks::emit(
+                    relayward_control::webhooks::emit(
                         store.as_ref(),
                         &a.tenant,
                         "alert",

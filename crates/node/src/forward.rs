@@ -14,7 +14,7 @@ use relayward_smtp::Reply;
 use relayward_spool::{Envelope, RcptState, Recipient};
 use relayward_tenancy::{Directory, domain_of};
 
-use crate::guard::{OwnedOrigin, SenderFacts};
+use crate::guarding::{OwnedOrigin, SenderFacts};
 use crate::policy::{ConnState, RelayPolicy};
 
 /// Our own trace header: one per forwarding hop, naming the user it forwarded for.

@@ -1,51 +1,52 @@
 //! The command line for outbound protection: restrictions (list, show with cause, history and
 //! checklist, release, request, approve, refuse, attest), alerts, counters and the audit log.
-//! Each action goes through the service layer, as the API will.
+//! Each action goes through the control plane, as the API's do.
 
-use std::sync::Arc;
-
-use anyhow::{Result, anyhow};
+use anyhow::Result;
+use relayward_clock::now_ms;
+use relayward_config::Config;
+use relayward_control::Control;
 use relayward_guard::{Restriction, Role};
-use relayward_store::Store;
 
-use crate::config::Config;
-use crate::service::{Actor, Service};
+use super::{ActorArgs, open};
 
-#[derive(clap::Args, Clone)]
-pub struct ActorArgs {
-    /// Who acts (recorded in the restriction's history and the audit log).
-    #[arg(long, global = true)]
-    pub actor: Option<String>,
-    /// Act as a tenant `admin` or as an `operator` (the default: this is the operator's shell).
-    #[arg(long = "as", global = true, default_value = "operator")]
-    pub role: String,
+/// `restrictions`: open ones unless `--all`.
+#[derive(clap::Args)]
+pub struct RestrictionsArgs {
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long)]
+    all: bool,
+    #[arg(long)]
+    json: bool,
 }
 
-impl ActorArgs {
-    /// The operator at the command line (no --actor given).
-    pub fn operator() -> ActorArgs {
-        ActorArgs {
-            actor: None,
-            role: "operator".into(),
-        }
-    }
+/// `alerts`, newest first.
+#[derive(clap::Args)]
+pub struct AlertsArgs {
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    #[arg(long)]
+    json: bool,
+}
 
-    pub fn actor(&self) -> Result<Actor> {
-        let role = match self.role.as_str() {
-            "admin" => Role::Admin,
-            "operator" => Role::Operator,
-            other => return Err(anyhow!("--as must be admin or operator (got {other})")),
-        };
-        Ok(Actor {
-            name: self
-                .actor
-                .clone()
-                .unwrap_or_else(|| format!("cli:{}", crate::whoami())),
-            role,
-            client: "cli".into(),
-            mfa: false,
-        })
-    }
+/// `counters`: every counter of a tenant beside its threshold.
+#[derive(clap::Args)]
+pub struct CountersArgs {
+    tenant: String,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `audit`: the audit log as JSON lines, newest first.
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
 }
 
 #[derive(clap::Subcommand)]
@@ -84,27 +85,12 @@ pub enum RestrictionCmd {
     Attest { id: String },
 }
 
-pub fn service(config: &Config, store: Arc<dyn Store>) -> Service {
-    Service {
-        store,
-        defaults: config.limits.clone(),
-        tenant_limits: config
-            .tenants
-            .iter()
-            .map(|t| (t.name.clone(), t.limits.clone()))
-            .collect(),
-        auto_approve: config.auto_approve_releases,
-        widest: config.widest_connector,
-        passwords: None,
-    }
-}
-
 fn when(ms: i64) -> String {
     relayward_dsn::rfc5322_date(ms / 1000)
 }
 
 pub fn print_summary(r: &Restriction) {
-    println!(
+    outln!(
         "{}  {:<17}  {}  since {}  — {}",
         r.id,
         r.state.as_str(),
@@ -114,7 +100,7 @@ pub fn print_summary(r: &Restriction) {
     );
 }
 
-pub async fn restriction_cmd(svc: &Service, cmd: RestrictionCmd, who: &ActorArgs) -> Result<()> {
+pub async fn restriction_cmd(svc: &Control, cmd: RestrictionCmd, who: &ActorArgs) -> Result<()> {
     match cmd {
         RestrictionCmd::Show { id, json } => {
             let r = svc.restriction(&id).await?;
@@ -124,22 +110,22 @@ pub async fn restriction_cmd(svc: &Service, cmd: RestrictionCmd, who: &ActorArgs
                 None
             };
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({ "restriction": r, "checklist": items })
                 );
                 return Ok(());
             }
             print_summary(&r);
-            println!("  reply: 550 {}", r.key.kind.refusal().text);
-            println!("  cause:");
+            outln!("  reply: 550 {}", r.key.kind.refusal().text);
+            outln!("  cause:");
             for c in &r.cause.counters {
-                println!("    {} = {} (threshold {})", c.name, c.value, c.threshold);
+                outln!("    {} = {} (threshold {})", c.name, c.value, c.threshold);
             }
             let list = |name: &str, v: &[(String, u64)]| {
                 if !v.is_empty() {
                     let s: Vec<String> = v.iter().map(|(k, n)| format!("{k} ({n})")).collect();
-                    println!("    {name}: {}", s.join(", "));
+                    outln!("    {name}: {}", s.join(", "));
                 }
             };
             list("sender domains", &r.cause.top_sender_domains);
@@ -147,14 +133,14 @@ pub async fn restriction_cmd(svc: &Service, cmd: RestrictionCmd, who: &ActorArgs
             list("connectors", &r.cause.top_connectors);
             list("client IPs", &r.cause.top_client_ips);
             if !r.cause.sample_message_ids.is_empty() {
-                println!(
+                outln!(
                     "    sample messages: {}",
                     r.cause.sample_message_ids.join(", ")
                 );
             }
-            println!("  history:");
+            outln!("  history:");
             for t in &r.history {
-                println!(
+                outln!(
                     "    {}  {} -> {}  by {} ({:?})  {}",
                     when(t.at),
                     t.from.map_or("-", |s| s.as_str()),
@@ -165,19 +151,19 @@ pub async fn restriction_cmd(svc: &Service, cmd: RestrictionCmd, who: &ActorArgs
                 );
             }
             if let Some(items) = items {
-                println!("  remediation checklist:");
+                outln!("  remediation checklist:");
                 for i in items {
                     let mark = if i.done { "x" } else { " " };
-                    println!("    [{mark}] {}. {}", i.number, i.title);
+                    outln!("    [{mark}] {}. {}", i.number, i.title);
                     for e in i.evidence {
-                        println!("          {e}");
+                        outln!("          {e}");
                     }
                 }
             }
         }
         RestrictionCmd::Release { id, note } => {
             let r = svc.release(&id, &who.actor()?, &note).await?;
-            println!(
+            outln!(
                 "released: {} is on probation at half its limits for 24 h",
                 r.key
             );
@@ -187,11 +173,11 @@ pub async fn restriction_cmd(svc: &Service, cmd: RestrictionCmd, who: &ActorArgs
             actor.role = Role::Admin;
             let r = svc.request_release(&id, &actor, &note).await?;
             match r.state {
-                relayward_guard::State::Probation => println!(
+                relayward_guard::State::Probation => outln!(
                     "release approved automatically: {} is on probation at half its limits for 24 h",
                     r.key
                 ),
-                _ => println!(
+                _ => outln!(
                     "release requested for {}; an operator will review it",
                     r.key
                 ),
@@ -199,19 +185,115 @@ pub async fn restriction_cmd(svc: &Service, cmd: RestrictionCmd, who: &ActorArgs
         }
         RestrictionCmd::Approve { id, note } => {
             let r = svc.approve(&id, &who.actor()?, &note).await?;
-            println!(
+            outln!(
                 "approved: {} is on probation at half its limits for 24 h",
                 r.key
             );
         }
         RestrictionCmd::Refuse { id, reason } => {
             let r = svc.refuse(&id, &who.actor()?, &reason).await?;
-            println!("release refused; {} stays restricted", r.key);
+            outln!("release refused; {} stays restricted", r.key);
         }
         RestrictionCmd::Attest { id } => {
             svc.attest(&id, &who.actor()?).await?;
-            println!("attestation recorded for {id}");
+            outln!("attestation recorded for {id}");
         }
+    }
+    Ok(())
+}
+
+pub async fn restrictions(config: &Config, args: RestrictionsArgs) -> Result<()> {
+    let (svc, _) = open(config)?;
+    let RestrictionsArgs { tenant, all, json } = args;
+
+    let list = svc.restrictions(tenant.as_deref(), all).await?;
+    if list.is_empty() && !json {
+        outln!("no restrictions");
+    }
+    for r in list {
+        if json {
+            outln!("{}", serde_json::to_string(&r)?);
+        } else {
+            print_summary(&r);
+        }
+    }
+    Ok(())
+}
+
+pub async fn restriction(config: &Config, cmd: RestrictionCmd, who: &ActorArgs) -> Result<()> {
+    let (svc, _) = open(config)?;
+    restriction_cmd(&svc, cmd, who).await
+}
+
+pub async fn alerts(config: &Config, args: AlertsArgs) -> Result<()> {
+    let (_, store) = open(config)?;
+    let AlertsArgs {
+        tenant,
+        limit,
+        json,
+    } = args;
+
+    let alerts = store.alerts(tenant.as_deref(), limit).await?;
+    if alerts.is_empty() && !json {
+        outln!("no alerts");
+    }
+    for a in alerts {
+        if json {
+            outln!("{}", serde_json::to_string(&a)?);
+        } else {
+            outln!(
+                "{}  {:<6}  {}  {:<32}  {}",
+                relayward_dsn::rfc5322_date(a.at / 1000),
+                a.severity,
+                a.tenant,
+                a.kind,
+                a.text
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn counters(config: &Config, args: CountersArgs) -> Result<()> {
+    let (svc, _) = open(config)?;
+    let CountersArgs { tenant, json } = args;
+
+    for c in svc.counters(&tenant).await? {
+        if json {
+            outln!("{}", serde_json::to_string(&c)?);
+        } else {
+            let t = c.threshold.map_or("-".to_string(), |t| t.to_string());
+            outln!("{:<40} {:<32} {:>8} / {}", c.subject, c.counter, c.value, t);
+        }
+    }
+    let now = now_ms();
+    for l in svc.auth_lockouts(&tenant).await? {
+        if json {
+            outln!("{}", serde_json::json!({ "auth_lockout": l }));
+        } else {
+            let state = if l.until > now {
+                "LOCKED until"
+            } else {
+                "was locked until"
+            };
+            outln!(
+                "smtp auth {:<30} {state} {} ({} failures, last from {})",
+                l.account,
+                relayward_dsn::rfc5322_date(l.until / 1000),
+                l.failures,
+                l.client
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn audit(config: &Config, args: AuditArgs) -> Result<()> {
+    let (_, store) = open(config)?;
+    let AuditArgs { tenant, limit } = args;
+
+    for e in store.audit_log(tenant.as_deref(), limit).await? {
+        outln!("{}", serde_json::to_string(&e)?);
     }
     Ok(())
 }

@@ -399,7 +399,7 @@ pub struct Config {
     pub max_errors: u32,
     pub data_total_timeout: Duration,
     pub auth: AuthLimits,
-    pub widest_connector: crate::claims::Widest,
+    pub widest_connector: relayward_tenancy::claims::Widest,
     pub postmaster: Option<String>,
     pub http_listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -429,8 +429,35 @@ pub struct Config {
     pub rspamd_failure: ScanFailure,
     pub srs_secret: Option<String>,
     pub srs_max_age: Duration,
-    pub webhooks: crate::webhooks::WebhookConfig,
+    pub webhooks: WebhookConfig,
     pub tenants: Vec<TenantConfig>,
+}
+
+/// How tenants' webhooks are sent.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Waits between attempts; past its end the delivery is given up (`failed`).
+    pub retry_schedule: Vec<Duration>,
+    pub timeout: Duration,
+    /// Whether URLs may point at loopback, private and link-local addresses (off by default:
+    /// tenants must not reach the operator's internal network through us).
+    pub allow_private: bool,
+    /// PEM bundle of the CAs trusted for `https://` webhooks.
+    pub ca_file: std::path::PathBuf,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> WebhookConfig {
+        WebhookConfig {
+            retry_schedule: [10, 30, 120, 600, 1800, 3600, 7200, 14_400, 28_800, 43_200]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            timeout: Duration::from_secs(10),
+            allow_private: false,
+            ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
+        }
+    }
 }
 
 /// Failed SMTP AUTH attempts allowed across connections (issue: password guessing).
@@ -517,7 +544,7 @@ impl Config {
             }
             tenants.push(tenant_config(t, &limits)?);
         }
-        let widest_connector = crate::claims::Widest {
+        let widest_connector = relayward_tenancy::claims::Widest {
             v4: raw.smtp.widest_connector_ipv4.unwrap_or(24),
             v6: raw.smtp.widest_connector_ipv6.unwrap_or(48),
         };
@@ -654,7 +681,7 @@ impl Config {
                 .transpose()?,
             rspamd_timeout: dur(&raw.scan.rspamd_timeout, "5s", "scan.rspamd_timeout")?,
             webhooks: {
-                let mut w = crate::webhooks::WebhookConfig::default();
+                let mut w = WebhookConfig::default();
                 if let Some(list) = &raw.webhooks.retry_schedule {
                     w.retry_schedule = list
                         .iter()
@@ -687,8 +714,8 @@ impl Config {
 /// than the configured prefix unless `allow_wide`; a certificate name lies in one of the
 /// tenant's verified domains; no user address, alias or admin sits in another tenant's domain.
 /// Errors name both tenants.
-fn check_claims(tenants: &[TenantConfig], widest: crate::claims::Widest) -> Result<()> {
-    use crate::claims;
+fn check_claims(tenants: &[TenantConfig], widest: relayward_tenancy::claims::Widest) -> Result<()> {
+    use relayward_tenancy::claims;
     let ranges = |c: &ConnectorConfig| -> Vec<ipnet::IpNet> {
         c.ips
             .iter()
@@ -778,7 +805,7 @@ fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {
         bail!("{at}: language must be \"en\" or \"es\" (got \"{language}\")");
     }
     if let Some(d) = &t.subscription_ends
-        && !is_date(d)
+        && !relayward_clock::is_date(d)
     {
         bail!("{at}: subscription_ends must be a date like 2027-12-31 (got \"{d}\")");
     }
@@ -886,15 +913,6 @@ fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {
         routes,
         limits,
     })
-}
-
-fn is_date(s: &str) -> bool {
-    let p: Vec<&str> = s.split('-').collect();
-    p.len() == 3
-        && p[0].len() == 4
-        && p[1].len() == 2
-        && p[2].len() == 2
-        && p.iter().all(|x| x.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// `30s`, `5m`, `1h`, `2d`, or a number of seconds.

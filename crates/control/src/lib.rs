@@ -1,0 +1,303 @@
+//! The control plane: every change of tenants, accepted domains, DKIM keys, connectors, users,
+//! routes, accounts, API tokens, limits, restrictions and releases, queued messages and webhooks,
+//! each in its own file as `impl Control` blocks. Every action checks who may do it and the rules
+//! shared by all tenants (claims), stores the change (running nodes pick it up within a second or
+//! two) and writes the audit log here, in one place. The command line, the management API and the
+//! consoles all call these functions; none of them writes to the store directly.
+//!
+//! Must never: answer HTTP or print (callers do), or hold a lock across an await.
+
+pub mod accounts;
+pub mod directory;
+pub mod dkim_keys;
+mod domains;
+pub mod passwords;
+mod queue;
+pub mod restrictions;
+mod tokens;
+pub mod webhooks;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use relayward_clock::now_ms;
+use relayward_config::Config;
+use relayward_guard::{Limits, Role};
+use relayward_store::{AuditEntry, SqliteStore, Store};
+
+pub use tokens::TokenError;
+
+/// Where an action comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The relay's own command line: whoever runs it holds the server and its files.
+    CommandLine,
+    /// An API token (a script); never carries a second factor.
+    Token,
+    /// A console session signed in with a password and, where `mfa`, a second factor.
+    Session,
+    /// The relay itself (automatic approval, the guard's own steps).
+    System,
+}
+
+/// Who acts, in which role, from where, and whether they passed a second factor.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    pub role: Role,
+    pub via: Via,
+    /// The client address (`cli` on the command line), for the audit log.
+    pub client: String,
+    pub mfa: bool,
+}
+
+impl Actor {
+    /// Someone at the relay's command line, in `role`.
+    pub fn command_line(name: String, role: Role) -> Actor {
+        Actor {
+            name,
+            role,
+            via: Via::CommandLine,
+            client: "cli".into(),
+            mfa: false,
+        }
+    }
+
+    fn role_str(&self) -> &'static str {
+        match self.role {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::System => "system",
+        }
+    }
+
+    /// Whether this actor counts as having passed a second factor: a console session with
+    /// one, the command line on the relay's own host, or the system itself.
+    fn second_factor(&self) -> bool {
+        self.mfa || matches!(self.via, Via::CommandLine | Via::System) || self.role == Role::System
+    }
+}
+
+/// The roles of accounts and API tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountRole {
+    /// Every tenant, and the service's own settings.
+    Operator,
+    /// One tenant: reads and changes.
+    Admin,
+    /// One tenant: reads only.
+    Reader,
+}
+
+impl AccountRole {
+    pub fn parse(s: &str) -> Option<AccountRole> {
+        match s {
+            "operator" => Some(AccountRole::Operator),
+            "admin" => Some(AccountRole::Admin),
+            "reader" => Some(AccountRole::Reader),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountRole::Operator => "operator",
+            AccountRole::Admin => "admin",
+            AccountRole::Reader => "reader",
+        }
+    }
+
+    /// The role the guard's state machine and the audit log know: readers never change
+    /// anything, so they never act.
+    pub fn acting(self) -> Role {
+        match self {
+            AccountRole::Operator => Role::Operator,
+            AccountRole::Admin | AccountRole::Reader => Role::Admin,
+        }
+    }
+}
+
+/// Something asked for is not there (or belongs to another tenant): the API answers 404.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotFound(pub String);
+
+/// The request clashes with the object's state right now (the API answers 409).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Conflict(pub String);
+
+/// What a domain ownership check found.
+#[derive(Debug)]
+pub enum DomainVerification {
+    Verified,
+    AlreadyVerified,
+    /// The TXT records present (maybe none) and the one that was expected.
+    NotFound {
+        expected: String,
+        found: Vec<String>,
+    },
+}
+
+/// The control plane over one store, with the configuration's rules.
+pub struct Control {
+    pub store: Arc<dyn Store>,
+    pub defaults: Limits,
+    pub tenant_limits: HashMap<String, Limits>,
+    pub auto_approve: bool,
+    /// The widest connector range a tenant may claim without an operator's allowance.
+    pub widest: relayward_tenancy::claims::Widest,
+    /// The running relay's bounded password checkers (sign-ins use them as SMTP AUTH does);
+    /// `None` on the command line.
+    pub passwords: Option<Arc<crate::passwords::Checker>>,
+}
+
+pub(crate) const DAY: i64 = 86_400_000;
+
+/// Opens the store of the configuration's data directory (the embedded SQLite database),
+/// making the directory when it is missing.
+pub fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    Ok(Arc::new(SqliteStore::open(&store_path(&config.data_dir))?))
+}
+
+fn store_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("relayward.sqlite")
+}
+
+impl Control {
+    /// The control plane with the configuration's rules (limits, overrides, claims), without
+    /// the running relay's password checkers (the command line's).
+    pub fn new(config: &Config, store: Arc<dyn Store>) -> Control {
+        Control {
+            store,
+            defaults: config.limits.clone(),
+            tenant_limits: config
+                .tenants
+                .iter()
+                .map(|t| (t.name.clone(), t.limits.clone()))
+                .collect(),
+            auto_approve: config.auto_approve_releases,
+            widest: config.widest_connector,
+            passwords: None,
+        }
+    }
+}
+
+impl Control {
+    /// The tenant's limits: its configuration override, else the overrides set through the
+    /// API, else the service-wide defaults.
+    pub async fn limits(&self, tenant: &str) -> Result<Limits> {
+        if let Some(l) = self.tenant_limits.get(tenant) {
+            return Ok(l.clone());
+        }
+        let stored = self.store.tenant_limits().await?;
+        match stored.iter().find(|(t, _)| t == tenant) {
+            Some((_, json)) => relayward_config::limits_from_overrides(&self.defaults, json),
+            None => Ok(self.defaults.clone()),
+        }
+    }
+
+    /// The overrides set through the API for a tenant (`{}` for none).
+    pub async fn limit_overrides(&self, tenant: &str) -> Result<serde_json::Value> {
+        let stored = self.store.tenant_limits().await?;
+        Ok(stored
+            .iter()
+            .find(|(t, _)| t == tenant)
+            .and_then(|(_, j)| serde_json::from_str(j).ok())
+            .unwrap_or_else(|| serde_json::json!({})))
+    }
+
+    /// Replaces a tenant's limit overrides (operators): a JSON object of `[limits]` keys;
+    /// `{}` goes back to the service-wide defaults. The running relay applies them within a
+    /// second or two.
+    pub async fn set_limits(
+        &self,
+        tenant: &str,
+        overrides: &serde_json::Value,
+        actor: &Actor,
+    ) -> Result<Limits> {
+        if actor.role != Role::Operator {
+            return Err(
+                crate::directory::Forbidden("limits are the operator's to change".into()).into(),
+            );
+        }
+        if self.store.tenant(tenant).await?.is_none() {
+            return Err(NotFound(format!("no tenant {tenant}")).into());
+        }
+        if self.tenant_limits.contains_key(tenant) {
+            return Err(relayward_store::StoreError::ManagedByConfig(tenant.to_string()).into());
+        }
+        let text = overrides.to_string();
+        let effective = relayward_config::limits_from_overrides(&self.defaults, &text)?;
+        let before = self.limit_overrides(tenant).await?;
+        self.store.set_tenant_limits(tenant, &text).await?;
+        self.audit(
+            actor,
+            Some(tenant),
+            "tenant.limits",
+            serde_json::json!({ "before": before, "after": overrides }),
+        )
+        .await?;
+        Ok(effective)
+    }
+
+    pub async fn audit(
+        &self,
+        actor: &Actor,
+        tenant: Option<&str>,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        self.store
+            .audit(&AuditEntry {
+                at: now_ms(),
+                actor: actor.name.clone(),
+                role: actor.role_str().to_string(),
+                tenant: tenant.map(str::to_string),
+                action: action.to_string(),
+                client: actor.client.clone(),
+                mfa: actor.mfa,
+                detail: detail.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// A random hex string of `bytes` random bytes.
+pub fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut b = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Lifting a restriction needs a person who passed a second factor (SPEC section 8): a console
+/// session. The command line on the relay's own host (whoever runs it holds the server) and the
+/// system's automatic approval are the exceptions; API tokens are not.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0} a restriction needs a sign-in with a second factor (a console session with TOTP); API tokens cannot do it"
+)]
+pub struct MfaRequired(&'static str);
+
+fn require_mfa(actor: &Actor, what: &'static str) -> Result<()> {
+    if actor.second_factor() {
+        Ok(())
+    } else {
+        Err(MfaRequired(what).into())
+    }
+}
+
+pub fn sha256_hex(s: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,43 @@
+//! Operators' actions on queued messages (retry, hold, release, bounce, purge), each audited
+//! with what the message was. The API and the relay's control socket (the command line's
+//! `relayward queue`) both call here.
+
+use anyhow::{Result, bail};
+use relayward_guard::Role;
+
+use crate::{Actor, Conflict, Control, NotFound};
+
+impl Control {
+    /// An operator's action on a queued message (retry, hold, release, bounce, purge), audited
+    /// with what the message was.
+    pub async fn queue_action(
+        &self,
+        queue: &relayward_delivery::Queue,
+        id: &str,
+        action: relayward_delivery::QueueAction,
+        actor: &Actor,
+    ) -> Result<relayward_spool::Envelope> {
+        use relayward_delivery::QueueActionError;
+        if actor.role != Role::Operator {
+            bail!("queue actions are the operator's");
+        }
+        let before = queue.act(id, action).await.map_err(|e| match e {
+            QueueActionError::NotFound(_) => anyhow::Error::new(NotFound(e.to_string())),
+            QueueActionError::InFlight(_) => anyhow::Error::new(Conflict(e.to_string())),
+        })?;
+        self.audit(
+            actor,
+            before.tenant.as_deref(),
+            &format!("queue.{}", action.as_str()),
+            serde_json::json!({
+                "message": before.id,
+                "sender": before.mail_from,
+                "pending": before.pending().map(|r| r.address.clone()).collect::<Vec<_>>(),
+                "before": { "held": before.held, "attempts": before.attempts, "next_attempt": before.next_attempt },
+                "after": action.as_str(),
+            }),
+        )
+        .await?;
+        Ok(before)
+    }
+}

@@ -1,0 +1,259 @@
+//! Webhooks: a tenant's alerts and restriction changes POSTed as JSON to the URLs its admins
+//! registered, signed, retried with backoff, every attempt in a delivery log.
+//!
+//! Events are queued in the store (`webhook_deliveries`) by whoever makes them — the running
+//! relay's guard, or an admin's action through the control plane in another process — and one
+//! task in the relay (`relayward_node`'s webhook sender) sends what is due. The signature is
+//! HMAC-SHA256 under the webhook's secret over `<timestamp>.<body>`, sent as
+//! `X-Relayward-Signature: v1=<hex>` beside `X-Relayward-Timestamp: <unix seconds>`; receivers
+//! recompute it and refuse old timestamps.
+
+use std::net::IpAddr;
+
+use anyhow::{Result, bail};
+use relayward_clock::now_ms;
+use relayward_store::{Store, Webhook, WebhookDelivery};
+use serde_json::{Value, json};
+
+use crate::{Actor, Control, NotFound, random_hex};
+
+/// Event types a webhook can take.
+pub const EVENTS: &[&str] = &["alert", "restriction"];
+
+/// The JSON body of one event.
+pub fn body(event: &str, tenant: &str, at: i64, data: Value) -> String {
+    json!({
+        "id": format!("evt_{}", random_hex(12)),
+        "type": event,
+        "tenant": tenant,
+        "at": at,
+        "data": data,
+    })
+    .to_string()
+}
+
+/// `v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
+pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = ring::hmac::sign(&key, format!("{timestamp}.{body}").as_bytes());
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("v1={hex}")
+}
+
+/// Queues `event` for the tenant's webhooks that take it. Failing to queue is logged, never
+/// fatal: the action that caused the event has already happened.
+pub async fn emit(store: &dyn Store, tenant: &str, event: &str, data: Value) {
+    let at = now_ms();
+    let b = body(event, tenant, at, data);
+    if let Err(e) = store.queue_webhook_event(tenant, event, &b, at).await {
+        tracing::error!(tenant, event, error = %e, "cannot queue webhook event");
+    }
+}
+
+/// Where a webhook URL points.
+pub struct Target {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+/// A webhook URL taken apart: `http(s)://host[:port][/path]`, without user info.
+pub fn parse_url(url: &str) -> Result<Target, String> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err("the URL must start with http:// or https://".into());
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') || path.contains([' ', '\r', '\n']) {
+        return Err("the URL has no usable host".into());
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+            let port = p
+                .parse::<u16>()
+                .map_err(|_| format!("bad port in {authority}"))?;
+            (h, port)
+        }
+        _ => (authority, if https { 443 } else { 80 }),
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if host.is_empty() {
+        return Err("the URL has no host".into());
+    }
+    Ok(Target {
+        https,
+        host,
+        port,
+        path: path.to_string(),
+    })
+}
+
+pub fn private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| private(IpAddr::V4(v4)))
+        }
+    }
+}
+
+impl Control {
+    /// Registers a webhook for a tenant; the answer carries its secret, shown this once.
+    pub async fn create_webhook(
+        &self,
+        tenant: &str,
+        url: &str,
+        events: &[String],
+        actor: &Actor,
+    ) -> Result<Webhook> {
+        if let Err(e) = parse_url(url) {
+            bail!("{e}");
+        }
+        let events: Vec<String> = if events.is_empty() {
+            EVENTS.iter().map(|e| e.to_string()).collect()
+        } else {
+            events.to_vec()
+        };
+        if let Some(bad) = events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+            bail!("unknown event '{bad}' (known: {})", EVENTS.join(", "));
+        }
+        if self.store.tenant(tenant).await?.is_none() {
+            return Err(NotFound(format!("no tenant {tenant}")).into());
+        }
+        let hook = Webhook {
+            id: format!("wh_{}", random_hex(8)),
+            tenant: tenant.to_string(),
+            url: url.to_string(),
+            secret: format!("whsec_{}", random_hex(24)),
+            events,
+            created_by: actor.name.clone(),
+            created_at: now_ms(),
+        };
+        self.store.add_webhook(&hook).await?;
+        self.audit(
+            actor,
+            Some(tenant),
+            "webhook.create",
+            json!({ "after": { "id": hook.id, "url": hook.url, "events": hook.events } }),
+        )
+        .await?;
+        Ok(hook)
+    }
+
+    /// One of the tenant's webhooks; another tenant's is not found.
+    pub async fn webhook(&self, tenant: &str, id: &str) -> Result<Webhook> {
+        self.store
+            .webhooks(Some(tenant))
+            .await?
+            .into_iter()
+            .find(|w| w.id == id)
+            .ok_or_else(|| NotFound(format!("tenant {tenant} has no webhook {id}")).into())
+    }
+
+    pub async fn delete_webhook(&self, tenant: &str, id: &str, actor: &Actor) -> Result<()> {
+        let hook = self.webhook(tenant, id).await?;
+        self.store.delete_webhook(id).await?;
+        self.audit(
+            actor,
+            Some(tenant),
+            "webhook.delete",
+            json!({ "before": { "id": hook.id, "url": hook.url, "events": hook.events } }),
+        )
+        .await
+    }
+
+    /// Queues a `ping` to one webhook (to check the receiver and its signature check).
+    pub async fn ping_webhook(&self, tenant: &str, id: &str, actor: &Actor) -> Result<()> {
+        let hook = self.webhook(tenant, id).await?;
+        // Only this webhook: queue through a body addressed to it.
+        let at = now_ms();
+        let d = WebhookDelivery {
+            id: 0,
+            webhook_id: hook.id.clone(),
+            event: "ping".into(),
+            body: body(
+                "ping",
+                tenant,
+                at,
+                json!({ "webhook": hook.id, "by": actor.name }),
+            ),
+            attempts: 0,
+            state: "pending".into(),
+            last_status: None,
+            last_error: None,
+            next_attempt: at,
+            created_at: at,
+            updated_at: at,
+        };
+        self.store.add_webhook_delivery(&d).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_parsed_and_private_addresses_named() {
+        let t = parse_url("https://hooks.example:8443/relayward?x=1").expect("url");
+        assert!(t.https);
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("hooks.example", 8443, "/relayward?x=1")
+        );
+        let t = parse_url("http://[::1]:9000").expect("url");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("::1", 9000, "/")
+        );
+        assert!(parse_url("ftp://x").is_err());
+        assert!(parse_url("http://user@host/").is_err());
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(private(ip.parse().expect("ip")), "{ip}");
+        }
+        assert!(!private("192.0.2.10".parse().expect("ip")));
+    }
+
+    #[test]
+    fn the_signature_covers_timestamp_and_body() {
+        let a = signature("k", 100, "{}");
+        assert!(a.starts_with("v1=") && a.len() == 3 + 64);
+        assert_ne!(a, signature("k", 101, "{}"));
+        assert_ne!(a, signature("k", 100, "{ }"));
+        assert_ne!(a, signature("other", 100, "{}"));
+    }
+}

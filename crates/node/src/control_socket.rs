@@ -1,0 +1,186 @@
+//! The relay's control socket: how the command line on the same host reaches the running
+//! relay's mail queue (`relayward queue`), as Postfix's `postqueue` reaches its master.
+//!
+//! A Unix socket at `<data_dir>/relayward.sock`, readable and writable by the relay's own user
+//! only: whoever can open it can already read the store and the spool, so it trusts the actor
+//! name the command line sends. One JSON request line, one JSON answer line per connection.
+//! Actions go through the control plane, audited like the API's queue actions, with the
+//! command-line actor. Bounded: a request line of at most 4 KiB read within 10 s, at most 8
+//! connections at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use relayward_control::{Actor, Control};
+use relayward_delivery::{Queue, QueueAction, QueuedMessage};
+use relayward_guard::Role;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+const MAX_REQUEST: u64 = 4096;
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECTIONS: usize = 8;
+/// The most messages one listing answers.
+pub const MAX_LIST: usize = 100_000;
+
+/// Where a relay with this data directory listens.
+pub fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join("relayward.sock")
+}
+
+/// What the command line asks.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Request {
+    /// Messages waiting, of one tenant and/or with a recipient in one domain.
+    List {
+        tenant: Option<String>,
+        domain: Option<String>,
+        limit: usize,
+    },
+    /// One message.
+    Show { id: String },
+    /// retry, hold, release, bounce or purge one message, as `actor`.
+    Act {
+        id: String,
+        action: String,
+        actor: String,
+    },
+}
+
+/// The relay's answer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reply {
+    Messages(Vec<QueuedMessage>),
+    Done { message: String, action: String },
+    Error(String),
+}
+
+/// Listens on `path` until the task is dropped. An old socket file (a relay that did not stop
+/// cleanly) is replaced.
+pub fn start(
+    path: &Path,
+    control: Arc<Control>,
+    queue: Queue,
+) -> Result<tokio::task::JoinHandle<()>> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(anyhow!(
+                "cannot remove the old control socket {}: {e}",
+                path.display()
+            ));
+        }
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on the control socket {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict the control socket {}", path.display()))?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                // Busy: the caller gets a closed connection and says so.
+                continue;
+            };
+            let control = control.clone();
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                if let Err(e) = serve_one(stream, &control, &queue).await {
+                    tracing::debug!(error = %e, "control socket connection ended");
+                }
+                drop(permit);
+            });
+        }
+    }))
+}
+
+async fn serve_one(stream: UnixStream, control: &Control, queue: &Queue) -> Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST));
+    tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line))
+        .await
+        .map_err(|_| anyhow!("no request within {READ_TIMEOUT:?}"))??;
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => answer(request, control, queue).await,
+        Err(e) => Reply::Error(format!("not a request this relay understands: {e}")),
+    };
+    let mut text = serde_json::to_string(&reply)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    Ok(())
+}
+
+async fn answer(request: Request, control: &Control, queue: &Queue) -> Reply {
+    match request {
+        Request::List {
+            tenant,
+            domain,
+            limit,
+        } => Reply::Messages(queue.list(
+            tenant.as_deref(),
+            domain.as_deref(),
+            limit.clamp(1, MAX_LIST),
+        )),
+        Request::Show { id } => {
+            match queue
+                .list(None, None, usize::MAX)
+                .into_iter()
+                .find(|m| m.id == id)
+            {
+                Some(m) => Reply::Messages(vec![m]),
+                None => Reply::Error(format!(
+                    "no queued message {id} (delivered, bounced, or being delivered this instant)"
+                )),
+            }
+        }
+        Request::Act { id, action, actor } => {
+            let Some(what) = QueueAction::parse(&action) else {
+                return Reply::Error(format!("unknown queue action {action}"));
+            };
+            let actor = Actor::command_line(actor, Role::Operator);
+            match control.queue_action(queue, &id, what, &actor).await {
+                Ok(before) => Reply::Done {
+                    message: before.id,
+                    action: what.as_str().to_string(),
+                },
+                Err(e) => Reply::Error(format!("{e:#}")),
+            }
+        }
+    }
+}
+
+/// Sends one request to the relay of `data_dir` and waits (up to `wait`) for its answer.
+pub async fn ask(data_dir: &Path, request: &Request, wait: Duration) -> Result<Reply> {
+    let path = path(data_dir);
+    let mut stream = UnixStream::connect(&path).await.map_err(|e| {
+        anyhow!(
+            "cannot reach the running relay through {} ({e}); is `relayward serve` running with this configuration?",
+            path.display()
+        )
+    })?;
+    let mut text = serde_json::to_string(request)?;
+    text.push('\n');
+    stream.write_all(text.as_bytes()).await?;
+    let mut answer = String::new();
+    tokio::time::timeout(wait, BufReader::new(stream).read_line(&mut answer))
+        .await
+        .map_err(|_| anyhow!("the relay did not answer within {wait:?}"))??;
+    if answer.is_empty() {
+        return Err(anyhow!(
+            "the relay closed the control socket without an answer (busy?)"
+        ));
+    }
+    serde_json::from_str(&answer).context("reading the relay's answer")
+}

@@ -1,0 +1,241 @@
+//! Signing in the delivery path: outbound mail from accepted domains gets one DKIM signature
+//! per active key of its domain (the keys are the control plane's, `relayward_control::dkim_keys`),
+//! and forwarded copies get an ARC set, as they leave.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use relayward_dkim::{Algorithm, SigningKey};
+use relayward_spool::Envelope;
+use relayward_store::{DkimKeyState, Store};
+use relayward_tenancy::{Directory, domain_of};
+
+/// How long the signer trusts what it loaded before asking the store again.
+const CACHE_FOR: Duration = Duration::from_secs(30);
+struct Loaded {
+    selector: String,
+    key: SigningKey,
+}
+
+/// Active keys per domain, with when they were loaded.
+type KeyCache = HashMap<String, (Instant, Arc<Vec<Loaded>>)>;
+
+/// Signs outbound mail from accepted domains, and seals forwarded copies, as they leave.
+pub struct DkimSigner {
+    pub store: Arc<dyn Store>,
+    pub directory: Arc<RwLock<Arc<Directory>>>,
+    cache: Mutex<KeyCache>,
+}
+
+impl DkimSigner {
+    pub fn new(store: Arc<dyn Store>, directory: Arc<RwLock<Arc<Directory>>>) -> DkimSigner {
+        DkimSigner {
+            store,
+            directory,
+            cache: Mutex::default(),
+        }
+    }
+
+    /// The active keys of a domain, from the cache or the store.
+    async fn keys(&self, domain: &str) -> Arc<Vec<Loaded>> {
+        if let Some((at, keys)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(domain)
+            && at.elapsed() < CACHE_FOR
+        {
+            return keys.clone();
+        }
+        let rows = match self.store.dkim_keys(Some(domain)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(domain, error = %e, "cannot load DKIM keys; sending unsigned");
+                return Arc::new(Vec::new());
+            }
+        };
+        let loaded: Vec<Loaded> = rows
+            .iter()
+            .filter(|k| k.state == DkimKeyState::Active)
+            .filter_map(|k| {
+                let alg = Algorithm::parse(&k.algorithm)?;
+                let der = B64.decode(&k.private_key).ok()?;
+                match SigningKey::from_pkcs8(alg, &der) {
+                    Ok(key) => Some(Loaded {
+                        selector: k.selector.clone(),
+                        key,
+                    }),
+                    Err(e) => {
+                        tracing::error!(domain, selector = %k.selector, error = %e, "unusable DKIM key");
+                        None
+                    }
+                }
+            })
+            .collect();
+        let loaded = Arc::new(loaded);
+        if loaded.is_empty() {
+            // Not remembered: keys made a moment later (a domain just added) sign at once.
+            return loaded;
+        }
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(domain.to_string(), (Instant::now(), loaded.clone()));
+        loaded
+    }
+
+    /// The accepted domain of the message's tenant to sign as: the header From's, else the
+    /// envelope sender's (a forwarded copy's SRS sender is in the forwarding user's domain).
+    fn signing_domain(&self, tenant: &str, message: &[u8], mail_from: &str) -> Option<String> {
+        let dir = self
+            .directory
+            .read()
+            .map(|d| d.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        let accepted = |domain: &str| {
+            dir.accepted_domain(domain)
+                .filter(|d| d.tenant == tenant)
+                .map(|d| d.name.to_string())
+        };
+        header_from_domain(message)
+            .and_then(|d| accepted(&d))
+            .or_else(|| {
+                (!mail_from.is_empty())
+                    .then(|| domain_of(mail_from))
+                    .and_then(|d| accepted(&d))
+            })
+    }
+}
+
+/// The domain of the first address in the From header field.
+fn header_from_domain(message: &[u8]) -> Option<String> {
+    let end = relayward_dsn::find_headers_end(message);
+    let (fields, _) = relayward_dkim::canon::split(&message[..end]);
+    let from = fields.iter().find(|f| f.is("From"))?.value();
+    let address = match (from.rfind('<'), from.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &from[a + 1..b],
+        _ => from.as_str(),
+    };
+    let domain = address.rsplit_once('@')?.1.trim();
+    (!domain.is_empty()).then(|| domain.to_ascii_lowercase())
+}
+
+impl relayward_delivery::Signer for DkimSigner {
+    fn sign<'a>(
+        &'a self,
+        env: &'a Envelope,
+        message: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send + 'a>> {
+        Box::pin(async move {
+            let forwarded = env.origin.starts_with("forward:");
+            // A forwarded copy that cannot be sealed leaves without the results field it got
+            // at receipt: a complete ARC set or none.
+            let unsealed =
+                || forwarded.then(|| relayward_dkim::arc::without_unsealed_results(message));
+            let Some(tenant) = env.tenant.as_deref() else {
+                return unsealed();
+            };
+            let Some(domain) = self.signing_domain(tenant, message, &env.mail_from) else {
+                return unsealed();
+            };
+            let keys = self.keys(&domain).await;
+            if keys.is_empty() {
+                return unsealed();
+            }
+            let id = env.id.clone();
+            let owned = message.to_vec();
+            // RSA signatures take about a millisecond each: off the async threads.
+            match tokio::task::spawn_blocking(move || {
+                sign_blocking(&keys, &domain, &owned, forwarded, &id)
+            })
+            .await
+            {
+                Ok(signed) => Some(signed),
+                Err(_) => unsealed(),
+            }
+        })
+    }
+}
+
+/// The header fields to put on top: one DKIM signature per key, and for a forwarded copy the
+/// ARC seal (the DKIM signatures do not name the ARC fields, so neither depends on the other's
+/// place).
+fn sign_blocking(
+    keys: &[Loaded],
+    domain: &str,
+    message: &[u8],
+    forwarded: bool,
+    id: &str,
+) -> Vec<u8> {
+    let now = relayward_clock::now_secs();
+    let mut top = String::new();
+    // A forwarded copy carries the results we saw at receipt; its seal is made now.
+    if forwarded
+        && let Some(rsa) = keys
+            .iter()
+            .find(|k| k.key.algorithm() == Algorithm::RsaSha256)
+    {
+        let signer = relayward_dkim::Signer {
+            domain,
+            selector: &rsa.selector,
+            key: &rsa.key,
+        };
+        match relayward_dkim::arc::seal(message, &signer, now) {
+            Ok(seal) => top = seal,
+            Err(e) => tracing::warn!(id, error = %e, "forwarded copy not sealed"),
+        }
+    }
+    let unsealed;
+    let message = if forwarded && top.is_empty() {
+        unsealed = relayward_dkim::arc::without_unsealed_results(message);
+        &unsealed[..]
+    } else {
+        message
+    };
+    let sealed = [top.as_bytes(), message].concat();
+    let mut signatures = String::new();
+    for k in keys {
+        let signer = relayward_dkim::Signer {
+            domain,
+            selector: &k.selector,
+            key: &k.key,
+        };
+        match relayward_dkim::sign(&sealed, &signer, now) {
+            Ok(sig) => signatures.push_str(&sig),
+            Err(e) => tracing::error!(id, domain, error = %e, "DKIM signing failed"),
+        }
+    }
+    signatures.push_str(&top);
+    let mut out = signatures.into_bytes();
+    out.extend_from_slice(message);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_from_domain_is_found_in_display_forms() {
+        for (m, d) in [
+            (
+                &b"From: Ana <Ana@Contoso.example>\r\n\r\nx"[..],
+                Some("contoso.example"),
+            ),
+            (
+                b"Subject: x\r\nfrom: ana@b.example\r\n\r\n",
+                Some("b.example"),
+            ),
+            (
+                b"From: \"a@x.example\" <ana@c.example>\r\n\r\n",
+                Some("c.example"),
+            ),
+            (b"Subject: none\r\n\r\nFrom: a@d.example\r\n", None),
+        ] {
+            assert_eq!(header_from_domain(m).as_deref(), d);
+        }
+    }
+}

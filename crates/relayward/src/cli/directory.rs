@@ -1,0 +1,373 @@
+//! Tenants, accepted domains, connectors, users and routes from the command line.
+
+use anyhow::{Result, anyhow};
+use relayward_config::Config;
+use relayward_control::DomainVerification;
+use relayward_control::directory::{NewConnector, NewRoute, NewTenant, NewUser, TenantPatch};
+use relayward_delivery::dns::HickoryResolver;
+use relayward_store::DomainKind;
+
+use super::{ActorArgs, open, operator};
+
+#[derive(clap::Subcommand)]
+pub enum TenantCmd {
+    Add {
+        name: String,
+        #[arg(long, default_value = "en")]
+        language: String,
+        /// Last day of the subscription, YYYY-MM-DD.
+        #[arg(long)]
+        subscription_ends: Option<String>,
+        /// Admin address for alerts (repeatable).
+        #[arg(long)]
+        admin: Vec<String>,
+    },
+    /// List tenants with their domains, connectors and users.
+    List,
+    /// Automatic forwarding of users' mail to outside addresses: on, off, or listed domains only.
+    Forwarding {
+        name: String,
+        /// on, off or listed.
+        #[arg(long)]
+        mode: String,
+        /// With --mode listed: a domain users may forward to (repeatable).
+        #[arg(long)]
+        domain: Vec<String>,
+        #[command(flatten)]
+        who: ActorArgs,
+    },
+    /// Set or clear the subscription end date (a renewal applies within a second).
+    Subscription {
+        name: String,
+        /// Last day, YYYY-MM-DD; omit to make the subscription open-ended.
+        #[arg(long)]
+        ends: Option<String>,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum DomainCmd {
+    Add {
+        tenant: String,
+        domain: String,
+        /// authoritative or internal_relay.
+        #[arg(long, default_value = "authoritative")]
+        kind: String,
+        #[arg(long)]
+        match_subdomains: bool,
+        /// The operator vouches for ownership without the DNS proof.
+        #[arg(long)]
+        verified: bool,
+    },
+    /// Check the domain's ownership TXT record through the configured resolver and mark it
+    /// verified when it is there (until then it counts as unregistered).
+    Verify {
+        tenant: String,
+        domain: String,
+        #[command(flatten)]
+        who: ActorArgs,
+    },
+    /// Dismiss a domain seen in restricted traffic as not the tenant's (checklist item 1).
+    Dismiss {
+        tenant: String,
+        domain: String,
+        #[command(flatten)]
+        who: ActorArgs,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum ConnectorCmd {
+    Add {
+        tenant: String,
+        name: String,
+        /// Source address or CIDR range (repeatable).
+        #[arg(long)]
+        ip: Vec<String>,
+        /// Name on the client certificate (wildcards allowed).
+        #[arg(long)]
+        cert_name: Option<String>,
+        #[arg(long)]
+        require_tls: bool,
+        /// May relay for sender domains that are not accepted domains.
+        #[arg(long)]
+        relay_unregistered: bool,
+        /// Allow ranges that overlap another tenant's connector (needs --reason).
+        #[arg(long)]
+        allow_overlap: bool,
+        /// Allow ranges wider than smtp.widest_connector_ipv4/_ipv6 (needs --reason).
+        #[arg(long)]
+        allow_wide: bool,
+        /// Why the overlap or the wide range is allowed (kept in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Mark a connector reviewed (checklist item 3).
+    Review {
+        tenant: String,
+        name: String,
+        #[command(flatten)]
+        who: ActorArgs,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum UserCmd {
+    Add {
+        tenant: String,
+        address: String,
+        /// SMTP AUTH password (stored as an Argon2id hash).
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        alias: Vec<String>,
+        #[arg(long)]
+        forward_to: Option<String>,
+        /// With --forward-to: forward only, without a copy to the tenant's own server.
+        #[arg(long, requires = "forward_to")]
+        forward_only: bool,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum RouteCmd {
+    Add {
+        tenant: String,
+        domain: String,
+        host: String,
+    },
+}
+
+pub async fn tenant(config: &Config, cmd: TenantCmd) -> Result<()> {
+    let (svc, store) = open(config)?;
+    match cmd {
+        TenantCmd::Add {
+            name,
+            language,
+            subscription_ends,
+            admin,
+        } => {
+            // Through the service layer: the same checks as the API (admin addresses are
+            // claims too) and an audit entry.
+            let t = NewTenant {
+                name: name.clone(),
+                language: Some(language),
+                subscription_ends,
+                admins: admin,
+            };
+            svc.create_tenant(t, &operator()).await?;
+            outln!("tenant {name} added");
+        }
+        TenantCmd::List => {
+            let d = store.directory().await?;
+            for t in &d.tenants {
+                let managed = if t.managed_by_config {
+                    " (managed by configuration)"
+                } else {
+                    ""
+                };
+                outln!("{} [{}]{}", t.name, t.language, managed);
+                for x in d.domains.iter().filter(|x| x.tenant == t.name) {
+                    let v = if x.verified {
+                        "verified"
+                    } else {
+                        "NOT verified"
+                    };
+                    outln!("  domain    {} {} {}", x.name, x.kind.as_str(), v);
+                }
+                for x in d.connectors.iter().filter(|x| x.tenant == t.name) {
+                    outln!(
+                        "  connector {} ips={:?} cert={:?} relay_unregistered={}",
+                        x.name,
+                        x.ips,
+                        x.cert_name,
+                        x.relay_unregistered
+                    );
+                }
+                for x in d.users.iter().filter(|x| x.tenant == t.name) {
+                    outln!(
+                        "  user      {} aliases={:?} auth={}",
+                        x.address,
+                        x.aliases,
+                        x.password_hash.is_some()
+                    );
+                }
+                for x in d.routes.iter().filter(|x| x.tenant == t.name) {
+                    outln!("  route     {} -> {}", x.domain, x.host);
+                }
+            }
+        }
+        TenantCmd::Forwarding {
+            name,
+            mode,
+            domain,
+            who,
+        } => {
+            svc.set_forwarding(&name, &mode, &domain, &who.actor()?)
+                .await?;
+            outln!("tenant {name}: forwarding {mode} {}", domain.join(" "));
+        }
+        TenantCmd::Subscription { name, ends } => {
+            let patch = TenantPatch {
+                subscription_ends: Some(ends.clone()),
+                ..TenantPatch::default()
+            };
+            svc.update_tenant(&name, patch, &operator()).await?;
+            match ends {
+                Some(d) => outln!("tenant {name}: subscription ends after {d}"),
+                None => outln!("tenant {name}: subscription has no end date"),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn domain(config: &Config, cmd: DomainCmd) -> Result<()> {
+    let (svc, _) = open(config)?;
+    match cmd {
+        DomainCmd::Add {
+            tenant,
+            domain,
+            kind,
+            match_subdomains,
+            verified,
+        } => {
+            let kind = DomainKind::parse(&kind)
+                .ok_or_else(|| anyhow!("--kind must be authoritative or internal_relay"))?;
+            let actor = operator();
+            let d = svc
+                .add_domain(&tenant, &domain, kind, match_subdomains, verified, &actor)
+                .await?;
+            if verified {
+                outln!(
+                    "domain {} added and verified (vouched for by the operator)",
+                    d.name
+                );
+            } else {
+                outln!(
+                    "domain {} added, not verified yet: it does not count as registered.",
+                    d.name
+                );
+                outln!("publish this TXT record to prove ownership:");
+                outln!(
+                    "  {}. IN TXT \"relayward-verification={}\"",
+                    d.name,
+                    d.verification_token
+                );
+            }
+        }
+        DomainCmd::Verify {
+            tenant,
+            domain,
+            who,
+        } => {
+            let resolver = HickoryResolver::new(config.dns_resolver).map_err(|e| anyhow!(e))?;
+            match svc
+                .verify_domain(&tenant, &domain, &resolver, &who.actor()?)
+                .await?
+            {
+                DomainVerification::Verified => {
+                    outln!("{domain} verified: it now counts as a registered domain of {tenant}")
+                }
+                DomainVerification::AlreadyVerified => {
+                    outln!("{domain} was already verified")
+                }
+                DomainVerification::NotFound { expected, found } => {
+                    let seen = if found.is_empty() {
+                        "no TXT records".to_string()
+                    } else {
+                        found.join(" | ")
+                    };
+                    return Err(anyhow!(
+                        "{domain} is not verified: expected the TXT record \"{expected}\" on {domain}, found {seen}"
+                    ));
+                }
+            }
+        }
+        DomainCmd::Dismiss {
+            tenant,
+            domain,
+            who,
+        } => {
+            svc.dismiss_domain(&tenant, &domain, &who.actor()?).await?;
+            outln!("{domain} dismissed as not belonging to {tenant}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn connector(config: &Config, cmd: ConnectorCmd) -> Result<()> {
+    let (svc, _) = open(config)?;
+    match cmd {
+        ConnectorCmd::Add {
+            tenant,
+            name,
+            ip,
+            cert_name,
+            require_tls,
+            relay_unregistered,
+            allow_overlap,
+            allow_wide,
+            reason,
+        } => {
+            let c = NewConnector {
+                name: name.clone(),
+                ips: ip,
+                cert_name,
+                require_tls,
+                relay_unregistered,
+                allow_overlap,
+                allow_wide,
+                reason,
+            };
+            svc.add_connector(&tenant, c, &operator()).await?;
+            outln!("connector {name} added");
+        }
+        ConnectorCmd::Review { tenant, name, who } => {
+            svc.review_connector(&tenant, &name, &who.actor()?).await?;
+            outln!("connector {name} of {tenant} marked reviewed");
+        }
+    }
+    Ok(())
+}
+
+pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
+    let (svc, _) = open(config)?;
+    match cmd {
+        UserCmd::Add {
+            tenant,
+            address,
+            password,
+            alias,
+            forward_to,
+            forward_only,
+        } => {
+            let u = NewUser {
+                address: address.clone(),
+                password,
+                aliases: alias,
+                forward_to,
+                forward_only,
+            };
+            svc.add_user(&tenant, u, &operator()).await?;
+            outln!("user {address} added");
+        }
+    }
+    Ok(())
+}
+
+pub async fn route(config: &Config, cmd: RouteCmd) -> Result<()> {
+    let (svc, _) = open(config)?;
+    match cmd {
+        RouteCmd::Add {
+            tenant,
+            domain,
+            host,
+        } => {
+            let r = NewRoute { domain, host };
+            let r = svc.add_route(&tenant, r, &operator()).await?;
+            outln!("route for {} -> {} added", r.domain, r.host);
+        }
+    }
+    Ok(())
+}

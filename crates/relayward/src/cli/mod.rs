@@ -1,0 +1,95 @@
+//! The operator's command line, one file per command group. Every change goes through the
+//! control plane (`relayward_control`), so the command line applies the API's rules and leaves
+//! the same audit entries, with the command-line actor (`cli:<user>`).
+
+pub mod accounts;
+pub mod directory;
+pub mod dkim;
+pub mod guard;
+pub mod queue;
+pub mod trace;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow};
+use relayward_config::Config;
+use relayward_control::{Actor, Control};
+use relayward_guard::Role;
+use relayward_store::Store;
+
+/// One line on stdout. When the reader has gone away (`relayward ... | head -3`), the command
+/// ends quietly, as command-line tools do; any other failure to write ends it with a message.
+pub fn write_line(args: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("relayward: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The control plane over the configuration's store, and the store for listings.
+pub fn open(config: &Config) -> Result<(Control, Arc<dyn Store>)> {
+    let store: Arc<dyn Store> = relayward_control::open_store(config)?;
+    Ok((Control::new(config, store.clone()), store))
+}
+
+/// The operator at the relay's own command line.
+pub fn operator() -> Actor {
+    Actor::command_line(format!("cli:{}", whoami()), Role::Operator)
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "operator".into())
+}
+
+/// `--actor` and `--as` of the commands that act on restrictions and keys.
+#[derive(clap::Args, Clone)]
+pub struct ActorArgs {
+    /// Who acts (recorded in the restriction's history and the audit log).
+    #[arg(long, global = true)]
+    pub actor: Option<String>,
+    /// Act as a tenant `admin` or as an `operator` (the default: this is the operator's shell).
+    #[arg(long = "as", global = true, default_value = "operator")]
+    pub role: String,
+}
+
+impl ActorArgs {
+    pub fn actor(&self) -> Result<Actor> {
+        let role = match self.role.as_str() {
+            "admin" => Role::Admin,
+            "operator" => Role::Operator,
+            other => return Err(anyhow!("--as must be admin or operator (got {other})")),
+        };
+        let name = self
+            .actor
+            .clone()
+            .unwrap_or_else(|| format!("cli:{}", whoami()));
+        Ok(Actor::command_line(name, role))
+    }
+}
+
+/// `check-config`: what the configuration file resolves to.
+pub fn check_config(config: &Config) {
+    outln!("configuration is valid");
+    outln!("  relay:      {}", config.relay_listen);
+    outln!("  submission: {}", config.submission_listen);
+    outln!("  http:       {}", config.http_listen);
+    outln!("  data dir:   {}", config.data_dir.display());
+    outln!("  tenants:    {}", config.tenants.len());
+    for t in &config.tenants {
+        outln!(
+            "    {} [{}]: {} domains, {} connectors, {} users; unregistered allowance {}/day, {} recipients/message",
+            t.name,
+            t.language,
+            t.domains.len(),
+            t.connectors.len(),
+            t.users.len(),
+            t.limits.unregistered_allowance_per_day,
+            t.limits.recipients_per_message
+        );
+    }
+}

@@ -1,0 +1,85 @@
+//! The message trace from the command line.
+
+use anyhow::Result;
+use relayward_clock::now_secs;
+use relayward_config::Config;
+use relayward_store::TraceQuery;
+
+use super::open;
+
+#[derive(clap::Args)]
+pub struct TraceArgs {
+    #[arg(long)]
+    id: Option<String>,
+    #[arg(long)]
+    sender: Option<String>,
+    #[arg(long)]
+    recipient: Option<String>,
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Delivered, Failed, Pending or Deferred.
+    #[arg(long)]
+    status: Option<String>,
+    /// Only messages received in this last period (like 1h, 2d).
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// One JSON object per message.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn trace(config: &Config, args: TraceArgs) -> Result<()> {
+    let (_, store) = open(config)?;
+    let since = match &args.since {
+        Some(s) => {
+            Some((now_secs() - relayward_config::parse_duration(s)?.as_secs() as i64) * 1000)
+        }
+        None => None,
+    };
+    let found = store
+        .search_trace(&TraceQuery {
+            message_id: args.id,
+            sender: args.sender,
+            recipient: args.recipient,
+            tenant: args.tenant,
+            status: args.status,
+            since,
+            until: None,
+            limit: args.limit,
+        })
+        .await?;
+    if found.is_empty() && !args.json {
+        outln!("no messages found");
+    }
+    for m in found {
+        if args.json {
+            outln!("{}", serde_json::to_string(&m)?);
+            continue;
+        }
+        outln!(
+            "{}  {}  from <{}>  tenant {}  via {}  [{}]  {} bytes",
+            m.message_id,
+            relayward_dsn::rfc5322_date(m.received_at / 1000),
+            m.sender,
+            m.tenant.as_deref().unwrap_or("-"),
+            m.origin,
+            m.client_ip,
+            m.size
+        );
+        for r in &m.recipients {
+            outln!("  {:<10} {}", r.status, r.address);
+        }
+        for e in &m.events {
+            outln!(
+                "    {}  {:<10} {} {}",
+                relayward_dsn::rfc5322_date(e.at / 1000),
+                e.kind,
+                e.recipient.as_deref().unwrap_or(""),
+                e.detail
+            );
+        }
+    }
+    Ok(())
+}
