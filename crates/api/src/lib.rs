@@ -157,17 +157,6 @@ impl Principal {
         }
     }
 
-    fn require_operator(&self) -> ApiResult<()> {
-        if self.operator() {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "this needs an operator token",
-            ))
-        }
-    }
-
     /// `None` for a token whose stored role this version does not know.
     fn from_token(token: ApiToken, client: String) -> Option<Principal> {
         Some(Principal {
@@ -205,6 +194,9 @@ impl FromRequestParts<ApiState> for Principal {
     /// session's CSRF token in `X-CSRF-Token` (a page of another site can make the browser send
     /// the cookie, never read the token).
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<Principal> {
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(p.clone());
+        }
         let unauthorized = |e: TokenError| match e {
             TokenError::Store(s) => ApiError::internal(s),
             e => ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()),
@@ -273,22 +265,43 @@ impl FromRequestParts<ApiState> for Principal {
 }
 
 /// A request about an existing tenant, allowed for this caller: the only way handlers reach a
-/// tenant. Another tenant's name answers 404, exactly like a tenant that does not exist.
+/// tenant. Another tenant's name answers 404, exactly like a tenant that does not exist. The
+/// operation table's access layer has already decided this for every tenant-scoped operation
+/// (`enforce`); handlers take the verdict from the request.
+#[derive(Debug, Clone)]
 pub struct TenantAccess {
     pub principal: Principal,
     pub tenant: String,
 }
 
-impl TenantAccess {
-    fn require_admin(&self) -> ApiResult<()> {
-        if self.principal.role == AccountRole::Reader {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "a reader token cannot change anything",
-            ));
-        }
-        Ok(())
+/// Finds the caller's tenant access: the tenant named in the path, which must exist and be the
+/// caller's own (operators reach every tenant).
+async fn tenant_access(
+    parts: &mut Parts,
+    state: &ApiState,
+    principal: Principal,
+) -> ApiResult<TenantAccess> {
+    let Path(params) =
+        Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let tenant = params
+        .get("tenant")
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let mine = principal.operator() || principal.tenant.as_deref() == Some(&tenant);
+    let exists = mine
+        && state
+            .control
+            .store
+            .tenant(&tenant)
+            .await
+            .map_err(ApiError::internal)?
+            .is_some();
+    if !exists {
+        return Err(ApiError::not_found(&format!("tenant '{tenant}'")));
     }
+    Ok(TenantAccess { principal, tenant })
 }
 
 #[axum::async_trait]
@@ -296,29 +309,55 @@ impl FromRequestParts<ApiState> for TenantAccess {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<TenantAccess> {
-        let principal = Principal::from_request_parts(parts, state).await?;
-        let Path(params) =
-            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-                .await
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-        let tenant = params
-            .get("tenant")
-            .cloned()
-            .ok_or_else(|| ApiError::not_found("tenant"))?;
-        let mine = principal.operator() || principal.tenant.as_deref() == Some(&tenant);
-        let exists = mine
-            && state
-                .control
-                .store
-                .tenant(&tenant)
-                .await
-                .map_err(ApiError::internal)?
-                .is_some();
-        if !exists {
-            return Err(ApiError::not_found(&format!("tenant '{tenant}'")));
+        if let Some(a) = parts.extensions.get::<TenantAccess>() {
+            return Ok(a.clone());
         }
-        Ok(TenantAccess { principal, tenant })
+        let principal = Principal::from_request_parts(parts, state).await?;
+        tenant_access(parts, state, principal).await
     }
+}
+
+/// The access layer every operation runs behind: it answers 401 without valid credentials,
+/// 404 for a tenant that is not the caller's (exactly as for one that does not exist), 403 for
+/// a role the operation's declared access does not admit, and otherwise hands the caller (and
+/// the tenant) to the handler. Handlers hold no checks of their own: what the table declares
+/// is what is enforced.
+async fn enforce(
+    State((state, access, scoped)): State<(ApiState, Access, bool)>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if access == Access::Public {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let principal = match Principal::from_request_parts(&mut parts, &state).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    // Another tenant's objects answer 404 before anything else is said about them, even for
+    // operations only operators may call.
+    if scoped {
+        match tenant_access(&mut parts, &state, principal.clone()).await {
+            Ok(a) => {
+                parts.extensions.insert(a);
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    let refused = match access {
+        Access::Public | Access::Any | Access::TenantRead => None,
+        Access::Operator => (!principal.operator()).then_some("this needs an operator"),
+        Access::TenantWrite => {
+            (principal.role == AccountRole::Reader).then_some("a reader cannot change anything")
+        }
+    };
+    if let Some(why) = refused {
+        return ApiError::new(StatusCode::FORBIDDEN, why).into_response();
+    }
+    parts.extensions.insert(principal);
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }
 
 /// Who may call an operation.
@@ -875,20 +914,27 @@ pub const OPERATIONS: &[Operation] = &[
     },
 ];
 
-/// The `/api/v1` router, built from `OPERATIONS`.
-pub fn router() -> axum::Router<ApiState> {
+/// The `/api/v1` router, built from `OPERATIONS`: each operation's handler behind the access
+/// layer that enforces its declared access.
+pub fn router(state: ApiState) -> axum::Router {
     let mut paths: Vec<(&str, MethodRouter<ApiState>)> = Vec::new();
     for op in OPERATIONS {
+        let guarded = (op.route)().layer(axum::middleware::from_fn_with_state(
+            (state.clone(), op.access, op.path.contains("{tenant}")),
+            enforce,
+        ));
         match paths.iter_mut().find(|(p, _)| *p == op.path) {
-            Some((_, r)) => *r = std::mem::take(r).merge((op.route)()),
-            None => paths.push((op.path, (op.route)())),
+            Some((_, r)) => *r = std::mem::take(r).merge(guarded),
+            None => paths.push((op.path, guarded)),
         }
     }
     let mut router = axum::Router::new();
     for (path, methods) in paths {
         router = router.route(&axum_path(path), methods);
     }
-    router.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API path") })
+    router
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API path") })
+        .with_state(state)
 }
 
 /// `/tenants/{tenant}` → `/tenants/:tenant` (axum 0.7's syntax).
@@ -1136,7 +1182,6 @@ async fn set_forwarding(
     State(s): State<ApiState>,
     body: Result<Json<ForwardingBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    a.require_admin()?;
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     s.control
         .set_forwarding(&a.tenant, &body.mode, &body.domains, &a.principal.actor())
@@ -1167,7 +1212,6 @@ async fn add_domain(
     State(s): State<ApiState>,
     body: Result<Json<NewDomain>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    a.require_admin()?;
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let kind = match body.kind.as_deref() {
         None => DomainKind::Authoritative,
@@ -1198,7 +1242,6 @@ async fn verify_domain(
     State(s): State<ApiState>,
     Path((_, domain)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    a.require_admin()?;
     let found = s
         .control
         .verify_domain(
@@ -1477,8 +1520,7 @@ fn setup_answer(s: &ApiState, a: &relayward_store::Account, token: &str) -> Json
     }))
 }
 
-async fn list_accounts(p: Principal, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
-    p.require_operator()?;
+async fn list_accounts(State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     let all = s
         .control
         .store
@@ -1493,7 +1535,6 @@ async fn create_operator_account(
     State(s): State<ApiState>,
     body: Result<Json<NewAccount>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    p.require_operator()?;
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let (a, token) = s
         .control
@@ -1521,7 +1562,6 @@ async fn create_tenant_account(
     State(s): State<ApiState>,
     body: Result<Json<NewAccount>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    a.require_admin()?;
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     if body.tenant.as_deref().is_some_and(|t| t != a.tenant) || body.role == "operator" {
         return Err(ApiError::new(
@@ -1603,10 +1643,6 @@ async fn restriction_action(
     action: RestrictionAction,
 ) -> ApiResult<Json<Value>> {
     use RestrictionAction::*;
-    match action {
-        Release | RequestRelease => a.require_admin()?,
-        Approve | Refuse => a.principal.require_operator()?,
-    }
     let note = note_of(body)?;
     tenant_restriction(&a, &s, &id).await?;
     let actor = a.principal.actor();
@@ -1777,11 +1813,9 @@ async fn tenant_trace(
 }
 
 async fn all_trace(
-    p: Principal,
     State(s): State<ApiState>,
     q: Result<Query<TraceParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    p.require_operator()?;
     let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let tenant = q.tenant.clone();
     trace_page(&s, tenant, q).await
@@ -1807,11 +1841,9 @@ struct QueueQuery {
 }
 
 async fn queue_list(
-    p: Principal,
     State(s): State<ApiState>,
     q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    p.require_operator()?;
     let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -1832,7 +1864,6 @@ async fn queue_act(
     id: String,
     action: relayward_delivery::QueueAction,
 ) -> ApiResult<Json<Value>> {
-    p.require_operator()?;
     let before = s
         .control
         .queue_action(&s.queue, &id, action, &p.actor())
@@ -1923,7 +1954,6 @@ async fn create_webhook(
     State(s): State<ApiState>,
     body: Result<Json<NewWebhook>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    a.require_admin()?;
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let hook = s
         .control
@@ -1940,7 +1970,6 @@ async fn delete_webhook(
     State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    a.require_admin()?;
     s.control
         .delete_webhook(&a.tenant, &id, &a.principal.actor())
         .await
@@ -1971,7 +2000,6 @@ async fn ping_webhook(
     State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    a.require_admin()?;
     s.control
         .ping_webhook(&a.tenant, &id, &a.principal.actor())
         .await
@@ -2017,7 +2045,6 @@ async fn dkim_rotate(
     State(s): State<ApiState>,
     Path((_, domain)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    a.require_admin()?;
     s.control
         .rotate_dkim(&a.tenant, &domain, &a.principal.actor())
         .await
@@ -2035,7 +2062,6 @@ async fn dkim_activate(
     State(s): State<ApiState>,
     Path((_, domain)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    a.require_admin()?;
     let keys = s
         .control
         .activate_dkim(
@@ -2055,7 +2081,6 @@ async fn dkim_retire(
     State(s): State<ApiState>,
     Path((_, domain)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    a.require_admin()?;
     let keys = s
         .control
         .retire_dkim(&a.tenant, &domain, &a.principal.actor())
@@ -2098,7 +2123,6 @@ async fn counters(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<
 }
 
 async fn tenant_audit(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
-    a.require_admin()?;
     let log = s
         .control
         .store
@@ -2133,13 +2157,11 @@ async fn ndjson(s: &ApiState, tenant: Option<&str>) -> ApiResult<Response> {
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
-async fn audit_export(p: Principal, State(s): State<ApiState>) -> ApiResult<Response> {
-    p.require_operator()?;
+async fn audit_export(State(s): State<ApiState>) -> ApiResult<Response> {
     ndjson(&s, None).await
 }
 
 async fn tenant_audit_export(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Response> {
-    a.require_admin()?;
     ndjson(&s, Some(&a.tenant)).await
 }
 
@@ -2226,7 +2248,6 @@ async fn create_tenant(
     State(s): State<ApiState>,
     b: JsonBody<relayward_control::directory::NewTenant>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    p.require_operator()?;
     let t = s
         .control
         .create_tenant(body(b)?, &p.actor())
@@ -2240,7 +2261,6 @@ async fn update_tenant(
     State(s): State<ApiState>,
     b: JsonBody<relayward_control::directory::TenantPatch>,
 ) -> ApiResult<Json<Value>> {
-    a.require_admin()?;
     let t = s
         .control
         .update_tenant(&a.tenant, body(b)?, &a.principal.actor())
@@ -2294,7 +2314,6 @@ async fn set_limits(
     State(s): State<ApiState>,
     b: JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    a.principal.require_operator()?;
     let overrides = body(b)?;
     if !overrides.is_object() {
         return Err(ApiError::new(
@@ -2333,7 +2352,6 @@ async fn create_connector(
     State(s): State<ApiState>,
     b: JsonBody<relayward_control::directory::NewConnector>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    a.require_admin()?;
     let c = s
         .control
         .add_connector(&a.tenant, body(b)?, &a.principal.actor())
@@ -2347,7 +2365,6 @@ async fn delete_connector(
     State(s): State<ApiState>,
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    a.require_admin()?;
     s.control
         .delete_connector(&a.tenant, &name, &a.principal.actor())
         .await
@@ -2360,7 +2377,6 @@ async fn review_connector(
     State(s): State<ApiState>,
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    a.require_admin()?;
     s.control
         .review_connector(&a.tenant, &name, &a.principal.actor())
         .await
@@ -2397,7 +2413,6 @@ async fn create_user(
     State(s): State<ApiState>,
     b: JsonBody<relayward_control::directory::NewUser>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    a.require_admin()?;
     let u = s
         .control
         .add_user(&a.tenant, body(b)?, &a.principal.actor())
@@ -2415,7 +2430,6 @@ async fn update_user(
     Path((_, address)): Path<(String, String)>,
     b: JsonBody<relayward_control::directory::UserPatch>,
 ) -> ApiResult<Json<Value>> {
-    a.require_admin()?;
     let u = s
         .control
         .update_user(&a.tenant, &address, body(b)?, &a.principal.actor())
@@ -2429,7 +2443,6 @@ async fn delete_user(
     State(s): State<ApiState>,
     Path((_, address)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    a.require_admin()?;
     s.control
         .delete_user(&a.tenant, &address, &a.principal.actor())
         .await
@@ -2437,8 +2450,7 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_tokens(p: Principal, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
-    p.require_operator()?;
+async fn list_tokens(State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     let t = s
         .control
         .store
@@ -2448,8 +2460,7 @@ async fn list_tokens(p: Principal, State(s): State<ApiState>) -> ApiResult<Json<
     Ok(Json(json!({ "tokens": t })))
 }
 
-async fn audit(p: Principal, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
-    p.require_operator()?;
+async fn audit(State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     let log = s
         .control
         .store

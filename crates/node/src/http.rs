@@ -35,7 +35,7 @@ pub fn router(state: NodeState, api: relayward_api::ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
-        .nest("/api/v1", relayward_api::router().with_state(api))
+        .nest("/api/v1", relayward_api::router(api))
 }
 
 async fn healthz(State(s): State<NodeState>) -> impl IntoResponse {
