@@ -5,6 +5,7 @@ mod accounts;
 mod api;
 mod auth;
 mod claims;
+mod cli;
 mod crash;
 mod delivery;
 mod dsn;
