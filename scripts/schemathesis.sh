@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Schemathesis (from PyPI) against the management API's own OpenAPI document: a relay on
+# First an independent validator (openapi-spec-validator, from PyPI) over the management API's
+# OpenAPI document, so code generators can read it; then Schemathesis against it: a relay on
 # loopback with two tenants and an operator token, every operation generated from the document,
 # all of Schemathesis's checks (no 5xx, no undocumented status codes, no response breaking its
 # schema, no schema-violating request accepted). Called by scripts/test; needs the debug build.
@@ -9,6 +10,9 @@ version=4.32.5
 if ! st --version 2>/dev/null | grep -q "$version"; then
   python3 -m pip install -q --disable-pip-version-check "schemathesis==$version"
 fi
+validator=0.7.1
+python3 -c "import openapi_spec_validator" 2>/dev/null ||
+  python3 -m pip install -q --disable-pip-version-check "openapi-spec-validator==$validator"
 bin="$PWD/target/debug/relayward"
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -34,6 +38,8 @@ for _ in $(seq 1 50); do
   curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
   sleep 0.2
 done
+curl -sf "http://127.0.0.1:$port/api/v1/openapi.json" >"$dir/openapi.json"
+python3 -m openapi_spec_validator "$dir/openapi.json"
 # A schema-valid request may still be refused with 422 when what it asks clashes with what is
 # stored, which no schema can say: a user in a domain the tenant does not have, a connector with
 # neither ranges nor a certificate name, listed forwarding without domains, a webhook URL that
