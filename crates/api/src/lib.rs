@@ -68,10 +68,7 @@ impl ApiError {
         use relayward_store::StoreError;
         let status = if e.downcast_ref::<NotFound>().is_some() {
             StatusCode::NOT_FOUND
-        } else if e
-            .downcast_ref::<relayward_control::directory::Forbidden>()
-            .is_some()
-        {
+        } else if e.downcast_ref::<relayward_control::Forbidden>().is_some() {
             StatusCode::FORBIDDEN
         } else if e.downcast_ref::<relayward_control::Conflict>().is_some() {
             StatusCode::CONFLICT

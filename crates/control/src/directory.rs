@@ -10,12 +10,7 @@ use relayward_tenancy::claims;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{Actor, Control, NotFound};
-
-/// A change an admin may not make (the API answers 403).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Forbidden(pub String);
+use crate::{Actor, Control, Forbidden, NotFound};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -95,7 +95,7 @@ impl Control {
             } else {
                 "a domain another tenant has verified".to_string()
             };
-            return Err(crate::directory::Forbidden(format!(
+            return Err(crate::Forbidden(format!(
                 "{name} lies within or above {whose}; a domain belongs to one tenant"
             ))
             .into());

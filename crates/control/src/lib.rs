@@ -14,6 +14,7 @@ mod domains;
 pub mod passwords;
 mod queue;
 pub mod restrictions;
+mod secrets;
 mod tokens;
 pub mod webhooks;
 
@@ -27,6 +28,7 @@ use relayward_config::Config;
 use relayward_guard::{Limits, Role};
 use relayward_store::{AuditEntry, SqliteStore, Store};
 
+pub use secrets::{random_hex, sha256_hex};
 pub use tokens::TokenError;
 
 /// Where an action comes from.
@@ -125,6 +127,11 @@ impl AccountRole {
 #[error("{0}")]
 pub struct NotFound(pub String);
 
+/// A change this actor may not make (the API answers 403).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Forbidden(pub String);
+
 /// The request clashes with the object's state right now (the API answers 409).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -222,9 +229,7 @@ impl Control {
         actor: &Actor,
     ) -> Result<Limits> {
         if actor.role != Role::Operator {
-            return Err(
-                crate::directory::Forbidden("limits are the operator's to change".into()).into(),
-            );
+            return Err(Forbidden("limits are the operator's to change".into()).into());
         }
         if self.store.tenant(tenant).await?.is_none() {
             return Err(NotFound(format!("no tenant {tenant}")).into());
@@ -269,14 +274,6 @@ impl Control {
     }
 }
 
-/// A random hex string of `bytes` random bytes.
-pub fn random_hex(bytes: usize) -> String {
-    use rand::RngCore;
-    let mut b = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// Lifting a restriction needs a person who passed a second factor (SPEC section 8): a console
 /// session. The command line on the relay's own host (whoever runs it holds the server) and the
 /// system's automatic approval are the exceptions; API tokens are not.
@@ -292,12 +289,4 @@ fn require_mfa(actor: &Actor, what: &'static str) -> Result<()> {
     } else {
         Err(MfaRequired(what).into())
     }
-}
-
-pub fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

@@ -7,13 +7,11 @@
 //! `relayward_control`), or block the SMTP path on the store.
 
 pub mod control_socket;
-mod forward;
 mod guarding;
 mod http;
 mod policy;
 mod retention;
 mod signer;
-mod srs;
 mod tls;
 mod trace;
 mod webhook_sender;
@@ -348,7 +346,7 @@ pub async fn serve(
             timeout: config.rspamd_timeout,
         }),
         rspamd_failure: config.rspamd_failure,
-        srs: Arc::new(srs::Srs::new(
+        srs: Arc::new(policy::srs::Srs::new(
             &srs_secret(&config)?,
             (config.srs_max_age.as_secs() / 86_400) as i64,
         )),

@@ -6,16 +6,18 @@
 //! It must never accept a message without the policy's `data` answer, and never let bytes sent
 //! before STARTTLS completed be read as commands after it.
 
+mod config;
 mod data;
 mod io;
 mod reply;
 mod server;
 mod session;
 
+pub use config::{ListenerKind, ServerConfig};
 pub use data::DataDecoder;
 pub use data::normalise_line_ends;
 pub use reply::Reply;
-pub use server::{Listener, ListenerKind, ServerConfig, Shutdown};
+pub use server::{Listener, Shutdown};
 pub use session::{MailParams, Peer, Rcpt, Transaction, parse_command};
 
 use std::future::Future;

@@ -11,73 +11,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::Policy;
+use crate::config::ServerConfig;
 use crate::io::{Conn, Stream};
 use crate::reply::Reply;
 use crate::session::Session;
-
-/// Which port a listener serves: relay (port 25: connectors and inbound) or submission (port
-/// 587: STARTTLS then AUTH).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListenerKind {
-    Relay,
-    Submission,
-}
-
-impl ListenerKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ListenerKind::Relay => "relay",
-            ListenerKind::Submission => "submission",
-        }
-    }
-}
-
-/// Protocol settings of one listener; every default is in [`ServerConfig::default`].
-#[derive(Clone)]
-pub struct ServerConfig {
-    pub hostname: String,
-    pub kind: ListenerKind,
-    pub max_message_size: usize,
-    pub max_recipients: usize,
-    /// Longest command line accepted, CRLF included (RFC 5321 says at least 512).
-    pub max_line: usize,
-    /// Waiting for a command (RFC 5321 4.5.3.2: 5 minutes).
-    pub command_timeout: Duration,
-    /// Waiting for a block of DATA (RFC 5321 4.5.3.2: 3 minutes).
-    pub data_timeout: Duration,
-    /// The whole DATA phase of one message (every BDAT chunk of it, together): bytes that
-    /// trickle in slowly enough to reset `data_timeout` every time still end here.
-    pub data_total_timeout: Duration,
-    /// Protocol errors before the session is closed.
-    pub max_errors: u32,
-    /// Commands a client may send on the submission port before it authenticates.
-    pub max_commands_unauthenticated: u32,
-    pub max_auth_failures: u32,
-    pub max_connections: usize,
-    pub max_connections_per_ip: usize,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-}
-
-impl ServerConfig {
-    pub fn new(hostname: impl Into<String>, kind: ListenerKind) -> ServerConfig {
-        ServerConfig {
-            hostname: hostname.into(),
-            kind,
-            max_message_size: 35 * 1024 * 1024,
-            max_recipients: 500,
-            max_line: 4096,
-            command_timeout: Duration::from_secs(300),
-            data_timeout: Duration::from_secs(180),
-            data_total_timeout: Duration::from_secs(600),
-            max_errors: 10,
-            max_commands_unauthenticated: 10,
-            max_auth_failures: 3,
-            max_connections: 20_000,
-            max_connections_per_ip: 500,
-            tls: None,
-        }
-    }
-}
 
 /// Sender side of the shutdown signal; dropping it or calling `trigger` starts the shutdown.
 #[derive(Clone)]

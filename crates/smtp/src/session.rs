@@ -11,10 +11,10 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::Policy;
+use crate::config::{ListenerKind, ServerConfig};
 use crate::data::{DataDecoder, normalise_line_ends};
 use crate::io::{Conn, Line, Stream};
 use crate::reply::Reply;
-use crate::server::{ListenerKind, ServerConfig};
 
 /// What the session knows about its client.
 #[derive(Debug, Clone)]

@@ -14,8 +14,8 @@ use relayward_smtp::Reply;
 use relayward_spool::{Envelope, RcptState, Recipient};
 use relayward_tenancy::{Directory, domain_of};
 
+use super::{ConnState, RelayPolicy};
 use crate::guarding::{OwnedOrigin, SenderFacts};
-use crate::policy::{ConnState, RelayPolicy};
 
 /// Our own trace header: one per forwarding hop, naming the user it forwarded for.
 pub const LOOP_HEADER: &str = "X-Relayward-Loop";

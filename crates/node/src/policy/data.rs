@@ -1,0 +1,409 @@
+//! End of DATA: loop and size checks, the scan (built-in and Rspamd), the guard's verdict on
+//! the message, forwarding copies, and the spool write that comes before the 250.
+
+use super::*;
+
+impl RelayPolicy {
+    /// Everything after the client's final dot, up to the reply.
+    pub(super) async fn end_of_data(
+        &self,
+        conn: &mut ConnState,
+        peer: &Peer,
+        tx: Transaction,
+        body: Vec<u8>,
+    ) -> Reply {
+        let hops = count_received(&body);
+        if hops > MAX_HOPS {
+            return refuse(554, "5.4.6 Too many hops: the message is looping");
+        }
+        let id = new_message_id();
+        let scan = match self.scan(conn, peer, &tx, &body, &id).await {
+            Ok(s) => s,
+            Err(reply) => return reply,
+        };
+        if scan.verdict.suspicious() {
+            self.stats
+                .scanned_suspicious
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        match scan.verdict {
+            Verdict::Bulk => self.stats.scanned_bulk.fetch_add(1, Ordering::Relaxed),
+            Verdict::Spam => self.stats.scanned_spam.fetch_add(1, Ordering::Relaxed),
+            Verdict::Clean => 0,
+        };
+        if let Some(o) = &conn.origin {
+            let hashes: Vec<u64> = tx
+                .rcpts
+                .iter()
+                .map(|r| relayward_guard::signals::key_hash(&r.address))
+                .collect();
+            let facts = relayward_guard::MessageFacts {
+                id: &id,
+                recipients: tx.rcpts.len() as u32,
+                external: conn.tx_external,
+                suspicious: scan.verdict.suspicious(),
+                recipient_hashes: &hashes,
+            };
+            if let Err(r) = self.guard.record(o, &facts) {
+                self.stats.guard_refusals.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(ip = %conn.ip, tenant = %o.tenant, verdict = scan.verdict.as_str(), reply = r.text, "message refused at end of DATA by the guard");
+                return refuse(r.code, r.text);
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let (tenant, origin) = match &conn.attribution {
+            Attribution::Connector {
+                tenant,
+                name,
+                by_cert,
+                ..
+            } => {
+                let how = if *by_cert { "certificate" } else { "ip" };
+                (
+                    Some(tenant.to_string()),
+                    format!("connector:{name} ({how})"),
+                )
+            }
+            Attribution::User { tenant, address } => {
+                (Some(tenant.to_string()), format!("user:{address}"))
+            }
+            Attribution::None => (conn.inbound_tenant.clone(), "inbound".to_string()),
+        };
+        let helo = peer.helo.clone().unwrap_or_default();
+        let with = match (
+            peer.tls,
+            matches!(conn.attribution, Attribution::User { .. }),
+        ) {
+            (true, true) => "ESMTPSA",
+            (true, false) => "ESMTPS",
+            (false, _) => "ESMTP",
+        };
+        let received = format!(
+            "Received: from {} ([{}])\r\n\tby {} (Relayward) with {} id {};\r\n\t{}\r\n",
+            sanitize(&helo),
+            conn.ip,
+            self.hostname,
+            with,
+            id,
+            relayward_dsn::rfc5322_date(now)
+        );
+        let mut full = Vec::with_capacity(received.len() + body.len());
+        full.extend_from_slice(received.as_bytes());
+        full.extend_from_slice(&body);
+
+        // Recipients as spooled: bounces to our SRS addresses go back to the original sender,
+        // mail for our postmaster to `smtp.postmaster`.
+        let rewrite = |a: &str| {
+            conn.rewrites
+                .iter()
+                .find(|(s, _)| s.eq_ignore_ascii_case(a))
+                .map(|(_, o)| o.clone())
+        };
+        let addresses: Vec<String> = tx
+            .rcpts
+            .iter()
+            .map(|r| rewrite(&r.address).unwrap_or_else(|| r.address.clone()))
+            .collect();
+        let dir = self.dir();
+        let incoming = forward::Incoming {
+            recipients: &addresses,
+            sender: &tx.mail_from,
+            body: &body,
+            scan: &scan,
+            id: &id,
+            now_secs: now,
+        };
+        let forwards = match self.plan_forwards(conn, &dir, &incoming) {
+            Ok(f) => f,
+            Err(reply) => {
+                tracing::info!(ip = %conn.ip, reply = %reply.text, "message refused: forwarding loop");
+                return reply;
+            }
+        };
+        let arc_results = if forwards.iter().any(|f| f.outcome.is_ok()) {
+            Some(self.arc_results(&body).await)
+        } else {
+            None
+        };
+        drop(body);
+        // Forward-only users' own copies are not kept (unless their forward was refused).
+        // (Only looked up when some user forwards only: most messages have no forwards.)
+        let any_moved = forwards.iter().any(|f| !f.keep_copy);
+        let moved = |a: &str| {
+            any_moved
+                && dir
+                    .user(a)
+                    .is_some_and(|u| forwards.iter().any(|f| !f.keep_copy && f.user == u.address))
+        };
+        let recipients: Vec<Recipient> = tx
+            .rcpts
+            .iter()
+            .zip(&addresses)
+            .filter(|(_, a)| !moved(a))
+            .map(|(r, a)| {
+                let mut out = recipient(r);
+                out.address = a.clone();
+                out
+            })
+            .collect();
+        drop(dir);
+
+        let env = Envelope {
+            id: id.clone(),
+            received_at: now,
+            mail_from: tx.mail_from.clone(),
+            ret: tx
+                .params
+                .ret_full
+                .map(|f| if f { Ret::Full } else { Ret::Hdrs }),
+            env_id: tx.params.env_id.clone(),
+            smtputf8: tx.params.smtputf8,
+            body_8bit: tx.params.body_8bit,
+            tenant: tenant.clone(),
+            origin: origin.clone(),
+            client_ip: conn.ip_text.to_string(),
+            helo,
+            recipients,
+            attempts: 0,
+            next_attempt: 0,
+            is_report: false,
+            delay_notified: false,
+            high_risk: if scan.verdict.suspicious() {
+                format!("scan verdict {}", scan.verdict.as_str())
+            } else {
+                String::new()
+            },
+            held: false,
+        };
+        // Every copy is spooled before any is queued: if one cannot be, none is kept and the
+        // client tries the whole message again.
+        let mut copies: Vec<(Envelope, Vec<u8>)> = Vec::new();
+        for f in &forwards {
+            let copy = forward::envelope(f, new_message_id(), &env);
+            let mut b = Vec::with_capacity(full.len() + 512);
+            if let (Ok(_), Some(aar)) = (&f.outcome, &arc_results) {
+                b.extend_from_slice(aar.as_bytes());
+            }
+            b.extend_from_slice(format!("{LOOP_HEADER}: {}\r\n", f.user).as_bytes());
+            b.extend_from_slice(&full);
+            copies.push((copy, b));
+        }
+        let keep_main = !env.recipients.is_empty();
+        let mut spooled: Vec<String> = Vec::new();
+        let mut failure = None;
+        if keep_main {
+            match self.spool.put(&env, &full).await {
+                Ok(()) => spooled.push(env.id.clone()),
+                Err(e) => failure = Some(e),
+            }
+        }
+        for (copy, b) in &copies {
+            if failure.is_some() {
+                break;
+            }
+            match self.spool.put(copy, b).await {
+                Ok(()) => spooled.push(copy.id.clone()),
+                Err(e) => failure = Some(e),
+            }
+        }
+        if let Some(e) = failure {
+            for done in &spooled {
+                self.spool.done(done);
+            }
+            self.stats.spool_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "message refused: cannot spool");
+            return match e {
+                SpoolError::Full { .. } | SpoolError::NoSpace(_) => {
+                    refuse(452, "4.3.1 Insufficient system storage, try again later")
+                }
+                _ => refuse(452, "4.3.1 Temporary storage failure, try again later"),
+            };
+        }
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let at = now * 1000;
+        let event = |kind, detail: String, summary| TraceEvent {
+            message_id: id.clone(),
+            at,
+            kind,
+            recipient: None,
+            detail,
+            summary,
+        };
+        self.trace.send(event(
+            TraceKind::Received,
+            format!(
+                "from [{}] helo {} size {}{}",
+                conn.ip,
+                sanitize(&env.helo),
+                full.len(),
+                if tx.bare_line_ends > 0 {
+                    format!(", {} bare line ends normalised", tx.bare_line_ends)
+                } else {
+                    String::new()
+                }
+            ),
+            Some(TraceSummary {
+                sender: env.mail_from.clone(),
+                tenant: tenant.clone(),
+                origin: origin.clone(),
+                client_ip: env.client_ip.clone(),
+                size: full.len() as u64,
+                recipients: env.recipients.iter().map(|r| r.address.clone()).collect(),
+            }),
+        ));
+        self.trace.send(event(
+            TraceKind::Attributed,
+            format!("{} ({})", tenant.as_deref().unwrap_or("-"), origin),
+            None,
+        ));
+        let from_note = match (&scan.header_from_domain, domain_of(&env.mail_from)) {
+            (Some(h), e) if !env.mail_from.is_empty() && *h != e => {
+                format!("; header From domain {h} differs from envelope sender domain {e}")
+            }
+            (Some(h), _) => format!("; header From domain {h}"),
+            (None, _) => "; no header From address".to_string(),
+        };
+        let bulk_note = scan
+            .bulk_recipients
+            .map(|n| format!("; this content reached {n} external recipient(s) in 24 h"))
+            .unwrap_or_default();
+        let external_note = scan
+            .external
+            .as_ref()
+            .map(|e| format!("; {e}"))
+            .unwrap_or_default();
+        self.trace.send(event(
+            TraceKind::Scanned,
+            format!(
+                "verdict {} score {:.1} rules [{}]{from_note}{bulk_note}{external_note}",
+                scan.verdict.as_str(),
+                scan.score,
+                scan.rules_text()
+            ),
+            None,
+        ));
+        for r in &env.recipients {
+            self.trace.send(TraceEvent {
+                recipient: Some(r.address.clone()),
+                ..event(TraceKind::Queued, String::new(), None)
+            });
+        }
+        for (f, (copy, b)) in forwards.iter().zip(copies) {
+            let detail = match &f.outcome {
+                Ok(srs) => format!(
+                    "copy {} for {} to {} with envelope sender {srs}{}",
+                    copy.id,
+                    f.user,
+                    f.target,
+                    if f.keep_copy { "" } else { " (forward only)" }
+                ),
+                Err(reply) => format!(
+                    "forwarding for {} to {} refused: {reply}; the user gets an NDR ({}) and keeps the message",
+                    f.user, f.target, copy.id
+                ),
+            };
+            self.trace.send(TraceEvent {
+                recipient: Some(f.user.clone()),
+                ..event(TraceKind::Forwarded, detail, None)
+            });
+            self.trace.send(TraceEvent {
+                message_id: copy.id.clone(),
+                at,
+                kind: TraceKind::Received,
+                recipient: None,
+                detail: format!("forwarded copy of {id} for {}", f.user),
+                summary: Some(TraceSummary {
+                    sender: copy.mail_from.clone(),
+                    tenant: copy.tenant.clone(),
+                    origin: copy.origin.clone(),
+                    client_ip: copy.client_ip.clone(),
+                    size: b.len() as u64,
+                    recipients: vec![f.target.clone()],
+                }),
+            });
+            let (kind, detail) = match &f.outcome {
+                Ok(_) => (TraceKind::Queued, String::new()),
+                Err(reply) => (TraceKind::Failed, format!("relay: {reply}")),
+            };
+            self.trace.send(TraceEvent {
+                message_id: copy.id.clone(),
+                at,
+                kind,
+                recipient: Some(f.target.clone()),
+                detail,
+                summary: None,
+            });
+            self.queue.enqueue(copy);
+        }
+        if keep_main {
+            self.queue.enqueue(env);
+        }
+        Reply::new(250, format!("2.0.0 OK queued as {id}"))
+    }
+
+    /// The built-in scan, with Rspamd's answer merged in when one is configured; `Err` is the
+    /// reply when Rspamd cannot answer and the fallback is to ask the client to try later.
+    async fn scan(
+        &self,
+        conn: &ConnState,
+        peer: &Peer,
+        tx: &Transaction,
+        body: &[u8],
+        id: &str,
+    ) -> Result<Scan, Reply> {
+        let mut scan = {
+            let dir = self.dir();
+            let accepted_by_sender =
+                |d: &str| conn.origin.as_ref().is_some_and(|o| o.is_accepted(&dir, d));
+            let env = ScanEnvelope {
+                mail_from: &tx.mail_from,
+                recipients: tx.rcpts.len() as u32,
+                external_recipients: if conn.origin.is_some() {
+                    conn.tx_external
+                } else {
+                    0
+                },
+                accepted: conn
+                    .origin
+                    .as_ref()
+                    .map(|_| &accepted_by_sender as &dyn Fn(&str) -> bool),
+            };
+            self.scanner.scan(body, &env, now_ms())
+        };
+        let Some(rspamd) = &self.rspamd else {
+            return Ok(scan);
+        };
+        let recipients: Vec<String> = tx.rcpts.iter().map(|r| r.address.clone()).collect();
+        let meta = Meta {
+            client_ip: &conn.ip_text,
+            helo: peer.helo.as_deref().unwrap_or(""),
+            mail_from: &tx.mail_from,
+            recipients: &recipients,
+            user: match &conn.attribution {
+                Attribution::User { address, .. } => Some(address),
+                _ => None,
+            },
+            queue_id: id,
+        };
+        match rspamd.check(body, &meta).await {
+            Ok(a) => relayward_scan::merge(&mut scan, "rspamd", a.verdict, a.score, &a.symbols),
+            Err(e) => {
+                self.stats.rspamd_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, id, "Rspamd could not scan the message");
+                if self.rspamd_failure == ScanFailure::Tempfail {
+                    return Err(refuse(
+                        451,
+                        "4.7.1 The content scanner is unavailable, try again later",
+                    ));
+                }
+                scan.external = Some(format!(
+                    "rspamd unavailable ({e}); the built-in verdict stands"
+                ));
+            }
+        }
+        Ok(scan)
+    }
+}
