@@ -290,7 +290,6 @@ async fn tenant_access(
     let exists = mine
         && state
             .control
-            .store
             .tenant(&tenant)
             .await
             .map_err(ApiError::internal)?
@@ -1097,7 +1096,6 @@ async fn list_tenants(
     let tenants = match &p.tenant {
         Some(own) if !p.operator() => s
             .control
-            .store
             .tenant_data(own)
             .await
             .map_err(ApiError::internal)?
@@ -1106,7 +1104,6 @@ async fn list_tenants(
             .collect(),
         _ => s
             .control
-            .store
             .tenants(q.after.as_deref(), limit)
             .await
             .map_err(ApiError::internal)?,
@@ -1116,7 +1113,6 @@ async fn list_tenants(
 
 async fn tenant_data(s: &ApiState, tenant: &str) -> ApiResult<relayward_store::TenantData> {
     s.control
-        .store
         .tenant_data(tenant)
         .await
         .map_err(ApiError::internal)?
@@ -1518,12 +1514,7 @@ fn setup_answer(s: &ApiState, a: &relayward_store::Account, token: &str) -> Json
 }
 
 async fn list_accounts(State(s): State<ApiState>) -> ApiResult<Json<Value>> {
-    let all = s
-        .control
-        .store
-        .accounts(None)
-        .await
-        .map_err(ApiError::internal)?;
+    let all = s.control.accounts(None).await.map_err(ApiError::internal)?;
     Ok(Json(json!({ "accounts": all })))
 }
 
@@ -1547,7 +1538,6 @@ async fn list_tenant_accounts(
 ) -> ApiResult<Json<Value>> {
     let list = s
         .control
-        .store
         .accounts(Some(&a.tenant))
         .await
         .map_err(ApiError::internal)?;
@@ -1775,7 +1765,6 @@ async fn trace_page(
     };
     let mut found = s
         .control
-        .store
         .search_trace(&query)
         .await
         .map_err(ApiError::internal)?;
@@ -1939,7 +1928,6 @@ struct NewWebhook {
 async fn list_webhooks(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     let hooks = s
         .control
-        .store
         .webhooks(Some(&a.tenant))
         .await
         .map_err(ApiError::internal)?;
@@ -1985,7 +1973,6 @@ async fn webhook_deliveries(
         .map_err(ApiError::refused)?;
     let log = s
         .control
-        .store
         .webhook_deliveries(&id, 200)
         .await
         .map_err(ApiError::internal)?;
@@ -2098,7 +2085,6 @@ async fn list_restrictions(a: TenantAccess, State(s): State<ApiState>) -> ApiRes
 async fn list_alerts(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     let alerts = s
         .control
-        .store
         .alerts(Some(&a.tenant), 500)
         .await
         .map_err(ApiError::internal)?;
@@ -2122,7 +2108,6 @@ async fn counters(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<
 async fn tenant_audit(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     let log = s
         .control
-        .store
         .audit_log(Some(&a.tenant), 500)
         .await
         .map_err(ApiError::internal)?;
@@ -2141,7 +2126,6 @@ fn ndjson_doc() -> Value {
 async fn ndjson(s: &ApiState, tenant: Option<&str>) -> ApiResult<Response> {
     let mut log = s
         .control
-        .store
         .audit_log(tenant, 10_000_000)
         .await
         .map_err(ApiError::internal)?;
@@ -2448,19 +2432,13 @@ async fn delete_user(
 }
 
 async fn list_tokens(State(s): State<ApiState>) -> ApiResult<Json<Value>> {
-    let t = s
-        .control
-        .store
-        .tokens(None)
-        .await
-        .map_err(ApiError::internal)?;
+    let t = s.control.tokens(None).await.map_err(ApiError::internal)?;
     Ok(Json(json!({ "tokens": t })))
 }
 
 async fn audit(State(s): State<ApiState>) -> ApiResult<Json<Value>> {
     let log = s
         .control
-        .store
         .audit_log(None, 500)
         .await
         .map_err(ApiError::internal)?;

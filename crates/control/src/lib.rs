@@ -13,6 +13,7 @@ pub mod dkim_keys;
 mod domains;
 pub mod passwords;
 mod queue;
+mod reads;
 pub mod restrictions;
 mod secrets;
 mod tokens;

@@ -68,7 +68,7 @@ pub enum TokenCmd {
 }
 
 pub async fn account(config: &Config, cmd: AccountCmd) -> Result<()> {
-    let (svc, store) = open(config)?;
+    let svc = open(config)?;
     match cmd {
         AccountCmd::Create {
             email,
@@ -82,7 +82,7 @@ pub async fn account(config: &Config, cmd: AccountCmd) -> Result<()> {
             print_setup(config, &a, &token);
         }
         AccountCmd::List { tenant } => {
-            for a in store.accounts(tenant.as_deref()).await? {
+            for a in svc.accounts(tenant.as_deref()).await? {
                 let state = if a.setup_token_hash.is_some() {
                     "waiting for setup".to_string()
                 } else if a.locked_until.is_some_and(|u| u > now_ms()) {
@@ -103,7 +103,7 @@ pub async fn account(config: &Config, cmd: AccountCmd) -> Result<()> {
 }
 
 pub async fn operator_account(config: &Config, cmd: OperatorCmd) -> Result<()> {
-    let (svc, _) = open(config)?;
+    let svc = open(config)?;
     match cmd {
         OperatorCmd::Create { email } => {
             let who = operator();
@@ -115,7 +115,7 @@ pub async fn operator_account(config: &Config, cmd: OperatorCmd) -> Result<()> {
 }
 
 pub async fn token(config: &Config, cmd: TokenCmd) -> Result<()> {
-    let (svc, store) = open(config)?;
+    let svc = open(config)?;
     let actor = operator();
     match cmd {
         TokenCmd::Create {
@@ -136,7 +136,7 @@ pub async fn token(config: &Config, cmd: TokenCmd) -> Result<()> {
             eprintln!("this is the only time the token is shown; keep it somewhere safe");
         }
         TokenCmd::List { tenant } => {
-            for t in store.tokens(tenant.as_deref()).await? {
+            for t in svc.tokens(tenant.as_deref()).await? {
                 outln!("{}", serde_json::to_string(&t)?);
             }
         }

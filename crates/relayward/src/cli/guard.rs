@@ -203,7 +203,7 @@ pub async fn restriction_cmd(svc: &Control, cmd: RestrictionCmd, who: &ActorArgs
 }
 
 pub async fn restrictions(config: &Config, args: RestrictionsArgs) -> Result<()> {
-    let (svc, _) = open(config)?;
+    let svc = open(config)?;
     let RestrictionsArgs { tenant, all, json } = args;
 
     let list = svc.restrictions(tenant.as_deref(), all).await?;
@@ -221,19 +221,19 @@ pub async fn restrictions(config: &Config, args: RestrictionsArgs) -> Result<()>
 }
 
 pub async fn restriction(config: &Config, cmd: RestrictionCmd, who: &ActorArgs) -> Result<()> {
-    let (svc, _) = open(config)?;
+    let svc = open(config)?;
     restriction_cmd(&svc, cmd, who).await
 }
 
 pub async fn alerts(config: &Config, args: AlertsArgs) -> Result<()> {
-    let (_, store) = open(config)?;
+    let svc = open(config)?;
     let AlertsArgs {
         tenant,
         limit,
         json,
     } = args;
 
-    let alerts = store.alerts(tenant.as_deref(), limit).await?;
+    let alerts = svc.alerts(tenant.as_deref(), limit).await?;
     if alerts.is_empty() && !json {
         outln!("no alerts");
     }
@@ -255,7 +255,7 @@ pub async fn alerts(config: &Config, args: AlertsArgs) -> Result<()> {
 }
 
 pub async fn counters(config: &Config, args: CountersArgs) -> Result<()> {
-    let (svc, _) = open(config)?;
+    let svc = open(config)?;
     let CountersArgs { tenant, json } = args;
 
     for c in svc.counters(&tenant).await? {
@@ -289,10 +289,10 @@ pub async fn counters(config: &Config, args: CountersArgs) -> Result<()> {
 }
 
 pub async fn audit(config: &Config, args: AuditArgs) -> Result<()> {
-    let (_, store) = open(config)?;
+    let svc = open(config)?;
     let AuditArgs { tenant, limit } = args;
 
-    for e in store.audit_log(tenant.as_deref(), limit).await? {
+    for e in svc.audit_log(tenant.as_deref(), limit).await? {
         outln!("{}", serde_json::to_string(&e)?);
     }
     Ok(())

@@ -10,13 +10,11 @@ pub mod queue;
 pub mod trace;
 
 use std::io::Write;
-use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
 use relayward_config::Config;
 use relayward_control::{Actor, Control};
 use relayward_guard::Role;
-use relayward_store::Store;
 
 /// One line on stdout. When the reader has gone away (`relayward ... | head -3`), the command
 /// ends quietly, as command-line tools do; any other failure to write ends it with a message.
@@ -31,10 +29,9 @@ pub fn write_line(args: std::fmt::Arguments) {
     }
 }
 
-/// The control plane over the configuration's store, and the store for listings.
-pub fn open(config: &Config) -> Result<(Control, Arc<dyn Store>)> {
-    let store: Arc<dyn Store> = relayward_control::open_store(config)?;
-    Ok((Control::new(config, store.clone()), store))
+/// The control plane over the configuration's store: every command's only way to it.
+pub fn open(config: &Config) -> Result<Control> {
+    Ok(Control::new(config, relayward_control::open_store(config)?))
 }
 
 /// The operator at the relay's own command line.

@@ -31,14 +31,14 @@ pub struct TraceArgs {
 }
 
 pub async fn trace(config: &Config, args: TraceArgs) -> Result<()> {
-    let (_, store) = open(config)?;
+    let svc = open(config)?;
     let since = match &args.since {
         Some(s) => {
             Some((now_secs() - relayward_config::parse_duration(s)?.as_secs() as i64) * 1000)
         }
         None => None,
     };
-    let found = store
+    let found = svc
         .search_trace(&TraceQuery {
             message_id: args.id,
             sender: args.sender,
