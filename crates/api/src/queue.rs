@@ -1,0 +1,153 @@
+//! The mail queue (operators): list by tenant or destination; retry, hold, release, bounce, purge.
+
+use super::*;
+
+pub(crate) const OPERATIONS: &[Operation] = &[
+    Operation {
+        method: "get",
+        path: "/queue",
+        summary: "Messages waiting for delivery, soonest first (held ones last): filter by tenant and by recipient domain (destination). Operators.",
+        access: Access::Operator,
+        ok: 200,
+        route: || get(queue_list),
+        doc: Some(queue_list_doc),
+    },
+    Operation {
+        method: "post",
+        path: "/queue/{message}/retry",
+        summary: "Try the message again now. Operators; audited.",
+        access: Access::Operator,
+        ok: 200,
+        route: || post(queue_retry),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/queue/{message}/hold",
+        summary: "Hold the message: kept, not delivered, until released. Operators; audited.",
+        access: Access::Operator,
+        ok: 200,
+        route: || post(queue_hold),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/queue/{message}/release",
+        summary: "Release a held message; it is tried at once. Operators; audited.",
+        access: Access::Operator,
+        ok: 200,
+        route: || post(queue_release),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/queue/{message}/bounce",
+        summary: "Fail the message's pending recipients now; its sender gets an NDR. Operators; audited.",
+        access: Access::Operator,
+        ok: 200,
+        route: || post(queue_bounce),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/queue/{message}/purge",
+        summary: "Delete the message from the queue without an NDR. Operators; audited.",
+        access: Access::Operator,
+        ok: 200,
+        route: || post(queue_purge),
+        doc: None,
+    },
+];
+
+fn queue_list_doc() -> Value {
+    json!({
+        "responses": { "400": error_response() },
+        "parameters": [
+            { "name": "tenant", "in": "query", "required": false, "schema": { "type": "string" } },
+            { "name": "domain", "in": "query", "required": false, "schema": { "type": "string" } },
+            { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }
+        ]
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueQuery {
+    tenant: Option<String>,
+    domain: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn queue_list(
+    State(s): State<ApiState>,
+    q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "limit must be 1 to 1000",
+        ));
+    }
+    let list = s
+        .queue
+        .list(q.tenant.as_deref(), q.domain.as_deref(), limit);
+    Ok(Json(json!({ "messages": list })))
+}
+
+async fn queue_act(
+    p: Principal,
+    s: ApiState,
+    id: String,
+    action: relayward_delivery::QueueAction,
+) -> ApiResult<Json<Value>> {
+    let before = s
+        .control
+        .queue_action(&s.queue, &id, action, &p.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(Json(
+        json!({ "message": before.id, "done": action.as_str() }),
+    ))
+}
+
+async fn queue_retry(
+    p: Principal,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    queue_act(p, s, id, relayward_delivery::QueueAction::Retry).await
+}
+
+async fn queue_hold(
+    p: Principal,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    queue_act(p, s, id, relayward_delivery::QueueAction::Hold).await
+}
+
+async fn queue_release(
+    p: Principal,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    queue_act(p, s, id, relayward_delivery::QueueAction::Release).await
+}
+
+async fn queue_bounce(
+    p: Principal,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    queue_act(p, s, id, relayward_delivery::QueueAction::Bounce).await
+}
+
+async fn queue_purge(
+    p: Principal,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    queue_act(p, s, id, relayward_delivery::QueueAction::Purge).await
+}

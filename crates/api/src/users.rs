@@ -1,0 +1,133 @@
+//! A tenant's users: listing with their flags, creation, changes (password, aliases, forwarding), removal.
+
+use super::*;
+
+pub(crate) const OPERATIONS: &[Operation] = &[
+    Operation {
+        method: "get",
+        path: "/tenants/{tenant}/users",
+        summary: "Users: address, aliases, forwarding, whether SMTP AUTH is set (never the password).",
+        access: Access::TenantRead,
+        ok: 200,
+        route: || get(list_users),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/users",
+        summary: "Add a user in one of the tenant's domains: aliases, forwarding, SMTP AUTH password (12 characters or more).",
+        access: Access::TenantWrite,
+        ok: 201,
+        route: || post(create_user),
+        doc: Some(new_user_doc),
+    },
+    Operation {
+        method: "patch",
+        path: "/tenants/{tenant}/users/{user}",
+        summary: "Change a user's password (null removes SMTP AUTH), aliases or forwarding (forward_to null stops it).",
+        access: Access::TenantWrite,
+        ok: 200,
+        route: || patch(update_user),
+        doc: Some(user_patch_doc),
+    },
+    Operation {
+        method: "delete",
+        path: "/tenants/{tenant}/users/{user}",
+        summary: "Remove a user.",
+        access: Access::TenantWrite,
+        ok: 204,
+        route: || delete(delete_user),
+        doc: None,
+    },
+];
+
+fn new_user_doc() -> Value {
+    body_doc(
+        &["address"],
+        json!({
+            "address": { "type": "string", "pattern": EMAIL_PATTERN },
+            "password": { "type": "string", "minLength": 12, "nullable": true },
+            "aliases": { "type": "array", "items": { "type": "string", "pattern": EMAIL_PATTERN } },
+            "forward_to": { "type": "string", "pattern": EMAIL_PATTERN, "nullable": true },
+            "forward_only": { "type": "boolean" }
+        }),
+    )
+}
+
+fn user_patch_doc() -> Value {
+    body_doc(
+        &[],
+        json!({
+            "password": { "type": "string", "minLength": 12, "nullable": true },
+            "aliases": { "type": "array", "nullable": true, "items": { "type": "string", "pattern": EMAIL_PATTERN } },
+            "forward_to": { "type": "string", "pattern": EMAIL_PATTERN, "nullable": true },
+            "forward_only": { "type": "boolean", "nullable": true }
+        }),
+    )
+}
+
+async fn list_users(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
+    let d = tenant_data(&s, &a.tenant).await?;
+    let flags = s
+        .control
+        .user_flags(&a.tenant)
+        .await
+        .map_err(ApiError::internal)?;
+    let users: Vec<Value> = d
+        .users
+        .iter()
+        .map(|u| {
+            let mut v = relayward_control::directory::user_view(u);
+            v["flags"] = json!(
+                flags
+                    .get(&u.address.to_ascii_lowercase())
+                    .cloned()
+                    .unwrap_or_default()
+            );
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "users": users })))
+}
+
+async fn create_user(
+    a: TenantAccess,
+    State(s): State<ApiState>,
+    b: JsonBody<relayward_control::directory::NewUser>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let u = s
+        .control
+        .add_user(&a.tenant, body(b)?, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(relayward_control::directory::user_view(&u)),
+    ))
+}
+
+async fn update_user(
+    a: TenantAccess,
+    State(s): State<ApiState>,
+    Path((_, address)): Path<(String, String)>,
+    b: JsonBody<relayward_control::directory::UserPatch>,
+) -> ApiResult<Json<Value>> {
+    let u = s
+        .control
+        .update_user(&a.tenant, &address, body(b)?, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(Json(relayward_control::directory::user_view(&u)))
+}
+
+async fn delete_user(
+    a: TenantAccess,
+    State(s): State<ApiState>,
+    Path((_, address)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.control
+        .delete_user(&a.tenant, &address, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,145 @@
+//! A tenant's webhooks: registration, removal, delivery log, ping.
+
+use super::*;
+
+pub(crate) const OPERATIONS: &[Operation] = &[
+    Operation {
+        method: "get",
+        path: "/tenants/{tenant}/webhooks",
+        summary: "The tenant's webhooks (never their secrets).",
+        access: Access::TenantRead,
+        ok: 200,
+        route: || get(list_webhooks),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/webhooks",
+        summary: "Register a webhook for alerts and restriction changes; the answer shows its signing secret once.",
+        access: Access::TenantWrite,
+        ok: 201,
+        route: || post(create_webhook),
+        doc: Some(new_webhook_doc),
+    },
+    Operation {
+        method: "delete",
+        path: "/tenants/{tenant}/webhooks/{webhook}",
+        summary: "Remove a webhook (its queued deliveries go with it).",
+        access: Access::TenantWrite,
+        ok: 204,
+        route: || delete(delete_webhook),
+        doc: None,
+    },
+    Operation {
+        method: "get",
+        path: "/tenants/{tenant}/webhooks/{webhook}/deliveries",
+        summary: "The webhook's delivery log, newest first: event, attempts, state, last HTTP status or error, next attempt.",
+        access: Access::TenantRead,
+        ok: 200,
+        route: || get(webhook_deliveries),
+        doc: None,
+    },
+    Operation {
+        method: "post",
+        path: "/tenants/{tenant}/webhooks/{webhook}/ping",
+        summary: "Queue a signed ping event to the webhook.",
+        access: Access::TenantWrite,
+        ok: 202,
+        route: || post(ping_webhook),
+        doc: None,
+    },
+];
+
+fn new_webhook_doc() -> Value {
+    json!({
+        "requestBody": {
+            "required": true,
+            "content": { "application/json": { "schema": {
+                "type": "object",
+                "required": ["url"],
+                "properties": {
+                    "url": { "type": "string", "description": "http:// or https:// URL" },
+                    "events": { "type": "array", "items": { "type": "string", "enum": relayward_control::webhooks::EVENTS } }
+                },
+                "additionalProperties": false
+            } } }
+        }
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWebhook {
+    url: String,
+    #[serde(default)]
+    events: Vec<String>,
+}
+
+async fn list_webhooks(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
+    let hooks = s
+        .control
+        .webhooks(Some(&a.tenant))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "webhooks": hooks })))
+}
+
+async fn create_webhook(
+    a: TenantAccess,
+    State(s): State<ApiState>,
+    body: Result<Json<NewWebhook>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
+    let hook = s
+        .control
+        .create_webhook(&a.tenant, &body.url, &body.events, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    let mut out = serde_json::to_value(&hook).unwrap_or_default();
+    out["secret"] = json!(hook.secret);
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn delete_webhook(
+    a: TenantAccess,
+    State(s): State<ApiState>,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.control
+        .delete_webhook(&a.tenant, &id, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn webhook_deliveries(
+    a: TenantAccess,
+    State(s): State<ApiState>,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    s.control
+        .webhook(&a.tenant, &id)
+        .await
+        .map_err(ApiError::refused)?;
+    let log = s
+        .control
+        .webhook_deliveries(&id, 200)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "webhook": id, "deliveries": log })))
+}
+
+async fn ping_webhook(
+    a: TenantAccess,
+    State(s): State<ApiState>,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    s.control
+        .ping_webhook(&a.tenant, &id, &a.principal.actor())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "webhook": id, "queued": "ping" })),
+    ))
+}
