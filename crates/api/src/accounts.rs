@@ -1,6 +1,8 @@
 //! Accounts and sign-in: the one-time setup link, password and TOTP sign-in, sign-out, accounts of every role, and the list of API tokens.
 
-use super::*;
+use crate::auth::{Principal, TenantAccess};
+use crate::common::*;
+use crate::document::{body_doc, error_response};
 
 pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {

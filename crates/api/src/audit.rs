@@ -1,6 +1,7 @@
 //! The audit log: a tenant's or the whole, as JSON pages or as JSON lines.
 
-use super::*;
+use crate::auth::TenantAccess;
+use crate::common::*;
 
 pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {

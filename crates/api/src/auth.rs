@@ -2,7 +2,7 @@
 //! a request is about, and the access layer that enforces each operation's declared access in
 //! front of its handler.
 
-use super::*;
+use crate::common::*;
 
 /// Who calls, from their API token.
 #[derive(Debug, Clone)]

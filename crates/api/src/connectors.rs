@@ -1,6 +1,8 @@
 //! A tenant's connectors: listing with their unusual flags, creation (a claim on source addresses), removal, review.
 
-use super::*;
+use crate::auth::TenantAccess;
+use crate::common::*;
+use crate::document::body_doc;
 
 pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {

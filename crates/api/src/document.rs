@@ -1,12 +1,12 @@
 //! The OpenAPI 3 document, built from the operation table, and the pieces of description the
 //! resources add to it.
 
-use super::*;
+use crate::common::*;
 
 /// The OpenAPI 3 document, from `OPERATIONS`.
-pub fn openapi_document() -> Value {
+pub(crate) fn build(ops: impl Iterator<Item = &'static Operation>) -> Value {
     let mut paths = serde_json::Map::new();
-    for op in operations() {
+    for op in ops {
         let params: Vec<Value> = op
             .path
             .split('/')

@@ -1,6 +1,7 @@
 //! Accepted domains: adding one, the DNS proof of ownership, DKIM keys and their rotation.
 
-use super::*;
+use crate::auth::TenantAccess;
+use crate::common::*;
 
 pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {

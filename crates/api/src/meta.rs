@@ -1,31 +1,17 @@
-//! The API describing itself: its OpenAPI document, and who the caller is.
+//! Who the caller is.
 
-use super::*;
+use crate::auth::Principal;
+use crate::common::*;
 
-pub(crate) const OPERATIONS: &[Operation] = &[
-    Operation {
-        method: "get",
-        path: "/openapi.json",
-        summary: "This document.",
-        access: Access::Public,
-        ok: 200,
-        route: || get(openapi),
-        doc: None,
-    },
-    Operation {
-        method: "get",
-        path: "/whoami",
-        summary: "The calling token: its role, tenant and name.",
-        access: Access::Any,
-        ok: 200,
-        route: || get(whoami),
-        doc: None,
-    },
-];
-
-async fn openapi() -> Json<Value> {
-    Json(openapi_document())
-}
+pub(crate) const OPERATIONS: &[Operation] = &[Operation {
+    method: "get",
+    path: "/whoami",
+    summary: "The calling token: its role, tenant and name.",
+    access: Access::Any,
+    ok: 200,
+    route: || get(whoami),
+    doc: None,
+}];
 
 async fn whoami(p: Principal) -> Json<Value> {
     Json(

@@ -1,6 +1,8 @@
 //! The mail queue (operators): list by tenant or destination; retry, hold, release, bounce, purge.
 
-use super::*;
+use crate::auth::Principal;
+use crate::common::*;
+use crate::document::error_response;
 
 pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {

@@ -1,6 +1,7 @@
 //! Restrictions and their release workflow, alerts, and the counters beside their thresholds.
 
-use super::*;
+use crate::auth::TenantAccess;
+use crate::common::*;
 
 pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {

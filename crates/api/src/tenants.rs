@@ -1,6 +1,8 @@
 //! Tenants: listing, one tenant with everything of it, creation and changes, forwarding policy and limits.
 
-use super::*;
+use crate::auth::{Principal, TenantAccess};
+use crate::common::*;
+use crate::document::{body_doc, paging_doc};
 
 pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {

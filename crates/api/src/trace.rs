@@ -1,6 +1,8 @@
 //! The message trace, of one tenant or of all, paged.
 
-use super::*;
+use crate::auth::TenantAccess;
+use crate::common::*;
+use crate::document::error_response;
 
 pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {

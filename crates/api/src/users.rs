@@ -1,6 +1,8 @@
 //! A tenant's users: listing with their flags, creation, changes (password, aliases, forwarding), removal.
 
-use super::*;
+use crate::auth::TenantAccess;
+use crate::common::*;
+use crate::document::body_doc;
 
 pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {

@@ -1,6 +1,7 @@
 //! A tenant's webhooks: registration, removal, delivery log, ping.
 
-use super::*;
+use crate::auth::TenantAccess;
+use crate::common::*;
 
 pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {

@@ -9,7 +9,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::canon::{self, Canon, Field};
-use crate::{Algorithm, DkimError, Keys, Outcome, Signer};
+use crate::error::DkimError;
+use crate::keys::Algorithm;
+use crate::sig::{self, Keys, Outcome, Signer};
 
 /// Most ARC sets a chain may hold (RFC 8617 4.2.1).
 const MAX_INSTANCES: u32 = 50;
@@ -132,11 +134,11 @@ pub fn validate(message: &[u8], keys: &Keys) -> ArcResult {
     let Some(last) = sets.last() else {
         return ArcResult::None;
     };
-    let ams = crate::Sig {
+    let ams = sig::Sig {
         field: fields[last.ams],
         tags: canon::tags(&fields[last.ams].value()),
     };
-    match crate::verify_sig(&fields, last.ams, body, &ams, keys, false) {
+    match sig::verify_sig(&fields, last.ams, body, &ams, keys, false) {
         Outcome::Pass => {}
         other => {
             return ArcResult::Fail(format!("newest message signature: {}", other.word()));
@@ -153,7 +155,7 @@ pub fn validate(message: &[u8], keys: &Keys) -> ArcResult {
             return ArcResult::Fail(format!("seal {} has no signature", k + 1));
         };
         let answer = key_name(seal).and_then(|n| keys.get(&n));
-        let public = match crate::key_record(answer, Algorithm::RsaSha256) {
+        let public = match sig::key_record(answer, Algorithm::RsaSha256) {
             Ok(p) => p,
             Err(o) => return ArcResult::Fail(format!("seal {} key: {}", k + 1, o.word())),
         };
@@ -251,7 +253,7 @@ pub fn seal(message: &[u8], signer: &Signer, now: i64) -> Result<String, DkimErr
             }
         }
     }
-    let ams_text = crate::signature_field(AMS, &format!("i={n}"), message, signer, now)?;
+    let ams_text = sig::signature_field(AMS, &format!("i={n}"), message, signer, now)?;
     let ams = Field {
         name: AMS,
         raw: ams_text.as_bytes(),
@@ -262,10 +264,7 @@ pub fn seal(message: &[u8], signer: &Signer, now: i64) -> Result<String, DkimErr
     );
     let data = seal_data(earlier.iter(), aar, &ams, head.as_bytes());
     let b = signer.key.sign(&data)?;
-    Ok(format!(
-        "{head}{}\r\n{ams_text}",
-        crate::fold(&B64.encode(b))
-    ))
+    Ok(format!("{head}{}\r\n{ams_text}", sig::fold(&B64.encode(b))))
 }
 
 /// The message without the `ARC-Authentication-Results` fields of instances that have no

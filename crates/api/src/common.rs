@@ -1,0 +1,195 @@
+//! What every part of the API shares: its state, its error answer, the shape of an operation
+//! and who may call it, and small helpers for requests. Every resource module starts with
+//! `use crate::common::*`.
+
+pub(crate) use std::net::SocketAddr;
+pub(crate) use std::sync::Arc;
+
+pub(crate) use axum::Json;
+pub(crate) use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+pub(crate) use axum::http::request::Parts;
+pub(crate) use axum::http::{StatusCode, header};
+pub(crate) use axum::response::{IntoResponse, Response};
+pub(crate) use axum::routing::{MethodRouter, delete, get, patch, post, put};
+pub(crate) use relayward_control::{
+    AccountRole, Actor, Control, DomainVerification, NotFound, TokenError, Via,
+};
+pub(crate) use relayward_store::{ApiToken, DomainKind};
+pub(crate) use serde::Deserialize;
+pub(crate) use serde_json::{Value, json};
+
+/// What the API's handlers reach: the control plane and, for queue actions and domain checks,
+/// the running relay's queue and resolver.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Every admin and operator action (the command line calls the same).
+    pub control: Arc<Control>,
+    pub queue: relayward_delivery::Queue,
+    pub resolver: Arc<dyn relayward_delivery::dns::Resolver>,
+    /// `http://host:port` of the HTTP listener, for links the API hands out (setup links).
+    pub base_url: String,
+    /// Sign-in attempts per client address.
+    pub logins: Arc<relayward_control::accounts::LoginLimiter>,
+}
+
+/// An error as the API answers it: a status and `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn not_found(what: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, format!("{what} does not exist"))
+    }
+
+    /// A failed service action: the caller's request was refused for the reason given; the
+    /// status follows the error's type (missing → 404, clash → 409, otherwise 422).
+    pub(crate) fn refused(e: anyhow::Error) -> ApiError {
+        use relayward_store::StoreError;
+        let status = if e.downcast_ref::<NotFound>().is_some() {
+            StatusCode::NOT_FOUND
+        } else if e.downcast_ref::<relayward_control::Forbidden>().is_some() {
+            StatusCode::FORBIDDEN
+        } else if e.downcast_ref::<relayward_control::Conflict>().is_some() {
+            StatusCode::CONFLICT
+        } else if e.downcast_ref::<relayward_control::MfaRequired>().is_some() {
+            StatusCode::FORBIDDEN
+        } else if let Some(r) = e.downcast_ref::<relayward_control::accounts::SetupRefused>() {
+            match r {
+                relayward_control::accounts::SetupRefused::NotBegun => StatusCode::CONFLICT,
+                relayward_control::accounts::SetupRefused::WrongCode => StatusCode::FORBIDDEN,
+            }
+        } else {
+            match e.downcast_ref::<StoreError>() {
+                Some(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
+                Some(StoreError::Exists { .. } | StoreError::ManagedByConfig(_)) => {
+                    StatusCode::CONFLICT
+                }
+                Some(StoreError::Db(_) | StoreError::Open { .. } | StoreError::Task(_)) => {
+                    return ApiError::internal(format!("{e:#}"));
+                }
+                Some(StoreError::Invalid(_)) | None => StatusCode::UNPROCESSABLE_ENTITY,
+            }
+        };
+        ApiError::new(status, format!("{e:#}"))
+    }
+
+    pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %e, "API request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the relay's log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"relayward\""),
+            );
+        }
+        r
+    }
+}
+
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token needed.
+    Public,
+    /// Any valid token.
+    Any,
+    /// Operator tokens only.
+    Operator,
+    /// The tenant's readers, admins and operators.
+    TenantRead,
+    /// The tenant's admins and operators.
+    TenantWrite,
+}
+
+pub struct Operation {
+    pub method: &'static str,
+    /// OpenAPI style: `/tenants/{tenant}`.
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub access: Access,
+    /// The success status.
+    pub ok: u16,
+    pub route: fn() -> MethodRouter<ApiState>,
+    /// More of the operation's description (query parameters, request body, extra responses),
+    /// merged into what the path and access give.
+    pub doc: Option<fn() -> Value>,
+}
+
+/// `/tenants/{tenant}` → `/tenants/:tenant` (axum 0.7's syntax).
+pub(crate) fn axum_path(path: &str) -> String {
+    path.split('/')
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => format!(":{name}"),
+                None => seg.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+pub(crate) fn client_of(connect: &ConnectInfo<SocketAddr>) -> String {
+    connect.0.ip().to_string()
+}
+
+/// A request the extractors refused: 413 when the body is over the limit, else 400 (a body
+/// that is not the JSON expected is the client's mistake whatever the detail).
+pub(crate) fn bad_request(extractor_status: StatusCode) -> StatusCode {
+    if extractor_status == StatusCode::PAYLOAD_TOO_LARGE {
+        extractor_status
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
+pub(crate) type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+pub(crate) fn body<T>(b: JsonBody<T>) -> ApiResult<T> {
+    b.map(|Json(t)| t)
+        .map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))
+}
+
+pub(crate) async fn tenant_data(
+    s: &ApiState,
+    tenant: &str,
+) -> ApiResult<relayward_store::TenantData> {
+    s.control
+        .tenant_data(tenant)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(&format!("tenant '{tenant}'")))
+}
+
+pub(crate) fn domain_json(d: &relayward_store::Domain) -> Value {
+    json!({
+        "name": d.name,
+        "kind": d.kind.as_str(),
+        "match_subdomains": d.match_subdomains,
+        "verified": d.verified,
+        "txt_record": { "name": d.name, "type": "TXT", "value": format!("relayward-verification={}", d.verification_token) },
+    })
+}
+
+/// What an e-mail address looks like to the API (the service checks no more than this).
+pub(crate) const EMAIL_PATTERN: &str = r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$";
