@@ -1,3 +1,4 @@
+// Over 800 lines: one state machine (counters, triggers, restrictions, alerts) whose steps share its private state; splitting would make that state public.
 //! The guard: for each sender, may it send now? It counts what the relay accepted, starts
 //! restrictions when a trigger of SPEC section 4 is reached, answers with the exact replies of
 //! SPEC section 3, raises alerts (80 % early warnings included) and hands every change out as an

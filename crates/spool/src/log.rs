@@ -1,3 +1,4 @@
+// Over 800 lines: 140 are its tests; the segment format, its writer thread and its replay must change together.
 //! The segment log and its writer thread (group commit).
 
 use std::collections::{BTreeMap, HashMap};

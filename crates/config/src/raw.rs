@@ -1,0 +1,257 @@
+//! The configuration file as written: every section and key of SPEC section 11, with unknown
+//! keys refused so a typo is an error, not a silent default. `Config::load` checks these and
+//! turns them into the [`Config`](crate::Config) the relay runs on.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub smtp: RawSmtp,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub delivery: RawDelivery,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub guard: RawGuard,
+    #[serde(default)]
+    pub scan: RawScan,
+    #[serde(default)]
+    pub forwarding: RawForwarding,
+    #[serde(default)]
+    pub webhooks: RawWebhooks,
+    #[serde(default)]
+    pub tenants: Vec<RawTenant>,
+}
+
+/// Tenants' webhooks (alerts and restriction changes).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhooks {
+    /// Waits between attempts; past the end a delivery is given up.
+    pub retry_schedule: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    /// Let webhook URLs reach loopback and private addresses (off: tenants cannot probe the
+    /// operator's network through us).
+    pub allow_private_addresses: Option<bool>,
+    /// CAs trusted for https:// webhooks (PEM).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Forwarding (SPEC section 5).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwarding {
+    /// The key of the SRS hash. Unset: one is generated into `data_dir/srs.key` at first start.
+    /// Every node of a cluster needs the same one.
+    pub srs_secret: Option<String>,
+    /// How long a rewritten sender stays valid for bounces (default `21d`).
+    pub srs_max_age: Option<String>,
+}
+
+/// Content scanning (SPEC section 6).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScan {
+    /// Content that reaches more than this many external recipients in 24 h is bulk.
+    pub bulk_recipients: Option<u32>,
+    /// Rspamd's normal worker, `host:port` (e.g. `127.0.0.1:11333`); unset: built-in only.
+    pub rspamd: Option<String>,
+    pub rspamd_timeout: Option<String>,
+    /// When Rspamd cannot answer: `accept` (default: the built-in verdict stands, and the trace
+    /// and metrics say so) or `tempfail` (the client is told 451 and tries again later).
+    pub rspamd_failure: Option<String>,
+}
+
+/// What to do with a message when the external scanner cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanFailure {
+    Accept,
+    Tempfail,
+}
+
+/// Outbound protection settings that are not limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuard {
+    /// Approve complete, low-risk tenant release requests without an operator.
+    pub auto_approve_releases: Option<bool>,
+    /// Header From of alert mail (default `postmaster@<smtp.hostname>`).
+    pub alert_sender: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    pub relay_listen: Option<String>,
+    pub submission_listen: Option<String>,
+    pub hostname: Option<String>,
+    /// PEM files; without them a self-signed certificate is made and kept in the data directory.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PEM bundle of CAs whose client certificates identify certificate connectors.
+    pub client_ca: Option<PathBuf>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub command_timeout: Option<String>,
+    pub data_timeout: Option<String>,
+    pub max_errors: Option<u32>,
+    /// The whole DATA or BDAT phase of one message may take this long, however slowly the
+    /// bytes trickle in (`data_timeout` is the wait for the next bytes).
+    pub data_total_timeout: Option<String>,
+    /// Failed SMTP AUTH attempts for one account (known or not), across connections, before it
+    /// is locked for `auth_lockout`.
+    pub auth_failures_per_account: Option<u32>,
+    pub auth_lockout: Option<String>,
+    /// Failed SMTP AUTH attempts from one client address (an IPv6 /64) within
+    /// `auth_address_window` before it gets no more tries until the window moves on.
+    pub auth_failures_per_address: Option<u32>,
+    pub auth_address_window: Option<String>,
+    /// The widest source ranges a connector may claim without an operator's allowance.
+    pub widest_connector_ipv4: Option<u8>,
+    pub widest_connector_ipv6: Option<u8>,
+    /// Where mail to `postmaster` and postmaster@`hostname` is delivered (default: that
+    /// address itself, through the smart host or its MX).
+    pub postmaster: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub max_spool_size: Option<String>,
+    /// Message trace rows older than this are deleted (default `90d`).
+    pub trace_retention: Option<String>,
+    /// Audit entries, alerts and webhook delivery records older than this (default `400d`).
+    pub audit_retention: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    pub smart_host: Option<String>,
+    pub dns_resolver: Option<String>,
+    pub normal_pool: Option<Vec<String>>,
+    pub high_risk_pool: Option<Vec<String>>,
+    pub high_risk_hostname: Option<String>,
+    pub retry_schedule: Option<Vec<String>>,
+    pub expire_after: Option<String>,
+    /// Tell the sender once when a message is still undelivered after this long; "0": never.
+    pub delay_notice_after: Option<String>,
+    pub remote_port: Option<u16>,
+    pub max_per_destination: Option<usize>,
+    pub max_concurrent_messages: Option<usize>,
+    pub connect_timeout: Option<String>,
+    pub command_timeout: Option<String>,
+    pub tls: Option<bool>,
+}
+
+/// Service-wide limits (SPEC sections 3 and 4). The guard (outbound protection) reads the
+/// counting ones; the SMTP server enforces the per-message ones.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub unregistered_allowance_per_day: Option<u64>,
+    pub unregistered_suspicious_per_day: Option<u64>,
+    pub tenant_suspicious_per_day: Option<u64>,
+    pub tenant_suspicious_ratio: Option<f64>,
+    pub connector_suspicious_per_day: Option<u64>,
+    pub connector_suspicious_ratio: Option<f64>,
+    pub user_suspicious_per_day: Option<u64>,
+    pub user_recipients_per_day: Option<u64>,
+    pub user_messages_per_minute: Option<u64>,
+    pub recipients_per_message: Option<usize>,
+    pub max_message_size: Option<String>,
+    pub new_connector_volume_factor: Option<u64>,
+    pub outbound_external_per_hour: Option<u64>,
+    pub outbound_internal_per_hour: Option<u64>,
+    pub outbound_per_day: Option<u64>,
+    /// `block_until_tomorrow` (default), `block_until_released` or `alert_only`.
+    pub outbound_action: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    pub name: String,
+    pub language: Option<String>,
+    pub subscription_ends: Option<String>,
+    #[serde(default)]
+    pub admins: Vec<String>,
+    #[serde(default)]
+    pub domains: Vec<RawDomain>,
+    #[serde(default)]
+    pub connectors: Vec<RawConnector>,
+    #[serde(default)]
+    pub users: Vec<RawUser>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    pub limits: Option<RawLimits>,
+    /// Automatic forwarding: `on` (default), `off`, or `listed` (to `forwarding_domains` only).
+    pub forwarding: Option<String>,
+    #[serde(default)]
+    pub forwarding_domains: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDomain {
+    pub name: String,
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub verified: bool,
+    #[serde(default)]
+    pub match_subdomains: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnector {
+    pub name: String,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    pub cert_name: Option<String>,
+    #[serde(default)]
+    pub require_tls: bool,
+    pub relay_unregistered: Option<bool>,
+    /// The operator allows this connector's ranges to overlap another tenant's.
+    #[serde(default)]
+    pub allow_overlap: bool,
+    /// The operator allows ranges wider than `smtp.widest_connector_ipv4`/`_ipv6`.
+    #[serde(default)]
+    pub allow_wide: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub address: String,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub forward_to: Option<String>,
+    /// Forward only, without a copy to the tenant's own server.
+    #[serde(default)]
+    pub forward_only: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub domain: String,
+    pub host: String,
+}
