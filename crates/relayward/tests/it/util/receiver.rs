@@ -1,0 +1,242 @@
+//! A receiving SMTP server: replies by recipient local part, keeps what it received.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as TokioBufReader};
+
+use super::*;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub mail_from: String,
+    pub rcpts: Vec<String>,
+    /// What followed each accepted RCPT's address (DSN parameters), in order.
+    pub rcpt_params: Vec<String>,
+    pub data: String,
+    pub peer: IpAddr,
+    pub helo: String,
+    pub tls: bool,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    messages: Vec<Received>,
+    seen_flaky: std::collections::HashSet<String>,
+    connections: usize,
+    /// Do not offer the DSN extension.
+    no_dsn: bool,
+}
+
+/// Replies by recipient local part: `reject*` 550 5.1.1, `defer*` always 451, `flaky*` 451 the
+/// first time then 250; everything else 250.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<ReceiverState>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Receiver {
+    pub fn start(starttls: bool) -> Receiver {
+        Receiver::start_on("127.0.0.1".parse().expect("ip"), starttls)
+    }
+
+    pub fn start_on(ip: IpAddr, starttls: bool) -> Receiver {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("rt");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(SocketAddr::new(ip, 0)))
+            .expect("bind receiver");
+        let addr = listener.local_addr().expect("addr");
+        let state: Arc<Mutex<ReceiverState>> = Arc::default();
+        let tls = starttls.then(receiver_tls);
+        let st = state.clone();
+        rt.spawn(async move {
+            while let Ok((sock, peer)) = listener.accept().await {
+                st.lock().expect("lock").connections += 1;
+                let st = st.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let _ = serve_receiver(sock, peer.ip(), st, tls).await;
+                });
+            }
+        });
+        Receiver {
+            addr,
+            state,
+            _rt: rt,
+        }
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.state.lock().expect("lock").messages.clone()
+    }
+
+    /// From now on the receiver does not offer DSN in its EHLO reply.
+    pub fn without_dsn(self) -> Receiver {
+        self.state.lock().expect("lock").no_dsn = true;
+        self
+    }
+
+    /// Waits until `n` messages arrived (at most `limit`); returns them all.
+    pub fn wait(&self, n: usize, limit: Duration) -> Vec<Received> {
+        wait_for(limit, || {
+            let m = self.messages();
+            (m.len() >= n).then_some(m)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "expected {n} messages at the receiver, got {:?}",
+                self.messages()
+            )
+        })
+    }
+}
+
+fn receiver_tls() -> tokio_rustls::TlsAcceptor {
+    let made = rcgen::generate_simple_self_signed(vec!["mx.test".to_string()]).expect("cert");
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(made.key_pair.serialize_der()).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![made.cert.der().clone()], key)
+    .expect("server config");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+trait AsyncStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> AsyncStream for T {}
+
+async fn serve_receiver(
+    sock: tokio::net::TcpStream,
+    peer: IpAddr,
+    state: Arc<Mutex<ReceiverState>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::io::Result<()> {
+    let mut stream: TokioBufReader<Box<dyn AsyncStream>> = TokioBufReader::new(Box::new(sock));
+    let mut is_tls = false;
+    stream
+        .get_mut()
+        .write_all(b"220 mx.test ESMTP test receiver\r\n")
+        .await?;
+    let (mut from, mut rcpts, mut helo) = (String::new(), Vec::<String>::new(), String::new());
+    let mut params = Vec::<String>::new();
+    loop {
+        let mut line = String::new();
+        if stream.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let upper = line.to_ascii_uppercase();
+        let reply: String = if upper.starts_with("EHLO") {
+            helo = line[5..].trim().to_string();
+            let mut r = String::from(
+                "250-mx.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 100000000\r\n",
+            );
+            if tls.is_some() && !is_tls {
+                r.push_str("250-STARTTLS\r\n");
+            }
+            if state.lock().expect("lock").no_dsn {
+                r.push_str("250 HELP\r\n");
+            } else {
+                r.push_str("250 DSN\r\n");
+            }
+            r
+        } else if upper.starts_with("STARTTLS") {
+            stream.get_mut().write_all(b"220 go ahead\r\n").await?;
+            let Some(acceptor) = tls.clone() else {
+                continue;
+            };
+            let inner = stream.into_inner();
+            // Only the plain TCP stream is ever boxed before TLS in this fixture.
+            let tcp: Box<dyn AsyncStream> = inner;
+            let tls_stream = acceptor.accept(tcp).await?;
+            stream = TokioBufReader::new(Box::new(tls_stream));
+            is_tls = true;
+            continue;
+        } else if upper.starts_with("MAIL FROM:") {
+            from = line[10..]
+                .trim()
+                .trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            rcpts.clear();
+            params.clear();
+            "250 2.1.0 ok\r\n".into()
+        } else if upper.starts_with("RCPT TO:") {
+            let addr = line[8..]
+                .trim()
+                .trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let local = addr.split('@').next().unwrap_or("").to_ascii_lowercase();
+            if local.starts_with("reject") {
+                "550 5.1.1 no such user here\r\n".into()
+            } else if local.starts_with("defer") {
+                "451 4.2.0 mailbox busy, try later\r\n".into()
+            } else if local.starts_with("flaky")
+                && state.lock().expect("lock").seen_flaky.insert(addr.clone())
+            {
+                "451 4.3.0 temporary trouble\r\n".into()
+            } else {
+                rcpts.push(addr);
+                params.push(
+                    line.split_once('>')
+                        .map_or("", |(_, rest)| rest)
+                        .trim()
+                        .to_string(),
+                );
+                "250 2.1.5 ok\r\n".into()
+            }
+        } else if upper.starts_with("DATA") {
+            if rcpts.is_empty() {
+                "554 5.5.1 no valid recipients\r\n".into()
+            } else {
+                stream.get_mut().write_all(b"354 go\r\n").await?;
+                let mut data = String::new();
+                loop {
+                    let mut l = String::new();
+                    if stream.read_line(&mut l).await? == 0 {
+                        return Ok(());
+                    }
+                    if l == ".\r\n" {
+                        break;
+                    }
+                    let l = l.strip_prefix('.').map(str::to_string).unwrap_or(l);
+                    data.push_str(&l);
+                }
+                state.lock().expect("lock").messages.push(Received {
+                    mail_from: from.clone(),
+                    rcpts: rcpts.clone(),
+                    rcpt_params: params.clone(),
+                    data,
+                    peer,
+                    helo: helo.clone(),
+                    tls: is_tls,
+                });
+                "250 2.0.0 stored\r\n".into()
+            }
+        } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
+            rcpts.clear();
+            params.clear();
+            "250 2.0.0 ok\r\n".into()
+        } else if upper.starts_with("QUIT") {
+            stream.get_mut().write_all(b"221 bye\r\n").await?;
+            return Ok(());
+        } else {
+            "500 5.5.1 what?\r\n".into()
+        };
+        stream.get_mut().write_all(reply.as_bytes()).await?;
+    }
+}
