@@ -12,7 +12,7 @@ pub(crate) use axum::http::{StatusCode, header};
 pub(crate) use axum::response::{IntoResponse, Response};
 pub(crate) use axum::routing::{MethodRouter, delete, get, patch, post, put};
 pub(crate) use relayward_control::{
-    AccountRole, Actor, Control, DomainVerification, NotFound, TokenError, Via,
+    AccountRole, Actor, Control, ControlError, DomainVerification, TokenError, Via,
 };
 pub(crate) use relayward_store::{ApiToken, DomainKind};
 pub(crate) use serde::Deserialize;
@@ -51,36 +51,26 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, format!("{what} does not exist"))
     }
 
-    /// A failed service action: the caller's request was refused for the reason given; the
-    /// status follows the error's type (missing → 404, clash → 409, otherwise 422).
-    pub(crate) fn refused(e: anyhow::Error) -> ApiError {
+    /// A refused or failed control-plane action: the caller's request was refused for the
+    /// reason given, with the status its kind calls for.
+    pub(crate) fn refused(e: ControlError) -> ApiError {
         use relayward_store::StoreError;
-        let status = if e.downcast_ref::<NotFound>().is_some() {
-            StatusCode::NOT_FOUND
-        } else if e.downcast_ref::<relayward_control::Forbidden>().is_some() {
-            StatusCode::FORBIDDEN
-        } else if e.downcast_ref::<relayward_control::Conflict>().is_some() {
-            StatusCode::CONFLICT
-        } else if e.downcast_ref::<relayward_control::MfaRequired>().is_some() {
-            StatusCode::FORBIDDEN
-        } else if let Some(r) = e.downcast_ref::<relayward_control::accounts::SetupRefused>() {
-            match r {
-                relayward_control::accounts::SetupRefused::NotBegun => StatusCode::CONFLICT,
-                relayward_control::accounts::SetupRefused::WrongCode => StatusCode::FORBIDDEN,
+        let status = match &e {
+            ControlError::NotFound(_) => StatusCode::NOT_FOUND,
+            ControlError::Forbidden(_) | ControlError::MfaRequired(_) => StatusCode::FORBIDDEN,
+            ControlError::Conflict(_) => StatusCode::CONFLICT,
+            ControlError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ControlError::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
+            ControlError::Store(StoreError::Exists { .. } | StoreError::ManagedByConfig(_)) => {
+                StatusCode::CONFLICT
             }
-        } else {
-            match e.downcast_ref::<StoreError>() {
-                Some(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
-                Some(StoreError::Exists { .. } | StoreError::ManagedByConfig(_)) => {
-                    StatusCode::CONFLICT
-                }
-                Some(StoreError::Db(_) | StoreError::Open { .. } | StoreError::Task(_)) => {
-                    return ApiError::internal(format!("{e:#}"));
-                }
-                Some(StoreError::Invalid(_)) | None => StatusCode::UNPROCESSABLE_ENTITY,
-            }
+            ControlError::Store(StoreError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+            ControlError::Store(
+                StoreError::Db(_) | StoreError::Open { .. } | StoreError::Task(_),
+            )
+            | ControlError::Internal(_) => return ApiError::internal(e),
         };
-        ApiError::new(status, format!("{e:#}"))
+        ApiError::new(status, e.to_string())
     }
 
     pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {

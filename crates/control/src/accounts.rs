@@ -10,12 +10,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use anyhow::{Result, anyhow, bail};
 use relayward_guard::Role;
 use relayward_store::{Account, Session};
 use serde_json::json;
 
-use crate::{Actor, Control, NotFound, Via, random_hex, sha256_hex};
+use crate::{Actor, Control, NotFound, Result, Via, random_hex, sha256_hex};
 use relayward_clock::now_ms;
 
 pub const SESSION_COOKIE: &str = "rw_session";
@@ -188,21 +187,21 @@ impl Control {
             !l.is_empty() && d.contains('.') && !email.contains([' ', '<', '>'])
         });
         if !valid {
-            bail!("'{email}' is not an e-mail address");
+            invalid!("'{email}' is not an e-mail address");
         }
         match (role, tenant) {
             ("operator", None) => {}
-            ("operator", Some(_)) => bail!("operator accounts belong to no tenant"),
+            ("operator", Some(_)) => invalid!("operator accounts belong to no tenant"),
             ("admin" | "reader", Some(t)) => {
                 if self.store.tenant(t).await?.is_none() {
-                    return Err(NotFound(format!("no tenant {t}")).into());
+                    return Err(NotFound(format!("no tenant {t}")));
                 }
             }
-            ("admin" | "reader", None) => bail!("admin and reader accounts need a tenant"),
-            (other, _) => bail!("role must be operator, admin or reader (got {other})"),
+            ("admin" | "reader", None) => invalid!("admin and reader accounts need a tenant"),
+            (other, _) => invalid!("role must be operator, admin or reader (got {other})"),
         }
         if role == "operator" && actor.role != Role::Operator {
-            bail!("only an operator can make operator accounts");
+            invalid!("only an operator can make operator accounts");
         }
         let token = random_hex(24);
         let now = now_ms();
@@ -240,7 +239,7 @@ impl Control {
             .await?
             .ok_or_else(gone)?;
         if a.setup_expires_at.is_none_or(|e| e < now_ms()) {
-            return Err(gone().into());
+            return Err(gone());
         }
         Ok(a)
     }
@@ -274,19 +273,19 @@ impl Control {
     ) -> Result<Vec<String>> {
         let mut a = self.setup_account(token).await?;
         if password.chars().count() < MIN_PASSWORD {
-            bail!("the password needs at least {MIN_PASSWORD} characters");
+            invalid!("the password needs at least {MIN_PASSWORD} characters");
         }
         let Some(secret) = a.totp_secret.clone() else {
-            return Err(SetupRefused::NotBegun.into());
+            return Err(crate::Conflict(SetupRefused::NotBegun.to_string()));
         };
         if !totp_matches(&secret, code, now_ms() / 1000) {
-            return Err(SetupRefused::WrongCode.into());
+            return Err(crate::Forbidden(SetupRefused::WrongCode.to_string()));
         }
         let pw = password.to_string();
         let hash = tokio::task::spawn_blocking(move || relayward_tenancy::password::hash(&pw))
             .await
-            .map_err(|e| anyhow!("hashing stopped: {e}"))?
-            .map_err(|e| anyhow!(e))?;
+            .map_err(|e| crate::Internal(format!("hashing stopped: {e}")))?
+            .map_err(crate::Internal)?;
         let codes: Vec<String> = (0..RECOVERY_CODES)
             .map(|_| {
                 let h = random_hex(6);

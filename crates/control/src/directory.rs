@@ -2,7 +2,6 @@
 //! consoles or the command line: checked (every name a tenant adds is a claim, refused when it
 //! touches another tenant's), stored, audited with what changed.
 
-use anyhow::{Result, bail};
 use relayward_clock::now_ms;
 use relayward_guard::Role;
 use relayward_store::{Connector, Route, Tenant, User};
@@ -10,7 +9,7 @@ use relayward_tenancy::claims;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{Actor, Control, Forbidden, NotFound};
+use crate::{Actor, Control, Forbidden, NotFound, Result};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,12 +145,12 @@ const MAX_ADMINS: usize = 50;
 
 async fn hash_password(p: String) -> Result<String> {
     if p.chars().count() < MIN_SMTP_PASSWORD {
-        bail!("SMTP passwords need at least {MIN_SMTP_PASSWORD} characters");
+        invalid!("SMTP passwords need at least {MIN_SMTP_PASSWORD} characters");
     }
     tokio::task::spawn_blocking(move || relayward_tenancy::password::hash(&p))
         .await
-        .map_err(|e| anyhow::anyhow!("hashing stopped: {e}"))?
-        .map_err(|e| anyhow::anyhow!(e))
+        .map_err(|e| crate::Internal(format!("hashing stopped: {e}")))?
+        .map_err(crate::Internal)
 }
 
 impl Control {
@@ -159,25 +158,25 @@ impl Control {
         self.store
             .tenant(name)
             .await?
-            .ok_or_else(|| NotFound(format!("no tenant {name}")).into())
+            .ok_or_else(|| NotFound(format!("no tenant {name}")))
     }
 
     pub async fn create_tenant(&self, t: NewTenant, actor: &Actor) -> Result<Tenant> {
         if actor.role != Role::Operator {
-            return Err(Forbidden("only operators add tenants".into()).into());
+            return Err(Forbidden("only operators add tenants".into()));
         }
         if !is_name(&t.name) {
-            bail!("a tenant name is 1 to 64 letters, digits, '.', '-' or '_'");
+            invalid!("a tenant name is 1 to 64 letters, digits, '.', '-' or '_'");
         }
         let language = t.language.unwrap_or_else(|| "en".into());
         if language != "en" && language != "es" {
-            bail!("language must be en or es");
+            invalid!("language must be en or es");
         }
         if let Some(d) = t.subscription_ends.as_deref().filter(|d| !is_date(d)) {
-            bail!("subscription_ends '{d}' is not a date like 2027-12-31");
+            invalid!("subscription_ends '{d}' is not a date like 2027-12-31");
         }
         if let Some(a) = t.admins.iter().find(|a| !is_address(a)) {
-            bail!("admin '{a}' is not an e-mail address");
+            invalid!("admin '{a}' is not an e-mail address");
         }
         self.check_admin_addresses(&t.name, &t.admins).await?;
         let tenant = Tenant {
@@ -206,24 +205,24 @@ impl Control {
         let mut after = before.clone();
         if let Some(l) = p.language {
             if l != "en" && l != "es" {
-                bail!("language must be en or es");
+                invalid!("language must be en or es");
             }
             after.language = l;
         }
         if let Some(ends) = p.subscription_ends {
             if actor.role != Role::Operator {
-                return Err(
-                    Forbidden("the subscription date is the operator's to change".into()).into(),
-                );
+                return Err(Forbidden(
+                    "the subscription date is the operator's to change".into(),
+                ));
             }
             if let Some(d) = ends.as_deref().filter(|d| !is_date(d)) {
-                bail!("subscription_ends '{d}' is not a date like 2027-12-31");
+                invalid!("subscription_ends '{d}' is not a date like 2027-12-31");
             }
             after.subscription_ends = ends;
         }
         if let Some(admins) = p.admins {
             if let Some(a) = admins.iter().find(|a| !is_address(a)) {
-                bail!("admin '{a}' is not an e-mail address");
+                invalid!("admin '{a}' is not an e-mail address");
             }
             self.check_admin_addresses(name, &admins).await?;
             after.admins = admins;
@@ -246,16 +245,16 @@ impl Control {
         actor: &Actor,
     ) -> Result<Connector> {
         let Some(data) = self.store.tenant_data(tenant).await? else {
-            return Err(NotFound(format!("no tenant {tenant}")).into());
+            return Err(NotFound(format!("no tenant {tenant}")));
         };
         if !is_name(&c.name) {
-            bail!("a connector name is 1 to 64 letters, digits, '.', '-' or '_'");
+            invalid!("a connector name is 1 to 64 letters, digits, '.', '-' or '_'");
         }
         let mut ranges = Vec::with_capacity(c.ips.len());
         for ip in &c.ips {
             match relayward_tenancy::parse_net(ip) {
                 Some(n) => ranges.push(n.trunc()),
-                None => bail!("\"{ip}\" is not an address or CIDR range"),
+                None => invalid!("\"{ip}\" is not an address or CIDR range"),
             }
         }
         let cert_name = c
@@ -263,18 +262,17 @@ impl Control {
             .map(|n| n.trim().to_ascii_lowercase())
             .filter(|n| !n.is_empty());
         if ranges.is_empty() && cert_name.is_none() {
-            bail!("a connector needs ips or a cert_name");
+            invalid!("a connector needs ips or a cert_name");
         }
         let reason = c.reason.as_deref().map(str::trim).unwrap_or("");
         if c.allow_overlap || c.allow_wide {
             if actor.role != Role::Operator {
                 return Err(Forbidden(
                     "only an operator may allow a connector range that overlaps another tenant's or is wider than the limit".into(),
-                )
-                .into());
+                ));
             }
             if reason.is_empty() {
-                bail!("allow_overlap and allow_wide need a reason (it goes into the audit log)");
+                invalid!("allow_overlap and allow_wide need a reason (it goes into the audit log)");
             }
         }
         if !c.allow_wide
@@ -282,8 +280,7 @@ impl Control {
         {
             return Err(Forbidden(format!(
                 "{net} is wider than /{limit}, the widest range a connector may claim; list the servers' own addresses (an operator may allow a wider range)"
-            ))
-            .into());
+            )));
         }
         if !c.allow_overlap && !ranges.is_empty() {
             let existing = self.store.all_connectors().await?;
@@ -299,8 +296,7 @@ impl Control {
                 };
                 return Err(Forbidden(format!(
                     "{ours} overlaps {whose}: a source address belongs to one tenant; ask the operator if the servers are shared"
-                ))
-                .into());
+                )));
             }
         }
         if let Some(n) = cert_name.as_deref()
@@ -308,8 +304,7 @@ impl Control {
         {
             return Err(Forbidden(format!(
                 "certificate name {n} is not within one of the tenant's verified accepted domains"
-            ))
-            .into());
+            )));
         }
         let connector = Connector {
             tenant: tenant.to_string(),
@@ -351,7 +346,7 @@ impl Control {
     /// tenant must not have its alerts mailed into someone else's organisation.
     async fn check_admin_addresses(&self, tenant: &str, admins: &[String]) -> Result<()> {
         if admins.len() > MAX_ADMINS {
-            bail!("at most {MAX_ADMINS} admin addresses");
+            invalid!("at most {MAX_ADMINS} admin addresses");
         }
         for a in admins {
             // The address's domain and its parents: a few lookups by name, never a scan.
@@ -369,8 +364,7 @@ impl Control {
             if theirs {
                 return Err(Forbidden(format!(
                     "admin '{a}' is in an accepted domain of another tenant"
-                ))
-                .into());
+                )));
             }
         }
         Ok(())
@@ -383,7 +377,7 @@ impl Control {
                 .into_iter()
                 .find(|u| u.address.eq_ignore_ascii_case(address))
         })
-        .ok_or_else(|| NotFound(format!("tenant {tenant} has no user {address}")).into())
+        .ok_or_else(|| NotFound(format!("tenant {tenant} has no user {address}")))
     }
 
     /// Routes mail for one of the tenant's own accepted domains to its server. A route is a
@@ -394,7 +388,7 @@ impl Control {
         let domain = r.domain.trim().trim_end_matches('.').to_ascii_lowercase();
         let host = r.host.trim().to_string();
         if !is_host(&host) {
-            bail!("host '{host}' is not a host name or address with an optional :port");
+            invalid!("host '{host}' is not a host name or address with an optional :port");
         }
         let data = self.store.tenant_data(tenant).await?;
         let own = data.as_ref().is_some_and(|d| {
@@ -405,8 +399,7 @@ impl Control {
         if !own {
             return Err(Forbidden(format!(
                 "{domain} is not an accepted domain of {tenant}: add the domain first"
-            ))
-            .into());
+            )));
         }
         let route = Route {
             tenant: tenant.to_string(),
@@ -426,15 +419,15 @@ impl Control {
 
     pub async fn add_user(&self, tenant: &str, u: NewUser, actor: &Actor) -> Result<User> {
         let Some(data) = self.store.tenant_data(tenant).await? else {
-            return Err(NotFound(format!("no tenant {tenant}")).into());
+            return Err(NotFound(format!("no tenant {tenant}")));
         };
         let address = u.address.trim().to_ascii_lowercase();
         if !is_address(&address) {
-            bail!("'{address}' is not an e-mail address");
+            invalid!("'{address}' is not an e-mail address");
         }
         let domain = relayward_tenancy::domain_of(&address);
         if !data.domains.iter().any(|d| d.name == domain) {
-            bail!("{domain} is not one of the tenant's domains; add it first");
+            invalid!("{domain} is not one of the tenant's domains; add it first");
         }
         let aliases: Vec<String> = u
             .aliases
@@ -443,10 +436,10 @@ impl Control {
             .collect();
         check_own_addresses(std::iter::once(&address).chain(&aliases), &data.domains)?;
         if let Some(f) = u.forward_to.as_deref().filter(|f| !is_address(f)) {
-            bail!("forward_to '{f}' is not an e-mail address");
+            invalid!("forward_to '{f}' is not an e-mail address");
         }
         if u.forward_only && u.forward_to.is_none() {
-            bail!("forward_only needs a forward_to address");
+            invalid!("forward_only needs a forward_to address");
         }
         let password_hash = match u.password {
             Some(p) => Some(hash_password(p).await?),
@@ -492,14 +485,14 @@ impl Control {
                 .map(|a| a.trim().to_ascii_lowercase())
                 .collect();
             let Some(data) = self.store.tenant_data(tenant).await? else {
-                return Err(NotFound(format!("no tenant {tenant}")).into());
+                return Err(NotFound(format!("no tenant {tenant}")));
             };
             check_own_addresses(&aliases, &data.domains)?;
             after.aliases = aliases;
         }
         if let Some(f) = p.forward_to {
             if let Some(bad) = f.as_deref().filter(|f| !is_address(f)) {
-                bail!("forward_to '{bad}' is not an e-mail address");
+                invalid!("forward_to '{bad}' is not an e-mail address");
             }
             after.forward_to = f.map(|f| f.to_ascii_lowercase());
         }
@@ -507,7 +500,7 @@ impl Control {
             after.forward_only = o;
         }
         if after.forward_only && after.forward_to.is_none() {
-            bail!("forward_only needs a forward_to address");
+            invalid!("forward_only needs a forward_to address");
         }
         self.store.update_user(&after).await?;
         self.audit(
@@ -541,13 +534,12 @@ fn check_own_addresses<'a>(
 ) -> Result<()> {
     for a in addresses {
         if !is_address(a) {
-            bail!("'{a}' is not an e-mail address");
+            invalid!("'{a}' is not an e-mail address");
         }
         if !claims::address_allowed(a, own) {
             return Err(Forbidden(format!(
                 "{a} is not in one of the tenant's verified accepted domains; add and verify its domain first"
-            ))
-            .into());
+            )));
         }
     }
     Ok(())

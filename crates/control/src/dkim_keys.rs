@@ -8,14 +8,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::{Result, anyhow, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use relayward_clock::{civil_date, now_ms};
 use relayward_dkim::Algorithm;
 use relayward_store::{DkimKey, DkimKeyState, Store};
 
-use crate::{Actor, Control, NotFound};
+use crate::{Actor, Control, NotFound, Result};
 
 /// A new key pair for `domain` (RSA and Ed25519) in `state`, with fresh selectors.
 pub fn new_pair(domain: &str, state: DkimKeyState) -> Result<Vec<DkimKey>> {
@@ -28,7 +27,7 @@ pub fn new_pair(domain: &str, state: DkimKeyState) -> Result<Vec<DkimKey>> {
     ]
     .into_iter()
     .map(|(alg, suffix)| {
-        let g = relayward_dkim::generate(alg)?;
+        let g = relayward_dkim::generate(alg).map_err(|e| crate::Internal(e.to_string()))?;
         Ok(DkimKey {
             domain: domain.to_ascii_lowercase(),
             selector: format!("rw{date}{tag}-{suffix}"),
@@ -58,7 +57,7 @@ async fn generate_pair(domain: &str, state: DkimKeyState) -> Result<Vec<DkimKey>
     let d = domain.to_string();
     tokio::task::spawn_blocking(move || new_pair(&d, state))
         .await
-        .map_err(|e| anyhow!("key generation stopped: {e}"))?
+        .map_err(|e| crate::Internal(format!("key generation stopped: {e}")))?
 }
 
 impl Control {
@@ -83,7 +82,7 @@ impl Control {
     async fn own_domain(&self, tenant: &str, domain: &str) -> Result<String> {
         match self.store.domain(domain).await {
             Ok(d) if d.tenant == tenant => Ok(d.name),
-            _ => Err(NotFound(format!("tenant {tenant} has no domain {domain}")).into()),
+            _ => Err(NotFound(format!("tenant {tenant} has no domain {domain}"))),
         }
     }
 
@@ -97,7 +96,7 @@ impl Control {
         let name = self.own_domain(tenant, domain).await?;
         let before = self.store.dkim_keys(Some(&name)).await?;
         if before.iter().any(|k| k.state == DkimKeyState::Pending) {
-            bail!("{name} already has new keys waiting to be published and activated");
+            invalid!("{name} already has new keys waiting to be published and activated");
         }
         let keys = generate_pair(&name, DkimKeyState::Pending).await?;
         self.store.add_dkim_keys(&keys).await?;
@@ -128,7 +127,7 @@ impl Control {
             .filter(|k| k.state == DkimKeyState::Pending)
             .collect();
         if pending.is_empty() {
-            bail!("{name} has no new keys to activate (start with a rotation)");
+            invalid!("{name} has no new keys to activate (start with a rotation)");
         }
         if !force {
             for k in &pending {
@@ -139,7 +138,7 @@ impl Control {
                     .iter()
                     .any(|f| relayward_dkim::canon::no_space(f) == want)
                 {
-                    bail!(
+                    invalid!(
                         "the record for {at} is not published yet (found {} TXT record(s)); publish \"{expected}\" there and try again",
                         found.len()
                     );
@@ -184,7 +183,7 @@ impl Control {
             .map(|k| (k.selector.clone(), DkimKeyState::Retired))
             .collect();
         if changes.is_empty() {
-            bail!("{name} has no retiring keys");
+            invalid!("{name} has no retiring keys");
         }
         self.store
             .set_dkim_states(&name, &changes, now_ms())
@@ -215,7 +214,7 @@ pub async fn generate_missing(store: Arc<dyn Store>, domains: Vec<String>) {
             Ok(keys) => store
                 .add_dkim_keys(&keys)
                 .await
-                .map_err(anyhow::Error::from),
+                .map_err(crate::ControlError::from),
             Err(e) => Err(e),
         };
         match stored {

@@ -1,10 +1,9 @@
 //! Accepted domains: adding one (a claim checked against every other tenant's), the DNS proof
 //! of ownership, and the tenant's forwarding policy.
 
-use anyhow::{Result, bail};
 use relayward_guard::Role;
 
-use crate::{Actor, Control, DomainVerification, NotFound, random_hex};
+use crate::{Actor, Control, DomainVerification, NotFound, Result, random_hex};
 
 impl Control {
     /// Domain ownership proof: looks for the TXT record `relayward-verification=<token>` on the
@@ -20,7 +19,7 @@ impl Control {
         let d = self.store.domain(domain).await?;
         if d.tenant != tenant {
             // Another tenant's domain answers like a missing one: no probing across tenants.
-            return Err(NotFound(format!("tenant {tenant} has no domain {domain}")).into());
+            return Err(NotFound(format!("tenant {tenant} has no domain {domain}")));
         }
         if d.verified {
             return Ok(DomainVerification::AlreadyVerified);
@@ -31,7 +30,7 @@ impl Control {
             // The name does not exist (yet): no record, the same answer as an empty one.
             Err(relayward_delivery::dns::DnsError::NotFound(_)) => Vec::new(),
             Err(relayward_delivery::dns::DnsError::Temporary(e)) => {
-                bail!(
+                invalid!(
                     "cannot check {} now ({e}); nothing changed, try again",
                     d.name
                 )
@@ -67,10 +66,10 @@ impl Control {
     ) -> Result<relayward_store::Domain> {
         use relayward_store::DomainKind;
         if match_subdomains && kind != DomainKind::InternalRelay {
-            bail!("match_subdomains is for internal_relay domains only");
+            invalid!("match_subdomains is for internal_relay domains only");
         }
         if verified && actor.role != Role::Operator {
-            bail!("only an operator can vouch for a domain; others publish the TXT record");
+            invalid!("only an operator can vouch for a domain; others publish the TXT record");
         }
         let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
         let valid = !name.is_empty()
@@ -84,7 +83,7 @@ impl Control {
                     && !l.ends_with('-')
             });
         if !valid {
-            bail!("'{name}' is not a domain name");
+            invalid!("'{name}' is not a domain name");
         }
         // A domain another tenant has proven is its own, or one above or below it, is not
         // for this tenant to claim (the exact name is refused by the store as a duplicate).
@@ -97,8 +96,7 @@ impl Control {
             };
             return Err(crate::Forbidden(format!(
                 "{name} lies within or above {whose}; a domain belongs to one tenant"
-            ))
-            .into());
+            )));
         }
         let d = relayward_store::Domain {
             tenant: tenant.to_string(),
@@ -131,7 +129,7 @@ impl Control {
         actor: &Actor,
     ) -> Result<()> {
         let Some(mode) = relayward_store::Forwarding::parse(mode) else {
-            bail!("forwarding must be on, off or listed");
+            invalid!("forwarding must be on, off or listed");
         };
         let domains: Vec<String> = domains
             .iter()
@@ -139,16 +137,16 @@ impl Control {
             .filter(|d| !d.is_empty())
             .collect();
         if mode == relayward_store::Forwarding::Listed && domains.is_empty() {
-            bail!("listed forwarding needs at least one domain");
+            invalid!("listed forwarding needs at least one domain");
         }
         if let Some(bad) = domains
             .iter()
             .find(|d| !d.contains('.') || d.contains(['@', ' ', '/']))
         {
-            bail!("'{bad}' is not a domain name");
+            invalid!("'{bad}' is not a domain name");
         }
         let Some(before) = self.store.tenant(tenant).await? else {
-            return Err(NotFound(format!("no tenant {tenant}")).into());
+            return Err(NotFound(format!("no tenant {tenant}")));
         };
         self.store.set_forwarding(tenant, mode, &domains).await?;
         self.audit(

@@ -7,6 +7,13 @@
 //!
 //! Must never: answer HTTP or print (callers do), or hold a lock across an await.
 
+/// Refuses the request as invalid (422), with the words given: `bail!` for the control plane.
+macro_rules! invalid {
+    ($($arg:tt)*) => {
+        return Err($crate::ControlError::Invalid(format!($($arg)*)))
+    };
+}
+
 pub mod accounts;
 pub mod directory;
 pub mod dkim_keys;
@@ -23,11 +30,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
 use relayward_clock::now_ms;
 use relayward_config::Config;
 use relayward_guard::{Limits, Role};
-use relayward_store::{AuditEntry, SqliteStore, Store};
+use relayward_store::{AuditEntry, SqliteStore, Store, StoreError};
 
 pub use secrets::{random_hex, sha256_hex};
 pub use tokens::TokenError;
@@ -123,20 +129,41 @@ impl AccountRole {
     }
 }
 
-/// Something asked for is not there (or belongs to another tenant): the API answers 404.
+/// Why the control plane refused a change or could not make it: the one error type of every
+/// action. The API answers each kind with its status (in brackets); the command line prints it.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct NotFound(pub String);
+pub enum ControlError {
+    /// What was asked for is not there, or belongs to another tenant (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// This actor may not make this change (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The change clashes with the object's state right now (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request itself is wrong: a value out of form, a rule it breaks (422).
+    #[error("{0}")]
+    Invalid(String),
+    /// Lifting a restriction needs a person who passed a second factor (SPEC section 8): a
+    /// console session. The command line on the relay's own host (whoever runs it holds the
+    /// server) and the system's automatic approval are the exceptions; API tokens are not (403).
+    #[error(
+        "{0} a restriction needs a sign-in with a second factor (a console session with TOTP); API tokens cannot do it"
+    )]
+    MfaRequired(&'static str),
+    /// The store refused (a clash, a managed tenant: 409) or failed (500).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Something that should not fail did (500); the words go to the log.
+    #[error("{0}")]
+    Internal(String),
+}
 
-/// A change this actor may not make (the API answers 403).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Forbidden(pub String);
+pub use ControlError::{Conflict, Forbidden, Internal, Invalid, NotFound};
 
-/// The request clashes with the object's state right now (the API answers 409).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Conflict(pub String);
+/// The result of every control-plane action.
+pub type Result<T, E = ControlError> = std::result::Result<T, E>;
 
 /// What a domain ownership check found.
 #[derive(Debug)]
@@ -168,8 +195,12 @@ pub(crate) const DAY: i64 = 86_400_000;
 /// Opens the store of the configuration's data directory (the embedded SQLite database),
 /// making the directory when it is missing.
 pub fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        Internal(format!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
     Ok(Arc::new(SqliteStore::open(&store_path(&config.data_dir))?))
 }
 
@@ -205,7 +236,8 @@ impl Control {
         }
         let stored = self.store.tenant_limits().await?;
         match stored.iter().find(|(t, _)| t == tenant) {
-            Some((_, json)) => relayward_config::limits_from_overrides(&self.defaults, json),
+            Some((_, json)) => relayward_config::limits_from_overrides(&self.defaults, json)
+                .map_err(|e| Invalid(format!("{e:#}"))),
             None => Ok(self.defaults.clone()),
         }
     }
@@ -230,16 +262,17 @@ impl Control {
         actor: &Actor,
     ) -> Result<Limits> {
         if actor.role != Role::Operator {
-            return Err(Forbidden("limits are the operator's to change".into()).into());
+            return Err(Forbidden("limits are the operator's to change".into()));
         }
         if self.store.tenant(tenant).await?.is_none() {
-            return Err(NotFound(format!("no tenant {tenant}")).into());
+            return Err(NotFound(format!("no tenant {tenant}")));
         }
         if self.tenant_limits.contains_key(tenant) {
             return Err(relayward_store::StoreError::ManagedByConfig(tenant.to_string()).into());
         }
         let text = overrides.to_string();
-        let effective = relayward_config::limits_from_overrides(&self.defaults, &text)?;
+        let effective = relayward_config::limits_from_overrides(&self.defaults, &text)
+            .map_err(|e| Invalid(format!("{e:#}")))?;
         let before = self.limit_overrides(tenant).await?;
         self.store.set_tenant_limits(tenant, &text).await?;
         self.audit(
@@ -275,19 +308,10 @@ impl Control {
     }
 }
 
-/// Lifting a restriction needs a person who passed a second factor (SPEC section 8): a console
-/// session. The command line on the relay's own host (whoever runs it holds the server) and the
-/// system's automatic approval are the exceptions; API tokens are not.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "{0} a restriction needs a sign-in with a second factor (a console session with TOTP); API tokens cannot do it"
-)]
-pub struct MfaRequired(&'static str);
-
 fn require_mfa(actor: &Actor, what: &'static str) -> Result<()> {
     if actor.second_factor() {
         Ok(())
     } else {
-        Err(MfaRequired(what).into())
+        Err(ControlError::MfaRequired(what))
     }
 }

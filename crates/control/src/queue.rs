@@ -2,10 +2,9 @@
 //! with what the message was. The API and the relay's control socket (the command line's
 //! `relayward queue`) both call here.
 
-use anyhow::{Result, bail};
 use relayward_guard::Role;
 
-use crate::{Actor, Conflict, Control, NotFound};
+use crate::{Actor, Conflict, Control, NotFound, Result};
 
 impl Control {
     /// An operator's action on a queued message (retry, hold, release, bounce, purge), audited
@@ -19,11 +18,11 @@ impl Control {
     ) -> Result<relayward_spool::Envelope> {
         use relayward_delivery::QueueActionError;
         if actor.role != Role::Operator {
-            bail!("queue actions are the operator's");
+            invalid!("queue actions are the operator's");
         }
         let before = queue.act(id, action).await.map_err(|e| match e {
-            QueueActionError::NotFound(_) => anyhow::Error::new(NotFound(e.to_string())),
-            QueueActionError::InFlight(_) => anyhow::Error::new(Conflict(e.to_string())),
+            QueueActionError::NotFound(_) => NotFound(e.to_string()),
+            QueueActionError::InFlight(_) => Conflict(e.to_string()),
         })?;
         self.audit(
             actor,

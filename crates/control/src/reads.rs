@@ -1,7 +1,7 @@
 //! What the consoles, the API and the command line list: read-only views of the store, with
 //! no rule to apply and nothing to audit. Callers read through here, never from the store.
 
-use anyhow::Result;
+use crate::Result;
 use relayward_store::{
     Account, AlertRow, ApiToken, AuditEntry, DirectoryData, Tenant, TenantData, TraceMessage,
     TraceQuery, Webhook, WebhookDelivery,

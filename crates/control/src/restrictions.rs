@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use anyhow::{Context, Result, anyhow, bail};
 use relayward_clock::now_ms;
 use relayward_guard::checklist::{
     ChecklistInput, ChecklistItem, ConnectorFacts, checklist, open_items,
@@ -13,13 +12,16 @@ use relayward_guard::{CounterView, Kind, Restriction, Role, State, TenantCounter
 use relayward_store::RestrictionRow;
 use relayward_tenancy::Directory;
 
-use crate::{Actor, Control, DAY, Via, require_mfa};
+use crate::{Actor, Control, DAY, Result, Via, require_mfa};
 
 impl Control {
     pub async fn restriction(&self, id: &str) -> Result<Restriction> {
         let row = self.store.restriction(id).await?;
-        restriction_from_row(&row)
-            .ok_or_else(|| anyhow!("restriction {id} is stored in a form this version cannot read"))
+        restriction_from_row(&row).ok_or_else(|| {
+            crate::Internal(format!(
+                "restriction {id} is stored in a form this version cannot read"
+            ))
+        })
     }
 
     pub async fn restrictions(&self, tenant: Option<&str>, all: bool) -> Result<Vec<Restriction>> {
@@ -66,7 +68,7 @@ impl Control {
         step: impl FnOnce(&mut Restriction) -> std::result::Result<(), E>,
     ) -> Result<Restriction> {
         let mut after = before.clone();
-        step(&mut after).map_err(|e| anyhow!("{e}"))?;
+        step(&mut after).map_err(|e| crate::Conflict(e.to_string()))?;
         self.save(&before, &after, actor, action).await?;
         Ok(after)
     }
@@ -227,7 +229,7 @@ impl Control {
     ) -> Result<Restriction> {
         let before = self.restriction(id).await?;
         if !before.key.kind.is_tenant() {
-            bail!(
+            invalid!(
                 "{} is released directly (relayward restriction release {id})",
                 before.key
             );
@@ -244,7 +246,7 @@ impl Control {
                 serde_json::json!({ "restriction": id, "reason": e.to_string() }),
             )
             .await?;
-            bail!("{e}");
+            invalid!("{e}");
         }
         self.save(&before, &after, actor, "restriction.request_release")
             .await?;
@@ -288,7 +290,7 @@ impl Control {
 
     pub async fn refuse(&self, id: &str, actor: &Actor, reason: &str) -> Result<Restriction> {
         if reason.trim().is_empty() {
-            bail!("a refusal needs a reason the tenant's admins can act on");
+            invalid!("a refusal needs a reason the tenant's admins can act on");
         }
         let before = self.restriction(id).await?;
         self.transition(before, actor, "restriction.refuse", |r| {
@@ -322,8 +324,7 @@ impl Control {
     pub async fn review_connector(&self, tenant: &str, name: &str, actor: &Actor) -> Result<()> {
         self.store
             .set_connector_reviewed(tenant, name, true)
-            .await
-            .with_context(|| format!("reviewing connector {name}"))?;
+            .await?;
         self.audit(actor, Some(tenant), "connector.review", serde_json::json!({ "connector": name, "before": {"reviewed": false}, "after": {"reviewed": true} })).await
     }
 

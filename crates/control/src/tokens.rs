@@ -1,11 +1,10 @@
 //! API tokens: made for an operator or for an admin or reader of one tenant, shown once, kept
 //! as a hash, revoked, and checked on every API request.
 
-use anyhow::{Result, anyhow, bail};
 use relayward_clock::now_ms;
 use relayward_guard::Role;
 
-use crate::{Actor, Control, random_hex, sha256_hex};
+use crate::{Actor, Control, NotFound, Result, random_hex, sha256_hex};
 
 /// Why an API token was not accepted (all answer 401; the words go to the caller).
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +33,13 @@ impl Control {
         actor: &Actor,
     ) -> Result<(String, relayward_store::ApiToken)> {
         if actor.role != Role::Operator {
-            bail!("only operators create API tokens from here");
+            invalid!("only operators create API tokens from here");
         }
         match (role, tenant) {
             ("operator", None) | ("admin" | "reader", Some(_)) => {}
-            ("operator", Some(_)) => bail!("an operator token belongs to no tenant"),
-            ("admin" | "reader", None) => bail!("an {role} token needs its tenant"),
-            _ => bail!("role must be operator, admin or reader (got {role})"),
+            ("operator", Some(_)) => invalid!("an operator token belongs to no tenant"),
+            ("admin" | "reader", None) => invalid!("an {role} token needs its tenant"),
+            _ => invalid!("role must be operator, admin or reader (got {role})"),
         }
         let id = random_hex(6);
         let secret = random_hex(24);
@@ -72,7 +71,7 @@ impl Control {
             .store
             .token(id)
             .await?
-            .ok_or_else(|| anyhow!("token '{id}' does not exist"))?;
+            .ok_or_else(|| NotFound(format!("token '{id}' does not exist")))?;
         self.store.revoke_token(id, now_ms()).await?;
         self.audit(
             actor,

@@ -10,12 +10,11 @@
 
 use std::net::IpAddr;
 
-use anyhow::{Result, bail};
 use relayward_clock::now_ms;
 use relayward_store::{Store, Webhook, WebhookDelivery};
 use serde_json::{Value, json};
 
-use crate::{Actor, Control, NotFound, random_hex};
+use crate::{Actor, Control, NotFound, Result, random_hex};
 
 /// Event types a webhook can take.
 pub const EVENTS: &[&str] = &["alert", "restriction"];
@@ -59,26 +58,26 @@ pub struct Target {
 }
 
 /// A webhook URL taken apart: `http(s)://host[:port][/path]`, without user info.
-pub fn parse_url(url: &str) -> Result<Target, String> {
+pub fn parse_url(url: &str) -> Result<Target> {
     let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("http://") {
         (false, r)
     } else {
-        return Err("the URL must start with http:// or https://".into());
+        invalid!("the URL must start with http:// or https://");
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     if authority.is_empty() || authority.contains('@') || path.contains([' ', '\r', '\n']) {
-        return Err("the URL has no usable host".into());
+        invalid!("the URL has no usable host");
     }
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
             let port = p
                 .parse::<u16>()
-                .map_err(|_| format!("bad port in {authority}"))?;
+                .map_err(|_| crate::Invalid(format!("bad port in {authority}")))?;
             (h, port)
         }
         _ => (authority, if https { 443 } else { 80 }),
@@ -88,7 +87,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         .trim_end_matches(']')
         .to_string();
     if host.is_empty() {
-        return Err("the URL has no host".into());
+        invalid!("the URL has no host");
     }
     Ok(Target {
         https,
@@ -98,6 +97,8 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
     })
 }
 
+/// Loopback, private, shared, link-local and unique-local addresses (IPv4-mapped included):
+/// where a tenant's webhook must not reach unless the operator allows it.
 pub fn private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -129,19 +130,17 @@ impl Control {
         events: &[String],
         actor: &Actor,
     ) -> Result<Webhook> {
-        if let Err(e) = parse_url(url) {
-            bail!("{e}");
-        }
+        parse_url(url)?;
         let events: Vec<String> = if events.is_empty() {
             EVENTS.iter().map(|e| e.to_string()).collect()
         } else {
             events.to_vec()
         };
         if let Some(bad) = events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
-            bail!("unknown event '{bad}' (known: {})", EVENTS.join(", "));
+            invalid!("unknown event '{bad}' (known: {})", EVENTS.join(", "));
         }
         if self.store.tenant(tenant).await?.is_none() {
-            return Err(NotFound(format!("no tenant {tenant}")).into());
+            return Err(NotFound(format!("no tenant {tenant}")));
         }
         let hook = Webhook {
             id: format!("wh_{}", random_hex(8)),
@@ -170,7 +169,7 @@ impl Control {
             .await?
             .into_iter()
             .find(|w| w.id == id)
-            .ok_or_else(|| NotFound(format!("tenant {tenant} has no webhook {id}")).into())
+            .ok_or_else(|| NotFound(format!("tenant {tenant} has no webhook {id}")))
     }
 
     pub async fn delete_webhook(&self, tenant: &str, id: &str, actor: &Actor) -> Result<()> {

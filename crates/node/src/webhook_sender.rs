@@ -16,7 +16,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// One POST; the HTTP status, or why there was none.
 async fn post(config: &WebhookConfig, url: &str, headers: &str, body: &str) -> Result<u16, String> {
-    let t = parse_url(url)?;
+    let t = parse_url(url).map_err(|e| e.to_string())?;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((t.host.as_str(), t.port))
         .await
         .map_err(|e| format!("cannot resolve {}: {e}", t.host))?
