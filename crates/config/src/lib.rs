@@ -215,7 +215,7 @@ impl Default for WebhookConfig {
     }
 }
 
-/// Failed SMTP AUTH attempts allowed across connections (issue: password guessing).
+/// Failed SMTP AUTH attempts allowed across connections (password guessing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthLimits {
     pub per_account: u32,

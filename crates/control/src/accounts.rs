@@ -1,4 +1,4 @@
-//! Accounts for the admin center and the support console (issue 6, SPEC section 10): Argon2id
+//! Accounts for the admin center and the support console (SPEC section 10): Argon2id
 //! passwords, TOTP (RFC 6238) as the second factor with one-time recovery codes, sessions with
 //! a CSRF token, and sign-in limits per account (lockout) and per client address.
 //!

@@ -141,7 +141,7 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
 mod tests {
     use super::*;
 
-    /// The status codes the relay writes reports for (SPEC sections 3 and 7, issue 5).
+    /// The status codes the relay writes reports for (SPEC sections 3 and 7).
     pub const CODES: &[&str] = &[
         "5.7.750", "5.7.705", "5.7.711", "5.1.8", "5.1.90", "5.7.520", "5.7.64", "5.7.60", "5.4.7",
         "5.1.1", "5.2.2", "5.3.4", "5.7.1", "5.1.2", "5.1.10",

@@ -1,4 +1,4 @@
-//! Behavioural compromise signals (SPEC section 6, issue 4): how a sender's mail today compares
+//! Behavioural compromise signals (SPEC section 6): how a sender's mail today compares
 //! with its own past. Each user (and each tenant as a whole) learns its usual hours, volume,
 //! recipients and client addresses; a compromised mailbox breaks several of those habits at once.
 //!

@@ -16,7 +16,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use relayward_config::Config;
 
-use cli::{accounts, directory, dkim, guard, queue, trace};
+use cli::{accounts, directory, dkim, queue, restrictions, trace};
 
 #[derive(Parser)]
 #[command(
@@ -59,20 +59,20 @@ enum Command {
     /// Search the message trace.
     Trace(trace::TraceArgs),
     /// List restrictions (open ones unless --all).
-    Restrictions(guard::RestrictionsArgs),
+    Restrictions(restrictions::RestrictionsArgs),
     /// Act on one restriction.
     Restriction {
         #[command(subcommand)]
-        cmd: guard::RestrictionCmd,
+        cmd: restrictions::RestrictionCmd,
         #[command(flatten)]
         who: cli::ActorArgs,
     },
     /// Alerts, newest first.
-    Alerts(guard::AlertsArgs),
+    Alerts(restrictions::AlertsArgs),
     /// Every counter of a tenant beside its threshold.
-    Counters(guard::CountersArgs),
+    Counters(restrictions::CountersArgs),
     /// The audit log as JSON lines, newest first.
-    Audit(guard::AuditArgs),
+    Audit(restrictions::AuditArgs),
     /// API tokens for scripts (the management API under /api/v1).
     #[command(subcommand)]
     Token(accounts::TokenCmd),
@@ -133,11 +133,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Route(cmd) => directory::route(config, cmd).await,
         Command::Queue(cmd) => queue::run(config, cmd).await,
         Command::Trace(args) => trace::trace(config, args).await,
-        Command::Restrictions(args) => guard::restrictions(config, args).await,
-        Command::Restriction { cmd, who } => guard::restriction(config, cmd, &who).await,
-        Command::Alerts(args) => guard::alerts(config, args).await,
-        Command::Counters(args) => guard::counters(config, args).await,
-        Command::Audit(args) => guard::audit(config, args).await,
+        Command::Restrictions(args) => restrictions::restrictions(config, args).await,
+        Command::Restriction { cmd, who } => restrictions::restriction(config, cmd, &who).await,
+        Command::Alerts(args) => restrictions::alerts(config, args).await,
+        Command::Counters(args) => restrictions::counters(config, args).await,
+        Command::Audit(args) => restrictions::audit(config, args).await,
         Command::Token(cmd) => accounts::token(config, cmd).await,
         Command::Operator(cmd) => accounts::operator_account(config, cmd).await,
         Command::Account(cmd) => accounts::account(config, cmd).await,

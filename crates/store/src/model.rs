@@ -375,7 +375,7 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-/// An API token for scripts (issue 6): scoped to one tenant (admin or reader) or to the
+/// An API token for scripts: scoped to one tenant (admin or reader) or to the
 /// operator role. Only a hash of its secret is kept; the secret is shown once, at creation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiToken {

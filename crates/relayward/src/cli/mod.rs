@@ -5,8 +5,8 @@
 pub mod accounts;
 pub mod directory;
 pub mod dkim;
-pub mod guard;
 pub mod queue;
+pub mod restrictions;
 pub mod trace;
 
 use std::io::Write;

@@ -1,4 +1,4 @@
-//! Accounts over real HTTP (issue 6): an operator made with a one-time setup link enrols TOTP,
+//! Accounts over real HTTP: an operator made with a one-time setup link enrols TOTP,
 //! signs in, works with a session cookie that needs its CSRF token for changes, lifts a
 //! restriction (which an API token may not), and signs out; recovery codes work once; wrong
 //! passwords lock the account; one address gets 20 attempts per ten minutes.

@@ -1,4 +1,4 @@
-//! The management API over HTTP (issue 6, first part): each role against each operation
+//! The management API over HTTP: each role against each operation
 //! (table-driven), cross-tenant access answering 404, revoked, expired and malformed tokens,
 //! bad input, the audit entries API changes leave, and the OpenAPI document listing what is
 //! served.

@@ -1,4 +1,4 @@
-//! SMTP AUTH under attack (issue 17): wrong passwords are limited across connections per
+//! SMTP AUTH under attack: wrong passwords are limited across connections per
 //! account and per client address, with the same answer for accounts that do not exist; a
 //! lockout reaches the tenant's admins and shows beside the counters.
 

@@ -1,4 +1,4 @@
-//! Tenants share one relay (issue 17): what one tenant adds — connector ranges, certificate
+//! Tenants share one relay: what one tenant adds — connector ranges, certificate
 //! names, domains, user addresses, aliases, admin addresses — may not touch another tenant's,
 //! through the API, the command line or the configuration file. An operator may allow an
 //! overlap or a wide range explicitly, and the audit log says who and why.

@@ -1,4 +1,4 @@
-//! The DSN extension end to end over real SMTP (issue 5): delay notices once per message after
+//! The DSN extension end to end over real SMTP: delay notices once per message after
 //! `delay_notice_after`, none for NOTIFY=NEVER; NOTIFY and ORCPT passed on to a next hop that
 //! speaks DSN (which then owes the success notice); a "relayed" notice from us when the next hop
 //! does not; no NDR for NOTIFY=NEVER.

@@ -1,4 +1,4 @@
-//! The relay when the world misbehaves (issue 18): destinations that are dead or never answer
+//! The relay when the world misbehaves: destinations that are dead or never answer
 //! must not hold up mail for the ones that work.
 
 use std::net::TcpListener;

@@ -1,4 +1,4 @@
-//! Inbound mail forwarded to users' outside addresses (issue 7), over real SMTP: the copy leaves
+//! Inbound mail forwarded to users' outside addresses, over real SMTP: the copy leaves
 //! with an SRS sender in the tenant's domain, DKIM-signed and ARC-sealed (checked by dkimpy, an
 //! independent verifier); bounces to the SRS address reach the original sender, forged ones
 //! are refused; forward-only users keep no copy; the tenant's forwarding control and its

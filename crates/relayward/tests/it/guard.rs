@@ -1,4 +1,4 @@
-//! Outbound protection over real SMTP sessions (issue 3's scenarios): the exact replies of SPEC
+//! Outbound protection over real SMTP sessions: the exact replies of SPEC
 //! section 3, restrictions with their cause, alerts mailed to the tenant's admins, NDRs for
 //! queued mail caught by a new restriction, and the release workflow on the command line.
 

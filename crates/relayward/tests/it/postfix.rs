@@ -1,5 +1,5 @@
 //! A real Postfix (Debian's package, installed by scripts/test) as a tenant's on-premises
-//! server relaying through Relayward on loopback (issue 5): when Relayward refuses with
+//! server relaying through Relayward on loopback: when Relayward refuses with
 //! 5.7.750 and with 5.7.705, the bounce Postfix writes to its own sender carries that code and
 //! text — what the users of a hybrid setup see.
 

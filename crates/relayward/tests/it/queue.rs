@@ -1,4 +1,4 @@
-//! The queue in the management API (issue 6): operators list what waits, by tenant and by
+//! The queue in the management API: operators list what waits, by tenant and by
 //! destination, and retry, hold, release, bounce (with an NDR) or purge (without) one message;
 //! each action is audited; nobody else may.
 

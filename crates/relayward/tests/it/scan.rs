@@ -1,4 +1,4 @@
-//! Content scanning over real SMTP (issue 4): realistic messages kept as .eml fixtures get their
+//! Content scanning over real SMTP: realistic messages kept as .eml fixtures get their
 //! verdicts; suspicious mail reaches the receiver from the high-risk pool's address and HELO
 //! name, clean mail from the normal pool's; bulk is recognised across connections; a sender
 //! domain with neither MX nor A records goes to the high-risk pool.

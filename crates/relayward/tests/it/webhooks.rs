@@ -1,4 +1,4 @@
-//! Webhooks over real HTTP (issue 6): a local receiver checks every request's signature,
+//! Webhooks over real HTTP: a local receiver checks every request's signature,
 //! answers the first one with 500, and sees the same delivery again after the backoff; the
 //! delivery log in the API tells the story.
 
