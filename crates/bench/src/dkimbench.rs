@@ -1,4 +1,4 @@
-//! What signing costs in the delivery path (issue 7): one DKIM signature with RSA-2048 and
+//! What signing costs in the delivery path: one DKIM signature with RSA-2048 and
 //! with Ed25519, an ARC seal (message signature and seal, RSA), and checking a signature, over
 //! a 5 KB and a 100 KB message. Median and p99 per operation; BENCHMARKS.md records them.
 //!

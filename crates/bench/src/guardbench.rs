@@ -1,5 +1,5 @@
 //! `guardbench`: what one outbound guard decision costs with a large directory loaded, and
-//! what that directory costs in memory and load time (issue 3; figures in BENCHMARKS.md).
+//! what that directory costs in memory and load time (figures in BENCHMARKS.md).
 //!
 //! It generates `--tenants` tenants with `--domains-per-tenant` verified accepted domains, one
 //! connector (a /32 or a /24) and one user each, builds the in-memory directory the relay uses,

@@ -1,4 +1,4 @@
-//! Scan cost per message with the built-in scanner (issue 4): median and p99 for a 5 KB and a
+//! Scan cost per message with the built-in scanner: median and p99 for a 5 KB and a
 //! 500 KB message, each scanned many times through one `Scanner` (so the bulk tracker fills as
 //! it would on a relay). Prints the figures BENCHMARKS.md records.
 //!
