@@ -1,5 +1,6 @@
 //! Accounts and sign-in: the one-time setup link, password and TOTP sign-in, sign-out, accounts of every role, and the list of API tokens.
 
+use crate::answers::*;
 use crate::auth::{Principal, TenantAccess};
 use crate::common::*;
 use crate::document::{body_doc, error_response};
@@ -11,6 +12,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Open a one-time setup link: the account, and the TOTP key to enrol in an authenticator app.",
         access: Access::Public,
         ok: 200,
+        answer: Some(answer::<SetupBegun>),
         route: || get(setup_begin),
         doc: None,
     },
@@ -20,6 +22,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Finish setup: a password (12 characters or more) and a current TOTP code; answers the recovery codes, once.",
         access: Access::Public,
         ok: 200,
+        answer: Some(answer::<SetupDone>),
         route: || post(setup_finish),
         doc: Some(setup_doc),
     },
@@ -29,6 +32,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Sign in with e-mail, password and a TOTP code (or an unused recovery code): sets the session cookie and answers the CSRF token. Locked for 15 minutes after 5 failures; 20 attempts per address per 10 minutes.",
         access: Access::Public,
         ok: 200,
+        answer: Some(answer::<SignedIn>),
         route: || post(login),
         doc: Some(login_doc),
     },
@@ -38,6 +42,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "End the session.",
         access: Access::Any,
         ok: 204,
+        answer: None,
         route: || post(logout),
         doc: None,
     },
@@ -47,6 +52,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Every account (operators).",
         access: Access::Operator,
         ok: 200,
+        answer: Some(answer::<AccountList>),
         route: || get(list_accounts),
         doc: None,
     },
@@ -56,6 +62,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Make an account of any role; answers its one-time setup link (no default passwords).",
         access: Access::Operator,
         ok: 201,
+        answer: Some(answer::<AccountCreated>),
         route: || post(create_operator_account),
         doc: Some(new_account_doc),
     },
@@ -65,6 +72,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "The tenant's admin and reader accounts.",
         access: Access::TenantRead,
         ok: 200,
+        answer: Some(answer::<AccountList>),
         route: || get(list_tenant_accounts),
         doc: None,
     },
@@ -74,6 +82,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Make an admin or reader account of the tenant; answers its one-time setup link.",
         access: Access::TenantWrite,
         ok: 201,
+        answer: Some(answer::<AccountCreated>),
         route: || post(create_tenant_account),
         doc: Some(new_tenant_account_doc),
     },
@@ -83,6 +92,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "API tokens (never their secrets).",
         access: Access::Operator,
         ok: 200,
+        answer: Some(answer::<TokenList>),
         route: || get(list_tokens),
         doc: None,
     },
@@ -172,22 +182,27 @@ struct SetupBody {
 async fn setup_begin(
     State(s): State<ApiState>,
     Path(token): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SetupBegun>> {
     let (a, secret) = s
         .control
         .setup_begin(&token)
         .await
         .map_err(ApiError::refused)?;
     let label = format!("Relayward:{}", a.email);
-    Ok(Json(json!({
-        "email": a.email,
-        "role": a.role,
-        "tenant": a.tenant,
-        "totp_secret": secret,
-        "otpauth_uri": format!("otpauth://totp/{}?secret={secret}&issuer=Relayward&algorithm=SHA1&digits=6&period=30", label.replace(' ', "%20")),
-        "expires_at": a.setup_expires_at,
-        "next": "add the key to an authenticator app, then POST this URL with {\"password\", \"totp\"}",
-    })))
+    Ok(Json(SetupBegun {
+        otpauth_uri: format!(
+            "otpauth://totp/{}?secret={secret}&issuer=Relayward&algorithm=SHA1&digits=6&period=30",
+            label.replace(' ', "%20")
+        ),
+        email: a.email,
+        role: a.role,
+        tenant: a.tenant,
+        totp_secret: secret,
+        expires_at: a.setup_expires_at,
+        next:
+            "add the key to an authenticator app, then POST this URL with {\"password\", \"totp\"}"
+                .into(),
+    }))
 }
 
 async fn setup_finish(
@@ -195,17 +210,17 @@ async fn setup_finish(
     connect: ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
     body: Result<Json<SetupBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SetupDone>> {
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let codes = s
         .control
         .setup_finish(&token, &body.password, &body.totp, &client_of(&connect))
         .await
         .map_err(ApiError::refused)?;
-    Ok(Json(json!({
-        "recovery_codes": codes,
-        "note": "keep these codes somewhere safe: each signs in once without the authenticator; they are not shown again",
-    })))
+    Ok(Json(SetupDone {
+        recovery_codes: codes,
+        note: "keep these codes somewhere safe: each signs in once without the authenticator; they are not shown again".into(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -259,12 +274,12 @@ async fn login(
         signed.cookie,
         relayward_control::accounts::SESSION_HOURS * 3600
     );
-    let mut r = Json(json!({
-        "account": signed.account,
-        "csrf_token": signed.session.csrf,
-        "expires_at": signed.session.expires_at,
-        "recovery_codes_left": signed.account.recovery_codes.len(),
-    }))
+    let mut r = Json(SignedIn {
+        recovery_codes_left: signed.account.recovery_codes.len(),
+        account: signed.account,
+        csrf_token: signed.session.csrf,
+        expires_at: signed.session.expires_at,
+    })
     .into_response();
     if let Ok(v) = header::HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -295,50 +310,50 @@ struct NewAccount {
     tenant: Option<String>,
 }
 
-fn setup_answer(s: &ApiState, a: &relayward_store::Account, token: &str) -> Json<Value> {
-    Json(json!({
-        "account": a,
-        "setup_link": format!("{}/api/v1/setup/{token}", s.base_url),
-        "expires_at": a.setup_expires_at,
-    }))
+fn setup_answer(s: &ApiState, a: relayward_store::Account, token: &str) -> Json<AccountCreated> {
+    Json(AccountCreated {
+        setup_link: format!("{}/api/v1/setup/{token}", s.base_url),
+        expires_at: a.setup_expires_at,
+        account: a,
+    })
 }
 
-async fn list_accounts(State(s): State<ApiState>) -> ApiResult<Json<Value>> {
-    let all = s.control.accounts(None).await.map_err(ApiError::internal)?;
-    Ok(Json(json!({ "accounts": all })))
+async fn list_accounts(State(s): State<ApiState>) -> ApiResult<Json<AccountList>> {
+    let accounts = s.control.accounts(None).await.map_err(ApiError::internal)?;
+    Ok(Json(AccountList { accounts }))
 }
 
 async fn create_operator_account(
     p: Principal,
     State(s): State<ApiState>,
     body: Result<Json<NewAccount>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<AccountCreated>)> {
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let (a, token) = s
         .control
         .create_account(&body.email, &body.role, body.tenant.as_deref(), &p.actor())
         .await
         .map_err(ApiError::refused)?;
-    Ok((StatusCode::CREATED, setup_answer(&s, &a, &token)))
+    Ok((StatusCode::CREATED, setup_answer(&s, a, &token)))
 }
 
 async fn list_tenant_accounts(
     a: TenantAccess,
     State(s): State<ApiState>,
-) -> ApiResult<Json<Value>> {
-    let list = s
+) -> ApiResult<Json<AccountList>> {
+    let accounts = s
         .control
         .accounts(Some(&a.tenant))
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "accounts": list })))
+    Ok(Json(AccountList { accounts }))
 }
 
 async fn create_tenant_account(
     a: TenantAccess,
     State(s): State<ApiState>,
     body: Result<Json<NewAccount>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<AccountCreated>)> {
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     if body.tenant.as_deref().is_some_and(|t| t != a.tenant) || body.role == "operator" {
         return Err(ApiError::new(
@@ -356,10 +371,10 @@ async fn create_tenant_account(
         )
         .await
         .map_err(ApiError::refused)?;
-    Ok((StatusCode::CREATED, setup_answer(&s, &acc, &token)))
+    Ok((StatusCode::CREATED, setup_answer(&s, acc, &token)))
 }
 
-async fn list_tokens(State(s): State<ApiState>) -> ApiResult<Json<Value>> {
-    let t = s.control.tokens(None).await.map_err(ApiError::internal)?;
-    Ok(Json(json!({ "tokens": t })))
+async fn list_tokens(State(s): State<ApiState>) -> ApiResult<Json<TokenList>> {
+    let tokens = s.control.tokens(None).await.map_err(ApiError::internal)?;
+    Ok(Json(TokenList { tokens }))
 }

@@ -1,5 +1,6 @@
 //! The audit log: a tenant's or the whole, as JSON pages or as JSON lines.
 
+use crate::answers::*;
 use crate::auth::TenantAccess;
 use crate::common::*;
 
@@ -10,6 +11,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "The tenant's audit log, newest first.",
         access: Access::TenantWrite,
         ok: 200,
+        answer: Some(answer::<AuditList>),
         route: || get(tenant_audit),
         doc: None,
     },
@@ -19,6 +21,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "The whole audit log as JSON lines (application/x-ndjson), oldest first (operators).",
         access: Access::Operator,
         ok: 200,
+        answer: None,
         route: || get(audit_export),
         doc: Some(ndjson_doc),
     },
@@ -28,6 +31,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "The tenant's audit log as JSON lines (application/x-ndjson), oldest first (its admins and operators).",
         access: Access::TenantWrite,
         ok: 200,
+        answer: None,
         route: || get(tenant_audit_export),
         doc: Some(ndjson_doc),
     },
@@ -37,18 +41,19 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "The whole audit log, newest first.",
         access: Access::Operator,
         ok: 200,
+        answer: Some(answer::<AuditList>),
         route: || get(audit),
         doc: None,
     },
 ];
 
-async fn tenant_audit(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
+async fn tenant_audit(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<AuditList>> {
     let log = s
         .control
         .audit_log(Some(&a.tenant), 500)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "audit": log })))
+    Ok(Json(AuditList { audit: log }))
 }
 
 fn ndjson_doc() -> Value {
@@ -83,11 +88,11 @@ async fn tenant_audit_export(a: TenantAccess, State(s): State<ApiState>) -> ApiR
     ndjson(&s, Some(&a.tenant)).await
 }
 
-async fn audit(State(s): State<ApiState>) -> ApiResult<Json<Value>> {
+async fn audit(State(s): State<ApiState>) -> ApiResult<Json<AuditList>> {
     let log = s
         .control
         .audit_log(None, 500)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "audit": log })))
+    Ok(Json(AuditList { audit: log }))
 }

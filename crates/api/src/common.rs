@@ -121,6 +121,9 @@ pub struct Operation {
     /// The success status.
     pub ok: u16,
     pub route: fn() -> MethodRouter<ApiState>,
+    /// The type of the success answer's body (`crate::answers`), whose schema the document
+    /// derives; `None` for no body, or a body that is not JSON.
+    pub answer: Option<crate::answers::AnswerSchema>,
     /// More of the operation's description (query parameters, request body, extra responses),
     /// merged into what the path and access give.
     pub doc: Option<fn() -> Value>,
@@ -169,16 +172,6 @@ pub(crate) async fn tenant_data(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(&format!("tenant '{tenant}'")))
-}
-
-pub(crate) fn domain_json(d: &relayward_store::Domain) -> Value {
-    json!({
-        "name": d.name,
-        "kind": d.kind.as_str(),
-        "match_subdomains": d.match_subdomains,
-        "verified": d.verified,
-        "txt_record": { "name": d.name, "type": "TXT", "value": format!("relayward-verification={}", d.verification_token) },
-    })
 }
 
 /// What an e-mail address looks like to the API (the service checks no more than this).

@@ -1,8 +1,10 @@
 //! A tenant's connectors: listing with their unusual flags, creation (a claim on source addresses), removal, review.
 
+use crate::answers::*;
 use crate::auth::TenantAccess;
 use crate::common::*;
 use crate::document::body_doc;
+use relayward_store::Connector;
 
 pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {
@@ -11,6 +13,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Connectors: IP ranges, certificate name, require-TLS, may-relay-unregistered, who made them and when, reviewed mark.",
         access: Access::TenantRead,
         ok: 200,
+        answer: Some(answer::<ConnectorList>),
         route: || get(list_connectors),
         doc: None,
     },
@@ -20,6 +23,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Add a connector (unreviewed until an admin reviews it).",
         access: Access::TenantWrite,
         ok: 201,
+        answer: Some(answer::<Connector>),
         route: || post(create_connector),
         doc: Some(new_connector_doc),
     },
@@ -29,6 +33,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Remove a connector.",
         access: Access::TenantWrite,
         ok: 204,
+        answer: None,
         route: || delete(delete_connector),
         doc: None,
     },
@@ -38,6 +43,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Mark a connector reviewed (remediation checklist item 3).",
         access: Access::TenantWrite,
         ok: 200,
+        answer: Some(answer::<Reviewed>),
         route: || post(review_connector),
         doc: None,
     },
@@ -56,36 +62,38 @@ fn new_connector_doc() -> Value {
     )
 }
 
-async fn list_connectors(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
+async fn list_connectors(
+    a: TenantAccess,
+    State(s): State<ApiState>,
+) -> ApiResult<Json<ConnectorList>> {
     let d = tenant_data(&s, &a.tenant).await?;
     let flags = s
         .control
         .connector_flags(&d.connectors, &a.tenant)
         .await
         .map_err(ApiError::internal)?;
-    let list: Vec<Value> = d
+    let connectors = d
         .connectors
-        .iter()
-        .map(|c| {
-            let mut v = json!(c);
-            v["unusual"] = json!(flags.get(&c.name).cloned().unwrap_or_default());
-            v
+        .into_iter()
+        .map(|c| ConnectorListed {
+            unusual: flags.get(&c.name).cloned().unwrap_or_default(),
+            connector: c,
         })
         .collect();
-    Ok(Json(json!({ "connectors": list })))
+    Ok(Json(ConnectorList { connectors }))
 }
 
 async fn create_connector(
     a: TenantAccess,
     State(s): State<ApiState>,
     b: JsonBody<relayward_control::directory::NewConnector>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Connector>)> {
     let c = s
         .control
         .add_connector(&a.tenant, body(b)?, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
-    Ok((StatusCode::CREATED, Json(json!(c))))
+    Ok((StatusCode::CREATED, Json(c)))
 }
 
 async fn delete_connector(
@@ -104,10 +112,13 @@ async fn review_connector(
     a: TenantAccess,
     State(s): State<ApiState>,
     Path((_, name)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Reviewed>> {
     s.control
         .review_connector(&a.tenant, &name, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
-    Ok(Json(json!({ "connector": name, "reviewed": true })))
+    Ok(Json(Reviewed {
+        connector: name,
+        reviewed: true,
+    }))
 }

@@ -6,6 +6,9 @@ use crate::common::*;
 /// The OpenAPI 3 document, from `OPERATIONS`.
 pub(crate) fn build(ops: impl Iterator<Item = &'static Operation>) -> Value {
     let mut paths = serde_json::Map::new();
+    // Answer schemas are derived from the answer types; the objects they share (a tenant, a
+    // restriction, ...) become components, referenced from each answer.
+    let mut generator = schemars::r#gen::SchemaSettings::openapi3().into_generator();
     for op in ops {
         let params: Vec<Value> = op
             .path
@@ -49,7 +52,10 @@ pub(crate) fn build(ops: impl Iterator<Item = &'static Operation>) -> Value {
         if op.access != Access::Public {
             o["security"] = json!([{ "token": [] }, { "session": [] }]);
         }
-        if let Some(schema) = crate::schemas::response(op.method, op.path) {
+        if let Some(answer) = op.answer {
+            let mut schema = answer(&mut generator);
+            schemars::visit::Visitor::visit_schema(&mut OpenApi30, &mut schema);
+            let schema = serde_json::to_value(schema).unwrap_or_default();
             o["responses"][op.ok.to_string()]["content"]["application/json"]["schema"] = schema;
         }
         if let Some(doc) = op.doc {
@@ -69,9 +75,57 @@ pub(crate) fn build(ops: impl Iterator<Item = &'static Operation>) -> Value {
                 "token": { "type": "http", "scheme": "bearer" },
                 "session": { "type": "apiKey", "in": "cookie", "name": "rw_session", "description": "console session from POST /api/v1/login; changes also need the X-CSRF-Token header" }
             },
-            "schemas": crate::schemas::components()
+            "schemas": components(&mut generator)
         }
     })
+}
+
+/// What OpenAPI 3.0 cannot say in JSON Schema's words, said its way: it has no tuples, so an
+/// array whose items are listed one by one (a `(name, count)` pair) becomes an array of items
+/// that are any of those; and no boolean schemas, so "anything" (`true`) becomes `{}`.
+#[derive(Debug, Clone)]
+struct OpenApi30;
+
+impl schemars::visit::Visitor for OpenApi30 {
+    fn visit_schema(&mut self, schema: &mut schemars::schema::Schema) {
+        if let schemars::schema::Schema::Bool(true) = schema {
+            *schema = schemars::schema::Schema::Object(Default::default());
+        }
+        schemars::visit::visit_schema(self, schema);
+    }
+
+    fn visit_schema_object(&mut self, schema: &mut schemars::schema::SchemaObject) {
+        use schemars::schema::{Schema, SchemaObject, SingleOrVec, SubschemaValidation};
+        if let Some(array) = schema.array.as_mut()
+            && let Some(SingleOrVec::Vec(items)) = array.items.take()
+        {
+            let any = SchemaObject {
+                subschemas: Some(Box::new(SubschemaValidation {
+                    any_of: Some(items),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            };
+            array.items = Some(SingleOrVec::Single(Box::new(Schema::Object(any))));
+            array.max_items = None;
+            array.min_items = None;
+        }
+        schemars::visit::visit_schema_object(self, schema);
+    }
+}
+
+/// `components.schemas`: every object the answers share, and the error body.
+fn components(generator: &mut schemars::r#gen::SchemaGenerator) -> Value {
+    for schema in generator.definitions_mut().values_mut() {
+        schemars::visit::Visitor::visit_schema(&mut OpenApi30, schema);
+    }
+    let mut all = serde_json::to_value(generator.definitions()).unwrap_or_else(|_| json!({}));
+    all["Error"] = json!({
+        "type": "object",
+        "required": ["error"],
+        "properties": { "error": { "type": "string" } }
+    });
+    all
 }
 
 /// Adds `extra` to an operation's description: parameters are appended, responses added,

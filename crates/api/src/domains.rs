@@ -1,5 +1,6 @@
 //! Accepted domains: adding one, the DNS proof of ownership, DKIM keys and their rotation.
 
+use crate::answers::*;
 use crate::auth::TenantAccess;
 use crate::common::*;
 
@@ -10,6 +11,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Accepted domains with their verification state and the TXT record to publish.",
         access: Access::TenantRead,
         ok: 200,
+        answer: Some(answer::<DomainList>),
         route: || get(list_domains),
         doc: None,
     },
@@ -19,6 +21,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Add an accepted domain; it counts once its TXT proof is verified.",
         access: Access::TenantWrite,
         ok: 201,
+        answer: Some(answer::<DomainAnswer>),
         route: || post(add_domain),
         doc: Some(new_domain_doc),
     },
@@ -28,6 +31,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Look up the domain's TXT proof now and mark it verified when found.",
         access: Access::TenantWrite,
         ok: 200,
+        answer: Some(answer::<Verification>),
         route: || post(verify_domain),
         doc: None,
     },
@@ -37,6 +41,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "The domain's DKIM keys: each selector's DNS record to publish and its state (pending, active, retiring, retired).",
         access: Access::TenantRead,
         ok: 200,
+        answer: Some(answer::<DkimKeys>),
         route: || get(dkim_keys),
         doc: None,
     },
@@ -46,6 +51,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Start a key rotation: a new RSA and Ed25519 pair, pending until its records are published and it is activated.",
         access: Access::TenantWrite,
         ok: 200,
+        answer: Some(answer::<DkimKeys>),
         route: || post(dkim_rotate),
         doc: None,
     },
@@ -55,6 +61,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Sign with the pending keys once their records are found in DNS; the old keys become retiring (keep their records a week).",
         access: Access::TenantWrite,
         ok: 200,
+        answer: Some(answer::<DkimKeys>),
         route: || post(dkim_activate),
         doc: None,
     },
@@ -64,6 +71,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "End a rotation's overlap: retiring keys become retired and their records may be removed.",
         access: Access::TenantWrite,
         ok: 200,
+        answer: Some(answer::<DkimKeys>),
         route: || post(dkim_retire),
         doc: None,
     },
@@ -87,11 +95,11 @@ fn new_domain_doc() -> Value {
     })
 }
 
-async fn list_domains(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
+async fn list_domains(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<DomainList>> {
     let d = tenant_data(&s, &a.tenant).await?;
-    Ok(Json(
-        json!({ "domains": d.domains.iter().map(domain_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(DomainList {
+        domains: d.domains.iter().map(DomainAnswer::from).collect(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -106,7 +114,7 @@ async fn add_domain(
     a: TenantAccess,
     State(s): State<ApiState>,
     body: Result<Json<NewDomain>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<DomainAnswer>)> {
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let kind = match body.kind.as_deref() {
         None => DomainKind::Authoritative,
@@ -129,14 +137,14 @@ async fn add_domain(
         )
         .await
         .map_err(ApiError::refused)?;
-    Ok((StatusCode::CREATED, Json(domain_json(&d))))
+    Ok((StatusCode::CREATED, Json(DomainAnswer::from(&d))))
 }
 
 async fn verify_domain(
     a: TenantAccess,
     State(s): State<ApiState>,
     Path((_, domain)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Verification>> {
     let found = s
         .control
         .verify_domain(
@@ -147,42 +155,31 @@ async fn verify_domain(
         )
         .await
         .map_err(ApiError::refused)?;
+    let answer = |verified, already, expected, found| Verification {
+        domain: domain.clone(),
+        verified,
+        already,
+        expected,
+        found,
+    };
     Ok(Json(match found {
-        DomainVerification::Verified => json!({ "domain": domain, "verified": true }),
-        DomainVerification::AlreadyVerified => {
-            json!({ "domain": domain, "verified": true, "already": true })
+        DomainVerification::Verified => answer(true, None, None, None),
+        DomainVerification::AlreadyVerified => answer(true, Some(true), None, None),
+        DomainVerification::NotFound { expected, found } => {
+            answer(false, None, Some(expected), Some(found))
         }
-        DomainVerification::NotFound { expected, found } => json!({
-            "domain": domain,
-            "verified": false,
-            "expected": expected,
-            "found": found,
-        }),
     }))
 }
 
-fn dkim_json(domain: &str, keys: &[relayward_store::DkimKey]) -> Json<Value> {
-    Json(json!({
-        "domain": domain,
-        "keys": keys.iter().map(|k| {
-            let (name, value) = relayward_control::dkim_keys::record(k);
-            json!({
-                "selector": k.selector,
-                "algorithm": k.algorithm,
-                "state": k.state.as_str(),
-                "since": k.state_since,
-                "created_at": k.created_at,
-                "record": { "name": name, "type": "TXT", "value": value },
-            })
-        }).collect::<Vec<_>>(),
-    }))
+fn dkim_json(domain: &str, keys: &[relayward_store::DkimKey]) -> Json<DkimKeys> {
+    Json(DkimKeys::of(domain, keys))
 }
 
 async fn dkim_keys(
     a: TenantAccess,
     State(s): State<ApiState>,
     Path((_, domain)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DkimKeys>> {
     let keys = s
         .control
         .dkim_keys(&a.tenant, &domain)
@@ -195,7 +192,7 @@ async fn dkim_rotate(
     a: TenantAccess,
     State(s): State<ApiState>,
     Path((_, domain)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DkimKeys>> {
     s.control
         .rotate_dkim(&a.tenant, &domain, &a.principal.actor())
         .await
@@ -212,7 +209,7 @@ async fn dkim_activate(
     a: TenantAccess,
     State(s): State<ApiState>,
     Path((_, domain)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DkimKeys>> {
     let keys = s
         .control
         .activate_dkim(
@@ -231,7 +228,7 @@ async fn dkim_retire(
     a: TenantAccess,
     State(s): State<ApiState>,
     Path((_, domain)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DkimKeys>> {
     let keys = s
         .control
         .retire_dkim(&a.tenant, &domain, &a.principal.actor())

@@ -11,6 +11,7 @@
 //! (`TenantAccess`, the one place that decides). Readers read; writing needs an admin.
 
 mod accounts;
+mod answers;
 mod audit;
 mod auth;
 mod common;
@@ -20,7 +21,6 @@ mod domains;
 mod meta;
 mod queue;
 mod restrictions;
-mod schemas;
 mod table;
 mod tenants;
 mod trace;
@@ -77,5 +77,52 @@ mod tests {
             axum_path("/tenants/{tenant}/domains/{domain}/verify"),
             "/tenants/:tenant/domains/:domain/verify"
         );
+    }
+
+    /// Every JSON answer is described by the schema of its type: an operation with a body and
+    /// no answer type would be an undocumented answer.
+    #[test]
+    fn every_json_answer_has_a_derived_schema() {
+        let doc = openapi_document();
+        for op in operations() {
+            let ok = &doc["paths"][format!("/api/v1{}", op.path)][op.method]["responses"]
+                [op.ok.to_string()];
+            let json = &ok["content"]["application/json"];
+            if op.ok == 204 || op.path == "/openapi.json" || json.is_null() {
+                assert!(op.answer.is_none(), "{} {}", op.method, op.path);
+                continue;
+            }
+            assert!(
+                op.answer.is_some(),
+                "{} {} has no answer type",
+                op.method,
+                op.path
+            );
+            let schema = &json["schema"];
+            assert!(
+                schema["$ref"].is_string() || schema["properties"].is_object(),
+                "{} {}: {schema}",
+                op.method,
+                op.path
+            );
+        }
+        // Shared objects are components, with their fields.
+        let tenant = &doc["components"]["schemas"]["Tenant"];
+        assert!(
+            tenant["properties"]["subscription_ends"].is_object(),
+            "{tenant}"
+        );
+        let restriction = &doc["components"]["schemas"]["Restriction"];
+        assert!(
+            restriction["properties"]["history"].is_object(),
+            "{restriction}"
+        );
+        // Secrets are never described, as they are never sent.
+        let account = &doc["components"]["schemas"]["Account"];
+        assert!(
+            account["properties"]["password_hash"].is_null(),
+            "{account}"
+        );
+        assert!(account["properties"]["totp_secret"].is_null(), "{account}");
     }
 }

@@ -1,5 +1,6 @@
 //! Who the caller is.
 
+use crate::answers::*;
 use crate::auth::Principal;
 use crate::common::*;
 
@@ -9,12 +10,17 @@ pub(crate) const OPERATIONS: &[Operation] = &[Operation {
     summary: "The calling token: its role, tenant and name.",
     access: Access::Any,
     ok: 200,
+    answer: Some(answer::<Whoami>),
     route: || get(whoami),
     doc: None,
 }];
 
-async fn whoami(p: Principal) -> Json<Value> {
-    Json(
-        json!({ "id": p.token_id, "name": p.name, "role": p.role, "tenant": p.tenant, "mfa": p.mfa }),
-    )
+async fn whoami(p: Principal) -> Json<Whoami> {
+    Json(Whoami {
+        id: p.token_id,
+        name: p.name,
+        role: p.role.as_str().to_string(),
+        tenant: p.tenant,
+        mfa: p.mfa,
+    })
 }

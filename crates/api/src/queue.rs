@@ -1,5 +1,6 @@
 //! The mail queue (operators): list by tenant or destination; retry, hold, release, bounce, purge.
 
+use crate::answers::*;
 use crate::auth::Principal;
 use crate::common::*;
 use crate::document::error_response;
@@ -11,6 +12,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Messages waiting for delivery, soonest first (held ones last): filter by tenant and by recipient domain (destination). Operators.",
         access: Access::Operator,
         ok: 200,
+        answer: Some(answer::<QueueList>),
         route: || get(queue_list),
         doc: Some(queue_list_doc),
     },
@@ -20,6 +22,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Try the message again now. Operators; audited.",
         access: Access::Operator,
         ok: 200,
+        answer: Some(answer::<QueueDone>),
         route: || post(queue_retry),
         doc: None,
     },
@@ -29,6 +32,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Hold the message: kept, not delivered, until released. Operators; audited.",
         access: Access::Operator,
         ok: 200,
+        answer: Some(answer::<QueueDone>),
         route: || post(queue_hold),
         doc: None,
     },
@@ -38,6 +42,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Release a held message; it is tried at once. Operators; audited.",
         access: Access::Operator,
         ok: 200,
+        answer: Some(answer::<QueueDone>),
         route: || post(queue_release),
         doc: None,
     },
@@ -47,6 +52,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Fail the message's pending recipients now; its sender gets an NDR. Operators; audited.",
         access: Access::Operator,
         ok: 200,
+        answer: Some(answer::<QueueDone>),
         route: || post(queue_bounce),
         doc: None,
     },
@@ -56,6 +62,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Delete the message from the queue without an NDR. Operators; audited.",
         access: Access::Operator,
         ok: 200,
+        answer: Some(answer::<QueueDone>),
         route: || post(queue_purge),
         doc: None,
     },
@@ -83,7 +90,7 @@ struct QueueQuery {
 async fn queue_list(
     State(s): State<ApiState>,
     q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QueueList>> {
     let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -95,7 +102,7 @@ async fn queue_list(
     let list = s
         .queue
         .list(q.tenant.as_deref(), q.domain.as_deref(), limit);
-    Ok(Json(json!({ "messages": list })))
+    Ok(Json(QueueList { messages: list }))
 }
 
 async fn queue_act(
@@ -103,22 +110,23 @@ async fn queue_act(
     s: ApiState,
     id: String,
     action: relayward_delivery::QueueAction,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QueueDone>> {
     let before = s
         .control
         .queue_action(&s.queue, &id, action, &p.actor())
         .await
         .map_err(ApiError::refused)?;
-    Ok(Json(
-        json!({ "message": before.id, "done": action.as_str() }),
-    ))
+    Ok(Json(QueueDone {
+        message: before.id,
+        done: action.as_str().to_string(),
+    }))
 }
 
 async fn queue_retry(
     p: Principal,
     State(s): State<ApiState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QueueDone>> {
     queue_act(p, s, id, relayward_delivery::QueueAction::Retry).await
 }
 
@@ -126,7 +134,7 @@ async fn queue_hold(
     p: Principal,
     State(s): State<ApiState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QueueDone>> {
     queue_act(p, s, id, relayward_delivery::QueueAction::Hold).await
 }
 
@@ -134,7 +142,7 @@ async fn queue_release(
     p: Principal,
     State(s): State<ApiState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QueueDone>> {
     queue_act(p, s, id, relayward_delivery::QueueAction::Release).await
 }
 
@@ -142,7 +150,7 @@ async fn queue_bounce(
     p: Principal,
     State(s): State<ApiState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QueueDone>> {
     queue_act(p, s, id, relayward_delivery::QueueAction::Bounce).await
 }
 
@@ -150,6 +158,6 @@ async fn queue_purge(
     p: Principal,
     State(s): State<ApiState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QueueDone>> {
     queue_act(p, s, id, relayward_delivery::QueueAction::Purge).await
 }

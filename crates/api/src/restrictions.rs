@@ -1,5 +1,6 @@
 //! Restrictions and their release workflow, alerts, and the counters beside their thresholds.
 
+use crate::answers::*;
 use crate::auth::TenantAccess;
 use crate::common::*;
 
@@ -10,6 +11,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Current and past restrictions with cause and history.",
         access: Access::TenantRead,
         ok: 200,
+        answer: Some(answer::<RestrictionList>),
         route: || get(list_restrictions),
         doc: None,
     },
@@ -19,6 +21,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "One restriction: cause, history and, for a tenant restriction, the remediation checklist with evidence.",
         access: Access::TenantRead,
         ok: 200,
+        answer: Some(answer::<RestrictionDetail>),
         route: || get(restriction_detail),
         doc: None,
     },
@@ -28,6 +31,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Release a user or connector (admins, 3 times per 24 h), or any restriction (operators). Needs a session signed in with TOTP.",
         access: Access::TenantWrite,
         ok: 200,
+        answer: Some(answer::<RestrictionAnswer>),
         route: || post(release_restriction),
         doc: Some(note_doc),
     },
@@ -37,6 +41,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Ask for a tenant restriction's release once its checklist is complete.",
         access: Access::TenantWrite,
         ok: 200,
+        answer: Some(answer::<RestrictionAnswer>),
         route: || post(request_release),
         doc: Some(note_doc),
     },
@@ -46,6 +51,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Approve a release request (operators; needs a session signed in with TOTP).",
         access: Access::Operator,
         ok: 200,
+        answer: Some(answer::<RestrictionAnswer>),
         route: || post(approve_release),
         doc: Some(note_doc),
     },
@@ -55,6 +61,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Refuse a release request with a reason the tenant's admins can act on (operators).",
         access: Access::Operator,
         ok: 200,
+        answer: Some(answer::<RestrictionAnswer>),
         route: || post(refuse_release),
         doc: Some(note_doc),
     },
@@ -64,6 +71,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Alerts, newest first.",
         access: Access::TenantRead,
         ok: 200,
+        answer: Some(answer::<AlertList>),
         route: || get(list_alerts),
         doc: None,
     },
@@ -73,6 +81,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Every counter beside its threshold.",
         access: Access::TenantRead,
         ok: 200,
+        answer: Some(answer::<Counters>),
         route: || get(counters),
         doc: None,
     },
@@ -123,14 +132,17 @@ async fn restriction_detail(
     a: TenantAccess,
     State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RestrictionDetail>> {
     let r = tenant_restriction(&a, &s, &id).await?;
     let checklist = if r.key.kind.is_tenant() {
         Some(s.control.checklist(&r).await.map_err(ApiError::internal)?)
     } else {
         None
     };
-    Ok(Json(json!({ "restriction": r, "checklist": checklist })))
+    Ok(Json(RestrictionDetail {
+        restriction: r,
+        checklist,
+    }))
 }
 
 /// What an admin or operator does to a restriction through the API.
@@ -150,7 +162,7 @@ async fn restriction_action(
     id: String,
     body: &[u8],
     action: RestrictionAction,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RestrictionAnswer>> {
     use RestrictionAction::*;
     let note = note_of(body)?;
     tenant_restriction(&a, &s, &id).await?;
@@ -162,7 +174,7 @@ async fn restriction_action(
         Refuse => s.control.refuse(&id, &actor, &note).await,
     }
     .map_err(ApiError::refused)?;
-    Ok(Json(json!({ "restriction": r })))
+    Ok(Json(RestrictionAnswer { restriction: r }))
 }
 
 async fn release_restriction(
@@ -170,7 +182,7 @@ async fn release_restriction(
     State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RestrictionAnswer>> {
     restriction_action(a, s, id, &body, RestrictionAction::Release).await
 }
 
@@ -179,7 +191,7 @@ async fn request_release(
     State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RestrictionAnswer>> {
     restriction_action(a, s, id, &body, RestrictionAction::RequestRelease).await
 }
 
@@ -188,7 +200,7 @@ async fn approve_release(
     State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RestrictionAnswer>> {
     restriction_action(a, s, id, &body, RestrictionAction::Approve).await
 }
 
@@ -197,29 +209,32 @@ async fn refuse_release(
     State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RestrictionAnswer>> {
     restriction_action(a, s, id, &body, RestrictionAction::Refuse).await
 }
 
-async fn list_restrictions(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
+async fn list_restrictions(
+    a: TenantAccess,
+    State(s): State<ApiState>,
+) -> ApiResult<Json<RestrictionList>> {
     let r = s
         .control
         .restrictions(Some(&a.tenant), true)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "restrictions": r })))
+    Ok(Json(RestrictionList { restrictions: r }))
 }
 
-async fn list_alerts(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
+async fn list_alerts(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<AlertList>> {
     let alerts = s
         .control
         .alerts(Some(&a.tenant), 500)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "alerts": alerts })))
+    Ok(Json(AlertList { alerts }))
 }
 
-async fn counters(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
+async fn counters(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Counters>> {
     let c = s
         .control
         .counters(&a.tenant)
@@ -230,5 +245,8 @@ async fn counters(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<
         .auth_lockouts(&a.tenant)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "counters": c, "auth_lockouts": locks })))
+    Ok(Json(Counters {
+        counters: c,
+        auth_lockouts: locks,
+    }))
 }

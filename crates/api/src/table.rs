@@ -14,6 +14,7 @@ const OPERATIONS: &[Operation] = &[Operation {
     summary: "This document.",
     access: Access::Public,
     ok: 200,
+    answer: None,
     route: || get(openapi),
     doc: None,
 }];

@@ -1,8 +1,10 @@
 //! Tenants: listing, one tenant with everything of it, creation and changes, forwarding policy and limits.
 
+use crate::answers::*;
 use crate::auth::{Principal, TenantAccess};
 use crate::common::*;
 use crate::document::{body_doc, paging_doc};
+use relayward_store::Tenant;
 
 pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {
@@ -11,6 +13,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Tenants by name, paged with `after` and `limit` (a tenant token sees its own).",
         access: Access::Any,
         ok: 200,
+        answer: Some(answer::<TenantList>),
         route: || get(list_tenants),
         doc: Some(paging_doc),
     },
@@ -20,6 +23,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "One tenant: language, subscription end date, admins, domains, connectors, users.",
         access: Access::TenantRead,
         ok: 200,
+        answer: Some(answer::<TenantDetail>),
         route: || get(get_tenant),
         doc: None,
     },
@@ -29,6 +33,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Add a tenant (operators): name, language, subscription end date, admin addresses for alerts.",
         access: Access::Operator,
         ok: 201,
+        answer: Some(answer::<Tenant>),
         route: || post(create_tenant),
         doc: Some(new_tenant_doc),
     },
@@ -38,6 +43,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Change a tenant's language and admin addresses, or (operators) its subscription end date (null: open-ended).",
         access: Access::TenantWrite,
         ok: 200,
+        answer: Some(answer::<Tenant>),
         route: || patch(update_tenant),
         doc: Some(tenant_patch_doc),
     },
@@ -47,6 +53,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Set the tenant's automatic forwarding control: on, off, or listed (only to the given domains).",
         access: Access::TenantWrite,
         ok: 200,
+        answer: Some(answer::<ForwardingAnswer>),
         route: || put(set_forwarding),
         doc: Some(forwarding_doc),
     },
@@ -56,6 +63,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "The tenant's limits in force (SPEC section 4) and the overrides set for it through the API.",
         access: Access::TenantRead,
         ok: 200,
+        answer: Some(answer::<LimitsAnswer>),
         route: || get(get_limits),
         doc: None,
     },
@@ -65,6 +73,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Replace the tenant's limit overrides (operators): `[limits]` keys of the configuration file; {} restores the service-wide defaults. In force within two seconds.",
         access: Access::Operator,
         ok: 200,
+        answer: Some(answer::<LimitsAnswer>),
         route: || put(set_limits),
         doc: Some(limits_doc),
     },
@@ -80,7 +89,7 @@ async fn list_tenants(
     p: Principal,
     State(s): State<ApiState>,
     q: Result<Query<Paging>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TenantList>> {
     let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -104,23 +113,18 @@ async fn list_tenants(
             .await
             .map_err(ApiError::internal)?,
     };
-    Ok(Json(json!({ "tenants": tenants })))
+    Ok(Json(TenantList { tenants }))
 }
 
-async fn get_tenant(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
+async fn get_tenant(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<TenantDetail>> {
     let d = tenant_data(&s, &a.tenant).await?;
-    let users: Vec<Value> = d
-        .users
-        .iter()
-        .map(relayward_control::directory::user_view)
-        .collect();
-    Ok(Json(json!({
-        "tenant": d.tenant,
-        "domains": d.domains.iter().map(domain_json).collect::<Vec<_>>(),
-        "connectors": d.connectors,
-        "users": users,
-        "routes": d.routes,
-    })))
+    Ok(Json(TenantDetail {
+        domains: d.domains.iter().map(DomainAnswer::from).collect(),
+        users: d.users.iter().map(UserAnswer::from).collect(),
+        tenant: d.tenant,
+        connectors: d.connectors,
+        routes: d.routes,
+    }))
 }
 
 fn forwarding_doc() -> Value {
@@ -152,15 +156,17 @@ async fn set_forwarding(
     a: TenantAccess,
     State(s): State<ApiState>,
     body: Result<Json<ForwardingBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ForwardingAnswer>> {
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     s.control
         .set_forwarding(&a.tenant, &body.mode, &body.domains, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
-    Ok(Json(
-        json!({ "tenant": a.tenant, "forwarding": body.mode, "domains": body.domains }),
-    ))
+    Ok(Json(ForwardingAnswer {
+        tenant: a.tenant,
+        forwarding: body.mode,
+        domains: body.domains,
+    }))
 }
 
 fn new_tenant_doc() -> Value {
@@ -190,26 +196,26 @@ async fn create_tenant(
     p: Principal,
     State(s): State<ApiState>,
     b: JsonBody<relayward_control::directory::NewTenant>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Tenant>)> {
     let t = s
         .control
         .create_tenant(body(b)?, &p.actor())
         .await
         .map_err(ApiError::refused)?;
-    Ok((StatusCode::CREATED, Json(json!(t))))
+    Ok((StatusCode::CREATED, Json(t)))
 }
 
 async fn update_tenant(
     a: TenantAccess,
     State(s): State<ApiState>,
     b: JsonBody<relayward_control::directory::TenantPatch>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Tenant>> {
     let t = s
         .control
         .update_tenant(&a.tenant, body(b)?, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
-    Ok(Json(json!(t)))
+    Ok(Json(t))
 }
 
 fn limits_doc() -> Value {
@@ -236,19 +242,20 @@ fn limits_doc() -> Value {
     )
 }
 
-async fn limits_answer(s: &ApiState, tenant: &str) -> ApiResult<Json<Value>> {
+async fn limits_answer(s: &ApiState, tenant: &str) -> ApiResult<Json<LimitsAnswer>> {
     let effective = s.control.limits(tenant).await.map_err(ApiError::refused)?;
     let overrides = s
         .control
         .limit_overrides(tenant)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(
-        json!({ "effective": effective, "overrides": overrides }),
-    ))
+    Ok(Json(LimitsAnswer {
+        effective,
+        overrides,
+    }))
 }
 
-async fn get_limits(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
+async fn get_limits(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<LimitsAnswer>> {
     limits_answer(&s, &a.tenant).await
 }
 
@@ -256,7 +263,7 @@ async fn set_limits(
     a: TenantAccess,
     State(s): State<ApiState>,
     b: JsonBody<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LimitsAnswer>> {
     let overrides = body(b)?;
     if !overrides.is_object() {
         return Err(ApiError::new(

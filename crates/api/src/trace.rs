@@ -1,5 +1,6 @@
 //! The message trace, of one tenant or of all, paged.
 
+use crate::answers::*;
 use crate::auth::TenantAccess;
 use crate::common::*;
 use crate::document::error_response;
@@ -11,6 +12,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Message trace of the tenant, newest first: filter by message id, sender, recipient, status (Delivered, Failed, Pending, Deferred) and time (Unix ms); page with `before` (the previous page's `next`).",
         access: Access::TenantRead,
         ok: 200,
+        answer: Some(answer::<TracePage>),
         route: || get(tenant_trace),
         doc: Some(tenant_trace_doc),
     },
@@ -20,6 +22,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Message trace across tenants (operators): the same filters, and `tenant`.",
         access: Access::Operator,
         ok: 200,
+        answer: Some(answer::<TracePage>),
         route: || get(all_trace),
         doc: Some(trace_doc),
     },
@@ -69,7 +72,7 @@ async fn trace_page(
     s: &ApiState,
     tenant: Option<String>,
     p: TraceParams,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TracePage>> {
     let bad = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, m.to_string());
     let limit = p.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
@@ -126,14 +129,17 @@ async fn trace_page(
                 .map(|m| format!("{}:{}", m.received_at, m.message_id))
         })
         .flatten();
-    Ok(Json(json!({ "messages": found, "next": next })))
+    Ok(Json(TracePage {
+        messages: found,
+        next,
+    }))
 }
 
 async fn tenant_trace(
     a: TenantAccess,
     State(s): State<ApiState>,
     q: Result<Query<TraceParams>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TracePage>> {
     let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     if q.tenant.as_deref().is_some_and(|t| t != a.tenant) {
         return Err(ApiError::new(
@@ -147,7 +153,7 @@ async fn tenant_trace(
 async fn all_trace(
     State(s): State<ApiState>,
     q: Result<Query<TraceParams>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TracePage>> {
     let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let tenant = q.tenant.clone();
     trace_page(&s, tenant, q).await

@@ -1,5 +1,6 @@
 //! A tenant's users: listing with their flags, creation, changes (password, aliases, forwarding), removal.
 
+use crate::answers::*;
 use crate::auth::TenantAccess;
 use crate::common::*;
 use crate::document::body_doc;
@@ -11,6 +12,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Users: address, aliases, forwarding, whether SMTP AUTH is set (never the password).",
         access: Access::TenantRead,
         ok: 200,
+        answer: Some(answer::<UserList>),
         route: || get(list_users),
         doc: None,
     },
@@ -20,6 +22,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Add a user in one of the tenant's domains: aliases, forwarding, SMTP AUTH password (12 characters or more).",
         access: Access::TenantWrite,
         ok: 201,
+        answer: Some(answer::<UserAnswer>),
         route: || post(create_user),
         doc: Some(new_user_doc),
     },
@@ -29,6 +32,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Change a user's password (null removes SMTP AUTH), aliases or forwarding (forward_to null stops it).",
         access: Access::TenantWrite,
         ok: 200,
+        answer: Some(answer::<UserAnswer>),
         route: || patch(update_user),
         doc: Some(user_patch_doc),
     },
@@ -38,6 +42,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Remove a user.",
         access: Access::TenantWrite,
         ok: 204,
+        answer: None,
         route: || delete(delete_user),
         doc: None,
     },
@@ -68,44 +73,38 @@ fn user_patch_doc() -> Value {
     )
 }
 
-async fn list_users(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
+async fn list_users(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<UserList>> {
     let d = tenant_data(&s, &a.tenant).await?;
     let flags = s
         .control
         .user_flags(&a.tenant)
         .await
         .map_err(ApiError::internal)?;
-    let users: Vec<Value> = d
+    let users = d
         .users
         .iter()
-        .map(|u| {
-            let mut v = relayward_control::directory::user_view(u);
-            v["flags"] = json!(
-                flags
-                    .get(&u.address.to_ascii_lowercase())
-                    .cloned()
-                    .unwrap_or_default()
-            );
-            v
+        .map(|u| UserListed {
+            user: UserAnswer::from(u),
+            flags: flags
+                .get(&u.address.to_ascii_lowercase())
+                .cloned()
+                .unwrap_or_default(),
         })
         .collect();
-    Ok(Json(json!({ "users": users })))
+    Ok(Json(UserList { users }))
 }
 
 async fn create_user(
     a: TenantAccess,
     State(s): State<ApiState>,
     b: JsonBody<relayward_control::directory::NewUser>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<UserAnswer>)> {
     let u = s
         .control
         .add_user(&a.tenant, body(b)?, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(relayward_control::directory::user_view(&u)),
-    ))
+    Ok((StatusCode::CREATED, Json(UserAnswer::from(&u))))
 }
 
 async fn update_user(
@@ -113,13 +112,13 @@ async fn update_user(
     State(s): State<ApiState>,
     Path((_, address)): Path<(String, String)>,
     b: JsonBody<relayward_control::directory::UserPatch>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UserAnswer>> {
     let u = s
         .control
         .update_user(&a.tenant, &address, body(b)?, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
-    Ok(Json(relayward_control::directory::user_view(&u)))
+    Ok(Json(UserAnswer::from(&u)))
 }
 
 async fn delete_user(

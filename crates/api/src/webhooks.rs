@@ -1,5 +1,6 @@
 //! A tenant's webhooks: registration, removal, delivery log, ping.
 
+use crate::answers::*;
 use crate::auth::TenantAccess;
 use crate::common::*;
 
@@ -10,6 +11,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "The tenant's webhooks (never their secrets).",
         access: Access::TenantRead,
         ok: 200,
+        answer: Some(answer::<WebhookList>),
         route: || get(list_webhooks),
         doc: None,
     },
@@ -19,6 +21,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Register a webhook for alerts and restriction changes; the answer shows its signing secret once.",
         access: Access::TenantWrite,
         ok: 201,
+        answer: Some(answer::<WebhookCreated>),
         route: || post(create_webhook),
         doc: Some(new_webhook_doc),
     },
@@ -28,6 +31,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Remove a webhook (its queued deliveries go with it).",
         access: Access::TenantWrite,
         ok: 204,
+        answer: None,
         route: || delete(delete_webhook),
         doc: None,
     },
@@ -37,6 +41,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "The webhook's delivery log, newest first: event, attempts, state, last HTTP status or error, next attempt.",
         access: Access::TenantRead,
         ok: 200,
+        answer: Some(answer::<Deliveries>),
         route: || get(webhook_deliveries),
         doc: None,
     },
@@ -46,6 +51,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         summary: "Queue a signed ping event to the webhook.",
         access: Access::TenantWrite,
         ok: 202,
+        answer: Some(answer::<Pinged>),
         route: || post(ping_webhook),
         doc: None,
     },
@@ -76,29 +82,33 @@ struct NewWebhook {
     events: Vec<String>,
 }
 
-async fn list_webhooks(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<Value>> {
+async fn list_webhooks(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Json<WebhookList>> {
     let hooks = s
         .control
         .webhooks(Some(&a.tenant))
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "webhooks": hooks })))
+    Ok(Json(WebhookList { webhooks: hooks }))
 }
 
 async fn create_webhook(
     a: TenantAccess,
     State(s): State<ApiState>,
     body: Result<Json<NewWebhook>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<WebhookCreated>)> {
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let hook = s
         .control
         .create_webhook(&a.tenant, &body.url, &body.events, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
-    let mut out = serde_json::to_value(&hook).unwrap_or_default();
-    out["secret"] = json!(hook.secret);
-    Ok((StatusCode::CREATED, Json(out)))
+    Ok((
+        StatusCode::CREATED,
+        Json(WebhookCreated {
+            secret: hook.secret.clone(),
+            webhook: hook,
+        }),
+    ))
 }
 
 async fn delete_webhook(
@@ -117,7 +127,7 @@ async fn webhook_deliveries(
     a: TenantAccess,
     State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Deliveries>> {
     s.control
         .webhook(&a.tenant, &id)
         .await
@@ -127,20 +137,26 @@ async fn webhook_deliveries(
         .webhook_deliveries(&id, 200)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "webhook": id, "deliveries": log })))
+    Ok(Json(Deliveries {
+        webhook: id,
+        deliveries: log,
+    }))
 }
 
 async fn ping_webhook(
     a: TenantAccess,
     State(s): State<ApiState>,
     Path((_, id)): Path<(String, String)>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Pinged>)> {
     s.control
         .ping_webhook(&a.tenant, &id, &a.principal.actor())
         .await
         .map_err(ApiError::refused)?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "webhook": id, "queued": "ping" })),
+        Json(Pinged {
+            webhook: id,
+            queued: "ping".into(),
+        }),
     ))
 }

@@ -546,7 +546,7 @@ fn check_own_addresses<'a>(
 }
 
 /// A user as the API and the audit log show it: never the password hash.
-pub fn user_view(u: &User) -> serde_json::Value {
+pub(crate) fn user_view(u: &User) -> serde_json::Value {
     json!({
         "address": u.address,
         "aliases": u.aliases,

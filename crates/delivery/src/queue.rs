@@ -124,6 +124,7 @@ pub trait Signer: Send + Sync + 'static {
 
 /// A queued message as operators see it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct QueuedMessage {
     pub id: String,
     pub tenant: Option<String>,

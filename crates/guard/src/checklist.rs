@@ -39,6 +39,7 @@ pub struct ChecklistInput {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ChecklistItem {
     pub number: u8,
     pub title: String,

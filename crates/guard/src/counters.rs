@@ -57,6 +57,7 @@ impl SubjectCounters {
 
 /// One message (or refused attempt) as evidence for a restriction's cause.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Sample {
     pub at: i64,
     pub message_id: String,

@@ -59,6 +59,7 @@ pub struct MessageFacts<'a> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,
@@ -68,6 +69,7 @@ pub enum Severity {
 
 /// SPEC section 9's alert kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     UserRestricted,
@@ -101,6 +103,7 @@ impl AlertKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Alert {
     pub tenant: String,
     pub at: i64,
@@ -1137,6 +1140,7 @@ fn top(map: HashMap<&str, u64>) -> Vec<(String, u64)> {
 
 /// One counter beside its threshold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CounterView {
     /// `tenant`, `connector:NAME` or `user:ADDRESS`.
     pub subject: String,

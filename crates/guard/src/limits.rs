@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// What happens when a user passes an outbound-policy limit (SPEC section 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OutboundAction {
     /// Refuse the user's mail with 5.1.8 until the end of the UTC day.
@@ -27,6 +28,7 @@ impl OutboundAction {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Limits {
     /// Messages per 24 h a tenant may send from unregistered sender domains.
     pub unregistered_allowance_per_day: u64,

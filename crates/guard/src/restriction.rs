@@ -35,6 +35,7 @@ pub struct Refusal {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     TenantUnregistered,
@@ -81,6 +82,7 @@ impl Kind {
 
 /// Which subject: the tenant, and for connectors and users their name or address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Key {
     pub tenant: String,
     pub kind: Kind,
@@ -111,6 +113,7 @@ impl std::fmt::Display for Key {
 
 /// Why a restriction started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     UnregisteredAllowance,
@@ -145,6 +148,7 @@ impl Reason {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Restricted,
@@ -166,6 +170,7 @@ impl State {
 
 /// Who acts on a restriction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Admin,
@@ -176,6 +181,7 @@ pub enum Role {
 
 /// A counter beside its threshold, as it stood when something happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CounterValue {
     pub name: String,
     pub value: u64,
@@ -184,6 +190,7 @@ pub struct CounterValue {
 
 /// What a restriction's cause records (SPEC section 4).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Cause {
     pub counters: Vec<CounterValue>,
     pub top_sender_domains: Vec<(String, u64)>,
@@ -194,6 +201,7 @@ pub struct Cause {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Transition {
     pub at: i64,
     pub from: Option<State>,
@@ -204,6 +212,7 @@ pub struct Transition {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Restriction {
     pub id: String,
     pub key: Key,

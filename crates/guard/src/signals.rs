@@ -48,6 +48,7 @@ pub fn compromised(signals: &[Signal]) -> bool {
 
 /// A signal that fired, with the figures behind it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Signal {
     pub name: &'static str,
     pub evidence: String,

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Tenant {
     pub name: String,
     /// `en` or `es`: NDRs and console.
@@ -21,6 +22,7 @@ pub struct Tenant {
 
 /// A tenant's automatic forwarding control, as large hosted services offer it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Forwarding {
     #[default]
@@ -50,6 +52,7 @@ impl Forwarding {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DomainKind {
     /// All recipients are known users; unknown ones are refused.
@@ -76,6 +79,7 @@ impl DomainKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Domain {
     pub tenant: String,
     pub name: String,
@@ -87,6 +91,7 @@ pub struct Domain {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Connector {
     pub tenant: String,
     pub name: String,
@@ -103,6 +108,7 @@ pub struct Connector {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct User {
     pub tenant: String,
     pub address: String,
@@ -118,6 +124,7 @@ pub struct User {
 /// Where a DKIM key is in its life: published and waiting, signing, kept published after a
 /// rotation so mail in transit still verifies, or done with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DkimKeyState {
     Pending,
@@ -149,6 +156,7 @@ impl DkimKeyState {
 
 /// One DKIM signing key of an accepted domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DkimKey {
     pub domain: String,
     pub selector: String,
@@ -156,6 +164,7 @@ pub struct DkimKey {
     pub algorithm: String,
     /// PKCS#8, base64. Never leaves the store through the API.
     #[serde(skip_serializing)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
     pub private_key: String,
     /// As published in the DNS record's `p=`, base64.
     pub public_key: String,
@@ -168,6 +177,7 @@ pub struct DkimKey {
 
 /// Where mail for one of a tenant's domains goes (its on-premises server), `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Route {
     pub tenant: String,
     pub domain: String,
@@ -195,6 +205,7 @@ pub struct DirectoryData {
 
 /// One event in a message's life, for the trace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TraceEvent {
     pub message_id: String,
     /// Unix milliseconds.
@@ -207,6 +218,7 @@ pub struct TraceEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TraceSummary {
     pub sender: String,
     pub tenant: Option<String>,
@@ -217,6 +229,7 @@ pub struct TraceSummary {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TraceKind {
     Received,
@@ -277,6 +290,7 @@ pub struct TraceQuery {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TraceMessage {
     pub message_id: String,
     pub received_at: i64,
@@ -290,12 +304,14 @@ pub struct TraceMessage {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TraceRecipient {
     pub address: String,
     pub status: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TraceEventRow {
     pub at: i64,
     pub kind: String,
@@ -306,6 +322,7 @@ pub struct TraceEventRow {
 /// A restriction as stored. The body is the guard's own record (JSON); the columns beside it
 /// are what queries filter on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RestrictionRow {
     pub id: String,
     pub tenant: String,
@@ -318,6 +335,7 @@ pub struct RestrictionRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AlertRow {
     pub id: i64,
     pub tenant: String,
@@ -331,6 +349,7 @@ pub struct AlertRow {
 
 /// Rows one `Store::prune` call deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Pruned {
     pub trace_messages: usize,
     pub audit: usize,
@@ -346,6 +365,7 @@ impl Pruned {
 
 /// An account locked for SMTP AUTH after too many failed attempts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuthLockout {
     pub account: String,
     pub tenant: String,
@@ -360,6 +380,7 @@ pub struct AuthLockout {
 
 /// One change by an admin, an operator or the relay itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuditEntry {
     /// Unix milliseconds.
     pub at: i64,
@@ -378,6 +399,7 @@ pub struct AuditEntry {
 /// An API token for scripts: scoped to one tenant (admin or reader) or to the
 /// operator role. Only a hash of its secret is kept; the secret is shown once, at creation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ApiToken {
     /// Public part of the token (`rw_<id>_<secret>`), also its name in lists.
     pub id: String,
@@ -388,6 +410,7 @@ pub struct ApiToken {
     pub tenant: Option<String>,
     /// Hex SHA-256 of the secret part.
     #[serde(skip_serializing)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
     pub secret_hash: String,
     /// Unix milliseconds.
     pub created_at: i64,
@@ -398,12 +421,14 @@ pub struct ApiToken {
 
 /// A tenant's webhook: alerts and restriction changes POSTed as JSON, signed with its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Webhook {
     pub id: String,
     pub tenant: String,
     pub url: String,
     /// The HMAC-SHA256 key; shown once at creation, kept to sign (it cannot be hashed).
     #[serde(skip_serializing)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
     pub secret: String,
     /// Event types it receives: `alert`, `restriction`.
     pub events: Vec<String>,
@@ -414,6 +439,7 @@ pub struct Webhook {
 
 /// One event on its way to one webhook, with what the last attempt got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WebhookDelivery {
     pub id: i64,
     pub webhook_id: String,
@@ -435,6 +461,7 @@ pub struct WebhookDelivery {
 /// A person who signs in to the admin center (tenant admin or reader) or the support console
 /// (operator): Argon2id password, TOTP second factor, recovery codes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Account {
     pub id: String,
     pub email: String,
@@ -443,15 +470,19 @@ pub struct Account {
     /// The tenant of an admin or reader; `None` for operators.
     pub tenant: Option<String>,
     #[serde(skip_serializing)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
     pub password_hash: Option<String>,
     /// Base32 TOTP key; set at setup (pending until the first code proves the authenticator).
     #[serde(skip_serializing)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
     pub totp_secret: Option<String>,
     /// SHA-256 hex of each unused recovery code.
     #[serde(skip_serializing)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
     pub recovery_codes: Vec<String>,
     /// SHA-256 hex of the one-time setup token, until setup is done.
     #[serde(skip_serializing)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
     pub setup_token_hash: Option<String>,
     pub setup_expires_at: Option<i64>,
     pub failed_logins: u32,
@@ -463,12 +494,15 @@ pub struct Account {
 
 /// A signed-in console session (the cookie value only as its hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Session {
     #[serde(skip_serializing)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
     pub id_hash: String,
     pub account_id: String,
     /// Must come back in `X-CSRF-Token` with every change made with this session's cookie.
     #[serde(skip_serializing)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
     pub csrf: String,
     pub mfa: bool,
     pub client: String,
