@@ -18,6 +18,7 @@ pub mod accounts;
 pub mod directory;
 pub mod dkim_keys;
 mod domains;
+mod error;
 pub mod passwords;
 mod queue;
 mod reads;
@@ -33,8 +34,10 @@ use std::sync::Arc;
 use relayward_clock::now_ms;
 use relayward_config::Config;
 use relayward_guard::{Limits, Role};
-use relayward_store::{AuditEntry, SqliteStore, Store, StoreError};
+use relayward_store::{AuditEntry, SqliteStore, Store};
 
+pub use error::ControlError::{Conflict, Forbidden, Internal, Invalid, NotFound};
+pub use error::{ControlError, Result};
 pub use secrets::{random_hex, sha256_hex};
 pub use tokens::TokenError;
 
@@ -128,42 +131,6 @@ impl AccountRole {
         }
     }
 }
-
-/// Why the control plane refused a change or could not make it: the one error type of every
-/// action. The API answers each kind with its status (in brackets); the command line prints it.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    /// What was asked for is not there, or belongs to another tenant (404).
-    #[error("{0}")]
-    NotFound(String),
-    /// This actor may not make this change (403).
-    #[error("{0}")]
-    Forbidden(String),
-    /// The change clashes with the object's state right now (409).
-    #[error("{0}")]
-    Conflict(String),
-    /// The request itself is wrong: a value out of form, a rule it breaks (422).
-    #[error("{0}")]
-    Invalid(String),
-    /// Lifting a restriction needs a person who passed a second factor (SPEC section 8): a
-    /// console session. The command line on the relay's own host (whoever runs it holds the
-    /// server) and the system's automatic approval are the exceptions; API tokens are not (403).
-    #[error(
-        "{0} a restriction needs a sign-in with a second factor (a console session with TOTP); API tokens cannot do it"
-    )]
-    MfaRequired(&'static str),
-    /// The store refused (a clash, a managed tenant: 409) or failed (500).
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Something that should not fail did (500); the words go to the log.
-    #[error("{0}")]
-    Internal(String),
-}
-
-pub use ControlError::{Conflict, Forbidden, Internal, Invalid, NotFound};
-
-/// The result of every control-plane action.
-pub type Result<T, E = ControlError> = std::result::Result<T, E>;
 
 /// What a domain ownership check found.
 #[derive(Debug)]

@@ -44,7 +44,7 @@ pub struct Checker {
 
 impl Checker {
     /// `threads` checkers (at least one) behind a queue of `queue` waiting checks.
-    pub fn start(threads: usize, queue: usize) -> crate::Result<Checker> {
+    pub fn start(threads: usize, queue: usize) -> crate::error::Result<Checker> {
         let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
@@ -52,10 +52,14 @@ impl Checker {
             std::thread::Builder::new()
                 .name(format!("password-check-{i}"))
                 .spawn(move || work(&rx))
-                .map_err(|e| crate::Internal(format!("cannot start a password checker: {e}")))?;
+                .map_err(|e| {
+                    crate::error::ControlError::Internal(format!(
+                        "cannot start a password checker: {e}"
+                    ))
+                })?;
         }
-        let decoy =
-            relayward_tenancy::password::hash(&crate::random_hex(16)).map_err(crate::Internal)?;
+        let decoy = relayward_tenancy::password::hash(&crate::random_hex(16))
+            .map_err(crate::error::ControlError::Internal)?;
         Ok(Checker {
             jobs,
             decoy: Arc::from(decoy),
