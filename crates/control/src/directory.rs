@@ -135,10 +135,6 @@ fn is_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-fn is_date(s: &str) -> bool {
-    relayward_clock::end_of_day_ms(s).is_some()
-}
-
 const MIN_SMTP_PASSWORD: usize = 12;
 /// Alert recipients a tenant may list.
 const MAX_ADMINS: usize = 50;
@@ -172,7 +168,11 @@ impl Control {
         if language != "en" && language != "es" {
             invalid!("language must be en or es");
         }
-        if let Some(d) = t.subscription_ends.as_deref().filter(|d| !is_date(d)) {
+        if let Some(d) = t
+            .subscription_ends
+            .as_deref()
+            .filter(|d| !relayward_clock::is_date(d))
+        {
             invalid!("subscription_ends '{d}' is not a date like 2027-12-31");
         }
         if let Some(a) = t.admins.iter().find(|a| !is_address(a)) {
@@ -215,7 +215,7 @@ impl Control {
                     "the subscription date is the operator's to change".into(),
                 ));
             }
-            if let Some(d) = ends.as_deref().filter(|d| !is_date(d)) {
+            if let Some(d) = ends.as_deref().filter(|d| !relayward_clock::is_date(d)) {
                 invalid!("subscription_ends '{d}' is not a date like 2027-12-31");
             }
             after.subscription_ends = ends;

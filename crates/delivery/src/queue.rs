@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
+use relayward_clock::now_ms;
 use relayward_dsn as dsn;
 use relayward_spool::{Envelope, RcptState, Recipient, Ret, Spool, new_message_id};
 use relayward_store::{TraceEvent, TraceKind, TraceSummary};
@@ -256,13 +257,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Queue {
     inner: Arc<Inner>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 struct Hop {

@@ -201,14 +201,10 @@ pub(crate) fn verify_sig(
     if dkim && !names.iter().any(|n| n == "from") {
         return Outcome::PermError("From is not signed".into());
     }
-    if let Some(x) = sig.tag("x").and_then(|x| x.parse::<i64>().ok()) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        if now > x {
-            return Outcome::Fail("signature expired".into());
-        }
+    if let Some(x) = sig.tag("x").and_then(|x| x.parse::<i64>().ok())
+        && relayward_clock::now_secs() > x
+    {
+        return Outcome::Fail("signature expired".into());
     }
     let limit = sig.tag("l").and_then(|l| l.parse::<u64>().ok());
     let body_hash = canon::body_hash(bc, body, limit);

@@ -27,16 +27,14 @@ pub fn new_message_id() -> String {
     static NODE: OnceLock<u32> = OnceLock::new();
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let node = *NODE.get_or_init(|| {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        (t ^ std::process::id().rotate_left(16)) & 0xFFFF
+        // A random part per process: the standard library seeds each RandomState at random.
+        use std::hash::{BuildHasher, Hasher};
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish() as u32;
+        (seed ^ std::process::id().rotate_left(16)) & 0xFFFF
     });
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let millis = relayward_clock::now_ms().max(0) as u64;
     let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xFFFFF;
     format!("{millis:011X}{node:04X}{n:05X}")
 }

@@ -50,10 +50,7 @@ impl RelayPolicy {
                 return refuse(r.code, r.text);
             }
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now = relayward_clock::now_secs();
         let (tenant, origin) = match &conn.attribution {
             Attribution::Connector {
                 tenant,
