@@ -306,7 +306,7 @@ async fn logout(p: Principal, State(s): State<ApiState>) -> ApiResult<Response> 
 #[serde(deny_unknown_fields)]
 struct NewAccount {
     email: String,
-    role: String,
+    role: AccountRole,
     tenant: Option<String>,
 }
 
@@ -331,7 +331,7 @@ async fn create_operator_account(
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let (a, token) = s
         .control
-        .create_account(&body.email, &body.role, body.tenant.as_deref(), &p.actor())
+        .create_account(&body.email, body.role, body.tenant.as_deref(), &p.actor())
         .await
         .map_err(ApiError::refused)?;
     Ok((StatusCode::CREATED, setup_answer(&s, a, &token)))
@@ -355,7 +355,7 @@ async fn create_tenant_account(
     body: Result<Json<NewAccount>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<AccountCreated>)> {
     let Json(body) = body.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
-    if body.tenant.as_deref().is_some_and(|t| t != a.tenant) || body.role == "operator" {
+    if body.tenant.as_deref().is_some_and(|t| t != a.tenant) || body.role == AccountRole::Operator {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "a tenant's accounts are its admins and readers",
@@ -365,7 +365,7 @@ async fn create_tenant_account(
         .control
         .create_account(
             &body.email,
-            &body.role,
+            body.role,
             Some(&a.tenant),
             &a.principal.actor(),
         )

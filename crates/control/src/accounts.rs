@@ -14,7 +14,7 @@ use relayward_guard::Role;
 use relayward_store::{Account, Session};
 use serde_json::json;
 
-use crate::{Actor, Control, NotFound, Result, Via, random_hex, sha256_hex};
+use crate::{AccountRole, Actor, Control, NotFound, Result, Via, random_hex, sha256_hex};
 use relayward_clock::now_ms;
 
 pub const SESSION_COOKIE: &str = "rw_session";
@@ -154,12 +154,10 @@ pub struct SignedIn {
     pub session: Session,
 }
 
+/// The role an account acts in (a stored role this version does not know acts as an admin,
+/// never as an operator).
 fn role_of(account: &Account) -> Role {
-    if account.role == "operator" {
-        Role::Operator
-    } else {
-        Role::Admin
-    }
+    AccountRole::parse(&account.role).map_or(Role::Admin, AccountRole::acting)
 }
 
 /// The actor of a signed-in account, for the audit log.
@@ -178,7 +176,7 @@ impl Control {
     pub async fn create_account(
         &self,
         email: &str,
-        role: &str,
+        role: AccountRole,
         tenant: Option<&str>,
         actor: &Actor,
     ) -> Result<(Account, String)> {
@@ -190,17 +188,18 @@ impl Control {
             invalid!("'{email}' is not an e-mail address");
         }
         match (role, tenant) {
-            ("operator", None) => {}
-            ("operator", Some(_)) => invalid!("operator accounts belong to no tenant"),
-            ("admin" | "reader", Some(t)) => {
+            (AccountRole::Operator, None) => {}
+            (AccountRole::Operator, Some(_)) => invalid!("operator accounts belong to no tenant"),
+            (AccountRole::Admin | AccountRole::Reader, Some(t)) => {
                 if self.store.tenant(t).await?.is_none() {
                     return Err(NotFound(format!("no tenant {t}")));
                 }
             }
-            ("admin" | "reader", None) => invalid!("admin and reader accounts need a tenant"),
-            (other, _) => invalid!("role must be operator, admin or reader (got {other})"),
+            (AccountRole::Admin | AccountRole::Reader, None) => {
+                invalid!("admin and reader accounts need a tenant")
+            }
         }
-        if role == "operator" && actor.role != Role::Operator {
+        if role == AccountRole::Operator && actor.role != Role::Operator {
             invalid!("only an operator can make operator accounts");
         }
         let token = random_hex(24);
@@ -208,7 +207,7 @@ impl Control {
         let account = Account {
             id: format!("acc_{}", random_hex(8)),
             email: email.clone(),
-            role: role.to_string(),
+            role: role.as_str().to_string(),
             tenant: tenant.map(str::to_string),
             password_hash: None,
             totp_secret: None,

@@ -103,7 +103,7 @@ impl Control {
             .accounts(Some(tenant))
             .await?
             .into_iter()
-            .filter(|a| a.role == "admin")
+            .filter(|a| crate::AccountRole::parse(&a.role) == Some(crate::AccountRole::Admin))
             .map(|a| {
                 let mfa = a.totp_secret.is_some() && a.setup_token_hash.is_none();
                 (a.email, mfa)

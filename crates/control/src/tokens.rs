@@ -4,7 +4,7 @@
 use relayward_clock::now_ms;
 use relayward_guard::Role;
 
-use crate::{Actor, Control, NotFound, Result, random_hex, sha256_hex};
+use crate::{AccountRole, Actor, Control, NotFound, Result, random_hex, sha256_hex};
 
 /// Why an API token was not accepted (all answer 401; the words go to the caller).
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +26,7 @@ impl Control {
     /// text (shown once; only its hash is kept) and what was stored.
     pub async fn create_token(
         &self,
-        role: &str,
+        role: AccountRole,
         tenant: Option<&str>,
         name: &str,
         valid_for: Option<std::time::Duration>,
@@ -36,10 +36,14 @@ impl Control {
             invalid!("only operators create API tokens from here");
         }
         match (role, tenant) {
-            ("operator", None) | ("admin" | "reader", Some(_)) => {}
-            ("operator", Some(_)) => invalid!("an operator token belongs to no tenant"),
-            ("admin" | "reader", None) => invalid!("an {role} token needs its tenant"),
-            _ => invalid!("role must be operator, admin or reader (got {role})"),
+            (AccountRole::Operator, None) | (AccountRole::Admin | AccountRole::Reader, Some(_)) => {
+            }
+            (AccountRole::Operator, Some(_)) => {
+                invalid!("an operator token belongs to no tenant")
+            }
+            (AccountRole::Admin | AccountRole::Reader, None) => {
+                invalid!("an {} token needs its tenant", role.as_str())
+            }
         }
         let id = random_hex(6);
         let secret = random_hex(24);
@@ -47,7 +51,7 @@ impl Control {
         let t = relayward_store::ApiToken {
             id: id.clone(),
             name: name.to_string(),
-            role: role.to_string(),
+            role: role.as_str().to_string(),
             tenant: tenant.map(str::to_string),
             secret_hash: sha256_hex(&secret),
             created_at: now,

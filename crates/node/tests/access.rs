@@ -14,7 +14,7 @@ use std::time::Duration;
 use relayward_api::{Access, operations};
 use relayward_config::Config;
 use relayward_control::directory::NewTenant;
-use relayward_control::{Actor, Control};
+use relayward_control::{AccountRole, Actor, Control};
 use relayward_guard::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -126,12 +126,12 @@ async fn every_operation_answers_each_caller_as_its_declared_access_says() {
             .await
             .expect("tenant");
     }
-    let token = |role: &'static str, tenant: Option<&'static str>| {
+    let token = |role: AccountRole, tenant: Option<&'static str>| {
         let control = &control;
         let op = &op;
         async move {
             control
-                .create_token(role, tenant, role, None, op)
+                .create_token(role, tenant, role.as_str(), None, op)
                 .await
                 .expect("token")
                 .0
@@ -139,13 +139,22 @@ async fn every_operation_answers_each_caller_as_its_declared_access_says() {
     };
     let tokens = [
         (Caller::Nobody, None),
-        (Caller::Reader, Some(token("reader", Some("contoso")).await)),
+        (
+            Caller::Reader,
+            Some(token(AccountRole::Reader, Some("contoso")).await),
+        ),
         (
             Caller::OtherAdmin,
-            Some(token("admin", Some("fabrikam")).await),
+            Some(token(AccountRole::Admin, Some("fabrikam")).await),
         ),
-        (Caller::Admin, Some(token("admin", Some("contoso")).await)),
-        (Caller::Operator, Some(token("operator", None).await)),
+        (
+            Caller::Admin,
+            Some(token(AccountRole::Admin, Some("contoso")).await),
+        ),
+        (
+            Caller::Operator,
+            Some(token(AccountRole::Operator, None).await),
+        ),
     ];
 
     let local = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind") };

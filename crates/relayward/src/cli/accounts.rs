@@ -3,8 +3,14 @@
 use anyhow::{Context, Result};
 use relayward_clock::now_ms;
 use relayward_config::Config;
+use relayward_control::AccountRole;
 
 use super::{open, operator};
+
+/// `--role`: operator, admin or reader.
+fn role(s: &str) -> Result<AccountRole, String> {
+    AccountRole::parse(s).ok_or_else(|| format!("'{s}' is not operator, admin or reader"))
+}
 
 #[derive(clap::Subcommand)]
 pub enum OperatorCmd {
@@ -19,8 +25,8 @@ pub enum AccountCmd {
     Create {
         email: String,
         /// operator, admin or reader.
-        #[arg(long)]
-        role: String,
+        #[arg(long, value_parser = role)]
+        role: AccountRole,
         /// The tenant of an admin or reader.
         #[arg(long)]
         tenant: Option<String>,
@@ -49,8 +55,8 @@ pub enum TokenCmd {
         #[arg(long)]
         name: String,
         /// operator, admin or reader.
-        #[arg(long)]
-        role: String,
+        #[arg(long, value_parser = role)]
+        role: AccountRole,
         /// The tenant of an admin or reader token.
         #[arg(long)]
         tenant: Option<String>,
@@ -77,7 +83,7 @@ pub async fn account(config: &Config, cmd: AccountCmd) -> Result<()> {
         } => {
             let who = operator();
             let (a, token) = svc
-                .create_account(&email, &role, tenant.as_deref(), &who)
+                .create_account(&email, role, tenant.as_deref(), &who)
                 .await?;
             print_setup(config, &a, &token);
         }
@@ -107,7 +113,9 @@ pub async fn operator_account(config: &Config, cmd: OperatorCmd) -> Result<()> {
     match cmd {
         OperatorCmd::Create { email } => {
             let who = operator();
-            let (a, token) = svc.create_account(&email, "operator", None, &who).await?;
+            let (a, token) = svc
+                .create_account(&email, AccountRole::Operator, None, &who)
+                .await?;
             print_setup(config, &a, &token);
         }
     }
@@ -130,7 +138,7 @@ pub async fn token(config: &Config, cmd: TokenCmd) -> Result<()> {
                 .transpose()
                 .context("--expires-in")?;
             let (text, _) = svc
-                .create_token(&role, tenant.as_deref(), &name, valid_for, &actor)
+                .create_token(role, tenant.as_deref(), &name, valid_for, &actor)
                 .await?;
             outln!("{text}");
             eprintln!("this is the only time the token is shown; keep it somewhere safe");
