@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use relayward_api::{Access, operations};
+use relayward_api::{Access, openapi_document, operations};
 use relayward_config::Config;
 use relayward_control::directory::NewTenant;
 use relayward_control::{AccountRole, Actor, Control};
@@ -221,4 +221,71 @@ async fn every_operation_answers_each_caller_as_its_declared_access_says() {
             "{m} {p} is in the table as an operator's operation"
         );
     }
+}
+
+#[test]
+fn the_document_lists_every_operation_once() {
+    let doc = openapi_document();
+    for op in operations() {
+        let p = &doc["paths"][format!("/api/v1{}", op.path)][op.method];
+        assert!(p.is_object(), "{} {} missing", op.method, op.path);
+    }
+    let listed: usize = doc["paths"]
+        .as_object()
+        .map(|paths| {
+            paths
+                .values()
+                .filter_map(|p| p.as_object())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    assert_eq!(listed, operations().count());
+}
+
+/// Every JSON answer is described by the schema of its type: an operation with a body and no
+/// answer type would be an undocumented answer.
+#[test]
+fn every_json_answer_has_a_derived_schema() {
+    let doc = openapi_document();
+    for op in operations() {
+        let ok =
+            &doc["paths"][format!("/api/v1{}", op.path)][op.method]["responses"][op.ok.to_string()];
+        let json = &ok["content"]["application/json"];
+        if op.ok == 204 || op.path == "/openapi.json" || json.is_null() {
+            assert!(op.answer.is_none(), "{} {}", op.method, op.path);
+            continue;
+        }
+        assert!(
+            op.answer.is_some(),
+            "{} {} has no answer type",
+            op.method,
+            op.path
+        );
+        let schema = &json["schema"];
+        assert!(
+            schema["$ref"].is_string() || schema["properties"].is_object(),
+            "{} {}: {schema}",
+            op.method,
+            op.path
+        );
+    }
+    // Shared objects are components, with their fields.
+    let tenant = &doc["components"]["schemas"]["Tenant"];
+    assert!(
+        tenant["properties"]["subscription_ends"].is_object(),
+        "{tenant}"
+    );
+    let restriction = &doc["components"]["schemas"]["Restriction"];
+    assert!(
+        restriction["properties"]["history"].is_object(),
+        "{restriction}"
+    );
+    // Secrets are never described, as they are never sent.
+    let account = &doc["components"]["schemas"]["Account"];
+    assert!(
+        account["properties"]["password_hash"].is_null(),
+        "{account}"
+    );
+    assert!(account["properties"]["totp_secret"].is_null(), "{account}");
 }
