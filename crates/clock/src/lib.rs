@@ -68,9 +68,10 @@ pub fn end_of_day_ms(date: &str) -> Option<i64> {
     days_from_date(date).map(|days| (days + 1) * DAY_MS)
 }
 
-/// `YYYYMMDD` of a Unix time in seconds (Howard Hinnant's civil-from-days algorithm).
-pub fn civil_date(secs: i64) -> String {
-    let z = secs.div_euclid(86_400) + 719_468;
+/// The calendar date `(year, month, day)` of a day counted from 1970-01-01 (Howard Hinnant's
+/// civil-from-days algorithm).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -78,7 +79,12 @@ pub fn civil_date(secs: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `YYYYMMDD` of a Unix time in seconds.
+pub fn civil_date(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     format!("{y:04}{m:02}{d:02}")
 }
 
