@@ -7,23 +7,8 @@
 
 use std::time::Duration;
 
+use crate::queue::{contoso_relay, three_deferred};
 use crate::util::*;
-
-fn relay_with_contoso(rx: &Receiver, retry: &str) -> Relay {
-    Relay::start(&format!(
-        r#"
-[delivery]
-smart_host = "{}"
-retry_schedule = ["{retry}"]
-[[tenants]]
-name = "contoso"
-domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
-connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
-users = [ {{ address = "alice@contoso.example" }} ]
-"#,
-        rx.addr
-    ))
-}
 
 /// The command's failure, without the `relayward: ` prefix.
 fn cli_refusal(relay: &Relay, args: &[&str]) -> String {
@@ -35,7 +20,7 @@ fn cli_refusal(relay: &Relay, args: &[&str]) -> String {
 #[test]
 fn the_command_line_refuses_what_the_api_refuses_and_audits_as_itself() {
     let rx = Receiver::start(false);
-    let relay = relay_with_contoso(&rx, "1s");
+    let relay = contoso_relay(&rx, "1s");
     let ops = relay.token(&["--name", "ops", "--role", "operator"]);
     relay.cli(&["tenant", "add", "fabrikam"]);
     relay.cli(&[
@@ -210,31 +195,11 @@ fn the_command_line_refuses_what_the_api_refuses_and_audits_as_itself() {
     );
 }
 
-const MSG: &str = "From: alice@contoso.example\r\nSubject: Order 42\r\n\r\nPlease confirm.\r\n";
-
-fn queued_id(reply: &Reply) -> String {
-    reply.text().split_whitespace().last().unwrap().to_string()
-}
-
 #[test]
 fn relayward_queue_lists_and_acts_on_the_running_relays_queue() {
     let rx = Receiver::start(false);
-    let relay = relay_with_contoso(&rx, "1h");
-    let mut c = relay.client();
-    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
-    // The receiver answers 451 to defer-* forever: these stay queued after their first round.
-    let ids: Vec<String> = [
-        "defer-a@remote.example",
-        "defer-b@other.example",
-        "defer-c@remote.example",
-    ]
-    .iter()
-    .map(|r| {
-        let reply = c.transaction("alice@contoso.example", &[r], MSG);
-        assert_eq!(reply.code, 250, "{reply:?}");
-        queued_id(&reply)
-    })
-    .collect();
+    let relay = contoso_relay(&rx, "1h");
+    let ids = three_deferred(&relay);
     let listed = |args: &[&str]| -> Vec<serde_json::Value> {
         let mut all = vec!["queue", "list", "--json"];
         all.extend_from_slice(args);
@@ -334,7 +299,7 @@ fn relayward_queue_lists_and_acts_on_the_running_relays_queue() {
 #[test]
 fn the_queue_command_says_plainly_when_no_relay_is_running() {
     let rx = Receiver::start(false);
-    let mut relay = relay_with_contoso(&rx, "1s");
+    let mut relay = contoso_relay(&rx, "1s");
     relay.terminate();
     let why = cli_refusal(&relay, &["queue", "list"]);
     assert!(why.contains("is `relayward serve` running"), "{why}");

@@ -8,23 +8,14 @@ use crate::util::*;
 
 const MSG: &str = "From: alice@contoso.example\r\nSubject: Order 42\r\n\r\nPlease confirm.\r\n";
 
-fn queued_id(reply: &Reply) -> String {
-    reply
-        .text()
-        .split_whitespace()
-        .last()
-        .expect("an id in the reply")
-        .to_string()
-}
-
-#[test]
-fn operators_list_hold_release_retry_bounce_and_purge_queued_mail() {
-    let rx = Receiver::start(false);
-    let relay = Relay::start(&format!(
+/// contoso (from the file) with a connector for 127.0.0.1 and a user, delivering to `rx`,
+/// retrying on `retry`.
+pub(crate) fn contoso_relay(rx: &Receiver, retry: &str) -> Relay {
+    Relay::start(&format!(
         r#"
 [delivery]
 smart_host = "{}"
-retry_schedule = ["1h"]
+retry_schedule = ["{retry}"]
 [[tenants]]
 name = "contoso"
 domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
@@ -32,7 +23,32 @@ connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
 users = [ {{ address = "alice@contoso.example" }} ]
 "#,
         rx.addr
-    ));
+    ))
+}
+
+/// Three messages from alice that the receiver defers forever (it answers 451 to defer-*), so
+/// they stay queued after their first round; their queue ids.
+pub(crate) fn three_deferred(relay: &Relay) -> Vec<String> {
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    [
+        "defer-a@remote.example",
+        "defer-b@other.example",
+        "defer-c@remote.example",
+    ]
+    .iter()
+    .map(|r| {
+        let reply = c.transaction("alice@contoso.example", &[r], MSG);
+        assert_eq!(reply.code, 250, "{reply:?}");
+        reply.queued_id()
+    })
+    .collect()
+}
+
+#[test]
+fn operators_list_hold_release_retry_bounce_and_purge_queued_mail() {
+    let rx = Receiver::start(false);
+    let relay = contoso_relay(&rx, "1h");
     let ops = relay
         .cli(&["token", "create", "--name", "ops", "--role", "operator"])
         .trim()
@@ -43,21 +59,7 @@ users = [ {{ address = "alice@contoso.example" }} ]
         ])
         .trim()
         .to_string();
-    let mut c = relay.client();
-    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
-    // The receiver answers 451 to defer-* forever: these stay queued after their first round.
-    let ids: Vec<String> = [
-        "defer-a@remote.example",
-        "defer-b@other.example",
-        "defer-c@remote.example",
-    ]
-    .iter()
-    .map(|r| {
-        let reply = c.transaction("alice@contoso.example", &[r], MSG);
-        assert_eq!(reply.code, 250, "{reply:?}");
-        queued_id(&reply)
-    })
-    .collect();
+    let ids = three_deferred(&relay);
     let list = |query: &str| {
         let (status, json) = relay.api("GET", &format!("/api/v1/queue{query}"), Some(&ops), None);
         assert_eq!(status, 200, "{json}");
@@ -186,7 +188,7 @@ fn the_trace_is_searched_and_paged_per_tenant() {
             MSG,
         );
         assert_eq!(r.code, 250, "{r:?}");
-        sent.push(queued_id(&r));
+        sent.push(r.queued_id());
     }
     rx.wait(5, Duration::from_secs(20));
     let get = |path: &str, tok: &str| {

@@ -22,6 +22,15 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The queue id in a `250 2.0.0 OK queued as <id>` reply.
+    pub fn queued_id(&self) -> String {
+        self.text()
+            .split_whitespace()
+            .last()
+            .expect("an id in the reply")
+            .to_string()
+    }
+
     pub fn text(&self) -> String {
         format!(
             "{} {}",
