@@ -8,7 +8,7 @@ use relayward_guard::checklist::ChecklistItem;
 use relayward_guard::{CounterView, Limits, Restriction};
 use relayward_store::{
     Account, AlertRow, ApiToken, AuditEntry, AuthLockout, Connector, DkimKey, Domain, Route,
-    Tenant, TraceMessage, User, Webhook, WebhookDelivery,
+    Tenant, TraceMessage, UserView, Webhook, WebhookDelivery,
 };
 use schemars::JsonSchema;
 use schemars::r#gen::SchemaGenerator;
@@ -75,27 +75,8 @@ impl From<&Domain> for DomainAnswer {
     }
 }
 
-/// A user as the API shows it: whether it has a password, never the password's hash.
-#[derive(Serialize, JsonSchema)]
-pub struct UserAnswer {
-    pub address: String,
-    pub aliases: Vec<String>,
-    pub forward_to: Option<String>,
-    pub forward_only: bool,
-    pub has_password: bool,
-}
-
-impl From<&User> for UserAnswer {
-    fn from(u: &User) -> UserAnswer {
-        UserAnswer {
-            address: u.address.clone(),
-            aliases: u.aliases.clone(),
-            forward_to: u.forward_to.clone(),
-            forward_only: u.forward_only,
-            has_password: u.password_hash.is_some(),
-        }
-    }
-}
+/// A user as the API shows it (the store's view: never the password's hash).
+pub type UserAnswer = UserView;
 
 /// One tenant with everything of it.
 #[derive(Serialize, JsonSchema)]

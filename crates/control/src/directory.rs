@@ -4,7 +4,7 @@
 
 use relayward_clock::now_ms;
 use relayward_guard::Role;
-use relayward_store::{Connector, Route, Tenant, User};
+use relayward_store::{Connector, Route, Tenant, User, UserView};
 use relayward_tenancy::claims;
 use serde::Deserialize;
 use serde_json::json;
@@ -458,7 +458,7 @@ impl Control {
             actor,
             Some(tenant),
             "user.create",
-            json!({ "after": user_view(&user) }),
+            json!({ "after": UserView::from(&user) }),
         )
         .await?;
         Ok(user)
@@ -507,7 +507,7 @@ impl Control {
             actor,
             Some(tenant),
             "user.update",
-            json!({ "before": user_view(&before), "after": user_view(&after) }),
+            json!({ "before": UserView::from(&before), "after": UserView::from(&after) }),
         )
         .await?;
         Ok(after)
@@ -520,7 +520,7 @@ impl Control {
             actor,
             Some(tenant),
             "user.delete",
-            json!({ "before": user_view(&before) }),
+            json!({ "before": UserView::from(&before) }),
         )
         .await
     }
@@ -543,15 +543,4 @@ fn check_own_addresses<'a>(
         }
     }
     Ok(())
-}
-
-/// A user as the API and the audit log show it: never the password hash.
-pub(crate) fn user_view(u: &User) -> serde_json::Value {
-    json!({
-        "address": u.address,
-        "aliases": u.aliases,
-        "forward_to": u.forward_to,
-        "forward_only": u.forward_only,
-        "has_password": u.password_hash.is_some(),
-    })
 }

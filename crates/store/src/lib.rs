@@ -68,8 +68,6 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces a configuration-managed tenant and everything of it in one transaction.
     async fn provision(&self, data: &TenantData) -> Result<()>;
 
-    /// Sets or clears a tenant's subscription end date (`YYYY-MM-DD`).
-    async fn set_subscription(&self, tenant: &str, ends: Option<&str>) -> Result<()>;
     /// Writes a tenant's own fields (language, subscription, admins, forwarding) back.
     async fn update_tenant(&self, tenant: &Tenant) -> Result<()>;
     async fn delete_connector(&self, tenant: &str, name: &str) -> Result<()>;

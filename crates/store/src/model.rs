@@ -121,6 +121,29 @@ pub struct User {
     pub forward_only: bool,
 }
 
+/// A user as the API and the audit log show it: whether it has a password, never the hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct UserView {
+    pub address: String,
+    pub aliases: Vec<String>,
+    pub forward_to: Option<String>,
+    pub forward_only: bool,
+    pub has_password: bool,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> UserView {
+        UserView {
+            address: u.address.clone(),
+            aliases: u.aliases.clone(),
+            forward_to: u.forward_to.clone(),
+            forward_only: u.forward_only,
+            has_password: u.password_hash.is_some(),
+        }
+    }
+}
+
 /// Where a DKIM key is in its life: published and waiting, signing, kept published after a
 /// rotation so mail in transit still verifies, or done with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -792,25 +792,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_subscription(&self, tenant: &str, ends: Option<&str>) -> Result<()> {
-        let (tenant, ends) = (tenant.to_string(), ends.map(str::to_string));
-        self.with(move |c| {
-            check_unmanaged(c, &tenant)?;
-            let n = c.execute(
-                "UPDATE tenants SET subscription_ends = ?2 WHERE name = ?1",
-                params![tenant, ends],
-            )?;
-            if n == 0 {
-                return Err(StoreError::NotFound {
-                    what: "tenant",
-                    name: tenant,
-                });
-            }
-            bump(c)
-        })
-        .await
-    }
-
     async fn set_tenant_limits(&self, tenant: &str, overrides: &str) -> Result<()> {
         let (tenant, overrides) = (tenant.to_string(), overrides.to_string());
         self.with(move |c| {
