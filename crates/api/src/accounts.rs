@@ -188,12 +188,8 @@ async fn setup_begin(
         .setup_begin(&token)
         .await
         .map_err(ApiError::refused)?;
-    let label = format!("Relayward:{}", a.email);
     Ok(Json(SetupBegun {
-        otpauth_uri: format!(
-            "otpauth://totp/{}?secret={secret}&issuer=Relayward&algorithm=SHA1&digits=6&period=30",
-            label.replace(' ', "%20")
-        ),
+        otpauth_uri: relayward_control::accounts::otpauth_uri(&a.email, &secret),
         email: a.email,
         role: a.role,
         tenant: a.tenant,
@@ -313,6 +309,7 @@ struct NewAccount {
 fn setup_answer(s: &ApiState, a: relayward_store::Account, token: &str) -> Json<AccountCreated> {
     Json(AccountCreated {
         setup_link: format!("{}/api/v1/setup/{token}", s.base_url),
+        setup_page: format!("{}/setup/{token}", s.base_url),
         expires_at: a.setup_expires_at,
         account: a,
     })

@@ -276,7 +276,10 @@ pub struct AccountList {
 #[derive(Serialize, JsonSchema)]
 pub struct AccountCreated {
     pub account: Account,
+    /// The setup through the API (GET for the key, POST the password and a code).
     pub setup_link: String,
+    /// The same setup as a page of the console, for a person with a browser.
+    pub setup_page: String,
     pub expires_at: Option<i64>,
 }
 

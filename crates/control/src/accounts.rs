@@ -97,6 +97,15 @@ pub fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The `otpauth://` URI an authenticator app enrols from (the QR code of the setup page).
+pub fn otpauth_uri(email: &str, secret: &str) -> String {
+    let label = format!("Relayward:{email}");
+    format!(
+        "otpauth://totp/{}?secret={secret}&issuer=Relayward&algorithm=SHA1&digits=6&period=30",
+        label.replace(' ', "%20")
+    )
+}
+
 /// Sign-in attempts per client address over the last ten minutes.
 #[derive(Default)]
 pub struct LoginLimiter {

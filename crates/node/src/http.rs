@@ -1,5 +1,5 @@
-//! The HTTP side of a node: `/healthz`, Prometheus `/metrics`, and the management API
-//! (`relayward_api`) mounted under `/api/v1`.
+//! The HTTP side of a node: `/healthz`, Prometheus `/metrics`, the management API
+//! (`relayward_api`) mounted under `/api/v1`, and the console's pages (`relayward_console`) at `/`.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -29,13 +29,19 @@ pub struct NodeState {
     pub trace: TraceSink,
 }
 
-/// The HTTP listener's routes: `/healthz`, `/metrics`, and the management API under `/api/v1`.
-pub fn router(state: NodeState, api: relayward_api::ApiState) -> Router {
+/// The HTTP listener's routes: `/healthz`, `/metrics`, the management API under `/api/v1`, and
+/// the console's pages at `/`.
+pub fn router(
+    state: NodeState,
+    api: relayward_api::ApiState,
+    console: relayward_console::ConsoleState,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
         .nest("/api/v1", relayward_api::router(api))
+        .merge(relayward_console::router(console))
 }
 
 async fn healthz(State(s): State<NodeState>) -> impl IntoResponse {

@@ -398,6 +398,8 @@ pub async fn serve(
     });
     let socket_path = control_socket::path(&config.data_dir);
     let socket_task = control_socket::start(&socket_path, control.clone(), queue.clone())?;
+    // One sign-in limit per client address for the API and the console's pages.
+    let logins = Arc::new(relayward_control::accounts::LoginLimiter::default());
     let app = http::router(
         http::NodeState {
             store: dyn_store.clone(),
@@ -409,11 +411,16 @@ pub async fn serve(
             trace: trace.clone(),
         },
         relayward_api::ApiState {
-            control,
+            control: control.clone(),
             queue: queue.clone(),
-            resolver: api_resolver,
-            logins: Arc::default(),
+            resolver: api_resolver.clone(),
+            logins: logins.clone(),
             base_url: format!("http://{http_addr}"),
+        },
+        relayward_console::ConsoleState {
+            control,
+            resolver: api_resolver,
+            logins,
         },
     );
     let http_task = {

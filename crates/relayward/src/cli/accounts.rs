@@ -40,9 +40,10 @@ pub enum AccountCmd {
 
 fn print_setup(config: &Config, a: &relayward_store::Account, token: &str) {
     outln!(
-        "{} account {} created. One-time setup link (valid 24 hours):\n  http://{}/api/v1/setup/{token}\nGET it for the authenticator key, then POST it {{\"password\", \"totp\"}}.",
+        "{} account {} created. One-time setup page (valid 24 hours; open it in a browser):\n  http://{}/setup/{token}\nFor scripts, the same setup through the API: GET http://{}/api/v1/setup/{token} for the authenticator key, then POST it {{\"password\", \"totp\"}}.",
         a.role,
         a.email,
+        config.http_listen,
         config.http_listen
     );
 }

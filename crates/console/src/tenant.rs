@@ -1,0 +1,724 @@
+//! The admin center: a tenant's home ("can my organisation send mail right now?"), accepted
+//! domains, connectors, users, and a restriction with its live checklist and release request.
+//! Operators see the same pages for any tenant and approve or refuse from them.
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use relayward_control::DomainVerification;
+use relayward_guard::{Kind, Restriction, State as RState};
+use relayward_store::Tenant;
+use serde::Deserialize;
+
+use crate::ConsoleState;
+use crate::page::{Banner, Shell, csrf, failure, forbidden, not_found, refusal, reply_code, time};
+use crate::viewer::Viewer;
+
+/// The tenant of the path, if the viewer may see it; else the one "not found" page.
+async fn open(v: &Viewer, s: &ConsoleState, tenant: &str) -> Result<Tenant, Response> {
+    if !v.may_see(tenant) {
+        return Err(not_found(v.lang, Some(v)));
+    }
+    match s.control.tenant(tenant).await {
+        Ok(Some(t)) => Ok(t),
+        Ok(None) => Err(not_found(v.lang, Some(v))),
+        Err(e) => Err(failure(v.lang, e)),
+    }
+}
+
+/// A change: the viewer may make it and the form carries the session's token.
+fn may_change(v: &Viewer, csrf: &str) -> Result<(), Response> {
+    if !v.csrf_ok(csrf) {
+        return Err(forbidden(v, "form_expired"));
+    }
+    if !v.can_change() {
+        return Err(forbidden(v, "readers_cannot_change"));
+    }
+    Ok(())
+}
+
+/// `?done=<what>` after a change: the banner that says it happened.
+#[derive(Deserialize, Default)]
+pub struct Done {
+    done: Option<String>,
+}
+
+impl Done {
+    fn banner(&self, v: &Viewer) -> Option<Banner> {
+        let key = match self.done.as_deref()? {
+            "domain_added" => "done_domain_added",
+            "connector_reviewed" => "done_connector_reviewed",
+            "user_released" => "done_user_released",
+            "attested" => "done_attested",
+            "release_requested" => "done_release_requested",
+            "approved" => "done_approved",
+            "refused" => "done_refused",
+            "released" => "done_released",
+            _ => return None,
+        };
+        Some(Banner::Done(v.w().t(key).to_string()))
+    }
+}
+
+macro_rules! tried {
+    ($v:expr, $e:expr) => {
+        match $e {
+            Ok(x) => x,
+            Err(e) => return failure($v.lang, e),
+        }
+    };
+}
+
+macro_rules! opened {
+    ($e:expr) => {
+        match $e {
+            Ok(x) => x,
+            Err(r) => return r,
+        }
+    };
+}
+
+fn kind_key(kind: Kind) -> &'static str {
+    match kind {
+        Kind::TenantUnregistered => "kind_tenant_unregistered",
+        Kind::TenantThreshold => "kind_tenant_threshold",
+        Kind::Connector => "kind_connector",
+        Kind::User => "kind_user",
+    }
+}
+
+fn state_key(state: RState) -> &'static str {
+    match state {
+        RState::Restricted => "state_restricted",
+        RState::ReleaseRequested => "state_release_requested",
+        RState::Probation => "state_probation",
+        RState::Lifted => "state_lifted",
+    }
+}
+
+/// Why, in the viewer's words where the words file has the reason.
+fn reason_text(v: &Viewer, r: &Restriction) -> String {
+    let code = serde_json::to_value(r.reason)
+        .ok()
+        .and_then(|x| x.as_str().map(str::to_string))
+        .unwrap_or_default();
+    v.w()
+        .opt(&format!("reason_{code}"))
+        .map_or_else(|| r.reason.describe().to_string(), str::to_string)
+}
+
+/// The cause's evidence: counters beside thresholds and the top contributors.
+fn evidence(v: &Viewer, r: &Restriction) -> Markup {
+    let w = v.w();
+    let c = &r.cause;
+    let list = |key: &'static str, items: &[(String, u64)]| {
+        html! {
+            @if !items.is_empty() {
+                dt { (w.t(key)) }
+                dd { @for (i, (name, n)) in items.iter().enumerate() {
+                    @if i > 0 { ", " } (name) " (" (n) ")"
+                } }
+            }
+        }
+    };
+    html! {
+        dl.evidence {
+            @for k in &c.counters {
+                dt { (k.name) }
+                dd { (w.f("counter_of", &[("value", &k.value.to_string()), ("threshold", &k.threshold.to_string())])) }
+            }
+            (list("top_sender_domains", &c.top_sender_domains))
+            (list("top_connectors", &c.top_connectors))
+            (list("top_users", &c.top_users))
+            (list("top_client_ips", &c.top_client_ips))
+        }
+    }
+}
+
+/// Where to go next about a restriction.
+fn next_step(v: &Viewer, tenant: &str, r: &Restriction) -> (String, &'static str) {
+    match r.key.kind {
+        Kind::TenantUnregistered | Kind::TenantThreshold => (
+            format!("/t/{tenant}/restrictions/{}", r.id),
+            if r.state == RState::ReleaseRequested {
+                "next_wait_approval"
+            } else if v.can_change() {
+                "next_checklist"
+            } else {
+                "next_checklist_reader"
+            },
+        ),
+        Kind::User => (format!("/t/{tenant}/users"), "next_users"),
+        Kind::Connector => (format!("/t/{tenant}/connectors"), "next_connectors"),
+    }
+}
+
+pub async fn home(
+    v: Viewer,
+    State(s): State<ConsoleState>,
+    Path(tenant): Path<String>,
+) -> Response {
+    let t = opened!(open(&v, &s, &tenant).await);
+    let w = v.w();
+    let all = tried!(v, s.control.restrictions(Some(&t.name), false).await);
+    let blocking: Vec<&Restriction> = all.iter().filter(|r| r.blocks()).collect();
+    let probation: Vec<&Restriction> = all.iter().filter(|r| r.on_probation()).collect();
+    let counters = tried!(v, s.control.counters(&t.name).await);
+    let tenant_wide = blocking.iter().any(|r| r.key.kind.is_tenant());
+    let (verdict_class, verdict) = if blocking.is_empty() {
+        ("ok", w.t("home_can_send"))
+    } else if tenant_wide {
+        ("blocked", w.t("home_blocked"))
+    } else {
+        ("partial", w.t("home_partly"))
+    };
+    let body = html! {
+        section.verdict.(verdict_class) aria-labelledby="verdict" {
+            h2 #verdict { (verdict) }
+            @if blocking.is_empty() { p { (w.t("home_can_send_text")) } }
+        }
+        @for r in &blocking {
+            @let (link, step) = next_step(&v, &t.name, r);
+            article.restriction aria-labelledby=(format!("r-{}", r.id)) {
+                h2 #(format!("r-{}", r.id)) { (reply_code(r.key.kind)) " · " (w.t(kind_key(r.key.kind))) }
+                @if r.key.kind == Kind::User || r.key.kind == Kind::Connector { p { strong { (r.key.name) } } }
+                p { (w.t("reply_sent")) " " code { (r.key.kind.refusal().code) " " (r.key.kind.refusal().text) } }
+                p { (w.f("since", &[("time", &time(r.started_at))])) " · " (w.t(state_key(r.state))) }
+                h3 { (w.t("why")) }
+                p { (reason_text(&v, r)) }
+                (evidence(&v, r))
+                p.next { a.button href=(link) { (w.t(step)) } }
+            }
+        }
+        @for r in &probation {
+            article.probation {
+                h2 { (reply_code(r.key.kind)) " · " (w.t(kind_key(r.key.kind))) }
+                p { (w.f("probation_until", &[("time", &r.probation_until.map(time).unwrap_or_default())])) }
+            }
+        }
+        section aria-labelledby="counters" {
+            h2 #counters { (w.t("counters_title")) }
+            (counter_table(&v, &counters))
+        }
+    };
+    Shell::of(&v, w.f("home_title", &[("tenant", &t.name)]))
+        .tenant(&tenant, "home")
+        .render(body)
+}
+
+fn counter_table(v: &Viewer, counters: &[relayward_guard::CounterView]) -> Markup {
+    let w = v.w();
+    html! {
+        @if counters.is_empty() { p { (w.t("counters_none")) } } @else {
+            div.scroll { table {
+                caption { (w.t("counters_caption")) }
+                thead { tr { th scope="col" { (w.t("subject")) } th scope="col" { (w.t("counter")) } th scope="col" { (w.t("value")) } th scope="col" { (w.t("threshold")) } } }
+                tbody { @for c in counters {
+                    tr {
+                        td { (c.subject) } td { (c.counter) } td { (c.value) }
+                        td { @match c.threshold { Some(t) => (t), None => "—" } }
+                    }
+                } }
+            } }
+        }
+    }
+}
+
+async fn domains_page(
+    v: &Viewer,
+    s: &ConsoleState,
+    tenant: &str,
+    banner: Option<Banner>,
+    status: StatusCode,
+) -> Response {
+    let t = opened!(open(v, s, tenant).await);
+    let w = v.w();
+    let data = tried!(v, s.control.tenant_data(&t.name).await).unwrap_or_default();
+    let body = html! {
+        p { (w.t("domains_intro")) }
+        div.scroll { table {
+            caption { (w.t("domains_caption")) }
+            thead { tr { th scope="col" { (w.t("domain")) } th scope="col" { (w.t("status")) } th scope="col" { (w.t("txt_record")) } th scope="col" { span.visually-hidden { (w.t("actions")) } } } }
+            tbody { @for d in &data.domains {
+                tr {
+                    th scope="row" { (d.name) }
+                    td { @if d.verified { (w.t("verified")) } @else { (w.t("not_verified")) } }
+                    td { @if !d.verified { code { (d.name) " TXT \"relayward-verification=" (d.verification_token) "\"" } } }
+                    td { @if !d.verified && v.can_change() {
+                        form method="post" action=(format!("/t/{}/domains/{}/verify", t.name, d.name)) {
+                            (csrf(v))
+                            button type="submit" aria-label=(w.f("verify_now_of", &[("domain", &d.name)])) { (w.t("verify_now")) }
+                        }
+                    } }
+                }
+            } }
+        } }
+        @if v.can_change() {
+            h2 { (w.t("add_domain")) }
+            form.card method="post" action=(format!("/t/{}/domains", t.name)) {
+                (csrf(v))
+                label for="domain" { (w.t("domain")) }
+                input #domain type="text" name="domain" required autocomplete="off" aria-describedby="domain-help";
+                p #domain-help .help { (w.t("add_domain_help")) }
+                button type="submit" { (w.t("add_domain")) }
+            }
+        }
+    };
+    Shell::of(v, w.t("domains").to_string())
+        .tenant(tenant, "domains")
+        .banner(banner)
+        .render_with(status, body)
+}
+
+pub async fn domains(
+    v: Viewer,
+    State(s): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    Query(d): Query<Done>,
+) -> Response {
+    let banner = d.banner(&v);
+    domains_page(&v, &s, &tenant, banner, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+pub struct AddDomain {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    domain: String,
+}
+
+pub async fn add_domain(
+    v: Viewer,
+    State(s): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    Form(f): Form<AddDomain>,
+) -> Response {
+    opened!(open(&v, &s, &tenant).await);
+    opened!(may_change(&v, &f.csrf));
+    match s
+        .control
+        .add_domain(
+            &tenant,
+            &f.domain,
+            relayward_store::DomainKind::Authoritative,
+            false,
+            false,
+            &v.actor(),
+        )
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/t/{tenant}/domains?done=domain_added")).into_response(),
+        Err(e) => {
+            let (status, banner) = opened!(refusal(&v, e));
+            domains_page(&v, &s, &tenant, Some(banner), status).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfNote {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    note: String,
+}
+
+pub async fn verify_domain(
+    v: Viewer,
+    State(s): State<ConsoleState>,
+    Path((tenant, domain)): Path<(String, String)>,
+    Form(f): Form<CsrfNote>,
+) -> Response {
+    opened!(open(&v, &s, &tenant).await);
+    opened!(may_change(&v, &f.csrf));
+    let w = v.w();
+    let (status, banner) = match s
+        .control
+        .verify_domain(&tenant, &domain, s.resolver.as_ref(), &v.actor())
+        .await
+    {
+        Ok(DomainVerification::Verified | DomainVerification::AlreadyVerified) => (
+            StatusCode::OK,
+            Banner::Done(w.f("verified_now", &[("domain", &domain)])),
+        ),
+        Ok(DomainVerification::NotFound { expected, found }) => {
+            let found = if found.is_empty() {
+                w.t("no_txt_found").to_string()
+            } else {
+                found
+                    .iter()
+                    .map(|f| format!("\"{f}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Banner::Error(w.f(
+                    "verify_missing",
+                    &[
+                        ("domain", &domain),
+                        ("expected", &expected),
+                        ("found", &found),
+                    ],
+                )),
+            )
+        }
+        Err(e) => opened!(refusal(&v, e)),
+    };
+    domains_page(&v, &s, &tenant, Some(banner), status).await
+}
+
+async fn connectors_page(
+    v: &Viewer,
+    s: &ConsoleState,
+    tenant: &str,
+    banner: Option<Banner>,
+    status: StatusCode,
+) -> Response {
+    let t = opened!(open(v, s, tenant).await);
+    let w = v.w();
+    let data = tried!(v, s.control.tenant_data(&t.name).await).unwrap_or_default();
+    let flags = tried!(
+        v,
+        s.control.connector_flags(&data.connectors, &t.name).await
+    );
+    let body = html! {
+        p { (w.t("connectors_intro")) }
+        div.scroll { table {
+            caption { (w.t("connectors_caption")) }
+            thead { tr {
+                th scope="col" { (w.t("connector")) } th scope="col" { (w.t("ip_ranges")) } th scope="col" { (w.t("cert_name")) }
+                th scope="col" { (w.t("flags")) } th scope="col" { (w.t("reviewed")) } th scope="col" { span.visually-hidden { (w.t("actions")) } }
+            } }
+            tbody { @for c in &data.connectors {
+                @let unusual = flags.get(&c.name).cloned().unwrap_or_default();
+                tr {
+                    th scope="row" { (c.name) }
+                    td { (c.ips.join(", ")) }
+                    td { (c.cert_name.clone().unwrap_or_default()) }
+                    td {
+                        @if c.relay_unregistered { span.flag { (w.t("relays_unregistered")) } " " }
+                        @if unusual.is_empty() { (w.t("none")) } @else { ul { @for f in &unusual { li { (f) } } } }
+                    }
+                    td { @if c.reviewed { (w.t("yes")) } @else { (w.t("no")) } }
+                    td { @if !c.reviewed && v.can_change() {
+                        form method="post" action=(format!("/t/{}/connectors/{}/review", t.name, c.name)) {
+                            (csrf(v))
+                            button type="submit" aria-label=(w.f("mark_reviewed_of", &[("connector", &c.name)])) { (w.t("mark_reviewed")) }
+                        }
+                    } }
+                }
+            } }
+        } }
+    };
+    Shell::of(v, w.t("connectors").to_string())
+        .tenant(tenant, "connectors")
+        .banner(banner)
+        .render_with(status, body)
+}
+
+pub async fn connectors(
+    v: Viewer,
+    State(s): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    Query(d): Query<Done>,
+) -> Response {
+    let banner = d.banner(&v);
+    connectors_page(&v, &s, &tenant, banner, StatusCode::OK).await
+}
+
+pub async fn review_connector(
+    v: Viewer,
+    State(s): State<ConsoleState>,
+    Path((tenant, connector)): Path<(String, String)>,
+    Form(f): Form<CsrfNote>,
+) -> Response {
+    opened!(open(&v, &s, &tenant).await);
+    opened!(may_change(&v, &f.csrf));
+    match s
+        .control
+        .review_connector(&tenant, &connector, &v.actor())
+        .await
+    {
+        Ok(()) => {
+            Redirect::to(&format!("/t/{tenant}/connectors?done=connector_reviewed")).into_response()
+        }
+        Err(e) => {
+            let (status, banner) = opened!(refusal(&v, e));
+            connectors_page(&v, &s, &tenant, Some(banner), status).await
+        }
+    }
+}
+
+async fn users_page(
+    v: &Viewer,
+    s: &ConsoleState,
+    tenant: &str,
+    banner: Option<Banner>,
+    status: StatusCode,
+) -> Response {
+    let t = opened!(open(v, s, tenant).await);
+    let w = v.w();
+    let data = tried!(v, s.control.tenant_data(&t.name).await).unwrap_or_default();
+    let flags = tried!(v, s.control.user_flags(&t.name).await);
+    let open_user: Vec<Restriction> = tried!(v, s.control.restrictions(Some(&t.name), false).await)
+        .into_iter()
+        .filter(|r| r.key.kind == Kind::User && r.blocks())
+        .collect();
+    let body = html! {
+        p { (w.t("users_intro")) }
+        div.scroll { table {
+            caption { (w.t("users_caption")) }
+            thead { tr {
+                th scope="col" { (w.t("user")) } th scope="col" { (w.t("aliases")) } th scope="col" { (w.t("forwarding")) }
+                th scope="col" { (w.t("flags")) } th scope="col" { span.visually-hidden { (w.t("actions")) } }
+            } }
+            tbody { @for u in &data.users {
+                @let f = flags.get(&u.address.to_ascii_lowercase()).cloned().unwrap_or_default();
+                @let restricted = open_user.iter().find(|r| r.key.name.eq_ignore_ascii_case(&u.address));
+                tr {
+                    th scope="row" { (u.address) }
+                    td { (u.aliases.join(", ")) }
+                    td { (u.forward_to.clone().unwrap_or_default()) }
+                    td { @if f.is_empty() { (w.t("none")) } @else { ul { @for x in &f { li { (x) } } } } }
+                    td { @if let (Some(r), true) = (restricted, v.can_change()) {
+                        form method="post" action=(format!("/t/{}/users/{}/release", t.name, u.address)) {
+                            (csrf(v))
+                            input type="hidden" name="note" value=(r.id);
+                            button type="submit" aria-label=(w.f("release_user_of", &[("user", &u.address)])) { (w.t("release_user")) }
+                        }
+                    } }
+                }
+            } }
+        } }
+        p.help { (w.t("users_release_help")) }
+    };
+    Shell::of(v, w.t("users").to_string())
+        .tenant(tenant, "users")
+        .banner(banner)
+        .render_with(status, body)
+}
+
+pub async fn users(
+    v: Viewer,
+    State(s): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    Query(d): Query<Done>,
+) -> Response {
+    let banner = d.banner(&v);
+    users_page(&v, &s, &tenant, banner, StatusCode::OK).await
+}
+
+pub async fn release_user(
+    v: Viewer,
+    State(s): State<ConsoleState>,
+    Path((tenant, user)): Path<(String, String)>,
+    Form(f): Form<CsrfNote>,
+) -> Response {
+    opened!(open(&v, &s, &tenant).await);
+    opened!(may_change(&v, &f.csrf));
+    let open_user = tried!(v, s.control.restrictions(Some(&tenant), false).await)
+        .into_iter()
+        .find(|r| r.key.kind == Kind::User && r.blocks() && r.key.name.eq_ignore_ascii_case(&user));
+    let Some(r) = open_user else {
+        return users_page(
+            &v,
+            &s,
+            &tenant,
+            Some(Banner::Error(v.w().t("user_not_restricted").to_string())),
+            StatusCode::CONFLICT,
+        )
+        .await;
+    };
+    match s
+        .control
+        .release(&r.id, &v.actor(), "released in the admin center")
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/t/{tenant}/users?done=user_released")).into_response(),
+        Err(e) => {
+            let (status, banner) = opened!(refusal(&v, e));
+            users_page(&v, &s, &tenant, Some(banner), status).await
+        }
+    }
+}
+
+/// A restriction of this tenant, or the "not found" page (another tenant's id is not found).
+async fn restriction_of(
+    v: &Viewer,
+    s: &ConsoleState,
+    tenant: &str,
+    id: &str,
+) -> Result<Restriction, Response> {
+    match s.control.restriction(id).await {
+        Ok(r) if r.key.tenant == tenant => Ok(r),
+        Ok(_)
+        | Err(relayward_control::ControlError::Store(relayward_store::StoreError::NotFound {
+            ..
+        })) => Err(not_found(v.lang, Some(v))),
+        Err(relayward_control::ControlError::NotFound(_)) => Err(not_found(v.lang, Some(v))),
+        Err(e) => Err(failure(v.lang, e)),
+    }
+}
+
+async fn restriction_page(
+    v: &Viewer,
+    s: &ConsoleState,
+    tenant: &str,
+    id: &str,
+    banner: Option<Banner>,
+    status: StatusCode,
+) -> Response {
+    let t = opened!(open(v, s, tenant).await);
+    let r = opened!(restriction_of(v, s, &t.name, id).await);
+    let w = v.w();
+    let items = if r.key.kind.is_tenant() {
+        tried!(v, s.control.checklist(&r).await)
+    } else {
+        Vec::new()
+    };
+    let open_items = items.iter().filter(|i| !i.done).count();
+    let action = |a: &str| format!("/t/{}/restrictions/{}/{a}", t.name, r.id);
+    let body = html! {
+        p { strong { (reply_code(r.key.kind)) } " · " (w.t(kind_key(r.key.kind))) " · " (w.t(state_key(r.state))) }
+        p { (w.f("since", &[("time", &time(r.started_at))])) }
+        @if let Some(p) = r.probation_until { p { (w.f("probation_until", &[("time", &time(p))])) } }
+        h2 { (w.t("why")) }
+        p { (reason_text(v, &r)) }
+        (evidence(v, &r))
+        @if !items.is_empty() {
+            h2 #checklist { (w.t("checklist_title")) }
+            p { (w.f("checklist_open", &[("open", &open_items.to_string()), ("all", &items.len().to_string())])) }
+            ol.checklist {
+                @for i in &items {
+                    li.(if i.done { "done" } else { "open" }) {
+                        p.item {
+                            span.mark aria-hidden="true" { @if i.done { "✓" } @else { "○" } }
+                            " " strong { (w.opt(&format!("check_{}", i.number)).unwrap_or(&i.title)) }
+                            " — " (if i.done { w.t("item_done") } else { w.t("item_open") })
+                        }
+                        @if !i.evidence.is_empty() { ul.evidence { @for e in &i.evidence { li { (e) } } } }
+                        @if i.number == 5 && !i.done && v.can_change() && !v.operator() {
+                            form method="post" action=(action("attest")) {
+                                (csrf(v))
+                                button type="submit" { (w.t("attest_button")) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if r.key.kind.is_tenant() && r.state == RState::Restricted && v.can_change() && !v.operator() {
+            h2 { (w.t("request_release")) }
+            form.card method="post" action=(action("request-release")) {
+                (csrf(v))
+                label for="note" { (w.t("request_note")) }
+                textarea #note name="note" rows="3" {}
+                button type="submit" { (w.t("request_release")) }
+            }
+        }
+        @if v.operator() && r.blocks() {
+            h2 { (w.t("operator_decision")) }
+            @if r.state == RState::ReleaseRequested {
+                form.card method="post" action=(action("approve")) {
+                    (csrf(v))
+                    label for="approve-note" { (w.t("approve_note")) }
+                    input #approve-note type="text" name="note";
+                    button type="submit" { (w.t("approve")) }
+                }
+                form.card method="post" action=(action("refuse")) {
+                    (csrf(v))
+                    label for="refuse-note" { (w.t("refuse_reason")) }
+                    input #refuse-note type="text" name="note" required;
+                    button type="submit" { (w.t("refuse")) }
+                }
+            } @else {
+                form.card method="post" action=(action("release")) {
+                    (csrf(v))
+                    label for="release-note" { (w.t("release_note")) }
+                    input #release-note type="text" name="note";
+                    button type="submit" { (w.t("release_now")) }
+                }
+            }
+        }
+        h2 { (w.t("history")) }
+        div.scroll { table {
+            caption { (w.t("history_caption")) }
+            thead { tr { th scope="col" { (w.t("when")) } th scope="col" { (w.t("status")) } th scope="col" { (w.t("who")) } th scope="col" { (w.t("note")) } } }
+            tbody { @for h in &r.history {
+                tr { td { (time(h.at)) } td { (w.t(state_key(h.to))) } td { (h.actor) } td { (h.note) } }
+            } }
+        } }
+    };
+    Shell::of(
+        v,
+        w.f("restriction_title", &[("code", reply_code(r.key.kind))]),
+    )
+    .tenant(tenant, "home")
+    .banner(banner)
+    .render_with(status, body)
+}
+
+pub async fn restriction(
+    v: Viewer,
+    State(s): State<ConsoleState>,
+    Path((tenant, id)): Path<(String, String)>,
+    Query(d): Query<Done>,
+) -> Response {
+    let banner = d.banner(&v);
+    restriction_page(&v, &s, &tenant, &id, banner, StatusCode::OK).await
+}
+
+/// attest, request-release (tenant admins); approve, refuse, release (operators).
+pub async fn act(
+    v: Viewer,
+    State(s): State<ConsoleState>,
+    Path((tenant, id, action)): Path<(String, String, String)>,
+    Form(f): Form<CsrfNote>,
+) -> Response {
+    opened!(open(&v, &s, &tenant).await);
+    opened!(may_change(&v, &f.csrf));
+    let r = opened!(restriction_of(&v, &s, &tenant, &id).await);
+    let operator_only = matches!(action.as_str(), "approve" | "refuse" | "release");
+    if operator_only && !v.operator() {
+        return forbidden(&v, "operators_only");
+    }
+    let actor = v.actor();
+    let note = f.note.trim();
+    let result = match action.as_str() {
+        "attest" => s.control.attest(&r.id, &actor).await.map(|()| "attested"),
+        "request-release" => s
+            .control
+            .request_release(&r.id, &actor, note)
+            .await
+            .map(|_| "release_requested"),
+        "approve" => s
+            .control
+            .approve(&r.id, &actor, note)
+            .await
+            .map(|_| "approved"),
+        "refuse" => s
+            .control
+            .refuse(&r.id, &actor, note)
+            .await
+            .map(|_| "refused"),
+        "release" => s
+            .control
+            .release(&r.id, &actor, note)
+            .await
+            .map(|_| "released"),
+        _ => return not_found(v.lang, Some(&v)),
+    };
+    match result {
+        Ok(done) => {
+            Redirect::to(&format!("/t/{tenant}/restrictions/{id}?done={done}")).into_response()
+        }
+        Err(e) => {
+            let (status, banner) = opened!(refusal(&v, e));
+            restriction_page(&v, &s, &tenant, &id, Some(banner), status).await
+        }
+    }
+}

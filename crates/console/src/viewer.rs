@@ -1,0 +1,118 @@
+//! Who is looking: the signed-in account behind the session cookie, its role and tenant, the
+//! language the pages speak to it, and the one check of what it may see and change.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use relayward_control::{AccountRole, Actor, accounts};
+use relayward_store::{Account, Session, Tenant};
+
+use crate::ConsoleState;
+use crate::words::{Lang, Words};
+
+pub struct Viewer {
+    pub account: Account,
+    pub session: Session,
+    pub role: AccountRole,
+    pub lang: Lang,
+}
+
+impl Viewer {
+    pub fn w(&self) -> &'static Words {
+        self.lang.words()
+    }
+
+    pub fn operator(&self) -> bool {
+        self.role == AccountRole::Operator
+    }
+
+    /// Readers read; admins and operators change.
+    pub fn can_change(&self) -> bool {
+        self.role != AccountRole::Reader
+    }
+
+    /// Where the account starts: the support console, or its tenant's home.
+    pub fn home(&self) -> String {
+        match (&self.account.tenant, self.operator()) {
+            (Some(t), false) => format!("/t/{t}"),
+            _ => "/support".to_string(),
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        accounts::actor(&self.account, &self.session)
+    }
+
+    /// Operators reach every tenant; everyone else their own only.
+    pub fn may_see(&self, tenant: &str) -> bool {
+        self.operator() || self.account.tenant.as_deref() == Some(tenant)
+    }
+
+    /// A form's CSRF token is the session's.
+    pub fn csrf_ok(&self, given: &str) -> bool {
+        accounts::same(given.as_bytes(), self.session.csrf.as_bytes())
+    }
+}
+
+/// The language of a page for someone not signed in: the browser's choice, else English.
+pub fn browser_lang(headers: &HeaderMap) -> Lang {
+    headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Lang::from_accept)
+        .unwrap_or(Lang::En)
+}
+
+pub fn cookie(parts_headers: &HeaderMap, name: &str) -> Option<String> {
+    parts_headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name && !v.is_empty() && v.len() <= 200).then(|| v.to_string())
+        })
+}
+
+#[axum::async_trait]
+impl FromRequestParts<ConsoleState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ConsoleState) -> Result<Viewer, Response> {
+        let to_sign_in = || Redirect::to("/sign-in").into_response();
+        let Some(value) = cookie(&parts.headers, accounts::SESSION_COOKIE) else {
+            return Err(to_sign_in());
+        };
+        let (account, session) = match s.control.session(&value).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(to_sign_in()),
+            Err(e) => {
+                let lang = browser_lang(&parts.headers);
+                return Err(crate::page::failure(lang, e));
+            }
+        };
+        let Some(role) = AccountRole::parse(&account.role) else {
+            return Err(to_sign_in());
+        };
+        // The tenant's language, else the browser's.
+        let tenant_lang = match &account.tenant {
+            Some(t) => s
+                .control
+                .tenant(t)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|t: Tenant| Lang::parse(&t.language)),
+            None => None,
+        };
+        let lang = tenant_lang.unwrap_or_else(|| browser_lang(&parts.headers));
+        Ok(Viewer {
+            account,
+            session,
+            role,
+            lang,
+        })
+    }
+}
