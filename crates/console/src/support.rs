@@ -130,7 +130,7 @@ pub async fn tenants(
             }
             button type="submit" { (w.t("apply")) }
         }
-        div.scroll { table {
+        div.scroll tabindex="0" role="region" aria-label=(w.t("tenants_caption")) { table {
             caption { (w.t("tenants_caption")) }
             thead { tr { th scope="col" { (w.t("tenant")) } th scope="col" { (w.t("status")) } th scope="col" { (w.t("subscription_ends")) } } }
             tbody { @for (name, ends) in &rows {

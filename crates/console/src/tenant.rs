@@ -212,7 +212,7 @@ fn counter_table(v: &Viewer, counters: &[relayward_guard::CounterView]) -> Marku
     let w = v.w();
     html! {
         @if counters.is_empty() { p { (w.t("counters_none")) } } @else {
-            div.scroll { table {
+            div.scroll tabindex="0" role="region" aria-label=(w.t("counters_caption")) { table {
                 caption { (w.t("counters_caption")) }
                 thead { tr { th scope="col" { (w.t("subject")) } th scope="col" { (w.t("counter")) } th scope="col" { (w.t("value")) } th scope="col" { (w.t("threshold")) } } }
                 tbody { @for c in counters {
@@ -238,7 +238,7 @@ async fn domains_page(
     let data = tried!(v, s.control.tenant_data(&t.name).await).unwrap_or_default();
     let body = html! {
         p { (w.t("domains_intro")) }
-        div.scroll { table {
+        div.scroll tabindex="0" role="region" aria-label=(w.t("domains_caption")) { table {
             caption { (w.t("domains_caption")) }
             thead { tr { th scope="col" { (w.t("domain")) } th scope="col" { (w.t("status")) } th scope="col" { (w.t("txt_record")) } th scope="col" { span.visually-hidden { (w.t("actions")) } } } }
             tbody { @for d in &data.domains {
@@ -387,7 +387,7 @@ async fn connectors_page(
     );
     let body = html! {
         p { (w.t("connectors_intro")) }
-        div.scroll { table {
+        div.scroll tabindex="0" role="region" aria-label=(w.t("connectors_caption")) { table {
             caption { (w.t("connectors_caption")) }
             thead { tr {
                 th scope="col" { (w.t("connector")) } th scope="col" { (w.t("ip_ranges")) } th scope="col" { (w.t("cert_name")) }
@@ -470,7 +470,7 @@ async fn users_page(
         .collect();
     let body = html! {
         p { (w.t("users_intro")) }
-        div.scroll { table {
+        div.scroll tabindex="0" role="region" aria-label=(w.t("users_caption")) { table {
             caption { (w.t("users_caption")) }
             thead { tr {
                 th scope="col" { (w.t("user")) } th scope="col" { (w.t("aliases")) } th scope="col" { (w.t("forwarding")) }
@@ -645,7 +645,7 @@ async fn restriction_page(
             }
         }
         h2 { (w.t("history")) }
-        div.scroll { table {
+        div.scroll tabindex="0" role="region" aria-label=(w.t("history_caption")) { table {
             caption { (w.t("history_caption")) }
             thead { tr { th scope="col" { (w.t("when")) } th scope="col" { (w.t("status")) } th scope="col" { (w.t("who")) } th scope="col" { (w.t("note")) } } }
             tbody { @for h in &r.history {

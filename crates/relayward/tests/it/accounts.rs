@@ -53,35 +53,6 @@ fn http(
     }
 }
 
-/// RFC 6238 with SHA-1, 30-second steps, six digits: what an authenticator app shows.
-fn totp_now(secret_b32: &str) -> String {
-    const B32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut key, mut buf, mut bits) = (Vec::new(), 0u32, 0u32);
-    for c in secret_b32.bytes() {
-        let v = B32.iter().position(|&x| x == c).expect("base32") as u32;
-        buf = (buf << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            key.push((buf >> (bits - 8)) as u8);
-            bits -= 8;
-        }
-    }
-    let step = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        / 30;
-    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &key);
-    let h = ring::hmac::sign(&k, &step.to_be_bytes());
-    let h = h.as_ref();
-    let o = usize::from(h[19] & 0x0f);
-    let bin = (u32::from(h[o]) & 0x7f) << 24
-        | u32::from(h[o + 1]) << 16
-        | u32::from(h[o + 2]) << 8
-        | u32::from(h[o + 3]);
-    format!("{:06}", bin % 1_000_000)
-}
-
 const PASSWORD: &str = "correct horse battery staple";
 
 /// Makes an operator through the CLI and finishes its setup; returns the TOTP key and the

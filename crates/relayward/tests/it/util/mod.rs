@@ -1,13 +1,15 @@
 //! Test fixtures, by what they start: the relay as a real process (`relay`), a raw SMTP client
 //! (`client`), a receiving SMTP server (`receiver`), a DNS server (`dns`) and a real Rspamd
-//! (`rspamd`), all on loopback. Every wait is bounded.
+//! (`rspamd`), all on loopback, and a headless Chromium (`browser`). Every wait is bounded.
 
+mod browser;
 mod client;
 mod dns;
 mod receiver;
 mod relay;
 mod rspamd;
 
+pub use browser::*;
 pub use client::*;
 pub use dns::*;
 pub use receiver::*;
@@ -30,4 +32,33 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// RFC 6238 with SHA-1, 30-second steps, six digits: what an authenticator app shows.
+pub fn totp_now(secret_b32: &str) -> String {
+    const B32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut key, mut buf, mut bits) = (Vec::new(), 0u32, 0u32);
+    for c in secret_b32.bytes() {
+        let v = B32.iter().position(|&x| x == c).expect("base32") as u32;
+        buf = (buf << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            key.push((buf >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    let step = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        / 30;
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &key);
+    let h = ring::hmac::sign(&k, &step.to_be_bytes());
+    let h = h.as_ref();
+    let o = usize::from(h[19] & 0x0f);
+    let bin = (u32::from(h[o]) & 0x7f) << 24
+        | u32::from(h[o + 1]) << 16
+        | u32::from(h[o + 2]) << 8
+        | u32::from(h[o + 3]);
+    format!("{:06}", bin % 1_000_000)
 }

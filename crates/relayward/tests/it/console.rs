@@ -1,0 +1,505 @@
+//! The admin center and support console in a real headless Chromium, with real SMTP traffic:
+//! the seeds' story from a compromised on-premises server to mail flowing again, once in
+//! English and once in Spanish, axe-core on every page visited; and tenant isolation by page
+//! and by form post.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::util::*;
+
+const GTUBE: &str = "Subject: offer\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
+const CLEAN: &str = "Subject: invoice\r\n\r\nThe invoice is attached.\r\n";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// The console's own words file: the page must say what the file says.
+fn words(lang: &str) -> BTreeMap<String, String> {
+    let path = format!(
+        "{}/../console/words/{lang}.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    toml::from_str(&std::fs::read_to_string(path).expect("words file")).expect("words parse")
+}
+
+fn word<'a>(w: &'a BTreeMap<String, String>, key: &str) -> &'a str {
+    w.get(key).map(String::as_str).expect(key)
+}
+
+/// A words text up to its first placeholder: what a page shows whatever fills it.
+fn lead<'a>(w: &'a BTreeMap<String, String>, key: &str) -> &'a str {
+    let t = word(w, key);
+    t.split('{').next().unwrap_or(t).trim_end()
+}
+
+fn relay_with(rx: SocketAddr, dns: SocketAddr) -> Relay {
+    Relay::start(&format!(
+        r#"
+[delivery]
+smart_host = "{rx}"
+dns_resolver = "{dns}"
+retry_schedule = ["1s"]
+[limits]
+unregistered_allowance_per_day = 3
+user_suspicious_per_day = 3
+"#
+    ))
+}
+
+/// The setup page's path from the command line's answer.
+fn setup_path(out: &str) -> String {
+    out.split_whitespace()
+        .find(|w| w.contains("/setup/") && !w.contains("/api/v1/"))
+        .and_then(|w| w.find("/setup/").map(|i| w[i..].to_string()))
+        .unwrap_or_else(|| panic!("a setup page in {out}"))
+}
+
+fn has(page: &str, want: &str, step: &str) {
+    assert!(
+        page.contains(want),
+        "{step}: the page should say {want:?}; it says:\n{page}"
+    );
+}
+
+/// Finishes an account's setup on its page and signs in; returns the page signed in to.
+fn set_up_and_sign_in(
+    b: &mut Browser,
+    relay: &Relay,
+    w: &BTreeMap<String, String>,
+    setup: &str,
+    email: &str,
+) -> String {
+    let base = format!("http://{}", relay.http);
+    b.forget();
+    b.go(&format!("{base}{setup}"));
+    let page = b.text();
+    has(&page, word(w, "setup_title"), "setup page");
+    assert!(
+        b.exists("figure.qr svg"),
+        "the setup page draws the QR code"
+    );
+    let secret = b.element_text("code.secret");
+    b.axe("setup");
+    b.fill("#password", PASSWORD);
+    b.fill("#code", &totp_now(&secret));
+    b.click("main form button");
+    let page = b.text();
+    has(&page, word(w, "setup_done_title"), "setup finished");
+    let codes = b.js("return document.querySelectorAll('ol.codes li').length;");
+    assert_eq!(codes, 10, "ten recovery codes shown once");
+
+    b.go(&format!("{base}/sign-in"));
+    b.axe("sign-in");
+    b.fill("#email", email);
+    b.fill("#password", "wrong password");
+    b.fill("#code", &totp_now(&secret));
+    b.click("main form button");
+    has(&b.text(), word(w, "signin_invalid"), "a wrong password");
+    b.fill("#password", PASSWORD);
+    b.fill("#code", &totp_now(&secret));
+    b.click("main form button");
+    b.url()
+}
+
+fn walk(lang: &str) {
+    let Some(mut b) = Browser::start(lang) else {
+        return;
+    };
+    let w = words(lang);
+    let dns = Dns::start(vec![]);
+    let rx = Receiver::start(false);
+    let relay = relay_with(rx.addr, dns.addr);
+    let base = format!("http://{}", relay.http);
+    relay.cli(&[
+        "tenant",
+        "add",
+        "contoso",
+        "--language",
+        lang,
+        "--admin",
+        "admin@contoso.example",
+    ]);
+    relay.cli(&[
+        "connector",
+        "add",
+        "contoso",
+        "on-prem",
+        "--ip",
+        "127.0.0.1/32",
+        "--relay-unregistered",
+    ]);
+    relay.cli(&["domain", "add", "contoso", "contoso.example", "--verified"]);
+    relay.cli(&["user", "add", "contoso", "bob@contoso.example"]);
+    relay.wait_directory();
+
+    // The on-premises server is compromised: bob's account sends spam, and mail for a
+    // domain that is not the tenant's goes out until the relay answers 5.7.750.
+    let mut c = wait_for(Duration::from_secs(10), || {
+        let mut c = relay.client();
+        c.cmd("EHLO onprem.contoso.example");
+        let r = c.transaction("bob@contoso.example", &["x@remote.example"], GTUBE);
+        (r.code == 250).then_some(c)
+    })
+    .expect("the tenant's connector relays");
+    assert_eq!(
+        c.transaction("bob@contoso.example", &["x@remote.example"], GTUBE)
+            .code,
+        250
+    );
+    let r = c.transaction("bob@contoso.example", &["x@remote.example"], GTUBE);
+    assert!(r.text().starts_with("550 5.1.8"), "{r:?}");
+    for i in 0..3 {
+        let r = c.transaction(
+            "billing@fabrikam.example",
+            &["victim@remote.example"],
+            CLEAN,
+        );
+        assert_eq!(
+            r.code, 250,
+            "unregistered message {i} within the allowance: {r:?}"
+        );
+    }
+    let r = c.transaction(
+        "billing@fabrikam.example",
+        &["victim@remote.example"],
+        CLEAN,
+    );
+    assert_eq!(
+        r.text(),
+        "550 5.7.750 Service unavailable. Client blocked from sending from unregistered domains"
+    );
+    wait_for(Duration::from_secs(10), || {
+        let out = relay.cli(&["restrictions", "--tenant", "contoso", "--json"]);
+        (out.contains("tenant_unregistered") && out.contains("\"user\"")).then_some(())
+    })
+    .expect("both restrictions stored");
+
+    // The tenant admin sets up the account (TOTP) and signs in.
+    let out = relay.cli(&[
+        "account",
+        "create",
+        "admin@contoso.example",
+        "--role",
+        "admin",
+        "--tenant",
+        "contoso",
+    ]);
+    let url = set_up_and_sign_in(
+        &mut b,
+        &relay,
+        &w,
+        &setup_path(&out),
+        "admin@contoso.example",
+    );
+    assert!(
+        url.ends_with("/t/contoso"),
+        "an admin lands on the tenant's home: {url}"
+    );
+
+    // Home: blocked for unregistered domains, why, and where to go next.
+    let page = b.text();
+    for want in [
+        word(&w, "home_blocked"),
+        "5.7.750",
+        word(&w, "kind_tenant_unregistered"),
+        word(&w, "reason_unregistered_allowance"),
+        "fabrikam.example",
+        "on-prem",
+        "5.1.8",
+        "bob@contoso.example",
+        word(&w, "next_checklist"),
+    ] {
+        has(&page, want, "home");
+    }
+    b.axe("home");
+    b.screenshot(&format!("{lang}-home-restricted"));
+    b.width(390);
+    b.axe("home at a phone's width");
+    b.screenshot(&format!("{lang}-home-phone"));
+    b.width(1280);
+
+    // Accepted domains: add the domain the server was sending for, publish, verify.
+    b.go(&format!("{base}/t/contoso/domains"));
+    b.axe("domains");
+    b.fill("#domain", "fabrikam.example");
+    b.click("main form.card button");
+    has(&b.text(), word(&w, "done_domain_added"), "domain added");
+    let record = b
+        .js("return [...document.querySelectorAll('td code')].map(e => e.textContent).join('\\n');")
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let proof = record
+        .split('"')
+        .find(|s| s.starts_with("relayward-verification="))
+        .unwrap_or_else(|| panic!("the TXT record to publish: {record}"))
+        .to_string();
+    b.click("form[action$='/fabrikam.example/verify'] button");
+    let page = b.text();
+    has(&page, word(&w, "no_txt_found"), "verify before publishing");
+    has(&page, &proof, "verify says what it looked for");
+    dns.set("fabrikam.example", "TXT", Answer::Txt(vec![proof.clone()]));
+    b.click("form[action$='/fabrikam.example/verify'] button");
+    has(
+        &b.text(),
+        &word(&w, "verified_now").replace("{domain}", "fabrikam.example"),
+        "verified",
+    );
+    b.axe("domains after verification");
+
+    // Connectors: the one that carried the restricted traffic is flagged; mark it reviewed.
+    b.go(&format!("{base}/t/contoso/connectors"));
+    let page = b.text();
+    has(&page, "on-prem", "connectors");
+    has(&page, word(&w, "relays_unregistered"), "connector flags");
+    b.axe("connectors");
+    b.click("form[action$='/connectors/on-prem/review'] button");
+    has(
+        &b.text(),
+        word(&w, "done_connector_reviewed"),
+        "connector reviewed",
+    );
+
+    // Users: bob is restricted; release him.
+    b.go(&format!("{base}/t/contoso/users"));
+    has(&b.text(), "bob@contoso.example", "users");
+    b.axe("users");
+    b.click("form[action$='/users/bob@contoso.example/release'] button");
+    has(&b.text(), word(&w, "done_user_released"), "user released");
+
+    // The checklist: attest, see every item done, request release.
+    b.go(&format!("{base}/t/contoso"));
+    b.click("article.restriction a.button[href*='/restrictions/']");
+    let page = b.text();
+    has(&page, word(&w, "checklist_title"), "checklist");
+    has(&page, word(&w, "check_5"), "checklist item 5");
+    b.axe("restriction");
+    b.click("form[action$='/attest'] button");
+    has(&b.text(), word(&w, "done_attested"), "attested");
+    let open = b.js("return document.querySelectorAll('ol.checklist li.open').length;");
+    assert_eq!(open, 0, "every item done after the fixes: {}", b.text());
+    b.screenshot(&format!("{lang}-checklist"));
+    b.fill(
+        "#note",
+        "Locked down the on-premises server; fabrikam.example is ours.",
+    );
+    b.click("form[action$='/request-release'] button");
+    let page = b.text();
+    has(
+        &page,
+        word(&w, "done_release_requested"),
+        "release requested",
+    );
+    has(&page, word(&w, "state_release_requested"), "state shown");
+    b.axe("restriction after the request");
+    b.click("form.signout button");
+    assert!(b.url().ends_with("/sign-in"), "signed out: {}", b.url());
+
+    // An operator sees the request with its evidence and approves it.
+    let out = relay.cli(&["operator", "create", "oncall@relay.example"]);
+    let url = set_up_and_sign_in(
+        &mut b,
+        &relay,
+        &w,
+        &setup_path(&out),
+        "oncall@relay.example",
+    );
+    assert!(
+        url.ends_with("/support"),
+        "an operator lands on the support console: {url}"
+    );
+    has(&b.text(), "contoso", "tenants list");
+    b.axe("support tenants");
+    b.go(&format!("{base}/support?filter=restricted"));
+    has(&b.text(), "contoso", "restricted filter");
+    b.go(&format!("{base}/support/releases"));
+    let page = b.text();
+    has(&page, "contoso", "release queue");
+    has(&page, "5.7.750", "release queue");
+    has(
+        &page,
+        "Locked down the on-premises server",
+        "the admin's note",
+    );
+    has(&page, word(&w, "check_1"), "checklist evidence");
+    b.axe("release queue");
+    b.screenshot(&format!("{lang}-release-queue"));
+    b.fill("input[name=note]", "environment secured");
+    b.click("form[action$='/approve'] button");
+    let page = b.text();
+    has(&page, word(&w, "done_approved"), "approved");
+    has(&page, lead(&w, "probation_until"), "probation shown");
+    b.axe("restriction on probation, as an operator");
+
+    // Mail flows again: the next message from the server is delivered.
+    let before = rx.messages().len();
+    let r = wait_for(Duration::from_secs(10), || {
+        let mut c = relay.client();
+        c.cmd("EHLO onprem.contoso.example");
+        let r = c.transaction(
+            "billing@fabrikam.example",
+            &["customer@remote.example"],
+            CLEAN,
+        );
+        (r.code == 250).then_some(r)
+    });
+    assert!(r.is_some(), "mail from the tenant flows after the release");
+    let got = rx.wait(before + 1, Duration::from_secs(20));
+    assert!(
+        got.iter()
+            .any(|m| m.rcpts.contains(&"customer@remote.example".to_string())),
+        "the next message is delivered"
+    );
+
+    let bad: Vec<_> = b.checked.iter().filter(|(_, v)| !v.is_empty()).collect();
+    assert!(
+        bad.is_empty(),
+        "axe-core found serious or critical violations: {bad:#?}"
+    );
+    assert!(
+        b.checked.len() >= 15,
+        "axe ran on every page visited: {}",
+        b.checked.len()
+    );
+}
+
+#[test]
+fn the_seeds_story_in_the_browser_in_english() {
+    walk("en");
+}
+
+#[test]
+fn the_seeds_story_in_the_browser_in_spanish() {
+    walk("es");
+}
+
+#[test]
+fn another_tenants_admin_and_a_reader_cannot_see_or_change_a_tenants_objects() {
+    let Some(mut b) = Browser::start("en") else {
+        return;
+    };
+    let w = words("en");
+    let dns = Dns::start(vec![]);
+    let rx = Receiver::start(false);
+    let relay = relay_with(rx.addr, dns.addr);
+    let base = format!("http://{}", relay.http);
+    for t in ["contoso", "fabrikam"] {
+        relay.cli(&["tenant", "add", t]);
+    }
+    relay.cli(&[
+        "connector",
+        "add",
+        "contoso",
+        "on-prem",
+        "--ip",
+        "127.0.0.1/32",
+    ]);
+    relay.cli(&["domain", "add", "contoso", "contoso.example"]);
+
+    // Fabrikam's admin: contoso's pages answer "not found", like a tenant that does not exist.
+    let out = relay.cli(&[
+        "account",
+        "create",
+        "it@fabrikam.example",
+        "--role",
+        "admin",
+        "--tenant",
+        "fabrikam",
+    ]);
+    let url = set_up_and_sign_in(&mut b, &relay, &w, &setup_path(&out), "it@fabrikam.example");
+    assert!(url.ends_with("/t/fabrikam"), "{url}");
+    for path in [
+        "/t/contoso",
+        "/t/contoso/domains",
+        "/t/contoso/connectors",
+        "/t/contoso/users",
+        "/t/nosuch",
+        "/support",
+        "/support/releases",
+    ] {
+        b.go(&format!("{base}{path}"));
+        let page = b.text();
+        assert!(
+            !page.contains("on-prem") && !page.contains("contoso.example"),
+            "{path} leaks: {page}"
+        );
+        let refused = page.contains(word(&w, "not_found_title"))
+            || page.contains(word(&w, "forbidden_title"));
+        assert!(refused, "{path}: {page}");
+    }
+    b.axe("not found");
+    // A form posted by hand, with the admin's own valid CSRF token, changes nothing.
+    let post = |b: &Browser, action: &str, field: &str, value: &str| {
+        b.navigate_by(&format!(
+            "const csrf = document.querySelector('input[name=csrf]').value; const f = document.createElement('form'); f.method = 'post'; f.action = '{action}'; for (const [k, v] of [['csrf', csrf], ['{field}', '{value}']]) {{ const i = document.createElement('input'); i.type = 'hidden'; i.name = k; i.value = v; f.appendChild(i); }} document.body.appendChild(f); f.submit(); return true;"
+        ));
+        b.text()
+    };
+    b.go(&format!("{base}/t/fabrikam"));
+    let page = post(&b, "/t/contoso/connectors/on-prem/review", "note", "");
+    has(
+        &page,
+        word(&w, "not_found_title"),
+        "posting to another tenant's connector",
+    );
+    b.go(&format!("{base}/t/fabrikam"));
+    let page = post(&b, "/t/contoso/domains", "domain", "stolen.example");
+    has(
+        &page,
+        word(&w, "not_found_title"),
+        "adding a domain to another tenant",
+    );
+    b.go(&format!("{base}/t/fabrikam"));
+    let page = post(&b, "/t/fabrikam/connectors/on-prem/review", "note", "");
+    assert!(
+        !page.contains(word(&w, "done_connector_reviewed")),
+        "{page}"
+    );
+
+    // Contoso's reader sees contoso's pages, with no forms, and a posted form is refused.
+    let out = relay.cli(&[
+        "account",
+        "create",
+        "audit@contoso.example",
+        "--role",
+        "reader",
+        "--tenant",
+        "contoso",
+    ]);
+    set_up_and_sign_in(
+        &mut b,
+        &relay,
+        &w,
+        &setup_path(&out),
+        "audit@contoso.example",
+    );
+    b.go(&format!("{base}/t/contoso/connectors"));
+    has(&b.text(), "on-prem", "the reader reads");
+    assert!(!b.exists("main form"), "no forms for a reader");
+    b.axe("connectors as a reader");
+    let page = post(&b, "/t/contoso/connectors/on-prem/review", "note", "");
+    has(&page, word(&w, "readers_cannot_change"), "a reader's post");
+    b.go(&format!("{base}/t/contoso/domains"));
+    let page = post(&b, "/t/contoso/domains", "domain", "reader.example");
+    has(
+        &page,
+        word(&w, "readers_cannot_change"),
+        "a reader adding a domain",
+    );
+    // A post without the session's token is refused too.
+    b.go(&format!("{base}/t/contoso"));
+    b.js("document.querySelector('input[name=csrf]').value = 'forged'; return true;");
+    b.click("form.signout button");
+    has(&b.text(), word(&w, "form_expired"), "a forged token");
+
+    let audit = relay.cli(&["audit", "--tenant", "contoso"]);
+    assert!(
+        !audit.contains("connector.review")
+            && !audit.contains("stolen.example")
+            && !audit.contains("reader.example"),
+        "nothing of contoso's changed: {audit}"
+    );
+    assert!(!relay.cli(&["tenant", "list"]).contains("reader.example"));
+    let bad: Vec<_> = b.checked.iter().filter(|(_, v)| !v.is_empty()).collect();
+    assert!(bad.is_empty(), "axe-core: {bad:#?}");
+}
