@@ -7,30 +7,24 @@
 //! does not exist. Every form carries the session's CSRF token; sign-in and setup forms, which
 //! come before a session, carry a token bound to a cookie of their own.
 
+// A page's early exit is the page to show (a `Response`): large, and made once per request.
+#![allow(clippy::result_large_err)]
+
 mod page;
 mod signin;
+mod state;
 mod support;
 mod tenant;
 mod viewer;
 mod words;
-
-use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
+pub use state::ConsoleState;
 pub use words::Lang;
-
-/// What the pages reach: the control plane, the resolver for domain checks, and the sign-in
-/// limits shared with the API.
-#[derive(Clone)]
-pub struct ConsoleState {
-    pub control: Arc<relayward_control::Control>,
-    pub resolver: Arc<dyn relayward_delivery::dns::Resolver>,
-    pub logins: Arc<relayward_control::accounts::LoginLimiter>,
-}
 
 const CSS: &str = include_str!("../assets/console.css");
 

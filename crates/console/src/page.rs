@@ -2,7 +2,7 @@
 //! say what just happened, the error pages, and small formatting helpers.
 
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
 use relayward_control::ControlError;
 
@@ -131,6 +131,15 @@ fn role_key(v: &Viewer) -> &'static str {
         relayward_control::AccountRole::Operator => "role_operator",
         relayward_control::AccountRole::Admin => "role_admin",
         relayward_control::AccountRole::Reader => "role_reader",
+    }
+}
+
+impl IntoResponse for crate::viewer::NoViewer {
+    fn into_response(self) -> Response {
+        match self {
+            crate::viewer::NoViewer::SignIn => Redirect::to("/sign-in").into_response(),
+            crate::viewer::NoViewer::Failed(lang, e) => failure(lang, e),
+        }
     }
 }
 

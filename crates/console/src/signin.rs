@@ -12,8 +12,8 @@ use maud::{Markup, PreEscaped, html};
 use relayward_control::accounts::{self, LoginError};
 use serde::Deserialize;
 
-use crate::ConsoleState;
 use crate::page::{Banner, Shell};
+use crate::state::ConsoleState;
 use crate::viewer::{Viewer, browser_lang, cookie};
 use crate::words::Lang;
 

@@ -7,8 +7,8 @@ use maud::html;
 use relayward_guard::{Restriction, State as RState};
 use serde::Deserialize;
 
-use crate::ConsoleState;
 use crate::page::{Shell, csrf, failure, forbidden, reply_code, time};
+use crate::state::ConsoleState;
 use crate::viewer::Viewer;
 
 const PAGE: usize = 50;

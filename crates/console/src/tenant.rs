@@ -12,8 +12,8 @@ use relayward_guard::{Kind, Restriction, State as RState};
 use relayward_store::Tenant;
 use serde::Deserialize;
 
-use crate::ConsoleState;
 use crate::page::{Banner, Shell, csrf, failure, forbidden, not_found, refusal, reply_code, time};
+use crate::state::ConsoleState;
 use crate::viewer::Viewer;
 
 /// The tenant of the path, if the viewer may see it; else the one "not found" page.

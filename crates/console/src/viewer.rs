@@ -4,11 +4,10 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Redirect, Response};
 use relayward_control::{AccountRole, Actor, accounts};
 use relayward_store::{Account, Session, Tenant};
 
-use crate::ConsoleState;
+use crate::state::ConsoleState;
 use crate::words::{Lang, Words};
 
 pub struct Viewer {
@@ -76,12 +75,19 @@ pub fn cookie(parts_headers: &HeaderMap, name: &str) -> Option<String> {
         })
 }
 
+/// Why there is no viewer: nobody is signed in, or the store failed (the page module renders
+/// that one).
+pub enum NoViewer {
+    SignIn,
+    Failed(Lang, String),
+}
+
 #[axum::async_trait]
 impl FromRequestParts<ConsoleState> for Viewer {
-    type Rejection = Response;
+    type Rejection = NoViewer;
 
-    async fn from_request_parts(parts: &mut Parts, s: &ConsoleState) -> Result<Viewer, Response> {
-        let to_sign_in = || Redirect::to("/sign-in").into_response();
+    async fn from_request_parts(parts: &mut Parts, s: &ConsoleState) -> Result<Viewer, NoViewer> {
+        let to_sign_in = || NoViewer::SignIn;
         let Some(value) = cookie(&parts.headers, accounts::SESSION_COOKIE) else {
             return Err(to_sign_in());
         };
@@ -89,8 +95,10 @@ impl FromRequestParts<ConsoleState> for Viewer {
             Ok(Some(found)) => found,
             Ok(None) => return Err(to_sign_in()),
             Err(e) => {
-                let lang = browser_lang(&parts.headers);
-                return Err(crate::page::failure(lang, e));
+                return Err(NoViewer::Failed(
+                    browser_lang(&parts.headers),
+                    e.to_string(),
+                ));
             }
         };
         let Some(role) = AccountRole::parse(&account.role) else {

@@ -1,0 +1,12 @@
+//! What the pages reach.
+
+use std::sync::Arc;
+
+/// The control plane, the resolver for domain checks, and the sign-in limits shared with the
+/// API.
+#[derive(Clone)]
+pub struct ConsoleState {
+    pub control: Arc<relayward_control::Control>,
+    pub resolver: Arc<dyn relayward_delivery::dns::Resolver>,
+    pub logins: Arc<relayward_control::accounts::LoginLimiter>,
+}
