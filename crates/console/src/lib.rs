@@ -10,11 +10,34 @@
 // A page's early exit is the page to show (a `Response`): large, and made once per request.
 #![allow(clippy::result_large_err)]
 
+/// The value of a store read, or the failure page.
+macro_rules! tried {
+    ($v:expr, $e:expr) => {
+        match $e {
+            Ok(x) => x,
+            Err(e) => return crate::page::failure($v.lang, e),
+        }
+    };
+}
+
+/// The value, or the page an early exit answers.
+macro_rules! opened {
+    ($e:expr) => {
+        match $e {
+            Ok(x) => x,
+            Err(r) => return r,
+        }
+    };
+}
+
+mod chart;
 mod page;
 mod signin;
 mod state;
 mod support;
 mod tenant;
+mod trace;
+mod traffic;
 mod viewer;
 mod words;
 
@@ -57,6 +80,9 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/t/:tenant/users/:user/release", post(tenant::release_user))
         .route("/t/:tenant/restrictions/:id", get(tenant::restriction))
         .route("/t/:tenant/restrictions/:id/:action", post(tenant::act))
+        .route("/t/:tenant/traffic", get(traffic::page))
+        .route("/t/:tenant/trace", get(trace::search))
+        .route("/t/:tenant/trace/:id", get(trace::message))
         .route("/support", get(support::tenants))
         .route("/support/releases", get(support::releases))
         .layer(axum::middleware::map_response(safety_headers))

@@ -95,6 +95,8 @@ impl<'a> Shell<'a> {
                                         (link(format!("/t/{t}/domains"), "domains"))
                                         (link(format!("/t/{t}/connectors"), "connectors"))
                                         (link(format!("/t/{t}/users"), "users"))
+                                        (link(format!("/t/{t}/traffic"), "traffic"))
+                                        (link(format!("/t/{t}/trace"), "trace"))
                                     }
                                     @if v.operator() {
                                         (link("/support".into(), "support_tenants"))
@@ -217,6 +219,14 @@ pub fn time(ms: i64) -> String {
         day / 3600,
         (day % 3600) / 60
     )
+}
+
+/// A moment to the second, in UTC (timelines).
+pub fn time_s(ms: i64) -> String {
+    let secs = ms.div_euclid(1000).rem_euclid(60);
+    let mut t = time(ms);
+    t.insert_str(16, &format!(":{secs:02}"));
+    t
 }
 
 /// A restriction's reply as the relay sends it: code and enhanced status.

@@ -17,7 +17,7 @@ use crate::state::ConsoleState;
 use crate::viewer::Viewer;
 
 /// The tenant of the path, if the viewer may see it; else the one "not found" page.
-async fn open(v: &Viewer, s: &ConsoleState, tenant: &str) -> Result<Tenant, Response> {
+pub(crate) async fn open(v: &Viewer, s: &ConsoleState, tenant: &str) -> Result<Tenant, Response> {
     if !v.may_see(tenant) {
         return Err(not_found(v.lang, Some(v)));
     }
@@ -29,7 +29,7 @@ async fn open(v: &Viewer, s: &ConsoleState, tenant: &str) -> Result<Tenant, Resp
 }
 
 /// A change: the viewer may make it and the form carries the session's token.
-fn may_change(v: &Viewer, csrf: &str) -> Result<(), Response> {
+pub(crate) fn may_change(v: &Viewer, csrf: &str) -> Result<(), Response> {
     if !v.csrf_ok(csrf) {
         return Err(forbidden(v, "form_expired"));
     }
@@ -60,24 +60,6 @@ impl Done {
         };
         Some(Banner::Done(v.w().t(key).to_string()))
     }
-}
-
-macro_rules! tried {
-    ($v:expr, $e:expr) => {
-        match $e {
-            Ok(x) => x,
-            Err(e) => return failure($v.lang, e),
-        }
-    };
-}
-
-macro_rules! opened {
-    ($e:expr) => {
-        match $e {
-            Ok(x) => x,
-            Err(r) => return r,
-        }
-    };
 }
 
 fn kind_key(kind: Kind) -> &'static str {
@@ -208,7 +190,7 @@ pub async fn home(
         .render(body)
 }
 
-fn counter_table(v: &Viewer, counters: &[relayward_guard::CounterView]) -> Markup {
+pub(crate) fn counter_table(v: &Viewer, counters: &[relayward_guard::CounterView]) -> Markup {
     let w = v.w();
     html! {
         @if counters.is_empty() { p { (w.t("counters_none")) } } @else {

@@ -142,6 +142,8 @@ mod tests {
             include_str!("tenant.rs"),
             include_str!("support.rs"),
             include_str!("viewer.rs"),
+            include_str!("traffic.rs"),
+            include_str!("trace.rs"),
         ];
         let mut missing = Vec::new();
         for src in sources {

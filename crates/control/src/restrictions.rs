@@ -398,11 +398,54 @@ impl Control {
         Ok(self.store.auth_lockouts(tenant, now_ms() - DAY).await?)
     }
 
+    /// A tenant's traffic for charts: the last 24 hours by hour (from the counters the relay
+    /// last saved), the last 30 days by day (from the message trace), and its limits.
+    pub async fn traffic(&self, tenant: &str) -> Result<Traffic> {
+        let now = now_ms();
+        let hours = self
+            .stored_counters(tenant)
+            .await?
+            .map(|c| c.tenant.day.series(now, 24))
+            .unwrap_or_else(|| relayward_guard::Window::day().series(now, 24));
+        let today = now.div_euclid(DAY) * DAY;
+        let first = today - 29 * DAY;
+        let found = self.store.daily_traffic(tenant, first).await?;
+        let days = (0..30)
+            .map(|k| {
+                let day_start = first + k * DAY;
+                found
+                    .iter()
+                    .find(|d| d.day_start == day_start)
+                    .copied()
+                    .unwrap_or(relayward_store::DayTraffic {
+                        day_start,
+                        messages: 0,
+                        recipients: 0,
+                        suspicious: 0,
+                    })
+            })
+            .collect();
+        Ok(Traffic {
+            hours,
+            days,
+            limits: self.limits(tenant).await?,
+        })
+    }
+
     pub async fn counters(&self, tenant: &str) -> Result<Vec<CounterView>> {
         let counters = self.stored_counters(tenant).await?;
         let limits = self.limits(tenant).await?;
         Ok(relayward_guard::view(counters.as_ref(), &limits, now_ms()))
     }
+}
+
+/// What the traffic charts draw.
+pub struct Traffic {
+    /// 24 points, one an hour, oldest first: (start, counts).
+    pub hours: Vec<(i64, relayward_guard::Counts)>,
+    /// 30 points, one a UTC day, oldest first.
+    pub days: Vec<relayward_store::DayTraffic>,
+    pub limits: relayward_guard::Limits,
 }
 
 /// Why a connector looks unusual (SPEC section 8, checklist item 3): new, accepting a very wide

@@ -218,6 +218,30 @@ impl Window {
         t
     }
 
+    /// The window at `now_ms` in `points` equal steps, oldest first: (start of the step in
+    /// Unix ms, its counts). For charts; the buckets are summed into the step they start in.
+    pub fn series(&self, now_ms: i64, points: u32) -> Vec<(i64, Counts)> {
+        let points = i64::from(points.max(1));
+        let span = self.len * self.bucket_ms;
+        let step = (span / points).max(self.bucket_ms);
+        let end = (self.bucket(now_ms) + 1) * self.bucket_ms;
+        let start = end - step * points;
+        let mut out: Vec<(i64, Counts)> = (0..points)
+            .map(|k| (start + k * step, Counts::default()))
+            .collect();
+        for (i, c) in self.older.iter().chain(self.newest.iter()) {
+            let at = i * self.bucket_ms;
+            if at < start || at >= end {
+                continue;
+            }
+            let k = usize::try_from((at - start) / step).unwrap_or(0);
+            if let Some((_, slot)) = out.get_mut(k) {
+                slot.add(c);
+            }
+        }
+        out
+    }
+
     pub fn clear(&mut self) {
         self.newest = None;
         self.older = SmallVec::new();
@@ -297,6 +321,29 @@ mod tests {
         let p = w.peek(now);
         assert_eq!(p, w.clone().total(now));
         assert_eq!(p.messages, 54, "minutes 36 to 89");
+    }
+
+    #[test]
+    fn a_day_in_24_hourly_points_sums_every_bucket_once() {
+        let mut w = Window::day();
+        let day = 86_400_000;
+        let t0 = 20_000 * day;
+        // Three messages an hour ago, one now, one the day before (gone).
+        w.add(t0 - day - 1, &one());
+        for _ in 0..3 {
+            w.add(t0 - 3_600_000, &one());
+        }
+        w.add(t0, &one());
+        let series = w.series(t0, 24);
+        assert_eq!(series.len(), 24);
+        assert_eq!(series.iter().map(|(_, c)| c.messages).sum::<u32>(), 4);
+        assert_eq!(
+            series.last().map(|(_, c)| c.messages),
+            Some(1),
+            "now is in the last point"
+        );
+        assert_eq!(series[22].1.messages, 3, "an hour ago is the point before");
+        assert!(series.windows(2).all(|p| p[1].0 - p[0].0 == 3_600_000));
     }
 
     #[test]

@@ -195,4 +195,7 @@ pub trait Store: Send + Sync + 'static {
     /// batches, so the caller can pause between them and nothing waits long on the database.
     async fn prune(&self, trace_before: i64, audit_before: i64, limit: usize) -> Result<Pruned>;
     async fn search_trace(&self, query: &TraceQuery) -> Result<Vec<TraceMessage>>;
+    /// A tenant's traced messages per UTC day from `since` (Unix ms), oldest first; days
+    /// without mail are left out.
+    async fn daily_traffic(&self, tenant: &str, since: i64) -> Result<Vec<DayTraffic>>;
 }

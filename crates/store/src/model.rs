@@ -326,6 +326,18 @@ pub struct TraceMessage {
     pub events: Vec<TraceEventRow>,
 }
 
+/// One UTC day of a tenant's traced mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DayTraffic {
+    /// Unix ms of the day's midnight (UTC).
+    pub day_start: i64,
+    pub messages: u64,
+    pub recipients: u64,
+    /// Messages the scanner judged spam or bulk.
+    pub suspicious: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TraceRecipient {

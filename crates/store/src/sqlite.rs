@@ -244,6 +244,9 @@ CREATE TABLE auth_lockouts (
 );
 CREATE INDEX auth_lockouts_tenant ON auth_lockouts (tenant, until);
 "#,
+    r#"
+CREATE INDEX trace_messages_tenant ON trace_messages (tenant, received_at);
+"#,
 ];
 
 #[derive(Clone)]
@@ -1748,6 +1751,31 @@ impl Store for SqliteStore {
             }
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn daily_traffic(&self, tenant: &str, since: i64) -> Result<Vec<DayTraffic>> {
+        let tenant = tenant.to_string();
+        self.with(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT (m.received_at / 86400000) * 86400000 AS day, COUNT(*),
+                        SUM((SELECT COUNT(*) FROM trace_recipients r WHERE r.message_id = m.message_id)),
+                        SUM(EXISTS (SELECT 1 FROM trace_events e WHERE e.message_id = m.message_id
+                                    AND e.kind = 'scanned'
+                                    AND (e.detail LIKE 'verdict spam%' OR e.detail LIKE 'verdict bulk%')))
+                 FROM trace_messages m WHERE m.tenant = ?1 AND m.received_at >= ?2
+                 GROUP BY day ORDER BY day",
+            )?;
+            let rows = st.query_map(rusqlite::params![tenant, since], |r| {
+                Ok(DayTraffic {
+                    day_start: r.get(0)?,
+                    messages: r.get::<_, i64>(1)?.max(0) as u64,
+                    recipients: r.get::<_, Option<i64>>(2)?.unwrap_or(0).max(0) as u64,
+                    suspicious: r.get::<_, Option<i64>>(3)?.unwrap_or(0).max(0) as u64,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }

@@ -218,6 +218,54 @@ fn walk(lang: &str) {
     b.screenshot(&format!("{lang}-home-phone"));
     b.width(1280);
 
+    // Traffic: the day's volume drawn with its suspicious part, against the limits.
+    b.go(&format!("{base}/t/contoso/traffic"));
+    let page = b.text();
+    has(&page, word(&w, "chart_24h_title"), "traffic");
+    assert!(
+        b.exists("svg#chart-24h") || b.exists("svg.chart"),
+        "the chart is drawn"
+    );
+    let bars = b.js("return document.querySelectorAll('svg.chart rect[fill=\"#c1272d\"]').length;");
+    assert!(
+        bars.as_u64().unwrap_or(0) >= 1,
+        "the suspicious part is drawn: {page}"
+    );
+    b.axe("traffic");
+    b.screenshot(&format!("{lang}-traffic"));
+
+    // Message trace: the messages of the compromised sender, and one's timeline.
+    b.go(&format!(
+        "{base}/t/contoso/trace?sender=billing%40fabrikam.example"
+    ));
+    has(&b.text(), "billing@fabrikam.example", "trace search");
+    b.axe("trace search");
+    b.click("main table a[href*='/trace/']");
+    let page = b.text();
+    for want in [
+        word(&w, "timeline"),
+        "received",
+        "attributed",
+        "scanned",
+        "verdict clean",
+        "victim@remote.example",
+    ] {
+        has(&page, want, "trace timeline");
+    }
+    // Its end: delivered, or failed with an NDR when the restriction caught it in the queue.
+    let end = wait_for(Duration::from_secs(20), || {
+        b.go(&b.url());
+        let page = b.text();
+        (page.contains("delivered") || page.contains("ndr_sent")).then_some(page)
+    })
+    .unwrap_or_else(|| panic!("the timeline shows how the message ended: {}", b.text()));
+    assert!(
+        end.contains("250") || end.contains("5.7.750 Service unavailable"),
+        "the remote answer or the restriction's reply: {end}"
+    );
+    b.axe("trace timeline");
+    b.screenshot(&format!("{lang}-trace-timeline"));
+
     // Accepted domains: add the domain the server was sending for, publish, verify.
     b.go(&format!("{base}/t/contoso/domains"));
     b.axe("domains");
