@@ -31,6 +31,7 @@ macro_rules! opened {
 }
 
 mod chart;
+mod limits;
 mod page;
 mod signin;
 mod state;
@@ -84,6 +85,10 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/t/:tenant/trace", get(trace::search))
         .route("/t/:tenant/trace/:id", get(trace::message))
         .route("/support", get(support::tenants))
+        .route(
+            "/support/limits/:tenant",
+            get(limits::page).post(limits::submit),
+        )
         .route("/support/releases", get(support::releases))
         .layer(axum::middleware::map_response(safety_headers))
         .with_state(state)

@@ -209,6 +209,17 @@ pub fn refusal(v: &Viewer, e: ControlError) -> Result<(StatusCode, Banner), Resp
     Ok((status, Banner::Error(format!("{} {}", v.w().t(key), e))))
 }
 
+/// Why a restriction starts, in the viewer's words where the words file has the reason.
+pub fn reason(v: &Viewer, reason: relayward_guard::Reason) -> String {
+    let code = serde_json::to_value(reason)
+        .ok()
+        .and_then(|x| x.as_str().map(str::to_string))
+        .unwrap_or_default();
+    v.w()
+        .opt(&format!("reason_{code}"))
+        .map_or_else(|| reason.describe().to_string(), str::to_string)
+}
+
 /// A moment as people read it, in UTC.
 pub fn time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);

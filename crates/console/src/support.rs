@@ -132,7 +132,7 @@ pub async fn tenants(
         }
         div.scroll tabindex="0" role="region" aria-label=(w.t("tenants_caption")) { table {
             caption { (w.t("tenants_caption")) }
-            thead { tr { th scope="col" { (w.t("tenant")) } th scope="col" { (w.t("status")) } th scope="col" { (w.t("subscription_ends")) } } }
+            thead { tr { th scope="col" { (w.t("tenant")) } th scope="col" { (w.t("status")) } th scope="col" { (w.t("subscription_ends")) } th scope="col" { span.visually-hidden { (w.t("actions")) } } } }
             tbody { @for (name, ends) in &rows {
                 tr {
                     th scope="row" { a href=(format!("/t/{name}")) { (name) } }
@@ -140,6 +140,7 @@ pub async fn tenants(
                         @for (i, r) in rs.iter().enumerate() { @if i > 0 { ", " } (reply_code(r.key.kind)) " " (r.state.as_str()) }
                     } }
                     td { (ends.clone().unwrap_or_else(|| "—".into())) }
+                    td { a href=(format!("/support/limits/{name}")) aria-label=(format!("{} · {name}", w.t("edit_limits"))) { (w.t("edit_limits")) } }
                 }
             } }
         } }

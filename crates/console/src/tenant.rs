@@ -41,12 +41,12 @@ pub(crate) fn may_change(v: &Viewer, csrf: &str) -> Result<(), Response> {
 
 /// `?done=<what>` after a change: the banner that says it happened.
 #[derive(Deserialize, Default)]
-pub struct Done {
+pub(crate) struct Done {
     done: Option<String>,
 }
 
 impl Done {
-    fn banner(&self, v: &Viewer) -> Option<Banner> {
+    pub(crate) fn banner(&self, v: &Viewer) -> Option<Banner> {
         let key = match self.done.as_deref()? {
             "domain_added" => "done_domain_added",
             "connector_reviewed" => "done_connector_reviewed",
@@ -56,6 +56,7 @@ impl Done {
             "approved" => "done_approved",
             "refused" => "done_refused",
             "released" => "done_released",
+            "limits_saved" => "done_limits_saved",
             _ => return None,
         };
         Some(Banner::Done(v.w().t(key).to_string()))
@@ -82,13 +83,7 @@ fn state_key(state: RState) -> &'static str {
 
 /// Why, in the viewer's words where the words file has the reason.
 fn reason_text(v: &Viewer, r: &Restriction) -> String {
-    let code = serde_json::to_value(r.reason)
-        .ok()
-        .and_then(|x| x.as_str().map(str::to_string))
-        .unwrap_or_default();
-    v.w()
-        .opt(&format!("reason_{code}"))
-        .map_or_else(|| r.reason.describe().to_string(), str::to_string)
+    crate::page::reason(v, r.reason)
 }
 
 /// The cause's evidence: counters beside thresholds and the top contributors.

@@ -144,6 +144,7 @@ mod tests {
             include_str!("viewer.rs"),
             include_str!("traffic.rs"),
             include_str!("trace.rs"),
+            include_str!("limits.rs"),
         ];
         let mut missing = Vec::new();
         for src in sources {

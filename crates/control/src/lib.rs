@@ -26,6 +26,7 @@ pub mod restrictions;
 mod secrets;
 mod tokens;
 pub mod webhooks;
+pub mod whatif;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -11,6 +11,7 @@ pub mod counters;
 pub mod engine;
 pub mod limits;
 mod prefetch;
+pub mod replay;
 pub mod restriction;
 pub mod signals;
 pub mod window;

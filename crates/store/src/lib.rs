@@ -198,4 +198,7 @@ pub trait Store: Send + Sync + 'static {
     /// A tenant's traced messages per UTC day from `since` (Unix ms), oldest first; days
     /// without mail are left out.
     async fn daily_traffic(&self, tenant: &str, since: i64) -> Result<Vec<DayTraffic>>;
+    /// A tenant's traced messages from `since` (Unix ms), oldest first, at most `limit`:
+    /// what a what-if replay of new limits reads.
+    async fn replay_trace(&self, tenant: &str, since: i64, limit: usize) -> Result<Vec<ReplayRow>>;
 }

@@ -326,6 +326,20 @@ pub struct TraceMessage {
     pub events: Vec<TraceEventRow>,
 }
 
+/// One traced message of a tenant, as a what-if replay reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayRow {
+    pub at: i64,
+    pub message_id: String,
+    pub sender: String,
+    /// `connector:<name> (<how>)`, `user:<address>`, `forward:…`.
+    pub origin: String,
+    pub client_ip: String,
+    pub recipients: Vec<String>,
+    /// The scanner judged it spam or bulk.
+    pub suspicious: bool,
+}
+
 /// One UTC day of a tenant's traced mail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

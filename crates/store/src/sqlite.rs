@@ -1780,6 +1780,43 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn replay_trace(&self, tenant: &str, since: i64, limit: usize) -> Result<Vec<ReplayRow>> {
+        let tenant = tenant.to_string();
+        self.with(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT m.received_at, m.message_id, m.sender, m.origin, m.client_ip,
+                        (SELECT group_concat(r.address, ' ') FROM trace_recipients r WHERE r.message_id = m.message_id),
+                        EXISTS (SELECT 1 FROM trace_events e WHERE e.message_id = m.message_id
+                                AND e.kind = 'scanned'
+                                AND (e.detail LIKE 'verdict spam%' OR e.detail LIKE 'verdict bulk%'))
+                 FROM trace_messages m WHERE m.tenant = ?1 AND m.received_at >= ?2
+                 ORDER BY m.received_at, m.message_id LIMIT ?3",
+            )?;
+            let rows = st.query_map(
+                rusqlite::params![tenant, since, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| {
+                    let rcpts: Option<String> = r.get(5)?;
+                    Ok(ReplayRow {
+                        at: r.get(0)?,
+                        message_id: r.get(1)?,
+                        sender: r.get(2)?,
+                        origin: r.get(3)?,
+                        client_ip: r.get(4)?,
+                        recipients: rcpts
+                            .unwrap_or_default()
+                            .split(' ')
+                            .filter(|a| !a.is_empty())
+                            .map(str::to_string)
+                            .collect(),
+                        suspicious: r.get(6)?,
+                    })
+                },
+            )?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
     async fn search_trace(&self, query: &TraceQuery) -> Result<Vec<TraceMessage>> {
         let q = query.clone();
         self.with(move |c| {

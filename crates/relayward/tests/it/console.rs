@@ -379,6 +379,40 @@ fn walk(lang: &str) {
     has(&page, lead(&w, "probation_until"), "probation shown");
     b.axe("restriction on probation, as an operator");
 
+    // Limits with the what-if: a lower per-user limit of suspicious mail replayed over the
+    // trace shows the day and the message at which it would have restricted bob. (The
+    // unregistered allowance would not: fabrikam.example is the tenant's domain now, and the
+    // replay judges senders as the relay would today.)
+    b.go(&format!("{base}/support/limits/contoso"));
+    let page = b.text();
+    has(&page, word(&w, "whatif_current"), "limits page");
+    has(&page, word(&w, "whatif_never"), "the current limits held");
+    b.axe("limits");
+    b.fill("#user_suspicious_per_day", "1");
+    b.click("button[value=whatif]");
+    let page = b.text();
+    has(&page, word(&w, "whatif_new"), "what-if");
+    let proposed = b.element_text("#whatif-new + p");
+    assert!(
+        proposed.contains(" 1 "),
+        "restricted on one day: {proposed}"
+    );
+    let table = b.element_text("section.whatif table");
+    has(&table, "5.1.8", "what-if trigger");
+    has(&table, "bob@contoso.example", "what-if subject");
+    has(
+        &table,
+        lead(&w, "whatif_at"),
+        "what-if says at which message",
+    );
+    b.axe("what-if");
+    b.screenshot(&format!("{lang}-what-if"));
+    let audit = relay.cli(&["audit", "--tenant", "contoso"]);
+    assert!(
+        !audit.contains("tenant.limits"),
+        "a what-if saves nothing: {audit}"
+    );
+
     // Mail flows again: the next message from the server is delivered.
     let before = rx.messages().len();
     let r = wait_for(Duration::from_secs(10), || {
