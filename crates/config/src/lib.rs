@@ -157,6 +157,8 @@ pub struct Config {
     pub widest_connector: relayward_tenancy::claims::Widest,
     pub postmaster: Option<String>,
     pub http_listen: SocketAddr,
+    /// `[http] tls_cert` and `tls_key`: the HTTP listener speaks TLS only.
+    pub http_tls: Option<(PathBuf, PathBuf)>,
     pub data_dir: PathBuf,
     pub max_spool_size: Option<u64>,
     pub trace_retention: Duration,
@@ -363,6 +365,11 @@ impl Config {
                 Some(a) => bail!("smtp.postmaster = \"{a}\" is not an e-mail address"),
             },
             http_listen: addr(&raw.http.listen, "127.0.0.1:8025", "http.listen")?,
+            http_tls: match (raw.http.tls_cert, raw.http.tls_key) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => bail!("http.tls_cert and http.tls_key must be given together"),
+            },
             data_dir: raw
                 .storage
                 .data_dir

@@ -126,6 +126,9 @@ pub struct RawSmtp {
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     pub listen: Option<String>,
+    /// Serve the console and the API over TLS with this certificate chain (PEM) and key.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -415,7 +415,14 @@ pub async fn serve(
             queue: queue.clone(),
             resolver: api_resolver.clone(),
             logins: logins.clone(),
-            base_url: format!("http://{http_addr}"),
+            base_url: format!(
+                "{}://{http_addr}",
+                if config.http_tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                }
+            ),
         },
         relayward_console::ConsoleState {
             control,
@@ -425,16 +432,23 @@ pub async fn serve(
     );
     let http_task = {
         let mut stop = shutdown.subscribe();
-        tokio::spawn(async move {
-            let _ = axum::serve(
-                http_listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            })
-            .await;
-        })
+        let stopped = async move {
+            let _ = stop.changed().await;
+        };
+        match &config.http_tls {
+            None => tokio::spawn(async move {
+                let _ = axum::serve(
+                    http_listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(stopped)
+                .await;
+            }),
+            Some((cert, key)) => {
+                let tls = tls::http_server_config(cert, key)?;
+                tokio::spawn(http::serve_tls(http_listener, app, tls, stopped))
+            }
+        }
     };
     let reload_task = tokio::spawn(reload_directory(
         dyn_store.clone(),

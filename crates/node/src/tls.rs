@@ -9,6 +9,27 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use relayward_config::Config;
 
+/// The HTTP listener's TLS (`[http] tls_cert`, `tls_key`): HTTP/1.1 only.
+pub fn http_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
+    let certs = read_certs(cert)?;
+    let key_der = read_key(key)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .with_context(|| {
+            format!(
+                "http.tls_cert {} and http.tls_key {}",
+                cert.display(),
+                key.display()
+            )
+        })?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
 pub fn server_config(config: &Config) -> Result<Arc<rustls::ServerConfig>> {
     let (cert_path, key_path) = match (&config.tls_cert, &config.tls_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),

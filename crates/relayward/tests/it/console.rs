@@ -585,3 +585,76 @@ fn another_tenants_admin_and_a_reader_cannot_see_or_change_a_tenants_objects() {
     let bad: Vec<_> = b.checked.iter().filter(|(_, v)| !v.is_empty()).collect();
     assert!(bad.is_empty(), "axe-core: {bad:#?}");
 }
+
+#[test]
+fn with_http_tls_the_console_and_the_api_are_served_over_tls_only() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("dir");
+    let made = rcgen::generate_simple_self_signed(vec!["relay.test".to_string()]).expect("cert");
+    let cert = dir.path().join("http.pem");
+    let key = dir.path().join("http.key");
+    std::fs::write(&cert, made.cert.pem()).expect("cert");
+    std::fs::write(&key, made.key_pair.serialize_pem()).expect("key");
+    let relay = Relay::start(&format!(
+        "[http]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    let get = |path: &str| {
+        let tcp = std::net::TcpStream::connect(relay.http).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let conn = rustls::ClientConnection::new(
+            tls_client_config(),
+            "relay.test".try_into().expect("name"),
+        )
+        .expect("tls");
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: relay.test\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .expect("write");
+        let mut out = String::new();
+        let _ = tls.read_to_string(&mut out);
+        out
+    };
+    let page = get("/sign-in");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let lower = page.to_ascii_lowercase();
+    assert!(
+        lower.contains("set-cookie: rw_form=") && lower.contains("; secure"),
+        "{page}"
+    );
+    assert!(
+        lower.contains("content-security-policy: default-src 'none'"),
+        "{page}"
+    );
+    assert!(lower.contains("frame-ancestors 'none'"), "{page}");
+    let doc = get("/api/v1/openapi.json");
+    assert!(
+        doc.starts_with("HTTP/1.1 200") && doc.contains("\"openapi\""),
+        "{doc}"
+    );
+    // The setup link the command line prints is an https one.
+    let out = relay.cli(&["operator", "create", "ops@relay.example"]);
+    assert!(
+        out.contains(&format!("https://")) && out.contains("/setup/"),
+        "{out}"
+    );
+
+    // Plain HTTP on the same port gets no page.
+    let mut plain = std::net::TcpStream::connect(relay.http).expect("connect");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    plain
+        .write_all(b"GET /sign-in HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut out = Vec::new();
+    let _ = plain.read_to_end(&mut out);
+    assert!(
+        !String::from_utf8_lossy(&out).contains("200 OK"),
+        "plain HTTP answered"
+    );
+}

@@ -158,22 +158,30 @@ impl Client {
     /// Starts the TLS handshake on a connection whose STARTTLS was already answered with 220.
     pub fn upgrade(self) -> Client {
         let stream = self.reader.into_inner();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        let conn = rustls::ClientConnection::new(
+            tls_client_config(),
+            "relay.test".try_into().expect("name"),
+        )
+        .expect("tls");
+        let tls = rustls::StreamOwned::new(conn, stream);
+        Client {
+            reader: BufReader::new(Box::new(tls)),
+        }
+    }
+}
+
+/// A TLS client that trusts any certificate (the relay's are self-signed in tests).
+pub fn tls_client_config() -> Arc<rustls::ClientConfig> {
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .expect("versions")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCert))
-        .with_no_client_auth();
-        let conn =
-            rustls::ClientConnection::new(Arc::new(config), "relay.test".try_into().expect("name"))
-                .expect("tls");
-        let tls = rustls::StreamOwned::new(conn, stream);
-        Client {
-            reader: BufReader::new(Box::new(tls)),
-        }
-    }
+        .with_no_client_auth(),
+    )
 }
 
 fn bind_and_connect(ip: IpAddr, addr: SocketAddr) -> TcpStream {

@@ -19,19 +19,27 @@ pub struct Relay {
 
 /// A configuration with loopback listeners on free ports and the given extra TOML.
 pub fn config_text(data_dir: &Path, storage: &str, extra: &str) -> String {
-    // Keys of an `[smtp]` table in `extra` join the one written here (TOML allows one).
-    let mut smtp = String::new();
-    let mut rest = String::new();
-    let mut in_smtp = false;
+    // Keys of an `[smtp]` or `[http]` table in `extra` join the ones written here (TOML allows
+    // one of each).
+    let (mut smtp, mut http, mut rest) = (String::new(), String::new(), String::new());
+    let mut table = "";
     for line in extra.lines() {
         let t = line.trim();
         if t.starts_with('[') {
-            in_smtp = t == "[smtp]";
-            if in_smtp {
+            table = match t {
+                "[smtp]" => "smtp",
+                "[http]" => "http",
+                _ => "",
+            };
+            if !table.is_empty() {
                 continue;
             }
         }
-        let to = if in_smtp { &mut smtp } else { &mut rest };
+        let to = match table {
+            "smtp" => &mut smtp,
+            "http" => &mut http,
+            _ => &mut rest,
+        };
         to.push_str(line);
         to.push('\n');
     }
@@ -45,6 +53,7 @@ hostname = "relay.test"
 {smtp}
 [http]
 listen = "127.0.0.1:0"
+{http}
 [storage]
 data_dir = "{}"
 {storage}
