@@ -638,10 +638,7 @@ fn with_http_tls_the_console_and_the_api_are_served_over_tls_only() {
     );
     // The setup link the command line prints is an https one.
     let out = relay.cli(&["operator", "create", "ops@relay.example"]);
-    assert!(
-        out.contains(&format!("https://")) && out.contains("/setup/"),
-        "{out}"
-    );
+    assert!(out.contains("https://") && out.contains("/setup/"), "{out}");
 
     // Plain HTTP on the same port gets no page.
     let mut plain = std::net::TcpStream::connect(relay.http).expect("connect");
