@@ -73,6 +73,7 @@ fn account(id: &str, email: &str, role: &str, tenant: Option<&str>) -> Account {
         locked_until: None,
         created_at: 0,
         last_login_at: None,
+        language: None,
     }
 }
 

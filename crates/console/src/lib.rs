@@ -30,6 +30,7 @@ macro_rules! opened {
     };
 }
 
+mod account;
 mod chart;
 mod limits;
 mod page;
@@ -59,6 +60,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/assets/console.css", get(css))
         .route("/sign-in", get(signin::form).post(signin::submit))
         .route("/sign-out", post(signin::sign_out))
+        .route("/account", get(account::page).post(account::save))
         .route(
             "/setup/:token",
             get(signin::setup).post(signin::setup_finish),

@@ -106,7 +106,7 @@ impl<'a> Shell<'a> {
                             }
                             form.signout method="post" action="/sign-out" {
                                 (csrf(v))
-                                span.who { (v.account.email) " · " (w.t(role_key(v))) }
+                                a.who href="/account" aria-current=[(self.active == "your_account").then_some("page")] { (v.account.email) " · " (w.t(role_key(v))) }
                                 button type="submit" { (w.t("sign_out")) }
                             }
                         }

@@ -104,8 +104,10 @@ impl FromRequestParts<ConsoleState> for Viewer {
         let Some(role) = AccountRole::parse(&account.role) else {
             return Err(to_sign_in());
         };
-        // The tenant's language, else the browser's.
+        // The account's own language, else the tenant's, else the browser's.
+        let own = account.language.as_deref().and_then(Lang::parse);
         let tenant_lang = match &account.tenant {
+            _ if own.is_some() => own,
             Some(t) => s
                 .control
                 .tenant(t)

@@ -145,6 +145,7 @@ mod tests {
             include_str!("traffic.rs"),
             include_str!("trace.rs"),
             include_str!("limits.rs"),
+            include_str!("account.rs"),
         ];
         let mut missing = Vec::new();
         for src in sources {

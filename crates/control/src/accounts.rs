@@ -227,6 +227,7 @@ impl Control {
             locked_until: None,
             created_at: now,
             last_login_at: None,
+            language: None,
         };
         self.store.add_account(&account).await?;
         self.audit(
@@ -446,6 +447,39 @@ impl Control {
             return Ok(None);
         }
         Ok(self.store.account(&s.account_id).await?.map(|a| (a, s)))
+    }
+
+    /// An account's own console language: `en`, `es`, or `None` for the tenant's (else the
+    /// browser's). Only the account itself changes it.
+    pub async fn set_account_language(
+        &self,
+        account_id: &str,
+        language: Option<&str>,
+        actor: &Actor,
+    ) -> Result<()> {
+        let Some(mut a) = self.store.account(account_id).await? else {
+            return Err(NotFound(format!("no account {account_id}")));
+        };
+        if actor.name != format!("account:{}", a.email) {
+            return Err(crate::Forbidden(
+                "an account's language is its own to set".into(),
+            ));
+        }
+        let language = match language.map(str::trim) {
+            None | Some("") => None,
+            Some(l @ ("en" | "es")) => Some(l.to_string()),
+            Some(other) => invalid!("'{other}' is not a console language (en, es)"),
+        };
+        let before = a.language.clone();
+        a.language = language.clone();
+        self.store.update_account(&a).await?;
+        self.audit(
+            actor,
+            a.tenant.as_deref(),
+            "account.language",
+            json!({ "account": a.id, "before": before, "after": language }),
+        )
+        .await
     }
 
     pub async fn logout(&self, cookie: &str) -> Result<()> {

@@ -539,6 +539,10 @@ pub struct Account {
     pub locked_until: Option<i64>,
     pub created_at: i64,
     pub last_login_at: Option<i64>,
+    /// The console's language for this account (`en`, `es`); `None`: the tenant's, else the
+    /// browser's.
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 /// A signed-in console session (the cookie value only as its hash).

@@ -244,8 +244,13 @@ CREATE TABLE auth_lockouts (
 );
 CREATE INDEX auth_lockouts_tenant ON auth_lockouts (tenant, until);
 "#,
+    // 9: a tenant's traced messages by time (traffic charts, what-if replays).
     r#"
 CREATE INDEX trace_messages_tenant ON trace_messages (tenant, received_at);
+"#,
+    // 10: an account's own console language (`en`, `es`; none: the tenant's, else the browser's).
+    r#"
+ALTER TABLE accounts ADD COLUMN language TEXT;
 "#,
 ];
 
@@ -538,7 +543,7 @@ fn restriction_row(r: &rusqlite::Row) -> rusqlite::Result<RestrictionRow> {
     })
 }
 
-const ACCOUNT_COLUMNS: &str = "id, email, role, tenant, password_hash, totp_secret, recovery_codes, setup_token_hash, setup_expires_at, failed_logins, locked_until, created_at, last_login_at";
+const ACCOUNT_COLUMNS: &str = "id, email, role, tenant, password_hash, totp_secret, recovery_codes, setup_token_hash, setup_expires_at, failed_logins, locked_until, created_at, last_login_at, language";
 
 fn account_row(r: &rusqlite::Row) -> rusqlite::Result<Account> {
     Ok(Account {
@@ -555,6 +560,7 @@ fn account_row(r: &rusqlite::Row) -> rusqlite::Result<Account> {
         locked_until: r.get(10)?,
         created_at: r.get(11)?,
         last_login_at: r.get(12)?,
+        language: r.get(13)?,
     })
 }
 
@@ -1596,8 +1602,8 @@ impl Store for SqliteStore {
         let a = account.clone();
         self.with(move |c| {
             c.execute(
-                &format!("INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
-                params![a.id, a.email.to_ascii_lowercase(), a.role, a.tenant, a.password_hash, a.totp_secret, json(&a.recovery_codes), a.setup_token_hash, a.setup_expires_at, a.failed_logins, a.locked_until, a.created_at, a.last_login_at],
+                &format!("INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+                params![a.id, a.email.to_ascii_lowercase(), a.role, a.tenant, a.password_hash, a.totp_secret, json(&a.recovery_codes), a.setup_token_hash, a.setup_expires_at, a.failed_logins, a.locked_until, a.created_at, a.last_login_at, a.language],
             )
             .map_err(|e| unique(e, "account", &a.email))?;
             Ok(())
@@ -1649,8 +1655,8 @@ impl Store for SqliteStore {
         let a = account.clone();
         self.with(move |c| {
             let n = c.execute(
-                "UPDATE accounts SET password_hash = ?2, totp_secret = ?3, recovery_codes = ?4, setup_token_hash = ?5, setup_expires_at = ?6, failed_logins = ?7, locked_until = ?8, last_login_at = ?9 WHERE id = ?1",
-                params![a.id, a.password_hash, a.totp_secret, json(&a.recovery_codes), a.setup_token_hash, a.setup_expires_at, a.failed_logins, a.locked_until, a.last_login_at],
+                "UPDATE accounts SET password_hash = ?2, totp_secret = ?3, recovery_codes = ?4, setup_token_hash = ?5, setup_expires_at = ?6, failed_logins = ?7, locked_until = ?8, last_login_at = ?9, language = ?10 WHERE id = ?1",
+                params![a.id, a.password_hash, a.totp_secret, json(&a.recovery_codes), a.setup_token_hash, a.setup_expires_at, a.failed_logins, a.locked_until, a.last_login_at, a.language],
             )?;
             if n == 0 {
                 return Err(StoreError::NotFound {

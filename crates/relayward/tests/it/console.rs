@@ -568,6 +568,24 @@ fn another_tenants_admin_and_a_reader_cannot_see_or_change_a_tenants_objects() {
         word(&w, "readers_cannot_change"),
         "a reader adding a domain",
     );
+    // The account's own language wins over the tenant's and the browser's.
+    b.go(&format!("{base}/account"));
+    has(&b.text(), word(&w, "your_account"), "account page");
+    b.axe("account");
+    b.js("document.querySelector('#language').value = 'es'; return true;");
+    b.click("main form button");
+    let es = words("es");
+    let page = b.text();
+    has(&page, word(&es, "language_saved"), "saved, said in Spanish");
+    has(&page, word(&es, "your_account"), "the page in Spanish");
+    b.js("document.querySelector('#language').value = ''; return true;");
+    b.click("main form button");
+    has(
+        &b.text(),
+        word(&w, "your_account"),
+        "back to the tenant's English",
+    );
+
     // A post without the session's token is refused too.
     b.go(&format!("{base}/t/contoso"));
     b.js("document.querySelector('input[name=csrf]').value = 'forged'; return true;");
