@@ -175,13 +175,14 @@ async fn main() -> anyhow::Result<()> {
         relayward_delivery::dns::HickoryResolver::new(Some("127.0.0.1:9".parse()?))
             .map_err(anyhow::Error::msg)?,
     );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
     let app = relayward_console::router(relayward_console::ConsoleState {
         control,
         resolver,
         logins: Arc::default(),
+        base_url: format!("http://{addr}"),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
     tokio::spawn(async move {
         let _ = axum::serve(
             listener,

@@ -30,10 +30,12 @@ macro_rules! opened {
     };
 }
 
+mod access;
 mod account;
 mod chart;
 mod limits;
 mod page;
+mod records;
 mod signin;
 mod state;
 mod support;
@@ -86,6 +88,12 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/t/:tenant/traffic", get(traffic::page))
         .route("/t/:tenant/trace", get(trace::search))
         .route("/t/:tenant/trace/:id", get(trace::message))
+        .route("/t/:tenant/alerts", get(records::alerts))
+        .route("/t/:tenant/audit", get(records::audit))
+        .route("/support/audit", get(records::global_audit))
+        .route("/t/:tenant/access", get(access::page))
+        .route("/t/:tenant/access/:what", post(access::act))
+        .route("/t/:tenant/access/:what/:id/:verb", post(access::act_item))
         .route("/support", get(support::tenants))
         .route(
             "/support/limits/:tenant",

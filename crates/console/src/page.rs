@@ -97,10 +97,14 @@ impl<'a> Shell<'a> {
                                         (link(format!("/t/{t}/users"), "users"))
                                         (link(format!("/t/{t}/traffic"), "traffic"))
                                         (link(format!("/t/{t}/trace"), "trace"))
+                                        (link(format!("/t/{t}/alerts"), "alerts"))
+                                        (link(format!("/t/{t}/audit"), "audit"))
+                                        (link(format!("/t/{t}/access"), "access"))
                                     }
                                     @if v.operator() {
                                         (link("/support".into(), "support_tenants"))
                                         (link("/support/releases".into(), "support_releases"))
+                                        (link("/support/audit".into(), "support_audit"))
                                     }
                                 }
                             }

@@ -9,4 +9,6 @@ pub struct ConsoleState {
     pub control: Arc<relayward_control::Control>,
     pub resolver: Arc<dyn relayward_delivery::dns::Resolver>,
     pub logins: Arc<relayward_control::accounts::LoginLimiter>,
+    /// `http(s)://host:port` of the listener, for the setup links the pages hand out.
+    pub base_url: String,
 }

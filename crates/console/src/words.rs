@@ -146,6 +146,8 @@ mod tests {
             include_str!("trace.rs"),
             include_str!("limits.rs"),
             include_str!("account.rs"),
+            include_str!("records.rs"),
+            include_str!("access.rs"),
         ];
         let mut missing = Vec::new();
         for src in sources {

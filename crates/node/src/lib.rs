@@ -398,6 +398,14 @@ pub async fn serve(
     });
     let socket_path = control_socket::path(&config.data_dir);
     let socket_task = control_socket::start(&socket_path, control.clone(), queue.clone())?;
+    let base_url = format!(
+        "{}://{http_addr}",
+        if config.http_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    );
     // One sign-in limit per client address for the API and the console's pages.
     let logins = Arc::new(relayward_control::accounts::LoginLimiter::default());
     let app = http::router(
@@ -428,6 +436,7 @@ pub async fn serve(
             control,
             resolver: api_resolver,
             logins,
+            base_url: base_url.clone(),
         },
     );
     let http_task = {

@@ -340,6 +340,33 @@ fn walk(lang: &str) {
     );
     has(&page, word(&w, "state_release_requested"), "state shown");
     b.axe("restriction after the request");
+
+    // Alerts, the audit log of what the admin just did, and accounts and access.
+    b.go(&format!("{base}/t/contoso/alerts"));
+    has(&b.text(), "tenant_restricted_unprovisioned", "alerts");
+    b.axe("alerts");
+    b.go(&format!("{base}/t/contoso/audit"));
+    let page = b.text();
+    for action in [
+        "domain.add",
+        "domain.verify",
+        "connector.review",
+        "restriction.release",
+        "restriction.attest",
+        "restriction.request_release",
+    ] {
+        has(&page, action, "audit log");
+    }
+    b.axe("audit");
+    b.go(&format!("{base}/t/contoso/access"));
+    b.fill("#new-email", "auditor@contoso.example");
+    b.js("document.querySelector('#new-role').value = 'reader'; return true;");
+    b.click("form[action$='/access/accounts'] button");
+    let page = b.text();
+    has(&page, word(&w, "shown_once"), "a setup link shown once");
+    has(&page, "/setup/", "the setup link");
+    has(&page, "auditor@contoso.example", "the new account listed");
+    b.axe("accounts and access");
     b.click("form.signout button");
     assert!(b.url().ends_with("/sign-in"), "signed out: {}", b.url());
 
@@ -360,6 +387,13 @@ fn walk(lang: &str) {
     b.axe("support tenants");
     b.go(&format!("{base}/support?filter=restricted"));
     has(&b.text(), "contoso", "restricted filter");
+    b.go(&format!("{base}/support/audit"));
+    has(
+        &b.text(),
+        "restriction.request_release",
+        "the global audit log",
+    );
+    b.axe("global audit");
     b.go(&format!("{base}/support/releases"));
     let page = b.text();
     has(&page, "contoso", "release queue");
@@ -559,6 +593,11 @@ fn another_tenants_admin_and_a_reader_cannot_see_or_change_a_tenants_objects() {
     has(&b.text(), "on-prem", "the reader reads");
     assert!(!b.exists("main form"), "no forms for a reader");
     b.axe("connectors as a reader");
+    b.go(&format!("{base}/t/contoso/access"));
+    assert!(
+        !b.exists("main form"),
+        "no forms on the access page for a reader"
+    );
     let page = post(&b, "/t/contoso/connectors/on-prem/review", "note", "");
     has(&page, word(&w, "readers_cannot_change"), "a reader's post");
     b.go(&format!("{base}/t/contoso/domains"));
