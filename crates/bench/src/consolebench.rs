@@ -182,6 +182,7 @@ async fn main() -> anyhow::Result<()> {
         resolver,
         logins: Arc::default(),
         base_url: format!("http://{addr}"),
+        queue: None,
     });
     tokio::spawn(async move {
         let _ = axum::serve(

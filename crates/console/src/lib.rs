@@ -35,6 +35,7 @@ mod account;
 mod chart;
 mod limits;
 mod page;
+mod queue;
 mod records;
 mod signin;
 mod state;
@@ -91,6 +92,9 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/t/:tenant/alerts", get(records::alerts))
         .route("/t/:tenant/audit", get(records::audit))
         .route("/support/audit", get(records::global_audit))
+        .route("/support/queue", get(queue::page))
+        .route("/support/queue/:id/:action", post(queue::act))
+        .route("/t/:tenant/restrict", post(tenant::restrict))
         .route("/t/:tenant/access", get(access::page))
         .route("/t/:tenant/access/:what", post(access::act))
         .route("/t/:tenant/access/:what/:id/:verb", post(access::act_item))

@@ -104,6 +104,7 @@ impl<'a> Shell<'a> {
                                     @if v.operator() {
                                         (link("/support".into(), "support_tenants"))
                                         (link("/support/releases".into(), "support_releases"))
+                                        (link("/support/queue".into(), "support_queue"))
                                         (link("/support/audit".into(), "support_audit"))
                                     }
                                 }

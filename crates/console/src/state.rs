@@ -11,4 +11,7 @@ pub struct ConsoleState {
     pub logins: Arc<relayward_control::accounts::LoginLimiter>,
     /// `http(s)://host:port` of the listener, for the setup links the pages hand out.
     pub base_url: String,
+    /// The running relay's queue (the support console's queue page); `None` where no relay
+    /// runs beside the pages (benchmarks).
+    pub queue: Option<relayward_delivery::Queue>,
 }

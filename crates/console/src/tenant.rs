@@ -139,7 +139,17 @@ pub async fn home(
 ) -> Response {
     let t = opened!(open(&v, &s, &tenant).await);
     let w = v.w();
-    let all = tried!(v, s.control.restrictions(Some(&t.name), false).await);
+    let every = tried!(v, s.control.restrictions(Some(&t.name), true).await);
+    let past: Vec<&Restriction> = every
+        .iter()
+        .filter(|r| r.state == RState::Lifted)
+        .take(20)
+        .collect();
+    let all: Vec<Restriction> = every
+        .iter()
+        .filter(|r| r.state != RState::Lifted)
+        .cloned()
+        .collect();
     let blocking: Vec<&Restriction> = all.iter().filter(|r| r.blocks()).collect();
     let probation: Vec<&Restriction> = all.iter().filter(|r| r.on_probation()).collect();
     let counters = tried!(v, s.control.counters(&t.name).await);
@@ -178,6 +188,38 @@ pub async fn home(
         section aria-labelledby="counters" {
             h2 #counters { (w.t("counters_title")) }
             (counter_table(&v, &counters))
+        }
+        @if !past.is_empty() {
+            section aria-labelledby="past" {
+                h2 #past { (w.t("restriction_history")) }
+                ul { @for r in &past {
+                    li { a href=(format!("/t/{}/restrictions/{}", t.name, r.id)) { (reply_code(r.key.kind)) " · " (w.t(kind_key(r.key.kind))) }
+                        @if !r.key.name.is_empty() { " · " (r.key.name) }
+                        " · " (time(r.started_at)) " · " (w.t(state_key(r.state))) }
+                } }
+            }
+        }
+        @if v.operator() {
+            section aria-labelledby="restrict" {
+                h2 #restrict { (w.t("restrict_title")) }
+                p { a href=(format!("/support/limits/{}", t.name)) { (w.t("edit_limits")) } }
+                form.card method="post" action=(format!("/t/{}/restrict", t.name)) {
+                    (csrf(&v))
+                    label for="restrict-kind" { (w.t("restrict_what")) }
+                    select #restrict-kind name="kind" {
+                        option value="tenant_threshold" { "5.7.705 · " (w.t("kind_tenant_threshold")) }
+                        option value="tenant_unregistered" { "5.7.750 · " (w.t("kind_tenant_unregistered")) }
+                        option value="connector" { "5.7.711 · " (w.t("kind_connector")) }
+                        option value="user" { "5.1.8 · " (w.t("kind_user")) }
+                    }
+                    label for="restrict-name" { (w.t("restrict_name")) }
+                    input #restrict-name type="text" name="name" aria-describedby="restrict-help";
+                    p #restrict-help .help { (w.t("restrict_name_help")) }
+                    label for="restrict-note" { (w.t("restrict_note")) }
+                    input #restrict-note type="text" name="note" required;
+                    button type="submit" { (w.t("restrict_button")) }
+                }
+            }
         }
     };
     Shell::of(&v, w.f("home_title", &[("tenant", &t.name)]))
@@ -696,6 +738,55 @@ pub async fn act(
         Err(e) => {
             let (status, banner) = opened!(refusal(&v, e));
             restriction_page(&v, &s, &tenant, &id, Some(banner), status).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RestrictForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// An operator restricts the tenant, a connector or a user by hand.
+pub async fn restrict(
+    v: Viewer,
+    State(s): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    Form(f): Form<RestrictForm>,
+) -> Response {
+    opened!(open(&v, &s, &tenant).await);
+    opened!(may_change(&v, &f.csrf));
+    if !v.operator() {
+        return forbidden(&v, "operators_only");
+    }
+    let Some(kind) = Kind::parse(&f.kind) else {
+        return not_found(v.lang, Some(&v));
+    };
+    match s
+        .control
+        .restrict(&tenant, kind, &f.name, &f.note, &v.actor())
+        .await
+    {
+        Ok(r) => Redirect::to(&format!("/t/{tenant}/restrictions/{}", r.id)).into_response(),
+        Err(e) => {
+            let (_, banner) = opened!(refusal(&v, e));
+            let text = match banner {
+                Banner::Error(t) | Banner::Done(t) => t,
+            };
+            Shell::of(&v, v.w().t("restrict_title").to_string())
+                .tenant(&tenant, "home")
+                .banner(Some(Banner::Error(text)))
+                .render_with(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    html! { p { a href=(format!("/t/{tenant}")) { (v.w().t("back_home")) } } },
+                )
         }
     }
 }

@@ -148,6 +148,7 @@ mod tests {
             include_str!("account.rs"),
             include_str!("records.rs"),
             include_str!("access.rs"),
+            include_str!("queue.rs"),
         ];
         let mut missing = Vec::new();
         for src in sources {

@@ -91,6 +91,86 @@ impl Control {
         .await
     }
 
+    /// An operator restricts a tenant (`TenantThreshold`: all its mail, 5.7.705;
+    /// `TenantUnregistered`: its mail from unregistered domains, 5.7.750), one of its
+    /// connectors (5.7.711) or users (5.1.8) by hand. The running relay enforces it within a
+    /// second or two, like any stored restriction.
+    pub async fn restrict(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        name: &str,
+        note: &str,
+        actor: &Actor,
+    ) -> Result<Restriction> {
+        if actor.role != Role::Operator {
+            return Err(crate::Forbidden("only operators restrict by hand".into()));
+        }
+        if note.trim().is_empty() {
+            invalid!("say why (the tenant's admins read it)");
+        }
+        let Some(data) = self.store.tenant_data(tenant).await? else {
+            return Err(crate::NotFound(format!("no tenant {tenant}")));
+        };
+        let name = match kind {
+            Kind::TenantThreshold | Kind::TenantUnregistered => String::new(),
+            Kind::Connector => match data.connectors.iter().find(|c| c.name == name.trim()) {
+                Some(c) => c.name.clone(),
+                None => invalid!("tenant {tenant} has no connector '{}'", name.trim()),
+            },
+            Kind::User => match data
+                .users
+                .iter()
+                .find(|u| u.address.eq_ignore_ascii_case(name.trim()))
+            {
+                Some(u) => u.address.to_ascii_lowercase(),
+                None => invalid!("tenant {tenant} has no user '{}'", name.trim()),
+            },
+        };
+        let key = relayward_guard::Key {
+            tenant: tenant.to_string(),
+            kind,
+            name,
+        };
+        if self
+            .restrictions(Some(tenant), false)
+            .await?
+            .iter()
+            .any(|r| r.key == key && r.blocks())
+        {
+            return Err(crate::Conflict(format!("{key} is already restricted")));
+        }
+        let now = now_ms();
+        let mut r = Restriction::start(
+            format!("Rop{now:x}{}", crate::random_hex(2)),
+            key,
+            relayward_guard::Reason::Operator,
+            relayward_guard::Cause::default(),
+            now,
+        );
+        if let Some(first) = r.history.first_mut() {
+            first.actor = actor.name.clone();
+            first.role = Role::Operator;
+            first.note = note.trim().to_string();
+        }
+        self.store.save_restriction(&restriction_row(&r)).await?;
+        crate::webhooks::emit(
+            self.store.as_ref(),
+            tenant,
+            "restriction",
+            serde_json::to_value(&r).unwrap_or_default(),
+        )
+        .await;
+        self.audit(
+            actor,
+            Some(tenant),
+            "restriction.start",
+            serde_json::json!({ "restriction": r.id, "subject": r.key.to_string(), "after": "restricted", "note": note.trim() }),
+        )
+        .await?;
+        Ok(r)
+    }
+
     /// The remediation checklist of a tenant restriction, from live data.
     pub async fn checklist(&self, r: &Restriction) -> Result<Vec<ChecklistItem>> {
         let now = now_ms();

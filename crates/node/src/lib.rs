@@ -437,6 +437,7 @@ pub async fn serve(
             resolver: api_resolver,
             logins,
             base_url: base_url.clone(),
+            queue: Some(queue.clone()),
         },
     );
     let http_task = {

@@ -712,3 +712,80 @@ fn with_http_tls_the_console_and_the_api_are_served_over_tls_only() {
         "plain HTTP answered"
     );
 }
+
+#[test]
+fn an_operator_works_the_queue_and_restricts_a_user_by_hand() {
+    let Some(mut b) = Browser::start("en") else {
+        return;
+    };
+    let w = words("en");
+    let rx = Receiver::start(false);
+    let relay = crate::queue::contoso_relay(&rx, "1h");
+    let base = format!("http://{}", relay.http);
+    let ids = crate::queue::three_deferred(&relay);
+    let out = relay.cli(&["operator", "create", "oncall@relay.example"]);
+    set_up_and_sign_in(
+        &mut b,
+        &relay,
+        &w,
+        &setup_path(&out),
+        "oncall@relay.example",
+    );
+
+    // The queue: three deferred messages; hold one, purge another.
+    let page = wait_for(Duration::from_secs(10), || {
+        b.go(&format!("{base}/support/queue?tenant=contoso"));
+        let page = b.text();
+        ids.iter().all(|id| page.contains(id)).then_some(page)
+    })
+    .expect("the three deferred messages are listed");
+    has(&page, "451", "the last answer");
+    b.axe("queue");
+    b.click(&format!(
+        "form[action='/support/queue/{}/hold'] button",
+        ids[0]
+    ));
+    let page = b.text();
+    has(&page, word(&w, "done_saved"), "held");
+    assert!(
+        b.exists(&format!("form[action='/support/queue/{}/release']", ids[0])),
+        "a held message offers release"
+    );
+    b.click(&format!(
+        "form[action='/support/queue/{}/purge'] button",
+        ids[1]
+    ));
+    assert!(!b.text().contains(&ids[1]), "purged");
+    let audit = relay.cli(&["audit"]);
+    assert!(
+        audit.contains("queue.hold") && audit.contains("queue.purge"),
+        "{audit}"
+    );
+
+    // A user restricted by hand: the relay refuses the user's next mail with 5.1.8.
+    b.go(&format!("{base}/t/contoso"));
+    b.js("document.querySelector('#restrict-kind').value = 'user'; return true;");
+    b.fill("#restrict-name", "alice@contoso.example");
+    b.fill("#restrict-note", "a phishing kit was found on her laptop");
+    b.click("form[action$='/restrict'] button");
+    let page = b.text();
+    has(&page, "5.1.8", "the restriction's page");
+    has(
+        &page,
+        "a phishing kit was found on her laptop",
+        "the operator's note in the history",
+    );
+    b.axe("restricted by hand");
+    let refused = wait_for(Duration::from_secs(5), || {
+        let mut c = relay.client();
+        c.cmd("EHLO onprem.contoso.example");
+        let r = c.transaction("alice@contoso.example", &["x@remote.example"], CLEAN);
+        r.text().starts_with("550 5.1.8").then_some(r)
+    });
+    assert!(
+        refused.is_some(),
+        "the running relay enforces it within seconds"
+    );
+    let bad: Vec<_> = b.checked.iter().filter(|(_, v)| !v.is_empty()).collect();
+    assert!(bad.is_empty(), "axe-core: {bad:#?}");
+}

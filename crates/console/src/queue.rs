@@ -1,0 +1,133 @@
+//! The mail queue (operators): messages waiting, by tenant or destination domain, and the
+//! operator's actions on one: retry now, hold, release, bounce with an NDR, purge without.
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use relayward_delivery::QueueAction;
+use serde::Deserialize;
+
+use crate::page::{Banner, Shell, csrf, forbidden, refusal, time};
+use crate::state::ConsoleState;
+use crate::viewer::Viewer;
+
+#[derive(Deserialize, Default)]
+pub struct Filter {
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    domain: String,
+    done: Option<String>,
+}
+
+const ACTIONS: &[(&str, QueueAction)] = &[
+    ("retry", QueueAction::Retry),
+    ("hold", QueueAction::Hold),
+    ("release", QueueAction::Release),
+    ("bounce", QueueAction::Bounce),
+    ("purge", QueueAction::Purge),
+];
+
+fn render(
+    v: &Viewer,
+    s: &ConsoleState,
+    f: &Filter,
+    banner: Option<Banner>,
+    status: StatusCode,
+) -> Response {
+    let w = v.w();
+    let Some(queue) = &s.queue else {
+        return Shell::of(v, w.t("support_queue").to_string())
+            .active("support_queue")
+            .render(html! { p { (w.t("queue_unavailable")) } });
+    };
+    let some = |x: &str| Some(x.trim()).filter(|x| !x.is_empty()).map(str::to_string);
+    let list = queue.list(some(&f.tenant).as_deref(), some(&f.domain).as_deref(), 200);
+    let body = html! {
+        form.filters method="get" action="/support/queue" role="search" {
+            div { label for="q-tenant" { (w.t("tenant")) } input #q-tenant type="text" name="tenant" value=(f.tenant); }
+            div { label for="q-domain" { (w.t("destination_domain")) } input #q-domain type="text" name="domain" value=(f.domain); }
+            button type="submit" { (w.t("apply")) }
+        }
+        @if list.is_empty() { p { (w.t("queue_empty")) } } @else {
+            div.scroll tabindex="0" role="region" aria-label=(w.t("queue_caption")) { table {
+                caption { (w.t("queue_caption")) }
+                thead { tr {
+                    th scope="col" { (w.t("message_id")) } th scope="col" { (w.t("tenant")) } th scope="col" { (w.t("sender")) }
+                    th scope="col" { (w.t("recipients")) } th scope="col" { (w.t("attempts")) } th scope="col" { (w.t("next_attempt")) }
+                    th scope="col" { (w.t("last_reply")) } th scope="col" { span.visually-hidden { (w.t("actions")) } }
+                } }
+                tbody { @for m in &list {
+                    tr {
+                        th scope="row" { (m.id) @if m.held { " " span.flag { (w.t("held")) } } }
+                        td { (m.tenant.clone().unwrap_or_default()) } td { (m.mail_from) } td { (m.pending.join(", ")) }
+                        td { (m.attempts) } td { (time(m.next_attempt * 1000)) } td { (m.last_reply.clone().unwrap_or_default()) }
+                        td.actions {
+                            @for (name, _) in ACTIONS {
+                                @let shown = match *name { "hold" => !m.held, "release" => m.held, _ => true };
+                                @if shown {
+                                    form method="post" action=(format!("/support/queue/{}/{name}", m.id)) {
+                                        (csrf(v))
+                                        button type="submit" aria-label=(format!("{} {}", w.t(&format!("queue_{name}")), m.id)) { (w.t(&format!("queue_{name}"))) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                } }
+            } }
+        }
+    };
+    Shell::of(v, w.t("support_queue").to_string())
+        .active("support_queue")
+        .banner(banner)
+        .render_with(status, body)
+}
+
+pub async fn page(v: Viewer, State(s): State<ConsoleState>, Query(f): Query<Filter>) -> Response {
+    if !v.operator() {
+        return forbidden(&v, "operators_only");
+    }
+    let banner = f
+        .done
+        .as_ref()
+        .map(|_| Banner::Done(v.w().t("done_saved").to_string()));
+    render(&v, &s, &f, banner, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct ActForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn act(
+    v: Viewer,
+    State(s): State<ConsoleState>,
+    Path((id, action)): Path<(String, String)>,
+    Form(f): Form<ActForm>,
+) -> Response {
+    if !v.csrf_ok(&f.csrf) {
+        return forbidden(&v, "form_expired");
+    }
+    if !v.operator() {
+        return forbidden(&v, "operators_only");
+    }
+    let (Some(queue), Some((_, action))) = (&s.queue, ACTIONS.iter().find(|(n, _)| *n == action))
+    else {
+        return crate::page::not_found(v.lang, Some(&v));
+    };
+    match s
+        .control
+        .queue_action(queue, &id, *action, &v.actor())
+        .await
+    {
+        Ok(_) => Redirect::to("/support/queue?done=1").into_response(),
+        Err(e) => {
+            let (status, banner) = opened!(refusal(&v, e));
+            render(&v, &s, &Filter::default(), Some(banner), status)
+        }
+    }
+}
