@@ -43,6 +43,7 @@ mod support;
 mod tenant;
 mod trace;
 mod traffic;
+mod user;
 mod viewer;
 mod words;
 
@@ -77,12 +78,17 @@ pub fn router(state: ConsoleState) -> Router {
             "/t/:tenant/domains/:domain/verify",
             post(tenant::verify_domain),
         )
+        .route(
+            "/t/:tenant/domains/:domain/dkim/:action",
+            post(tenant::dkim_act),
+        )
         .route("/t/:tenant/connectors", get(tenant::connectors))
         .route(
             "/t/:tenant/connectors/:connector/review",
             post(tenant::review_connector),
         )
         .route("/t/:tenant/users", get(tenant::users))
+        .route("/t/:tenant/users/:user", get(user::page).post(user::save))
         .route("/t/:tenant/users/:user/release", post(tenant::release_user))
         .route("/t/:tenant/restrictions/:id", get(tenant::restriction))
         .route("/t/:tenant/restrictions/:id/:action", post(tenant::act))

@@ -255,6 +255,13 @@ async fn domains_page(
     let t = opened!(open(v, s, tenant).await);
     let w = v.w();
     let data = tried!(v, s.control.tenant_data(&t.name).await).unwrap_or_default();
+    let mut keys = Vec::new();
+    for d in &data.domains {
+        keys.push((
+            d.name.clone(),
+            tried!(v, s.control.dkim_keys(&t.name, &d.name).await),
+        ));
+    }
     let body = html! {
         p { (w.t("domains_intro")) }
         div.scroll tabindex="0" role="region" aria-label=(w.t("domains_caption")) { table {
@@ -274,6 +281,35 @@ async fn domains_page(
                 }
             } }
         } }
+        h2 { (w.t("dkim_title")) }
+        p { (w.t("dkim_intro")) }
+        @for (domain, list) in &keys {
+            h3 { (domain) }
+            @if list.is_empty() { p { (w.t("dkim_none")) } } @else {
+                div.scroll tabindex="0" role="region" aria-label=(w.f("dkim_of", &[("domain", domain)])) { table {
+                    caption { (w.f("dkim_of", &[("domain", domain)])) }
+                    thead { tr { th scope="col" { (w.t("selector")) } th scope="col" { (w.t("algorithm")) } th scope="col" { (w.t("status")) } th scope="col" { (w.t("txt_record")) } } }
+                    tbody { @for k in list.iter().filter(|k| k.state != relayward_store::DkimKeyState::Retired) {
+                        @let (name, value) = relayward_control::dkim_keys::record(k);
+                        tr {
+                            th scope="row" { (k.selector) } td { (k.algorithm) }
+                            td { (k.state.as_str()) " · " (time(k.state_since)) }
+                            td.detail { code { (name) " TXT \"" (value) "\"" } }
+                        }
+                    } }
+                } }
+            }
+            @if v.can_change() {
+                div.decide {
+                    @for (action, label) in [("rotate", "dkim_rotate"), ("activate", "dkim_activate"), ("retire", "dkim_retire")] {
+                        form method="post" action=(format!("/t/{}/domains/{}/dkim/{action}", t.name, domain)) {
+                            (csrf(v))
+                            button type="submit" aria-label=(format!("{} · {domain}", w.t(label))) { (w.t(label)) }
+                        }
+                    }
+                }
+            }
+        }
         @if v.can_change() {
             h2 { (w.t("add_domain")) }
             form.card method="post" action=(format!("/t/{}/domains", t.name)) {
@@ -499,7 +535,7 @@ async fn users_page(
                 @let f = flags.get(&u.address.to_ascii_lowercase()).cloned().unwrap_or_default();
                 @let restricted = open_user.iter().find(|r| r.key.name.eq_ignore_ascii_case(&u.address));
                 tr {
-                    th scope="row" { (u.address) }
+                    th scope="row" { a href=(format!("/t/{}/users/{}", t.name, u.address)) { (u.address) } }
                     td { (u.aliases.join(", ")) }
                     td { (u.forward_to.clone().unwrap_or_default()) }
                     td { @if f.is_empty() { (w.t("none")) } @else { ul { @for x in &f { li { (x) } } } } }
@@ -789,4 +825,35 @@ pub async fn restrict(
                 )
         }
     }
+}
+
+/// rotate (a new pending pair), activate (the pending pair, once its records are found in
+/// DNS), retire (the old pair, after the overlap).
+pub async fn dkim_act(
+    v: Viewer,
+    State(s): State<ConsoleState>,
+    Path((tenant, domain, action)): Path<(String, String, String)>,
+    Form(f): Form<CsrfNote>,
+) -> Response {
+    opened!(open(&v, &s, &tenant).await);
+    opened!(may_change(&v, &f.csrf));
+    let actor = v.actor();
+    let result = match action.as_str() {
+        "rotate" => s.control.rotate_dkim(&tenant, &domain, &actor).await,
+        "activate" => {
+            s.control
+                .activate_dkim(&tenant, &domain, s.resolver.as_ref(), false, &actor)
+                .await
+        }
+        "retire" => s.control.retire_dkim(&tenant, &domain, &actor).await,
+        _ => return not_found(v.lang, Some(&v)),
+    };
+    let (status, banner) = match result {
+        Ok(_) => (
+            StatusCode::OK,
+            Banner::Done(v.w().t("done_saved").to_string()),
+        ),
+        Err(e) => opened!(refusal(&v, e)),
+    };
+    domains_page(&v, &s, &tenant, Some(banner), status).await
 }

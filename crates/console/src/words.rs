@@ -149,6 +149,7 @@ mod tests {
             include_str!("records.rs"),
             include_str!("access.rs"),
             include_str!("queue.rs"),
+            include_str!("user.rs"),
         ];
         let mut missing = Vec::new();
         for src in sources {

@@ -294,6 +294,10 @@ fn walk(lang: &str) {
         "verified",
     );
     b.axe("domains after verification");
+    // DKIM: the records to publish for the tenant's domains.
+    let page = b.text();
+    has(&page, "._domainkey.contoso.example", "DKIM records");
+    has(&page, "v=DKIM1", "DKIM records");
 
     // Connectors: the one that carried the restricted traffic is flagged; mark it reviewed.
     b.go(&format!("{base}/t/contoso/connectors"));
@@ -308,10 +312,21 @@ fn walk(lang: &str) {
         "connector reviewed",
     );
 
-    // Users: bob is restricted; release him.
+    // Users: bob is restricted; reset his password, then release him.
     b.go(&format!("{base}/t/contoso/users"));
     has(&b.text(), "bob@contoso.example", "users");
     b.axe("users");
+    b.click("a[href$='/users/bob@contoso.example']");
+    has(
+        &b.text(),
+        word(&w, "password_none"),
+        "bob has no SMTP password yet",
+    );
+    b.fill("#password", "a new long password for bob");
+    b.click("main form button");
+    has(&b.text(), word(&w, "password_set"), "password reset");
+    b.axe("user");
+    b.go(&format!("{base}/t/contoso/users"));
     b.click("form[action$='/users/bob@contoso.example/release'] button");
     has(&b.text(), word(&w, "done_user_released"), "user released");
 
