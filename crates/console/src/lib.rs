@@ -37,6 +37,7 @@ mod limits;
 mod page;
 mod queue;
 mod records;
+mod restriction;
 mod signin;
 mod state;
 mod support;
@@ -90,8 +91,11 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/t/:tenant/users", get(tenant::users))
         .route("/t/:tenant/users/:user", get(user::page).post(user::save))
         .route("/t/:tenant/users/:user/release", post(tenant::release_user))
-        .route("/t/:tenant/restrictions/:id", get(tenant::restriction))
-        .route("/t/:tenant/restrictions/:id/:action", post(tenant::act))
+        .route("/t/:tenant/restrictions/:id", get(restriction::restriction))
+        .route(
+            "/t/:tenant/restrictions/:id/:action",
+            post(restriction::act),
+        )
         .route("/t/:tenant/traffic", get(traffic::page))
         .route("/t/:tenant/trace", get(trace::search))
         .route("/t/:tenant/trace/:id", get(trace::message))
@@ -100,7 +104,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/support/audit", get(records::global_audit))
         .route("/support/queue", get(queue::page))
         .route("/support/queue/:id/:action", post(queue::act))
-        .route("/t/:tenant/restrict", post(tenant::restrict))
+        .route("/t/:tenant/restrict", post(restriction::restrict))
         .route("/t/:tenant/access", get(access::page))
         .route("/t/:tenant/access/:what", post(access::act))
         .route("/t/:tenant/access/:what/:id/:verb", post(access::act_item))

@@ -150,6 +150,7 @@ mod tests {
             include_str!("access.rs"),
             include_str!("queue.rs"),
             include_str!("user.rs"),
+            include_str!("restriction.rs"),
         ];
         let mut missing = Vec::new();
         for src in sources {
