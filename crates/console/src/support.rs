@@ -51,7 +51,45 @@ pub async fn tenants(
     // (name, subscription end, restrictions): the page's rows.
     let mut rows: Vec<(String, Option<String>)> = Vec::new();
     let mut more = false;
+    // Why a tenant is listed, for the near-threshold filter.
+    let mut notes: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     match q.filter.as_str() {
+        "near" => {
+            let near = match s.control.near_threshold().await {
+                Ok(n) => n,
+                Err(e) => return failure(v.lang, e),
+            };
+            for (tenant, counter, value, threshold) in near {
+                if !tenant.starts_with(&search) || notes.contains_key(&tenant) {
+                    continue;
+                }
+                notes.insert(tenant.clone(), format!("{counter}: {value} / {threshold}"));
+                if rows.len() < PAGE {
+                    let ends = s
+                        .control
+                        .tenant(&tenant)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|t| t.subscription_ends);
+                    rows.push((tenant, ends));
+                }
+            }
+        }
+        "lapsed" => {
+            let after = (!q.after.is_empty()).then_some(q.after.as_str());
+            let found = match s.control.lapsed_tenants(after, PAGE + 1).await {
+                Ok(f) => f,
+                Err(e) => return failure(v.lang, e),
+            };
+            more = found.len() > PAGE;
+            rows = found
+                .into_iter()
+                .filter(|t| t.name.starts_with(&search))
+                .take(PAGE)
+                .map(|t| (t.name, t.subscription_ends))
+                .collect();
+        }
         f @ ("restricted" | "probation") => {
             let mut names: Vec<String> = open
                 .iter()
@@ -127,6 +165,8 @@ pub async fn tenants(
                 option value="" selected[q.filter.is_empty()] { (w.t("filter_all")) }
                 option value="restricted" selected[q.filter == "restricted"] { (w.t("filter_restricted")) }
                 option value="probation" selected[q.filter == "probation"] { (w.t("filter_probation")) }
+                option value="near" selected[q.filter == "near"] { (w.t("filter_near")) }
+                option value="lapsed" selected[q.filter == "lapsed"] { (w.t("filter_lapsed")) }
             }
             button type="submit" { (w.t("apply")) }
         }
@@ -136,7 +176,7 @@ pub async fn tenants(
             tbody { @for (name, ends) in &rows {
                 tr {
                     th scope="row" { a href=(format!("/t/{name}")) { (name) } }
-                    td { @let rs = state_of(name); @if rs.is_empty() { (w.t("status_ok")) } @else {
+                    td { @if let Some(n) = notes.get(name) { (n) " · " } @let rs = state_of(name); @if rs.is_empty() { (w.t("status_ok")) } @else {
                         @for (i, r) in rs.iter().enumerate() { @if i > 0 { ", " } (reply_code(r.key.kind)) " " (r.state.as_str()) }
                     } }
                     td { (ends.clone().unwrap_or_else(|| "—".into())) }

@@ -25,6 +25,48 @@ impl Control {
     }
 
     /// One tenant with everything of it.
+    /// Tenants whose subscription has ended, by name (paging).
+    pub async fn lapsed_tenants(&self, after: Option<&str>, limit: usize) -> Result<Vec<Tenant>> {
+        let today = relayward_clock::civil_date(relayward_clock::now_secs());
+        Ok(self.store.lapsed_tenants(&today, after, limit).await?)
+    }
+
+    /// Tenants with a counter at or past the early-warning share of its threshold (80% by
+    /// default), from the counters the relay last saved: (tenant, counter, value, threshold),
+    /// the nearest first.
+    pub async fn near_threshold(&self) -> Result<Vec<(String, String, u64, u64)>> {
+        let now = relayward_clock::now_ms();
+        let overrides = self.store.tenant_limits().await?;
+        let mut out = Vec::new();
+        for (tenant, body) in self.store.counters(None).await? {
+            let Ok(c) = serde_json::from_str::<relayward_guard::TenantCounters>(&body) else {
+                continue;
+            };
+            let limits = match (
+                self.tenant_limits.get(&tenant),
+                overrides.iter().find(|(t, _)| *t == tenant),
+            ) {
+                (Some(l), _) => l.clone(),
+                (None, Some((_, json))) => {
+                    relayward_config::limits_from_overrides(&self.defaults, json)
+                        .unwrap_or_else(|_| self.defaults.clone())
+                }
+                (None, None) => self.defaults.clone(),
+            };
+            for v in relayward_guard::view(Some(&c), &limits, now) {
+                let Some(t) = v.threshold.filter(|t| *t > 0) else {
+                    continue;
+                };
+                if v.subject == "tenant" && v.value as f64 >= t as f64 * limits.early_warning_ratio
+                {
+                    out.push((tenant.clone(), v.counter.clone(), v.value, t));
+                }
+            }
+        }
+        out.sort_by(|a, b| (b.2 as f64 / b.3 as f64).total_cmp(&(a.2 as f64 / a.3 as f64)));
+        Ok(out)
+    }
+
     pub async fn tenant_data(&self, name: &str) -> Result<Option<TenantData>> {
         Ok(self.store.tenant_data(name).await?)
     }

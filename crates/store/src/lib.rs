@@ -59,6 +59,14 @@ pub trait Store: Send + Sync + 'static {
     async fn tenant_data(&self, tenant: &str) -> Result<Option<TenantData>>;
     /// Tenants by name after `after`, at most `limit` (paging).
     async fn tenants(&self, after: Option<&str>, limit: usize) -> Result<Vec<Tenant>>;
+    /// Tenants whose last subscription day (`YYYY-MM-DD`) is before `today`, by name after
+    /// `after`, at most `limit`.
+    async fn lapsed_tenants(
+        &self,
+        today: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Tenant>>;
 
     async fn add_tenant(&self, tenant: &Tenant) -> Result<()>;
     async fn add_domain(&self, domain: &Domain) -> Result<()>;

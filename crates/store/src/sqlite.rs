@@ -252,6 +252,10 @@ CREATE INDEX trace_messages_tenant ON trace_messages (tenant, received_at);
     r#"
 ALTER TABLE accounts ADD COLUMN language TEXT;
 "#,
+    // 11: tenants whose subscription has ended (the support console's filter).
+    r#"
+CREATE INDEX tenants_subscription ON tenants (subscription_ends) WHERE subscription_ends IS NOT NULL;
+"#,
 ];
 
 #[derive(Clone)]
@@ -691,6 +695,25 @@ impl Store for SqliteStore {
                 "SELECT name, language, subscription_ends, admins, managed_by_config, forwarding, forwarding_domains FROM tenants WHERE name > ?1 ORDER BY name LIMIT ?2",
             )?;
             let rows = s.query_map(params![after, limit.min(10_000) as i64], tenant_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn lapsed_tenants(
+        &self,
+        today: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Tenant>> {
+        let after = after.unwrap_or("").to_string();
+        let today = today.to_string();
+        self.with(move |c| {
+            let mut s = c.prepare_cached(
+                "SELECT name, language, subscription_ends, admins, managed_by_config, forwarding, forwarding_domains FROM tenants
+                 WHERE subscription_ends IS NOT NULL AND subscription_ends < ?1 AND name > ?2 ORDER BY name LIMIT ?3",
+            )?;
+            let rows = s.query_map(params![today, after, limit.min(10_000) as i64], tenant_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await

@@ -402,6 +402,16 @@ fn walk(lang: &str) {
     b.axe("support tenants");
     b.go(&format!("{base}/support?filter=restricted"));
     has(&b.text(), "contoso", "restricted filter");
+    let near = wait_for(Duration::from_secs(10), || {
+        b.go(&format!("{base}/support?filter=near"));
+        let page = b.text();
+        // The nearest of its counters: 50% suspicious against 10%, or 3 of 3 unregistered.
+        (page.contains("contoso")
+            && (page.contains("suspicious_share_24h_percent: 50 / 10")
+                || page.contains("unregistered_messages_24h: 3 / 3")))
+        .then_some(page)
+    });
+    assert!(near.is_some(), "near-threshold filter: {}", b.text());
     b.go(&format!("{base}/support/audit"));
     has(
         &b.text(),
@@ -738,6 +748,13 @@ fn an_operator_works_the_queue_and_restricts_a_user_by_hand() {
     let relay = crate::queue::contoso_relay(&rx, "1h");
     let base = format!("http://{}", relay.http);
     let ids = crate::queue::three_deferred(&relay);
+    relay.cli(&[
+        "tenant",
+        "add",
+        "lapsedco",
+        "--subscription-ends",
+        "2020-01-31",
+    ]);
     let out = relay.cli(&["operator", "create", "oncall@relay.example"]);
     set_up_and_sign_in(
         &mut b,
@@ -775,6 +792,16 @@ fn an_operator_works_the_queue_and_restricts_a_user_by_hand() {
     assert!(
         audit.contains("queue.hold") && audit.contains("queue.purge"),
         "{audit}"
+    );
+
+    // Tenants whose subscription ended.
+    b.go(&format!("{base}/support?filter=lapsed"));
+    let page = b.text();
+    has(&page, "lapsedco", "lapsed filter");
+    has(&page, "2020-01-31", "lapsed filter");
+    assert!(
+        !page.contains("contoso"),
+        "contoso's subscription has not ended: {page}"
     );
 
     // A user restricted by hand: the relay refuses the user's next mail with 5.1.8.
