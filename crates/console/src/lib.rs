@@ -88,6 +88,10 @@ pub fn router(state: ConsoleState) -> Router {
             "/t/:tenant/connectors/:connector/review",
             post(tenant::review_connector),
         )
+        .route(
+            "/t/:tenant/connectors/:connector/remove",
+            post(tenant::remove_connector),
+        )
         .route("/t/:tenant/users", get(tenant::users))
         .route("/t/:tenant/users/:user", get(user::page).post(user::save))
         .route("/t/:tenant/users/:user/release", post(tenant::release_user))

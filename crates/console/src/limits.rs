@@ -130,6 +130,13 @@ async fn show(
         (outcome(v, "whatif-current", w.t("whatif_current"), &current))
         h2 { (w.t("edit_limits")) }
         (form(v, &t.name, shown))
+        h2 { (w.t("service_limits")) }
+        p { (w.t("service_limits_text")) }
+        dl.evidence {
+            @for (key, _) in FIELDS {
+                dt { (w.t(&format!("limit_{key}"))) } dd { (value_of(&s.control.defaults, key)) }
+            }
+        }
     };
     Shell::of(v, w.f("limits_title", &[("tenant", &t.name)]))
         .active("support_tenants")

@@ -50,6 +50,7 @@ impl Done {
         let key = match self.done.as_deref()? {
             "domain_added" => "done_domain_added",
             "connector_reviewed" => "done_connector_reviewed",
+            "connector_removed" => "done_connector_removed",
             "user_released" => "done_user_released",
             "attested" => "done_attested",
             "release_requested" => "done_release_requested",
@@ -154,7 +155,16 @@ pub async fn home(
     let probation: Vec<&Restriction> = all.iter().filter(|r| r.on_probation()).collect();
     let counters = tried!(v, s.control.counters(&t.name).await);
     let tenant_wide = blocking.iter().any(|r| r.key.kind.is_tenant());
-    let (verdict_class, verdict) = if blocking.is_empty() {
+    // Users at their daily recipient limit get 5.1.90 until the 24-hour window moves on.
+    let at_limit: Vec<&relayward_guard::CounterView> = counters
+        .iter()
+        .filter(|c| {
+            c.subject.starts_with("user:")
+                && c.counter == "recipients_24h"
+                && c.threshold.is_some_and(|t| c.value >= t)
+        })
+        .collect();
+    let (verdict_class, verdict) = if blocking.is_empty() && at_limit.is_empty() {
         ("ok", w.t("home_can_send"))
     } else if tenant_wide {
         ("blocked", w.t("home_blocked"))
@@ -177,6 +187,16 @@ pub async fn home(
                 p { (reason_text(&v, r)) }
                 (evidence(&v, r))
                 p.next { a.button href=(link) { (w.t(step)) } }
+            }
+        }
+        @for c in &at_limit {
+            article.restriction {
+                h2 { "5.1.90 · " (w.t("daily_recipient_limit")) }
+                p { strong { (c.subject.trim_start_matches("user:")) } }
+                p { (w.t("reply_sent")) " " code { "550 5.1.90 Your message can't be sent because you've reached your daily limit for message recipients" } }
+                p { (w.f("counter_of", &[("value", &c.value.to_string()), ("threshold", &c.threshold.unwrap_or(0).to_string())])) }
+                p { (w.t("daily_recipient_limit_text")) }
+                p.next { a.button href=(format!("/t/{}/users/{}", t.name, c.subject.trim_start_matches("user:"))) { (w.t("next_users")) } }
             }
         }
         @for r in &probation {
@@ -459,10 +479,16 @@ async fn connectors_page(
                         @if unusual.is_empty() { (w.t("none")) } @else { ul { @for f in &unusual { li { (f) } } } }
                     }
                     td { @if c.reviewed { (w.t("yes")) } @else { (w.t("no")) } }
-                    td { @if !c.reviewed && v.can_change() {
-                        form method="post" action=(format!("/t/{}/connectors/{}/review", t.name, c.name)) {
+                    td.actions { @if v.can_change() {
+                        @if !c.reviewed {
+                            form method="post" action=(format!("/t/{}/connectors/{}/review", t.name, c.name)) {
+                                (csrf(v))
+                                button type="submit" aria-label=(w.f("mark_reviewed_of", &[("connector", &c.name)])) { (w.t("mark_reviewed")) }
+                            }
+                        }
+                        form method="post" action=(format!("/t/{}/connectors/{}/remove", t.name, c.name)) {
                             (csrf(v))
-                            button type="submit" aria-label=(w.f("mark_reviewed_of", &[("connector", &c.name)])) { (w.t("mark_reviewed")) }
+                            button type="submit" aria-label=(w.f("remove_of", &[("name", &c.name)])) { (w.t("remove")) }
                         }
                     } }
                 }
@@ -630,4 +656,27 @@ pub async fn dkim_act(
         Err(e) => opened!(refusal(&v, e)),
     };
     domains_page(&v, &s, &tenant, Some(banner), status).await
+}
+
+pub async fn remove_connector(
+    v: Viewer,
+    State(s): State<ConsoleState>,
+    Path((tenant, connector)): Path<(String, String)>,
+    Form(f): Form<CsrfNote>,
+) -> Response {
+    opened!(open(&v, &s, &tenant).await);
+    opened!(may_change(&v, &f.csrf));
+    match s
+        .control
+        .delete_connector(&tenant, &connector, &v.actor())
+        .await
+    {
+        Ok(()) => {
+            Redirect::to(&format!("/t/{tenant}/connectors?done=connector_removed")).into_response()
+        }
+        Err(e) => {
+            let (status, banner) = opened!(refusal(&v, e));
+            connectors_page(&v, &s, &tenant, Some(banner), status).await
+        }
+    }
 }

@@ -656,6 +656,56 @@ fn another_tenants_admin_and_a_reader_cannot_see_or_change_a_tenants_objects() {
     b.click("form.signout button");
     has(&b.text(), word(&w, "form_expired"), "a forged token");
 
+    // Five wrong passwords lock an account, and the page says for how long; a recovery code
+    // is a second factor that works once.
+    let out = relay.cli(&[
+        "account",
+        "create",
+        "it2@fabrikam.example",
+        "--role",
+        "admin",
+        "--tenant",
+        "fabrikam",
+    ]);
+    b.forget();
+    b.go(&format!("{base}{}", setup_path(&out)));
+    let secret = b.element_text("code.secret");
+    b.fill("#password", PASSWORD);
+    b.fill("#code", &totp_now(&secret));
+    b.click("main form button");
+    let code = b.element_text("ol.codes li:first-child code");
+    b.go(&format!("{base}/sign-in"));
+    b.fill("#email", "it2@fabrikam.example");
+    b.fill("#password", PASSWORD);
+    b.fill("#recovery", &code);
+    b.click("main form button");
+    assert!(
+        b.url().ends_with("/t/fabrikam"),
+        "signed in with a recovery code: {}",
+        b.url()
+    );
+    b.forget();
+    b.go(&format!("{base}/sign-in"));
+    b.fill("#email", "it2@fabrikam.example");
+    b.fill("#password", PASSWORD);
+    b.fill("#recovery", &code);
+    b.click("main form button");
+    has(
+        &b.text(),
+        word(&w, "signin_invalid"),
+        "a recovery code works once",
+    );
+    for _ in 0..4 {
+        b.fill("#password", "not the password");
+        b.fill("#code", "123456");
+        b.click("main form button");
+    }
+    b.fill("#password", PASSWORD);
+    b.fill("#code", &totp_now(&secret));
+    b.click("main form button");
+    has(&b.text(), lead(&w, "signin_locked"), "locked, and told so");
+    b.axe("sign-in, locked");
+
     let audit = relay.cli(&["audit", "--tenant", "contoso"]);
     assert!(
         !audit.contains("connector.review")
@@ -793,6 +843,14 @@ fn an_operator_works_the_queue_and_restricts_a_user_by_hand() {
         audit.contains("queue.hold") && audit.contains("queue.purge"),
         "{audit}"
     );
+
+    // A tenant from the configuration file: its connector cannot be removed here, and the
+    // page says where to change it.
+    b.go(&format!("{base}/t/contoso/connectors"));
+    b.click("form[action$='/connectors/on-prem/remove'] button");
+    let page = b.text();
+    has(&page, word(&w, "refused_conflict"), "a refused removal");
+    has(&page, "managed by the configuration file", "and why");
 
     // Tenants whose subscription ended.
     b.go(&format!("{base}/support?filter=lapsed"));
