@@ -76,7 +76,10 @@ async fn list_connectors(
         .connectors
         .into_iter()
         .map(|c| ConnectorListed {
-            unusual: flags.get(&c.name).cloned().unwrap_or_default(),
+            unusual: flags
+                .get(&c.name)
+                .map(|f| f.iter().map(|n| n.english()).collect())
+                .unwrap_or_default(),
             connector: c,
         })
         .collect();

@@ -87,7 +87,7 @@ async fn list_users(a: TenantAccess, State(s): State<ApiState>) -> ApiResult<Jso
             user: UserAnswer::from(u),
             flags: flags
                 .get(&u.address.to_ascii_lowercase())
-                .cloned()
+                .map(|f| f.iter().map(|n| n.english()).collect())
                 .unwrap_or_default(),
         })
         .collect();

@@ -227,14 +227,14 @@ pub fn reason(v: &Viewer, reason: relayward_guard::Reason) -> String {
 
 /// A moment as people read it, in UTC.
 pub fn time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (y, m, d) = relayward_clock::civil_from_days(secs.div_euclid(86_400));
-    let day = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        day / 3600,
-        (day % 3600) / 60
-    )
+    relayward_guard::note::utc(ms)
+}
+
+/// A sentence of evidence in the viewer's language (English where the words lack it).
+pub fn note(v: &Viewer, n: &relayward_guard::note::Note) -> String {
+    v.w()
+        .opt(&format!("ev_{}", n.key))
+        .map_or_else(|| n.english(), |t| n.fill(t))
 }
 
 /// A moment to the second, in UTC (timelines).

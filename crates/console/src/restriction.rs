@@ -69,7 +69,7 @@ async fn restriction_page(
                             " " strong { (w.opt(&format!("check_{}", i.number)).unwrap_or(&i.title)) }
                             " — " (if i.done { w.t("item_done") } else { w.t("item_open") })
                         }
-                        @if !i.evidence.is_empty() { ul.evidence { @for e in &i.evidence { li { (e) } } } }
+                        @if !i.notes.is_empty() { ul.evidence { @for n in &i.notes { li { (crate::page::note(v, n)) } } } }
                         @if i.number == 5 && !i.done && v.can_change() && !v.operator() {
                             form method="post" action=(action("attest")) {
                                 (csrf(v))

@@ -244,7 +244,7 @@ pub async fn releases(v: Viewer, State(s): State<ConsoleState>) -> Response {
                     li.(if i.done { "done" } else { "open" }) {
                         span.mark aria-hidden="true" { @if i.done { "✓" } @else { "○" } }
                         " " strong { (w.opt(&format!("check_{}", i.number)).unwrap_or(&i.title)) }
-                        @if !i.evidence.is_empty() { ul.evidence { @for e in &i.evidence { li { (e) } } } }
+                        @if !i.notes.is_empty() { ul.evidence { @for n in &i.notes { li { (crate::page::note(&v, n)) } } } }
                     }
                 } }
                 div.decide {

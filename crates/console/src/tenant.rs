@@ -476,7 +476,7 @@ async fn connectors_page(
                     td { (c.cert_name.clone().unwrap_or_default()) }
                     td {
                         @if c.relay_unregistered { span.flag { (w.t("relays_unregistered")) } " " }
-                        @if unusual.is_empty() { (w.t("none")) } @else { ul { @for f in &unusual { li { (f) } } } }
+                        @if unusual.is_empty() { (w.t("none")) } @else { ul { @for f in &unusual { li { (crate::page::note(v, f)) } } } }
                     }
                     td { @if c.reviewed { (w.t("yes")) } @else { (w.t("no")) } }
                     td.actions { @if v.can_change() {
@@ -564,7 +564,7 @@ async fn users_page(
                     th scope="row" { a href=(format!("/t/{}/users/{}", t.name, u.address)) { (u.address) } }
                     td { (u.aliases.join(", ")) }
                     td { (u.forward_to.clone().unwrap_or_default()) }
-                    td { @if f.is_empty() { (w.t("none")) } @else { ul { @for x in &f { li { (x) } } } } }
+                    td { @if f.is_empty() { (w.t("none")) } @else { ul { @for x in &f { li { (crate::page::note(v, x)) } } } } }
                     td { @if let (Some(r), true) = (restricted, v.can_change()) {
                         form method="post" action=(format!("/t/{}/users/{}/release", t.name, u.address)) {
                             (csrf(v))

@@ -167,6 +167,18 @@ mod tests {
         assert!(missing.is_empty(), "keys missing from en.toml: {missing:?}");
     }
 
+    /// Every evidence sentence the guard and the control plane write has its words.
+    #[test]
+    fn every_evidence_sentence_has_its_words() {
+        let en = keys(Lang::En);
+        for (key, _) in relayward_guard::note::ENGLISH {
+            assert!(
+                en.contains(&format!("ev_{key}")),
+                "ev_{key} missing from en.toml"
+            );
+        }
+    }
+
     #[test]
     fn accept_language_picks_the_best_offer_we_have() {
         assert_eq!(Lang::from_accept("es-MX,es;q=0.9,en;q=0.8"), Some(Lang::Es));

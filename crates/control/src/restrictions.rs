@@ -8,6 +8,7 @@ use relayward_clock::now_ms;
 use relayward_guard::checklist::{
     ChecklistInput, ChecklistItem, ConnectorFacts, checklist, open_items,
 };
+use relayward_guard::note::Note;
 use relayward_guard::{CounterView, Kind, Restriction, Role, State, TenantCounters};
 use relayward_store::RestrictionRow;
 use relayward_tenancy::Directory;
@@ -232,7 +233,10 @@ impl Control {
             .connectors
             .iter()
             .map(|c| {
-                let unusual = connector_flags(c, now, &carried);
+                let unusual = connector_flags(c, now, &carried)
+                    .iter()
+                    .map(Note::english)
+                    .collect();
                 ConnectorFacts {
                     name: c.name.clone(),
                     created_at: c.created_at * 1000,
@@ -292,8 +296,7 @@ impl Control {
             && let Some(item) = items.iter_mut().find(|i| i.number == 6)
         {
             item.done = false;
-            item.evidence =
-                vec!["traffic is judged from the attestation (item 5) on; none yet".into()];
+            item.set_evidence(vec![Note::new("traffic_wait", &[])]);
         }
         Ok(items)
     }
@@ -414,7 +417,7 @@ impl Control {
         &self,
         connectors: &[relayward_store::Connector],
         tenant: &str,
-    ) -> Result<HashMap<String, Vec<String>>> {
+    ) -> Result<HashMap<String, Vec<Note>>> {
         let open = self.restrictions(Some(tenant), false).await?;
         let carried: Vec<&String> = open
             .iter()
@@ -429,18 +432,20 @@ impl Control {
 
     /// Each flagged user's flags: an open restriction, a "possibly compromised" alert in the
     /// last 24 hours.
-    pub async fn user_flags(&self, tenant: &str) -> Result<HashMap<String, Vec<String>>> {
+    pub async fn user_flags(&self, tenant: &str) -> Result<HashMap<String, Vec<Note>>> {
         let now = now_ms();
-        let mut flags: HashMap<String, Vec<String>> = HashMap::new();
+        let mut flags: HashMap<String, Vec<Note>> = HashMap::new();
         for r in self.restrictions(Some(tenant), false).await? {
             if r.key.kind == Kind::User {
                 flags
                     .entry(r.key.name.to_ascii_lowercase())
                     .or_default()
-                    .push(format!(
-                        "restricted ({}, restriction {})",
-                        r.state.as_str(),
-                        r.id
+                    .push(Note::new(
+                        "flag_restricted",
+                        &[
+                            ("state", r.state.as_str().to_string()),
+                            ("id", r.id.clone()),
+                        ],
                     ));
             }
         }
@@ -454,7 +459,7 @@ impl Control {
                 flags
                     .entry(user)
                     .or_default()
-                    .push("possibly compromised (behaviour signals in the last 24 h)".into());
+                    .push(Note::new("flag_compromised", &[]));
             }
         }
         Ok(flags)
@@ -530,14 +535,10 @@ pub struct Traffic {
 
 /// Why a connector looks unusual (SPEC section 8, checklist item 3): new, accepting a very wide
 /// range, or named in a restriction's cause as carrying the restricted traffic.
-pub fn connector_flags(
-    c: &relayward_store::Connector,
-    now: i64,
-    carried: &[&String],
-) -> Vec<String> {
+pub fn connector_flags(c: &relayward_store::Connector, now: i64, carried: &[&String]) -> Vec<Note> {
     let mut unusual = Vec::new();
     if now - c.created_at * 1000 < 7 * DAY {
-        unusual.push("created in the last 7 days".to_string());
+        unusual.push(Note::new("flag_new", &[]));
     }
     for ip in &c.ips {
         if let Some(net) = relayward_tenancy::parse_net(ip) {
@@ -546,15 +547,15 @@ pub fn connector_flags(
                 ipnet::IpNet::V6(n) => n.prefix_len() < 48,
             };
             if wide {
-                unusual.push(format!("accepts a very wide range ({ip})"));
+                unusual.push(Note::new("flag_wide", &[("range", ip.clone())]));
             }
         }
     }
     if carried.contains(&&c.name) {
-        unusual.push("carried the restricted traffic".to_string());
+        unusual.push(Note::new("flag_carried", &[]));
     }
     if c.relay_unregistered && c.cert_name.is_none() {
-        unusual.push("may relay for unregistered sender domains by IP address alone".to_string());
+        unusual.push(Note::new("flag_ip_only", &[]));
     }
     unusual
 }

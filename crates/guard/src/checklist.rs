@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::note::Note;
 use crate::window::DAY_MS;
 
 #[derive(Debug, Clone, Default)]
@@ -44,7 +45,20 @@ pub struct ChecklistItem {
     pub number: u8,
     pub title: String,
     pub done: bool,
+    /// The evidence in English (`notes`, written out).
     pub evidence: Vec<String>,
+    /// The same evidence as data, for readers in other languages.
+    #[serde(skip)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub notes: Vec<Note>,
+}
+
+impl ChecklistItem {
+    /// Replaces the evidence (English and data alike).
+    pub fn set_evidence(&mut self, notes: Vec<Note>) {
+        self.evidence = notes.iter().map(Note::english).collect();
+        self.notes = notes;
+    }
 }
 
 /// Connectors created or changed this recently must have been reviewed.
@@ -52,50 +66,50 @@ pub const REVIEW_WINDOW_MS: i64 = 30 * DAY_MS;
 
 pub fn checklist(i: &ChecklistInput) -> Vec<ChecklistItem> {
     let mut items = Vec::new();
-    let mut item = |number: u8, title: &str, open: Vec<String>, fine: String| {
+    let mut item = |number: u8, title: &str, open: Vec<Note>, fine: Note| {
         let done = open.is_empty();
-        items.push(ChecklistItem {
+        let mut it = ChecklistItem {
             number,
             title: title.to_string(),
             done,
-            evidence: if done { vec![fine] } else { open },
-        });
+            evidence: Vec::new(),
+            notes: Vec::new(),
+        };
+        it.set_evidence(if done { vec![fine] } else { open });
+        items.push(it);
     };
 
-    let open: Vec<String> = i
+    let open: Vec<Note> = i
         .domains
         .iter()
         .filter(|(_, accepted, dismissed)| !accepted && !dismissed)
-        .map(|(d, _, _)| format!("{d} is not an accepted, verified domain (add and verify it, or dismiss it as not yours)"))
+        .map(|(d, _, _)| Note::new("domain_open", &[("domain", d.clone())]))
         .collect();
     item(
         1,
         "Every domain seen in the restricted traffic is an accepted, verified domain or dismissed",
         open,
-        format!(
-            "{} domain(s) seen, all accepted or dismissed",
-            i.domains.len()
-        ),
+        Note::new("domains_done", &[("count", i.domains.len().to_string())]),
     );
 
-    let open: Vec<String> = i
+    let open: Vec<Note> = i
         .admins
         .iter()
         .filter(|(_, mfa)| !mfa)
-        .map(|(a, _)| format!("admin {a} has no second factor"))
+        .map(|(a, _)| Note::new("admin_open", &[("admin", a.clone())]))
         .collect();
     item(
         2,
         "Every admin of the tenant has MFA on",
         open,
         if i.admins.is_empty() {
-            "the tenant has no admin accounts".to_string()
+            Note::new("admins_none", &[])
         } else {
-            format!("{} admin(s), all with MFA", i.admins.len())
+            Note::new("admins_done", &[("count", i.admins.len().to_string())])
         },
     );
 
-    let open: Vec<String> = i
+    let open: Vec<Note> = i
         .connectors
         .iter()
         .filter(|c| i.now - c.created_at.max(c.changed_at) < REVIEW_WINDOW_MS && !c.reviewed)
@@ -105,9 +119,9 @@ pub fn checklist(i: &ChecklistInput) -> Vec<ChecklistItem> {
             } else {
                 format!(" (unusual: {})", c.unusual.join(", "))
             };
-            format!(
-                "connector {} was created or changed in the last 30 days and is not reviewed{why}",
-                c.name
+            Note::new(
+                "connector_open",
+                &[("connector", c.name.clone()), ("why", why)],
             )
         })
         .collect();
@@ -115,30 +129,39 @@ pub fn checklist(i: &ChecklistInput) -> Vec<ChecklistItem> {
         3,
         "Every connector created or changed in the last 30 days was reviewed by an admin with MFA",
         open,
-        format!(
-            "{} connector(s), none waiting for review",
-            i.connectors.len()
+        Note::new(
+            "connectors_done",
+            &[("count", i.connectors.len().to_string())],
         ),
     );
 
-    let open: Vec<String> = i
+    let open: Vec<Note> = i
         .flagged_users
         .iter()
         .filter(|(_, reviewed)| !reviewed)
-        .map(|(u, _)| format!("user {u} is flagged as possibly compromised and not reviewed"))
+        .map(|(u, _)| Note::new("user_open", &[("user", u.clone())]))
         .collect();
     item(
         4,
         "Every user flagged as possibly compromised was reviewed (credentials reset, released)",
         open,
-        format!("{} flagged user(s), all reviewed", i.flagged_users.len()),
+        Note::new(
+            "users_done",
+            &[("count", i.flagged_users.len().to_string())],
+        ),
     );
 
     let (open, fine) = match &i.attested {
-        Some((who, at)) => (vec![], format!("attested by {who} at {at}")),
+        Some((who, at)) => (
+            vec![],
+            Note::new(
+                "attested",
+                &[("who", who.clone()), ("at", crate::note::utc(*at))],
+            ),
+        ),
         None => (
-            vec!["no admin has attested that the on-premises servers are locked down".into()],
-            String::new(),
+            vec![Note::new("attest_open", &[])],
+            Note::new("attest_open", &[]),
         ),
     };
     item(
@@ -155,26 +178,31 @@ pub fn checklist(i: &ChecklistInput) -> Vec<ChecklistItem> {
     };
     let mut open = Vec::new();
     if share >= i.max_suspicious_ratio && i.recent_suspicious > 0 {
-        open.push(format!(
-            "{} of {} messages in the last hour were suspicious ({:.0}%)",
-            i.recent_suspicious,
-            i.recent_messages,
-            share * 100.0
+        open.push(Note::new(
+            "traffic_suspicious",
+            &[
+                ("suspicious", i.recent_suspicious.to_string()),
+                ("messages", i.recent_messages.to_string()),
+                ("percent", format!("{:.0}", share * 100.0)),
+            ],
         ));
     }
     if i.recent_refused > 0 {
-        open.push(format!(
-            "{} attempts were refused under the restriction in the last hour",
-            i.recent_refused
+        open.push(Note::new(
+            "traffic_refused",
+            &[("refused", i.recent_refused.to_string())],
         ));
     }
     item(
         6,
         "The tenant's traffic since the restriction looks legitimate",
         open,
-        format!(
-            "last hour: {} messages, {} suspicious, no refused attempts",
-            i.recent_messages, i.recent_suspicious
+        Note::new(
+            "traffic_done",
+            &[
+                ("messages", i.recent_messages.to_string()),
+                ("suspicious", i.recent_suspicious.to_string()),
+            ],
         ),
     );
     items

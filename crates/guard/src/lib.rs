@@ -10,6 +10,7 @@ pub mod checklist;
 pub mod counters;
 pub mod engine;
 pub mod limits;
+pub mod note;
 mod prefetch;
 pub mod replay;
 pub mod restriction;

@@ -338,7 +338,13 @@ fn walk(lang: &str) {
     has(&page, word(&w, "check_5"), "checklist item 5");
     b.axe("restriction");
     b.click("form[action$='/attest'] button");
-    has(&b.text(), word(&w, "done_attested"), "attested");
+    let page = b.text();
+    has(&page, word(&w, "done_attested"), "attested");
+    has(
+        &page,
+        lead(&w, "ev_attested"),
+        "the evidence in the page's language",
+    );
     let open = b.js("return document.querySelectorAll('ol.checklist li.open').length;");
     assert_eq!(open, 0, "every item done after the fixes: {}", b.text());
     b.screenshot(&format!("{lang}-checklist"));
