@@ -183,7 +183,7 @@ async fn expect<S: AsyncRead + Unpin>(s: &mut BufReader<S>, want: u16) -> Result
 
 fn tls_config() -> Result<tokio_rustls::TlsConnector> {
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
     .dangerous()
@@ -224,7 +224,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
         Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::ring::default_provider()
+        rustls::crypto::aws_lc_rs::default_provider()
             .signature_verification_algorithms
             .supported_schemes()
     }

@@ -66,8 +66,8 @@ pub fn base32_decode(s: &str) -> Option<Vec<u8>> {
 /// The 6-digit TOTP code of `key` at Unix time `secs` (RFC 6238: HMAC-SHA1, 30 s steps).
 pub fn totp(key: &[u8], secs: i64) -> u32 {
     let counter = (secs.max(0) / 30) as u64;
-    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
-    let mac = ring::hmac::sign(&k, &counter.to_be_bytes());
+    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
+    let mac = aws_lc_rs::hmac::sign(&k, &counter.to_be_bytes());
     let h = mac.as_ref();
     let offset = usize::from(h[h.len() - 1] & 0x0f);
     let bin = (u32::from(h[offset]) & 0x7f) << 24

@@ -11,7 +11,7 @@ pub fn random_hex(bytes: usize) -> String {
 
 /// SHA-256 of `s`, as lowercase hex (how tokens and recovery codes are kept).
 pub fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
         .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))

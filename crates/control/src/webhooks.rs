@@ -33,8 +33,8 @@ pub fn body(event: &str, tenant: &str, at: i64, data: Value) -> String {
 
 /// `v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
 pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    let tag = ring::hmac::sign(&key, format!("{timestamp}.{body}").as_bytes());
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = aws_lc_rs::hmac::sign(&key, format!("{timestamp}.{body}").as_bytes());
     let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     format!("v1={hex}")
 }

@@ -573,7 +573,7 @@ fn xtext_orcpt(orcpt: &str) -> String {
 /// SMTP TLS does (RFC 7435): most MX certificates do not match their names, and refusing them
 /// would only push the mail back to clear text.
 pub fn opportunistic_tls() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
         .dangerous()

@@ -1,7 +1,7 @@
 //! A message's header fields as they stand, and the two canonicalisations of RFC 6376 3.4
 //! ("simple" and "relaxed") for header fields and for the body.
 
-use ring::digest::{Context, Digest, SHA256};
+use aws_lc_rs::digest::{Context, Digest, SHA256};
 
 /// One header field: its name and the whole field as it appears (name, colon, value, folded
 /// lines and the final line end).
@@ -314,18 +314,21 @@ mod tests {
         // RFC 6376 3.4.6.
         let body = b" C \r\nD \t E\r\n\r\n\r\n";
         let relaxed = body_hash(Canon::Relaxed, body, None);
-        let expected = ring::digest::digest(&SHA256, b" C\r\nD E\r\n");
+        let expected = aws_lc_rs::digest::digest(&SHA256, b" C\r\nD E\r\n");
         assert_eq!(relaxed.as_ref(), expected.as_ref());
         let simple = body_hash(Canon::Simple, body, None);
-        let expected = ring::digest::digest(&SHA256, b" C \r\nD \t E\r\n");
+        let expected = aws_lc_rs::digest::digest(&SHA256, b" C \r\nD \t E\r\n");
         assert_eq!(simple.as_ref(), expected.as_ref());
         let empty = body_hash(Canon::Simple, b"", None);
         assert_eq!(
             empty.as_ref(),
-            ring::digest::digest(&SHA256, b"\r\n").as_ref()
+            aws_lc_rs::digest::digest(&SHA256, b"\r\n").as_ref()
         );
         let empty = body_hash(Canon::Relaxed, b"\r\n\r\n", None);
-        assert_eq!(empty.as_ref(), ring::digest::digest(&SHA256, b"").as_ref());
+        assert_eq!(
+            empty.as_ref(),
+            aws_lc_rs::digest::digest(&SHA256, b"").as_ref()
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Signing keys: generating them (RSA-2048 and Ed25519), loading them from PKCS#8, signing,
 //! and the DNS record that publishes the public half.
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _, RsaKeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use ring::rand::SystemRandom;
-use ring::signature::{Ed25519KeyPair, KeyPair as _, RsaKeyPair};
 
 use crate::DkimError;
 
@@ -137,9 +137,9 @@ impl SigningKey {
     pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, DkimError> {
         match &self.inner {
             Inner::Rsa(k) => {
-                let mut sig = vec![0; k.public().modulus_len()];
+                let mut sig = vec![0; k.public_modulus_len()];
                 k.sign(
-                    &ring::signature::RSA_PKCS1_SHA256,
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
                     &SystemRandom::new(),
                     data,
                     &mut sig,
@@ -148,7 +148,7 @@ impl SigningKey {
                 Ok(sig)
             }
             Inner::Ed25519(k) => {
-                let hash = ring::digest::digest(&ring::digest::SHA256, data);
+                let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
                 Ok(k.sign(hash.as_ref()).as_ref().to_vec())
             }
         }
@@ -175,17 +175,17 @@ pub fn verify(
                 .map_err(|e| format!("unreadable RSA public key: {e}"))?;
             let n = key.n().to_bytes_be();
             let e = key.e().to_bytes_be();
-            ring::signature::RsaPublicKeyComponents { n: &n, e: &e }
+            aws_lc_rs::signature::RsaPublicKeyComponents { n: &n, e: &e }
                 .verify(
-                    &ring::signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+                    &aws_lc_rs::signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
                     data,
                     signature,
                 )
                 .map_err(|_| "signature does not verify".to_string())
         }
         Algorithm::Ed25519Sha256 => {
-            let hash = ring::digest::digest(&ring::digest::SHA256, data);
-            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
+            let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+            aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, public)
                 .verify(hash.as_ref(), signature)
                 .map_err(|_| "signature does not verify".to_string())
         }

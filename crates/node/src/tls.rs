@@ -13,7 +13,7 @@ use relayward_config::Config;
 pub fn http_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
     let certs = read_certs(cert)?;
     let key_der = read_key(key)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
@@ -50,7 +50,7 @@ pub fn server_config(config: &Config) -> Result<Arc<rustls::ServerConfig>> {
     };
     let certs = read_certs(&cert_path)?;
     let key = read_key(&key_path)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?;

@@ -84,7 +84,7 @@ fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, St
     for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
         let _ = roots.add(cert);
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

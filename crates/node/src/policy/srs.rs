@@ -13,7 +13,7 @@
 //! case changed in transit does not break it; the time is the day number modulo 1024 in two
 //! base-32 letters, and addresses older than the maximum age are refused.
 
-use ring::hmac;
+use aws_lc_rs::hmac;
 
 const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 /// Characters of hash kept in the address: 40 bits.

@@ -92,8 +92,8 @@ fn receiver() -> (String, Arc<Mutex<Vec<Request>>>) {
 }
 
 fn hmac_hex(secret: &str, message: &str) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    ring::hmac::sign(&key, message.as_bytes())
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+    aws_lc_rs::hmac::sign(&key, message.as_bytes())
         .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))

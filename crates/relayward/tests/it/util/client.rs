@@ -174,7 +174,7 @@ impl Client {
 pub fn tls_client_config() -> Arc<rustls::ClientConfig> {
     Arc::new(
         rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
+            rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .expect("versions")
@@ -229,7 +229,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
             m,
             c,
             d,
-            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            &rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
         )
     }
     fn verify_tls13_signature(
@@ -242,11 +242,11 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
             m,
             c,
             d,
-            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            &rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
         )
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::ring::default_provider()
+        rustls::crypto::aws_lc_rs::default_provider()
             .signature_verification_algorithms
             .supported_schemes()
     }

@@ -52,8 +52,8 @@ pub fn totp_now(secret_b32: &str) -> String {
         .expect("clock")
         .as_secs()
         / 30;
-    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &key);
-    let h = ring::hmac::sign(&k, &step.to_be_bytes());
+    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &key);
+    let h = aws_lc_rs::hmac::sign(&k, &step.to_be_bytes());
     let h = h.as_ref();
     let o = usize::from(h[19] & 0x0f);
     let bin = (u32::from(h[o]) & 0x7f) << 24

@@ -102,7 +102,7 @@ fn receiver_tls() -> tokio_rustls::TlsAcceptor {
     let key =
         rustls::pki_types::PrivateKeyDer::try_from(made.key_pair.serialize_der()).expect("key");
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .expect("versions")
