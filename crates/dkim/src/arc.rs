@@ -217,6 +217,16 @@ pub fn results_field(n: u32, authserv: &str, results: &str) -> String {
 /// instance, whose results field the message already carries. The chain's state comes from
 /// that results field's `arc=`: none for instance 1, pass when it says pass, else fail.
 pub fn seal(message: &[u8], signer: &Signer, now: i64) -> Result<String, DkimError> {
+    seal_with(message, &sig::BodyHash::of(message), signer, now)
+}
+
+/// `seal` with the body's hash already made (the one the message's DKIM signatures use).
+pub fn seal_with(
+    message: &[u8],
+    bh: &sig::BodyHash,
+    signer: &Signer,
+    now: i64,
+) -> Result<String, DkimError> {
     if signer.key.algorithm() != Algorithm::RsaSha256 {
         return Err(DkimError::Seal("ARC seals are RSA-SHA256 only".into()));
     }
@@ -253,7 +263,7 @@ pub fn seal(message: &[u8], signer: &Signer, now: i64) -> Result<String, DkimErr
             }
         }
     }
-    let ams_text = sig::signature_field(AMS, &format!("i={n}"), message, signer, now)?;
+    let ams_text = sig::signature_field(AMS, &format!("i={n}"), message, bh, signer, now)?;
     let ams = Field {
         name: AMS,
         raw: ams_text.as_bytes(),

@@ -14,7 +14,9 @@ mod sig;
 
 pub use error::DkimError;
 pub use keys::{Algorithm, Generated, SigningKey, dns_record, generate};
-pub use sig::{Checked, KeyAnswer, Keys, Outcome, SIGNED_HEADERS, Signer, sign};
+pub use sig::{
+    BodyHash, Checked, KeyAnswer, Keys, Outcome, SIGNED_HEADERS, Signer, sign, sign_with,
+};
 use sig::{parse_sig, verify_sig};
 
 /// The TXT names whose answers `check` needs: every DKIM signature's key and the ARC chain's.
@@ -132,6 +134,29 @@ mod tests {
                 Outcome::TempError(_)
             ));
         }
+    }
+
+    #[test]
+    fn one_body_hash_serves_every_signature_of_the_body() {
+        let g = generate(Algorithm::Ed25519Sha256).expect("key");
+        let key = SigningKey::from_pkcs8(g.algorithm, &g.private_pkcs8).expect("load");
+        let signer = Signer {
+            domain: "contoso.example",
+            selector: "s1",
+            key: &key,
+        };
+        let bh = BodyHash::of(MESSAGE);
+        // Another header above the same body (an ARC seal, say) has the same body hash.
+        let sealed = [&b"ARC-Seal: i=1; a=rsa-sha256; cv=none\r\n"[..], MESSAGE].concat();
+        assert_eq!(BodyHash::of(&sealed), bh);
+        let shared = sign_with(&sealed, &bh, &signer, 1_790_000_000).expect("sign");
+        assert_eq!(shared, sign(&sealed, &signer, 1_790_000_000).expect("sign"));
+        let mut signed = shared.into_bytes();
+        signed.extend_from_slice(&sealed);
+        let keys = keys_for("contoso.example", "s1", &g);
+        assert_eq!(check(&signed, &keys)[0].outcome, Outcome::Pass);
+        let other = BodyHash::of(b"From: a@b.example\r\n\r\nAnother body\r\n");
+        assert_ne!(other, bh);
     }
 
     #[test]

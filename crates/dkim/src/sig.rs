@@ -51,9 +51,32 @@ pub struct Signer<'a> {
     pub key: &'a SigningKey,
 }
 
+/// The `bh=` of a message's body under relaxed canonicalisation: the same for every signature
+/// of that body (each DKIM key's, and the ARC message signature), so a message is hashed once
+/// however many signatures it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyHash(String);
+
+impl BodyHash {
+    pub fn of(message: &[u8]) -> BodyHash {
+        let (_, body) = canon::split(message);
+        BodyHash(B64.encode(canon::body_hash(Canon::Relaxed, body, None)))
+    }
+}
+
 /// The `DKIM-Signature:` field, with its line end, to put on top of `message`.
 pub fn sign(message: &[u8], signer: &Signer, now: i64) -> Result<String, DkimError> {
-    signature_field("DKIM-Signature", "v=1", message, signer, now)
+    sign_with(message, &BodyHash::of(message), signer, now)
+}
+
+/// `sign` with the body's hash already made (`bh` must be `BodyHash::of` this message's body).
+pub fn sign_with(
+    message: &[u8],
+    bh: &BodyHash,
+    signer: &Signer,
+    now: i64,
+) -> Result<String, DkimError> {
+    signature_field("DKIM-Signature", "v=1", message, bh, signer, now)
 }
 
 /// Builds a DKIM-style signature field (`DKIM-Signature` or `ARC-Message-Signature`), relaxed
@@ -62,11 +85,12 @@ pub(crate) fn signature_field(
     name: &str,
     lead: &str,
     message: &[u8],
+    bh: &BodyHash,
     signer: &Signer,
     now: i64,
 ) -> Result<String, DkimError> {
-    let (fields, body) = canon::split(message);
-    let bh = B64.encode(canon::body_hash(Canon::Relaxed, body, None));
+    let (fields, _) = canon::split(message);
+    let bh = &bh.0;
     let mut names = Vec::new();
     let mut data = Vec::new();
     for wanted in SIGNED_HEADERS {

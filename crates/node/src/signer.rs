@@ -171,6 +171,8 @@ fn sign_blocking(
     id: &str,
 ) -> Vec<u8> {
     let now = relayward_clock::now_secs();
+    // One body hash for every signature: the seal's message signature and each key's.
+    let bh = relayward_dkim::BodyHash::of(message);
     let mut top = String::new();
     // A forwarded copy carries the results we saw at receipt; its seal is made now.
     if forwarded
@@ -183,7 +185,7 @@ fn sign_blocking(
             selector: &rsa.selector,
             key: &rsa.key,
         };
-        match relayward_dkim::arc::seal(message, &signer, now) {
+        match relayward_dkim::arc::seal_with(message, &bh, &signer, now) {
             Ok(seal) => top = seal,
             Err(e) => tracing::warn!(id, error = %e, "forwarded copy not sealed"),
         }
@@ -203,7 +205,7 @@ fn sign_blocking(
             selector: &k.selector,
             key: &k.key,
         };
-        match relayward_dkim::sign(&sealed, &signer, now) {
+        match relayward_dkim::sign_with(&sealed, &bh, &signer, now) {
             Ok(sig) => signatures.push_str(&sig),
             Err(e) => tracing::error!(id, domain, error = %e, "DKIM signing failed"),
         }
