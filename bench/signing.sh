@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Signed mail against the fair peers, in one interleaved run on loopback (issue 20): Relayward
+# signing (RSA-2048 and Ed25519) and not signing, Debian's Postfix plain, and Postfix with
+# Debian's OpenDKIM milter signing the same domain with RSA-2048. Every relay forwards to
+# Postfix's smtp-sink; Postfix's smtp-source drives them. Needs root (it installs and runs
+# Debian's postfix and opendkim).
+#
+#   bench/signing.sh        SIZE=1000 RCPTS=1 SESSIONS=10 MESSAGES=10000 PERSIST=0 ROUNDS=2
+#
+# PERSIST=0: a new connection per message (smtp-source without -d), as most on-premises servers,
+# devices and applications send; PERSIST=1: long-lived connections. Per relay and round: msg/s
+# end to end (from the first connection until the sink counted every message), and for
+# Relayward its CPU per message (user + system time of the process over the run) and its memory
+# (PSS at the end of the run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE=${SIZE:-1000}
+RCPTS=${RCPTS:-1}
+SESSIONS=${SESSIONS:-10}
+MESSAGES=${MESSAGES:-10000}
+PERSIST=${PERSIST:-0}
+ROUNDS=${ROUNDS:-2}
+SINK=127.0.0.1:2526
+RW_PORT=2625
+PF_PORT=2725
+
+for tool in smtp-sink:postfix smtp-source:postfix opendkim:opendkim opendkim-genkey:opendkim-tools bc:bc; do
+  command -v "${tool%%:*}" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${tool##*:}" >/dev/null
+done
+cargo build --release -q -p relayward
+RW=${RW:-target/release/relayward}
+work=$(mktemp -d /tmp/relayward-signing.XXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  postfix stop >/dev/null 2>&1 || true
+  pkill -f "opendkim -x /var/lib/relayward-bench-opendkim" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+start_sink() {
+  pkill -f "smtp-sink -u nobody -c $SINK" 2>/dev/null || true
+  sleep 0.2
+  smtp-sink -u nobody -c "$SINK" 4096 > "$work/sink.out" 2>&1 &
+  pids+=($!)
+  sleep 0.3
+}
+sink_count() { tr '\r' '\n' < "$work/sink.out" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2 || true; }
+wait_sink() { # until the sink counted $1 messages (at most 600 s); prints seconds since $2
+  local want=$1 t0=$2 n
+  for _ in $(seq 1 60000); do
+    n=$(sink_count); n=${n:-0}
+    [ "$n" -ge "$want" ] && break
+    sleep 0.01
+  done
+  echo "$(date +%s.%N) - $t0" | bc
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+pss_kib() { awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup"; }
+
+# The load: $MESSAGES messages of $SIZE bytes from $1 to $RCPTS recipients over $SESSIONS sessions.
+load() {
+  local port=$1 from=$2 keep=""
+  [ "$PERSIST" = 1 ] && keep="-d"
+  smtp-source $keep -c -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -r "$RCPTS" -f "$from" \
+    -t rcpt@remote.example -M client.bench "127.0.0.1:$port" > /dev/null
+}
+
+echo "== machine: $(nproc) cores, $(uname -r); Postfix $(postconf -h mail_version), $(opendkim -V 2>&1 | head -1)"
+echo "== load: $MESSAGES messages of $SIZE bytes, $RCPTS recipient(s), $SESSIONS sessions, $([ "$PERSIST" = 1 ] && echo "long-lived connections" || echo "a new connection per message")"
+
+# --- Relayward: one process; the tenant's domain is accepted (signed), fabrikam's is not -----------
+cat > "$work/relayward.toml" <<TOML
+[smtp]
+relay_listen = "127.0.0.1:$RW_PORT"
+submission_listen = "127.0.0.1:0"
+hostname = "relayward.bench"
+max_connections = 30000
+max_connections_per_ip = 30000
+[http]
+listen = "127.0.0.1:0"
+[storage]
+data_dir = "$work/relayward-data"
+[delivery]
+smart_host = "$SINK"
+tls = false
+[scan]
+bulk_recipients = 100000000   # the load repeats one body: not bulk here
+[limits]                      # one client sends everything: lift the per-user and unregistered limits
+user_messages_per_minute = 100000000
+user_recipients_per_day = 100000000
+unregistered_allowance_per_day = 100000000
+[[tenants]]
+name = "contoso"
+domains = [ { name = "contoso.example", verified = true } ]
+connectors = [ { name = "bench", ips = ["127.0.0.1/32"], relay_unregistered = true } ]
+TOML
+relayward_round() { # $1: sender; prints msg/s, CPU ms per message, PSS MiB
+  local from=$1
+  start_sink
+  RELAYWARD_LOG=warn $RW serve --config "$work/relayward.toml" > "$work/rw.out" 2> "$work/rw.err" &
+  local pid=$!; pids+=($pid)
+  for _ in $(seq 1 100); do grep -q ready "$work/rw.out" 2>/dev/null && break; sleep 0.1; done
+  local c0 t0 e2e c1 pss
+  c0=$(cpu_ticks $pid); t0=$(date +%s.%N)
+  load $RW_PORT "$from"
+  e2e=$(wait_sink "$MESSAGES" "$t0")
+  c1=$(cpu_ticks $pid); pss=$(pss_kib $pid)
+  kill $pid; wait $pid 2>/dev/null || true
+  rm -rf "$work/relayward-data"
+  local tck; tck=$(getconf CLK_TCK)
+  echo "$(echo "$MESSAGES / $e2e" | bc) $(echo "scale=2; ($c1 - $c0) * 1000 / $tck / $MESSAGES" | bc) $((pss / 1024))"
+}
+
+# --- Postfix, plain or with OpenDKIM ----------------------------------------------------------------
+# OpenDKIM refuses a key or configuration under a directory others may write (/tmp).
+dkim=/var/lib/relayward-bench-opendkim
+rm -rf "$dkim"; mkdir -p "$dkim"; chmod 755 "$dkim"
+opendkim-genkey -b 2048 -d contoso.example -s bench -D "$dkim"
+chown -R opendkim "$dkim" 2>/dev/null || true
+cat > "$dkim/opendkim.conf" <<CONF
+Syslog no
+Mode s
+Domain contoso.example
+Selector bench
+KeyFile $dkim/bench.private
+Socket inet:8891@127.0.0.1
+Canonicalization relaxed/relaxed
+InternalHosts 127.0.0.1
+UserID opendkim
+CONF
+postfix_round() { # $1: milter or none; prints msg/s
+  postfix stop >/dev/null 2>&1 || true
+  postconf -e "relayhost = [127.0.0.1]:2526" "mynetworks = 127.0.0.0/8" "inet_interfaces = loopback-only" \
+    "inet_protocols = ipv4" "mydestination =" "myhostname = postfix.bench" "smtp_tls_security_level = none" \
+    "smtpd_tls_security_level = none" "maillog_file = /var/log/relayward-bench-postfix.log" "compatibility_level = 3.6" \
+    "smtpd_relay_restrictions = permit_mynetworks, reject" "default_process_limit = 200"
+  if [ "$1" = milter ]; then
+    postconf -e "smtpd_milters = inet:127.0.0.1:8891" "milter_default_action = tempfail"
+    opendkim -x "$dkim/opendkim.conf" -f &
+    pids+=($!)
+    sleep 1
+  else
+    postconf -e "smtpd_milters ="
+  fi
+  postconf -M "127.0.0.1:$PF_PORT/inet=127.0.0.1:$PF_PORT inet n - n - - smtpd"
+  newaliases 2>/dev/null || true
+  postfix start >/dev/null 2>&1 || { echo "postfix did not start" >&2; exit 1; }
+  sleep 2
+  start_sink
+  local t0 e2e
+  t0=$(date +%s.%N)
+  load $PF_PORT bench@contoso.example
+  e2e=$(wait_sink "$MESSAGES" "$t0")
+  postfix stop >/dev/null 2>&1 || true
+  pkill -f "opendkim -x /var/lib/relayward-bench-opendkim" 2>/dev/null || true
+  sleep 1
+  echo "$(echo "$MESSAGES / $e2e" | bc)"
+}
+
+printf '%-6s %-30s %10s %12s %9s\n' round relay msg/s "CPU ms/msg" "PSS MiB"
+for r in $(seq 1 "$ROUNDS"); do
+  read -r m c p <<<"$(relayward_round bench@contoso.example)"
+  printf '%-6s %-30s %10s %12s %9s\n' "$r" "relayward, signing" "$m" "$c" "$p"
+  read -r m c p <<<"$(relayward_round bench@fabrikam.example)"
+  printf '%-6s %-30s %10s %12s %9s\n' "$r" "relayward, not signing" "$m" "$c" "$p"
+  printf '%-6s %-30s %10s\n' "$r" "postfix" "$(postfix_round none)"
+  printf '%-6s %-30s %10s\n' "$r" "postfix + opendkim" "$(postfix_round milter)"
+done
+echo "== work directory: $work"
