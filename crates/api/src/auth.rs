@@ -56,17 +56,14 @@ impl Principal {
 
 /// The session cookie's value in a request, if it carries one.
 pub(crate) fn session_cookie(parts: &Parts) -> Option<String> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| {
-            let (k, v) = c.trim().split_once('=')?;
-            (k == relayward_control::accounts::SESSION_COOKIE && !v.is_empty())
-                .then(|| v.to_string())
-        })
+    relayward_control::accounts::cookie(
+        parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        relayward_control::accounts::SESSION_COOKIE,
+    )
 }
 
 #[axum::async_trait]

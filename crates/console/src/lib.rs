@@ -85,12 +85,8 @@ pub fn router(state: ConsoleState) -> Router {
         )
         .route("/t/:tenant/connectors", get(tenant::connectors))
         .route(
-            "/t/:tenant/connectors/:connector/review",
-            post(tenant::review_connector),
-        )
-        .route(
-            "/t/:tenant/connectors/:connector/remove",
-            post(tenant::remove_connector),
+            "/t/:tenant/connectors/:connector/:action",
+            post(tenant::connector_act),
         )
         .route("/t/:tenant/users", get(tenant::users))
         .route("/t/:tenant/users/:user", get(user::page).post(user::save))

@@ -511,22 +511,33 @@ pub async fn connectors(
     connectors_page(&v, &s, &tenant, banner, StatusCode::OK).await
 }
 
-pub async fn review_connector(
+/// review (checklist item 3) or remove a connector.
+pub async fn connector_act(
     v: Viewer,
     State(s): State<ConsoleState>,
-    Path((tenant, connector)): Path<(String, String)>,
+    Path((tenant, connector, action)): Path<(String, String, String)>,
     Form(f): Form<CsrfNote>,
 ) -> Response {
     opened!(open(&v, &s, &tenant).await);
     opened!(may_change(&v, &f.csrf));
-    match s
-        .control
-        .review_connector(&tenant, &connector, &v.actor())
-        .await
-    {
-        Ok(()) => {
-            Redirect::to(&format!("/t/{tenant}/connectors?done=connector_reviewed")).into_response()
-        }
+    let actor = v.actor();
+    let (result, done) = match action.as_str() {
+        "review" => (
+            s.control
+                .review_connector(&tenant, &connector, &actor)
+                .await,
+            "connector_reviewed",
+        ),
+        "remove" => (
+            s.control
+                .delete_connector(&tenant, &connector, &actor)
+                .await,
+            "connector_removed",
+        ),
+        _ => return not_found(v.lang, Some(&v)),
+    };
+    match result {
+        Ok(()) => Redirect::to(&format!("/t/{tenant}/connectors?done={done}")).into_response(),
         Err(e) => {
             let (status, banner) = opened!(refusal(&v, e));
             connectors_page(&v, &s, &tenant, Some(banner), status).await
@@ -656,27 +667,4 @@ pub async fn dkim_act(
         Err(e) => opened!(refusal(&v, e)),
     };
     domains_page(&v, &s, &tenant, Some(banner), status).await
-}
-
-pub async fn remove_connector(
-    v: Viewer,
-    State(s): State<ConsoleState>,
-    Path((tenant, connector)): Path<(String, String)>,
-    Form(f): Form<CsrfNote>,
-) -> Response {
-    opened!(open(&v, &s, &tenant).await);
-    opened!(may_change(&v, &f.csrf));
-    match s
-        .control
-        .delete_connector(&tenant, &connector, &v.actor())
-        .await
-    {
-        Ok(()) => {
-            Redirect::to(&format!("/t/{tenant}/connectors?done=connector_removed")).into_response()
-        }
-        Err(e) => {
-            let (status, banner) = opened!(refusal(&v, e));
-            connectors_page(&v, &s, &tenant, Some(banner), status).await
-        }
-    }
 }

@@ -63,16 +63,14 @@ pub fn browser_lang(headers: &HeaderMap) -> Lang {
         .unwrap_or(Lang::En)
 }
 
-pub fn cookie(parts_headers: &HeaderMap, name: &str) -> Option<String> {
-    parts_headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| {
-            let (k, v) = c.trim().split_once('=')?;
-            (k == name && !v.is_empty() && v.len() <= 200).then(|| v.to_string())
-        })
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    accounts::cookie(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        name,
+    )
 }
 
 /// Why there is no viewer: nobody is signed in, or the store failed (the page module renders

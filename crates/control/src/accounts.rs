@@ -97,6 +97,18 @@ pub fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The value of cookie `name` in `Cookie` header values (empty values and ones longer than
+/// 200 bytes count as absent).
+pub fn cookie<'a>(headers: impl IntoIterator<Item = &'a str>, name: &str) -> Option<String> {
+    headers
+        .into_iter()
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name && !v.is_empty() && v.len() <= 200).then(|| v.to_string())
+        })
+}
+
 /// The `otpauth://` URI an authenticator app enrols from (the QR code of the setup page).
 pub fn otpauth_uri(email: &str, secret: &str) -> String {
     let label = format!("Relayward:{email}");

@@ -110,3 +110,17 @@ impl Control {
         Ok(self.store.webhook_deliveries(webhook, limit).await?)
     }
 }
+
+/// A directory of one tenant's objects: it answers the same questions about that tenant as the
+/// whole one (accepted domains, users), without loading every tenant.
+pub(crate) fn one_tenant_directory(
+    data: &relayward_store::TenantData,
+) -> relayward_tenancy::Directory {
+    relayward_tenancy::Directory::build(relayward_store::DirectoryData {
+        tenants: data.tenant.clone().into_iter().collect(),
+        domains: data.domains.clone(),
+        connectors: data.connectors.clone(),
+        users: data.users.clone(),
+        routes: data.routes.clone(),
+    })
+}

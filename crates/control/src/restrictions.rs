@@ -11,7 +11,6 @@ use relayward_guard::checklist::{
 use relayward_guard::note::Note;
 use relayward_guard::{CounterView, Kind, Restriction, Role, State, TenantCounters};
 use relayward_store::RestrictionRow;
-use relayward_tenancy::Directory;
 
 use crate::{Actor, Control, DAY, Result, Via, require_mfa};
 
@@ -193,13 +192,7 @@ impl Control {
         // This tenant's objects only: a directory of one tenant answers the same questions
         // about it as the whole one, without loading a million tenants.
         let data = self.store.tenant_data(tenant).await?.unwrap_or_default();
-        let dir = Directory::build(relayward_store::DirectoryData {
-            tenants: data.tenant.clone().into_iter().collect(),
-            domains: data.domains.clone(),
-            connectors: data.connectors.clone(),
-            users: data.users.clone(),
-            routes: data.routes.clone(),
-        });
+        let dir = crate::reads::one_tenant_directory(&data);
         let counters = self.stored_counters(tenant).await?;
         let dismissed = self.store.dismissed_domains(tenant).await?;
         let mut seen: Vec<String> = r

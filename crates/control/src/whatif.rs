@@ -9,7 +9,6 @@
 use relayward_clock::now_ms;
 use relayward_guard::Limits;
 use relayward_guard::replay::{Outcome, Replayed, replay};
-use relayward_tenancy::Directory;
 
 use crate::{Control, DAY, Invalid, NotFound, Result};
 
@@ -42,13 +41,7 @@ impl Control {
             .await?;
         let truncated = rows.len() > REPLAY_LIMIT;
         rows.truncate(REPLAY_LIMIT);
-        let dir = Directory::build(relayward_store::DirectoryData {
-            tenants: data.tenant.clone().into_iter().collect(),
-            domains: data.domains.clone(),
-            connectors: data.connectors.clone(),
-            users: data.users.clone(),
-            routes: data.routes.clone(),
-        });
+        let dir = crate::reads::one_tenant_directory(&data);
         let key = dir.tenant_key(tenant);
         let messages: Vec<Replayed> = rows
             .into_iter()
