@@ -34,6 +34,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   postfix stop >/dev/null 2>&1 || true
+  postconf -X smtpd_milters milter_default_action 2>/dev/null || true   # leave no milter behind
   pkill -f "opendkim -x /var/lib/relayward-bench-opendkim" 2>/dev/null || true
 }
 trap cleanup EXIT
