@@ -65,8 +65,12 @@ impl ApiError {
                 StatusCode::CONFLICT
             }
             ControlError::Store(StoreError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+            ControlError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Store(
-                StoreError::Db(_) | StoreError::Open { .. } | StoreError::Task(_),
+                StoreError::Db(_)
+                | StoreError::Open { .. }
+                | StoreError::Task(_)
+                | StoreError::Postgres(_),
             )
             | ControlError::Internal(_) => return ApiError::internal(e),
         };

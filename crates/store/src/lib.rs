@@ -6,9 +6,12 @@
 //! from it, and trace events reach it in batches from a background writer.
 
 mod model;
+mod postgres;
 mod sqlite;
+pub mod testdb;
 
 pub use model::*;
+pub use postgres::{CHANGES_CHANNEL, PgStore};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -32,11 +35,20 @@ pub enum StoreError {
     Invalid(String),
     #[error("store task failed: {0}")]
     Task(String),
+    #[error("database error: {}", postgres::describe(.0))]
+    Postgres(tokio_postgres::Error),
+    /// The shared database cannot be reached (cluster mode): the relay keeps relaying on what
+    /// it knows; changes wait for the database.
+    #[error("the database is unreachable ({0}); changes are refused until it is back")]
+    Unavailable(String),
 }
 
 impl StoreError {
     /// The database's disk is full (nothing wrong with the request itself).
     pub fn is_disk_full(&self) -> bool {
+        if let StoreError::Postgres(e) = self {
+            return e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL);
+        }
         let e = match self {
             StoreError::Db(e) | StoreError::Open { source: e, .. } => e,
             _ => return false,

@@ -1,0 +1,216 @@
+//! Cluster mode's engine: PostgreSQL, shared by every node. Calls take a connection from a
+//! small pool and run prepared statements (each connection keeps its own cache of them); what
+//! must change together runs in one transaction. A change to the directory or to restrictions
+//! grows its version and sends a notification on the same commit, so other nodes hear of it
+//! at once (`relayward_changes`); a node that missed one still sees the version move.
+
+mod engine;
+mod schema;
+
+use std::time::Duration;
+
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use crate::{Result, StoreError};
+
+/// The notification channel that carries "something changed" between nodes; its payload names
+/// what (`directory` or `restrictions`).
+pub const CHANGES_CHANNEL: &str = "relayward_changes";
+
+/// Connections per node: the relay's own writers (trace, counters, webhooks) and the API's
+/// requests; PostgreSQL's default of 100 connections serves a dozen nodes.
+const POOL_SIZE: usize = 8;
+
+/// How long a call waits for a connection (a new one, or a free one) before the database counts
+/// as unreachable.
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/db`), creating and
+    /// migrating the schema as needed. Several nodes may start at once: migrations run under a
+    /// lock of their own.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("storage.database_url: {e}")))?;
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err(StoreError::Invalid(
+                "storage.database_url asks for sslmode=require, and this version connects to PostgreSQL without TLS; use a local or tunnelled connection"
+                    .into(),
+            ));
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_WAIT))
+            .create_timeout(Some(CONNECT_WAIT))
+            .recycle_timeout(Some(CONNECT_WAIT))
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("database pool: {e}")))?;
+        let store = PgStore { pool, config };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The connection settings (a node opens its own listening connection with them).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => StoreError::Unavailable(other.to_string()),
+        })
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        // One node migrates at a time; the others wait here and then find nothing to do.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('relayward:migrate'))",
+            &[],
+        )
+        .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS relayward_schema (version BIGINT NOT NULL);
+             INSERT INTO relayward_schema SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM relayward_schema);",
+        )
+        .await?;
+        let version: i64 = tx
+            .query_one("SELECT version FROM relayward_schema", &[])
+            .await?
+            .try_get(0)?;
+        if version > schema::MIGRATIONS.len() as i64 {
+            return Err(StoreError::Invalid(format!(
+                "the database's schema is version {version}, newer than this node's ({}); upgrade this node",
+                schema::MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in schema::MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(version.max(0) as usize)
+        {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "UPDATE relayward_schema SET version = $1",
+                &[&((i + 1) as i64)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> StoreError {
+        // A closed connection or a socket error: the database is away, not the request wrong.
+        let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+        if e.is_closed() || io {
+            StoreError::Unavailable(describe(&e))
+        } else {
+            StoreError::Postgres(e)
+        }
+    }
+}
+
+/// An error as an operator reads it: the server's own message (tokio-postgres's display of a
+/// server error is only "db error").
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                s.push_str(&format!("; {detail}"));
+            }
+            s
+        }
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// Maps a unique-key clash to `Exists` and a missing tenant (foreign key) to `NotFound`.
+fn unique(e: tokio_postgres::Error, what: &'static str, name: &str) -> StoreError {
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Exists {
+            what,
+            name: name.to_string(),
+        },
+        Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION => StoreError::NotFound {
+            what: "tenant",
+            name: name.to_string(),
+        },
+        _ => e.into(),
+    }
+}
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// Runs one prepared statement; the number of rows it touched.
+async fn exec(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<u64> {
+    let st = c.prepare_cached(sql).await?;
+    Ok(c.execute(&st, params).await?)
+}
+
+async fn rows(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+    let st = c.prepare_cached(sql).await?;
+    Ok(c.query(&st, params).await?)
+}
+
+async fn row(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
+    let st = c.prepare_cached(sql).await?;
+    Ok(c.query_opt(&st, params).await?)
+}
+
+/// Maps every row; the first error stops.
+fn each<T>(rows: Vec<Row>, f: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
+    rows.iter().map(f).collect()
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+fn from_json(s: String) -> Vec<String> {
+    serde_json::from_str(&s).unwrap_or_default()
+}
+
+/// A count or size the model keeps unsigned.
+fn unsigned<T: TryFrom<i64> + Default>(v: i64) -> T {
+    T::try_from(v.max(0)).unwrap_or_default()
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,224 @@
+//! The PostgreSQL schema, in steps applied in order (the index + 1 is the schema version). The
+//! first step is the embedded engine's schema as of its eleventh step, in PostgreSQL's types:
+//! times are Unix milliseconds in `BIGINT`, flags are `BOOLEAN`, lists are JSON text (as in
+//! SQLite, so both engines read and write the same values).
+
+pub(super) const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
+INSERT INTO meta VALUES ('directory_version', 1), ('restrictions_version', 1);
+CREATE TABLE tenants (
+    name TEXT PRIMARY KEY,
+    language TEXT NOT NULL DEFAULT 'en',
+    subscription_ends TEXT,
+    admins TEXT NOT NULL DEFAULT '[]',
+    managed_by_config BOOLEAN NOT NULL DEFAULT FALSE,
+    forwarding TEXT NOT NULL DEFAULT 'on' CHECK (forwarding IN ('on', 'off', 'listed')),
+    forwarding_domains TEXT NOT NULL DEFAULT '[]',
+    limits TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX tenants_subscription ON tenants (subscription_ends) WHERE subscription_ends IS NOT NULL;
+CREATE TABLE domains (
+    name TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    match_subdomains BOOLEAN NOT NULL DEFAULT FALSE,
+    verified BOOLEAN NOT NULL DEFAULT FALSE,
+    verification_token TEXT NOT NULL
+);
+CREATE INDEX domains_tenant ON domains (tenant);
+-- Suffix searches (a new domain's subdomains already claimed) read this index.
+CREATE INDEX domains_reversed ON domains (reverse(name) text_pattern_ops);
+CREATE TABLE connectors (
+    tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    ips TEXT NOT NULL DEFAULT '[]',
+    cert_name TEXT,
+    require_tls BOOLEAN NOT NULL DEFAULT FALSE,
+    relay_unregistered BOOLEAN NOT NULL DEFAULT FALSE,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    reviewed BOOLEAN NOT NULL DEFAULT FALSE,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE users (
+    address TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+    aliases TEXT NOT NULL DEFAULT '[]',
+    password_hash TEXT,
+    forward_to TEXT,
+    forward_only BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX users_tenant ON users (tenant);
+CREATE TABLE routes (
+    domain TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+    host TEXT NOT NULL
+);
+CREATE INDEX routes_tenant ON routes (tenant);
+CREATE TABLE trace_messages (
+    message_id TEXT PRIMARY KEY,
+    received_at BIGINT NOT NULL,
+    sender TEXT NOT NULL,
+    tenant TEXT,
+    origin TEXT NOT NULL,
+    client_ip TEXT NOT NULL,
+    size BIGINT NOT NULL
+);
+CREATE INDEX trace_messages_received ON trace_messages (received_at);
+CREATE INDEX trace_messages_sender ON trace_messages (lower(sender));
+CREATE INDEX trace_messages_tenant ON trace_messages (tenant, received_at);
+CREATE TABLE trace_recipients (
+    message_id TEXT NOT NULL,
+    address TEXT NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (message_id, address)
+);
+CREATE INDEX trace_recipients_address ON trace_recipients (address);
+CREATE TABLE trace_events (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    recipient TEXT,
+    detail TEXT NOT NULL
+);
+CREATE INDEX trace_events_message ON trace_events (message_id);
+CREATE TABLE restrictions (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX restrictions_tenant ON restrictions (tenant, state);
+CREATE TABLE alerts (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    severity TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX alerts_tenant ON alerts (tenant, at);
+CREATE TABLE counters (
+    tenant TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE audit (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
+    tenant TEXT,
+    action TEXT NOT NULL,
+    client TEXT NOT NULL,
+    mfa BOOLEAN NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_tenant ON audit (tenant, at);
+CREATE TABLE dismissed_domains (
+    tenant TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, domain)
+);
+CREATE TABLE attestations (
+    restriction_id TEXT PRIMARY KEY,
+    actor TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('operator', 'admin', 'reader')),
+    tenant TEXT REFERENCES tenants(name) ON DELETE CASCADE,
+    secret_hash TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT,
+    last_used_at BIGINT,
+    revoked_at BIGINT,
+    CHECK ((role = 'operator') = (tenant IS NULL))
+);
+CREATE INDEX api_tokens_tenant ON api_tokens (tenant);
+-- Not tied to the domains table: a configuration-managed tenant is re-provisioned at every
+-- start, and its published keys must survive that.
+CREATE TABLE dkim_keys (
+    domain TEXT NOT NULL,
+    selector TEXT NOT NULL,
+    algorithm TEXT NOT NULL CHECK (algorithm IN ('rsa-sha256', 'ed25519-sha256')),
+    private_key TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'active', 'retiring', 'retired')),
+    state_since BIGINT NOT NULL,
+    PRIMARY KEY (domain, selector)
+);
+CREATE TABLE webhooks (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    events TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX webhooks_tenant ON webhooks (tenant);
+CREATE TABLE webhook_deliveries (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+    event TEXT NOT NULL,
+    body TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+    last_status BIGINT,
+    last_error TEXT,
+    next_attempt BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt);
+CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, id);
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('operator', 'admin', 'reader')),
+    tenant TEXT REFERENCES tenants(name) ON DELETE CASCADE,
+    password_hash TEXT,
+    totp_secret TEXT,
+    recovery_codes TEXT NOT NULL DEFAULT '[]',
+    setup_token_hash TEXT UNIQUE,
+    setup_expires_at BIGINT,
+    failed_logins BIGINT NOT NULL DEFAULT 0,
+    locked_until BIGINT,
+    created_at BIGINT NOT NULL,
+    last_login_at BIGINT,
+    language TEXT,
+    CHECK ((role = 'operator') = (tenant IS NULL))
+);
+CREATE INDEX accounts_tenant ON accounts (tenant);
+CREATE TABLE sessions (
+    id_hash TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    mfa BOOLEAN NOT NULL,
+    client TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_expires ON sessions (expires_at);
+CREATE TABLE auth_lockouts (
+    account TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    until BIGINT NOT NULL,
+    failures BIGINT NOT NULL,
+    client TEXT NOT NULL
+);
+CREATE INDEX auth_lockouts_tenant ON auth_lockouts (tenant, until);
+"#];

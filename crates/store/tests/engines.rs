@@ -1,0 +1,1002 @@
+//! One suite, both engines: every test here runs on the embedded SQLite store and on
+//! PostgreSQL (a database of its own per test, see `relayward_store::testdb`), so cluster mode
+//! behaves as one node does.
+
+use relayward_store::*;
+
+/// Runs each named test (an `async fn(&dyn Store)`) on both engines.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let store = relayward_store::SqliteStore::open(&dir.path().join("db.sqlite")).expect("open");
+                    super::$name(&store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = relayward_store::testdb::create().await else { return };
+                    let store = relayward_store::PgStore::connect(&db.url).await.expect("connect");
+                    super::$name(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_engines!(
+    directory_changes_bump_the_version_and_are_read_back,
+    provisioning_again_keeps_what_hangs_on_the_tenant_and_webhooks_queue_per_event,
+    trace_is_searchable_by_recipient_and_status,
+    managed_tenants_refuse_changes_and_missing_objects_are_named,
+    related_domains_are_the_parents_and_everything_below,
+    tenants_page_by_name_and_lapsed_ones_are_found,
+    restrictions_upsert_and_grow_their_version,
+    records_read_back_newest_first_within_the_limit,
+    tokens_belong_to_known_tenants_and_revoke_once,
+    dkim_keys_change_state_together,
+    accounts_and_sessions,
+    trace_prunes_in_batches_and_counts_per_day,
+);
+
+fn tenant(name: &str) -> Tenant {
+    Tenant {
+        name: name.into(),
+        language: "en".into(),
+        subscription_ends: None,
+        admins: vec![],
+        managed_by_config: false,
+        forwarding: Default::default(),
+        forwarding_domains: Vec::new(),
+    }
+}
+
+fn domain(tenant: &str, name: &str) -> Domain {
+    Domain {
+        tenant: tenant.into(),
+        name: name.into(),
+        kind: DomainKind::Authoritative,
+        match_subdomains: false,
+        verified: true,
+        verification_token: "t".into(),
+    }
+}
+
+fn user(tenant: &str, address: &str) -> User {
+    User {
+        tenant: tenant.into(),
+        address: address.into(),
+        aliases: vec![],
+        password_hash: None,
+        forward_to: None,
+        forward_only: false,
+    }
+}
+
+fn connector(tenant: &str, name: &str) -> Connector {
+    Connector {
+        tenant: tenant.into(),
+        name: name.into(),
+        ips: vec!["192.0.2.0/28".into()],
+        cert_name: None,
+        require_tls: false,
+        relay_unregistered: false,
+        created_by: "test".into(),
+        created_at: 5,
+        reviewed: false,
+    }
+}
+
+async fn directory_changes_bump_the_version_and_are_read_back(store: &dyn Store) {
+    let v0 = store.directory_version().await.expect("version");
+    store.add_tenant(&tenant("contoso")).await.expect("tenant");
+    store
+        .add_domain(&domain("contoso", "Contoso.Example"))
+        .await
+        .expect("domain");
+    assert!(store.directory_version().await.expect("version") > v0);
+    let d = store.directory().await.expect("directory");
+    assert_eq!(d.domains[0].name, "contoso.example");
+    let err = store.add_tenant(&tenant("contoso")).await;
+    assert!(matches!(err, Err(StoreError::Exists { .. })), "{err:?}");
+    let err = store
+        .add_route(&Route {
+            tenant: "nobody".into(),
+            domain: "x.example".into(),
+            host: "127.0.0.1:25".into(),
+        })
+        .await;
+    assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+    // A domain another tenant holds is refused, whatever its letter case.
+    store.add_tenant(&tenant("fabrikam")).await.expect("tenant");
+    let err = store
+        .add_domain(&domain("fabrikam", "CONTOSO.example"))
+        .await;
+    assert!(matches!(err, Err(StoreError::Exists { .. })), "{err:?}");
+    // Users, connectors and routes come back with every field.
+    let mut u = user("contoso", "Ann@Contoso.Example");
+    u.aliases = vec!["sales@contoso.example".into()];
+    u.password_hash = Some("$argon2id$x".into());
+    u.forward_to = Some("ann@elsewhere.example".into());
+    u.forward_only = true;
+    store.add_user(&u).await.expect("user");
+    let mut k = connector("contoso", "on-prem");
+    k.cert_name = Some("mail.contoso.example".into());
+    k.require_tls = true;
+    k.relay_unregistered = true;
+    store.add_connector(&k).await.expect("connector");
+    store
+        .add_route(&Route {
+            tenant: "contoso".into(),
+            domain: "Contoso.Example".into(),
+            host: "127.0.0.1:2525".into(),
+        })
+        .await
+        .expect("route");
+    let d = store
+        .tenant_data("contoso")
+        .await
+        .expect("read")
+        .expect("tenant");
+    assert_eq!(d.users.len(), 1);
+    assert_eq!(d.users[0].address, "ann@contoso.example");
+    assert_eq!(d.users[0].aliases, u.aliases);
+    assert_eq!(
+        (d.users[0].forward_to.as_deref(), d.users[0].forward_only),
+        (Some("ann@elsewhere.example"), true)
+    );
+    assert_eq!(d.connectors, vec![k.clone()]);
+    assert_eq!(d.routes[0].domain, "contoso.example");
+    assert!(store.tenant_data("nobody").await.expect("read").is_none());
+    // Changes to them grow the version too, and missing ones are named.
+    let v1 = store.directory_version().await.expect("version");
+    store
+        .set_connector_reviewed("contoso", "on-prem", true)
+        .await
+        .expect("review");
+    store
+        .set_domain_verified("contoso", "contoso.example", false)
+        .await
+        .expect("unverify");
+    assert!(store.directory_version().await.expect("version") >= v1 + 2);
+    let all = store.all_connectors().await.expect("connectors");
+    assert!(all[0].reviewed);
+    assert!(
+        !store
+            .domain("Contoso.Example.")
+            .await
+            .expect("domain")
+            .verified
+    );
+    let err = store.set_connector_reviewed("contoso", "nope", true).await;
+    assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+    u.aliases.clear();
+    store.update_user(&u).await.expect("update user");
+    store
+        .delete_connector("contoso", "on-prem")
+        .await
+        .expect("delete");
+    let err = store.delete_connector("contoso", "on-prem").await;
+    assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+    store
+        .delete_user("contoso", "ANN@contoso.example")
+        .await
+        .expect("delete user");
+    let err = store.update_user(&u).await;
+    assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+    let d = store.directory().await.expect("directory");
+    assert!(d.users.is_empty() && d.connectors.is_empty());
+    // Forwarding controls and limit overrides.
+    store
+        .set_forwarding("contoso", Forwarding::Listed, &["partner.example".into()])
+        .await
+        .expect("forwarding");
+    let t = store
+        .tenant("contoso")
+        .await
+        .expect("read")
+        .expect("tenant");
+    assert_eq!(t.forwarding, Forwarding::Listed);
+    assert_eq!(t.forwarding_domains, vec!["partner.example".to_string()]);
+    store
+        .set_tenant_limits("contoso", r#"{"recipients_per_day":10}"#)
+        .await
+        .expect("limits");
+    assert_eq!(
+        store.tenant_limits().await.expect("limits"),
+        vec![("contoso".into(), r#"{"recipients_per_day":10}"#.into())]
+    );
+}
+
+async fn provisioning_again_keeps_what_hangs_on_the_tenant_and_webhooks_queue_per_event(
+    store: &dyn Store,
+) {
+    let mut t = tenant("contoso");
+    t.managed_by_config = true;
+    let data = TenantData {
+        tenant: Some(t.clone()),
+        domains: vec![domain("contoso", "contoso.example")],
+        users: vec![user("contoso", "ann@contoso.example")],
+        ..Default::default()
+    };
+    store.provision(&data).await.expect("provision");
+    store
+        .add_webhook(&Webhook {
+            id: "w1".into(),
+            tenant: "contoso".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: "s".into(),
+            events: vec!["alert".into()],
+            created_by: "test".into(),
+            created_at: 1,
+        })
+        .await
+        .expect("webhook");
+    // A restart provisions the configuration's tenants again (with a new language here, and
+    // without the user).
+    t.language = "es".into();
+    store
+        .provision(&TenantData {
+            tenant: Some(t),
+            domains: vec![domain("contoso", "contoso.example")],
+            ..Default::default()
+        })
+        .await
+        .expect("provision again");
+    assert_eq!(
+        store
+            .tenant("contoso")
+            .await
+            .expect("read")
+            .map(|t| t.language),
+        Some("es".into())
+    );
+    let d = store
+        .tenant_data("contoso")
+        .await
+        .expect("read")
+        .expect("tenant");
+    assert!(d.users.is_empty());
+    assert_eq!(d.domains.len(), 1);
+    assert_eq!(
+        store.webhooks(Some("contoso")).await.expect("hooks").len(),
+        1
+    );
+    // A tenant made through the API is not taken over by the configuration.
+    store.add_tenant(&tenant("fabrikam")).await.expect("tenant");
+    let mut f = tenant("fabrikam");
+    f.managed_by_config = true;
+    let err = store
+        .provision(&TenantData {
+            tenant: Some(f),
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(err, Err(StoreError::Exists { .. })), "{err:?}");
+    // Only the events a webhook takes are queued for it.
+    assert_eq!(
+        store
+            .queue_webhook_event("contoso", "restriction", "{}", 10)
+            .await
+            .expect("queue"),
+        0
+    );
+    assert_eq!(
+        store
+            .queue_webhook_event("contoso", "alert", "{}", 10)
+            .await
+            .expect("queue"),
+        1
+    );
+    let due = store.due_webhook_deliveries(10, 10).await.expect("due");
+    assert_eq!(due.len(), 1);
+    assert!(
+        store
+            .due_webhook_deliveries(9, 10)
+            .await
+            .expect("due")
+            .is_empty()
+    );
+    let mut d = due[0].clone();
+    d.state = "delivered".into();
+    d.attempts = 1;
+    d.last_status = Some(204);
+    store.update_webhook_delivery(&d).await.expect("update");
+    assert!(
+        store
+            .due_webhook_deliveries(99, 10)
+            .await
+            .expect("due")
+            .is_empty()
+    );
+    let log = store.webhook_deliveries("w1", 10).await.expect("log");
+    assert_eq!(
+        (log[0].state.as_str(), log[0].attempts, log[0].last_status),
+        ("delivered", 1, Some(204))
+    );
+    // A redelivery queued by hand keeps its fields.
+    store
+        .add_webhook_delivery(&WebhookDelivery {
+            id: 0,
+            webhook_id: "w1".into(),
+            event: "test".into(),
+            body: "{\"x\":1}".into(),
+            attempts: 0,
+            state: "pending".into(),
+            last_status: None,
+            last_error: None,
+            next_attempt: 20,
+            created_at: 20,
+            updated_at: 20,
+        })
+        .await
+        .expect("add delivery");
+    let log = store.webhook_deliveries("w1", 10).await.expect("log");
+    assert_eq!((log.len(), log[0].event.as_str()), (2, "test"));
+    store.delete_webhook("w1").await.expect("delete");
+    let err = store.delete_webhook("w1").await;
+    assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+    assert!(
+        store
+            .webhook_deliveries("w1", 10)
+            .await
+            .expect("log")
+            .is_empty()
+    );
+}
+
+fn trace_event(kind: TraceKind, rcpt: Option<&str>, summary: Option<TraceSummary>) -> TraceEvent {
+    TraceEvent {
+        message_id: "M1".into(),
+        at: 1,
+        kind,
+        recipient: rcpt.map(str::to_string),
+        detail: String::new(),
+        summary,
+    }
+}
+
+async fn trace_is_searchable_by_recipient_and_status(store: &dyn Store) {
+    store
+        .record_trace(vec![
+            trace_event(
+                TraceKind::Received,
+                None,
+                Some(TraceSummary {
+                    sender: "a@contoso.example".into(),
+                    tenant: Some("contoso".into()),
+                    origin: "connector:on-prem".into(),
+                    client_ip: "127.0.0.1".into(),
+                    size: 10,
+                    recipients: vec!["b@x.example".into(), "c@y.example".into()],
+                }),
+            ),
+            trace_event(TraceKind::Delivered, Some("b@x.example"), None),
+            trace_event(TraceKind::Failed, Some("c@y.example"), None),
+        ])
+        .await
+        .expect("record");
+    let q = TraceQuery {
+        recipient: Some("C@Y.example".into()),
+        ..Default::default()
+    };
+    let found = store.search_trace(&q).await.expect("search");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].events.len(), 3);
+    assert_eq!(found[0].events[0].kind, "received");
+    assert_eq!(found[0].size, 10);
+    let q = TraceQuery {
+        status: Some("Failed".into()),
+        ..Default::default()
+    };
+    let found = store.search_trace(&q).await.expect("search");
+    let failed: Vec<_> = found[0]
+        .recipients
+        .iter()
+        .filter(|r| r.status == "Failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].address, "c@y.example");
+    for q in [
+        TraceQuery {
+            sender: Some("A@contoso.example".into()),
+            tenant: Some("contoso".into()),
+            since: Some(1),
+            until: Some(1),
+            ..Default::default()
+        },
+        TraceQuery {
+            message_id: Some("M1".into()),
+            ..Default::default()
+        },
+    ] {
+        assert_eq!(
+            store.search_trace(&q).await.expect("search").len(),
+            1,
+            "{q:?}"
+        );
+    }
+    for q in [
+        TraceQuery {
+            sender: Some("nobody@else.example".into()),
+            ..Default::default()
+        },
+        TraceQuery {
+            since: Some(2),
+            ..Default::default()
+        },
+    ] {
+        assert!(
+            store.search_trace(&q).await.expect("search").is_empty(),
+            "{q:?}"
+        );
+    }
+}
+
+async fn managed_tenants_refuse_changes_and_missing_objects_are_named(store: &dyn Store) {
+    let mut t = tenant("contoso");
+    t.managed_by_config = true;
+    store
+        .provision(&TenantData {
+            tenant: Some(t.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("provision");
+    let v = store.directory_version().await.expect("version");
+    for err in [
+        store
+            .add_domain(&domain("contoso", "contoso.example"))
+            .await,
+        store.add_user(&user("contoso", "a@contoso.example")).await,
+        store.add_connector(&connector("contoso", "c")).await,
+        store.update_tenant(&t).await,
+        store.set_tenant_limits("contoso", "{}").await,
+        store.set_forwarding("contoso", Forwarding::Off, &[]).await,
+    ] {
+        assert!(
+            matches!(err, Err(StoreError::ManagedByConfig(_))),
+            "{err:?}"
+        );
+    }
+    assert_eq!(store.directory_version().await.expect("version"), v);
+    let err = store.add_user(&user("nobody", "a@nobody.example")).await;
+    assert!(
+        matches!(&err, Err(StoreError::NotFound { what: "tenant", name }) if name == "nobody"),
+        "{err:?}"
+    );
+    let err = store.domain("none.example").await;
+    assert!(
+        matches!(err, Err(StoreError::NotFound { what: "domain", .. })),
+        "{err:?}"
+    );
+    let err = store.restriction("R404").await;
+    assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+    let err = store.provision(&TenantData::default()).await;
+    assert!(matches!(err, Err(StoreError::Invalid(_))), "{err:?}");
+}
+
+async fn related_domains_are_the_parents_and_everything_below(store: &dyn Store) {
+    store.add_tenant(&tenant("a")).await.expect("tenant");
+    for name in [
+        "example.com",
+        "mail.example.com",
+        "x.mail.example.com",
+        "notexample.com",
+        "other.org",
+    ] {
+        store.add_domain(&domain("a", name)).await.expect("domain");
+    }
+    let mut names: Vec<String> = store
+        .related_domains("Mail.Example.com.")
+        .await
+        .expect("related")
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["example.com", "mail.example.com", "x.mail.example.com"]
+    );
+    let names: Vec<String> = store
+        .related_domains("example.com")
+        .await
+        .expect("related")
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(!names.contains(&"notexample.com".to_string()));
+}
+
+async fn tenants_page_by_name_and_lapsed_ones_are_found(store: &dyn Store) {
+    for (name, ends) in [
+        ("c", Some("2026-01-01")),
+        ("a", None),
+        ("b", Some("2027-01-01")),
+        ("d", Some("2025-06-30")),
+    ] {
+        let mut t = tenant(name);
+        t.subscription_ends = ends.map(str::to_string);
+        t.admins = vec![format!("admin@{name}.example")];
+        store.add_tenant(&t).await.expect("tenant");
+    }
+    let page: Vec<String> = store
+        .tenants(None, 2)
+        .await
+        .expect("page")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(page, ["a", "b"]);
+    let page = store.tenants(Some("b"), 10).await.expect("page");
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0].admins, vec!["admin@c.example".to_string()]);
+    let lapsed: Vec<String> = store
+        .lapsed_tenants("2026-11-30", None, 10)
+        .await
+        .expect("lapsed")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(lapsed, ["c", "d"]);
+    let lapsed = store
+        .lapsed_tenants("2026-11-30", Some("c"), 10)
+        .await
+        .expect("lapsed");
+    assert_eq!(lapsed.len(), 1);
+}
+
+fn restriction(id: &str, tenant: &str, started_at: i64, state: &str) -> RestrictionRow {
+    RestrictionRow {
+        id: id.into(),
+        tenant: tenant.into(),
+        kind: "tenant".into(),
+        name: "tenant_threshold".into(),
+        state: state.into(),
+        started_at,
+        updated_at: started_at,
+        body: "{}".into(),
+    }
+}
+
+async fn restrictions_upsert_and_grow_their_version(store: &dyn Store) {
+    let v0 = store.restrictions_version().await.expect("version");
+    store
+        .save_restriction(&restriction("R1", "contoso", 10, "active"))
+        .await
+        .expect("save");
+    store
+        .save_restriction(&restriction("R2", "contoso", 20, "active"))
+        .await
+        .expect("save");
+    store
+        .save_restriction(&restriction("R3", "fabrikam", 30, "active"))
+        .await
+        .expect("save");
+    let mut lifted = restriction("R1", "contoso", 10, "lifted");
+    lifted.updated_at = 40;
+    lifted.body = "{\"released_by\":\"op\"}".into();
+    store.save_restriction(&lifted).await.expect("lift");
+    assert_eq!(store.restrictions_version().await.expect("version"), v0 + 4);
+    let r1 = store.restriction("R1").await.expect("read");
+    assert_eq!(
+        (r1.state.as_str(), r1.updated_at, r1.started_at),
+        ("lifted", 40, 10)
+    );
+    assert_eq!(r1.body, lifted.body);
+    let open: Vec<String> = store
+        .restrictions(Some("contoso"), true)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(open, ["R2"]);
+    let all: Vec<String> = store
+        .restrictions(None, false)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(all, ["R3", "R2", "R1"]);
+    // Dismissed domains and attestations are kept once, the latest word winning.
+    store
+        .dismiss_domain("contoso", "Spam.Example", "ann", 1)
+        .await
+        .expect("dismiss");
+    store
+        .dismiss_domain("contoso", "spam.example", "bob", 2)
+        .await
+        .expect("dismiss");
+    assert_eq!(
+        store.dismissed_domains("contoso").await.expect("dismissed"),
+        vec!["spam.example".to_string()]
+    );
+    assert!(store.attestation("R2").await.expect("read").is_none());
+    store.attest("R2", "ann", 5).await.expect("attest");
+    store.attest("R2", "bob", 6).await.expect("attest");
+    assert_eq!(
+        store.attestation("R2").await.expect("read"),
+        Some(("bob".into(), 6))
+    );
+}
+
+async fn records_read_back_newest_first_within_the_limit(store: &dyn Store) {
+    let alert = |tenant: &str, at| AlertRow {
+        id: 0,
+        tenant: tenant.into(),
+        at,
+        severity: "high".into(),
+        kind: "restriction".into(),
+        subject: format!("s{at}"),
+        text: "t".into(),
+    };
+    store
+        .add_alerts(vec![
+            alert("contoso", 1),
+            alert("contoso", 3),
+            alert("fabrikam", 2),
+        ])
+        .await
+        .expect("alerts");
+    let got: Vec<i64> = store
+        .alerts(None, 2)
+        .await
+        .expect("alerts")
+        .iter()
+        .map(|a| a.at)
+        .collect();
+    assert_eq!(got, [3, 2]);
+    assert_eq!(
+        store
+            .alerts(Some("contoso"), 10)
+            .await
+            .expect("alerts")
+            .len(),
+        2
+    );
+    for (at, tenant) in [(1, Some("contoso")), (2, None), (3, Some("contoso"))] {
+        store
+            .audit(&AuditEntry {
+                at,
+                actor: "ann".into(),
+                role: "admin".into(),
+                tenant: tenant.map(str::to_string),
+                action: format!("a{at}"),
+                client: "127.0.0.1".into(),
+                mfa: at == 3,
+                detail: String::new(),
+            })
+            .await
+            .expect("audit");
+    }
+    let log = store.audit_log(Some("contoso"), 10).await.expect("log");
+    assert_eq!(
+        log.iter()
+            .map(|e| (e.action.as_str(), e.mfa))
+            .collect::<Vec<_>>(),
+        [("a3", true), ("a1", false)]
+    );
+    assert_eq!(store.audit_log(None, 10).await.expect("log").len(), 3);
+    // The guard's counters: one body per tenant, replaced.
+    store
+        .save_counters(vec![("contoso".into(), "{\"n\":1}".into())], 1)
+        .await
+        .expect("counters");
+    store
+        .save_counters(
+            vec![
+                ("contoso".into(), "{\"n\":2}".into()),
+                ("fabrikam".into(), "{}".into()),
+            ],
+            2,
+        )
+        .await
+        .expect("counters");
+    assert_eq!(
+        store.counters(Some("contoso")).await.expect("counters"),
+        vec![("contoso".to_string(), "{\"n\":2}".to_string())]
+    );
+    assert_eq!(store.counters(None).await.expect("counters").len(), 2);
+    // SMTP AUTH lockouts: one row per account, renewed.
+    let lockout = |until| AuthLockout {
+        account: "ann@contoso.example".into(),
+        tenant: "contoso".into(),
+        at: until - 10,
+        until,
+        failures: 5,
+        client: "192.0.2.1".into(),
+    };
+    store
+        .record_auth_lockout(&lockout(100))
+        .await
+        .expect("lockout");
+    store
+        .record_auth_lockout(&lockout(200))
+        .await
+        .expect("lockout");
+    let got = store.auth_lockouts("contoso", 150).await.expect("lockouts");
+    assert_eq!(got, vec![lockout(200)]);
+    assert!(
+        store
+            .auth_lockouts("contoso", 201)
+            .await
+            .expect("lockouts")
+            .is_empty()
+    );
+}
+
+async fn tokens_belong_to_known_tenants_and_revoke_once(store: &dyn Store) {
+    let token = |id: &str, tenant: Option<&str>, at| ApiToken {
+        id: id.into(),
+        name: format!("token {id}"),
+        role: if tenant.is_some() {
+            "admin"
+        } else {
+            "operator"
+        }
+        .into(),
+        tenant: tenant.map(str::to_string),
+        secret_hash: "h".into(),
+        created_at: at,
+        expires_at: Some(at + 1000),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let err = store.add_token(&token("t0", Some("nobody"), 1)).await;
+    assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+    store.add_tenant(&tenant("contoso")).await.expect("tenant");
+    store
+        .add_token(&token("t1", Some("contoso"), 1))
+        .await
+        .expect("token");
+    store.add_token(&token("t2", None, 2)).await.expect("token");
+    store.touch_token("t1", 50).await.expect("touch");
+    store.revoke_token("t1", 60).await.expect("revoke");
+    store.revoke_token("t1", 70).await.expect("revoke again");
+    let t1 = store.token("t1").await.expect("read").expect("token");
+    assert_eq!(
+        (t1.last_used_at, t1.revoked_at, t1.expires_at),
+        (Some(50), Some(60), Some(1001))
+    );
+    let err = store.revoke_token("t9", 1).await;
+    assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+    let all: Vec<String> = store
+        .tokens(None)
+        .await
+        .expect("tokens")
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(all, ["t2", "t1"]);
+    assert_eq!(
+        store.tokens(Some("contoso")).await.expect("tokens").len(),
+        1
+    );
+    assert!(store.token("t9").await.expect("read").is_none());
+}
+
+async fn dkim_keys_change_state_together(store: &dyn Store) {
+    let key = |selector: &str, algorithm: &str, at| DkimKey {
+        domain: "Contoso.Example".into(),
+        selector: selector.into(),
+        algorithm: algorithm.into(),
+        private_key: "private".into(),
+        public_key: "public".into(),
+        created_at: at,
+        state: DkimKeyState::Pending,
+        state_since: at,
+    };
+    store
+        .add_dkim_keys(&[key("r1", "rsa-sha256", 1), key("e1", "ed25519-sha256", 1)])
+        .await
+        .expect("keys");
+    let err = store.add_dkim_keys(&[key("r1", "rsa-sha256", 2)]).await;
+    assert!(matches!(err, Err(StoreError::Exists { .. })), "{err:?}");
+    store
+        .set_dkim_states(
+            "contoso.example.",
+            &[
+                ("r1".into(), DkimKeyState::Active),
+                ("e1".into(), DkimKeyState::Active),
+            ],
+            9,
+        )
+        .await
+        .expect("states");
+    let keys = store
+        .dkim_keys(Some("CONTOSO.example"))
+        .await
+        .expect("keys");
+    assert_eq!(
+        keys.iter()
+            .map(|k| (k.selector.as_str(), k.state, k.state_since))
+            .collect::<Vec<_>>(),
+        [
+            ("r1", DkimKeyState::Active, 9),
+            ("e1", DkimKeyState::Active, 9)
+        ]
+    );
+    // One unknown selector: nothing changes.
+    let err = store
+        .set_dkim_states(
+            "contoso.example",
+            &[
+                ("r1".into(), DkimKeyState::Retiring),
+                ("zz".into(), DkimKeyState::Retired),
+            ],
+            10,
+        )
+        .await;
+    assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+    let keys = store.dkim_keys(None).await.expect("keys");
+    assert!(
+        keys.iter().all(|k| k.state == DkimKeyState::Active),
+        "{keys:?}"
+    );
+}
+
+async fn accounts_and_sessions(store: &dyn Store) {
+    store.add_tenant(&tenant("contoso")).await.expect("tenant");
+    let account = Account {
+        id: "A1".into(),
+        email: "Ann@Contoso.Example".into(),
+        role: "admin".into(),
+        tenant: Some("contoso".into()),
+        password_hash: None,
+        totp_secret: None,
+        recovery_codes: vec![],
+        setup_token_hash: Some("setup-hash".into()),
+        setup_expires_at: Some(100),
+        failed_logins: 0,
+        locked_until: None,
+        created_at: 1,
+        last_login_at: None,
+        language: None,
+    };
+    store.add_account(&account).await.expect("account");
+    let mut again = account.clone();
+    again.id = "A2".into();
+    again.setup_token_hash = None;
+    let err = store.add_account(&again).await;
+    assert!(matches!(err, Err(StoreError::Exists { .. })), "{err:?}");
+    let mut a = store
+        .account_by_email(" ANN@contoso.example ")
+        .await
+        .expect("read")
+        .expect("account");
+    assert_eq!(a.email, "ann@contoso.example");
+    assert_eq!(
+        store
+            .account_by_setup("setup-hash")
+            .await
+            .expect("read")
+            .map(|a| a.id),
+        Some("A1".into())
+    );
+    a.password_hash = Some("$argon2id$y".into());
+    a.totp_secret = Some("secret".into());
+    a.recovery_codes = vec!["c1".into(), "c2".into()];
+    a.setup_token_hash = None;
+    a.setup_expires_at = None;
+    a.failed_logins = 3;
+    a.locked_until = Some(500);
+    a.last_login_at = Some(400);
+    a.language = Some("es".into());
+    store.update_account(&a).await.expect("update");
+    assert_eq!(store.account("A1").await.expect("read"), Some(a.clone()));
+    assert!(
+        store
+            .account_by_setup("setup-hash")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert_eq!(
+        store.accounts(Some("contoso")).await.expect("list").len(),
+        1
+    );
+    let mut ghost = a.clone();
+    ghost.id = "A9".into();
+    let err = store.update_account(&ghost).await;
+    assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+    let session = |id: &str, created_at, expires_at| Session {
+        id_hash: id.into(),
+        account_id: "A1".into(),
+        csrf: "c".into(),
+        mfa: true,
+        client: "127.0.0.1".into(),
+        created_at,
+        expires_at,
+    };
+    store
+        .add_session(&session("s1", 1, 10))
+        .await
+        .expect("session");
+    assert_eq!(
+        store.session("s1").await.expect("read"),
+        Some(session("s1", 1, 10))
+    );
+    // A new session sweeps the expired ones away.
+    store
+        .add_session(&session("s2", 20, 30))
+        .await
+        .expect("session");
+    assert!(store.session("s1").await.expect("read").is_none());
+    store.delete_session("s2").await.expect("delete");
+    assert!(store.session("s2").await.expect("read").is_none());
+}
+
+async fn trace_prunes_in_batches_and_counts_per_day(store: &dyn Store) {
+    const DAY: i64 = 86_400_000;
+    let mut events = Vec::new();
+    for i in 0..5i64 {
+        let id = format!("M{i}");
+        let at = if i < 3 { DAY + i } else { 2 * DAY + i };
+        events.push(TraceEvent {
+            message_id: id.clone(),
+            at,
+            kind: TraceKind::Received,
+            recipient: None,
+            detail: String::new(),
+            summary: Some(TraceSummary {
+                sender: "a@contoso.example".into(),
+                tenant: Some("contoso".into()),
+                origin: "user:a@contoso.example".into(),
+                client_ip: "192.0.2.7".into(),
+                size: 100,
+                recipients: vec!["x@y.example".into(), format!("r{i}@y.example")],
+            }),
+        });
+        events.push(TraceEvent {
+            message_id: id,
+            at,
+            kind: TraceKind::Scanned,
+            recipient: None,
+            detail: if i == 1 {
+                "verdict spam score 9"
+            } else {
+                "verdict clean"
+            }
+            .into(),
+            summary: None,
+        });
+    }
+    store.record_trace(events).await.expect("record");
+    let days = store.daily_traffic("contoso", 0).await.expect("days");
+    assert_eq!(
+        days.iter()
+            .map(|d| (d.day_start, d.messages, d.recipients, d.suspicious))
+            .collect::<Vec<_>>(),
+        [(DAY, 3, 6, 1), (2 * DAY, 2, 4, 0)]
+    );
+    let replay = store.replay_trace("contoso", 0, 2).await.expect("replay");
+    assert_eq!(replay.len(), 2);
+    assert_eq!(replay[1].message_id, "M1");
+    assert!(replay[1].suspicious && !replay[0].suspicious);
+    let mut rcpts = replay[0].recipients.clone();
+    rcpts.sort();
+    assert_eq!(rcpts, ["r0@y.example", "x@y.example"]);
+    // Pruning goes in batches of the limit, oldest first.
+    let p = store.prune(2 * DAY, 0, 2).await.expect("prune");
+    assert_eq!(p.trace_messages, 2);
+    let p = store.prune(2 * DAY, 0, 2).await.expect("prune");
+    assert_eq!(p.trace_messages, 1);
+    let p = store.prune(2 * DAY, 0, 2).await.expect("prune");
+    assert_eq!(p.trace_messages, 0);
+    let left = store
+        .search_trace(&TraceQuery::default())
+        .await
+        .expect("search");
+    assert_eq!(left.len(), 2);
+    assert_eq!(left[0].recipients.len(), 2);
+}
