@@ -160,6 +160,11 @@ pub struct Config {
     /// `[http] tls_cert` and `tls_key`: the HTTP listener speaks TLS only.
     pub http_tls: Option<(PathBuf, PathBuf)>,
     pub data_dir: PathBuf,
+    /// `[storage] database_url`: cluster mode, on the PostgreSQL every node shares.
+    pub database_url: Option<String>,
+    /// This node's name in a cluster (`[storage] node_name`; by default the machine's name and
+    /// the relay address, like `mx1/10.0.0.5:25`).
+    pub node_name: String,
     pub max_spool_size: Option<u64>,
     pub trace_retention: Duration,
     pub audit_retention: Duration,
@@ -241,6 +246,11 @@ impl Config {
         Config::from_raw(raw)
     }
 
+    /// The embedded store or the shared one.
+    pub fn clustered(&self) -> bool {
+        self.database_url.is_some()
+    }
+
     pub fn from_raw(raw: RawConfig) -> Result<Config> {
         let addr = |v: &Option<String>, default: &str, key: &str| -> Result<SocketAddr> {
             let s = v.as_deref().unwrap_or(default);
@@ -251,11 +261,25 @@ impl Config {
         let dur = |v: &Option<String>, default: &str, key: &str| -> Result<Duration> {
             parse_duration(v.as_deref().unwrap_or(default)).with_context(|| key.to_string())
         };
-        if raw.storage.database_url.is_some() {
+        if let Some(url) = &raw.storage.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
             bail!(
-                "storage.database_url (cluster mode on PostgreSQL) is not available in this version yet; remove it to run on the embedded store"
+                "storage.database_url = \"{url}\" is not a PostgreSQL URL (postgres://user@host:port/database)"
             );
         }
+        let relay_listen = addr(
+            &raw.smtp.relay_listen,
+            "127.0.0.1:2525",
+            "smtp.relay_listen",
+        )?;
+        let node_name = match &raw.storage.node_name {
+            Some(n) if n.trim().is_empty() || n.len() > 100 => {
+                bail!("storage.node_name must have 1 to 100 characters")
+            }
+            Some(n) => n.trim().to_string(),
+            None => format!("{}/{relay_listen}", machine_name()),
+        };
         let limits = Limits::apply(&Limits::default(), &raw.limits, "limits")?;
         let hostname = raw
             .smtp
@@ -322,11 +346,9 @@ impl Config {
             }
         }
         Ok(Config {
-            relay_listen: addr(
-                &raw.smtp.relay_listen,
-                "127.0.0.1:2525",
-                "smtp.relay_listen",
-            )?,
+            relay_listen,
+            database_url: raw.storage.database_url.clone(),
+            node_name,
             submission_listen: addr(
                 &raw.smtp.submission_listen,
                 "127.0.0.1:2587",
@@ -677,102 +699,14 @@ fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SPEC_EXAMPLE: &str = r#"
-[smtp]
-relay_listen = "127.0.0.1:2525"
-submission_listen = "127.0.0.1:2587"
-hostname = "relay.example.net"
-[http]
-listen = "127.0.0.1:8025"
-[storage]
-data_dir = "./relayward-data"
-[delivery]
-retry_schedule = ["1m", "5m", "15m", "30m", "1h", "2h", "4h"]
-expire_after = "48h"
-[limits]
-unregistered_allowance_per_day = 1000
-unregistered_suspicious_per_day = 50
-tenant_suspicious_per_day = 500
-tenant_suspicious_ratio = 0.10
-connector_suspicious_per_day = 200
-connector_suspicious_ratio = 0.30
-user_suspicious_per_day = 20
-user_recipients_per_day = 10000
-user_messages_per_minute = 30
-recipients_per_message = 500
-max_message_size = "35MB"
-[[tenants]]
-name = "contoso"
-language = "es"
-subscription_ends = "2027-12-31"
-admins = ["admin@contoso.example"]
-domains = [ { name = "contoso.example", kind = "authoritative", verified = true } ]
-connectors = [ { name = "on-prem", ips = ["127.0.0.1/32"], relay_unregistered = true } ]
-users = [ { address = "alice@contoso.example", password = "change-me", forward_to = "alice@home.example" } ]
-routes = [ { domain = "contoso.example", host = "127.0.0.1:2600" } ]
-limits = { unregistered_allowance_per_day = 5 }
-"#;
-
-    #[test]
-    fn the_spec_example_loads_with_its_values() {
-        let raw: RawConfig = toml::from_str(SPEC_EXAMPLE).expect("parses");
-        let c = Config::from_raw(raw).expect("valid");
-        assert_eq!(
-            c.limits,
-            Limits::default(),
-            "the example restates the defaults"
-        );
-        assert_eq!(c.expire_after, Duration::from_secs(48 * 3600));
-        assert_eq!(c.tenants[0].limits.unregistered_allowance_per_day, 5);
-        assert_eq!(
-            c.tenants[0].limits.user_messages_per_minute, 30,
-            "other limits inherited"
-        );
-        assert_eq!(c.tenants[0].language, "es");
-        assert!(c.tenants[0].connectors[0].relay_unregistered);
-    }
-
-    #[test]
-    fn no_file_gives_the_embedded_defaults() {
-        let c = Config::load(None).expect("defaults");
-        assert_eq!(c.relay_listen.to_string(), "127.0.0.1:2525");
-        assert_eq!(c.submission_listen.to_string(), "127.0.0.1:2587");
-        assert_eq!(c.http_listen.to_string(), "127.0.0.1:8025");
-        assert_eq!(c.limits.max_message_size, 35 * 1024 * 1024);
-        assert_eq!(c.retry_schedule.len(), 7);
-    }
-
-    #[test]
-    fn mistakes_are_named() {
-        let err = |t: &str| {
-            let raw: std::result::Result<RawConfig, _> = toml::from_str(t);
-            match raw {
-                Err(e) => e.to_string(),
-                Ok(r) => format!("{:#}", Config::from_raw(r).expect_err("invalid")),
-            }
-        };
-        assert!(err("[smtp]\nrelay_lisen = \"x\"").contains("relay_lisen"));
-        assert!(err("[limits]\nrecipients_per_message = 5000").contains("between 1 and 1000"));
-        assert!(err("[delivery]\nexpire_after = \"2 weeks\"").contains("unknown unit"));
-        assert!(
-            err(
-                "[[tenants]]\nname = \"a\"\nconnectors = [{ name = \"c\", ips = [\"300.1.1.1\"] }]"
-            )
-            .contains("not an address")
-        );
-    }
-
-    #[test]
-    fn sizes_and_durations() {
-        assert_eq!(parse_size("35MB").expect("size"), 36_700_160);
-        assert_eq!(parse_duration("90s").expect("d"), Duration::from_secs(90));
-        assert_eq!(
-            parse_duration("500ms").expect("d"),
-            Duration::from_millis(500)
-        );
-    }
+/// The machine's own name (the kernel's), else "relayward".
+fn machine_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "relayward".into())
 }
+
+#[cfg(test)]
+mod tests;

@@ -136,6 +136,8 @@ pub struct RawHttp {
 pub struct RawStorage {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    /// This node's name in a cluster (default: machine name and relay address).
+    pub node_name: Option<String>,
     pub max_spool_size: Option<String>,
     /// Message trace rows older than this are deleted (default `90d`).
     pub trace_retention: Option<String>,

@@ -160,9 +160,13 @@ pub struct Control {
 
 pub(crate) const DAY: i64 = 86_400_000;
 
-/// Opens the store of the configuration's data directory (the embedded SQLite database),
-/// making the directory when it is missing.
-pub fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
+/// Opens the configuration's store: the shared PostgreSQL database in cluster mode
+/// (`storage.database_url`), else the embedded SQLite database in the data directory (made
+/// when missing).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+    if let Some(url) = &config.database_url {
+        return Ok(Arc::new(relayward_store::PgStore::connect(url).await?));
+    }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Internal(format!(
             "cannot create data directory {}: {e}",

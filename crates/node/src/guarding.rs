@@ -373,8 +373,13 @@ pub async fn restore(handle: &GuardHandle, store: &dyn Store) {
 pub async fn run(handle: Arc<GuardHandle>, store: Arc<dyn Store>, mail: AlertMail) {
     let mut seen_version = store.restrictions_version().await.unwrap_or(0);
     let mut last_sync = now_ms();
+    let mut wait = crate::changes::ChangeWait::new(
+        store.change_feed(),
+        "restrictions",
+        Duration::from_millis(500),
+    );
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        wait.next().await;
         let now = now_ms();
         let dir = handle.dir();
         let events = handle.with(|g| {

@@ -6,6 +6,7 @@
 //! Must never: decide a rule of the control plane itself (who may change what; that is
 //! `relayward_control`), or block the SMTP path on the store.
 
+mod changes;
 pub mod control_socket;
 mod guarding;
 mod http;
@@ -222,7 +223,10 @@ pub async fn serve(
     listeners: Listeners,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let store = relayward_control::open_store(&config)?;
+    let store = relayward_control::open_store(&config).await?;
+    if config.clustered() {
+        tracing::info!(node = %config.node_name, "cluster mode: the store is the shared PostgreSQL database");
+    }
     if let Err(e) = provision(store.as_ref(), &config).await {
         // On a full disk the relay still starts on the tenants as stored at the last start,
         // refuses new mail and delivers what it holds; anything else is a real error.
@@ -580,8 +584,10 @@ async fn reload_directory(
         .store(seen, std::sync::atomic::Ordering::Relaxed);
     let mut applied = std::collections::HashSet::new();
     apply_limit_overrides(store.as_ref(), &guard, &config, &mut applied).await;
+    let mut wait =
+        changes::ChangeWait::new(store.change_feed(), "directory", Duration::from_secs(1));
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        wait.next().await;
         match store.directory_version().await {
             Ok(v) if v != seen => match store.directory().await {
                 Ok(data) => {

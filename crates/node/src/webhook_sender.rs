@@ -144,7 +144,10 @@ async fn attempt(
 pub async fn run(store: Arc<dyn Store>, config: WebhookConfig) {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let due = match store.due_webhook_deliveries(now_ms(), 50).await {
+        // Held for the attempt's time and a margin: in a cluster, each delivery goes from one
+        // node at a time.
+        let lease = i64::try_from(config.timeout.as_millis()).unwrap_or(i64::MAX / 2) + 30_000;
+        let due = match store.claim_webhook_deliveries(now_ms(), lease, 50).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read webhook deliveries");

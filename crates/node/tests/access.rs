@@ -109,7 +109,7 @@ async fn every_operation_answers_each_caller_as_its_declared_access_says() {
     let config = Config::load(Some(&file)).expect("configuration");
     let control = Control::new(
         &config,
-        relayward_control::open_store(&config).expect("store"),
+        relayward_control::open_store(&config).await.expect("store"),
     );
     let op = Actor::command_line("cli:test".into(), Role::Operator);
     for name in ["contoso", "fabrikam"] {

@@ -5,6 +5,7 @@
 //! The store never sits on the per-command SMTP path: the relay reads a directory snapshot built
 //! from it, and trace events reach it in batches from a background writer.
 
+mod error;
 mod model;
 mod postgres;
 mod sqlite;
@@ -35,7 +36,7 @@ pub enum StoreError {
     Invalid(String),
     #[error("store task failed: {0}")]
     Task(String),
-    #[error("database error: {}", postgres::describe(.0))]
+    #[error("database error: {}", error::describe(.0))]
     Postgres(tokio_postgres::Error),
     /// The shared database cannot be reached (cluster mode): the relay keeps relaying on what
     /// it knows; changes wait for the database.
@@ -61,6 +62,13 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Change notices from other nodes (cluster mode): a payload names what changed
+    /// (`directory` or `restrictions`). `None` where there is no one else to hear from (the
+    /// embedded store); the relay polls the versions either way.
+    fn change_feed(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
+
     /// Everything the relay's directory is built from.
     async fn directory(&self) -> Result<DirectoryData>;
     /// Grows by one with every change to directory data; the relay reloads when it moves.
@@ -184,8 +192,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<usize>;
     /// Queues one delivery as given (its `id` is assigned).
     async fn add_webhook_delivery(&self, d: &WebhookDelivery) -> Result<()>;
-    /// Pending deliveries due at `now`, oldest first.
-    async fn due_webhook_deliveries(&self, now: i64, limit: usize) -> Result<Vec<WebhookDelivery>>;
+    /// Claims up to `limit` pending deliveries due at `now`, oldest first: their next attempt
+    /// moves to `now + lease_ms`, so no other node takes them while this one tries; if this one
+    /// dies, they are due again when the lease ends (at least once, never twice at the same time).
+    async fn claim_webhook_deliveries(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>>;
     async fn update_webhook_delivery(&self, d: &WebhookDelivery) -> Result<()>;
     /// A webhook's deliveries, newest first.
     async fn webhook_deliveries(

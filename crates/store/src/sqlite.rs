@@ -1578,14 +1578,26 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn due_webhook_deliveries(&self, now: i64, limit: usize) -> Result<Vec<WebhookDelivery>> {
+    async fn claim_webhook_deliveries(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>> {
         self.with(move |c| {
             let mut s = c.prepare(&format!(
-                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE state = 'pending' AND next_attempt <= ?1 ORDER BY next_attempt, id LIMIT ?2"
+                "UPDATE webhook_deliveries SET next_attempt = ?3 WHERE id IN (
+                   SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt <= ?1
+                   ORDER BY next_attempt, id LIMIT ?2)
+                 RETURNING {DELIVERY_COLUMNS}"
             ))?;
-            let rows = s
-                .query_map(params![now, limit as i64], delivery_row)?
+            let mut rows: Vec<WebhookDelivery> = s
+                .query_map(
+                    params![now, limit as i64, now.saturating_add(lease_ms)],
+                    delivery_row,
+                )?
                 .collect::<rusqlite::Result<_>>()?;
+            rows.sort_by_key(|d| d.id);
             Ok(rows)
         })
         .await

@@ -50,7 +50,7 @@ pub async fn create() -> Option<TestDb> {
         client
             .batch_execute(&sql)
             .await
-            .unwrap_or_else(|e| panic!("{sql}: {}", crate::postgres::describe(&e)));
+            .unwrap_or_else(|e| panic!("{sql}: {}", crate::error::describe(&e)));
     }
     drop(client);
     let _ = task.await;

@@ -294,27 +294,19 @@ async fn provisioning_again_keeps_what_hangs_on_the_tenant_and_webhooks_queue_pe
             .expect("queue"),
         1
     );
-    let due = store.due_webhook_deliveries(10, 10).await.expect("due");
+    let claim = |now| store.claim_webhook_deliveries(now, 1000, 10);
+    assert!(claim(9).await.expect("claim").is_empty());
+    let due = claim(10).await.expect("claim");
     assert_eq!(due.len(), 1);
-    assert!(
-        store
-            .due_webhook_deliveries(9, 10)
-            .await
-            .expect("due")
-            .is_empty()
-    );
+    // Claimed: no one else takes it until the lease ends, then it is due again.
+    assert!(claim(10).await.expect("claim").is_empty());
+    assert_eq!(claim(1010).await.expect("claim").len(), 1);
     let mut d = due[0].clone();
     d.state = "delivered".into();
     d.attempts = 1;
     d.last_status = Some(204);
     store.update_webhook_delivery(&d).await.expect("update");
-    assert!(
-        store
-            .due_webhook_deliveries(99, 10)
-            .await
-            .expect("due")
-            .is_empty()
-    );
+    assert!(claim(99_999).await.expect("claim").is_empty());
     let log = store.webhook_deliveries("w1", 10).await.expect("log");
     assert_eq!(
         (log[0].state.as_str(), log[0].attempts, log[0].last_status),

@@ -79,7 +79,7 @@ pub enum TokenCmd {
 }
 
 pub async fn account(config: &Config, cmd: AccountCmd) -> Result<()> {
-    let svc = open(config)?;
+    let svc = open(config).await?;
     match cmd {
         AccountCmd::Create {
             email,
@@ -114,7 +114,7 @@ pub async fn account(config: &Config, cmd: AccountCmd) -> Result<()> {
 }
 
 pub async fn operator_account(config: &Config, cmd: OperatorCmd) -> Result<()> {
-    let svc = open(config)?;
+    let svc = open(config).await?;
     match cmd {
         OperatorCmd::Create { email } => {
             let who = operator();
@@ -128,7 +128,7 @@ pub async fn operator_account(config: &Config, cmd: OperatorCmd) -> Result<()> {
 }
 
 pub async fn token(config: &Config, cmd: TokenCmd) -> Result<()> {
-    let svc = open(config)?;
+    let svc = open(config).await?;
     let actor = operator();
     match cmd {
         TokenCmd::Create {

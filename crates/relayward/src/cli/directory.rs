@@ -139,7 +139,7 @@ pub enum RouteCmd {
 }
 
 pub async fn tenant(config: &Config, cmd: TenantCmd) -> Result<()> {
-    let svc = open(config)?;
+    let svc = open(config).await?;
     match cmd {
         TenantCmd::Add {
             name,
@@ -223,7 +223,7 @@ pub async fn tenant(config: &Config, cmd: TenantCmd) -> Result<()> {
 }
 
 pub async fn domain(config: &Config, cmd: DomainCmd) -> Result<()> {
-    let svc = open(config)?;
+    let svc = open(config).await?;
     match cmd {
         DomainCmd::Add {
             tenant,
@@ -297,7 +297,7 @@ pub async fn domain(config: &Config, cmd: DomainCmd) -> Result<()> {
 }
 
 pub async fn connector(config: &Config, cmd: ConnectorCmd) -> Result<()> {
-    let svc = open(config)?;
+    let svc = open(config).await?;
     match cmd {
         ConnectorCmd::Add {
             tenant,
@@ -332,7 +332,7 @@ pub async fn connector(config: &Config, cmd: ConnectorCmd) -> Result<()> {
 }
 
 pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
-    let svc = open(config)?;
+    let svc = open(config).await?;
     match cmd {
         UserCmd::Add {
             tenant,
@@ -357,7 +357,7 @@ pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
 }
 
 pub async fn route(config: &Config, cmd: RouteCmd) -> Result<()> {
-    let svc = open(config)?;
+    let svc = open(config).await?;
     match cmd {
         RouteCmd::Add {
             tenant,

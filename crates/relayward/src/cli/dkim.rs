@@ -56,7 +56,7 @@ fn print_dkim(keys: &[relayward_store::DkimKey]) {
 }
 
 pub async fn dkim(config: &Config, cmd: DkimCmd) -> Result<()> {
-    let svc = open(config)?;
+    let svc = open(config).await?;
     let keys = match cmd {
         DkimCmd::Show { tenant, domain } => svc.dkim_keys(&tenant, &domain).await?,
         DkimCmd::Rotate {

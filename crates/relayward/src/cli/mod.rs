@@ -30,8 +30,11 @@ pub fn write_line(args: std::fmt::Arguments) {
 }
 
 /// The control plane over the configuration's store: every command's only way to it.
-pub fn open(config: &Config) -> Result<Control> {
-    Ok(Control::new(config, relayward_control::open_store(config)?))
+pub async fn open(config: &Config) -> Result<Control> {
+    Ok(Control::new(
+        config,
+        relayward_control::open_store(config).await?,
+    ))
 }
 
 /// The operator at the relay's own command line.

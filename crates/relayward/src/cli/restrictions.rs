@@ -203,7 +203,7 @@ pub async fn restriction_cmd(svc: &Control, cmd: RestrictionCmd, who: &ActorArgs
 }
 
 pub async fn restrictions(config: &Config, args: RestrictionsArgs) -> Result<()> {
-    let svc = open(config)?;
+    let svc = open(config).await?;
     let RestrictionsArgs { tenant, all, json } = args;
 
     let list = svc.restrictions(tenant.as_deref(), all).await?;
@@ -221,12 +221,12 @@ pub async fn restrictions(config: &Config, args: RestrictionsArgs) -> Result<()>
 }
 
 pub async fn restriction(config: &Config, cmd: RestrictionCmd, who: &ActorArgs) -> Result<()> {
-    let svc = open(config)?;
+    let svc = open(config).await?;
     restriction_cmd(&svc, cmd, who).await
 }
 
 pub async fn alerts(config: &Config, args: AlertsArgs) -> Result<()> {
-    let svc = open(config)?;
+    let svc = open(config).await?;
     let AlertsArgs {
         tenant,
         limit,
@@ -255,7 +255,7 @@ pub async fn alerts(config: &Config, args: AlertsArgs) -> Result<()> {
 }
 
 pub async fn counters(config: &Config, args: CountersArgs) -> Result<()> {
-    let svc = open(config)?;
+    let svc = open(config).await?;
     let CountersArgs { tenant, json } = args;
 
     for c in svc.counters(&tenant).await? {
@@ -289,7 +289,7 @@ pub async fn counters(config: &Config, args: CountersArgs) -> Result<()> {
 }
 
 pub async fn audit(config: &Config, args: AuditArgs) -> Result<()> {
-    let svc = open(config)?;
+    let svc = open(config).await?;
     let AuditArgs { tenant, limit } = args;
 
     for e in svc.audit_log(tenant.as_deref(), limit).await? {

@@ -31,7 +31,7 @@ pub struct TraceArgs {
 }
 
 pub async fn trace(config: &Config, args: TraceArgs) -> Result<()> {
-    let svc = open(config)?;
+    let svc = open(config).await?;
     let since = match &args.since {
         Some(s) => {
             Some((now_secs() - relayward_config::parse_duration(s)?.as_secs() as i64) * 1000)

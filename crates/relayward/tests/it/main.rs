@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod claims;
 mod cli;
+mod cluster;
 mod console;
 mod crash;
 mod delivery;

@@ -333,6 +333,10 @@ macro_rules! change {
 
 #[async_trait]
 impl Store for PgStore {
+    fn change_feed(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        Some(self.listen())
+    }
+
     async fn directory(&self) -> Result<DirectoryData> {
         let mut c = self.client().await?;
         // One snapshot: every table as of the same moment.
@@ -1161,17 +1165,30 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn due_webhook_deliveries(&self, now: i64, n: usize) -> Result<Vec<WebhookDelivery>> {
+    async fn claim_webhook_deliveries(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        n: usize,
+    ) -> Result<Vec<WebhookDelivery>> {
         let c = self.client().await?;
-        each(
+        // Rows another node is claiming right now are skipped, not waited for.
+        let mut claimed = each(
             rows(
                 &c,
-                &format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE state = 'pending' AND next_attempt <= $1 ORDER BY next_attempt, id LIMIT $2"),
-                &[&now, &limit(n)],
+                &format!(
+                    "UPDATE webhook_deliveries SET next_attempt = $3 WHERE id IN (
+                       SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt <= $1
+                       ORDER BY next_attempt, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                     RETURNING {DELIVERY_COLUMNS}"
+                ),
+                &[&now, &limit(n), &now.saturating_add(lease_ms)],
             )
             .await?,
             delivery_row,
-        )
+        )?;
+        claimed.sort_by_key(|d| d.id);
+        Ok(claimed)
     }
 
     async fn update_webhook_delivery(&self, d: &WebhookDelivery) -> Result<()> {

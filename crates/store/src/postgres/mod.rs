@@ -14,6 +14,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use crate::error::describe;
 use crate::{Result, StoreError};
 
 /// The notification channel that carries "something changed" between nodes; its payload names
@@ -142,24 +143,6 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
-/// An error as an operator reads it: the server's own message (tokio-postgres's display of a
-/// server error is only "db error").
-pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut s = format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
-            if let Some(detail) = db.detail() {
-                s.push_str(&format!("; {detail}"));
-            }
-            s
-        }
-        None => match std::error::Error::source(e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        },
-    }
-}
-
 /// Maps a unique-key clash to `Exists` and a missing tenant (foreign key) to `NotFound`.
 fn unique(e: tokio_postgres::Error, what: &'static str, name: &str) -> StoreError {
     match e.code() {
@@ -213,4 +196,74 @@ fn unsigned<T: TryFrom<i64> + Default>(v: i64) -> T {
 
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl PgStore {
+    /// Every notification on `relayward_changes` (its payload: `directory` or `restrictions`),
+    /// from a connection of its own that reconnects when it drops; after a reconnection it sends
+    /// both payloads, since notifications in between are lost.
+    pub fn listen(&self) -> tokio::sync::broadcast::Receiver<String> {
+        let (tx, rx) = tokio::sync::broadcast::channel(64);
+        let config = self.config.clone();
+        tokio::spawn(async move {
+            let mut first = true;
+            while tx.receiver_count() > 0 {
+                match listen_once(&config, &tx, first).await {
+                    Ok(()) => tracing::warn!("the change feed's connection closed; reconnecting"),
+                    Err(e) => tracing::warn!(error = %e, "the change feed cannot listen; retrying"),
+                }
+                first = false;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        rx
+    }
+}
+
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    tx: &tokio::sync::broadcast::Sender<String>,
+    first: bool,
+) -> std::result::Result<(), String> {
+    use tokio_postgres::AsyncMessage;
+    let (client, mut conn) = tokio::time::timeout(CONNECT_WAIT, config.connect(NoTls))
+        .await
+        .map_err(|_| "connecting timed out".to_string())?
+        .map_err(|e| describe(&e))?;
+    let (msgs_tx, mut msgs) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        while let Some(m) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            if msgs_tx.send(m).is_err() {
+                break;
+            }
+        }
+    });
+    let listening = client
+        .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
+        .await;
+    if let Err(e) = listening {
+        driver.abort();
+        return Err(describe(&e));
+    }
+    if !first {
+        for what in ["directory", "restrictions"] {
+            let _ = tx.send(what.to_string());
+        }
+    }
+    let result = loop {
+        match msgs.recv().await {
+            Some(Ok(AsyncMessage::Notification(n))) => {
+                let _ = tx.send(n.payload().to_string());
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => break Err(describe(&e)),
+            None => break Ok(()),
+        }
+        if tx.receiver_count() == 0 {
+            break Ok(());
+        }
+    };
+    drop(client);
+    driver.abort();
+    result
 }

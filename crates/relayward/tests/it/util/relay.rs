@@ -70,11 +70,18 @@ impl Relay {
 
     /// `storage` holds extra keys of the `[storage]` table.
     pub fn start_with_storage(storage: &str, extra: &str) -> Relay {
+        Relay::start_on("127.0.0.1", storage, extra)
+    }
+
+    /// A relay whose listeners are on the loopback address `ip` (a cluster's nodes each take
+    /// one of 127.0.0.x).
+    pub fn start_on(ip: &str, storage: &str, extra: &str) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("relayward.toml");
         std::fs::write(
             &config,
-            config_text(&dir.path().join("data"), storage, extra),
+            config_text(&dir.path().join("data"), storage, extra)
+                .replace("\"127.0.0.1:0\"", &format!("\"{ip}:0\"")),
         )
         .expect("config");
         let mut r = Relay {

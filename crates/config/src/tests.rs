@@ -1,0 +1,94 @@
+use super::*;
+
+const SPEC_EXAMPLE: &str = r#"
+[smtp]
+relay_listen = "127.0.0.1:2525"
+submission_listen = "127.0.0.1:2587"
+hostname = "relay.example.net"
+[http]
+listen = "127.0.0.1:8025"
+[storage]
+data_dir = "./relayward-data"
+[delivery]
+retry_schedule = ["1m", "5m", "15m", "30m", "1h", "2h", "4h"]
+expire_after = "48h"
+[limits]
+unregistered_allowance_per_day = 1000
+unregistered_suspicious_per_day = 50
+tenant_suspicious_per_day = 500
+tenant_suspicious_ratio = 0.10
+connector_suspicious_per_day = 200
+connector_suspicious_ratio = 0.30
+user_suspicious_per_day = 20
+user_recipients_per_day = 10000
+user_messages_per_minute = 30
+recipients_per_message = 500
+max_message_size = "35MB"
+[[tenants]]
+name = "contoso"
+language = "es"
+subscription_ends = "2027-12-31"
+admins = ["admin@contoso.example"]
+domains = [ { name = "contoso.example", kind = "authoritative", verified = true } ]
+connectors = [ { name = "on-prem", ips = ["127.0.0.1/32"], relay_unregistered = true } ]
+users = [ { address = "alice@contoso.example", password = "change-me", forward_to = "alice@home.example" } ]
+routes = [ { domain = "contoso.example", host = "127.0.0.1:2600" } ]
+limits = { unregistered_allowance_per_day = 5 }
+"#;
+
+#[test]
+fn the_spec_example_loads_with_its_values() {
+    let raw: RawConfig = toml::from_str(SPEC_EXAMPLE).expect("parses");
+    let c = Config::from_raw(raw).expect("valid");
+    assert_eq!(
+        c.limits,
+        Limits::default(),
+        "the example restates the defaults"
+    );
+    assert_eq!(c.expire_after, Duration::from_secs(48 * 3600));
+    assert_eq!(c.tenants[0].limits.unregistered_allowance_per_day, 5);
+    assert_eq!(
+        c.tenants[0].limits.user_messages_per_minute, 30,
+        "other limits inherited"
+    );
+    assert_eq!(c.tenants[0].language, "es");
+    assert!(c.tenants[0].connectors[0].relay_unregistered);
+}
+
+#[test]
+fn no_file_gives_the_embedded_defaults() {
+    let c = Config::load(None).expect("defaults");
+    assert_eq!(c.relay_listen.to_string(), "127.0.0.1:2525");
+    assert_eq!(c.submission_listen.to_string(), "127.0.0.1:2587");
+    assert_eq!(c.http_listen.to_string(), "127.0.0.1:8025");
+    assert_eq!(c.limits.max_message_size, 35 * 1024 * 1024);
+    assert_eq!(c.retry_schedule.len(), 7);
+}
+
+#[test]
+fn mistakes_are_named() {
+    let err = |t: &str| {
+        let raw: std::result::Result<RawConfig, _> = toml::from_str(t);
+        match raw {
+            Err(e) => e.to_string(),
+            Ok(r) => format!("{:#}", Config::from_raw(r).expect_err("invalid")),
+        }
+    };
+    assert!(err("[smtp]\nrelay_lisen = \"x\"").contains("relay_lisen"));
+    assert!(err("[limits]\nrecipients_per_message = 5000").contains("between 1 and 1000"));
+    assert!(err("[delivery]\nexpire_after = \"2 weeks\"").contains("unknown unit"));
+    assert!(
+        err("[[tenants]]\nname = \"a\"\nconnectors = [{ name = \"c\", ips = [\"300.1.1.1\"] }]")
+            .contains("not an address")
+    );
+}
+
+#[test]
+fn sizes_and_durations() {
+    assert_eq!(parse_size("35MB").expect("size"), 36_700_160);
+    assert_eq!(parse_duration("90s").expect("d"), Duration::from_secs(90));
+    assert_eq!(
+        parse_duration("500ms").expect("d"),
+        Duration::from_millis(500)
+    );
+}
