@@ -23,6 +23,7 @@ pub mod passwords;
 mod queue;
 mod reads;
 pub mod restrictions;
+pub mod saved_counters;
 mod secrets;
 mod tokens;
 pub mod webhooks;

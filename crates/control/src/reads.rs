@@ -38,10 +38,7 @@ impl Control {
         let now = relayward_clock::now_ms();
         let overrides = self.store.tenant_limits().await?;
         let mut out = Vec::new();
-        for (tenant, body) in self.store.counters(None).await? {
-            let Ok(c) = serde_json::from_str::<relayward_guard::TenantCounters>(&body) else {
-                continue;
-            };
+        for (tenant, c) in crate::saved_counters::combined(self.store.counters(None).await?) {
             let limits = match (
                 self.tenant_limits.get(&tenant),
                 overrides.iter().find(|(t, _)| *t == tenant),

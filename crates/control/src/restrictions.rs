@@ -36,7 +36,12 @@ impl Control {
         actor: &Actor,
         action: &str,
     ) -> Result<()> {
-        self.store.save_restriction(&restriction_row(after)).await?;
+        if !self.store.save_restriction(&restriction_row(after)).await? {
+            return Err(crate::Conflict(format!(
+                "{} is already restricted",
+                after.key
+            )));
+        }
         crate::webhooks::emit(
             self.store.as_ref(),
             &after.key.tenant,
@@ -153,7 +158,9 @@ impl Control {
             first.role = Role::Operator;
             first.note = note.trim().to_string();
         }
-        self.store.save_restriction(&restriction_row(&r)).await?;
+        if !self.store.save_restriction(&restriction_row(&r)).await? {
+            return Err(crate::Conflict(format!("{} is already restricted", r.key)));
+        }
         crate::webhooks::emit(
             self.store.as_ref(),
             tenant,
@@ -458,15 +465,15 @@ impl Control {
         Ok(flags)
     }
 
-    /// A tenant's counters as the relay last saved them (about twice a second).
+    /// A tenant's counters as the relay last saved them (about twice a second): in a cluster,
+    /// the sum of every node's.
     async fn stored_counters(&self, tenant: &str) -> Result<Option<TenantCounters>> {
-        Ok(self
-            .store
-            .counters(Some(tenant))
-            .await?
-            .into_iter()
-            .next()
-            .and_then(|(_, body)| serde_json::from_str(&body).ok()))
+        Ok(
+            crate::saved_counters::combined(self.store.counters(Some(tenant)).await?)
+                .into_iter()
+                .next()
+                .map(|(_, c)| c),
+        )
     }
 
     /// Every counter of a tenant beside its threshold, as last saved by the relay (about once

@@ -27,6 +27,11 @@ pub struct SubjectCounters {
     /// only, so a restart starts learning afresh.
     #[serde(skip)]
     pub habits: Behaviour,
+    /// When a release last started these counts afresh (the release's own time, the same on
+    /// every node): another node's counts from before it has applied that release are not
+    /// added (see `set_others`).
+    #[serde(default)]
+    pub cleared_at: i64,
 }
 
 impl Default for SubjectCounters {
@@ -36,6 +41,7 @@ impl Default for SubjectCounters {
             hour: Window::hour(),
             minute: Recent::default(),
             habits: Behaviour::default(),
+            cleared_at: 0,
         }
     }
 }
@@ -52,6 +58,16 @@ impl SubjectCounters {
         self.day.clear();
         self.hour.clear();
         self.minute.clear();
+    }
+
+    /// Sets the other nodes' counts of this subject: the sum of theirs, leaving out a node
+    /// that has not yet applied a release this node has (its counts are from before it).
+    fn set_others<'a>(&mut self, others: impl Iterator<Item = &'a SubjectCounters> + Clone) {
+        let current = others.filter(|o| o.cleared_at >= self.cleared_at);
+        let day = self.day.sum_of(current.clone().map(|o| &o.day));
+        let hour = self.hour.sum_of(current.map(|o| &o.hour));
+        self.day.set_others(day);
+        self.hour.set_others(hour);
     }
 }
 
@@ -239,11 +255,39 @@ impl<'de> Deserialize<'de> for SubjectMap {
 }
 
 impl TenantCounters {
+    /// Cluster mode: puts the other nodes' counts of this tenant (their own, as they saved
+    /// them) beside this node's, subject by subject, so every limit reads the tenant's
+    /// traffic on all nodes. Subjects only other nodes have seen are added here.
+    pub fn set_others(&mut self, others: &[&TenantCounters]) {
+        self.tenant.set_others(others.iter().map(|o| &o.tenant));
+        set_map_others(&mut self.connectors, others.iter().map(|o| &o.connectors));
+        set_map_others(&mut self.users, others.iter().map(|o| &o.users));
+    }
+
     pub fn sample(&mut self, s: Sample) {
         if self.samples.len() >= SAMPLES_KEPT {
             self.samples.pop_front();
         }
         self.samples.push_back(s);
+    }
+}
+
+/// `TenantCounters::set_others` for a tenant's connectors or users.
+fn set_map_others<'a>(
+    local: &mut SubjectMap,
+    theirs: impl Iterator<Item = &'a SubjectMap> + Clone,
+) {
+    let mut names: Vec<String> = theirs
+        .clone()
+        .flat_map(|m| m.names().map(str::to_string))
+        .chain(local.names().map(str::to_string))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        local
+            .entry(&name)
+            .set_others(theirs.clone().filter_map(|m| m.get(&name)));
     }
 }
 

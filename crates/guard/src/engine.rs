@@ -1078,6 +1078,8 @@ impl<C: CounterStore> Guard<C> {
         let released = matches!(r.state, State::Probation | State::Lifted)
             && r.history.iter().any(|t| t.to == State::Probation);
         let released_now = released && (was_blocking || local.is_none_or(|l| l.id != r.id));
+        // The release's own time, the same on every node of a cluster.
+        let released_at = history_end(&r);
         if r.state == State::Lifted {
             ts.remove(kind, &name);
         } else {
@@ -1085,23 +1087,30 @@ impl<C: CounterStore> Guard<C> {
         }
         if released_now && was_blocking {
             let tc = self.counters.tenant_mut(&tenant);
-            match kind {
+            let subject = match kind {
                 Kind::TenantThreshold | Kind::TenantUnregistered => {
-                    tc.tenant.clear();
                     tc.samples.clear();
+                    Some(&mut tc.tenant)
                 }
-                Kind::Connector => {
-                    if let Some(c) = tc.connectors.get_mut(&name) {
-                        c.clear();
-                    }
-                }
-                Kind::User => {
-                    if let Some(u) = tc.users.get_mut(&name) {
-                        u.clear();
-                    }
-                }
+                Kind::Connector => tc.connectors.get_mut(&name),
+                Kind::User => tc.users.get_mut(&name),
+            };
+            if let Some(s) = subject {
+                s.clear();
+                s.cleared_at = released_at;
             }
         }
+    }
+
+    /// Cluster mode: the other nodes' counts of `tenant` (as they saved them) join this node's.
+    pub fn set_others(&mut self, tenant: &str, others: &[&TenantCounters]) {
+        if let Some(tc) = self.counters.tenant_mut_existing(tenant) {
+            tc.set_others(others);
+            return;
+        }
+        let mut tc = TenantCounters::default();
+        tc.set_others(others);
+        self.counters.restore(tenant, tc);
     }
 
     /// Every counter of a tenant beside its threshold, as admins see them.
@@ -1259,4 +1268,13 @@ pub fn view(tc: Option<&TenantCounters>, lim: &Limits, now: i64) -> Vec<CounterV
         );
     }
     out
+}
+
+/// When a restriction's last release happened: its latest move to probation.
+fn history_end(r: &Restriction) -> i64 {
+    r.history
+        .iter()
+        .rev()
+        .find(|t| t.to == State::Probation)
+        .map_or(0, |t| t.at)
 }

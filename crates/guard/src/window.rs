@@ -74,6 +74,9 @@ pub struct Window {
     /// The instant the oldest bucket leaves (0: not yet known), so a read that expires
     /// nothing is one comparison.
     next_expiry: i64,
+    /// The same subject's counts on the other nodes of a cluster, kept apart so this node
+    /// saves only its own; every read adds them. `None` on a single node.
+    others: Option<Box<Window>>,
 }
 
 impl From<StoredWindow> for Window {
@@ -126,6 +129,7 @@ impl Window {
             older: SmallVec::new(),
             total: Counts::default(),
             next_expiry: 0,
+            others: None,
         }
     }
 
@@ -202,7 +206,11 @@ impl Window {
     /// The window's total at `now_ms`, dropping buckets that have left it.
     pub fn total(&mut self, now_ms: i64) -> Counts {
         self.expire(now_ms);
-        self.total
+        let mut t = self.total;
+        if let Some(o) = &mut self.others {
+            t.add(&o.total(now_ms));
+        }
+        t
     }
 
     /// The total at `now_ms` without changing the window (for read-only views).
@@ -214,6 +222,9 @@ impl Window {
                 break;
             }
             t.sub(c);
+        }
+        if let Some(o) = &self.others {
+            t.add(&o.peek(now_ms));
         }
         t
     }
@@ -229,7 +240,8 @@ impl Window {
         let mut out: Vec<(i64, Counts)> = (0..points)
             .map(|k| (start + k * step, Counts::default()))
             .collect();
-        for (i, c) in self.older.iter().chain(self.newest.iter()) {
+        let others = self.others.iter().flat_map(|o| o.buckets());
+        for (i, c) in self.buckets().chain(others) {
             let at = i * self.bucket_ms;
             if at < start || at >= end {
                 continue;
@@ -247,6 +259,37 @@ impl Window {
         self.older = SmallVec::new();
         self.total = Counts::default();
         self.next_expiry = 0;
+        self.others = None;
+    }
+
+    /// This node's own buckets, oldest first (not the other nodes').
+    fn buckets(&self) -> impl Iterator<Item = &(i64, Counts)> {
+        self.older.iter().chain(self.newest.iter())
+    }
+
+    /// Puts the other nodes' counts of this subject beside this node's (see `others`).
+    pub fn set_others(&mut self, others: Option<Window>) {
+        self.others = others.map(Box::new);
+    }
+
+    /// The bucket-by-bucket sum of windows of this one's shape (their own buckets only);
+    /// `None` when they hold nothing.
+    pub fn sum_of<'a>(&self, windows: impl Iterator<Item = &'a Window>) -> Option<Window> {
+        let mut buckets = std::collections::BTreeMap::<i64, Counts>::new();
+        for w in windows.filter(|w| w.bucket_ms == self.bucket_ms && w.len == self.len) {
+            for (i, c) in w.buckets() {
+                buckets.entry(*i).or_default().add(c);
+            }
+        }
+        if buckets.is_empty() {
+            return None;
+        }
+        Some(Window::from(StoredWindow {
+            bucket_ms: self.bucket_ms,
+            len: self.len,
+            slots: buckets.into_iter().collect(),
+            total: Counts::default(),
+        }))
     }
 
     /// Buckets held; a quiet window holds none.

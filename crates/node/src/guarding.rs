@@ -10,7 +10,9 @@ use std::time::Duration;
 use relayward_clock::now_ms;
 use relayward_control::restrictions::{restriction_from_row, restriction_row};
 use relayward_delivery::Queue;
-use relayward_guard::{Event, Guard, Hint, Limits, MessageFacts, Origin, Refusal, TenantCounters};
+use relayward_guard::{
+    AlertKind, Event, Guard, Hint, Limits, MessageFacts, Origin, Refusal, TenantCounters,
+};
 use relayward_spool::{Envelope, Recipient, Spool, new_message_id};
 use relayward_store::{AlertRow, Store};
 use relayward_tenancy::{Directory, TenantKey, domain_of};
@@ -213,6 +215,10 @@ impl relayward_delivery::Events for QueueEvents {
 pub struct GuardHandle {
     engine: Mutex<Guard>,
     directory: Arc<RwLock<Arc<Directory>>>,
+    /// This node's name: its counters are saved under it.
+    node: String,
+    /// Cluster mode: the other nodes' counts join this node's.
+    others: Option<Mutex<crate::shared_counters::Others>>,
 }
 
 impl GuardHandle {
@@ -220,6 +226,8 @@ impl GuardHandle {
         defaults: Limits,
         per_tenant: Vec<(String, Limits)>,
         directory: Arc<RwLock<Arc<Directory>>>,
+        node: &str,
+        clustered: bool,
     ) -> GuardHandle {
         let mut g = Guard::new(defaults);
         g.set_node(&format!("{:x}", now_ms() % 0xfff_ffff));
@@ -229,6 +237,8 @@ impl GuardHandle {
         GuardHandle {
             engine: Mutex::new(g),
             directory,
+            node: node.to_string(),
+            others: clustered.then(Mutex::default),
         }
     }
 
@@ -319,6 +329,31 @@ impl GuardHandle {
         }
     }
 
+    /// Cluster mode: puts counters other nodes saved beside this node's (rows of this node's
+    /// own are left out). Nothing on a single node.
+    fn take_others(&self, rows: Vec<relayward_store::CounterRow>) {
+        let Some(others) = &self.others else {
+            return;
+        };
+        let others = others.lock().unwrap_or_else(|p| p.into_inner());
+        let mut others = others;
+        let changed = others.take(rows, &self.node);
+        if changed.is_empty() {
+            return;
+        }
+        self.with(|g| {
+            for tenant in &changed {
+                g.set_others(tenant, &others.of(tenant));
+            }
+        });
+    }
+
+    /// Where the next read of other nodes' counters starts; `None` on a single node.
+    fn others_since(&self) -> Option<i64> {
+        let others = self.others.as_ref()?;
+        Some(others.lock().unwrap_or_else(|p| p.into_inner()).since())
+    }
+
     /// The engine's counters of one tenant, serialised for the store.
     fn dirty_counters(&self) -> Vec<(String, String)> {
         self.with(|g| {
@@ -342,19 +377,25 @@ pub struct AlertMail {
     pub sender: String,
 }
 
-/// Loads what the store holds (counters, open restrictions) into the engine at start.
+/// Loads what the store holds (counters, open restrictions) into the engine at start: this
+/// node's own counters (and those saved before counters were kept per node), and in cluster
+/// mode the other nodes' beside them.
 pub async fn restore(handle: &GuardHandle, store: &dyn Store) {
     match store.counters(None).await {
         Ok(rows) => {
             let n = rows.len();
+            let (mine, theirs): (Vec<_>, Vec<_>) = rows
+                .into_iter()
+                .partition(|r| r.node == handle.node || r.node.is_empty());
             handle.with(|g| {
-                for (tenant, body) in rows {
-                    if let Ok(c) = serde_json::from_str::<TenantCounters>(&body) {
-                        relayward_guard::CounterStore::restore(g.counters_mut(), &tenant, c);
+                for r in mine {
+                    if let Ok(c) = serde_json::from_str::<TenantCounters>(&r.body) {
+                        relayward_guard::CounterStore::restore(g.counters_mut(), &r.tenant, c);
                     }
                 }
             });
-            tracing::info!(tenants = n, "guard counters restored");
+            handle.take_others(theirs);
+            tracing::info!(rows = n, "guard counters restored");
         }
         Err(e) => tracing::warn!(error = %e, "cannot restore guard counters; starting from zero"),
     }
@@ -373,6 +414,7 @@ pub async fn restore(handle: &GuardHandle, store: &dyn Store) {
 pub async fn run(handle: Arc<GuardHandle>, store: Arc<dyn Store>, mail: AlertMail) {
     let mut seen_version = store.restrictions_version().await.unwrap_or(0);
     let mut last_sync = now_ms();
+    let mut last_pull = 0;
     let mut wait = crate::changes::ChangeWait::new(
         store.change_feed(),
         "restrictions",
@@ -390,46 +432,81 @@ pub async fn run(handle: Arc<GuardHandle>, store: Arc<dyn Store>, mail: AlertMai
             }
             g.take_events()
         });
-        let mut alerts = Vec::new();
+        // Restrictions first: one another node started first (cluster mode) is not stored
+        // again, and neither its alert nor its webhook goes out twice.
+        let mut taken_elsewhere: Vec<(String, String)> = Vec::new();
+        let mut alert_events = Vec::new();
         for e in events {
-            match e {
-                Event::Restriction(r) => {
-                    tracing::warn!(restriction = %r.id, subject = %r.key, state = r.state.as_str(), reason = ?r.reason, "restriction changed");
-                    if let Err(e) = store.save_restriction(&restriction_row(&r)).await {
-                        tracing::error!(error = %e, restriction = %r.id, "cannot store restriction");
-                    }
-                    relayward_control::webhooks::emit(
-                        store.as_ref(),
-                        &r.key.tenant,
-                        "restriction",
-                        serde_json::to_value(&r).unwrap_or_default(),
-                    )
-                    .await;
-                }
+            let r = match e {
+                Event::Restriction(r) => r,
                 Event::Alert(a) => {
-                    tracing::warn!(tenant = %a.tenant, kind = ?a.kind, "{}", a.text);
-                    send_alert_mail(&mail, &dir, &a).await;
-                    relayward_control::webhooks::emit(
-                        store.as_ref(),
-                        &a.tenant,
-                        "alert",
-                        serde_json::to_value(&a).unwrap_or_default(),
-                    )
-                    .await;
-                    alerts.push(AlertRow {
-                        id: 0,
-                        tenant: a.tenant,
-                        at: a.at,
-                        severity: format!("{:?}", a.severity).to_lowercase(),
-                        kind: serde_json::to_value(a.kind)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default(),
-                        subject: a.subject,
-                        text: a.text,
-                    });
+                    alert_events.push(a);
+                    continue;
+                }
+            };
+            tracing::warn!(restriction = %r.id, subject = %r.key, state = r.state.as_str(), reason = ?r.reason, "restriction changed");
+            match store.save_restriction(&restriction_row(&r)).await {
+                Ok(false) => {
+                    tracing::info!(subject = %r.key, "another node restricted it first; its restriction holds here too");
+                    let subject = if r.key.name.is_empty() {
+                        r.key.tenant.clone()
+                    } else {
+                        r.key.name.clone()
+                    };
+                    taken_elsewhere.push((r.key.tenant.clone(), subject));
+                    seen_version = -1;
+                    continue;
+                }
+                Ok(true) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, restriction = %r.id, "cannot store restriction");
                 }
             }
+            relayward_control::webhooks::emit(
+                store.as_ref(),
+                &r.key.tenant,
+                "restriction",
+                serde_json::to_value(&r).unwrap_or_default(),
+            )
+            .await;
+        }
+        let mut alerts = Vec::new();
+        for a in alert_events {
+            let restricted = matches!(
+                a.kind,
+                AlertKind::TenantRestricted
+                    | AlertKind::TenantRestrictedUnprovisioned
+                    | AlertKind::SuspiciousConnector
+                    | AlertKind::UserRestricted
+            );
+            if restricted
+                && taken_elsewhere
+                    .iter()
+                    .any(|(t, s)| *t == a.tenant && *s == a.subject)
+            {
+                continue;
+            }
+            tracing::warn!(tenant = %a.tenant, kind = ?a.kind, "{}", a.text);
+            send_alert_mail(&mail, &dir, &a).await;
+            relayward_control::webhooks::emit(
+                store.as_ref(),
+                &a.tenant,
+                "alert",
+                serde_json::to_value(&a).unwrap_or_default(),
+            )
+            .await;
+            alerts.push(AlertRow {
+                id: 0,
+                tenant: a.tenant,
+                at: a.at,
+                severity: format!("{:?}", a.severity).to_lowercase(),
+                kind: serde_json::to_value(a.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                subject: a.subject,
+                text: a.text,
+            });
         }
         if !alerts.is_empty()
             && let Err(e) = store.add_alerts(alerts).await
@@ -438,9 +515,18 @@ pub async fn run(handle: Arc<GuardHandle>, store: Arc<dyn Store>, mail: AlertMai
         }
         let counters = handle.dirty_counters();
         if !counters.is_empty()
-            && let Err(e) = store.save_counters(counters, now).await
+            && let Err(e) = store.save_counters(&handle.node, counters, now).await
         {
             tracing::warn!(error = %e, "cannot save guard counters");
+        }
+        if let Some(since) = handle.others_since()
+            && now - last_pull >= 1_000
+        {
+            last_pull = now;
+            match store.counters_since(since).await {
+                Ok(rows) => handle.take_others(rows),
+                Err(e) => tracing::warn!(error = %e, "cannot read the other nodes' counters"),
+            }
         }
         match store.restrictions_version().await {
             Ok(v) if v != seen_version => {

@@ -12,6 +12,7 @@ mod guarding;
 mod http;
 mod policy;
 mod retention;
+mod shared_counters;
 mod signer;
 mod tls;
 mod trace;
@@ -275,6 +276,8 @@ pub async fn serve(
             .map(|t| (t.name.clone(), t.limits.clone()))
             .collect(),
         directory.clone(),
+        &config.node_name,
+        config.clustered(),
     ));
     guarding::restore(&guard, store.as_ref()).await;
     let queue = Queue::new(

@@ -124,8 +124,11 @@ pub trait Store: Send + Sync + 'static {
     async fn set_domain_verified(&self, tenant: &str, name: &str, verified: bool) -> Result<()>;
     async fn set_connector_reviewed(&self, tenant: &str, name: &str, reviewed: bool) -> Result<()>;
 
-    /// Inserts or updates a restriction; grows `restrictions_version`.
-    async fn save_restriction(&self, r: &RestrictionRow) -> Result<()>;
+    /// Inserts or updates a restriction; grows `restrictions_version`. A new restriction of a
+    /// subject (tenant, kind, name) that already has one open (not lifted) is not stored:
+    /// `false`, and the caller takes the stored one (in a cluster, two nodes can start one at
+    /// the same moment; the first stored is the one).
+    async fn save_restriction(&self, r: &RestrictionRow) -> Result<bool>;
     /// Newest first; `open_only` leaves out lifted ones.
     async fn restrictions(
         &self,
@@ -144,9 +147,13 @@ pub trait Store: Send + Sync + 'static {
     /// A tenant's SMTP AUTH lockouts that ended at `since` (Unix ms) or later, newest first.
     async fn auth_lockouts(&self, tenant: &str, since: i64) -> Result<Vec<AuthLockout>>;
 
-    /// The guard's counters per tenant, serialised (tenant, body).
-    async fn save_counters(&self, rows: Vec<(String, String)>, at: i64) -> Result<()>;
-    async fn counters(&self, tenant: Option<&str>) -> Result<Vec<(String, String)>>;
+    /// This node's guard counters per tenant, serialised (tenant, body), replacing what the
+    /// node saved before: a save repeated after a failure counts nothing twice.
+    async fn save_counters(&self, node: &str, rows: Vec<(String, String)>, at: i64) -> Result<()>;
+    /// Every node's saved counters of one tenant, or of all.
+    async fn counters(&self, tenant: Option<&str>) -> Result<Vec<CounterRow>>;
+    /// Counters saved at `since` (Unix ms, by the store's clock) or later, by any node.
+    async fn counters_since(&self, since: i64) -> Result<Vec<CounterRow>>;
 
     async fn audit(&self, entry: &AuditEntry) -> Result<()>;
     /// Newest first.

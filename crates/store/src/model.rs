@@ -370,6 +370,18 @@ pub struct TraceEventRow {
 
 /// A restriction as stored. The body is the guard's own record (JSON); the columns beside it
 /// are what queries filter on.
+/// One node's saved guard counters of one tenant (each node saves its own; a cluster's view of
+/// a tenant is the sum of its nodes' rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterRow {
+    pub node: String,
+    pub tenant: String,
+    /// The serialised counters.
+    pub body: String,
+    /// When it was saved (Unix ms; the database server's clock in cluster mode).
+    pub updated_at: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RestrictionRow {

@@ -256,6 +256,21 @@ ALTER TABLE accounts ADD COLUMN language TEXT;
     r#"
 CREATE INDEX tenants_subscription ON tenants (subscription_ends) WHERE subscription_ends IS NOT NULL;
 "#,
+    // 12: counters per node and tenant (cluster mode sums the nodes'); rows saved before keep
+    // the name '' and age out of the windows like any other.
+    r#"
+ALTER TABLE counters RENAME TO counters_before_nodes;
+CREATE TABLE counters (
+    node TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    body TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (node, tenant)
+);
+CREATE INDEX counters_updated ON counters (updated_at);
+INSERT INTO counters (node, tenant, body, updated_at) SELECT '', tenant, body, updated_at FROM counters_before_nodes;
+DROP TABLE counters_before_nodes;
+"#,
 ];
 
 #[derive(Clone)]
@@ -532,6 +547,15 @@ fn unique(e: rusqlite::Error, what: &'static str, name: &str) -> StoreError {
         }
         other => StoreError::Db(other),
     }
+}
+
+fn counter_row(r: &rusqlite::Row) -> rusqlite::Result<CounterRow> {
+    Ok(CounterRow {
+        node: r.get(0)?,
+        tenant: r.get(1)?,
+        body: r.get(2)?,
+        updated_at: r.get(3)?,
+    })
 }
 
 fn restriction_row(r: &rusqlite::Row) -> rusqlite::Result<RestrictionRow> {
@@ -1024,21 +1048,38 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn save_restriction(&self, r: &RestrictionRow) -> Result<()> {
+    async fn save_restriction(&self, r: &RestrictionRow) -> Result<bool> {
         let r = r.clone();
         self.with(move |c| {
-            c.execute(
+            let tx = c.transaction()?;
+            let known: Option<i64> = tx
+                .query_row("SELECT 1 FROM restrictions WHERE id = ?1", [&r.id], |row| row.get(0))
+                .optional()?;
+            if known.is_none() && r.state != "lifted" {
+                let open: Option<i64> = tx
+                    .query_row(
+                        "SELECT 1 FROM restrictions WHERE tenant = ?1 AND kind = ?2 AND name = ?3 AND state <> 'lifted'",
+                        params![r.tenant, r.kind, r.name],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if open.is_some() {
+                    return Ok(false);
+                }
+            }
+            tx.execute(
                 "INSERT INTO restrictions (id, tenant, kind, name, state, started_at, updated_at, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT(id) DO UPDATE SET state = excluded.state,
                    updated_at = excluded.updated_at, body = excluded.body",
                 params![r.id, r.tenant, r.kind, r.name, r.state, r.started_at, r.updated_at, r.body],
             )?;
-            c.execute(
+            tx.execute(
                 "UPDATE meta SET value = value + 1 WHERE key = 'restrictions_version'",
                 [],
             )?;
-            Ok(())
+            tx.commit()?;
+            Ok(true)
         })
         .await
     }
@@ -1210,15 +1251,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn save_counters(&self, rows: Vec<(String, String)>, at: i64) -> Result<()> {
+    async fn save_counters(&self, node: &str, rows: Vec<(String, String)>, at: i64) -> Result<()> {
+        let node = node.to_string();
         self.with(move |c| {
             let tx = c.transaction()?;
-            for (tenant, body) in &rows {
-                tx.execute(
-                    "INSERT INTO counters (tenant, body, updated_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(tenant) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-                    params![tenant, body, at],
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO counters (node, tenant, body, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (node, tenant) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
                 )?;
+                for (tenant, body) in &rows {
+                    st.execute(params![node, tenant, body, at])?;
+                }
             }
             tx.commit()?;
             Ok(())
@@ -1226,13 +1270,27 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn counters(&self, tenant: Option<&str>) -> Result<Vec<(String, String)>> {
+    async fn counters(&self, tenant: Option<&str>) -> Result<Vec<CounterRow>> {
         let tenant = tenant.map(str::to_string);
         self.with(move |c| {
-            let mut st =
-                c.prepare("SELECT tenant, body FROM counters WHERE (?1 IS NULL OR tenant = ?1)")?;
+            let mut st = c.prepare(
+                "SELECT node, tenant, body, updated_at FROM counters WHERE (?1 IS NULL OR tenant = ?1) ORDER BY tenant, node",
+            )?;
             let rows = st
-                .query_map(params![tenant], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map(params![tenant], counter_row)?
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn counters_since(&self, since: i64) -> Result<Vec<CounterRow>> {
+        self.with(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT node, tenant, body, updated_at FROM counters WHERE updated_at >= ?1",
+            )?;
+            let rows = st
+                .query_map(params![since], counter_row)?
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             Ok(rows)
         })

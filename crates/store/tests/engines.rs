@@ -45,6 +45,12 @@ on_both_engines!(
     trace_prunes_in_batches_and_counts_per_day,
 );
 
+fn relayward_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 fn tenant(name: &str) -> Tenant {
     Tenant {
         name: name.into(),
@@ -561,22 +567,18 @@ fn restriction(id: &str, tenant: &str, started_at: i64, state: &str) -> Restrict
 
 async fn restrictions_upsert_and_grow_their_version(store: &dyn Store) {
     let v0 = store.restrictions_version().await.expect("version");
-    store
-        .save_restriction(&restriction("R1", "contoso", 10, "active"))
-        .await
-        .expect("save");
-    store
-        .save_restriction(&restriction("R2", "contoso", 20, "active"))
-        .await
-        .expect("save");
-    store
-        .save_restriction(&restriction("R3", "fabrikam", 30, "active"))
-        .await
-        .expect("save");
+    let save = |r: RestrictionRow| async move { store.save_restriction(&r).await.expect("save") };
+    assert!(save(restriction("R1", "contoso", 10, "active")).await);
+    // A second restriction of the same subject while the first is open (two nodes starting
+    // one at once): not stored.
+    assert!(!save(restriction("R2", "contoso", 20, "active")).await);
+    assert!(save(restriction("R3", "fabrikam", 30, "active")).await);
     let mut lifted = restriction("R1", "contoso", 10, "lifted");
     lifted.updated_at = 40;
     lifted.body = "{\"released_by\":\"op\"}".into();
-    store.save_restriction(&lifted).await.expect("lift");
+    assert!(save(lifted.clone()).await);
+    // Once the first is lifted, a new one starts.
+    assert!(save(restriction("R2", "contoso", 20, "active")).await);
     assert_eq!(store.restrictions_version().await.expect("version"), v0 + 4);
     let r1 = store.restriction("R1").await.expect("read");
     assert_eq!(
@@ -679,26 +681,61 @@ async fn records_read_back_newest_first_within_the_limit(store: &dyn Store) {
         [("a3", true), ("a1", false)]
     );
     assert_eq!(store.audit_log(None, 10).await.expect("log").len(), 3);
-    // The guard's counters: one body per tenant, replaced.
+    // The guard's counters: one body per node and tenant, replaced (a save repeated after a
+    // failure counts nothing twice).
+    let before = store.counters_since(0).await.expect("counters");
+    assert!(before.is_empty());
+    let now = relayward_clock_ms();
     store
-        .save_counters(vec![("contoso".into(), "{\"n\":1}".into())], 1)
+        .save_counters("a", vec![("contoso".into(), "{\"n\":1}".into())], now)
         .await
         .expect("counters");
+    for _ in 0..2 {
+        store
+            .save_counters(
+                "a",
+                vec![
+                    ("contoso".into(), "{\"n\":2}".into()),
+                    ("fabrikam".into(), "{}".into()),
+                ],
+                now,
+            )
+            .await
+            .expect("counters");
+    }
     store
-        .save_counters(
-            vec![
-                ("contoso".into(), "{\"n\":2}".into()),
-                ("fabrikam".into(), "{}".into()),
-            ],
-            2,
-        )
+        .save_counters("b", vec![("contoso".into(), "{\"n\":7}".into())], now)
         .await
         .expect("counters");
+    let contoso: Vec<(String, String)> = store
+        .counters(Some("contoso"))
+        .await
+        .expect("counters")
+        .into_iter()
+        .map(|r| (r.node, r.body))
+        .collect();
     assert_eq!(
-        store.counters(Some("contoso")).await.expect("counters"),
-        vec![("contoso".to_string(), "{\"n\":2}".to_string())]
+        contoso,
+        [
+            ("a".into(), "{\"n\":2}".into()),
+            ("b".into(), "{\"n\":7}".into())
+        ]
     );
-    assert_eq!(store.counters(None).await.expect("counters").len(), 2);
+    assert_eq!(store.counters(None).await.expect("counters").len(), 3);
+    // Saved "now" by the store's clock (the PostgreSQL server's in a cluster).
+    let recent = store.counters_since(now - 60_000).await.expect("counters");
+    assert_eq!(recent.len(), 3, "{recent:?}");
+    assert!(
+        recent.iter().all(|r| (r.updated_at - now).abs() < 60_000),
+        "{recent:?}"
+    );
+    assert!(
+        store
+            .counters_since(now + 3_600_000)
+            .await
+            .expect("counters")
+            .is_empty()
+    );
     // SMTP AUTH lockouts: one row per account, renewed.
     let lockout = |until| AuthLockout {
         account: "ann@contoso.example".into(),

@@ -16,6 +16,41 @@ const R750: &str =
     "550 5.7.750 Service unavailable. Client blocked from sending from unregistered domains";
 const CLEAN: &str = "Subject: minutes\r\n\r\nThe minutes of today's meeting.\r\n";
 
+const R705: &str = "550 5.7.705 Access denied, tenant has exceeded threshold";
+const GTUBE: &str = "Subject: offer\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
+
+/// The documented age of a node's view of the other nodes' counts: about 2 s (a save each
+/// half second, a read each second), with a margin for a loaded machine.
+const COUNTS_SPREAD: Duration = Duration::from_millis(3000);
+
+/// Tenant contoso, whose on-premises server (127.0.0.1) may relay for other domains, with
+/// `limits`; everything goes to `rx`.
+fn contoso(rx: std::net::SocketAddr, limits: &str, extra: &str) -> String {
+    format!(
+        r#"
+{extra}
+[delivery]
+smart_host = "{rx}"
+retry_schedule = ["1s"]
+expire_after = "1h"
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"], relay_unregistered = true }} ]
+users = [ {{ address = "alice@contoso.example" }}, {{ address = "bob@contoso.example" }} ]
+limits = {{ {limits} }}
+"#
+    )
+}
+
+/// The tenant's stored restrictions (through `node`'s command line).
+fn restrictions(node: &Relay) -> Vec<Value> {
+    node.cli(&["restrictions", "--tenant", "contoso", "--all", "--json"])
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// A database for the test's cluster; `None` (with a loud message) without a server outside CI.
 fn database() -> Option<relayward_store::testdb::TestDb> {
     tokio::runtime::Builder::new_current_thread()
@@ -127,22 +162,10 @@ fn a_restriction_started_on_one_node_holds_on_all_and_a_release_anywhere_lifts_i
     let (hook_url, hooks) = hook_receiver();
     let nodes = cluster(
         &db.url,
-        &format!(
-            r#"
-[webhooks]
-allow_private_addresses = true
-[delivery]
-smart_host = "{}"
-retry_schedule = ["1s"]
-expire_after = "1h"
-[[tenants]]
-name = "contoso"
-domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
-connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"], relay_unregistered = true }} ]
-users = [ {{ address = "alice@contoso.example" }} ]
-limits = {{ unregistered_allowance_per_day = 5 }}
-"#,
-            rx.addr
+        &contoso(
+            rx.addr,
+            "unregistered_allowance_per_day = 5",
+            "[webhooks]\nallow_private_addresses = true",
         ),
     );
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
@@ -194,11 +217,7 @@ limits = {{ unregistered_allowance_per_day = 5 }}
     }
 
     // An operator releases it through node C; A and B let the tenant's mail through again.
-    let list: Vec<Value> = c
-        .cli(&["restrictions", "--tenant", "contoso", "--json"])
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let list = restrictions(c);
     assert_eq!(list.len(), 1, "one restriction, not one per node: {list:?}");
     let id = list[0]["id"].as_str().expect("id").to_string();
     c.cli(&["restriction", "release", &id, "--note", "server patched"]);
@@ -227,4 +246,90 @@ limits = {{ unregistered_allowance_per_day = 5 }}
     );
     seen.dedup();
     assert_eq!(seen.len(), 2, "two distinct deliveries: {seen:?}");
+}
+
+#[test]
+fn mail_from_unregistered_domains_spread_over_the_nodes_meets_one_allowance() {
+    let Some(db) = database() else { return };
+    let rx = Receiver::start(false);
+    let nodes = cluster(
+        &db.url,
+        &contoso(rx.addr, "unregistered_allowance_per_day = 6", ""),
+    );
+    // Two messages through each node: six in all, the whole allowance.
+    for n in &nodes {
+        let mut client = Client::connect(n.relay, loopback());
+        client.cmd("EHLO onprem.contoso.example");
+        for i in 0..2 {
+            let r = client.transaction(
+                "billing@fabrikam.example",
+                &["victim@remote.example"],
+                CLEAN,
+            );
+            assert_eq!(r.code, 250, "message {i} through {}: {r:?}", n.relay);
+        }
+    }
+    // Once the counts have spread, every node knows the allowance is used up (each saw only
+    // two of the six itself).
+    std::thread::sleep(COUNTS_SPREAD);
+    for n in &nodes {
+        assert_eq!(
+            mail_from(n, "billing@fabrikam.example"),
+            R750,
+            "{}",
+            n.relay
+        );
+    }
+    // Nodes that found it at the same moment store one restriction, not one each.
+    std::thread::sleep(Duration::from_secs(1));
+    let list: Vec<Value> = restrictions(&nodes[0])
+        .into_iter()
+        .filter(|r| r["key"]["kind"] == "tenant_unregistered")
+        .collect();
+    assert_eq!(list.len(), 1, "{list:?}");
+}
+
+#[test]
+fn suspicious_mail_spread_over_the_nodes_meets_one_tenant_threshold() {
+    let Some(db) = database() else { return };
+    let rx = Receiver::start(false);
+    let nodes = cluster(
+        &db.url,
+        &contoso(
+            rx.addr,
+            "tenant_suspicious_per_day = 5, user_suspicious_per_day = 100",
+            "",
+        ),
+    );
+    let users = ["alice@contoso.example", "bob@contoso.example"];
+    // Two suspicious messages through A, two through B: four, below the threshold of five.
+    for n in &nodes[..2] {
+        let mut client = Client::connect(n.relay, loopback());
+        client.cmd("EHLO onprem.contoso.example");
+        for (i, user) in users.iter().enumerate() {
+            let r = client.transaction(user, &["target@remote.example"], GTUBE);
+            assert_eq!(
+                r.code, 250,
+                "suspicious message {i} through {}: {r:?}",
+                n.relay
+            );
+        }
+        std::thread::sleep(COUNTS_SPREAD);
+    }
+    // The fifth, through C, reaches the tenant's threshold as it would on one node.
+    let mut client = Client::connect(nodes[2].relay, loopback());
+    client.cmd("EHLO onprem.contoso.example");
+    let r = client.transaction("alice@contoso.example", &["target@remote.example"], GTUBE);
+    assert_eq!(r.text(), R705, "the fifth suspicious message, on node C");
+    for n in &nodes[..2] {
+        let took = time_until(n, |n| mail_from(n, "bob@contoso.example") == R705);
+        assert!(
+            took <= Duration::from_secs(2),
+            "{} enforced it after {took:?}",
+            n.relay
+        );
+    }
+    let list = restrictions(&nodes[0]);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["reason"], "tenant_suspicious");
 }

@@ -84,6 +84,15 @@ fn token_row(r: &Row) -> Result<ApiToken> {
     })
 }
 
+fn counter_row(r: &Row) -> Result<CounterRow> {
+    Ok(CounterRow {
+        node: r.try_get(0)?,
+        tenant: r.try_get(1)?,
+        body: r.try_get(2)?,
+        updated_at: r.try_get(3)?,
+    })
+}
+
 const RESTRICTION_COLUMNS: &str = "id, tenant, kind, name, state, started_at, updated_at, body";
 
 fn restriction_row(r: &Row) -> Result<RestrictionRow> {
@@ -698,9 +707,28 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn save_restriction(&self, r: &RestrictionRow) -> Result<()> {
+    async fn save_restriction(&self, r: &RestrictionRow) -> Result<bool> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        // Nodes starting a restriction of the same subject take turns here.
+        exec(
+            &tx,
+            "SELECT pg_advisory_xact_lock(hashtext('restriction:' || $1 || ':' || $2 || ':' || $3))",
+            &[&r.tenant, &r.kind, &r.name],
+        )
+        .await?;
+        let known = row(&tx, "SELECT 1 FROM restrictions WHERE id = $1", &[&r.id]).await?;
+        if known.is_none() && r.state != "lifted" {
+            let open = row(
+                &tx,
+                "SELECT 1 FROM restrictions WHERE tenant = $1 AND kind = $2 AND name = $3 AND state <> 'lifted'",
+                &[&r.tenant, &r.kind, &r.name],
+            )
+            .await?;
+            if open.is_some() {
+                return Ok(false);
+            }
+        }
         exec(
             &tx,
             &format!(
@@ -724,7 +752,7 @@ impl Store for PgStore {
         )
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn restrictions(
@@ -843,32 +871,52 @@ impl Store for PgStore {
         )
     }
 
-    async fn save_counters(&self, counters: Vec<(String, String)>, at: i64) -> Result<()> {
+    async fn save_counters(
+        &self,
+        node: &str,
+        counters: Vec<(String, String)>,
+        _at: i64,
+    ) -> Result<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        for (tenant, body) in &counters {
-            exec(
-                &tx,
-                "INSERT INTO counters (tenant, body, updated_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (tenant) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-                &[tenant, body, &at],
+        // The server's clock, so that readers on other machines compare like with like.
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO counters (node, tenant, body, updated_at)
+                 VALUES ($1, $2, $3, (extract(epoch from clock_timestamp()) * 1000)::bigint)
+                 ON CONFLICT (node, tenant) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
             )
             .await?;
+        for (tenant, body) in &counters {
+            tx.execute(&st, &[&node, tenant, body]).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
-    async fn counters(&self, tenant: Option<&str>) -> Result<Vec<(String, String)>> {
+    async fn counters(&self, tenant: Option<&str>) -> Result<Vec<CounterRow>> {
         let c = self.client().await?;
         each(
             rows(
                 &c,
-                "SELECT tenant, body FROM counters WHERE ($1::text IS NULL OR tenant = $1)",
+                "SELECT node, tenant, body, updated_at FROM counters WHERE ($1::text IS NULL OR tenant = $1) ORDER BY tenant, node",
                 &[&tenant],
             )
             .await?,
-            |r| Ok((r.try_get(0)?, r.try_get(1)?)),
+            counter_row,
+        )
+    }
+
+    async fn counters_since(&self, since: i64) -> Result<Vec<CounterRow>> {
+        let c = self.client().await?;
+        each(
+            rows(
+                &c,
+                "SELECT node, tenant, body, updated_at FROM counters WHERE updated_at >= $1",
+                &[&since],
+            )
+            .await?,
+            counter_row,
         )
     }
 

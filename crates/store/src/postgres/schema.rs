@@ -104,11 +104,15 @@ CREATE TABLE alerts (
     text TEXT NOT NULL
 );
 CREATE INDEX alerts_tenant ON alerts (tenant, at);
+-- Each node's own counts of each tenant; a tenant's cluster-wide counts are the sum.
 CREATE TABLE counters (
-    tenant TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    tenant TEXT NOT NULL,
     body TEXT NOT NULL,
-    updated_at BIGINT NOT NULL
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (node, tenant)
 );
+CREATE INDEX counters_updated ON counters (updated_at);
 CREATE TABLE audit (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at BIGINT NOT NULL,
