@@ -333,3 +333,16 @@ fn suspicious_mail_spread_over_the_nodes_meets_one_tenant_threshold() {
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["reason"], "tenant_suspicious");
 }
+
+#[test]
+fn a_node_killed_under_load_delivers_every_acknowledged_message_after_its_restart() {
+    let Some(db) = database() else { return };
+    let rx = Receiver::start(false);
+    // Node B delivers to a port where nothing listens until after the crash, so acknowledged
+    // mail is still in its own spool when it dies.
+    let parked = TcpListener::bind("127.0.0.1:0").expect("free port");
+    let parked_addr = parked.local_addr().expect("addr");
+    drop(parked);
+    let mut nodes = cluster(&db.url, &contoso(parked_addr, "", ""));
+    crate::crash::kill_under_load_and_restart(&mut nodes[1], parked_addr, &rx);
+}

@@ -17,6 +17,17 @@ fn kill_9_while_sending_loses_no_acknowledged_message() {
     let parked_addr = parked.local_addr().expect("addr");
     drop(parked);
     let mut relay = Relay::start(&contoso(parked_addr, ""));
+    kill_under_load_and_restart(&mut relay, parked_addr, &rx);
+}
+
+/// Clients send to `relay` (which delivers to `parked`, where nothing listens) until it has
+/// acknowledged 200 messages, then it is killed with SIGKILL and restarted delivering to `rx`:
+/// every acknowledged message must arrive.
+pub fn kill_under_load_and_restart(
+    relay: &mut Relay,
+    parked_addr: std::net::SocketAddr,
+    rx: &Receiver,
+) {
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::new();
@@ -26,7 +37,7 @@ fn kill_9_while_sending_loses_no_acknowledged_message() {
         let stop = stop.clone();
         senders.push(std::thread::spawn(move || {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let mut c = Client::connect(addr, None);
+                let mut c = Client::connect(addr, Some([127, 0, 0, 1].into()));
                 c.cmd("EHLO onprem");
                 for i in 0..10_000 {
                     if stop.load(Ordering::Relaxed) {
