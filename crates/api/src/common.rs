@@ -77,7 +77,22 @@ impl ApiError {
         ApiError::new(status, e.to_string())
     }
 
-    pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
+    pub(crate) fn internal(e: impl std::fmt::Display + 'static) -> ApiError {
+        // The cluster's database away: the request may be repeated when it is back.
+        let any: &dyn std::any::Any = &e;
+        let away = matches!(
+            any.downcast_ref::<relayward_store::StoreError>(),
+            Some(relayward_store::StoreError::Unavailable(_))
+        ) || matches!(
+            any.downcast_ref::<ControlError>(),
+            Some(ControlError::Store(
+                relayward_store::StoreError::Unavailable(_)
+            ))
+        );
+        if away {
+            tracing::warn!(error = %e, "API request refused: the database is unreachable");
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
         tracing::error!(error = %e, "API request failed");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -18,7 +18,7 @@ pub enum TokenError {
     #[error("the API token has expired")]
     Expired,
     #[error("{0}")]
-    Store(String),
+    Store(relayward_store::StoreError),
 }
 
 impl Control {
@@ -100,7 +100,7 @@ impl Control {
             .store
             .token(id)
             .await
-            .map_err(|e| TokenError::Store(e.to_string()))?
+            .map_err(TokenError::Store)?
             .ok_or(TokenError::Invalid)?;
         // Both sides are hashes of fixed length: comparing every byte leaks nothing useful.
         let given = sha256_hex(secret);

@@ -219,6 +219,9 @@ pub struct GuardHandle {
     node: String,
     /// Cluster mode: the other nodes' counts join this node's.
     others: Option<Mutex<crate::shared_counters::Others>>,
+    /// Counters whose save failed (the database away), by tenant: saved with the next ones.
+    /// One row per tenant at most, the newest, so this is bounded by the tenants.
+    unsaved: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl GuardHandle {
@@ -239,6 +242,7 @@ impl GuardHandle {
             directory,
             node: node.to_string(),
             others: clustered.then(Mutex::default),
+            unsaved: Mutex::default(),
         }
     }
 
@@ -354,9 +358,10 @@ impl GuardHandle {
         Some(others.lock().unwrap_or_else(|p| p.into_inner()).since())
     }
 
-    /// The engine's counters of one tenant, serialised for the store.
+    /// The counters changed since the last save (with any whose save failed), serialised
+    /// for the store.
     fn dirty_counters(&self) -> Vec<(String, String)> {
-        self.with(|g| {
+        let fresh: Vec<(String, String)> = self.with(|g| {
             let dirty = relayward_guard::CounterStore::take_dirty(g.counters_mut());
             dirty
                 .into_iter()
@@ -365,7 +370,21 @@ impl GuardHandle {
                     serde_json::to_string(c).ok().map(|s| (t, s))
                 })
                 .collect()
-        })
+        });
+        let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        if unsaved.is_empty() {
+            return fresh;
+        }
+        unsaved.extend(fresh);
+        std::mem::take(&mut *unsaved).into_iter().collect()
+    }
+
+    /// Keeps counters whose save failed for the next save (newer ones replace them).
+    fn unsaved(&self, rows: Vec<(String, String)>) {
+        let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        for (tenant, body) in rows {
+            unsaved.entry(tenant).or_insert(body);
+        }
     }
 }
 
@@ -515,9 +534,12 @@ pub async fn run(handle: Arc<GuardHandle>, store: Arc<dyn Store>, mail: AlertMai
         }
         let counters = handle.dirty_counters();
         if !counters.is_empty()
-            && let Err(e) = store.save_counters(&handle.node, counters, now).await
+            && let Err(e) = store
+                .save_counters(&handle.node, counters.clone(), now)
+                .await
         {
-            tracing::warn!(error = %e, "cannot save guard counters");
+            tracing::warn!(error = %e, tenants = counters.len(), "cannot save guard counters; kept for the next save");
+            handle.unsaved(counters);
         }
         if let Some(since) = handle.others_since()
             && now - last_pull >= 1_000

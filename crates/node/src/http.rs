@@ -56,6 +56,11 @@ async fn healthz(State(s): State<NodeState>) -> impl IntoResponse {
     let store = s.store.directory_version().await;
     match (spool, store) {
         (Ok(()), Ok(_)) => (StatusCode::OK, "ok\n".to_string()),
+        // The cluster's database away: mail still flows on what the node knows, so the node
+        // stays in service and says how it is.
+        (Ok(()), Err(e @ relayward_store::StoreError::Unavailable(_))) => {
+            (StatusCode::OK, format!("degraded\nspool: ok\nstore: {e}\n"))
+        }
         (spool, store) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -256,8 +261,14 @@ async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
     m(
         "relayward_trace_dropped_total",
         "counter",
-        "Trace events dropped because the writer fell behind.",
+        "Trace events dropped: the writer fell behind, or the store was away past the buffer's bound.",
         s.trace.dropped.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_trace_waiting",
+        "gauge",
+        "Trace events waiting for the store to come back.",
+        s.trace.waiting.load(Ordering::Relaxed),
     );
     destination_metrics(&mut out, &s.queue.destinations());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)

@@ -39,13 +39,16 @@ impl DkimSigner {
         }
     }
 
-    /// The active keys of a domain, from the cache or the store.
+    /// The active keys of a domain, from the cache or the store. While the store cannot be
+    /// read (the cluster's database away), keys loaded before keep signing.
     async fn keys(&self, domain: &str) -> Arc<Vec<Loaded>> {
-        if let Some((at, keys)) = self
+        let cached = self
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(domain)
+            .cloned();
+        if let Some((at, keys)) = &cached
             && at.elapsed() < CACHE_FOR
         {
             return keys.clone();
@@ -53,6 +56,10 @@ impl DkimSigner {
         let rows = match self.store.dkim_keys(Some(domain)).await {
             Ok(r) => r,
             Err(e) => {
+                if let Some((_, keys)) = cached {
+                    tracing::warn!(domain, error = %e, "cannot reload DKIM keys; signing with the ones loaded before");
+                    return keys;
+                }
                 tracing::warn!(domain, error = %e, "cannot load DKIM keys; sending unsigned");
                 return Arc::new(Vec::new());
             }

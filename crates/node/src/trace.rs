@@ -1,7 +1,10 @@
 //! The trace writer: events from SMTP sessions and delivery go through a bounded channel to one
 //! task that writes them to the store in batches. Sessions never wait on the database; when the
 //! channel is full, events are dropped and counted (mail flow matters more than its diary).
+//! While the store cannot be written (the cluster's database away), events wait in a bounded
+//! buffer and are written when it is back; past the bound the oldest go, counted and logged.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -11,22 +14,46 @@ use tokio::sync::mpsc;
 
 const CHANNEL: usize = 100_000;
 const BATCH: usize = 2_000;
+/// Events kept while the store cannot be written (about 100 MB at worst).
+const WAITING: usize = 200_000;
+const RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct TraceSink {
     tx: mpsc::Sender<TraceEvent>,
+    /// Events dropped: the channel full, or the buffer full while the store was away.
     pub dropped: Arc<AtomicU64>,
+    /// Events waiting for the store to come back.
+    pub waiting: Arc<AtomicU64>,
 }
 
 impl TraceSink {
     /// Starts the writer; it ends (after writing what it has) when every sink is dropped.
     pub fn start(store: Arc<dyn Store>) -> (TraceSink, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<TraceEvent>(CHANNEL);
+        let dropped: Arc<AtomicU64> = Arc::default();
+        let lost = dropped.clone();
+        let waiting_now: Arc<AtomicU64> = Arc::default();
+        let gauge = waiting_now.clone();
         let handle = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
-            while rx.recv_many(&mut batch, BATCH).await > 0 {
+            let mut waiting: VecDeque<TraceEvent> = VecDeque::new();
+            loop {
+                // With events waiting for the store, try again each second even when no new
+                // ones come.
+                let got = if waiting.is_empty() {
+                    rx.recv_many(&mut batch, BATCH).await
+                } else {
+                    match tokio::time::timeout(RETRY, rx.recv_many(&mut batch, BATCH)).await {
+                        Ok(n) => n,
+                        Err(_) => usize::MAX,
+                    }
+                };
+                if got == 0 {
+                    break;
+                }
                 // Let a burst gather so one transaction carries many events.
-                if batch.len() < BATCH {
+                if got != usize::MAX && batch.len() < BATCH {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     while batch.len() < BATCH {
                         match rx.try_recv() {
@@ -35,17 +62,18 @@ impl TraceSink {
                         }
                     }
                 }
-                let events = std::mem::take(&mut batch);
-                let n = events.len();
-                if let Err(e) = store.record_trace(events).await {
-                    tracing::error!(error = %e, events = n, "cannot write trace events");
-                }
+                waiting.extend(batch.drain(..));
+                write_waiting(store.as_ref(), &mut waiting, &lost).await;
+                gauge.store(waiting.len() as u64, Ordering::Relaxed);
             }
+            // The last sink went: one more try for what waits.
+            write_waiting(store.as_ref(), &mut waiting, &lost).await;
         });
         (
             TraceSink {
                 tx,
-                dropped: Arc::default(),
+                dropped,
+                waiting: waiting_now,
             },
             handle,
         )
@@ -54,6 +82,31 @@ impl TraceSink {
     pub fn send(&self, event: TraceEvent) {
         if self.tx.try_send(event).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Writes what waits, in batches, oldest first; stops at the first failure (what failed stays
+/// for the next try) and drops the oldest past the bound.
+async fn write_waiting(store: &dyn Store, waiting: &mut VecDeque<TraceEvent>, dropped: &AtomicU64) {
+    while !waiting.is_empty() {
+        let n = waiting.len().min(BATCH);
+        let events: Vec<TraceEvent> = waiting.range(..n).cloned().collect();
+        match store.record_trace(events).await {
+            Ok(()) => {
+                waiting.drain(..n);
+            }
+            Err(e) => {
+                let over = waiting.len().saturating_sub(WAITING);
+                if over > 0 {
+                    waiting.drain(..over);
+                    dropped.fetch_add(over as u64, Ordering::Relaxed);
+                    tracing::error!(error = %e, dropped = over, waiting = waiting.len(), "cannot write trace events; the oldest are dropped past the buffer's bound");
+                } else {
+                    tracing::warn!(error = %e, waiting = waiting.len(), "cannot write trace events; they wait for the store");
+                }
+                return;
+            }
         }
     }
 }

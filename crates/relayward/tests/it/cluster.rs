@@ -346,3 +346,157 @@ fn a_node_killed_under_load_delivers_every_acknowledged_message_after_its_restar
     let mut nodes = cluster(&db.url, &contoso(parked_addr, "", ""));
     crate::crash::kill_under_load_and_restart(&mut nodes[1], parked_addr, &rx);
 }
+
+/// A TCP proxy between the nodes and PostgreSQL that the test cuts and restores: cut, it ends
+/// every connection it carries and closes new ones at once. It stops by itself after five
+/// minutes.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    carried: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: String) -> Proxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let up = Arc::new(AtomicBool::new(true));
+        let carried: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (on, held) = (up.clone(), carried.clone());
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(300);
+            while Instant::now() < end {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                if !on.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let _ = client.set_nonblocking(false);
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let pipes = [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ];
+                for (from, to) in pipes {
+                    if let (Ok(mut from), Ok(mut to)) = (from, to) {
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut from, &mut to);
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                        });
+                    }
+                }
+                let mut held = held.lock().expect("lock");
+                held.push(client);
+                held.push(server);
+            }
+        });
+        Proxy { addr, up, carried }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for s in self.carried.lock().expect("lock").drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `url` with its host and port replaced by the proxy's; and the address it replaced.
+    fn route(&self, url: &str) -> (String, String) {
+        let (head, rest) = url.split_once('@').expect("user@host");
+        let (upstream, db) = rest.split_once('/').expect("host/db");
+        (format!("{head}@{}/{db}", self.addr), upstream.to_string())
+    }
+}
+
+/// The tenant's count of messages in 24 hours, summed over the nodes (through `node`'s API).
+fn messages_counted(node: &Relay, token: &str) -> Option<u64> {
+    let (status, body) = node.api("GET", "/api/v1/tenants/contoso/counters", Some(token), None);
+    if status != 200 {
+        return None;
+    }
+    body["counters"].as_array()?.iter().find_map(|c| {
+        (c["subject"] == "tenant" && c["counter"] == "messages_24h")
+            .then(|| c["value"].as_u64())
+            .flatten()
+    })
+}
+
+#[test]
+fn with_the_database_away_mail_flows_changes_wait_and_the_counts_come_out_right() {
+    let Some(db) = database() else { return };
+    // The proxy needs the database's address before the nodes start.
+    let probe = Proxy::start(String::new());
+    let (_, upstream) = probe.route(&db.url);
+    let proxy = Proxy::start(upstream);
+    let (url, _) = proxy.route(&db.url);
+    let rx = Receiver::start(false);
+    let nodes = cluster(&url, &contoso(rx.addr, "", ""));
+    let operator = nodes[0].token(&["--name", "ops", "--role", "operator"]);
+    let send = |n: &Relay, count: usize, tag: &str| {
+        let mut client = Client::connect(n.relay, loopback());
+        client.cmd("EHLO onprem.contoso.example");
+        for i in 0..count {
+            let r = client.transaction(
+                "reports@contoso.example",
+                &["partner@remote.example"],
+                &format!("Subject: {tag} {i}\r\n\r\nreport\r\n"),
+            );
+            assert_eq!(r.code, 250, "{tag} {i} through {}: {r:?}", n.relay);
+        }
+    };
+    for n in &nodes {
+        send(n, 2, "before");
+    }
+    proxy.cut();
+    // Mail keeps flowing on what each node knows.
+    for n in &nodes {
+        send(n, 3, "during");
+    }
+    rx.wait(15, Duration::from_secs(30));
+    let health = nodes[0].http_get("/healthz");
+    assert!(health.contains("degraded"), "{health}");
+    // Changes wait for the database: refused with 503 and a clear reason.
+    let (status, body) = nodes[1].api(
+        "POST",
+        "/api/v1/tenants",
+        Some(&operator),
+        Some(r#"{"name": "northwind"}"#),
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(body.to_string().contains("unreachable"), "{body}");
+
+    proxy.restore();
+    wait_for(Duration::from_secs(30), || {
+        nodes[0]
+            .http_get("/healthz")
+            .ends_with("\r\n\r\nok\n")
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the node is healthy again: {}",
+            nodes[0].http_get("/healthz")
+        )
+    });
+    // What the nodes counted while the database was away is saved once: 15 messages.
+    let counted = wait_for(Duration::from_secs(20), || {
+        messages_counted(&nodes[2], &operator).filter(|n| *n >= 15)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(counted, Some(15));
+    assert_eq!(
+        messages_counted(&nodes[2], &operator),
+        Some(15),
+        "nothing counted twice"
+    );
+}
