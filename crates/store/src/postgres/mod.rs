@@ -99,11 +99,17 @@ impl PgStore {
             &[],
         )
         .await?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS relayward_schema (version BIGINT NOT NULL);
-             INSERT INTO relayward_schema SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM relayward_schema);",
-        )
-        .await?;
+        let fresh: Option<String> = tx
+            .query_one("SELECT to_regclass('relayward_schema')::text", &[])
+            .await?
+            .try_get(0)?;
+        if fresh.is_none() {
+            tx.batch_execute(
+                "CREATE TABLE relayward_schema (version BIGINT NOT NULL);
+                 INSERT INTO relayward_schema VALUES (0);",
+            )
+            .await?;
+        }
         let version: i64 = tx
             .query_one("SELECT version FROM relayward_schema", &[])
             .await?
