@@ -243,7 +243,11 @@ async fn login(
         }
         r
     };
-    if let Err(wait) = s.logins.attempt(connect.0.ip(), relayward_clock::now_ms()) {
+    if let Err(wait) = s
+        .logins
+        .attempt(connect.0.ip(), relayward_clock::now_ms())
+        .await
+    {
         return Ok(too_many(LoginError::TooMany(wait).to_string(), wait));
     }
     let signed = match s

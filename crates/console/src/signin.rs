@@ -113,7 +113,7 @@ pub async fn submit(
     if !form_token_ok(&headers, &f.form_token) {
         return again(w.t("form_expired").to_string(), StatusCode::FORBIDDEN);
     }
-    if let Err(wait) = s.logins.attempt(peer.ip(), relayward_clock::now_ms()) {
+    if let Err(wait) = s.logins.attempt(peer.ip(), relayward_clock::now_ms()).await {
         return again(
             w.f("signin_too_many", &[("seconds", &wait.to_string())]),
             StatusCode::TOO_MANY_REQUESTS,
@@ -327,7 +327,7 @@ pub async fn setup_finish(
         return again(w.t("form_expired").to_string(), StatusCode::FORBIDDEN);
     }
     // The same per-address limit as sign-in: a setup form guesses codes too.
-    if let Err(wait) = s.logins.attempt(peer.ip(), relayward_clock::now_ms()) {
+    if let Err(wait) = s.logins.attempt(peer.ip(), relayward_clock::now_ms()).await {
         return again(
             w.f("signin_too_many", &[("seconds", &wait.to_string())]),
             StatusCode::TOO_MANY_REQUESTS,

@@ -118,17 +118,51 @@ pub fn otpauth_uri(email: &str, secret: &str) -> String {
     )
 }
 
-/// Sign-in attempts per client address over the last ten minutes.
+/// Sign-in attempts per client address over the last ten minutes: in this process's memory on
+/// one node, in the shared store in a cluster (so the limit holds however the attempts are
+/// spread over the nodes; while the store is away, each node counts on its own).
 #[derive(Default)]
 pub struct LoginLimiter {
     attempts: Mutex<HashMap<IpAddr, Vec<i64>>>,
+    shared: Option<std::sync::Arc<dyn relayward_store::Store>>,
 }
 
+const SIGN_IN_WINDOW: i64 = 600_000;
+
 impl LoginLimiter {
+    /// Counting in `store`, which every node of a cluster shares.
+    pub fn shared(store: std::sync::Arc<dyn relayward_store::Store>) -> LoginLimiter {
+        LoginLimiter {
+            attempts: Mutex::default(),
+            shared: Some(store),
+        }
+    }
+
     /// Counts an attempt; `Err(seconds)` to wait when the address has made too many.
-    pub fn attempt(&self, ip: IpAddr, now: i64) -> Result<(), i64> {
+    pub async fn attempt(&self, ip: IpAddr, now: i64) -> Result<(), i64> {
+        if let Some(store) = &self.shared {
+            match store
+                .count_attempt(
+                    &format!("sign-in:{ip}"),
+                    SIGN_IN_WINDOW,
+                    PER_IP_ATTEMPTS,
+                    now,
+                )
+                .await
+            {
+                Ok(None) => return Ok(()),
+                Ok(Some(oldest)) => return Err((SIGN_IN_WINDOW - (now - oldest)) / 1000 + 1),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sign-in attempts cannot be counted in the store; counting on this node");
+                }
+            }
+        }
+        self.attempt_here(ip, now)
+    }
+
+    fn attempt_here(&self, ip: IpAddr, now: i64) -> Result<(), i64> {
         let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        let window = 600_000;
+        let window = SIGN_IN_WINDOW;
         if map.len() > 100_000 {
             map.retain(|_, v| v.last().is_some_and(|t| now - t < window));
         }
@@ -531,11 +565,17 @@ mod tests {
         let l = LoginLimiter::default();
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
         for i in 0..PER_IP_ATTEMPTS {
-            assert!(l.attempt(ip, 1000 + i as i64).is_ok());
+            assert!(l.attempt_here(ip, 1000 + i as i64).is_ok());
         }
-        let wait = l.attempt(ip, 2000).expect_err("limited");
+        let wait = l.attempt_here(ip, 2000).expect_err("limited");
         assert!(wait > 590 && wait <= 601, "{wait}");
-        assert!(l.attempt("192.0.2.2".parse().expect("ip"), 2000).is_ok());
-        assert!(l.attempt(ip, 1000 + 600_001).is_ok(), "the window moves on");
+        assert!(
+            l.attempt_here("192.0.2.2".parse().expect("ip"), 2000)
+                .is_ok()
+        );
+        assert!(
+            l.attempt_here(ip, 1000 + 600_001).is_ok(),
+            "the window moves on"
+        );
     }
 }

@@ -265,6 +265,12 @@ async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
         s.trace.dropped.load(Ordering::Relaxed),
     );
     m(
+        "relayward_store_statements_total",
+        "counter",
+        "Statements run on PostgreSQL (cluster mode; 0 on the embedded store).",
+        relayward_store::statements_run(),
+    );
+    m(
         "relayward_trace_waiting",
         "gauge",
         "Trace events waiting for the store to come back.",

@@ -414,7 +414,11 @@ pub async fn serve(
         }
     );
     // One sign-in limit per client address for the API and the console's pages.
-    let logins = Arc::new(relayward_control::accounts::LoginLimiter::default());
+    let logins = Arc::new(if config.clustered() {
+        relayward_control::accounts::LoginLimiter::shared(dyn_store.clone())
+    } else {
+        relayward_control::accounts::LoginLimiter::default()
+    });
     let app = http::router(
         http::NodeState {
             store: dyn_store.clone(),

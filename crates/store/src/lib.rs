@@ -12,7 +12,7 @@ mod sqlite;
 pub mod testdb;
 
 pub use model::*;
-pub use postgres::{CHANGES_CHANNEL, PgStore};
+pub use postgres::{CHANGES_CHANNEL, PgStore, statements_run};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -146,6 +146,18 @@ pub trait Store: Send + Sync + 'static {
     async fn record_auth_lockout(&self, lockout: &AuthLockout) -> Result<()>;
     /// A tenant's SMTP AUTH lockouts that ended at `since` (Unix ms) or later, newest first.
     async fn auth_lockouts(&self, tenant: &str, since: i64) -> Result<Vec<AuthLockout>>;
+
+    /// Counts one attempt under `key` at `now` unless `limit` attempts were counted in the
+    /// `window_ms` before: `None` when counted, else `Some(oldest)`, when the oldest of those
+    /// was made (the caller says how long to wait). One at a time per key, on every node: the
+    /// sign-in limits per client address hold across a cluster.
+    async fn count_attempt(
+        &self,
+        key: &str,
+        window_ms: i64,
+        limit: usize,
+        now: i64,
+    ) -> Result<Option<i64>>;
 
     /// This node's guard counters per tenant, serialised (tenant, body), replacing what the
     /// node saved before: a save repeated after a failure counts nothing twice.

@@ -271,6 +271,11 @@ CREATE INDEX counters_updated ON counters (updated_at);
 INSERT INTO counters (node, tenant, body, updated_at) SELECT '', tenant, body, updated_at FROM counters_before_nodes;
 DROP TABLE counters_before_nodes;
 "#,
+    // 13: attempts counted per key over a window (sign-ins per client address).
+    r#"
+CREATE TABLE attempts (key TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE INDEX attempts_key ON attempts (key, at);
+"#,
 ];
 
 #[derive(Clone)]
@@ -1247,6 +1252,39 @@ impl Store for SqliteStore {
                 })?
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn count_attempt(
+        &self,
+        key: &str,
+        window_ms: i64,
+        limit: usize,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        let key = key.to_string();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let since = now - window_ms;
+            tx.execute(
+                "DELETE FROM attempts WHERE key = ?1 AND at <= ?2",
+                params![key, since],
+            )?;
+            let (n, oldest): (i64, Option<i64>) = tx.query_row(
+                "SELECT COUNT(*), MIN(at) FROM attempts WHERE key = ?1",
+                [&key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if n >= limit as i64 {
+                return Ok(Some(oldest.unwrap_or(now)));
+            }
+            tx.execute(
+                "INSERT INTO attempts (key, at) VALUES (?1, ?2)",
+                params![key, now],
+            )?;
+            tx.commit()?;
+            Ok(None)
         })
         .await
     }

@@ -42,6 +42,7 @@ on_both_engines!(
     tokens_belong_to_known_tenants_and_revoke_once,
     dkim_keys_change_state_together,
     accounts_and_sessions,
+    attempts_are_counted_per_key_over_a_window,
     trace_prunes_in_batches_and_counts_per_day,
 );
 
@@ -1028,4 +1029,40 @@ async fn trace_prunes_in_batches_and_counts_per_day(store: &dyn Store) {
         .expect("search");
     assert_eq!(left.len(), 2);
     assert_eq!(left[0].recipients.len(), 2);
+}
+
+async fn attempts_are_counted_per_key_over_a_window(store: &dyn Store) {
+    for i in 0..3 {
+        assert_eq!(
+            store
+                .count_attempt("sign-in:192.0.2.1", 1000, 3, 100 + i)
+                .await
+                .expect("count"),
+            None
+        );
+    }
+    // The fourth within the window is refused (not counted), naming the oldest counted.
+    assert_eq!(
+        store
+            .count_attempt("sign-in:192.0.2.1", 1000, 3, 500)
+            .await
+            .expect("count"),
+        Some(100)
+    );
+    assert_eq!(
+        store
+            .count_attempt("sign-in:192.0.2.2", 1000, 3, 500)
+            .await
+            .expect("count"),
+        None,
+        "another key counts apart"
+    );
+    // Once the first has left the window, one more is counted.
+    assert_eq!(
+        store
+            .count_attempt("sign-in:192.0.2.1", 1000, 3, 1101)
+            .await
+            .expect("count"),
+        None
+    );
 }

@@ -500,3 +500,20 @@ fn with_the_database_away_mail_flows_changes_wait_and_the_counts_come_out_right(
         "nothing counted twice"
     );
 }
+
+#[test]
+fn one_address_gets_its_sign_in_attempts_once_whichever_nodes_it_asks() {
+    let Some(db) = database() else { return };
+    let rx = Receiver::start(false);
+    let nodes = cluster(&db.url, &contoso(rx.addr, "", ""));
+    let body = r#"{"email": "nobody@contoso.example", "password": "guess", "totp": "000000"}"#;
+    // Twenty attempts per address per ten minutes: seven, seven and six through the three nodes.
+    for i in 0..20 {
+        let (status, answer) = nodes[i % 3].api("POST", "/api/v1/login", None, Some(body));
+        assert_eq!(status, 401, "attempt {i}: {answer}");
+    }
+    for n in &nodes {
+        let (status, answer) = n.api("POST", "/api/v1/login", None, Some(body));
+        assert_eq!(status, 429, "{}: {answer}", n.http);
+    }
+}

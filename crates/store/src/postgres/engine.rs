@@ -321,6 +321,27 @@ fn touched(n: u64, what: &'static str, name: String) -> Result<()> {
     }
 }
 
+/// A trace batch's recipient rows: one per (message, address), with the last status the batch
+/// gives it (as one upsert after another would leave it; a statement may touch a row once).
+#[derive(Default)]
+struct Recipients<'a> {
+    rows: Vec<(&'a str, String, &'static str)>,
+    at: std::collections::HashMap<(&'a str, String), usize>,
+}
+
+impl<'a> Recipients<'a> {
+    fn set(&mut self, message_id: &'a str, address: String, status: &'static str) {
+        match self.at.get(&(message_id, address.clone())) {
+            Some(&i) => self.rows[i].2 = status,
+            None => {
+                self.at
+                    .insert((message_id, address.clone()), self.rows.len());
+                self.rows.push((message_id, address, status));
+            }
+        }
+    }
+}
+
 /// The suspicious-verdict test of the trace (the scanner's event detail).
 const SUSPICIOUS: &str = "EXISTS (SELECT 1 FROM trace_events e WHERE e.message_id = m.message_id
      AND e.kind = 'scanned' AND (e.detail LIKE 'verdict spam%' OR e.detail LIKE 'verdict bulk%'))";
@@ -871,6 +892,49 @@ impl Store for PgStore {
         )
     }
 
+    async fn count_attempt(
+        &self,
+        key: &str,
+        window_ms: i64,
+        n: usize,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        exec(
+            &tx,
+            "SELECT pg_advisory_xact_lock(hashtext('attempt:' || $1))",
+            &[&key],
+        )
+        .await?;
+        exec(
+            &tx,
+            "DELETE FROM attempts WHERE key = $1 AND at <= $2",
+            &[&key, &(now - window_ms)],
+        )
+        .await?;
+        let counted = row(
+            &tx,
+            "SELECT COUNT(*), MIN(at) FROM attempts WHERE key = $1",
+            &[&key],
+        )
+        .await?
+        .map(|r| -> Result<(i64, Option<i64>)> { Ok((r.try_get(0)?, r.try_get(1)?)) })
+        .transpose()?
+        .unwrap_or((0, None));
+        if counted.0 >= limit(n) {
+            return Ok(Some(counted.1.unwrap_or(now)));
+        }
+        exec(
+            &tx,
+            "INSERT INTO attempts (key, at) VALUES ($1, $2)",
+            &[&key, &now],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(None)
+    }
+
     async fn save_counters(
         &self,
         node: &str,
@@ -888,6 +952,7 @@ impl Store for PgStore {
             )
             .await?;
         for (tenant, body) in &counters {
+            super::counted();
             tx.execute(&st, &[&node, tenant, body]).await?;
         }
         tx.commit().await?;
@@ -1383,59 +1448,78 @@ impl Store for PgStore {
     }
 
     async fn record_trace(&self, events: Vec<TraceEvent>) -> Result<()> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        let msg = tx
-            .prepare_cached(
-                "INSERT INTO trace_messages (message_id, received_at, sender, tenant, origin, client_ip, size) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (message_id) DO NOTHING",
-            )
-            .await?;
-        let rcpt = tx
-            .prepare_cached(
-                "INSERT INTO trace_recipients (message_id, address, status) VALUES ($1, $2, $3)
-                 ON CONFLICT (message_id, address) DO UPDATE SET status = excluded.status",
-            )
-            .await?;
-        let ev = tx
-            .prepare_cached(
-                "INSERT INTO trace_events (message_id, at, kind, recipient, detail) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .await?;
+        // Three statements a batch, whatever its size: each table's rows go as arrays.
+        let mut msg: (
+            Vec<&str>,
+            Vec<i64>,
+            Vec<&str>,
+            Vec<Option<&str>>,
+            Vec<&str>,
+            Vec<&str>,
+            Vec<i64>,
+        ) = Default::default();
+        // A recipient's status is the last one the batch gives it (as one upsert after
+        // another would leave it); one row per recipient, since a statement may touch a row once.
+        let mut rcpt = Recipients::default();
+        let mut ev: (Vec<&str>, Vec<i64>, Vec<&str>, Vec<Option<&str>>, Vec<&str>) =
+            Default::default();
         for e in &events {
             if let Some(s) = &e.summary {
-                let size = i64::try_from(s.size).unwrap_or(i64::MAX);
-                tx.execute(
-                    &msg,
-                    &[
-                        &e.message_id,
-                        &e.at,
-                        &s.sender,
-                        &s.tenant,
-                        &s.origin,
-                        &s.client_ip,
-                        &size,
-                    ],
-                )
-                .await?;
+                msg.0.push(&e.message_id);
+                msg.1.push(e.at);
+                msg.2.push(&s.sender);
+                msg.3.push(s.tenant.as_deref());
+                msg.4.push(&s.origin);
+                msg.5.push(&s.client_ip);
+                msg.6.push(i64::try_from(s.size).unwrap_or(i64::MAX));
                 for r in &s.recipients {
-                    tx.execute(&rcpt, &[&e.message_id, &r.to_ascii_lowercase(), &"Pending"])
-                        .await?;
+                    rcpt.set(&e.message_id, r.to_ascii_lowercase(), "Pending");
                 }
             }
             if let (Some(r), Some(status)) = (&e.recipient, e.kind.status()) {
-                tx.execute(&rcpt, &[&e.message_id, &r.to_ascii_lowercase(), &status])
-                    .await?;
+                rcpt.set(&e.message_id, r.to_ascii_lowercase(), status);
             }
-            tx.execute(
-                &ev,
-                &[
-                    &e.message_id,
-                    &e.at,
-                    &e.kind.as_str(),
-                    &e.recipient,
-                    &e.detail,
-                ],
+            ev.0.push(&e.message_id);
+            ev.1.push(e.at);
+            ev.2.push(e.kind.as_str());
+            ev.3.push(e.recipient.as_deref());
+            ev.4.push(&e.detail);
+        }
+        let (r_ids, r_addrs, r_status): (Vec<&str>, Vec<&str>, Vec<&str>) = (
+            rcpt.rows.iter().map(|r| r.0).collect(),
+            rcpt.rows.iter().map(|r| r.1.as_str()).collect(),
+            rcpt.rows.iter().map(|r| r.2).collect(),
+        );
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        if !msg.0.is_empty() {
+            exec(
+                &tx,
+                "INSERT INTO trace_messages (message_id, received_at, sender, tenant, origin, client_ip, size)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+                 ON CONFLICT (message_id) DO NOTHING",
+                &[&msg.0, &msg.1, &msg.2, &msg.3, &msg.4, &msg.5, &msg.6],
+            )
+            .await?;
+        }
+        if !r_ids.is_empty() {
+            exec(
+                &tx,
+                "INSERT INTO trace_recipients (message_id, address, status)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+                 ON CONFLICT (message_id, address) DO UPDATE SET status = excluded.status",
+                &[&r_ids, &r_addrs, &r_status],
+            )
+            .await?;
+        }
+        if !ev.0.is_empty() {
+            exec(
+                &tx,
+                "INSERT INTO trace_events (message_id, at, kind, recipient, detail)
+                 SELECT m, a, k, r, d
+                 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS e(m, a, k, r, d, n)
+                 ORDER BY n",
+                &[&ev.0, &ev.1, &ev.2, &ev.3, &ev.4],
             )
             .await?;
         }

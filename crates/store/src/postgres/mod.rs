@@ -166,19 +166,34 @@ fn unique(e: tokio_postgres::Error, what: &'static str, name: &str) -> StoreErro
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
+/// Statements this process has run on PostgreSQL (a metric: cost per message in a cluster).
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn counted() {
+    STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Statements run on PostgreSQL by this process so far (0 on the embedded store).
+pub fn statements_run() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Runs one prepared statement; the number of rows it touched.
 async fn exec(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<u64> {
     let st = c.prepare_cached(sql).await?;
+    counted();
     Ok(c.execute(&st, params).await?)
 }
 
 async fn rows(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
     let st = c.prepare_cached(sql).await?;
+    counted();
     Ok(c.query(&st, params).await?)
 }
 
 async fn row(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
     let st = c.prepare_cached(sql).await?;
+    counted();
     Ok(c.query_opt(&st, params).await?)
 }
 

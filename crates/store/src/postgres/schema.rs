@@ -113,6 +113,9 @@ CREATE TABLE counters (
     PRIMARY KEY (node, tenant)
 );
 CREATE INDEX counters_updated ON counters (updated_at);
+-- Attempts counted per key over a window (sign-ins per client address, on every node).
+CREATE TABLE attempts (key TEXT NOT NULL, at BIGINT NOT NULL);
+CREATE INDEX attempts_key ON attempts (key, at);
 CREATE TABLE audit (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at BIGINT NOT NULL,
