@@ -16,6 +16,7 @@ use anyhow::{Context, Result, anyhow};
 use relayward_control::{Actor, Control};
 use relayward_delivery::{Queue, QueueAction, QueuedMessage};
 use relayward_guard::Role;
+use relayward_spool::Spool;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -49,6 +50,9 @@ pub enum Request {
         action: String,
         actor: String,
     },
+    /// Takes every unfinished message of another node's spool directory (a node that will not
+    /// come back) into this node's spool and queue, as `actor`.
+    Adopt { dir: PathBuf, actor: String },
 }
 
 /// The relay's answer.
@@ -66,6 +70,7 @@ pub fn start(
     path: &Path,
     control: Arc<Control>,
     queue: Queue,
+    spool: Spool,
 ) -> Result<tokio::task::JoinHandle<()>> {
     match std::fs::remove_file(path) {
         Ok(()) => {}
@@ -95,8 +100,9 @@ pub fn start(
             };
             let control = control.clone();
             let queue = queue.clone();
+            let spool = spool.clone();
             tokio::spawn(async move {
-                if let Err(e) = serve_one(stream, &control, &queue).await {
+                if let Err(e) = serve_one(stream, &control, &queue, &spool).await {
                     tracing::debug!(error = %e, "control socket connection ended");
                 }
                 drop(permit);
@@ -105,7 +111,12 @@ pub fn start(
     }))
 }
 
-async fn serve_one(stream: UnixStream, control: &Control, queue: &Queue) -> Result<()> {
+async fn serve_one(
+    stream: UnixStream,
+    control: &Control,
+    queue: &Queue,
+    spool: &Spool,
+) -> Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST));
@@ -113,7 +124,7 @@ async fn serve_one(stream: UnixStream, control: &Control, queue: &Queue) -> Resu
         .await
         .map_err(|_| anyhow!("no request within {READ_TIMEOUT:?}"))??;
     let reply = match serde_json::from_str::<Request>(&line) {
-        Ok(request) => answer(request, control, queue).await,
+        Ok(request) => answer(request, control, queue, spool).await,
         Err(e) => Reply::Error(format!("not a request this relay understands: {e}")),
     };
     let mut text = serde_json::to_string(&reply)?;
@@ -122,7 +133,7 @@ async fn serve_one(stream: UnixStream, control: &Control, queue: &Queue) -> Resu
     Ok(())
 }
 
-async fn answer(request: Request, control: &Control, queue: &Queue) -> Reply {
+async fn answer(request: Request, control: &Control, queue: &Queue, spool: &Spool) -> Reply {
     match request {
         Request::List {
             tenant,
@@ -158,7 +169,66 @@ async fn answer(request: Request, control: &Control, queue: &Queue) -> Reply {
                 Err(e) => Reply::Error(format!("{e:#}")),
             }
         }
+        Request::Adopt { dir, actor } => {
+            let actor = Actor::command_line(actor, Role::Operator);
+            match adopt(&dir, spool, queue).await {
+                Ok(n) => {
+                    let detail = serde_json::json!({ "dir": dir, "messages": n });
+                    if let Err(e) = control.audit(&actor, None, "spool.adopt", detail).await {
+                        tracing::warn!(error = %e, "cannot audit a spool adoption");
+                    }
+                    tracing::warn!(dir = %dir.display(), messages = n, "adopted another node's spool");
+                    Reply::Done {
+                        message: format!("{n} message(s) from {}", dir.display()),
+                        action: "adopt".into(),
+                    }
+                }
+                Err(e) => Reply::Error(format!("{e:#}")),
+            }
+        }
     }
+}
+
+/// Moves the unfinished messages of the spool in `dir` into `spool` and `queue`: each is
+/// durable here before it is marked finished there, so a failure halfway can repeat a
+/// delivery, never lose one. The other spool is locked while it is read: a node still running
+/// on it is refused.
+async fn adopt(dir: &Path, spool: &Spool, queue: &Queue) -> Result<usize> {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same(dir, spool.dir()) {
+        return Err(anyhow!("{} is this node's own spool", dir.display()));
+    }
+    if !dir.join("spool.lock").exists() && !has_segments(dir) {
+        return Err(anyhow!(
+            "{} holds no spool (no segment-*.log files)",
+            dir.display()
+        ));
+    }
+    let dir = dir.to_path_buf();
+    let (other, found) = tokio::task::spawn_blocking(move || Spool::open(&dir, None))
+        .await
+        .map_err(|e| anyhow!("opening the other spool: {e}"))??;
+    let mut n = 0;
+    for env in found {
+        let body = other.body(&env.id).await?;
+        spool.put(&env, &body).await?;
+        queue.enqueue(env.clone());
+        other.done(&env.id);
+        n += 1;
+    }
+    other.flush().await?;
+    Ok(n)
+}
+
+fn has_segments(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("segment-"))
+    })
 }
 
 /// Sends one request to the relay of `data_dir` and waits (up to `wait`) for its answer.

@@ -505,6 +505,18 @@ pub async fn run(handle: Arc<GuardHandle>, store: Arc<dyn Store>, mail: AlertMai
             {
                 continue;
             }
+            // The warnings each node raises at most once a day per subject: in a cluster, the
+            // first node to claim one sends it.
+            let daily = matches!(
+                a.kind,
+                AlertKind::SendingLimitExceeded | AlertKind::SuspiciousSendingPatterns
+            );
+            if daily && handle.others.is_some() {
+                let key = format!("alert:{}:{:?}:{}", a.tenant, a.kind, a.subject);
+                if let Ok(Some(_)) = store.count_attempt(&key, 86_400_000, 1, a.at).await {
+                    continue;
+                }
+            }
             tracing::warn!(tenant = %a.tenant, kind = ?a.kind, "{}", a.text);
             send_alert_mail(&mail, &dir, &a).await;
             relayward_control::webhooks::emit(

@@ -404,7 +404,8 @@ pub async fn serve(
         ..Control::new(&config, dyn_store.clone())
     });
     let socket_path = control_socket::path(&config.data_dir);
-    let socket_task = control_socket::start(&socket_path, control.clone(), queue.clone())?;
+    let socket_task =
+        control_socket::start(&socket_path, control.clone(), queue.clone(), spool.clone())?;
     let base_url = format!(
         "{}://{http_addr}",
         if config.http_tls.is_some() {

@@ -38,6 +38,8 @@ pub enum SpoolError {
     Closed,
     #[error("message {0} is not in the spool")]
     NotFound(String),
+    #[error("spool {0} is in use by another process (a running node); stop it first")]
+    InUse(PathBuf),
     #[error("envelope of message {id} cannot be encoded: {source}")]
     Encode {
         id: String,
@@ -133,6 +135,9 @@ struct Shared {
     max_bytes: Option<u64>,
     /// Why new mail is refused for storage right now, if it is (the disk filled up).
     refusing: Mutex<Option<String>>,
+    /// `spool.lock`, locked for as long as the spool is open: two processes never write one
+    /// spool (a node started twice, or a spool adopted while its node still runs).
+    _lock: File,
 }
 
 impl Shared {
@@ -170,6 +175,31 @@ impl Spool {
     /// in the order they were first spooled. `max_bytes` caps the spool's size on disk.
     pub fn open(dir: &Path, max_bytes: Option<u64>) -> Result<(Spool, Vec<Envelope>), SpoolError> {
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        let lock_path = dir.join("spool.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("opening", &lock_path))?;
+        // A handle of this process just dropped lets go once its writer thread has finished
+        // (milliseconds): a short wait tells that from another process's spool.
+        let mut tries = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if tries < 300 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(SpoolError::InUse(dir.to_path_buf()));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(io_err("locking", &lock_path)(e));
+                }
+            }
+        }
         let mut segs: Vec<u64> = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err("listing", dir))? {
             let entry = entry.map_err(io_err("listing", dir))?;
@@ -286,6 +316,7 @@ impl Spool {
             stats: SpoolStats::default(),
             max_bytes,
             refusing: Mutex::new(refusing),
+            _lock: lock,
         });
         shared
             .stats
@@ -370,6 +401,11 @@ impl Spool {
         if self.tx.send(op).is_err() {
             tracing::warn!(id, "spool is closed; state change not recorded");
         }
+    }
+
+    /// The spool's directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
     }
 
     /// Waits until everything handed to the spool so far is durable.
@@ -839,5 +875,19 @@ mod tests {
             })
             .count();
         assert_eq!(logs, 1);
+    }
+
+    #[tokio::test]
+    async fn a_spool_in_use_is_not_opened_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (spool, _) = Spool::open(dir.path(), None).expect("open");
+        let second = Spool::open(dir.path(), None);
+        assert!(
+            matches!(second, Err(SpoolError::InUse(_))),
+            "{:?}",
+            second.err()
+        );
+        drop(spool);
+        Spool::open(dir.path(), None).expect("free again once the first is closed");
     }
 }

@@ -47,6 +47,10 @@ pub enum QueueCmd {
     Bounce { id: String },
     /// Delete it from the queue without an NDR.
     Purge { id: String },
+    /// Take every unfinished message of another node's spool directory (a cluster node that
+    /// will not come back, its disk copied here) into this running node, which delivers them.
+    /// The other spool must not be in use.
+    Adopt { dir: std::path::PathBuf },
 }
 
 pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
@@ -70,9 +74,26 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
         QueueCmd::Release { id } => (act(id, "release"), false),
         QueueCmd::Bounce { id } => (act(id, "bounce"), false),
         QueueCmd::Purge { id } => (act(id, "purge"), false),
+        QueueCmd::Adopt { dir } => {
+            // The relay resolves paths from its own working directory: send an absolute one.
+            let dir = std::path::absolute(&dir)?;
+            (
+                Request::Adopt {
+                    dir,
+                    actor: operator().name,
+                },
+                false,
+            )
+        }
     };
     let listing = matches!(request, Request::List { .. });
-    match ask(&config.data_dir, &request, WAIT).await? {
+    // Adopting a spool copies every message it holds: wait longer for it.
+    let wait = if matches!(request, Request::Adopt { .. }) {
+        WAIT * 20
+    } else {
+        WAIT
+    };
+    match ask(&config.data_dir, &request, wait).await? {
         Reply::Messages(list) if json => {
             for m in &list {
                 outln!("{}", serde_json::to_string(m)?);
@@ -101,6 +122,7 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
                 );
             }
         }
+        Reply::Done { message, action } if action == "adopt" => outln!("adopted {message}"),
         Reply::Done { message, action } => outln!("{message}: {action} done"),
         Reply::Error(e) => bail!("{e}"),
     }

@@ -517,3 +517,37 @@ fn one_address_gets_its_sign_in_attempts_once_whichever_nodes_it_asks() {
         assert_eq!(status, 429, "{}: {answer}", n.http);
     }
 }
+
+#[test]
+fn a_node_that_never_comes_back_has_its_spool_adopted_by_a_running_one() {
+    let Some(db) = database() else { return };
+    let rx = Receiver::start(false);
+    let parked = TcpListener::bind("127.0.0.1:0").expect("free port");
+    let parked_addr = parked.local_addr().expect("addr");
+    drop(parked);
+    let storage = |ip: &str| format!("database_url = \"{}\"\nnode_name = \"node-{ip}\"", db.url);
+    // Node B holds its mail (nothing listens where it delivers); node C delivers to `rx`.
+    let mut b = Relay::start_on(
+        "127.0.0.3",
+        &storage("127.0.0.3"),
+        &contoso(parked_addr, "", ""),
+    );
+    let c = Relay::start_on(
+        "127.0.0.4",
+        &storage("127.0.0.4"),
+        &contoso(rx.addr, "", ""),
+    );
+    let acked = crate::crash::load_then_kill(&mut b);
+    let spool = b.dir.path().join("data/spool");
+    // Its spool cannot be adopted while a node runs on it...
+    let own = c.dir.path().join("data/spool");
+    let (ok, out) = c.cli_status(&["queue", "adopt", &own.display().to_string()]);
+    assert!(!ok, "a node's own spool: {out}");
+    // ...and is, once B is gone: C delivers everything B acknowledged.
+    let out = c.cli(&["queue", "adopt", &spool.display().to_string()]);
+    assert!(out.starts_with("adopted "), "{out}");
+    crate::crash::all_delivered(&rx, &acked);
+    // Adopted messages are finished in B's spool: adopting it again moves nothing.
+    let again = c.cli(&["queue", "adopt", &spool.display().to_string()]);
+    assert!(again.starts_with("adopted 0 message(s)"), "{again}");
+}

@@ -28,6 +28,21 @@ pub fn kill_under_load_and_restart(
     parked_addr: std::net::SocketAddr,
     rx: &Receiver,
 ) {
+    let acked = load_then_kill(relay);
+    // Restart pointing at the real receiver.
+    let text = std::fs::read_to_string(&relay.config).expect("config");
+    std::fs::write(
+        &relay.config,
+        text.replace(&parked_addr.to_string(), &rx.addr.to_string()),
+    )
+    .expect("config");
+    relay.spawn();
+    all_delivered(rx, &acked);
+}
+
+/// Clients send to `relay` until it has acknowledged 200 messages; then it is killed with
+/// SIGKILL while they are still sending. What it acknowledged (by `X-Tag`).
+pub fn load_then_kill(relay: &mut Relay) -> HashSet<String> {
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::new();
@@ -69,15 +84,11 @@ pub fn kill_under_load_and_restart(
     }
     let acked = acked.lock().expect("lock").clone();
     eprintln!("messages acknowledged before kill -9: {}", acked.len());
+    acked
+}
 
-    // Restart pointing at the real receiver.
-    let text = std::fs::read_to_string(&relay.config).expect("config");
-    std::fs::write(
-        &relay.config,
-        text.replace(&parked_addr.to_string(), &rx.addr.to_string()),
-    )
-    .expect("config");
-    relay.spawn();
+/// Waits (up to 2 minutes) until `rx` has every acknowledged message; names the lost ones.
+pub fn all_delivered(rx: &Receiver, acked: &HashSet<String>) {
     let delivered = wait_for(Duration::from_secs(120), || {
         let tags: HashSet<String> = rx
             .messages()
