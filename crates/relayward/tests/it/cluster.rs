@@ -551,3 +551,56 @@ fn a_node_that_never_comes_back_has_its_spool_adopted_by_a_running_one() {
     let again = c.cli(&["queue", "adopt", &spool.display().to_string()]);
     assert!(again.starts_with("adopted 0 message(s)"), "{again}");
 }
+
+#[test]
+fn a_lapsed_subscription_restricts_once_for_the_whole_cluster() {
+    let Some(db) = database() else { return };
+    let (hook_url, hooks) = hook_receiver();
+    let nodes = cluster(
+        &db.url,
+        "[webhooks]\nallow_private_addresses = true\nretry_schedule = [\"1s\"]",
+    );
+    nodes[0].cli(&["tenant", "add", "northwind"]);
+    let admin = nodes[0].token(&["--name", "ci", "--role", "admin", "--tenant", "northwind"]);
+    let (status, hook) = nodes[0].api(
+        "POST",
+        "/api/v1/tenants/northwind/webhooks",
+        Some(&admin),
+        Some(&format!(
+            r#"{{"url": "{hook_url}", "events": ["restriction", "alert"]}}"#
+        )),
+    );
+    assert_eq!(status, 201, "{hook}");
+    // Every node's guard looks at subscription dates; the lapse is stored, posted and alerted once.
+    nodes[1].cli(&[
+        "tenant",
+        "subscription",
+        "northwind",
+        "--ends",
+        "2020-01-31",
+    ]);
+    wait_for(Duration::from_secs(20), || {
+        let l: Vec<Value> = nodes[2]
+            .cli(&["restrictions", "--tenant", "northwind", "--json"])
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (!l.is_empty()).then_some(l)
+    })
+    .expect("the lapse restricts the tenant");
+    std::thread::sleep(Duration::from_secs(4));
+    let list: Vec<Value> = nodes[2]
+        .cli(&["restrictions", "--tenant", "northwind", "--all", "--json"])
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(list.len(), 1, "one restriction for three nodes: {list:?}");
+    let alerts = nodes[0].cli(&["alerts", "--tenant", "northwind"]);
+    assert_eq!(alerts.matches("tenant_restricted").count(), 1, "{alerts}");
+    let seen = hooks.lock().expect("lock").clone();
+    assert_eq!(
+        seen.len(),
+        2,
+        "one restriction event and one alert event: {seen:?}"
+    );
+}
