@@ -472,6 +472,14 @@ pub async fn serve(
             }
         }
     };
+    if config.clustered() {
+        policy.scanner.share_bulk();
+        tokio::spawn(shared_counters::share_bulk(
+            policy.clone(),
+            dyn_store.clone(),
+            config.node_name.clone(),
+        ));
+    }
     let reload_task = tokio::spawn(reload_directory(
         dyn_store.clone(),
         directory.clone(),

@@ -1,4 +1,4 @@
-//! Cluster mode's counters. Each node counts in memory and saves its own counts of the
+//! Cluster mode's counters (the guard's, and the scanner's bulk fingerprints at the end). Each node counts in memory and saves its own counts of the
 //! tenants whose counts changed (about twice a second, the guard task's beat); about once a
 //! second it reads what the other nodes saved since it last looked and puts their counts beside
 //! its own (`TenantCounters::set_others`), so every limit reads a tenant's traffic on all nodes.
@@ -65,6 +65,59 @@ impl Others {
             .get(tenant)
             .map(|nodes| nodes.values().map(|(_, c)| c).collect())
             .unwrap_or_default()
+    }
+}
+
+/// Cluster mode: about once a second, saves the bulk fingerprint bands whose count changed
+/// here and takes the ones the other nodes saved, so content sent to many recipients through
+/// several nodes is bulk at the same count as through one. Bands not saved (the database
+/// away) are saved with the next ones.
+pub async fn share_bulk(
+    scanner: std::sync::Arc<crate::policy::RelayPolicy>,
+    store: std::sync::Arc<dyn relayward_store::Store>,
+    node: String,
+) {
+    let mut unsaved: HashMap<u64, (i64, u32)> = HashMap::new();
+    let mut newest = 0i64;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let scanner = &scanner.scanner;
+        for (band, first, n) in scanner.take_bulk_changes() {
+            unsaved.insert(band, (first, n));
+        }
+        if !unsaved.is_empty() {
+            let rows: Vec<(i64, i64, i64)> = unsaved
+                .iter()
+                .map(|(band, (first, n))| (*band as i64, *first, i64::from(*n)))
+                .collect();
+            match store.save_bulk_bands(&node, rows).await {
+                Ok(()) => unsaved.clear(),
+                Err(e) => {
+                    tracing::warn!(error = %e, bands = unsaved.len(), "cannot save bulk fingerprint counts; kept for the next save")
+                }
+            }
+        }
+        match store.bulk_bands_since((newest - OVERLAP_MS).max(0)).await {
+            Ok(rows) => {
+                newest = rows.iter().map(|r| r.updated_at).fold(newest, i64::max);
+                scanner.add_bulk_from(
+                    rows.iter().filter(|r| r.node != node).map(|r| {
+                        (
+                            r.node.as_str(),
+                            (
+                                r.band as u64,
+                                r.first,
+                                u32::try_from(r.recipients.max(0)).unwrap_or(u32::MAX),
+                            ),
+                        )
+                    }),
+                    relayward_clock::now_ms(),
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the other nodes' bulk fingerprint counts")
+            }
+        }
     }
 }
 

@@ -137,10 +137,21 @@ struct Seen {
 
 /// Recipients reached per band over the last 24 hours. One process's memory; entries leave 24
 /// hours after their content was first seen (a campaign that goes on is counted afresh).
+///
+/// In a cluster (`share`), each node also keeps what the other nodes' copies of a band reached
+/// (their latest counts, as they saved them) and adds it to its own; it hands out the bands
+/// whose count changed, for the others. Only bands that reached two recipients or more on a
+/// node are handed out: one-off mail, most of it, stays where it was seen.
 #[derive(Debug, Default)]
 pub struct BulkTracker {
     bands: HashMap<u64, Seen>,
     last_prune: i64,
+    /// Cluster mode: bands whose own count changed since `take_changed`.
+    changed: Option<std::collections::HashSet<u64>>,
+    /// Cluster mode: other nodes' counts per (node, band), and their sum per band.
+    others: HashMap<(u16, u64), Seen>,
+    others_sum: HashMap<u64, u32>,
+    nodes: Vec<String>,
 }
 
 /// What the tracker says of one message.
@@ -150,8 +161,17 @@ pub struct BulkCount {
     pub recipients: u32,
 }
 
+/// One band's count on one node: (band, first seen in Unix ms, recipients reached).
+pub type BandCount = (u64, i64, u32);
+
 impl BulkTracker {
-    /// Counts `recipients` more for this content and says how many it has reached.
+    /// Cluster mode: count with the other nodes (see the type's note).
+    pub fn share(&mut self) {
+        self.changed.get_or_insert_with(Default::default);
+    }
+
+    /// Counts `recipients` more for this content and says how many it has reached (on every
+    /// node, in cluster mode).
     pub fn record(&mut self, bands: &[u64; BANDS], recipients: u32, now: i64) -> BulkCount {
         self.prune(now);
         let mut most = 0;
@@ -167,9 +187,50 @@ impl BulkTracker {
                 };
             }
             seen.recipients = seen.recipients.saturating_add(recipients);
-            most = most.max(seen.recipients);
+            let mine = seen.recipients;
+            if let Some(changed) = &mut self.changed
+                && mine >= 2
+            {
+                changed.insert(*b);
+            }
+            let theirs = self.others_sum.get(b).copied().unwrap_or(0);
+            most = most.max(mine.saturating_add(theirs));
         }
         BulkCount { recipients: most }
+    }
+
+    /// Cluster mode: the bands whose own count changed since the last call, for the others.
+    pub fn take_changed(&mut self) -> Vec<BandCount> {
+        let Some(changed) = &mut self.changed else {
+            return Vec::new();
+        };
+        let bands = &self.bands;
+        changed
+            .drain()
+            .filter_map(|b| bands.get(&b).map(|s| (b, s.first, s.recipients)))
+            .collect()
+    }
+
+    /// Cluster mode: a band's count on another node, as it saved it (replacing what it said
+    /// before). Counts from more than 24 hours ago are left out.
+    pub fn set_other(&mut self, node: &str, (band, first, recipients): BandCount, now: i64) {
+        if now - first >= DAY_MS {
+            return;
+        }
+        let n = match self.nodes.iter().position(|x| x == node) {
+            Some(n) => n,
+            None => {
+                self.nodes.push(node.to_string());
+                self.nodes.len() - 1
+            }
+        };
+        let n = u16::try_from(n).unwrap_or(u16::MAX);
+        let before = self
+            .others
+            .insert((n, band), Seen { first, recipients })
+            .map_or(0, |s| s.recipients);
+        let sum = self.others_sum.entry(band).or_insert(0);
+        *sum = sum.saturating_sub(before).saturating_add(recipients);
     }
 
     fn prune(&mut self, now: i64) {
@@ -178,6 +239,15 @@ impl BulkTracker {
         }
         self.last_prune = now;
         self.bands.retain(|_, s| now - s.first < DAY_MS);
+        let sums = &mut self.others_sum;
+        self.others.retain(|(_, band), s| {
+            let keep = now - s.first < DAY_MS;
+            if !keep && let Some(sum) = sums.get_mut(band) {
+                *sum = sum.saturating_sub(s.recipients);
+            }
+            keep
+        });
+        self.others_sum.retain(|_, n| *n > 0);
     }
 
     pub fn len(&self) -> usize {
@@ -223,5 +293,30 @@ mod tests {
         }
         assert_eq!(t.record(&f, 10, 2_000).recipients, 15);
         assert_eq!(t.record(&f, 1, 1_000 + DAY_MS).recipients, 1);
+    }
+
+    #[test]
+    fn in_a_cluster_a_campaign_counts_on_every_node() {
+        let bands = fingerprint(LETTER).expect("long enough");
+        let mut here = BulkTracker::default();
+        here.share();
+        let mut there = BulkTracker::default();
+        there.share();
+        // Two recipients there: shared; one here alone would not be.
+        there.record(&bands, 2, 1_000);
+        assert!(here.take_changed().is_empty());
+        for (band, first, n) in there.take_changed() {
+            here.set_other("there", (band, first, n), 1_000);
+        }
+        assert_eq!(here.record(&bands, 3, 2_000).recipients, 5);
+        // A newer count from the same node replaces the older one.
+        there.record(&bands, 4, 3_000);
+        for (band, first, n) in there.take_changed() {
+            here.set_other("there", (band, first, n), 3_000);
+        }
+        assert_eq!(here.record(&bands, 1, 4_000).recipients, 4 + 6);
+        // After 24 hours the other node's counts are gone too.
+        let later = 1_000 + DAY_MS + 60_000;
+        assert_eq!(here.record(&bands, 1, later).recipients, 1);
     }
 }

@@ -174,6 +174,31 @@ impl Scanner {
         }
     }
 
+    /// Cluster mode: bulk fingerprints count with the other nodes' (`BulkTracker::share`).
+    pub fn share_bulk(&self) {
+        self.bulk.lock().unwrap_or_else(|p| p.into_inner()).share();
+    }
+
+    /// Cluster mode: the bulk bands whose count changed here, for the other nodes.
+    pub fn take_bulk_changes(&self) -> Vec<bulk::BandCount> {
+        self.bulk
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take_changed()
+    }
+
+    /// Cluster mode: bulk band counts other nodes saved: (node, band count).
+    pub fn add_bulk_from<'a>(
+        &self,
+        rows: impl Iterator<Item = (&'a str, bulk::BandCount)>,
+        now: i64,
+    ) {
+        let mut t = self.bulk.lock().unwrap_or_else(|p| p.into_inner());
+        for (node, band) in rows {
+            t.set_other(node, band, now);
+        }
+    }
+
     /// Scans a whole message (headers and body) at `now` (Unix ms). Text parts are read up to
     /// 1 MiB in all, so a 35 MB message costs about what a 1 MiB one does.
     pub fn scan(&self, message: &[u8], env: &Envelope, now: i64) -> Scan {

@@ -159,6 +159,12 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<Option<i64>>;
 
+    /// This node's counts of bulk fingerprint bands, (band, first, recipients), replacing what
+    /// it saved before (cluster mode).
+    async fn save_bulk_bands(&self, node: &str, bands: Vec<(i64, i64, i64)>) -> Result<()>;
+    /// Bulk band counts saved at `since` (the store's clock) or later, by any node.
+    async fn bulk_bands_since(&self, since: i64) -> Result<Vec<BulkBandRow>>;
+
     /// This node's guard counters per tenant, serialised (tenant, body), replacing what the
     /// node saved before: a save repeated after a failure counts nothing twice.
     async fn save_counters(&self, node: &str, rows: Vec<(String, String)>, at: i64) -> Result<()>;

@@ -370,6 +370,20 @@ pub struct TraceEventRow {
 
 /// A restriction as stored. The body is the guard's own record (JSON); the columns beside it
 /// are what queries filter on.
+/// One node's count of one bulk fingerprint band (cluster mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkBandRow {
+    pub node: String,
+    /// The band's key (a 64-bit hash, kept as its signed bits).
+    pub band: i64,
+    /// When the node first saw the content (Unix ms).
+    pub first: i64,
+    /// External recipients the content reached on that node.
+    pub recipients: i64,
+    /// When it was saved (the store's clock).
+    pub updated_at: i64,
+}
+
 /// One node's saved guard counters of one tenant (each node saves its own; a cluster's view of
 /// a tenant is the sum of its nodes' rows).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -276,6 +276,18 @@ DROP TABLE counters_before_nodes;
 CREATE TABLE attempts (key TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE INDEX attempts_key ON attempts (key, at);
 "#,
+    // 14: bulk fingerprint bands per node (cluster mode; kept here so both engines are alike).
+    r#"
+CREATE TABLE bulk_bands (
+    node TEXT NOT NULL,
+    band INTEGER NOT NULL,
+    first INTEGER NOT NULL,
+    recipients INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (node, band)
+);
+CREATE INDEX bulk_bands_updated ON bulk_bands (updated_at);
+"#,
 ];
 
 #[derive(Clone)]
@@ -1251,6 +1263,50 @@ impl Store for SqliteStore {
                     })
                 })?
                 .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn save_bulk_bands(&self, node: &str, bands: Vec<(i64, i64, i64)>) -> Result<()> {
+        let node = node.to_string();
+        self.with(move |c| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO bulk_bands (node, band, first, recipients, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (node, band) DO UPDATE SET first = excluded.first, recipients = excluded.recipients, updated_at = excluded.updated_at",
+                )?;
+                for (band, first, recipients) in &bands {
+                    st.execute(params![node, band, first, recipients, now])?;
+                }
+                tx.execute("DELETE FROM bulk_bands WHERE first < ?1", [now - 86_400_000])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn bulk_bands_since(&self, since: i64) -> Result<Vec<BulkBandRow>> {
+        self.with(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT node, band, first, recipients, updated_at FROM bulk_bands WHERE updated_at >= ?1",
+            )?;
+            let rows = st
+                .query_map([since], |r| {
+                    Ok(BulkBandRow {
+                        node: r.get(0)?,
+                        band: r.get(1)?,
+                        first: r.get(2)?,
+                        recipients: r.get(3)?,
+                        updated_at: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
             Ok(rows)
         })
         .await

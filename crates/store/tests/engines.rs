@@ -43,6 +43,7 @@ on_both_engines!(
     dkim_keys_change_state_together,
     accounts_and_sessions,
     attempts_are_counted_per_key_over_a_window,
+    bulk_bands_are_kept_per_node_and_band,
     trace_prunes_in_batches_and_counts_per_day,
 );
 
@@ -1065,4 +1066,45 @@ async fn attempts_are_counted_per_key_over_a_window(store: &dyn Store) {
             .expect("count"),
         None
     );
+}
+
+async fn bulk_bands_are_kept_per_node_and_band(store: &dyn Store) {
+    let now = relayward_clock_ms();
+    store
+        .save_bulk_bands("a", vec![(-7, now, 2), (9, now, 3)])
+        .await
+        .expect("save");
+    store
+        .save_bulk_bands("a", vec![(-7, now, 5)])
+        .await
+        .expect("save again");
+    store
+        .save_bulk_bands("b", vec![(-7, now, 1)])
+        .await
+        .expect("save");
+    let mut rows: Vec<(String, i64, i64)> = store
+        .bulk_bands_since(now - 60_000)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|r| (r.node, r.band, r.recipients))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [("a".into(), -7, 5), ("a".into(), 9, 3), ("b".into(), -7, 1)]
+    );
+    // Content first seen more than a day ago goes at the next save.
+    store
+        .save_bulk_bands("c", vec![(1, now - 86_400_001, 4)])
+        .await
+        .expect("save");
+    let bands: Vec<i64> = store
+        .bulk_bands_since(0)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|r| r.band)
+        .collect();
+    assert!(!bands.contains(&1), "{bands:?}");
 }

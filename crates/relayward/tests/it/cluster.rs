@@ -604,3 +604,41 @@ fn a_lapsed_subscription_restricts_once_for_the_whole_cluster() {
         "one restriction event and one alert event: {seen:?}"
     );
 }
+
+#[test]
+fn a_campaign_spread_over_the_nodes_is_bulk_at_the_one_node_count() {
+    let Some(db) = database() else { return };
+    let rx = Receiver::start(false);
+    let nodes = cluster(
+        &db.url,
+        &contoso(rx.addr, "", "[scan]\nbulk_recipients = 5"),
+    );
+    let letter = "Subject: spring sale\r\n\r\nWe are pleased to offer you an exclusive discount on all our premium garden furniture this spring, with free delivery to your door and a two year guarantee on every chair.\r\n";
+    // Two recipients through each of A and B, then two through C: six in all, past five.
+    for (i, n) in nodes.iter().enumerate() {
+        let mut client = Client::connect(n.relay, loopback());
+        client.cmd("EHLO onprem.contoso.example");
+        let rcpts = [
+            format!("a{i}@remote.example"),
+            format!("b{i}@remote.example"),
+        ];
+        let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+        let r = client.transaction("offers@contoso.example", &rcpts, letter);
+        assert_eq!(r.code, 250, "{}: {r:?}", n.relay);
+        std::thread::sleep(COUNTS_SPREAD);
+    }
+    let scanned = |recipient: &str| -> String {
+        nodes[0].cli(&["trace", "--recipient", recipient, "--json"])
+    };
+    let first = scanned("a0@remote.example");
+    assert!(first.contains("verdict clean"), "{first}");
+    let last = wait_for(Duration::from_secs(10), || {
+        let t = scanned("a2@remote.example");
+        t.contains("verdict").then_some(t)
+    })
+    .expect("traced");
+    assert!(
+        last.contains("verdict bulk") && last.contains("reached 6 external recipient"),
+        "the third node saw the campaign's six recipients: {last}"
+    );
+}

@@ -892,6 +892,56 @@ impl Store for PgStore {
         )
     }
 
+    async fn save_bulk_bands(&self, node: &str, bands: Vec<(i64, i64, i64)>) -> Result<()> {
+        let (b, f, r): (Vec<i64>, Vec<i64>, Vec<i64>) = (
+            bands.iter().map(|x| x.0).collect(),
+            bands.iter().map(|x| x.1).collect(),
+            bands.iter().map(|x| x.2).collect(),
+        );
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        // One statement for the whole set, stamped with the server's clock.
+        exec(
+            &tx,
+            "INSERT INTO bulk_bands (node, band, first, recipients, updated_at)
+             SELECT $1, band, first, recipients, (extract(epoch from clock_timestamp()) * 1000)::bigint
+             FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS t(band, first, recipients)
+             ON CONFLICT (node, band) DO UPDATE SET first = excluded.first,
+               recipients = excluded.recipients, updated_at = excluded.updated_at",
+            &[&node, &b, &f, &r],
+        )
+        .await?;
+        exec(
+            &tx,
+            "DELETE FROM bulk_bands WHERE first < (extract(epoch from clock_timestamp()) * 1000)::bigint - 86400000",
+            &[],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn bulk_bands_since(&self, since: i64) -> Result<Vec<BulkBandRow>> {
+        let c = self.client().await?;
+        each(
+            rows(
+                &c,
+                "SELECT node, band, first, recipients, updated_at FROM bulk_bands WHERE updated_at >= $1",
+                &[&since],
+            )
+            .await?,
+            |r| {
+                Ok(BulkBandRow {
+                    node: r.try_get(0)?,
+                    band: r.try_get(1)?,
+                    first: r.try_get(2)?,
+                    recipients: r.try_get(3)?,
+                    updated_at: r.try_get(4)?,
+                })
+            },
+        )
+    }
+
     async fn count_attempt(
         &self,
         key: &str,

@@ -116,6 +116,16 @@ CREATE INDEX counters_updated ON counters (updated_at);
 -- Attempts counted per key over a window (sign-ins per client address, on every node).
 CREATE TABLE attempts (key TEXT NOT NULL, at BIGINT NOT NULL);
 CREATE INDEX attempts_key ON attempts (key, at);
+-- Each node's counts of bulk fingerprint bands (content seen by two recipients or more).
+CREATE TABLE bulk_bands (
+    node TEXT NOT NULL,
+    band BIGINT NOT NULL,
+    first BIGINT NOT NULL,
+    recipients BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (node, band)
+);
+CREATE INDEX bulk_bands_updated ON bulk_bands (updated_at);
 CREATE TABLE audit (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at BIGINT NOT NULL,
