@@ -345,9 +345,9 @@ pub async fn serve(
         postmaster: config.postmaster.clone(),
         stats: stats.clone(),
         guard: guard.clone(),
-        scanner: relayward_scan::Scanner::new(relayward_scan::Config {
+        scanner: Arc::new(relayward_scan::Scanner::new(relayward_scan::Config {
             bulk_recipients: config.bulk_recipients,
-        }),
+        })),
         rspamd: config.rspamd.map(|address| relayward_scan::rspamd::Rspamd {
             address,
             timeout: config.rspamd_timeout,
@@ -475,7 +475,7 @@ pub async fn serve(
     if config.clustered() {
         policy.scanner.share_bulk();
         tokio::spawn(shared_counters::share_bulk(
-            policy.clone(),
+            policy.scanner.clone(),
             dyn_store.clone(),
             config.node_name.clone(),
         ));

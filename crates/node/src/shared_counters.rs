@@ -73,7 +73,7 @@ impl Others {
 /// several nodes is bulk at the same count as through one. Bands not saved (the database
 /// away) are saved with the next ones.
 pub async fn share_bulk(
-    scanner: std::sync::Arc<crate::policy::RelayPolicy>,
+    scanner: std::sync::Arc<relayward_scan::Scanner>,
     store: std::sync::Arc<dyn relayward_store::Store>,
     node: String,
 ) {
@@ -81,7 +81,6 @@ pub async fn share_bulk(
     let mut newest = 0i64;
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let scanner = &scanner.scanner;
         for (band, first, n) in scanner.take_bulk_changes() {
             unsaved.insert(band, (first, n));
         }

@@ -69,7 +69,7 @@ pub struct RelayPolicy {
     pub postmaster: Option<String>,
     pub stats: Arc<PolicyStats>,
     pub guard: Arc<GuardHandle>,
-    pub scanner: Scanner,
+    pub scanner: Arc<Scanner>,
     pub rspamd: Option<Rspamd>,
     pub rspamd_failure: ScanFailure,
     pub srs: Arc<Srs>,
