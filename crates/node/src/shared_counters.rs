@@ -89,7 +89,10 @@ pub async fn share_bulk(
                 .iter()
                 .map(|(band, (first, n))| (*band as i64, *first, i64::from(*n)))
                 .collect();
-            match store.save_bulk_bands(&node, rows).await {
+            match store
+                .save_bulk_bands(&node, rows, relayward_clock::now_ms())
+                .await
+            {
                 Ok(()) => unsaved.clear(),
                 Err(e) => {
                     tracing::warn!(error = %e, bands = unsaved.len(), "cannot save bulk fingerprint counts; kept for the next save")

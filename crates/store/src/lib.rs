@@ -160,8 +160,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<i64>>;
 
     /// This node's counts of bulk fingerprint bands, (band, first, recipients), replacing what
-    /// it saved before (cluster mode).
-    async fn save_bulk_bands(&self, node: &str, bands: Vec<(i64, i64, i64)>) -> Result<()>;
+    /// it saved before (cluster mode), at `at` (Unix ms; PostgreSQL stamps its own clock).
+    async fn save_bulk_bands(&self, node: &str, bands: Vec<(i64, i64, i64)>, at: i64)
+    -> Result<()>;
     /// Bulk band counts saved at `since` (the store's clock) or later, by any node.
     async fn bulk_bands_since(&self, since: i64) -> Result<Vec<BulkBandRow>>;
 

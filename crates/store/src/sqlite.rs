@@ -1268,12 +1268,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn save_bulk_bands(&self, node: &str, bands: Vec<(i64, i64, i64)>) -> Result<()> {
+    async fn save_bulk_bands(
+        &self,
+        node: &str,
+        bands: Vec<(i64, i64, i64)>,
+        now: i64,
+    ) -> Result<()> {
         let node = node.to_string();
         self.with(move |c| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
             let tx = c.transaction()?;
             {
                 let mut st = tx.prepare_cached(

@@ -1071,15 +1071,15 @@ async fn attempts_are_counted_per_key_over_a_window(store: &dyn Store) {
 async fn bulk_bands_are_kept_per_node_and_band(store: &dyn Store) {
     let now = relayward_clock_ms();
     store
-        .save_bulk_bands("a", vec![(-7, now, 2), (9, now, 3)])
+        .save_bulk_bands("a", vec![(-7, now, 2), (9, now, 3)], now)
         .await
         .expect("save");
     store
-        .save_bulk_bands("a", vec![(-7, now, 5)])
+        .save_bulk_bands("a", vec![(-7, now, 5)], now)
         .await
         .expect("save again");
     store
-        .save_bulk_bands("b", vec![(-7, now, 1)])
+        .save_bulk_bands("b", vec![(-7, now, 1)], now)
         .await
         .expect("save");
     let mut rows: Vec<(String, i64, i64)> = store
@@ -1096,7 +1096,7 @@ async fn bulk_bands_are_kept_per_node_and_band(store: &dyn Store) {
     );
     // Content first seen more than a day ago goes at the next save.
     store
-        .save_bulk_bands("c", vec![(1, now - 86_400_001, 4)])
+        .save_bulk_bands("c", vec![(1, now - 86_400_001, 4)], now)
         .await
         .expect("save");
     let bands: Vec<i64> = store

@@ -892,7 +892,12 @@ impl Store for PgStore {
         )
     }
 
-    async fn save_bulk_bands(&self, node: &str, bands: Vec<(i64, i64, i64)>) -> Result<()> {
+    async fn save_bulk_bands(
+        &self,
+        node: &str,
+        bands: Vec<(i64, i64, i64)>,
+        _at: i64,
+    ) -> Result<()> {
         let (b, f, r): (Vec<i64>, Vec<i64>, Vec<i64>) = (
             bands.iter().map(|x| x.0).collect(),
             bands.iter().map(|x| x.1).collect(),
