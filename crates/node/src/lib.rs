@@ -293,10 +293,27 @@ pub async fn serve(
             guard: guard.clone(),
         }),
     );
-    queue.set_signer(Arc::new(signer::DkimSigner::new(
+    let signer = Arc::new(signer::DkimSigner::new(
         dyn_store.clone(),
         directory.clone(),
-    )));
+    ));
+    queue.set_signer(signer.clone());
+    // Keys made, activated or retired on another node sign here at once, not after the cache's
+    // half minute.
+    if let Some(mut feed) = dyn_store.change_feed() {
+        tokio::spawn(async move {
+            loop {
+                match feed.recv().await {
+                    Ok(what) if what == "dkim" => signer.forget_keys(),
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        signer.forget_keys()
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+    }
     tokio::spawn(webhook_sender::run(
         dyn_store.clone(),
         config.webhooks.clone(),

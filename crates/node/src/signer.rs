@@ -39,6 +39,12 @@ impl DkimSigner {
         }
     }
 
+    /// Forgets the keys loaded so far (another node changed DKIM keys): the next message of
+    /// each domain loads them again.
+    pub fn forget_keys(&self) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// The active keys of a domain, from the cache or the store. While the store cannot be
     /// read (the cluster's database away), keys loaded before keep signing.
     async fn keys(&self, domain: &str) -> Arc<Vec<Loaded>> {

@@ -1221,6 +1221,7 @@ impl Store for PgStore {
             .await
             .map_err(|e| reunique(e, "DKIM selector", &k.selector))?;
         }
+        exec(&tx, &format!("NOTIFY {CHANGES_CHANNEL}, 'dkim'"), &[]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1243,6 +1244,7 @@ impl Store for PgStore {
             .await?;
             touched(n, "DKIM selector", format!("{selector} of {domain}"))?;
         }
+        exec(&tx, &format!("NOTIFY {CHANGES_CHANNEL}, 'dkim'"), &[]).await?;
         tx.commit().await?;
         Ok(())
     }

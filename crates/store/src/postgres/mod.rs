@@ -18,7 +18,7 @@ use crate::error::describe;
 use crate::{Result, StoreError};
 
 /// The notification channel that carries "something changed" between nodes; its payload names
-/// what (`directory` or `restrictions`).
+/// what (`directory`, `restrictions` or `dkim`).
 pub const CHANGES_CHANNEL: &str = "relayward_changes";
 
 /// Connections per node: the relay's own writers (trace, counters, webhooks) and the API's
@@ -33,6 +33,8 @@ const CONNECT_WAIT: Duration = Duration::from_secs(5);
 pub struct PgStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    /// The change feed, started by the first `listen`: one listening connection per process.
+    feed: std::sync::Arc<std::sync::OnceLock<tokio::sync::broadcast::Sender<String>>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -73,7 +75,11 @@ impl PgStore {
             .recycle_timeout(Some(CONNECT_WAIT))
             .build()
             .map_err(|e| StoreError::Invalid(format!("database pool: {e}")))?;
-        let store = PgStore { pool, config };
+        let store = PgStore {
+            pool,
+            config,
+            feed: Default::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -220,24 +226,32 @@ fn limit(n: usize) -> i64 {
 }
 
 impl PgStore {
-    /// Every notification on `relayward_changes` (its payload: `directory` or `restrictions`),
-    /// from a connection of its own that reconnects when it drops; after a reconnection it sends
-    /// both payloads, since notifications in between are lost.
+    /// Every notification on `relayward_changes` (its payload: `directory`, `restrictions` or
+    /// `dkim`), from one connection of its own per process that reconnects when it drops; after
+    /// a reconnection it sends every payload, since notifications in between are lost.
     pub fn listen(&self) -> tokio::sync::broadcast::Receiver<String> {
-        let (tx, rx) = tokio::sync::broadcast::channel(64);
-        let config = self.config.clone();
-        tokio::spawn(async move {
-            let mut first = true;
-            while tx.receiver_count() > 0 {
-                match listen_once(&config, &tx, first).await {
-                    Ok(()) => tracing::warn!("the change feed's connection closed; reconnecting"),
-                    Err(e) => tracing::warn!(error = %e, "the change feed cannot listen; retrying"),
+        let tx = self.feed.get_or_init(|| {
+            let (tx, _) = tokio::sync::broadcast::channel(64);
+            let config = self.config.clone();
+            let sender = tx.clone();
+            tokio::spawn(async move {
+                let mut first = true;
+                loop {
+                    match listen_once(&config, &sender, first).await {
+                        Ok(()) => {
+                            tracing::warn!("the change feed's connection closed; reconnecting")
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the change feed cannot listen; retrying")
+                        }
+                    }
+                    first = false;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                first = false;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            });
+            tx
         });
-        rx
+        tx.subscribe()
     }
 }
 
@@ -267,7 +281,7 @@ async fn listen_once(
         return Err(describe(&e));
     }
     if !first {
-        for what in ["directory", "restrictions"] {
+        for what in ["directory", "restrictions", "dkim"] {
             let _ = tx.send(what.to_string());
         }
     }
@@ -279,9 +293,6 @@ async fn listen_once(
             Some(Ok(_)) => {}
             Some(Err(e)) => break Err(describe(&e)),
             None => break Ok(()),
-        }
-        if tx.receiver_count() == 0 {
-            break Ok(());
         }
     };
     drop(client);
