@@ -23,9 +23,9 @@ pub struct SubjectCounters {
     /// Exact send times over the last minute (users' messages-per-minute limit).
     #[serde(skip)]
     pub minute: Recent,
-    /// What this user or connector usually does (behavioural signals); learned in memory
-    /// only, so a restart starts learning afresh.
-    #[serde(skip)]
+    /// What this user or connector usually does (behavioural signals); saved with the
+    /// counters, so a restart goes on from what was learned.
+    #[serde(default)]
     pub habits: Behaviour,
     /// When a release last started these counts afresh (the release's own time, the same on
     /// every node): another node's counts from before it has applied that release are not

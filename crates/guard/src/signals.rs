@@ -56,7 +56,8 @@ pub struct Signal {
 
 /// What one sender usually does. Fixed-size but for the recipient table, so learning from a
 /// message touches one block of memory and that table, nothing found through further pointers.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Behaviour {
     first_seen: i64,
     messages: u64,
@@ -73,7 +74,8 @@ pub struct Behaviour {
 
 /// The last hour per minute: (minute, [messages, recipients, new recipients]) for the minutes
 /// that had mail, oldest first, with their running sums. A quiet sender's few minutes sit inline.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 struct LastHour {
     minutes: SmallVec<[(u32, [u16; 3]); 2]>,
     sum: [u32; 3],
@@ -116,7 +118,7 @@ impl LastHour {
 
 /// Client addresses and connectors used, as 32-bit hashes, the last `KNOWN_CLIENTS` of them
 /// (oldest first). A sender's usual one or two sit inline.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Clients(SmallVec<[u32; 3]>);
 
 impl Clients {
@@ -139,7 +141,8 @@ impl Clients {
 /// older one's slot, so the memory is of recent correspondents), growing to `KNOWN_RECIPIENTS`.
 /// A sender's first few recipients sit inline, so a quiet sender's table costs no allocation
 /// and no further memory read.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 struct Seen {
     /// Until the table exists: the first `INLINE_RECIPIENTS` tags (0: free).
     first: [u32; INLINE_RECIPIENTS],
@@ -516,6 +519,20 @@ mod tests {
             );
             assert!(s.is_empty(), "{s:?}");
         }
+    }
+
+    #[test]
+    fn habits_survive_a_save_and_a_restart() {
+        let (b, day) = office_worker();
+        let saved = serde_json::to_string(&b).expect("save");
+        let mut back: Behaviour = serde_json::from_str(&saved).expect("restore");
+        // What was learned is there: the usual day is quiet, a night burst to strangers from a
+        // new address is flagged at once (a sender still learning is never judged).
+        let rcpt = key_hash("colleague3@fabrikam.example");
+        assert!(back.message(day + 10 * HOUR_MS, ip("192.0.2.10"), &[rcpt]).is_empty());
+        let stranger = key_hash("stranger@far.example");
+        let s = back.message(day + 3 * HOUR_MS, ip("203.0.113.66"), &[stranger]);
+        assert!(s.iter().any(|s| s.name == "new_client"), "{s:?}");
     }
 
     #[test]
