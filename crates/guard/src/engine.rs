@@ -424,10 +424,12 @@ impl<C: CounterStore> Guard<C> {
             let probation = self.user_probation(o.tenant, user);
             let per_minute = on_probation(per_minute, probation) as usize;
             let tc = self.counters.tenant_mut(o.tenant);
-            let sent = tc
-                .users
-                .get_mut(user)
-                .map_or(0, |u| u.minute.count(now, 60_000));
+            let sent = tc.users.get_mut(user).map_or(0, |u| {
+                // In a cluster, with the other nodes' messages of about the last minute
+                // (their hour window's minute buckets).
+                let theirs = u.hour.others_within(now, 60_000).messages as usize;
+                u.minute.count(now, 60_000) + theirs
+            });
             if sent >= per_minute {
                 return Err(Refusal {
                     code: 451,

@@ -529,7 +529,10 @@ mod tests {
         // What was learned is there: the usual day is quiet, a night burst to strangers from a
         // new address is flagged at once (a sender still learning is never judged).
         let rcpt = key_hash("colleague3@fabrikam.example");
-        assert!(back.message(day + 10 * HOUR_MS, ip("192.0.2.10"), &[rcpt]).is_empty());
+        assert!(
+            back.message(day + 10 * HOUR_MS, ip("192.0.2.10"), &[rcpt])
+                .is_empty()
+        );
         let stranger = key_hash("stranger@far.example");
         let s = back.message(day + 3 * HOUR_MS, ip("203.0.113.66"), &[stranger]);
         assert!(s.iter().any(|s| s.name == "new_client"), "{s:?}");

@@ -267,6 +267,21 @@ impl Window {
         self.older.iter().chain(self.newest.iter())
     }
 
+    /// The other nodes' counts in the buckets that started within the last `span_ms` (cluster
+    /// mode; nothing on a single node). Bucket-grained: a bucket that began a little before
+    /// the span is left out, one that began inside it counts whole.
+    pub fn others_within(&self, now_ms: i64, span_ms: i64) -> Counts {
+        let mut t = Counts::default();
+        if let Some(o) = &self.others {
+            for (i, c) in o.buckets() {
+                if i * o.bucket_ms > now_ms - span_ms {
+                    t.add(c);
+                }
+            }
+        }
+        t
+    }
+
     /// Puts the other nodes' counts of this subject beside this node's (see `others`).
     pub fn set_others(&mut self, others: Option<Window>) {
         self.others = others.map(Box::new);
@@ -397,5 +412,32 @@ mod tests {
         }
         assert_eq!(r.count(29_000, 60_000), 30);
         assert_eq!(r.count(60_000, 60_000), 29, "the event at 0 s left at 60 s");
+    }
+
+    #[test]
+    fn other_nodes_counts_join_every_read_but_not_what_is_saved() {
+        let one = Counts {
+            messages: 1,
+            ..Counts::default()
+        };
+        let mut here = Window::hour();
+        here.add(120_000, &one);
+        let mut there = Window::hour();
+        there.add(30_000, &one);
+        there.add(125_000, &one);
+        there.add(126_000, &one);
+        here.set_others(here.sum_of([&there].into_iter()));
+        assert_eq!(here.total(130_000).messages, 4);
+        assert_eq!(here.peek(130_000).messages, 4);
+        // The last minute's buckets of the others: the two sent from 125 s on.
+        assert_eq!(here.others_within(130_000, 60_000).messages, 2);
+        let saved: Window =
+            serde_json::from_str(&serde_json::to_string(&here).expect("save")).expect("back");
+        let mut saved = saved;
+        assert_eq!(
+            saved.total(130_000).messages,
+            1,
+            "only this node's own count is saved"
+        );
     }
 }
