@@ -63,6 +63,9 @@ impl SubjectCounters {
     /// Sets the other nodes' counts of this subject: the sum of theirs, leaving out a node
     /// that has not yet applied a release this node has (its counts are from before it).
     fn set_others<'a>(&mut self, others: impl Iterator<Item = &'a SubjectCounters> + Clone) {
+        // Habits are not cleared by a release: every node's count.
+        self.habits
+            .set_others(others.clone().map(|o| o.habits.clone()).collect());
         let current = others.filter(|o| o.cleared_at >= self.cleared_at);
         let day = self.day.sum_of(current.clone().map(|o| &o.day));
         let hour = self.hour.sum_of(current.map(|o| &o.hour));

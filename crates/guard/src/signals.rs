@@ -70,6 +70,10 @@ pub struct Behaviour {
     /// Remote outcomes per hour over 24 h: (hour since 1970, answers, permanent refusals);
     /// made at the first answer (most messages are judged long before any comes back).
     outcomes: Option<Box<[(u32, u16, u16); 24]>>,
+    /// Cluster mode: what the other nodes learned of the same sender (as they saved it), read
+    /// beside this node's habits when a message is judged; never saved with them.
+    #[serde(skip)]
+    others: Option<Box<Vec<Behaviour>>>,
 }
 
 /// The last hour per minute: (minute, [messages, recipients, new recipients]) for the minutes
@@ -82,6 +86,20 @@ struct LastHour {
 }
 
 impl LastHour {
+    /// The sums over the minutes still in the hour at `minute` (for habits read, not kept).
+    fn sum_at(&self, minute: i64) -> [u32; 3] {
+        let minute = u32::try_from(minute.max(0)).unwrap_or(u32::MAX);
+        let mut out = [0u32; 3];
+        for (m, v) in &self.minutes {
+            if minute.saturating_sub(*m) < 60 {
+                for (o, v) in out.iter_mut().zip(v) {
+                    *o += u32::from(*v);
+                }
+            }
+        }
+        out
+    }
+
     /// Counts a message at `minute` (minutes since 1970), after dropping the minutes that left
     /// the hour. A clock that stepped back counts into the newest minute.
     fn add(&mut self, minute: i64, add: [u32; 3]) {
@@ -279,8 +297,41 @@ impl Behaviour {
         self.messages > 0
     }
 
+    /// Cluster mode: the other nodes' habits of this sender, read beside this node's.
+    pub fn set_others(&mut self, others: Vec<Behaviour>) {
+        self.others = (!others.is_empty()).then(|| Box::new(others));
+    }
+
+    fn theirs(&self) -> &[Behaviour] {
+        self.others.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    /// Messages learned from, on every node.
+    fn all_messages(&self) -> u64 {
+        self.messages + self.theirs().iter().map(|o| o.messages).sum::<u64>()
+    }
+
+    /// When any node first saw this sender.
+    fn first_seen_anywhere(&self) -> i64 {
+        self.theirs()
+            .iter()
+            .filter(|o| o.messages > 0)
+            .map(|o| o.first_seen)
+            .chain((self.messages > 0).then_some(self.first_seen))
+            .min()
+            .unwrap_or(self.first_seen)
+    }
+
+    fn knows_recipient(&self, r: u64) -> bool {
+        self.recipients.contains(r) || self.theirs().iter().any(|o| o.recipients.contains(r))
+    }
+
+    fn knows_client(&self, key: u32) -> bool {
+        self.clients.contains(key) || self.theirs().iter().any(|o| o.clients.contains(key))
+    }
+
     fn learned(&self, now: i64) -> bool {
-        self.messages >= LEARNING_MESSAGES && now - self.first_seen >= LEARNING_MS
+        self.all_messages() >= LEARNING_MESSAGES && now - self.first_seen_anywhere() >= LEARNING_MS
     }
 
     fn decay(&mut self, now: i64) {
@@ -307,7 +358,7 @@ impl Behaviour {
         self.decay(now);
         let new_rcpts = recipients
             .iter()
-            .filter(|r| !self.recipients.contains(**r))
+            .filter(|r| !self.knows_recipient(**r))
             .count() as u32;
         self.recent.add(
             now.div_euclid(60_000),
@@ -330,9 +381,14 @@ impl Behaviour {
 
     fn judge(&self, now: i64, client: Client) -> Vec<Signal> {
         let mut out = Vec::new();
-        let [in_hour, rcpts, new] = self.recent.sum;
-        let span_hours = ((now - self.first_seen) as f64 / HOUR_MS as f64).clamp(1.0, 14.0 * 24.0);
-        let average = self.messages as f64 / span_hours;
+        let [mut in_hour, mut rcpts, mut new] = self.recent.sum;
+        for o in self.theirs() {
+            let [a, b, c] = o.recent.sum_at(now.div_euclid(60_000));
+            (in_hour, rcpts, new) = (in_hour + a, rcpts + b, new + c);
+        }
+        let span_hours =
+            ((now - self.first_seen_anywhere()) as f64 / HOUR_MS as f64).clamp(1.0, 14.0 * 24.0);
+        let average = self.all_messages() as f64 / span_hours;
         let spike_at = (average * 10.0).max(20.0);
         if f64::from(in_hour) > spike_at {
             out.push(Signal {
@@ -351,18 +407,24 @@ impl Behaviour {
             });
         }
         out.extend(self.rejections(now));
-        let all: f32 = self.hours.iter().sum();
+        let mut hours = self.hours;
+        for o in self.theirs() {
+            for (h, theirs) in hours.iter_mut().zip(o.hours) {
+                *h += theirs;
+            }
+        }
+        let all: f32 = hours.iter().sum();
         let hour = (now.div_euclid(HOUR_MS) % 24) as usize;
-        if all > 0.0 && self.hours[hour] < all * 0.01 {
+        if all > 0.0 && hours[hour] < all * 0.01 {
             out.push(Signal {
                 name: "unusual_hour",
                 evidence: format!(
                     "sending at {hour:02}:00 UTC, an hour that carried {:.1} % of its past mail",
-                    self.hours[hour] * 100.0 / all
+                    hours[hour] * 100.0 / all
                 ),
             });
         }
-        if !self.clients.contains(client.key()) {
+        if !self.knows_client(client.key()) {
             out.push(Signal {
                 name: "new_client",
                 evidence: format!("first mail from {}", client.label()),
@@ -376,6 +438,7 @@ impl Behaviour {
         let (total, refused) = self
             .outcomes
             .iter()
+            .chain(self.theirs().iter().flat_map(|o| o.outcomes.iter()))
             .flat_map(|o| o.iter())
             .filter(|(h, _, _)| hour_now - i64::from(*h) < 24)
             .fold((0u32, 0u32), |(t, r), (_, a, b)| {
@@ -536,6 +599,38 @@ mod tests {
         let stranger = key_hash("stranger@far.example");
         let s = back.message(day + 3 * HOUR_MS, ip("203.0.113.66"), &[stranger]);
         assert!(s.iter().any(|s| s.name == "new_client"), "{s:?}");
+    }
+
+    #[test]
+    fn in_a_cluster_what_other_nodes_learned_of_a_sender_counts_here() {
+        let (there, day) = office_worker();
+        // This node has never seen the sender: on its own it would still be learning.
+        let mut here = Behaviour::default();
+        here.set_others(vec![there]);
+        let colleague = key_hash("colleague3@fabrikam.example");
+        let s = here.message(day + 10 * HOUR_MS, ip("192.0.2.10"), &[colleague]);
+        assert!(
+            s.is_empty(),
+            "the usual correspondent, address and hour: {s:?}"
+        );
+        let mut seen = Vec::new();
+        for m in 0..30 {
+            let rcpt = key_hash(&format!("stranger{m}@far.example"));
+            let s = here.message(
+                day + 3 * HOUR_MS + m * MINUTE / 2,
+                ip("203.0.113.66"),
+                &[rcpt],
+            );
+            seen.extend(s.into_iter().map(|s| s.name));
+        }
+        for n in [
+            "volume_spike",
+            "new_recipients",
+            "unusual_hour",
+            "new_client",
+        ] {
+            assert!(seen.contains(&n), "{n} missing from {seen:?}");
+        }
     }
 
     #[test]
