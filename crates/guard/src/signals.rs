@@ -73,7 +73,7 @@ pub struct Behaviour {
     /// Cluster mode: what the other nodes learned of the same sender (as they saved it), read
     /// beside this node's habits when a message is judged; never saved with them.
     #[serde(skip)]
-    others: Option<Box<Vec<Behaviour>>>,
+    others: Box<[Behaviour]>,
 }
 
 /// The last hour per minute: (minute, [messages, recipients, new recipients]) for the minutes
@@ -299,11 +299,11 @@ impl Behaviour {
 
     /// Cluster mode: the other nodes' habits of this sender, read beside this node's.
     pub fn set_others(&mut self, others: Vec<Behaviour>) {
-        self.others = (!others.is_empty()).then(|| Box::new(others));
+        self.others = others.into_boxed_slice();
     }
 
     fn theirs(&self) -> &[Behaviour] {
-        self.others.as_deref().map_or(&[], Vec::as_slice)
+        &self.others
     }
 
     /// Messages learned from, on every node.
