@@ -212,6 +212,9 @@ impl relayward_delivery::Events for QueueEvents {
     }
 }
 
+/// Tenants whose counters wait for the store to come back (a metric).
+pub static UNSAVED_TENANTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub struct GuardHandle {
     engine: Mutex<Guard>,
     directory: Arc<RwLock<Arc<Directory>>>,
@@ -375,6 +378,7 @@ impl GuardHandle {
         if unsaved.is_empty() {
             return fresh;
         }
+        UNSAVED_TENANTS.store(0, std::sync::atomic::Ordering::Relaxed);
         unsaved.extend(fresh);
         std::mem::take(&mut *unsaved).into_iter().collect()
     }
@@ -385,6 +389,7 @@ impl GuardHandle {
         for (tenant, body) in rows {
             unsaved.entry(tenant).or_insert(body);
         }
+        UNSAVED_TENANTS.store(unsaved.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

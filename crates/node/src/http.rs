@@ -271,6 +271,12 @@ async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
         relayward_store::statements_run(),
     );
     m(
+        "relayward_counters_unsaved_tenants",
+        "gauge",
+        "Tenants whose guard counters wait for the store to come back (saved once it is).",
+        crate::guarding::UNSAVED_TENANTS.load(Ordering::Relaxed),
+    );
+    m(
         "relayward_trace_waiting",
         "gauge",
         "Trace events waiting for the store to come back.",

@@ -465,6 +465,16 @@ fn with_the_database_away_mail_flows_changes_wait_and_the_counts_come_out_right(
     rx.wait(15, Duration::from_secs(30));
     let health = nodes[0].http_get("/healthz");
     assert!(health.contains("degraded"), "{health}");
+    // What waits for the database, in the metrics.
+    let waiting = wait_for(Duration::from_secs(10), || {
+        let counters = nodes[0].metric("relayward_counters_unsaved_tenants");
+        let trace = nodes[0].metric("relayward_trace_waiting");
+        (counters >= 1 && trace >= 1).then_some((counters, trace))
+    });
+    assert!(
+        waiting.is_some(),
+        "counters and trace events wait for the database"
+    );
     // Changes wait for the database: refused with 503 and a clear reason.
     let (status, body) = nodes[1].api(
         "POST",
@@ -499,6 +509,19 @@ fn with_the_database_away_mail_flows_changes_wait_and_the_counts_come_out_right(
         Some(15),
         "nothing counted twice"
     );
+    let drained = wait_for(Duration::from_secs(10), || {
+        (nodes[0].metric("relayward_counters_unsaved_tenants") == 0
+            && nodes[0].metric("relayward_trace_waiting") == 0)
+            .then_some(())
+    });
+    assert!(drained.is_some(), "what waited is written");
+    // The message trace has every message, those of the outage included.
+    let traced = nodes[1]
+        .cli(&["trace", "--tenant", "contoso", "--limit", "100", "--json"])
+        .lines()
+        .filter(|l| l.contains("reports@contoso.example"))
+        .count();
+    assert_eq!(traced, 15);
 }
 
 #[test]
