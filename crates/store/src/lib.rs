@@ -60,6 +60,10 @@ impl StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// How long counted attempts are kept, whatever their key: the longest window `count_attempt`
+/// serves (a day, for alerts claimed once a day), with a margin.
+pub const ATTEMPTS_KEPT_MS: i64 = 2 * 86_400_000;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Change notices from other nodes (cluster mode): a payload names what changed
@@ -150,7 +154,9 @@ pub trait Store: Send + Sync + 'static {
     /// Counts one attempt under `key` at `now` unless `limit` attempts were counted in the
     /// `window_ms` before: `None` when counted, else `Some(oldest)`, when the oldest of those
     /// was made (the caller says how long to wait). One at a time per key, on every node: the
-    /// sign-in limits per client address hold across a cluster.
+    /// sign-in limits per client address hold across a cluster. Windows are at most
+    /// `ATTEMPTS_KEPT_MS`: every call also deletes any key's attempts older than that, so keys
+    /// made by clients without credentials (one per address) cannot pile up.
     async fn count_attempt(
         &self,
         key: &str,

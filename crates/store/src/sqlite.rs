@@ -288,6 +288,10 @@ CREATE TABLE bulk_bands (
 );
 CREATE INDEX bulk_bands_updated ON bulk_bands (updated_at);
 "#,
+    // 15: attempts of every key older than the longest window go at each count (by time).
+    r#"
+CREATE INDEX attempts_at ON attempts (at);
+"#,
 ];
 
 #[derive(Clone)]
@@ -1324,10 +1328,14 @@ impl Store for SqliteStore {
         let key = key.to_string();
         self.with(move |c| {
             let tx = c.transaction()?;
-            let since = now - window_ms;
+            let since = now - window_ms.min(crate::ATTEMPTS_KEPT_MS);
             tx.execute(
                 "DELETE FROM attempts WHERE key = ?1 AND at <= ?2",
                 params![key, since],
+            )?;
+            tx.execute(
+                "DELETE FROM attempts WHERE at < ?1",
+                [now - crate::ATTEMPTS_KEPT_MS],
             )?;
             let (n, oldest): (i64, Option<i64>) = tx.query_row(
                 "SELECT COUNT(*), MIN(at) FROM attempts WHERE key = ?1",

@@ -965,7 +965,13 @@ impl Store for PgStore {
         exec(
             &tx,
             "DELETE FROM attempts WHERE key = $1 AND at <= $2",
-            &[&key, &(now - window_ms)],
+            &[&key, &(now - window_ms.min(crate::ATTEMPTS_KEPT_MS))],
+        )
+        .await?;
+        exec(
+            &tx,
+            "DELETE FROM attempts WHERE at < $1",
+            &[&(now - crate::ATTEMPTS_KEPT_MS)],
         )
         .await?;
         let counted = row(

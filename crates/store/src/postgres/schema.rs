@@ -3,7 +3,8 @@
 //! times are Unix milliseconds in `BIGINT`, flags are `BOOLEAN`, lists are JSON text (as in
 //! SQLite, so both engines read and write the same values).
 
-pub(super) const MIGRATIONS: &[&str] = &[r#"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
 INSERT INTO meta VALUES ('directory_version', 1), ('restrictions_version', 1);
 CREATE TABLE tenants (
@@ -238,4 +239,9 @@ CREATE TABLE auth_lockouts (
     client TEXT NOT NULL
 );
 CREATE INDEX auth_lockouts_tenant ON auth_lockouts (tenant, until);
-"#];
+"#,
+    // 2: attempts of every key older than the longest window go at each count (by time).
+    r#"
+CREATE INDEX attempts_at ON attempts (at);
+"#,
+];
