@@ -37,11 +37,11 @@ impl TraceSink {
         let gauge = waiting_now.clone();
         let handle = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
-            let mut waiting: VecDeque<TraceEvent> = VecDeque::new();
+            let mut waiting = Waiting::default();
             loop {
                 // With events waiting for the store, try again each second even when no new
                 // ones come.
-                let got = if waiting.is_empty() {
+                let got = if waiting.events == 0 {
                     rx.recv_many(&mut batch, BATCH).await
                 } else {
                     match tokio::time::timeout(RETRY, rx.recv_many(&mut batch, BATCH)).await {
@@ -62,12 +62,12 @@ impl TraceSink {
                         }
                     }
                 }
-                waiting.extend(batch.drain(..));
-                write_waiting(store.as_ref(), &mut waiting, &lost).await;
-                gauge.store(waiting.len() as u64, Ordering::Relaxed);
+                waiting.push(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                waiting.write(store.as_ref(), &lost).await;
+                gauge.store(waiting.events as u64, Ordering::Relaxed);
             }
             // The last sink went: one more try for what waits.
-            write_waiting(store.as_ref(), &mut waiting, &lost).await;
+            waiting.write(store.as_ref(), &lost).await;
         });
         (
             TraceSink {
@@ -88,24 +88,46 @@ impl TraceSink {
 
 /// Writes what waits, in batches, oldest first; stops at the first failure (what failed stays
 /// for the next try) and drops the oldest past the bound.
-async fn write_waiting(store: &dyn Store, waiting: &mut VecDeque<TraceEvent>, dropped: &AtomicU64) {
-    while !waiting.is_empty() {
-        let n = waiting.len().min(BATCH);
-        let events: Vec<TraceEvent> = waiting.range(..n).cloned().collect();
-        match store.record_trace(events).await {
-            Ok(()) => {
-                waiting.drain(..n);
-            }
-            Err(e) => {
-                let over = waiting.len().saturating_sub(WAITING);
-                if over > 0 {
-                    waiting.drain(..over);
-                    dropped.fetch_add(over as u64, Ordering::Relaxed);
-                    tracing::error!(error = %e, dropped = over, waiting = waiting.len(), "cannot write trace events; the oldest are dropped past the buffer's bound");
-                } else {
-                    tracing::warn!(error = %e, waiting = waiting.len(), "cannot write trace events; they wait for the store");
+/// Batches waiting for the store, oldest first, and how many events they hold.
+#[derive(Default)]
+struct Waiting {
+    batches: VecDeque<Arc<[TraceEvent]>>,
+    events: usize,
+}
+
+impl Waiting {
+    fn push(&mut self, batch: Vec<TraceEvent>) {
+        if !batch.is_empty() {
+            self.events += batch.len();
+            self.batches.push_back(batch.into());
+        }
+    }
+
+    /// Writes what waits, oldest batch first; stops at the first failure (what failed stays
+    /// for the next try) and drops the oldest batches past the bound.
+    async fn write(&mut self, store: &dyn Store, dropped: &AtomicU64) {
+        while let Some(batch) = self.batches.front() {
+            match store.record_trace(batch.clone()).await {
+                Ok(()) => {
+                    self.events -= batch.len();
+                    self.batches.pop_front();
                 }
-                return;
+                Err(e) => {
+                    let mut gone = 0;
+                    while self.events > WAITING
+                        && let Some(old) = self.batches.pop_front()
+                    {
+                        self.events -= old.len();
+                        gone += old.len();
+                    }
+                    if gone > 0 {
+                        dropped.fetch_add(gone as u64, Ordering::Relaxed);
+                        tracing::error!(error = %e, dropped = gone, waiting = self.events, "cannot write trace events; the oldest are dropped past the buffer's bound");
+                    } else {
+                        tracing::warn!(error = %e, waiting = self.events, "cannot write trace events; they wait for the store");
+                    }
+                    return;
+                }
             }
         }
     }

@@ -255,7 +255,9 @@ pub trait Store: Send + Sync + 'static {
     async fn session(&self, id_hash: &str) -> Result<Option<Session>>;
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
 
-    async fn record_trace(&self, events: Vec<TraceEvent>) -> Result<()>;
+    /// Writes a batch of trace events in one transaction. Shared, so a writer that must try
+    /// again keeps the batch without copying it.
+    async fn record_trace(&self, events: std::sync::Arc<[TraceEvent]>) -> Result<()>;
     /// Deletes at most `limit` rows of each kind older than the cut-offs (Unix ms): messages of
     /// the trace (with their recipients and events) received before `trace_before`; audit
     /// entries, alerts and finished webhook deliveries from before `audit_before`. Small

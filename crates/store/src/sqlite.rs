@@ -1925,7 +1925,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_trace(&self, events: Vec<TraceEvent>) -> Result<()> {
+    async fn record_trace(&self, events: std::sync::Arc<[TraceEvent]>) -> Result<()> {
         self.with(move |c| {
             let tx = c.transaction()?;
             {
@@ -1939,7 +1939,7 @@ impl Store for SqliteStore {
                 let mut ev = tx.prepare_cached(
                     "INSERT INTO trace_events (message_id, at, kind, recipient, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
-                for e in &events {
+                for e in events.iter() {
                     if let Some(s) = &e.summary {
                         msg.execute(params![e.message_id, e.at, s.sender, s.tenant, s.origin, s.client_ip, s.size as i64])?;
                         for r in &s.recipients {

@@ -364,22 +364,25 @@ fn trace_event(kind: TraceKind, rcpt: Option<&str>, summary: Option<TraceSummary
 
 async fn trace_is_searchable_by_recipient_and_status(store: &dyn Store) {
     store
-        .record_trace(vec![
-            trace_event(
-                TraceKind::Received,
-                None,
-                Some(TraceSummary {
-                    sender: "a@contoso.example".into(),
-                    tenant: Some("contoso".into()),
-                    origin: "connector:on-prem".into(),
-                    client_ip: "127.0.0.1".into(),
-                    size: 10,
-                    recipients: vec!["b@x.example".into(), "c@y.example".into()],
-                }),
-            ),
-            trace_event(TraceKind::Delivered, Some("b@x.example"), None),
-            trace_event(TraceKind::Failed, Some("c@y.example"), None),
-        ])
+        .record_trace(
+            vec![
+                trace_event(
+                    TraceKind::Received,
+                    None,
+                    Some(TraceSummary {
+                        sender: "a@contoso.example".into(),
+                        tenant: Some("contoso".into()),
+                        origin: "connector:on-prem".into(),
+                        client_ip: "127.0.0.1".into(),
+                        size: 10,
+                        recipients: vec!["b@x.example".into(), "c@y.example".into()],
+                    }),
+                ),
+                trace_event(TraceKind::Delivered, Some("b@x.example"), None),
+                trace_event(TraceKind::Failed, Some("c@y.example"), None),
+            ]
+            .into(),
+        )
         .await
         .expect("record");
     let q = TraceQuery {
@@ -1002,7 +1005,7 @@ async fn trace_prunes_in_batches_and_counts_per_day(store: &dyn Store) {
             summary: None,
         });
     }
-    store.record_trace(events).await.expect("record");
+    store.record_trace(events.into()).await.expect("record");
     let days = store.daily_traffic("contoso", 0).await.expect("days");
     assert_eq!(
         days.iter()

@@ -1510,7 +1510,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn record_trace(&self, events: Vec<TraceEvent>) -> Result<()> {
+    async fn record_trace(&self, events: std::sync::Arc<[TraceEvent]>) -> Result<()> {
         // Three statements a batch, whatever its size: each table's rows go as arrays.
         let mut msg: (
             Vec<&str>,
@@ -1526,7 +1526,7 @@ impl Store for PgStore {
         let mut rcpt = Recipients::default();
         let mut ev: (Vec<&str>, Vec<i64>, Vec<&str>, Vec<Option<&str>>, Vec<&str>) =
             Default::default();
-        for e in &events {
+        for e in events.iter() {
             if let Some(s) = &e.summary {
                 msg.0.push(&e.message_id);
                 msg.1.push(e.at);
