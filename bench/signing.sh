@@ -7,6 +7,10 @@
 #
 #   bench/signing.sh        SIZE=1000 RCPTS=1 SESSIONS=10 MESSAGES=10000 PERSIST=0 ROUNDS=2
 #   RELAYS="signing unsigned postfix opendkim"   (the default: all four; name fewer to run fewer)
+#   LATENCY=1    (the default) also measures end of DATA -> 250 for signed mail at half of its peak
+#
+# Besides the table, each result is printed as a line `RESULT <relay> <msg/s> [<CPU ms> <PSS MiB>]`
+# and the latency as `LATENCY <p50 ms> <p99 ms> <msg/s reached>`, for bench/signing-matrix.sh.
 #
 # PERSIST=0: a new connection per message (smtp-source without -d), as most on-premises servers,
 # devices and applications send; PERSIST=1: long-lived connections. Per relay and round: msg/s
@@ -29,8 +33,10 @@ PF_PORT=2725
 for tool in smtp-sink:postfix smtp-source:postfix opendkim:opendkim opendkim-genkey:opendkim-tools bc:bc; do
   command -v "${tool%%:*}" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${tool##*:}" >/dev/null
 done
-cargo build --release -q -p relayward
+cargo build --release -q -p relayward -p relayward-bench
 RW=${RW:-target/release/relayward}
+SMTPLOAD=target/release/smtpload
+LATENCY=${LATENCY:-1}
 work=$(mktemp -d /tmp/relayward-signing.XXXX)
 pids=()
 cleanup() {
@@ -98,26 +104,47 @@ name = "contoso"
 domains = [ { name = "contoso.example", verified = true } ]
 connectors = [ { name = "bench", ips = ["127.0.0.1/32"], relay_unregistered = true } ]
 TOML
-relayward_round() { # $1: sender; prints msg/s, CPU ms per message, PSS MiB
+start_relayward() { # $1: sender; warms the relay up; sets rw_pid
   local from=$1
   start_sink
   RELAYWARD_LOG=warn $RW serve --config "$work/relayward.toml" > "$work/rw.out" 2> "$work/rw.err" &
-  local pid=$!; pids+=($pid)
+  rw_pid=$!; pids+=($rw_pid)
   for _ in $(seq 1 100); do grep -q ready "$work/rw.out" 2>/dev/null && break; sleep 0.1; done
   # Warm up outside the measurement: the domain's DKIM keys are made at start (an RSA key takes
   # about a quarter of a second), and the first connections fill the relay's caches.
   smtp-source -c -s 2 -m 50 -l "$SIZE" -f "$from" -t rcpt@remote.example -M client.bench "127.0.0.1:$RW_PORT" > /dev/null
   sleep 1
   start_sink
-  local c0 t0 e2e c1 pss
+}
+stop_relayward() {
+  kill "$rw_pid"; wait "$rw_pid" 2>/dev/null || true
+  rm -rf "$work/relayward-data"
+}
+relayward_round() { # $1: sender; prints msg/s, CPU ms per message, PSS MiB
+  local from=$1
+  start_relayward "$from"
+  local pid=$rw_pid c0 t0 e2e c1 pss
   c0=$(cpu_ticks $pid); t0=$(date +%s.%N)
   load $RW_PORT "$from"
   e2e=$(wait_sink "$MESSAGES" "$t0")
   c1=$(cpu_ticks $pid); pss=$(pss_kib $pid)
-  kill $pid; wait $pid 2>/dev/null || true
-  rm -rf "$work/relayward-data"
+  stop_relayward
   local tck; tck=$(getconf CLK_TCK)
   echo "$(echo "$MESSAGES / $e2e" | bc) $(echo "scale=2; ($c1 - $c0) * 1000 / $tck / $MESSAGES" | bc) $((pss / 1024))"
+}
+# End of DATA -> 250 for signed mail at a given rate (half of the signing peak), with the cell's
+# shape, measured by this repository's smtpload; prints p50 and p99 in ms and the rate reached.
+signed_latency() { # $1: messages per second
+  local rate=$1 n each=""
+  n=$(( rate * 8 )); [ "$n" -lt 1000 ] && n=1000
+  [ "$PERSIST" = 1 ] || each=--connect-each
+  start_relayward bench@contoso.example
+  local out
+  out=$($SMTPLOAD send --target "127.0.0.1:$RW_PORT" --connections "$SESSIONS" --messages "$n" \
+    --size "$SIZE" --recipients "$RCPTS" --rate "$rate" $each \
+    --from bench@contoso.example --to rcpt@remote.example)
+  stop_relayward
+  echo "$out" | tr ' ' '\n' | awk -F= '/^(p50_ms|p99_ms|rate)=/{v[$1]=$2} END{print v["p50_ms"], v["p99_ms"], v["rate"]}'
 }
 
 # --- Postfix, plain or with OpenDKIM ----------------------------------------------------------------
@@ -171,19 +198,35 @@ postfix_round() { # $1: milter or none; prints msg/s
 }
 
 printf '%-6s %-30s %10s %12s %9s\n' round relay msg/s "CPU ms/msg" "PSS MiB"
+signing_rates=()
 for r in $(seq 1 "$ROUNDS"); do
   for relay in $RELAYS; do
     case $relay in
       signing)
         read -r m c p <<<"$(relayward_round bench@contoso.example)"
-        printf '%-6s %-30s %10s %12s %9s\n' "$r" "relayward, signing" "$m" "$c" "$p" ;;
+        signing_rates+=("$m")
+        printf '%-6s %-30s %10s %12s %9s\n' "$r" "relayward, signing" "$m" "$c" "$p"
+        echo "RESULT signing $m $c $p" ;;
       unsigned)
         read -r m c p <<<"$(relayward_round bench@fabrikam.example)"
-        printf '%-6s %-30s %10s %12s %9s\n' "$r" "relayward, not signing" "$m" "$c" "$p" ;;
-      postfix) printf '%-6s %-30s %10s\n' "$r" "postfix" "$(postfix_round none)" ;;
-      opendkim) printf '%-6s %-30s %10s\n' "$r" "postfix + opendkim" "$(postfix_round milter)" ;;
+        printf '%-6s %-30s %10s %12s %9s\n' "$r" "relayward, not signing" "$m" "$c" "$p"
+        echo "RESULT unsigned $m $c $p" ;;
+      postfix)
+        m=$(postfix_round none)
+        printf '%-6s %-30s %10s\n' "$r" "postfix" "$m"
+        echo "RESULT postfix $m" ;;
+      opendkim)
+        m=$(postfix_round milter)
+        printf '%-6s %-30s %10s\n' "$r" "postfix + opendkim" "$m"
+        echo "RESULT opendkim $m" ;;
       *) echo "unknown relay $relay (signing, unsigned, postfix, opendkim)" >&2; exit 2 ;;
     esac
   done
 done
+if [ "$LATENCY" = 1 ] && [ "${#signing_rates[@]}" -gt 0 ]; then
+  best=$(printf '%s\n' "${signing_rates[@]}" | sort -n | tail -1)
+  read -r p50 p99 got <<<"$(signed_latency $(( best / 2 )))"
+  echo "== signed, end of DATA -> 250 at half of the peak ($(( best / 2 )) msg/s asked, $got reached): p50 $p50 ms, p99 $p99 ms"
+  echo "LATENCY $p50 $p99 $got"
+fi
 echo "== work directory: $work"

@@ -40,6 +40,13 @@ enum Cmd {
         from: String,
         #[arg(long, default_value = "sink@remote.example")]
         to: String,
+        /// Recipients per message: `to`, then `to` with 2, 3, … after its local part.
+        #[arg(long, default_value_t = 1)]
+        recipients: usize,
+        /// A new connection for every message (QUIT after each), as most devices and
+        /// applications send; without it each connection sends its messages back to back.
+        #[arg(long)]
+        connect_each: bool,
     },
     /// Open idle connections and hold them.
     Idle {
@@ -64,7 +71,20 @@ async fn main() -> Result<()> {
             rate,
             from,
             to,
-        } => send(target, connections, messages, size, rate, &from, &to).await,
+            recipients,
+            connect_each,
+        } => {
+            let load = Load {
+                target,
+                connections,
+                messages,
+                size,
+                rate,
+                recipients: recipients.max(1),
+                connect_each,
+            };
+            send(load, &from, &to).await
+        }
         Cmd::Idle {
             target,
             connections,
@@ -120,21 +140,40 @@ impl Conn {
     }
 }
 
-async fn send(
+/// The shape of a `send` run.
+#[derive(Clone, Copy)]
+struct Load {
     target: SocketAddr,
     connections: usize,
     messages: u64,
     size: usize,
     rate: f64,
-    from: &str,
-    to: &str,
-) -> Result<()> {
+    recipients: usize,
+    connect_each: bool,
+}
+
+async fn send(load: Load, from: &str, to: &str) -> Result<()> {
+    let Load {
+        target,
+        connections,
+        messages,
+        size,
+        rate,
+        recipients,
+        connect_each,
+    } = load;
     let mut body = String::from("Subject: benchmark\r\nFrom: bench@contoso.example\r\n\r\n");
     while body.len() < size {
         body.push_str("The quick brown fox jumps over the lazy dog, again and again.\r\n");
     }
     body.push_str(".\r\n");
-    let envelope = format!("MAIL FROM:<{from}>\r\nRCPT TO:<{to}>\r\nDATA\r\n");
+    let mut envelope = format!("MAIL FROM:<{from}>\r\n");
+    let (local, domain) = to.rsplit_once('@').unwrap_or((to, "remote.example"));
+    for i in 1..=recipients {
+        let n = if i == 1 { String::new() } else { i.to_string() };
+        envelope.push_str(&format!("RCPT TO:<{local}{n}@{domain}>\r\n"));
+    }
+    envelope.push_str("DATA\r\n");
     let body = Arc::new(body);
     let envelope = Arc::new(envelope);
     let next = Arc::new(AtomicU64::new(0));
@@ -146,7 +185,11 @@ async fn send(
             (body.clone(), envelope.clone(), next.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let mut c = Conn::open(target).await?;
+            let mut kept = if connect_each {
+                None
+            } else {
+                Some(Conn::open(target).await?)
+            };
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= messages {
@@ -156,9 +199,18 @@ async fn send(
                     let due = start + Duration::from_secs_f64(n as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
+                let mut fresh = None;
+                let c = match kept.as_mut() {
+                    Some(c) => c,
+                    None => fresh.insert(Conn::open(target).await?),
+                };
                 c.w.write_all(envelope.as_bytes()).await?;
-                let (a, b, d) = (c.reply().await?, c.reply().await?, c.reply().await?);
-                if a != 250 || b != 250 || d != 354 {
+                let mut replies = Vec::with_capacity(recipients + 2);
+                for _ in 0..recipients + 2 {
+                    replies.push(c.reply().await?);
+                }
+                let accepted = replies[..recipients + 1].iter().all(|&r| r == 250);
+                if !accepted || replies[recipients + 1] != 354 {
                     failed.fetch_add(1, Ordering::Relaxed);
                     c.w.write_all(b"RSET\r\n").await?;
                     c.reply().await?;
@@ -171,8 +223,14 @@ async fn send(
                 if code != 250 {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
+                if let Some(mut c) = fresh {
+                    c.w.write_all(b"QUIT\r\n").await?;
+                    c.reply().await?;
+                }
             }
-            let _ = c.w.write_all(b"QUIT\r\n").await;
+            if let Some(mut c) = kept {
+                let _ = c.w.write_all(b"QUIT\r\n").await;
+            }
             anyhow::Ok(latencies)
         }));
     }

@@ -119,7 +119,7 @@ pub trait Signer: Send + Sync + 'static {
     fn sign<'a>(
         &'a self,
         env: &'a Envelope,
-        message: &'a [u8],
+        message: Arc<Vec<u8>>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send + 'a>>;
 }
 
@@ -227,6 +227,22 @@ struct Sched {
     heap: BinaryHeap<Reverse<(i64, u64, String)>>,
     waiting: HashMap<String, Envelope>,
     seq: u64,
+    /// Bodies of messages just received, kept for their first round so it does not read the
+    /// spool again; at most `FRESH_BYTES` in all. A round takes its body out whatever happens
+    /// next, so a message that waits gets read from the spool when its turn comes.
+    fresh: HashMap<String, Arc<Vec<u8>>>,
+    fresh_bytes: usize,
+}
+
+/// The most bytes of just-received bodies the queue holds for their first round.
+const FRESH_BYTES: usize = 32 << 20;
+
+impl Sched {
+    fn take_fresh(&mut self, id: &str) -> Option<Arc<Vec<u8>>> {
+        let body = self.fresh.remove(id)?;
+        self.fresh_bytes -= body.len();
+        Some(body)
+    }
 }
 
 struct Inner {
@@ -368,7 +384,10 @@ impl Queue {
         let taken = {
             let mut s = inner.sched.lock().unwrap_or_else(|p| p.into_inner());
             match action {
-                QueueAction::Bounce | QueueAction::Purge => s.waiting.remove(id).map(|e| (e, None)),
+                QueueAction::Bounce | QueueAction::Purge => {
+                    s.take_fresh(id);
+                    s.waiting.remove(id).map(|e| (e, None))
+                }
                 QueueAction::Hold | QueueAction::Release | QueueAction::Retry => {
                     let now = now_ms() / 1000;
                     let changed = s.waiting.get_mut(id).map(|e| {
@@ -452,6 +471,21 @@ impl Queue {
         self.inner.schedule(env);
     }
 
+    /// Hands a just-spooled message to the queue with its body, which its first round uses
+    /// instead of reading the spool (while the bodies held so far stay under a bound).
+    pub fn enqueue_with_body(&self, env: Envelope, body: Arc<Vec<u8>>) {
+        {
+            let mut s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
+            if s.fresh_bytes + body.len() <= FRESH_BYTES {
+                s.fresh_bytes += body.len();
+                if let Some(old) = s.fresh.insert(env.id.clone(), body) {
+                    s.fresh_bytes -= old.len();
+                }
+            }
+        }
+        self.inner.schedule(env);
+    }
+
     /// Runs the scheduler until `stop` turns true; deliveries under way are then given `grace`.
     pub async fn run(&self, mut stop: watch::Receiver<bool>, grace: Duration) {
         let inner = &self.inner;
@@ -484,11 +518,11 @@ impl Queue {
                 }
                 continue;
             }
-            let env = {
+            let (env, fresh) = {
                 let mut s = inner.sched.lock().unwrap_or_else(|p| p.into_inner());
                 match s.heap.pop() {
-                    Some(Reverse((_, _, id))) => s.waiting.remove(&id),
-                    None => None,
+                    Some(Reverse((_, _, id))) => (s.waiting.remove(&id), s.take_fresh(&id)),
+                    None => (None, None),
                 }
             };
             let Some(env) = env else { continue };
@@ -526,7 +560,7 @@ impl Queue {
                 .insert(id.clone());
             let inner2 = inner.clone();
             tokio::spawn(async move {
-                inner2.clone().deliver(env).await;
+                inner2.clone().deliver(env, fresh).await;
                 inner2
                     .delivering
                     .lock()
@@ -588,10 +622,14 @@ impl Inner {
         });
     }
 
-    /// One delivery round for a message.
-    async fn deliver(self: Arc<Self>, mut env: Envelope) {
-        let body = match self.spool.body(&env.id).await {
-            Ok(b) => Arc::new(b),
+    /// One delivery round for a message; `fresh` is its body when it was just received.
+    async fn deliver(self: Arc<Self>, mut env: Envelope, fresh: Option<Arc<Vec<u8>>>) {
+        let read = match fresh {
+            Some(body) => Ok(body),
+            None => self.spool.body(&env.id).await.map(Arc::new),
+        };
+        let body = match read {
+            Ok(b) => b,
             Err(e) => {
                 // Without its body the message cannot go anywhere; retrying will not help unless
                 // the disk comes back, so keep it scheduled and say so loudly.
@@ -615,7 +653,7 @@ impl Inner {
             return;
         }
         let body = match self.signer.get() {
-            Some(signer) => match signer.sign(&env, &body).await {
+            Some(signer) => match signer.sign(&env, body.clone()).await {
                 Some(signed) => Arc::new(signed),
                 None => body,
             },

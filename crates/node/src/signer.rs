@@ -140,9 +140,10 @@ impl relayward_delivery::Signer for DkimSigner {
     fn sign<'a>(
         &'a self,
         env: &'a Envelope,
-        message: &'a [u8],
+        shared: Arc<Vec<u8>>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send + 'a>> {
         Box::pin(async move {
+            let message = &shared[..];
             let forwarded = env.origin.starts_with("forward:");
             // A forwarded copy that cannot be sealed leaves without the results field it got
             // at receipt: a complete ARC set or none.
@@ -159,10 +160,10 @@ impl relayward_delivery::Signer for DkimSigner {
                 return unsealed();
             }
             let id = env.id.clone();
-            let owned = message.to_vec();
+            let body = shared.clone();
             // RSA signatures take about a millisecond each: off the async threads.
             match tokio::task::spawn_blocking(move || {
-                sign_blocking(&keys, &domain, &owned, forwarded, &id)
+                sign_blocking(&keys, &domain, &body, forwarded, &id)
             })
             .await
             {
@@ -210,7 +211,12 @@ fn sign_blocking(
     } else {
         message
     };
-    let sealed = [top.as_bytes(), message].concat();
+    // The DKIM signatures cover the seal's fields too when there are any.
+    let sealed: std::borrow::Cow<[u8]> = if top.is_empty() {
+        message.into()
+    } else {
+        [top.as_bytes(), message].concat().into()
+    };
     let mut signatures = String::new();
     for k in keys {
         let signer = relayward_dkim::Signer {
@@ -223,9 +229,9 @@ fn sign_blocking(
             Err(e) => tracing::error!(id, domain, error = %e, "DKIM signing failed"),
         }
     }
-    signatures.push_str(&top);
-    let mut out = signatures.into_bytes();
-    out.extend_from_slice(message);
+    let mut out = Vec::with_capacity(signatures.len() + sealed.len());
+    out.extend_from_slice(signatures.as_bytes());
+    out.extend_from_slice(&sealed);
     out
 }
 

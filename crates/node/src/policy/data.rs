@@ -333,10 +333,10 @@ impl RelayPolicy {
                 detail,
                 summary: None,
             });
-            self.queue.enqueue(copy);
+            self.queue.enqueue_with_body(copy, Arc::new(b));
         }
         if keep_main {
-            self.queue.enqueue(env);
+            self.queue.enqueue_with_body(env, Arc::new(full));
         }
         Reply::new(250, format!("2.0.0 OK queued as {id}"))
     }
