@@ -7,7 +7,8 @@
 #
 #   bench/signing.sh        SIZE=1000 RCPTS=1 SESSIONS=10 MESSAGES=10000 PERSIST=0 ROUNDS=2
 #   RELAYS="signing unsigned postfix opendkim"   (the default: all four; name fewer to run fewer)
-#   LATENCY=1    (the default) also measures end of DATA -> 250 for signed mail at half of its peak
+#   LATENCY=1    (the default) also measures end of DATA -> 250 at half of the signing peak, signing
+#                and not signing
 #
 # Besides the table, each result is printed as a line `RESULT <relay> <msg/s> [<CPU ms> <PSS MiB>]`
 # and the latency as `LATENCY <p50 ms> <p99 ms> <msg/s reached>`, for bench/signing-matrix.sh.
@@ -132,17 +133,17 @@ relayward_round() { # $1: sender; prints msg/s, CPU ms per message, PSS MiB
   local tck; tck=$(getconf CLK_TCK)
   echo "$(echo "$MESSAGES / $e2e" | bc) $(echo "scale=2; ($c1 - $c0) * 1000 / $tck / $MESSAGES" | bc) $((pss / 1024))"
 }
-# End of DATA -> 250 for signed mail at a given rate (half of the signing peak), with the cell's
-# shape, measured by this repository's smtpload; prints p50 and p99 in ms and the rate reached.
-signed_latency() { # $1: messages per second
-  local rate=$1 n each=""
+# End of DATA -> 250 at a given rate (half of the signing peak), with the cell's shape, measured
+# by this repository's smtpload; prints p50 and p99 in ms and the rate reached.
+latency() { # $1: messages per second, $2: sender
+  local rate=$1 from=$2 n each=""
   n=$(( rate * 8 )); [ "$n" -lt 1000 ] && n=1000
   [ "$PERSIST" = 1 ] || each=--connect-each
-  start_relayward bench@contoso.example
+  start_relayward "$from"
   local out
   out=$($SMTPLOAD send --target "127.0.0.1:$RW_PORT" --connections "$SESSIONS" --messages "$n" \
     --size "$SIZE" --recipients "$RCPTS" --rate "$rate" $each \
-    --from bench@contoso.example --to rcpt@remote.example)
+    --from "$from" --to rcpt@remote.example)
   stop_relayward
   echo "$out" | tr ' ' '\n' | awk -F= '/^(p50_ms|p99_ms|rate)=/{v[$1]=$2} END{print v["p50_ms"], v["p99_ms"], v["rate"]}'
 }
@@ -225,8 +226,11 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 if [ "$LATENCY" = 1 ] && [ "${#signing_rates[@]}" -gt 0 ]; then
   best=$(printf '%s\n' "${signing_rates[@]}" | sort -n | tail -1)
-  read -r p50 p99 got <<<"$(signed_latency $(( best / 2 )))"
-  echo "== signed, end of DATA -> 250 at half of the peak ($(( best / 2 )) msg/s asked, $got reached): p50 $p50 ms, p99 $p99 ms"
+  read -r p50 p99 got <<<"$(latency $(( best / 2 )) bench@contoso.example)"
+  echo "== signing, end of DATA -> 250 at half of the signing peak ($(( best / 2 )) msg/s asked, $got reached): p50 $p50 ms, p99 $p99 ms"
   echo "LATENCY $p50 $p99 $got"
+  read -r p50 p99 got <<<"$(latency $(( best / 2 )) bench@fabrikam.example)"
+  echo "== not signing, same rate: p50 $p50 ms, p99 $p99 ms"
+  echo "LATENCY-UNSIGNED $p50 $p99 $got"
 fi
 echo "== work directory: $work"
