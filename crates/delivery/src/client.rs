@@ -533,13 +533,18 @@ fn expect_code(
 /// Dot-stuffs a CRLF-normalised body and appends the end-of-data mark.
 pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 5);
-    let mut at_line_start = true;
-    for &b in body {
-        if at_line_start && b == b'.' {
+    // A line at a time: a dot that starts one gets another in front.
+    let mut rest = body;
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
             out.push(b'.');
         }
-        out.push(b);
-        at_line_start = b == b'\n';
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |i| i + 1);
+        out.extend_from_slice(&rest[..end]);
+        rest = &rest[end..];
     }
     if !body.is_empty() && !body.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
@@ -638,6 +643,12 @@ mod tests {
     fn stuffing_doubles_leading_dots() {
         assert_eq!(dot_stuff(b".a\r\nb\r\n.\r\n"), b"..a\r\nb\r\n..\r\n.\r\n");
         assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n");
+        assert_eq!(dot_stuff(b""), b".\r\n");
+        assert_eq!(dot_stuff(b"."), b"..\r\n.\r\n");
+        assert_eq!(
+            dot_stuff(b"a\n.b\r\n..\r\nc."),
+            b"a\n..b\r\n...\r\nc.\r\n.\r\n"
+        );
     }
 
     #[test]
