@@ -47,6 +47,10 @@ enum Cmd {
         /// applications send; without it each connection sends its messages back to back.
         #[arg(long)]
         connect_each: bool,
+        /// Write one line per message to this file: seconds since the start at the end of
+        /// DATA, then milliseconds until the reply (to see when slow replies come).
+        #[arg(long)]
+        trace: Option<std::path::PathBuf>,
     },
     /// Open idle connections and hold them.
     Idle {
@@ -73,6 +77,7 @@ async fn main() -> Result<()> {
             to,
             recipients,
             connect_each,
+            trace,
         } => {
             let load = Load {
                 target,
@@ -83,7 +88,7 @@ async fn main() -> Result<()> {
                 recipients: recipients.max(1),
                 connect_each,
             };
-            send(load, &from, &to).await
+            send(load, &from, &to, trace.as_deref()).await
         }
         Cmd::Idle {
             target,
@@ -152,7 +157,7 @@ struct Load {
     connect_each: bool,
 }
 
-async fn send(load: Load, from: &str, to: &str) -> Result<()> {
+async fn send(load: Load, from: &str, to: &str, trace: Option<&std::path::Path>) -> Result<()> {
     let Load {
         target,
         connections,
@@ -219,7 +224,7 @@ async fn send(load: Load, from: &str, to: &str) -> Result<()> {
                 c.w.write_all(body.as_bytes()).await?;
                 let t = Instant::now();
                 let code = c.reply().await?;
-                latencies.push(t.elapsed());
+                latencies.push((t - start, t.elapsed()));
                 if code != 250 {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -239,6 +244,22 @@ async fn send(load: Load, from: &str, to: &str) -> Result<()> {
         all.extend(t.await??);
     }
     let elapsed = start.elapsed();
+    if let Some(path) = trace {
+        let mut by_time = all.clone();
+        by_time.sort();
+        let lines: String = by_time
+            .iter()
+            .map(|(at, took)| {
+                format!(
+                    "{:.4} {:.3}\n",
+                    at.as_secs_f64(),
+                    took.as_secs_f64() * 1000.0
+                )
+            })
+            .collect();
+        std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut all: Vec<Duration> = all.into_iter().map(|(_, took)| took).collect();
     all.sort();
     let pct = |p: f64| -> f64 {
         if all.is_empty() {
