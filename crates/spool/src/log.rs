@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -279,7 +280,9 @@ impl Spool {
                 }
                 pos += rec.total_len;
             }
-            if pos < data.len() {
+            // The zeros written ahead of the records (see `room::ZERO_AHEAD`) are not a torn
+            // record: a segment left by a stop without its clean end has them.
+            if pos < data.len() && data[pos..].iter().any(|&b| b != 0) {
                 tracing::warn!(
                     segment = seg,
                     offset = pos,
@@ -294,11 +297,7 @@ impl Spool {
         index.current = segs.last().copied().unwrap_or(0) + 1;
         index.seg_live.insert(index.current, 0);
         let path = segment_path(dir, index.current);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err("creating", &path))?;
+        let file = new_segment(&path).map_err(io_err("creating", &path))?;
         sync_dir(dir)?;
         // On a full disk the relay still starts: it refuses new mail and delivers what it has
         // until the reserve can be made again.
@@ -327,6 +326,7 @@ impl Spool {
             shared: shared.clone(),
             file,
             len: 0,
+            zeroed: 0,
             unwritten: Vec::new(),
             last_compaction: std::time::Instant::now(),
             last_reserve_try: std::time::Instant::now(),
@@ -462,6 +462,16 @@ fn dec(seg_live: &mut BTreeMap<u64, usize>, seg: u64) {
     }
 }
 
+/// A new segment file, written at positions (not appended): the writer fills zeros ahead of
+/// its records.
+fn new_segment(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+}
+
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -471,7 +481,10 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
 struct Writer {
     shared: Arc<Shared>,
     file: File,
+    /// Where the next record goes: the end of the records written to the current segment.
     len: u64,
+    /// The current segment's length on disk: its records, then zeros written ahead of them.
+    zeroed: u64,
     /// `Done` and `Update` records of a batch that failed to write: written again first, so a
     /// full disk does not make finished messages look unfinished after a restart.
     unwritten: Vec<Op>,
@@ -513,7 +526,9 @@ impl Writer {
             self.recover();
             self.compact();
         }
-        // Every handle is gone: make what was written durable before the thread ends.
+        // Every handle is gone: make what was written durable before the thread ends (without
+        // the zeros ahead, which only a running writer needs).
+        let _ = self.file.set_len(self.len);
         if let Err(e) = self.file.sync_data() {
             tracing::error!(error = %e, "final spool sync failed");
         }
@@ -531,6 +546,15 @@ impl Writer {
         if !earlier.is_empty() {
             needs_sync = true;
         }
+        let bytes: u64 = earlier
+            .iter()
+            .chain(&batch)
+            .map(|op| match op {
+                Op::Write { rec, .. } => rec.len() as u64,
+                Op::Sync(_) => 0,
+            })
+            .sum();
+        self.zero_ahead(bytes);
         for op in earlier.into_iter().chain(batch) {
             match op {
                 Op::Write {
@@ -541,7 +565,7 @@ impl Writer {
                     ack,
                 } => {
                     if result.is_ok() {
-                        result = self.file.write_all(&rec);
+                        result = self.file.write_all_at(&rec, self.len);
                     }
                     let at = At {
                         seg,
@@ -597,6 +621,8 @@ impl Writer {
             tracing::error!(error = %e, segment = %path.display(), "spool write failed; batch refused");
             if self.file.set_len(start).is_err() {
                 self.rotate();
+            } else {
+                self.zeroed = start;
             }
             self.len = start;
             // The finishing and state records are written again with the next batch.
@@ -666,19 +692,21 @@ impl Writer {
     fn rotate(&mut self) {
         let next = self.current() + 1;
         let path = self.shared.segment_path(next);
-        let opened = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
+        let opened = new_segment(&path)
             .map_err(io_err("creating", &path))
             .and_then(|f| sync_dir(&self.shared.dir).map(|_| f));
         match opened {
             Ok(file) => {
+                // A closed segment keeps its records only: the zeros ahead are given back.
+                if let Err(e) = self.file.set_len(self.len) {
+                    tracing::warn!(error = %e, "cannot cut the closed spool segment to its records");
+                }
                 if let Err(e) = self.file.sync_data() {
                     tracing::error!(error = %e, "sync of the closed spool segment failed");
                 }
                 self.file = file;
                 self.len = 0;
+                self.zeroed = 0;
                 if let Ok(mut index) = self.shared.index.lock() {
                     index.current = next;
                     index.seg_live.insert(next, 0);
@@ -800,6 +828,81 @@ mod tests {
         drop(spool);
         let (_, found) = Spool::open(dir.path(), None).expect("reopen");
         assert_eq!(found.len(), 1);
+    }
+
+    /// What a `kill -9` leaves: the current segment as the running writer had it, records and
+    /// then the zeros written ahead of them, perhaps with a record cut short over the zeros.
+    #[tokio::test]
+    async fn a_segment_left_by_a_killed_writer_gives_back_every_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (spool, _) = Spool::open(dir.path(), None).expect("open");
+        for id in ["A", "B", "C"] {
+            spool.put(&env(id), id.as_bytes()).await.expect("put");
+        }
+        spool.done("B");
+        spool.flush().await.expect("flush");
+        let current = spool
+            .shared
+            .segment_path(spool.shared.index.lock().expect("index").current);
+        let left = fs::read(&current).expect("the segment as it is while running");
+        let records = spool.stats().bytes_on_disk.load(Ordering::Relaxed) as usize;
+        assert!(
+            left.len() > records + room::ZERO_AHEAD as usize / 2
+                && left[records..].iter().all(|&b| b == 0),
+            "zeros ahead of the records: {} bytes on disk for {records} of records",
+            left.len()
+        );
+        drop(spool);
+        for entry in fs::read_dir(dir.path()).expect("ls").flatten() {
+            if entry.file_name().to_string_lossy().starts_with("segment-") {
+                fs::remove_file(entry.path()).expect("rm");
+            }
+        }
+        fs::write(segment_path(dir.path(), 1), &left).expect("the killed writer's segment");
+        let (spool, found) = Spool::open(dir.path(), None).expect("reopen");
+        let ids: Vec<&str> = found.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["A", "C"]);
+        assert_eq!(spool.body("C").await.expect("body"), b"C");
+        drop(spool);
+
+        // Cut short while writing D, over the zeros: A and C still come back, D was never
+        // acknowledged.
+        let mut torn = left.clone();
+        let d = record::encode(Kind::Put, "D", br#"{"id":"D"}"#, b"body D");
+        torn[records..records + d.len() / 2].copy_from_slice(&d[..d.len() / 2]);
+        for entry in fs::read_dir(dir.path()).expect("ls").flatten() {
+            if entry.file_name().to_string_lossy().starts_with("segment-") {
+                fs::remove_file(entry.path()).expect("rm");
+            }
+        }
+        fs::write(segment_path(dir.path(), 1), &torn).expect("torn segment");
+        let (_, found) = Spool::open(dir.path(), None).expect("reopen torn");
+        let ids: Vec<&str> = found.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["A", "C"]);
+    }
+
+    /// A closed segment keeps its records only, and the spool closed cleanly leaves no zeros.
+    #[tokio::test]
+    async fn zeros_ahead_are_given_back_when_a_segment_closes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (spool, _) = Spool::open(dir.path(), None).expect("open");
+            spool.put(&env("A"), b"body A").await.expect("put");
+            spool.flush().await.expect("flush");
+        }
+        // Opened again once the writer let go: the old segment as it was closed, a new one.
+        let (_spool, found) = Spool::open(dir.path(), None).expect("reopen");
+        assert_eq!(found.len(), 1);
+        let on_disk: u64 = fs::read_dir(dir.path())
+            .expect("ls")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("segment-"))
+            .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+            .sum();
+        assert!(
+            on_disk < 1_000,
+            "{on_disk} bytes of segments for one small message"
+        );
     }
 
     #[tokio::test]

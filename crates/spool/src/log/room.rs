@@ -1,10 +1,12 @@
 //! Keeping the spool's disk use near the live queue, and the spool running when the disk fills:
 //! compaction (old segments' few live messages written forward, so the segments can go) and
 //! the reserve file (given up when the disk is full, so finishing records can still be
-//! written; made again, with as much room besides, before new mail is taken again).
+//! written; made again, with as much room besides, before new mail is taken again). And the
+//! zeros written ahead of the records, so most syncs do not change the segment's size.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::{Loc, Op, SpoolError, Writer, io_err};
@@ -21,6 +23,14 @@ const COMPACT_STEP_BYTES: u64 = 16 << 20;
 /// room, which is when new mail is taken again.
 pub(super) const RESERVE_BYTES: usize = 4 << 20;
 pub(super) const RESERVE_FILE: &str = "reserve";
+/// How far ahead of its records the current segment is filled with zeros. A record written
+/// over zeros leaves the file's size and block map as they were, so its fdatasync flushes the
+/// data alone; a record that makes the file longer also waits for a commit of the file
+/// system's journal (on ext4 here: 0.22 ms a sync against 0.15). One extension (about 700
+/// messages of 1 KB) pays that commit for all of them.
+pub(super) const ZERO_AHEAD: u64 = 1 << 20;
+/// Zeros are written from this buffer, a piece at a time.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// Whether the disk has room for another reserve's worth (written, synced, removed).
 pub(super) fn has_room(dir: &Path) -> io::Result<()> {
@@ -57,6 +67,29 @@ pub(super) fn is_no_space(e: &io::Error) -> bool {
 }
 
 impl Writer {
+    /// Before `bytes` of records are written: fills the current segment with zeros to
+    /// `ZERO_AHEAD` past them when they would not fit in what is zeroed. Best effort: on a
+    /// failure (a full disk) the file is cut back and the records lengthen it as they go.
+    pub(super) fn zero_ahead(&mut self, bytes: u64) {
+        if self.len + bytes <= self.zeroed {
+            return;
+        }
+        let from = self.zeroed.max(self.len);
+        let to = self.len + bytes + ZERO_AHEAD;
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(ZEROS.len() as u64) as usize;
+            if let Err(e) = self.file.write_all_at(&ZEROS[..n], at) {
+                tracing::debug!(error = %e, "cannot write zeros ahead in the spool segment");
+                let _ = self.file.set_len(from);
+                self.zeroed = from;
+                return;
+            }
+            at += n as u64;
+        }
+        self.zeroed = to;
+    }
+
     /// While refusing for storage: tries (every few seconds) to make the reserve again; once
     /// it is there, new mail is taken again.
     pub(super) fn recover(&mut self) {
