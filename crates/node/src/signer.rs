@@ -3,7 +3,6 @@
 //! and forwarded copies get an ARC set, as they leave.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,30 +13,10 @@ use relayward_spool::Envelope;
 use relayward_store::{DkimKeyState, Store};
 use relayward_tenancy::{Directory, domain_of};
 
+mod pool;
+
 /// How long the signer trusts what it loaded before asking the store again.
 const CACHE_FOR: Duration = Duration::from_secs(30);
-/// Messages up to this size are signed on the async thread that delivers them (about a
-/// millisecond's work on a processor without AVX-512); larger ones go to the blocking pool.
-const INLINE_BYTES: usize = 64 * 1024;
-
-/// A turn to sign on an async thread, given back when dropped.
-struct InlineTurn<'a>(&'a AtomicUsize);
-
-impl<'a> InlineTurn<'a> {
-    fn take(now: &'a AtomicUsize, max: usize) -> Option<InlineTurn<'a>> {
-        now.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < max).then_some(n + 1)
-        })
-        .ok()
-        .map(|_| InlineTurn(now))
-    }
-}
-
-impl Drop for InlineTurn<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 struct Loaded {
     selector: String,
     key: SigningKey,
@@ -51,10 +30,8 @@ pub struct DkimSigner {
     pub store: Arc<dyn Store>,
     pub directory: Arc<RwLock<Arc<Directory>>>,
     cache: Mutex<KeyCache>,
-    /// Signatures being made on async threads now, and how many may be at once (one fewer
-    /// than the cores, at least one).
-    inline_now: AtomicUsize,
-    inline_max: usize,
+    /// Where signatures are made: a thread per core.
+    pool: pool::SignPool,
 }
 
 impl DkimSigner {
@@ -63,8 +40,9 @@ impl DkimSigner {
             store,
             directory,
             cache: Mutex::default(),
-            inline_now: AtomicUsize::new(0),
-            inline_max: std::thread::available_parallelism().map_or(1, |n| n.get().max(2) - 1),
+            pool: pool::SignPool::start(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
         }
     }
 
@@ -189,25 +167,14 @@ impl relayward_delivery::Signer for DkimSigner {
                 return unsealed();
             }
             let id = env.id.clone();
-            // A plain message of ordinary size is signed where it is: the hand-off to the
-            // blocking pool and back cost more than a tenth of a millisecond a message
-            // (BENCHMARKS.md, issue 20). One async thread at most does so at a time, so
-            // the others stay free for SMTP sessions; a forwarded copy (a seal and its
-            // signatures), a large message, or a second signature meanwhile goes to the pool.
-            if !forwarded
-                && message.len() <= INLINE_BYTES
-                && let Some(_turn) = InlineTurn::take(&self.inline_now, self.inline_max)
-            {
-                return Some(sign_blocking(&keys, &domain, message, forwarded, &id));
-            }
             let body = shared.clone();
-            match tokio::task::spawn_blocking(move || {
-                sign_blocking(&keys, &domain, &body, forwarded, &id)
-            })
-            .await
+            match self
+                .pool
+                .run(move || sign_blocking(&keys, &domain, &body, forwarded, &id))
+                .await
             {
-                Ok(signed) => Some(signed),
-                Err(_) => unsealed(),
+                Some(signed) => Some(signed),
+                None => unsealed(),
             }
         })
     }
@@ -277,21 +244,6 @@ fn sign_blocking(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_so_many_sign_on_async_threads_at_once() {
-        let now = AtomicUsize::new(0);
-        let first = InlineTurn::take(&now, 1).expect("a first turn");
-        assert!(
-            InlineTurn::take(&now, 1).is_none(),
-            "a second one waits for the pool"
-        );
-        drop(first);
-        let again = InlineTurn::take(&now, 1);
-        assert!(again.is_some(), "a turn given back can be taken again");
-        drop(again);
-        assert_eq!(now.load(Ordering::Acquire), 0);
-    }
 
     #[test]
     fn the_from_domain_is_found_in_display_forms() {
