@@ -125,6 +125,12 @@ async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
         p.sessions.load(Ordering::Relaxed),
     );
     m(
+        "relayward_smtp_sessions_open",
+        "gauge",
+        "SMTP sessions open now.",
+        p.open_sessions.load(Ordering::Relaxed),
+    );
+    m(
         "relayward_messages_accepted_total",
         "counter",
         "Messages accepted and spooled (250 after DATA).",

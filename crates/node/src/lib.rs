@@ -293,9 +293,11 @@ pub async fn serve(
             guard: guard.clone(),
         }),
     );
+    let stats = Arc::new(PolicyStats::default());
     let signer = Arc::new(signer::DkimSigner::new(
         dyn_store.clone(),
         directory.clone(),
+        stats.clone(),
     ));
     queue.set_signer(signer.clone());
     // Keys made, activated or retired on another node sign here at once, not after the cache's
@@ -346,7 +348,6 @@ pub async fn serve(
     }
 
     let tls = tls::server_config(&config)?;
-    let stats = Arc::new(PolicyStats::default());
     let checkers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let passwords = Arc::new(relayward_control::passwords::Checker::start(
         checkers,

@@ -50,6 +50,8 @@ pub struct PolicyStats {
     pub refused_mail: AtomicU64,
     pub spool_errors: AtomicU64,
     pub sessions: AtomicU64,
+    /// SMTP sessions open now (the signer signs in place when there is at most one).
+    pub open_sessions: AtomicU64,
     /// Refused by the guard (restrictions and limits), at any step.
     pub guard_refusals: AtomicU64,
     pub scanned_suspicious: AtomicU64,
@@ -116,6 +118,24 @@ pub struct ConnState {
     /// Recipients spooled under another address in this transaction: bounces to our SRS
     /// addresses (to the original sender) and mail for our postmaster (to `smtp.postmaster`).
     rewrites: Vec<(String, String)>,
+    /// Counted in `open_sessions` while the session lasts.
+    _open: OpenSession,
+}
+
+/// One open session in `PolicyStats::open_sessions`, from `connect` until the session ends.
+struct OpenSession(Arc<PolicyStats>);
+
+impl OpenSession {
+    fn new(stats: &Arc<PolicyStats>) -> OpenSession {
+        stats.open_sessions.fetch_add(1, Ordering::Relaxed);
+        OpenSession(stats.clone())
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        self.0.open_sessions.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl ConnState {
@@ -239,6 +259,7 @@ impl Policy for RelayPolicy {
             tx_internal: 0,
             tx_external: 0,
             rewrites: Vec::new(),
+            _open: OpenSession::new(&self.stats),
         })
     }
 

@@ -479,6 +479,22 @@ fn health_and_metrics_answer() {
         .is_some()
     );
     assert!(relay.metric("relayward_spool_fsyncs_total") >= 1);
+    // The session above is still open; a second client makes two, and both going makes none.
+    let mut second = relay.client();
+    second.cmd("EHLO onprem");
+    assert_eq!(relay.metric("relayward_smtp_sessions_open"), 2);
+    c.cmd("QUIT");
+    second.cmd("QUIT");
+    drop((c, second));
+    assert!(
+        wait_for(Duration::from_secs(5), || (relay
+            .metric("relayward_smtp_sessions_open")
+            == 0)
+            .then_some(()))
+        .is_some(),
+        "sessions still counted open: {}",
+        relay.metric("relayward_smtp_sessions_open")
+    );
 }
 
 #[test]
