@@ -853,15 +853,8 @@ mod tests {
             left.len()
         );
         drop(spool);
-        for entry in fs::read_dir(dir.path()).expect("ls").flatten() {
-            if entry.file_name().to_string_lossy().starts_with("segment-") {
-                fs::remove_file(entry.path()).expect("rm");
-            }
-        }
-        fs::write(segment_path(dir.path(), 1), &left).expect("the killed writer's segment");
-        let (spool, found) = Spool::open(dir.path(), None).expect("reopen");
-        let ids: Vec<&str> = found.iter().map(|e| e.id.as_str()).collect();
-        assert_eq!(ids, ["A", "C"]);
+        let (spool, found) = reopen_with_only(dir.path(), &left);
+        assert_eq!(ids(&found), ["A", "C"]);
         assert_eq!(spool.body("C").await.expect("body"), b"C");
         drop(spool);
 
@@ -870,15 +863,23 @@ mod tests {
         let mut torn = left.clone();
         let d = record::encode(Kind::Put, "D", br#"{"id":"D"}"#, b"body D");
         torn[records..records + d.len() / 2].copy_from_slice(&d[..d.len() / 2]);
-        for entry in fs::read_dir(dir.path()).expect("ls").flatten() {
+        let (_, found) = reopen_with_only(dir.path(), &torn);
+        assert_eq!(ids(&found), ["A", "C"]);
+    }
+
+    /// The spool in `dir` opened again with `segment` as its only segment.
+    fn reopen_with_only(dir: &Path, segment: &[u8]) -> (Spool, Vec<Envelope>) {
+        for entry in fs::read_dir(dir).expect("ls").flatten() {
             if entry.file_name().to_string_lossy().starts_with("segment-") {
                 fs::remove_file(entry.path()).expect("rm");
             }
         }
-        fs::write(segment_path(dir.path(), 1), &torn).expect("torn segment");
-        let (_, found) = Spool::open(dir.path(), None).expect("reopen torn");
-        let ids: Vec<&str> = found.iter().map(|e| e.id.as_str()).collect();
-        assert_eq!(ids, ["A", "C"]);
+        fs::write(segment_path(dir, 1), segment).expect("write the segment");
+        Spool::open(dir, None).expect("reopen")
+    }
+
+    fn ids(found: &[Envelope]) -> Vec<&str> {
+        found.iter().map(|e| e.id.as_str()).collect()
     }
 
     /// A closed segment keeps its records only, and the spool closed cleanly leaves no zeros.

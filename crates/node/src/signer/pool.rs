@@ -19,7 +19,7 @@ type Job = Box<dyn FnOnce() + Send>;
 
 pub(super) struct SignPool {
     /// `None` when no thread could be started: jobs then go to tokio's blocking pool.
-    jobs: Option<Mutex<mpsc::Sender<Job>>>,
+    jobs: Option<mpsc::Sender<Job>>,
 }
 
 impl SignPool {
@@ -39,7 +39,7 @@ impl SignPool {
             }
         }
         SignPool {
-            jobs: (started > 0).then(|| Mutex::new(tx)),
+            jobs: (started > 0).then_some(tx),
         }
     }
 
@@ -55,14 +55,7 @@ impl SignPool {
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
         });
-        let sent = jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(job)
-            .is_ok();
-        if !sent {
-            return None;
-        }
+        jobs.send(job).ok()?;
         rx.await.ok()
     }
 }
