@@ -2,7 +2,10 @@
 //!
 //! `send` drives N connections that each send messages back to back (pipelined MAIL/RCPT/DATA)
 //! and reports throughput and the time from the end of DATA to the server's reply. `idle` opens
-//! N connections, says EHLO, and holds them so the server's memory can be read.
+//! N connections, says EHLO, and holds them so the server's memory can be read. `steps` times
+//! each step of one client's dialogue (see `steps.rs`).
+
+mod steps;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +55,21 @@ enum Cmd {
         #[arg(long)]
         trace: Option<std::path::PathBuf>,
     },
+    /// One client, a connection per message, each command waiting for its reply: the time
+    /// each step of the dialogue takes (p50/mean/p90 in µs).
+    Steps {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, default_value_t = 3_000)]
+        messages: u64,
+        /// Body size in bytes.
+        #[arg(long, default_value_t = 1_000)]
+        size: usize,
+        #[arg(long, default_value = "bench@contoso.example")]
+        from: String,
+        #[arg(long, default_value = "sink@remote.example")]
+        to: String,
+    },
     /// Open idle connections and hold them.
     Idle {
         #[arg(long)]
@@ -90,6 +108,13 @@ async fn main() -> Result<()> {
             };
             send(load, &from, &to, trace.as_deref()).await
         }
+        Cmd::Steps {
+            target,
+            messages,
+            size,
+            from,
+            to,
+        } => steps::steps(target, messages, size, &from, &to),
         Cmd::Idle {
             target,
             connections,
