@@ -192,11 +192,7 @@ async fn send(load: Load, from: &str, to: &str, trace: Option<&std::path::Path>)
         recipients,
         connect_each,
     } = load;
-    let mut body = String::from("Subject: benchmark\r\nFrom: bench@contoso.example\r\n\r\n");
-    while body.len() < size {
-        body.push_str("The quick brown fox jumps over the lazy dog, again and again.\r\n");
-    }
-    body.push_str(".\r\n");
+    let body = message(size);
     let mut envelope = format!("MAIL FROM:<{from}>\r\n");
     let (local, domain) = to.rsplit_once('@').unwrap_or((to, "remote.example"));
     for i in 1..=recipients {
@@ -307,6 +303,16 @@ async fn send(load: Load, from: &str, to: &str, trace: Option<&std::path::Path>)
         pct(1.0)
     );
     Ok(())
+}
+
+/// A message of about `size` bytes, ending with the end-of-data mark.
+fn message(size: usize) -> String {
+    let mut body = String::from("Subject: benchmark\r\nFrom: bench@contoso.example\r\n\r\n");
+    while body.len() < size {
+        body.push_str("The quick brown fox jumps over the lazy dog, again and again.\r\n");
+    }
+    body.push_str(".\r\n");
+    body
 }
 
 async fn idle(target: SocketAddr, connections: usize, hold: u64) -> Result<()> {

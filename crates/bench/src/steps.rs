@@ -21,17 +21,12 @@ const STEPS: [&str; 7] = [
 ];
 
 pub fn steps(target: SocketAddr, messages: u64, size: usize, from: &str, to: &str) -> Result<()> {
-    let mut body = String::from("Subject: benchmark\r\nFrom: bench@contoso.example\r\n\r\n");
-    while body.len() < size {
-        body.push_str("The quick brown fox jumps over the lazy dog, again and again.\r\n");
-    }
-    body.push_str(".\r\n");
     let commands: [(String, u16); 6] = [
         ("EHLO bench.example\r\n".into(), 250),
         (format!("MAIL FROM:<{from}>\r\n"), 250),
         (format!("RCPT TO:<{to}>\r\n"), 250),
         ("DATA\r\n".into(), 354),
-        (body, 250),
+        (crate::message(size), 250),
         ("QUIT\r\n".into(), 221),
     ];
     let mut took: Vec<Vec<Duration>> = vec![Vec::new(); STEPS.len()];

@@ -74,9 +74,9 @@ impl DkimSigner {
     /// the pool: a plain message of ordinary size, when no other signature is being made and at
     /// most one SMTP session is open. A relay serving one client at a time has an async thread
     /// to spare, and the hand-off to a signing thread and back (two wake-ups) cost more than it
-    /// saved: one session, a connection per message, 843-895 -> 924-963 msg/s. With more
-    /// sessions the async threads are theirs (signing in place whenever the pool was idle cost
-    /// 10 sessions about 5%).
+    /// saved: one session, a connection per message, 861-955 -> 953-1,004 msg/s (BENCHMARKS.md,
+    /// issue 20, session 14). With more sessions the async threads are theirs (signing in place
+    /// whenever the pool was idle cost 10 sessions about 5%).
     fn in_place(&self, message: &[u8], forwarded: bool, others: usize) -> bool {
         !forwarded
             && message.len() <= IN_PLACE_BYTES
