@@ -20,8 +20,9 @@ mod pool;
 
 /// How long the signer trusts what it loaded before asking the store again.
 const CACHE_FOR: Duration = Duration::from_secs(30);
-/// A message up to this size may be signed in place (see `DkimSigner::in_place`).
-const IN_PLACE_BYTES: usize = 64 * 1024;
+/// How much lower than the relay's other threads the quiet signing thread runs, as a `nice`
+/// value (see `DkimSigner::quiet`).
+const QUIET_NICE: i32 = 5;
 struct Loaded {
     selector: String,
     key: SigningKey,
@@ -37,6 +38,8 @@ pub struct DkimSigner {
     cache: Mutex<KeyCache>,
     /// Where signatures are made: a thread per core.
     pool: pool::SignPool,
+    /// One thread at a lower priority, for a relay serving one client (see `quiet`).
+    quiet: pool::SignPool,
     /// Signatures being made now, in place or on the pool.
     signing: AtomicUsize,
     /// The SMTP sessions open now, from the policy's figures.
@@ -64,24 +67,27 @@ impl DkimSigner {
             cache: Mutex::default(),
             pool: pool::SignPool::start(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
+                "dkim-signer",
+                0,
             ),
+            quiet: pool::SignPool::start(1, "dkim-signer-bg", QUIET_NICE),
             signing: AtomicUsize::new(0),
             stats,
         }
     }
 
-    /// Whether a signature is made on the async thread delivering the message instead of on
-    /// the pool: a plain message of ordinary size, when no other signature is being made and at
-    /// most one SMTP session is open. A relay serving one client at a time has an async thread
-    /// to spare, and the hand-off to a signing thread and back (two wake-ups) cost more than it
-    /// saved: one session, a connection per message, 861-955 -> 953-1,004 msg/s (BENCHMARKS.md,
-    /// issue 20, session 14). With more sessions the async threads are theirs (signing in place
-    /// whenever the pool was idle cost 10 sessions about 5%).
-    fn in_place(&self, message: &[u8], forwarded: bool, others: usize) -> bool {
-        !forwarded
-            && message.len() <= IN_PLACE_BYTES
-            && others == 0
-            && self.stats.open_sessions.load(Ordering::Relaxed) <= 1
+    /// Whether a signature goes to the quiet thread instead of the pool: when no other signature
+    /// is being made and at most one SMTP session is open. A relay serving one client spends a
+    /// message's time waking threads for each step of the dialogue; at the usual priority a
+    /// signature (a quarter of a millisecond and more) held the core the next step, or the
+    /// client on the same machine, woke to. At a lower priority it gives way at once and is
+    /// made in the gaps: one session, a connection per message, 1,052-1,095 -> 1,087-1,242
+    /// msg/s against signing in place on the async thread, which had been as fast as the pool
+    /// at the usual priority (BENCHMARKS.md, issue 20, session 16). With more sessions the
+    /// relay's cores are busy and signatures that always gave way fell behind: the whole pool
+    /// at `nice` 19 cost 50 sessions a quarter of their messages a second.
+    fn quiet(&self, others: usize) -> bool {
+        others == 0 && self.stats.open_sessions.load(Ordering::Relaxed) <= 1
     }
 
     /// Forgets the keys loaded so far (another node changed DKIM keys): the next message of
@@ -207,12 +213,13 @@ impl relayward_delivery::Signer for DkimSigner {
             let id = env.id.clone();
             let others = self.signing.fetch_add(1, Ordering::AcqRel);
             let _signing = Signing(&self.signing);
-            if self.in_place(message, forwarded, others) {
-                return Some(sign_blocking(&keys, &domain, message, forwarded, &id));
-            }
+            let pool = if self.quiet(others) {
+                &self.quiet
+            } else {
+                &self.pool
+            };
             let body = shared.clone();
-            match self
-                .pool
+            match pool
                 .run(move || sign_blocking(&keys, &domain, &body, forwarded, &id))
                 .await
             {

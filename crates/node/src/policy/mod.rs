@@ -50,7 +50,7 @@ pub struct PolicyStats {
     pub refused_mail: AtomicU64,
     pub spool_errors: AtomicU64,
     pub sessions: AtomicU64,
-    /// SMTP sessions open now (the signer signs in place when there is at most one).
+    /// SMTP sessions open now (with at most one, the signer uses its quiet thread).
     pub open_sessions: AtomicU64,
     /// Refused by the guard (restrictions and limits), at any step.
     pub guard_refusals: AtomicU64,
