@@ -40,7 +40,7 @@ pub struct DkimSigner {
     pool: pool::SignPool,
     /// One thread at a lower priority, for a relay serving one client (see `quiet`).
     quiet: pool::SignPool,
-    /// Signatures being made now, in place or on the pool.
+    /// Signatures being made now, on either pool.
     signing: AtomicUsize,
     /// The SMTP sessions open now, from the policy's figures.
     stats: Arc<PolicyStats>,

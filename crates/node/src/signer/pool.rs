@@ -70,7 +70,7 @@ impl SignPool {
     }
 }
 
-/// Lowers the calling thread's priority by `nice` from where the process runs, to 19 at most
+/// Lowers the calling thread's priority by `nice` from where it runs now, to 19 at most
 /// (on Linux `setpriority` with a thread's id changes that thread alone). Lowering needs no
 /// privilege; if it fails all the same, the thread signs at the usual priority.
 #[cfg(target_os = "linux")]
