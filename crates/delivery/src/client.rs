@@ -18,6 +18,8 @@ use tokio_rustls::client::TlsStream;
 /// Longest reply line and most lines in one reply we accept from a remote server.
 const MAX_REPLY_LINE: usize = 4096;
 const MAX_REPLY_LINES: usize = 128;
+/// Room made in the reply buffer before each read.
+const READ_ROOM: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmtpReply {
@@ -354,16 +356,18 @@ impl Client {
     async fn read_line(&mut self, stage: &'static str) -> Result<String, ClientError> {
         loop {
             if let Some(pos) = memchr::memchr(b'\n', &self.buf) {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                return Ok(String::from_utf8_lossy(&line).into_owned());
+                let line = String::from_utf8_lossy(&self.buf[..=pos]).into_owned();
+                self.buf.drain(..=pos);
+                return Ok(line);
             }
             if self.buf.len() > MAX_REPLY_LINE {
                 return Err(ClientError::Protocol(stage));
             }
-            let mut chunk = [0u8; 4096];
+            // Straight into the buffer's spare room: no chunk to zero and copy for each read.
+            self.buf.reserve(READ_ROOM);
             let n = self
                 .stream
-                .read(&mut chunk)
+                .read_buf(&mut self.buf)
                 .await
                 .map_err(|e| ClientError::Io {
                     stage,
@@ -375,7 +379,6 @@ impl Client {
                     reason: "closed by the remote server".into(),
                 });
             }
-            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 

@@ -142,7 +142,11 @@ fn walk(
         let take = body.len().min(*budget);
         let bytes = decode(&body[..take], &encoding);
         *budget -= take;
-        Some(String::from_utf8_lossy(&bytes).into_owned())
+        // Valid UTF-8 (most text) becomes the string as it is; only other bytes are replaced.
+        Some(
+            String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        )
     } else {
         None
     };

@@ -23,10 +23,26 @@ pub struct DataDecoder {
     bare_line_ends: usize,
 }
 
+/// What the body's buffer starts with when the client declared no size (most messages are a few
+/// kilobytes; the buffer doubles as it fills).
+const START: usize = 8 * 1024;
+/// The most a declared size (`MAIL FROM ... SIZE=`) reserves before the bytes arrive: a client
+/// cannot make the relay hold much memory for a message it has not sent.
+const MAX_START: usize = 64 * 1024;
+
 impl DataDecoder {
     pub fn new(limit: usize) -> DataDecoder {
+        DataDecoder::expecting(limit, None)
+    }
+
+    /// A decoder whose buffer starts at the size the client declared, within bounds.
+    pub fn expecting(limit: usize, declared: Option<usize>) -> DataDecoder {
+        let start = declared
+            .map_or(START, |d| d.saturating_add(1024))
+            .min(MAX_START)
+            .min(limit);
         DataDecoder {
-            body: Vec::with_capacity(limit.min(64 * 1024)),
+            body: Vec::with_capacity(start),
             limit,
             line_start: 0,
             line_len: 0,
@@ -241,5 +257,34 @@ mod tests {
         let (out, bare) = normalise_line_ends(b"a\nb\rc\r\nd".to_vec());
         assert_eq!(out, b"a\r\nb\r\nc\r\nd");
         assert_eq!(bare, 2);
+    }
+
+    #[test]
+    fn a_declared_size_reserves_at_most_64_kib_before_the_bytes_arrive() {
+        let big = 50 * 1024 * 1024;
+        assert_eq!(
+            DataDecoder::expecting(big, Some(big)).body.capacity(),
+            MAX_START
+        );
+        assert_eq!(DataDecoder::expecting(big, None).body.capacity(), START);
+        assert_eq!(
+            DataDecoder::expecting(big, Some(2000)).body.capacity(),
+            3024
+        );
+        assert_eq!(
+            DataDecoder::expecting(1000, Some(big)).body.capacity(),
+            1000
+        );
+        // The body still grows past the start to the limit.
+        let mut d = DataDecoder::expecting(big, Some(10));
+        let line = [b'a'; 998];
+        let mut input = Vec::new();
+        for _ in 0..100 {
+            input.extend_from_slice(&line);
+            input.extend_from_slice(b"\r\n");
+        }
+        input.extend_from_slice(b".\r\n");
+        assert_eq!(d.feed(&input), Some(input.len()));
+        assert_eq!(d.into_body().len(), 100_000);
     }
 }

@@ -1,6 +1,7 @@
 //! SMTP replies: a code and text, the text carrying the enhanced status code (RFC 3463).
 
 use std::fmt;
+use std::io::Write;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -29,11 +30,15 @@ impl Reply {
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let mut lines = self.text.split('\n').peekable();
         while let Some(line) = lines.next() {
-            let sep = if lines.peek().is_some() { '-' } else { ' ' };
+            let sep = if lines.peek().is_some() { b'-' } else { b' ' };
+            // Written to an in-memory buffer, which cannot fail.
+            let _ = write!(out, "{}", self.code);
+            out.push(sep);
             // Replies never carry a CR or LF of their own: a line break here would let text from
-            // elsewhere (a remote reply, an address) forge a second reply.
-            let clean: String = line.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-            out.extend_from_slice(format!("{}{}{}\r\n", self.code, sep, clean).as_bytes());
+            // elsewhere (a remote reply, an address) forge a second reply. (Both are ASCII, so
+            // dropping their bytes leaves the rest valid UTF-8.)
+            out.extend(line.bytes().filter(|b| *b != b'\r' && *b != b'\n'));
+            out.extend_from_slice(b"\r\n");
         }
     }
 }
@@ -55,6 +60,16 @@ mod tests {
         assert_eq!(
             out,
             b"250-relay.example Hello\r\n250-PIPELINING\r\n250 SIZE 10\r\n"
+        );
+    }
+
+    #[test]
+    fn line_breaks_in_the_text_cannot_forge_a_reply() {
+        let mut out = Vec::new();
+        Reply::new(550, "5.1.1 <a@b.example>\r\n250 2.0.0 OK\rcaf\u{e9}").write_to(&mut out);
+        assert_eq!(
+            String::from_utf8(out).as_deref(),
+            Ok("550-5.1.1 <a@b.example>\r\n550 250 2.0.0 OKcaf\u{e9}\r\n")
         );
     }
 }

@@ -578,7 +578,8 @@ impl<P: Policy> Session<P> {
             Some(_) => {}
         }
         self.reply(Reply::new(354, "Start mail input; end with <CRLF>.<CRLF>"));
-        let mut decoder = DataDecoder::new(self.config.max_message_size);
+        let declared = self.tx.as_ref().and_then(|t| t.params.size);
+        let mut decoder = DataDecoder::expecting(self.config.max_message_size, declared);
         let deadline = tokio::time::Instant::now() + self.config.data_total_timeout;
         loop {
             if let Some(used) = decoder.feed(self.conn.buffered()) {
