@@ -536,19 +536,17 @@ fn expect_code(
 /// Dot-stuffs a CRLF-normalised body and appends the end-of-data mark.
 pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 5);
-    // A line at a time: a dot that starts one gets another in front.
-    let mut rest = body;
-    while !rest.is_empty() {
-        if rest[0] == b'.' {
-            out.push(b'.');
-        }
-        let end = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(rest.len(), |i| i + 1);
-        out.extend_from_slice(&rest[..end]);
-        rest = &rest[end..];
+    // A dot that starts a line gets another in front; what lies between is copied as it is.
+    if body.first() == Some(&b'.') {
+        out.push(b'.');
     }
+    let mut from = 0;
+    for at in memchr::memmem::find_iter(body, b"\n.") {
+        out.extend_from_slice(&body[from..=at]);
+        out.push(b'.');
+        from = at + 1;
+    }
+    out.extend_from_slice(&body[from..]);
     if !body.is_empty() && !body.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }
@@ -652,6 +650,7 @@ mod tests {
             dot_stuff(b"a\n.b\r\n..\r\nc."),
             b"a\n..b\r\n...\r\nc.\r\n.\r\n"
         );
+        assert_eq!(dot_stuff(b"\n.\n.\r\n"), b"\n..\n..\r\n.\r\n");
     }
 
     #[test]

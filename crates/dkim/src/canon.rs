@@ -164,6 +164,53 @@ pub fn relaxed_header(name: &str, raw: &[u8]) -> Vec<u8> {
 
 /// The SHA-256 of the canonical body, only its first `limit` octets when an `l=` is given.
 pub fn body_hash(canon: Canon, body: &[u8], limit: Option<u64>) -> Digest {
+    match canonical_as_it_stands(canon, body) {
+        Some(canonical) => {
+            let mut ctx = Limited {
+                ctx: Context::new(&SHA256),
+                left: limit,
+            };
+            ctx.update(canonical);
+            ctx.ctx.finish()
+        }
+        None => body_hash_line_by_line(canon, body, limit),
+    }
+}
+
+/// The canonical body when it is the body itself less its trailing blank lines, as for most mail:
+/// every line ends in CRLF and, for relaxed, no line holds a tab, two spaces in a row or a space
+/// before its end. One pass without early exits, which the compiler vectorises; `None` sends the
+/// body through the rules line by line.
+fn canonical_as_it_stands(canon: Canon, body: &[u8]) -> Option<&[u8]> {
+    if !body.ends_with(b"\r\n") || body.first() == Some(&b'\n') {
+        return None;
+    }
+    let relaxed = canon == Canon::Relaxed;
+    let pairs = body.iter().zip(&body[1..]);
+    let unusual = if relaxed {
+        pairs.fold(0u8, |acc, (&a, &b)| {
+            let bare_lf = b == b'\n' && a != b'\r';
+            let space = a == b'\t' || (a == b' ' && (b == b' ' || b == b'\r'));
+            acc | u8::from(bare_lf) | u8::from(space)
+        })
+    } else {
+        pairs.fold(0u8, |acc, (&a, &b)| {
+            acc | u8::from(b == b'\n' && a != b'\r')
+        })
+    };
+    if unusual != 0 {
+        return None;
+    }
+    let mut end = body.len();
+    while end >= 4 && &body[end - 4..end] == b"\r\n\r\n" {
+        end -= 2;
+    }
+    // Blank lines alone: the rules below say what they become in each canonicalisation.
+    (end > 2).then_some(&body[..end])
+}
+
+/// RFC 6376 3.4.3 and 3.4.4 applied line by line.
+fn body_hash_line_by_line(canon: Canon, body: &[u8], limit: Option<u64>) -> Digest {
     let mut ctx = Limited {
         ctx: Context::new(&SHA256),
         left: limit,
@@ -329,6 +376,49 @@ mod tests {
             empty.as_ref(),
             aws_lc_rs::digest::digest(&SHA256, b"").as_ref()
         );
+    }
+
+    #[test]
+    fn the_quick_way_hashes_what_the_rules_line_by_line_hash() {
+        // Every body of up to seven octets from the octets the rules care about: the one pass
+        // over a body that needs no change must agree with the rules wherever it answers.
+        const OCTETS: &[u8] = b"a \t\r\n";
+        let mut quick = 0;
+        for len in 0..=7u32 {
+            for n in 0..OCTETS.len().pow(len) {
+                let mut rest = n;
+                let body: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = OCTETS[rest % OCTETS.len()];
+                        rest /= OCTETS.len();
+                        b
+                    })
+                    .collect();
+                for canon in [Canon::Simple, Canon::Relaxed] {
+                    if canonical_as_it_stands(canon, &body).is_some() {
+                        quick += 1;
+                    }
+                    for limit in [None, Some(3)] {
+                        assert_eq!(
+                            body_hash(canon, &body, limit).as_ref(),
+                            body_hash_line_by_line(canon, &body, limit).as_ref(),
+                            "{canon:?} {limit:?} {:?}",
+                            String::from_utf8_lossy(&body)
+                        );
+                    }
+                }
+            }
+        }
+        // The quick way is taken, not only the rules.
+        assert!(quick > 1_000, "{quick}");
+        let mail = b"Hello,\r\n\r\nthe report is attached.\r\n\r\n\r\n";
+        assert_eq!(
+            canonical_as_it_stands(Canon::Relaxed, mail),
+            Some(&b"Hello,\r\n\r\nthe report is attached.\r\n"[..])
+        );
+        assert_eq!(canonical_as_it_stands(Canon::Relaxed, b"a  b\r\n"), None);
+        assert_eq!(canonical_as_it_stands(Canon::Relaxed, b"a\tb\r\n"), None);
+        assert_eq!(canonical_as_it_stands(Canon::Simple, b"a\nb\r\n"), None);
     }
 
     #[test]

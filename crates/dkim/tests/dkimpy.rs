@@ -22,11 +22,21 @@ fn dkimpy_available() -> bool {
     ok
 }
 
+/// The same head with a body that needs no change to be canonical (the signer's one-pass way);
+/// `MESSAGE`'s body has a tab and a space at a line's end (the line-by-line way).
+const PLAIN: &str = "From: Ext Sender <ext@outside.example>\r\nTo: Ana <ana@contoso.example>\r\nSubject: Minutes\r\nDate: Sun, 22 Nov 2026 10:00:00 +0000\r\nMessage-ID: <m2@outside.example>\r\n\r\nHello Ana,\r\n\r\nthe minutes are below.\r\n.leading dot\r\n\r\n\r\n";
+
 #[test]
 fn dkimpy_verifies_both_signatures_and_the_arc_seal() {
     if !dkimpy_available() {
         return;
     }
+    for (n, message) in [MESSAGE, PLAIN].into_iter().enumerate() {
+        check(message, n);
+    }
+}
+
+fn check(original: &str, n: usize) {
     let rsa = generate(Algorithm::RsaSha256).expect("rsa key");
     let ed = generate(Algorithm::Ed25519Sha256).expect("ed25519 key");
     let rsa_key = SigningKey::from_pkcs8(rsa.algorithm, &rsa.private_pkcs8).expect("load");
@@ -38,7 +48,7 @@ fn dkimpy_verifies_both_signatures_and_the_arc_seal() {
 
     // As the relay forwards: results at receipt, then seal and signatures at delivery.
     let with_aar = format!(
-        "{}{MESSAGE}",
+        "{}{original}",
         arc::results_field(1, "relay.test", "dkim=none; arc=none")
     );
     let rsa_signer = Signer {
@@ -57,7 +67,7 @@ fn dkimpy_verifies_both_signatures_and_the_arc_seal() {
     let d2 = sign(message.as_bytes(), &ed_signer, now).expect("ed sign");
     let message = format!("{d2}{d1}{message}");
 
-    let dir = std::env::temp_dir().join(format!("rw-dkimpy-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("rw-dkimpy-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let msg_path = dir.join("message.eml");
     let rec_path = dir.join("records.json");

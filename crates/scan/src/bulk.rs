@@ -24,13 +24,29 @@ const DAY_MS: i64 = 86_400_000;
 
 /// The band keys of a text, or `None` when it is too short to say.
 pub fn fingerprint(text: &str) -> Option<[u64; BANDS]> {
-    let own: String = text
-        .lines()
-        .take_while(|l| l.trim_end_matches('\r') != "-- ")
-        .filter(|l| !l.trim_start().starts_with('>'))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let words = word_hashes(&strip_markup(&own));
+    // The text's own lines, read in place: no copy of the text without its quotes or markup.
+    let mut words = Words::with_capacity(text.len() / 6);
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (line, next) = match memchr::memchr(b'\n', rest.as_bytes()) {
+            Some(n) => (&rest[..n], &rest[n + 1..]),
+            None => (rest, ""),
+        };
+        // A line end's CR is no letter: it ends a word as the line end does.
+        if line.trim_end_matches('\r') == "-- " {
+            break;
+        }
+        if !line.trim_start().starts_with('>') {
+            words.read(line);
+            words.end_word();
+        }
+        rest = next;
+    }
+    bands(&words.out)
+}
+
+/// MinHash over the three-word shingles of a text's word hashes, in bands.
+fn bands(words: &[u64]) -> Option<[u64; BANDS]> {
     if words.len() < MIN_WORDS {
         return None;
     }
@@ -56,25 +72,69 @@ pub fn fingerprint(text: &str) -> Option<[u64; BANDS]> {
     Some(bands)
 }
 
-/// Hashes of the words of letters only, lower case; digits and punctuation split words and are
-/// dropped, so per-copy numbers and dates do not change the fingerprint. Hashed as they are read:
-/// no string per word. ASCII, most of most mail, is taken a byte at a time; other characters are
-/// decoded and lower-cased by Unicode's rules (the same hashes either way).
-fn word_hashes(text: &str) -> Vec<u64> {
-    let mut out = Vec::with_capacity(text.len() / 6);
-    let (mut h, mut len) = (FNV_START, 0usize);
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let letter = if b.is_ascii() {
-            i += 1;
-            if b.is_ascii_alphabetic() {
-                h = (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(FNV_PRIME);
-                true
-            } else {
-                false
+/// Hashes of the words of letters only, lower case, as the text is read; digits and punctuation
+/// split words and are dropped, so per-copy numbers and dates do not change the fingerprint.
+/// `<...>` tags are left out so HTML and plain copies of one text read alike: a tag ends a word,
+/// and a tag left open runs to the end. No string per word. ASCII, most of most mail, is taken
+/// a byte at a time; other characters are decoded and lower-cased by Unicode's rules (the same
+/// hashes either way).
+struct Words {
+    out: Vec<u64>,
+    h: u64,
+    len: usize,
+    in_tag: bool,
+}
+
+impl Words {
+    fn with_capacity(n: usize) -> Words {
+        Words {
+            out: Vec::with_capacity(n),
+            h: FNV_START,
+            len: 0,
+            in_tag: false,
+        }
+    }
+
+    fn end_word(&mut self) {
+        end_word(&mut self.out, &mut self.h, &mut self.len);
+    }
+
+    fn read(&mut self, text: &str) {
+        let bytes = text.as_bytes();
+        let (mut h, mut len) = (self.h, self.len);
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.in_tag {
+                match memchr::memchr(b'>', &bytes[i..]) {
+                    Some(close) => {
+                        i += close + 1;
+                        self.in_tag = false;
+                    }
+                    None => break,
+                }
+                continue;
             }
-        } else {
+            // A run of ASCII letters, most of most text: one multiply a letter. `b | 0x20` is a
+            // letter's lower case, and a letter only for letters.
+            let start = i;
+            while let Some(&b) = bytes.get(i) {
+                let lower = b | 0x20;
+                if !lower.is_ascii_lowercase() {
+                    break;
+                }
+                h = (h ^ u64::from(lower)).wrapping_mul(FNV_PRIME);
+                i += 1;
+            }
+            len += i - start;
+            let Some(&b) = bytes.get(i) else {
+                break;
+            };
+            if b.is_ascii() {
+                i += 1;
+                self.in_tag = b == b'<';
+                end_word(&mut self.out, &mut h, &mut len);
+                continue;
+            }
             let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else {
                 break;
             };
@@ -86,47 +146,25 @@ fn word_hashes(text: &str) -> Vec<u64> {
                         h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
                     }
                 }
-                true
+                len += 1;
             } else {
-                false
+                end_word(&mut self.out, &mut h, &mut len);
             }
-        };
-        if letter {
-            len += 1;
-        } else {
-            if len >= 2 {
-                out.push(h);
-            }
-            (h, len) = (FNV_START, 0);
         }
+        (self.h, self.len) = (h, len);
     }
-    if len >= 2 {
-        out.push(h);
+}
+
+/// A word of two letters or more is kept; the next starts afresh.
+fn end_word(out: &mut Vec<u64>, h: &mut u64, len: &mut usize) {
+    if *len >= 2 {
+        out.push(*h);
     }
-    out
+    (*h, *len) = (FNV_START, 0);
 }
 
 const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0100_0000_01b3;
-
-/// Drops `<...>` tags so HTML and plain copies of one text read alike (each tag becomes a
-/// space; a tag left open runs to the end).
-fn strip_markup(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find('<') {
-        out.push_str(&rest[..open]);
-        match rest[open..].find('>') {
-            Some(close) => {
-                out.push(' ');
-                rest = &rest[open + close + 1..];
-            }
-            None => return out,
-        }
-    }
-    out.push_str(rest);
-    out
-}
 
 /// SplitMix64's finaliser: a fixed, well-mixing permutation of 64-bit values (the same on every
 /// node, so fingerprints could be shared across a cluster).
@@ -289,8 +327,9 @@ impl BulkTracker {
 mod tests {
     use super::*;
 
-    /// The first, character-at-a-time forms of `word_hashes` and `strip_markup`: the faster
-    /// ones must give the same fingerprints (bands are shared between a cluster's nodes).
+    /// The first, character-at-a-time forms of the word hashes and of stripping the markup:
+    /// `Words`, which reads the text once in place, must give the same fingerprints (bands are
+    /// shared between a cluster's nodes, and counted across versions).
     fn word_hashes_by_char(text: &str) -> Vec<u64> {
         let mut out = Vec::new();
         let (mut h, mut len) = (FNV_START, 0usize);
@@ -330,8 +369,20 @@ mod tests {
         out
     }
 
+    /// The fingerprint as it was first computed: the own lines joined, the markup stripped,
+    /// the words hashed, each step on a copy.
+    fn fingerprint_by_copies(text: &str) -> Option<[u64; BANDS]> {
+        let own: String = text
+            .lines()
+            .take_while(|l| l.trim_end_matches('\r') != "-- ")
+            .filter(|l| !l.trim_start().starts_with('>'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        bands(&word_hashes_by_char(&strip_markup_by_char(&own)))
+    }
+
     #[test]
-    fn the_byte_at_a_time_forms_hash_as_the_character_forms_did() {
+    fn texts_read_in_place_hash_as_the_character_forms_did() {
         for text in [
             "",
             "a",
@@ -342,13 +393,37 @@ mod tests {
             "日本語のテキスト mixed with English words and 数字 123",
             "tabs\tand\r\nline ends\nand-hyphens_underscores'quotes'",
             "x<<y>>z <a href=\"http://e.example/?q=1\">link</a> >> <",
+            "a tag <span\n> quoted\nthat spans</span> lines",
         ] {
-            assert_eq!(strip_markup(text), strip_markup_by_char(text), "{text:?}");
-            assert_eq!(word_hashes(text), word_hashes_by_char(text), "{text:?}");
+            let mut words = Words::with_capacity(0);
+            words.read(text);
+            words.end_word();
+            assert_eq!(
+                words.out,
+                word_hashes_by_char(&strip_markup_by_char(text)),
+                "{text:?}"
+            );
         }
         let letter = LETTER.repeat(40);
-        assert_eq!(word_hashes(&letter), word_hashes_by_char(&letter));
+        let texts = [
+            letter.clone(),
+            format!("<html><p>{letter}</p>\r\n<p class=\"x\n y\">Ünïcode wörds {LETTER}</p>"),
+            format!(
+                "{LETTER}\r\n> {LETTER} quoted\r\nmore <b\r\n> {LETTER}\r\n-- \r\nsig {LETTER}"
+            ),
+            format!("{LETTER} <unclosed {LETTER}"),
+            format!("{LETTER}\n\n  > {OTHER}\r\r\n{LETTER}\n-- \nsignature {OTHER}"),
+            format!("{LETTER}\r\n--\r\n{LETTER}\r\n-- \r\r\n{OTHER}"),
+            format!("{LETTER}\r\n-- \r\n{OTHER}"),
+        ];
+        for text in &texts {
+            assert!(fingerprint(text).is_some());
+            assert_eq!(fingerprint(text), fingerprint_by_copies(text), "{text:?}");
+        }
     }
+
+    const OTHER: &str = "The quarterly board meeting moves to Thursday at ten in the large room \
+        on the third floor; please bring the revised budget and the hiring plan for review.";
 
     const LETTER: &str = "We are pleased to offer you an exclusive discount on all our premium \
         garden furniture this spring, with free delivery to your door and a two year guarantee \
@@ -362,11 +437,7 @@ mod tests {
             fingerprint(&format!("<p>Dear <b>Carol</b>,</p><p>{LETTER}</p>")).expect("long enough");
         assert!(a.iter().zip(&b).any(|(x, y)| x == y));
         assert!(a.iter().zip(&html).any(|(x, y)| x == y));
-        let other = fingerprint(
-            "The quarterly board meeting moves to Thursday at ten in the large room on the \
-             third floor; please bring the revised budget and the hiring plan for review.",
-        )
-        .expect("long enough");
+        let other = fingerprint(OTHER).expect("long enough");
         assert!(a.iter().zip(&other).all(|(x, y)| x != y));
         assert!(fingerprint("thanks, see you at 3").is_none());
     }

@@ -137,6 +137,10 @@ const GTUBE: &[u8] = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-
 static GTUBE_FINDER: LazyLock<memchr::memmem::Finder<'static>> =
     LazyLock::new(|| memchr::memmem::Finder::new(GTUBE));
 
+/// Where links start; searched for in every text part.
+static HTTP_FINDER: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new("http"));
+
 /// What the relay knows of a message besides its content.
 pub struct Envelope<'a> {
     /// Envelope sender; empty for the null sender.
@@ -257,21 +261,21 @@ pub fn merge(s: &mut Scan, source: &str, verdict: Verdict, score: f32, symbols: 
     s.external = Some(format!("{source}: {} score {score:.1}", verdict.as_str()));
 }
 
-fn body_text(p: &Parsed) -> String {
-    let plain: Vec<&str> = p
+/// The plain text parts, else every text part, one after the other; a lone part as it stands.
+fn body_text(p: &Parsed) -> Cow<'_, str> {
+    let mut plain: Vec<&str> = p
         .parts
         .iter()
         .filter(|x| x.content_type == "text/plain")
         .filter_map(|x| x.text.as_deref())
         .collect();
-    if !plain.is_empty() {
-        return plain.join("\n");
+    if plain.is_empty() {
+        plain = p.parts.iter().filter_map(|x| x.text.as_deref()).collect();
     }
-    p.parts
-        .iter()
-        .filter_map(|x| x.text.as_deref())
-        .collect::<Vec<_>>()
-        .join("\n")
+    match plain.as_slice() {
+        [one] => Cow::Borrowed(one),
+        _ => Cow::Owned(plain.join("\n")),
+    }
 }
 
 fn content_rules(s: &mut Scan, raw: &[u8], p: &Parsed, env: &Envelope) {
@@ -349,9 +353,11 @@ fn content_rules(s: &mut Scan, raw: &[u8], p: &Parsed, env: &Envelope) {
     {
         s.hit("URL_IP_LITERAL", 2.5);
     }
-    let lower: String = texts.join("\n").to_lowercase();
-    if !hosts.is_empty() && PHISHING.iter().any(|ph| lower.contains(ph)) {
-        s.hit("PHISHING_CREDENTIALS", 3.0);
+    if !hosts.is_empty() {
+        let lower: String = texts.join("\n").to_lowercase();
+        if PHISHING.iter().any(|ph| lower.contains(ph)) {
+            s.hit("PHISHING_CREDENTIALS", 3.0);
+        }
     }
 
     // Attachments.
@@ -462,7 +468,7 @@ fn link_hosts(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let lower = text.to_ascii_lowercase();
     let mut rest = lower.as_str();
-    while let Some(i) = rest.find("http") {
+    while let Some(i) = HTTP_FINDER.find(rest.as_bytes()) {
         let after = &rest[i + 4..];
         let after = after.strip_prefix('s').unwrap_or(after);
         if let Some(url) = after.strip_prefix("://") {
