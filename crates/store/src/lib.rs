@@ -10,6 +10,7 @@ mod model;
 mod postgres;
 mod sqlite;
 pub mod testdb;
+mod trace_batch;
 
 pub use model::*;
 pub use postgres::{CHANGES_CHANNEL, PgStore, statements_run};

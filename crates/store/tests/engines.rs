@@ -406,6 +406,29 @@ async fn trace_is_searchable_by_recipient_and_status(store: &dyn Store) {
         .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].address, "c@y.example");
+    // A later batch changes a status the earlier one left; one that repeats it changes nothing.
+    for (kind, status) in [
+        (TraceKind::Deferred, "Deferred"),
+        (TraceKind::Deferred, "Deferred"),
+        (TraceKind::Delivered, "Delivered"),
+    ] {
+        store
+            .record_trace(vec![trace_event(kind, Some("B@x.example"), None)].into())
+            .await
+            .expect("record");
+        let q = TraceQuery {
+            message_id: Some("M1".into()),
+            ..Default::default()
+        };
+        let found = store.search_trace(&q).await.expect("search");
+        let b: Vec<&str> = found[0]
+            .recipients
+            .iter()
+            .filter(|r| r.address == "b@x.example")
+            .map(|r| r.status.as_str())
+            .collect();
+        assert_eq!(b, [status]);
+    }
     for q in [
         TraceQuery {
             sender: Some("A@contoso.example".into()),

@@ -10,6 +10,7 @@ use super::{
     CHANGES_CHANNEL, PgStore, each, exec, from_json, json, limit, row, rows, unique, unsigned,
 };
 use crate::model::*;
+use crate::trace_batch::Recipients;
 use crate::{Result, Store, StoreError};
 
 const TENANT_COLUMNS: &str =
@@ -318,27 +319,6 @@ fn touched(n: u64, what: &'static str, name: String) -> Result<()> {
         Err(StoreError::NotFound { what, name })
     } else {
         Ok(())
-    }
-}
-
-/// A trace batch's recipient rows: one per (message, address), with the last status the batch
-/// gives it (as one upsert after another would leave it; a statement may touch a row once).
-#[derive(Default)]
-struct Recipients<'a> {
-    rows: Vec<(&'a str, String, &'static str)>,
-    at: std::collections::HashMap<(&'a str, String), usize>,
-}
-
-impl<'a> Recipients<'a> {
-    fn set(&mut self, message_id: &'a str, address: String, status: &'static str) {
-        match self.at.get(&(message_id, address.clone())) {
-            Some(&i) => self.rows[i].2 = status,
-            None => {
-                self.at
-                    .insert((message_id, address.clone()), self.rows.len());
-                self.rows.push((message_id, address, status));
-            }
-        }
     }
 }
 
