@@ -86,8 +86,6 @@ impl TraceSink {
     }
 }
 
-/// Writes what waits, in batches, oldest first; stops at the first failure (what failed stays
-/// for the next try) and drops the oldest past the bound.
 /// Batches waiting for the store, oldest first, and how many events they hold.
 #[derive(Default)]
 struct Waiting {

@@ -32,7 +32,8 @@ pub fn fingerprint(text: &str) -> Option<[u64; BANDS]> {
             Some(n) => (&rest[..n], &rest[n + 1..]),
             None => (rest, ""),
         };
-        // A line end's CR is no letter: it ends a word as the line end does.
+        // Lines keep their CR: it is no letter, so it ends a word as the line end does; the
+        // signature's mark is matched without it.
         if line.trim_end_matches('\r') == "-- " {
             break;
         }
