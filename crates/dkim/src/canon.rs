@@ -166,10 +166,7 @@ pub fn relaxed_header(name: &str, raw: &[u8]) -> Vec<u8> {
 pub fn body_hash(canon: Canon, body: &[u8], limit: Option<u64>) -> Digest {
     match canonical_as_it_stands(canon, body) {
         Some(canonical) => {
-            let mut ctx = Limited {
-                ctx: Context::new(&SHA256),
-                left: limit,
-            };
+            let mut ctx = Limited::new(limit);
             ctx.update(canonical);
             ctx.ctx.finish()
         }
@@ -211,10 +208,7 @@ fn canonical_as_it_stands(canon: Canon, body: &[u8]) -> Option<&[u8]> {
 
 /// RFC 6376 3.4.3 and 3.4.4 applied line by line.
 fn body_hash_line_by_line(canon: Canon, body: &[u8], limit: Option<u64>) -> Digest {
-    let mut ctx = Limited {
-        ctx: Context::new(&SHA256),
-        left: limit,
-    };
+    let mut ctx = Limited::new(limit);
     let mut blank_lines = 0usize;
     let mut any = false;
     let mut lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
@@ -267,6 +261,13 @@ struct Limited {
 }
 
 impl Limited {
+    fn new(limit: Option<u64>) -> Limited {
+        Limited {
+            ctx: Context::new(&SHA256),
+            left: limit,
+        }
+    }
+
     fn update(&mut self, data: &[u8]) {
         match &mut self.left {
             None => self.ctx.update(data),

@@ -1503,7 +1503,7 @@ impl Store for PgStore {
         ) = Default::default();
         // A recipient's status is the last one the batch gives it (as one upsert after
         // another would leave it); one row per recipient, since a statement may touch a row once.
-        let mut rcpt = Recipients::default();
+        let rcpt = Recipients::of(&events);
         let mut ev: (Vec<&str>, Vec<i64>, Vec<&str>, Vec<Option<&str>>, Vec<&str>) =
             Default::default();
         for e in events.iter() {
@@ -1515,12 +1515,6 @@ impl Store for PgStore {
                 msg.4.push(&s.origin);
                 msg.5.push(&s.client_ip);
                 msg.6.push(i64::try_from(s.size).unwrap_or(i64::MAX));
-                for r in &s.recipients {
-                    rcpt.set(&e.message_id, r.to_ascii_lowercase(), "Pending");
-                }
-            }
-            if let (Some(r), Some(status)) = (&e.recipient, e.kind.status()) {
-                rcpt.set(&e.message_id, r.to_ascii_lowercase(), status);
             }
             ev.0.push(&e.message_id);
             ev.1.push(e.at);

@@ -1253,22 +1253,15 @@ impl Store for SqliteStore {
                 let mut ev = tx.prepare_cached(
                     "INSERT INTO trace_events (message_id, at, kind, recipient, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
-                // One upsert per recipient a batch, with the last status the batch gives it:
-                // a message received, queued and delivered within one batch costs one row write.
-                let mut rows = Recipients::default();
                 for e in events.iter() {
                     if let Some(s) = &e.summary {
                         msg.execute(params![e.message_id, e.at, s.sender, s.tenant, s.origin, s.client_ip, s.size as i64])?;
-                        for r in &s.recipients {
-                            rows.set(&e.message_id, r.to_ascii_lowercase(), "Pending");
-                        }
-                    }
-                    if let (Some(r), Some(status)) = (&e.recipient, e.kind.status()) {
-                        rows.set(&e.message_id, r.to_ascii_lowercase(), status);
                     }
                     ev.execute(params![e.message_id, e.at, e.kind.as_str(), e.recipient, e.detail])?;
                 }
-                for (id, address, status) in &rows.rows {
+                // One upsert per recipient a batch, with the last status the batch gives it:
+                // a message received, queued and delivered within one batch costs one row write.
+                for (id, address, status) in &Recipients::of(&events).rows {
                     rcpt.execute(params![id, address, status])?;
                 }
             }
