@@ -35,23 +35,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-start_sink() {
-  pkill -f "smtp-sink -u nobody -c $SINK" 2>/dev/null || true
-  sleep 0.2
-  smtp-sink -u nobody -c "$SINK" 4096 > "$work/sink.out" 2>&1 &
-  pids+=($!)
-  sleep 0.3
-}
-sink_count() { tr '\r' '\n' < "$work/sink.out" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2 || true; }
-wait_sink() { # until the sink counted $1 messages (at most 600 s); prints seconds since $2
-  local want=$1 t0=$2 n
-  for _ in $(seq 1 60000); do
-    n=$(sink_count); n=${n:-0}
-    [ "$n" -ge "$want" ] && break
-    sleep 0.01
-  done
-  echo "$(date +%s.%N) - $t0" | bc
-}
+# start_sink, sink_count, wait_sink
+. bench/sink.sh
 ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
 pg_pids() { pgrep -u postgres -d ' ' postgres || true; }
 pg_ticks() { # every PostgreSQL process, the ones that come and go included (summed over /proc)

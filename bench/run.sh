@@ -33,23 +33,8 @@ cleanup() {
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"   # 10,000 idle connections need that many descriptors in each process
 
-start_sink() {
-  pkill -f "smtp-sink -u nobody -c $SINK" 2>/dev/null || true
-  sleep 0.2
-  smtp-sink -u nobody -c "$SINK" 2048 > "$work/sink.out" 2>&1 &
-  pids+=($!)
-  sleep 0.3
-}
-sink_count() { tr '\r' '\n' < "$work/sink.out" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2 || true; }
-wait_sink() { # waits until the sink counted $1 messages (at most 600 s); prints seconds since $2
-  local want=$1 t0=$2 n
-  for _ in $(seq 1 60000); do
-    n=$(sink_count); n=${n:-0}
-    if [ "$n" -ge "$want" ]; then break; fi
-    sleep 0.01
-  done
-  echo "$(date +%s.%N) - $t0" | bc
-}
+# start_sink, sink_count, wait_sink
+. bench/sink.sh
 field() { echo "$1" | tr ' ' '\n' | grep "^$2=" | cut -d= -f2; }
 
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); Postfix $(postconf -h mail_version)"
