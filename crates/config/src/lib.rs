@@ -159,6 +159,9 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// `[http] tls_cert` and `tls_key`: the HTTP listener speaks TLS only.
     pub http_tls: Option<(PathBuf, PathBuf)>,
+    /// `[http] max_connections` and `max_connections_per_ip` (an IPv6 client is its /64).
+    pub http_max_connections: usize,
+    pub http_max_connections_per_ip: usize,
     pub data_dir: PathBuf,
     /// `[storage] database_url`: cluster mode, on the PostgreSQL every node shares.
     pub database_url: Option<String>,
@@ -392,6 +395,8 @@ impl Config {
                 (None, None) => None,
                 _ => bail!("http.tls_cert and http.tls_key must be given together"),
             },
+            http_max_connections: raw.http.max_connections.unwrap_or(1024),
+            http_max_connections_per_ip: raw.http.max_connections_per_ip.unwrap_or(64),
             data_dir: raw
                 .storage
                 .data_dir

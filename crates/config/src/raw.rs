@@ -129,6 +129,10 @@ pub struct RawHttp {
     /// Serve the console and the API over TLS with this certificate chain (PEM) and key.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Connections at once, and from one client address (an IPv6 /64); beyond them a new
+    /// connection gets 503 and is closed.
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -17,6 +17,9 @@ use relayward_store::Store;
 use crate::policy::PolicyStats;
 use crate::trace::TraceSink;
 
+mod listener;
+pub use listener::{Bounds, serve};
+
 /// What health and metrics read.
 #[derive(Clone)]
 pub struct NodeState {
@@ -336,66 +339,5 @@ fn destination_metrics(out: &mut String, list: &[relayward_delivery::Destination
                 .collect();
             let _ = writeln!(out, "{name}{{destination=\"{label}\"}} {value}");
         }
-    }
-}
-
-/// Connections the TLS listener serves at once; more wait in the kernel's backlog.
-const TLS_CONNECTIONS: usize = 1024;
-
-/// Serves `app` over TLS on `listener` until `stop`: each connection's handshake has 10 s,
-/// its request head 30 s, and the handler sees the client's address as `ConnectInfo`.
-pub async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    tls: Arc<rustls::ServerConfig>,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let slots = Arc::new(tokio::sync::Semaphore::new(TLS_CONNECTIONS));
-    tokio::pin!(stop);
-    loop {
-        let permit = tokio::select! {
-            _ = &mut stop => return,
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let (tcp, peer) = tokio::select! {
-            _ = &mut stop => return,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "HTTP listener cannot accept");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let handshake =
-                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
-            let Ok(Ok(stream)) = handshake.await else {
-                return;
-            };
-            let service = hyper::service::service_fn(
-                move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
-                    let mut app = app.clone();
-                    async move {
-                        tower_service::Service::call(&mut app, req.map(axum::body::Body::new)).await
-                    }
-                },
-            );
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(30))
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        });
     }
 }

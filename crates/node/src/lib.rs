@@ -10,6 +10,7 @@ mod changes;
 pub mod control_socket;
 mod guarding;
 mod http;
+mod open_files;
 mod policy;
 mod retention;
 mod shared_counters;
@@ -380,6 +381,13 @@ pub async fn serve(
         auth_limits: auth_limits.clone(),
         store: dyn_store.clone(),
     });
+    let caps = open_files::fit_to_limit(
+        open_files::Caps {
+            smtp: config.max_connections,
+            http: config.http_max_connections,
+        },
+        config.max_concurrent_messages,
+    );
     let server_config = |kind| {
         let mut c = ServerConfig::new(config.hostname.clone(), kind);
         c.max_message_size = config.limits.max_message_size;
@@ -388,7 +396,7 @@ pub async fn serve(
         c.data_timeout = config.data_timeout;
         c.data_total_timeout = config.data_total_timeout;
         c.max_errors = config.max_errors;
-        c.max_connections = config.max_connections;
+        c.max_connections = caps.smtp;
         c.max_connections_per_ip = config.max_connections_per_ip;
         c.tls = Some(tls.clone());
         c
@@ -475,20 +483,16 @@ pub async fn serve(
         let stopped = async move {
             let _ = stop.changed().await;
         };
-        match &config.http_tls {
-            None => tokio::spawn(async move {
-                let _ = axum::serve(
-                    http_listener,
-                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-                )
-                .with_graceful_shutdown(stopped)
-                .await;
-            }),
-            Some((cert, key)) => {
-                let tls = tls::http_server_config(cert, key)?;
-                tokio::spawn(http::serve_tls(http_listener, app, tls, stopped))
-            }
-        }
+        let tls = match &config.http_tls {
+            None => None,
+            Some((cert, key)) => Some(tls::http_server_config(cert, key)?),
+        };
+        let bounds = http::Bounds {
+            max_connections: caps.http,
+            max_connections_per_ip: config.http_max_connections_per_ip,
+            ..http::Bounds::default()
+        };
+        tokio::spawn(http::serve(http_listener, app, tls, bounds, stopped))
     };
     if config.clustered() {
         policy.scanner.share_bulk();

@@ -6,6 +6,7 @@
 //! It must never accept a message without the policy's `data` answer, and never let bytes sent
 //! before STARTTLS completed be read as commands after it.
 
+pub mod admission;
 mod config;
 mod data;
 mod io;

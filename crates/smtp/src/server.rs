@@ -1,16 +1,16 @@
 //! Listeners: accept connections, enforce connection caps, run one session task per client, and
 //! shut down gracefully (stop accepting, let sessions finish, bounded by a grace period).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::Policy;
+use crate::admission::{Admission, Refused, accept};
 use crate::config::ServerConfig;
 use crate::io::{Conn, Stream};
 use crate::reply::Reply;
@@ -62,105 +62,53 @@ impl<P: Policy> Listener<P> {
     /// Accepts until shutdown, then waits for open sessions (at most `grace`).
     pub async fn run(self, shutdown: Shutdown, grace: Duration) {
         let config = self.config;
-        let slots = Arc::new(Semaphore::new(config.max_connections));
-        let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+        let admission = Admission::new(config.max_connections, config.max_connections_per_ip);
         let tls = config.tls.clone().map(TlsAcceptor::from);
         let mut stop = shutdown.subscribe();
-        let mut backoff = Duration::from_millis(5);
         loop {
-            let accepted = tokio::select! {
-                r = self.listener.accept() => r,
+            let (socket, addr) = tokio::select! {
+                a = accept(&self.listener, config.kind.as_str()) => a,
                 _ = stop.changed() => break,
-            };
-            let (socket, addr) = match accepted {
-                Ok(a) => {
-                    backoff = Duration::from_millis(5);
-                    a
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::warn!(error = %e, "accept failed; backing off");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
             };
             let _ = socket.set_nodelay(true);
             let ip = addr.ip();
-            let refusal = match slots.clone().try_acquire_owned() {
-                Err(_) => Some((
-                    None,
-                    Reply::new(421, "4.7.0 Too many connections, try again later"),
-                )),
-                Ok(permit) => {
-                    let mut map = per_ip.lock().unwrap_or_else(|p| p.into_inner());
-                    let n = map.entry(ip).or_insert(0);
-                    if *n >= config.max_connections_per_ip {
-                        Some((
-                            Some(permit),
-                            Reply::new(
-                                421,
-                                "4.7.0 Too many connections from your address, try again later",
-                            ),
-                        ))
-                    } else {
-                        *n += 1;
-                        drop(map);
-                        let guard = IpGuard {
-                            ip,
-                            map: per_ip.clone(),
-                            _permit: permit,
-                        };
-                        let session = Session::new(
-                            Conn::new(Stream::Plain(socket)),
-                            addr,
-                            config.clone(),
-                            self.policy.clone(),
-                            tls.clone(),
-                            shutdown.subscribe(),
-                        );
-                        tokio::spawn(async move {
-                            session.run().await;
-                            drop(guard);
-                        });
-                        continue;
-                    }
+            let refusal = match admission.try_admit(ip) {
+                Err(Refused::Full) => {
+                    Reply::new(421, "4.7.0 Too many connections, try again later")
+                }
+                Err(Refused::Client) => Reply::new(
+                    421,
+                    "4.7.0 Too many connections from your address, try again later",
+                ),
+                Ok(admitted) => {
+                    let session = Session::new(
+                        Conn::new(Stream::Plain(socket)),
+                        addr,
+                        config.clone(),
+                        self.policy.clone(),
+                        tls.clone(),
+                        shutdown.subscribe(),
+                    );
+                    tokio::spawn(async move {
+                        session.run().await;
+                        drop(admitted);
+                    });
+                    continue;
                 }
             };
-            if let Some((_permit, reply)) = refusal {
-                metrics_refused(&config, ip);
-                tokio::spawn(async move {
-                    let mut conn = Conn::new(Stream::Plain(socket));
-                    reply.write_to(&mut conn.out);
-                    let _ = tokio::time::timeout(Duration::from_secs(5), conn.flush()).await;
-                });
-            }
+            metrics_refused(&config, ip);
+            tokio::spawn(async move {
+                let mut conn = Conn::new(Stream::Plain(socket));
+                refusal.write_to(&mut conn.out);
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn.flush()).await;
+            });
         }
         // Stop accepting, then give the open sessions time to finish their transactions.
         drop(self.listener);
-        let all = config.max_connections as u32;
-        let _ = tokio::time::timeout(grace, slots.acquire_many(all)).await;
+        admission.drained(grace).await;
     }
 }
 
 fn metrics_refused(config: &ServerConfig, ip: IpAddr) {
     tracing::info!(listener = config.kind.as_str(), %ip, "connection refused: connection limit");
-}
-
-struct IpGuard {
-    ip: IpAddr,
-    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Drop for IpGuard {
-    fn drop(&mut self) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
 }

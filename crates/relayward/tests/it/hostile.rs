@@ -388,3 +388,54 @@ fn postmaster_takes_mail_from_anyone_and_big_api_bodies_get_413() {
         &out[..out.len().min(200)]
     );
 }
+
+/// Idle HTTP connections from one client cannot take the relay's file descriptors: past
+/// `[http] max_connections_per_ip` a connection is answered 503 and closed, other clients and
+/// the SMTP listeners are served as before, and a place given back is taken again.
+#[test]
+fn idle_http_connections_past_the_per_client_cap_get_503() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, "[http]\nmax_connections_per_ip = 3\n"));
+    let connect_from = |ip: &str| -> std::net::TcpStream {
+        let s = bind_and_connect(ip.parse().expect("ip"), relay.http);
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s
+    };
+    let mut idle: Vec<_> = (0..3).map(|_| connect_from("127.0.0.2")).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fourth = connect_from("127.0.0.2");
+    let mut out = String::new();
+    let _ = std::io::Read::read_to_string(&mut fourth, &mut out);
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    assert!(out.contains("too many connections"), "{out}");
+
+    // Another client is served, and so is mail.
+    assert!(relay.http_get("/healthz").starts_with("HTTP/1.1 200"));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem.contoso.example");
+    assert_eq!(
+        c.mail(
+            "alice@contoso.example",
+            &["bob@remote.example"],
+            "Subject: x\r\n\r\nx\r\n"
+        )
+        .code,
+        250
+    );
+    rx.wait(1, Duration::from_secs(20));
+
+    // One idle connection leaves: its place is the client's again.
+    drop(idle.pop());
+    let served = wait_for(Duration::from_secs(10), || {
+        let mut s = connect_from("127.0.0.2");
+        let _ = std::io::Write::write_all(
+            &mut s,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        out.starts_with("HTTP/1.1 200").then_some(())
+    });
+    assert!(served.is_some(), "the place given back was not taken again");
+}

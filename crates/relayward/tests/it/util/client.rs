@@ -184,7 +184,7 @@ pub fn tls_client_config() -> Arc<rustls::ClientConfig> {
     )
 }
 
-fn bind_and_connect(ip: IpAddr, addr: SocketAddr) -> TcpStream {
+pub fn bind_and_connect(ip: IpAddr, addr: SocketAddr) -> TcpStream {
     // std cannot bind before connect; tokio's TcpSocket can, on a throwaway runtime.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

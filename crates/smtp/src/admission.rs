@@ -1,0 +1,169 @@
+//! How many connections a listener holds: at most `total` at once, and at most `per_client` from
+//! one client. A client is an IPv4 address or an IPv6 /64 (one host usually has a whole /64, so
+//! counting its addresses one by one would bound nothing). The SMTP listeners and the HTTP
+//! listener count the same way.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The connection caps of one listener.
+#[derive(Clone)]
+pub struct Admission {
+    slots: Arc<Semaphore>,
+    total: usize,
+    per_client: usize,
+    clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The listener holds `total` connections.
+    Full,
+    /// This client holds `per_client` connections.
+    Client,
+}
+
+/// One admitted connection; dropping it gives its place back.
+pub struct Admitted {
+    key: IpAddr,
+    clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The key a client's connections are counted under: an IPv4 address as it is (IPv4-mapped IPv6
+/// addresses included), an IPv6 address's first 64 bits.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                IpAddr::from(o)
+            }
+        },
+    }
+}
+
+impl Admission {
+    /// Caps of at least one connection each (a cap of 0 would refuse everyone silently).
+    pub fn new(total: usize, per_client: usize) -> Admission {
+        let total = total.clamp(1, Semaphore::MAX_PERMITS);
+        Admission {
+            slots: Arc::new(Semaphore::new(total)),
+            total,
+            per_client: per_client.max(1),
+            clients: Arc::default(),
+        }
+    }
+
+    /// Admits a connection from `ip`, or says which cap it meets.
+    pub fn try_admit(&self, ip: IpAddr) -> Result<Admitted, Refused> {
+        let permit = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refused::Full)?;
+        let key = client_key(ip);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let n = clients.entry(key).or_insert(0);
+        if *n >= self.per_client {
+            return Err(Refused::Client);
+        }
+        *n += 1;
+        Ok(Admitted {
+            key,
+            clients: self.clients.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.total - self.slots.available_permits()
+    }
+
+    /// Waits until every admitted connection has ended, at most `grace`.
+    pub async fn drained(&self, grace: Duration) {
+        let all = u32::try_from(self.total).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(grace, self.slots.acquire_many(all)).await;
+    }
+}
+
+/// The next connection on `listener`. A failure to accept (out of file descriptors and the
+/// like) is logged and waited out, the wait doubling up to a second, instead of spinning.
+pub async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, std::net::SocketAddr) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        match listener.accept().await {
+            Ok(a) => return a,
+            Err(e) => {
+                tracing::warn!(listener = what, error = %e, "accept failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = clients.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                clients.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    #[test]
+    fn one_ipv6_host_is_one_client_however_many_addresses_it_uses() {
+        let a = Admission::new(100, 2);
+        let first = a.try_admit(ip("2001:db8:1:2::1")).expect("first");
+        let _second = a.try_admit(ip("2001:db8:1:2:ffff::9")).expect("second");
+        assert_eq!(
+            a.try_admit(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")).err(),
+            Some(Refused::Client),
+            "a third address of the same /64 is the same client"
+        );
+        assert!(
+            a.try_admit(ip("2001:db8:1:3::1")).is_ok(),
+            "the next /64 is another client"
+        );
+        drop(first);
+        assert!(
+            a.try_admit(ip("2001:db8:1:2::7")).is_ok(),
+            "a place given back is free again"
+        );
+    }
+
+    #[test]
+    fn ipv4_clients_count_by_address_and_the_total_caps_them_all() {
+        let a = Admission::new(3, 2);
+        let _x = a.try_admit(ip("192.0.2.1")).expect("x");
+        let _y = a
+            .try_admit(ip("::ffff:192.0.2.1"))
+            .expect("mapped is the same");
+        assert_eq!(a.try_admit(ip("192.0.2.1")).err(), Some(Refused::Client));
+        let _z = a.try_admit(ip("192.0.2.2")).expect("another address");
+        assert_eq!(a.try_admit(ip("192.0.2.3")).err(), Some(Refused::Full));
+        assert_eq!(a.open(), 3);
+    }
+}
