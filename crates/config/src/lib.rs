@@ -150,8 +150,12 @@ pub struct Config {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub command_timeout: Duration,
+    /// `[smtp] busy_command_timeout`: the wait for a command while a listener is busy.
+    pub busy_command_timeout: Duration,
     pub data_timeout: Duration,
     pub max_errors: u32,
+    /// `[smtp] max_junk_commands`: commands that move no mail before each is an error.
+    pub max_junk_commands: u32,
     pub data_total_timeout: Duration,
     pub auth: AuthLimits,
     pub widest_connector: relayward_tenancy::claims::Widest,
@@ -364,8 +368,14 @@ impl Config {
             max_connections: raw.smtp.max_connections.unwrap_or(20_000),
             max_connections_per_ip: raw.smtp.max_connections_per_ip.unwrap_or(500),
             command_timeout: dur(&raw.smtp.command_timeout, "5m", "smtp.command_timeout")?,
+            busy_command_timeout: dur(
+                &raw.smtp.busy_command_timeout,
+                "10s",
+                "smtp.busy_command_timeout",
+            )?,
             data_timeout: dur(&raw.smtp.data_timeout, "3m", "smtp.data_timeout")?,
             max_errors: raw.smtp.max_errors.unwrap_or(10),
+            max_junk_commands: raw.smtp.max_junk_commands.unwrap_or(100),
             data_total_timeout: dur(
                 &raw.smtp.data_total_timeout,
                 "10m",

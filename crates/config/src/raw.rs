@@ -101,8 +101,12 @@ pub struct RawSmtp {
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub command_timeout: Option<String>,
+    /// The wait for a command while three quarters of a listener's connections are taken.
+    pub busy_command_timeout: Option<String>,
     pub data_timeout: Option<String>,
     pub max_errors: Option<u32>,
+    /// NOOP, RSET, VRFY, EXPN, HELP, EHLO and HELO before each further one is an error.
+    pub max_junk_commands: Option<u32>,
     /// The whole DATA or BDAT phase of one message may take this long, however slowly the
     /// bytes trickle in (`data_timeout` is the wait for the next bytes).
     pub data_total_timeout: Option<String>,

@@ -393,6 +393,8 @@ pub async fn serve(
         c.max_message_size = config.limits.max_message_size;
         c.max_recipients = config.limits.recipients_per_message;
         c.command_timeout = config.command_timeout;
+        c.busy_command_timeout = config.busy_command_timeout;
+        c.max_junk_commands = config.max_junk_commands;
         c.data_timeout = config.data_timeout;
         c.data_total_timeout = config.data_total_timeout;
         c.max_errors = config.max_errors;

@@ -1,7 +1,11 @@
 //! How many connections a listener holds: at most `total` at once, and at most `per_client` from
 //! one client. A client is an IPv4 address or an IPv6 /64 (one host usually has a whole /64, so
 //! counting its addresses one by one would bound nothing). The SMTP listeners and the HTTP
-//! listener count the same way.
+//! listener count the same way. A listener is *busy* from when three quarters of its places are
+//! taken until fewer than half are: its SMTP sessions then wait less for a client's next command,
+//! so that clients holding connections open without sending mail cannot keep the places from
+//! those that do. (Busy until half, not until under three quarters: shedding the first idle
+//! session must not end the shedding of the others.)
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// The connection caps of one listener.
 #[derive(Clone)]
@@ -18,6 +22,29 @@ pub struct Admission {
     total: usize,
     per_client: usize,
     clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    busy: Arc<Busy>,
+}
+
+/// Whether a listener is busy, kept up to date as connections come and go.
+struct Busy {
+    from: usize,
+    slots: Arc<Semaphore>,
+    total: usize,
+    now: watch::Sender<bool>,
+}
+
+impl Busy {
+    fn update(&self) {
+        let open = self.total - self.slots.available_permits();
+        self.now.send_if_modified(|b| {
+            let busy = if *b {
+                open * 2 >= self.total
+            } else {
+                open >= self.from
+            };
+            std::mem::replace(b, busy) != busy
+        });
+    }
 }
 
 /// Why a connection was not admitted.
@@ -33,7 +60,8 @@ pub enum Refused {
 pub struct Admitted {
     key: IpAddr,
     clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    _permit: OwnedSemaphorePermit,
+    busy: Arc<Busy>,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 /// The key a client's connections are counted under: an IPv4 address as it is (IPv4-mapped IPv6
@@ -56,12 +84,24 @@ impl Admission {
     /// Caps of at least one connection each (a cap of 0 would refuse everyone silently).
     pub fn new(total: usize, per_client: usize) -> Admission {
         let total = total.clamp(1, Semaphore::MAX_PERMITS);
+        let slots = Arc::new(Semaphore::new(total));
         Admission {
-            slots: Arc::new(Semaphore::new(total)),
+            busy: Arc::new(Busy {
+                from: (total * 3).div_ceil(4).max(1),
+                slots: slots.clone(),
+                total,
+                now: watch::channel(false).0,
+            }),
+            slots,
             total,
             per_client: per_client.max(1),
             clients: Arc::default(),
         }
+    }
+
+    /// `true` from three quarters of the places taken until fewer than half are.
+    pub fn busy(&self) -> watch::Receiver<bool> {
+        self.busy.now.subscribe()
     }
 
     /// Admits a connection from `ip`, or says which cap it meets.
@@ -78,10 +118,13 @@ impl Admission {
             return Err(Refused::Client);
         }
         *n += 1;
+        drop(clients);
+        self.busy.update();
         Ok(Admitted {
             key,
             clients: self.clients.clone(),
-            _permit: permit,
+            busy: self.busy.clone(),
+            permit: Some(permit),
         })
     }
 
@@ -122,6 +165,9 @@ impl Drop for Admitted {
                 clients.remove(&self.key);
             }
         }
+        drop(clients);
+        drop(self.permit.take());
+        self.busy.update();
     }
 }
 
@@ -165,5 +211,27 @@ mod tests {
         let _z = a.try_admit(ip("192.0.2.2")).expect("another address");
         assert_eq!(a.try_admit(ip("192.0.2.3")).err(), Some(Refused::Full));
         assert_eq!(a.open(), 3);
+    }
+
+    #[test]
+    fn busy_from_three_quarters_of_the_places_until_under_half() {
+        let a = Admission::new(8, 8);
+        let busy = a.busy();
+        let mut held: Vec<_> = (0..5)
+            .map(|_| a.try_admit(ip("192.0.2.1")).expect("place"))
+            .collect();
+        assert!(!*busy.borrow(), "5 of 8");
+        held.push(a.try_admit(ip("192.0.2.1")).expect("place"));
+        assert!(*busy.borrow(), "6 of 8");
+        held.truncate(4);
+        assert!(*busy.borrow(), "4 of 8: still busy");
+        held.pop();
+        assert!(!*busy.borrow(), "3 of 8");
+        held.push(a.try_admit(ip("192.0.2.1")).expect("place"));
+        held.push(a.try_admit(ip("192.0.2.1")).expect("place"));
+        assert!(
+            !*busy.borrow(),
+            "5 of 8: not busy again before three quarters"
+        );
     }
 }

@@ -32,6 +32,12 @@ pub struct ServerConfig {
     pub max_line: usize,
     /// Waiting for a command (RFC 5321 4.5.3.2: 5 minutes).
     pub command_timeout: Duration,
+    /// Waiting for a command while the listener is busy (three quarters of its connections
+    /// taken); a session already waiting longer than this is closed when the listener gets busy.
+    pub busy_command_timeout: Duration,
+    /// NOOP, RSET, VRFY, EXPN, HELP, EHLO and HELO a session may send before each further one
+    /// counts as a protocol error; a message accepted starts the count again.
+    pub max_junk_commands: u32,
     /// Waiting for a block of DATA (RFC 5321 4.5.3.2: 3 minutes).
     pub data_timeout: Duration,
     /// The whole DATA phase of one message (every BDAT chunk of it, together): bytes that
@@ -56,6 +62,8 @@ impl ServerConfig {
             max_recipients: 500,
             max_line: 4096,
             command_timeout: Duration::from_secs(300),
+            busy_command_timeout: Duration::from_secs(10),
+            max_junk_commands: 100,
             data_timeout: Duration::from_secs(180),
             data_total_timeout: Duration::from_secs(600),
             max_errors: 10,

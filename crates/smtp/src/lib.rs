@@ -7,6 +7,7 @@
 //! before STARTTLS completed be read as commands after it.
 
 pub mod admission;
+mod command;
 mod config;
 mod data;
 mod io;
@@ -14,12 +15,13 @@ mod reply;
 mod server;
 mod session;
 
+pub use command::parse_command;
 pub use config::{ListenerKind, ServerConfig};
 pub use data::DataDecoder;
 pub use data::normalise_line_ends;
 pub use reply::Reply;
 pub use server::{Listener, Shutdown};
-pub use session::{MailParams, Peer, Rcpt, Transaction, parse_command};
+pub use session::{MailParams, Peer, Rcpt, Transaction};
 
 use std::future::Future;
 use std::net::IpAddr;

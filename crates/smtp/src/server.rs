@@ -88,6 +88,7 @@ impl<P: Policy> Listener<P> {
                         self.policy.clone(),
                         tls.clone(),
                         shutdown.subscribe(),
+                        admission.busy(),
                     );
                     tokio::spawn(async move {
                         session.run().await;

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use smtp_proto::{Error as ParseError, Request};
+use smtp_proto::Request;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::Policy;
+use crate::command::parse_command;
 use crate::config::{ListenerKind, ServerConfig};
 use crate::data::{DataDecoder, normalise_line_ends};
 use crate::io::{Conn, Line, Stream};
@@ -67,12 +68,17 @@ pub(crate) struct Session<P: Policy> {
     policy: Arc<P>,
     tls: Option<TlsAcceptor>,
     stop: watch::Receiver<bool>,
+    /// Whether the listener is busy (`admission.rs`): then a command is waited for less long.
+    busy: watch::Receiver<bool>,
     tx: Option<Transaction>,
     /// BDAT chunks gathered so far, `None` once over the size limit.
     bdat: Option<Option<Vec<u8>>>,
     /// When the message being sent in BDAT chunks must be complete.
     bdat_deadline: Option<tokio::time::Instant>,
     errors: u32,
+    /// Commands that move no mail (`max_junk_commands`) since the session began or the last
+    /// message was accepted.
+    junk: u32,
     commands_unauthenticated: u32,
     auth_failures: u32,
 }
@@ -85,6 +91,7 @@ impl<P: Policy> Session<P> {
         policy: Arc<P>,
         tls: Option<TlsAcceptor>,
         stop: watch::Receiver<bool>,
+        busy: watch::Receiver<bool>,
     ) -> Self {
         Session {
             conn,
@@ -99,10 +106,12 @@ impl<P: Policy> Session<P> {
             policy,
             tls,
             stop,
+            busy,
             tx: None,
             bdat: None,
             bdat_deadline: None,
             errors: 0,
+            junk: 0,
             commands_unauthenticated: 0,
             auth_failures: 0,
         }
@@ -143,17 +152,13 @@ impl<P: Policy> Session<P> {
                 return Ok(());
             }
             let line = if self.idle() && self.conn.buffered().is_empty() {
-                let mut stop = self.stop.clone();
-                tokio::select! {
-                    r = tokio::time::timeout(self.config.command_timeout, self.conn.read_line(self.config.max_line)) => r,
-                    _ = stop.changed() => continue,
+                match self.wait_for_command().await {
+                    Some(line) => line,
+                    None => continue,
                 }
             } else {
-                tokio::time::timeout(
-                    self.config.command_timeout,
-                    self.conn.read_line(self.config.max_line),
-                )
-                .await
+                let limit = self.command_limit();
+                tokio::time::timeout(limit, self.conn.read_line(self.config.max_line)).await
             };
             let line = match line {
                 Err(_) => {
@@ -195,6 +200,51 @@ impl<P: Policy> Session<P> {
         }
     }
 
+    /// How long the next command is waited for: less while the listener is busy.
+    fn command_limit(&self) -> Duration {
+        if *self.busy.borrow() {
+            self.config
+                .busy_command_timeout
+                .min(self.config.command_timeout)
+        } else {
+            self.config.command_timeout
+        }
+    }
+
+    /// Waits for the next command between transactions; `None` when the listener is stopping
+    /// (the loop then says goodbye). When the listener gets busy while the session waits, the
+    /// wait is cut to the busy limit, counted from its start.
+    async fn wait_for_command(
+        &mut self,
+    ) -> Option<Result<std::io::Result<Line>, tokio::time::error::Elapsed>> {
+        let started = tokio::time::Instant::now();
+        let mut stop = self.stop.clone();
+        let mut busy = self.busy.clone();
+        let mut watching = true;
+        loop {
+            let deadline = started + self.command_limit();
+            tokio::select! {
+                r = tokio::time::timeout_at(deadline, self.conn.read_line(self.config.max_line)) => return Some(r),
+                _ = stop.changed() => return None,
+                changed = busy.changed(), if watching => watching = changed.is_ok(),
+            }
+        }
+    }
+
+    /// Counts a command that moves no mail; past `max_junk_commands` it counts as an error.
+    fn junk(&mut self, flow: Flow) -> Flow {
+        self.junk += 1;
+        if self.junk <= self.config.max_junk_commands || matches!(flow, Flow::Close) {
+            return flow;
+        }
+        self.errors += 1;
+        if self.errors >= self.config.max_errors {
+            self.reply(Reply::new(421, "4.7.0 Too many errors, closing connection"));
+            return Flow::Close;
+        }
+        flow
+    }
+
     /// Sends a protocol error and counts it; closes after too many.
     fn error(&mut self, reply: Reply) -> Flow {
         self.errors += 1;
@@ -217,14 +267,14 @@ impl<P: Policy> Session<P> {
                 self.peer.helo = Some(host);
                 let reply = self.ehlo_reply();
                 self.reply(reply);
-                Flow::Continue
+                self.junk(Flow::Continue)
             }
             Request::Helo { host } => {
                 self.reset();
                 self.peer.helo = Some(host);
                 let text = format!("{} Hello", self.config.hostname);
                 self.reply(Reply::new(250, text));
-                Flow::Continue
+                self.junk(Flow::Continue)
             }
             Request::StartTls => return self.starttls(state).await,
             Request::Auth {
@@ -247,11 +297,11 @@ impl<P: Policy> Session<P> {
             Request::Rset => {
                 self.reset();
                 self.reply(Reply::ok());
-                Flow::Continue
+                self.junk(Flow::Continue)
             }
             Request::Noop { .. } => {
                 self.reply(Reply::ok());
-                Flow::Continue
+                self.junk(Flow::Continue)
             }
             Request::Quit => {
                 self.reply(Reply::new(221, "2.0.0 Bye"));
@@ -259,15 +309,15 @@ impl<P: Policy> Session<P> {
             }
             Request::Vrfy { .. } => {
                 self.reply(Reply::new(502, "5.5.1 VRFY command is disabled"));
-                Flow::Continue
+                self.junk(Flow::Continue)
             }
             Request::Expn { .. } => {
                 self.reply(Reply::new(502, "5.5.1 EXPN command is disabled"));
-                Flow::Continue
+                self.junk(Flow::Continue)
             }
             Request::Help { .. } => {
                 self.reply(Reply::new(214, "2.0.0 Relayward: see RFC 5321"));
-                Flow::Continue
+                self.junk(Flow::Continue)
             }
             Request::Lhlo { .. } => self.error(Reply::new(500, "5.5.1 Command unrecognized")),
             Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
@@ -287,6 +337,14 @@ impl<P: Policy> Session<P> {
             }
             Err(r) => self.error(r),
         }
+    }
+
+    /// The answer at the end of a message; a message taken starts the junk count again.
+    fn accepted(&mut self, reply: Reply) {
+        if reply.is_positive() {
+            self.junk = 0;
+        }
+        self.reply(reply);
     }
 
     fn reset(&mut self) {
@@ -607,7 +665,7 @@ impl<P: Policy> Session<P> {
             .policy
             .data(state, &self.peer, tx, decoder.into_body())
             .await;
-        self.reply(reply);
+        self.accepted(reply);
         Ok(Flow::Continue)
     }
 
@@ -684,57 +742,8 @@ impl<P: Policy> Session<P> {
         tx.bare_line_ends = bare;
         tx.chunked = true;
         let reply = self.policy.data(state, &self.peer, tx, body).await;
-        self.reply(reply);
+        self.accepted(reply);
         Ok(Flow::Continue)
-    }
-}
-
-/// Parses one command line (CRLF or LF included) into a request, or the reply for a bad one.
-pub fn parse_command(line: &[u8]) -> Result<Request<String>, Reply> {
-    let mut req = Request::parse(&mut line.iter())
-        .map(Request::into_owned)
-        .map_err(parse_error_reply)?;
-    // `RCPT TO:<postmaster>` has no domain, and RFC 5321 4.5.1 says it must be taken; the
-    // parser reads it as an empty address.
-    if let Request::Rcpt { to } = &mut req
-        && to.address.is_empty()
-        && is_bare_postmaster(line)
-    {
-        to.address = "postmaster".to_string();
-    }
-    Ok(req)
-}
-
-/// Whether a RCPT line names `<postmaster>` (any letter case), parameters after it or not.
-fn is_bare_postmaster(line: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(line).to_ascii_lowercase();
-    text.split_once(':')
-        .is_some_and(|(_, rest)| rest.trim_start().starts_with("<postmaster>"))
-}
-
-fn parse_error_reply(e: ParseError) -> Reply {
-    match e {
-        ParseError::UnknownCommand => Reply::new(500, "5.5.1 Command unrecognized"),
-        ParseError::InvalidSenderAddress => Reply::new(501, "5.1.7 Bad sender address syntax"),
-        ParseError::InvalidRecipientAddress => {
-            Reply::new(501, "5.1.3 Bad recipient address syntax")
-        }
-        ParseError::SyntaxError { syntax } => Reply::new(501, format!("5.5.4 Syntax: {syntax}")),
-        ParseError::InvalidParameter { param } => {
-            Reply::new(501, format!("5.5.4 Invalid parameter {param}"))
-        }
-        ParseError::UnsupportedParameter { param } => {
-            let param: String = param
-                .chars()
-                .filter(|c| c.is_ascii_graphic())
-                .take(64)
-                .collect();
-            Reply::new(555, format!("5.5.4 Unsupported parameter {param}"))
-        }
-        ParseError::ResponseTooLong => Reply::new(500, "5.5.2 Line too long"),
-        ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => {
-            Reply::new(500, "5.5.2 Syntax error")
-        }
     }
 }
 

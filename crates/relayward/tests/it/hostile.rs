@@ -412,18 +412,7 @@ fn idle_http_connections_past_the_per_client_cap_get_503() {
 
     // Another client is served, and so is mail.
     assert!(relay.http_get("/healthz").starts_with("HTTP/1.1 200"));
-    let mut c = relay.client();
-    c.cmd("EHLO onprem.contoso.example");
-    assert_eq!(
-        c.mail(
-            "alice@contoso.example",
-            &["bob@remote.example"],
-            "Subject: x\r\n\r\nx\r\n"
-        )
-        .code,
-        250
-    );
-    rx.wait(1, Duration::from_secs(20));
+    tenant_mail_goes_through(&relay, &rx);
 
     // One idle connection leaves: its place is the client's again.
     drop(idle.pop());
@@ -438,4 +427,101 @@ fn idle_http_connections_past_the_per_client_cap_get_503() {
         out.starts_with("HTTP/1.1 200").then_some(())
     });
     assert!(served.is_some(), "the place given back was not taken again");
+}
+
+/// A client that only sends commands moving no mail is closed after `max_junk_commands` of them
+/// and `max_errors` more; a message accepted starts the count again.
+#[test]
+fn junk_commands_past_the_limit_count_as_errors() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(
+        rx.addr,
+        "[smtp]\nmax_junk_commands = 5\nmax_errors = 3\n",
+    ));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem.contoso.example");
+    for _ in 0..4 {
+        assert_eq!(c.cmd("NOOP").code, 250);
+    }
+    assert_eq!(
+        c.mail(
+            "alice@contoso.example",
+            &["bob@remote.example"],
+            "Subject: x\r\n\r\nx\r\n"
+        )
+        .code,
+        250
+    );
+    // The message started the count again: five more are free, then each is an error.
+    for _ in 0..5 {
+        assert_eq!(c.cmd("RSET").code, 250);
+    }
+    assert_eq!(c.cmd("NOOP").code, 250, "the first error");
+    assert_eq!(c.cmd("VRFY bob").code, 502, "the second error");
+    let last = c.cmd("NOOP");
+    assert_eq!(last.code, 250);
+    assert_eq!(
+        c.read().text(),
+        "421 4.7.0 Too many errors, closing connection"
+    );
+    assert!(c.closed());
+    rx.wait(1, Duration::from_secs(20));
+}
+
+/// Idle sessions give their places up when the listener gets busy (three quarters of
+/// `max_connections`): the ones already waiting longer than `busy_command_timeout` are closed
+/// at once; once fewer than half the places are taken the listener is not busy, and the usual
+/// wait applies again.
+#[test]
+fn a_busy_listener_closes_idle_sessions_sooner() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(
+        rx.addr,
+        "[smtp]\nmax_connections = 4\nbusy_command_timeout = \"1s\"\n",
+    ));
+    let idle = || {
+        let mut c = Client::connect(relay.relay, Some("127.0.0.2".parse().expect("ip")));
+        assert_eq!(c.cmd("EHLO idle.example").code, 250);
+        c
+    };
+    let mut first = idle();
+    let mut second = idle();
+    // Two of four places: not busy, the usual five minutes apply.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        first.cmd("NOOP").code,
+        250,
+        "an idle session before the listener is busy"
+    );
+    assert_eq!(second.cmd("NOOP").code, 250);
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = std::time::Instant::now();
+    let mut third = idle();
+    // The third makes the listener busy: the first two have waited 1.5 s, more than the 1 s.
+    for c in [&mut first, &mut second] {
+        assert_eq!(
+            c.read().text(),
+            "421 4.4.2 Timeout waiting for a command, closing connection"
+        );
+        assert!(c.closed());
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    // One of four: the third waits as long as it likes again.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(third.cmd("NOOP").code, 250);
+    tenant_mail_goes_through(&relay, &rx);
+}
+
+/// The tenant's server sends a message through the relay and the next hop gets it.
+fn tenant_mail_goes_through(relay: &Relay, rx: &Receiver) {
+    let mut c = relay.client();
+    c.cmd("EHLO onprem.contoso.example");
+    let body = "Subject: x\r\n\r\nx\r\n";
+    let sent = c.mail("alice@contoso.example", &["bob@remote.example"], body);
+    assert_eq!(sent.code, 250, "{sent:?}");
+    rx.wait(1, Duration::from_secs(20));
 }
