@@ -673,6 +673,11 @@ impl Writer {
                     _ => {}
                 }
             }
+            // Counted before the acks go out: a client told 250 finds its message counted.
+            self.shared
+                .stats
+                .live_messages
+                .store(index.live.len() as u64, Ordering::Relaxed);
         }
         for ack in acks {
             let _ = ack.send(Ok(()));
