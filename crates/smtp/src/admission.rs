@@ -9,11 +9,12 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The connection caps of one listener.
 #[derive(Clone)]
@@ -30,20 +31,31 @@ struct Busy {
     from: usize,
     slots: Arc<Semaphore>,
     total: usize,
-    now: watch::Sender<bool>,
+    now: Arc<AtomicBool>,
 }
 
 impl Busy {
     fn update(&self) {
         let open = self.total - self.slots.available_permits();
-        self.now.send_if_modified(|b| {
-            let busy = if *b {
-                open * 2 >= self.total
-            } else {
-                open >= self.from
-            };
-            std::mem::replace(b, busy) != busy
-        });
+        let _ = self
+            .now
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |busy| {
+                Some(if busy {
+                    open * 2 >= self.total
+                } else {
+                    open >= self.from
+                })
+            });
+    }
+}
+
+/// A listener's busy flag as its sessions read it.
+#[derive(Clone, Default)]
+pub struct BusyFlag(Arc<AtomicBool>);
+
+impl BusyFlag {
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -90,7 +102,7 @@ impl Admission {
                 from: (total * 3).div_ceil(4).max(1),
                 slots: slots.clone(),
                 total,
-                now: watch::channel(false).0,
+                now: Arc::default(),
             }),
             slots,
             total,
@@ -100,8 +112,8 @@ impl Admission {
     }
 
     /// `true` from three quarters of the places taken until fewer than half are.
-    pub fn busy(&self) -> watch::Receiver<bool> {
-        self.busy.now.subscribe()
+    pub fn busy(&self) -> BusyFlag {
+        BusyFlag(self.busy.now.clone())
     }
 
     /// Admits a connection from `ip`, or says which cap it meets.
@@ -220,18 +232,15 @@ mod tests {
         let mut held: Vec<_> = (0..5)
             .map(|_| a.try_admit(ip("192.0.2.1")).expect("place"))
             .collect();
-        assert!(!*busy.borrow(), "5 of 8");
+        assert!(!busy.get(), "5 of 8");
         held.push(a.try_admit(ip("192.0.2.1")).expect("place"));
-        assert!(*busy.borrow(), "6 of 8");
+        assert!(busy.get(), "6 of 8");
         held.truncate(4);
-        assert!(*busy.borrow(), "4 of 8: still busy");
+        assert!(busy.get(), "4 of 8: still busy");
         held.pop();
-        assert!(!*busy.borrow(), "3 of 8");
+        assert!(!busy.get(), "3 of 8");
         held.push(a.try_admit(ip("192.0.2.1")).expect("place"));
         held.push(a.try_admit(ip("192.0.2.1")).expect("place"));
-        assert!(
-            !*busy.borrow(),
-            "5 of 8: not busy again before three quarters"
-        );
+        assert!(!busy.get(), "5 of 8: not busy again before three quarters");
     }
 }

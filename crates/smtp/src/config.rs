@@ -33,7 +33,8 @@ pub struct ServerConfig {
     /// Waiting for a command (RFC 5321 4.5.3.2: 5 minutes).
     pub command_timeout: Duration,
     /// Waiting for a command while the listener is busy (three quarters of its connections
-    /// taken); a session already waiting longer than this is closed when the listener gets busy.
+    /// taken); a session already waiting longer than this when the listener gets busy is closed
+    /// within this time.
     pub busy_command_timeout: Duration,
     /// NOOP, RSET, VRFY, EXPN, HELP, EHLO and HELO a session may send before each further one
     /// counts as a protocol error; a message accepted starts the count again.

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::Policy;
+use crate::admission::BusyFlag;
 use crate::command::parse_command;
 use crate::config::{ListenerKind, ServerConfig};
 use crate::data::{DataDecoder, normalise_line_ends};
@@ -61,6 +62,14 @@ enum Flow {
     Close,
 }
 
+/// What waiting for a command came to.
+enum Wait {
+    Line(std::io::Result<Line>),
+    TimedOut,
+    /// The listener is stopping.
+    Stopping,
+}
+
 pub(crate) struct Session<P: Policy> {
     conn: Conn,
     peer: Peer,
@@ -69,7 +78,7 @@ pub(crate) struct Session<P: Policy> {
     tls: Option<TlsAcceptor>,
     stop: watch::Receiver<bool>,
     /// Whether the listener is busy (`admission.rs`): then a command is waited for less long.
-    busy: watch::Receiver<bool>,
+    busy: BusyFlag,
     tx: Option<Transaction>,
     /// BDAT chunks gathered so far, `None` once over the size limit.
     bdat: Option<Option<Vec<u8>>>,
@@ -91,7 +100,7 @@ impl<P: Policy> Session<P> {
         policy: Arc<P>,
         tls: Option<TlsAcceptor>,
         stop: watch::Receiver<bool>,
-        busy: watch::Receiver<bool>,
+        busy: BusyFlag,
     ) -> Self {
         Session {
             conn,
@@ -151,24 +160,25 @@ impl<P: Policy> Session<P> {
                 ));
                 return Ok(());
             }
-            let line = if self.idle() && self.conn.buffered().is_empty() {
-                match self.wait_for_command().await {
-                    Some(line) => line,
-                    None => continue,
-                }
+            let wait = if self.idle() && self.conn.buffered().is_empty() {
+                self.wait_for_command().await
             } else {
                 let limit = self.command_limit();
-                tokio::time::timeout(limit, self.conn.read_line(self.config.max_line)).await
+                match tokio::time::timeout(limit, self.conn.read_line(self.config.max_line)).await {
+                    Ok(r) => Wait::Line(r),
+                    Err(_) => Wait::TimedOut,
+                }
             };
-            let line = match line {
-                Err(_) => {
+            let line = match wait {
+                Wait::Stopping => continue,
+                Wait::TimedOut => {
                     self.reply(Reply::new(
                         421,
                         "4.4.2 Timeout waiting for a command, closing connection",
                     ));
                     return Ok(());
                 }
-                Ok(r) => r?,
+                Wait::Line(r) => r?,
             };
             let line = match line {
                 Line::Eof => return Ok(()),
@@ -202,7 +212,7 @@ impl<P: Policy> Session<P> {
 
     /// How long the next command is waited for: less while the listener is busy.
     fn command_limit(&self) -> Duration {
-        if *self.busy.borrow() {
+        if self.busy.get() {
             self.config
                 .busy_command_timeout
                 .min(self.config.command_timeout)
@@ -211,22 +221,28 @@ impl<P: Policy> Session<P> {
         }
     }
 
-    /// Waits for the next command between transactions; `None` when the listener is stopping
-    /// (the loop then says goodbye). When the listener gets busy while the session waits, the
-    /// wait is cut to the busy limit, counted from its start.
-    async fn wait_for_command(
-        &mut self,
-    ) -> Option<Result<std::io::Result<Line>, tokio::time::error::Elapsed>> {
+    /// Waits for the next command between transactions (`Stopping`: the loop then says
+    /// goodbye). While the listener is not busy the wait looks again every
+    /// `busy_command_timeout`, so that a session waiting longer than that when the listener gets
+    /// busy is closed within that time (a busy flag read now and then costs a message nothing,
+    /// where a wake-up on every change would cost each wait).
+    async fn wait_for_command(&mut self) -> Wait {
         let started = tokio::time::Instant::now();
         let mut stop = self.stop.clone();
-        let mut busy = self.busy.clone();
-        let mut watching = true;
         loop {
+            let now = tokio::time::Instant::now();
             let deadline = started + self.command_limit();
+            if now >= deadline {
+                return Wait::TimedOut;
+            }
+            let look = (now + self.config.busy_command_timeout).min(deadline);
             tokio::select! {
-                r = tokio::time::timeout_at(deadline, self.conn.read_line(self.config.max_line)) => return Some(r),
-                _ = stop.changed() => return None,
-                changed = busy.changed(), if watching => watching = changed.is_ok(),
+                r = tokio::time::timeout_at(look, self.conn.read_line(self.config.max_line)) => {
+                    if let Ok(r) = r {
+                        return Wait::Line(r);
+                    }
+                }
+                _ = stop.changed() => return Wait::Stopping,
             }
         }
     }

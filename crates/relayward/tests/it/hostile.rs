@@ -470,8 +470,8 @@ fn junk_commands_past_the_limit_count_as_errors() {
 
 /// Idle sessions give their places up when the listener gets busy (three quarters of
 /// `max_connections`): the ones already waiting longer than `busy_command_timeout` are closed
-/// at once; once fewer than half the places are taken the listener is not busy, and the usual
-/// wait applies again.
+/// within that time; once fewer than half the places are taken the listener is not busy, and
+/// the usual wait applies again.
 #[test]
 fn a_busy_listener_closes_idle_sessions_sooner() {
     let rx = Receiver::start(false);
@@ -497,7 +497,8 @@ fn a_busy_listener_closes_idle_sessions_sooner() {
     std::thread::sleep(Duration::from_millis(1500));
     let t = std::time::Instant::now();
     let mut third = idle();
-    // The third makes the listener busy: the first two have waited 1.5 s, more than the 1 s.
+    // The third makes the listener busy: the first two have waited 1.5 s, more than the 1 s,
+    // and are closed when they next look (each looks once a second).
     for c in [&mut first, &mut second] {
         assert_eq!(
             c.read().text(),
@@ -506,7 +507,7 @@ fn a_busy_listener_closes_idle_sessions_sooner() {
         assert!(c.closed());
     }
     assert!(
-        t.elapsed() < Duration::from_millis(900),
+        t.elapsed() < Duration::from_millis(1500),
         "{:?}",
         t.elapsed()
     );
