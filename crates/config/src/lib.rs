@@ -352,6 +352,13 @@ impl Config {
                 bail!("{key} = \"{v}\" would delete rows as they are written; give at least 1s");
             }
         }
+        if let Some(v) = &raw.smtp.busy_command_timeout
+            && parse_duration(v).is_ok_and(|d| d < Duration::from_secs(1))
+        {
+            bail!(
+                "smtp.busy_command_timeout = \"{v}\" would close sessions between their commands; give at least 1s"
+            );
+        }
         Ok(Config {
             relay_listen,
             database_url: raw.storage.database_url.clone(),

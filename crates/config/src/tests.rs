@@ -63,6 +63,12 @@ fn no_file_gives_the_embedded_defaults() {
     assert_eq!(c.http_listen.to_string(), "127.0.0.1:8025");
     assert_eq!(c.limits.max_message_size, 35 * 1024 * 1024);
     assert_eq!(c.retry_schedule.len(), 7);
+    assert_eq!(c.busy_command_timeout, Duration::from_secs(10));
+    assert_eq!(c.max_junk_commands, 100);
+    assert_eq!(
+        (c.http_max_connections, c.http_max_connections_per_ip),
+        (1024, 64)
+    );
 }
 
 #[test]
@@ -80,6 +86,10 @@ fn mistakes_are_named() {
     assert!(
         err("[[tenants]]\nname = \"a\"\nconnectors = [{ name = \"c\", ips = [\"300.1.1.1\"] }]")
             .contains("not an address")
+    );
+    assert!(
+        err("[smtp]\nbusy_command_timeout = \"0s\"").contains("busy_command_timeout"),
+        "a zero wait would have idle sessions look at the busy flag without pause"
     );
 }
 
