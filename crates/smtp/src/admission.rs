@@ -79,16 +79,13 @@ pub struct Admitted {
 /// The key a client's connections are counted under: an IPv4 address as it is (IPv4-mapped IPv6
 /// addresses included), an IPv6 address's first 64 bits.
 pub fn client_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut o = v6.octets();
-                o[8..].fill(0);
-                IpAddr::from(o)
-            }
-        },
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::from(o)
+        }
+        v4 => v4,
     }
 }
 
@@ -152,13 +149,21 @@ impl Admission {
     }
 }
 
-/// The next connection on `listener`. A failure to accept (out of file descriptors and the
-/// like) is logged and waited out, the wait doubling up to a second, instead of spinning.
+/// The next connection on `listener`, with the client's address in its canonical form: on a
+/// dual-stack listener (`[::]`) an IPv4 client arrives as `::ffff:a.b.c.d`, and everything that
+/// looks at the address (connector ranges, the AUTH limiter, these caps, the trace) must see
+/// `a.b.c.d`. A failure to accept (out of file descriptors and the like) is logged and waited
+/// out, the wait doubling up to a second, instead of spinning.
 pub async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, std::net::SocketAddr) {
     let mut backoff = Duration::from_millis(5);
     loop {
         match listener.accept().await {
-            Ok(a) => return a,
+            Ok((stream, addr)) => {
+                return (
+                    stream,
+                    std::net::SocketAddr::new(addr.ip().to_canonical(), addr.port()),
+                );
+            }
             Err(e) => {
                 tracing::warn!(listener = what, error = %e, "accept failed; backing off");
                 tokio::time::sleep(backoff).await;
@@ -223,6 +228,18 @@ mod tests {
         let _z = a.try_admit(ip("192.0.2.2")).expect("another address");
         assert_eq!(a.try_admit(ip("192.0.2.3")).err(), Some(Refused::Full));
         assert_eq!(a.open(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_dual_stack_listener_gives_an_ipv4_client_its_ipv4_address() {
+        let Ok(listener) = TcpListener::bind("[::]:0").await else {
+            eprintln!("no IPv6 on this machine: dual-stack accept not checked");
+            return;
+        };
+        let port = listener.local_addr().expect("addr").port();
+        let client = TcpStream::connect(("127.0.0.1", port));
+        let ((_, peer), _) = tokio::join!(accept(&listener, "test"), client);
+        assert_eq!(peer.ip(), ip("127.0.0.1"), "not ::ffff:127.0.0.1");
     }
 
     #[test]
