@@ -21,8 +21,11 @@ mod pool;
 /// How long the signer trusts what it loaded before asking the store again.
 const CACHE_FOR: Duration = Duration::from_secs(30);
 /// How much lower than the relay's other threads the quiet signing thread runs, as a `nice`
-/// value (see `DkimSigner::quiet`).
+/// value (see `lone_client`).
 const QUIET_NICE: i32 = 5;
+/// How many of a lone client's signatures may wait on the quiet thread before the next goes to
+/// the pool (see `lone_client`).
+const QUIET_QUEUE: usize = 16;
 struct Loaded {
     selector: String,
     key: SigningKey,
@@ -76,18 +79,9 @@ impl DkimSigner {
         }
     }
 
-    /// Whether a signature goes to the quiet thread instead of the pool: when no other signature
-    /// is being made and at most one SMTP session is open. A relay serving one client spends a
-    /// message's time waking threads for each step of the dialogue; at the usual priority a
-    /// signature (a quarter of a millisecond and more) held the core the next step, or the
-    /// client on the same machine, woke to. At a lower priority it gives way at once and is
-    /// made in the gaps: one session, a connection per message, 1,052-1,095 -> 1,087-1,242
-    /// msg/s against signing in place on the async thread, which had been as fast as the pool
-    /// at the usual priority (BENCHMARKS.md, issue 20, session 16). With more sessions the
-    /// relay's cores are busy and signatures that always gave way fell behind: the whole pool
-    /// at `nice` 19 cost 50 sessions a quarter of their messages a second.
+    /// Whether a signature goes to the quiet thread instead of the pool (see `lone_client`).
     fn quiet(&self, others: usize) -> bool {
-        others == 0 && self.stats.open_sessions.load(Ordering::Relaxed) <= 1
+        lone_client(others, self.stats.open_sessions.load(Ordering::Relaxed))
     }
 
     /// Forgets the keys loaded so far (another node changed DKIM keys): the next message of
@@ -172,6 +166,27 @@ impl DkimSigner {
                     .and_then(|d| accepted(&d))
             })
     }
+}
+
+/// Whether a signature, with `others` being made or waiting, goes to the quiet thread: when at
+/// most one SMTP session is open, and fewer than `QUIET_QUEUE` signatures are ahead of it.
+///
+/// A relay serving one client spends a message's time waking threads for each step of the
+/// dialogue; at the usual priority a signature (a quarter of a millisecond and more) holds the
+/// core the next step, or the client on the same machine, wakes to. At a lower priority it
+/// gives way at once and is made in the gaps (session 16: one session, 1,052-1,095 ->
+/// 1,087-1,242 msg/s against signing in place on the async thread). A lone client's
+/// signatures also wait for each other on that one thread rather than overflow to the pool at
+/// the usual priority as soon as one is under way: on a machine whose RSA-2048 signature takes
+/// 0.42 ms, one session, a connection per message, 10,000 messages end to end, 1 KB
+/// 1,064-1,196 -> 1,450-1,505 msg/s and 20 KB 887-906 -> 1,007-1,123 (BENCHMARKS.md, issue 20,
+/// session 21). The queue is bounded so that a client the quiet thread cannot keep up with
+/// still gets the pool (each waiting signature is a delivery holding its message). With more
+/// sessions the relay's cores are busy and signatures that always gave way fell behind: the
+/// whole pool at `nice` 19 cost 50 sessions a quarter of their messages a second; so they go
+/// to the pool.
+fn lone_client(others: usize, open_sessions: u64) -> bool {
+    open_sessions <= 1 && others < QUIET_QUEUE
 }
 
 /// The domain of the first address in the From header field.
@@ -294,6 +309,18 @@ fn sign_blocking(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lone_clients_signatures_queue_on_the_quiet_thread_up_to_a_bound() {
+        // One session: the quiet thread, even behind signatures under way...
+        assert!(lone_client(0, 1));
+        assert!(lone_client(QUIET_QUEUE - 1, 1));
+        // ...until the queue is full, and never with more sessions.
+        assert!(!lone_client(QUIET_QUEUE, 1));
+        assert!(!lone_client(0, 2));
+        // No session (a retry from the queue, an NDR): the quiet thread as well.
+        assert!(lone_client(0, 0));
+    }
 
     #[test]
     fn the_from_domain_is_found_in_display_forms() {

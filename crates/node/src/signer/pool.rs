@@ -8,7 +8,7 @@
 //!
 //! A pool may run at a lower priority (a `nice` value above 0): its signatures then give way
 //! to every other thread of the machine that wakes, the relay's SMTP sessions first (see
-//! `DkimSigner::quiet`).
+//! `lone_client` in `signer.rs`).
 //!
 //! The queue needs no bound of its own: every job is a delivery waiting for its signature, and
 //! deliveries are bounded by the queue's concurrency.
