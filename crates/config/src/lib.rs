@@ -156,6 +156,9 @@ pub struct Config {
     pub max_errors: u32,
     /// `[smtp] max_junk_commands`: commands that move no mail before each is an error.
     pub max_junk_commands: u32,
+    /// `[smtp] max_data_memory`: what messages being received may hold in memory together,
+    /// past their first 256 KiB each.
+    pub max_data_memory: usize,
     pub data_total_timeout: Duration,
     pub auth: AuthLimits,
     pub widest_connector: relayward_tenancy::claims::Widest,
@@ -383,6 +386,10 @@ impl Config {
             data_timeout: dur(&raw.smtp.data_timeout, "3m", "smtp.data_timeout")?,
             max_errors: raw.smtp.max_errors.unwrap_or(10),
             max_junk_commands: raw.smtp.max_junk_commands.unwrap_or(100),
+            max_data_memory: match &raw.smtp.max_data_memory {
+                Some(s) => parse_size(s).with_context(|| "smtp.max_data_memory")?,
+                None => 1024 * 1024 * 1024,
+            },
             data_total_timeout: dur(
                 &raw.smtp.data_total_timeout,
                 "10m",

@@ -107,6 +107,8 @@ pub struct RawSmtp {
     pub max_errors: Option<u32>,
     /// NOOP, RSET, VRFY, EXPN, HELP, EHLO and HELO before each further one is an error.
     pub max_junk_commands: Option<u32>,
+    /// Memory that messages being received may hold together past their first 256 KiB each.
+    pub max_data_memory: Option<String>,
     /// The whole DATA or BDAT phase of one message may take this long, however slowly the
     /// bytes trickle in (`data_timeout` is the wait for the next bytes).
     pub data_total_timeout: Option<String>,

@@ -388,6 +388,8 @@ pub async fn serve(
         },
         config.max_concurrent_messages,
     );
+    // One budget for the messages both listeners are receiving.
+    let data_memory = relayward_smtp::memory::DataMemory::new(config.max_data_memory);
     let server_config = |kind| {
         let mut c = ServerConfig::new(config.hostname.clone(), kind);
         c.max_message_size = config.limits.max_message_size;
@@ -400,6 +402,7 @@ pub async fn serve(
         c.max_errors = config.max_errors;
         c.max_connections = caps.smtp;
         c.max_connections_per_ip = config.max_connections_per_ip;
+        c.data_memory = data_memory.clone();
         c.tls = Some(tls.clone());
         c
     };

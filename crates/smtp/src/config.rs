@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub max_auth_failures: u32,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// What messages being received may hold in memory together past each one's first 256 KiB
+    /// (`memory.rs`); listeners given the same budget share it.
+    pub data_memory: Arc<crate::memory::DataMemory>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
@@ -72,6 +75,7 @@ impl ServerConfig {
             max_auth_failures: 3,
             max_connections: 20_000,
             max_connections_per_ip: 500,
+            data_memory: crate::memory::DataMemory::new(1024 * 1024 * 1024),
             tls: None,
         }
     }

@@ -143,6 +143,18 @@ impl DataDecoder {
         false
     }
 
+    /// Memory the body holds now.
+    pub fn held(&self) -> usize {
+        self.body.capacity()
+    }
+
+    /// Stops keeping the body (the rest is still read, to find its end): the memory is given
+    /// back now.
+    pub fn drop_body(&mut self) {
+        self.overflow = true;
+        self.body = Vec::new();
+    }
+
     /// True when the message went past the size limit (its bytes were read and dropped).
     pub fn overflowed(&self) -> bool {
         self.overflow

@@ -11,6 +11,7 @@ mod command;
 mod config;
 mod data;
 mod io;
+pub mod memory;
 mod reply;
 mod server;
 mod session;

@@ -14,9 +14,11 @@ use crate::Policy;
 use crate::admission::BusyFlag;
 use crate::command::parse_command;
 use crate::config::{ListenerKind, ServerConfig};
-use crate::data::{DataDecoder, normalise_line_ends};
 use crate::io::{Conn, Line, Stream};
+use crate::memory::Share;
 use crate::reply::Reply;
+
+mod message;
 
 /// What the session knows about its client.
 #[derive(Debug, Clone)]
@@ -84,6 +86,10 @@ pub(crate) struct Session<P: Policy> {
     bdat: Option<Option<Vec<u8>>>,
     /// When the message being sent in BDAT chunks must be complete.
     bdat_deadline: Option<tokio::time::Instant>,
+    /// The BDAT message's part of the relay's memory for messages in transit, and whether it
+    /// was refused more (the message is then read and dropped, and answered 452).
+    bdat_share: Option<Share>,
+    bdat_no_room: bool,
     errors: u32,
     /// Commands that move no mail (`max_junk_commands`) since the session began or the last
     /// message was accepted.
@@ -119,6 +125,8 @@ impl<P: Policy> Session<P> {
             tx: None,
             bdat: None,
             bdat_deadline: None,
+            bdat_share: None,
+            bdat_no_room: false,
             errors: 0,
             junk: 0,
             commands_unauthenticated: 0,
@@ -366,31 +374,7 @@ impl<P: Policy> Session<P> {
     fn reset(&mut self) {
         self.tx = None;
         self.bdat = None;
-        self.bdat_deadline = None;
-    }
-
-    /// Reads more of a message's data: `false` (after telling the client why) when the client
-    /// went quiet for `data_timeout`, the message passed its `deadline`, or the connection ended.
-    async fn fill_data(&mut self, deadline: tokio::time::Instant) -> std::io::Result<bool> {
-        let idle = tokio::time::Instant::now() + self.config.data_timeout;
-        let until = idle.min(deadline);
-        match tokio::time::timeout_at(until, self.conn.fill()).await {
-            Err(_) if until == deadline => {
-                self.reply(Reply::new(
-                    421,
-                    "4.4.2 Message data took too long, closing connection",
-                ));
-                Ok(false)
-            }
-            Err(_) => {
-                self.reply(Reply::new(
-                    421,
-                    "4.4.2 Timeout waiting for data, closing connection",
-                ));
-                Ok(false)
-            }
-            Ok(r) => Ok(r? > 0),
-        }
+        self.end_bdat();
     }
 
     fn ehlo_reply(&self) -> Reply {
@@ -638,128 +622,6 @@ impl<P: Policy> Session<P> {
             }
             Err(reply) => Ok(reply),
         }
-    }
-
-    async fn data(&mut self, state: &mut P::Conn) -> std::io::Result<Flow> {
-        match &self.tx {
-            None => return Ok(self.error(Reply::new(503, "5.5.1 Need MAIL command"))),
-            Some(tx) if tx.rcpts.is_empty() => {
-                return Ok(self.error(Reply::new(503, "5.5.1 Need RCPT command")));
-            }
-            Some(_) if self.bdat.is_some() => {
-                return Ok(self.error(Reply::new(503, "5.5.1 DATA not allowed after BDAT")));
-            }
-            Some(_) => {}
-        }
-        self.reply(Reply::new(354, "Start mail input; end with <CRLF>.<CRLF>"));
-        let declared = self.tx.as_ref().and_then(|t| t.params.size);
-        let mut decoder = DataDecoder::expecting(self.config.max_message_size, declared);
-        let deadline = tokio::time::Instant::now() + self.config.data_total_timeout;
-        loop {
-            if let Some(used) = decoder.feed(self.conn.buffered()) {
-                self.conn.consume(used);
-                break;
-            }
-            let n = self.conn.buffered().len();
-            self.conn.consume(n);
-            if !self.fill_data(deadline).await? {
-                return Ok(Flow::Close);
-            }
-        }
-        let Some(mut tx) = self.tx.take() else {
-            return Ok(Flow::Continue);
-        };
-        if decoder.overflowed() {
-            self.reply(Reply::new(
-                552,
-                "5.3.4 Message size exceeds fixed maximum message size",
-            ));
-            return Ok(Flow::Continue);
-        }
-        tx.bare_line_ends = decoder.bare_line_ends();
-        let reply = self
-            .policy
-            .data(state, &self.peer, tx, decoder.into_body())
-            .await;
-        self.accepted(reply);
-        Ok(Flow::Continue)
-    }
-
-    async fn bdat(
-        &mut self,
-        state: &mut P::Conn,
-        size: usize,
-        last: bool,
-    ) -> std::io::Result<Flow> {
-        let limit = self.config.max_message_size;
-        let mut gathered = self.bdat.take().unwrap_or(Some(Vec::new()));
-        let so_far = gathered.as_ref().map_or(usize::MAX, Vec::len);
-        if so_far.saturating_add(size) > limit {
-            // A chunk that cannot fit is refused before its bytes are read; they would follow
-            // at once and cannot be told from commands, so the connection ends here.
-            self.reply(Reply::new(
-                552,
-                "5.3.4 Message size exceeds fixed maximum message size",
-            ));
-            self.reply(Reply::new(
-                421,
-                "4.7.0 Closing connection: the chunk's data is not read",
-            ));
-            return Ok(Flow::Close);
-        }
-        let deadline = *self
-            .bdat_deadline
-            .get_or_insert_with(|| tokio::time::Instant::now() + self.config.data_total_timeout);
-        // The chunk is read whatever happens next: its bytes are not commands.
-        let mut left = size;
-        while left > 0 {
-            if self.conn.buffered().is_empty() && !self.fill_data(deadline).await? {
-                return Ok(Flow::Close);
-            }
-            let take = left.min(self.conn.buffered().len());
-            if let Some(body) = gathered.as_mut() {
-                if body.len() + take > limit {
-                    gathered = None;
-                } else {
-                    body.extend_from_slice(&self.conn.buffered()[..take]);
-                }
-            }
-            self.conn.consume(take);
-            left -= take;
-        }
-        match &self.tx {
-            None => {
-                self.bdat_deadline = None;
-                return Ok(self.error(Reply::new(503, "5.5.1 Need MAIL command")));
-            }
-            Some(tx) if tx.rcpts.is_empty() => {
-                self.bdat_deadline = None;
-                return Ok(self.error(Reply::new(503, "5.5.1 Need RCPT command")));
-            }
-            Some(_) => {}
-        }
-        if !last {
-            self.bdat = Some(gathered);
-            self.reply(Reply::new(250, format!("2.0.0 {size} octets received")));
-            return Ok(Flow::Continue);
-        }
-        self.bdat_deadline = None;
-        let Some(mut tx) = self.tx.take() else {
-            return Ok(Flow::Continue);
-        };
-        let Some(body) = gathered else {
-            self.reply(Reply::new(
-                552,
-                "5.3.4 Message size exceeds fixed maximum message size",
-            ));
-            return Ok(Flow::Continue);
-        };
-        let (body, bare) = normalise_line_ends(body);
-        tx.bare_line_ends = bare;
-        tx.chunked = true;
-        let reply = self.policy.data(state, &self.peer, tx, body).await;
-        self.accepted(reply);
-        Ok(Flow::Continue)
     }
 }
 

@@ -526,3 +526,79 @@ fn tenant_mail_goes_through(relay: &Relay, rx: &Receiver) {
     assert_eq!(sent.code, 250, "{sent:?}");
     rx.wait(1, Duration::from_secs(20));
 }
+
+/// Messages being received share a memory budget (`[smtp] max_data_memory`) past their first
+/// 256 KiB each: unfinished large messages cannot make the relay hold their sizes times its
+/// sessions. A large message that finds the budget spent is read to its end and answered 452
+/// (the client tries again later); small mail still goes through, and once a large message
+/// ends its memory is free for the next.
+#[test]
+fn large_messages_in_transit_share_a_memory_budget() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, "[smtp]\nmax_data_memory = \"2MiB\"\n"));
+    // About a megabyte of text: past the 256 KiB a message holds on its own, one 1 MiB step.
+    let big = format!(
+        "Subject: big\r\n\r\n{}",
+        ("z".repeat(998) + "\r\n").repeat(1000)
+    );
+    let start = |c: &mut Client| {
+        c.cmd("EHLO onprem.contoso.example");
+        assert_eq!(c.cmd("MAIL FROM:<alice@contoso.example>").code, 250);
+        assert_eq!(c.cmd("RCPT TO:<bob@remote.example>").code, 250);
+        assert_eq!(c.cmd("DATA").code, 354);
+        c.send(big.as_bytes());
+    };
+    // Two large messages under way, not finished: the budget is spent.
+    let mut a = relay.client();
+    start(&mut a);
+    let mut b = relay.client();
+    start(&mut b);
+    // A third large message is refused once the relay has read the first two's bytes (they
+    // may still be on their way: a third that got in first was accepted, and is counted).
+    let mut delivered = 0;
+    let refused = (0..50).any(|_| {
+        let mut c = relay.client();
+        start(&mut c);
+        c.send(b".\r\n");
+        let r = c.read();
+        match r.code {
+            452 => {
+                assert_eq!(
+                    r.text(),
+                    "452 4.3.1 Insufficient system resources: too much mail in transit, try again later"
+                );
+                true
+            }
+            250 => {
+                delivered += 1;
+                std::thread::sleep(Duration::from_millis(100));
+                false
+            }
+            other => panic!("unexpected reply {other}: {r:?}"),
+        }
+    });
+    assert!(refused, "a third large message was never refused");
+    // Small mail is not held up.
+    let mut d = relay.client();
+    d.cmd("EHLO onprem.contoso.example");
+    assert_eq!(
+        d.mail(
+            "alice@contoso.example",
+            &["bob@remote.example"],
+            "Subject: small\r\n\r\nhi\r\n"
+        )
+        .code,
+        250
+    );
+    // The first large message ends; its memory goes to the next.
+    a.send(b".\r\n");
+    assert_eq!(a.read().code, 250);
+    let mut c = relay.client();
+    start(&mut c);
+    c.send(b".\r\n");
+    assert_eq!(c.read().code, 250);
+    b.send(b".\r\n");
+    assert_eq!(b.read().code, 250);
+    // Everything answered 250 arrived whole: two, the small one, the retry, and any early third.
+    rx.wait(4 + delivered, Duration::from_secs(30));
+}

@@ -1,0 +1,116 @@
+//! The memory that messages being received hold, shared by every session of the relay.
+//!
+//! A message is gathered in memory until its end of data (up to `max_message_size`, 35 MiB by
+//! default), so without a common bound the sessions one client may open (500 by default) could
+//! hold gigabytes between them: 40 unfinished messages of 30 MB held 1.4 GiB before this bound
+//! (BENCHMARKS.md, "Connections held without mail"). Each message's first `FREE` bytes (most
+//! mail) are its own; past them it takes its memory from the shared budget in steps of `STEP`.
+//! A message that finds the budget spent is read to its end and dropped, and the client is told
+//! to try again later (452), as for a full spool: nothing already accepted is lost, and the
+//! memory held is at most the sessions times `FREE`, plus the budget, plus one read each.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Bytes of each message that do not count against the budget.
+pub const FREE: usize = 256 * 1024;
+/// Past `FREE`, memory is taken from the budget this much at a time.
+const STEP: usize = 1024 * 1024;
+
+/// The budget: bytes that messages being received may hold past their first `FREE`.
+#[derive(Debug)]
+pub struct DataMemory {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl DataMemory {
+    pub fn new(limit: usize) -> Arc<DataMemory> {
+        Arc::new(DataMemory {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes taken from the budget now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|&t| t <= self.limit)
+            })
+            .is_ok()
+    }
+}
+
+/// One message's part of the budget, given back when it is dropped.
+pub struct Share {
+    memory: Arc<DataMemory>,
+    held: usize,
+}
+
+impl Share {
+    pub fn new(memory: &Arc<DataMemory>) -> Share {
+        Share {
+            memory: memory.clone(),
+            held: 0,
+        }
+    }
+
+    /// Whether `bytes` held by this message are covered: its own `FREE`, what it took before,
+    /// or more taken now; false when the budget cannot give it.
+    pub fn cover(&mut self, bytes: usize) -> bool {
+        let covered = FREE + self.held;
+        if bytes <= covered {
+            return true;
+        }
+        let want = (bytes - covered).div_ceil(STEP) * STEP;
+        if !self.memory.take(want) {
+            return false;
+        }
+        self.held += want;
+        true
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.memory.used.fetch_sub(self.held, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_share_the_budget_past_their_own_part_and_give_it_back() {
+        let memory = DataMemory::new(3 * STEP);
+        let mut a = Share::new(&memory);
+        // Its own part costs the budget nothing.
+        assert!(a.cover(FREE));
+        assert_eq!(memory.used(), 0);
+        // Past it, whole steps.
+        assert!(a.cover(FREE + 1));
+        assert_eq!(memory.used(), STEP);
+        assert!(a.cover(FREE + 2 * STEP));
+        assert_eq!(memory.used(), 2 * STEP);
+        let mut b = Share::new(&memory);
+        assert!(b.cover(FREE + STEP));
+        // The budget is spent: a third message gets nothing past its own part.
+        let mut c = Share::new(&memory);
+        assert!(c.cover(FREE));
+        assert!(!c.cover(FREE + 1));
+        assert_eq!(memory.used(), 3 * STEP);
+        // A message that ends gives its part back, and the next can have it.
+        drop(a);
+        assert_eq!(memory.used(), STEP);
+        assert!(c.cover(FREE + 2 * STEP));
+        drop(b);
+        drop(c);
+        assert_eq!(memory.used(), 0);
+    }
+}
