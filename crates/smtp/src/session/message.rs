@@ -53,14 +53,14 @@ impl<P: Policy> Session<P> {
         self.reply(Reply::new(354, "Start mail input; end with <CRLF>.<CRLF>"));
         let declared = self.tx.as_ref().and_then(|t| t.params.size);
         let mut decoder = DataDecoder::expecting(self.config.max_message_size, declared);
-        let mut share = Share::new(&self.config.data_memory);
-        let mut no_room = false;
+        let mut share = Some(Share::new(&self.config.data_memory));
         let deadline = tokio::time::Instant::now() + self.config.data_total_timeout;
         loop {
             let end = decoder.feed(self.conn.buffered());
-            if !no_room && !share.cover(decoder.held()) {
-                // The relay's memory for messages in transit is spent: read to the end, drop.
-                no_room = true;
+            if share.as_mut().is_some_and(|s| !s.cover(decoder.held())) {
+                // The relay's memory for messages in transit is spent: read to the end, drop,
+                // and give back what this message had taken.
+                share = None;
                 decoder.drop_body();
             }
             if let Some(used) = end {
@@ -76,7 +76,7 @@ impl<P: Policy> Session<P> {
         let Some(mut tx) = self.tx.take() else {
             return Ok(Flow::Continue);
         };
-        if no_room {
+        if share.is_none() {
             self.reply(no_room_reply());
             return Ok(Flow::Continue);
         }
