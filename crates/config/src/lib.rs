@@ -159,6 +159,8 @@ pub struct Config {
     /// `[smtp] max_data_memory`: what messages being received may hold in memory together,
     /// past their first 256 KiB each.
     pub max_data_memory: usize,
+    /// `[smtp] max_header_size`: the longest header section a message may have.
+    pub max_header_size: usize,
     pub data_total_timeout: Duration,
     pub auth: AuthLimits,
     pub widest_connector: relayward_tenancy::claims::Widest,
@@ -389,6 +391,13 @@ impl Config {
             max_data_memory: match &raw.smtp.max_data_memory {
                 Some(s) => parse_size(s).with_context(|| "smtp.max_data_memory")?,
                 None => 1024 * 1024 * 1024,
+            },
+            max_header_size: match &raw.smtp.max_header_size {
+                Some(s) => match parse_size(s).with_context(|| "smtp.max_header_size")? {
+                    n if n < 1024 => bail!("smtp.max_header_size: {s} is below 1KB"),
+                    n => n,
+                },
+                None => 1024 * 1024,
             },
             data_total_timeout: dur(
                 &raw.smtp.data_total_timeout,

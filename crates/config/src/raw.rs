@@ -109,6 +109,8 @@ pub struct RawSmtp {
     pub max_junk_commands: Option<u32>,
     /// Memory that messages being received may hold together past their first 256 KiB each.
     pub max_data_memory: Option<String>,
+    /// The longest header section a message may have.
+    pub max_header_size: Option<String>,
     /// The whole DATA or BDAT phase of one message may take this long, however slowly the
     /// bytes trickle in (`data_timeout` is the wait for the next bytes).
     pub data_total_timeout: Option<String>,

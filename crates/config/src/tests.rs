@@ -66,6 +66,7 @@ fn no_file_gives_the_embedded_defaults() {
     assert_eq!(c.busy_command_timeout, Duration::from_secs(10));
     assert_eq!(c.max_junk_commands, 100);
     assert_eq!(c.max_data_memory, 1024 * 1024 * 1024);
+    assert_eq!(c.max_header_size, 1024 * 1024);
     assert_eq!(
         (c.http_max_connections, c.http_max_connections_per_ip),
         (1024, 64)
@@ -93,6 +94,7 @@ fn mistakes_are_named() {
         "a zero wait would have idle sessions look at the busy flag without pause"
     );
     assert!(err("[smtp]\nmax_data_memory = \"lots\"").contains("smtp.max_data_memory"));
+    assert!(err("[smtp]\nmax_header_size = \"-1\"").contains("smtp.max_header_size"));
     let raw: RawConfig = toml::from_str("[smtp]\nmax_data_memory = \"2MiB\"").expect("parses");
     assert_eq!(
         Config::from_raw(raw).expect("valid").max_data_memory,

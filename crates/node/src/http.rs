@@ -30,6 +30,8 @@ pub struct NodeState {
     pub passwords: Arc<relayward_control::passwords::Checker>,
     pub auth_limits: Arc<relayward_control::passwords::Limiter>,
     pub trace: TraceSink,
+    /// The budget for messages being received (`[smtp] max_data_memory`).
+    pub data_memory: Arc<relayward_smtp::memory::DataMemory>,
 }
 
 /// The HTTP listener's routes: `/healthz`, `/metrics`, the management API under `/api/v1`, and
@@ -132,6 +134,25 @@ async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
         "gauge",
         "SMTP sessions open now.",
         p.open_sessions.load(Ordering::Relaxed),
+    );
+    let dm = &s.data_memory;
+    m(
+        "relayward_smtp_data_memory_bytes",
+        "gauge",
+        "Bytes that messages being received hold now past their first 256 KiB each (taken from [smtp] max_data_memory).",
+        dm.used() as u64,
+    );
+    m(
+        "relayward_smtp_data_memory_limit_bytes",
+        "gauge",
+        "The budget for messages being received ([smtp] max_data_memory).",
+        dm.limit() as u64,
+    );
+    m(
+        "relayward_smtp_data_memory_refused_total",
+        "counter",
+        "Messages read to their end and answered 452 because the budget for messages being received was spent.",
+        dm.refused(),
     );
     m(
         "relayward_messages_accepted_total",

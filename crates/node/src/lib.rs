@@ -393,6 +393,7 @@ pub async fn serve(
     let server_config = |kind| {
         let mut c = ServerConfig::new(config.hostname.clone(), kind);
         c.max_message_size = config.limits.max_message_size;
+        c.max_header_size = config.max_header_size;
         c.max_recipients = config.limits.recipients_per_message;
         c.command_timeout = config.command_timeout;
         c.busy_command_timeout = config.busy_command_timeout;
@@ -460,6 +461,7 @@ pub async fn serve(
             passwords: passwords.clone(),
             auth_limits,
             trace: trace.clone(),
+            data_memory: data_memory.clone(),
         },
         relayward_api::ApiState {
             control: control.clone(),

@@ -27,6 +27,9 @@ pub struct ServerConfig {
     pub hostname: String,
     pub kind: ListenerKind,
     pub max_message_size: usize,
+    /// The longest header section a message may have (everything before its first empty line):
+    /// its fields are parsed one by one, so many small ones cost far more than their bytes.
+    pub max_header_size: usize,
     pub max_recipients: usize,
     /// Longest command line accepted, CRLF included (RFC 5321 says at least 512).
     pub max_line: usize,
@@ -63,6 +66,7 @@ impl ServerConfig {
             hostname: hostname.into(),
             kind,
             max_message_size: 35 * 1024 * 1024,
+            max_header_size: 1024 * 1024,
             max_recipients: 500,
             max_line: 4096,
             command_timeout: Duration::from_secs(300),

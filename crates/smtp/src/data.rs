@@ -170,6 +170,17 @@ impl DataDecoder {
     }
 }
 
+/// Whether a message's header section (its lines before the first empty one, or the whole
+/// message when it has no empty line) is longer than `limit`; reads at most `limit` + 2 bytes.
+pub fn header_section_over(body: &[u8], limit: usize) -> bool {
+    if body.len() <= limit || body.starts_with(b"\r\n") {
+        return false;
+    }
+    let window = &body[..body.len().min(limit.saturating_add(2))];
+    // A blank line found here ends a header section of at most `limit` bytes.
+    memchr::memmem::find(window, b"\r\n\r\n").is_none()
+}
+
 /// Normalises bare CR and bare LF to CRLF in a BDAT body (no dot handling: BDAT is counted).
 pub fn normalise_line_ends(body: Vec<u8>) -> (Vec<u8>, usize) {
     let mut bare = 0;
@@ -202,6 +213,24 @@ pub fn normalise_line_ends(body: Vec<u8>) -> (Vec<u8>, usize) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_header_section_is_measured_to_its_empty_line() {
+        let h = |n: usize| format!("Subject: {}\r\n", "x".repeat(n - 11));
+        // 20 bytes of header, then a body: within a 20-byte limit, not within 19.
+        let m = format!("{}\r\nbody that is much longer than the limit\r\n", h(20));
+        assert!(!header_section_over(m.as_bytes(), 20));
+        assert!(header_section_over(m.as_bytes(), 19));
+        // No empty line: the whole message is its header section.
+        let only = h(40);
+        assert!(!header_section_over(only.as_bytes(), 40));
+        assert!(header_section_over(only.as_bytes(), 39));
+        // No header at all.
+        assert!(!header_section_over(b"\r\nbody longer than the limit", 4));
+        // An empty line past the limit does not save it.
+        let late = format!("{}\r\nbody", h(100));
+        assert!(header_section_over(late.as_bytes(), 50));
+    }
+
     use super::*;
 
     fn decode(input: &[u8], limit: usize) -> (Option<usize>, DataDecoder) {

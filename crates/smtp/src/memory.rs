@@ -7,10 +7,11 @@
 //! mail) are its own; past them it takes its memory from the shared budget in steps of `STEP`.
 //! A message that finds the budget spent is read to its end and dropped, and the client is told
 //! to try again later (452), as for a full spool: nothing already accepted is lost, and the
-//! memory held is at most the sessions times `FREE`, plus the budget, plus one read each.
+//! memory held is at most the sessions times `FREE`, plus the budget, plus one read each. At its
+//! end a message counts twice, for the copy made while it is spooled.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Bytes of each message that do not count against the budget.
 pub const FREE: usize = 256 * 1024;
@@ -22,6 +23,7 @@ const STEP: usize = 1024 * 1024;
 pub struct DataMemory {
     limit: usize,
     used: AtomicUsize,
+    refused: AtomicU64,
 }
 
 impl DataMemory {
@@ -29,12 +31,28 @@ impl DataMemory {
         Arc::new(DataMemory {
             limit,
             used: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
         })
     }
 
     /// Bytes taken from the budget now.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
+    }
+
+    /// The budget's size (`[smtp] max_data_memory`).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Messages dropped (answered 452) because the budget was spent, since the relay started.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Counts a message dropped for want of memory.
+    pub(crate) fn count_refusal(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
     fn take(&self, n: usize) -> bool {
@@ -74,11 +92,24 @@ impl Share {
         self.held += want;
         true
     }
+
+    /// Whether the message's end is covered: until it is spooled, the relay copies it once more
+    /// (with its `Received:` field, then into its spool record) while `body` is still held.
+    pub fn cover_end_of_data(&mut self, body: &Vec<u8>) -> bool {
+        self.cover(body.capacity() + body.len())
+    }
+
+    /// Gives back what this message took: it has dropped what it held.
+    pub fn release(&mut self) {
+        self.memory
+            .used
+            .fetch_sub(std::mem::take(&mut self.held), Ordering::AcqRel);
+    }
 }
 
 impl Drop for Share {
     fn drop(&mut self) {
-        self.memory.used.fetch_sub(self.held, Ordering::AcqRel);
+        self.release();
     }
 }
 
@@ -111,6 +142,30 @@ mod tests {
         assert!(c.cover(FREE + 2 * STEP));
         drop(b);
         drop(c);
+        assert_eq!(memory.used(), 0);
+    }
+
+    #[test]
+    fn a_message_counts_twice_at_its_end_and_gives_back_what_it_drops() {
+        let memory = DataMemory::new(STEP);
+        // 64 KiB in a 128 KiB buffer, copied once at its end: still within its own part.
+        let mut small = Vec::with_capacity(128 * 1024);
+        small.resize(64 * 1024, b'x');
+        let mut a = Share::new(&memory);
+        assert!(a.cover_end_of_data(&small));
+        assert_eq!(memory.used(), 0);
+        // 700 KiB fits in the budget while it is read, but not twice at its end.
+        let mut large = Vec::with_capacity(700 * 1024);
+        large.resize(700 * 1024, b'x');
+        let mut b = Share::new(&memory);
+        assert!(b.cover(large.capacity()));
+        assert_eq!(memory.used(), STEP);
+        assert!(!b.cover_end_of_data(&large));
+        // Dropping its body, it gives its part back at once, though it lives on.
+        b.release();
+        assert_eq!(memory.used(), 0);
+        assert!(b.cover(FREE));
+        drop(b);
         assert_eq!(memory.used(), 0);
     }
 }

@@ -15,7 +15,6 @@ use crate::admission::BusyFlag;
 use crate::command::parse_command;
 use crate::config::{ListenerKind, ServerConfig};
 use crate::io::{Conn, Line, Stream};
-use crate::memory::Share;
 use crate::reply::Reply;
 
 mod message;
@@ -82,14 +81,8 @@ pub(crate) struct Session<P: Policy> {
     /// Whether the listener is busy (`admission.rs`): then a command is waited for less long.
     busy: BusyFlag,
     tx: Option<Transaction>,
-    /// BDAT chunks gathered so far, `None` once over the size limit.
-    bdat: Option<Option<Vec<u8>>>,
-    /// When the message being sent in BDAT chunks must be complete.
-    bdat_deadline: Option<tokio::time::Instant>,
-    /// The BDAT message's part of the relay's memory for messages in transit, and whether it
-    /// was refused more (the message is then read and dropped, and answered 452).
-    bdat_share: Option<Share>,
-    bdat_no_room: bool,
+    /// The message being sent in BDAT chunks, from its first chunk to its last.
+    bdat: Option<message::Chunked>,
     errors: u32,
     /// Commands that move no mail (`max_junk_commands`) since the session began or the last
     /// message was accepted.
@@ -124,9 +117,6 @@ impl<P: Policy> Session<P> {
             busy,
             tx: None,
             bdat: None,
-            bdat_deadline: None,
-            bdat_share: None,
-            bdat_no_room: false,
             errors: 0,
             junk: 0,
             commands_unauthenticated: 0,
@@ -374,7 +364,6 @@ impl<P: Policy> Session<P> {
     fn reset(&mut self) {
         self.tx = None;
         self.bdat = None;
-        self.end_bdat();
     }
 
     fn ehlo_reply(&self) -> Reply {

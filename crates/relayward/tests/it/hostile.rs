@@ -535,9 +535,84 @@ fn tenant_mail_goes_through(relay: &Relay, rx: &Receiver) {
 /// test: here one session at a time, so that nothing depends on when the relay reads whose
 /// bytes.)
 #[test]
-fn large_messages_in_transit_share_a_memory_budget() {
+fn a_header_section_over_its_limit_is_refused_and_a_large_body_is_not() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem.contoso.example");
+    // 100,000 small fields (1.3 MB): each is parsed on its own, at many times its bytes.
+    let fields: String = (0..100_000).map(|i| format!("X-F{i}: v\r\n")).collect();
+    let r = c.mail(
+        "alice@contoso.example",
+        &["bob@remote.example"],
+        &format!("Subject: fields\r\n{fields}\r\nhi\r\n"),
+    );
+    assert_eq!(
+        r.text(),
+        "552 5.3.4 Message header section exceeds fixed maximum size"
+    );
+    // The same in BDAT chunks.
+    c.cmd("MAIL FROM:<alice@contoso.example>");
+    c.cmd("RCPT TO:<bob@remote.example>");
+    let chunk = format!("Subject: chunked fields\r\n{fields}");
+    c.send(format!("BDAT {}\r\n{chunk}", chunk.len()).as_bytes());
+    assert_eq!(c.read().code, 250);
+    c.send(b"BDAT 4 LAST\r\n\r\nhi");
+    assert_eq!(c.read().code, 552);
+    // Two megabytes of body under a small header are ordinary mail.
+    let body = ("z".repeat(998) + "\r\n").repeat(2000);
+    let r = c.mail(
+        "alice@contoso.example",
+        &["bob@remote.example"],
+        &format!("Subject: large body\r\n\r\n{body}"),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = rx.wait(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1);
+    assert!(got[0].data.contains("Subject: large body"));
+}
+
+#[test]
+fn a_chunked_message_that_finds_no_memory_is_read_on_and_answered_452_at_its_end() {
     let rx = Receiver::start(false);
     let relay = Relay::start(&contoso(rx.addr, "[smtp]\nmax_data_memory = \"1MiB\"\n"));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem.contoso.example");
+    c.cmd("MAIL FROM:<alice@contoso.example>");
+    c.cmd("RCPT TO:<bob@remote.example>");
+    let line = "z".repeat(998) + "\r\n";
+    let first = format!("Subject: chunked\r\n\r\n{}", line.repeat(100));
+    c.send(format!("BDAT {}\r\n{first}", first.len()).as_bytes());
+    assert_eq!(c.read().code, 250);
+    // Three megabytes more: past the 1 MiB budget. The chunk is read and the message dropped.
+    let big = line.repeat(3000);
+    c.send(format!("BDAT {}\r\n{big}", big.len()).as_bytes());
+    assert_eq!(c.read().code, 250, "the chunk's octets were read");
+    // Its further chunks are still read as data (not refused as too big), and its end says why.
+    c.send(format!("BDAT {}\r\n{}", line.len(), line).as_bytes());
+    assert_eq!(c.read().code, 250);
+    c.send(format!("BDAT {} LAST\r\n{}", line.len(), line).as_bytes());
+    assert_eq!(
+        c.read().text(),
+        "452 4.3.1 Insufficient system resources: too much mail in transit, try again later"
+    );
+    // The session goes on: the client's next message, in chunks, is taken.
+    c.cmd("MAIL FROM:<alice@contoso.example>");
+    c.cmd("RCPT TO:<bob@remote.example>");
+    let small = "Subject: again\r\n\r\nhi\r\n";
+    c.send(format!("BDAT {} LAST\r\n{small}", small.len()).as_bytes());
+    assert_eq!(c.read().code, 250);
+    let got = rx.wait(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1);
+    assert!(got[0].data.contains("Subject: again"));
+    assert_eq!(relay.metric("relayward_smtp_data_memory_refused_total"), 1);
+    assert_eq!(relay.metric("relayward_smtp_data_memory_bytes"), 0);
+}
+
+#[test]
+fn large_messages_in_transit_share_a_memory_budget() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, "[smtp]\nmax_data_memory = \"2MiB\"\n"));
     let message = |lines: usize| {
         format!(
             "Subject: {lines} lines\r\n\r\n{}",
@@ -548,16 +623,17 @@ fn large_messages_in_transit_share_a_memory_budget() {
     c.cmd("EHLO onprem.contoso.example");
     let send =
         |c: &mut Client, body: &str| c.mail("alice@contoso.example", &["bob@remote.example"], body);
-    // Three megabytes need three 1 MiB steps past the message's own 256 KiB: refused, read to
-    // its end, and the session goes on.
-    let r = send(&mut c, &message(3000));
-    assert_eq!(
-        r.text(),
-        "452 4.3.1 Insufficient system resources: too much mail in transit, try again later"
-    );
+    let no_room =
+        "452 4.3.1 Insufficient system resources: too much mail in transit, try again later";
+    // Three megabytes need more than the budget's 2 MiB past the message's own 256 KiB:
+    // refused, read to its end, and the session goes on.
+    assert_eq!(send(&mut c, &message(3000)).text(), no_room);
     // Small mail never needs the budget.
     assert_eq!(send(&mut c, "Subject: small\r\n\r\nhi\r\n").code, 250);
-    // A megabyte fits in the budget: the refused message gave back what it had taken.
+    // A megabyte and a half fits while it is read, but not at its end, where it counts twice
+    // (it is copied while it is spooled).
+    assert_eq!(send(&mut c, &message(1500)).text(), no_room);
+    // A megabyte fits, twice: the refused messages gave back what they had taken.
     assert_eq!(send(&mut c, &message(1000)).code, 250);
     assert_eq!(
         send(&mut c, &message(1000)).code,
@@ -565,5 +641,12 @@ fn large_messages_in_transit_share_a_memory_budget() {
         "and gave it back in turn"
     );
     let got = rx.wait(3, Duration::from_secs(30));
-    assert_eq!(got.len(), 3, "the refused message was not delivered");
+    assert_eq!(got.len(), 3, "the refused messages were not delivered");
+    // The operator sees the refusals and the budget, all given back, in the metrics.
+    assert_eq!(relay.metric("relayward_smtp_data_memory_refused_total"), 2);
+    assert_eq!(relay.metric("relayward_smtp_data_memory_bytes"), 0);
+    assert_eq!(
+        relay.metric("relayward_smtp_data_memory_limit_bytes"),
+        2 * 1024 * 1024
+    );
 }

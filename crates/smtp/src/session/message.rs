@@ -2,19 +2,12 @@
 //! take from the relay's budget for messages in transit (`memory.rs`).
 
 use super::{Flow, Session};
-use crate::Policy;
-use crate::data::{DataDecoder, normalise_line_ends};
+use crate::data::{DataDecoder, header_section_over, normalise_line_ends};
 use crate::memory::Share;
 use crate::reply::Reply;
+use crate::{Policy, ServerConfig};
 
 impl<P: Policy> Session<P> {
-    /// Ends a BDAT message's phase: its deadline and its memory; true when it found no room.
-    pub(super) fn end_bdat(&mut self) -> bool {
-        self.bdat_deadline = None;
-        self.bdat_share = None;
-        std::mem::take(&mut self.bdat_no_room)
-    }
-
     /// Reads more of a message's data: `false` (after telling the client why) when the client
     /// went quiet for `data_timeout`, the message passed its `deadline`, or the connection ended.
     async fn fill_data(&mut self, deadline: tokio::time::Instant) -> std::io::Result<bool> {
@@ -76,10 +69,10 @@ impl<P: Policy> Session<P> {
         let Some(mut tx) = self.tx.take() else {
             return Ok(Flow::Continue);
         };
-        if share.is_none() {
-            self.reply(no_room_reply());
+        let Some(mut share) = share else {
+            self.no_room();
             return Ok(Flow::Continue);
-        }
+        };
         if decoder.overflowed() {
             self.reply(Reply::new(
                 552,
@@ -88,10 +81,17 @@ impl<P: Policy> Session<P> {
             return Ok(Flow::Continue);
         }
         tx.bare_line_ends = decoder.bare_line_ends();
-        let reply = self
-            .policy
-            .data(state, &self.peer, tx, decoder.into_body())
-            .await;
+        let body = decoder.into_body();
+        if self.header_too_long(&body) {
+            return Ok(Flow::Continue);
+        }
+        if !share.cover_end_of_data(&body) {
+            self.no_room();
+            return Ok(Flow::Continue);
+        }
+        let reply = self.policy.data(state, &self.peer, tx, body).await;
+        // Its part of the budget is held until the message is spooled or refused.
+        drop(share);
         self.accepted(reply);
         Ok(Flow::Continue)
     }
@@ -102,10 +102,11 @@ impl<P: Policy> Session<P> {
         size: usize,
         last: bool,
     ) -> std::io::Result<Flow> {
-        let limit = self.config.max_message_size;
-        let mut gathered = self.bdat.take().unwrap_or(Some(Vec::new()));
-        let so_far = gathered.as_ref().map_or(usize::MAX, Vec::len);
-        if so_far.saturating_add(size) > limit {
+        let mut chunked = match self.bdat.take() {
+            Some(c) => c,
+            None => Chunked::new(&self.config),
+        };
+        if chunked.received.saturating_add(size) > self.config.max_message_size {
             // A chunk that cannot fit is refused before its bytes are read; they would follow
             // at once and cannot be told from commands, so the connection ends here.
             self.reply(Reply::new(
@@ -118,79 +119,117 @@ impl<P: Policy> Session<P> {
             ));
             return Ok(Flow::Close);
         }
-        let deadline = *self
-            .bdat_deadline
-            .get_or_insert_with(|| tokio::time::Instant::now() + self.config.data_total_timeout);
         // The chunk is read whatever happens next: its bytes are not commands.
         let mut left = size;
         while left > 0 {
-            if self.conn.buffered().is_empty() && !self.fill_data(deadline).await? {
+            if self.conn.buffered().is_empty() && !self.fill_data(chunked.deadline).await? {
                 return Ok(Flow::Close);
             }
             let take = left.min(self.conn.buffered().len());
-            if let Some(body) = gathered.as_mut() {
-                let room = self
-                    .bdat_share
-                    .get_or_insert_with(|| Share::new(&self.config.data_memory))
-                    .cover(body.len() + take);
-                if body.len() + take > limit {
-                    gathered = None;
-                } else if !room {
-                    // The relay's memory for messages in transit is spent: read on, drop.
-                    gathered = None;
-                    self.bdat_share = None;
-                    self.bdat_no_room = true;
-                } else {
-                    body.extend_from_slice(&self.conn.buffered()[..take]);
-                }
-            }
+            chunked.keep(&self.conn.buffered()[..take]);
             self.conn.consume(take);
             left -= take;
         }
         match &self.tx {
-            None => {
-                self.end_bdat();
-                return Ok(self.error(Reply::new(503, "5.5.1 Need MAIL command")));
-            }
+            None => return Ok(self.error(Reply::new(503, "5.5.1 Need MAIL command"))),
             Some(tx) if tx.rcpts.is_empty() => {
-                self.end_bdat();
                 return Ok(self.error(Reply::new(503, "5.5.1 Need RCPT command")));
             }
             Some(_) => {}
         }
         if !last {
-            self.bdat = Some(gathered);
+            self.bdat = Some(chunked);
             self.reply(Reply::new(250, format!("2.0.0 {size} octets received")));
             return Ok(Flow::Continue);
         }
-        let no_room = self.end_bdat();
         let Some(mut tx) = self.tx.take() else {
             return Ok(Flow::Continue);
         };
-        if no_room {
-            self.reply(no_room_reply());
-            return Ok(Flow::Continue);
-        }
-        let Some(body) = gathered else {
-            self.reply(Reply::new(
-                552,
-                "5.3.4 Message size exceeds fixed maximum message size",
-            ));
+        let Chunked {
+            body, mut share, ..
+        } = chunked;
+        let Some(body) = body.filter(|b| share.cover_end_of_data(b)) else {
+            self.no_room();
             return Ok(Flow::Continue);
         };
         let (body, bare) = normalise_line_ends(body);
+        if self.header_too_long(&body) {
+            return Ok(Flow::Continue);
+        }
         tx.bare_line_ends = bare;
         tx.chunked = true;
         let reply = self.policy.data(state, &self.peer, tx, body).await;
+        // Its part of the budget is held until the message is spooled or refused.
+        drop(share);
         self.accepted(reply);
         Ok(Flow::Continue)
     }
+
+    /// Refuses a message whose header section is over `max_header_size` (true when it did).
+    fn header_too_long(&mut self, body: &[u8]) -> bool {
+        if !header_section_over(body, self.config.max_header_size) {
+            return false;
+        }
+        self.reply(Reply::new(
+            552,
+            "5.3.4 Message header section exceeds fixed maximum size",
+        ));
+        true
+    }
+
+    /// Answers a message dropped because the relay's memory for messages in transit was spent.
+    fn no_room(&mut self) {
+        self.config.data_memory.count_refusal();
+        self.reply(Reply::new(
+            452,
+            "4.3.1 Insufficient system resources: too much mail in transit, try again later",
+        ));
+    }
 }
 
-/// A message dropped because the relay's memory for messages in transit was spent.
-fn no_room_reply() -> Reply {
-    Reply::new(
-        452,
-        "4.3.1 Insufficient system resources: too much mail in transit, try again later",
-    )
+/// A message being sent in BDAT chunks (RFC 3030), from its first chunk to its last.
+pub(super) struct Chunked {
+    /// Octets of its chunks so far, kept or not: what the size limit counts.
+    received: usize,
+    /// Its chunks gathered, or `None` once the relay's memory for messages in transit was spent
+    /// (the rest is read and dropped, and the message answered 452 at its end).
+    body: Option<Vec<u8>>,
+    /// Its part of that memory.
+    share: Share,
+    /// When its last chunk must have come.
+    deadline: tokio::time::Instant,
+}
+
+impl Chunked {
+    fn new(config: &ServerConfig) -> Chunked {
+        Chunked {
+            received: 0,
+            body: Some(Vec::new()),
+            share: Share::new(&config.data_memory),
+            deadline: tokio::time::Instant::now() + config.data_total_timeout,
+        }
+    }
+
+    /// Gathers bytes of a chunk, or drops the message when the memory for them cannot be had.
+    fn keep(&mut self, bytes: &[u8]) {
+        self.received += bytes.len();
+        let Some(body) = &mut self.body else {
+            return;
+        };
+        // The buffer's capacity is what it holds: it grows by doubling, covered beforehand.
+        let need = body.len() + bytes.len();
+        let capacity = if need > body.capacity() {
+            need.max(body.capacity() * 2)
+        } else {
+            body.capacity()
+        };
+        if self.share.cover(capacity) {
+            body.reserve_exact(capacity - body.len());
+            body.extend_from_slice(bytes);
+        } else {
+            self.body = None;
+            // What it had taken goes back at once, for the other messages.
+            self.share.release();
+        }
+    }
 }
