@@ -11,6 +11,10 @@ const MAX_PARTS: usize = 200;
 const MAX_DEPTH: usize = 8;
 /// Text decoded per message, in all parts together.
 const MAX_TEXT: usize = 1 << 20;
+/// A part's header fields are read from this much of its header section: a part names its type,
+/// encoding and file name in a few lines, and its fields are parsed one by one (the message's
+/// own header section is bounded by the SMTP layer's `max_header_size`).
+const MAX_PART_HEADER: usize = 64 * 1024;
 
 #[derive(Debug, Default)]
 pub struct Parsed {
@@ -122,6 +126,7 @@ fn walk(
     {
         for part in split_multipart(body, &boundary) {
             let (h, b) = split_header(part);
+            let h = &h[..h.len().min(MAX_PART_HEADER)];
             walk(&header_fields(h), b, depth + 1, out, budget);
         }
         return;
@@ -377,5 +382,20 @@ Content-Disposition: attachment; filename*=utf-8''invoice%20May.exe\r\n\r\nAAAA\
         assert_eq!(p.parts[1].text.as_deref(), Some("hello"));
         assert!(parse(b"Subject: only a header").parts.len() == 1);
         assert_eq!(decode_words("=?utf-8?B?cmVwb3J0LmRvY20=?="), "report.docm");
+    }
+
+    #[test]
+    fn a_parts_header_is_read_only_as_far_as_its_bound() {
+        // A part's type comes after 100,000 filler fields: past the bound, so not read.
+        let filler: String = (0..100_000).map(|i| format!("X-F{i}: v\r\n")).collect();
+        let raw = format!(
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n{filler}Content-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n"
+        );
+        let p = parse(raw.as_bytes());
+        assert_eq!(p.parts.len(), 1);
+        assert_eq!(p.parts[0].content_type, "text/plain");
+        // Within the bound it is read as ever.
+        let raw = "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nX-A: 1\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n";
+        assert_eq!(parse(raw.as_bytes()).parts[0].content_type, "text/html");
     }
 }
