@@ -573,6 +573,43 @@ fn a_header_section_over_its_limit_is_refused_and_a_large_body_is_not() {
 }
 
 #[test]
+fn a_message_over_the_size_limit_gives_its_memory_back_before_its_end() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(
+        rx.addr,
+        "[smtp]\nmax_data_memory = \"8MiB\"\n[limits]\nmax_message_size = \"2MB\"\n",
+    ));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem.contoso.example");
+    c.cmd("MAIL FROM:<alice@contoso.example>");
+    c.cmd("RCPT TO:<bob@remote.example>");
+    assert_eq!(c.cmd("DATA").code, 354);
+    let line = "z".repeat(998) + "\r\n";
+    c.send(format!("Subject: big\r\n\r\n{}", line.repeat(1500)).as_bytes());
+    // Within the size limit, past its own 256 KiB: it holds part of the budget.
+    let held = wait_for(Duration::from_secs(10), || {
+        let b = relay.metric("relayward_smtp_data_memory_bytes");
+        (b > 0).then_some(b)
+    });
+    assert!(held.is_some(), "a message of 1.5 MB takes from the budget");
+    // Past the limit it keeps nothing, and gives the budget back while the client still sends.
+    c.send(line.repeat(1000).as_bytes());
+    let back = wait_for(Duration::from_secs(10), || {
+        (relay.metric("relayward_smtp_data_memory_bytes") == 0).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "the budget was given back before the end of data"
+    );
+    c.send(b"\r\n.\r\n");
+    assert_eq!(
+        c.read().text(),
+        "552 5.3.4 Message size exceeds fixed maximum message size"
+    );
+    assert_eq!(relay.metric("relayward_smtp_data_memory_refused_total"), 0);
+}
+
+#[test]
 fn a_chunked_message_that_finds_no_memory_is_read_on_and_answered_452_at_its_end() {
     let rx = Receiver::start(false);
     let relay = Relay::start(&contoso(rx.addr, "[smtp]\nmax_data_memory = \"1MiB\"\n"));

@@ -50,11 +50,16 @@ impl<P: Policy> Session<P> {
         let deadline = tokio::time::Instant::now() + self.config.data_total_timeout;
         loop {
             let end = decoder.feed(self.conn.buffered());
-            if share.as_mut().is_some_and(|s| !s.cover(decoder.held())) {
-                // The relay's memory for messages in transit is spent: read to the end, drop,
-                // and give back what this message had taken.
-                share = None;
-                decoder.drop_body();
+            if let Some(s) = share.as_mut() {
+                if decoder.overflowed() {
+                    // Over the size limit, it keeps nothing more: what it took goes back now.
+                    s.release();
+                } else if !s.cover(decoder.held()) {
+                    // The relay's memory for messages in transit is spent: read to the end,
+                    // drop, and give back what this message had taken.
+                    share = None;
+                    decoder.drop_body();
+                }
             }
             if let Some(used) = end {
                 self.conn.consume(used);
