@@ -184,6 +184,9 @@ pub struct Config {
     pub dns_resolver: Option<SocketAddr>,
     pub normal_pool: Vec<IpAddr>,
     pub high_risk_pool: Vec<IpAddr>,
+    /// `[delivery] private_destinations`: networks off the public internet that tenants' routes
+    /// and domains' MX records may lead to.
+    pub private_destinations: Vec<ipnet::IpNet>,
     pub high_risk_hostname: Option<String>,
     pub retry_schedule: Vec<Duration>,
     pub expire_after: Duration,
@@ -458,6 +461,19 @@ impl Config {
             dns_resolver,
             normal_pool: ips(&raw.delivery.normal_pool, "delivery.normal_pool")?,
             high_risk_pool: ips(&raw.delivery.high_risk_pool, "delivery.high_risk_pool")?,
+            private_destinations: raw
+                .delivery
+                .private_destinations
+                .iter()
+                .flatten()
+                .map(|s| {
+                    relayward_tenancy::parse_net(s).ok_or_else(|| {
+                        anyhow!(
+                            "delivery.private_destinations: \"{s}\" is not an address or CIDR range"
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?,
             high_risk_hostname: raw.delivery.high_risk_hostname,
             retry_schedule,
             expire_after: dur(&raw.delivery.expire_after, "48h", "delivery.expire_after")?,

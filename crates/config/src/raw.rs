@@ -170,6 +170,8 @@ pub struct RawDelivery {
     /// Tell the sender once when a message is still undelivered after this long; "0": never.
     pub delay_notice_after: Option<String>,
     pub remote_port: Option<u16>,
+    /// Networks off the public internet that tenants' routes and domains' MX records may lead to.
+    pub private_destinations: Option<Vec<String>>,
     pub max_per_destination: Option<usize>,
     pub max_concurrent_messages: Option<usize>,
     pub connect_timeout: Option<String>,

@@ -95,6 +95,20 @@ fn mistakes_are_named() {
     );
     assert!(err("[smtp]\nmax_data_memory = \"lots\"").contains("smtp.max_data_memory"));
     assert!(err("[smtp]\nmax_header_size = \"-1\"").contains("smtp.max_header_size"));
+    assert!(
+        err("[delivery]\nprivate_destinations = [\"10.0.0.0/33\"]")
+            .contains("delivery.private_destinations")
+    );
+    let raw: RawConfig =
+        toml::from_str("[delivery]\nprivate_destinations = [\"10.20.0.0/16\", \"::1\"]")
+            .expect("parses");
+    assert_eq!(
+        Config::from_raw(raw)
+            .expect("valid")
+            .private_destinations
+            .len(),
+        2
+    );
     let raw: RawConfig = toml::from_str("[smtp]\nmax_data_memory = \"2MiB\"").expect("parses");
     assert_eq!(
         Config::from_raw(raw).expect("valid").max_data_memory,

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod dns;
 mod queue;
+pub mod reach;
 
 pub use queue::{
     DeliveryConfig, DestinationView, Events, Queue, QueueAction, QueueActionError, QueueStats,

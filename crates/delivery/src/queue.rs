@@ -34,6 +34,9 @@ pub struct DeliveryConfig {
     pub smart_host: Option<String>,
     /// Port used for MX hosts (25 in production; tests point it at their receiver).
     pub remote_port: u16,
+    /// Networks off the public internet that a tenant's route or a domain's MX may still lead
+    /// to (`reach.rs`); the smart host is reached wherever it is.
+    pub private_destinations: Vec<ipnet::IpNet>,
     pub retry_schedule: Vec<Duration>,
     pub expire_after: Duration,
     pub normal_pool: Vec<IpAddr>,
@@ -63,6 +66,7 @@ impl DeliveryConfig {
             hostname,
             smart_host: None,
             remote_port: 25,
+            private_destinations: Vec::new(),
             retry_schedule: [60, 300, 900, 1800, 3600, 7200, 14_400]
                 .into_iter()
                 .map(Duration::from_secs)
@@ -881,12 +885,13 @@ impl Inner {
     /// The hosts to try for `domain`, best first, or the final state for every recipient when
     /// there is nowhere to go.
     async fn hops(&self, domain: &str) -> Result<Vec<Hop>, RcptState> {
-        let fixed = self
-            .router
-            .route(domain)
-            .or_else(|| self.config.smart_host.clone());
-        if let Some(target) = fixed {
+        if let Some(target) = self.router.route(domain) {
             let (host, port) = split_host_port(&target, self.config.remote_port);
+            let hops = self.addresses(&host, port).await.map_err(dns_state)?;
+            return self.reachable(domain, hops);
+        }
+        if let Some(target) = &self.config.smart_host {
+            let (host, port) = split_host_port(target, self.config.remote_port);
             return self.addresses(&host, port).await.map_err(dns_state);
         }
         let mut mxs = self.resolver.mx(domain).await.map_err(dns_state)?;
@@ -915,7 +920,30 @@ impl Inner {
                 "no address for any mail host of {domain}"
             )))));
         }
-        Ok(hops)
+        self.reachable(domain, hops)
+    }
+
+    /// The hops mail may go to (`reach.rs`); when none is left, the recipients fail, and the
+    /// operator is told which key would allow the address.
+    fn reachable(&self, domain: &str, hops: Vec<Hop>) -> Result<Vec<Hop>, RcptState> {
+        let allowed = &self.config.private_destinations;
+        let (reach, refused): (Vec<Hop>, Vec<Hop>) = hops
+            .into_iter()
+            .partition(|h| crate::reach::may_reach(h.addr.ip(), allowed));
+        match refused.first() {
+            Some(h) if reach.is_empty() => {
+                let ip = h.addr.ip().to_canonical();
+                tracing::warn!(domain, host = %h.name, %ip, "mail not delivered: its destination is not on the public internet (list the network in [delivery] private_destinations to allow it)");
+                Err(RcptState::Failed {
+                    reply: format!(
+                        "550 5.4.4 Mail for {domain} would go to {} [{ip}], which is not on the public internet: this relay does not deliver there",
+                        h.name
+                    ),
+                    remote: None,
+                })
+            }
+            _ => Ok(reach),
+        }
     }
 
     async fn addresses(&self, host: &str, port: u16) -> Result<Vec<Hop>, DnsError> {

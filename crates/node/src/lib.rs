@@ -260,6 +260,7 @@ pub async fn serve(
     delivery.delay_notice_after = config.delay_notice_after;
     delivery.normal_pool = config.normal_pool.clone();
     delivery.high_risk_pool = config.high_risk_pool.clone();
+    delivery.private_destinations = config.private_destinations.clone();
     delivery.check_sender_dns = config.smart_host.is_none() || config.dns_resolver.is_some();
     if let Some(h) = &config.high_risk_hostname {
         delivery.high_risk_hostname = h.clone();

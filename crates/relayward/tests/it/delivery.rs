@@ -238,7 +238,7 @@ fn mx_records_are_looked_up_through_the_configured_resolver() {
         ("gone.example", "MX", Answer::NxDomain),
     ]);
     let extra = format!(
-        "[delivery]\ndns_resolver = \"{}\"\nremote_port = {}\nretry_schedule = [\"1s\"]\n\
+        "[delivery]\ndns_resolver = \"{}\"\nremote_port = {}\nretry_schedule = [\"1s\"]\nprivate_destinations = [\"127.0.0.1\"]\n\
          [[tenants]]\nname = \"contoso\"\ndomains = [ {{ name = \"contoso.example\", verified = true }} ]\n\
          connectors = [ {{ name = \"on-prem\", ips = [\"127.0.0.1\"] }} ]\nusers = [ {{ address = \"alice@contoso.example\" }} ]\n\
          routes = [ {{ domain = \"contoso.example\", host = \"{}\" }} ]\n",
@@ -277,6 +277,57 @@ fn mx_records_are_looked_up_through_the_configured_resolver() {
         ndrs.iter().any(|m| m.data.contains("Status: 5.1.2")),
         "no such domain"
     );
+}
+
+#[test]
+fn routes_and_mx_records_that_lead_to_private_addresses_are_not_followed() {
+    // The operator allows the receiver's address (127.0.0.1), which carries the NDRs through
+    // contoso's route; a tenant's route and a domain's MX leading to 127.0.0.2 are refused.
+    let rx = Receiver::start(false);
+    let dns = Dns::start(vec![
+        (
+            "inside.example",
+            "MX",
+            Answer::Mx(vec![(10, "mx.inside.example")]),
+        ),
+        (
+            "mx.inside.example",
+            "A",
+            Answer::A(vec!["127.0.0.2".parse().expect("ip")]),
+        ),
+    ]);
+    let relay = Relay::start(&format!(
+        "[delivery]\ndns_resolver = \"{dns}\"\nremote_port = {port}\nretry_schedule = [\"1s\"]\n\
+         private_destinations = [\"127.0.0.1/32\"]\n\
+         [[tenants]]\nname = \"contoso\"\ndomains = [ {{ name = \"contoso.example\", verified = true }} ]\n\
+         connectors = [ {{ name = \"on-prem\", ips = [\"127.0.0.1\"] }} ]\nusers = [ {{ address = \"alice@contoso.example\" }} ]\n\
+         routes = [ {{ domain = \"contoso.example\", host = \"{rx}\" }} ]\n\
+         [[tenants]]\nname = \"fabrikam\"\ndomains = [ {{ name = \"fabrikam.example\", kind = \"authoritative\", verified = true }} ]\n\
+         users = [ {{ address = \"bob@fabrikam.example\" }} ]\n\
+         routes = [ {{ domain = \"fabrikam.example\", host = \"127.0.0.2:{port}\" }} ]\n",
+        dns = dns.addr,
+        port = rx.addr.port(),
+        rx = rx.addr
+    ));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    for to in ["bob@fabrikam.example", "carol@inside.example"] {
+        assert_eq!(c.mail("alice@contoso.example", &[to], MSG).code, 250);
+    }
+    // Refused at once with an NDR each (a connection tried and refused would be retried).
+    let got = rx.wait(2, Duration::from_secs(30));
+    assert_eq!(got.len(), 2, "two NDRs");
+    for domain in ["fabrikam.example", "inside.example"] {
+        assert!(
+            got.iter().any(|m| m.mail_from.is_empty()
+                && m.data.contains("Status: 5.4.4")
+                && m.data.contains(&format!("Mail for {domain} would go to"))
+                && m.data
+                    .contains("[127.0.0.2], which is not on the public internet")),
+            "{domain}: {}",
+            got[0].data
+        );
+    }
 }
 
 #[test]

@@ -17,6 +17,7 @@ fn config(rx: std::net::SocketAddr) -> String {
 smart_host = "{rx}"
 retry_schedule = ["1s"]
 expire_after = "1h"
+private_destinations = ["127.0.0.0/8"]
 
 [[tenants]]
 name = "contoso"
