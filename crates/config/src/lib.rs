@@ -206,6 +206,8 @@ pub struct Config {
     pub rspamd_failure: ScanFailure,
     pub srs_secret: Option<String>,
     pub srs_max_age: Duration,
+    /// `[forwarding] max_bytes_per_message`: what one message's forwarded copies may add up to.
+    pub forwarded_bytes_per_message: usize,
     pub webhooks: WebhookConfig,
     pub tenants: Vec<TenantConfig>,
 }
@@ -535,6 +537,10 @@ impl Config {
             },
             srs_secret: raw.forwarding.srs_secret.clone(),
             srs_max_age: dur(&raw.forwarding.srs_max_age, "21d", "forwarding.srs_max_age")?,
+            forwarded_bytes_per_message: match &raw.forwarding.max_bytes_per_message {
+                Some(s) => parse_size(s).with_context(|| "forwarding.max_bytes_per_message")?,
+                None => 512 * 1024 * 1024,
+            },
             rspamd_failure: match raw.scan.rspamd_failure.as_deref() {
                 None | Some("accept") => ScanFailure::Accept,
                 Some("tempfail") => ScanFailure::Tempfail,

@@ -54,6 +54,8 @@ pub struct RawForwarding {
     pub srs_secret: Option<String>,
     /// How long a rewritten sender stays valid for bounces (default `21d`).
     pub srs_max_age: Option<String>,
+    /// What one message's forwarded copies may add up to (default `512MB`).
+    pub max_bytes_per_message: Option<String>,
 }
 
 /// Content scanning (SPEC section 6).

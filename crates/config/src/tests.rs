@@ -67,6 +67,8 @@ fn no_file_gives_the_embedded_defaults() {
     assert_eq!(c.max_junk_commands, 100);
     assert_eq!(c.max_data_memory, 1024 * 1024 * 1024);
     assert_eq!(c.max_header_size, 1024 * 1024);
+    assert_eq!(c.forwarded_bytes_per_message, 512 * 1024 * 1024);
+    assert!(c.private_destinations.is_empty());
     assert_eq!(
         (c.http_max_connections, c.http_max_connections_per_ip),
         (1024, 64)
@@ -95,6 +97,10 @@ fn mistakes_are_named() {
     );
     assert!(err("[smtp]\nmax_data_memory = \"lots\"").contains("smtp.max_data_memory"));
     assert!(err("[smtp]\nmax_header_size = \"-1\"").contains("smtp.max_header_size"));
+    assert!(
+        err("[forwarding]\nmax_bytes_per_message = \"lots\"")
+            .contains("forwarding.max_bytes_per_message")
+    );
     assert!(
         err("[delivery]\nprivate_destinations = [\"10.0.0.0/33\"]")
             .contains("delivery.private_destinations")

@@ -377,6 +377,7 @@ pub async fn serve(
             &srs_secret(&config)?,
             (config.srs_max_age.as_secs() / 86_400) as i64,
         )),
+        forwarded_bytes: config.forwarded_bytes_per_message,
         resolver: api_resolver.clone(),
         passwords: passwords.clone(),
         auth_limits: auth_limits.clone(),

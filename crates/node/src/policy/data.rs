@@ -113,13 +113,14 @@ impl RelayPolicy {
             id: &id,
             now_secs: now,
         };
-        let forwards = match self.plan_forwards(conn, &dir, &incoming) {
+        let mut forwards = match self.plan_forwards(conn, &dir, &incoming) {
             Ok(f) => f,
             Err(reply) => {
                 tracing::info!(ip = %conn.ip, reply = %reply.text, "message refused: forwarding loop");
                 return reply;
             }
         };
+        forward::bound_copies(&mut forwards, full.len(), self.forwarded_bytes);
         let arc_results = if forwards.iter().any(|f| f.outcome.is_ok()) {
             Some(self.arc_results(&body).await)
         } else {
@@ -176,18 +177,8 @@ impl RelayPolicy {
             held: false,
         };
         // Every copy is spooled before any is queued: if one cannot be, none is kept and the
-        // client tries the whole message again.
-        let mut copies: Vec<(Envelope, Vec<u8>)> = Vec::new();
-        for f in &forwards {
-            let copy = forward::envelope(f, new_message_id(), &env);
-            let mut b = Vec::with_capacity(full.len() + 512);
-            if let (Ok(_), Some(aar)) = (&f.outcome, &arc_results) {
-                b.extend_from_slice(aar.as_bytes());
-            }
-            b.extend_from_slice(format!("{LOOP_HEADER}: {}\r\n", f.user).as_bytes());
-            b.extend_from_slice(&full);
-            copies.push((copy, b));
-        }
+        // client tries the whole message again. Copies are made one at a time, each dropped
+        // once spooled unless it is small enough to hand to the queue.
         let keep_main = !env.recipients.is_empty();
         let mut spooled: Vec<String> = Vec::new();
         let mut failure = None;
@@ -197,14 +188,28 @@ impl RelayPolicy {
                 Err(e) => failure = Some(e),
             }
         }
-        for (copy, b) in &copies {
+        let mut copies: Vec<forward::Copy> = Vec::with_capacity(forwards.len());
+        let mut bodies_kept = 0;
+        for f in &forwards {
             if failure.is_some() {
                 break;
             }
-            match self.spool.put(copy, b).await {
-                Ok(()) => spooled.push(copy.id.clone()),
-                Err(e) => failure = Some(e),
+            let (copy, b) = forward::copy(f, new_message_id(), &env, &full, arc_results.as_deref());
+            if let Err(e) = self.spool.put(&copy, &b).await {
+                failure = Some(e);
+                break;
             }
+            spooled.push(copy.id.clone());
+            let size = b.len();
+            let body = (bodies_kept + size <= forward::BODIES_KEPT).then(|| {
+                bodies_kept += size;
+                Arc::new(b)
+            });
+            copies.push(forward::Copy {
+                envelope: copy,
+                size,
+                body,
+            });
         }
         if let Some(e) = failure {
             for done in &spooled {
@@ -288,7 +293,8 @@ impl RelayPolicy {
                 ..event(TraceKind::Queued, String::new(), None)
             });
         }
-        for (f, (copy, b)) in forwards.iter().zip(copies) {
+        for (f, c) in forwards.iter().zip(copies) {
+            let copy = c.envelope;
             let detail = match &f.outcome {
                 Ok(srs) => format!(
                     "copy {} for {} to {} with envelope sender {srs}{}",
@@ -317,7 +323,7 @@ impl RelayPolicy {
                     tenant: copy.tenant.clone(),
                     origin: copy.origin.clone(),
                     client_ip: copy.client_ip.clone(),
-                    size: b.len() as u64,
+                    size: c.size as u64,
                     recipients: vec![f.target.clone()],
                 }),
             });
@@ -333,7 +339,10 @@ impl RelayPolicy {
                 detail,
                 summary: None,
             });
-            self.queue.enqueue_with_body(copy, Arc::new(b));
+            match c.body {
+                Some(b) => self.queue.enqueue_with_body(copy, b),
+                None => self.queue.enqueue(copy),
+            }
         }
         if keep_main {
             self.queue.enqueue_with_body(env, Arc::new(full));

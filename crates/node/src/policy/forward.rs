@@ -23,6 +23,13 @@ pub const LOOP_HEADER: &str = "X-Relayward-Loop";
 /// The reply when a tenant's control forbids forwarding to the target's domain.
 pub const FORWARDING_REFUSED: &str = "550 5.7.520 Access denied, Your organization does not allow external forwarding. Please contact your administrator for further assistance.";
 
+/// The reply refusing a copy past `[forwarding] max_bytes_per_message`.
+pub const TOO_MUCH_TO_FORWARD: &str = "552 5.3.4 Forwarding refused: this message is too large to forward to so many addresses at once";
+
+/// Bodies of forwarded copies handed to the queue with them, together (the rest are read from
+/// the spool when delivered).
+pub const BODIES_KEPT: usize = 16 * 1024 * 1024;
+
 /// Longest wait for the DNS answers the authentication results need.
 const AUTH_DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -178,6 +185,58 @@ impl RelayPolicy {
             ),
         )
     }
+}
+
+/// Refuses the copies of a message of `size` bytes past `limit` bytes together, in recipient
+/// order (`[forwarding] max_bytes_per_message`, 512 MB: about 15 copies of a message of the
+/// largest size, 500 of 1 MB). Each copy is spooled on its own, so without a bound one message
+/// of 35 MB to 500 forwarding users would write 17 GB, holding up every other message's
+/// spooling meanwhile. A copy refused here is refused like any other: the user keeps the
+/// message and is told.
+pub fn bound_copies(forwards: &mut [Forward], size: usize, limit: usize) {
+    let mut total = 0usize;
+    for f in forwards.iter_mut().filter(|f| f.outcome.is_ok()) {
+        total = total.saturating_add(size);
+        if total > limit {
+            f.outcome = Err(TOO_MUCH_TO_FORWARD.to_string());
+            f.keep_copy = true;
+        }
+    }
+}
+
+/// One forwarded copy, spooled.
+pub struct Copy {
+    pub envelope: Envelope,
+    pub size: usize,
+    /// Its body for the queue's first round, when it was kept.
+    pub body: Option<std::sync::Arc<Vec<u8>>>,
+}
+
+/// A forwarded copy of `full` (the message as spooled): its envelope and its body. A copy
+/// that goes out carries the authentication results and our loop marker; a refused copy only
+/// serves the user's NDR, so past `FULL_RETURN_LIMIT` it keeps the header section alone and
+/// its NDR returns that.
+pub fn copy(
+    f: &Forward,
+    id: String,
+    base: &Envelope,
+    full: &[u8],
+    arc_results: Option<&str>,
+) -> (Envelope, Vec<u8>) {
+    let mut env = envelope(f, id, base);
+    let kept = if f.outcome.is_err() && full.len() > relayward_dsn::FULL_RETURN_LIMIT {
+        env.ret = Some(relayward_spool::Ret::Hdrs);
+        &full[..relayward_dsn::find_headers_end(full)]
+    } else {
+        full
+    };
+    let mut b = Vec::with_capacity(kept.len() + 512);
+    if let (Ok(_), Some(aar)) = (&f.outcome, arc_results) {
+        b.extend_from_slice(aar.as_bytes());
+    }
+    b.extend_from_slice(format!("{LOOP_HEADER}: {}\r\n", f.user).as_bytes());
+    b.extend_from_slice(kept);
+    (env, b)
 }
 
 /// The envelope of one forwarded copy: leaving with its SRS sender, or, when refused, already

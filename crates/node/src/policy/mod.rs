@@ -21,7 +21,6 @@ mod data;
 pub mod forward;
 pub mod srs;
 
-use forward::LOOP_HEADER;
 use relayward_clock::now_ms;
 use relayward_config::ScanFailure;
 
@@ -75,6 +74,8 @@ pub struct RelayPolicy {
     pub rspamd: Option<Rspamd>,
     pub rspamd_failure: ScanFailure,
     pub srs: Arc<Srs>,
+    /// What one message's forwarded copies may add up to (`forward::bound_copies`).
+    pub forwarded_bytes: usize,
     /// For the DKIM keys of forwarded mail's signatures (the ARC results).
     pub resolver: Arc<dyn relayward_delivery::dns::Resolver>,
     /// SMTP AUTH: the bounded password checkers and the failure counts across connections.

@@ -367,10 +367,57 @@ fn forward_only_policy_and_restrictions_decide_whether_a_copy_leaves() {
 }
 
 #[test]
+fn copies_past_the_forwarding_bound_are_refused_and_their_users_keep_the_message() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&config(rx.addr).replacen(
+        "[delivery]\n",
+        "[forwarding]\nmax_bytes_per_message = \"1MB\"\n[delivery]\n",
+        1,
+    ));
+    // 600 KB to ana and olaf: ana's copy fits in the 1 MB bound, olaf's would pass it.
+    let big = format!("{LETTER}{}", ("z".repeat(998) + "\r\n").repeat(600));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO mx.outside.example").code, 250);
+    let r = c.mail(
+        "ext@outside.example",
+        &["ana@contoso.example", "olaf@contoso.example"],
+        &big,
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    // The message for both mailboxes (olaf's forward was refused, so he keeps it), ana's copy
+    // at home, and olaf's NDR.
+    let got = rx.wait(3, Duration::from_secs(30));
+    assert!(got.iter().any(|m| m.rcpts == vec!["ana@home.example"]));
+    assert!(
+        got.iter()
+            .any(|m| m.rcpts == vec!["ana@contoso.example", "olaf@contoso.example"])
+    );
+    // Nothing else arrives: olaf's copy did not leave.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(rx.messages().len(), 3);
+    let ndr = got
+        .iter()
+        .find(|m| m.mail_from.is_empty())
+        .expect("olaf's NDR");
+    assert_eq!(ndr.rcpts, vec!["olaf@contoso.example"]);
+    assert!(ndr.data.contains("Status: 5.3.4"), "{}", ndr.data);
+    assert!(
+        ndr.data
+            .contains("too large to forward to so many addresses at once"),
+        "{}",
+        ndr.data
+    );
+    // It returns the message's header section, not its 600 KB.
+    assert!(ndr.data.contains("Subject: Lunch on Friday"));
+    assert!(ndr.data.len() < 100_000, "{} bytes", ndr.data.len());
+}
+
+#[test]
 fn a_forwarding_loop_between_two_tenants_is_stopped() {
     let rx = Receiver::start(false);
     let relay = Relay::start(&format!(
-        "[delivery]\nsmart_host = \"{}\"\nretry_schedule = [\"1s\"]\nexpire_after = \"1h\"\n",
+        "[delivery]\nsmart_host = \"{}\"\nretry_schedule = [\"1s\"]\nexpire_after = \"1h\"\n\
+         private_destinations = [\"127.0.0.0/8\"]\n",
         rx.addr
     ));
     // Two tenants whose users forward to each other, both delivering through this same relay.
