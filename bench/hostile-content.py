@@ -35,7 +35,8 @@ tls = false
 name = "contoso"
 domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
 connectors = [ {{ name = "onprem", ips = ["127.0.0.1/32"] }} ]
-users = [ {{ address = "ana@contoso.example", forward_to = "ana@home.example" }} ]
+users = [ {{ address = "ana@contoso.example", forward_to = "ana@home.example" }},
+{users} ]
 routes = [ {{ domain = "contoso.example", host = "127.0.0.1:9" }} ]
 """
 
@@ -61,35 +62,41 @@ SIG = (b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=outside.example
        b"s=s; h=from; bh=AAAA; b=AAAA\r\n")
 
 
-# name -> (recipient, header, body)
+FORWARDERS = [f"u{i}@contoso.example" for i in range(50)]
+USERS = ",\n".join(f'  {{ address = "{a}", forward_to = "{a.split("@")[0]}@home.example" }}'
+                    for a in FORWARDERS)
+
+# name -> (recipients, header, body)
 PROBES = {
-    "header-fields": ("bob@remote.example",
+    "header-fields": (["bob@remote.example"],
                       b"Subject: x\r\n" + b"".join(b"X-F%d: v\r\n" % i for i in range(2_400_000)),
                       b"hi\r\n"),
-    "header-line": ("bob@remote.example", b"Subject: x\r\nX-Long: " + b"a" * 8_000_000 + b"\r\n",
+    "header-line": (["bob@remote.example"], b"Subject: x\r\nX-Long: " + b"a" * 8_000_000 + b"\r\n",
                     b"hi\r\n"),
-    "folded": ("bob@remote.example", b"Subject: x\r\nX-Fold: a" + b"\r\n b" * 1_000_000 + b"\r\n",
+    "folded": (["bob@remote.example"], b"Subject: x\r\nX-Fold: a" + b"\r\n b" * 1_000_000 + b"\r\n",
                b"hi\r\n"),
-    "signatures-1MB": ("ana@contoso.example",
+    "signatures-1MB": (["ana@contoso.example"],
                        b"From: ext@outside.example\r\n" + SIG * 10_000,
                        lines(b"z" * 998, 1_000)),
-    "signatures-30MB": ("ana@contoso.example",
+    "signatures-30MB": (["ana@contoso.example"],
                         b"From: ext@outside.example\r\n" + SIG * 10_000,
                         lines(b"z" * 998, 30_000)),
-    "part-header": ("bob@remote.example",
+    "part-header": (["bob@remote.example"],
                     b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n",
                     b"--b\r\n" + b"".join(b"X-F%d: v\r\n" % i for i in range(2_400_000))
                     + b"Content-Type: text/plain\r\n\r\nhello\r\n--b--\r\n"),
-    "words": ("bob@remote.example", b"Subject: x\r\nContent-Type: text/plain\r\n",
+    "words": (["bob@remote.example"], b"Subject: x\r\nContent-Type: text/plain\r\n",
               lines(b"ab cd ef gh", 2_500_000)),
+    "forward-50x30MB": (FORWARDERS, b"From: ext@outside.example\r\nSubject: x\r\n",
+                        lines(b"z" * 998, 30_000)),
 }
 
 
-def probe(relay, name, rcpt, header, body):
+def probe(relay, name, rcpts, header, body):
     work = tempfile.mkdtemp(prefix="rw-hostile-")
     port = free_port()
     with open(os.path.join(work, "relayward.toml"), "w") as f:
-        f.write(CONFIG.format(port=port, data=os.path.join(work, "data")))
+        f.write(CONFIG.format(port=port, data=os.path.join(work, "data"), users=USERS))
     env = dict(os.environ, RELAYWARD_LOG="error")
     proc = subprocess.Popen([relay, "serve", "--config", os.path.join(work, "relayward.toml")],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
@@ -100,9 +107,10 @@ def probe(relay, name, rcpt, header, body):
         s = socket.create_connection(("127.0.0.1", port), timeout=900)
         f = s.makefile("rb")
         reply(f)
-        sender = b"ext@outside.example" if rcpt.startswith("ana@") else b"alice@contoso.example"
-        for c in [b"EHLO probe.example", b"MAIL FROM:<" + sender + b">",
-                  b"RCPT TO:<" + rcpt.encode() + b">", b"DATA"]:
+        inbound = rcpts[0].endswith("@contoso.example")
+        sender = b"ext@outside.example" if inbound else b"alice@contoso.example"
+        for c in ([b"EHLO probe.example", b"MAIL FROM:<" + sender + b">"]
+                  + [b"RCPT TO:<" + r.encode() + b">" for r in rcpts] + [b"DATA"]):
             s.sendall(c + b"\r\n")
             reply(f)
         s.sendall(header + b"\r\n" + body)
@@ -126,9 +134,9 @@ def main():
     ap.add_argument("--relay", default="target/release/relayward")
     ap.add_argument("--only")
     a = ap.parse_args()
-    for name, (rcpt, header, body) in PROBES.items():
+    for name, (rcpts, header, body) in PROBES.items():
         if a.only in (None, name):
-            probe(a.relay, name, rcpt, header, body)
+            probe(a.relay, name, rcpts, header, body)
 
 
 if __name__ == "__main__":
