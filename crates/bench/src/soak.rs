@@ -334,7 +334,7 @@ async fn dead(bin: &Path, backlog: usize, messages: usize) -> Result<()> {
     let config = write_config(
         dir.path(),
         &format!(
-            "[delivery]\nretry_schedule = [\"1s\"]\nprivate_destinations = [\"127.0.0.0/8\"]\n[[tenants]]\nname = \"t\"\ndomains = [ {{ name = \"healthy.example\", kind = \"internal_relay\", verified = true }}, {{ name = \"dead.example\", kind = \"internal_relay\", verified = true }}, {{ name = \"tarpit.example\", kind = \"internal_relay\", verified = true }} ]\nroutes = [ {{ domain = \"healthy.example\", host = \"{rx}\" }}, {{ domain = \"dead.example\", host = \"{dead}\" }}, {{ domain = \"tarpit.example\", host = \"{tarpit_addr}\" }} ]\n"
+            "[delivery]\nretry_schedule = [\"1s\"]\n[[tenants]]\nname = \"t\"\ndomains = [ {{ name = \"healthy.example\", kind = \"internal_relay\", verified = true }}, {{ name = \"dead.example\", kind = \"internal_relay\", verified = true }}, {{ name = \"tarpit.example\", kind = \"internal_relay\", verified = true }} ]\nroutes = [ {{ domain = \"healthy.example\", host = \"{rx}\" }}, {{ domain = \"dead.example\", host = \"{dead}\" }}, {{ domain = \"tarpit.example\", host = \"{tarpit_addr}\" }} ]\n"
         ),
     )?;
     let mut relay = start(bin, &config)?;

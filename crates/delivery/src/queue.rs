@@ -34,8 +34,9 @@ pub struct DeliveryConfig {
     pub smart_host: Option<String>,
     /// Port used for MX hosts (25 in production; tests point it at their receiver).
     pub remote_port: u16,
-    /// Networks off the public internet that a tenant's route or a domain's MX may still lead
-    /// to (`reach.rs`); the smart host is reached wherever it is.
+    /// Networks off the public internet that DNS (a domain's MX, a route's host name) may still
+    /// lead to (`reach.rs`); the smart host and routes written as addresses are reached wherever
+    /// they are.
     pub private_destinations: Vec<ipnet::IpNet>,
     pub retry_schedule: Vec<Duration>,
     pub expire_after: Duration,
@@ -888,6 +889,11 @@ impl Inner {
         if let Some(target) = self.router.route(domain) {
             let (host, port) = split_host_port(&target, self.config.remote_port);
             let hops = self.addresses(&host, port).await.map_err(dns_state)?;
+            // An address the operator wrote in the route is theirs to choose; a name is
+            // answered by whoever holds its DNS.
+            if host.parse::<IpAddr>().is_ok() {
+                return Ok(hops);
+            }
             return self.reachable(domain, hops);
         }
         if let Some(target) = &self.config.smart_host {

@@ -1,9 +1,10 @@
-//! Which addresses mail may be delivered to. A tenant chooses where its domain's mail goes (its
-//! routes), and whoever holds a domain's DNS chooses where mail to it goes (its MX records): an
-//! address on the provider's own networks there would have the relay open connections, speak
-//! SMTP and report what answered, inside the network it runs in. So an address that is not on
-//! the public internet is reached only when the operator lists its network in
-//! `[delivery] private_destinations`; the operator's own smart host is always reached.
+//! Which addresses mail may be delivered to. Whoever holds a domain's DNS chooses where mail to
+//! it goes (its MX records, or the name in a route): an address on the provider's own networks
+//! there would have the relay open connections, speak SMTP and report what answered, inside the
+//! network it runs in, for any tenant's user who sends there. So an address that is not on the
+//! public internet, found in DNS, is reached only when the operator lists its network in
+//! `[delivery] private_destinations`. The operator's own choices are always reached: the smart
+//! host, and a route written as an address.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

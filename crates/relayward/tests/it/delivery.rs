@@ -280,9 +280,9 @@ fn mx_records_are_looked_up_through_the_configured_resolver() {
 }
 
 #[test]
-fn routes_and_mx_records_that_lead_to_private_addresses_are_not_followed() {
-    // The operator allows the receiver's address (127.0.0.1), which carries the NDRs through
-    // contoso's route; a tenant's route and a domain's MX leading to 127.0.0.2 are refused.
+fn dns_that_leads_to_private_addresses_is_not_followed() {
+    // A domain's MX and a route's host name both answer 127.0.0.2: refused. contoso's route
+    // is written as an address (the receiver's, on loopback): the operator's choice, reached.
     let rx = Receiver::start(false);
     let dns = Dns::start(vec![
         (
@@ -295,16 +295,20 @@ fn routes_and_mx_records_that_lead_to_private_addresses_are_not_followed() {
             "A",
             Answer::A(vec!["127.0.0.2".parse().expect("ip")]),
         ),
+        (
+            "mail.fabrikam.example",
+            "A",
+            Answer::A(vec!["127.0.0.2".parse().expect("ip")]),
+        ),
     ]);
     let relay = Relay::start(&format!(
         "[delivery]\ndns_resolver = \"{dns}\"\nremote_port = {port}\nretry_schedule = [\"1s\"]\n\
-         private_destinations = [\"127.0.0.1/32\"]\n\
          [[tenants]]\nname = \"contoso\"\ndomains = [ {{ name = \"contoso.example\", verified = true }} ]\n\
          connectors = [ {{ name = \"on-prem\", ips = [\"127.0.0.1\"] }} ]\nusers = [ {{ address = \"alice@contoso.example\" }} ]\n\
          routes = [ {{ domain = \"contoso.example\", host = \"{rx}\" }} ]\n\
          [[tenants]]\nname = \"fabrikam\"\ndomains = [ {{ name = \"fabrikam.example\", kind = \"authoritative\", verified = true }} ]\n\
          users = [ {{ address = \"bob@fabrikam.example\" }} ]\n\
-         routes = [ {{ domain = \"fabrikam.example\", host = \"127.0.0.2:{port}\" }} ]\n",
+         routes = [ {{ domain = \"fabrikam.example\", host = \"mail.fabrikam.example:{port}\" }} ]\n",
         dns = dns.addr,
         port = rx.addr.port(),
         rx = rx.addr
@@ -317,13 +321,16 @@ fn routes_and_mx_records_that_lead_to_private_addresses_are_not_followed() {
     // Refused at once with an NDR each (a connection tried and refused would be retried).
     let got = rx.wait(2, Duration::from_secs(30));
     assert_eq!(got.len(), 2, "two NDRs");
-    for domain in ["fabrikam.example", "inside.example"] {
+    for (domain, host) in [
+        ("fabrikam.example", "mail.fabrikam.example"),
+        ("inside.example", "mx.inside.example"),
+    ] {
         assert!(
             got.iter().any(|m| m.mail_from.is_empty()
                 && m.data.contains("Status: 5.4.4")
-                && m.data.contains(&format!("Mail for {domain} would go to"))
-                && m.data
-                    .contains("[127.0.0.2], which is not on the public internet")),
+                && m.data.contains(&format!(
+                    "Mail for {domain} would go to {host} [127.0.0.2], which is not on the public internet"
+                ))),
             "{domain}: {}",
             got[0].data
         );

@@ -47,7 +47,6 @@ fn dead_and_silent_destinations_do_not_hold_up_healthy_mail() {
         r#"
 [delivery]
 retry_schedule = ["1s"]
-private_destinations = ["127.0.0.0/8"]
 [[tenants]]
 name = "t"
 domains = [

@@ -17,7 +17,6 @@ fn config(rx: std::net::SocketAddr) -> String {
 smart_host = "{rx}"
 retry_schedule = ["1s"]
 expire_after = "1h"
-private_destinations = ["127.0.0.0/8"]
 
 [[tenants]]
 name = "contoso"
@@ -416,8 +415,7 @@ fn copies_past_the_forwarding_bound_are_refused_and_their_users_keep_the_message
 fn a_forwarding_loop_between_two_tenants_is_stopped() {
     let rx = Receiver::start(false);
     let relay = Relay::start(&format!(
-        "[delivery]\nsmart_host = \"{}\"\nretry_schedule = [\"1s\"]\nexpire_after = \"1h\"\n\
-         private_destinations = [\"127.0.0.0/8\"]\n",
+        "[delivery]\nsmart_host = \"{}\"\nretry_schedule = [\"1s\"]\nexpire_after = \"1h\"\n",
         rx.addr
     ));
     // Two tenants whose users forward to each other, both delivering through this same relay.
