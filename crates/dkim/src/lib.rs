@@ -98,6 +98,21 @@ mod tests {
         keys
     }
 
+    /// A new Ed25519 key, as generated and as loaded for signing.
+    fn ed25519_key() -> (Generated, SigningKey) {
+        let g = generate(Algorithm::Ed25519Sha256).expect("key");
+        let key = SigningKey::from_pkcs8(g.algorithm, &g.private_pkcs8).expect("load");
+        (g, key)
+    }
+
+    fn contoso_signer(key: &SigningKey) -> Signer<'_> {
+        Signer {
+            domain: "contoso.example",
+            selector: "s1",
+            key,
+        }
+    }
+
     const MESSAGE: &[u8] = b"From: Ana <ana@contoso.example>\r\nTo: bob@remote.example\r\nSubject: Quarterly  figures\r\nDate: Sun, 22 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@contoso.example>\r\n\r\nHello Bob,\r\n\r\nthe figures are attached.  \r\n\r\n\r\n";
 
     #[test]
@@ -147,13 +162,8 @@ mod tests {
 
     #[test]
     fn a_message_with_many_signatures_has_only_its_topmost_checked() {
-        let g = generate(Algorithm::Ed25519Sha256).expect("key");
-        let key = SigningKey::from_pkcs8(g.algorithm, &g.private_pkcs8).expect("load");
-        let signer = Signer {
-            domain: "contoso.example",
-            selector: "s1",
-            key: &key,
-        };
+        let (g, key) = ed25519_key();
+        let signer = contoso_signer(&key);
         let good = sign(MESSAGE, &signer, 1_790_000_000).expect("sign");
         // The good signature on top, then a thousand from a thousand domains.
         let mut m = good.into_bytes();
@@ -192,13 +202,8 @@ mod tests {
 
     #[test]
     fn one_body_hash_serves_every_signature_of_the_body() {
-        let g = generate(Algorithm::Ed25519Sha256).expect("key");
-        let key = SigningKey::from_pkcs8(g.algorithm, &g.private_pkcs8).expect("load");
-        let signer = Signer {
-            domain: "contoso.example",
-            selector: "s1",
-            key: &key,
-        };
+        let (g, key) = ed25519_key();
+        let signer = contoso_signer(&key);
         let bh = BodyHash::of(MESSAGE);
         // Another header above the same body (an ARC seal, say) has the same body hash.
         let sealed = [&b"ARC-Seal: i=1; a=rsa-sha256; cv=none\r\n"[..], MESSAGE].concat();
