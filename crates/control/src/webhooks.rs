@@ -97,28 +97,11 @@ pub fn parse_url(url: &str) -> Result<Target> {
     })
 }
 
-/// Loopback, private, shared, link-local and unique-local addresses (IPv4-mapped included):
-/// where a tenant's webhook must not reach unless the operator allows it.
+/// Addresses off the public internet (loopback, private, shared, link-local, unique-local and
+/// the rest; IPv4 addresses carried in IPv6 judged as themselves): where a tenant's webhook must
+/// not reach unless the operator allows it. The same judgement as delivery's (`reach.rs`).
 pub fn private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| private(IpAddr::V4(v4)))
-        }
-    }
+    !relayward_delivery::reach::is_public(ip)
 }
 
 impl Control {
