@@ -194,6 +194,9 @@ pub struct Config {
     pub remote_port: u16,
     pub max_per_destination: usize,
     pub max_concurrent_messages: usize,
+    /// `[delivery] max_body_memory`: what the bodies of messages being delivered may hold
+    /// together, past the small ones.
+    pub max_body_memory: usize,
     pub connect_timeout: Duration,
     pub delivery_command_timeout: Duration,
     pub delivery_tls: bool,
@@ -488,6 +491,13 @@ impl Config {
             remote_port: raw.delivery.remote_port.unwrap_or(25),
             max_per_destination: raw.delivery.max_per_destination.unwrap_or(20),
             max_concurrent_messages: raw.delivery.max_concurrent_messages.unwrap_or(512),
+            max_body_memory: match &raw.delivery.max_body_memory {
+                Some(s) => match parse_size(s).with_context(|| "delivery.max_body_memory")? {
+                    n if n < 1024 * 1024 => bail!("delivery.max_body_memory: {s} is below 1MB"),
+                    n => n,
+                },
+                None => 1024 * 1024 * 1024,
+            },
             connect_timeout: dur(
                 &raw.delivery.connect_timeout,
                 "30s",

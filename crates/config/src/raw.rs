@@ -176,6 +176,8 @@ pub struct RawDelivery {
     pub private_destinations: Option<Vec<String>>,
     pub max_per_destination: Option<usize>,
     pub max_concurrent_messages: Option<usize>,
+    /// Bytes of message bodies that delivery rounds may hold together.
+    pub max_body_memory: Option<String>,
     pub connect_timeout: Option<String>,
     pub command_timeout: Option<String>,
     pub tls: Option<bool>,

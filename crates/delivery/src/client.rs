@@ -178,7 +178,17 @@ pub struct OutMessage<'a> {
     pub ret: Option<&'static str>,
     pub env_id: Option<&'a str>,
     pub rcpts: Vec<OutRcpt<'a>>,
+    /// Header fields put on top at delivery (DKIM signatures, an ARC set); sent before `body`.
+    pub head: &'a [u8],
+    /// The message as spooled (or with an incomplete ARC set taken off).
     pub body: &'a [u8],
+}
+
+impl OutMessage<'_> {
+    /// The size of the message as it leaves, before dot-stuffing.
+    pub fn size(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
 }
 
 pub struct OutRcpt<'a> {
@@ -394,7 +404,7 @@ impl Client {
             return Ok(vec![reply; msg.rcpts.len()]);
         }
         if let Some(max) = self.caps.size
-            && msg.body.len() > max
+            && msg.size() > max
         {
             let reply = SmtpReply::synthetic(
                 552,
@@ -414,7 +424,7 @@ impl Client {
         self.clean = false;
         let mut mail = format!("MAIL FROM:<{}>", msg.mail_from);
         if self.caps.size.is_some() {
-            mail.push_str(&format!(" SIZE={}", msg.body.len()));
+            mail.push_str(&format!(" SIZE={}", msg.size()));
         }
         if msg.body_8bit && self.caps.eight_bit {
             mail.push_str(" BODY=8BITMIME");
@@ -495,8 +505,7 @@ impl Client {
                     self.read_reply("end of data").await?;
                     None
                 } else {
-                    let body = dot_stuff(msg.body);
-                    self.write(&body, "data").await?;
+                    self.write_data(&[msg.head, msg.body]).await?;
                     Some(self.read_reply("end of data").await?)
                 }
             }
@@ -512,6 +521,39 @@ impl Client {
                 _ => r,
             })
             .collect())
+    }
+
+    /// Writes one message, given in parts, dot-stuffed and with its end-of-data mark, through
+    /// a buffer of at most `STUFF_CHUNK` and a little more: a large message is never copied
+    /// whole (once per destination it goes to, it was). The whole write has one timeout, as
+    /// the single write before it had.
+    async fn write_data(&mut self, parts: &[&[u8]]) -> Result<(), ClientError> {
+        let stage = "data";
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut out = Vec::with_capacity(total.min(STUFF_CHUNK) + STUFF_CHUNK / 32 + 5);
+        let mut stuffer = DotStuffer::default();
+        let stream = &mut self.stream;
+        let written = tokio::time::timeout(self.settings.command_timeout, async {
+            for part in parts {
+                for piece in part.chunks(STUFF_CHUNK) {
+                    stuffer.push(piece, &mut out);
+                    if out.len() >= STUFF_CHUNK {
+                        stream.write_all(&out).await?;
+                        out.clear();
+                    }
+                }
+            }
+            stuffer.finish(&mut out);
+            stream.write_all(&out).await?;
+            stream.flush().await
+        })
+        .await;
+        written
+            .map_err(|_| ClientError::Timeout(stage))?
+            .map_err(|e| ClientError::Io {
+                stage,
+                reason: e.to_string(),
+            })
     }
 
     pub async fn quit(mut self) {
@@ -533,25 +575,59 @@ fn expect_code(
     }
 }
 
-/// Dot-stuffs a CRLF-normalised body and appends the end-of-data mark.
-pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 5);
-    // A dot that starts a line gets another in front; what lies between is copied as it is.
-    if body.first() == Some(&b'.') {
-        out.push(b'.');
+/// How much of a message is stuffed before it is written.
+const STUFF_CHUNK: usize = 64 * 1024;
+
+/// Dot-stuffing of a CRLF-normalised message that arrives in pieces: a dot that starts a line
+/// gets another in front, wherever the pieces were cut; what lies between is copied as it is.
+#[derive(Debug)]
+struct DotStuffer {
+    /// The last two bytes so far (0 before any).
+    tail: [u8; 2],
+    empty: bool,
+}
+
+impl Default for DotStuffer {
+    fn default() -> DotStuffer {
+        DotStuffer {
+            tail: [0, b'\n'],
+            empty: true,
+        }
     }
-    let mut from = 0;
-    for at in memchr::memmem::find_iter(body, b"\n.") {
-        out.extend_from_slice(&body[from..=at]);
-        out.push(b'.');
-        from = at + 1;
+}
+
+impl DotStuffer {
+    fn push(&mut self, piece: &[u8], out: &mut Vec<u8>) {
+        let Some(&last) = piece.last() else {
+            return;
+        };
+        if self.tail[1] == b'\n' && piece[0] == b'.' {
+            out.push(b'.');
+        }
+        let mut from = 0;
+        for at in memchr::memmem::find_iter(piece, b"\n.") {
+            out.extend_from_slice(&piece[from..=at]);
+            out.push(b'.');
+            from = at + 1;
+        }
+        out.extend_from_slice(&piece[from..]);
+        self.tail = [
+            piece
+                .len()
+                .checked_sub(2)
+                .map_or(self.tail[1], |i| piece[i]),
+            last,
+        ];
+        self.empty = false;
     }
-    out.extend_from_slice(&body[from..]);
-    if !body.is_empty() && !body.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+
+    /// The end-of-data mark, after a line end if the message did not end with one.
+    fn finish(self, out: &mut Vec<u8>) {
+        if !self.empty && self.tail != *b"\r\n" {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
     }
-    out.extend_from_slice(b".\r\n");
-    out
 }
 
 /// RFC 3461 xtext: `+XX` for `+`, `=`, and anything outside printable ASCII.
@@ -640,6 +716,24 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
 mod tests {
     use super::*;
 
+    fn dot_stuff(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut stuffer = DotStuffer::default();
+        stuffer.push(body, &mut out);
+        stuffer.finish(&mut out);
+        // The same message cut into pieces anywhere is stuffed the same.
+        for size in 1..4 {
+            let mut cut = Vec::new();
+            let mut stuffer = DotStuffer::default();
+            for piece in body.chunks(size) {
+                stuffer.push(piece, &mut cut);
+            }
+            stuffer.finish(&mut cut);
+            assert_eq!(cut, out, "pieces of {size}");
+        }
+        out
+    }
+
     #[test]
     fn stuffing_doubles_leading_dots() {
         assert_eq!(dot_stuff(b".a\r\nb\r\n.\r\n"), b"..a\r\nb\r\n..\r\n.\r\n");
@@ -651,6 +745,9 @@ mod tests {
             b"a\n..b\r\n...\r\nc.\r\n.\r\n"
         );
         assert_eq!(dot_stuff(b"\n.\n.\r\n"), b"\n..\n..\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a\r"), b"a\r\r\n.\r\n");
+        assert_eq!(dot_stuff(b"\n"), b"\n\r\n.\r\n");
+        assert_eq!(dot_stuff(b"\r\n"), b"\r\n.\r\n");
     }
 
     #[test]

@@ -10,6 +10,6 @@ mod queue;
 pub mod reach;
 
 pub use queue::{
-    DeliveryConfig, DestinationView, Events, Queue, QueueAction, QueueActionError, QueueStats,
-    QueuedMessage, Router, Signer,
+    DeliveryConfig, DestinationView, Events, Outgoing, Queue, QueueAction, QueueActionError,
+    QueueStats, QueuedMessage, Router, Signer,
 };

@@ -20,8 +20,10 @@ use crate::client::{Client, ClientError, ClientSettings, OutMessage, OutRcpt, Sm
 use crate::dns::{DnsError, Resolver};
 
 mod destinations;
+mod memory;
 pub use destinations::DestinationView;
 use destinations::{Health, WakeParked};
+use memory::BodyMemory;
 
 /// Delivery settings; every default is in [`DeliveryConfig::new`].
 #[derive(Clone)]
@@ -51,6 +53,8 @@ pub struct DeliveryConfig {
     pub delay_notice_after: Option<Duration>,
     pub max_per_destination: usize,
     pub max_concurrent_messages: usize,
+    /// Bytes of message bodies that delivery rounds may hold together (`queue/memory.rs`).
+    pub max_body_memory: usize,
     pub max_messages_per_connection: u32,
     pub idle_connection: Duration,
     pub connect_timeout: Duration,
@@ -79,6 +83,7 @@ impl DeliveryConfig {
             delay_notice_after: Some(Duration::from_secs(4 * 3600)),
             max_per_destination: 20,
             max_concurrent_messages: 512,
+            max_body_memory: 1024 * 1024 * 1024,
             max_messages_per_connection: 100,
             idle_connection: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(30),
@@ -125,7 +130,34 @@ pub trait Signer: Send + Sync + 'static {
         &'a self,
         env: &'a Envelope,
         message: Arc<Vec<u8>>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send + 'a>>;
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Outgoing>> + Send + 'a>>;
+}
+
+/// A message as it leaves: `head`, then the spooled message from `from` on. The body is never
+/// copied: what changes at delivery is in the header section.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Header fields put on top and, when fields of the message's own header section were
+    /// taken off, what is left of that section.
+    pub head: Vec<u8>,
+    pub message: Arc<Vec<u8>>,
+    pub from: usize,
+}
+
+impl Outgoing {
+    /// The message as spooled.
+    pub fn unchanged(message: Arc<Vec<u8>>) -> Outgoing {
+        Outgoing {
+            head: Vec::new(),
+            message,
+            from: 0,
+        }
+    }
+
+    /// What follows `head`.
+    pub fn rest(&self) -> &[u8] {
+        self.message.get(self.from..).unwrap_or_default()
+    }
 }
 
 /// A queued message as operators see it.
@@ -259,6 +291,8 @@ struct Inner {
     sched: Mutex<Sched>,
     wake: Notify,
     workers: Arc<Semaphore>,
+    /// What the bodies of the rounds under way hold, and the messages waiting for it.
+    body_memory: BodyMemory,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Messages waiting for a busy destination's slot, by destination, oldest first: they hold
     /// no delivery slot of their own while they wait (a freed slot wakes the next one).
@@ -307,6 +341,7 @@ impl Queue {
         Queue {
             inner: Arc::new(Inner {
                 workers: Arc::new(Semaphore::new(config.max_concurrent_messages.max(1))),
+                body_memory: BodyMemory::new(config.max_body_memory),
                 config,
                 spool,
                 resolver,
@@ -329,6 +364,12 @@ impl Queue {
 
     pub fn stats(&self) -> &QueueStats {
         &self.inner.stats
+    }
+
+    /// Bytes of message bodies the rounds under way hold (past the ones too small to count),
+    /// the budget (`max_body_memory`), and messages waiting for it.
+    pub fn body_memory(&self) -> (usize, usize, usize) {
+        self.inner.body_memory.figures()
     }
 
     /// Destinations with deliveries under way, messages waiting for them, or failures, the
@@ -526,8 +567,16 @@ impl Queue {
             let (env, fresh) = {
                 let mut s = inner.sched.lock().unwrap_or_else(|p| p.into_inner());
                 match s.heap.pop() {
-                    Some(Reverse((_, _, id))) => (s.waiting.remove(&id), s.take_fresh(&id)),
-                    None => (None, None),
+                    // An entry earlier than its message's time was left behind when the message
+                    // was woken or retried: the message has its own, later entry.
+                    Some(Reverse((at, _, id)))
+                        if s.waiting
+                            .get(&id)
+                            .is_some_and(|e| e.next_attempt.saturating_mul(1000) <= at) =>
+                    {
+                        (s.waiting.remove(&id), s.take_fresh(&id))
+                    }
+                    _ => (None, None),
                 }
             };
             let Some(env) = env else { continue };
@@ -555,6 +604,21 @@ impl Queue {
                     continue;
                 }
             };
+            // A large body waits for memory without holding the slot.
+            let size = match &fresh {
+                Some(body) => body.len(),
+                None => inner.spool.body_len(&env.id).unwrap_or(0),
+            };
+            if !inner.body_memory.take_or_park(&env.id, size) {
+                let mut env = env;
+                env.next_attempt = now_ms() / 1000 + 30;
+                inner.requeue(env);
+                continue;
+            }
+            let body_share = BodyShare {
+                inner: inner.clone(),
+                size,
+            };
             inner.stats.queued.fetch_sub(1, Ordering::Relaxed);
             inner.stats.in_flight.fetch_add(1, Ordering::Relaxed);
             let id = env.id.clone();
@@ -572,6 +636,7 @@ impl Queue {
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&id);
                 inner2.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                drop(body_share);
                 drop(permit);
             });
         }
@@ -590,7 +655,41 @@ impl Queue {
     }
 }
 
+/// A round's share of the body memory; given back when the round ends, waking the messages
+/// that waited for it.
+struct BodyShare {
+    inner: Arc<Inner>,
+    size: usize,
+}
+
+impl Drop for BodyShare {
+    fn drop(&mut self) {
+        for id in self.inner.body_memory.give_back(self.size) {
+            if !self.inner.due_now(&id) {
+                self.inner.body_memory.forget(&id);
+            }
+        }
+    }
+}
+
 impl Inner {
+    /// Makes a waiting message due now (one that was parked); false when it is not waiting.
+    fn due_now(&self, id: &str) -> bool {
+        let mut s = self.sched.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms() / 1000;
+        let Some(env) = s.waiting.get_mut(id) else {
+            return false;
+        };
+        env.next_attempt = env.next_attempt.min(now);
+        let at = env.next_attempt.saturating_mul(1000);
+        s.seq += 1;
+        let seq = s.seq;
+        s.heap.push(Reverse((at, seq, id.to_string())));
+        drop(s);
+        self.wake.notify_one();
+        true
+    }
+
     /// Puts back a message taken off the heap but not delivered (still counted as queued).
     fn requeue(&self, env: Envelope) {
         let mut s = self.sched.lock().unwrap_or_else(|p| p.into_inner());
@@ -657,13 +756,11 @@ impl Inner {
             self.after_round(env).await;
             return;
         }
-        let body = match self.signer.get() {
-            Some(signer) => match signer.sign(&env, body.clone()).await {
-                Some(signed) => Arc::new(signed),
-                None => body,
-            },
-            None => body,
+        let signed = match self.signer.get() {
+            Some(signer) => signer.sign(&env, body.clone()).await,
+            None => None,
         };
+        let body = Arc::new(signed.unwrap_or_else(|| Outgoing::unchanged(body)));
         env.attempts += 1;
         let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, r) in env.recipients.iter().enumerate() {
@@ -708,6 +805,8 @@ impl Inner {
                 }
             }
         }
+        // A report reads what it returns from the spool; the round's copy is not needed.
+        drop(body);
         self.after_round(env).await;
     }
 
@@ -1044,7 +1143,7 @@ impl Inner {
         env: &Envelope,
         domain: &str,
         idxs: &[usize],
-        body: &[u8],
+        body: &Outgoing,
     ) -> Vec<(usize, RcptState, bool)> {
         // The bool: the next hop took the message without DSN (for success notices).
         let all = |state: RcptState| idxs.iter().map(|&i| (i, state.clone(), false)).collect();
@@ -1086,7 +1185,8 @@ impl Inner {
                     orcpt: r.orcpt.as_deref(),
                 })
                 .collect(),
-            body,
+            head: &body.head,
+            body: body.rest(),
         };
         let settings = ClientSettings {
             helo,

@@ -460,13 +460,9 @@ fn one_line(s: &str) -> String {
 
 /// Offset just past the blank line ending the header block (or the whole message).
 pub fn find_headers_end(msg: &[u8]) -> usize {
-    memfind(msg, b"\r\n\r\n")
+    memchr::memmem::find(msg, b"\r\n\r\n")
         .map(|i| i + 4)
         .unwrap_or(msg.len())
-}
-
-fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The unfolded value of the first header `name` (case-insensitive).

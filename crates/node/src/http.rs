@@ -222,6 +222,25 @@ async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
         "Messages being delivered now.",
         q.in_flight.load(Ordering::Relaxed),
     );
+    let (used, limit, waiting) = s.queue.body_memory();
+    m(
+        "relayward_delivery_body_memory_bytes",
+        "gauge",
+        "Bytes that the bodies of messages being delivered hold now, past those of 256 KiB or less (taken from [delivery] max_body_memory).",
+        used as u64,
+    );
+    m(
+        "relayward_delivery_body_memory_limit_bytes",
+        "gauge",
+        "The budget for the bodies of messages being delivered ([delivery] max_body_memory).",
+        limit as u64,
+    );
+    m(
+        "relayward_delivery_body_memory_waiting",
+        "gauge",
+        "Messages due for delivery that wait for the budget for bodies being delivered.",
+        waiting as u64,
+    );
     m(
         "relayward_delivered_total",
         "counter",

@@ -267,6 +267,7 @@ pub async fn serve(
     }
     delivery.max_per_destination = config.max_per_destination;
     delivery.max_concurrent_messages = config.max_concurrent_messages;
+    delivery.max_body_memory = config.max_body_memory;
     delivery.connect_timeout = config.connect_timeout;
     delivery.command_timeout = config.delivery_command_timeout;
     delivery.tls = config.delivery_tls;

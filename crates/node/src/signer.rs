@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use relayward_delivery::Outgoing;
 use relayward_dkim::{Algorithm, SigningKey};
 use relayward_spool::Envelope;
 use relayward_store::{DkimKeyState, Store};
@@ -207,14 +208,22 @@ impl relayward_delivery::Signer for DkimSigner {
         &'a self,
         env: &'a Envelope,
         shared: Arc<Vec<u8>>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send + 'a>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Outgoing>> + Send + 'a>> {
         Box::pin(async move {
             let message = &shared[..];
             let forwarded = env.origin.starts_with("forward:");
             // A forwarded copy that cannot be sealed leaves without the results field it got
             // at receipt: a complete ARC set or none.
-            let unsealed =
-                || forwarded.then(|| relayward_dkim::arc::without_unsealed_results(message));
+            let unsealed = || {
+                forwarded.then(|| {
+                    let (head, from) = unsealed_header(message);
+                    Outgoing {
+                        head,
+                        message: shared.clone(),
+                        from,
+                    }
+                })
+            };
             let Some(tenant) = env.tenant.as_deref() else {
                 return unsealed();
             };
@@ -238,23 +247,38 @@ impl relayward_delivery::Signer for DkimSigner {
                 .run(move || sign_blocking(&keys, &domain, &body, forwarded, &id))
                 .await
             {
-                Some(signed) => Some(signed),
+                Some((head, from)) => Some(Outgoing {
+                    head,
+                    message: shared.clone(),
+                    from,
+                }),
                 None => unsealed(),
             }
         })
     }
 }
 
-/// The header fields to put on top: one DKIM signature per key, and for a forwarded copy the
-/// ARC seal (the DKIM signatures do not name the ARC fields, so neither depends on the other's
-/// place).
+/// The header section of `message` without the results fields of an ARC set that has no seal,
+/// and where the body starts: what a forwarded copy that cannot be sealed leaves with.
+fn unsealed_header(message: &[u8]) -> (Vec<u8>, usize) {
+    let end = relayward_dsn::find_headers_end(message);
+    (
+        relayward_dkim::arc::without_unsealed_results(&message[..end]),
+        end,
+    )
+}
+
+/// What goes on top of the message, and from where the spooled message follows it (0: all of
+/// it; past its header section when the section itself changed). On top: one DKIM signature per
+/// key, and for a forwarded copy the ARC seal (the DKIM signatures do not name the ARC fields,
+/// so neither depends on the other's place). Only header sections are copied, never the body.
 fn sign_blocking(
     keys: &[Loaded],
     domain: &str,
     message: &[u8],
     forwarded: bool,
     id: &str,
-) -> Vec<u8> {
+) -> (Vec<u8>, usize) {
     let now = relayward_clock::now_secs();
     // One body hash for every signature: the seal's message signature and each key's.
     let bh = relayward_dkim::BodyHash::of(message);
@@ -275,18 +299,22 @@ fn sign_blocking(
             Err(e) => tracing::warn!(id, error = %e, "forwarded copy not sealed"),
         }
     }
-    let unsealed;
-    let message = if forwarded && top.is_empty() {
-        unsealed = relayward_dkim::arc::without_unsealed_results(message);
-        &unsealed[..]
+    let (under, from) = if forwarded && top.is_empty() {
+        unsealed_header(message)
     } else {
-        message
+        (Vec::new(), 0)
     };
-    // The DKIM signatures cover the seal's fields too when there are any.
-    let sealed: std::borrow::Cow<[u8]> = if top.is_empty() {
-        message.into()
+    let header = if from > 0 {
+        &under[..]
     } else {
-        [top.as_bytes(), message].concat().into()
+        &message[..relayward_dsn::find_headers_end(message)]
+    };
+    // The DKIM signatures cover the seal's fields too when there are any; with the body hash
+    // made, a signature needs only the header section.
+    let signed: std::borrow::Cow<[u8]> = if top.is_empty() {
+        header.into()
+    } else {
+        [top.as_bytes(), header].concat().into()
     };
     let mut signatures = String::new();
     for k in keys {
@@ -295,15 +323,16 @@ fn sign_blocking(
             selector: &k.selector,
             key: &k.key,
         };
-        match relayward_dkim::sign_with(&sealed, &bh, &signer, now) {
+        match relayward_dkim::sign_with(&signed, &bh, &signer, now) {
             Ok(sig) => signatures.push_str(&sig),
             Err(e) => tracing::error!(id, domain, error = %e, "DKIM signing failed"),
         }
     }
-    let mut out = Vec::with_capacity(signatures.len() + sealed.len());
-    out.extend_from_slice(signatures.as_bytes());
-    out.extend_from_slice(&sealed);
-    out
+    let mut head = Vec::with_capacity(signatures.len() + top.len() + under.len());
+    head.extend_from_slice(signatures.as_bytes());
+    head.extend_from_slice(top.as_bytes());
+    head.extend_from_slice(&under);
+    (head, from)
 }
 
 #[cfg(test)]

@@ -417,6 +417,12 @@ impl Spool {
         done.await.map_err(|_| SpoolError::Closed)?
     }
 
+    /// The size of a spooled message's body; `None` when it is not in the spool.
+    pub fn body_len(&self, id: &str) -> Option<usize> {
+        let index = self.shared.index.lock().ok()?;
+        index.live.get(id).map(|loc| loc.body_len as usize)
+    }
+
     /// Reads a spooled message's body.
     pub async fn body(&self, id: &str) -> Result<Vec<u8>, SpoolError> {
         // A compaction may move the message (and delete its old segment) between finding it

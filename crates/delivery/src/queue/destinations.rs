@@ -3,7 +3,6 @@
 //! the delivery slots other destinations could use; a destination that fails again and again is
 //! backed off as a whole rather than tried by each of its messages.
 
-use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use relayward_spool::Envelope;
@@ -140,12 +139,7 @@ impl Inner {
             next
         };
         if let Some(id) = next {
-            let mut s = self.sched.lock().unwrap_or_else(|p| p.into_inner());
-            s.seq += 1;
-            let seq = s.seq;
-            s.heap.push(Reverse((now_ms(), seq, id)));
-            drop(s);
-            self.wake.notify_one();
+            self.due_now(&id);
         }
     }
 

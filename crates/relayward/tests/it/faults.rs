@@ -2,6 +2,8 @@
 //! must not hold up mail for the ones that work.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -88,6 +90,116 @@ routes = [
         page.contains("relayward_destination_in_flight{destination=\"tarpit.example\"} 20"),
         "the silent one holds its own 20 slots and no more"
     );
+}
+
+/// A destination on a very slow link: it answers up to DATA's 354, then reads nothing for
+/// `hold` and hangs up. Counts the deliveries that reached its DATA.
+fn slow_destination(hold: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let datas = Arc::new(AtomicUsize::new(0));
+    let counted = datas.clone();
+    std::thread::spawn(move || {
+        for sock in listener.incoming().take(100).flatten() {
+            let datas = counted.clone();
+            std::thread::spawn(move || {
+                let mut w = sock.try_clone().expect("clone");
+                let mut r = BufReader::new(sock);
+                let _ = w.write_all(b"220 slow.test ESMTP\r\n");
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line.to_ascii_uppercase().starts_with("DATA") {
+                        let _ = w.write_all(b"354 go ahead\r\n");
+                        datas.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(hold);
+                        return;
+                    }
+                    let _ = w.write_all(b"250 ok\r\n");
+                    line.clear();
+                }
+            });
+        }
+    });
+    (addr, datas)
+}
+
+#[test]
+fn large_messages_wait_for_delivery_memory_while_small_mail_goes_on() {
+    let rx = Receiver::start(false);
+    let (slow, datas) = slow_destination(Duration::from_secs(6));
+    let relay = Relay::start(&format!(
+        r#"
+[delivery]
+max_body_memory = "2MB"
+[[tenants]]
+name = "t"
+domains = [
+  {{ name = "healthy.example", kind = "internal_relay", verified = true }},
+  {{ name = "slow.example", kind = "internal_relay", verified = true }},
+]
+routes = [
+  {{ domain = "healthy.example", host = "{}" }},
+  {{ domain = "slow.example", host = "{slow}" }},
+]
+"#,
+        rx.addr
+    ));
+    // 600 KB each: three fit in the budget of 2 MB, the fourth does not.
+    let large = format!(
+        "Subject: large\r\n\r\n{}",
+        format!("{}\r\n", "y".repeat(98)).repeat(6_000)
+    );
+    let mut c = relay.client();
+    c.cmd("EHLO mx.outside.example");
+    for i in 0..5 {
+        let r = c.transaction(
+            &format!("s{i}@outside.example"),
+            &["big@slow.example"],
+            &large,
+        );
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    let (held, limit) = wait_for(Duration::from_secs(5), || {
+        let waiting = relay.metric("relayward_delivery_body_memory_waiting");
+        (datas.load(Ordering::SeqCst) == 3 && waiting == 2).then(|| {
+            (
+                relay.metric("relayward_delivery_body_memory_bytes"),
+                relay.metric("relayward_delivery_body_memory_limit_bytes"),
+            )
+        })
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "expected 3 deliveries under way and 2 waiting for memory; {} reached DATA",
+            datas.load(Ordering::SeqCst)
+        )
+    });
+    assert_eq!(limit, 2 * 1024 * 1024);
+    assert!(held > 3 * 600_000 && held <= limit, "{held} bytes held");
+    // Small mail is not held up by the budget being spent...
+    let sent = Instant::now();
+    let r = c.transaction("small@outside.example", &["small@healthy.example"], BODY);
+    assert_eq!(r.code, 250, "{r:?}");
+    rx.wait(1, Duration::from_secs(3));
+    // ...and a large message waits only until memory is given back (the slow destination
+    // hangs up after 6 s), not for its next look at the budget 30 s later.
+    let r = c.transaction("large@outside.example", &["large@healthy.example"], &large);
+    assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(datas.load(Ordering::SeqCst), 3);
+    let got = rx.wait(2, Duration::from_secs(20));
+    assert!(got[1].data.contains(&"y".repeat(98)));
+    println!(
+        "a large message delivered {:.1} s after memory ran out",
+        sent.elapsed().as_secs_f64()
+    );
+    // The two that waited went too, and everything held was given back.
+    wait_for(Duration::from_secs(10), || {
+        (datas.load(Ordering::SeqCst) == 5
+            && relay.metric("relayward_delivery_body_memory_waiting") == 0)
+            .then_some(())
+    })
+    .expect("the waiting messages were tried");
 }
 
 fn count(db: &rusqlite::Connection, sql: &str, at: i64) -> i64 {
