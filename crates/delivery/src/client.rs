@@ -525,35 +525,46 @@ impl Client {
 
     /// Writes one message, given in parts, dot-stuffed and with its end-of-data mark, through
     /// a buffer of at most `STUFF_CHUNK` and a little more: a large message is never copied
-    /// whole (once per destination it goes to, it was). The whole write has one timeout, as
-    /// the single write before it had.
+    /// whole (once per destination it goes to, it was).
+    ///
+    /// Each write must finish within `command_timeout` (RFC 5321 4.5.3.2.5: a data block, 3
+    /// minutes at least), and the whole message within that plus a second per
+    /// `SLOWEST_RATE` bytes. A server on a slow but steady link gets a large message (one
+    /// timeout for the whole write failed 3 MB at 300 KB/s with a 2 s timeout, and so 35 MB
+    /// at 100 KB/s with the default 5 minutes, on every retry until it expired); one that
+    /// trickles cannot hold the connection for days.
     async fn write_data(&mut self, parts: &[&[u8]]) -> Result<(), ClientError> {
         let stage = "data";
         let total: usize = parts.iter().map(|p| p.len()).sum();
+        let step = self.settings.command_timeout;
+        let deadline =
+            tokio::time::Instant::now() + step + Duration::from_secs((total / SLOWEST_RATE) as u64);
         let mut out = Vec::with_capacity(total.min(STUFF_CHUNK) + STUFF_CHUNK / 32 + 5);
         let mut stuffer = DotStuffer::default();
         let stream = &mut self.stream;
-        let written = tokio::time::timeout(self.settings.command_timeout, async {
+        let written = async {
+            let by = || deadline.min(tokio::time::Instant::now() + step);
             for part in parts {
                 for piece in part.chunks(STUFF_CHUNK) {
                     stuffer.push(piece, &mut out);
                     if out.len() >= STUFF_CHUNK {
-                        stream.write_all(&out).await?;
+                        tokio::time::timeout_at(by(), stream.write_all(&out)).await??;
                         out.clear();
                     }
                 }
             }
             stuffer.finish(&mut out);
-            stream.write_all(&out).await?;
-            stream.flush().await
-        })
-        .await;
-        written
-            .map_err(|_| ClientError::Timeout(stage))?
-            .map_err(|e| ClientError::Io {
+            tokio::time::timeout_at(by(), stream.write_all(&out)).await??;
+            tokio::time::timeout_at(by(), stream.flush()).await??;
+            Ok::<(), Step>(())
+        };
+        written.await.map_err(|e| match e {
+            Step::Late => ClientError::Timeout(stage),
+            Step::Io(e) => ClientError::Io {
                 stage,
                 reason: e.to_string(),
-            })
+            },
+        })
     }
 
     pub async fn quit(mut self) {
@@ -577,6 +588,28 @@ fn expect_code(
 
 /// How much of a message is stuffed before it is written.
 const STUFF_CHUNK: usize = 64 * 1024;
+
+/// The slowest a message's data may be taken, in bytes a second, past its first
+/// `command_timeout`: 10 KiB/s, 80 kbit/s (35 MB in an hour).
+const SLOWEST_RATE: usize = 10 * 1024;
+
+/// Why one write of a message's data did not finish.
+enum Step {
+    Late,
+    Io(std::io::Error),
+}
+
+impl From<tokio::time::error::Elapsed> for Step {
+    fn from(_: tokio::time::error::Elapsed) -> Step {
+        Step::Late
+    }
+}
+
+impl From<std::io::Error> for Step {
+    fn from(e: std::io::Error) -> Step {
+        Step::Io(e)
+    }
+}
 
 /// Dot-stuffing of a CRLF-normalised message that arrives in pieces: a dot that starts a line
 /// gets another in front, wherever the pieces were cut; what lies between is copied as it is.

@@ -2,8 +2,8 @@
 //! must not hold up mail for the ones that work.
 
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -92,34 +92,53 @@ routes = [
     );
 }
 
+/// A destination for the tests below: each connection is greeted and every command answered
+/// 250 until DATA, which is answered 354 and handed to `data` with the connection; `data`
+/// returns whether the dialogue goes on.
+fn destination<F>(listener: TcpListener, data: F)
+where
+    F: Fn(&mut std::io::BufReader<std::net::TcpStream>, &mut std::net::TcpStream) -> bool
+        + Clone
+        + Send
+        + 'static,
+{
+    use std::io::{BufRead, BufReader, Write};
+    std::thread::spawn(move || {
+        for sock in listener.incoming().take(100).flatten() {
+            let data = data.clone();
+            std::thread::spawn(move || {
+                let mut w = sock.try_clone().expect("clone");
+                let mut r = BufReader::with_capacity(1024, sock);
+                let _ = w.write_all(b"220 destination.test ESMTP\r\n");
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    let verb = line.to_ascii_uppercase();
+                    line.clear();
+                    if !verb.starts_with("DATA") {
+                        let _ = w.write_all(b"250 ok\r\n");
+                        continue;
+                    }
+                    let _ = w.write_all(b"354 go ahead\r\n");
+                    if !data(&mut r, &mut w) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
 /// A destination on a very slow link: it answers up to DATA's 354, then reads nothing for
 /// `hold` and hangs up. Counts the deliveries that reached its DATA.
 fn slow_destination(hold: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    use std::io::{BufRead, BufReader, Write};
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let datas = Arc::new(AtomicUsize::new(0));
     let counted = datas.clone();
-    std::thread::spawn(move || {
-        for sock in listener.incoming().take(100).flatten() {
-            let datas = counted.clone();
-            std::thread::spawn(move || {
-                let mut w = sock.try_clone().expect("clone");
-                let mut r = BufReader::new(sock);
-                let _ = w.write_all(b"220 slow.test ESMTP\r\n");
-                let mut line = String::new();
-                while r.read_line(&mut line).is_ok_and(|n| n > 0) {
-                    if line.to_ascii_uppercase().starts_with("DATA") {
-                        let _ = w.write_all(b"354 go ahead\r\n");
-                        datas.fetch_add(1, Ordering::SeqCst);
-                        std::thread::sleep(hold);
-                        return;
-                    }
-                    let _ = w.write_all(b"250 ok\r\n");
-                    line.clear();
-                }
-            });
-        }
+    destination(listener, move |_, _| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(hold);
+        false
     });
     (addr, datas)
 }
@@ -200,6 +219,81 @@ routes = [
             .then_some(())
     })
     .expect("the waiting messages were tried");
+}
+
+/// A destination on a slow but steady link: it takes a message's data at about
+/// `bytes_per_second`, then answers 250. Returns the sizes of the messages it took.
+fn steady_destination(bytes_per_second: usize) -> (std::net::SocketAddr, Arc<Mutex<Vec<usize>>>) {
+    use std::io::{Read, Write};
+    // A small receive buffer, as over a slow link: loopback's would otherwise take megabytes
+    // at once, and the sender would only wait for the final reply.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    socket.bind(&any.into()).expect("bind");
+    socket.listen(16).expect("listen");
+    let listener: TcpListener = socket.into();
+    let addr = listener.local_addr().expect("addr");
+    let taken = Arc::new(Mutex::new(Vec::new()));
+    let sizes = taken.clone();
+    destination(listener, move |r, w| {
+        // A tenth of a second's worth at a time.
+        let mut data = Vec::new();
+        let mut piece = vec![0u8; bytes_per_second / 10];
+        while !data.ends_with(b"\r\n.\r\n") {
+            match r.read(&mut piece) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => data.extend_from_slice(&piece[..n]),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sizes.lock().expect("lock").push(data.len());
+        w.write_all(b"250 2.0.0 taken\r\n").is_ok()
+    });
+    (addr, taken)
+}
+
+#[test]
+fn a_large_message_to_a_slow_but_steady_destination_is_delivered() {
+    // 8 MB at 1 MB/s: eight seconds, four times the reply timeout, and more than the
+    // sender's socket buffer can hold (Linux lets it grow to 4 MB). Each 64 KiB is taken well
+    // within the timeout, as RFC 5321 asks of a data block.
+    let (steady, taken) = steady_destination(1_000_000);
+    let relay = Relay::start(&format!(
+        r#"
+[delivery]
+command_timeout = "2s"
+[[tenants]]
+name = "t"
+domains = [ {{ name = "steady.example", kind = "internal_relay", verified = true }} ]
+routes = [ {{ domain = "steady.example", host = "{steady}" }} ]
+"#
+    ));
+    let large = format!(
+        "Subject: large\r\n\r\n{}",
+        format!("{}\r\n", "z".repeat(98)).repeat(80_000)
+    );
+    let mut c = relay.client();
+    c.cmd("EHLO mx.outside.example");
+    let sent = Instant::now();
+    let r = c.transaction("s@outside.example", &["big@steady.example"], &large);
+    assert_eq!(r.code, 250, "{r:?}");
+    let sizes = wait_for(Duration::from_secs(40), || {
+        let t = taken.lock().expect("lock").clone();
+        (!t.is_empty()).then_some(t)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "not delivered: {}",
+            relay.cli(&["trace", "--recipient", "big@steady.example"])
+        )
+    });
+    assert!(sizes[0] > large.len(), "{sizes:?}");
+    println!(
+        "8 MB delivered at 1 MB/s in {:.1} s with a 2 s timeout",
+        sent.elapsed().as_secs_f64()
+    );
 }
 
 fn count(db: &rusqlite::Connection, sql: &str, at: i64) -> i64 {
