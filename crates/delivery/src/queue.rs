@@ -274,6 +274,12 @@ struct Sched {
 /// The most bytes of just-received bodies the queue holds for their first round.
 const FRESH_BYTES: usize = 32 << 20;
 
+/// How much of a large message a report reads for the header section it returns: twice the
+/// relay's default header limit (`[smtp] max_header_size`; a longer section, where an operator
+/// raised it, is returned cut), and more than `FULL_RETURN_LIMIT`, so the report still sees a
+/// message too large to return whole.
+const REPORT_HEADER_READ: usize = 2 << 20;
+
 impl Sched {
     fn take_fresh(&mut self, id: &str) -> Option<Arc<Vec<u8>>> {
         let body = self.fresh.remove(id)?;
@@ -907,6 +913,20 @@ impl Inner {
         }
     }
 
+    /// What a report about `env` needs of it: the whole message when it returns the whole
+    /// (`RET=FULL` or none, up to `FULL_RETURN_LIMIT`), else the start of it, which holds the
+    /// header section (a large message is not read whole to return its header).
+    async fn report_original(&self, env: &Envelope) -> Vec<u8> {
+        let size = self.spool.body_len(&env.id).unwrap_or(0);
+        if env.ret != Some(Ret::Hdrs) && size <= dsn::FULL_RETURN_LIMIT {
+            return self.spool.body(&env.id).await.unwrap_or_default();
+        }
+        self.spool
+            .body_start(&env.id, REPORT_HEADER_READ)
+            .await
+            .unwrap_or_default()
+    }
+
     /// Builds a report about `recipients` of `env`, spools it durably and schedules it; it is
     /// sent from the null sender and never answered by another report.
     async fn send_report(
@@ -915,7 +935,7 @@ impl Inner {
         recipients: &[&Recipient],
         kind: dsn::ReportKind,
     ) -> Result<(), relayward_spool::SpoolError> {
-        let original = self.spool.body(&env.id).await.unwrap_or_default();
+        let original = self.report_original(env).await;
         let id = new_message_id();
         let now = now_ms() / 1000;
         let what = match kind {

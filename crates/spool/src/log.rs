@@ -425,6 +425,11 @@ impl Spool {
 
     /// Reads a spooled message's body.
     pub async fn body(&self, id: &str) -> Result<Vec<u8>, SpoolError> {
+        self.body_start(id, usize::MAX).await
+    }
+
+    /// Reads at most the first `max` bytes of a spooled message's body.
+    pub async fn body_start(&self, id: &str, max: usize) -> Result<Vec<u8>, SpoolError> {
         // A compaction may move the message (and delete its old segment) between finding it
         // and reading it: then it is found again at its new place.
         let mut tries = 0;
@@ -439,7 +444,7 @@ impl Spool {
                 let mut f = File::open(&path).map_err(io_err("opening", &path))?;
                 f.seek(SeekFrom::Start(loc.body_offset))
                     .map_err(io_err("seeking in", &path))?;
-                let mut buf = vec![0u8; loc.body_len as usize];
+                let mut buf = vec![0u8; (loc.body_len as usize).min(max)];
                 f.read_exact(&mut buf).map_err(io_err("reading", &path))?;
                 Ok(buf)
             })

@@ -164,3 +164,47 @@ connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
     assert!(ndr.data.contains("Action: failed"), "{}", ndr.data);
     assert!(ndr.data.contains("Status: 5.1.1"), "{}", ndr.data);
 }
+
+#[test]
+fn an_ndr_returns_a_small_message_whole_and_a_large_ones_header_section() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    let r = c.mail(
+        "alice@contoso.example",
+        &["reject-small@remote.example"],
+        MSG,
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    // Past the 256 KiB a report returns whole.
+    let large = format!(
+        "From: alice@contoso.example\r\nSubject: The large one\r\n\r\n{}",
+        format!("{}\r\n", "q".repeat(98)).repeat(4_000)
+    );
+    let r = c.mail(
+        "alice@contoso.example",
+        &["reject-large@remote.example"],
+        &large,
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let ndrs = wait_for(Duration::from_secs(20), || {
+        let r = reports(&rx);
+        (r.len() == 2).then_some(r)
+    })
+    .expect("two NDRs");
+    let small = ndrs
+        .iter()
+        .find(|m| m.data.contains("reject-small@remote.example"))
+        .expect("the small one's NDR");
+    assert!(small.data.contains("message/rfc822"), "{}", small.data);
+    assert!(small.data.contains("See attached."), "returned whole");
+    let big = ndrs
+        .iter()
+        .find(|m| m.data.contains("reject-large@remote.example"))
+        .expect("the large one's NDR");
+    assert!(big.data.contains("text/rfc822-headers"));
+    assert!(big.data.contains("Subject: The large one"));
+    assert!(!big.data.contains(&"q".repeat(98)), "no body");
+    assert!(big.data.len() < 64 * 1024, "{} bytes", big.data.len());
+}
