@@ -1,4 +1,4 @@
-// Over 800 lines: the scheduler and one delivery round share the waiting set and its locks; destinations already live in queue/destinations.rs.
+// Over 800 lines: the scheduler and one delivery round share the waiting set and its locks; destinations and the bodies' memory already live in queue/destinations.rs and queue/memory.rs.
 //! The queue: which message is due when, and one delivery round for a message.
 
 use std::cmp::Reverse;
