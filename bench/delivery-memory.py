@@ -18,23 +18,13 @@ measure the default). Nothing leaves the machine.
 
 import argparse
 import asyncio
-import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 
+from relayprobe import Relay, free_port, reply
+
 CONFIG = """
-[smtp]
-relay_listen = "127.0.0.1:{port}"
-submission_listen = "127.0.0.1:0"
-hostname = "relayward.probe"
-[http]
-listen = "127.0.0.1:0"
-[storage]
-data_dir = "{data}"
 [delivery]
 smart_host = "127.0.0.1:{tarpit}"
 tls = false
@@ -44,12 +34,6 @@ name = "contoso"
 domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
 connectors = [ {{ name = "onprem", ips = ["127.0.0.1/32"] }} ]
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Tarpit:
@@ -85,13 +69,6 @@ class Tarpit:
             await writer.drain()
 
 
-def reply(f):
-    while True:
-        line = f.readline().decode(errors="replace")
-        if len(line) < 4 or line[3] == " ":
-            return line.strip()
-
-
 def memory(pid):
     with open(f"/proc/{pid}/status") as st:
         fields = dict(l.split(":", 1) for l in st)
@@ -123,20 +100,13 @@ def main():
     ap.add_argument("--watch", type=int, default=20, help="seconds to watch after sending")
     a = ap.parse_args()
 
-    work = tempfile.mkdtemp(prefix="rw-delivery-memory-")
-    port, tarpit_port = free_port(), free_port()
+    tarpit_port = free_port()
     tarpit = Tarpit(tarpit_port)
     budget = f'max_body_memory = "{a.budget}"' if a.budget else ""
-    with open(os.path.join(work, "relayward.toml"), "w") as f:
-        f.write(CONFIG.format(port=port, data=os.path.join(work, "data"), tarpit=tarpit_port,
-                              budget=budget))
-    env = dict(os.environ, RELAYWARD_LOG="error")
-    proc = subprocess.Popen([a.relay, "serve", "--config", os.path.join(work, "relayward.toml")],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    relay = Relay(a.relay, CONFIG.format(tarpit=tarpit_port, budget=budget),
+                  prefix="rw-delivery-memory-")
+    proc, port = relay.proc, relay.port
     try:
-        for _ in range(100):
-            if b"ready" in proc.stdout.readline():
-                break
         line = b"z" * 998 + b"\r\n"
         body = (b"From: Alice <alice@contoso.example>\r\nTo: bob@d0.example\r\n"
                 b"Subject: large\r\n\r\n" + line * (a.size_mb * 1024 * 1024 // len(line)))
@@ -156,9 +126,7 @@ def main():
             if i < a.watch // 5:
                 time.sleep(5)
     finally:
-        proc.kill()
-        proc.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        relay.stop()
 
 
 if __name__ == "__main__":

@@ -12,22 +12,12 @@ Nothing is delivered: the smart host is a closed port, and the relay only queues
 """
 
 import argparse
-import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import time
 
+from relayprobe import Relay, reply
+
 CONFIG = """
-[smtp]
-relay_listen = "127.0.0.1:{port}"
-submission_listen = "127.0.0.1:0"
-hostname = "relayward.probe"
-[http]
-listen = "127.0.0.1:0"
-[storage]
-data_dir = "{data}"
 [delivery]
 smart_host = "127.0.0.1:9"
 tls = false
@@ -39,19 +29,6 @@ users = [ {{ address = "ana@contoso.example", forward_to = "ana@home.example" }}
 {users} ]
 routes = [ {{ domain = "contoso.example", host = "127.0.0.1:9" }} ]
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def reply(f):
-    while True:
-        line = f.readline().decode(errors="replace")
-        if len(line) < 4 or line[3] == " ":
-            return line.strip()
 
 
 def lines(text, n):
@@ -93,17 +70,9 @@ PROBES = {
 
 
 def probe(relay, name, rcpts, header, body):
-    work = tempfile.mkdtemp(prefix="rw-hostile-")
-    port = free_port()
-    with open(os.path.join(work, "relayward.toml"), "w") as f:
-        f.write(CONFIG.format(port=port, data=os.path.join(work, "data"), users=USERS))
-    env = dict(os.environ, RELAYWARD_LOG="error")
-    proc = subprocess.Popen([relay, "serve", "--config", os.path.join(work, "relayward.toml")],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    running = Relay(relay, CONFIG.format(users=USERS), prefix="rw-hostile-")
+    proc, port = running.proc, running.port
     try:
-        for _ in range(100):
-            if b"ready" in proc.stdout.readline():
-                break
         s = socket.create_connection(("127.0.0.1", port), timeout=900)
         f = s.makefile("rb")
         reply(f)
@@ -124,9 +93,7 @@ def probe(relay, name, rcpts, header, body):
         print(f"{name:16} {len(header):>10} B header {len(body):>10} B body  "
               f"{dt:8.3f} s  peak {hwm // 1024:5} MiB  {r[:70]}", flush=True)
     finally:
-        proc.kill()
-        proc.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        running.stop()
 
 
 def main():
