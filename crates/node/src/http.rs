@@ -32,6 +32,8 @@ pub struct NodeState {
     pub trace: TraceSink,
     /// The budget for messages being received (`[smtp] max_data_memory`).
     pub data_memory: Arc<relayward_smtp::memory::DataMemory>,
+    /// The listeners' TLS certificates, as served now.
+    pub certificates: Vec<Arc<crate::tls::Certificate>>,
 }
 
 /// The HTTP listener's routes: `/healthz`, `/metrics`, the management API under `/api/v1`, and
@@ -331,8 +333,38 @@ async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
         "Trace events waiting for the store to come back.",
         s.trace.waiting.load(Ordering::Relaxed),
     );
+    certificate_metrics(&mut out, &s.certificates);
     destination_metrics(&mut out, &s.queue.destinations());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Per listener: when its certificate ends (what to alert on before it does), and whether its
+/// files on disk were last found unusable.
+fn certificate_metrics(out: &mut String, certificates: &[Arc<crate::tls::Certificate>]) {
+    let name = "relayward_tls_certificate_expiry_timestamp_seconds";
+    let _ = write!(
+        out,
+        "# HELP {name} When the certificate the listener serves stops being valid (its notAfter), Unix seconds.\n# TYPE {name} gauge\n"
+    );
+    for c in certificates {
+        if let (Some(end), _) = c.state() {
+            let _ = writeln!(out, "{name}{{listener=\"{}\"}} {end}", c.listener);
+        }
+    }
+    let name = "relayward_tls_certificate_files_unusable";
+    let _ = write!(
+        out,
+        "# HELP {name} 1 while the listener's certificate files changed into something that cannot be served (the certificate loaded before is served).\n# TYPE {name} gauge\n"
+    );
+    for c in certificates {
+        let failing = c.state().1;
+        let _ = writeln!(
+            out,
+            "{name}{{listener=\"{}\"}} {}",
+            c.listener,
+            u8::from(failing)
+        );
+    }
 }
 
 /// Per destination (the busiest 50, so a page stays small): deliveries under way, messages

@@ -350,7 +350,15 @@ pub async fn serve(
         );
     }
 
-    let tls = tls::server_config(&config)?;
+    let (tls, smtp_certificate) = tls::server_config(&config)?;
+    let http_tls = match &config.http_tls {
+        None => None,
+        Some((cert, key)) => Some(tls::http_server_config(cert, key)?),
+    };
+    let certificates: Vec<Arc<tls::Certificate>> = std::iter::once(smtp_certificate)
+        .chain(http_tls.as_ref().map(|(_, c)| c.clone()))
+        .collect();
+    let tls_task = tokio::spawn(tls::watch(certificates.clone()));
     let checkers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let passwords = Arc::new(relayward_control::passwords::Checker::start(
         checkers,
@@ -465,6 +473,7 @@ pub async fn serve(
             auth_limits,
             trace: trace.clone(),
             data_memory: data_memory.clone(),
+            certificates,
         },
         relayward_api::ApiState {
             control: control.clone(),
@@ -493,10 +502,7 @@ pub async fn serve(
         let stopped = async move {
             let _ = stop.changed().await;
         };
-        let tls = match &config.http_tls {
-            None => None,
-            Some((cert, key)) => Some(tls::http_server_config(cert, key)?),
-        };
+        let tls = http_tls.map(|(c, _)| c);
         let bounds = http::Bounds {
             max_connections: caps.http,
             max_connections_per_ip: config.http_max_connections_per_ip,
@@ -550,6 +556,7 @@ pub async fn serve(
     let _ = queue_task.await;
     let _ = http_task.await;
     reload_task.abort();
+    tls_task.abort();
     guard_task.abort();
     retention_task.abort();
     socket_task.abort();

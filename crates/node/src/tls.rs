@@ -1,36 +1,43 @@
-//! The SMTP server's TLS configuration: the operator's certificate, or a self-signed one made
-//! once and kept in the data directory so clients that pin it keep working across restarts.
+//! The listeners' TLS configurations: the operator's certificate, or for SMTP without one, a
+//! self-signed one made once and kept in the data directory so clients that pin it keep working
+//! across restarts. Certificates are read again when their files change (`certificate`).
+
+mod certificate;
+mod der;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use relayward_config::Config;
 
+pub use certificate::Certificate;
+
+/// How often the certificate files are looked at (two `stat` calls each).
+const LOOK_EVERY: Duration = Duration::from_secs(5);
+
 /// The HTTP listener's TLS (`[http] tls_cert`, `tls_key`): HTTP/1.1 only.
-pub fn http_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
-    let certs = read_certs(cert)?;
-    let key_der = read_key(key)?;
+pub fn http_server_config(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<Certificate>)> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let served = Certificate::load("http", cert, key, provider.clone())
+        .context("[http] tls_cert and tls_key")?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
         .with_no_client_auth()
-        .with_single_cert(certs, key_der)
-        .with_context(|| {
-            format!(
-                "http.tls_cert {} and http.tls_key {}",
-                cert.display(),
-                key.display()
-            )
-        })?;
+        .with_cert_resolver(served.clone());
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    Ok((Arc::new(cfg), served))
 }
 
-pub fn server_config(config: &Config) -> Result<Arc<rustls::ServerConfig>> {
+/// The SMTP listeners' TLS (`[smtp] tls_cert`, `tls_key`, `client_ca`).
+pub fn server_config(config: &Config) -> Result<(Arc<rustls::ServerConfig>, Arc<Certificate>)> {
     let (cert_path, key_path) = match (&config.tls_cert, &config.tls_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         (None, None) => {
@@ -48,9 +55,9 @@ pub fn server_config(config: &Config) -> Result<Arc<rustls::ServerConfig>> {
             ));
         }
     };
-    let certs = read_certs(&cert_path)?;
-    let key = read_key(&key_path)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let served = Certificate::load("smtp", &cert_path, &key_path, provider.clone())
+        .context("[smtp] tls_cert and tls_key")?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?;
@@ -73,14 +80,51 @@ pub fn server_config(config: &Config) -> Result<Arc<rustls::ServerConfig>> {
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let cfg = builder.with_single_cert(certs, key).with_context(|| {
-        format!(
-            "TLS certificate {} and key {}",
-            cert_path.display(),
-            key_path.display()
-        )
-    })?;
-    Ok(Arc::new(cfg))
+    Ok((Arc::new(builder.with_cert_resolver(served.clone())), served))
+}
+
+/// Looks at the certificates' files every few seconds, and at once on SIGHUP (which would
+/// otherwise end the process: operators and log rotation send it to ask for a reload).
+pub async fn watch(certificates: Vec<Arc<Certificate>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; certificates are still looked at every few seconds");
+            None
+        }
+    };
+    let mut every = tokio::time::interval(LOOK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let force = match hangup.as_mut() {
+            Some(h) => tokio::select! {
+                _ = every.tick() => false,
+                got = h.recv() => {
+                    if got.is_none() {
+                        hangup = None;
+                    }
+                    got.is_some()
+                }
+            },
+            None => {
+                every.tick().await;
+                false
+            }
+        };
+        if force {
+            tracing::info!(
+                "SIGHUP: reading the TLS certificates again (the rest of the configuration is read at start)"
+            );
+        }
+        let certificates = certificates.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for c in &certificates {
+                c.reload(force);
+            }
+        })
+        .await;
+    }
 }
 
 fn generate(hostname: &str, dir: &Path, cert: &Path, key: &Path) -> Result<()> {
@@ -94,7 +138,7 @@ fn generate(hostname: &str, dir: &Path, cert: &Path, key: &Path) -> Result<()> {
     Ok(())
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let certs = rustls_pemfile::certs(&mut data.as_slice())
         .collect::<std::result::Result<Vec<_>, _>>()
@@ -105,7 +149,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+pub(crate) fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     rustls_pemfile::private_key(&mut data.as_slice())
         .with_context(|| format!("parsing the key in {}", path.display()))?

@@ -738,25 +738,7 @@ fn with_http_tls_the_console_and_the_api_are_served_over_tls_only() {
         cert.display(),
         key.display()
     ));
-    let get = |path: &str| {
-        let tcp = std::net::TcpStream::connect(relay.http).expect("connect");
-        tcp.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let conn = rustls::ClientConnection::new(
-            tls_client_config(),
-            "relay.test".try_into().expect("name"),
-        )
-        .expect("tls");
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        tls.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: relay.test\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .expect("write");
-        let mut out = String::new();
-        let _ = tls.read_to_string(&mut out);
-        out
-    };
+    let get = |path: &str| https_get(relay.http, path);
     let page = get("/sign-in");
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     let lower = page.to_ascii_lowercase();

@@ -32,10 +32,8 @@ fn healthy_rate(relay: &Relay, rx: &Receiver, already: usize, n: usize) -> f64 {
 #[test]
 fn dead_and_silent_destinations_do_not_hold_up_healthy_mail() {
     let rx = Receiver::start(false);
-    // Nothing listens here.
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
+    // Nothing listens here, and nothing else may while the test runs.
+    let (_held, dead) = refusing_port();
     // This one accepts connections and never says a word.
     let tarpit = TcpListener::bind("127.0.0.1:0").expect("bind");
     let tarpit_addr = tarpit.local_addr().expect("addr");
@@ -303,9 +301,7 @@ fn count(db: &rusqlite::Connection, sql: &str, at: i64) -> i64 {
 #[test]
 fn trace_audit_and_webhook_rows_past_their_retention_are_pruned() {
     let rx = Receiver::start(false);
-    let nowhere = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
+    let (_held, nowhere) = refusing_port();
     let relay = Relay::start_with_storage(
         "trace_retention = \"8s\"\naudit_retention = \"8s\"\n",
         &format!(

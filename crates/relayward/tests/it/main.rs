@@ -18,5 +18,6 @@ mod hostile;
 mod postfix;
 mod queue;
 mod scan;
+mod tls;
 mod util;
 mod webhooks;

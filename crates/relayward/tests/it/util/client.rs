@@ -170,6 +170,62 @@ impl Client {
     }
 }
 
+/// The certificate the relay serves after STARTTLS on `addr` (DER), and the client on the
+/// encrypted connection.
+pub fn starttls_certificate(addr: SocketAddr) -> (Vec<u8>, Client) {
+    let mut c = Client::connect(addr, None);
+    c.cmd("EHLO client.test");
+    let r = c.cmd("STARTTLS");
+    assert_eq!(r.code, 220, "{r:?}");
+    let stream = c.reader.into_inner();
+    let conn =
+        rustls::ClientConnection::new(tls_client_config(), "relay.test".try_into().expect("name"))
+            .expect("tls");
+    let mut tls = rustls::StreamOwned::new(conn, stream);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+    }
+    let der = tls
+        .conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .expect("a certificate");
+    (
+        der,
+        Client {
+            reader: BufReader::new(Box::new(tls)),
+        },
+    )
+}
+
+/// A TLS connection to `addr` with its handshake done, trusting any certificate.
+pub fn tls_connect(addr: SocketAddr) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let tcp = TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let conn =
+        rustls::ClientConnection::new(tls_client_config(), "relay.test".try_into().expect("name"))
+            .expect("tls");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+    }
+    tls
+}
+
+/// `GET path` over TLS; the whole response.
+pub fn https_get(addr: SocketAddr, path: &str) -> String {
+    let mut tls = tls_connect(addr);
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: relay.test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("write");
+    let mut out = String::new();
+    let _ = tls.read_to_string(&mut out);
+    out
+}
+
 /// A TLS client that trusts any certificate (the relay's are self-signed in tests).
 pub fn tls_client_config() -> Arc<rustls::ClientConfig> {
     Arc::new(

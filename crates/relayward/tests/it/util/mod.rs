@@ -20,6 +20,22 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_relayward");
 
+/// A loopback port where connections are refused, for as long as the returned socket lives: it
+/// is bound without listening (and without SO_REUSEADDR), so no other test's listener can be
+/// given the same port while this one counts on nothing answering there.
+pub fn refusing_port() -> (socket2::Socket, std::net::SocketAddr) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    socket.bind(&any.into()).expect("bind a loopback port");
+    let addr = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("the bound address");
+    (socket, addr)
+}
+
 /// Polls `f` until it returns `Some`, for at most `limit`.
 pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();

@@ -140,6 +140,23 @@ impl Relay {
         }
     }
 
+    /// Sends a signal (`HUP`, `TERM`, ...) to the running relay.
+    pub fn signal(&self, name: &str) {
+        let c = self.child.as_ref().expect("running");
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &c.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{name}");
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// SIGTERM, and the exit status once it stopped.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");

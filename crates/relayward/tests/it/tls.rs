@@ -1,0 +1,146 @@
+//! Certificates renewed while the relay runs: an ACME client replaces the files, and the next
+//! handshakes get the new certificate without a restart; SIGHUP reads them at once and does not
+//! end the relay; files that cannot be used leave the last good certificate in service.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::util::*;
+
+/// A certificate for `relay.test` that ends on the given day, and its key, as PEM.
+fn pair(not_after: (i32, u8, u8)) -> (String, String, Vec<u8>) {
+    let mut params = rcgen::CertificateParams::new(vec!["relay.test".to_string()]).expect("params");
+    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("cert");
+    (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+}
+
+/// Puts `text` at `path` the way ACME clients and configuration tools do: written beside it,
+/// then renamed over it.
+fn replace(path: &Path, text: &str) {
+    let beside = path.with_extension("new");
+    std::fs::write(&beside, text).expect("write");
+    std::fs::rename(&beside, path).expect("rename");
+}
+
+/// The certificate the HTTP listener serves (DER).
+fn https_certificate(relay: &Relay) -> Vec<u8> {
+    tls_connect(relay.http)
+        .conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .expect("a certificate")
+}
+
+fn metric_line(relay: &Relay, prefix: &str) -> String {
+    relay
+        .http_get("/metrics")
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+        .to_string()
+}
+
+#[test]
+fn renewed_certificates_are_served_without_a_restart_and_broken_ones_are_not() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (cert, key) = (dir.path().join("smtp.pem"), dir.path().join("smtp.key"));
+    let (http_cert, http_key) = (dir.path().join("http.pem"), dir.path().join("http.key"));
+    let (a_pem, a_key, a_der) = pair((2027, 3, 1));
+    replace(&cert, &a_pem);
+    replace(&key, &a_key);
+    let (h_pem, h_key, h_der) = pair((2027, 3, 1));
+    replace(&http_cert, &h_pem);
+    replace(&http_key, &h_key);
+    let mut relay = Relay::start(&format!(
+        "[smtp]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n[http]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display(),
+        http_cert.display(),
+        http_key.display()
+    ));
+    assert_eq!(starttls_certificate(relay.submission).0, a_der);
+    assert_eq!(https_certificate(&relay), h_der);
+    // What an operator alerts on: 2027-03-01 00:00:00 UTC.
+    // The HTTP listener speaks TLS here: read the page through it.
+    let page = |relay: &Relay| https_get(relay.http, "/metrics");
+    let metrics = page(&relay);
+    assert!(
+        metrics.contains(
+            "relayward_tls_certificate_expiry_timestamp_seconds{listener=\"smtp\"} 1803859200"
+        ) && metrics.contains(
+            "relayward_tls_certificate_expiry_timestamp_seconds{listener=\"http\"} 1803859200"
+        ),
+        "{metrics}"
+    );
+
+    // Renewed on disk, nothing said to the relay: new handshakes get it within seconds.
+    let (b_pem, b_key, b_der) = pair((2027, 6, 1));
+    replace(&key, &b_key);
+    replace(&cert, &b_pem);
+    let seen = wait_for(Duration::from_secs(20), || {
+        (starttls_certificate(relay.relay).0 == b_der).then_some(())
+    });
+    assert!(seen.is_some(), "the renewed certificate was not served");
+    assert_eq!(starttls_certificate(relay.submission).0, b_der);
+
+    // Half a renewal (a new certificate, the old key), then SIGHUP: the relay goes on, serving
+    // the last good pair, and says the files cannot be used.
+    let (c_pem, _, _) = pair((2027, 9, 1));
+    replace(&cert, &c_pem);
+    relay.signal("HUP");
+    let flagged = wait_for(Duration::from_secs(20), || {
+        page(&relay)
+            .contains("relayward_tls_certificate_files_unusable{listener=\"smtp\"} 1")
+            .then_some(())
+    });
+    assert!(flagged.is_some(), "unusable files were not reported");
+    assert!(relay.running(), "SIGHUP ended the relay");
+    let (served, mut c) = starttls_certificate(relay.submission);
+    assert_eq!(served, b_der, "the last good certificate is served");
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+
+    // Mended, and the HTTP listener's certificate renewed too; SIGHUP reads both at once.
+    let (d_pem, d_key, d_der) = pair((2027, 12, 1));
+    replace(&key, &d_key);
+    replace(&cert, &d_pem);
+    let (h2_pem, h2_key, h2_der) = pair((2028, 1, 1));
+    replace(&http_key, &h2_key);
+    replace(&http_cert, &h2_pem);
+    relay.signal("HUP");
+    let both = wait_for(Duration::from_secs(20), || {
+        (starttls_certificate(relay.relay).0 == d_der && https_certificate(&relay) == h2_der)
+            .then_some(())
+    });
+    assert!(
+        both.is_some(),
+        "SIGHUP did not bring in the renewed certificates"
+    );
+    let metrics = page(&relay);
+    assert!(
+        metrics.contains("relayward_tls_certificate_files_unusable{listener=\"smtp\"} 0"),
+        "{metrics}"
+    );
+    assert!(relay.running(), "SIGHUP ended the relay");
+    // SIGTERM still stops it cleanly.
+    assert!(relay.terminate().success());
+}
+
+#[test]
+fn the_self_signed_certificate_made_at_first_start_is_reported() {
+    let relay = Relay::start("");
+    let line = metric_line(
+        &relay,
+        "relayward_tls_certificate_expiry_timestamp_seconds{listener=\"smtp\"}",
+    );
+    let end: i64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    // rcgen's default validity runs to the year 4096: far past any alert.
+    assert!(end > 4_000_000_000, "{line}");
+    assert!(!relay.http_get("/metrics").contains("listener=\"http\""));
+}
