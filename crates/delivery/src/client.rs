@@ -65,6 +65,10 @@ pub enum ClientError {
     },
     #[error("remote spoke no SMTP during {0}")]
     Protocol(&'static str),
+    /// STARTTLS was answered 220 and then TLS could not be set up (the handshake, or the EHLO
+    /// over it, failed): the connection is lost, and one without TLS may work.
+    #[error("STARTTLS failed during {stage}: {reason}")]
+    Starttls { stage: &'static str, reason: String },
 }
 
 impl ClientError {
@@ -204,6 +208,9 @@ pub struct Client {
     pub caps: Caps,
     pub remote: String,
     pub tls: bool,
+    /// The remote's answer when it offered STARTTLS and then refused it: the session went on
+    /// without TLS (RFC 3207 leaves that to the client).
+    pub starttls_refused: Option<SmtpReply>,
     settings: ClientSettings,
     /// False when a transaction was left half way: the next one starts with RSET.
     clean: bool,
@@ -242,6 +249,7 @@ impl Client {
             caps: Caps::default(),
             remote: remote_name.to_string(),
             tls: false,
+            starttls_refused: None,
             settings,
             clean: true,
             messages_sent: 0,
@@ -257,30 +265,33 @@ impl Client {
         if client.caps.starttls
             && let Some(tls) = client.settings.tls.clone()
         {
-            client
-                .command("STARTTLS\r\n", "STARTTLS")
-                .await
-                .and_then(expect_code(220, "STARTTLS"))?;
+            let reply = client.command("STARTTLS\r\n", "STARTTLS").await?;
+            if reply.code != 220 {
+                // Nothing changed on the server's side: the session goes on in clear text.
+                client.starttls_refused = Some(reply);
+                return Ok(client);
+            }
             let name = ServerName::try_from(remote_name.to_string())
                 .or_else(|_| ServerName::try_from(addr.ip().to_string()))
                 .map_err(|_| ClientError::Protocol("STARTTLS server name"))?;
             let Stream::Plain(tcp) = std::mem::replace(&mut client.stream, Stream::Closed) else {
                 return Err(ClientError::Protocol("STARTTLS"));
             };
+            let failed = |stage, reason: String| ClientError::Starttls { stage, reason };
             let tls = tokio::time::timeout(
                 client.settings.command_timeout,
                 TlsConnector::from(tls).connect(name, tcp),
             )
             .await
-            .map_err(|_| ClientError::Timeout("TLS handshake"))?
-            .map_err(|e| ClientError::Io {
-                stage: "TLS handshake",
-                reason: e.to_string(),
-            })?;
+            .map_err(|_| failed("the TLS handshake", "timed out".into()))?
+            .map_err(|e| failed("the TLS handshake", e.to_string()))?;
             client.stream = Stream::Tls(Box::new(tls));
             client.tls = true;
             client.buf.clear();
-            client.hello().await?;
+            client
+                .hello()
+                .await
+                .map_err(|e| failed("EHLO over TLS", e.to_string()))?;
         }
         Ok(client)
     }
@@ -570,19 +581,6 @@ impl Client {
     pub async fn quit(mut self) {
         let _ =
             tokio::time::timeout(Duration::from_secs(2), self.command("QUIT\r\n", "QUIT")).await;
-    }
-}
-
-fn expect_code(
-    code: u16,
-    stage: &'static str,
-) -> impl FnOnce(SmtpReply) -> Result<SmtpReply, ClientError> {
-    move |reply| {
-        if reply.code == code {
-            Ok(reply)
-        } else {
-            Err(ClientError::Refused { stage, reply })
-        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod client;
 pub mod dns;
 mod queue;
 pub mod reach;
+mod starttls;
 
 pub use queue::{
     DeliveryConfig, DestinationView, Events, Outgoing, Queue, QueueAction, QueueActionError,

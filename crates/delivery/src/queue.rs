@@ -243,6 +243,9 @@ pub struct QueueStats {
     pub ndrs: AtomicU64,
     pub connections_opened: AtomicU64,
     pub connections_reused: AtomicU64,
+    /// Connections that went on without the TLS their destination offered, its STARTTLS
+    /// having failed (now or within the last hour).
+    pub starttls_fallbacks: AtomicU64,
     pub normal_pool_messages: AtomicU64,
     pub high_risk_pool_messages: AtomicU64,
 }
@@ -309,6 +312,8 @@ struct Inner {
     /// Sender domains with neither MX nor A records (true), as last looked up.
     sender_dns: Mutex<HashMap<String, (bool, Instant)>>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Addresses whose STARTTLS failed lately, reached without TLS for a while.
+    broken_tls: crate::starttls::BrokenTls,
     stats: QueueStats,
     signer: std::sync::OnceLock<Arc<dyn Signer>>,
     /// Ids of the messages in a delivery round right now.
@@ -361,6 +366,7 @@ impl Queue {
                 idle: Mutex::default(),
                 sender_dns: Mutex::default(),
                 tls,
+                broken_tls: Default::default(),
                 stats: QueueStats::default(),
                 signer: std::sync::OnceLock::new(),
                 delivering: Mutex::default(),
@@ -1251,11 +1257,29 @@ impl Inner {
                         c
                     }
                     None => {
-                        match Client::connect(hop.addr, source, &hop.name, settings.clone()).await {
-                            Ok(c) => {
+                        match crate::starttls::connect(
+                            hop.addr,
+                            source,
+                            &hop.name,
+                            settings.clone(),
+                            &self.broken_tls,
+                        )
+                        .await
+                        {
+                            Ok((c, fallback)) => {
                                 self.stats
                                     .connections_opened
                                     .fetch_add(1, Ordering::Relaxed);
+                                if let Some(f) = fallback {
+                                    self.stats
+                                        .starttls_fallbacks
+                                        .fetch_add(1, Ordering::Relaxed);
+                                    let detail = format!(
+                                        "{} [{}] offers STARTTLS; sending without TLS: {}",
+                                        hop.name, hop.addr, f.reason
+                                    );
+                                    self.event(&env.id, TraceKind::Attempt, None, detail);
+                                }
                                 c
                             }
                             Err(e) => {

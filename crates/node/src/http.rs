@@ -280,6 +280,12 @@ async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
         q.connections_reused.load(Ordering::Relaxed),
     );
     m(
+        "relayward_delivery_starttls_fallbacks_total",
+        "counter",
+        "Outbound connections that went without the TLS their destination offers, its STARTTLS having failed (now, or within the hour before).",
+        q.starttls_fallbacks.load(Ordering::Relaxed),
+    );
+    m(
         "relayward_pool_normal_total",
         "counter",
         "Delivery attempts from the normal pool.",

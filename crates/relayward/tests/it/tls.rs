@@ -1,8 +1,11 @@
-//! Certificates renewed while the relay runs: an ACME client replaces the files, and the next
-//! handshakes get the new certificate without a restart; SIGHUP reads them at once and does not
-//! end the relay; files that cannot be used leave the last good certificate in service.
+//! TLS on both sides. Certificates renewed while the relay runs: an ACME client replaces the
+//! files, and the next handshakes get the new certificate without a restart; SIGHUP reads them
+//! at once and does not end the relay; files that cannot be used leave the last good
+//! certificate in service. Destinations whose STARTTLS fails still get their mail.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::util::*;
@@ -143,4 +146,153 @@ fn the_self_signed_certificate_made_at_first_start_is_reported() {
     // rcgen's default validity runs to the year 4096: far past any alert.
     assert!(end > 4_000_000_000, "{line}");
     assert!(!relay.http_get("/metrics").contains("listener=\"http\""));
+}
+
+/// What a destination does with STARTTLS, which it always offers.
+#[derive(Clone, Copy)]
+enum BrokenStarttls {
+    /// Answers 220, then meets the client's hello with a fatal `protocol_version` alert, as a
+    /// server that speaks only old TLS versions does, and hangs up.
+    Handshake,
+    /// Answers `454 4.7.0 TLS not available` and goes on.
+    Refused,
+}
+
+/// Counts of what a destination saw: connections, STARTTLS commands, messages taken.
+#[derive(Default)]
+struct Seen {
+    connections: AtomicUsize,
+    starttls: AtomicUsize,
+    messages: AtomicUsize,
+}
+
+/// A destination that offers STARTTLS and cannot keep the offer. It takes mail without TLS,
+/// and hangs up after each message, so each message needs a connection of its own.
+fn broken_starttls_destination(mode: BrokenStarttls) -> (std::net::SocketAddr, Arc<Seen>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(Seen::default());
+    let counts = seen.clone();
+    std::thread::spawn(move || {
+        for sock in listener.incoming().take(50).flatten() {
+            counts.connections.fetch_add(1, Ordering::SeqCst);
+            let counts = counts.clone();
+            std::thread::spawn(move || {
+                let _ = sock.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut w = sock.try_clone().expect("clone");
+                let mut r = BufReader::new(sock);
+                let _ = w.write_all(b"220 legacy.test ESMTP\r\n");
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    let verb = line.to_ascii_uppercase();
+                    line.clear();
+                    let reply: &[u8] = if verb.starts_with("EHLO") {
+                        b"250-legacy.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n"
+                    } else if verb.starts_with("STARTTLS") {
+                        counts.starttls.fetch_add(1, Ordering::SeqCst);
+                        if let BrokenStarttls::Refused = mode {
+                            b"454 4.7.0 TLS not available due to temporary reason\r\n"
+                        } else {
+                            let _ = w.write_all(b"220 2.0.0 Ready to start TLS\r\n");
+                            let mut hello = [0u8; 512];
+                            let _ = r.read(&mut hello);
+                            // A TLS 1.0 record: alert, fatal, protocol_version.
+                            let _ = w.write_all(&[0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]);
+                            return;
+                        }
+                    } else if verb.starts_with("DATA") {
+                        let _ = w.write_all(b"354 go ahead\r\n");
+                        let mut data = String::new();
+                        while r.read_line(&mut data).is_ok_and(|n| n > 0)
+                            && !data.ends_with("\r\n.\r\n")
+                        {}
+                        counts.messages.fetch_add(1, Ordering::SeqCst);
+                        let _ = w.write_all(b"250 2.0.0 taken\r\n");
+                        return;
+                    } else if verb.starts_with("QUIT") {
+                        let _ = w.write_all(b"221 bye\r\n");
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = w.write_all(reply);
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn destinations_whose_starttls_fails_get_their_mail_without_tls() {
+    let (legacy, legacy_seen) = broken_starttls_destination(BrokenStarttls::Handshake);
+    let (refusing, refusing_seen) = broken_starttls_destination(BrokenStarttls::Refused);
+    // A retry would come an hour later: what is delivered is delivered on the first attempt.
+    let relay = Relay::start(&format!(
+        r#"
+[delivery]
+retry_schedule = ["1h"]
+[[tenants]]
+name = "t"
+domains = [
+  {{ name = "legacy.example", kind = "internal_relay", verified = true }},
+  {{ name = "refusing.example", kind = "internal_relay", verified = true }},
+]
+routes = [
+  {{ domain = "legacy.example", host = "{legacy}" }},
+  {{ domain = "refusing.example", host = "{refusing}" }},
+]
+"#
+    ));
+    let send = |rcpt: &str| {
+        let mut c = relay.client();
+        c.cmd("EHLO mx.outside.example");
+        let r = c.transaction(
+            "someone@outside.example",
+            &[rcpt],
+            "Subject: tls\r\n\r\nhi\r\n",
+        );
+        assert_eq!(r.code, 250, "{r:?}");
+    };
+    let taken = |seen: &Seen, n: usize| {
+        wait_for(Duration::from_secs(20), || {
+            (seen.messages.load(Ordering::SeqCst) >= n).then_some(())
+        })
+        .is_some()
+    };
+
+    // The handshake fails: the same attempt connects again without TLS and delivers.
+    send("a@legacy.example");
+    assert!(
+        taken(&legacy_seen, 1),
+        "not delivered after a failed TLS handshake"
+    );
+    assert_eq!(legacy_seen.starttls.load(Ordering::SeqCst), 1);
+    assert_eq!(legacy_seen.connections.load(Ordering::SeqCst), 2);
+    // The next message goes without trying TLS there again.
+    send("b@legacy.example");
+    assert!(
+        taken(&legacy_seen, 2),
+        "the second message was not delivered"
+    );
+    assert_eq!(
+        legacy_seen.starttls.load(Ordering::SeqCst),
+        1,
+        "a failed STARTTLS is remembered"
+    );
+    assert_eq!(legacy_seen.connections.load(Ordering::SeqCst), 3);
+
+    // STARTTLS refused with a reply: the same session goes on.
+    send("c@refusing.example");
+    assert!(
+        taken(&refusing_seen, 1),
+        "not delivered after STARTTLS was refused"
+    );
+    assert_eq!(refusing_seen.connections.load(Ordering::SeqCst), 1);
+
+    assert_eq!(
+        relay.metric("relayward_delivery_starttls_fallbacks_total"),
+        3
+    );
 }
