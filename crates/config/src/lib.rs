@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
+mod nets;
 mod raw;
 mod units;
 
@@ -165,6 +166,9 @@ pub struct Config {
     pub auth: AuthLimits,
     pub widest_connector: relayward_tenancy::claims::Widest,
     pub postmaster: Option<String>,
+    /// `[smtp] proxy_protocol_from`: load balancers whose connections open with a PROXY
+    /// protocol header naming the client.
+    pub proxy_protocol_from: Vec<ipnet::IpNet>,
     pub http_listen: SocketAddr,
     /// `[http] tls_cert` and `tls_key`: the HTTP listener speaks TLS only.
     pub http_tls: Option<(PathBuf, PathBuf)>,
@@ -430,6 +434,7 @@ impl Config {
                 }
                 Some(a) => bail!("smtp.postmaster = \"{a}\" is not an e-mail address"),
             },
+            proxy_protocol_from: nets::balancers(&raw.smtp.proxy_protocol_from)?,
             http_listen: addr(&raw.http.listen, "127.0.0.1:8025", "http.listen")?,
             http_tls: match (raw.http.tls_cert, raw.http.tls_key) {
                 (Some(c), Some(k)) => Some((c, k)),
@@ -466,19 +471,10 @@ impl Config {
             dns_resolver,
             normal_pool: ips(&raw.delivery.normal_pool, "delivery.normal_pool")?,
             high_risk_pool: ips(&raw.delivery.high_risk_pool, "delivery.high_risk_pool")?,
-            private_destinations: raw
-                .delivery
-                .private_destinations
-                .iter()
-                .flatten()
-                .map(|s| {
-                    relayward_tenancy::parse_net(s).ok_or_else(|| {
-                        anyhow!(
-                            "delivery.private_destinations: \"{s}\" is not an address or CIDR range"
-                        )
-                    })
-                })
-                .collect::<Result<_>>()?,
+            private_destinations: nets::list(
+                &raw.delivery.private_destinations,
+                "delivery.private_destinations",
+            )?,
             high_risk_hostname: raw.delivery.high_risk_hostname,
             retry_schedule,
             expire_after: dur(&raw.delivery.expire_after, "48h", "delivery.expire_after")?,

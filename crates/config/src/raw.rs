@@ -130,6 +130,8 @@ pub struct RawSmtp {
     /// Where mail to `postmaster` and postmaster@`hostname` is delivered (default: that
     /// address itself, through the smart host or its MX).
     pub postmaster: Option<String>,
+    /// Load balancers (addresses or ranges) whose connections open with a PROXY protocol header.
+    pub proxy_protocol_from: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -115,6 +115,21 @@ fn mistakes_are_named() {
             .len(),
         2
     );
+    // Load balancers: addresses or narrow ranges, never a whole network.
+    assert!(err("[smtp]\nproxy_protocol_from = [\"0.0.0.0/0\"]").contains("wider than /16"));
+    assert!(err("[smtp]\nproxy_protocol_from = [\"2001:db8::/32\"]").contains("wider than /48"));
+    assert!(err("[smtp]\nproxy_protocol_from = [\"lb1\"]").contains("smtp.proxy_protocol_from"));
+    let raw: RawConfig = toml::from_str(
+        "[smtp]\nproxy_protocol_from = [\"10.0.0.5\", \"10.1.0.0/24\", \"fd00::/64\"]",
+    )
+    .expect("parses");
+    assert_eq!(
+        Config::from_raw(raw)
+            .expect("valid")
+            .proxy_protocol_from
+            .len(),
+        3
+    );
     let raw: RawConfig = toml::from_str("[smtp]\nmax_data_memory = \"2MiB\"").expect("parses");
     assert_eq!(
         Config::from_raw(raw).expect("valid").max_data_memory,

@@ -416,6 +416,7 @@ pub async fn serve(
         c.max_connections_per_ip = config.max_connections_per_ip;
         c.data_memory = data_memory.clone();
         c.tls = Some(tls.clone());
+        c.proxy_from = config.proxy_protocol_from.clone();
         c
     };
     let relay = Listener::new(

@@ -70,7 +70,9 @@ pub enum Refused {
 
 /// One admitted connection; dropping it gives its place back.
 pub struct Admitted {
-    key: IpAddr,
+    /// The client it is counted for; `None` until a balancer has said whom it is for.
+    key: Option<IpAddr>,
+    per_client: usize,
     clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
     busy: Arc<Busy>,
     permit: Option<OwnedSemaphorePermit>,
@@ -115,22 +117,23 @@ impl Admission {
 
     /// Admits a connection from `ip`, or says which cap it meets.
     pub fn try_admit(&self, ip: IpAddr) -> Result<Admitted, Refused> {
+        let mut admitted = self.try_admit_unattributed()?;
+        admitted.attribute(ip)?;
+        Ok(admitted)
+    }
+
+    /// Admits a connection whose client is not known yet (a load balancer's, until its PROXY
+    /// header): only the total cap applies until [`Admitted::attribute`].
+    pub fn try_admit_unattributed(&self) -> Result<Admitted, Refused> {
         let permit = self
             .slots
             .clone()
             .try_acquire_owned()
             .map_err(|_| Refused::Full)?;
-        let key = client_key(ip);
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        let n = clients.entry(key).or_insert(0);
-        if *n >= self.per_client {
-            return Err(Refused::Client);
-        }
-        *n += 1;
-        drop(clients);
         self.busy.update();
         Ok(Admitted {
-            key,
+            key: None,
+            per_client: self.per_client,
             clients: self.clients.clone(),
             busy: self.busy.clone(),
             permit: Some(permit),
@@ -173,13 +176,33 @@ pub async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, std::net:
     }
 }
 
+impl Admitted {
+    /// Counts the connection for the client at `ip` (once), or says it holds its cap already.
+    pub fn attribute(&mut self, ip: IpAddr) -> Result<(), Refused> {
+        if self.key.is_some() {
+            return Ok(());
+        }
+        let key = client_key(ip);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let n = clients.entry(key).or_insert(0);
+        if *n >= self.per_client {
+            return Err(Refused::Client);
+        }
+        *n += 1;
+        self.key = Some(key);
+        Ok(())
+    }
+}
+
 impl Drop for Admitted {
     fn drop(&mut self) {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = clients.get_mut(&self.key) {
+        if let Some(key) = self.key
+            && let Some(n) = clients.get_mut(&key)
+        {
             *n -= 1;
             if *n == 0 {
-                clients.remove(&self.key);
+                clients.remove(&key);
             }
         }
         drop(clients);

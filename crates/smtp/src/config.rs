@@ -58,6 +58,9 @@ pub struct ServerConfig {
     /// (`memory.rs`); listeners given the same budget share it.
     pub data_memory: Arc<crate::memory::DataMemory>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Load balancers whose connections open with a PROXY protocol header naming the client
+    /// (`proxy.rs`); connections from elsewhere are taken as they come.
+    pub proxy_from: Vec<ipnet::IpNet>,
 }
 
 impl ServerConfig {
@@ -81,6 +84,7 @@ impl ServerConfig {
             max_connections_per_ip: 500,
             data_memory: crate::memory::DataMemory::new(1024 * 1024 * 1024),
             tls: None,
+            proxy_from: Vec::new(),
         }
     }
 }

@@ -12,6 +12,7 @@ mod config;
 mod data;
 mod io;
 pub mod memory;
+mod proxy;
 mod reply;
 mod server;
 mod session;

@@ -10,9 +10,10 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::Policy;
-use crate::admission::{Admission, Refused, accept};
+use crate::admission::{Admission, Admitted, Refused, accept};
 use crate::config::ServerConfig;
 use crate::io::{Conn, Stream};
+use crate::proxy;
 use crate::reply::Reply;
 use crate::session::Session;
 
@@ -72,28 +73,30 @@ impl<P: Policy> Listener<P> {
             };
             let _ = socket.set_nodelay(true);
             let ip = addr.ip();
-            let refusal = match admission.try_admit(ip) {
+            let balancer = config.proxy_from.iter().any(|n| n.contains(&ip));
+            let admitted = if balancer {
+                admission.try_admit_unattributed()
+            } else {
+                admission.try_admit(ip)
+            };
+            let refusal = match admitted {
                 Err(Refused::Full) => {
                     Reply::new(421, "4.7.0 Too many connections, try again later")
                 }
-                Err(Refused::Client) => Reply::new(
-                    421,
-                    "4.7.0 Too many connections from your address, try again later",
-                ),
+                Err(Refused::Client) => too_many_from_client(),
                 Ok(admitted) => {
-                    let session = Session::new(
-                        Conn::new(Stream::Plain(socket)),
+                    let session = Start {
+                        conn: Conn::new(Stream::Plain(socket)),
                         addr,
-                        config.clone(),
-                        self.policy.clone(),
-                        tls.clone(),
-                        shutdown.subscribe(),
-                        admission.busy(),
-                    );
-                    tokio::spawn(async move {
-                        session.run().await;
-                        drop(admitted);
-                    });
+                        balancer,
+                        admitted,
+                        config: config.clone(),
+                        policy: self.policy.clone(),
+                        tls: tls.clone(),
+                        stop: shutdown.subscribe(),
+                        busy: admission.busy(),
+                    };
+                    tokio::spawn(session.run());
                     continue;
                 }
             };
@@ -107,6 +110,67 @@ impl<P: Policy> Listener<P> {
         // Stop accepting, then give the open sessions time to finish their transactions.
         drop(self.listener);
         admission.drained(grace).await;
+    }
+}
+
+fn too_many_from_client() -> Reply {
+    Reply::new(
+        421,
+        "4.7.0 Too many connections from your address, try again later",
+    )
+}
+
+/// An admitted connection on its way to its session: through a load balancer, its PROXY
+/// header is read first and the connection counted for the client it names.
+struct Start<P: Policy> {
+    conn: Conn,
+    addr: SocketAddr,
+    balancer: bool,
+    admitted: Admitted,
+    config: Arc<ServerConfig>,
+    policy: Arc<P>,
+    tls: Option<TlsAcceptor>,
+    stop: watch::Receiver<bool>,
+    busy: crate::admission::BusyFlag,
+}
+
+impl<P: Policy> Start<P> {
+    async fn run(mut self) {
+        let mut peer = self.addr;
+        if self.balancer {
+            let header =
+                tokio::time::timeout(proxy::HEADER_TIMEOUT, proxy::read_header(&mut self.conn))
+                    .await;
+            match header {
+                Ok(Ok(proxy::Source::Client(client))) => peer = client,
+                Ok(Ok(proxy::Source::Balancer)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(listener = self.config.kind.as_str(), balancer = %self.addr, error = %e, "connection from a load balancer closed: no usable PROXY header ([smtp] proxy_protocol_from lists it; the balancer must send one)");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(listener = self.config.kind.as_str(), balancer = %self.addr, "connection from a load balancer closed: no PROXY header within 5 s ([smtp] proxy_protocol_from lists it; the balancer must send one)");
+                    return;
+                }
+            }
+            if self.admitted.attribute(peer.ip()).is_err() {
+                metrics_refused(&self.config, peer.ip());
+                too_many_from_client().write_to(&mut self.conn.out);
+                let _ = tokio::time::timeout(Duration::from_secs(5), self.conn.flush()).await;
+                return;
+            }
+        }
+        let session = Session::new(
+            self.conn,
+            peer,
+            self.config,
+            self.policy,
+            self.tls,
+            self.stop,
+            self.busy,
+        );
+        session.run().await;
+        drop(self.admitted);
     }
 }
 

@@ -4,6 +4,7 @@
 mod accounts;
 mod api;
 mod auth;
+mod balancer;
 mod claims;
 mod cli;
 mod cluster;

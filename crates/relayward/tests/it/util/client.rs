@@ -46,6 +46,11 @@ impl Client {
             None => TcpStream::connect(addr).expect("connect"),
             Some(ip) => bind_and_connect(ip, addr),
         };
+        Client::over(stream)
+    }
+
+    /// A client on a connection already open (after a PROXY header, say): reads the greeting.
+    pub fn over(stream: TcpStream) -> Client {
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");

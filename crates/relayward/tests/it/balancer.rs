@@ -1,0 +1,125 @@
+//! Behind a load balancer: connections from the addresses in `[smtp] proxy_protocol_from` open
+//! with a PROXY protocol header naming the client, and the relay judges that client (connector
+//! ranges, connection caps), not the balancer. From anywhere else such a header is just a bad
+//! command, so nobody can claim a connector's address by writing one.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+const BODY: &str = "Subject: through the balancer\r\n\r\nhello\r\n";
+
+fn v1(client: &str) -> Vec<u8> {
+    format!("PROXY TCP4 {client} 192.0.2.25 40000 25\r\n").into_bytes()
+}
+
+fn v2(client: [u8; 4]) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    h.extend_from_slice(&client);
+    h.extend_from_slice(&[192, 0, 2, 25, 0x9c, 0x40, 0, 25]);
+    h
+}
+
+/// A connection from the balancer (127.0.0.1) that opens with `header`.
+fn through_balancer(relay: &Relay, header: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(relay.relay).expect("connect");
+    s.write_all(header).expect("header");
+    s
+}
+
+/// What the relay sends on `s` before it closes it, waiting at most `limit`.
+fn until_closed(mut s: TcpStream, limit: Duration) -> (String, Duration) {
+    let start = Instant::now();
+    s.set_read_timeout(Some(limit)).expect("timeout");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    (String::from_utf8_lossy(&out).into_owned(), start.elapsed())
+}
+
+#[test]
+fn behind_a_load_balancer_the_client_it_names_is_the_one_judged() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&format!(
+        r#"
+[smtp]
+proxy_protocol_from = ["127.0.0.1"]
+max_connections_per_ip = 2
+[delivery]
+smart_host = "{}"
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["198.51.100.0/24"] }} ]
+"#,
+        rx.addr
+    ));
+
+    // The balancer speaks for a client inside contoso's connector: its mail is relayed.
+    let mut c = Client::over(through_balancer(&relay, &v1("198.51.100.7")));
+    c.cmd("EHLO onprem.contoso.example");
+    let r = c.transaction("ops@contoso.example", &["someone@remote.example"], BODY);
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = rx.wait(1, Duration::from_secs(20));
+    assert_eq!(got[0].rcpts, vec!["someone@remote.example".to_string()]);
+    assert!(
+        got[0].data.contains("([198.51.100.7])"),
+        "the Received field names the client: {}",
+        got[0].data
+    );
+    assert_eq!(c.cmd("QUIT").code, 221);
+
+    // For a client outside it (version 2 header): relaying is refused, as for that client.
+    let mut c = Client::over(through_balancer(&relay, &v2([203, 0, 113, 9])));
+    c.cmd("EHLO elsewhere.example");
+    let r = c.transaction("ops@contoso.example", &["someone@remote.example"], BODY);
+    assert_eq!(r.code, 550, "{r:?}");
+    assert!(r.text().contains("5.7.64"), "{r:?}");
+    assert_eq!(c.cmd("QUIT").code, 221);
+
+    // The same header from an address that is not a balancer is a bad command, not a claim.
+    let mut c = Client::connect(relay.relay, Some("127.0.0.2".parse().expect("ip")));
+    c.send(&v1("198.51.100.7"));
+    assert_eq!(c.read().code, 500);
+    c.cmd("EHLO sneaky.example");
+    let r = c.transaction("ops@contoso.example", &["someone@remote.example"], BODY);
+    assert_eq!(r.code, 550, "{r:?}");
+    assert_eq!(c.cmd("QUIT").code, 221);
+    drop(c);
+
+    // Connection caps count the client named, not the balancer: two for 198.51.100.20 at
+    // once, a third refused, while another client through the same balancer is served.
+    let _first = Client::over(through_balancer(&relay, &v1("198.51.100.20")));
+    let _second = Client::over(through_balancer(&relay, &v1("198.51.100.20")));
+    let (third, _) = until_closed(
+        through_balancer(&relay, &v1("198.51.100.20")),
+        Duration::from_secs(10),
+    );
+    assert!(
+        third.starts_with("421 4.7.0 Too many connections from your address"),
+        "{third:?}"
+    );
+    let _other = Client::over(through_balancer(&relay, &v1("198.51.100.21")));
+
+    // A balancer's health check (version 2 LOCAL) is greeted.
+    let mut local = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    local.extend_from_slice(&[0x20, 0x00, 0, 0]);
+    let mut check = Client::over(through_balancer(&relay, &local));
+    assert_eq!(check.cmd("QUIT").code, 221);
+
+    // From a balancer, a connection without its header is closed unanswered: at once when it
+    // speaks SMTP instead, after 5 s when it says nothing.
+    let (said, _) = until_closed(
+        through_balancer(&relay, b"EHLO mx.example\r\n"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(said, "");
+    let (said, waited) = until_closed(through_balancer(&relay, b""), Duration::from_secs(20));
+    assert_eq!(said, "");
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
+}
