@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
+mod claims;
 mod nets;
 mod raw;
+mod tenant;
 mod units;
 
 pub use raw::*;
+pub use tenant::{ConnectorConfig, DomainConfig, TenantConfig, UserConfig};
 pub use units::{parse_duration, parse_size};
 
 /// Limits after defaults are applied: the guard's own type, whose `Default` holds every
@@ -98,49 +101,6 @@ impl ApplyRaw for Limits {
 }
 
 #[derive(Debug, Clone)]
-pub struct TenantConfig {
-    pub name: String,
-    pub language: String,
-    pub subscription_ends: Option<String>,
-    pub admins: Vec<String>,
-    pub domains: Vec<DomainConfig>,
-    pub connectors: Vec<ConnectorConfig>,
-    pub users: Vec<UserConfig>,
-    pub routes: Vec<(String, String)>,
-    pub limits: Limits,
-    pub forwarding: relayward_store::Forwarding,
-    pub forwarding_domains: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct DomainConfig {
-    pub name: String,
-    pub kind: relayward_store::DomainKind,
-    pub verified: bool,
-    pub match_subdomains: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct ConnectorConfig {
-    pub name: String,
-    pub ips: Vec<String>,
-    pub cert_name: Option<String>,
-    pub require_tls: bool,
-    pub relay_unregistered: bool,
-    pub allow_overlap: bool,
-    pub allow_wide: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct UserConfig {
-    pub address: String,
-    pub password: Option<String>,
-    pub aliases: Vec<String>,
-    pub forward_to: Option<String>,
-    pub forward_only: bool,
-}
-
-#[derive(Debug, Clone)]
 pub struct Config {
     pub relay_listen: SocketAddr,
     pub submission_listen: SocketAddr,
@@ -175,6 +135,11 @@ pub struct Config {
     /// `[http] max_connections` and `max_connections_per_ip` (an IPv6 client is its /64).
     pub http_max_connections: usize,
     pub http_max_connections_per_ip: usize,
+    /// `[http] trusted_proxies`: reverse proxies whose `X-Forwarded-For` names the client.
+    pub http_trusted_proxies: Vec<ipnet::IpNet>,
+    /// `[http] public_url`: where people reach the console (links in mail and the command
+    /// line's output), without a trailing `/`.
+    pub http_public_url: Option<String>,
     pub data_dir: PathBuf,
     /// `[storage] database_url`: cluster mode, on the PostgreSQL every node shares.
     pub database_url: Option<String>,
@@ -275,6 +240,16 @@ impl Config {
         self.database_url.is_some()
     }
 
+    /// Where people reach the console and the API: `[http] public_url`, or else the listener's
+    /// own address (`http_addr`, the one it is bound to) with the scheme it speaks.
+    pub fn console_url(&self, http_addr: SocketAddr) -> String {
+        match &self.http_public_url {
+            Some(url) => url.clone(),
+            None if self.http_tls.is_some() => format!("https://{http_addr}"),
+            None => format!("http://{http_addr}"),
+        }
+    }
+
     pub fn from_raw(raw: RawConfig) -> Result<Config> {
         let addr = |v: &Option<String>, default: &str, key: &str| -> Result<SocketAddr> {
             let s = v.as_deref().unwrap_or(default);
@@ -358,7 +333,7 @@ impl Config {
                 "smtp.widest_connector_ipv4 is at most 32 and smtp.widest_connector_ipv6 at most 128"
             );
         }
-        check_claims(&tenants, widest_connector)?;
+        claims::check(&tenants, widest_connector)?;
         for (key, v) in [
             ("storage.trace_retention", &raw.storage.trace_retention),
             ("storage.audit_retention", &raw.storage.audit_retention),
@@ -443,6 +418,17 @@ impl Config {
             },
             http_max_connections: raw.http.max_connections.unwrap_or(1024),
             http_max_connections_per_ip: raw.http.max_connections_per_ip.unwrap_or(64),
+            http_trusted_proxies: nets::list(&raw.http.trusted_proxies, "http.trusted_proxies")?,
+            http_public_url: match raw.http.public_url.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(u)
+                    if (u.starts_with("https://") || u.starts_with("http://"))
+                        && !u.contains(char::is_whitespace) =>
+                {
+                    Some(u.trim_end_matches('/').to_string())
+                }
+                Some(u) => bail!("http.public_url = \"{u}\" is not an http:// or https:// URL"),
+            },
             data_dir: raw
                 .storage
                 .data_dir
@@ -557,95 +543,6 @@ impl Config {
             tenants,
         })
     }
-}
-
-/// The claims of SPEC's "tenants share one relay" within the file: a connector range never
-/// overlaps another tenant's unless `allow_overlap` says the operator means it, is never wider
-/// than the configured prefix unless `allow_wide`; a certificate name lies in one of the
-/// tenant's verified domains; no user address, alias or admin sits in another tenant's domain.
-/// Errors name both tenants.
-fn check_claims(tenants: &[TenantConfig], widest: relayward_tenancy::claims::Widest) -> Result<()> {
-    use relayward_tenancy::claims;
-    let ranges = |c: &ConnectorConfig| -> Vec<ipnet::IpNet> {
-        c.ips
-            .iter()
-            .filter_map(|ip| relayward_tenancy::parse_net(ip))
-            .map(|n| n.trunc())
-            .collect()
-    };
-    let owner = |domain: &str| {
-        tenants.iter().find_map(|t| {
-            t.domains
-                .iter()
-                .any(|d| claims::within(domain, &d.name))
-                .then_some(t.name.as_str())
-        })
-    };
-    for (i, t) in tenants.iter().enumerate() {
-        let at = format!("tenant '{}'", t.name);
-        for c in &t.connectors {
-            let ours = ranges(c);
-            if !c.allow_wide
-                && let Some((net, limit)) = claims::too_wide(&ours, widest)
-            {
-                bail!(
-                    "{at}: connector {}: {net} is wider than /{limit}; list the servers' own addresses, or set allow_wide = true on the connector if the operator means it",
-                    c.name
-                );
-            }
-            if let Some(n) = &c.cert_name {
-                let own: Vec<relayward_store::Domain> = t
-                    .domains
-                    .iter()
-                    .map(|d| relayward_store::Domain {
-                        tenant: t.name.clone(),
-                        name: d.name.clone(),
-                        kind: d.kind,
-                        match_subdomains: d.match_subdomains,
-                        verified: d.verified,
-                        verification_token: String::new(),
-                    })
-                    .collect();
-                if !claims::cert_name_allowed(n, &own) {
-                    bail!(
-                        "{at}: connector {}: certificate name {n} is not within one of the tenant's verified domains",
-                        c.name
-                    );
-                }
-            }
-            if c.allow_overlap {
-                continue;
-            }
-            for other in &tenants[i + 1..] {
-                for oc in other.connectors.iter().filter(|oc| !oc.allow_overlap) {
-                    for theirs in ranges(oc) {
-                        if let Some(mine) = ours.iter().find(|o| claims::overlap(o, &theirs)) {
-                            bail!(
-                                "{at}: connector {} ({mine}) overlaps connector {} ({theirs}) of tenant '{}'; a source address belongs to one tenant (set allow_overlap = true on one of them if the servers are shared on purpose)",
-                                c.name,
-                                oc.name,
-                                other.name
-                            );
-                        }
-                    }
-                }
-            }
-        }
-        let addresses = t
-            .users
-            .iter()
-            .flat_map(|u| std::iter::once(&u.address).chain(&u.aliases))
-            .chain(&t.admins);
-        for a in addresses {
-            let domain = relayward_tenancy::domain_of(a);
-            if let Some(o) = owner(&domain).filter(|o| *o != t.name)
-                && !t.domains.iter().any(|d| claims::within(&domain, &d.name))
-            {
-                bail!("{at}: {a} is in a domain of tenant '{o}'");
-            }
-        }
-    }
-    Ok(())
 }
 
 fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {

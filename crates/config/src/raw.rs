@@ -145,6 +145,10 @@ pub struct RawHttp {
     /// connection gets 503 and is closed.
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// The address people reach the console at, for the links the relay writes.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

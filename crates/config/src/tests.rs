@@ -115,6 +115,15 @@ fn mistakes_are_named() {
             .len(),
         2
     );
+    assert!(err("[http]\npublic_url = \"console.example.net\"").contains("http.public_url"));
+    assert!(err("[http]\ntrusted_proxies = [\"proxy\"]").contains("http.trusted_proxies"));
+    let raw: RawConfig =
+        toml::from_str("[http]\npublic_url = \"https://console.example.net/\"").expect("parses");
+    let c = Config::from_raw(raw).expect("valid");
+    assert_eq!(
+        c.console_url("127.0.0.1:8025".parse().expect("addr")),
+        "https://console.example.net"
+    );
     // Load balancers: addresses or narrow ranges, never a whole network.
     assert!(err("[smtp]\nproxy_protocol_from = [\"0.0.0.0/0\"]").contains("wider than /16"));
     assert!(err("[smtp]\nproxy_protocol_from = [\"2001:db8::/32\"]").contains("wider than /48"));

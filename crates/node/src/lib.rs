@@ -450,14 +450,7 @@ pub async fn serve(
     let socket_path = control_socket::path(&config.data_dir);
     let socket_task =
         control_socket::start(&socket_path, control.clone(), queue.clone(), spool.clone())?;
-    let base_url = format!(
-        "{}://{http_addr}",
-        if config.http_tls.is_some() {
-            "https"
-        } else {
-            "http"
-        }
-    );
+    let base_url = config.console_url(http_addr);
     // One sign-in limit per client address for the API and the console's pages.
     let logins = Arc::new(if config.clustered() {
         relayward_control::accounts::LoginLimiter::shared(dyn_store.clone())
@@ -481,14 +474,7 @@ pub async fn serve(
             queue: queue.clone(),
             resolver: api_resolver.clone(),
             logins: logins.clone(),
-            base_url: format!(
-                "{}://{http_addr}",
-                if config.http_tls.is_some() {
-                    "https"
-                } else {
-                    "http"
-                }
-            ),
+            base_url: base_url.clone(),
         },
         relayward_console::ConsoleState {
             control,
@@ -507,6 +493,7 @@ pub async fn serve(
         let bounds = http::Bounds {
             max_connections: caps.http,
             max_connections_per_ip: config.http_max_connections_per_ip,
+            trusted_proxies: Arc::new(config.http_trusted_proxies.clone()),
             ..http::Bounds::default()
         };
         tokio::spawn(http::serve(http_listener, app, tls, bounds, stopped))

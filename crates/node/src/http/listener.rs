@@ -39,6 +39,9 @@ pub struct Bounds {
     pub stalled_write: Duration,
     /// Open connections after the stop: the longest they are waited for.
     pub grace: Duration,
+    /// Reverse proxies (`[http] trusted_proxies`): their requests are for the client their
+    /// `X-Forwarded-For` names, and their connections are not capped per client.
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
 impl Default for Bounds {
@@ -51,6 +54,7 @@ impl Default for Bounds {
             body: Duration::from_secs(60),
             stalled_write: Duration::from_secs(30),
             grace: Duration::from_secs(10),
+            trusted_proxies: Arc::default(),
         }
     }
 }
@@ -79,7 +83,13 @@ pub async fn serve(
             _ = &mut stop => break,
             a = accept(&listener, "http") => a,
         };
-        let admitted = match admission.try_admit(peer.ip()) {
+        let proxy = is_trusted(&bounds.trusted_proxies, peer.ip());
+        let admitted = if proxy {
+            admission.try_admit_unattributed()
+        } else {
+            admission.try_admit(peer.ip())
+        };
+        let admitted = match admitted {
             Ok(a) => a,
             Err(why) => {
                 tracing::debug!(%peer, ?why, "HTTP connection refused: connection limit");
@@ -111,6 +121,51 @@ pub async fn serve(
     admission.drained(bounds.grace).await;
 }
 
+fn is_trusted(proxies: &[ipnet::IpNet], ip: std::net::IpAddr) -> bool {
+    proxies.iter().any(|n| n.contains(&ip))
+}
+
+/// Hops of `X-Forwarded-For` looked at, from the right.
+const MAX_FORWARDED_HOPS: usize = 20;
+
+/// The client a trusted proxy's request is for: walking `X-Forwarded-For` from the right (the
+/// hop the proxy added last), the first address that is not itself a trusted proxy. Entries to
+/// its left were written by whoever sent the request and prove nothing. Without the header, or
+/// when an entry is not an address, the proxy nearest that entry is taken as the client.
+fn forwarded_client(
+    headers: &axum::http::HeaderMap,
+    proxy: std::net::IpAddr,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = proxy;
+    for hop in hops.iter().rev().take(MAX_FORWARDED_HOPS) {
+        let hop = hop.trim();
+        // A port may follow an IPv4 address, and brackets may hold an IPv6 one.
+        let bare = hop
+            .strip_prefix('[')
+            .and_then(|h| h.split(']').next())
+            .unwrap_or_else(|| match hop.split_once(':') {
+                Some((v4, _)) if !hop[v4.len() + 1..].contains(':') => v4,
+                _ => hop,
+            });
+        let Ok(ip) = bare.parse::<std::net::IpAddr>() else {
+            return client;
+        };
+        let ip = ip.to_canonical();
+        if !is_trusted(trusted, ip) {
+            return ip;
+        }
+        client = ip;
+    }
+    client
+}
+
 async fn refuse(mut tcp: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(REFUSED)).await;
 }
@@ -127,10 +182,16 @@ async fn connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let body_limit = bounds.body;
+    let trusted = bounds.trusted_proxies.clone();
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let mut app = app.clone();
         let (mut parts, body) = req.into_parts();
-        parts.extensions.insert(axum::extract::ConnectInfo(peer));
+        let client = if is_trusted(&trusted, peer.ip()) {
+            SocketAddr::new(forwarded_client(&parts.headers, peer.ip(), &trusted), 0)
+        } else {
+            peer
+        };
+        parts.extensions.insert(axum::extract::ConnectInfo(client));
         let body = Body::new(Deadline {
             inner: body,
             sleep: Box::pin(tokio::time::sleep(body_limit)),
@@ -277,6 +338,34 @@ mod tests {
     use tokio::sync::oneshot;
 
     const SHORT: Duration = Duration::from_millis(300);
+
+    #[test]
+    fn the_client_is_the_nearest_hop_that_is_not_a_trusted_proxy() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/24".parse().expect("net")];
+        let proxy: std::net::IpAddr = "10.0.0.7".parse().expect("ip");
+        let client = |values: &[&str]| {
+            let mut h = axum::http::HeaderMap::new();
+            for v in values {
+                h.append("x-forwarded-for", v.parse().expect("value"));
+            }
+            forwarded_client(&h, proxy, &trusted).to_string()
+        };
+        assert_eq!(client(&[]), "10.0.0.7");
+        assert_eq!(client(&["203.0.113.5"]), "203.0.113.5");
+        // What the client wrote itself, left of the hop the proxy added, proves nothing.
+        assert_eq!(client(&["198.51.100.1, 203.0.113.5"]), "203.0.113.5");
+        assert_eq!(client(&["198.51.100.1", "203.0.113.5"]), "203.0.113.5");
+        // Through two proxies of ours.
+        assert_eq!(client(&["203.0.113.5, 10.0.0.9"]), "203.0.113.5");
+        // Ports and brackets.
+        assert_eq!(client(&["203.0.113.5:4711"]), "203.0.113.5");
+        assert_eq!(client(&["[2001:db8::5]:4711"]), "2001:db8::5");
+        assert_eq!(client(&["2001:db8::5"]), "2001:db8::5");
+        assert_eq!(client(&["::ffff:203.0.113.5"]), "203.0.113.5");
+        // Garbage stops the walk at the last proxy.
+        assert_eq!(client(&["unknown"]), "10.0.0.7");
+        assert_eq!(client(&["203.0.113.5, junk, 10.0.0.9"]), "10.0.0.9");
+    }
 
     async fn start(
         bounds: Bounds,

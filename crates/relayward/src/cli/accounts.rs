@@ -39,12 +39,7 @@ pub enum AccountCmd {
 }
 
 fn print_setup(config: &Config, a: &relayward_store::Account, token: &str) {
-    let scheme = if config.http_tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let base = format!("{scheme}://{}", config.http_listen);
+    let base = config.console_url(config.http_listen);
     outln!(
         "{} account {} created. One-time setup page (valid 24 hours; open it in a browser):\n  {base}/setup/{token}\nFor scripts, the same setup through the API: GET {base}/api/v1/setup/{token} for the authenticator key, then POST it {{\"password\", \"totp\"}}.",
         a.role,

@@ -1,7 +1,9 @@
-//! Behind a load balancer: connections from the addresses in `[smtp] proxy_protocol_from` open
-//! with a PROXY protocol header naming the client, and the relay judges that client (connector
-//! ranges, connection caps), not the balancer. From anywhere else such a header is just a bad
-//! command, so nobody can claim a connector's address by writing one.
+//! Behind a load balancer or a reverse proxy. SMTP connections from the addresses in `[smtp]
+//! proxy_protocol_from` open with a PROXY protocol header naming the client, and the relay
+//! judges that client (connector ranges, connection caps), not the balancer; from anywhere else
+//! such a header is just a bad command, so nobody can claim a connector's address by writing
+//! one. HTTP requests from `[http] trusted_proxies` are for the client their `X-Forwarded-For`
+//! names (sign-in limits, the audit log); from elsewhere that header is not believed.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -122,4 +124,55 @@ connectors = [ {{ name = "on-prem", ips = ["198.51.100.0/24"] }} ]
         waited >= Duration::from_secs(4) && waited < Duration::from_secs(15),
         "{waited:?}"
     );
+}
+
+/// A sign-in attempt for an account that does not exist, from `source` (127.0.0.1 when
+/// `None`), with `forwarded` as its `X-Forwarded-For`: the HTTP status.
+fn sign_in(relay: &Relay, source: Option<&str>, forwarded: &str) -> u16 {
+    let mut s = match source {
+        None => TcpStream::connect(relay.http).expect("connect"),
+        Some(ip) => bind_and_connect(ip.parse().expect("ip"), relay.http),
+    };
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let body = r#"{"email": "nobody@example.com", "password": "not it", "totp": "000000"}"#;
+    write!(
+        s,
+        "POST /api/v1/login HTTP/1.1\r\nHost: console.example.net\r\nX-Forwarded-For: {forwarded}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {out:?}"))
+}
+
+#[test]
+fn behind_a_reverse_proxy_each_client_has_its_own_sign_in_limit() {
+    let relay = Relay::start(
+        "[http]\ntrusted_proxies = [\"127.0.0.1\"]\npublic_url = \"https://console.example.net/\"\n",
+    );
+    // Through the proxy (127.0.0.1): 20 attempts for one client, then it waits...
+    let statuses: Vec<u16> = (0..21)
+        .map(|_| sign_in(&relay, None, "198.51.100.1, 203.0.113.5"))
+        .collect();
+    assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(statuses[20], 429, "{statuses:?}");
+    // ... and another client behind the same proxy does not.
+    assert_eq!(sign_in(&relay, None, "203.0.113.6"), 401);
+
+    // From an address that is not a proxy the header is the client's own words: its attempts
+    // count for its address, whatever it writes.
+    let statuses: Vec<u16> = (0..21)
+        .map(|i| sign_in(&relay, Some("127.0.0.2"), &format!("198.51.100.{i}")))
+        .collect();
+    assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(statuses[20], 429, "{statuses:?}");
+
+    // Links the relay writes name the address people reach it at.
+    let out = relay.cli(&["operator", "create", "ops@relay.example"]);
+    assert!(out.contains("https://console.example.net/setup/"), "{out}");
 }
