@@ -332,3 +332,68 @@ fn a_listing_cut_short_by_its_reader_ends_quietly() {
     assert!(stdout.starts_with("configuration is valid"), "{stdout}");
     assert!(stderr.is_empty(), "quiet, no panic: {stderr}");
 }
+
+/// `relayward serve`'s log lines (stderr, not a terminal here) until it says it is running,
+/// with `format` as `RELAYWARD_LOG_FORMAT`.
+fn serve_logs(format: &str) -> Vec<String> {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relayward.toml");
+    std::fs::write(&config, config_text(&dir.path().join("data"), "", "")).expect("config");
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RELAYWARD_LOG", "info")
+        .env("RELAYWARD_LOG_FORMAT", format)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start relayward");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        let running = line.contains("relayward is running");
+        lines.push(line);
+        if running {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        lines.iter().any(|l| l.contains("relayward is running")),
+        "{lines:#?}"
+    );
+    lines
+}
+
+#[test]
+fn logs_are_plain_text_off_a_terminal_and_json_lines_on_request() {
+    // journald and log files get no terminal colour codes.
+    let plain = serve_logs("");
+    assert!(
+        plain.iter().all(|l| !l.contains('\u{1b}')),
+        "escape codes in: {plain:#?}"
+    );
+    // One JSON object per line, for log shippers.
+    let json = serve_logs("json");
+    for line in &json {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+}
