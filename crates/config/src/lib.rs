@@ -104,6 +104,8 @@ impl ApplyRaw for Limits {
 pub struct Config {
     pub relay_listen: SocketAddr,
     pub submission_listen: SocketAddr,
+    /// `[smtp] submissions_listen`: submission over implicit TLS (port 465), when given.
+    pub submissions_listen: Option<SocketAddr>,
     pub hostname: String,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -360,6 +362,14 @@ impl Config {
                 "127.0.0.1:2587",
                 "smtp.submission_listen",
             )?,
+            submissions_listen: match &raw.smtp.submissions_listen {
+                None => None,
+                Some(_) => Some(addr(
+                    &raw.smtp.submissions_listen,
+                    "",
+                    "smtp.submissions_listen",
+                )?),
+            },
             hostname: hostname.clone(),
             tls_cert: raw.smtp.tls_cert,
             tls_key: raw.smtp.tls_key,

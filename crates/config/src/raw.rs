@@ -94,6 +94,8 @@ pub struct RawGuard {
 pub struct RawSmtp {
     pub relay_listen: Option<String>,
     pub submission_listen: Option<String>,
+    /// Submission over implicit TLS (RFC 8314, port 465 in production); off unless given.
+    pub submissions_listen: Option<String>,
     pub hostname: Option<String>,
     /// PEM files; without them a self-signed certificate is made and kept in the data directory.
     pub tls_cert: Option<PathBuf>,

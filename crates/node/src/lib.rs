@@ -191,15 +191,22 @@ impl Router for DirectoryRouter {
 pub struct Listeners {
     pub relay: tokio::net::TcpListener,
     pub submission: tokio::net::TcpListener,
+    /// Submission over implicit TLS (`submissions_listen`), when configured.
+    pub submissions: Option<tokio::net::TcpListener>,
     pub http: tokio::net::TcpListener,
 }
 
 impl Listeners {
-    /// The configuration's `relay_listen`, `submission_listen` and `[http] listen`.
+    /// The configuration's `relay_listen`, `submission_listen`, `submissions_listen` and
+    /// `[http] listen`.
     pub async fn bind(config: &Config) -> Result<Listeners> {
         Ok(Listeners {
             relay: bind(config.relay_listen, "relay SMTP").await?,
             submission: bind(config.submission_listen, "submission SMTP").await?,
+            submissions: match config.submissions_listen {
+                Some(addr) => Some(bind(addr, "implicit-TLS submission SMTP").await?),
+                None => None,
+            },
             http: bind(config.http_listen, "HTTP").await?,
         })
     }
@@ -397,9 +404,10 @@ pub async fn serve(
             smtp: config.max_connections,
             http: config.http_max_connections,
         },
+        2 + usize::from(config.submissions_listen.is_some()),
         config.max_concurrent_messages,
     );
-    // One budget for the messages both listeners are receiving.
+    // One budget for the messages the SMTP listeners are receiving.
     let data_memory = relayward_smtp::memory::DataMemory::new(config.max_data_memory);
     let server_config = |kind| {
         let mut c = ServerConfig::new(config.hostname.clone(), kind);
@@ -429,15 +437,25 @@ pub async fn serve(
         server_config(ListenerKind::Submission),
         policy.clone(),
     );
+    let submissions = listeners.submissions.map(|l| {
+        let mut c = server_config(ListenerKind::Submission);
+        c.implicit_tls = true;
+        Listener::new(l, c, policy.clone())
+    });
     let http_listener = listeners.http;
     let relay_addr = relay.local_addr()?;
     let submission_addr = submission.local_addr()?;
+    let submissions_addr = match &submissions {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let http_addr = http_listener.local_addr()?;
 
     let shutdown = Shutdown::default();
     let grace = Duration::from_secs(30);
     let relay_task = tokio::spawn(relay.run(shutdown.clone(), grace));
     let submission_task = tokio::spawn(submission.run(shutdown.clone(), grace));
+    let submissions_task = submissions.map(|l| tokio::spawn(l.run(shutdown.clone(), grace)));
     let queue_task = {
         let q = queue.clone();
         let stop = shutdown.subscribe();
@@ -531,7 +549,10 @@ pub async fn serve(
 
     // One line on stdout that scripts and tests wait for.
     println!(
-        "relayward ready relay={relay_addr} submission={submission_addr} http={http_addr} data_dir={}",
+        "relayward ready relay={relay_addr} submission={submission_addr}{} http={http_addr} data_dir={}",
+        submissions_addr
+            .map(|a| format!(" submissions={a}"))
+            .unwrap_or_default(),
         config.data_dir.display()
     );
     tracing::info!(%relay_addr, %submission_addr, %http_addr, "relayward is running");
@@ -541,6 +562,9 @@ pub async fn serve(
     shutdown.trigger();
     let _ = relay_task.await;
     let _ = submission_task.await;
+    if let Some(task) = submissions_task {
+        let _ = task.await;
+    }
     let _ = queue_task.await;
     let _ = http_task.await;
     reload_task.abort();

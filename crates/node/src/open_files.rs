@@ -12,15 +12,15 @@ const RESERVED: u64 = 256;
 /// Connection caps that fit the open-file limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caps {
-    /// Each SMTP listener's (relay, submission).
+    /// Each SMTP listener's (relay, submission, and implicit-TLS submission when it listens).
     pub smtp: usize,
     pub http: usize,
 }
 
 /// The caps as configured, lowered in proportion where they and `deliveries` (outbound
 /// connections at once) would need more descriptors than `limit`.
-pub fn fit(wanted: Caps, deliveries: usize, limit: u64) -> Caps {
-    let need = 2 * wanted.smtp as u64 + wanted.http as u64;
+pub fn fit(wanted: Caps, smtp_listeners: usize, deliveries: usize, limit: u64) -> Caps {
+    let need = smtp_listeners as u64 * wanted.smtp as u64 + wanted.http as u64;
     let budget = limit.saturating_sub(RESERVED + deliveries as u64);
     if need <= budget {
         return wanted;
@@ -34,11 +34,11 @@ pub fn fit(wanted: Caps, deliveries: usize, limit: u64) -> Caps {
 
 /// Raises the soft open-file limit to the hard one, fits the caps to it and says so when they
 /// had to be lowered.
-pub fn fit_to_limit(wanted: Caps, deliveries: usize) -> Caps {
+pub fn fit_to_limit(wanted: Caps, smtp_listeners: usize, deliveries: usize) -> Caps {
     let Some(limit) = raise_limit() else {
         return wanted;
     };
-    let caps = fit(wanted, deliveries, limit);
+    let caps = fit(wanted, smtp_listeners, deliveries, limit);
     if caps != wanted {
         tracing::warn!(
             open_file_limit = limit,
@@ -88,9 +88,9 @@ mod tests {
             smtp: 20_000,
             http: 1024,
         };
-        assert_eq!(fit(wanted, 512, 1_048_576), wanted);
+        assert_eq!(fit(wanted, 2, 512, 1_048_576), wanted);
         // 20,000 descriptors, 512 deliveries and 256 kept back leave 19,232 for 41,024 wanted.
-        let fitted = fit(wanted, 512, 20_000);
+        let fitted = fit(wanted, 2, 512, 20_000);
         assert_eq!(
             fitted,
             Caps {
@@ -100,6 +100,9 @@ mod tests {
         );
         assert!(2 * fitted.smtp + fitted.http <= 20_000 - 512 - 256);
         // Even a tiny limit leaves every listener one connection.
-        assert_eq!(fit(wanted, 512, 100), Caps { smtp: 1, http: 1 });
+        assert_eq!(fit(wanted, 2, 512, 100), Caps { smtp: 1, http: 1 });
+        // A third SMTP listener (implicit TLS) takes its share.
+        let fitted = fit(wanted, 3, 512, 20_000);
+        assert!(3 * fitted.smtp + fitted.http <= 20_000 - 512 - 256);
     }
 }

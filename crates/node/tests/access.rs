@@ -161,6 +161,7 @@ async fn every_operation_answers_each_caller_as_its_declared_access_says() {
     let listeners = relayward_node::Listeners {
         relay: local().await,
         submission: local().await,
+        submissions: None,
         http: local().await,
     };
     let http = listeners.http.local_addr().expect("address");

@@ -61,6 +61,8 @@ pub struct ServerConfig {
     /// Load balancers whose connections open with a PROXY protocol header naming the client
     /// (`proxy.rs`); connections from elsewhere are taken as they come.
     pub proxy_from: Vec<ipnet::IpNet>,
+    /// TLS from the first byte (RFC 8314 implicit TLS, port 465), not by STARTTLS.
+    pub implicit_tls: bool,
 }
 
 impl ServerConfig {
@@ -85,6 +87,7 @@ impl ServerConfig {
             data_memory: crate::memory::DataMemory::new(1024 * 1024 * 1024),
             tls: None,
             proxy_from: Vec::new(),
+            implicit_tls: false,
         }
     }
 }

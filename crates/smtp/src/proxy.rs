@@ -9,7 +9,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::io::Conn;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
 /// The wait for a balancer's header (it sends it as soon as it connects).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,22 +31,27 @@ pub enum Source {
     Balancer,
 }
 
-/// Reads the header at the start of `conn` and leaves what follows it buffered.
-pub async fn read_header(conn: &mut Conn) -> io::Result<Source> {
+/// Reads the header at the start of `tcp`, and not a byte past it: what follows may be a TLS
+/// handshake (implicit TLS), which must reach the TLS layer whole. The header is looked at
+/// with `peek` until it is complete (a balancer sends it in one write), then read off.
+pub async fn read_header(tcp: &mut TcpStream) -> io::Result<Source> {
+    let mut buf = [0u8; MAX_HEADER];
     loop {
-        match parse(conn.buffered()) {
-            Ok(Some((source, used))) => {
-                conn.consume(used);
-                return Ok(source);
-            }
-            Ok(None) => {}
-            Err(why) => return Err(io::Error::new(io::ErrorKind::InvalidData, why)),
-        }
-        if conn.fill().await? == 0 {
+        let n = tcp.peek(&mut buf).await?;
+        if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "closed before its PROXY header ended",
             ));
+        }
+        match parse(&buf[..n]) {
+            Ok(Some((source, used))) => {
+                tcp.read_exact(&mut buf[..used]).await?;
+                return Ok(source);
+            }
+            // Part of it so far: the rest comes with the next segment.
+            Ok(None) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(why) => return Err(io::Error::new(io::ErrorKind::InvalidData, why)),
         }
     }
 }

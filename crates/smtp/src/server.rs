@@ -86,7 +86,7 @@ impl<P: Policy> Listener<P> {
                 Err(Refused::Client) => too_many_from_client(),
                 Ok(admitted) => {
                     let session = Start {
-                        conn: Conn::new(Stream::Plain(socket)),
+                        socket,
                         addr,
                         balancer,
                         admitted,
@@ -123,7 +123,7 @@ fn too_many_from_client() -> Reply {
 /// An admitted connection on its way to its session: through a load balancer, its PROXY
 /// header is read first and the connection counted for the client it names.
 struct Start<P: Policy> {
-    conn: Conn,
+    socket: tokio::net::TcpStream,
     addr: SocketAddr,
     balancer: bool,
     admitted: Admitted,
@@ -139,7 +139,7 @@ impl<P: Policy> Start<P> {
         let mut peer = self.addr;
         if self.balancer {
             let header =
-                tokio::time::timeout(proxy::HEADER_TIMEOUT, proxy::read_header(&mut self.conn))
+                tokio::time::timeout(proxy::HEADER_TIMEOUT, proxy::read_header(&mut self.socket))
                     .await;
             match header {
                 Ok(Ok(proxy::Source::Client(client))) => peer = client,
@@ -153,15 +153,16 @@ impl<P: Policy> Start<P> {
                     return;
                 }
             }
-            if self.admitted.attribute(peer.ip()).is_err() {
-                metrics_refused(&self.config, peer.ip());
-                too_many_from_client().write_to(&mut self.conn.out);
-                let _ = tokio::time::timeout(Duration::from_secs(5), self.conn.flush()).await;
-                return;
-            }
+        }
+        let mut conn = Conn::new(Stream::Plain(self.socket));
+        if self.balancer && self.admitted.attribute(peer.ip()).is_err() {
+            metrics_refused(&self.config, peer.ip());
+            too_many_from_client().write_to(&mut conn.out);
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.flush()).await;
+            return;
         }
         let session = Session::new(
-            self.conn,
+            conn,
             peer,
             self.config,
             self.policy,

@@ -125,6 +125,15 @@ impl<P: Policy> Session<P> {
     }
 
     pub(crate) async fn run(mut self) {
+        // Implicit TLS: the handshake comes first, and everything after it is encrypted.
+        let names = if self.config.implicit_tls {
+            match self.handshake().await {
+                Some(names) => Some(names),
+                None => return,
+            }
+        } else {
+            None
+        };
         let mut state = match self.policy.connect(self.peer.addr.ip(), self.peer.kind) {
             Ok(s) => s,
             Err(reply) => {
@@ -133,6 +142,9 @@ impl<P: Policy> Session<P> {
                 return;
             }
         };
+        if let Some(names) = names {
+            self.policy.tls_established(&mut state, &names);
+        }
         let greeting = Reply::new(220, format!("{} ESMTP Relayward", self.config.hostname));
         self.reply(greeting);
         if let Err(e) = self.serve(&mut state).await {
@@ -390,9 +402,9 @@ impl<P: Policy> Session<P> {
     }
 
     async fn starttls(&mut self, state: &mut P::Conn) -> std::io::Result<Flow> {
-        let Some(acceptor) = self.tls.clone() else {
+        if self.tls.is_none() {
             return Ok(self.error(Reply::new(502, "5.5.1 STARTTLS not available")));
-        };
+        }
         if self.peer.tls {
             return Ok(self.error(Reply::new(503, "5.5.1 TLS already active")));
         }
@@ -408,24 +420,37 @@ impl<P: Policy> Session<P> {
         if dropped > 0 {
             tracing::info!(peer = %self.peer.addr, bytes = dropped, "discarded clear-text bytes sent after STARTTLS");
         }
+        let Some(names) = self.handshake().await else {
+            return Ok(Flow::Close);
+        };
+        self.peer.helo = None;
+        self.policy.tls_established(state, &names);
+        Ok(Flow::Continue)
+    }
+
+    /// The server side of a TLS handshake on the plain connection (within 30 s); the client
+    /// certificate's verified names, or `None` when there is no encrypted connection.
+    async fn handshake(&mut self) -> Option<Vec<String>> {
+        let Some(acceptor) = self.tls.clone() else {
+            tracing::error!(peer = %self.peer.addr, "a TLS listener without a TLS configuration");
+            return None;
+        };
         let plain = std::mem::replace(&mut self.conn.stream, Stream::Closed);
         let Stream::Plain(tcp) = plain else {
-            return Ok(Flow::Close);
+            return None;
         };
         let tls = match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(tcp)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::info!(peer = %self.peer.addr, error = %e, "TLS handshake failed");
-                return Ok(Flow::Close);
+                return None;
             }
-            Err(_) => return Ok(Flow::Close),
+            Err(_) => return None,
         };
         let names = client_cert_names(&tls);
         self.conn.stream = Stream::Tls(Box::new(tls));
         self.peer.tls = true;
-        self.peer.helo = None;
-        self.policy.tls_established(state, &names);
-        Ok(Flow::Continue)
+        Some(names)
     }
 
     async fn auth(

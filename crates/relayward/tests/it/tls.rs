@@ -296,3 +296,52 @@ routes = [
         3
     );
 }
+
+#[test]
+fn devices_that_only_speak_implicit_tls_submit_on_the_submissions_port() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&format!(
+        "[smtp]\nsubmissions_listen = \"127.0.0.1:0\"\n{}",
+        contoso(rx.addr, "")
+    ));
+    let port = relay
+        .submissions
+        .expect("the ready line names the submissions listener");
+
+    // TLS from the first byte: the greeting, EHLO and AUTH all come encrypted, and AUTH is
+    // offered at once (no STARTTLS to ask for).
+    let mut c = implicit_tls(port);
+    let ehlo = c.cmd("EHLO scanner.contoso.example");
+    assert!(
+        ehlo.lines.iter().any(|l| l == "AUTH PLAIN LOGIN"),
+        "{ehlo:?}"
+    );
+    assert!(!ehlo.lines.iter().any(|l| l == "STARTTLS"), "{ehlo:?}");
+    assert_eq!(
+        c.cmd(&auth_plain("alice@contoso.example", "change-me"))
+            .code,
+        235
+    );
+    let r = c.transaction(
+        "alice@contoso.example",
+        &["someone@remote.example"],
+        "Subject: scanned document\r\n\r\nattached\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(rx.wait(1, Duration::from_secs(20)).len(), 1);
+
+    // A client that speaks SMTP in clear text there gets no greeting and no reply.
+    let mut plain = std::net::TcpStream::connect(port).expect("connect");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(40)))
+        .expect("timeout");
+    use std::io::{Read, Write};
+    let _ = plain.write_all(b"EHLO plain.example\r\n");
+    let mut got = Vec::new();
+    let _ = plain.read_to_end(&mut got);
+    assert!(
+        !String::from_utf8_lossy(&got).contains("250"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+}

@@ -313,6 +313,17 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
     }
 }
 
+/// A client of the implicit-TLS submission listener: TLS from the first byte, then the
+/// greeting over it.
+pub fn implicit_tls(addr: SocketAddr) -> Client {
+    let mut c = Client {
+        reader: BufReader::new(Box::new(tls_connect(addr))),
+    };
+    let greeting = c.read();
+    assert_eq!(greeting.code, 220, "{greeting:?}");
+    c
+}
+
 /// `AUTH PLAIN` with the credentials in its initial response.
 pub fn auth_plain(user: &str, password: &str) -> String {
     use base64::Engine;

@@ -13,6 +13,8 @@ pub struct Relay {
     pub config: PathBuf,
     pub relay: SocketAddr,
     pub submission: SocketAddr,
+    /// The implicit-TLS submission listener, when the configuration has one.
+    pub submissions: Option<SocketAddr>,
     pub http: SocketAddr,
     child: Option<Child>,
 }
@@ -89,6 +91,7 @@ impl Relay {
             config,
             relay: "0.0.0.0:0".parse().expect("addr"),
             submission: "0.0.0.0:0".parse().expect("addr"),
+            submissions: None,
             http: "0.0.0.0:0".parse().expect("addr"),
             child: None,
         };
@@ -129,6 +132,10 @@ impl Relay {
         };
         self.relay = field("relay");
         self.submission = field("submission");
+        self.submissions = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("submissions="))
+            .and_then(|v| v.parse().ok());
         self.http = field("http");
         self.child = Some(child);
     }
