@@ -176,3 +176,34 @@ fn behind_a_reverse_proxy_each_client_has_its_own_sign_in_limit() {
     let out = relay.cli(&["operator", "create", "ops@relay.example"]);
     assert!(out.contains("https://console.example.net/setup/"), "{out}");
 }
+
+#[test]
+fn a_balancer_in_front_of_implicit_tls_hands_the_handshake_through_whole() {
+    let relay = Relay::start(
+        "[smtp]\nproxy_protocol_from = [\"127.0.0.1\"]\nsubmissions_listen = \"127.0.0.1:0\"\n",
+    );
+    let port = relay.submissions.expect("submissions listener");
+    // The header and the client's TLS hello in one write, as a balancer forwards them when the
+    // client is quick.
+    let mut tcp = TcpStream::connect(port).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut conn =
+        rustls::ClientConnection::new(tls_client_config(), "relay.test".try_into().expect("name"))
+            .expect("tls");
+    let mut first = v1("198.51.100.7");
+    conn.write_tls(&mut first).expect("client hello");
+    tcp.write_all(&first).expect("write");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut greeting = [0u8; 64];
+    let n = tls.read(&mut greeting).expect("a greeting over TLS");
+    assert!(greeting[..n].starts_with(b"220 "), "{:?}", &greeting[..n]);
+    tls.write_all(b"EHLO device.example\r\n").expect("write");
+    let mut reply = [0u8; 512];
+    let n = tls.read(&mut reply).expect("EHLO reply");
+    let reply = String::from_utf8_lossy(&reply[..n]).into_owned();
+    assert!(
+        reply.contains("[198.51.100.7]"),
+        "the client the balancer named: {reply}"
+    );
+}
