@@ -101,6 +101,11 @@ impl<P: Policy> Listener<P> {
                 }
             };
             metrics_refused(&config, ip);
+            // A client of the implicit-TLS listener cannot read a clear-text reply: it is
+            // closed, as a handshake per refusal would cost what the caps are there to save.
+            if config.implicit_tls {
+                continue;
+            }
             tokio::spawn(async move {
                 let mut conn = Conn::new(Stream::Plain(socket));
                 refusal.write_to(&mut conn.out);
@@ -157,6 +162,9 @@ impl<P: Policy> Start<P> {
         let mut conn = Conn::new(Stream::Plain(self.socket));
         if self.balancer && self.admitted.attribute(peer.ip()).is_err() {
             metrics_refused(&self.config, peer.ip());
+            if self.config.implicit_tls {
+                return;
+            }
             too_many_from_client().write_to(&mut conn.out);
             let _ = tokio::time::timeout(Duration::from_secs(5), conn.flush()).await;
             return;

@@ -345,3 +345,21 @@ fn devices_that_only_speak_implicit_tls_submit_on_the_submissions_port() {
         String::from_utf8_lossy(&got)
     );
 }
+
+#[test]
+fn past_its_caps_the_implicit_tls_listener_closes_without_a_clear_text_reply() {
+    use std::io::Read;
+    let relay =
+        Relay::start("[smtp]\nsubmissions_listen = \"127.0.0.1:0\"\nmax_connections_per_ip = 1\n");
+    let port = relay.submissions.expect("submissions listener");
+    let mut held = implicit_tls(port);
+    let mut second = std::net::TcpStream::connect(port).expect("connect");
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let closed = second.read_to_end(&mut got);
+    assert!(closed.is_ok() && got.is_empty(), "{closed:?} {got:?}");
+    // The first goes on.
+    assert_eq!(held.cmd("NOOP").code, 250);
+}
