@@ -10,6 +10,7 @@ mod changes;
 pub mod control_socket;
 mod guarding;
 mod http;
+mod notify;
 mod open_files;
 mod policy;
 mod retention;
@@ -556,9 +557,11 @@ pub async fn serve(
         config.data_dir.display()
     );
     tracing::info!(%relay_addr, %submission_addr, %http_addr, "relayward is running");
+    notify::notify("READY=1\nSTATUS=accepting mail");
 
     stop.await;
     tracing::info!("shutting down: no new connections; finishing open sessions");
+    notify::notify("STOPPING=1\nSTATUS=finishing open sessions");
     shutdown.trigger();
     let _ = relay_task.await;
     let _ = submission_task.await;

@@ -397,3 +397,46 @@ fn logs_are_plain_text_off_a_terminal_and_json_lines_on_request() {
         );
     }
 }
+
+#[test]
+fn under_systemd_the_relay_says_when_it_is_ready_and_when_it_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket_path = dir.path().join("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind");
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let config = dir.path().join("relayward.toml");
+    std::fs::write(&config, config_text(&dir.path().join("data"), "", "")).expect("config");
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RELAYWARD_LOG", "warn")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start relayward");
+    let mut buf = [0u8; 256];
+    let n = systemd.recv(&mut buf).expect("READY from the relay");
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+    // Ready means ready: the ready line is out and the relay answers.
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready line");
+    let relay: std::net::SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("relay="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    drop(Client::connect(relay, None));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let n = systemd.recv(&mut buf).expect("STOPPING from the relay");
+    let stopping = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
+    let _ = child.wait();
+}
