@@ -34,20 +34,20 @@ pub enum Source {
 /// Reads the header at the start of `tcp`, and not a byte past it: what follows may be a TLS
 /// handshake (implicit TLS), which must reach the TLS layer whole. The header is looked at
 /// with `peek` until it is complete (a balancer sends it in one write), then read off.
-pub async fn read_header(tcp: &mut TcpStream) -> io::Result<Source> {
+/// `None` when the balancer closed without a byte: a health check that only connects.
+pub async fn read_header(tcp: &mut TcpStream) -> io::Result<Option<Source>> {
     let mut buf = [0u8; MAX_HEADER];
     loop {
+        // 0 only when nothing was sent before the close (a part of a header sent before it
+        // stays there to peek at, until the caller's time runs out).
         let n = tcp.peek(&mut buf).await?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "closed before its PROXY header ended",
-            ));
+            return Ok(None);
         }
         match parse(&buf[..n]) {
             Ok(Some((source, used))) => {
                 tcp.read_exact(&mut buf[..used]).await?;
-                return Ok(source);
+                return Ok(Some(source));
             }
             // Part of it so far: the rest comes with the next segment.
             Ok(None) => tokio::time::sleep(Duration::from_millis(5)).await,

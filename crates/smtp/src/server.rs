@@ -147,8 +147,12 @@ impl<P: Policy> Start<P> {
                 tokio::time::timeout(proxy::HEADER_TIMEOUT, proxy::read_header(&mut self.socket))
                     .await;
             match header {
-                Ok(Ok(proxy::Source::Client(client))) => peer = client,
-                Ok(Ok(proxy::Source::Balancer)) => {}
+                Ok(Ok(Some(proxy::Source::Client(client)))) => peer = client,
+                Ok(Ok(Some(proxy::Source::Balancer))) => {}
+                Ok(Ok(None)) => {
+                    tracing::debug!(balancer = %self.addr, "a load balancer connected and closed without a word (a health check)");
+                    return;
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(listener = self.config.kind.as_str(), balancer = %self.addr, error = %e, "connection from a load balancer closed: no usable PROXY header ([smtp] proxy_protocol_from lists it; the balancer must send one)");
                     return;
