@@ -207,3 +207,100 @@ fn a_balancer_in_front_of_implicit_tls_hands_the_handshake_through_whole() {
         "the client the balancer named: {reply}"
     );
 }
+
+/// A real HAProxy (Debian's package, installed by scripts/test) in TCP mode on a loopback port,
+/// sending PROXY version 2 to `backend`; stopped when dropped. `None` (after saying so loudly)
+/// when haproxy is not installed, outside CI.
+struct Haproxy {
+    addr: std::net::SocketAddr,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    fn start(backend: std::net::SocketAddr) -> Option<Haproxy> {
+        use std::process::{Command, Stdio};
+        if Command::new("haproxy").arg("-v").output().is_err() {
+            let msg = "haproxy is not installed: scripts/test installs Debian's package";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg}");
+            }
+            eprintln!("\n!!!!! SKIPPED: {msg} !!!!!\n");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let cfg = dir.path().join("haproxy.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global\n  log stderr format raw local0 warning\n\
+                 defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+                 frontend smtp\n  bind 127.0.0.1:{port}\n  default_backend relays\n\
+                 backend relays\n  server relay1 {backend} send-proxy-v2\n"
+            ),
+        )
+        .expect("haproxy.cfg");
+        let child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start haproxy");
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let up = wait_for(Duration::from_secs(20), || {
+            TcpStream::connect(addr).ok().map(|_| ())
+        });
+        assert!(up.is_some(), "haproxy did not listen on {addr}");
+        Some(Haproxy {
+            addr,
+            child,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn behind_a_real_haproxy_each_client_is_judged_by_its_own_address() {
+    let rx = Receiver::start(false);
+    // HAProxy connects from 127.0.0.1; the tenant's server is 127.0.0.3, another host 127.0.0.4.
+    let relay = Relay::start(&format!(
+        r#"
+[smtp]
+proxy_protocol_from = ["127.0.0.1"]
+[delivery]
+smart_host = "{}"
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.3/32"] }} ]
+"#,
+        rx.addr
+    ));
+    let Some(haproxy) = Haproxy::start(relay.relay) else {
+        return;
+    };
+    let mut c = Client::connect(haproxy.addr, Some("127.0.0.3".parse().expect("ip")));
+    let ehlo = c.cmd("EHLO onprem.contoso.example");
+    assert!(ehlo.lines[0].contains("[127.0.0.3]"), "{ehlo:?}");
+    let r = c.transaction("ops@contoso.example", &["someone@remote.example"], BODY);
+    assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(rx.wait(1, Duration::from_secs(20)).len(), 1);
+
+    let mut other = Client::connect(haproxy.addr, Some("127.0.0.4".parse().expect("ip")));
+    other.cmd("EHLO elsewhere.example");
+    let r = other.transaction("ops@contoso.example", &["someone@remote.example"], BODY);
+    assert_eq!(r.code, 550, "{r:?}");
+    assert!(r.text().contains("5.7.64"), "{r:?}");
+}
