@@ -790,14 +790,15 @@ impl Inner {
         }
         while let Some(done) = tasks.join_next().await {
             let Ok(outcomes) = done else { continue };
-            for (i, state, without_dsn) in outcomes {
+            for (i, state, taken) in outcomes {
                 if let Some(r) = env.recipients.get_mut(i) {
-                    r.relayed_without_dsn = without_dsn;
+                    r.relayed_without_dsn = taken.without_dsn;
                     let (kind, detail) = match &state {
                         RcptState::Delivered { reply, remote } => {
                             self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                             self.events.outcome(&snapshot, false);
-                            (TraceKind::Delivered, format!("{remote}: {reply}"))
+                            let tls = if taken.tls { " over TLS" } else { "" };
+                            (TraceKind::Delivered, format!("{remote}{tls}: {reply}"))
                         }
                         RcptState::Failed { reply, remote } => {
                             self.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -1170,9 +1171,12 @@ impl Inner {
         domain: &str,
         idxs: &[usize],
         body: &Outgoing,
-    ) -> Vec<(usize, RcptState, bool)> {
-        // The bool: the next hop took the message without DSN (for success notices).
-        let all = |state: RcptState| idxs.iter().map(|&i| (i, state.clone(), false)).collect();
+    ) -> Vec<(usize, RcptState, Taken)> {
+        let all = |state: RcptState| {
+            idxs.iter()
+                .map(|&i| (i, state.clone(), Taken::default()))
+                .collect()
+        };
         let hops = match self.hops(domain).await {
             Ok(h) => h,
             Err(state) => return all(state),
@@ -1294,7 +1298,10 @@ impl Inner {
                     Ok(replies) => {
                         self.reached(domain);
                         let remote = format!("{} [{}]", hop.name, hop.addr.ip());
-                        let dsn = client.caps.dsn;
+                        let took = Taken {
+                            without_dsn: !client.caps.dsn,
+                            tls: client.tls,
+                        };
                         if client.messages_sent < self.config.max_messages_per_connection {
                             self.put_idle(key, client);
                         } else {
@@ -1303,7 +1310,7 @@ impl Inner {
                         return idxs
                             .iter()
                             .zip(replies)
-                            .map(|(&i, reply)| (i, state_of(reply, &remote), !dsn))
+                            .map(|(&i, reply)| (i, state_of(reply, &remote), took))
                             .collect();
                     }
                     Err(e) if was_reused => {
@@ -1388,6 +1395,15 @@ fn pending(reply: &str) -> RcptState {
     RcptState::Pending {
         last_reply: Some(reply.to_string()),
     }
+}
+
+/// How the next hop took a message, for its trace and its success notices.
+#[derive(Debug, Clone, Copy, Default)]
+struct Taken {
+    /// It does not speak DSN: a sender who asked for success notices hears it from us.
+    without_dsn: bool,
+    /// The message went over TLS.
+    tls: bool,
 }
 
 fn state_of(reply: SmtpReply, remote: &str) -> RcptState {

@@ -358,6 +358,19 @@ fn starttls_inbound_and_outbound() {
     let got = rx.wait(1, Duration::from_secs(20));
     assert!(got[0].tls, "the relay used STARTTLS towards the receiver");
     assert!(got[0].data.contains("with ESMTPS id"), "{}", got[0].data);
+    // The trace says the delivery was encrypted.
+    let ops = relay.token(&["--name", "ops", "--role", "operator"]);
+    let delivered = wait_for(Duration::from_secs(10), || {
+        let (_, json) = relay.api(
+            "GET",
+            "/api/v1/tenants/contoso/trace?status=Delivered",
+            Some(&ops),
+            None,
+        );
+        let text = json.to_string();
+        text.contains(" over TLS: 250").then_some(text)
+    });
+    assert!(delivered.is_some(), "no delivery over TLS in the trace");
 }
 
 #[test]
