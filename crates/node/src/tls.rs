@@ -85,15 +85,26 @@ pub fn server_config(config: &Config) -> Result<(Arc<rustls::ServerConfig>, Arc<
 
 /// Looks at the certificates' files every few seconds, and at once on SIGHUP (which would
 /// otherwise end the process: operators and log rotation send it to ask for a reload).
-pub async fn watch(certificates: Vec<Arc<Certificate>>) {
+/// SIGHUP is listened for as soon as this is called (from then on it cannot end the
+/// process), not when the returned task first runs.
+pub fn watch(
+    certificates: Vec<Arc<Certificate>>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = match signal(SignalKind::hangup()) {
+    let hangup = match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen for SIGHUP; certificates are still looked at every few seconds");
             None
         }
     };
+    look(certificates, hangup)
+}
+
+async fn look(
+    certificates: Vec<Arc<Certificate>>,
+    mut hangup: Option<tokio::signal::unix::Signal>,
+) {
     let mut every = tokio::time::interval(LOOK_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
