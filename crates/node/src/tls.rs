@@ -36,6 +36,47 @@ pub fn http_server_config(
     Ok((Arc::new(cfg), served))
 }
 
+/// One certificate the configuration names, as `check-config` reports it.
+pub struct Checked {
+    pub listener: &'static str,
+    pub cert: std::path::PathBuf,
+    /// Its notAfter, Unix seconds.
+    pub not_after: Option<i64>,
+}
+
+/// Loads every certificate, key and CA file the configuration names, as the relay would at
+/// start, without serving them (nothing is written: no self-signed certificate is made).
+pub fn check(config: &Config) -> Result<Vec<Checked>> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut out = Vec::new();
+    let mut pair = |listener, cert: &Path, key: &Path| -> Result<()> {
+        let loaded = Certificate::load(listener, cert, key, provider.clone())
+            .with_context(|| format!("[{listener}] tls_cert and tls_key"))?;
+        out.push(Checked {
+            listener,
+            cert: cert.to_path_buf(),
+            not_after: loaded.state().0,
+        });
+        Ok(())
+    };
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(c), Some(k)) => pair("smtp", c, k)?,
+        (None, None) => {}
+        _ => {
+            return Err(anyhow!(
+                "smtp.tls_cert and smtp.tls_key must be given together"
+            ));
+        }
+    }
+    if let Some((c, k)) = &config.http_tls {
+        pair("http", c, k)?;
+    }
+    if let Some(ca) = &config.client_ca {
+        read_certs(ca).context("[smtp] client_ca")?;
+    }
+    Ok(out)
+}
+
 /// The SMTP listeners' TLS (`[smtp] tls_cert`, `tls_key`, `client_ca`).
 pub fn server_config(config: &Config) -> Result<(Arc<rustls::ServerConfig>, Arc<Certificate>)> {
     let (cert_path, key_path) = match (&config.tls_cert, &config.tls_key) {

@@ -132,10 +132,7 @@ async fn run(cli: Cli) -> Result<()> {
     let config = &config;
     match cli.command {
         Command::Serve => relayward_node::run(config.clone()).await,
-        Command::CheckConfig => {
-            cli::check_config(config);
-            Ok(())
-        }
+        Command::CheckConfig => cli::check_config(config),
         Command::Tenant(cmd) => directory::tenant(config, cmd).await,
         Command::Domain(cmd) => directory::domain(config, cmd).await,
         Command::Connector(cmd) => directory::connector(config, cmd).await,

@@ -117,7 +117,7 @@ impl Certificate {
                 tracing::info!(
                     listener = self.listener,
                     cert = %self.cert_path.display(),
-                    not_after = not_after.map(relayward_clock::civil_date).unwrap_or_default(),
+                    not_after = not_after.map(relayward_clock::iso_date).unwrap_or_default(),
                     "TLS certificate loaded; new handshakes are served it"
                 );
                 warn_if_ending(self.listener, &self.cert_path, not_after);
@@ -181,7 +181,7 @@ fn warn_if_ending(listener: &str, cert_path: &Path, not_after: Option<i64>) {
         tracing::error!(
             listener,
             cert = %cert_path.display(),
-            not_after = %relayward_clock::civil_date(end),
+            not_after = %relayward_clock::iso_date(end),
             "the TLS certificate has expired: clients that check it refuse the connection; renew it (the new files are picked up without a restart)"
         );
     } else if left < WARN_DAYS * 86_400 {

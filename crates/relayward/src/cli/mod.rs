@@ -72,12 +72,35 @@ impl ActorArgs {
     }
 }
 
-/// `check-config`: what the configuration file resolves to.
-pub fn check_config(config: &Config) {
+/// `check-config`: what the configuration file resolves to, its TLS files loaded as the relay
+/// would load them.
+pub fn check_config(config: &Config) -> Result<()> {
+    let certificates = relayward_node::check_tls(config)?;
     outln!("configuration is valid");
     outln!("  relay:      {}", config.relay_listen);
     outln!("  submission: {}", config.submission_listen);
+    if let Some(a) = config.submissions_listen {
+        outln!("  submissions (implicit TLS): {a}");
+    }
     outln!("  http:       {}", config.http_listen);
+    for c in &certificates {
+        outln!(
+            "  {} certificate: {} (valid until {})",
+            c.listener,
+            c.cert.display(),
+            c.not_after
+                .map(relayward_clock::iso_date)
+                .unwrap_or_else(|| "unknown".into())
+        );
+    }
+    if !config.proxy_protocol_from.is_empty() {
+        let list: Vec<String> = config
+            .proxy_protocol_from
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        outln!("  PROXY protocol from: {}", list.join(", "));
+    }
     outln!("  data dir:   {}", config.data_dir.display());
     outln!("  tenants:    {}", config.tenants.len());
     for t in &config.tenants {
@@ -92,4 +115,5 @@ pub fn check_config(config: &Config) {
             t.limits.recipients_per_message
         );
     }
+    Ok(())
 }

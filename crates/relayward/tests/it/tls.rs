@@ -363,3 +363,53 @@ fn past_its_caps_the_implicit_tls_listener_closes_without_a_clear_text_reply() {
     // The first goes on.
     assert_eq!(held.cmd("NOOP").code, 250);
 }
+
+#[test]
+fn check_config_loads_the_certificates_as_the_relay_would_and_says_when_they_end() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (cert, key) = (dir.path().join("smtp.pem"), dir.path().join("smtp.key"));
+    let (a_pem, a_key, _) = pair((2027, 3, 1));
+    replace(&cert, &a_pem);
+    replace(&key, &a_key);
+    let config = dir.path().join("relayward.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &dir.path().join("data"),
+            "",
+            &format!(
+                "[smtp]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                cert.display(),
+                key.display()
+            ),
+        ),
+    )
+    .expect("config");
+    let check = || {
+        let out = std::process::Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = check();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("smtp certificate") && out.contains("valid until 2027-03-01"),
+        "{out}"
+    );
+    // A renewal gone half way: the check says so before anyone restarts on it.
+    let (b_pem, _, _) = pair((2027, 6, 1));
+    replace(&cert, &b_pem);
+    let (ok, out) = check();
+    assert!(!ok, "{out}");
+    assert!(out.contains("[smtp] tls_cert and tls_key"), "{out}");
+}
