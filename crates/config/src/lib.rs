@@ -419,7 +419,10 @@ impl Config {
                 }
                 Some(a) => bail!("smtp.postmaster = \"{a}\" is not an e-mail address"),
             },
-            proxy_protocol_from: nets::balancers(&raw.smtp.proxy_protocol_from)?,
+            proxy_protocol_from: nets::balancers(
+                &raw.smtp.proxy_protocol_from,
+                "smtp.proxy_protocol_from",
+            )?,
             http_listen: addr(&raw.http.listen, "127.0.0.1:8025", "http.listen")?,
             http_tls: match (raw.http.tls_cert, raw.http.tls_key) {
                 (Some(c), Some(k)) => Some((c, k)),
@@ -428,7 +431,10 @@ impl Config {
             },
             http_max_connections: raw.http.max_connections.unwrap_or(1024),
             http_max_connections_per_ip: raw.http.max_connections_per_ip.unwrap_or(64),
-            http_trusted_proxies: nets::list(&raw.http.trusted_proxies, "http.trusted_proxies")?,
+            http_trusted_proxies: nets::balancers(
+                &raw.http.trusted_proxies,
+                "http.trusted_proxies",
+            )?,
             http_public_url: match raw.http.public_url.as_deref().map(str::trim) {
                 None | Some("") => None,
                 Some(u)

@@ -14,11 +14,11 @@ pub fn list(list: &Option<Vec<String>>, key: &str) -> Result<Vec<IpNet>> {
         .collect()
 }
 
-/// `[smtp] proxy_protocol_from`. A listed address may name any client it likes, the ranges of
-/// every connector included, so a range as wide as a whole network's is refused: list the
-/// balancers themselves.
-pub fn balancers(entries: &Option<Vec<String>>) -> Result<Vec<IpNet>> {
-    let nets = list(entries, "smtp.proxy_protocol_from")?;
+/// `[smtp] proxy_protocol_from` and `[http] trusted_proxies` (`key`). A listed address may name
+/// any client it likes (a connector's address, or a fresh one for every sign-in attempt), so a
+/// range as wide as a whole network's is refused: list the balancers and proxies themselves.
+pub fn balancers(entries: &Option<Vec<String>>, key: &str) -> Result<Vec<IpNet>> {
+    let nets = list(entries, key)?;
     for net in &nets {
         let narrowest = match net {
             IpNet::V4(_) => 16,
@@ -26,7 +26,7 @@ pub fn balancers(entries: &Option<Vec<String>>) -> Result<Vec<IpNet>> {
         };
         if net.prefix_len() < narrowest {
             bail!(
-                "smtp.proxy_protocol_from: \"{net}\" is wider than /{narrowest}; every address in it could claim to be any client, a connector's included: list the load balancers' own addresses"
+                "{key}: \"{net}\" is wider than /{narrowest}; every address in it could claim to be any client: list the load balancers' or proxies' own addresses"
             );
         }
     }

@@ -117,6 +117,7 @@ fn mistakes_are_named() {
     );
     assert!(err("[http]\npublic_url = \"console.example.net\"").contains("http.public_url"));
     assert!(err("[http]\ntrusted_proxies = [\"proxy\"]").contains("http.trusted_proxies"));
+    assert!(err("[http]\ntrusted_proxies = [\"10.0.0.0/8\"]").contains("wider than /16"));
     let raw: RawConfig =
         toml::from_str("[http]\npublic_url = \"https://console.example.net/\"").expect("parses");
     let c = Config::from_raw(raw).expect("valid");
