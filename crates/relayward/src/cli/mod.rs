@@ -94,12 +94,19 @@ pub fn check_config(config: &Config) -> Result<()> {
         );
     }
     if !config.proxy_protocol_from.is_empty() {
-        let list: Vec<String> = config
-            .proxy_protocol_from
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
-        outln!("  PROXY protocol from: {}", list.join(", "));
+        outln!(
+            "  PROXY protocol from: {}",
+            nets(&config.proxy_protocol_from)
+        );
+    }
+    if !config.http_trusted_proxies.is_empty() {
+        outln!(
+            "  HTTP trusted proxies: {}",
+            nets(&config.http_trusted_proxies)
+        );
+    }
+    if let Some(url) = &config.http_public_url {
+        outln!("  console at: {url}");
     }
     outln!("  data dir:   {}", config.data_dir.display());
     outln!("  tenants:    {}", config.tenants.len());
@@ -116,4 +123,12 @@ pub fn check_config(config: &Config) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Networks as a comma-separated list.
+fn nets<T: std::fmt::Display>(list: &[T]) -> String {
+    list.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -304,3 +304,71 @@ connectors = [ {{ name = "on-prem", ips = ["127.0.0.3/32"] }} ]
     assert_eq!(r.code, 550, "{r:?}");
     assert!(r.text().contains("5.7.64"), "{r:?}");
 }
+
+#[test]
+fn a_balancers_bare_health_check_is_let_go_quietly_and_a_wrong_header_is_warned_about() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("relayward.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &dir.path().join("data"),
+            "",
+            "[smtp]\nproxy_protocol_from = [\"127.0.0.1\"]\n",
+        ),
+    )
+    .expect("config");
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RELAYWARD_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start relayward");
+    let mut ready = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut ready)
+        .expect("ready line");
+    let relay: std::net::SocketAddr = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("relay="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{ready}"));
+    // A TCP health check: connect, close.
+    for _ in 0..3 {
+        drop(TcpStream::connect(relay).expect("connect"));
+    }
+    // A balancer misconfigured without send-proxy: the client's EHLO arrives first.
+    let (said, _) = until_closed(
+        {
+            let mut s = TcpStream::connect(relay).expect("connect");
+            s.write_all(b"EHLO client.example\r\n").expect("write");
+            s
+        },
+        Duration::from_secs(10),
+    );
+    assert_eq!(said, "");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut logs)
+        .expect("logs");
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("load balancer closed"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning, for the wrong header: {logs}"
+    );
+    assert!(warnings[0].contains("no usable PROXY header"), "{logs}");
+}
