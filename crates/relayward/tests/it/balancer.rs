@@ -309,16 +309,10 @@ connectors = [ {{ name = "on-prem", ips = ["127.0.0.3/32"] }} ]
 fn a_balancers_bare_health_check_is_let_go_quietly_and_a_wrong_header_is_warned_about() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("relayward.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            &dir.path().join("data"),
-            "",
-            "[smtp]\nproxy_protocol_from = [\"127.0.0.1\"]\n",
-        ),
-    )
-    .expect("config");
+    let config = write_config(
+        dir.path(),
+        "[smtp]\nproxy_protocol_from = [\"127.0.0.1\"]\n",
+    );
     let mut child = std::process::Command::new(BIN)
         .args(["serve", "--config"])
         .arg(&config)

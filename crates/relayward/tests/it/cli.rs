@@ -338,8 +338,7 @@ fn a_listing_cut_short_by_its_reader_ends_quietly() {
 fn serve_logs(format: &str) -> Vec<String> {
     use std::io::BufRead;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("relayward.toml");
-    std::fs::write(&config, config_text(&dir.path().join("data"), "", "")).expect("config");
+    let config = write_config(dir.path(), "");
     let mut child = std::process::Command::new(BIN)
         .args(["serve", "--config"])
         .arg(&config)
@@ -406,8 +405,7 @@ fn under_systemd_the_relay_says_when_it_is_ready_and_when_it_stops() {
     systemd
         .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
-    let config = dir.path().join("relayward.toml");
-    std::fs::write(&config, config_text(&dir.path().join("data"), "", "")).expect("config");
+    let config = write_config(dir.path(), "");
     let mut child = std::process::Command::new(BIN)
         .args(["serve", "--config"])
         .arg(&config)

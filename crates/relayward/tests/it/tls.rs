@@ -371,20 +371,14 @@ fn check_config_loads_the_certificates_as_the_relay_would_and_says_when_they_end
     let (a_pem, a_key, _) = pair((2027, 3, 1));
     replace(&cert, &a_pem);
     replace(&key, &a_key);
-    let config = dir.path().join("relayward.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            &dir.path().join("data"),
-            "",
-            &format!(
-                "[smtp]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
-                cert.display(),
-                key.display()
-            ),
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[smtp]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
         ),
-    )
-    .expect("config");
+    );
     let check = || {
         let out = std::process::Command::new(BIN)
             .args(["check-config", "--config"])

@@ -65,6 +65,15 @@ data_dir = "{}"
     )
 }
 
+/// Writes a configuration (`config_text`, data under `dir/data`) to `dir/relayward.toml` and
+/// returns its path, for tests that start or check the relay themselves.
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("relayward.toml");
+    std::fs::write(&path, config_text(&dir.join("data"), "", extra))
+        .expect("write the configuration");
+    path
+}
+
 impl Relay {
     pub fn start(extra: &str) -> Relay {
         Relay::start_with_storage("", extra)
