@@ -1274,13 +1274,13 @@ impl Inner {
                                 self.stats
                                     .connections_opened
                                     .fetch_add(1, Ordering::Relaxed);
-                                if let Some(f) = fallback {
+                                if let Some(why) = fallback {
                                     self.stats
                                         .starttls_fallbacks
                                         .fetch_add(1, Ordering::Relaxed);
                                     let detail = format!(
                                         "{} [{}] offers STARTTLS; sending without TLS: {}",
-                                        hop.name, hop.addr, f.reason
+                                        hop.name, hop.addr, why
                                     );
                                     self.event(&env.id, TraceKind::Attempt, None, detail);
                                 }

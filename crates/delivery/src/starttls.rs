@@ -43,38 +43,33 @@ impl BrokenTls {
     }
 }
 
-/// A connection made without TLS although the destination offers it, and why.
-pub struct Fallback {
-    pub reason: String,
-}
-
 /// Connects as `Client::connect` does; when the destination's STARTTLS fails, connects again
-/// without TLS. Returns the client and, when it goes without the TLS offered, why.
+/// without TLS. Returns the client and, when it goes without the TLS its destination offers,
+/// why.
 pub async fn connect(
     addr: SocketAddr,
     source: Option<IpAddr>,
     remote_name: &str,
     settings: ClientSettings,
     broken: &BrokenTls,
-) -> Result<(Client, Option<Fallback>), ClientError> {
+) -> Result<(Client, Option<String>), ClientError> {
     let plain = ClientSettings {
         tls: None,
         ..settings.clone()
     };
     if settings.tls.is_some() && broken.is_broken(addr.ip()) {
         let client = Client::connect(addr, source, remote_name, plain).await?;
-        let fallback = client.caps.starttls.then(|| Fallback {
-            reason: "its STARTTLS failed within the last hour".into(),
-        });
+        let fallback = client
+            .caps
+            .starttls
+            .then(|| "its STARTTLS failed within the last hour".to_string());
         return Ok((client, fallback));
     }
     match Client::connect(addr, source, remote_name, settings).await {
         Ok(client) => {
             let fallback = client.starttls_refused.as_ref().map(|reply| {
                 broken.remember(addr.ip());
-                Fallback {
-                    reason: format!("it refused STARTTLS: {reply}"),
-                }
+                format!("it refused STARTTLS: {reply}")
             });
             Ok((client, fallback))
         }
@@ -82,12 +77,7 @@ pub async fn connect(
             tracing::info!(addr = %addr, error = %e, "STARTTLS failed; connecting again without TLS");
             broken.remember(addr.ip());
             let client = Client::connect(addr, source, remote_name, plain).await?;
-            Ok((
-                client,
-                Some(Fallback {
-                    reason: e.to_string(),
-                }),
-            ))
+            Ok((client, Some(e.to_string())))
         }
         Err(e) => Err(e),
     }

@@ -59,14 +59,8 @@ pub fn check(config: &Config) -> Result<Vec<Checked>> {
         });
         Ok(())
     };
-    match (&config.tls_cert, &config.tls_key) {
-        (Some(c), Some(k)) => pair("smtp", c, k)?,
-        (None, None) => {}
-        _ => {
-            return Err(anyhow!(
-                "smtp.tls_cert and smtp.tls_key must be given together"
-            ));
-        }
+    if let Some((c, k)) = smtp_pair(config)? {
+        pair("smtp", c, k)?;
     }
     if let Some((c, k)) = &config.http_tls {
         pair("http", c, k)?;
@@ -77,11 +71,22 @@ pub fn check(config: &Config) -> Result<Vec<Checked>> {
     Ok(out)
 }
 
+/// `[smtp] tls_cert` and `tls_key`, when the operator gave them (both or neither).
+fn smtp_pair(config: &Config) -> Result<Option<(&Path, &Path)>> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(c), Some(k)) => Ok(Some((c, k))),
+        (None, None) => Ok(None),
+        _ => Err(anyhow!(
+            "smtp.tls_cert and smtp.tls_key must be given together"
+        )),
+    }
+}
+
 /// The SMTP listeners' TLS (`[smtp] tls_cert`, `tls_key`, `client_ca`).
 pub fn server_config(config: &Config) -> Result<(Arc<rustls::ServerConfig>, Arc<Certificate>)> {
-    let (cert_path, key_path) = match (&config.tls_cert, &config.tls_key) {
-        (Some(c), Some(k)) => (c.clone(), k.clone()),
-        (None, None) => {
+    let (cert_path, key_path) = match smtp_pair(config)? {
+        Some((c, k)) => (c.to_path_buf(), k.to_path_buf()),
+        None => {
             let dir = config.data_dir.join("tls");
             let cert = dir.join("cert.pem");
             let key = dir.join("key.pem");
@@ -89,11 +94,6 @@ pub fn server_config(config: &Config) -> Result<(Arc<rustls::ServerConfig>, Arc<
                 generate(&config.hostname, &dir, &cert, &key)?;
             }
             (cert, key)
-        }
-        _ => {
-            return Err(anyhow!(
-                "smtp.tls_cert and smtp.tls_key must be given together"
-            ));
         }
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

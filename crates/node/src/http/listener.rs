@@ -105,11 +105,11 @@ pub async fn serve(
         let stopping = stopping.subscribe();
         tokio::spawn(async move {
             match acceptor {
-                None => connection(tcp, peer, app, &bounds, stopping).await,
+                None => connection(tcp, peer, proxy, app, &bounds, stopping).await,
                 Some(acceptor) => {
                     let handshake = tokio::time::timeout(bounds.handshake, acceptor.accept(tcp));
                     if let Ok(Ok(stream)) = handshake.await {
-                        connection(stream, peer, app, &bounds, stopping).await;
+                        connection(stream, peer, proxy, app, &bounds, stopping).await;
                     }
                 }
             }
@@ -172,9 +172,11 @@ async fn refuse(mut tcp: TcpStream) {
 
 /// One connection's requests until the client leaves, a bound ends it, or the listener stops
 /// (then the request under way is finished and the connection closed).
+/// `proxy`: the peer is one of the trusted proxies (looked up once, at accept).
 async fn connection<S>(
     stream: S,
     peer: SocketAddr,
+    proxy: bool,
     app: Router,
     bounds: &Bounds,
     mut stopping: watch::Receiver<bool>,
@@ -186,7 +188,7 @@ async fn connection<S>(
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let mut app = app.clone();
         let (mut parts, body) = req.into_parts();
-        let client = if is_trusted(&trusted, peer.ip()) {
+        let client = if proxy {
             SocketAddr::new(forwarded_client(&parts.headers, peer.ip(), &trusted), 0)
         } else {
             peer

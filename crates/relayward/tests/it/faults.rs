@@ -44,23 +44,12 @@ fn dead_and_silent_destinations_do_not_hold_up_healthy_mail() {
         }
     });
     let relay = Relay::start(&format!(
-        r#"
-[delivery]
-retry_schedule = ["1s"]
-[[tenants]]
-name = "t"
-domains = [
-  {{ name = "healthy.example", kind = "internal_relay", verified = true }},
-  {{ name = "dead.example", kind = "internal_relay", verified = true }},
-  {{ name = "tarpit.example", kind = "internal_relay", verified = true }},
-]
-routes = [
-  {{ domain = "healthy.example", host = "{}" }},
-  {{ domain = "dead.example", host = "{dead}" }},
-  {{ domain = "tarpit.example", host = "{tarpit_addr}" }},
-]
-"#,
-        rx.addr
+        "[delivery]\nretry_schedule = [\"1s\"]\n{}",
+        routed_tenant(&[
+            ("healthy.example", rx.addr),
+            ("dead.example", dead),
+            ("tarpit.example", tarpit_addr),
+        ])
     ));
     let n = 1_000;
     let alone = healthy_rate(&relay, &rx, 0, n);
@@ -146,21 +135,8 @@ fn large_messages_wait_for_delivery_memory_while_small_mail_goes_on() {
     let rx = Receiver::start(false);
     let (slow, datas) = slow_destination(Duration::from_secs(6));
     let relay = Relay::start(&format!(
-        r#"
-[delivery]
-max_body_memory = "2MB"
-[[tenants]]
-name = "t"
-domains = [
-  {{ name = "healthy.example", kind = "internal_relay", verified = true }},
-  {{ name = "slow.example", kind = "internal_relay", verified = true }},
-]
-routes = [
-  {{ domain = "healthy.example", host = "{}" }},
-  {{ domain = "slow.example", host = "{slow}" }},
-]
-"#,
-        rx.addr
+        "[delivery]\nmax_body_memory = \"2MB\"\n{}",
+        routed_tenant(&[("healthy.example", rx.addr), ("slow.example", slow)])
     ));
     // 600 KB each: three fit in the budget of 2 MB, the fourth does not.
     let large = format!(
@@ -259,14 +235,8 @@ fn a_large_message_to_a_slow_but_steady_destination_is_delivered() {
     // within the timeout, as RFC 5321 asks of a data block.
     let (steady, taken) = steady_destination(1_000_000);
     let relay = Relay::start(&format!(
-        r#"
-[delivery]
-command_timeout = "2s"
-[[tenants]]
-name = "t"
-domains = [ {{ name = "steady.example", kind = "internal_relay", verified = true }} ]
-routes = [ {{ domain = "steady.example", host = "{steady}" }} ]
-"#
+        "[delivery]\ncommand_timeout = \"2s\"\n{}",
+        routed_tenant(&[("steady.example", steady)])
     ));
     let large = format!(
         "Subject: large\r\n\r\n{}",

@@ -230,20 +230,8 @@ fn destinations_whose_starttls_fails_get_their_mail_without_tls() {
     let (refusing, refusing_seen) = broken_starttls_destination(BrokenStarttls::Refused);
     // A retry would come an hour later: what is delivered is delivered on the first attempt.
     let relay = Relay::start(&format!(
-        r#"
-[delivery]
-retry_schedule = ["1h"]
-[[tenants]]
-name = "t"
-domains = [
-  {{ name = "legacy.example", kind = "internal_relay", verified = true }},
-  {{ name = "refusing.example", kind = "internal_relay", verified = true }},
-]
-routes = [
-  {{ domain = "legacy.example", host = "{legacy}" }},
-  {{ domain = "refusing.example", host = "{refusing}" }},
-]
-"#
+        "[delivery]\nretry_schedule = [\"1h\"]\n{}",
+        routed_tenant(&[("legacy.example", legacy), ("refusing.example", refusing)])
     ));
     let send = |rcpt: &str| {
         let mut c = relay.client();

@@ -49,13 +49,8 @@ impl Browser {
         let have = std::path::Path::new("/usr/bin/chromium").exists()
             && std::path::Path::new("/usr/bin/chromedriver").exists();
         if !have {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "CI=true but Chromium is missing: scripts/test installs chromium and chromium-driver"
-                );
-            }
-            eprintln!(
-                "\n!!! SKIPPED: the browser tests need Debian's chromium and chromium-driver (scripts/test installs them) !!!\n"
+            super::skip_or_fail(
+                "the browser tests need Debian's chromium and chromium-driver (scripts/test installs them)",
             );
             return None;
         }

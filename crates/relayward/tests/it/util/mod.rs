@@ -20,6 +20,15 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_relayward");
 
+/// A real peer a test needs is missing (`why`): in CI (`CI=true`) the test fails; elsewhere it
+/// says loudly that it is skipped, and the caller returns.
+pub fn skip_or_fail(why: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{why}");
+    }
+    eprintln!("\n!!!!! SKIPPED: {why} !!!!!\n");
+}
+
 /// A loopback port where connections are refused, for as long as the returned socket lives: it
 /// is bound without listening (and without SO_REUSEADDR), so no other test's listener can be
 /// given the same port while this one counts on nothing answering there.

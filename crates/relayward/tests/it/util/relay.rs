@@ -65,6 +65,26 @@ data_dir = "{}"
     )
 }
 
+/// A tenant `t` whose mail for each domain goes to the server given beside it (an inbound
+/// route), as the fault and TLS tests build their destinations.
+pub fn routed_tenant(routes: &[(&str, SocketAddr)]) -> String {
+    let domains: Vec<String> = routes
+        .iter()
+        .map(|(d, _)| {
+            format!("  {{ name = \"{d}\", kind = \"internal_relay\", verified = true }},\n")
+        })
+        .collect();
+    let hosts: Vec<String> = routes
+        .iter()
+        .map(|(d, a)| format!("  {{ domain = \"{d}\", host = \"{a}\" }},\n"))
+        .collect();
+    format!(
+        "[[tenants]]\nname = \"t\"\ndomains = [\n{}]\nroutes = [\n{}]\n",
+        domains.concat(),
+        hosts.concat()
+    )
+}
+
 /// Writes a configuration (`config_text`, data under `dir/data`) to `dir/relayward.toml` and
 /// returns its path, for tests that start or check the relay themselves.
 pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
