@@ -34,6 +34,8 @@ pub struct NodeState {
     pub data_memory: Arc<relayward_smtp::memory::DataMemory>,
     /// The listeners' TLS certificates, as served now.
     pub certificates: Vec<Arc<crate::tls::Certificate>>,
+    /// `[smtp] client_ca`, as trusted now.
+    pub client_ca: Option<Arc<crate::tls::ClientCa>>,
 }
 
 /// The HTTP listener's routes: `/healthz`, `/metrics`, the management API under `/api/v1`, and
@@ -339,14 +341,18 @@ async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
         "Trace events waiting for the store to come back.",
         s.trace.waiting.load(Ordering::Relaxed),
     );
-    certificate_metrics(&mut out, &s.certificates);
+    certificate_metrics(&mut out, &s.certificates, s.client_ca.as_deref());
     destination_metrics(&mut out, &s.queue.destinations());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
 /// Per listener: when its certificate ends (what to alert on before it does), and whether its
 /// files on disk were last found unusable.
-fn certificate_metrics(out: &mut String, certificates: &[Arc<crate::tls::Certificate>]) {
+fn certificate_metrics(
+    out: &mut String,
+    certificates: &[Arc<crate::tls::Certificate>],
+    client_ca: Option<&crate::tls::ClientCa>,
+) {
     let name = "relayward_tls_certificate_expiry_timestamp_seconds";
     let _ = write!(
         out,
@@ -369,6 +375,14 @@ fn certificate_metrics(out: &mut String, certificates: &[Arc<crate::tls::Certifi
             "{name}{{listener=\"{}\"}} {}",
             c.listener,
             u8::from(failing)
+        );
+    }
+    if let Some(ca) = client_ca {
+        let name = "relayward_tls_client_ca_files_unusable";
+        let _ = write!(
+            out,
+            "# HELP {name} 1 while the [smtp] client_ca file changed into something that cannot be used (the bundle loaded before is trusted).\n# TYPE {name} gauge\n{name} {}\n",
+            u8::from(ca.failing())
         );
     }
 }

@@ -361,15 +361,22 @@ pub async fn serve(
         );
     }
 
-    let (tls, smtp_certificate) = tls::server_config(&config)?;
+    let smtp_tls = tls::smtp(&config)?;
     let http_tls = match &config.http_tls {
         None => None,
         Some((cert, key)) => Some(tls::http_server_config(cert, key)?),
     };
-    let certificates: Vec<Arc<tls::Certificate>> = std::iter::once(smtp_certificate)
+    let certificates: Vec<Arc<tls::Certificate>> = std::iter::once(smtp_tls.certificate.clone())
         .chain(http_tls.as_ref().map(|(_, c)| c.clone()))
         .collect();
-    let tls_task = tokio::spawn(tls::watch(certificates.clone()));
+    let mut watched: Vec<Arc<dyn tls::Watched>> = certificates
+        .iter()
+        .map(|c| c.clone() as Arc<dyn tls::Watched>)
+        .collect();
+    if let Some(ca) = &smtp_tls.client_ca {
+        watched.push(ca.clone());
+    }
+    let tls_task = tokio::spawn(tls::watch(watched));
     let checkers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let passwords = Arc::new(relayward_control::passwords::Checker::start(
         checkers,
@@ -427,7 +434,7 @@ pub async fn serve(
         c.max_connections = caps.smtp;
         c.max_connections_per_ip = config.max_connections_per_ip;
         c.data_memory = data_memory.clone();
-        c.tls = Some(tls.clone());
+        c.tls = Some(smtp_tls.config.clone());
         c.proxy_from = config.proxy_protocol_from.clone();
         c
     };
@@ -490,6 +497,7 @@ pub async fn serve(
             trace: trace.clone(),
             data_memory: data_memory.clone(),
             certificates,
+            client_ca: smtp_tls.client_ca.clone(),
         },
         relayward_api::ApiState {
             control: control.clone(),

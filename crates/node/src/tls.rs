@@ -1,8 +1,10 @@
 //! The listeners' TLS configurations: the operator's certificate, or for SMTP without one, a
 //! self-signed one made once and kept in the data directory so clients that pin it keep working
-//! across restarts. Certificates are read again when their files change (`certificate`).
+//! across restarts. Certificates and the client CA bundle are read again when their files
+//! change (`certificate`, `client_ca`).
 
 mod certificate;
+mod client_ca;
 mod der;
 
 use std::path::Path;
@@ -14,7 +16,16 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use relayward_config::Config;
 
-pub use certificate::Certificate;
+pub use certificate::{Certificate, Reload};
+pub use client_ca::ClientCa;
+use relayward_smtp::TlsConfig;
+
+/// TLS read from files that may change while the relay runs: read again when they do.
+pub trait Watched: Send + Sync {
+    /// Reads the files again if they changed since last looked at (or always, when `force`).
+    /// Blocking file reads: called off the async workers.
+    fn reload(&self, force: bool) -> Reload;
+}
 
 /// How often the certificate files are looked at (two `stat` calls each).
 const LOOK_EVERY: Duration = Duration::from_secs(5);
@@ -66,7 +77,7 @@ pub fn check(config: &Config) -> Result<Vec<Checked>> {
         pair("http", c, k)?;
     }
     if let Some(ca) = &config.client_ca {
-        read_certs(ca).context("[smtp] client_ca")?;
+        client_ca::roots(ca).context("[smtp] client_ca")?;
     }
     Ok(out)
 }
@@ -82,8 +93,16 @@ fn smtp_pair(config: &Config) -> Result<Option<(&Path, &Path)>> {
     }
 }
 
+/// The SMTP listeners' TLS: what their sessions are served, and the files it comes from.
+pub struct SmtpTls {
+    pub config: Arc<TlsConfig>,
+    pub certificate: Arc<Certificate>,
+    /// `[smtp] client_ca`, when connectors may be matched by client certificate.
+    pub client_ca: Option<Arc<ClientCa>>,
+}
+
 /// The SMTP listeners' TLS (`[smtp] tls_cert`, `tls_key`, `client_ca`).
-pub fn server_config(config: &Config) -> Result<(Arc<rustls::ServerConfig>, Arc<Certificate>)> {
+pub fn smtp(config: &Config) -> Result<SmtpTls> {
     let (cert_path, key_path) = match smtp_pair(config)? {
         Some((c, k)) => (c.to_path_buf(), k.to_path_buf()),
         None => {
@@ -97,39 +116,36 @@ pub fn server_config(config: &Config) -> Result<(Arc<rustls::ServerConfig>, Arc<
         }
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let served = Certificate::load("smtp", &cert_path, &key_path, provider.clone())
+    let certificate = Certificate::load("smtp", &cert_path, &key_path, provider.clone())
         .context("[smtp] tls_cert and tls_key")?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+    if let Some(ca) = &config.client_ca {
+        let client_ca =
+            ClientCa::load(ca, certificate.clone(), provider).context("[smtp] client_ca")?;
+        return Ok(SmtpTls {
+            config: client_ca.config(),
+            certificate,
+            client_ca: Some(client_ca),
+        });
+    }
+    let served = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?;
-    let builder = match &config.client_ca {
-        None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in read_certs(ca)? {
-                roots
-                    .add(c)
-                    .with_context(|| format!("CA certificate in {}", ca.display()))?;
-            }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .allow_unauthenticated()
-            .build()
-            .context("client certificate verifier")?;
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    Ok((Arc::new(builder.with_cert_resolver(served.clone())), served))
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_cert_resolver(certificate.clone());
+    Ok(SmtpTls {
+        config: TlsConfig::new(Arc::new(served)),
+        certificate,
+        client_ca: None,
+    })
 }
 
-/// Looks at the certificates' files every few seconds, and at once on SIGHUP (which would
-/// otherwise end the process: operators and log rotation send it to ask for a reload).
+/// Looks at the certificates' and CA bundle's files every few seconds, and at once on SIGHUP
+/// (which would otherwise end the process: operators and log rotation send it to ask for a
+/// reload).
 /// SIGHUP is listened for as soon as this is called (from then on it cannot end the
 /// process), not when the returned task first runs.
 pub fn watch(
-    certificates: Vec<Arc<Certificate>>,
+    files: Vec<Arc<dyn Watched>>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let hangup = match signal(SignalKind::hangup()) {
@@ -139,13 +155,10 @@ pub fn watch(
             None
         }
     };
-    look(certificates, hangup)
+    look(files, hangup)
 }
 
-async fn look(
-    certificates: Vec<Arc<Certificate>>,
-    mut hangup: Option<tokio::signal::unix::Signal>,
-) {
+async fn look(files: Vec<Arc<dyn Watched>>, mut hangup: Option<tokio::signal::unix::Signal>) {
     let mut every = tokio::time::interval(LOOK_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -166,13 +179,13 @@ async fn look(
         };
         if force {
             tracing::info!(
-                "SIGHUP: reading the TLS certificates again (the rest of the configuration is read at start)"
+                "SIGHUP: reading the TLS certificates and client CA bundle again (the rest of the configuration is read at start)"
             );
         }
-        let certificates = certificates.clone();
+        let files = files.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            for c in &certificates {
-                c.reload(force);
+            for f in &files {
+                f.reload(force);
             }
         })
         .await;

@@ -1,7 +1,7 @@
 //! What a listener is and how its sessions behave: the port's kind and the protocol settings,
 //! shared by the listener (`server`) and each session (`session`).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Which port a listener serves: relay (port 25: connectors and inbound) or submission (port
@@ -57,7 +57,7 @@ pub struct ServerConfig {
     /// What messages being received may hold in memory together past each one's first 256 KiB
     /// (`memory.rs`); listeners given the same budget share it.
     pub data_memory: Arc<crate::memory::DataMemory>,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<Arc<TlsConfig>>,
     /// Load balancers whose connections open with a PROXY protocol header naming the client
     /// (`proxy.rs`); connections from elsewhere are taken as they come.
     pub proxy_from: Vec<ipnet::IpNet>,
@@ -89,5 +89,26 @@ impl ServerConfig {
             proxy_from: Vec::new(),
             implicit_tls: false,
         }
+    }
+}
+
+/// The TLS configuration a listener's new sessions are served. The operator's files being read
+/// again (a renewed client CA bundle) replace it; a session keeps the one it started with.
+#[derive(Debug)]
+pub struct TlsConfig(RwLock<Arc<rustls::ServerConfig>>);
+
+impl TlsConfig {
+    pub fn new(config: Arc<rustls::ServerConfig>) -> Arc<TlsConfig> {
+        Arc::new(TlsConfig(RwLock::new(config)))
+    }
+
+    /// What a session starting now is served.
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Serves `config` to the sessions that start from now on.
+    pub fn replace(&self, config: Arc<rustls::ServerConfig>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
 }

@@ -18,7 +18,7 @@ mod server;
 mod session;
 
 pub use command::parse_command;
-pub use config::{ListenerKind, ServerConfig};
+pub use config::{ListenerKind, ServerConfig, TlsConfig};
 pub use data::DataDecoder;
 pub use data::normalise_line_ends;
 pub use reply::Reply;

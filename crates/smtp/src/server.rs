@@ -64,7 +64,6 @@ impl<P: Policy> Listener<P> {
     pub async fn run(self, shutdown: Shutdown, grace: Duration) {
         let config = self.config;
         let admission = Admission::new(config.max_connections, config.max_connections_per_ip);
-        let tls = config.tls.clone().map(TlsAcceptor::from);
         let mut stop = shutdown.subscribe();
         loop {
             let (socket, addr) = tokio::select! {
@@ -92,7 +91,7 @@ impl<P: Policy> Listener<P> {
                         admitted,
                         config: config.clone(),
                         policy: self.policy.clone(),
-                        tls: tls.clone(),
+                        tls: config.tls.as_ref().map(|t| TlsAcceptor::from(t.current())),
                         stop: shutdown.subscribe(),
                         busy: admission.busy(),
                     };

@@ -12,19 +12,21 @@ use anyhow::{Context, Result};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use super::Watched;
+
 /// Days before its end from which a certificate being loaded is warned about.
 const WARN_DAYS: i64 = 14;
 
 /// What identifies a file's content without reading it: a replaced or rewritten file (or a
 /// symbolic link pointed elsewhere) changes one of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
+pub(super) struct Stamp {
     inode: u64,
     len: u64,
     modified: Option<SystemTime>,
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
+pub(super) fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some(Stamp {
@@ -92,9 +94,18 @@ impl Certificate {
         }))
     }
 
-    /// Reads the files again if they changed since last looked at (or always, when `force`).
-    /// Blocking file reads: called off the async workers.
-    pub fn reload(&self, force: bool) -> Reload {
+    /// The served certificate's notAfter (Unix seconds), and whether the files on disk were
+    /// last found unusable.
+    pub fn state(&self) -> (Option<i64>, bool) {
+        self.current
+            .read()
+            .map(|c| (c.not_after, c.failing))
+            .unwrap_or((None, true))
+    }
+}
+
+impl Watched for Certificate {
+    fn reload(&self, force: bool) -> Reload {
         let now = (stamp(&self.cert_path), stamp(&self.key_path));
         {
             let Ok(mut seen) = self.seen.lock() else {
@@ -136,15 +147,6 @@ impl Certificate {
                 Reload::Failed(why)
             }
         }
-    }
-
-    /// The served certificate's notAfter (Unix seconds), and whether the files on disk were
-    /// last found unusable.
-    pub fn state(&self) -> (Option<i64>, bool) {
-        self.current
-            .read()
-            .map(|c| (c.not_after, c.failing))
-            .unwrap_or((None, true))
     }
 }
 

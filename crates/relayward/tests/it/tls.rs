@@ -1,7 +1,8 @@
 //! TLS on both sides. Certificates renewed while the relay runs: an ACME client replaces the
 //! files, and the next handshakes get the new certificate without a restart; SIGHUP reads them
 //! at once and does not end the relay; files that cannot be used leave the last good
-//! certificate in service. Destinations whose STARTTLS fails still get their mail.
+//! certificate in service. Connectors matched by client certificate, and the CA bundle they are
+//! checked against changed the same way. Destinations whose STARTTLS fails still get their mail.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -128,6 +129,160 @@ fn renewed_certificates_are_served_without_a_restart_and_broken_ones_are_not() {
     );
     assert!(relay.running(), "SIGHUP ended the relay");
     // SIGTERM still stops it cleanly.
+    assert!(relay.terminate().success());
+}
+
+/// A CA that signs client certificates: its certificate as PEM, and what it signs with.
+struct ClientCa {
+    pem: String,
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+fn client_ca(name: &str) -> ClientCa {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("CA");
+    ClientCa {
+        pem: cert.pem(),
+        cert,
+        key,
+    }
+}
+
+/// A client certificate for `name` signed by `ca`, with its key.
+fn client_certificate(
+    ca: &ClientCa,
+    name: &str,
+) -> (
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).expect("signed");
+    (
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+}
+
+/// Connectors matched by client certificate, against the operator's CA bundle
+/// (`[smtp] client_ca`): a certificate from a CA in the bundle relays for its connector's
+/// tenant, one from another CA is refused, and the bundle is read again when it changes (a CA
+/// added for a new tenant's servers, one retired) without a restart; a bundle that cannot be used
+/// leaves the one before it trusted, and says so in the metrics.
+#[test]
+fn connectors_are_matched_by_client_certificate_and_a_changed_ca_bundle_needs_no_restart() {
+    let rx = Receiver::start(false);
+    let dir = tempfile::tempdir().expect("dir");
+    let bundle = dir.path().join("client-ca.pem");
+    let (first, second) = (client_ca("First CA"), client_ca("Second CA"));
+    replace(&bundle, &first.pem);
+    let mut relay = Relay::start(&format!(
+        r#"[smtp]
+client_ca = "{}"
+[delivery]
+smart_host = "{}"
+retry_schedule = ["1s"]
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
+connectors = [ {{ name = "edge", cert_name = "mail.contoso.example" }} ]
+[[tenants]]
+name = "fabrikam"
+domains = [ {{ name = "fabrikam.example", kind = "authoritative", verified = true }} ]
+connectors = [ {{ name = "edge", cert_name = "*.fabrikam.example" }} ]
+"#,
+        bundle.display(),
+        rx.addr
+    ));
+    let contoso = client_certificate(&first, "mail.contoso.example");
+    let fabrikam = client_certificate(&second, "smtp.fabrikam.example");
+    let sends = |c: &mut Client, from: &str| {
+        let r = c.mail(from, &["bob@remote.example"], "Subject: x\r\n\r\nx\r\n");
+        assert_eq!(r.code, 250, "{r:?}");
+    };
+
+    // Without a certificate, this address is nobody's connector: no relaying.
+    let mut plain = relay.client();
+    plain.cmd("EHLO client.test");
+    assert_eq!(plain.cmd("MAIL FROM:<a@contoso.example>").code, 250);
+    let refused = plain.cmd("RCPT TO:<bob@remote.example>");
+    assert_eq!(refused.code / 100, 5, "{refused:?}");
+    drop(plain);
+
+    // With contoso's certificate (from the CA in the bundle), contoso's connector.
+    let mut c = starttls_with_certificate(relay.relay, contoso.0.clone(), contoso.1.clone_key())
+        .expect("the certificate from the trusted CA is taken");
+    sends(&mut c, "a@contoso.example");
+    rx.wait(1, Duration::from_secs(20));
+    // Fabrikam's certificate comes from a CA the bundle does not hold.
+    assert!(
+        starttls_with_certificate(relay.relay, fabrikam.0.clone(), fabrikam.1.clone_key())
+            .is_none(),
+        "a certificate from a CA not in the bundle was taken"
+    );
+    assert!(
+        metric_line(&relay, "relayward_tls_client_ca_files_unusable").ends_with(" 0"),
+        "the bundle is usable"
+    );
+
+    // The operator adds fabrikam's CA: new sessions trust it within seconds, no restart.
+    replace(&bundle, &format!("{}{}", first.pem, second.pem));
+    let taken = wait_for(Duration::from_secs(20), || {
+        starttls_with_certificate(relay.relay, fabrikam.0.clone(), fabrikam.1.clone_key())
+    });
+    let mut f = taken.expect("the CA added to the bundle was not trusted");
+    sends(&mut f, "b@fabrikam.example");
+    rx.wait(2, Duration::from_secs(20));
+
+    // A bundle cut short, then SIGHUP: said in the metrics, and both CAs are still trusted.
+    replace(&bundle, "-----BEGIN CERTIFICATE-----\nMIIB\n");
+    relay.signal("HUP");
+    let flagged = wait_for(Duration::from_secs(20), || {
+        metric_line(&relay, "relayward_tls_client_ca_files_unusable")
+            .ends_with(" 1")
+            .then_some(())
+    });
+    assert!(flagged.is_some(), "the unusable bundle was not reported");
+    assert!(relay.running(), "SIGHUP ended the relay");
+    let mut c = starttls_with_certificate(relay.relay, contoso.0.clone(), contoso.1.clone_key())
+        .expect("the bundle before is still trusted");
+    sends(&mut c, "a@contoso.example");
+    rx.wait(3, Duration::from_secs(20));
+
+    // The first CA retired: its certificates are refused from then on.
+    replace(&bundle, &second.pem);
+    let retired = wait_for(Duration::from_secs(20), || {
+        starttls_with_certificate(relay.relay, contoso.0.clone(), contoso.1.clone_key())
+            .is_none()
+            .then_some(())
+    });
+    assert!(
+        retired.is_some(),
+        "a retired CA's certificate was still taken"
+    );
+    assert!(
+        metric_line(&relay, "relayward_tls_client_ca_files_unusable").ends_with(" 0"),
+        "the mended bundle is still reported unusable"
+    );
+    assert!(
+        starttls_with_certificate(relay.relay, fabrikam.0.clone(), fabrikam.1.clone_key())
+            .is_some()
+    );
     assert!(relay.terminate().success());
 }
 

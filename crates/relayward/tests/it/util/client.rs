@@ -175,6 +175,49 @@ impl Client {
     }
 }
 
+/// A session on `addr` that STARTTLS'd presenting a client certificate (`chain`, `key`) and
+/// said EHLO over TLS; `None` when the relay refused the certificate (the handshake or the
+/// first reply after it failed).
+pub fn starttls_with_certificate(
+    addr: SocketAddr,
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Option<Client> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AnyCert))
+    .with_client_auth_cert(chain, key)
+    .expect("client certificate");
+    let mut c = Client::connect(addr, None);
+    c.cmd("EHLO client.test");
+    let r = c.cmd("STARTTLS");
+    assert_eq!(r.code, 220, "{r:?}");
+    let stream = c.reader.into_inner();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), "relay.test".try_into().expect("name"))
+            .expect("tls");
+    let mut tls = rustls::StreamOwned::new(conn, stream);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).ok()?;
+    }
+    // TLS 1.3: a refused client certificate shows on the first read after the handshake.
+    tls.write_all(b"EHLO client.test\r\n").ok()?;
+    let mut reader = BufReader::new(Box::new(tls) as Box<dyn ReadWrite>);
+    loop {
+        let mut l = String::new();
+        if reader.read_line(&mut l).ok()? < 4 || !l.starts_with("250") {
+            return None;
+        }
+        if l.as_bytes()[3] == b' ' {
+            return Some(Client { reader });
+        }
+    }
+}
+
 /// The certificate the relay serves after STARTTLS on `addr` (DER), and the client on the
 /// encrypted connection.
 pub fn starttls_certificate(addr: SocketAddr) -> (Vec<u8>, Client) {
