@@ -481,6 +481,13 @@ impl Queue {
                 QueueActionError::NotFound(id.to_string())
             });
         };
+        if matches!(
+            action,
+            QueueAction::Bounce | QueueAction::Purge | QueueAction::Hold
+        ) {
+            // Out of the line for memory, if it waited there: it does not hold up the others.
+            inner.wake_for_memory(inner.body_memory.forget(id));
+        }
         if let Some(after) = changed {
             inner.spool.update(&after);
             inner.wake.notify_one();
@@ -676,15 +683,22 @@ struct BodyShare {
 
 impl Drop for BodyShare {
     fn drop(&mut self) {
-        for id in self.inner.body_memory.give_back(self.size) {
-            if !self.inner.due_now(&id) {
-                self.inner.body_memory.forget(&id);
-            }
-        }
+        let woken = self.inner.body_memory.give_back(self.size);
+        self.inner.wake_for_memory(woken);
     }
 }
 
 impl Inner {
+    /// Wakes the messages memory was reserved for; one no longer waiting passes its reservation
+    /// on to the next in line.
+    fn wake_for_memory(&self, mut woken: Vec<String>) {
+        while let Some(id) = woken.pop() {
+            if !self.due_now(&id) {
+                woken.extend(self.body_memory.forget(&id));
+            }
+        }
+    }
+
     /// Makes a waiting message due now (one that was parked); false when it is not waiting.
     fn due_now(&self, id: &str) -> bool {
         let mut s = self.sched.lock().unwrap_or_else(|p| p.into_inner());
