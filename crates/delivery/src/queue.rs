@@ -1,26 +1,27 @@
-// Over 800 lines: the scheduler and one delivery round share the waiting set and its locks; destinations and the bodies' memory already live in queue/destinations.rs and queue/memory.rs.
+// Over 800 lines: the scheduler and one delivery round share the waiting set and its locks; destinations, the bodies' memory, where mail goes, reports and idle connections already live in queue/destinations.rs, memory.rs, route.rs, reports.rs and idle.rs.
 //! The queue: which message is due when, and one delivery round for a message.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::seq::SliceRandom;
 use relayward_clock::now_ms;
-use relayward_dsn as dsn;
-use relayward_spool::{Envelope, RcptState, Recipient, Ret, Spool, new_message_id};
-use relayward_store::{TraceEvent, TraceKind, TraceSummary};
+use relayward_spool::{Envelope, RcptState, Recipient, Ret, Spool};
+use relayward_store::{TraceEvent, TraceKind};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::client::{Client, ClientError, ClientSettings, OutMessage, OutRcpt, SmtpReply};
-use crate::dns::{DnsError, Resolver};
+use crate::dns::Resolver;
 
 mod destinations;
+mod idle;
 mod memory;
+mod reports;
+mod route;
 pub use destinations::DestinationView;
 use destinations::{Health, WakeParked};
 use memory::BodyMemory;
@@ -250,18 +251,6 @@ pub struct QueueStats {
     pub high_risk_pool_messages: AtomicU64,
 }
 
-/// Where one delivery attempt leaves from.
-struct Pool {
-    source: Option<IpAddr>,
-    helo: String,
-    /// Why the high-risk pool; `None` for the normal pool.
-    high_risk: Option<String>,
-}
-
-fn no_mx_nor_a(domain: &str) -> String {
-    format!("sender domain {domain} has neither MX nor A records")
-}
-
 #[derive(Default)]
 struct Sched {
     heap: BinaryHeap<Reverse<(i64, u64, String)>>,
@@ -276,12 +265,6 @@ struct Sched {
 
 /// The most bytes of just-received bodies the queue holds for their first round.
 const FRESH_BYTES: usize = 32 << 20;
-
-/// How much of a large message a report reads for the header section it returns: twice the
-/// relay's default header limit (`[smtp] max_header_size`; a longer section, where an operator
-/// raised it, is returned cut), and more than `FULL_RETURN_LIMIT`, so the report still sees a
-/// message too large to return whole.
-const REPORT_HEADER_READ: usize = 2 << 20;
 
 impl Sched {
     fn take_fresh(&mut self, id: &str) -> Option<Arc<Vec<u8>>> {
@@ -323,11 +306,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Queue {
     inner: Arc<Inner>,
-}
-
-struct Hop {
-    name: String,
-    addr: SocketAddr,
 }
 
 impl Queue {
@@ -879,304 +857,11 @@ impl Inner {
         self.spool.done(&env.id);
     }
 
-    async fn send_ndr(&self, env: &Envelope) -> Result<(), relayward_spool::SpoolError> {
-        if !dsn::may_report(env) {
-            return Ok(());
-        }
-        let failed = dsn::reportable(env);
-        if !failed.is_empty() {
-            self.send_report(env, &failed, dsn::ReportKind::Failure)
-                .await?;
-        }
-        let relayed: Vec<&Recipient> = env
-            .recipients
-            .iter()
-            .filter(|r| r.wants_success_notice())
-            .collect();
-        if !relayed.is_empty() {
-            self.send_report(env, &relayed, dsn::ReportKind::Success)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// One delay notice per message, once it has waited `delay_notice_after`, to the
-    /// recipients still pending that want one. Returns whether one was sent.
-    async fn maybe_send_delay(&self, env: &Envelope, now: i64) -> bool {
-        let Some(after) = self.config.delay_notice_after else {
-            return false;
-        };
-        if env.delay_notified
-            || !dsn::may_report(env)
-            || now < env.received_at + after.as_secs() as i64
-        {
-            return false;
-        }
-        let waiting: Vec<&Recipient> = env
-            .recipients
-            .iter()
-            .filter(|r| r.is_pending() && r.wants_delay_notice())
-            .collect();
-        if waiting.is_empty() {
-            return false;
-        }
-        let until = env.received_at + self.config.expire_after.as_secs() as i64;
-        let kind = dsn::ReportKind::Delay {
-            retry_until: dsn::rfc5322_date(until),
-        };
-        match self.send_report(env, &waiting, kind).await {
-            Ok(()) => true,
-            Err(e) => {
-                // Not worth holding the message for: the next round tries again.
-                tracing::warn!(id = %env.id, error = %e, "cannot spool the delay notice");
-                false
-            }
-        }
-    }
-
-    /// What a report about `env` needs of it: the whole message when it returns the whole
-    /// (`RET=FULL` or none, up to `FULL_RETURN_LIMIT`), else the start of it, which holds the
-    /// header section (a large message is not read whole to return its header).
-    async fn report_original(&self, env: &Envelope) -> Vec<u8> {
-        let size = self.spool.body_len(&env.id).unwrap_or(0);
-        if env.ret != Some(Ret::Hdrs) && size <= dsn::FULL_RETURN_LIMIT {
-            return self.spool.body(&env.id).await.unwrap_or_default();
-        }
-        self.spool
-            .body_start(&env.id, REPORT_HEADER_READ)
-            .await
-            .unwrap_or_default()
-    }
-
-    /// Builds a report about `recipients` of `env`, spools it durably and schedules it; it is
-    /// sent from the null sender and never answered by another report.
-    async fn send_report(
-        &self,
-        env: &Envelope,
-        recipients: &[&Recipient],
-        kind: dsn::ReportKind,
-    ) -> Result<(), relayward_spool::SpoolError> {
-        let original = self.report_original(env).await;
-        let id = new_message_id();
-        let now = now_ms() / 1000;
-        let what = match kind {
-            dsn::ReportKind::Failure => "NDR",
-            dsn::ReportKind::Delay { .. } => "delay notice",
-            dsn::ReportKind::Success => "success notice",
-        };
-        let body = dsn::build_ndr(&dsn::NdrInput {
-            reporting_mta: &self.config.hostname,
-            env,
-            failed: recipients,
-            original: &original,
-            date: dsn::rfc5322_date(now),
-            arrival_date: dsn::rfc5322_date(env.received_at),
-            message_id: format!("{id}@{}", self.config.hostname),
-            language: &self.router.language(env.tenant.as_deref()),
-            expire_hours: self.config.expire_after.as_secs() / 3600,
-            kind,
-        });
-        let report = Envelope {
-            id: id.clone(),
-            received_at: now,
-            mail_from: String::new(),
-            ret: Some(Ret::Hdrs),
-            env_id: None,
-            smtputf8: false,
-            body_8bit: true,
-            tenant: env.tenant.clone(),
-            origin: "system".into(),
-            client_ip: String::new(),
-            helo: self.config.hostname.clone(),
-            recipients: vec![Recipient::new(env.mail_from.clone())],
-            attempts: 0,
-            next_attempt: 0,
-            is_report: true,
-            delay_notified: false,
-            high_risk: String::new(),
-            held: false,
-        };
-        self.spool.put(&report, &body).await?;
-        self.stats.ndrs.fetch_add(1, Ordering::Relaxed);
-        self.events.event(TraceEvent {
-            message_id: id.clone(),
-            at: now_ms(),
-            kind: TraceKind::Received,
-            recipient: None,
-            detail: format!("{what} for {}", env.id),
-            summary: Some(TraceSummary {
-                sender: String::new(),
-                tenant: env.tenant.clone(),
-                origin: "system".into(),
-                client_ip: String::new(),
-                size: body.len() as u64,
-                recipients: vec![env.mail_from.clone()],
-            }),
-        });
-        self.event(
-            &env.id,
-            TraceKind::NdrSent,
-            Some(&env.mail_from),
-            format!("{what} {id}"),
-        );
-        self.schedule(report);
-        Ok(())
-    }
-
-    /// The hosts to try for `domain`, best first, or the final state for every recipient when
-    /// there is nowhere to go.
-    async fn hops(&self, domain: &str) -> Result<Vec<Hop>, RcptState> {
-        if let Some(target) = self.router.route(domain) {
-            let (host, port) = split_host_port(&target, self.config.remote_port);
-            let hops = self.addresses(&host, port).await.map_err(dns_state)?;
-            // An address the operator wrote in the route is theirs to choose; a name is
-            // answered by whoever holds its DNS.
-            if host.parse::<IpAddr>().is_ok() {
-                return Ok(hops);
-            }
-            return self.reachable(domain, hops);
-        }
-        if let Some(target) = &self.config.smart_host {
-            let (host, port) = split_host_port(target, self.config.remote_port);
-            return self.addresses(&host, port).await.map_err(dns_state);
-        }
-        let mut mxs = self.resolver.mx(domain).await.map_err(dns_state)?;
-        if mxs.len() == 1 && (mxs[0].1.is_empty() || mxs[0].1 == ".") {
-            return Err(RcptState::Failed {
-                reply: format!("556 5.1.10 The domain {domain} accepts no mail (null MX)"),
-                remote: None,
-            });
-        }
-        if mxs.is_empty() {
-            // RFC 5321 5.1: no MX means the domain itself is the mail host.
-            mxs.push((0, domain.to_string()));
-        }
-        mxs.shuffle(&mut rand::thread_rng());
-        mxs.sort_by_key(|(pref, _)| *pref);
-        let mut hops = Vec::new();
-        let mut last_err = None;
-        for (_, host) in mxs.iter().take(5) {
-            match self.addresses(host, self.config.remote_port).await {
-                Ok(mut h) => hops.append(&mut h),
-                Err(e) => last_err = Some(e),
-            }
-        }
-        if hops.is_empty() {
-            return Err(dns_state(last_err.unwrap_or(DnsError::NotFound(format!(
-                "no address for any mail host of {domain}"
-            )))));
-        }
-        self.reachable(domain, hops)
-    }
-
-    /// The hops mail may go to (`reach.rs`); when none is left, the recipients fail, and the
-    /// operator is told which key would allow the address.
-    fn reachable(&self, domain: &str, hops: Vec<Hop>) -> Result<Vec<Hop>, RcptState> {
-        let allowed = &self.config.private_destinations;
-        let (reach, refused): (Vec<Hop>, Vec<Hop>) = hops
-            .into_iter()
-            .partition(|h| crate::reach::may_reach(h.addr.ip(), allowed));
-        match refused.first() {
-            Some(h) if reach.is_empty() => {
-                let ip = h.addr.ip().to_canonical();
-                tracing::warn!(domain, host = %h.name, %ip, "mail not delivered: its destination is not on the public internet (list the network in [delivery] private_destinations to allow it)");
-                Err(RcptState::Failed {
-                    reply: format!(
-                        "550 5.4.4 Mail for {domain} would go to {} [{ip}], which is not on the public internet: this relay does not deliver there",
-                        h.name
-                    ),
-                    remote: None,
-                })
-            }
-            _ => Ok(reach),
-        }
-    }
-
-    async fn addresses(&self, host: &str, port: u16) -> Result<Vec<Hop>, DnsError> {
-        let ips = self.resolver.ips(host).await?;
-        if ips.is_empty() {
-            return Err(DnsError::NotFound(format!("{host} has no address")));
-        }
-        Ok(ips
-            .into_iter()
-            .map(|ip| Hop {
-                name: host.to_string(),
-                addr: SocketAddr::new(ip, port),
-            })
-            .collect())
-    }
-
     fn destination_slot(&self, key: &str) -> Arc<Semaphore> {
         let mut map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(key.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_per_destination.max(1))))
             .clone()
-    }
-
-    /// The pool a message leaves from, and why: the high-risk pool for reports, for mail the
-    /// scanner called bulk or spam, and for mail whose sender domain has neither MX nor A
-    /// records (SPEC section 6); the normal pool for the rest.
-    async fn pool_for(&self, env: &Envelope) -> Pool {
-        let reason = if env.is_report {
-            Some("a report Relayward wrote".to_string())
-        } else if !env.high_risk.is_empty() {
-            Some(env.high_risk.clone())
-        } else {
-            self.sender_domain_unresolvable(&env.mail_from).await
-        };
-        let (pool, helo, counter) = if reason.is_some() {
-            (
-                &self.config.high_risk_pool,
-                &self.config.high_risk_hostname,
-                &self.stats.high_risk_pool_messages,
-            )
-        } else {
-            (
-                &self.config.normal_pool,
-                &self.config.hostname,
-                &self.stats.normal_pool_messages,
-            )
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        Pool {
-            source: pool.choose(&mut rand::thread_rng()).copied(),
-            helo: helo.clone(),
-            high_risk: reason,
-        }
-    }
-
-    /// `Some(reason)` when the sender's domain has neither MX nor A/AAAA records. A DNS failure
-    /// that may pass is no proof of anything: such mail keeps the normal pool. Answers are
-    /// remembered for ten minutes.
-    async fn sender_domain_unresolvable(&self, mail_from: &str) -> Option<String> {
-        if !self.config.check_sender_dns {
-            return None;
-        }
-        let domain = mail_from.rsplit_once('@')?.1.to_ascii_lowercase();
-        if domain.is_empty() {
-            return None;
-        }
-        let fresh = Duration::from_secs(600);
-        if let Some((bad, at)) = self
-            .sender_dns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&domain)
-            && at.elapsed() < fresh
-        {
-            return bad.then(|| no_mx_nor_a(&domain));
-        }
-        let missing =
-            |r: Result<bool, DnsError>| matches!(r, Ok(false) | Err(DnsError::NotFound(_)));
-        let has_mx = self.resolver.mx(&domain).await.map(|m| !m.is_empty());
-        let bad =
-            missing(has_mx) && missing(self.resolver.ips(&domain).await.map(|a| !a.is_empty()));
-        let mut cache = self.sender_dns.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() > 100_000 {
-            cache.clear();
-        }
-        cache.insert(domain.clone(), (bad, Instant::now()));
-        bad.then(|| no_mx_nor_a(&domain))
     }
 
     async fn deliver_domain(
@@ -1346,63 +1031,6 @@ impl Inner {
             .unwrap_or_else(|| "451 4.4.1 No mail host could be reached".into());
         all(pending(&reply))
     }
-
-    fn take_idle(&self, key: &str) -> Option<Client> {
-        let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = map.get_mut(key)?;
-        while let Some((since, client)) = list.pop() {
-            if since.elapsed() < self.config.idle_connection {
-                return Some(client);
-            }
-        }
-        None
-    }
-
-    fn put_idle(&self, key: String, client: Client) {
-        let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = map.entry(key).or_default();
-        if list.len() < self.config.max_per_destination {
-            list.push((Instant::now(), client));
-        }
-    }
-
-    /// Closes connections idle for too long and forgets destination slots nobody uses; gives
-    /// back the memory of tables a large backlog grew once it has drained.
-    fn sweep_idle(&self) {
-        {
-            let mut s = self.sched.lock().unwrap_or_else(|p| p.into_inner());
-            if s.waiting.capacity() > 4096 && s.waiting.len() * 4 < s.waiting.capacity() {
-                s.waiting.shrink_to_fit();
-                s.heap.shrink_to_fit();
-            }
-        }
-        {
-            let mut d = self.delivering.lock().unwrap_or_else(|p| p.into_inner());
-            if d.capacity() > 4096 && d.len() * 4 < d.capacity() {
-                d.shrink_to_fit();
-            }
-        }
-        let stale: Vec<Client> = {
-            let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            let mut out = Vec::new();
-            for list in map.values_mut() {
-                let (keep, old): (Vec<_>, Vec<_>) = list
-                    .drain(..)
-                    .partition(|(since, _)| since.elapsed() < self.config.idle_connection);
-                *list = keep;
-                out.extend(old.into_iter().map(|(_, c)| c));
-            }
-            map.retain(|_, l| !l.is_empty());
-            out
-        };
-        for c in stale {
-            tokio::spawn(c.quit());
-        }
-        let mut d = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
-        d.retain(|_, s| Arc::strong_count(s) > 1);
-        drop(d);
-        self.forget_old_failures();
-    }
 }
 
 fn pending(reply: &str) -> RcptState {
@@ -1436,16 +1064,6 @@ fn state_of(reply: SmtpReply, remote: &str) -> RcptState {
     }
 }
 
-fn dns_state(e: DnsError) -> RcptState {
-    match e {
-        DnsError::NotFound(why) => RcptState::Failed {
-            reply: format!("550 5.1.2 Recipient domain not found ({why})"),
-            remote: None,
-        },
-        DnsError::Temporary(why) => pending(&format!("451 4.4.3 DNS lookup failed ({why})")),
-    }
-}
-
 fn notify_param(n: relayward_spool::Notify) -> String {
     if n.never {
         return "NEVER".into();
@@ -1463,20 +1081,6 @@ fn notify_param(n: relayward_spool::Notify) -> String {
     parts.join(",")
 }
 
-/// `host:port`, `[v6]:port`, or a bare host with the default port.
-fn split_host_port(target: &str, default_port: u16) -> (String, u16) {
-    if let Ok(sa) = target.parse::<SocketAddr>() {
-        return (sa.ip().to_string(), sa.port());
-    }
-    match target.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => match p.parse() {
-            Ok(port) => (h.to_string(), port),
-            Err(_) => (target.to_string(), default_port),
-        },
-        _ => (target.trim_matches(['[', ']']).to_string(), default_port),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1488,19 +1092,5 @@ mod tests {
         assert_eq!(c.retry_delay(2), Duration::from_secs(300));
         assert_eq!(c.retry_delay(7), Duration::from_secs(14_400));
         assert_eq!(c.retry_delay(30), Duration::from_secs(14_400));
-    }
-
-    #[test]
-    fn host_port_forms() {
-        assert_eq!(
-            split_host_port("127.0.0.1:2600", 25),
-            ("127.0.0.1".into(), 2600)
-        );
-        assert_eq!(split_host_port("[::1]:2600", 25), ("::1".into(), 2600));
-        assert_eq!(split_host_port("mx.example", 25), ("mx.example".into(), 25));
-        assert_eq!(
-            split_host_port("mx.example:26", 25),
-            ("mx.example".into(), 26)
-        );
     }
 }

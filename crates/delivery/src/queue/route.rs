@@ -1,0 +1,223 @@
+//! Where a message goes: the hosts to try for a domain (a route, the smart host, or its MX
+//! records), which of their addresses mail may reach, and the pool it leaves from.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom;
+use relayward_spool::{Envelope, RcptState};
+
+use super::{Inner, pending};
+use crate::dns::DnsError;
+
+/// Where one delivery attempt leaves from.
+pub(super) struct Pool {
+    pub(super) source: Option<IpAddr>,
+    pub(super) helo: String,
+    /// Why the high-risk pool; `None` for the normal pool.
+    pub(super) high_risk: Option<String>,
+}
+
+fn no_mx_nor_a(domain: &str) -> String {
+    format!("sender domain {domain} has neither MX nor A records")
+}
+
+pub(super) struct Hop {
+    pub(super) name: String,
+    pub(super) addr: SocketAddr,
+}
+
+pub(super) fn dns_state(e: DnsError) -> RcptState {
+    match e {
+        DnsError::NotFound(why) => RcptState::Failed {
+            reply: format!("550 5.1.2 Recipient domain not found ({why})"),
+            remote: None,
+        },
+        DnsError::Temporary(why) => pending(&format!("451 4.4.3 DNS lookup failed ({why})")),
+    }
+}
+
+/// `host:port`, `[v6]:port`, or a bare host with the default port.
+fn split_host_port(target: &str, default_port: u16) -> (String, u16) {
+    if let Ok(sa) = target.parse::<SocketAddr>() {
+        return (sa.ip().to_string(), sa.port());
+    }
+    match target.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => match p.parse() {
+            Ok(port) => (h.to_string(), port),
+            Err(_) => (target.to_string(), default_port),
+        },
+        _ => (target.trim_matches(['[', ']']).to_string(), default_port),
+    }
+}
+
+impl Inner {
+    /// The hosts to try for `domain`, best first, or the final state for every recipient when
+    /// there is nowhere to go.
+    pub(super) async fn hops(&self, domain: &str) -> Result<Vec<Hop>, RcptState> {
+        if let Some(target) = self.router.route(domain) {
+            let (host, port) = split_host_port(&target, self.config.remote_port);
+            let hops = self.addresses(&host, port).await.map_err(dns_state)?;
+            // An address the operator wrote in the route is theirs to choose; a name is
+            // answered by whoever holds its DNS.
+            if host.parse::<IpAddr>().is_ok() {
+                return Ok(hops);
+            }
+            return self.reachable(domain, hops);
+        }
+        if let Some(target) = &self.config.smart_host {
+            let (host, port) = split_host_port(target, self.config.remote_port);
+            return self.addresses(&host, port).await.map_err(dns_state);
+        }
+        let mut mxs = self.resolver.mx(domain).await.map_err(dns_state)?;
+        if mxs.len() == 1 && (mxs[0].1.is_empty() || mxs[0].1 == ".") {
+            return Err(RcptState::Failed {
+                reply: format!("556 5.1.10 The domain {domain} accepts no mail (null MX)"),
+                remote: None,
+            });
+        }
+        if mxs.is_empty() {
+            // RFC 5321 5.1: no MX means the domain itself is the mail host.
+            mxs.push((0, domain.to_string()));
+        }
+        mxs.shuffle(&mut rand::thread_rng());
+        mxs.sort_by_key(|(pref, _)| *pref);
+        let mut hops = Vec::new();
+        let mut last_err = None;
+        for (_, host) in mxs.iter().take(5) {
+            match self.addresses(host, self.config.remote_port).await {
+                Ok(mut h) => hops.append(&mut h),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        if hops.is_empty() {
+            return Err(dns_state(last_err.unwrap_or(DnsError::NotFound(format!(
+                "no address for any mail host of {domain}"
+            )))));
+        }
+        self.reachable(domain, hops)
+    }
+
+    /// The hops mail may go to (`reach.rs`); when none is left, the recipients fail, and the
+    /// operator is told which key would allow the address.
+    fn reachable(&self, domain: &str, hops: Vec<Hop>) -> Result<Vec<Hop>, RcptState> {
+        let allowed = &self.config.private_destinations;
+        let (reach, refused): (Vec<Hop>, Vec<Hop>) = hops
+            .into_iter()
+            .partition(|h| crate::reach::may_reach(h.addr.ip(), allowed));
+        match refused.first() {
+            Some(h) if reach.is_empty() => {
+                let ip = h.addr.ip().to_canonical();
+                tracing::warn!(domain, host = %h.name, %ip, "mail not delivered: its destination is not on the public internet (list the network in [delivery] private_destinations to allow it)");
+                Err(RcptState::Failed {
+                    reply: format!(
+                        "550 5.4.4 Mail for {domain} would go to {} [{ip}], which is not on the public internet: this relay does not deliver there",
+                        h.name
+                    ),
+                    remote: None,
+                })
+            }
+            _ => Ok(reach),
+        }
+    }
+
+    async fn addresses(&self, host: &str, port: u16) -> Result<Vec<Hop>, DnsError> {
+        let ips = self.resolver.ips(host).await?;
+        if ips.is_empty() {
+            return Err(DnsError::NotFound(format!("{host} has no address")));
+        }
+        Ok(ips
+            .into_iter()
+            .map(|ip| Hop {
+                name: host.to_string(),
+                addr: SocketAddr::new(ip, port),
+            })
+            .collect())
+    }
+
+    /// The pool a message leaves from, and why: the high-risk pool for reports, for mail the
+    /// scanner called bulk or spam, and for mail whose sender domain has neither MX nor A
+    /// records (SPEC section 6); the normal pool for the rest.
+    pub(super) async fn pool_for(&self, env: &Envelope) -> Pool {
+        let reason = if env.is_report {
+            Some("a report Relayward wrote".to_string())
+        } else if !env.high_risk.is_empty() {
+            Some(env.high_risk.clone())
+        } else {
+            self.sender_domain_unresolvable(&env.mail_from).await
+        };
+        let (pool, helo, counter) = if reason.is_some() {
+            (
+                &self.config.high_risk_pool,
+                &self.config.high_risk_hostname,
+                &self.stats.high_risk_pool_messages,
+            )
+        } else {
+            (
+                &self.config.normal_pool,
+                &self.config.hostname,
+                &self.stats.normal_pool_messages,
+            )
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Pool {
+            source: pool.choose(&mut rand::thread_rng()).copied(),
+            helo: helo.clone(),
+            high_risk: reason,
+        }
+    }
+
+    /// `Some(reason)` when the sender's domain has neither MX nor A/AAAA records. A DNS failure
+    /// that may pass is no proof of anything: such mail keeps the normal pool. Answers are
+    /// remembered for ten minutes.
+    async fn sender_domain_unresolvable(&self, mail_from: &str) -> Option<String> {
+        if !self.config.check_sender_dns {
+            return None;
+        }
+        let domain = mail_from.rsplit_once('@')?.1.to_ascii_lowercase();
+        if domain.is_empty() {
+            return None;
+        }
+        let fresh = Duration::from_secs(600);
+        if let Some((bad, at)) = self
+            .sender_dns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&domain)
+            && at.elapsed() < fresh
+        {
+            return bad.then(|| no_mx_nor_a(&domain));
+        }
+        let missing =
+            |r: Result<bool, DnsError>| matches!(r, Ok(false) | Err(DnsError::NotFound(_)));
+        let has_mx = self.resolver.mx(&domain).await.map(|m| !m.is_empty());
+        let bad =
+            missing(has_mx) && missing(self.resolver.ips(&domain).await.map(|a| !a.is_empty()));
+        let mut cache = self.sender_dns.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(domain.clone(), (bad, Instant::now()));
+        bad.then(|| no_mx_nor_a(&domain))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(
+            split_host_port("127.0.0.1:2600", 25),
+            ("127.0.0.1".into(), 2600)
+        );
+        assert_eq!(split_host_port("[::1]:2600", 25), ("::1".into(), 2600));
+        assert_eq!(split_host_port("mx.example", 25), ("mx.example".into(), 25));
+        assert_eq!(
+            split_host_port("mx.example:26", 25),
+            ("mx.example".into(), 26)
+        );
+    }
+}
