@@ -183,27 +183,10 @@ pub fn starttls_with_certificate(
     chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     key: rustls::pki_types::PrivateKeyDer<'static>,
 ) -> Option<Client> {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AnyCert))
-    .with_client_auth_cert(chain, key)
-    .expect("client certificate");
-    let mut c = Client::connect(addr, None);
-    c.cmd("EHLO client.test");
-    let r = c.cmd("STARTTLS");
-    assert_eq!(r.code, 220, "{r:?}");
-    let stream = c.reader.into_inner();
-    let conn =
-        rustls::ClientConnection::new(Arc::new(config), "relay.test".try_into().expect("name"))
-            .expect("tls");
-    let mut tls = rustls::StreamOwned::new(conn, stream);
-    while tls.conn.is_handshaking() {
-        tls.conn.complete_io(&mut tls.sock).ok()?;
-    }
+    let config = trusting_any_server()
+        .with_client_auth_cert(chain, key)
+        .expect("client certificate");
+    let mut tls = starttls_handshake(addr, Arc::new(config)).ok()?;
     // TLS 1.3: a refused client certificate shows on the first read after the handshake.
     tls.write_all(b"EHLO client.test\r\n").ok()?;
     let mut reader = BufReader::new(Box::new(tls) as Box<dyn ReadWrite>);
@@ -218,21 +201,28 @@ pub fn starttls_with_certificate(
     }
 }
 
-/// The certificate the relay serves after STARTTLS on `addr` (DER), and the client on the
-/// encrypted connection.
-pub fn starttls_certificate(addr: SocketAddr) -> (Vec<u8>, Client) {
+/// EHLO and STARTTLS on a new session on `addr`, then the TLS handshake with `config`.
+fn starttls_handshake(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, Box<dyn ReadWrite>>> {
     let mut c = Client::connect(addr, None);
     c.cmd("EHLO client.test");
     let r = c.cmd("STARTTLS");
     assert_eq!(r.code, 220, "{r:?}");
-    let stream = c.reader.into_inner();
     let conn =
-        rustls::ClientConnection::new(tls_client_config(), "relay.test".try_into().expect("name"))
-            .expect("tls");
-    let mut tls = rustls::StreamOwned::new(conn, stream);
+        rustls::ClientConnection::new(config, "relay.test".try_into().expect("name")).expect("tls");
+    let mut tls = rustls::StreamOwned::new(conn, c.reader.into_inner());
     while tls.conn.is_handshaking() {
-        tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+        tls.conn.complete_io(&mut tls.sock)?;
     }
+    Ok(tls)
+}
+
+/// The certificate the relay serves after STARTTLS on `addr` (DER), and the client on the
+/// encrypted connection.
+pub fn starttls_certificate(addr: SocketAddr) -> (Vec<u8>, Client) {
+    let tls = starttls_handshake(addr, tls_client_config()).expect("TLS handshake");
     let der = tls
         .conn
         .peer_certificates()
@@ -276,16 +266,18 @@ pub fn https_get(addr: SocketAddr, path: &str) -> String {
 
 /// A TLS client that trusts any certificate (the relay's are self-signed in tests).
 pub fn tls_client_config() -> Arc<rustls::ClientConfig> {
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert))
-        .with_no_client_auth(),
-    )
+    Arc::new(trusting_any_server().with_no_client_auth())
+}
+
+fn trusting_any_server()
+-> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
+    rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AnyCert))
 }
 
 pub fn bind_and_connect(ip: IpAddr, addr: SocketAddr) -> TcpStream {
