@@ -92,8 +92,9 @@ impl ServerConfig {
     }
 }
 
-/// The TLS configuration a listener's new sessions are served. The operator's files being read
-/// again (a renewed client CA bundle) replace it; a session keeps the one it started with.
+/// The TLS configuration a listener's handshakes are served. The operator's files being read
+/// again (a changed client CA bundle) replace it; a connection already encrypted keeps the one
+/// its handshake had.
 #[derive(Debug)]
 pub struct TlsConfig(RwLock<Arc<rustls::ServerConfig>>);
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use crate::Policy;
 use crate::admission::{Admission, Admitted, Refused, accept};
@@ -91,7 +90,6 @@ impl<P: Policy> Listener<P> {
                         admitted,
                         config: config.clone(),
                         policy: self.policy.clone(),
-                        tls: config.tls.as_ref().map(|t| TlsAcceptor::from(t.current())),
                         stop: shutdown.subscribe(),
                         busy: admission.busy(),
                     };
@@ -133,7 +131,6 @@ struct Start<P: Policy> {
     admitted: Admitted,
     config: Arc<ServerConfig>,
     policy: Arc<P>,
-    tls: Option<TlsAcceptor>,
     stop: watch::Receiver<bool>,
     busy: crate::admission::BusyFlag,
 }
@@ -172,15 +169,7 @@ impl<P: Policy> Start<P> {
             let _ = tokio::time::timeout(Duration::from_secs(5), conn.flush()).await;
             return;
         }
-        let session = Session::new(
-            conn,
-            peer,
-            self.config,
-            self.policy,
-            self.tls,
-            self.stop,
-            self.busy,
-        );
+        let session = Session::new(conn, peer, self.config, self.policy, self.stop, self.busy);
         session.run().await;
         drop(self.admitted);
     }

@@ -76,7 +76,6 @@ pub(crate) struct Session<P: Policy> {
     peer: Peer,
     config: Arc<ServerConfig>,
     policy: Arc<P>,
-    tls: Option<TlsAcceptor>,
     stop: watch::Receiver<bool>,
     /// Whether the listener is busy (`admission.rs`): then a command is waited for less long.
     busy: BusyFlag,
@@ -97,7 +96,6 @@ impl<P: Policy> Session<P> {
         addr: SocketAddr,
         config: Arc<ServerConfig>,
         policy: Arc<P>,
-        tls: Option<TlsAcceptor>,
         stop: watch::Receiver<bool>,
         busy: BusyFlag,
     ) -> Self {
@@ -112,7 +110,6 @@ impl<P: Policy> Session<P> {
             },
             config,
             policy,
-            tls,
             stop,
             busy,
             tx: None,
@@ -389,7 +386,7 @@ impl<P: Policy> Session<P> {
             "CHUNKING".to_string(),
             "DSN".to_string(),
         ];
-        if self.tls.is_some() && !self.peer.tls {
+        if self.config.tls.is_some() && !self.peer.tls {
             lines.push("STARTTLS".to_string());
         }
         if self.peer.kind == ListenerKind::Submission
@@ -402,7 +399,7 @@ impl<P: Policy> Session<P> {
     }
 
     async fn starttls(&mut self, state: &mut P::Conn) -> std::io::Result<Flow> {
-        if self.tls.is_none() {
+        if self.config.tls.is_none() {
             return Ok(self.error(Reply::new(502, "5.5.1 STARTTLS not available")));
         }
         if self.peer.tls {
@@ -431,7 +428,14 @@ impl<P: Policy> Session<P> {
     /// The server side of a TLS handshake on the plain connection (within 30 s); the client
     /// certificate's verified names, or `None` when there is no encrypted connection.
     async fn handshake(&mut self) -> Option<Vec<String>> {
-        let Some(acceptor) = self.tls.clone() else {
+        // The configuration as it is now: a client CA bundle read again since the session began
+        // is trusted for this handshake.
+        let Some(acceptor) = self
+            .config
+            .tls
+            .as_ref()
+            .map(|t| TlsAcceptor::from(t.current()))
+        else {
             tracing::error!(peer = %self.peer.addr, "a TLS listener without a TLS configuration");
             return None;
         };

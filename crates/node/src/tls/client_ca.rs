@@ -1,7 +1,7 @@
 //! `[smtp] client_ca`: the CAs whose certificates connectors are matched by. An operator adds a
 //! CA to the bundle when a tenant's servers get their certificates from another one, and takes
 //! out one that is retired: the file is read again when it changes (as the certificates are),
-//! and sessions that start from then on are served a configuration that trusts the new bundle.
+//! and TLS handshakes from then on are served a configuration that trusts the new bundle.
 //! A bundle that cannot be used leaves the one before it in service.
 
 use std::path::{Path, PathBuf};
@@ -74,7 +74,7 @@ impl Watched for ClientCa {
                 self.failing.store(false, Ordering::Relaxed);
                 tracing::info!(
                     client_ca = %self.path.display(),
-                    "client CA bundle loaded; new SMTP sessions match connector certificates against it"
+                    "client CA bundle loaded; STARTTLS handshakes from now on match connector certificates against it"
                 );
                 Reload::Loaded
             }
