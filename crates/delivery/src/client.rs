@@ -546,42 +546,50 @@ impl Client {
     /// trickles cannot hold the connection for days.
     async fn write_data(&mut self, parts: &[&[u8]]) -> Result<(), ClientError> {
         let stage = "data";
-        let total: usize = parts.iter().map(|p| p.len()).sum();
         let step = self.settings.command_timeout;
-        let deadline =
-            tokio::time::Instant::now() + step + Duration::from_secs((total / SLOWEST_RATE) as u64);
-        let mut out = Vec::with_capacity(total.min(STUFF_CHUNK) + STUFF_CHUNK / 32 + 5);
-        let mut stuffer = DotStuffer::default();
-        let stream = &mut self.stream;
-        let written = async {
-            let by = || deadline.min(tokio::time::Instant::now() + step);
-            for part in parts {
-                for piece in part.chunks(STUFF_CHUNK) {
-                    stuffer.push(piece, &mut out);
-                    if out.len() >= STUFF_CHUNK {
-                        tokio::time::timeout_at(by(), stream.write_all(&out)).await??;
-                        out.clear();
-                    }
-                }
-            }
-            stuffer.finish(&mut out);
-            tokio::time::timeout_at(by(), stream.write_all(&out)).await??;
-            tokio::time::timeout_at(by(), stream.flush()).await??;
-            Ok::<(), Step>(())
-        };
-        written.await.map_err(|e| match e {
-            Step::Late => ClientError::Timeout(stage),
-            Step::Io(e) => ClientError::Io {
-                stage,
-                reason: e.to_string(),
-            },
-        })
+        write_stuffed(&mut self.stream, parts, step)
+            .await
+            .map_err(|e| match e {
+                Step::Late => ClientError::Timeout(stage),
+                Step::Io(e) => ClientError::Io {
+                    stage,
+                    reason: e.to_string(),
+                },
+            })
     }
 
     pub async fn quit(mut self) {
         let _ =
             tokio::time::timeout(Duration::from_secs(2), self.command("QUIT\r\n", "QUIT")).await;
     }
+}
+
+/// `Client::write_data`'s writing, on any stream: each write within `step`, the whole within
+/// `step` and a second per `SLOWEST_RATE` bytes.
+async fn write_stuffed<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    parts: &[&[u8]],
+    step: Duration,
+) -> Result<(), Step> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let deadline =
+        tokio::time::Instant::now() + step + Duration::from_secs((total / SLOWEST_RATE) as u64);
+    let by = || deadline.min(tokio::time::Instant::now() + step);
+    let mut out = Vec::with_capacity(total.min(STUFF_CHUNK) + STUFF_CHUNK / 32 + 5);
+    let mut stuffer = DotStuffer::default();
+    for part in parts {
+        for piece in part.chunks(STUFF_CHUNK) {
+            stuffer.push(piece, &mut out);
+            if out.len() >= STUFF_CHUNK {
+                tokio::time::timeout_at(by(), stream.write_all(&out)).await??;
+                out.clear();
+            }
+        }
+    }
+    stuffer.finish(&mut out);
+    tokio::time::timeout_at(by(), stream.write_all(&out)).await??;
+    tokio::time::timeout_at(by(), stream.flush()).await??;
+    Ok(())
 }
 
 /// How much of a message is stuffed before it is written.
@@ -746,6 +754,67 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader that takes `per_second` bytes a second from `from` until it ends; what it read.
+    fn slow_reader(
+        mut from: tokio::io::DuplexStream,
+        per_second: usize,
+    ) -> tokio::task::JoinHandle<usize> {
+        tokio::spawn(async move {
+            let mut got = 0;
+            let mut buf = vec![0; per_second];
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                match from.read(&mut buf).await {
+                    Ok(0) | Err(_) => return got,
+                    Ok(n) => got += n,
+                }
+            }
+        })
+    }
+
+    /// A destination on a slow but steady link gets a large message; one that takes it slower
+    /// than `SLOWEST_RATE`, however steadily (every write goes through within its step), is
+    /// given up on once the message's time is spent, not days later. (Time is paused: minutes
+    /// of reading pass in an instant.)
+    #[tokio::test(start_paused = true)]
+    async fn a_message_read_slower_than_the_floor_rate_is_given_up_on_in_its_time() {
+        let message = vec![b'x'; 1024 * 1024];
+        let step = Duration::from_secs(10);
+        // The whole message's time: 10 s + 1 MiB / 10 KiB/s = 112 s.
+        let allowed = step + Duration::from_secs((message.len() / SLOWEST_RATE) as u64);
+
+        // 16 KiB/s: 64 s for the message, each 64 KiB write 4 s.
+        let (mut ours, theirs) = tokio::io::duplex(16 * 1024);
+        let reader = slow_reader(theirs, 16 * 1024);
+        let started = tokio::time::Instant::now();
+        let written = write_stuffed(&mut ours, &[&message], step).await;
+        assert!(
+            written.is_ok(),
+            "a steady 16 KiB/s link did not get the message"
+        );
+        assert!(started.elapsed() < allowed);
+        drop(ours);
+        assert_eq!(reader.await.expect("reader"), message.len() + 5);
+
+        // 8 KiB/s: each 64 KiB write still goes through within its step (8 s of 10), but the
+        // message would take 128 s.
+        let (mut ours, theirs) = tokio::io::duplex(8 * 1024);
+        let reader = slow_reader(theirs, 8 * 1024);
+        let started = tokio::time::Instant::now();
+        let written = write_stuffed(&mut ours, &[&message], step).await;
+        assert!(
+            matches!(written, Err(Step::Late)),
+            "a trickle was waited for"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= allowed - step && waited <= allowed,
+            "given up on after {waited:?}, the message's time being {allowed:?}"
+        );
+        drop(ours);
+        assert!(reader.await.expect("reader") < message.len());
+    }
 
     fn dot_stuff(body: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
