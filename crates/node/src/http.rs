@@ -213,6 +213,12 @@ async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
         "Spool batches that failed to write.",
         sp.write_errors.load(Ordering::Relaxed),
     );
+    m(
+        "relayward_spool_unreadable_at_start",
+        "gauge",
+        "Ranges of spool bytes that were not whole records when the relay started: a write cut short by a crash, or damage; each is copied to the spool's damaged/ directory, and the records after it were read.",
+        sp.unreadable_at_open.load(Ordering::Relaxed),
+    );
     let q = s.queue.stats();
     m(
         "relayward_queue_messages",

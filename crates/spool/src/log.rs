@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use crate::envelope::Envelope;
 use crate::record::{self, Kind};
 
+mod damage;
 mod room;
 use room::{RESERVE_BYTES, RESERVE_FILE, has_room, is_no_space, make_reserve};
 
@@ -65,6 +66,8 @@ pub struct SpoolStats {
     pub live_messages: AtomicU64,
     pub segments: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Ranges of bytes that were not whole records when the spool was opened (`log/damage.rs`).
+    pub unreadable_at_open: AtomicU64,
 }
 
 #[derive(Clone, Copy)]
@@ -220,6 +223,7 @@ impl Spool {
         let mut envelopes: HashMap<String, (u64, Envelope)> = HashMap::new();
         let mut order = 0u64;
         let mut bytes_on_disk = 0u64;
+        let mut unreadable = 0u64;
         for &seg in &segs {
             let path = segment_path(dir, seg);
             let mut data = Vec::new();
@@ -229,66 +233,92 @@ impl Spool {
             bytes_on_disk += data.len() as u64;
             index.seg_live.insert(seg, 0);
             let mut pos = 0usize;
-            while let Some(rec) = record::decode(&data[pos..]) {
-                match rec.kind {
-                    Kind::Put => match serde_json::from_slice::<Envelope>(rec.meta) {
-                        Ok(env) => {
-                            let at = At {
-                                seg,
-                                offset: pos as u64,
-                                len: rec.total_len as u64,
-                            };
-                            let loc = Loc {
-                                seg,
-                                body_offset: (pos + rec.body_offset) as u64,
-                                body_len: rec.body_len as u64,
-                                rec_len: rec.total_len as u64,
-                                meta: at,
-                            };
-                            index.add(rec.id.to_string(), loc);
-                            // A message compacted forward keeps its first place in the order.
-                            let first = envelopes.get(rec.id).map(|(o, _)| *o);
-                            let o = first.unwrap_or_else(|| {
-                                order += 1;
-                                order
-                            });
-                            envelopes.insert(rec.id.to_string(), (o, env));
-                        }
-                        Err(e) => tracing::error!(id = rec.id, segment = seg, error = %e,
-                            "spooled envelope cannot be read; message left in the segment"),
-                    },
-                    Kind::Update => {
-                        if let (Some(slot), Ok(env)) = (
-                            envelopes.get_mut(rec.id),
-                            serde_json::from_slice::<Envelope>(rec.meta),
-                        ) {
-                            slot.1 = env;
-                            index.updated(
-                                rec.id,
-                                At {
+            let end = damage::written_end(&data);
+            loop {
+                while let Some(rec) = record::decode(&data[pos..]) {
+                    match rec.kind {
+                        Kind::Put => match serde_json::from_slice::<Envelope>(rec.meta) {
+                            Ok(env) => {
+                                let at = At {
                                     seg,
                                     offset: pos as u64,
                                     len: rec.total_len as u64,
-                                },
-                            );
+                                };
+                                let loc = Loc {
+                                    seg,
+                                    body_offset: (pos + rec.body_offset) as u64,
+                                    body_len: rec.body_len as u64,
+                                    rec_len: rec.total_len as u64,
+                                    meta: at,
+                                };
+                                index.add(rec.id.to_string(), loc);
+                                // A message compacted forward keeps its first place in the order.
+                                let first = envelopes.get(rec.id).map(|(o, _)| *o);
+                                let o = first.unwrap_or_else(|| {
+                                    order += 1;
+                                    order
+                                });
+                                envelopes.insert(rec.id.to_string(), (o, env));
+                            }
+                            Err(e) => tracing::error!(id = rec.id, segment = seg, error = %e,
+                                "spooled envelope cannot be read; message left in the segment"),
+                        },
+                        Kind::Update => {
+                            if let (Some(slot), Ok(env)) = (
+                                envelopes.get_mut(rec.id),
+                                serde_json::from_slice::<Envelope>(rec.meta),
+                            ) {
+                                slot.1 = env;
+                                index.updated(
+                                    rec.id,
+                                    At {
+                                        seg,
+                                        offset: pos as u64,
+                                        len: rec.total_len as u64,
+                                    },
+                                );
+                            }
+                        }
+                        Kind::Done => {
+                            envelopes.remove(rec.id);
+                            index.remove(rec.id);
                         }
                     }
-                    Kind::Done => {
-                        envelopes.remove(rec.id);
-                        index.remove(rec.id);
+                    pos += rec.total_len;
+                }
+                if pos >= end {
+                    break;
+                }
+                // Bytes that are not a whole record: kept aside, and the records after them
+                // read on (`log/damage.rs`).
+                unreadable += 1;
+                let next = damage::next_record(&data, pos + 1);
+                let until = next.unwrap_or(end);
+                let kept = damage::keep_aside(dir, seg, pos, &data[pos..until])
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                match next {
+                    Some(next) => {
+                        tracing::error!(
+                            segment = seg,
+                            offset = pos,
+                            bytes = next - pos,
+                            kept,
+                            "spool segment damaged: bytes that are not a record, with records after them (a message in them cannot be delivered; a copy is kept); the records after them are read"
+                        );
+                        pos = next;
+                    }
+                    None => {
+                        tracing::warn!(
+                            segment = seg,
+                            offset = pos,
+                            bytes = end - pos,
+                            kept,
+                            "spool segment ends in an incomplete record (a write cut short, never acknowledged); ignored, a copy is kept"
+                        );
+                        break;
                     }
                 }
-                pos += rec.total_len;
-            }
-            // The zeros written ahead of the records (see `room::ZERO_AHEAD`) are not a torn
-            // record: a segment left by a stop without its clean end has them.
-            if pos < data.len() && data[pos..].iter().any(|&b| b != 0) {
-                tracing::warn!(
-                    segment = seg,
-                    offset = pos,
-                    len = data.len(),
-                    "spool segment ends in an incomplete record (a write cut short); ignored"
-                );
             }
         }
         let mut recovered: Vec<(u64, Envelope)> = envelopes.into_values().collect();
@@ -321,6 +351,10 @@ impl Spool {
             .stats
             .bytes_on_disk
             .store(bytes_on_disk, Ordering::Relaxed);
+        shared
+            .stats
+            .unreadable_at_open
+            .store(unreadable, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             shared: shared.clone(),
@@ -783,7 +817,7 @@ mod tests {
     use super::*;
     use crate::envelope::Recipient;
 
-    fn env(id: &str) -> Envelope {
+    pub(super) fn env(id: &str) -> Envelope {
         Envelope {
             id: id.into(),
             received_at: 0,
