@@ -260,8 +260,21 @@ impl Spool {
                                 });
                                 envelopes.insert(rec.id.to_string(), (o, env));
                             }
-                            Err(e) => tracing::error!(id = rec.id, segment = seg, error = %e,
-                                "spooled envelope cannot be read; message left in the segment"),
+                            Err(e) => {
+                                // Whole, but not an envelope this version reads: kept aside,
+                                // as the segment goes once the messages it holds are finished.
+                                unreadable += 1;
+                                let kept = damage::keep_aside(
+                                    dir,
+                                    seg,
+                                    pos,
+                                    &data[pos..pos + rec.total_len],
+                                )
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_default();
+                                tracing::error!(id = rec.id, segment = seg, error = %e, kept,
+                                    "spooled envelope cannot be read; the message is not delivered, a copy of its record is kept");
+                            }
                         },
                         Kind::Update => {
                             if let (Some(slot), Ok(env)) = (

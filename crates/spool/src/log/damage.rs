@@ -149,6 +149,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_whole_record_whose_envelope_cannot_be_read_is_kept_aside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        spool_three(dir.path()).await;
+        let (path, mut data) = segment(dir.path());
+        let end = written_end(&data);
+        let odd = record::encode(record::Kind::Put, "X", br#"{"id": 5}"#, b"a body");
+        data[end..end + odd.len()].copy_from_slice(&odd);
+        fs::write(&path, &data).expect("write");
+
+        let (spool, found) = Spool::open(dir.path(), None).expect("reopen");
+        assert_eq!(found.len(), 3);
+        assert_eq!(spool.stats().unreadable_at_open.load(Ordering::Relaxed), 1);
+        assert_eq!(kept(dir.path()), vec![odd]);
+    }
+
+    #[tokio::test]
     async fn a_whole_spool_has_nothing_unreadable() {
         let dir = tempfile::tempdir().expect("tempdir");
         spool_three(dir.path()).await;
