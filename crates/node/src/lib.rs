@@ -214,7 +214,7 @@ impl Listeners {
 }
 
 /// The TLS files the configuration names, loaded as at start (for `check-config`).
-pub use tls::{Checked as CheckedCertificate, check as check_tls};
+pub use tls::{Checked as CheckedCertificate, TlsCheck, check as check_tls};
 
 /// Runs the relay on the configuration's addresses until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<()> {

@@ -55,9 +55,15 @@ pub struct Checked {
     pub not_after: Option<i64>,
 }
 
+/// What `check` found: the certificates, and how many CAs the client CA bundle holds.
+pub struct TlsCheck {
+    pub certificates: Vec<Checked>,
+    pub client_cas: Option<usize>,
+}
+
 /// Loads every certificate, key and CA file the configuration names, as the relay would at
 /// start, without serving them (nothing is written: no self-signed certificate is made).
-pub fn check(config: &Config) -> Result<Vec<Checked>> {
+pub fn check(config: &Config) -> Result<TlsCheck> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut out = Vec::new();
     let mut pair = |listener, cert: &Path, key: &Path| -> Result<()> {
@@ -76,10 +82,14 @@ pub fn check(config: &Config) -> Result<Vec<Checked>> {
     if let Some((c, k)) = &config.http_tls {
         pair("http", c, k)?;
     }
-    if let Some(ca) = &config.client_ca {
-        client_ca::roots(ca).context("[smtp] client_ca")?;
-    }
-    Ok(out)
+    let client_cas = match &config.client_ca {
+        Some(ca) => Some(client_ca::roots(ca).context("[smtp] client_ca")?.len()),
+        None => None,
+    };
+    Ok(TlsCheck {
+        certificates: out,
+        client_cas,
+    })
 }
 
 /// `[smtp] tls_cert` and `tls_key`, when the operator gave them (both or neither).

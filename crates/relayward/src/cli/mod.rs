@@ -75,7 +75,7 @@ impl ActorArgs {
 /// `check-config`: what the configuration file resolves to, its TLS files loaded as the relay
 /// would load them.
 pub fn check_config(config: &Config) -> Result<()> {
-    let certificates = relayward_node::check_tls(config)?;
+    let tls = relayward_node::check_tls(config)?;
     outln!("configuration is valid");
     outln!("  relay:      {}", config.relay_listen);
     outln!("  submission: {}", config.submission_listen);
@@ -83,7 +83,7 @@ pub fn check_config(config: &Config) -> Result<()> {
         outln!("  submissions (implicit TLS): {a}");
     }
     outln!("  http:       {}", config.http_listen);
-    for c in &certificates {
+    for c in &tls.certificates {
         outln!(
             "  {} certificate: {} (valid until {})",
             c.listener,
@@ -91,6 +91,13 @@ pub fn check_config(config: &Config) -> Result<()> {
             c.not_after
                 .map(relayward_clock::iso_date)
                 .unwrap_or_else(|| "unknown".into())
+        );
+    }
+    if let (Some(path), Some(n)) = (&config.client_ca, tls.client_cas) {
+        outln!(
+            "  client CA bundle: {} ({n} CA{})",
+            path.display(),
+            if n == 1 { "" } else { "s" }
         );
     }
     if !config.proxy_protocol_from.is_empty() {

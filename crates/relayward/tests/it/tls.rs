@@ -514,12 +514,22 @@ fn check_config_loads_the_certificates_as_the_relay_would_and_says_when_they_end
     let (a_pem, a_key, _) = pair((2027, 3, 1));
     replace(&cert, &a_pem);
     replace(&key, &a_key);
+    let bundle = dir.path().join("client-ca.pem");
+    replace(
+        &bundle,
+        &format!(
+            "{}{}",
+            client_ca("First CA").pem,
+            client_ca("Second CA").pem
+        ),
+    );
     let config = write_config(
         dir.path(),
         &format!(
-            "[smtp]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            "[smtp]\ntls_cert = \"{}\"\ntls_key = \"{}\"\nclient_ca = \"{}\"\n",
             cert.display(),
-            key.display()
+            key.display(),
+            bundle.display()
         ),
     );
     let check = || {
@@ -543,6 +553,13 @@ fn check_config_loads_the_certificates_as_the_relay_would_and_says_when_they_end
         out.contains("smtp certificate") && out.contains("valid until 2027-03-01"),
         "{out}"
     );
+    assert!(out.contains("client-ca.pem (2 CAs)"), "{out}");
+    // A CA bundle cut short: the check says so.
+    replace(&bundle, "-----BEGIN CERTIFICATE-----\nMIIB\n");
+    let (ok, out) = check();
+    assert!(!ok, "{out}");
+    assert!(out.contains("[smtp] client_ca"), "{out}");
+    replace(&bundle, &client_ca("Third CA").pem);
     // A renewal gone half way: the check says so before anyone restarts on it.
     let (b_pem, _, _) = pair((2027, 6, 1));
     replace(&cert, &b_pem);
