@@ -103,12 +103,12 @@ impl TlsConfig {
         Arc::new(TlsConfig(RwLock::new(config)))
     }
 
-    /// What a session starting now is served.
+    /// What a handshake starting now is served.
     pub fn current(&self) -> Arc<rustls::ServerConfig> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Serves `config` to the sessions that start from now on.
+    /// Serves `config` to the handshakes from now on.
     pub fn replace(&self, config: Arc<rustls::ServerConfig>) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
