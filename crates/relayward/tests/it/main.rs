@@ -18,6 +18,7 @@ mod guard;
 mod hostile;
 mod postfix;
 mod queue;
+mod readme;
 mod scan;
 mod tls;
 mod util;

@@ -133,13 +133,13 @@ fn renewed_certificates_are_served_without_a_restart_and_broken_ones_are_not() {
 }
 
 /// A CA that signs client certificates: its certificate as PEM, and what it signs with.
-struct ClientCa {
-    pem: String,
+pub(crate) struct ClientCa {
+    pub(crate) pem: String,
     cert: rcgen::Certificate,
     key: rcgen::KeyPair,
 }
 
-fn client_ca(name: &str) -> ClientCa {
+pub(crate) fn client_ca(name: &str) -> ClientCa {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
     params
         .distinguished_name

@@ -81,6 +81,20 @@ mod tests {
             spool.put(&env(id), body.as_bytes()).await.expect("put");
         }
         spool.flush().await.expect("flush");
+        drop(spool);
+        // The writer thread cuts the zeros ahead off the segment as it ends, and lets go of the
+        // lock after: the segment is final once the lock is free.
+        let lock = fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("spool.lock"))
+            .expect("lock file");
+        for _ in 0..500 {
+            if lock.try_lock().is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("the spool's writer did not end");
     }
 
     fn kept(dir: &Path) -> Vec<Vec<u8>> {
@@ -136,10 +150,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         spool_three(dir.path()).await;
         let (path, mut data) = segment(dir.path());
-        let end = written_end(&data);
-        // Half a record after the last whole one, zeros after it as the writer leaves them.
+        // Half a record after the last whole one, and zeros after it, as a writer stopped by a
+        // crash leaves them.
         let torn = record::encode(record::Kind::Put, "D", b"{}", b"never acknowledged");
-        data[end..end + torn.len() / 2].copy_from_slice(&torn[..torn.len() / 2]);
+        data.extend_from_slice(&torn[..torn.len() / 2]);
+        data.extend_from_slice(&[0; 4096]);
         fs::write(&path, &data).expect("write");
 
         let (spool, found) = Spool::open(dir.path(), None).expect("reopen");
@@ -153,9 +168,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         spool_three(dir.path()).await;
         let (path, mut data) = segment(dir.path());
-        let end = written_end(&data);
         let odd = record::encode(record::Kind::Put, "X", br#"{"id": 5}"#, b"a body");
-        data[end..end + odd.len()].copy_from_slice(&odd);
+        data.extend_from_slice(&odd);
         fs::write(&path, &data).expect("write");
 
         let (spool, found) = Spool::open(dir.path(), None).expect("reopen");
