@@ -174,6 +174,10 @@ pub struct Config {
     pub limits: Limits,
     pub auto_approve_releases: bool,
     pub alert_sender: String,
+    /// The "messages delayed" alert: at least this many of a tenant's messages queued for
+    /// longer than `delayed_alert_after`.
+    pub delayed_alert_messages: u64,
+    pub delayed_alert_after: Duration,
     pub bulk_recipients: u32,
     pub rspamd: Option<SocketAddr>,
     pub rspamd_timeout: Duration,
@@ -514,6 +518,15 @@ impl Config {
                 .alert_sender
                 .clone()
                 .unwrap_or_else(|| format!("postmaster@{hostname}")),
+            delayed_alert_messages: match raw.guard.delayed_alert_messages {
+                Some(0) => bail!("guard.delayed_alert_messages must be at least 1"),
+                n => n.unwrap_or(2000),
+            },
+            delayed_alert_after: dur(
+                &raw.guard.delayed_alert_after,
+                "1h",
+                "guard.delayed_alert_after",
+            )?,
             bulk_recipients: raw.scan.bulk_recipients.unwrap_or(20),
             rspamd: raw
                 .scan

@@ -87,6 +87,10 @@ pub struct RawGuard {
     pub auto_approve_releases: Option<bool>,
     /// Header From of alert mail (default `postmaster@<smtp.hostname>`).
     pub alert_sender: Option<String>,
+    /// SPEC section 9's "messages delayed" alert: this many of a tenant's messages waiting in
+    /// the queue longer than `delayed_alert_after` (default 2000 and 1h).
+    pub delayed_alert_messages: Option<u64>,
+    pub delayed_alert_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

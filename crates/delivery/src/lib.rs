@@ -11,6 +11,6 @@ pub mod reach;
 mod starttls;
 
 pub use queue::{
-    DeliveryConfig, DestinationView, Events, Outgoing, Queue, QueueAction, QueueActionError,
-    QueueStats, QueuedMessage, Router, Signer,
+    Delayed, DeliveryConfig, DestinationView, Events, Outgoing, Queue, QueueAction,
+    QueueActionError, QueueStats, QueuedMessage, Router, Signer,
 };

@@ -17,11 +17,13 @@ use tokio::task::JoinSet;
 use crate::client::{Client, ClientError, ClientSettings, OutMessage, OutRcpt, SmtpReply};
 use crate::dns::Resolver;
 
+mod delayed;
 mod destinations;
 mod idle;
 mod memory;
 mod reports;
 mod route;
+pub use delayed::Delayed;
 pub use destinations::DestinationView;
 use destinations::{Health, WakeParked};
 use memory::BodyMemory;

@@ -8,6 +8,7 @@
 
 mod changes;
 pub mod control_socket;
+mod delayed;
 mod guarding;
 mod http;
 mod notify;
@@ -548,6 +549,12 @@ pub async fn serve(
         config.trace_retention,
         config.audit_retention,
     ));
+    let delayed_task = tokio::spawn(delayed::watch(
+        queue.clone(),
+        guard.clone(),
+        config.delayed_alert_messages,
+        config.delayed_alert_after,
+    ));
     let guard_task = tokio::spawn(guarding::run(
         guard.clone(),
         dyn_store.clone(),
@@ -584,6 +591,7 @@ pub async fn serve(
     reload_task.abort();
     tls_task.abort();
     guard_task.abort();
+    delayed_task.abort();
     retention_task.abort();
     socket_task.abort();
     let _ = std::fs::remove_file(&socket_path);

@@ -246,3 +246,67 @@ fn the_trace_is_searched_and_paged_per_tenant() {
             .is_some_and(Vec::is_empty)
     );
 }
+
+/// SPEC section 9's "messages delayed" alert: once `[guard] delayed_alert_messages` of a
+/// tenant's messages have waited longer than `delayed_alert_after`, its admins are alerted,
+/// once, with the destinations most waited for; messages an operator holds do not count.
+#[test]
+fn a_tenant_whose_mail_waits_long_is_alerted_once() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&format!(
+        r#"
+[guard]
+delayed_alert_messages = 3
+delayed_alert_after = "2s"
+[delivery]
+smart_host = "{}"
+retry_schedule = ["1h"]
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
+users = [ {{ address = "alice@contoso.example" }} ]
+"#,
+        rx.addr
+    ));
+    let delayed = |relay: &Relay| {
+        relay
+            .cli(&["alerts", "--tenant", "contoso"])
+            .matches("messages_delayed")
+            .count()
+    };
+    // Three deferred by the destination, one of them held by an operator: two count.
+    let ids = three_deferred(&relay);
+    let tok = relay.token(&["--name", "ops", "--role", "operator"]);
+    // Held once its first round is over (during it, the answer is 409).
+    let held = wait_for(Duration::from_secs(10), || {
+        let path = format!("/api/v1/queue/{}/hold", ids[0]);
+        (relay.api("POST", &path, Some(&tok), None).0 == 200).then_some(())
+    });
+    assert!(held.is_some(), "the message could not be held");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        delayed(&relay),
+        0,
+        "two waiting messages are under the threshold"
+    );
+
+    // A third waits: past the threshold once it has waited 2 s.
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    let reply = c.transaction("alice@contoso.example", &["defer-d@remote.example"], MSG);
+    assert_eq!(reply.code, 250, "{reply:?}");
+    let alerts = wait_for(Duration::from_secs(15), || {
+        let out = relay.cli(&["alerts", "--tenant", "contoso"]);
+        out.contains("messages_delayed").then_some(out)
+    })
+    .expect("a messages-delayed alert");
+    assert!(
+        alerts.contains("3 messages have waited in the queue for more than 2 s")
+            && alerts.contains("remote.example (2)"),
+        "{alerts}"
+    );
+    // Still waiting a while later: not told again.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(delayed(&relay), 1);
+}
