@@ -267,6 +267,9 @@ pub enum TraceKind {
     Expired,
     /// A copy made for a recipient's forwarding address (or refused).
     Forwarded,
+    /// The recipient's mail left only as its forwarded copy (a forward-only user): the
+    /// recipient's status is then `Expanded`, as a list's is when it became its members.
+    Expanded,
 }
 
 impl TraceKind {
@@ -283,6 +286,7 @@ impl TraceKind {
             TraceKind::NdrSent => "ndr_sent",
             TraceKind::Expired => "expired",
             TraceKind::Forwarded => "forwarded",
+            TraceKind::Expanded => "expanded",
         }
     }
 
@@ -293,6 +297,7 @@ impl TraceKind {
             TraceKind::Delivered => Some("Delivered"),
             TraceKind::Deferred => Some("Deferred"),
             TraceKind::Failed | TraceKind::Expired => Some("Failed"),
+            TraceKind::Expanded => Some("Expanded"),
             _ => None,
         }
     }
@@ -304,7 +309,7 @@ pub struct TraceQuery {
     pub sender: Option<String>,
     pub recipient: Option<String>,
     pub tenant: Option<String>,
-    /// `Delivered`, `Failed`, `Pending`, `Deferred`.
+    /// `Delivered`, `Failed`, `Pending`, `Deferred`, `Expanded`.
     pub status: Option<String>,
     /// Unix milliseconds, inclusive.
     pub since: Option<i64>,

@@ -308,9 +308,16 @@ impl RelayPolicy {
                     f.user, f.target, copy.id
                 ),
             };
+            // A forward-only user's mail left only as this copy: the user's status is
+            // Expanded (a user who keeps a copy has it queued as any recipient).
+            let kind = if f.outcome.is_ok() && !f.keep_copy {
+                TraceKind::Expanded
+            } else {
+                TraceKind::Forwarded
+            };
             self.trace.send(TraceEvent {
                 recipient: Some(f.user.clone()),
-                ..event(TraceKind::Forwarded, detail, None)
+                ..event(kind, detail, None)
             });
             self.trace.send(TraceEvent {
                 message_id: copy.id.clone(),

@@ -17,7 +17,7 @@ pub struct TraceArgs {
     recipient: Option<String>,
     #[arg(long)]
     tenant: Option<String>,
-    /// Delivered, Failed, Pending or Deferred.
+    /// Delivered, Failed, Pending, Deferred or Expanded (a forward-only user's mail).
     #[arg(long)]
     status: Option<String>,
     /// Only messages received in this last period (like 1h, 2d).

@@ -363,6 +363,27 @@ fn forward_only_policy_and_restrictions_decide_whether_a_copy_leaves() {
     })
     .expect("the forwarded copy counted toward the tenant's volume");
     assert_eq!(counter("unregistered_messages_24h"), 0.0);
+
+    // The trace finds a forward-only user's message by the user, with SPEC section 9's
+    // "Expanded": the mail left only as its forwarded copy. A refused forward leaves the user's
+    // own copy, which goes on as any other.
+    let traced = |args: &[&str]| {
+        let mut a = vec!["trace", "--json"];
+        a.extend_from_slice(args);
+        relay.cli(&a)
+    };
+    let olaf = wait_for(Duration::from_secs(10), || {
+        let out = traced(&["--recipient", "olaf@contoso.example"]);
+        out.contains("Expanded").then_some(out)
+    })
+    .expect("the forward-only user's message in the trace, Expanded");
+    assert!(olaf.contains("expanded"), "{olaf}");
+    let expanded = traced(&["--status", "Expanded"]);
+    assert!(
+        expanded.contains("olaf@contoso.example") && expanded.contains("gina@fabrikam.example"),
+        "{expanded}"
+    );
+    assert!(!expanded.contains("fred@fabrikam.example"), "{expanded}");
 }
 
 #[test]
