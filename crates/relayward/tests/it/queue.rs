@@ -11,8 +11,14 @@ const MSG: &str = "From: alice@contoso.example\r\nSubject: Order 42\r\n\r\nPleas
 /// contoso (from the file) with a connector for 127.0.0.1 and a user, delivering to `rx`,
 /// retrying on `retry`.
 pub(crate) fn contoso_relay(rx: &Receiver, retry: &str) -> Relay {
+    contoso_relay_with(rx, retry, "")
+}
+
+/// `contoso_relay` with more tables (`extra`, before the others).
+fn contoso_relay_with(rx: &Receiver, retry: &str, extra: &str) -> Relay {
     Relay::start(&format!(
         r#"
+{extra}
 [delivery]
 smart_host = "{}"
 retry_schedule = ["{retry}"]
@@ -253,22 +259,11 @@ fn the_trace_is_searched_and_paged_per_tenant() {
 #[test]
 fn a_tenant_whose_mail_waits_long_is_alerted_once() {
     let rx = Receiver::start(false);
-    let relay = Relay::start(&format!(
-        r#"
-[guard]
-delayed_alert_messages = 3
-delayed_alert_after = "2s"
-[delivery]
-smart_host = "{}"
-retry_schedule = ["1h"]
-[[tenants]]
-name = "contoso"
-domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
-connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
-users = [ {{ address = "alice@contoso.example" }} ]
-"#,
-        rx.addr
-    ));
+    let relay = contoso_relay_with(
+        &rx,
+        "1h",
+        "[guard]\ndelayed_alert_messages = 3\ndelayed_alert_after = \"2s\"\n",
+    );
     let delayed = |relay: &Relay| {
         relay
             .cli(&["alerts", "--tenant", "contoso"])
