@@ -225,10 +225,7 @@ impl Haproxy {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         let cfg = dir.path().join("haproxy.cfg");
         std::fs::write(
             &cfg,

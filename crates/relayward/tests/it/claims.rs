@@ -215,15 +215,7 @@ fn the_configuration_file_cannot_give_one_tenants_host_to_another() {
     let check = |tenants: &str| {
         let path = dir.path().join("c.toml");
         std::fs::write(&path, config_text(&dir.path().join("data"), "", tenants)).expect("write");
-        let out = std::process::Command::new(BIN)
-            .args(["check-config", "--config"])
-            .arg(&path)
-            .output()
-            .expect("run");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        check_config(&path)
     };
     let two = |a: &str, b: &str| {
         format!(

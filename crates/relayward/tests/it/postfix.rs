@@ -13,13 +13,6 @@ const R750: &str =
     "550 5.7.750 Service unavailable. Client blocked from sending from unregistered domains";
 const R705: &str = "550 5.7.705 Access denied, tenant has exceeded threshold";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// One private Postfix instance (its own configuration, queue and log under a temporary
 /// directory), listening on a loopback port, relaying everything to `relayhost` and sending
 /// mail for `sender.test` (its users' bounces) to `bounces`.

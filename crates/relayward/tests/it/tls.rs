@@ -532,21 +532,7 @@ fn check_config_loads_the_certificates_as_the_relay_would_and_says_when_they_end
             bundle.display()
         ),
     );
-    let check = || {
-        let out = std::process::Command::new(BIN)
-            .args(["check-config", "--config"])
-            .arg(&config)
-            .output()
-            .expect("run");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let check = || check_config(&config);
     let (ok, out) = check();
     assert!(ok, "{out}");
     assert!(

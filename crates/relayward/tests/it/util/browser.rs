@@ -3,14 +3,14 @@
 //! the browser tests skip with a loud message, except under `CI=true`, where they fail.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::wait_for;
+use super::{free_port, wait_for};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -21,13 +21,6 @@ pub struct Browser {
     _profile: tempfile::TempDir,
     /// Pages axe-core checked, and what it found serious or critical on them.
     pub checked: Vec<(String, Vec<String>)>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// The axe-core script installed by `scripts/test` (npm ci in tests/browser).

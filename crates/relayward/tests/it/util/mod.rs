@@ -29,6 +29,14 @@ pub fn skip_or_fail(why: &str) {
     eprintln!("\n!!!!! SKIPPED: {why} !!!!!\n");
 }
 
+/// A loopback port free now, for a peer the test starts (Postfix, HAProxy, Rspamd, a browser).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
 /// A loopback port where connections are refused, for as long as the returned socket lives: it
 /// is bound without listening (and without SO_REUSEADDR), so no other test's listener can be
 /// given the same port while this one counts on nothing answering there.

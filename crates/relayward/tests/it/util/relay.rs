@@ -85,6 +85,24 @@ pub fn routed_tenant(routes: &[(&str, SocketAddr)]) -> String {
     )
 }
 
+/// `relayward check-config` on the file at `path`: whether it passed, and what it printed
+/// (standard output, then standard error).
+pub fn check_config(path: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(path)
+        .output()
+        .expect("run relayward check-config");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// Writes a configuration (`config_text`, data under `dir/data`) to `dir/relayward.toml` and
 /// returns its path, for tests that start or check the relay themselves.
 pub fn write_config(dir: &Path, extra: &str) -> PathBuf {

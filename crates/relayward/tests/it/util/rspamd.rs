@@ -36,10 +36,7 @@ impl RspamdServer {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         let local = dir.path();
         for sub in ["local.d", "db", "run"] {
             std::fs::create_dir_all(local.join(sub)).expect("mkdir");
