@@ -85,14 +85,8 @@ pub fn routed_tenant(routes: &[(&str, SocketAddr)]) -> String {
     )
 }
 
-/// `relayward check-config` on the file at `path`: whether it passed, and what it printed
-/// (standard output, then standard error).
-pub fn check_config(path: &Path) -> (bool, String) {
-    let out = Command::new(BIN)
-        .args(["check-config", "--config"])
-        .arg(path)
-        .output()
-        .expect("run relayward check-config");
+/// Whether a command succeeded, and what it printed (standard output, then standard error).
+fn outcome(out: &std::process::Output) -> (bool, String) {
     (
         out.status.success(),
         format!(
@@ -101,6 +95,17 @@ pub fn check_config(path: &Path) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// `relayward check-config` on the file at `path`: whether it passed, and what it printed
+/// (standard output, then standard error).
+pub fn check_config(path: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(path)
+        .output()
+        .expect("run relayward check-config");
+    outcome(&out)
 }
 
 /// Writes a configuration (`config_text`, data under `dir/data`) to `dir/relayward.toml` and
@@ -258,14 +263,7 @@ impl Relay {
             .env("RELAYWARD_LOG", "warn")
             .output()
             .expect("run relayward");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        outcome(&out)
     }
 
     pub fn http_get(&self, path: &str) -> String {
