@@ -552,6 +552,8 @@ pub async fn serve(
     let delayed_task = tokio::spawn(delayed::watch(
         queue.clone(),
         guard.clone(),
+        dyn_store.clone(),
+        config.clustered().then(|| config.node_name.clone()),
         config.delayed_alert_messages,
         config.delayed_alert_after,
     ));

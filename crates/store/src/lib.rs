@@ -181,6 +181,19 @@ pub trait Store: Send + Sync + 'static {
     /// Counters saved at `since` (Unix ms, by the store's clock) or later, by any node.
     async fn counters_since(&self, since: i64) -> Result<Vec<CounterRow>>;
 
+    /// Cluster mode: replaces this node's counts of long-waiting messages, one serialised body
+    /// per tenant (tenant, body), with `rows` (a tenant left out has none waiting here), at
+    /// `at` (Unix ms; PostgreSQL stamps its own clock); returns every node's rows saved in the
+    /// last `fresh_ms`, this node's included. Rows of a node that stopped saving fall out of
+    /// the answer after `fresh_ms` and out of the table after a day.
+    async fn share_delayed(
+        &self,
+        node: &str,
+        rows: Vec<(String, String)>,
+        fresh_ms: i64,
+        at: i64,
+    ) -> Result<Vec<CounterRow>>;
+
     async fn audit(&self, entry: &AuditEntry) -> Result<()>;
     /// Newest first.
     async fn audit_log(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;

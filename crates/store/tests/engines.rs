@@ -44,6 +44,7 @@ on_both_engines!(
     accounts_and_sessions,
     attempts_are_counted_per_key_over_a_window,
     bulk_bands_are_kept_per_node_and_band,
+    delayed_counts_are_replaced_per_node_and_read_while_fresh,
     trace_prunes_in_batches_and_counts_per_day,
 );
 
@@ -1092,6 +1093,76 @@ async fn attempts_are_counted_per_key_over_a_window(store: &dyn Store) {
             .expect("count"),
         None
     );
+}
+
+async fn delayed_counts_are_replaced_per_node_and_read_while_fresh(store: &dyn Store) {
+    let now = relayward_clock_ms();
+    let rows = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(t, b)| (t.to_string(), b.to_string()))
+            .collect()
+    };
+    let seen = |found: Vec<relayward_store::CounterRow>| {
+        let mut v: Vec<(String, String, String)> = found
+            .into_iter()
+            .map(|r| (r.node, r.tenant, r.body))
+            .collect();
+        v.sort();
+        v
+    };
+    let t = |n: &str, tenant: &str, b: &str| (n.to_string(), tenant.to_string(), b.to_string());
+    store
+        .share_delayed(
+            "a",
+            rows(&[("contoso", "1"), ("fabrikam", "2")]),
+            60_000,
+            now,
+        )
+        .await
+        .expect("share");
+    // Node a's second save replaces its first; node b reads both nodes.
+    store
+        .share_delayed(
+            "a",
+            rows(&[("contoso", "3"), ("fabrikam", "2")]),
+            60_000,
+            now,
+        )
+        .await
+        .expect("share");
+    let found = store
+        .share_delayed("b", rows(&[("contoso", "5")]), 60_000, now)
+        .await
+        .expect("share");
+    assert_eq!(
+        seen(found),
+        [
+            t("a", "contoso", "3"),
+            t("a", "fabrikam", "2"),
+            t("b", "contoso", "5")
+        ]
+    );
+    // A tenant whose backlog is gone from a node is no longer that node's.
+    let found = store
+        .share_delayed("a", rows(&[("contoso", "3")]), 60_000, now)
+        .await
+        .expect("share");
+    assert_eq!(
+        seen(found),
+        [t("a", "contoso", "3"), t("b", "contoso", "5")]
+    );
+    // Rows older than the freshness asked for are left out of the answer (node b stopped).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let found = store
+        .share_delayed("a", rows(&[("contoso", "4")]), 150, now + 300)
+        .await
+        .expect("share");
+    assert_eq!(seen(found), [t("a", "contoso", "4")]);
+    let found = store
+        .share_delayed("a", Vec::new(), 150, now + 300)
+        .await
+        .expect("share");
+    assert!(found.is_empty(), "{found:?}");
 }
 
 async fn bulk_bands_are_kept_per_node_and_band(store: &dyn Store) {

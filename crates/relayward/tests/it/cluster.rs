@@ -665,3 +665,45 @@ fn a_campaign_spread_over_the_nodes_is_bulk_at_the_one_node_count() {
         "the third node saw the campaign's six recipients: {last}"
     );
 }
+
+#[test]
+fn a_backlog_spread_over_the_nodes_is_alerted_once_at_the_cluster_count() {
+    let Some(db) = database() else { return };
+    let rx = Receiver::start(false);
+    let nodes = cluster(
+        &db.url,
+        &contoso(
+            rx.addr,
+            "",
+            "[guard]\ndelayed_alert_messages = 3\ndelayed_alert_after = \"2s\"",
+        ),
+    );
+    // Two messages wait on each of two nodes (the receiver defers defer-*): under the
+    // threshold on either, past it for the tenant.
+    for (node, rcpts) in [
+        (&nodes[0], ["defer-a@remote.example", "defer-b@remote.example"]),
+        (&nodes[1], ["defer-c@remote.example", "defer-d@other.example"]),
+    ] {
+        let mut c = Client::connect(node.relay, loopback());
+        assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+        for r in rcpts {
+            let reply = c.transaction("alice@contoso.example", &[r], CLEAN);
+            assert_eq!(reply.code, 250, "{reply:?}");
+        }
+        c.cmd("QUIT");
+    }
+    let alerts = wait_for(Duration::from_secs(20), || {
+        let out = nodes[2].cli(&["alerts", "--tenant", "contoso"]);
+        out.contains("messages_delayed").then_some(out)
+    })
+    .expect("a messages-delayed alert for the four messages on two nodes");
+    assert!(
+        alerts.contains("4 messages have waited in the queue for more than 2 s")
+            && alerts.contains("most wait for remote.example (3), other.example (1)"),
+        "{alerts}"
+    );
+    // Every node sees the backlog; the tenant is told once.
+    std::thread::sleep(Duration::from_secs(5));
+    let alerts = nodes[0].cli(&["alerts", "--tenant", "contoso"]);
+    assert_eq!(alerts.matches("messages_delayed").count(), 1, "{alerts}");
+}

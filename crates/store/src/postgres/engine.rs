@@ -1013,6 +1013,44 @@ impl Store for PgStore {
         )
     }
 
+    async fn share_delayed(
+        &self,
+        node: &str,
+        mine: Vec<(String, String)>,
+        fresh_ms: i64,
+        _at: i64,
+    ) -> Result<Vec<CounterRow>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        exec(&tx, "DELETE FROM delayed WHERE node = $1", &[&node]).await?;
+        // The server's clock, so that every node reads the others' rows by one clock.
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO delayed (node, tenant, body, updated_at)
+                 VALUES ($1, $2, $3, (extract(epoch from clock_timestamp()) * 1000)::bigint)",
+            )
+            .await?;
+        for (tenant, body) in &mine {
+            super::counted();
+            tx.execute(&st, &[&node, tenant, body]).await?;
+        }
+        exec(
+            &tx,
+            "DELETE FROM delayed WHERE updated_at < (extract(epoch from clock_timestamp()) * 1000)::bigint - 86400000",
+            &[],
+        )
+        .await?;
+        let found = rows(
+            &tx,
+            "SELECT node, tenant, body, updated_at FROM delayed
+             WHERE updated_at >= (extract(epoch from clock_timestamp()) * 1000)::bigint - $1",
+            &[&fresh_ms],
+        )
+        .await?;
+        tx.commit().await?;
+        each(found, counter_row)
+    }
+
     async fn counters_since(&self, since: i64) -> Result<Vec<CounterRow>> {
         let c = self.client().await?;
         each(

@@ -244,4 +244,16 @@ CREATE INDEX auth_lockouts_tenant ON auth_lockouts (tenant, until);
     r#"
 CREATE INDEX attempts_at ON attempts (at);
 "#,
+    // 3: each node's count of long-waiting messages per tenant; the "messages delayed" alert
+    // reads the sum.
+    r#"
+CREATE TABLE delayed (
+    node TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    body TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (node, tenant)
+);
+CREATE INDEX delayed_updated ON delayed (updated_at);
+"#,
 ];

@@ -701,6 +701,42 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn share_delayed(
+        &self,
+        node: &str,
+        mine: Vec<(String, String)>,
+        fresh_ms: i64,
+        at: i64,
+    ) -> Result<Vec<CounterRow>> {
+        let node = node.to_string();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            tx.execute("DELETE FROM delayed WHERE node = ?1", [&node])?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO delayed (node, tenant, body, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (tenant, body) in &mine {
+                    st.execute(params![node, tenant, body, at])?;
+                }
+            }
+            tx.execute(
+                "DELETE FROM delayed WHERE updated_at < ?1",
+                [at - 86_400_000],
+            )?;
+            let found = {
+                let mut st = tx.prepare_cached(
+                    "SELECT node, tenant, body, updated_at FROM delayed WHERE updated_at >= ?1",
+                )?;
+                st.query_map(params![at - fresh_ms], counter_row)?
+                    .collect::<std::result::Result<Vec<_>, _>>()?
+            };
+            tx.commit()?;
+            Ok(found)
+        })
+        .await
+    }
+
     async fn counters_since(&self, since: i64) -> Result<Vec<CounterRow>> {
         self.with(move |c| {
             let mut st = c.prepare_cached(

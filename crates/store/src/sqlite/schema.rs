@@ -282,4 +282,16 @@ CREATE INDEX bulk_bands_updated ON bulk_bands (updated_at);
     r#"
 CREATE INDEX attempts_at ON attempts (at);
 "#,
+    // 16: each node's count of long-waiting messages per tenant (cluster mode; kept here so
+    // both engines are alike).
+    r#"
+CREATE TABLE delayed (
+    node TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    body TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (node, tenant)
+);
+CREATE INDEX delayed_updated ON delayed (updated_at);
+"#,
 ];
