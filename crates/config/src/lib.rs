@@ -171,6 +171,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub delivery_command_timeout: Duration,
     pub delivery_tls: bool,
+    /// `[delivery] mta_sts`, `tls_ca_file` and `mta_sts_port`; `None`: MTA-STS off.
+    pub mta_sts: Option<MtaSts>,
     pub limits: Limits,
     pub auto_approve_releases: bool,
     pub alert_sender: String,
@@ -188,6 +190,16 @@ pub struct Config {
     pub forwarded_bytes_per_message: usize,
     pub webhooks: WebhookConfig,
     pub tenants: Vec<TenantConfig>,
+}
+
+/// MTA-STS for MX delivery (`[delivery] mta_sts`, on by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MtaSts {
+    /// `[delivery] tls_ca_file`: the CAs policy hosts' and MX hosts' certificates are checked
+    /// against (the system's bundle by default).
+    pub ca_file: PathBuf,
+    /// `[delivery] mta_sts_port`: where policies are fetched (443).
+    pub port: u16,
 }
 
 /// How tenants' webhooks are sent.
@@ -511,6 +523,14 @@ impl Config {
                 "delivery.command_timeout",
             )?,
             delivery_tls: raw.delivery.tls.unwrap_or(true),
+            mta_sts: raw.delivery.mta_sts.unwrap_or(true).then(|| MtaSts {
+                ca_file: raw
+                    .delivery
+                    .tls_ca_file
+                    .clone()
+                    .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into()),
+                port: raw.delivery.mta_sts_port.unwrap_or(443),
+            }),
             limits,
             auto_approve_releases: raw.guard.auto_approve_releases.unwrap_or(false),
             alert_sender: raw

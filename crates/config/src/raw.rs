@@ -193,6 +193,12 @@ pub struct RawDelivery {
     pub connect_timeout: Option<String>,
     pub command_timeout: Option<String>,
     pub tls: Option<bool>,
+    /// MTA-STS (RFC 8461) for MX delivery.
+    pub mta_sts: Option<bool>,
+    /// The CAs that certificates are checked against where TLS must be trusted (MTA-STS).
+    pub tls_ca_file: Option<PathBuf>,
+    /// The HTTPS port MTA-STS policies are fetched from (443; tests use their own).
+    pub mta_sts_port: Option<u16>,
 }
 
 /// Service-wide limits (SPEC sections 3 and 4). The guard (outbound protection) reads the

@@ -72,6 +72,10 @@ pub enum ClientError {
     /// over it, failed): the connection is lost, and one without TLS may work.
     #[error("STARTTLS failed during {stage}: {reason}")]
     Starttls { stage: &'static str, reason: String },
+    /// The recipient domain's MTA-STS policy is not met by this host (no TLS, or a
+    /// certificate not for its name): the mail waits rather than go without.
+    #[error("{0}")]
+    Policy(String),
 }
 
 impl ClientError {
@@ -79,6 +83,7 @@ impl ClientError {
     pub fn as_reply(&self) -> SmtpReply {
         match self {
             ClientError::Refused { reply, .. } => reply.clone(),
+            ClientError::Policy(why) => SmtpReply::synthetic(451, &format!("4.7.5 {why}")),
             other => SmtpReply::synthetic(451, &format!("4.4.2 {other}")),
         }
     }

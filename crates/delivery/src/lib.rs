@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod dns;
+pub mod mta_sts;
 mod queue;
 pub mod reach;
 mod starttls;

@@ -64,6 +64,8 @@ pub struct DeliveryConfig {
     pub command_timeout: Duration,
     pub final_timeout: Duration,
     pub tls: bool,
+    /// MTA-STS for MX delivery (`mta_sts.rs`); `None`: off.
+    pub mta_sts: Option<crate::mta_sts::MtaStsConfig>,
 }
 
 impl DeliveryConfig {
@@ -93,6 +95,7 @@ impl DeliveryConfig {
             command_timeout: Duration::from_secs(300),
             final_timeout: Duration::from_secs(600),
             tls: true,
+            mta_sts: Some(crate::mta_sts::MtaStsConfig::default()),
         }
     }
 
@@ -249,6 +252,11 @@ pub struct QueueStats {
     /// Connections that went on without the TLS their destination offered, its STARTTLS
     /// having failed (now or within the last hour).
     pub starttls_fallbacks: AtomicU64,
+    /// Delivery attempts to a host that an enforced MTA-STS policy does not let mail reach
+    /// (not one of its MX patterns, no TLS, or a certificate not for its name).
+    pub mta_sts_refusals: AtomicU64,
+    /// The same failures under policies in `testing` mode: the mail went all the same.
+    pub mta_sts_testing_failures: AtomicU64,
     pub normal_pool_messages: AtomicU64,
     pub high_risk_pool_messages: AtomicU64,
 }
@@ -299,6 +307,8 @@ struct Inner {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Addresses whose STARTTLS failed lately, reached without TLS for a while.
     broken_tls: crate::starttls::BrokenTls,
+    /// Recipient domains' MTA-STS policies; `None` with a smart host or when off.
+    mta_sts: Option<crate::mta_sts::MtaSts>,
     stats: QueueStats,
     signer: std::sync::OnceLock<Arc<dyn Signer>>,
     /// Ids of the messages in a delivery round right now.
@@ -329,6 +339,25 @@ impl Queue {
         } else {
             None
         };
+        let mta_sts = config
+            .mta_sts
+            .as_ref()
+            .filter(|_| config.smart_host.is_none())
+            .and_then(|m| match crate::mta_sts::verifying_tls(&m.ca_file) {
+                Ok(tls) => Some(crate::mta_sts::MtaSts::new(
+                    crate::mta_sts::Settings {
+                        tls,
+                        port: m.port,
+                        private_destinations: config.private_destinations.clone(),
+                        timeout: m.timeout,
+                    },
+                    resolver.clone(),
+                )),
+                Err(e) => {
+                    tracing::error!(error = %e, "MTA-STS is off: the CA bundle that certificates are checked against cannot be read ([delivery] tls_ca_file)");
+                    None
+                }
+            });
         Queue {
             inner: Arc::new(Inner {
                 workers: Arc::new(Semaphore::new(config.max_concurrent_messages.max(1))),
@@ -347,6 +376,7 @@ impl Queue {
                 sender_dns: Mutex::default(),
                 tls,
                 broken_tls: Default::default(),
+                mta_sts,
                 stats: QueueStats::default(),
                 signer: std::sync::OnceLock::new(),
                 delivering: Mutex::default(),
@@ -928,7 +958,20 @@ impl Inner {
         };
         let mut last_error: Option<ClientError> = None;
         for hop in hops.iter().take(8) {
-            let key = format!("{}|{:?}|{}", hop.addr, source, settings.helo);
+            let enforced = hop.sts == Some(crate::mta_sts::Mode::Enforce);
+            // A connection whose certificate was not checked for this host's name is not one
+            // for a policy (one address may serve several names).
+            let key = format!(
+                "{}|{:?}|{}{}",
+                hop.addr,
+                source,
+                settings.helo,
+                if enforced {
+                    format!("|mta-sts:{}", hop.name)
+                } else {
+                    String::new()
+                }
+            );
             self.event(
                 &env.id,
                 TraceKind::Attempt,
@@ -962,19 +1005,31 @@ impl Inner {
                         c
                     }
                     None => {
-                        match crate::starttls::connect(
-                            hop.addr,
-                            source,
-                            &hop.name,
-                            settings.clone(),
-                            &self.broken_tls,
-                        )
-                        .await
-                        {
+                        let connected = if enforced {
+                            self.connect_under_policy(domain, hop, source, &settings)
+                                .await
+                                .map(|c| (c, None))
+                        } else {
+                            crate::starttls::connect(
+                                hop.addr,
+                                source,
+                                &hop.name,
+                                settings.clone(),
+                                &self.broken_tls,
+                            )
+                            .await
+                        };
+                        match connected {
                             Ok((c, fallback)) => {
                                 self.stats
                                     .connections_opened
                                     .fetch_add(1, Ordering::Relaxed);
+                                if hop.sts == Some(crate::mta_sts::Mode::Testing) && !c.tls {
+                                    self.stats
+                                        .mta_sts_testing_failures
+                                        .fetch_add(1, Ordering::Relaxed);
+                                    tracing::info!(domain, host = %hop.name, addr = %hop.addr, "MTA-STS (testing): this MX host is reached without TLS; delivering all the same");
+                                }
                                 if let Some(why) = fallback {
                                     self.stats
                                         .starttls_fallbacks
@@ -1032,6 +1087,50 @@ impl Inner {
             .map(|e| e.as_reply().to_string())
             .unwrap_or_else(|| "451 4.4.1 No mail host could be reached".into());
         all(pending(&reply))
+    }
+}
+
+impl Inner {
+    /// A connection to `hop` as the recipient domain's enforced MTA-STS policy asks: TLS,
+    /// with a certificate a trusted CA issued for the host's name, and no going on without.
+    async fn connect_under_policy(
+        &self,
+        domain: &str,
+        hop: &route::Hop,
+        source: Option<IpAddr>,
+        settings: &ClientSettings,
+    ) -> Result<Client, ClientError> {
+        let Some(sts) = &self.mta_sts else {
+            return Err(ClientError::Protocol("MTA-STS"));
+        };
+        let checked = ClientSettings {
+            tls: Some(sts.tls().clone()),
+            ..settings.clone()
+        };
+        let refused = |why: String| {
+            self.stats.mta_sts_refusals.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(domain, host = %hop.name, addr = %hop.addr, why, "MTA-STS: mail not sent to this host");
+            ClientError::Policy(format!(
+                "{} [{}] {why}; the MTA-STS policy of {domain} requires TLS with a certificate for that name",
+                hop.name,
+                hop.addr.ip()
+            ))
+        };
+        match Client::connect(hop.addr, source, &hop.name, checked).await {
+            Ok(c) if c.tls => Ok(c),
+            Ok(c) => {
+                let why = match &c.starttls_refused {
+                    Some(reply) => format!("refused STARTTLS ({reply})"),
+                    None => "does not offer STARTTLS".to_string(),
+                };
+                tokio::spawn(c.quit());
+                Err(refused(why))
+            }
+            Err(ClientError::Starttls { stage, reason }) => {
+                Err(refused(format!("failed TLS during {stage}: {reason}")))
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

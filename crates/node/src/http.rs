@@ -294,6 +294,18 @@ async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
         q.starttls_fallbacks.load(Ordering::Relaxed),
     );
     m(
+        "relayward_delivery_mta_sts_refusals_total",
+        "counter",
+        "Delivery attempts that an enforced MTA-STS policy did not let go to a host (not one of its MX patterns, no TLS, or a certificate not for its name); the mail waits.",
+        q.mta_sts_refusals.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_delivery_mta_sts_testing_failures_total",
+        "counter",
+        "The same failures under MTA-STS policies in testing mode; the mail went all the same.",
+        q.mta_sts_testing_failures.load(Ordering::Relaxed),
+    );
+    m(
         "relayward_pool_normal_total",
         "counter",
         "Delivery attempts from the normal pool.",

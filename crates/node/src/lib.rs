@@ -283,6 +283,14 @@ pub async fn serve(
     delivery.connect_timeout = config.connect_timeout;
     delivery.command_timeout = config.delivery_command_timeout;
     delivery.tls = config.delivery_tls;
+    delivery.mta_sts = config
+        .mta_sts
+        .as_ref()
+        .map(|m| relayward_delivery::mta_sts::MtaStsConfig {
+            ca_file: m.ca_file.clone(),
+            port: m.port,
+            ..Default::default()
+        });
     let guard = Arc::new(guarding::GuardHandle::new(
         config.limits.clone(),
         config

@@ -10,6 +10,7 @@ use relayward_spool::{Envelope, RcptState};
 
 use super::{Inner, pending};
 use crate::dns::DnsError;
+use crate::mta_sts::Mode;
 
 /// Where one delivery attempt leaves from.
 pub(super) struct Pool {
@@ -26,6 +27,8 @@ fn no_mx_nor_a(domain: &str) -> String {
 pub(super) struct Hop {
     pub(super) name: String,
     pub(super) addr: SocketAddr,
+    /// The recipient domain's MTA-STS mode, where it has a policy that asks for something.
+    pub(super) sts: Option<Mode>,
 }
 
 pub(super) fn dns_state(e: DnsError) -> RcptState {
@@ -83,6 +86,7 @@ impl Inner {
         }
         mxs.shuffle(&mut rand::thread_rng());
         mxs.sort_by_key(|(pref, _)| *pref);
+        let sts = self.mta_sts_hosts(domain, &mut mxs).await?;
         let mut hops = Vec::new();
         let mut last_err = None;
         for (_, host) in mxs.iter().take(5) {
@@ -96,7 +100,51 @@ impl Inner {
                 "no address for any mail host of {domain}"
             )))));
         }
+        for h in &mut hops {
+            h.sts = sts;
+        }
         self.reachable(domain, hops)
+    }
+
+    /// Under an enforced MTA-STS policy, only the MX hosts it names are kept (none named: the
+    /// mail waits); under a policy in testing mode, the others are reported and kept. The mode
+    /// the hosts are then reached under.
+    async fn mta_sts_hosts(
+        &self,
+        domain: &str,
+        mxs: &mut Vec<(u16, String)>,
+    ) -> Result<Option<Mode>, RcptState> {
+        let Some(sts) = &self.mta_sts else {
+            return Ok(None);
+        };
+        let Some(policy) = sts.policy(domain).await else {
+            return Ok(None);
+        };
+        match policy.mode {
+            Mode::None => Ok(None),
+            Mode::Testing => {
+                for (_, host) in mxs.iter().filter(|(_, h)| !policy.allows(h)) {
+                    self.stats
+                        .mta_sts_testing_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(domain, host, patterns = ?policy.mx, "MTA-STS (testing): this MX host is not one the policy names; delivering all the same");
+                }
+                Ok(Some(Mode::Testing))
+            }
+            Mode::Enforce => {
+                let all: Vec<String> = mxs.iter().map(|(_, h)| h.clone()).collect();
+                mxs.retain(|(_, h)| policy.allows(h));
+                if mxs.is_empty() {
+                    self.stats.mta_sts_refusals.fetch_add(1, Ordering::Relaxed);
+                    return Err(pending(&format!(
+                        "451 4.7.5 No mail host of {domain} ({}) is one its MTA-STS policy names ({}); the mail waits until one is",
+                        all.join(", "),
+                        policy.mx.join(", ")
+                    )));
+                }
+                Ok(Some(Mode::Enforce))
+            }
+        }
     }
 
     /// The hops mail may go to (`reach.rs`); when none is left, the recipients fail, and the
@@ -132,6 +180,7 @@ impl Inner {
             .map(|ip| Hop {
                 name: host.to_string(),
                 addr: SocketAddr::new(ip, port),
+                sts: None,
             })
             .collect())
     }

@@ -100,6 +100,21 @@ pub fn check_config(config: &Config) -> Result<()> {
             if n == 1 { "" } else { "s" }
         );
     }
+    match (&config.smart_host, &config.mta_sts) {
+        (Some(_), _) => outln!("  MTA-STS:    not applied (everything goes to the smart host)"),
+        (None, None) => outln!("  MTA-STS:    off"),
+        (None, Some(m)) => match relayward_delivery::mta_sts::ca_bundle(&m.ca_file) {
+            Ok(roots) => outln!(
+                "  MTA-STS:    on; certificates checked against {} ({} CA{})",
+                m.ca_file.display(),
+                roots.len(),
+                if roots.len() == 1 { "" } else { "s" }
+            ),
+            Err(e) => outln!(
+                "  MTA-STS:    OFF: the CA bundle cannot be used ({e}); set [delivery] tls_ca_file, or mta_sts = false"
+            ),
+        },
+    }
     if !config.proxy_protocol_from.is_empty() {
         outln!(
             "  PROXY protocol from: {}",

@@ -681,8 +681,14 @@ fn a_backlog_spread_over_the_nodes_is_alerted_once_at_the_cluster_count() {
     // Two messages wait on each of two nodes (the receiver defers defer-*): under the
     // threshold on either, past it for the tenant.
     for (node, rcpts) in [
-        (&nodes[0], ["defer-a@remote.example", "defer-b@remote.example"]),
-        (&nodes[1], ["defer-c@remote.example", "defer-d@other.example"]),
+        (
+            &nodes[0],
+            ["defer-a@remote.example", "defer-b@remote.example"],
+        ),
+        (
+            &nodes[1],
+            ["defer-c@remote.example", "defer-d@other.example"],
+        ),
     ] {
         let mut c = Client::connect(node.relay, loopback());
         assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);

@@ -16,6 +16,7 @@ mod faults;
 mod forward;
 mod guard;
 mod hostile;
+mod mta_sts;
 mod postfix;
 mod queue;
 mod readme;

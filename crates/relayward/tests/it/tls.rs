@@ -132,51 +132,20 @@ fn renewed_certificates_are_served_without_a_restart_and_broken_ones_are_not() {
     assert!(relay.terminate().success());
 }
 
-/// A CA that signs client certificates: its certificate as PEM, and what it signs with.
-pub(crate) struct ClientCa {
-    pub(crate) pem: String,
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-}
-
-pub(crate) fn client_ca(name: &str) -> ClientCa {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = params.self_signed(&key).expect("CA");
-    ClientCa {
-        pem: cert.pem(),
-        cert,
-        key,
-    }
+/// A CA that signs client certificates.
+pub(crate) fn client_ca(name: &str) -> TestCa {
+    TestCa::new(name)
 }
 
 /// A client certificate for `name` signed by `ca`, with its key.
 fn client_certificate(
-    ca: &ClientCa,
+    ca: &TestCa,
     name: &str,
 ) -> (
     Vec<rustls::pki_types::CertificateDer<'static>>,
     rustls::pki_types::PrivateKeyDer<'static>,
 ) {
-    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &ca.cert, &ca.key).expect("signed");
-    (
-        vec![cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
+    ca.issue(&[name], rcgen::ExtendedKeyUsagePurpose::ClientAuth)
 }
 
 /// Connectors matched by client certificate, against the operator's CA bundle

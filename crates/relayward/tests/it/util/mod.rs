@@ -1,8 +1,10 @@
 //! Test fixtures, by what they start: the relay as a real process (`relay`), a raw SMTP client
 //! (`client`), a receiving SMTP server (`receiver`), a DNS server (`dns`) and a real Rspamd
-//! (`rspamd`), all on loopback, and a headless Chromium (`browser`). Every wait is bounded.
+//! (`rspamd`), all on loopback, and a headless Chromium (`browser`); a CA made at run time
+//! (`ca`). Every wait is bounded.
 
 mod browser;
+mod ca;
 mod client;
 mod dns;
 mod receiver;
@@ -10,6 +12,7 @@ mod relay;
 mod rspamd;
 
 pub use browser::*;
+pub use ca::*;
 pub use client::*;
 pub use dns::*;
 pub use receiver::*;

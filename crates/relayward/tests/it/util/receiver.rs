@@ -43,17 +43,21 @@ impl Receiver {
     }
 
     pub fn start_on(ip: IpAddr, starttls: bool) -> Receiver {
+        Receiver::start_at(SocketAddr::new(ip, 0), starttls.then(receiver_tls))
+    }
+
+    /// A receiver at `addr` (port 0: any) offering STARTTLS with `tls` when given.
+    pub fn start_at(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("rt");
         let listener = rt
-            .block_on(tokio::net::TcpListener::bind(SocketAddr::new(ip, 0)))
+            .block_on(tokio::net::TcpListener::bind(addr))
             .expect("bind receiver");
         let addr = listener.local_addr().expect("addr");
         let state: Arc<Mutex<ReceiverState>> = Arc::default();
-        let tls = starttls.then(receiver_tls);
         let st = state.clone();
         rt.spawn(async move {
             while let Ok((sock, peer)) = listener.accept().await {
