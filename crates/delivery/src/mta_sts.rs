@@ -229,7 +229,9 @@ impl MtaSts {
                     &domain,
                     Cached {
                         id,
-                        until: now + Duration::from_secs(policy.max_age),
+                        // Kept at least until the TXT record is looked at again: a policy
+                        // with a max_age of 0 still holds for the deliveries of that minute.
+                        until: now + Duration::from_secs(policy.max_age).max(RECHECK),
                         policy: Some(policy.clone()),
                         checked: now,
                     },
