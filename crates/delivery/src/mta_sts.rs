@@ -161,6 +161,8 @@ pub struct MtaSts {
     cache: std::sync::Mutex<HashMap<String, Cached>>,
     /// One fetch at a time per domain: deliveries to a domain at once wait for one answer.
     fetching: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Where fetched policies are kept across restarts (the relay's store).
+    keeper: std::sync::OnceLock<Arc<dyn relayward_store::Store>>,
 }
 
 impl MtaSts {
@@ -170,7 +172,15 @@ impl MtaSts {
             resolver,
             cache: Default::default(),
             fetching: Default::default(),
+            keeper: Default::default(),
         }
+    }
+
+    /// Keeps fetched policies in `store`, and reads them from it for domains not seen since
+    /// the start: an attacker who blocks the policy host after a restart does not make a
+    /// policy fetched before it lapse (RFC 8461 section 10.2).
+    pub fn keep_in(&self, store: Arc<dyn relayward_store::Store>) {
+        let _ = self.keeper.set(store);
     }
 
     pub fn tls(&self) -> &Arc<rustls::ClientConfig> {
@@ -197,6 +207,7 @@ impl MtaSts {
             return p;
         }
         let now = Instant::now();
+        self.read_kept(&domain, now).await;
         let kept = self.kept(&domain, now);
         let records = match self.resolver.txt(&format!("_mta-sts.{domain}")).await {
             Ok(r) => r,
@@ -222,9 +233,10 @@ impl MtaSts {
             return policy.clone();
         }
         match fetch::policy(&self.settings, self.resolver.as_ref(), &domain).await {
-            Ok(policy) => {
+            Ok((policy, text)) => {
                 tracing::info!(domain, id, mode = ?policy.mode, mx = ?policy.mx, max_age = policy.max_age, "MTA-STS policy fetched");
                 let policy = Arc::new(policy);
+                self.write_kept(&domain, &id, text, policy.max_age).await;
                 self.store(
                     &domain,
                     Cached {
@@ -264,6 +276,64 @@ impl MtaSts {
                     }
                 }
             }
+        }
+    }
+
+    /// A domain not in memory since the start: its policy from the store, if one is kept there
+    /// within its age (its TXT record is then looked at as for a policy fetched here).
+    async fn read_kept(&self, domain: &str, now: Instant) {
+        let Some(store) = self.keeper.get() else {
+            return;
+        };
+        if self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(domain)
+        {
+            return;
+        }
+        let now_ms = relayward_clock::now_ms();
+        let row = match store.mta_sts_policy(domain, now_ms).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(domain, error = %e, "cannot read the MTA-STS policy kept for this domain");
+                return;
+            }
+        };
+        match Policy::parse(&row.policy) {
+            Ok(policy) => self.store(
+                domain,
+                Cached {
+                    id: row.id,
+                    policy: Some(Arc::new(policy)),
+                    until: now + Duration::from_millis((row.expires_at - now_ms).max(0) as u64),
+                    checked: now.checked_sub(RECHECK).unwrap_or(now),
+                },
+            ),
+            Err(why) => tracing::warn!(
+                domain,
+                why,
+                "the MTA-STS policy kept for this domain cannot be read; left"
+            ),
+        }
+    }
+
+    async fn write_kept(&self, domain: &str, id: &str, text: String, max_age: u64) {
+        let Some(store) = self.keeper.get() else {
+            return;
+        };
+        let now_ms = relayward_clock::now_ms();
+        let row = relayward_store::MtaStsRow {
+            domain: domain.to_string(),
+            id: id.to_string(),
+            policy: text,
+            fetched_at: now_ms,
+            expires_at: now_ms.saturating_add((max_age as i64).saturating_mul(1000)),
+        };
+        if let Err(e) = store.save_mta_sts_policy(&row, now_ms).await {
+            tracing::warn!(domain, error = %e, "cannot keep the MTA-STS policy fetched; it holds in memory until the relay stops");
         }
     }
 

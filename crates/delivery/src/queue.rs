@@ -405,6 +405,14 @@ impl Queue {
         let _ = self.inner.signer.set(signer);
     }
 
+    /// Keeps fetched MTA-STS policies in `store` (across restarts, shared by a cluster's
+    /// nodes) and reads them from it for domains not seen since the start.
+    pub fn keep_mta_sts_policies(&self, store: Arc<dyn relayward_store::Store>) {
+        if let Some(sts) = &self.inner.mta_sts {
+            sts.keep_in(store);
+        }
+    }
+
     /// Messages waiting for a delivery round (not those being delivered this instant), of one
     /// tenant and/or with a pending recipient in one domain, soonest first, at most `limit`.
     pub fn list(

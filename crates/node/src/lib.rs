@@ -323,6 +323,7 @@ pub async fn serve(
         stats.clone(),
     ));
     queue.set_signer(signer.clone());
+    queue.keep_mta_sts_policies(dyn_store.clone());
     // Keys made, activated or retired on another node sign here at once, not after the cache's
     // half minute.
     if let Some(mut feed) = dyn_store.change_feed() {

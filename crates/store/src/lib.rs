@@ -181,6 +181,11 @@ pub trait Store: Send + Sync + 'static {
     /// Counters saved at `since` (Unix ms, by the store's clock) or later, by any node.
     async fn counters_since(&self, since: i64) -> Result<Vec<CounterRow>>;
 
+    /// A recipient domain's MTA-STS policy still within its age at `now`, if one was kept.
+    async fn mta_sts_policy(&self, domain: &str, now: i64) -> Result<Option<MtaStsRow>>;
+    /// Keeps a fetched policy (replacing the domain's last); policies past their age go.
+    async fn save_mta_sts_policy(&self, row: &MtaStsRow, now: i64) -> Result<()>;
+
     /// Cluster mode: replaces this node's counts of long-waiting messages, one serialised body
     /// per tenant (tenant, body), with `rows` (a tenant left out has none waiting here), at
     /// `at` (Unix ms; PostgreSQL stamps its own clock); returns every node's rows saved in the

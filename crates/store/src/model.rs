@@ -389,6 +389,20 @@ pub struct BulkBandRow {
     pub updated_at: i64,
 }
 
+/// A recipient domain's MTA-STS policy as last fetched (RFC 8461 section 5.1: a policy is
+/// kept for its max_age, across restarts, and a cluster's nodes share it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MtaStsRow {
+    pub domain: String,
+    /// The id of the TXT record it was fetched under.
+    pub id: String,
+    /// The policy file as fetched.
+    pub policy: String,
+    pub fetched_at: i64,
+    /// When its max_age runs out (Unix ms).
+    pub expires_at: i64,
+}
+
 /// One node's saved guard counters of one tenant (each node saves its own; a cluster's view of
 /// a tenant is the sum of its nodes' rows).
 #[derive(Debug, Clone, PartialEq, Eq)]

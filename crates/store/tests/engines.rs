@@ -45,6 +45,7 @@ on_both_engines!(
     attempts_are_counted_per_key_over_a_window,
     bulk_bands_are_kept_per_node_and_band,
     delayed_counts_are_replaced_per_node_and_read_while_fresh,
+    mta_sts_policies_are_kept_until_their_age_runs_out,
     trace_prunes_in_batches_and_counts_per_day,
 );
 
@@ -1163,6 +1164,69 @@ async fn delayed_counts_are_replaced_per_node_and_read_while_fresh(store: &dyn S
         .await
         .expect("share");
     assert!(found.is_empty(), "{found:?}");
+}
+
+async fn mta_sts_policies_are_kept_until_their_age_runs_out(store: &dyn Store) {
+    let row = |domain: &str, id: &str, expires_at: i64| relayward_store::MtaStsRow {
+        domain: domain.into(),
+        id: id.into(),
+        policy: format!("version: STSv1\nmode: enforce\nmx: mx.{domain}\nmax_age: 86400\n"),
+        fetched_at: 1_000,
+        expires_at,
+    };
+    assert_eq!(
+        store
+            .mta_sts_policy("remote.example", 1_000)
+            .await
+            .expect("read"),
+        None
+    );
+    store
+        .save_mta_sts_policy(&row("remote.example", "a", 5_000), 1_000)
+        .await
+        .expect("save");
+    store
+        .save_mta_sts_policy(&row("other.example", "x", 3_000), 1_000)
+        .await
+        .expect("save");
+    // A newer fetch replaces the domain's policy.
+    store
+        .save_mta_sts_policy(&row("remote.example", "b", 9_000), 2_000)
+        .await
+        .expect("save");
+    assert_eq!(
+        store
+            .mta_sts_policy("remote.example", 2_000)
+            .await
+            .expect("read"),
+        Some(row("remote.example", "b", 9_000))
+    );
+    assert_eq!(
+        store
+            .mta_sts_policy("other.example", 2_999)
+            .await
+            .expect("read"),
+        Some(row("other.example", "x", 3_000))
+    );
+    // Past its age it is not read, and the next save takes it away.
+    assert_eq!(
+        store
+            .mta_sts_policy("other.example", 3_000)
+            .await
+            .expect("read"),
+        None
+    );
+    store
+        .save_mta_sts_policy(&row("third.example", "t", 9_000), 4_000)
+        .await
+        .expect("save");
+    assert_eq!(
+        store
+            .mta_sts_policy("other.example", 0)
+            .await
+            .expect("read"),
+        None
+    );
 }
 
 async fn bulk_bands_are_kept_per_node_and_band(store: &dyn Store) {

@@ -13,11 +13,12 @@ use crate::dns::Resolver;
 /// The most of an answer read: a policy is a few lines (RFC 8461 asks for at most 64 KiB).
 const MAX_BYTES: usize = 64 * 1024 + 8 * 1024;
 
+/// The policy, and its file as fetched.
 pub(super) async fn policy(
     settings: &Settings,
     resolver: &dyn Resolver,
     domain: &str,
-) -> Result<Policy, String> {
+) -> Result<(Policy, String), String> {
     tokio::time::timeout(settings.timeout, fetch(settings, resolver, domain))
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {} s", settings.timeout.as_secs())))
@@ -27,7 +28,7 @@ async fn fetch(
     settings: &Settings,
     resolver: &dyn Resolver,
     domain: &str,
-) -> Result<Policy, String> {
+) -> Result<(Policy, String), String> {
     let host = format!("mta-sts.{domain}");
     let ips = resolver.ips(&host).await.map_err(|e| format!("{e:?}"))?;
     // Whoever holds the domain's DNS names this host: it is reached where mail would be.
@@ -71,7 +72,7 @@ async fn fetch(
     }
     body_of(&answer).and_then(|body| {
         let text = std::str::from_utf8(body).map_err(|_| "the policy is not UTF-8".to_string())?;
-        Policy::parse(text)
+        Ok((Policy::parse(text)?, text.to_string()))
     })
 }
 

@@ -207,7 +207,7 @@ users = [ {{ address = "alice@contoso.example" }} ]
         bundle.display()
     );
     assert!(out.contains(&line), "{out}");
-    let relay = Relay::start(&config);
+    let mut relay = Relay::start(&config);
     let mut c = relay.client();
     assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
     for d in domains.iter().chain(&["nopolicy", "remote"]) {
@@ -252,4 +252,29 @@ users = [ {{ address = "alice@contoso.example" }} ]
     assert_eq!(host.requests("mta-sts.wrongname.example"), 1);
     assert_eq!(host.requests("mta-sts.broken.example"), 1);
     assert_eq!(host.requests("mta-sts.nopolicy.example"), 0);
+
+    // The policy host goes away (blocked by an attacker, say) and the relay restarts: the
+    // policies fetched before still hold, kept in the store for their max_age.
+    drop(host);
+    relay.terminate();
+    relay.spawn();
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    let reply = c.transaction("alice@contoso.example", &["carol@remote.example"], MSG);
+    assert_eq!(reply.code, 250, "{reply:?}");
+    c.cmd("QUIT");
+    let got = rx.wait(6, Duration::from_secs(30));
+    assert!(
+        got.iter()
+            .any(|m| m.rcpts == ["carol@remote.example"] && m.tls),
+        "{got:?}"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(plain.messages().is_empty(), "{:?}", plain.messages());
+    assert_eq!(rx.messages().len(), 6, "{:?}", rx.messages());
+    let waiting = relay.cli(&["queue", "list"]);
+    assert!(
+        waiting.contains("mx.stripped.example [127.0.0.3] does not offer STARTTLS"),
+        "{waiting}"
+    );
 }

@@ -1013,6 +1013,49 @@ impl Store for PgStore {
         )
     }
 
+    async fn mta_sts_policy(&self, domain: &str, now: i64) -> Result<Option<MtaStsRow>> {
+        let c = self.client().await?;
+        row(
+            &c,
+            "SELECT domain, id, policy, fetched_at, expires_at FROM mta_sts_policies
+             WHERE domain = $1 AND expires_at > $2",
+            &[&domain, &now],
+        )
+        .await?
+        .map(|r| {
+            Ok(MtaStsRow {
+                domain: r.try_get(0)?,
+                id: r.try_get(1)?,
+                policy: r.try_get(2)?,
+                fetched_at: r.try_get(3)?,
+                expires_at: r.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_mta_sts_policy(&self, p: &MtaStsRow, now: i64) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        exec(
+            &tx,
+            "INSERT INTO mta_sts_policies (domain, id, policy, fetched_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (domain) DO UPDATE SET id = excluded.id, policy = excluded.policy,
+                 fetched_at = excluded.fetched_at, expires_at = excluded.expires_at",
+            &[&p.domain, &p.id, &p.policy, &p.fetched_at, &p.expires_at],
+        )
+        .await?;
+        exec(
+            &tx,
+            "DELETE FROM mta_sts_policies WHERE expires_at <= $1",
+            &[&now],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn share_delayed(
         &self,
         node: &str,

@@ -701,6 +701,47 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn mta_sts_policy(&self, domain: &str, now: i64) -> Result<Option<MtaStsRow>> {
+        let domain = domain.to_string();
+        self.with(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT domain, id, policy, fetched_at, expires_at FROM mta_sts_policies
+                 WHERE domain = ?1 AND expires_at > ?2",
+            )?;
+            let found = st
+                .query_row(params![domain, now], |r| {
+                    Ok(MtaStsRow {
+                        domain: r.get(0)?,
+                        id: r.get(1)?,
+                        policy: r.get(2)?,
+                        fetched_at: r.get(3)?,
+                        expires_at: r.get(4)?,
+                    })
+                })
+                .optional()?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn save_mta_sts_policy(&self, p: &MtaStsRow, now: i64) -> Result<()> {
+        let p = p.clone();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO mta_sts_policies (domain, id, policy, fetched_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (domain) DO UPDATE SET id = excluded.id, policy = excluded.policy,
+                     fetched_at = excluded.fetched_at, expires_at = excluded.expires_at",
+                params![p.domain, p.id, p.policy, p.fetched_at, p.expires_at],
+            )?;
+            tx.execute("DELETE FROM mta_sts_policies WHERE expires_at <= ?1", [now])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn share_delayed(
         &self,
         node: &str,

@@ -294,4 +294,15 @@ CREATE TABLE delayed (
 );
 CREATE INDEX delayed_updated ON delayed (updated_at);
 "#,
+    // 17: recipient domains' MTA-STS policies, kept for their max_age.
+    r#"
+CREATE TABLE mta_sts_policies (
+    domain TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    fetched_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX mta_sts_policies_expires ON mta_sts_policies (expires_at);
+"#,
 ];
