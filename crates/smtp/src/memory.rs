@@ -8,13 +8,16 @@
 //! A message that finds the budget spent is read to its end and dropped, and the client is told
 //! to try again later (452), as for a full spool: nothing already accepted is lost, and the
 //! memory held is at most the sessions times `FREE`, plus the budget, plus one read each. At its
-//! end a message counts twice, for the copy made while it is spooled.
+//! end a message whose buffer has no room left for the relay's `Received:` field counts twice:
+//! making room may move it, and for a moment both are held.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Bytes of each message that do not count against the budget.
 pub const FREE: usize = 256 * 1024;
+/// The most the relay adds in front of a message at its end (its `Received:` field).
+pub const END_ROOM: usize = 1024;
 /// Past `FREE`, memory is taken from the budget this much at a time.
 const STEP: usize = 1024 * 1024;
 
@@ -93,10 +96,16 @@ impl Share {
         true
     }
 
-    /// Whether the message's end is covered: until it is spooled, the relay copies it once more
-    /// (with its `Received:` field, then into its spool record) while `body` is still held.
+    /// Whether the message's end is covered: the relay puts its `Received:` field (at most
+    /// `END_ROOM` bytes) in front of the body in the body's own buffer, and spools it from
+    /// there. With the room in the buffer that is the buffer; without, a larger buffer is
+    /// taken and the body moved into it, both held for a moment.
     pub fn cover_end_of_data(&mut self, body: &Vec<u8>) -> bool {
-        self.cover(body.capacity() + body.len())
+        if body.capacity() - body.len() >= END_ROOM {
+            self.cover(body.capacity())
+        } else {
+            self.cover(body.capacity() + body.len() + END_ROOM)
+        }
     }
 
     /// Gives back what this message took: it has dropped what it held.
@@ -146,7 +155,7 @@ mod tests {
     }
 
     #[test]
-    fn a_message_counts_twice_at_its_end_and_gives_back_what_it_drops() {
+    fn a_message_counts_twice_at_its_end_only_without_room_and_gives_back_what_it_drops() {
         let memory = DataMemory::new(STEP);
         // 64 KiB in a 128 KiB buffer, copied once at its end: still within its own part.
         let mut small = Vec::with_capacity(128 * 1024);
@@ -154,7 +163,16 @@ mod tests {
         let mut a = Share::new(&memory);
         assert!(a.cover_end_of_data(&small));
         assert_eq!(memory.used(), 0);
-        // 700 KiB fits in the budget while it is read, but not twice at its end.
+        // 900 KiB in a 1 MiB buffer: the field fits in front, the message counts once.
+        let mut roomy = Vec::with_capacity(1024 * 1024);
+        roomy.resize(900 * 1024, b'x');
+        let mut r = Share::new(&memory);
+        assert!(r.cover(roomy.capacity()));
+        assert!(r.cover_end_of_data(&roomy));
+        assert_eq!(memory.used(), STEP);
+        drop(r);
+        // 700 KiB in a buffer just as large fits in the budget while it is read, but not
+        // twice at its end.
         let mut large = Vec::with_capacity(700 * 1024);
         large.resize(700 * 1024, b'x');
         let mut b = Share::new(&memory);

@@ -34,9 +34,17 @@ impl Kind {
 }
 
 pub fn encode(kind: Kind, id: &str, meta: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = encode_head(kind, id, meta, body, body.len());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A record without its body (written after it), its checksum over the body too; `spare`
+/// bytes of room for the caller to add.
+pub fn encode_head(kind: Kind, id: &str, meta: &[u8], body: &[u8], spare: usize) -> Vec<u8> {
     let id = id.as_bytes();
     let id_len = id.len().min(255);
-    let mut out = Vec::with_capacity(HEADER_LEN + id_len + meta.len() + body.len());
+    let mut out = Vec::with_capacity(HEADER_LEN + id_len + meta.len() + spare);
     out.extend_from_slice(MAGIC);
     out.push(kind as u8);
     out.push(id_len as u8);
@@ -50,7 +58,6 @@ pub fn encode(kind: Kind, id: &str, meta: &[u8], body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&crc.finalize().to_le_bytes());
     out.extend_from_slice(&id[..id_len]);
     out.extend_from_slice(meta);
-    out.extend_from_slice(body);
     out
 }
 

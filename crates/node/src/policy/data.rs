@@ -87,9 +87,13 @@ impl RelayPolicy {
             id,
             relayward_dsn::rfc5322_date(now)
         );
-        let mut full = Vec::with_capacity(received.len() + body.len());
-        full.extend_from_slice(received.as_bytes());
-        full.extend_from_slice(&body);
+        // The field goes in front of the body in its own buffer (most often within the room
+        // it has), not into a copy: a large message is held once until it is spooled.
+        let head = received.len();
+        let mut full = body;
+        full.reserve_exact(head);
+        full.splice(0..0, received.bytes());
+        let body = &full[head..];
 
         // Recipients as spooled: bounces to our SRS addresses go back to the original sender,
         // mail for our postmaster to `smtp.postmaster`.
@@ -108,7 +112,7 @@ impl RelayPolicy {
         let incoming = forward::Incoming {
             recipients: &addresses,
             sender: &tx.mail_from,
-            body: &body,
+            body,
             scan: &scan,
             id: &id,
             now_secs: now,
@@ -122,11 +126,11 @@ impl RelayPolicy {
         };
         forward::bound_copies(&mut forwards, full.len(), self.forwarded_bytes);
         let arc_results = if forwards.iter().any(|f| f.outcome.is_ok()) {
-            Some(self.arc_results(&body).await)
+            Some(self.arc_results(body).await)
         } else {
             None
         };
-        drop(body);
+        let full = Arc::new(full);
         // Forward-only users' own copies are not kept (unless their forward was refused).
         // (Only looked up when some user forwards only: most messages have no forwards.)
         let any_moved = forwards.iter().any(|f| !f.keep_copy);
@@ -183,7 +187,7 @@ impl RelayPolicy {
         let mut spooled: Vec<String> = Vec::new();
         let mut failure = None;
         if keep_main {
-            match self.spool.put(&env, &full).await {
+            match self.spool.put_shared(&env, full.clone()).await {
                 Ok(()) => spooled.push(env.id.clone()),
                 Err(e) => failure = Some(e),
             }
@@ -352,7 +356,7 @@ impl RelayPolicy {
             }
         }
         if keep_main {
-            self.queue.enqueue_with_body(env, Arc::new(full));
+            self.queue.enqueue_with_body(env, full);
         }
         Reply::new(250, format!("2.0.0 OK queued as {id}"))
     }

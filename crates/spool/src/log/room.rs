@@ -215,6 +215,7 @@ impl Writer {
             kind: Kind::Put,
             id: id.to_string(),
             rec,
+            tail: None,
             body_len: body.len(),
             ack: None,
         })
