@@ -596,6 +596,32 @@ fn xtext_orcpt(orcpt: &str) -> String {
 /// A TLS client configuration that encrypts without checking the certificate, as opportunistic
 /// SMTP TLS does (RFC 7435): most MX certificates do not match their names, and refusing them
 /// would only push the mail back to clear text.
+/// A client configuration that checks a server's certificate against the CAs in `ca_file`
+/// (PEM), for the name the client asks for: MTA-STS and webhooks.
+pub fn verifying_tls(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    let roots = ca_bundle(ca_file)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The CAs in a PEM bundle; an error when it cannot be read or holds none.
+pub fn ca_bundle(ca_file: &std::path::Path) -> Result<rustls::RootCertStore, String> {
+    let pem = std::fs::read(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no CA certificate in it", ca_file.display()));
+    }
+    Ok(roots)
+}
+
 pub fn opportunistic_tls() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())

@@ -343,7 +343,7 @@ impl Queue {
             .mta_sts
             .as_ref()
             .filter(|_| config.smart_host.is_none())
-            .and_then(|m| match crate::mta_sts::verifying_tls(&m.ca_file) {
+            .and_then(|m| match crate::client::verifying_tls(&m.ca_file) {
                 Ok(tls) => Some(crate::mta_sts::MtaSts::new(
                     crate::mta_sts::Settings {
                         tls,

@@ -35,7 +35,7 @@ async fn post(config: &WebhookConfig, url: &str, headers: &str, body: &str) -> R
         .await
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let mut stream: Box<dyn Io> = if t.https {
-        let tls = tls_config(&config.ca_file)?;
+        let tls = relayward_delivery::client::verifying_tls(&config.ca_file)?;
         let name = rustls::pki_types::ServerName::try_from(t.host.clone())
             .map_err(|e| format!("bad host name {}: {e}", t.host))?;
         Box::new(
@@ -75,22 +75,6 @@ async fn post(config: &WebhookConfig, url: &str, headers: &str, body: &str) -> R
         .and_then(|c| c.parse::<u16>().ok())
         .filter(|_| line.starts_with("HTTP/"))
         .ok_or_else(|| "no HTTP status line in the answer".to_string())
-}
-
-fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
-    let pem =
-        std::fs::read(ca_file).map_err(|e| format!("CA bundle {}: {e}", ca_file.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
-        let _ = roots.add(cert);
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 /// One attempt at one delivery, and its record updated.

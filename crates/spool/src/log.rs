@@ -408,20 +408,7 @@ impl Spool {
 
     /// Spools a new message; returns once it is durable (fdatasync done).
     pub async fn put(&self, env: &Envelope, body: &[u8]) -> Result<(), SpoolError> {
-        if let Some(why) = self.refusing() {
-            return Err(SpoolError::NoSpace(why));
-        }
-        if let Some(limit) = self.shared.max_bytes {
-            // The live queue counts, not the history waiting to be compacted away.
-            let used = self.shared.index.lock().map(|i| i.live_bytes).unwrap_or(0);
-            if used + body.len() as u64 > limit {
-                return Err(SpoolError::Full { used, limit });
-            }
-        }
-        let meta = serde_json::to_vec(env).map_err(|source| SpoolError::Encode {
-            id: env.id.clone(),
-            source,
-        })?;
+        let meta = self.admit(env, body.len())?;
         let rec = record::encode(Kind::Put, &env.id, &meta, body);
         self.write_put(env, rec, None, body.len()).await
     }
@@ -432,22 +419,29 @@ impl Spool {
         if body.len() < SHARED_FROM {
             return self.put(env, &body).await;
         }
+        let meta = self.admit(env, body.len())?;
+        let rec = record::encode_head(Kind::Put, &env.id, &meta, &body, 0);
+        let body_len = body.len();
+        self.write_put(env, rec, Some(body), body_len).await
+    }
+
+    /// Whether a new message of `body_len` bytes may be spooled (room on the disk and under
+    /// `max_bytes`); its envelope encoded when it may.
+    fn admit(&self, env: &Envelope, body_len: usize) -> Result<Vec<u8>, SpoolError> {
         if let Some(why) = self.refusing() {
             return Err(SpoolError::NoSpace(why));
         }
         if let Some(limit) = self.shared.max_bytes {
+            // The live queue counts, not the history waiting to be compacted away.
             let used = self.shared.index.lock().map(|i| i.live_bytes).unwrap_or(0);
-            if used + body.len() as u64 > limit {
+            if used + body_len as u64 > limit {
                 return Err(SpoolError::Full { used, limit });
             }
         }
-        let meta = serde_json::to_vec(env).map_err(|source| SpoolError::Encode {
+        serde_json::to_vec(env).map_err(|source| SpoolError::Encode {
             id: env.id.clone(),
             source,
-        })?;
-        let rec = record::encode_head(Kind::Put, &env.id, &meta, &body, 0);
-        let body_len = body.len();
-        self.write_put(env, rec, Some(body), body_len).await
+        })
     }
 
     async fn write_put(

@@ -103,7 +103,7 @@ pub fn check_config(config: &Config) -> Result<()> {
     match (&config.smart_host, &config.mta_sts) {
         (Some(_), _) => outln!("  MTA-STS:    not applied (everything goes to the smart host)"),
         (None, None) => outln!("  MTA-STS:    off"),
-        (None, Some(m)) => match relayward_delivery::mta_sts::ca_bundle(&m.ca_file) {
+        (None, Some(m)) => match relayward_delivery::client::ca_bundle(&m.ca_file) {
             Ok(roots) => outln!(
                 "  MTA-STS:    on; certificates checked against {} ({} CA{})",
                 m.ca_file.display(),
