@@ -4,88 +4,29 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::util::*;
 
 const MSG: &str = "From: alice@contoso.example\r\nSubject: Order 42\r\n\r\nPlease confirm.\r\n";
 
-/// An HTTPS server for policy hosts: a request for `Host: mta-sts.<domain>` is answered with
-/// that domain's policy, anything else with 404. Counts the requests per host.
-struct PolicyHost {
-    addr: SocketAddr,
-    requests: Arc<Mutex<HashMap<String, usize>>>,
-    _rt: tokio::runtime::Runtime,
+/// The policy hosts: a request for `Host: mta-sts.<domain>` is answered with that domain's
+/// policy, anything else with 404.
+fn policy_host(tls: Arc<rustls::ServerConfig>, policies: HashMap<String, String>) -> HttpsServer {
+    HttpsServer::start(tls, move |r| match policies.get(r.header("Host")) {
+        Some(p) if r.head.starts_with("GET /.well-known/mta-sts.txt ") => (200, p.clone()),
+        _ => (404, String::new()),
+    })
 }
 
-impl PolicyHost {
-    fn start(tls: Arc<rustls::ServerConfig>, policies: HashMap<String, String>) -> PolicyHost {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("rt");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let requests: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let seen = requests.clone();
-        let policies = Arc::new(policies);
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        rt.spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                let (acceptor, seen, policies) = (acceptor.clone(), seen.clone(), policies.clone());
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(sock).await else {
-                        return;
-                    };
-                    let mut request = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-                        match tls.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => request.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let text = String::from_utf8_lossy(&request);
-                    let host = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix("Host: "))
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string();
-                    *seen.lock().expect("lock").entry(host.clone()).or_default() += 1;
-                    let answer = match policies.get(&host) {
-                        Some(p) if text.starts_with("GET /.well-known/mta-sts.txt ") => format!(
-                            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{p}",
-                            p.len()
-                        ),
-                        _ => "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string(),
-                    };
-                    let _ = tls.write_all(answer.as_bytes()).await;
-                    let _ = tls.shutdown().await;
-                });
-            }
-        });
-        PolicyHost {
-            addr,
-            requests,
-            _rt: rt,
-        }
-    }
-
-    fn requests(&self, host: &str) -> usize {
-        self.requests
-            .lock()
-            .expect("lock")
-            .get(host)
-            .copied()
-            .unwrap_or(0)
-    }
+/// How many requests the policy host had for `host`.
+fn requests(server: &HttpsServer, host: &str) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.header("Host") == host)
+        .count()
 }
 
 fn enforce(mx: &str) -> String {
@@ -147,7 +88,7 @@ fn an_enforced_mta_sts_policy_is_met_or_the_mail_waits() {
         .iter()
         .map(|d| format!("mta-sts.{d}.example"))
         .collect();
-    let host = PolicyHost::start(
+    let host = policy_host(
         ca.server_tls(&names.iter().map(String::as_str).collect::<Vec<_>>()),
         policies,
     );
@@ -248,10 +189,10 @@ users = [ {{ address = "alice@contoso.example" }} ]
     assert!(refusals >= 3, "{refusals}");
     assert!(relay.metric("relayward_delivery_mta_sts_testing_failures_total") >= 1);
     // Fetched once for two messages and several rounds: cached for its max_age.
-    assert_eq!(host.requests("mta-sts.remote.example"), 1);
-    assert_eq!(host.requests("mta-sts.wrongname.example"), 1);
-    assert_eq!(host.requests("mta-sts.broken.example"), 1);
-    assert_eq!(host.requests("mta-sts.nopolicy.example"), 0);
+    assert_eq!(requests(&host, "mta-sts.remote.example"), 1);
+    assert_eq!(requests(&host, "mta-sts.wrongname.example"), 1);
+    assert_eq!(requests(&host, "mta-sts.broken.example"), 1);
+    assert_eq!(requests(&host, "mta-sts.nopolicy.example"), 0);
 
     // The policy host goes away (blocked by an attacker, say) and the relay restarts: the
     // policies fetched before still hold, kept in the store for their max_age.

@@ -301,3 +301,59 @@ fn webhooks_may_not_reach_private_addresses_unless_the_operator_allows_it() {
     );
     assert_eq!(status, 422, "{json}");
 }
+
+/// A webhook over HTTPS is sent only to a server whose certificate a CA in `[webhooks]
+/// ca_file` issued for the URL's host: one from another CA gets nothing, and its delivery log
+/// says why.
+#[test]
+fn an_https_webhook_is_sent_only_to_a_certificate_the_ca_bundle_trusts() {
+    let (trusted, other) = (TestCa::new("Hooks CA"), TestCa::new("Someone else's CA"));
+    let dir = tempfile::tempdir().expect("dir");
+    let bundle = dir.path().join("ca.pem");
+    std::fs::write(&bundle, &trusted.pem).expect("write");
+    let good = HttpsServer::start(trusted.server_tls(&["localhost"]), |_| (200, String::new()));
+    let bad = HttpsServer::start(other.server_tls(&["localhost"]), |_| (200, String::new()));
+    let relay = Relay::start(&format!(
+        "[webhooks]\nretry_schedule = [\"1s\"]\nallow_private_addresses = true\nca_file = \"{}\"\n",
+        bundle.display()
+    ));
+    relay.cli(&["tenant", "add", "contoso"]);
+    let admin = relay.token(&["--name", "ci", "--role", "admin", "--tenant", "contoso"]);
+    let mut ids = Vec::new();
+    for server in [&good, &bad] {
+        let body = format!(
+            r#"{{"url": "https://localhost:{}/hook", "events": ["restriction"]}}"#,
+            server.addr.port()
+        );
+        let (status, hook) = relay.api(
+            "POST",
+            "/api/v1/tenants/contoso/webhooks",
+            Some(&admin),
+            Some(&body),
+        );
+        assert_eq!(status, 201, "{hook}");
+        ids.push(hook["id"].as_str().expect("id").to_string());
+    }
+    relay.cli(&["tenant", "subscription", "contoso", "--ends", "2020-01-31"]);
+    let got = wait_for(Duration::from_secs(30), || {
+        let r = good.requests();
+        (!r.is_empty()).then_some(r)
+    })
+    .expect("the event at the trusted server");
+    assert_eq!(got[0].header("X-Relayward-Event"), "restriction");
+    assert!(got[0].body.contains("\"contoso\""), "{:?}", got[0]);
+    let error = wait_for(Duration::from_secs(30), || {
+        let (_, log) = relay.api(
+            "GET",
+            &format!("/api/v1/tenants/contoso/webhooks/{}/deliveries", ids[1]),
+            Some(&admin),
+            None,
+        );
+        log["deliveries"].as_array()?.last()?["last_error"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .expect("the untrusted server's delivery failed");
+    assert!(error.contains("TLS with localhost"), "{error}");
+    assert!(bad.requests().is_empty(), "{:?}", bad.requests());
+}

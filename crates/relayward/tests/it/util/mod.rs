@@ -1,5 +1,6 @@
 //! Test fixtures, by what they start: the relay as a real process (`relay`), a raw SMTP client
-//! (`client`), a receiving SMTP server (`receiver`), a DNS server (`dns`) and a real Rspamd
+//! (`client`), a receiving SMTP server (`receiver`), a DNS server (`dns`), an HTTPS server (`https`) and a
+//! real Rspamd
 //! (`rspamd`), all on loopback, and a headless Chromium (`browser`); a CA made at run time
 //! (`ca`). Every wait is bounded.
 
@@ -7,6 +8,7 @@ mod browser;
 mod ca;
 mod client;
 mod dns;
+mod https;
 mod receiver;
 mod relay;
 mod rspamd;
@@ -15,6 +17,7 @@ pub use browser::*;
 pub use ca::*;
 pub use client::*;
 pub use dns::*;
+pub use https::*;
 pub use receiver::*;
 pub use relay::*;
 pub use rspamd::*;
