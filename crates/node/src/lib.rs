@@ -219,8 +219,9 @@ pub use tls::{Checked as CheckedCertificate, TlsCheck, check as check_tls};
 
 /// Runs the relay on the configuration's addresses until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<()> {
+    let stop = wait_for_signal();
     let listeners = Listeners::bind(&config).await?;
-    serve(config, listeners, wait_for_signal()).await
+    serve(config, listeners, stop).await
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
@@ -615,20 +616,26 @@ pub async fn serve(
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// SIGTERM or SIGINT. Both are listened for as soon as this is called, before the relay says
+/// it is ready, not when the returned future is first polled (after it said so): one that came
+/// in between would have ended the process at once, without the orderly stop.
+fn wait_for_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    let streams = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    );
+    async move {
+        match streams {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
