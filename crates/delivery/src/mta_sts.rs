@@ -279,8 +279,10 @@ impl MtaSts {
         }
     }
 
-    /// A domain not in memory since the start: its policy from the store, if one is kept there
-    /// within its age (its TXT record is then looked at as for a policy fetched here).
+    /// A domain without a policy in memory (not seen since the start, or without one when last
+    /// looked at): its policy from the store, if one is kept there within its age, fetched by
+    /// this node before a restart or by another node (its TXT record is then looked at as for a
+    /// policy fetched here).
     async fn read_kept(&self, domain: &str, now: Instant) {
         let Some(store) = self.keeper.get() else {
             return;
@@ -289,7 +291,8 @@ impl MtaSts {
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains_key(domain)
+            .get(domain)
+            .is_some_and(|c| c.policy.is_some() && c.until > now)
         {
             return;
         }
