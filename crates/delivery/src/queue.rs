@@ -21,6 +21,7 @@ mod delayed;
 mod destinations;
 mod idle;
 mod memory;
+mod mta_sts;
 mod reports;
 mod route;
 pub use delayed::Delayed;
@@ -1095,50 +1096,6 @@ impl Inner {
             .map(|e| e.as_reply().to_string())
             .unwrap_or_else(|| "451 4.4.1 No mail host could be reached".into());
         all(pending(&reply))
-    }
-}
-
-impl Inner {
-    /// A connection to `hop` as the recipient domain's enforced MTA-STS policy asks: TLS,
-    /// with a certificate a trusted CA issued for the host's name, and no going on without.
-    async fn connect_under_policy(
-        &self,
-        domain: &str,
-        hop: &route::Hop,
-        source: Option<IpAddr>,
-        settings: &ClientSettings,
-    ) -> Result<Client, ClientError> {
-        let Some(sts) = &self.mta_sts else {
-            return Err(ClientError::Protocol("MTA-STS"));
-        };
-        let checked = ClientSettings {
-            tls: Some(sts.tls().clone()),
-            ..settings.clone()
-        };
-        let refused = |why: String| {
-            self.stats.mta_sts_refusals.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(domain, host = %hop.name, addr = %hop.addr, why, "MTA-STS: mail not sent to this host");
-            ClientError::Policy(format!(
-                "{} [{}] {why}; the MTA-STS policy of {domain} requires TLS with a certificate for that name",
-                hop.name,
-                hop.addr.ip()
-            ))
-        };
-        match Client::connect(hop.addr, source, &hop.name, checked).await {
-            Ok(c) if c.tls => Ok(c),
-            Ok(c) => {
-                let why = match &c.starttls_refused {
-                    Some(reply) => format!("refused STARTTLS ({reply})"),
-                    None => "does not offer STARTTLS".to_string(),
-                };
-                tokio::spawn(c.quit());
-                Err(refused(why))
-            }
-            Err(ClientError::Starttls { stage, reason }) => {
-                Err(refused(format!("failed TLS during {stage}: {reason}")))
-            }
-            Err(e) => Err(e),
-        }
     }
 }
 

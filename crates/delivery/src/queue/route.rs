@@ -106,47 +106,6 @@ impl Inner {
         self.reachable(domain, hops)
     }
 
-    /// Under an enforced MTA-STS policy, only the MX hosts it names are kept (none named: the
-    /// mail waits); under a policy in testing mode, the others are reported and kept. The mode
-    /// the hosts are then reached under.
-    async fn mta_sts_hosts(
-        &self,
-        domain: &str,
-        mxs: &mut Vec<(u16, String)>,
-    ) -> Result<Option<Mode>, RcptState> {
-        let Some(sts) = &self.mta_sts else {
-            return Ok(None);
-        };
-        let Some(policy) = sts.policy(domain).await else {
-            return Ok(None);
-        };
-        match policy.mode {
-            Mode::None => Ok(None),
-            Mode::Testing => {
-                for (_, host) in mxs.iter().filter(|(_, h)| !policy.allows(h)) {
-                    self.stats
-                        .mta_sts_testing_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(domain, host, patterns = ?policy.mx, "MTA-STS (testing): this MX host is not one the policy names; delivering all the same");
-                }
-                Ok(Some(Mode::Testing))
-            }
-            Mode::Enforce => {
-                let all: Vec<String> = mxs.iter().map(|(_, h)| h.clone()).collect();
-                mxs.retain(|(_, h)| policy.allows(h));
-                if mxs.is_empty() {
-                    self.stats.mta_sts_refusals.fetch_add(1, Ordering::Relaxed);
-                    return Err(pending(&format!(
-                        "451 4.7.5 No mail host of {domain} ({}) is one its MTA-STS policy names ({}); the mail waits until one is",
-                        all.join(", "),
-                        policy.mx.join(", ")
-                    )));
-                }
-                Ok(Some(Mode::Enforce))
-            }
-        }
-    }
-
     /// The hops mail may go to (`reach.rs`); when none is left, the recipients fail, and the
     /// operator is told which key would allow the address.
     fn reachable(&self, domain: &str, hops: Vec<Hop>) -> Result<Vec<Hop>, RcptState> {

@@ -91,6 +91,19 @@ fn receiver() -> (String, Arc<Mutex<Vec<Request>>>) {
     (url, seen)
 }
 
+/// Registers a webhook for contoso's restriction events (201), through `admin`'s token.
+fn add_restriction_webhook(relay: &Relay, admin: &str, url: &str) -> serde_json::Value {
+    let body = format!(r#"{{"url": "{url}", "events": ["restriction"]}}"#);
+    let (status, hook) = relay.api(
+        "POST",
+        "/api/v1/tenants/contoso/webhooks",
+        Some(admin),
+        Some(&body),
+    );
+    assert_eq!(status, 201, "{hook}");
+    hook
+}
+
 fn hmac_hex(secret: &str, message: &str) -> String {
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
     aws_lc_rs::hmac::sign(&key, message.as_bytes())
@@ -121,14 +134,7 @@ fn restriction_changes_reach_a_signed_webhook_and_a_500_is_retried() {
         .trim()
         .to_string();
 
-    let body = format!(r#"{{"url": "{url}", "events": ["restriction"]}}"#);
-    let (status, hook) = relay.api(
-        "POST",
-        "/api/v1/tenants/contoso/webhooks",
-        Some(&admin),
-        Some(&body),
-    );
-    assert_eq!(status, 201, "{hook}");
+    let hook = add_restriction_webhook(&relay, &admin, &url);
     let secret = hook["secret"]
         .as_str()
         .expect("the secret, shown once")
@@ -321,17 +327,8 @@ fn an_https_webhook_is_sent_only_to_a_certificate_the_ca_bundle_trusts() {
     let admin = relay.token(&["--name", "ci", "--role", "admin", "--tenant", "contoso"]);
     let mut ids = Vec::new();
     for server in [&good, &bad] {
-        let body = format!(
-            r#"{{"url": "https://localhost:{}/hook", "events": ["restriction"]}}"#,
-            server.addr.port()
-        );
-        let (status, hook) = relay.api(
-            "POST",
-            "/api/v1/tenants/contoso/webhooks",
-            Some(&admin),
-            Some(&body),
-        );
-        assert_eq!(status, 201, "{hook}");
+        let url = format!("https://localhost:{}/hook", server.addr.port());
+        let hook = add_restriction_webhook(&relay, &admin, &url);
         ids.push(hook["id"].as_str().expect("id").to_string());
     }
     relay.cli(&["tenant", "subscription", "contoso", "--ends", "2020-01-31"]);

@@ -38,14 +38,7 @@ impl HttpsServer {
         tls: Arc<rustls::ServerConfig>,
         answer: impl Fn(&HttpsRequest) -> (u16, String) + Send + Sync + 'static,
     ) -> HttpsServer {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("rt");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
+        let (rt, listener) = super::serving_runtime("127.0.0.1:0".parse().expect("addr"));
         let addr = listener.local_addr().expect("addr");
         let requests: Arc<Mutex<Vec<HttpsRequest>>> = Arc::default();
         let seen = requests.clone();

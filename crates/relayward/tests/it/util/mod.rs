@@ -35,6 +35,22 @@ pub fn skip_or_fail(why: &str) {
     eprintln!("\n!!!!! SKIPPED: {why} !!!!!\n");
 }
 
+/// A one-thread runtime for a peer the test serves itself (a receiver, an HTTPS server), with
+/// its listener bound at `addr` (port 0: any).
+pub fn serving_runtime(
+    addr: std::net::SocketAddr,
+) -> (tokio::runtime::Runtime, tokio::net::TcpListener) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    (rt, listener)
+}
+
 /// A loopback port free now, for a peer the test starts (Postfix, HAProxy, Rspamd, a browser).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

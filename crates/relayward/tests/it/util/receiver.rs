@@ -48,14 +48,7 @@ impl Receiver {
 
     /// A receiver at `addr` (port 0: any) offering STARTTLS with `tls` when given.
     pub fn start_at(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("rt");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .expect("bind receiver");
+        let (rt, listener) = serving_runtime(addr);
         let addr = listener.local_addr().expect("addr");
         let state: Arc<Mutex<ReceiverState>> = Arc::default();
         let st = state.clone();

@@ -1,0 +1,97 @@
+//! MTA-STS as delivery applies it (the policies themselves: `crate::mta_sts`): which of a
+//! domain's MX hosts an enforced policy lets mail go to, and how they are reached.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+
+use relayward_spool::RcptState;
+
+use super::route::Hop;
+use super::{Inner, pending};
+use crate::client::{Client, ClientError, ClientSettings};
+use crate::mta_sts::Mode;
+
+impl Inner {
+    /// Under an enforced MTA-STS policy, only the MX hosts it names are kept (none named: the
+    /// mail waits); under a policy in testing mode, the others are reported and kept. The mode
+    /// the hosts are then reached under.
+    pub(super) async fn mta_sts_hosts(
+        &self,
+        domain: &str,
+        mxs: &mut Vec<(u16, String)>,
+    ) -> Result<Option<Mode>, RcptState> {
+        let Some(sts) = &self.mta_sts else {
+            return Ok(None);
+        };
+        let Some(policy) = sts.policy(domain).await else {
+            return Ok(None);
+        };
+        match policy.mode {
+            Mode::None => Ok(None),
+            Mode::Testing => {
+                for (_, host) in mxs.iter().filter(|(_, h)| !policy.allows(h)) {
+                    self.stats
+                        .mta_sts_testing_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(domain, host, patterns = ?policy.mx, "MTA-STS (testing): this MX host is not one the policy names; delivering all the same");
+                }
+                Ok(Some(Mode::Testing))
+            }
+            Mode::Enforce => {
+                let all: Vec<String> = mxs.iter().map(|(_, h)| h.clone()).collect();
+                mxs.retain(|(_, h)| policy.allows(h));
+                if mxs.is_empty() {
+                    self.stats.mta_sts_refusals.fetch_add(1, Ordering::Relaxed);
+                    return Err(pending(&format!(
+                        "451 4.7.5 No mail host of {domain} ({}) is one its MTA-STS policy names ({}); the mail waits until one is",
+                        all.join(", "),
+                        policy.mx.join(", ")
+                    )));
+                }
+                Ok(Some(Mode::Enforce))
+            }
+        }
+    }
+
+    /// A connection to `hop` as the recipient domain's enforced MTA-STS policy asks: TLS,
+    /// with a certificate a trusted CA issued for the host's name, and no going on without.
+    pub(super) async fn connect_under_policy(
+        &self,
+        domain: &str,
+        hop: &Hop,
+        source: Option<IpAddr>,
+        settings: &ClientSettings,
+    ) -> Result<Client, ClientError> {
+        let Some(sts) = &self.mta_sts else {
+            return Err(ClientError::Protocol("MTA-STS"));
+        };
+        let checked = ClientSettings {
+            tls: Some(sts.tls().clone()),
+            ..settings.clone()
+        };
+        let refused = |why: String| {
+            self.stats.mta_sts_refusals.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(domain, host = %hop.name, addr = %hop.addr, why, "MTA-STS: mail not sent to this host");
+            ClientError::Policy(format!(
+                "{} [{}] {why}; the MTA-STS policy of {domain} requires TLS with a certificate for that name",
+                hop.name,
+                hop.addr.ip()
+            ))
+        };
+        match Client::connect(hop.addr, source, &hop.name, checked).await {
+            Ok(c) if c.tls => Ok(c),
+            Ok(c) => {
+                let why = match &c.starttls_refused {
+                    Some(reply) => format!("refused STARTTLS ({reply})"),
+                    None => "does not offer STARTTLS".to_string(),
+                };
+                tokio::spawn(c.quit());
+                Err(refused(why))
+            }
+            Err(ClientError::Starttls { stage, reason }) => {
+                Err(refused(format!("failed TLS during {stage}: {reason}")))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
