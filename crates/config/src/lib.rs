@@ -164,6 +164,9 @@ pub struct Config {
     pub delay_notice_after: Option<Duration>,
     pub remote_port: u16,
     pub max_per_destination: usize,
+    /// `[delivery] recipients_per_transaction`: recipients of one destination in one SMTP
+    /// transaction at most (100, what RFC 5321 says every server takes).
+    pub recipients_per_transaction: usize,
     pub max_concurrent_messages: usize,
     /// `[delivery] max_body_memory`: what the bodies of messages being delivered may hold
     /// together, past the small ones.
@@ -504,6 +507,13 @@ impl Config {
             .filter(|d| !d.is_zero()),
             remote_port: raw.delivery.remote_port.unwrap_or(25),
             max_per_destination: raw.delivery.max_per_destination.unwrap_or(20),
+            recipients_per_transaction: match raw.delivery.recipients_per_transaction {
+                None => 100,
+                Some(n @ 1..=1000) => n,
+                Some(n) => bail!(
+                    "delivery.recipients_per_transaction must be between 1 and 1000 (got {n})"
+                ),
+            },
             max_concurrent_messages: raw.delivery.max_concurrent_messages.unwrap_or(512),
             max_body_memory: match &raw.delivery.max_body_memory {
                 Some(s) => match parse_size(s).with_context(|| "delivery.max_body_memory")? {

@@ -187,6 +187,8 @@ pub struct RawDelivery {
     /// Networks off the public internet that tenants' routes and domains' MX records may lead to.
     pub private_destinations: Option<Vec<String>>,
     pub max_per_destination: Option<usize>,
+    /// Recipients per transaction at most, when a message has more of one destination.
+    pub recipients_per_transaction: Option<usize>,
     pub max_concurrent_messages: Option<usize>,
     /// Bytes of message bodies that delivery rounds may hold together.
     pub max_body_memory: Option<String>,

@@ -86,6 +86,10 @@ fn mistakes_are_named() {
     };
     assert!(err("[smtp]\nrelay_lisen = \"x\"").contains("relay_lisen"));
     assert!(err("[limits]\nrecipients_per_message = 5000").contains("between 1 and 1000"));
+    assert!(
+        err("[delivery]\nrecipients_per_transaction = 0")
+            .contains("recipients_per_transaction must be between 1 and 1000")
+    );
     assert!(err("[delivery]\nexpire_after = \"2 weeks\"").contains("unknown unit"));
     assert!(
         err("[[tenants]]\nname = \"a\"\nconnectors = [{ name = \"c\", ips = [\"300.1.1.1\"] }]")

@@ -16,7 +16,9 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 mod data;
+mod transactions;
 use data::{Step, write_stuffed};
+pub use transactions::Sent;
 
 /// Longest reply line and most lines in one reply we accept from a remote server.
 const MAX_REPLY_LINE: usize = 4096;
@@ -593,9 +595,6 @@ fn xtext_orcpt(orcpt: &str) -> String {
     }
 }
 
-/// A TLS client configuration that encrypts without checking the certificate, as opportunistic
-/// SMTP TLS does (RFC 7435): most MX certificates do not match their names, and refusing them
-/// would only push the mail back to clear text.
 /// A client configuration that checks a server's certificate against the CAs in `ca_file`
 /// (PEM), for the name the client asks for: MTA-STS and webhooks.
 pub fn verifying_tls(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
@@ -622,6 +621,9 @@ pub fn ca_bundle(ca_file: &std::path::Path) -> Result<rustls::RootCertStore, Str
     Ok(roots)
 }
 
+/// A TLS client configuration that encrypts without checking the certificate, as opportunistic
+/// SMTP TLS does (RFC 7435): most MX certificates do not match their names, and refusing them
+/// would only push the mail back to clear text.
 pub fn opportunistic_tls() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())

@@ -60,6 +60,9 @@ pub struct DeliveryConfig {
     /// Bytes of message bodies that delivery rounds may hold together (`queue/memory.rs`).
     pub max_body_memory: usize,
     pub max_messages_per_connection: u32,
+    /// Recipients in one transaction at most; a message to more of one destination takes
+    /// several, one after the other on the same connection (`client/transactions.rs`).
+    pub recipients_per_transaction: usize,
     pub idle_connection: Duration,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
@@ -91,6 +94,7 @@ impl DeliveryConfig {
             max_concurrent_messages: 512,
             max_body_memory: 1024 * 1024 * 1024,
             max_messages_per_connection: 100,
+            recipients_per_transaction: 100,
             idle_connection: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(30),
             command_timeout: Duration::from_secs(300),
@@ -1059,35 +1063,53 @@ impl Inner {
                         }
                     }
                 };
-                match client.send(&msg).await {
-                    Ok(replies) => {
+                let sent = client
+                    .send_all(&msg, self.config.recipients_per_transaction)
+                    .await;
+                let remote = format!("{} [{}]", hop.name, hop.addr.ip());
+                let took = Taken {
+                    without_dsn: !client.caps.dsn,
+                    tls: client.tls,
+                };
+                let failure = match sent.error {
+                    None => {
                         self.reached(domain);
-                        let remote = format!("{} [{}]", hop.name, hop.addr.ip());
-                        let took = Taken {
-                            without_dsn: !client.caps.dsn,
-                            tls: client.tls,
-                        };
                         if client.messages_sent < self.config.max_messages_per_connection {
                             self.put_idle(key, client);
                         } else {
                             tokio::spawn(client.quit());
                         }
-                        return idxs
-                            .iter()
-                            .zip(replies)
-                            .map(|(&i, reply)| (i, state_of(reply, &remote), took))
-                            .collect();
+                        None
                     }
-                    Err(e) if was_reused => {
+                    // Nothing sent yet on a reused connection the remote may have closed.
+                    Some(e) if was_reused && !sent.any_known() => {
                         tracing::debug!(hop = %hop.addr, error = %e, "reused connection failed; reconnecting");
                         continue;
                     }
-                    Err(e) => {
+                    Some(e) if !sent.any_known() => {
                         tracing::info!(id = %env.id, hop = %hop.addr, error = %e, "delivery attempt failed");
                         last_error = Some(e);
                         break;
                     }
-                }
+                    // Some transactions ended before the connection failed: theirs are done.
+                    Some(e) => {
+                        tracing::info!(id = %env.id, hop = %hop.addr, error = %e, "connection failed after some recipients' transactions");
+                        self.reached(domain);
+                        Some(e.as_reply().to_string())
+                    }
+                };
+                return idxs
+                    .iter()
+                    .zip(sent.replies)
+                    .map(|(&i, reply)| match reply {
+                        Some(reply) => (i, state_of(reply, &remote), took),
+                        None => (
+                            i,
+                            pending(failure.as_deref().unwrap_or("451 4.4.2 no reply")),
+                            took,
+                        ),
+                    })
+                    .collect();
             }
             // A 5xx greeting or HELO refusal means this host will not take it: try the next.
         }

@@ -279,6 +279,7 @@ pub async fn serve(
         delivery.high_risk_hostname = h.clone();
     }
     delivery.max_per_destination = config.max_per_destination;
+    delivery.recipients_per_transaction = config.recipients_per_transaction;
     delivery.max_concurrent_messages = config.max_concurrent_messages;
     delivery.max_body_memory = config.max_body_memory;
     delivery.connect_timeout = config.connect_timeout;

@@ -220,6 +220,117 @@ fn a_message_that_keeps_failing_temporarily_expires_into_an_ndr() {
     );
 }
 
+/// The relay as `contoso` sets it up, with a retry ten minutes away: whatever arrives within
+/// a test's seconds came in the first delivery round.
+fn contoso_slow_retry(smart_host: std::net::SocketAddr, extra: &str) -> String {
+    contoso(smart_host, extra).replace(r#"retry_schedule = ["1s"]"#, r#"retry_schedule = ["10m"]"#)
+}
+
+#[test]
+fn recipients_past_a_servers_limit_go_in_the_next_transaction_at_once() {
+    // RFC 5321 4.5.3.1.10: a server with a limit says 452 (an older one 552) to the RCPT past
+    // it; the client sends those recipients in another transaction.
+    let to: Vec<String> = (1..=8).map(|n| format!("user{n}@remote.example")).collect();
+    let to: Vec<&str> = to.iter().map(String::as_str).collect();
+    for limit in [
+        "452 4.5.3 Too many recipients",
+        "552 Error: too many recipients",
+    ] {
+        let rx = Receiver::start(false).with_recipient_limit(3, limit);
+        let relay = Relay::start(&contoso_slow_retry(rx.addr, ""));
+        let mut c = relay.client();
+        c.cmd("EHLO onprem");
+        let r = c.mail("alice@contoso.example", &to, MSG);
+        assert_eq!(r.code, 250, "{r:?}");
+        let got = rx.wait(3, Duration::from_secs(20));
+        let sizes: Vec<usize> = got.iter().map(|m| m.rcpts.len()).collect();
+        assert_eq!(sizes, vec![3, 3, 2], "{limit}: {got:?}");
+        let all: Vec<&str> = got
+            .iter()
+            .flat_map(|m| m.rcpts.iter().map(String::as_str))
+            .collect();
+        assert_eq!(all, to, "{limit}: each recipient once, in order");
+        assert_eq!(rx.connections(), 1, "{limit}: one connection");
+        assert_eq!(relay.metric("relayward_deferred_total"), 0, "{limit}");
+        assert_eq!(relay.metric("relayward_ndr_total"), 0, "{limit}");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(rx.messages().len(), 3, "{limit}: nothing sent twice");
+    }
+}
+
+#[test]
+fn a_message_to_many_recipients_is_split_into_transactions_of_the_configured_size() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso_slow_retry(
+        rx.addr,
+        "recipients_per_transaction = 2",
+    ));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    let to = [
+        "a@remote.example",
+        "b@remote.example",
+        "c@remote.example",
+        "reject-d@remote.example",
+        "e@remote.example",
+    ];
+    let r = c.mail("alice@contoso.example", &to, MSG);
+    assert_eq!(r.code, 250, "{r:?}");
+    // Two transactions of two, one of one recipient taken of its two; then the NDR for d.
+    let got = rx.wait(4, Duration::from_secs(20));
+    let rcpts: Vec<Vec<String>> = got
+        .iter()
+        .filter(|m| !m.mail_from.is_empty())
+        .map(|m| m.rcpts.clone())
+        .collect();
+    assert_eq!(
+        rcpts,
+        vec![
+            vec!["a@remote.example".to_string(), "b@remote.example".into()],
+            vec!["c@remote.example".to_string()],
+            vec!["e@remote.example".to_string()],
+        ]
+    );
+    let ndr = got.iter().find(|m| m.mail_from.is_empty()).expect("an NDR");
+    assert!(
+        ndr.data
+            .contains("Final-Recipient: rfc822; reject-d@remote.example"),
+        "{}",
+        ndr.data
+    );
+}
+
+#[test]
+fn a_server_that_takes_no_recipient_at_all_leaves_the_message_waiting_not_failed() {
+    for limit in [
+        "452 4.5.3 Too many recipients",
+        "552 5.5.3 Too many recipients",
+    ] {
+        let rx = Receiver::start(false).with_recipient_limit(0, limit);
+        let relay = Relay::start(&contoso_slow_retry(rx.addr, ""));
+        let mut c = relay.client();
+        c.cmd("EHLO onprem");
+        let r = c.mail(
+            "alice@contoso.example",
+            &["bob@remote.example", "dan@remote.example"],
+            MSG,
+        );
+        assert_eq!(r.code, 250, "{r:?}");
+        let listed = wait_for(Duration::from_secs(20), || {
+            let q = relay.cli(&["queue", "list"]);
+            q.contains("452 4.5.3 Too many recipients").then_some(q)
+        });
+        assert!(
+            listed.is_some(),
+            "{limit}: {}",
+            relay.cli(&["queue", "list"])
+        );
+        assert_eq!(relay.metric("relayward_failed_total"), 0, "{limit}");
+        assert_eq!(relay.metric("relayward_deferred_total"), 2, "{limit}");
+        assert!(rx.messages().is_empty(), "{limit}: no NDR");
+    }
+}
+
 #[test]
 fn mx_records_are_looked_up_through_the_configured_resolver() {
     let rx = Receiver::start(false);

@@ -27,6 +27,8 @@ struct ReceiverState {
     connections: usize,
     /// Do not offer the DSN extension.
     no_dsn: bool,
+    /// Recipients one transaction takes, and the reply to the next ones.
+    rcpt_limit: Option<(usize, &'static str)>,
 }
 
 /// Replies by recipient local part: `reject*` 550 5.1.1, `defer*` always 451, `flaky*` 451 the
@@ -77,6 +79,17 @@ impl Receiver {
     pub fn without_dsn(self) -> Receiver {
         self.state.lock().expect("lock").no_dsn = true;
         self
+    }
+
+    /// From now on a transaction takes `n` recipients; the next ones get `reply`.
+    pub fn with_recipient_limit(self, n: usize, reply: &'static str) -> Receiver {
+        self.state.lock().expect("lock").rcpt_limit = Some((n, reply));
+        self
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.lock().expect("lock").connections
     }
 
     /// Waits until `n` messages arrived (at most `limit`); returns them all.
@@ -178,7 +191,10 @@ async fn serve_receiver(
                 .unwrap_or("")
                 .to_string();
             let local = addr.split('@').next().unwrap_or("").to_ascii_lowercase();
-            if local.starts_with("reject") {
+            let limit = state.lock().expect("lock").rcpt_limit;
+            if let Some((_, reply)) = limit.filter(|(n, _)| rcpts.len() >= *n) {
+                format!("{reply}\r\n")
+            } else if local.starts_with("reject") {
                 "550 5.1.1 no such user here\r\n".into()
             } else if local.starts_with("defer") {
                 "451 4.2.0 mailbox busy, try later\r\n".into()
