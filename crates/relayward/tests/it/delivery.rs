@@ -301,6 +301,46 @@ fn a_message_to_many_recipients_is_split_into_transactions_of_the_configured_siz
 }
 
 #[test]
+fn a_connection_lost_between_transactions_keeps_the_first_ones_delivered() {
+    let rx = Receiver::start(false).hanging_up_once();
+    let relay = Relay::start(&contoso(rx.addr, "recipients_per_transaction = 2"));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    let to = [
+        "a@remote.example",
+        "b@remote.example",
+        "c@remote.example",
+        "d@remote.example",
+    ];
+    let r = c.mail("alice@contoso.example", &to, MSG);
+    assert_eq!(r.code, 250, "{r:?}");
+    let id = r.text().rsplit(' ').next().expect("id").to_string();
+    // The second transaction's recipients wait for the next round (a second later here); the
+    // first transaction's are not sent again.
+    let got = rx.wait(2, Duration::from_secs(20));
+    let rcpts: Vec<Vec<String>> = got.iter().map(|m| m.rcpts.clone()).collect();
+    assert_eq!(
+        rcpts,
+        vec![
+            vec!["a@remote.example".to_string(), "b@remote.example".into()],
+            vec!["c@remote.example".to_string(), "d@remote.example".into()],
+        ]
+    );
+    let trace = wait_for(Duration::from_secs(10), || {
+        let t = relay.cli(&["trace", "--id", &id]);
+        (t.matches("Delivered").count() + t.matches("delivered").count() >= 4).then_some(t)
+    })
+    .unwrap_or_else(|| relay.cli(&["trace", "--id", &id]));
+    assert!(
+        trace.contains("deferred") && trace.contains("connection lost"),
+        "{trace}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(rx.messages().len(), 2, "nothing sent twice");
+    assert_eq!(relay.metric("relayward_delivered_total"), 4);
+}
+
+#[test]
 fn a_server_that_takes_no_recipient_at_all_leaves_the_message_waiting_not_failed() {
     for limit in [
         "452 4.5.3 Too many recipients",

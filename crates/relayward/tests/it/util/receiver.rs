@@ -29,6 +29,8 @@ struct ReceiverState {
     no_dsn: bool,
     /// Recipients one transaction takes, and the reply to the next ones.
     rcpt_limit: Option<(usize, &'static str)>,
+    /// Close the first connection that starts a second transaction, at its MAIL.
+    hang_up_once: bool,
 }
 
 /// Replies by recipient local part: `reject*` 550 5.1.1, `defer*` always 451, `flaky*` 451 the
@@ -87,6 +89,13 @@ impl Receiver {
         self
     }
 
+    /// The first connection to start a second transaction is closed at its MAIL command
+    /// (a server going away between two transactions).
+    pub fn hanging_up_once(self) -> Receiver {
+        self.state.lock().expect("lock").hang_up_once = true;
+        self
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.lock().expect("lock").connections
@@ -139,6 +148,7 @@ async fn serve_receiver(
         .await?;
     let (mut from, mut rcpts, mut helo) = (String::new(), Vec::<String>::new(), String::new());
     let mut params = Vec::<String>::new();
+    let mut stored_here = 0;
     loop {
         let mut line = String::new();
         if stream.read_line(&mut line).await? == 0 {
@@ -172,6 +182,13 @@ async fn serve_receiver(
             is_tls = true;
             continue;
         } else if upper.starts_with("MAIL FROM:") {
+            if stored_here > 0 {
+                let mut st = state.lock().expect("lock");
+                if st.hang_up_once {
+                    st.hang_up_once = false;
+                    return Ok(());
+                }
+            }
             from = line[10..]
                 .trim()
                 .trim_start_matches('<')
@@ -238,6 +255,7 @@ async fn serve_receiver(
                     helo: helo.clone(),
                     tls: is_tls,
                 });
+                stored_here += 1;
                 "250 2.0.0 stored\r\n".into()
             }
         } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
