@@ -568,6 +568,35 @@ impl Client {
             })
     }
 
+    /// Why this connection's certificate would not pass `verifier` for `name`, if it would
+    /// not (a connection without TLS has none).
+    pub fn certificate_problem(
+        &self,
+        verifier: &rustls::client::WebPkiServerVerifier,
+        name: &str,
+    ) -> Option<String> {
+        use rustls::client::danger::ServerCertVerifier;
+        let Stream::Tls(tls) = &self.stream else {
+            return Some("no TLS".into());
+        };
+        let Some((end, rest)) = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.split_first())
+        else {
+            return Some("no certificate".into());
+        };
+        let server = match ServerName::try_from(name.to_string()) {
+            Ok(s) => s,
+            Err(e) => return Some(format!("{name} is not a host name: {e}")),
+        };
+        verifier
+            .verify_server_cert(end, rest, &server, &[], rustls::pki_types::UnixTime::now())
+            .err()
+            .map(|e| e.to_string())
+    }
+
     pub async fn quit(mut self) {
         let _ =
             tokio::time::timeout(Duration::from_secs(2), self.command("QUIT\r\n", "QUIT")).await;
@@ -595,17 +624,32 @@ fn xtext_orcpt(orcpt: &str) -> String {
     }
 }
 
-/// A client configuration that checks a server's certificate against the CAs in `ca_file`
-/// (PEM), for the name the client asks for: MTA-STS and webhooks.
-pub fn verifying_tls(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
-    let roots = ca_bundle(ca_file)?;
+/// Certificates checked against a CA bundle, for the name the client asks for: a client
+/// configuration that refuses others at the handshake (MTA-STS enforced, webhooks), and the
+/// same check for a connection made without it (MTA-STS in testing mode).
+#[derive(Clone)]
+pub struct Verifying {
+    pub config: Arc<rustls::ClientConfig>,
+    pub verifier: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+/// Checks against the CAs in `ca_file` (PEM).
+pub fn verifying_tls(ca_file: &std::path::Path) -> Result<Verifying, String> {
+    let roots = Arc::new(ca_bundle(ca_file)?);
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| e.to_string())?;
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
+        .with_webpki_verifier(verifier.clone())
         .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok(Verifying {
+        config: Arc::new(config),
+        verifier,
+    })
 }
 
 /// The CAs in a PEM bundle; an error when it cannot be read or holds none.

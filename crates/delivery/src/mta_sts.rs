@@ -145,8 +145,9 @@ impl Default for MtaStsConfig {
 /// Where and how policies are fetched.
 #[derive(Clone)]
 pub struct Settings {
-    /// Verifies the policy host's certificate, and an MX host's where a policy is enforced.
-    pub tls: Arc<rustls::ClientConfig>,
+    /// Verifies the policy host's certificate, and an MX host's where a policy is enforced
+    /// (at the handshake) or tested (after it).
+    pub tls: crate::client::Verifying,
     /// The policy host's HTTPS port (443; tests point it at their own server).
     pub port: u16,
     /// Networks off the public internet that a policy host found in DNS may still be in.
@@ -183,7 +184,7 @@ impl MtaSts {
         let _ = self.keeper.set(store);
     }
 
-    pub fn tls(&self) -> &Arc<rustls::ClientConfig> {
+    pub fn tls(&self) -> &crate::client::Verifying {
         &self.settings.tls
     }
 

@@ -1037,11 +1037,8 @@ impl Inner {
                                 self.stats
                                     .connections_opened
                                     .fetch_add(1, Ordering::Relaxed);
-                                if hop.sts == Some(crate::mta_sts::Mode::Testing) && !c.tls {
-                                    self.stats
-                                        .mta_sts_testing_failures
-                                        .fetch_add(1, Ordering::Relaxed);
-                                    tracing::info!(domain, host = %hop.name, addr = %hop.addr, "MTA-STS (testing): this MX host is reached without TLS; delivering all the same");
+                                if hop.sts == Some(crate::mta_sts::Mode::Testing) {
+                                    self.report_testing(&env.id, domain, hop, &c);
                                 }
                                 if let Some(why) = fallback {
                                     self.stats

@@ -35,7 +35,7 @@ async fn post(config: &WebhookConfig, url: &str, headers: &str, body: &str) -> R
         .await
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let mut stream: Box<dyn Io> = if t.https {
-        let tls = relayward_delivery::client::verifying_tls(&config.ca_file)?;
+        let tls = relayward_delivery::client::verifying_tls(&config.ca_file)?.config;
         let name = rustls::pki_types::ServerName::try_from(t.host.clone())
             .map_err(|e| format!("bad host name {}: {e}", t.host))?;
         Box::new(

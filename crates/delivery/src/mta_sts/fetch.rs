@@ -44,7 +44,7 @@ async fn fetch(
         .map_err(|e| format!("cannot connect to {host} [{addr}]: {e}"))?;
     let name = rustls::pki_types::ServerName::try_from(host.clone())
         .map_err(|e| format!("bad host name {host}: {e}"))?;
-    let mut tls = tokio_rustls::TlsConnector::from(settings.tls.clone())
+    let mut tls = tokio_rustls::TlsConnector::from(settings.tls.config.clone())
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS with {host}: {e}"))?;

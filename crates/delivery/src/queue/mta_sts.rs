@@ -53,6 +53,33 @@ impl Inner {
         }
     }
 
+    /// Under a policy in testing mode, what enforcing it would refuse of a connection made as
+    /// opportunistic TLS makes it (no TLS, or a certificate a trusted CA did not issue for the
+    /// host's name) is logged, counted and put in the message's trace; the mail goes all the
+    /// same (RFC 8461 section 5).
+    pub(super) fn report_testing(&self, id: &str, domain: &str, hop: &Hop, client: &Client) {
+        let Some(sts) = &self.mta_sts else {
+            return;
+        };
+        let Some(why) = client.certificate_problem(&sts.tls().verifier, &hop.name) else {
+            return;
+        };
+        self.stats
+            .mta_sts_testing_failures
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(domain, host = %hop.name, addr = %hop.addr, why, "MTA-STS (testing): this connection would not meet the policy; delivering all the same");
+        self.event(
+            id,
+            relayward_store::TraceKind::Attempt,
+            None,
+            format!(
+                "MTA-STS (testing): {} [{}] would not meet the policy of {domain} ({why}); sent all the same",
+                hop.name,
+                hop.addr.ip()
+            ),
+        );
+    }
+
     /// A connection to `hop` as the recipient domain's enforced MTA-STS policy asks: TLS,
     /// with a certificate a trusted CA issued for the host's name, and no going on without.
     pub(super) async fn connect_under_policy(
@@ -66,7 +93,7 @@ impl Inner {
             return Err(ClientError::Protocol("MTA-STS"));
         };
         let checked = ClientSettings {
-            tls: Some(sts.tls().clone()),
+            tls: Some(sts.tls().config.clone()),
             ..settings.clone()
         };
         let refused = |why: String| {

@@ -38,8 +38,9 @@ fn enforce(mx: &str) -> String {
 /// queue says why (opportunistic TLS would have sent it: to a certificate for another name,
 /// to a host the policy does not name, or in clear text to a host that offers no STARTTLS, as
 /// an attacker who strips STARTTLS would have it). A policy in testing mode, a policy host that
-/// answers 404 and a domain without a policy get their mail as before. A policy is fetched once
-/// and then cached.
+/// answers 404 and a domain without a policy get their mail as before; in testing mode, a
+/// certificate that enforcing would refuse is counted and traced. A policy is fetched once and
+/// then cached.
 #[test]
 fn an_enforced_mta_sts_policy_is_met_or_the_mail_waits() {
     let ca = TestCa::new("Relayward Test Root CA");
@@ -82,7 +83,7 @@ fn an_enforced_mta_sts_policy_is_met_or_the_mail_waits() {
     );
     policies.insert(
         "mta-sts.testing.example".into(),
-        "version: STSv1\nmode: testing\nmx: nowhere.example\nmax_age: 600\n".into(),
+        "version: STSv1\nmode: testing\nmx: mx.testing.example\nmax_age: 600\n".into(),
     );
     let names: Vec<String> = domains
         .iter()
@@ -151,9 +152,11 @@ users = [ {{ address = "alice@contoso.example" }} ]
     let mut relay = Relay::start(&config);
     let mut c = relay.client();
     assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    let mut ids = HashMap::new();
     for d in domains.iter().chain(&["nopolicy", "remote"]) {
         let reply = c.transaction("alice@contoso.example", &[&format!("bob@{d}.example")], MSG);
         assert_eq!(reply.code, 250, "{reply:?}");
+        ids.insert(*d, reply.text().rsplit(' ').next().expect("id").to_string());
     }
     c.cmd("QUIT");
 
@@ -187,7 +190,21 @@ users = [ {{ address = "alice@contoso.example" }} ]
     assert_eq!(rx.messages().len(), 5, "{:?}", rx.messages());
     let refusals = relay.metric("relayward_delivery_mta_sts_refusals_total");
     assert!(refusals >= 3, "{refusals}");
-    assert!(relay.metric("relayward_delivery_mta_sts_testing_failures_total") >= 1);
+    // Testing mode: the policy names the host, whose certificate is for another name. The
+    // mail went; the trace and the count say enforcing would have stopped it.
+    assert_eq!(
+        relay.metric("relayward_delivery_mta_sts_testing_failures_total"),
+        1
+    );
+    let trace = relay.cli(&["trace", "--id", &ids["testing"]]);
+    assert!(
+        trace.contains("MTA-STS (testing): mx.testing.example [127.0.0.1] would not meet the policy of testing.example"),
+        "{trace}"
+    );
+    for d in ["remote", "nopolicy", "broken"] {
+        let trace = relay.cli(&["trace", "--id", &ids[d]]);
+        assert!(!trace.contains("MTA-STS (testing)"), "{d}: {trace}");
+    }
     // Fetched once for two messages and several rounds: cached for its max_age.
     assert_eq!(requests(&host, "mta-sts.remote.example"), 1);
     assert_eq!(requests(&host, "mta-sts.wrongname.example"), 1);
