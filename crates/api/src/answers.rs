@@ -321,6 +321,12 @@ pub struct QueueList {
     pub messages: Vec<QueuedMessage>,
 }
 
+/// How many waiting messages a flush made due now.
+#[derive(Serialize, JsonSchema)]
+pub struct QueueFlushed {
+    pub messages: usize,
+}
+
 #[derive(Serialize, JsonSchema)]
 pub struct QueueDone {
     pub message: String,

@@ -1,4 +1,5 @@
-//! The mail queue (operators): list by tenant or destination; retry, hold, release, bounce, purge.
+//! The mail queue (operators): list by tenant or destination; retry, hold, release, bounce, purge;
+//! flush (every waiting message due now).
 
 use crate::answers::*;
 use crate::auth::Principal;
@@ -15,6 +16,16 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         answer: Some(answer::<QueueList>),
         route: || get(queue_list),
         doc: Some(queue_list_doc),
+    },
+    Operation {
+        method: "post",
+        path: "/queue/flush",
+        summary: "Try every waiting message now (held ones stay held), or those of one tenant and/or with a pending recipient in one domain; the named destination (every one, without filters) is tried at once even if it was backed off. Operators; audited.",
+        access: Access::Operator,
+        ok: 200,
+        answer: Some(answer::<QueueFlushed>),
+        route: || post(queue_flush),
+        doc: Some(queue_flush_doc),
     },
     Operation {
         method: "post",
@@ -77,6 +88,42 @@ fn queue_list_doc() -> Value {
             { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }
         ]
     })
+}
+
+fn queue_flush_doc() -> Value {
+    json!({
+        "responses": { "400": error_response() },
+        "parameters": [
+            { "name": "tenant", "in": "query", "required": false, "schema": { "type": "string" } },
+            { "name": "domain", "in": "query", "required": false, "schema": { "type": "string" } }
+        ]
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlushQuery {
+    tenant: Option<String>,
+    domain: Option<String>,
+}
+
+async fn queue_flush(
+    p: Principal,
+    State(s): State<ApiState>,
+    q: Result<Query<FlushQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<QueueFlushed>> {
+    let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
+    let messages = s
+        .control
+        .queue_flush(
+            &s.queue,
+            q.tenant.as_deref(),
+            q.domain.as_deref(),
+            &p.actor(),
+        )
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(Json(QueueFlushed { messages }))
 }
 
 #[derive(Deserialize)]

@@ -1,5 +1,5 @@
 //! Operators' actions on queued messages (retry, hold, release, bounce, purge), each audited
-//! with what the message was. The API and the relay's control socket (the command line's
+//! with what the message was, and on many at once (flush). The API and the relay's control socket (the command line's
 //! `relayward queue`) both call here.
 
 use relayward_guard::Role;
@@ -38,5 +38,29 @@ impl Control {
         )
         .await?;
         Ok(before)
+    }
+
+    /// An operator makes every waiting message (of one tenant and/or with a pending recipient
+    /// in one domain) due now, and lifts the destination's backoff (`Queue::flush`); audited
+    /// with the filters and how many messages it concerned.
+    pub async fn queue_flush(
+        &self,
+        queue: &relayward_delivery::Queue,
+        tenant: Option<&str>,
+        domain: Option<&str>,
+        actor: &Actor,
+    ) -> Result<usize> {
+        if actor.role != Role::Operator {
+            invalid!("queue actions are the operator's");
+        }
+        let made_due = queue.flush(tenant, domain);
+        self.audit(
+            actor,
+            tenant,
+            "queue.flush",
+            serde_json::json!({ "tenant": tenant, "domain": domain, "messages": made_due }),
+        )
+        .await?;
+        Ok(made_due)
     }
 }

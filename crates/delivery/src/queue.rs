@@ -457,6 +457,49 @@ impl Queue {
         out
     }
 
+    /// Makes every waiting message that is not held, of one tenant and/or with a pending
+    /// recipient in one domain, due now (as `postqueue -f` and `-s` do), and lifts the backoff
+    /// of the named destination (of every destination when neither is named), so a destination
+    /// back after an outage gets its mail at once instead of at each message's next retry.
+    /// Returns how many messages were made due. The new times are not written to the spool: a
+    /// restart leaves each message at the time its last round gave it.
+    pub fn flush(&self, tenant: Option<&str>, domain: Option<&str>) -> usize {
+        let inner = &self.inner;
+        let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
+        let now = now_ms() / 1000;
+        let made_due = {
+            let mut s = inner.sched.lock().unwrap_or_else(|p| p.into_inner());
+            let ids: Vec<String> = s
+                .waiting
+                .values()
+                .filter(|e| !e.held && e.next_attempt > now)
+                .filter(|e| tenant.is_none_or(|t| e.tenant.as_deref() == Some(t)))
+                .filter(|e| {
+                    domain
+                        .as_deref()
+                        .is_none_or(|d| e.pending().any(|r| r.domain() == d))
+                })
+                .map(|e| e.id.clone())
+                .collect();
+            for id in &ids {
+                if let Some(e) = s.waiting.get_mut(id) {
+                    e.next_attempt = now;
+                }
+                s.seq += 1;
+                let seq = s.seq;
+                s.heap.push(Reverse((now * 1000, seq, id.clone())));
+            }
+            ids.len()
+        };
+        match (&domain, tenant) {
+            (Some(d), _) => inner.lift_backoff(Some(d)),
+            (None, None) => inner.lift_backoff(None),
+            (None, Some(_)) => {}
+        }
+        inner.wake.notify_one();
+        made_due
+    }
+
     /// An operator's action on one queued message. Returns the message as it was.
     pub async fn act(&self, id: &str, action: QueueAction) -> Result<Envelope, QueueActionError> {
         let inner = &self.inner;

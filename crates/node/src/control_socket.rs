@@ -53,6 +53,13 @@ pub enum Request {
     /// Takes every unfinished message of another node's spool directory (a node that will not
     /// come back) into this node's spool and queue, as `actor`.
     Adopt { dir: PathBuf, actor: String },
+    /// Every waiting message, of one tenant and/or with a recipient in one domain, due now;
+    /// the destination's backoff lifted (`Queue::flush`), as `actor`.
+    Flush {
+        tenant: Option<String>,
+        domain: Option<String>,
+        actor: String,
+    },
 }
 
 /// The relay's answer.
@@ -165,6 +172,23 @@ async fn answer(request: Request, control: &Control, queue: &Queue, spool: &Spoo
                 Ok(before) => Reply::Done {
                     message: before.id,
                     action: what.as_str().to_string(),
+                },
+                Err(e) => Reply::Error(format!("{e:#}")),
+            }
+        }
+        Request::Flush {
+            tenant,
+            domain,
+            actor,
+        } => {
+            let actor = Actor::command_line(actor, Role::Operator);
+            match control
+                .queue_flush(queue, tenant.as_deref(), domain.as_deref(), &actor)
+                .await
+            {
+                Ok(n) => Reply::Done {
+                    message: format!("{n} message(s)"),
+                    action: "flush".into(),
                 },
                 Err(e) => Reply::Error(format!("{e:#}")),
             }

@@ -154,6 +154,18 @@ impl Inner {
             .map(|h| h.failures)
     }
 
+    /// An operator says `domain` (every destination, with `None`) is worth trying now: its
+    /// failures in a row are forgotten, and a backoff under way ends.
+    pub(super) fn lift_backoff(&self, domain: Option<&str>) {
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        match domain {
+            Some(d) => {
+                h.remove(d);
+            }
+            None => h.clear(),
+        }
+    }
+
     /// Failures older than the longest backoff say nothing any more.
     pub(super) fn forget_old_failures(&self) {
         let now = now_ms();

@@ -1,6 +1,7 @@
 //! `relayward queue`: the running relay's mail queue from the command line, through its control
 //! socket. `list` reads like `postqueue -p`; `retry`, `hold`, `release`, `bounce` and `purge`
-//! act on one message through the control plane and are audited like the API's queue actions.
+//! act on one message, and `flush` (`postqueue -f`, `-s`) on many, through the control plane,
+//! audited like the API's queue actions.
 
 use std::time::Duration;
 
@@ -47,6 +48,15 @@ pub enum QueueCmd {
     Bounce { id: String },
     /// Delete it from the queue without an NDR.
     Purge { id: String },
+    /// Try every waiting message now (held ones stay held), or those of one tenant and/or with
+    /// a pending recipient in one domain; a destination named with --domain (every one, with
+    /// no filter) is tried again at once even if it was backed off after failures.
+    Flush {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        domain: Option<String>,
+    },
     /// Take every unfinished message of another node's spool directory (a cluster node that
     /// will not come back, its disk copied here) into this running node, which delivers them.
     /// The other spool must not be in use.
@@ -74,6 +84,14 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
         QueueCmd::Release { id } => (act(id, "release"), false),
         QueueCmd::Bounce { id } => (act(id, "bounce"), false),
         QueueCmd::Purge { id } => (act(id, "purge"), false),
+        QueueCmd::Flush { tenant, domain } => (
+            Request::Flush {
+                tenant,
+                domain,
+                actor: operator().name,
+            },
+            false,
+        ),
         QueueCmd::Adopt { dir } => {
             // The relay resolves paths from its own working directory: send an absolute one.
             let dir = std::path::absolute(&dir)?;
@@ -123,6 +141,7 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
             }
         }
         Reply::Done { message, action } if action == "adopt" => outln!("adopted {message}"),
+        Reply::Done { message, action } if action == "flush" => outln!("{message} due now"),
         Reply::Done { message, action } => outln!("{message}: {action} done"),
         Reply::Error(e) => bail!("{e}"),
     }

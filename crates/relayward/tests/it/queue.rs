@@ -305,3 +305,121 @@ fn a_tenant_whose_mail_waits_long_is_alerted_once() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(delayed(&relay), 1);
 }
+
+/// After a destination's outage, an operator flushes its mail (`postqueue -s`): what waited
+/// for it goes at once, not at each message's next retry (an hour away here), although the
+/// destination had been backed off after failing three times; other destinations' mail stays
+/// until flushed in turn. Only operators may; each flush is audited.
+#[test]
+fn a_destination_back_after_an_outage_gets_its_mail_at_once_when_flushed() {
+    // The next hop is down: nothing listens at its address until the outage ends.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let relay = Relay::start(&format!(
+        r#"
+[delivery]
+smart_host = "{addr}"
+retry_schedule = ["1h"]
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
+users = [ {{ address = "alice@contoso.example" }} ]
+"#
+    ));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    for to in [
+        "a@remote.example",
+        "b@remote.example",
+        "c@remote.example",
+        "d@other.example",
+    ] {
+        let reply = c.transaction("alice@contoso.example", &[to], MSG);
+        assert_eq!(reply.code, 250, "{reply:?}");
+    }
+    c.cmd("QUIT");
+    wait_for(Duration::from_secs(20), || {
+        let list = relay.cli(&["queue", "list"]);
+        (list.matches("refused").count() >= 4).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{}", relay.cli(&["queue", "list"])));
+    let metrics = relay.http_get("/metrics");
+    assert!(
+        metrics.contains("relayward_destination_backed_off{destination=\"remote.example\"} 1"),
+        "{metrics}"
+    );
+
+    // The outage ends; the mail would wait for its retry an hour from now.
+    let rx = Receiver::start_at(addr, None);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(rx.messages().is_empty());
+
+    assert_eq!(
+        relay
+            .cli(&["queue", "flush", "--tenant", "fabrikam"])
+            .trim(),
+        "0 message(s) due now"
+    );
+    assert_eq!(
+        relay
+            .cli(&["queue", "flush", "--domain", "remote.example"])
+            .trim(),
+        "3 message(s) due now"
+    );
+    let got = rx.wait(3, Duration::from_secs(20));
+    let mut to: Vec<String> = got.iter().flat_map(|m| m.rcpts.clone()).collect();
+    to.sort();
+    assert_eq!(
+        to,
+        ["a@remote.example", "b@remote.example", "c@remote.example"]
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(rx.messages().len(), 3, "other.example's message waits");
+
+    // Through the API: a tenant's admin may not; an operator may.
+    let ops = relay
+        .cli(&["token", "create", "--name", "ops", "--role", "operator"])
+        .trim()
+        .to_string();
+    let admin = relay
+        .cli(&[
+            "token", "create", "--name", "ci", "--role", "admin", "--tenant", "contoso",
+        ])
+        .trim()
+        .to_string();
+    let (status, _) = relay.api("POST", "/api/v1/queue/flush", Some(&admin), None);
+    assert_eq!(status, 403);
+    let (status, json) = relay.api(
+        "POST",
+        "/api/v1/queue/flush?tenant=contoso",
+        Some(&ops),
+        None,
+    );
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["messages"], 1, "{json}");
+    let got = rx.wait(4, Duration::from_secs(20));
+    assert!(
+        got.iter().any(|m| m.rcpts == ["d@other.example"]),
+        "{got:?}"
+    );
+
+    let audit = relay.cli(&["audit", "--tenant", "contoso"]);
+    let flushes: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("\"queue.flush\""))
+        .collect();
+    assert_eq!(flushes.len(), 1, "{audit}");
+    assert!(
+        flushes[0].contains("(ops)") && flushes[0].contains(r#"\"messages\":1"#),
+        "{audit}"
+    );
+    let all = relay.cli(&["audit"]);
+    assert!(
+        all.lines().any(|l| l.contains("\"queue.flush\"")
+            && l.contains(r#"\"domain\":\"remote.example\""#)
+            && l.contains(r#"\"messages\":3"#)),
+        "{all}"
+    );
+}
