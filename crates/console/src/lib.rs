@@ -103,6 +103,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/t/:tenant/audit", get(records::audit))
         .route("/support/audit", get(records::global_audit))
         .route("/support/queue", get(queue::page))
+        .route("/support/queue/flush", post(queue::flush))
         .route("/support/queue/:id/:action", post(queue::act))
         .route("/t/:tenant/restrict", post(restriction::restrict))
         .route("/t/:tenant/access", get(access::page))

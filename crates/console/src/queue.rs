@@ -1,5 +1,6 @@
 //! The mail queue (operators): messages waiting, by tenant or destination domain, and the
-//! operator's actions on one: retry now, hold, release, bounce with an NDR, purge without.
+//! operator's actions on one: retry now, hold, release, bounce with an NDR, purge without; and
+//! on all it shows: try them now.
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -52,6 +53,13 @@ fn render(
             button type="submit" { (w.t("apply")) }
         }
         @if list.is_empty() { p { (w.t("queue_empty")) } } @else {
+            form.flush method="post" action="/support/queue/flush" {
+                (csrf(v))
+                input type="hidden" name="tenant" value=(f.tenant);
+                input type="hidden" name="domain" value=(f.domain);
+                button type="submit" { (w.t("queue_flush")) }
+                " " span.help { (w.t("queue_flush_help")) }
+            }
             div.scroll tabindex="0" role="region" aria-label=(w.t("queue_caption")) { table {
                 caption { (w.t("queue_caption")) }
                 thead { tr {
@@ -95,6 +103,63 @@ pub async fn page(v: Viewer, State(s): State<ConsoleState>, Query(f): Query<Filt
         .as_ref()
         .map(|_| Banner::Done(v.w().t("done_saved").to_string()));
     render(&v, &s, &f, banner, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct FlushForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    domain: String,
+}
+
+/// Every waiting message the filter shows (held ones stay held) due now, with the named
+/// destination's backoff lifted (`Queue::flush`).
+pub async fn flush(v: Viewer, State(s): State<ConsoleState>, Form(f): Form<FlushForm>) -> Response {
+    if !v.csrf_ok(&f.csrf) {
+        return forbidden(&v, "form_expired");
+    }
+    if !v.operator() {
+        return forbidden(&v, "operators_only");
+    }
+    let Some(queue) = &s.queue else {
+        return crate::page::not_found(v.lang, Some(&v));
+    };
+    let some = |x: &str| Some(x.trim()).filter(|x| !x.is_empty()).map(str::to_string);
+    let (tenant, domain) = (some(&f.tenant), some(&f.domain));
+    match s
+        .control
+        .queue_flush(queue, tenant.as_deref(), domain.as_deref(), &v.actor())
+        .await
+    {
+        Ok(_) => {
+            let back = format!(
+                "/support/queue?tenant={}&domain={}&done=1",
+                query_value(&f.tenant),
+                query_value(&f.domain)
+            );
+            Redirect::to(&back).into_response()
+        }
+        Err(e) => {
+            let (status, banner) = opened!(refusal(&v, e));
+            render(&v, &s, &Filter::default(), Some(banner), status)
+        }
+    }
+}
+
+/// `value` for a URL's query, every byte outside letters, digits and `.-_@` percent-encoded.
+fn query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.trim().bytes() {
+        if b.is_ascii_alphanumeric() || b".-_@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]

@@ -826,11 +826,22 @@ fn an_operator_works_the_queue_and_restricts_a_user_by_hand() {
         ids[1]
     ));
     assert!(!b.text().contains(&ids[1]), "purged");
+    // Every message the filter shows, now: the one not held is tried again.
+    b.go(&format!("{base}/support/queue?tenant=contoso"));
+    b.click("form[action='/support/queue/flush'] button");
+    let page = b.text();
+    has(&page, word(&w, "done_saved"), "flushed");
+    assert!(b.url().contains("tenant=contoso"), "{}", b.url());
     let audit = relay.cli(&["audit"]);
     assert!(
         audit.contains("queue.hold") && audit.contains("queue.purge"),
         "{audit}"
     );
+    let flush = audit
+        .lines()
+        .find(|l| l.contains("\"queue.flush\""))
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert!(flush.contains(r#"\"messages\":1"#), "{flush}");
 
     // A tenant from the configuration file: its connector cannot be removed here, and the
     // page says where to change it.
