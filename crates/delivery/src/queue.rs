@@ -983,7 +983,7 @@ impl Inner {
             return all(pending("451 4.3.0 Delivery is shutting down"));
         };
         let pool = self.pool_for(env).await;
-        let (source, helo) = (pool.source, pool.helo.clone());
+        let helo = pool.helo.clone();
         let rcpts: Vec<&Recipient> = idxs.iter().filter_map(|&i| env.recipients.get(i)).collect();
         let msg = OutMessage {
             mail_from: &env.mail_from,
@@ -1014,6 +1014,22 @@ impl Inner {
         };
         let mut last_error: Option<ClientError> = None;
         for hop in hops.iter().take(8) {
+            let source = match pool.source_for(hop.addr.ip()) {
+                Ok(s) => s,
+                Err(why) => {
+                    self.event(
+                        &env.id,
+                        TraceKind::Attempt,
+                        None,
+                        format!("{domain} via {} [{}] not tried: {why}", hop.name, hop.addr),
+                    );
+                    last_error = Some(ClientError::Connect {
+                        addr: hop.addr,
+                        reason: why,
+                    });
+                    continue;
+                }
+            };
             let enforced = hop.sts == Some(crate::mta_sts::Mode::Enforce);
             // A connection whose certificate was not checked for this host's name is not one
             // for a policy (one address may serve several names).

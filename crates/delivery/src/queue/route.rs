@@ -14,10 +14,43 @@ use crate::mta_sts::Mode;
 
 /// Where one delivery attempt leaves from.
 pub(super) struct Pool {
-    pub(super) source: Option<IpAddr>,
+    /// The pool's source addresses (empty: the system chooses).
+    pub(super) sources: Vec<IpAddr>,
     pub(super) helo: String,
     /// Why the high-risk pool; `None` for the normal pool.
     pub(super) high_risk: Option<String>,
+}
+
+impl Pool {
+    /// The source address of a connection to `to`: one of the pool's of the same family, at
+    /// random (a pool may have IPv4 and IPv6 addresses; an IPv4 one cannot reach an IPv6 host);
+    /// `Ok(None)` when the pool is empty. `Err` when the pool has none of that family: the
+    /// host is not reached from this pool, rather than from an address the operator did not
+    /// give it.
+    pub(super) fn source_for(&self, to: IpAddr) -> Result<Option<IpAddr>, String> {
+        if self.sources.is_empty() {
+            return Ok(None);
+        }
+        let v4 = to.to_canonical().is_ipv4();
+        let fit: Vec<IpAddr> = self
+            .sources
+            .iter()
+            .copied()
+            .filter(|s| s.to_canonical().is_ipv4() == v4)
+            .collect();
+        match fit.choose(&mut rand::thread_rng()) {
+            Some(ip) => Ok(Some(*ip)),
+            None => Err(format!(
+                "the {} pool has no {} source address",
+                if self.high_risk.is_some() {
+                    "high-risk"
+                } else {
+                    "normal"
+                },
+                if v4 { "IPv4" } else { "IPv6" }
+            )),
+        }
+    }
 }
 
 fn no_mx_nor_a(domain: &str) -> String {
@@ -170,7 +203,7 @@ impl Inner {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         Pool {
-            source: pool.choose(&mut rand::thread_rng()).copied(),
+            sources: pool.clone(),
             helo: helo.clone(),
             high_risk: reason,
         }

@@ -371,6 +371,66 @@ fn a_server_that_takes_no_recipient_at_all_leaves_the_message_waiting_not_failed
     }
 }
 
+/// `contoso` with its mail leaving from `pool` to `smart_host`, retried an hour later.
+fn contoso_from_pool(smart_host: std::net::SocketAddr, pool: &str) -> String {
+    contoso_slow_retry(smart_host, &format!("normal_pool = [{pool}]"))
+}
+
+#[test]
+fn a_pool_of_ipv4_and_ipv6_addresses_sends_from_the_family_of_each_destination() {
+    // An IPv4 next hop: every connection from the pool's IPv4 address, none tried from its
+    // IPv6 one (which cannot reach it).
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso_from_pool(rx.addr, r#""127.0.0.2", "::1""#));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    for n in 0..8 {
+        let r = c.transaction(
+            "alice@contoso.example",
+            &[&format!("user{n}@remote.example")],
+            MSG,
+        );
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    let got = rx.wait(8, Duration::from_secs(20));
+    assert!(
+        got.iter().all(|m| m.peer.to_string() == "127.0.0.2"),
+        "{got:?}"
+    );
+    assert_eq!(relay.metric("relayward_deferred_total"), 0);
+    drop(relay);
+
+    // An IPv6 next hop: from the pool's IPv6 address.
+    let rx6 = Receiver::start_on("::1".parse().expect("ip"), false);
+    let relay = Relay::start(&contoso_from_pool(rx6.addr, r#""127.0.0.2", "::1""#));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    let r = c.transaction("alice@contoso.example", &["bob@remote.example"], MSG);
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = rx6.wait(1, Duration::from_secs(20));
+    assert_eq!(got[0].peer.to_string(), "::1");
+    drop(relay);
+
+    // A pool without an IPv6 address does not reach an IPv6 host; the queue says why.
+    let relay = Relay::start(&contoso_from_pool(rx6.addr, r#""127.0.0.2""#));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    let r = c.transaction("alice@contoso.example", &["carol@remote.example"], MSG);
+    assert_eq!(r.code, 250, "{r:?}");
+    wait_for(Duration::from_secs(20), || {
+        relay
+            .cli(&["queue", "list"])
+            .contains("the normal pool has no IPv6 source address")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("{}", relay.cli(&["queue", "list"])));
+    assert_eq!(
+        rx6.messages().len(),
+        1,
+        "nothing more reached the IPv6 host"
+    );
+}
+
 #[test]
 fn mx_records_are_looked_up_through_the_configured_resolver() {
     let rx = Receiver::start(false);
