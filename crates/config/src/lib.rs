@@ -153,8 +153,8 @@ pub struct Config {
     pub audit_retention: Duration,
     pub smart_host: Option<String>,
     pub dns_resolver: Option<SocketAddr>,
-    pub normal_pool: Vec<IpAddr>,
-    pub high_risk_pool: Vec<IpAddr>,
+    pub normal_pool: Vec<PoolAddress>,
+    pub high_risk_pool: Vec<PoolAddress>,
     /// `[delivery] private_destinations`: networks off the public internet that tenants' routes
     /// and domains' MX records may lead to.
     pub private_destinations: Vec<ipnet::IpNet>,
@@ -193,6 +193,30 @@ pub struct Config {
     pub forwarded_bytes_per_message: usize,
     pub webhooks: WebhookConfig,
     pub tenants: Vec<TenantConfig>,
+}
+
+/// A source address of a delivery pool, and the EHLO name connections from it use (the pool's
+/// `hostname` or `high_risk_hostname` when it has none of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolAddress {
+    pub ip: IpAddr,
+    pub hostname: Option<String>,
+}
+
+/// A name fit to follow EHLO: letters, digits and hyphens in dot-separated labels.
+fn host_name(s: &str, key: &str) -> Result<String> {
+    let fits = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if s.len() > 253 || !s.split('.').all(fits) {
+        bail!("{key}: \"{s}\" is not a host name");
+    }
+    Ok(s.to_ascii_lowercase())
 }
 
 /// MTA-STS for MX delivery (`[delivery] mta_sts`, on by default).
@@ -306,12 +330,18 @@ impl Config {
             .hostname
             .clone()
             .unwrap_or_else(|| "relay.example.net".into());
-        let ips = |v: &Option<Vec<String>>, key: &str| -> Result<Vec<IpAddr>> {
+        let pool = |v: &Option<Vec<RawPoolAddress>>, key: &str| -> Result<Vec<PoolAddress>> {
             v.iter()
                 .flatten()
-                .map(|s| {
-                    s.parse()
-                        .map_err(|_| anyhow!("{key}: \"{s}\" is not an IP address"))
+                .map(|a| {
+                    let (ip, hostname) = match a {
+                        RawPoolAddress::Ip(ip) => (ip, None),
+                        RawPoolAddress::Named(n) => (&n.ip, Some(host_name(&n.hostname, key)?)),
+                    };
+                    let ip = ip
+                        .parse()
+                        .map_err(|_| anyhow!("{key}: \"{ip}\" is not an IP address"))?;
+                    Ok(PoolAddress { ip, hostname })
                 })
                 .collect()
         };
@@ -490,8 +520,8 @@ impl Config {
             )?,
             smart_host: raw.delivery.smart_host,
             dns_resolver,
-            normal_pool: ips(&raw.delivery.normal_pool, "delivery.normal_pool")?,
-            high_risk_pool: ips(&raw.delivery.high_risk_pool, "delivery.high_risk_pool")?,
+            normal_pool: pool(&raw.delivery.normal_pool, "delivery.normal_pool")?,
+            high_risk_pool: pool(&raw.delivery.high_risk_pool, "delivery.high_risk_pool")?,
             private_destinations: nets::list(
                 &raw.delivery.private_destinations,
                 "delivery.private_destinations",

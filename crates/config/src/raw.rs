@@ -171,13 +171,29 @@ pub struct RawStorage {
     pub audit_retention: Option<String>,
 }
 
+/// A source address of a pool: `"192.0.2.10"`, or `{ ip = "192.0.2.10", hostname =
+/// "mta1.example.net" }` to say EHLO with the name its reverse DNS gives.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawPoolAddress {
+    Ip(String),
+    Named(RawNamedPoolAddress),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNamedPoolAddress {
+    pub ip: String,
+    pub hostname: String,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDelivery {
     pub smart_host: Option<String>,
     pub dns_resolver: Option<String>,
-    pub normal_pool: Option<Vec<String>>,
-    pub high_risk_pool: Option<Vec<String>>,
+    pub normal_pool: Option<Vec<RawPoolAddress>>,
+    pub high_risk_pool: Option<Vec<RawPoolAddress>>,
     pub high_risk_hostname: Option<String>,
     pub retry_schedule: Option<Vec<String>>,
     pub expire_after: Option<String>,

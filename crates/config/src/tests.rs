@@ -87,6 +87,14 @@ fn mistakes_are_named() {
     assert!(err("[smtp]\nrelay_lisen = \"x\"").contains("relay_lisen"));
     assert!(err("[limits]\nrecipients_per_message = 5000").contains("between 1 and 1000"));
     assert!(
+        err("[delivery]\nnormal_pool = [{ ip = \"192.0.2.1\", hostname = \"a b\" }]")
+            .contains("delivery.normal_pool: \"a b\" is not a host name")
+    );
+    assert!(
+        err("[delivery]\nhigh_risk_pool = [\"192.0.2.300\"]")
+            .contains("delivery.high_risk_pool: \"192.0.2.300\" is not an IP address")
+    );
+    assert!(
         err("[delivery]\nrecipients_per_transaction = 0")
             .contains("recipients_per_transaction must be between 1 and 1000")
     );
@@ -159,4 +167,27 @@ fn sizes_and_durations() {
         parse_duration("500ms").expect("d"),
         Duration::from_millis(500)
     );
+}
+
+#[test]
+fn a_pool_lists_addresses_alone_or_with_their_ehlo_name() {
+    let raw: RawConfig = toml::from_str(
+        "[delivery]\nnormal_pool = [\"192.0.2.1\", { ip = \"2001:db8::1\", hostname = \"MTA1.Example.NET\" }]",
+    )
+    .expect("parses");
+    let c = Config::from_raw(raw).expect("valid");
+    assert_eq!(
+        c.normal_pool,
+        vec![
+            PoolAddress {
+                ip: "192.0.2.1".parse().expect("ip"),
+                hostname: None
+            },
+            PoolAddress {
+                ip: "2001:db8::1".parse().expect("ip"),
+                hostname: Some("mta1.example.net".into())
+            },
+        ]
+    );
+    assert!(c.high_risk_pool.is_empty());
 }

@@ -12,6 +12,6 @@ pub mod reach;
 mod starttls;
 
 pub use queue::{
-    Delayed, DeliveryConfig, DestinationView, Events, Outgoing, Queue, QueueAction,
+    Delayed, DeliveryConfig, DestinationView, Events, Outgoing, PoolAddress, Queue, QueueAction,
     QueueActionError, QueueStats, QueuedMessage, Router, Signer,
 };

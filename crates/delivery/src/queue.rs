@@ -46,8 +46,8 @@ pub struct DeliveryConfig {
     pub private_destinations: Vec<ipnet::IpNet>,
     pub retry_schedule: Vec<Duration>,
     pub expire_after: Duration,
-    pub normal_pool: Vec<IpAddr>,
-    pub high_risk_pool: Vec<IpAddr>,
+    pub normal_pool: Vec<PoolAddress>,
+    pub high_risk_pool: Vec<PoolAddress>,
     /// Look up each sender domain's MX and A records and send mail from domains with neither
     /// through the high-risk pool. Off when a smart host carries everything and no resolver was
     /// configured (the relay then does no DNS of its own).
@@ -70,6 +70,14 @@ pub struct DeliveryConfig {
     pub tls: bool,
     /// MTA-STS for MX delivery (`mta_sts.rs`); `None`: off.
     pub mta_sts: Option<crate::mta_sts::MtaStsConfig>,
+}
+
+/// A source address of a pool, with the EHLO name its connections use when it has one of its
+/// own (else the pool's: `hostname` or `high_risk_hostname`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolAddress {
+    pub ip: IpAddr,
+    pub helo: Option<String>,
 }
 
 impl DeliveryConfig {
@@ -983,7 +991,6 @@ impl Inner {
             return all(pending("451 4.3.0 Delivery is shutting down"));
         };
         let pool = self.pool_for(env).await;
-        let helo = pool.helo.clone();
         let rcpts: Vec<&Recipient> = idxs.iter().filter_map(|&i| env.recipients.get(i)).collect();
         let msg = OutMessage {
             mail_from: &env.mail_from,
@@ -1005,8 +1012,8 @@ impl Inner {
             head: &body.head,
             body: body.rest(),
         };
-        let settings = ClientSettings {
-            helo,
+        let base = ClientSettings {
+            helo: pool.helo.clone(),
             connect_timeout: self.config.connect_timeout,
             command_timeout: self.config.command_timeout,
             final_timeout: self.config.final_timeout,
@@ -1014,8 +1021,12 @@ impl Inner {
         };
         let mut last_error: Option<ClientError> = None;
         for hop in hops.iter().take(8) {
-            let source = match pool.source_for(hop.addr.ip()) {
-                Ok(s) => s,
+            let (source, helo) = match pool.source_for(hop.addr.ip()) {
+                Ok(Some(s)) => (
+                    Some(s.ip),
+                    s.helo.clone().unwrap_or_else(|| pool.helo.clone()),
+                ),
+                Ok(None) => (None, pool.helo.clone()),
                 Err(why) => {
                     self.event(
                         &env.id,
@@ -1029,6 +1040,10 @@ impl Inner {
                     });
                     continue;
                 }
+            };
+            let settings = ClientSettings {
+                helo,
+                ..base.clone()
             };
             let enforced = hop.sts == Some(crate::mta_sts::Mode::Enforce);
             // A connection whose certificate was not checked for this host's name is not one

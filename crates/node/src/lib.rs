@@ -271,8 +271,16 @@ pub async fn serve(
     delivery.retry_schedule = config.retry_schedule.clone();
     delivery.expire_after = config.expire_after;
     delivery.delay_notice_after = config.delay_notice_after;
-    delivery.normal_pool = config.normal_pool.clone();
-    delivery.high_risk_pool = config.high_risk_pool.clone();
+    let pool = |p: &[relayward_config::PoolAddress]| {
+        p.iter()
+            .map(|a| relayward_delivery::PoolAddress {
+                ip: a.ip,
+                helo: a.hostname.clone(),
+            })
+            .collect()
+    };
+    delivery.normal_pool = pool(&config.normal_pool);
+    delivery.high_risk_pool = pool(&config.high_risk_pool);
     delivery.private_destinations = config.private_destinations.clone();
     delivery.check_sender_dns = config.smart_host.is_none() || config.dns_resolver.is_some();
     if let Some(h) = &config.high_risk_hostname {

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use rand::seq::SliceRandom;
 use relayward_spool::{Envelope, RcptState};
 
-use super::{Inner, pending};
+use super::{Inner, PoolAddress, pending};
 use crate::dns::DnsError;
 use crate::mta_sts::Mode;
 
 /// Where one delivery attempt leaves from.
 pub(super) struct Pool {
     /// The pool's source addresses (empty: the system chooses).
-    pub(super) sources: Vec<IpAddr>,
+    pub(super) sources: Vec<PoolAddress>,
     pub(super) helo: String,
     /// Why the high-risk pool; `None` for the normal pool.
     pub(super) high_risk: Option<String>,
@@ -27,19 +27,18 @@ impl Pool {
     /// `Ok(None)` when the pool is empty. `Err` when the pool has none of that family: the
     /// host is not reached from this pool, rather than from an address the operator did not
     /// give it.
-    pub(super) fn source_for(&self, to: IpAddr) -> Result<Option<IpAddr>, String> {
+    pub(super) fn source_for(&self, to: IpAddr) -> Result<Option<&PoolAddress>, String> {
         if self.sources.is_empty() {
             return Ok(None);
         }
         let v4 = to.to_canonical().is_ipv4();
-        let fit: Vec<IpAddr> = self
+        let fit: Vec<&PoolAddress> = self
             .sources
             .iter()
-            .copied()
-            .filter(|s| s.to_canonical().is_ipv4() == v4)
+            .filter(|s| s.ip.to_canonical().is_ipv4() == v4)
             .collect();
         match fit.choose(&mut rand::thread_rng()) {
-            Some(ip) => Ok(Some(*ip)),
+            Some(source) => Ok(Some(*source)),
             None => Err(format!(
                 "the {} pool has no {} source address",
                 if self.high_risk.is_some() {

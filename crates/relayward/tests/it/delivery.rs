@@ -377,11 +377,12 @@ fn contoso_from_pool(smart_host: std::net::SocketAddr, pool: &str) -> String {
 }
 
 #[test]
-fn a_pool_of_ipv4_and_ipv6_addresses_sends_from_the_family_of_each_destination() {
+fn a_pool_of_ipv4_and_ipv6_addresses_sends_from_the_family_of_each_destination_with_its_name() {
     // An IPv4 next hop: every connection from the pool's IPv4 address, none tried from its
-    // IPv6 one (which cannot reach it).
+    // IPv6 one (which cannot reach it), with the EHLO name given for that address.
     let rx = Receiver::start(false);
-    let relay = Relay::start(&contoso_from_pool(rx.addr, r#""127.0.0.2", "::1""#));
+    let pool = r#"{ ip = "127.0.0.2", hostname = "Out-V4.relay.test" }, "::1""#;
+    let relay = Relay::start(&contoso_from_pool(rx.addr, pool));
     let mut c = relay.client();
     c.cmd("EHLO onprem");
     for n in 0..8 {
@@ -394,21 +395,23 @@ fn a_pool_of_ipv4_and_ipv6_addresses_sends_from_the_family_of_each_destination()
     }
     let got = rx.wait(8, Duration::from_secs(20));
     assert!(
-        got.iter().all(|m| m.peer.to_string() == "127.0.0.2"),
+        got.iter()
+            .all(|m| m.peer.to_string() == "127.0.0.2" && m.helo == "out-v4.relay.test"),
         "{got:?}"
     );
     assert_eq!(relay.metric("relayward_deferred_total"), 0);
     drop(relay);
 
-    // An IPv6 next hop: from the pool's IPv6 address.
+    // An IPv6 next hop: from the pool's IPv6 address, which has no name of its own.
     let rx6 = Receiver::start_on("::1".parse().expect("ip"), false);
-    let relay = Relay::start(&contoso_from_pool(rx6.addr, r#""127.0.0.2", "::1""#));
+    let relay = Relay::start(&contoso_from_pool(rx6.addr, pool));
     let mut c = relay.client();
     c.cmd("EHLO onprem");
     let r = c.transaction("alice@contoso.example", &["bob@remote.example"], MSG);
     assert_eq!(r.code, 250, "{r:?}");
     let got = rx6.wait(1, Duration::from_secs(20));
     assert_eq!(got[0].peer.to_string(), "::1");
+    assert_eq!(got[0].helo, "relay.test");
     drop(relay);
 
     // A pool without an IPv6 address does not reach an IPv6 host; the queue says why.
