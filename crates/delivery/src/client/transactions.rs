@@ -33,19 +33,25 @@ impl Client {
         while !todo.is_empty() {
             let take = todo.len().min(per_transaction);
             let batch: Vec<usize> = todo.drain(..take).collect();
-            let part = OutMessage {
-                rcpts: batch
-                    .iter()
-                    .filter_map(|&i| msg.rcpts.get(i))
-                    .map(|r| OutRcpt {
-                        address: r.address,
-                        notify: r.notify.clone(),
-                        orcpt: r.orcpt,
-                    })
-                    .collect(),
-                ..*msg
+            // Most messages fit one transaction: they go as they are.
+            let sent = if batch.len() == msg.rcpts.len() {
+                self.send(msg).await
+            } else {
+                let part = OutMessage {
+                    rcpts: batch
+                        .iter()
+                        .filter_map(|&i| msg.rcpts.get(i))
+                        .map(|r| OutRcpt {
+                            address: r.address,
+                            notify: r.notify.clone(),
+                            orcpt: r.orcpt,
+                        })
+                        .collect(),
+                    ..*msg
+                };
+                self.send(&part).await
             };
-            let got = match self.send(&part).await {
+            let got = match sent {
                 Ok(got) => got,
                 Err(error) => {
                     return Sent {
