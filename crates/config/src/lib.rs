@@ -174,6 +174,9 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub delivery_command_timeout: Duration,
     pub delivery_tls: bool,
+    /// `[delivery] dane`: DANE for MX delivery, through `dns_resolver` (or the system's),
+    /// whose AD bit is trusted.
+    pub dane: bool,
     /// `[delivery] mta_sts`, `tls_ca_file` and `mta_sts_port`; `None`: MTA-STS off.
     pub mta_sts: Option<MtaSts>,
     pub limits: Limits,
@@ -563,6 +566,7 @@ impl Config {
                 "delivery.command_timeout",
             )?,
             delivery_tls: raw.delivery.tls.unwrap_or(true),
+            dane: raw.delivery.dane.unwrap_or(false),
             mta_sts: raw.delivery.mta_sts.unwrap_or(true).then(|| MtaSts {
                 ca_file: raw
                     .delivery

@@ -213,6 +213,8 @@ pub struct RawDelivery {
     pub tls: Option<bool>,
     /// MTA-STS (RFC 8461) for MX delivery.
     pub mta_sts: Option<bool>,
+    /// DANE (RFC 7672) for MX delivery, trusting the resolver's AD bit (off by default).
+    pub dane: Option<bool>,
     /// The CAs that certificates are checked against where TLS must be trusted (MTA-STS).
     pub tls_ca_file: Option<PathBuf>,
     /// The HTTPS port MTA-STS policies are fetched from (443; tests use their own).

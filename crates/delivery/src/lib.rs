@@ -5,6 +5,7 @@
 //! final outcome and, where one is due, its NDR is itself durably spooled.
 
 pub mod client;
+pub mod dane;
 pub mod dns;
 pub mod mta_sts;
 mod queue;

@@ -23,6 +23,7 @@ mod idle;
 mod memory;
 mod mta_sts;
 mod reports;
+mod required_tls;
 mod route;
 pub use delayed::Delayed;
 pub use destinations::DestinationView;
@@ -70,6 +71,9 @@ pub struct DeliveryConfig {
     pub tls: bool,
     /// MTA-STS for MX delivery (`mta_sts.rs`); `None`: off.
     pub mta_sts: Option<crate::mta_sts::MtaStsConfig>,
+    /// DANE for MX delivery (`dane.rs`), through this validating resolver (`Some(None)`: the
+    /// system's); `None`: off.
+    pub dane: Option<Option<std::net::SocketAddr>>,
 }
 
 /// A source address of a pool, with the EHLO name its connections use when it has one of its
@@ -109,6 +113,7 @@ impl DeliveryConfig {
             final_timeout: Duration::from_secs(600),
             tls: true,
             mta_sts: Some(crate::mta_sts::MtaStsConfig::default()),
+            dane: None,
         }
     }
 
@@ -270,6 +275,11 @@ pub struct QueueStats {
     pub mta_sts_refusals: AtomicU64,
     /// The same failures under policies in `testing` mode: the mail went all the same.
     pub mta_sts_testing_failures: AtomicU64,
+    /// Delivery attempts that a host's signed TLSA records (DANE) did not let go there (no
+    /// TLS, a certificate none of them names, or records that could not be had).
+    pub dane_refusals: AtomicU64,
+    /// Connections made under DANE: TLS with a certificate the host's TLSA records name.
+    pub dane_connections: AtomicU64,
     pub normal_pool_messages: AtomicU64,
     pub high_risk_pool_messages: AtomicU64,
 }
@@ -322,6 +332,8 @@ struct Inner {
     broken_tls: crate::starttls::BrokenTls,
     /// Recipient domains' MTA-STS policies; `None` with a smart host or when off.
     mta_sts: Option<crate::mta_sts::MtaSts>,
+    /// DANE lookups; `None` with a smart host or when off.
+    dane: Option<crate::dane::Dane>,
     stats: QueueStats,
     signer: std::sync::OnceLock<Arc<dyn Signer>>,
     /// Ids of the messages in a delivery round right now.
@@ -371,6 +383,16 @@ impl Queue {
                     None
                 }
             });
+        let dane = config
+            .dane
+            .filter(|_| config.smart_host.is_none())
+            .and_then(|server| match crate::dane::Dane::new(server) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::error!(error = %e, "DANE is off: no resolver to ask");
+                    None
+                }
+            });
         Queue {
             inner: Arc::new(Inner {
                 workers: Arc::new(Semaphore::new(config.max_concurrent_messages.max(1))),
@@ -390,6 +412,7 @@ impl Queue {
                 tls,
                 broken_tls: Default::default(),
                 mta_sts,
+                dane,
                 stats: QueueStats::default(),
                 signer: std::sync::OnceLock::new(),
                 delivering: Mutex::default(),
@@ -1045,7 +1068,14 @@ impl Inner {
                 helo,
                 ..base.clone()
             };
-            let enforced = hop.sts == Some(crate::mta_sts::Mode::Enforce);
+            let required = match self.required_tls(domain, hop) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.event(&env.id, TraceKind::Attempt, None, e.to_string());
+                    last_error = Some(e);
+                    continue;
+                }
+            };
             // A connection whose certificate was not checked for this host's name is not one
             // for a policy (one address may serve several names).
             let key = format!(
@@ -1053,10 +1083,9 @@ impl Inner {
                 hop.addr,
                 source,
                 settings.helo,
-                if enforced {
-                    format!("|mta-sts:{}", hop.name)
-                } else {
-                    String::new()
+                match &required {
+                    Some(r) => format!("|{}:{}", r.rule, hop.name),
+                    None => String::new(),
                 }
             );
             self.event(
@@ -1092,8 +1121,8 @@ impl Inner {
                         c
                     }
                     None => {
-                        let connected = if enforced {
-                            self.connect_under_policy(domain, hop, source, &settings)
+                        let connected = if let Some(required) = &required {
+                            self.connect_requiring(domain, hop, source, &settings, required)
                                 .await
                                 .map(|c| (c, None))
                         } else {
@@ -1111,7 +1140,9 @@ impl Inner {
                                 self.stats
                                     .connections_opened
                                     .fetch_add(1, Ordering::Relaxed);
-                                if hop.sts == Some(crate::mta_sts::Mode::Testing) {
+                                if hop.sts == Some(crate::mta_sts::Mode::Testing)
+                                    && required.is_none()
+                                {
                                     self.report_testing(&env.id, domain, hop, &c);
                                 }
                                 if let Some(why) = fallback {

@@ -306,6 +306,18 @@ async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
         q.mta_sts_testing_failures.load(Ordering::Relaxed),
     );
     m(
+        "relayward_delivery_dane_refusals_total",
+        "counter",
+        "Delivery attempts that a host's signed TLSA records (DANE) did not let go there (no TLS, a certificate none of them names, or records that could not be looked up); the mail waits.",
+        q.dane_refusals.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_delivery_dane_connections_total",
+        "counter",
+        "Connections made under DANE: TLS with a certificate the host's signed TLSA records name.",
+        q.dane_connections.load(Ordering::Relaxed),
+    );
+    m(
         "relayward_pool_normal_total",
         "counter",
         "Delivery attempts from the normal pool.",

@@ -1,14 +1,13 @@
 //! MTA-STS as delivery applies it (the policies themselves: `crate::mta_sts`): which of a
 //! domain's MX hosts an enforced policy lets mail go to, and how they are reached.
 
-use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 use relayward_spool::RcptState;
 
 use super::route::Hop;
 use super::{Inner, pending};
-use crate::client::{Client, ClientError, ClientSettings};
+use crate::client::Client;
 use crate::mta_sts::Mode;
 
 impl Inner {
@@ -78,47 +77,5 @@ impl Inner {
                 hop.addr.ip()
             ),
         );
-    }
-
-    /// A connection to `hop` as the recipient domain's enforced MTA-STS policy asks: TLS,
-    /// with a certificate a trusted CA issued for the host's name, and no going on without.
-    pub(super) async fn connect_under_policy(
-        &self,
-        domain: &str,
-        hop: &Hop,
-        source: Option<IpAddr>,
-        settings: &ClientSettings,
-    ) -> Result<Client, ClientError> {
-        let Some(sts) = &self.mta_sts else {
-            return Err(ClientError::Protocol("MTA-STS"));
-        };
-        let checked = ClientSettings {
-            tls: Some(sts.tls().config.clone()),
-            ..settings.clone()
-        };
-        let refused = |why: String| {
-            self.stats.mta_sts_refusals.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(domain, host = %hop.name, addr = %hop.addr, why, "MTA-STS: mail not sent to this host");
-            ClientError::Policy(format!(
-                "{} [{}] {why}; the MTA-STS policy of {domain} requires TLS with a certificate for that name",
-                hop.name,
-                hop.addr.ip()
-            ))
-        };
-        match Client::connect(hop.addr, source, &hop.name, checked).await {
-            Ok(c) if c.tls => Ok(c),
-            Ok(c) => {
-                let why = match &c.starttls_refused {
-                    Some(reply) => format!("refused STARTTLS ({reply})"),
-                    None => "does not offer STARTTLS".to_string(),
-                };
-                tokio::spawn(c.quit());
-                Err(refused(why))
-            }
-            Err(ClientError::Starttls { stage, reason }) => {
-                Err(refused(format!("failed TLS during {stage}: {reason}")))
-            }
-            Err(e) => Err(e),
-        }
     }
 }

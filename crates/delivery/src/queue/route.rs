@@ -61,6 +61,8 @@ pub(super) struct Hop {
     pub(super) addr: SocketAddr,
     /// The recipient domain's MTA-STS mode, where it has a policy that asks for something.
     pub(super) sts: Option<Mode>,
+    /// What the host's signed TLSA records ask (DANE), where it has them.
+    pub(super) dane: Option<crate::dane::HostDane>,
 }
 
 pub(super) fn dns_state(e: DnsError) -> RcptState {
@@ -112,7 +114,8 @@ impl Inner {
                 remote: None,
             });
         }
-        if mxs.is_empty() {
+        let implicit = mxs.is_empty();
+        if implicit {
             // RFC 5321 5.1: no MX means the domain itself is the mail host.
             mxs.push((0, domain.to_string()));
         }
@@ -134,6 +137,13 @@ impl Inner {
         }
         for h in &mut hops {
             h.sts = sts;
+        }
+        if let Some(dane) = &self.dane
+            && dane.mx_signed(domain, implicit).await
+        {
+            for h in &mut hops {
+                h.dane = dane.host(&h.name, h.addr.port()).await;
+            }
         }
         self.reachable(domain, hops)
     }
@@ -172,6 +182,7 @@ impl Inner {
                 name: host.to_string(),
                 addr: SocketAddr::new(ip, port),
                 sts: None,
+                dane: None,
             })
             .collect())
     }

@@ -115,6 +115,18 @@ pub fn check_config(config: &Config) -> Result<()> {
             ),
         },
     }
+    match (&config.smart_host, config.dane, config.dns_resolver) {
+        (_, false, _) => outln!("  DANE:       off"),
+        (Some(_), true, _) => {
+            outln!("  DANE:       not applied (everything goes to the smart host)")
+        }
+        (None, true, Some(r)) => {
+            outln!("  DANE:       on; the AD bit of {r} is trusted (it must validate DNSSEC)")
+        }
+        (None, true, None) => outln!(
+            "  DANE:       on; the AD bit of the system's resolver is trusted (it must validate DNSSEC)"
+        ),
+    }
     if !config.proxy_protocol_from.is_empty() {
         outln!(
             "  PROXY protocol from: {}",

@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod console;
 mod crash;
+mod dane;
 mod delivery;
 mod dsn;
 mod faults;

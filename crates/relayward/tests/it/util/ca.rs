@@ -56,6 +56,41 @@ impl TestCa {
         )
     }
 
+    /// A server's TLS configuration with a certificate for `names`, sent with the CA's own
+    /// certificate after it (as a server whose TLSA records name its CA sends it); and the
+    /// server certificate's public key (its SubjectPublicKeyInfo) and the CA's certificate,
+    /// for the TLSA records that name them.
+    pub fn server_tls_for_dane(
+        &self,
+        names: &[&str],
+    ) -> (Arc<rustls::ServerConfig>, Vec<u8>, Vec<u8>) {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("signed");
+        let chain = vec![cert.der().clone(), self.cert.der().clone()];
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+        .expect("server config");
+        (
+            Arc::new(config),
+            key.public_key_der(),
+            self.cert.der().to_vec(),
+        )
+    }
+
     /// A server's TLS configuration with a certificate for `names`.
     pub fn server_tls(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
         let (chain, key) = self.issue(names, rcgen::ExtendedKeyUsagePurpose::ServerAuth);

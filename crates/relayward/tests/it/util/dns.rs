@@ -1,4 +1,5 @@
-//! A DNS server answering MX and A queries from a table.
+//! A DNS server answering MX, A, TXT and TLSA queries from a table; an answer marked signed
+//! comes with the AD bit, as a validating resolver's does.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -15,7 +16,12 @@ pub enum Answer {
     Mx(Vec<(u16, &'static str)>),
     A(Vec<std::net::Ipv4Addr>),
     Txt(Vec<String>),
+    /// TLSA records: usage, selector, matching type, data.
+    Tlsa(Vec<(u8, u8, u8, Vec<u8>)>),
+    /// The answer, with the AD bit (DNSSEC-validated).
+    Signed(Box<Answer>),
     NxDomain,
+    ServFail,
 }
 
 impl Dns {
@@ -50,7 +56,27 @@ impl Dns {
                         .to_ascii_lowercase();
                     let kind = query.query_type().to_string();
                     let table = shared.lock().expect("zone");
-                    match table.get(&(name.clone(), kind)) {
+                    let mut answer = table.get(&(name.clone(), kind));
+                    if let Some(Answer::Signed(inner)) = answer {
+                        resp.set_authentic_data(true);
+                        answer = Some(inner);
+                    }
+                    match answer {
+                        Some(Answer::Tlsa(records)) => {
+                            for (usage, selector, matching, data) in records {
+                                resp.add_answer(Record::from_rdata(
+                                    query.name().clone(),
+                                    60,
+                                    RData::TLSA(rdata::TLSA::new(
+                                        (*usage).into(),
+                                        (*selector).into(),
+                                        (*matching).into(),
+                                        data.clone(),
+                                    )),
+                                ));
+                            }
+                        }
+                        Some(Answer::Signed(_)) => {}
                         Some(Answer::Mx(list)) => {
                             for (pref, host) in list {
                                 let exch = Name::from_ascii(format!("{host}.")).expect("name");
@@ -88,6 +114,9 @@ impl Dns {
                         }
                         Some(Answer::NxDomain) => {
                             resp.set_response_code(ResponseCode::NXDomain);
+                        }
+                        Some(Answer::ServFail) => {
+                            resp.set_response_code(ResponseCode::ServFail);
                         }
                         None => {
                             let known = table.keys().any(|(n, _)| *n == name);

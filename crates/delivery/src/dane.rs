@@ -1,0 +1,408 @@
+//! DANE for SMTP (RFC 7672): a recipient domain whose MX records, MX host addresses and TLSA
+//! records `_<port>._tcp.<host>` are DNSSEC-signed says which certificates its MX hosts
+//! present. Where it does, mail goes to such a host only over TLS with a certificate its TLSA
+//! records match (DANE-EE: the host's own certificate or key; DANE-TA: the authority it is
+//! issued under), never in clear text.
+//!
+//! The relay does not validate DNSSEC itself: it asks its resolver (`[delivery] dns_resolver`,
+//! else the system's first one) with the DO bit and trusts the answer's AD bit, as Postfix
+//! does. So the resolver must validate, and be one the relay trusts (on the same host, or
+//! reached over a network an attacker is not on). An answer without AD is insecure: DANE does
+//! not apply, and delivery goes as without it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::dns::DnsError;
+
+/// How long what DNS said of a host is used before it is asked again.
+const KEEP: Duration = Duration::from_secs(300);
+/// Hosts and domains remembered at most (past it, the oldest half goes).
+const MAX_KEPT: usize = 10_000;
+/// One DNS exchange, over UDP and again over TCP when the answer was cut short.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One TLSA record (RFC 6698 2.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tlsa {
+    pub usage: u8,
+    pub selector: u8,
+    pub matching: u8,
+    pub data: Vec<u8>,
+}
+
+impl Tlsa {
+    /// RFC 7672 3.1: DANE-TA(2) and DANE-EE(3), over the whole certificate or its public key,
+    /// exact or SHA-256/512; PKIX-TA(0) and PKIX-EE(1) are not for SMTP.
+    fn usable(&self) -> bool {
+        matches!(self.usage, 2 | 3) && self.selector <= 1 && self.matching <= 2
+    }
+
+    /// Whether `cert` is the one this record names.
+    fn matches(&self, cert: &CertificateDer<'_>) -> bool {
+        let selected: Vec<u8> = match self.selector {
+            0 => cert.as_ref().to_vec(),
+            _ => match webpki::EndEntityCert::try_from(cert) {
+                Ok(c) => c.subject_public_key_info().as_ref().to_vec(),
+                Err(_) => return false,
+            },
+        };
+        let digest = |alg| aws_lc_rs::digest::digest(alg, &selected).as_ref().to_vec();
+        let value = match self.matching {
+            0 => selected,
+            1 => digest(&aws_lc_rs::digest::SHA256),
+            _ => digest(&aws_lc_rs::digest::SHA512),
+        };
+        value == self.data
+    }
+}
+
+/// What DANE asks of one MX host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostDane {
+    /// Signed TLSA records: TLS is required; the certificate must match one of the usable
+    /// ones (none usable: TLS without a check of the certificate, RFC 7672 2.2).
+    Records(Vec<Tlsa>),
+    /// The host's TLSA records could not be had although its address is signed (a failing
+    /// lookup may be an attacker's): the host is not tried now.
+    Indeterminate(String),
+}
+
+/// One DNS answer, with whether the resolver vouched for it (AD).
+struct Answer {
+    secure: bool,
+    records: Vec<Record>,
+}
+
+/// DANE lookups, through one validating resolver, remembered for a few minutes.
+pub struct Dane {
+    server: SocketAddr,
+    domains: Mutex<HashMap<String, (Instant, bool)>>,
+    hosts: Mutex<HashMap<String, (Instant, Option<HostDane>)>>,
+}
+
+impl Dane {
+    /// DANE through the resolver at `server`, or the system's first one.
+    pub fn new(server: Option<SocketAddr>) -> Result<Dane, String> {
+        let server = match server {
+            Some(s) => s,
+            None => {
+                let (config, _) = hickory_resolver::system_conf::read_system_conf()
+                    .map_err(|e| format!("cannot read the system resolver configuration: {e}"))?;
+                config
+                    .name_servers()
+                    .first()
+                    .map(|n| n.socket_addr)
+                    .ok_or("the system has no resolver configured")?
+            }
+        };
+        Ok(Dane {
+            server,
+            domains: Mutex::default(),
+            hosts: Mutex::default(),
+        })
+    }
+
+    /// Whether `domain`'s MX records (its address, when it has none) are signed: only then
+    /// are its hosts' TLSA records looked at (RFC 7672 2.2.1: an attacker who may change the
+    /// MX records could point them at a host of their own, with TLSA records of their own).
+    pub async fn mx_signed(&self, domain: &str, implicit: bool) -> bool {
+        let key = domain.to_ascii_lowercase();
+        if let Some(signed) = fresh(&self.domains, &key) {
+            return signed;
+        }
+        let kind = if implicit {
+            RecordType::A
+        } else {
+            RecordType::MX
+        };
+        let signed =
+            matches!(self.ask(domain, kind).await, Ok(a) if a.secure && !a.records.is_empty());
+        keep(&self.domains, key, signed);
+        signed
+    }
+
+    /// What DANE asks of `host` at `port`, given that the MX records leading to it are
+    /// signed: `None` when its address or its TLSA records are not signed, or it has none.
+    pub async fn host(&self, host: &str, port: u16) -> Option<HostDane> {
+        let key = format!("{}:{port}", host.to_ascii_lowercase());
+        if let Some(known) = fresh(&self.hosts, &key) {
+            return known;
+        }
+        let found = self.look_up_host(host, port).await;
+        keep(&self.hosts, key, found.clone());
+        found
+    }
+
+    async fn look_up_host(&self, host: &str, port: u16) -> Option<HostDane> {
+        let mut address = self.ask(host, RecordType::A).await;
+        if matches!(&address, Ok(a) if a.records.is_empty()) {
+            address = self.ask(host, RecordType::AAAA).await;
+        }
+        match address {
+            Ok(a) if a.secure && !a.records.is_empty() => {}
+            _ => return None,
+        }
+        let name = format!("_{port}._tcp.{host}");
+        match self.ask(&name, RecordType::TLSA).await {
+            Ok(a) if a.secure => {
+                let records: Vec<Tlsa> = a
+                    .records
+                    .iter()
+                    .filter_map(|r| match r.data() {
+                        Some(RData::TLSA(t)) => Some(Tlsa {
+                            usage: u8::from(t.cert_usage()),
+                            selector: u8::from(t.selector()),
+                            matching: u8::from(t.matching()),
+                            data: t.cert_data().to_vec(),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                (!records.is_empty()).then_some(HostDane::Records(records))
+            }
+            Ok(_) | Err(DnsError::NotFound(_)) => None,
+            Err(DnsError::Temporary(why)) => Some(HostDane::Indeterminate(why)),
+        }
+    }
+
+    /// One question to the resolver, over UDP and over TCP when the answer does not fit.
+    async fn ask(&self, name: &str, kind: RecordType) -> Result<Answer, DnsError> {
+        let what = || format!("{kind} lookup for {name}");
+        let temporary = |why: String| DnsError::Temporary(format!("{}: {why}", what()));
+        let fqdn = Name::from_ascii(format!("{}.", name.trim_end_matches('.')))
+            .map_err(|e| temporary(e.to_string()))?;
+        let mut query = Message::new();
+        let id: u16 = rand::random();
+        query
+            .set_id(id)
+            .set_message_type(MessageType::Query)
+            .set_op_code(OpCode::Query)
+            .set_recursion_desired(true)
+            .set_authentic_data(true)
+            .add_query(Query::query(fqdn, kind));
+        let mut edns = Edns::new();
+        edns.set_dnssec_ok(true).set_max_payload(1232);
+        query.set_edns(edns);
+        let bytes = query.to_vec().map_err(|e| temporary(e.to_string()))?;
+        let mut answer = tokio::time::timeout(DNS_TIMEOUT, self.udp(&bytes, id))
+            .await
+            .map_err(|_| temporary("no answer".into()))?
+            .map_err(|e| temporary(e.to_string()))?;
+        if answer.truncated() {
+            answer = tokio::time::timeout(DNS_TIMEOUT, self.tcp(&bytes))
+                .await
+                .map_err(|_| temporary("no answer over TCP".into()))?
+                .map_err(|e| temporary(e.to_string()))?;
+        }
+        let secure = answer.authentic_data();
+        match answer.response_code() {
+            ResponseCode::NoError => Ok(Answer {
+                secure,
+                records: answer
+                    .answers()
+                    .iter()
+                    .filter(|r| r.record_type() == kind)
+                    .cloned()
+                    .collect(),
+            }),
+            ResponseCode::NXDomain => Err(DnsError::NotFound(format!("{}: no such name", what()))),
+            other => Err(temporary(other.to_string())),
+        }
+    }
+
+    async fn udp(&self, query: &[u8], id: u16) -> std::io::Result<Message> {
+        let local: SocketAddr = if self.server.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let sock = tokio::net::UdpSocket::bind(local).await?;
+        sock.connect(self.server).await?;
+        sock.send(query).await?;
+        let mut buf = vec![0u8; 4096];
+        // Datagrams that are not the answer (another id) are skipped, a few at most.
+        for _ in 0..8 {
+            let n = sock.recv(&mut buf).await?;
+            if let Ok(m) = Message::from_vec(&buf[..n])
+                && m.id() == id
+                && m.message_type() == MessageType::Response
+            {
+                return Ok(m);
+            }
+        }
+        Err(std::io::Error::other("no matching answer"))
+    }
+
+    async fn tcp(&self, query: &[u8]) -> std::io::Result<Message> {
+        let mut stream = tokio::net::TcpStream::connect(self.server).await?;
+        let len = u16::try_from(query.len()).map_err(std::io::Error::other)?;
+        let mut out = len.to_be_bytes().to_vec();
+        out.extend_from_slice(query);
+        stream.write_all(&out).await?;
+        let len = stream.read_u16().await?;
+        let mut buf = vec![0u8; usize::from(len)];
+        stream.read_exact(&mut buf).await?;
+        Message::from_vec(&buf).map_err(std::io::Error::other)
+    }
+}
+
+fn fresh<T: Clone>(map: &Mutex<HashMap<String, (Instant, T)>>, key: &str) -> Option<T> {
+    let map = map.lock().unwrap_or_else(|p| p.into_inner());
+    map.get(key)
+        .filter(|(at, _)| at.elapsed() < KEEP)
+        .map(|(_, v)| v.clone())
+}
+
+fn keep<T>(map: &Mutex<HashMap<String, (Instant, T)>>, key: String, value: T) {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() >= MAX_KEPT {
+        map.retain(|_, (at, _)| at.elapsed() < KEEP);
+        if map.len() >= MAX_KEPT {
+            let mut ages: Vec<Instant> = map.values().map(|(at, _)| *at).collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            map.retain(|_, (at, _)| *at > cut);
+        }
+    }
+    map.insert(key, (Instant::now(), value));
+}
+
+/// Checks a server's certificate against a host's TLSA records instead of a CA bundle.
+#[derive(Debug)]
+pub struct DaneVerifier {
+    records: Vec<Tlsa>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl DaneVerifier {
+    /// A client configuration for a host with these TLSA records.
+    pub fn client_config(records: Vec<Tlsa>) -> Result<Arc<rustls::ClientConfig>, String> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = DaneVerifier {
+            records,
+            provider: provider.clone(),
+        };
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
+}
+
+impl ServerCertVerifier for DaneVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let usable: Vec<&Tlsa> = self.records.iter().filter(|t| t.usable()).collect();
+        // RFC 7672 2.2: TLSA records none of which is usable ask for TLS, not for a check.
+        if usable.is_empty() {
+            return Ok(ServerCertVerified::assertion());
+        }
+        // DANE-EE: the host's own certificate or key; names and dates are not looked at (RFC
+        // 7672 3.1.1).
+        if usable.iter().any(|t| t.usage == 3 && t.matches(end_entity)) {
+            return Ok(ServerCertVerified::assertion());
+        }
+        // DANE-TA: a certificate of the chain the host sent is the trust anchor; the chain
+        // must lead to it and name the host.
+        for anchor in intermediates {
+            if !usable.iter().any(|t| t.usage == 2 && t.matches(anchor)) {
+                continue;
+            }
+            let mut roots = rustls::RootCertStore::empty();
+            if roots.add(anchor.clone().into_owned()).is_err() {
+                continue;
+            }
+            let Ok(webpki) = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                self.provider.clone(),
+            )
+            .build() else {
+                continue;
+            };
+            if webpki
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+                .is_ok()
+            {
+                return Ok(ServerCertVerified::assertion());
+            }
+        }
+        Err(rustls::Error::General(
+            "its certificate matches none of its TLSA records".into(),
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dane_ta_and_dane_ee_with_known_selectors_and_matchings_are_usable() {
+        let t = |usage, selector, matching| Tlsa {
+            usage,
+            selector,
+            matching,
+            data: vec![],
+        };
+        assert!(t(3, 1, 1).usable());
+        assert!(t(2, 0, 2).usable());
+        assert!(t(3, 0, 0).usable());
+        assert!(!t(0, 1, 1).usable(), "PKIX-TA");
+        assert!(!t(1, 1, 1).usable(), "PKIX-EE");
+        assert!(!t(3, 2, 1).usable(), "no such selector");
+        assert!(!t(3, 1, 3).usable(), "no such matching type");
+    }
+}

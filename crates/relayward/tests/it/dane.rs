@@ -1,0 +1,148 @@
+//! DANE (RFC 7672) on MX delivery, against a real DNS server that marks the answers of signed
+//! zones with the AD bit (as a validating resolver does) and real SMTP receivers, with a
+//! certificate from a CA made at run time that nothing else trusts: only the TLSA records
+//! vouch for it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::util::*;
+
+const MSG: &str = "From: alice@contoso.example\r\nSubject: Order 42\r\n\r\nPlease confirm.\r\n";
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
+        .as_ref()
+        .to_vec()
+}
+
+fn signed(a: Answer) -> Answer {
+    Answer::Signed(Box::new(a))
+}
+
+/// A host with signed TLSA records gets its mail only over TLS with a certificate they name:
+/// its own key (DANE-EE) or the CA it was issued under (DANE-TA), with no CA bundle involved.
+/// Records that name another certificate, a host that offers no STARTTLS, and TLSA records
+/// that cannot be looked up leave the mail waiting, each with its reason; nothing goes in clear
+/// text. Where the MX records or the TLSA records are not signed, DANE does not apply and the
+/// mail goes as before.
+#[test]
+fn signed_tlsa_records_decide_which_certificate_an_mx_host_must_show() {
+    let ca = TestCa::new("Relayward DANE Test CA");
+    let domains = [
+        "ee", "ta", "wrong", "plain", "servfail", "insecure", "unsigned",
+    ];
+    let names: Vec<String> = domains.iter().map(|d| format!("mx.{d}.example")).collect();
+    let (tls, spki, ca_cert) =
+        ca.server_tls_for_dane(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    let rx = Receiver::start_at(
+        "127.0.0.1:0".parse().expect("addr"),
+        Some(tokio_rustls::TlsAcceptor::from(tls)),
+    );
+    // The host of plain.example, on the same port: no STARTTLS.
+    let plain = Receiver::start_at(SocketAddr::new([127, 0, 0, 3].into(), rx.addr.port()), None);
+    let port = rx.addr.port();
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let own_key = (3, 1, 1, sha256(&spki));
+    let elsewhere = (3, 1, 1, vec![0u8; 32]);
+    let mut zone = Vec::new();
+    for d in domains {
+        let mx = leak(format!("mx.{d}.example"));
+        let ip = if d == "plain" {
+            "127.0.0.3"
+        } else {
+            "127.0.0.1"
+        };
+        let mx_answer = Answer::Mx(vec![(10, mx)]);
+        zone.push((
+            leak(format!("{d}.example")),
+            "MX",
+            if d == "insecure" {
+                mx_answer
+            } else {
+                signed(mx_answer)
+            },
+        ));
+        zone.push((mx, "A", signed(Answer::A(vec![ip.parse().expect("ip")]))));
+        let tlsa = match d {
+            "ee" | "plain" => signed(Answer::Tlsa(vec![elsewhere.clone(), own_key.clone()])),
+            "ta" => signed(Answer::Tlsa(vec![(2, 0, 1, sha256(&ca_cert))])),
+            "servfail" => Answer::ServFail,
+            "unsigned" => Answer::Tlsa(vec![elsewhere.clone()]),
+            _ => signed(Answer::Tlsa(vec![elsewhere.clone()])),
+        };
+        zone.push((leak(format!("_{port}._tcp.mx.{d}.example")), "TLSA", tlsa));
+    }
+    let dns = Dns::start(zone);
+    let dir = tempfile::tempdir().expect("dir");
+    let config = format!(
+        r#"[delivery]
+dns_resolver = "{}"
+remote_port = {port}
+private_destinations = ["127.0.0.0/8"]
+dane = true
+mta_sts = false
+retry_schedule = ["1s"]
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
+users = [ {{ address = "alice@contoso.example" }} ]
+"#,
+        dns.addr
+    );
+    let (ok, out) = check_config(&write_config(dir.path(), &config));
+    assert!(ok, "{out}");
+    let line = format!(
+        "DANE:       on; the AD bit of {} is trusted (it must validate DNSSEC)",
+        dns.addr
+    );
+    assert!(out.contains(&line), "{out}");
+
+    let relay = Relay::start(&config);
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    let mut ids = HashMap::new();
+    for d in domains {
+        let reply = c.transaction("alice@contoso.example", &[&format!("bob@{d}.example")], MSG);
+        assert_eq!(reply.code, 250, "{reply:?}");
+        ids.insert(d, reply.queued_id());
+    }
+    c.cmd("QUIT");
+
+    // Delivered: DANE-EE and DANE-TA met (over TLS), and the two where DANE does not apply.
+    let got = rx.wait(4, Duration::from_secs(30));
+    let to = |d: &str| {
+        got.iter()
+            .filter(|m| m.rcpts == [format!("bob@{d}.example")])
+            .collect::<Vec<_>>()
+    };
+    for d in ["ee", "ta", "insecure", "unsigned"] {
+        assert_eq!(to(d).len(), 1, "{d}: {got:?}");
+    }
+    assert!(to("ee")[0].tls && to("ta")[0].tls, "{got:?}");
+    // The others wait, each with its reason.
+    let waiting = wait_for(Duration::from_secs(20), || {
+        let text = relay.cli(&["queue", "list"]);
+        (text.matches("4.7.5").count() >= 3).then_some(text)
+    })
+    .unwrap_or_else(|| panic!("{}", relay.cli(&["queue", "list"])));
+    for why in [
+        "mx.wrong.example [127.0.0.1] failed TLS during the TLS handshake",
+        "mx.plain.example [127.0.0.3] does not offer STARTTLS; the signed TLSA records of mx.plain.example (DANE) require TLS",
+        "mx.servfail.example [127.0.0.1] not tried: its address is signed and its TLSA records (DANE) could not be looked up",
+    ] {
+        assert!(waiting.contains(why), "{why}\n{waiting}");
+    }
+    let trace = relay.cli(&["trace", "--id", &ids["wrong"]]);
+    assert!(
+        trace.contains("matches none of its TLSA records"),
+        "{trace}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(plain.messages().is_empty(), "{:?}", plain.messages());
+    assert_eq!(rx.messages().len(), 4, "{:?}", rx.messages());
+    assert!(relay.metric("relayward_delivery_dane_connections_total") >= 2);
+    assert!(relay.metric("relayward_delivery_dane_refusals_total") >= 3);
+}
