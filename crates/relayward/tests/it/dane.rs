@@ -123,18 +123,11 @@ users = [ {{ address = "alice@contoso.example" }} ]
     }
     assert!(to("ee")[0].tls && to("ta")[0].tls, "{got:?}");
     // The others wait, each with its reason.
-    let waiting = wait_for(Duration::from_secs(20), || {
-        let text = relay.cli(&["queue", "list"]);
-        (text.matches("4.7.5").count() >= 3).then_some(text)
-    })
-    .unwrap_or_else(|| panic!("{}", relay.cli(&["queue", "list"])));
-    for why in [
+    relay.queue_waits_with(&[
         "mx.wrong.example [127.0.0.1] failed TLS during the TLS handshake",
         "mx.plain.example [127.0.0.3] does not offer STARTTLS; the signed TLSA records of mx.plain.example (DANE) require TLS",
         "mx.servfail.example [127.0.0.1] not tried: its address is signed and its TLSA records (DANE) could not be looked up",
-    ] {
-        assert!(waiting.contains(why), "{why}\n{waiting}");
-    }
+    ]);
     let trace = relay.cli(&["trace", "--id", &ids["wrong"]]);
     assert!(
         trace.contains("matches none of its TLSA records"),

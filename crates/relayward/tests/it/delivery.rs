@@ -356,15 +356,7 @@ fn a_server_that_takes_no_recipient_at_all_leaves_the_message_waiting_not_failed
             MSG,
         );
         assert_eq!(r.code, 250, "{r:?}");
-        let listed = wait_for(Duration::from_secs(20), || {
-            let q = relay.cli(&["queue", "list"]);
-            q.contains("452 4.5.3 Too many recipients").then_some(q)
-        });
-        assert!(
-            listed.is_some(),
-            "{limit}: {}",
-            relay.cli(&["queue", "list"])
-        );
+        relay.queue_waits_with(&["452 4.5.3 Too many recipients"]);
         assert_eq!(relay.metric("relayward_failed_total"), 0, "{limit}");
         assert_eq!(relay.metric("relayward_deferred_total"), 2, "{limit}");
         assert!(rx.messages().is_empty(), "{limit}: no NDR");
@@ -420,13 +412,7 @@ fn a_pool_of_ipv4_and_ipv6_addresses_sends_from_the_family_of_each_destination_w
     c.cmd("EHLO onprem");
     let r = c.transaction("alice@contoso.example", &["carol@remote.example"], MSG);
     assert_eq!(r.code, 250, "{r:?}");
-    wait_for(Duration::from_secs(20), || {
-        relay
-            .cli(&["queue", "list"])
-            .contains("the normal pool has no IPv6 source address")
-            .then_some(())
-    })
-    .unwrap_or_else(|| panic!("{}", relay.cli(&["queue", "list"])));
+    relay.queue_waits_with(&["the normal pool has no IPv6 source address"]);
     assert_eq!(
         rx6.messages().len(),
         1,

@@ -32,6 +32,17 @@ users = [ {{ address = "alice@contoso.example" }} ]
     ))
 }
 
+/// An operator's API token (`ops`) and one of contoso's admins (`ci`).
+fn tokens(relay: &Relay) -> (String, String) {
+    let token = |args: &[&str]| relay.cli(args).trim().to_string();
+    (
+        token(&["token", "create", "--name", "ops", "--role", "operator"]),
+        token(&[
+            "token", "create", "--name", "ci", "--role", "admin", "--tenant", "contoso",
+        ]),
+    )
+}
+
 /// Three messages from alice that the receiver defers forever (it answers 451 to defer-*), so
 /// they stay queued after their first round; their queue ids.
 pub(crate) fn three_deferred(relay: &Relay) -> Vec<String> {
@@ -55,16 +66,7 @@ pub(crate) fn three_deferred(relay: &Relay) -> Vec<String> {
 fn operators_list_hold_release_retry_bounce_and_purge_queued_mail() {
     let rx = Receiver::start(false);
     let relay = contoso_relay(&rx, "1h");
-    let ops = relay
-        .cli(&["token", "create", "--name", "ops", "--role", "operator"])
-        .trim()
-        .to_string();
-    let admin = relay
-        .cli(&[
-            "token", "create", "--name", "ci", "--role", "admin", "--tenant", "contoso",
-        ])
-        .trim()
-        .to_string();
+    let (ops, admin) = tokens(&relay);
     let ids = three_deferred(&relay);
     let list = |query: &str| {
         let (status, json) = relay.api("GET", &format!("/api/v1/queue{query}"), Some(&ops), None);
@@ -379,16 +381,7 @@ users = [ {{ address = "alice@contoso.example" }} ]
     assert_eq!(rx.messages().len(), 3, "other.example's message waits");
 
     // Through the API: a tenant's admin may not; an operator may.
-    let ops = relay
-        .cli(&["token", "create", "--name", "ops", "--role", "operator"])
-        .trim()
-        .to_string();
-    let admin = relay
-        .cli(&[
-            "token", "create", "--name", "ci", "--role", "admin", "--tenant", "contoso",
-        ])
-        .trim()
-        .to_string();
+    let (ops, admin) = tokens(&relay);
     let (status, _) = relay.api("POST", "/api/v1/queue/flush", Some(&admin), None);
     assert_eq!(status, 403);
     let (status, json) = relay.api(

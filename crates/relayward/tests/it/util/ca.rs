@@ -33,12 +33,12 @@ impl TestCa {
         }
     }
 
-    /// A certificate for `names` (the first is also its common name), for `usage`, with its key.
-    pub fn issue(
+    /// A certificate for `names` (the first is also its common name), for `usage`, and its key.
+    fn make(
         &self,
         names: &[&str],
         usage: rcgen::ExtendedKeyUsagePurpose,
-    ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    ) -> (rcgen::Certificate, rcgen::KeyPair) {
         let mut params =
             rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .expect("params");
@@ -50,6 +50,16 @@ impl TestCa {
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
             .expect("signed");
+        (cert, key)
+    }
+
+    /// A certificate for `names` (the first is also its common name), for `usage`, with its key.
+    pub fn issue(
+        &self,
+        names: &[&str],
+        usage: rcgen::ExtendedKeyUsagePurpose,
+    ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let (cert, key) = self.make(names, usage);
         (
             vec![cert.der().clone()],
             PrivateKeyDer::Pkcs8(key.serialize_der().into()),
@@ -64,45 +74,32 @@ impl TestCa {
         &self,
         names: &[&str],
     ) -> (Arc<rustls::ServerConfig>, Vec<u8>, Vec<u8>) {
-        let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, names[0]);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        let key = rcgen::KeyPair::generate().expect("key");
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .expect("signed");
+        let (cert, key) = self.make(names, rcgen::ExtendedKeyUsagePurpose::ServerAuth);
         let chain = vec![cert.der().clone(), self.cert.der().clone()];
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, PrivateKeyDer::Pkcs8(key.serialize_der().into()))
-        .expect("server config");
-        (
-            Arc::new(config),
-            key.public_key_der(),
-            self.cert.der().to_vec(),
-        )
+        let config = server_config(chain, PrivateKeyDer::Pkcs8(key.serialize_der().into()));
+        (config, key.public_key_der(), self.cert.der().to_vec())
     }
 
     /// A server's TLS configuration with a certificate for `names`.
     pub fn server_tls(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
         let (chain, key) = self.issue(names, rcgen::ExtendedKeyUsagePurpose::ServerAuth);
-        Arc::new(
-            rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .expect("server config"),
-        )
+        server_config(chain, key)
     }
+}
+
+/// A server's TLS configuration presenting `chain`.
+fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Arc<rustls::ServerConfig> {
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config"),
+    )
 }

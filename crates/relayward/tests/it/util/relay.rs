@@ -320,6 +320,20 @@ impl Relay {
         (status, json)
     }
 
+    /// Waits (at most 20 s) until `relayward queue list` names every one of `reasons`.
+    pub fn queue_waits_with(&self, reasons: &[&str]) {
+        wait_for(Duration::from_secs(20), || {
+            let text = self.cli(&["queue", "list"]);
+            reasons.iter().all(|r| text.contains(r)).then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the queue does not say {reasons:?}:\n{}",
+                self.cli(&["queue", "list"])
+            )
+        })
+    }
+
     pub fn metric(&self, name: &str) -> u64 {
         let page = self.http_get("/metrics");
         page.lines()
