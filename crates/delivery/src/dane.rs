@@ -139,7 +139,10 @@ impl Dane {
             return known;
         }
         let found = self.look_up_host(host, port).await;
-        keep(&self.hosts, key, found.clone());
+        // A lookup that failed is asked again at the next attempt, not remembered.
+        if !matches!(found, Some(HostDane::Indeterminate(_))) {
+            keep(&self.hosts, key, found.clone());
+        }
         found
     }
 
