@@ -100,6 +100,33 @@ pub fn check_config(config: &Config) -> Result<()> {
             if n == 1 { "" } else { "s" }
         );
     }
+    match &config.smart_host {
+        Some(h) => outln!("  delivery:   everything to the smart host {h}"),
+        None => outln!("  delivery:   to each domain's MX hosts (tenants' routes first)"),
+    }
+    for (name, pool, default) in [
+        ("normal pool:", &config.normal_pool, &config.hostname),
+        (
+            "high-risk pool:",
+            &config.high_risk_pool,
+            config
+                .high_risk_hostname
+                .as_ref()
+                .unwrap_or(&config.hostname),
+        ),
+    ] {
+        if pool.is_empty() {
+            continue;
+        }
+        let addresses: Vec<String> = pool
+            .iter()
+            .map(|a| {
+                let helo = a.hostname.as_ref().unwrap_or(default);
+                format!("{} (EHLO {helo})", a.ip)
+            })
+            .collect();
+        outln!("  {name} {}", addresses.join(", "));
+    }
     match (&config.smart_host, &config.mta_sts) {
         (Some(_), _) => outln!("  MTA-STS:    not applied (everything goes to the smart host)"),
         (None, None) => outln!("  MTA-STS:    off"),

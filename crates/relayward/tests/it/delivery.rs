@@ -374,6 +374,13 @@ fn a_pool_of_ipv4_and_ipv6_addresses_sends_from_the_family_of_each_destination_w
     // IPv6 one (which cannot reach it), with the EHLO name given for that address.
     let rx = Receiver::start(false);
     let pool = r#"{ ip = "127.0.0.2", hostname = "Out-V4.relay.test" }, "::1""#;
+    let dir = tempfile::tempdir().expect("dir");
+    let (ok, out) = check_config(&write_config(dir.path(), &contoso_from_pool(rx.addr, pool)));
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("normal pool: 127.0.0.2 (EHLO out-v4.relay.test), ::1 (EHLO relay.test)"),
+        "{out}"
+    );
     let relay = Relay::start(&contoso_from_pool(rx.addr, pool));
     let mut c = relay.client();
     c.cmd("EHLO onprem");
