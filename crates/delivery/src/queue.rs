@@ -294,7 +294,7 @@ struct Inner {
     stats: QueueStats,
     signer: std::sync::OnceLock<Arc<dyn Signer>>,
     /// Ids of the messages in a delivery round right now.
-    delivering: Mutex<std::collections::HashSet<String>>,
+    delivering: Mutex<HashMap<String, delayed::InRound>>,
 }
 
 #[derive(Clone)]
@@ -516,11 +516,12 @@ impl Queue {
             inner.stats.queued.fetch_sub(1, Ordering::Relaxed);
             inner.stats.in_flight.fetch_add(1, Ordering::Relaxed);
             let id = env.id.clone();
+            let in_round = delayed::InRound::of(&env);
             inner
                 .delivering
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(id.clone());
+                .insert(id.clone(), in_round);
             let inner2 = inner.clone();
             tokio::spawn(async move {
                 inner2.clone().deliver(env, fresh).await;

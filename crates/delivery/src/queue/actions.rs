@@ -178,7 +178,7 @@ impl Queue {
                 .delivering
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .contains(id);
+                .contains_key(id);
             return Err(if in_flight {
                 QueueActionError::InFlight(id.to_string())
             } else {

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use relayward_spool::Envelope;
+
 use super::Queue;
 
 /// One tenant's messages waiting since before a given time.
@@ -17,10 +19,32 @@ pub struct Delayed {
     pub domains: Vec<(String, usize)>,
 }
 
+/// A message in a delivery round, as the count needs it: a destination that hangs holds its
+/// messages in rounds for minutes, and they are as delayed as the ones waiting for a round.
+pub(super) struct InRound {
+    tenant: Option<String>,
+    received_at: i64,
+    /// Its pending recipients' domains, each once.
+    domains: Vec<String>,
+}
+
+impl InRound {
+    pub(super) fn of(env: &Envelope) -> InRound {
+        let mut domains: Vec<String> = env.pending().map(|r| r.domain()).collect();
+        domains.sort_unstable();
+        domains.dedup();
+        InRound {
+            tenant: env.tenant.clone(),
+            received_at: env.received_at,
+            domains,
+        }
+    }
+}
+
 impl Queue {
-    /// Per tenant, the messages waiting for a delivery round that were received before
-    /// `received_before` (Unix seconds). Messages held by an operator are not counted: they
-    /// wait because someone chose so. Mail no tenant sent is not counted either.
+    /// Per tenant, the messages waiting for a delivery round or in one that were received
+    /// before `received_before` (Unix seconds). Messages held by an operator are not counted:
+    /// they wait because someone chose so. Mail no tenant sent is not counted either.
     pub fn delayed(&self, received_before: i64) -> Vec<Delayed> {
         struct Tally {
             messages: usize,
@@ -28,6 +52,20 @@ impl Queue {
             domains: HashMap<String, usize>,
         }
         let mut by_tenant: HashMap<String, Tally> = HashMap::new();
+        let mut tally = |tenant: &str, received_at: i64, domains: Vec<String>| {
+            let t = by_tenant.entry(tenant.to_string()).or_insert(Tally {
+                messages: 0,
+                oldest: received_at,
+                domains: HashMap::new(),
+            });
+            t.messages += 1;
+            t.oldest = t.oldest.min(received_at);
+            // A tenant's queue names few domains; a hostile one's many are bounded by the
+            // queue itself.
+            for d in domains {
+                *t.domains.entry(d).or_default() += 1;
+            }
+        };
         {
             let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
             for env in s.waiting.values() {
@@ -35,20 +73,18 @@ impl Queue {
                 if env.held || env.received_at >= received_before {
                     continue;
                 }
-                let t = by_tenant.entry(tenant.clone()).or_insert(Tally {
-                    messages: 0,
-                    oldest: env.received_at,
-                    domains: HashMap::new(),
-                });
-                t.messages += 1;
-                t.oldest = t.oldest.min(env.received_at);
-                // A tenant's queue names few domains; a hostile one's many are bounded by the
-                // queue itself.
-                let mut seen: Vec<String> = env.pending().map(|r| r.domain()).collect();
-                seen.sort_unstable();
-                seen.dedup();
-                for d in seen {
-                    *t.domains.entry(d).or_default() += 1;
+                tally(tenant, env.received_at, InRound::of(env).domains);
+            }
+            // A round that just ended has put its message back already: counted above.
+            let d = self
+                .inner
+                .delivering
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for (id, m) in d.iter() {
+                let Some(tenant) = &m.tenant else { continue };
+                if m.received_at < received_before && !s.waiting.contains_key(id) {
+                    tally(tenant, m.received_at, m.domains.clone());
                 }
             }
         }

@@ -308,6 +308,53 @@ fn a_tenant_whose_mail_waits_long_is_alerted_once() {
     assert_eq!(delayed(&relay), 1);
 }
 
+/// A destination that takes connections and never answers holds its messages in delivery
+/// rounds (until the command timeout, minutes): they are as delayed as messages waiting for a
+/// round, and the alert counts them and names the destination.
+#[test]
+fn messages_held_in_rounds_by_a_silent_destination_count_as_delayed() {
+    let tarpit = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = tarpit.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in tarpit.incoming().take(100).flatten() {
+            held.push(s);
+        }
+    });
+    let relay = Relay::start(&format!(
+        r#"
+[guard]
+delayed_alert_messages = 3
+delayed_alert_after = "2s"
+[delivery]
+smart_host = "{addr}"
+retry_schedule = ["1h"]
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
+users = [ {{ address = "alice@contoso.example" }} ]
+"#
+    ));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    for to in ["a@remote.example", "b@remote.example", "c@remote.example"] {
+        let reply = c.transaction("alice@contoso.example", &[to], MSG);
+        assert_eq!(reply.code, 250, "{reply:?}");
+    }
+    c.cmd("QUIT");
+    let alerts = wait_for(Duration::from_secs(20), || {
+        let out = relay.cli(&["alerts", "--tenant", "contoso"]);
+        out.contains("messages_delayed").then_some(out)
+    })
+    .expect("a messages-delayed alert for the three messages in rounds");
+    assert!(
+        alerts.contains("3 messages have waited in the queue for more than 2 s")
+            && alerts.contains("remote.example (3)"),
+        "{alerts}"
+    );
+}
+
 /// After a destination's outage, an operator flushes its mail (`postqueue -s`): what waited
 /// for it goes at once, not at each message's next retry (an hour away here), although the
 /// destination had been backed off after failing three times; other destinations' mail stays
