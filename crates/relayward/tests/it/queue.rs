@@ -11,11 +11,11 @@ const MSG: &str = "From: alice@contoso.example\r\nSubject: Order 42\r\n\r\nPleas
 /// contoso (from the file) with a connector for 127.0.0.1 and a user, delivering to `rx`,
 /// retrying on `retry`.
 pub(crate) fn contoso_relay(rx: &Receiver, retry: &str) -> Relay {
-    contoso_relay_with(rx, retry, "")
+    contoso_relay_with(rx.addr, retry, "")
 }
 
-/// `contoso_relay` with more tables (`extra`, before the others).
-fn contoso_relay_with(rx: &Receiver, retry: &str, extra: &str) -> Relay {
+/// `contoso_relay` with more tables (`extra`, before the others), its next hop at `next_hop`.
+fn contoso_relay_with(next_hop: std::net::SocketAddr, retry: &str, extra: &str) -> Relay {
     Relay::start(&format!(
         r#"
 {extra}
@@ -28,7 +28,7 @@ domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true
 connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
 users = [ {{ address = "alice@contoso.example" }} ]
 "#,
-        rx.addr
+        next_hop
     ))
 }
 
@@ -262,7 +262,7 @@ fn the_trace_is_searched_and_paged_per_tenant() {
 fn a_tenant_whose_mail_waits_long_is_alerted_once() {
     let rx = Receiver::start(false);
     let relay = contoso_relay_with(
-        &rx,
+        rx.addr,
         "1h",
         "[guard]\ndelayed_alert_messages = 3\ndelayed_alert_after = \"2s\"\n",
     );
@@ -321,21 +321,11 @@ fn messages_held_in_rounds_by_a_silent_destination_count_as_delayed() {
             held.push(s);
         }
     });
-    let relay = Relay::start(&format!(
-        r#"
-[guard]
-delayed_alert_messages = 3
-delayed_alert_after = "2s"
-[delivery]
-smart_host = "{addr}"
-retry_schedule = ["1h"]
-[[tenants]]
-name = "contoso"
-domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
-connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
-users = [ {{ address = "alice@contoso.example" }} ]
-"#
-    ));
+    let relay = contoso_relay_with(
+        addr,
+        "1h",
+        "[guard]\ndelayed_alert_messages = 3\ndelayed_alert_after = \"2s\"\n",
+    );
     let mut c = relay.client();
     assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
     for to in ["a@remote.example", "b@remote.example", "c@remote.example"] {
@@ -365,18 +355,7 @@ fn a_destination_back_after_an_outage_gets_its_mail_at_once_when_flushed() {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port");
-    let relay = Relay::start(&format!(
-        r#"
-[delivery]
-smart_host = "{addr}"
-retry_schedule = ["1h"]
-[[tenants]]
-name = "contoso"
-domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
-connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
-users = [ {{ address = "alice@contoso.example" }} ]
-"#
-    ));
+    let relay = contoso_relay_with(addr, "1h", "");
     let mut c = relay.client();
     assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
     for to in [
