@@ -9,7 +9,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/tenants/{tenant}/trace",
-        summary: "Message trace of the tenant, newest first: filter by message id, sender, recipient, status (Delivered, Failed, Pending, Deferred, Expanded: a forward-only user whose mail left as its forwarded copy) and time (Unix ms); page with `before` (the previous page's `next`).",
+        summary: "Message trace of the tenant, newest first: filter by message id, sender, recipient, status (Delivered, Failed, Pending, Deferred, FilteredAsSpam: refused at end of data with a spam or bulk verdict, Expanded: a forward-only user whose mail left as its forwarded copy) and time (Unix ms); page with `before` (the previous page's `next`).",
         access: Access::TenantRead,
         ok: 200,
         answer: Some(answer::<TracePage>),
@@ -35,7 +35,7 @@ fn trace_doc() -> Value {
         "responses": { "400": error_response() },
         "parameters": [
             text("message_id"), text("sender"), text("recipient"), text("tenant"),
-            { "name": "status", "in": "query", "required": false, "schema": { "type": "string", "enum": ["Delivered", "Failed", "Pending", "Deferred", "Expanded"] } },
+            { "name": "status", "in": "query", "required": false, "schema": { "type": "string", "enum": relayward_store::TRACE_STATUSES } },
             ms("since"), ms("until"),
             { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 500 } },
             { "name": "before", "in": "query", "required": false, "schema": { "type": "string", "pattern": "^[0-9]+:.+$" } }
@@ -79,11 +79,12 @@ async fn trace_page(
         return Err(bad("limit must be 1 to 500"));
     }
     if let Some(st) = &p.status
-        && !["Delivered", "Failed", "Pending", "Deferred", "Expanded"].contains(&st.as_str())
+        && !relayward_store::TRACE_STATUSES.contains(&st.as_str())
     {
-        return Err(bad(
-            "status must be Delivered, Failed, Pending, Deferred or Expanded",
-        ));
+        return Err(bad(&format!(
+            "status must be one of {}",
+            relayward_store::TRACE_STATUSES.join(", ")
+        )));
     }
     let cursor = match &p.before {
         None => None,

@@ -5,7 +5,7 @@
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use maud::html;
-use relayward_store::TraceQuery;
+use relayward_store::{TRACE_STATUSES as STATUSES, TraceQuery};
 use serde::Deserialize;
 
 use crate::page::{Shell, not_found, time};
@@ -32,15 +32,6 @@ fn some(s: &str) -> Option<String> {
     let s = s.trim();
     (!s.is_empty() && s.len() <= 320).then(|| s.to_string())
 }
-
-const STATUSES: &[&str] = &[
-    "Delivered",
-    "Failed",
-    "Pending",
-    "Deferred",
-    "FilteredAsSpam",
-    "Expanded",
-];
 
 pub async fn search(
     v: Viewer,

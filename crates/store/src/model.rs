@@ -270,7 +270,23 @@ pub enum TraceKind {
     /// The recipient's mail left only as its forwarded copy (a forward-only user): the
     /// recipient's status is then `Expanded`, as a list's is when it became its members.
     Expanded,
+    /// The message was refused at its end of data (the reply in the detail): its recipients
+    /// are `Failed`.
+    Refused,
+    /// The message was refused at its end of data with a spam or bulk verdict: its
+    /// recipients are `FilteredAsSpam`.
+    FilteredAsSpam,
 }
+
+/// Every status a trace recipient can have, as searches name them.
+pub const TRACE_STATUSES: &[&str] = &[
+    "Delivered",
+    "Failed",
+    "Pending",
+    "Deferred",
+    "FilteredAsSpam",
+    "Expanded",
+];
 
 impl TraceKind {
     pub fn as_str(self) -> &'static str {
@@ -287,6 +303,7 @@ impl TraceKind {
             TraceKind::Expired => "expired",
             TraceKind::Forwarded => "forwarded",
             TraceKind::Expanded => "expanded",
+            TraceKind::Refused | TraceKind::FilteredAsSpam => "refused",
         }
     }
 
@@ -296,7 +313,8 @@ impl TraceKind {
             TraceKind::Queued => Some("Pending"),
             TraceKind::Delivered => Some("Delivered"),
             TraceKind::Deferred => Some("Deferred"),
-            TraceKind::Failed | TraceKind::Expired => Some("Failed"),
+            TraceKind::Failed | TraceKind::Expired | TraceKind::Refused => Some("Failed"),
+            TraceKind::FilteredAsSpam => Some("FilteredAsSpam"),
             TraceKind::Expanded => Some("Expanded"),
             _ => None,
         }

@@ -47,28 +47,13 @@ impl RelayPolicy {
             if let Err(r) = self.guard.record(o, &facts) {
                 self.stats.guard_refusals.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(ip = %conn.ip, tenant = %o.tenant, verdict = scan.verdict.as_str(), reply = r.text, "message refused at end of DATA by the guard");
-                return refuse(r.code, r.text);
+                let reply = refuse(r.code, r.text);
+                self.trace_refused(conn, peer, &tx, &id, &scan, body.len(), &reply);
+                return reply;
             }
         }
         let now = relayward_clock::now_secs();
-        let (tenant, origin) = match &conn.attribution {
-            Attribution::Connector {
-                tenant,
-                name,
-                by_cert,
-                ..
-            } => {
-                let how = if *by_cert { "certificate" } else { "ip" };
-                (
-                    Some(tenant.to_string()),
-                    format!("connector:{name} ({how})"),
-                )
-            }
-            Attribution::User { tenant, address } => {
-                (Some(tenant.to_string()), format!("user:{address}"))
-            }
-            Attribution::None => (conn.inbound_tenant.clone(), "inbound".to_string()),
-        };
+        let (tenant, origin) = attributed(conn);
         let helo = peer.helo.clone().unwrap_or_default();
         let with = match (
             peer.tls,
@@ -121,6 +106,7 @@ impl RelayPolicy {
             Ok(f) => f,
             Err(reply) => {
                 tracing::info!(ip = %conn.ip, reply = %reply.text, "message refused: forwarding loop");
+                self.trace_refused(conn, peer, &tx, &id, &scan, body.len(), &reply);
                 return reply;
             }
         };
@@ -238,59 +224,19 @@ impl RelayPolicy {
             detail,
             summary,
         };
-        self.trace.send(event(
-            TraceKind::Received,
-            format!(
-                "from [{}] helo {} size {}{}",
-                conn.ip,
-                sanitize(&env.helo),
-                full.len(),
-                if tx.bare_line_ends > 0 {
-                    format!(", {} bare line ends normalised", tx.bare_line_ends)
-                } else {
-                    String::new()
-                }
-            ),
-            Some(TraceSummary {
-                sender: env.mail_from.clone(),
-                tenant: tenant.clone(),
-                origin: origin.clone(),
-                client_ip: env.client_ip.clone(),
-                size: full.len() as u64,
+        self.trace_head(
+            conn,
+            Head {
+                id: &id,
+                at,
+                helo: &env.helo,
+                mail_from: &env.mail_from,
                 recipients: env.recipients.iter().map(|r| r.address.clone()).collect(),
-            }),
-        ));
-        self.trace.send(event(
-            TraceKind::Attributed,
-            format!("{} ({})", tenant.as_deref().unwrap_or("-"), origin),
-            None,
-        ));
-        let from_note = match (&scan.header_from_domain, domain_of(&env.mail_from)) {
-            (Some(h), e) if !env.mail_from.is_empty() && *h != e => {
-                format!("; header From domain {h} differs from envelope sender domain {e}")
-            }
-            (Some(h), _) => format!("; header From domain {h}"),
-            (None, _) => "; no header From address".to_string(),
-        };
-        let bulk_note = scan
-            .bulk_recipients
-            .map(|n| format!("; this content reached {n} external recipient(s) in 24 h"))
-            .unwrap_or_default();
-        let external_note = scan
-            .external
-            .as_ref()
-            .map(|e| format!("; {e}"))
-            .unwrap_or_default();
-        self.trace.send(event(
-            TraceKind::Scanned,
-            format!(
-                "verdict {} score {:.1} rules [{}]{from_note}{bulk_note}{external_note}",
-                scan.verdict.as_str(),
-                scan.score,
-                scan.rules_text()
-            ),
-            None,
-        ));
+                size: full.len(),
+                bare_line_ends: tx.bare_line_ends,
+                scan: &scan,
+            },
+        );
         for r in &env.recipients {
             self.trace.send(TraceEvent {
                 recipient: Some(r.address.clone()),
@@ -361,6 +307,125 @@ impl RelayPolicy {
         Reply::new(250, format!("2.0.0 OK queued as {id}"))
     }
 
+    /// A message's first trace events: received (with the summary its search finds), whom it
+    /// was attributed to, and the scan's verdict with its rules.
+    fn trace_head(&self, conn: &ConnState, h: Head<'_>) {
+        let (tenant, origin) = attributed(conn);
+        let event = |kind, detail: String, summary| TraceEvent {
+            message_id: h.id.to_string(),
+            at: h.at,
+            kind,
+            recipient: None,
+            detail,
+            summary,
+        };
+        self.trace.send(event(
+            TraceKind::Received,
+            format!(
+                "from [{}] helo {} size {}{}",
+                conn.ip,
+                sanitize(h.helo),
+                h.size,
+                if h.bare_line_ends > 0 {
+                    format!(", {} bare line ends normalised", h.bare_line_ends)
+                } else {
+                    String::new()
+                }
+            ),
+            Some(TraceSummary {
+                sender: h.mail_from.to_string(),
+                tenant: tenant.clone(),
+                origin: origin.clone(),
+                client_ip: conn.ip_text.to_string(),
+                size: h.size as u64,
+                recipients: h.recipients,
+            }),
+        ));
+        self.trace.send(event(
+            TraceKind::Attributed,
+            format!("{} ({})", tenant.as_deref().unwrap_or("-"), origin),
+            None,
+        ));
+        let scan = h.scan;
+        let from_note = match (&scan.header_from_domain, domain_of(h.mail_from)) {
+            (Some(d), e) if !h.mail_from.is_empty() && *d != e => {
+                format!("; header From domain {d} differs from envelope sender domain {e}")
+            }
+            (Some(d), _) => format!("; header From domain {d}"),
+            (None, _) => "; no header From address".to_string(),
+        };
+        let bulk_note = scan
+            .bulk_recipients
+            .map(|n| format!("; this content reached {n} external recipient(s) in 24 h"))
+            .unwrap_or_default();
+        let external_note = scan
+            .external
+            .as_ref()
+            .map(|e| format!("; {e}"))
+            .unwrap_or_default();
+        self.trace.send(event(
+            TraceKind::Scanned,
+            format!(
+                "verdict {} score {:.1} rules [{}]{from_note}{bulk_note}{external_note}",
+                scan.verdict.as_str(),
+                scan.score,
+                scan.rules_text()
+            ),
+            None,
+        ));
+    }
+
+    /// A message refused at its end of data is traced as well, so that an admin looking for
+    /// it finds what arrived, the scan, and for each recipient the reply the client had:
+    /// `FilteredAsSpam` when the scan found it spam or bulk, `Failed` otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn trace_refused(
+        &self,
+        conn: &ConnState,
+        peer: &Peer,
+        tx: &Transaction,
+        id: &str,
+        scan: &Scan,
+        size: usize,
+        reply: &Reply,
+    ) {
+        let at = relayward_clock::now_secs() * 1000;
+        let recipients: Vec<String> = tx.rcpts.iter().map(|r| r.address.clone()).collect();
+        self.trace_head(
+            conn,
+            Head {
+                id,
+                at,
+                helo: peer.helo.as_deref().unwrap_or(""),
+                mail_from: &tx.mail_from,
+                recipients: recipients.clone(),
+                size,
+                bare_line_ends: tx.bare_line_ends,
+                scan,
+            },
+        );
+        let kind = if scan.verdict.suspicious() {
+            TraceKind::FilteredAsSpam
+        } else {
+            TraceKind::Refused
+        };
+        for r in recipients {
+            self.trace.send(TraceEvent {
+                message_id: id.to_string(),
+                at,
+                kind,
+                recipient: Some(r),
+                detail: format!(
+                    "refused at end of data (verdict {}): {} {}",
+                    scan.verdict.as_str(),
+                    reply.code,
+                    reply.text
+                ),
+                summary: None,
+            });
+        }
+    }
+
     /// The built-in scan, with Rspamd's answer merged in when one is configured; `Err` is the
     /// reply when Rspamd cannot answer and the fallback is to ask the client to try later.
     async fn scan(
@@ -422,5 +487,41 @@ impl RelayPolicy {
             }
         }
         Ok(scan)
+    }
+}
+
+/// What a message's first trace events say.
+struct Head<'a> {
+    id: &'a str,
+    /// Unix ms.
+    at: i64,
+    helo: &'a str,
+    mail_from: &'a str,
+    recipients: Vec<String>,
+    size: usize,
+    bare_line_ends: usize,
+    scan: &'a Scan,
+}
+
+/// The tenant a message belongs to (an inbound message's is the recipients') and how it was
+/// attributed, as the trace and the spool name them.
+fn attributed(conn: &ConnState) -> (Option<String>, String) {
+    match &conn.attribution {
+        Attribution::Connector {
+            tenant,
+            name,
+            by_cert,
+            ..
+        } => {
+            let how = if *by_cert { "certificate" } else { "ip" };
+            (
+                Some(tenant.to_string()),
+                format!("connector:{name} ({how})"),
+            )
+        }
+        Attribution::User { tenant, address } => {
+            (Some(tenant.to_string()), format!("user:{address}"))
+        }
+        Attribution::None => (conn.inbound_tenant.clone(), "inbound".to_string()),
     }
 }

@@ -17,7 +17,8 @@ pub struct TraceArgs {
     recipient: Option<String>,
     #[arg(long)]
     tenant: Option<String>,
-    /// Delivered, Failed, Pending, Deferred or Expanded (a forward-only user's mail).
+    /// Delivered, Failed, Pending, Deferred, FilteredAsSpam (refused at end of data as spam or
+    /// bulk) or Expanded (a forward-only user's mail).
     #[arg(long)]
     status: Option<String>,
     /// Only messages received in this last period (like 1h, 2d).
@@ -38,6 +39,14 @@ pub async fn trace(config: &Config, args: TraceArgs) -> Result<()> {
         }
         None => None,
     };
+    if let Some(st) = &args.status
+        && !relayward_store::TRACE_STATUSES.contains(&st.as_str())
+    {
+        anyhow::bail!(
+            "--status must be one of {}",
+            relayward_store::TRACE_STATUSES.join(", ")
+        );
+    }
     let found = svc
         .search_trace(&TraceQuery {
             message_id: args.id,

@@ -335,6 +335,44 @@ fn a_compromised_user_is_stopped_alone_and_user_limits_hold() {
         ])
         .trim()
         .to_string();
+    // The message refused at its end of data is in the trace, its recipient FilteredAsSpam
+    // with the reply bob's client had; the messages before it went out.
+    let filtered = wait_for(Duration::from_secs(10), || {
+        let (_, t) = relay.api(
+            "GET",
+            "/api/v1/tenants/contoso/trace?status=FilteredAsSpam",
+            Some(&reader),
+            None,
+        );
+        (t["messages"].as_array().map(Vec::len) == Some(1)).then_some(t)
+    })
+    .expect("bob's refused message in the trace");
+    let m = &filtered["messages"][0];
+    assert_eq!(m["sender"], "bob@contoso.example", "{m}");
+    assert_eq!(m["origin"], "connector:on-prem (ip)", "{m}");
+    assert_eq!(m["recipients"][0]["address"], "x@remote.example", "{m}");
+    assert_eq!(m["recipients"][0]["status"], "FilteredAsSpam", "{m}");
+    let refused = m["events"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["kind"] == "refused"))
+        .unwrap_or_else(|| panic!("a refused event: {m}"));
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("verdict spam") && d.contains(R18)),
+        "{refused}"
+    );
+    assert!(
+        m["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["kind"] == "scanned")),
+        "{m}"
+    );
+    let cli = relay.cli(&["trace", "--tenant", "contoso", "--status", "FilteredAsSpam"]);
+    assert!(
+        cli.contains("bob@contoso.example") && cli.contains("FilteredAsSpam"),
+        "{cli}"
+    );
     let (_, users) = relay.api("GET", "/api/v1/tenants/contoso/users", Some(&reader), None);
     for u in users["users"].as_array().expect("users") {
         let flagged = u["flags"].as_array().is_some_and(|f| !f.is_empty());
