@@ -91,7 +91,8 @@ fn mail_from(relay: &Relay, from: &str) -> String {
 /// How long a restriction or its release may take to hold on the other nodes here. README
 /// says 2 s (a notification, else the poll each second); under the whole suite on two cores,
 /// beside three relays and PostgreSQL, a node took 3.3 s once (CI's run of dae4098), so the
-/// tests allow more: what they check is that the other nodes hold it by themselves.
+/// tests allow more: what they check is that the other nodes hold it by themselves (the time
+/// itself is measured by `bench/propagation.py`).
 const REACHES_EVERY_NODE: Duration = Duration::from_secs(5);
 
 /// How long until `check` holds on `relay` (polled every 50 ms for at most 10 s).
