@@ -1,6 +1,7 @@
 //! MTA-STS as delivery applies it (the policies themselves: `crate::mta_sts`): which of a
 //! domain's MX hosts an enforced policy lets mail go to, and how they are reached.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use relayward_spool::RcptState;
@@ -8,17 +9,20 @@ use relayward_spool::RcptState;
 use super::route::Hop;
 use super::{Inner, pending};
 use crate::client::Client;
-use crate::mta_sts::Mode;
+use crate::mta_sts::{Mode, Policy};
 
 impl Inner {
-    /// Under an enforced MTA-STS policy, only the MX hosts it names are kept (none named: the
-    /// mail waits); under a policy in testing mode, the others are reported and kept. The mode
-    /// the hosts are then reached under.
+    /// The MTA-STS policy `domain`'s MX hosts are reached under, if any. Under a policy in
+    /// testing mode, the hosts it does not name are reported (and kept). Under an enforced
+    /// one, the hosts it does not name are dropped here, unless `dane` (the MX records are
+    /// signed and DANE is on): then they wait for their TLSA records, and `keep_named` drops
+    /// those without (RFC 8461 section 2: a host DANE covers is reached under DANE's rule).
     pub(super) async fn mta_sts_hosts(
         &self,
         domain: &str,
         mxs: &mut Vec<(u16, String)>,
-    ) -> Result<Option<Mode>, RcptState> {
+        dane: bool,
+    ) -> Result<Option<Arc<Policy>>, RcptState> {
         let Some(sts) = &self.mta_sts else {
             return Ok(None);
         };
@@ -26,7 +30,7 @@ impl Inner {
             return Ok(None);
         };
         match policy.mode {
-            Mode::None => Ok(None),
+            Mode::None => return Ok(None),
             Mode::Testing => {
                 for (_, host) in mxs.iter().filter(|(_, h)| !policy.allows(h)) {
                     self.stats
@@ -34,22 +38,49 @@ impl Inner {
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::info!(domain, host, patterns = ?policy.mx, "MTA-STS (testing): this MX host is not one the policy names; delivering all the same");
                 }
-                Ok(Some(Mode::Testing))
             }
-            Mode::Enforce => {
+            Mode::Enforce if !dane => {
                 let all: Vec<String> = mxs.iter().map(|(_, h)| h.clone()).collect();
                 mxs.retain(|(_, h)| policy.allows(h));
                 if mxs.is_empty() {
-                    self.stats.mta_sts_refusals.fetch_add(1, Ordering::Relaxed);
-                    return Err(pending(&format!(
-                        "451 4.7.5 No mail host of {domain} ({}) is one its MTA-STS policy names ({}); the mail waits until one is",
-                        all.join(", "),
-                        policy.mx.join(", ")
-                    )));
+                    return Err(self.none_named(domain, &all, &policy));
                 }
-                Ok(Some(Mode::Enforce))
             }
+            Mode::Enforce => {}
         }
+        Ok(Some(policy))
+    }
+
+    /// Under an enforced policy, with the hosts' TLSA records looked up: the hosts the policy
+    /// names, and those with signed TLSA records (reached under DANE).
+    pub(super) fn keep_named(
+        &self,
+        domain: &str,
+        hops: &mut Vec<Hop>,
+        policy: &Policy,
+    ) -> Result<(), RcptState> {
+        if policy.mode != Mode::Enforce {
+            return Ok(());
+        }
+        let all: Vec<String> = hops.iter().map(|h| h.name.clone()).collect();
+        hops.retain(|h| {
+            policy.allows(&h.name) || matches!(h.dane, Some(crate::dane::HostDane::Records(_)))
+        });
+        if hops.is_empty() {
+            let mut all = all;
+            all.dedup();
+            return Err(self.none_named(domain, &all, policy));
+        }
+        Ok(())
+    }
+
+    fn none_named(&self, domain: &str, hosts: &[String], policy: &Policy) -> RcptState {
+        self.stats.mta_sts_refusals.fetch_add(1, Ordering::Relaxed);
+        pending(&format!(
+            "451 4.7.5 No mail host of {domain} ({}) is one its MTA-STS policy names ({}); the mail waits until one is",
+            hosts.join(", "),
+            policy.mx.join(", ")
+        ))
     }
 
     /// Under a policy in testing mode, what enforcing it would refuse of a connection made as

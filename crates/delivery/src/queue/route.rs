@@ -121,7 +121,11 @@ impl Inner {
         }
         mxs.shuffle(&mut rand::thread_rng());
         mxs.sort_by_key(|(pref, _)| *pref);
-        let sts = self.mta_sts_hosts(domain, &mut mxs).await?;
+        let dane = match &self.dane {
+            Some(d) if d.mx_signed(domain, implicit).await => Some(d),
+            _ => None,
+        };
+        let sts = self.mta_sts_hosts(domain, &mut mxs, dane.is_some()).await?;
         let mut hops = Vec::new();
         let mut last_err = None;
         for (_, host) in mxs.iter().take(5) {
@@ -135,14 +139,15 @@ impl Inner {
                 "no address for any mail host of {domain}"
             )))));
         }
-        for h in &mut hops {
-            h.sts = sts;
-        }
-        if let Some(dane) = &self.dane
-            && dane.mx_signed(domain, implicit).await
-        {
+        if let Some(dane) = dane {
             for h in &mut hops {
                 h.dane = dane.host(&h.name, h.addr.port()).await;
+            }
+        }
+        if let Some(policy) = &sts {
+            self.keep_named(domain, &mut hops, policy)?;
+            for h in &mut hops {
+                h.sts = Some(policy.mode);
             }
         }
         self.reachable(domain, hops)

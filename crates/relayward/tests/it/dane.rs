@@ -139,3 +139,97 @@ users = [ {{ address = "alice@contoso.example" }} ]
     assert!(relay.metric("relayward_delivery_dane_connections_total") >= 2);
     assert!(relay.metric("relayward_delivery_dane_refusals_total") >= 3);
 }
+
+/// RFC 8461 section 2: where DANE covers a host, its rule is the one applied. A domain with an
+/// enforced MTA-STS policy that does not name its MX host, while the host has signed TLSA
+/// records, gets its mail over TLS under DANE; a host the policy does not name and DANE does
+/// not cover still gets nothing, and the mail waits with the policy's reason.
+#[test]
+fn a_host_dane_covers_gets_mail_its_domains_mta_sts_policy_does_not_name_it() {
+    let ca = TestCa::new("Relayward DANE and MTA-STS Test CA");
+    let dir = tempfile::tempdir().expect("dir");
+    let bundle = dir.path().join("ca.pem");
+    std::fs::write(&bundle, &ca.pem).expect("write CA");
+    let (tls, spki, _) = ca.server_tls_for_dane(&["mx.covered.example", "mx.uncovered.example"]);
+    let rx = Receiver::start_at(
+        "127.0.0.1:0".parse().expect("addr"),
+        Some(tokio_rustls::TlsAcceptor::from(tls)),
+    );
+    let port = rx.addr.port();
+    let policy =
+        "version: STSv1\r\nmode: enforce\r\nmx: mx.elsewhere.example\r\nmax_age: 86400\r\n";
+    let host = HttpsServer::start(
+        ca.server_tls(&["mta-sts.covered.example", "mta-sts.uncovered.example"]),
+        move |r| {
+            if r.head.starts_with("GET /.well-known/mta-sts.txt ") {
+                (200, policy.to_string())
+            } else {
+                (404, String::new())
+            }
+        },
+    );
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut zone = Vec::new();
+    for d in ["covered", "uncovered"] {
+        let mx = leak(format!("mx.{d}.example"));
+        zone.push((
+            leak(format!("{d}.example")),
+            "MX",
+            signed(Answer::Mx(vec![(10, mx)])),
+        ));
+        let a = Answer::A(vec!["127.0.0.1".parse().expect("ip")]);
+        // The uncovered host's address is not signed: DANE does not apply to it.
+        zone.push((mx, "A", if d == "covered" { signed(a) } else { a }));
+        zone.push((
+            leak(format!("_{port}._tcp.mx.{d}.example")),
+            "TLSA",
+            signed(Answer::Tlsa(vec![(3, 1, 1, sha256(&spki))])),
+        ));
+        zone.push((
+            leak(format!("_mta-sts.{d}.example")),
+            "TXT",
+            Answer::Txt(vec![format!("v=STSv1; id=20261202{d};")]),
+        ));
+        zone.push((
+            leak(format!("mta-sts.{d}.example")),
+            "A",
+            Answer::A(vec!["127.0.0.1".parse().expect("ip")]),
+        ));
+    }
+    let dns = Dns::start(zone);
+    let relay = Relay::start(&format!(
+        r#"[delivery]
+dns_resolver = "{}"
+remote_port = {port}
+private_destinations = ["127.0.0.0/8"]
+dane = true
+tls_ca_file = "{}"
+mta_sts_port = {}
+retry_schedule = ["1s"]
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
+users = [ {{ address = "alice@contoso.example" }} ]
+"#,
+        dns.addr,
+        bundle.display(),
+        host.addr.port()
+    ));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    for d in ["covered", "uncovered"] {
+        let reply = c.transaction("alice@contoso.example", &[&format!("bob@{d}.example")], MSG);
+        assert_eq!(reply.code, 250, "{reply:?}");
+    }
+    c.cmd("QUIT");
+    let got = rx.wait(1, Duration::from_secs(30));
+    assert_eq!(got[0].rcpts, ["bob@covered.example"], "{got:?}");
+    assert!(got[0].tls, "under DANE, over TLS");
+    relay.queue_waits_with(&[
+        "451 4.7.5 No mail host of uncovered.example (mx.uncovered.example) is one its MTA-STS policy names (mx.elsewhere.example)",
+    ]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(rx.messages().len(), 1, "{:?}", rx.messages());
+    assert_eq!(relay.metric("relayward_delivery_dane_connections_total"), 1);
+}
