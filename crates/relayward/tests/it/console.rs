@@ -451,7 +451,23 @@ fn walk(lang: &str) {
     b.go(&format!("{base}/support/limits/contoso"));
     let page = b.text();
     has(&page, word(&w, "whatif_current"), "limits page");
-    has(&page, word(&w, "whatif_never"), "the current limits held");
+    // Under the current limits the replay restricts bob where the relay did: at his third
+    // suspicious message, the one refused at its end of data (the trace keeps it).
+    let current = b.element_text("#whatif-current + p");
+    assert!(
+        current.contains(" 1 "),
+        "the current limits restricted on one day: {current}"
+    );
+    let table = b.element_text("section.whatif table");
+    has(
+        &table,
+        "5.1.8 bob@contoso.example",
+        "the restriction that happened",
+    );
+    // "at message 3 of the day", without the time that follows.
+    let third = word(&w, "whatif_at").replace("{n}", "3");
+    let third = third.split(" (").next().unwrap_or_default();
+    has(&table, third, "at bob's third message");
     b.axe("limits");
     b.fill("#user_suspicious_per_day", "1");
     b.click("button[value=whatif]");
