@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -16,6 +15,7 @@ use crate::envelope::Envelope;
 use crate::record::{self, Kind};
 
 mod damage;
+mod gather;
 mod room;
 use room::{RESERVE_BYTES, RESERVE_FILE, has_room, is_no_space, make_reserve};
 
@@ -391,6 +391,7 @@ impl Spool {
             len: 0,
             zeroed: 0,
             unwritten: Vec::new(),
+            gather: gather::Gather::default(),
             last_compaction: std::time::Instant::now(),
             last_reserve_try: std::time::Instant::now(),
         };
@@ -592,6 +593,8 @@ struct Writer {
     /// `Done` and `Update` records of a batch that failed to write: written again first, so a
     /// full disk does not make finished messages look unfinished after a restart.
     unwritten: Vec<Op>,
+    /// The batch's small records, written at once.
+    gather: gather::Gather,
     last_compaction: std::time::Instant,
     last_reserve_try: std::time::Instant,
 }
@@ -661,12 +664,11 @@ impl Writer {
                     ack,
                 } => {
                     if result.is_ok() {
-                        result = self.file.write_all_at(&rec, self.len);
-                    }
-                    if let Some(tail) = &tail
-                        && result.is_ok()
-                    {
-                        result = self.file.write_all_at(tail, self.len + rec.len() as u64);
+                        let parts: &[&[u8]] = match &tail {
+                            Some(tail) => &[&rec, tail],
+                            None => &[&rec],
+                        };
+                        result = self.gather.write(&self.file, self.len, parts);
                     }
                     let rec_len = rec.len() + tail.as_ref().map_or(0, |t| t.len());
                     let at = At {
@@ -709,6 +711,10 @@ impl Writer {
                     acks.push(ack);
                 }
             }
+        }
+        let gathered = self.gather.flush(&self.file);
+        if result.is_ok() {
+            result = gathered;
         }
         if result.is_ok() && needs_sync {
             result = self.file.sync_data();
