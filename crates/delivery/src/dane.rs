@@ -280,7 +280,8 @@ fn keep<T>(map: &Mutex<HashMap<String, (Instant, T)>>, key: String, value: T) {
     map.insert(key, (Instant::now(), value));
 }
 
-/// Checks a server's certificate against a host's TLSA records instead of a CA bundle.
+/// Checks a server's certificate against a host's TLSA records instead of a CA bundle; with no
+/// usable record it checks nothing, as opportunistic TLS does (`client::opportunistic_tls`).
 #[derive(Debug)]
 pub struct DaneVerifier {
     records: Vec<Tlsa>,
