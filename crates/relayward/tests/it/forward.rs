@@ -490,6 +490,24 @@ fn a_forwarding_loop_between_two_tenants_is_stopped() {
     std::thread::sleep(Duration::from_secs(3));
     let all = rx.messages();
     assert_eq!(all.len(), 1, "nothing else arrives: {all:#?}");
+    // The refused arrival is in tenant-a's trace: ua Failed, with the reply the loop got
+    // (tenant-b's trace has its copy, failed with that reply when delivered).
+    let refused = relay.cli(&[
+        "trace",
+        "--tenant",
+        "tenant-a",
+        "--recipient",
+        "ua@a.example",
+        "--status",
+        "Failed",
+        "--json",
+    ]);
+    assert!(
+        refused.lines().count() == 1
+            && refused.contains("\"kind\":\"refused\"")
+            && refused.contains("554 5.4.6"),
+        "{refused}"
+    );
 }
 
 #[test]
