@@ -670,7 +670,7 @@ pub fn ca_bundle(ca_file: &std::path::Path) -> Result<rustls::RootCertStore, Str
 /// would only push the mail back to clear text. It is the DANE verifier with no TLSA record,
 /// which asks for TLS and checks nothing (RFC 7672 2.2).
 pub fn opportunistic_tls() -> Result<Arc<rustls::ClientConfig>, String> {
-    crate::dane::DaneVerifier::client_config(Vec::new())
+    crate::dane::DaneVerifier::client_config(Vec::new(), &None)
 }
 
 #[cfg(test)]

@@ -71,16 +71,22 @@ impl Tlsa {
 pub enum HostDane {
     /// Signed TLSA records: TLS is required; the certificate must match one of the usable
     /// ones (none usable: TLS without a check of the certificate, RFC 7672 2.2).
-    Records(Vec<Tlsa>),
+    Records(Vec<Tlsa>, Alias),
     /// The host's TLSA records could not be had although its address is signed (a failing
     /// lookup may be an attacker's): the host is not tried now.
     Indeterminate(String),
 }
 
+/// The name a host's signed CNAME records lead to (RFC 7672 2.2.2), when its TLSA records are
+/// that name's: a certificate may name it instead of the host (3.2.2).
+pub type Alias = Option<String>;
+
 /// One DNS answer, with whether the resolver vouched for it (AD).
 struct Answer {
     secure: bool,
     records: Vec<Record>,
+    /// Where the answer's CNAME records lead from the name asked, if it has any.
+    target: Option<String>,
 }
 
 /// DANE lookups, through one validating resolver, remembered for a few minutes.
@@ -151,11 +157,27 @@ impl Dane {
         if matches!(&address, Ok(a) if a.records.is_empty()) {
             address = self.ask(host, RecordType::AAAA).await;
         }
-        match address {
-            Ok(a) if a.secure && !a.records.is_empty() => {}
+        let target = match address {
+            Ok(a) if a.secure && !a.records.is_empty() => a.target,
             _ => return None,
+        };
+        // An alias whose chain is signed: the TLSA records of the name it leads to, and
+        // only when it has none, the host's own (RFC 7672 2.2.2).
+        if let Some(target) = target {
+            match self.tlsa(&target, port).await {
+                Some(HostDane::Records(records, _)) => {
+                    return Some(HostDane::Records(records, Some(target)));
+                }
+                Some(indeterminate) => return Some(indeterminate),
+                None => {}
+            }
         }
-        let name = format!("_{port}._tcp.{host}");
+        self.tlsa(host, port).await
+    }
+
+    /// The signed TLSA records of `name` at `port`.
+    async fn tlsa(&self, name: &str, port: u16) -> Option<HostDane> {
+        let name = format!("_{port}._tcp.{name}");
         match self.ask(&name, RecordType::TLSA).await {
             Ok(a) if a.secure => {
                 let records: Vec<Tlsa> = a
@@ -171,7 +193,7 @@ impl Dane {
                         _ => None,
                     })
                     .collect();
-                (!records.is_empty()).then_some(HostDane::Records(records))
+                (!records.is_empty()).then_some(HostDane::Records(records, None))
             }
             Ok(_) | Err(DnsError::NotFound(_)) => None,
             Err(DnsError::Temporary(why)) => Some(HostDane::Indeterminate(why)),
@@ -217,6 +239,7 @@ impl Dane {
                     .filter(|r| r.record_type() == kind)
                     .cloned()
                     .collect(),
+                target: cname_target(name, answer.answers()),
             }),
             ResponseCode::NXDomain => Err(DnsError::NotFound(format!("{}: no such name", what()))),
             other => Err(temporary(other.to_string())),
@@ -280,20 +303,57 @@ fn keep<T>(map: &Mutex<HashMap<String, (Instant, T)>>, key: String, value: T) {
     map.insert(key, (Instant::now(), value));
 }
 
+/// Where the CNAME records of an answer lead from `name` (a few links at most), if anywhere.
+fn cname_target(name: &str, answers: &[Record]) -> Option<String> {
+    let mut at = name.trim_end_matches('.').to_ascii_lowercase();
+    let mut moved = false;
+    for _ in 0..8 {
+        let next = answers.iter().find_map(|r| match r.data() {
+            Some(RData::CNAME(c))
+                if r.name()
+                    .to_ascii()
+                    .trim_end_matches('.')
+                    .eq_ignore_ascii_case(&at) =>
+            {
+                Some(c.0.to_ascii().trim_end_matches('.').to_ascii_lowercase())
+            }
+            _ => None,
+        });
+        match next {
+            Some(n) => {
+                at = n;
+                moved = true;
+            }
+            None => break,
+        }
+    }
+    moved.then_some(at)
+}
+
 /// Checks a server's certificate against a host's TLSA records instead of a CA bundle; with no
 /// usable record it checks nothing, as opportunistic TLS does (`client::opportunistic_tls`).
 #[derive(Debug)]
 pub struct DaneVerifier {
     records: Vec<Tlsa>,
+    /// The name the host's signed CNAME records lead to, which a DANE-TA certificate may
+    /// name instead of the host's.
+    alias: Option<ServerName<'static>>,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
 impl DaneVerifier {
-    /// A client configuration for a host with these TLSA records.
-    pub fn client_config(records: Vec<Tlsa>) -> Result<Arc<rustls::ClientConfig>, String> {
+    /// A client configuration for a host with these TLSA records (found at `alias`, the name
+    /// its CNAME records lead to, if they were found there).
+    pub fn client_config(
+        records: Vec<Tlsa>,
+        alias: &Alias,
+    ) -> Result<Arc<rustls::ClientConfig>, String> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let verifier = DaneVerifier {
             records,
+            alias: alias
+                .as_deref()
+                .and_then(|a| ServerName::try_from(a.to_string()).ok()),
             provider: provider.clone(),
         };
         let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -342,10 +402,13 @@ impl ServerCertVerifier for DaneVerifier {
             .build() else {
                 continue;
             };
-            if webpki
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-                .is_ok()
-            {
+            // RFC 7672 3.2.2: the host's name, or the name its CNAME records lead to.
+            let named = |name: &ServerName<'_>| {
+                webpki
+                    .verify_server_cert(end_entity, intermediates, name, ocsp, now)
+                    .is_ok()
+            };
+            if named(server_name) || self.alias.as_ref().is_some_and(named) {
                 return Ok(ServerCertVerified::assertion());
             }
         }

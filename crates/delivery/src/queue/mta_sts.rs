@@ -64,7 +64,7 @@ impl Inner {
         }
         let all: Vec<String> = hops.iter().map(|h| h.name.clone()).collect();
         hops.retain(|h| {
-            policy.allows(&h.name) || matches!(h.dane, Some(crate::dane::HostDane::Records(_)))
+            policy.allows(&h.name) || matches!(h.dane, Some(crate::dane::HostDane::Records(..)))
         });
         if hops.is_empty() {
             let mut all = all;

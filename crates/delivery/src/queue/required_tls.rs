@@ -34,8 +34,8 @@ impl Inner {
         hop: &Hop,
     ) -> Result<Option<Required>, ClientError> {
         match &hop.dane {
-            Some(HostDane::Records(records)) => {
-                let tls = DaneVerifier::client_config(records.clone())
+            Some(HostDane::Records(records, alias)) => {
+                let tls = DaneVerifier::client_config(records.clone(), alias)
                     .map_err(|e| ClientError::Policy(format!("DANE: {e}")))?;
                 return Ok(Some(Required {
                     tls,

@@ -233,3 +233,105 @@ users = [ {{ address = "alice@contoso.example" }} ]
     assert_eq!(rx.messages().len(), 1, "{:?}", rx.messages());
     assert_eq!(relay.metric("relayward_delivery_dane_connections_total"), 1);
 }
+
+/// RFC 7672 2.2.2 and 3.2.2: an MX host that is an alias, through signed CNAME records, has
+/// the TLSA records of the name they lead to, and a DANE-TA certificate may name that name
+/// instead of the host's; a target without TLSA records leaves the host's own.
+#[test]
+fn an_mx_host_behind_a_signed_alias_is_checked_against_its_targets_tlsa_records() {
+    let ca = TestCa::new("Relayward DANE Alias Test CA");
+    // The certificate names the provider's host only, never the customers' MX names.
+    let (tls, spki, ca_cert) = ca.server_tls_for_dane(&["smtp.provider.example"]);
+    let rx = Receiver::start_at(
+        "127.0.0.1:0".parse().expect("addr"),
+        Some(tokio_rustls::TlsAcceptor::from(tls)),
+    );
+    let port = rx.addr.port();
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let tlsa = |name: &str| leak(format!("_{port}._tcp.{name}"));
+    let elsewhere = (3, 1, 1, vec![0u8; 32]);
+    let zone = vec![
+        // alias.example: its MX is an alias of the provider's host, whose DANE-TA record
+        // names the CA; the alias's own name has a record that matches nothing.
+        (
+            "alias.example",
+            "MX",
+            signed(Answer::Mx(vec![(10, "mx.alias.example")])),
+        ),
+        (
+            "mx.alias.example",
+            "CNAME",
+            signed(Answer::Cname("smtp.provider.example")),
+        ),
+        (
+            "smtp.provider.example",
+            "A",
+            signed(Answer::A(vec!["127.0.0.1".parse().expect("ip")])),
+        ),
+        (
+            tlsa("smtp.provider.example"),
+            "TLSA",
+            signed(Answer::Tlsa(vec![(2, 0, 1, sha256(&ca_cert))])),
+        ),
+        (
+            tlsa("mx.alias.example"),
+            "TLSA",
+            signed(Answer::Tlsa(vec![elsewhere])),
+        ),
+        // own.example: an alias whose target has no TLSA records: the host's own (DANE-EE).
+        (
+            "own.example",
+            "MX",
+            signed(Answer::Mx(vec![(10, "mx.own.example")])),
+        ),
+        (
+            "mx.own.example",
+            "CNAME",
+            signed(Answer::Cname("bare.provider.example")),
+        ),
+        (
+            "bare.provider.example",
+            "A",
+            signed(Answer::A(vec!["127.0.0.1".parse().expect("ip")])),
+        ),
+        (
+            tlsa("mx.own.example"),
+            "TLSA",
+            signed(Answer::Tlsa(vec![(3, 1, 1, sha256(&spki))])),
+        ),
+    ];
+    let dns = Dns::start(zone);
+    let relay = Relay::start(&format!(
+        r#"[delivery]
+dns_resolver = "{}"
+remote_port = {port}
+private_destinations = ["127.0.0.0/8"]
+dane = true
+mta_sts = false
+retry_schedule = ["1s"]
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
+users = [ {{ address = "alice@contoso.example" }} ]
+"#,
+        dns.addr
+    ));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    for d in ["alias", "own"] {
+        let reply = c.transaction("alice@contoso.example", &[&format!("bob@{d}.example")], MSG);
+        assert_eq!(reply.code, 250, "{reply:?}");
+    }
+    c.cmd("QUIT");
+    let got = rx.wait(2, Duration::from_secs(30));
+    for d in ["alias", "own"] {
+        let m = got
+            .iter()
+            .find(|m| m.rcpts == [format!("bob@{d}.example")])
+            .unwrap_or_else(|| panic!("{d}: {got:?}"));
+        assert!(m.tls, "{d}: over TLS");
+    }
+    assert_eq!(relay.metric("relayward_delivery_dane_connections_total"), 2);
+    assert_eq!(relay.metric("relayward_delivery_dane_refusals_total"), 0);
+}

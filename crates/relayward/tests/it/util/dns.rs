@@ -20,6 +20,10 @@ pub enum Answer {
     Tlsa(Vec<(u8, u8, u8, Vec<u8>)>),
     /// The answer, with the AD bit (DNSSEC-validated).
     Signed(Box<Answer>),
+    /// A CNAME record (under kind "CNAME"): a question of another kind for the name is
+    /// answered with it and the target's answer of that kind, with the AD bit when both are
+    /// signed.
+    Cname(&'static str),
     NxDomain,
     ServFail,
 }
@@ -56,16 +60,33 @@ impl Dns {
                         .to_ascii_lowercase();
                     let kind = query.query_type().to_string();
                     let table = shared.lock().expect("zone");
-                    let mut answer = table.get(&(name.clone(), kind));
-                    if let Some(Answer::Signed(inner)) = answer {
+                    let (mut signed, mut answer) =
+                        unsigned(table.get(&(name.clone(), kind.clone())));
+                    let mut owner = query.name().clone();
+                    if answer.is_none()
+                        && let (cname_signed, Some(Answer::Cname(target))) =
+                            unsigned(table.get(&(name.clone(), "CNAME".to_string())))
+                    {
+                        let to = Name::from_ascii(format!("{target}.")).expect("name");
+                        resp.add_answer(Record::from_rdata(
+                            owner.clone(),
+                            60,
+                            RData::CNAME(rdata::CNAME(to.clone())),
+                        ));
+                        let (target_signed, target_answer) =
+                            unsigned(table.get(&(target.to_string(), kind)));
+                        signed = cname_signed && target_signed;
+                        answer = target_answer;
+                        owner = to;
+                    }
+                    if signed {
                         resp.set_authentic_data(true);
-                        answer = Some(inner);
                     }
                     match answer {
                         Some(Answer::Tlsa(records)) => {
                             for (usage, selector, matching, data) in records {
                                 resp.add_answer(Record::from_rdata(
-                                    query.name().clone(),
+                                    owner.clone(),
                                     60,
                                     RData::TLSA(rdata::TLSA::new(
                                         (*usage).into(),
@@ -76,12 +97,12 @@ impl Dns {
                                 ));
                             }
                         }
-                        Some(Answer::Signed(_)) => {}
+                        Some(Answer::Signed(_) | Answer::Cname(_)) => {}
                         Some(Answer::Mx(list)) => {
                             for (pref, host) in list {
                                 let exch = Name::from_ascii(format!("{host}.")).expect("name");
                                 resp.add_answer(Record::from_rdata(
-                                    query.name().clone(),
+                                    owner.clone(),
                                     60,
                                     RData::MX(rdata::MX::new(*pref, exch)),
                                 ));
@@ -90,7 +111,7 @@ impl Dns {
                         Some(Answer::A(ips)) => {
                             for ip in ips {
                                 resp.add_answer(Record::from_rdata(
-                                    query.name().clone(),
+                                    owner.clone(),
                                     60,
                                     RData::A(rdata::A(*ip)),
                                 ));
@@ -99,7 +120,7 @@ impl Dns {
                         Some(Answer::Txt(texts)) => {
                             for t in texts {
                                 resp.add_answer(Record::from_rdata(
-                                    query.name().clone(),
+                                    owner.clone(),
                                     60,
                                     // A record's strings hold 255 octets each (RFC 1035
                                     // 3.3); longer texts (DKIM keys) are split, as published.
@@ -140,5 +161,13 @@ impl Dns {
             .lock()
             .expect("zone")
             .insert((name.to_ascii_lowercase(), kind.to_string()), answer);
+    }
+}
+
+/// An answer without its `Signed` wrapping, and whether it had one.
+fn unsigned(a: Option<&Answer>) -> (bool, Option<&Answer>) {
+    match a {
+        Some(Answer::Signed(inner)) => (true, Some(&**inner)),
+        other => (false, other),
     }
 }
