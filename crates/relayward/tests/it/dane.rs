@@ -21,6 +21,26 @@ fn signed(a: Answer) -> Answer {
     Answer::Signed(Box::new(a))
 }
 
+/// The relay's configuration for these tests: MX delivery through the test DNS server, to
+/// receivers on loopback at `port`, with DANE on, and `extra` delivery keys.
+fn dane_config(dns: SocketAddr, port: u16, extra: &str) -> String {
+    format!(
+        r#"[delivery]
+dns_resolver = "{dns}"
+remote_port = {port}
+private_destinations = ["127.0.0.0/8"]
+dane = true
+retry_schedule = ["1s"]
+{extra}
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
+users = [ {{ address = "alice@contoso.example" }} ]
+"#
+    )
+}
+
 /// A host with signed TLSA records gets its mail only over TLS with a certificate they name:
 /// its own key (DANE-EE) or the CA it was issued under (DANE-TA), with no CA bundle involved.
 /// Records that name another certificate, a host that offers no STARTTLS, and TLSA records
@@ -76,22 +96,7 @@ fn signed_tlsa_records_decide_which_certificate_an_mx_host_must_show() {
     }
     let dns = Dns::start(zone);
     let dir = tempfile::tempdir().expect("dir");
-    let config = format!(
-        r#"[delivery]
-dns_resolver = "{}"
-remote_port = {port}
-private_destinations = ["127.0.0.0/8"]
-dane = true
-mta_sts = false
-retry_schedule = ["1s"]
-[[tenants]]
-name = "contoso"
-domains = [ {{ name = "contoso.example", verified = true }} ]
-connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
-users = [ {{ address = "alice@contoso.example" }} ]
-"#,
-        dns.addr
-    );
+    let config = dane_config(dns.addr, port, "mta_sts = false");
     let (ok, out) = check_config(&write_config(dir.path(), &config));
     assert!(ok, "{out}");
     let line = format!(
@@ -197,24 +202,14 @@ fn a_host_dane_covers_gets_mail_its_domains_mta_sts_policy_does_not_name_it() {
         ));
     }
     let dns = Dns::start(zone);
-    let relay = Relay::start(&format!(
-        r#"[delivery]
-dns_resolver = "{}"
-remote_port = {port}
-private_destinations = ["127.0.0.0/8"]
-dane = true
-tls_ca_file = "{}"
-mta_sts_port = {}
-retry_schedule = ["1s"]
-[[tenants]]
-name = "contoso"
-domains = [ {{ name = "contoso.example", verified = true }} ]
-connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
-users = [ {{ address = "alice@contoso.example" }} ]
-"#,
+    let relay = Relay::start(&dane_config(
         dns.addr,
-        bundle.display(),
-        host.addr.port()
+        port,
+        &format!(
+            "tls_ca_file = \"{}\"\nmta_sts_port = {}",
+            bundle.display(),
+            host.addr.port()
+        ),
     ));
     let mut c = relay.client();
     assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
@@ -301,22 +296,7 @@ fn an_mx_host_behind_a_signed_alias_is_checked_against_its_targets_tlsa_records(
         ),
     ];
     let dns = Dns::start(zone);
-    let relay = Relay::start(&format!(
-        r#"[delivery]
-dns_resolver = "{}"
-remote_port = {port}
-private_destinations = ["127.0.0.0/8"]
-dane = true
-mta_sts = false
-retry_schedule = ["1s"]
-[[tenants]]
-name = "contoso"
-domains = [ {{ name = "contoso.example", verified = true }} ]
-connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
-users = [ {{ address = "alice@contoso.example" }} ]
-"#,
-        dns.addr
-    ));
+    let relay = Relay::start(&dane_config(dns.addr, port, "mta_sts = false"));
     let mut c = relay.client();
     assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
     for d in ["alias", "own"] {
