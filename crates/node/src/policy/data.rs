@@ -229,6 +229,9 @@ impl RelayPolicy {
             Head {
                 id: &id,
                 at,
+                tenant: &tenant,
+                origin: &origin,
+                client_ip: &env.client_ip,
                 helo: &env.helo,
                 mail_from: &env.mail_from,
                 recipients: env.recipients.iter().map(|r| r.address.clone()).collect(),
@@ -310,7 +313,6 @@ impl RelayPolicy {
     /// A message's first trace events: received (with the summary its search finds), whom it
     /// was attributed to, and the scan's verdict with its rules.
     fn trace_head(&self, conn: &ConnState, h: Head<'_>) {
-        let (tenant, origin) = attributed(conn);
         let event = |kind, detail: String, summary| TraceEvent {
             message_id: h.id.to_string(),
             at: h.at,
@@ -334,16 +336,16 @@ impl RelayPolicy {
             ),
             Some(TraceSummary {
                 sender: h.mail_from.to_string(),
-                tenant: tenant.clone(),
-                origin: origin.clone(),
-                client_ip: conn.ip_text.to_string(),
+                tenant: h.tenant.clone(),
+                origin: h.origin.to_string(),
+                client_ip: h.client_ip.to_string(),
                 size: h.size as u64,
                 recipients: h.recipients,
             }),
         ));
         self.trace.send(event(
             TraceKind::Attributed,
-            format!("{} ({})", tenant.as_deref().unwrap_or("-"), origin),
+            format!("{} ({})", h.tenant.as_deref().unwrap_or("-"), h.origin),
             None,
         ));
         let scan = h.scan;
@@ -390,15 +392,18 @@ impl RelayPolicy {
         reply: &Reply,
     ) {
         let at = relayward_clock::now_secs() * 1000;
-        let recipients: Vec<String> = tx.rcpts.iter().map(|r| r.address.clone()).collect();
+        let (tenant, origin) = attributed(conn);
         self.trace_head(
             conn,
             Head {
                 id,
                 at,
+                tenant: &tenant,
+                origin: &origin,
+                client_ip: &conn.ip_text,
                 helo: peer.helo.as_deref().unwrap_or(""),
                 mail_from: &tx.mail_from,
-                recipients: recipients.clone(),
+                recipients: tx.rcpts.iter().map(|r| r.address.clone()).collect(),
                 size,
                 bare_line_ends: tx.bare_line_ends,
                 scan,
@@ -409,12 +414,12 @@ impl RelayPolicy {
         } else {
             TraceKind::Refused
         };
-        for r in recipients {
+        for r in &tx.rcpts {
             self.trace.send(TraceEvent {
                 message_id: id.to_string(),
                 at,
                 kind,
-                recipient: Some(r),
+                recipient: Some(r.address.clone()),
                 detail: format!(
                     "refused at end of data (verdict {}): {} {}",
                     scan.verdict.as_str(),
@@ -495,6 +500,10 @@ struct Head<'a> {
     id: &'a str,
     /// Unix ms.
     at: i64,
+    tenant: &'a Option<String>,
+    /// How the message was attributed (`attributed`).
+    origin: &'a str,
+    client_ip: &'a str,
     helo: &'a str,
     mail_from: &'a str,
     recipients: Vec<String>,
