@@ -44,14 +44,18 @@ pub struct Listener<P: Policy> {
     listener: TcpListener,
     config: Arc<ServerConfig>,
     policy: Arc<P>,
+    /// Whether accepted connections come with `TCP_NODELAY` already set (see `nodelay_inherited`).
+    nodelay_inherited: bool,
 }
 
 impl<P: Policy> Listener<P> {
     pub fn new(listener: TcpListener, config: ServerConfig, policy: Arc<P>) -> Self {
+        let nodelay_inherited = nodelay_inherited(&listener);
         Listener {
             listener,
             config: Arc::new(config),
             policy,
+            nodelay_inherited,
         }
     }
 
@@ -69,7 +73,9 @@ impl<P: Policy> Listener<P> {
                 a = accept(&self.listener, config.kind.as_str()) => a,
                 _ = stop.changed() => break,
             };
-            let _ = socket.set_nodelay(true);
+            if !self.nodelay_inherited {
+                let _ = socket.set_nodelay(true);
+            }
             let ip = addr.ip();
             let balancer = config.proxy_from.iter().any(|n| n.contains(&ip));
             let admitted = if balancer {
@@ -113,6 +119,18 @@ impl<P: Policy> Listener<P> {
         drop(self.listener);
         admission.drained(grace).await;
     }
+}
+
+/// Replies go out as they are written (`TCP_NODELAY`): a pipelining client's replies are
+/// written one by one and must not wait for its acknowledgements. Linux gives an accepted
+/// connection the listening socket's setting, so setting it once here saves a system call per
+/// connection (a relay whose clients open a connection per message makes one per message);
+/// elsewhere each connection is set as it is accepted.
+fn nodelay_inherited(listener: &TcpListener) -> bool {
+    cfg!(target_os = "linux")
+        && socket2::SockRef::from(listener)
+            .set_tcp_nodelay(true)
+            .is_ok()
 }
 
 fn too_many_from_client() -> Reply {
@@ -177,4 +195,21 @@ impl<P: Policy> Start<P> {
 
 fn metrics_refused(config: &ServerConfig, ip: IpAddr) {
     tracing::info!(listener = config.kind.as_str(), %ip, "connection refused: connection limit");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_send_small_writes_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let inherited = nodelay_inherited(&listener);
+        assert_eq!(inherited, cfg!(target_os = "linux"));
+        let addr = listener.local_addr().expect("address");
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        // Where the listener's setting is inherited, the session never sets it itself.
+        assert_eq!(accepted.nodelay().expect("read TCP_NODELAY"), inherited);
+    }
 }
