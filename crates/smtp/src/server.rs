@@ -121,8 +121,8 @@ impl<P: Policy> Listener<P> {
     }
 }
 
-/// Replies go out as they are written (`TCP_NODELAY`): a pipelining client's replies are
-/// written one by one and must not wait for its acknowledgements. Linux gives an accepted
+/// Replies go out as they are written (`TCP_NODELAY`): a reply written while an earlier one is
+/// not yet acknowledged must not wait for the client's acknowledgement. Linux gives an accepted
 /// connection the listening socket's setting, so setting it once here saves a system call per
 /// connection (a relay whose clients open a connection per message makes one per message);
 /// elsewhere each connection is set as it is accepted.
