@@ -1,6 +1,7 @@
 //! The SMTP client that hands messages to the next hop: EHLO (HELO fallback), opportunistic
-//! STARTTLS, pipelined MAIL/RCPT/DATA when offered, per-recipient results, and connections that
-//! can be reused for the next message to the same place.
+//! STARTTLS, pipelined MAIL/RCPT/DATA when offered (BDAT where CHUNKING is, `bdat.rs`),
+//! per-recipient results, and connections that can be reused for the next message to the same
+//! place.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +16,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+mod bdat;
 mod data;
 mod transactions;
 use data::{Step, write_stuffed};
@@ -479,6 +481,9 @@ impl Client {
                 l
             })
             .collect();
+        if self.caps.chunking {
+            return self.send_chunked(msg, &mail, &rcpt_lines).await;
+        }
 
         let (mail_reply, rcpt_replies, data_reply) = if self.caps.pipelining {
             let mut batch = mail.clone();
@@ -518,6 +523,9 @@ impl Client {
             return Ok(vec![mail_reply; msg.rcpts.len()]);
         }
         let accepted = rcpt_replies.iter().filter(|r| r.is_positive()).count();
+        // Only an end of data ends the transaction: after a DATA refused (no recipient taken)
+        // the server may still hold the MAIL, and the next MAIL would be out of sequence.
+        let ended = data_reply.as_ref().is_some_and(|r| r.code == 354);
         let final_reply = match data_reply {
             Some(r) if r.code == 354 => {
                 if accepted == 0 {
@@ -533,15 +541,9 @@ impl Client {
             Some(r) => Some(r),
             None => None,
         };
-        self.clean = true;
+        self.clean = ended;
         self.messages_sent += 1;
-        Ok(rcpt_replies
-            .into_iter()
-            .map(|r| match (&final_reply, r.is_positive()) {
-                (Some(f), true) => f.clone(),
-                _ => r,
-            })
-            .collect())
+        Ok(per_recipient(rcpt_replies, final_reply))
     }
 
     /// Writes one message, given in parts, dot-stuffed and with its end-of-data mark, through
@@ -555,17 +557,10 @@ impl Client {
     /// at 100 KB/s with the default 5 minutes, on every retry until it expired); one that
     /// trickles cannot hold the connection for days.
     async fn write_data(&mut self, parts: &[&[u8]]) -> Result<(), ClientError> {
-        let stage = "data";
         let step = self.settings.command_timeout;
         write_stuffed(&mut self.stream, parts, step)
             .await
-            .map_err(|e| match e {
-                Step::Late => ClientError::Timeout(stage),
-                Step::Io(e) => ClientError::Io {
-                    stage,
-                    reason: e.to_string(),
-                },
-            })
+            .map_err(Step::into_error)
     }
 
     /// Why this connection's certificate would not pass `verifier` for `name`, if it would
@@ -604,6 +599,18 @@ impl Client {
 }
 
 /// RFC 3461 xtext: `+XX` for `+`, `=`, and anything outside printable ASCII.
+/// Each recipient's outcome: the end of data's reply for those RCPT accepted, their RCPT
+/// reply for the others.
+fn per_recipient(rcpt_replies: Vec<SmtpReply>, final_reply: Option<SmtpReply>) -> Vec<SmtpReply> {
+    rcpt_replies
+        .into_iter()
+        .map(|r| match (&final_reply, r.is_positive()) {
+            (Some(f), true) => f.clone(),
+            _ => r,
+        })
+        .collect()
+}
+
 fn xtext(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {

@@ -1,5 +1,5 @@
-//! A message's data on the wire: dot-stuffed as it is written, in pieces, within a time that
-//! grows with its size (RFC 5321 4.5.2 and 4.5.3.2).
+//! A message's data on the wire, in pieces, within a time that grows with its size (RFC 5321
+//! 4.5.3.2): dot-stuffed as it is written after DATA (RFC 5321 4.5.2), as it is after BDAT.
 
 use std::time::Duration;
 
@@ -12,22 +12,44 @@ pub(super) async fn write_stuffed<W: AsyncWrite + Unpin>(
     parts: &[&[u8]],
     step: Duration,
 ) -> Result<(), Step> {
+    write_timed(stream, parts, step, Some(DotStuffer::default())).await
+}
+
+/// The same for data that goes as it is (a BDAT chunk, with the commands before it).
+pub(super) async fn write_plain<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    parts: &[&[u8]],
+    step: Duration,
+) -> Result<(), Step> {
+    write_timed(stream, parts, step, None).await
+}
+
+async fn write_timed<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    parts: &[&[u8]],
+    step: Duration,
+    mut stuffer: Option<DotStuffer>,
+) -> Result<(), Step> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let deadline =
         tokio::time::Instant::now() + step + Duration::from_secs((total / SLOWEST_RATE) as u64);
     let by = || deadline.min(tokio::time::Instant::now() + step);
     let mut out = Vec::with_capacity(total.min(STUFF_CHUNK) + STUFF_CHUNK / 32 + 5);
-    let mut stuffer = DotStuffer::default();
     for part in parts {
         for piece in part.chunks(STUFF_CHUNK) {
-            stuffer.push(piece, &mut out);
+            match stuffer.as_mut() {
+                Some(stuffer) => stuffer.push(piece, &mut out),
+                None => out.extend_from_slice(piece),
+            }
             if out.len() >= STUFF_CHUNK {
                 tokio::time::timeout_at(by(), stream.write_all(&out)).await??;
                 out.clear();
             }
         }
     }
-    stuffer.finish(&mut out);
+    if let Some(stuffer) = stuffer {
+        stuffer.finish(&mut out);
+    }
     tokio::time::timeout_at(by(), stream.write_all(&out)).await??;
     tokio::time::timeout_at(by(), stream.flush()).await??;
     Ok(())
@@ -44,6 +66,20 @@ const SLOWEST_RATE: usize = 10 * 1024;
 pub(super) enum Step {
     Late,
     Io(std::io::Error),
+}
+
+impl Step {
+    /// The client's error for a write of a message's data that did not finish.
+    pub(super) fn into_error(self) -> super::ClientError {
+        let stage = "data";
+        match self {
+            Step::Late => super::ClientError::Timeout(stage),
+            Step::Io(e) => super::ClientError::Io {
+                stage,
+                reason: e.to_string(),
+            },
+        }
+    }
 }
 
 impl From<tokio::time::error::Elapsed> for Step {

@@ -662,6 +662,153 @@ fn bdat_chunks_make_one_message() {
 }
 
 #[test]
+fn a_next_hop_offering_chunking_gets_each_message_by_bdat_whole_and_unstuffed() {
+    let rx = Receiver::start(false).with_chunking();
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    let r = c.mail(
+        "alice@contoso.example",
+        &["bob@remote.example", "reject-carol@remote.example"],
+        MSG,
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    // Past 64 KiB the message waits for the RCPT replies before it is sent.
+    let big_body = ".a dotted line of a large message\r\nand a plain one\r\n".repeat(3000);
+    let big = format!("Subject: large\r\nFrom: alice@contoso.example\r\n\r\n{big_body}");
+    let r = c.mail("alice@contoso.example", &["dave@remote.example"], &big);
+    assert_eq!(r.code, 250, "{r:?}");
+
+    let got = wait_for(Duration::from_secs(20), || {
+        let m = rx.messages();
+        let small = m
+            .iter()
+            .find(|m| m.rcpts == ["bob@remote.example"])
+            .cloned();
+        let large = m
+            .iter()
+            .find(|m| m.rcpts == ["dave@remote.example"])
+            .cloned();
+        small.zip(large)
+    });
+    let Some((small, large)) = got else {
+        panic!("both messages at the receiver: {:?}", rx.messages());
+    };
+    assert!(small.chunked && large.chunked, "{small:?} {large:?}");
+    assert!(
+        small.with_commands,
+        "a small message goes in the write of its MAIL and RCPT commands"
+    );
+    assert!(!large.with_commands, "a large one waits for their replies");
+    assert!(
+        small
+            .data
+            .contains("\r\n.a line that starts with a dot\r\nBye\r\n"),
+        "BDAT data is not dot-stuffed: {}",
+        small.data
+    );
+    assert!(small.data.starts_with("DKIM-Signature: "), "{}", small.data);
+    assert!(
+        large.data.contains(&big_body),
+        "the large message arrives whole"
+    );
+    // The refused recipient failed; the accepted one was delivered.
+    let trace = wait_for(Duration::from_secs(10), || {
+        let t = relay.cli(&["trace", "--recipient", "reject-carol@remote.example"]);
+        t.contains("Failed").then_some(t)
+    });
+    assert!(trace.is_some(), "the refused recipient's trace says Failed");
+}
+
+#[test]
+fn after_a_transaction_with_every_recipient_refused_the_next_one_starts_clean() {
+    // The receiver keeps a transaction open after refusing DATA for want of recipients (as
+    // Postfix and Relayward do) and refuses a MAIL inside it. The next transactions on the
+    // same connection (the NDR to alice, then bob's message) must start with RSET; by DATA
+    // and by BDAT.
+    for rx in [
+        Receiver::start(false),
+        Receiver::start(false).with_chunking(),
+    ] {
+        let relay = Relay::start(&contoso(rx.addr, ""));
+        let mut c = relay.client();
+        assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+        let r = c.mail("alice@contoso.example", &["reject-x@remote.example"], MSG);
+        assert_eq!(r.code, 250, "{r:?}");
+        let has = |to: &str| rx.messages().iter().any(|m| m.rcpts == [to]);
+        let ndr = wait_for(Duration::from_secs(20), || {
+            has("alice@contoso.example").then_some(())
+        });
+        assert!(
+            ndr.is_some(),
+            "alice's NDR delivered: {}",
+            relay.cli(&["trace", "--recipient", "alice@contoso.example"])
+        );
+        let r = c.mail("alice@contoso.example", &["bob@remote.example"], MSG);
+        assert_eq!(r.code, 250, "{r:?}");
+        let bob = wait_for(Duration::from_secs(20), || {
+            has("bob@remote.example").then_some(())
+        });
+        assert!(
+            bob.is_some(),
+            "bob's message delivered: {}",
+            relay.cli(&["trace", "--recipient", "bob@remote.example"])
+        );
+        // Nothing went into a transaction left open: every message to alice is the NDR,
+        // from the null sender, and no command was refused as out of sequence.
+        let to_alice: Vec<String> = rx
+            .messages()
+            .into_iter()
+            .filter(|m| m.rcpts.iter().any(|r| r == "alice@contoso.example"))
+            .map(|m| m.mail_from)
+            .collect();
+        assert_eq!(to_alice, [""], "the NDR alone, from the null sender");
+        let traces = relay.cli(&["trace", "--sender", "alice@contoso.example"])
+            + &relay.cli(&["trace", "--recipient", "alice@contoso.example"]);
+        assert!(!traces.contains(" 503 "), "{traces}");
+    }
+}
+
+#[test]
+fn a_relay_delivers_by_bdat_to_another_relay() {
+    // The next hop is a second Relayward (its own SMTP server, which offers CHUNKING and
+    // PIPELINING) taking mail for its tenant's domain and routing it on to the receiver.
+    let rx = Receiver::start(false);
+    let next = Relay::start(&routed_tenant(&[("remote.example", rx.addr)]));
+    let relay = Relay::start(&contoso(next.relay, ""));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    let big_body = "..two dots, and a third line of text\r\n".repeat(4000);
+    let big = format!("Subject: large\r\nFrom: alice@contoso.example\r\n\r\n{big_body}");
+    for (to, body) in [
+        ("bob@remote.example", MSG),
+        ("dave@remote.example", big.as_str()),
+        ("erin@remote.example", MSG),
+    ] {
+        let r = c.mail("alice@contoso.example", &[to], body);
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    let got = rx.wait(3, Duration::from_secs(30));
+    let of = |to: &str| {
+        got.iter()
+            .find(|m| m.rcpts == [to])
+            .unwrap_or_else(|| panic!("{to} at the receiver: {got:?}"))
+    };
+    for to in ["bob@remote.example", "erin@remote.example"] {
+        let data = &of(to).data;
+        assert!(
+            data.contains("\r\n.a line that starts with a dot\r\nBye\r\n"),
+            "{data}"
+        );
+        assert!(
+            data.contains("d=contoso.example"),
+            "signed by the first relay: {data}"
+        );
+    }
+    assert!(of("dave@remote.example").data.contains(&big_body));
+}
+
+#[test]
 fn pipelined_commands_get_their_replies_in_order() {
     let rx = Receiver::start(false);
     let relay = Relay::start(&contoso(rx.addr, ""));

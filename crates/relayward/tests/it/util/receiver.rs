@@ -18,6 +18,11 @@ pub struct Received {
     pub peer: IpAddr,
     pub helo: String,
     pub tls: bool,
+    /// Sent with BDAT, not DATA.
+    pub chunked: bool,
+    /// Its BDAT command was already here, sent with MAIL, when MAIL was read: the whole
+    /// transaction came in one write.
+    pub with_commands: bool,
 }
 
 #[derive(Default)]
@@ -31,6 +36,8 @@ struct ReceiverState {
     rcpt_limit: Option<(usize, &'static str)>,
     /// Close the first connection that starts a second transaction, at its MAIL.
     hang_up_once: bool,
+    /// Offer CHUNKING and take BDAT.
+    chunking: bool,
 }
 
 /// Replies by recipient local part: `reject*` 550 5.1.1, `defer*` always 451, `flaky*` 451 the
@@ -86,6 +93,12 @@ impl Receiver {
     /// From now on a transaction takes `n` recipients; the next ones get `reply`.
     pub fn with_recipient_limit(self, n: usize, reply: &'static str) -> Receiver {
         self.state.lock().expect("lock").rcpt_limit = Some((n, reply));
+        self
+    }
+
+    /// From now on the receiver offers CHUNKING (RFC 3030) and takes BDAT.
+    pub fn with_chunking(self) -> Receiver {
+        self.state.lock().expect("lock").chunking = true;
         self
     }
 
@@ -149,6 +162,10 @@ async fn serve_receiver(
     let (mut from, mut rcpts, mut helo) = (String::new(), Vec::<String>::new(), String::new());
     let mut params = Vec::<String>::new();
     let mut stored_here = 0;
+    let (mut chunks, mut with_commands) = (Vec::<u8>::new(), false);
+    // As real servers do: a transaction is open from its MAIL to its end of data or RSET, and
+    // a MAIL inside one is out of sequence.
+    let mut open = false;
     loop {
         let mut line = String::new();
         if stream.read_line(&mut line).await? == 0 {
@@ -162,6 +179,9 @@ async fn serve_receiver(
             );
             if tls.is_some() && !is_tls {
                 r.push_str("250-STARTTLS\r\n");
+            }
+            if state.lock().expect("lock").chunking {
+                r.push_str("250-CHUNKING\r\n");
             }
             if state.lock().expect("lock").no_dsn {
                 r.push_str("250 HELP\r\n");
@@ -189,6 +209,14 @@ async fn serve_receiver(
                     return Ok(());
                 }
             }
+            if open {
+                stream
+                    .get_mut()
+                    .write_all(b"503 5.5.1 sender already given\r\n")
+                    .await?;
+                continue;
+            }
+            open = true;
             from = line[10..]
                 .trim()
                 .trim_start_matches('<')
@@ -198,6 +226,8 @@ async fn serve_receiver(
                 .to_string();
             rcpts.clear();
             params.clear();
+            chunks.clear();
+            with_commands = stream.buffer().windows(5).any(|w| w == b"BDAT ");
             "250 2.1.0 ok\r\n".into()
         } else if upper.starts_with("RCPT TO:") {
             let addr = line[8..]
@@ -254,13 +284,48 @@ async fn serve_receiver(
                     peer,
                     helo: helo.clone(),
                     tls: is_tls,
+                    chunked: false,
+                    with_commands: false,
                 });
                 stored_here += 1;
+                open = false;
                 "250 2.0.0 stored\r\n".into()
             }
-        } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
+        } else if upper.starts_with("BDAT ") && state.lock().expect("lock").chunking {
+            let mut words = upper[5..].split_whitespace();
+            let size: usize = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let last = words.next() == Some("LAST");
+            let mut chunk = vec![0; size];
+            tokio::io::AsyncReadExt::read_exact(&mut stream, &mut chunk).await?;
+            chunks.extend_from_slice(&chunk);
+            if rcpts.is_empty() {
+                chunks.clear();
+                "554 5.5.1 no valid recipients\r\n".into()
+            } else if !last {
+                format!("250 2.0.0 {size} octets\r\n")
+            } else {
+                state.lock().expect("lock").messages.push(Received {
+                    mail_from: from.clone(),
+                    rcpts: rcpts.clone(),
+                    rcpt_params: params.clone(),
+                    data: String::from_utf8_lossy(&std::mem::take(&mut chunks)).into_owned(),
+                    peer,
+                    helo: helo.clone(),
+                    tls: is_tls,
+                    chunked: true,
+                    with_commands,
+                });
+                stored_here += 1;
+                rcpts.clear();
+                open = false;
+                "250 2.0.0 stored\r\n".into()
+            }
+        } else if upper.starts_with("RSET") {
+            open = false;
             rcpts.clear();
             params.clear();
+            "250 2.0.0 ok\r\n".into()
+        } else if upper.starts_with("NOOP") {
             "250 2.0.0 ok\r\n".into()
         } else if upper.starts_with("QUIT") {
             stream.get_mut().write_all(b"221 bye\r\n").await?;
