@@ -231,3 +231,74 @@ fn postfix_bounces_carry_the_tenant_threshold_refusal() {
     );
     assert!(bounce.data.contains("Status: 5.7.705"), "{}", bounce.data);
 }
+
+#[test]
+fn relayward_delivers_to_postfix_by_bdat() {
+    // Postfix as the next hop: its smtpd offers CHUNKING and PIPELINING, so Relayward sends
+    // each message as one BDAT chunk, not dot-stuffed; Postfix relays it on to the receiver.
+    let rx = Receiver::start(false);
+    let Some(pf) = Postfix::start(rx.addr, rx.addr) else {
+        return;
+    };
+    let mut relay = Relay::start(&format!(
+        r#"
+[delivery]
+smart_host = "127.0.0.1:{}"
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
+"#,
+        pf.port
+    ));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    let small = "From: alice@contoso.example\r\nSubject: small\r\n\r\nHello\r\n.a line that starts with a dot\r\nBye\r\n";
+    let big_body = "..two dots at the start of a line of a large message\r\n".repeat(2000);
+    let big = format!("From: alice@contoso.example\r\nSubject: large\r\n\r\n{big_body}");
+    for (to, body) in [("bob@remote.example", small), ("dave@remote.example", &big)] {
+        let r = c.mail("alice@contoso.example", &[to], body);
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    let got = wait_for(Duration::from_secs(60), || {
+        let m = rx.messages();
+        (m.len() >= 2).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("both messages through postfix; its log:\n{}", pf.log()));
+    let of = |to: &str| {
+        got.iter()
+            .find(|m| m.rcpts == [to])
+            .unwrap_or_else(|| panic!("{to}: {got:?}"))
+    };
+    assert!(
+        of("bob@remote.example")
+            .data
+            .contains("\r\n.a line that starts with a dot\r\nBye\r\n"),
+        "{}",
+        of("bob@remote.example").data
+    );
+    assert!(of("dave@remote.example").data.contains(&big_body));
+    // Postfix counts each command of a session when it ends.
+    relay.terminate();
+    let bdat = wait_for(Duration::from_secs(30), || {
+        let n: u32 = pf
+            .log()
+            .lines()
+            .filter(|l| l.contains("disconnect from"))
+            .filter_map(|l| {
+                l.split(" bdat=")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .sum();
+        (n >= 2).then_some(())
+    });
+    assert!(
+        bdat.is_some(),
+        "postfix took both messages by BDAT:\n{}",
+        pf.log()
+    );
+}
