@@ -174,6 +174,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub delivery_command_timeout: Duration,
     pub delivery_tls: bool,
+    /// `[delivery] chunking`: BDAT to next hops that offer CHUNKING.
+    pub delivery_chunking: bool,
     /// `[delivery] dane`: DANE for MX delivery, through `dns_resolver` (or the system's),
     /// whose AD bit is trusted.
     pub dane: bool,
@@ -566,6 +568,7 @@ impl Config {
                 "delivery.command_timeout",
             )?,
             delivery_tls: raw.delivery.tls.unwrap_or(true),
+            delivery_chunking: raw.delivery.chunking.unwrap_or(true),
             dane: raw.delivery.dane.unwrap_or(false),
             mta_sts: raw.delivery.mta_sts.unwrap_or(true).then(|| MtaSts {
                 ca_file: raw

@@ -211,6 +211,8 @@ pub struct RawDelivery {
     pub connect_timeout: Option<String>,
     pub command_timeout: Option<String>,
     pub tls: Option<bool>,
+    /// BDAT (RFC 3030) to next hops that offer CHUNKING.
+    pub chunking: Option<bool>,
     /// MTA-STS (RFC 8461) for MX delivery.
     pub mta_sts: Option<bool>,
     /// DANE (RFC 7672) for MX delivery, trusting the resolver's AD bit (off by default).

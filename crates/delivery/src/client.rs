@@ -135,6 +135,8 @@ pub struct ClientSettings {
     pub final_timeout: Duration,
     /// Opportunistic TLS: used when offered, certificate not checked (RFC 7435).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// BDAT where the remote offers CHUNKING; DATA always when false.
+    pub chunking: bool,
 }
 
 enum Stream {
@@ -481,7 +483,7 @@ impl Client {
                 l
             })
             .collect();
-        if self.caps.chunking {
+        if self.caps.chunking && self.settings.chunking {
             return self.send_chunked(msg, &mail, &rcpt_lines).await;
         }
 

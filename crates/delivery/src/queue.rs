@@ -71,6 +71,8 @@ pub struct DeliveryConfig {
     pub command_timeout: Duration,
     pub final_timeout: Duration,
     pub tls: bool,
+    /// BDAT to next hops that offer CHUNKING (`client/bdat.rs`).
+    pub chunking: bool,
     /// MTA-STS for MX delivery (`mta_sts.rs`); `None`: off.
     pub mta_sts: Option<crate::mta_sts::MtaStsConfig>,
     /// DANE for MX delivery (`dane.rs`), through this validating resolver (`Some(None)`: the
@@ -114,6 +116,7 @@ impl DeliveryConfig {
             command_timeout: Duration::from_secs(300),
             final_timeout: Duration::from_secs(600),
             tls: true,
+            chunking: true,
             mta_sts: Some(crate::mta_sts::MtaStsConfig::default()),
             dane: None,
         }
@@ -820,6 +823,7 @@ impl Inner {
             command_timeout: self.config.command_timeout,
             final_timeout: self.config.final_timeout,
             tls: self.tls.clone(),
+            chunking: self.config.chunking,
         };
         let mut last_error: Option<ClientError> = None;
         for hop in hops.iter().take(8) {

@@ -293,6 +293,7 @@ pub async fn serve(
     delivery.connect_timeout = config.connect_timeout;
     delivery.command_timeout = config.delivery_command_timeout;
     delivery.tls = config.delivery_tls;
+    delivery.chunking = config.delivery_chunking;
     delivery.dane = config.dane.then_some(config.dns_resolver);
     delivery.mta_sts = config
         .mta_sts

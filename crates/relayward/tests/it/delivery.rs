@@ -721,6 +721,25 @@ fn a_next_hop_offering_chunking_gets_each_message_by_bdat_whole_and_unstuffed() 
 }
 
 #[test]
+fn chunking_off_sends_data_to_a_next_hop_that_offers_it() {
+    let rx = Receiver::start(false).with_chunking();
+    let relay = Relay::start(&contoso(rx.addr, "chunking = false"));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    let r = c.mail("alice@contoso.example", &["bob@remote.example"], MSG);
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = rx.wait(1, Duration::from_secs(20));
+    assert!(!got[0].chunked, "sent with DATA");
+    assert!(
+        got[0]
+            .data
+            .contains("\r\n.a line that starts with a dot\r\nBye\r\n"),
+        "{}",
+        got[0].data
+    );
+}
+
+#[test]
 fn after_a_transaction_with_every_recipient_refused_the_next_one_starts_clean() {
     // The receiver keeps a transaction open after refusing DATA for want of recipients (as
     // Postfix and Relayward do) and refuses a MAIL inside it. The next transactions on the
