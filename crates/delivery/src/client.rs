@@ -502,13 +502,7 @@ impl Client {
             let data_reply = self.read_reply("DATA").await?;
             (mail_reply, rcpt_replies, Some(data_reply))
         } else {
-            let mail_reply = self.command(&mail, "MAIL").await?;
-            let mut rcpt_replies = Vec::with_capacity(rcpt_lines.len());
-            if mail_reply.is_positive() {
-                for l in &rcpt_lines {
-                    rcpt_replies.push(self.command(l, "RCPT").await?);
-                }
-            }
+            let (mail_reply, rcpt_replies) = self.envelope(&mail, &rcpt_lines).await?;
             let data_reply = if rcpt_replies.iter().any(SmtpReply::is_positive) {
                 Some(self.command("DATA\r\n", "DATA").await?)
             } else {
@@ -600,7 +594,6 @@ impl Client {
     }
 }
 
-/// RFC 3461 xtext: `+XX` for `+`, `=`, and anything outside printable ASCII.
 /// Each recipient's outcome: the end of data's reply for those RCPT accepted, their RCPT
 /// reply for the others.
 fn per_recipient(rcpt_replies: Vec<SmtpReply>, final_reply: Option<SmtpReply>) -> Vec<SmtpReply> {
@@ -613,6 +606,7 @@ fn per_recipient(rcpt_replies: Vec<SmtpReply>, final_reply: Option<SmtpReply>) -
         .collect()
 }
 
+/// RFC 3461 xtext: `+XX` for `+`, `=`, and anything outside printable ASCII.
 fn xtext(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {

@@ -25,7 +25,8 @@ impl Client {
         let (mail_reply, rcpt_replies, final_reply) = if self.caps.pipelining
             && msg.size() <= WITH_COMMANDS
         {
-            let mut commands = String::with_capacity(mail.len() + 64 * rcpt_lines.len() + 32);
+            let lines: usize = rcpt_lines.iter().map(String::len).sum();
+            let mut commands = String::with_capacity(mail.len() + lines + bdat.len());
             commands.push_str(mail);
             rcpt_lines.iter().for_each(|l| commands.push_str(l));
             commands.push_str(&bdat);
@@ -61,8 +62,8 @@ impl Client {
     }
 
     /// MAIL and RCPT, in one write to a pipelining server; RCPT only after a MAIL accepted
-    /// to one that is not.
-    async fn envelope(
+    /// to one that is not. (DATA's path uses it too when the server does not pipeline.)
+    pub(super) async fn envelope(
         &mut self,
         mail: &str,
         rcpt_lines: &[String],
