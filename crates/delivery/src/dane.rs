@@ -330,6 +330,79 @@ fn cname_target(name: &str, answers: &[Record]) -> Option<String> {
     moved.then_some(at)
 }
 
+/// The trust anchors a host's DANE-TA records allow for the chain it sent: each certificate of
+/// the chain (after its own) that a record names; and for each record that gives a public key
+/// in full (`2 1 0`), that key under the name of each issuer in the chain, so the certificate
+/// it signed leads to it whether or not the host sent the anchor's certificate.
+fn ta_anchors(
+    usable: &[&Tlsa],
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+) -> Vec<rustls::pki_types::TrustAnchor<'static>> {
+    let ta: Vec<&Tlsa> = usable.iter().copied().filter(|t| t.usage == 2).collect();
+    let mut anchors = Vec::new();
+    for cert in intermediates {
+        if ta.iter().any(|t| t.matches(cert))
+            && let Ok(anchor) = webpki::anchor_from_trusted_cert(cert)
+        {
+            anchors.push(anchor.to_owned());
+        }
+    }
+    let keys: Vec<&[u8]> = ta
+        .iter()
+        .filter(|t| t.selector == 1 && t.matching == 0)
+        .filter_map(|t| der_sequence_contents(&t.data))
+        .collect();
+    if keys.is_empty() {
+        return anchors;
+    }
+    let mut issuers: Vec<Vec<u8>> = Vec::new();
+    for cert in std::iter::once(end_entity).chain(intermediates) {
+        if let Ok(c) = webpki::EndEntityCert::try_from(cert) {
+            let issuer = c.issuer().to_vec();
+            if !issuers.contains(&issuer) {
+                issuers.push(issuer);
+            }
+        }
+    }
+    for key in keys {
+        for issuer in &issuers {
+            anchors.push(rustls::pki_types::TrustAnchor {
+                subject: issuer.clone().into(),
+                subject_public_key_info: key.to_vec().into(),
+                name_constraints: None,
+            });
+        }
+    }
+    anchors
+}
+
+/// What a DER `SEQUENCE` holds (a SubjectPublicKeyInfo without its tag and length, as a trust
+/// anchor keeps it); `None` unless `der` is exactly one sequence.
+fn der_sequence_contents(der: &[u8]) -> Option<&[u8]> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (len, rest) = match first {
+        0..=0x7f => (usize::from(first), rest),
+        0x81..=0x84 => {
+            let n = usize::from(first & 0x7f);
+            if rest.len() < n {
+                return None;
+            }
+            let (bytes, rest) = rest.split_at(n);
+            let len = bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            (len, rest)
+        }
+        _ => return None,
+    };
+    (rest.len() == len).then_some(rest)
+}
+
 /// Checks a server's certificate against a host's TLSA records instead of a CA bundle; with no
 /// usable record it checks nothing, as opportunistic TLS does (`client::opportunistic_tls`).
 #[derive(Debug)]
@@ -385,23 +458,20 @@ impl ServerCertVerifier for DaneVerifier {
         if usable.iter().any(|t| t.usage == 3 && t.matches(end_entity)) {
             return Ok(ServerCertVerified::assertion());
         }
-        // DANE-TA: a certificate of the chain the host sent is the trust anchor; the chain
-        // must lead to it and name the host.
-        for anchor in intermediates {
-            if !usable.iter().any(|t| t.usage == 2 && t.matches(anchor)) {
-                continue;
-            }
-            let mut roots = rustls::RootCertStore::empty();
-            if roots.add(anchor.clone().into_owned()).is_err() {
-                continue;
-            }
-            let Ok(webpki) = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        // DANE-TA: the trust anchor is a certificate of the chain the host sent, or a bare
+        // public key a record gives in full, which the host need not send (RFC 7671 5.2.2);
+        // the chain must lead to it and name the host.
+        // All in one store: webpki's own budget bounds the paths it tries to them.
+        let roots = rustls::RootCertStore {
+            roots: ta_anchors(&usable, end_entity, intermediates),
+        };
+        if !roots.is_empty()
+            && let Ok(webpki) = rustls::client::WebPkiServerVerifier::builder_with_provider(
                 Arc::new(roots),
                 self.provider.clone(),
             )
-            .build() else {
-                continue;
-            };
+            .build()
+        {
             // RFC 7672 3.2.2: the host's name, or the name its CNAME records lead to.
             let named = |name: &ServerName<'_>| {
                 webpki
@@ -471,5 +541,37 @@ mod tests {
         assert!(!t(1, 1, 1).usable(), "PKIX-EE");
         assert!(!t(3, 2, 1).usable(), "no such selector");
         assert!(!t(3, 1, 3).usable(), "no such matching type");
+    }
+
+    #[test]
+    fn a_key_given_in_full_is_taken_only_as_one_whole_der_sequence() {
+        assert_eq!(der_sequence_contents(&[0x30, 2, 5, 0]), Some(&[5u8, 0][..]));
+        let mut long = vec![0x30, 0x82, 0x01, 0x00];
+        long.extend(std::iter::repeat_n(7u8, 256));
+        assert_eq!(der_sequence_contents(&long).map(<[u8]>::len), Some(256));
+        assert_eq!(der_sequence_contents(&[0x31, 1, 0]), None, "a SET");
+        assert_eq!(der_sequence_contents(&[0x30, 3, 5, 0]), None, "cut short");
+        assert_eq!(
+            der_sequence_contents(&[0x30, 1, 5, 0]),
+            None,
+            "bytes after it"
+        );
+        assert_eq!(
+            der_sequence_contents(&[0x30, 0x82, 1]),
+            None,
+            "a length cut short"
+        );
+        assert_eq!(
+            der_sequence_contents(&[0x30, 0x80, 0, 0]),
+            None,
+            "indefinite (BER)"
+        );
+        assert_eq!(
+            der_sequence_contents(&[0x30, 0x89, 1]),
+            None,
+            "a length too long"
+        );
+        assert_eq!(der_sequence_contents(&[]), None);
+        assert_eq!(der_sequence_contents(&[0x30]), None);
     }
 }

@@ -315,3 +315,78 @@ fn an_mx_host_behind_a_signed_alias_is_checked_against_its_targets_tlsa_records(
     assert_eq!(relay.metric("relayward_delivery_dane_connections_total"), 2);
     assert_eq!(relay.metric("relayward_delivery_dane_refusals_total"), 0);
 }
+
+/// RFC 7671 5.2.2: a DANE-TA record may give the trust anchor's public key in full (`2 1 0`),
+/// and then the host need not send its CA's certificate. A host that sends its own
+/// certificate alone gets its mail over TLS when its record holds the key that signed it.
+/// Hosts whose record holds another key, whose record is a digest of the CA certificate they
+/// did not send, or whose certificate does not name them, get nothing: their mail waits.
+#[test]
+fn a_trust_anchor_given_as_a_bare_public_key_needs_no_certificate_from_the_host() {
+    let ca = TestCa::new("Relayward DANE Key-only Test CA");
+    let other = TestCa::new("Relayward DANE Other Test CA");
+    let domains = ["key", "otherkey", "digest", "unnamed"];
+    // The host sends its certificate without the CA's; it names every host but the last.
+    let tls = ca.server_tls(&["mx.key.example", "mx.otherkey.example", "mx.digest.example"]);
+    let rx = Receiver::start_at(
+        "127.0.0.1:0".parse().expect("addr"),
+        Some(tokio_rustls::TlsAcceptor::from(tls)),
+    );
+    let port = rx.addr.port();
+    let (_, _, ca_cert) = ca.server_tls_for_dane(&["unused.example"]);
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut zone = Vec::new();
+    for d in domains {
+        let mx = leak(format!("mx.{d}.example"));
+        zone.push((
+            leak(format!("{d}.example")),
+            "MX",
+            signed(Answer::Mx(vec![(10, mx)])),
+        ));
+        zone.push((
+            mx,
+            "A",
+            signed(Answer::A(vec!["127.0.0.1".parse().expect("ip")])),
+        ));
+        let record = match d {
+            "otherkey" => (2, 1, 0, other.spki()),
+            "digest" => (2, 0, 1, sha256(&ca_cert)),
+            _ => (2, 1, 0, ca.spki()),
+        };
+        zone.push((
+            leak(format!("_{port}._tcp.mx.{d}.example")),
+            "TLSA",
+            signed(Answer::Tlsa(vec![record])),
+        ));
+    }
+    let dns = Dns::start(zone);
+    let relay = Relay::start(&dane_config(dns.addr, port, "mta_sts = false"));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    let mut ids = HashMap::new();
+    for d in domains {
+        let reply = c.transaction("alice@contoso.example", &[&format!("bob@{d}.example")], MSG);
+        assert_eq!(reply.code, 250, "{reply:?}");
+        ids.insert(d, reply.queued_id());
+    }
+    c.cmd("QUIT");
+
+    let got = rx.wait(1, Duration::from_secs(30));
+    assert_eq!(got[0].rcpts, ["bob@key.example"], "{got:?}");
+    assert!(got[0].tls, "over TLS");
+    relay.queue_waits_with(&[
+        "mx.otherkey.example [127.0.0.1] failed TLS during the TLS handshake",
+        "mx.digest.example [127.0.0.1] failed TLS during the TLS handshake",
+        "mx.unnamed.example [127.0.0.1] failed TLS during the TLS handshake",
+    ]);
+    for d in ["otherkey", "digest", "unnamed"] {
+        let trace = relay.cli(&["trace", "--id", &ids[d]]);
+        assert!(
+            trace.contains("matches none of its TLSA records"),
+            "{d}: {trace}"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(rx.messages().len(), 1, "{:?}", rx.messages());
+    assert_eq!(relay.metric("relayward_delivery_dane_connections_total"), 1);
+}

@@ -80,7 +80,12 @@ impl TestCa {
         (config, key.public_key_der(), self.cert.der().to_vec())
     }
 
-    /// A server's TLS configuration with a certificate for `names`.
+    /// The CA's public key (its SubjectPublicKeyInfo), for a TLSA record that gives it in full.
+    pub fn spki(&self) -> Vec<u8> {
+        self.key.public_key_der()
+    }
+
+    /// A server's TLS configuration with a certificate for `names`, sent alone.
     pub fn server_tls(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
         let (chain, key) = self.issue(names, rcgen::ExtendedKeyUsagePurpose::ServerAuth);
         server_config(chain, key)
