@@ -71,6 +71,10 @@ pub struct Conn {
     start: usize,
     end: usize,
     pub out: Vec<u8>,
+    /// A line past the limit is being dropped up to its end. Kept here, not in `read_line`, so
+    /// that a read given up half-way (a timer that looks at the listener now and then) goes on
+    /// dropping it: the rest of a long line is never taken for a command.
+    dropping_line: bool,
 }
 
 pub enum Line {
@@ -95,6 +99,7 @@ impl Conn {
             start: 0,
             end: 0,
             out: Vec::new(),
+            dropping_line: false,
         }
     }
 
@@ -157,19 +162,16 @@ impl Conn {
     /// Reads one line of at most `max` bytes.
     pub async fn read_line(&mut self, max: usize) -> io::Result<Line> {
         self.shrink_when_drained();
-        let mut too_long = false;
         loop {
             let buf = &self.inbuf[self.start..self.end];
             if let Some(pos) = memchr::memchr(b'\n', buf) {
-                let line = buf[..=pos].to_vec();
+                let too_long = std::mem::take(&mut self.dropping_line) || pos + 1 > max;
+                let line = (!too_long).then(|| buf[..=pos].to_vec());
                 self.start += pos + 1;
-                if too_long || line.len() > max {
-                    return Ok(Line::TooLong);
-                }
-                return Ok(Line::Ok(line));
+                return Ok(line.map_or(Line::TooLong, Line::Ok));
             }
             if buf.len() > max {
-                too_long = true;
+                self.dropping_line = true;
                 self.start = self.end;
             }
             if self.fill().await? == 0 {

@@ -125,6 +125,23 @@ fn smuggled_end_of_data_stays_inside_the_message() {
     }
 }
 
+/// A line over the limit is refused whole however slowly it comes. While it waits for a
+/// command, a session looks at its listener every `busy_command_timeout`; what arrives of a
+/// long line after such a look is still part of that line, not a command of its own (before,
+/// the rest here was read as `QUIT` and the session closed).
+#[test]
+fn a_long_line_sent_slowly_is_refused_whole_and_its_rest_is_no_command() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, "[smtp]\nbusy_command_timeout = \"1s\""));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    c.send(format!("NOOP {}", "x".repeat(5000)).as_bytes());
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(c.cmd("QUIT").text(), "500 5.5.2 Line too long");
+    assert_eq!(c.cmd("NOOP").code, 250, "the session goes on");
+    assert_eq!(c.cmd("QUIT").code, 221);
+}
+
 #[test]
 fn protocol_errors_get_the_right_replies() {
     let rx = Receiver::start(false);
