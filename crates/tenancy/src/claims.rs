@@ -127,6 +127,22 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_written_as_ipv6_is_the_ipv4_range_it_names() {
+        assert_eq!(net("::ffff:10.1.0.5"), net("10.1.0.5/32"));
+        assert_eq!(net("::ffff:10.1.0.0/120"), net("10.1.0.0/24"));
+        assert_eq!(net("::ffff:0.0.0.0/96"), net("0.0.0.0/0"));
+        // Not inside ::ffff:0:0/96: left as IPv6.
+        for v6 in ["::ffff:0:0/95", "::10.1.0.5", "2001:db8::1"] {
+            assert!(matches!(net(v6), IpNet::V6(_)), "{v6}");
+        }
+        let theirs = [connector("contoso", &["10.1.0.0/24"])];
+        assert!(overlapping("fabrikam", &[net("::ffff:10.1.0.5/128")], &theirs).is_some());
+        let mapped = [connector("contoso", &["::ffff:10.1.0.0/120"])];
+        assert!(overlapping("fabrikam", &[net("10.1.0.5")], &mapped).is_some());
+        assert!(too_wide(&[net("::ffff:10.0.0.0/104")], Widest::default()).is_some());
+    }
+
+    #[test]
     fn ranges_overlap_whichever_is_wider() {
         assert!(overlap(&net("127.0.0.0/24"), &net("127.0.0.1/32")));
         assert!(overlap(&net("127.0.0.1/32"), &net("127.0.0.0/8")));

@@ -329,12 +329,24 @@ pub struct SenderProbe<'a> {
     address: Option<(&'a str, u64)>,
 }
 
-/// Parses `192.0.2.0/24`, `2001:db8::/32` or a bare address (one host).
+/// Parses `192.0.2.0/24`, `2001:db8::/32` or a bare address (one host). IPv4 written as
+/// IPv6 (a range inside `::ffff:0:0/96`) is the IPv4 range it names: clients are matched by
+/// their canonical address (on a dual-stack listener too), and a claim written so must meet
+/// the IPv4 claims it overlaps and the IPv4 width limit.
 pub fn parse_net(s: &str) -> Option<IpNet> {
     let s = s.trim();
-    s.parse::<IpNet>()
+    let net = s
+        .parse::<IpNet>()
         .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))?;
+    if let IpNet::V6(v6) = net
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && let Some(len) = v6.prefix_len().checked_sub(96)
+        && let Ok(v4) = ipnet::Ipv4Net::new(v4, len)
+    {
+        return Some(IpNet::V4(v4));
+    }
+    Some(net)
 }
 
 /// A tenant as one directory numbers it, for the per-message path: found once per connection,

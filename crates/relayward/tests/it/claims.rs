@@ -70,6 +70,12 @@ fn a_tenant_admin_cannot_take_another_tenants_hosts_domains_or_addresses() {
             "overlaps a connector of another tenant",
         ),
         (r#"["127.0.0.1"]"#, "overlaps a connector of another tenant"),
+        // IPv4 written as IPv6 is the same host (a dual-stack listener sees it so).
+        (
+            r#"["::ffff:127.0.0.1"]"#,
+            "overlaps a connector of another tenant",
+        ),
+        (r#"["::ffff:127.0.0.0/104"]"#, "wider than /24"),
         (r#"["127.0.0.0/8"]"#, "wider than /24"),
         (r#"["0.0.0.0/0"]"#, "wider than /24"),
         (r#"["2001:db8::/32"]"#, "wider than /48"),
@@ -174,6 +180,32 @@ fn a_tenant_admin_cannot_take_another_tenants_hosts_domains_or_addresses() {
     assert_eq!(r.code, 250, "{r:?}");
     let got = rx.wait(1, Duration::from_secs(20));
     assert_eq!(got.len(), 1);
+
+    // fabrikam's own host written as IPv6 is its connector for that IPv4 host.
+    let (status, json) = relay.api(
+        "POST",
+        conns,
+        Some(&admin),
+        Some(r#"{"name": "dual", "ips": ["::ffff:127.0.1.5"]}"#),
+    );
+    assert_eq!(status, 201, "{json}");
+    relay.wait_directory();
+    let mut c = Client::connect(relay.relay, Some("127.0.1.5".parse().unwrap()));
+    c.cmd("EHLO mail.fabrikam.example");
+    let r = c.transaction("bob@fabrikam.example", &["y@remote.example"], BODY);
+    assert_eq!(r.code, 250, "{r:?}");
+    let id = r.queued_id();
+    let trace = wait_for(Duration::from_secs(10), || {
+        let t = relay.cli(&["trace", "--id", &id]);
+        t.contains("attributed").then_some(t)
+    })
+    .expect("the message's trace");
+    assert!(
+        trace.contains("via connector:dual (ip)  [127.0.1.5]"),
+        "{trace}"
+    );
+    assert!(trace.contains("tenant fabrikam "), "{trace}");
+    assert_eq!(rx.wait(2, Duration::from_secs(20)).len(), 2);
 
     // A fabrikam user cannot send as contoso's director on the submission port.
     relay.wait_directory();
