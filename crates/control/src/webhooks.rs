@@ -57,7 +57,8 @@ pub struct Target {
     pub path: String,
 }
 
-/// A webhook URL taken apart: `http(s)://host[:port][/path]`, without user info.
+/// A webhook URL taken apart: `http(s)://host[:port][/path][?query]`, without user info; a
+/// fragment is not sent. An IPv6 address is written in brackets (`https://[2001:db8::5]/`).
 pub fn parse_url(url: &str) -> Result<Target> {
     let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
@@ -66,35 +67,69 @@ pub fn parse_url(url: &str) -> Result<Target> {
     } else {
         invalid!("the URL must start with http:// or https://");
     };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+    let rest = rest.split('#').next().unwrap_or_default();
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
     };
     if authority.is_empty() || authority.contains('@') || path.contains([' ', '\r', '\n']) {
         invalid!("the URL has no usable host");
     }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-            let port = p
-                .parse::<u16>()
-                .map_err(|_| crate::Invalid(format!("bad port in {authority}")))?;
-            (h, port)
-        }
-        _ => (authority, if https { 443 } else { 80 }),
+    let default = if https { 443 } else { 80 };
+    let port_of = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| crate::Invalid(format!("bad port in {authority}")))
     };
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let Some((host, after)) = bracketed.split_once(']') else {
+            invalid!("the URL's [address] is not closed");
+        };
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            invalid!("[{host}] is not an IPv6 address");
+        }
+        let port = match after {
+            "" => default,
+            p => match p.strip_prefix(':') {
+                Some(p) => port_of(p)?,
+                None => invalid!("bad port in {authority}"),
+            },
+        };
+        (host, port)
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, port_of(p)?),
+            None => (authority, default),
+        }
+    };
     if host.is_empty() {
         invalid!("the URL has no host");
     }
     Ok(Target {
         https,
-        host,
+        host: host.to_string(),
         port,
-        path: path.to_string(),
+        path,
     })
+}
+
+impl Target {
+    /// What the `Host` header says: the host (an IPv6 address in brackets), with the port
+    /// when it is not the scheme's own.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == if self.https { 443 } else { 80 } {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
 }
 
 /// Addresses off the public internet (loopback, private, shared, link-local, unique-local and
@@ -212,8 +247,37 @@ mod tests {
             (t.host.as_str(), t.port, t.path.as_str()),
             ("::1", 9000, "/")
         );
+        assert_eq!(t.authority(), "[::1]:9000");
+        let t = parse_url("https://[2001:db8::5]/hook#part").expect("url");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("2001:db8::5", 443, "/hook")
+        );
+        assert_eq!(t.authority(), "[2001:db8::5]");
+        let t = parse_url("http://hooks.example?x=1").expect("url");
+        assert_eq!((t.port, t.path.as_str()), (80, "/?x=1"));
+        assert_eq!(t.authority(), "hooks.example");
+        assert_eq!(
+            parse_url("https://hooks.example:8443/")
+                .expect("url")
+                .authority(),
+            "hooks.example:8443"
+        );
         assert!(parse_url("ftp://x").is_err());
         assert!(parse_url("http://user@host/").is_err());
+        for bad in [
+            "https://[::1",
+            "https://[hooks.example]/",
+            "https://[::1]x/",
+            "https://[::1]5/",
+            "https://::1/",
+            "https://hooks.example:0/",
+            "https://hooks.example:99999/",
+            "https://hooks.example:/",
+            "https:///path",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
         for ip in [
             "127.0.0.1",
             "10.1.2.3",

@@ -50,7 +50,7 @@ async fn post(config: &WebhookConfig, url: &str, headers: &str, body: &str) -> R
     let request = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: Relayward\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
         t.path,
-        t.host,
+        t.authority(),
         body.len()
     );
     stream

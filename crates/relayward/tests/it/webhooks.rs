@@ -173,6 +173,12 @@ fn restriction_changes_reach_a_signed_webhook_and_a_500_is_retried() {
         second.header("X-Relayward-Delivery")
     );
     assert_eq!(first.body, second.body, "a retry sends the same event");
+    let authority = url.trim_start_matches("http://").split('/').next();
+    assert_eq!(
+        Some(first.header("Host")),
+        authority,
+        "the Host header names the receiver's port"
+    );
     for r in [first, second] {
         // The receiver's check: HMAC-SHA256 over "<timestamp>.<body>" with the secret.
         let ts = r.header("X-Relayward-Timestamp");
