@@ -52,8 +52,15 @@ pub fn record(k: &DkimKey) -> (String, String) {
     )
 }
 
-/// `new_pair` on the blocking pool (RSA generation takes a good part of a second).
+/// `new_pair` on the blocking pool (RSA generation takes a good part of a second), one pair at
+/// a time on the whole node: many asked at once (a script adding domains in parallel) wait in
+/// line on one core instead of taking every core from the mail.
 async fn generate_pair(domain: &str, state: DkimKeyState) -> Result<Vec<DkimKey>> {
+    static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let _turn = ONE_AT_A_TIME
+        .acquire()
+        .await
+        .map_err(|e| crate::Internal(format!("key generation stopped: {e}")))?;
     let d = domain.to_string();
     tokio::task::spawn_blocking(move || new_pair(&d, state))
         .await
@@ -61,8 +68,9 @@ async fn generate_pair(domain: &str, state: DkimKeyState) -> Result<Vec<DkimKey>
 }
 
 impl Control {
-    /// Keys for a domain that has none yet (a domain just added, or one from the configuration
-    /// file at first start); the keys it has otherwise. Generating takes a fraction of a second.
+    /// Keys for a domain that has none yet (a domain just verified or added verified, or one
+    /// from the configuration file at first start); the keys it has otherwise. Generating
+    /// takes a fraction of a second.
     pub async fn ensure_dkim_keys(&self, domain: &str) -> Result<Vec<DkimKey>> {
         let existing = self.store.dkim_keys(Some(domain)).await?;
         if !existing.is_empty() {
@@ -94,6 +102,9 @@ impl Control {
         actor: &Actor,
     ) -> Result<Vec<DkimKey>> {
         let name = self.own_domain(tenant, domain).await?;
+        if !self.store.domain(&name).await?.verified {
+            invalid!("{name} is not verified yet; its DKIM keys are made when it is");
+        }
         let before = self.store.dkim_keys(Some(&name)).await?;
         if before.iter().any(|k| k.state == DkimKeyState::Pending) {
             invalid!("{name} already has new keys waiting to be published and activated");

@@ -39,6 +39,9 @@ impl Control {
         if !found.iter().any(|t| t.trim() == expected) {
             return Ok(DomainVerification::NotFound { expected, found });
         }
+        // Its DKIM keys are made now that it proves to be the tenant's (a name anyone may type
+        // costs no key), and before it counts as verified: a verified domain always has keys.
+        self.ensure_dkim_keys(&d.name).await?;
         self.store
             .set_domain_verified(tenant, &d.name, true)
             .await?;
@@ -107,8 +110,11 @@ impl Control {
             verification_token: random_hex(16),
         };
         self.store.add_domain(&d).await?;
-        // Its DKIM keys come with it, so the records to publish are there at once.
-        self.ensure_dkim_keys(&name).await?;
+        // A domain an operator vouches for gets its DKIM keys at once; another gets them when
+        // its TXT proof is found (`verify_domain`): a name anyone may type costs no key.
+        if verified {
+            self.ensure_dkim_keys(&name).await?;
+        }
         self.audit(
             actor,
             Some(tenant),

@@ -486,7 +486,39 @@ fn dkim_keys_rotate_through_the_api_with_overlap() {
             .collect()
     };
 
-    // A domain comes with its keys: both active, each with the record to publish.
+    // An unverified domain has no keys yet, nor can it have any rotated in: a name anyone
+    // may type costs no key generation.
+    let (status, json) = relay.api("GET", path, Some(&reader), None);
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(states(&json), Vec::<String>::new(), "{json}");
+    let (status, json) = relay.api("POST", &format!("{path}/rotate"), Some(&admin), None);
+    assert_eq!(status, 422, "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not verified yet"),
+        "{json}"
+    );
+    // Once its TXT proof is found, it has its keys: both active, each with the record to
+    // publish.
+    let (_, list) = relay.api("GET", "/api/v1/tenants/contoso/domains", Some(&admin), None);
+    let proof = list["domains"]
+        .as_array()
+        .expect("domains")
+        .iter()
+        .find(|d| d["name"] == "contoso.example")
+        .and_then(|d| d["txt_record"]["value"].as_str())
+        .unwrap_or_else(|| panic!("the TXT record to publish: {list}"))
+        .to_string();
+    dns.set("contoso.example", "TXT", Answer::Txt(vec![proof]));
+    let (status, json) = relay.api(
+        "POST",
+        "/api/v1/tenants/contoso/domains/contoso.example/verify",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 200, "{json}");
     let (status, json) = relay.api("GET", path, Some(&reader), None);
     assert_eq!(status, 200, "{json}");
     assert_eq!(
