@@ -234,6 +234,25 @@ pub(crate) async fn enforce(
     if let Some(why) = refused {
         return ApiError::new(StatusCode::FORBIDDEN, why).into_response();
     }
+    if access == Access::TenantWrite
+        && let Some(tenant) = principal.tenant.as_deref()
+        && let Err(wait) = state
+            .control
+            .count_tenant_change(&principal.actor(), tenant)
+            .await
+    {
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "tenant {tenant} has made the changes allowed in an hour ([http] tenant_changes_per_hour); wait {wait} second(s) or ask the operator"
+            ),
+        )
+        .into_response();
+        if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     parts.extensions.insert(principal);
     next.run(axum::extract::Request::from_parts(parts, body))
         .await

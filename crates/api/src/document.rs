@@ -34,6 +34,9 @@ pub(crate) fn build(ops: impl Iterator<Item = &'static Operation>) -> Value {
         if matches!(op.access, Access::Operator | Access::TenantWrite) {
             responses.insert("403".into(), error.clone());
         }
+        if op.access == Access::TenantWrite {
+            responses.insert("429".into(), error.clone());
+        }
         if !params.is_empty() {
             responses.insert("404".into(), error.clone());
         }

@@ -142,6 +142,10 @@ pub struct Config {
     /// `[http] public_url`: where people reach the console (links in mail and the command
     /// line's output), without a trailing `/`.
     pub http_public_url: Option<String>,
+    /// `[http] tenant_changes_per_hour`: changes one tenant's own admins may make in an hour,
+    /// through the API and the console together (0: no limit); operators and the command
+    /// line are not counted.
+    pub http_tenant_changes_per_hour: usize,
     pub data_dir: PathBuf,
     /// `[storage] database_url`: cluster mode, on the PostgreSQL every node shares.
     pub database_url: Option<String>,
@@ -489,6 +493,7 @@ impl Config {
                 &raw.http.trusted_proxies,
                 "http.trusted_proxies",
             )?,
+            http_tenant_changes_per_hour: raw.http.tenant_changes_per_hour.unwrap_or(600),
             http_public_url: match raw.http.public_url.as_deref().map(str::trim) {
                 None | Some("") => None,
                 Some(u)

@@ -155,6 +155,8 @@ pub struct RawHttp {
     pub trusted_proxies: Option<Vec<String>>,
     /// The address people reach the console at, for the links the relay writes.
     pub public_url: Option<String>,
+    /// Changes a tenant's own admins may make per hour, through the API and the console.
+    pub tenant_changes_per_hour: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

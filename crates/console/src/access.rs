@@ -173,7 +173,7 @@ async fn act_on(
     f: AccessForm,
 ) -> Response {
     opened!(open(&v, &s, &tenant).await);
-    opened!(may_change(&v, &f.csrf));
+    opened!(may_change(&s, &v, &f.csrf).await);
     let w = v.w();
     let actor = v.actor();
     let result: Result<Option<Markup>, relayward_control::ControlError> = match (what.as_str(), item) {

@@ -188,6 +188,23 @@ pub fn forbidden(v: &Viewer, key: &'static str) -> Response {
     )
 }
 
+/// A change refused because the tenant made its hour's changes (`[http] tenant_changes_per_hour`).
+pub fn too_many_changes(v: &Viewer, wait: i64) -> Response {
+    let w = v.w();
+    let mut r = Shell::of(v, w.t("forbidden_title").to_string()).render_with(
+        StatusCode::TOO_MANY_REQUESTS,
+        html! {
+            p { (w.f("too_many_changes", &[("seconds", &wait.to_string())])) }
+            p { a href=(v.home()) { (w.t("back_home")) } }
+        },
+    );
+    if let Ok(value) = axum::http::HeaderValue::from_str(&wait.to_string()) {
+        r.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, value);
+    }
+    r
+}
+
 /// A refused action's banner: what kind of refusal, in the viewer's words, then the control
 /// plane's own reason. Internal failures become the failure page.
 pub fn refusal(v: &Viewer, e: ControlError) -> Result<(StatusCode, Banner), Response> {

@@ -149,7 +149,7 @@ pub async fn act(
     Form(f): Form<CsrfNote>,
 ) -> Response {
     opened!(open(&v, &s, &tenant).await);
-    opened!(may_change(&v, &f.csrf));
+    opened!(may_change(&s, &v, &f.csrf).await);
     let r = opened!(restriction_of(&v, &s, &tenant, &id).await);
     let operator_only = matches!(action.as_str(), "approve" | "refuse" | "release");
     if operator_only && !v.operator() {
@@ -212,7 +212,7 @@ pub async fn restrict(
     Form(f): Form<RestrictForm>,
 ) -> Response {
     opened!(open(&v, &s, &tenant).await);
-    opened!(may_change(&v, &f.csrf));
+    opened!(may_change(&s, &v, &f.csrf).await);
     if !v.operator() {
         return forbidden(&v, "operators_only");
     }

@@ -12,7 +12,9 @@ use relayward_guard::{Kind, Restriction, State as RState};
 use relayward_store::Tenant;
 use serde::Deserialize;
 
-use crate::page::{Banner, Shell, csrf, failure, forbidden, not_found, refusal, reply_code, time};
+use crate::page::{
+    Banner, Shell, csrf, failure, forbidden, not_found, refusal, reply_code, time, too_many_changes,
+};
 use crate::state::ConsoleState;
 use crate::viewer::Viewer;
 
@@ -28,13 +30,19 @@ pub(crate) async fn open(v: &Viewer, s: &ConsoleState, tenant: &str) -> Result<T
     }
 }
 
-/// A change: the viewer may make it and the form carries the session's token.
-pub(crate) fn may_change(v: &Viewer, csrf: &str) -> Result<(), Response> {
+/// A change: the viewer may make it, the form carries the session's token, and the viewer's
+/// tenant has not made its hour's changes (`Control::count_tenant_change`, shared with the API).
+pub(crate) async fn may_change(s: &ConsoleState, v: &Viewer, csrf: &str) -> Result<(), Response> {
     if !v.csrf_ok(csrf) {
         return Err(forbidden(v, "form_expired"));
     }
     if !v.can_change() {
         return Err(forbidden(v, "readers_cannot_change"));
+    }
+    if let Some(tenant) = v.account.tenant.as_deref()
+        && let Err(wait) = s.control.count_tenant_change(&v.actor(), tenant).await
+    {
+        return Err(too_many_changes(v, wait));
     }
     Ok(())
 }
@@ -372,7 +380,7 @@ pub async fn add_domain(
     Form(f): Form<AddDomain>,
 ) -> Response {
     opened!(open(&v, &s, &tenant).await);
-    opened!(may_change(&v, &f.csrf));
+    opened!(may_change(&s, &v, &f.csrf).await);
     match s
         .control
         .add_domain(
@@ -408,7 +416,7 @@ pub async fn verify_domain(
     Form(f): Form<CsrfNote>,
 ) -> Response {
     opened!(open(&v, &s, &tenant).await);
-    opened!(may_change(&v, &f.csrf));
+    opened!(may_change(&s, &v, &f.csrf).await);
     let w = v.w();
     let (status, banner) = match s
         .control
@@ -519,7 +527,7 @@ pub async fn connector_act(
     Form(f): Form<CsrfNote>,
 ) -> Response {
     opened!(open(&v, &s, &tenant).await);
-    opened!(may_change(&v, &f.csrf));
+    opened!(may_change(&s, &v, &f.csrf).await);
     let actor = v.actor();
     let (result, done) = match action.as_str() {
         "review" => (
@@ -611,7 +619,7 @@ pub async fn release_user(
     Form(f): Form<CsrfNote>,
 ) -> Response {
     opened!(open(&v, &s, &tenant).await);
-    opened!(may_change(&v, &f.csrf));
+    opened!(may_change(&s, &v, &f.csrf).await);
     let open_user = tried!(v, s.control.restrictions(Some(&tenant), false).await)
         .into_iter()
         .find(|r| r.key.kind == Kind::User && r.blocks() && r.key.name.eq_ignore_ascii_case(&user));
@@ -647,7 +655,7 @@ pub async fn dkim_act(
     Form(f): Form<CsrfNote>,
 ) -> Response {
     opened!(open(&v, &s, &tenant).await);
-    opened!(may_change(&v, &f.csrf));
+    opened!(may_change(&s, &v, &f.csrf).await);
     let actor = v.actor();
     let result = match action.as_str() {
         "rotate" => s.control.rotate_dkim(&tenant, &domain, &actor).await,

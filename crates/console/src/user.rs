@@ -92,7 +92,7 @@ pub async fn save(
     Form(f): Form<UserForm>,
 ) -> Response {
     opened!(open(&v, &s, &tenant).await);
-    opened!(may_change(&v, &f.csrf));
+    opened!(may_change(&s, &v, &f.csrf).await);
     let forward = f.forward_to.trim();
     let patch = UserPatch {
         // An empty password field leaves the password as it is.

@@ -157,6 +157,8 @@ pub struct Control {
     /// The running relay's bounded password checkers (sign-ins use them as SMTP AUTH does);
     /// `None` on the command line.
     pub passwords: Option<Arc<crate::passwords::Checker>>,
+    /// `[http] tenant_changes_per_hour` (0: no limit).
+    pub tenant_changes_per_hour: usize,
 }
 
 pub(crate) const DAY: i64 = 86_400_000;
@@ -196,6 +198,42 @@ impl Control {
             auto_approve: config.auto_approve_releases,
             widest: config.widest_connector,
             passwords: None,
+            tenant_changes_per_hour: config.http_tenant_changes_per_hour,
+        }
+    }
+
+    /// Counts a change a tenant's own admin makes through the API or the console: `Err` with
+    /// the seconds to wait once the tenant's admins have made `[http] tenant_changes_per_hour`
+    /// in the last hour (on every node: the count is the store's). Every change costs the
+    /// relay all tenants share (claim checks against every tenant's objects, a rebuild of the
+    /// directory), so one tenant's script cannot keep it busy. Operators are not counted.
+    pub async fn count_tenant_change(
+        &self,
+        actor: &Actor,
+        tenant: &str,
+    ) -> std::result::Result<(), i64> {
+        const HOUR: i64 = 3_600_000;
+        if actor.role == Role::Operator || self.tenant_changes_per_hour == 0 {
+            return Ok(());
+        }
+        let now = now_ms();
+        match self
+            .store
+            .count_attempt(
+                &format!("changes:{tenant}"),
+                HOUR,
+                self.tenant_changes_per_hour,
+                now,
+            )
+            .await
+        {
+            Ok(None) => Ok(()),
+            Ok(Some(oldest)) => Err((HOUR - (now - oldest)) / 1000 + 1),
+            Err(e) => {
+                // The change itself goes to the same store and says what is wrong.
+                tracing::warn!(error = %e, tenant, "tenant changes cannot be counted");
+                Ok(())
+            }
         }
     }
 }

@@ -1024,3 +1024,57 @@ fn the_openapi_document_lists_what_is_served() {
         );
     }
 }
+
+/// Every change costs the relay all tenants share (claim checks against every tenant's
+/// objects, a rebuild of the directory), so one tenant's admins may make
+/// `[http] tenant_changes_per_hour` of them an hour: past it, 429 and nothing changes. Reads go
+/// on, another tenant's admins have their own count, and operators are not counted.
+#[test]
+fn one_tenants_changes_per_hour_are_bounded_and_only_its_own() {
+    let relay = Relay::start("[http]\ntenant_changes_per_hour = 3\n");
+    relay.cli(&["tenant", "add", "contoso"]);
+    relay.cli(&["tenant", "add", "fabrikam"]);
+    let admin = token(
+        &relay,
+        &["--name", "a", "--role", "admin", "--tenant", "contoso"],
+    );
+    let other = token(
+        &relay,
+        &["--name", "f", "--role", "admin", "--tenant", "fabrikam"],
+    );
+    let ops = token(&relay, &["--name", "o", "--role", "operator"]);
+    let add = |tok: &str, tenant: &str, name: &str| {
+        relay.api(
+            "POST",
+            &format!("/api/v1/tenants/{tenant}/domains"),
+            Some(tok),
+            Some(&format!(r#"{{"name": "{name}"}}"#)),
+        )
+    };
+    for i in 0..3 {
+        let (status, json) = add(&admin, "contoso", &format!("d{i}.contoso.example"));
+        assert_eq!(status, 201, "{json}");
+    }
+    let (status, json) = add(&admin, "contoso", "d3.contoso.example");
+    assert_eq!(status, 429, "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("tenant_changes_per_hour"),
+        "{json}"
+    );
+    let (status, list) = relay.api("GET", "/api/v1/tenants/contoso/domains", Some(&admin), None);
+    assert_eq!(status, 200, "reads go on: {list}");
+    let names: Vec<&str> = list["domains"]
+        .as_array()
+        .expect("domains")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert!(!names.contains(&"d3.contoso.example"), "{list}");
+    let (status, json) = add(&other, "fabrikam", "d0.fabrikam.example");
+    assert_eq!(status, 201, "fabrikam has its own count: {json}");
+    let (status, json) = add(&ops, "contoso", "ops.contoso.example");
+    assert_eq!(status, 201, "operators are not counted: {json}");
+}
