@@ -41,6 +41,20 @@ users = [ {{ address = "alice@contoso.example" }} ]
     )
 }
 
+/// One message from alice to bob at each `<d>.example`, accepted; each one's queue id.
+fn send_to_each<'a>(relay: &Relay, domains: &[&'a str]) -> HashMap<&'a str, String> {
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    let mut ids = HashMap::new();
+    for d in domains {
+        let reply = c.transaction("alice@contoso.example", &[&format!("bob@{d}.example")], MSG);
+        assert_eq!(reply.code, 250, "{reply:?}");
+        ids.insert(*d, reply.queued_id());
+    }
+    c.cmd("QUIT");
+    ids
+}
+
 /// A host with signed TLSA records gets its mail only over TLS with a certificate they name:
 /// its own key (DANE-EE) or the CA it was issued under (DANE-TA), with no CA bundle involved.
 /// Records that name another certificate, a host that offers no STARTTLS, and TLSA records
@@ -106,15 +120,7 @@ fn signed_tlsa_records_decide_which_certificate_an_mx_host_must_show() {
     assert!(out.contains(&line), "{out}");
 
     let relay = Relay::start(&config);
-    let mut c = relay.client();
-    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
-    let mut ids = HashMap::new();
-    for d in domains {
-        let reply = c.transaction("alice@contoso.example", &[&format!("bob@{d}.example")], MSG);
-        assert_eq!(reply.code, 250, "{reply:?}");
-        ids.insert(d, reply.queued_id());
-    }
-    c.cmd("QUIT");
+    let ids = send_to_each(&relay, &domains);
 
     // Delivered: DANE-EE and DANE-TA met (over TLS), and the two where DANE does not apply.
     let got = rx.wait(4, Duration::from_secs(30));
@@ -361,15 +367,7 @@ fn a_trust_anchor_given_as_a_bare_public_key_needs_no_certificate_from_the_host(
     }
     let dns = Dns::start(zone);
     let relay = Relay::start(&dane_config(dns.addr, port, "mta_sts = false"));
-    let mut c = relay.client();
-    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
-    let mut ids = HashMap::new();
-    for d in domains {
-        let reply = c.transaction("alice@contoso.example", &[&format!("bob@{d}.example")], MSG);
-        assert_eq!(reply.code, 250, "{reply:?}");
-        ids.insert(d, reply.queued_id());
-    }
-    c.cmd("QUIT");
+    let ids = send_to_each(&relay, &domains);
 
     let got = rx.wait(1, Duration::from_secs(30));
     assert_eq!(got[0].rcpts, ["bob@key.example"], "{got:?}");
