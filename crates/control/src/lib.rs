@@ -159,6 +159,9 @@ pub struct Control {
     pub passwords: Option<Arc<crate::passwords::Checker>>,
     /// `[http] tenant_changes_per_hour` (0: no limit).
     pub tenant_changes_per_hour: usize,
+    /// `[webhooks] allow_private_addresses`: a webhook URL may name an address off the public
+    /// internet.
+    pub webhooks_to_private: bool,
 }
 
 pub(crate) const DAY: i64 = 86_400_000;
@@ -199,6 +202,7 @@ impl Control {
             widest: config.widest_connector,
             passwords: None,
             tenant_changes_per_hour: config.http_tenant_changes_per_hour,
+            webhooks_to_private: config.webhooks.allow_private,
         }
     }
 

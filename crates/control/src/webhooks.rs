@@ -148,7 +148,16 @@ impl Control {
         events: &[String],
         actor: &Actor,
     ) -> Result<Webhook> {
-        parse_url(url)?;
+        let target = parse_url(url)?;
+        // An address written in the URL is known now; a name is looked at each time it is sent.
+        if let Ok(ip) = target.host.parse::<IpAddr>()
+            && private(ip)
+            && !self.webhooks_to_private
+        {
+            invalid!(
+                "{ip} is not on the public internet: a webhook may reach such an address only where the operator allows it ([webhooks] allow_private_addresses)"
+            );
+        }
         let events: Vec<String> = if events.is_empty() {
             EVENTS.iter().map(|e| e.to_string()).collect()
         } else {
