@@ -87,9 +87,9 @@ impl Control {
         Ok(self.store.dkim_keys(Some(domain)).await?)
     }
 
-    async fn own_domain(&self, tenant: &str, domain: &str) -> Result<String> {
+    async fn own_domain(&self, tenant: &str, domain: &str) -> Result<relayward_store::Domain> {
         match self.store.domain(domain).await {
-            Ok(d) if d.tenant == tenant => Ok(d.name),
+            Ok(d) if d.tenant == tenant => Ok(d),
             _ => Err(NotFound(format!("tenant {tenant} has no domain {domain}"))),
         }
     }
@@ -101,8 +101,9 @@ impl Control {
         domain: &str,
         actor: &Actor,
     ) -> Result<Vec<DkimKey>> {
-        let name = self.own_domain(tenant, domain).await?;
-        if !self.store.domain(&name).await?.verified {
+        let own = self.own_domain(tenant, domain).await?;
+        let name = own.name;
+        if !own.verified {
             invalid!("{name} is not verified yet; its DKIM keys are made when it is");
         }
         let before = self.store.dkim_keys(Some(&name)).await?;
@@ -131,7 +132,7 @@ impl Control {
         force: bool,
         actor: &Actor,
     ) -> Result<Vec<DkimKey>> {
-        let name = self.own_domain(tenant, domain).await?;
+        let name = self.own_domain(tenant, domain).await?.name;
         let keys = self.store.dkim_keys(Some(&name)).await?;
         let pending: Vec<&DkimKey> = keys
             .iter()
@@ -186,7 +187,7 @@ impl Control {
         domain: &str,
         actor: &Actor,
     ) -> Result<Vec<DkimKey>> {
-        let name = self.own_domain(tenant, domain).await?;
+        let name = self.own_domain(tenant, domain).await?.name;
         let keys = self.store.dkim_keys(Some(&name)).await?;
         let changes: Vec<(String, DkimKeyState)> = keys
             .iter()

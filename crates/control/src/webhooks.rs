@@ -76,7 +76,7 @@ pub fn parse_url(url: &str) -> Result<Target> {
     if authority.is_empty() || authority.contains('@') || path.contains([' ', '\r', '\n']) {
         invalid!("the URL has no usable host");
     }
-    let default = if https { 443 } else { 80 };
+    let default = default_port(https);
     let port_of = |p: &str| {
         p.parse::<u16>()
             .ok()
@@ -115,6 +115,11 @@ pub fn parse_url(url: &str) -> Result<Target> {
     })
 }
 
+/// The port a URL of the scheme means when it names none.
+fn default_port(https: bool) -> u16 {
+    if https { 443 } else { 80 }
+}
+
 impl Target {
     /// What the `Host` header says: the host (an IPv6 address in brackets), with the port
     /// when it is not the scheme's own.
@@ -124,7 +129,7 @@ impl Target {
         } else {
             self.host.clone()
         };
-        if self.port == if self.https { 443 } else { 80 } {
+        if self.port == default_port(self.https) {
             host
         } else {
             format!("{host}:{}", self.port)
