@@ -55,12 +55,14 @@ tck=$(getconf CLK_TCK)
 
 echo "== $(nproc) cores, $(uname -r); $COUNT adds of each kind by one tenant admin, one after another; $BIG other tenants"
 printf '%-34s %9s %14s %14s %8s %12s\n' "object" "seconds" "relay CPU ms" "CPU ms / add" "reloads" "reload ms"
+# A body with {i} (the add's number) and {a}.{b} (its two low bytes) filled in.
+fill() { local b=${1//\{i\}/$2}; b=${b//\{a\}/$(($2 / 256))}; echo "${b//\{b\}/$(($2 % 256))}"; }
 flood() { # $1: label, $2: path under the tenant, $3: body with {i}
   local label=$1 path=$2 body=$3 c0 c1 t0 t1 r0 r1 m0 m1 refused=0 code
   c0=$(cpu); r0=$(reloads); m0=$(reload_ms); t0=$(date +%s.%N)
   for i in $(seq 1 "$COUNT"); do
     code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $admin" \
-      -H 'Content-Type: application/json' -d "${body//\{i\}/$i}" "$A/tenants/northwind/$path")
+      -H 'Content-Type: application/json' -d "$(fill "$body" "$i")" "$A/tenants/northwind/$path")
     [ "$code" = 201 ] || refused=$((refused + 1))
   done
   t1=$(date +%s.%N); c1=$(cpu); r1=$(reloads); m1=$(reload_ms)
@@ -73,5 +75,14 @@ flood() { # $1: label, $2: path under the tenant, $3: body with {i}
 }
 flood "unverified domains" domains '{"name":"d{i}.northwind.example"}'
 flood "connectors (one address each)" connectors '{"name":"c{i}","ips":["2001:db8:{i}::1"]}'
+flood "connectors (an IPv4 /24 each)" connectors '{"name":"v{i}","ips":["10.20{a}.{b}.0/24"]}'
 flood "users (no password)" users '{"address":"u{i}@northwind.example"}'
 flood "webhooks" webhooks '{"url":"https://hooks{i}.northwind.example/","events":["alert"]}'
+# What a tenant admin's reads cost: the tenant's users listed, COUNT times.
+c0=$(cpu); t0=$(date +%s.%N)
+for _ in $(seq 1 "$COUNT"); do
+  curl -sf -o /dev/null -H "Authorization: Bearer $admin" "$A/tenants/northwind/users"
+done
+t1=$(date +%s.%N); c1=$(cpu)
+printf '%-34s %9.1f %14d %14.2f\n' "reads (GET the tenant's users)" "$(echo "$t1 - $t0" | bc)" \
+  $(( (c1 - c0) * 1000 / tck )) "$(echo "scale=2; ($c1 - $c0) * 1000 / $tck / $COUNT" | bc)"

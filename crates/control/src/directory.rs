@@ -4,7 +4,7 @@
 
 use relayward_clock::now_ms;
 use relayward_guard::Role;
-use relayward_store::{Connector, Route, Tenant, User, UserView};
+use relayward_store::{Connector, Route, Span, Tenant, User, UserView};
 use relayward_tenancy::claims;
 use serde::Deserialize;
 use serde_json::json;
@@ -283,7 +283,11 @@ impl Control {
             )));
         }
         if !c.allow_overlap && !ranges.is_empty() {
-            let existing = self.store.all_connectors().await?;
+            let spans: Vec<Span> = ranges
+                .iter()
+                .map(|n| Span::of(n.network(), n.prefix_len()))
+                .collect();
+            let existing = self.store.connectors_touching(&spans).await?;
             if let Some((ours, theirs, other)) = claims::overlapping(tenant, &ranges, &existing) {
                 // A tenant admin learns that the range is taken, not by whom.
                 let whose = if actor.role == Role::Operator {

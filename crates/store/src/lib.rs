@@ -8,12 +8,14 @@
 mod error;
 mod model;
 mod postgres;
+pub mod spans;
 mod sqlite;
 pub mod testdb;
 mod trace_batch;
 
 pub use model::*;
 pub use postgres::{CHANGES_CHANNEL, PgStore, statements_run};
+pub use spans::Span;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -125,6 +127,10 @@ pub trait Store: Send + Sync + 'static {
     async fn related_domains(&self, name: &str) -> Result<Vec<Domain>>;
     /// Every tenant's connectors: the claims on source addresses and certificate names.
     async fn all_connectors(&self) -> Result<Vec<Connector>>;
+    /// The connectors, any tenant's, with a range that overlaps one of `spans`: what a new
+    /// connector's ranges would clash with, read from the claim index (every connector's
+    /// ranges as spans) instead of every connector.
+    async fn connectors_touching(&self, spans: &[Span]) -> Result<Vec<Connector>>;
     /// Marks a tenant's domain verified (ownership proven) or not.
     async fn set_domain_verified(&self, tenant: &str, name: &str, verified: bool) -> Result<()>;
     async fn set_connector_reviewed(&self, tenant: &str, name: &str, reviewed: bool) -> Result<()>;

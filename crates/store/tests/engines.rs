@@ -36,6 +36,7 @@ on_both_engines!(
     trace_is_searchable_by_recipient_and_status,
     managed_tenants_refuse_changes_and_missing_objects_are_named,
     related_domains_are_the_parents_and_everything_below,
+    connectors_touching_a_range_are_found_through_the_claim_index,
     tenants_page_by_name_and_lapsed_ones_are_found,
     restrictions_upsert_and_grow_their_version,
     records_read_back_newest_first_within_the_limit,
@@ -542,6 +543,83 @@ async fn related_domains_are_the_parents_and_everything_below(store: &dyn Store)
         .collect();
     assert_eq!(names.len(), 3, "{names:?}");
     assert!(!names.contains(&"notexample.com".to_string()));
+}
+
+fn connector_on(tenant: &str, name: &str, ips: &[&str]) -> Connector {
+    Connector {
+        ips: ips.iter().map(|s| s.to_string()).collect(),
+        ..connector(tenant, name)
+    }
+}
+
+/// The connectors (tenant/name, sorted) whose ranges touch any of `ranges`.
+async fn touching(store: &dyn Store, ranges: &[&str]) -> Vec<String> {
+    let spans: Vec<Span> = ranges
+        .iter()
+        .map(|r| Span::parse(r).expect("range"))
+        .collect();
+    store
+        .connectors_touching(&spans)
+        .await
+        .expect("claims")
+        .into_iter()
+        .map(|k| format!("{}/{}", k.tenant, k.name))
+        .collect()
+}
+
+async fn connectors_touching_a_range_are_found_through_the_claim_index(store: &dyn Store) {
+    store.add_tenant(&tenant("a")).await.expect("tenant");
+    store.add_tenant(&tenant("b")).await.expect("tenant");
+    for k in [
+        connector_on("a", "k1", &["10.1.2.0/24", "2001:db8::5", "not a range"]),
+        connector_on("a", "k2", &["10.0.0.0/8"]),
+        connector_on("b", "k3", &["192.0.2.7", "::ffff:198.51.100.0/120"]),
+        connector_on("b", "k4", &["10.1.2.128/25"]),
+    ] {
+        store.add_connector(&k).await.expect("connector");
+    }
+    // Ranges that contain the one asked about, however wide.
+    assert_eq!(
+        touching(store, &["10.1.2.200"]).await,
+        ["a/k1", "a/k2", "b/k4"]
+    );
+    // Ranges inside it, and the one around it.
+    assert_eq!(
+        touching(store, &["10.1.0.0/16"]).await,
+        ["a/k1", "a/k2", "b/k4"]
+    );
+    assert_eq!(touching(store, &["10.1.2.0/25"]).await, ["a/k1", "a/k2"]);
+    // An IPv4 range and its IPv4-mapped spelling are one claim, both ways.
+    assert_eq!(touching(store, &["198.51.100.9"]).await, ["b/k3"]);
+    assert_eq!(touching(store, &["::ffff:192.0.2.0/120"]).await, ["b/k3"]);
+    assert_eq!(touching(store, &["2001:db8::/32"]).await, ["a/k1"]);
+    assert!(
+        touching(store, &["172.16.0.1", "2001:db9::1"])
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        touching(store, &["172.16.0.1", "192.0.2.0/28", "10.200.0.1"]).await,
+        ["a/k2", "b/k3"]
+    );
+    // A deleted connector's ranges go with it.
+    store.delete_connector("a", "k2").await.expect("delete");
+    assert_eq!(touching(store, &["10.1.2.200"]).await, ["a/k1", "b/k4"]);
+    // A configuration-managed tenant provisioned again claims only its new ranges.
+    let mut t = tenant("c");
+    t.managed_by_config = true;
+    for ips in [["203.0.113.0/24"], ["203.0.114.0/24"]] {
+        store
+            .provision(&TenantData {
+                tenant: Some(t.clone()),
+                connectors: vec![connector_on("c", "gw", &ips)],
+                ..Default::default()
+            })
+            .await
+            .expect("provision");
+    }
+    assert!(touching(store, &["203.0.113.1"]).await.is_empty());
+    assert_eq!(touching(store, &["203.0.114.1"]).await, ["c/gw"]);
 }
 
 async fn tenants_page_by_name_and_lapsed_ones_are_found(store: &dyn Store) {
@@ -1268,4 +1346,74 @@ async fn bulk_bands_are_kept_per_node_and_band(store: &dyn Store) {
         .map(|r| r.band)
         .collect();
     assert!(!bands.contains(&1), "{bands:?}");
+}
+
+/// A database written before the claim indexes existed gets them filled when a node that has
+/// them opens it: the step is undone by hand here, then the store opened again.
+#[tokio::test]
+async fn sqlite_claim_indexes_are_filled_for_rows_written_before_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db.sqlite");
+    {
+        let store = SqliteStore::open(&path).expect("open");
+        fill_before_the_claim_indexes(&store).await;
+    }
+    let c = rusqlite::Connection::open(&path).expect("raw");
+    c.execute_batch(
+        "DROP TABLE connector_ranges;
+         DROP INDEX domains_reversed; DROP INDEX domains_tenant;
+         DROP INDEX users_tenant; DROP INDEX routes_tenant; DROP INDEX counters_tenant;
+         ALTER TABLE domains DROP COLUMN reversed;
+         PRAGMA user_version = 17;",
+    )
+    .expect("undo step 18");
+    drop(c);
+    let store = SqliteStore::open(&path).expect("open again");
+    found_after_the_claim_indexes(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_claim_indexes_are_filled_for_rows_written_before_them() {
+    let Some(db) = relayward_store::testdb::create().await else {
+        return;
+    };
+    {
+        let store = PgStore::connect(&db.url).await.expect("connect");
+        fill_before_the_claim_indexes(&store).await;
+    }
+    let (c, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("raw");
+    tokio::spawn(conn);
+    c.batch_execute(
+        "DROP TABLE connector_ranges; DROP INDEX counters_tenant;
+         UPDATE relayward_schema SET version = 4;",
+    )
+    .await
+    .expect("undo step 5");
+    let store = PgStore::connect(&db.url).await.expect("connect again");
+    found_after_the_claim_indexes(&store).await;
+}
+
+async fn fill_before_the_claim_indexes(store: &dyn Store) {
+    store.add_tenant(&tenant("a")).await.expect("tenant");
+    for name in ["example.com", "mail.example.com"] {
+        store.add_domain(&domain("a", name)).await.expect("domain");
+    }
+    store
+        .add_connector(&connector_on("a", "k", &["10.9.0.0/16"]))
+        .await
+        .expect("connector");
+}
+
+async fn found_after_the_claim_indexes(store: &dyn Store) {
+    assert_eq!(touching(store, &["10.9.8.7"]).await, ["a/k"]);
+    let below: Vec<String> = store
+        .related_domains("example.com")
+        .await
+        .expect("related")
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert!(below.contains(&"mail.example.com".to_string()), "{below:?}");
 }

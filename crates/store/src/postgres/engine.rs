@@ -7,9 +7,11 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::{
-    CHANGES_CHANNEL, PgStore, each, exec, from_json, json, limit, row, rows, unique, unsigned,
+    CHANGES_CHANNEL, PgStore, claims, each, exec, from_json, json, limit, row, rows, unique,
+    unsigned,
 };
 use crate::model::*;
+use crate::spans::Span;
 use crate::trace_batch::Recipients;
 use crate::{Result, Store, StoreError};
 
@@ -41,9 +43,9 @@ fn domain_row(r: &Row) -> Result<Domain> {
     })
 }
 
-const CONNECTOR_COLUMNS: &str = "tenant, name, ips, cert_name, require_tls, relay_unregistered, created_by, created_at, reviewed";
+pub(super) const CONNECTOR_COLUMNS: &str = "tenant, name, ips, cert_name, require_tls, relay_unregistered, created_by, created_at, reviewed";
 
-fn connector_row(r: &Row) -> Result<Connector> {
+pub(super) fn connector_row(r: &Row) -> Result<Connector> {
     Ok(Connector {
         tenant: r.try_get(0)?,
         name: r.try_get(1)?,
@@ -262,7 +264,7 @@ async fn insert_connector(c: &impl GenericClient, k: &Connector) -> Result<()> {
     )
     .await
     .map_err(|e| reunique(e, "connector", &k.name))?;
-    Ok(())
+    claims::index_connector(c, k).await
 }
 
 async fn insert_user(c: &impl GenericClient, u: &User) -> Result<()> {
@@ -675,6 +677,10 @@ impl Store for PgStore {
 
     async fn all_connectors(&self) -> Result<Vec<Connector>> {
         connectors_of(&self.client().await?, None).await
+    }
+
+    async fn connectors_touching(&self, spans: &[Span]) -> Result<Vec<Connector>> {
+        claims::connectors_touching(&self.client().await?, spans).await
     }
 
     async fn set_domain_verified(&self, tenant: &str, name: &str, verified: bool) -> Result<()> {

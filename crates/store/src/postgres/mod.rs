@@ -4,6 +4,7 @@
 //! grows its version and sends a notification on the same commit, so other nodes hear of it
 //! at once (`relayward_changes`); a node that missed one still sees the version move.
 
+mod claims;
 mod engine;
 mod schema;
 
@@ -132,6 +133,9 @@ impl PgStore {
             .skip(version.max(0) as usize)
         {
             tx.batch_execute(sql).await?;
+            if i + 1 == claims::CLAIM_INDEXES {
+                claims::index_claims(&tx).await?;
+            }
             tx.execute(
                 "UPDATE relayward_schema SET version = $1",
                 &[&((i + 1) as i64)],

@@ -267,4 +267,19 @@ CREATE TABLE mta_sts_policies (
 );
 CREATE INDEX mta_sts_policies_expires ON mta_sts_policies (expires_at);
 "#,
+    // 5: every connector's source-address ranges as spans (crate::spans), so a new connector's
+    // overlap check reads two index ranges instead of every connector; rows written before are
+    // indexed by `claims::index_claims` in the same step. One tenant's counters by tenant.
+    r#"
+CREATE TABLE connector_ranges (
+    tenant TEXT NOT NULL,
+    connector TEXT NOT NULL,
+    lo TEXT COLLATE "C" NOT NULL,
+    hi TEXT COLLATE "C" NOT NULL,
+    FOREIGN KEY (tenant, connector) REFERENCES connectors (tenant, name) ON DELETE CASCADE
+);
+CREATE INDEX connector_ranges_lo ON connector_ranges (lo, hi);
+CREATE INDEX connector_ranges_connector ON connector_ranges (tenant, connector);
+CREATE INDEX counters_tenant ON counters (tenant, node);
+"#,
 ];

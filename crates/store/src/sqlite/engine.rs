@@ -328,12 +328,13 @@ impl Store for SqliteStore {
                     .map(|(_, rest)| rest)
                     .filter(|r| r.contains('.'));
             }
-            // Below it: a suffix match (names hold only letters, digits, '-' and '.', so the
-            // pattern has no wildcards of its own).
+            // Below it: the names whose reversed spelling starts with ours and a dot, one
+            // range of the `reversed` index ('/' is the character after '.').
             let mut below = c.prepare_cached(&format!(
-                "SELECT {DOMAIN_COLUMNS} FROM domains WHERE name LIKE ?1"
+                "SELECT {DOMAIN_COLUMNS} FROM domains WHERE reversed > ?1 AND reversed < ?2"
             ))?;
-            let rows = below.query_map([format!("%.{name}")], domain_row)?;
+            let rev = reversed(&name);
+            let rows = below.query_map([format!("{rev}."), format!("{rev}/")], domain_row)?;
             for d in rows {
                 out.push(d?);
             }
@@ -344,6 +345,33 @@ impl Store for SqliteStore {
 
     async fn all_connectors(&self) -> Result<Vec<Connector>> {
         self.with(|c| connectors_of(c, None)).await
+    }
+
+    async fn connectors_touching(&self, spans: &[Span]) -> Result<Vec<Connector>> {
+        let spans = spans.to_vec();
+        self.with(move |c| {
+            const SELECT: &str = "SELECT c.tenant, c.name, c.ips, c.cert_name, c.require_tls, c.relay_unregistered, c.created_by, c.created_at, c.reviewed FROM connector_ranges r JOIN connectors c ON c.tenant = r.tenant AND c.name = r.connector";
+            let mut inside =
+                c.prepare_cached(&format!("{SELECT} WHERE r.lo BETWEEN ?1 AND ?2"))?;
+            let mut around =
+                c.prepare_cached(&format!("{SELECT} WHERE r.lo = ?1 AND r.hi >= ?2"))?;
+            let mut out: Vec<Connector> = Vec::new();
+            for s in &spans {
+                let hi = s.hi();
+                for k in inside.query_map([s.lo(), hi.clone()], connector_row)? {
+                    out.push(k?);
+                }
+                for start in s.enclosing_starts() {
+                    for k in around.query_map([start, hi.clone()], connector_row)? {
+                        out.push(k?);
+                    }
+                }
+            }
+            out.sort_by(|a, b| (&a.tenant, &a.name).cmp(&(&b.tenant, &b.name)));
+            out.dedup_by(|a, b| a.tenant == b.tenant && a.name == b.name);
+            Ok(out)
+        })
+        .await
     }
 
     async fn set_domain_verified(&self, tenant: &str, name: &str, verified: bool) -> Result<()> {
@@ -425,11 +453,10 @@ impl Store for SqliteStore {
     ) -> Result<Vec<RestrictionRow>> {
         let tenant = tenant.map(str::to_string);
         self.with(move |c| {
-            let mut st = c.prepare(
-                "SELECT id, tenant, kind, name, state, started_at, updated_at, body FROM restrictions
-                 WHERE (?1 IS NULL OR tenant = ?1) AND (?2 = 0 OR state != 'lifted')
-                 ORDER BY started_at DESC, id",
-            )?;
+            let which = one_or_all("tenant", tenant.is_some());
+            let mut st = c.prepare(&format!("SELECT id, tenant, kind, name, state, started_at, updated_at, body FROM restrictions
+                 WHERE {which} AND (?2 = 0 OR state != 'lifted')
+                 ORDER BY started_at DESC, id"))?;
             let rows = st
                 .query_map(params![tenant, open_only], restriction_row)?
                 .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -563,10 +590,11 @@ impl Store for SqliteStore {
     async fn alerts(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<AlertRow>> {
         let tenant = tenant.map(str::to_string);
         self.with(move |c| {
-            let mut st = c.prepare(
+            let which = one_or_all("tenant", tenant.is_some());
+            let mut st = c.prepare(&format!(
                 "SELECT id, tenant, at, severity, kind, subject, text FROM alerts
-                 WHERE (?1 IS NULL OR tenant = ?1) ORDER BY at DESC, id DESC LIMIT ?2",
-            )?;
+                 WHERE {which} ORDER BY at DESC, id DESC LIMIT ?2"
+            ))?;
             let rows = st
                 .query_map(params![tenant, limit as i64], |r| {
                     Ok(AlertRow {
@@ -690,9 +718,8 @@ impl Store for SqliteStore {
     async fn counters(&self, tenant: Option<&str>) -> Result<Vec<CounterRow>> {
         let tenant = tenant.map(str::to_string);
         self.with(move |c| {
-            let mut st = c.prepare(
-                "SELECT node, tenant, body, updated_at FROM counters WHERE (?1 IS NULL OR tenant = ?1) ORDER BY tenant, node",
-            )?;
+            let which = one_or_all("tenant", tenant.is_some());
+            let mut st = c.prepare(&format!("SELECT node, tenant, body, updated_at FROM counters WHERE {which} ORDER BY tenant, node"))?;
             let rows = st
                 .query_map(params![tenant], counter_row)?
                 .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -806,10 +833,11 @@ impl Store for SqliteStore {
     async fn audit_log(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
         let tenant = tenant.map(str::to_string);
         self.with(move |c| {
-            let mut st = c.prepare(
+            let which = one_or_all("tenant", tenant.is_some());
+            let mut st = c.prepare(&format!(
                 "SELECT at, actor, role, tenant, action, client, mfa, detail FROM audit
-                 WHERE (?1 IS NULL OR tenant = ?1) ORDER BY at DESC, id DESC LIMIT ?2",
-            )?;
+                 WHERE {which} ORDER BY at DESC, id DESC LIMIT ?2"
+            ))?;
             let rows = st
                 .query_map(params![tenant, limit as i64], |r| {
                     Ok(AuditEntry {
@@ -923,8 +951,9 @@ impl Store for SqliteStore {
     async fn tokens(&self, tenant: Option<&str>) -> Result<Vec<ApiToken>> {
         let tenant = tenant.map(str::to_string);
         self.with(move |c| {
+            let which = one_or_all("tenant", tenant.is_some());
             let mut st = c.prepare(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE ?1 IS NULL OR tenant = ?1 ORDER BY created_at DESC, id"
+                "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE {which} ORDER BY created_at DESC, id"
             ))?;
             let rows = st.query_map([tenant], token_row)?;
             Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
@@ -965,9 +994,8 @@ impl Store for SqliteStore {
     async fn dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKey>> {
         let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
         self.with(move |c| {
-            let mut s = c.prepare(
-                "SELECT domain, selector, algorithm, private_key, public_key, created_at, state, state_since FROM dkim_keys WHERE ?1 IS NULL OR domain = ?1 ORDER BY created_at, algorithm DESC",
-            )?;
+            let which = one_or_all("domain", domain.is_some());
+            let mut s = c.prepare(&format!("SELECT domain, selector, algorithm, private_key, public_key, created_at, state, state_since FROM dkim_keys WHERE {which} ORDER BY created_at, algorithm DESC"))?;
             let rows = s
                 .query_map([domain], |r| {
                     Ok(DkimKey {
@@ -1049,9 +1077,8 @@ impl Store for SqliteStore {
     async fn webhooks(&self, tenant: Option<&str>) -> Result<Vec<Webhook>> {
         let tenant = tenant.map(str::to_string);
         self.with(move |c| {
-            let mut s = c.prepare(
-                "SELECT id, tenant, url, secret, events, created_by, created_at FROM webhooks WHERE ?1 IS NULL OR tenant = ?1 ORDER BY created_at, id",
-            )?;
+            let which = one_or_all("tenant", tenant.is_some());
+            let mut s = c.prepare(&format!("SELECT id, tenant, url, secret, events, created_by, created_at FROM webhooks WHERE {which} ORDER BY created_at, id"))?;
             let rows = s
                 .query_map([tenant], |r| {
                     Ok(Webhook {
@@ -1227,8 +1254,9 @@ impl Store for SqliteStore {
     async fn accounts(&self, tenant: Option<&str>) -> Result<Vec<Account>> {
         let tenant = tenant.map(str::to_string);
         self.with(move |c| {
+            let which = one_or_all("tenant", tenant.is_some());
             let mut s = c.prepare(&format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE ?1 IS NULL OR tenant = ?1 ORDER BY email"
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {which} ORDER BY email"
             ))?;
             let rows = s
                 .query_map([tenant], account_row)?

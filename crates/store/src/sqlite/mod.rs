@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::*;
+use crate::spans::{Span, spans_of};
 use crate::{Result, Store, StoreError};
 
 mod engine;
@@ -74,10 +75,60 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if i + 1 == schema::CLAIM_INDEXES {
+            index_claims(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Fills the claim indexes for rows written before they existed (schema step 18).
+fn index_claims(c: &Connection) -> Result<()> {
+    let names: Vec<String> = c
+        .prepare("SELECT name FROM domains")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut set = c.prepare("UPDATE domains SET reversed = ?2 WHERE name = ?1")?;
+    for n in &names {
+        set.execute(params![n, reversed(n)])?;
+    }
+    let connectors: Vec<(String, String, String)> = c
+        .prepare("SELECT tenant, name, ips FROM connectors")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut span = c.prepare(
+        "INSERT INTO connector_ranges (tenant, connector, lo, hi) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (tenant, name, ips) in connectors {
+        for s in spans_of(&from_json(ips)) {
+            span.execute(params![tenant, name, s.lo(), s.hi()])?;
+        }
+    }
+    Ok(())
+}
+
+/// The condition that picks one tenant's rows (`column = ?1`) or every row (`?1 IS NULL`,
+/// true when there is no tenant): SQLite plans `?1 IS NULL OR column = ?1` as a scan of the
+/// whole table whatever `?1` holds, which on a large directory costs every tenant's request
+/// tens of milliseconds per table.
+fn one_or_all(column: &str, one: bool) -> String {
+    if one {
+        format!("{column} = ?1")
+    } else {
+        "?1 IS NULL".to_string()
+    }
+}
+
+/// A domain name spelled backwards, as `domains.reversed` keeps it: the names below a domain
+/// are then one range of that index.
+fn reversed(name: &str) -> String {
+    name.trim_end_matches('.')
+        .to_ascii_lowercase()
+        .chars()
+        .rev()
+        .collect()
 }
 
 fn tenant_row(r: &rusqlite::Row) -> rusqlite::Result<Tenant> {
@@ -100,8 +151,9 @@ fn load(c: &Connection, only: Option<&str>) -> Result<DirectoryData> {
 }
 
 fn load_domains(c: &Connection, only: Option<&str>) -> Result<Vec<Domain>> {
+    let which = one_or_all("tenant", only.is_some());
     let mut s = c.prepare(&format!(
-        "SELECT {DOMAIN_COLUMNS} FROM domains WHERE ?1 IS NULL OR tenant = ?1"
+        "SELECT {DOMAIN_COLUMNS} FROM domains WHERE {which}"
     ))?;
     let domains = s
         .query_map([only], domain_row)?
@@ -167,35 +219,40 @@ fn version_of(c: &Connection) -> Result<i64> {
 
 /// Connectors of one tenant, or of all with `None`.
 fn connectors_of(c: &Connection, only: Option<&str>) -> Result<Vec<Connector>> {
-    let mut s = c.prepare("SELECT tenant, name, ips, cert_name, require_tls, relay_unregistered, created_by, created_at, reviewed FROM connectors WHERE ?1 IS NULL OR tenant = ?1")?;
+    let which = one_or_all("tenant", only.is_some());
+    let mut s = c.prepare(&format!("SELECT tenant, name, ips, cert_name, require_tls, relay_unregistered, created_by, created_at, reviewed FROM connectors WHERE {which}"))?;
     let rows = s
-        .query_map([only], |r| {
-            Ok(Connector {
-                tenant: r.get(0)?,
-                name: r.get(1)?,
-                ips: from_json(r.get(2)?),
-                cert_name: r.get(3)?,
-                require_tls: r.get(4)?,
-                relay_unregistered: r.get(5)?,
-                created_by: r.get(6)?,
-                created_at: r.get(7)?,
-                reviewed: r.get(8)?,
-            })
-        })?
+        .query_map([only], connector_row)?
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
 }
 
+/// A connector from the columns `tenant, name, ips, cert_name, require_tls,
+/// relay_unregistered, created_by, created_at, reviewed`, in that order.
+fn connector_row(r: &rusqlite::Row) -> rusqlite::Result<Connector> {
+    Ok(Connector {
+        tenant: r.get(0)?,
+        name: r.get(1)?,
+        ips: from_json(r.get(2)?),
+        cert_name: r.get(3)?,
+        require_tls: r.get(4)?,
+        relay_unregistered: r.get(5)?,
+        created_by: r.get(6)?,
+        created_at: r.get(7)?,
+        reviewed: r.get(8)?,
+    })
+}
+
 fn load_all_but_domains(c: &Connection, only: Option<&str>) -> Result<DirectoryData> {
     let mut d = DirectoryData::default();
-    let mut s = c.prepare(
-        "SELECT name, language, subscription_ends, admins, managed_by_config, forwarding, forwarding_domains FROM tenants WHERE ?1 IS NULL OR name = ?1",
-    )?;
+    let which = one_or_all("name", only.is_some());
+    let mut s = c.prepare(&format!("SELECT name, language, subscription_ends, admins, managed_by_config, forwarding, forwarding_domains FROM tenants WHERE {which}"))?;
     d.tenants = s
         .query_map([only], tenant_row)?
         .collect::<rusqlite::Result<_>>()?;
     d.connectors = connectors_of(c, only)?;
-    let mut s = c.prepare("SELECT address, tenant, aliases, password_hash, forward_to, forward_only FROM users WHERE ?1 IS NULL OR tenant = ?1")?;
+    let which = one_or_all("tenant", only.is_some());
+    let mut s = c.prepare(&format!("SELECT address, tenant, aliases, password_hash, forward_to, forward_only FROM users WHERE {which}"))?;
     d.users = s
         .query_map([only], |r| {
             Ok(User {
@@ -208,8 +265,10 @@ fn load_all_but_domains(c: &Connection, only: Option<&str>) -> Result<DirectoryD
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let mut s =
-        c.prepare("SELECT domain, tenant, host FROM routes WHERE ?1 IS NULL OR tenant = ?1")?;
+    let which = one_or_all("tenant", only.is_some());
+    let mut s = c.prepare(&format!(
+        "SELECT domain, tenant, host FROM routes WHERE {which}"
+    ))?;
     d.routes = s
         .query_map([only], |r| {
             Ok(Route {
@@ -364,8 +423,8 @@ fn insert_tenant(c: &Connection, t: &Tenant) -> Result<()> {
 
 fn insert_domain(c: &Connection, d: &Domain) -> Result<()> {
     c.execute(
-        "INSERT INTO domains (name, tenant, kind, match_subdomains, verified, verification_token) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![d.name.to_ascii_lowercase(), d.tenant, d.kind.as_str(), d.match_subdomains, d.verified, d.verification_token],
+        "INSERT INTO domains (name, tenant, kind, match_subdomains, verified, verification_token, reversed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![d.name.to_ascii_lowercase(), d.tenant, d.kind.as_str(), d.match_subdomains, d.verified, d.verification_token, reversed(&d.name)],
     )
     .map_err(|e| unique(e, "domain", &d.name))?;
     Ok(())
@@ -377,6 +436,12 @@ fn insert_connector(c: &Connection, k: &Connector) -> Result<()> {
         params![k.tenant, k.name, json(&k.ips), k.cert_name, k.require_tls, k.relay_unregistered, k.created_by, k.created_at, k.reviewed],
     )
     .map_err(|e| unique(e, "connector", &k.name))?;
+    let mut span = c.prepare_cached(
+        "INSERT INTO connector_ranges (tenant, connector, lo, hi) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for s in spans_of(&k.ips) {
+        span.execute(params![k.tenant, k.name, s.lo(), s.hi()])?;
+    }
     Ok(())
 }
 

@@ -305,4 +305,29 @@ CREATE TABLE mta_sts_policies (
 );
 CREATE INDEX mta_sts_policies_expires ON mta_sts_policies (expires_at);
 "#,
+    // 18: one tenant's requests and the claim checks read indexes instead of every tenant's
+    // rows: a tenant's domains, users, routes and counters by tenant; names below a new domain
+    // by their reversed spelling; the source-address ranges of every connector as spans
+    // (crate::spans). Rows written before are indexed by `index_claims` in the same step.
+    r#"
+CREATE INDEX domains_tenant ON domains (tenant);
+CREATE INDEX users_tenant ON users (tenant);
+CREATE INDEX routes_tenant ON routes (tenant);
+CREATE INDEX counters_tenant ON counters (tenant, node);
+ALTER TABLE domains ADD COLUMN reversed TEXT NOT NULL DEFAULT '';
+CREATE INDEX domains_reversed ON domains (reversed);
+CREATE TABLE connector_ranges (
+    tenant TEXT NOT NULL,
+    connector TEXT NOT NULL,
+    lo TEXT NOT NULL,
+    hi TEXT NOT NULL,
+    FOREIGN KEY (tenant, connector) REFERENCES connectors (tenant, name) ON DELETE CASCADE
+);
+CREATE INDEX connector_ranges_lo ON connector_ranges (lo, hi);
+CREATE INDEX connector_ranges_connector ON connector_ranges (tenant, connector);
+"#,
 ];
+
+/// The schema version whose step made the claim indexes; rows written before it are indexed
+/// when it runs.
+pub(super) const CLAIM_INDEXES: usize = 18;
