@@ -146,6 +146,12 @@ pub struct Config {
     /// through the API and the console together (0: no limit); operators and the command
     /// line are not counted.
     pub http_tenant_changes_per_hour: usize,
+    /// `[http] tenant_objects_max` and `tenant_webhooks_max`: a tenant's own admins may add an
+    /// object (domain, connector, user, route, console account; webhook) while the tenant has
+    /// fewer than this many of its kind (0: no limit); operators and the command line may add
+    /// more.
+    pub http_tenant_objects_max: usize,
+    pub http_tenant_webhooks_max: usize,
     pub data_dir: PathBuf,
     /// `[storage] database_url`: cluster mode, on the PostgreSQL every node shares.
     pub database_url: Option<String>,
@@ -494,6 +500,8 @@ impl Config {
                 "http.trusted_proxies",
             )?,
             http_tenant_changes_per_hour: raw.http.tenant_changes_per_hour.unwrap_or(600),
+            http_tenant_objects_max: raw.http.tenant_objects_max.unwrap_or(10_000),
+            http_tenant_webhooks_max: raw.http.tenant_webhooks_max.unwrap_or(20),
             http_public_url: match raw.http.public_url.as_deref().map(str::trim) {
                 None | Some("") => None,
                 Some(u)

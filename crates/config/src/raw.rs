@@ -157,6 +157,10 @@ pub struct RawHttp {
     pub public_url: Option<String>,
     /// Changes a tenant's own admins may make per hour, through the API and the console.
     pub tenant_changes_per_hour: Option<usize>,
+    /// How many domains, connectors, users, routes or console accounts of each kind (and
+    /// webhooks) a tenant may have for its own admins to add another.
+    pub tenant_objects_max: Option<usize>,
+    pub tenant_webhooks_max: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

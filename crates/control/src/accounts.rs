@@ -249,6 +249,8 @@ impl Control {
                 if self.store.tenant(t).await?.is_none() {
                     return Err(NotFound(format!("no tenant {t}")));
                 }
+                let have = self.store.accounts(Some(t)).await?.len();
+                self.room_for(actor, "accounts", have)?;
             }
             (AccountRole::Admin | AccountRole::Reader, None) => {
                 invalid!("admin and reader accounts need a tenant")

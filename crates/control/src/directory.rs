@@ -250,6 +250,7 @@ impl Control {
         if !is_name(&c.name) {
             invalid!("a connector name is 1 to 64 letters, digits, '.', '-' or '_'");
         }
+        self.room_for(actor, "connectors", data.connectors.len())?;
         let mut ranges = Vec::with_capacity(c.ips.len());
         for ip in &c.ips {
             match relayward_tenancy::parse_net(ip) {
@@ -395,6 +396,7 @@ impl Control {
             invalid!("host '{host}' is not a host name or address with an optional :port");
         }
         let data = self.store.tenant_data(tenant).await?;
+        self.room_for(actor, "routes", data.as_ref().map_or(0, |d| d.routes.len()))?;
         let own = data.as_ref().is_some_and(|d| {
             d.domains
                 .iter()
@@ -429,6 +431,7 @@ impl Control {
         if !is_address(&address) {
             invalid!("'{address}' is not an e-mail address");
         }
+        self.room_for(actor, "users", data.users.len())?;
         let domain = relayward_tenancy::domain_of(&address);
         if !data.domains.iter().any(|d| d.name == domain) {
             invalid!("{domain} is not one of the tenant's domains; add it first");

@@ -88,6 +88,8 @@ impl Control {
         if !valid {
             invalid!("'{name}' is not a domain name");
         }
+        let have = self.store.tenant_data(tenant).await?;
+        self.room_for(actor, "domains", have.map_or(0, |d| d.domains.len()))?;
         // A domain another tenant has proven is its own, or one above or below it, is not
         // for this tenant to claim (the exact name is refused by the store as a duplicate).
         let related = self.store.related_domains(&name).await?;

@@ -159,6 +159,10 @@ pub struct Control {
     pub passwords: Option<Arc<crate::passwords::Checker>>,
     /// `[http] tenant_changes_per_hour` (0: no limit).
     pub tenant_changes_per_hour: usize,
+    /// `[http] tenant_objects_max` (0: no limit).
+    pub tenant_objects_max: usize,
+    /// `[http] tenant_webhooks_max` (0: no limit).
+    pub tenant_webhooks_max: usize,
     /// `[webhooks] allow_private_addresses`: a webhook URL may name an address off the public
     /// internet.
     pub webhooks_to_private: bool,
@@ -202,8 +206,30 @@ impl Control {
             widest: config.widest_connector,
             passwords: None,
             tenant_changes_per_hour: config.http_tenant_changes_per_hour,
+            tenant_objects_max: config.http_tenant_objects_max,
+            tenant_webhooks_max: config.http_tenant_webhooks_max,
             webhooks_to_private: config.webhooks.allow_private,
         }
+    }
+
+    /// Refuses a tenant admin's new object of a kind (`domains`, `webhooks`, ...) the tenant
+    /// already has `have` of, once that is `[http] tenant_objects_max` (`tenant_webhooks_max`
+    /// for webhooks, which each event is sent to). Every object is a claim every tenant's
+    /// requests are checked against and a part of the directory every node rebuilds, so the
+    /// hourly limit on changes bounds how fast a tenant's script adds them and this bounds how
+    /// many. Operators (and the command line) may add more.
+    pub(crate) fn room_for(&self, actor: &Actor, kind: &str, have: usize) -> Result<()> {
+        let (most, key) = if kind == "webhooks" {
+            (self.tenant_webhooks_max, "tenant_webhooks_max")
+        } else {
+            (self.tenant_objects_max, "tenant_objects_max")
+        };
+        if actor.role == Role::Operator || most == 0 || have < most {
+            return Ok(());
+        }
+        Err(Forbidden(format!(
+            "the tenant has {have} {kind}, the most its admins may add ([http] {key} = {most}); remove one first, or ask the operator"
+        )))
     }
 
     /// Counts a change a tenant's own admin makes through the API or the console: `Err` with

@@ -174,6 +174,8 @@ impl Control {
         if self.store.tenant(tenant).await?.is_none() {
             return Err(NotFound(format!("no tenant {tenant}")));
         }
+        let have = self.store.webhooks(Some(tenant)).await?.len();
+        self.room_for(actor, "webhooks", have)?;
         let hook = Webhook {
             id: format!("wh_{}", random_hex(8)),
             tenant: tenant.to_string(),

@@ -1078,3 +1078,96 @@ fn one_tenants_changes_per_hour_are_bounded_and_only_its_own() {
     let (status, json) = add(&ops, "contoso", "ops.contoso.example");
     assert_eq!(status, 201, "operators are not counted: {json}");
 }
+
+/// The hourly limit bounds how fast one tenant's admins add objects; `[http]
+/// tenant_objects_max` bounds how many of each kind they may have (every one is a claim the
+/// others are checked against and a part of the directory every node rebuilds), and
+/// `tenant_webhooks_max` how many webhooks each event is sent to. Past it, 403 naming the key,
+/// and nothing added; a removed object makes room; operators and other tenants are not held.
+#[test]
+fn a_tenants_admins_may_add_so_many_objects_of_each_kind() {
+    let relay = Relay::start("[http]\ntenant_objects_max = 2\ntenant_webhooks_max = 1\n");
+    relay.cli(&["tenant", "add", "contoso"]);
+    relay.cli(&["tenant", "add", "fabrikam"]);
+    let admin = token(
+        &relay,
+        &["--name", "a", "--role", "admin", "--tenant", "contoso"],
+    );
+    let other = token(
+        &relay,
+        &["--name", "f", "--role", "admin", "--tenant", "fabrikam"],
+    );
+    let ops = token(&relay, &["--name", "o", "--role", "operator"]);
+    let post = |tok: &str, tenant: &str, kind: &str, body: String| {
+        relay.api(
+            "POST",
+            &format!("/api/v1/tenants/{tenant}/{kind}"),
+            Some(tok),
+            Some(&body),
+        )
+    };
+    let refused = |(status, json): (u16, serde_json::Value), key: &str| {
+        assert_eq!(status, 403, "{json}");
+        let text = json["error"].as_str().unwrap_or("");
+        assert!(text.contains(key), "{json}");
+    };
+    // Each kind, with the body of its i-th object.
+    type Kind = (&'static str, fn(u32) -> String);
+    let kinds: [Kind; 3] = [
+        ("domains", |i| {
+            format!(r#"{{"name": "d{i}.contoso.example"}}"#)
+        }),
+        ("users", |i| {
+            format!(r#"{{"address": "u{i}@contoso.example"}}"#)
+        }),
+        ("connectors", |i| {
+            format!(r#"{{"name": "c{i}", "ips": ["192.0.2.{i}"]}}"#)
+        }),
+    ];
+    for (kind, body) in kinds {
+        if kind == "users" {
+            // The operator may add more (here the verified domain the users need).
+            relay.cli(&["domain", "add", "contoso", "contoso.example", "--verified"]);
+        }
+        for i in 0..2 {
+            let (status, json) = post(&admin, "contoso", kind, body(i));
+            assert_eq!(status, 201, "{kind} {i}: {json}");
+        }
+        refused(post(&admin, "contoso", kind, body(2)), "tenant_objects_max");
+        let (status, list) = relay.api(
+            "GET",
+            &format!("/api/v1/tenants/contoso/{kind}"),
+            Some(&admin),
+            None,
+        );
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list[kind].as_array().map(Vec::len), Some(2), "{list}");
+    }
+    let hook = |i: u32| format!(r#"{{"url": "https://hooks{i}.contoso.example/"}}"#);
+    let (status, json) = post(&admin, "contoso", "webhooks", hook(0));
+    assert_eq!(status, 201, "{json}");
+    refused(
+        post(&admin, "contoso", "webhooks", hook(1)),
+        "tenant_webhooks_max",
+    );
+    // A removed user makes room for another.
+    let (status, json) = relay.api(
+        "DELETE",
+        "/api/v1/tenants/contoso/users/u0@contoso.example",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 204, "{json}");
+    let (status, json) = post(&admin, "contoso", "users", kinds[1].1(5));
+    assert_eq!(status, 201, "{json}");
+    // The operator may add more through the API too; another tenant has its own room.
+    let (status, json) = post(&ops, "contoso", "connectors", kinds[2].1(7));
+    assert_eq!(status, 201, "{json}");
+    let (status, json) = post(
+        &other,
+        "fabrikam",
+        "domains",
+        r#"{"name": "fabrikam.example"}"#.into(),
+    );
+    assert_eq!(status, 201, "{json}");
+}
