@@ -904,3 +904,59 @@ fn an_operator_works_the_queue_and_restricts_a_user_by_hand() {
     let bad: Vec<_> = b.checked.iter().filter(|(_, v)| !v.is_empty()).collect();
     assert!(bad.is_empty(), "axe-core: {bad:#?}");
 }
+
+/// A tenant admin's changes in the console and through the API are one count
+/// (`[http] tenant_changes_per_hour`): past it the console says when to try again, and
+/// nothing changes.
+#[test]
+fn a_tenant_admins_changes_in_the_console_count_toward_the_hourly_limit() {
+    let Some(mut b) = Browser::start("en") else {
+        return;
+    };
+    let w = words("en");
+    let relay = Relay::start("[http]\ntenant_changes_per_hour = 2\n");
+    let base = format!("http://{}", relay.http);
+    relay.cli(&["tenant", "add", "contoso"]);
+    let out = relay.cli(&[
+        "account",
+        "create",
+        "it@contoso.example",
+        "--role",
+        "admin",
+        "--tenant",
+        "contoso",
+    ]);
+    let url = set_up_and_sign_in(&mut b, &relay, &w, &setup_path(&out), "it@contoso.example");
+    assert!(url.ends_with("/t/contoso"), "{url}");
+    let add = |b: &mut Browser, name: &str| {
+        b.go(&format!("{base}/t/contoso/domains"));
+        b.fill("#domain", name);
+        b.click("main form.card button");
+        b.text()
+    };
+    // The first change in the console, the second through the API with the tenant's token.
+    has(
+        &add(&mut b, "one.contoso.example"),
+        word(&w, "done_domain_added"),
+        "the first change",
+    );
+    let admin = relay.token(&["--name", "a", "--role", "admin", "--tenant", "contoso"]);
+    let (status, json) = relay.api(
+        "POST",
+        "/api/v1/tenants/contoso/domains",
+        Some(&admin),
+        Some(r#"{"name": "two.contoso.example"}"#),
+    );
+    assert_eq!(status, 201, "{json}");
+    let page = add(&mut b, "three.contoso.example");
+    has(&page, lead(&w, "too_many_changes"), "the third change");
+    assert!(
+        !page.contains(word(&w, "done_domain_added")),
+        "nothing added: {page}"
+    );
+    b.axe("too many changes");
+    b.go(&format!("{base}/t/contoso/domains"));
+    let page = b.text();
+    has(&page, "two.contoso.example", "the API's change is listed");
+    assert!(!page.contains("three.contoso.example"), "{page}");
+}
