@@ -25,11 +25,7 @@ impl Span {
     /// A range written as an address or a CIDR range (`192.0.2.7`, `2001:db8::/48`); what a
     /// connector's `ips` hold. `None` for anything else.
     pub fn parse(s: &str) -> Option<Span> {
-        let s = s.trim();
-        let net = s
-            .parse::<IpNet>()
-            .ok()
-            .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))?;
+        let net = parse_range(s)?;
         Some(Span::of(net.addr(), net.prefix_len()))
     }
 
@@ -75,6 +71,16 @@ fn mask(len: u8) -> u128 {
 
 fn hex(v: u128) -> String {
     format!("{v:032x}")
+}
+
+/// An address or a CIDR range as connectors and the configuration write them (`192.0.2.7`,
+/// `2001:db8::/48`), spaces around it ignored: the one grammar the claim index and the
+/// directory (`relayward_tenancy::parse_net`) read.
+pub fn parse_range(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 /// The spans of a connector's `ips`; entries that are not ranges are skipped (the directory

@@ -334,11 +334,7 @@ pub struct SenderProbe<'a> {
 /// their canonical address (on a dual-stack listener too), and a claim written so must meet
 /// the IPv4 claims it overlaps and the IPv4 width limit.
 pub fn parse_net(s: &str) -> Option<IpNet> {
-    let s = s.trim();
-    let net = s
-        .parse::<IpNet>()
-        .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))?;
+    let net = relayward_store::spans::parse_range(s)?;
     if let IpNet::V6(v6) = net
         && let Some(v4) = v6.addr().to_ipv4_mapped()
         && let Some(len) = v6.prefix_len().checked_sub(96)

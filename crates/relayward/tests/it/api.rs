@@ -20,6 +20,23 @@ fn token(relay: &Relay, args: &[&str]) -> String {
     relay.cli(&a).trim().to_string()
 }
 
+/// Tenants contoso and fabrikam: an admin token of each, and an operator's.
+fn two_tenants(relay: &Relay) -> (String, String, String) {
+    relay.cli(&["tenant", "add", "contoso"]);
+    relay.cli(&["tenant", "add", "fabrikam"]);
+    (
+        token(
+            relay,
+            &["--name", "a", "--role", "admin", "--tenant", "contoso"],
+        ),
+        token(
+            relay,
+            &["--name", "f", "--role", "admin", "--tenant", "fabrikam"],
+        ),
+        token(relay, &["--name", "o", "--role", "operator"]),
+    )
+}
+
 fn setup() -> (Relay, Tokens) {
     let relay = Relay::start("");
     relay.cli(&["tenant", "add", "contoso", "--admin", "it@contoso.example"]);
@@ -1032,17 +1049,7 @@ fn the_openapi_document_lists_what_is_served() {
 #[test]
 fn one_tenants_changes_per_hour_are_bounded_and_only_its_own() {
     let relay = Relay::start("[http]\ntenant_changes_per_hour = 3\n");
-    relay.cli(&["tenant", "add", "contoso"]);
-    relay.cli(&["tenant", "add", "fabrikam"]);
-    let admin = token(
-        &relay,
-        &["--name", "a", "--role", "admin", "--tenant", "contoso"],
-    );
-    let other = token(
-        &relay,
-        &["--name", "f", "--role", "admin", "--tenant", "fabrikam"],
-    );
-    let ops = token(&relay, &["--name", "o", "--role", "operator"]);
+    let (admin, other, ops) = two_tenants(&relay);
     let add = |tok: &str, tenant: &str, name: &str| {
         relay.api(
             "POST",
@@ -1087,17 +1094,7 @@ fn one_tenants_changes_per_hour_are_bounded_and_only_its_own() {
 #[test]
 fn a_tenants_admins_may_add_so_many_objects_of_each_kind() {
     let relay = Relay::start("[http]\ntenant_objects_max = 2\ntenant_webhooks_max = 1\n");
-    relay.cli(&["tenant", "add", "contoso"]);
-    relay.cli(&["tenant", "add", "fabrikam"]);
-    let admin = token(
-        &relay,
-        &["--name", "a", "--role", "admin", "--tenant", "contoso"],
-    );
-    let other = token(
-        &relay,
-        &["--name", "f", "--role", "admin", "--tenant", "fabrikam"],
-    );
-    let ops = token(&relay, &["--name", "o", "--role", "operator"]);
+    let (admin, other, ops) = two_tenants(&relay);
     let post = |tok: &str, tenant: &str, kind: &str, body: String| {
         relay.api(
             "POST",
