@@ -14,7 +14,9 @@ use relayward_guard::Role;
 use relayward_store::{Account, Session};
 use serde_json::json;
 
-use crate::{AccountRole, Actor, Control, NotFound, Result, Via, random_hex, sha256_hex};
+use crate::{
+    AccountRole, Actor, Control, Forbidden, NotFound, Result, Via, random_hex, sha256_hex,
+};
 use relayward_clock::now_ms;
 
 pub const SESSION_COOKIE: &str = "rw_session";
@@ -251,6 +253,7 @@ impl Control {
                 }
                 let have = self.store.accounts(Some(t)).await?.len();
                 self.room_for(actor, "accounts", have)?;
+                self.email_not_anothers(&email, t, actor).await?;
             }
             (AccountRole::Admin | AccountRole::Reader, None) => {
                 invalid!("admin and reader accounts need a tenant")
@@ -286,6 +289,25 @@ impl Control {
         )
         .await?;
         Ok((account, token))
+    }
+
+    /// An account's e-mail address is a claim like any other address: a tenant's admin may not
+    /// give its tenant an account at a domain another tenant has verified (it would hold that
+    /// address's sign-in, and the other tenant could not have it). Operators may.
+    async fn email_not_anothers(&self, email: &str, tenant: &str, actor: &Actor) -> Result<()> {
+        if actor.role == Role::Operator {
+            return Ok(());
+        }
+        let domain = relayward_tenancy::domain_of(email);
+        let related = self.store.related_domains(&domain).await?;
+        if related.iter().any(|d| {
+            d.tenant != tenant && d.verified && relayward_tenancy::claims::within(&domain, &d.name)
+        }) {
+            return Err(Forbidden(format!(
+                "{email} is at a domain another tenant has verified: an account there is that tenant's to make (ask the operator)"
+            )));
+        }
+        Ok(())
     }
 
     async fn setup_account(&self, token: &str) -> Result<Account> {

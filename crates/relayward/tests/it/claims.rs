@@ -303,3 +303,42 @@ fn the_configuration_file_cannot_give_one_tenants_host_to_another() {
         "{err}"
     );
 }
+
+/// An account's e-mail address is a claim too: fabrikam's admin may not make fabrikam an
+/// account at contoso's verified domain (or below it), which would hold that sign-in and keep
+/// contoso from having it. Its own domain and a domain nobody verified are fine; an operator
+/// may.
+#[test]
+fn a_tenant_admin_cannot_make_accounts_at_another_tenants_domain() {
+    let rx = Receiver::start(false);
+    let (relay, admin, ops) = setup(&rx);
+    let accounts = "/api/v1/tenants/fabrikam/accounts";
+    for email in ["director@contoso.example", "it@mail.contoso.example"] {
+        refused(
+            &relay,
+            "POST",
+            accounts,
+            &admin,
+            &format!(r#"{{"email": "{email}", "role": "admin"}}"#),
+            "another tenant has verified",
+        );
+    }
+    for email in ["it@fabrikam.example", "helpdesk@msp.example"] {
+        let (status, json) = relay.api(
+            "POST",
+            accounts,
+            Some(&admin),
+            Some(&format!(r#"{{"email": "{email}", "role": "reader"}}"#)),
+        );
+        assert_eq!(status, 201, "{email}: {json}");
+    }
+    let (_, list) = relay.api("GET", accounts, Some(&admin), None);
+    assert!(!list.to_string().contains("contoso"), "{list}");
+    let (status, json) = relay.api(
+        "POST",
+        accounts,
+        Some(&ops),
+        Some(r#"{"email": "director@contoso.example", "role": "reader"}"#),
+    );
+    assert_eq!(status, 201, "an operator may: {json}");
+}
