@@ -736,11 +736,20 @@ fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let routes = t
+    let routes: Vec<(String, String)> = t
         .routes
         .into_iter()
         .map(|r| (r.domain.to_ascii_lowercase(), r.host))
         .collect();
+    // A route takes every sender's mail for its domain, so it is followed only for a verified
+    // domain of its own tenant; say so here rather than let it lie unused.
+    for (domain, _) in &routes {
+        if !domains.iter().any(|d| d.verified && d.name == *domain) {
+            bail!(
+                "{at}: route for {domain}: a route needs one of this tenant's domains, verified (it takes every sender's mail for the domain)"
+            );
+        }
+    }
     let limits = match &t.limits {
         Some(raw) => Limits::apply(base, raw, &format!("{at}.limits"))?,
         None => base.clone(),

@@ -397,15 +397,24 @@ impl Control {
         }
         let data = self.store.tenant_data(tenant).await?;
         self.room_for(actor, "routes", data.as_ref().map_or(0, |d| d.routes.len()))?;
-        let own = data.as_ref().is_some_and(|d| {
+        // A route takes every tenant's mail for the domain: only its proven owner may set one.
+        let own = data.as_ref().and_then(|d| {
             d.domains
                 .iter()
-                .any(|x| x.name.eq_ignore_ascii_case(&domain))
+                .find(|x| x.name.eq_ignore_ascii_case(&domain))
         });
-        if !own {
-            return Err(Forbidden(format!(
-                "{domain} is not an accepted domain of {tenant}: add the domain first"
-            )));
+        match own {
+            None => {
+                return Err(Forbidden(format!(
+                    "{domain} is not an accepted domain of {tenant}: add the domain first"
+                )));
+            }
+            Some(d) if !d.verified => {
+                return Err(Forbidden(format!(
+                    "{domain} is not verified: a route takes every sender's mail for the domain, so it needs the domain's TXT proof first"
+                )));
+            }
+            Some(_) => {}
         }
         let route = Route {
             tenant: tenant.to_string(),

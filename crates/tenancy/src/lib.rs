@@ -1040,15 +1040,18 @@ impl Directory {
         })
     }
 
-    /// The tenant's own server for this recipient domain, if it has one.
+    /// The tenant's own server for this recipient domain, if it has one. A route takes every
+    /// tenant's mail for the domain, so it counts only while the domain is a verified accepted
+    /// domain of the route's own tenant (the name itself, or a parent with "match
+    /// subdomains", whose subdomains go where it goes): a route for a domain its tenant has
+    /// not proven, or no longer holds, is not followed.
     pub fn route(&self, domain: &str) -> Option<&Route> {
-        let domain = domain.to_ascii_lowercase();
-        if let Some(r) = self.routes.get(&domain) {
-            return Some(r);
-        }
-        // A subdomain of a "match subdomains" domain goes where its parent goes.
-        let accepted = self.accepted_domain(&domain)?;
-        self.routes.get(accepted.name)
+        let accepted = self.accepted_domain(domain)?;
+        let r = self
+            .routes
+            .get(&domain.to_ascii_lowercase())
+            .or_else(|| self.routes.get(accepted.name))?;
+        (r.tenant == accepted.tenant).then_some(r)
     }
 }
 
@@ -1181,6 +1184,46 @@ mod tests {
         assert!(d.accepted_domain("a.b.relay.contoso.example").is_some());
         assert!(d.accepted_domain("pending.example").is_none());
         assert!(d.accepted_domain("example").is_none());
+    }
+
+    /// A route takes every sender's mail for its domain: it is followed only for a verified
+    /// domain of its own tenant (or a subdomain of one that matches subdomains).
+    #[test]
+    fn a_route_is_followed_only_for_its_tenants_verified_domain() {
+        let mut data = data();
+        data.tenants.push(tenant("fabrikam"));
+        let route = |tenant: &str, domain: &str| relayward_store::Route {
+            tenant: tenant.into(),
+            domain: domain.into(),
+            host: format!("mail.{domain}:25"),
+        };
+        data.routes = vec![
+            route("contoso", "contoso.example"),
+            route("contoso", "relay.contoso.example"),
+            route("contoso", "pending.example"),
+            route("fabrikam", "partner.example"),
+        ];
+        // Another tenant's route for contoso's own domain, as a store might still hold one.
+        data.routes
+            .push(route("fabrikam", "sub.relay.contoso.example"));
+        let d = Directory::build(data);
+        let host = |domain: &str| d.route(domain).map(|r| r.host.clone());
+        assert_eq!(
+            host("Contoso.Example").as_deref(),
+            Some("mail.contoso.example:25")
+        );
+        assert_eq!(
+            host("a.relay.contoso.example").as_deref(),
+            Some("mail.relay.contoso.example:25")
+        );
+        assert_eq!(host("pending.example"), None, "not verified");
+        assert_eq!(host("partner.example"), None, "no tenant's verified domain");
+        assert_eq!(
+            host("sub.relay.contoso.example"),
+            None,
+            "another tenant's domain"
+        );
+        assert_eq!(host("elsewhere.example"), None);
     }
 
     #[test]

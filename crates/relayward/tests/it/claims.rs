@@ -262,6 +262,17 @@ fn the_configuration_file_cannot_give_one_tenants_host_to_another() {
     );
     let (ok, err) = check(&two("", ", allow_overlap = true"));
     assert!(ok, "{err}");
+    // A route takes every sender's mail for its domain: only for the tenant's verified domain.
+    let routed = |verified: bool| {
+        format!(
+            "[[tenants]]\nname = \"shadow\"\ndomains = [ {{ name = \"partner.example\", verified = {verified} }} ]\n\
+             routes = [ {{ domain = \"partner.example\", host = \"127.0.0.1:2600\" }} ]\n"
+        )
+    };
+    let (ok, err) = check(&routed(false));
+    assert!(!ok && err.contains("route for partner.example"), "{err}");
+    let (ok, err) = check(&routed(true));
+    assert!(ok, "{err}");
     let (ok, err) = check(
         "[[tenants]]\nname = \"a\"\nconnectors = [ { name = \"c\", ips = [\"10.0.0.0/16\"] } ]\n",
     );
@@ -341,4 +352,29 @@ fn a_tenant_admin_cannot_make_accounts_at_another_tenants_domain() {
         Some(r#"{"email": "director@contoso.example", "role": "reader"}"#),
     );
     assert_eq!(status, 201, "an operator may: {json}");
+}
+
+/// A route takes every tenant's mail for its domain, so even the operator's command line sets
+/// one only for a domain its tenant has verified.
+#[test]
+fn a_route_needs_its_domain_verified() {
+    let rx = Receiver::start(false);
+    let (relay, _, _) = setup(&rx);
+    relay.cli(&["domain", "add", "fabrikam", "partner.example"]);
+    let (ok, out) = relay.cli_status(&[
+        "route",
+        "add",
+        "fabrikam",
+        "partner.example",
+        "127.0.0.1:2600",
+    ]);
+    assert!(!ok && out.contains("not verified"), "{out}");
+    let (ok, out) = relay.cli_status(&[
+        "route",
+        "add",
+        "fabrikam",
+        "fabrikam.example",
+        "127.0.0.1:2600",
+    ]);
+    assert!(ok, "{out}");
 }
