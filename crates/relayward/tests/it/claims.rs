@@ -378,3 +378,21 @@ fn a_route_needs_its_domain_verified() {
     ]);
     assert!(ok, "{out}");
 }
+
+/// Each address of a connector is checked against every other tenant's claims, so one
+/// request lists at most 100 of them.
+#[test]
+fn a_connector_lists_at_most_a_hundred_addresses() {
+    let rx = Receiver::start(false);
+    let (relay, admin, _) = setup(&rx);
+    let body = |name: &str, n: u32| {
+        let ips: Vec<String> = (0..n).map(|i| format!("\"2001:db8:{i:x}::1\"")).collect();
+        format!(r#"{{"name": "{name}", "ips": [{}]}}"#, ips.join(","))
+    };
+    let conns = "/api/v1/tenants/fabrikam/connectors";
+    let (status, json) = relay.api("POST", conns, Some(&admin), Some(&body("many", 101)));
+    assert_eq!(status, 422, "{json}");
+    assert!(json.to_string().contains("at most 100"), "{json}");
+    let (status, json) = relay.api("POST", conns, Some(&admin), Some(&body("hundred", 100)));
+    assert_eq!(status, 201, "{json}");
+}
