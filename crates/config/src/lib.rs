@@ -691,6 +691,14 @@ fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {
     }
     let mut connectors = Vec::new();
     for c in t.connectors {
+        if c.ips.len() > relayward_tenancy::claims::MOST_RANGES {
+            bail!(
+                "{at}: connector {}: lists {} addresses or ranges, at most {}; make another connector for more",
+                c.name,
+                c.ips.len(),
+                relayward_tenancy::claims::MOST_RANGES
+            );
+        }
         for ip in &c.ips {
             if relayward_tenancy::parse_net(ip).is_none() {
                 bail!(

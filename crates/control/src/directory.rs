@@ -149,11 +149,6 @@ async fn hash_password(p: String) -> Result<String> {
         .map_err(crate::Internal)
 }
 
-/// The most addresses and ranges one connector lists: each is checked against every other
-/// tenant's claims (an index read for each enclosing network), so a request's cost stays
-/// bounded; a tenant with more servers makes more connectors.
-const MOST_RANGES: usize = 100;
-
 impl Control {
     async fn tenant_row(&self, name: &str) -> Result<Tenant> {
         self.store
@@ -256,9 +251,10 @@ impl Control {
             invalid!("a connector name is 1 to 64 letters, digits, '.', '-' or '_'");
         }
         self.room_for(actor, "connectors", data.connectors.len())?;
-        if c.ips.len() > MOST_RANGES {
+        if c.ips.len() > claims::MOST_RANGES {
             invalid!(
-                "a connector lists at most {MOST_RANGES} addresses or ranges (this one {}); make another connector for more",
+                "a connector lists at most {} addresses or ranges (this one {}); make another connector for more",
+                claims::MOST_RANGES,
                 c.ips.len()
             );
         }

@@ -39,6 +39,11 @@ pub fn too_wide(ranges: &[IpNet], widest: Widest) -> Option<(IpNet, u8)> {
     })
 }
 
+/// The most addresses and ranges one connector lists: each is checked against every other
+/// tenant's claims (an index read for each of its enclosing networks), so a request's cost stays
+/// bounded; a tenant with more servers makes more connectors.
+pub const MOST_RANGES: usize = 100;
+
 /// Another tenant's connector whose ranges overlap one of `ranges`: (our range, its range, it).
 pub fn overlapping<'a>(
     tenant: &str,

@@ -273,6 +273,12 @@ fn the_configuration_file_cannot_give_one_tenants_host_to_another() {
     assert!(!ok && err.contains("route for partner.example"), "{err}");
     let (ok, err) = check(&routed(true));
     assert!(ok, "{err}");
+    let many: Vec<String> = (0..101).map(|i| format!("\"2001:db8:{i:x}::1\"")).collect();
+    let (ok, err) = check(&format!(
+        "[[tenants]]\nname = \"a\"\nconnectors = [ {{ name = \"c\", ips = [{}] }} ]\n",
+        many.join(",")
+    ));
+    assert!(!ok && err.contains("at most 100"), "{err}");
     let (ok, err) = check(
         "[[tenants]]\nname = \"a\"\nconnectors = [ { name = \"c\", ips = [\"10.0.0.0/16\"] } ]\n",
     );
