@@ -16,6 +16,7 @@ mod tenant;
 mod units;
 
 pub use raw::*;
+use tenant::tenant_config;
 pub use tenant::{ConnectorConfig, DomainConfig, TenantConfig, UserConfig};
 pub use units::{parse_duration, parse_size};
 
@@ -652,140 +653,6 @@ impl Config {
             tenants,
         })
     }
-}
-
-fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig> {
-    let at = format!("tenant '{}'", t.name);
-    let language = t.language.unwrap_or_else(|| "en".into());
-    if language != "en" && language != "es" {
-        bail!("{at}: language must be \"en\" or \"es\" (got \"{language}\")");
-    }
-    if let Some(d) = &t.subscription_ends
-        && !relayward_clock::is_date(d)
-    {
-        bail!("{at}: subscription_ends must be a date like 2027-12-31 (got \"{d}\")");
-    }
-    let mut domains = Vec::new();
-    for d in t.domains {
-        let kind = match d.kind.as_deref() {
-            None => relayward_store::DomainKind::Authoritative,
-            Some(k) => relayward_store::DomainKind::parse(k).ok_or_else(|| {
-                anyhow!(
-                    "{at}: domain {} has kind \"{k}\"; use authoritative or internal_relay",
-                    d.name
-                )
-            })?,
-        };
-        if d.match_subdomains && kind != relayward_store::DomainKind::InternalRelay {
-            bail!(
-                "{at}: domain {}: match_subdomains is for internal_relay domains only",
-                d.name
-            );
-        }
-        domains.push(DomainConfig {
-            name: d.name.to_ascii_lowercase(),
-            kind,
-            verified: d.verified,
-            match_subdomains: d.match_subdomains,
-        });
-    }
-    let mut connectors = Vec::new();
-    for c in t.connectors {
-        if c.ips.len() > relayward_tenancy::claims::MOST_RANGES {
-            bail!(
-                "{at}: connector {}: lists {} addresses or ranges, at most {}; make another connector for more",
-                c.name,
-                c.ips.len(),
-                relayward_tenancy::claims::MOST_RANGES
-            );
-        }
-        for ip in &c.ips {
-            if relayward_tenancy::parse_net(ip).is_none() {
-                bail!(
-                    "{at}: connector {}: \"{ip}\" is not an address or CIDR range",
-                    c.name
-                );
-            }
-        }
-        if c.ips.is_empty() && c.cert_name.is_none() {
-            bail!("{at}: connector {} needs ips or a cert_name", c.name);
-        }
-        // SPEC section 1: by default only certificate connectors whose name is in an accepted
-        // domain may relay for other sender domains.
-        let default_relay = c.cert_name.as_deref().is_some_and(|n| {
-            let n = n.trim_start_matches("*.").to_ascii_lowercase();
-            domains
-                .iter()
-                .any(|d| d.verified && (n == d.name || n.ends_with(&format!(".{}", d.name))))
-        });
-        connectors.push(ConnectorConfig {
-            relay_unregistered: c.relay_unregistered.unwrap_or(default_relay),
-            name: c.name,
-            ips: c.ips,
-            cert_name: c.cert_name,
-            require_tls: c.require_tls,
-            allow_overlap: c.allow_overlap,
-            allow_wide: c.allow_wide,
-        });
-    }
-    let users = t
-        .users
-        .into_iter()
-        .map(|u| {
-            if !u.address.contains('@') {
-                bail!("{at}: user \"{}\" is not an email address", u.address);
-            }
-            Ok(UserConfig {
-                address: u.address.to_ascii_lowercase(),
-                password: u.password,
-                aliases: u.aliases,
-                forward_only: u.forward_only,
-                forward_to: u.forward_to.map(|f| f.to_ascii_lowercase()),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let routes: Vec<(String, String)> = t
-        .routes
-        .into_iter()
-        .map(|r| (r.domain.to_ascii_lowercase(), r.host))
-        .collect();
-    // A route takes every sender's mail for its domain, so it is followed only for a verified
-    // domain of its own tenant; say so here rather than let it lie unused.
-    for (domain, _) in &routes {
-        if !domains.iter().any(|d| d.verified && d.name == *domain) {
-            bail!(
-                "{at}: route for {domain}: a route needs one of this tenant's domains, verified (it takes every sender's mail for the domain)"
-            );
-        }
-    }
-    let limits = match &t.limits {
-        Some(raw) => Limits::apply(base, raw, &format!("{at}.limits"))?,
-        None => base.clone(),
-    };
-    let forwarding = match t.forwarding.as_deref() {
-        None if !t.forwarding_domains.is_empty() => relayward_store::Forwarding::Listed,
-        None => relayward_store::Forwarding::On,
-        Some(f) => relayward_store::Forwarding::parse(f).ok_or_else(|| {
-            anyhow!("{at}: forwarding must be \"on\", \"off\" or \"listed\" (got \"{f}\")")
-        })?,
-    };
-    Ok(TenantConfig {
-        forwarding,
-        forwarding_domains: t
-            .forwarding_domains
-            .iter()
-            .map(|d| d.to_ascii_lowercase())
-            .collect(),
-        name: t.name,
-        language,
-        subscription_ends: t.subscription_ends,
-        admins: t.admins,
-        domains,
-        connectors,
-        users,
-        routes,
-        limits,
-    })
 }
 
 /// The machine's own name (the kernel's), else "relayward".
