@@ -26,17 +26,29 @@ pub(super) async fn index_connector(c: &impl GenericClient, k: &Connector) -> Re
     Ok(())
 }
 
-/// Indexes every connector written before the index existed (schema step 5).
+/// Indexes every connector written before the index existed (schema step 5), ten thousand
+/// spans a statement: a large directory's migration is not a round trip per connector while
+/// the other nodes wait for the migration lock.
 pub(super) async fn index_claims(c: &impl GenericClient) -> Result<()> {
+    const BATCH: usize = 10_000;
     let all = rows(c, "SELECT tenant, name, ips FROM connectors", &[]).await?;
-    for r in all {
+    let mut columns: [Vec<String>; 4] = Default::default();
+    for (i, r) in all.iter().enumerate() {
         let (tenant, name, ips): (String, String, String) =
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
         for s in spans_of(&from_json(ips)) {
+            columns[0].push(tenant.clone());
+            columns[1].push(name.clone());
+            columns[2].push(s.lo());
+            columns[3].push(s.hi());
+        }
+        if columns[0].len() >= BATCH || i + 1 == all.len() {
+            let [t, n, lo, hi] = std::mem::take(&mut columns);
             exec(
                 c,
-                "INSERT INTO connector_ranges (tenant, connector, lo, hi) VALUES ($1, $2, $3, $4)",
-                &[&tenant, &name, &s.lo(), &s.hi()],
+                "INSERT INTO connector_ranges (tenant, connector, lo, hi)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])",
+                &[&t, &n, &lo, &hi],
             )
             .await?;
         }
