@@ -511,6 +511,17 @@ async fn managed_tenants_refuse_changes_and_missing_objects_are_named(store: &dy
     assert!(matches!(err, Err(StoreError::Invalid(_))), "{err:?}");
 }
 
+/// The names of the domains `related_domains` answers for `name`.
+async fn related_names(store: &dyn Store, name: &str) -> Vec<String> {
+    store
+        .related_domains(name)
+        .await
+        .expect("related")
+        .into_iter()
+        .map(|d| d.name)
+        .collect()
+}
+
 async fn related_domains_are_the_parents_and_everything_below(store: &dyn Store) {
     store.add_tenant(&tenant("a")).await.expect("tenant");
     for name in [
@@ -522,25 +533,13 @@ async fn related_domains_are_the_parents_and_everything_below(store: &dyn Store)
     ] {
         store.add_domain(&domain("a", name)).await.expect("domain");
     }
-    let mut names: Vec<String> = store
-        .related_domains("Mail.Example.com.")
-        .await
-        .expect("related")
-        .into_iter()
-        .map(|d| d.name)
-        .collect();
+    let mut names: Vec<String> = related_names(store, "Mail.Example.com.").await;
     names.sort();
     assert_eq!(
         names,
         ["example.com", "mail.example.com", "x.mail.example.com"]
     );
-    let names: Vec<String> = store
-        .related_domains("example.com")
-        .await
-        .expect("related")
-        .into_iter()
-        .map(|d| d.name)
-        .collect();
+    let names: Vec<String> = related_names(store, "example.com").await;
     assert_eq!(names.len(), 3, "{names:?}");
     assert!(!names.contains(&"notexample.com".to_string()));
 }
@@ -1408,12 +1407,6 @@ async fn fill_before_the_claim_indexes(store: &dyn Store) {
 
 async fn found_after_the_claim_indexes(store: &dyn Store) {
     assert_eq!(touching(store, &["10.9.8.7"]).await, ["a/k"]);
-    let below: Vec<String> = store
-        .related_domains("example.com")
-        .await
-        .expect("related")
-        .into_iter()
-        .map(|d| d.name)
-        .collect();
+    let below: Vec<String> = related_names(store, "example.com").await;
     assert!(below.contains(&"mail.example.com".to_string()), "{below:?}");
 }

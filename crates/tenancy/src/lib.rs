@@ -1,4 +1,4 @@
-// Over 800 lines: 320 are its tests; the directory's arena layout and every lookup over it belong together.
+// Over 800 lines: 360 are its tests; the directory's arena layout and every lookup over it belong together.
 //! Who is who: an in-memory directory of tenants, accepted domains, connectors, users and
 //! routes, built from the store and swapped whole when the store changes. Lookups here run per
 //! SMTP command, so they are map lookups, never queries.
