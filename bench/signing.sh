@@ -11,7 +11,8 @@
 #                and not signing
 #
 # Besides the table, each result is printed as a line `RESULT <relay> <msg/s> [<CPU ms> <PSS MiB>]`
-# and the latency as `LATENCY <p50 ms> <p99 ms> <msg/s reached>`, for bench/signing-matrix.sh.
+# and the latency as `LATENCY <p50 ms> <p99 ms> <msg/s reached>`, for bench/signing-matrix.sh;
+# after each round, what an RSA-2048 signature costs the machine then, as `RSA <round> <ms>`.
 #
 # PERSIST=0: a new connection per message (smtp-source without -d), as most on-premises servers,
 # devices and applications send; PERSIST=1: long-lived connections. Per relay and round: msg/s
@@ -50,6 +51,10 @@ trap cleanup EXIT
 
 # start_sink, sink_count, wait_sink
 . bench/sink.sh
+# The machine's speed as it is now: what an RSA-2048 signature costs OpenSSL. On a shared virtual
+# machine it moves within a run (0.24 to 0.33 ms within one hour in session 34), and every
+# figure of a round moves with it.
+rsa_now() { openssl speed -seconds 1 rsa2048 2>/dev/null | awk '/^rsa 2048/{printf "%.3f", $4 * 1000}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 pss_kib() { awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup"; }
 
@@ -184,6 +189,7 @@ postfix_round() { # $1: milter or none; prints msg/s
   echo "$(echo "$MESSAGES / $e2e" | bc)"
 }
 
+echo "== RSA-2048 signature before the first round: $(rsa_now) ms (openssl speed)"
 printf '%-6s %-30s %10s %12s %9s\n' round relay msg/s "CPU ms/msg" "PSS MiB"
 signing_rates=()
 for r in $(seq 1 "$ROUNDS"); do
@@ -209,6 +215,9 @@ for r in $(seq 1 "$ROUNDS"); do
       *) echo "unknown relay $relay (signing, unsigned, postfix, opendkim)" >&2; exit 2 ;;
     esac
   done
+  rsa=$(rsa_now)
+  echo "== RSA-2048 signature after round $r: $rsa ms (openssl speed)"
+  echo "RSA $r $rsa"
 done
 if [ "$LATENCY" = 1 ] && [ "${#signing_rates[@]}" -gt 0 ]; then
   best=$(printf '%s\n' "${signing_rates[@]}" | sort -n | tail -1)
