@@ -1410,3 +1410,253 @@ async fn found_after_the_claim_indexes(store: &dyn Store) {
     let below: Vec<String> = related_names(store, "example.com").await;
     assert!(below.contains(&"mail.example.com".to_string()), "{below:?}");
 }
+
+/// The tables one tenant's reads touch.
+const TENANT_TABLES: &[&str] = &[
+    "tenants",
+    "domains",
+    "connectors",
+    "users",
+    "routes",
+    "restrictions",
+    "alerts",
+    "counters",
+    "audit",
+    "api_tokens",
+    "dkim_keys",
+    "webhooks",
+    "accounts",
+];
+
+/// One tenant's reads find its rows through its indexes, never reading another tenant's, even
+/// where the server keeps a statement's generic plan, as PostgreSQL may choose by itself after
+/// a statement's fifth run. The database is set to generic plans only, and to avoid a scan of
+/// the table wherever an index serves (so that what is checked does not hang on table sizes);
+/// the server's own count of the rows each table's scans and index scans returned is read once
+/// the store's connections have ended.
+#[tokio::test]
+async fn postgres_one_tenants_reads_use_its_indexes_under_generic_plans() {
+    let Some(db) = relayward_store::testdb::create().await else {
+        return;
+    };
+    let (c, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("raw");
+    tokio::spawn(conn);
+    {
+        // Tenant a has itself and a domain; b has a row in every table; twenty others have a
+        // domain each.
+        let store = PgStore::connect(&db.url).await.expect("connect");
+        fill_every_tenant_table(&store).await;
+    }
+    let name: String = c
+        .query_one("SELECT current_database()", &[])
+        .await
+        .expect("name")
+        .get(0);
+    c.batch_execute(&format!(
+        "ALTER DATABASE {name} SET plan_cache_mode = force_generic_plan;
+         ALTER DATABASE {name} SET enable_seqscan = off;
+         SELECT pg_stat_reset();"
+    ))
+    .await
+    .expect("settings");
+
+    // Tenant a's reads, as the admin center and the API make them.
+    {
+        let store = PgStore::connect(&db.url).await.expect("connect");
+        let data = store.tenant_data("a").await.expect("tenant data");
+        assert_eq!(data.map(|d| d.domains.len()), Some(1));
+        store
+            .restrictions(Some("a"), false)
+            .await
+            .expect("restrictions");
+        store.alerts(Some("a"), 10).await.expect("alerts");
+        store.counters(Some("a")).await.expect("counters");
+        store.audit_log(Some("a"), 10).await.expect("audit");
+        store.tokens(Some("a")).await.expect("tokens");
+        store.dkim_keys(Some("a.example")).await.expect("dkim keys");
+        store.webhooks(Some("a")).await.expect("webhooks");
+        store.accounts(Some("a")).await.expect("accounts");
+    }
+    let read = rows_read_once_counted(&c, |r| r.len() == TENANT_TABLES.len()).await;
+    // a's own tenant and domain rows, once or twice; nothing of anyone else's.
+    let others: Vec<_> = read
+        .iter()
+        .filter(|(t, n)| {
+            *n > if t == "tenants" || t == "domains" {
+                2
+            } else {
+                0
+            }
+        })
+        .collect();
+    assert!(others.is_empty(), "rows read for tenant a: {others:?}");
+
+    // Every tenant's rows, read in one go, are counted as such: the check above can fail.
+    c.batch_execute("SELECT pg_stat_reset()")
+        .await
+        .expect("reset");
+    {
+        let store = PgStore::connect(&db.url).await.expect("connect");
+        assert_eq!(
+            store.directory().await.expect("directory").tenants.len(),
+            22
+        );
+    }
+    let read =
+        rows_read_once_counted(&c, |r| r.iter().any(|(t, n)| t == "domains" && *n >= 22)).await;
+    assert!(
+        read.iter().any(|(t, n)| t == "domains" && *n >= 22),
+        "{read:?}"
+    );
+}
+
+async fn fill_every_tenant_table(store: &dyn Store) {
+    for t in ["a", "b"]
+        .into_iter()
+        .map(String::from)
+        .chain((0..20).map(|i| format!("c{i}")))
+    {
+        store.add_tenant(&tenant(&t)).await.expect("tenant");
+        let name = format!("{t}.example");
+        store.add_domain(&domain(&t, &name)).await.expect("domain");
+    }
+    store
+        .add_connector(&connector_on("b", "k", &["10.1.0.0/16"]))
+        .await
+        .expect("connector");
+    store
+        .add_user(&user("b", "u@b.example"))
+        .await
+        .expect("user");
+    store
+        .add_route(&Route {
+            tenant: "b".into(),
+            domain: "b.example".into(),
+            host: "127.0.0.1:25".into(),
+        })
+        .await
+        .expect("route");
+    store
+        .save_restriction(&restriction("R1", "b", 10, "active"))
+        .await
+        .expect("restriction");
+    store
+        .add_alerts(vec![AlertRow {
+            id: 0,
+            tenant: "b".into(),
+            at: 1,
+            severity: "high".into(),
+            kind: "restriction".into(),
+            subject: "s".into(),
+            text: "t".into(),
+        }])
+        .await
+        .expect("alert");
+    store
+        .save_counters("n1", vec![("b".into(), "{}".into())], relayward_clock_ms())
+        .await
+        .expect("counters");
+    store
+        .audit(&AuditEntry {
+            at: 1,
+            actor: "bob".into(),
+            role: "admin".into(),
+            tenant: Some("b".into()),
+            action: "x".into(),
+            client: "127.0.0.1".into(),
+            mfa: false,
+            detail: String::new(),
+        })
+        .await
+        .expect("audit");
+    store
+        .add_token(&ApiToken {
+            id: "t1".into(),
+            name: "b's".into(),
+            role: "admin".into(),
+            tenant: Some("b".into()),
+            secret_hash: "h".into(),
+            created_at: 1,
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+        })
+        .await
+        .expect("token");
+    store
+        .add_dkim_keys(&[DkimKey {
+            domain: "b.example".into(),
+            selector: "s1".into(),
+            algorithm: "ed25519-sha256".into(),
+            private_key: "private".into(),
+            public_key: "public".into(),
+            created_at: 1,
+            state: DkimKeyState::Active,
+            state_since: 1,
+        }])
+        .await
+        .expect("dkim key");
+    store
+        .add_webhook(&Webhook {
+            id: "w1".into(),
+            tenant: "b".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: "s".into(),
+            events: vec!["alert".into()],
+            created_by: "test".into(),
+            created_at: 1,
+        })
+        .await
+        .expect("webhook");
+    store
+        .add_account(&Account {
+            id: "A1".into(),
+            email: "bob@b.example".into(),
+            role: "admin".into(),
+            tenant: Some("b".into()),
+            password_hash: None,
+            totp_secret: None,
+            recovery_codes: vec![],
+            setup_token_hash: None,
+            setup_expires_at: None,
+            failed_logins: 0,
+            locked_until: None,
+            created_at: 1,
+            last_login_at: None,
+            language: None,
+        })
+        .await
+        .expect("account");
+}
+
+/// Rows returned by each of `TENANT_TABLES`' scans and index scans together, once the server
+/// has counted what the store's connections did (a connection's counts arrive when it ends):
+/// polled until `done` holds, for ten seconds at most.
+async fn rows_read_once_counted(
+    c: &tokio_postgres::Client,
+    done: impl Fn(&[(String, i64)]) -> bool,
+) -> Vec<(String, i64)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let rows = c
+            .query(
+                "SELECT t.relname::text,
+                        COALESCE(t.seq_tup_read, 0)
+                          + COALESCE((SELECT SUM(i.idx_tup_read) FROM pg_stat_user_indexes i
+                                      WHERE i.relid = t.relid), 0)::bigint
+                 FROM pg_stat_user_tables t
+                 WHERE t.relname = ANY($1) AND COALESCE(t.seq_scan, 0) + COALESCE(t.idx_scan, 0) > 0
+                 ORDER BY t.relname",
+                &[&TENANT_TABLES],
+            )
+            .await
+            .expect("statistics");
+        let read: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        if done(&read) || std::time::Instant::now() > deadline {
+            return read;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

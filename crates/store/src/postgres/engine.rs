@@ -7,8 +7,8 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::{
-    CHANGES_CHANNEL, PgStore, claims, each, exec, from_json, json, limit, row, rows, unique,
-    unsigned,
+    CHANGES_CHANNEL, PgStore, claims, each, exec, from_json, json, limit, one_or_all, row, rows,
+    unique, unsigned,
 };
 use crate::model::*;
 use crate::spans::Span;
@@ -172,12 +172,13 @@ async fn version_of(c: &impl GenericClient, key: &str) -> Result<i64> {
 
 /// Every object of the directory, or one tenant's (`only`).
 async fn load(c: &impl GenericClient, only: Option<&str>) -> Result<DirectoryData> {
+    let one = only.is_some();
     let only = &only;
     Ok(DirectoryData {
         tenants: each(
             rows(
                 c,
-                &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE $1::text IS NULL OR name = $1"),
+                &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE {}", one_or_all("name", one)),
                 &[only],
             )
             .await?,
@@ -186,7 +187,7 @@ async fn load(c: &impl GenericClient, only: Option<&str>) -> Result<DirectoryDat
         domains: each(
             rows(
                 c,
-                &format!("SELECT {DOMAIN_COLUMNS} FROM domains WHERE $1::text IS NULL OR tenant = $1"),
+                &format!("SELECT {DOMAIN_COLUMNS} FROM domains WHERE {}", one_or_all("tenant", one)),
                 &[only],
             )
             .await?,
@@ -196,7 +197,7 @@ async fn load(c: &impl GenericClient, only: Option<&str>) -> Result<DirectoryDat
         users: each(
             rows(
                 c,
-                "SELECT address, tenant, aliases, password_hash, forward_to, forward_only FROM users WHERE $1::text IS NULL OR tenant = $1",
+                &format!("SELECT address, tenant, aliases, password_hash, forward_to, forward_only FROM users WHERE {}", one_or_all("tenant", one)),
                 &[only],
             )
             .await?,
@@ -205,7 +206,7 @@ async fn load(c: &impl GenericClient, only: Option<&str>) -> Result<DirectoryDat
         routes: each(
             rows(
                 c,
-                "SELECT domain, tenant, host FROM routes WHERE $1::text IS NULL OR tenant = $1",
+                &format!("SELECT domain, tenant, host FROM routes WHERE {}", one_or_all("tenant", one)),
                 &[only],
             )
             .await?,
@@ -225,7 +226,8 @@ async fn connectors_of(c: &impl GenericClient, only: Option<&str>) -> Result<Vec
         rows(
             c,
             &format!(
-                "SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE $1::text IS NULL OR tenant = $1"
+                "SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE {}",
+                one_or_all("tenant", only.is_some())
             ),
             &[&only],
         )
@@ -773,8 +775,9 @@ impl Store for PgStore {
                 &c,
                 &format!(
                     "SELECT {RESTRICTION_COLUMNS} FROM restrictions
-                     WHERE ($1::text IS NULL OR tenant = $1) AND (NOT $2 OR state <> 'lifted')
-                     ORDER BY started_at DESC, id"
+                     WHERE {} AND (NOT $2 OR state <> 'lifted')
+                     ORDER BY started_at DESC, id",
+                    one_or_all("tenant", tenant.is_some())
                 ),
                 &[&tenant, &open_only],
             )
@@ -824,8 +827,11 @@ impl Store for PgStore {
         each(
             rows(
                 &c,
-                "SELECT id, tenant, at, severity, kind, subject, text FROM alerts
-                 WHERE ($1::text IS NULL OR tenant = $1) ORDER BY at DESC, id DESC LIMIT $2",
+                &format!(
+                    "SELECT id, tenant, at, severity, kind, subject, text FROM alerts
+                     WHERE {} ORDER BY at DESC, id DESC LIMIT $2",
+                    one_or_all("tenant", tenant.is_some())
+                ),
                 &[&tenant, &limit(n)],
             )
             .await?,
@@ -1011,7 +1017,10 @@ impl Store for PgStore {
         each(
             rows(
                 &c,
-                "SELECT node, tenant, body, updated_at FROM counters WHERE ($1::text IS NULL OR tenant = $1) ORDER BY tenant, node",
+                &format!(
+                    "SELECT node, tenant, body, updated_at FROM counters WHERE {} ORDER BY tenant, node",
+                    one_or_all("tenant", tenant.is_some())
+                ),
                 &[&tenant],
             )
             .await?,
@@ -1129,8 +1138,11 @@ impl Store for PgStore {
         each(
             rows(
                 &c,
-                "SELECT at, actor, role, tenant, action, client, mfa, detail FROM audit
-                 WHERE ($1::text IS NULL OR tenant = $1) ORDER BY at DESC, id DESC LIMIT $2",
+                &format!(
+                    "SELECT at, actor, role, tenant, action, client, mfa, detail FROM audit
+                     WHERE {} ORDER BY at DESC, id DESC LIMIT $2",
+                    one_or_all("tenant", tenant.is_some())
+                ),
                 &[&tenant, &limit(n)],
             )
             .await?,
@@ -1227,7 +1239,10 @@ impl Store for PgStore {
         each(
             rows(
                 &c,
-                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE $1::text IS NULL OR tenant = $1 ORDER BY created_at DESC, id"),
+                &format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE {} ORDER BY created_at DESC, id",
+                    one_or_all("tenant", tenant.is_some())
+                ),
                 &[&tenant],
             )
             .await?,
@@ -1263,7 +1278,10 @@ impl Store for PgStore {
         each(
             rows(
                 &c,
-                "SELECT domain, selector, algorithm, private_key, public_key, created_at, state, state_since FROM dkim_keys WHERE $1::text IS NULL OR domain = $1 ORDER BY created_at, algorithm DESC",
+                &format!(
+                    "SELECT domain, selector, algorithm, private_key, public_key, created_at, state, state_since FROM dkim_keys WHERE {} ORDER BY created_at, algorithm DESC",
+                    one_or_all("domain", domain.is_some())
+                ),
                 &[&domain],
             )
             .await?,
@@ -1339,7 +1357,10 @@ impl Store for PgStore {
         each(
             rows(
                 &c,
-                "SELECT id, tenant, url, secret, events, created_by, created_at FROM webhooks WHERE $1::text IS NULL OR tenant = $1 ORDER BY created_at, id",
+                &format!(
+                    "SELECT id, tenant, url, secret, events, created_by, created_at FROM webhooks WHERE {} ORDER BY created_at, id",
+                    one_or_all("tenant", tenant.is_some())
+                ),
                 &[&tenant],
             )
             .await?,
@@ -1500,7 +1521,10 @@ impl Store for PgStore {
         each(
             rows(
                 &c,
-                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE $1::text IS NULL OR tenant = $1 ORDER BY email"),
+                &format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {} ORDER BY email",
+                    one_or_all("tenant", tenant.is_some())
+                ),
                 &[&tenant],
             )
             .await?,
