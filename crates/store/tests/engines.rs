@@ -529,6 +529,7 @@ async fn related_domains_are_the_parents_and_everything_below(store: &dyn Store)
         "mail.example.com",
         "x.mail.example.com",
         "notexample.com",
+        "my-example.com",
         "other.org",
     ] {
         store.add_domain(&domain("a", name)).await.expect("domain");
@@ -542,6 +543,7 @@ async fn related_domains_are_the_parents_and_everything_below(store: &dyn Store)
     let names: Vec<String> = related_names(store, "example.com").await;
     assert_eq!(names.len(), 3, "{names:?}");
     assert!(!names.contains(&"notexample.com".to_string()));
+    assert!(!names.contains(&"my-example.com".to_string()));
 }
 
 fn connector_on(tenant: &str, name: &str, ips: &[&str]) -> Connector {
@@ -1428,7 +1430,8 @@ const TENANT_TABLES: &[&str] = &[
     "accounts",
 ];
 
-/// One tenant's reads find its rows through its indexes, never reading another tenant's, even
+/// One tenant's reads (and the claim check of its new domain) find its rows through its
+/// indexes, never reading another tenant's, even
 /// where the server keeps a statement's generic plan, as PostgreSQL may choose by itself after
 /// a statement's fifth run. The database is set to generic plans only, and to avoid a scan of
 /// the table wherever an index serves (so that what is checked does not hang on table sizes);
@@ -1478,6 +1481,9 @@ async fn postgres_one_tenants_reads_use_its_indexes_under_generic_plans() {
         store.dkim_keys(Some("a.example")).await.expect("dkim keys");
         store.webhooks(Some("a")).await.expect("webhooks");
         store.accounts(Some("a")).await.expect("accounts");
+        // The claim check when a adds a domain: the name, its parents and the names below it.
+        let related = store.related_domains("a.example").await.expect("related");
+        assert_eq!(related.len(), 1);
     }
     let read = rows_read_once_counted(&c, |r| r.len() == TENANT_TABLES.len()).await;
     // a's own tenant and domain rows, once or twice; nothing of anyone else's.

@@ -649,8 +649,7 @@ impl Store for PgStore {
     async fn related_domains(&self, name: &str) -> Result<Vec<Domain>> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         // The name and its parents (not the top-level label), then everything below it: a
-        // prefix search on reversed names (names hold only letters, digits, '-' and '.', so the
-        // pattern has no wildcards of its own).
+        // prefix search on reversed names.
         let mut exact = vec![name.clone()];
         let mut at = name.as_str();
         while let Some((_, rest)) = at.split_once('.') {
@@ -660,7 +659,12 @@ impl Store for PgStore {
             exact.push(rest.to_string());
             at = rest;
         }
-        let below: String = format!("%.{name}").chars().rev().collect();
+        // The names below, reversed, are those from `<reversed name>.` up to `<reversed name>/`
+        // ('/' follows '.'), compared byte for byte as the index keeps them (`~>=~`, `~<~`): a
+        // range the index serves under any plan, where `LIKE $2` has no prefix in a generic
+        // plan and reads every domain.
+        let reversed: String = name.chars().rev().collect();
+        let (from, to) = (format!("{reversed}."), format!("{reversed}/"));
         let c = self.client().await?;
         each(
             rows(
@@ -668,9 +672,10 @@ impl Store for PgStore {
                 &format!(
                     "SELECT {DOMAIN_COLUMNS} FROM domains WHERE name = ANY($1)
                      UNION ALL
-                     SELECT {DOMAIN_COLUMNS} FROM domains WHERE reverse(name) LIKE $2"
+                     SELECT {DOMAIN_COLUMNS} FROM domains
+                     WHERE reverse(name) ~>=~ $2 AND reverse(name) ~<~ $3"
                 ),
-                &[&exact, &below],
+                &[&exact, &from, &to],
             )
             .await?,
             domain_row,
