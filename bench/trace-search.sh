@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What a message trace search costs on the embedded store as the trace grows: MESSAGES messages
-# (5,000 sender domains, 200,000 local parts, 1,000 tenants, one a second back from now) are
-# written straight into a store the relay made, then `relayward trace` is timed for a sender
-# that is there (in another letter case), a sender that is not, and a tenant with a sender.
+# (5,000 sender domains, 200,000 local parts, 1,000 tenants, one a second back from now; one
+# recipient each, 1% of them Failed and the rest Delivered) are written straight into a store
+# the relay made, then `relayward trace` is timed for a sender, a recipient, a tenant and each
+# status, with and without the last hour as the window.
 # The store has one connection: while a search runs, the API, the console and the trace writer
 # wait for it.
 #
@@ -32,9 +33,14 @@ rows = ((f"M{i:010d}", now - (n - i) * 1000,
          f"t{i % 1000}", "relay", "10.0.0.1", 1000) for i in range(n))
 c.executemany("INSERT INTO trace_messages (message_id, received_at, sender, tenant, origin,"
               " client_ip, size) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+rcpts = ((f"M{i:010d}", f"rcpt{random.randrange(100000)}@dest{random.randrange(3000)}.example",
+          "Failed" if i % 100 == 7 else "Delivered") for i in range(n))
+c.executemany("INSERT INTO trace_recipients (message_id, address, status) VALUES (?, ?, ?)", rcpts)
 c.commit()
 PY
-known=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT upper(sender) FROM trace_messages WHERE rowid = 12345').fetchone()[0])" "$work/data/relayward.sqlite")
+pick() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$work/data/relayward.sqlite" "$1"; }
+known=$(pick "SELECT upper(sender) FROM trace_messages WHERE rowid = 12345")
+recipient=$(pick "SELECT address FROM trace_recipients WHERE rowid = 777")
 timed() { # label, then the command's arguments
   local label=$1; shift
   local t0 t1
@@ -49,4 +55,9 @@ timed "a sender that is there, another letter case" trace --sender "$known"
 timed "a sender that is not" trace --sender nobody@nowhere.example
 timed "a tenant and a sender that is not" trace --tenant t1 --sender nobody@nowhere.example
 timed "a tenant alone (its newest 50)" trace --tenant t1
+timed "a recipient" trace --recipient "$recipient"
+for status in Delivered Failed Deferred; do
+  timed "status $status" trace --status $status
+  timed "status $status, the last hour" trace --status $status --since 1h
+done
 rm -rf "$work"

@@ -466,6 +466,63 @@ async fn trace_is_searchable_by_recipient_and_status(store: &dyn Store) {
             "{q:?}"
         );
     }
+    // A later message with one recipient, delivered: by status the newest come first, and a
+    // recipient's status is that recipient's, not another's of the same message.
+    let m2 = |kind, rcpt: Option<&str>, summary| TraceEvent {
+        message_id: "M2".into(),
+        at: 5,
+        ..trace_event(kind, rcpt, summary)
+    };
+    store
+        .record_trace(
+            vec![
+                m2(
+                    TraceKind::Received,
+                    None,
+                    Some(TraceSummary {
+                        sender: "e@contoso.example".into(),
+                        tenant: Some("contoso".into()),
+                        origin: "connector:on-prem".into(),
+                        client_ip: "127.0.0.1".into(),
+                        size: 20,
+                        recipients: vec!["d@z.example".into()],
+                    }),
+                ),
+                m2(TraceKind::Delivered, Some("d@z.example"), None),
+            ]
+            .into(),
+        )
+        .await
+        .expect("record");
+    let ids = |q: TraceQuery| async move {
+        store
+            .search_trace(&q)
+            .await
+            .expect("search")
+            .into_iter()
+            .map(|m| m.message_id)
+            .collect::<Vec<_>>()
+    };
+    let by = |recipient: Option<&str>, status: Option<&str>, limit| TraceQuery {
+        recipient: recipient.map(str::to_string),
+        status: status.map(str::to_string),
+        limit,
+        ..Default::default()
+    };
+    assert_eq!(ids(by(None, Some("Delivered"), 0)).await, ["M2", "M1"]);
+    assert_eq!(ids(by(None, Some("Delivered"), 1)).await, ["M2"]);
+    assert_eq!(ids(by(None, Some("Failed"), 0)).await, ["M1"]);
+    assert!(ids(by(None, Some("Deferred"), 0)).await.is_empty());
+    assert_eq!(
+        ids(by(Some("C@y.example"), Some("Failed"), 0)).await,
+        ["M1"]
+    );
+    assert!(
+        ids(by(Some("c@y.example"), Some("Delivered"), 0))
+            .await
+            .is_empty()
+    );
+    assert_eq!(ids(by(None, None, 0)).await, ["M2", "M1"]);
 }
 
 async fn managed_tenants_refuse_changes_and_missing_objects_are_named(store: &dyn Store) {

@@ -1441,9 +1441,12 @@ impl Store for SqliteStore {
     async fn search_trace(&self, query: &TraceQuery) -> Result<Vec<TraceMessage>> {
         let q = query.clone();
         self.with(move |c| {
+            // Messages alone, newest first, with a recipient's address or status as a condition
+            // on them rather than a join: over a join, every match was gathered and sorted
+            // before the newest were taken (3.0 s for "Delivered" among two million messages).
             let mut sql = String::from(
-                "SELECT DISTINCT m.message_id, m.received_at, m.sender, m.tenant, m.origin, m.client_ip, m.size
-                 FROM trace_messages m LEFT JOIN trace_recipients r ON r.message_id = m.message_id WHERE 1=1",
+                "SELECT m.message_id, m.received_at, m.sender, m.tenant, m.origin, m.client_ip, m.size
+                 FROM trace_messages m WHERE 1=1",
             );
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
             let mut add = |clause: &str, v: rusqlite::types::Value| {
@@ -1456,14 +1459,35 @@ impl Store for SqliteStore {
             if let Some(v) = &q.sender {
                 add(" AND lower(m.sender) = lower(?)", v.clone().into());
             }
-            if let Some(v) = &q.recipient {
-                add(" AND r.address = lower(?)", v.clone().into());
-            }
             if let Some(v) = &q.tenant {
                 add(" AND m.tenant = ?", v.clone().into());
             }
-            if let Some(v) = &q.status {
-                add(" AND r.status = ?", v.clone().into());
+            // A recipient: its messages through the address index. A status alone: most
+            // recipients are "Delivered", so its newest messages are found by walking the trace
+            // newest first (0.2 ms where the join took 3.0 s); any other status is rare, and its
+            // messages are found by reading the recipients once (0.1-0.2 s for two million,
+            // where the walk would read the whole trace for a status nobody has).
+            match (&q.recipient, &q.status) {
+                (Some(r), Some(st)) => {
+                    add(
+                        " AND m.message_id IN (SELECT message_id FROM trace_recipients WHERE address = lower(?)",
+                        r.clone().into(),
+                    );
+                    add(" AND status = ?)", st.clone().into());
+                }
+                (Some(r), None) => add(
+                    " AND m.message_id IN (SELECT message_id FROM trace_recipients WHERE address = lower(?))",
+                    r.clone().into(),
+                ),
+                (None, Some(st)) if st == "Delivered" => add(
+                    " AND EXISTS (SELECT 1 FROM trace_recipients r WHERE r.message_id = m.message_id AND r.status = ?)",
+                    st.clone().into(),
+                ),
+                (None, Some(st)) => add(
+                    " AND m.message_id IN (SELECT message_id FROM trace_recipients WHERE status = ?)",
+                    st.clone().into(),
+                ),
+                (None, None) => {}
             }
             if let Some(v) = q.since {
                 add(" AND m.received_at >= ?", v.into());
