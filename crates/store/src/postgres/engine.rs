@@ -1722,9 +1722,13 @@ impl Store for PgStore {
     }
 
     async fn search_trace(&self, q: &TraceQuery) -> Result<Vec<TraceMessage>> {
+        // Messages alone, with a recipient's address or status as a condition on them (as in
+        // the SQLite engine): the planner can then walk the newest messages and stop at the
+        // limit. Over the join, two million messages: a tenant's newest 127 ms -> 0.5 ms,
+        // status Delivered 20 ms -> 0.8 ms; rare statuses 70-160 ms -> 95-105 ms.
         let mut sql = String::from(
-            "SELECT DISTINCT m.message_id, m.received_at, m.sender, m.tenant, m.origin, m.client_ip, m.size
-             FROM trace_messages m LEFT JOIN trace_recipients r ON r.message_id = m.message_id WHERE TRUE",
+            "SELECT m.message_id, m.received_at, m.sender, m.tenant, m.origin, m.client_ip, m.size
+             FROM trace_messages m WHERE TRUE",
         );
         let mut clauses: Vec<(&str, &(dyn ToSql + Sync))> = Vec::new();
         if let Some(v) = &q.message_id {
@@ -1733,14 +1737,26 @@ impl Store for PgStore {
         if let Some(v) = &q.sender {
             clauses.push((" AND lower(m.sender) = lower(?)", v));
         }
-        if let Some(v) = &q.recipient {
-            clauses.push((" AND r.address = lower(?)", v));
-        }
         if let Some(v) = &q.tenant {
             clauses.push((" AND m.tenant = ?", v));
         }
-        if let Some(v) = &q.status {
-            clauses.push((" AND r.status = ?", v));
+        match (&q.recipient, &q.status) {
+            (Some(r), Some(st)) => {
+                clauses.push((
+                    " AND m.message_id IN (SELECT message_id FROM trace_recipients WHERE address = lower(?)",
+                    r,
+                ));
+                clauses.push((" AND status = ?)", st));
+            }
+            (Some(r), None) => clauses.push((
+                " AND m.message_id IN (SELECT message_id FROM trace_recipients WHERE address = lower(?))",
+                r,
+            )),
+            (None, Some(st)) => clauses.push((
+                " AND EXISTS (SELECT 1 FROM trace_recipients r WHERE r.message_id = m.message_id AND r.status = ?)",
+                st,
+            )),
+            (None, None) => {}
         }
         if let Some(v) = &q.since {
             clauses.push((" AND m.received_at >= ?", v));
