@@ -59,5 +59,6 @@ timed "a recipient" trace --recipient "$recipient"
 for status in Delivered Failed Deferred; do
   timed "status $status" trace --status $status
   timed "status $status, the last hour" trace --status $status --since 1h
+  timed "status $status, one tenant" trace --status $status --tenant t2
 done
 rm -rf "$work"
