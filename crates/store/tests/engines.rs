@@ -68,6 +68,19 @@ fn tenant(name: &str) -> Tenant {
     }
 }
 
+/// Webhook `w1` of a tenant, for its alerts.
+fn webhook(tenant: &str) -> Webhook {
+    Webhook {
+        id: "w1".into(),
+        tenant: tenant.into(),
+        url: "http://127.0.0.1:9/hook".into(),
+        secret: "s".into(),
+        events: vec!["alert".into()],
+        created_by: "test".into(),
+        created_at: 1,
+    }
+}
+
 fn domain(tenant: &str, name: &str) -> Domain {
     Domain {
         tenant: tenant.into(),
@@ -238,15 +251,7 @@ async fn provisioning_again_keeps_what_hangs_on_the_tenant_and_webhooks_queue_pe
     };
     store.provision(&data).await.expect("provision");
     store
-        .add_webhook(&Webhook {
-            id: "w1".into(),
-            tenant: "contoso".into(),
-            url: "http://127.0.0.1:9/hook".into(),
-            secret: "s".into(),
-            events: vec!["alert".into()],
-            created_by: "test".into(),
-            created_at: 1,
-        })
+        .add_webhook(&webhook("contoso"))
         .await
         .expect("webhook");
     // A restart provisions the configuration's tenants again (with a new language here, and
@@ -1661,18 +1666,7 @@ async fn fill_every_tenant_table(store: &dyn Store) {
         }])
         .await
         .expect("dkim key");
-    store
-        .add_webhook(&Webhook {
-            id: "w1".into(),
-            tenant: "b".into(),
-            url: "http://127.0.0.1:9/hook".into(),
-            secret: "s".into(),
-            events: vec!["alert".into()],
-            created_by: "test".into(),
-            created_at: 1,
-        })
-        .await
-        .expect("webhook");
+    store.add_webhook(&webhook("b")).await.expect("webhook");
     store
         .add_account(&Account {
             id: "A1".into(),
