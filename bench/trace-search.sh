@@ -59,6 +59,7 @@ timed "a recipient" trace --recipient "$recipient"
 for status in Delivered Failed Deferred; do
   timed "status $status" trace --status $status
   timed "status $status, the last hour" trace --status $status --since 1h
+  timed "status $status, the last 7 days" trace --status $status --since 7d
   timed "status $status, one tenant" trace --status $status --tenant t2
 done
 rm -rf "$work"

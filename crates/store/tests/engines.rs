@@ -528,6 +528,18 @@ async fn trace_is_searchable_by_recipient_and_status(store: &dyn Store) {
             .is_empty()
     );
     assert_eq!(ids(by(None, None, 0)).await, ["M2", "M1"]);
+    // A status within a tenant's messages or a time window.
+    let within = |tenant: Option<&str>, since, status: &str| TraceQuery {
+        tenant: tenant.map(str::to_string),
+        since,
+        status: Some(status.into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(within(Some("contoso"), None, "Failed")).await, ["M1"]);
+    assert!(ids(within(Some("fabrikam"), None, "Failed")).await.is_empty());
+    assert_eq!(ids(within(None, Some(1), "Failed")).await, ["M1"]);
+    assert!(ids(within(None, Some(2), "Failed")).await.is_empty());
+    assert_eq!(ids(within(None, Some(2), "Delivered")).await, ["M2"]);
 }
 
 async fn managed_tenants_refuse_changes_and_missing_objects_are_named(store: &dyn Store) {
