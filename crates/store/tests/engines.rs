@@ -536,7 +536,11 @@ async fn trace_is_searchable_by_recipient_and_status(store: &dyn Store) {
         ..Default::default()
     };
     assert_eq!(ids(within(Some("contoso"), None, "Failed")).await, ["M1"]);
-    assert!(ids(within(Some("fabrikam"), None, "Failed")).await.is_empty());
+    assert!(
+        ids(within(Some("fabrikam"), None, "Failed"))
+            .await
+            .is_empty()
+    );
     assert_eq!(ids(within(None, Some(1), "Failed")).await, ["M1"]);
     assert!(ids(within(None, Some(2), "Failed")).await.is_empty());
     assert_eq!(ids(within(None, Some(2), "Delivered")).await, ["M2"]);
