@@ -1470,30 +1470,23 @@ impl Store for SqliteStore {
             // once (0.1-0.3 s for two million, where the walk would read every message for a
             // status nobody has).
             let narrowed = q.message_id.is_some() || q.sender.is_some() || q.tenant.is_some();
+            const TO: &str =
+                " AND m.message_id IN (SELECT message_id FROM trace_recipients WHERE address = lower(?)";
+            const WALKED: &str = " AND EXISTS (SELECT 1 FROM trace_recipients r WHERE r.message_id = m.message_id AND r.status = ?)";
+            const READ: &str =
+                " AND m.message_id IN (SELECT message_id FROM trace_recipients WHERE status = ?)";
             match (&q.recipient, &q.status) {
                 (Some(r), Some(st)) => {
-                    add(
-                        " AND m.message_id IN (SELECT message_id FROM trace_recipients WHERE address = lower(?)",
-                        r.clone().into(),
-                    );
+                    add(TO, r.clone().into());
                     add(" AND status = ?)", st.clone().into());
                 }
-                (Some(r), None) => add(
-                    " AND m.message_id IN (SELECT message_id FROM trace_recipients WHERE address = lower(?))",
-                    r.clone().into(),
-                ),
+                (Some(r), None) => add(&format!("{TO})"), r.clone().into()),
                 (None, Some(st))
                     if narrowed || st == "Delivered" || few_in_window(c, q.since, q.until)? =>
                 {
-                    add(
-                    " AND EXISTS (SELECT 1 FROM trace_recipients r WHERE r.message_id = m.message_id AND r.status = ?)",
-                    st.clone().into(),
-                )
+                    add(WALKED, st.clone().into())
                 }
-                (None, Some(st)) => add(
-                    " AND m.message_id IN (SELECT message_id FROM trace_recipients WHERE status = ?)",
-                    st.clone().into(),
-                ),
+                (None, Some(st)) => add(READ, st.clone().into()),
                 (None, None) => {}
             }
             if let Some(v) = q.since {
