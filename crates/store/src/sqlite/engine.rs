@@ -12,7 +12,7 @@ use crate::trace_batch::Recipients;
 impl Store for SqliteStore {
     async fn directory(&self) -> Result<DirectoryData> {
         let path = self.path.clone();
-        self.with(move |c| load_whole(c, &path)).await
+        self.read(move |c| load_whole(c, &path)).await
     }
 
     async fn tenant_data(&self, tenant: &str) -> Result<Option<TenantData>> {
@@ -1378,7 +1378,7 @@ impl Store for SqliteStore {
 
     async fn daily_traffic(&self, tenant: &str, since: i64) -> Result<Vec<DayTraffic>> {
         let tenant = tenant.to_string();
-        self.with(move |c| {
+        self.read(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT (m.received_at / 86400000) * 86400000 AS day, COUNT(*),
                         SUM((SELECT COUNT(*) FROM trace_recipients r WHERE r.message_id = m.message_id)),
@@ -1403,7 +1403,7 @@ impl Store for SqliteStore {
 
     async fn replay_trace(&self, tenant: &str, since: i64, limit: usize) -> Result<Vec<ReplayRow>> {
         let tenant = tenant.to_string();
-        self.with(move |c| {
+        self.read(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT m.received_at, m.message_id, m.sender, m.origin, m.client_ip,
                         (SELECT group_concat(r.address, ' ') FROM trace_recipients r WHERE r.message_id = m.message_id),
@@ -1440,7 +1440,7 @@ impl Store for SqliteStore {
 
     async fn search_trace(&self, query: &TraceQuery) -> Result<Vec<TraceMessage>> {
         let q = query.clone();
-        self.with(move |c| {
+        self.read(move |c| {
             // Messages alone, newest first, with a recipient's address or status as a condition
             // on them rather than a join: over a join, every match was gathered and sorted
             // before the newest were taken (3.0 s for "Delivered" among two million messages).

@@ -1,7 +1,10 @@
 //! The embedded engine: one SQLite file in WAL mode. Calls run on tokio's blocking pool; the
-//! connection sits behind a mutex (SQLite serialises writers anyway). Here: opening and
-//! migrating, and the helpers the engine's statements share (row readers, inserts, the version
-//! bump); the `Store` methods are in `engine`, the schema in `schema`.
+//! connection sits behind a mutex (SQLite serialises writers anyway). Long reads (the whole
+//! directory, trace searches) go to a second, read-only connection: under WAL a reader does
+//! not wait for the writer nor the writer for it, so a reload of a large directory or a search
+//! of a large trace does not hold up the API's other calls and the trace's writes. Here:
+//! opening and migrating, and the helpers the engine's statements share (row readers, inserts,
+//! the version bump); the `Store` methods are in `engine`, the schema in `schema`.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,9 @@ use schema::MIGRATIONS;
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// The connection for long reads; `None` when it could not be opened (they then take
+    /// `conn`).
+    reader: Option<Arc<Mutex<Connection>>>,
     /// Where the database is, for a second reader while the whole directory loads.
     path: std::path::PathBuf,
 }
@@ -47,10 +53,37 @@ impl SqliteStore {
         conn.pragma_update(None, "mmap_size", 1_i64 << 32)
             .map_err(open_err)?;
         migrate(&mut conn)?;
+        let reader = match open_reader(path) {
+            Ok(r) => Some(Arc::new(Mutex::new(r))),
+            Err(e) => {
+                tracing::warn!(error = %e, "no reader connection: long reads share the one connection");
+                None
+            }
+        };
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            reader,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Runs a long read on the reader connection (on the one connection when there is none).
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let Some(reader) = self.reader.clone() else {
+            return self.with(f).await;
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut guard = reader
+                .lock()
+                .map_err(|_| StoreError::Task("lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     async fn with<T, F>(&self, f: F) -> Result<T>
@@ -166,16 +199,7 @@ fn load_domains(c: &Connection, only: Option<&str>) -> Result<Vec<Domain>> {
 /// time. Both read the same state: each reads `directory_version` first, in its own read
 /// transaction, and a change in between starts the load again (the last try reads alone).
 fn load_whole(c: &mut Connection, path: &Path) -> Result<DirectoryData> {
-    let second = Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .and_then(|o| {
-        o.busy_timeout(std::time::Duration::from_secs(10))?;
-        o.pragma_update(None, "mmap_size", 1_i64 << 32)?;
-        Ok(o)
-    });
-    let mut second = match second {
+    let mut second = match open_reader(path) {
         Ok(o) => o,
         Err(e) => {
             tracing::debug!(error = %e, "no second reader: the directory loads on one connection");
@@ -207,6 +231,18 @@ fn load_whole(c: &mut Connection, path: &Path) -> Result<DirectoryData> {
         }
     }
     load(c, None)
+}
+
+/// A read-only connection to the database at `path`, reading through a memory map as the
+/// writer does.
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let c = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    c.busy_timeout(std::time::Duration::from_secs(10))?;
+    c.pragma_update(None, "mmap_size", 1_i64 << 32)?;
+    Ok(c)
 }
 
 fn version_of(c: &Connection) -> Result<i64> {
@@ -479,5 +515,72 @@ fn check_unmanaged(c: &Connection, tenant: &str) -> Result<()> {
         }),
         Some(true) => Err(StoreError::ManagedByConfig(tenant.to_string())),
         Some(false) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn tenant(name: &str) -> Tenant {
+        Tenant {
+            name: name.into(),
+            language: "en".into(),
+            subscription_ends: None,
+            admins: vec![],
+            managed_by_config: false,
+            forwarding: Default::default(),
+            forwarding_domains: Vec::new(),
+        }
+    }
+
+    /// A long read under way (the directory of a large relay reloading, a search of a large
+    /// trace) is stood in for by holding the reader connection from another thread: writes and
+    /// a tenant's own reads go on meanwhile, and the long reads wait their turn on the reader.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_and_short_reads_go_on_while_a_long_read_holds_the_reader() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("r.sqlite")).expect("open");
+        store.add_tenant(&tenant("contoso")).await.expect("add");
+        let reader = store.reader.clone().expect("a reader connection");
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (held, holding) = tokio::sync::oneshot::channel();
+        let holder = std::thread::spawn(move || {
+            let guard = reader.lock().expect("reader");
+            let _ = held.send(());
+            let _ = released.recv();
+            drop(guard);
+        });
+        holding.await.expect("the reader is held");
+
+        let soon = Duration::from_secs(5);
+        tokio::time::timeout(soon, store.add_tenant(&tenant("fabrikam")))
+            .await
+            .expect("a write does not wait for a long read")
+            .expect("add");
+        let read = tokio::time::timeout(soon, store.tenant("fabrikam"))
+            .await
+            .expect("a tenant's read does not wait for a long read")
+            .expect("read");
+        assert!(read.is_some());
+
+        let directory = tokio::spawn({
+            let store = store.clone();
+            async move { store.directory().await }
+        });
+        let search = tokio::spawn({
+            let store = store.clone();
+            async move { store.search_trace(&TraceQuery::default()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!directory.is_finished() && !search.is_finished());
+        release.send(()).expect("release");
+        holder.join().expect("holder");
+        let d = directory.await.expect("task").expect("directory");
+        // The long read sees what the writer committed before it.
+        assert_eq!(d.tenants.len(), 2);
+        search.await.expect("task").expect("search");
     }
 }
