@@ -17,36 +17,14 @@ COUNT=${COUNT:-500}
 BIG=${BIG:-0}
 cargo build --release -q -p relayward -p relayward-bench
 RW=${RW:-target/release/relayward}
-work=$(mktemp -d /tmp/relayward-adminflood.XXXX)
-mkdir -p "$work/data"
-if [ "$BIG" -gt 0 ]; then
-  seeded=/tmp/relayward-adminflood-$BIG.sqlite
-  [ -f "$seeded" ] || target/release/guardbench --tenants "$BIG" --decisions 1 --sqlite "$seeded" > /dev/null
-  cp "$seeded" "$work/data/relayward.sqlite"
-fi
 HTTP=127.0.0.1:8125
-cat > "$work/relayward.toml" <<TOML
-[smtp]
-relay_listen = "127.0.0.1:0"
-submission_listen = "127.0.0.1:0"
-[http]
-listen = "$HTTP"
-tenant_changes_per_hour = 0   # what each change costs, not the limit that bounds them
-[storage]
-data_dir = "$work/data"
-[delivery]
-smart_host = "127.0.0.1:9"
-TOML
-RELAYWARD_LOG=info $RW serve --config "$work/relayward.toml" > "$work/rw.out" 2> "$work/rw.err" &
-pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 1200); do grep -q ready "$work/rw.out" 2>/dev/null && break; sleep 0.1; done
-A=http://$HTTP/api/v1
-ops=$($RW token create --config "$work/relayward.toml" --name ops --role operator 2>/dev/null | grep -o 'rw_[A-Za-z0-9_]*' | head -1)
+. bench/api-relay.sh
+start_api_relay
+ops=$(token --name ops --role operator)
 curl -sf -o /dev/null -H "Authorization: Bearer $ops" -H 'Content-Type: application/json' \
   -d '{"name":"northwind"}' "$A/tenants"
 $RW domain add northwind northwind.example --verified --config "$work/relayward.toml" > /dev/null
-admin=$($RW token create --config "$work/relayward.toml" --name nw --role admin --tenant northwind 2>/dev/null | grep -o 'rw_[A-Za-z0-9_]*' | head -1)
+admin=$(token --name nw --role admin --tenant northwind)
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 reloads() { grep -c "directory reloaded" "$work/rw.err" || true; }
 # The reloads' own time (logged by builds that say it), in ms.

@@ -14,30 +14,9 @@ BIG=${BIG:-300000}
 SECONDS_=${SECONDS_:-10}
 cargo build --release -q -p relayward -p relayward-bench
 RW=${RW:-target/release/relayward}
-work=$(mktemp -d /tmp/relayward-reloadstall.XXXX)
-mkdir -p "$work/data"
-seeded=/tmp/relayward-adminflood-$BIG.sqlite
-[ -f "$seeded" ] || target/release/guardbench --tenants "$BIG" --decisions 1 --sqlite "$seeded" > /dev/null
-cp "$seeded" "$work/data/relayward.sqlite"
 HTTP=127.0.0.1:8126
-cat > "$work/relayward.toml" <<TOML
-[smtp]
-relay_listen = "127.0.0.1:0"
-submission_listen = "127.0.0.1:0"
-[http]
-listen = "$HTTP"
-tenant_changes_per_hour = 0
-[storage]
-data_dir = "$work/data"
-[delivery]
-smart_host = "127.0.0.1:9"
-TOML
-RELAYWARD_LOG=info $RW serve --config "$work/relayward.toml" > "$work/rw.out" 2> "$work/rw.err" &
-pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 1200); do grep -q ready "$work/rw.out" 2>/dev/null && break; sleep 0.1; done
-A=http://$HTTP/api/v1
-token() { $RW token create --config "$work/relayward.toml" "$@" 2>/dev/null | grep -o 'rw_[A-Za-z0-9_]*' | head -1; }
+. bench/api-relay.sh
+start_api_relay
 ops=$(token --name ops --role operator)
 for t in northwind fabrikam; do
   curl -sf -o /dev/null -H "Authorization: Bearer $ops" -H 'Content-Type: application/json' \
@@ -64,4 +43,3 @@ echo "reloads: $(grep -c 'directory reloaded' "$work/rw.err" || true) ($(grep 'd
 sort -n "$work/times" | awk '{a[NR] = $1; if ($1 > 0.05) slow++}
   END {printf "another tenant'"'"'s reads: %d, p50 %.1f ms, p99 %.1f ms, max %.1f ms, over 50 ms: %d\n",
        NR, a[int(NR * .5)] * 1000, a[int(NR * .99)] * 1000, a[NR] * 1000, slow + 0}'
-rm -rf "$work"

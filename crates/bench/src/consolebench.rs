@@ -25,15 +25,7 @@ struct Args {
 }
 
 fn tenant(name: String) -> Tenant {
-    Tenant {
-        name,
-        language: "en".into(),
-        subscription_ends: None,
-        admins: vec![],
-        managed_by_config: false,
-        forwarding: Default::default(),
-        forwarding_domains: vec![],
-    }
+    Tenant::named(name)
 }
 
 fn restriction(tenant: &str, n: usize, now: i64) -> Restriction {

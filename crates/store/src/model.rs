@@ -20,6 +20,22 @@ pub struct Tenant {
     pub forwarding_domains: Vec<String>,
 }
 
+impl Tenant {
+    /// A tenant with nothing set but its name, as one is made when only the name is given:
+    /// English, no end to its subscription, no admins, forwarding as by default.
+    pub fn named(name: impl Into<String>) -> Tenant {
+        Tenant {
+            name: name.into(),
+            language: "en".into(),
+            subscription_ends: None,
+            admins: Vec::new(),
+            managed_by_config: false,
+            forwarding: Forwarding::default(),
+            forwarding_domains: Vec::new(),
+        }
+    }
+}
+
 /// A tenant's automatic forwarding control, as large hosted services offer it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -57,15 +57,7 @@ fn relayward_clock_ms() -> i64 {
 }
 
 fn tenant(name: &str) -> Tenant {
-    Tenant {
-        name: name.into(),
-        language: "en".into(),
-        subscription_ends: None,
-        admins: vec![],
-        managed_by_config: false,
-        forwarding: Default::default(),
-        forwarding_domains: Vec::new(),
-    }
+    Tenant::named(name)
 }
 
 /// Webhook `w1` of a tenant, for its alerts.

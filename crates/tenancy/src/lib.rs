@@ -1108,15 +1108,7 @@ mod tests {
     use relayward_store::{Connector, Domain, Tenant, User};
 
     fn tenant(name: &str) -> Tenant {
-        Tenant {
-            name: name.into(),
-            language: "en".into(),
-            subscription_ends: None,
-            admins: Vec::new(),
-            managed_by_config: false,
-            forwarding: Default::default(),
-            forwarding_domains: Vec::new(),
-        }
+        Tenant::named(name)
     }
 
     fn data() -> DirectoryData {

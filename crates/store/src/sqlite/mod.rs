@@ -67,40 +67,39 @@ impl SqliteStore {
         })
     }
 
+    async fn with<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        on(self.conn.clone(), f).await
+    }
+
     /// Runs a long read on the reader connection (on the one connection when there is none).
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let Some(reader) = self.reader.clone() else {
-            return self.with(f).await;
-        };
-        tokio::task::spawn_blocking(move || {
-            let mut guard = reader
-                .lock()
-                .map_err(|_| StoreError::Task("lock poisoned".into()))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        let conn = self.reader.as_ref().unwrap_or(&self.conn);
+        on(conn.clone(), f).await
     }
+}
 
-    async fn with<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
-    {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Task("lock poisoned".into()))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
-    }
+/// Runs `f` with `conn` on tokio's blocking pool.
+async fn on<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let mut guard = conn
+            .lock()
+            .map_err(|_| StoreError::Task("lock poisoned".into()))?;
+        f(&mut guard)
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
@@ -524,18 +523,6 @@ mod tests {
 
     use super::*;
 
-    fn tenant(name: &str) -> Tenant {
-        Tenant {
-            name: name.into(),
-            language: "en".into(),
-            subscription_ends: None,
-            admins: vec![],
-            managed_by_config: false,
-            forwarding: Default::default(),
-            forwarding_domains: Vec::new(),
-        }
-    }
-
     /// A long read under way (the directory of a large relay reloading, a search of a large
     /// trace) is stood in for by holding the reader connection from another thread: writes and
     /// a tenant's own reads go on meanwhile, and the long reads wait their turn on the reader.
@@ -543,7 +530,10 @@ mod tests {
     async fn writes_and_short_reads_go_on_while_a_long_read_holds_the_reader() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("r.sqlite")).expect("open");
-        store.add_tenant(&tenant("contoso")).await.expect("add");
+        store
+            .add_tenant(&Tenant::named("contoso"))
+            .await
+            .expect("add");
         let reader = store.reader.clone().expect("a reader connection");
         let (release, released) = std::sync::mpsc::channel::<()>();
         let (held, holding) = tokio::sync::oneshot::channel();
@@ -556,7 +546,7 @@ mod tests {
         holding.await.expect("the reader is held");
 
         let soon = Duration::from_secs(5);
-        tokio::time::timeout(soon, store.add_tenant(&tenant("fabrikam")))
+        tokio::time::timeout(soon, store.add_tenant(&Tenant::named("fabrikam")))
             .await
             .expect("a write does not wait for a long read")
             .expect("add");
