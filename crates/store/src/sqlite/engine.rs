@@ -1,6 +1,8 @@
 // Over 800 lines: one Store implementation (a trait impl cannot span files), method for method beside the PostgreSQL one; its tests are the shared suite in tests/engines.rs.
 //! `Store` on the embedded engine: each call runs its statements on the blocking pool, on the
-//! one connection (`SqliteStore::with`); what must change together runs in one transaction.
+//! one writing connection (`SqliteStore::with`), or for a long read on the reader
+//! (`SqliteStore::read`; the whole directory on connections opened for it); what must change
+//! together runs in one transaction.
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
@@ -11,8 +13,25 @@ use crate::trace_batch::Recipients;
 #[async_trait]
 impl Store for SqliteStore {
     async fn directory(&self) -> Result<DirectoryData> {
+        // On connections of its own, opened for the load: a reload of a large directory (a
+        // second and more) keeps neither the writer nor the searches on the reader waiting.
         let path = self.path.clone();
-        self.read(move |c| load_whole(c, &path)).await
+        let own = tokio::task::spawn_blocking(move || match open_reader(&path) {
+            Ok(mut c) => Some(load_whole(&mut c, &path)),
+            Err(e) => {
+                tracing::debug!(error = %e, "the directory loads on the reader connection");
+                None
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?;
+        match own {
+            Some(loaded) => loaded,
+            None => {
+                let path = self.path.clone();
+                self.read(move |c| load_whole(c, &path)).await
+            }
+        }
     }
 
     async fn tenant_data(&self, tenant: &str) -> Result<Option<TenantData>> {
