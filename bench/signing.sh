@@ -11,6 +11,7 @@
 #                and not signing
 #
 # Besides the table, each result is printed as a line `RESULT <relay> <msg/s> [<CPU ms> <PSS MiB>]`
+# (for Relayward also `THREADS <relay> <thread group>=<CPU ms per message> ...`)
 # and the latency as `LATENCY <p50 ms> <p99 ms> <msg/s reached>`, for bench/signing-matrix.sh;
 # after each round, what an RSA-2048 signature costs the machine then, as `RSA <round> <ms>`.
 #
@@ -56,6 +57,13 @@ trap cleanup EXIT
 # figure of a round moves with it.
 rsa_now() { openssl speed -seconds 1 rsa2048 2>/dev/null | awk '/^rsa 2048/{printf "%.3f", $4 * 1000}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# The CPU each group of the process's threads ran (the scheduler's own count, ns), a line per
+# group: threads named alike but for a number (dkim-signer-0 and -1) are one group.
+thread_ns() {
+  for t in /proc/"$1"/task/*; do
+    printf '%s %s\n' "$(cat "$t/comm" 2>/dev/null)" "$(cut -d' ' -f1 "$t/schedstat" 2>/dev/null)"
+  done | awk 'NF == 2 {g = $1; sub(/-[0-9]+$/, "", g); ns[g] += $2} END {for (g in ns) print g, ns[g]}'
+}
 pss_kib() { awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup"; }
 
 # The load: $MESSAGES messages of $SIZE bytes from $1 to $RCPTS recipients over $SESSIONS sessions.
@@ -115,10 +123,14 @@ relayward_round() { # $1: sender; prints msg/s, CPU ms per message, PSS MiB
   local from=$1
   start_relayward "$from"
   local pid=$rw_pid c0 t0 e2e c1 pss
-  c0=$(cpu_ticks $pid); t0=$(date +%s.%N)
+  c0=$(cpu_ticks $pid); thread_ns $pid > "$work/threads.0"; t0=$(date +%s.%N)
   load $RW_PORT "$from"
   e2e=$(wait_sink "$MESSAGES" "$t0")
-  c1=$(cpu_ticks $pid); pss=$(pss_kib $pid)
+  c1=$(cpu_ticks $pid); pss=$(pss_kib $pid); thread_ns $pid > "$work/threads.1"
+  # Where the CPU went, ms per message by thread group, for the caller to print (threads that
+  # ended during the run, such as tokio's idle blocking threads, are missing from it).
+  awk -v n="$MESSAGES" 'NR == FNR {b[$1] = $2; next} {d = ($2 - b[$1]) / 1e6 / n; if (d >= 0.001) printf " %s=%.3f", $1, d}' \
+    "$work/threads.0" "$work/threads.1" > "$work/threads"
   stop_relayward
   local tck; tck=$(getconf CLK_TCK)
   echo "$(echo "$MESSAGES / $e2e" | bc) $(echo "scale=2; ($c1 - $c0) * 1000 / $tck / $MESSAGES" | bc) $((pss / 1024))"
@@ -199,11 +211,13 @@ for r in $(seq 1 "$ROUNDS"); do
         read -r m c p <<<"$(relayward_round bench@contoso.example)"
         signing_rates+=("$m")
         printf '%-6s %-30s %10s %12s %9s\n' "$r" "relayward, signing" "$m" "$c" "$p"
-        echo "RESULT signing $m $c $p" ;;
+        echo "RESULT signing $m $c $p"
+        echo "THREADS signing$(cat "$work/threads")" ;;
       unsigned)
         read -r m c p <<<"$(relayward_round bench@fabrikam.example)"
         printf '%-6s %-30s %10s %12s %9s\n' "$r" "relayward, not signing" "$m" "$c" "$p"
-        echo "RESULT unsigned $m $c $p" ;;
+        echo "RESULT unsigned $m $c $p"
+        echo "THREADS unsigned$(cat "$work/threads")" ;;
       postfix)
         m=$(postfix_round none)
         printf '%-6s %-30s %10s\n' "$r" "postfix" "$m"
