@@ -709,9 +709,18 @@ async fn reload_directory(
         match store.directory_version().await {
             Ok(v) if v != seen => {
                 let started = std::time::Instant::now();
-                match store.directory().await {
-                    Ok(data) => {
-                        let fresh = Arc::new(Directory::build(data));
+                // Built on the blocking pool: a large directory takes a second and more of
+                // arithmetic, which on an async thread would hold up the SMTP sessions and API
+                // requests waiting for that thread.
+                let built = match store.directory().await {
+                    Ok(data) => tokio::task::spawn_blocking(move || Directory::build(data))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("the directory build failed: {e}")),
+                    Err(e) => Err(e.into()),
+                };
+                match built {
+                    Ok(fresh) => {
+                        let fresh = Arc::new(fresh);
                         if let Ok(mut d) = directory.write() {
                             *d = fresh;
                         }
