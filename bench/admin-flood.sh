@@ -15,14 +15,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${COUNT:-500}
 BIG=${BIG:-0}
-cargo build --release -q -p relayward -p relayward-bench
-RW=${RW:-target/release/relayward}
 HTTP=127.0.0.1:8125
 . bench/api-relay.sh
 start_api_relay
-ops=$(token --name ops --role operator)
-curl -sf -o /dev/null -H "Authorization: Bearer $ops" -H 'Content-Type: application/json' \
-  -d '{"name":"northwind"}' "$A/tenants"
+new_tenant northwind
 $RW domain add northwind northwind.example --verified --config "$work/relayward.toml" > /dev/null
 admin=$(token --name nw --role admin --tenant northwind)
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }

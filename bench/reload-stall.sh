@@ -12,16 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIG=${BIG:-300000}
 SECONDS_=${SECONDS_:-10}
-cargo build --release -q -p relayward -p relayward-bench
-RW=${RW:-target/release/relayward}
 HTTP=127.0.0.1:8126
 . bench/api-relay.sh
 start_api_relay
-ops=$(token --name ops --role operator)
-for t in northwind fabrikam; do
-  curl -sf -o /dev/null -H "Authorization: Bearer $ops" -H 'Content-Type: application/json' \
-    -d "{\"name\":\"$t\"}" "$A/tenants"
-done
+new_tenant northwind
+new_tenant fabrikam
 changer=$(token --name nw --role admin --tenant northwind)
 reader=$(token --name fb --role admin --tenant fabrikam)
 sleep 4   # the reloads the setup caused are over
