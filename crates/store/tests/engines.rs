@@ -1527,6 +1527,9 @@ async fn postgres_one_tenants_reads_use_its_indexes_under_generic_plans() {
         .await
         .expect("name")
         .get(0);
+    // The filling store's connections report what they read when they end, which may be
+    // after a reset made while they are still closing: the count starts once they are gone.
+    until_alone(&c, &name).await;
     c.batch_execute(&format!(
         "ALTER DATABASE {name} SET plan_cache_mode = force_generic_plan;
          ALTER DATABASE {name} SET enable_seqscan = off;
@@ -1570,6 +1573,7 @@ async fn postgres_one_tenants_reads_use_its_indexes_under_generic_plans() {
     assert!(others.is_empty(), "rows read for tenant a: {others:?}");
 
     // Every tenant's rows, read in one go, are counted as such: the check above can fail.
+    until_alone(&c, &name).await;
     c.batch_execute("SELECT pg_stat_reset()")
         .await
         .expect("reset");
@@ -1699,6 +1703,25 @@ async fn fill_every_tenant_table(store: &dyn Store) {
 /// Rows returned by each of `TENANT_TABLES`' scans and index scans together, once the server
 /// has counted what the store's connections did (a connection's counts arrive when it ends):
 /// polled until `done` holds, for ten seconds at most.
+/// Waits (10 s at most) until no other connection to database `name` is open.
+async fn until_alone(c: &tokio_postgres::Client, name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let others: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&name],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if others == 0 || std::time::Instant::now() > deadline {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn rows_read_once_counted(
     c: &tokio_postgres::Client,
     done: impl Fn(&[(String, i64)]) -> bool,
