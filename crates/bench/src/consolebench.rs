@@ -24,10 +24,6 @@ struct Args {
     requests: usize,
 }
 
-fn tenant(name: String) -> Tenant {
-    Tenant::named(name)
-}
-
 fn restriction(tenant: &str, n: usize, now: i64) -> Restriction {
     Restriction::start(
         format!("r{n:06}"),
@@ -97,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     let width = 6;
     let name = |i: usize| format!("tenant-{i:0width$}");
     for i in 0..args.tenants {
-        store.add_tenant(&tenant(name(i))).await?;
+        store.add_tenant(&Tenant::named(name(i))).await?;
         store
             .add_domain(&Domain {
                 tenant: name(i),

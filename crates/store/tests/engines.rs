@@ -56,10 +56,6 @@ fn relayward_clock_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn tenant(name: &str) -> Tenant {
-    Tenant::named(name)
-}
-
 /// Webhook `w1` of a tenant, for its alerts.
 fn webhook(tenant: &str) -> Webhook {
     Webhook {
@@ -111,7 +107,10 @@ fn connector(tenant: &str, name: &str) -> Connector {
 
 async fn directory_changes_bump_the_version_and_are_read_back(store: &dyn Store) {
     let v0 = store.directory_version().await.expect("version");
-    store.add_tenant(&tenant("contoso")).await.expect("tenant");
+    store
+        .add_tenant(&Tenant::named("contoso"))
+        .await
+        .expect("tenant");
     store
         .add_domain(&domain("contoso", "Contoso.Example"))
         .await
@@ -119,7 +118,7 @@ async fn directory_changes_bump_the_version_and_are_read_back(store: &dyn Store)
     assert!(store.directory_version().await.expect("version") > v0);
     let d = store.directory().await.expect("directory");
     assert_eq!(d.domains[0].name, "contoso.example");
-    let err = store.add_tenant(&tenant("contoso")).await;
+    let err = store.add_tenant(&Tenant::named("contoso")).await;
     assert!(matches!(err, Err(StoreError::Exists { .. })), "{err:?}");
     let err = store
         .add_route(&Route {
@@ -130,7 +129,10 @@ async fn directory_changes_bump_the_version_and_are_read_back(store: &dyn Store)
         .await;
     assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
     // A domain another tenant holds is refused, whatever its letter case.
-    store.add_tenant(&tenant("fabrikam")).await.expect("tenant");
+    store
+        .add_tenant(&Tenant::named("fabrikam"))
+        .await
+        .expect("tenant");
     let err = store
         .add_domain(&domain("fabrikam", "CONTOSO.example"))
         .await;
@@ -233,7 +235,7 @@ async fn directory_changes_bump_the_version_and_are_read_back(store: &dyn Store)
 async fn provisioning_again_keeps_what_hangs_on_the_tenant_and_webhooks_queue_per_event(
     store: &dyn Store,
 ) {
-    let mut t = tenant("contoso");
+    let mut t = Tenant::named("contoso");
     t.managed_by_config = true;
     let data = TenantData {
         tenant: Some(t.clone()),
@@ -277,8 +279,11 @@ async fn provisioning_again_keeps_what_hangs_on_the_tenant_and_webhooks_queue_pe
         1
     );
     // A tenant made through the API is not taken over by the configuration.
-    store.add_tenant(&tenant("fabrikam")).await.expect("tenant");
-    let mut f = tenant("fabrikam");
+    store
+        .add_tenant(&Tenant::named("fabrikam"))
+        .await
+        .expect("tenant");
+    let mut f = Tenant::named("fabrikam");
     f.managed_by_config = true;
     let err = store
         .provision(&TenantData {
@@ -539,7 +544,7 @@ async fn trace_is_searchable_by_recipient_and_status(store: &dyn Store) {
 }
 
 async fn managed_tenants_refuse_changes_and_missing_objects_are_named(store: &dyn Store) {
-    let mut t = tenant("contoso");
+    let mut t = Tenant::named("contoso");
     t.managed_by_config = true;
     store
         .provision(&TenantData {
@@ -593,7 +598,7 @@ async fn related_names(store: &dyn Store, name: &str) -> Vec<String> {
 }
 
 async fn related_domains_are_the_parents_and_everything_below(store: &dyn Store) {
-    store.add_tenant(&tenant("a")).await.expect("tenant");
+    store.add_tenant(&Tenant::named("a")).await.expect("tenant");
     for name in [
         "example.com",
         "mail.example.com",
@@ -639,8 +644,8 @@ async fn touching(store: &dyn Store, ranges: &[&str]) -> Vec<String> {
 }
 
 async fn connectors_touching_a_range_are_found_through_the_claim_index(store: &dyn Store) {
-    store.add_tenant(&tenant("a")).await.expect("tenant");
-    store.add_tenant(&tenant("b")).await.expect("tenant");
+    store.add_tenant(&Tenant::named("a")).await.expect("tenant");
+    store.add_tenant(&Tenant::named("b")).await.expect("tenant");
     for k in [
         connector_on("a", "k1", &["10.1.2.0/24", "2001:db8::5", "not a range"]),
         connector_on("a", "k2", &["10.0.0.0/8"]),
@@ -677,7 +682,7 @@ async fn connectors_touching_a_range_are_found_through_the_claim_index(store: &d
     store.delete_connector("a", "k2").await.expect("delete");
     assert_eq!(touching(store, &["10.1.2.200"]).await, ["a/k1", "b/k4"]);
     // A configuration-managed tenant provisioned again claims only its new ranges.
-    let mut t = tenant("c");
+    let mut t = Tenant::named("c");
     t.managed_by_config = true;
     for ips in [["203.0.113.0/24"], ["203.0.114.0/24"]] {
         store
@@ -700,7 +705,7 @@ async fn tenants_page_by_name_and_lapsed_ones_are_found(store: &dyn Store) {
         ("b", Some("2027-01-01")),
         ("d", Some("2025-06-30")),
     ] {
-        let mut t = tenant(name);
+        let mut t = Tenant::named(name);
         t.subscription_ends = ends.map(str::to_string);
         t.admins = vec![format!("admin@{name}.example")];
         store.add_tenant(&t).await.expect("tenant");
@@ -962,7 +967,10 @@ async fn tokens_belong_to_known_tenants_and_revoke_once(store: &dyn Store) {
     };
     let err = store.add_token(&token("t0", Some("nobody"), 1)).await;
     assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
-    store.add_tenant(&tenant("contoso")).await.expect("tenant");
+    store
+        .add_tenant(&Tenant::named("contoso"))
+        .await
+        .expect("tenant");
     store
         .add_token(&token("t1", Some("contoso"), 1))
         .await
@@ -1054,7 +1062,10 @@ async fn dkim_keys_change_state_together(store: &dyn Store) {
 }
 
 async fn accounts_and_sessions(store: &dyn Store) {
-    store.add_tenant(&tenant("contoso")).await.expect("tenant");
+    store
+        .add_tenant(&Tenant::named("contoso"))
+        .await
+        .expect("tenant");
     let account = Account {
         id: "A1".into(),
         email: "Ann@Contoso.Example".into(),
@@ -1467,7 +1478,7 @@ async fn postgres_claim_indexes_are_filled_for_rows_written_before_them() {
 }
 
 async fn fill_before_the_claim_indexes(store: &dyn Store) {
-    store.add_tenant(&tenant("a")).await.expect("tenant");
+    store.add_tenant(&Tenant::named("a")).await.expect("tenant");
     for name in ["example.com", "mail.example.com"] {
         store.add_domain(&domain("a", name)).await.expect("domain");
     }
@@ -1598,7 +1609,7 @@ async fn fill_every_tenant_table(store: &dyn Store) {
         .map(String::from)
         .chain((0..20).map(|i| format!("c{i}")))
     {
-        store.add_tenant(&tenant(&t)).await.expect("tenant");
+        store.add_tenant(&Tenant::named(&t)).await.expect("tenant");
         let name = format!("{t}.example");
         store.add_domain(&domain(&t, &name)).await.expect("domain");
     }

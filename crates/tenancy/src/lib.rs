@@ -1107,10 +1107,6 @@ mod tests {
     use super::*;
     use relayward_store::{Connector, Domain, Tenant, User};
 
-    fn tenant(name: &str) -> Tenant {
-        Tenant::named(name)
-    }
-
     fn data() -> DirectoryData {
         let domain = |name: &str, kind, sub, verified| Domain {
             tenant: "contoso".into(),
@@ -1183,7 +1179,7 @@ mod tests {
     #[test]
     fn a_route_is_followed_only_for_its_tenants_verified_domain() {
         let mut data = data();
-        data.tenants.push(tenant("fabrikam"));
+        data.tenants.push(Tenant::named("fabrikam"));
         let route = |tenant: &str, domain: &str| relayward_store::Route {
             tenant: tenant.into(),
             domain: domain.into(),
@@ -1286,7 +1282,7 @@ mod tests {
     #[test]
     fn the_sender_lookups_made_together_answer_as_the_single_ones() {
         let mut data = data();
-        data.tenants.push(tenant("fabrikam"));
+        data.tenants.push(Tenant::named("fabrikam"));
         data.domains.push(Domain {
             tenant: "fabrikam".into(),
             name: "fabrikam.example".into(),
@@ -1330,8 +1326,8 @@ mod tests {
             verified: true,
             verification_token: String::new(),
         };
-        data.tenants.push(tenant("fabrikam"));
-        data.tenants.push(tenant("hoster"));
+        data.tenants.push(Tenant::named("fabrikam"));
+        data.tenants.push(Tenant::named("hoster"));
         // Rows not grouped by tenant; one domain listed twice (the first keeps it); one
         // exact name under contoso's subdomain-matching domain, owned by another tenant.
         data.domains
