@@ -14,7 +14,7 @@ use relayward_store::{TraceEvent, TraceKind};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::client::{Client, ClientError, ClientSettings, OutMessage, OutRcpt, SmtpReply};
+use crate::client::{ClientError, ClientSettings, OutMessage, OutRcpt, SmtpReply};
 use crate::dns::Resolver;
 
 mod actions;
@@ -284,7 +284,10 @@ struct Inner {
     parked: Mutex<HashMap<String, VecDeque<String>>>,
     /// Destinations that keep failing, backed off as a whole.
     health: Mutex<HashMap<String, Health>>,
-    idle: Mutex<HashMap<String, Vec<(Instant, Client)>>>,
+    /// Places for outbound connections, in use or idle: `max_concurrent_messages` of them.
+    connections: Arc<Semaphore>,
+    /// Idle connections by next hop (address, source, EHLO name), each with its place.
+    idle: Mutex<idle::Idle>,
     /// Sender domains with neither MX nor A records (true), as last looked up.
     sender_dns: Mutex<HashMap<String, (bool, Instant)>>,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -356,6 +359,7 @@ impl Queue {
         Queue {
             inner: Arc::new(Inner {
                 workers: Arc::new(Semaphore::new(config.max_concurrent_messages.max(1))),
+                connections: Arc::new(Semaphore::new(config.max_concurrent_messages.max(1))),
                 body_memory: BodyMemory::new(config.max_body_memory),
                 config,
                 spool,
@@ -541,13 +545,7 @@ impl Queue {
         janitor.abort();
         let all = inner.config.max_concurrent_messages.max(1) as u32;
         let _ = tokio::time::timeout(grace, inner.workers.acquire_many(all)).await;
-        let idle: Vec<Client> = {
-            let mut map = inner.idle.lock().unwrap_or_else(|p| p.into_inner());
-            map.drain()
-                .flat_map(|(_, v)| v.into_iter().map(|(_, c)| c))
-                .collect()
-        };
-        for c in idle {
+        for c in inner.drain_idle() {
             c.quit().await;
         }
     }
@@ -667,19 +665,24 @@ impl Inner {
         };
         let body = Arc::new(signed.unwrap_or_else(|| Outgoing::unchanged(body)));
         env.attempts += 1;
+        // Recipients by destination: a domain's MX hosts, or one next hop for every domain a
+        // route or the smart host sends there (their recipients share its transactions).
         let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, r) in env.recipients.iter().enumerate() {
             if r.is_pending() {
-                groups.entry(r.domain()).or_default().push(i);
+                groups
+                    .entry(self.destination_of(&r.domain()))
+                    .or_default()
+                    .push(i);
             }
         }
         let snapshot = Arc::new(env.clone());
         let mut tasks = JoinSet::new();
-        for (domain, idxs) in groups {
+        for (destination, idxs) in groups {
             let inner = self.clone();
             let env = snapshot.clone();
             let body = body.clone();
-            tasks.spawn(async move { inner.deliver_domain(&env, &domain, &idxs, &body).await });
+            tasks.spawn(async move { inner.deliver_to(&env, &destination, &idxs, &body).await });
         }
         while let Some(done) = tasks.join_next().await {
             let Ok(outcomes) = done else { continue };
@@ -765,10 +768,11 @@ impl Inner {
             .clone()
     }
 
-    async fn deliver_domain(
+    /// Delivers the recipients `idxs` of `env`, all of one destination (`destination_of`).
+    async fn deliver_to(
         &self,
         env: &Envelope,
-        domain: &str,
+        destination: &str,
         idxs: &[usize],
         body: &Outgoing,
     ) -> Vec<(usize, RcptState, Taken)> {
@@ -777,20 +781,27 @@ impl Inner {
                 .map(|&i| (i, state.clone(), Taken::default()))
                 .collect()
         };
-        let hops = match self.hops(domain).await {
+        // Every recipient domain here has the same hosts: the first one's are looked up, and
+        // what is said of them names the domains.
+        let domains = domains_of(env, idxs);
+        let Some(domain) = idxs.first().and_then(|&i| env.recipients.get(i)) else {
+            return Vec::new();
+        };
+        let domain = &domain.domain();
+        let hops = match self.hops(domain, &domains).await {
             Ok(h) => h,
             Err(state) => return all(state),
         };
-        if let Some(failures) = self.backed_off(domain) {
+        if let Some(failures) = self.backed_off(destination) {
             return all(pending(&format!(
-                "451 4.4.1 {domain} did not answer {failures} times in a row; waiting before the next try"
+                "451 4.4.1 {destination} did not answer {failures} times in a row; waiting before the next try"
             )));
         }
-        let slot = self.destination_slot(domain);
+        let slot = self.destination_slot(destination);
         // Dropped after the slot: whoever waits for this destination goes next.
         let _next = WakeParked {
             inner: self,
-            domain,
+            destination,
         };
         let Ok(_permit) = slot.acquire_owned().await else {
             return all(pending("451 4.3.0 Delivery is shutting down"));
@@ -876,7 +887,7 @@ impl Inner {
                 TraceKind::Attempt,
                 None,
                 format!(
-                    "{domain} via {} [{}] from the {} pool{}",
+                    "{domains} via {} [{}] from the {} pool{}",
                     hop.name,
                     hop.addr,
                     if pool.high_risk.is_some() {
@@ -896,7 +907,7 @@ impl Inner {
             let mut reused = self.take_idle(&key);
             loop {
                 let was_reused = reused.is_some();
-                let mut client = match reused.take() {
+                let (mut client, place) = match reused.take() {
                     Some(c) => {
                         self.stats
                             .connections_reused
@@ -904,6 +915,9 @@ impl Inner {
                         c
                     }
                     None => {
+                        let Some(place) = self.connection_place().await else {
+                            return all(pending("451 4.3.0 Delivery is shutting down"));
+                        };
                         let connected = if let Some(required) = &required {
                             self.connect_requiring(domain, hop, source, &settings, required)
                                 .await
@@ -938,7 +952,7 @@ impl Inner {
                                     );
                                     self.event(&env.id, TraceKind::Attempt, None, detail);
                                 }
-                                c
+                                (c, place)
                             }
                             Err(e) => {
                                 tracing::info!(id = %env.id, hop = %hop.addr, error = %e, "connect failed");
@@ -958,11 +972,11 @@ impl Inner {
                 };
                 let failure = match sent.error {
                     None => {
-                        self.reached(domain);
+                        self.reached(destination);
                         if client.messages_sent < self.config.max_messages_per_connection {
-                            self.put_idle(key, client);
+                            self.put_idle(key, client, place);
                         } else {
-                            tokio::spawn(client.quit());
+                            Inner::close(client, place);
                         }
                         None
                     }
@@ -979,7 +993,7 @@ impl Inner {
                     // Some transactions ended before the connection failed: theirs are done.
                     Some(e) => {
                         tracing::info!(id = %env.id, hop = %hop.addr, error = %e, "connection failed after some recipients' transactions");
-                        self.reached(domain);
+                        self.reached(destination);
                         Some(e.as_reply().to_string())
                     }
                 };
@@ -998,12 +1012,31 @@ impl Inner {
             }
             // A 5xx greeting or HELO refusal means this host will not take it: try the next.
         }
-        self.unreachable(domain);
+        self.unreachable(destination);
         let reply = last_error
             .map(|e| e.as_reply().to_string())
             .unwrap_or_else(|| "451 4.4.1 No mail host could be reached".into());
         all(pending(&reply))
     }
+}
+
+/// The recipient domains of `idxs`, for what a delivery says: the first three, in the
+/// message's order, and how many more.
+fn domains_of(env: &Envelope, idxs: &[usize]) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let mut shown = Vec::new();
+    for r in idxs.iter().filter_map(|&i| env.recipients.get(i)) {
+        let d = r.domain();
+        if shown.len() < 3 && !seen.contains(&d) {
+            shown.push(d.clone());
+        }
+        seen.insert(d);
+    }
+    let mut out = shown.join(", ");
+    if seen.len() > shown.len() {
+        out.push_str(&format!(" and {} more", seen.len() - shown.len()));
+    }
+    out
 }
 
 fn pending(reply: &str) -> RcptState {

@@ -130,7 +130,7 @@ impl Queue {
             ids.len()
         };
         match (&domain, tenant) {
-            (Some(d), _) => inner.lift_backoff(Some(d)),
+            (Some(d), _) => inner.lift_backoff(Some(&inner.destination_of(d))),
             (None, None) => inner.lift_backoff(None),
             (None, Some(_)) => {}
         }

@@ -48,12 +48,12 @@ pub struct DestinationView {
 /// Wakes the next message parked for a destination when a round there ends.
 pub(super) struct WakeParked<'a> {
     pub(super) inner: &'a Inner,
-    pub(super) domain: &'a str,
+    pub(super) destination: &'a str,
 }
 
 impl Drop for WakeParked<'_> {
     fn drop(&mut self) {
-        self.inner.unpark(self.domain);
+        self.inner.unpark(self.destination);
     }
 }
 
@@ -64,21 +64,21 @@ impl Inner {
     /// always gets its round, which fails it with its NDR.
     pub(super) fn admit(&self, mut env: Envelope) -> Option<Envelope> {
         let now = now_ms();
-        let mut domains: Vec<String> = env
+        let mut destinations: Vec<String> = env
             .recipients
             .iter()
             .filter(|r| r.is_pending())
-            .map(|r| r.domain())
+            .map(|r| self.destination_of(&r.domain()))
             .collect();
-        domains.sort_unstable();
-        domains.dedup();
+        destinations.sort_unstable();
+        destinations.dedup();
         let expired = now / 1000 >= env.received_at + self.config.expire_after.as_secs() as i64;
-        if domains.is_empty() || expired {
+        if destinations.is_empty() || expired {
             return Some(env);
         }
         let down: Vec<Option<i64>> = {
             let h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-            domains
+            destinations
                 .iter()
                 .map(|d| h.get(d).map(|x| x.down_until).filter(|&t| t > now))
                 .collect()
@@ -91,7 +91,7 @@ impl Inner {
             self.requeue(env);
             return None;
         }
-        let open: Vec<&String> = domains
+        let open: Vec<&String> = destinations
             .iter()
             .zip(&down)
             .filter(|(_, d)| d.is_none())
@@ -117,11 +117,11 @@ impl Inner {
         None
     }
 
-    /// A slot of `domain` was freed: the message parked longest for it is due now.
-    pub(super) fn unpark(&self, domain: &str) {
+    /// A slot of `destination` was freed: the message parked longest for it is due now.
+    pub(super) fn unpark(&self, destination: &str) {
         let next = {
             let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(list) = parked.get_mut(domain) else {
+            let Some(list) = parked.get_mut(destination) else {
                 return;
             };
             let s = self.sched.lock().unwrap_or_else(|p| p.into_inner());
@@ -134,7 +134,7 @@ impl Inner {
             }
             drop(s);
             if list.is_empty() {
-                parked.remove(domain);
+                parked.remove(destination);
             }
             next
         };
@@ -144,21 +144,21 @@ impl Inner {
     }
 
     /// Failures in a row of a destination that is backed off now.
-    pub(super) fn backed_off(&self, domain: &str) -> Option<u32> {
+    pub(super) fn backed_off(&self, destination: &str) -> Option<u32> {
         let now = now_ms();
         self.health
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(domain)
+            .get(destination)
             .filter(|h| h.down_until > now)
             .map(|h| h.failures)
     }
 
-    /// An operator says `domain` (every destination, with `None`) is worth trying now: its
+    /// An operator says `destination` (every destination, with `None`) is worth trying now: its
     /// failures in a row are forgotten, and a backoff under way ends.
-    pub(super) fn lift_backoff(&self, domain: Option<&str>) {
+    pub(super) fn lift_backoff(&self, destination: Option<&str>) {
         let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        match domain {
+        match destination {
             Some(d) => {
                 h.remove(d);
             }
@@ -175,21 +175,21 @@ impl Inner {
             .retain(|_, h| h.down_until.max(h.last) + MAX_BACKOFF_MS > now);
     }
 
-    /// A round reached `domain` (whatever it answered): it is healthy.
-    pub(super) fn reached(&self, domain: &str) {
+    /// A round reached `destination` (whatever it answered): it is healthy.
+    pub(super) fn reached(&self, destination: &str) {
         let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(was) = h.remove(domain)
+        if let Some(was) = h.remove(destination)
             && was.down_until > 0
         {
-            tracing::info!(destination = domain, "destination answers again");
+            tracing::info!(destination, "destination answers again");
         }
     }
 
-    /// No host of `domain` could be reached (or none kept a session up).
-    pub(super) fn unreachable(&self, domain: &str) {
+    /// No host of `destination` could be reached (or none kept a session up).
+    pub(super) fn unreachable(&self, destination: &str) {
         let now = now_ms();
         let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        let e = h.entry(domain.to_string()).or_default();
+        let e = h.entry(destination.to_string()).or_default();
         if e.down_until > now {
             // Rounds that were already under way when it was backed off: the backoff stands,
             // it does not grow with each of them (only a failed try after it does).
@@ -201,7 +201,7 @@ impl Inner {
             let wait = Health::backoff_ms(e.failures);
             e.down_until = now + wait;
             tracing::warn!(
-                destination = domain,
+                destination,
                 failures = e.failures,
                 seconds = wait / 1000,
                 "destination keeps failing: its queued mail waits before the next try"

@@ -90,9 +90,24 @@ fn split_host_port(target: &str, default_port: u16) -> (String, u16) {
 }
 
 impl Inner {
+    /// The destination whose slots, health and metrics `domain`'s mail counts under: the next
+    /// hop itself, in brackets (`[127.0.0.1:2600]`), when a route or the smart host names one,
+    /// so that every domain sent to one host shares its slots and its transactions; else the
+    /// domain, whose MX hosts are its own.
+    pub(super) fn destination_of(&self, domain: &str) -> String {
+        match self
+            .router
+            .route(domain)
+            .or_else(|| self.config.smart_host.clone())
+        {
+            Some(target) => format!("[{target}]"),
+            None => domain.to_string(),
+        }
+    }
+
     /// The hosts to try for `domain`, best first, or the final state for every recipient when
-    /// there is nowhere to go.
-    pub(super) async fn hops(&self, domain: &str) -> Result<Vec<Hop>, RcptState> {
+    /// there is nowhere to go; `domains` names the recipient domains that go there with it.
+    pub(super) async fn hops(&self, domain: &str, domains: &str) -> Result<Vec<Hop>, RcptState> {
         if let Some(target) = self.router.route(domain) {
             let (host, port) = split_host_port(&target, self.config.remote_port);
             let hops = self.addresses(&host, port).await.map_err(dns_state)?;
@@ -101,7 +116,7 @@ impl Inner {
             if host.parse::<IpAddr>().is_ok() {
                 return Ok(hops);
             }
-            return self.reachable(domain, hops);
+            return self.reachable(domains, hops);
         }
         if let Some(target) = &self.config.smart_host {
             let (host, port) = split_host_port(target, self.config.remote_port);
@@ -150,11 +165,11 @@ impl Inner {
                 h.sts = Some(policy.mode);
             }
         }
-        self.reachable(domain, hops)
+        self.reachable(domains, hops)
     }
 
-    /// The hops mail may go to (`reach.rs`); when none is left, the recipients fail, and the
-    /// operator is told which key would allow the address.
+    /// The hops mail for `domain` (one or more, named) may go to (`reach.rs`); when none is
+    /// left, the recipients fail, and the operator is told which key would allow the address.
     fn reachable(&self, domain: &str, hops: Vec<Hop>) -> Result<Vec<Hop>, RcptState> {
         let allowed = &self.config.private_destinations;
         let (reach, refused): (Vec<Hop>, Vec<Hop>) = hops

@@ -63,10 +63,12 @@ fn dead_and_silent_destinations_do_not_hold_up_healthy_mail() {
         beside >= alone / 2.0,
         "healthy mail slowed from {alone:.0} to {beside:.0} msg/s"
     );
-    // The broken destinations are visible to the operator.
+    // The broken destinations are visible to the operator, each its route's next hop.
     let page = relay.http_get("/metrics");
     assert!(
-        page.contains("relayward_destination_backed_off{destination=\"dead.example\"} 1"),
+        page.contains(&format!(
+            "relayward_destination_backed_off{{destination=\"[{dead}]\"}} 1"
+        )),
         "{}",
         page.lines()
             .filter(|l| l.starts_with("relayward_destination"))
@@ -74,7 +76,9 @@ fn dead_and_silent_destinations_do_not_hold_up_healthy_mail() {
             .join("\n")
     );
     assert!(
-        page.contains("relayward_destination_in_flight{destination=\"tarpit.example\"} 20"),
+        page.contains(&format!(
+            "relayward_destination_in_flight{{destination=\"[{tarpit_addr}]\"}} 20"
+        )),
         "the silent one holds its own 20 slots and no more"
     );
 }

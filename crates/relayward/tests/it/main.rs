@@ -18,6 +18,7 @@ mod forward;
 mod guard;
 mod hostile;
 mod mta_sts;
+mod next_hops;
 mod postfix;
 mod queue;
 mod readme;

@@ -30,6 +30,11 @@ struct ReceiverState {
     messages: Vec<Received>,
     seen_flaky: std::collections::HashSet<String>,
     connections: usize,
+    /// Connections open now, and the most open at once.
+    open: usize,
+    peak: usize,
+    /// How long each end of data waits before its reply (a next hop that takes its time).
+    data_delay: Duration,
     /// Do not offer the DSN extension.
     no_dsn: bool,
     /// Recipients one transaction takes, and the reply to the next ones.
@@ -65,11 +70,17 @@ impl Receiver {
         let st = state.clone();
         rt.spawn(async move {
             while let Ok((sock, peer)) = listener.accept().await {
-                st.lock().expect("lock").connections += 1;
+                {
+                    let mut st = st.lock().expect("lock");
+                    st.connections += 1;
+                    st.open += 1;
+                    st.peak = st.peak.max(st.open);
+                }
                 let st = st.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    let _ = serve_receiver(sock, peer.ip(), st, tls).await;
+                    let _ = serve_receiver(sock, peer.ip(), st.clone(), tls).await;
+                    st.lock().expect("lock").open -= 1;
                 });
             }
         });
@@ -112,6 +123,17 @@ impl Receiver {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.lock().expect("lock").connections
+    }
+
+    /// The most connections that were open at once so far.
+    pub fn peak_connections(&self) -> usize {
+        self.state.lock().expect("lock").peak
+    }
+
+    /// From now on each end of data waits `delay` before its reply.
+    pub fn with_data_delay(self, delay: Duration) -> Receiver {
+        self.state.lock().expect("lock").data_delay = delay;
+        self
     }
 
     /// Waits until `n` messages arrived (at most `limit`); returns them all.
@@ -276,6 +298,8 @@ async fn serve_receiver(
                     let l = l.strip_prefix('.').map(str::to_string).unwrap_or(l);
                     data.push_str(&l);
                 }
+                let delay = state.lock().expect("lock").data_delay;
+                tokio::time::sleep(delay).await;
                 state.lock().expect("lock").messages.push(Received {
                     mail_from: from.clone(),
                     rcpts: rcpts.clone(),

@@ -1,0 +1,98 @@
+//! What the next hops see of a message to many domains: a smart host (or a route's host) is
+//! one destination, whatever the recipients' domains, and the relay never holds more outbound
+//! connections than `max_concurrent_messages`, however many destinations a message has.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+const MSG: &str = "From: alice@contoso.example\r\nSubject: to everyone\r\n\r\nHello all.\r\n";
+
+/// Recipients in `n` domains, one each: `user@d0.example`, `user@d1.example`, …
+fn one_per_domain(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("user@d{i}.example")).collect()
+}
+
+/// Waits until the receiver has `n` recipients in all; returns each transaction's count.
+fn transactions_until(rx: &Receiver, n: usize) -> Vec<usize> {
+    wait_for(Duration::from_secs(60), || {
+        let sizes: Vec<usize> = rx.messages().iter().map(|m| m.rcpts.len()).collect();
+        (sizes.iter().sum::<usize>() >= n).then_some(sizes)
+    })
+    .unwrap_or_else(|| panic!("not every recipient arrived: {:?}", rx.messages().len()))
+}
+
+#[test]
+fn a_smart_host_gets_a_message_to_many_domains_in_a_few_transactions_on_one_connection() {
+    // A next hop that takes its time at each end of data, as a loaded one does: a relay that
+    // opened a connection per recipient domain would have them all open at once.
+    let rx = Receiver::start(false).with_data_delay(Duration::from_millis(200));
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let to = one_per_domain(250);
+    let to: Vec<&str> = to.iter().map(String::as_str).collect();
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    let r = c.mail("alice@contoso.example", &to, MSG);
+    assert_eq!(r.code, 250, "{r:?}");
+
+    let mut sizes = transactions_until(&rx, to.len());
+    sizes.sort_unstable();
+    assert_eq!(
+        sizes,
+        vec![50, 100, 100],
+        "transactions of at most recipients_per_transaction (100), whatever the domains"
+    );
+    let mut got: Vec<String> = rx.messages().into_iter().flat_map(|m| m.rcpts).collect();
+    got.sort_unstable();
+    let mut want: Vec<String> = to.iter().map(|s| s.to_string()).collect();
+    want.sort_unstable();
+    assert_eq!(got, want, "every recipient once");
+    assert_eq!(rx.peak_connections(), 1, "one connection for the three");
+}
+
+#[test]
+fn outbound_connections_stay_within_max_concurrent_messages() {
+    // Thirty domains, each with its own MX host (all on this receiver), in one message, and
+    // then in another: each domain is its own destination, so a round fans out to thirty
+    // deliveries; only four connections may be open at once, in use or idle.
+    let rx = Receiver::start(false).with_data_delay(Duration::from_millis(200));
+    let names: Vec<(&'static str, &'static str)> = (0..30)
+        .map(|i| {
+            let domain: &'static str = Box::leak(format!("d{i}.example").into_boxed_str());
+            let mx: &'static str = Box::leak(format!("mx.d{i}.example").into_boxed_str());
+            (domain, mx)
+        })
+        .collect();
+    let mut zone = Vec::new();
+    for &(domain, mx) in &names {
+        zone.push((domain, "MX", Answer::Mx(vec![(10, mx)])));
+        zone.push((mx, "A", Answer::A(vec!["127.0.0.1".parse().expect("ip")])));
+    }
+    let dns = Dns::start(zone);
+    let relay = Relay::start(&format!(
+        "[delivery]\ndns_resolver = \"{}\"\nremote_port = {}\nretry_schedule = [\"10m\"]\n\
+         private_destinations = [\"127.0.0.1\"]\nmax_concurrent_messages = 4\n\
+         [[tenants]]\nname = \"contoso\"\ndomains = [ {{ name = \"contoso.example\", verified = true }} ]\n\
+         connectors = [ {{ name = \"on-prem\", ips = [\"127.0.0.1\"] }} ]\n",
+        dns.addr,
+        rx.addr.port(),
+    ));
+    let to = one_per_domain(30);
+    let to: Vec<&str> = to.iter().map(String::as_str).collect();
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    for round in 1..=2 {
+        let r = c.mail("alice@contoso.example", &to, MSG);
+        assert_eq!(r.code, 250, "{r:?}");
+        let sizes = transactions_until(&rx, round * to.len());
+        assert!(
+            sizes.iter().all(|&n| n == 1),
+            "a transaction per domain: {sizes:?}"
+        );
+    }
+    let peak = rx.peak_connections();
+    assert!(
+        (1..=4).contains(&peak),
+        "{peak} connections open at once, over max_concurrent_messages (4)"
+    );
+}
