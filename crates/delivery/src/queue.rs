@@ -678,11 +678,18 @@ impl Inner {
         }
         let snapshot = Arc::new(env.clone());
         let mut tasks = JoinSet::new();
+        // One message does not take every outbound connection (nor hold a DNS lookup per
+        // domain at once): its destinations take turns.
+        let turns = Arc::new(Semaphore::new(ROUND_FAN_OUT));
         for (destination, idxs) in groups {
             let inner = self.clone();
             let env = snapshot.clone();
             let body = body.clone();
-            tasks.spawn(async move { inner.deliver_to(&env, &destination, &idxs, &body).await });
+            let turns = turns.clone();
+            tasks.spawn(async move {
+                let _turn = turns.acquire_owned().await;
+                inner.deliver_to(&env, &destination, &idxs, &body).await
+            });
         }
         while let Some(done) = tasks.join_next().await {
             let Ok(outcomes) = done else { continue };
@@ -1019,6 +1026,9 @@ impl Inner {
         all(pending(&reply))
     }
 }
+
+/// The most destinations one message's round delivers to at once.
+const ROUND_FAN_OUT: usize = 32;
 
 /// The recipient domains of `idxs`, for what a delivery says: the first three, in the
 /// message's order, and how many more.

@@ -1,6 +1,7 @@
 //! What the next hops see of a message to many domains: a smart host (or a route's host) is
-//! one destination, whatever the recipients' domains, and the relay never holds more outbound
-//! connections than `max_concurrent_messages`, however many destinations a message has.
+//! one destination, whatever the recipients' domains; one message's round goes to at most 32
+//! destinations at once; and the relay never holds more outbound connections than
+//! `max_concurrent_messages`, however many destinations its messages have.
 
 use std::time::Duration;
 
@@ -50,47 +51,63 @@ fn a_smart_host_gets_a_message_to_many_domains_in_a_few_transactions_on_one_conn
     assert_eq!(rx.peak_connections(), 1, "one connection for the three");
 }
 
-#[test]
-fn outbound_connections_stay_within_max_concurrent_messages() {
-    // Thirty domains, each with its own MX host (all on this receiver), in one message, and
-    // then in another: each domain is its own destination, so a round fans out to thirty
-    // deliveries; only four connections may be open at once, in use or idle.
-    let rx = Receiver::start(false).with_data_delay(Duration::from_millis(200));
-    let names: Vec<(&'static str, &'static str)> = (0..30)
-        .map(|i| {
-            let domain: &'static str = Box::leak(format!("d{i}.example").into_boxed_str());
-            let mx: &'static str = Box::leak(format!("mx.d{i}.example").into_boxed_str());
-            (domain, mx)
-        })
-        .collect();
+/// A relay whose recipient domains `d0.example`… each have their own MX host, all on `rx`.
+fn mx_relay(rx: &Receiver, domains: usize, delivery: &str) -> (Relay, Dns) {
     let mut zone = Vec::new();
-    for &(domain, mx) in &names {
+    for i in 0..domains {
+        let domain: &'static str = Box::leak(format!("d{i}.example").into_boxed_str());
+        let mx: &'static str = Box::leak(format!("mx.d{i}.example").into_boxed_str());
         zone.push((domain, "MX", Answer::Mx(vec![(10, mx)])));
         zone.push((mx, "A", Answer::A(vec!["127.0.0.1".parse().expect("ip")])));
     }
     let dns = Dns::start(zone);
     let relay = Relay::start(&format!(
         "[delivery]\ndns_resolver = \"{}\"\nremote_port = {}\nretry_schedule = [\"10m\"]\n\
-         private_destinations = [\"127.0.0.1\"]\nmax_concurrent_messages = 4\n\
+         private_destinations = [\"127.0.0.1\"]\n{delivery}\n\
          [[tenants]]\nname = \"contoso\"\ndomains = [ {{ name = \"contoso.example\", verified = true }} ]\n\
          connectors = [ {{ name = \"on-prem\", ips = [\"127.0.0.1\"] }} ]\n",
         dns.addr,
         rx.addr.port(),
     ));
-    let to = one_per_domain(30);
+    (relay, dns)
+}
+
+/// Sends `times` messages (one after the other's delivery) to one recipient in each of `n`
+/// domains; returns the most connections the receiver saw open at once.
+fn fan_out(relay: &Relay, rx: &Receiver, n: usize, times: usize) -> usize {
+    let to = one_per_domain(n);
     let to: Vec<&str> = to.iter().map(String::as_str).collect();
     let mut c = relay.client();
     c.cmd("EHLO onprem");
-    for round in 1..=2 {
+    for round in 1..=times {
         let r = c.mail("alice@contoso.example", &to, MSG);
         assert_eq!(r.code, 250, "{r:?}");
-        let sizes = transactions_until(&rx, round * to.len());
+        let sizes = transactions_until(rx, round * n);
         assert!(
             sizes.iter().all(|&n| n == 1),
             "a transaction per domain: {sizes:?}"
         );
     }
-    let peak = rx.peak_connections();
+    rx.peak_connections()
+}
+
+#[test]
+fn a_message_to_many_domains_takes_a_bounded_share_of_outbound_connections() {
+    // Forty domains, each its own destination, in one message to a next hop that takes its
+    // time: the round goes to 32 of them at once, not all forty.
+    let rx = Receiver::start(false).with_data_delay(Duration::from_millis(300));
+    let (relay, _dns) = mx_relay(&rx, 40, "");
+    let peak = fan_out(&relay, &rx, 40, 1);
+    assert!(
+        (2..=32).contains(&peak),
+        "{peak} connections at once for one message"
+    );
+
+    // However many destinations, no more than max_concurrent_messages connections are open
+    // at once, in use or idle: thirty domains, twice, with four places.
+    let rx = Receiver::start(false).with_data_delay(Duration::from_millis(200));
+    let (relay, _dns) = mx_relay(&rx, 30, "max_concurrent_messages = 4");
+    let peak = fan_out(&relay, &rx, 30, 2);
     assert!(
         (1..=4).contains(&peak),
         "{peak} connections open at once, over max_concurrent_messages (4)"
