@@ -1,4 +1,4 @@
-// Over 800 lines: the scheduler and one delivery round share the waiting set and its locks; destinations, the bodies' memory, where mail goes, reports and idle connections already live in queue/destinations.rs, memory.rs, route.rs, reports.rs, idle.rs, and operators' actions in actions.rs.
+// Over 800 lines: the scheduler and one delivery round share the waiting set and its locks; destinations, the bodies' memory, where mail goes, reports and outbound connections already live in queue/destinations.rs, memory.rs, route.rs, reports.rs, idle.rs, and operators' actions in actions.rs.
 //! The queue: which message is due when, and one delivery round for a message.
 
 use std::cmp::Reverse;
@@ -31,6 +31,7 @@ pub use delayed::Delayed;
 pub use destinations::DestinationView;
 use destinations::{Health, WakeParked};
 use memory::BodyMemory;
+use route::domains_of;
 
 /// Delivery settings; every default is in [`DeliveryConfig::new`].
 #[derive(Clone)]
@@ -1029,25 +1030,6 @@ impl Inner {
 
 /// The most destinations one message's round delivers to at once.
 const ROUND_FAN_OUT: usize = 32;
-
-/// The recipient domains of `idxs`, for what a delivery says: the first three, in the
-/// message's order, and how many more.
-fn domains_of(env: &Envelope, idxs: &[usize]) -> String {
-    let mut seen = std::collections::HashSet::new();
-    let mut shown = Vec::new();
-    for r in idxs.iter().filter_map(|&i| env.recipients.get(i)) {
-        let d = r.domain();
-        if shown.len() < 3 && !seen.contains(&d) {
-            shown.push(d.clone());
-        }
-        seen.insert(d);
-    }
-    let mut out = shown.join(", ");
-    if seen.len() > shown.len() {
-        out.push_str(&format!(" and {} more", seen.len() - shown.len()));
-    }
-    out
-}
 
 fn pending(reply: &str) -> RcptState {
     RcptState::Pending {

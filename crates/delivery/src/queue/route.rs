@@ -65,6 +65,32 @@ pub(super) struct Hop {
     pub(super) dane: Option<crate::dane::HostDane>,
 }
 
+/// The recipient domains of `idxs`, for what a delivery says: the first three, in the
+/// message's order, and how many more.
+pub(super) fn domains_of(env: &Envelope, idxs: &[usize]) -> String {
+    name_domains(
+        idxs.iter()
+            .filter_map(|&i| env.recipients.get(i))
+            .map(|r| r.domain()),
+    )
+}
+
+fn name_domains(domains: impl Iterator<Item = String>) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let mut shown = Vec::new();
+    for d in domains {
+        if shown.len() < 3 && !seen.contains(&d) {
+            shown.push(d.clone());
+        }
+        seen.insert(d);
+    }
+    let mut out = shown.join(", ");
+    if seen.len() > shown.len() {
+        out.push_str(&format!(" and {} more", seen.len() - shown.len()));
+    }
+    out
+}
+
 pub(super) fn dns_state(e: DnsError) -> RcptState {
     match e {
         DnsError::NotFound(why) => RcptState::Failed {
@@ -277,6 +303,28 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delivery_names_its_first_three_domains_and_counts_the_rest() {
+        let named = |list: &[&str]| name_domains(list.iter().map(|d| d.to_string()));
+        assert_eq!(named(&["a.example"]), "a.example");
+        assert_eq!(named(&["a.example", "a.example"]), "a.example");
+        assert_eq!(
+            named(&["a.example", "b.example", "a.example", "c.example"]),
+            "a.example, b.example, c.example"
+        );
+        assert_eq!(
+            named(&[
+                "a.example",
+                "b.example",
+                "c.example",
+                "d.example",
+                "b.example",
+                "e.example"
+            ]),
+            "a.example, b.example, c.example and 2 more"
+        );
+    }
 
     #[test]
     fn host_port_forms() {
