@@ -680,15 +680,18 @@ impl Inner {
         let snapshot = Arc::new(env.clone());
         let mut tasks = JoinSet::new();
         // One message does not take every outbound connection (nor hold a DNS lookup per
-        // domain at once): its destinations take turns.
-        let turns = Arc::new(Semaphore::new(ROUND_FAN_OUT));
+        // domain at once): past `ROUND_FAN_OUT` destinations, they take turns.
+        let turns = (groups.len() > ROUND_FAN_OUT).then(|| Arc::new(Semaphore::new(ROUND_FAN_OUT)));
         for (destination, idxs) in groups {
             let inner = self.clone();
             let env = snapshot.clone();
             let body = body.clone();
             let turns = turns.clone();
             tasks.spawn(async move {
-                let _turn = turns.acquire_owned().await;
+                let _turn = match turns {
+                    Some(turns) => turns.acquire_owned().await.ok(),
+                    None => None,
+                };
                 inner.deliver_to(&env, &destination, &idxs, &body).await
             });
         }

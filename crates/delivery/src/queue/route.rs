@@ -68,6 +68,13 @@ pub(super) struct Hop {
 /// The recipient domains of `idxs`, for what a delivery says: the first three, in the
 /// message's order, and how many more.
 pub(super) fn domains_of(env: &Envelope, idxs: &[usize]) -> String {
+    if let [only] = idxs {
+        return env
+            .recipients
+            .get(*only)
+            .map(|r| r.domain())
+            .unwrap_or_default();
+    }
     name_domains(
         idxs.iter()
             .filter_map(|&i| env.recipients.get(i))
