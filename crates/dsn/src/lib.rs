@@ -29,7 +29,8 @@ pub fn reportable(env: &Envelope) -> Vec<&Recipient> {
         .collect()
 }
 
-/// The status code (`5.1.1`) found at the start of a reply's text, or a default by reply class.
+/// The status code (`5.1.1`) found at the start of a reply's text, or a default by reply class
+/// (`2.0.0` for a `250` without one: a success report's recipient was handed on).
 pub fn status_of(reply: &str) -> String {
     let mut words = reply.split_whitespace();
     let code = words.next().unwrap_or("");
@@ -41,10 +42,10 @@ pub fn status_of(reply: &str) -> String {
     }) {
         return esc.to_string();
     }
-    if code.starts_with('4') {
-        "4.0.0".into()
-    } else {
-        "5.0.0".into()
+    match code.as_bytes().first() {
+        Some(b'2') => "2.0.0".into(),
+        Some(b'4') => "4.0.0".into(),
+        _ => "5.0.0".into(),
     }
 }
 
@@ -317,7 +318,8 @@ fn human_part(
             RcptState::Failed {
                 remote: Some(remote),
                 ..
-            } => remote.clone(),
+            }
+            | RcptState::Delivered { remote, .. } => remote.clone(),
             _ => "-".into(),
         };
         let rows = [
@@ -597,7 +599,41 @@ mod tests {
     }
 
     #[test]
+    fn success_report_says_relayed_with_a_success_status_and_the_next_hop() {
+        let mut e = env();
+        e.recipients[1].state = RcptState::Delivered {
+            reply: "250 stored".into(),
+            remote: "mx.remote.example [192.0.2.7]".into(),
+        };
+        let relayed = [&e.recipients[1]];
+        let report = build_ndr(&NdrInput {
+            reporting_mta: "relay.example.net",
+            env: &e,
+            failed: &relayed,
+            original: b"Subject: Hello\r\n\r\nbody\r\n",
+            date: "Sun, 22 Nov 2026 10:00:00 +0000".into(),
+            arrival_date: "Sun, 22 Nov 2026 09:00:00 +0000".into(),
+            message_id: "N2@relay.example.net".into(),
+            language: "en",
+            expire_hours: 48,
+            kind: ReportKind::Success,
+        });
+        let text = String::from_utf8(report).expect("utf8");
+        assert!(
+            text.contains("Action: relayed\r\nStatus: 2.0.0\r\nRemote-MTA: dns; mx.remote.example [192.0.2.7]\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Status code: 2.0.0\r\n"),
+            "the readable part gives the same status: {text}"
+        );
+        assert!(text.contains("Remote server: mx.remote.example [192.0.2.7]\r\n"));
+        assert!(!text.contains("5.0.0"));
+    }
+
+    #[test]
     fn status_from_reply() {
+        assert_eq!(status_of("250 stored"), "2.0.0");
         assert_eq!(status_of("550 5.7.1 Denied"), "5.7.1");
         assert_eq!(status_of("451 try later"), "4.0.0");
         assert_eq!(status_of("554 no"), "5.0.0");
