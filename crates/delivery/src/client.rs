@@ -20,6 +20,7 @@ mod bdat;
 mod data;
 mod transactions;
 use data::{Step, write_stuffed};
+use relayward_spool::quoted_address;
 pub use transactions::Sent;
 
 /// Longest reply line and most lines in one reply we accept from a remote server.
@@ -447,7 +448,7 @@ impl Client {
             }
         }
         self.clean = false;
-        let mut mail = format!("MAIL FROM:<{}>", msg.mail_from);
+        let mut mail = format!("MAIL FROM:<{}>", quoted_address(msg.mail_from));
         if self.caps.size.is_some() {
             mail.push_str(&format!(" SIZE={}", msg.size()));
         }
@@ -470,7 +471,7 @@ impl Client {
             .rcpts
             .iter()
             .map(|r| {
-                let mut l = format!("RCPT TO:<{}>", r.address);
+                let mut l = format!("RCPT TO:<{}>", quoted_address(r.address));
                 if self.caps.dsn {
                     if let Some(n) = &r.notify {
                         l.push_str(&format!(" NOTIFY={n}"));

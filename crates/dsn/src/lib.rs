@@ -128,7 +128,7 @@ pub fn build_ndr(input: &NdrInput<'_>) -> Vec<u8> {
          {html}\r\n\
          --{alt}--\r\n",
         mta = input.reporting_mta,
-        to = env.mail_from,
+        to = relayward_spool::quoted_address(&env.mail_from),
         subject = encode_header(&subject_line),
         date = input.date,
         mid = input.message_id,
@@ -161,7 +161,7 @@ pub fn build_ndr(input: &NdrInput<'_>) -> Vec<u8> {
         let _ = write!(
             m,
             "Final-Recipient: rfc822; {}\r\nAction: {action}\r\nStatus: {}\r\n",
-            r.address,
+            relayward_spool::quoted_address(&r.address),
             status_of(&reply)
         );
         if let RcptState::Failed {

@@ -3,6 +3,41 @@
 
 use serde::{Deserialize, Serialize};
 
+/// An address as SMTP commands and header fields write it. The relay holds an address with its
+/// quoting taken off (`"a b"@contoso.example` is held as `a b@contoso.example`, as the SMTP
+/// parser gives it), so whatever writes one out puts the quotes back: a local part that is not a
+/// dot-atom (RFC 5321 4.1.2; RFC 6531 lets its atoms hold UTF-8) is written as a quoted
+/// string, with `"` and `\` escaped. The domain is whatever follows the last `@`.
+pub fn quoted_address(address: &str) -> std::borrow::Cow<'_, str> {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return address.into();
+    };
+    if is_dot_atom(local) {
+        return address.into();
+    }
+    let mut out = String::with_capacity(address.len() + 4);
+    out.push('"');
+    for c in local.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push_str("\"@");
+    out.push_str(domain);
+    out.into()
+}
+
+fn is_dot_atom(local: &str) -> bool {
+    !local.is_empty()
+        && local.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || !c.is_ascii() || "!#$%&'*+-/=?^_`{|}~".contains(c)
+                })
+        })
+}
+
 /// DSN `RET` parameter (RFC 3461): what an NDR should carry of the original message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Ret {
@@ -141,5 +176,33 @@ impl Envelope {
 
     pub fn is_finished(&self) -> bool {
         !self.recipients.iter().any(Recipient::is_pending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quoted_address;
+
+    #[test]
+    fn addresses_are_written_with_their_quotes_put_back_where_needed() {
+        for (held, written) in [
+            ("alice@contoso.example", "alice@contoso.example"),
+            (
+                "first.last+tag@contoso.example",
+                "first.last+tag@contoso.example",
+            ),
+            ("jörg@bücher.example", "jörg@bücher.example"),
+            ("postmaster", "postmaster"),
+            ("", ""),
+            ("a b@contoso.example", "\"a b\"@contoso.example"),
+            ("a\"b@contoso.example", "\"a\\\"b\"@contoso.example"),
+            ("a\\b@contoso.example", "\"a\\\\b\"@contoso.example"),
+            ("a@b@contoso.example", "\"a@b\"@contoso.example"),
+            (".a@contoso.example", "\".a\"@contoso.example"),
+            ("a..b@contoso.example", "\"a..b\"@contoso.example"),
+            ("@contoso.example", "\"\"@contoso.example"),
+        ] {
+            assert_eq!(quoted_address(held), written, "{held}");
+        }
     }
 }

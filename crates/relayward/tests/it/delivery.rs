@@ -150,6 +150,53 @@ fn partial_failure_delivers_the_rest_and_reports_the_failed_recipient() {
     assert_eq!(relay.metric("relayward_ndr_total"), 1);
 }
 
+/// The relay holds `"a b"@contoso.example` without its quotes (as the SMTP parser gives it);
+/// what it writes to the next hop, and the NDR, must put them back, or the next hop reads
+/// `a b@contoso.example`, a syntax error.
+#[test]
+fn quoted_local_parts_leave_quoted() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    let r = c.mail(
+        r#""a b"@contoso.example"#,
+        &[
+            r#""john smith"@remote.example"#,
+            r#""reject \"me\""@remote.example"#,
+            "plain@remote.example",
+        ],
+        MSG,
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let got = rx.wait(2, Duration::from_secs(20));
+    let delivered = got
+        .iter()
+        .find(|m| !m.mail_from.is_empty())
+        .expect("the message");
+    assert_eq!(delivered.mail_from, r#""a b"@contoso.example"#);
+    assert_eq!(
+        delivered.rcpts,
+        vec![r#""john smith"@remote.example"#, "plain@remote.example"]
+    );
+    let ndr = got
+        .iter()
+        .find(|m| m.mail_from.is_empty())
+        .expect("an NDR from the null sender");
+    assert_eq!(ndr.rcpts, vec![r#""a b"@contoso.example"#]);
+    assert!(
+        ndr.data.contains("To: <\"a b\"@contoso.example>\r\n"),
+        "{}",
+        ndr.data
+    );
+    assert!(
+        ndr.data
+            .contains(r#"Final-Recipient: rfc822; "reject \"me\""@remote.example"#),
+        "{}",
+        ndr.data
+    );
+}
+
 #[test]
 fn a_temporary_failure_is_retried_and_then_delivered() {
     let rx = Receiver::start(false);

@@ -259,7 +259,12 @@ async fn serve_receiver(
                 .next()
                 .unwrap_or("")
                 .to_string();
-            let local = addr.split('@').next().unwrap_or("").to_ascii_lowercase();
+            let local = addr
+                .split('@')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches('"')
+                .to_ascii_lowercase();
             let limit = state.lock().expect("lock").rcpt_limit;
             if let Some((_, reply)) = limit.filter(|(n, _)| rcpts.len() >= *n) {
                 format!("{reply}\r\n")
