@@ -148,7 +148,10 @@ impl DkimSigner {
 
     /// The accepted domain of the message's tenant to sign as: the header From's, else the
     /// envelope sender's (a forwarded copy's SRS sender is in the forwarding user's domain).
+    /// None for a message without a From field: a DKIM signature must cover From (RFC 6376
+    /// 5.4), and verifiers fail one that does not, so such a message leaves unsigned.
     fn signing_domain(&self, tenant: &str, message: &[u8], mail_from: &str) -> Option<String> {
+        let from = from_field(message)?;
         let dir = self
             .directory
             .read()
@@ -159,7 +162,7 @@ impl DkimSigner {
                 .filter(|d| d.tenant == tenant)
                 .map(|d| d.name.to_string())
         };
-        header_from_domain(message)
+        address_domain(&from)
             .and_then(|d| accepted(&d))
             .or_else(|| {
                 (!mail_from.is_empty())
@@ -190,14 +193,18 @@ fn lone_client(others: usize, open_sessions: u64) -> bool {
     open_sessions <= 1 && others < QUIET_QUEUE
 }
 
-/// The domain of the first address in the From header field.
-fn header_from_domain(message: &[u8]) -> Option<String> {
+/// The value of the message's From header field, if it has one.
+fn from_field(message: &[u8]) -> Option<String> {
     let end = relayward_dsn::find_headers_end(message);
     let (fields, _) = relayward_dkim::canon::split(&message[..end]);
-    let from = fields.iter().find(|f| f.is("From"))?.value();
+    Some(fields.iter().find(|f| f.is("From"))?.value())
+}
+
+/// The domain of the first address in a From field's value.
+fn address_domain(from: &str) -> Option<String> {
     let address = match (from.rfind('<'), from.rfind('>')) {
         (Some(a), Some(b)) if a < b => &from[a + 1..b],
-        _ => from.as_str(),
+        _ => from,
     };
     let domain = address.rsplit_once('@')?.1.trim();
     (!domain.is_empty()).then(|| domain.to_ascii_lowercase())
@@ -368,7 +375,8 @@ mod tests {
             ),
             (b"Subject: none\r\n\r\nFrom: a@d.example\r\n", None),
         ] {
-            assert_eq!(header_from_domain(m).as_deref(), d);
+            let domain = from_field(m).and_then(|f| address_domain(&f));
+            assert_eq!(domain.as_deref(), d);
         }
     }
 }

@@ -150,6 +150,38 @@ fn partial_failure_delivers_the_rest_and_reports_the_failed_recipient() {
     assert_eq!(relay.metric("relayward_ndr_total"), 1);
 }
 
+/// A DKIM signature must cover the From field (RFC 6376 5.4): a message without one leaves
+/// unsigned rather than with a signature every verifier fails; one with a From field that is not
+/// an address is signed as its envelope sender's accepted domain.
+#[test]
+fn a_message_without_a_from_field_leaves_unsigned() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    let no_from = "Subject: no from\r\n\r\nbody\r\n";
+    let named = "Subject: named\r\nFrom: Reception desk\r\n\r\nbody\r\n";
+    for msg in [no_from, named] {
+        let r = c.mail("alice@contoso.example", &["bob@remote.example"], msg);
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    let got = rx.wait(2, Duration::from_secs(20));
+    let subject = |s: &str| {
+        got.iter()
+            .find(|m| m.data.contains(&format!("Subject: {s}\r\n")))
+            .expect("delivered")
+            .data
+            .clone()
+    };
+    let unsigned = subject("no from");
+    assert!(!unsigned.contains("DKIM-Signature:"), "{unsigned}");
+    let signed = subject("named");
+    assert!(
+        signed.starts_with("DKIM-Signature: ") && signed.contains("d=contoso.example"),
+        "{signed}"
+    );
+}
+
 /// The relay holds `"a b"@contoso.example` without its quotes (as the SMTP parser gives it);
 /// what it writes to the next hop, and the NDR, must put them back, or the next hop reads
 /// `a b@contoso.example`, a syntax error.
