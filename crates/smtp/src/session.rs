@@ -622,6 +622,11 @@ impl<P: Policy> Session<P> {
         } else {
             to.address
         };
+        // A recipient named twice gets one copy: the repeat is taken, not counted again, and
+        // not passed on (a next hop may deliver each RCPT it takes).
+        if tx.rcpts.iter().any(|r| same_mailbox(&r.address, &address)) {
+            return Ok(Reply::new(250, "2.1.5 Recipient OK (duplicate)"));
+        }
         let rcpt = Rcpt {
             address,
             orcpt: to.orcpt,
@@ -640,6 +645,15 @@ impl<P: Policy> Session<P> {
             }
             Err(reply) => Ok(reply),
         }
+    }
+}
+
+/// Whether two addresses name one mailbox: the same local part (RFC 5321 leaves its case to
+/// the receiving host) at the same domain in any letter case.
+fn same_mailbox(a: &str, b: &str) -> bool {
+    match (a.rsplit_once('@'), b.rsplit_once('@')) {
+        (Some((la, da)), Some((lb, db))) => la == lb && da.eq_ignore_ascii_case(db),
+        _ => a == b,
     }
 }
 

@@ -150,6 +150,36 @@ fn partial_failure_delivers_the_rest_and_reports_the_failed_recipient() {
     assert_eq!(relay.metric("relayward_ndr_total"), 1);
 }
 
+/// A recipient named twice in one transaction gets one copy: the repeat is taken (250) but not
+/// passed on. A local part in another letter case may be another mailbox, and stays.
+#[test]
+fn a_recipient_named_twice_gets_one_copy() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    assert_eq!(c.cmd("MAIL FROM:<alice@contoso.example>").code, 250);
+    for rcpt in [
+        "bob@remote.example",
+        "bob@REMOTE.example",
+        "Bob@remote.example",
+        "bob@remote.example",
+    ] {
+        let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
+        assert_eq!(r.code, 250, "{rcpt}: {r:?}");
+    }
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(MSG.as_bytes());
+    assert_eq!(c.cmd(".").code, 250);
+    let got = rx.wait(1, Duration::from_secs(20));
+    assert_eq!(
+        got[0].rcpts,
+        vec!["bob@remote.example", "Bob@remote.example"]
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rx.messages().len(), 1, "one transaction, one copy each");
+}
+
 /// A DKIM signature must cover the From field (RFC 6376 5.4): a message without one leaves
 /// unsigned rather than with a signature every verifier fails; one with a From field that is not
 /// an address is signed as its envelope sender's accepted domain.
