@@ -9,7 +9,8 @@ use crate::tenant::{ConnectorConfig, TenantConfig};
 /// The claims of SPEC's "tenants share one relay" within the file: a connector range never
 /// overlaps another tenant's unless `allow_overlap` says the operator means it, is never wider
 /// than the configured prefix unless `allow_wide`; a certificate name lies in one of the
-/// tenant's verified domains; no user address, alias or admin sits in another tenant's domain.
+/// tenant's verified domains; no user address, alias or admin sits in another tenant's domain;
+/// no domain is another tenant's, nor above or below another tenant's verified domain.
 /// Errors name both tenants.
 pub fn check(tenants: &[TenantConfig], widest: relayward_tenancy::claims::Widest) -> Result<()> {
     let ranges = |c: &ConnectorConfig| -> Vec<ipnet::IpNet> {
@@ -74,6 +75,35 @@ pub fn check(tenants: &[TenantConfig], widest: relayward_tenancy::claims::Widest
                             );
                         }
                     }
+                }
+            }
+        }
+        for (j, d) in t.domains.iter().enumerate() {
+            if t.domains[j + 1..].iter().any(|o| o.name == d.name) {
+                bail!("{at}: domain {} is listed twice", d.name);
+            }
+            for other in &tenants[i + 1..] {
+                // The same name, or one above or below a verified domain of the other tenant:
+                // the rule the API applies to a domain added there (`domain_clash`).
+                if let Some(od) = other.domains.iter().find(|od| {
+                    od.name == d.name
+                        || ((od.verified || d.verified)
+                            && (claims::within(&d.name, &od.name)
+                                || claims::within(&od.name, &d.name)))
+                }) {
+                    bail!(
+                        "{at}: domain {} {} domain {} of tenant '{}'; a domain belongs to one tenant",
+                        d.name,
+                        if od.name == d.name {
+                            "is also"
+                        } else if claims::within(&d.name, &od.name) {
+                            "lies within"
+                        } else {
+                            "lies above"
+                        },
+                        od.name,
+                        other.name
+                    );
                 }
             }
         }

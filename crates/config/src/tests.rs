@@ -160,6 +160,39 @@ fn mistakes_are_named() {
 }
 
 #[test]
+fn a_domain_belongs_to_one_tenant_of_the_file() {
+    let load = |a: &str, b: &str| {
+        let text = format!(
+            "[[tenants]]\nname = \"a\"\ndomains = [{a}]\n[[tenants]]\nname = \"b\"\ndomains = [{b}]\n"
+        );
+        let raw: RawConfig = toml::from_str(&text).expect("parses");
+        Config::from_raw(raw).map_err(|e| format!("{e:#}"))
+    };
+    let x = r#"{ name = "x.example", verified = true }"#;
+    let err = load(x, r#"{ name = "X.example" }"#).expect_err("the same domain twice");
+    assert!(
+        err.contains("tenant 'a': domain x.example is also domain x.example of tenant 'b'"),
+        "{err}"
+    );
+    let err = load(x, r#"{ name = "sub.x.example", verified = true }"#).expect_err("below");
+    assert!(
+        err.contains("domain x.example lies above domain sub.x.example of tenant 'b'"),
+        "{err}"
+    );
+    let err = load(r#"{ name = "sub.x.example" }"#, x).expect_err("within");
+    assert!(
+        err.contains("domain sub.x.example lies within domain x.example of tenant 'b'"),
+        "{err}"
+    );
+    let err = load(&format!("{x}, {x}"), r#"{ name = "y.example" }"#).expect_err("twice");
+    assert!(err.contains("domain x.example is listed twice"), "{err}");
+    // Neither verified: a claim not yet proven on either side (the API lets both wait for
+    // their TXT proof), and unrelated names.
+    load(r#"{ name = "x.example" }"#, r#"{ name = "sub.x.example" }"#).expect("unproven");
+    load(x, r#"{ name = "notx.example", verified = true }"#).expect("unrelated");
+}
+
+#[test]
 fn sizes_and_durations() {
     assert_eq!(parse_size("35MB").expect("size"), 36_700_160);
     assert_eq!(parse_duration("90s").expect("d"), Duration::from_secs(90));
