@@ -1028,6 +1028,24 @@ impl Directory {
             .is_some_and(|d| d.tenant == tenant)
     }
 
+    /// The tenant whose verified accepted domain `domain` is or lies under, with or without
+    /// "match subdomains": a subdomain is its parent's namespace (DMARC takes it as aligned
+    /// with it), so mail from it speaks for that tenant. Each parent is one lookup, up to the
+    /// last two labels.
+    pub fn domain_holder(&self, domain: &str) -> Option<&str> {
+        let lower = lookup_name(domain);
+        let mut name: &str = &lower;
+        loop {
+            if let Some(d) = self.find_domain_hashed(name, self.hasher.hash_one(name)) {
+                return Some(self.tenant_name(d.tenant));
+            }
+            match name.split_once('.') {
+                Some((_, parent)) if parent.contains('.') => name = parent,
+                _ => return None,
+            }
+        }
+    }
+
     /// The user with this primary address or alias (any letter case).
     pub fn user(&self, address: &str) -> Option<UserRef<'_>> {
         let u = self.users.get(self.user_slot(address)? as usize)?;

@@ -491,10 +491,19 @@ impl RelayPolicy {
                     return Ok(());
                 }
                 let sender_domain = domain_of(&tx.mail_from);
-                if tx.mail_from.is_empty()
-                    || *relay_unregistered
-                    || dir.is_accepted_by(tenant, &sender_domain)
-                {
+                if tx.mail_from.is_empty() || dir.is_accepted_by(tenant, &sender_domain) {
+                    return Ok(());
+                }
+                // "Relay unregistered" is for domains nobody here holds: another tenant's
+                // verified domain, or one under it, is that tenant's to send as (the relay's
+                // addresses are in its SPF record, so its receivers would take the mail as its).
+                let other = dir
+                    .domain_holder(&sender_domain)
+                    .filter(|h| **h != **tenant);
+                if let Some(holder) = other {
+                    tracing::info!(tenant = %tenant, sender_domain, holder, "relay refused: the sender's domain belongs to another tenant");
+                    Err(refuse(550, RELAY_DENIED))
+                } else if *relay_unregistered {
                     Ok(())
                 } else {
                     Err(refuse(550, RELAY_DENIED))

@@ -402,3 +402,61 @@ fn a_connector_lists_at_most_a_hundred_addresses() {
     let (status, json) = relay.api("POST", conns, Some(&admin), Some(&body("hundred", 100)));
     assert_eq!(status, 201, "{json}");
 }
+
+/// "Relay unregistered" lets a connector send from domains nobody here holds, not from another
+/// tenant's: the relay's addresses are in that tenant's SPF record, so a receiver would take
+/// such mail as the other tenant's own. Its verified domain and every name under it are
+/// refused (`5.7.64`); mail to that tenant's own recipients is inbound mail and still taken.
+#[test]
+fn relay_unregistered_does_not_reach_another_tenants_domains() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&format!(
+        r#"
+[delivery]
+smart_host = "{}"
+retry_schedule = ["1s"]
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"], relay_unregistered = true }} ]
+[[tenants]]
+name = "fabrikam"
+domains = [ {{ name = "fabrikam.example", kind = "internal_relay", verified = true }}, {{ name = "pending.example" }} ]
+"#,
+        rx.addr
+    ));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem.contoso.example");
+    let mut rcpt = |from: &str, to: &str| {
+        assert_eq!(c.cmd(&format!("MAIL FROM:<{from}>")).code, 250, "{from}");
+        let r = c.cmd(&format!("RCPT TO:<{to}>"));
+        c.cmd("RSET");
+        r
+    };
+    for from in [
+        "ceo@fabrikam.example",
+        "ceo@FABRIKAM.example",
+        "billing@mail.fabrikam.example",
+    ] {
+        let r = rcpt(from, "victim@remote.example");
+        assert_eq!(
+            r.text(),
+            "550 5.7.64 TenantAttribution; Relay Access Denied",
+            "{from}"
+        );
+    }
+    // Domains nobody holds (an unverified claim holds nothing), and names under its own.
+    for from in [
+        "news@unrelated.example",
+        "a@pending.example",
+        "a@eu.contoso.example",
+        "a@contoso.example",
+    ] {
+        assert_eq!(rcpt(from, "someone@remote.example").code, 250, "{from}");
+    }
+    // Inbound for fabrikam: any sender, as from any client.
+    assert_eq!(
+        rcpt("ceo@fabrikam.example", "staff@fabrikam.example").code,
+        250
+    );
+}
