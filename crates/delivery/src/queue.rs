@@ -146,6 +146,14 @@ pub trait Router: Send + Sync + 'static {
         None
     }
 
+    /// Where a report about a message from `sender` goes: the original sender when `sender` is
+    /// one of this relay's own SRS addresses (a forwarded copy's), else `sender`. Sent to the
+    /// SRS address itself, the report would go to the forwarding tenant's own server, which
+    /// knows nothing of it (SPEC section 5: bounces go back to the original sender).
+    fn report_to(&self, sender: &str) -> String {
+        sender.to_string()
+    }
+
     /// The language of a tenant's reports (`en`, `es`).
     fn language(&self, _tenant: Option<&str>) -> String {
         "en".into()

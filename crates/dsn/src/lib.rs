@@ -52,6 +52,9 @@ pub fn status_of(reply: &str) -> String {
 pub struct NdrInput<'a> {
     pub reporting_mta: &'a str,
     pub env: &'a Envelope,
+    /// Whom the report goes to: the envelope sender, or the original sender behind the
+    /// relay's own SRS address.
+    pub to: &'a str,
     pub failed: &'a [&'a Recipient],
     pub original: &'a [u8],
     /// RFC 5322 date of the report.
@@ -128,7 +131,7 @@ pub fn build_ndr(input: &NdrInput<'_>) -> Vec<u8> {
          {html}\r\n\
          --{alt}--\r\n",
         mta = input.reporting_mta,
-        to = relayward_spool::quoted_address(&env.mail_from),
+        to = relayward_spool::quoted_address(input.to),
         subject = encode_header(&subject_line),
         date = input.date,
         mid = input.message_id,
@@ -267,7 +270,7 @@ fn human_part(
         let domain = r.address.rsplit_once('@').map_or("", |(_, d)| d);
         let values = [
             ("recipient", who_for.join(", ")),
-            ("sender", input.env.mail_from.clone()),
+            ("sender", input.to.to_string()),
             ("tenant", input.env.tenant.clone().unwrap_or_default()),
             ("domain", domain.to_string()),
             (
@@ -562,6 +565,7 @@ mod tests {
         let ndr = build_ndr(&NdrInput {
             reporting_mta: "relay.example.net",
             env: &e,
+            to: &e.mail_from,
             failed: &failed,
             original,
             date: "Sun, 22 Nov 2026 10:00:00 +0000".into(),
@@ -609,6 +613,7 @@ mod tests {
         let report = build_ndr(&NdrInput {
             reporting_mta: "relay.example.net",
             env: &e,
+            to: &e.mail_from,
             failed: &relayed,
             original: b"Subject: Hello\r\n\r\nbody\r\n",
             date: "Sun, 22 Nov 2026 10:00:00 +0000".into(),

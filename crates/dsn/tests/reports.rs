@@ -129,6 +129,7 @@ fn report(env: &Envelope, recipients: &[&Recipient], language: &str, kind: Repor
     build_ndr(&NdrInput {
         reporting_mta: "relay.example.net",
         env,
+        to: &env.mail_from,
         failed: recipients,
         original: ORIGINAL,
         date: "Sun, 22 Nov 2026 10:00:00 +0000".into(),

@@ -160,6 +160,7 @@ fn srs_secret(config: &Config) -> Result<Vec<u8>> {
 struct DirectoryRouter {
     directory: Arc<RwLock<Arc<Directory>>>,
     guard: Arc<guarding::GuardHandle>,
+    srs: Arc<policy::srs::Srs>,
 }
 
 impl Router for DirectoryRouter {
@@ -174,6 +175,20 @@ impl Router for DirectoryRouter {
 
     fn refusal(&self, env: &relayward_spool::Envelope) -> Option<String> {
         self.guard.refusal_for(env)
+    }
+
+    fn report_to(&self, sender: &str) -> String {
+        // A copy forwarded twice has an SRS sender wrapping another of ours: unwrap each (a
+        // few at most; an address that is not ours, or not valid, stops it).
+        let now = relayward_clock::now_secs();
+        let mut to = sender.to_string();
+        for _ in 0..4 {
+            match self.srs.reverse(&to, now) {
+                Ok(Some(original)) => to = original,
+                _ => break,
+            }
+        }
+        to
     }
 
     fn language(&self, tenant: Option<&str>) -> String {
@@ -315,6 +330,10 @@ pub async fn serve(
         config.clustered(),
     ));
     guarding::restore(&guard, store.as_ref()).await;
+    let srs = Arc::new(policy::srs::Srs::new(
+        &srs_secret(&config)?,
+        (config.srs_max_age.as_secs() / 86_400) as i64,
+    ));
     let queue = Queue::new(
         delivery,
         spool.clone(),
@@ -322,6 +341,7 @@ pub async fn serve(
         Arc::new(DirectoryRouter {
             directory: directory.clone(),
             guard: guard.clone(),
+            srs: srs.clone(),
         }),
         Arc::new(guarding::QueueEvents {
             trace: trace.clone(),
@@ -422,10 +442,7 @@ pub async fn serve(
             timeout: config.rspamd_timeout,
         }),
         rspamd_failure: config.rspamd_failure,
-        srs: Arc::new(policy::srs::Srs::new(
-            &srs_secret(&config)?,
-            (config.srs_max_age.as_secs() / 86_400) as i64,
-        )),
+        srs,
         forwarded_bytes: config.forwarded_bytes_per_message,
         resolver: api_resolver.clone(),
         passwords: passwords.clone(),

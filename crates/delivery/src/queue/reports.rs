@@ -95,6 +95,7 @@ impl Inner {
         kind: dsn::ReportKind,
     ) -> Result<(), relayward_spool::SpoolError> {
         let original = self.report_original(env).await;
+        let to = self.router.report_to(&env.mail_from);
         let id = new_message_id();
         let now = now_ms() / 1000;
         let what = match kind {
@@ -105,6 +106,7 @@ impl Inner {
         let body = dsn::build_ndr(&dsn::NdrInput {
             reporting_mta: &self.config.hostname,
             env,
+            to: &to,
             failed: recipients,
             original: &original,
             date: dsn::rfc5322_date(now),
@@ -126,7 +128,7 @@ impl Inner {
             origin: "system".into(),
             client_ip: String::new(),
             helo: self.config.hostname.clone(),
-            recipients: vec![Recipient::new(env.mail_from.clone())],
+            recipients: vec![Recipient::new(to)],
             attempts: 0,
             next_attempt: 0,
             is_report: true,

@@ -133,6 +133,45 @@ fn signed_letter() -> (String, (String, String)) {
     )
 }
 
+/// A forwarded copy the target refuses: the NDR the relay writes goes to the original sender,
+/// not to the SRS address (which is in the forwarding tenant's domain, and would go to its own
+/// server by the domain's route).
+#[test]
+fn the_relays_own_report_on_a_forwarded_copy_goes_to_the_original_sender() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&format!(
+        r#"
+[delivery]
+smart_host = "{rx}"
+retry_schedule = ["1s"]
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
+users = [ {{ address = "ana@contoso.example", forward_to = "reject-ana@home.example", forward_only = true }} ]
+routes = [ {{ domain = "contoso.example", host = "{rx}" }} ]
+"#,
+        rx = rx.addr
+    ));
+    let r = inbound(&relay, "ext@outside.example", "ana@contoso.example", LETTER);
+    assert_eq!(r.code, 250, "{r:?}");
+    let ndr = wait_for(Duration::from_secs(20), || {
+        rx.messages().into_iter().find(|m| m.mail_from.is_empty())
+    })
+    .expect("an NDR");
+    assert_eq!(ndr.rcpts, ["ext@outside.example"], "{}", ndr.data);
+    assert!(
+        ndr.data.contains("To: <ext@outside.example>\r\n"),
+        "{}",
+        ndr.data
+    );
+    assert!(
+        ndr.data
+            .contains("Final-Recipient: rfc822; reject-ana@home.example"),
+        "{}",
+        ndr.data
+    );
+}
+
 #[test]
 fn a_forwarded_copy_is_srs_rewritten_signed_and_sealed_and_its_bounce_finds_the_sender() {
     let rx = Receiver::start(false);
