@@ -649,8 +649,12 @@ impl<P: Policy> Session<P> {
 }
 
 /// Whether two addresses name one mailbox: the same local part (RFC 5321 leaves its case to
-/// the receiving host) at the same domain in any letter case.
+/// the receiving host) at the same domain in any letter case. Addresses of different lengths
+/// never do, so a transaction of many recipients compares them without splitting each.
 fn same_mailbox(a: &str, b: &str) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
     match (a.rsplit_once('@'), b.rsplit_once('@')) {
         (Some((la, da)), Some((lb, db))) => la == lb && da.eq_ignore_ascii_case(db),
         _ => a == b,
