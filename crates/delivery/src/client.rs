@@ -81,6 +81,10 @@ pub enum ClientError {
     /// certificate not for its name): the mail waits rather than go without.
     #[error("{0}")]
     Policy(String),
+    /// The next hop answered EHLO with this relay's own name: it is this relay (a domain whose
+    /// MX host is the relay itself, with no route to the tenant's own server).
+    #[error("{host} answers as {name}, this relay's own name: mail sent there loops back here")]
+    Loop { host: String, name: String },
 }
 
 impl ClientError {
@@ -89,6 +93,7 @@ impl ClientError {
         match self {
             ClientError::Refused { reply, .. } => reply.clone(),
             ClientError::Policy(why) => SmtpReply::synthetic(451, &format!("4.7.5 {why}")),
+            ClientError::Loop { .. } => SmtpReply::synthetic(554, &format!("5.4.6 {self}")),
             other => SmtpReply::synthetic(451, &format!("4.4.2 {other}")),
         }
     }
@@ -129,6 +134,9 @@ impl Caps {
 #[derive(Clone)]
 pub struct ClientSettings {
     pub helo: String,
+    /// The name this relay's own SMTP server answers EHLO with: a next hop that answers with
+    /// it is this relay, and mail sent there would come back (`ClientError::Loop`).
+    pub own_name: String,
     pub connect_timeout: Duration,
     /// RFC 5321 4.5.3.2: 5 minutes for greeting, MAIL and RCPT; shorter is fine for tests.
     pub command_timeout: Duration,
@@ -315,12 +323,14 @@ impl Client {
         let ehlo = format!("EHLO {}\r\n", self.settings.helo);
         let reply = self.command(&ehlo, "EHLO").await?;
         if reply.is_positive() {
+            self.not_ourselves(&reply)?;
             self.caps = Caps::parse(&reply);
             return Ok(());
         }
         let helo = format!("HELO {}\r\n", self.settings.helo);
         let reply = self.command(&helo, "HELO").await?;
         if reply.is_positive() {
+            self.not_ourselves(&reply)?;
             self.caps = Caps::default();
             Ok(())
         } else {
@@ -329,6 +339,23 @@ impl Client {
                 reply,
             })
         }
+    }
+
+    /// `ClientError::Loop` when the EHLO (or HELO) reply names this relay itself.
+    fn not_ourselves(&self, reply: &SmtpReply) -> Result<(), ClientError> {
+        let name = reply
+            .lines
+            .first()
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or("");
+        if !self.settings.own_name.is_empty() && name.eq_ignore_ascii_case(&self.settings.own_name)
+        {
+            return Err(ClientError::Loop {
+                host: self.remote.clone(),
+                name: name.to_string(),
+            });
+        }
+        Ok(())
     }
 
     async fn command(&mut self, line: &str, stage: &'static str) -> Result<SmtpReply, ClientError> {

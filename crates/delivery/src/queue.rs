@@ -849,6 +849,7 @@ impl Inner {
         };
         let base = ClientSettings {
             helo: pool.helo.clone(),
+            own_name: self.config.hostname.clone(),
             connect_timeout: self.config.connect_timeout,
             command_timeout: self.config.command_timeout,
             final_timeout: self.config.final_timeout,
@@ -1030,6 +1031,14 @@ impl Inner {
                     .collect();
             }
             // A 5xx greeting or HELO refusal means this host will not take it: try the next.
+        }
+        if let Some(e @ ClientError::Loop { .. }) = &last_error {
+            // Trying again finds the same host: the sender hears at once (RFC 5321 5.1).
+            tracing::warn!(id = %env.id, destination, error = %e, "mail not delivered: it would loop back to this relay (route the domain to the tenant's own server)");
+            return all(RcptState::Failed {
+                reply: e.as_reply().to_string(),
+                remote: None,
+            });
         }
         self.unreachable(destination);
         let reply = last_error

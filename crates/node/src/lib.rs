@@ -178,17 +178,12 @@ impl Router for DirectoryRouter {
     }
 
     fn report_to(&self, sender: &str) -> String {
-        // A copy forwarded twice has an SRS sender wrapping another of ours: unwrap each (a
-        // few at most; an address that is not ours, or not valid, stops it).
-        let now = relayward_clock::now_secs();
-        let mut to = sender.to_string();
-        for _ in 0..4 {
-            match self.srs.reverse(&to, now) {
-                Ok(Some(original)) => to = original,
-                _ => break,
-            }
+        // A forwarded copy's sender is one of our SRS addresses (a copy forwarded twice wraps
+        // another): the report goes to the original sender. One not ours, or not valid, stays.
+        match self.srs.reverse_all(sender, relayward_clock::now_secs()) {
+            Ok(Some(original)) => original,
+            _ => sender.to_string(),
         }
-        to
     }
 
     fn language(&self, tenant: Option<&str>) -> String {

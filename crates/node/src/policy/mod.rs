@@ -455,9 +455,10 @@ impl RelayPolicy {
         let domain = domain_of(&rcpt.address);
         let accepted = dir.accepted_domain(&domain);
         // A bounce to the rewritten sender of a forwarded copy goes back to the original
-        // sender, whoever hands it to us; forged and expired addresses are refused.
+        // sender, whoever hands it to us (through every rewriting of ours: a copy forwarded
+        // twice here); forged and expired addresses are refused.
         if let Some(d) = accepted {
-            match self.srs.reverse(&rcpt.address, now_ms() / 1000) {
+            match self.srs.reverse_all(&rcpt.address, now_ms() / 1000) {
                 Ok(Some(original)) => {
                     if matches!(conn.attribution, Attribution::None) {
                         inbound_tenant(conn, d.tenant)?;

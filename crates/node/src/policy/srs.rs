@@ -182,6 +182,22 @@ impl Srs {
         }
         Ok(Some(format!("{orig_local}@{domain}")))
     }
+
+    /// `reverse`, then the same again while the address found is still a valid one of ours
+    /// (a copy forwarded twice by this relay wraps one of our addresses in another): where the
+    /// sender of the first copy is, rather than the address of the hop before. Four at most.
+    pub fn reverse_all(&self, address: &str, now_secs: i64) -> Result<Option<String>, SrsError> {
+        let Some(mut to) = self.reverse(address, now_secs)? else {
+            return Ok(None);
+        };
+        for _ in 0..3 {
+            match self.reverse(&to, now_secs) {
+                Ok(Some(inner)) => to = inner,
+                _ => break,
+            }
+        }
+        Ok(Some(to))
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +257,24 @@ mod tests {
             srs.reverse(&back, NOW),
             Ok(Some("ext@outside.example".into()))
         );
+    }
+
+    #[test]
+    fn reverse_all_unwraps_every_rewriting_of_ours_and_stops_at_anothers() {
+        let srs = Srs::new(b"secret", 21);
+        let first = srs.forward("ext@outside.example", "ana@a.example", NOW);
+        let second = srs.forward(&first, "bob@b.example", NOW);
+        assert_eq!(
+            srs.reverse_all(&second, NOW),
+            Ok(Some("ext@outside.example".into()))
+        );
+        // Another forwarder's rewriting inside ours goes back to that forwarder.
+        let theirs = "SRS0=abcd=zz=outside.example=ext@forwarder.example";
+        let wrapped = srs.forward(theirs, "ana@a.example", NOW);
+        assert_eq!(srs.reverse_all(&wrapped, NOW), Ok(Some(theirs.into())));
+        assert_eq!(srs.reverse_all("ana@a.example", NOW), Ok(None));
+        let forged = second.replace("@b.example", "x@b.example");
+        assert!(srs.reverse_all(&forged, NOW).is_err());
     }
 
     #[test]

@@ -150,6 +150,31 @@ fn partial_failure_delivers_the_rest_and_reports_the_failed_recipient() {
     assert_eq!(relay.metric("relayward_ndr_total"), 1);
 }
 
+/// A next hop that answers EHLO with the relay's own name is the relay itself (a tenant's
+/// domain whose MX is the relay, with no route to the tenant's server): the mail fails at once
+/// with 5.4.6 and says why, rather than going round until the hop limit or waiting for days.
+#[test]
+fn mail_that_would_loop_back_to_the_relay_fails_at_once() {
+    let rx = Receiver::start(false).answering_as("RELAY.test");
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    let r = c.mail("alice@contoso.example", &["bob@remote.example"], MSG);
+    assert_eq!(r.code, 250, "{r:?}");
+    let id = r.text().rsplit(' ').next().expect("id").to_string();
+    let trace = wait_for(Duration::from_secs(10), || {
+        let t = relay.cli(&["trace", "--id", &id]);
+        t.contains("Failed").then_some(t)
+    })
+    .expect("the message fails at its first attempt");
+    assert!(
+        trace.contains("554 5.4.6")
+            && trace.contains("answers as RELAY.test, this relay's own name"),
+        "{trace}"
+    );
+    assert!(rx.messages().is_empty(), "nothing was sent to it");
+}
+
 /// A recipient named twice in one transaction gets one copy: the repeat is taken (250) but not
 /// passed on. A local part in another letter case may be another mailbox, and stays.
 #[test]
@@ -902,7 +927,10 @@ fn a_relay_delivers_by_bdat_to_another_relay() {
     // The next hop is a second Relayward (its own SMTP server, which offers CHUNKING and
     // PIPELINING) taking mail for its tenant's domain and routing it on to the receiver.
     let rx = Receiver::start(false);
-    let next = Relay::start(&routed_tenant(&[("remote.example", rx.addr)]));
+    let next = Relay::start(&format!(
+        "[smtp]\nhostname = \"next.test\"\n{}",
+        routed_tenant(&[("remote.example", rx.addr)])
+    ));
     let relay = Relay::start(&contoso(next.relay, ""));
     let mut c = relay.client();
     assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);

@@ -478,8 +478,14 @@ fn a_forwarding_loop_between_two_tenants_is_stopped() {
         "[delivery]\nsmart_host = \"{}\"\nretry_schedule = [\"1s\"]\nexpire_after = \"1h\"\n",
         rx.addr
     ));
-    // Two tenants whose users forward to each other, both delivering through this same relay.
-    let me = relay.relay.to_string();
+    // Two tenants whose users forward to each other. Both tenants' own server is one other
+    // mail server (a second relay, by another name), which sends whatever it gets for either
+    // domain back through this relay, as a server that relays all its mail here does.
+    let server = Relay::start(&format!(
+        "[smtp]\nhostname = \"mail.test\"\n[delivery]\nretry_schedule = [\"1s\"]\n{}",
+        routed_tenant(&[("a.example", relay.relay), ("b.example", relay.relay),])
+    ));
+    let theirs = server.relay.to_string();
     let pairs = [
         ("tenant-a", "a.example", "ua@a.example", "ub@b.example"),
         ("tenant-b", "b.example", "ub@b.example", "ua@a.example"),
@@ -487,7 +493,7 @@ fn a_forwarding_loop_between_two_tenants_is_stopped() {
     for (t, d, _, _) in pairs {
         relay.cli(&["tenant", "add", t]);
         relay.cli(&["domain", "add", t, d, "--verified"]);
-        relay.cli(&["route", "add", t, d, &me]);
+        relay.cli(&["route", "add", t, d, &theirs]);
     }
     for (t, _, user, other) in pairs {
         relay.cli(&[
@@ -513,13 +519,19 @@ fn a_forwarding_loop_between_two_tenants_is_stopped() {
     let r = inbound(&relay, "ext@outside.example", "ua@a.example", LETTER);
     assert_eq!(r.code, 250, "{r:?}");
     // ua → ub → ua: the second arrival for ua is refused with a clear reply, and the refusal
-    // travels back through both SRS hops to the original sender as an NDR.
+    // (the other server's NDR) travels back through both SRS hops to the original sender.
     let ndr = wait_for(Duration::from_secs(30), || {
         rx.messages()
             .into_iter()
             .find(|m| m.rcpts == ["ext@outside.example"])
     })
-    .expect("an NDR reaches the original sender");
+    .unwrap_or_else(|| {
+        panic!(
+            "an NDR reaches the original sender; this relay's trace:\n{}\nthe other server's:\n{}",
+            relay.cli(&["trace", "--json"]),
+            server.cli(&["trace", "--json"])
+        )
+    });
     assert!(ndr.data.contains("Status: 5.4.6"), "{}", ndr.data);
     assert!(
         ndr.data.contains("Forwarding loop detected"),

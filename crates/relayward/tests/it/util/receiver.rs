@@ -43,6 +43,8 @@ struct ReceiverState {
     hang_up_once: bool,
     /// Offer CHUNKING and take BDAT.
     chunking: bool,
+    /// The name its EHLO reply gives (`mx.test` when unset).
+    name: Option<String>,
 }
 
 /// Replies by recipient local part: `reject*` 550 5.1.1, `defer*` always 451, `flaky*` 451 the
@@ -104,6 +106,12 @@ impl Receiver {
     /// From now on a transaction takes `n` recipients; the next ones get `reply`.
     pub fn with_recipient_limit(self, n: usize, reply: &'static str) -> Receiver {
         self.state.lock().expect("lock").rcpt_limit = Some((n, reply));
+        self
+    }
+
+    /// From now on the receiver's EHLO reply names it `name` (as a relay's own name would).
+    pub fn answering_as(self, name: &str) -> Receiver {
+        self.state.lock().expect("lock").name = Some(name.to_string());
         self
     }
 
@@ -196,8 +204,10 @@ async fn serve_receiver(
         let upper = line.to_ascii_uppercase();
         let reply: String = if upper.starts_with("EHLO") {
             helo = line[5..].trim().to_string();
-            let mut r = String::from(
-                "250-mx.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 100000000\r\n",
+            let name = state.lock().expect("lock").name.clone();
+            let mut r = format!(
+                "250-{}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 100000000\r\n",
+                name.as_deref().unwrap_or("mx.test")
             );
             if tls.is_some() && !is_tls {
                 r.push_str("250-STARTTLS\r\n");

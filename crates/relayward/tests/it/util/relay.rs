@@ -46,13 +46,19 @@ pub fn config_text(data_dir: &Path, storage: &str, extra: &str) -> String {
         to.push('\n');
     }
     let extra = rest;
+    // `relay.test` unless `extra` names the relay otherwise (a test with two relays that send to
+    // each other names them apart: a next hop that answers with the relay's own name is itself).
+    let hostname = if smtp.lines().any(|l| l.trim_start().starts_with("hostname")) {
+        ""
+    } else {
+        "hostname = \"relay.test\"\n"
+    };
     format!(
         r#"
 [smtp]
 relay_listen = "127.0.0.1:0"
 submission_listen = "127.0.0.1:0"
-hostname = "relay.test"
-{smtp}
+{hostname}{smtp}
 [http]
 listen = "127.0.0.1:0"
 {http}
