@@ -39,6 +39,10 @@ impl Control {
         if !found.iter().any(|t| t.trim() == expected) {
             return Ok(DomainVerification::NotFound { expected, found });
         }
+        // Proof of the name does not settle a clash with a domain an operator has vouched for
+        // (or another tenant proved) since this one was added, above or below it: two tenants
+        // would each hold the names between them. An operator decides which keeps it.
+        self.unclaimed(tenant, &d.name, actor).await?;
         // Its DKIM keys are made now that it proves to be the tenant's (a name anyone may type
         // costs no key), and before it counts as verified: a verified domain always has keys.
         self.ensure_dkim_keys(&d.name).await?;
@@ -53,6 +57,23 @@ impl Control {
         )
         .await?;
         Ok(DomainVerification::Verified)
+    }
+
+    /// Refused (`Forbidden`) when `name` lies at, within or above a domain another tenant has
+    /// verified: an operator is told whose, anyone else only that it is taken.
+    async fn unclaimed(&self, tenant: &str, name: &str, actor: &Actor) -> Result<()> {
+        let related = self.store.related_domains(name).await?;
+        if let Some(theirs) = relayward_tenancy::claims::domain_clash(tenant, name, &related) {
+            let whose = if actor.role == Role::Operator {
+                format!("{} of tenant '{}'", theirs.name, theirs.tenant)
+            } else {
+                "a domain another tenant has verified".to_string()
+            };
+            return Err(crate::Forbidden(format!(
+                "{name} lies within or above {whose}; a domain belongs to one tenant"
+            )));
+        }
+        Ok(())
     }
 
     /// Adds an accepted domain to a tenant. Unless an operator vouches for it (`verified`, the
@@ -92,17 +113,7 @@ impl Control {
         self.room_for(actor, "domains", have.map_or(0, |d| d.domains.len()))?;
         // A domain another tenant has proven is its own, or one above or below it, is not
         // for this tenant to claim (the exact name is refused by the store as a duplicate).
-        let related = self.store.related_domains(&name).await?;
-        if let Some(theirs) = relayward_tenancy::claims::domain_clash(tenant, &name, &related) {
-            let whose = if actor.role == Role::Operator {
-                format!("{} of tenant '{}'", theirs.name, theirs.tenant)
-            } else {
-                "a domain another tenant has verified".to_string()
-            };
-            return Err(crate::Forbidden(format!(
-                "{name} lies within or above {whose}; a domain belongs to one tenant"
-            )));
-        }
+        self.unclaimed(tenant, &name, actor).await?;
         let d = relayward_store::Domain {
             tenant: tenant.to_string(),
             name: name.clone(),

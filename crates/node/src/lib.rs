@@ -69,6 +69,37 @@ async fn provision(store: &dyn Store, config: &Config) -> Result<()> {
             }
         }
     }
+    // The same for a domain new to the store: one another tenant has verified there, or one
+    // under or over it, is not the file's to give (the file's own tenants are checked against
+    // each other when it is loaded; the exact name is refused by the store as a duplicate). A
+    // domain the tenant already held at the last start stays: it was checked then, and what
+    // tenants do since is checked where they do it.
+    for t in &config.tenants {
+        for d in &t.domains {
+            let related = store.related_domains(&d.name.to_ascii_lowercase()).await?;
+            if related
+                .iter()
+                .any(|r| r.tenant == t.name && r.name.eq_ignore_ascii_case(&d.name))
+            {
+                continue;
+            }
+            let related: Vec<Domain> = related
+                .into_iter()
+                .filter(|d| !in_file.contains(d.tenant.as_str()))
+                .collect();
+            if let Some(theirs) =
+                relayward_tenancy::claims::domain_clash(&t.name, &d.name, &related)
+            {
+                bail!(
+                    "tenant '{}': domain {} lies within or above {} of tenant '{}' (verified there); a domain belongs to one tenant",
+                    t.name,
+                    d.name,
+                    theirs.name,
+                    theirs.tenant
+                );
+            }
+        }
+    }
     for t in &config.tenants {
         let mut data = TenantData {
             tenant: Some(Tenant {

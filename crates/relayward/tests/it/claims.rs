@@ -321,6 +321,116 @@ fn the_configuration_file_cannot_give_one_tenants_host_to_another() {
     );
 }
 
+/// A domain is a claim whoever makes it: a tenant in the configuration file may not take a
+/// domain under (or over) one that a tenant made on the command line or through the API has
+/// verified. The relay does not start, and says which tenants and domains clash.
+#[test]
+fn a_file_tenant_cannot_take_a_domain_within_a_stored_tenants_verified_domain() {
+    let mut relay = Relay::start("");
+    relay.cli(&["tenant", "add", "litware"]);
+    relay.cli(&[
+        "domain",
+        "add",
+        "litware",
+        "corp.litware.example",
+        "--verified",
+    ]);
+    relay.cli(&["tenant", "add", "adatum"]);
+    relay.cli(&["domain", "add", "adatum", "adatum.example"]);
+    relay.kill9();
+    let original = std::fs::read_to_string(&relay.config).expect("config");
+    let serve = |tenant: &str| {
+        std::fs::write(&relay.config, format!("{original}{tenant}")).expect("write");
+        let mut child = std::process::Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&relay.config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run");
+        // Started (its ready line) or stopped: either way within the minute.
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a ready line or an exit");
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("wait");
+        (line, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for name in ["hq.corp.litware.example", "litware.example"] {
+        let (ready, err) = serve(&format!(
+            "[[tenants]]\nname = \"northwind\"\ndomains = [ {{ name = \"{name}\", verified = true }} ]\n"
+        ));
+        assert!(
+            ready.is_empty()
+                && err.contains("tenant 'northwind': domain")
+                && err.contains("corp.litware.example of tenant 'litware'"),
+            "{name}: {ready} {err}"
+        );
+    }
+    // A domain nobody verified is no claim on the names under it.
+    let northwind = "[[tenants]]\nname = \"northwind\"\ndomains = [ { name = \"mail.adatum.example\", verified = true }, { name = \"branch.fabrikam.example\" } ]\n";
+    let (ready, err) = serve(northwind);
+    assert!(ready.contains("relay="), "{ready} {err}");
+    // A domain the file's tenant held at the last start stays its own at the next, even when
+    // an operator has since vouched for a domain above it (allowed: it was not verified).
+    relay.cli(&["domain", "add", "litware", "fabrikam.example", "--verified"]);
+    let (ready, err) = serve(northwind);
+    assert!(ready.contains("relay="), "{ready} {err}");
+}
+
+/// Proving a name by DNS does not settle a clash: a domain a tenant added before another tenant's
+/// domain under it was vouched for by an operator stays unverified, whatever TXT record it shows,
+/// until an operator decides which tenant keeps the names.
+#[test]
+fn a_domain_is_not_verified_over_another_tenants_verified_domain() {
+    let dns = Dns::start(vec![]);
+    let relay = Relay::start(&format!("[delivery]\ndns_resolver = \"{}\"\n", dns.addr));
+    relay.cli(&["tenant", "add", "adatum"]);
+    relay.cli(&["tenant", "add", "northwind"]);
+    let added = relay.cli(&["domain", "add", "adatum", "adatum.example"]);
+    let proof = added
+        .split('"')
+        .find(|s| s.starts_with("relayward-verification="))
+        .unwrap_or_else(|| panic!("no TXT record to publish in: {added}"))
+        .to_string();
+    relay.cli(&[
+        "domain",
+        "add",
+        "northwind",
+        "mail.adatum.example",
+        "--verified",
+    ]);
+    dns.set("adatum.example", "TXT", Answer::Txt(vec![proof]));
+    let admin = relay.token(&["--name", "a", "--role", "admin", "--tenant", "adatum"]);
+    let (status, json) = relay.api(
+        "POST",
+        "/api/v1/tenants/adatum/domains/adatum.example/verify",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 403, "{json}");
+    let why = json.to_string();
+    assert!(
+        why.contains("another tenant has verified") && !why.contains("northwind"),
+        "a tenant admin is not told whose: {why}"
+    );
+    let (ok, out) = relay.cli_status(&["domain", "verify", "adatum", "adatum.example"]);
+    assert!(
+        !ok && out.contains("mail.adatum.example of tenant 'northwind'"),
+        "an operator is told whose: {out}"
+    );
+    let (_, tenant) = relay.api("GET", "/api/v1/tenants/adatum", Some(&admin), None);
+    assert_eq!(tenant["domains"][0]["name"], "adatum.example", "{tenant}");
+    assert_eq!(tenant["domains"][0]["verified"], false, "{tenant}");
+}
+
 /// An account's e-mail address is a claim too: fabrikam's admin may not make fabrikam an
 /// account at contoso's verified domain (or below it), which would hold that sign-in and keep
 /// contoso from having it. Its own domain and a domain nobody verified are fine; an operator
