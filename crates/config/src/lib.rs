@@ -345,7 +345,7 @@ impl Config {
             .smtp
             .hostname
             .clone()
-            .unwrap_or_else(|| "relay.example.net".into());
+            .unwrap_or_else(|| DEFAULT_HOSTNAME.into());
         let pool = |v: &Option<Vec<RawPoolAddress>>, key: &str| -> Result<Vec<PoolAddress>> {
             v.iter()
                 .flatten()
@@ -654,6 +654,9 @@ impl Config {
         })
     }
 }
+
+/// `[smtp] hostname` when the file gives none: a placeholder, which two relays may share.
+pub const DEFAULT_HOSTNAME: &str = "relay.example.net";
 
 /// The machine's own name (the kernel's), else "relayward".
 fn machine_name() -> String {

@@ -40,6 +40,9 @@ pub struct DeliveryConfig {
     pub hostname: String,
     /// EHLO name used from the high-risk pool.
     pub high_risk_hostname: String,
+    /// The name this relay's own SMTP server answers EHLO with, when the operator gave it one: a
+    /// next hop that answers with it is this relay (`ClientError::Loop`). `None`: not checked.
+    pub own_name: Option<String>,
     /// Send everything here (`host:port`) instead of looking up MX records.
     pub smart_host: Option<String>,
     /// Port used for MX hosts (25 in production; tests point it at their receiver).
@@ -94,6 +97,7 @@ impl DeliveryConfig {
         let hostname = hostname.into();
         DeliveryConfig {
             high_risk_hostname: hostname.clone(),
+            own_name: Some(hostname.clone()),
             hostname,
             smart_host: None,
             remote_port: 25,
@@ -849,7 +853,7 @@ impl Inner {
         };
         let base = ClientSettings {
             helo: pool.helo.clone(),
-            own_name: self.config.hostname.clone(),
+            own_name: self.config.own_name.clone().unwrap_or_default(),
             connect_timeout: self.config.connect_timeout,
             command_timeout: self.config.command_timeout,
             final_timeout: self.config.final_timeout,

@@ -307,6 +307,11 @@ pub async fn serve(
         Arc::new(HickoryResolver::new(config.dns_resolver).map_err(|e| anyhow!(e))?);
     let api_resolver = resolver.clone();
     let mut delivery = DeliveryConfig::new(config.hostname.clone());
+    // Two relays left on the placeholder name are not each other: the loop check needs a name
+    // the operator chose.
+    if config.hostname == relayward_config::DEFAULT_HOSTNAME {
+        delivery.own_name = None;
+    }
     delivery.smart_host = config.smart_host.clone();
     delivery.remote_port = config.remote_port;
     delivery.retry_schedule = config.retry_schedule.clone();

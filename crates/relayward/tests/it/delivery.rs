@@ -173,6 +173,18 @@ fn mail_that_would_loop_back_to_the_relay_fails_at_once() {
         "{trace}"
     );
     assert!(rx.messages().is_empty(), "nothing was sent to it");
+
+    // Two relays left on the placeholder name are not taken for one.
+    let rx = Receiver::start(false).answering_as("relay.example.net");
+    let relay = Relay::start(&format!(
+        "[smtp]\nhostname = \"relay.example.net\"\n{}",
+        contoso(rx.addr, "")
+    ));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    let r = c.mail("alice@contoso.example", &["bob@remote.example"], MSG);
+    assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(rx.wait(1, Duration::from_secs(20)).len(), 1);
 }
 
 /// A recipient named twice in one transaction gets one copy: the repeat is taken (250) but not
