@@ -617,6 +617,20 @@ impl<P: Policy> Session<P> {
         if to.address.is_empty() {
             return Err(Reply::new(501, "5.1.3 Bad recipient address syntax"));
         }
+        // RFC 3461 4.1: NEVER stands alone. Taken with others, the next hop (or our own
+        // reports) would have to guess which was meant.
+        if to.flags & smtp_proto::RCPT_NOTIFY_NEVER != 0
+            && to.flags
+                & (smtp_proto::RCPT_NOTIFY_SUCCESS
+                    | smtp_proto::RCPT_NOTIFY_FAILURE
+                    | smtp_proto::RCPT_NOTIFY_DELAY)
+                != 0
+        {
+            return Err(Reply::new(
+                501,
+                "5.5.4 NOTIFY=NEVER cannot be combined with SUCCESS, FAILURE or DELAY",
+            ));
+        }
         let address = if to.address.eq_ignore_ascii_case("postmaster") {
             format!("postmaster@{}", self.config.hostname)
         } else {

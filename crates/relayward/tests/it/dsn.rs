@@ -38,6 +38,11 @@ fn delay_notices_once_never_when_asked_not_and_notify_passed_on() {
     let relay = Relay::start(&contoso(rx.addr, "delay_notice_after = \"2s\"\n"));
     let mut c = relay.client();
     assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    // NEVER stands alone (RFC 3461 4.1).
+    c.cmd("MAIL FROM:<alice@contoso.example>");
+    let r = c.cmd("RCPT TO:<x@remote.example> NOTIFY=NEVER,SUCCESS");
+    assert!(r.code == 501 && r.text().contains("NOTIFY=NEVER"), "{r:?}");
+    assert_eq!(c.cmd("RSET").code, 250);
     send(&mut c, "<defer-a@remote.example>");
     send(&mut c, "<defer-b@remote.example> NOTIFY=NEVER");
     send(&mut c, "<reject-n@remote.example> NOTIFY=NEVER");
