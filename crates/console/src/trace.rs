@@ -5,6 +5,7 @@
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use maud::html;
+use relayward_control::shown_address;
 use relayward_store::{TRACE_STATUSES as STATUSES, TraceQuery};
 use serde::Deserialize;
 
@@ -75,8 +76,8 @@ pub async fn search(
                 tbody { @for m in &found {
                     tr {
                         td { (time(m.received_at)) }
-                        td { (m.sender) }
-                        td { @for (i, r) in m.recipients.iter().enumerate() { @if i > 0 { ", " } (r.address) " (" (r.status) ")" } }
+                        td { (shown_address(&m.sender)) }
+                        td { @for (i, r) in m.recipients.iter().enumerate() { @if i > 0 { ", " } (shown_address(&r.address)) " (" (r.status) ")" } }
                         td { a href=(format!("/t/{}/trace/{}", t.name, m.message_id)) { (m.message_id) } }
                     }
                 } }
@@ -110,10 +111,10 @@ pub async fn message(
     let body = html! {
         dl.evidence {
             dt { (w.t("received")) } dd { (time(m.received_at)) }
-            dt { (w.t("sender")) } dd { (m.sender) }
+            dt { (w.t("sender")) } dd { (shown_address(&m.sender)) }
             dt { (w.t("client_address")) } dd { (m.client_ip) " · " (m.origin) }
             dt { (w.t("size")) } dd { (m.size) " B" }
-            @for r in &m.recipients { dt { (w.t("recipient")) } dd { (r.address) " — " strong { (r.status) } } }
+            @for r in &m.recipients { dt { (w.t("recipient")) } dd { (shown_address(&r.address)) " — " strong { (r.status) } } }
         }
         h2 { (w.t("timeline")) }
         ol.timeline {
@@ -121,7 +122,7 @@ pub async fn message(
                 li {
                     span.when { (crate::page::time_s(e.at)) }
                     " " strong.kind { (e.kind) }
-                    @if let Some(r) = &e.recipient { " · " (r) }
+                    @if let Some(r) = &e.recipient { " · " (shown_address(r)) }
                     @if !e.detail.is_empty() { br; span.detail { (e.detail) } }
                 }
             }

@@ -40,6 +40,9 @@ use relayward_store::{AuditEntry, SqliteStore, Store};
 
 pub use error::ControlError::{Conflict, Forbidden, Internal, Invalid, NotFound};
 pub use error::{ControlError, Result};
+/// How an address is shown to people: a local part that needs them has its quotes, as on the
+/// wire (the spool holds it without).
+pub use relayward_spool::quoted_address as shown_address;
 pub use secrets::{random_hex, sha256_hex};
 pub use tokens::TokenError;
 

@@ -89,7 +89,17 @@ impl Control {
 
     /// The message trace.
     pub async fn search_trace(&self, query: &TraceQuery) -> Result<Vec<TraceMessage>> {
-        Ok(self.store.search_trace(query).await?)
+        // An address typed as it is shown (`"a b"@contoso.example`) finds it as it is held.
+        let unquoted = |a: &Option<String>| {
+            a.as_deref()
+                .map(|a| relayward_spool::unquoted_address(a).into_owned())
+        };
+        let query = TraceQuery {
+            sender: unquoted(&query.sender),
+            recipient: unquoted(&query.recipient),
+            ..query.clone()
+        };
+        Ok(self.store.search_trace(&query).await?)
     }
 
     /// Webhooks of one tenant, or of all.

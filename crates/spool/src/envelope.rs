@@ -28,6 +28,34 @@ pub fn quoted_address(address: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// The address as held, from one written with a quoted local part (`"a b"@contoso.example` →
+/// `a b@contoso.example`): what a search typed by a person is matched against. Anything else
+/// comes back as it is.
+pub fn unquoted_address(address: &str) -> std::borrow::Cow<'_, str> {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return address.into();
+    };
+    let Some(inner) = local
+        .strip_prefix('"')
+        .and_then(|l| l.strip_suffix('"'))
+        .filter(|_| local.len() >= 2)
+    else {
+        return address.into();
+    };
+    let mut out = String::with_capacity(address.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' {
+            chars.next().unwrap_or(c)
+        } else {
+            c
+        });
+    }
+    out.push('@');
+    out.push_str(domain);
+    out.into()
+}
+
 fn is_dot_atom(local: &str) -> bool {
     !local.is_empty()
         && local.split('.').all(|atom| {
@@ -181,7 +209,7 @@ impl Envelope {
 
 #[cfg(test)]
 mod tests {
-    use super::quoted_address;
+    use super::{quoted_address, unquoted_address};
 
     #[test]
     fn addresses_are_written_with_their_quotes_put_back_where_needed() {
@@ -203,6 +231,10 @@ mod tests {
             ("@contoso.example", "\"\"@contoso.example"),
         ] {
             assert_eq!(quoted_address(held), written, "{held}");
+            if !held.is_empty() && held.contains('@') {
+                assert_eq!(unquoted_address(written), held, "{written}");
+            }
         }
+        assert_eq!(unquoted_address("\"@contoso.example"), "\"@contoso.example");
     }
 }

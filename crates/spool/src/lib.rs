@@ -15,7 +15,7 @@ mod envelope;
 mod log;
 mod record;
 
-pub use envelope::{Envelope, Notify, RcptState, Recipient, Ret, quoted_address};
+pub use envelope::{Envelope, Notify, RcptState, Recipient, Ret, quoted_address, unquoted_address};
 pub use log::{Spool, SpoolError, SpoolStats};
 
 use std::sync::OnceLock;

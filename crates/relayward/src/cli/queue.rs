@@ -167,16 +167,16 @@ fn print_message(m: &QueuedMessage) {
         arrival(m.received_at),
         m.tenant.as_deref().unwrap_or("-"),
         if m.mail_from.is_empty() {
-            "<>"
+            "<>".into()
         } else {
-            &m.mail_from
+            relayward_control::shown_address(&m.mail_from)
         }
     );
     if let Some(reply) = &m.last_reply {
         outln!("{:<61}({reply})", "");
     }
     for r in &m.pending {
-        outln!("{:<61}{r}", "");
+        outln!("{:<61}{}", "", relayward_control::shown_address(r));
     }
     outln!("");
 }

@@ -71,21 +71,25 @@ pub async fn trace(config: &Config, args: TraceArgs) -> Result<()> {
             "{}  {}  from <{}>  tenant {}  via {}  [{}]  {} bytes",
             m.message_id,
             relayward_dsn::rfc5322_date(m.received_at / 1000),
-            m.sender,
+            relayward_control::shown_address(&m.sender),
             m.tenant.as_deref().unwrap_or("-"),
             m.origin,
             m.client_ip,
             m.size
         );
         for r in &m.recipients {
-            outln!("  {:<10} {}", r.status, r.address);
+            outln!(
+                "  {:<10} {}",
+                r.status,
+                relayward_control::shown_address(&r.address)
+            );
         }
         for e in &m.events {
             outln!(
                 "    {}  {:<10} {} {}",
                 relayward_dsn::rfc5322_date(e.at / 1000),
                 e.kind,
-                e.recipient.as_deref().unwrap_or(""),
+                relayward_control::shown_address(e.recipient.as_deref().unwrap_or("")),
                 e.detail
             );
         }

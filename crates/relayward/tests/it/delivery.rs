@@ -294,6 +294,18 @@ fn quoted_local_parts_leave_quoted() {
         "{}",
         ndr.data
     );
+    // The trace shows the addresses as they were written, and finds them written so.
+    let shown = wait_for(Duration::from_secs(10), || {
+        let t = relay.cli(&["trace", "--sender", r#""a b"@contoso.example"#]);
+        t.contains("john smith").then_some(t)
+    })
+    .expect("the message in the trace");
+    assert!(
+        shown.contains(r#"from <"a b"@contoso.example>"#)
+            && shown.contains(r#" "john smith"@remote.example"#)
+            && !shown.contains(" john smith@"),
+        "{shown}"
+    );
 }
 
 #[test]
