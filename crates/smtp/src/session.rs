@@ -571,6 +571,12 @@ impl<P: Policy> Session<P> {
         if self.tx.is_some() {
             return Err(Reply::new(503, "5.5.1 Sender already specified"));
         }
+        if ends_badly(&from.address) {
+            return Err(Reply::new(
+                501,
+                "5.1.7 Bad sender address syntax: its domain is empty or ends with a dot",
+            ));
+        }
         if from.size > self.config.max_message_size {
             return Ok(Reply::new(
                 552,
@@ -617,6 +623,12 @@ impl<P: Policy> Session<P> {
         if to.address.is_empty() {
             return Err(Reply::new(501, "5.1.3 Bad recipient address syntax"));
         }
+        if ends_badly(&to.address) {
+            return Err(Reply::new(
+                501,
+                "5.1.3 Bad recipient address syntax: its domain is empty or ends with a dot",
+            ));
+        }
         // RFC 3461 4.1: NEVER stands alone. Taken with others, the next hop (or our own
         // reports) would have to guess which was meant.
         if to.flags & smtp_proto::RCPT_NOTIFY_NEVER != 0
@@ -660,6 +672,16 @@ impl<P: Policy> Session<P> {
             Err(reply) => Ok(reply),
         }
     }
+}
+
+/// An address whose domain is empty (`alice@`) or ends with a dot (`alice@contoso.example.`):
+/// neither is a domain in RFC 5321's syntax (4.1.2), and smtp-proto's parser lets both through.
+/// Passed on, the next hop refuses it or reads it otherwise; and a trailing dot would make the
+/// domain another string from the one the tenants' claims name.
+fn ends_badly(address: &str) -> bool {
+    address
+        .rsplit_once('@')
+        .is_some_and(|(_, domain)| domain.is_empty() || domain.ends_with('.'))
 }
 
 /// Whether two addresses name one mailbox: the same local part (RFC 5321 leaves its case to

@@ -26,7 +26,10 @@ fn open_relay_battery_is_refused() {
     let tricks = [
         ("victim@remote.example", DENIED),
         ("VICTIM@REMOTE.EXAMPLE", DENIED),
-        ("victim@remote.example.", DENIED),
+        (
+            "victim@remote.example.",
+            "501 5.1.3 Bad recipient address syntax: its domain is empty or ends with a dot",
+        ),
         (
             "victim%remote.example@contoso.example",
             "550 5.7.1 Routing addresses (%, !, quoted @) are not accepted",
@@ -77,6 +80,17 @@ fn open_relay_battery_is_refused() {
     assert_eq!(s.cmd("MAIL FROM:<alice@contoso.example>").code, 530);
     assert_eq!(s.cmd("RCPT TO:<victim@remote.example>").code, 503);
     assert_eq!(relay.metric("relayward_messages_accepted_total"), 0);
+    // A sender whose domain is empty or ends with a dot is no address, even from a connector.
+    let mut c = relay.client();
+    c.cmd("EHLO onprem.contoso.example");
+    for from in ["alice@", "alice@contoso.example."] {
+        let r = c.cmd(&format!("MAIL FROM:<{from}>"));
+        assert_eq!(
+            r.text(),
+            "501 5.1.7 Bad sender address syntax: its domain is empty or ends with a dot",
+            "{from}"
+        );
+    }
 }
 
 /// SMTP smuggling: a bare-LF or bare-CR "end of data" does not end the message, so the text
