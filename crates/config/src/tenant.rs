@@ -129,6 +129,14 @@ pub(crate) fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig>
             if !u.address.contains('@') {
                 bail!("{at}: user \"{}\" is not an email address", u.address);
             }
+            let most = relayward_tenancy::claims::MAX_ALIASES_PER_USER;
+            if u.aliases.len() > most {
+                bail!(
+                    "{at}: user \"{}\" has {} aliases; a user has at most {most}",
+                    u.address,
+                    u.aliases.len()
+                );
+            }
             Ok(UserConfig {
                 address: u.address.to_ascii_lowercase(),
                 password: u.password,

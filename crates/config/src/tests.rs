@@ -193,6 +193,25 @@ fn a_domain_belongs_to_one_tenant_of_the_file() {
 }
 
 #[test]
+fn a_user_has_at_most_a_hundred_aliases() {
+    let load = |n: usize| {
+        let aliases: Vec<String> = (0..n).map(|i| format!("\"a{i}@x.example\"")).collect();
+        let text = format!(
+            "[[tenants]]\nname = \"a\"\ndomains = [{{ name = \"x.example\", verified = true }}]\nusers = [{{ address = \"u@x.example\", aliases = [{}] }}]\n",
+            aliases.join(", ")
+        );
+        let raw: RawConfig = toml::from_str(&text).expect("parses");
+        Config::from_raw(raw).map_err(|e| format!("{e:#}"))
+    };
+    load(100).expect("a hundred");
+    let err = load(101).expect_err("one more");
+    assert!(
+        err.contains("user \"u@x.example\" has 101 aliases; a user has at most 100"),
+        "{err}"
+    );
+}
+
+#[test]
 fn sizes_and_durations() {
     assert_eq!(parse_size("35MB").expect("size"), 36_700_160);
     assert_eq!(parse_duration("90s").expect("d"), Duration::from_secs(90));

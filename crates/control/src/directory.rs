@@ -457,6 +457,10 @@ impl Control {
             .iter()
             .map(|a| a.trim().to_ascii_lowercase())
             .collect();
+        let others = data.users.iter().map(|u| u.aliases.len()).sum();
+        if !aliases.is_empty() {
+            check_alias_count(self, actor, &aliases, others)?;
+        }
         check_own_addresses(std::iter::once(&address).chain(&aliases), &data.domains)?;
         if let Some(f) = u.forward_to.as_deref().filter(|f| !is_address(f)) {
             invalid!("forward_to '{f}' is not an e-mail address");
@@ -510,6 +514,15 @@ impl Control {
             let Some(data) = self.store.tenant_data(tenant).await? else {
                 return Err(NotFound(format!("no tenant {tenant}")));
             };
+            let others = data
+                .users
+                .iter()
+                .filter(|u| u.address != before.address)
+                .map(|u| u.aliases.len())
+                .sum();
+            if aliases.len() > before.aliases.len() {
+                check_alias_count(self, actor, &aliases, others)?;
+            }
             check_own_addresses(&aliases, &data.domains)?;
             after.aliases = aliases;
         }
@@ -551,6 +564,27 @@ impl Control {
 
 /// A user's address and aliases must be in the tenant's own verified accepted domains: they are
 /// the addresses it may send as.
+/// A user's aliases: at most `MAX_ALIASES_PER_USER`, and, when a tenant's admin adds them, the
+/// tenant's aliases in all (`others`: those of its other users) within `[http]
+/// tenant_objects_max`, as its users are.
+fn check_alias_count(c: &Control, actor: &Actor, aliases: &[String], others: usize) -> Result<()> {
+    let most = claims::MAX_ALIASES_PER_USER;
+    if aliases.len() > most {
+        invalid!(
+            "a user has at most {most} aliases ({} given)",
+            aliases.len()
+        );
+    }
+    let total = others + aliases.len();
+    let most = c.tenant_objects_max;
+    if actor.role == Role::Operator || most == 0 || total <= most {
+        return Ok(());
+    }
+    Err(Forbidden(format!(
+        "the tenant's users would have {total} aliases in all, more than its admins may add ([http] tenant_objects_max = {most}); remove some first, or ask the operator"
+    )))
+}
+
 fn check_own_addresses<'a>(
     addresses: impl IntoIterator<Item = &'a String>,
     own: &[relayward_store::Domain],

@@ -66,6 +66,11 @@ pub fn overlapping<'a>(
         })
 }
 
+/// The most aliases one user may have (Exchange Online's own limit on a mailbox's addresses is
+/// of this order). Each is a claim and an entry of the directory every node holds, so without a
+/// bound one tenant's admin could grow every node's memory with a few large requests.
+pub const MAX_ALIASES_PER_USER: usize = 100;
+
 /// Whether `name` is `domain` or one of its subdomains (both lower case, no trailing dot).
 pub fn within(name: &str, domain: &str) -> bool {
     name == domain

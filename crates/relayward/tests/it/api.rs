@@ -1157,6 +1157,35 @@ fn a_tenants_admins_may_add_so_many_objects_of_each_kind() {
     assert_eq!(status, 204, "{json}");
     let (status, json) = post(&admin, "contoso", "users", kinds[1].1(5));
     assert_eq!(status, 201, "{json}");
+    // Aliases count too: the tenant's users hold at most tenant_objects_max of them in all
+    // (each is a claim and a directory entry), and a user at most 100, whoever adds them.
+    let aliases = |user: &str, tok: &str, names: &[String]| {
+        relay.api(
+            "PATCH",
+            &format!("/api/v1/tenants/contoso/users/{user}"),
+            Some(tok),
+            Some(&serde_json::json!({ "aliases": names }).to_string()),
+        )
+    };
+    let named = |from: u32, to: u32| -> Vec<String> {
+        (from..to)
+            .map(|i| format!("a{i}@contoso.example"))
+            .collect()
+    };
+    let (status, json) = aliases("u1@contoso.example", &admin, &named(0, 2));
+    assert_eq!(status, 200, "{json}");
+    refused(
+        aliases("u5@contoso.example", &admin, &named(2, 3)),
+        "tenant_objects_max",
+    );
+    let (status, json) = aliases("u5@contoso.example", &ops, &named(2, 103));
+    assert_eq!(status, 422, "{json}");
+    assert!(
+        json["error"].as_str().unwrap_or("").contains("at most 100"),
+        "{json}"
+    );
+    let (status, json) = aliases("u5@contoso.example", &ops, &named(2, 102));
+    assert_eq!(status, 200, "the operator, within 100 for the user: {json}");
     // The operator may add more through the API too; another tenant has its own room.
     let (status, json) = post(&ops, "contoso", "connectors", kinds[2].1(7));
     assert_eq!(status, 201, "{json}");
