@@ -5,6 +5,9 @@ use relayward_guard::Role;
 
 use crate::{Actor, Control, DomainVerification, NotFound, Result, random_hex};
 
+/// The most domains a tenant's `listed` forwarding control names.
+const MAX_FORWARDING_DOMAINS: usize = 1000;
+
 impl Control {
     /// Domain ownership proof: looks for the TXT record `relayward-verification=<token>` on the
     /// domain through `resolver` and marks the domain verified when it is there. Until then the
@@ -157,6 +160,13 @@ impl Control {
             .collect();
         if mode == relayward_store::Forwarding::Listed && domains.is_empty() {
             invalid!("listed forwarding needs at least one domain");
+        }
+        // Part of the tenant's row in every node's directory: bounded like a user's aliases.
+        if domains.len() > MAX_FORWARDING_DOMAINS {
+            invalid!(
+                "at most {MAX_FORWARDING_DOMAINS} forwarding domains ({} given)",
+                domains.len()
+            );
         }
         if let Some(bad) = domains
             .iter()

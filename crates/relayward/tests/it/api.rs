@@ -435,6 +435,14 @@ fn every_role_against_every_operation() {
         Some(r#"{"mode": "listed"}"#),
     );
     assert_eq!(status, 422, "listed needs domains: {json}");
+    let many: Vec<String> = (0..1001).map(|i| format!("d{i}.example")).collect();
+    let (status, json) = relay.api(
+        "PUT",
+        "/api/v1/tenants/contoso/forwarding",
+        Some(&t.admin),
+        Some(&serde_json::json!({ "mode": "listed", "domains": many }).to_string()),
+    );
+    assert_eq!(status, 422, "at most 1,000 domains: {}", json["error"]);
     let (_, tenant) = relay.api("GET", "/api/v1/tenants/contoso", Some(&t.admin), None);
     assert_eq!(tenant["tenant"]["forwarding"], "listed", "{tenant}");
     assert_eq!(
