@@ -79,6 +79,7 @@ impl Control {
     }
 
     pub async fn release(&self, id: &str, actor: &Actor, note: &str) -> Result<Restriction> {
+        note_fits(note)?;
         require_mfa(actor, "releasing")?;
         let before = self.restriction(id).await?;
         let now = now_ms();
@@ -111,6 +112,7 @@ impl Control {
         if actor.role != Role::Operator {
             return Err(crate::Forbidden("only operators restrict by hand".into()));
         }
+        note_fits(note)?;
         if note.trim().is_empty() {
             invalid!("say why (the tenant's admins read it)");
         }
@@ -310,6 +312,7 @@ impl Control {
         actor: &Actor,
         note: &str,
     ) -> Result<Restriction> {
+        note_fits(note)?;
         let before = self.restriction(id).await?;
         if !before.key.kind.is_tenant() {
             invalid!(
@@ -363,6 +366,7 @@ impl Control {
     }
 
     pub async fn approve(&self, id: &str, actor: &Actor, note: &str) -> Result<Restriction> {
+        note_fits(note)?;
         require_mfa(actor, "approving the release of")?;
         let before = self.restriction(id).await?;
         self.transition(before, actor, "restriction.approve", |r| {
@@ -375,6 +379,7 @@ impl Control {
         if reason.trim().is_empty() {
             invalid!("a refusal needs a reason the tenant's admins can act on");
         }
+        note_fits(reason)?;
         let before = self.restriction(id).await?;
         self.transition(before, actor, "restriction.refuse", |r| {
             r.refuse(&actor.name, actor.role, reason, now_ms())
@@ -577,4 +582,17 @@ pub fn restriction_row(r: &Restriction) -> RestrictionRow {
 /// The restriction kept in a row; `None` when this version cannot read it.
 pub fn restriction_from_row(row: &RestrictionRow) -> Option<Restriction> {
     serde_json::from_str(&row.body).ok()
+}
+
+/// The longest note a restriction's history keeps, in characters. Every transition's note stays
+/// with the restriction (read by the guard, the console and the audit log), so it is bounded
+/// as everything a tenant's admin writes is.
+const MAX_NOTE_CHARS: usize = 2000;
+
+fn note_fits(note: &str) -> Result<()> {
+    let n = note.trim().chars().count();
+    if n > MAX_NOTE_CHARS {
+        invalid!("a note has at most {MAX_NOTE_CHARS} characters ({n} given)");
+    }
+    Ok(())
 }

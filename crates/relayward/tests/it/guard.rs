@@ -512,6 +512,18 @@ fn a_tenant_release_needs_the_checklist_and_probation_halves_the_limits() {
         "--actor",
         "admin@contoso.example",
     ]);
+    // A note is kept with the restriction for good: bounded.
+    let long = "x".repeat(2001);
+    let (ok, out) = relay.cli_status(&[
+        "restriction",
+        "request-release",
+        &id,
+        "--note",
+        &long,
+        "--actor",
+        "admin@contoso.example",
+    ]);
+    assert!(!ok && out.contains("at most 2000 characters"), "{out}");
     let out = relay.cli(&[
         "restriction",
         "request-release",
