@@ -238,9 +238,13 @@ impl Control {
         actor: &Actor,
     ) -> Result<(Account, String)> {
         let email = email.trim().to_ascii_lowercase();
-        let valid = email.split_once('@').is_some_and(|(l, d)| {
-            !l.is_empty() && d.contains('.') && !email.contains([' ', '<', '>'])
-        });
+        let valid = email.len() <= 254
+            && email.split_once('@').is_some_and(|(l, d)| {
+                !l.is_empty()
+                    && l.len() <= 64
+                    && d.contains('.')
+                    && !email.contains([' ', '<', '>'])
+            });
         if !valid {
             invalid!("'{email}' is not an e-mail address");
         }

@@ -60,6 +60,9 @@ pub struct Target {
 /// A webhook URL taken apart: `http(s)://host[:port][/path][?query]`, without user info; a
 /// fragment is not sent. An IPv6 address is written in brackets (`https://[2001:db8::5]/`).
 pub fn parse_url(url: &str) -> Result<Target> {
+    if url.len() > 2048 {
+        invalid!("a webhook URL has at most 2,048 characters");
+    }
     let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("http://") {
@@ -252,6 +255,8 @@ mod tests {
 
     #[test]
     fn urls_are_parsed_and_private_addresses_named() {
+        let long = format!("https://hooks.example/{}", "x".repeat(2048));
+        assert!(parse_url(&long).is_err(), "at most 2,048 characters");
         let t = parse_url("https://hooks.example:8443/relayward?x=1").expect("url");
         assert!(t.https);
         assert_eq!(

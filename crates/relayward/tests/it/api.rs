@@ -1194,6 +1194,16 @@ fn a_tenants_admins_may_add_so_many_objects_of_each_kind() {
     );
     let (status, json) = aliases("u5@contoso.example", &ops, &named(2, 102));
     assert_eq!(status, 200, "the operator, within 100 for the user: {json}");
+    // An address is no longer than mail can carry: a local part of 64 octets at most.
+    let long = format!(r#"{{"address": "{}@contoso.example"}}"#, "x".repeat(65));
+    let (status, json) = post(&ops, "contoso", "users", long);
+    assert_eq!(status, 422, "{json}");
+    let (status, json) = aliases(
+        "u5@contoso.example",
+        &ops,
+        &[format!("{}@contoso.example", "y".repeat(65))],
+    );
+    assert_eq!(status, 422, "{json}");
     // The operator may add more through the API too; another tenant has its own room.
     let (status, json) = post(&ops, "contoso", "connectors", kinds[2].1(7));
     assert_eq!(status, 201, "{json}");
