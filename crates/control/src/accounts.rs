@@ -238,12 +238,9 @@ impl Control {
         actor: &Actor,
     ) -> Result<(Account, String)> {
         let email = email.trim().to_ascii_lowercase();
-        let valid = email.len() <= 254
+        let valid = crate::directory::within_mail_lengths(&email)
             && email.split_once('@').is_some_and(|(l, d)| {
-                !l.is_empty()
-                    && l.len() <= 64
-                    && d.contains('.')
-                    && !email.contains([' ', '<', '>'])
+                !l.is_empty() && d.contains('.') && !email.contains([' ', '<', '>'])
             });
         if !valid {
             invalid!("'{email}' is not an e-mail address");
