@@ -77,13 +77,11 @@ impl Postfix {
         // Our own configuration, whatever /etc/postfix holds (a package installed with "No
         // configuration" has no main.cf; an operator's may carry milters or relays).
         std::fs::write(d.join("main.cf"), MAIN_CF).expect("main.cf");
-        std::fs::write(d.join("master.cf"), MASTER_CF).expect("master.cf");
         std::fs::create_dir_all(d.join("queue")).expect("queue dir");
         std::fs::create_dir_all(d.join("data")).expect("data dir");
         run("chown", &["postfix", &d.join("data").display().to_string()]);
         // Postfix refuses a world-writable parent for its directories.
         run("chmod", &["755", &d.display().to_string()]);
-        let port = free_port();
         let conf = d.display().to_string();
         let set = |kv: &str| run("postconf", &["-c", &conf, "-e", kv]);
         for kv in [
@@ -114,16 +112,47 @@ impl Postfix {
         ] {
             set(&kv);
         }
-        run(
-            "postconf",
-            &[
-                "-c",
-                &conf,
-                "-M",
-                &format!("127.0.0.1:{port}/inet=127.0.0.1:{port} inet n - n - - smtpd"),
-            ],
-        );
-        run("postfix", &["-c", &conf, "start"]);
+        // The listening port is chosen before Postfix binds it; a port from the kernel's
+        // ephemeral range could be taken meanwhile by any test's outgoing connection, and
+        // `postfix start` then fails saying nothing. So the port comes from below that range,
+        // and a start that fails is tried again on another port.
+        let mut failures = Vec::new();
+        let mut listening = None;
+        for _ in 0..5 {
+            let port = listener_port();
+            std::fs::write(d.join("master.cf"), MASTER_CF).expect("master.cf");
+            run(
+                "postconf",
+                &[
+                    "-c",
+                    &conf,
+                    "-M",
+                    &format!("127.0.0.1:{port}/inet=127.0.0.1:{port} inet n - n - - smtpd"),
+                ],
+            );
+            let out = Command::new("postfix")
+                .args(["-c", &conf, "start"])
+                .output()
+                .expect("postfix");
+            if out.status.success() {
+                listening = Some(port);
+                break;
+            }
+            let log = std::fs::read_to_string(d.join("maillog")).unwrap_or_default();
+            failures.push(format!(
+                "port {port}: {} {}{}\n{log}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+            let _ = Command::new("postfix").args(["-c", &conf, "stop"]).output();
+        }
+        let Some(port) = listening else {
+            panic!(
+                "postfix did not start in five tries:\n{}",
+                failures.join("\n")
+            );
+        };
         let pf = Postfix { dir, port };
         let up = wait_for(Duration::from_secs(30), || {
             std::net::TcpStream::connect(("127.0.0.1", port))
@@ -146,6 +175,29 @@ impl Drop for Postfix {
         let conf = self.dir.path().display().to_string();
         let _ = Command::new("postfix").args(["-c", &conf, "stop"]).output();
     }
+}
+
+/// A loopback port nobody listens on, from below the kernel's ephemeral range (where outgoing
+/// connections never take it), or any free port where that range starts too low to leave room.
+fn listener_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(0);
+    if low < 12_000 {
+        return free_port();
+    }
+    for _ in 0..100 {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = 10_000 + (random % u64::from(low - 10_000)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    free_port()
 }
 
 fn run(cmd: &str, args: &[&str]) {
