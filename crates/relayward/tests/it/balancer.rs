@@ -225,7 +225,7 @@ impl Haproxy {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
+        let port = peer_port();
         let cfg = dir.path().join("haproxy.cfg");
         std::fs::write(
             &cfg,

@@ -112,14 +112,13 @@ impl Postfix {
         ] {
             set(&kv);
         }
-        // The listening port is chosen before Postfix binds it; a port from the kernel's
-        // ephemeral range could be taken meanwhile by any test's outgoing connection, and
-        // `postfix start` then fails saying nothing. So the port comes from below that range,
-        // and a start that fails is tried again on another port.
+        // The listening port is chosen before Postfix binds it (see `peer_port`); should it
+        // be taken meanwhile, `postfix start` fails saying nothing, and is tried again on
+        // another port.
         let mut failures = Vec::new();
         let mut listening = None;
         for _ in 0..5 {
-            let port = listener_port();
+            let port = peer_port();
             std::fs::write(d.join("master.cf"), MASTER_CF).expect("master.cf");
             run(
                 "postconf",
@@ -175,29 +174,6 @@ impl Drop for Postfix {
         let conf = self.dir.path().display().to_string();
         let _ = Command::new("postfix").args(["-c", &conf, "stop"]).output();
     }
-}
-
-/// A loopback port nobody listens on, from below the kernel's ephemeral range (where outgoing
-/// connections never take it), or any free port where that range starts too low to leave room.
-fn listener_port() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(0);
-    if low < 12_000 {
-        return free_port();
-    }
-    for _ in 0..100 {
-        let random = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        let port = 10_000 + (random % u64::from(low - 10_000)) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    free_port()
 }
 
 fn run(cmd: &str, args: &[&str]) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{free_port, wait_for};
+use super::{peer_port, wait_for};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -47,7 +47,7 @@ impl Browser {
             );
             return None;
         }
-        let port = free_port();
+        let port = peer_port();
         let driver = Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

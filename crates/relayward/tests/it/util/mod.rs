@@ -59,6 +59,31 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A loopback port for a peer the test starts (Postfix, haproxy, Rspamd, chromedriver), which
+/// binds it some time after it is chosen. A port from the kernel's ephemeral range could be
+/// taken meanwhile by any test's outgoing connection, so this one comes from below that range,
+/// checked free; where the range starts too low to leave room, it is any free port.
+pub fn peer_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(0);
+    if low < 12_000 {
+        return free_port();
+    }
+    for _ in 0..100 {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = 10_000 + (random % u64::from(low - 10_000)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    free_port()
+}
+
 /// A loopback port where connections are refused, for as long as the returned socket lives: it
 /// is bound without listening (and without SO_REUSEADDR), so no other test's listener can be
 /// given the same port while this one counts on nothing answering there.

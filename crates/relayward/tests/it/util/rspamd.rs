@@ -36,7 +36,7 @@ impl RspamdServer {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
+        let port = peer_port();
         let local = dir.path();
         for sub in ["local.d", "db", "run"] {
             std::fs::create_dir_all(local.join(sub)).expect("mkdir");
