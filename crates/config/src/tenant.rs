@@ -77,7 +77,7 @@ pub(crate) fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig>
             );
         }
         domains.push(DomainConfig {
-            name: d.name.to_ascii_lowercase(),
+            name: relayward_tenancy::domain_key(&d.name).into_owned(),
             kind,
             verified: d.verified,
             match_subdomains: d.match_subdomains,
@@ -138,9 +138,14 @@ pub(crate) fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig>
                 );
             }
             Ok(UserConfig {
-                address: u.address.to_ascii_lowercase(),
+                address: relayward_tenancy::address_key(&u.address.to_ascii_lowercase())
+                    .into_owned(),
                 password: u.password,
-                aliases: u.aliases,
+                aliases: u
+                    .aliases
+                    .iter()
+                    .map(|a| relayward_tenancy::address_key(&a.to_ascii_lowercase()).into_owned())
+                    .collect(),
                 forward_only: u.forward_only,
                 forward_to: u.forward_to.map(|f| f.to_ascii_lowercase()),
             })
@@ -149,7 +154,12 @@ pub(crate) fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig>
     let routes: Vec<(String, String)> = t
         .routes
         .into_iter()
-        .map(|r| (r.domain.to_ascii_lowercase(), r.host))
+        .map(|r| {
+            (
+                relayward_tenancy::domain_key(&r.domain).into_owned(),
+                r.host,
+            )
+        })
         .collect();
     // A route takes every sender's mail for its domain, so it is followed only for a verified
     // domain of its own tenant; say so here rather than let it lie unused.
@@ -176,7 +186,7 @@ pub(crate) fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig>
         forwarding_domains: t
             .forwarding_domains
             .iter()
-            .map(|d| d.to_ascii_lowercase())
+            .map(|d| relayward_tenancy::domain_key(d).into_owned())
             .collect(),
         name: t.name,
         language,

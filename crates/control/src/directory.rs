@@ -126,6 +126,12 @@ pub(crate) fn within_mail_lengths(s: &str) -> bool {
 }
 
 /// An e-mail address as a tenant's objects hold it.
+/// A user's address or alias as stored: trimmed, lower case, its domain in ASCII (a name
+/// written in Unicode as its A-labels, as the directory looks it up).
+fn mail_address(s: &str) -> String {
+    relayward_tenancy::address_key(&s.trim().to_ascii_lowercase()).into_owned()
+}
+
 fn is_address(s: &str) -> bool {
     within_mail_lengths(s)
         && s.split_once('@').is_some_and(|(l, d)| {
@@ -405,7 +411,7 @@ impl Control {
     /// tenant can take another's mail.
     pub async fn add_route(&self, tenant: &str, r: NewRoute, actor: &Actor) -> Result<Route> {
         self.tenant_row(tenant).await?;
-        let domain = r.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        let domain = relayward_tenancy::domain_key(r.domain.trim()).into_owned();
         let host = r.host.trim().to_string();
         if !is_host(&host) {
             invalid!("host '{host}' is not a host name or address with an optional :port");
@@ -451,7 +457,7 @@ impl Control {
         let Some(data) = self.store.tenant_data(tenant).await? else {
             return Err(NotFound(format!("no tenant {tenant}")));
         };
-        let address = u.address.trim().to_ascii_lowercase();
+        let address = mail_address(&u.address);
         if !is_address(&address) {
             invalid!("'{address}' is not an e-mail address");
         }
@@ -460,11 +466,7 @@ impl Control {
         if !data.domains.iter().any(|d| d.name == domain) {
             invalid!("{domain} is not one of the tenant's domains; add it first");
         }
-        let aliases: Vec<String> = u
-            .aliases
-            .iter()
-            .map(|a| a.trim().to_ascii_lowercase())
-            .collect();
+        let aliases: Vec<String> = u.aliases.iter().map(|a| mail_address(a)).collect();
         let others = data.users.iter().map(|u| u.aliases.len()).sum();
         if !aliases.is_empty() {
             check_alias_count(self, actor, &aliases, others)?;
@@ -515,10 +517,7 @@ impl Control {
             };
         }
         if let Some(aliases) = p.aliases {
-            let aliases: Vec<String> = aliases
-                .iter()
-                .map(|a| a.trim().to_ascii_lowercase())
-                .collect();
+            let aliases: Vec<String> = aliases.iter().map(|a| mail_address(a)).collect();
             let Some(data) = self.store.tenant_data(tenant).await? else {
                 return Err(NotFound(format!("no tenant {tenant}")));
             };

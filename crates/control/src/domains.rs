@@ -98,7 +98,9 @@ impl Control {
         if verified && actor.role != Role::Operator {
             invalid!("only an operator can vouch for a domain; others publish the TXT record");
         }
-        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        // A name written in Unicode is kept as its A-labels, the form DNS and DKIM use.
+        let given = name.trim();
+        let name = relayward_tenancy::domain_key(given).into_owned();
         let valid = !name.is_empty()
             && name.len() <= 253
             && name.contains('.')
@@ -110,7 +112,7 @@ impl Control {
                     && !l.ends_with('-')
             });
         if !valid {
-            invalid!("'{name}' is not a domain name");
+            invalid!("'{given}' is not a domain name");
         }
         let have = self.store.tenant_data(tenant).await?;
         self.room_for(actor, "domains", have.map_or(0, |d| d.domains.len()))?;
@@ -155,7 +157,7 @@ impl Control {
         };
         let domains: Vec<String> = domains
             .iter()
-            .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+            .map(|d| relayward_tenancy::domain_key(d.trim()).into_owned())
             .filter(|d| !d.is_empty())
             .collect();
         if mode == relayward_store::Forwarding::Listed && domains.is_empty() {

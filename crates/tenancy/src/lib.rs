@@ -235,10 +235,12 @@ impl<'a> TenantRef<'a> {
         match self.forwarding {
             Forwarding::On => true,
             Forwarding::Off => false,
-            Forwarding::Listed => self
-                .forwarding_domains
-                .split('\n')
-                .any(|d| !d.is_empty() && d.eq_ignore_ascii_case(domain)),
+            Forwarding::Listed => {
+                let domain = domain_key(domain);
+                self.forwarding_domains
+                    .split('\n')
+                    .any(|d| !d.is_empty() && d.eq_ignore_ascii_case(&domain))
+            }
         }
     }
 }
@@ -451,7 +453,7 @@ impl DomainTables {
                 tracing::warn!(domain = %dom.name, tenant = %dom.tenant, "domain of an unknown tenant ignored");
                 continue;
             };
-            let name = lookup_name(&dom.name);
+            let name = domain_key(&dom.name);
             let hash = state.hash_one(&*name);
             let arena = &t.arena;
             if t.domains.find(hash, |r| r.name.is(arena, &name)).is_some() {
@@ -687,7 +689,8 @@ impl Directory {
     }
 
     fn address_entry(&self, address: &str) -> Option<&AddressEntry> {
-        self.address_entry_hashed(hash_folded(&self.hasher, address), address)
+        let address = address_key(address);
+        self.address_entry_hashed(hash_folded(&self.hasher, &address), &address)
     }
 
     fn address_entry_hashed(&self, hash: u64, address: &str) -> Option<&AddressEntry> {
@@ -859,10 +862,10 @@ impl Directory {
     /// Whether `domain` is an accepted, verified domain of the tenant: one lookup, no names
     /// compared beyond the domain's own.
     pub fn is_accepted_by_key(&self, key: TenantKey, domain: &str) -> bool {
-        self.accepted_by_key(key, &lookup_name(domain), None)
+        self.accepted_by_key(key, &domain_key(domain), None)
     }
 
-    /// `is_accepted_by_key` for a name as `lookup_name` gives it: the tenant's own list when it
+    /// `is_accepted_by_key` for a name as `domain_key` gives it: the tenant's own list when it
     /// decides, else the index (with `hash`, when already made).
     fn accepted_by_key(&self, key: TenantKey, lower: &str, hash: Option<u64>) -> bool {
         if let Some(own) = self.in_own_list(key, lower) {
@@ -896,7 +899,7 @@ impl Directory {
         domain: &'a str,
         address: Option<&'a str>,
     ) -> SenderProbe<'a> {
-        let domain = lookup_name(domain);
+        let domain = domain_key(domain);
         let domain_hash = if key.domains.decides {
             self.prefetch_domains(key);
             None
@@ -1001,11 +1004,11 @@ impl Directory {
     }
 
     fn find_accepted(&self, domain: &str) -> Option<&DomainRow> {
-        let domain = lookup_name(domain);
+        let domain = domain_key(domain);
         self.find_accepted_hashed(&domain, self.hasher.hash_one(&*domain))
     }
 
-    /// `find_accepted` for a name as `lookup_name` gives it, and its hash.
+    /// `find_accepted` for a name as `domain_key` gives it, and its hash.
     fn find_accepted_hashed(&self, domain: &str, hash: u64) -> Option<&DomainRow> {
         self.find_domain_hashed(domain, hash).or_else(|| {
             if self.subdomain_roots.is_empty() {
@@ -1033,7 +1036,7 @@ impl Directory {
     /// with it), so mail from it speaks for that tenant. Each parent is one lookup, up to the
     /// last two labels.
     pub fn domain_holder(&self, domain: &str) -> Option<&str> {
-        let lower = lookup_name(domain);
+        let lower = domain_key(domain);
         let mut name: &str = &lower;
         loop {
             if let Some(d) = self.find_domain_hashed(name, self.hasher.hash_one(name)) {
@@ -1067,7 +1070,7 @@ impl Directory {
         let accepted = self.accepted_domain(domain)?;
         let r = self
             .routes
-            .get(&domain.to_ascii_lowercase())
+            .get(&*domain_key(domain))
             .or_else(|| self.routes.get(accepted.name))?;
         (r.tenant == accepted.tenant).then_some(r)
     }
@@ -1085,10 +1088,19 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// A domain name as the directory keeps it: lower case, no final dot (borrowed when it is so
-/// already, as `domain_of` gives it).
-fn lookup_name(domain: &str) -> std::borrow::Cow<'_, str> {
+/// A domain name as the directory keeps it: lower case, no final dot, and an internationalised
+/// name in its ASCII form (`bücher.example` is `xn--bcher-kva.example`: RFC 5890's one name,
+/// which SMTPUTF8 clients write in Unicode and the directory stores as A-labels); borrowed when
+/// it is so already, as `domain_of` gives it. A Unicode name that is no valid IDN stays as it
+/// is, and matches nothing stored.
+pub fn domain_key(domain: &str) -> std::borrow::Cow<'_, str> {
     let domain = domain.trim_end_matches('.');
+    if !domain.is_ascii() {
+        return idna::domain_to_ascii(domain)
+            .map(|a| a.trim_end_matches('.').to_string())
+            .unwrap_or_else(|_| domain.to_lowercase())
+            .into();
+    }
     if domain.bytes().any(|b| b.is_ascii_uppercase()) {
         domain.to_ascii_lowercase().into()
     } else {
@@ -1096,9 +1108,20 @@ fn lookup_name(domain: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// An address with its domain as `domain_key` gives it, for addresses whose domain is written
+/// in Unicode (borrowed otherwise: letter case is left to the lookups, which ignore it).
+pub fn address_key(address: &str) -> std::borrow::Cow<'_, str> {
+    match address.rsplit_once('@') {
+        Some((local, domain)) if !domain.is_ascii() => {
+            format!("{local}@{}", domain_key(domain)).into()
+        }
+        _ => address.into(),
+    }
+}
+
 /// The domain of an address, lower-cased (empty when there is none).
 pub fn domain_of(address: &str) -> String {
-    domain_part(address).to_ascii_lowercase()
+    domain_key(domain_part(address)).into_owned()
 }
 
 /// The domain of an address as written, without a final dot (empty when there is none): for
@@ -1190,6 +1213,74 @@ mod tests {
         assert!(d.accepted_domain("a.b.relay.contoso.example").is_some());
         assert!(d.accepted_domain("pending.example").is_none());
         assert!(d.accepted_domain("example").is_none());
+    }
+
+    /// Adds a verified authoritative domain of contoso's and a user of contoso's.
+    fn add_domain_and_user(
+        data: &mut DirectoryData,
+        domain: &str,
+        address: &str,
+        aliases: &[&str],
+    ) {
+        data.domains.push(Domain {
+            tenant: "contoso".into(),
+            name: domain.into(),
+            kind: DomainKind::Authoritative,
+            match_subdomains: false,
+            verified: true,
+            verification_token: String::new(),
+        });
+        data.users.push(User {
+            tenant: "contoso".into(),
+            address: address.into(),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            password_hash: None,
+            forward_to: None,
+            forward_only: false,
+        });
+    }
+
+    /// An internationalised domain is stored as its A-labels; SMTPUTF8 clients write it in
+    /// Unicode, and either form is the same domain, user and route (RFC 5890).
+    #[test]
+    fn a_domain_written_in_unicode_is_its_a_label_form() {
+        assert_eq!(domain_key("Bücher.Example."), "xn--bcher-kva.example");
+        assert_eq!(domain_key("XN--BCHER-KVA.example"), "xn--bcher-kva.example");
+        assert!(matches!(
+            domain_key("contoso.example"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(domain_of("Anna@BÜCHER.example"), "xn--bcher-kva.example");
+        assert_eq!(
+            address_key("anna@bücher.example"),
+            "anna@xn--bcher-kva.example"
+        );
+        assert_eq!(address_key("ånna@contoso.example"), "ånna@contoso.example");
+        let mut data = data();
+        add_domain_and_user(
+            &mut data,
+            "xn--bcher-kva.example",
+            "anna@xn--bcher-kva.example",
+            &[],
+        );
+        data.routes = vec![relayward_store::Route {
+            tenant: "contoso".into(),
+            domain: "xn--bcher-kva.example".into(),
+            host: "mail.contoso.example:25".into(),
+        }];
+        let d = Directory::build(data);
+        for name in ["bücher.example", "BÜCHER.EXAMPLE.", "xn--bcher-kva.example"] {
+            let found = d.accepted_domain(name).map(|a| (a.name, a.tenant));
+            assert_eq!(found, Some(("xn--bcher-kva.example", "contoso")), "{name}");
+            assert_eq!(d.domain_holder(name), Some("contoso"), "{name}");
+            assert!(d.route(name).is_some(), "{name}");
+        }
+        assert_eq!(
+            d.user("anna@bücher.example").map(|u| u.address),
+            Some("anna@xn--bcher-kva.example")
+        );
+        // Another name that looks alike is another domain.
+        assert!(d.accepted_domain("bucher.example").is_none());
     }
 
     /// A route takes every sender's mail for its domain: it is followed only for a verified
@@ -1403,22 +1494,12 @@ mod tests {
         let mut data = data();
         let long_domain = "a-rather-long-accepted-domain-name.contoso.example";
         let long_address = "someone.with.a.long.name@department.contoso.example";
-        data.domains.push(Domain {
-            tenant: "contoso".into(),
-            name: long_domain.into(),
-            kind: DomainKind::Authoritative,
-            match_subdomains: false,
-            verified: true,
-            verification_token: String::new(),
-        });
-        data.users.push(User {
-            tenant: "contoso".into(),
-            address: long_address.into(),
-            aliases: vec!["Short@contoso.example".into()],
-            password_hash: None,
-            forward_to: None,
-            forward_only: false,
-        });
+        add_domain_and_user(
+            &mut data,
+            long_domain,
+            long_address,
+            &["Short@contoso.example"],
+        );
         let d = Directory::build(data);
         let key = d.tenant_key("contoso").expect("tenant");
         assert!(d.is_accepted_by_key(key, long_domain));

@@ -470,6 +470,59 @@ fn a_tenant_admin_cannot_make_accounts_at_another_tenants_domain() {
     assert_eq!(status, 201, "an operator may: {json}");
 }
 
+/// An internationalised domain is one claim whichever form it is written in: it is stored as
+/// its A-labels, and the Unicode form of another tenant's domain, or of a name under it, is
+/// that tenant's. Before, `bücher.example` and `xn--bcher-kva.example` were two names, so two
+/// tenants could hold one domain.
+#[test]
+fn an_internationalised_domain_is_one_claim_in_either_form() {
+    let rx = Receiver::start(false);
+    let (relay, admin, ops) = setup(&rx);
+    relay.cli(&["domain", "add", "fabrikam", "Bücher.example", "--verified"]);
+    let (_, list) = relay.api("GET", "/api/v1/tenants/fabrikam/domains", Some(&ops), None);
+    let list = list.to_string();
+    assert!(
+        list.contains(r#""name":"xn--bcher-kva.example""#) && !list.contains("cher.example\""),
+        "kept in its ASCII form: {list}"
+    );
+    relay.cli(&["tenant", "add", "northwind"]);
+    let other = relay.token(&["--name", "n", "--role", "admin", "--tenant", "northwind"]);
+    for name in [
+        "xn--bcher-kva.example",
+        "bücher.example",
+        "mail.BÜCHER.example",
+    ] {
+        let (status, json) = relay.api(
+            "POST",
+            "/api/v1/tenants/northwind/domains",
+            Some(&other),
+            Some(&format!(r#"{{"name": "{name}"}}"#)),
+        );
+        assert!(status == 403 || status == 409, "{name}: {status} {json}");
+    }
+    // Its own users are named in either form, and kept in one.
+    let (status, json) = relay.api(
+        "POST",
+        "/api/v1/tenants/fabrikam/users",
+        Some(&admin),
+        Some(r#"{"address": "anna@bücher.example", "password": "a long device secret"}"#),
+    );
+    assert_eq!(status, 201, "{json}");
+    assert_eq!(json["address"], "anna@xn--bcher-kva.example", "{json}");
+    let (status, json) = relay.api(
+        "POST",
+        "/api/v1/tenants/fabrikam/domains",
+        Some(&admin),
+        Some(r#"{"name": "b ü.example"}"#),
+    );
+    assert_eq!(status, 422, "{json}");
+    assert!(
+        json.to_string()
+            .contains("'b ü.example' is not a domain name"),
+        "{json}"
+    );
+}
+
 /// A route takes every tenant's mail for its domain, so even the operator's command line sets
 /// one only for a domain its tenant has verified.
 #[test]

@@ -249,6 +249,74 @@ fn a_message_without_a_from_field_leaves_unsigned() {
     );
 }
 
+/// An internationalised domain is one name in two forms (RFC 5890): the directory holds its
+/// A-labels, and an SMTPUTF8 client (Exchange, Postfix) writes it in Unicode. Written either
+/// way it is the tenant's own: its mail is the tenant's, not mail from an unregistered domain
+/// (with an allowance of 0, that is refused), it is signed for the domain, and its users take
+/// mail addressed in Unicode. Before, the Unicode form was a stranger's domain: the sender got
+/// 5.7.64 and the user's mail was refused as relaying.
+#[test]
+fn a_domain_written_in_unicode_is_the_tenants_own() {
+    let rx = Receiver::start(false).with_smtputf8();
+    // The configuration names the domain in Unicode; it is kept as its A-labels.
+    let relay = Relay::start(&format!(
+        r#"
+[delivery]
+smart_host = "{}"
+[limits]
+unregistered_allowance_per_day = 0
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "Bücher.example", kind = "authoritative", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
+users = [ {{ address = "anna@bücher.example", password = "change-me-please" }} ]
+"#,
+        rx.addr
+    ));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem.contoso.example");
+    for (from, header_from) in [
+        ("alice@bücher.example", "Alice <alice@bücher.example>"),
+        ("alice@xn--bcher-kva.example", "alice@xn--bcher-kva.example"),
+    ] {
+        let r = c.cmd(&format!("MAIL FROM:<{from}> SMTPUTF8"));
+        assert_eq!(r.code, 250, "{from}: {r:?}");
+        let r = c.cmd("RCPT TO:<bob@remote.example>");
+        assert_eq!(r.code, 250, "{from}: {r:?}");
+        assert_eq!(c.cmd("DATA").code, 354);
+        c.send(format!("From: {header_from}\r\nSubject: {from}\r\n\r\nHallo\r\n.\r\n").as_bytes());
+        let r = c.read();
+        assert_eq!(r.code, 250, "{from}: {r:?}");
+    }
+    let got = rx.wait(2, Duration::from_secs(20));
+    for m in &got {
+        assert!(
+            m.data.starts_with("DKIM-Signature: ") && m.data.contains("d=xn--bcher-kva.example"),
+            "signed for the domain:\n{}",
+            m.data
+        );
+    }
+    // A user of the domain takes mail from outside addressed either way; a name the domain
+    // has no user for is unknown there, not a stranger's domain.
+    let mut outside = Client::connect(relay.relay, Some("127.0.0.2".parse().expect("ip")));
+    outside.cmd("EHLO mail.outside.example");
+    assert_eq!(
+        outside.cmd("MAIL FROM:<x@outside.example> SMTPUTF8").code,
+        250
+    );
+    for to in [
+        "anna@bücher.example",
+        "anna@xn--bcher-kva.example",
+        "Anna@BÜCHER.example",
+    ] {
+        let r = outside.cmd(&format!("RCPT TO:<{to}>"));
+        assert_eq!(r.code, 250, "{to}: {r:?}");
+    }
+    let r = outside.cmd("RCPT TO:<nobody@bücher.example>");
+    assert_eq!(r.code, 550, "{r:?}");
+    assert!(r.lines[0].contains("5.1.1"), "{r:?}");
+}
+
 /// The relay holds `"a b"@contoso.example` without its quotes (as the SMTP parser gives it);
 /// what it writes to the next hop, and the NDR, must put them back, or the next hop reads
 /// `a b@contoso.example`, a syntax error.

@@ -43,6 +43,8 @@ struct ReceiverState {
     hang_up_once: bool,
     /// Offer CHUNKING and take BDAT.
     chunking: bool,
+    /// Offer SMTPUTF8 (RFC 6531).
+    smtputf8: bool,
     /// The name its EHLO reply gives (`mx.test` when unset).
     name: Option<String>,
 }
@@ -118,6 +120,12 @@ impl Receiver {
     /// From now on the receiver offers CHUNKING (RFC 3030) and takes BDAT.
     pub fn with_chunking(self) -> Receiver {
         self.state.lock().expect("lock").chunking = true;
+        self
+    }
+
+    /// From now on the receiver offers SMTPUTF8 (RFC 6531): addresses in UTF-8.
+    pub fn with_smtputf8(self) -> Receiver {
+        self.state.lock().expect("lock").smtputf8 = true;
         self
     }
 
@@ -214,6 +222,9 @@ async fn serve_receiver(
             }
             if state.lock().expect("lock").chunking {
                 r.push_str("250-CHUNKING\r\n");
+            }
+            if state.lock().expect("lock").smtputf8 {
+                r.push_str("250-SMTPUTF8\r\n");
             }
             if state.lock().expect("lock").no_dsn {
                 r.push_str("250 HELP\r\n");
