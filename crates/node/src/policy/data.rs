@@ -350,7 +350,7 @@ impl RelayPolicy {
         ));
         let scan = h.scan;
         let from_note = match (&scan.header_from_domain, domain_of(h.mail_from)) {
-            (Some(d), e) if !h.mail_from.is_empty() && *d != e => {
+            (Some(d), e) if !h.mail_from.is_empty() && relayward_tenancy::domain_key(d) != e => {
                 format!("; header From domain {d} differs from envelope sender domain {e}")
             }
             (Some(d), _) => format!("; header From domain {d}"),

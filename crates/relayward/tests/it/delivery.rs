@@ -296,6 +296,13 @@ users = [ {{ address = "anna@bücher.example", password = "change-me-please" }} 
             m.data
         );
     }
+    // The trace says the header From matches the envelope's domain, written in Unicode in both.
+    let trace = wait_for(Duration::from_secs(10), || {
+        let t = relay.cli(&["trace", "--sender", "alice@bücher.example"]);
+        t.contains("header From domain").then_some(t)
+    })
+    .expect("the trace shows the scan");
+    assert!(!trace.contains("differs"), "{trace}");
     // A user of the domain takes mail from outside addressed either way; a name the domain
     // has no user for is unknown there, not a stranger's domain.
     let mut outside = Client::connect(relay.relay, Some("127.0.0.2".parse().expect("ip")));
