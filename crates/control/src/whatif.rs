@@ -46,11 +46,8 @@ impl Control {
         let messages: Vec<Replayed> = rows
             .into_iter()
             .map(|r| {
-                let domain = r
-                    .sender
-                    .rsplit_once('@')
-                    .map_or("", |(_, d)| d)
-                    .to_ascii_lowercase();
+                // As the guard counts it: lower case, a Unicode name as its A-labels.
+                let domain = relayward_tenancy::domain_of(&r.sender);
                 let (connector, user) = if let Some(rest) = r.origin.strip_prefix("connector:") {
                     (
                         Some(rest.split(" (").next().unwrap_or(rest).to_string()),
