@@ -152,8 +152,13 @@ fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The account an attempt counts against: the name as the directory finds its user (its
+/// domain as `tenancy::address_key` gives it, in any ASCII letter case), so every way of
+/// writing one account is one count. A domain written in Unicode is looked up as its A-labels,
+/// and IDNA maps many strings to one (`contoso\u{200b}.example` is `contoso.example`): were
+/// they counted apart, each would get its own five guesses at the same password.
 fn account_key(account: &str) -> Box<str> {
-    let mut a = account.trim().to_ascii_lowercase();
+    let mut a = relayward_tenancy::address_key(account.trim()).to_ascii_lowercase();
     if a.len() > MAX_ACCOUNT_LEN {
         let mut cut = MAX_ACCOUNT_LEN;
         while !a.is_char_boundary(cut) {
@@ -296,6 +301,33 @@ mod tests {
             "then it ends"
         );
         assert_eq!(l.locked("carol@x.example", other, 11), None);
+    }
+
+    /// Every string the directory takes for one account counts against it: IDNA maps a
+    /// zero-width space away, a fullwidth full stop to a dot, and a domain written in Unicode
+    /// to its A-labels.
+    #[test]
+    fn every_way_of_writing_an_account_counts_against_it() {
+        let l = Limiter::new(limits());
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        let ways = [
+            "bob@x.example",
+            "bob@x\u{200b}.example",
+            "bob@X\u{ff0e}example",
+            "bob@x.example\u{200b}",
+        ];
+        for (i, way) in ways.iter().enumerate() {
+            assert_eq!(l.failed(way, ip, i as i64), None, "{way}");
+        }
+        assert!(l.failed("BOB@x.example", ip, 10).is_some());
+        for way in ways {
+            assert!(l.locked(way, ip, 11).is_some(), "{way}");
+        }
+        for _ in 0..4 {
+            l.failed("anna@bücher.example", ip, 20);
+        }
+        assert!(l.failed("anna@xn--bcher-kva.example", ip, 21).is_some());
+        assert!(l.locked("anna@BÜCHER.example", ip, 22).is_some());
     }
 
     #[test]

@@ -328,7 +328,7 @@ pub struct SenderProbe<'a> {
     domain: std::borrow::Cow<'a, str>,
     /// `None` when the tenant's own list decides (no index lookup to prepare).
     domain_hash: Option<u64>,
-    address: Option<(&'a str, u64)>,
+    address: Option<(std::borrow::Cow<'a, str>, u64)>,
 }
 
 /// Parses `192.0.2.0/24`, `2001:db8::/32` or a bare address (one host). IPv4 written as
@@ -908,8 +908,10 @@ impl Directory {
             self.domains.prefetch(h);
             Some(h)
         };
+        // Looked up as `user` looks it up: a domain written in Unicode as its A-labels.
         let address = address.map(|a| {
-            let h = hash_folded(&self.hasher, a);
+            let a = address_key(a);
+            let h = hash_folded(&self.hasher, &a);
             self.user_index.prefetch(h);
             (a, h)
         });
@@ -930,7 +932,8 @@ impl Directory {
             !probe.domain.is_empty() && self.accepted_by_key(key, &probe.domain, probe.domain_hash);
         let user = probe
             .address
-            .and_then(|(a, h)| self.address_entry_hashed(h, a))
+            .as_ref()
+            .and_then(|(a, h)| self.address_entry_hashed(*h, a))
             .and_then(|e| self.user_of_entry(key, e));
         (registered, user)
     }
@@ -1279,6 +1282,13 @@ mod tests {
             d.user("anna@bücher.example").map(|u| u.address),
             Some("anna@xn--bcher-kva.example")
         );
+        // MAIL FROM through a connector finds the user the same way.
+        let key = d.tenant_key("contoso").expect("contoso");
+        for a in ["anna@bücher.example", "ana@contoso\u{200b}.example"] {
+            let probe = d.probe_sender(key, &domain_of(a), Some(a));
+            let (registered, user) = d.sender_of(key, &probe);
+            assert!(registered && user.is_some(), "{a}");
+        }
         // Another name that looks alike is another domain.
         assert!(d.accepted_domain("bucher.example").is_none());
     }

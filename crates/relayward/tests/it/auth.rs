@@ -34,6 +34,14 @@ fn the_sixth_wrong_password_is_locked_out_on_any_connection_until_the_lock_ends(
         LOCKED,
         "the right password waits for the lock too"
     );
+    // However the account's name is written: IDNA maps these to the same domain.
+    for name in [
+        "alice@contoso\u{200b}.example",
+        "alice@CONTOSO\u{ff0e}example",
+    ] {
+        let (_, r) = submission_auth(&relay, name, "change-me");
+        assert_eq!(r.text(), LOCKED, "{name}");
+    }
 
     // An account that does not exist gets exactly the same answers.
     for i in 0..5 {

@@ -265,6 +265,7 @@ fn a_domain_written_in_unicode_is_the_tenants_own() {
 smart_host = "{}"
 [limits]
 unregistered_allowance_per_day = 0
+user_messages_per_minute = 2
 [[tenants]]
 name = "contoso"
 domains = [ {{ name = "Bücher.example", kind = "authoritative", verified = true }} ]
@@ -303,6 +304,30 @@ users = [ {{ address = "anna@bücher.example", password = "change-me-please" }} 
     })
     .expect("the trace shows the scan");
     assert!(!trace.contains("differs"), "{trace}");
+    // Through the connector, a user is the sender however the address is written: two
+    // messages a minute as anna's, then the third, written in Unicode, is over her limit.
+    for _ in 0..2 {
+        let r = c.mail(
+            "anna@xn--bcher-kva.example",
+            &["bob@remote.example"],
+            "From: anna@xn--bcher-kva.example\r\nSubject: mine\r\n\r\nHallo\r\n",
+        );
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    let refused = [
+        "MAIL FROM:<anna@bücher.example> SMTPUTF8",
+        "RCPT TO:<bob@remote.example>",
+        "DATA",
+    ]
+    .into_iter()
+    .map(|command| c.cmd(command))
+    .find(|r| r.code >= 400);
+    assert!(
+        refused
+            .as_ref()
+            .is_some_and(|r| r.code == 451 && r.text().contains("4.7.500")),
+        "{refused:?}"
+    );
     // A user of the domain takes mail from outside addressed either way; a name the domain
     // has no user for is unknown there, not a stranger's domain.
     let mut outside = Client::connect(relay.relay, Some("127.0.0.2".parse().expect("ip")));
