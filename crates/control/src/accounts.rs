@@ -237,7 +237,8 @@ impl Control {
         tenant: Option<&str>,
         actor: &Actor,
     ) -> Result<(Account, String)> {
-        let email = email.trim().to_ascii_lowercase();
+        // Its domain in ASCII, as `login` looks it up (a name written in Unicode as its A-labels).
+        let email = relayward_tenancy::address_key(email.trim()).to_ascii_lowercase();
         let valid = crate::directory::within_mail_lengths(&email)
             && email.split_once('@').is_some_and(|(l, d)| {
                 !l.is_empty() && d.contains('.') && !email.contains([' ', '<', '>'])
@@ -407,7 +408,7 @@ impl Control {
         let now = now_ms();
         let found = self
             .store
-            .account_by_email(email)
+            .account_by_email(&relayward_tenancy::address_key(email.trim()))
             .await
             .map_err(store_err)?;
         let Some(mut a) = found.filter(|a| a.password_hash.is_some()) else {

@@ -511,6 +511,17 @@ fn an_internationalised_domain_is_one_claim_in_either_form() {
     assert_eq!(json["address"], "anna@xn--bcher-kva.example", "{json}");
     let (status, json) = relay.api(
         "POST",
+        "/api/v1/tenants/fabrikam/accounts",
+        Some(&admin),
+        Some(r#"{"email": "it@Bücher.example", "role": "reader"}"#),
+    );
+    assert_eq!(status, 201, "{json}");
+    assert!(
+        json.to_string().contains("it@xn--bcher-kva.example"),
+        "{json}"
+    );
+    let (status, json) = relay.api(
+        "POST",
         "/api/v1/tenants/fabrikam/domains",
         Some(&admin),
         Some(r#"{"name": "b ü.example"}"#),
