@@ -1285,7 +1285,8 @@ mod tests {
         // MAIL FROM through a connector finds the user the same way.
         let key = d.tenant_key("contoso").expect("contoso");
         for a in ["anna@bücher.example", "ana@contoso\u{200b}.example"] {
-            let probe = d.probe_sender(key, &domain_of(a), Some(a));
+            let domain = domain_of(a);
+            let probe = d.probe_sender(key, &domain, Some(a));
             let (registered, user) = d.sender_of(key, &probe);
             assert!(registered && user.is_some(), "{a}");
         }
