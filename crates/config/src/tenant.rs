@@ -147,7 +147,9 @@ pub(crate) fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig>
                     .map(|a| relayward_tenancy::address_key(&a.to_ascii_lowercase()).into_owned())
                     .collect(),
                 forward_only: u.forward_only,
-                forward_to: u.forward_to.map(|f| f.to_ascii_lowercase()),
+                forward_to: u
+                    .forward_to
+                    .map(|f| relayward_tenancy::address_key(&f.to_ascii_lowercase()).into_owned()),
             })
         })
         .collect::<Result<Vec<_>>>()?;

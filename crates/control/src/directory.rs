@@ -125,13 +125,14 @@ pub(crate) fn within_mail_lengths(s: &str) -> bool {
     s.len() <= 254 && s.rsplit_once('@').is_some_and(|(l, _)| l.len() <= 64)
 }
 
-/// An e-mail address as a tenant's objects hold it.
-/// A user's address or alias as stored: trimmed, lower case, its domain in ASCII (a name
-/// written in Unicode as its A-labels, as the directory looks it up).
+/// A user's address, alias or forwarding target as stored: trimmed, lower case, its domain in
+/// ASCII (a name written in Unicode as its A-labels, as the directory looks it up; a
+/// forwarded copy to it then needs no SMTPUTF8 for its domain).
 fn mail_address(s: &str) -> String {
     relayward_tenancy::address_key(&s.trim().to_ascii_lowercase()).into_owned()
 }
 
+/// An e-mail address as a tenant's objects hold it.
 fn is_address(s: &str) -> bool {
     within_mail_lengths(s)
         && s.split_once('@').is_some_and(|(l, d)| {
@@ -487,7 +488,7 @@ impl Control {
             address,
             aliases,
             password_hash,
-            forward_to: u.forward_to.map(|f| f.to_ascii_lowercase()),
+            forward_to: u.forward_to.as_deref().map(mail_address),
             forward_only: u.forward_only,
         };
         self.store.add_user(&user).await?;
@@ -537,7 +538,7 @@ impl Control {
             if let Some(bad) = f.as_deref().filter(|f| !is_address(f)) {
                 invalid!("forward_to '{bad}' is not an e-mail address");
             }
-            after.forward_to = f.map(|f| f.to_ascii_lowercase());
+            after.forward_to = f.as_deref().map(mail_address);
         }
         if let Some(o) = p.forward_only {
             after.forward_only = o;

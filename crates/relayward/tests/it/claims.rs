@@ -505,10 +505,14 @@ fn an_internationalised_domain_is_one_claim_in_either_form() {
         "POST",
         "/api/v1/tenants/fabrikam/users",
         Some(&admin),
-        Some(r#"{"address": "anna@bücher.example", "password": "a long device secret"}"#),
+        Some(
+            r#"{"address": "anna@bücher.example", "password": "a long device secret", "forward_to": "anna@Straße.example"}"#,
+        ),
     );
     assert_eq!(status, 201, "{json}");
     assert_eq!(json["address"], "anna@xn--bcher-kva.example", "{json}");
+    // A forwarded copy to her other mailbox needs no SMTPUTF8 for its domain.
+    assert_eq!(json["forward_to"], "anna@xn--strae-oqa.example", "{json}");
     let (status, json) = relay.api(
         "POST",
         "/api/v1/tenants/fabrikam/accounts",
