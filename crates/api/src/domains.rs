@@ -171,8 +171,9 @@ async fn verify_domain(
     }))
 }
 
+/// The domain's keys, named as the domain is kept (a path may write it in Unicode).
 fn dkim_json(domain: &str, keys: &[relayward_store::DkimKey]) -> Json<DkimKeys> {
-    Json(DkimKeys::of(domain, keys))
+    Json(DkimKeys::of(&relayward_store::domain_key(domain), keys))
 }
 
 async fn dkim_keys(

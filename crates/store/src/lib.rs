@@ -296,3 +296,24 @@ pub trait Store: Send + Sync + 'static {
     /// what a what-if replay of new limits reads.
     async fn replay_trace(&self, tenant: &str, since: i64, limit: usize) -> Result<Vec<ReplayRow>>;
 }
+
+/// A domain name as the directory keeps it: lower case, no final dot, and an internationalised
+/// name in its ASCII form (`bücher.example` is `xn--bcher-kva.example`: RFC 5890's one name,
+/// which SMTPUTF8 clients write in Unicode and the directory stores as A-labels); borrowed when
+/// it is so already, as `tenancy::domain_of` gives it. The directory and the store look every
+/// domain up in this form. A Unicode name that is no valid IDN stays as it is, and matches
+/// nothing stored.
+pub fn domain_key(domain: &str) -> std::borrow::Cow<'_, str> {
+    let domain = domain.trim_end_matches('.');
+    if !domain.is_ascii() {
+        return idna::domain_to_ascii(domain)
+            .map(|a| a.trim_end_matches('.').to_string())
+            .unwrap_or_else(|_| domain.to_lowercase())
+            .into();
+    }
+    if domain.bytes().any(|b| b.is_ascii_uppercase()) {
+        domain.to_ascii_lowercase().into()
+    } else {
+        domain.into()
+    }
+}

@@ -1091,25 +1091,8 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// A domain name as the directory keeps it: lower case, no final dot, and an internationalised
-/// name in its ASCII form (`bücher.example` is `xn--bcher-kva.example`: RFC 5890's one name,
-/// which SMTPUTF8 clients write in Unicode and the directory stores as A-labels); borrowed when
-/// it is so already, as `domain_of` gives it. A Unicode name that is no valid IDN stays as it
-/// is, and matches nothing stored.
-pub fn domain_key(domain: &str) -> std::borrow::Cow<'_, str> {
-    let domain = domain.trim_end_matches('.');
-    if !domain.is_ascii() {
-        return idna::domain_to_ascii(domain)
-            .map(|a| a.trim_end_matches('.').to_string())
-            .unwrap_or_else(|_| domain.to_lowercase())
-            .into();
-    }
-    if domain.bytes().any(|b| b.is_ascii_uppercase()) {
-        domain.to_ascii_lowercase().into()
-    } else {
-        domain.into()
-    }
-}
+/// A domain name as the directory keeps and looks it up (the store's own rule: see there).
+pub use relayward_store::domain_key;
 
 /// An address with its domain as `domain_key` gives it, for addresses whose domain is written
 /// in Unicode (borrowed otherwise: letter case is left to the lookups, which ignore it).

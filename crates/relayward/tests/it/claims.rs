@@ -500,6 +500,17 @@ fn an_internationalised_domain_is_one_claim_in_either_form() {
         );
         assert!(status == 403 || status == 409, "{name}: {status} {json}");
     }
+    // A domain named in a path in Unicode is the one kept in ASCII.
+    for name in ["b%C3%BCcher.example", "xn--bcher-kva.example"] {
+        let (status, json) = relay.api(
+            "GET",
+            &format!("/api/v1/tenants/fabrikam/domains/{name}/dkim"),
+            Some(&admin),
+            None,
+        );
+        assert_eq!(status, 200, "{name}: {json}");
+        assert!(json.to_string().contains("xn--bcher-kva.example"), "{json}");
+    }
     // Its own users are named in either form, and kept in one.
     let (status, json) = relay.api(
         "POST",

@@ -629,7 +629,7 @@ impl Store for PgStore {
     }
 
     async fn domain(&self, name: &str) -> Result<Domain> {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let name = crate::domain_key(name).into_owned();
         let c = self.client().await?;
         match row(
             &c,
@@ -647,7 +647,7 @@ impl Store for PgStore {
     }
 
     async fn related_domains(&self, name: &str) -> Result<Vec<Domain>> {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let name = crate::domain_key(name).into_owned();
         // The name and its parents (not the top-level label), then everything below it: a
         // prefix search on reversed names.
         let mut exact = vec![name.clone()];
@@ -1278,7 +1278,7 @@ impl Store for PgStore {
     }
 
     async fn dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKey>> {
-        let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
+        let domain = domain.map(|d| crate::domain_key(d).into_owned());
         let c = self.client().await?;
         each(
             rows(
@@ -1328,7 +1328,7 @@ impl Store for PgStore {
         changes: &[(String, DkimKeyState)],
         at: i64,
     ) -> Result<()> {
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let domain = crate::domain_key(domain).into_owned();
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         for (selector, state) in changes {

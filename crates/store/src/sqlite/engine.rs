@@ -314,7 +314,7 @@ impl Store for SqliteStore {
     }
 
     async fn domain(&self, name: &str) -> Result<Domain> {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let name = crate::domain_key(name).into_owned();
         self.with(move |c| {
             c.query_row(
                 &format!("SELECT {DOMAIN_COLUMNS} FROM domains WHERE name = ?1"),
@@ -331,7 +331,7 @@ impl Store for SqliteStore {
     }
 
     async fn related_domains(&self, name: &str) -> Result<Vec<Domain>> {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let name = crate::domain_key(name).into_owned();
         self.with(move |c| {
             let mut out = Vec::new();
             let mut one = c.prepare_cached(&format!(
@@ -1011,7 +1011,7 @@ impl Store for SqliteStore {
     }
 
     async fn dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKey>> {
-        let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
+        let domain = domain.map(|d| crate::domain_key(d).into_owned());
         self.with(move |c| {
             let which = one_or_all("domain", domain.is_some());
             let mut s = c.prepare(&format!("SELECT domain, selector, algorithm, private_key, public_key, created_at, state, state_since FROM dkim_keys WHERE {which} ORDER BY created_at, algorithm DESC"))?;
@@ -1058,7 +1058,7 @@ impl Store for SqliteStore {
         changes: &[(String, DkimKeyState)],
         at: i64,
     ) -> Result<()> {
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let domain = crate::domain_key(domain).into_owned();
         let changes = changes.to_vec();
         self.with(move |c| {
             let tx = c.transaction()?;
