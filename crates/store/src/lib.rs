@@ -317,3 +317,14 @@ pub fn domain_key(domain: &str) -> std::borrow::Cow<'_, str> {
         domain.into()
     }
 }
+
+/// An address with its domain as `domain_key` gives it, for addresses whose domain is written
+/// in Unicode (borrowed otherwise: letter case is left to the lookups, which ignore it).
+pub fn address_key(address: &str) -> std::borrow::Cow<'_, str> {
+    match address.rsplit_once('@') {
+        Some((local, domain)) if !domain.is_ascii() => {
+            format!("{local}@{}", domain_key(domain)).into()
+        }
+        _ => address.into(),
+    }
+}

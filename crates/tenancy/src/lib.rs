@@ -1091,19 +1091,9 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// A domain name as the directory keeps and looks it up (the store's own rule: see there).
-pub use relayward_store::domain_key;
-
-/// An address with its domain as `domain_key` gives it, for addresses whose domain is written
-/// in Unicode (borrowed otherwise: letter case is left to the lookups, which ignore it).
-pub fn address_key(address: &str) -> std::borrow::Cow<'_, str> {
-    match address.rsplit_once('@') {
-        Some((local, domain)) if !domain.is_ascii() => {
-            format!("{local}@{}", domain_key(domain)).into()
-        }
-        _ => address.into(),
-    }
-}
+/// A domain name, and an address's domain, as the directory keeps and looks them up (the
+/// store's own rule: see there).
+pub use relayward_store::{address_key, domain_key};
 
 /// The domain of an address, lower-cased (empty when there is none).
 pub fn domain_of(address: &str) -> String {

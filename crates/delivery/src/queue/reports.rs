@@ -95,7 +95,9 @@ impl Inner {
         kind: dsn::ReportKind,
     ) -> Result<(), relayward_spool::SpoolError> {
         let original = self.report_original(env).await;
-        let to = self.router.report_to(&env.mail_from);
+        // With a domain written in Unicode as its A-labels: the same mailbox (RFC 5890), which
+        // a next hop without SMTPUTF8 takes too when the local part is ASCII.
+        let to = relayward_store::address_key(&self.router.report_to(&env.mail_from)).into_owned();
         let id = new_message_id();
         let now = now_ms() / 1000;
         let what = match kind {
@@ -122,7 +124,8 @@ impl Inner {
             mail_from: String::new(),
             ret: Some(Ret::Hdrs),
             env_id: None,
-            smtputf8: false,
+            // Only a local part that is not ASCII needs it then (RFC 6531).
+            smtputf8: !to.is_ascii(),
             body_8bit: true,
             tenant: env.tenant.clone(),
             origin: "system".into(),

@@ -249,6 +249,23 @@ fn a_message_without_a_from_field_leaves_unsigned() {
     );
 }
 
+/// Contoso with one domain, named in Unicode in the file (it is kept as its A-labels), and
+/// a user in it.
+fn buecher(smart_host: std::net::SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[delivery]
+smart_host = "{smart_host}"
+{extra}
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "Bücher.example", kind = "authoritative", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
+users = [ {{ address = "anna@bücher.example", password = "change-me-please" }} ]
+"#
+    )
+}
+
 /// An internationalised domain is one name in two forms (RFC 5890): the directory holds its
 /// A-labels, and an SMTPUTF8 client (Exchange, Postfix) writes it in Unicode. Written either
 /// way it is the tenant's own: its mail is the tenant's, not mail from an unregistered domain
@@ -258,21 +275,9 @@ fn a_message_without_a_from_field_leaves_unsigned() {
 #[test]
 fn a_domain_written_in_unicode_is_the_tenants_own() {
     let rx = Receiver::start(false).with_smtputf8();
-    // The configuration names the domain in Unicode; it is kept as its A-labels.
-    let relay = Relay::start(&format!(
-        r#"
-[delivery]
-smart_host = "{}"
-[limits]
-unregistered_allowance_per_day = 0
-user_messages_per_minute = 2
-[[tenants]]
-name = "contoso"
-domains = [ {{ name = "Bücher.example", kind = "authoritative", verified = true }} ]
-connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
-users = [ {{ address = "anna@bücher.example", password = "change-me-please" }} ]
-"#,
-        rx.addr
+    let relay = Relay::start(&buecher(
+        rx.addr,
+        "[limits]\nunregistered_allowance_per_day = 0\nuser_messages_per_minute = 2",
     ));
     let mut c = relay.client();
     c.cmd("EHLO onprem.contoso.example");
@@ -347,6 +352,31 @@ users = [ {{ address = "anna@bücher.example", password = "change-me-please" }} 
     let r = outside.cmd("RCPT TO:<nobody@bücher.example>");
     assert_eq!(r.code, 550, "{r:?}");
     assert!(r.lines[0].contains("5.1.1"), "{r:?}");
+}
+
+/// A message that asked for SMTPUTF8 cannot go to a next hop without it (RFC 6531: 5.6.7); its
+/// NDR goes back to the sender's address with the domain's A-labels, which that next hop takes,
+/// not written in Unicode to a server that never offered SMTPUTF8.
+#[test]
+fn the_ndr_to_an_address_in_a_unicode_domain_goes_to_its_a_labels() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&buecher(rx.addr, ""));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem.contoso.example");
+    assert_eq!(c.cmd("MAIL FROM:<alice@bücher.example> SMTPUTF8").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<bob@remote.example>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(b"From: alice@xn--bcher-kva.example\r\nSubject: hi\r\n\r\nHallo\r\n.\r\n");
+    assert_eq!(c.read().code, 250);
+    let got = rx.wait(1, Duration::from_secs(20));
+    assert_eq!(got[0].mail_from, "", "an NDR: {:?}", got[0]);
+    assert_eq!(
+        got[0].rcpts,
+        ["alice@xn--bcher-kva.example"],
+        "{:?}",
+        got[0]
+    );
+    assert!(got[0].data.contains("5.6.7"), "{}", got[0].data);
 }
 
 /// The relay holds `"a b"@contoso.example` without its quotes (as the SMTP parser gives it);
