@@ -2,6 +2,7 @@
 
 use anyhow::{Result, anyhow, bail};
 use relayward_guard::Limits;
+use relayward_tenancy::stored_address;
 
 use crate::{ApplyRaw, RawTenant};
 
@@ -138,18 +139,11 @@ pub(crate) fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig>
                 );
             }
             Ok(UserConfig {
-                address: relayward_tenancy::address_key(&u.address.to_ascii_lowercase())
-                    .into_owned(),
+                address: stored_address(&u.address),
                 password: u.password,
-                aliases: u
-                    .aliases
-                    .iter()
-                    .map(|a| relayward_tenancy::address_key(&a.to_ascii_lowercase()).into_owned())
-                    .collect(),
+                aliases: u.aliases.iter().map(|a| stored_address(a)).collect(),
                 forward_only: u.forward_only,
-                forward_to: u
-                    .forward_to
-                    .map(|f| relayward_tenancy::address_key(&f.to_ascii_lowercase()).into_owned()),
+                forward_to: u.forward_to.as_deref().map(stored_address),
             })
         })
         .collect::<Result<Vec<_>>>()?;

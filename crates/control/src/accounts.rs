@@ -238,7 +238,7 @@ impl Control {
         actor: &Actor,
     ) -> Result<(Account, String)> {
         // Its domain in ASCII, as `login` looks it up (a name written in Unicode as its A-labels).
-        let email = relayward_tenancy::address_key(email.trim()).to_ascii_lowercase();
+        let email = relayward_tenancy::stored_address(email);
         let valid = crate::directory::within_mail_lengths(&email)
             && email.split_once('@').is_some_and(|(l, d)| {
                 !l.is_empty() && d.contains('.') && !email.contains([' ', '<', '>'])
@@ -408,7 +408,7 @@ impl Control {
         let now = now_ms();
         let found = self
             .store
-            .account_by_email(&relayward_tenancy::address_key(email.trim()))
+            .account_by_email(&relayward_tenancy::stored_address(email))
             .await
             .map_err(store_err)?;
         let Some(mut a) = found.filter(|a| a.password_hash.is_some()) else {

@@ -5,7 +5,7 @@
 use relayward_clock::now_ms;
 use relayward_guard::Role;
 use relayward_store::{Connector, Route, Span, Tenant, User, UserView};
-use relayward_tenancy::claims;
+use relayward_tenancy::{claims, stored_address};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -123,13 +123,6 @@ fn is_host(s: &str) -> bool {
 /// brackets. An address a tenant's objects or accounts hold is never larger than mail can carry.
 pub(crate) fn within_mail_lengths(s: &str) -> bool {
     s.len() <= 254 && s.rsplit_once('@').is_some_and(|(l, _)| l.len() <= 64)
-}
-
-/// A user's address, alias or forwarding target as stored: trimmed, lower case, its domain in
-/// ASCII (a name written in Unicode as its A-labels, as the directory looks it up; a
-/// forwarded copy to it then needs no SMTPUTF8 for its domain).
-fn mail_address(s: &str) -> String {
-    relayward_tenancy::address_key(&s.trim().to_ascii_lowercase()).into_owned()
 }
 
 /// An e-mail address as a tenant's objects hold it.
@@ -458,7 +451,7 @@ impl Control {
         let Some(data) = self.store.tenant_data(tenant).await? else {
             return Err(NotFound(format!("no tenant {tenant}")));
         };
-        let address = mail_address(&u.address);
+        let address = stored_address(&u.address);
         if !is_address(&address) {
             invalid!("'{address}' is not an e-mail address");
         }
@@ -467,7 +460,7 @@ impl Control {
         if !data.domains.iter().any(|d| d.name == domain) {
             invalid!("{domain} is not one of the tenant's domains; add it first");
         }
-        let aliases: Vec<String> = u.aliases.iter().map(|a| mail_address(a)).collect();
+        let aliases: Vec<String> = u.aliases.iter().map(|a| stored_address(a)).collect();
         let others = data.users.iter().map(|u| u.aliases.len()).sum();
         if !aliases.is_empty() {
             check_alias_count(self, actor, &aliases, others)?;
@@ -488,7 +481,7 @@ impl Control {
             address,
             aliases,
             password_hash,
-            forward_to: u.forward_to.as_deref().map(mail_address),
+            forward_to: u.forward_to.as_deref().map(stored_address),
             forward_only: u.forward_only,
         };
         self.store.add_user(&user).await?;
@@ -518,7 +511,7 @@ impl Control {
             };
         }
         if let Some(aliases) = p.aliases {
-            let aliases: Vec<String> = aliases.iter().map(|a| mail_address(a)).collect();
+            let aliases: Vec<String> = aliases.iter().map(|a| stored_address(a)).collect();
             let Some(data) = self.store.tenant_data(tenant).await? else {
                 return Err(NotFound(format!("no tenant {tenant}")));
             };
@@ -538,7 +531,7 @@ impl Control {
             if let Some(bad) = f.as_deref().filter(|f| !is_address(f)) {
                 invalid!("forward_to '{bad}' is not an e-mail address");
             }
-            after.forward_to = f.as_deref().map(mail_address);
+            after.forward_to = f.as_deref().map(stored_address);
         }
         if let Some(o) = p.forward_only {
             after.forward_only = o;

@@ -328,3 +328,10 @@ pub fn address_key(address: &str) -> std::borrow::Cow<'_, str> {
         _ => address.into(),
     }
 }
+
+/// An address as a tenant's objects and accounts keep it: trimmed, lower case, its domain as
+/// `domain_key` gives it (a user, alias, forwarding target or account e-mail written with a
+/// Unicode domain is kept with its A-labels, as lookups find it).
+pub fn stored_address(address: &str) -> String {
+    address_key(&address.trim().to_ascii_lowercase()).into_owned()
+}

@@ -1093,7 +1093,7 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
 
 /// A domain name, and an address's domain, as the directory keeps and looks them up (the
 /// store's own rule: see there).
-pub use relayward_store::{address_key, domain_key};
+pub use relayward_store::{address_key, domain_key, stored_address};
 
 /// The domain of an address, lower-cased (empty when there is none).
 pub fn domain_of(address: &str) -> String {
