@@ -18,8 +18,10 @@ use tokio_rustls::client::TlsStream;
 
 mod bdat;
 mod data;
+mod downgrade;
 mod transactions;
 use data::{Step, write_stuffed};
+use downgrade::ascii_envelope;
 use relayward_spool::quoted_address;
 pub use transactions::Sent;
 
@@ -449,13 +451,36 @@ impl Client {
     /// of the transaction for accepted recipients). Errors mean the connection is unusable and
     /// nothing is known to be delivered.
     pub async fn send(&mut self, msg: &OutMessage<'_>) -> Result<Vec<SmtpReply>, ClientError> {
-        if msg.smtputf8 && !self.caps.smtputf8 {
-            let reply = SmtpReply::synthetic(
-                550,
-                "5.6.7 The remote server does not support SMTPUTF8, which this message needs",
-            );
-            return Ok(vec![reply; msg.rcpts.len()]);
-        }
+        let ascii;
+        let downgraded;
+        let msg = if msg.smtputf8 && !self.caps.smtputf8 {
+            let Some(envelope) = ascii_envelope(msg) else {
+                let reply = SmtpReply::synthetic(
+                    550,
+                    "5.6.7 The remote server does not support SMTPUTF8, which this message needs",
+                );
+                return Ok(vec![reply; msg.rcpts.len()]);
+            };
+            ascii = envelope;
+            downgraded = OutMessage {
+                mail_from: &ascii.0,
+                smtputf8: false,
+                rcpts: msg
+                    .rcpts
+                    .iter()
+                    .zip(&ascii.1)
+                    .map(|(r, address)| OutRcpt {
+                        address,
+                        notify: r.notify.clone(),
+                        orcpt: r.orcpt,
+                    })
+                    .collect(),
+                ..*msg
+            };
+            &downgraded
+        } else {
+            msg
+        };
         if let Some(max) = self.caps.size
             && msg.size() > max
         {

@@ -80,7 +80,7 @@ impl Resolver for HickoryResolver {
                 Ok(found) => Ok(found
                     .iter()
                     .map(|mx| {
-                        let host = mx.exchange().to_utf8();
+                        let host = mx.exchange().to_ascii();
                         (mx.preference(), host.trim_end_matches('.').to_string())
                     })
                     .collect()),

@@ -17,6 +17,7 @@ use std::sync::{LazyLock, Mutex};
 
 use bulk::BulkTracker;
 use mime::Parsed;
+use relayward_names::domain_key;
 
 /// Clean, bulk or spam.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -307,10 +308,7 @@ fn content_rules(s: &mut Scan, raw: &[u8], p: &Parsed, env: &Envelope) {
     match &from {
         None => s.hit("MISSING_FROM", 1.5),
         Some(h) => {
-            let envelope = env
-                .mail_from
-                .rsplit_once('@')
-                .map(|(_, d)| d.to_ascii_lowercase());
+            let envelope = env.mail_from.rsplit_once('@').map(|(_, d)| domain_key(d));
             if let Some(e) = envelope
                 && !related(h, &e)
             {
@@ -512,7 +510,7 @@ fn address_domain(v: &str) -> Option<String> {
         _ => v.trim(),
     };
     let (_, domain) = inner.rsplit_once('@')?;
-    let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let d = domain_key(domain.trim()).into_owned();
     (!d.is_empty() && !d.contains(char::is_whitespace)).then_some(d)
 }
 
@@ -616,6 +614,42 @@ mod tests {
         let s = scan(clean);
         assert_eq!(s.verdict, Verdict::Clean, "{}", s.rules_text());
         assert!(s.rules.is_empty(), "{}", s.rules_text());
+    }
+
+    /// An SMTPUTF8 client writes an IDN in Unicode where another writes its A-labels: one
+    /// domain either way, not a From that differs from the envelope.
+    #[test]
+    fn an_idn_in_either_form_is_the_envelopes_domain() {
+        let rules = |mail_from: &str, from: &str| {
+            let env = Envelope {
+                mail_from,
+                recipients: 1,
+                external_recipients: 1,
+                accepted: None,
+            };
+            let msg = format!("From: Anna <{from}>\r\nSubject: x\r\n\r\nhello\r\n");
+            Scanner::default()
+                .scan(msg.as_bytes(), &env, 0)
+                .rules_text()
+        };
+        for (mail_from, from) in [
+            ("anna@xn--bcher-kva.example", "anna@B\u{fc}cher.example"),
+            ("anna@b\u{fc}cher.example", "anna@xn--bcher-kva.example"),
+            ("anna@mail.b\u{fc}cher.example", "anna@b\u{fc}cher.example"),
+        ] {
+            assert!(
+                !rules(mail_from, from).contains("FROM_ENVELOPE_MISMATCH"),
+                "{mail_from} {from}"
+            );
+        }
+        assert!(
+            rules("anna@xn--bcher-kva.example", "anna@b\u{e4}cker.example")
+                .contains("FROM_ENVELOPE_MISMATCH")
+        );
+        assert_eq!(
+            address_domain("Anna <anna@B\u{fc}cher.example.>").as_deref(),
+            Some("xn--bcher-kva.example")
+        );
     }
 
     #[test]

@@ -493,7 +493,20 @@ impl<P: Policy> Session<P> {
             } else {
                 initial
             };
-            decode_plain(&response)
+            match decode_plain(&response) {
+                // RFC 4616: the server checks that the authenticated user may act as the one
+                // it names; here a user acts only as itself. Refused before the password is
+                // looked at, so the reply says nothing about it.
+                Some((authzid, user, _))
+                    if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(&user) =>
+                {
+                    return Ok(self.error(Reply::new(
+                        535,
+                        "5.7.8 Authentication failed: a user may only act as itself (the authorization identity names another)",
+                    )));
+                }
+                plain => plain.map(|(_, user, password)| (user, password)),
+            }
         } else if mechanism == smtp_proto::AUTH_LOGIN {
             let user = if initial.is_empty() {
                 match self.auth_prompt("VXNlcm5hbWU6").await? {
@@ -704,13 +717,13 @@ fn decode_b64(s: &str) -> Option<String> {
 }
 
 /// `authzid NUL authcid NUL password` (RFC 4616).
-fn decode_plain(s: &str) -> Option<(String, String)> {
+fn decode_plain(s: &str) -> Option<(String, String, String)> {
     let raw = decode_b64(s)?;
     let mut parts = raw.split('\0');
-    let _authzid = parts.next()?;
+    let authzid = parts.next()?.to_string();
     let user = parts.next()?.to_string();
     let pass = parts.next()?.to_string();
-    (parts.next().is_none() && !user.is_empty()).then_some((user, pass))
+    (parts.next().is_none() && !user.is_empty()).then_some((authzid, user, pass))
 }
 
 /// The DNS names of a verified client certificate (empty when none was presented).

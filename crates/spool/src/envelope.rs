@@ -125,11 +125,14 @@ impl Recipient {
         matches!(self.state, RcptState::Pending { .. })
     }
 
-    /// The domain part, lower-cased; empty for an address without one.
+    /// The domain part as it is compared (`relayward_names::domain_key`: lower case, an IDN
+    /// written in Unicode as its A-labels, so that both forms are one destination, looked up in
+    /// DNS and matched against MTA-STS policies in the form they use); empty for an address
+    /// without one.
     pub fn domain(&self) -> String {
         self.address
             .rsplit_once('@')
-            .map(|(_, d)| d.to_ascii_lowercase())
+            .map(|(_, d)| relayward_names::domain_key(d).into_owned())
             .unwrap_or_default()
     }
 

@@ -297,37 +297,7 @@ pub trait Store: Send + Sync + 'static {
     async fn replay_trace(&self, tenant: &str, since: i64, limit: usize) -> Result<Vec<ReplayRow>>;
 }
 
-/// A domain name as the directory keeps it: lower case, no final dot, and an internationalised
-/// name in its ASCII form (`bücher.example` is `xn--bcher-kva.example`: RFC 5890's one name,
-/// which SMTPUTF8 clients write in Unicode and the directory stores as A-labels); borrowed when
-/// it is so already, as `tenancy::domain_of` gives it. The directory and the store look every
-/// domain up in this form. A Unicode name that is no valid IDN stays as it is, and matches
-/// nothing stored.
-pub fn domain_key(domain: &str) -> std::borrow::Cow<'_, str> {
-    let domain = domain.trim_end_matches('.');
-    if !domain.is_ascii() {
-        return idna::domain_to_ascii(domain)
-            .map(|a| a.trim_end_matches('.').to_string())
-            .unwrap_or_else(|_| domain.to_lowercase())
-            .into();
-    }
-    if domain.bytes().any(|b| b.is_ascii_uppercase()) {
-        domain.to_ascii_lowercase().into()
-    } else {
-        domain.into()
-    }
-}
-
-/// An address with its domain as `domain_key` gives it, for addresses whose domain is written
-/// in Unicode (borrowed otherwise: letter case is left to the lookups, which ignore it).
-pub fn address_key(address: &str) -> std::borrow::Cow<'_, str> {
-    match address.rsplit_once('@') {
-        Some((local, domain)) if !domain.is_ascii() => {
-            format!("{local}@{}", domain_key(domain)).into()
-        }
-        _ => address.into(),
-    }
-}
+pub use relayward_names::{address_forms, address_key, domain_key};
 
 /// An address as a tenant's objects and accounts keep it: trimmed, lower case, its domain as
 /// `domain_key` gives it (a user, alias, forwarding target or account e-mail written with a

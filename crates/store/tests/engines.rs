@@ -34,6 +34,7 @@ on_both_engines!(
     directory_changes_bump_the_version_and_are_read_back,
     provisioning_again_keeps_what_hangs_on_the_tenant_and_webhooks_queue_per_event,
     trace_is_searchable_by_recipient_and_status,
+    a_trace_search_finds_an_idn_address_in_either_form,
     managed_tenants_refuse_changes_and_missing_objects_are_named,
     related_domains_are_the_parents_and_everything_below,
     connectors_touching_a_range_are_found_through_the_claim_index,
@@ -364,6 +365,59 @@ fn trace_event(kind: TraceKind, rcpt: Option<&str>, summary: Option<TraceSummary
         recipient: rcpt.map(str::to_string),
         detail: String::new(),
         summary,
+    }
+}
+
+/// The trace keeps addresses as the client wrote them, an IDN in Unicode from an SMTPUTF8
+/// client; an operator who searches for the A-labels (or the other way round) finds it.
+async fn a_trace_search_finds_an_idn_address_in_either_form(store: &dyn Store) {
+    let received = |id: &str, sender: &str, rcpt: &str| TraceEvent {
+        message_id: id.into(),
+        summary: Some(TraceSummary {
+            sender: sender.into(),
+            tenant: Some("contoso".into()),
+            origin: "connector:on-prem".into(),
+            client_ip: "127.0.0.1".into(),
+            size: 10,
+            recipients: vec![rcpt.into()],
+        }),
+        ..trace_event(TraceKind::Received, None, None)
+    };
+    store
+        .record_trace(
+            vec![
+                received("U", "anna@b\u{fc}cher.example", "bob@m\u{fc}ller.example"),
+                received(
+                    "A",
+                    "anna@xn--bcher-kva.example",
+                    "bob@xn--mller-kva.example",
+                ),
+                received("O", "anna@other.example", "bob@other.example"),
+            ]
+            .into(),
+        )
+        .await
+        .expect("record");
+    for (sender, recipient) in [
+        (Some("Anna@B\u{fc}cher.example"), None),
+        (Some("anna@xn--bcher-kva.example"), None),
+        (None, Some("bob@M\u{fc}ller.example")),
+        (None, Some("BOB@XN--MLLER-KVA.EXAMPLE")),
+    ] {
+        let q = TraceQuery {
+            sender: sender.map(str::to_string),
+            recipient: recipient.map(str::to_string),
+            ..Default::default()
+        };
+        let mut ids: Vec<String> = store
+            .search_trace(&q)
+            .await
+            .expect("search")
+            .into_iter()
+            .map(|m| m.message_id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["A", "U"], "{q:?}");
     }
 }
 

@@ -65,7 +65,7 @@ impl Queue {
         limit: usize,
     ) -> Vec<QueuedMessage> {
         let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
-        let domain = domain.map(str::to_ascii_lowercase);
+        let domain = domain.map(relayward_names::domain_key);
         let mut out: Vec<QueuedMessage> = s
             .waiting
             .values()
@@ -103,7 +103,7 @@ impl Queue {
     /// restart leaves each message at the time its last round gave it.
     pub fn flush(&self, tenant: Option<&str>, domain: Option<&str>) -> usize {
         let inner = &self.inner;
-        let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
+        let domain = domain.map(relayward_names::domain_key);
         let now = now_ms() / 1000;
         let made_due = {
             let mut s = inner.sched.lock().unwrap_or_else(|p| p.into_inner());

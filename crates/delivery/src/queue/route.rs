@@ -279,7 +279,7 @@ impl Inner {
         if !self.config.check_sender_dns {
             return None;
         }
-        let domain = mail_from.rsplit_once('@')?.1.to_ascii_lowercase();
+        let domain = relayward_names::domain_key(mail_from.rsplit_once('@')?.1).into_owned();
         if domain.is_empty() {
             return None;
         }

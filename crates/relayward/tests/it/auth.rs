@@ -128,3 +128,44 @@ fn one_client_address_gets_a_bounded_number_of_guesses_across_accounts() {
         235
     );
 }
+
+/// AUTH PLAIN carries an authorization identity besides the user's (RFC 4616): a user who
+/// names another is refused, even with the right password, and before the password is looked
+/// at; naming itself, in any letter case, is the same as naming no one. Before, the identity
+/// was ignored: a client that asked to act for bob was let in as alice without being told.
+#[test]
+fn a_user_acts_only_as_itself() {
+    use base64::Engine;
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let plain = |authzid: &str, user: &str, password: &str| {
+        let b = base64::engine::general_purpose::STANDARD
+            .encode(format!("{authzid}\0{user}\0{password}"));
+        let mut c = Client::connect(relay.submission, None);
+        c.cmd("EHLO device");
+        let mut c = c.starttls();
+        c.cmd("EHLO device");
+        let r = c.cmd(&format!("AUTH PLAIN {b}"));
+        (c, r)
+    };
+    for password in ["change-me", "wrong"] {
+        let (_, r) = plain("bob@contoso.example", "alice@contoso.example", password);
+        assert_eq!(r.code, 535, "{r:?}");
+        assert!(r.text().contains("authorization identity"), "{r:?}");
+    }
+    let (mut c, r) = plain(
+        "ALICE@contoso.example",
+        "alice@contoso.example",
+        "change-me",
+    );
+    assert_eq!(r.code, 235, "{r:?}");
+    let r = c.mail(
+        "alice@contoso.example",
+        &["someone@remote.example"],
+        "From: alice@contoso.example\r\nSubject: as myself\r\n\r\nhi\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(rx.wait(1, std::time::Duration::from_secs(20)).len(), 1);
+    // The refusals were not wrong passwords: alice is not one guess nearer a lockout.
+    assert_eq!(relay.metric("relayward_auth_failures_total"), 0);
+}

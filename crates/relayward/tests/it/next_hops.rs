@@ -60,6 +60,15 @@ fn mx_relay(rx: &Receiver, domains: usize, delivery: &str) -> (Relay, Dns) {
         zone.push((domain, "MX", Answer::Mx(vec![(10, mx)])));
         zone.push((mx, "A", Answer::A(vec!["127.0.0.1".parse().expect("ip")])));
     }
+    relay_with_dns(rx, zone, delivery)
+}
+
+/// A relay that finds its recipients' MX hosts in `zone`, all on `rx`.
+fn relay_with_dns(
+    rx: &Receiver,
+    zone: Vec<(&'static str, &'static str, Answer)>,
+    delivery: &str,
+) -> (Relay, Dns) {
     let dns = Dns::start(zone);
     let relay = Relay::start(&format!(
         "[delivery]\ndns_resolver = \"{}\"\nremote_port = {}\nretry_schedule = [\"10m\"]\n\
@@ -70,6 +79,64 @@ fn mx_relay(rx: &Receiver, domains: usize, delivery: &str) -> (Relay, Dns) {
         rx.addr.port(),
     ));
     (relay, dns)
+}
+
+/// An internationalised domain is one destination however its recipients write it (RFC 5890:
+/// in Unicode, as SMTPUTF8 clients do, or as its A-labels): its MX is looked up by its
+/// A-labels, and its next hop, which does not offer SMTPUTF8, gets one transaction with every
+/// recipient in that form. Before, each form was a destination of its own: two transactions,
+/// and both refused there with 5.6.7.
+#[test]
+fn an_idn_is_one_destination_in_either_form() {
+    let rx = Receiver::start(false);
+    let (relay, _dns) = relay_with_dns(
+        &rx,
+        vec![
+            (
+                "xn--mller-kva.example",
+                "MX",
+                Answer::Mx(vec![(10, "mx.xn--mller-kva.example")]),
+            ),
+            (
+                "mx.xn--mller-kva.example",
+                "A",
+                Answer::A(vec!["127.0.0.1".parse().expect("ip")]),
+            ),
+        ],
+        "",
+    );
+    let mut c = relay.client();
+    c.cmd("EHLO onprem");
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@contoso.example> SMTPUTF8").code,
+        250
+    );
+    for to in [
+        "bob@m\u{fc}ller.example",
+        "eve@xn--mller-kva.example",
+        "Ann@M\u{dc}LLER.example",
+    ] {
+        let r = c.cmd(&format!("RCPT TO:<{to}>"));
+        assert_eq!(r.code, 250, "{to}: {r:?}");
+    }
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(format!("{MSG}.\r\n").as_bytes());
+    assert_eq!(c.read().code, 250);
+    assert_eq!(
+        transactions_until(&rx, 3),
+        [3],
+        "one transaction for the three"
+    );
+    let mut got = rx.messages()[0].rcpts.clone();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "Ann@xn--mller-kva.example",
+            "bob@xn--mller-kva.example",
+            "eve@xn--mller-kva.example"
+        ]
+    );
 }
 
 /// Sends `times` messages (one after the other's delivery) to one recipient in each of `n`

@@ -1734,24 +1734,26 @@ impl Store for PgStore {
         if let Some(v) = &q.message_id {
             clauses.push((" AND m.message_id = ?", v));
         }
-        if let Some(v) = &q.sender {
-            clauses.push((" AND lower(m.sender) = lower(?)", v));
+        let sender = q.sender.as_deref().map(crate::address_forms);
+        if let Some([ascii, unicode]) = &sender {
+            clauses.push((" AND lower(m.sender) IN (lower(?)", ascii));
+            clauses.push((", lower(?))", unicode));
         }
         if let Some(v) = &q.tenant {
             clauses.push((" AND m.tenant = ?", v));
         }
-        match (&q.recipient, &q.status) {
-            (Some(r), Some(st)) => {
-                clauses.push((
-                    " AND m.message_id IN (SELECT message_id FROM trace_recipients WHERE address = lower(?)",
-                    r,
-                ));
+        const TO: &str = " AND m.message_id IN (SELECT message_id FROM trace_recipients WHERE address IN (lower(?)";
+        let recipient = q.recipient.as_deref().map(crate::address_forms);
+        match (&recipient, &q.status) {
+            (Some([ascii, unicode]), Some(st)) => {
+                clauses.push((TO, ascii));
+                clauses.push((", lower(?))", unicode));
                 clauses.push((" AND status = ?)", st));
             }
-            (Some(r), None) => clauses.push((
-                " AND m.message_id IN (SELECT message_id FROM trace_recipients WHERE address = lower(?))",
-                r,
-            )),
+            (Some([ascii, unicode]), None) => {
+                clauses.push((TO, ascii));
+                clauses.push((", lower(?)))", unicode));
+            }
             (None, Some(st)) => clauses.push((
                 " AND EXISTS (SELECT 1 FROM trace_recipients r WHERE r.message_id = m.message_id AND r.status = ?)",
                 st,

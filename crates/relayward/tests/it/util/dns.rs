@@ -55,7 +55,7 @@ impl Dns {
                     resp.add_query(query.clone());
                     let name = query
                         .name()
-                        .to_utf8()
+                        .to_ascii()
                         .trim_end_matches('.')
                         .to_ascii_lowercase();
                     let kind = query.query_type().to_string();

@@ -244,6 +244,12 @@ async fn serve_receiver(
             stream = TokioBufReader::new(Box::new(tls_stream));
             is_tls = true;
             continue;
+        } else if (upper.starts_with("MAIL FROM:") || upper.starts_with("RCPT TO:"))
+            && !state.lock().expect("lock").smtputf8
+            && (!line.is_ascii() || upper.contains(" SMTPUTF8"))
+        {
+            // As a server without SMTPUTF8 answers an address in UTF-8, or the parameter.
+            "555 5.6.7 this server does not offer SMTPUTF8: addresses here are ASCII\r\n".into()
         } else if upper.starts_with("MAIL FROM:") {
             if stored_here > 0 {
                 let mut st = state.lock().expect("lock");
