@@ -155,7 +155,7 @@ impl Store for SqliteStore {
             let Some(t) = data.tenant.as_ref() else {
                 return Err(StoreError::Invalid("provisioning needs a tenant".into()));
             };
-            let tx = c.transaction()?;
+            let tx = writing(c)?;
             let existing: Option<bool> = tx
                 .query_row(
                     "SELECT managed_by_config FROM tenants WHERE name = ?1",
@@ -432,7 +432,7 @@ impl Store for SqliteStore {
     async fn save_restriction(&self, r: &RestrictionRow) -> Result<bool> {
         let r = r.clone();
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = writing(c)?;
             let known: Option<i64> = tx
                 .query_row("SELECT 1 FROM restrictions WHERE id = ?1", [&r.id], |row| row.get(0))
                 .optional()?;
@@ -511,7 +511,7 @@ impl Store for SqliteStore {
 
     async fn add_alerts(&self, alerts: Vec<AlertRow>) -> Result<()> {
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = writing(c)?;
             for a in &alerts {
                 tx.execute(
                     "INSERT INTO alerts (tenant, at, severity, kind, subject, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -527,7 +527,7 @@ impl Store for SqliteStore {
     async fn prune(&self, trace_before: i64, audit_before: i64, limit: usize) -> Result<Pruned> {
         let limit = limit.max(1) as i64;
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = writing(c)?;
             let ids: Vec<String> = {
                 let mut st = tx.prepare_cached(
                     "SELECT message_id FROM trace_messages WHERE received_at < ?1 ORDER BY received_at LIMIT ?2",
@@ -640,7 +640,7 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let node = node.to_string();
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = writing(c)?;
             {
                 let mut st = tx.prepare_cached(
                     "INSERT INTO bulk_bands (node, band, first, recipients, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -687,7 +687,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<i64>> {
         let key = key.to_string();
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = writing(c)?;
             let since = now - window_ms.min(crate::ATTEMPTS_KEPT_MS);
             tx.execute(
                 "DELETE FROM attempts WHERE key = ?1 AND at <= ?2",
@@ -718,7 +718,7 @@ impl Store for SqliteStore {
     async fn save_counters(&self, node: &str, rows: Vec<(String, String)>, at: i64) -> Result<()> {
         let node = node.to_string();
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = writing(c)?;
             {
                 let mut st = tx.prepare_cached(
                     "INSERT INTO counters (node, tenant, body, updated_at) VALUES (?1, ?2, ?3, ?4)
@@ -773,7 +773,7 @@ impl Store for SqliteStore {
     async fn save_mta_sts_policy(&self, p: &MtaStsRow, now: i64) -> Result<()> {
         let p = p.clone();
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = writing(c)?;
             tx.execute(
                 "INSERT INTO mta_sts_policies (domain, id, policy, fetched_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)
@@ -797,7 +797,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<CounterRow>> {
         let node = node.to_string();
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = writing(c)?;
             tx.execute("DELETE FROM delayed WHERE node = ?1", [&node])?;
             {
                 let mut st = tx.prepare_cached(
@@ -1038,7 +1038,7 @@ impl Store for SqliteStore {
     async fn add_dkim_keys(&self, keys: &[DkimKey]) -> Result<()> {
         let keys = keys.to_vec();
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = writing(c)?;
             for k in &keys {
                 tx.execute(
                     "INSERT INTO dkim_keys (domain, selector, algorithm, private_key, public_key, created_at, state, state_since) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -1061,7 +1061,7 @@ impl Store for SqliteStore {
         let domain = crate::domain_key(domain).into_owned();
         let changes = changes.to_vec();
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = writing(c)?;
             for (selector, state) in &changes {
                 let n = tx.execute(
                     "UPDATE dkim_keys SET state = ?3, state_since = ?4 WHERE domain = ?1 AND selector = ?2",
@@ -1140,7 +1140,7 @@ impl Store for SqliteStore {
     ) -> Result<usize> {
         let (tenant, event, body) = (tenant.to_string(), event.to_string(), body.to_string());
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = writing(c)?;
             let hooks: Vec<(String, String)> = {
                 let mut s = tx.prepare("SELECT id, events FROM webhooks WHERE tenant = ?1")?;
                 s.query_map([&tenant], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -1364,7 +1364,7 @@ impl Store for SqliteStore {
 
     async fn record_trace(&self, events: std::sync::Arc<[TraceEvent]>) -> Result<()> {
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = writing(c)?;
             {
                 let mut msg = tx.prepare_cached(
                     "INSERT OR IGNORE INTO trace_messages (message_id, received_at, sender, tenant, origin, client_ip, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

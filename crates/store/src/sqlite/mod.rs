@@ -103,10 +103,18 @@ where
     .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
+/// A transaction that writes. It takes the file's write lock when it begins, waiting for it as
+/// long as the busy timeout allows. A deferred one that read before it wrote could not take it
+/// once another connection (the relay and the command line are two) had written since its read
+/// began: SQLite then answers "database is locked" at once, without waiting.
+fn writing(c: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-        let tx = conn.transaction()?;
+        let tx = writing(conn)?;
         tx.execute_batch(sql)?;
         if i + 1 == schema::CLAIM_INDEXES {
             index_claims(&tx)?;
@@ -523,6 +531,64 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// The relay and the command line are two writers on one file: a change made from the
+    /// command line (a restriction released, say) while the relay writes its trace must wait
+    /// its turn, not fail. A transaction that read before it wrote failed at once with
+    /// "database is locked" when the other had written in between (SQLite's stale snapshot,
+    /// which its busy timeout does not wait out).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_writer_on_the_file_waits_its_turn_instead_of_failing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("two.sqlite");
+        let relay = SqliteStore::open(&path).expect("open");
+        let cli = SqliteStore::open(&path).expect("open again");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tracing = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let event = TraceEvent {
+                        message_id: format!("m{n}"),
+                        at: 1,
+                        kind: TraceKind::Queued,
+                        recipient: None,
+                        detail: String::new(),
+                        summary: None,
+                    };
+                    relay.record_trace(vec![event].into()).await.expect("trace");
+                }
+                n
+            }
+        });
+        let mut failed = Vec::new();
+        for i in 0..300 {
+            let row = RestrictionRow {
+                id: format!("r{i}"),
+                tenant: "contoso".into(),
+                kind: "user".into(),
+                name: format!("u{i}@contoso.example"),
+                state: "restricted".into(),
+                started_at: 1,
+                updated_at: 1,
+                body: "{}".into(),
+            };
+            if let Err(e) = cli.save_restriction(&row).await {
+                failed.push(e.to_string());
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let traced = tracing.await.expect("task");
+        assert!(traced > 0);
+        assert!(
+            failed.is_empty(),
+            "{} of 300 failed: {:?}",
+            failed.len(),
+            failed.first()
+        );
+    }
 
     /// A long search of a large trace under way is stood in for by holding the reader
     /// connection from another thread: writes, a tenant's own reads and a reload of the
