@@ -672,9 +672,13 @@ fn xtext(s: &str) -> String {
     out
 }
 
-/// ORCPT is `addr-type;xtext`: keep the type, encode the address.
+/// ORCPT is `addr-type;xtext`: keep the type, encode the address (RFC 6533's `\x{HEX}` form
+/// for an address in UTF-8, `utf-8;`).
 fn xtext_orcpt(orcpt: &str) -> String {
     match orcpt.split_once(';') {
+        Some((kind, addr)) if kind.eq_ignore_ascii_case("utf-8") => {
+            format!("utf-8;{}", relayward_names::utf8_addr_xtext(addr))
+        }
         Some((kind, addr)) => format!("{kind};{}", xtext(addr)),
         None => format!("rfc822;{}", xtext(orcpt)),
     }
@@ -737,5 +741,9 @@ mod tests {
     fn xtext_encodes_plus_and_equals() {
         assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
         assert_eq!(xtext_orcpt("rfc822;x+y@z"), "rfc822;x+2By@z");
+        assert_eq!(
+            xtext_orcpt("utf-8;b\u{f6}b@m\u{fc}ller.example"),
+            "utf-8;b\\x{F6}b@m\\x{FC}ller.example"
+        );
     }
 }

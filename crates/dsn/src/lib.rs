@@ -448,9 +448,15 @@ fn reply_of(r: &Recipient) -> String {
     }
 }
 
-/// ORCPT is `addr-type;address`; keep it, or say rfc822 when the type is missing.
+/// ORCPT is `addr-type;address`; keep it, or say rfc822 when the type is missing. An address
+/// in UTF-8 (`utf-8;`) is written in RFC 6533's ASCII form, `\x{HEX}` for each character
+/// outside it.
 fn with_type(orcpt: &str) -> String {
-    if orcpt.contains(';') {
+    if let Some((kind, addr)) = orcpt.split_once(';')
+        && kind.eq_ignore_ascii_case("utf-8")
+    {
+        format!("utf-8;{}", relayward_names::utf8_addr_xtext(addr))
+    } else if orcpt.contains(';') {
         orcpt.to_string()
     } else {
         format!("rfc822;{orcpt}")

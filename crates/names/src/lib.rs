@@ -53,9 +53,75 @@ pub fn address_forms(address: &str) -> [String; 2] {
     }
 }
 
+/// An address in RFC 6533's `utf-8-addr-xtext`, the ASCII form of an `ORCPT=utf-8;` value and of
+/// a DSN's `Original-Recipient: utf-8;`: every character outside `!`..`~`, and `+`, `=` and `\\`,
+/// written as `\\x{HEX}` (`bob@m\\x{FC}ller.example`).
+pub fn utf8_addr_xtext(address: &str) -> String {
+    let mut out = String::with_capacity(address.len());
+    for c in address.chars() {
+        if c.is_ascii_graphic() && !matches!(c, '+' | '=' | '\\') {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\x{{{:X}}}", u32::from(c)));
+        }
+    }
+    out
+}
+
+/// The address an `ORCPT=utf-8;` value names, from RFC 6533's `utf-8-addr-xtext` or
+/// `utf-8-addr-unitext` (UTF-8 as it is, `\\x{HEX}` for any character); `None` for an empty
+/// value, a character that is not a code point, a bare `\\`, a control character or a space.
+pub fn from_utf8_addr_xtext(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c == '\\' {
+            let hex = rest.strip_prefix("\\x{")?;
+            let end = hex.find('}')?;
+            let digits = &hex[..end];
+            if digits.is_empty() || digits.len() > 6 {
+                return None;
+            }
+            out.push(char::from_u32(u32::from_str_radix(digits, 16).ok()?)?);
+            rest = &hex[end + 1..];
+            continue;
+        }
+        if c.is_control() || c.is_whitespace() {
+            return None;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_original_recipient_in_utf8_goes_in_ascii_and_back() {
+        let address = "b\u{f6}b+1@m\u{fc}ller.example";
+        let text = utf8_addr_xtext(address);
+        assert_eq!(text, "b\\x{F6}b\\x{2B}1@m\\x{FC}ller.example");
+        assert_eq!(from_utf8_addr_xtext(&text).as_deref(), Some(address));
+        assert_eq!(
+            from_utf8_addr_xtext(address).as_deref(),
+            Some(address),
+            "unitext"
+        );
+        for bad in [
+            "",
+            "a\\b",
+            "a\\x{}",
+            "a\\x{110000}",
+            "a\\x{D800}",
+            "a b",
+            "a\\x{41",
+        ] {
+            assert_eq!(from_utf8_addr_xtext(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn a_domain_is_kept_lower_case_without_its_final_dot_and_in_a_labels() {

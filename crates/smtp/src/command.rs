@@ -7,9 +7,23 @@ use crate::reply::Reply;
 
 /// Parses one command line (CRLF or LF included) into a request, or the reply for a bad one.
 pub fn parse_command(line: &[u8]) -> Result<Request<String>, Reply> {
+    let utf8_orcpt = take_utf8_orcpt(line);
+    let line = utf8_orcpt
+        .as_ref()
+        .map_or(line, |(rest, _)| rest.as_slice());
     let mut req = Request::parse(&mut line.iter())
         .map(Request::into_owned)
         .map_err(parse_error_reply)?;
+    if let Some((_, value)) = &utf8_orcpt
+        && let Request::Rcpt { to } = &mut req
+    {
+        let address = std::str::from_utf8(value)
+            .ok()
+            .filter(|v| v.len() <= MAX_ORCPT)
+            .and_then(relayward_names::from_utf8_addr_xtext)
+            .ok_or_else(|| Reply::new(501, "5.5.4 Invalid parameter ORCPT"))?;
+        to.orcpt = Some(format!("utf-8;{address}"));
+    }
     // `RCPT TO:<postmaster>` has no domain, and RFC 5321 4.5.1 says it must be taken; the
     // parser reads it as an empty address.
     if let Request::Rcpt { to } = &mut req
@@ -19,6 +33,35 @@ pub fn parse_command(line: &[u8]) -> Result<Request<String>, Reply> {
         to.address = "postmaster".to_string();
     }
     Ok(req)
+}
+
+/// The longest `ORCPT=utf-8;` value taken, in bytes (an address is at most 256 octets; each
+/// character may be written as `\\x{HEX}`).
+const MAX_ORCPT: usize = 1024;
+
+/// RFC 6533's `ORCPT=utf-8;…` on a RCPT line, as an SMTPUTF8 client passes on an original
+/// recipient in UTF-8 (Postfix does): smtp-proto's parser knows only `rfc822;` and refused the
+/// recipient with 501. The line without the parameter, and the parameter's value.
+fn take_utf8_orcpt(line: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    if !line.get(..5)?.eq_ignore_ascii_case(b"RCPT ") {
+        return None;
+    }
+    const KEY: &[u8] = b" ORCPT=UTF-8;";
+    // Parameters follow the address's closing bracket.
+    let after = line.iter().position(|&b| b == b'>')? + 1;
+    let at = after
+        + line[after..]
+            .windows(KEY.len())
+            .position(|w| w.eq_ignore_ascii_case(KEY))?;
+    let value_at = at + KEY.len();
+    let end = value_at
+        + line[value_at..]
+            .iter()
+            .position(|&b| matches!(b, b' ' | b'\r' | b'\n'))
+            .unwrap_or(line.len() - value_at);
+    let mut rest = line[..at].to_vec();
+    rest.extend_from_slice(&line[end..]);
+    Some((rest, line[value_at..end].to_vec()))
 }
 
 /// Whether a RCPT line names `<postmaster>` (any letter case), parameters after it or not.
@@ -51,5 +94,32 @@ fn parse_error_reply(e: ParseError) -> Reply {
         ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => {
             Reply::new(500, "5.5.2 Syntax error")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_original_recipient_in_utf8_is_read_with_the_other_parameters() {
+        let line = "RCPT TO:<bob@m\u{fc}ller.example> ORCPT=utf-8;b\\x{F6}b@m\\x{FC}ller.example NOTIFY=FAILURE\r\n";
+        let Ok(Request::Rcpt { to }) = parse_command(line.as_bytes()) else {
+            panic!("a RCPT");
+        };
+        assert_eq!(to.address, "bob@m\u{fc}ller.example");
+        assert_eq!(
+            to.orcpt.as_deref(),
+            Some("utf-8;b\u{f6}b@m\u{fc}ller.example")
+        );
+        assert_ne!(to.flags & smtp_proto::RCPT_NOTIFY_FAILURE, 0);
+        let Ok(Request::Rcpt { to }) =
+            parse_command(b"RCPT TO:<x@y.example> ORCPT=rfc822;X@y.example\r\n")
+        else {
+            panic!("a RCPT");
+        };
+        assert_eq!(to.orcpt.as_deref(), Some("X@y.example"));
+        let bad = parse_command(b"RCPT TO:<x@y.example> ORCPT=utf-8;a\\b\r\n");
+        assert!(matches!(bad, Err(r) if r.code == 501));
     }
 }

@@ -213,3 +213,50 @@ fn an_ndr_returns_a_small_message_whole_and_a_large_ones_header_section() {
     assert!(!big.data.contains(&"q".repeat(98)), "no body");
     assert!(big.data.len() < 64 * 1024, "{} bytes", big.data.len());
 }
+
+/// An SMTPUTF8 client (Postfix, for one) passes on an original recipient in UTF-8 as RFC 6533's
+/// `ORCPT=utf-8;`, in ASCII (`\x{HEX}`) or in UTF-8 as it is: the recipient is taken, the
+/// parameter goes on to a next hop that speaks DSN in its ASCII form, and the relay's own NDR
+/// names it so. Before, the recipient was refused with `501 5.5.4 Invalid parameter ORCPT`,
+/// and the client bounced the message for it.
+#[test]
+fn an_original_recipient_in_utf8_is_taken_and_passed_on() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@contoso.example> SMTPUTF8").code,
+        250
+    );
+    let r = c.cmd(r"RCPT TO:<bad@remote.example> ORCPT=utf-8;a\b@remote.example");
+    assert_eq!(r.code, 501, "{r:?}");
+    for to in [
+        r"<ok@remote.example> NOTIFY=FAILURE ORCPT=utf-8;b\x{F6}b@m\x{FC}ller.example",
+        "<reject-x@remote.example> ORCPT=UTF-8;r\u{e9}ject@m\u{fc}ller.example NOTIFY=FAILURE",
+    ] {
+        let r = c.cmd(&format!("RCPT TO:{to}"));
+        assert_eq!(r.code, 250, "{to}: {r:?}");
+    }
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(MSG.as_bytes());
+    assert_eq!(c.cmd(".").code, 250);
+    let ok = wait_for(Duration::from_secs(20), || {
+        rx.messages()
+            .into_iter()
+            .find(|m| m.rcpts == vec!["ok@remote.example".to_string()])
+    })
+    .expect("ok@ delivered");
+    assert_eq!(
+        ok.rcpt_params,
+        [r"NOTIFY=FAILURE ORCPT=utf-8;b\x{F6}b@m\x{FC}ller.example"]
+    );
+    let ndr = wait_for(Duration::from_secs(20), || reports(&rx).into_iter().next())
+        .expect("an NDR for reject-x");
+    assert!(
+        ndr.data
+            .contains(r"Original-Recipient: utf-8;r\x{E9}ject@m\x{FC}ller.example"),
+        "{}",
+        ndr.data
+    );
+}
