@@ -590,6 +590,9 @@ impl<P: Policy> Session<P> {
                 "5.1.7 Bad sender address syntax: its domain is empty or ends with a dot",
             ));
         }
+        if !from.address.is_ascii() && from.flags & smtp_proto::MAIL_SMTPUTF8 == 0 {
+            return Err(undeclared_utf8());
+        }
         if from.size > self.config.max_message_size {
             return Ok(Reply::new(
                 552,
@@ -635,6 +638,9 @@ impl<P: Policy> Session<P> {
         }
         if to.address.is_empty() {
             return Err(Reply::new(501, "5.1.3 Bad recipient address syntax"));
+        }
+        if !to.address.is_ascii() && !tx.params.smtputf8 {
+            return Err(undeclared_utf8());
         }
         if ends_badly(&to.address) {
             return Err(Reply::new(
@@ -685,6 +691,16 @@ impl<P: Policy> Session<P> {
             Err(reply) => Ok(reply),
         }
     }
+}
+
+/// An address in UTF-8 in a transaction whose MAIL did not ask for SMTPUTF8 (RFC 6531 3.4).
+/// Taken, it would leave in UTF-8 without the extension, which the next hop refuses or
+/// misreads, and the sender would hear of it only by an NDR; Postfix answers the same.
+fn undeclared_utf8() -> Reply {
+    Reply::new(
+        553,
+        "5.6.7 Must declare SMTPUTF8 to send a Unicode address (MAIL FROM:<...> SMTPUTF8)",
+    )
 }
 
 /// An address whose domain is empty (`alice@`) or ends with a dot (`alice@contoso.example.`):

@@ -403,6 +403,39 @@ fn a_next_hop_without_smtputf8_takes_what_needs_no_utf8() {
     assert_eq!(got.len(), 2, "{got:?}");
 }
 
+/// An address in UTF-8 needs SMTPUTF8 declared on its MAIL (RFC 6531): without it the client
+/// hears 553 5.6.7 at once, as from Postfix. Before, the relay took it and sent it on in UTF-8
+/// without the extension, which the next hop refused: the sender learnt of it from an NDR.
+#[test]
+fn a_unicode_address_needs_smtputf8_declared() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&buecher(rx.addr, ""));
+    let mut c = relay.client();
+    c.cmd("EHLO onprem.contoso.example");
+    let r = c.cmd("MAIL FROM:<alice@b\u{fc}cher.example>");
+    assert_eq!(r.code, 553, "{r:?}");
+    assert!(
+        r.text().contains("5.6.7") && r.text().contains("SMTPUTF8"),
+        "{r:?}"
+    );
+    assert_eq!(c.cmd("MAIL FROM:<alice@xn--bcher-kva.example>").code, 250);
+    let r = c.cmd("RCPT TO:<j\u{f6}rg@remote.example>");
+    assert_eq!(r.code, 553, "{r:?}");
+    assert_eq!(c.cmd("RCPT TO:<bob@remote.example>").code, 250);
+    assert_eq!(c.cmd("RSET").code, 250);
+    let r = c.mail(
+        "alice@xn--bcher-kva.example",
+        &["j\u{f6}rg@remote.example"],
+        "Subject: x\r\n\r\nhi\r\n",
+    );
+    assert_eq!(r.code, 554, "no recipient taken: {r:?}");
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@b\u{fc}cher.example> SMTPUTF8").code,
+        250
+    );
+    assert_eq!(c.cmd("RCPT TO:<j\u{f6}rg@remote.example>").code, 250);
+}
+
 /// The relay holds `"a b"@contoso.example` without its quotes (as the SMTP parser gives it);
 /// what it writes to the next hop, and the NDR, must put them back, or the next hop reads
 /// `a b@contoso.example`, a syntax error.
