@@ -54,8 +54,8 @@ pub fn address_forms(address: &str) -> [String; 2] {
 }
 
 /// An address in RFC 6533's `utf-8-addr-xtext`, the ASCII form of an `ORCPT=utf-8;` value and of
-/// a DSN's `Original-Recipient: utf-8;`: every character outside `!`..`~`, and `+`, `=` and `\\`,
-/// written as `\\x{HEX}` (`bob@m\\x{FC}ller.example`).
+/// a DSN's `Original-Recipient: utf-8;`: every character outside `!`..`~`, and `+`, `=` and `\`,
+/// written as `\x{HEX}` (`bob@m\x{FC}ller.example`).
 pub fn utf8_addr_xtext(address: &str) -> String {
     let mut out = String::with_capacity(address.len());
     for c in address.chars() {
@@ -69,8 +69,9 @@ pub fn utf8_addr_xtext(address: &str) -> String {
 }
 
 /// The address an `ORCPT=utf-8;` value names, from RFC 6533's `utf-8-addr-xtext` or
-/// `utf-8-addr-unitext` (UTF-8 as it is, `\\x{HEX}` for any character); `None` for an empty
-/// value, a character that is not a code point, a bare `\\`, a control character or a space.
+/// `utf-8-addr-unitext` (UTF-8 as it is, `\x{HEX}` for any character); `None` for an empty
+/// value, a character that is not a code point, a bare `\`, a control character (written
+/// either way) or a space.
 pub fn from_utf8_addr_xtext(text: &str) -> Option<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -82,7 +83,11 @@ pub fn from_utf8_addr_xtext(text: &str) -> Option<String> {
             if digits.is_empty() || digits.len() > 6 {
                 return None;
             }
-            out.push(char::from_u32(u32::from_str_radix(digits, 16).ok()?)?);
+            let c = char::from_u32(u32::from_str_radix(digits, 16).ok()?)?;
+            if c.is_control() {
+                return None;
+            }
+            out.push(c);
             rest = &hex[end + 1..];
             continue;
         }
@@ -118,6 +123,7 @@ mod tests {
             "a\\x{D800}",
             "a b",
             "a\\x{41",
+            "a\\x{D}\\x{A}b",
         ] {
             assert_eq!(from_utf8_addr_xtext(bad), None, "{bad}");
         }

@@ -36,7 +36,7 @@ pub fn parse_command(line: &[u8]) -> Result<Request<String>, Reply> {
 }
 
 /// The longest `ORCPT=utf-8;` value taken, in bytes (an address is at most 256 octets; each
-/// character may be written as `\\x{HEX}`).
+/// character may be written as `\x{HEX}`).
 const MAX_ORCPT: usize = 1024;
 
 /// RFC 6533's `ORCPT=utf-8;…` on a RCPT line, as an SMTPUTF8 client passes on an original

@@ -714,14 +714,22 @@ fn ends_badly(address: &str) -> bool {
 }
 
 /// Whether two addresses name one mailbox: the same local part (RFC 5321 leaves its case to
-/// the receiving host) at the same domain in any letter case. Addresses of different lengths
-/// never do, so a transaction of many recipients compares them without splitting each.
+/// the receiving host) at the same domain in any letter case, or, for a domain written in
+/// Unicode, with the same A-labels (one name in two forms). ASCII addresses of different
+/// lengths never do, so a transaction of many recipients compares them without splitting each;
+/// a domain is converted only for a pair with the same local part.
 fn same_mailbox(a: &str, b: &str) -> bool {
-    if a.len() != b.len() {
+    let ascii = a.is_ascii() && b.is_ascii();
+    if ascii && a.len() != b.len() {
         return false;
     }
     match (a.rsplit_once('@'), b.rsplit_once('@')) {
-        (Some((la, da)), Some((lb, db))) => la == lb && da.eq_ignore_ascii_case(db),
+        (Some((la, da)), Some((lb, db))) => {
+            la == lb
+                && (da.eq_ignore_ascii_case(db)
+                    || (!ascii
+                        && relayward_names::domain_key(da) == relayward_names::domain_key(db)))
+        }
         _ => a == b,
     }
 }

@@ -119,6 +119,9 @@ fn an_idn_is_one_destination_in_either_form() {
         let r = c.cmd(&format!("RCPT TO:<{to}>"));
         assert_eq!(r.code, 250, "{to}: {r:?}");
     }
+    // Bob again, with his domain's A-labels: the same mailbox, one copy.
+    let r = c.cmd("RCPT TO:<bob@XN--MLLER-KVA.example>");
+    assert!(r.code == 250 && r.text().contains("duplicate"), "{r:?}");
     assert_eq!(c.cmd("DATA").code, 354);
     c.send(format!("{MSG}.\r\n").as_bytes());
     assert_eq!(c.read().code, 250);
