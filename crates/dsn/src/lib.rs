@@ -163,8 +163,8 @@ pub fn build_ndr(input: &NdrInput<'_>) -> Vec<u8> {
         }
         let _ = write!(
             m,
-            "Final-Recipient: rfc822; {}\r\nAction: {action}\r\nStatus: {}\r\n",
-            relayward_spool::quoted_address(&r.address),
+            "Final-Recipient: {}\r\nAction: {action}\r\nStatus: {}\r\n",
+            final_recipient(&r.address),
             status_of(&reply)
         );
         if let RcptState::Failed {
@@ -181,14 +181,17 @@ pub fn build_ndr(input: &NdrInput<'_>) -> Vec<u8> {
             let _ = write!(m, "Will-Retry-Until: {retry_until}\r\n");
         }
     }
+    // RFC 6533: returned header fields in UTF-8 (an SMTPUTF8 message's) are labelled so.
+    let utf8 = !input.original[..headers_end].is_ascii();
     let _ = write!(
         m,
         "\r\n--{b}\r\nContent-Type: {ct}\r\n\r\n",
         b = boundary,
-        ct = if full {
-            "message/rfc822"
-        } else {
-            "text/rfc822-headers"
+        ct = match (full, utf8) {
+            (true, false) => "message/rfc822",
+            (true, true) => "message/global",
+            (false, false) => "text/rfc822-headers",
+            (false, true) => "message/global-headers",
         }
     );
     let mut out = m.into_bytes();
@@ -448,6 +451,16 @@ fn reply_of(r: &Recipient) -> String {
     }
 }
 
+/// The recipient as a delivery status names it: `rfc822;`, or for an address in UTF-8, RFC
+/// 6533's `utf-8;` in its ASCII form (`\x{HEX}`), so that the status part stays ASCII.
+fn final_recipient(address: &str) -> String {
+    if address.is_ascii() {
+        format!("rfc822; {}", relayward_spool::quoted_address(address))
+    } else {
+        format!("utf-8; {}", relayward_names::utf8_addr_xtext(address))
+    }
+}
+
 /// ORCPT is `addr-type;address`; keep it, or say rfc822 when the type is missing. An address
 /// in UTF-8 (`utf-8;`) is written in RFC 6533's ASCII form, `\x{HEX}` for each character
 /// outside it.
@@ -595,6 +608,40 @@ mod tests {
             !text.contains("secret body"),
             "RET=HDRS returns headers only"
         );
+    }
+
+    /// An SMTPUTF8 message's report (RFC 6533): a recipient in UTF-8 is named by the `utf-8`
+    /// type in ASCII, and header fields in UTF-8 come back as `message/global-headers`.
+    #[test]
+    fn an_ndr_for_an_smtputf8_message_names_its_utf8_in_rfc_6533s_forms() {
+        let mut e = env();
+        e.smtputf8 = true;
+        e.recipients[0].address = "j\u{f6}rg@m\u{fc}ller.example".into();
+        let failed = reportable(&e);
+        let original = "Subject: Gr\u{fc}\u{df}e\r\nFrom: a@b\r\n\r\nbody\r\n".as_bytes();
+        let ndr = build_ndr(&NdrInput {
+            reporting_mta: "relay.example.net",
+            env: &e,
+            to: &e.mail_from,
+            failed: &failed,
+            original,
+            date: "Sun, 22 Nov 2026 10:00:00 +0000".into(),
+            arrival_date: "Sun, 22 Nov 2026 09:00:00 +0000".into(),
+            message_id: "N1@relay.example.net".into(),
+            language: "en",
+            expire_hours: 48,
+            kind: ReportKind::Failure,
+        });
+        let text = String::from_utf8(ndr).expect("utf8");
+        assert!(
+            text.contains("Final-Recipient: utf-8; j\\x{F6}rg@m\\x{FC}ller.example\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Content-Type: message/global-headers\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("text/rfc822-headers"), "{text}");
     }
 
     #[test]
