@@ -675,10 +675,10 @@ fn xtext(s: &str) -> String {
 /// ORCPT is `addr-type;xtext`: keep the type, encode the address (RFC 6533's `\x{HEX}` form
 /// for an address in UTF-8, `utf-8;`).
 fn xtext_orcpt(orcpt: &str) -> String {
+    if let Some(ascii) = relayward_names::utf8_orcpt_ascii(orcpt) {
+        return ascii;
+    }
     match orcpt.split_once(';') {
-        Some((kind, addr)) if kind.eq_ignore_ascii_case("utf-8") => {
-            format!("utf-8;{}", relayward_names::utf8_addr_xtext(addr))
-        }
         Some((kind, addr)) => format!("{kind};{}", xtext(addr)),
         None => format!("rfc822;{}", xtext(orcpt)),
     }

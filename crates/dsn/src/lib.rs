@@ -465,10 +465,8 @@ fn final_recipient(address: &str) -> String {
 /// in UTF-8 (`utf-8;`) is written in RFC 6533's ASCII form, `\x{HEX}` for each character
 /// outside it.
 fn with_type(orcpt: &str) -> String {
-    if let Some((kind, addr)) = orcpt.split_once(';')
-        && kind.eq_ignore_ascii_case("utf-8")
-    {
-        format!("utf-8;{}", relayward_names::utf8_addr_xtext(addr))
+    if let Some(ascii) = relayward_names::utf8_orcpt_ascii(orcpt) {
+        ascii
     } else if orcpt.contains(';') {
         orcpt.to_string()
     } else {
@@ -575,26 +573,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ndr_has_the_three_rfc3464_parts() {
-        let e = env();
-        let failed = reportable(&e);
-        assert_eq!(failed.len(), 1);
-        let original = b"Subject: Hello\r\n there\r\nFrom: a@b\r\n\r\nsecret body\r\n";
+    /// The report on `failed` of `e`, about `original`, as text.
+    fn report(e: &Envelope, failed: &[&Recipient], original: &[u8], kind: ReportKind) -> String {
         let ndr = build_ndr(&NdrInput {
             reporting_mta: "relay.example.net",
-            env: &e,
+            env: e,
             to: &e.mail_from,
-            failed: &failed,
+            failed,
             original,
             date: "Sun, 22 Nov 2026 10:00:00 +0000".into(),
             arrival_date: "Sun, 22 Nov 2026 09:00:00 +0000".into(),
             message_id: "N1@relay.example.net".into(),
             language: "en",
             expire_hours: 48,
-            kind: ReportKind::Failure,
+            kind,
         });
-        let text = String::from_utf8(ndr).expect("utf8");
+        String::from_utf8(ndr).expect("utf8")
+    }
+
+    #[test]
+    fn ndr_has_the_three_rfc3464_parts() {
+        let e = env();
+        let failed = reportable(&e);
+        assert_eq!(failed.len(), 1);
+        let original = b"Subject: Hello\r\n there\r\nFrom: a@b\r\n\r\nsecret body\r\n";
+        let text = report(&e, &failed, original, ReportKind::Failure);
         assert!(text.contains("Subject: Undeliverable: Hello there\r\n"));
         assert!(text.contains("report-type=delivery-status"));
         assert!(text.contains(
@@ -619,20 +622,7 @@ mod tests {
         e.recipients[0].address = "j\u{f6}rg@m\u{fc}ller.example".into();
         let failed = reportable(&e);
         let original = "Subject: Gr\u{fc}\u{df}e\r\nFrom: a@b\r\n\r\nbody\r\n".as_bytes();
-        let ndr = build_ndr(&NdrInput {
-            reporting_mta: "relay.example.net",
-            env: &e,
-            to: &e.mail_from,
-            failed: &failed,
-            original,
-            date: "Sun, 22 Nov 2026 10:00:00 +0000".into(),
-            arrival_date: "Sun, 22 Nov 2026 09:00:00 +0000".into(),
-            message_id: "N1@relay.example.net".into(),
-            language: "en",
-            expire_hours: 48,
-            kind: ReportKind::Failure,
-        });
-        let text = String::from_utf8(ndr).expect("utf8");
+        let text = report(&e, &failed, original, ReportKind::Failure);
         assert!(
             text.contains("Final-Recipient: utf-8; j\\x{F6}rg@m\\x{FC}ller.example\r\n"),
             "{text}"
@@ -663,20 +653,12 @@ mod tests {
             remote: "mx.remote.example [192.0.2.7]".into(),
         };
         let relayed = [&e.recipients[1]];
-        let report = build_ndr(&NdrInput {
-            reporting_mta: "relay.example.net",
-            env: &e,
-            to: &e.mail_from,
-            failed: &relayed,
-            original: b"Subject: Hello\r\n\r\nbody\r\n",
-            date: "Sun, 22 Nov 2026 10:00:00 +0000".into(),
-            arrival_date: "Sun, 22 Nov 2026 09:00:00 +0000".into(),
-            message_id: "N2@relay.example.net".into(),
-            language: "en",
-            expire_hours: 48,
-            kind: ReportKind::Success,
-        });
-        let text = String::from_utf8(report).expect("utf8");
+        let text = report(
+            &e,
+            &relayed,
+            b"Subject: Hello\r\n\r\nbody\r\n",
+            ReportKind::Success,
+        );
         assert!(
             text.contains("Action: relayed\r\nStatus: 2.0.0\r\nRemote-MTA: dns; mx.remote.example [192.0.2.7]\r\n"),
             "{text}"

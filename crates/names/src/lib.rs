@@ -68,6 +68,15 @@ pub fn utf8_addr_xtext(address: &str) -> String {
     out
 }
 
+/// An original recipient as the relay keeps it, `type;address`, in its ASCII form when its type
+/// is `utf-8` (an `ORCPT=utf-8;` read off a RCPT line): `utf-8;` and `utf8_addr_xtext`, as the
+/// SMTP client passes it on and a DSN names it. `None` for another type.
+pub fn utf8_orcpt_ascii(orcpt: &str) -> Option<String> {
+    let (kind, address) = orcpt.split_once(';')?;
+    kind.eq_ignore_ascii_case("utf-8")
+        .then(|| format!("utf-8;{}", utf8_addr_xtext(address)))
+}
+
 /// The address an `ORCPT=utf-8;` value names, from RFC 6533's `utf-8-addr-xtext` or
 /// `utf-8-addr-unitext` (UTF-8 as it is, `\x{HEX}` for any character); `None` for an empty
 /// value, a character that is not a code point, a bare `\`, a control character (written
@@ -115,6 +124,11 @@ mod tests {
             Some(address),
             "unitext"
         );
+        assert_eq!(
+            utf8_orcpt_ascii(&format!("UTF-8;{address}")),
+            Some(format!("utf-8;{text}"))
+        );
+        assert_eq!(utf8_orcpt_ascii("rfc822;bob@remote.example"), None);
         for bad in [
             "",
             "a\\b",

@@ -13,7 +13,8 @@ pub(super) fn ascii_envelope(msg: &OutMessage<'_>) -> Option<(String, Vec<String
         let key = relayward_names::address_key(address);
         key.is_ascii().then(|| key.into_owned())
     };
-    if !msg.head.is_ascii() || !header_section(msg.body).is_ascii() {
+    let header_section = &msg.body[..relayward_dsn::find_headers_end(msg.body)];
+    if !msg.head.is_ascii() || !header_section.is_ascii() {
         return None;
     }
     let from = ascii(msg.mail_from)?;
@@ -25,37 +26,10 @@ pub(super) fn ascii_envelope(msg: &OutMessage<'_>) -> Option<(String, Vec<String
     Some((from, rcpts))
 }
 
-/// A message's header fields: up to its first empty line, or all of it when there is none.
-fn header_section(message: &[u8]) -> &[u8] {
-    let mut start = 0;
-    while let Some(rest) = message.get(start..).filter(|r| !r.is_empty()) {
-        if rest.starts_with(b"\r\n") || rest.starts_with(b"\n") {
-            return &message[..start];
-        }
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => start += i + 1,
-            None => break,
-        }
-    }
-    message
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::OutRcpt;
     use super::*;
-
-    #[test]
-    fn the_header_section_ends_at_the_first_empty_line() {
-        assert_eq!(
-            header_section(b"A: b\r\nC: d\r\n\r\nbody\r\n"),
-            b"A: b\r\nC: d\r\n"
-        );
-        assert_eq!(header_section(b"A: b\n\nbody\n\n"), b"A: b\n");
-        assert_eq!(header_section(b"\r\nbody"), b"");
-        assert_eq!(header_section(b"A: b\r\n"), b"A: b\r\n");
-        assert_eq!(header_section(b"A: b"), b"A: b");
-    }
 
     fn message<'a>(from: &'a str, to: &'a str, body: &'a [u8]) -> OutMessage<'a> {
         OutMessage {

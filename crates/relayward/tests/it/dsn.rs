@@ -32,6 +32,16 @@ fn reports(rx: &Receiver) -> Vec<Received> {
         .collect()
 }
 
+/// The message for ok@remote.example, once the receiver has it.
+fn delivered_to_ok(rx: &Receiver) -> Received {
+    wait_for(Duration::from_secs(20), || {
+        rx.messages()
+            .into_iter()
+            .find(|m| m.rcpts == vec!["ok@remote.example".to_string()])
+    })
+    .expect("ok@ delivered")
+}
+
 #[test]
 fn delay_notices_once_never_when_asked_not_and_notify_passed_on() {
     let rx = Receiver::start(false);
@@ -52,12 +62,7 @@ fn delay_notices_once_never_when_asked_not_and_notify_passed_on() {
     );
 
     // The next hop speaks DSN: NOTIFY and ORCPT go on with the message; no notice from us.
-    let ok = wait_for(Duration::from_secs(20), || {
-        rx.messages()
-            .into_iter()
-            .find(|m| m.rcpts == vec!["ok@remote.example".to_string()])
-    })
-    .expect("ok@ delivered");
+    let ok = delivered_to_ok(&rx);
     assert_eq!(
         ok.rcpt_params,
         vec!["NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Ok@Remote.example".to_string()]
@@ -241,12 +246,7 @@ fn an_original_recipient_in_utf8_is_taken_and_passed_on() {
     assert_eq!(c.cmd("DATA").code, 354);
     c.send(MSG.as_bytes());
     assert_eq!(c.cmd(".").code, 250);
-    let ok = wait_for(Duration::from_secs(20), || {
-        rx.messages()
-            .into_iter()
-            .find(|m| m.rcpts == vec!["ok@remote.example".to_string()])
-    })
-    .expect("ok@ delivered");
+    let ok = delivered_to_ok(&rx);
     assert_eq!(
         ok.rcpt_params,
         [r"NOTIFY=FAILURE ORCPT=utf-8;b\x{F6}b@m\x{FC}ller.example"]
