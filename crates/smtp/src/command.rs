@@ -7,6 +7,13 @@ use crate::reply::Reply;
 
 /// Parses one command line (CRLF or LF included) into a request, or the reply for a bad one.
 pub fn parse_command(line: &[u8]) -> Result<Request<String>, Reply> {
+    // RFC 3461 4: a parameter is given once; of two ORCPTs, which would be the original?
+    if rcpt_parameters(line).is_some_and(|p| count_ignoring_case(p, b" ORCPT=") > 1) {
+        return Err(Reply::new(
+            501,
+            "5.5.4 Invalid parameter ORCPT: given twice",
+        ));
+    }
     let utf8_orcpt = take_utf8_orcpt(line);
     let line = utf8_orcpt
         .as_ref()
@@ -43,12 +50,8 @@ const MAX_ORCPT: usize = 1024;
 /// recipient in UTF-8 (Postfix does): smtp-proto's parser knows only `rfc822;` and refused the
 /// recipient with 501. The line without the parameter, and the parameter's value.
 fn take_utf8_orcpt(line: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    if !line.get(..5)?.eq_ignore_ascii_case(b"RCPT ") {
-        return None;
-    }
     const KEY: &[u8] = b" ORCPT=UTF-8;";
-    // Parameters follow the address's closing bracket.
-    let after = line.iter().position(|&b| b == b'>')? + 1;
+    let after = line.len() - rcpt_parameters(line)?.len();
     let at = after
         + line[after..]
             .windows(KEY.len())
@@ -62,6 +65,21 @@ fn take_utf8_orcpt(line: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     let mut rest = line[..at].to_vec();
     rest.extend_from_slice(&line[end..]);
     Some((rest, line[value_at..end].to_vec()))
+}
+
+/// A RCPT line's parameters: what follows the address's closing bracket.
+fn rcpt_parameters(line: &[u8]) -> Option<&[u8]> {
+    if !line.get(..5)?.eq_ignore_ascii_case(b"RCPT ") {
+        return None;
+    }
+    let after = line.iter().position(|&b| b == b'>')? + 1;
+    Some(&line[after..])
+}
+
+fn count_ignoring_case(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len())
+        .filter(|w| w.eq_ignore_ascii_case(needle))
+        .count()
 }
 
 /// Whether a RCPT line names `<postmaster>` (any letter case), parameters after it or not.
@@ -121,5 +139,15 @@ mod tests {
         assert_eq!(to.orcpt.as_deref(), Some("X@y.example"));
         let bad = parse_command(b"RCPT TO:<x@y.example> ORCPT=utf-8;a\\b\r\n");
         assert!(matches!(bad, Err(r) if r.code == 501));
+        // Given twice, in either form or both: refused, not one of them picked.
+        for twice in [
+            "RCPT TO:<x@y.example> ORCPT=rfc822;x@y.example ORCPT=utf-8;x@y.example\r\n",
+            "RCPT TO:<x@y.example> ORCPT=utf-8;x@y.example ORCPT=rfc822;x@y.example\r\n",
+            "RCPT TO:<x@y.example> ORCPT=utf-8;x@y.example ORCPT=utf-8;z@y.example\r\n",
+            "RCPT TO:<x@y.example> ORCPT=rfc822;x@y.example ORCPT=rfc822;z@y.example\r\n",
+        ] {
+            let r = parse_command(twice.as_bytes());
+            assert!(matches!(&r, Err(r) if r.code == 501), "{twice}: {r:?}");
+        }
     }
 }
