@@ -72,12 +72,17 @@ impl RelayPolicy {
             id,
             relayward_dsn::rfc5322_date(now)
         );
-        // The field goes in front of the body in its own buffer (most often within the room
+        let added = if conn.origin.is_some() {
+            missing_fields(&body, &scan, &id, &self.hostname, now)
+        } else {
+            String::new()
+        };
+        // The fields go in front of the body in its own buffer (most often within the room
         // it has), not into a copy: a large message is held once until it is spooled.
         let head = received.len();
         let mut full = body;
-        full.reserve_exact(head);
-        full.splice(0..0, received.bytes());
+        full.reserve_exact(head + added.len());
+        full.splice(0..0, received.bytes().chain(added.bytes()));
         let body = &full[head..];
 
         // Recipients as spooled: bounces to our SRS addresses go back to the original sender,
@@ -533,4 +538,32 @@ fn attributed(conn: &ConnState) -> (Option<String>, String) {
         }
         Attribution::None => (conn.inbound_tenant.clone(), "inbound".to_string()),
     }
+}
+
+/// `Message-ID` and `Date` for a tenant's message that lacks them, as its own mail program would
+/// have written them: devices and scripts often leave them out, RFC 5322 requires a Date, and
+/// large mailbox providers refuse mail without a Message-ID. The scan has already looked for
+/// both. A message that carries a DKIM or ARC signature is left as it is: a signature may
+/// cover a field's absence, and an added field would break it.
+pub(super) fn missing_fields(body: &[u8], scan: &Scan, id: &str, host: &str, now: i64) -> String {
+    let no_id = scan.fired("MISSING_MESSAGE_ID");
+    let no_date = scan.fired("MISSING_DATE");
+    if !no_id && !no_date {
+        return String::new();
+    }
+    let headers = &body[..relayward_dsn::find_headers_end(body)];
+    if ["DKIM-Signature", "ARC-Seal", "ARC-Message-Signature"]
+        .iter()
+        .any(|f| relayward_dsn::original_header(headers, f).is_some())
+    {
+        return String::new();
+    }
+    let mut out = String::new();
+    if no_id {
+        out.push_str(&format!("Message-ID: <{id}@{host}>\r\n"));
+    }
+    if no_date {
+        out.push_str(&format!("Date: {}\r\n", relayward_dsn::rfc5322_date(now)));
+    }
+    out
 }

@@ -249,6 +249,58 @@ fn a_message_without_a_from_field_leaves_unsigned() {
     );
 }
 
+#[test]
+fn a_tenant_message_without_message_id_or_date_gets_them_unless_it_is_signed() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    c.cmd("EHLO scanner.contoso.example");
+    let bare = "From: scanner@contoso.example\r\nSubject: scan 1\r\n\r\nattached\r\n";
+    let dated = "From: scanner@contoso.example\r\nSubject: scan 2\r\nDate: Thu, 3 Dec 2026 10:00:00 +0000\r\n\r\nattached\r\n";
+    // Signed elsewhere, naming a Message-ID it does not have: adding one would break it.
+    let signed = "DKIM-Signature: v=1; a=rsa-sha256; d=contoso.example; s=onprem; h=from:subject:message-id:date; bh=AAAA; b=AAAA\r\nFrom: scanner@contoso.example\r\nSubject: scan 3\r\n\r\nattached\r\n";
+    let mut ids = Vec::new();
+    for msg in [bare, dated, signed] {
+        let r = c.mail("scanner@contoso.example", &["bob@remote.example"], msg);
+        assert_eq!(r.code, 250, "{r:?}");
+        ids.push(r.text().rsplit(' ').next().expect("id").to_string());
+    }
+    let got = rx.wait(3, Duration::from_secs(20));
+    let subject = |s: &str| {
+        got.iter()
+            .find(|m| m.data.contains(&format!("Subject: {s}\r\n")))
+            .expect("delivered")
+            .data
+            .clone()
+    };
+    let count = |data: &str, field: &str| data.matches(&format!("\r\n{field}: ")).count();
+
+    let first = subject("scan 1");
+    assert!(
+        first.contains(&format!(
+            "\r\nMessage-ID: <{}@relay.test>\r\nDate: ",
+            ids[0]
+        )),
+        "{first}"
+    );
+    // Added before signing, so our signature covers them.
+    let ours = &first[..first.find("\r\nReceived: ").expect("received")];
+    assert!(ours.contains("h=from:subject:date:message-id"), "{ours}");
+
+    let second = subject("scan 2");
+    assert_eq!(count(&second, "Message-ID"), 1, "{second}");
+    assert_eq!(
+        count(&second, "Date"),
+        1,
+        "the client's Date is kept: {second}"
+    );
+    assert!(second.contains("\r\nDate: Thu, 3 Dec 2026 10:00:00 +0000\r\n"));
+
+    let third = subject("scan 3");
+    assert_eq!(count(&third, "Message-ID"), 0, "{third}");
+    assert_eq!(count(&third, "Date"), 0, "{third}");
+}
+
 /// Contoso with one domain, named in Unicode in the file (it is kept as its A-labels), and
 /// a user in it.
 fn buecher(smart_host: std::net::SocketAddr, extra: &str) -> String {
