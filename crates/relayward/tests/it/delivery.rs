@@ -220,6 +220,15 @@ fn a_recipient_named_twice_gets_one_copy() {
 /// A DKIM signature must cover the From field (RFC 6376 5.4): a message without one leaves
 /// unsigned rather than with a signature every verifier fails; one with a From field that is not
 /// an address is signed as its envelope sender's accepted domain.
+/// The delivered message whose Subject is `s`.
+fn with_subject(got: &[Received], s: &str) -> String {
+    got.iter()
+        .find(|m| m.data.contains(&format!("Subject: {s}\r\n")))
+        .expect("delivered")
+        .data
+        .clone()
+}
+
 #[test]
 fn a_message_without_a_from_field_leaves_unsigned() {
     let rx = Receiver::start(false);
@@ -233,13 +242,7 @@ fn a_message_without_a_from_field_leaves_unsigned() {
         assert_eq!(r.code, 250, "{r:?}");
     }
     let got = rx.wait(2, Duration::from_secs(20));
-    let subject = |s: &str| {
-        got.iter()
-            .find(|m| m.data.contains(&format!("Subject: {s}\r\n")))
-            .expect("delivered")
-            .data
-            .clone()
-    };
+    let subject = |s: &str| with_subject(&got, s);
     let unsigned = subject("no from");
     assert!(!unsigned.contains("DKIM-Signature:"), "{unsigned}");
     let signed = subject("named");
@@ -266,13 +269,7 @@ fn a_tenant_message_without_message_id_or_date_gets_them_unless_it_is_signed() {
         ids.push(r.text().rsplit(' ').next().expect("id").to_string());
     }
     let got = rx.wait(3, Duration::from_secs(20));
-    let subject = |s: &str| {
-        got.iter()
-            .find(|m| m.data.contains(&format!("Subject: {s}\r\n")))
-            .expect("delivered")
-            .data
-            .clone()
-    };
+    let subject = |s: &str| with_subject(&got, s);
     let count = |data: &str, field: &str| data.matches(&format!("\r\n{field}: ")).count();
 
     let first = subject("scan 1");
