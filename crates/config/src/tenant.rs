@@ -60,6 +60,13 @@ pub(crate) fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig>
     {
         bail!("{at}: subscription_ends must be a date like 2027-12-31 (got \"{d}\")");
     }
+    if let Some(a) = t
+        .admins
+        .iter()
+        .find(|a| !a.contains('@') || !relayward_names::within_mail_lengths(a))
+    {
+        bail!("{at}: admin \"{a}\" is not an email address of at most 254 characters");
+    }
     let mut domains = Vec::new();
     for d in t.domains {
         let kind = match d.kind.as_deref() {
@@ -130,6 +137,17 @@ pub(crate) fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig>
             if !u.address.contains('@') {
                 bail!("{at}: user \"{}\" is not an email address", u.address);
             }
+            // RFC 5321's lengths, as the API holds every address to.
+            if let Some(long) = std::iter::once(&u.address)
+                .chain(&u.aliases)
+                .chain(&u.forward_to)
+                .find(|a| !relayward_names::within_mail_lengths(a))
+            {
+                bail!(
+                    "{at}: user \"{}\": \"{long}\" is longer than an address may be (a local part of at most 64 characters, 254 in all)",
+                    u.address
+                );
+            }
             let most = relayward_tenancy::claims::MAX_ALIASES_PER_USER;
             if u.aliases.len() > most {
                 bail!(
@@ -170,6 +188,25 @@ pub(crate) fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig>
         Some(raw) => Limits::apply(base, raw, &format!("{at}.limits"))?,
         None => base.clone(),
     };
+    // The same bounds as the API's (`PUT …/forwarding`).
+    let most = relayward_tenancy::claims::MAX_FORWARDING_DOMAINS;
+    if t.forwarding_domains.len() > most {
+        bail!(
+            "{at}: forwarding_domains lists {} domains, at most {most}",
+            t.forwarding_domains.len()
+        );
+    }
+    let forwarding_domains: Vec<String> = t
+        .forwarding_domains
+        .iter()
+        .map(|d| relayward_tenancy::domain_key(d.trim()).into_owned())
+        .collect();
+    if let Some(bad) = forwarding_domains
+        .iter()
+        .find(|d| !relayward_tenancy::claims::forwarding_domain(d))
+    {
+        bail!("{at}: forwarding_domains: \"{bad}\" is not a domain name");
+    }
     let forwarding = match t.forwarding.as_deref() {
         None if !t.forwarding_domains.is_empty() => relayward_store::Forwarding::Listed,
         None => relayward_store::Forwarding::On,
@@ -177,13 +214,12 @@ pub(crate) fn tenant_config(t: RawTenant, base: &Limits) -> Result<TenantConfig>
             anyhow!("{at}: forwarding must be \"on\", \"off\" or \"listed\" (got \"{f}\")")
         })?,
     };
+    if forwarding == relayward_store::Forwarding::Listed && forwarding_domains.is_empty() {
+        bail!("{at}: forwarding = \"listed\" needs forwarding_domains");
+    }
     Ok(TenantConfig {
         forwarding,
-        forwarding_domains: t
-            .forwarding_domains
-            .iter()
-            .map(|d| relayward_tenancy::domain_key(d).into_owned())
-            .collect(),
+        forwarding_domains,
         name: t.name,
         language,
         subscription_ends: t.subscription_ends,

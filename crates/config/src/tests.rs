@@ -212,6 +212,58 @@ fn a_user_has_at_most_a_hundred_aliases() {
 }
 
 #[test]
+fn forwarding_domains_and_addresses_are_held_to_the_apis_bounds() {
+    let load = |tenant_lines: &str| {
+        let text = format!(
+            "[[tenants]]\nname = \"a\"\ndomains = [{{ name = \"x.example\", verified = true }}]\n{tenant_lines}\n"
+        );
+        let raw: RawConfig = toml::from_str(&text).expect("parses");
+        Config::from_raw(raw).map_err(|e| format!("{e:#}"))
+    };
+    let listed = |n: usize| {
+        let d: Vec<String> = (0..n).map(|i| format!("\"d{i}.example\"")).collect();
+        format!("forwarding_domains = [{}]", d.join(", "))
+    };
+    let c = load(&listed(1000)).expect("a thousand");
+    assert_eq!(c.tenants[0].forwarding_domains.len(), 1000);
+    let err = load(&listed(1001)).expect_err("one more");
+    assert!(
+        err.contains("forwarding_domains lists 1001 domains, at most 1000"),
+        "{err}"
+    );
+    let err = load("forwarding_domains = [\"bob@home.example\"]").expect_err("an address");
+    assert!(
+        err.contains("forwarding_domains: \"bob@home.example\" is not a domain name"),
+        "{err}"
+    );
+    let err = load("forwarding = \"listed\"").expect_err("listing nothing");
+    assert!(err.contains("needs forwarding_domains"), "{err}");
+    // Written in Unicode, kept as A-labels, as the API keeps them.
+    let c = load("forwarding_domains = [\"B\u{fc}cher.example\"]").expect("an IDN");
+    assert_eq!(c.tenants[0].forwarding_domains, ["xn--bcher-kva.example"]);
+
+    let long_local = "l".repeat(65);
+    let err = load(&format!(
+        "users = [{{ address = \"u@x.example\", aliases = [\"{long_local}@x.example\"] }}]"
+    ))
+    .expect_err("a local part over 64");
+    assert!(err.contains("is longer than an address may be"), "{err}");
+    let long_domain = format!("{}.example", "d".repeat(250));
+    let err = load(&format!(
+        "users = [{{ address = \"u@x.example\", forward_to = \"u@{long_domain}\" }}]"
+    ))
+    .expect_err("an address over 254");
+    assert!(err.contains("is longer than an address may be"), "{err}");
+    let err = load(&format!("admins = [\"admin@{long_domain}\"]")).expect_err("an admin");
+    assert!(err.contains("admin \"admin@"), "{err}");
+    load(&format!(
+        "admins = [\"admin@x.example\"]\nusers = [{{ address = \"{}@x.example\" }}]",
+        "l".repeat(64)
+    ))
+    .expect("at the bounds");
+}
+
+#[test]
 fn sizes_and_durations() {
     assert_eq!(parse_size("35MB").expect("size"), 36_700_160);
     assert_eq!(parse_duration("90s").expect("d"), Duration::from_secs(90));

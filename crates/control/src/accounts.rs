@@ -239,7 +239,7 @@ impl Control {
     ) -> Result<(Account, String)> {
         // Its domain in ASCII, as `login` looks it up (a name written in Unicode as its A-labels).
         let email = relayward_tenancy::stored_address(email);
-        let valid = crate::directory::within_mail_lengths(&email)
+        let valid = relayward_names::within_mail_lengths(&email)
             && email.split_once('@').is_some_and(|(l, d)| {
                 !l.is_empty() && d.contains('.') && !email.contains([' ', '<', '>'])
             });

@@ -119,15 +119,9 @@ fn is_host(s: &str) -> bool {
         })
 }
 
-/// Within RFC 5321's lengths: a local part of at most 64 octets, a path of at most 256 with its
-/// brackets. An address a tenant's objects or accounts hold is never larger than mail can carry.
-pub(crate) fn within_mail_lengths(s: &str) -> bool {
-    s.len() <= 254 && s.rsplit_once('@').is_some_and(|(l, _)| l.len() <= 64)
-}
-
 /// An e-mail address as a tenant's objects hold it.
 fn is_address(s: &str) -> bool {
-    within_mail_lengths(s)
+    relayward_names::within_mail_lengths(s)
         && s.split_once('@').is_some_and(|(l, d)| {
             !l.is_empty()
                 && d.contains('.')

@@ -3,10 +3,9 @@
 
 use relayward_guard::Role;
 
-use crate::{Actor, Control, DomainVerification, NotFound, Result, random_hex};
+use relayward_tenancy::claims::{MAX_FORWARDING_DOMAINS, forwarding_domain};
 
-/// The most domains a tenant's `listed` forwarding control names.
-const MAX_FORWARDING_DOMAINS: usize = 1000;
+use crate::{Actor, Control, DomainVerification, NotFound, Result, random_hex};
 
 impl Control {
     /// Domain ownership proof: looks for the TXT record `relayward-verification=<token>` on the
@@ -163,17 +162,13 @@ impl Control {
         if mode == relayward_store::Forwarding::Listed && domains.is_empty() {
             invalid!("listed forwarding needs at least one domain");
         }
-        // Part of the tenant's row in every node's directory: bounded like a user's aliases.
         if domains.len() > MAX_FORWARDING_DOMAINS {
             invalid!(
                 "at most {MAX_FORWARDING_DOMAINS} forwarding domains ({} given)",
                 domains.len()
             );
         }
-        if let Some(bad) = domains
-            .iter()
-            .find(|d| !d.contains('.') || d.contains(['@', ' ', '/']))
-        {
+        if let Some(bad) = domains.iter().find(|d| !forwarding_domain(d)) {
             invalid!("'{bad}' is not a domain name");
         }
         let Some(before) = self.store.tenant(tenant).await? else {

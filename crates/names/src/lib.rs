@@ -6,6 +6,12 @@
 
 use std::borrow::Cow;
 
+/// Within RFC 5321's lengths: a local part of at most 64 octets, a path of at most 256 with its
+/// brackets. An address a tenant's objects or accounts hold is never larger than mail can carry.
+pub fn within_mail_lengths(s: &str) -> bool {
+    s.len() <= 254 && s.rsplit_once('@').is_some_and(|(l, _)| l.len() <= 64)
+}
+
 /// A domain name as the directory keeps it: lower case, no final dot, and an internationalised
 /// name in its ASCII form (`bücher.example` is `xn--bcher-kva.example`: RFC 5890's one name,
 /// which SMTPUTF8 clients write in Unicode and the directory stores as A-labels); borrowed when

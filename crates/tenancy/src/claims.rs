@@ -71,6 +71,16 @@ pub fn overlapping<'a>(
 /// bound one tenant's admin could grow every node's memory with a few large requests.
 pub const MAX_ALIASES_PER_USER: usize = 100;
 
+/// The most domains a tenant's `listed` forwarding control names: part of the tenant's row in
+/// every node's directory, bounded like a user's aliases.
+pub const MAX_FORWARDING_DOMAINS: usize = 1000;
+
+/// Whether `d` (as `domain_key` gives it) can name a forwarding target's domain: a dot, and no
+/// `@`, space or `/`.
+pub fn forwarding_domain(d: &str) -> bool {
+    d.contains('.') && !d.contains(['@', ' ', '/'])
+}
+
 /// Whether `name` is `domain` or one of its subdomains (both lower case, no trailing dot).
 pub fn within(name: &str, domain: &str) -> bool {
     name == domain
