@@ -121,6 +121,13 @@ async fn directory_changes_bump_the_version_and_are_read_back(store: &dyn Store)
     assert_eq!(d.domains[0].name, "contoso.example");
     let err = store.add_tenant(&Tenant::named("contoso")).await;
     assert!(matches!(err, Err(StoreError::Exists { .. })), "{err:?}");
+    // A name that differs only in letter case is the same name, and the error names the one
+    // that exists.
+    let err = store.add_tenant(&Tenant::named("Contoso")).await;
+    assert!(
+        matches!(&err, Err(StoreError::Exists { what: "tenant", name }) if name == "contoso"),
+        "{err:?}"
+    );
     let err = store
         .add_route(&Route {
             tenant: "nobody".into(),

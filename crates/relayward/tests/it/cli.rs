@@ -66,6 +66,15 @@ fn the_command_line_refuses_what_the_api_refuses_and_audits_as_itself() {
         r#"{"name": "litware", "subscription_ends": "2027-02-30"}"#,
         422,
     );
+    // A name another tenant has in other letters' case.
+    let why = same(
+        &["tenant", "add", "FabriKam"],
+        "POST",
+        "/api/v1/tenants",
+        r#"{"name": "FABRIKAM"}"#,
+        409,
+    );
+    assert!(why.contains("'fabrikam' already exists"), "{why}");
     // connector add: another tenant's host; a range wider than /24.
     let why = same(
         &[

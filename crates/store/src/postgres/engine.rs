@@ -237,6 +237,19 @@ async fn connectors_of(c: &impl GenericClient, only: Option<&str>) -> Result<Vec
 }
 
 async fn insert_tenant(c: &impl GenericClient, t: &Tenant) -> Result<()> {
+    // One name, whatever its letter case: "Contoso" beside "contoso" is another's name.
+    if let Some(row) = c
+        .query_opt(
+            "SELECT name FROM tenants WHERE lower(name) = lower($1) LIMIT 1",
+            &[&t.name],
+        )
+        .await?
+    {
+        return Err(StoreError::Exists {
+            what: "tenant",
+            name: row.get(0),
+        });
+    }
     exec(
         c,
         "INSERT INTO tenants (name, language, subscription_ends, admins, managed_by_config, forwarding, forwarding_domains) VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -282,4 +282,10 @@ CREATE INDEX connector_ranges_lo ON connector_ranges (lo, hi);
 CREATE INDEX connector_ranges_connector ON connector_ranges (tenant, connector);
 CREATE INDEX counters_tenant ON counters (tenant, node);
 "#,
+    // 6: tenant names in any letter case, so that a new tenant whose name differs from
+    // another's only in case is refused. Not UNIQUE: a database may hold such a pair from
+    // before, and must still open.
+    r#"
+CREATE INDEX IF NOT EXISTS tenants_name_lower ON tenants (lower(name));
+"#,
 ];

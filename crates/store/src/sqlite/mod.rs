@@ -457,6 +457,20 @@ fn delivery_row(r: &rusqlite::Row) -> rusqlite::Result<WebhookDelivery> {
 }
 
 fn insert_tenant(c: &Connection, t: &Tenant) -> Result<()> {
+    // One name, whatever its letter case: "Contoso" beside "contoso" is another's name.
+    let same: Option<String> = c
+        .query_row(
+            "SELECT name FROM tenants WHERE lower(name) = lower(?1)",
+            [&t.name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(name) = same {
+        return Err(StoreError::Exists {
+            what: "tenant",
+            name,
+        });
+    }
     c.execute(
         "INSERT INTO tenants (name, language, subscription_ends, admins, managed_by_config, forwarding, forwarding_domains) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![t.name, t.language, t.subscription_ends, json(&t.admins), t.managed_by_config, t.forwarding.as_str(), json(&t.forwarding_domains)],

@@ -334,6 +334,12 @@ CREATE INDEX connector_ranges_connector ON connector_ranges (tenant, connector);
 DROP INDEX trace_messages_sender;
 CREATE INDEX trace_messages_sender ON trace_messages (lower(sender));
 "#,
+    // 20: tenant names in any letter case, so that a new tenant whose name differs from
+    // another's only in case is refused (names are ASCII: SQLite's lower() is enough). Not
+    // UNIQUE: a database may hold such a pair from before, and must still open.
+    r#"
+CREATE INDEX IF NOT EXISTS tenants_name_lower ON tenants (lower(name));
+"#,
 ];
 
 /// The schema version whose step made the claim indexes; rows written before it are indexed
