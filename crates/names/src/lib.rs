@@ -74,13 +74,21 @@ pub fn utf8_addr_xtext(address: &str) -> String {
     out
 }
 
-/// An original recipient as the relay keeps it, `type;address`, in its ASCII form when its type
-/// is `utf-8` (an `ORCPT=utf-8;` read off a RCPT line): `utf-8;` and `utf8_addr_xtext`, as the
-/// SMTP client passes it on and a DSN names it. `None` for another type.
+/// An original recipient as the relay keeps it (`type;address`, or a bare address for
+/// `rfc822;`), in its ASCII form when it names an address in UTF-8: `utf-8;` and
+/// `utf8_addr_xtext`, as the SMTP client passes it on and a DSN names it. That is an
+/// `ORCPT=utf-8;` read off a RCPT line, and an `rfc822;` one whose address is not ASCII,
+/// which that type cannot name (RFC 6533 3). `None` for anything else.
 pub fn utf8_orcpt_ascii(orcpt: &str) -> Option<String> {
-    let (kind, address) = orcpt.split_once(';')?;
-    kind.eq_ignore_ascii_case("utf-8")
-        .then(|| format!("utf-8;{}", utf8_addr_xtext(address)))
+    let address = match orcpt.split_once(';') {
+        Some((kind, address)) if kind.eq_ignore_ascii_case("utf-8") => address,
+        Some((kind, address)) if kind.eq_ignore_ascii_case("rfc822") && !address.is_ascii() => {
+            address
+        }
+        None if !orcpt.is_ascii() => orcpt,
+        _ => return None,
+    };
+    Some(format!("utf-8;{}", utf8_addr_xtext(address)))
 }
 
 /// The address an `ORCPT=utf-8;` value names, from RFC 6533's `utf-8-addr-xtext` or
@@ -135,6 +143,17 @@ mod tests {
             Some(format!("utf-8;{text}"))
         );
         assert_eq!(utf8_orcpt_ascii("rfc822;bob@remote.example"), None);
+        assert_eq!(utf8_orcpt_ascii("bob@remote.example"), None);
+        assert_eq!(utf8_orcpt_ascii("x400;c=fr;a= ;p=m\u{fc}ller"), None);
+        // An address in UTF-8 that came typed rfc822, or as the bare address kept for that
+        // type: RFC 6533's type and form, not raw UTF-8 where only ASCII may go.
+        for kept in [format!("rfc822;{address}"), address.to_string()] {
+            assert_eq!(
+                utf8_orcpt_ascii(&kept),
+                Some(format!("utf-8;{text}")),
+                "{kept}"
+            );
+        }
         for bad in [
             "",
             "a\\b",

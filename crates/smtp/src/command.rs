@@ -30,6 +30,12 @@ pub fn parse_command(line: &[u8]) -> Result<Request<String>, Reply> {
             .and_then(relayward_names::from_utf8_addr_xtext)
             .ok_or_else(|| Reply::new(501, "5.5.4 Invalid parameter ORCPT"))?;
         to.orcpt = Some(format!("utf-8;{address}"));
+    } else if let Request::Rcpt { to } = &mut req
+        && let Some(o) = &mut to.orcpt
+        && (!o.is_ascii() || o.chars().any(char::is_control))
+    {
+        *o = rfc822_orcpt_bytes(o)
+            .ok_or_else(|| Reply::new(501, "5.5.4 Invalid parameter ORCPT"))?;
     }
     // `RCPT TO:<postmaster>` has no domain, and RFC 5321 4.5.1 says it must be taken; the
     // parser reads it as an empty address.
@@ -65,6 +71,20 @@ fn take_utf8_orcpt(line: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     let mut rest = line[..at].to_vec();
     rest.extend_from_slice(&line[end..]);
     Some((rest, line[value_at..end].to_vec()))
+}
+
+/// An `ORCPT=rfc822;` address with `+XX` for bytes outside ASCII, as smtp-proto gives it: each
+/// byte decoded to the character of that number. The bytes put back together, when they are
+/// UTF-8 (an address is ASCII or UTF-8; RFC 6533 writes the latter `utf-8;`, which is how it
+/// is passed on) with no control character; `None` otherwise.
+fn rfc822_orcpt_bytes(decoded: &str) -> Option<String> {
+    let bytes = decoded
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes)
+        .ok()
+        .filter(|s| !s.chars().any(char::is_control))
 }
 
 /// A RCPT line's parameters: what follows the address's closing bracket.
@@ -139,6 +159,19 @@ mod tests {
         assert_eq!(to.orcpt.as_deref(), Some("X@y.example"));
         let bad = parse_command(b"RCPT TO:<x@y.example> ORCPT=utf-8;a\\b\r\n");
         assert!(matches!(bad, Err(r) if r.code == 501));
+        // An address in UTF-8 written in rfc822's xtext: its bytes put back together (and
+        // passed on as utf-8;); bytes that are no UTF-8, or a control character: refused.
+        let Ok(Request::Rcpt { to }) =
+            parse_command(b"RCPT TO:<x@y.example> ORCPT=rfc822;b+C3+B6b@y.example\r\n")
+        else {
+            panic!("a RCPT");
+        };
+        assert_eq!(to.orcpt.as_deref(), Some("b\u{f6}b@y.example"));
+        for bad in ["b+F6b@y.example", "b+0D+0Ab@y.example", "b+C3b@y.example"] {
+            let line = format!("RCPT TO:<x@y.example> ORCPT=rfc822;{bad}\r\n");
+            let r = parse_command(line.as_bytes());
+            assert!(matches!(&r, Err(r) if r.code == 501), "{bad}: {r:?}");
+        }
         // Given twice, in either form or both: refused, not one of them picked.
         for twice in [
             "RCPT TO:<x@y.example> ORCPT=rfc822;x@y.example ORCPT=utf-8;x@y.example\r\n",

@@ -224,6 +224,43 @@ fn an_ndr_returns_a_small_message_whole_and_a_large_ones_header_section() {
 /// parameter goes on to a next hop that speaks DSN in its ASCII form, and the relay's own NDR
 /// names it so. Before, the recipient was refused with `501 5.5.4 Invalid parameter ORCPT`,
 /// and the client bounced the message for it.
+/// An address in UTF-8 typed `rfc822;` (its bytes in xtext), which that type cannot name
+/// (RFC 6533 3): passed on and reported as `utf-8;`, not as raw UTF-8 or its bytes.
+#[test]
+fn an_original_recipient_in_utf8_typed_rfc822_leaves_as_utf8() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@contoso.example> SMTPUTF8").code,
+        250
+    );
+    for to in [
+        "<ok@remote.example> ORCPT=rfc822;b+C3+B6b@m+C3+BCller.example",
+        "<reject-x@remote.example> NOTIFY=FAILURE ORCPT=rfc822;r+C3+A9ject@m+C3+BCller.example",
+    ] {
+        let r = c.cmd(&format!("RCPT TO:{to}"));
+        assert_eq!(r.code, 250, "{to}: {r:?}");
+    }
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(MSG.as_bytes());
+    assert_eq!(c.cmd(".").code, 250);
+    let ok = delivered_to_ok(&rx);
+    assert_eq!(
+        ok.rcpt_params,
+        [r"ORCPT=utf-8;b\x{F6}b@m\x{FC}ller.example"]
+    );
+    let ndr = wait_for(Duration::from_secs(20), || reports(&rx).into_iter().next())
+        .expect("an NDR for reject-x");
+    assert!(
+        ndr.data
+            .contains(r"Original-Recipient: utf-8;r\x{E9}ject@m\x{FC}ller.example"),
+        "{}",
+        ndr.data
+    );
+}
+
 #[test]
 fn an_original_recipient_in_utf8_is_taken_and_passed_on() {
     let rx = Receiver::start(false);
