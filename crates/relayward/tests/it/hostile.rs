@@ -198,6 +198,24 @@ fn protocol_errors_get_the_right_replies() {
     assert_eq!(c.cmd("HELP").code, 214);
     assert_eq!(c.cmd("QUIT").code, 221);
 
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem").code, 250);
+    // ENVID (RFC 3461 4.4): printable ASCII, at most 100 characters once decoded.
+    for bad in ["+0D+0AX-Injected:+20yes", "caf+C3+A9", &"e".repeat(101)] {
+        let r = c.cmd(&format!("MAIL FROM:<alice@contoso.example> ENVID={bad}"));
+        assert!(
+            r.text().starts_with("501 5.5.4 Invalid parameter ENVID"),
+            "{bad}: {r:?}"
+        );
+    }
+    let id = format!("Q+20{}", "e".repeat(96));
+    assert_eq!(
+        c.cmd(&format!("MAIL FROM:<alice@contoso.example> ENVID={id}"))
+            .code,
+        250
+    );
+    assert_eq!(c.cmd("RSET").code, 250);
+
     // Too many errors close the session.
     let mut c = relay.client();
     let mut last = None;
