@@ -37,6 +37,12 @@ pub fn parse_command(line: &[u8]) -> Result<Request<String>, Reply> {
         *o = rfc822_orcpt_bytes(o)
             .ok_or_else(|| Reply::new(501, "5.5.4 Invalid parameter ORCPT"))?;
     }
+    if let Some(name) = unoffered_parameter(&req) {
+        return Err(Reply::new(
+            555,
+            format!("5.5.4 Unsupported parameter {name}"),
+        ));
+    }
     // `RCPT TO:<postmaster>` has no domain, and RFC 5321 4.5.1 says it must be taken; the
     // parser reads it as an empty address.
     if let Request::Rcpt { to } = &mut req
@@ -85,6 +91,46 @@ fn rfc822_orcpt_bytes(decoded: &str) -> Option<String> {
     String::from_utf8(bytes)
         .ok()
         .filter(|s| !s.chars().any(char::is_control))
+}
+
+/// A MAIL or RCPT parameter of an extension the relay does not offer in its EHLO reply, which
+/// smtp-proto's parser reads all the same. Taken, each would be a promise not kept: REQUIRETLS
+/// (RFC 8689) asks that the message go on only over verified TLS, HOLDFOR and HOLDUNTIL (RFC
+/// 4865) that it wait, BINARYMIME (RFC 3030) that its bytes go unchanged, where the relay
+/// mends line ends. RFC 5321 4.1.1.11 answers such a parameter with 555. AUTH= is not among
+/// them: a relay may take it from a client that did not authenticate, and ignore it (RFC 4954
+/// 5).
+fn unoffered_parameter(req: &Request<String>) -> Option<&'static str> {
+    use smtp_proto::*;
+    match req {
+        Request::Mail { from } => [
+            (from.flags & MAIL_BODY_BINARYMIME != 0, "BODY=BINARYMIME"),
+            (from.flags & MAIL_REQUIRETLS != 0, "REQUIRETLS"),
+            (from.hold_for != 0, "HOLDFOR"),
+            (from.hold_until != 0, "HOLDUNTIL"),
+            (
+                from.flags & (MAIL_BY_NOTIFY | MAIL_BY_RETURN | MAIL_BY_TRACE) != 0 || from.by != 0,
+                "BY",
+            ),
+            (from.mt_priority != 0, "MT-PRIORITY"),
+            (from.solicit.is_some(), "SOLICIT"),
+            (from.mtrk.is_some(), "MTRK"),
+            (from.trans_id.is_some(), "TRANSID"),
+            (from.flags & MAIL_CONPERM != 0, "CONPERM"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name)),
+        Request::Rcpt { to } => [
+            (
+                to.flags & (RCPT_RRVS_REJECT | RCPT_RRVS_CONTINUE) != 0 || to.rrvs != 0,
+                "RRVS",
+            ),
+            (to.flags & RCPT_CONNEG != 0, "CONNEG"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name)),
+        _ => None,
+    }
 }
 
 /// A RCPT line's parameters: what follows the address's closing bracket.
@@ -171,6 +217,35 @@ mod tests {
             let line = format!("RCPT TO:<x@y.example> ORCPT=rfc822;{bad}\r\n");
             let r = parse_command(line.as_bytes());
             assert!(matches!(&r, Err(r) if r.code == 501), "{bad}: {r:?}");
+        }
+        // Parameters of extensions the EHLO reply does not offer.
+        for (line, name) in [
+            ("MAIL FROM:<a@y.example> REQUIRETLS", "REQUIRETLS"),
+            ("MAIL FROM:<a@y.example> BODY=BINARYMIME", "BODY=BINARYMIME"),
+            ("MAIL FROM:<a@y.example> HOLDFOR=3600", "HOLDFOR"),
+            (
+                "MAIL FROM:<a@y.example> HOLDUNTIL=2026-12-31T00:00:00Z",
+                "HOLDUNTIL",
+            ),
+            ("MAIL FROM:<a@y.example> BY=120;R", "BY"),
+            ("MAIL FROM:<a@y.example> MT-PRIORITY=3", "MT-PRIORITY"),
+            ("MAIL FROM:<a@y.example> TRANSID=<t@y.example>", "TRANSID"),
+            ("RCPT TO:<x@y.example> RRVS=2014-04-03T23:01:00Z", "RRVS"),
+            ("RCPT TO:<x@y.example> CONNEG", "CONNEG"),
+        ] {
+            let r = parse_command(format!("{line}\r\n").as_bytes());
+            assert!(
+                matches!(&r, Err(r) if r.code == 555 && r.text == format!("5.5.4 Unsupported parameter {name}")),
+                "{line}: {r:?}"
+            );
+        }
+        for line in [
+            "MAIL FROM:<a@y.example> AUTH=<>",
+            "MAIL FROM:<a@y.example> BODY=8BITMIME SIZE=1000 SMTPUTF8 RET=HDRS ENVID=Q1",
+            "MAIL FROM:<a@y.example> BODY=7BIT",
+        ] {
+            let r = parse_command(format!("{line}\r\n").as_bytes());
+            assert!(matches!(r, Ok(Request::Mail { .. })), "{line}: {r:?}");
         }
         // Given twice, in either form or both: refused, not one of them picked.
         for twice in [

@@ -208,6 +208,11 @@ fn protocol_errors_get_the_right_replies() {
             "{bad}: {r:?}"
         );
     }
+    // A parameter of an extension the EHLO reply does not offer: a promise not kept if taken.
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@contoso.example> REQUIRETLS").text(),
+        "555 5.5.4 Unsupported parameter REQUIRETLS"
+    );
     let id = format!("Q+20{}", "e".repeat(96));
     assert_eq!(
         c.cmd(&format!("MAIL FROM:<alice@contoso.example> ENVID={id}"))
