@@ -20,7 +20,14 @@ pub fn parse_command(line: &[u8]) -> Result<Request<String>, Reply> {
         .map_or(line, |(rest, _)| rest.as_slice());
     let mut req = Request::parse(&mut line.iter())
         .map(Request::into_owned)
-        .map_err(parse_error_reply)?;
+        .map_err(|e| match e {
+            // `user@[192.0.2.1]` is RFC 5321's syntax, which smtp-proto's parser does not
+            // read: say why it is refused, as the policy says for `user@192.0.2.1`.
+            ParseError::InvalidRecipientAddress if names_address_literal(line) => {
+                Reply::new(550, "5.7.1 IP-literal recipient domains are not accepted")
+            }
+            e => parse_error_reply(e),
+        })?;
     if let Some((_, value)) = &utf8_orcpt
         && let Request::Rcpt { to } = &mut req
     {
@@ -131,6 +138,16 @@ fn unoffered_parameter(req: &Request<String>) -> Option<&'static str> {
         .find_map(|(given, name)| given.then_some(name)),
         _ => None,
     }
+}
+
+/// Whether a RCPT line's address has an address literal for its domain (`@[`).
+fn names_address_literal(line: &[u8]) -> bool {
+    line.get(..5)
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"RCPT "))
+        && line
+            .iter()
+            .position(|&b| b == b'>')
+            .is_some_and(|end| line[..end].windows(2).any(|w| w == b"@["))
 }
 
 /// A RCPT line's parameters: what follows the address's closing bracket.
@@ -246,6 +263,14 @@ mod tests {
         ] {
             let r = parse_command(format!("{line}\r\n").as_bytes());
             assert!(matches!(r, Ok(Request::Mail { .. })), "{line}: {r:?}");
+        }
+        // An address literal: refused for what it is, not as bad syntax.
+        for literal in ["bob@[192.0.2.1]", "bob@[IPv6:2001:db8::1]"] {
+            let r = parse_command(format!("RCPT TO:<{literal}>\r\n").as_bytes());
+            assert!(
+                matches!(&r, Err(r) if r.code == 550 && r.text.contains("IP-literal")),
+                "{literal}: {r:?}"
+            );
         }
         // Given twice, in either form or both: refused, not one of them picked.
         for twice in [

@@ -46,10 +46,9 @@ fn open_relay_battery_is_refused() {
             "victim@127.0.0.1",
             "550 5.7.1 IP-literal recipient domains are not accepted",
         ),
-        // smtp-proto's parser already refuses the bracketed form as bad syntax (501 5.1.3).
         (
             "victim@[127.0.0.1]",
-            "501 5.1.3 Bad recipient address syntax",
+            "550 5.7.1 IP-literal recipient domains are not accepted",
         ),
         ("victim@remote.example@contoso.example", ""),
         ("@contoso.example:victim@remote.example", ""),
