@@ -44,6 +44,19 @@ pub fn parse_command(line: &[u8]) -> Result<Request<String>, Reply> {
         *o = rfc822_orcpt_bytes(o)
             .ok_or_else(|| Reply::new(501, "5.5.4 Invalid parameter ORCPT"))?;
     }
+    // RFC 3461 4.4: printable ASCII, at most 100 characters. It is passed on and written into
+    // reports; smtp-proto decodes `+XX` to any character, line ends included.
+    if let Request::Mail { from } = &req
+        && from
+            .env_id
+            .as_deref()
+            .is_some_and(|id| id.len() > 100 || !id.bytes().all(|b| (b' '..=b'~').contains(&b)))
+    {
+        return Err(Reply::new(
+            501,
+            "5.5.4 Invalid parameter ENVID: printable ASCII, at most 100 characters",
+        ));
+    }
     if let Some(name) = unoffered_parameter(&req) {
         return Err(Reply::new(
             555,
@@ -142,12 +155,8 @@ fn unoffered_parameter(req: &Request<String>) -> Option<&'static str> {
 
 /// Whether a RCPT line's address has an address literal for its domain (`@[`).
 fn names_address_literal(line: &[u8]) -> bool {
-    line.get(..5)
-        .is_some_and(|v| v.eq_ignore_ascii_case(b"RCPT "))
-        && line
-            .iter()
-            .position(|&b| b == b'>')
-            .is_some_and(|end| line[..end].windows(2).any(|w| w == b"@["))
+    rcpt_parameters(line)
+        .is_some_and(|p| line[..line.len() - p.len()].windows(2).any(|w| w == b"@["))
 }
 
 /// A RCPT line's parameters: what follows the address's closing bracket.

@@ -593,18 +593,6 @@ impl<P: Policy> Session<P> {
         if !from.address.is_ascii() && from.flags & smtp_proto::MAIL_SMTPUTF8 == 0 {
             return Err(undeclared_utf8());
         }
-        // RFC 3461 4.4: printable ASCII, at most 100 characters. It is passed on and written
-        // into reports; smtp-proto decodes `+XX` to any character, line ends included.
-        if from
-            .env_id
-            .as_deref()
-            .is_some_and(|id| id.len() > 100 || !id.bytes().all(|b| (b' '..=b'~').contains(&b)))
-        {
-            return Err(Reply::new(
-                501,
-                "5.5.4 Invalid parameter ENVID: printable ASCII, at most 100 characters",
-            ));
-        }
         if from.size > self.config.max_message_size {
             return Ok(Reply::new(
                 552,
