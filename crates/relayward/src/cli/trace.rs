@@ -85,13 +85,20 @@ pub async fn trace(config: &Config, args: TraceArgs) -> Result<()> {
             );
         }
         for e in &m.events {
-            outln!(
-                "    {}  {:<10} {} {}",
+            // The recipient and the detail when there are any, without blanks left for them.
+            let recipient = e.recipient.as_deref().map(relayward_control::shown_address);
+            let rest: Vec<&str> = [recipient.as_deref(), Some(e.detail.as_str())]
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.is_empty())
+                .collect();
+            let line = format!(
+                "    {}  {:<10} {}",
                 relayward_dsn::rfc5322_date(e.at / 1000),
                 e.kind,
-                relayward_control::shown_address(e.recipient.as_deref().unwrap_or("")),
-                e.detail
+                rest.join(" ")
             );
+            outln!("{}", line.trim_end());
         }
     }
     Ok(())

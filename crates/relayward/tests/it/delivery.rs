@@ -50,6 +50,10 @@ fn a_connector_message_is_delivered_with_its_body_intact_and_traced() {
         assert!(trace.contains(event), "trace lacks {event}: {trace}");
     }
     assert!(trace.contains("connector:on-prem"), "{trace}");
+    assert!(
+        trace.lines().all(|l| l == l.trim_end()),
+        "no blanks at the ends of lines: {trace:?}"
+    );
     let by_recipient = relay.cli(&[
         "trace",
         "--recipient",
