@@ -327,6 +327,17 @@ pub struct QueueFlushed {
     pub messages: usize,
 }
 
+/// What an action on every message of a selection did.
+#[derive(Serialize, JsonSchema)]
+pub struct QueueSelectedDone {
+    /// hold, release, bounce or purge.
+    pub done: String,
+    /// How many messages it was done to.
+    pub messages: usize,
+    /// Selected messages being delivered at that instant, left as they were.
+    pub in_flight: usize,
+}
+
 #[derive(Serialize, JsonSchema)]
 pub struct QueueDone {
     pub message: String,

@@ -1,5 +1,6 @@
-//! The mail queue (operators): list by tenant or destination; retry, hold, release, bounce, purge;
-//! flush (every waiting message due now).
+//! The mail queue (operators): list by tenant, destination or sender; retry, hold, release,
+//! bounce, purge one message; flush (every selected message due now); hold, release, bounce or
+//! purge every selected message.
 
 use crate::answers::*;
 use crate::auth::Principal;
@@ -26,6 +27,46 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         answer: Some(answer::<QueueFlushed>),
         route: || post(queue_flush),
         doc: Some(queue_flush_doc),
+    },
+    Operation {
+        method: "post",
+        path: "/queue/hold",
+        summary: "Hold every waiting message of a selection (tenant, recipient domain, sender), or every one with all=true. Operators; audited.",
+        access: Access::Operator,
+        ok: 200,
+        answer: Some(answer::<QueueSelectedDone>),
+        route: || post(queue_hold_selected),
+        doc: Some(queue_selected_doc),
+    },
+    Operation {
+        method: "post",
+        path: "/queue/release",
+        summary: "Release every held message of a selection (tenant, recipient domain, sender), or every one with all=true; they are tried at once. Operators; audited.",
+        access: Access::Operator,
+        ok: 200,
+        answer: Some(answer::<QueueSelectedDone>),
+        route: || post(queue_release_selected),
+        doc: Some(queue_selected_doc),
+    },
+    Operation {
+        method: "post",
+        path: "/queue/bounce",
+        summary: "Fail the pending recipients of every waiting message of a selection (tenant, recipient domain, sender), or of every one with all=true; each sender gets an NDR. Operators; audited.",
+        access: Access::Operator,
+        ok: 200,
+        answer: Some(answer::<QueueSelectedDone>),
+        route: || post(queue_bounce_selected),
+        doc: Some(queue_selected_doc),
+    },
+    Operation {
+        method: "post",
+        path: "/queue/purge",
+        summary: "Delete every waiting message of a selection (tenant, recipient domain, sender), or every one with all=true, without NDRs. Operators; audited.",
+        access: Access::Operator,
+        ok: 200,
+        answer: Some(answer::<QueueSelectedDone>),
+        route: || post(queue_purge_selected),
+        doc: Some(queue_selected_doc),
     },
     Operation {
         method: "post",
@@ -85,6 +126,7 @@ fn queue_list_doc() -> Value {
         "parameters": [
             { "name": "tenant", "in": "query", "required": false, "schema": { "type": "string" } },
             { "name": "domain", "in": "query", "required": false, "schema": { "type": "string" } },
+            { "name": "sender", "in": "query", "required": false, "schema": { "type": "string" } },
             { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }
         ]
     })
@@ -95,7 +137,21 @@ fn queue_flush_doc() -> Value {
         "responses": { "400": error_response() },
         "parameters": [
             { "name": "tenant", "in": "query", "required": false, "schema": { "type": "string" } },
-            { "name": "domain", "in": "query", "required": false, "schema": { "type": "string" } }
+            { "name": "domain", "in": "query", "required": false, "schema": { "type": "string" } },
+            { "name": "sender", "in": "query", "required": false, "schema": { "type": "string" } }
+        ]
+    })
+}
+
+fn queue_selected_doc() -> Value {
+    json!({
+        "responses": { "400": error_response() },
+        "parameters": [
+            { "name": "tenant", "in": "query", "required": false, "schema": { "type": "string" } },
+            { "name": "domain", "in": "query", "required": false, "schema": { "type": "string" } },
+            { "name": "sender", "in": "query", "required": false, "schema": { "type": "string" } },
+            { "name": "all", "in": "query", "required": false, "schema": { "type": "boolean" },
+              "description": "Every queued message: needed when no tenant, domain or sender is named, refused with them" }
         ]
     })
 }
@@ -105,6 +161,31 @@ fn queue_flush_doc() -> Value {
 struct FlushQuery {
     tenant: Option<String>,
     domain: Option<String>,
+    sender: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectedQuery {
+    tenant: Option<String>,
+    domain: Option<String>,
+    sender: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// The selection a query names; blank values name nothing.
+fn selection(
+    tenant: Option<String>,
+    domain: Option<String>,
+    sender: Option<String>,
+) -> relayward_delivery::Selection {
+    let named = |x: Option<String>| x.filter(|x| !x.trim().is_empty());
+    relayward_delivery::Selection {
+        tenant: named(tenant),
+        domain: named(domain),
+        sender: named(sender),
+    }
 }
 
 async fn queue_flush(
@@ -117,8 +198,7 @@ async fn queue_flush(
         .control
         .queue_flush(
             &s.queue,
-            q.tenant.as_deref(),
-            q.domain.as_deref(),
+            &selection(q.tenant, q.domain, q.sender),
             &p.actor(),
         )
         .await
@@ -131,6 +211,7 @@ async fn queue_flush(
 struct QueueQuery {
     tenant: Option<String>,
     domain: Option<String>,
+    sender: Option<String>,
     limit: Option<usize>,
 }
 
@@ -148,7 +229,7 @@ async fn queue_list(
     }
     let list = s
         .queue
-        .list(q.tenant.as_deref(), q.domain.as_deref(), limit);
+        .list(&selection(q.tenant, q.domain, q.sender), limit);
     Ok(Json(QueueList { messages: list }))
 }
 
@@ -207,4 +288,61 @@ async fn queue_purge(
     Path(id): Path<String>,
 ) -> ApiResult<Json<QueueDone>> {
     queue_act(p, s, id, relayward_delivery::QueueAction::Purge).await
+}
+
+async fn queue_act_selected(
+    p: Principal,
+    s: ApiState,
+    q: Result<Query<SelectedQuery>, axum::extract::rejection::QueryRejection>,
+    action: relayward_delivery::QueueAction,
+) -> ApiResult<Json<QueueSelectedDone>> {
+    let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
+    let done = s
+        .control
+        .queue_action_selected(
+            &s.queue,
+            &selection(q.tenant, q.domain, q.sender),
+            q.all,
+            action,
+            &p.actor(),
+        )
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(Json(QueueSelectedDone {
+        done: action.as_str().to_string(),
+        messages: done.done.len(),
+        in_flight: done.in_flight,
+    }))
+}
+
+async fn queue_hold_selected(
+    p: Principal,
+    State(s): State<ApiState>,
+    q: Result<Query<SelectedQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<QueueSelectedDone>> {
+    queue_act_selected(p, s, q, relayward_delivery::QueueAction::Hold).await
+}
+
+async fn queue_release_selected(
+    p: Principal,
+    State(s): State<ApiState>,
+    q: Result<Query<SelectedQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<QueueSelectedDone>> {
+    queue_act_selected(p, s, q, relayward_delivery::QueueAction::Release).await
+}
+
+async fn queue_bounce_selected(
+    p: Principal,
+    State(s): State<ApiState>,
+    q: Result<Query<SelectedQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<QueueSelectedDone>> {
+    queue_act_selected(p, s, q, relayward_delivery::QueueAction::Bounce).await
+}
+
+async fn queue_purge_selected(
+    p: Principal,
+    State(s): State<ApiState>,
+    q: Result<Query<SelectedQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<QueueSelectedDone>> {
+    queue_act_selected(p, s, q, relayward_delivery::QueueAction::Purge).await
 }

@@ -104,6 +104,10 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/support/audit", get(records::global_audit))
         .route("/support/queue", get(queue::page))
         .route("/support/queue/flush", post(queue::flush))
+        .route(
+            "/support/queue/selected/:action",
+            post(queue::act_on_selected),
+        )
         .route("/support/queue/:id/:action", post(queue::act))
         .route("/t/:tenant/restrict", post(restriction::restrict))
         .route("/t/:tenant/access", get(access::page))

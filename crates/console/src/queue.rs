@@ -1,13 +1,14 @@
-//! The mail queue (operators): messages waiting, by tenant or destination domain, and the
-//! operator's actions on one: retry now, hold, release, bounce with an NDR, purge without; and
-//! on all it shows: try them now.
+//! The mail queue (operators): messages waiting, by tenant, destination domain or sender, and
+//! the operator's actions on one: retry now, hold, release, bounce with an NDR, purge without;
+//! and on every one the filter selects: try them now, and (once something is filtered on)
+//! hold, release, bounce or purge them all.
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
-use relayward_delivery::QueueAction;
+use relayward_delivery::{QueueAction, Selection};
 use serde::Deserialize;
 
 use crate::page::{Banner, Shell, csrf, forbidden, refusal, time};
@@ -20,8 +21,39 @@ pub struct Filter {
     tenant: String,
     #[serde(default)]
     domain: String,
+    #[serde(default)]
+    sender: String,
     done: Option<String>,
 }
+
+/// The queue's selection from a filter's fields: blank ones name nothing.
+fn selection(tenant: &str, domain: &str, sender: &str) -> Selection {
+    let some = |x: &str| Some(x.trim()).filter(|x| !x.is_empty()).map(str::to_string);
+    Selection {
+        tenant: some(tenant),
+        domain: some(domain),
+        sender: some(sender),
+    }
+}
+
+/// The queue page again with the same filter, saying the action was done.
+fn back(tenant: &str, domain: &str, sender: &str) -> Response {
+    let back = format!(
+        "/support/queue?tenant={}&domain={}&sender={}&done=1",
+        query_value(tenant),
+        query_value(domain),
+        query_value(sender)
+    );
+    Redirect::to(&back).into_response()
+}
+
+/// The actions on every message a filter selects (retry is the flush).
+const MANY: &[(&str, QueueAction)] = &[
+    ("hold", QueueAction::Hold),
+    ("release", QueueAction::Release),
+    ("bounce", QueueAction::Bounce),
+    ("purge", QueueAction::Purge),
+];
 
 const ACTIONS: &[(&str, QueueAction)] = &[
     ("retry", QueueAction::Retry),
@@ -44,12 +76,13 @@ fn render(
             .active("support_queue")
             .render(html! { p { (w.t("queue_unavailable")) } });
     };
-    let some = |x: &str| Some(x.trim()).filter(|x| !x.is_empty()).map(str::to_string);
-    let list = queue.list(some(&f.tenant).as_deref(), some(&f.domain).as_deref(), 200);
+    let selected = selection(&f.tenant, &f.domain, &f.sender);
+    let list = queue.list(&selected, 200);
     let body = html! {
         form.filters method="get" action="/support/queue" role="search" {
             div { label for="q-tenant" { (w.t("tenant")) } input #q-tenant type="text" name="tenant" value=(f.tenant); }
             div { label for="q-domain" { (w.t("destination_domain")) } input #q-domain type="text" name="domain" value=(f.domain); }
+            div { label for="q-sender" { (w.t("sender")) } input #q-sender type="text" name="sender" value=(f.sender); }
             button type="submit" { (w.t("apply")) }
         }
         @if list.is_empty() { p { (w.t("queue_empty")) } } @else {
@@ -57,8 +90,23 @@ fn render(
                 (csrf(v))
                 input type="hidden" name="tenant" value=(f.tenant);
                 input type="hidden" name="domain" value=(f.domain);
+                input type="hidden" name="sender" value=(f.sender);
                 button type="submit" { (w.t("queue_flush")) }
                 " " span.help { (w.t("queue_flush_help")) }
+            }
+            @if !selected.is_everything() {
+                div.many {
+                    @for (name, _) in MANY {
+                        form method="post" action=(format!("/support/queue/selected/{name}")) {
+                            (csrf(v))
+                            input type="hidden" name="tenant" value=(f.tenant);
+                            input type="hidden" name="domain" value=(f.domain);
+                            input type="hidden" name="sender" value=(f.sender);
+                            button type="submit" { (w.t(&format!("queue_{name}_selected"))) }
+                        }
+                    }
+                    " " span.help { (w.t("queue_selected_help")) }
+                }
             }
             div.scroll tabindex="0" role="region" aria-label=(w.t("queue_caption")) { table {
                 caption { (w.t("queue_caption")) }
@@ -113,6 +161,8 @@ pub struct FlushForm {
     tenant: String,
     #[serde(default)]
     domain: String,
+    #[serde(default)]
+    sender: String,
 }
 
 /// Every waiting message the filter shows (held ones stay held) due now, with the named
@@ -127,21 +177,41 @@ pub async fn flush(v: Viewer, State(s): State<ConsoleState>, Form(f): Form<Flush
     let Some(queue) = &s.queue else {
         return crate::page::not_found(v.lang, Some(&v));
     };
-    let some = |x: &str| Some(x.trim()).filter(|x| !x.is_empty()).map(str::to_string);
-    let (tenant, domain) = (some(&f.tenant), some(&f.domain));
+    let selected = selection(&f.tenant, &f.domain, &f.sender);
+    match s.control.queue_flush(queue, &selected, &v.actor()).await {
+        Ok(_) => back(&f.tenant, &f.domain, &f.sender),
+        Err(e) => {
+            let (status, banner) = opened!(refusal(&v, e));
+            render(&v, &s, &Filter::default(), Some(banner), status)
+        }
+    }
+}
+
+/// Holds, releases, bounces or purges every waiting message the filter selects; the console
+/// offers it only with something filtered on, and the control plane refuses it without.
+pub async fn act_on_selected(
+    v: Viewer,
+    State(s): State<ConsoleState>,
+    Path(action): Path<String>,
+    Form(f): Form<FlushForm>,
+) -> Response {
+    if !v.csrf_ok(&f.csrf) {
+        return forbidden(&v, "form_expired");
+    }
+    if !v.operator() {
+        return forbidden(&v, "operators_only");
+    }
+    let (Some(queue), Some((_, action))) = (&s.queue, MANY.iter().find(|(n, _)| *n == action))
+    else {
+        return crate::page::not_found(v.lang, Some(&v));
+    };
+    let selected = selection(&f.tenant, &f.domain, &f.sender);
     match s
         .control
-        .queue_flush(queue, tenant.as_deref(), domain.as_deref(), &v.actor())
+        .queue_action_selected(queue, &selected, false, *action, &v.actor())
         .await
     {
-        Ok(_) => {
-            let back = format!(
-                "/support/queue?tenant={}&domain={}&done=1",
-                query_value(&f.tenant),
-                query_value(&f.domain)
-            );
-            Redirect::to(&back).into_response()
-        }
+        Ok(_) => back(&f.tenant, &f.domain, &f.sender),
         Err(e) => {
             let (status, banner) = opened!(refusal(&v, e));
             render(&v, &s, &Filter::default(), Some(banner), status)

@@ -14,5 +14,5 @@ mod starttls;
 
 pub use queue::{
     Delayed, DeliveryConfig, DestinationView, Events, Outgoing, PoolAddress, Queue, QueueAction,
-    QueueActionError, QueueStats, QueuedMessage, Router, Signer,
+    QueueActionError, QueueStats, QueuedMessage, Router, Selected, Selection, Signer,
 };

@@ -18,7 +18,7 @@ use crate::client::{ClientError, ClientSettings, OutMessage, OutRcpt, SmtpReply}
 use crate::dns::Resolver;
 
 mod actions;
-pub use actions::{QueueAction, QueueActionError};
+pub use actions::{QueueAction, QueueActionError, Selected, Selection};
 mod delayed;
 mod destinations;
 mod idle;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use relayward_control::{Actor, Control};
-use relayward_delivery::{Queue, QueueAction, QueuedMessage};
+use relayward_delivery::{Queue, QueueAction, QueuedMessage, Selection};
 use relayward_guard::Role;
 use relayward_spool::Spool;
 use serde::{Deserialize, Serialize};
@@ -36,10 +36,13 @@ pub fn path(data_dir: &Path) -> PathBuf {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Request {
-    /// Messages waiting, of one tenant and/or with a recipient in one domain.
+    /// Messages waiting, of one tenant, with a recipient in one domain, from one sender, or
+    /// any mix.
     List {
         tenant: Option<String>,
         domain: Option<String>,
+        #[serde(default)]
+        sender: Option<String>,
         limit: usize,
     },
     /// One message.
@@ -58,6 +61,18 @@ pub enum Request {
     Flush {
         tenant: Option<String>,
         domain: Option<String>,
+        #[serde(default)]
+        sender: Option<String>,
+        actor: String,
+    },
+    /// hold, release, bounce or purge every waiting message of a selection (every one with
+    /// `all`), as `actor` (`Control::queue_action_selected`).
+    ActSelected {
+        tenant: Option<String>,
+        domain: Option<String>,
+        sender: Option<String>,
+        all: bool,
+        action: String,
         actor: String,
     },
 }
@@ -67,8 +82,26 @@ pub enum Request {
 #[serde(rename_all = "lowercase")]
 pub enum Reply {
     Messages(Vec<QueuedMessage>),
-    Done { message: String, action: String },
+    Done {
+        message: String,
+        action: String,
+    },
+    /// What an action on a selection did: how many messages, and how many were being delivered
+    /// at that instant and left as they were.
+    Selected {
+        action: String,
+        messages: usize,
+        in_flight: usize,
+    },
     Error(String),
+}
+
+fn selection(tenant: Option<String>, domain: Option<String>, sender: Option<String>) -> Selection {
+    Selection {
+        tenant,
+        domain,
+        sender,
+    }
 }
 
 /// Listens on `path` until the task is dropped. An old socket file (a relay that did not stop
@@ -120,7 +153,7 @@ pub fn start(
 
 async fn serve_one(
     stream: UnixStream,
-    control: &Control,
+    control: &Arc<Control>,
     queue: &Queue,
     spool: &Spool,
 ) -> Result<()> {
@@ -140,20 +173,19 @@ async fn serve_one(
     Ok(())
 }
 
-async fn answer(request: Request, control: &Control, queue: &Queue, spool: &Spool) -> Reply {
+async fn answer(request: Request, control: &Arc<Control>, queue: &Queue, spool: &Spool) -> Reply {
     match request {
         Request::List {
             tenant,
             domain,
+            sender,
             limit,
-        } => Reply::Messages(queue.list(
-            tenant.as_deref(),
-            domain.as_deref(),
-            limit.clamp(1, MAX_LIST),
-        )),
+        } => Reply::Messages(
+            queue.list(&selection(tenant, domain, sender), limit.clamp(1, MAX_LIST)),
+        ),
         Request::Show { id } => {
             match queue
-                .list(None, None, usize::MAX)
+                .list(&Selection::default(), usize::MAX)
                 .into_iter()
                 .find(|m| m.id == id)
             {
@@ -179,16 +211,42 @@ async fn answer(request: Request, control: &Control, queue: &Queue, spool: &Spoo
         Request::Flush {
             tenant,
             domain,
+            sender,
             actor,
         } => {
             let actor = Actor::command_line(actor, Role::Operator);
             match control
-                .queue_flush(queue, tenant.as_deref(), domain.as_deref(), &actor)
+                .queue_flush(queue, &selection(tenant, domain, sender), &actor)
                 .await
             {
                 Ok(n) => Reply::Done {
                     message: format!("{n} message(s)"),
                     action: "flush".into(),
+                },
+                Err(e) => Reply::Error(format!("{e:#}")),
+            }
+        }
+        Request::ActSelected {
+            tenant,
+            domain,
+            sender,
+            all,
+            action,
+            actor,
+        } => {
+            let Some(what) = QueueAction::parse(&action) else {
+                return Reply::Error(format!("unknown queue action {action}"));
+            };
+            let actor = Actor::command_line(actor, Role::Operator);
+            let selected = selection(tenant, domain, sender);
+            match control
+                .queue_action_selected(queue, &selected, all, what, &actor)
+                .await
+            {
+                Ok(done) => Reply::Selected {
+                    action: what.as_str().to_string(),
+                    messages: done.done.len(),
+                    in_flight: done.in_flight,
                 },
                 Err(e) => Reply::Error(format!("{e:#}")),
             }

@@ -1,6 +1,7 @@
 //! What operators see of the queue and do to it: the list of waiting messages, an action on
-//! one (retry, hold, release, bounce, purge), and the flush of many. The control plane audits
-//! each; the command line, the API and the console call it.
+//! one (retry, hold, release, bounce, purge) or on every one a selection picks (hold, release,
+//! bounce, purge), and the flush of many. The control plane audits each; the command line, the
+//! API and the console call it.
 
 use std::cmp::Reverse;
 use std::sync::atomic::Ordering;
@@ -17,6 +18,8 @@ pub enum QueueActionError {
     NotFound(String),
     #[error("message {0} is being delivered right now; try again in a moment")]
     InFlight(String),
+    #[error("{0} acts on one message; for many, flush")]
+    NotForMany(&'static str),
 }
 
 /// What an operator does to a queued message.
@@ -30,6 +33,67 @@ pub enum QueueAction {
     Bounce,
     /// Delete it without telling anyone.
     Purge,
+}
+
+/// Which waiting messages an operator means: those of one tenant, with a pending recipient in
+/// one domain, from one sender (`<>` for the relay's own reports), or any mix; every message
+/// when nothing is named.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub tenant: Option<String>,
+    pub domain: Option<String>,
+    pub sender: Option<String>,
+}
+
+impl Selection {
+    /// Nothing named: every waiting message.
+    pub fn is_everything(&self) -> bool {
+        self.tenant.is_none() && self.domain.is_none() && self.sender.is_none()
+    }
+
+    /// The matcher, with the domain and the sender in the forms envelopes compare in.
+    fn matcher(&self) -> impl Fn(&Envelope) -> bool + '_ {
+        let domain = self.domain.as_deref().map(relayward_names::domain_key);
+        let sender = self.sender.as_deref().map(sender_key);
+        move |e: &Envelope| {
+            self.tenant
+                .as_deref()
+                .is_none_or(|t| e.tenant.as_deref() == Some(t))
+                && domain
+                    .as_deref()
+                    .is_none_or(|d| e.pending().any(|r| r.domain() == d))
+                && sender
+                    .as_deref()
+                    .is_none_or(|s| sender_key(&e.mail_from) == s)
+        }
+    }
+}
+
+/// A sender as selections compare it: `<>` and the empty reverse path alike, the domain in its
+/// lookup form (A-labels, lower case) and the local part in lower case, as people type it.
+fn sender_key(sender: &str) -> String {
+    let sender = sender.trim();
+    let bare = sender
+        .strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(sender);
+    match bare.rsplit_once('@') {
+        Some((local, domain)) => format!(
+            "{}@{}",
+            local.to_lowercase(),
+            relayward_names::domain_key(domain)
+        ),
+        None => bare.to_lowercase(),
+    }
+}
+
+/// What an action on a selection did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selected {
+    /// The messages it was done to, with their tenants, oldest first.
+    pub done: Vec<(String, Option<String>)>,
+    /// Selected messages being delivered at that instant, left as they were.
+    pub in_flight: usize,
 }
 
 impl QueueAction {
@@ -56,25 +120,15 @@ impl QueueAction {
 }
 
 impl Queue {
-    /// Messages waiting for a delivery round (not those being delivered this instant), of one
-    /// tenant and/or with a pending recipient in one domain, soonest first, at most `limit`.
-    pub fn list(
-        &self,
-        tenant: Option<&str>,
-        domain: Option<&str>,
-        limit: usize,
-    ) -> Vec<QueuedMessage> {
+    /// The messages a selection picks that wait for a delivery round (not those being
+    /// delivered this instant), soonest first (held ones last), at most `limit`.
+    pub fn list(&self, selection: &Selection, limit: usize) -> Vec<QueuedMessage> {
+        let matches = selection.matcher();
         let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
-        let domain = domain.map(relayward_names::domain_key);
         let mut out: Vec<QueuedMessage> = s
             .waiting
             .values()
-            .filter(|e| tenant.is_none_or(|t| e.tenant.as_deref() == Some(t)))
-            .filter(|e| {
-                domain
-                    .as_deref()
-                    .is_none_or(|d| e.pending().any(|r| r.domain() == d))
-            })
+            .filter(|e| matches(e))
             .map(|e| QueuedMessage {
                 id: e.id.clone(),
                 tenant: e.tenant.clone(),
@@ -95,28 +149,23 @@ impl Queue {
         out
     }
 
-    /// Makes every waiting message that is not held, of one tenant and/or with a pending
-    /// recipient in one domain, due now (as `postqueue -f` and `-s` do), and lifts the backoff
-    /// of the named destination (of every destination when neither is named), so a destination
-    /// back after an outage gets its mail at once instead of at each message's next retry.
-    /// Returns how many messages were made due. The new times are not written to the spool: a
-    /// restart leaves each message at the time its last round gave it.
-    pub fn flush(&self, tenant: Option<&str>, domain: Option<&str>) -> usize {
+    /// Makes every waiting message a selection picks that is not held due now (as `postqueue
+    /// -f` and `-s` do), and lifts the backoff of the named destination (of every destination
+    /// when nothing is named), so a destination back after an outage gets its mail at once
+    /// instead of at each message's next retry. Returns how many messages were made due. The
+    /// new times are not written to the spool: a restart leaves each message at the time its
+    /// last round gave it.
+    pub fn flush(&self, selection: &Selection) -> usize {
         let inner = &self.inner;
-        let domain = domain.map(relayward_names::domain_key);
+        let matches = selection.matcher();
+        let domain = selection.domain.as_deref().map(relayward_names::domain_key);
         let now = now_ms() / 1000;
         let made_due = {
             let mut s = inner.sched.lock().unwrap_or_else(|p| p.into_inner());
             let ids: Vec<String> = s
                 .waiting
                 .values()
-                .filter(|e| !e.held && e.next_attempt > now)
-                .filter(|e| tenant.is_none_or(|t| e.tenant.as_deref() == Some(t)))
-                .filter(|e| {
-                    domain
-                        .as_deref()
-                        .is_none_or(|d| e.pending().any(|r| r.domain() == d))
-                })
+                .filter(|e| !e.held && e.next_attempt > now && matches(e))
                 .map(|e| e.id.clone())
                 .collect();
             for id in &ids {
@@ -129,13 +178,52 @@ impl Queue {
             }
             ids.len()
         };
-        match (&domain, tenant) {
-            (Some(d), _) => inner.lift_backoff(Some(&inner.destination_of(d))),
-            (None, None) => inner.lift_backoff(None),
-            (None, Some(_)) => {}
+        match &domain {
+            Some(d) => inner.lift_backoff(Some(&inner.destination_of(d))),
+            None if selection.is_everything() => inner.lift_backoff(None),
+            None => {}
         }
         inner.wake.notify_one();
         made_due
+    }
+
+    /// Holds, releases, bounces or purges every waiting message a selection picks, as `act`
+    /// does one: hold takes those not held, release those held. A message being delivered at
+    /// that instant is left as it is and counted; one delivered meanwhile is not there to act
+    /// on. Retry is `flush`, and is refused here.
+    pub async fn act_on_selection(
+        &self,
+        selection: &Selection,
+        action: QueueAction,
+    ) -> Result<Selected, QueueActionError> {
+        if action == QueueAction::Retry {
+            return Err(QueueActionError::NotForMany(action.as_str()));
+        }
+        let matches = selection.matcher();
+        let mut ids: Vec<String> = {
+            let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
+            s.waiting
+                .values()
+                .filter(|e| match action {
+                    QueueAction::Hold => !e.held,
+                    QueueAction::Release => e.held,
+                    _ => true,
+                })
+                .filter(|e| matches(e))
+                .map(|e| e.id.clone())
+                .collect()
+        };
+        // Ids begin with their arrival time.
+        ids.sort_unstable();
+        let mut out = Selected::default();
+        for id in ids {
+            match self.act(&id, action).await {
+                Ok(before) => out.done.push((before.id, before.tenant)),
+                Err(QueueActionError::InFlight(_)) => out.in_flight += 1,
+                Err(_) => {}
+            }
+        }
+        Ok(out)
     }
 
     /// An operator's action on one queued message. Returns the message as it was.
@@ -233,5 +321,23 @@ impl Queue {
             }
         }
         Ok(before)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sender_is_selected_as_people_type_it() {
+        let picks = |typed: &str, from: &str| sender_key(typed) == sender_key(from);
+        assert!(picks("<>", ""), "the null sender, typed as it is shown");
+        assert!(picks("", ""));
+        assert!(!picks("<>", "mailer-daemon@relay.example"));
+        assert!(picks("Bob@Contoso.EXAMPLE", "bob@contoso.example"));
+        assert!(picks("<bob@contoso.example>", "bob@contoso.example"));
+        assert!(picks("bob@bücher.example", "bob@xn--bcher-kva.example"));
+        assert!(!picks("bob@contoso.example", "bob@contoso.example.net"));
+        assert!(!picks("bob", "bob@contoso.example"));
     }
 }

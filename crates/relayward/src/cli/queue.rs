@@ -1,7 +1,8 @@
 //! `relayward queue`: the running relay's mail queue from the command line, through its control
 //! socket. `list` reads like `postqueue -p`; `retry`, `hold`, `release`, `bounce` and `purge`
-//! act on one message, and `flush` (`postqueue -f`, `-s`) on many, through the control plane,
-//! audited like the API's queue actions.
+//! act on one message, `flush` (`postqueue -f`, `-s`) on many, and `hold`, `release`, `bounce`
+//! and `purge` on every message a selection picks (`postsuper -h`, `-H`, `-d` on a list),
+//! through the control plane, audited like the API's queue actions.
 
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ pub enum QueueCmd {
         /// Only messages with a pending recipient in this domain.
         #[arg(long)]
         domain: Option<String>,
+        /// Only messages from this sender (`<>` for the relay's own reports).
+        #[arg(long)]
+        sender: Option<String>,
         #[arg(long, default_value_t = 1000)]
         limit: usize,
         /// One JSON object per message.
@@ -40,14 +44,16 @@ pub enum QueueCmd {
     },
     /// Try the message again now.
     Retry { id: String },
-    /// Keep the message queued without delivery attempts until released.
-    Hold { id: String },
-    /// Let a held message be delivered again.
-    Release { id: String },
-    /// Fail its pending recipients now: the sender gets one NDR.
-    Bounce { id: String },
-    /// Delete it from the queue without an NDR.
-    Purge { id: String },
+    /// Keep the message queued without delivery attempts until released; or every message a
+    /// selection picks.
+    Hold(Target),
+    /// Let a held message be delivered again; or every held message a selection picks.
+    Release(Target),
+    /// Fail its pending recipients now: the sender gets one NDR; or every message a selection
+    /// picks, an NDR each.
+    Bounce(Target),
+    /// Delete it from the queue without an NDR; or every message a selection picks.
+    Purge(Target),
     /// Try every waiting message now (held ones stay held), or those of one tenant and/or with
     /// a pending recipient in one domain; a destination named with --domain (every one, with
     /// no filter) is tried again at once even if it was backed off after failures.
@@ -56,6 +62,8 @@ pub enum QueueCmd {
         tenant: Option<String>,
         #[arg(long)]
         domain: Option<String>,
+        #[arg(long)]
+        sender: Option<String>,
     },
     /// Take every unfinished message of another node's spool directory (a cluster node that
     /// will not come back, its disk copied here) into this running node, which delivers them.
@@ -63,31 +71,59 @@ pub enum QueueCmd {
     Adopt { dir: std::path::PathBuf },
 }
 
+/// One message by its id, or every waiting message a selection picks.
+#[derive(clap::Args)]
+#[group(id = "target", required = true, multiple = true)]
+pub struct Target {
+    /// The message's queue id.
+    #[arg(group = "target", conflicts_with_all = ["tenant", "domain", "sender", "all"])]
+    id: Option<String>,
+    /// Every waiting message of this tenant (with --domain and --sender: those of all three).
+    #[arg(long, group = "target")]
+    tenant: Option<String>,
+    /// Every waiting message with a pending recipient in this domain.
+    #[arg(long, group = "target")]
+    domain: Option<String>,
+    /// Every waiting message from this sender (`<>` for the relay's own reports).
+    #[arg(long, group = "target")]
+    sender: Option<String>,
+    /// Every waiting message.
+    #[arg(long, group = "target", conflicts_with_all = ["tenant", "domain", "sender"])]
+    all: bool,
+}
+
 pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
     let (request, json) = match cmd {
         QueueCmd::List {
             tenant,
             domain,
+            sender,
             limit,
             json,
         } => (
             Request::List {
                 tenant,
                 domain,
+                sender,
                 limit,
             },
             json,
         ),
         QueueCmd::Show { id, json } => (Request::Show { id }, json),
         QueueCmd::Retry { id } => (act(id, "retry"), false),
-        QueueCmd::Hold { id } => (act(id, "hold"), false),
-        QueueCmd::Release { id } => (act(id, "release"), false),
-        QueueCmd::Bounce { id } => (act(id, "bounce"), false),
-        QueueCmd::Purge { id } => (act(id, "purge"), false),
-        QueueCmd::Flush { tenant, domain } => (
+        QueueCmd::Hold(target) => (act_on(target, "hold"), false),
+        QueueCmd::Release(target) => (act_on(target, "release"), false),
+        QueueCmd::Bounce(target) => (act_on(target, "bounce"), false),
+        QueueCmd::Purge(target) => (act_on(target, "purge"), false),
+        QueueCmd::Flush {
+            tenant,
+            domain,
+            sender,
+        } => (
             Request::Flush {
                 tenant,
                 domain,
+                sender,
                 actor: operator().name,
             },
             false,
@@ -105,8 +141,9 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
         }
     };
     let listing = matches!(request, Request::List { .. });
-    // Adopting a spool copies every message it holds: wait longer for it.
-    let wait = if matches!(request, Request::Adopt { .. }) {
+    // Adopting a spool copies every message it holds, and an action on a selection may
+    // touch the whole queue: wait longer for them.
+    let wait = if matches!(request, Request::Adopt { .. } | Request::ActSelected { .. }) {
         WAIT * 20
     } else {
         WAIT
@@ -143,9 +180,36 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
         Reply::Done { message, action } if action == "adopt" => outln!("adopted {message}"),
         Reply::Done { message, action } if action == "flush" => outln!("{message} due now"),
         Reply::Done { message, action } => outln!("{message}: {action} done"),
+        Reply::Selected {
+            action,
+            messages,
+            in_flight: 0,
+        } => outln!("{action} done for {messages} message(s)"),
+        Reply::Selected {
+            action,
+            messages,
+            in_flight,
+        } => outln!(
+            "{action} done for {messages} message(s); {in_flight} being delivered at that moment left as they were"
+        ),
         Reply::Error(e) => bail!("{e}"),
     }
     Ok(())
+}
+
+/// One message's action, or the selection's.
+fn act_on(target: Target, action: &str) -> Request {
+    match target.id {
+        Some(id) => act(id, action),
+        None => Request::ActSelected {
+            tenant: target.tenant,
+            domain: target.domain,
+            sender: target.sender,
+            all: target.all,
+            action: action.to_string(),
+            actor: operator().name,
+        },
+    }
 }
 
 fn act(id: String, action: &str) -> Request {

@@ -256,6 +256,11 @@ fn every_role_against_every_operation() {
         ),
         ("GET", "/queue", None, [200, 403, 403, 403, m401]),
         ("POST", "/queue/flush", None, [200, 403, 403, 403, m401]),
+        // Nothing selected: the operator is told to name something.
+        ("POST", "/queue/hold", None, [422, 403, 403, 403, m401]),
+        ("POST", "/queue/release", None, [422, 403, 403, 403, m401]),
+        ("POST", "/queue/bounce", None, [422, 403, 403, 403, m401]),
+        ("POST", "/queue/purge", None, [422, 403, 403, 403, m401]),
         (
             "POST",
             "/queue/{message}/retry",

@@ -858,6 +858,38 @@ fn an_operator_works_the_queue_and_restricts_a_user_by_hand() {
         .find(|l| l.contains("\"queue.flush\""))
         .unwrap_or_else(|| panic!("{audit}"));
     assert!(flush.contains(r#"\"messages\":1"#), "{flush}");
+    // Every message to remote.example held at once, once its retry is over; the page offers
+    // that only with something filtered on.
+    wait_for(Duration::from_secs(10), || {
+        let list = relay.cli(&["queue", "list", "--json"]);
+        list.lines()
+            .any(|l| l.contains(ids[2].as_str()) && l.contains(r#""attempts":2"#))
+            .then_some(())
+    })
+    .expect("the flushed message was tried again");
+    b.go(&format!("{base}/support/queue"));
+    assert!(
+        !b.exists("form[action='/support/queue/selected/hold']"),
+        "no action on the whole queue at one click"
+    );
+    b.go(&format!("{base}/support/queue?domain=remote.example"));
+    b.axe("queue filtered by destination");
+    b.click("form[action='/support/queue/selected/hold'] button");
+    has(&b.text(), word(&w, "done_saved"), "held all");
+    assert!(b.url().contains("domain=remote.example"), "{}", b.url());
+    assert!(
+        b.exists(&format!("form[action='/support/queue/{}/release']", ids[2])),
+        "the message flushed above is held now"
+    );
+    let audit = relay.cli(&["audit"]);
+    let held = audit
+        .lines()
+        .find(|l| l.contains("\"queue.hold\"") && l.contains("selection"))
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert!(
+        held.contains(r#"\"messages\":1"#),
+        "only the one not held yet: {held}"
+    );
 
     // A tenant from the configuration file: its connector cannot be removed here, and the
     // page says where to change it.

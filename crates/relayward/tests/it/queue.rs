@@ -173,6 +173,146 @@ fn operators_list_hold_release_retry_bounce_and_purge_queued_mail() {
     }
 }
 
+/// An incident: many messages wait for a destination that will not take them, or a sender
+/// filled the queue. An operator holds, releases, bounces or purges every message a selection
+/// picks (tenant, recipient domain, sender), from the command line or the API, as `postsuper`
+/// does with a list; nothing named means nothing unless every message is meant. Each action is
+/// audited once, with the selection and the messages.
+#[test]
+fn an_operator_acts_on_every_message_a_selection_picks() {
+    let rx = Receiver::start(false);
+    let relay = contoso_relay(&rx, "1h");
+    let (ops, admin) = tokens(&relay);
+    let alice = three_deferred(&relay);
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    let bob: Vec<String> = ["defer-d@remote.example", "defer-e@other.example"]
+        .iter()
+        .map(|r| {
+            let reply = c.transaction("bob@contoso.example", &[r], MSG);
+            assert_eq!(reply.code, 250, "{reply:?}");
+            reply.queued_id()
+        })
+        .collect();
+    c.cmd("QUIT");
+    let listed = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec!["queue", "list", "--json"];
+        all.extend_from_slice(args);
+        relay
+            .cli(&all)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let held = || -> Vec<String> {
+        let mut ids: Vec<String> = listed(&[])
+            .into_iter()
+            .filter(|m| m["held"] == true)
+            .filter_map(|m| m["id"].as_str().map(str::to_string))
+            .collect();
+        ids.sort();
+        ids
+    };
+    wait_for(Duration::from_secs(20), || {
+        let all = listed(&[]);
+        (all.len() == 5 && all.iter().all(|m| m["attempts"] == 1)).then_some(())
+    })
+    .expect("five messages waiting after their first round");
+    assert_eq!(listed(&["--sender", "BOB@contoso.EXAMPLE"]).len(), 2);
+
+    // A target is needed, and an id goes alone.
+    let (ok, out) = relay.cli_status(&["queue", "hold"]);
+    assert!(!ok && out.contains("required"), "{out}");
+    let (ok, out) = relay.cli_status(&["queue", "purge", &alice[0], "--tenant", "contoso"]);
+    assert!(!ok && out.contains("cannot be used with"), "{out}");
+
+    // Every message to remote.example held, from the command line.
+    let out = relay.cli(&["queue", "hold", "--domain", "remote.example"]);
+    assert_eq!(out.trim(), "hold done for 3 message(s)");
+    let mut expected = vec![alice[0].clone(), alice[2].clone(), bob[0].clone()];
+    expected.sort();
+    assert_eq!(held(), expected);
+
+    // Bob's released through the API (his address in any case), and tried again at once.
+    let api = |path: &str, tok: &str| relay.api("POST", path, Some(tok), None);
+    let (status, json) = api(
+        "/api/v1/queue/release?domain=remote.example&sender=Bob@Contoso.Example",
+        &ops,
+    );
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["messages"], 1, "{json}");
+    assert_eq!(json["done"], "release", "{json}");
+    wait_for(Duration::from_secs(10), || {
+        listed(&[])
+            .into_iter()
+            .find(|m| m["id"] == bob[0].as_str() && m["attempts"] == 2)
+    })
+    .expect("released and tried again");
+    // Nothing named is refused, as is everything with a name; tenant admins may not.
+    let (status, json) = api("/api/v1/queue/purge", &ops);
+    assert_eq!(status, 422, "{json}");
+    assert!(json.to_string().contains("name a tenant"), "{json}");
+    let (status, _) = api("/api/v1/queue/purge?all=true&tenant=contoso", &ops);
+    assert_eq!(status, 422);
+    let (status, _) = api("/api/v1/queue/bounce?tenant=contoso", &admin);
+    assert_eq!(status, 403);
+    let (status, _) = api("/api/v1/queue/purge?tenant=contoso&limit=3", &ops);
+    assert_eq!(status, 400, "an unknown parameter is refused");
+    assert_eq!(listed(&[]).len(), 5, "nothing refused touched the queue");
+
+    // Alice's three bounced (two of them held): an NDR each.
+    let out = relay.cli(&["queue", "bounce", "--sender", "alice@contoso.example"]);
+    assert_eq!(out.trim(), "bounce done for 3 message(s)");
+    let ndrs = |rx: &Receiver| {
+        rx.messages()
+            .into_iter()
+            .filter(|m| m.mail_from.is_empty() && m.rcpts == ["alice@contoso.example"])
+            .count()
+    };
+    wait_for(Duration::from_secs(10), || (ndrs(&rx) == 3).then_some(()))
+        .expect("an NDR for each bounced message");
+    // What is left (bob's two) purged: the whole queue, said so.
+    assert_eq!(
+        relay
+            .cli(&["queue", "purge", "--tenant", "fabrikam"])
+            .trim(),
+        "purge done for 0 message(s)"
+    );
+    let out = relay.cli(&["queue", "purge", "--all"]);
+    assert_eq!(out.trim(), "purge done for 2 message(s)");
+    assert!(listed(&[]).is_empty());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ndrs(&rx), 3, "purging tells nobody");
+    assert!(
+        rx.messages()
+            .iter()
+            .all(|m| m.rcpts.iter().all(|r| !r.starts_with("defer-"))),
+        "nothing selected was delivered"
+    );
+
+    // Audited once for each action, with the selection and the messages.
+    let audit: Vec<serde_json::Value> = relay
+        .cli(&["audit", "--tenant", "contoso", "--limit", "50"])
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let entry = |action: &str| -> serde_json::Value {
+        let e = audit
+            .iter()
+            .find(|e| e["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} in {audit:?}"));
+        serde_json::from_str(e["detail"].as_str().unwrap_or("{}")).unwrap_or_default()
+    };
+    let hold = entry("queue.hold");
+    assert_eq!(hold["messages"], 3, "{hold}");
+    assert_eq!(hold["selection"]["domain"], "remote.example", "{hold}");
+    assert_eq!(hold["ids"].as_array().map(Vec::len), Some(3), "{hold}");
+    let release = entry("queue.release");
+    assert_eq!(release["ids"][0], bob[0].as_str(), "{release}");
+    assert_eq!(entry("queue.bounce")["messages"], 3);
+    assert_eq!(entry("queue.purge")["messages"], 2);
+}
+
 #[test]
 fn the_trace_is_searched_and_paged_per_tenant() {
     let rx = Receiver::start(false);
