@@ -163,6 +163,9 @@ pub struct FlushForm {
     domain: String,
     #[serde(default)]
     sender: String,
+    /// `yes` once the operator has seen what a bounce or purge of a selection takes.
+    #[serde(default)]
+    confirm: String,
 }
 
 /// Every waiting message the filter shows (held ones stay held) due now, with the named
@@ -188,7 +191,9 @@ pub async fn flush(v: Viewer, State(s): State<ConsoleState>, Form(f): Form<Flush
 }
 
 /// Holds, releases, bounces or purges every waiting message the filter selects; the console
-/// offers it only with something filtered on, and the control plane refuses it without.
+/// offers it only with something filtered on, and the control plane refuses it without. A
+/// bounce or a purge, which cannot be undone, first shows how many messages it takes and waits
+/// for the operator to confirm.
 pub async fn act_on_selected(
     v: Viewer,
     State(s): State<ConsoleState>,
@@ -206,6 +211,10 @@ pub async fn act_on_selected(
         return crate::page::not_found(v.lang, Some(&v));
     };
     let selected = selection(&f.tenant, &f.domain, &f.sender);
+    let undone_never = matches!(action, QueueAction::Bounce | QueueAction::Purge);
+    if undone_never && f.confirm != "yes" && !selected.is_everything() {
+        return confirm(&v, &f, action.as_str(), queue.count(&selected));
+    }
     match s
         .control
         .queue_action_selected(queue, &selected, false, *action, &v.actor())
@@ -217,6 +226,44 @@ pub async fn act_on_selected(
             render(&v, &s, &Filter::default(), Some(banner), status)
         }
     }
+}
+
+/// What a bounce or purge of the filter's selection would take, with the same form to confirm
+/// it and the way back to the list.
+fn confirm(v: &Viewer, f: &FlushForm, action: &str, messages: usize) -> Response {
+    let w = v.w();
+    let n = messages.to_string();
+    let named: Vec<String> = [
+        ("tenant", &f.tenant),
+        ("destination_domain", &f.domain),
+        ("sender", &f.sender),
+    ]
+    .iter()
+    .filter(|(_, value)| !value.trim().is_empty())
+    .map(|(label, value)| format!("{} {}", w.t(label), value.trim()))
+    .collect();
+    let cancel = format!(
+        "/support/queue?tenant={}&domain={}&sender={}",
+        query_value(&f.tenant),
+        query_value(&f.domain),
+        query_value(&f.sender)
+    );
+    let body = html! {
+        p { (w.f(&format!("queue_confirm_{action}"), &[("n", &n)])) }
+        p { (w.t("queue_confirm_selection")) ": " (named.join(", ")) }
+        form method="post" action=(format!("/support/queue/selected/{action}")) {
+            (csrf(v))
+            input type="hidden" name="tenant" value=(f.tenant);
+            input type="hidden" name="domain" value=(f.domain);
+            input type="hidden" name="sender" value=(f.sender);
+            input type="hidden" name="confirm" value="yes";
+            button type="submit" { (w.t(&format!("queue_{action}_selected"))) }
+            " " a href=(cancel) { (w.t("queue_confirm_back")) }
+        }
+    };
+    Shell::of(v, w.t("support_queue").to_string())
+        .active("support_queue")
+        .render(body)
 }
 
 /// `value` for a URL's query, every byte outside letters, digits and `.-_@` percent-encoded.

@@ -149,6 +149,13 @@ impl Queue {
         out
     }
 
+    /// How many waiting messages a selection picks, held ones too.
+    pub fn count(&self, selection: &Selection) -> usize {
+        let matches = selection.matcher();
+        let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
+        s.waiting.values().filter(|e| matches(e)).count()
+    }
+
     /// Makes every waiting message a selection picks that is not held due now (as `postqueue
     /// -f` and `-s` do), and lifts the backoff of the named destination (of every destination
     /// when nothing is named), so a destination back after an outage gets its mail at once

@@ -890,6 +890,23 @@ fn an_operator_works_the_queue_and_restricts_a_user_by_hand() {
         held.contains(r#"\"messages\":1"#),
         "only the one not held yet: {held}"
     );
+    // A purge of them all says first what it takes, and waits to be confirmed.
+    b.click("form[action='/support/queue/selected/purge'] button");
+    let page = b.text();
+    has(&page, "Purge 2 waiting message(s)?", "the count to confirm");
+    has(&page, "remote.example", "the selection");
+    b.axe("confirm a purge of a selection");
+    assert!(
+        relay.cli(&["queue", "list"]).contains(ids[2].as_str()),
+        "nothing purged before it is confirmed"
+    );
+    b.click("form[action='/support/queue/selected/purge'] button");
+    has(&b.text(), word(&w, "done_saved"), "purged all");
+    let left = relay.cli(&["queue", "list"]);
+    assert!(
+        !left.contains(ids[0].as_str()) && !left.contains(ids[2].as_str()),
+        "{left}"
+    );
 
     // A tenant from the configuration file: its connector cannot be removed here, and the
     // page says where to change it.
