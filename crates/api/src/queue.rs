@@ -1,6 +1,6 @@
-//! The mail queue (operators): list by tenant, destination or sender; retry, hold, release,
-//! bounce, purge one message; flush (every selected message due now); hold, release, bounce or
-//! purge every selected message.
+//! The mail queue (operators): list by tenant, destination or sender, and its shape (qshape);
+//! retry, hold, release, bounce, purge one message; flush (every selected message due now);
+//! hold, release, bounce or purge every selected message.
 
 use crate::answers::*;
 use crate::auth::Principal;
@@ -17,6 +17,16 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         answer: Some(answer::<QueueList>),
         route: || get(queue_list),
         doc: Some(queue_list_doc),
+    },
+    Operation {
+        method: "get",
+        path: "/queue/shape",
+        summary: "Where the queue waits, as qshape draws it: waiting messages by recipient domain (by=sender: sender domain) and by minutes since they arrived, the busiest domains first; filter by tenant, recipient domain and sender. Operators.",
+        access: Access::Operator,
+        ok: 200,
+        answer: Some(answer::<relayward_delivery::Shape>),
+        route: || get(queue_shape),
+        doc: Some(queue_shape_doc),
     },
     Operation {
         method: "post",
@@ -132,6 +142,19 @@ fn queue_list_doc() -> Value {
     })
 }
 
+fn queue_shape_doc() -> Value {
+    json!({
+        "responses": { "400": error_response() },
+        "parameters": [
+            { "name": "tenant", "in": "query", "required": false, "schema": { "type": "string" } },
+            { "name": "domain", "in": "query", "required": false, "schema": { "type": "string" } },
+            { "name": "sender", "in": "query", "required": false, "schema": { "type": "string" } },
+            { "name": "by", "in": "query", "required": false, "schema": { "type": "string", "enum": ["recipient", "sender"] } },
+            { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }
+        ]
+    })
+}
+
 fn queue_flush_doc() -> Value {
     json!({
         "responses": { "400": error_response() },
@@ -162,6 +185,52 @@ struct FlushQuery {
     tenant: Option<String>,
     domain: Option<String>,
     sender: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShapeQuery {
+    tenant: Option<String>,
+    domain: Option<String>,
+    sender: Option<String>,
+    by: Option<ShapeByName>,
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ShapeByName {
+    Recipient,
+    Sender,
+}
+
+/// A listing's `limit`, 1 to 1,000; `default` when none is asked.
+fn limit(asked: Option<usize>, default: usize) -> ApiResult<usize> {
+    let limit = asked.unwrap_or(default);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "limit must be 1 to 1000",
+        ));
+    }
+    Ok(limit)
+}
+
+async fn queue_shape(
+    State(s): State<ApiState>,
+    q: Result<Query<ShapeQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<relayward_delivery::Shape>> {
+    let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
+    let limit = limit(q.limit, 20)?;
+    let by = match q.by {
+        Some(ShapeByName::Sender) => relayward_delivery::ShapeBy::Sender,
+        Some(ShapeByName::Recipient) | None => relayward_delivery::ShapeBy::Recipient,
+    };
+    Ok(Json(s.queue.shape(
+        &selection(q.tenant, q.domain, q.sender),
+        by,
+        limit,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -220,13 +289,7 @@ async fn queue_list(
     q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<QueueList>> {
     let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "limit must be 1 to 1000",
-        ));
-    }
+    let limit = limit(q.limit, 100)?;
     let list = s
         .queue
         .list(&selection(q.tenant, q.domain, q.sender), limit);

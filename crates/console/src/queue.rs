@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
-use relayward_delivery::{QueueAction, Selection};
+use relayward_delivery::{QueueAction, Selection, Shape, ShapeBy};
 use serde::Deserialize;
 
 use crate::page::{Banner, Shell, csrf, forbidden, refusal, time};
@@ -33,6 +33,47 @@ fn selection(tenant: &str, domain: &str, sender: &str) -> Selection {
         tenant: some(tenant),
         domain: some(domain),
         sender: some(sender),
+    }
+}
+
+/// Where the filtered queue waits: its messages by recipient domain and time waited (the
+/// busiest ten domains, each a link to its messages), as `relayward queue shape` prints it.
+fn shape_table(v: &Viewer, shape: &Shape) -> maud::Markup {
+    let w = v.w();
+    let last = shape
+        .minutes
+        .last()
+        .copied()
+        .unwrap_or_default()
+        .to_string();
+    html! {
+        div.scroll tabindex="0" role="region" aria-label=(w.t("queue_shape_caption")) { table {
+            caption { (w.t("queue_shape_caption")) }
+            thead { tr {
+                th scope="col" { (w.t("destination_domain")) }
+                th scope="col" { (w.t("queue_shape_all")) }
+                @for m in &shape.minutes {
+                    th scope="col" { (w.f("queue_shape_under", &[("n", &m.to_string())])) }
+                }
+                th scope="col" { (w.f("queue_shape_past", &[("n", &last)])) }
+                th scope="col" { (w.t("held")) }
+            } }
+            tbody {
+                @for (i, r) in std::iter::once(&shape.total).chain(&shape.rows).enumerate() {
+                    tr {
+                        th scope="row" {
+                            @if i == 0 { (w.t("queue_shape_total")) } @else {
+                                a href=(format!("/support/queue?domain={}", query_value(&r.domain))) { (r.domain) }
+                            }
+                        }
+                        td { (r.messages) }
+                        @for n in &r.by_age { td { (n) } }
+                        td { (r.held) }
+                    }
+                }
+            }
+        } }
+        @if shape.more > 0 { p.help { (w.f("queue_shape_more", &[("n", &shape.more.to_string())])) } }
     }
 }
 
@@ -78,6 +119,7 @@ fn render(
     };
     let selected = selection(&f.tenant, &f.domain, &f.sender);
     let list = queue.list(&selected, 200);
+    let shape = queue.shape(&selected, ShapeBy::Recipient, 10);
     let body = html! {
         form.filters method="get" action="/support/queue" role="search" {
             div { label for="q-tenant" { (w.t("tenant")) } input #q-tenant type="text" name="tenant" value=(f.tenant); }
@@ -86,6 +128,7 @@ fn render(
             button type="submit" { (w.t("apply")) }
         }
         @if list.is_empty() { p { (w.t("queue_empty")) } } @else {
+            (shape_table(v, &shape))
             form.flush method="post" action="/support/queue/flush" {
                 (csrf(v))
                 input type="hidden" name="tenant" value=(f.tenant);

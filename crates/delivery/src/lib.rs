@@ -14,5 +14,6 @@ mod starttls;
 
 pub use queue::{
     Delayed, DeliveryConfig, DestinationView, Events, Outgoing, PoolAddress, Queue, QueueAction,
-    QueueActionError, QueueStats, QueuedMessage, Router, Selected, Selection, Signer,
+    QueueActionError, QueueStats, QueuedMessage, Router, SHAPE_MINUTES, Selected, Selection, Shape,
+    ShapeBy, ShapeRow, Signer,
 };

@@ -19,6 +19,7 @@ use crate::dns::Resolver;
 
 mod actions;
 pub use actions::{QueueAction, QueueActionError, Selected, Selection};
+pub use shape::{SHAPE_MINUTES, Shape, ShapeBy, ShapeRow};
 mod delayed;
 mod destinations;
 mod idle;
@@ -27,6 +28,7 @@ mod mta_sts;
 mod reports;
 mod required_tls;
 mod route;
+mod shape;
 pub use delayed::Delayed;
 pub use destinations::DestinationView;
 use destinations::{Health, WakeParked};

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use relayward_control::{Actor, Control};
-use relayward_delivery::{Queue, QueueAction, QueuedMessage, Selection};
+use relayward_delivery::{Queue, QueueAction, QueuedMessage, Selection, Shape, ShapeBy};
 use relayward_guard::Role;
 use relayward_spool::Spool;
 use serde::{Deserialize, Serialize};
@@ -65,6 +65,14 @@ pub enum Request {
         sender: Option<String>,
         actor: String,
     },
+    /// The queue's shape (`Queue::shape`), by recipient domain or by sender domain.
+    Shape {
+        tenant: Option<String>,
+        domain: Option<String>,
+        sender: Option<String>,
+        by_sender: bool,
+        limit: usize,
+    },
     /// hold, release, bounce or purge every waiting message of a selection (every one with
     /// `all`), as `actor` (`Control::queue_action_selected`).
     ActSelected {
@@ -82,6 +90,7 @@ pub enum Request {
 #[serde(rename_all = "lowercase")]
 pub enum Reply {
     Messages(Vec<QueuedMessage>),
+    Shape(Shape),
     Done {
         message: String,
         action: String,
@@ -183,6 +192,21 @@ async fn answer(request: Request, control: &Arc<Control>, queue: &Queue, spool: 
         } => Reply::Messages(
             queue.list(&selection(tenant, domain, sender), limit.clamp(1, MAX_LIST)),
         ),
+        Request::Shape {
+            tenant,
+            domain,
+            sender,
+            by_sender,
+            limit,
+        } => Reply::Shape(queue.shape(
+            &selection(tenant, domain, sender),
+            if by_sender {
+                ShapeBy::Sender
+            } else {
+                ShapeBy::Recipient
+            },
+            limit.clamp(1, MAX_LIST),
+        )),
         Request::Show { id } => {
             match queue
                 .list(&Selection::default(), usize::MAX)

@@ -52,7 +52,7 @@ impl Selection {
     }
 
     /// The matcher, with the domain and the sender in the forms envelopes compare in.
-    fn matcher(&self) -> impl Fn(&Envelope) -> bool + '_ {
+    pub(super) fn matcher(&self) -> impl Fn(&Envelope) -> bool + '_ {
         let domain = self.domain.as_deref().map(relayward_names::domain_key);
         let sender = self.sender.as_deref().map(sender_key);
         move |e: &Envelope| {

@@ -1,5 +1,5 @@
 //! `relayward queue`: the running relay's mail queue from the command line, through its control
-//! socket. `list` reads like `postqueue -p`; `retry`, `hold`, `release`, `bounce` and `purge`
+//! socket. `list` reads like `postqueue -p` and `shape` like `qshape`; `retry`, `hold`, `release`, `bounce` and `purge`
 //! act on one message, `flush` (`postqueue -f`, `-s`) on many, and `hold`, `release`, `bounce`
 //! and `purge` on every message a selection picks (`postsuper -h`, `-H`, `-d` on a list),
 //! through the control plane, audited like the API's queue actions.
@@ -21,18 +21,26 @@ pub enum QueueCmd {
     /// Messages waiting, soonest first (held ones last): id, size of the pending list, arrival,
     /// sender, last temporary answer and each pending recipient.
     List {
-        /// Only this tenant's messages.
-        #[arg(long)]
-        tenant: Option<String>,
-        /// Only messages with a pending recipient in this domain.
-        #[arg(long)]
-        domain: Option<String>,
-        /// Only messages from this sender (`<>` for the relay's own reports).
-        #[arg(long)]
-        sender: Option<String>,
+        #[command(flatten)]
+        filter: Filter,
         #[arg(long, default_value_t = 1000)]
         limit: usize,
         /// One JSON object per message.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Where the queue waits, as Postfix's `qshape` draws it: waiting messages by recipient
+    /// domain (or sender domain) and by minutes since they arrived, the busiest domains first.
+    Shape {
+        #[command(flatten)]
+        filter: Filter,
+        /// Rows by the sender's domain instead of the recipients'.
+        #[arg(long)]
+        by_sender: bool,
+        /// At most this many domains.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// The shape as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -58,17 +66,27 @@ pub enum QueueCmd {
     /// a pending recipient in one domain; a destination named with --domain (every one, with
     /// no filter) is tried again at once even if it was backed off after failures.
     Flush {
-        #[arg(long)]
-        tenant: Option<String>,
-        #[arg(long)]
-        domain: Option<String>,
-        #[arg(long)]
-        sender: Option<String>,
+        #[command(flatten)]
+        filter: Filter,
     },
     /// Take every unfinished message of another node's spool directory (a cluster node that
     /// will not come back, its disk copied here) into this running node, which delivers them.
     /// The other spool must not be in use.
     Adopt { dir: std::path::PathBuf },
+}
+
+/// Which waiting messages a listing, a shape or a flush takes; all when nothing is named.
+#[derive(clap::Args)]
+pub struct Filter {
+    /// Only this tenant's messages.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Only messages with a pending recipient in this domain.
+    #[arg(long)]
+    domain: Option<String>,
+    /// Only messages from this sender (`<>` for the relay's own reports).
+    #[arg(long)]
+    sender: Option<String>,
 }
 
 /// One message by its id, or every waiting message a selection picks.
@@ -95,16 +113,29 @@ pub struct Target {
 pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
     let (request, json) = match cmd {
         QueueCmd::List {
-            tenant,
-            domain,
-            sender,
+            filter,
             limit,
             json,
         } => (
             Request::List {
-                tenant,
-                domain,
-                sender,
+                tenant: filter.tenant,
+                domain: filter.domain,
+                sender: filter.sender,
+                limit,
+            },
+            json,
+        ),
+        QueueCmd::Shape {
+            filter,
+            by_sender,
+            limit,
+            json,
+        } => (
+            Request::Shape {
+                tenant: filter.tenant,
+                domain: filter.domain,
+                sender: filter.sender,
+                by_sender,
                 limit,
             },
             json,
@@ -115,15 +146,11 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
         QueueCmd::Release(target) => (act_on(target, "release"), false),
         QueueCmd::Bounce(target) => (act_on(target, "bounce"), false),
         QueueCmd::Purge(target) => (act_on(target, "purge"), false),
-        QueueCmd::Flush {
-            tenant,
-            domain,
-            sender,
-        } => (
+        QueueCmd::Flush { filter } => (
             Request::Flush {
-                tenant,
-                domain,
-                sender,
+                tenant: filter.tenant,
+                domain: filter.domain,
+                sender: filter.sender,
                 actor: operator().name,
             },
             false,
@@ -177,6 +204,8 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
                 );
             }
         }
+        Reply::Shape(shape) if json => outln!("{}", serde_json::to_string(&shape)?),
+        Reply::Shape(shape) => print_shape(&shape),
         Reply::Done { message, action } if action == "adopt" => outln!("adopted {message}"),
         Reply::Done { message, action } if action == "flush" => outln!("{message} due now"),
         Reply::Done { message, action } => outln!("{message}: {action} done"),
@@ -243,6 +272,38 @@ fn print_message(m: &QueuedMessage) {
         outln!("{:<61}{}", "", relayward_control::shown_address(r));
     }
     outln!("");
+}
+
+/// The shape as `qshape` lays it out: a row per domain under the total, a column for all (`T`)
+/// and one per age bound in minutes, and the held ones at the end.
+fn print_shape(shape: &relayward_delivery::Shape) {
+    let width = shape
+        .rows
+        .iter()
+        .map(|r| r.domain.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(5, 40);
+    let mut head = format!("{:>width$} {:>6}", "", "T");
+    for m in &shape.minutes {
+        head.push_str(&format!(" {m:>5}"));
+    }
+    if let Some(last) = shape.minutes.last() {
+        head.push_str(&format!(" {:>5}", format!("{last}+")));
+    }
+    head.push_str(&format!(" {:>5}", "held"));
+    outln!("{head}");
+    for r in std::iter::once(&shape.total).chain(&shape.rows) {
+        let mut line = format!("{:>width$} {:>6}", r.domain, r.messages);
+        for n in &r.by_age {
+            line.push_str(&format!(" {n:>5}"));
+        }
+        line.push_str(&format!(" {:>5}", r.held));
+        outln!("{line}");
+    }
+    if shape.more > 0 {
+        outln!("-- {} more domain(s) not shown (--limit)", shape.more);
+    }
 }
 
 /// `Mon Nov 30 01:32:11`, as `postqueue -p` shows arrival times (UTC here).

@@ -255,6 +255,7 @@ fn every_role_against_every_operation() {
             [200, 200, 403, 404, m401],
         ),
         ("GET", "/queue", None, [200, 403, 403, 403, m401]),
+        ("GET", "/queue/shape", None, [200, 403, 403, 403, m401]),
         ("POST", "/queue/flush", None, [200, 403, 403, 403, m401]),
         // Nothing selected: the operator is told to name something.
         ("POST", "/queue/hold", None, [422, 403, 403, 403, m401]),

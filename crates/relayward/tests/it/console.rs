@@ -826,6 +826,12 @@ fn an_operator_works_the_queue_and_restricts_a_user_by_hand() {
     })
     .expect("the three deferred messages are listed");
     has(&page, "451", "the last answer");
+    // Where it waits: two messages for remote.example, each domain a link to its messages.
+    has(&page, "Where the queue waits", "the queue's shape");
+    assert!(
+        b.exists("a[href='/support/queue?domain=remote.example']"),
+        "{page}"
+    );
     b.axe("queue");
     b.click(&format!(
         "form[action='/support/queue/{}/hold'] button",

@@ -313,6 +313,90 @@ fn an_operator_acts_on_every_message_a_selection_picks() {
     assert_eq!(entry("queue.purge")["messages"], 2);
 }
 
+/// At 3 a.m. the first question is where the queue waits: `relayward queue shape` (and the API)
+/// draws it as Postfix's `qshape` does, messages by recipient domain (or sender domain) and by
+/// minutes since they arrived, the busiest first, held ones counted apart.
+#[test]
+fn the_queues_shape_shows_where_mail_waits() {
+    let rx = Receiver::start(false);
+    let relay = contoso_relay(&rx, "1h");
+    let (ops, admin) = tokens(&relay);
+    let ids = three_deferred(&relay);
+    wait_for(Duration::from_secs(20), || {
+        let out = relay.cli(&["queue", "list", "--json"]);
+        (out.lines()
+            .filter(|l| l.contains(r#""attempts":1"#))
+            .count()
+            == 3)
+            .then_some(())
+    })
+    .expect("three messages waiting after their first round");
+    relay.cli(&["queue", "hold", &ids[0]]);
+
+    // The table: a header of age bounds, the total, then the busiest domain first.
+    let text = relay.cli(&["queue", "shape"]);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        [
+            "T", "5", "10", "20", "40", "80", "160", "320", "640", "1280", "1280+", "held"
+        ],
+        "{text}"
+    );
+    let row = |cells: &[&str]| cells.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        row(&lines[1]),
+        row(&[
+            "TOTAL", "3", "3", "0", "0", "0", "0", "0", "0", "0", "0", "0", "1"
+        ]),
+        "{text}"
+    );
+    assert_eq!(lines[2][..3], ["remote.example", "2", "2"], "{text}");
+    assert_eq!(lines[2].last(), Some(&"1"), "one of them held: {text}");
+    assert_eq!(lines[3][..3], ["other.example", "1", "1"], "{text}");
+    assert_eq!(lines.len(), 4, "{text}");
+
+    // By sender domain, as JSON, and cut to a limit.
+    let by_sender: serde_json::Value =
+        serde_json::from_str(&relay.cli(&["queue", "shape", "--by-sender", "--json"]))
+            .expect("json");
+    assert_eq!(
+        by_sender["rows"][0]["domain"], "contoso.example",
+        "{by_sender}"
+    );
+    assert_eq!(by_sender["rows"][0]["messages"], 3, "{by_sender}");
+    let cut = relay.cli(&["queue", "shape", "--limit", "1"]);
+    assert!(cut.contains("-- 1 more domain(s) not shown"), "{cut}");
+
+    // The API, for operators only.
+    let (status, json) = relay.api(
+        "GET",
+        "/api/v1/queue/shape?tenant=contoso&limit=1",
+        Some(&ops),
+        None,
+    );
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["total"]["messages"], 3, "{json}");
+    assert_eq!(json["rows"][0]["domain"], "remote.example", "{json}");
+    assert_eq!(json["more"], 1, "{json}");
+    assert_eq!(json["minutes"][0], 5, "{json}");
+    let (status, json) = relay.api(
+        "GET",
+        "/api/v1/queue/shape?domain=other.example&by=sender",
+        Some(&ops),
+        None,
+    );
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["total"]["messages"], 1, "{json}");
+    let (status, _) = relay.api("GET", "/api/v1/queue/shape?by=age", Some(&ops), None);
+    assert_eq!(status, 400);
+    let (status, _) = relay.api("GET", "/api/v1/queue/shape", Some(&admin), None);
+    assert_eq!(status, 403);
+}
+
 #[test]
 fn the_trace_is_searched_and_paged_per_tenant() {
     let rx = Receiver::start(false);
