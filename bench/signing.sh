@@ -11,7 +11,8 @@
 #                and not signing
 #
 # Besides the table, each result is printed as a line `RESULT <relay> <msg/s> [<CPU ms> <PSS MiB>]`
-# (for Relayward also `THREADS <relay> <thread group>=<CPU ms per message> ...`)
+# (for Relayward also `THREADS <relay> <thread group>=<CPU ms per message> ...` and
+# `SWITCHES <relay> <thread group>=<voluntary>/<involuntary context switches per message> ...`)
 # and the latency as `LATENCY <p50 ms> <p99 ms> <msg/s reached>`, for bench/signing-matrix.sh;
 # after each round, what an RSA-2048 signature costs the machine then, as `RSA <round> <ms>`.
 #
@@ -63,6 +64,14 @@ thread_ns() {
   for t in /proc/"$1"/task/*; do
     printf '%s %s\n' "$(cat "$t/comm" 2>/dev/null)" "$(cut -d' ' -f1 "$t/schedstat" 2>/dev/null)"
   done | awk 'NF == 2 {g = $1; sub(/-[0-9]+$/, "", g); ns[g] += $2} END {for (g in ns) print g, ns[g]}'
+}
+# The context switches of each group of threads, voluntary (a thread waiting: a lock, a channel,
+# epoll, fdatasync) and involuntary (preempted), a line per group: `<group> <voluntary> <involuntary>`.
+thread_switches() {
+  for t in /proc/"$1"/task/*; do
+    printf '%s %s\n' "$(cat "$t/comm" 2>/dev/null)" \
+      "$(awk '/^voluntary_ctxt_switches/{v=$2} /^nonvoluntary_ctxt_switches/{i=$2} END{print v, i}' "$t/status" 2>/dev/null)"
+  done | awk 'NF == 3 {g = $1; sub(/-[0-9]+$/, "", g); v[g] += $2; i[g] += $3} END {for (g in v) print g, v[g], i[g]}'
 }
 pss_kib() { awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup"; }
 
@@ -123,14 +132,18 @@ relayward_round() { # $1: sender; prints msg/s, CPU ms per message, PSS MiB
   local from=$1
   start_relayward "$from"
   local pid=$rw_pid c0 t0 e2e c1 pss
-  c0=$(cpu_ticks $pid); thread_ns $pid > "$work/threads.0"; t0=$(date +%s.%N)
+  c0=$(cpu_ticks $pid); thread_ns $pid > "$work/threads.0"; thread_switches $pid > "$work/switches.0"
+  t0=$(date +%s.%N)
   load $RW_PORT "$from"
   e2e=$(wait_sink "$MESSAGES" "$t0")
   c1=$(cpu_ticks $pid); pss=$(pss_kib $pid); thread_ns $pid > "$work/threads.1"
+  thread_switches $pid > "$work/switches.1"
   # Where the CPU went, ms per message by thread group, for the caller to print (threads that
   # ended during the run, such as tokio's idle blocking threads, are missing from it).
   awk -v n="$MESSAGES" 'NR == FNR {b[$1] = $2; next} {d = ($2 - b[$1]) / 1e6 / n; if (d >= 0.001) printf " %s=%.3f", $1, d}' \
     "$work/threads.0" "$work/threads.1" > "$work/threads"
+  awk -v n="$MESSAGES" 'NR == FNR {v[$1] = $2; i[$1] = $3; next} {dv = ($2 - v[$1]) / n; di = ($3 - i[$1]) / n; if (dv + di >= 0.01) printf " %s=%.2f/%.2f", $1, dv, di}' \
+    "$work/switches.0" "$work/switches.1" > "$work/switches"
   stop_relayward
   local tck; tck=$(getconf CLK_TCK)
   echo "$(echo "$MESSAGES / $e2e" | bc) $(echo "scale=2; ($c1 - $c0) * 1000 / $tck / $MESSAGES" | bc) $((pss / 1024))"
@@ -212,12 +225,14 @@ for r in $(seq 1 "$ROUNDS"); do
         signing_rates+=("$m")
         printf '%-6s %-30s %10s %12s %9s\n' "$r" "relayward, signing" "$m" "$c" "$p"
         echo "RESULT signing $m $c $p"
-        echo "THREADS signing$(cat "$work/threads")" ;;
+        echo "THREADS signing$(cat "$work/threads")"
+        echo "SWITCHES signing$(cat "$work/switches")" ;;
       unsigned)
         read -r m c p <<<"$(relayward_round bench@fabrikam.example)"
         printf '%-6s %-30s %10s %12s %9s\n' "$r" "relayward, not signing" "$m" "$c" "$p"
         echo "RESULT unsigned $m $c $p"
-        echo "THREADS unsigned$(cat "$work/threads")" ;;
+        echo "THREADS unsigned$(cat "$work/threads")"
+        echo "SWITCHES unsigned$(cat "$work/switches")" ;;
       postfix)
         m=$(postfix_round none)
         printf '%-6s %-30s %10s\n' "$r" "postfix" "$m"
