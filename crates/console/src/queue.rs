@@ -24,6 +24,9 @@ pub struct Filter {
     #[serde(default)]
     sender: String,
     done: Option<String>,
+    /// After an action on a selection: how many of its messages were in a delivery round and
+    /// left as they were.
+    in_flight: Option<usize>,
 }
 
 /// The queue's selection from a filter's fields: blank ones name nothing.
@@ -77,14 +80,18 @@ fn shape_table(v: &Viewer, shape: &Shape) -> maud::Markup {
     }
 }
 
-/// The queue page again with the same filter, saying the action was done.
-fn back(tenant: &str, domain: &str, sender: &str) -> Response {
-    let back = format!(
+/// The queue page again with the same filter, saying the action was done (and how many
+/// messages of a selection it left in their delivery rounds).
+fn back(tenant: &str, domain: &str, sender: &str, in_flight: usize) -> Response {
+    let mut back = format!(
         "/support/queue?tenant={}&domain={}&sender={}&done=1",
         query_value(tenant),
         query_value(domain),
         query_value(sender)
     );
+    if in_flight > 0 {
+        back.push_str(&format!("&in_flight={in_flight}"));
+    }
     Redirect::to(&back).into_response()
 }
 
@@ -189,10 +196,17 @@ pub async fn page(v: Viewer, State(s): State<ConsoleState>, Query(f): Query<Filt
     if !v.operator() {
         return forbidden(&v, "operators_only");
     }
-    let banner = f
-        .done
-        .as_ref()
-        .map(|_| Banner::Done(v.w().t("done_saved").to_string()));
+    let w = v.w();
+    let banner = f.done.as_ref().map(|_| {
+        Banner::Done(match f.in_flight {
+            Some(n) if n > 0 => format!(
+                "{} {}",
+                w.t("done_saved"),
+                w.f("queue_in_flight_left", &[("n", &n.to_string())])
+            ),
+            _ => w.t("done_saved").to_string(),
+        })
+    });
     render(&v, &s, &f, banner, StatusCode::OK)
 }
 
@@ -225,7 +239,7 @@ pub async fn flush(v: Viewer, State(s): State<ConsoleState>, Form(f): Form<Flush
     };
     let selected = selection(&f.tenant, &f.domain, &f.sender);
     match s.control.queue_flush(queue, &selected, &v.actor()).await {
-        Ok(_) => back(&f.tenant, &f.domain, &f.sender),
+        Ok(_) => back(&f.tenant, &f.domain, &f.sender, 0),
         Err(e) => {
             let (status, banner) = opened!(refusal(&v, e));
             render(&v, &s, &Filter::default(), Some(banner), status)
@@ -263,7 +277,7 @@ pub async fn act_on_selected(
         .queue_action_selected(queue, &selected, false, *action, &v.actor())
         .await
     {
-        Ok(_) => back(&f.tenant, &f.domain, &f.sender),
+        Ok(done) => back(&f.tenant, &f.domain, &f.sender, done.in_flight),
         Err(e) => {
             let (status, banner) = opened!(refusal(&v, e));
             render(&v, &s, &Filter::default(), Some(banner), status)

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use relayward_spool::{Envelope, RcptState};
 use relayward_store::TraceKind;
 
+use super::delayed::InRound;
 use super::{Queue, QueuedMessage, now_ms};
 
 /// Why an operator's queue action could not be done.
@@ -65,6 +66,23 @@ impl Selection {
                 && sender
                     .as_deref()
                     .is_none_or(|s| sender_key(&e.mail_from) == s)
+        }
+    }
+
+    /// The same for a message in a delivery round.
+    pub(super) fn round_matcher(&self) -> impl Fn(&InRound) -> bool + '_ {
+        let domain = self.domain.as_deref().map(relayward_names::domain_key);
+        let sender = self.sender.as_deref().map(sender_key);
+        move |m: &InRound| {
+            self.tenant
+                .as_deref()
+                .is_none_or(|t| m.tenant.as_deref() == Some(t))
+                && domain
+                    .as_deref()
+                    .is_none_or(|d| m.domains.iter().any(|x| x == d))
+                && sender
+                    .as_deref()
+                    .is_none_or(|s| sender_key(&m.mail_from) == s)
         }
     }
 }
@@ -195,9 +213,9 @@ impl Queue {
     }
 
     /// Holds, releases, bounces or purges every waiting message a selection picks, as `act`
-    /// does one: hold takes those not held, release those held. A message being delivered at
-    /// that instant is left as it is and counted; one delivered meanwhile is not there to act
-    /// on. Retry is `flush`, and is refused here.
+    /// does one: hold takes those not held, release those held. A message in a delivery round
+    /// (at the start, or by the time its turn comes) is left as it is and counted; one delivered
+    /// meanwhile is not there to act on. Retry is `flush`, and is refused here.
     pub async fn act_on_selection(
         &self,
         selection: &Selection,
@@ -207,8 +225,22 @@ impl Queue {
             return Err(QueueActionError::NotForMany(action.as_str()));
         }
         let matches = selection.matcher();
+        let in_round = selection.round_matcher();
+        let mut out = Selected::default();
         let mut ids: Vec<String> = {
             let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
+            // Those in a round now are not acted on, and are said to be so (a destination that
+            // hangs keeps its messages in rounds for minutes); a round that just ended has put
+            // its message back already.
+            let d = self
+                .inner
+                .delivering
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            out.in_flight = d
+                .iter()
+                .filter(|(id, m)| !s.waiting.contains_key(*id) && in_round(m))
+                .count();
             s.waiting
                 .values()
                 .filter(|e| match action {
@@ -222,7 +254,6 @@ impl Queue {
         };
         // Ids begin with their arrival time.
         ids.sort_unstable();
-        let mut out = Selected::default();
         for id in ids {
             match self.act(&id, action).await {
                 Ok(before) => out.done.push((before.id, before.tenant)),

@@ -19,13 +19,15 @@ pub struct Delayed {
     pub domains: Vec<(String, usize)>,
 }
 
-/// A message in a delivery round, as the count needs it: a destination that hangs holds its
-/// messages in rounds for minutes, and they are as delayed as the ones waiting for a round.
+/// A message in a delivery round, as the count, the queue's shape and operators' selections
+/// need it: a destination that hangs holds its messages in rounds for minutes, and they are as
+/// delayed as the ones waiting for a round.
 pub(super) struct InRound {
-    tenant: Option<String>,
-    received_at: i64,
+    pub(super) tenant: Option<String>,
+    pub(super) mail_from: String,
+    pub(super) received_at: i64,
     /// Its pending recipients' domains, each once.
-    domains: Vec<String>,
+    pub(super) domains: Vec<String>,
 }
 
 impl InRound {
@@ -35,6 +37,7 @@ impl InRound {
         domains.dedup();
         InRound {
             tenant: env.tenant.clone(),
+            mail_from: env.mail_from.clone(),
             received_at: env.received_at,
             domains,
         }

@@ -1,10 +1,9 @@
-//! The queue's shape, as Postfix's `qshape` draws it: the waiting messages a selection picks,
-//! counted by recipient domain (or by sender domain) and by how long they have waited, so an
-//! operator sees at a glance which destinations hold the queue and since when.
+//! The queue's shape, as Postfix's `qshape` draws it: the queued messages a selection picks,
+//! waiting or in a delivery round, counted by recipient domain (or by sender domain) and by how
+//! long they have waited, so an operator sees at a glance which destinations hold the queue and
+//! since when.
 
 use std::collections::HashMap;
-
-use relayward_spool::Envelope;
 
 use super::actions::Selection;
 use super::{Queue, now_ms};
@@ -37,9 +36,9 @@ impl ShapeRow {
         }
     }
 
-    fn count(&mut self, e: &Envelope, column: usize) {
+    fn count(&mut self, held: bool, column: usize) {
         self.messages += 1;
-        self.held += usize::from(e.held);
+        self.held += usize::from(held);
         if let Some(n) = self.by_age.get_mut(column) {
             *n += 1;
         }
@@ -79,38 +78,59 @@ fn column(waited: i64) -> usize {
 }
 
 /// The sender's domain as a row names it.
-fn sender_domain(e: &Envelope) -> String {
-    match e.mail_from.rsplit_once('@') {
+fn sender_domain(mail_from: &str) -> String {
+    match mail_from.rsplit_once('@') {
         Some((_, domain)) => relayward_names::domain_key(domain.trim_end_matches('>')).into_owned(),
-        None if e.mail_from.is_empty() => "<>".to_string(),
-        None => e.mail_from.to_lowercase(),
+        None if mail_from.is_empty() => "<>".to_string(),
+        None => mail_from.to_lowercase(),
     }
 }
 
 impl Queue {
-    /// The shape of the waiting messages a selection picks (held ones too), by recipient or
-    /// sender domain, the `limit` busiest domains.
+    /// The shape of the queued messages a selection picks (held ones, and those in a delivery
+    /// round, too: a destination that hangs keeps its mail in rounds), by recipient or sender
+    /// domain, the `limit` busiest domains.
     pub fn shape(&self, selection: &Selection, by: ShapeBy, limit: usize) -> Shape {
         let matches = selection.matcher();
+        let in_round = selection.round_matcher();
         let now = now_ms() / 1000;
         let mut total = ShapeRow::new("TOTAL".to_string());
         let mut rows: HashMap<String, ShapeRow> = HashMap::new();
+        let mut tally = |received_at: i64, held: bool, mut domains: Vec<String>| {
+            let at = column(now - received_at);
+            total.count(held, at);
+            domains.sort_unstable();
+            domains.dedup();
+            for d in domains {
+                rows.entry(d.clone())
+                    .or_insert_with(|| ShapeRow::new(d))
+                    .count(held, at);
+            }
+        };
         {
             let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
             for e in s.waiting.values().filter(|e| matches(e)) {
-                let at = column(now - e.received_at);
-                total.count(e, at);
-                let mut domains: Vec<String> = match by {
+                let domains = match by {
                     ShapeBy::Recipient => e.pending().map(|r| r.domain()).collect(),
-                    ShapeBy::Sender => vec![sender_domain(e)],
+                    ShapeBy::Sender => vec![sender_domain(&e.mail_from)],
                 };
-                domains.sort_unstable();
-                domains.dedup();
-                for d in domains {
-                    rows.entry(d.clone())
-                        .or_insert_with(|| ShapeRow::new(d))
-                        .count(e, at);
+                tally(e.received_at, e.held, domains);
+            }
+            // A round that just ended has put its message back already: counted above.
+            let d = self
+                .inner
+                .delivering
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for (id, m) in d.iter() {
+                if s.waiting.contains_key(id) || !in_round(m) {
+                    continue;
                 }
+                let domains = match by {
+                    ShapeBy::Recipient => m.domains.clone(),
+                    ShapeBy::Sender => vec![sender_domain(&m.mail_from)],
+                };
+                tally(m.received_at, false, domains);
             }
         }
         let mut rows: Vec<ShapeRow> = rows.into_values().collect();

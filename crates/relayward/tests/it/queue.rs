@@ -32,6 +32,19 @@ users = [ {{ address = "alice@contoso.example" }} ]
     ))
 }
 
+/// A next hop that takes connections and never answers (up to 100 of them, held open).
+fn tarpit() -> std::net::SocketAddr {
+    let tarpit = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = tarpit.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in tarpit.incoming().take(100).flatten() {
+            held.push(s);
+        }
+    });
+    addr
+}
+
 /// An operator's API token (`ops`) and one of contoso's admins (`ci`).
 fn tokens(relay: &Relay) -> (String, String) {
     let token = |args: &[&str]| relay.cli(args).trim().to_string();
@@ -397,6 +410,58 @@ fn the_queues_shape_shows_where_mail_waits() {
     assert_eq!(status, 403);
 }
 
+/// A destination that takes connections and never answers holds its messages in delivery
+/// rounds for minutes: the shape counts them where they wait, and an action on a selection
+/// says it left them as they were, instead of leaving them out of both.
+#[test]
+fn messages_in_a_delivery_round_are_in_the_shape_and_counted_by_a_selection() {
+    let addr = tarpit();
+    let relay = contoso_relay_with(addr, "1h", "");
+    let ops = relay.token(&["--name", "ops", "--role", "operator"]);
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    for to in ["a@remote.example", "b@remote.example"] {
+        let reply = c.transaction("alice@contoso.example", &[to], MSG);
+        assert_eq!(reply.code, 250, "{reply:?}");
+    }
+    c.cmd("QUIT");
+    let shape = wait_for(Duration::from_secs(10), || {
+        let json: serde_json::Value =
+            serde_json::from_str(&relay.cli(&["queue", "shape", "--json"])).ok()?;
+        (json["total"]["messages"] == 2).then_some(json)
+    })
+    .expect("both messages in the shape");
+    assert_eq!(shape["rows"][0]["domain"], "remote.example", "{shape}");
+    assert_eq!(shape["rows"][0]["messages"], 2, "{shape}");
+    // At least the first is in its round, waiting for a greeting that never comes.
+    wait_for(Duration::from_secs(10), || {
+        relay
+            .cli(&["queue", "list", "--json"])
+            .lines()
+            .count()
+            .lt(&2)
+            .then_some(())
+    })
+    .expect("a message in a round is not in the list");
+    let (status, json) = relay.api(
+        "POST",
+        "/api/v1/queue/hold?domain=remote.example",
+        Some(&ops),
+        None,
+    );
+    assert_eq!(status, 200, "{json}");
+    let (held, in_flight) = (
+        json["messages"].as_u64().unwrap_or(9),
+        json["in_flight"].as_u64().unwrap_or(0),
+    );
+    assert!(in_flight >= 1 && held + in_flight == 2, "{json}");
+    let out = relay.cli(&["queue", "purge", "--sender", "alice@contoso.example"]);
+    assert!(
+        out.contains("being delivered at that moment left as they were"),
+        "{out}"
+    );
+}
+
 #[test]
 fn the_trace_is_searched_and_paged_per_tenant() {
     let rx = Receiver::start(false);
@@ -537,14 +602,7 @@ fn a_tenant_whose_mail_waits_long_is_alerted_once() {
 /// round, and the alert counts them and names the destination.
 #[test]
 fn messages_held_in_rounds_by_a_silent_destination_count_as_delayed() {
-    let tarpit = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = tarpit.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in tarpit.incoming().take(100).flatten() {
-            held.push(s);
-        }
-    });
+    let addr = tarpit();
     let relay = contoso_relay_with(
         addr,
         "1h",
