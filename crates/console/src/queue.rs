@@ -134,8 +134,10 @@ fn render(
             div { label for="q-sender" { (w.t("sender")) } input #q-sender type="text" name="sender" value=(f.sender); }
             button type="submit" { (w.t("apply")) }
         }
-        @if list.is_empty() { p { (w.t("queue_empty")) } } @else {
-            (shape_table(v, &shape))
+        @if shape.total.messages > 0 { (shape_table(v, &shape)) }
+        @if list.is_empty() {
+            p { (w.t(if shape.total.messages > 0 { "queue_all_in_rounds" } else { "queue_empty" })) }
+        } @else {
             form.flush method="post" action="/support/queue/flush" {
                 (csrf(v))
                 input type="hidden" name="tenant" value=(f.tenant);

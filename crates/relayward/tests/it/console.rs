@@ -792,6 +792,44 @@ fn with_http_tls_the_console_and_the_api_are_served_over_tls_only() {
     );
 }
 
+/// Mail stuck in delivery rounds (a next hop that takes connections and never answers) is not
+/// waiting for a round, and the queue page says where it is instead of "nothing is waiting".
+#[test]
+fn the_queue_page_shows_mail_held_in_delivery_rounds() {
+    let Some(mut b) = Browser::start("en") else {
+        return;
+    };
+    let w = words("en");
+    let relay = crate::queue::contoso_relay_with(crate::queue::tarpit(), "1h", "");
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    let reply = c.transaction("alice@contoso.example", &["a@remote.example"], CLEAN);
+    assert_eq!(reply.code, 250, "{reply:?}");
+    c.cmd("QUIT");
+    let base = format!("http://{}", relay.http);
+    let out = relay.cli(&["operator", "create", "oncall@relay.example"]);
+    set_up_and_sign_in(
+        &mut b,
+        &relay,
+        &w,
+        &setup_path(&out),
+        "oncall@relay.example",
+    );
+    let page = wait_for(Duration::from_secs(10), || {
+        b.go(&format!("{base}/support/queue"));
+        let page = b.text();
+        page.contains("in a delivery round").then_some(page)
+    })
+    .expect("the page says the mail is in a round");
+    has(&page, "Where the queue waits", "the shape");
+    assert!(
+        !page.contains(word(&w, "queue_empty")),
+        "not called empty: {page}"
+    );
+    assert!(b.exists("a[href='/support/queue?domain=remote.example']"));
+    b.axe("queue in rounds");
+}
+
 #[test]
 fn an_operator_works_the_queue_and_restricts_a_user_by_hand() {
     let Some(mut b) = Browser::start("en") else {

@@ -15,7 +15,11 @@ pub(crate) fn contoso_relay(rx: &Receiver, retry: &str) -> Relay {
 }
 
 /// `contoso_relay` with more tables (`extra`, before the others), its next hop at `next_hop`.
-fn contoso_relay_with(next_hop: std::net::SocketAddr, retry: &str, extra: &str) -> Relay {
+pub(crate) fn contoso_relay_with(
+    next_hop: std::net::SocketAddr,
+    retry: &str,
+    extra: &str,
+) -> Relay {
     Relay::start(&format!(
         r#"
 {extra}
@@ -33,7 +37,7 @@ users = [ {{ address = "alice@contoso.example" }} ]
 }
 
 /// A next hop that takes connections and never answers (up to 100 of them, held open).
-fn tarpit() -> std::net::SocketAddr {
+pub(crate) fn tarpit() -> std::net::SocketAddr {
     let tarpit = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = tarpit.local_addr().expect("addr");
     std::thread::spawn(move || {
