@@ -52,38 +52,54 @@ impl Selection {
         self.tenant.is_none() && self.domain.is_none() && self.sender.is_none()
     }
 
-    /// The matcher, with the domain and the sender in the forms envelopes compare in.
-    pub(super) fn matcher(&self) -> impl Fn(&Envelope) -> bool + '_ {
-        let domain = self.domain.as_deref().map(relayward_names::domain_key);
-        let sender = self.sender.as_deref().map(sender_key);
-        move |e: &Envelope| {
-            self.tenant
+    /// What picks the selection's messages, its domain and sender in the forms envelopes are
+    /// compared in.
+    pub(super) fn picker(&self) -> Picker<'_> {
+        Picker {
+            tenant: self.tenant.as_deref(),
+            domain: self
+                .domain
                 .as_deref()
-                .is_none_or(|t| e.tenant.as_deref() == Some(t))
-                && domain
-                    .as_deref()
-                    .is_none_or(|d| e.pending().any(|r| r.domain() == d))
-                && sender
-                    .as_deref()
-                    .is_none_or(|s| sender_key(&e.mail_from) == s)
+                .map(|d| relayward_names::domain_key(d).into_owned()),
+            sender: self.sender.as_deref().map(sender_key),
         }
     }
+}
 
-    /// The same for a message in a delivery round.
-    pub(super) fn round_matcher(&self) -> impl Fn(&InRound) -> bool + '_ {
-        let domain = self.domain.as_deref().map(relayward_names::domain_key);
-        let sender = self.sender.as_deref().map(sender_key);
-        move |m: &InRound| {
-            self.tenant
+/// A selection ready to pick waiting messages and messages in a delivery round.
+pub(super) struct Picker<'a> {
+    tenant: Option<&'a str>,
+    domain: Option<String>,
+    sender: Option<String>,
+}
+
+impl Picker<'_> {
+    fn picks(
+        &self,
+        tenant: Option<&str>,
+        mail_from: &str,
+        has_domain: impl Fn(&str) -> bool,
+    ) -> bool {
+        self.tenant.is_none_or(|t| tenant == Some(t))
+            && self.domain.as_deref().is_none_or(has_domain)
+            && self
+                .sender
                 .as_deref()
-                .is_none_or(|t| m.tenant.as_deref() == Some(t))
-                && domain
-                    .as_deref()
-                    .is_none_or(|d| m.domains.iter().any(|x| x == d))
-                && sender
-                    .as_deref()
-                    .is_none_or(|s| sender_key(&m.mail_from) == s)
-        }
+                .is_none_or(|s| sender_key(mail_from) == s)
+    }
+
+    /// A waiting message: the domain is a pending recipient's.
+    pub(super) fn envelope(&self, e: &Envelope) -> bool {
+        self.picks(e.tenant.as_deref(), &e.mail_from, |d| {
+            e.pending().any(|r| r.domain() == d)
+        })
+    }
+
+    /// A message in a delivery round.
+    pub(super) fn in_round(&self, m: &InRound) -> bool {
+        self.picks(m.tenant.as_deref(), &m.mail_from, |d| {
+            m.domains.iter().any(|x| x == d)
+        })
     }
 }
 
@@ -141,12 +157,12 @@ impl Queue {
     /// The messages a selection picks that wait for a delivery round (not those being
     /// delivered this instant), soonest first (held ones last), at most `limit`.
     pub fn list(&self, selection: &Selection, limit: usize) -> Vec<QueuedMessage> {
-        let matches = selection.matcher();
+        let picker = selection.picker();
         let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<QueuedMessage> = s
             .waiting
             .values()
-            .filter(|e| matches(e))
+            .filter(|e| picker.envelope(e))
             .map(|e| QueuedMessage {
                 id: e.id.clone(),
                 tenant: e.tenant.clone(),
@@ -169,9 +185,9 @@ impl Queue {
 
     /// How many waiting messages a selection picks, held ones too.
     pub fn count(&self, selection: &Selection) -> usize {
-        let matches = selection.matcher();
+        let picker = selection.picker();
         let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
-        s.waiting.values().filter(|e| matches(e)).count()
+        s.waiting.values().filter(|e| picker.envelope(e)).count()
     }
 
     /// Makes every waiting message a selection picks that is not held due now (as `postqueue
@@ -182,7 +198,7 @@ impl Queue {
     /// last round gave it.
     pub fn flush(&self, selection: &Selection) -> usize {
         let inner = &self.inner;
-        let matches = selection.matcher();
+        let picker = selection.picker();
         let domain = selection.domain.as_deref().map(relayward_names::domain_key);
         let now = now_ms() / 1000;
         let made_due = {
@@ -190,7 +206,7 @@ impl Queue {
             let ids: Vec<String> = s
                 .waiting
                 .values()
-                .filter(|e| !e.held && e.next_attempt > now && matches(e))
+                .filter(|e| !e.held && e.next_attempt > now && picker.envelope(e))
                 .map(|e| e.id.clone())
                 .collect();
             for id in &ids {
@@ -224,34 +240,23 @@ impl Queue {
         if action == QueueAction::Retry {
             return Err(QueueActionError::NotForMany(action.as_str()));
         }
-        let matches = selection.matcher();
-        let in_round = selection.round_matcher();
+        let picker = selection.picker();
         let mut out = Selected::default();
-        let mut ids: Vec<String> = {
-            let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
-            // Those in a round now are not acted on, and are said to be so (a destination that
-            // hangs keeps its messages in rounds for minutes); a round that just ended has put
-            // its message back already.
-            let d = self
-                .inner
-                .delivering
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            out.in_flight = d
-                .iter()
-                .filter(|(id, m)| !s.waiting.contains_key(*id) && in_round(m))
-                .count();
-            s.waiting
+        // Those in a round now are not acted on, and are said to be so (a destination that
+        // hangs keeps its messages in rounds for minutes).
+        let mut ids: Vec<String> = self.read_queued(|q| {
+            out.in_flight = q.in_rounds().filter(|m| picker.in_round(m)).count();
+            q.waiting
                 .values()
                 .filter(|e| match action {
                     QueueAction::Hold => !e.held,
                     QueueAction::Release => e.held,
                     _ => true,
                 })
-                .filter(|e| matches(e))
+                .filter(|e| picker.envelope(e))
                 .map(|e| e.id.clone())
                 .collect()
-        };
+        });
         // Ids begin with their arrival time.
         ids.sort_unstable();
         for id in ids {

@@ -44,7 +44,40 @@ impl InRound {
     }
 }
 
+/// The queue as the delayed count, the shape and operators' selections read it: the messages
+/// waiting for a round, and those in a round now.
+pub(super) struct Queued<'a> {
+    pub(super) waiting: &'a HashMap<String, Envelope>,
+    delivering: &'a HashMap<String, InRound>,
+}
+
+impl Queued<'_> {
+    /// The messages in a round that have not been put back yet: a round that just ended has
+    /// put its message back already, among the waiting ones.
+    pub(super) fn in_rounds(&self) -> impl Iterator<Item = &InRound> {
+        self.delivering
+            .iter()
+            .filter(|(id, _)| !self.waiting.contains_key(*id))
+            .map(|(_, m)| m)
+    }
+}
+
 impl Queue {
+    /// Reads the queue under the scheduler's lock, then the rounds' (in that order, as
+    /// everywhere).
+    pub(super) fn read_queued<R>(&self, read: impl FnOnce(Queued<'_>) -> R) -> R {
+        let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
+        let d = self
+            .inner
+            .delivering
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        read(Queued {
+            waiting: &s.waiting,
+            delivering: &d,
+        })
+    }
+
     /// Per tenant, the messages waiting for a delivery round or in one that were received
     /// before `received_before` (Unix seconds). Messages held by an operator are not counted:
     /// they wait because someone chose so. Mail no tenant sent is not counted either.
@@ -69,28 +102,21 @@ impl Queue {
                 *t.domains.entry(d).or_default() += 1;
             }
         };
-        {
-            let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
-            for env in s.waiting.values() {
+        self.read_queued(|q| {
+            for env in q.waiting.values() {
                 let Some(tenant) = &env.tenant else { continue };
                 if env.held || env.received_at >= received_before {
                     continue;
                 }
                 tally(tenant, env.received_at, InRound::of(env).domains);
             }
-            // A round that just ended has put its message back already: counted above.
-            let d = self
-                .inner
-                .delivering
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            for (id, m) in d.iter() {
+            for m in q.in_rounds() {
                 let Some(tenant) = &m.tenant else { continue };
-                if m.received_at < received_before && !s.waiting.contains_key(id) {
+                if m.received_at < received_before {
                     tally(tenant, m.received_at, m.domains.clone());
                 }
             }
-        }
+        });
         let mut out: Vec<Delayed> = by_tenant
             .into_iter()
             .map(|(tenant, t)| {

@@ -91,8 +91,7 @@ impl Queue {
     /// round, too: a destination that hangs keeps its mail in rounds), by recipient or sender
     /// domain, the `limit` busiest domains.
     pub fn shape(&self, selection: &Selection, by: ShapeBy, limit: usize) -> Shape {
-        let matches = selection.matcher();
-        let in_round = selection.round_matcher();
+        let picker = selection.picker();
         let now = now_ms() / 1000;
         let mut total = ShapeRow::new("TOTAL".to_string());
         let mut rows: HashMap<String, ShapeRow> = HashMap::new();
@@ -107,32 +106,22 @@ impl Queue {
                     .count(held, at);
             }
         };
-        {
-            let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
-            for e in s.waiting.values().filter(|e| matches(e)) {
+        self.read_queued(|q| {
+            for e in q.waiting.values().filter(|e| picker.envelope(e)) {
                 let domains = match by {
                     ShapeBy::Recipient => e.pending().map(|r| r.domain()).collect(),
                     ShapeBy::Sender => vec![sender_domain(&e.mail_from)],
                 };
                 tally(e.received_at, e.held, domains);
             }
-            // A round that just ended has put its message back already: counted above.
-            let d = self
-                .inner
-                .delivering
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            for (id, m) in d.iter() {
-                if s.waiting.contains_key(id) || !in_round(m) {
-                    continue;
-                }
+            for m in q.in_rounds().filter(|m| picker.in_round(m)) {
                 let domains = match by {
                     ShapeBy::Recipient => m.domains.clone(),
                     ShapeBy::Sender => vec![sender_domain(&m.mail_from)],
                 };
                 tally(m.received_at, false, domains);
             }
-        }
+        });
         let mut rows: Vec<ShapeRow> = rows.into_values().collect();
         rows.sort_by(|a, b| {
             b.messages
