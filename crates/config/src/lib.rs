@@ -120,6 +120,11 @@ pub struct Config {
     pub max_errors: u32,
     /// `[smtp] max_junk_commands`: commands that move no mail before each is an error.
     pub max_junk_commands: u32,
+    /// `[smtp] forbid_improper_pipelining`: a client that sends before a reply it must wait
+    /// for is answered 554 and disconnected.
+    pub forbid_improper_pipelining: bool,
+    /// `[smtp] greet_pause`: how long the greeting waits for a client that talks first.
+    pub greet_pause: Duration,
     /// `[smtp] max_data_memory`: what messages being received may hold in memory together,
     /// past their first 256 KiB each.
     pub max_data_memory: usize,
@@ -450,6 +455,14 @@ impl Config {
             data_timeout: dur(&raw.smtp.data_timeout, "3m", "smtp.data_timeout")?,
             max_errors: raw.smtp.max_errors.unwrap_or(10),
             max_junk_commands: raw.smtp.max_junk_commands.unwrap_or(100),
+            forbid_improper_pipelining: raw.smtp.forbid_improper_pipelining.unwrap_or(true),
+            greet_pause: match dur(&raw.smtp.greet_pause, "0s", "smtp.greet_pause")? {
+                d if d > Duration::from_secs(30) => bail!(
+                    "smtp.greet_pause = \"{}\" is longer than 30s: clients give up on a greeting that slow, and every connection holds its place meanwhile",
+                    raw.smtp.greet_pause.as_deref().unwrap_or_default()
+                ),
+                d => d,
+            },
             max_data_memory: match &raw.smtp.max_data_memory {
                 Some(s) => parse_size(s).with_context(|| "smtp.max_data_memory")?,
                 None => 1024 * 1024 * 1024,

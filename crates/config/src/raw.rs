@@ -115,6 +115,11 @@ pub struct RawSmtp {
     pub max_errors: Option<u32>,
     /// NOOP, RSET, VRFY, EXPN, HELP, EHLO and HELO before each further one is an error.
     pub max_junk_commands: Option<u32>,
+    /// Disconnect a client that sends before the greeting or before the reply to EHLO, HELO
+    /// or DATA (default on).
+    pub forbid_improper_pipelining: Option<bool>,
+    /// How long the greeting waits for a client that talks first to show itself.
+    pub greet_pause: Option<String>,
     /// Memory that messages being received may hold together past their first 256 KiB each.
     pub max_data_memory: Option<String>,
     /// The longest header section a message may have.

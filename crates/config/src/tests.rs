@@ -65,6 +65,8 @@ fn no_file_gives_the_embedded_defaults() {
     assert_eq!(c.retry_schedule.len(), 7);
     assert_eq!(c.busy_command_timeout, Duration::from_secs(10));
     assert_eq!(c.max_junk_commands, 100);
+    assert!(c.forbid_improper_pipelining);
+    assert_eq!(c.greet_pause, Duration::ZERO);
     assert_eq!(c.max_data_memory, 1024 * 1024 * 1024);
     assert_eq!(c.max_header_size, 1024 * 1024);
     assert_eq!(c.forwarded_bytes_per_message, 512 * 1024 * 1024);
@@ -106,6 +108,10 @@ fn mistakes_are_named() {
     assert!(
         err("[smtp]\nbusy_command_timeout = \"0s\"").contains("busy_command_timeout"),
         "a zero wait would have idle sessions look at the busy flag without pause"
+    );
+    assert!(
+        err("[smtp]\ngreet_pause = \"2m\"")
+            .contains("smtp.greet_pause = \"2m\" is longer than 30s")
     );
     assert!(err("[smtp]\nmax_data_memory = \"lots\"").contains("smtp.max_data_memory"));
     assert!(err("[smtp]\nmax_header_size = \"-1\"").contains("smtp.max_header_size"));

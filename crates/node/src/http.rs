@@ -348,6 +348,12 @@ async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
         p.rspamd_failures.load(Ordering::Relaxed),
     );
     m(
+        "relayward_smtp_improper_pipelining_total",
+        "counter",
+        "SMTP sessions answered 554 and closed for sending before a reply they had to wait for (the greeting, EHLO, HELO, DATA).",
+        p.improper_pipelining.load(Ordering::Relaxed),
+    );
+    m(
         "relayward_trace_dropped_total",
         "counter",
         "Trace events dropped: the writer fell behind, or the store was away past the buffer's bound.",

@@ -498,6 +498,8 @@ pub async fn serve(
         c.command_timeout = config.command_timeout;
         c.busy_command_timeout = config.busy_command_timeout;
         c.max_junk_commands = config.max_junk_commands;
+        c.forbid_improper_pipelining = config.forbid_improper_pipelining;
+        c.greet_pause = config.greet_pause;
         c.data_timeout = config.data_timeout;
         c.data_total_timeout = config.data_total_timeout;
         c.max_errors = config.max_errors;

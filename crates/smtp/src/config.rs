@@ -63,6 +63,13 @@ pub struct ServerConfig {
     pub proxy_from: Vec<ipnet::IpNet>,
     /// TLS from the first byte (RFC 8314 implicit TLS, port 465), not by STARTTLS.
     pub implicit_tls: bool,
+    /// A client that sends before a reply it must wait for (the greeting, and the replies to
+    /// EHLO, HELO and DATA: RFC 5321 4.3.1 and RFC 2920 3.1) is answered 554 and disconnected;
+    /// what it sent ahead is never read as commands or as a message.
+    pub forbid_improper_pipelining: bool,
+    /// How long the greeting waits for a client that talks first to show itself; at zero it
+    /// looks once at what has arrived already.
+    pub greet_pause: Duration,
 }
 
 impl ServerConfig {
@@ -88,6 +95,8 @@ impl ServerConfig {
             tls: None,
             proxy_from: Vec::new(),
             implicit_tls: false,
+            forbid_improper_pipelining: true,
+            greet_pause: Duration::ZERO,
         }
     }
 }

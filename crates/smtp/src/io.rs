@@ -120,6 +120,30 @@ impl Conn {
         n
     }
 
+    /// Whether the client sent anything before its greeting: on a plain connection, bytes that
+    /// arrive within `pause`, or with no pause, bytes already waiting in the socket (looked at,
+    /// not taken); on an encrypted one, what is buffered.
+    pub async fn spoke_early(&mut self, pause: std::time::Duration) -> bool {
+        if !self.buffered().is_empty() {
+            return true;
+        }
+        let Stream::Plain(tcp) = &self.stream else {
+            return false;
+        };
+        let mut one = [0u8; 1];
+        if pause.is_zero() {
+            let mut one = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            // The socket does not block: with nothing there this is `WouldBlock`.
+            return socket2::SockRef::from(tcp)
+                .peek(&mut one)
+                .is_ok_and(|n| n > 0);
+        }
+        matches!(
+            tokio::time::timeout(pause, tcp.peek(&mut one)).await,
+            Ok(Ok(n)) if n > 0
+        )
+    }
+
     /// Reads more bytes into the buffer; returns 0 at end of stream. Flushes pending replies first
     /// when nothing is buffered, so a pipelining client gets one write per batch.
     pub async fn fill(&mut self) -> io::Result<usize> {

@@ -66,6 +66,11 @@ pub trait Policy: Send + Sync + 'static {
         rcpt: &Rcpt,
     ) -> Result<(), Reply>;
 
+    /// The client broke SMTP's turn-taking (`after`: `CONNECT` for the greeting, or `EHLO`,
+    /// `HELO` or `DATA`) and is being disconnected with a 554; for the operator's counts and
+    /// log.
+    fn improper_pipelining(&self, _conn: &mut Self::Conn, _peer: &Peer, _after: &'static str) {}
+
     /// The whole message arrived. The reply is final for the transaction: a 250 must mean the
     /// message is durably queued.
     fn data(

@@ -142,6 +142,13 @@ impl<P: Policy> Session<P> {
         if let Some(names) = names {
             self.policy.tls_established(&mut state, &names);
         }
+        if self.config.forbid_improper_pipelining
+            && self.conn.spoke_early(self.config.greet_pause).await
+        {
+            self.out_of_step(&mut state, "CONNECT");
+            let _ = self.conn.flush().await;
+            return;
+        }
         let greeting = Reply::new(220, format!("{} ESMTP Relayward", self.config.hostname));
         self.reply(greeting);
         if let Err(e) = self.serve(&mut state).await {
@@ -254,6 +261,24 @@ impl<P: Policy> Session<P> {
         }
     }
 
+    /// The client sent more before the reply it had to wait for: the greeting (`CONNECT`) or
+    /// the reply to EHLO, HELO or DATA. What it sent ahead is not read (after a DATA the
+    /// relay refused, it would be the message's text taken for commands); the session ends
+    /// with a reply that says why.
+    fn out_of_step(&mut self, state: &mut P::Conn, after: &'static str) -> Flow {
+        self.policy.improper_pipelining(state, &self.peer, after);
+        let what = if after == "CONNECT" {
+            "the client spoke before the greeting".to_string()
+        } else {
+            format!("input sent before the reply to {after}")
+        };
+        self.reply(Reply::new(
+            554,
+            format!("5.5.0 SMTP synchronization error: {what}, closing connection"),
+        ));
+        Flow::Close
+    }
+
     /// Counts a command that moves no mail; past `max_junk_commands` it counts as an error.
     fn junk(&mut self, flow: Flow) -> Flow {
         self.junk += 1;
@@ -285,6 +310,16 @@ impl<P: Policy> Session<P> {
         req: Request<String>,
     ) -> std::io::Result<Flow> {
         let flow = match req {
+            Request::Ehlo { .. } | Request::Helo { .. } | Request::Data
+                if self.config.forbid_improper_pipelining && !self.conn.buffered().is_empty() =>
+            {
+                let after = match req {
+                    Request::Ehlo { .. } => "EHLO",
+                    Request::Helo { .. } => "HELO",
+                    _ => "DATA",
+                };
+                self.out_of_step(state, after)
+            }
             Request::Ehlo { host } => {
                 self.reset();
                 self.peer.helo = Some(host);

@@ -58,6 +58,8 @@ pub struct PolicyStats {
     pub scanned_spam: AtomicU64,
     /// Messages Rspamd could not scan (the configured fallback applied).
     pub rspamd_failures: AtomicU64,
+    /// Sessions ended for improper pipelining (a client that did not wait for a reply).
+    pub improper_pipelining: AtomicU64,
 }
 
 pub struct RelayPolicy {
@@ -262,6 +264,18 @@ impl Policy for RelayPolicy {
             rewrites: Vec::new(),
             _open: OpenSession::new(&self.stats),
         })
+    }
+
+    fn improper_pipelining(&self, conn: &mut ConnState, peer: &Peer, after: &'static str) {
+        self.stats
+            .improper_pipelining
+            .fetch_add(1, Ordering::Relaxed);
+        let (tenant, by) = match &conn.attribution {
+            Attribution::None => ("", ""),
+            Attribution::Connector { tenant, name, .. } => (&**tenant, &**name),
+            Attribution::User { tenant, address } => (&**tenant, &**address),
+        };
+        tracing::info!(ip = %conn.ip, listener = peer.kind.as_str(), after, tenant, by, "improper command pipelining: the client sent more before the reply it had to wait for; disconnected");
     }
 
     fn tls_established(&self, conn: &mut ConnState, cert_names: &[String]) {

@@ -138,6 +138,135 @@ fn smuggled_end_of_data_stays_inside_the_message() {
     }
 }
 
+/// SMTP's turn-taking (RFC 5321 4.3.1, RFC 2920 3.1): a client waits for the greeting and for
+/// the replies to EHLO, HELO and DATA before it sends more. One that does not is answered 554
+/// and disconnected, and what it sent ahead is never read: after a DATA the relay refused, the
+/// message's text would otherwise be read as commands, and a RCPT and DATA inside a message
+/// would send mail the client never meant to (here: from a connector, to a recipient the
+/// application never named). Clients that pipeline within the rules are served as before.
+#[test]
+fn clients_that_do_not_wait_for_a_reply_are_disconnected() {
+    use std::io::{Read, Write};
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, "[smtp]\ngreet_pause = \"300ms\""));
+    let answer = |bytes: &[u8]| -> String {
+        let mut s = std::net::TcpStream::connect(relay.relay).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(bytes).expect("write");
+        let mut all = String::new();
+        let _ = s.read_to_string(&mut all);
+        all
+    };
+    // Before the greeting: the relay waits 300 ms, and a bot that talks first hears only this.
+    assert_eq!(
+        answer(b"EHLO bot.example\r\nMAIL FROM:<alice@contoso.example>\r\n"),
+        "554 5.5.0 SMTP synchronization error: the client spoke before the greeting, closing connection\r\n"
+    );
+    let sync_error = |after: &str| {
+        format!(
+            "554 5.5.0 SMTP synchronization error: input sent before the reply to {after}, closing connection"
+        )
+    };
+    // After EHLO and HELO, whose replies say what the client may do next.
+    for hello in ["EHLO", "HELO"] {
+        let mut c = relay.client();
+        c.send(format!("{hello} onprem\r\nMAIL FROM:<alice@contoso.example>\r\n").as_bytes());
+        assert_eq!(c.read().text(), sync_error(hello));
+        assert!(c.closed());
+    }
+    // An application that sends its message without waiting for the 354, whose only
+    // recipient the relay refused: its text is not taken for commands.
+    let body = "Subject: contact form\r\n\r\nRCPT TO:<victim@remote.example>\r\nDATA\r\nSubject: injected\r\n\r\nbuy now\r\n.\r\n";
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem").code, 250);
+    c.send(
+        format!("MAIL FROM:<alice@contoso.example>\r\nRCPT TO:<bob@[127.0.0.1]>\r\nDATA\r\n{body}")
+            .as_bytes(),
+    );
+    assert_eq!(c.read().code, 250);
+    assert_eq!(
+        c.read().text(),
+        "550 5.7.1 IP-literal recipient domains are not accepted"
+    );
+    assert_eq!(c.read().text(), sync_error("DATA"));
+    assert!(c.closed());
+    // The same with a recipient taken: the message is not taken either.
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem").code, 250);
+    c.send(
+        format!(
+            "MAIL FROM:<alice@contoso.example>\r\nRCPT TO:<bob@remote.example>\r\nDATA\r\n{body}"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.read().code, 250);
+    assert_eq!(c.read().code, 250);
+    assert_eq!(c.read().text(), sync_error("DATA"));
+    assert!(c.closed());
+    assert_eq!(relay.metric("relayward_smtp_improper_pipelining_total"), 5);
+
+    // Within the rules: MAIL, RCPT and DATA in one write, the message after the 354, and the
+    // next transaction right behind the end of data.
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem").code, 250);
+    let envelope = "MAIL FROM:<alice@contoso.example>\r\nRCPT TO:<bob@remote.example>\r\nDATA\r\n";
+    c.send(envelope.as_bytes());
+    assert_eq!(
+        [c.read().code, c.read().code, c.read().code],
+        [250, 250, 354]
+    );
+    c.send(format!("Subject: one\r\n\r\nfirst\r\n.\r\n{envelope}").as_bytes());
+    assert_eq!(
+        [c.read().code, c.read().code, c.read().code, c.read().code],
+        [250, 250, 250, 354]
+    );
+    c.send(b"Subject: two\r\n\r\nsecond\r\n.\r\nQUIT\r\n");
+    assert_eq!([c.read().code, c.read().code], [250, 221]);
+    let got = rx.wait(2, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        rx.messages().len(),
+        2,
+        "only the two messages sent by the rules"
+    );
+    for m in got {
+        assert_eq!(m.rcpts, vec!["bob@remote.example"]);
+        assert!(!m.data.contains("injected"), "{}", m.data);
+    }
+    assert_eq!(relay.metric("relayward_smtp_improper_pipelining_total"), 5);
+    drop(relay);
+
+    // With no pause, a client that talked first is caught when its words are already there
+    // as the greeting is about to go (a bot sends with its connection; on loopback the relay
+    // may greet first, and then the client is served). The operator may also turn it off.
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    let mut caught = 0;
+    for _ in 0..20 {
+        let mut s = std::net::TcpStream::connect(relay.relay).expect("connect");
+        s.write_all(b"EHLO bot.example\r\n").expect("write");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut first = [0u8; 3];
+        s.read_exact(&mut first).expect("a reply");
+        match &first {
+            b"554" => caught += 1,
+            b"220" => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(caught > 0, "no early talker caught in 20");
+    drop(relay);
+    let relay = Relay::start(&contoso(
+        rx.addr,
+        "[smtp]\nforbid_improper_pipelining = false",
+    ));
+    let mut c = relay.client();
+    c.send(b"EHLO onprem\r\nNOOP\r\n");
+    assert_eq!([c.read().code, c.read().code], [250, 250]);
+    assert_eq!(relay.metric("relayward_smtp_improper_pipelining_total"), 0);
+}
+
 /// A line over the limit is refused whole however slowly it comes. While it waits for a
 /// command, a session looks at its listener every `busy_command_timeout`; what arrives of a
 /// long line after such a look is still part of that line, not a command of its own (before,
