@@ -261,6 +261,27 @@ impl<P: Policy> Session<P> {
         }
     }
 
+    /// A command the client had to wait for the reply to, with more already sent behind it:
+    /// its name. A DATA that will be refused counts whatever the operator chose: what follows
+    /// it is the message's text, and it would be read as commands.
+    fn sent_ahead(&self, req: &Request<String>) -> Option<&'static str> {
+        if self.conn.buffered().is_empty() {
+            return None;
+        }
+        let forbid = self.config.forbid_improper_pipelining;
+        match req {
+            Request::Ehlo { .. } if forbid => Some("EHLO"),
+            Request::Helo { .. } if forbid => Some("HELO"),
+            Request::Data if forbid || !self.data_expected() => Some("DATA"),
+            _ => None,
+        }
+    }
+
+    /// Whether a DATA now would be answered 354.
+    fn data_expected(&self) -> bool {
+        self.bdat.is_none() && self.tx.as_ref().is_some_and(|t| !t.rcpts.is_empty())
+    }
+
     /// The client sent more before the reply it had to wait for: the greeting (`CONNECT`) or
     /// the reply to EHLO, HELO or DATA. What it sent ahead is not read (after a DATA the
     /// relay refused, it would be the message's text taken for commands); the session ends
@@ -309,17 +330,10 @@ impl<P: Policy> Session<P> {
         state: &mut P::Conn,
         req: Request<String>,
     ) -> std::io::Result<Flow> {
+        if let Some(after) = self.sent_ahead(&req) {
+            return Ok(self.out_of_step(state, after));
+        }
         let flow = match req {
-            Request::Ehlo { .. } | Request::Helo { .. } | Request::Data
-                if self.config.forbid_improper_pipelining && !self.conn.buffered().is_empty() =>
-            {
-                let after = match req {
-                    Request::Ehlo { .. } => "EHLO",
-                    Request::Helo { .. } => "HELO",
-                    _ => "DATA",
-                };
-                self.out_of_step(state, after)
-            }
             Request::Ehlo { host } => {
                 self.reset();
                 self.peer.helo = Some(host);

@@ -264,7 +264,28 @@ fn clients_that_do_not_wait_for_a_reply_are_disconnected() {
     let mut c = relay.client();
     c.send(b"EHLO onprem\r\nNOOP\r\n");
     assert_eq!([c.read().code, c.read().code], [250, 250]);
+    c.send(
+        b"MAIL FROM:<alice@contoso.example>\r\nRCPT TO:<bob@remote.example>\r\nDATA\r\nSubject: early\r\n\r\nsent before the 354\r\n.\r\n",
+    );
+    assert_eq!(
+        [c.read().code, c.read().code, c.read().code, c.read().code],
+        [250, 250, 354, 250],
+        "taken when the operator allows it"
+    );
     assert_eq!(relay.metric("relayward_smtp_improper_pipelining_total"), 0);
+    // Even then, text behind a DATA that is refused is not read as commands.
+    c.send(
+        format!("MAIL FROM:<alice@contoso.example>\r\nRCPT TO:<bob@[127.0.0.1]>\r\nDATA\r\n{body}")
+            .as_bytes(),
+    );
+    assert_eq!([c.read().code, c.read().code], [250, 550]);
+    assert_eq!(c.read().text(), sync_error("DATA"));
+    assert!(c.closed());
+    assert_eq!(relay.metric("relayward_smtp_improper_pipelining_total"), 1);
+    let got = rx.wait(3, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rx.messages().len(), 3);
+    assert!(got.iter().all(|m| !m.data.contains("injected")));
 }
 
 /// A line over the limit is refused whole however slowly it comes. While it waits for a
