@@ -120,17 +120,16 @@ impl Conn {
         n
     }
 
-    /// Whether the client sent anything before its greeting: on a plain connection, bytes that
-    /// arrive within `pause`, or with no pause, bytes already waiting in the socket (looked at,
-    /// not taken); on an encrypted one, what is buffered.
-    pub async fn spoke_early(&mut self, pause: std::time::Duration) -> bool {
+    /// Whether the client has sent more than was read: what is buffered, or on a plain
+    /// connection bytes that arrive within `pause` (with no pause, bytes already waiting in the
+    /// socket). Looked at, not taken: they are read as usual afterwards.
+    pub async fn input_within(&mut self, pause: std::time::Duration) -> bool {
         if !self.buffered().is_empty() {
             return true;
         }
         let Stream::Plain(tcp) = &self.stream else {
             return false;
         };
-        let mut one = [0u8; 1];
         if pause.is_zero() {
             let mut one = [std::mem::MaybeUninit::<u8>::uninit(); 1];
             // The socket does not block: with nothing there this is `WouldBlock`.
@@ -138,6 +137,7 @@ impl Conn {
                 .peek(&mut one)
                 .is_ok_and(|n| n > 0);
         }
+        let mut one = [0u8; 1];
         matches!(
             tokio::time::timeout(pause, tcp.peek(&mut one)).await,
             Ok(Ok(n)) if n > 0
@@ -200,6 +200,25 @@ impl Conn {
             }
             if self.fill().await? == 0 {
                 return Ok(Line::Eof);
+            }
+        }
+    }
+
+    /// Ends a connection whose client is still sending: the replies, then the end of the
+    /// relay's side, then what the client sends is read and dropped until it closes (at most
+    /// 2 s and 1 MiB). Closed at once with unread bytes, the socket would be reset, and the
+    /// client could lose the reply that says why.
+    pub async fn close_draining(&mut self) {
+        if self.flush().await.is_err() || self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut dropped = 0;
+        let mut scratch = [0u8; 8192];
+        while dropped < 1024 * 1024 {
+            match tokio::time::timeout_at(until, self.stream.read(&mut scratch)).await {
+                Ok(Ok(n)) if n > 0 => dropped += n,
+                _ => return,
             }
         }
     }

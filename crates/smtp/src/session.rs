@@ -18,6 +18,7 @@ use crate::io::{Conn, Line, Stream};
 use crate::reply::Reply;
 
 mod message;
+mod turns;
 
 /// What the session knows about its client.
 #[derive(Debug, Clone)]
@@ -88,6 +89,8 @@ pub(crate) struct Session<P: Policy> {
     junk: u32,
     commands_unauthenticated: u32,
     auth_failures: u32,
+    /// The session ends for improper pipelining: the client may still be sending.
+    ended_out_of_step: bool,
 }
 
 impl<P: Policy> Session<P> {
@@ -118,6 +121,7 @@ impl<P: Policy> Session<P> {
             junk: 0,
             commands_unauthenticated: 0,
             auth_failures: 0,
+            ended_out_of_step: false,
         }
     }
 
@@ -142,17 +146,17 @@ impl<P: Policy> Session<P> {
         if let Some(names) = names {
             self.policy.tls_established(&mut state, &names);
         }
-        if self.config.forbid_improper_pipelining
-            && self.conn.spoke_early(self.config.greet_pause).await
-        {
-            self.out_of_step(&mut state, "CONNECT");
-            let _ = self.conn.flush().await;
+        if self.spoke_first(&mut state).await {
+            self.conn.close_draining().await;
             return;
         }
         let greeting = Reply::new(220, format!("{} ESMTP Relayward", self.config.hostname));
         self.reply(greeting);
         if let Err(e) = self.serve(&mut state).await {
             tracing::debug!(peer = %self.peer.addr, error = %e, "session ended by I/O error");
+        }
+        if self.ended_out_of_step {
+            self.conn.close_draining().await;
         }
         let _ = self.conn.flush().await;
     }
@@ -261,45 +265,6 @@ impl<P: Policy> Session<P> {
         }
     }
 
-    /// A command the client had to wait for the reply to, with more already sent behind it:
-    /// its name. A DATA that will be refused counts whatever the operator chose: what follows
-    /// it is the message's text, and it would be read as commands.
-    fn sent_ahead(&self, req: &Request<String>) -> Option<&'static str> {
-        if self.conn.buffered().is_empty() {
-            return None;
-        }
-        let forbid = self.config.forbid_improper_pipelining;
-        match req {
-            Request::Ehlo { .. } if forbid => Some("EHLO"),
-            Request::Helo { .. } if forbid => Some("HELO"),
-            Request::Data if forbid || !self.data_expected() => Some("DATA"),
-            _ => None,
-        }
-    }
-
-    /// Whether a DATA now would be answered 354.
-    fn data_expected(&self) -> bool {
-        self.bdat.is_none() && self.tx.as_ref().is_some_and(|t| !t.rcpts.is_empty())
-    }
-
-    /// The client sent more before the reply it had to wait for: the greeting (`CONNECT`) or
-    /// the reply to EHLO, HELO or DATA. What it sent ahead is not read (after a DATA the
-    /// relay refused, it would be the message's text taken for commands); the session ends
-    /// with a reply that says why.
-    fn out_of_step(&mut self, state: &mut P::Conn, after: &'static str) -> Flow {
-        self.policy.improper_pipelining(state, &self.peer, after);
-        let what = if after == "CONNECT" {
-            "the client spoke before the greeting".to_string()
-        } else {
-            format!("input sent before the reply to {after}")
-        };
-        self.reply(Reply::new(
-            554,
-            format!("5.5.0 SMTP synchronization error: {what}, closing connection"),
-        ));
-        Flow::Close
-    }
-
     /// Counts a command that moves no mail; past `max_junk_commands` it counts as an error.
     fn junk(&mut self, flow: Flow) -> Flow {
         self.junk += 1;
@@ -330,8 +295,8 @@ impl<P: Policy> Session<P> {
         state: &mut P::Conn,
         req: Request<String>,
     ) -> std::io::Result<Flow> {
-        if let Some(after) = self.sent_ahead(&req) {
-            return Ok(self.out_of_step(state, after));
+        if let Some(close) = self.out_of_turn(state, &req).await {
+            return Ok(close);
         }
         let flow = match req {
             Request::Ehlo { host } => {

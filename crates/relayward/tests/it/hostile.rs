@@ -191,6 +191,15 @@ fn clients_that_do_not_wait_for_a_reply_are_disconnected() {
     );
     assert_eq!(c.read().text(), sync_error("DATA"));
     assert!(c.closed());
+    // Its text written a moment after the DATA, as a second write: the refusal waits for it.
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem").code, 250);
+    c.send(b"MAIL FROM:<alice@contoso.example>\r\nRCPT TO:<bob@[127.0.0.1]>\r\nDATA\r\n");
+    std::thread::sleep(Duration::from_millis(50));
+    c.send(body.as_bytes());
+    assert_eq!([c.read().code, c.read().code], [250, 550]);
+    assert_eq!(c.read().text(), sync_error("DATA"));
+    assert!(c.closed());
     // The same with a recipient taken: the message is not taken either.
     let mut c = relay.client();
     assert_eq!(c.cmd("EHLO onprem").code, 250);
@@ -204,7 +213,7 @@ fn clients_that_do_not_wait_for_a_reply_are_disconnected() {
     assert_eq!(c.read().code, 250);
     assert_eq!(c.read().text(), sync_error("DATA"));
     assert!(c.closed());
-    assert_eq!(relay.metric("relayward_smtp_improper_pipelining_total"), 5);
+    assert_eq!(relay.metric("relayward_smtp_improper_pipelining_total"), 6);
 
     // Within the rules: MAIL, RCPT and DATA in one write, the message after the 354, and the
     // next transaction right behind the end of data.
@@ -234,7 +243,7 @@ fn clients_that_do_not_wait_for_a_reply_are_disconnected() {
         assert_eq!(m.rcpts, vec!["bob@remote.example"]);
         assert!(!m.data.contains("injected"), "{}", m.data);
     }
-    assert_eq!(relay.metric("relayward_smtp_improper_pipelining_total"), 5);
+    assert_eq!(relay.metric("relayward_smtp_improper_pipelining_total"), 6);
     drop(relay);
 
     // With no pause, a client that talked first is caught when its words are already there
