@@ -66,6 +66,13 @@ pub trait Policy: Send + Sync + 'static {
         rcpt: &Rcpt,
     ) -> Result<(), Reply>;
 
+    /// Whether the client is greeted without `greet_pause` (a tenant's own server, known by
+    /// its address, which opens a connection per message and follows the protocol); it is
+    /// still checked for words already sent.
+    fn greet_at_once(&self, _conn: &Self::Conn) -> bool {
+        false
+    }
+
     /// The client broke SMTP's turn-taking (`after`: `CONNECT` for the greeting, or `EHLO`,
     /// `HELO` or `DATA`) and is being disconnected with a 554; for the operator's counts and
     /// log.

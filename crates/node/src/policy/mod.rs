@@ -266,6 +266,10 @@ impl Policy for RelayPolicy {
         })
     }
 
+    fn greet_at_once(&self, conn: &ConnState) -> bool {
+        matches!(conn.attribution, Attribution::Connector { .. })
+    }
+
     fn improper_pipelining(&self, conn: &mut ConnState, peer: &Peer, after: &'static str) {
         self.stats
             .improper_pipelining

@@ -148,20 +148,37 @@ fn smuggled_end_of_data_stays_inside_the_message() {
 fn clients_that_do_not_wait_for_a_reply_are_disconnected() {
     use std::io::{Read, Write};
     let rx = Receiver::start(false);
-    let relay = Relay::start(&contoso(rx.addr, "[smtp]\ngreet_pause = \"300ms\""));
-    let answer = |bytes: &[u8]| -> String {
-        let mut s = std::net::TcpStream::connect(relay.relay).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        s.write_all(bytes).expect("write");
-        let mut all = String::new();
-        let _ = s.read_to_string(&mut all);
-        all
-    };
-    // Before the greeting: the relay waits 300 ms, and a bot that talks first hears only this.
+    let relay = Relay::start(&contoso(rx.addr, "[smtp]\ngreet_pause = \"2s\""));
+    let stranger: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
+    // Before the greeting: the relay waits 2 s for a client no connector claims, and a bot
+    // that talks first hears only this.
+    let mut s = bind_and_connect(stranger, relay.relay);
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    std::thread::sleep(Duration::from_millis(500));
+    s.write_all(b"EHLO bot.example\r\nMAIL FROM:<alice@contoso.example>\r\n")
+        .expect("write");
+    let mut all = String::new();
+    let _ = s.read_to_string(&mut all);
     assert_eq!(
-        answer(b"EHLO bot.example\r\nMAIL FROM:<alice@contoso.example>\r\n"),
+        all,
         "554 5.5.0 SMTP synchronization error: the client spoke before the greeting, closing connection\r\n"
+    );
+    // A client that waits is greeted after the pause; a tenant's own server (a connector's
+    // address), at once.
+    let started = std::time::Instant::now();
+    drop(Client::connect(relay.relay, Some(stranger)));
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
+    drop(relay.client());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
     );
     let sync_error = |after: &str| {
         format!(

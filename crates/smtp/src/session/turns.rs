@@ -17,9 +17,15 @@ impl<P: Policy> Session<P> {
     /// Whether the client talked before the greeting (within `greet_pause`, or already there
     /// as the relay greets); then it has been answered.
     pub(super) async fn spoke_first(&mut self, state: &mut P::Conn) -> bool {
-        if !self.config.forbid_improper_pipelining
-            || !self.conn.input_within(self.config.greet_pause).await
-        {
+        if !self.config.forbid_improper_pipelining {
+            return false;
+        }
+        let pause = if self.policy.greet_at_once(state) {
+            Duration::ZERO
+        } else {
+            self.config.greet_pause
+        };
+        if !self.conn.input_within(pause).await {
             return false;
         }
         self.out_of_step(state, "CONNECT");
