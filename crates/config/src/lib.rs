@@ -125,6 +125,10 @@ pub struct Config {
     pub forbid_improper_pipelining: bool,
     /// `[smtp] greet_pause`: how long the greeting waits for a client that talks first.
     pub greet_pause: Duration,
+    /// `[smtp] refused_recipients_per_address` within `refused_recipients_window`: recipients
+    /// refused to an address nobody vouches for before it gets 421 for every recipient.
+    pub refused_recipients_per_address: u32,
+    pub refused_recipients_window: Duration,
     /// `[smtp] max_data_memory`: what messages being received may hold in memory together,
     /// past their first 256 KiB each.
     pub max_data_memory: usize,
@@ -461,6 +465,21 @@ impl Config {
                     "smtp.greet_pause = \"{}\" is longer than 30s: clients give up on a greeting that slow, and every connection holds its place meanwhile",
                     raw.smtp.greet_pause.as_deref().unwrap_or_default()
                 ),
+                d => d,
+            },
+            refused_recipients_per_address: raw
+                .smtp
+                .refused_recipients_per_address
+                .unwrap_or(100)
+                .max(1),
+            refused_recipients_window: match dur(
+                &raw.smtp.refused_recipients_window,
+                "10m",
+                "smtp.refused_recipients_window",
+            )? {
+                d if d < Duration::from_secs(1) => {
+                    bail!("smtp.refused_recipients_window must be at least 1s")
+                }
                 d => d,
             },
             max_data_memory: match &raw.smtp.max_data_memory {

@@ -120,6 +120,11 @@ pub struct RawSmtp {
     pub forbid_improper_pipelining: Option<bool>,
     /// How long the greeting waits for a client that talks first to show itself.
     pub greet_pause: Option<String>,
+    /// Recipients refused to clients no connector claims and no user authenticated, per
+    /// client address (an IPv6 /64) within `refused_recipients_window`, before that address
+    /// gets 421 for every recipient until the window moves on.
+    pub refused_recipients_per_address: Option<u32>,
+    pub refused_recipients_window: Option<String>,
     /// Memory that messages being received may hold together past their first 256 KiB each.
     pub max_data_memory: Option<String>,
     /// The longest header section a message may have.

@@ -67,6 +67,13 @@ fn no_file_gives_the_embedded_defaults() {
     assert_eq!(c.max_junk_commands, 100);
     assert!(c.forbid_improper_pipelining);
     assert_eq!(c.greet_pause, Duration::ZERO);
+    assert_eq!(
+        (
+            c.refused_recipients_per_address,
+            c.refused_recipients_window
+        ),
+        (100, Duration::from_secs(600))
+    );
     assert_eq!(c.max_data_memory, 1024 * 1024 * 1024);
     assert_eq!(c.max_header_size, 1024 * 1024);
     assert_eq!(c.forwarded_bytes_per_message, 512 * 1024 * 1024);

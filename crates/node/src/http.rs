@@ -348,6 +348,12 @@ async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
         p.rspamd_failures.load(Ordering::Relaxed),
     );
     m(
+        "relayward_smtp_recipients_blocked_total",
+        "counter",
+        "Recipients answered 421 because their client's address, which no connector claims, had [smtp] refused_recipients_per_address recipients refused within refused_recipients_window.",
+        p.recipients_blocked.load(Ordering::Relaxed),
+    );
+    m(
         "relayward_smtp_improper_pipelining_total",
         "counter",
         "SMTP sessions answered 554 and closed for sending before a reply they had to wait for (the greeting, EHLO, HELO, DATA).",

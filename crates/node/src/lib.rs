@@ -17,6 +17,7 @@ mod policy;
 mod retention;
 mod shared_counters;
 mod signer;
+mod smtp_settings;
 mod tls;
 mod trace;
 mod webhook_sender;
@@ -29,7 +30,7 @@ use relayward_config::Config;
 use relayward_control::Control;
 use relayward_delivery::dns::HickoryResolver;
 use relayward_delivery::{DeliveryConfig, Queue, Router};
-use relayward_smtp::{Listener, ListenerKind, ServerConfig, Shutdown};
+use relayward_smtp::{Listener, ListenerKind, Shutdown};
 use relayward_spool::Spool;
 use relayward_store::{Connector, Domain, Route, Store, Tenant, TenantData, User};
 use relayward_tenancy::Directory;
@@ -479,6 +480,7 @@ pub async fn serve(
         passwords: passwords.clone(),
         auth_limits: auth_limits.clone(),
         store: dyn_store.clone(),
+        probes: Arc::new(policy::probes::Probes::of(&config)),
     });
     let caps = open_files::fit_to_limit(
         open_files::Caps {
@@ -490,26 +492,8 @@ pub async fn serve(
     );
     // One budget for the messages the SMTP listeners are receiving.
     let data_memory = relayward_smtp::memory::DataMemory::new(config.max_data_memory);
-    let server_config = |kind| {
-        let mut c = ServerConfig::new(config.hostname.clone(), kind);
-        c.max_message_size = config.limits.max_message_size;
-        c.max_header_size = config.max_header_size;
-        c.max_recipients = config.limits.recipients_per_message;
-        c.command_timeout = config.command_timeout;
-        c.busy_command_timeout = config.busy_command_timeout;
-        c.max_junk_commands = config.max_junk_commands;
-        c.forbid_improper_pipelining = config.forbid_improper_pipelining;
-        c.greet_pause = config.greet_pause;
-        c.data_timeout = config.data_timeout;
-        c.data_total_timeout = config.data_total_timeout;
-        c.max_errors = config.max_errors;
-        c.max_connections = caps.smtp;
-        c.max_connections_per_ip = config.max_connections_per_ip;
-        c.data_memory = data_memory.clone();
-        c.tls = Some(smtp_tls.config.clone());
-        c.proxy_from = config.proxy_protocol_from.clone();
-        c
-    };
+    let server_config =
+        |kind| smtp_settings::of(&config, kind, caps.smtp, &data_memory, &smtp_tls.config);
     let relay = Listener::new(
         listeners.relay,
         server_config(ListenerKind::Relay),

@@ -368,6 +368,11 @@ impl<P: Policy> Session<P> {
     /// syntax problems, which the helpers below report through `Err`.
     fn answer(&mut self, reply: Result<Reply, Reply>) -> Flow {
         match reply {
+            // RFC 5321 3.8: the relay closes the connection after it.
+            Ok(r) if r.code == 421 => {
+                self.reply(r);
+                Flow::Close
+            }
             Ok(r) => {
                 self.reply(r);
                 Flow::Continue

@@ -19,6 +19,7 @@ use relayward_scan::{Envelope as ScanEnvelope, Scan, Scanner, Verdict};
 
 mod data;
 pub mod forward;
+pub mod probes;
 pub mod srs;
 
 use relayward_clock::now_ms;
@@ -60,6 +61,8 @@ pub struct PolicyStats {
     pub rspamd_failures: AtomicU64,
     /// Sessions ended for improper pipelining (a client that did not wait for a reply).
     pub improper_pipelining: AtomicU64,
+    /// Recipients answered 421: their client's address had too many refused (`probes.rs`).
+    pub recipients_blocked: AtomicU64,
 }
 
 pub struct RelayPolicy {
@@ -85,7 +88,13 @@ pub struct RelayPolicy {
     pub auth_limits: Arc<relayward_control::passwords::Limiter>,
     /// Where lockouts of known accounts are recorded (for counters and the API).
     pub store: Arc<dyn relayward_store::Store>,
+    /// Recipients refused to clients nobody vouches for, per client address.
+    pub probes: Arc<probes::Probes>,
 }
+
+/// The answer to every recipient from an address past `[smtp] refused_recipients_per_address`.
+pub const TOO_MANY_REFUSED: &str =
+    "4.7.1 Too many recipients refused to your address lately, try again later";
 
 /// Who the client is, as far as this connection has shown.
 #[derive(Debug, Clone)]
@@ -418,9 +427,21 @@ impl Policy for RelayPolicy {
         tx: &Transaction,
         rcpt: &Rcpt,
     ) -> Result<(), Reply> {
-        let result = self.check_rcpt(conn, tx, rcpt);
-        if result.is_err() {
+        // A client nobody vouches for gets a bounded number of refusals (`probes.rs`).
+        let unvouched = matches!(conn.attribution, Attribution::None);
+        if unvouched && self.probes.over(conn.ip, now_ms()) {
             self.stats.refused_rcpt.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .recipients_blocked
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(refuse(421, TOO_MANY_REFUSED));
+        }
+        let result = self.check_rcpt(conn, tx, rcpt);
+        if let Err(r) = &result {
+            self.stats.refused_rcpt.fetch_add(1, Ordering::Relaxed);
+            if unvouched && r.code >= 500 && self.probes.refused(conn.ip, now_ms()) {
+                tracing::warn!(ip = %conn.ip, recipient = rcpt.address, "a client no connector claims has had [smtp] refused_recipients_per_address recipients refused within refused_recipients_window (guessing addresses, or probing for an open relay): its recipients are answered 421 until the window moves on");
+            }
             return result;
         }
         if let Some(o) = &conn.origin {

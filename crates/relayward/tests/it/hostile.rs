@@ -92,6 +92,56 @@ fn open_relay_battery_is_refused() {
     }
 }
 
+/// A client no connector claims (an inbound sender, a stranger) gets a bounded number of
+/// refused recipients per address across its connections: each `550 5.1.1` tells a directory
+/// harvester which addresses of a tenant's domain exist. Past the limit its every recipient is
+/// answered 421 and the session closed, until the window moves on; other addresses and the
+/// tenants' own servers are not touched.
+#[test]
+fn a_client_nobody_vouches_for_gets_a_bounded_number_of_refused_recipients() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(
+        rx.addr,
+        "[smtp]\nrefused_recipients_per_address = 5\nrefused_recipients_window = \"4s\"",
+    ));
+    let from = |ip: &str| {
+        let mut c = Client::connect(relay.relay, Some(ip.parse().expect("ip")));
+        assert_eq!(c.cmd("EHLO sender.example").code, 250);
+        assert_eq!(c.cmd("MAIL FROM:<someone@outside.example>").code, 250);
+        c
+    };
+    let blocked = "421 4.7.1 Too many recipients refused to your address lately, try again later";
+    let mut c = from("127.0.0.2");
+    let started = std::time::Instant::now();
+    for i in 0..5 {
+        let r = c.cmd(&format!("RCPT TO:<guess{i}@contoso.example>"));
+        assert!(r.text().starts_with("550 5.1.1"), "{r:?}");
+    }
+    assert_eq!(c.cmd("RCPT TO:<alice@contoso.example>").text(), blocked);
+    assert!(c.closed(), "421 closes the session");
+    // A new connection from the same address is still answered so.
+    let mut c = from("127.0.0.2");
+    assert_eq!(c.cmd("RCPT TO:<alice@contoso.example>").text(), blocked);
+    // Another address is not, nor is a tenant's own server guessing as many.
+    let mut c = from("127.0.0.3");
+    assert_eq!(c.cmd("RCPT TO:<alice@contoso.example>").code, 250);
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    assert_eq!(c.cmd("MAIL FROM:<bob@contoso.example>").code, 250);
+    for i in 0..10 {
+        let r = c.cmd(&format!("RCPT TO:<left{i}@contoso.example>"));
+        assert!(r.text().starts_with("550 5.1.1"), "{r:?}");
+    }
+    assert_eq!(c.cmd("RCPT TO:<alice@contoso.example>").code, 250);
+    assert_eq!(relay.metric("relayward_smtp_recipients_blocked_total"), 2);
+    // Once the window has moved past the refusals, the address is answered as before.
+    std::thread::sleep(
+        Duration::from_secs(4).saturating_sub(started.elapsed()) + Duration::from_millis(300),
+    );
+    let mut c = from("127.0.0.2");
+    assert_eq!(c.cmd("RCPT TO:<alice@contoso.example>").code, 250);
+}
+
 /// SMTP smuggling: a bare-LF or bare-CR "end of data" does not end the message, so the text
 /// after it never becomes a second message; the bare line ends are normalised to CRLF.
 #[test]
