@@ -1,28 +1,37 @@
 //! Recipients refused to clients that nobody here vouches for (no connector claims their
-//! address, no user authenticated), counted per client address across connections: past
-//! `[smtp] refused_recipients_per_address` within `refused_recipients_window`, the address gets
-//! `421` for every recipient until the window moves on. An inbound sender that guesses
+//! address, no user authenticated), counted per client address across connections, in a window
+//! of `[smtp] refused_recipients_window` from the address's first refusal: past
+//! `refused_recipients_per_address` in it, the address gets `421` for every recipient until the
+//! window ends. A few dozen bytes per address, whatever the limit. An inbound sender that guesses
 //! addresses of a tenant's domain (a directory harvest: each `550 5.1.1` tells it which exist)
 //! or probes for an open relay learns a bounded number of answers, however many connections it
 //! opens.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use relayward_smtp::admission::client_key as key;
 
-/// Addresses followed at once; past it, those whose refusals all left the window are dropped,
-/// and a new address is not counted while every place holds a live one (an attacker with more
-/// addresses than this gets only the per-session bound).
+/// Addresses followed at once (each takes a few dozen bytes, so at most a few MB in all); past
+/// it, those whose window has ended are dropped, and a new address is not counted while every
+/// place holds a live one (an attacker with more addresses than this gets only the per-session
+/// bound).
 const MAX_TRACKED: usize = 100_000;
 
 pub struct Probes {
-    per_address: usize,
+    per_address: u32,
     window_ms: i64,
-    /// Refusal times per client (an IPv4 address or an IPv6 /64), oldest first.
-    refusals: Mutex<HashMap<IpAddr, VecDeque<i64>>>,
+    /// Per client (an IPv4 address or an IPv6 /64): its window's start and its refusals in it.
+    refusals: Mutex<HashMap<IpAddr, Window>>,
+}
+
+/// Refusals counted from an address's first refusal for one window's length.
+#[derive(Clone, Copy)]
+struct Window {
+    start: i64,
+    refused: u32,
 }
 
 impl Probes {
@@ -36,22 +45,23 @@ impl Probes {
 
     pub fn new(per_address: u32, window: Duration) -> Probes {
         Probes {
-            per_address: usize::try_from(per_address).unwrap_or(usize::MAX).max(1),
+            per_address: per_address.max(1),
             window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
             refusals: Mutex::default(),
         }
     }
 
-    /// Whether `ip` has had its share of refusals within the window at `now` (ms).
+    fn live(&self, w: &Window, now: i64) -> bool {
+        now < w.start.saturating_add(self.window_ms)
+    }
+
+    /// Whether `ip` has had its share of refusals in its window at `now` (ms).
     pub fn over(&self, ip: IpAddr, now: i64) -> bool {
-        let Ok(mut map) = self.refusals.lock() else {
+        let Ok(map) = self.refusals.lock() else {
             return false;
         };
-        let Some(at) = map.get_mut(&key(ip)) else {
-            return false;
-        };
-        expire(at, now, self.window_ms);
-        at.len() >= self.per_address
+        map.get(&key(ip))
+            .is_some_and(|w| self.live(w, now) && w.refused >= self.per_address)
     }
 
     /// Counts a recipient refused to `ip`; true when this one reaches the limit.
@@ -61,27 +71,26 @@ impl Probes {
         };
         let k = key(ip);
         if map.len() >= MAX_TRACKED && !map.contains_key(&k) {
-            map.retain(|_, at| {
-                expire(at, now, self.window_ms);
-                !at.is_empty()
-            });
+            map.retain(|_, w| self.live(w, now));
             if map.len() >= MAX_TRACKED {
                 return false;
             }
         }
-        let at = map.entry(k).or_default();
-        expire(at, now, self.window_ms);
-        if at.len() >= self.per_address {
+        let w = map.entry(k).or_insert(Window {
+            start: now,
+            refused: 0,
+        });
+        if !self.live(w, now) {
+            *w = Window {
+                start: now,
+                refused: 0,
+            };
+        }
+        if w.refused >= self.per_address {
             return false;
         }
-        at.push_back(now);
-        at.len() == self.per_address
-    }
-}
-
-fn expire(at: &mut VecDeque<i64>, now: i64, window: i64) {
-    while at.front().is_some_and(|t| *t <= now.saturating_sub(window)) {
-        at.pop_front();
+        w.refused += 1;
+        w.refused == self.per_address
     }
 }
 
