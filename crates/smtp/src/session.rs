@@ -89,8 +89,9 @@ pub(crate) struct Session<P: Policy> {
     junk: u32,
     commands_unauthenticated: u32,
     auth_failures: u32,
-    /// The session ends for improper pipelining: the client may still be sending.
-    ended_out_of_step: bool,
+    /// The session ends while the client may still be sending (improper pipelining, a 421 from
+    /// the policy): what it sends is read and dropped before the close.
+    drain_on_close: bool,
 }
 
 impl<P: Policy> Session<P> {
@@ -121,7 +122,7 @@ impl<P: Policy> Session<P> {
             junk: 0,
             commands_unauthenticated: 0,
             auth_failures: 0,
-            ended_out_of_step: false,
+            drain_on_close: false,
         }
     }
 
@@ -155,7 +156,7 @@ impl<P: Policy> Session<P> {
         if let Err(e) = self.serve(&mut state).await {
             tracing::debug!(peer = %self.peer.addr, error = %e, "session ended by I/O error");
         }
-        if self.ended_out_of_step {
+        if self.drain_on_close {
             self.conn.close_draining().await;
         }
         let _ = self.conn.flush().await;
@@ -371,6 +372,7 @@ impl<P: Policy> Session<P> {
             // RFC 5321 3.8: the relay closes the connection after it.
             Ok(r) if r.code == 421 => {
                 self.reply(r);
+                self.drain_on_close = true;
                 Flow::Close
             }
             Ok(r) => {

@@ -80,7 +80,7 @@ impl<P: Policy> Session<P> {
     /// relay refused, it would be the message's text taken for commands); the session ends
     /// with a reply that says why.
     fn out_of_step(&mut self, state: &mut P::Conn, after: &'static str) -> Flow {
-        self.ended_out_of_step = true;
+        self.drain_on_close = true;
         self.policy.improper_pipelining(state, &self.peer, after);
         let what = if after == "CONNECT" {
             "the client spoke before the greeting".to_string()
