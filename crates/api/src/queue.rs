@@ -130,53 +130,46 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     },
 ];
 
+/// A queue operation's document: the selection's three parameters (`Selection`: tenant,
+/// recipient domain, sender), then `more`.
+fn selection_doc(more: Value) -> Value {
+    let text = json!({ "in": "query", "required": false, "schema": { "type": "string" } });
+    let mut parameters: Vec<Value> = ["tenant", "domain", "sender"]
+        .into_iter()
+        .map(|name| {
+            let mut p = text.clone();
+            p["name"] = json!(name);
+            p
+        })
+        .collect();
+    if let Value::Array(more) = more {
+        parameters.extend(more);
+    }
+    json!({ "responses": { "400": error_response() }, "parameters": parameters })
+}
+
 fn queue_list_doc() -> Value {
-    json!({
-        "responses": { "400": error_response() },
-        "parameters": [
-            { "name": "tenant", "in": "query", "required": false, "schema": { "type": "string" } },
-            { "name": "domain", "in": "query", "required": false, "schema": { "type": "string" } },
-            { "name": "sender", "in": "query", "required": false, "schema": { "type": "string" } },
-            { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }
-        ]
-    })
+    selection_doc(json!([
+        { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }
+    ]))
 }
 
 fn queue_shape_doc() -> Value {
-    json!({
-        "responses": { "400": error_response() },
-        "parameters": [
-            { "name": "tenant", "in": "query", "required": false, "schema": { "type": "string" } },
-            { "name": "domain", "in": "query", "required": false, "schema": { "type": "string" } },
-            { "name": "sender", "in": "query", "required": false, "schema": { "type": "string" } },
-            { "name": "by", "in": "query", "required": false, "schema": { "type": "string", "enum": ["recipient", "sender"] } },
-            { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }
-        ]
-    })
+    selection_doc(json!([
+        { "name": "by", "in": "query", "required": false, "schema": { "type": "string", "enum": ["recipient", "sender"] } },
+        { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }
+    ]))
 }
 
 fn queue_flush_doc() -> Value {
-    json!({
-        "responses": { "400": error_response() },
-        "parameters": [
-            { "name": "tenant", "in": "query", "required": false, "schema": { "type": "string" } },
-            { "name": "domain", "in": "query", "required": false, "schema": { "type": "string" } },
-            { "name": "sender", "in": "query", "required": false, "schema": { "type": "string" } }
-        ]
-    })
+    selection_doc(json!([]))
 }
 
 fn queue_selected_doc() -> Value {
-    json!({
-        "responses": { "400": error_response() },
-        "parameters": [
-            { "name": "tenant", "in": "query", "required": false, "schema": { "type": "string" } },
-            { "name": "domain", "in": "query", "required": false, "schema": { "type": "string" } },
-            { "name": "sender", "in": "query", "required": false, "schema": { "type": "string" } },
-            { "name": "all", "in": "query", "required": false, "schema": { "type": "boolean" },
-              "description": "Every queued message: needed when no tenant, domain or sender is named, refused with them" }
-        ]
-    })
+    selection_doc(json!([
+        { "name": "all", "in": "query", "required": false, "schema": { "type": "boolean" },
+          "description": "Every queued message: needed when no tenant, domain or sender is named, refused with them" }
+    ]))
 }
 
 #[derive(Deserialize)]

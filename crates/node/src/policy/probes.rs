@@ -17,14 +17,23 @@ use relayward_smtp::admission::client_key as key;
 /// Addresses followed at once (each takes a few dozen bytes, so at most a few MB in all); past
 /// it, those whose window has ended are dropped, and a new address is not counted while every
 /// place holds a live one (an attacker with more addresses than this gets only the per-session
-/// bound).
+/// bound). The full table is swept at most once a second: many new addresses cost a look-up
+/// each, not a pass over the table each.
 const MAX_TRACKED: usize = 100_000;
+const SWEEP_EVERY_MS: i64 = 1000;
 
 pub struct Probes {
     per_address: u32,
     window_ms: i64,
     /// Per client (an IPv4 address or an IPv6 /64): its window's start and its refusals in it.
-    refusals: Mutex<HashMap<IpAddr, Window>>,
+    refusals: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    by_client: HashMap<IpAddr, Window>,
+    /// When the full table was last swept of ended windows.
+    swept: i64,
 }
 
 /// Refusals counted from an address's first refusal for one window's length.
@@ -57,26 +66,32 @@ impl Probes {
 
     /// Whether `ip` has had its share of refusals in its window at `now` (ms).
     pub fn over(&self, ip: IpAddr, now: i64) -> bool {
-        let Ok(map) = self.refusals.lock() else {
+        let Ok(table) = self.refusals.lock() else {
             return false;
         };
-        map.get(&key(ip))
+        table
+            .by_client
+            .get(&key(ip))
             .is_some_and(|w| self.live(w, now) && w.refused >= self.per_address)
     }
 
     /// Counts a recipient refused to `ip`; true when this one reaches the limit.
     pub fn refused(&self, ip: IpAddr, now: i64) -> bool {
-        let Ok(mut map) = self.refusals.lock() else {
+        let Ok(mut table) = self.refusals.lock() else {
             return false;
         };
         let k = key(ip);
-        if map.len() >= MAX_TRACKED && !map.contains_key(&k) {
-            map.retain(|_, w| self.live(w, now));
-            if map.len() >= MAX_TRACKED {
+        if table.by_client.len() >= MAX_TRACKED && !table.by_client.contains_key(&k) {
+            if now.saturating_sub(table.swept) < SWEEP_EVERY_MS {
+                return false;
+            }
+            table.swept = now;
+            table.by_client.retain(|_, w| self.live(w, now));
+            if table.by_client.len() >= MAX_TRACKED {
                 return false;
             }
         }
-        let w = map.entry(k).or_insert(Window {
+        let w = table.by_client.entry(k).or_insert(Window {
             start: now,
             refused: 0,
         });

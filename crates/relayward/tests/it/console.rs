@@ -61,6 +61,12 @@ fn has(page: &str, want: &str, step: &str) {
     );
 }
 
+/// Makes the operator oncall@relay.example and signs in as it; returns the page signed in to.
+fn sign_in_as_operator(b: &mut Browser, relay: &Relay, w: &BTreeMap<String, String>) -> String {
+    let out = relay.cli(&["operator", "create", "oncall@relay.example"]);
+    set_up_and_sign_in(b, relay, w, &setup_path(&out), "oncall@relay.example")
+}
+
 /// Finishes an account's setup on its page and signs in; returns the page signed in to.
 fn set_up_and_sign_in(
     b: &mut Browser,
@@ -392,14 +398,7 @@ fn walk(lang: &str) {
     assert!(b.url().ends_with("/sign-in"), "signed out: {}", b.url());
 
     // An operator sees the request with its evidence and approves it.
-    let out = relay.cli(&["operator", "create", "oncall@relay.example"]);
-    let url = set_up_and_sign_in(
-        &mut b,
-        &relay,
-        &w,
-        &setup_path(&out),
-        "oncall@relay.example",
-    );
+    let url = sign_in_as_operator(&mut b, &relay, &w);
     assert!(
         url.ends_with("/support"),
         "an operator lands on the support console: {url}"
@@ -807,14 +806,7 @@ fn the_queue_page_shows_mail_held_in_delivery_rounds() {
     assert_eq!(reply.code, 250, "{reply:?}");
     c.cmd("QUIT");
     let base = format!("http://{}", relay.http);
-    let out = relay.cli(&["operator", "create", "oncall@relay.example"]);
-    set_up_and_sign_in(
-        &mut b,
-        &relay,
-        &w,
-        &setup_path(&out),
-        "oncall@relay.example",
-    );
+    sign_in_as_operator(&mut b, &relay, &w);
     let page = wait_for(Duration::from_secs(10), || {
         b.go(&format!("{base}/support/queue"));
         let page = b.text();
@@ -847,14 +839,7 @@ fn an_operator_works_the_queue_and_restricts_a_user_by_hand() {
         "--subscription-ends",
         "2020-01-31",
     ]);
-    let out = relay.cli(&["operator", "create", "oncall@relay.example"]);
-    set_up_and_sign_in(
-        &mut b,
-        &relay,
-        &w,
-        &setup_path(&out),
-        "oncall@relay.example",
-    );
+    sign_in_as_operator(&mut b, &relay, &w);
 
     // The queue: three deferred messages; hold one, purge another.
     let page = wait_for(Duration::from_secs(10), || {
