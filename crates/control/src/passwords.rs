@@ -23,7 +23,10 @@ use relayward_config::AuthLimits;
 
 /// Accounts and addresses tracked at most (each map); past it, expired entries are dropped and
 /// new accounts are no longer tracked until room returns (addresses still are counted first).
+/// A full map is swept at most once a second: a flood of new names costs a look-up each, not a
+/// pass over the whole map each.
 const MAX_TRACKED: usize = 100_000;
+const SWEEP_EVERY_MS: i64 = 1000;
 /// Longest account name kept as a key.
 const MAX_ACCOUNT_LEN: usize = 320;
 
@@ -129,11 +132,43 @@ pub enum Locked {
     Address { until: i64 },
 }
 
+/// Failures by key, at most `MAX_TRACKED` keys.
+struct Table<K> {
+    map: HashMap<K, Failures>,
+    /// When the full map was last swept.
+    swept: i64,
+}
+
+impl<K> Default for Table<K> {
+    fn default() -> Self {
+        Table {
+            map: HashMap::new(),
+            swept: i64::MIN,
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Table<K> {
+    /// Whether `key` has (or now gets) a place: a full map is swept of entries `live` no longer
+    /// keeps, at most once a second.
+    fn room_for(&mut self, key: &K, now: i64, mut live: impl FnMut(&mut Failures) -> bool) -> bool {
+        if self.map.len() < MAX_TRACKED || self.map.contains_key(key) {
+            return true;
+        }
+        if now.saturating_sub(self.swept) < SWEEP_EVERY_MS {
+            return false;
+        }
+        self.swept = now;
+        self.map.retain(|_, f| live(f));
+        self.map.len() < MAX_TRACKED
+    }
+}
+
 /// Failed attempts across connections, per account and per client address.
 pub struct Limiter {
     limits: AuthLimits,
-    accounts: Mutex<HashMap<Box<str>, Failures>>,
-    addresses: Mutex<HashMap<IpAddr, Failures>>,
+    accounts: Mutex<Table<Box<str>>>,
+    addresses: Mutex<Table<IpAddr>>,
     /// Attempts answered with the lockout, accounts locked, failures counted.
     pub refused_locked: AtomicU64,
     pub lockouts: AtomicU64,
@@ -188,8 +223,8 @@ impl Limiter {
     /// Whether an attempt for `account` from `ip` is refused without a check.
     pub fn locked(&self, account: &str, ip: IpAddr, now: i64) -> Option<Locked> {
         let window = ms(self.limits.address_window);
-        if let Ok(mut map) = self.addresses.lock()
-            && let Some(f) = map.get_mut(&address_key(ip))
+        if let Ok(mut table) = self.addresses.lock()
+            && let Some(f) = table.map.get_mut(&address_key(ip))
         {
             f.expire(now, window);
             if f.at.len() >= self.limits.per_address as usize
@@ -201,8 +236,8 @@ impl Limiter {
                 });
             }
         }
-        if let Ok(map) = self.accounts.lock()
-            && let Some(f) = map.get(&account_key(account))
+        if let Ok(table) = self.accounts.lock()
+            && let Some(f) = table.map.get(&account_key(account))
             && f.locked_until > now
         {
             self.refused_locked.fetch_add(1, Ordering::Relaxed);
@@ -217,16 +252,14 @@ impl Limiter {
     pub fn failed(&self, account: &str, ip: IpAddr, now: i64) -> Option<(i64, u32)> {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let window = ms(self.limits.address_window);
-        if let Ok(mut map) = self.addresses.lock() {
+        if let Ok(mut table) = self.addresses.lock() {
             let key = address_key(ip);
-            if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
-                map.retain(|_, f| {
-                    f.expire(now, window);
-                    !f.at.is_empty()
-                });
-            }
-            if map.len() < MAX_TRACKED || map.contains_key(&key) {
-                let f = map.entry(key).or_default();
+            let room = table.room_for(&key, now, |f| {
+                f.expire(now, window);
+                !f.at.is_empty()
+            });
+            if room {
+                let f = table.map.entry(key).or_default();
                 f.expire(now, window);
                 if f.at.len() < self.limits.per_address as usize {
                     f.at.push_back(now);
@@ -234,18 +267,16 @@ impl Limiter {
             }
         }
         let lockout = ms(self.limits.lockout);
-        let mut map = self.accounts.lock().ok()?;
+        let mut table = self.accounts.lock().ok()?;
         let key = account_key(account);
-        if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
-            map.retain(|_, f| {
-                f.expire(now, lockout);
-                !f.at.is_empty() || f.locked_until > now
-            });
-            if map.len() >= MAX_TRACKED {
-                return None;
-            }
+        let room = table.room_for(&key, now, |f| {
+            f.expire(now, lockout);
+            !f.at.is_empty() || f.locked_until > now
+        });
+        if !room {
+            return None;
         }
-        let f = map.entry(key).or_default();
+        let f = table.map.entry(key).or_default();
         f.expire(now, lockout);
         f.at.push_back(now);
         if f.at.len() >= self.limits.per_account as usize && f.locked_until <= now {
@@ -260,8 +291,8 @@ impl Limiter {
 
     /// A right password clears the account's count.
     pub fn succeeded(&self, account: &str) {
-        if let Ok(mut map) = self.accounts.lock() {
-            map.remove(&account_key(account));
+        if let Ok(mut table) = self.accounts.lock() {
+            table.map.remove(&account_key(account));
         }
     }
 }
@@ -343,6 +374,40 @@ mod tests {
         }
         l.succeeded("carol");
         assert_eq!(l.failed("carol", ip, 5), None);
+    }
+
+    /// A full table of accounts makes room from failures that aged out, sweeping at most once a
+    /// second: between sweeps a new account is not counted (its address still is).
+    #[test]
+    fn a_full_table_of_accounts_is_swept_at_most_once_a_second() {
+        let l = Limiter::new(AuthLimits {
+            lockout: Duration::from_secs(100),
+            per_address: 1_000_000,
+            ..limits()
+        });
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        let tracked = MAX_TRACKED as i64;
+        for i in 0..tracked {
+            l.failed(&format!("user{i}"), ip, i);
+        }
+        let guesses =
+            |account: &str, now: i64| (0..5).filter_map(|_| l.failed(account, ip, now)).count();
+        assert_eq!(guesses("late", 99_000), 0, "full: nothing aged out yet");
+        assert_eq!(
+            guesses("first", 100_000),
+            1,
+            "a sweep frees the place of the one that aged out"
+        );
+        assert_eq!(
+            guesses("second", 100_500),
+            0,
+            "places freed since wait for the next sweep"
+        );
+        assert_eq!(
+            guesses("third", 101_001),
+            1,
+            "a second later, the next sweep"
+        );
     }
 
     #[test]
