@@ -123,6 +123,9 @@ pub struct Config {
     /// `[smtp] forbid_improper_pipelining`: a client that sends before a reply it must wait
     /// for is answered 554 and disconnected.
     pub forbid_improper_pipelining: bool,
+    /// `[smtp] improper_pipelining_allowed_from`: clients spared that check (text behind a
+    /// refused DATA still ends their session).
+    pub improper_pipelining_allowed_from: Vec<ipnet::IpNet>,
     /// `[smtp] greet_pause`: how long the greeting waits for a client that talks first.
     pub greet_pause: Duration,
     /// `[smtp] refused_recipients_per_address` within `refused_recipients_window`: recipients
@@ -460,6 +463,10 @@ impl Config {
             max_errors: raw.smtp.max_errors.unwrap_or(10),
             max_junk_commands: raw.smtp.max_junk_commands.unwrap_or(100),
             forbid_improper_pipelining: raw.smtp.forbid_improper_pipelining.unwrap_or(true),
+            improper_pipelining_allowed_from: nets::list(
+                &raw.smtp.improper_pipelining_allowed_from,
+                "smtp.improper_pipelining_allowed_from",
+            )?,
             greet_pause: match dur(&raw.smtp.greet_pause, "0s", "smtp.greet_pause")? {
                 d if d > Duration::from_secs(30) => bail!(
                     "smtp.greet_pause = \"{}\" is longer than 30s: clients give up on a greeting that slow, and every connection holds its place meanwhile",

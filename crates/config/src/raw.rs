@@ -118,6 +118,8 @@ pub struct RawSmtp {
     /// Disconnect a client that sends before the greeting or before the reply to EHLO, HELO
     /// or DATA (default on).
     pub forbid_improper_pipelining: Option<bool>,
+    /// Clients (addresses or ranges) spared that check: devices that cannot be fixed.
+    pub improper_pipelining_allowed_from: Option<Vec<String>>,
     /// How long the greeting waits for a client that talks first to show itself.
     pub greet_pause: Option<String>,
     /// Recipients refused to clients no connector claims and no user authenticated, per

@@ -67,6 +67,7 @@ fn no_file_gives_the_embedded_defaults() {
     assert_eq!(c.max_junk_commands, 100);
     assert!(c.forbid_improper_pipelining);
     assert_eq!(c.greet_pause, Duration::ZERO);
+    assert!(c.improper_pipelining_allowed_from.is_empty());
     assert_eq!(
         (
             c.refused_recipients_per_address,
@@ -119,6 +120,11 @@ fn mistakes_are_named() {
     assert!(
         err("[smtp]\ngreet_pause = \"2m\"")
             .contains("smtp.greet_pause = \"2m\" is longer than 30s")
+    );
+    assert!(
+        err("[smtp]\nimproper_pipelining_allowed_from = [\"printer\"]").contains(
+            "smtp.improper_pipelining_allowed_from: \"printer\" is not an address or CIDR range"
+        )
     );
     assert!(err("[smtp]\nmax_data_memory = \"lots\"").contains("smtp.max_data_memory"));
     assert!(err("[smtp]\nmax_header_size = \"-1\"").contains("smtp.max_header_size"));

@@ -24,6 +24,7 @@ pub(crate) fn of(
     c.busy_command_timeout = config.busy_command_timeout;
     c.max_junk_commands = config.max_junk_commands;
     c.forbid_improper_pipelining = config.forbid_improper_pipelining;
+    c.improper_pipelining_allowed_from = config.improper_pipelining_allowed_from.clone();
     c.greet_pause = config.greet_pause;
     c.data_timeout = config.data_timeout;
     c.data_total_timeout = config.data_total_timeout;

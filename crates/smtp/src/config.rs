@@ -67,6 +67,9 @@ pub struct ServerConfig {
     /// EHLO, HELO and DATA: RFC 5321 4.3.1 and RFC 2920 3.1) is answered 554 and disconnected;
     /// what it sent ahead is never read as commands or as a message.
     pub forbid_improper_pipelining: bool,
+    /// Clients spared that check (devices that cannot be fixed); text behind a DATA that is
+    /// refused still ends their session.
+    pub improper_pipelining_allowed_from: Vec<ipnet::IpNet>,
     /// How long the greeting waits for a client that talks first to show itself; at zero it
     /// looks once at what has arrived already.
     pub greet_pause: Duration,
@@ -96,6 +99,7 @@ impl ServerConfig {
             proxy_from: Vec::new(),
             implicit_tls: false,
             forbid_improper_pipelining: true,
+            improper_pipelining_allowed_from: Vec::new(),
             greet_pause: Duration::ZERO,
         }
     }

@@ -364,6 +364,68 @@ fn clients_that_do_not_wait_for_a_reply_are_disconnected() {
     assert!(got.iter().all(|m| !m.data.contains("injected")));
 }
 
+/// A device that cannot be fixed (it sends EHLO and MAIL together, or its message before the
+/// `354`) keeps working when the operator lists its address, while every other client is
+/// still held to the turns; text behind a DATA that is refused ends its session all the same.
+#[test]
+fn an_address_the_operator_lists_is_spared_the_turn_taking_check() {
+    use std::io::Write;
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(
+        rx.addr,
+        r#"[smtp]
+improper_pipelining_allowed_from = ["127.0.0.3"]
+[[tenants]]
+name = "fabrikam"
+domains = [ { name = "fabrikam.example", kind = "authoritative", verified = true } ]
+connectors = [ { name = "scanners", ips = ["127.0.0.3/32", "127.0.0.4/32"] } ]
+"#,
+    ));
+    let device: std::net::IpAddr = "127.0.0.3".parse().expect("ip");
+    // It talks before the greeting, then sends without waiting for the replies.
+    let mut s = bind_and_connect(device, relay.relay);
+    s.write_all(b"EHLO scanner\r\nMAIL FROM:<scan@fabrikam.example>\r\n")
+        .expect("write");
+    let mut c = Client::over(s);
+    assert_eq!([c.read().code, c.read().code], [250, 250]);
+    c.send(
+        b"RCPT TO:<bob@remote.example>\r\nDATA\r\nSubject: scan\r\n\r\nsent before the 354\r\n.\r\n",
+    );
+    assert_eq!(
+        [c.read().code, c.read().code, c.read().code],
+        [250, 354, 250]
+    );
+    // Text behind a DATA that is refused would be read as commands: it still ends the session.
+    c.send(
+        b"MAIL FROM:<scan@fabrikam.example>\r\nRCPT TO:<bob@[127.0.0.1]>\r\nDATA\r\nRCPT TO:<victim@remote.example>\r\nDATA\r\ninjected\r\n.\r\n",
+    );
+    assert_eq!([c.read().code, c.read().code], [250, 550]);
+    assert!(
+        c.read()
+            .text()
+            .starts_with("554 5.5.0 SMTP synchronization error")
+    );
+    assert!(c.closed());
+    assert_eq!(relay.metric("relayward_smtp_improper_pipelining_total"), 1);
+    // The same tenant's other device, and everyone else, are held to the turns.
+    for from in ["127.0.0.4", "127.0.0.1"] {
+        let mut c = Client::connect(relay.relay, Some(from.parse().expect("ip")));
+        c.send(b"EHLO onprem\r\nNOOP\r\n");
+        assert!(
+            c.read()
+                .text()
+                .starts_with("554 5.5.0 SMTP synchronization error"),
+            "{from}"
+        );
+        assert!(c.closed(), "{from}");
+    }
+    assert_eq!(relay.metric("relayward_smtp_improper_pipelining_total"), 3);
+    let got = rx.wait(1, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rx.messages().len(), 1);
+    assert!(got[0].data.contains("sent before the 354"));
+}
+
 /// A line over the limit is refused whole however slowly it comes. While it waits for a
 /// command, a session looks at its listener every `busy_command_timeout`; what arrives of a
 /// long line after such a look is still part of that line, not a command of its own (before,

@@ -17,7 +17,7 @@ impl<P: Policy> Session<P> {
     /// Whether the client talked before the greeting (within `greet_pause`, or already there
     /// as the relay greets); then it has been answered.
     pub(super) async fn spoke_first(&mut self, state: &mut P::Conn) -> bool {
-        if !self.config.forbid_improper_pipelining {
+        if !self.turns_enforced() {
             return false;
         }
         let pause = if self.policy.greet_at_once(state) {
@@ -61,13 +61,25 @@ impl<P: Policy> Session<P> {
         if self.conn.buffered().is_empty() {
             return None;
         }
-        let forbid = self.config.forbid_improper_pipelining;
+        let forbid = self.turns_enforced();
         match req {
             Request::Ehlo { .. } if forbid => Some("EHLO"),
             Request::Helo { .. } if forbid => Some("HELO"),
             Request::Data if forbid || !self.data_expected() => Some("DATA"),
             _ => None,
         }
+    }
+
+    /// Whether this client is held to the turns: the check is on and the operator has not
+    /// spared its address (`improper_pipelining_allowed_from`).
+    fn turns_enforced(&self) -> bool {
+        let ip = self.peer.addr.ip().to_canonical();
+        self.config.forbid_improper_pipelining
+            && !self
+                .config
+                .improper_pipelining_allowed_from
+                .iter()
+                .any(|net| net.contains(&ip))
     }
 
     /// Whether a DATA now would be answered 354.
