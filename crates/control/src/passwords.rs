@@ -21,11 +21,15 @@ use std::sync::{Arc, Mutex};
 
 use relayward_config::AuthLimits;
 
-/// Accounts and addresses tracked at most (each map); past it, expired entries are dropped and
-/// new accounts are no longer tracked until room returns (addresses still are counted first).
-/// A full map is swept at most once a second: a flood of new names costs a look-up each, not a
-/// pass over the whole map each.
+/// Names the directory does not know, and client addresses, tracked at most (each map); past
+/// it, expired entries are dropped, and a new name or address is not tracked until room
+/// returns. A full map is swept at most once a second: a flood of new names costs a look-up
+/// each, not a pass over the whole map each.
 const MAX_TRACKED: usize = 100_000;
+/// Users the directory knows, tracked at most. Kept apart from the names nobody has, so that a
+/// flood of made-up names, which anyone can send, never takes a real account's place: were it
+/// untracked, guesses at its password would go uncounted.
+const MAX_KNOWN_TRACKED: usize = 1_000_000;
 const SWEEP_EVERY_MS: i64 = 1000;
 /// Longest account name kept as a key.
 const MAX_ACCOUNT_LEN: usize = 320;
@@ -132,27 +136,27 @@ pub enum Locked {
     Address { until: i64 },
 }
 
-/// Failures by key, at most `MAX_TRACKED` keys.
+/// Failures by key, at most `cap` keys.
 struct Table<K> {
     map: HashMap<K, Failures>,
+    cap: usize,
     /// When the full map was last swept.
     swept: i64,
 }
 
-impl<K> Default for Table<K> {
-    fn default() -> Self {
-        Table {
-            map: HashMap::new(),
-            swept: i64::MIN,
-        }
-    }
-}
-
 impl<K: std::hash::Hash + Eq> Table<K> {
+    fn new(cap: usize) -> Mutex<Table<K>> {
+        Mutex::new(Table {
+            map: HashMap::new(),
+            cap,
+            swept: i64::MIN,
+        })
+    }
+
     /// Whether `key` has (or now gets) a place: a full map is swept of entries `live` no longer
     /// keeps, at most once a second.
     fn room_for(&mut self, key: &K, now: i64, mut live: impl FnMut(&mut Failures) -> bool) -> bool {
-        if self.map.len() < MAX_TRACKED || self.map.contains_key(key) {
+        if self.map.len() < self.cap || self.map.contains_key(key) {
             return true;
         }
         if now.saturating_sub(self.swept) < SWEEP_EVERY_MS {
@@ -160,14 +164,24 @@ impl<K: std::hash::Hash + Eq> Table<K> {
         }
         self.swept = now;
         self.map.retain(|_, f| live(f));
-        self.map.len() < MAX_TRACKED
+        self.map.len() < self.cap
     }
+}
+
+/// The account an attempt names: a user the directory knows, by its primary address (so that
+/// its aliases count as one account), or a name nobody has. Both get the same answers; they
+/// are only counted apart (`MAX_KNOWN_TRACKED`).
+#[derive(Debug, Clone, Copy)]
+pub enum Account<'a> {
+    Known(&'a str),
+    Unknown(&'a str),
 }
 
 /// Failed attempts across connections, per account and per client address.
 pub struct Limiter {
     limits: AuthLimits,
-    accounts: Mutex<Table<Box<str>>>,
+    known: Mutex<Table<Box<str>>>,
+    unknown: Mutex<Table<Box<str>>>,
     addresses: Mutex<Table<IpAddr>>,
     /// Attempts answered with the lockout, accounts locked, failures counted.
     pub refused_locked: AtomicU64,
@@ -212,16 +226,24 @@ impl Limiter {
     pub fn new(limits: AuthLimits) -> Limiter {
         Limiter {
             limits,
-            accounts: Mutex::default(),
-            addresses: Mutex::default(),
+            known: Table::new(MAX_KNOWN_TRACKED),
+            unknown: Table::new(MAX_TRACKED),
+            addresses: Table::new(MAX_TRACKED),
             refused_locked: AtomicU64::new(0),
             lockouts: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         }
     }
 
+    fn accounts(&self, account: Account<'_>) -> (&Mutex<Table<Box<str>>>, Box<str>) {
+        match account {
+            Account::Known(name) => (&self.known, account_key(name)),
+            Account::Unknown(name) => (&self.unknown, account_key(name)),
+        }
+    }
+
     /// Whether an attempt for `account` from `ip` is refused without a check.
-    pub fn locked(&self, account: &str, ip: IpAddr, now: i64) -> Option<Locked> {
+    pub fn locked(&self, account: Account<'_>, ip: IpAddr, now: i64) -> Option<Locked> {
         let window = ms(self.limits.address_window);
         if let Ok(mut table) = self.addresses.lock()
             && let Some(f) = table.map.get_mut(&address_key(ip))
@@ -236,8 +258,9 @@ impl Limiter {
                 });
             }
         }
-        if let Ok(table) = self.accounts.lock()
-            && let Some(f) = table.map.get(&account_key(account))
+        let (accounts, key) = self.accounts(account);
+        if let Ok(table) = accounts.lock()
+            && let Some(f) = table.map.get(&key)
             && f.locked_until > now
         {
             self.refused_locked.fetch_add(1, Ordering::Relaxed);
@@ -249,7 +272,7 @@ impl Limiter {
     }
 
     /// Counts a wrong password. `Some((until, failures))` when this failure locks the account.
-    pub fn failed(&self, account: &str, ip: IpAddr, now: i64) -> Option<(i64, u32)> {
+    pub fn failed(&self, account: Account<'_>, ip: IpAddr, now: i64) -> Option<(i64, u32)> {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let window = ms(self.limits.address_window);
         if let Ok(mut table) = self.addresses.lock() {
@@ -267,8 +290,8 @@ impl Limiter {
             }
         }
         let lockout = ms(self.limits.lockout);
-        let mut table = self.accounts.lock().ok()?;
-        let key = account_key(account);
+        let (accounts, key) = self.accounts(account);
+        let mut table = accounts.lock().ok()?;
         let room = table.room_for(&key, now, |f| {
             f.expire(now, lockout);
             !f.at.is_empty() || f.locked_until > now
@@ -289,9 +312,9 @@ impl Limiter {
         None
     }
 
-    /// A right password clears the account's count.
+    /// A right password clears the account's count (`account`, a user's primary address).
     pub fn succeeded(&self, account: &str) {
-        if let Ok(mut table) = self.accounts.lock() {
+        if let Ok(mut table) = self.known.lock() {
             table.map.remove(&account_key(account));
         }
     }
@@ -299,6 +322,7 @@ impl Limiter {
 
 #[cfg(test)]
 mod tests {
+    use super::Account::{Known, Unknown};
     use super::*;
     use std::time::Duration;
 
@@ -316,22 +340,22 @@ mod tests {
         let l = Limiter::new(limits());
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
         for i in 0..4 {
-            assert_eq!(l.failed("Bob@x.example", ip, i), None);
-            assert_eq!(l.locked("bob@x.example", ip, i), None);
+            assert_eq!(l.failed(Known("Bob@x.example"), ip, i), None);
+            assert_eq!(l.locked(Known("bob@x.example"), ip, i), None);
         }
-        assert_eq!(l.failed("bob@x.example", ip, 10), Some((900_010, 5)));
+        assert_eq!(l.failed(Known("bob@x.example"), ip, 10), Some((900_010, 5)));
         let other: IpAddr = "198.51.100.7".parse().expect("ip");
         assert_eq!(
-            l.locked("BOB@x.example", other, 11),
+            l.locked(Known("BOB@x.example"), other, 11),
             Some(Locked::Account { until: 900_010 }),
             "from any address, in any letter case"
         );
         assert_eq!(
-            l.locked("bob@x.example", other, 900_010),
+            l.locked(Known("bob@x.example"), other, 900_010),
             None,
             "then it ends"
         );
-        assert_eq!(l.locked("carol@x.example", other, 11), None);
+        assert_eq!(l.locked(Known("carol@x.example"), other, 11), None);
     }
 
     /// Every string the directory takes for one account counts against it: IDNA maps a
@@ -348,17 +372,20 @@ mod tests {
             "bob@x.example\u{200b}",
         ];
         for (i, way) in ways.iter().enumerate() {
-            assert_eq!(l.failed(way, ip, i as i64), None, "{way}");
+            assert_eq!(l.failed(Known(way), ip, i as i64), None, "{way}");
         }
-        assert!(l.failed("BOB@x.example", ip, 10).is_some());
+        assert!(l.failed(Known("BOB@x.example"), ip, 10).is_some());
         for way in ways {
-            assert!(l.locked(way, ip, 11).is_some(), "{way}");
+            assert!(l.locked(Known(way), ip, 11).is_some(), "{way}");
         }
         for _ in 0..4 {
-            l.failed("anna@bücher.example", ip, 20);
+            l.failed(Known("anna@bücher.example"), ip, 20);
         }
-        assert!(l.failed("anna@xn--bcher-kva.example", ip, 21).is_some());
-        assert!(l.locked("anna@BÜCHER.example", ip, 22).is_some());
+        assert!(
+            l.failed(Known("anna@xn--bcher-kva.example"), ip, 21)
+                .is_some()
+        );
+        assert!(l.locked(Known("anna@BÜCHER.example"), ip, 22).is_some());
     }
 
     #[test]
@@ -366,20 +393,26 @@ mod tests {
         let l = Limiter::new(limits());
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
         for i in 0..4 {
-            l.failed("bob", ip, i);
+            l.failed(Known("bob"), ip, i);
         }
-        assert_eq!(l.failed("bob", ip, 900_001), None, "the first four expired");
+        assert_eq!(
+            l.failed(Known("bob"), ip, 900_001),
+            None,
+            "the first four expired"
+        );
         for i in 0..3 {
-            l.failed("carol", ip, i);
+            l.failed(Known("carol"), ip, i);
         }
         l.succeeded("carol");
-        assert_eq!(l.failed("carol", ip, 5), None);
+        assert_eq!(l.failed(Known("carol"), ip, 5), None);
     }
 
-    /// A full table of accounts makes room from failures that aged out, sweeping at most once a
-    /// second: between sweeps a new account is not counted (its address still is).
+    /// A flood of made-up names fills the table of names nobody has: it makes room from
+    /// failures that aged out, sweeping at most once a second, and between sweeps a new made-up
+    /// name is not counted. A real account is counted apart, so guesses at its password are
+    /// counted and lock it whatever the flood.
     #[test]
-    fn a_full_table_of_accounts_is_swept_at_most_once_a_second() {
+    fn a_flood_of_made_up_names_never_takes_a_real_accounts_count() {
         let l = Limiter::new(AuthLimits {
             lockout: Duration::from_secs(100),
             per_address: 1_000_000,
@@ -388,23 +421,34 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
         let tracked = MAX_TRACKED as i64;
         for i in 0..tracked {
-            l.failed(&format!("user{i}"), ip, i);
+            l.failed(Unknown(&format!("made-up{i}@x.example")), ip, i);
         }
-        let guesses =
-            |account: &str, now: i64| (0..5).filter_map(|_| l.failed(account, ip, now)).count();
-        assert_eq!(guesses("late", 99_000), 0, "full: nothing aged out yet");
+        let guesses = |account: Account<'_>, now: i64| {
+            (0..5).filter_map(|_| l.failed(account, ip, now)).count()
+        };
         assert_eq!(
-            guesses("first", 100_000),
+            guesses(Known("bob@x.example"), 99_000),
+            1,
+            "a real account locks after five guesses"
+        );
+        assert!(l.locked(Known("bob@x.example"), ip, 99_001).is_some());
+        assert_eq!(
+            guesses(Unknown("late"), 99_000),
+            0,
+            "full: nothing aged out yet"
+        );
+        assert_eq!(
+            guesses(Unknown("first"), 100_000),
             1,
             "a sweep frees the place of the one that aged out"
         );
         assert_eq!(
-            guesses("second", 100_500),
+            guesses(Unknown("second"), 100_500),
             0,
             "places freed since wait for the next sweep"
         );
         assert_eq!(
-            guesses("third", 101_001),
+            guesses(Unknown("third"), 101_001),
             1,
             "a second later, the next sweep"
         );
@@ -415,14 +459,14 @@ mod tests {
         let l = Limiter::new(limits());
         let ip: IpAddr = "2001:db8::1".parse().expect("ip");
         for i in 0..20 {
-            assert_eq!(l.locked(&format!("user{i}"), ip, i), None);
-            l.failed(&format!("user{i}"), ip, i);
+            assert_eq!(l.locked(Unknown(&format!("user{i}")), ip, i), None);
+            l.failed(Unknown(&format!("user{i}")), ip, i);
         }
         let same_net: IpAddr = "2001:db8::ffff".parse().expect("ip");
         assert_eq!(
-            l.locked("someone-new", same_net, 30),
+            l.locked(Known("someone-new"), same_net, 30),
             Some(Locked::Address { until: 600_000 })
         );
-        assert_eq!(l.locked("someone-new", same_net, 600_000), None);
+        assert_eq!(l.locked(Known("someone-new"), same_net, 600_000), None);
     }
 }

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use relayward_control::passwords::Account;
 use relayward_delivery::Queue;
 use relayward_smtp::{ListenerKind, MailParams, Peer, Policy, Rcpt, Reply, Transaction};
 use relayward_spool::{Envelope, Notify, Recipient, Ret, Spool, SpoolError, new_message_id};
@@ -315,27 +316,33 @@ impl Policy for RelayPolicy {
     ) -> Result<(), Reply> {
         let denied = || refuse(535, "5.7.8 Authentication credentials invalid");
         let now = now_ms();
-        // Locked accounts and addresses are answered before any hashing, the same way whether
-        // the account exists or not.
-        if self.auth_limits.locked(user, conn.ip, now).is_some() {
-            return Err(refuse(454, AUTH_LOCKED));
-        }
         let dir = self.dir();
         let found = dir.user(user);
+        // A user is counted by its primary address, whichever alias it signs in with.
+        let account = match &found {
+            Some(u) => Account::Known(u.address),
+            None => Account::Unknown(user),
+        };
+        // Locked accounts and addresses are answered before any hashing, the same way whether
+        // the account exists or not.
+        if self.auth_limits.locked(account, conn.ip, now).is_some() {
+            return Err(refuse(454, AUTH_LOCKED));
+        }
         let hash = found.as_ref().and_then(|u| u.password_hash);
         let Some(ok) = self.passwords.verify(password, hash).await else {
             return Err(refuse(454, AUTH_BUSY));
         };
         let Some(u) = found.filter(|_| ok) else {
             tracing::info!(ip = %conn.ip, user, "SMTP AUTH failed");
-            if let Some((until, failures)) = self.auth_limits.failed(user, conn.ip, now)
-                && let Some(u) = dir.user(user)
+            if let Some((until, failures)) = self.auth_limits.failed(account, conn.ip, now)
+                && let Account::Known(address) = account
+                && let Some(u) = dir.user(address)
             {
                 self.account_locked(u.tenant, u.address, until, failures, conn.ip, now);
             }
             return Err(denied());
         };
-        self.auth_limits.succeeded(user);
+        self.auth_limits.succeeded(u.address);
         conn.attribution = Attribution::User {
             tenant: Arc::from(u.tenant),
             address: Arc::from(u.address),

@@ -91,6 +91,33 @@ fn the_sixth_wrong_password_is_locked_out_on_any_connection_until_the_lock_ends(
     assert_eq!(c.cmd("MAIL FROM:<alice@contoso.example>").code, 250);
 }
 
+/// A user signs in with its primary address or any alias: guesses through either count
+/// against the one account (before, each alias had five guesses of its own).
+#[test]
+fn guesses_through_an_alias_count_against_the_users_account() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&contoso(rx.addr, ""));
+    // (alice@contoso.example has the alias sales@contoso.example in the fixture.)
+    let (_, r) = submission_auth(&relay, "sales@contoso.example", "change-me");
+    assert!(r.text().starts_with("235"), "{}", r.text());
+    for (i, name) in ["alice", "sales", "alice", "sales", "sales"]
+        .iter()
+        .enumerate()
+    {
+        let (_, r) = submission_auth(
+            &relay,
+            &format!("{name}@contoso.example"),
+            &format!("guess-{i}"),
+        );
+        assert_eq!(r.text(), INVALID, "attempt {}", i + 1);
+    }
+    for name in ["sales@contoso.example", "alice@contoso.example"] {
+        let (_, r) = submission_auth(&relay, name, "change-me");
+        assert_eq!(r.text(), LOCKED, "{name}");
+    }
+    assert_eq!(relay.metric("relayward_auth_lockouts_total"), 1);
+}
+
 #[test]
 fn one_client_address_gets_a_bounded_number_of_guesses_across_accounts() {
     let rx = Receiver::start(false);
