@@ -120,16 +120,29 @@ pub fn otpauth_uri(email: &str, secret: &str) -> String {
     )
 }
 
-/// Sign-in attempts per client address over the last ten minutes: in this process's memory on
-/// one node, in the shared store in a cluster (so the limit holds however the attempts are
-/// spread over the nodes; while the store is away, each node counts on its own).
+/// Sign-in attempts per client address (an IPv6 client is its /64, as one host usually has a
+/// whole one) over the last ten minutes: in this process's memory on one node, in the shared
+/// store in a cluster (so the limit holds however the attempts are spread over the nodes; while
+/// the store is away, each node counts on its own).
 #[derive(Default)]
 pub struct LoginLimiter {
-    attempts: Mutex<HashMap<IpAddr, Vec<i64>>>,
+    attempts: Mutex<Attempts>,
     shared: Option<std::sync::Arc<dyn relayward_store::Store>>,
 }
 
+#[derive(Default)]
+struct Attempts {
+    by_client: HashMap<IpAddr, Vec<i64>>,
+    /// When the full map was last swept of clients with no attempt in the window.
+    swept: i64,
+}
+
 const SIGN_IN_WINDOW: i64 = 600_000;
+/// Client addresses counted in memory at most. Past it, those with no attempt in the window
+/// are dropped, at most once a second, and a new address is not counted while every place
+/// holds a live one: an attacker with more addresses than this still meets each account's
+/// lockout, and cannot grow the map, or make each attempt a pass over it.
+const MAX_CLIENTS: usize = 100_000;
 
 impl LoginLimiter {
     /// Counting in `store`, which every node of a cluster shares.
@@ -145,7 +158,7 @@ impl LoginLimiter {
         if let Some(store) = &self.shared {
             match store
                 .count_attempt(
-                    &format!("sign-in:{ip}"),
+                    &format!("sign-in:{}", crate::passwords::address_key(ip)),
                     SIGN_IN_WINDOW,
                     PER_IP_ATTEMPTS,
                     now,
@@ -163,12 +176,22 @@ impl LoginLimiter {
     }
 
     fn attempt_here(&self, ip: IpAddr, now: i64) -> Result<(), i64> {
-        let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         let window = SIGN_IN_WINDOW;
-        if map.len() > 100_000 {
-            map.retain(|_, v| v.last().is_some_and(|t| now - t < window));
+        let key = crate::passwords::address_key(ip);
+        if attempts.by_client.len() >= MAX_CLIENTS && !attempts.by_client.contains_key(&key) {
+            if now.saturating_sub(attempts.swept) < 1000 {
+                return Ok(());
+            }
+            attempts.swept = now;
+            attempts
+                .by_client
+                .retain(|_, v| v.last().is_some_and(|t| now - t < window));
+            if attempts.by_client.len() >= MAX_CLIENTS {
+                return Ok(());
+            }
         }
-        let list = map.entry(ip).or_default();
+        let list = attempts.by_client.entry(key).or_default();
         list.retain(|t| now - t < window);
         if list.len() >= PER_IP_ATTEMPTS {
             let wait = list.first().map_or(60, |t| (window - (now - t)) / 1000 + 1);
@@ -603,5 +626,30 @@ mod tests {
             l.attempt_here(ip, 1000 + 600_001).is_ok(),
             "the window moves on"
         );
+    }
+
+    /// An IPv6 host usually has a whole /64: every address in it shares one count, and a flood
+    /// of addresses neither grows the map past its bound nor costs a pass over it per attempt.
+    #[test]
+    fn an_ipv6_client_is_its_slash_64_and_the_map_is_bounded() {
+        let l = LoginLimiter::default();
+        for i in 0..PER_IP_ATTEMPTS {
+            let ip: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().expect("ip");
+            assert!(l.attempt_here(ip, 1000).is_ok());
+        }
+        let next: IpAddr = "2001:db8:1:2:ffff::1".parse().expect("ip");
+        assert!(l.attempt_here(next, 1001).is_err(), "the same /64");
+        let other: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert!(l.attempt_here(other, 1001).is_ok(), "another /64");
+        for i in 0..MAX_CLIENTS as u32 {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            let _ = l.attempt_here(ip, 2000);
+        }
+        let count = || l.attempts.lock().expect("lock").by_client.len();
+        assert_eq!(count(), MAX_CLIENTS);
+        let _ = l.attempt_here("198.51.100.1".parse().expect("ip"), 2500);
+        assert_eq!(count(), MAX_CLIENTS, "full of live clients: not counted");
+        let _ = l.attempt_here("198.51.100.2".parse().expect("ip"), 700_000);
+        assert_eq!(count(), 1, "once their window ended, swept");
     }
 }

@@ -190,7 +190,7 @@ pub struct Limiter {
 }
 
 /// IPv6 clients are counted per /64 (one host usually has a whole one).
-fn address_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => {
