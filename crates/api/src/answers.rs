@@ -334,7 +334,8 @@ pub struct QueueSelectedDone {
     pub done: String,
     /// How many messages it was done to.
     pub messages: usize,
-    /// Selected messages being delivered at that instant, left as they were.
+    /// Selected messages in a delivery round at that instant: the action is done to each as
+    /// its round ends, if it is still queued then (one delivered in its round is gone).
     pub in_flight: usize,
 }
 

@@ -24,8 +24,8 @@ pub struct Filter {
     #[serde(default)]
     sender: String,
     done: Option<String>,
-    /// After an action on a selection: how many of its messages were in a delivery round and
-    /// left as they were.
+    /// After an action on a selection: how many of its messages were in a delivery round (done
+    /// to each as its round ends).
     in_flight: Option<usize>,
 }
 

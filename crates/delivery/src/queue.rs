@@ -547,7 +547,7 @@ impl Queue {
             let inner2 = inner.clone();
             tokio::spawn(async move {
                 inner2.clone().deliver(env, fresh).await;
-                inner2
+                let ended = inner2
                     .delivering
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -555,6 +555,9 @@ impl Queue {
                 inner2.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
                 drop(body_share);
                 drop(permit);
+                if let Some(action) = ended.and_then(|r| r.after) {
+                    Queue { inner: inner2 }.act_after_round(&id, action).await;
+                }
             });
         }
         janitor.abort();

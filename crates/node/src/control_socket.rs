@@ -95,8 +95,8 @@ pub enum Reply {
         message: String,
         action: String,
     },
-    /// What an action on a selection did: how many messages, and how many were being delivered
-    /// at that instant and left as they were.
+    /// What an action on a selection did: how many messages, and how many were in a delivery
+    /// round at that instant (done to each as its round ends).
     Selected {
         action: String,
         messages: usize,

@@ -126,7 +126,8 @@ fn sender_key(sender: &str) -> String {
 pub struct Selected {
     /// The messages it was done to, with their tenants, oldest first.
     pub done: Vec<(String, Option<String>)>,
-    /// Selected messages being delivered at that instant, left as they were.
+    /// Selected messages in a delivery round at that instant: the action is done to each when
+    /// its round ends, if it is still queued then (delivered in its round, it is gone).
     pub in_flight: usize,
 }
 
@@ -230,8 +231,11 @@ impl Queue {
 
     /// Holds, releases, bounces or purges every waiting message a selection picks, as `act`
     /// does one: hold takes those not held, release those held. A message in a delivery round
-    /// (at the start, or by the time its turn comes) is left as it is and counted; one delivered
-    /// meanwhile is not there to act on. Retry is `flush`, and is refused here.
+    /// (at the start, or by the time its turn comes) is counted, and the action is done to it
+    /// when the round ends if it is still queued then (a destination that hangs keeps its
+    /// messages in rounds for minutes; an operator holding or purging a spam run means those
+    /// too); one delivered meanwhile is not there to act on. A message in a round is never
+    /// held, so release leaves rounds alone. Retry is `flush`, and is refused here.
     pub async fn act_on_selection(
         &self,
         selection: &Selection,
@@ -242,10 +246,16 @@ impl Queue {
         }
         let picker = selection.picker();
         let mut out = Selected::default();
+        let mut after_rounds = Vec::new();
         // Those in a round now are not acted on, and are said to be so (a destination that
         // hangs keeps its messages in rounds for minutes).
         let mut ids: Vec<String> = self.read_queued(|q| {
-            out.in_flight = q.in_rounds().filter(|m| picker.in_round(m)).count();
+            if action != QueueAction::Release {
+                let in_rounds = q.in_rounds_by_id().filter(|(_, m)| picker.in_round(m));
+                let in_rounds: Vec<String> = in_rounds.map(|(id, _)| id.clone()).collect();
+                out.in_flight = in_rounds.len();
+                after_rounds = in_rounds;
+            }
             q.waiting
                 .values()
                 .filter(|e| match action {
@@ -262,11 +272,53 @@ impl Queue {
         for id in ids {
             match self.act(&id, action).await {
                 Ok(before) => out.done.push((before.id, before.tenant)),
-                Err(QueueActionError::InFlight(_)) => out.in_flight += 1,
+                Err(QueueActionError::InFlight(_)) => {
+                    out.in_flight += 1;
+                    after_rounds.push(id);
+                }
                 Err(_) => {}
             }
         }
+        for id in after_rounds {
+            self.after_its_round(&id, action);
+        }
         Ok(out)
+    }
+
+    /// Has `action` done to message `id` when its delivery round ends. A round that ended
+    /// meanwhile has put the message back (or delivered it) already: then it is done now.
+    fn after_its_round(&self, id: &str, action: QueueAction) {
+        let mut d = self
+            .inner
+            .delivering
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(round) = d.get_mut(id) {
+            round.after = Some(action);
+            return;
+        }
+        drop(d);
+        let queue = Queue {
+            inner: self.inner.clone(),
+        };
+        let id = id.to_string();
+        tokio::spawn(async move { queue.act_after_round(&id, action).await });
+    }
+
+    /// An action a selection asked for, done as a message's delivery round ended.
+    pub(super) async fn act_after_round(&self, id: &str, action: QueueAction) {
+        match self.act(id, action).await {
+            Ok(before) => {
+                tracing::info!(
+                    message = id,
+                    tenant = before.tenant.as_deref().unwrap_or("-"),
+                    action = action.as_str(),
+                    "an operator's action on a selection done as the message's delivery round ended"
+                );
+            }
+            Err(QueueActionError::InFlight(_)) => self.after_its_round(id, action),
+            Err(_) => {}
+        }
     }
 
     /// An operator's action on one queued message. Returns the message as it was.

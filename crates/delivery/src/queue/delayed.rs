@@ -28,6 +28,9 @@ pub(super) struct InRound {
     pub(super) received_at: i64,
     /// Its pending recipients' domains, each once.
     pub(super) domains: Vec<String>,
+    /// An operator's action on a selection that took it in, done when its round ends if it
+    /// is still queued then (`Queue::act_on_selection`).
+    pub(super) after: Option<super::actions::QueueAction>,
 }
 
 impl InRound {
@@ -40,6 +43,7 @@ impl InRound {
             mail_from: env.mail_from.clone(),
             received_at: env.received_at,
             domains,
+            after: None,
         }
     }
 }
@@ -55,10 +59,14 @@ impl Queued<'_> {
     /// The messages in a round that have not been put back yet: a round that just ended has
     /// put its message back already, among the waiting ones.
     pub(super) fn in_rounds(&self) -> impl Iterator<Item = &InRound> {
+        self.in_rounds_by_id().map(|(_, m)| m)
+    }
+
+    /// The same, with their ids.
+    pub(super) fn in_rounds_by_id(&self) -> impl Iterator<Item = (&String, &InRound)> {
         self.delivering
             .iter()
             .filter(|(id, _)| !self.waiting.contains_key(*id))
-            .map(|(_, m)| m)
     }
 }
 

@@ -219,7 +219,7 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
             messages,
             in_flight,
         } => outln!(
-            "{action} done for {messages} message(s); {in_flight} being delivered at that moment left as they were"
+            "{action} done for {messages} message(s); {in_flight} in a delivery round at that moment: done to each as its round ends, if it is still queued then"
         ),
         Reply::Error(e) => bail!("{e}"),
     }

@@ -461,8 +461,74 @@ fn messages_in_a_delivery_round_are_in_the_shape_and_counted_by_a_selection() {
     assert!(in_flight >= 1 && held + in_flight == 2, "{json}");
     let out = relay.cli(&["queue", "purge", "--sender", "alice@contoso.example"]);
     assert!(
-        out.contains("being delivered at that moment left as they were"),
+        out.contains("in a delivery round at that moment: done to each as its round ends"),
         "{out}"
+    );
+}
+
+/// A hold or purge of a selection reaches the messages that were in a delivery round at that
+/// moment: each is held (or purged) as its round ends, instead of going back to wait for its
+/// next attempt as if nobody had asked.
+#[test]
+fn an_action_on_a_selection_reaches_messages_in_a_round_as_the_round_ends() {
+    let addr = tarpit();
+    let relay = Relay::start(&format!(
+        r#"
+[delivery]
+smart_host = "{addr}"
+retry_schedule = ["1h"]
+command_timeout = "4s"
+[[tenants]]
+name = "contoso"
+domains = [ {{ name = "contoso.example", kind = "authoritative", verified = true }} ]
+connectors = [ {{ name = "on-prem", ips = ["127.0.0.1/32"] }} ]
+"#
+    ));
+    let ops = relay.token(&["--name", "ops", "--role", "operator"]);
+    let mut c = relay.client();
+    assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+    let to_hold = c
+        .transaction("alice@contoso.example", &["a@remote.example"], MSG)
+        .queued_id();
+    let to_purge = c
+        .transaction("alice@contoso.example", &["b@other.example"], MSG)
+        .queued_id();
+    c.cmd("QUIT");
+    let listed = || {
+        relay
+            .cli(&["queue", "list", "--json"])
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .collect::<Vec<_>>()
+    };
+    // Both in their rounds, waiting for a greeting that never comes.
+    wait_for(Duration::from_secs(3), || listed().is_empty().then_some(()))
+        .expect("both in their rounds");
+    for (path, action) in [
+        ("/api/v1/queue/hold?domain=remote.example", "hold"),
+        ("/api/v1/queue/purge?domain=other.example", "purge"),
+    ] {
+        let (status, json) = relay.api("POST", path, Some(&ops), None);
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["done"], action, "{json}");
+        assert_eq!(json["messages"], 0, "{json}");
+        assert_eq!(json["in_flight"], 1, "{json}");
+    }
+    // The rounds end when the greeting times out: one is held, the other gone, with its trace
+    // saying so.
+    let held = wait_for(Duration::from_secs(20), || {
+        let l = listed();
+        (l.len() == 1).then_some(l)
+    })
+    .expect("back in the queue");
+    assert_eq!(held[0]["id"], to_hold.as_str(), "{held:?}");
+    assert_eq!(held[0]["held"], true, "{held:?}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(listed().len(), 1, "the purged one stays gone");
+    let trace = relay.cli(&["trace", "--id", &to_purge]);
+    assert!(
+        trace.contains("purged from the queue by the relay's operator"),
+        "{trace}"
     );
 }
 
