@@ -324,7 +324,11 @@ pub struct QueueList {
 /// How many waiting messages a flush made due now.
 #[derive(Serialize, JsonSchema)]
 pub struct QueueFlushed {
+    /// Messages made due now on the node asked.
     pub messages: usize,
+    /// In a cluster: the flush was passed on to the other nodes, each of which does it to its
+    /// own queue within seconds.
+    pub other_nodes: bool,
 }
 
 /// What an action on every message of a selection did.
@@ -337,6 +341,9 @@ pub struct QueueSelectedDone {
     /// Selected messages in a delivery round at that instant: the action is done to each as
     /// its round ends, if it is still queued then (one delivered in its round is gone).
     pub in_flight: usize,
+    /// In a cluster: the action was passed on to the other nodes, each of which does it to its
+    /// own queue within seconds (these counts are the node asked).
+    pub other_nodes: bool,
 }
 
 #[derive(Serialize, JsonSchema)]

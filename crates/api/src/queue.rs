@@ -256,7 +256,7 @@ async fn queue_flush(
     q: Result<Query<FlushQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<QueueFlushed>> {
     let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
-    let messages = s
+    let (messages, other_nodes) = s
         .control
         .queue_flush(
             &s.queue,
@@ -265,7 +265,10 @@ async fn queue_flush(
         )
         .await
         .map_err(ApiError::refused)?;
-    Ok(Json(QueueFlushed { messages }))
+    Ok(Json(QueueFlushed {
+        messages,
+        other_nodes,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -368,6 +371,7 @@ async fn queue_act_selected(
         done: action.as_str().to_string(),
         messages: done.done.len(),
         in_flight: done.in_flight,
+        other_nodes: done.other_nodes,
     }))
 }
 

@@ -27,6 +27,9 @@ pub struct Filter {
     /// After an action on a selection: how many of its messages were in a delivery round (done
     /// to each as its round ends).
     in_flight: Option<usize>,
+    /// After an action on a selection or a flush in a cluster: it was passed on to the other
+    /// nodes.
+    nodes: Option<u8>,
 }
 
 /// The queue's selection from a filter's fields: blank ones name nothing.
@@ -80,9 +83,9 @@ fn shape_table(v: &Viewer, shape: &Shape) -> maud::Markup {
     }
 }
 
-/// The queue page again with the same filter, saying the action was done (and how many
-/// messages of a selection it left in their delivery rounds).
-fn back(tenant: &str, domain: &str, sender: &str, in_flight: usize) -> Response {
+/// The queue page again with the same filter, saying the action was done (how many messages
+/// of a selection were in their delivery rounds, and whether the other nodes were asked too).
+fn back(tenant: &str, domain: &str, sender: &str, in_flight: usize, nodes: bool) -> Response {
     let mut back = format!(
         "/support/queue?tenant={}&domain={}&sender={}&done=1",
         query_value(tenant),
@@ -91,6 +94,9 @@ fn back(tenant: &str, domain: &str, sender: &str, in_flight: usize) -> Response 
     );
     if in_flight > 0 {
         back.push_str(&format!("&in_flight={in_flight}"));
+    }
+    if nodes {
+        back.push_str("&nodes=1");
     }
     Redirect::to(&back).into_response()
 }
@@ -200,14 +206,16 @@ pub async fn page(v: Viewer, State(s): State<ConsoleState>, Query(f): Query<Filt
     }
     let w = v.w();
     let banner = f.done.as_ref().map(|_| {
-        Banner::Done(match f.in_flight {
-            Some(n) if n > 0 => format!(
-                "{} {}",
-                w.t("done_saved"),
-                w.f("queue_in_flight_left", &[("n", &n.to_string())])
-            ),
-            _ => w.t("done_saved").to_string(),
-        })
+        let mut said = w.t("done_saved").to_string();
+        if let Some(n) = f.in_flight.filter(|n| *n > 0) {
+            said.push(' ');
+            said.push_str(&w.f("queue_in_flight_left", &[("n", &n.to_string())]));
+        }
+        if f.nodes == Some(1) {
+            said.push(' ');
+            said.push_str(w.t("queue_passed_on"));
+        }
+        Banner::Done(said)
     });
     render(&v, &s, &f, banner, StatusCode::OK)
 }
@@ -241,7 +249,7 @@ pub async fn flush(v: Viewer, State(s): State<ConsoleState>, Form(f): Form<Flush
     };
     let selected = selection(&f.tenant, &f.domain, &f.sender);
     match s.control.queue_flush(queue, &selected, &v.actor()).await {
-        Ok(_) => back(&f.tenant, &f.domain, &f.sender, 0),
+        Ok((_, nodes)) => back(&f.tenant, &f.domain, &f.sender, 0, nodes),
         Err(e) => {
             let (status, banner) = opened!(refusal(&v, e));
             render(&v, &s, &Filter::default(), Some(banner), status)
@@ -279,7 +287,13 @@ pub async fn act_on_selected(
         .queue_action_selected(queue, &selected, false, *action, &v.actor())
         .await
     {
-        Ok(done) => back(&f.tenant, &f.domain, &f.sender, done.in_flight),
+        Ok(done) => back(
+            &f.tenant,
+            &f.domain,
+            &f.sender,
+            done.in_flight,
+            done.other_nodes,
+        ),
         Err(e) => {
             let (status, banner) = opened!(refusal(&v, e));
             render(&v, &s, &Filter::default(), Some(banner), status)

@@ -169,6 +169,9 @@ pub struct Control {
     /// `[webhooks] allow_private_addresses`: a webhook URL may name an address off the public
     /// internet.
     pub webhooks_to_private: bool,
+    /// In cluster mode, this node's name: operators' actions on a selection of the queue are
+    /// passed on to the other nodes (`queue.rs`).
+    pub cluster_node: Option<String>,
 }
 
 pub(crate) const DAY: i64 = 86_400_000;
@@ -212,6 +215,7 @@ impl Control {
             tenant_objects_max: config.http_tenant_objects_max,
             tenant_webhooks_max: config.http_tenant_webhooks_max,
             webhooks_to_private: config.webhooks.allow_private,
+            cluster_node: config.clustered().then(|| config.node_name.clone()),
         }
     }
 

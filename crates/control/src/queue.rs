@@ -1,15 +1,18 @@
 //! Operators' actions on queued messages (retry, hold, release, bounce, purge), each audited
 //! with what the message was, and on many at once (flush; hold, release, bounce and purge of a
 //! selection). The API, the console and the relay's control socket (the command line's
-//! `relayward queue`) call here.
+//! `relayward queue`) call here. In a cluster each node has its own queue: an action on a
+//! selection is done here and passed on to the other nodes as an order in the shared store,
+//! which each does to its own queue within seconds (`apply_queue_order`), audited there.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use relayward_delivery::Selection;
+use relayward_delivery::{QueueAction, Selection};
 use relayward_guard::Role;
+use relayward_store::QueueOrder;
 
-use crate::{Actor, Conflict, Control, NotFound, Result};
+use crate::{Actor, Conflict, Control, NotFound, Result, Via};
 
 impl Control {
     /// An operator's action on a queued message (retry, hold, release, bounce, purge), audited
@@ -48,16 +51,28 @@ impl Control {
 
     /// An operator makes every waiting message a selection picks due now, and lifts the
     /// destination's backoff (`Queue::flush`); audited with the selection and how many messages
-    /// it concerned.
+    /// it concerned. Returns that count here, and whether the other nodes of a cluster were
+    /// asked to do the same.
     pub async fn queue_flush(
         &self,
         queue: &relayward_delivery::Queue,
         selection: &Selection,
         actor: &Actor,
-    ) -> Result<usize> {
+    ) -> Result<(usize, bool)> {
         if actor.role != Role::Operator {
             invalid!("queue actions are the operator's");
         }
+        let made_due = self.flush_here(queue, selection, actor).await?;
+        let passed_on = self.pass_on(selection, QueueAction::Retry, actor).await;
+        Ok((made_due, passed_on))
+    }
+
+    async fn flush_here(
+        &self,
+        queue: &relayward_delivery::Queue,
+        selection: &Selection,
+        actor: &Actor,
+    ) -> Result<usize> {
         let made_due = queue.flush(selection);
         self.audit(
             actor,
@@ -106,9 +121,11 @@ impl Control {
             actor.clone(),
         );
         tokio::spawn(async move {
-            control
+            let mut done = control
                 .act_on_selection(&queue, &selection, action, &actor)
-                .await
+                .await?;
+            done.other_nodes = control.pass_on(&selection, action, &actor).await;
+            Ok(done)
         })
         .await
         .map_err(|e| crate::ControlError::Internal(format!("queue action stopped: {e}")))?
@@ -125,12 +142,18 @@ impl Control {
             .act_on_selection(selection, action)
             .await
             .map_err(|e| crate::ControlError::Invalid(e.to_string()))?;
-        let mut by_tenant: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
+        // Per tenant: the messages done now, and those done as their delivery rounds end.
+        type Touched<'a> = (Vec<&'a str>, Vec<&'a str>);
+        let mut by_tenant: BTreeMap<Option<&str>, Touched<'_>> = BTreeMap::new();
         for (id, tenant) in &done.done {
-            by_tenant.entry(tenant.as_deref()).or_default().push(id);
+            by_tenant.entry(tenant.as_deref()).or_default().0.push(id);
         }
-        for (tenant, ids) in by_tenant {
+        for (id, tenant) in &done.after_rounds {
+            by_tenant.entry(tenant.as_deref()).or_default().1.push(id);
+        }
+        for (tenant, (ids, after_rounds)) in by_tenant {
             let listed = &ids[..ids.len().min(AUDITED_IDS)];
+            let after_listed = &after_rounds[..after_rounds.len().min(AUDITED_IDS)];
             self.audit(
                 actor,
                 tenant,
@@ -144,12 +167,93 @@ impl Control {
                     "messages": ids.len(),
                     "ids": listed,
                     "ids_not_listed": ids.len() - listed.len(),
+                    "in_delivery_rounds": after_rounds.len(),
+                    "in_delivery_rounds_ids": after_listed,
                     "after": action.as_str(),
                 }),
             )
             .await?;
         }
         Ok(done)
+    }
+}
+
+impl Control {
+    /// In a cluster, stores an action on a selection for the other nodes (`retry` for a flush);
+    /// whether it did. Had it failed, the operator is told to act on each node.
+    async fn pass_on(&self, selection: &Selection, action: QueueAction, actor: &Actor) -> bool {
+        let Some(node) = &self.cluster_node else {
+            return false;
+        };
+        let order = QueueOrder {
+            id: 0,
+            at: relayward_clock::now_ms(),
+            node: node.clone(),
+            action: action.as_str().to_string(),
+            tenant: selection.tenant.clone(),
+            domain: selection.domain.clone(),
+            sender: selection.sender.clone(),
+            actor: actor.name.clone(),
+            role: actor.role_str().to_string(),
+            client: actor.client.clone(),
+        };
+        match self.store.add_queue_order(&order).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, action = action.as_str(), "a queue action could not be passed on to the other nodes: it was done on this node only");
+                false
+            }
+        }
+    }
+
+    /// Does an order another node of the cluster passed on to this node's own queue, audited
+    /// for the operator who asked, through that node. The asking node checked the operator's
+    /// rights; an order names nothing but a selection and an action.
+    pub async fn apply_queue_order(&self, queue: &relayward_delivery::Queue, order: &QueueOrder) {
+        let Some(action) = QueueAction::parse(&order.action) else {
+            tracing::warn!(
+                order = order.id,
+                action = order.action,
+                "a queue order with an action this node does not know; skipped"
+            );
+            return;
+        };
+        let selection = Selection {
+            tenant: order.tenant.clone(),
+            domain: order.domain.clone(),
+            sender: order.sender.clone(),
+        };
+        let actor = Actor {
+            name: format!("{} (through {})", order.actor, order.node),
+            role: Role::Operator,
+            via: Via::System,
+            client: order.client.clone(),
+            mfa: false,
+        };
+        let done = if action == QueueAction::Retry {
+            self.flush_here(queue, &selection, &actor)
+                .await
+                .map(|n| (n, 0))
+        } else {
+            self.act_on_selection(queue, &selection, action, &actor)
+                .await
+                .map(|d| (d.done.len(), d.in_flight))
+        };
+        match done {
+            Ok((messages, in_flight)) => {
+                tracing::info!(
+                    order = order.id,
+                    from = order.node,
+                    action = action.as_str(),
+                    messages,
+                    in_flight,
+                    "an operator's queue action passed on by another node, done to this node's queue"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(order = order.id, from = order.node, action = action.as_str(), error = %e, "an operator's queue action passed on by another node could not be done here");
+            }
+        }
     }
 }
 

@@ -95,15 +95,22 @@ pub enum Reply {
         message: String,
         action: String,
     },
-    /// What an action on a selection did: how many messages, and how many were in a delivery
-    /// round at that instant (done to each as its round ends).
+    /// What an action on a selection did: how many messages, how many were in a delivery round
+    /// at that instant (done to each as its round ends), and whether the other nodes of a
+    /// cluster were asked to do it too.
     Selected {
         action: String,
         messages: usize,
         in_flight: usize,
+        #[serde(default)]
+        other_nodes: bool,
     },
     Error(String),
 }
+
+/// What the command line says when an action was passed on to the cluster's other nodes.
+pub const OTHER_NODES: &str =
+    "passed on to the cluster's other nodes, which do it to their own queues within seconds";
 
 fn selection(tenant: Option<String>, domain: Option<String>, sender: Option<String>) -> Selection {
     Selection {
@@ -243,8 +250,12 @@ async fn answer(request: Request, control: &Arc<Control>, queue: &Queue, spool: 
                 .queue_flush(queue, &selection(tenant, domain, sender), &actor)
                 .await
             {
-                Ok(n) => Reply::Done {
-                    message: format!("{n} message(s)"),
+                Ok((n, other_nodes)) => Reply::Done {
+                    message: if other_nodes {
+                        format!("{n} message(s) due now on this node; {OTHER_NODES}")
+                    } else {
+                        format!("{n} message(s) due now")
+                    },
                     action: "flush".into(),
                 },
                 Err(e) => Reply::Error(format!("{e:#}")),
@@ -271,6 +282,7 @@ async fn answer(request: Request, control: &Arc<Control>, queue: &Queue, spool: 
                     action: what.as_str().to_string(),
                     messages: done.done.len(),
                     in_flight: done.in_flight,
+                    other_nodes: done.other_nodes,
                 },
                 Err(e) => Reply::Error(format!("{e:#}")),
             }

@@ -14,6 +14,7 @@ mod http;
 mod notify;
 mod open_files;
 mod policy;
+mod queue_orders;
 mod retention;
 mod shared_counters;
 mod signer;
@@ -563,7 +564,7 @@ pub async fn serve(
             base_url: base_url.clone(),
         },
         relayward_console::ConsoleState {
-            control,
+            control: control.clone(),
             resolver: api_resolver,
             logins,
             base_url: base_url.clone(),
@@ -590,6 +591,13 @@ pub async fn serve(
             policy.scanner.clone(),
             dyn_store.clone(),
             config.node_name.clone(),
+        ));
+        let (store, node) = (dyn_store.clone(), config.node_name.clone());
+        tokio::spawn(queue_orders::run(
+            store,
+            control.clone(),
+            queue.clone(),
+            node,
         ));
     }
     let reload_task = tokio::spawn(reload_directory(

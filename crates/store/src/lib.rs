@@ -67,6 +67,10 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// serves (a day, for alerts claimed once a day), with a margin.
 pub const ATTEMPTS_KEPT_MS: i64 = 2 * 86_400_000;
 
+/// How long an operator's queue order is kept for the other nodes (they act on the new ones,
+/// and a node that was away for longer has queued new mail since).
+pub const QUEUE_ORDERS_KEPT_MS: i64 = 86_400_000;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Change notices from other nodes (cluster mode): a payload names what changed
@@ -186,6 +190,15 @@ pub trait Store: Send + Sync + 'static {
     async fn counters(&self, tenant: Option<&str>) -> Result<Vec<CounterRow>>;
     /// Counters saved at `since` (Unix ms, by the store's clock) or later, by any node.
     async fn counters_since(&self, since: i64) -> Result<Vec<CounterRow>>;
+
+    /// Stores an operator's action on a selection for the other nodes (in cluster mode they
+    /// are told at once, `queue` on the change feed); returns its id. Orders older than a day
+    /// are dropped as a new one is stored.
+    async fn add_queue_order(&self, order: &QueueOrder) -> Result<i64>;
+    /// The orders stored after order `after`, oldest first, at most `n`.
+    async fn queue_orders_after(&self, after: i64, n: usize) -> Result<Vec<QueueOrder>>;
+    /// The id of the last order stored (0 when there is none).
+    async fn last_queue_order(&self) -> Result<i64>;
 
     /// A recipient domain's MTA-STS policy still within its age at `now`, if one was kept.
     async fn mta_sts_policy(&self, domain: &str, now: i64) -> Result<Option<MtaStsRow>>;

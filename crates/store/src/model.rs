@@ -641,3 +641,24 @@ pub struct Session {
     pub created_at: i64,
     pub expires_at: i64,
 }
+
+/// An operator's action on a selection of the queue, made on one node of a cluster and passed
+/// on to the others, each of which does it to its own queue (`queue_orders`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueOrder {
+    /// Given by the store, in the order the orders were made.
+    pub id: i64,
+    /// When it was made (Unix ms).
+    pub at: i64,
+    /// The node it was made on (which has done it already).
+    pub node: String,
+    /// `retry` (a flush), `hold`, `release`, `bounce` or `purge`.
+    pub action: String,
+    pub tenant: Option<String>,
+    pub domain: Option<String>,
+    pub sender: Option<String>,
+    /// Who asked, for the audit entries the other nodes write: name, role and client.
+    pub actor: String,
+    pub role: String,
+    pub client: String,
+}

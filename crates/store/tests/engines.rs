@@ -45,6 +45,7 @@ on_both_engines!(
     dkim_keys_change_state_together,
     accounts_and_sessions,
     attempts_are_counted_per_key_over_a_window,
+    queue_orders_are_read_in_order_after_an_id_and_dropped_after_a_day,
     bulk_bands_are_kept_per_node_and_band,
     delayed_counts_are_replaced_per_node_and_read_while_fresh,
     mta_sts_policies_are_kept_until_their_age_runs_out,
@@ -1279,6 +1280,71 @@ async fn trace_prunes_in_batches_and_counts_per_day(store: &dyn Store) {
         .expect("search");
     assert_eq!(left.len(), 2);
     assert_eq!(left[0].recipients.len(), 2);
+}
+
+async fn queue_orders_are_read_in_order_after_an_id_and_dropped_after_a_day(store: &dyn Store) {
+    assert_eq!(store.last_queue_order().await.expect("last"), 0);
+    let order = |at: i64, action: &str| QueueOrder {
+        id: 0,
+        at,
+        node: "node-a".into(),
+        action: action.into(),
+        tenant: Some("contoso".into()),
+        domain: None,
+        sender: Some("<>".into()),
+        actor: "ops".into(),
+        role: "operator".into(),
+        client: "192.0.2.1".into(),
+    };
+    let first = store
+        .add_queue_order(&order(1_000, "hold"))
+        .await
+        .expect("add");
+    let second = store
+        .add_queue_order(&order(2_000, "purge"))
+        .await
+        .expect("add");
+    assert!(second > first);
+    assert_eq!(store.last_queue_order().await.expect("last"), second);
+    let after = store.queue_orders_after(0, 10).await.expect("read");
+    assert_eq!(
+        after,
+        vec![
+            QueueOrder {
+                id: first,
+                ..order(1_000, "hold")
+            },
+            QueueOrder {
+                id: second,
+                ..order(2_000, "purge")
+            },
+        ]
+    );
+    assert_eq!(
+        store
+            .queue_orders_after(first, 10)
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.queue_orders_after(0, 1).await.expect("read")[0].id,
+        first
+    );
+    // A day later, a new order drops the old ones.
+    let third = store
+        .add_queue_order(&order(
+            1_500 + relayward_store::QUEUE_ORDERS_KEPT_MS,
+            "release",
+        ))
+        .await
+        .expect("add");
+    let left = store.queue_orders_after(0, 10).await.expect("read");
+    assert_eq!(
+        left.iter().map(|o| o.id).collect::<Vec<_>>(),
+        vec![second, third]
+    );
 }
 
 async fn attempts_are_counted_per_key_over_a_window(store: &dyn Store) {

@@ -129,6 +129,11 @@ pub struct Selected {
     /// Selected messages in a delivery round at that instant: the action is done to each when
     /// its round ends, if it is still queued then (delivered in its round, it is gone).
     pub in_flight: usize,
+    /// Those messages, with their tenants.
+    pub after_rounds: Vec<(String, Option<String>)>,
+    /// Set by the control plane: the action was passed on to the cluster's other nodes, each
+    /// of which does it to its own queue.
+    pub other_nodes: bool,
 }
 
 impl QueueAction {
@@ -246,15 +251,15 @@ impl Queue {
         }
         let picker = selection.picker();
         let mut out = Selected::default();
-        let mut after_rounds = Vec::new();
-        // Those in a round now are not acted on, and are said to be so (a destination that
-        // hangs keeps its messages in rounds for minutes).
-        let mut ids: Vec<String> = self.read_queued(|q| {
+        // Those in a round now are acted on as their rounds end (a destination that hangs
+        // keeps its messages in rounds for minutes).
+        let mut ids: Vec<(String, Option<String>)> = self.read_queued(|q| {
             if action != QueueAction::Release {
-                let in_rounds = q.in_rounds_by_id().filter(|(_, m)| picker.in_round(m));
-                let in_rounds: Vec<String> = in_rounds.map(|(id, _)| id.clone()).collect();
-                out.in_flight = in_rounds.len();
-                after_rounds = in_rounds;
+                out.after_rounds = q
+                    .in_rounds_by_id()
+                    .filter(|(_, m)| picker.in_round(m))
+                    .map(|(id, m)| (id.clone(), m.tenant.clone()))
+                    .collect();
             }
             q.waiting
                 .values()
@@ -264,24 +269,22 @@ impl Queue {
                     _ => true,
                 })
                 .filter(|e| picker.envelope(e))
-                .map(|e| e.id.clone())
+                .map(|e| (e.id.clone(), e.tenant.clone()))
                 .collect()
         });
         // Ids begin with their arrival time.
         ids.sort_unstable();
-        for id in ids {
+        for (id, tenant) in ids {
             match self.act(&id, action).await {
                 Ok(before) => out.done.push((before.id, before.tenant)),
-                Err(QueueActionError::InFlight(_)) => {
-                    out.in_flight += 1;
-                    after_rounds.push(id);
-                }
+                Err(QueueActionError::InFlight(_)) => out.after_rounds.push((id, tenant)),
                 Err(_) => {}
             }
         }
-        for id in after_rounds {
-            self.after_its_round(&id, action);
+        for (id, _) in &out.after_rounds {
+            self.after_its_round(id, action);
         }
+        out.in_flight = out.after_rounds.len();
         Ok(out)
     }
 

@@ -207,20 +207,26 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
         Reply::Shape(shape) if json => outln!("{}", serde_json::to_string(&shape)?),
         Reply::Shape(shape) => print_shape(&shape),
         Reply::Done { message, action } if action == "adopt" => outln!("adopted {message}"),
-        Reply::Done { message, action } if action == "flush" => outln!("{message} due now"),
+        Reply::Done { message, action } if action == "flush" => outln!("{message}"),
         Reply::Done { message, action } => outln!("{message}: {action} done"),
         Reply::Selected {
             action,
             messages,
-            in_flight: 0,
-        } => outln!("{action} done for {messages} message(s)"),
-        Reply::Selected {
-            action,
-            messages,
             in_flight,
-        } => outln!(
-            "{action} done for {messages} message(s); {in_flight} in a delivery round at that moment: done to each as its round ends, if it is still queued then"
-        ),
+            other_nodes,
+        } => {
+            let mut said = format!("{action} done for {messages} message(s)");
+            if in_flight > 0 {
+                said.push_str(&format!("; {in_flight} in a delivery round at that moment: done to each as its round ends, if it is still queued then"));
+            }
+            if other_nodes {
+                said.push_str(&format!(
+                    " (on this node); {}",
+                    relayward_node::control_socket::OTHER_NODES
+                ));
+            }
+            outln!("{said}")
+        }
         Reply::Error(e) => bail!("{e}"),
     }
     Ok(())

@@ -103,6 +103,19 @@ fn time_until(relay: &Relay, check: impl Fn(&Relay) -> bool) -> Duration {
     start.elapsed()
 }
 
+/// Sends each node its messages from alice, one transaction per recipient.
+fn send_deferred(to: &[(&Relay, [&str; 2])]) {
+    for (node, rcpts) in to {
+        let mut c = Client::connect(node.relay, loopback());
+        assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
+        for r in rcpts {
+            let reply = c.transaction("alice@contoso.example", &[r], CLEAN);
+            assert_eq!(reply.code, 250, "{reply:?}");
+        }
+        c.cmd("QUIT");
+    }
+}
+
 /// An HTTP receiver that keeps each request's delivery id and answers 200 after 1.5 s (while
 /// one node waits for the answer, the others poll for due deliveries); it stops by itself after
 /// two minutes.
@@ -688,7 +701,7 @@ fn a_backlog_spread_over_the_nodes_is_alerted_once_at_the_cluster_count() {
     // Two messages wait on each of two nodes (the receiver defers defer-*): under the
     // threshold on either, at it for the tenant. (With a threshold of 3, a look that came
     // while one message was in a delivery round alerted at 3, and the alert named 3.)
-    for (node, rcpts) in [
+    send_deferred(&[
         (
             &nodes[0],
             ["defer-a@remote.example", "defer-b@remote.example"],
@@ -697,15 +710,7 @@ fn a_backlog_spread_over_the_nodes_is_alerted_once_at_the_cluster_count() {
             &nodes[1],
             ["defer-c@remote.example", "defer-d@other.example"],
         ),
-    ] {
-        let mut c = Client::connect(node.relay, loopback());
-        assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
-        for r in rcpts {
-            let reply = c.transaction("alice@contoso.example", &[r], CLEAN);
-            assert_eq!(reply.code, 250, "{reply:?}");
-        }
-        c.cmd("QUIT");
-    }
+    ]);
     let alerts = wait_for(Duration::from_secs(20), || {
         let out = nodes[2].cli(&["alerts", "--tenant", "contoso"]);
         out.contains("messages_delayed").then_some(out)
@@ -720,4 +725,84 @@ fn a_backlog_spread_over_the_nodes_is_alerted_once_at_the_cluster_count() {
     std::thread::sleep(Duration::from_secs(5));
     let alerts = nodes[0].cli(&["alerts", "--tenant", "contoso"]);
     assert_eq!(alerts.matches("messages_delayed").count(), 1, "{alerts}");
+}
+
+/// Each node keeps its own queue, but an operator's action on a selection, made on any node,
+/// is done on every node: a hold made through a node that has none of the mail holds it where
+/// it waits, and a purge made through another reaches the rest; each node audits what it did,
+/// for the operator, through the node asked.
+#[test]
+fn an_action_on_a_selection_made_on_one_node_is_done_on_every_node() {
+    let Some(db) = database() else { return };
+    let rx = Receiver::start(false);
+    let nodes = cluster(&db.url, &contoso(rx.addr, "", ""));
+    // The receiver defers defer-* for ever: two messages wait on each of two nodes, retried
+    // every second.
+    send_deferred(&[
+        (
+            &nodes[0],
+            ["defer-a@remote.example", "defer-b@other.example"],
+        ),
+        (
+            &nodes[1],
+            ["defer-c@remote.example", "defer-d@other.example"],
+        ),
+    ]);
+    let waiting = |node: &Relay, domain: &str| -> Vec<Value> {
+        node.cli(&["queue", "list", "--domain", domain, "--json"])
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let shape_total = |node: &Relay| -> u64 {
+        let out = node.cli(&["queue", "shape", "--json"]);
+        serde_json::from_str::<Value>(&out)
+            .map_or(0, |v| v["total"]["messages"].as_u64().unwrap_or(0))
+    };
+    for node in &nodes[..2] {
+        wait_for(Duration::from_secs(10), || {
+            (shape_total(node) == 2).then_some(())
+        })
+        .expect("two messages queued");
+    }
+    // A hold through the third node, which has none of the mail.
+    let out = nodes[2].cli(&["queue", "hold", "--domain", "remote.example"]);
+    assert!(
+        out.contains(
+            "hold done for 0 message(s) (on this node); passed on to the cluster's other nodes"
+        ),
+        "{out}"
+    );
+    for node in &nodes[..2] {
+        let held = wait_for(REACHES_EVERY_NODE, || {
+            let w = waiting(node, "remote.example");
+            (w.len() == 1 && w[0]["held"] == true).then_some(w)
+        });
+        assert!(
+            held.is_some(),
+            "held on {}: {:?}",
+            node.relay,
+            waiting(node, "remote.example")
+        );
+        let others = waiting(node, "other.example");
+        assert!(others.iter().all(|m| m["held"] == false), "{others:?}");
+    }
+    // A purge through the first: its own message goes at once, the second node's within seconds.
+    let out = nodes[0].cli(&["queue", "purge", "--domain", "other.example"]);
+    assert!(
+        out.contains("passed on to the cluster's other nodes"),
+        "{out}"
+    );
+    let purged = wait_for(REACHES_EVERY_NODE, || {
+        (shape_total(&nodes[1]) == 1).then_some(())
+    });
+    assert!(purged.is_some(), "{}", nodes[1].cli(&["queue", "list"]));
+    assert_eq!(shape_total(&nodes[0]), 1);
+    let audit = nodes[2].cli(&["audit", "--limit", "50"]);
+    assert!(
+        audit.contains("queue.hold") && audit.contains("(through node-127.0.0.4)"),
+        "{audit}"
+    );
+    assert!(audit.contains("(through node-127.0.0.2)"), "{audit}");
+    assert_eq!(rx.messages().len(), 0);
 }

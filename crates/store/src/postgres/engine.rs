@@ -96,6 +96,24 @@ fn counter_row(r: &Row) -> Result<CounterRow> {
     })
 }
 
+const QUEUE_ORDER_COLUMNS: &str =
+    "id, at, node, action, tenant, domain, sender, actor, role, client";
+
+fn queue_order(r: &Row) -> Result<QueueOrder> {
+    Ok(QueueOrder {
+        id: r.try_get(0)?,
+        at: r.try_get(1)?,
+        node: r.try_get(2)?,
+        action: r.try_get(3)?,
+        tenant: r.try_get(4)?,
+        domain: r.try_get(5)?,
+        sender: r.try_get(6)?,
+        actor: r.try_get(7)?,
+        role: r.try_get(8)?,
+        client: r.try_get(9)?,
+    })
+}
+
 const RESTRICTION_COLUMNS: &str = "id, tenant, kind, name, state, started_at, updated_at, body";
 
 fn restriction_row(r: &Row) -> Result<RestrictionRow> {
@@ -1137,6 +1155,53 @@ impl Store for PgStore {
             )
             .await?,
             counter_row,
+        )
+    }
+
+    async fn add_queue_order(&self, o: &QueueOrder) -> Result<i64> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        exec(
+            &tx,
+            "DELETE FROM queue_orders WHERE at < $1",
+            &[&(o.at - crate::QUEUE_ORDERS_KEPT_MS)],
+        )
+        .await?;
+        let id: i64 = row(
+            &tx,
+            "INSERT INTO queue_orders (at, node, action, tenant, domain, sender, actor, role, client)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            &[&o.at, &o.node, &o.action, &o.tenant, &o.domain, &o.sender, &o.actor, &o.role, &o.client],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Task("no id for the queue order".into()))?
+        .try_get(0)?;
+        exec(&tx, &format!("NOTIFY {CHANGES_CHANNEL}, 'queue'"), &[]).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn queue_orders_after(&self, after: i64, n: usize) -> Result<Vec<QueueOrder>> {
+        let c = self.client().await?;
+        each(
+            rows(
+                &c,
+                &format!("SELECT {QUEUE_ORDER_COLUMNS} FROM queue_orders WHERE id > $1 ORDER BY id LIMIT $2"),
+                &[&after, &limit(n)],
+            )
+            .await?,
+            queue_order,
+        )
+    }
+
+    async fn last_queue_order(&self) -> Result<i64> {
+        let c = self.client().await?;
+        Ok(
+            row(&c, "SELECT COALESCE(MAX(id), 0) FROM queue_orders", &[])
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?
+                .unwrap_or(0),
         )
     }
 

@@ -19,7 +19,7 @@ use crate::error::describe;
 use crate::{Result, StoreError};
 
 /// The notification channel that carries "something changed" between nodes; its payload names
-/// what (`directory`, `restrictions` or `dkim`).
+/// what (`directory`, `restrictions`, `dkim` or `queue`).
 pub const CHANGES_CHANNEL: &str = "relayward_changes";
 
 /// Connections per node: the relay's own writers (trace, counters, webhooks) and the API's
@@ -244,7 +244,7 @@ fn limit(n: usize) -> i64 {
 }
 
 impl PgStore {
-    /// Every notification on `relayward_changes` (its payload: `directory`, `restrictions` or
+    /// Every notification on `relayward_changes` (its payload: `directory`, `restrictions`, `queue` or
     /// `dkim`), from one connection of its own per process that reconnects when it drops; after
     /// a reconnection it sends every payload, since notifications in between are lost.
     pub fn listen(&self) -> tokio::sync::broadcast::Receiver<String> {
@@ -299,7 +299,7 @@ async fn listen_once(
         return Err(describe(&e));
     }
     if !first {
-        for what in ["directory", "restrictions", "dkim"] {
+        for what in ["directory", "restrictions", "dkim", "queue"] {
             let _ = tx.send(what.to_string());
         }
     }

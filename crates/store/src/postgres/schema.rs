@@ -288,4 +288,20 @@ CREATE INDEX counters_tenant ON counters (tenant, node);
     r#"
 CREATE INDEX IF NOT EXISTS tenants_name_lower ON tenants (lower(name));
 "#,
+    // 7: operators' actions on a selection of the queue, passed on to every node.
+    r#"
+CREATE TABLE queue_orders (
+    id BIGSERIAL PRIMARY KEY,
+    at BIGINT NOT NULL,
+    node TEXT NOT NULL,
+    action TEXT NOT NULL,
+    tenant TEXT,
+    domain TEXT,
+    sender TEXT,
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
+    client TEXT NOT NULL
+);
+CREATE INDEX queue_orders_at ON queue_orders (at);
+"#,
 ];

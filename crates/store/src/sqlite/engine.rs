@@ -837,6 +837,64 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn add_queue_order(&self, o: &QueueOrder) -> Result<i64> {
+        let o = o.clone();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM queue_orders WHERE at < ?1",
+                params![o.at - crate::QUEUE_ORDERS_KEPT_MS],
+            )?;
+            tx.execute(
+                "INSERT INTO queue_orders (at, node, action, tenant, domain, sender, actor, role, client)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![o.at, o.node, o.action, o.tenant, o.domain, o.sender, o.actor, o.role, o.client],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.commit()?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn queue_orders_after(&self, after: i64, n: usize) -> Result<Vec<QueueOrder>> {
+        self.with(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, at, node, action, tenant, domain, sender, actor, role, client
+                 FROM queue_orders WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = st
+                .query_map(params![after, i64::try_from(n).unwrap_or(i64::MAX)], |r| {
+                    Ok(QueueOrder {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        node: r.get(2)?,
+                        action: r.get(3)?,
+                        tenant: r.get(4)?,
+                        domain: r.get(5)?,
+                        sender: r.get(6)?,
+                        actor: r.get(7)?,
+                        role: r.get(8)?,
+                        client: r.get(9)?,
+                    })
+                })?
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn last_queue_order(&self) -> Result<i64> {
+        self.with(|c| {
+            Ok(
+                c.query_row("SELECT COALESCE(MAX(id), 0) FROM queue_orders", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
+    }
+
     async fn audit(&self, e: &AuditEntry) -> Result<()> {
         let e = e.clone();
         self.with(move |c| {

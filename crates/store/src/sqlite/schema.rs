@@ -340,6 +340,23 @@ CREATE INDEX trace_messages_sender ON trace_messages (lower(sender));
     r#"
 CREATE INDEX IF NOT EXISTS tenants_name_lower ON tenants (lower(name));
 "#,
+    // 21: operators' actions on a selection of the queue, as a cluster keeps them (one node on
+    // SQLite has no other node to pass them on to; the table keeps the two engines alike).
+    r#"
+CREATE TABLE queue_orders (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    action TEXT NOT NULL,
+    tenant TEXT,
+    domain TEXT,
+    sender TEXT,
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
+    client TEXT NOT NULL
+);
+CREATE INDEX queue_orders_at ON queue_orders (at);
+"#,
 ];
 
 /// The schema version whose step made the claim indexes; rows written before it are indexed
