@@ -206,7 +206,7 @@ pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
 /// writing one account is one count. A domain written in Unicode is looked up as its A-labels,
 /// and IDNA maps many strings to one (`contoso\u{200b}.example` is `contoso.example`): were
 /// they counted apart, each would get its own five guesses at the same password.
-fn account_key(account: &str) -> Box<str> {
+pub fn account_key(account: &str) -> Box<str> {
     let mut a = relayward_tenancy::address_key(account.trim()).to_ascii_lowercase();
     if a.len() > MAX_ACCOUNT_LEN {
         let mut cut = MAX_ACCOUNT_LEN;

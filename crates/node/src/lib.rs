@@ -481,6 +481,10 @@ pub async fn serve(
         passwords: passwords.clone(),
         auth_limits: auth_limits.clone(),
         store: dyn_store.clone(),
+        shared_auth: config.clustered().then(|| policy::auth::SharedAuth {
+            store: dyn_store.clone(),
+            limits: config.auth,
+        }),
         probes: Arc::new(policy::probes::Probes::of(&config)),
     });
     let caps = open_files::fit_to_limit(

@@ -162,6 +162,9 @@ pub trait Store: Send + Sync + 'static {
     /// A tenant's SMTP AUTH lockouts that ended at `since` (Unix ms) or later, newest first.
     async fn auth_lockouts(&self, tenant: &str, since: i64) -> Result<Vec<AuthLockout>>;
 
+    /// How many attempts `count_attempt` counted under `key` at `since` (Unix ms) or later, and
+    /// when the oldest of them was made; nothing is counted.
+    async fn attempts_since(&self, key: &str, since: i64) -> Result<(usize, Option<i64>)>;
     /// Counts one attempt under `key` at `now` unless `limit` attempts were counted in the
     /// `window_ms` before: `None` when counted, else `Some(oldest)`, when the oldest of those
     /// was made (the caller says how long to wait). One at a time per key, on every node: the

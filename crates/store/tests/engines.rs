@@ -1381,6 +1381,18 @@ async fn attempts_are_counted_per_key_over_a_window(store: &dyn Store) {
             .expect("count"),
         None
     );
+    // Read without counting: those at a time or later, and the oldest of them.
+    let since = |key: &'static str, at: i64| async move {
+        store.attempts_since(key, at).await.expect("read")
+    };
+    assert_eq!(since("sign-in:192.0.2.1", 102).await, (2, Some(102)));
+    assert_eq!(since("sign-in:192.0.2.1", 1102).await, (0, None));
+    assert_eq!(since("sign-in:192.0.2.2", 0).await, (1, Some(500)));
+    assert_eq!(
+        since("sign-in:192.0.2.1", 102).await,
+        (2, Some(102)),
+        "nothing counted"
+    );
 }
 
 async fn delayed_counts_are_replaced_per_node_and_read_while_fresh(store: &dyn Store) {

@@ -18,6 +18,7 @@ use relayward_tenancy::{Directory, domain_of, domain_part};
 use relayward_scan::rspamd::{Meta, Rspamd};
 use relayward_scan::{Envelope as ScanEnvelope, Scan, Scanner, Verdict};
 
+pub mod auth;
 mod data;
 pub mod forward;
 pub mod probes;
@@ -89,6 +90,8 @@ pub struct RelayPolicy {
     pub auth_limits: Arc<relayward_control::passwords::Limiter>,
     /// Where lockouts of known accounts are recorded (for counters and the API).
     pub store: Arc<dyn relayward_store::Store>,
+    /// Cluster mode: SMTP AUTH failures counted for every node (`auth.rs`).
+    pub shared_auth: Option<auth::SharedAuth>,
     /// Recipients refused to clients nobody vouches for, per client address.
     pub probes: Arc<probes::Probes>,
 }
@@ -212,6 +215,15 @@ impl RelayPolicy {
     }
 }
 
+impl RelayPolicy {
+    async fn shared_auth_locked(&self, account: Account<'_>, ip: IpAddr, now: i64) -> bool {
+        match &self.shared_auth {
+            Some(shared) => shared.locked(account, ip, now).await,
+            None => false,
+        }
+    }
+}
+
 fn refuse(code: u16, text: &str) -> Reply {
     Reply::new(code, text)
 }
@@ -324,8 +336,9 @@ impl Policy for RelayPolicy {
             None => Account::Unknown(user),
         };
         // Locked accounts and addresses are answered before any hashing, the same way whether
-        // the account exists or not.
-        if self.auth_limits.locked(account, conn.ip, now).is_some() {
+        // the account exists or not; in a cluster, by the count of every node too.
+        let locked_here = self.auth_limits.locked(account, conn.ip, now).is_some();
+        if locked_here || self.shared_auth_locked(account, conn.ip, now).await {
             return Err(refuse(454, AUTH_LOCKED));
         }
         let hash = found.as_ref().and_then(|u| u.password_hash);
@@ -334,7 +347,14 @@ impl Policy for RelayPolicy {
         };
         let Some(u) = found.filter(|_| ok) else {
             tracing::info!(ip = %conn.ip, user, "SMTP AUTH failed");
-            if let Some((until, failures)) = self.auth_limits.failed(account, conn.ip, now)
+            let here = self.auth_limits.failed(account, conn.ip, now);
+            // In a cluster, the lockout is the cluster's (and alerted once, by the node whose
+            // failure reached it).
+            let lock = match &self.shared_auth {
+                Some(shared) => shared.failed(account, conn.ip, now).await,
+                None => here,
+            };
+            if let Some((until, failures)) = lock
                 && let Account::Known(address) = account
                 && let Some(u) = dir.user(address)
             {

@@ -806,3 +806,56 @@ fn an_action_on_a_selection_made_on_one_node_is_done_on_every_node() {
     assert!(audit.contains("(through node-127.0.0.2)"), "{audit}");
     assert_eq!(rx.messages().len(), 0);
 }
+
+/// Password guesses spread over the nodes (as a load balancer's round robin spreads them) meet
+/// one limit: five wrong passwords in all lock the account on every node, where each node on
+/// its own had seen two at most; the lockout is alerted once.
+#[test]
+fn password_guesses_spread_over_the_nodes_meet_one_lockout() {
+    let Some(db) = database() else { return };
+    let rx = Receiver::start(false);
+    let nodes = cluster(
+        &db.url,
+        &contoso(
+            rx.addr,
+            "",
+            r#"[[tenants]]
+name = "fabrikam"
+domains = [ { name = "fabrikam.example", kind = "authoritative", verified = true } ]
+users = [ { address = "carol@fabrikam.example", password = "right-password" } ]"#,
+        ),
+    );
+    let invalid = "535 5.7.8 Authentication credentials invalid";
+    let locked =
+        "454 4.7.0 Temporary authentication failure: too many failed attempts, try again later";
+    for i in 0..5 {
+        let (_, r) = submission_auth(
+            &nodes[i % 3],
+            "carol@fabrikam.example",
+            &format!("guess-{i}"),
+        );
+        assert_eq!(r.text(), invalid, "guess {}", i + 1);
+    }
+    for node in &nodes {
+        let (_, r) = submission_auth(node, "carol@fabrikam.example", "right-password");
+        assert_eq!(r.text(), locked, "{}", node.submission);
+    }
+    // Another account is not held up.
+    let (_, r) = submission_auth(&nodes[0], "nobody@fabrikam.example", "guess");
+    assert_eq!(r.text(), invalid);
+    wait_for(Duration::from_secs(10), || {
+        let out = nodes[1].cli(&["alerts", "--tenant", "fabrikam"]);
+        out.contains("wrong passwords for carol@fabrikam.example")
+            .then_some(())
+    })
+    .expect("the lockout alerted");
+    std::thread::sleep(Duration::from_secs(2));
+    let alerts = nodes[2].cli(&["alerts", "--tenant", "fabrikam"]);
+    assert_eq!(
+        alerts
+            .matches("wrong passwords for carol@fabrikam.example")
+            .count(),
+        1,
+        "{alerts}"
+    );
+}

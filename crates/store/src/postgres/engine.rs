@@ -975,6 +975,20 @@ impl Store for PgStore {
         )
     }
 
+    async fn attempts_since(&self, key: &str, since: i64) -> Result<(usize, Option<i64>)> {
+        let c = self.client().await?;
+        let counted = row(
+            &c,
+            "SELECT COUNT(*), MIN(at) FROM attempts WHERE key = $1 AND at >= $2",
+            &[&key, &since],
+        )
+        .await?
+        .map(|r| -> Result<(i64, Option<i64>)> { Ok((r.try_get(0)?, r.try_get(1)?)) })
+        .transpose()?
+        .unwrap_or((0, None));
+        Ok((usize::try_from(counted.0).unwrap_or(0), counted.1))
+    }
+
     async fn count_attempt(
         &self,
         key: &str,

@@ -678,6 +678,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn attempts_since(&self, key: &str, since: i64) -> Result<(usize, Option<i64>)> {
+        let key = key.to_string();
+        self.with(move |c| {
+            let (n, oldest): (i64, Option<i64>) = c.query_row(
+                "SELECT COUNT(*), MIN(at) FROM attempts WHERE key = ?1 AND at >= ?2",
+                params![key, since],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok((usize::try_from(n).unwrap_or(0), oldest))
+        })
+        .await
+    }
+
     async fn count_attempt(
         &self,
         key: &str,
