@@ -350,4 +350,7 @@ pub struct QueueSelectedDone {
 pub struct QueueDone {
     pub message: String,
     pub done: String,
+    /// In a cluster: the message is not queued on the node asked, and the action was passed
+    /// on to the other nodes; the one that holds it does it within seconds (audited there).
+    pub other_nodes: bool,
 }

@@ -300,11 +300,12 @@ async fn queue_act(
 ) -> ApiResult<Json<QueueDone>> {
     let before = s
         .control
-        .queue_action(&s.queue, &id, action, &p.actor())
+        .queue_action_anywhere(&s.queue, &id, action, &p.actor())
         .await
         .map_err(ApiError::refused)?;
     Ok(Json(QueueDone {
-        message: before.id,
+        other_nodes: before.is_none(),
+        message: before.map_or(id, |b| b.id),
         done: action.as_str().to_string(),
     }))
 }

@@ -49,6 +49,29 @@ impl Control {
         Ok(before)
     }
 
+    /// `queue_action` from anywhere in a cluster: a message this node does not hold is passed
+    /// on to the other nodes, and the one that holds it does the action (`None`: passed on).
+    /// On one node, or for a message here, it is `queue_action`.
+    pub async fn queue_action_anywhere(
+        &self,
+        queue: &relayward_delivery::Queue,
+        id: &str,
+        action: QueueAction,
+        actor: &Actor,
+    ) -> Result<Option<relayward_spool::Envelope>> {
+        match self.queue_action(queue, id, action, actor).await {
+            Err(NotFound(e)) if self.cluster_node.is_some() => {
+                let one = Selection::default();
+                if self.pass_on(&one, Some(id), action, actor).await {
+                    Ok(None)
+                } else {
+                    Err(NotFound(e))
+                }
+            }
+            done => done.map(Some),
+        }
+    }
+
     /// An operator makes every waiting message a selection picks due now, and lifts the
     /// destination's backoff (`Queue::flush`); audited with the selection and how many messages
     /// it concerned. Returns that count here, and whether the other nodes of a cluster were
@@ -63,7 +86,9 @@ impl Control {
             invalid!("queue actions are the operator's");
         }
         let made_due = self.flush_here(queue, selection, actor).await?;
-        let passed_on = self.pass_on(selection, QueueAction::Retry, actor).await;
+        let passed_on = self
+            .pass_on(selection, None, QueueAction::Retry, actor)
+            .await;
         Ok((made_due, passed_on))
     }
 
@@ -124,7 +149,7 @@ impl Control {
             let mut done = control
                 .act_on_selection(&queue, &selection, action, &actor)
                 .await?;
-            done.other_nodes = control.pass_on(&selection, action, &actor).await;
+            done.other_nodes = control.pass_on(&selection, None, action, &actor).await;
             Ok(done)
         })
         .await
@@ -179,9 +204,16 @@ impl Control {
 }
 
 impl Control {
-    /// In a cluster, stores an action on a selection for the other nodes (`retry` for a flush);
-    /// whether it did. Had it failed, the operator is told to act on each node.
-    async fn pass_on(&self, selection: &Selection, action: QueueAction, actor: &Actor) -> bool {
+    /// In a cluster, stores an action on a selection, or on the message `id`, for the other
+    /// nodes (`retry` of a selection is a flush); whether it did. Had it failed, the operator is
+    /// told to act on each node.
+    async fn pass_on(
+        &self,
+        selection: &Selection,
+        id: Option<&str>,
+        action: QueueAction,
+        actor: &Actor,
+    ) -> bool {
         let Some(node) = &self.cluster_node else {
             return false;
         };
@@ -196,6 +228,7 @@ impl Control {
             actor: actor.name.clone(),
             role: actor.role_str().to_string(),
             client: actor.client.clone(),
+            message: id.map(str::to_string),
         };
         match self.store.add_queue_order(&order).await {
             Ok(_) => true,
@@ -230,6 +263,11 @@ impl Control {
             client: order.client.clone(),
             mfa: false,
         };
+        if let Some(id) = &order.message {
+            self.apply_to_message(queue, id, action, &actor, order)
+                .await;
+            return;
+        }
         let done = if action == QueueAction::Retry {
             self.flush_here(queue, &selection, &actor)
                 .await
@@ -254,6 +292,35 @@ impl Control {
                 tracing::warn!(order = order.id, from = order.node, action = action.as_str(), error = %e, "an operator's queue action passed on by another node could not be done here");
             }
         }
+    }
+}
+
+impl Control {
+    /// An order for one message: done if this node holds it (a message in a delivery round, as
+    /// its round ends); the nodes that do not hold it have nothing to do.
+    async fn apply_to_message(
+        &self,
+        queue: &relayward_delivery::Queue,
+        id: &str,
+        action: QueueAction,
+        actor: &Actor,
+        order: &QueueOrder,
+    ) {
+        let when = match self.queue_action(queue, id, action, actor).await {
+            Ok(_) => "done here",
+            Err(Conflict(_)) => {
+                queue.after_its_round(id, action);
+                "done here as its delivery round ends"
+            }
+            Err(_) => return,
+        };
+        tracing::info!(
+            order = order.id,
+            from = order.node,
+            message = id,
+            action = action.as_str(),
+            "an operator's action on a message passed on by another node: {when}"
+        );
     }
 }
 

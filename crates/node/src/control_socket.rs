@@ -231,10 +231,17 @@ async fn answer(request: Request, control: &Arc<Control>, queue: &Queue, spool: 
                 return Reply::Error(format!("unknown queue action {action}"));
             };
             let actor = Actor::command_line(actor, Role::Operator);
-            match control.queue_action(queue, &id, what, &actor).await {
-                Ok(before) => Reply::Done {
+            match control
+                .queue_action_anywhere(queue, &id, what, &actor)
+                .await
+            {
+                Ok(Some(before)) => Reply::Done {
                     message: before.id,
                     action: what.as_str().to_string(),
+                },
+                Ok(None) => Reply::Done {
+                    message: format!("{id}: not queued on this node; {OTHER_NODES}"),
+                    action: "passed-on".into(),
                 },
                 Err(e) => Reply::Error(format!("{e:#}")),
             }

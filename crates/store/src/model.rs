@@ -661,4 +661,7 @@ pub struct QueueOrder {
     pub actor: String,
     pub role: String,
     pub client: String,
+    /// An action on one message: its queue id (then the selection names nothing). The node
+    /// that holds it does it; the others have nothing to do.
+    pub message: Option<String>,
 }

@@ -1295,6 +1295,7 @@ async fn queue_orders_are_read_in_order_after_an_id_and_dropped_after_a_day(stor
         actor: "ops".into(),
         role: "operator".into(),
         client: "192.0.2.1".into(),
+        message: (action == "purge").then(|| "1A2B".to_string()),
     };
     let first = store
         .add_queue_order(&order(1_000, "hold"))

@@ -290,7 +290,7 @@ impl Queue {
 
     /// Has `action` done to message `id` when its delivery round ends. A round that ended
     /// meanwhile has put the message back (or delivered it) already: then it is done now.
-    fn after_its_round(&self, id: &str, action: QueueAction) {
+    pub fn after_its_round(&self, id: &str, action: QueueAction) {
         let mut d = self
             .inner
             .delivering

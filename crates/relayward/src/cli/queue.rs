@@ -207,7 +207,9 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
         Reply::Shape(shape) if json => outln!("{}", serde_json::to_string(&shape)?),
         Reply::Shape(shape) => print_shape(&shape),
         Reply::Done { message, action } if action == "adopt" => outln!("adopted {message}"),
-        Reply::Done { message, action } if action == "flush" => outln!("{message}"),
+        Reply::Done { message, action } if action == "flush" || action == "passed-on" => {
+            outln!("{message}")
+        }
         Reply::Done { message, action } => outln!("{message}: {action} done"),
         Reply::Selected {
             action,

@@ -787,6 +787,29 @@ fn an_action_on_a_selection_made_on_one_node_is_done_on_every_node() {
         let others = waiting(node, "other.example");
         assert!(others.iter().all(|m| m["held"] == false), "{others:?}");
     }
+    // An action on one message by its id (as the shared trace shows it), through a node that
+    // does not hold it: the one that does, does it.
+    let id = waiting(&nodes[1], "remote.example")[0]["id"]
+        .as_str()
+        .map(str::to_string)
+        .expect("an id");
+    let out = nodes[2].cli(&["queue", "release", &id]);
+    assert!(
+        out.contains(&format!(
+            "{id}: not queued on this node; passed on to the cluster's other nodes"
+        )),
+        "{out}"
+    );
+    let released = wait_for(REACHES_EVERY_NODE, || {
+        let w = waiting(&nodes[1], "remote.example");
+        (w.len() == 1 && w[0]["held"] == false).then_some(())
+    });
+    assert!(
+        released.is_some(),
+        "{:?}",
+        waiting(&nodes[1], "remote.example")
+    );
+    assert_eq!(waiting(&nodes[0], "remote.example")[0]["held"], true);
     // A purge through the first: its own message goes at once, the second node's within seconds.
     let out = nodes[0].cli(&["queue", "purge", "--domain", "other.example"]);
     assert!(

@@ -97,7 +97,7 @@ fn counter_row(r: &Row) -> Result<CounterRow> {
 }
 
 const QUEUE_ORDER_COLUMNS: &str =
-    "id, at, node, action, tenant, domain, sender, actor, role, client";
+    "id, at, node, action, tenant, domain, sender, actor, role, client, message";
 
 fn queue_order(r: &Row) -> Result<QueueOrder> {
     Ok(QueueOrder {
@@ -111,6 +111,7 @@ fn queue_order(r: &Row) -> Result<QueueOrder> {
         actor: r.try_get(7)?,
         role: r.try_get(8)?,
         client: r.try_get(9)?,
+        message: r.try_get(10)?,
     })
 }
 
@@ -1183,9 +1184,9 @@ impl Store for PgStore {
         .await?;
         let id: i64 = row(
             &tx,
-            "INSERT INTO queue_orders (at, node, action, tenant, domain, sender, actor, role, client)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-            &[&o.at, &o.node, &o.action, &o.tenant, &o.domain, &o.sender, &o.actor, &o.role, &o.client],
+            "INSERT INTO queue_orders (at, node, action, tenant, domain, sender, actor, role, client, message)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            &[&o.at, &o.node, &o.action, &o.tenant, &o.domain, &o.sender, &o.actor, &o.role, &o.client, &o.message],
         )
         .await?
         .ok_or_else(|| StoreError::Task("no id for the queue order".into()))?

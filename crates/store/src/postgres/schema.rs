@@ -288,7 +288,8 @@ CREATE INDEX counters_tenant ON counters (tenant, node);
     r#"
 CREATE INDEX IF NOT EXISTS tenants_name_lower ON tenants (lower(name));
 "#,
-    // 7: operators' actions on a selection of the queue, passed on to every node.
+    // 7: operators' actions on a selection of the queue, or on one message by its id, passed
+    // on to every node.
     // IF NOT EXISTS: a test rolls the version back past earlier steps and opens the store again.
     r#"
 CREATE TABLE IF NOT EXISTS queue_orders (
@@ -301,7 +302,8 @@ CREATE TABLE IF NOT EXISTS queue_orders (
     sender TEXT,
     actor TEXT NOT NULL,
     role TEXT NOT NULL,
-    client TEXT NOT NULL
+    client TEXT NOT NULL,
+    message TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_orders_at ON queue_orders (at);
 "#,

@@ -859,9 +859,9 @@ impl Store for SqliteStore {
                 params![o.at - crate::QUEUE_ORDERS_KEPT_MS],
             )?;
             tx.execute(
-                "INSERT INTO queue_orders (at, node, action, tenant, domain, sender, actor, role, client)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![o.at, o.node, o.action, o.tenant, o.domain, o.sender, o.actor, o.role, o.client],
+                "INSERT INTO queue_orders (at, node, action, tenant, domain, sender, actor, role, client, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![o.at, o.node, o.action, o.tenant, o.domain, o.sender, o.actor, o.role, o.client, o.message],
             )?;
             let id = tx.last_insert_rowid();
             tx.commit()?;
@@ -873,7 +873,7 @@ impl Store for SqliteStore {
     async fn queue_orders_after(&self, after: i64, n: usize) -> Result<Vec<QueueOrder>> {
         self.with(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT id, at, node, action, tenant, domain, sender, actor, role, client
+                "SELECT id, at, node, action, tenant, domain, sender, actor, role, client, message
                  FROM queue_orders WHERE id > ?1 ORDER BY id LIMIT ?2",
             )?;
             let rows = st
@@ -889,6 +889,7 @@ impl Store for SqliteStore {
                         actor: r.get(7)?,
                         role: r.get(8)?,
                         client: r.get(9)?,
+                        message: r.get(10)?,
                     })
                 })?
                 .collect::<std::result::Result<Vec<_>, _>>()?;

@@ -354,7 +354,8 @@ CREATE TABLE IF NOT EXISTS queue_orders (
     sender TEXT,
     actor TEXT NOT NULL,
     role TEXT NOT NULL,
-    client TEXT NOT NULL
+    client TEXT NOT NULL,
+    message TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_orders_at ON queue_orders (at);
 "#,
