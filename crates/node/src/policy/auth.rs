@@ -60,8 +60,14 @@ impl SharedAuth {
     }
 
     /// Counts a failure; `Some((until, failures))` when it brings a known account to its limit
-    /// (the node that counted it raises the alert).
-    pub async fn failed(&self, account: Account<'_>, ip: IpAddr, now: i64) -> Option<(i64, u32)> {
+    /// (the node that counted it raises the alert). `Err` when the database cannot say: then
+    /// this node's own count decides.
+    pub async fn failed(
+        &self,
+        account: Account<'_>,
+        ip: IpAddr,
+        now: i64,
+    ) -> Result<Option<(i64, u32)>, relayward_store::StoreError> {
         let (account, address) = keys(account, ip);
         let window = ms(self.limits.address_window);
         if let Err(e) = self
@@ -71,20 +77,24 @@ impl SharedAuth {
         {
             tracing::debug!(error = %e, "an SMTP AUTH failure cannot be counted in the database");
         }
-        let key = account?;
+        let Some(key) = account else {
+            return Ok(None);
+        };
         let lockout = ms(self.limits.lockout);
         let most = self.limits.per_account as usize;
         // Counted only below the limit: a failure that finds it reached adds nothing.
-        let counted = self.store.count_attempt(&key, lockout, most, now).await;
-        if !matches!(counted, Ok(None)) {
-            return None;
+        if self
+            .store
+            .count_attempt(&key, lockout, most, now)
+            .await?
+            .is_some()
+        {
+            return Ok(None);
         }
-        match self.store.attempts_since(&key, now - lockout).await {
-            Ok((n, oldest)) if n == most => {
-                let until = oldest.unwrap_or(now) + lockout;
-                Some((until, u32::try_from(n).unwrap_or(u32::MAX)))
-            }
-            _ => None,
-        }
+        let (n, oldest) = self.store.attempts_since(&key, now - lockout).await?;
+        Ok((n == most).then(|| {
+            let until = oldest.unwrap_or(now) + lockout;
+            (until, u32::try_from(n).unwrap_or(u32::MAX))
+        }))
     }
 }

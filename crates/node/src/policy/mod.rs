@@ -349,9 +349,9 @@ impl Policy for RelayPolicy {
             tracing::info!(ip = %conn.ip, user, "SMTP AUTH failed");
             let here = self.auth_limits.failed(account, conn.ip, now);
             // In a cluster, the lockout is the cluster's (and alerted once, by the node whose
-            // failure reached it).
+            // failure reached it); with the database away, this node's.
             let lock = match &self.shared_auth {
-                Some(shared) => shared.failed(account, conn.ip, now).await,
+                Some(shared) => shared.failed(account, conn.ip, now).await.unwrap_or(here),
                 None => here,
             };
             if let Some((until, failures)) = lock

@@ -19,6 +19,12 @@ const CLEAN: &str = "Subject: minutes\r\n\r\nThe minutes of today's meeting.\r\n
 const R705: &str = "550 5.7.705 Access denied, tenant has exceeded threshold";
 const GTUBE: &str = "Subject: offer\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
 
+/// Tenant fabrikam, whose user carol signs in with `right-password`.
+const FABRIKAM_CAROL: &str = r#"[[tenants]]
+name = "fabrikam"
+domains = [ { name = "fabrikam.example", kind = "authoritative", verified = true } ]
+users = [ { address = "carol@fabrikam.example", password = "right-password" } ]"#;
+
 /// The documented age of a node's view of the other nodes' counts: about 2 s (a save each
 /// half second, a read each second), with a margin for a loaded machine.
 const COUNTS_SPREAD: Duration = Duration::from_millis(3000);
@@ -460,7 +466,7 @@ fn with_the_database_away_mail_flows_changes_wait_and_the_counts_come_out_right(
     let proxy = Proxy::start(upstream);
     let (url, _) = proxy.route(&db.url);
     let rx = Receiver::start(false);
-    let nodes = cluster(&url, &contoso(rx.addr, "", ""));
+    let nodes = cluster(&url, &contoso(rx.addr, "", FABRIKAM_CAROL));
     let operator = nodes[0].token(&["--name", "ops", "--role", "operator"]);
     let send = |n: &Relay, count: usize, tag: &str| {
         let mut client = Client::connect(n.relay, loopback());
@@ -504,6 +510,14 @@ fn with_the_database_away_mail_flows_changes_wait_and_the_counts_come_out_right(
     );
     assert_eq!(status, 503, "{body}");
     assert!(body.to_string().contains("unreachable"), "{body}");
+    // Password guesses meet this node's own count while the cluster's cannot be read, and
+    // the lockout is alerted all the same.
+    for i in 0..5 {
+        let (_, r) = submission_auth(&nodes[0], "carol@fabrikam.example", &format!("guess-{i}"));
+        assert!(r.text().starts_with("535 "), "{}", r.text());
+    }
+    let (_, r) = submission_auth(&nodes[0], "carol@fabrikam.example", "right-password");
+    assert!(r.text().starts_with("454 4.7.0"), "{}", r.text());
 
     proxy.restore();
     wait_for(Duration::from_secs(30), || {
@@ -542,6 +556,15 @@ fn with_the_database_away_mail_flows_changes_wait_and_the_counts_come_out_right(
         .filter(|l| l.contains("reports@contoso.example"))
         .count();
     assert_eq!(traced, 15);
+    let alerted = wait_for(Duration::from_secs(20), || {
+        let out = nodes[1].cli(&["alerts", "--tenant", "fabrikam"]);
+        out.contains("wrong passwords for carol@fabrikam.example")
+            .then_some(())
+    });
+    assert!(
+        alerted.is_some(),
+        "the lockout made while the database was away is alerted"
+    );
 }
 
 #[test]
@@ -837,17 +860,7 @@ fn an_action_on_a_selection_made_on_one_node_is_done_on_every_node() {
 fn password_guesses_spread_over_the_nodes_meet_one_lockout() {
     let Some(db) = database() else { return };
     let rx = Receiver::start(false);
-    let nodes = cluster(
-        &db.url,
-        &contoso(
-            rx.addr,
-            "",
-            r#"[[tenants]]
-name = "fabrikam"
-domains = [ { name = "fabrikam.example", kind = "authoritative", verified = true } ]
-users = [ { address = "carol@fabrikam.example", password = "right-password" } ]"#,
-        ),
-    );
+    let nodes = cluster(&db.url, &contoso(rx.addr, "", FABRIKAM_CAROL));
     let invalid = "535 5.7.8 Authentication credentials invalid";
     let locked =
         "454 4.7.0 Temporary authentication failure: too many failed attempts, try again later";
