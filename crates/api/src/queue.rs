@@ -371,7 +371,7 @@ async fn queue_act_selected(
     Ok(Json(QueueSelectedDone {
         done: action.as_str().to_string(),
         messages: done.done.len(),
-        in_flight: done.in_flight,
+        in_flight: done.in_flight(),
         other_nodes: done.other_nodes,
     }))
 }

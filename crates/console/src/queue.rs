@@ -291,7 +291,7 @@ pub async fn act_on_selected(
             &f.tenant,
             &f.domain,
             &f.sender,
-            done.in_flight,
+            done.in_flight(),
             done.other_nodes,
         ),
         Err(e) => {

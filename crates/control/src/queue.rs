@@ -275,7 +275,7 @@ impl Control {
         } else {
             self.act_on_selection(queue, &selection, action, &actor)
                 .await
-                .map(|d| (d.done.len(), d.in_flight))
+                .map(|d| (d.done.len(), d.in_flight()))
         };
         match done {
             Ok((messages, in_flight)) => {

@@ -288,7 +288,7 @@ async fn answer(request: Request, control: &Arc<Control>, queue: &Queue, spool: 
                 Ok(done) => Reply::Selected {
                     action: what.as_str().to_string(),
                     messages: done.done.len(),
-                    in_flight: done.in_flight,
+                    in_flight: done.in_flight(),
                     other_nodes: done.other_nodes,
                 },
                 Err(e) => Reply::Error(format!("{e:#}")),

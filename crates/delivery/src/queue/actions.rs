@@ -126,14 +126,20 @@ fn sender_key(sender: &str) -> String {
 pub struct Selected {
     /// The messages it was done to, with their tenants, oldest first.
     pub done: Vec<(String, Option<String>)>,
-    /// Selected messages in a delivery round at that instant: the action is done to each when
-    /// its round ends, if it is still queued then (delivered in its round, it is gone).
-    pub in_flight: usize,
-    /// Those messages, with their tenants.
+    /// Selected messages in a delivery round at that instant, with their tenants: the action
+    /// is done to each when its round ends, if it is still queued then (delivered in its
+    /// round, it is gone).
     pub after_rounds: Vec<(String, Option<String>)>,
     /// Set by the control plane: the action was passed on to the cluster's other nodes, each
     /// of which does it to its own queue.
     pub other_nodes: bool,
+}
+
+impl Selected {
+    /// How many selected messages were in a delivery round (`after_rounds`).
+    pub fn in_flight(&self) -> usize {
+        self.after_rounds.len()
+    }
 }
 
 impl QueueAction {
@@ -284,7 +290,6 @@ impl Queue {
         for (id, _) in &out.after_rounds {
             self.after_its_round(id, action);
         }
-        out.in_flight = out.after_rounds.len();
         Ok(out)
     }
 
