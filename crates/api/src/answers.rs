@@ -316,9 +316,25 @@ pub struct TokenList {
     pub tokens: Vec<ApiToken>,
 }
 
+/// Queued messages; in a cluster, of every node that answered (each message names its node).
 #[derive(Serialize, JsonSchema)]
 pub struct QueueList {
     pub messages: Vec<QueuedMessage>,
+    /// In a cluster: each running node, whether it answered within 3 seconds, and how many
+    /// messages the selection picks there. Absent on one node.
+    #[serde(flatten)]
+    pub nodes: relayward_control::queue_reads::Nodes,
+}
+
+/// The queue's shape; in a cluster, every answering node's shape added up.
+#[derive(Serialize, JsonSchema)]
+pub struct QueueShape {
+    #[serde(flatten)]
+    pub shape: relayward_delivery::Shape,
+    /// In a cluster: each running node, whether it answered within 3 seconds, and how many
+    /// messages the selection picks there. Absent on one node.
+    #[serde(flatten)]
+    pub nodes: relayward_control::queue_reads::Nodes,
 }
 
 /// How many waiting messages a flush made due now.

@@ -11,7 +11,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/queue",
-        summary: "Messages waiting for delivery, soonest first (held ones last): filter by tenant and by recipient domain (destination). Operators.",
+        summary: "Messages waiting for delivery, soonest first (held ones last): filter by tenant and by recipient domain (destination). In a cluster, of every node (each message names its node; `nodes` says which answered). Operators.",
         access: Access::Operator,
         ok: 200,
         answer: Some(answer::<QueueList>),
@@ -21,10 +21,10 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/queue/shape",
-        summary: "Where the queue waits, as qshape draws it: waiting messages by recipient domain (by=sender: sender domain) and by minutes since they arrived, the busiest domains first; filter by tenant, recipient domain and sender. Operators.",
+        summary: "Where the queue waits, as qshape draws it: waiting messages by recipient domain (by=sender: sender domain) and by minutes since they arrived, the busiest domains first; filter by tenant, recipient domain and sender. In a cluster, every node's shape added up (`nodes` says which answered). Operators.",
         access: Access::Operator,
         ok: 200,
-        answer: Some(answer::<relayward_delivery::Shape>),
+        answer: Some(answer::<QueueShape>),
         route: || get(queue_shape),
         doc: Some(queue_shape_doc),
     },
@@ -212,18 +212,23 @@ fn limit(asked: Option<usize>, default: usize) -> ApiResult<usize> {
 async fn queue_shape(
     State(s): State<ApiState>,
     q: Result<Query<ShapeQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<relayward_delivery::Shape>> {
+) -> ApiResult<Json<QueueShape>> {
     let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let limit = limit(q.limit, 20)?;
     let by = match q.by {
         Some(ShapeByName::Sender) => relayward_delivery::ShapeBy::Sender,
         Some(ShapeByName::Recipient) | None => relayward_delivery::ShapeBy::Recipient,
     };
-    Ok(Json(s.queue.shape(
-        &selection(q.tenant, q.domain, q.sender),
-        by,
-        limit,
-    )))
+    let (shape, nodes) = s
+        .control
+        .queue_shape(
+            &s.queue,
+            &selection(q.tenant, q.domain, q.sender),
+            by,
+            limit,
+        )
+        .await;
+    Ok(Json(QueueShape { shape, nodes }))
 }
 
 #[derive(Deserialize)]
@@ -286,10 +291,16 @@ async fn queue_list(
 ) -> ApiResult<Json<QueueList>> {
     let Query(q) = q.map_err(|e| ApiError::new(bad_request(e.status()), e.body_text()))?;
     let limit = limit(q.limit, 100)?;
-    let list = s
-        .queue
-        .list(&selection(q.tenant, q.domain, q.sender), limit);
-    Ok(Json(QueueList { messages: list }))
+    let (messages, nodes) = s
+        .control
+        .queue_list(
+            &s.queue,
+            &selection(q.tenant, q.domain, q.sender),
+            None,
+            limit,
+        )
+        .await;
+    Ok(Json(QueueList { messages, nodes }))
 }
 
 async fn queue_act(

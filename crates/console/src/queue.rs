@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
+use relayward_control::queue_reads::Nodes;
 use relayward_delivery::{QueueAction, Selection, Shape, ShapeBy};
 use serde::Deserialize;
 
@@ -101,6 +102,30 @@ fn back(tenant: &str, domain: &str, sender: &str, in_flight: usize, nodes: bool)
     Redirect::to(&back).into_response()
 }
 
+/// In a cluster, how many of the selected messages each node holds, and a warning for the
+/// nodes whose queues are not shown (no answer in time, or the database away).
+fn nodes_said(v: &Viewer, nodes: &Nodes) -> maud::Markup {
+    let w = v.w();
+    let silent: Vec<&str> = nodes.silent().collect();
+    let each: Vec<String> = nodes
+        .nodes
+        .iter()
+        .filter(|n| n.answered)
+        .map(|n| format!("{} {}", n.node, n.messages))
+        .collect();
+    html! {
+        @if !each.is_empty() {
+            p.help { (w.t("queue_on_nodes")) ": " (each.join(", ")) }
+        }
+        @if !silent.is_empty() {
+            p.banner.error role="status" { (w.f("queue_nodes_silent", &[("nodes", &silent.join(", "))])) }
+        }
+        @if let Some(why) = &nodes.not_asked {
+            p.banner.error role="status" { (w.t("queue_nodes_not_asked")) " (" (why) ")" }
+        }
+    }
+}
+
 /// The actions on every message a filter selects (retry is the flush).
 const MANY: &[(&str, QueueAction)] = &[
     ("hold", QueueAction::Hold),
@@ -117,7 +142,7 @@ const ACTIONS: &[(&str, QueueAction)] = &[
     ("purge", QueueAction::Purge),
 ];
 
-fn render(
+async fn render(
     v: &Viewer,
     s: &ConsoleState,
     f: &Filter,
@@ -131,8 +156,12 @@ fn render(
             .render(html! { p { (w.t("queue_unavailable")) } });
     };
     let selected = selection(&f.tenant, &f.domain, &f.sender);
-    let list = queue.list(&selected, 200);
-    let shape = queue.shape(&selected, ShapeBy::Recipient, 10);
+    let (list, nodes) = s.control.queue_list(queue, &selected, None, 200).await;
+    let (shape, _) = s
+        .control
+        .queue_shape(queue, &selected, ShapeBy::Recipient, 10)
+        .await;
+    let clustered = !nodes.nodes.is_empty();
     let body = html! {
         form.filters method="get" action="/support/queue" role="search" {
             div { label for="q-tenant" { (w.t("tenant")) } input #q-tenant type="text" name="tenant" value=(f.tenant); }
@@ -140,6 +169,7 @@ fn render(
             div { label for="q-sender" { (w.t("sender")) } input #q-sender type="text" name="sender" value=(f.sender); }
             button type="submit" { (w.t("apply")) }
         }
+        (nodes_said(v, &nodes))
         @if shape.total.messages > 0 { (shape_table(v, &shape)) }
         @if list.is_empty() {
             p { (w.t(if shape.total.messages > 0 { "queue_all_in_rounds" } else { "queue_empty" })) }
@@ -169,13 +199,16 @@ fn render(
             div.scroll tabindex="0" role="region" aria-label=(w.t("queue_caption")) { table {
                 caption { (w.t("queue_caption")) }
                 thead { tr {
-                    th scope="col" { (w.t("message_id")) } th scope="col" { (w.t("tenant")) } th scope="col" { (w.t("sender")) }
+                    th scope="col" { (w.t("message_id")) }
+                    @if clustered { th scope="col" { (w.t("queue_node")) } }
+                    th scope="col" { (w.t("tenant")) } th scope="col" { (w.t("sender")) }
                     th scope="col" { (w.t("recipients")) } th scope="col" { (w.t("attempts")) } th scope="col" { (w.t("next_attempt")) }
                     th scope="col" { (w.t("last_reply")) } th scope="col" { span.visually-hidden { (w.t("actions")) } }
                 } }
                 tbody { @for m in &list {
                     tr {
                         th scope="row" { (m.id) @if m.held { " " span.flag { (w.t("held")) } } }
+                        @if clustered { td { (m.node.clone().unwrap_or_default()) } }
                         td { (m.tenant.clone().unwrap_or_default()) } td { (m.mail_from) } td { (m.pending.join(", ")) }
                         td { (m.attempts) } td { (time(m.next_attempt * 1000)) } td { (m.last_reply.clone().unwrap_or_default()) }
                         td.actions {
@@ -211,13 +244,20 @@ pub async fn page(v: Viewer, State(s): State<ConsoleState>, Query(f): Query<Filt
             said.push(' ');
             said.push_str(&w.f("queue_in_flight_left", &[("n", &n.to_string())]));
         }
-        if f.nodes == Some(1) {
-            said.push(' ');
-            said.push_str(w.t("queue_passed_on"));
+        match f.nodes {
+            Some(1) => {
+                said.push(' ');
+                said.push_str(w.t("queue_passed_on"));
+            }
+            Some(2) => {
+                said.push(' ');
+                said.push_str(w.t("queue_passed_on_one"));
+            }
+            _ => {}
         }
         Banner::Done(said)
     });
-    render(&v, &s, &f, banner, StatusCode::OK)
+    render(&v, &s, &f, banner, StatusCode::OK).await
 }
 
 #[derive(Deserialize)]
@@ -252,7 +292,7 @@ pub async fn flush(v: Viewer, State(s): State<ConsoleState>, Form(f): Form<Flush
         Ok((_, nodes)) => back(&f.tenant, &f.domain, &f.sender, 0, nodes),
         Err(e) => {
             let (status, banner) = opened!(refusal(&v, e));
-            render(&v, &s, &Filter::default(), Some(banner), status)
+            render(&v, &s, &Filter::default(), Some(banner), status).await
         }
     }
 }
@@ -280,7 +320,14 @@ pub async fn act_on_selected(
     let selected = selection(&f.tenant, &f.domain, &f.sender);
     let undone_never = matches!(action, QueueAction::Bounce | QueueAction::Purge);
     if undone_never && f.confirm != "yes" && !selected.is_everything() {
-        return confirm(&v, &f, action.as_str(), queue.count(&selected));
+        // In a cluster the action reaches every node's queue: say what it takes on all.
+        let (_, nodes) = s.control.queue_list(queue, &selected, None, 1).await;
+        let messages = if nodes.nodes.is_empty() {
+            queue.count(&selected)
+        } else {
+            nodes.nodes.iter().map(|n| n.messages).sum()
+        };
+        return confirm(&v, &f, action.as_str(), messages);
     }
     match s
         .control
@@ -296,7 +343,7 @@ pub async fn act_on_selected(
         ),
         Err(e) => {
             let (status, banner) = opened!(refusal(&v, e));
-            render(&v, &s, &Filter::default(), Some(banner), status)
+            render(&v, &s, &Filter::default(), Some(banner), status).await
         }
     }
 }
@@ -376,13 +423,15 @@ pub async fn act(
     };
     match s
         .control
-        .queue_action(queue, &id, *action, &v.actor())
+        .queue_action_anywhere(queue, &id, *action, &v.actor())
         .await
     {
-        Ok(_) => Redirect::to("/support/queue?done=1").into_response(),
+        Ok(Some(_)) => Redirect::to("/support/queue?done=1").into_response(),
+        // Listed from another node of the cluster: that node does it.
+        Ok(None) => Redirect::to("/support/queue?done=1&nodes=2").into_response(),
         Err(e) => {
             let (status, banner) = opened!(refusal(&v, e));
-            render(&v, &s, &Filter::default(), Some(banner), status)
+            render(&v, &s, &Filter::default(), Some(banner), status).await
         }
     }
 }

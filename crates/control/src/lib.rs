@@ -21,6 +21,7 @@ mod domains;
 mod error;
 pub mod passwords;
 mod queue;
+pub mod queue_reads;
 mod reads;
 pub mod restrictions;
 pub mod saved_counters;

@@ -220,6 +220,9 @@ pub struct QueuedMessage {
     pub received_at: i64,
     pub next_attempt: i64,
     pub held: bool,
+    /// In a cluster, the node whose queue holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Where delivery reports what happened (the message trace).

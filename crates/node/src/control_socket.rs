@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use relayward_control::queue_reads::Nodes;
 use relayward_control::{Actor, Control};
 use relayward_delivery::{Queue, QueueAction, QueuedMessage, Selection, Shape, ShapeBy};
 use relayward_guard::Role;
@@ -89,8 +90,17 @@ pub enum Request {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Reply {
-    Messages(Vec<QueuedMessage>),
-    Shape(Shape),
+    /// Messages, and in a cluster which nodes answered (each message names its node).
+    Messages {
+        messages: Vec<QueuedMessage>,
+        #[serde(default)]
+        nodes: Nodes,
+    },
+    Shape {
+        shape: Shape,
+        #[serde(default)]
+        nodes: Nodes,
+    },
     Done {
         message: String,
         action: String,
@@ -196,34 +206,61 @@ async fn answer(request: Request, control: &Arc<Control>, queue: &Queue, spool: 
             domain,
             sender,
             limit,
-        } => Reply::Messages(
-            queue.list(&selection(tenant, domain, sender), limit.clamp(1, MAX_LIST)),
-        ),
+        } => {
+            let (messages, nodes) = control
+                .queue_list(
+                    queue,
+                    &selection(tenant, domain, sender),
+                    None,
+                    limit.clamp(1, MAX_LIST),
+                )
+                .await;
+            Reply::Messages { messages, nodes }
+        }
         Request::Shape {
             tenant,
             domain,
             sender,
             by_sender,
             limit,
-        } => Reply::Shape(queue.shape(
-            &selection(tenant, domain, sender),
-            if by_sender {
+        } => {
+            let by = if by_sender {
                 ShapeBy::Sender
             } else {
                 ShapeBy::Recipient
-            },
-            limit.clamp(1, MAX_LIST),
-        )),
+            };
+            let (shape, nodes) = control
+                .queue_shape(
+                    queue,
+                    &selection(tenant, domain, sender),
+                    by,
+                    limit.clamp(1, MAX_LIST),
+                )
+                .await;
+            Reply::Shape { shape, nodes }
+        }
         Request::Show { id } => {
-            match queue
-                .list(&Selection::default(), usize::MAX)
-                .into_iter()
-                .find(|m| m.id == id)
-            {
-                Some(m) => Reply::Messages(vec![m]),
-                None => Reply::Error(format!(
+            let (messages, nodes) = control
+                .queue_list(queue, &Selection::default(), Some(&id), 1)
+                .await;
+            if messages.is_empty() {
+                let mut said = format!(
                     "no queued message {id} (delivered, bounced, or being delivered this instant)"
-                )),
+                );
+                let silent: Vec<&str> = nodes.silent().collect();
+                if !silent.is_empty() {
+                    said.push_str(&format!(
+                        "; not known: {} did not answer within {} s",
+                        silent.join(", "),
+                        relayward_control::queue_reads::ANSWER_WAIT.as_secs()
+                    ));
+                }
+                if let Some(why) = &nodes.not_asked {
+                    said.push_str(&format!("; {why}"));
+                }
+                Reply::Error(said)
+            } else {
+                Reply::Messages { messages, nodes }
             }
         }
         Request::Act { id, action, actor } => {

@@ -6,6 +6,10 @@
 //!
 //! Orders made before this node started are not done: the queue it holds now came after them,
 //! or was adopted from another node.
+//!
+//! The same task answers the looks at the queue (a listing, the shape) other nodes were asked
+//! for, from this node's queue (`Control::answer_queue_read`), and notes this node as running
+//! every few seconds (`Store::nodes_alive`), so that a node asked knows whose answers to await.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +22,9 @@ use relayward_store::Store;
 const BATCH: usize = 100;
 
 pub async fn run(store: Arc<dyn Store>, control: Arc<Control>, queue: Queue, node: String) {
-    let mut seen = loop {
-        match store.last_queue_order().await {
-            Ok(id) => break id,
+    let (mut seen, mut seen_reads) = loop {
+        match tokio::try_join!(store.last_queue_order(), store.last_queue_read()) {
+            Ok(ids) => break ids,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the cluster's queue orders yet; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -29,8 +33,14 @@ pub async fn run(store: Arc<dyn Store>, control: Arc<Control>, queue: Queue, nod
     };
     let mut wait =
         crate::changes::ChangeWait::new(store.change_feed(), "queue", Duration::from_secs(1));
+    let mut noted = tokio::time::Instant::now() - NOTE_EVERY;
     loop {
-        wait.next().await;
+        if noted.elapsed() >= NOTE_EVERY {
+            noted = tokio::time::Instant::now();
+            if let Err(e) = store.nodes_alive(&node, 0).await {
+                tracing::debug!(error = %e, "cannot note this node as running now");
+            }
+        }
         loop {
             let orders = match store.queue_orders_after(seen, BATCH).await {
                 Ok(orders) => orders,
@@ -50,5 +60,44 @@ pub async fn run(store: Arc<dyn Store>, control: Arc<Control>, queue: Queue, nod
                 break;
             }
         }
+        answer_reads(&*store, &control, &queue, &node, &mut seen_reads).await;
+        wait.next().await;
     }
 }
+
+/// How often this node notes itself as running.
+const NOTE_EVERY: Duration = Duration::from_secs(2);
+
+/// Answers the looks at the queue other nodes were asked for since read `seen`.
+async fn answer_reads(
+    store: &dyn Store,
+    control: &Control,
+    queue: &Queue,
+    node: &str,
+    seen: &mut i64,
+) {
+    loop {
+        let reads = match store.queue_reads_after(*seen, BATCH).await {
+            Ok(reads) => reads,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the cluster's looks at the queue now");
+                return;
+            }
+        };
+        let full = reads.len() == BATCH;
+        let stale = relayward_clock::now_ms() - STALE_MS;
+        for read in reads {
+            *seen = read.id;
+            if read.node != node && read.at >= stale {
+                control.answer_queue_read(queue, node, &read).await;
+            }
+        }
+        if !full {
+            return;
+        }
+    }
+}
+
+/// A look asked longer ago than this is not answered: its asker has long stopped waiting
+/// (seconds), and the margin covers clocks a little apart.
+const STALE_MS: i64 = 60_000;

@@ -71,6 +71,10 @@ pub const ATTEMPTS_KEPT_MS: i64 = 2 * 86_400_000;
 /// and a node that was away for longer has queued new mail since).
 pub const QUEUE_ORDERS_KEPT_MS: i64 = 86_400_000;
 
+/// How long an operator's look at the queue, and the nodes' answers to it, are kept (the node
+/// asked waits seconds for them).
+pub const QUEUE_READS_KEPT_MS: i64 = 600_000;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Change notices from other nodes (cluster mode): a payload names what changed
@@ -202,6 +206,23 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_orders_after(&self, after: i64, n: usize) -> Result<Vec<QueueOrder>>;
     /// The id of the last order stored (0 when there is none).
     async fn last_queue_order(&self) -> Result<i64>;
+
+    /// Cluster mode: notes that `node` is running now (the database's clock) and returns the
+    /// names of the nodes noted in the last `fresh_ms`, `node` among them. Nodes not noted for
+    /// a day are forgotten.
+    async fn nodes_alive(&self, node: &str, fresh_ms: i64) -> Result<Vec<String>>;
+    /// Stores an operator's look at the queue for the other nodes to answer (they are told at
+    /// once, `queue` on the change feed); returns its id. Reads and their answers older than
+    /// `QUEUE_READS_KEPT_MS` are dropped as a new one is stored.
+    async fn add_queue_read(&self, read: &QueueRead) -> Result<i64>;
+    /// The reads stored after read `after`, oldest first, at most `n`.
+    async fn queue_reads_after(&self, after: i64, n: usize) -> Result<Vec<QueueRead>>;
+    /// The id of the last read stored (0 when there is none).
+    async fn last_queue_read(&self) -> Result<i64>;
+    /// Stores `node`'s answer to read `read` (a serialised body); a second answer replaces it.
+    async fn answer_queue_read(&self, read: i64, node: &str, body: &str) -> Result<()>;
+    /// The answers to read `read` so far: (node, body).
+    async fn queue_read_answers(&self, read: i64) -> Result<Vec<(String, String)>>;
 
     /// A recipient domain's MTA-STS policy still within its age at `now`, if one was kept.
     async fn mta_sts_policy(&self, domain: &str, now: i64) -> Result<Option<MtaStsRow>>;

@@ -665,3 +665,27 @@ pub struct QueueOrder {
     /// that holds it does it; the others have nothing to do.
     pub message: Option<String>,
 }
+
+/// An operator's look at the queue (a listing or its shape) asked of one node of a cluster,
+/// which every other node answers with what its own queue holds (`queue_reads`,
+/// `queue_answers`). Not audited: it changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRead {
+    /// Given by the store, in the order the reads were asked.
+    pub id: i64,
+    /// When it was asked (Unix ms).
+    pub at: i64,
+    /// The node asked, which reads its own queue itself.
+    pub node: String,
+    /// `list` or `shape`.
+    pub kind: String,
+    pub tenant: Option<String>,
+    pub domain: Option<String>,
+    pub sender: Option<String>,
+    /// A listing of one message: its queue id.
+    pub message: Option<String>,
+    /// A shape by sender domain rather than by recipient domain.
+    pub by_sender: bool,
+    /// At most this many messages (a listing) or domains (a shape) in each node's answer.
+    pub limit: i64,
+}

@@ -46,6 +46,8 @@ on_both_engines!(
     accounts_and_sessions,
     attempts_are_counted_per_key_over_a_window,
     queue_orders_are_read_in_order_after_an_id_and_dropped_after_a_day,
+    queue_reads_are_answered_per_node_and_dropped_with_their_answers,
+    nodes_alive_are_those_noted_lately,
     bulk_bands_are_kept_per_node_and_band,
     delayed_counts_are_replaced_per_node_and_read_while_fresh,
     mta_sts_policies_are_kept_until_their_age_runs_out,
@@ -1345,6 +1347,102 @@ async fn queue_orders_are_read_in_order_after_an_id_and_dropped_after_a_day(stor
     assert_eq!(
         left.iter().map(|o| o.id).collect::<Vec<_>>(),
         vec![second, third]
+    );
+}
+
+async fn queue_reads_are_answered_per_node_and_dropped_with_their_answers(store: &dyn Store) {
+    assert_eq!(store.last_queue_read().await.expect("last"), 0);
+    let now = relayward_clock_ms();
+    let read = |at: i64, kind: &str| QueueRead {
+        id: 0,
+        at,
+        node: "node-a".into(),
+        kind: kind.into(),
+        tenant: Some("contoso".into()),
+        domain: Some("example.net".into()),
+        sender: None,
+        message: (kind == "list").then(|| "1A2B".to_string()),
+        by_sender: kind == "shape",
+        limit: 20,
+    };
+    let first = store.add_queue_read(&read(now, "list")).await.expect("add");
+    let second = store
+        .add_queue_read(&read(now + 1, "shape"))
+        .await
+        .expect("add");
+    assert!(second > first);
+    assert_eq!(store.last_queue_read().await.expect("last"), second);
+    assert_eq!(
+        store.queue_reads_after(first, 10).await.expect("read"),
+        vec![QueueRead {
+            id: second,
+            ..read(now + 1, "shape")
+        }]
+    );
+    assert_eq!(
+        store.queue_reads_after(0, 1).await.expect("read"),
+        vec![QueueRead {
+            id: first,
+            ..read(now, "list")
+        }]
+    );
+    store
+        .answer_queue_read(first, "node-c", "{\"c\":1}")
+        .await
+        .expect("answer");
+    store
+        .answer_queue_read(first, "node-b", "{\"b\":0}")
+        .await
+        .expect("answer");
+    store
+        .answer_queue_read(first, "node-b", "{\"b\":1}")
+        .await
+        .expect("a second answer replaces the first");
+    assert_eq!(
+        store.queue_read_answers(first).await.expect("answers"),
+        vec![
+            ("node-b".to_string(), "{\"b\":1}".to_string()),
+            ("node-c".to_string(), "{\"c\":1}".to_string()),
+        ]
+    );
+    assert!(
+        store
+            .queue_read_answers(second)
+            .await
+            .expect("answers")
+            .is_empty()
+    );
+    // Past the time reads are kept, a new one drops the old reads and their answers.
+    let third = store
+        .add_queue_read(&read(now + 2 + QUEUE_READS_KEPT_MS, "shape"))
+        .await
+        .expect("add");
+    let left = store.queue_reads_after(0, 10).await.expect("read");
+    assert_eq!(left.iter().map(|r| r.id).collect::<Vec<_>>(), vec![third]);
+    assert!(
+        store
+            .queue_read_answers(first)
+            .await
+            .expect("answers")
+            .is_empty(),
+        "the answers go with their read"
+    );
+}
+
+async fn nodes_alive_are_those_noted_lately(store: &dyn Store) {
+    assert_eq!(
+        store.nodes_alive("node-b", 10_000).await.expect("alive"),
+        vec!["node-b".to_string()]
+    );
+    assert_eq!(
+        store.nodes_alive("node-a", 10_000).await.expect("alive"),
+        vec!["node-a".to_string(), "node-b".to_string()]
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        store.nodes_alive("node-a", 200).await.expect("alive"),
+        vec!["node-a".to_string()],
+        "a node not noted within the window is not counted"
     );
 }
 

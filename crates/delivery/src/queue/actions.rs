@@ -167,32 +167,28 @@ impl QueueAction {
 
 impl Queue {
     /// The messages a selection picks that wait for a delivery round (not those being
-    /// delivered this instant), soonest first (held ones last), at most `limit`.
+    /// delivered this instant), soonest first (held ones last), at most `limit`. Only the
+    /// listed ones are copied out, under the scheduler's lock.
     pub fn list(&self, selection: &Selection, limit: usize) -> Vec<QueuedMessage> {
         let picker = selection.picker();
         let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<QueuedMessage> = s
-            .waiting
-            .values()
-            .filter(|e| picker.envelope(e))
-            .map(|e| QueuedMessage {
-                id: e.id.clone(),
-                tenant: e.tenant.clone(),
-                mail_from: e.mail_from.clone(),
-                pending: e.pending().map(|r| r.address.clone()).collect(),
-                last_reply: e.pending().find_map(|r| match &r.state {
-                    RcptState::Pending { last_reply } => last_reply.clone(),
-                    _ => None,
-                }),
-                attempts: e.attempts,
-                received_at: e.received_at,
-                next_attempt: e.next_attempt,
-                held: e.held,
-            })
-            .collect();
-        out.sort_by_key(|m| (m.held, m.next_attempt, m.id.clone()));
-        out.truncate(limit);
-        out
+        let mut picked: Vec<&Envelope> =
+            s.waiting.values().filter(|e| picker.envelope(e)).collect();
+        let order = |a: &&Envelope, b: &&Envelope| {
+            (a.held, a.next_attempt, &a.id).cmp(&(b.held, b.next_attempt, &b.id))
+        };
+        if picked.len() > limit && limit > 0 {
+            picked.select_nth_unstable_by(limit - 1, order);
+        }
+        picked.truncate(limit);
+        picked.sort_unstable_by(order);
+        picked.into_iter().map(queued_message).collect()
+    }
+
+    /// The message `id` if it waits for a delivery round.
+    pub fn queued(&self, id: &str) -> Option<QueuedMessage> {
+        let s = self.inner.sched.lock().unwrap_or_else(|p| p.into_inner());
+        s.waiting.get(id).map(queued_message)
     }
 
     /// How many waiting messages a selection picks, held ones too.
@@ -424,6 +420,25 @@ impl Queue {
             }
         }
         Ok(before)
+    }
+}
+
+/// A waiting message as operators see it.
+fn queued_message(e: &Envelope) -> QueuedMessage {
+    QueuedMessage {
+        id: e.id.clone(),
+        tenant: e.tenant.clone(),
+        mail_from: e.mail_from.clone(),
+        pending: e.pending().map(|r| r.address.clone()).collect(),
+        last_reply: e.pending().find_map(|r| match &r.state {
+            RcptState::Pending { last_reply } => last_reply.clone(),
+            _ => None,
+        }),
+        attempts: e.attempts,
+        received_at: e.received_at,
+        next_attempt: e.next_attempt,
+        held: e.held,
+        node: None,
     }
 }
 

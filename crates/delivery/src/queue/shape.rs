@@ -87,6 +87,16 @@ fn sender_domain(mail_from: &str) -> String {
 }
 
 impl Queue {
+    /// How many queued messages a selection picks: waiting (held ones too) or in a delivery
+    /// round, each once.
+    pub fn queued_count(&self, selection: &Selection) -> usize {
+        let picker = selection.picker();
+        self.read_queued(|q| {
+            q.waiting.values().filter(|e| picker.envelope(e)).count()
+                + q.in_rounds().filter(|m| picker.in_round(m)).count()
+        })
+    }
+
     /// The shape of the queued messages a selection picks (held ones, and those in a delivery
     /// round, too: a destination that hangs keeps its mail in rounds), by recipient or sender
     /// domain, the `limit` busiest domains.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use relayward_config::Config;
+use relayward_control::queue_reads::Nodes;
 use relayward_delivery::QueuedMessage;
 use relayward_node::control_socket::{Reply, Request, ask};
 
@@ -176,36 +177,51 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
         WAIT
     };
     match ask(&config.data_dir, &request, wait).await? {
-        Reply::Messages(list) if json => {
-            for m in &list {
+        Reply::Messages { messages, nodes } if json => {
+            for m in &messages {
                 outln!("{}", serde_json::to_string(m)?);
             }
+            print_silent(&nodes);
         }
-        Reply::Messages(list) => {
-            if list.is_empty() {
+        Reply::Messages { messages, nodes } => {
+            if messages.is_empty() {
                 outln!("Mail queue is empty");
-                return Ok(());
+            } else {
+                outln!(
+                    "{:<20} {:>4} {:<24} {:<10} Sender/Recipient",
+                    "-Queue ID-",
+                    "Try",
+                    "-Arrival Time-",
+                    "-Tenant-"
+                );
+                for m in &messages {
+                    print_message(m);
+                }
             }
-            outln!(
-                "{:<20} {:>4} {:<24} {:<10} Sender/Recipient",
-                "-Queue ID-",
-                "Try",
-                "-Arrival Time-",
-                "-Tenant-"
-            );
-            for m in &list {
-                print_message(m);
-            }
-            if listing {
-                let recipients: usize = list.iter().map(|m| m.pending.len()).sum();
+            if listing && !messages.is_empty() {
+                let recipients: usize = messages.iter().map(|m| m.pending.len()).sum();
                 outln!(
                     "-- {} messages, {recipients} recipients pending",
-                    list.len()
+                    messages.len()
                 );
             }
+            print_nodes(&nodes);
         }
-        Reply::Shape(shape) if json => outln!("{}", serde_json::to_string(&shape)?),
-        Reply::Shape(shape) => print_shape(&shape),
+        Reply::Shape { shape, nodes } if json => {
+            // As the API answers: the shape, and in a cluster each node's part.
+            let mut out = serde_json::to_value(&shape)?;
+            if let (Some(out), serde_json::Value::Object(nodes)) =
+                (out.as_object_mut(), serde_json::to_value(&nodes)?)
+            {
+                out.extend(nodes);
+            }
+            outln!("{out}");
+            print_silent(&nodes);
+        }
+        Reply::Shape { shape, nodes } => {
+            print_shape(&shape);
+            print_nodes(&nodes);
+        }
         Reply::Done { message, action } if action == "adopt" => outln!("adopted {message}"),
         Reply::Done { message, action } if action == "flush" || action == "passed-on" => {
             outln!("{message}")
@@ -257,6 +273,45 @@ fn act(id: String, action: &str) -> Request {
     }
 }
 
+/// In a cluster, which nodes' queues a look took in: each node's count of the messages the
+/// selection picks, and those that did not answer.
+fn print_nodes(nodes: &Nodes) {
+    if nodes.nodes.is_empty() && nodes.not_asked.is_none() {
+        return;
+    }
+    let each: Vec<String> = nodes
+        .nodes
+        .iter()
+        .map(|n| {
+            if n.answered {
+                format!("{} {}", n.node, n.messages)
+            } else {
+                format!("{} did not answer", n.node)
+            }
+        })
+        .collect();
+    if !each.is_empty() {
+        outln!("-- queued on each node: {}", each.join(", "));
+    }
+    print_silent(nodes);
+}
+
+/// A warning (on standard error, so that JSON output stays clean) when a look at the cluster's
+/// queue left nodes out.
+fn print_silent(nodes: &Nodes) {
+    let silent: Vec<&str> = nodes.silent().collect();
+    if !silent.is_empty() {
+        eprintln!(
+            "warning: not shown: the queue of {} (no answer within {} s)",
+            silent.join(", "),
+            relayward_control::queue_reads::ANSWER_WAIT.as_secs()
+        );
+    }
+    if let Some(why) = &nodes.not_asked {
+        eprintln!("warning: {why}");
+    }
+}
+
 /// One message as `postqueue -p` lays it out: the id (with `!` when held), tries, arrival and
 /// sender on the first line, the last temporary answer in parentheses, then each recipient.
 fn print_message(m: &QueuedMessage) {
@@ -278,6 +333,9 @@ fn print_message(m: &QueuedMessage) {
     }
     for r in &m.pending {
         outln!("{:<61}{}", "", relayward_control::shown_address(r));
+    }
+    if let Some(node) = &m.node {
+        outln!("{:<61}(queued on {node})", "");
     }
     outln!("");
 }

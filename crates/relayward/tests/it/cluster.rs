@@ -771,17 +771,15 @@ fn an_action_on_a_selection_made_on_one_node_is_done_on_every_node() {
             ["defer-c@remote.example", "defer-d@other.example"],
         ),
     ]);
+    // What waits on `node` for `domain` (a listing through any node shows every node's mail,
+    // each message naming its node).
     let waiting = |node: &Relay, domain: &str| -> Vec<Value> {
-        node.cli(&["queue", "list", "--domain", domain, "--json"])
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
+        listed(node, &["--domain", domain])
+            .into_iter()
+            .filter(|m| m["node"] == node_name(node))
             .collect()
     };
-    let shape_total = |node: &Relay| -> u64 {
-        let out = node.cli(&["queue", "shape", "--json"]);
-        serde_json::from_str::<Value>(&out)
-            .map_or(0, |v| v["total"]["messages"].as_u64().unwrap_or(0))
-    };
+    let shape_total = |node: &Relay| -> u64 { queued_on(node)[&node_name(node)] };
     for node in &nodes[..2] {
         wait_for(Duration::from_secs(10), || {
             (shape_total(node) == 2).then_some(())
@@ -851,6 +849,157 @@ fn an_action_on_a_selection_made_on_one_node_is_done_on_every_node() {
     );
     assert!(audit.contains("(through node-127.0.0.2)"), "{audit}");
     assert_eq!(rx.messages().len(), 0);
+}
+
+/// The name `cluster` gives a node.
+fn node_name(node: &Relay) -> String {
+    format!("node-{}", node.relay.ip())
+}
+
+/// How many messages each node holds (waiting or in a delivery round), from the shape asked
+/// through `node`.
+fn queued_on(node: &Relay) -> std::collections::BTreeMap<String, u64> {
+    let shape: Value =
+        serde_json::from_str(&node.cli(&["queue", "shape", "--json"])).unwrap_or(Value::Null);
+    shape["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| Some((n["node"].as_str()?.to_string(), n["messages"].as_u64()?)))
+        .collect()
+}
+
+/// `relayward queue list --json` through `node`, with `filter`.
+fn listed(node: &Relay, filter: &[&str]) -> Vec<Value> {
+    let mut args = vec!["queue", "list", "--json"];
+    args.extend_from_slice(filter);
+    node.cli(&args)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Each node keeps its own queue, but an operator looking through any node sees the cluster's:
+/// the listing, one message and the shape hold every node's mail, each message names its
+/// node, and each node's count is given. A node that stops answering is named, and the rest
+/// is shown.
+#[test]
+fn a_look_at_the_queue_through_any_node_shows_every_nodes_mail() {
+    let Some(db) = database() else { return };
+    let rx = Receiver::start(false);
+    let mut nodes = cluster(&db.url, &contoso(rx.addr, "", ""));
+    send_deferred(&[
+        (
+            &nodes[0],
+            ["defer-a@remote.example", "defer-b@other.example"],
+        ),
+        (
+            &nodes[1],
+            ["defer-c@remote.example", "defer-d@remote.example"],
+        ),
+    ]);
+    // Through the third node, which holds none of it: each node's count, this node first.
+    let counts = wait_for(Duration::from_secs(10), || {
+        let counts = queued_on(&nodes[2]);
+        (counts.values().sum::<u64>() == 4).then_some(counts)
+    })
+    .unwrap_or_else(|| panic!("{}", nodes[2].cli(&["queue", "shape"])));
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        vec![
+            ("node-127.0.0.2".to_string(), 2),
+            ("node-127.0.0.3".to_string(), 2),
+            ("node-127.0.0.4".to_string(), 0)
+        ]
+    );
+    // A listing leaves out a message in a delivery round that instant (each is retried every
+    // second here): look until all four wait at once.
+    let (all, text) = wait_for(Duration::from_secs(20), || {
+        let text = nodes[2].cli(&["queue", "list"]);
+        let all = listed(&nodes[2], &[]);
+        (all.len() == 4 && text.contains("-- 4 messages")).then_some((all, text))
+    })
+    .unwrap_or_else(|| panic!("{}", nodes[2].cli(&["queue", "list"])));
+    let on = |node: &Relay| all.iter().filter(|m| m["node"] == node_name(node)).count();
+    assert_eq!((on(&nodes[0]), on(&nodes[1]), on(&nodes[2])), (2, 2, 0));
+    assert!(
+        text.contains("-- 4 messages, 4 recipients pending")
+            && text.contains(
+                "-- queued on each node: node-127.0.0.4 0, node-127.0.0.2 2, node-127.0.0.3 2"
+            )
+            && text.contains("(queued on node-127.0.0.3)"),
+        "{text}"
+    );
+    let shape: Value =
+        serde_json::from_str(&nodes[2].cli(&["queue", "shape", "--json"])).expect("a shape");
+    assert_eq!(shape["total"]["messages"], 4, "{shape}");
+    assert!(
+        shape["nodes"]
+            .as_array()
+            .is_some_and(|n| n.len() == 3 && n.iter().all(|n| n["answered"] == true)),
+        "{shape}"
+    );
+    assert_eq!(shape["rows"][0]["domain"], "remote.example", "{shape}");
+    assert_eq!(shape["rows"][0]["messages"], 3, "{shape}");
+    assert_eq!(shape["rows"][1]["domain"], "other.example", "{shape}");
+    assert_eq!(shape["rows"][1]["messages"], 1, "{shape}");
+    // One message, asked of a node that does not hold it.
+    let id = all
+        .iter()
+        .find(|m| m["node"] == node_name(&nodes[1]))
+        .and_then(|m| m["id"].as_str())
+        .expect("an id")
+        .to_string();
+    let shown = wait_for(Duration::from_secs(10), || {
+        let (ok, out) = nodes[0].cli_status(&["queue", "show", &id]);
+        ok.then_some(out)
+    })
+    .expect("shown");
+    assert!(
+        shown.contains(&id) && shown.contains("(queued on node-127.0.0.3)"),
+        "{shown}"
+    );
+    // The API, the same.
+    let operator = nodes[0].token(&["--name", "ops", "--role", "operator"]);
+    let list = wait_for(Duration::from_secs(20), || {
+        let (status, list) = nodes[2].api(
+            "GET",
+            "/api/v1/queue?domain=remote.example",
+            Some(&operator),
+            None,
+        );
+        assert_eq!(status, 200, "{list}");
+        (list["messages"].as_array().map(Vec::len) == Some(3)).then_some(list)
+    })
+    .expect("three messages for remote.example listed");
+    assert_eq!(
+        list["nodes"],
+        serde_json::json!([
+            { "node": "node-127.0.0.4", "answered": true, "messages": 0 },
+            { "node": "node-127.0.0.2", "answered": true, "messages": 1 },
+            { "node": "node-127.0.0.3", "answered": true, "messages": 2 },
+        ])
+    );
+    let (status, shape) = nodes[1].api("GET", "/api/v1/queue/shape", Some(&operator), None);
+    assert_eq!(status, 200, "{shape}");
+    assert_eq!(shape["total"]["messages"], 4, "{shape}");
+    // A node gone: its queue is not shown, and the look says so.
+    nodes[1].kill9();
+    let (ok, out) = nodes[2].cli_status(&["queue", "shape", "--json"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("warning: not shown: the queue of node-127.0.0.3 (no answer within 3 s)"),
+        "{out}"
+    );
+    let shape: Value = out
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .expect("a shape");
+    assert_eq!(shape["total"]["messages"], 2, "node-127.0.0.2's: {shape}");
+    assert_eq!(
+        shape["nodes"][2],
+        serde_json::json!({ "node": "node-127.0.0.3", "answered": false, "messages": 0 })
+    );
 }
 
 /// Password guesses spread over the nodes (as a load balancer's round robin spreads them) meet

@@ -1220,6 +1220,110 @@ impl Store for PgStore {
         )
     }
 
+    async fn nodes_alive(&self, node: &str, fresh_ms: i64) -> Result<Vec<String>> {
+        let c = self.client().await?;
+        // The server's clock, so that every node reads the others' marks by one clock.
+        let found = rows(
+            &c,
+            "WITH now AS (SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS ms),
+                  noted AS (
+                      INSERT INTO cluster_nodes (name, seen_at) SELECT $1, ms FROM now
+                      ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at
+                  ),
+                  forgotten AS (
+                      DELETE FROM cluster_nodes
+                      WHERE seen_at < (SELECT ms FROM now) - 86400000 AND name <> $1
+                  )
+             SELECT name FROM cluster_nodes, now WHERE seen_at >= now.ms - $2 AND name <> $1
+             UNION SELECT $1 ORDER BY 1",
+            &[&node, &fresh_ms],
+        )
+        .await?;
+        each(found, |r| Ok(r.try_get(0)?))
+    }
+
+    async fn add_queue_read(&self, q: &QueueRead) -> Result<i64> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let before = q.at - crate::QUEUE_READS_KEPT_MS;
+        exec(&tx, "DELETE FROM queue_reads WHERE at < $1", &[&before]).await?;
+        exec(&tx, "DELETE FROM queue_answers WHERE at < $1", &[&before]).await?;
+        let id: i64 = row(
+            &tx,
+            "INSERT INTO queue_reads (at, node, kind, tenant, domain, sender, message, by_sender, max_rows)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            &[&q.at, &q.node, &q.kind, &q.tenant, &q.domain, &q.sender, &q.message, &q.by_sender, &q.limit],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Task("no id for the queue read".into()))?
+        .try_get(0)?;
+        exec(&tx, &format!("NOTIFY {CHANGES_CHANNEL}, 'queue'"), &[]).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn queue_reads_after(&self, after: i64, n: usize) -> Result<Vec<QueueRead>> {
+        let c = self.client().await?;
+        each(
+            rows(
+                &c,
+                "SELECT id, at, node, kind, tenant, domain, sender, message, by_sender, max_rows
+                 FROM queue_reads WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &limit(n)],
+            )
+            .await?,
+            |r| {
+                Ok(QueueRead {
+                    id: r.try_get(0)?,
+                    at: r.try_get(1)?,
+                    node: r.try_get(2)?,
+                    kind: r.try_get(3)?,
+                    tenant: r.try_get(4)?,
+                    domain: r.try_get(5)?,
+                    sender: r.try_get(6)?,
+                    message: r.try_get(7)?,
+                    by_sender: r.try_get(8)?,
+                    limit: r.try_get(9)?,
+                })
+            },
+        )
+    }
+
+    async fn last_queue_read(&self) -> Result<i64> {
+        let c = self.client().await?;
+        Ok(row(&c, "SELECT COALESCE(MAX(id), 0) FROM queue_reads", &[])
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?
+            .unwrap_or(0))
+    }
+
+    async fn answer_queue_read(&self, read: i64, node: &str, body: &str) -> Result<()> {
+        let c = self.client().await?;
+        exec(
+            &c,
+            "INSERT INTO queue_answers (read_id, node, at, body)
+             VALUES ($1, $2, COALESCE((SELECT at FROM queue_reads WHERE id = $1), 0), $3)
+             ON CONFLICT (read_id, node) DO UPDATE SET at = excluded.at, body = excluded.body",
+            &[&read, &node, &body],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn queue_read_answers(&self, read: i64) -> Result<Vec<(String, String)>> {
+        let c = self.client().await?;
+        each(
+            rows(
+                &c,
+                "SELECT node, body FROM queue_answers WHERE read_id = $1 ORDER BY node",
+                &[&read],
+            )
+            .await?,
+            |r| Ok((r.try_get(0)?, r.try_get(1)?)),
+        )
+    }
+
     async fn audit(&self, e: &AuditEntry) -> Result<()> {
         let c = self.client().await?;
         exec(

@@ -307,4 +307,34 @@ CREATE TABLE IF NOT EXISTS queue_orders (
 );
 CREATE INDEX IF NOT EXISTS queue_orders_at ON queue_orders (at);
 "#,
+    // 8: the nodes running (each notes itself every few seconds), and operators' looks at the
+    // queue asked of one node and answered by every other, each from its own queue.
+    // IF NOT EXISTS: a test rolls the version back past earlier steps and opens the store again.
+    r#"
+CREATE TABLE IF NOT EXISTS cluster_nodes (
+    name TEXT PRIMARY KEY,
+    seen_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue_reads (
+    id BIGSERIAL PRIMARY KEY,
+    at BIGINT NOT NULL,
+    node TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    tenant TEXT,
+    domain TEXT,
+    sender TEXT,
+    message TEXT,
+    by_sender BOOLEAN NOT NULL,
+    max_rows BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_reads_at ON queue_reads (at);
+CREATE TABLE IF NOT EXISTS queue_answers (
+    read_id BIGINT NOT NULL,
+    node TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (read_id, node)
+);
+CREATE INDEX IF NOT EXISTS queue_answers_at ON queue_answers (at);
+"#,
 ];

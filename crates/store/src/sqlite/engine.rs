@@ -909,6 +909,119 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn nodes_alive(&self, node: &str, fresh_ms: i64) -> Result<Vec<String>> {
+        let node = node.to_string();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO cluster_nodes (name, seen_at) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at",
+                params![node, now],
+            )?;
+            tx.execute(
+                "DELETE FROM cluster_nodes WHERE seen_at < ?1",
+                params![now - 86_400_000],
+            )?;
+            let names = {
+                let mut st = tx.prepare_cached(
+                    "SELECT name FROM cluster_nodes WHERE seen_at >= ?1 ORDER BY name",
+                )?;
+                st.query_map(params![now - fresh_ms], |r| r.get(0))?
+                    .collect::<std::result::Result<Vec<String>, _>>()?
+            };
+            tx.commit()?;
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn add_queue_read(&self, q: &QueueRead) -> Result<i64> {
+        let q = q.clone();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let before = q.at - crate::QUEUE_READS_KEPT_MS;
+            tx.execute("DELETE FROM queue_reads WHERE at < ?1", params![before])?;
+            tx.execute("DELETE FROM queue_answers WHERE at < ?1", params![before])?;
+            tx.execute(
+                "INSERT INTO queue_reads (at, node, kind, tenant, domain, sender, message, by_sender, max_rows)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![q.at, q.node, q.kind, q.tenant, q.domain, q.sender, q.message, q.by_sender, q.limit],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.commit()?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn queue_reads_after(&self, after: i64, n: usize) -> Result<Vec<QueueRead>> {
+        self.with(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, at, node, kind, tenant, domain, sender, message, by_sender, max_rows
+                 FROM queue_reads WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = st
+                .query_map(params![after, i64::try_from(n).unwrap_or(i64::MAX)], |r| {
+                    Ok(QueueRead {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        node: r.get(2)?,
+                        kind: r.get(3)?,
+                        tenant: r.get(4)?,
+                        domain: r.get(5)?,
+                        sender: r.get(6)?,
+                        message: r.get(7)?,
+                        by_sender: r.get(8)?,
+                        limit: r.get(9)?,
+                    })
+                })?
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn last_queue_read(&self) -> Result<i64> {
+        self.with(|c| {
+            Ok(
+                c.query_row("SELECT COALESCE(MAX(id), 0) FROM queue_reads", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
+    }
+
+    async fn answer_queue_read(&self, read: i64, node: &str, body: &str) -> Result<()> {
+        let (node, body) = (node.to_string(), body.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO queue_answers (read_id, node, at, body)
+                 VALUES (?1, ?2, COALESCE((SELECT at FROM queue_reads WHERE id = ?1), 0), ?3)
+                 ON CONFLICT (read_id, node) DO UPDATE SET at = excluded.at, body = excluded.body",
+                params![read, node, body],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn queue_read_answers(&self, read: i64) -> Result<Vec<(String, String)>> {
+        self.with(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT node, body FROM queue_answers WHERE read_id = ?1 ORDER BY node",
+            )?;
+            let rows = st
+                .query_map(params![read], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn audit(&self, e: &AuditEntry) -> Result<()> {
         let e = e.clone();
         self.with(move |c| {

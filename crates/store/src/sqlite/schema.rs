@@ -359,6 +359,37 @@ CREATE TABLE IF NOT EXISTS queue_orders (
 );
 CREATE INDEX IF NOT EXISTS queue_orders_at ON queue_orders (at);
 "#,
+    // 22: the nodes running (each notes itself every few seconds), and operators' looks at the
+    // queue asked of one node and answered by every other, each from its own queue (one node on
+    // SQLite has no other to ask; the tables keep the two engines alike).
+    // IF NOT EXISTS: a test rolls the version back past earlier steps and opens the store again.
+    r#"
+CREATE TABLE IF NOT EXISTS cluster_nodes (
+    name TEXT PRIMARY KEY,
+    seen_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue_reads (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    tenant TEXT,
+    domain TEXT,
+    sender TEXT,
+    message TEXT,
+    by_sender INTEGER NOT NULL,
+    max_rows INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_reads_at ON queue_reads (at);
+CREATE TABLE IF NOT EXISTS queue_answers (
+    read_id INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (read_id, node)
+);
+CREATE INDEX IF NOT EXISTS queue_answers_at ON queue_answers (at);
+"#,
 ];
 
 /// The schema version whose step made the claim indexes; rows written before it are indexed
