@@ -156,11 +156,12 @@ async fn render(
             .render(html! { p { (w.t("queue_unavailable")) } });
     };
     let selected = selection(&f.tenant, &f.domain, &f.sender);
-    let (list, nodes) = s.control.queue_list(queue, &selected, None, 200).await;
-    let (shape, _) = s
-        .control
-        .queue_shape(queue, &selected, ShapeBy::Recipient, 10)
-        .await;
+    // In a cluster each asks every node and may wait for one that does not answer: together.
+    let ((list, nodes), (shape, _)) = tokio::join!(
+        s.control.queue_list(queue, &selected, None, 200),
+        s.control
+            .queue_shape(queue, &selected, ShapeBy::Recipient, 10)
+    );
     let clustered = !nodes.nodes.is_empty();
     let body = html! {
         form.filters method="get" action="/support/queue" role="search" {

@@ -190,7 +190,7 @@ impl Control {
         let asked = async {
             let others: Vec<String> = self
                 .store
-                .nodes_alive(me, ALIVE_MS)
+                .nodes_alive(me, ALIVE_MS, relayward_clock::now_ms())
                 .await?
                 .into_iter()
                 .filter(|n| n != me)

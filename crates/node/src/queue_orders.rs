@@ -37,7 +37,7 @@ pub async fn run(store: Arc<dyn Store>, control: Arc<Control>, queue: Queue, nod
     loop {
         if noted.elapsed() >= NOTE_EVERY {
             noted = tokio::time::Instant::now();
-            if let Err(e) = store.nodes_alive(&node, 0).await {
+            if let Err(e) = store.nodes_alive(&node, 0, relayward_clock::now_ms()).await {
                 tracing::debug!(error = %e, "cannot note this node as running now");
             }
         }

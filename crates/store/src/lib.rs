@@ -207,10 +207,10 @@ pub trait Store: Send + Sync + 'static {
     /// The id of the last order stored (0 when there is none).
     async fn last_queue_order(&self) -> Result<i64>;
 
-    /// Cluster mode: notes that `node` is running now (the database's clock) and returns the
-    /// names of the nodes noted in the last `fresh_ms`, `node` among them. Nodes not noted for
-    /// a day are forgotten.
-    async fn nodes_alive(&self, node: &str, fresh_ms: i64) -> Result<Vec<String>>;
+    /// Cluster mode: notes that `node` is running at `at` (Unix ms; PostgreSQL stamps its own
+    /// clock) and returns the names of the nodes noted in the last `fresh_ms`, `node` among
+    /// them. Nodes not noted for a day are forgotten.
+    async fn nodes_alive(&self, node: &str, fresh_ms: i64, at: i64) -> Result<Vec<String>>;
     /// Stores an operator's look at the queue for the other nodes to answer (they are told at
     /// once, `queue` on the change feed); returns its id. Reads and their answers older than
     /// `QUEUE_READS_KEPT_MS` are dropped as a new one is stored.

@@ -1431,16 +1431,25 @@ async fn queue_reads_are_answered_per_node_and_dropped_with_their_answers(store:
 
 async fn nodes_alive_are_those_noted_lately(store: &dyn Store) {
     assert_eq!(
-        store.nodes_alive("node-b", 10_000).await.expect("alive"),
+        store
+            .nodes_alive("node-b", 10_000, relayward_clock_ms())
+            .await
+            .expect("alive"),
         vec!["node-b".to_string()]
     );
     assert_eq!(
-        store.nodes_alive("node-a", 10_000).await.expect("alive"),
+        store
+            .nodes_alive("node-a", 10_000, relayward_clock_ms())
+            .await
+            .expect("alive"),
         vec!["node-a".to_string(), "node-b".to_string()]
     );
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(
-        store.nodes_alive("node-a", 200).await.expect("alive"),
+        store
+            .nodes_alive("node-a", 200, relayward_clock_ms())
+            .await
+            .expect("alive"),
         vec!["node-a".to_string()],
         "a node not noted within the window is not counted"
     );

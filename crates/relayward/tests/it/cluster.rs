@@ -31,7 +31,7 @@ const COUNTS_SPREAD: Duration = Duration::from_millis(3000);
 
 /// Tenant contoso, whose on-premises server (127.0.0.1) may relay for other domains, with
 /// `limits`; everything goes to `rx`.
-fn contoso(rx: std::net::SocketAddr, limits: &str, extra: &str) -> String {
+pub(crate) fn contoso(rx: std::net::SocketAddr, limits: &str, extra: &str) -> String {
     format!(
         r#"
 {extra}
@@ -58,7 +58,7 @@ fn restrictions(node: &Relay) -> Vec<Value> {
 }
 
 /// A database for the test's cluster; `None` (with a loud message) without a server outside CI.
-fn database() -> Option<relayward_store::testdb::TestDb> {
+pub(crate) fn database() -> Option<relayward_store::testdb::TestDb> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -67,7 +67,7 @@ fn database() -> Option<relayward_store::testdb::TestDb> {
 }
 
 /// Three nodes on one database, each with its own data directory (spool).
-fn cluster(url: &str, extra: &str) -> Vec<Relay> {
+pub(crate) fn cluster(url: &str, extra: &str) -> Vec<Relay> {
     ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
         .iter()
         .map(|ip| {
@@ -110,7 +110,7 @@ fn time_until(relay: &Relay, check: impl Fn(&Relay) -> bool) -> Duration {
 }
 
 /// Sends each node its messages from alice, one transaction per recipient.
-fn send_deferred(to: &[(&Relay, [&str; 2])]) {
+pub(crate) fn send_deferred(to: &[(&Relay, [&str; 2])]) {
     for (node, rcpts) in to {
         let mut c = Client::connect(node.relay, loopback());
         assert_eq!(c.cmd("EHLO onprem.contoso.example").code, 250);
@@ -852,7 +852,7 @@ fn an_action_on_a_selection_made_on_one_node_is_done_on_every_node() {
 }
 
 /// The name `cluster` gives a node.
-fn node_name(node: &Relay) -> String {
+pub(crate) fn node_name(node: &Relay) -> String {
     format!("node-{}", node.relay.ip())
 }
 

@@ -1220,7 +1220,7 @@ impl Store for PgStore {
         )
     }
 
-    async fn nodes_alive(&self, node: &str, fresh_ms: i64) -> Result<Vec<String>> {
+    async fn nodes_alive(&self, node: &str, fresh_ms: i64, _at: i64) -> Result<Vec<String>> {
         let c = self.client().await?;
         // The server's clock, so that every node reads the others' marks by one clock.
         let found = rows(

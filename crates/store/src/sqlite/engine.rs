@@ -909,11 +909,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn nodes_alive(&self, node: &str, fresh_ms: i64) -> Result<Vec<String>> {
+    async fn nodes_alive(&self, node: &str, fresh_ms: i64, now: i64) -> Result<Vec<String>> {
         let node = node.to_string();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         self.with(move |c| {
             let tx = c.transaction()?;
             tx.execute(
