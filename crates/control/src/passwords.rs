@@ -22,9 +22,11 @@ use std::sync::{Arc, Mutex};
 use relayward_config::AuthLimits;
 
 /// Names the directory does not know, and client addresses, tracked at most (each map); past
-/// it, expired entries are dropped, and a new name or address is not tracked until room
-/// returns. A full map is swept at most once a second: a flood of new names costs a look-up
-/// each, not a pass over the whole map each.
+/// it, expired entries are dropped. A full map is swept at most once a second: a flood of new
+/// names costs a look-up each, not a pass over the whole map each. Between sweeps, a new
+/// address is not tracked until room returns, and a new made-up name takes the place of the
+/// made-up name tracked longest: so each name, made up or not, still locks at its own fifth
+/// failure, and a flood cannot tell which names are real by which ones stop locking.
 const MAX_TRACKED: usize = 100_000;
 /// Users the directory knows, tracked at most. Kept apart from the names nobody has, so that a
 /// flood of made-up names, which anyone can send, never takes a real account's place: were it
@@ -119,6 +121,8 @@ fn work(rx: &Mutex<Receiver<Job>>) {
 struct Failures {
     at: VecDeque<i64>,
     locked_until: i64,
+    /// Its place in its table's order of arrival (`Table::arrivals`).
+    arrival: u64,
 }
 
 impl Failures {
@@ -142,29 +146,69 @@ struct Table<K> {
     cap: usize,
     /// When the full map was last swept.
     swept: i64,
+    /// A full map gives a new key the place of the one that arrived first (else the new key
+    /// waits for room).
+    evicts: bool,
+    /// The keys in their order of arrival, with their `Failures::arrival` (an evicting table's
+    /// only): a key removed and come back is there again under its new number.
+    arrivals: VecDeque<(K, u64)>,
+    next_arrival: u64,
 }
 
-impl<K: std::hash::Hash + Eq> Table<K> {
-    fn new(cap: usize) -> Mutex<Table<K>> {
+impl<K: std::hash::Hash + Eq + Clone> Table<K> {
+    fn new(cap: usize, evicts: bool) -> Mutex<Table<K>> {
         Mutex::new(Table {
             map: HashMap::new(),
             cap,
             swept: i64::MIN,
+            evicts,
+            arrivals: VecDeque::new(),
+            next_arrival: 0,
         })
     }
 
     /// Whether `key` has (or now gets) a place: a full map is swept of entries `live` no longer
-    /// keeps, at most once a second.
+    /// keeps, at most once a second; then an evicting table drops the key that arrived first.
     fn room_for(&mut self, key: &K, now: i64, mut live: impl FnMut(&mut Failures) -> bool) -> bool {
         if self.map.len() < self.cap || self.map.contains_key(key) {
             return true;
         }
-        if now.saturating_sub(self.swept) < SWEEP_EVERY_MS {
+        if now.saturating_sub(self.swept) >= SWEEP_EVERY_MS {
+            self.swept = now;
+            self.map.retain(|_, f| live(f));
+            let map = &self.map;
+            self.arrivals
+                .retain(|(k, n)| map.get(k).is_some_and(|f| f.arrival == *n));
+            if self.map.len() < self.cap {
+                return true;
+            }
+        }
+        if !self.evicts {
             return false;
         }
-        self.swept = now;
-        self.map.retain(|_, f| live(f));
-        self.map.len() < self.cap
+        while let Some((k, n)) = self.arrivals.pop_front() {
+            if self.map.get(&k).is_some_and(|f| f.arrival == n) {
+                self.map.remove(&k);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The failures of `key`, a place made for it by `room_for`.
+    fn entry(&mut self, key: K) -> &mut Failures {
+        let (arrivals, next) = (&mut self.arrivals, &mut self.next_arrival);
+        let evicts = self.evicts;
+        self.map.entry(key).or_insert_with_key(|k| {
+            *next += 1;
+            if evicts {
+                arrivals.push_back((k.clone(), *next));
+            }
+            Failures {
+                arrival: *next,
+                ..Failures::default()
+            }
+        })
     }
 }
 
@@ -226,9 +270,9 @@ impl Limiter {
     pub fn new(limits: AuthLimits) -> Limiter {
         Limiter {
             limits,
-            known: Table::new(MAX_KNOWN_TRACKED),
-            unknown: Table::new(MAX_TRACKED),
-            addresses: Table::new(MAX_TRACKED),
+            known: Table::new(MAX_KNOWN_TRACKED, false),
+            unknown: Table::new(MAX_TRACKED, true),
+            addresses: Table::new(MAX_TRACKED, false),
             refused_locked: AtomicU64::new(0),
             lockouts: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -282,7 +326,7 @@ impl Limiter {
                 !f.at.is_empty()
             });
             if room {
-                let f = table.map.entry(key).or_default();
+                let f = table.entry(key);
                 f.expire(now, window);
                 if f.at.len() < self.limits.per_address as usize {
                     f.at.push_back(now);
@@ -299,7 +343,7 @@ impl Limiter {
         if !room {
             return None;
         }
-        let f = table.map.entry(key).or_default();
+        let f = table.entry(key);
         f.expire(now, lockout);
         f.at.push_back(now);
         if f.at.len() >= self.limits.per_account as usize && f.locked_until <= now {
@@ -407,12 +451,12 @@ mod tests {
         assert_eq!(l.failed(Known("carol"), ip, 5), None);
     }
 
-    /// A flood of made-up names fills the table of names nobody has: it makes room from
-    /// failures that aged out, sweeping at most once a second, and between sweeps a new made-up
-    /// name is not counted. A real account is counted apart, so guesses at its password are
-    /// counted and lock it whatever the flood.
+    /// A flood of made-up names fills the table of names nobody has. A real account is counted
+    /// apart, so guesses at its password lock it whatever the flood; and a new made-up name
+    /// takes the place of the oldest, so it too locks at its fifth failure: who floods first
+    /// cannot tell real names from made-up ones by which stop locking.
     #[test]
-    fn a_flood_of_made_up_names_never_takes_a_real_accounts_count() {
+    fn a_flood_of_made_up_names_never_takes_a_real_accounts_count_nor_tells_them_apart() {
         let l = Limiter::new(AuthLimits {
             lockout: Duration::from_secs(100),
             per_address: 1_000_000,
@@ -433,23 +477,59 @@ mod tests {
         );
         assert!(l.locked(Known("bob@x.example"), ip, 99_001).is_some());
         assert_eq!(
-            guesses(Unknown("late"), 99_000),
-            0,
-            "full: nothing aged out yet"
-        );
-        assert_eq!(
-            guesses(Unknown("first"), 100_000),
+            guesses(Unknown("late@x.example"), 99_000),
             1,
-            "a sweep frees the place of the one that aged out"
+            "full, nothing aged out: a made-up name locks all the same"
         );
-        assert_eq!(
-            guesses(Unknown("second"), 100_500),
-            0,
+        assert!(l.locked(Unknown("late@x.example"), ip, 99_001).is_some());
+        for i in 0..3 {
+            assert_eq!(guesses(Unknown(&format!("later{i}@x.example")), 99_500), 1);
+        }
+        let unknown = l.unknown.lock().expect("lock");
+        assert_eq!(unknown.map.len(), MAX_TRACKED, "never more than the cap");
+        assert!(
+            !unknown.map.contains_key("made-up0@x.example")
+                && unknown.map.contains_key("late@x.example"),
+            "the oldest made room"
+        );
+        assert!(unknown.arrivals.len() <= MAX_TRACKED);
+    }
+
+    /// A full table that does not evict (client addresses) makes room from failures that aged
+    /// out, sweeping at most once a second; between sweeps a new key waits.
+    #[test]
+    fn a_full_table_is_swept_at_most_once_a_second() {
+        let table = Table::<u32>::new(3, false);
+        let mut t = table.lock().expect("lock");
+        let live = |now: i64| {
+            move |f: &mut Failures| {
+                f.expire(now, 100);
+                !f.at.is_empty()
+            }
+        };
+        for k in 0..3 {
+            assert!(t.room_for(&k, i64::from(k), live(i64::from(k))));
+            t.entry(k).at.push_back(i64::from(k));
+        }
+        assert!(
+            t.room_for(&1, 50, live(50)),
+            "a key already there keeps its place"
+        );
+        assert!(!t.room_for(&7, 50, live(50)), "full, nothing aged out");
+        assert!(
+            t.room_for(&7, 1_100, live(1_100)),
+            "a sweep frees the places of those that aged out"
+        );
+        t.entry(7).at.push_back(1_100);
+        t.entry(8).at.push_back(1_100);
+        t.entry(9).at.push_back(1_100);
+        t.map.get_mut(&7).expect("7").at.clear();
+        assert!(
+            !t.room_for(&10, 1_500, live(1_500)),
             "places freed since wait for the next sweep"
         );
-        assert_eq!(
-            guesses(Unknown("third"), 101_001),
-            1,
+        assert!(
+            t.room_for(&10, 2_100, live(2_100)),
             "a second later, the next sweep"
         );
     }
