@@ -435,6 +435,11 @@ impl Control {
             .await
             .map_err(store_err)?;
         let Some(mut a) = found.filter(|a| a.password_hash.is_some()) else {
+            // Counted and locked as an account is, so that the lock does not tell which
+            // addresses have accounts (`sign_in_names.rs`).
+            if let Some(wait) = self.name_locked(email, now).await {
+                return Err(LoginError::Locked(wait));
+            }
             // The same work as a real check, so addresses cannot be probed by timing.
             match &self.passwords {
                 Some(c) => {
@@ -447,6 +452,7 @@ impl Control {
                         .await;
                 }
             }
+            self.name_failed(email, now).await;
             return Err(LoginError::Invalid);
         };
         if let Some(until) = a.locked_until.filter(|u| *u > now) {

@@ -118,15 +118,15 @@ fn work(rx: &Mutex<Receiver<Job>>) {
 
 /// Failures of one account or one address within the window, oldest first.
 #[derive(Default)]
-struct Failures {
-    at: VecDeque<i64>,
-    locked_until: i64,
+pub(crate) struct Failures {
+    pub(crate) at: VecDeque<i64>,
+    pub(crate) locked_until: i64,
     /// Its place in its table's order of arrival (`Table::arrivals`).
     arrival: u64,
 }
 
 impl Failures {
-    fn expire(&mut self, now: i64, window: i64) {
+    pub(crate) fn expire(&mut self, now: i64, window: i64) {
         while self.at.front().is_some_and(|t| *t <= now - window) {
             self.at.pop_front();
         }
@@ -141,8 +141,8 @@ pub enum Locked {
 }
 
 /// Failures by key, at most `cap` keys.
-struct Table<K> {
-    map: HashMap<K, Failures>,
+pub(crate) struct Table<K> {
+    pub(crate) map: HashMap<K, Failures>,
     cap: usize,
     /// When the full map was last swept.
     swept: i64,
@@ -156,7 +156,7 @@ struct Table<K> {
 }
 
 impl<K: std::hash::Hash + Eq + Clone> Table<K> {
-    fn new(cap: usize, evicts: bool) -> Mutex<Table<K>> {
+    pub(crate) fn new(cap: usize, evicts: bool) -> Mutex<Table<K>> {
         Mutex::new(Table {
             map: HashMap::new(),
             cap,
@@ -169,7 +169,12 @@ impl<K: std::hash::Hash + Eq + Clone> Table<K> {
 
     /// Whether `key` has (or now gets) a place: a full map is swept of entries `live` no longer
     /// keeps, at most once a second; then an evicting table drops the key that arrived first.
-    fn room_for(&mut self, key: &K, now: i64, mut live: impl FnMut(&mut Failures) -> bool) -> bool {
+    pub(crate) fn room_for(
+        &mut self,
+        key: &K,
+        now: i64,
+        mut live: impl FnMut(&mut Failures) -> bool,
+    ) -> bool {
         if self.map.len() < self.cap || self.map.contains_key(key) {
             return true;
         }
@@ -196,7 +201,7 @@ impl<K: std::hash::Hash + Eq + Clone> Table<K> {
     }
 
     /// The failures of `key`, a place made for it by `room_for`.
-    fn entry(&mut self, key: K) -> &mut Failures {
+    pub(crate) fn entry(&mut self, key: K) -> &mut Failures {
         let (arrivals, next) = (&mut self.arrivals, &mut self.next_arrival);
         let evicts = self.evicts;
         self.map.entry(key).or_insert_with_key(|k| {

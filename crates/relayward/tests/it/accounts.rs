@@ -311,6 +311,31 @@ fn an_operator_signs_in_with_totp_and_the_session_needs_its_csrf_token() {
     );
 }
 
+/// A sign-in for an address that has no account fails and locks as an operator's does: the
+/// same answers, the same lock after five, so six tries do not tell who has an account.
+#[test]
+fn an_address_without_an_account_locks_as_an_account_does() {
+    let relay = Relay::start("");
+    operator(&relay, "ops@provider.example");
+    let mut said = Vec::new();
+    for email in ["ops@provider.example", "nobody@provider.example"] {
+        for i in 0..5 {
+            let a = login(&relay, email, "not the password", ("totp", "000000"));
+            assert_eq!(a.status, 401, "{email}, attempt {}: {}", i + 1, a.json);
+        }
+        let locked = login(&relay, email, "not the password", ("totp", "000000"));
+        assert_eq!(locked.status, 429, "{email}: {}", locked.json);
+        assert!(locked.head.to_ascii_lowercase().contains("retry-after:"));
+        let error = locked.json["error"].as_str().unwrap_or("").to_string();
+        said.push(error.replace(|c: char| c.is_ascii_digit(), "N"));
+    }
+    assert_eq!(
+        said[0], said[1],
+        "the lock of an address without an account reads as an account's"
+    );
+    assert!(said[0].contains("the account is locked for N"), "{said:?}");
+}
+
 #[test]
 fn wrong_passwords_lock_the_account_and_one_address_is_rate_limited() {
     let relay = Relay::start("");

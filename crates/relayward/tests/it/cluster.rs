@@ -851,6 +851,29 @@ fn an_action_on_a_selection_made_on_one_node_is_done_on_every_node() {
     assert_eq!(rx.messages().len(), 0);
 }
 
+/// Sign-ins for an address without an account, spread over the nodes, lock it on every node at
+/// the fifth failure, as the count in an account's row does: the lock does not tell who has an
+/// account, however the attempts are spread.
+#[test]
+fn sign_ins_for_an_address_without_an_account_lock_it_on_every_node() {
+    let Some(db) = database() else { return };
+    let rx = Receiver::start(false);
+    let nodes = cluster(&db.url, &contoso(rx.addr, "", ""));
+    let body = r#"{"email": "nobody@provider.example", "password": "wrong", "totp": "000000"}"#;
+    for i in 0..5 {
+        let (status, json) = nodes[i % 3].api("POST", "/api/v1/login", None, Some(body));
+        assert_eq!(status, 401, "attempt {}: {json}", i + 1);
+    }
+    for node in &nodes {
+        let (status, json) = node.api("POST", "/api/v1/login", None, Some(body));
+        assert_eq!(status, 429, "{}: {json}", node.relay);
+        assert!(
+            json["error"].as_str().unwrap_or("").contains("locked"),
+            "{json}"
+        );
+    }
+}
+
 /// The name `cluster` gives a node.
 pub(crate) fn node_name(node: &Relay) -> String {
     format!("node-{}", node.relay.ip())

@@ -1,0 +1,158 @@
+//! Sign-ins for addresses that have no account (or one whose setup is not finished) fail and
+//! lock as a real account's do: five wrong attempts, then "locked" for the lockout's time.
+//! Otherwise whoever tries six times would learn, from the lock alone, which addresses are
+//! operators' and admins' accounts. On one node they are counted in memory, in a table with
+//! a bound (a new address past it takes the place of the one counted longest); in a cluster,
+//! in the shared store, as a real account's count is in its row, so attempts spread over the
+//! nodes lock at the same count.
+
+use std::sync::Mutex;
+
+use relayward_store::ATTEMPTS_KEPT_MS;
+
+use crate::Control;
+use crate::accounts::{LOCKOUT_MINUTES, MAX_FAILURES};
+use crate::passwords::{Table, account_key};
+
+/// Addresses without an account counted in memory at most.
+const MAX_NAMES: usize = 100_000;
+const LOCKOUT_MS: i64 = LOCKOUT_MINUTES * 60_000;
+
+/// The failures of sign-ins for addresses without an account, on one node.
+pub struct NameFailures {
+    table: Mutex<Table<Box<str>>>,
+}
+
+impl Default for NameFailures {
+    fn default() -> NameFailures {
+        NameFailures {
+            table: Table::new(MAX_NAMES, true),
+        }
+    }
+}
+
+/// Seconds left of a lock that ends at `until`, as a real account's lock says them.
+fn seconds_left(until: i64, now: i64) -> i64 {
+    (until - now) / 1000 + 1
+}
+
+impl NameFailures {
+    fn locked(&self, key: &str, now: i64) -> Option<i64> {
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table
+            .map
+            .get(key)
+            .filter(|f| f.locked_until > now)
+            .map(|f| seconds_left(f.locked_until, now))
+    }
+
+    fn failed(&self, key: Box<str>, now: i64) {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let room = table.room_for(&key, now, |f| {
+            f.expire(now, ATTEMPTS_KEPT_MS);
+            !f.at.is_empty() || f.locked_until > now
+        });
+        if !room {
+            return;
+        }
+        let f = table.entry(key);
+        f.expire(now, ATTEMPTS_KEPT_MS);
+        f.at.push_back(now);
+        if f.at.len() >= MAX_FAILURES as usize {
+            f.locked_until = now + LOCKOUT_MS;
+            f.at.clear();
+        }
+    }
+}
+
+/// Store keys: the lock of an address without an account, and its failures since its
+/// `locks`-th lock (a new lock starts a new count, as a real account's count goes back to 0).
+fn lock_key(key: &str) -> String {
+    format!("sign-in-lock:{key}")
+}
+
+fn failures_key(key: &str, locks: usize) -> String {
+    format!("sign-in-failed:{locks}:{key}")
+}
+
+impl Control {
+    /// Seconds to wait when sign-ins for `email`, which has no account, are locked.
+    pub(crate) async fn name_locked(&self, email: &str, now: i64) -> Option<i64> {
+        let key = account_key(email);
+        if self.cluster_node.is_some() {
+            match self
+                .store
+                .attempts_since(&lock_key(&key), now - LOCKOUT_MS)
+                .await
+            {
+                Ok((_, oldest)) => return oldest.map(|at| seconds_left(at + LOCKOUT_MS, now)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sign-in failures cannot be read from the store; counting on this node");
+                }
+            }
+        }
+        self.name_failures.locked(&key, now)
+    }
+
+    /// Counts a failed sign-in for `email`, which has no account; the fifth locks it.
+    pub(crate) async fn name_failed(&self, email: &str, now: i64) {
+        let key = account_key(email);
+        if self.cluster_node.is_some() {
+            match self.name_failed_in_store(&key, now).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sign-in failures cannot be counted in the store; counting on this node");
+                }
+            }
+        }
+        self.name_failures.failed(key, now);
+    }
+
+    async fn name_failed_in_store(&self, key: &str, now: i64) -> relayward_store::Result<()> {
+        let lock = lock_key(key);
+        let (locks, _) = self
+            .store
+            .attempts_since(&lock, now - ATTEMPTS_KEPT_MS)
+            .await?;
+        let failures = failures_key(key, locks);
+        let unbounded = usize::MAX >> 1;
+        self.store
+            .count_attempt(&failures, ATTEMPTS_KEPT_MS, unbounded, now)
+            .await?;
+        let (counted, _) = self
+            .store
+            .attempts_since(&failures, now - ATTEMPTS_KEPT_MS)
+            .await?;
+        if counted >= MAX_FAILURES as usize {
+            self.store.count_attempt(&lock, LOCKOUT_MS, 1, now).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_without_an_account_locks_at_the_fifth_failure_for_the_lockout() {
+        let n = NameFailures::default();
+        for i in 0..4 {
+            n.failed("nobody@x.example".into(), i);
+            assert_eq!(n.locked("nobody@x.example", i), None);
+        }
+        n.failed("nobody@x.example".into(), 10);
+        assert_eq!(
+            n.locked("nobody@x.example", 10),
+            Some(LOCKOUT_MS / 1000 + 1),
+            "as a real account's lock reads"
+        );
+        assert_eq!(n.locked("other@x.example", 10), None);
+        assert_eq!(n.locked("nobody@x.example", 10 + LOCKOUT_MS), None);
+        // After the lock, the count starts again.
+        for i in 0..4 {
+            n.failed("nobody@x.example".into(), 20 + LOCKOUT_MS + i);
+        }
+        assert_eq!(n.locked("nobody@x.example", 30 + LOCKOUT_MS), None);
+    }
+}
