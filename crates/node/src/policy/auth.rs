@@ -5,8 +5,11 @@
 //! balancer's round robin) meet one limit: `[smtp] auth_failures_per_account` within
 //! `auth_lockout`, `auth_failures_per_address` within `auth_address_window`. An account or
 //! address at its limit is refused on every node until the oldest of those failures leaves the
-//! window. Names nobody has are counted on each node only: anyone can make up any number of
-//! them, and each would be rows in the shared store.
+//! window. Names nobody has are counted the same way, with the same answers: were they counted
+//! on each node only, guesses spread over the nodes would lock a real account and not a made-up
+//! one, telling which names are real. What that costs the store is bounded by the password
+//! checkers: each failure counted is a check, one per core at a time, and each is already a
+//! row for its client address.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -25,12 +28,12 @@ fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn keys(account: Account<'_>, ip: IpAddr) -> (Option<String>, String) {
-    let account = match account {
-        Account::Known(name) => Some(format!("smtp-auth:{}", account_key(name))),
-        Account::Unknown(_) => None,
-    };
-    (account, format!("smtp-auth-from:{}", client_key(ip)))
+fn keys(account: Account<'_>, ip: IpAddr) -> (String, String) {
+    let (Account::Known(name) | Account::Unknown(name)) = account;
+    (
+        format!("smtp-auth:{}", account_key(name)),
+        format!("smtp-auth-from:{}", client_key(ip)),
+    )
 }
 
 impl SharedAuth {
@@ -38,15 +41,10 @@ impl SharedAuth {
     pub async fn locked(&self, account: Account<'_>, ip: IpAddr, now: i64) -> bool {
         let (account, address) = keys(account, ip);
         let checks = [
-            (
-                Some(address),
-                self.limits.per_address,
-                self.limits.address_window,
-            ),
+            (address, self.limits.per_address, self.limits.address_window),
             (account, self.limits.per_account, self.limits.lockout),
         ];
         for (key, most, window) in checks {
-            let Some(key) = key else { continue };
             match self.store.attempts_since(&key, now - ms(window)).await {
                 Ok((n, _)) if n >= most as usize => return true,
                 Ok(_) => {}
@@ -60,14 +58,15 @@ impl SharedAuth {
     }
 
     /// Counts a failure; `Some((until, failures))` when it brings a known account to its limit
-    /// (the node that counted it raises the alert). `Err` when the database cannot say: then
-    /// this node's own count decides.
+    /// (the node that counted it raises the alert; a made-up name locks without one). `Err`
+    /// when the database cannot say: then this node's own count decides.
     pub async fn failed(
         &self,
         account: Account<'_>,
         ip: IpAddr,
         now: i64,
     ) -> Result<Option<(i64, u32)>, relayward_store::StoreError> {
+        let known = matches!(account, Account::Known(_));
         let (account, address) = keys(account, ip);
         let window = ms(self.limits.address_window);
         if let Err(e) = self
@@ -77,9 +76,7 @@ impl SharedAuth {
         {
             tracing::debug!(error = %e, "an SMTP AUTH failure cannot be counted in the database");
         }
-        let Some(key) = account else {
-            return Ok(None);
-        };
+        let key = account;
         let lockout = ms(self.limits.lockout);
         let most = self.limits.per_account as usize;
         // Counted only below the limit: a failure that finds it reached adds nothing.
@@ -92,7 +89,7 @@ impl SharedAuth {
             return Ok(None);
         }
         let (n, oldest) = self.store.attempts_since(&key, now - lockout).await?;
-        Ok((n == most).then(|| {
+        Ok((known && n == most).then(|| {
             let until = oldest.unwrap_or(now) + lockout;
             (until, u32::try_from(n).unwrap_or(u32::MAX))
         }))

@@ -1027,7 +1027,7 @@ fn a_look_at_the_queue_through_any_node_shows_every_nodes_mail() {
 
 /// Password guesses spread over the nodes (as a load balancer's round robin spreads them) meet
 /// one limit: five wrong passwords in all lock the account on every node, where each node on
-/// its own had seen two at most; the lockout is alerted once.
+/// its own had seen two at most; the lockout is alerted once. A made-up name locks alike.
 #[test]
 fn password_guesses_spread_over_the_nodes_meet_one_lockout() {
     let Some(db) = database() else { return };
@@ -1051,6 +1051,19 @@ fn password_guesses_spread_over_the_nodes_meet_one_lockout() {
     // Another account is not held up.
     let (_, r) = submission_auth(&nodes[0], "nobody@fabrikam.example", "guess");
     assert_eq!(r.text(), invalid);
+    // A name nobody has locks the same way, so the lock does not tell which names are real.
+    for i in 0..5 {
+        let (_, r) = submission_auth(
+            &nodes[(i + 1) % 3],
+            "made-up@fabrikam.example",
+            &format!("guess-{i}"),
+        );
+        assert_eq!(r.text(), invalid, "made-up name, guess {}", i + 1);
+    }
+    for node in &nodes {
+        let (_, r) = submission_auth(node, "made-up@fabrikam.example", "anything");
+        assert_eq!(r.text(), locked, "made-up name on {}", node.submission);
+    }
     wait_for(Duration::from_secs(10), || {
         let out = nodes[1].cli(&["alerts", "--tenant", "fabrikam"]);
         out.contains("wrong passwords for carol@fabrikam.example")
