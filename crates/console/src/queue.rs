@@ -120,6 +120,9 @@ fn nodes_said(v: &Viewer, nodes: &Nodes) -> maud::Markup {
         @if !silent.is_empty() {
             p.banner.error role="status" { (w.f("queue_nodes_silent", &[("nodes", &silent.join(", "))])) }
         }
+        @for (node, secs) in nodes.unseen() {
+            p.banner.error role="status" { (w.f("queue_nodes_unseen", &[("node", node), ("seconds", &secs.to_string())])) }
+        }
         @if let Some(why) = &nodes.not_asked {
             p.banner.error role="status" { (w.t("queue_nodes_not_asked")) " (" (why) ")" }
         }

@@ -26,7 +26,7 @@ mod reads;
 pub mod restrictions;
 pub mod saved_counters;
 mod secrets;
-pub mod sign_in_names;
+mod sign_in_names;
 mod tokens;
 pub mod webhooks;
 pub mod whatif;
@@ -175,7 +175,7 @@ pub struct Control {
     /// passed on to the other nodes (`queue.rs`).
     pub cluster_node: Option<String>,
     /// Failed sign-ins for addresses without an account, on this node (`sign_in_names.rs`).
-    pub name_failures: sign_in_names::NameFailures,
+    pub name_failures: passwords::NameFailures,
 }
 
 pub(crate) const DAY: i64 = 86_400_000;
@@ -220,7 +220,7 @@ impl Control {
             tenant_webhooks_max: config.http_tenant_webhooks_max,
             webhooks_to_private: config.webhooks.allow_private,
             cluster_node: config.clustered().then(|| config.node_name.clone()),
-            name_failures: sign_in_names::NameFailures::default(),
+            name_failures: passwords::NameFailures::default(),
         }
     }
 

@@ -369,6 +369,59 @@ impl Limiter {
     }
 }
 
+/// Addresses without an account counted in memory at most.
+const MAX_NAMES: usize = 100_000;
+
+/// The failures of console and API sign-ins for addresses without an account, on one node
+/// (`sign_in_names.rs`): a table with a bound, a new address past it taking the place of the
+/// one counted longest.
+pub struct NameFailures {
+    table: Mutex<Table<Box<str>>>,
+}
+
+impl Default for NameFailures {
+    fn default() -> NameFailures {
+        NameFailures {
+            table: Table::new(MAX_NAMES, true),
+        }
+    }
+}
+
+/// Seconds left of a lock that ends at `until`, as a real account's lock says them.
+pub(crate) fn seconds_left(until: i64, now: i64) -> i64 {
+    (until - now) / 1000 + 1
+}
+
+impl NameFailures {
+    pub(crate) fn locked(&self, key: &str, now: i64) -> Option<i64> {
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table
+            .map
+            .get(key)
+            .filter(|f| f.locked_until > now)
+            .map(|f| seconds_left(f.locked_until, now))
+    }
+
+    /// Counts a failure; the `most`-th locks the address for `lockout_ms`.
+    pub(crate) fn failed(&self, key: Box<str>, now: i64, most: usize, lockout_ms: i64) {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let room = table.room_for(&key, now, |f| {
+            f.expire(now, relayward_store::ATTEMPTS_KEPT_MS);
+            !f.at.is_empty() || f.locked_until > now
+        });
+        if !room {
+            return;
+        }
+        let f = table.entry(key);
+        f.expire(now, relayward_store::ATTEMPTS_KEPT_MS);
+        f.at.push_back(now);
+        if f.at.len() >= most {
+            f.locked_until = now + lockout_ms;
+            f.at.clear();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Account::{Known, Unknown};

@@ -32,13 +32,23 @@ pub struct NodeQueue {
     /// How many queued messages the selection picks there, waiting or in a delivery round
     /// (0 when it did not answer).
     pub messages: usize,
+    /// A node that has not noted itself for more than 10 seconds (stopped, or cut off from
+    /// the database) is not asked: how many seconds ago it last did. Its spool keeps the mail
+    /// it acknowledged. Nodes not seen for a day are not named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_seen_for: Option<u64>,
 }
+
+/// What another node said: its name, its answer's body (`None`: none in time), and, for a node
+/// not asked, how many seconds ago it was last seen.
+type Answer = (String, Option<String>, Option<u64>);
 
 /// What the nodes of a cluster said to a look at the queue; empty on one node.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Nodes {
-    /// Every node running (it noted itself in the last 10 seconds), this one first.
+    /// Every node of the cluster seen in the last day, this one first: those running (noted
+    /// in the last 10 seconds) with their answers, the others with `not_seen_for`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodeQueue>,
     /// Why the other nodes could not be asked (the shared database away), if so: then only
@@ -48,12 +58,19 @@ pub struct Nodes {
 }
 
 impl Nodes {
-    /// The nodes that did not answer in time.
+    /// The running nodes that did not answer in time.
     pub fn silent(&self) -> impl Iterator<Item = &str> {
         self.nodes
             .iter()
-            .filter(|n| !n.answered)
+            .filter(|n| !n.answered && n.not_seen_for.is_none())
             .map(|n| n.node.as_str())
+    }
+
+    /// The nodes not running (not seen for more than 10 seconds), with the seconds since.
+    pub fn unseen(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.nodes
+            .iter()
+            .filter_map(|n| Some((n.node.as_str(), n.not_seen_for?)))
     }
 }
 
@@ -117,18 +134,19 @@ impl Control {
         let Some(me) = &self.cluster_node else {
             return (mine.messages, Nodes::default());
         };
-        let mut parts = vec![(me.clone(), Some(mine))];
+        let mut parts = vec![(me.clone(), Some(mine), None)];
         let mut nodes = Nodes::default();
-        for (node, body) in self.ask_the_others(me, "list", &look, &mut nodes).await {
+        for (node, body, unseen) in self.ask_the_others(me, "list", &look, &mut nodes).await {
             let answer = body.and_then(|b| serde_json::from_str::<ListAnswer>(&b).ok());
-            parts.push((node, answer));
+            parts.push((node, answer, unseen));
         }
         let mut messages = Vec::new();
-        for (node, answer) in parts {
+        for (node, answer, not_seen_for) in parts {
             nodes.nodes.push(NodeQueue {
                 node: node.clone(),
                 answered: answer.is_some(),
                 messages: answer.as_ref().map_or(0, |a| a.total),
+                not_seen_for,
             });
             for mut m in answer.map(|a| a.messages).unwrap_or_default() {
                 m.node = Some(node.clone());
@@ -161,42 +179,53 @@ impl Control {
             by,
             limit: limit.max(MOST_PER_NODE),
         };
-        let mut parts = vec![(me.clone(), Some(look.shape(queue)))];
+        let mut parts = vec![(me.clone(), Some(look.shape(queue)), None)];
         let mut nodes = Nodes::default();
-        for (node, body) in self.ask_the_others(me, "shape", &look, &mut nodes).await {
-            parts.push((node, body.and_then(|b| serde_json::from_str(&b).ok())));
+        for (node, body, unseen) in self.ask_the_others(me, "shape", &look, &mut nodes).await {
+            parts.push((
+                node,
+                body.and_then(|b| serde_json::from_str(&b).ok()),
+                unseen,
+            ));
         }
-        for (node, shape) in &parts {
+        for (node, shape, not_seen_for) in &parts {
             nodes.nodes.push(NodeQueue {
                 node: node.clone(),
                 answered: shape.is_some(),
                 messages: shape.as_ref().map_or(0, |s: &Shape| s.total.messages),
+                not_seen_for: *not_seen_for,
             });
         }
-        let shapes: Vec<Shape> = parts.into_iter().filter_map(|(_, s)| s).collect();
+        let shapes: Vec<Shape> = parts.into_iter().filter_map(|(_, s, _)| s).collect();
         (add_up(shapes, limit), nodes)
     }
 
     /// Asks every other running node for `kind` (`list` or `shape`) and waits up to
     /// `ANSWER_WAIT` for their answers: each running node with its answer's body, `None` for
-    /// those that did not answer in time. When the store cannot be asked, `nodes` says why.
+    /// those that did not answer in time; the nodes not running, with the seconds since they
+    /// were seen. When the store cannot be asked, `nodes` says why.
     async fn ask_the_others(
         &self,
         me: &str,
         kind: &str,
         look: &Look<'_>,
         nodes: &mut Nodes,
-    ) -> Vec<(String, Option<String>)> {
+    ) -> Vec<Answer> {
         let asked = async {
-            let others: Vec<String> = self
+            let (running, stopped): (Vec<_>, Vec<_>) = self
                 .store
-                .nodes_alive(me, ALIVE_MS, relayward_clock::now_ms())
+                .nodes_seen(me, relayward_clock::now_ms())
                 .await?
                 .into_iter()
-                .filter(|n| n != me)
-                .collect();
+                .filter(|(n, _)| n != me)
+                .partition(|(_, ago)| *ago <= ALIVE_MS);
+            let others: Vec<String> = running.into_iter().map(|(n, _)| n).collect();
+            let unseen = stopped.into_iter().map(|(n, ago)| {
+                let secs = u64::try_from(ago / 1000).unwrap_or(0);
+                (n, None, Some(secs))
+            });
             if others.is_empty() {
-                return Ok::<_, relayward_store::StoreError>(Vec::new());
+                return Ok::<_, relayward_store::StoreError>(unseen.collect());
             }
             let read = QueueRead {
                 id: 0,
@@ -225,8 +254,9 @@ impl Control {
                 .into_iter()
                 .map(|n| {
                     let body = answers.remove(&n);
-                    (n, body)
+                    (n, body, None)
                 })
+                .chain(unseen)
                 .collect())
         };
         match asked.await {

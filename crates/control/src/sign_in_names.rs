@@ -6,64 +6,13 @@
 //! in the shared store, as a real account's count is in its row, so attempts spread over the
 //! nodes lock at the same count.
 
-use std::sync::Mutex;
-
 use relayward_store::ATTEMPTS_KEPT_MS;
 
 use crate::Control;
 use crate::accounts::{LOCKOUT_MINUTES, MAX_FAILURES};
-use crate::passwords::{Table, account_key};
+use crate::passwords::{account_key, seconds_left};
 
-/// Addresses without an account counted in memory at most.
-const MAX_NAMES: usize = 100_000;
 const LOCKOUT_MS: i64 = LOCKOUT_MINUTES * 60_000;
-
-/// The failures of sign-ins for addresses without an account, on one node.
-pub struct NameFailures {
-    table: Mutex<Table<Box<str>>>,
-}
-
-impl Default for NameFailures {
-    fn default() -> NameFailures {
-        NameFailures {
-            table: Table::new(MAX_NAMES, true),
-        }
-    }
-}
-
-/// Seconds left of a lock that ends at `until`, as a real account's lock says them.
-fn seconds_left(until: i64, now: i64) -> i64 {
-    (until - now) / 1000 + 1
-}
-
-impl NameFailures {
-    fn locked(&self, key: &str, now: i64) -> Option<i64> {
-        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        table
-            .map
-            .get(key)
-            .filter(|f| f.locked_until > now)
-            .map(|f| seconds_left(f.locked_until, now))
-    }
-
-    fn failed(&self, key: Box<str>, now: i64) {
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let room = table.room_for(&key, now, |f| {
-            f.expire(now, ATTEMPTS_KEPT_MS);
-            !f.at.is_empty() || f.locked_until > now
-        });
-        if !room {
-            return;
-        }
-        let f = table.entry(key);
-        f.expire(now, ATTEMPTS_KEPT_MS);
-        f.at.push_back(now);
-        if f.at.len() >= MAX_FAILURES as usize {
-            f.locked_until = now + LOCKOUT_MS;
-            f.at.clear();
-        }
-    }
-}
 
 /// Store keys: the lock of an address without an account, and its failures since its
 /// `locks`-th lock (a new lock starts a new count, as a real account's count goes back to 0).
@@ -105,7 +54,8 @@ impl Control {
                 }
             }
         }
-        self.name_failures.failed(key, now);
+        self.name_failures
+            .failed(key, now, MAX_FAILURES as usize, LOCKOUT_MS);
     }
 
     async fn name_failed_in_store(&self, key: &str, now: i64) -> relayward_store::Result<()> {
@@ -136,12 +86,13 @@ mod tests {
 
     #[test]
     fn an_address_without_an_account_locks_at_the_fifth_failure_for_the_lockout() {
-        let n = NameFailures::default();
+        let n = crate::passwords::NameFailures::default();
+        let most = MAX_FAILURES as usize;
         for i in 0..4 {
-            n.failed("nobody@x.example".into(), i);
+            n.failed("nobody@x.example".into(), i, most, LOCKOUT_MS);
             assert_eq!(n.locked("nobody@x.example", i), None);
         }
-        n.failed("nobody@x.example".into(), 10);
+        n.failed("nobody@x.example".into(), 10, most, LOCKOUT_MS);
         assert_eq!(
             n.locked("nobody@x.example", 10),
             Some(LOCKOUT_MS / 1000 + 1),
@@ -151,7 +102,12 @@ mod tests {
         assert_eq!(n.locked("nobody@x.example", 10 + LOCKOUT_MS), None);
         // After the lock, the count starts again.
         for i in 0..4 {
-            n.failed("nobody@x.example".into(), 20 + LOCKOUT_MS + i);
+            n.failed(
+                "nobody@x.example".into(),
+                20 + LOCKOUT_MS + i,
+                most,
+                LOCKOUT_MS,
+            );
         }
         assert_eq!(n.locked("nobody@x.example", 30 + LOCKOUT_MS), None);
     }

@@ -255,6 +255,11 @@ async fn answer(request: Request, control: &Arc<Control>, queue: &Queue, spool: 
                         relayward_control::queue_reads::ANSWER_WAIT.as_secs()
                     ));
                 }
+                for (node, secs) in nodes.unseen() {
+                    said.push_str(&format!(
+                        "; not known: {node} was not seen for {secs} s (its spool keeps its mail)"
+                    ));
+                }
                 if let Some(why) = &nodes.not_asked {
                     said.push_str(&format!("; {why}"));
                 }

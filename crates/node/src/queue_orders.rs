@@ -9,7 +9,7 @@
 //!
 //! The same task answers the looks at the queue (a listing, the shape) other nodes were asked
 //! for, from this node's queue (`Control::answer_queue_read`), and notes this node as running
-//! every few seconds (`Store::nodes_alive`), so that a node asked knows whose answers to await.
+//! every few seconds (`Store::nodes_seen`), so that a node asked knows whose answers to await.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use relayward_store::Store;
 const BATCH: usize = 100;
 
 pub async fn run(store: Arc<dyn Store>, control: Arc<Control>, queue: Queue, node: String) {
-    let (mut seen, mut seen_reads) = loop {
+    let (seen, seen_reads) = loop {
         match tokio::try_join!(store.last_queue_order(), store.last_queue_read()) {
             Ok(ids) => break ids,
             Err(e) => {
@@ -31,16 +31,36 @@ pub async fn run(store: Arc<dyn Store>, control: Arc<Control>, queue: Queue, nod
             }
         }
     };
+    tokio::join!(
+        note_running(&*store, &node),
+        take_orders(&*store, &control, &queue, &node, seen, seen_reads)
+    );
+}
+
+/// Notes this node as running every `NOTE_EVERY`, beside the orders (a long one, a bounce of a
+/// whole queue, does not make the node look stopped).
+async fn note_running(store: &dyn Store, node: &str) {
+    let mut every = tokio::time::interval(NOTE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(e) = store.nodes_seen(node, relayward_clock::now_ms()).await {
+            tracing::debug!(error = %e, "cannot note this node as running now");
+        }
+    }
+}
+
+async fn take_orders(
+    store: &dyn Store,
+    control: &Control,
+    queue: &Queue,
+    node: &str,
+    mut seen: i64,
+    mut seen_reads: i64,
+) {
     let mut wait =
         crate::changes::ChangeWait::new(store.change_feed(), "queue", Duration::from_secs(1));
-    let mut noted = tokio::time::Instant::now() - NOTE_EVERY;
     loop {
-        if noted.elapsed() >= NOTE_EVERY {
-            noted = tokio::time::Instant::now();
-            if let Err(e) = store.nodes_alive(&node, 0, relayward_clock::now_ms()).await {
-                tracing::debug!(error = %e, "cannot note this node as running now");
-            }
-        }
         loop {
             let orders = match store.queue_orders_after(seen, BATCH).await {
                 Ok(orders) => orders,
@@ -53,14 +73,14 @@ pub async fn run(store: Arc<dyn Store>, control: Arc<Control>, queue: Queue, nod
             for order in orders {
                 seen = order.id;
                 if order.node != node {
-                    control.apply_queue_order(&queue, &order).await;
+                    control.apply_queue_order(queue, &order).await;
                 }
             }
             if !full {
                 break;
             }
         }
-        answer_reads(&*store, &control, &queue, &node, &mut seen_reads).await;
+        answer_reads(store, control, queue, node, &mut seen_reads).await;
         wait.next().await;
     }
 }

@@ -208,9 +208,9 @@ pub trait Store: Send + Sync + 'static {
     async fn last_queue_order(&self) -> Result<i64>;
 
     /// Cluster mode: notes that `node` is running at `at` (Unix ms; PostgreSQL stamps its own
-    /// clock) and returns the names of the nodes noted in the last `fresh_ms`, `node` among
-    /// them. Nodes not noted for a day are forgotten.
-    async fn nodes_alive(&self, node: &str, fresh_ms: i64, at: i64) -> Result<Vec<String>>;
+    /// clock) and returns every node noted in the last day, by name, with how long ago (ms) it
+    /// was last noted (`node` itself: 0). Nodes not noted for a day are forgotten.
+    async fn nodes_seen(&self, node: &str, at: i64) -> Result<Vec<(String, i64)>>;
     /// Stores an operator's look at the queue for the other nodes to answer (they are told at
     /// once, `queue` on the change feed); returns its id. Reads and their answers older than
     /// `QUEUE_READS_KEPT_MS` are dropped as a new one is stored.

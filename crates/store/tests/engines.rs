@@ -47,7 +47,7 @@ on_both_engines!(
     attempts_are_counted_per_key_over_a_window,
     queue_orders_are_read_in_order_after_an_id_and_dropped_after_a_day,
     queue_reads_are_answered_per_node_and_dropped_with_their_answers,
-    nodes_alive_are_those_noted_lately,
+    nodes_seen_say_how_long_ago_each_was_noted,
     bulk_bands_are_kept_per_node_and_band,
     delayed_counts_are_replaced_per_node_and_read_while_fresh,
     mta_sts_policies_are_kept_until_their_age_runs_out,
@@ -1429,29 +1429,23 @@ async fn queue_reads_are_answered_per_node_and_dropped_with_their_answers(store:
     );
 }
 
-async fn nodes_alive_are_those_noted_lately(store: &dyn Store) {
-    assert_eq!(
-        store
-            .nodes_alive("node-b", 10_000, relayward_clock_ms())
-            .await
-            .expect("alive"),
-        vec!["node-b".to_string()]
-    );
-    assert_eq!(
-        store
-            .nodes_alive("node-a", 10_000, relayward_clock_ms())
-            .await
-            .expect("alive"),
-        vec!["node-a".to_string(), "node-b".to_string()]
-    );
+async fn nodes_seen_say_how_long_ago_each_was_noted(store: &dyn Store) {
+    let names = |seen: Vec<(String, i64)>| seen.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    let seen = store
+        .nodes_seen("node-b", relayward_clock_ms())
+        .await
+        .expect("seen");
+    assert_eq!(seen, vec![("node-b".to_string(), 0)]);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(
-        store
-            .nodes_alive("node-a", 200, relayward_clock_ms())
-            .await
-            .expect("alive"),
-        vec!["node-a".to_string()],
-        "a node not noted within the window is not counted"
+    let seen = store
+        .nodes_seen("node-a", relayward_clock_ms())
+        .await
+        .expect("seen");
+    assert_eq!(names(seen.clone()), vec!["node-a", "node-b"]);
+    assert_eq!(seen[0].1, 0, "the node noting itself");
+    assert!(
+        (250..10_000).contains(&seen[1].1),
+        "node-b was noted about 300 ms before: {seen:?}"
     );
 }
 

@@ -282,12 +282,10 @@ fn print_nodes(nodes: &Nodes) {
     let each: Vec<String> = nodes
         .nodes
         .iter()
-        .map(|n| {
-            if n.answered {
-                format!("{} {}", n.node, n.messages)
-            } else {
-                format!("{} did not answer", n.node)
-            }
+        .map(|n| match (n.answered, n.not_seen_for) {
+            (true, _) => format!("{} {}", n.node, n.messages),
+            (false, Some(secs)) => format!("{} not seen for {secs} s", n.node),
+            (false, None) => format!("{} did not answer", n.node),
         })
         .collect();
     if !each.is_empty() {
@@ -305,6 +303,11 @@ fn print_silent(nodes: &Nodes) {
             "warning: not shown: the queue of {} (no answer within {} s)",
             silent.join(", "),
             relayward_control::queue_reads::ANSWER_WAIT.as_secs()
+        );
+    }
+    for (node, secs) in nodes.unseen() {
+        eprintln!(
+            "warning: not shown: the queue of {node}, not seen for {secs} s (stopped, or cut off from the database; its spool keeps the mail it acknowledged)"
         );
     }
     if let Some(why) = &nodes.not_asked {

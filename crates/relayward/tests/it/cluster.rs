@@ -1023,6 +1023,25 @@ fn a_look_at_the_queue_through_any_node_shows_every_nodes_mail() {
         shape["nodes"][2],
         serde_json::json!({ "node": "node-127.0.0.3", "answered": false, "messages": 0 })
     );
+    // Ten seconds after it last noted itself, it is taken as stopped: not asked (nor waited
+    // for), and named with the time since it was seen, as its spool keeps its mail.
+    let out = wait_for(Duration::from_secs(30), || {
+        let (_, out) = nodes[2].cli_status(&["queue", "list"]);
+        out.contains("node-127.0.0.3 not seen for").then_some(out)
+    })
+    .expect("the stopped node named");
+    assert!(
+        out.contains("warning: not shown: the queue of node-127.0.0.3, not seen for")
+            && out.contains("its spool keeps the mail it acknowledged"),
+        "{out}"
+    );
+    let (_, api) = nodes[0].api("GET", "/api/v1/queue/shape", Some(&operator), None);
+    assert!(
+        api["nodes"][2]["not_seen_for"]
+            .as_u64()
+            .is_some_and(|s| s >= 10),
+        "{api}"
+    );
 }
 
 /// Password guesses spread over the nodes (as a load balancer's round robin spreads them) meet

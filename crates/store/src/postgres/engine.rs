@@ -1220,7 +1220,7 @@ impl Store for PgStore {
         )
     }
 
-    async fn nodes_alive(&self, node: &str, fresh_ms: i64, _at: i64) -> Result<Vec<String>> {
+    async fn nodes_seen(&self, node: &str, _at: i64) -> Result<Vec<(String, i64)>> {
         let c = self.client().await?;
         // The server's clock, so that every node reads the others' marks by one clock.
         let found = rows(
@@ -1234,12 +1234,13 @@ impl Store for PgStore {
                       DELETE FROM cluster_nodes
                       WHERE seen_at < (SELECT ms FROM now) - 86400000 AND name <> $1
                   )
-             SELECT name FROM cluster_nodes, now WHERE seen_at >= now.ms - $2 AND name <> $1
-             UNION SELECT $1 ORDER BY 1",
-            &[&node, &fresh_ms],
+             SELECT name, GREATEST(now.ms - seen_at, 0) FROM cluster_nodes, now
+             WHERE seen_at >= now.ms - 86400000 AND name <> $1
+             UNION ALL SELECT $1, 0::bigint ORDER BY 1",
+            &[&node],
         )
         .await?;
-        each(found, |r| Ok(r.try_get(0)?))
+        each(found, |r| Ok((r.try_get(0)?, r.try_get(1)?)))
     }
 
     async fn add_queue_read(&self, q: &QueueRead) -> Result<i64> {

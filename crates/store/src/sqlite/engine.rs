@@ -909,7 +909,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn nodes_alive(&self, node: &str, fresh_ms: i64, now: i64) -> Result<Vec<String>> {
+    async fn nodes_seen(&self, node: &str, now: i64) -> Result<Vec<(String, i64)>> {
         let node = node.to_string();
         self.with(move |c| {
             let tx = c.transaction()?;
@@ -922,15 +922,15 @@ impl Store for SqliteStore {
                 "DELETE FROM cluster_nodes WHERE seen_at < ?1",
                 params![now - 86_400_000],
             )?;
-            let names = {
+            let seen = {
                 let mut st = tx.prepare_cached(
-                    "SELECT name FROM cluster_nodes WHERE seen_at >= ?1 ORDER BY name",
+                    "SELECT name, MAX(?1 - seen_at, 0) FROM cluster_nodes ORDER BY name",
                 )?;
-                st.query_map(params![now - fresh_ms], |r| r.get(0))?
-                    .collect::<std::result::Result<Vec<String>, _>>()?
+                st.query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<std::result::Result<Vec<(String, i64)>, _>>()?
             };
             tx.commit()?;
-            Ok(names)
+            Ok(seen)
         })
         .await
     }
