@@ -1,10 +1,10 @@
 //! Sign-ins for addresses that have no account (or one whose setup is not finished) fail and
 //! lock as a real account's do: five wrong attempts, then "locked" for the lockout's time.
 //! Otherwise whoever tries six times would learn, from the lock alone, which addresses are
-//! operators' and admins' accounts. On one node they are counted in memory, in a table with
-//! a bound (a new address past it takes the place of the one counted longest); in a cluster,
-//! in the shared store, as a real account's count is in its row, so attempts spread over the
-//! nodes lock at the same count.
+//! operators' and admins' accounts. They are counted in the store, as a real account's count
+//! is in its row: a failure costs a write either way (so the time an answer takes does not
+//! tell them apart either), and in a cluster attempts spread over the nodes lock at the same
+//! count. With the store away, each node counts in memory (`passwords::NameFailures`).
 
 use relayward_store::ATTEMPTS_KEPT_MS;
 
@@ -28,34 +28,27 @@ impl Control {
     /// Seconds to wait when sign-ins for `email`, which has no account, are locked.
     pub(crate) async fn name_locked(&self, email: &str, now: i64) -> Option<i64> {
         let key = account_key(email);
-        if self.cluster_node.is_some() {
-            match self
-                .store
-                .attempts_since(&lock_key(&key), now - LOCKOUT_MS)
-                .await
-            {
-                Ok((_, oldest)) => return oldest.map(|at| seconds_left(at + LOCKOUT_MS, now)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "sign-in failures cannot be read from the store; counting on this node");
-                }
+        match self
+            .store
+            .attempts_since(&lock_key(&key), now - LOCKOUT_MS)
+            .await
+        {
+            Ok((_, oldest)) => oldest.map(|at| seconds_left(at + LOCKOUT_MS, now)),
+            Err(e) => {
+                tracing::warn!(error = %e, "sign-in failures cannot be read from the store; counting on this node");
+                self.name_failures.locked(&key, now)
             }
         }
-        self.name_failures.locked(&key, now)
     }
 
     /// Counts a failed sign-in for `email`, which has no account; the fifth locks it.
     pub(crate) async fn name_failed(&self, email: &str, now: i64) {
         let key = account_key(email);
-        if self.cluster_node.is_some() {
-            match self.name_failed_in_store(&key, now).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "sign-in failures cannot be counted in the store; counting on this node");
-                }
-            }
+        if let Err(e) = self.name_failed_in_store(&key, now).await {
+            tracing::warn!(error = %e, "sign-in failures cannot be counted in the store; counting on this node");
+            self.name_failures
+                .failed(key, now, MAX_FAILURES as usize, LOCKOUT_MS);
         }
-        self.name_failures
-            .failed(key, now, MAX_FAILURES as usize, LOCKOUT_MS);
     }
 
     async fn name_failed_in_store(&self, key: &str, now: i64) -> relayward_store::Result<()> {
