@@ -17,7 +17,7 @@ use crate::Control;
 /// How long the node asked waits for the other nodes' answers.
 pub const ANSWER_WAIT: Duration = Duration::from_secs(3);
 /// A node that noted itself within this long is taken as running, and its answer awaited.
-const ALIVE_MS: i64 = 10_000;
+pub const ALIVE_MS: i64 = 10_000;
 /// At most this many messages (a listing) or domains (a shape) in another node's answer.
 pub const MOST_PER_NODE: usize = 1_000;
 

@@ -383,6 +383,18 @@ async fn metrics(State(s): State<NodeState>) -> impl IntoResponse {
         "Trace events waiting for the store to come back.",
         s.trace.waiting.load(Ordering::Relaxed),
     );
+    m(
+        "relayward_cluster_nodes_running",
+        "gauge",
+        "Cluster mode: nodes that noted themselves in the last 10 seconds, this one included (0 on one node).",
+        crate::queue_orders::NODES_RUNNING.load(Ordering::Relaxed),
+    );
+    m(
+        "relayward_cluster_nodes_not_seen",
+        "gauge",
+        "Cluster mode: nodes seen in the last day but not in the last 10 seconds (stopped, or cut off from the database); the mail a stopped node acknowledged waits in its spool.",
+        crate::queue_orders::NODES_NOT_SEEN.load(Ordering::Relaxed),
+    );
     certificate_metrics(&mut out, &s.certificates, s.client_ca.as_deref());
     destination_metrics(&mut out, &s.queue.destinations());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)

@@ -12,9 +12,11 @@
 //! every few seconds (`Store::nodes_seen`), so that a node asked knows whose answers to await.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use relayward_control::Control;
+use relayward_control::queue_reads::ALIVE_MS;
 use relayward_delivery::Queue;
 use relayward_store::Store;
 
@@ -37,15 +39,28 @@ pub async fn run(store: Arc<dyn Store>, control: Arc<Control>, queue: Queue, nod
     );
 }
 
+/// The cluster's nodes as this node last read them (`/metrics`): running (noted in the last
+/// 10 seconds, this one included), and seen in the last day but not since (stopped, or cut off
+/// from the database: the mail a stopped node acknowledged waits in its spool).
+pub static NODES_RUNNING: AtomicU64 = AtomicU64::new(0);
+pub static NODES_NOT_SEEN: AtomicU64 = AtomicU64::new(0);
+
 /// Notes this node as running every `NOTE_EVERY`, beside the orders (a long one, a bounce of a
-/// whole queue, does not make the node look stopped).
+/// whole queue, does not make the node look stopped), and counts the nodes seen.
 async fn note_running(store: &dyn Store, node: &str) {
     let mut every = tokio::time::interval(NOTE_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        if let Err(e) = store.nodes_seen(node, relayward_clock::now_ms()).await {
-            tracing::debug!(error = %e, "cannot note this node as running now");
+        match store.nodes_seen(node, relayward_clock::now_ms()).await {
+            Ok(seen) => {
+                let running = seen.iter().filter(|(_, ago)| *ago <= ALIVE_MS).count();
+                NODES_RUNNING.store(running as u64, Ordering::Relaxed);
+                NODES_NOT_SEEN.store((seen.len() - running) as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot note this node as running now");
+            }
         }
     }
 }

@@ -1042,6 +1042,15 @@ fn a_look_at_the_queue_through_any_node_shows_every_nodes_mail() {
             .is_some_and(|s| s >= 10),
         "{api}"
     );
+    // And every running node's metrics say a node has stopped, for an alert.
+    for node in [&nodes[0], &nodes[2]] {
+        wait_for(Duration::from_secs(10), || {
+            (node.metric("relayward_cluster_nodes_not_seen") == 1
+                && node.metric("relayward_cluster_nodes_running") == 2)
+                .then_some(())
+        })
+        .unwrap_or_else(|| panic!("{}", node.http_get("/metrics")));
+    }
 }
 
 /// Password guesses spread over the nodes (as a load balancer's round robin spreads them) meet
