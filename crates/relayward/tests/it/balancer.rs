@@ -135,7 +135,12 @@ fn sign_in(relay: &Relay, source: Option<&str>, forwarded: &str) -> u16 {
     };
     s.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
-    let body = r#"{"email": "nobody@example.com", "password": "not it", "totp": "000000"}"#;
+    // A new address each time: five failures for one address lock it, as they lock an
+    // account; what is counted here is the client's attempts.
+    static TRIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = TRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let body =
+        format!(r#"{{"email": "nobody{n}@example.com", "password": "not it", "totp": "000000"}}"#);
     write!(
         s,
         "POST /api/v1/login HTTP/1.1\r\nHost: console.example.net\r\nX-Forwarded-For: {forwarded}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -572,15 +572,27 @@ fn one_address_gets_its_sign_in_attempts_once_whichever_nodes_it_asks() {
     let Some(db) = database() else { return };
     let rx = Receiver::start(false);
     let nodes = cluster(&db.url, &contoso(rx.addr, "", ""));
-    let body = r#"{"email": "nobody@contoso.example", "password": "guess", "totp": "000000"}"#;
+    // A new address each time (five failures for one address lock it, as for an account).
+    let body = |i: usize| {
+        format!(
+            r#"{{"email": "nobody{i}@contoso.example", "password": "guess", "totp": "000000"}}"#
+        )
+    };
     // Twenty attempts per address per ten minutes: seven, seven and six through the three nodes.
     for i in 0..20 {
-        let (status, answer) = nodes[i % 3].api("POST", "/api/v1/login", None, Some(body));
+        let (status, answer) = nodes[i % 3].api("POST", "/api/v1/login", None, Some(&body(i)));
         assert_eq!(status, 401, "attempt {i}: {answer}");
     }
-    for n in &nodes {
-        let (status, answer) = n.api("POST", "/api/v1/login", None, Some(body));
+    for (i, n) in nodes.iter().enumerate() {
+        let (status, answer) = n.api("POST", "/api/v1/login", None, Some(&body(100 + i)));
         assert_eq!(status, 429, "{}: {answer}", n.http);
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("too many sign-in attempts from this address"),
+            "{answer}"
+        );
     }
 }
 
