@@ -14,14 +14,14 @@ use crate::passwords::{account_key, seconds_left};
 
 const LOCKOUT_MS: i64 = LOCKOUT_MINUTES * 60_000;
 
-/// Store keys: the lock of an address without an account, and its failures since its
-/// `locks`-th lock (a new lock starts a new count, as a real account's count goes back to 0).
+/// Store keys: the lock of an address without an account (at most one row: a new lock drops
+/// those past the lockout, so the row there is the last lock), and its failures.
 fn lock_key(key: &str) -> String {
     format!("sign-in-lock:{key}")
 }
 
-fn failures_key(key: &str, locks: usize) -> String {
-    format!("sign-in-failed:{locks}:{key}")
+fn failures_key(key: &str) -> String {
+    format!("sign-in-failed:{key}")
 }
 
 impl Control {
@@ -52,20 +52,16 @@ impl Control {
     }
 
     async fn name_failed_in_store(&self, key: &str, now: i64) -> relayward_store::Result<()> {
-        let lock = lock_key(key);
-        let (locks, _) = self
-            .store
-            .attempts_since(&lock, now - ATTEMPTS_KEPT_MS)
-            .await?;
-        let failures = failures_key(key, locks);
+        let (lock, failures) = (lock_key(key), failures_key(key));
+        let kept = now - ATTEMPTS_KEPT_MS;
+        let (_, last_lock) = self.store.attempts_since(&lock, kept).await?;
         let unbounded = usize::MAX >> 1;
         self.store
             .count_attempt(&failures, ATTEMPTS_KEPT_MS, unbounded, now)
             .await?;
-        let (counted, _) = self
-            .store
-            .attempts_since(&failures, now - ATTEMPTS_KEPT_MS)
-            .await?;
+        // The failures since the last lock, as a real account's count starts again at 0 then.
+        let since = last_lock.map_or(kept, |at| (at + 1).max(kept));
+        let (counted, _) = self.store.attempts_since(&failures, since).await?;
         if counted >= MAX_FAILURES as usize {
             self.store.count_attempt(&lock, LOCKOUT_MS, 1, now).await?;
         }
@@ -76,6 +72,36 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Through the store, lock after lock: each time the fifth failure since the last lock
+    /// locks, as a real account's count starts again at 0.
+    #[tokio::test]
+    async fn an_address_without_an_account_locks_at_each_fifth_failure_through_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            relayward_store::SqliteStore::open(&dir.path().join("store.sqlite")).expect("store");
+        let config = relayward_config::Config::load(None).expect("defaults");
+        let control = Control::new(&config, std::sync::Arc::new(store));
+        let mut now = 1_000_000_000;
+        for lock in 1..=3 {
+            for failure in 1..=5 {
+                assert_eq!(
+                    control.name_locked("nobody@x.example", now).await,
+                    None,
+                    "lock {lock}, failure {failure}"
+                );
+                control.name_failed("nobody@x.example", now).await;
+                now += 1_000;
+            }
+            assert_eq!(
+                control.name_locked("nobody@x.example", now).await,
+                Some((LOCKOUT_MS - 1_000) / 1000 + 1),
+                "lock {lock}"
+            );
+            assert_eq!(control.name_locked("other@x.example", now).await, None);
+            now += LOCKOUT_MS;
+        }
+    }
 
     #[test]
     fn an_address_without_an_account_locks_at_the_fifth_failure_for_the_lockout() {
