@@ -312,6 +312,63 @@ impl Control {
     }
 }
 
+/// A node of the cluster as the store last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSeen {
+    pub node: String,
+    /// Seconds since it last noted itself.
+    pub seen_secs_ago: u64,
+    /// Whether it noted itself in the last 10 seconds.
+    pub running: bool,
+}
+
+impl Control {
+    /// The cluster's nodes seen in the last day (none on one node).
+    pub async fn cluster_nodes(&self) -> crate::Result<Vec<NodeSeen>> {
+        let seen = self.store.cluster_nodes(relayward_clock::now_ms()).await?;
+        Ok(seen
+            .into_iter()
+            .map(|(node, ago)| NodeSeen {
+                node,
+                seen_secs_ago: u64::try_from(ago / 1000).unwrap_or(0),
+                running: ago <= ALIVE_MS,
+            })
+            .collect())
+    }
+
+    /// An operator forgets a node that will not run again (its spool adopted by another, or
+    /// retired empty), so that looks at the queue and `relayward_cluster_nodes_not_seen` stop
+    /// naming it. A node still running is refused. Audited.
+    pub async fn forget_node(&self, node: &str, actor: &crate::Actor) -> crate::Result<()> {
+        if actor.role != relayward_guard::Role::Operator {
+            invalid!("forgetting a node is the operator's");
+        }
+        let seen = self.cluster_nodes().await?;
+        match seen.iter().find(|n| n.node == node) {
+            None => {
+                return Err(crate::NotFound(format!(
+                    "no node {node} was seen in the last day"
+                )));
+            }
+            Some(n) if n.running => {
+                return Err(crate::Conflict(format!(
+                    "node {node} is running (seen {} s ago): stop it first",
+                    n.seen_secs_ago
+                )));
+            }
+            Some(_) => {}
+        }
+        self.store.forget_node(node).await?;
+        self.audit(
+            actor,
+            None,
+            "node.forget",
+            serde_json::json!({ "node": node }),
+        )
+        .await
+    }
+}
+
 /// The nodes' shapes added up into one: rows of the same domain summed, the busiest `limit`
 /// kept.
 fn add_up(shapes: Vec<Shape>, limit: usize) -> Shape {

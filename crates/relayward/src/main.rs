@@ -16,7 +16,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use relayward_config::Config;
 
-use cli::{accounts, directory, dkim, queue, restrictions, trace};
+use cli::{accounts, directory, dkim, nodes, queue, restrictions, trace};
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +56,9 @@ enum Command {
     /// The running relay's mail queue: list, show, retry, hold, release, bounce, purge.
     #[command(subcommand)]
     Queue(queue::QueueCmd),
+    /// The cluster's nodes: list them, forget one that will not run again.
+    #[command(subcommand)]
+    Node(nodes::NodeCmd),
     /// Search the message trace.
     Trace(trace::TraceArgs),
     /// List restrictions (open ones unless --all).
@@ -139,6 +142,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::User(cmd) => directory::user(config, cmd).await,
         Command::Route(cmd) => directory::route(config, cmd).await,
         Command::Queue(cmd) => queue::run(config, cmd).await,
+        Command::Node(cmd) => nodes::run(config, cmd).await,
         Command::Trace(args) => trace::trace(config, args).await,
         Command::Restrictions(args) => restrictions::restrictions(config, args).await,
         Command::Restriction { cmd, who } => restrictions::restriction(config, cmd, &who).await,

@@ -211,6 +211,11 @@ pub trait Store: Send + Sync + 'static {
     /// clock) and returns every node noted in the last day, by name, with how long ago (ms) it
     /// was last noted (`node` itself: 0). Nodes not noted for a day are forgotten.
     async fn nodes_seen(&self, node: &str, at: i64) -> Result<Vec<(String, i64)>>;
+    /// The nodes noted in the last day, by name, with how long ago (ms) each was last noted, at
+    /// `at` (Unix ms; PostgreSQL reads its own clock). Notes nothing.
+    async fn cluster_nodes(&self, at: i64) -> Result<Vec<(String, i64)>>;
+    /// Forgets a node (one that will not run again); whether it was known.
+    async fn forget_node(&self, node: &str) -> Result<bool>;
     /// Stores an operator's look at the queue for the other nodes to answer (they are told at
     /// once, `queue` on the change feed); returns its id. Reads and their answers older than
     /// `QUEUE_READS_KEPT_MS` are dropped as a new one is stored.

@@ -1447,6 +1447,23 @@ async fn nodes_seen_say_how_long_ago_each_was_noted(store: &dyn Store) {
         (250..10_000).contains(&seen[1].1),
         "node-b was noted about 300 ms before: {seen:?}"
     );
+    let listed = store
+        .cluster_nodes(relayward_clock_ms())
+        .await
+        .expect("nodes");
+    assert_eq!(names(listed.clone()), vec!["node-a", "node-b"]);
+    assert!(listed[1].1 >= 250, "{listed:?}");
+    assert!(store.forget_node("node-b").await.expect("forget"));
+    assert!(!store.forget_node("node-b").await.expect("forget again"));
+    assert_eq!(
+        names(
+            store
+                .cluster_nodes(relayward_clock_ms())
+                .await
+                .expect("nodes")
+        ),
+        vec!["node-a"]
+    );
 }
 
 async fn attempts_are_counted_per_key_over_a_window(store: &dyn Store) {

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod directory;
 pub mod dkim;
+pub mod nodes;
 pub mod queue;
 pub mod restrictions;
 pub mod trace;

@@ -1063,6 +1063,32 @@ fn a_look_at_the_queue_through_any_node_shows_every_nodes_mail() {
         })
         .unwrap_or_else(|| panic!("{}", node.http_get("/metrics")));
     }
+    // The node list says the same; once its spool is dealt with, the operator forgets it (a
+    // running node is refused), and it is named no more.
+    let list = nodes[2].cli(&["node", "list"]);
+    assert!(
+        list.contains("node-127.0.0.2")
+            && list.contains("running (seen")
+            && list
+                .lines()
+                .any(|l| l.starts_with("node-127.0.0.3") && l.contains("not seen for")),
+        "{list}"
+    );
+    let (ok, out) = nodes[2].cli_status(&["node", "forget", "node-127.0.0.2"]);
+    assert!(
+        !ok && out.contains("node node-127.0.0.2 is running"),
+        "{out}"
+    );
+    let out = nodes[2].cli(&["node", "forget", "node-127.0.0.3"]);
+    assert!(out.contains("node node-127.0.0.3 forgotten"), "{out}");
+    wait_for(Duration::from_secs(10), || {
+        (nodes[0].metric("relayward_cluster_nodes_not_seen") == 0).then_some(())
+    })
+    .expect("forgotten everywhere");
+    let (_, out) = nodes[2].cli_status(&["queue", "list"]);
+    assert!(!out.contains("node-127.0.0.3"), "{out}");
+    let audit = nodes[0].cli(&["audit", "--limit", "5"]);
+    assert!(audit.contains("node.forget"), "{audit}");
 }
 
 /// Password guesses spread over the nodes (as a load balancer's round robin spreads them) meet

@@ -1243,6 +1243,27 @@ impl Store for PgStore {
         each(found, |r| Ok((r.try_get(0)?, r.try_get(1)?)))
     }
 
+    async fn cluster_nodes(&self, _at: i64) -> Result<Vec<(String, i64)>> {
+        let c = self.client().await?;
+        let found = rows(
+            &c,
+            "WITH now AS (SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS ms)
+             SELECT name, GREATEST(now.ms - seen_at, 0) FROM cluster_nodes, now
+             WHERE seen_at >= now.ms - 86400000 ORDER BY name",
+            &[],
+        )
+        .await?;
+        each(found, |r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    }
+
+    async fn forget_node(&self, node: &str) -> Result<bool> {
+        let c = self.client().await?;
+        let n = c
+            .execute("DELETE FROM cluster_nodes WHERE name = $1", &[&node])
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn add_queue_read(&self, q: &QueueRead) -> Result<i64> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;

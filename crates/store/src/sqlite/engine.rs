@@ -935,6 +935,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn cluster_nodes(&self, now: i64) -> Result<Vec<(String, i64)>> {
+        self.with(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT name, MAX(?1 - seen_at, 0) FROM cluster_nodes
+                 WHERE seen_at >= ?1 - 86400000 ORDER BY name",
+            )?;
+            let rows = st
+                .query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<std::result::Result<Vec<(String, i64)>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn forget_node(&self, node: &str) -> Result<bool> {
+        let node = node.to_string();
+        self.with(move |c| {
+            Ok(c.execute("DELETE FROM cluster_nodes WHERE name = ?1", params![node])? > 0)
+        })
+        .await
+    }
+
     async fn add_queue_read(&self, q: &QueueRead) -> Result<i64> {
         let q = q.clone();
         self.with(move |c| {
