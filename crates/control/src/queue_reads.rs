@@ -74,6 +74,22 @@ impl Nodes {
     }
 }
 
+/// At most this many bytes in a node's answer to a listing: a thousand messages each waiting
+/// for a thousand recipients would be tens of megabytes in the shared database.
+const MOST_ANSWER_BYTES: usize = 4 << 20;
+
+/// A listing's answer as stored, halved until it fits in `MOST_ANSWER_BYTES` (the count of
+/// the messages the selection picks stays whole).
+fn list_body(mut answer: ListAnswer) -> serde_json::Result<String> {
+    let mut body = serde_json::to_string(&answer)?;
+    while body.len() > MOST_ANSWER_BYTES && !answer.messages.is_empty() {
+        let keep = answer.messages.len() / 2;
+        answer.messages.truncate(keep);
+        body = serde_json::to_string(&answer)?;
+    }
+    Ok(body)
+}
+
 /// A node's answer to a listing.
 #[derive(Serialize, Deserialize)]
 struct ListAnswer {
@@ -291,7 +307,7 @@ impl Control {
                 .clamp(1, MOST_PER_NODE),
         };
         let body = match read.kind.as_str() {
-            "list" => serde_json::to_string(&look.list(queue)),
+            "list" => list_body(look.list(queue)),
             "shape" => serde_json::to_string(&look.shape(queue)),
             other => {
                 tracing::warn!(
@@ -430,6 +446,34 @@ mod tests {
             held,
             by_age,
         }
+    }
+
+    #[test]
+    fn a_listing_too_big_for_the_database_is_halved_until_it_fits() {
+        let message = |i: usize| QueuedMessage {
+            id: format!("M{i}"),
+            tenant: Some("contoso".into()),
+            mail_from: "alice@contoso.example".into(),
+            pending: (0..1000)
+                .map(|r| format!("recipient{r}@remote.example"))
+                .collect(),
+            last_reply: None,
+            attempts: 1,
+            received_at: 0,
+            next_attempt: 0,
+            held: false,
+            node: None,
+        };
+        let answer = ListAnswer {
+            messages: (0..300).map(message).collect(),
+            total: 300,
+        };
+        let body = list_body(answer).expect("body");
+        assert!(body.len() <= MOST_ANSWER_BYTES, "{}", body.len());
+        let back: ListAnswer = serde_json::from_str(&body).expect("read back");
+        assert_eq!(back.total, 300, "the count stays whole");
+        assert!(!back.messages.is_empty() && back.messages.len() < 300);
+        assert_eq!(back.messages[0].id, "M0", "the soonest are kept");
     }
 
     #[test]
