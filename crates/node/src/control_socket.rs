@@ -91,16 +91,20 @@ pub enum Request {
 #[serde(rename_all = "lowercase")]
 pub enum Reply {
     /// Messages, and in a cluster which nodes answered (each message names its node).
-    Messages {
+    Listed {
         messages: Vec<QueuedMessage>,
         #[serde(default)]
         nodes: Nodes,
     },
-    Shape {
+    Shaped {
         shape: Shape,
         #[serde(default)]
         nodes: Nodes,
     },
+    /// What a relay of an earlier version answers (a command line upgraded before the relay
+    /// restarts still reads it).
+    Messages(Vec<QueuedMessage>),
+    Shape(Shape),
     Done {
         message: String,
         action: String,
@@ -215,7 +219,7 @@ async fn answer(request: Request, control: &Arc<Control>, queue: &Queue, spool: 
                     limit.clamp(1, MAX_LIST),
                 )
                 .await;
-            Reply::Messages { messages, nodes }
+            Reply::Listed { messages, nodes }
         }
         Request::Shape {
             tenant,
@@ -237,7 +241,7 @@ async fn answer(request: Request, control: &Arc<Control>, queue: &Queue, spool: 
                     limit.clamp(1, MAX_LIST),
                 )
                 .await;
-            Reply::Shape { shape, nodes }
+            Reply::Shaped { shape, nodes }
         }
         Request::Show { id } => {
             let (messages, nodes) = control
@@ -265,7 +269,7 @@ async fn answer(request: Request, control: &Arc<Control>, queue: &Queue, spool: 
                 }
                 Reply::Error(said)
             } else {
-                Reply::Messages { messages, nodes }
+                Reply::Listed { messages, nodes }
             }
         }
         Request::Act { id, action, actor } => {
@@ -420,4 +424,22 @@ pub async fn ask(data_dir: &Path, request: &Request, wait: Duration) -> Result<R
         ));
     }
     serde_json::from_str(&answer).context("reading the relay's answer")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command line upgraded before its relay restarts reads the relay's earlier answers.
+    #[test]
+    fn an_earlier_relays_listing_and_shape_are_still_read() {
+        let listing: Reply = serde_json::from_str(r#"{"messages":[]}"#).expect("a listing");
+        assert!(matches!(listing, Reply::Messages(m) if m.is_empty()));
+        let shape = r#"{"shape":{"minutes":[5],"total":{"domain":"TOTAL","messages":0,"held":0,"by_age":[0,0]},"rows":[],"more":0}}"#;
+        let shape: Reply = serde_json::from_str(shape).expect("a shape");
+        assert!(matches!(shape, Reply::Shape(s) if s.total.messages == 0));
+        let now: Reply =
+            serde_json::from_str(r#"{"listed":{"messages":[]}}"#).expect("this version's");
+        assert!(matches!(now, Reply::Listed { nodes, .. } if nodes.nodes.is_empty()));
+    }
 }

@@ -176,14 +176,27 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
     } else {
         WAIT
     };
-    match ask(&config.data_dir, &request, wait).await? {
-        Reply::Messages { messages, nodes } if json => {
+    // A relay of an earlier version (a command line upgraded before it restarts) answers
+    // without the cluster's nodes.
+    let reply = match ask(&config.data_dir, &request, wait).await? {
+        Reply::Messages(messages) => Reply::Listed {
+            messages,
+            nodes: Nodes::default(),
+        },
+        Reply::Shape(shape) => Reply::Shaped {
+            shape,
+            nodes: Nodes::default(),
+        },
+        reply => reply,
+    };
+    match reply {
+        Reply::Listed { messages, nodes } if json => {
             for m in &messages {
                 outln!("{}", serde_json::to_string(m)?);
             }
             print_silent(&nodes);
         }
-        Reply::Messages { messages, nodes } => {
+        Reply::Listed { messages, nodes } => {
             if messages.is_empty() {
                 outln!("Mail queue is empty");
             } else {
@@ -207,7 +220,7 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
             }
             print_nodes(&nodes);
         }
-        Reply::Shape { shape, nodes } if json => {
+        Reply::Shaped { shape, nodes } if json => {
             // As the API answers: the shape, and in a cluster each node's part.
             let mut out = serde_json::to_value(&shape)?;
             if let (Some(out), serde_json::Value::Object(nodes)) =
@@ -218,7 +231,7 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
             outln!("{out}");
             print_silent(&nodes);
         }
-        Reply::Shape { shape, nodes } => {
+        Reply::Shaped { shape, nodes } => {
             print_shape(&shape);
             print_nodes(&nodes);
         }
@@ -246,6 +259,8 @@ pub async fn run(config: &Config, cmd: QueueCmd) -> Result<()> {
             outln!("{said}")
         }
         Reply::Error(e) => bail!("{e}"),
+        // Read as `Listed` and `Shaped` above.
+        Reply::Messages(_) | Reply::Shape(_) => bail!("an answer of an earlier relay not read"),
     }
     Ok(())
 }
