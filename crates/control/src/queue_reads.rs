@@ -146,28 +146,24 @@ impl Control {
             by: ShapeBy::Recipient,
             limit,
         };
-        let mine = look.list(queue);
         let Some(me) = &self.cluster_node else {
-            return (mine.messages, Nodes::default());
+            let mine = match message {
+                Some(id) => queue.queued(id).into_iter().collect(),
+                None => queue.list(selection, limit),
+            };
+            return (mine, Nodes::default());
         };
-        let mut parts = vec![(me.clone(), Some(mine), None)];
-        let mut nodes = Nodes::default();
-        for (node, body, unseen) in self.ask_the_others(me, "list", &look, &mut nodes).await {
-            let answer = body.and_then(|b| serde_json::from_str::<ListAnswer>(&b).ok());
-            parts.push((node, answer, unseen));
-        }
+        let (parts, nodes) = self
+            .gather(me, "list", &look, look.list(queue), |a: &ListAnswer| {
+                a.total
+            })
+            .await;
         let mut messages = Vec::new();
-        for (node, answer, not_seen_for) in parts {
-            nodes.nodes.push(NodeQueue {
-                node: node.clone(),
-                answered: answer.is_some(),
-                messages: answer.as_ref().map_or(0, |a| a.total),
-                not_seen_for,
-            });
-            for mut m in answer.map(|a| a.messages).unwrap_or_default() {
+        for (node, answer) in parts {
+            messages.extend(answer.messages.into_iter().map(|mut m| {
                 m.node = Some(node.clone());
-                messages.push(m);
-            }
+                m
+            }));
         }
         messages
             .sort_by(|a, b| (a.held, a.next_attempt, &a.id).cmp(&(b.held, b.next_attempt, &b.id)));
@@ -195,25 +191,47 @@ impl Control {
             by,
             limit: limit.max(MOST_PER_NODE),
         };
-        let mut parts = vec![(me.clone(), Some(look.shape(queue)), None)];
+        let (parts, nodes) = self
+            .gather(me, "shape", &look, look.shape(queue), |s: &Shape| {
+                s.total.messages
+            })
+            .await;
+        (
+            add_up(parts.into_iter().map(|(_, s)| s).collect(), limit),
+            nodes,
+        )
+    }
+
+    /// This node's answer `mine` and those of the other nodes (`ask_the_others`), each with
+    /// its node; and every node's part in the look, `count` giving how many messages the
+    /// selection picks in an answer.
+    async fn gather<T: serde::de::DeserializeOwned>(
+        &self,
+        me: &str,
+        kind: &str,
+        look: &Look<'_>,
+        mine: T,
+        count: impl Fn(&T) -> usize,
+    ) -> (Vec<(String, T)>, Nodes) {
         let mut nodes = Nodes::default();
-        for (node, body, unseen) in self.ask_the_others(me, "shape", &look, &mut nodes).await {
-            parts.push((
-                node,
-                body.and_then(|b| serde_json::from_str(&b).ok()),
-                unseen,
-            ));
-        }
-        for (node, shape, not_seen_for) in &parts {
+        let others = self.ask_the_others(me, kind, look, &mut nodes).await;
+        let mut parts = Vec::new();
+        let all = std::iter::once((me.to_string(), Some(mine), None)).chain(
+            others.into_iter().map(|(node, body, unseen)| {
+                let answer = body.and_then(|b| serde_json::from_str::<T>(&b).ok());
+                (node, answer, unseen)
+            }),
+        );
+        for (node, answer, not_seen_for) in all {
             nodes.nodes.push(NodeQueue {
                 node: node.clone(),
-                answered: shape.is_some(),
-                messages: shape.as_ref().map_or(0, |s: &Shape| s.total.messages),
-                not_seen_for: *not_seen_for,
+                answered: answer.is_some(),
+                messages: answer.as_ref().map_or(0, &count),
+                not_seen_for,
             });
+            parts.extend(answer.map(|a| (node, a)));
         }
-        let shapes: Vec<Shape> = parts.into_iter().filter_map(|(_, s, _)| s).collect();
-        (add_up(shapes, limit), nodes)
+        (parts, nodes)
     }
 
     /// Asks every other running node for `kind` (`list` or `shape`) and waits up to
