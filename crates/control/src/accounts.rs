@@ -14,6 +14,7 @@ use relayward_guard::Role;
 use relayward_store::{Account, Session};
 use serde_json::json;
 
+use crate::passwords::seconds_left;
 use crate::{
     AccountRole, Actor, Control, Forbidden, NotFound, Result, Via, random_hex, sha256_hex,
 };
@@ -427,8 +428,21 @@ impl Control {
         recovery: Option<&str>,
         client: &str,
     ) -> Result<SignedIn, LoginError> {
+        self.login_at(email, password, code, recovery, client, now_ms())
+            .await
+    }
+
+    /// `login` at `now` (Unix ms).
+    pub(crate) async fn login_at(
+        &self,
+        email: &str,
+        password: &str,
+        code: Option<&str>,
+        recovery: Option<&str>,
+        client: &str,
+        now: i64,
+    ) -> Result<SignedIn, LoginError> {
         let store_err = |e: relayward_store::StoreError| LoginError::Store(e.to_string());
-        let now = now_ms();
         let found = self
             .store
             .account_by_email(&relayward_tenancy::stored_address(email))
@@ -436,8 +450,8 @@ impl Control {
             .map_err(store_err)?;
         let Some(mut a) = found.filter(|a| a.password_hash.is_some()) else {
             // Counted and locked as an account is, so that the lock does not tell which
-            // addresses have accounts (`sign_in_names.rs`).
-            if let Some(wait) = self.name_locked(email, now).await {
+            // addresses have accounts (`sign_in_failures.rs`).
+            if let Some(wait) = self.sign_in_locked(email, now).await {
                 return Err(LoginError::Locked(wait));
             }
             // The same work as a real check, so addresses cannot be probed by timing.
@@ -452,11 +466,15 @@ impl Control {
                         .await;
                 }
             }
-            self.name_failed(email, now).await;
+            self.sign_in_failed(email, None, now).await;
             return Err(LoginError::Invalid);
         };
+        // A lock written in the account's row before failures were counted in the store.
         if let Some(until) = a.locked_until.filter(|u| *u > now) {
-            return Err(LoginError::Locked((until - now) / 1000 + 1));
+            return Err(LoginError::Locked(seconds_left(until, now)));
+        }
+        if let Some(wait) = self.sign_in_locked(email, now).await {
+            return Err(LoginError::Locked(wait));
         }
         let hash = a.password_hash.clone().unwrap_or_default();
         // In the running relay, on the same bounded checkers as SMTP AUTH (all of them busy:
@@ -490,15 +508,16 @@ impl Control {
             (None, None) => false,
         };
         if !(password_ok && second) {
-            a.failed_logins += 1;
-            if a.failed_logins >= MAX_FAILURES {
-                a.locked_until = Some(now + LOCKOUT_MINUTES * 60_000);
-                a.failed_logins = 0;
+            // Counted as an address without an account is (`sign_in_failures.rs`); the
+            // account's row is written only to show the lock (`relayward account list`).
+            if self.sign_in_failed(email, a.last_login_at, now).await {
                 tracing::warn!(account = %a.email, client, "account locked after repeated failed sign-ins");
+                a.locked_until = Some(now + LOCKOUT_MINUTES * 60_000);
+                self.store.update_account(&a).await.map_err(store_err)?;
             }
-            self.store.update_account(&a).await.map_err(store_err)?;
             return Err(LoginError::Invalid);
         }
+        self.signed_in(email);
         a.failed_logins = 0;
         a.locked_until = None;
         a.last_login_at = Some(now);

@@ -26,7 +26,7 @@ mod reads;
 pub mod restrictions;
 pub mod saved_counters;
 mod secrets;
-mod sign_in_names;
+mod sign_in_failures;
 mod tokens;
 pub mod webhooks;
 pub mod whatif;
@@ -174,7 +174,7 @@ pub struct Control {
     /// In cluster mode, this node's name: operators' actions on a selection of the queue are
     /// passed on to the other nodes (`queue.rs`).
     pub cluster_node: Option<String>,
-    /// Failed sign-ins for addresses without an account, on this node (`sign_in_names.rs`).
+    /// Failed sign-ins counted on this node while the store is away (`sign_in_failures.rs`).
     pub name_failures: passwords::NameFailures,
 }
 

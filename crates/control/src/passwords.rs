@@ -369,11 +369,11 @@ impl Limiter {
     }
 }
 
-/// Addresses without an account counted in memory at most.
+/// Addresses counted in memory at most.
 const MAX_NAMES: usize = 100_000;
 
-/// The failures of console and API sign-ins for addresses without an account, on one node
-/// (`sign_in_names.rs`): a table with a bound, a new address past it taking the place of the
+/// The failures of console and API sign-ins on one node while the store is away
+/// (`sign_in_failures.rs`): a table with a bound, a new address past it taking the place of the
 /// one counted longest.
 pub struct NameFailures {
     table: Mutex<Table<Box<str>>>,
@@ -402,22 +402,34 @@ impl NameFailures {
             .map(|f| seconds_left(f.locked_until, now))
     }
 
-    /// Counts a failure; the `most`-th locks the address for `lockout_ms`.
-    pub(crate) fn failed(&self, key: Box<str>, now: i64, most: usize, lockout_ms: i64) {
+    /// Counts a failure; the `most`-th locks the address for `lockout_ms` (true then).
+    pub(crate) fn failed(&self, key: Box<str>, now: i64, most: usize, lockout_ms: i64) -> bool {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let room = table.room_for(&key, now, |f| {
             f.expire(now, relayward_store::ATTEMPTS_KEPT_MS);
             !f.at.is_empty() || f.locked_until > now
         });
         if !room {
-            return;
+            return false;
         }
         let f = table.entry(key);
         f.expire(now, relayward_store::ATTEMPTS_KEPT_MS);
         f.at.push_back(now);
-        if f.at.len() >= most {
-            f.locked_until = now + lockout_ms;
+        if f.at.len() < most {
+            return false;
+        }
+        f.locked_until = now + lockout_ms;
+        f.at.clear();
+        true
+    }
+
+    /// A successful sign-in: the address's count starts again.
+    pub(crate) fn forget(&self, key: &str) {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        // Emptied, not removed: its place in the order of arrival stays the table's to sweep.
+        if let Some(f) = table.map.get_mut(key) {
             f.at.clear();
+            f.locked_until = 0;
         }
     }
 }

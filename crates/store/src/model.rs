@@ -613,6 +613,8 @@ pub struct Account {
     #[cfg_attr(feature = "schema", schemars(skip))]
     pub setup_token_hash: Option<String>,
     pub setup_expires_at: Option<i64>,
+    /// Not counted any more (failed sign-ins are counted in `attempts`, as an address's
+    /// without an account are); kept for the stored rows.
     pub failed_logins: u32,
     /// Unix milliseconds; sign-in is refused until then.
     pub locked_until: Option<i64>,
