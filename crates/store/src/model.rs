@@ -614,7 +614,9 @@ pub struct Account {
     pub setup_token_hash: Option<String>,
     pub setup_expires_at: Option<i64>,
     /// Not counted any more (failed sign-ins are counted in `attempts`, as an address's
-    /// without an account are); kept for the stored rows.
+    /// without an account are); kept for the stored rows, and no longer shown.
+    #[serde(default, skip_serializing)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
     pub failed_logins: u32,
     /// Unix milliseconds; sign-in is refused until then.
     pub locked_until: Option<i64>,
