@@ -120,15 +120,29 @@ impl Conn {
         n
     }
 
-    /// Whether the client has sent more than was read: what is buffered, or on a plain
-    /// connection bytes that arrive within `pause` (with no pause, bytes already waiting in the
-    /// socket). Looked at, not taken: they are read as usual afterwards.
+    /// Whether the client has sent more than was read: what is buffered, or bytes that arrive
+    /// within `pause` (with no pause, bytes already waiting in the socket). Looked at, not
+    /// taken: they are read as usual afterwards. On TLS, also text the TLS layer has taken off
+    /// the socket and not handed on; and once the handshake is done a client has nothing to
+    /// send but its own words (an alert at most), so any record waiting in the socket counts.
     pub async fn input_within(&mut self, pause: std::time::Duration) -> bool {
         if !self.buffered().is_empty() {
             return true;
         }
-        let Stream::Plain(tcp) = &self.stream else {
-            return false;
+        let tcp = match &mut self.stream {
+            Stream::Plain(tcp) => &*tcp,
+            Stream::Tls(tls) => {
+                let (tcp, conn) = tls.get_mut();
+                // Records already read are decrypted now; a broken one fails the next read.
+                let decrypted = conn
+                    .process_new_packets()
+                    .is_ok_and(|state| state.plaintext_bytes_to_read() > 0);
+                if decrypted {
+                    return true;
+                }
+                &*tcp
+            }
+            Stream::Closed => return false,
         };
         if pause.is_zero() {
             let mut one = [std::mem::MaybeUninit::<u8>::uninit(); 1];

@@ -476,6 +476,31 @@ fn past_its_caps_the_implicit_tls_listener_closes_without_a_clear_text_reply() {
     assert_eq!(held.cmd("NOOP").code, 250);
 }
 
+/// On the implicit-TLS listener as on the others, a client that talks before the greeting
+/// (here, once its handshake is done) hears only why and is disconnected. Before, the relay
+/// looked for early input in what it had read itself, not in the TLS layer or the socket, and
+/// greeted such a client.
+#[test]
+fn on_the_implicit_tls_listener_a_client_that_talks_first_is_disconnected() {
+    use std::io::{Read, Write};
+    let relay =
+        Relay::start("[smtp]\nsubmissions_listen = \"127.0.0.1:0\"\ngreet_pause = \"1s\"\n");
+    let port = relay.submissions.expect("submissions listener");
+    let mut bot = tls_connect(port);
+    bot.write_all(b"EHLO bot.example\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n")
+        .expect("write");
+    bot.flush().expect("flush");
+    let mut all = String::new();
+    let _ = bot.read_to_string(&mut all);
+    assert_eq!(
+        all,
+        "554 5.5.0 SMTP synchronization error: the client spoke before the greeting, closing connection\r\n"
+    );
+    // A client that waits is greeted after the pause and served.
+    let mut c = implicit_tls(port);
+    assert_eq!(c.cmd("EHLO device.example").code, 250);
+}
+
 #[test]
 fn check_config_loads_the_certificates_as_the_relay_would_and_says_when_they_end() {
     let dir = tempfile::tempdir().expect("dir");
