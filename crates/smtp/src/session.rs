@@ -90,7 +90,7 @@ pub(crate) struct Session<P: Policy> {
     commands_unauthenticated: u32,
     auth_failures: u32,
     /// The session ends while the client may still be sending (improper pipelining, a 421 from
-    /// the policy): what it sends is read and dropped before the close.
+    /// the policy, too many errors): what it sends is read and dropped before the close.
     drain_on_close: bool,
 }
 
@@ -274,10 +274,18 @@ impl<P: Policy> Session<P> {
         }
         self.errors += 1;
         if self.errors >= self.config.max_errors {
-            self.reply(Reply::new(421, "4.7.0 Too many errors, closing connection"));
-            return Flow::Close;
+            return self.too_many_errors();
         }
         flow
+    }
+
+    /// The 421 that ends a session past `max_errors`. A client sending that much is likely
+    /// still sending: what it sends meanwhile is read and dropped, so that the close is not a
+    /// reset and the client reads why instead of "connection reset".
+    fn too_many_errors(&mut self) -> Flow {
+        self.reply(Reply::new(421, "4.7.0 Too many errors, closing connection"));
+        self.drain_on_close = true;
+        Flow::Close
     }
 
     /// Sends a protocol error and counts it; closes after too many.
@@ -285,8 +293,7 @@ impl<P: Policy> Session<P> {
         self.errors += 1;
         self.reply(reply);
         if self.errors >= self.config.max_errors {
-            self.reply(Reply::new(421, "4.7.0 Too many errors, closing connection"));
-            return Flow::Close;
+            return self.too_many_errors();
         }
         Flow::Continue
     }

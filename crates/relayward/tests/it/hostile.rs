@@ -772,6 +772,37 @@ fn idle_http_connections_past_the_per_client_cap_get_503() {
 
 /// A client that only sends commands moving no mail is closed after `max_junk_commands` of them
 /// and `max_errors` more; a message accepted starts the count again.
+/// A client past `max_errors` that is still sending is not reset: the relay reads and drops
+/// what it sends for a while before it closes, and the client reads the 421 that says why
+/// (before, its next write after the close met "connection reset").
+#[test]
+fn a_client_still_sending_past_too_many_errors_is_not_reset_and_reads_why() {
+    use std::io::{Read, Write};
+    let relay = Relay::start("[smtp]\nmax_errors = 3\n");
+    let mut s = std::net::TcpStream::connect(relay.relay).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut greeting = [0u8; 512];
+    assert!(s.read(&mut greeting).expect("greeting") > 0);
+    s.write_all(b"FROB\r\nFROB\r\nFROB\r\n").expect("write");
+    let junk = format!("{}\r\n", "junk ".repeat(40));
+    for i in 0..30 {
+        std::thread::sleep(Duration::from_millis(10));
+        if let Err(e) = s.write_all(junk.as_bytes()) {
+            panic!("write {i} after the third error: {e}");
+        }
+    }
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    let all = String::from_utf8_lossy(&all);
+    assert!(
+        all.ends_with(
+            "500 5.5.1 Command unrecognized\r\n421 4.7.0 Too many errors, closing connection\r\n"
+        ),
+        "{all:?}"
+    );
+}
+
 #[test]
 fn junk_commands_past_the_limit_count_as_errors() {
     let rx = Receiver::start(false);
