@@ -169,6 +169,15 @@ pub trait Store: Send + Sync + 'static {
     /// How many attempts `count_attempt` counted under `key` at `since` (Unix ms) or later, and
     /// when the oldest of them was made; nothing is counted.
     async fn attempts_since(&self, key: &str, since: i64) -> Result<(usize, Option<i64>)>;
+    /// `attempts_since`'s counts for several keys in one look at the store (one round trip to
+    /// PostgreSQL), in the order asked.
+    async fn attempts_counted(&self, asked: &[(&str, i64)]) -> Result<Vec<usize>> {
+        let mut counted = Vec::with_capacity(asked.len());
+        for (key, since) in asked {
+            counted.push(self.attempts_since(key, *since).await?.0);
+        }
+        Ok(counted)
+    }
     /// Counts one attempt under `key` at `now` unless `limit` attempts were counted in the
     /// `window_ms` before: `None` when counted, else `Some(oldest)`, when the oldest of those
     /// was made (the caller says how long to wait). One at a time per key, on every node: the

@@ -1512,6 +1512,22 @@ async fn attempts_are_counted_per_key_over_a_window(store: &dyn Store) {
         (2, Some(102)),
         "nothing counted"
     );
+    // Several keys in one look, in the order asked; a key never counted is 0 (the count at
+    // 1101 dropped those its window left behind: 102 and 1101 are what 192.0.2.1 has).
+    let asked = [
+        ("sign-in:192.0.2.2", 0),
+        ("sign-in:192.0.2.9", 0),
+        ("sign-in:192.0.2.1", 1101),
+        ("sign-in:192.0.2.1", 0),
+    ];
+    assert_eq!(
+        store.attempts_counted(&asked).await.expect("read"),
+        vec![1, 0, 1, 2]
+    );
+    assert_eq!(
+        store.attempts_counted(&[]).await.expect("read"),
+        Vec::<usize>::new()
+    );
 }
 
 async fn delayed_counts_are_replaced_per_node_and_read_while_fresh(store: &dyn Store) {

@@ -40,21 +40,23 @@ impl SharedAuth {
     /// Whether the cluster's count refuses an attempt now (the database away: no).
     pub async fn locked(&self, account: Account<'_>, ip: IpAddr, now: i64) -> bool {
         let (account, address) = keys(account, ip);
-        let checks = [
-            (address, self.limits.per_address, self.limits.address_window),
-            (account, self.limits.per_account, self.limits.lockout),
+        // Both counts in one look at the database, before the password is checked.
+        let asked = [
+            (address.as_str(), now - ms(self.limits.address_window)),
+            (account.as_str(), now - ms(self.limits.lockout)),
         ];
-        for (key, most, window) in checks {
-            match self.store.attempts_since(&key, now - ms(window)).await {
-                Ok((n, _)) if n >= most as usize => return true,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "SMTP AUTH failures cannot be read from the database; this node's count holds");
-                    return false;
-                }
+        match self.store.attempts_counted(&asked).await {
+            Ok(counted) => matches!(
+                counted[..],
+                [by_address, by_account]
+                    if by_address >= self.limits.per_address as usize
+                        || by_account >= self.limits.per_account as usize
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, "SMTP AUTH failures cannot be read from the database; this node's count holds");
+                false
             }
         }
-        false
     }
 
     /// Counts a failure; `Some((until, failures))` when it brings a known account to its limit

@@ -990,6 +990,23 @@ impl Store for PgStore {
         Ok((usize::try_from(counted.0).unwrap_or(0), counted.1))
     }
 
+    async fn attempts_counted(&self, asked: &[(&str, i64)]) -> Result<Vec<usize>> {
+        let keys: Vec<&str> = asked.iter().map(|(key, _)| *key).collect();
+        let since: Vec<i64> = asked.iter().map(|(_, since)| *since).collect();
+        let c = self.client().await?;
+        rows(
+            &c,
+            "SELECT (SELECT COUNT(*) FROM attempts a WHERE a.key = k.key AND a.at >= k.since)
+             FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS k(key, since, n)
+             ORDER BY k.n",
+            &[&keys, &since],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok(usize::try_from(r.try_get::<_, i64>(0)?).unwrap_or(0)))
+        .collect()
+    }
+
     async fn count_attempt(
         &self,
         key: &str,
