@@ -510,9 +510,9 @@ impl Control {
         if !(password_ok && second) {
             // Counted as an address without an account is (`sign_in_failures.rs`); the
             // account's row is written only to show the lock (`relayward account list`).
-            if self.sign_in_failed(email, a.last_login_at, now).await {
+            if let Some(until) = self.sign_in_failed(email, a.last_login_at, now).await {
                 tracing::warn!(account = %a.email, client, "account locked after repeated failed sign-ins");
-                a.locked_until = Some(now + LOCKOUT_MINUTES * 60_000);
+                a.locked_until = Some(until);
                 self.store.update_account(&a).await.map_err(store_err)?;
             }
             return Err(LoginError::Invalid);

@@ -175,7 +175,7 @@ pub struct Control {
     /// passed on to the other nodes (`queue.rs`).
     pub cluster_node: Option<String>,
     /// Failed sign-ins counted on this node while the store is away (`sign_in_failures.rs`).
-    pub name_failures: passwords::NameFailures,
+    pub sign_in_failures: passwords::SignInFailures,
 }
 
 pub(crate) const DAY: i64 = 86_400_000;
@@ -220,7 +220,7 @@ impl Control {
             tenant_webhooks_max: config.http_tenant_webhooks_max,
             webhooks_to_private: config.webhooks.allow_private,
             cluster_node: config.clustered().then(|| config.node_name.clone()),
-            name_failures: passwords::NameFailures::default(),
+            sign_in_failures: passwords::SignInFailures::default(),
         }
     }
 

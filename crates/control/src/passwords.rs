@@ -375,13 +375,13 @@ const MAX_NAMES: usize = 100_000;
 /// The failures of console and API sign-ins on one node while the store is away
 /// (`sign_in_failures.rs`): a table with a bound, a new address past it taking the place of the
 /// one counted longest.
-pub struct NameFailures {
+pub struct SignInFailures {
     table: Mutex<Table<Box<str>>>,
 }
 
-impl Default for NameFailures {
-    fn default() -> NameFailures {
-        NameFailures {
+impl Default for SignInFailures {
+    fn default() -> SignInFailures {
+        SignInFailures {
             table: Table::new(MAX_NAMES, true),
         }
     }
@@ -392,7 +392,7 @@ pub(crate) fn seconds_left(until: i64, now: i64) -> i64 {
     (until - now) / 1000 + 1
 }
 
-impl NameFailures {
+impl SignInFailures {
     pub(crate) fn locked(&self, key: &str, now: i64) -> Option<i64> {
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         table
@@ -402,25 +402,32 @@ impl NameFailures {
             .map(|f| seconds_left(f.locked_until, now))
     }
 
-    /// Counts a failure; the `most`-th locks the address for `lockout_ms` (true then).
-    pub(crate) fn failed(&self, key: Box<str>, now: i64, most: usize, lockout_ms: i64) -> bool {
+    /// Counts a failure; the `most`-th locks the address for `lockout_ms`: then when the lock
+    /// ends.
+    pub(crate) fn failed(
+        &self,
+        key: Box<str>,
+        now: i64,
+        most: usize,
+        lockout_ms: i64,
+    ) -> Option<i64> {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let room = table.room_for(&key, now, |f| {
             f.expire(now, relayward_store::ATTEMPTS_KEPT_MS);
             !f.at.is_empty() || f.locked_until > now
         });
         if !room {
-            return false;
+            return None;
         }
         let f = table.entry(key);
         f.expire(now, relayward_store::ATTEMPTS_KEPT_MS);
         f.at.push_back(now);
         if f.at.len() < most {
-            return false;
+            return None;
         }
         f.locked_until = now + lockout_ms;
         f.at.clear();
-        true
+        Some(f.locked_until)
     }
 
     /// A successful sign-in: the address's count starts again.

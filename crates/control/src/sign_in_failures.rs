@@ -6,7 +6,7 @@
 //! tell them apart either), a count ages out after `ATTEMPTS_KEPT_MS` either way, and in a
 //! cluster attempts spread over the nodes lock at the same count. A real account's count also
 //! starts again at its last sign-in. With the store away, each node counts in memory
-//! (`passwords::NameFailures`).
+//! (`passwords::SignInFailures`).
 
 use relayward_store::ATTEMPTS_KEPT_MS;
 
@@ -14,7 +14,7 @@ use crate::Control;
 use crate::accounts::{LOCKOUT_MINUTES, MAX_FAILURES};
 use crate::passwords::{account_key, seconds_left};
 
-pub(crate) const LOCKOUT_MS: i64 = LOCKOUT_MINUTES * 60_000;
+const LOCKOUT_MS: i64 = LOCKOUT_MINUTES * 60_000;
 
 /// Store keys: the lock of an address (at most one row: a new lock drops those past the
 /// lockout, so the row there is the last lock), and its failures.
@@ -38,25 +38,25 @@ impl Control {
             Ok((_, oldest)) => oldest.map(|at| seconds_left(at + LOCKOUT_MS, now)),
             Err(e) => {
                 tracing::warn!(error = %e, "sign-in failures cannot be read from the store; counting on this node");
-                self.name_failures.locked(&key, now)
+                self.sign_in_failures.locked(&key, now)
             }
         }
     }
 
     /// Counts a failed sign-in for `email`; the fifth since the last lock (and since
-    /// `signed_in_at`, an account's last sign-in) locks it. True when this one locked.
+    /// `signed_in_at`, an account's last sign-in) locks it: then when the lock ends.
     pub(crate) async fn sign_in_failed(
         &self,
         email: &str,
         signed_in_at: Option<i64>,
         now: i64,
-    ) -> bool {
+    ) -> Option<i64> {
         let key = account_key(email);
         match self.failed_in_store(&key, signed_in_at, now).await {
-            Ok(locked) => locked,
+            Ok(locked) => locked.then_some(now + LOCKOUT_MS),
             Err(e) => {
                 tracing::warn!(error = %e, "sign-in failures cannot be counted in the store; counting on this node");
-                self.name_failures
+                self.sign_in_failures
                     .failed(key, now, MAX_FAILURES as usize, LOCKOUT_MS)
             }
         }
@@ -65,7 +65,7 @@ impl Control {
     /// A successful sign-in: the count this node keeps while the store is away starts again
     /// (the store's starts again at the account's `last_login_at`).
     pub(crate) fn signed_in(&self, email: &str) {
-        self.name_failures.forget(&account_key(email));
+        self.sign_in_failures.forget(&account_key(email));
     }
 
     async fn failed_in_store(
@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn an_address_without_an_account_locks_at_the_fifth_failure_for_the_lockout() {
-        let n = crate::passwords::NameFailures::default();
+        let n = crate::passwords::SignInFailures::default();
         let most = MAX_FAILURES as usize;
         for i in 0..4 {
             n.failed("nobody@x.example".into(), i, most, LOCKOUT_MS);
