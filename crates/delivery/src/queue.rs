@@ -548,8 +548,10 @@ impl Queue {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id.clone(), in_round);
             let inner2 = inner.clone();
+            // The round's state on the heap, as a connection's session is (`smtp::server`): the
+            // task spawned per message stays small, so spawning and ending it copies little.
             tokio::spawn(async move {
-                inner2.clone().deliver(env, fresh).await;
+                Box::pin(inner2.clone().deliver(env, fresh)).await;
                 let ended = inner2
                     .delivering
                     .lock()
@@ -559,7 +561,7 @@ impl Queue {
                 drop(body_share);
                 drop(permit);
                 if let Some(action) = ended.and_then(|r| r.after) {
-                    Queue { inner: inner2 }.act_after_round(&id, action).await;
+                    Box::pin(Queue { inner: inner2 }.act_after_round(&id, action)).await;
                 }
             });
         }
