@@ -548,10 +548,10 @@ impl Queue {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id.clone(), in_round);
             let inner2 = inner.clone();
-            // The round's state on the heap, as a connection's session is (`smtp::server`): the
-            // task spawned per message stays small, so spawning and ending it copies little.
-            tokio::spawn(async move {
-                Box::pin(inner2.clone().deliver(env, fresh)).await;
+            // The round's state on the heap, as a connection's is (`smtp::server`): spawning
+            // and ending the task copies a pointer, not the state.
+            tokio::spawn(Box::pin(async move {
+                inner2.clone().deliver(env, fresh).await;
                 let ended = inner2
                     .delivering
                     .lock()
@@ -561,9 +561,9 @@ impl Queue {
                 drop(body_share);
                 drop(permit);
                 if let Some(action) = ended.and_then(|r| r.after) {
-                    Box::pin(Queue { inner: inner2 }.act_after_round(&id, action)).await;
+                    Queue { inner: inner2 }.act_after_round(&id, action).await;
                 }
-            });
+            }));
         }
         janitor.abort();
         let all = inner.config.max_concurrent_messages.max(1) as u32;
