@@ -228,9 +228,16 @@ impl Conn {
         }
         let until = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
         let mut dropped = 0;
-        let mut scratch = [0u8; 8192];
+        // What is dropped goes through the read buffer, grown on the heap for it: a buffer on
+        // the stack here made every session's state 8 KB larger (a future is as large as its
+        // largest state), idle connections included.
+        self.start = 0;
+        self.end = 0;
+        if self.inbuf.len() < 8192 {
+            self.inbuf.resize(8192, 0);
+        }
         while dropped < 1024 * 1024 {
-            match tokio::time::timeout_at(until, self.stream.read(&mut scratch)).await {
+            match tokio::time::timeout_at(until, self.stream.read(&mut self.inbuf)).await {
                 Ok(Ok(n)) if n > 0 => dropped += n,
                 _ => return,
             }
