@@ -99,9 +99,9 @@ impl<P: Policy> Listener<P> {
                         stop: shutdown.subscribe(),
                         busy: admission.busy(),
                     };
-                    // The connection's state (about 10 KB) is put on the heap once: spawned
-                    // inline, tokio would move all of it several times as it spawns the task
-                    // and ends it (five copies and three more, callgrind).
+                    // The connection's state (KBs) is put on the heap once: spawned inline,
+                    // tokio would move all of it several times as it spawns the task and ends
+                    // it (five copies and three more, callgrind).
                     tokio::spawn(Box::pin(session.run()));
                     continue;
                 }
