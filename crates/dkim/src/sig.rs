@@ -94,8 +94,14 @@ pub(crate) fn signature_field(
     let mut names = Vec::new();
     let mut data = Vec::new();
     for wanted in SIGNED_HEADERS {
-        // Every instance, named once each: h= picks them bottom-up (RFC 6376 5.4.2).
-        for f in fields.iter().rev().filter(|f| f.is(wanted)) {
+        // Each instance named once, up to `MOST_INSTANCES_SIGNED`: h= picks them bottom-up
+        // (RFC 6376 5.4.2).
+        for f in fields
+            .iter()
+            .rev()
+            .filter(|f| f.is(wanted))
+            .take(MOST_INSTANCES_SIGNED)
+        {
             names.push(*wanted);
             data.extend_from_slice(&canon::header(Canon::Relaxed, f));
         }
@@ -105,13 +111,43 @@ pub(crate) fn signature_field(
         signer.key.algorithm().as_str(),
         signer.domain,
         signer.selector,
-        names.join(":"),
+        // The h= line starts with a tab (8 columns), then `t=<now>; h=`.
+        fold_names(&names, 8 + "t=; h=".len() + now.to_string().len()),
     );
     let mut own = canon::relaxed_header(name, head.as_bytes());
     own.truncate(own.len() - 2);
     data.extend_from_slice(&own);
     let sig = signer.key.sign(&data)?;
     Ok(format!("{head}{}\r\n", fold(&B64.encode(sig))))
+}
+
+/// At most this many instances of one header field are signed, the bottom-most. A message
+/// with hundreds of `To` fields (an application that writes one per recipient) would otherwise
+/// get a signature naming every one, which verifiers refuse to check (ours above
+/// `MAX_SIGNED_FIELDS` names). Every name of `SIGNED_HEADERS` this many times stays under it.
+const MOST_INSTANCES_SIGNED: usize = 4;
+const _: () = assert!(SIGNED_HEADERS.len() * MOST_INSTANCES_SIGNED <= MAX_SIGNED_FIELDS);
+
+/// The `h=` value: the names joined by colons, folded after a colon where a line would pass
+/// 78 columns (`column`: where the value starts on its first line). RFC 6376 3.5 allows
+/// folding white space around each colon; unfolded, a long list could pass RFC 5322's 998
+/// octets a line. A continuation line starts with a tab: 8 columns.
+fn fold_names(names: &[&str], column: usize) -> String {
+    let mut out = String::new();
+    let mut col = column;
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+            col += 1;
+            if col + name.len() > 78 {
+                out.push_str("\r\n\t");
+                col = 8;
+            }
+        }
+        out.push_str(name);
+        col += name.len();
+    }
+    out
 }
 
 /// Breaks a long base64 value into folded lines.

@@ -31,7 +31,16 @@ fn dkimpy_verifies_both_signatures_and_the_arc_seal() {
     if !dkimpy_available() {
         return;
     }
-    for (n, message) in [MESSAGE, PLAIN].into_iter().enumerate() {
+    // And a head with a To field per recipient and long repeated names: the signatures name
+    // the bottom-most four of each, in an h= folded over several lines.
+    let mut repeated = String::from("From: Ext Sender <ext@outside.example>\r\n");
+    for i in 0..40 {
+        repeated.push_str(&format!(
+            "To: user{i}@contoso.example\r\nContent-Description: part {i}\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+        ));
+    }
+    repeated.push_str("Subject: many\r\n\r\nHello.\r\n");
+    for (n, message) in [MESSAGE, PLAIN, &repeated].into_iter().enumerate() {
         check(message, n);
     }
 }
