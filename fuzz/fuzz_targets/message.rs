@@ -1,6 +1,6 @@
 //! What the relay reads in a message it has received, whatever bytes the DATA decoder let
-//! through: the scanner, the DKIM and ARC checks and the NDR's look at the original header never
-//! panic, and a message the relay signs verifies with the key that signed it.
+//! through: the scanner and the DKIM and ARC checks never panic, a report of its failure never
+//! holds a bare CR or LF, and the relay's signature and seal on it verify.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -8,7 +8,9 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use relayward_dkim::arc::ArcResult;
 use relayward_dkim::{Algorithm, BodyHash, KeyAnswer, Keys, Outcome, Signer, SigningKey};
+use relayward_dsn::{NdrInput, ReportKind, build_ndr};
 use relayward_smtp::DataDecoder;
+use relayward_spool::{Envelope, RcptState, Recipient};
 
 struct RunKeys {
     ed25519: SigningKey,
@@ -79,7 +81,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = relayward_dkim::arc::without_unsealed_results(&message);
     let end = relayward_dsn::find_headers_end(&message);
     assert!(end <= message.len());
-    let _ = relayward_dsn::original_header(&message[..end], "subject");
+    ndr(&message, data);
 
     // Signed as the relay signs it (the node's `sign_blocking`): the body hashed once, the
     // header section signed, the signature put on top; then it verifies. The relay signs only
@@ -137,3 +139,60 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 });
+
+/// The report of a failure for this message, with the remote server's words taken from the
+/// input's first line: never a bare CR or LF, however the original or the words are made.
+fn ndr(message: &[u8], data: &[u8]) {
+    let words = data.split(|&b| b == b'\n').next().unwrap_or_default();
+    let words = String::from_utf8_lossy(&words[..words.len().min(512)]);
+    let mut failed = Recipient::new("bob@remote.example");
+    failed.orcpt = Some(format!("rfc822;{words}"));
+    failed.state = RcptState::Failed {
+        reply: format!("550 5.1.1 {words}"),
+        remote: Some(words.to_string()),
+    };
+    let env = Envelope {
+        id: "0190F3A2B4C5D6E7F8A9".into(),
+        received_at: 1_700_000_000,
+        mail_from: "ana@contoso.example".into(),
+        ret: None,
+        env_id: Some(words.to_string()),
+        smtputf8: true,
+        body_8bit: true,
+        tenant: Some("contoso".into()),
+        origin: "connector:fuzz".into(),
+        client_ip: "192.0.2.1".into(),
+        helo: words.to_string(),
+        recipients: vec![failed],
+        attempts: 1,
+        next_attempt: 0,
+        is_report: false,
+        delay_notified: false,
+        high_risk: String::new(),
+        held: false,
+    };
+    let failed: Vec<&Recipient> = env.recipients.iter().collect();
+    for language in ["en", "es"] {
+        let report = build_ndr(&NdrInput {
+            reporting_mta: "relay.example",
+            env: &env,
+            to: &env.mail_from,
+            failed: &failed,
+            original: message,
+            date: "Mon, 13 Nov 2023 22:13:20 +0000".into(),
+            arrival_date: "Mon, 13 Nov 2023 22:13:20 +0000".into(),
+            message_id: "N1@relay.example".into(),
+            language,
+            expire_hours: 48,
+            kind: ReportKind::Failure,
+        });
+        for (i, &b) in report.iter().enumerate() {
+            let bare = match b {
+                b'\r' => report.get(i + 1) != Some(&b'\n'),
+                b'\n' => i == 0 || report[i - 1] != b'\r',
+                _ => false,
+            };
+            assert!(!bare, "a bare CR or LF at {i} of the report");
+        }
+    }
+}
