@@ -123,7 +123,7 @@ pub(crate) fn signature_field(
 
 /// At most this many instances of one header field are signed, the bottom-most. A message
 /// with hundreds of `To` fields (an application that writes one per recipient) would otherwise
-/// get a signature naming every one, which verifiers refuse to check (ours above
+/// get a signature naming every one, which a verifier may refuse to check (ours does above
 /// `MAX_SIGNED_FIELDS` names). Every name of `SIGNED_HEADERS` this many times stays under it.
 const MOST_INSTANCES_SIGNED: usize = 4;
 const _: () = assert!(SIGNED_HEADERS.len() * MOST_INSTANCES_SIGNED <= MAX_SIGNED_FIELDS);
