@@ -16,13 +16,17 @@ fn role(s: &str) -> Result<AccountRole, String> {
 pub enum OperatorCmd {
     /// Make an operator account and print its one-time setup link (there are no default
     /// passwords): whoever opens it sets the password and enrols an authenticator.
-    Create { email: String },
+    Create {
+        /// The operator's email address, which signs in.
+        email: String,
+    },
 }
 
 #[derive(clap::Subcommand)]
 pub enum AccountCmd {
     /// Make an account and print its one-time setup link.
     Create {
+        /// The account's email address, which signs in.
         email: String,
         /// operator, admin or reader.
         #[arg(long, value_parser = role)]
@@ -33,6 +37,7 @@ pub enum AccountCmd {
     },
     /// Accounts with role, tenant, last sign-in and lockout.
     List {
+        /// One tenant's accounts only.
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -66,11 +71,15 @@ pub enum TokenCmd {
     },
     /// List tokens (never their secrets): role, tenant, created, last used, revoked.
     List {
+        /// One tenant's tokens only.
         #[arg(long)]
         tenant: Option<String>,
     },
     /// Revoke a token by its id (the part after `rw_`, before the second `_`).
-    Revoke { id: String },
+    Revoke {
+        /// The token's id.
+        id: String,
+    },
 }
 
 pub async fn account(config: &Config, cmd: AccountCmd) -> Result<()> {

@@ -11,8 +11,11 @@ use super::{ActorArgs, open, operator};
 
 #[derive(clap::Subcommand)]
 pub enum TenantCmd {
+    /// Add a tenant (an organisation relaying through the service).
     Add {
+        /// The tenant's name, as the API, the console and the other commands name it.
         name: String,
+        /// The language of its NDRs and console: en or es.
         #[arg(long, default_value = "en")]
         language: String,
         /// Last day of the subscription, YYYY-MM-DD.
@@ -26,6 +29,7 @@ pub enum TenantCmd {
     List,
     /// Automatic forwarding of users' mail to outside addresses: on, off, or listed domains only.
     Forwarding {
+        /// The tenant.
         name: String,
         /// on, off or listed.
         #[arg(long)]
@@ -38,6 +42,7 @@ pub enum TenantCmd {
     },
     /// Set or clear the subscription end date (a renewal applies within a second).
     Subscription {
+        /// The tenant.
         name: String,
         /// Last day, YYYY-MM-DD; omit to make the subscription open-ended.
         #[arg(long)]
@@ -47,12 +52,18 @@ pub enum TenantCmd {
 
 #[derive(clap::Subcommand)]
 pub enum DomainCmd {
+    /// Add an accepted domain to a tenant: refused when it is another tenant's, or above or
+    /// below another tenant's verified domain. Until verified (the DNS proof, or --verified)
+    /// it counts as unregistered.
     Add {
+        /// The tenant.
         tenant: String,
+        /// The domain name.
         domain: String,
         /// authoritative or internal_relay.
         #[arg(long, default_value = "authoritative")]
         kind: String,
+        /// Its subdomains count as accepted too.
         #[arg(long)]
         match_subdomains: bool,
         /// The operator vouches for ownership without the DNS proof.
@@ -62,14 +73,18 @@ pub enum DomainCmd {
     /// Check the domain's ownership TXT record through the configured resolver and mark it
     /// verified when it is there (until then it counts as unregistered).
     Verify {
+        /// The tenant.
         tenant: String,
+        /// The domain name.
         domain: String,
         #[command(flatten)]
         who: ActorArgs,
     },
     /// Dismiss a domain seen in restricted traffic as not the tenant's (checklist item 1).
     Dismiss {
+        /// The tenant.
         tenant: String,
+        /// The domain name, as the restriction's checklist shows it.
         domain: String,
         #[command(flatten)]
         who: ActorArgs,
@@ -78,8 +93,13 @@ pub enum DomainCmd {
 
 #[derive(clap::Subcommand)]
 pub enum ConnectorCmd {
+    /// Add a connector: the source addresses (or the client certificate name) by which the
+    /// tenant's own servers are recognised. A range that touches another tenant's is refused
+    /// unless --allow-overlap.
     Add {
+        /// The tenant.
         tenant: String,
+        /// The connector's name within the tenant.
         name: String,
         /// Source address or CIDR range (repeatable).
         #[arg(long)]
@@ -87,6 +107,7 @@ pub enum ConnectorCmd {
         /// Name on the client certificate (wildcards allowed).
         #[arg(long)]
         cert_name: Option<String>,
+        /// Refuse mail from these servers unless they start TLS first.
         #[arg(long)]
         require_tls: bool,
         /// May relay for sender domains that are not accepted domains.
@@ -104,7 +125,9 @@ pub enum ConnectorCmd {
     },
     /// Mark a connector reviewed (checklist item 3).
     Review {
+        /// The tenant.
         tenant: String,
+        /// The connector's name.
         name: String,
         #[command(flatten)]
         who: ActorArgs,
@@ -113,14 +136,26 @@ pub enum ConnectorCmd {
 
 #[derive(clap::Subcommand)]
 pub enum UserCmd {
+    /// Add a user: a mailbox address in one of the tenant's verified domains, with an SMTP
+    /// AUTH password for submission if one is given.
     Add {
+        /// The tenant.
         tenant: String,
+        /// The user's address, in one of the tenant's verified domains.
         address: String,
-        /// SMTP AUTH password (stored as an Argon2id hash).
-        #[arg(long)]
+        /// SMTP AUTH password (stored as an Argon2id hash). On the command line it shows in
+        /// the process list and the shell's history: prefer --password-stdin.
+        #[arg(long, conflicts_with = "password_stdin")]
         password: Option<String>,
+        /// Read the SMTP AUTH password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Another address of the same user, in one of the tenant's verified domains
+        /// (repeatable).
         #[arg(long)]
         alias: Vec<String>,
+        /// Forward the user's mail to this address as well (subject to the tenant's
+        /// forwarding setting).
         #[arg(long)]
         forward_to: Option<String>,
         /// With --forward-to: forward only, without a copy to the tenant's own server.
@@ -131,9 +166,13 @@ pub enum UserCmd {
 
 #[derive(clap::Subcommand)]
 pub enum RouteCmd {
+    /// Route inbound mail for one of the tenant's domains to its own server.
     Add {
+        /// The tenant.
         tenant: String,
+        /// The accepted domain whose mail takes the route.
         domain: String,
+        /// The tenant's server: a host name or address, with :port (25 when left out).
         host: String,
     },
 }
@@ -338,10 +377,16 @@ pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
             tenant,
             address,
             password,
+            password_stdin,
             alias,
             forward_to,
             forward_only,
         } => {
+            let password = if password_stdin {
+                Some(password_from(std::io::stdin().lock())?)
+            } else {
+                password
+            };
             let u = NewUser {
                 address: address.clone(),
                 password,
@@ -354,6 +399,23 @@ pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The password on the first line of `input`, without its line ending; an empty one is refused
+/// (a script that piped nothing).
+fn password_from(mut input: impl std::io::BufRead) -> Result<String> {
+    let mut line = String::new();
+    input
+        .read_line(&mut line)
+        .map_err(|e| anyhow!("cannot read the password from standard input: {e}"))?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        return Err(anyhow!(
+            "no password on standard input (--password-stdin reads its first line)"
+        ));
+    }
+    Ok(password.to_string())
 }
 
 pub async fn route(config: &Config, cmd: RouteCmd) -> Result<()> {
@@ -370,4 +432,31 @@ pub async fn route(config: &Config, cmd: RouteCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::password_from;
+
+    #[test]
+    fn the_password_is_the_first_line_of_standard_input_without_its_ending() {
+        assert_eq!(
+            password_from(&b"s3cret pass\n"[..]).ok().as_deref(),
+            Some("s3cret pass")
+        );
+        assert_eq!(
+            password_from(&b"s3cret\r\nmore\n"[..]).ok().as_deref(),
+            Some("s3cret")
+        );
+        assert_eq!(
+            password_from(&b"no newline"[..]).ok().as_deref(),
+            Some("no newline")
+        );
+        // Spaces are the password's own: a passphrase may end with one.
+        assert_eq!(password_from(&b" x \n"[..]).ok().as_deref(), Some(" x "));
+        for nothing in [&b""[..], b"\n", b"\r\n"] {
+            let e = password_from(nothing).err().map(|e| e.to_string());
+            assert!(e.is_some_and(|e| e.contains("no password")), "{nothing:?}");
+        }
+    }
 }

@@ -9,10 +9,17 @@ use super::{ActorArgs, open};
 #[derive(clap::Subcommand)]
 pub enum DkimCmd {
     /// The DNS records to publish and each key's state.
-    Show { tenant: String, domain: String },
+    Show {
+        /// The tenant.
+        tenant: String,
+        /// The accepted domain.
+        domain: String,
+    },
     /// Start a rotation: new keys to publish (mail is still signed with the current ones).
     Rotate {
+        /// The tenant.
         tenant: String,
+        /// The accepted domain.
         domain: String,
         #[command(flatten)]
         who: ActorArgs,
@@ -20,8 +27,12 @@ pub enum DkimCmd {
     /// Sign with the new keys once their records are published (checked in DNS unless --force);
     /// the old keys keep their records for a week.
     Activate {
+        /// The tenant.
         tenant: String,
+        /// The accepted domain.
         domain: String,
+        /// Activate without finding the new records in DNS (verifiers that cannot find a
+        /// key fail the signature).
         #[arg(long)]
         force: bool,
         #[command(flatten)]
@@ -29,7 +40,9 @@ pub enum DkimCmd {
     },
     /// End the overlap: the old keys' records may be removed.
     Retire {
+        /// The tenant.
         tenant: String,
+        /// The accepted domain.
         domain: String,
         #[command(flatten)]
         who: ActorArgs,

@@ -18,7 +18,10 @@ pub enum NodeCmd {
     /// Forget a node that will not run again (its spool adopted by a running node, or retired
     /// empty): looks at the queue and `relayward_cluster_nodes_not_seen` stop naming it. A
     /// node still running is refused.
-    Forget { name: String },
+    Forget {
+        /// The node's name, as `relayward node list` shows it.
+        name: String,
+    },
 }
 
 pub async fn run(config: &Config, cmd: NodeCmd) -> Result<()> {

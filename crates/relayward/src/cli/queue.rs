@@ -24,6 +24,7 @@ pub enum QueueCmd {
     List {
         #[command(flatten)]
         filter: Filter,
+        /// At most this many messages.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
         /// One JSON object per message.
@@ -47,12 +48,17 @@ pub enum QueueCmd {
     },
     /// One message.
     Show {
+        /// The message's queue id (`relayward queue list` shows it).
         id: String,
+        /// The message as one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Try the message again now.
-    Retry { id: String },
+    Retry {
+        /// The message's queue id.
+        id: String,
+    },
     /// Keep the message queued without delivery attempts until released; or every message a
     /// selection picks.
     Hold(Target),
@@ -73,7 +79,10 @@ pub enum QueueCmd {
     /// Take every unfinished message of another node's spool directory (a cluster node that
     /// will not come back, its disk copied here) into this running node, which delivers them.
     /// The other spool must not be in use.
-    Adopt { dir: std::path::PathBuf },
+    Adopt {
+        /// The other node's spool directory.
+        dir: std::path::PathBuf,
+    },
 }
 
 /// Which waiting messages a listing, a shape or a flush takes; all when nothing is named.

@@ -13,10 +13,13 @@ use super::{ActorArgs, open};
 /// `restrictions`: open ones unless `--all`.
 #[derive(clap::Args)]
 pub struct RestrictionsArgs {
+    /// One tenant's only.
     #[arg(long)]
     tenant: Option<String>,
+    /// Released and expired ones too.
     #[arg(long)]
     all: bool,
+    /// One JSON object per restriction.
     #[arg(long)]
     json: bool,
 }
@@ -24,10 +27,13 @@ pub struct RestrictionsArgs {
 /// `alerts`, newest first.
 #[derive(clap::Args)]
 pub struct AlertsArgs {
+    /// One tenant's only.
     #[arg(long)]
     tenant: Option<String>,
+    /// At most this many.
     #[arg(long, default_value_t = 50)]
     limit: usize,
+    /// One JSON object per alert.
     #[arg(long)]
     json: bool,
 }
@@ -35,7 +41,9 @@ pub struct AlertsArgs {
 /// `counters`: every counter of a tenant beside its threshold.
 #[derive(clap::Args)]
 pub struct CountersArgs {
+    /// The tenant.
     tenant: String,
+    /// The counters as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -43,8 +51,10 @@ pub struct CountersArgs {
 /// `audit`: the audit log as JSON lines, newest first.
 #[derive(clap::Args)]
 pub struct AuditArgs {
+    /// One tenant's entries only.
     #[arg(long)]
     tenant: Option<String>,
+    /// At most this many entries.
     #[arg(long, default_value_t = 100)]
     limit: usize,
 }
@@ -53,36 +63,49 @@ pub struct AuditArgs {
 pub enum RestrictionCmd {
     /// Cause, history and (for tenants) the remediation checklist.
     Show {
+        /// The restriction's id (`relayward restrictions` lists them).
         id: String,
+        /// The restriction as one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Release a user or connector (admins: 3 times per 24 h), or anything as an operator.
     Release {
+        /// The restriction's id.
         id: String,
+        /// Kept with the release in the restriction's history and the audit log.
         #[arg(long, default_value = "")]
         note: String,
     },
     /// Request release of a tenant restriction (refused while the checklist has open items).
     RequestRelease {
+        /// The restriction's id.
         id: String,
+        /// For the operators who review the request.
         #[arg(long, default_value = "")]
         note: String,
     },
     /// Approve a release request (operators): the tenant goes on 24 h probation at half limits.
     Approve {
+        /// The restriction's id.
         id: String,
+        /// Kept in the restriction's history and the audit log.
         #[arg(long, default_value = "")]
         note: String,
     },
     /// Refuse a release request, with a reason the tenant's admins can act on.
     Refuse {
+        /// The restriction's id.
         id: String,
+        /// What the tenant's admins must do before asking again (they see it).
         #[arg(long)]
         reason: String,
     },
     /// Attest that the tenant's on-premises servers are locked down (checklist item 5).
-    Attest { id: String },
+    Attest {
+        /// The restriction's id.
+        id: String,
+    },
 }
 
 fn when(ms: i64) -> String {

@@ -9,12 +9,16 @@ use super::open;
 
 #[derive(clap::Args)]
 pub struct TraceArgs {
+    /// One message, by the relay's id for it (the queue id, also in its Received field).
     #[arg(long)]
     id: Option<String>,
+    /// Messages from this envelope sender (any case).
     #[arg(long)]
     sender: Option<String>,
+    /// Messages to this recipient.
     #[arg(long)]
     recipient: Option<String>,
+    /// One tenant's messages only.
     #[arg(long)]
     tenant: Option<String>,
     /// Delivered, Failed, Pending, Deferred, FilteredAsSpam (refused at end of data as spam or
@@ -24,6 +28,7 @@ pub struct TraceArgs {
     /// Only messages received in this last period (like 1h, 2d).
     #[arg(long)]
     since: Option<String>,
+    /// At most this many messages, newest first.
     #[arg(long, default_value_t = 50)]
     limit: usize,
     /// One JSON object per message.
