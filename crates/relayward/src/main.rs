@@ -155,38 +155,3 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Dkim { cmd } => dkim::dkim(config, cmd).await,
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    /// Every command and every argument of the command line, with the path to it, that
-    /// `--help` shows without a description.
-    fn undescribed(cmd: &clap::Command, path: &str, found: &mut Vec<String>) {
-        for arg in cmd.get_arguments() {
-            let id = arg.get_id().as_str();
-            if !matches!(id, "help" | "version") && arg.get_help().is_none() {
-                found.push(format!("{path} {id}"));
-            }
-        }
-        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-            let path = format!("{path} {}", sub.get_name());
-            if sub.get_about().is_none() {
-                found.push(path.clone());
-            }
-            undescribed(sub, &path, found);
-        }
-    }
-
-    #[test]
-    fn every_command_and_option_says_what_it_does_in_its_help() {
-        let cli = super::Cli::command();
-        cli.clone().debug_assert();
-        let mut found = Vec::new();
-        undescribed(&cli, "relayward", &mut found);
-        assert!(
-            found.is_empty(),
-            "without a description in --help: {found:#?}"
-        );
-    }
-}

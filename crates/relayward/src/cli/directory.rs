@@ -433,30 +433,3 @@ pub async fn route(config: &Config, cmd: RouteCmd) -> Result<()> {
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::password_from;
-
-    #[test]
-    fn the_password_is_the_first_line_of_standard_input_without_its_ending() {
-        assert_eq!(
-            password_from(&b"s3cret pass\n"[..]).ok().as_deref(),
-            Some("s3cret pass")
-        );
-        assert_eq!(
-            password_from(&b"s3cret\r\nmore\n"[..]).ok().as_deref(),
-            Some("s3cret")
-        );
-        assert_eq!(
-            password_from(&b"no newline"[..]).ok().as_deref(),
-            Some("no newline")
-        );
-        // Spaces are the password's own: a passphrase may end with one.
-        assert_eq!(password_from(&b" x \n"[..]).ok().as_deref(), Some(" x "));
-        for nothing in [&b""[..], b"\n", b"\r\n"] {
-            let e = password_from(nothing).err().map(|e| e.to_string());
-            assert!(e.is_some_and(|e| e.contains("no password")), "{nothing:?}");
-        }
-    }
-}

@@ -8,6 +8,7 @@ mod balancer;
 mod claims;
 mod cli;
 mod cluster;
+mod commands;
 mod console;
 mod crash;
 mod dane;

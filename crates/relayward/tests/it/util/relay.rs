@@ -272,6 +272,28 @@ impl Relay {
         outcome(&out)
     }
 
+    /// Runs a CLI command with `input` on its standard input: (succeeded, stdout and stderr).
+    pub fn cli_with_input(&self, args: &[&str], input: &[u8]) -> (bool, String) {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("RELAYWARD_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run relayward");
+        // Dropped once written: the command reads to the end of its input.
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write the input");
+        outcome(&child.wait_with_output().expect("relayward's output"))
+    }
+
     pub fn http_get(&self, path: &str) -> String {
         let mut s = TcpStream::connect(self.http).expect("http");
         s.set_read_timeout(Some(Duration::from_secs(10)))

@@ -1,0 +1,178 @@
+//! The command line as an operator meets it at 3 a.m.: `--help` describes every command and
+//! option, and a password need not be typed where the process list and the shell's history
+//! keep it.
+
+#![allow(clippy::unwrap_used)] // a test: a missing field should panic and say where
+
+use std::process::Command;
+
+use crate::util::*;
+
+/// The `--help` text of `relayward <path…>`.
+fn help(path: &[String]) -> String {
+    let out = Command::new(BIN)
+        .args(path)
+        .arg("--help")
+        .output()
+        .expect("run relayward --help");
+    assert!(out.status.success(), "relayward {path:?} --help failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One entry of a help text's `Commands:`, `Arguments:` or `Options:` section, and whether it
+/// has a description. clap starts an entry two spaces in (six for an option without a short
+/// form) and writes its description beside it, two spaces or more after it, or (when the text
+/// is wide) on the lines below it, ten spaces in. A default value alone (`[default: 50]`) is
+/// not a description.
+struct Entry {
+    section: String,
+    name: String,
+    described: bool,
+}
+
+fn entries(text: &str) -> Vec<Entry> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    let mut section = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            section = line.trim_end_matches(':').to_string();
+            continue;
+        }
+        if !matches!(section.as_str(), "Commands" | "Arguments" | "Options") {
+            continue;
+        }
+        let entry = line.trim_start();
+        if entry.is_empty() || indent(line) > 6 {
+            continue;
+        }
+        let (name, beside) = entry.split_once("  ").unwrap_or((entry, ""));
+        let below: Vec<&str> = lines[i + 1..]
+            .iter()
+            .take_while(|l| indent(l) > 6)
+            .map(|l| l.trim())
+            .collect();
+        let description = format!("{} {}", beside.trim(), below.join(" "));
+        let description = description.trim();
+        let described = !description.is_empty() && !description.starts_with("[default:");
+        found.push(Entry {
+            section: section.clone(),
+            name: name.trim().to_string(),
+            described,
+        });
+    }
+    found
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+#[test]
+fn every_command_and_option_says_what_it_does_in_its_help() {
+    let mut missing = Vec::new();
+    let mut commands = 0;
+    let mut walk = vec![Vec::<String>::new()];
+    while let Some(path) = walk.pop() {
+        commands += 1;
+        for e in entries(&help(&path)) {
+            if e.section == "Commands" {
+                if e.name == "help" {
+                    continue;
+                }
+                let mut next = path.clone();
+                next.push(e.name.clone());
+                walk.push(next);
+            }
+            if !e.described {
+                missing.push(format!("relayward {} {}", path.join(" "), e.name));
+            }
+        }
+    }
+    // The walk reached the whole tree: the top level and its groups' own commands.
+    assert!(commands > 50, "only {commands} commands walked");
+    assert!(
+        missing.is_empty(),
+        "without a description in --help: {missing:#?}"
+    );
+}
+
+#[test]
+fn the_help_reader_sees_a_missing_description_in_either_layout() {
+    let beside = "Usage: x\n\nArguments:\n  <ID>  \n\nOptions:\n      --json  \n      --limit <LIMIT>  [default: 50]\n      --all   Every one\n";
+    let found: Vec<(String, bool)> = entries(beside)
+        .into_iter()
+        .map(|e| (e.name, e.described))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("<ID>".to_string(), false),
+            ("--json".to_string(), false),
+            ("--limit <LIMIT>".to_string(), false),
+            ("--all".to_string(), true),
+        ]
+    );
+    let below = "Options:\n      --language <LANGUAGE>\n          [default: en]\n      --admin <ADMIN>\n          Admin address for alerts\n";
+    let found: Vec<bool> = entries(below).into_iter().map(|e| e.described).collect();
+    assert_eq!(found, [false, true]);
+}
+
+#[test]
+fn a_users_smtp_password_can_come_from_standard_input() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&format!("[delivery]\nsmart_host = \"{}\"\n", rx.addr));
+    relay.cli(&["tenant", "add", "contoso"]);
+    relay.cli(&["domain", "add", "contoso", "contoso.example", "--verified"]);
+    let password = "a printer's long secret";
+    let (ok, out) = relay.cli_with_input(
+        &[
+            "user",
+            "add",
+            "contoso",
+            "printer@contoso.example",
+            "--password-stdin",
+        ],
+        format!("{password}\n").as_bytes(),
+    );
+    assert!(ok, "{out}");
+    relay.wait_directory();
+    let (_, r) = submission_auth(&relay, "printer@contoso.example", password);
+    assert_eq!(r.code, 235, "{}", r.text());
+    // The line ending is not part of it.
+    let (_, r) = submission_auth(&relay, "printer@contoso.example", &format!("{password}\n"));
+    assert_eq!(r.code, 535, "{}", r.text());
+
+    // Nothing piped in: refused, and no user without a password is left behind.
+    let (ok, out) = relay.cli_with_input(
+        &[
+            "user",
+            "add",
+            "contoso",
+            "scanner@contoso.example",
+            "--password-stdin",
+        ],
+        b"",
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("no password on standard input"), "{out}");
+    let listed = relay.cli(&["tenant", "list"]);
+    assert!(listed.contains("printer@contoso.example"), "{listed}");
+    assert!(!listed.contains("scanner@contoso.example"), "{listed}");
+
+    // One way or the other, not both.
+    let (ok, out) = relay.cli_with_input(
+        &[
+            "user",
+            "add",
+            "contoso",
+            "scanner@contoso.example",
+            "--password",
+            "another long secret",
+            "--password-stdin",
+        ],
+        b"a third long secret\n",
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("cannot be used with"), "{out}");
+}
