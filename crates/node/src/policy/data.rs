@@ -533,9 +533,9 @@ fn attributed(conn: &ConnState) -> (Option<String>, String) {
                 format!("connector:{name} ({how})"),
             )
         }
-        Attribution::User { tenant, address } => {
-            (Some(tenant.to_string()), format!("user:{address}"))
-        }
+        Attribution::User {
+            tenant, address, ..
+        } => (Some(tenant.to_string()), format!("user:{address}")),
         Attribution::None => (conn.inbound_tenant.clone(), "inbound".to_string()),
     }
 }

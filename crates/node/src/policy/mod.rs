@@ -42,6 +42,10 @@ pub const NOT_YOUR_SENDER: &str = "5.7.60 Client does not have permissions to se
 pub const AUTH_LOCKED: &str =
     "4.7.0 Temporary authentication failure: too many failed attempts, try again later";
 pub const AUTH_BUSY: &str = "4.7.0 Temporary authentication failure, try again later";
+/// The answer at MAIL FROM to a session whose user's password changed (or whose user went)
+/// since it signed in; the session then closes.
+pub const SIGN_IN_AGAIN: &str =
+    "4.7.0 The credentials this session signed in with are no longer valid; sign in again";
 
 #[derive(Default)]
 pub struct PolicyStats {
@@ -114,6 +118,9 @@ pub enum Attribution {
     User {
         tenant: Arc<str>,
         address: Arc<str>,
+        /// The password hash the session signed in against. Once the user's password is set
+        /// anew or removed (a leaked one, say), the session ends at its next MAIL FROM.
+        credential: Arc<str>,
     },
 }
 
@@ -299,7 +306,9 @@ impl Policy for RelayPolicy {
         let (tenant, by) = match &conn.attribution {
             Attribution::None => ("", ""),
             Attribution::Connector { tenant, name, .. } => (&**tenant, &**name),
-            Attribution::User { tenant, address } => (&**tenant, &**address),
+            Attribution::User {
+                tenant, address, ..
+            } => (&**tenant, &**address),
         };
         tracing::info!(ip = %conn.ip, listener = peer.kind.as_str(), after, tenant, by, "improper command pipelining: the client sent more before the reply it had to wait for; disconnected");
     }
@@ -366,6 +375,7 @@ impl Policy for RelayPolicy {
         conn.attribution = Attribution::User {
             tenant: Arc::from(u.tenant),
             address: Arc::from(u.address),
+            credential: Arc::from(hash.unwrap_or_default()),
         };
         Ok(())
     }
@@ -383,8 +393,23 @@ impl Policy for RelayPolicy {
         conn.tx_external = 0;
         conn.rewrites.clear();
         let result = match (&conn.attribution, peer.kind) {
-            (Attribution::User { address, tenant }, _) => {
+            (
+                Attribution::User {
+                    address,
+                    tenant,
+                    credential,
+                },
+                _,
+            ) => {
                 let dir = self.dir();
+                // Signed in with a password that is no longer the user's (set anew, removed,
+                // or the user gone): whoever holds the old one sends no more on this session.
+                let current = dir.user(address).and_then(|u| u.password_hash);
+                if current != Some(&**credential) {
+                    tracing::info!(ip = %conn.ip, user = %address, "the user's password changed since this session signed in: closing it");
+                    self.stats.refused_mail.fetch_add(1, Ordering::Relaxed);
+                    return Err(refuse(421, SIGN_IN_AGAIN));
+                }
                 // The address must be the user's own and in its tenant's accepted domains: an
                 // alias in another tenant's domain never lets it send as that tenant.
                 let mine = !from.is_empty()
@@ -417,7 +442,9 @@ impl Policy for RelayPolicy {
         // Outbound mail asks the guard (restrictions, unregistered allowance, rate).
         let (tenant, connector, user) = match &conn.attribution {
             Attribution::Connector { tenant, name, .. } => (tenant, Some(name), None),
-            Attribution::User { tenant, address } => (tenant, None, Some(address)),
+            Attribution::User {
+                tenant, address, ..
+            } => (tenant, None, Some(address)),
             Attribution::None => {
                 conn.origin = None;
                 return Ok(());

@@ -3,7 +3,9 @@
 use anyhow::{Result, anyhow};
 use relayward_config::Config;
 use relayward_control::DomainVerification;
-use relayward_control::directory::{NewConnector, NewRoute, NewTenant, NewUser, TenantPatch};
+use relayward_control::directory::{
+    NewConnector, NewRoute, NewTenant, NewUser, TenantPatch, UserPatch,
+};
 use relayward_delivery::dns::HickoryResolver;
 use relayward_store::DomainKind;
 
@@ -161,6 +163,36 @@ pub enum UserCmd {
         /// With --forward-to: forward only, without a copy to the tenant's own server.
         #[arg(long, requires = "forward_to")]
         forward_only: bool,
+    },
+    /// Set a user's SMTP AUTH password anew (a device's that leaked, say), or remove it so that
+    /// the user can no longer sign in. Sessions signed in before keep going until they end.
+    #[command(group(
+        clap::ArgGroup::new("how")
+            .required(true)
+            .args(["password", "password_stdin", "remove"])
+    ))]
+    Password {
+        /// The tenant.
+        tenant: String,
+        /// The user's address.
+        address: String,
+        /// The new password. On the command line it shows in the process list and the shell's
+        /// history: prefer --password-stdin.
+        #[arg(long)]
+        password: Option<String>,
+        /// Read the new password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Remove the password: SMTP AUTH refuses the user from now on.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Remove a user: its address, aliases, password and forwarding.
+    Remove {
+        /// The tenant.
+        tenant: String,
+        /// The user's address.
+        address: String,
     },
 }
 
@@ -396,6 +428,40 @@ pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
             };
             svc.add_user(&tenant, u, &operator()).await?;
             outln!("user {address} added");
+        }
+        UserCmd::Password {
+            tenant,
+            address,
+            password,
+            password_stdin,
+            remove: _,
+        } => {
+            // One of the three, as the argument group asks: neither password means --remove.
+            let password = if password_stdin {
+                Some(password_from(std::io::stdin().lock())?)
+            } else {
+                password
+            };
+            let removed = password.is_none();
+            let patch = UserPatch {
+                password: Some(password),
+                ..UserPatch::default()
+            };
+            let u = svc
+                .update_user(&tenant, &address, patch, &operator())
+                .await?;
+            if removed {
+                outln!(
+                    "password of {} removed: SMTP AUTH refuses the user from now on",
+                    u.address
+                );
+            } else {
+                outln!("password of {} changed", u.address);
+            }
+        }
+        UserCmd::Remove { tenant, address } => {
+            svc.delete_user(&tenant, &address, &operator()).await?;
+            outln!("user {address} removed");
         }
     }
     Ok(())

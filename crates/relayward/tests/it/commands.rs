@@ -176,3 +176,97 @@ fn a_users_smtp_password_can_come_from_standard_input() {
     assert!(!ok, "{out}");
     assert!(out.contains("cannot be used with"), "{out}");
 }
+
+/// A device's password leaked: the operator sets it anew from the command line. The old one no
+/// longer signs in, and a session already signed in with it is closed at its next MAIL FROM,
+/// while a session of another user, and one of this user signed in after the change, go on.
+/// Removing the password, then the user, shuts the user out.
+#[test]
+fn a_password_set_anew_ends_the_sessions_signed_in_with_the_old_one() {
+    let rx = Receiver::start(false);
+    let relay = Relay::start(&format!("[delivery]\nsmart_host = \"{}\"\n", rx.addr));
+    relay.cli(&["tenant", "add", "contoso"]);
+    relay.cli(&["domain", "add", "contoso", "contoso.example", "--verified"]);
+    let leaked = "the printer's old secret";
+    for user in ["printer@contoso.example", "scanner@contoso.example"] {
+        let (ok, out) = relay.cli_with_input(
+            &["user", "add", "contoso", user, "--password-stdin"],
+            format!("{leaked}\n").as_bytes(),
+        );
+        assert!(ok, "{out}");
+    }
+    relay.wait_directory();
+    let (mut attacker, r) = submission_auth(&relay, "printer@contoso.example", leaked);
+    assert_eq!(r.code, 235, "{}", r.text());
+    let (mut other, r) = submission_auth(&relay, "scanner@contoso.example", leaked);
+    assert_eq!(r.code, 235, "{}", r.text());
+    let body = "Subject: x\r\nFrom: printer@contoso.example\r\n\r\nhello\r\n";
+    let r = attacker.transaction("printer@contoso.example", &["a@remote.example"], body);
+    assert_eq!(r.code, 250, "before the change: {}", r.text());
+
+    let fresh = "the printer's new secret";
+    let (ok, out) = relay.cli_with_input(
+        &[
+            "user",
+            "password",
+            "contoso",
+            "printer@contoso.example",
+            "--password-stdin",
+        ],
+        format!("{fresh}\n").as_bytes(),
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("password of printer@contoso.example changed"),
+        "{out}"
+    );
+    relay.wait_directory();
+
+    let r = attacker.cmd("MAIL FROM:<printer@contoso.example>");
+    assert_eq!(r.code, 421, "{}", r.text());
+    assert!(r.text().contains("sign in again"), "{}", r.text());
+    assert!(attacker.closed(), "the session is closed after its 421");
+    let (_, r) = submission_auth(&relay, "printer@contoso.example", leaked);
+    assert_eq!(r.code, 535, "the old password: {}", r.text());
+    let (mut device, r) = submission_auth(&relay, "printer@contoso.example", fresh);
+    assert_eq!(r.code, 235, "the new password: {}", r.text());
+    let r = device.transaction("printer@contoso.example", &["b@remote.example"], body);
+    assert_eq!(r.code, 250, "signed in after the change: {}", r.text());
+    // Another user's session was not touched.
+    let body = "Subject: y\r\nFrom: scanner@contoso.example\r\n\r\nhello\r\n";
+    let r = other.transaction("scanner@contoso.example", &["c@remote.example"], body);
+    assert_eq!(r.code, 250, "another user: {}", r.text());
+
+    // Removed: not even the new password signs in, and the device's session ends too.
+    let out = relay.cli(&[
+        "user",
+        "password",
+        "contoso",
+        "printer@contoso.example",
+        "--remove",
+    ]);
+    assert!(out.contains("removed"), "{out}");
+    relay.wait_directory();
+    let r = device.cmd("MAIL FROM:<printer@contoso.example>");
+    assert_eq!(r.code, 421, "{}", r.text());
+    let (_, r) = submission_auth(&relay, "printer@contoso.example", fresh);
+    assert_eq!(r.code, 535, "no password: {}", r.text());
+
+    // The user itself, removed: the other session, signed in as it, ends as well.
+    let out = relay.cli(&["user", "remove", "contoso", "scanner@contoso.example"]);
+    assert!(
+        out.contains("user scanner@contoso.example removed"),
+        "{out}"
+    );
+    relay.wait_directory();
+    let r = other.cmd("MAIL FROM:<scanner@contoso.example>");
+    assert_eq!(r.code, 421, "{}", r.text());
+    let listed = relay.cli(&["tenant", "list"]);
+    assert!(!listed.contains("scanner@contoso.example"), "{listed}");
+    // Each change is in the audit log, as the command line's.
+    let audit = relay.cli(&["audit", "--tenant", "contoso"]);
+    assert!(
+        audit.contains("user.update") && audit.contains("user.delete"),
+        "{audit}"
+    );
+}
