@@ -165,7 +165,8 @@ pub enum UserCmd {
         forward_only: bool,
     },
     /// Set a user's SMTP AUTH password anew (a device's that leaked, say), or remove it so that
-    /// the user can no longer sign in. Sessions signed in before keep going until they end.
+    /// the user can no longer sign in. Sessions signed in with the old one are closed at their
+    /// next MAIL FROM (421 4.7.0).
     #[command(group(
         clap::ArgGroup::new("how")
             .required(true)
@@ -187,7 +188,8 @@ pub enum UserCmd {
         #[arg(long)]
         remove: bool,
     },
-    /// Remove a user: its address, aliases, password and forwarding.
+    /// Remove a user: its address, aliases, password and forwarding. Its sessions signed in
+    /// now are closed at their next MAIL FROM.
     Remove {
         /// The tenant.
         tenant: String,
