@@ -118,22 +118,32 @@ fn the_help_reader_sees_a_missing_description_in_either_layout() {
     assert_eq!(found, [false, true]);
 }
 
-#[test]
-fn a_users_smtp_password_can_come_from_standard_input() {
-    let rx = Receiver::start(false);
+/// A relay with the tenant contoso and its verified domain, both added on the command line.
+fn contoso_by_cli(rx: &Receiver) -> Relay {
     let relay = Relay::start(&format!("[delivery]\nsmart_host = \"{}\"\n", rx.addr));
     relay.cli(&["tenant", "add", "contoso"]);
     relay.cli(&["domain", "add", "contoso", "contoso.example", "--verified"]);
+    relay
+}
+
+/// `relayward user <command> contoso <user> --password-stdin`, with `input` piped in.
+fn with_piped_password(relay: &Relay, command: &str, user: &str, input: &str) -> (bool, String) {
+    relay.cli_with_input(
+        &["user", command, "contoso", user, "--password-stdin"],
+        input.as_bytes(),
+    )
+}
+
+#[test]
+fn a_users_smtp_password_can_come_from_standard_input() {
+    let rx = Receiver::start(false);
+    let relay = contoso_by_cli(&rx);
     let password = "a printer's long secret";
-    let (ok, out) = relay.cli_with_input(
-        &[
-            "user",
-            "add",
-            "contoso",
-            "printer@contoso.example",
-            "--password-stdin",
-        ],
-        format!("{password}\n").as_bytes(),
+    let (ok, out) = with_piped_password(
+        &relay,
+        "add",
+        "printer@contoso.example",
+        &format!("{password}\n"),
     );
     assert!(ok, "{out}");
     relay.wait_directory();
@@ -144,16 +154,7 @@ fn a_users_smtp_password_can_come_from_standard_input() {
     assert_eq!(r.code, 535, "{}", r.text());
 
     // Nothing piped in: refused, and no user without a password is left behind.
-    let (ok, out) = relay.cli_with_input(
-        &[
-            "user",
-            "add",
-            "contoso",
-            "scanner@contoso.example",
-            "--password-stdin",
-        ],
-        b"",
-    );
+    let (ok, out) = with_piped_password(&relay, "add", "scanner@contoso.example", "");
     assert!(!ok, "{out}");
     assert!(out.contains("no password on standard input"), "{out}");
     let listed = relay.cli(&["tenant", "list"]);
@@ -184,15 +185,10 @@ fn a_users_smtp_password_can_come_from_standard_input() {
 #[test]
 fn a_password_set_anew_ends_the_sessions_signed_in_with_the_old_one() {
     let rx = Receiver::start(false);
-    let relay = Relay::start(&format!("[delivery]\nsmart_host = \"{}\"\n", rx.addr));
-    relay.cli(&["tenant", "add", "contoso"]);
-    relay.cli(&["domain", "add", "contoso", "contoso.example", "--verified"]);
+    let relay = contoso_by_cli(&rx);
     let leaked = "the printer's old secret";
     for user in ["printer@contoso.example", "scanner@contoso.example"] {
-        let (ok, out) = relay.cli_with_input(
-            &["user", "add", "contoso", user, "--password-stdin"],
-            format!("{leaked}\n").as_bytes(),
-        );
+        let (ok, out) = with_piped_password(&relay, "add", user, &format!("{leaked}\n"));
         assert!(ok, "{out}");
     }
     relay.wait_directory();
@@ -205,15 +201,11 @@ fn a_password_set_anew_ends_the_sessions_signed_in_with_the_old_one() {
     assert_eq!(r.code, 250, "before the change: {}", r.text());
 
     let fresh = "the printer's new secret";
-    let (ok, out) = relay.cli_with_input(
-        &[
-            "user",
-            "password",
-            "contoso",
-            "printer@contoso.example",
-            "--password-stdin",
-        ],
-        format!("{fresh}\n").as_bytes(),
+    let (ok, out) = with_piped_password(
+        &relay,
+        "password",
+        "printer@contoso.example",
+        &format!("{fresh}\n"),
     );
     assert!(ok, "{out}");
     assert!(
