@@ -29,7 +29,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {
         method: "patch",
         path: "/tenants/{tenant}/users/{user}",
-        summary: "Change a user's password (null removes SMTP AUTH), aliases or forwarding (forward_to null stops it).",
+        summary: "Change a user's password (null removes SMTP AUTH; sessions signed in with the old one are closed at their next MAIL FROM), aliases or forwarding (forward_to null stops it).",
         access: Access::TenantWrite,
         ok: 200,
         answer: Some(answer::<UserAnswer>),
@@ -39,7 +39,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {
         method: "delete",
         path: "/tenants/{tenant}/users/{user}",
-        summary: "Remove a user.",
+        summary: "Remove a user (its sessions signed in now are closed at their next MAIL FROM).",
         access: Access::TenantWrite,
         ok: 204,
         answer: None,
