@@ -30,7 +30,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {
         method: "delete",
         path: "/tenants/{tenant}/connectors/{connector}",
-        summary: "Remove a connector.",
+        summary: "Remove a connector (sessions it recognised are closed at their next MAIL FROM).",
         access: Access::TenantWrite,
         ok: 204,
         answer: None,

@@ -773,7 +773,7 @@ async fn reload_directory(
                         seen = v;
                         stats
                             .directory_version
-                            .store(v, std::sync::atomic::Ordering::Relaxed);
+                            .store(v, std::sync::atomic::Ordering::Release);
                         apply_limit_overrides(store.as_ref(), &guard, &config, &mut applied).await;
                         let took = started.elapsed();
                         tracing::info!(

@@ -46,6 +46,10 @@ pub const AUTH_BUSY: &str = "4.7.0 Temporary authentication failure, try again l
 /// since it signed in; the session then closes.
 pub const SIGN_IN_AGAIN: &str =
     "4.7.0 The credentials this session signed in with are no longer valid; sign in again";
+/// The answer at MAIL FROM to a session whose connector went, or no longer claims the client,
+/// since it connected; the session then closes.
+pub const CONNECT_AGAIN: &str =
+    "4.7.0 The connector this session was recognised by has changed; connect again";
 
 #[derive(Default)]
 pub struct PolicyStats {
@@ -130,6 +134,11 @@ pub struct ConnState {
     ip_text: Arc<str>,
     tls: bool,
     attribution: Attribution,
+    /// The directory's version when `attribution` was decided (`PolicyStats::directory_version`,
+    /// read before the directory itself): MAIL looks again only when it has moved on.
+    attributed_at: i64,
+    /// The client certificate's verified names, kept when they attributed the session.
+    cert_names: Vec<String>,
     /// Tenant of the inbound recipients accepted in the current transaction.
     inbound_tenant: Option<String>,
     /// Outbound transactions: who sends, for the guard; recipients so far by kind.
@@ -173,6 +182,67 @@ impl RelayPolicy {
             .read()
             .map(|d| d.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The directory's version now. The reload stores it after it puts the new directory in
+    /// place, so a version read before the directory is never newer than it.
+    fn dir_version(&self) -> i64 {
+        self.stats.directory_version.load(Ordering::Acquire)
+    }
+
+    /// Whether the session is still whom it was attributed to, once the directory has changed
+    /// since: a connector session's connector must still claim the client (and its settings are
+    /// taken as they are now), a user session's password must be the one it signed in with.
+    /// Otherwise 421, which closes the session, so that the client connects (and signs in)
+    /// again as the directory is now: a connector removed, or a leaked password set anew, stops
+    /// a session opened before. Costs an atomic read while the directory stays as it was.
+    fn still_attributed(&self, conn: &mut ConnState) -> Result<(), Reply> {
+        let now = self.dir_version();
+        if now == conn.attributed_at {
+            return Ok(());
+        }
+        let dir = self.dir();
+        match &mut conn.attribution {
+            Attribution::None => {}
+            Attribution::Connector {
+                tenant,
+                name,
+                relay_unregistered,
+                require_tls,
+                by_cert,
+            } => {
+                let current = if *by_cert {
+                    dir.connector_for_cert(&conn.cert_names)
+                } else {
+                    dir.connector_for_ip(conn.ip)
+                };
+                match current {
+                    Some(c) if c.tenant == &**tenant && c.name == &**name => {
+                        *relay_unregistered = c.relay_unregistered;
+                        *require_tls = c.require_tls;
+                    }
+                    _ => {
+                        tracing::info!(ip = %conn.ip, tenant = %tenant, connector = %name, "the connector this session was attributed to no longer claims it: closing it");
+                        return Err(refuse(421, CONNECT_AGAIN));
+                    }
+                }
+            }
+            Attribution::User {
+                address,
+                credential,
+                ..
+            } => {
+                // Set anew, removed, or the user gone: whoever holds the old password sends
+                // no more on this session.
+                let current = dir.user(address).and_then(|u| u.password_hash);
+                if current != Some(&**credential) {
+                    tracing::info!(ip = %conn.ip, user = %address, "the user's password changed since this session signed in: closing it");
+                    return Err(refuse(421, SIGN_IN_AGAIN));
+                }
+            }
+        }
+        conn.attributed_at = now;
+        Ok(())
     }
 }
 
@@ -267,6 +337,7 @@ impl Policy for RelayPolicy {
 
     fn connect(&self, ip: IpAddr, kind: ListenerKind) -> Result<ConnState, Reply> {
         self.stats.sessions.fetch_add(1, Ordering::Relaxed);
+        let attributed_at = self.dir_version();
         let attribution = match kind {
             ListenerKind::Relay => match self.dir().connector_for_ip(ip) {
                 Some(c) => Attribution::Connector {
@@ -282,6 +353,8 @@ impl Policy for RelayPolicy {
         };
         Ok(ConnState {
             ip,
+            attributed_at,
+            cert_names: Vec::new(),
             ip_text: Arc::from(ip.to_string()),
             tls: false,
             attribution,
@@ -315,6 +388,7 @@ impl Policy for RelayPolicy {
 
     fn tls_established(&self, conn: &mut ConnState, cert_names: &[String]) {
         conn.tls = true;
+        let at = self.dir_version();
         if matches!(conn.attribution, Attribution::None)
             && !cert_names.is_empty()
             && let Some(c) = self.dir().connector_for_cert(cert_names)
@@ -326,6 +400,8 @@ impl Policy for RelayPolicy {
                 require_tls: c.require_tls,
                 by_cert: true,
             };
+            conn.attributed_at = at;
+            conn.cert_names = cert_names.to_vec();
         }
     }
 
@@ -337,6 +413,7 @@ impl Policy for RelayPolicy {
     ) -> Result<(), Reply> {
         let denied = || refuse(535, "5.7.8 Authentication credentials invalid");
         let now = now_ms();
+        let at = self.dir_version();
         let dir = self.dir();
         let found = dir.user(user);
         // A user is counted by its primary address, whichever alias it signs in with.
@@ -377,6 +454,7 @@ impl Policy for RelayPolicy {
             address: Arc::from(u.address),
             credential: Arc::from(hash.unwrap_or_default()),
         };
+        conn.attributed_at = at;
         Ok(())
     }
 
@@ -392,24 +470,18 @@ impl Policy for RelayPolicy {
         conn.tx_internal = 0;
         conn.tx_external = 0;
         conn.rewrites.clear();
+        if let Err(r) = self.still_attributed(conn) {
+            self.stats.refused_mail.fetch_add(1, Ordering::Relaxed);
+            return Err(r);
+        }
         let result = match (&conn.attribution, peer.kind) {
             (
                 Attribution::User {
-                    address,
-                    tenant,
-                    credential,
+                    address, tenant, ..
                 },
                 _,
             ) => {
                 let dir = self.dir();
-                // Signed in with a password that is no longer the user's (set anew, removed,
-                // or the user gone): whoever holds the old one sends no more on this session.
-                let current = dir.user(address).and_then(|u| u.password_hash);
-                if current != Some(&**credential) {
-                    tracing::info!(ip = %conn.ip, user = %address, "the user's password changed since this session signed in: closing it");
-                    self.stats.refused_mail.fetch_add(1, Ordering::Relaxed);
-                    return Err(refuse(421, SIGN_IN_AGAIN));
-                }
                 // The address must be the user's own and in its tenant's accepted domains: an
                 // alias in another tenant's domain never lets it send as that tenant.
                 let mine = !from.is_empty()

@@ -125,6 +125,14 @@ pub enum ConnectorCmd {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Remove a connector (a server that should not relay any more, or was never the
+    /// tenant's): sessions it recognised are closed at their next MAIL FROM (421 4.7.0).
+    Remove {
+        /// The tenant.
+        tenant: String,
+        /// The connector's name.
+        name: String,
+    },
     /// Mark a connector reviewed (checklist item 3).
     Review {
         /// The tenant.
@@ -395,6 +403,10 @@ pub async fn connector(config: &Config, cmd: ConnectorCmd) -> Result<()> {
             };
             svc.add_connector(&tenant, c, &operator()).await?;
             outln!("connector {name} added");
+        }
+        ConnectorCmd::Remove { tenant, name } => {
+            svc.delete_connector(&tenant, &name, &operator()).await?;
+            outln!("connector {name} of {tenant} removed");
         }
         ConnectorCmd::Review { tenant, name, who } => {
             svc.review_connector(&tenant, &name, &who.actor()?).await?;

@@ -262,3 +262,54 @@ fn a_password_set_anew_ends_the_sessions_signed_in_with_the_old_one() {
         "{audit}"
     );
 }
+
+/// A connector removed on the command line (a server that should not relay any more): the
+/// sessions it recognised are closed at their next MAIL FROM, another tenant's connector's go
+/// on, and a new connection from the removed connector's address is nobody's.
+#[test]
+fn a_connector_removed_ends_the_sessions_it_recognised() {
+    let rx = Receiver::start(false);
+    let relay = contoso_by_cli(&rx);
+    relay.cli(&["connector", "add", "contoso", "office", "--ip", "127.0.0.2"]);
+    relay.cli(&["tenant", "add", "fabrikam"]);
+    relay.cli(&[
+        "domain",
+        "add",
+        "fabrikam",
+        "fabrikam.example",
+        "--verified",
+    ]);
+    relay.cli(&["connector", "add", "fabrikam", "plant", "--ip", "127.0.0.3"]);
+    relay.wait_directory();
+    let from = |ip: &str| {
+        let mut c = Client::connect(relay.relay, Some(ip.parse().unwrap()));
+        c.cmd("EHLO server");
+        c
+    };
+    let contoso = "Subject: x\r\nFrom: it@contoso.example\r\n\r\nhello\r\n";
+    let fabrikam = "Subject: y\r\nFrom: it@fabrikam.example\r\n\r\nhello\r\n";
+    let mut office = from("127.0.0.2");
+    let r = office.transaction("it@contoso.example", &["a@remote.example"], contoso);
+    assert_eq!(r.code, 250, "before: {}", r.text());
+    let mut plant = from("127.0.0.3");
+    let r = plant.transaction("it@fabrikam.example", &["b@remote.example"], fabrikam);
+    assert_eq!(r.code, 250, "before: {}", r.text());
+
+    let out = relay.cli(&["connector", "remove", "contoso", "office"]);
+    assert!(out.contains("connector office of contoso removed"), "{out}");
+    relay.wait_directory();
+
+    let r = office.cmd("MAIL FROM:<it@contoso.example>");
+    assert_eq!(r.code, 421, "{}", r.text());
+    assert!(r.text().contains("connect again"), "{}", r.text());
+    assert!(office.closed(), "the session is closed after its 421");
+    let r = plant.transaction("it@fabrikam.example", &["c@remote.example"], fabrikam);
+    assert_eq!(r.code, 250, "another tenant's connector: {}", r.text());
+    // Connecting again from the office's address: no connector, so no relaying.
+    let mut again = from("127.0.0.2");
+    let r = again.transaction("it@contoso.example", &["d@remote.example"], contoso);
+    assert_eq!(r.code, 550, "{}", r.text());
+    assert!(r.text().contains("5.7.64"), "{}", r.text());
+    let audit = relay.cli(&["audit", "--tenant", "contoso"]);
+    assert!(audit.contains("connector.delete"), "{audit}");
+}

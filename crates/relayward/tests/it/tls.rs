@@ -217,6 +217,12 @@ connectors = [ {{ name = "edge", cert_name = "*.fabrikam.example" }} ]
     let mut f = taken.expect("the CA added to the bundle was not trusted");
     sends(&mut f, "b@fabrikam.example");
     rx.wait(2, Duration::from_secs(20));
+    // A change to the directory elsewhere: the session, matched by its certificate, is looked
+    // at again at its next MAIL, still fabrikam's, and goes on.
+    relay.cli(&["tenant", "add", "litware"]);
+    relay.wait_directory();
+    sends(&mut f, "b@fabrikam.example");
+    rx.wait(3, Duration::from_secs(20));
 
     // A bundle cut short, then SIGHUP: said in the metrics, and both CAs are still trusted.
     replace(&bundle, "-----BEGIN CERTIFICATE-----\nMIIB\n");
@@ -231,7 +237,7 @@ connectors = [ {{ name = "edge", cert_name = "*.fabrikam.example" }} ]
     let mut c = starttls_with_certificate(relay.relay, contoso.0.clone(), contoso.1.clone_key())
         .expect("the bundle before is still trusted");
     sends(&mut c, "a@contoso.example");
-    rx.wait(3, Duration::from_secs(20));
+    rx.wait(4, Duration::from_secs(20));
 
     // The first CA retired: its certificates are refused from then on.
     replace(&bundle, &second.pem);
