@@ -198,7 +198,8 @@ impl RelayPolicy {
     /// a session opened before. Costs an atomic read while the directory stays as it was.
     fn still_attributed(&self, conn: &mut ConnState) -> Result<(), Reply> {
         let now = self.dir_version();
-        if now == conn.attributed_at {
+        if now == conn.attributed_at || matches!(conn.attribution, Attribution::None) {
+            conn.attributed_at = now;
             return Ok(());
         }
         let dir = self.dir();

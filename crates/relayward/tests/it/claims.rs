@@ -27,14 +27,7 @@ users = [ {{ address = "director@contoso.example" }} ]
 "#,
         rx.addr
     ));
-    relay.cli(&["tenant", "add", "fabrikam"]);
-    relay.cli(&[
-        "domain",
-        "add",
-        "fabrikam",
-        "fabrikam.example",
-        "--verified",
-    ]);
+    relay.tenant_by_cli("fabrikam", "fabrikam.example");
     relay.cli(&[
         "user",
         "add",

@@ -22,14 +22,7 @@ fn the_command_line_refuses_what_the_api_refuses_and_audits_as_itself() {
     let rx = Receiver::start(false);
     let relay = contoso_relay(&rx, "1s");
     let ops = relay.token(&["--name", "ops", "--role", "operator"]);
-    relay.cli(&["tenant", "add", "fabrikam"]);
-    relay.cli(&[
-        "domain",
-        "add",
-        "fabrikam",
-        "fabrikam.example",
-        "--verified",
-    ]);
+    relay.tenant_by_cli("fabrikam", "fabrikam.example");
 
     // The same change through both doors: the API's error text is in the command line's.
     let same = |args: &[&str], method: &str, path: &str, body: &str, status: u16| {

@@ -121,8 +121,7 @@ fn the_help_reader_sees_a_missing_description_in_either_layout() {
 /// A relay with the tenant contoso and its verified domain, both added on the command line.
 fn contoso_by_cli(rx: &Receiver) -> Relay {
     let relay = Relay::start(&format!("[delivery]\nsmart_host = \"{}\"\n", rx.addr));
-    relay.cli(&["tenant", "add", "contoso"]);
-    relay.cli(&["domain", "add", "contoso", "contoso.example", "--verified"]);
+    relay.tenant_by_cli("contoso", "contoso.example");
     relay
 }
 
@@ -271,14 +270,7 @@ fn a_connector_removed_ends_the_sessions_it_recognised() {
     let rx = Receiver::start(false);
     let relay = contoso_by_cli(&rx);
     relay.cli(&["connector", "add", "contoso", "office", "--ip", "127.0.0.2"]);
-    relay.cli(&["tenant", "add", "fabrikam"]);
-    relay.cli(&[
-        "domain",
-        "add",
-        "fabrikam",
-        "fabrikam.example",
-        "--verified",
-    ]);
+    relay.tenant_by_cli("fabrikam", "fabrikam.example");
     relay.cli(&["connector", "add", "fabrikam", "plant", "--ip", "127.0.0.3"]);
     relay.wait_directory();
     let from = |ip: &str| {

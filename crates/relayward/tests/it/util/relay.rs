@@ -272,6 +272,12 @@ impl Relay {
         outcome(&out)
     }
 
+    /// `relayward tenant add NAME`, then its domain DOMAIN, vouched for by the operator.
+    pub fn tenant_by_cli(&self, name: &str, domain: &str) {
+        self.cli(&["tenant", "add", name]);
+        self.cli(&["domain", "add", name, domain, "--verified"]);
+    }
+
     /// Runs a CLI command with `input` on its standard input: (succeeded, stdout and stderr).
     pub fn cli_with_input(&self, args: &[&str], input: &[u8]) -> (bool, String) {
         let mut child = Command::new(BIN)
