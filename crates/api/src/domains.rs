@@ -3,6 +3,7 @@
 use crate::answers::*;
 use crate::auth::TenantAccess;
 use crate::common::*;
+use relayward_control::domain_checks::DomainChecks;
 
 pub(crate) const OPERATIONS: &[Operation] = &[
     Operation {
@@ -33,6 +34,16 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         ok: 200,
         answer: Some(answer::<Verification>),
         route: || post(verify_domain),
+        doc: None,
+    },
+    Operation {
+        method: "get",
+        path: "/tenants/{tenant}/domains/{domain}/checks",
+        summary: "Look at the domain's DNS as receivers of the relay's mail will: each DKIM key's record, whether the SPF record lets the relay's sending addresses send for the domain, and its DMARC record, each with what to change. Changes nothing.",
+        access: Access::TenantRead,
+        ok: 200,
+        answer: Some(answer::<DomainChecks>),
+        route: || get(check_domain),
         doc: None,
     },
     Operation {
@@ -169,6 +180,19 @@ async fn verify_domain(
             answer(false, None, Some(expected), Some(found))
         }
     }))
+}
+
+async fn check_domain(
+    a: TenantAccess,
+    State(s): State<ApiState>,
+    Path((_, domain)): Path<(String, String)>,
+) -> ApiResult<Json<DomainChecks>> {
+    let report = s
+        .control
+        .check_domain(&a.tenant, &domain, s.resolver.as_ref())
+        .await
+        .map_err(ApiError::refused)?;
+    Ok(Json(report))
 }
 
 /// The domain's keys, named as the domain is kept (a path may write it in Unicode).

@@ -87,7 +87,11 @@ impl Control {
         Ok(self.store.dkim_keys(Some(domain)).await?)
     }
 
-    async fn own_domain(&self, tenant: &str, domain: &str) -> Result<relayward_store::Domain> {
+    pub(crate) async fn own_domain(
+        &self,
+        tenant: &str,
+        domain: &str,
+    ) -> Result<relayward_store::Domain> {
         match self.store.domain(domain).await {
             Ok(d) if d.tenant == tenant => Ok(d),
             _ => Err(NotFound(format!("tenant {tenant} has no domain {domain}"))),

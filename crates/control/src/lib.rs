@@ -17,6 +17,7 @@ macro_rules! invalid {
 pub mod accounts;
 pub mod directory;
 pub mod dkim_keys;
+pub mod domain_checks;
 mod domains;
 mod error;
 pub mod passwords;
@@ -27,6 +28,7 @@ pub mod restrictions;
 pub mod saved_counters;
 mod secrets;
 mod sign_in_failures;
+pub mod spf;
 mod tokens;
 pub mod webhooks;
 pub mod whatif;
@@ -176,6 +178,9 @@ pub struct Control {
     pub cluster_node: Option<String>,
     /// Failed sign-ins counted on this node while the store is away (`sign_in_failures.rs`).
     pub sign_in_failures: passwords::SignInFailures,
+    /// The relay's sending addresses (`[delivery] normal_pool`, `high_risk_pool`), for the
+    /// domain check's SPF verdicts.
+    pub sending_addresses: Vec<domain_checks::SendingAddress>,
 }
 
 pub(crate) const DAY: i64 = 86_400_000;
@@ -221,6 +226,7 @@ impl Control {
             webhooks_to_private: config.webhooks.allow_private,
             cluster_node: config.clustered().then(|| config.node_name.clone()),
             sign_in_failures: passwords::SignInFailures::default(),
+            sending_addresses: domain_checks::sending_addresses(config),
         }
     }
 

@@ -6,6 +6,7 @@ use relayward_control::DomainVerification;
 use relayward_control::directory::{
     NewConnector, NewRoute, NewTenant, NewUser, TenantPatch, UserPatch,
 };
+use relayward_control::domain_checks::DomainChecks;
 use relayward_delivery::dns::HickoryResolver;
 use relayward_store::DomainKind;
 
@@ -81,6 +82,18 @@ pub enum DomainCmd {
         domain: String,
         #[command(flatten)]
         who: ActorArgs,
+    },
+    /// Look at the domain's DNS as receivers of the relay's mail will: each DKIM key's record,
+    /// whether the SPF record lets the relay's sending addresses send for it, and its DMARC
+    /// record; with what to change. Changes nothing. Exits 1 when something is to be done.
+    Check {
+        /// The tenant.
+        tenant: String,
+        /// The domain name.
+        domain: String,
+        /// The whole report as JSON (the API's answer).
+        #[arg(long)]
+        json: bool,
     },
     /// Dismiss a domain seen in restricted traffic as not the tenant's (checklist item 1).
     Dismiss {
@@ -365,6 +378,25 @@ pub async fn domain(config: &Config, cmd: DomainCmd) -> Result<()> {
                 }
             }
         }
+        DomainCmd::Check {
+            tenant,
+            domain,
+            json,
+        } => {
+            let resolver = HickoryResolver::new(config.dns_resolver).map_err(|e| anyhow!(e))?;
+            let report = svc.check_domain(&tenant, &domain, &resolver).await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_domain_checks(&report);
+            }
+            if !domain_checks_fine(&report) {
+                return Err(anyhow!(
+                    "{}: its DNS needs the changes above",
+                    report.domain
+                ));
+            }
+        }
         DomainCmd::Dismiss {
             tenant,
             domain,
@@ -375,6 +407,53 @@ pub async fn domain(config: &Config, cmd: DomainCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Nothing to be done: every record published, SPF lets every sending address send (or there
+/// are none to judge), and a DMARC record that receivers act on or report by.
+fn domain_checks_fine(r: &DomainChecks) -> bool {
+    r.dkim.iter().all(|k| k.status == "published")
+        && ["ok", "addresses_unknown"].contains(&r.spf.status.as_str())
+        && ["ok", "monitoring"].contains(&r.dmarc.status.as_str())
+}
+
+fn print_domain_checks(r: &DomainChecks) {
+    let verified = if r.verified {
+        "verified"
+    } else {
+        "not verified"
+    };
+    outln!("{} ({verified})", r.domain);
+    if r.dkim.is_empty() {
+        outln!("  DKIM   no keys yet: they are made when the domain is verified");
+    }
+    for k in &r.dkim {
+        outln!("  DKIM   {} ({}): {}", k.name, k.state, k.status);
+        if let Some(advice) = &k.advice {
+            outln!("         {advice}");
+            outln!("         {}. IN TXT \"{}\"", k.name, k.expected);
+        }
+    }
+    let record = r.spf.record.as_deref().unwrap_or("no record");
+    outln!("  SPF    {record}: {}", r.spf.status);
+    for a in &r.spf.addresses {
+        let why = a
+            .reason
+            .as_deref()
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
+        outln!("         {} ({} pool): {}{why}", a.ip, a.pool, a.result);
+    }
+    outln!("         {}", r.spf.advice);
+    let record = r.dmarc.record.as_deref().unwrap_or("no record");
+    let at = r
+        .dmarc
+        .name
+        .as_deref()
+        .map(|n| format!(" at {n}"))
+        .unwrap_or_default();
+    outln!("  DMARC  {record}{at}: {}", r.dmarc.status);
+    outln!("         {}", r.dmarc.advice);
 }
 
 pub async fn connector(config: &Config, cmd: ConnectorCmd) -> Result<()> {

@@ -13,6 +13,7 @@ mod console;
 mod crash;
 mod dane;
 mod delivery;
+mod domain_checks;
 mod dsn;
 mod faults;
 mod forward;

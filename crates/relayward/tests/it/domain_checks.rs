@@ -1,0 +1,132 @@
+//! A tenant's domain checked as receivers read its DNS: DKIM records, SPF against the relay's
+//! sending addresses, DMARC; through the API (a tenant's reader may ask, another tenant may not)
+//! and the command line (which exits 1 while something is to be done).
+
+use crate::util::{Answer, Dns, Relay};
+
+fn txt(records: &[&str]) -> Answer {
+    Answer::Txt(records.iter().map(|r| r.to_string()).collect())
+}
+
+#[test]
+fn a_domain_check_says_what_receivers_will_find_and_what_to_change() {
+    let dns = Dns::start(vec![]);
+    // The relay sends from 127.0.0.2 (clean mail) and 127.0.0.3 (bulk, spam): the tenant's
+    // SPF record lists the first only.
+    dns.set(
+        "contoso.example",
+        "TXT",
+        txt(&["some-other-proof=1", "v=spf1 ip4:127.0.0.2 -all"]),
+    );
+    let relay = Relay::start(&format!(
+        "[delivery]\ndns_resolver = \"{}\"\nnormal_pool = [\"127.0.0.2\"]\nhigh_risk_pool = [\"127.0.0.3\"]\n",
+        dns.addr
+    ));
+    relay.tenant_by_cli("contoso", "contoso.example");
+    relay.cli(&["tenant", "add", "fabrikam"]);
+    let reader = relay.token(&["--name", "r", "--role", "reader", "--tenant", "contoso"]);
+    let other = relay.token(&["--name", "f", "--role", "admin", "--tenant", "fabrikam"]);
+    let path = "/api/v1/tenants/contoso/domains/contoso.example/checks";
+
+    let (status, report) = relay.api("GET", path, Some(&reader), None);
+    assert_eq!(status, 200, "{report}");
+    // Both keys the relay signs with, neither published yet: its signatures cannot be checked.
+    let dkim = report["dkim"].as_array().expect("dkim");
+    assert_eq!(dkim.len(), 2, "{report}");
+    for k in dkim {
+        assert_eq!(k["state"], "active", "{report}");
+        assert_eq!(k["status"], "missing", "{report}");
+        assert!(
+            k["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("._domainkey.contoso.example")),
+            "{report}"
+        );
+        assert!(
+            k["advice"]
+                .as_str()
+                .is_some_and(|a| a.contains("publish the record")),
+            "{report}"
+        );
+    }
+    // SPF: the normal pool passes, the high-risk pool fails, and the advice names it.
+    assert_eq!(report["spf"]["record"], "v=spf1 ip4:127.0.0.2 -all");
+    assert_eq!(report["spf"]["status"], "not_authorised", "{report}");
+    let results: Vec<String> = report["spf"]["addresses"]
+        .as_array()
+        .expect("addresses")
+        .iter()
+        .map(|a| format!("{} {} {}", a["ip"], a["pool"], a["result"]))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            r#""127.0.0.2" "normal" "pass""#,
+            r#""127.0.0.3" "high_risk" "fail""#
+        ]
+    );
+    assert!(
+        report["spf"]["advice"]
+            .as_str()
+            .is_some_and(|a| a.contains("127.0.0.3") && !a.contains("127.0.0.2")),
+        "{report}"
+    );
+    assert_eq!(report["dmarc"]["status"], "missing", "{report}");
+    assert!(
+        report["dmarc"]["advice"]
+            .as_str()
+            .is_some_and(|a| a.contains("_dmarc.contoso.example")),
+        "{report}"
+    );
+
+    // Another tenant cannot look at (or learn of) contoso's domain.
+    let (status, answer) = relay.api("GET", path, Some(&other), None);
+    assert_eq!(status, 404, "{answer}");
+
+    // The command line says the same, and exits 1 while something is to be done.
+    let (ok, text) = relay.cli_status(&["domain", "check", "contoso", "contoso.example"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("127.0.0.3 (high_risk pool): fail")
+            && text.contains("DMARC  no record: missing")
+            && text.contains("its DNS needs the changes above"),
+        "{text}"
+    );
+
+    // The tenant publishes the keys' records (as the check printed them), lets the relay's
+    // addresses send through an include, and asks receivers to reject what fails.
+    for k in dkim {
+        let name = k["name"].as_str().expect("name");
+        let record = k["expected"].as_str().expect("record");
+        dns.set(name, "TXT", txt(&[record]));
+    }
+    dns.set(
+        "contoso.example",
+        "TXT",
+        txt(&["v=spf1 ip4:127.0.0.2 include:_spf.relay.test -all"]),
+    );
+    dns.set(
+        "_spf.relay.test",
+        "TXT",
+        txt(&["v=spf1 ip4:127.0.0.3 -all"]),
+    );
+    dns.set(
+        "_dmarc.contoso.example",
+        "TXT",
+        txt(&["v=DMARC1; p=reject; rua=mailto:d@contoso.example"]),
+    );
+    // (The command line asks afresh; the running relay's resolver keeps answers for their TTL.)
+    let text = relay.cli(&["domain", "check", "contoso", "contoso.example"]);
+    assert_eq!(text.matches("(active): published").count(), 2, "{text}");
+    assert!(
+        text.contains("127.0.0.2 (normal pool): pass")
+            && text.contains("127.0.0.3 (high_risk pool): pass")
+            && text.contains("every address the relay sends from passes")
+            && text.contains("at _dmarc.contoso.example: ok"),
+        "{text}"
+    );
+    let json = relay.cli(&["domain", "check", "contoso", "contoso.example", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&json).expect("the report as JSON");
+    assert_eq!(report["dmarc"]["policy"], "reject", "{report}");
+    assert_eq!(report["spf"]["status"], "ok", "{report}");
+}
