@@ -33,6 +33,7 @@ macro_rules! opened {
 mod access;
 mod account;
 mod chart;
+mod domain_check;
 mod limits;
 mod page;
 mod queue;
@@ -83,6 +84,7 @@ pub fn router(state: ConsoleState) -> Router {
             "/t/:tenant/domains/:domain/dkim/:action",
             post(tenant::dkim_act),
         )
+        .route("/t/:tenant/domains/:domain/checks", get(domain_check::page))
         .route("/t/:tenant/connectors", get(tenant::connectors))
         .route(
             "/t/:tenant/connectors/:connector/:action",

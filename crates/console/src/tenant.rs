@@ -300,12 +300,15 @@ async fn domains_page(
                     th scope="row" { (d.name) }
                     td { @if d.verified { (w.t("verified")) } @else { (w.t("not_verified")) } }
                     td { @if !d.verified { code { (d.name) " TXT \"relayward-verification=" (d.verification_token) "\"" } } }
-                    td { @if !d.verified && v.can_change() {
-                        form method="post" action=(format!("/t/{}/domains/{}/verify", t.name, d.name)) {
-                            (csrf(v))
-                            button type="submit" aria-label=(w.f("verify_now_of", &[("domain", &d.name)])) { (w.t("verify_now")) }
+                    td {
+                        @if !d.verified && v.can_change() {
+                            form method="post" action=(format!("/t/{}/domains/{}/verify", t.name, d.name)) {
+                                (csrf(v))
+                                button type="submit" aria-label=(w.f("verify_now_of", &[("domain", &d.name)])) { (w.t("verify_now")) }
+                            }
                         }
-                    } }
+                        a href=(format!("/t/{}/domains/{}/checks", t.name, d.name)) aria-label=(w.f("check_dns_of", &[("domain", &d.name)])) { (w.t("check_dns")) }
+                    }
                 }
             } }
         } }

@@ -151,6 +151,7 @@ mod tests {
             include_str!("queue.rs"),
             include_str!("user.rs"),
             include_str!("restriction.rs"),
+            include_str!("domain_check.rs"),
         ];
         let mut missing = Vec::new();
         for src in sources {

@@ -304,6 +304,24 @@ fn walk(lang: &str) {
     let page = b.text();
     has(&page, "._domainkey.contoso.example", "DKIM records");
     has(&page, "v=DKIM1", "DKIM records");
+    // The DNS check of the domain just verified: its keys' records are not published yet, and
+    // it has neither an SPF nor a DMARC record; each says what to do.
+    b.click("a[href$='/domains/fabrikam.example/checks']");
+    let page = b.text();
+    let of_fabrikam = |key: &str| word(&w, key).replace("{domain}", "fabrikam.example");
+    has(&page, &of_fabrikam("check_title"), "DNS check");
+    assert_eq!(
+        page.matches(word(&w, "check_dkim_todo_active")).count(),
+        2,
+        "both keys' records are to be published: {page}"
+    );
+    has(&page, &of_fabrikam("check_spf_missing"), "no SPF record");
+    has(
+        &page,
+        &of_fabrikam("check_dmarc_missing"),
+        "no DMARC record",
+    );
+    b.axe("DNS check");
 
     // Connectors: the one that carried the restricted traffic is flagged; mark it reviewed.
     b.go(&format!("{base}/t/contoso/connectors"));
@@ -573,6 +591,7 @@ fn another_tenants_admin_and_a_reader_cannot_see_or_change_a_tenants_objects() {
     for path in [
         "/t/contoso",
         "/t/contoso/domains",
+        "/t/contoso/domains/contoso.example/checks",
         "/t/contoso/connectors",
         "/t/contoso/users",
         "/t/nosuch",
