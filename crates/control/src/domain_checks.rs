@@ -6,8 +6,10 @@
 //!
 //! A read, for a tenant's readers too: nothing is changed or audited. Bounded, since anyone who
 //! may read a tenant can ask for it: at most [`crate::spf::MAX_QUERIES`] DNS questions and
-//! [`CHECK_TIME`] a check, and [`CHECKS_AT_ONCE`] checks at a time on a node.
+//! [`CHECK_TIME`] a check, [`CHECKS_AT_ONCE`] checks at a time on a node, and one at a time per
+//! tenant.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -25,6 +27,31 @@ pub const CHECK_TIME: Duration = Duration::from_secs(8);
 pub const CHECKS_AT_ONCE: usize = 4;
 
 static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CHECKS_AT_ONCE);
+
+/// Tenants with a check running on this node: one at a time each, so that one tenant's
+/// script cannot hold every turn.
+static CHECKING: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+
+/// A tenant's turn to check, given back when dropped.
+struct Checking(String);
+
+impl Checking {
+    fn start(tenant: &str) -> Option<Checking> {
+        let mut running = CHECKING.lock().unwrap_or_else(|p| p.into_inner());
+        running
+            .insert(tenant.to_string())
+            .then(|| Checking(tenant.to_string()))
+    }
+}
+
+impl Drop for Checking {
+    fn drop(&mut self) {
+        CHECKING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.0);
+    }
+}
 
 /// What a domain's DNS says to receivers of the relay's mail.
 #[derive(Debug, Clone, Serialize)]
@@ -132,6 +159,12 @@ impl Control {
     ) -> Result<DomainChecks> {
         let d = self.own_domain(tenant, domain).await?;
         let keys = self.store.dkim_keys(Some(&d.name)).await?;
+        let Some(_mine) = Checking::start(&d.tenant) else {
+            return Err(crate::ControlError::Conflict(
+                "a check of this tenant's domains is running on this node; try again when it ends"
+                    .into(),
+            ));
+        };
         // One deadline for the wait for a turn and the look itself.
         let deadline = tokio::time::Instant::now() + CHECK_TIME;
         let Ok(Ok(_turn)) = tokio::time::timeout_at(deadline, RUNNING.acquire()).await else {
@@ -428,5 +461,95 @@ fn read_dmarc(record: String, name: String, inherited: bool, domain: &str) -> Dm
         policy: policy.filter(|p| ["none", "quarantine", "reject"].contains(&p.as_str())),
         status: status.into(),
         advice,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relayward_delivery::dns::DnsFuture;
+    use relayward_guard::Role;
+
+    /// A DNS that takes its time and knows nothing.
+    struct Slow;
+
+    impl Resolver for Slow {
+        fn mx<'a>(&'a self, domain: &'a str) -> DnsFuture<'a, Vec<(u16, String)>> {
+            Box::pin(async move { Err(DnsError::NotFound(domain.to_string())) })
+        }
+        fn ips<'a>(&'a self, host: &'a str) -> DnsFuture<'a, Vec<IpAddr>> {
+            Box::pin(async move { Err(DnsError::NotFound(host.to_string())) })
+        }
+        fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<String>> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Err(DnsError::NotFound(name.to_string()))
+            })
+        }
+    }
+
+    /// One check at a time per tenant: a second one while the first runs is refused, another
+    /// tenant's goes on, and the turn comes back when the first ends.
+    #[tokio::test]
+    async fn a_tenant_checks_one_domain_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            relayward_store::SqliteStore::open(&dir.path().join("store.sqlite")).expect("store");
+        let config = relayward_config::Config::load(None).expect("defaults");
+        let control = Control::new(&config, std::sync::Arc::new(store));
+        let actor = crate::Actor::command_line("test".into(), Role::Operator);
+        for (tenant, domain) in [
+            ("contoso", "contoso.example"),
+            ("fabrikam", "fabrikam.example"),
+        ] {
+            control
+                .create_tenant(
+                    crate::directory::NewTenant {
+                        name: tenant.into(),
+                        language: None,
+                        subscription_ends: None,
+                        admins: Vec::new(),
+                    },
+                    &actor,
+                )
+                .await
+                .expect("tenant");
+            control
+                .add_domain(
+                    tenant,
+                    domain,
+                    relayward_store::DomainKind::Authoritative,
+                    false,
+                    false,
+                    &actor,
+                )
+                .await
+                .expect("domain");
+        }
+        let check = |t: &'static str, d: &'static str| control.check_domain(t, d, &Slow);
+        let (first, second, other) = tokio::join!(
+            check("contoso", "contoso.example"),
+            async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                check("contoso", "contoso.example").await
+            },
+            check("fabrikam", "fabrikam.example"),
+        );
+        let first = first.expect("the first check");
+        assert_eq!(first.spf.status, "missing");
+        assert_eq!(first.dmarc.status, "missing");
+        assert!(
+            matches!(second, Err(crate::ControlError::Conflict(_))),
+            "{second:?}"
+        );
+        other.expect("another tenant's check");
+        check("contoso", "contoso.example")
+            .await
+            .expect("a check once the first has ended");
+        // Another tenant's domain, or one that is nobody's, is not found.
+        assert!(matches!(
+            check("contoso", "fabrikam.example").await,
+            Err(crate::ControlError::NotFound(_))
+        ));
     }
 }
