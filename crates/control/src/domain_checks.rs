@@ -17,7 +17,7 @@ use relayward_delivery::dns::{DnsError, Resolver};
 use relayward_store::DkimKeyState;
 use serde::Serialize;
 
-use crate::spf::{self, Lookups, SpfResult};
+use crate::spf::{self, Lookups, SendingAddress, SpfResult};
 use crate::{Control, Result};
 
 /// The longest one check takes, its wait for a turn included; past it, it is answered as far
@@ -127,26 +127,6 @@ pub struct DmarcCheck {
     /// `ok`, `monitoring` (`p=none`), `missing`, `error` or `unknown` (the DNS did not answer).
     pub status: String,
     pub advice: String,
-}
-
-/// A sending address of the relay and the pool it belongs to (`normal` or `high_risk`).
-#[derive(Debug, Clone)]
-pub struct SendingAddress {
-    pub ip: IpAddr,
-    pub pool: &'static str,
-}
-
-/// The relay's sending addresses as its configuration names them.
-pub fn sending_addresses(config: &relayward_config::Config) -> Vec<SendingAddress> {
-    let pool = |addrs: &[relayward_config::PoolAddress], pool| {
-        addrs
-            .iter()
-            .map(move |a| SendingAddress { ip: a.ip, pool })
-            .collect::<Vec<_>>()
-    };
-    let mut all = pool(&config.normal_pool, "normal");
-    all.extend(pool(&config.high_risk_pool, "high_risk"));
-    all
 }
 
 impl Control {

@@ -180,7 +180,7 @@ pub struct Control {
     pub sign_in_failures: passwords::SignInFailures,
     /// The relay's sending addresses (`[delivery] normal_pool`, `high_risk_pool`), for the
     /// domain check's SPF verdicts.
-    pub sending_addresses: Vec<domain_checks::SendingAddress>,
+    pub sending_addresses: Vec<spf::SendingAddress>,
 }
 
 pub(crate) const DAY: i64 = 86_400_000;
@@ -226,7 +226,7 @@ impl Control {
             webhooks_to_private: config.webhooks.allow_private,
             cluster_node: config.clustered().then(|| config.node_name.clone()),
             sign_in_failures: passwords::SignInFailures::default(),
-            sending_addresses: domain_checks::sending_addresses(config),
+            sending_addresses: spf::sending_addresses(config),
         }
     }
 

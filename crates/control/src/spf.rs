@@ -23,6 +23,26 @@ const MAX_VOID: u32 = 2;
 /// MX hosts of one `mx` term (section 4.6.4).
 const MAX_MX: usize = 10;
 
+/// A sending address of the relay and the pool it belongs to (`normal` or `high_risk`).
+#[derive(Debug, Clone)]
+pub struct SendingAddress {
+    pub ip: IpAddr,
+    pub pool: &'static str,
+}
+
+/// The relay's sending addresses as its configuration names them.
+pub fn sending_addresses(config: &relayward_config::Config) -> Vec<SendingAddress> {
+    let pool = |addrs: &[relayward_config::PoolAddress], pool| {
+        addrs
+            .iter()
+            .map(move |a| SendingAddress { ip: a.ip, pool })
+            .collect::<Vec<_>>()
+    };
+    let mut all = pool(&config.normal_pool, "normal");
+    all.extend(pool(&config.high_risk_pool, "high_risk"));
+    all
+}
+
 /// What the record says of one address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SpfResult {
