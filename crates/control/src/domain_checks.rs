@@ -152,10 +152,15 @@ impl Control {
                 "{CHECKS_AT_ONCE} domain checks are running on this node already; try again in a minute"
             )));
         };
+        let keys: Vec<_> = keys
+            .into_iter()
+            .filter(|k| k.state != DkimKeyState::Retired)
+            .collect();
         let mut report = DomainChecks {
             domain: d.name.clone(),
             verified: d.verified,
-            dkim: Vec::new(),
+            // Each key as not looked at yet, in case the time runs out before it is.
+            dkim: keys.iter().map(not_looked_at).collect(),
             spf: SpfCheck {
                 record: None,
                 status: "unknown".into(),
@@ -183,11 +188,8 @@ impl Control {
         keys: &[relayward_store::DkimKey],
         lookups: &mut Lookups<'_>,
     ) {
-        for k in keys {
-            if k.state == DkimKeyState::Retired {
-                continue;
-            }
-            report.dkim.push(dkim_record(lookups, k).await);
+        for (i, k) in keys.iter().enumerate() {
+            report.dkim[i] = dkim_record(lookups, k).await;
         }
         report.spf = self.spf(lookups, &report.domain).await;
         report.dmarc = dmarc(lookups, &report.domain).await;
@@ -307,6 +309,19 @@ impl Control {
             addresses,
             advice,
         }
+    }
+}
+
+fn not_looked_at(k: &relayward_store::DkimKey) -> DkimRecordCheck {
+    let (name, expected) = crate::dkim_keys::record(k);
+    DkimRecordCheck {
+        selector: k.selector.clone(),
+        state: k.state.as_str().into(),
+        name,
+        expected,
+        status: "unknown".into(),
+        found: Vec::new(),
+        advice: Some("the check ran out of time before it reached this record; try again".into()),
     }
 }
 
@@ -468,24 +483,33 @@ mod tests {
         }
     }
 
-    /// One check at a time per tenant: a second one while the first runs is refused, another
-    /// tenant's goes on, and the turn comes back when the first ends.
-    #[tokio::test]
-    async fn a_tenant_checks_one_domain_at_a_time() {
+    /// A DNS that never answers.
+    struct Silent;
+
+    impl Resolver for Silent {
+        fn mx<'a>(&'a self, _: &'a str) -> DnsFuture<'a, Vec<(u16, String)>> {
+            Box::pin(std::future::pending())
+        }
+        fn ips<'a>(&'a self, _: &'a str) -> DnsFuture<'a, Vec<IpAddr>> {
+            Box::pin(std::future::pending())
+        }
+        fn txt<'a>(&'a self, _: &'a str) -> DnsFuture<'a, Vec<String>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    async fn control_with(domains: &[(&str, &str, bool)]) -> (tempfile::TempDir, Control) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store =
             relayward_store::SqliteStore::open(&dir.path().join("store.sqlite")).expect("store");
         let config = relayward_config::Config::load(None).expect("defaults");
         let control = Control::new(&config, std::sync::Arc::new(store));
         let actor = crate::Actor::command_line("test".into(), Role::Operator);
-        for (tenant, domain) in [
-            ("contoso", "contoso.example"),
-            ("fabrikam", "fabrikam.example"),
-        ] {
+        for (tenant, domain, verified) in domains {
             control
                 .create_tenant(
                     crate::directory::NewTenant {
-                        name: tenant.into(),
+                        name: tenant.to_string(),
                         language: None,
                         subscription_ends: None,
                         admins: Vec::new(),
@@ -500,12 +524,49 @@ mod tests {
                     domain,
                     relayward_store::DomainKind::Authoritative,
                     false,
-                    false,
+                    *verified,
                     &actor,
                 )
                 .await
                 .expect("domain");
         }
+        (dir, control)
+    }
+
+    /// A DNS that never answers holds a check for its time, no longer: it answers with every
+    /// finding unknown, the keys it did not reach among them.
+    #[tokio::test]
+    async fn a_check_answers_in_its_time_when_the_dns_does_not() {
+        // (A tenant of its own: the tests of this module share the node's turns.)
+        let (_dir, control) = control_with(&[("woodgrove", "woodgrove.example", true)]).await;
+        let started = std::time::Instant::now();
+        let report = control
+            .check_domain("woodgrove", "woodgrove.example", &Silent)
+            .await
+            .expect("a report");
+        let took = started.elapsed();
+        assert!(
+            took >= CHECK_TIME && took < CHECK_TIME + Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert_eq!(report.dkim.len(), 2, "{report:?}");
+        assert!(
+            report.dkim.iter().all(|k| k.status == "unknown"),
+            "{report:?}"
+        );
+        assert_eq!(report.spf.status, "unknown");
+        assert_eq!(report.dmarc.status, "unknown");
+    }
+
+    /// One check at a time per tenant: a second one while the first runs is refused, another
+    /// tenant's goes on, and the turn comes back when the first ends.
+    #[tokio::test]
+    async fn a_tenant_checks_one_domain_at_a_time() {
+        let (_dir, control) = control_with(&[
+            ("contoso", "contoso.example", false),
+            ("fabrikam", "fabrikam.example", false),
+        ])
+        .await;
         let check = |t: &'static str, d: &'static str| control.check_domain(t, d, &Slow);
         let (first, second, other) = tokio::join!(
             check("contoso", "contoso.example"),
