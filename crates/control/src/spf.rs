@@ -324,7 +324,11 @@ enum Term<'t> {
 fn parse_term(body: &str) -> Term<'_> {
     const MECHANISMS: [&str; 8] = ["all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists"];
     for m in MECHANISMS {
-        if body.len() >= m.len() && body[..m.len()].eq_ignore_ascii_case(m) {
+        // `get`: a record is the domain owner's text, and may hold any character.
+        if body
+            .get(..m.len())
+            .is_some_and(|b| b.eq_ignore_ascii_case(m))
+        {
             let rest = &body[m.len()..];
             if rest.is_empty() || rest.starts_with(':') || rest.starts_with('/') {
                 return Term::Mechanism(m, rest);
@@ -718,6 +722,69 @@ mod tests {
         // Not an SPF record: a TXT that merely starts alike.
         t.txt.insert("alike.example", vec!["v=spf10 -all"]);
         assert_eq!(spf(&t, "192.0.2.1", "alike.example").await, SpfResult::None);
+    }
+
+    /// Whatever a domain's owner writes in its record, letters outside ASCII included, a check
+    /// ends with a result.
+    #[tokio::test]
+    async fn any_record_text_gives_a_result() {
+        let words = [
+            "v=spf1",
+            "all",
+            "-all",
+            "include:",
+            "a",
+            "mx",
+            "ptr",
+            "ip4:",
+            "ip6:",
+            "exists:",
+            "redirect=",
+            "exp=",
+            "/",
+            "//",
+            ":",
+            "=",
+            "%{i}",
+            "192.0.2.1",
+            "2001:db8::/32",
+            "r.example",
+            "é",
+            "ü",
+            "😀",
+            "abcdefé",
+            "includ",
+            "+",
+            "-",
+            "~",
+            "?",
+            " ",
+            ".",
+            "24",
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let mut record = String::from("v=spf1 ");
+            for _ in 0..next(12) {
+                record.push_str(words[next(words.len())]);
+                if next(3) == 0 {
+                    record.push(' ');
+                }
+            }
+            let mut t = Table::default();
+            let leaked: &'static str = Box::leak(record.clone().into_boxed_str());
+            t.txt.insert("r.example", vec![leaked]);
+            t.a.insert("r.example", vec!["192.0.2.1"]);
+            t.mx.insert("r.example", vec!["r.example"]);
+            // Ends with a result (a byte cut inside a character once panicked here).
+            let _ = spf(&t, "192.0.2.1", "r.example").await;
+        }
     }
 
     #[tokio::test]
