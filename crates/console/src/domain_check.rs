@@ -99,11 +99,13 @@ fn spf(w: &Words, domain: &str, spf: &SpfCheck) -> Markup {
         .filter(|a| a.result != "pass")
         .map(|a| a.ip.as_str())
         .collect();
-    let reasons: Vec<&str> = spf
-        .addresses
-        .iter()
-        .filter_map(|a| a.reason.as_deref())
-        .collect();
+    // The technical reasons (the record's own words or the DNS's), as they were found.
+    let mut reasons: Vec<&str> = spf.reason.as_deref().into_iter().collect();
+    for why in spf.addresses.iter().filter_map(|a| a.reason.as_deref()) {
+        if !reasons.contains(&why) {
+            reasons.push(why);
+        }
+    }
     let verdict = match spf.status.as_str() {
         "ok" => w.t("check_spf_ok").to_string(),
         "not_authorised" => w.f(

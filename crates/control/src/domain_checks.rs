@@ -99,6 +99,9 @@ pub struct SpfCheck {
     /// Each sending address of the relay ([delivery] normal_pool and high_risk_pool) and what
     /// the record says of it.
     pub addresses: Vec<SpfAddress>,
+    /// Why no record could be read (more than one, or no answer from the DNS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub advice: String,
 }
 
@@ -165,6 +168,7 @@ impl Control {
                 record: None,
                 status: "unknown".into(),
                 addresses: Vec::new(),
+                reason: None,
                 advice: "the check ran out of time before it reached SPF; try again".into(),
             },
             dmarc: DmarcCheck {
@@ -223,6 +227,7 @@ impl Control {
                     record: None,
                     status: status.into(),
                     addresses: Vec::new(),
+                    reason: e.reason().map(str::to_string),
                     advice,
                 };
             }
@@ -249,6 +254,7 @@ impl Control {
                 record: None,
                 status: "missing".into(),
                 addresses: Vec::new(),
+                reason: None,
                 advice,
             };
         };
@@ -257,6 +263,7 @@ impl Control {
                 record: Some(text),
                 status: "addresses_unknown".into(),
                 addresses: Vec::new(),
+                reason: None,
                 advice: "the relay's configuration names no sending addresses ([delivery] normal_pool, high_risk_pool), so whether this record lets it send cannot be told here".into(),
             };
         }
@@ -307,6 +314,7 @@ impl Control {
             record: Some(text),
             status: status.into(),
             addresses,
+            reason: None,
             advice,
         }
     }

@@ -436,6 +436,9 @@ fn print_domain_checks(r: &DomainChecks) {
     }
     let record = r.spf.record.as_deref().unwrap_or("no record");
     outln!("  SPF    {record}: {}", r.spf.status);
+    if let Some(why) = &r.spf.reason {
+        outln!("         {why}");
+    }
     for a in &r.spf.addresses {
         let why = a
             .reason

@@ -93,6 +93,25 @@ fn a_domain_check_says_what_receivers_will_find_and_what_to_change() {
         "{text}"
     );
 
+    // Two SPF records: receivers take neither, and the check says why.
+    dns.set(
+        "contoso.example",
+        "TXT",
+        txt(&["v=spf1 ip4:127.0.0.2 -all", "v=spf1 ip4:127.0.0.3 -all"]),
+    );
+    let (ok, json) = relay.cli_status(&["domain", "check", "contoso", "contoso.example", "--json"]);
+    assert!(!ok, "{json}");
+    let report: serde_json::Value =
+        serde_json::from_str(&json[..json.rfind('}').map_or(0, |i| i + 1)])
+            .unwrap_or_else(|e| panic!("the report as JSON ({e}): {json}"));
+    assert_eq!(report["spf"]["status"], "error", "{report}");
+    assert!(
+        report["spf"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("more than one SPF record")),
+        "{report}"
+    );
+
     // The tenant publishes the keys' records (as the check printed them), lets the relay's
     // addresses send through an include, and asks receivers to reject what fails.
     for k in dkim {
