@@ -67,8 +67,8 @@ fn dkim(w: &Words, r: &DomainChecks) -> Markup {
         section aria-labelledby="check-dkim" {
             h2 #check-dkim { (w.t("check_dkim_title")) }
             @if r.dkim.is_empty() { p { (w.t("check_dkim_none")) } } @else {
-                div.scroll tabindex="0" role="region" aria-label=(w.t("check_dkim_title")) { table {
-                    caption { (w.t("check_dkim_title")) }
+                div.scroll tabindex="0" role="region" aria-label=(w.f("dkim_of", &[("domain", &r.domain)])) { table {
+                    caption { (w.f("dkim_of", &[("domain", &r.domain)])) }
                     thead { tr {
                         th scope="col" { (w.t("check_name")) }
                         th scope="col" { (w.t("check_key")) }
