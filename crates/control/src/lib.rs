@@ -27,6 +27,7 @@ mod reads;
 pub mod restrictions;
 pub mod saved_counters;
 mod secrets;
+pub mod sending_dns;
 mod sign_in_failures;
 pub mod spf;
 mod tokens;

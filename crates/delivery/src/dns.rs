@@ -32,6 +32,14 @@ pub trait Resolver: Send + Sync + 'static {
             )))
         })
     }
+    /// The names an address's reverse DNS (PTR records) gives, without their final dot.
+    fn ptr<'a>(&'a self, ip: IpAddr) -> DnsFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            Err(DnsError::Temporary(format!(
+                "PTR lookup for {ip}: this resolver does not look up PTR records"
+            )))
+        })
+    }
 }
 
 pub struct HickoryResolver {
@@ -103,6 +111,18 @@ impl Resolver for HickoryResolver {
                     })
                     .collect()),
                 Err(e) => classify(e, &format!("TXT lookup for {name}")).map(|_| Vec::new()),
+            }
+        })
+    }
+
+    fn ptr<'a>(&'a self, ip: IpAddr) -> DnsFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            match self.inner.reverse_lookup(ip).await {
+                Ok(found) => Ok(found
+                    .iter()
+                    .map(|name| name.to_ascii().trim_end_matches('.').to_string())
+                    .collect()),
+                Err(e) => classify(e, &format!("PTR lookup for {ip}")).map(|_| Vec::new()),
             }
         })
     }

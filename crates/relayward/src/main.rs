@@ -38,6 +38,10 @@ enum Command {
     Serve,
     /// Check the configuration file and print what it resolves to.
     CheckConfig,
+    /// Look up the relay's sending addresses as receivers will: each pool address's reverse DNS
+    /// (PTR) must name a host that resolves back to it, and that name should be its EHLO name.
+    /// Exits 1 while something is to be done.
+    CheckDns,
     /// Tenants.
     #[command(subcommand)]
     Tenant(directory::TenantCmd),
@@ -136,6 +140,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve => relayward_node::run(config.clone()).await,
         Command::CheckConfig => cli::check_config(config),
+        Command::CheckDns => cli::check_dns(config).await,
         Command::Tenant(cmd) => directory::tenant(config, cmd).await,
         Command::Domain(cmd) => directory::domain(config, cmd).await,
         Command::Connector(cmd) => directory::connector(config, cmd).await,

@@ -75,6 +75,31 @@ impl ActorArgs {
 
 /// `check-config`: what the configuration file resolves to, its TLS files loaded as the relay
 /// would load them.
+/// `relayward check-dns`: the sending addresses' reverse DNS, as `sending_dns` finds it.
+pub async fn check_dns(config: &Config) -> Result<()> {
+    let resolver = relayward_delivery::dns::HickoryResolver::new(config.dns_resolver)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let report = relayward_control::sending_dns::check(config, &resolver).await;
+    outln!("sending addresses as receivers look them up:");
+    for a in &report.addresses {
+        outln!(
+            "  {} ({}, EHLO {}): {}: {}",
+            a.ip,
+            a.source,
+            a.ehlo,
+            a.status,
+            a.advice
+        );
+    }
+    for note in &report.notes {
+        outln!("  note: {note}");
+    }
+    if !report.fine() {
+        anyhow::bail!("the sending addresses' DNS needs the changes above");
+    }
+    Ok(())
+}
+
 pub fn check_config(config: &Config) -> Result<()> {
     let tls = relayward_node::check_tls(config)?;
     outln!("configuration is valid");

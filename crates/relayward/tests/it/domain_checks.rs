@@ -2,7 +2,7 @@
 //! sending addresses, DMARC; through the API (a tenant's reader may ask, another tenant may not)
 //! and the command line (which exits 1 while something is to be done).
 
-use crate::util::{Answer, Dns, Relay};
+use crate::util::{Answer, BIN, Dns, Relay, write_config};
 
 fn txt(records: &[&str]) -> Answer {
     Answer::Txt(records.iter().map(|r| r.to_string()).collect())
@@ -148,4 +148,84 @@ fn a_domain_check_says_what_receivers_will_find_and_what_to_change() {
     let report: serde_json::Value = serde_json::from_str(&json).expect("the report as JSON");
     assert_eq!(report["dmarc"]["policy"], "reject", "{report}");
     assert_eq!(report["spf"]["status"], "ok", "{report}");
+}
+
+/// The relay's own sending addresses: each needs a PTR record naming a host that resolves back
+/// to it, and that name should be the address's EHLO name (`relayward check-dns`). Addresses of
+/// TEST-NET-1: the resolver answers loopback addresses' PTR questions itself (`localhost`), and
+/// the command looks the addresses up without the relay running.
+#[test]
+fn the_sending_addresses_reverse_dns_is_looked_up_as_receivers_will() {
+    let ip = |s: &str| -> std::net::Ipv4Addr { s.parse().expect("address") };
+    let dns = Dns::start(vec![
+        (
+            "10.2.0.192.in-addr.arpa",
+            "PTR",
+            Answer::Ptr(vec!["mta1.relay.test"]),
+        ),
+        ("mta1.relay.test", "A", Answer::A(vec![ip("192.0.2.10")])),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[delivery]\ndns_resolver = \"{}\"\nnormal_pool = [{{ ip = \"192.0.2.10\", hostname = \"mta1.relay.test\" }}]\nhigh_risk_pool = [\"192.0.2.11\"]\nhigh_risk_hostname = \"bulk.relay.test\"\n",
+            dns.addr
+        ),
+    );
+    let check_dns = || {
+        let out = std::process::Command::new(BIN)
+            .args(["check-dns", "--config"])
+            .arg(&config)
+            .env("RELAYWARD_LOG", "warn")
+            .output()
+            .expect("run relayward check-dns");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, text) = check_dns();
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("192.0.2.10 (normal pool, EHLO mta1.relay.test): ok")
+            && text.contains("192.0.2.11 (high-risk pool, EHLO bulk.relay.test): no_ptr")
+            && text.contains("point its PTR record at bulk.relay.test")
+            && text.contains("needs the changes above"),
+        "{text}"
+    );
+    // The PTR record is set, first to a name that is not the EHLO name, then to the right one.
+    dns.set(
+        "11.2.0.192.in-addr.arpa",
+        "PTR",
+        Answer::Ptr(vec!["generic-11.isp.test"]),
+    );
+    dns.set(
+        "generic-11.isp.test",
+        "A",
+        Answer::A(vec![ip("192.0.2.11")]),
+    );
+    let (ok, text) = check_dns();
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("192.0.2.11 (high-risk pool, EHLO bulk.relay.test): ehlo_differs")
+            && text.contains("hostname = \"generic-11.isp.test\""),
+        "{text}"
+    );
+    dns.set(
+        "11.2.0.192.in-addr.arpa",
+        "PTR",
+        Answer::Ptr(vec!["bulk.relay.test"]),
+    );
+    dns.set("bulk.relay.test", "A", Answer::A(vec![ip("192.0.2.11")]));
+    let (ok, text) = check_dns();
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("192.0.2.11 (high-risk pool, EHLO bulk.relay.test): ok"),
+        "{text}"
+    );
 }

@@ -16,6 +16,8 @@ pub enum Answer {
     Mx(Vec<(u16, &'static str)>),
     A(Vec<std::net::Ipv4Addr>),
     Txt(Vec<String>),
+    /// PTR records (under kind "PTR", for a name such as `2.0.0.127.in-addr.arpa`).
+    Ptr(Vec<&'static str>),
     /// TLSA records: usage, selector, matching type, data.
     Tlsa(Vec<(u8, u8, u8, Vec<u8>)>),
     /// The answer, with the AD bit (DNSSEC-validated).
@@ -133,6 +135,16 @@ impl Dns {
                                 ));
                             }
                         }
+                        Some(Answer::Ptr(names)) => {
+                            for n in names {
+                                let to = Name::from_ascii(format!("{n}.")).expect("name");
+                                resp.add_answer(Record::from_rdata(
+                                    owner.clone(),
+                                    60,
+                                    RData::PTR(rdata::PTR(to)),
+                                ));
+                            }
+                        }
                         Some(Answer::NxDomain) => {
                             resp.set_response_code(ResponseCode::NXDomain);
                         }
@@ -155,7 +167,7 @@ impl Dns {
         Dns { addr, zone }
     }
 
-    /// Adds or replaces one answer while the server runs (`kind` "MX", "A" or "TXT").
+    /// Adds or replaces one answer while the server runs (`kind` "MX", "A", "TXT" or "PTR").
     pub fn set(&self, name: &str, kind: &str, answer: Answer) {
         self.zone
             .lock()
