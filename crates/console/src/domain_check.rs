@@ -115,6 +115,7 @@ fn spf(w: &Words, domain: &str, spf: &SpfCheck) -> Markup {
         "missing" => w.f("check_spf_missing", &[("domain", domain)]),
         "error" => w.t("check_spf_error").to_string(),
         "addresses_unknown" => w.t("check_spf_addresses_unknown").to_string(),
+        "smart_host" => w.t("check_spf_smart_host").to_string(),
         _ => w.t("check_try_again").to_string(),
     };
     html! {

@@ -94,7 +94,8 @@ pub struct SpfCheck {
     /// `ok` (every sending address passes); `not_authorised` (one or more does not);
     /// `missing` (no record); `error` (a record receivers cannot use); `unknown` (the DNS did
     /// not answer, or the record depends on what a check cannot know); `addresses_unknown` (the
-    /// relay's configuration names no sending addresses to judge).
+    /// relay's configuration names no sending addresses to judge); `smart_host` (the relay hands
+    /// its mail to a smart host, whose addresses receivers see).
     pub status: String,
     /// Each sending address of the relay ([delivery] normal_pool and high_risk_pool) and what
     /// the record says of it.
@@ -258,6 +259,17 @@ impl Control {
                 advice,
             };
         };
+        if let Some(host) = &self.smart_host {
+            return SpfCheck {
+                record: Some(text),
+                status: "smart_host".into(),
+                addresses: Vec::new(),
+                reason: None,
+                advice: format!(
+                    "the relay hands every message to the smart host {host}: receivers see that host's addresses, which this check does not know; the record must let them send"
+                ),
+            };
+        }
         if self.sending_addresses.is_empty() {
             return SpfCheck {
                 record: Some(text),
@@ -564,6 +576,61 @@ mod tests {
         );
         assert_eq!(report.spf.status, "unknown");
         assert_eq!(report.dmarc.status, "unknown");
+    }
+
+    /// A DNS whose every domain has the same SPF record and nothing else.
+    struct OneRecord;
+
+    impl Resolver for OneRecord {
+        fn mx<'a>(&'a self, domain: &'a str) -> DnsFuture<'a, Vec<(u16, String)>> {
+            Box::pin(async move { Err(DnsError::NotFound(domain.to_string())) })
+        }
+        fn ips<'a>(&'a self, host: &'a str) -> DnsFuture<'a, Vec<IpAddr>> {
+            Box::pin(async move { Err(DnsError::NotFound(host.to_string())) })
+        }
+        fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<String>> {
+            let spf = !name.starts_with('_') && !name.contains("._domainkey.");
+            Box::pin(async move {
+                if spf {
+                    Ok(vec!["v=spf1 ip4:192.0.2.10 -all".to_string()])
+                } else {
+                    Err(DnsError::NotFound(name.to_string()))
+                }
+            })
+        }
+    }
+
+    /// Behind a smart host, the pools' addresses are not what receivers see: the record is
+    /// shown, not judged against them.
+    #[tokio::test]
+    async fn behind_a_smart_host_the_record_is_not_judged_against_the_pools() {
+        let (_dir, control) = control_with(&[("litware", "litware.example", false)]).await;
+        let pooled = Control {
+            sending_addresses: vec![SendingAddress {
+                ip: "192.0.2.11".parse().expect("address"),
+                pool: "normal",
+            }],
+            ..control
+        };
+        let report = pooled
+            .check_domain("litware", "litware.example", &OneRecord)
+            .await
+            .expect("a report");
+        assert_eq!(report.spf.status, "not_authorised", "{report:?}");
+        let behind = Control {
+            smart_host: Some("smtp.provider.example:25".into()),
+            ..pooled
+        };
+        let report = behind
+            .check_domain("litware", "litware.example", &OneRecord)
+            .await
+            .expect("a report");
+        assert_eq!(report.spf.status, "smart_host", "{report:?}");
+        assert!(report.spf.addresses.is_empty(), "{report:?}");
+        assert!(
+            report.spf.advice.contains("smtp.provider.example:25"),
+            "{report:?}"
+        );
     }
 
     /// One check at a time per tenant: a second one while the first runs is refused, another

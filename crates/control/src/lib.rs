@@ -182,6 +182,8 @@ pub struct Control {
     /// The relay's sending addresses (`[delivery] normal_pool`, `high_risk_pool`), for the
     /// domain check's SPF verdicts.
     pub sending_addresses: Vec<spf::SendingAddress>,
+    /// `[delivery] smart_host`: receivers then see that host's addresses, not the pools'.
+    pub smart_host: Option<String>,
 }
 
 pub(crate) const DAY: i64 = 86_400_000;
@@ -228,6 +230,7 @@ impl Control {
             cluster_node: config.clustered().then(|| config.node_name.clone()),
             sign_in_failures: passwords::SignInFailures::default(),
             sending_addresses: spf::sending_addresses(config),
+            smart_host: config.smart_host.clone(),
         }
     }
 

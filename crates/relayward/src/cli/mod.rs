@@ -73,8 +73,6 @@ impl ActorArgs {
     }
 }
 
-/// `check-config`: what the configuration file resolves to, its TLS files loaded as the relay
-/// would load them.
 /// `relayward check-dns`: the sending addresses' reverse DNS, as `sending_dns` finds it.
 pub async fn check_dns(config: &Config) -> Result<()> {
     let resolver = relayward_delivery::dns::HickoryResolver::new(config.dns_resolver)
@@ -100,6 +98,8 @@ pub async fn check_dns(config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// `check-config`: what the configuration file resolves to, its TLS files loaded as the relay
+/// would load them.
 pub fn check_config(config: &Config) -> Result<()> {
     let tls = relayward_node::check_tls(config)?;
     outln!("configuration is valid");
