@@ -389,13 +389,6 @@ async fn dkim_record(lookups: &mut Lookups<'_>, k: &relayward_store::DkimKey) ->
     }
 }
 
-fn is_dmarc(txt: &str) -> bool {
-    let t = txt.trim_start();
-    t.get(..8)
-        .is_some_and(|v| v.eq_ignore_ascii_case("v=DMARC1"))
-        && t[8..].chars().next().is_none_or(|c| c == ';' || c == ' ')
-}
-
 /// The DMARC record of `domain`, or of the nearest parent domain that has one (its `sp=`
 /// applies to the domains under it); top-level names are not asked.
 async fn dmarc(lookups: &mut Lookups<'_>, domain: &str) -> DmarcCheck {
@@ -415,7 +408,10 @@ async fn dmarc(lookups: &mut Lookups<'_>, domain: &str) -> DmarcCheck {
                 };
             }
         };
-        let records: Vec<String> = found.into_iter().filter(|t| is_dmarc(t)).collect();
+        let records: Vec<String> = found
+            .into_iter()
+            .filter(|t| spf::is_version(t, "v=DMARC1", &[';', ' ']))
+            .collect();
         if records.len() > 1 {
             return DmarcCheck {
                 record: None,
@@ -578,33 +574,14 @@ mod tests {
         assert_eq!(report.dmarc.status, "unknown");
     }
 
-    /// A DNS whose every domain has the same SPF record and nothing else.
-    struct OneRecord;
-
-    impl Resolver for OneRecord {
-        fn mx<'a>(&'a self, domain: &'a str) -> DnsFuture<'a, Vec<(u16, String)>> {
-            Box::pin(async move { Err(DnsError::NotFound(domain.to_string())) })
-        }
-        fn ips<'a>(&'a self, host: &'a str) -> DnsFuture<'a, Vec<IpAddr>> {
-            Box::pin(async move { Err(DnsError::NotFound(host.to_string())) })
-        }
-        fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<String>> {
-            let spf = !name.starts_with('_') && !name.contains("._domainkey.");
-            Box::pin(async move {
-                if spf {
-                    Ok(vec!["v=spf1 ip4:192.0.2.10 -all".to_string()])
-                } else {
-                    Err(DnsError::NotFound(name.to_string()))
-                }
-            })
-        }
-    }
-
     /// Behind a smart host, the pools' addresses are not what receivers see: the record is
     /// shown, not judged against them.
     #[tokio::test]
     async fn behind_a_smart_host_the_record_is_not_judged_against_the_pools() {
         let (_dir, control) = control_with(&[("litware", "litware.example", false)]).await;
+        let mut dns = crate::test_dns::Table::default();
+        dns.txt
+            .insert("litware.example", vec!["v=spf1 ip4:192.0.2.10 -all"]);
         let pooled = Control {
             sending_addresses: vec![SendingAddress {
                 ip: "192.0.2.11".parse().expect("address"),
@@ -613,7 +590,7 @@ mod tests {
             ..control
         };
         let report = pooled
-            .check_domain("litware", "litware.example", &OneRecord)
+            .check_domain("litware", "litware.example", &dns)
             .await
             .expect("a report");
         assert_eq!(report.spf.status, "not_authorised", "{report:?}");
@@ -622,7 +599,7 @@ mod tests {
             ..pooled
         };
         let report = behind
-            .check_domain("litware", "litware.example", &OneRecord)
+            .check_domain("litware", "litware.example", &dns)
             .await
             .expect("a report");
         assert_eq!(report.spf.status, "smart_host", "{report:?}");

@@ -30,6 +30,8 @@ mod secrets;
 pub mod sending_dns;
 mod sign_in_failures;
 pub mod spf;
+#[cfg(test)]
+mod test_dns;
 mod tokens;
 pub mod webhooks;
 pub mod whatif;

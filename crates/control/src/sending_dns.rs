@@ -111,9 +111,9 @@ pub async fn check(config: &Config, resolver: &dyn Resolver) -> SendingDns {
     report
 }
 
+/// One name, however written (letter case, a final dot, Unicode or A-labels).
 fn same_name(a: &str, b: &str) -> bool {
-    a.trim_end_matches('.')
-        .eq_ignore_ascii_case(b.trim_end_matches('.'))
+    relayward_names::domain_key(a) == relayward_names::domain_key(b)
 }
 
 async fn one(resolver: &dyn Resolver, ip: IpAddr, source: &'static str, ehlo: &str) -> AddressDns {
@@ -186,35 +186,7 @@ async fn one(resolver: &dyn Resolver, ip: IpAddr, source: &'static str, ehlo: &s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use relayward_delivery::dns::DnsFuture;
-    use std::collections::HashMap;
-
-    #[derive(Default)]
-    struct Table {
-        ptr: HashMap<IpAddr, Vec<&'static str>>,
-        a: HashMap<&'static str, Vec<IpAddr>>,
-    }
-
-    impl Resolver for Table {
-        fn mx<'a>(&'a self, domain: &'a str) -> DnsFuture<'a, Vec<(u16, String)>> {
-            Box::pin(async move { Err(DnsError::NotFound(domain.to_string())) })
-        }
-        fn ips<'a>(&'a self, host: &'a str) -> DnsFuture<'a, Vec<IpAddr>> {
-            let found = self.a.get(host).cloned();
-            Box::pin(async move { found.ok_or_else(|| DnsError::NotFound(host.to_string())) })
-        }
-        fn ptr<'a>(&'a self, ip: IpAddr) -> DnsFuture<'a, Vec<String>> {
-            let found = self
-                .ptr
-                .get(&ip)
-                .map(|n| n.iter().map(|s| s.to_string()).collect());
-            Box::pin(async move { found.ok_or_else(|| DnsError::NotFound(ip.to_string())) })
-        }
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().expect("address")
-    }
+    use crate::test_dns::Table;
 
     fn config(extra: &str) -> Config {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -234,18 +206,17 @@ mod tests {
         );
         let mut t = Table::default();
         // .10: its PTR and its EHLO name agree and resolve back.
-        t.ptr.insert(ip("192.0.2.10"), vec!["mta1.relay.example."]);
-        t.a.insert("mta1.relay.example.", vec![ip("192.0.2.10")]);
+        t.ptr.insert("192.0.2.10", vec!["mta1.relay.example."]);
+        t.a.insert("mta1.relay.example.", vec!["192.0.2.10"]);
         // .11: a PTR that resolves back, but the address says EHLO relay.example.
-        t.ptr.insert(ip("192.0.2.11"), vec!["mta2.relay.example"]);
-        t.a.insert("mta2.relay.example", vec![ip("192.0.2.11")]);
+        t.ptr.insert("192.0.2.11", vec!["mta2.relay.example"]);
+        t.a.insert("mta2.relay.example", vec!["192.0.2.11"]);
         // .12: a PTR whose name resolves, but to another address.
-        t.ptr
-            .insert(ip("192.0.2.12"), vec!["generic-12.isp.example"]);
-        t.a.insert("generic-12.isp.example", vec![ip("203.0.113.9")]);
+        t.ptr.insert("192.0.2.12", vec!["generic-12.isp.example"]);
+        t.a.insert("generic-12.isp.example", vec!["203.0.113.9"]);
         // .13: none. .14: the high-risk pool's name, confirmed.
-        t.ptr.insert(ip("192.0.2.14"), vec!["bulk.relay.example"]);
-        t.a.insert("bulk.relay.example", vec![ip("192.0.2.14")]);
+        t.ptr.insert("192.0.2.14", vec!["bulk.relay.example"]);
+        t.a.insert("bulk.relay.example", vec!["192.0.2.14"]);
         let report = check(&config, &t).await;
         let found: Vec<(String, &str, &str)> = report
             .addresses
@@ -283,8 +254,8 @@ mod tests {
             "{report:?}"
         );
         assert!(!report.fine());
-        t.a.insert("relay.example", vec![ip("198.51.100.5")]);
-        t.ptr.insert(ip("198.51.100.5"), vec!["relay.example"]);
+        t.a.insert("relay.example", vec!["198.51.100.5"]);
+        t.ptr.insert("198.51.100.5", vec!["relay.example"]);
         let report = check(&config, &t).await;
         assert_eq!(report.addresses.len(), 1, "{report:?}");
         assert_eq!(report.addresses[0].status, "ok", "{report:?}");

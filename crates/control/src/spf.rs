@@ -167,7 +167,9 @@ pub async fn record(lookups: &mut Lookups<'_>, domain: &str) -> Result<Option<St
         Err(DnsError::NotFound(_)) => return Ok(None),
         Err(DnsError::Temporary(e)) => return Err(SpfResult::TempError(e)),
     };
-    let mut spf = found.into_iter().filter(|t| is_spf(t));
+    let mut spf = found
+        .into_iter()
+        .filter(|t| is_version(t, "v=spf1", &[' ']));
     match (spf.next(), spf.next()) {
         (None, _) => Ok(None),
         (Some(one), None) => Ok(Some(one)),
@@ -177,10 +179,16 @@ pub async fn record(lookups: &mut Lookups<'_>, domain: &str) -> Result<Option<St
     }
 }
 
-fn is_spf(txt: &str) -> bool {
+/// Whether a TXT record is one of `version` (`v=spf1`, `v=DMARC1`): the tag in any letter
+/// case, then the record's end or one of `next`.
+pub(crate) fn is_version(txt: &str, version: &str, next: &[char]) -> bool {
     let t = txt.trim_start();
-    t.get(..6).is_some_and(|v| v.eq_ignore_ascii_case("v=spf1"))
-        && t[6..].chars().next().is_none_or(|c| c == ' ')
+    t.get(..version.len())
+        .is_some_and(|v| v.eq_ignore_ascii_case(version))
+        && t[version.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| next.contains(&c))
 }
 
 /// What `domain`'s SPF record says of mail from `ip` (RFC 7208's `check_host`).

@@ -2,53 +2,7 @@
 //! what a check asks the DNS.
 
 use super::*;
-use relayward_delivery::dns::DnsFuture;
-use std::sync::Mutex;
-
-/// A resolver answering from a table, counting the questions it is asked.
-#[derive(Default)]
-struct Table {
-    txt: HashMap<&'static str, Vec<&'static str>>,
-    a: HashMap<&'static str, Vec<&'static str>>,
-    mx: HashMap<&'static str, Vec<&'static str>>,
-    slow: Vec<&'static str>,
-    asked: Mutex<usize>,
-}
-
-impl Table {
-    fn answer<T>(&self, name: &str, t: Option<T>) -> Result<T, DnsError> {
-        *self.asked.lock().expect("count") += 1;
-        if self.slow.contains(&name) {
-            return Err(DnsError::Temporary(format!("{name}: timed out")));
-        }
-        t.ok_or_else(|| DnsError::NotFound(name.to_string()))
-    }
-}
-
-impl Resolver for Table {
-    fn mx<'a>(&'a self, domain: &'a str) -> DnsFuture<'a, Vec<(u16, String)>> {
-        let found = self
-            .mx
-            .get(domain)
-            .map(|hosts| hosts.iter().map(|h| (10, h.to_string())).collect());
-        Box::pin(async move { self.answer(domain, found) })
-    }
-    fn ips<'a>(&'a self, host: &'a str) -> DnsFuture<'a, Vec<IpAddr>> {
-        let found = self.a.get(host).map(|ips| {
-            ips.iter()
-                .map(|s| s.parse().expect("address"))
-                .collect::<Vec<IpAddr>>()
-        });
-        Box::pin(async move { self.answer(host, found) })
-    }
-    fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<String>> {
-        let found = self
-            .txt
-            .get(name)
-            .map(|t| t.iter().map(|s| s.to_string()).collect());
-        Box::pin(async move { self.answer(name, found) })
-    }
-}
+use crate::test_dns::Table;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")

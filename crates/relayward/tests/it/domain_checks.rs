@@ -2,7 +2,7 @@
 //! sending addresses, DMARC; through the API (a tenant's reader may ask, another tenant may not)
 //! and the command line (which exits 1 while something is to be done).
 
-use crate::util::{Answer, BIN, Dns, Relay, write_config};
+use crate::util::{Answer, BIN, Dns, Relay, outcome, write_config};
 
 fn txt(records: &[&str]) -> Answer {
     Answer::Txt(records.iter().map(|r| r.to_string()).collect())
@@ -174,19 +174,13 @@ fn the_sending_addresses_reverse_dns_is_looked_up_as_receivers_will() {
         ),
     );
     let check_dns = || {
-        let out = std::process::Command::new(BIN)
-            .args(["check-dns", "--config"])
-            .arg(&config)
-            .env("RELAYWARD_LOG", "warn")
-            .output()
-            .expect("run relayward check-dns");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
+        outcome(
+            &std::process::Command::new(BIN)
+                .args(["check-dns", "--config"])
+                .arg(&config)
+                .env("RELAYWARD_LOG", "warn")
+                .output()
+                .expect("run relayward check-dns"),
         )
     };
     let (ok, text) = check_dns();

@@ -92,7 +92,7 @@ pub fn routed_tenant(routes: &[(&str, SocketAddr)]) -> String {
 }
 
 /// Whether a command succeeded, and what it printed (standard output, then standard error).
-fn outcome(out: &std::process::Output) -> (bool, String) {
+pub fn outcome(out: &std::process::Output) -> (bool, String) {
     (
         out.status.success(),
         format!(
