@@ -77,12 +77,19 @@ impl RelayPolicy {
         } else {
             String::new()
         };
-        // The fields go in front of the body in its own buffer (most often within the room
-        // it has), not into a copy: a large message is held once until it is spooled.
+        // The fields go into the body's own buffer (most often within the room it has), not
+        // into a copy: a large message is held once until it is spooled. Received in front;
+        // the fields the message lacks at the end of its header section, where no line of the
+        // client's can fold into them (a message whose first line starts with white space
+        // would otherwise make it part of our Date).
         let head = received.len();
         let mut full = body;
         full.reserve_exact(head + added.len());
-        full.splice(0..0, received.bytes().chain(added.bytes()));
+        if !added.is_empty() {
+            let at = fields_end(&full);
+            full.splice(at..at, added.bytes());
+        }
+        full.splice(0..0, received.bytes());
         let body = &full[head..];
 
         // Recipients as spooled: bounces to our SRS addresses go back to the original sender,
@@ -540,6 +547,23 @@ fn attributed(conn: &ConnState) -> (Option<String>, String) {
     }
 }
 
+/// Where a field is added to a message's header section: before the empty line that ends it;
+/// at the start when the message begins with that line; at the end of a message that is all
+/// header fields (at its start when its last line is not ended, as a BDAT message's may not be).
+fn fields_end(msg: &[u8]) -> usize {
+    if msg.starts_with(b"\r\n") {
+        return 0;
+    }
+    let end = relayward_dsn::find_headers_end(msg);
+    if msg[..end].ends_with(b"\r\n\r\n") {
+        end - 2
+    } else if msg.ends_with(b"\r\n") {
+        msg.len()
+    } else {
+        0
+    }
+}
+
 /// `Message-ID` and `Date` for a tenant's message that lacks them, as its own mail program would
 /// have written them: devices and scripts often leave them out, RFC 5322 requires a Date, and
 /// large mailbox providers refuse mail without a Message-ID. The scan has already looked for
@@ -566,4 +590,28 @@ pub(super) fn missing_fields(body: &[u8], scan: &Scan, id: &str, host: &str, now
         out.push_str(&format!("Date: {}\r\n", relayward_dsn::rfc5322_date(now)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fields_end;
+
+    #[test]
+    fn added_fields_go_before_the_empty_line_that_ends_the_header_section() {
+        fn at(m: &str) -> &str {
+            &m[..fields_end(m.as_bytes())]
+        }
+        assert_eq!(
+            at("From: a\r\nTo: b\r\n\r\nbody\r\n\r\nmore\r\n"),
+            "From: a\r\nTo: b\r\n"
+        );
+        // A first line that folds onto nothing: the fields still go after the header fields.
+        assert_eq!(at(" odd\r\nFrom: a\r\n\r\nbody\r\n"), " odd\r\nFrom: a\r\n");
+        // No header fields at all: in front of the empty line, not at a blank line of the body.
+        assert_eq!(at("\r\nbody\r\n\r\nmore\r\n"), "");
+        // All header fields, ended or not.
+        assert_eq!(at("From: a\r\nTo: b\r\n"), "From: a\r\nTo: b\r\n");
+        assert_eq!(at("From: a\r\nTo: b"), "");
+        assert_eq!(at(""), "");
+    }
 }

@@ -266,13 +266,16 @@ fn a_tenant_message_without_message_id_or_date_gets_them_unless_it_is_signed() {
     let dated = "From: scanner@contoso.example\r\nSubject: scan 2\r\nDate: Thu, 3 Dec 2026 10:00:00 +0000\r\n\r\nattached\r\n";
     // Signed elsewhere, naming a Message-ID it does not have: adding one would break it.
     let signed = "DKIM-Signature: v=1; a=rsa-sha256; d=contoso.example; s=onprem; h=from:subject:message-id:date; bh=AAAA; b=AAAA\r\nFrom: scanner@contoso.example\r\nSubject: scan 3\r\n\r\nattached\r\n";
+    // A device's message whose first line starts with white space: it must not fold into
+    // the Date added for it.
+    let folded = " scanned at the front desk\r\nFrom: scanner@contoso.example\r\nSubject: scan 4\r\n\r\nattached\r\n";
     let mut ids = Vec::new();
-    for msg in [bare, dated, signed] {
+    for msg in [bare, dated, signed, folded] {
         let r = c.mail("scanner@contoso.example", &["bob@remote.example"], msg);
         assert_eq!(r.code, 250, "{r:?}");
         ids.push(r.text().rsplit(' ').next().expect("id").to_string());
     }
-    let got = rx.wait(3, Duration::from_secs(20));
+    let got = rx.wait(4, Duration::from_secs(20));
     let subject = |s: &str| with_subject(&got, s);
     let count = |data: &str, field: &str| data.matches(&format!("\r\n{field}: ")).count();
 
@@ -300,6 +303,22 @@ fn a_tenant_message_without_message_id_or_date_gets_them_unless_it_is_signed() {
     let third = subject("scan 3");
     assert_eq!(count(&third, "Message-ID"), 0, "{third}");
     assert_eq!(count(&third, "Date"), 0, "{third}");
+
+    // The added fields close the header section, each a line of its own.
+    let fourth = subject("scan 4");
+    let date = fourth.find("\r\nDate: ").expect("a Date") + 2;
+    let line_end = fourth[date..].find("\r\n").expect("line") + date;
+    assert!(
+        fourth[line_end..].starts_with("\r\n\r\nattached"),
+        "the Date is the last field, unfolded: {fourth}"
+    );
+    assert!(
+        fourth.contains(&format!(
+            "Subject: scan 4\r\nMessage-ID: <{}@relay.test>\r\nDate: ",
+            ids[3]
+        )),
+        "{fourth}"
+    );
 }
 
 /// Contoso with one domain, named in Unicode in the file (it is kept as its A-labels), and
@@ -640,7 +659,7 @@ fn recipients_past_a_servers_limit_go_in_the_next_transaction_at_once() {
         c.cmd("EHLO onprem");
         let r = c.mail("alice@contoso.example", &to, MSG);
         assert_eq!(r.code, 250, "{r:?}");
-        let got = rx.wait(3, Duration::from_secs(20));
+        let got = rx.wait(4, Duration::from_secs(20));
         let sizes: Vec<usize> = got.iter().map(|m| m.rcpts.len()).collect();
         assert_eq!(sizes, vec![3, 3, 2], "{limit}: {got:?}");
         let all: Vec<&str> = got
