@@ -192,7 +192,7 @@ async fn send(load: Load, from: &str, to: &str, trace: Option<&std::path::Path>)
         recipients,
         connect_each,
     } = load;
-    let body = message(size);
+    let body = message(size, from);
     let mut envelope = format!("MAIL FROM:<{from}>\r\n");
     let (local, domain) = to.rsplit_once('@').unwrap_or((to, "remote.example"));
     for i in 1..=recipients {
@@ -305,9 +305,10 @@ async fn send(load: Load, from: &str, to: &str, trace: Option<&std::path::Path>)
     Ok(())
 }
 
-/// A message of about `size` bytes, ending with the end-of-data mark.
-fn message(size: usize) -> String {
-    let mut body = String::from("Subject: benchmark\r\nFrom: bench@contoso.example\r\n\r\n");
+/// A message of about `size` bytes from `from` (its header's From as well as its envelope's:
+/// what the relay signs for follows it), ending with the end-of-data mark.
+fn message(size: usize, from: &str) -> String {
+    let mut body = format!("Subject: benchmark\r\nFrom: {from}\r\n\r\n");
     while body.len() < size {
         body.push_str("The quick brown fox jumps over the lazy dog, again and again.\r\n");
     }

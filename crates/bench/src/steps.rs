@@ -26,7 +26,7 @@ pub fn steps(target: SocketAddr, messages: u64, size: usize, from: &str, to: &st
         (format!("MAIL FROM:<{from}>\r\n"), 250),
         (format!("RCPT TO:<{to}>\r\n"), 250),
         ("DATA\r\n".into(), 354),
-        (crate::message(size), 250),
+        (crate::message(size, from), 250),
         ("QUIT\r\n".into(), 221),
     ];
     let mut took: Vec<Vec<Duration>> = vec![Vec::new(); STEPS.len()];
