@@ -107,6 +107,10 @@ bulk_recipients = 100000000   # the load repeats one body: not bulk here
 user_messages_per_minute = 100000000
 user_recipients_per_day = 100000000
 unregistered_allowance_per_day = 100000000
+# smtpload's one body from an unregistered domain to ten recipients scans as spam: no restriction
+unregistered_suspicious_per_day = 100000000
+tenant_suspicious_per_day = 100000000
+connector_suspicious_per_day = 100000000
 [[tenants]]
 name = "contoso"
 domains = [ { name = "contoso.example", verified = true } ]
