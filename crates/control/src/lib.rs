@@ -15,6 +15,7 @@ macro_rules! invalid {
 }
 
 pub mod accounts;
+pub mod backup;
 pub mod directory;
 pub mod dkim_keys;
 pub mod domain_checks;

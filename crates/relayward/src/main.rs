@@ -16,7 +16,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use relayward_config::Config;
 
-use cli::{accounts, directory, dkim, nodes, queue, restrictions, trace};
+use cli::{accounts, backup, directory, dkim, nodes, queue, restrictions, trace};
 
 #[derive(Parser)]
 #[command(
@@ -94,6 +94,12 @@ enum Command {
         #[command(subcommand)]
         cmd: dkim::DkimCmd,
     },
+    /// Copy the embedded store (database, SRS key, the TLS certificate the relay made) into a
+    /// new directory while the relay runs. Not the spool.
+    Backup(backup::BackupArgs),
+    /// Put a backup in place while the relay is stopped; what was there is moved aside. The
+    /// spool is left as it is.
+    Restore(backup::RestoreArgs),
 }
 
 /// Logs go to stderr: colored for a person at a terminal, plain for journald and files, one
@@ -158,5 +164,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Operator(cmd) => accounts::operator_account(config, cmd).await,
         Command::Account(cmd) => accounts::account(config, cmd).await,
         Command::Dkim { cmd } => dkim::dkim(config, cmd).await,
+        Command::Backup(args) => backup::backup(config, &args).await,
+        Command::Restore(args) => backup::restore(config, &args).await,
     }
 }

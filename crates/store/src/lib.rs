@@ -17,6 +17,7 @@ pub use model::*;
 pub use postgres::{CHANGES_CHANNEL, PgStore, statements_run};
 pub use spans::Span;
 pub use sqlite::SqliteStore;
+pub use sqlite::backup as sqlite_backup;
 
 use async_trait::async_trait;
 

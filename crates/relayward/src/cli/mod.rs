@@ -3,6 +3,7 @@
 //! the same audit entries, with the command-line actor (`cli:<user>`).
 
 pub mod accounts;
+pub mod backup;
 pub mod directory;
 pub mod dkim;
 pub mod nodes;

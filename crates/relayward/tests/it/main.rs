@@ -4,6 +4,7 @@
 mod accounts;
 mod api;
 mod auth;
+mod backup;
 mod balancer;
 mod claims;
 mod cli;

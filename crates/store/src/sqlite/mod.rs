@@ -16,6 +16,7 @@ use crate::model::*;
 use crate::spans::{Span, spans_of};
 use crate::{Result, Store, StoreError};
 
+pub mod backup;
 mod engine;
 mod schema;
 

@@ -1,0 +1,208 @@
+//! A backup of the embedded store, taken while the relay runs, and its restore while the relay
+//! is stopped. A backup holds the database (tenants, domains, connectors, users, DKIM keys,
+//! accounts, tokens, restrictions, the audit log, the trace), the SRS key the relay made
+//! (without it, bounces to copies forwarded before a restore could not be returned) and the TLS
+//! certificate it made. Not the spool: its mail is delivered by the relay that holds it, and a
+//! restore leaves it where it is. A restore moves what it replaces aside; it deletes nothing.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use relayward_config::Config;
+use relayward_store::sqlite_backup;
+pub use relayward_store::sqlite_backup::Snapshot;
+
+use crate::{Conflict, ControlError, Internal, Invalid, Result};
+
+const DATABASE: &str = "relayward.sqlite";
+const SRS_KEY: &str = "srs.key";
+const TLS: &str = "tls";
+
+/// What a backup wrote.
+#[derive(Debug)]
+pub struct Backup {
+    pub database: Snapshot,
+    /// The other files copied (`srs.key`, `tls/cert.pem`, ...).
+    pub files: Vec<String>,
+}
+
+/// What a restore put in place and what it moved aside.
+#[derive(Debug)]
+pub struct Restored {
+    pub database: Snapshot,
+    pub files: Vec<String>,
+    /// Where the replaced files went, and their names; `None` when there were none.
+    pub aside: Option<(PathBuf, Vec<String>)>,
+}
+
+/// Copies the embedded store into `dest`, a new or empty directory (made readable by its owner
+/// only: it holds keys and password hashes).
+pub fn backup(config: &Config, dest: &Path) -> Result<Backup> {
+    embedded_only(config, "back it up with pg_dump")?;
+    let db = config.data_dir.join(DATABASE);
+    if !db.is_file() {
+        return Err(Invalid(format!(
+            "there is no database at {}: nothing to back up (has the relay run with this configuration?)",
+            db.display()
+        )));
+    }
+    if dest.exists() {
+        let empty = fs::read_dir(dest)
+            .map_err(io("reading", dest))?
+            .next()
+            .is_none();
+        if !empty {
+            return Err(Conflict(format!(
+                "{} is not empty: a backup goes into a new or empty directory",
+                dest.display()
+            )));
+        }
+    }
+    private_dir(dest)?;
+    let copy = dest.join(DATABASE);
+    let database = sqlite_backup::backup(&db, &copy)?;
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o600))
+        .map_err(io("setting the permissions of", &copy))?;
+    let files = copy_files(&config.data_dir, dest)?;
+    sync_dir(dest)?;
+    Ok(Backup { database, files })
+}
+
+/// Puts the backup in `src` in place of the embedded store. Refused while a relay runs on the
+/// data directory, and for a directory that does not hold a sound database this binary knows.
+pub fn restore(config: &Config, src: &Path) -> Result<Restored> {
+    embedded_only(config, "restore it with pg_restore or psql")?;
+    let database = sqlite_backup::inspect(&src.join(DATABASE))
+        .map_err(|e| Invalid(format!("{} is not a usable backup: {e}", src.display())))?;
+    let data = &config.data_dir;
+    // A running relay holds the spool's lock: taking it tells that none runs, and holding it
+    // keeps one from starting while the files change.
+    let spool = data.join("spool");
+    fs::create_dir_all(&spool).map_err(io("creating", &spool))?;
+    let lock_path = spool.join("spool.lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io("opening", &lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            return Err(Conflict(format!(
+                "a relay is running on {}: stop it first, then restore",
+                data.display()
+            )));
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io("locking", &lock_path)(e)),
+    }
+
+    let stamp = relayward_clock::now_secs();
+    let aside_dir = data.join(format!("before-restore-{stamp}"));
+    let mut moved = Vec::new();
+    for name in [
+        DATABASE.to_string(),
+        format!("{DATABASE}-wal"),
+        format!("{DATABASE}-shm"),
+        SRS_KEY.to_string(),
+        TLS.to_string(),
+    ] {
+        let from = data.join(&name);
+        if from.exists() {
+            if moved.is_empty() {
+                private_dir(&aside_dir)?;
+            }
+            fs::rename(&from, aside_dir.join(&name)).map_err(io("moving aside", &from))?;
+            moved.push(name);
+        }
+    }
+    if !moved.is_empty() {
+        sync_dir(&aside_dir)?;
+    }
+    // The database last, under another name until it is whole: a relay started after a
+    // restore that failed halfway finds no database rather than half of one.
+    let files = copy_files(src, data)?;
+    let partial = data.join(format!("{DATABASE}.restoring"));
+    copy_private(&src.join(DATABASE), &partial)?;
+    fs::rename(&partial, data.join(DATABASE)).map_err(io("putting in place", &partial))?;
+    sync_dir(data)?;
+    drop(lock);
+    Ok(Restored {
+        database,
+        files,
+        aside: (!moved.is_empty()).then_some((aside_dir, moved)),
+    })
+}
+
+fn embedded_only(config: &Config, how: &str) -> Result<()> {
+    if config.database_url.is_some() {
+        return Err(Invalid(format!(
+            "this configuration keeps its database in PostgreSQL ([storage] database_url): {how}; this command copies the embedded store"
+        )));
+    }
+    Ok(())
+}
+
+/// Copies the SRS key and the TLS files from `from` to `to`, those that are there; the names
+/// copied.
+fn copy_files(from: &Path, to: &Path) -> Result<Vec<String>> {
+    let mut copied = Vec::new();
+    if from.join(SRS_KEY).is_file() {
+        copy_private(&from.join(SRS_KEY), &to.join(SRS_KEY))?;
+        copied.push(SRS_KEY.to_string());
+    }
+    let tls = from.join(TLS);
+    if tls.is_dir() {
+        let mut names: Vec<String> = fs::read_dir(&tls)
+            .map_err(io("reading", &tls))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        if !names.is_empty() {
+            private_dir(&to.join(TLS))?;
+        }
+        for n in &names {
+            copy_private(&tls.join(n), &to.join(TLS).join(n))?;
+            copied.push(format!("{TLS}/{n}"));
+        }
+        if !names.is_empty() {
+            sync_dir(&to.join(TLS))?;
+        }
+    }
+    Ok(copied)
+}
+
+/// A copy readable by its owner only (keys are among what is copied), synced to the disk.
+fn copy_private(from: &Path, to: &Path) -> Result<()> {
+    let bytes = fs::read(from).map_err(io("reading", from))?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(io("creating", to))?;
+    f.write_all(&bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io("writing", to))
+}
+
+fn private_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(io("setting the permissions of", dir))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing", dir))
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ControlError {
+    let path = path.display().to_string();
+    move |e| Internal(format!("{what} {path}: {e}"))
+}
