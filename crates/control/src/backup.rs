@@ -63,6 +63,10 @@ pub fn backup(config: &Config, dest: &Path) -> Result<Backup> {
     private_dir(dest)?;
     let copy = dest.join(DATABASE);
     let database = sqlite_backup::backup(&db, &copy)?;
+    // A backup is one once it is on the disk.
+    fs::File::open(&copy)
+        .and_then(|f| f.sync_all())
+        .map_err(io("syncing", &copy))?;
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o600))
         .map_err(io("setting the permissions of", &copy))?;
     let files = copy_files(&config.data_dir, dest)?;

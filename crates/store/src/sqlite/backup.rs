@@ -24,7 +24,7 @@ pub struct Snapshot {
 }
 
 /// Writes a consistent copy of the database at `db` to `to`, a file that must not exist yet,
-/// and checks the copy. The live database is not migrated: a newer binary's backup of an older
+/// and checks the copy. SQLite does not sync the copy: the caller does. The live database is not migrated: a newer binary's backup of an older
 /// relay's database copies it as it is. (It is opened for reading and writing, though nothing
 /// is written: a read-only connection cannot open a WAL database whose shared-memory file is
 /// gone, as it is once the relay has stopped.)
