@@ -125,12 +125,29 @@ pub fn restore(config: &Config, src: &Path) -> Result<Restored> {
     if !moved.is_empty() {
         sync_dir(&aside_dir)?;
     }
-    // The database last, under another name until it is whole: a relay started after a
-    // restore that failed halfway finds no database rather than half of one.
-    let files = copy_files(src, data)?;
+    // The database last, under another name until it is whole. Should a copy fail (a full
+    // disk), what was copied is removed and what was moved aside goes back: the data directory
+    // is as it was, and the error says why.
     let partial = data.join(format!("{DATABASE}.restoring"));
-    copy_private(&src.join(DATABASE), &partial)?;
-    fs::rename(&partial, data.join(DATABASE)).map_err(io("putting in place", &partial))?;
+    let _ = fs::remove_file(&partial); // left by a restore that was killed: only ours to use
+    let put = copy_files(src, data).and_then(|files| {
+        copy_private(&src.join(DATABASE), &partial)?;
+        fs::rename(&partial, data.join(DATABASE)).map_err(io("putting in place", &partial))?;
+        Ok(files)
+    });
+    let files = match put {
+        Ok(files) => files,
+        Err(e) => {
+            let _ = fs::remove_file(&partial);
+            let _ = fs::remove_file(data.join(SRS_KEY));
+            let _ = fs::remove_dir_all(data.join(TLS));
+            for name in &moved {
+                let _ = fs::rename(aside_dir.join(name), data.join(name));
+            }
+            let _ = fs::remove_dir(&aside_dir);
+            return Err(e);
+        }
+    };
     sync_dir(data)?;
     drop(lock);
     Ok(Restored {

@@ -48,6 +48,19 @@ fn a_backup_taken_while_the_relay_runs_is_restored_with_its_keys_and_the_spool_i
     assert!(!ok && why.contains("not a usable backup"), "{why}");
     assert!(relay.cli(&["tenant", "list"]).contains("litware"));
 
+    // A restore that cannot finish (here: its database cannot be written where it goes) puts
+    // back what it had moved aside.
+    let blocker = data.join("relayward.sqlite.restoring");
+    std::fs::create_dir(&blocker).unwrap();
+    let (ok, why) = relay.cli_status(&["restore", bk_arg]);
+    assert!(!ok && why.contains("relayward.sqlite.restoring"), "{why}");
+    assert!(relay.cli(&["tenant", "list"]).contains("litware"));
+    assert!(
+        data.join("tls/cert.pem").is_file(),
+        "the TLS files are back"
+    );
+    std::fs::remove_dir(&blocker).unwrap();
+
     let out = relay.cli(&["restore", bk_arg]);
     assert!(out.contains("what was there is in"), "{out}");
     relay.spawn();
