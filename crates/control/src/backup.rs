@@ -103,9 +103,32 @@ pub fn restore(config: &Config, src: &Path) -> Result<Restored> {
         Err(fs::TryLockError::Error(e)) => return Err(io("locking", &lock_path)(e)),
     }
 
+    // A name no earlier restore took: one second may see two.
     let stamp = relayward_clock::now_secs();
-    let aside_dir = data.join(format!("before-restore-{stamp}"));
+    let aside_dir = (0..)
+        .map(|n| match n {
+            0 => data.join(format!("before-restore-{stamp}")),
+            n => data.join(format!("before-restore-{stamp}-{n}")),
+        })
+        .find(|d| !d.exists())
+        .unwrap_or_else(|| data.join("before-restore"));
     let mut moved = Vec::new();
+    // Should anything fail from here (a full disk), what was copied is removed and what was
+    // moved aside goes back: the data directory is as it was, and the error says why.
+    let partial = data.join(format!("{DATABASE}.restoring"));
+    // `copying`: the failure came once everything was aside, so the SRS key and TLS files in
+    // the data directory are the backup's copies (before, they may still be the originals).
+    let undo = |moved: &[String], copying: bool| {
+        if copying {
+            let _ = fs::remove_file(&partial);
+            let _ = fs::remove_file(data.join(SRS_KEY));
+            let _ = fs::remove_dir_all(data.join(TLS));
+        }
+        for name in moved {
+            let _ = fs::rename(aside_dir.join(name), data.join(name));
+        }
+        let _ = fs::remove_dir(&aside_dir);
+    };
     for name in [
         DATABASE.to_string(),
         format!("{DATABASE}-wal"),
@@ -114,23 +137,30 @@ pub fn restore(config: &Config, src: &Path) -> Result<Restored> {
         TLS.to_string(),
     ] {
         let from = data.join(&name);
-        if from.exists() {
-            if moved.is_empty() {
-                private_dir(&aside_dir)?;
-            }
-            fs::rename(&from, aside_dir.join(&name)).map_err(io("moving aside", &from))?;
-            moved.push(name);
+        if !from.exists() {
+            continue;
         }
+        let step = if moved.is_empty() {
+            private_dir(&aside_dir)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| fs::rename(&from, aside_dir.join(&name)).map_err(io("moving aside", &from)));
+        if let Err(e) = step {
+            undo(&moved, false);
+            return Err(e);
+        }
+        moved.push(name);
     }
-    if !moved.is_empty() {
-        sync_dir(&aside_dir)?;
-    }
-    // The database last, under another name until it is whole. Should a copy fail (a full
-    // disk), what was copied is removed and what was moved aside goes back: the data directory
-    // is as it was, and the error says why.
-    let partial = data.join(format!("{DATABASE}.restoring"));
+    // The database last, under another name until it is whole.
     let _ = fs::remove_file(&partial); // left by a restore that was killed: only ours to use
-    let put = copy_files(src, data).and_then(|files| {
+    let put = (if moved.is_empty() {
+        Ok(())
+    } else {
+        sync_dir(&aside_dir)
+    })
+    .and_then(|()| copy_files(src, data))
+    .and_then(|files| {
         copy_private(&src.join(DATABASE), &partial)?;
         fs::rename(&partial, data.join(DATABASE)).map_err(io("putting in place", &partial))?;
         Ok(files)
@@ -138,13 +168,7 @@ pub fn restore(config: &Config, src: &Path) -> Result<Restored> {
     let files = match put {
         Ok(files) => files,
         Err(e) => {
-            let _ = fs::remove_file(&partial);
-            let _ = fs::remove_file(data.join(SRS_KEY));
-            let _ = fs::remove_dir_all(data.join(TLS));
-            for name in &moved {
-                let _ = fs::rename(aside_dir.join(name), data.join(name));
-            }
-            let _ = fs::remove_dir(&aside_dir);
+            undo(&moved, true);
             return Err(e);
         }
     };
