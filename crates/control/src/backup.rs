@@ -236,9 +236,7 @@ fn copy_private(from: &Path, to: &Path) -> Result<()> {
 }
 
 fn private_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(io("creating", dir))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .map_err(io("setting the permissions of", dir))
+    crate::private_files::private_dir(dir).map_err(io("creating", dir))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -22,6 +22,7 @@ pub mod domain_checks;
 mod domains;
 mod error;
 pub mod passwords;
+pub mod private_files;
 mod queue;
 pub mod queue_reads;
 mod reads;
@@ -198,12 +199,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     if let Some(url) = &config.database_url {
         return Ok(Arc::new(relayward_store::PgStore::connect(url).await?));
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        Internal(format!(
-            "cannot create data directory {}: {e}",
-            config.data_dir.display()
-        ))
-    })?;
+    private_files::data_dir(&config.data_dir)?;
     Ok(Arc::new(SqliteStore::open(&store_path(&config.data_dir))?))
 }
 

@@ -182,8 +182,11 @@ fn srs_secret(config: &Config) -> Result<Vec<u8>> {
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let secret = relayward_control::random_hex(32);
-            std::fs::write(&path, format!("{secret}\n"))
-                .with_context(|| format!("writing the SRS key to {}", path.display()))?;
+            relayward_control::private_files::write_private(
+                &path,
+                format!("{secret}\n").as_bytes(),
+            )
+            .with_context(|| format!("writing the SRS key to {}", path.display()))?;
             Ok(secret.into_bytes())
         }
         Err(e) => Err(anyhow!("reading the SRS key {}: {e}", path.display())),

@@ -203,11 +203,12 @@ async fn look(files: Vec<Arc<dyn Watched>>, mut hangup: Option<tokio::signal::un
 }
 
 fn generate(hostname: &str, dir: &Path, cert: &Path, key: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    relayward_control::private_files::private_dir(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     let made = rcgen::generate_simple_self_signed(vec![hostname.to_string()])
         .context("generating a self-signed certificate")?;
     std::fs::write(cert, made.cert.pem()).with_context(|| format!("writing {}", cert.display()))?;
-    std::fs::write(key, made.key_pair.serialize_pem())
+    relayward_control::private_files::write_private(key, made.key_pair.serialize_pem().as_bytes())
         .with_context(|| format!("writing {}", key.display()))?;
     tracing::info!(cert = %cert.display(), "generated a self-signed TLS certificate for {hostname}");
     Ok(())

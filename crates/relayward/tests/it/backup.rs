@@ -1,6 +1,6 @@
-//! `relayward backup` while the relay runs and `relayward restore` while it is stopped: the
-//! tenants, DKIM keys and SRS key come back as they were at the backup; what was there is moved
-//! aside, and mail in the spool stays queued.
+//! The store's files: readable by their owner only; `relayward backup` while the relay runs and
+//! `relayward restore` while it is stopped: the tenants, DKIM keys and SRS key come back as they
+//! were at the backup; what was there is moved aside, and mail in the spool stays queued.
 
 #![allow(clippy::unwrap_used)] // a test: a missing field should panic and say where
 
@@ -99,4 +99,21 @@ fn a_backup_taken_while_the_relay_runs_is_restored_with_its_keys_and_the_spool_i
         kept.windows(7).any(|w| w == b"litware"),
         "the replaced database still holds what came after the backup"
     );
+}
+
+#[test]
+fn the_data_directory_and_the_keys_the_relay_makes_are_its_owners_only() {
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut relay = Relay::start("");
+    let data = relay.dir.path().join("data");
+    assert_eq!(mode(&data), 0o700, "mail, DKIM keys and password hashes");
+    assert_eq!(mode(&data.join("srs.key")), 0o600);
+    assert_eq!(mode(&data.join("tls")), 0o700);
+    assert_eq!(mode(&data.join("tls/key.pem")), 0o600);
+
+    // A data directory someone opened to others is narrowed again at the next start.
+    relay.terminate();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    relay.spawn();
+    assert_eq!(mode(&data), 0o700);
 }
