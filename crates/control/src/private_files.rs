@@ -31,7 +31,8 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The data directory: made readable by its owner only, or, when it was there already with
-/// access for group or others, narrowed to its owner with a warning that says so.
+/// access for group or others, narrowed to its owner with a warning that says so. A relay calls
+/// it at start in cluster mode too: its spool (mail) and keys are there.
 pub fn data_dir(dir: &Path) -> Result<()> {
     let was = fs::metadata(dir)
         .ok()

@@ -284,7 +284,6 @@ pub async fn serve(
     listeners: Listeners,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    // In cluster mode too: the spool (mail) and the keys the relay makes are in it.
     relayward_control::private_files::data_dir(&config.data_dir)?;
     let store = relayward_control::open_store(&config).await?;
     if config.clustered() {
